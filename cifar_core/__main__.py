@@ -1,0 +1,160 @@
+"""The command line: python -m cifar_core train|evaluate|predict|download.
+
+User errors (a bad path, an unreadable picture, an out-of-range setting) are
+printed as one sentence on stderr with exit status 1 or 2, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from cifar_core import data, rundir
+from cifar_core.training import PRESETS, TrainConfig
+
+
+def _train_parser(sub):
+    p = sub.add_parser("train", help="train a network, writing a run directory",
+                       description="Train a network on CIFAR-10. Without --run-dir, a new run is made under "
+                                   "CIFAR_RUNS_DIR (default runs/) and trained in the foreground.")
+    p.add_argument("--preset", choices=sorted(PRESETS), help="a whole recipe (architecture, optimizer, schedule)")
+    p.add_argument("--arch", help="architecture name, overriding the preset's")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--learning-rate", type=float)
+    p.add_argument("--optimizer", choices=["sgd", "adam"])
+    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--label-smoothing", type=float)
+    p.add_argument("--train-subset", type=int, help="train on this many images, equal per class (0 = all)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--precision", choices=["auto", "float32", "mixed_bfloat16", "mixed_float16"])
+    p.add_argument("--name", help="a name for the run")
+    p.add_argument("--data", help="a cifar-10-python.tar.gz or a folder holding cifar-10-batches-py/")
+    p.add_argument("--run-dir", help="train the run in this directory (its config.json if present)")
+    p.add_argument("--save", help="also copy the final model to this .keras path (with a model card beside it)")
+
+
+def _add_model_and_json(p):
+    p.add_argument("--model", help="a .keras model (default: the bundled model)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="python -m cifar_core", description="CIFAR-10 Studio from the command line.")
+    sub = top.add_subparsers(dest="command", required=True)
+    _train_parser(sub)
+    p = sub.add_parser("evaluate", help="accuracy of a model on the CIFAR-10 test set")
+    _add_model_and_json(p)
+    p.add_argument("--data", help="a cifar-10-python.tar.gz or a folder holding cifar-10-batches-py/")
+    p = sub.add_parser("predict", help="classify picture files")
+    _add_model_and_json(p)
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p = sub.add_parser("download", help="download CIFAR-10 (about 170 MB) into the Keras cache")
+    p.add_argument("--data-dir", help="download here instead of ~/.keras/datasets")
+    return top
+
+
+def _config_from_args(args) -> TrainConfig:
+    overrides = {key: value for key, value in {
+        "arch": args.arch, "epochs": args.epochs, "batch_size": args.batch_size,
+        "learning_rate": args.learning_rate, "optimizer": args.optimizer, "augment": args.augment,
+        "label_smoothing": args.label_smoothing, "train_subset": args.train_subset, "seed": args.seed,
+        "precision": args.precision, "name": args.name}.items() if value is not None}
+    return TrainConfig.from_preset(args.preset or "quick", **overrides)
+
+
+def cmd_train(args) -> int:
+    from cifar_core import runs, training
+    if args.data:
+        os.environ["CIFAR10_DATA"] = args.data   # the trainer and any queued run it starts read it
+    if args.run_dir and (Path(args.run_dir) / rundir.CONFIG).exists():
+        run_dir = Path(args.run_dir)
+        config = training.load_config(run_dir)
+    else:
+        config = _config_from_args(args).validate()
+        if args.run_dir:
+            run_dir = Path(args.run_dir)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            rundir.write_json(run_dir / rundir.CONFIG, config.to_dict())
+        else:
+            run_dir = runs.create(config).path
+        print(f"Training {config.arch} for {config.epochs} epochs in {run_dir}", file=sys.stderr)
+    state = training.train(config, run_dir, progress=None if args.run_dir else _print_epoch)
+    runs.dispatch()   # this trainer is done: start the next queued run, if any
+    status = rundir.read_status(run_dir)
+    if state == "failed":
+        print(f"Training failed: {status.get('error')}", file=sys.stderr)
+        return 1
+    if args.save:
+        training.export(run_dir, args.save, command=" ".join(["python -m cifar_core", *sys.argv[1:]]))
+        print(f"Saved {args.save}", file=sys.stderr)
+    return 0
+
+
+def _print_epoch(record: dict) -> None:
+    print(f"epoch {record['epoch']:>3}  {record['elapsed_s']:7.1f}s  loss {record['loss']:.3f}  "
+          f"test accuracy {record['test_accuracy']:.2%}  {record['images_per_s']:.0f} images/s", flush=True)
+
+
+def cmd_evaluate(args) -> int:
+    from cifar_core import evaluation, inference
+    model = inference.load_model(args.model)
+    dataset = data.load(args.data)
+    result = evaluation.summary(inference.predict(model, dataset.x_test), dataset.y_test)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"Accuracy on {result['n']} test images from {dataset.origin}: {result['accuracy']:.2%}")
+        for name, accuracy in result["per_class"].items():
+            print(f"  {name:<11} {accuracy:.2%}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from cifar_core import inference
+    model = inference.load_model(args.model)
+    failed = 0
+    for path in args.files:
+        try:
+            probabilities = inference.predict(model, inference.prepare(inference.load_image(path)))[0]
+        except inference.ImageError as e:
+            failed += 1
+            result = {"path": path, "error": str(e)}
+        else:
+            best = int(probabilities.argmax())
+            result = {"path": path, "label": data.CLASS_NAMES[best], "confidence": float(probabilities[best]),
+                      "probabilities": {n: float(p) for n, p in zip(data.CLASS_NAMES, probabilities)}}
+        if args.json:
+            print(json.dumps(result), flush=True)
+        elif "error" in result:
+            print(f"{path}: {result['error']}", file=sys.stderr)
+        else:
+            print(f"{path}: {result['label']} ({result['confidence']:.0%})", flush=True)
+    return 1 if failed else 0
+
+
+def cmd_download(args) -> int:
+    def progress(done, total):
+        print(f"\r{done / 1e6:6.1f} / {total / 1e6:.1f} MB", end="", file=sys.stderr, flush=True)
+    path = data.download(args.data_dir, progress=progress)
+    print(f"\nSaved and checked {path}", file=sys.stderr)
+    return 0
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    command = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "download": cmd_download}
+    try:
+        return command[args.command](args)
+    except ValueError as e:   # DataError, ConfigError, ImageError, ModelError, RunError: all sentences
+        print(f"Error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")   # keep TensorFlow's start-up chatter out of the output
+    sys.exit(main())

@@ -1,0 +1,145 @@
+"""From any uploaded picture to class probabilities.
+
+    load_image(bytes | path | file)  -> RGB PIL image, or ImageError with a sentence for a person
+    prepare(image)                   -> (32, 32, 3) uint8: centre square, antialiased downsampling
+    predict(model, images)           -> (N, 10) probabilities; safe to call from many threads
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+ASSETS = Path(__file__).parent / "assets"
+DEFAULT_MODEL = ASSETS / "default.keras"
+DEFAULT_CARD = ASSETS / "default.json"
+MAX_PIXELS = 50_000_000      # larger images are refused: decoding them could exhaust memory
+WORKING_SIZE = 1024          # big photos are decoded at about this size: enough to see, fast to read
+
+
+class ImageError(ValueError):
+    """The input is not an image we can use; the message is a sentence for a person."""
+
+
+class ModelError(ValueError):
+    """The file is not a model we can use; the message is a sentence for a person."""
+
+
+def _open(source) -> Image.Image:
+    if isinstance(source, (str, os.PathLike)):
+        try:
+            source = Path(source).read_bytes()
+        except OSError as e:
+            raise ImageError(f"Could not read {source}: {e.strerror or e}.") from None
+    if hasattr(source, "read"):
+        source = source.read()
+    if not source:
+        raise ImageError("The file is empty.")
+    try:
+        return Image.open(io.BytesIO(source))
+    except Image.DecompressionBombError:
+        raise ImageError("The picture is far too large to open safely (it could be a decompression bomb).") from None
+    except UnidentifiedImageError:
+        raise ImageError("This file is not a picture in a format we can read "
+                         "(try JPEG, PNG, WebP, GIF, BMP or TIFF; SVG and HEIC are not supported).") from None
+    except Exception as e:
+        raise ImageError(f"This picture could not be opened ({e}).") from None
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        # 16-bit and float images: stretch their own range to 0-255.
+        pixels = np.asarray(image, dtype=np.float64)
+        low, high = float(pixels.min()), float(pixels.max())
+        scaled = (pixels - low) * (255.0 / (high - low)) if high > low else np.zeros_like(pixels)
+        image = Image.fromarray(scaled.round().astype(np.uint8), "L")
+    if (image.mode == "P" and "transparency" in image.info) or image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        # Transparent pixels become white, as most viewers show them.
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def load_image(source) -> Image.Image:
+    """Any picture Pillow reads (bytes, a path or a file object) as an RGB image, upright.
+
+    Animated files give their first frame; photos are turned as their EXIF
+    orientation says; very large JPEGs are decoded at reduced size.
+    """
+    image = _open(source)
+    width, height = image.size
+    if width < 1 or height < 1:
+        raise ImageError("The picture has no pixels (its width or height is zero).")
+    if width * height > MAX_PIXELS:
+        raise ImageError(f"The picture is too large ({width} x {height} pixels); "
+                         f"please use one under {MAX_PIXELS // 1_000_000} megapixels.")
+    try:
+        image.seek(0)
+        if image.format == "JPEG":
+            image.draft("RGB", (WORKING_SIZE, WORKING_SIZE))
+        image.load()
+        image = ImageOps.exif_transpose(image)
+        return _to_rgb(image)
+    except Image.DecompressionBombError:
+        raise ImageError("The picture is far too large to open safely (it could be a decompression bomb).") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise ImageError(f"The picture is damaged or cut short and cannot be read ({e}).") from None
+
+
+def prepare(image: Image.Image) -> np.ndarray:
+    """The (32, 32, 3) uint8 picture the model sees: the centre square, downsampled with antialiasing."""
+    width, height = image.size
+    side = min(width, height)
+    box = ((width - side) / 2, (height - side) / 2, (width + side) / 2, (height + side) / 2)
+    small = image.convert("RGB").resize((32, 32), Image.Resampling.LANCZOS, box=box, reducing_gap=3.0)
+    return np.asarray(small, dtype=np.uint8)
+
+
+_predict_lock = threading.Lock()
+
+
+def predict(model, images: np.ndarray, batch_size: int = 500) -> np.ndarray:
+    """Probabilities (N, num_classes) for uint8 images (N, 32, 32, 3) or one image (32, 32, 3).
+
+    Keras' Model.predict is not thread-safe (tensorflow/tensorflow#61298) and
+    Streamlit serves each browser session from its own thread, so predictions
+    go through direct calls, one at a time.
+    """
+    images = np.asarray(images)
+    if images.ndim == 3:
+        images = images[None]
+    if images.ndim != 4 or images.shape[1:] != (32, 32, 3):
+        raise ValueError(f"Expected images of shape (N, 32, 32, 3), got {images.shape}.")
+    outputs = []
+    with _predict_lock:
+        for start in range(0, len(images), batch_size):
+            chunk = images[start:start + batch_size].astype(np.float32)
+            outputs.append(np.asarray(model(chunk, training=False), dtype=np.float32))
+    return np.concatenate(outputs) if outputs else np.zeros((0, 10), np.float32)
+
+
+def load_model(path: str | os.PathLike | None = None):
+    """A saved .keras model (the bundled default when path is None), or ModelError."""
+    import keras
+    path = Path(path) if path else DEFAULT_MODEL
+    if not path.exists():
+        raise ModelError(f"There is no model file at {path}.")
+    try:
+        return keras.models.load_model(path, compile=False)
+    except Exception as e:
+        raise ModelError(f"{path} is not a CIFAR-10 Studio model we can load ({type(e).__name__}).") from None
+
+
+def model_card(path: str | os.PathLike | None = None) -> dict:
+    """The JSON card beside a model (architecture, data, accuracy...), or {} if it has none."""
+    card = Path(path).with_suffix(".json") if path else DEFAULT_CARD
+    try:
+        return json.loads(card.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}

@@ -1,0 +1,126 @@
+"""Architecture registry: name -> builder(num_classes) -> keras.Model.
+
+Every model takes uint8-range RGB pixels, shape (N, 32, 32, 3), normalises
+them itself and returns class probabilities, so a saved `.keras` file is all
+anyone needs. The UI, the command line and the tests all loop over REGISTRY.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+# Per-channel statistics of the CIFAR-10 training images, in pixel units.
+MEAN = (125.3, 123.0, 113.9)
+STD = (63.0, 62.1, 66.7)
+
+REGISTRY: dict[str, Callable] = {}
+DESCRIPTIONS: dict[str, str] = {}
+
+
+def register(name: str, description: str):
+    def wrap(builder):
+        REGISTRY[name] = builder
+        DESCRIPTIONS[name] = description
+        return builder
+    return wrap
+
+
+def build(name: str, num_classes: int = 10):
+    if name not in REGISTRY:
+        raise ValueError(f"Unknown architecture {name!r}; choose one of {', '.join(REGISTRY)}.")
+    return REGISTRY[name](num_classes)
+
+
+def _normalise(inputs):
+    from keras import layers
+    return layers.Normalization(mean=MEAN, variance=[s * s for s in STD], name="normalise")(inputs)
+
+
+def _classifier(x, num_classes):
+    from keras import layers
+    # Softmax in float32 even under mixed precision: probabilities must sum to 1.
+    return layers.Activation("softmax", dtype="float32", name="probabilities")(x)
+
+
+@register("tutorial", "The TensorFlow tutorial CNN: three 3x3 convolutions (32-64-64), a 64-unit dense layer.")
+def tutorial(num_classes: int = 10):
+    import keras
+    from keras import layers
+    inputs = keras.Input((32, 32, 3), name="image")
+    x = _normalise(inputs)
+    x = layers.Conv2D(32, 3, activation="relu")(x)
+    x = layers.MaxPooling2D()(x)
+    x = layers.Conv2D(64, 3, activation="relu")(x)
+    x = layers.MaxPooling2D()(x)
+    x = layers.Conv2D(64, 3, activation="relu", name="last_conv")(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(64, activation="relu", name="features")(x)
+    x = layers.Dense(num_classes, name="logits")(x)
+    return keras.Model(inputs, _classifier(x, num_classes), name="tutorial")
+
+
+def _airbench(num_classes: int, widths: tuple[int, int, int], name: str):
+    """The airbench network (Keller Jordan's fast CIFAR-10 trainer), in plain Keras layers.
+
+    A frozen 2x2 whitening convolution (set from the data by `init_whitening`),
+    then three blocks of conv-pool-BN-GELU-conv-BN-GELU, global max pooling and
+    a linear layer scaled down by 9. BatchNorm has fast momentum and no scale.
+    """
+    import keras
+    from keras import layers
+
+    def bn(x):
+        return layers.BatchNormalization(momentum=0.6, epsilon=1e-5, scale=False)(x)
+
+    inputs = keras.Input((32, 32, 3), name="image")
+    x = _normalise(inputs)
+    x = layers.Conv2D(24, 2, padding="valid", use_bias=False, trainable=False, name="whiten")(x)
+    x = layers.Activation("gelu")(x)
+    for i, width in enumerate(widths):
+        x = layers.Conv2D(width, 3, padding="same", use_bias=False)(x)
+        x = layers.MaxPooling2D(2)(x)
+        x = layers.Activation("gelu")(bn(x))
+        x = layers.Conv2D(width, 3, padding="same", use_bias=False,
+                          name="last_conv" if i == len(widths) - 1 else None)(x)
+        x = layers.Activation("gelu")(bn(x))
+    x = layers.GlobalMaxPooling2D(name="features")(x)
+    x = layers.Dense(num_classes, use_bias=False)(x)
+    x = layers.Rescaling(1 / 9, name="logits")(x)
+    return keras.Model(inputs, _classifier(x, num_classes), name=name)
+
+
+@register("airbench", "Fast BatchNorm net after airbench94: whitening stem, widths 64/256/256.")
+def airbench(num_classes: int = 10):
+    return _airbench(num_classes, (64, 256, 256), "airbench")
+
+
+@register("airbench_small", "The airbench net at widths 64/128/128: about 2.5x faster, a little less accurate.")
+def airbench_small(num_classes: int = 10):
+    return _airbench(num_classes, (64, 128, 128), "airbench_small")
+
+
+@register("airbench_tiny", "The airbench net at widths 32/64/64, for a first result in a minute on a laptop.")
+def airbench_tiny(num_classes: int = 10):
+    return _airbench(num_classes, (32, 64, 64), "airbench_tiny")
+
+
+def init_whitening(model, images: np.ndarray, eps: float = 5e-4) -> None:
+    """Set a model's frozen 2x2 'whiten' convolution from training images (no-op if it has none).
+
+    The filters are the eigenvectors of the covariance of 2x2 patches, scaled
+    by 1/sqrt(eigenvalue), and their negatives: the first layer then hands the
+    network decorrelated, unit-variance patches, which speeds up early training.
+    """
+    try:
+        layer = model.get_layer("whiten")
+    except ValueError:
+        return
+    x = (images[:5000].astype(np.float32) - np.array(MEAN, np.float32)) / np.array(STD, np.float32)
+    patches = np.lib.stride_tricks.sliding_window_view(x, (2, 2), axis=(1, 2))  # N,31,31,C,2,2
+    patches = patches.transpose(0, 1, 2, 4, 5, 3).reshape(-1, 12)             # (kh, kw, C) order
+    cov = np.cov(patches, rowvar=False)
+    eigenvalues, eigenvectors = np.linalg.eigh(cov)
+    filters = eigenvectors / np.sqrt(eigenvalues + eps)                         # (12, 12) columns
+    kernel = np.concatenate([filters, -filters], axis=1).reshape(2, 2, 3, 24)
+    layer.set_weights([kernel.astype(np.float32)])

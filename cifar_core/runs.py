@@ -1,0 +1,213 @@
+"""Training runs as separate processes: create, start, stop, list, delete, reconcile, queue.
+
+Each run is a directory under the CIFAR_RUNS_DIR setting (see `rundir`). At
+most CIFAR_MAX_CONCURRENT_RUNS trainers run at once; later starts wait in a
+first-in, first-out queue, and each trainer, when it ends, starts the next.
+Every change of state happens under one file lock on the runs directory, so
+many sessions (or processes) pressing Start at the same instant never launch
+more trainers than the limit.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from filelock import FileLock
+
+from cifar_core import rundir, settings
+from cifar_core.training import TrainConfig
+
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+_children: list[subprocess.Popen] = []   # trainers this process launched, reaped by reconcile()
+
+
+class RunError(ValueError):
+    """A run cannot be started, stopped or deleted; the message says why, for a person."""
+
+
+@dataclass(frozen=True)
+class Run:
+    id: str
+    path: Path
+    config: dict
+    status: dict
+
+    @property
+    def state(self) -> str:
+        return self.status.get("state", "failed")
+
+    @property
+    def name(self) -> str:
+        return self.config.get("name") or self.id
+
+    @property
+    def model_path(self) -> Path | None:
+        path = self.path / rundir.MODEL
+        return path if path.exists() else None
+
+    def metrics(self) -> list[dict]:
+        return rundir.read_metrics(self.path)
+
+
+def runs_dir() -> Path:
+    path = settings.get().runs_dir
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _lock() -> FileLock:
+    return FileLock(runs_dir() / ".lock", timeout=30)
+
+
+def get(run_id: str) -> Run:
+    path = runs_dir() / run_id
+    if not run_id or "/" in run_id or run_id.startswith(".") or not (path / rundir.CONFIG).exists():
+        raise RunError(f"There is no run called {run_id!r}.")
+    return Run(run_id, path, rundir.read_json(path / rundir.CONFIG, {}), rundir.read_status(path))
+
+
+def _all() -> list[Run]:
+    found = []
+    for path in runs_dir().iterdir():
+        if (path / rundir.CONFIG).exists():
+            found.append(get(path.name))
+    return sorted(found, key=lambda r: r.status.get("created", 0))
+
+
+def list_runs() -> list[Run]:
+    """Every run, newest first, with dead trainers marked as failed."""
+    reconcile()
+    return _all()[::-1]
+
+
+def create(config: TrainConfig, owner: str = "") -> Run:
+    """Write a queued run directory for `config` (validated first); does not start it."""
+    config.validate()
+    run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+    path = runs_dir() / run_id
+    path.mkdir()
+    rundir.write_json(path / rundir.CONFIG, config.to_dict())
+    rundir.write_json(path / rundir.STATUS, {"state": "queued", "owner": owner, "created": rundir.now()})
+    return get(run_id)
+
+
+def start(config: TrainConfig, owner: str = "") -> Run:
+    """Create a run and start it now, or queue it behind the running ones."""
+    limits = settings.get()
+    with _lock():
+        reconcile(locked=True)
+        queued = [r for r in _all() if r.state == "queued"]
+        if len(queued) >= limits.max_queued_runs:
+            raise RunError(f"{len(queued)} runs are already waiting; please try again when one has finished.")
+        run = create(config, owner)
+        _dispatch()
+        _prune(limits.keep_runs)
+    return get(run.id)
+
+
+def dispatch() -> None:
+    """Start queued runs while fewer than the limit are running (a trainer calls this as it ends)."""
+    with _lock():
+        reconcile(locked=True)
+        _dispatch()
+
+
+def _dispatch() -> None:
+    runs = _all()
+    free = settings.get().max_concurrent_runs - sum(r.state == "running" for r in runs)
+    for run in [r for r in runs if r.state == "queued"][:max(0, free)]:
+        _launch(run)
+
+
+def _launch(run: Run) -> None:
+    # Running before the process exists, so a trainer that fails at once is never overwritten.
+    rundir.update_status(run.path, state="running", pid=None, started=rundir.now())
+    log = open(run.path / rundir.LOG, "ab")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")]))}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cifar_core", "train", "--run-dir", str(run.path)],
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+        cwd=PACKAGE_ROOT, start_new_session=True)  # its own session: a server restart does not kill it
+    log.close()
+    _children.append(process)
+    rundir.update_status(run.path, pid=process.pid)
+
+
+def queue_position(run: Run) -> int | None:
+    """1 for the next run to start, 2 for the one after, ...; None if not queued."""
+    queued = [r.id for r in _all() if r.state == "queued"]
+    return queued.index(run.id) + 1 if run.id in queued else None
+
+
+def _may_change(run: Run, owner: str, admin: bool) -> None:
+    if not admin and run.status.get("owner", "") != owner:
+        raise RunError("Only the person who started this run (or a teacher) can change it.")
+
+
+def stop(run_id: str, owner: str = "", admin: bool = False) -> Run:
+    """Ask a running trainer to stop after its current batch; a queued run is cancelled at once."""
+    with _lock():
+        run = get(run_id)
+        _may_change(run, owner, admin)
+        if run.state == "queued":
+            rundir.update_status(run.path, state="stopped", ended=rundir.now(), error="Cancelled before it started.")
+        elif run.state == "running":
+            (run.path / rundir.STOP).touch()
+    return get(run_id)
+
+
+def delete(run_id: str, owner: str = "", admin: bool = False) -> None:
+    with _lock():
+        run = get(run_id)
+        _may_change(run, owner, admin)
+        if run.state == "running":
+            raise RunError("This run is still training: stop it before deleting it.")
+        shutil.rmtree(run.path)
+
+
+def _prune(keep: int) -> None:
+    ended = [r for r in _all() if r.state not in rundir.ACTIVE]
+    for run in ended[:max(0, len(ended) - keep)]:
+        shutil.rmtree(run.path, ignore_errors=True)
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    for child in _children:   # reap our own finished children so they do not linger as zombies
+        child.poll()
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:   # on Linux, also rule out a zombie, or a reused pid that is not a trainer
+        status = Path(f"/proc/{pid}/status").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True
+    return "\nState:\tZ" not in status and b"cifar_core" in cmdline
+
+
+def reconcile(locked: bool = False) -> list[str]:
+    """Mark running runs whose trainer process has died as failed; return their ids."""
+    if not locked:
+        with _lock():
+            return reconcile(locked=True)
+    dead = []
+    for run in _all():
+        if run.state == "running" and not _alive(run.status.get("pid")):
+            rundir.update_status(run.path, state="failed", ended=rundir.now(), error=(
+                f"The training process (pid {run.status.get('pid')}) ended without finishing: "
+                "it was killed or ran out of memory. The last checkpoint, if any, is kept."))
+            dead.append(run.id)
+    if dead:
+        _dispatch()
+    return dead

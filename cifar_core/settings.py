@@ -1,0 +1,48 @@
+"""Limits and paths, read from environment variables at call time.
+
+A laptop needs none of them; a hosted copy sets them. Reading them on every
+call (not at import) lets tests and the trainer subprocess see the values of
+their own environment.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    data: Path | None          # CIFAR10_DATA: a cifar-10-python.tar.gz or a folder holding cifar-10-batches-py/
+    runs_dir: Path             # CIFAR_RUNS_DIR: where run directories live
+    max_concurrent_runs: int   # CIFAR_MAX_CONCURRENT_RUNS: trainers running at once; the rest queue
+    max_queued_runs: int       # CIFAR_MAX_QUEUED_RUNS: waiting runs accepted before Start is refused
+    max_epochs: int            # CIFAR_MAX_EPOCHS: the most epochs one run may ask for
+    keep_runs: int             # CIFAR_KEEP_RUNS: finished runs kept; older ones are pruned
+    admin_password: str | None  # CIFAR_ADMIN_PASSWORD: unlocks teacher controls on a hosted copy
+
+
+def _int(name: str, default: int, minimum: int = 0) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number, not {raw!r}.") from None
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, not {value}.")
+    return value
+
+
+def get() -> Settings:
+    data = os.environ.get("CIFAR10_DATA", "").strip()
+    return Settings(
+        data=Path(data).expanduser() if data else None,
+        runs_dir=Path(os.environ.get("CIFAR_RUNS_DIR", "runs")).expanduser(),
+        max_concurrent_runs=_int("CIFAR_MAX_CONCURRENT_RUNS", 1, minimum=1),
+        max_queued_runs=_int("CIFAR_MAX_QUEUED_RUNS", 20),
+        max_epochs=_int("CIFAR_MAX_EPOCHS", 200, minimum=1),
+        keep_runs=_int("CIFAR_KEEP_RUNS", 50, minimum=1),
+        admin_password=os.environ.get("CIFAR_ADMIN_PASSWORD") or None,
+    )

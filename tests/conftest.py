@@ -1,0 +1,70 @@
+"""Shared fixtures: a tiny CIFAR-10 archive in the official layout, and the real one where present."""
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("CIFAR_SHARED_DIR", ROOT.parent / "shared"))
+
+
+def batch_bytes(images: np.ndarray, labels: np.ndarray) -> bytes:
+    """A batch pickled as the official archive does: bytes keys, R/G/B planes, labels as a list."""
+    planes = images.transpose(0, 3, 1, 2).reshape(len(images), -1)
+    return pickle.dumps({b"batch_label": b"tiny", b"data": planes, b"labels": [int(v) for v in labels],
+                         b"filenames": [b"x.png"] * len(images)}, protocol=2)
+
+
+def tiny_images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Images whose class is visible (a colour per class plus noise), so a model can learn them."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 10
+    colours = np.random.default_rng(0).uniform(20, 235, (10, 3))   # the same colours in every batch
+    images = colours[labels][:, None, None, :] + rng.normal(0, 25, (n, 32, 32, 3))
+    return np.clip(images, 0, 255).astype(np.uint8), labels
+
+
+def write_tiny_archive(path: Path, per_batch: int = 40, test: int = 40) -> Path:
+    with tarfile.open(path, "w:gz") as tar:
+        members = {f"data_batch_{i}": tiny_images(per_batch, i) for i in range(1, 6)}
+        members["test_batch"] = tiny_images(test, 99)
+        for name, (x, y) in members.items():
+            raw = batch_bytes(x, y)
+            info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
+            info.size = len(raw)
+            tar.addfile(info, fileobj=io.BytesIO(raw))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_archive(tmp_path_factory) -> Path:
+    return write_tiny_archive(tmp_path_factory.mktemp("tiny") / "cifar-10-python.tar.gz")
+
+
+@pytest.fixture
+def tiny_env(tiny_archive, tmp_path, monkeypatch):
+    """Settings pointing at the tiny archive and a fresh runs directory."""
+    monkeypatch.setenv("CIFAR10_DATA", str(tiny_archive))
+    monkeypatch.setenv("CIFAR_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def real_archive() -> Path:
+    """The whole data set (offline JPEG copy), where this machine has it; else the test is skipped."""
+    if os.environ.get("CIFAR10_DATA"):
+        return Path(os.environ["CIFAR10_DATA"])
+    tool = SHARED / "tools" / "cifar10_archive.py"
+    if not tool.exists():
+        pytest.skip("the offline CIFAR-10 copy (../shared/data) is not on this machine")
+    out = subprocess.run([sys.executable, str(tool)], capture_output=True, text=True, check=True)
+    return Path(out.stdout.strip().splitlines()[-1])
