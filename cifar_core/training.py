@@ -150,11 +150,11 @@ def resolve_precision(requested: str = "auto") -> str:
 
 def learning_rate_at(step, total_steps: int, config: TrainConfig):
     """The learning rate at `step` (numbers or keras tensors): a triangle, or constant."""
-    if config.schedule == "constant":
-        return config.learning_rate + 0 * step
     from keras import ops
-    peak_step = max(1.0, config.warmup * total_steps)
     step = ops.cast(step, "float32")
+    if config.schedule == "constant":
+        return config.learning_rate + 0.0 * step
+    peak_step = max(1.0, config.warmup * total_steps)
     rising = 0.2 + 0.8 * step / peak_step                                # from 20% of the peak
     falling = (total_steps - step) / max(1.0, total_steps - peak_step)  # down to 0 at the end
     return config.learning_rate * ops.clip(ops.minimum(rising, falling), 0.0, 1.0)

@@ -1,0 +1,44 @@
+import numpy as np
+import pytest
+
+from cifar_core import models
+
+
+@pytest.mark.parametrize("name", sorted(models.REGISTRY))
+def test_every_architecture_trains_a_step_and_round_trips(name, tmp_path):
+    import keras
+    model = models.build(name)
+    images = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3)).astype("float32")
+    models.init_whitening(model, images.astype(np.uint8))
+    probabilities = np.asarray(model(images, training=False))
+    assert probabilities.shape == (8, 10)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    before = [w.copy() for w in model.get_weights()]
+    model.train_on_batch(images, np.arange(8) % 10)
+    assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+
+    path = tmp_path / f"{name}.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path, compile=False)
+    np.testing.assert_allclose(np.asarray(loaded(images, training=False)),
+                               np.asarray(model(images, training=False)), atol=1e-5)
+
+
+def test_whitening_decorrelates_patches():
+    rng = np.random.default_rng(0)
+    smooth = rng.integers(0, 256, (64, 8, 8, 3)).repeat(4, axis=1).repeat(4, axis=2).astype(np.uint8)
+    model = models.build("airbench_tiny")
+    models.init_whitening(model, smooth)
+    kernel = model.get_layer("whiten").get_weights()[0].reshape(12, 24)[:, :12]
+    x = (smooth.astype(np.float32) - models.MEAN) / models.STD
+    patches = np.lib.stride_tricks.sliding_window_view(x, (2, 2), axis=(1, 2))
+    patches = patches.transpose(0, 1, 2, 4, 5, 3).reshape(-1, 12)
+    covariance = np.cov(patches @ kernel, rowvar=False)
+    np.testing.assert_allclose(covariance, np.eye(12), atol=0.05)
+
+
+def test_unknown_architecture_is_a_sentence():
+    with pytest.raises(ValueError, match="Unknown architecture 'nope'; choose one of"):
+        models.build("nope")

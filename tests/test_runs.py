@@ -1,0 +1,129 @@
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from cifar_core import rundir, runs
+from cifar_core.training import TrainConfig
+
+
+def wait_for(condition, timeout=120, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def small(**changes):
+    return TrainConfig(arch="airbench_tiny", batch_size=8, precision="float32", **changes)
+
+
+def test_a_started_run_really_trains_writes_metrics_and_stops_on_stop(tiny_env):
+    run = runs.start(small(epochs=200, name="long"), owner="alice")
+    assert run.state == "running" and run.status["pid"]
+    wait_for(lambda: any(r["kind"] == "epoch" for r in run.metrics()), what="an epoch record")
+    assert runs.get(run.id).status["state"] == "running"
+    runs.stop(run.id, owner="alice")
+    wait_for(lambda: runs.get(run.id).state == "stopped", what="the run to stop")
+    assert runs.get(run.id).model_path is not None
+    assert "Traceback" not in (run.path / rundir.LOG).read_text()
+
+
+def test_a_finished_trainer_starts_the_next_queued_run_in_order(tiny_env):
+    first = runs.start(small(epochs=1), owner="a")
+    second = runs.start(small(epochs=1), owner="b")
+    third = runs.start(small(epochs=1), owner="c")
+    assert [first.state, second.state, third.state] == ["running", "queued", "queued"]
+    assert [runs.queue_position(second), runs.queue_position(third)] == [1, 2]
+    wait_for(lambda: runs.get(third.id).state == "finished", what="all three runs to finish")
+    started = [runs.get(r.id).status["started"] for r in (first, second, third)]
+    assert started == sorted(started)
+
+
+def test_thirty_simultaneous_starts_respect_the_limit_and_lose_nothing(tiny_env, monkeypatch):
+    monkeypatch.setenv("CIFAR_MAX_CONCURRENT_RUNS", "2")
+    monkeypatch.setenv("CIFAR_MAX_QUEUED_RUNS", "100")
+    with ThreadPoolExecutor(30) as pool:
+        started = list(pool.map(lambda i: runs.start(small(epochs=100), owner=f"s{i}"), range(30)))
+    states = [runs.get(r.id).state for r in started]
+    assert states.count("running") == 2 and states.count("queued") == 28
+    assert len(runs.list_runs()) == 30
+    for run in sorted(started, key=lambda r: r.state != "queued"):   # cancel the queue first
+        runs.stop(run.id, admin=True)
+    wait_for(lambda: all(r.state == "stopped" for r in runs.list_runs()), what="everything to stop")
+
+
+def test_starts_from_separate_processes_share_the_limit(tiny_env):
+    code = ("from cifar_core import runs; from cifar_core.training import TrainConfig; "
+            "runs.start(TrainConfig(arch='airbench_tiny', epochs=100, precision='float32'))")
+    env = {**os.environ, "PYTHONPATH": str(runs.PACKAGE_ROOT)}
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env) for _ in range(4)]
+    assert all(p.wait(timeout=120) == 0 for p in procs)
+    states = [r.state for r in runs.list_runs()]
+    assert states.count("running") <= 1 and len(states) == 4
+    for run in sorted(runs.list_runs(), key=lambda r: r.state != "queued"):
+        runs.stop(run.id, admin=True)
+    wait_for(lambda: all(r.state == "stopped" for r in runs.list_runs()), what="everything to stop")
+
+
+def test_a_killed_trainer_is_marked_failed_with_the_reason(tiny_env):
+    run = runs.start(small(epochs=200), owner="a")
+    wait_for(lambda: run.metrics(), what="the first metrics")
+    os.kill(run.status["pid"], 9)
+    wait_for(lambda: runs.list_runs()[0].state == "failed", what="reconcile to notice")
+    assert "ended without finishing" in runs.get(run.id).status["error"]
+
+
+def test_the_queue_limit_refuses_with_a_sentence(tiny_env, monkeypatch):
+    monkeypatch.setenv("CIFAR_MAX_QUEUED_RUNS", "1")
+    first = runs.start(small(epochs=100))
+    second = runs.start(small(epochs=1))
+    with pytest.raises(runs.RunError, match="already waiting"):
+        runs.start(small(epochs=1))
+    runs.stop(second.id)
+    runs.stop(first.id)
+    wait_for(lambda: runs.get(first.id).state == "stopped", what="the run to stop")
+
+
+def test_only_the_owner_or_a_teacher_may_stop_or_delete(tiny_env):
+    run = runs.create(small(epochs=1), owner="alice")
+    with pytest.raises(runs.RunError, match="Only the person who started"):
+        runs.stop(run.id, owner="bob")
+    with pytest.raises(runs.RunError, match="Only the person who started"):
+        runs.delete(run.id, owner="bob")
+    assert runs.stop(run.id, owner="bob", admin=True).state == "stopped"
+    runs.delete(run.id, owner="alice")
+    with pytest.raises(runs.RunError, match="There is no run"):
+        runs.get(run.id)
+
+
+def test_old_runs_are_pruned_beyond_the_keep_limit(tiny_env, monkeypatch):
+    monkeypatch.setenv("CIFAR_KEEP_RUNS", "2")
+    old = []
+    for _ in range(3):
+        run = runs.create(small(epochs=1))
+        rundir.update_status(run.path, state="finished")
+        old.append(run.id)
+        time.sleep(0.01)
+    fresh = runs.start(small(epochs=1))
+    remaining = {r.id for r in runs.list_runs()}
+    assert old[0] not in remaining and {old[1], old[2], fresh.id} <= remaining
+    wait_for(lambda: runs.get(fresh.id).state == "finished", what="the run to finish")
+
+
+def test_an_invalid_config_never_creates_a_run(tiny_env):
+    with pytest.raises(ValueError, match="Learning rate"):
+        runs.start(small(epochs=1, learning_rate=-1.0))
+    assert runs.list_runs() == []
+
+
+def test_ids_from_outside_cannot_escape_the_runs_directory(tiny_env):
+    for bad in ("../etc", "", ".lock", "a/b"):
+        with pytest.raises(runs.RunError):
+            runs.get(bad)

@@ -1,0 +1,152 @@
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from cifar_core import data, inference, rundir, training
+from cifar_core.training import ConfigError, TrainConfig
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"epochs": 0}, "Epochs must be a whole number from 1 to"),
+    ({"epochs": 10**6}, "Epochs must be a whole number from 1 to"),
+    ({"learning_rate": -0.1}, "Learning rate must be a number above 0"),
+    ({"learning_rate": float("nan")}, "Learning rate must be a number above 0"),
+    ({"arch": "resnet9000"}, "Unknown architecture 'resnet9000'"),
+    ({"batch_size": 0}, "Batch size"),
+    ({"optimizer": "lbfgs"}, "Unknown optimizer"),
+    ({"train_subset": -5}, "Training subset"),
+])
+def test_bad_settings_give_one_line(changes, message):
+    with pytest.raises(ConfigError) as e:
+        TrainConfig(**changes).validate()
+    assert str(e.value).startswith(message) and "\n" not in str(e.value)
+
+
+def test_presets_are_valid_and_unknown_ones_refused():
+    for name in training.PRESETS:
+        config = TrainConfig.from_preset(name).validate()
+        assert config.preset == name
+    with pytest.raises(ConfigError, match="Unknown preset 'fastest'"):
+        TrainConfig.from_preset("fastest")
+    with pytest.raises(ConfigError, match="Unknown training setting 'colour'"):
+        TrainConfig.from_dict({"colour": "red"})
+
+
+def test_triangle_schedule_warms_up_then_decays_to_zero():
+    config = TrainConfig(learning_rate=2.0, schedule="triangle", warmup=0.25)
+    rate = [float(training.learning_rate_at(step, 100, config)) for step in range(101)]
+    assert rate[0] == pytest.approx(0.4)            # starts at a fifth of the peak
+    assert rate[25] == pytest.approx(2.0)           # peaks after a quarter of the steps
+    assert max(rate) == pytest.approx(2.0)
+    assert rate[100] == pytest.approx(0.0, abs=1e-6)
+    assert all(a <= b for a, b in zip(rate[:25], rate[1:26]))
+    assert all(a >= b for a, b in zip(rate[25:], rate[26:]))
+    assert rate[50] == pytest.approx(2.0 * 50 / 75)
+    constant = TrainConfig(learning_rate=0.01, schedule="constant")
+    assert float(training.learning_rate_at(77, 100, constant)) == pytest.approx(0.01)
+
+
+def test_augment_flips_and_shifts_but_keeps_the_picture():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (200, 32, 32, 3)).astype(np.uint8)
+    out = training.augment(images, rng)
+    assert out.shape == images.shape and out.dtype == np.uint8
+    changed = [not np.array_equal(a, b) for a, b in zip(images, out)]
+    assert 0.8 < np.mean(changed) < 1.0          # 1 in 50 draws no flip and no shift
+    # The centre of each image survives, possibly mirrored and moved by at most 2 pixels.
+    for original, augmented in zip(images[:20], out[:20]):
+        centre = augmented[8:24, 8:24]
+        candidates = [src[8 + dy:24 + dy, 8 + dx:24 + dx] for src in (original, original[:, ::-1])
+                      for dy in range(-2, 3) for dx in range(-2, 3)]
+        assert any(np.array_equal(centre, c) for c in candidates)
+
+
+def test_subset_takes_equally_from_each_class():
+    y = np.repeat(np.arange(10), 50)
+    x = np.arange(500)[:, None]
+    xs, ys = training.subset(x, y, 100)
+    assert np.bincount(ys).tolist() == [10] * 10
+
+
+@pytest.fixture
+def tiny(tiny_archive):
+    return data.read(tiny_archive)
+
+
+def _records(run_dir, kind):
+    return [r for r in rundir.read_metrics(run_dir) if r["kind"] == kind]
+
+
+@pytest.mark.parametrize("preset", sorted(training.PRESETS))
+def test_every_preset_trains_and_saves_a_loadable_model(preset, tiny, tmp_path):
+    config = TrainConfig.from_preset(preset, epochs=1, batch_size=32)
+    assert training.train(config, tmp_path, tiny) == "finished"
+    model = inference.load_model(tmp_path / rundir.MODEL)
+    probabilities = inference.predict(model, tiny.x_test)
+    assert probabilities.shape == (40, 10)
+    assert rundir.read_status(tmp_path)["precision"] in training.PRECISIONS
+
+
+def test_a_run_directory_follows_the_contract(tiny, tmp_path):
+    config = TrainConfig(arch="airbench_tiny", epochs=3, batch_size=20, learning_rate=0.2, precision="float32")
+    assert training.train(config, tmp_path, tiny) == "finished"
+    status = rundir.read_status(tmp_path)
+    assert status["state"] == "finished" and status["error"] is None and status["ended"] >= status["started"]
+    epochs = _records(tmp_path, "epoch")
+    assert [r["epoch"] for r in epochs] == [1, 2, 3]
+    for record in epochs:
+        assert set(record) == {"kind", "epoch", "elapsed_s", "loss", "accuracy", "test_loss",
+                               "test_accuracy", "images_per_s"}
+        assert record["images_per_s"] > 0
+    assert epochs[0]["elapsed_s"] < epochs[1]["elapsed_s"] < epochs[2]["elapsed_s"]
+    # Test accuracy is the saved model's accuracy on the whole test set, not on training batches.
+    probabilities = inference.predict(inference.load_model(tmp_path / rundir.MODEL), tiny.x_test)
+    assert epochs[-1]["test_accuracy"] == pytest.approx(np.mean(probabilities.argmax(1) == tiny.y_test))
+    assert epochs[-1]["test_accuracy"] > 0.5     # the tiny classes are colours: easy to learn
+    batches = _records(tmp_path, "batch")
+    assert batches and {"epoch", "step", "elapsed_s", "loss", "accuracy"} <= set(batches[0])
+
+
+def test_stop_file_ends_the_run_within_a_batch(tiny, tmp_path):
+    config = TrainConfig(arch="airbench_tiny", epochs=50, batch_size=4, precision="float32")
+    result = {}
+    thread = threading.Thread(target=lambda: result.update(state=training.train(config, tmp_path, tiny)))
+    thread.start()
+    while not _records(tmp_path, "batch"):
+        time.sleep(0.05)
+    (tmp_path / rundir.STOP).touch()
+    stopped_at = len(_records(tmp_path, "batch"))
+    thread.join(timeout=60)
+    assert result["state"] == "stopped" and rundir.read_status(tmp_path)["state"] == "stopped"
+    last = _records(tmp_path, "batch")[-1]
+    assert last["epoch"] < 50
+    assert (tmp_path / rundir.MODEL).exists()     # the last weights are kept
+    assert len(_records(tmp_path, "batch")) <= stopped_at + 2
+
+
+def test_a_diverging_run_fails_with_a_sentence_about_the_learning_rate(tiny, tmp_path):
+    config = TrainConfig(arch="tutorial", optimizer="sgd", learning_rate=100.0, momentum=0.9,
+                         epochs=5, batch_size=20, schedule="constant", precision="float32")
+    assert training.train(config, tmp_path, tiny) == "failed"
+    error = rundir.read_status(tmp_path)["error"]
+    assert "learning rate (100) is probably too high" in error
+    json.dumps(rundir.read_metrics(tmp_path))     # NaN never reaches the file as invalid JSON
+
+
+def test_an_invalid_config_fails_the_run_without_a_traceback(tiny, tmp_path):
+    assert training.train(TrainConfig(epochs=0), tmp_path, tiny) == "failed"
+    assert rundir.read_status(tmp_path)["error"].startswith("Epochs must be")
+
+
+def test_continue_from_a_checkpoint(tiny, tmp_path):
+    first = TrainConfig(arch="airbench_tiny", epochs=1, batch_size=20, precision="float32")
+    training.train(first, tmp_path / "a", tiny)
+    second = TrainConfig(arch="airbench_tiny", epochs=1, batch_size=20, precision="float32",
+                         initial_model=str(tmp_path / "a" / rundir.MODEL))
+    assert training.train(second, tmp_path / "b", tiny) == "finished"
+    wrong = TrainConfig(arch="tutorial", epochs=1, initial_model=str(tmp_path / "a" / rundir.MODEL))
+    assert training.train(wrong, tmp_path / "c", tiny) == "failed"
+    assert "is not a tutorial model" in rundir.read_status(tmp_path / "c")["error"]
