@@ -1,0 +1,88 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from cifar_core import data, rundir
+from conftest import ROOT
+
+
+def cli(*args, env=None):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    return subprocess.run([sys.executable, "-m", "cifar_core", *map(str, args)],
+                          capture_output=True, text=True, env=env, timeout=300)
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "download"])
+def test_help(command):
+    result = cli(command, "--help")
+    assert result.returncode == 0 and "usage: python -m cifar_core " + command in result.stdout
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_archive, tmp_path_factory):
+    """A model trained by the command line on the tiny archive, and its run directory."""
+    folder = tmp_path_factory.mktemp("cli")
+    result = cli("train", "--preset", "quick", "--epochs", "2", "--batch-size", "20", "--data", tiny_archive,
+                 "--run-dir", folder / "run", "--save", folder / "model.keras", "--precision", "float32")
+    assert result.returncode == 0, result.stderr
+    return folder
+
+
+def test_train_writes_the_run_and_a_model_card(trained):
+    assert rundir.read_status(trained / "run")["state"] == "finished"
+    card = json.loads((trained / "model.json").read_text())
+    assert card["architecture"] == "airbench_tiny" and card["epochs"] == 2
+    assert card["command"].startswith("python -m cifar_core train --preset quick")
+    assert set(card["per_class_accuracy"]) == set(data.CLASS_NAMES)
+
+
+def test_evaluate_json_matches_the_card(trained, tiny_archive):
+    result = cli("evaluate", "--model", trained / "model.keras", "--data", tiny_archive, "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["n"] == 40 and set(report["per_class"]) == set(data.CLASS_NAMES)
+    assert report["accuracy"] == pytest.approx(json.loads((trained / "model.json").read_text())["test_accuracy"])
+
+
+def test_predict_json_goes_on_past_a_bad_file(trained, tmp_path):
+    good = tmp_path / "red.png"
+    Image.new("RGB", (50, 40), (200, 30, 30)).save(good)
+    bad = tmp_path / "notes.png"
+    bad.write_text("not a picture")
+    result = cli("predict", "--model", trained / "model.keras", "--json", good, bad, good)
+    assert result.returncode == 1
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["path"] for line in lines] == [str(good), str(bad), str(good)]
+    assert lines[0]["label"] in data.CLASS_NAMES and 0 < lines[0]["confidence"] <= 1
+    assert sum(lines[0]["probabilities"].values()) == pytest.approx(1, abs=1e-4)
+    assert "not a picture" in lines[1]["error"]
+    assert "Traceback" not in result.stderr
+
+
+def test_user_errors_are_one_sentence_and_nonzero(tmp_path):
+    checks = [
+        (cli("train", "--epochs", "0"), "Epochs must be"),
+        (cli("train", "--learning-rate", "-1"), "Learning rate must be"),
+        (cli("evaluate", "--data", tmp_path / "missing.tar.gz"), "does not exist"),
+        (cli("predict", "--model", tmp_path / "none.keras", "x.png"), "There is no model file"),
+    ]
+    for result, message in checks:
+        assert result.returncode != 0 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_download_offline_says_so(tmp_path, monkeypatch):
+    from cifar_core import __main__ as main
+    monkeypatch.setattr(data, "URL", "http://127.0.0.1:9/cifar-10-python.tar.gz")
+    assert main.main(["download", "--data-dir", str(tmp_path)]) == 2
+
+
+def test_predict_with_the_bundled_model(tmp_path):
+    path = tmp_path / "sky.png"
+    Image.new("RGB", (64, 64), (30, 90, 200)).save(path)
+    result = cli("predict", "--json", path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["label"] in data.CLASS_NAMES
