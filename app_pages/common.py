@@ -1,0 +1,100 @@
+"""What every page shares: the data set, the active model, and the sidebar.
+
+The data set and models are cached with st.cache_resource: one read-only copy
+per server process, shared by every browser session. The choice of model is
+the one piece of per-session state, kept under a single key.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import streamlit as st
+
+from cifar_core import data, inference, runs
+
+ACTIVE_MODEL_KEY = "active_model"
+DEFAULT_LABEL = "Bundled model"
+
+
+@st.cache_resource(show_spinner="Loading CIFAR-10…")
+def _dataset(path: str | None) -> data.Cifar10:
+    return data.read(path) if path else data.load_sample()
+
+
+def dataset() -> data.Cifar10:
+    """The full data set where it is on this machine, else the bundled sample."""
+    path = data.locate()
+    try:
+        return _dataset(str(path) if path else None)
+    except data.DataError as e:
+        st.sidebar.error(f"{e} Using the bundled sample instead.")
+        return _dataset(None)
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=8)
+def _model(path: str, modified: float):
+    return inference.load_model(path)
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    label: str
+    path: Path
+
+
+def model_choices() -> list[ModelChoice]:
+    """The bundled model, then every run that has a checkpoint and has finished or stopped."""
+    card = inference.model_card()
+    accuracy = f" ({card['test_accuracy']:.1%})" if "test_accuracy" in card else ""
+    choices = [ModelChoice(DEFAULT_LABEL + accuracy, inference.DEFAULT_MODEL)]
+    for run in runs.list_runs():
+        if run.state in ("finished", "stopped") and run.model_path:
+            epochs = [m for m in run.metrics() if m.get("kind") == "epoch"]
+            best = f" ({epochs[-1]['test_accuracy']:.1%})" if epochs else ""
+            choices.append(ModelChoice(f"Run {run.name}{best}", run.model_path))
+    return choices
+
+
+def active_choice() -> ModelChoice:
+    choices = model_choices()
+    chosen = st.session_state.get(ACTIVE_MODEL_KEY)
+    return next((c for c in choices if c.label == chosen), choices[0])
+
+
+def active_model():
+    """The model the user chose in the sidebar, loaded once per process."""
+    path = active_choice().path
+    return _model(str(path), path.stat().st_mtime)
+
+
+def _download_button() -> None:
+    if not st.sidebar.button("Download CIFAR-10 (170 MB)", help="Saved in ~/.keras/datasets for next time"):
+        return
+    bar = st.sidebar.progress(0.0, text="Connecting…")
+
+    def progress(done: int, total: int) -> None:
+        bar.progress(min(1.0, done / total) if total else 0.0, text=f"{done / 1e6:.0f} of {total / 1e6:.0f} MB")
+    try:
+        data.download(progress=progress)
+    except data.DataError as e:
+        bar.empty()
+        st.sidebar.error(str(e))
+        return
+    st.rerun()
+
+
+def sidebar() -> None:
+    """Where the data comes from, and which model every page uses."""
+    with st.sidebar:
+        path = data.locate()
+        if path:
+            st.caption(f"Data: full CIFAR-10 ({path.name})")
+        else:
+            st.info("Offline mode: showing the bundled sample of 1,000 test pictures (100 per class). "
+                    "Download the full data set to see all 60,000 and to train.")
+            _download_button()
+        labels = [c.label for c in model_choices()]
+        if st.session_state.get(ACTIVE_MODEL_KEY) not in labels:
+            st.session_state[ACTIVE_MODEL_KEY] = labels[0]
+        st.selectbox("Model used on every page", labels, key=ACTIVE_MODEL_KEY)

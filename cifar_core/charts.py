@@ -1,0 +1,98 @@
+"""Altair chart builders shared by the pages: data in, chart out (no Streamlit here)."""
+from __future__ import annotations
+
+import base64
+import io
+
+import altair as alt
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from cifar_core.data import CLASS_NAMES
+
+CLASS_SCALE = alt.Scale(domain=list(CLASS_NAMES), scheme="category10")
+
+
+def upscale(image: np.ndarray, factor: int) -> np.ndarray:
+    """Nearest-neighbour enlargement: every pixel becomes a crisp factor x factor square."""
+    return np.asarray(image).repeat(factor, axis=0).repeat(factor, axis=1)
+
+
+def data_uri(image: np.ndarray) -> str:
+    """A PNG data URI of a uint8 RGB image, for image marks and tooltips."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(image, dtype=np.uint8)).save(buffer, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def image_grid(images: np.ndarray, labels: np.ndarray, indices: np.ndarray, columns: int = 10,
+               cell: int = 64, selected: int | None = None) -> alt.Chart:
+    """A grid of pictures drawn crisp; clicking one selects it (selection parameter "picked")."""
+    rows = []
+    for position, (image, label, index) in enumerate(zip(images, labels, indices)):
+        rows.append({"column": position % columns, "row": position // columns, "index": int(index),
+                     "label": CLASS_NAMES[int(label)], "image": data_uri(upscale(image, 2))})
+    frame = pd.DataFrame(rows)
+    n_rows = max(1, -(-len(rows) // columns))
+    picked = alt.selection_point(name="picked", fields=["index"], on="click", clear=False)
+    # Pictures sit at the centres of equal cells: positions on linear scales spanning the grid.
+    base = alt.Chart(frame).encode(
+        x=alt.X("column:Q", axis=None, scale=alt.Scale(domain=[-0.5, columns - 0.5], nice=False, zero=False)),
+        y=alt.Y("row:Q", axis=None, scale=alt.Scale(domain=[n_rows - 0.5, -0.5], nice=False, zero=False)),
+        tooltip=[alt.Tooltip("index:Q", title="picture"), alt.Tooltip("label:N", title="class")])
+    pictures = base.mark_image(width=cell - 6, height=cell - 6, smooth=False).encode(url="image:N").add_params(picked)
+    # A frame around the chosen picture.
+    frames = base.mark_square(size=(cell - 2) ** 2, filled=False, strokeWidth=3).encode(
+        color=alt.condition(alt.datum.index == (selected if selected is not None else -1),
+                            alt.value("#ff4b4b"), alt.value("transparent")))
+    return (frames + pictures).properties(width=columns * cell, height=n_rows * cell).configure_view(strokeWidth=0)
+
+
+def class_counts(labels: np.ndarray, title: str = "Images per class") -> alt.Chart:
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(CLASS_NAMES))
+    frame = pd.DataFrame({"class": CLASS_NAMES, "images": counts})
+    return alt.Chart(frame, title=title).mark_bar().encode(
+        x=alt.X("class:N", sort=list(CLASS_NAMES), title=None),
+        y=alt.Y("images:Q", title="images"),
+        color=alt.Color("class:N", scale=CLASS_SCALE, legend=None),
+        tooltip=["class", "images"])
+
+
+def channel_histograms(images: np.ndarray, bins: int = 64) -> alt.Chart:
+    """How often each brightness occurs in the red, green and blue channels."""
+    edges = np.linspace(0, 256, bins + 1)
+    frames = []
+    for channel, name in enumerate(("red", "green", "blue")):
+        counts, _ = np.histogram(np.asarray(images)[..., channel], bins=edges)
+        frames.append(pd.DataFrame({"value": edges[:-1], "share": counts / max(1, counts.sum()), "channel": name}))
+    return alt.Chart(pd.concat(frames), title="Pixel values per channel").mark_line(interpolate="step-after").encode(
+        x=alt.X("value:Q", title="pixel value (0-255)", scale=alt.Scale(domain=[0, 256])),
+        y=alt.Y("share:Q", title="share of pixels", axis=alt.Axis(format="%")),
+        color=alt.Color("channel:N", scale=alt.Scale(domain=["red", "green", "blue"],
+                                                      range=["#e45756", "#54a24b", "#4c78a8"])),
+        tooltip=["channel", "value", alt.Tooltip("share:Q", format=".2%")])
+
+
+def probabilities(probs: np.ndarray, top: int | None = None) -> alt.Chart:
+    """Class probabilities as bars, most likely first."""
+    frame = pd.DataFrame({"class": CLASS_NAMES, "probability": np.asarray(probs, dtype=float)})
+    frame = frame.sort_values("probability", ascending=False).head(top or len(CLASS_NAMES))
+    return alt.Chart(frame).mark_bar().encode(
+        x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
+        y=alt.Y("class:N", sort="-x", title=None),
+        color=alt.Color("class:N", scale=CLASS_SCALE, legend=None),
+        tooltip=["class", alt.Tooltip("probability:Q", format=".1%")])
+
+
+def embedding_map(points: np.ndarray, labels: np.ndarray, images: np.ndarray) -> alt.Chart:
+    """Pictures as dots on a 2-D map of the network's features; hover shows the picture."""
+    frame = pd.DataFrame({"x": points[:, 0], "y": points[:, 1],
+                          "class": [CLASS_NAMES[int(i)] for i in labels],
+                          "image": [data_uri(upscale(im, 2)) for im in images]})
+    pick = alt.selection_point(fields=["class"], bind="legend")
+    return alt.Chart(frame, title="The network's view: similar pictures land close together").mark_circle(size=40).encode(
+        x=alt.X("x:Q", axis=None), y=alt.Y("y:Q", axis=None),
+        color=alt.Color("class:N", scale=CLASS_SCALE),
+        opacity=alt.condition(pick, alt.value(0.8), alt.value(0.08)),
+        tooltip=["class", "image"]).add_params(pick).interactive()

@@ -1,0 +1,167 @@
+"""The app in a real browser: `streamlit run` on a free port, driven by Playwright and Debian's Chromium.
+
+Screenshots of every page land in test-artifacts/ (look at them).
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = ROOT / "test-artifacts"
+PAGES = {"home": "", "explore": "explore"}
+
+pytestmark = [pytest.mark.browser,
+              pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tiny_archive, tmp_path_factory):
+    """The app as a user starts it, on the tiny data set, with its own runs folder."""
+    port = free_port()
+    env = {**os.environ, "CIFAR10_DATA": str(tiny_archive),
+           "CIFAR_RUNS_DIR": str(tmp_path_factory.mktemp("runs")), "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+         "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.3)
+    else:
+        process.kill()
+        raise RuntimeError("streamlit did not start:\n" + process.stdout.read().decode())
+    yield url
+    process.terminate()
+    process.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    yield page
+    context.close()
+
+
+def open_page(page, server: str, path: str):
+    page.goto(f"{server}/{path}")
+    page.wait_for_selector("[data-testid=stApp]")
+    settle(page)
+
+
+def settle(page):
+    """Wait until Streamlit has finished running the script."""
+    page.wait_for_timeout(300)
+    page.wait_for_function(
+        "!document.querySelector('[data-testid=stStatusWidget]')"
+        " || !document.querySelector('[data-testid=stStatusWidget]').innerText.includes('Running')")
+    page.wait_for_timeout(300)
+
+
+def no_exceptions(page):
+    assert page.locator("[data-testid=stException]").count() == 0, page.locator("[data-testid=stException]").first.inner_text()
+
+
+def screenshot(page, name: str):
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=ARTIFACTS / f"{name}.png", full_page=True)
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_every_page_opens_cleanly(name, page, server):
+    open_page(page, server, PAGES[name])
+    page.locator("h1").first.wait_for()
+    no_exceptions(page)
+    # The sidebar is on every page: the data source and the model choice.
+    sidebar = page.locator("[data-testid=stSidebar]")
+    assert "Data: full CIFAR-10" in sidebar.inner_text()
+    assert "Model used on every page" in sidebar.inner_text()
+    screenshot(page, name)
+
+
+def test_home_links_to_explore(page, server):
+    open_page(page, server, "")
+    page.get_by_role("link", name="Explore the data").click()
+    page.get_by_role("heading", name="Explore the data").wait_for()
+    no_exceptions(page)
+
+
+def click_picture(page, position: int, columns: int = 10, cell: int = 64):
+    chart = page.locator("[data-testid=stVegaLiteChart]").first
+    chart.wait_for()
+    page.wait_for_timeout(500)   # vega draws after the element appears
+    box = chart.locator("canvas, svg").first.bounding_box()
+    row, column = divmod(position, columns)
+    page.mouse.click(box["x"] + 5 + column * cell + cell / 2, box["y"] + 5 + row * cell + cell / 2)
+    settle(page)
+
+
+def test_explore_browse_pick_filter_and_statistics(page, server):
+    open_page(page, server, "explore")
+    assert "200 pictures, page 1 of 4" in page.inner_text("body")
+
+    click_picture(page, 3)
+    heading = page.get_by_role("heading", name="Training picture #3")
+    heading.wait_for()
+    page.get_by_text("The model's top guesses").wait_for()
+    assert page.locator("[data-testid=stImage]").count() >= 1
+    screenshot(page, "explore-picked")
+
+    page.locator("[data-testid=stSelectbox]").filter(has_text="Class").click()
+    page.get_by_role("option", name="cat", exact=True).click()
+    settle(page)
+    assert "20 pictures, page 1 of 1" in page.inner_text("body")
+
+    page.get_by_role("button", name="Shuffle").click()
+    settle(page)
+    no_exceptions(page)
+
+    page.get_by_role("radio", name="Test").click()
+    settle(page)
+    assert "4 pictures" in page.inner_text("body")   # 40 test pictures, 4 of them cats
+
+    page.get_by_role("radio", name="Statistics").click()
+    settle(page)
+    page.get_by_text("The average picture of each class").wait_for()
+    assert page.locator("[data-testid=stVegaLiteChart]").count() == 2
+    no_exceptions(page)
+    screenshot(page, "explore-statistics")
+
+    page.get_by_role("radio", name="Map").click()
+    settle(page)
+    page.locator("[data-testid=stVegaLiteChart]").first.wait_for()
+    no_exceptions(page)
+    screenshot(page, "explore-map")
