@@ -13,8 +13,8 @@ def feature_model(model):
         layer = model.get_layer("features")
     except ValueError:   # a foreign model: take the input of its last weighted layer
         layer = next(l for l in reversed(model.layers[:-1]) if l.weights)
-        return keras.Model(model.inputs, layer.input)
-    return keras.Model(model.inputs, layer.output)
+        return keras.Model(model.input, layer.input)
+    return keras.Model(model.input, layer.output)
 
 
 def features(model, images: np.ndarray) -> np.ndarray:

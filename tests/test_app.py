@@ -1,0 +1,75 @@
+"""Every page under Streamlit's AppTest: runs without exceptions and shows what a user expects."""
+import subprocess
+import sys
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from conftest import ROOT
+
+APP = str(ROOT / "app.py")
+
+
+@pytest.fixture
+def app(tiny_env, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    assert not at.exception
+    return at
+
+
+def visit(at, page):
+    at.switch_page(page)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_home_says_what_the_app_is(app):
+    assert app.title[0].value == "CIFAR-10 Studio"
+    assert "Start with **Explore**" in app.markdown[0].value
+    assert app.sidebar.selectbox[0].label == "Model used on every page"
+    assert app.sidebar.selectbox[0].value.startswith("Bundled model")
+
+
+def test_offline_the_app_says_so_once_and_uses_the_sample(monkeypatch, tmp_path):
+    monkeypatch.chdir(ROOT)
+    monkeypatch.delenv("CIFAR10_DATA", raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setenv("CIFAR_RUNS_DIR", str(tmp_path / "runs"))
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    for page in ("app_pages/home.py", "app_pages/explore.py"):
+        visit(at, page)
+        notes = [i.value for i in at.info if "bundled sample" in i.value]
+        assert len(notes) == 1
+    assert any("1,000 pictures" in c.value for c in at.caption)
+
+
+def test_explore_lists_pages_of_pictures_and_filters_by_class(app):
+    visit(app, "app_pages/explore.py")
+    assert any("200 pictures, page 1 of 4" in c.value for c in app.caption)
+    app.selectbox(key="explore_class").select("ship").run()
+    assert any("20 pictures, page 1 of 1" in c.value for c in app.caption)
+    app.button[0].click().run()   # shuffle
+    assert not app.exception
+
+
+def test_explore_statistics_and_map(app):
+    visit(app, "app_pages/explore.py")
+    app.button_group(key="explore_view").set_value("Statistics").run()
+    assert not app.exception
+    assert any("average picture" in m.value for m in app.markdown)
+    app.button_group(key="explore_view").set_value("Map").run()
+    assert not app.exception
+    assert any("Each dot is a picture" in m.value for m in app.markdown)
+
+
+def test_the_first_page_does_not_import_tensorflow():
+    code = ("import sys; from streamlit.testing.v1 import AppTest; at = AppTest.from_file('app.py'); at.run(); "
+            "assert not at.exception, at.exception; "
+            "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"
