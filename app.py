@@ -14,6 +14,7 @@ st.set_page_config(page_title="CIFAR-10 Studio", page_icon=":frame_with_picture:
 page = st.navigation([
     st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),
     st.Page("app_pages/explore.py", title="Explore", icon=":material/grid_view:"),
+    st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
 ])
 common.sidebar()
 page.run()

@@ -6,12 +6,14 @@ the one piece of per-session state, kept under a single key.
 """
 from __future__ import annotations
 
+import hmac
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
 import streamlit as st
 
-from cifar_core import data, inference, runs
+from cifar_core import data, inference, runs, settings
 
 ACTIVE_MODEL_KEY = "active_model"
 DEFAULT_LABEL = "Bundled model"
@@ -98,3 +100,31 @@ def sidebar() -> None:
         if st.session_state.get(ACTIVE_MODEL_KEY) not in labels:
             st.session_state[ACTIVE_MODEL_KEY] = labels[0]
         st.selectbox("Model used on every page", labels, key=ACTIVE_MODEL_KEY)
+    teacher_login()
+
+
+def owner() -> str:
+    """Who this browser is, for run ownership: kept in the URL so a page reload keeps it."""
+    token = st.session_state.get("owner") or st.query_params.get("user") or secrets.token_urlsafe(8)
+    st.session_state["owner"] = token
+    if st.query_params.get("user") != token:
+        st.query_params["user"] = token
+    return token
+
+
+def is_teacher() -> bool:
+    """Teacher controls (stop or delete anyone's run) once CIFAR_ADMIN_PASSWORD has been entered."""
+    return bool(st.session_state.get("teacher"))
+
+
+def teacher_login() -> None:
+    password = settings.get().admin_password
+    if not password or is_teacher():
+        return
+    with st.sidebar.expander("Teacher controls"):
+        given = st.text_input("Password", type="password", key="teacher_password")
+        if given and hmac.compare_digest(given, password):
+            st.session_state["teacher"] = True
+            st.rerun()
+        elif given:
+            st.error("That is not the teacher password.")

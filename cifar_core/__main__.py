@@ -6,31 +6,32 @@ printed as one sentence on stderr with exit status 1 or 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
 from pathlib import Path
 
 from cifar_core import data, rundir
-from cifar_core.training import PRESETS, TrainConfig
+from cifar_core.training import FIELD_HELP, PRESETS, TrainConfig
 
 
 def _train_parser(sub):
     p = sub.add_parser("train", help="train a network, writing a run directory",
                        description="Train a network on CIFAR-10. Without --run-dir, a new run is made under "
                                    "CIFAR_RUNS_DIR (default runs/) and trained in the foreground.")
-    p.add_argument("--preset", choices=sorted(PRESETS), help="a whole recipe (architecture, optimizer, schedule)")
-    p.add_argument("--arch", help="architecture name, overriding the preset's")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--learning-rate", type=float)
-    p.add_argument("--optimizer", choices=["sgd", "adam"])
-    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None)
-    p.add_argument("--label-smoothing", type=float)
-    p.add_argument("--train-subset", type=int, help="train on this many images, equal per class (0 = all)")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--precision", choices=["auto", "float32", "mixed_bfloat16", "mixed_float16"])
-    p.add_argument("--name", help="a name for the run")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="quick",
+                   help="a whole recipe (architecture, optimizer, schedule, augmentation); default quick")
+    # Every TrainConfig field is an option that overrides the preset; its comment is the help.
+    for field in dataclasses.fields(TrainConfig):
+        if field.name in ("preset", "initial_model"):
+            continue
+        option = "--" + field.name.replace("_", "-")
+        if field.type in (bool, "bool"):
+            p.add_argument(option, action=argparse.BooleanOptionalAction, default=None, help=FIELD_HELP.get(field.name))
+        else:
+            kind = {"int": int, "float": float}.get(str(field.type), str)
+            p.add_argument(option, type=kind, default=None, help=FIELD_HELP.get(field.name))
     p.add_argument("--data", help="a cifar-10-python.tar.gz or a folder holding cifar-10-batches-py/")
     p.add_argument("--run-dir", help="train the run in this directory (its config.json if present)")
     p.add_argument("--save", help="also copy the final model to this .keras path (with a model card beside it)")
@@ -57,12 +58,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _config_from_args(args) -> TrainConfig:
-    overrides = {key: value for key, value in {
-        "arch": args.arch, "epochs": args.epochs, "batch_size": args.batch_size,
-        "learning_rate": args.learning_rate, "optimizer": args.optimizer, "augment": args.augment,
-        "label_smoothing": args.label_smoothing, "train_subset": args.train_subset, "seed": args.seed,
-        "precision": args.precision, "name": args.name}.items() if value is not None}
-    return TrainConfig.from_preset(args.preset or "quick", **overrides)
+    fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"preset", "initial_model"}
+    overrides = {name: getattr(args, name) for name in fields if getattr(args, name) is not None}
+    return TrainConfig.from_preset(args.preset, **overrides)
 
 
 def cmd_train(args) -> int:

@@ -96,3 +96,50 @@ def embedding_map(points: np.ndarray, labels: np.ndarray, images: np.ndarray) ->
         color=alt.Color("class:N", scale=CLASS_SCALE),
         opacity=alt.condition(pick, alt.value(0.8), alt.value(0.08)),
         tooltip=["class", "image"]).add_params(pick).interactive()
+
+
+def downsample(records: list[dict], limit: int = 400) -> list[dict]:
+    """At most about `limit` records, evenly spaced, always keeping the last: charts stay fast."""
+    if len(records) <= limit:
+        return records
+    step = len(records) / limit
+    return [records[int(i * step)] for i in range(limit)] + [records[-1]]
+
+
+def curve_frame(metrics: list[dict], run: str = "") -> pd.DataFrame:
+    """Long-form points for training curves: one row per (time, quantity, series)."""
+    rows = []
+    batches = downsample([m for m in metrics if m.get("kind") == "batch"])
+    for m in batches:
+        for quantity in ("loss", "accuracy"):
+            rows.append({"run": run, "epoch": m["epoch"] - 1 + m["step"] / max(1, _steps_per_epoch(metrics, m["epoch"])),
+                         "seconds": m["elapsed_s"], "quantity": quantity, "series": "training (running)",
+                         "value": m[quantity]})
+    for m in (m for m in metrics if m.get("kind") == "epoch"):
+        for quantity in ("loss", "accuracy"):
+            rows.append({"run": run, "epoch": m["epoch"], "seconds": m["elapsed_s"], "quantity": quantity,
+                         "series": "test (whole test set)", "value": m[f"test_{quantity}"]})
+    return pd.DataFrame(rows, columns=["run", "epoch", "seconds", "quantity", "series", "value"])
+
+
+def _steps_per_epoch(metrics: list[dict], epoch: int) -> int:
+    steps = [m["step"] for m in metrics if m.get("kind") == "batch" and m["epoch"] == epoch]
+    first_epoch_steps = [m["step"] for m in metrics if m.get("kind") == "batch" and m["epoch"] == 1]
+    return max(first_epoch_steps or steps or [1])
+
+
+def training_curves(frame: pd.DataFrame, colour_by: str = "series") -> alt.Chart:
+    """Loss and accuracy against epochs, side by side, training and test on the same axes."""
+    line = alt.Chart(frame).mark_line(point=False, clip=True).encode(
+        x=alt.X("epoch:Q", title="epoch", scale=alt.Scale(nice=False)),
+        y=alt.Y("value:Q", title=None, scale=alt.Scale(zero=False)),
+        color=alt.Color(f"{colour_by}:N", title=None, legend=alt.Legend(orient="bottom")),
+        strokeDash=alt.StrokeDash("series:N", title=None, legend=None if colour_by == "series" else alt.Legend(orient="bottom")),
+        tooltip=["run", "series", alt.Tooltip("epoch:Q", format=".2f"), alt.Tooltip("seconds:Q", format=".0f"),
+                 alt.Tooltip("value:Q", format=".4f")])
+    points = line.mark_point(filled=True, size=50).transform_filter(alt.datum.series == "test (whole test set)")
+    charts = []
+    for quantity, title in (("loss", "Loss (lower is better)"), ("accuracy", "Accuracy (higher is better)")):
+        layer = alt.layer(line, points).transform_filter(alt.datum.quantity == quantity)
+        charts.append(layer.properties(title=title, height=260))
+    return alt.hconcat(*charts).resolve_scale(color="shared")

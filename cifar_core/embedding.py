@@ -18,7 +18,7 @@ def feature_model(model):
 
 
 def features(model, images: np.ndarray) -> np.ndarray:
-    flat = inference.predict(feature_model(model), images)
+    flat = inference.predict(feature_model(model), images, mirror=False)
     return flat.reshape(len(images), -1)
 
 

@@ -104,8 +104,12 @@ def prepare(image: Image.Image) -> np.ndarray:
 _predict_lock = threading.Lock()
 
 
-def predict(model, images: np.ndarray, batch_size: int = 500) -> np.ndarray:
+def predict(model, images: np.ndarray, batch_size: int = 500, mirror: bool = True) -> np.ndarray:
     """Probabilities (N, num_classes) for uint8 images (N, 32, 32, 3) or one image (32, 32, 3).
+
+    With `mirror`, each picture is also shown left-right flipped and the two
+    answers are averaged (test-time augmentation: a few tenths of a point of
+    accuracy for twice the work).
 
     Keras' Model.predict is not thread-safe (tensorflow/tensorflow#61298) and
     Streamlit serves each browser session from its own thread, so predictions
@@ -120,7 +124,11 @@ def predict(model, images: np.ndarray, batch_size: int = 500) -> np.ndarray:
     with _predict_lock:
         for start in range(0, len(images), batch_size):
             chunk = images[start:start + batch_size].astype(np.float32)
-            outputs.append(np.asarray(model(chunk, training=False), dtype=np.float32))
+            if mirror:
+                both = np.asarray(model(np.concatenate([chunk, chunk[:, :, ::-1]]), training=False), np.float32)
+                outputs.append((both[:len(chunk)] + both[len(chunk):]) / 2)
+            else:
+                outputs.append(np.asarray(model(chunk, training=False), dtype=np.float32))
     return np.concatenate(outputs) if outputs else np.zeros((0, 10), np.float32)
 
 

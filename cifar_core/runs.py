@@ -9,6 +9,8 @@ more trainers than the limit.
 """
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
 import secrets
 import shutil
@@ -54,6 +56,33 @@ class Run:
     def metrics(self) -> list[dict]:
         return rundir.read_metrics(self.path)
 
+    def summary(self, metrics: list[dict] | None = None) -> dict:
+        """One row of the runs board."""
+        metrics = self.metrics() if metrics is None else metrics
+        epochs = [m for m in metrics if m.get("kind") == "epoch"]
+        return {"id": self.id, "name": self.name, "recipe": self.config.get("preset") or self.config.get("arch"),
+                "epochs": f"{len(epochs)} / {self.config.get('epochs')}",
+                "best test accuracy": max((m["test_accuracy"] for m in epochs), default=None),
+                "training time (s)": round(metrics[-1]["elapsed_s"]) if metrics else None,
+                "state": self.state,
+                "started": time.strftime("%d %b %H:%M", time.localtime(self.status.get("created", 0)))}
+
+    def progress(self, metrics: list[dict] | None = None) -> dict:
+        """How far a run has got: fraction done, current epoch, images per second, seconds left."""
+        metrics = self.metrics() if metrics is None else metrics
+        batches = [m for m in metrics if m.get("kind") == "batch"]
+        total_epochs = self.config.get("epochs", 1)
+        images = self.status.get("train_images")
+        if not batches or not images:
+            return {"fraction": 0.0, "epoch": 0, "epochs": total_epochs, "images_per_s": None, "seconds_left": None}
+        steps_per_epoch = math.ceil(images / self.config["batch_size"])
+        last = batches[-1]
+        done = ((last["epoch"] - 1) * steps_per_epoch + last["step"]) / (steps_per_epoch * total_epochs)
+        speed = ((last["epoch"] - 1) * images + last["step"] * self.config["batch_size"]) / max(last["elapsed_s"], 1e-9)
+        left = last["elapsed_s"] * (1 - done) / done if done else None
+        return {"fraction": min(1.0, done), "epoch": last["epoch"], "epochs": total_epochs,
+                "images_per_s": speed, "seconds_left": left}
+
 
 def runs_dir() -> Path:
     path = settings.get().runs_dir
@@ -87,11 +116,18 @@ def list_runs() -> list[Run]:
 
 
 def create(config: TrainConfig, owner: str = "") -> Run:
-    """Write a queued run directory for `config` (validated first); does not start it."""
+    """Write a queued run directory for `config` (validated first); does not start it.
+
+    A checkpoint to continue from is copied in, so the run does not depend on
+    another run's folder surviving until it starts.
+    """
     config.validate()
     run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
     path = runs_dir() / run_id
     path.mkdir()
+    if config.initial_model:
+        shutil.copyfile(config.initial_model, path / "initial.keras")
+        config = dataclasses.replace(config, initial_model=str(path / "initial.keras"))
     rundir.write_json(path / rundir.CONFIG, config.to_dict())
     rundir.write_json(path / rundir.STATUS, {"state": "queued", "owner": owner, "created": rundir.now()})
     return get(run_id)
@@ -109,6 +145,16 @@ def start(config: TrainConfig, owner: str = "") -> Run:
         _dispatch()
         _prune(limits.keep_runs)
     return get(run.id)
+
+
+def continue_run(run_id: str, epochs: int, owner: str = "") -> Run:
+    """Start a new run that trains a finished or stopped run's checkpoint for more epochs."""
+    run = get(run_id)
+    if run.state not in ("finished", "stopped") or not run.model_path:
+        raise RunError("Only a finished or stopped run with a saved model can be continued.")
+    config = dataclasses.replace(TrainConfig.from_dict(run.config), epochs=epochs,
+                                 initial_model=str(run.model_path), name=f"{run.name} (continued)")
+    return start(config, owner)
 
 
 def dispatch() -> None:

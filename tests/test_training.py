@@ -36,7 +36,7 @@ def test_presets_are_valid_and_unknown_ones_refused():
 
 
 def test_triangle_schedule_warms_up_then_decays_to_zero():
-    config = TrainConfig(learning_rate=2.0, schedule="triangle", warmup=0.25)
+    config = TrainConfig(learning_rate=2.0, schedule="triangle", warmup=0.25, final_lr=0.0)
     rate = [float(training.learning_rate_at(step, 100, config)) for step in range(101)]
     assert rate[0] == pytest.approx(0.4)            # starts at a fifth of the peak
     assert rate[25] == pytest.approx(2.0)           # peaks after a quarter of the steps
@@ -45,6 +45,10 @@ def test_triangle_schedule_warms_up_then_decays_to_zero():
     assert all(a <= b for a, b in zip(rate[:25], rate[1:26]))
     assert all(a >= b for a, b in zip(rate[25:], rate[26:]))
     assert rate[50] == pytest.approx(2.0 * 50 / 75)
+    airbench = TrainConfig(learning_rate=1.5, warmup=0.23, final_lr=0.07)
+    assert float(training.learning_rate_at(0, 1000, airbench)) == pytest.approx(0.3)
+    assert float(training.learning_rate_at(230, 1000, airbench)) == pytest.approx(1.5)
+    assert float(training.learning_rate_at(1000, 1000, airbench)) == pytest.approx(1.5 * 0.07)
     constant = TrainConfig(learning_rate=0.01, schedule="constant")
     assert float(training.learning_rate_at(77, 100, constant)) == pytest.approx(0.01)
 
@@ -103,7 +107,7 @@ def test_a_run_directory_follows_the_contract(tiny, tmp_path):
         assert record["images_per_s"] > 0
     assert epochs[0]["elapsed_s"] < epochs[1]["elapsed_s"] < epochs[2]["elapsed_s"]
     # Test accuracy is the saved model's accuracy on the whole test set, not on training batches.
-    probabilities = inference.predict(inference.load_model(tmp_path / rundir.MODEL), tiny.x_test)
+    probabilities = inference.predict(inference.load_model(tmp_path / rundir.MODEL), tiny.x_test, mirror=False)
     assert epochs[-1]["test_accuracy"] == pytest.approx(np.mean(probabilities.argmax(1) == tiny.y_test))
     assert epochs[-1]["test_accuracy"] > 0.5     # the tiny classes are colours: easy to learn
     batches = _records(tmp_path, "batch")

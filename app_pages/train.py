@@ -1,0 +1,37 @@
+"""Train: start a run, watch it learn live, stop it, compare runs."""
+import streamlit as st
+
+from app_pages import common, train_parts
+from cifar_core import data, runs, settings
+from cifar_core.training import PRESETS, ConfigError, TrainConfig
+
+st.title("Train a network")
+owner = common.owner()
+limits = settings.get()
+can_train = data.locate() is not None
+if not can_train:
+    st.warning("Training needs the full CIFAR-10 data set: download it in the sidebar first.")
+
+preset = st.segmented_control("Recipe", list(PRESETS), default="quick", key="train_preset",
+                              format_func=train_parts.RECIPES.get) or "quick"
+defaults = TrainConfig.from_preset(preset)
+with st.form("new_run", enter_to_submit=False):
+    fields = train_parts.ConfigFields(defaults, preset, limits.max_epochs)
+    started = st.form_submit_button("Start training", type="primary", disabled=not can_train)
+if started:
+    try:
+        config = TrainConfig.from_preset(preset, **fields.values()).validate()
+        run = runs.start(config, owner)
+    except ConfigError as e:
+        fields.show_error(e)
+    except runs.RunError as e:
+        st.error(str(e))
+    else:
+        st.session_state["train_watch"] = run.id
+
+watched = train_parts.watched_run(owner)
+if watched:
+    train_parts.live(watched.id, owner)
+
+st.header("All runs on this server")
+train_parts.board(owner)

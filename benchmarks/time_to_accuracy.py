@@ -1,0 +1,71 @@
+"""Seconds of training to reach given test accuracies: a preset against the tutorial baseline, same run.
+
+    python benchmarks/time_to_accuracy.py --preset quick [--baseline tutorial] [--data PATH]
+
+Both recipes train on this machine, one after the other, through the same
+trainer the app uses; test accuracy is measured on the whole test set after
+every epoch, and training time excludes start-up and the test passes.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from cifar_core import data, rundir, training  # noqa: E402
+
+
+def run(preset: str, dataset, epochs: int | None) -> dict:
+    config = training.TrainConfig.from_preset(preset, **({"epochs": epochs} if epochs else {}))
+    with tempfile.TemporaryDirectory() as folder:
+        state = training.train(config, folder, dataset,
+                               progress=lambda r: print(f"  {preset} epoch {r['epoch']}: {r['test_accuracy']:.2%} "
+                                                        f"after {r['elapsed_s']:.0f}s", flush=True))
+        if state != "finished":
+            raise SystemExit(f"{preset} {state}: {rundir.read_status(folder).get('error')}")
+        epochs_done = [r for r in rundir.read_metrics(folder) if r["kind"] == "epoch"]
+        precision = rundir.read_status(folder)["precision"]
+    return {"preset": preset, "precision": precision, "epochs": epochs_done}
+
+
+def seconds_to(result: dict, target: float) -> float | None:
+    return next((r["elapsed_s"] for r in result["epochs"] if r["test_accuracy"] >= target), None)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="quick")
+    parser.add_argument("--baseline", default="tutorial")
+    parser.add_argument("--epochs", type=int, help="override the preset's epochs (not the baseline's)")
+    parser.add_argument("--targets", type=float, nargs="+", default=[0.6, 0.7, 0.8, 0.9])
+    parser.add_argument("--data", help="cifar-10-python.tar.gz (default: CIFAR10_DATA or the Keras cache)")
+    parser.add_argument("--json", help="also write the raw results here")
+    args = parser.parse_args()
+
+    dataset = data.load(args.data)
+    print(f"data: {dataset.origin}; test set: {len(dataset.y_test)} images")
+    results = [run(args.preset, dataset, args.epochs), run(args.baseline, dataset, None)]
+
+    header = f"{'recipe':<10} {'precision':<15}" + "".join(f"{f'to {t:.0%}':>9}" for t in args.targets) + \
+        f"{'final':>9}{'seconds':>9}"
+    print("\n" + header + "\n" + "-" * len(header))
+    for result in results:
+        times = [seconds_to(result, t) for t in args.targets]
+        last = result["epochs"][-1]
+        print(f"{result['preset']:<10} {result['precision']:<15}" +
+              "".join(f"{t:>8.0f}s" if t is not None else f"{'-':>9}" for t in times) +
+              f"{last['test_accuracy']:>9.2%}{last['elapsed_s']:>8.0f}s")
+    for target in args.targets:
+        mine, base = seconds_to(results[0], target), seconds_to(results[1], target)
+        if mine and base:
+            print(f"to {target:.0%}: {args.preset} is {base / mine:.1f}x faster than {args.baseline}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
