@@ -70,6 +70,12 @@ def live(run_id: str, owner: str) -> None:
     if run.state == "running":
         runs.reconcile()     # a trainer that died shows as failed, never as running forever
         run = runs.get(run_id)
+    # When the run ends, redraw the whole page so the board and the sidebar's model list see it.
+    seen = st.session_state.setdefault("train_seen_states", {})
+    if seen.get(run.id) in ("queued", "running") and run.state not in ("queued", "running"):
+        seen[run.id] = run.state
+        st.rerun(scope="app")
+    seen[run.id] = run.state
     metrics = run.metrics()
     st.subheader(f"{run.name}")
     status_line(run, metrics)

@@ -73,3 +73,39 @@ def test_the_first_page_does_not_import_tensorflow():
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_train_page_refuses_a_bad_learning_rate_next_to_the_field(app):
+    from cifar_core import runs
+    visit(app, "app_pages/train.py")
+    app.number_input(key="train_quick_learning_rate").set_value(-0.5)
+    app.button(key="FormSubmitter:new_run-Start training").click().run()
+    assert not app.exception
+    assert [e.value for e in app.error] == ["Learning rate must be a number above 0 and at most 100, not -0.5."]
+    assert runs.list_runs() == []
+
+
+def test_train_page_starts_a_run_and_shows_it_live_and_on_the_board(app):
+    from cifar_core import runs
+    visit(app, "app_pages/train.py")
+    app.number_input(key="train_quick_batch_size").set_value(16)
+    app.text_input(key="train_quick_name").input("first try")
+    app.button(key="FormSubmitter:new_run-Start training").click().run()
+    assert not app.exception
+    [run] = runs.list_runs()
+    assert run.name == "first try" and run.config["batch_size"] == 16 and run.config["preset"] == "quick"
+    assert run.status["owner"]                      # the browser that started it owns it
+    assert any(h.value == "first try" for h in app.subheader)
+    assert len(app.dataframe) == 1
+    runs.stop(run.id, admin=True)
+
+
+def test_offline_the_train_page_explains_why_it_cannot_start(monkeypatch, tmp_path):
+    monkeypatch.chdir(ROOT)
+    monkeypatch.delenv("CIFAR10_DATA", raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setenv("CIFAR_RUNS_DIR", str(tmp_path / "runs"))
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    visit(at, "app_pages/train.py")
+    assert any("needs the full CIFAR-10 data set" in w.value for w in at.warning)

@@ -18,7 +18,7 @@ from conftest import ROOT
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = ROOT / "test-artifacts"
-PAGES = {"home": "", "explore": "explore"}
+PAGES = {"home": "", "explore": "explore", "train": "train"}
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")]
@@ -165,3 +165,32 @@ def test_explore_browse_pick_filter_and_statistics(page, server):
     page.locator("[data-testid=stVegaLiteChart]").first.wait_for()
     no_exceptions(page)
     screenshot(page, "explore-map")
+
+
+def test_train_start_watch_stop_and_find_it_on_the_board(page, server):
+    open_page(page, server, "train")
+    page.get_by_role("spinbutton", name="Epochs").fill("150")
+    page.get_by_role("spinbutton", name="Batch size").fill("4")
+    page.get_by_role("textbox", name="Run name").fill("browser run")
+    page.get_by_role("button", name="Start training").click()
+    progress = page.get_by_text("Epoch ", exact=False).first
+    progress.wait_for(timeout=60_000)
+    chart = page.locator("[data-testid=stVegaLiteChart]").first
+    chart.wait_for(timeout=60_000)
+    page.wait_for_timeout(1000)
+    first, first_picture = page.locator("[data-testid=stProgress]").inner_text(), chart.screenshot()
+    page.wait_for_timeout(5000)
+    later, later_picture = page.locator("[data-testid=stProgress]").inner_text(), chart.screenshot()
+    assert first != later, "the progress did not move"
+    assert first_picture != later_picture, "the curves did not grow"
+    screenshot(page, "train-running")
+
+    page.get_by_role("button", name="Stop").click()
+    page.get_by_text("Stopped: best test accuracy").wait_for(timeout=15_000)
+    no_exceptions(page)
+    board = page.locator("[data-testid=stDataFrame]")
+    deadline = time.monotonic() + 15
+    while "stopped" not in board.text_content() and time.monotonic() < deadline:
+        page.wait_for_timeout(250)
+    assert "browser run" in board.text_content() and "stopped" in board.text_content()
+    screenshot(page, "train-stopped")
