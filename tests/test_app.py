@@ -1,6 +1,7 @@
 """Every page under Streamlit's AppTest: runs without exceptions and shows what a user expects."""
 import subprocess
 import sys
+import time
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -109,3 +110,29 @@ def test_offline_the_train_page_explains_why_it_cannot_start(monkeypatch, tmp_pa
     at.run()
     visit(at, "app_pages/train.py")
     assert any("needs the full CIFAR-10 data set" in w.value for w in at.warning)
+
+
+def test_finished_runs_become_models_to_choose(app):
+    from cifar_core import runs
+    from cifar_core.training import TrainConfig
+    run = runs.start(TrainConfig(arch="airbench_tiny", epochs=1, batch_size=50, precision="float32", name="mine"))
+    deadline = time.monotonic() + 120
+    while runs.get(run.id).state != "finished" and time.monotonic() < deadline:
+        time.sleep(0.5)
+    app.run()
+    options = app.sidebar.selectbox[0].options
+    assert options[0].startswith("Bundled model") and any(o.startswith("Run mine") for o in options)
+    app.sidebar.selectbox[0].select(next(o for o in options if o.startswith("Run mine"))).run()
+    visit(app, "app_pages/explore.py")
+    assert app.sidebar.selectbox[0].value.startswith("Run mine")   # the choice holds on every page
+
+
+def test_teacher_controls_need_the_password(tiny_env, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv("CIFAR_ADMIN_PASSWORD", "s3cret")
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    at.text_input(key="teacher_password").input("guess").run()
+    assert any("not the teacher password" in e.value for e in at.error)
+    at.text_input(key="teacher_password").input("s3cret").run()
+    assert at.session_state["teacher"] is True

@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from cifar_core import rundir, runs
+from cifar_core import data, rundir, runs
 from cifar_core.training import TrainConfig
 
 
@@ -127,3 +127,31 @@ def test_ids_from_outside_cannot_escape_the_runs_directory(tiny_env):
     for bad in ("../etc", "", ".lock", "a/b"):
         with pytest.raises(runs.RunError):
             runs.get(bad)
+
+
+def test_a_finished_run_can_be_continued_from_its_checkpoint(tiny_env):
+    first = runs.start(small(epochs=1, name="base"), owner="alice")
+    wait_for(lambda: runs.get(first.id).state == "finished", what="the first run")
+    more = runs.continue_run(first.id, 2, owner="alice")
+    assert more.name == "base (continued)" and more.config["epochs"] == 2
+    assert more.config["initial_model"].startswith(str(more.path))   # its own copy of the checkpoint
+    wait_for(lambda: runs.get(more.id).state == "finished", what="the continued run")
+    assert len([m for m in runs.get(more.id).metrics() if m["kind"] == "epoch"]) == 2
+    queued = runs.create(small(epochs=1))
+    with pytest.raises(runs.RunError, match="Only a finished or stopped run"):
+        runs.continue_run(queued.id, 2)
+
+
+def test_progress_and_summary_for_the_board(tiny_env):
+    run = runs.start(small(epochs=2, name="board"), owner="a")
+    wait_for(lambda: runs.get(run.id).state == "finished", what="the run")
+    run = runs.get(run.id)
+    summary = run.summary()
+    assert summary["name"] == "board" and summary["epochs"] == "2 / 2" and summary["state"] == "finished"
+    assert 0 <= summary["best test accuracy"] <= 1
+    assert run.progress()["fraction"] == 1.0
+    assert set(run.status["per_class_accuracy"]) == set(data.CLASS_NAMES)
+
+    from cifar_core import report
+    page = report.html(run)
+    assert "<h1>board</h1>" in page and "Test accuracy per class" in page and "airbench_tiny" in page
