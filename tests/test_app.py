@@ -136,3 +136,17 @@ def test_teacher_controls_need_the_password(tiny_env, monkeypatch):
     assert any("not the teacher password" in e.value for e in at.error)
     at.text_input(key="teacher_password").input("s3cret").run()
     assert at.session_state["teacher"] is True
+
+
+def test_offline_download_shows_a_clear_message(monkeypatch, tmp_path):
+    from cifar_core import data
+    monkeypatch.chdir(ROOT)
+    monkeypatch.delenv("CIFAR10_DATA", raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setenv("CIFAR_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setattr(data, "URL", "http://127.0.0.1:9/cifar-10-python.tar.gz")
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    at.sidebar.button[0].click().run()
+    assert not at.exception
+    assert any("Are you offline?" in e.value for e in at.sidebar.error)

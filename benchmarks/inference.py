@@ -1,0 +1,73 @@
+"""Inference speed of the bundled model: batch throughput and single-photo latency.
+
+    python benchmarks/inference.py [--model PATH] [--photo FILE]
+
+Single-photo latency covers what the app does with an upload: decode,
+prepare (centre crop, downsample to 32x32) and predict, once warm. The
+baseline, measured in the same run, is the TensorFlow tutorial CNN
+(untrained: speed does not depend on the weights).
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from cifar_core import inference, models  # noqa: E402
+
+
+def throughput(model, images: np.ndarray, seconds: float = 5.0) -> float:
+    inference.predict(model, images[:500])   # warm up
+    done, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        inference.predict(model, images)
+        done += len(images)
+    return done / (time.perf_counter() - started)
+
+
+def latency(model, photo: bytes, repeats: int = 50) -> list[float]:
+    for _ in range(3):
+        inference.predict(model, inference.prepare(inference.load_image(photo)))
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        inference.predict(model, inference.prepare(inference.load_image(photo)))
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", help="a .keras model (default: the bundled one)")
+    parser.add_argument("--photo", help="a photo to time (default: a 12-megapixel JPEG made here)")
+    args = parser.parse_args()
+    if args.photo:
+        photo = Path(args.photo).read_bytes()
+    else:
+        # A phone-sized photo: smooth shapes plus sensor-like noise (pure noise would not compress like one).
+        y, x = np.mgrid[0:3000, 0:4000]
+        smooth = np.stack([x / 16, y / 12, (x + y) / 28], axis=-1) % 256
+        noise = np.random.default_rng(0).normal(0, 6, smooth.shape)
+        buffer = io.BytesIO()
+        Image.fromarray(np.clip(smooth + noise, 0, 255).astype(np.uint8)).save(buffer, "JPEG", quality=90)
+        photo = buffer.getvalue()
+    images = np.random.default_rng(1).integers(0, 256, (2000, 32, 32, 3), dtype=np.uint8)
+    print(f"photo: {len(photo) / 1e6:.1f} MB JPEG")
+    print(f"{'model':<34}{'batch images/s':>16}{'photo median ms':>17}{'p95 ms':>9}")
+    for name, model in (("bundled" if not args.model else args.model, inference.load_model(args.model)),
+                        ("tutorial CNN (baseline)", models.build("tutorial"))):
+        rate = throughput(model, images)
+        times = sorted(latency(model, photo))
+        print(f"{name:<34}{rate:>16.0f}{statistics.median(times) * 1000:>17.1f}"
+              f"{times[int(0.95 * (len(times) - 1))] * 1000:>9.1f}")
+
+
+if __name__ == "__main__":
+    main()
