@@ -15,6 +15,7 @@ page = st.navigation([
     st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),
     st.Page("app_pages/explore.py", title="Explore", icon=":material/grid_view:"),
     st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
+    st.Page("app_pages/predict.py", title="Predict", icon=":material/photo_camera:"),
 ])
 common.sidebar()
 page.run()

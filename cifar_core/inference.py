@@ -151,3 +151,50 @@ def model_card(path: str | os.PathLike | None = None) -> dict:
         return json.loads(card.read_text())
     except (OSError, json.JSONDecodeError):
         return {}
+
+
+def heatmap(model, image: np.ndarray, class_index: int) -> np.ndarray:
+    """Grad-CAM: where in a (32, 32, 3) picture the model looked for `class_index`, as (32, 32) in 0..1.
+
+    The last convolution's feature maps, weighted by how much the class's
+    score (its logit) rises with each of them, summed and kept where positive.
+    """
+    import keras
+    import tensorflow as tf
+    conv = _last_conv(model)
+    score = model.get_layer("logits").output if "logits" in {l.name for l in model.layers} else model.output
+    probe = keras.Model(model.input, [conv.output, score])
+    with _predict_lock, tf.GradientTape() as tape:
+        maps, scores = probe(np.asarray(image, np.float32)[None], training=False)
+        target = scores[:, class_index] if score is not model.output else tf.math.log(scores[:, class_index] + 1e-9)
+    grads = tape.gradient(target, maps)
+    weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
+    cam = tf.nn.relu(tf.reduce_sum(weights * maps, axis=-1))[0].numpy().astype(np.float32)
+    cam = cam / cam.max() if cam.max() > 0 else cam
+    return np.asarray(Image.fromarray(cam).resize((32, 32), Image.Resampling.BILINEAR))
+
+
+def _last_conv(model):
+    from keras import layers
+    try:
+        return model.get_layer("last_conv")
+    except ValueError:
+        return next(l for l in reversed(model.layers) if isinstance(l, layers.Conv2D))
+
+
+def doubts(image: np.ndarray, probabilities: np.ndarray) -> list[str]:
+    """Plain-language warnings about a prediction: the model is unsure, or the picture is unlike CIFAR-10."""
+    from cifar_core.data import CLASS_NAMES
+    notes = []
+    order = np.argsort(probabilities)[::-1]
+    top, second = probabilities[order[0]], probabilities[order[1]]
+    if top < 0.5 or top - second < 0.15:
+        notes.append(f"The model is unsure: it is torn between {CLASS_NAMES[order[0]]} ({top:.0%}) "
+                     f"and {CLASS_NAMES[order[1]]} ({second:.0%}).")
+    pixels = np.asarray(image, np.float32)
+    saturation = (pixels.max(axis=-1) - pixels.min(axis=-1)).mean()
+    extremes = np.mean((pixels.mean(axis=-1) > 235) | (pixels.mean(axis=-1) < 20))
+    if saturation < 12 and extremes > 0.5:
+        notes.append("This looks more like a drawing, text or a screenshot than a photo. The model only knows "
+                     "photos of ten kinds of things, so its answer means little here.")
+    return notes

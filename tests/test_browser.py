@@ -18,7 +18,7 @@ from conftest import ROOT
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = ROOT / "test-artifacts"
-PAGES = {"home": "", "explore": "explore", "train": "train"}
+PAGES = {"home": "", "explore": "explore", "train": "train", "predict": "predict"}
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")]
@@ -194,3 +194,66 @@ def test_train_start_watch_stop_and_find_it_on_the_board(page, server):
         page.wait_for_timeout(250)
     assert "browser run" in board.text_content() and "stopped" in board.text_content()
     screenshot(page, "train-stopped")
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    """A photo-like JPEG (a real CIFAR-10 sample picture, enlarged), a PNG, and a text file posing as a picture."""
+    from PIL import Image
+
+    from cifar_core import data
+    folder = tmp_path_factory.mktemp("photos")
+    sample = data.load_sample()
+    Image.fromarray(sample.x_test[0]).resize((640, 480), Image.Resampling.BICUBIC).save(folder / "holiday.jpg", quality=90)
+    Image.fromarray(sample.x_test[500]).resize((300, 300)).save(folder / "pet.png")
+    (folder / "notes.png").write_text("not a picture at all")
+    return folder
+
+
+def test_predict_upload_a_photo_and_read_the_answer(page, server, photos):
+    open_page(page, server, "predict")
+    page.locator("[data-testid=stFileUploaderDropzoneInput]").set_input_files(str(photos / "holiday.jpg"))
+    said = page.locator("[data-testid=stMetric]").first
+    said.wait_for(timeout=60_000)
+    assert "The model says" in said.inner_text() and "sure" in said.inner_text()
+    assert any(name in said.inner_text() for name in ("airplane", "automobile", "bird", "cat", "deer",
+                                                      "dog", "frog", "horse", "ship", "truck"))
+    page.get_by_text("Show where it looked").click()
+    page.get_by_text("the parts that made it think").wait_for()
+    no_exceptions(page)
+    screenshot(page, "predict-upload")
+
+
+def test_predict_several_uploads_with_a_bad_one(page, server, photos):
+    open_page(page, server, "predict")
+    page.locator("[data-testid=stFileUploaderDropzoneInput]").set_input_files(
+        [str(photos / "holiday.jpg"), str(photos / "notes.png"), str(photos / "pet.png")])
+    table = page.locator("[data-testid=stDataFrame]").first
+    table.wait_for(timeout=60_000)
+    deadline = time.monotonic() + 20
+    while "not a picture" not in (table.text_content() or "") and time.monotonic() < deadline:
+        page.wait_for_timeout(250)
+    content = table.text_content()
+    assert "holiday.jpg" in content and "pet.png" in content and "not a picture in a format we can read" in content
+    page.get_by_role("button", name="Download the table (CSV)").wait_for()
+    no_exceptions(page)
+    screenshot(page, "predict-batch")
+
+
+def test_predict_draw_on_the_canvas(page, server):
+    open_page(page, server, "predict")
+    page.get_by_role("radio", name="Draw").click()
+    settle(page)
+    canvas = page.locator("canvas.upper-canvas").first   # Fabric.js draws strokes on its upper canvas
+    canvas.wait_for(timeout=30_000)
+    box = canvas.bounding_box()
+    page.mouse.move(box["x"] + 60, box["y"] + 160)
+    page.mouse.down()
+    for step in range(20):
+        page.mouse.move(box["x"] + 60 + step * 10, box["y"] + 160 - step * 4, steps=2)
+    page.mouse.up()
+    said = page.locator("[data-testid=stMetric]").first
+    said.wait_for(timeout=60_000)
+    assert "The model says" in said.inner_text()
+    no_exceptions(page)
+    screenshot(page, "predict-drawing")

@@ -1,0 +1,61 @@
+"""Predict: your own pictures (upload, camera, drawing, or a test picture), the answer, and how to fool it."""
+import numpy as np
+import streamlit as st
+from streamlit_drawable_canvas import st_canvas
+
+from app_pages import common, predict_parts
+from cifar_core import inference
+from cifar_core.data import CLASS_NAMES
+
+FORMATS = ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"]
+
+st.title("Try it on your own pictures")
+source = st.segmented_control("Picture from", ["Upload", "Camera", "Draw", "Test picture"], default="Upload",
+                              key="predict_source") or "Upload"
+picture, name = None, ""
+
+if source == "Upload":
+    files = st.file_uploader("Photos (one or many)", type=FORMATS, accept_multiple_files=True, key="predict_files")
+    if len(files) > 1:
+        predict_parts.batch(files)
+        name = st.selectbox("Look closer at", [f.name for f in files], key="predict_pick")
+        files = [f for f in files if f.name == name][:1]
+    if files:
+        try:
+            picture = inference.prepare(inference.load_image(files[0].getvalue()))
+            name = files[0].name
+        except inference.ImageError as e:
+            st.error(f"{files[0].name}: {e}")
+
+elif source == "Camera":
+    shot = st.camera_input("Take a photo", key="predict_camera")
+    if shot:
+        picture, name = inference.prepare(inference.load_image(shot.getvalue())), "camera"
+
+elif source == "Draw":
+    tools = st.columns(4, vertical_alignment="bottom")
+    brush = tools[0].color_picker("Brush colour", "#1f4e9c", key="predict_brush")
+    size = tools[1].slider("Brush size", 2, 60, 18, key="predict_brush_size")
+    background = tools[2].color_picker("Background", "#8fc3ea", key="predict_background")
+    if tools[3].button("Clear", icon=":material/delete:"):
+        st.session_state["predict_canvas_round"] = st.session_state.get("predict_canvas_round", 0) + 1
+    drawing = st_canvas(stroke_color=brush, stroke_width=size, background_color=background, height=320, width=320,
+                        return_image_data=True,
+                        key=f"predict_canvas_{background}_{st.session_state.get('predict_canvas_round', 0)}")
+    if drawing is not None and drawing.image_data is not None and drawing.image_data[..., 3].any():
+        picture, name = predict_parts.drawn(drawing.image_data, background), "drawing"
+    else:
+        st.caption("Draw something (a cat? a ship?) and the model will guess.")
+
+else:
+    test = common.dataset()
+    if st.button("Another picture", icon=":material/shuffle:") or "predict_test_index" not in st.session_state:
+        st.session_state["predict_test_index"] = int(np.random.default_rng().integers(len(test.y_test)))
+    index = st.session_state["predict_test_index"]
+    picture, name = test.x_test[index], f"test picture #{index}"
+    st.caption(f"Test picture #{index}; the right answer is **{CLASS_NAMES[test.y_test[index]]}**.")
+
+if picture is not None:
+    st.header(name)
+    predict_parts.answer(picture, "predict")
+    predict_parts.fool(picture, "predict")

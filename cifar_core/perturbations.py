@@ -1,0 +1,40 @@
+"""Ways to change a picture, to see what fools the model: rotation, light, blur, noise, a patch, a mirror."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageEnhance, ImageFilter, ImageOps
+
+
+@dataclass(frozen=True)
+class Changes:
+    rotation: float = 0.0      # degrees, anticlockwise
+    brightness: float = 1.0    # 1 = unchanged, 0 = black
+    contrast: float = 1.0      # 1 = unchanged, 0 = flat grey
+    blur: float = 0.0          # Gaussian blur radius, in pixels of the 32x32 picture
+    noise: float = 0.0         # standard deviation of added noise, in pixel values (0-255)
+    patch: tuple[float, float, float] = (0.5, 0.5, 0.0)  # grey square: centre x, centre y, side (fractions)
+    mirror: bool = False       # flip left to right
+
+
+def apply(image: np.ndarray, changes: Changes, seed: int = 0) -> np.ndarray:
+    """The (32, 32, 3) uint8 picture with `changes` applied, in a fixed order."""
+    picture = Image.fromarray(np.asarray(image, np.uint8))
+    if changes.mirror:
+        picture = ImageOps.mirror(picture)
+    if changes.rotation:
+        picture = picture.rotate(changes.rotation, resample=Image.Resampling.BILINEAR, fillcolor=(128, 128, 128))
+    picture = ImageEnhance.Brightness(picture).enhance(changes.brightness)
+    picture = ImageEnhance.Contrast(picture).enhance(changes.contrast)
+    if changes.blur:
+        picture = picture.filter(ImageFilter.GaussianBlur(changes.blur))
+    out = np.asarray(picture, np.float32)
+    if changes.noise:
+        out = out + np.random.default_rng(seed).normal(0, changes.noise, out.shape)
+    x, y, side = changes.patch
+    if side > 0:
+        half = side * 32 / 2
+        top, left = int(round(y * 32 - half)), int(round(x * 32 - half))
+        out[max(0, top):max(0, top + int(round(2 * half))), max(0, left):max(0, left + int(round(2 * half)))] = 128
+    return np.clip(out, 0, 255).round().astype(np.uint8)
