@@ -156,7 +156,7 @@ def model_card(path: str | os.PathLike | None = None) -> dict:
 def heatmap(model, image: np.ndarray, class_index: int) -> np.ndarray:
     """Grad-CAM: where in a (32, 32, 3) picture the model looked for `class_index`, as (32, 32) in 0..1.
 
-    The last convolution's feature maps, weighted by how much the class's
+    A late convolution's feature maps, weighted by how much the class's
     score (its logit) rises with each of them, summed and kept where positive.
     """
     import keras
@@ -174,12 +174,12 @@ def heatmap(model, image: np.ndarray, class_index: int) -> np.ndarray:
     return np.asarray(Image.fromarray(cam).resize((32, 32), Image.Resampling.BILINEAR))
 
 
-def _last_conv(model):
+def _last_conv(model, min_size: int = 7):
+    """The last convolution whose maps are at least `min_size` pixels across: a finer map than the
+    very last one (3 x 3 in the airbench nets), still deep enough to see objects."""
     from keras import layers
-    try:
-        return model.get_layer("last_conv")
-    except ValueError:
-        return next(l for l in reversed(model.layers) if isinstance(l, layers.Conv2D))
+    convs = [l for l in model.layers if isinstance(l, layers.Conv2D) and l.name != "whiten"]
+    return next((l for l in reversed(convs) if l.output.shape[1] >= min_size), convs[-1])
 
 
 def doubts(image: np.ndarray, probabilities: np.ndarray) -> list[str]:

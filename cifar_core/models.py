@@ -53,7 +53,7 @@ def tutorial(num_classes: int = 10):
     x = layers.MaxPooling2D()(x)
     x = layers.Conv2D(64, 3, activation="relu")(x)
     x = layers.MaxPooling2D()(x)
-    x = layers.Conv2D(64, 3, activation="relu", name="last_conv")(x)
+    x = layers.Conv2D(64, 3, activation="relu")(x)
     x = layers.Flatten()(x)
     x = layers.Dense(64, activation="relu", name="features")(x)
     x = layers.Dense(num_classes, name="logits")(x)
@@ -81,8 +81,7 @@ def _airbench(num_classes: int, widths: tuple[int, int, int], name: str):
         x = layers.Conv2D(width, 3, padding="same", use_bias=False)(x)
         x = layers.MaxPooling2D(2)(x)
         x = layers.Activation("gelu")(bn(x))
-        x = layers.Conv2D(width, 3, padding="same", use_bias=False,
-                          name="last_conv" if i == len(widths) - 1 else None)(x)
+        x = layers.Conv2D(width, 3, padding="same", use_bias=False)(x)
         x = layers.Activation("gelu")(bn(x))
     x = layers.GlobalMaxPooling2D(name="features")(x)
     x = layers.Dense(num_classes, use_bias=False)(x)

@@ -150,3 +150,16 @@ def test_offline_download_shows_a_clear_message(monkeypatch, tmp_path):
     at.sidebar.button[0].click().run()
     assert not at.exception
     assert any("Are you offline?" in e.value for e in at.sidebar.error)
+
+
+def test_predict_page_test_picture_answer_heat_map_and_fooling(app):
+    visit(app, "app_pages/predict.py")
+    app.button_group(key="predict_source").set_value("Test picture").run()
+    assert not app.exception
+    assert app.metric[0].label == "The model says" and "sure" in app.metric[0].value
+    app.toggle(key="predict_heat").set_value(True).run()
+    assert not app.exception
+    assert app.metric[0].value.startswith(app.selectbox(key="predict_heat_class").value)   # the answer's map
+    app.slider(key="predict_noise").set_value(60).run()
+    assert not app.exception
+    assert len(app.metric) == 2                      # the changed picture gets its own answer

@@ -1,0 +1,48 @@
+"""Grad-CAM, the doubts shown beside an answer, and the picture changes of "try to fool it"."""
+import numpy as np
+import pytest
+
+from cifar_core import data, inference, perturbations
+from cifar_core.perturbations import Changes
+
+
+@pytest.fixture(scope="module")
+def model():
+    return inference.load_model()
+
+
+def test_heatmap_is_a_32x32_map_that_depends_on_the_class(model):
+    image = data.load_sample().x_test[0]
+    maps = [inference.heatmap(model, image, c) for c in range(10)]
+    for heat in maps:
+        assert heat.shape == (32, 32) and heat.min() >= 0 and heat.max() <= 1.0 + 1e-6
+    assert max(np.abs(maps[0] - m).mean() for m in maps[1:]) > 0.01
+    predicted = int(inference.predict(model, image)[0].argmax())
+    assert maps[predicted].max() > 0.5   # the answer's own map has something to show
+
+
+def test_doubts_in_plain_words():
+    photo = data.load_sample().x_test[3]
+    assert inference.doubts(photo, np.eye(10)[3] * 0.9 + 0.01) == []
+    unsure = inference.doubts(photo, np.full(10, 0.1))
+    assert len(unsure) == 1 and unsure[0].startswith("The model is unsure")
+    text = np.full((32, 32, 3), 255, np.uint8)
+    text[10:12, 4:28] = 0
+    assert any("drawing, text or a screenshot" in note for note in inference.doubts(text, np.eye(10)[0]))
+
+
+def test_changes_do_what_their_names_say():
+    image = data.load_sample().x_test[7]
+    assert np.array_equal(perturbations.apply(image, Changes()), image)
+    assert np.array_equal(perturbations.apply(image, Changes(mirror=True)), image[:, ::-1])
+    assert perturbations.apply(image, Changes(brightness=0.0)).max() == 0
+    flat = perturbations.apply(image, Changes(contrast=0.0))
+    assert flat.std(axis=(0, 1)).max() < 1
+    patched = perturbations.apply(image, Changes(patch=(0.25, 0.25, 0.25)))
+    assert (patched[4:12, 4:12] == 128).all() and np.array_equal(patched[16:, 16:], image[16:, 16:])
+    blurred = perturbations.apply(image, Changes(blur=2.0)).astype(float)
+    assert np.abs(np.diff(blurred, axis=1)).mean() < np.abs(np.diff(image.astype(float), axis=1)).mean()
+    noisy = perturbations.apply(image, Changes(noise=40))
+    assert 20 < (noisy.astype(float) - image).std() < 45
+    turned = perturbations.apply(image, Changes(rotation=90))
+    assert np.abs(turned.astype(float) - np.rot90(image).astype(float)).mean() < 25
