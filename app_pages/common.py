@@ -13,7 +13,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from cifar_core import data, inference, runs, settings
+from cifar_core import data, evaluation, inference, runs, settings
 
 ACTIVE_MODEL_KEY = "active_model"
 DEFAULT_LABEL = "Bundled model"
@@ -24,14 +24,21 @@ def _dataset(path: str | None) -> data.Cifar10:
     return data.read(path) if path else data.load_sample()
 
 
-def dataset() -> data.Cifar10:
-    """The full data set where it is on this machine, else the bundled sample."""
+def loaded() -> tuple[data.Cifar10, str | None]:
+    """The full data set where it is on this machine, else the bundled sample; and why not, if it failed."""
     path = data.locate()
     try:
-        return _dataset(str(path) if path else None)
+        return _dataset(str(path) if path else None), None
     except data.DataError as e:
-        st.sidebar.error(f"{e} Using the bundled sample instead.")
-        return _dataset(None)
+        return _dataset(None), f"{e} Using the bundled sample instead."
+
+
+def dataset() -> data.Cifar10:
+    """`loaded()` for a page: call once per page, it says in the sidebar when the data could not be read."""
+    cifar, problem = loaded()
+    if problem:
+        st.sidebar.error(problem)
+    return cifar
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=8)
@@ -128,3 +135,16 @@ def teacher_login() -> None:
             st.rerun()
         elif given:
             st.error("That is not the teacher password.")
+
+
+@st.cache_resource(show_spinner="Testing the model on every test picture (once per model)…", max_entries=16)
+def _test_probabilities(path: str, modified: float, origin: str, n: int):
+    test = loaded()[0]
+    return evaluation.cached_probabilities(path, test.x_test, f"{origin}:{n}",
+                                           lambda images: inference.predict(_model(path, modified), images))
+
+
+def test_probabilities(choice: ModelChoice):
+    """A model's probabilities for every test picture of the current data: computed once, kept on disk."""
+    test = loaded()[0]
+    return _test_probabilities(str(choice.path), choice.path.stat().st_mtime, test.origin, len(test.y_test))

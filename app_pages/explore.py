@@ -25,7 +25,7 @@ def feature_map(model_path: str, origin: str, split: str):
 
 
 def splits() -> dict:
-    d = common.dataset()
+    d = common.loaded()[0]
     both = {"Training": (d.x_train, d.y_train), "Test": (d.x_test, d.y_test)}
     return {k: v for k, v in both.items() if len(v[1])}
 

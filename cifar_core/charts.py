@@ -143,3 +143,46 @@ def training_curves(frame: pd.DataFrame, colour_by: str = "series") -> alt.Chart
         layer = alt.layer(line, points).transform_filter(alt.datum.quantity == quantity)
         charts.append(layer.properties(title=title, height=260))
     return alt.hconcat(*charts).resolve_scale(color="shared")
+
+
+def confusion(counts: np.ndarray) -> alt.Chart:
+    """The confusion matrix as a heat map; clicking a cell selects it (selection parameter "cell")."""
+    rows = [{"true": CLASS_NAMES[t], "predicted": CLASS_NAMES[p], "images": int(counts[t, p]),
+             "share": float(counts[t, p] / max(1, counts[t].sum()))}
+            for t in range(len(CLASS_NAMES)) for p in range(len(CLASS_NAMES))]
+    cell = alt.selection_point(name="cell", fields=["true", "predicted"], on="click", clear=False)
+    base = alt.Chart(pd.DataFrame(rows)).encode(
+        x=alt.X("predicted:N", sort=list(CLASS_NAMES), title="the model said"),
+        y=alt.Y("true:N", sort=list(CLASS_NAMES), title="the picture really is"))
+    squares = base.mark_rect().encode(
+        color=alt.Color("share:Q", scale=alt.Scale(scheme="blues"), legend=alt.Legend(format="%", title="of the class")),
+        stroke=alt.condition(cell, alt.value("#ff4b4b"), alt.value(None)), strokeWidth=alt.value(3),
+        tooltip=["true", "predicted", "images", alt.Tooltip("share:Q", format=".1%")]).add_params(cell)
+    numbers = base.mark_text(fontSize=11).encode(
+        text="images:Q", color=alt.condition(alt.datum.share > 0.5, alt.value("white"), alt.value("#1c1f26")))
+    return (squares + numbers).properties(width=480, height=480)
+
+
+def reliability(rows: list[dict]) -> alt.Chart:
+    """Confidence against accuracy: on the diagonal, the model is as sure as it deserves to be."""
+    frame = pd.DataFrame(rows)
+    diagonal = alt.Chart(pd.DataFrame({"x": [0, 1], "y": [0, 1]})).mark_line(strokeDash=[4, 4], color="grey").encode(
+        x="x:Q", y="y:Q")
+    points = alt.Chart(frame).mark_line(point=True).encode(
+        x=alt.X("confidence:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"), title="how sure it was"),
+        y=alt.Y("accuracy:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"), title="how often it was right"),
+        size=alt.Size("answers:Q", legend=None),
+        tooltip=[alt.Tooltip("confidence:Q", format=".1%"), alt.Tooltip("accuracy:Q", format=".1%"), "answers"])
+    return (diagonal + points).properties(title="Is it as sure as it should be?", height=320)
+
+
+def compare_classes(per_class: dict[str, dict[str, float]]) -> alt.Chart:
+    """Accuracy per class for several models, side by side."""
+    frame = pd.DataFrame([{"model": model, "class": name, "accuracy": value}
+                          for model, scores in per_class.items() for name, value in scores.items()])
+    return alt.Chart(frame).mark_bar().encode(
+        x=alt.X("class:N", sort=list(CLASS_NAMES), title=None),
+        xOffset="model:N",
+        y=alt.Y("accuracy:Q", axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1])),
+        color=alt.Color("model:N", legend=alt.Legend(orient="bottom", title=None)),
+        tooltip=["model", "class", alt.Tooltip("accuracy:Q", format=".1%")]).properties(height=300)

@@ -1,0 +1,79 @@
+"""Quiz: you against the model, on the same test pictures. Big type and buttons, for a projector."""
+from dataclasses import dataclass, field
+
+import numpy as np
+import streamlit as st
+
+from app_pages import common
+from cifar_core import charts
+from cifar_core.data import CLASS_NAMES
+
+HUMAN_ACCURACY = 0.94   # people get about 94% of CIFAR-10 test pictures right (Karpathy, 2011)
+
+
+@dataclass
+class Quiz:
+    """One classroom's game: the picture on screen, the last answer, and both scores."""
+    index: int = -1
+    answer: int | None = None           # the class the people chose for the current picture
+    rounds: int = 0
+    people: int = 0
+    model: int = 0
+    seen: set = field(default_factory=set)
+
+
+st.html("""<style>
+  .stMainBlockContainer button p { font-size: 1.4rem; }
+  .stMainBlockContainer [data-testid=stMetricValue] { font-size: 3rem; }
+</style>""")
+st.title("You against the model")
+test = common.dataset()
+probabilities = common.test_probabilities(common.active_choice())
+guesses = probabilities.argmax(axis=1)
+quiz = st.session_state.setdefault("quiz", Quiz())
+
+hard = st.toggle("Hard mode: only pictures the model gets wrong", key="quiz_hard")
+pool = np.flatnonzero(guesses != test.y_test) if hard else np.arange(len(test.y_test))
+
+
+def next_picture() -> None:
+    fresh = [i for i in pool if i not in quiz.seen] or list(pool)
+    quiz.index, quiz.answer = int(np.random.default_rng().choice(fresh)), None
+    quiz.seen.add(quiz.index)
+
+
+if quiz.index < 0 or (hard and quiz.index not in set(pool.tolist()) and quiz.answer is None):
+    next_picture()
+
+score_you, score_model, score_people = st.columns(3)
+score_you.metric("You", f"{quiz.people} / {quiz.rounds}")
+score_model.metric("The model", f"{quiz.model} / {quiz.rounds}")
+score_people.metric("People in general", f"{HUMAN_ACCURACY:.0%}", help="Measured by Andrej Karpathy on CIFAR-10 in 2011.")
+
+picture, buttons = st.columns([1, 1])
+image = test.x_test[quiz.index]
+picture.image(charts.upscale(image, 12), caption="What is it?")
+picture.image(image, caption="The real size: 32 x 32 pixels", width=32)
+
+if quiz.answer is None:
+    buttons.markdown("### Pick one")
+    grid = buttons.columns(2)
+    for i, name in enumerate(CLASS_NAMES):
+        if grid[i % 2].button(name.capitalize(), key=f"quiz_{name}", width="stretch"):
+            truth, guess = test.y_test[quiz.index], guesses[quiz.index]
+            quiz.answer, quiz.rounds = i, quiz.rounds + 1
+            quiz.people += int(i == truth)
+            quiz.model += int(guess == truth)
+            st.rerun()
+else:
+    truth, guess = int(test.y_test[quiz.index]), int(guesses[quiz.index])
+    you = "right" if quiz.answer == truth else f"wrong (you said {CLASS_NAMES[quiz.answer]})"
+    it = "right" if guess == truth else f"wrong: it said {CLASS_NAMES[guess]}"
+    buttons.markdown(f"## It is a **{CLASS_NAMES[truth]}**")
+    buttons.markdown(f"### You were {you}.\n### The model was {it} ({probabilities[quiz.index, guess]:.0%} sure).")
+    if buttons.button("Next picture", type="primary", icon=":material/arrow_forward:", width="stretch"):
+        next_picture()
+        st.rerun()
+if st.button("Start again", icon=":material/restart_alt:"):
+    del st.session_state["quiz"]
+    st.rerun()

@@ -1,0 +1,72 @@
+"""Metrics against values worked out by hand."""
+import numpy as np
+import pytest
+
+from cifar_core import evaluation
+
+# 6 images: true classes and predictions chosen so every figure below can be checked on paper.
+Y_TRUE = np.array([0, 0, 0, 1, 1, 2])
+Y_PRED = np.array([0, 0, 1, 1, 2, 2])
+
+
+def test_confusion_matrix_by_hand():
+    counts = evaluation.confusion_matrix(Y_TRUE, Y_PRED)
+    assert counts[:3, :3].tolist() == [[2, 1, 0], [0, 1, 1], [0, 0, 1]]
+    assert counts.sum() == 6
+
+
+def test_class_report_by_hand():
+    rows = {r["class"]: r for r in evaluation.class_report(Y_TRUE, Y_PRED)}
+    # airplane: 2 right of 3 true, 2 predicted -> precision 1, recall 2/3, F1 0.8
+    assert rows["airplane"]["precision"] == pytest.approx(1.0)
+    assert rows["airplane"]["recall"] == pytest.approx(2 / 3)
+    assert rows["airplane"]["f1"] == pytest.approx(0.8)
+    # automobile: 1 right, 2 predicted, 2 true -> 0.5 each
+    assert (rows["automobile"]["precision"], rows["automobile"]["recall"], rows["automobile"]["f1"]) == (0.5, 0.5, 0.5)
+    # bird: 1 right, 2 predicted, 1 true -> precision 0.5, recall 1, F1 2/3
+    assert rows["bird"]["f1"] == pytest.approx(2 / 3)
+    assert np.isnan(rows["truck"]["precision"]) and rows["truck"]["images"] == 0
+
+
+def test_summary_and_per_class_accuracy():
+    probs = np.eye(10)[Y_PRED]
+    result = evaluation.summary(probs, Y_TRUE)
+    assert result["accuracy"] == pytest.approx(4 / 6) and result["n"] == 6
+    assert result["per_class"]["airplane"] == pytest.approx(2 / 3)
+    assert result["per_class"]["bird"] == 1.0
+
+
+def test_confident_mistakes_come_most_confident_first():
+    probs = np.full((4, 10), 0.0)
+    probs[0, 1], probs[0, 0] = 0.9, 0.1    # wrong, 90% sure
+    probs[1, 0] = 1.0                      # right
+    probs[2, 3], probs[2, 0] = 0.6, 0.4    # wrong, 60% sure
+    probs[3, 5], probs[3, 0] = 0.99, 0.01  # wrong, 99% sure
+    assert evaluation.confident_mistakes(probs, np.zeros(4, int)).tolist() == [3, 0, 2]
+
+
+def test_calibration_by_hand():
+    probs = np.zeros((4, 10))
+    probs[:2, 0] = 0.95        # two answers at 95%: one right, one wrong
+    probs[2:, 0] = 0.55        # two answers at 55%: both right
+    rows = evaluation.calibration(probs, np.array([0, 1, 0, 0]))
+    assert rows == [{"confidence": pytest.approx(0.55), "accuracy": 1.0, "answers": 2},
+                    {"confidence": pytest.approx(0.95), "accuracy": 0.5, "answers": 2}]
+
+
+def test_probabilities_are_cached_beside_the_model(tmp_path):
+    model = tmp_path / "m.keras"
+    model.write_bytes(b"weights")
+    calls = []
+
+    def predict(images):
+        calls.append(1)
+        return np.ones((len(images), 10)) / 10
+
+    first = evaluation.cached_probabilities(model, np.zeros((3, 32, 32, 3)), "test", predict)
+    again = evaluation.cached_probabilities(model, np.zeros((3, 32, 32, 3)), "test", predict)
+    assert len(calls) == 1 and np.array_equal(first, again)
+    assert len(list(tmp_path.glob("m.eval-*.npy"))) == 1
+    model.write_bytes(b"retrained")
+    evaluation.cached_probabilities(model, np.zeros((3, 32, 32, 3)), "test", predict)
+    assert len(calls) == 2
