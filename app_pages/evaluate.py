@@ -28,7 +28,7 @@ with overview:
 
 with errors:
     event = st.altair_chart(charts.confusion(evaluation.confusion_matrix(test.y_test, y_pred)),
-                            on_select="rerun", key="evaluate_cell")
+                            on_select="rerun", key="evaluate_cell", width="content")
     cell = (event.selection.get("cell") or [None])[0] if event else None
     if cell:
         t, p = CLASS_NAMES.index(cell["true"]), CLASS_NAMES.index(cell["predicted"])
@@ -38,7 +38,7 @@ with errors:
         st.image([charts.upscale(test.x_test[i], 3) for i in shown],
                  caption=[f"{probabilities[i, p]:.0%} sure" for i in shown])
     else:
-        st.caption("Click a square to see its pictures.")
+        st.caption("Darker squares hold more of the row's pictures. Click a square to see them.")
     st.subheader("Its most confident mistakes")
     worst = evaluation.confident_mistakes(probabilities, test.y_test, 20)
     st.image([charts.upscale(test.x_test[i], 3) for i in worst],

@@ -34,6 +34,9 @@ quiz = st.session_state.setdefault("quiz", Quiz())
 
 hard = st.toggle("Hard mode: only pictures the model gets wrong", key="quiz_hard")
 pool = np.flatnonzero(guesses != test.y_test) if hard else np.arange(len(test.y_test))
+if not len(pool):
+    st.info("The model gets every one of these pictures right, so there is no hard mode: here are all of them.")
+    pool = np.arange(len(test.y_test))
 
 
 def next_picture() -> None:

@@ -150,17 +150,18 @@ def confusion(counts: np.ndarray) -> alt.Chart:
     rows = [{"true": CLASS_NAMES[t], "predicted": CLASS_NAMES[p], "images": int(counts[t, p]),
              "share": float(counts[t, p] / max(1, counts[t].sum()))}
             for t in range(len(CLASS_NAMES)) for p in range(len(CLASS_NAMES))]
-    cell = alt.selection_point(name="cell", fields=["true", "predicted"], on="click", clear=False)
+    cell = alt.selection_point(name="cell", fields=["true", "predicted"], on="click", clear=False, empty=False)
     base = alt.Chart(pd.DataFrame(rows)).encode(
         x=alt.X("predicted:N", sort=list(CLASS_NAMES), title="the model said"),
         y=alt.Y("true:N", sort=list(CLASS_NAMES), title="the picture really is"))
     squares = base.mark_rect().encode(
-        color=alt.Color("share:Q", scale=alt.Scale(scheme="blues"), legend=alt.Legend(format="%", title="of the class")),
+        color=alt.Color("share:Q", scale=alt.Scale(scheme="blues"), legend=None),
         stroke=alt.condition(cell, alt.value("#ff4b4b"), alt.value(None)), strokeWidth=alt.value(3),
         tooltip=["true", "predicted", "images", alt.Tooltip("share:Q", format=".1%")]).add_params(cell)
     numbers = base.mark_text(fontSize=11).encode(
         text="images:Q", color=alt.condition(alt.datum.share > 0.5, alt.value("white"), alt.value("#1c1f26")))
-    return (squares + numbers).properties(width=480, height=480)
+    # "pad": the squares get exactly 480 x 480 pixels and the axes go around them.
+    return (squares + numbers).properties(width=480, height=480, autosize=alt.AutoSizeParams(type="pad"))
 
 
 def reliability(rows: list[dict]) -> alt.Chart:

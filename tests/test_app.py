@@ -6,6 +6,7 @@ import time
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from cifar_core.data import CLASS_NAMES
 from conftest import ROOT
 
 APP = str(ROOT / "app.py")
@@ -163,3 +164,36 @@ def test_predict_page_test_picture_answer_heat_map_and_fooling(app):
     app.slider(key="predict_noise").set_value(60).run()
     assert not app.exception
     assert len(app.metric) == 2                      # the changed picture gets its own answer
+
+
+def test_evaluate_page_shows_accuracy_and_the_per_class_table(app):
+    visit(app, "app_pages/evaluate.py")
+    assert app.metric[0].label == "Right on 40 test pictures"
+    assert app.metric[0].value.endswith("%")
+    table = app.dataframe[0].value
+    assert list(table["class"]) == list(CLASS_NAMES)
+    assert any("Train a model on the Train page" in c.value for c in app.caption)
+
+
+def test_quiz_three_rounds_keep_both_scores(app):
+    visit(app, "app_pages/quiz.py")
+    for round_ in range(1, 4):
+        quiz = app.session_state["quiz"]
+        app.button(key="quiz_cat").click().run()
+        assert not app.exception
+        quiz = app.session_state["quiz"]
+        assert quiz.rounds == round_ and quiz.answer == 3
+        assert app.metric[0].value == f"{quiz.people} / {round_}" and app.metric[1].value == f"{quiz.model} / {round_}"
+        assert any(m.value.startswith("## It is a **") for m in app.markdown)
+        app.button[[b.label for b in app.button].index("Next picture")].click().run()
+    assert app.session_state["quiz"].answer is None
+
+
+def test_quiz_hard_mode_only_shows_mistakes(app):
+    visit(app, "app_pages/quiz.py")
+    app.toggle(key="quiz_hard").set_value(True).run()
+    assert not app.exception
+    from app_pages import common
+    probabilities = common.test_probabilities(common.active_choice())
+    test = common.loaded()[0]
+    assert probabilities[app.session_state["quiz"].index].argmax() != test.y_test[app.session_state["quiz"].index]

@@ -12,13 +12,14 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import ROOT
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = ROOT / "test-artifacts"
-PAGES = {"home": "", "explore": "explore", "train": "train", "predict": "predict"}
+PAGES = {"home": "", "explore": "explore", "train": "train", "predict": "predict", "evaluate": "evaluate", "quiz": "quiz"}
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")]
@@ -107,8 +108,8 @@ def test_every_page_opens_cleanly(name, page, server):
     no_exceptions(page)
     # The sidebar is on every page: the data source and the model choice.
     sidebar = page.locator("[data-testid=stSidebar]")
+    sidebar.get_by_text("Model used on every page").wait_for()
     assert "Data: full CIFAR-10" in sidebar.inner_text()
-    assert "Model used on every page" in sidebar.inner_text()
     screenshot(page, name)
 
 
@@ -257,3 +258,41 @@ def test_predict_draw_on_the_canvas(page, server):
     assert "The model says" in said.inner_text()
     no_exceptions(page)
     screenshot(page, "predict-drawing")
+
+
+def test_evaluate_pick_a_confusion_matrix_cell_and_see_its_pictures(page, server, tiny_archive):
+    from cifar_core import data, evaluation, inference
+    tiny = data.read(tiny_archive)
+    counts = evaluation.confusion_matrix(tiny.y_test, inference.predict(inference.load_model(), tiny.x_test).argmax(1))
+    row, column = np.unravel_index(counts.argmax(), counts.shape)   # the fullest square
+
+    open_page(page, server, "evaluate")
+    page.get_by_role("tab", name="Confusion matrix").click()
+    chart = page.locator("[data-testid=stVegaLiteChart]").first
+    chart.wait_for(timeout=60_000)
+    page.wait_for_timeout(800)
+    box = chart.locator("canvas, svg").first.bounding_box()
+    # The 480 x 480 matrix sits at the top right of the chart, inside 5 pixels of padding.
+    cell = 48
+    page.mouse.click(box["x"] + box["width"] - 5 - 480 + cell * (column + 0.5), box["y"] + 5 + cell * (row + 0.5))
+    heading = page.get_by_text("that the model called").first
+    heading.wait_for(timeout=15_000)
+    names = data.CLASS_NAMES
+    assert heading.inner_text().startswith(f"{counts[row, column]} pictures of a {names[row]} that the model called {names[column]}")
+    pictures = page.locator("[data-testid=stImage] img")
+    assert pictures.count() >= counts[row, column]
+    no_exceptions(page)
+    screenshot(page, "evaluate-cell")
+
+
+def test_quiz_three_rounds(page, server):
+    open_page(page, server, "quiz")
+    for round_ in range(1, 4):
+        page.get_by_role("button", name="Dog", exact=True).click()
+        page.get_by_text("It is a ").wait_for()
+        you = page.locator("[data-testid=stMetric]").first.inner_text()
+        assert f"/ {round_}" in you
+        page.get_by_role("button", name="Next picture").click()
+        page.get_by_role("button", name="Dog", exact=True).wait_for()
+    no_exceptions(page)
+    screenshot(page, "quiz")
