@@ -21,6 +21,16 @@ def app(tiny_env, monkeypatch):
     return at
 
 
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    """The app on a machine with no data set and no cached download: the bundled sample only."""
+    monkeypatch.chdir(ROOT)
+    monkeypatch.delenv("CIFAR10_DATA", raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setenv("CIFAR_RUNS_DIR", str(tmp_path / "runs"))
+    return AppTest.from_file(APP, default_timeout=120)
+
+
 def visit(at, page):
     at.switch_page(page)
     at.run()
@@ -35,12 +45,8 @@ def test_home_says_what_the_app_is(app):
     assert app.sidebar.selectbox[0].value.startswith("Bundled model")
 
 
-def test_offline_the_app_says_so_once_and_uses_the_sample(monkeypatch, tmp_path):
-    monkeypatch.chdir(ROOT)
-    monkeypatch.delenv("CIFAR10_DATA", raising=False)
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    monkeypatch.setenv("CIFAR_RUNS_DIR", str(tmp_path / "runs"))
-    at = AppTest.from_file(APP, default_timeout=120)
+def test_offline_the_app_says_so_once_and_uses_the_sample(offline):
+    at = offline
     at.run()
     for page in ("app_pages/home.py", "app_pages/explore.py"):
         visit(at, page)
@@ -102,12 +108,8 @@ def test_train_page_starts_a_run_and_shows_it_live_and_on_the_board(app):
     runs.stop(run.id, admin=True)
 
 
-def test_offline_the_train_page_explains_why_it_cannot_start(monkeypatch, tmp_path):
-    monkeypatch.chdir(ROOT)
-    monkeypatch.delenv("CIFAR10_DATA", raising=False)
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    monkeypatch.setenv("CIFAR_RUNS_DIR", str(tmp_path / "runs"))
-    at = AppTest.from_file(APP, default_timeout=120)
+def test_offline_the_train_page_explains_why_it_cannot_start(offline):
+    at = offline
     at.run()
     visit(at, "app_pages/train.py")
     assert any("needs the full CIFAR-10 data set" in w.value for w in at.warning)
@@ -139,14 +141,10 @@ def test_teacher_controls_need_the_password(tiny_env, monkeypatch):
     assert at.session_state["teacher"] is True
 
 
-def test_offline_download_shows_a_clear_message(monkeypatch, tmp_path):
+def test_offline_download_shows_a_clear_message(offline, monkeypatch):
     from cifar_core import data
-    monkeypatch.chdir(ROOT)
-    monkeypatch.delenv("CIFAR10_DATA", raising=False)
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    monkeypatch.setenv("CIFAR_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setattr(data, "URL", "http://127.0.0.1:9/cifar-10-python.tar.gz")
-    at = AppTest.from_file(APP, default_timeout=120)
+    at = offline
     at.run()
     at.sidebar.button[0].click().run()
     assert not at.exception
