@@ -10,7 +10,7 @@ from cifar_core.training import FIELD_HELP, OPTIMIZERS, ConfigError, TrainConfig
 
 RECIPES = {"quick": "Quick (about a minute)", "best": "Best (most accurate, 15+ minutes)",
            "tutorial": "TensorFlow tutorial (the classic baseline)"}
-SUBSETS = {0: "All 50,000", 10_000: "10,000", 5_000: "5,000 (fastest)"}
+SUBSETS = (0, 36_000, 10_000, 5_000)   # training pictures: all of them, or fewer for a shorter demo
 STATE_ICONS = {"queued": ":material/hourglass_top:", "running": ":material/play_circle:",
                "finished": ":material/check_circle:", "stopped": ":material/stop_circle:",
                "failed": ":material/error:"}
@@ -36,7 +36,8 @@ class ConfigFields:
         add(middle, "learning_rate", st.number_input, "Learning rate", value=defaults.learning_rate,
             format="%.4g", step=None)
         add(right, "batch_size", st.number_input, "Batch size", value=defaults.batch_size, step=32)
-        add(right, "train_subset", st.selectbox, "Training pictures", list(SUBSETS), format_func=SUBSETS.get)
+        add(right, "train_subset", st.selectbox, "Training pictures", SUBSETS, index=SUBSETS.index(defaults.train_subset),
+            format_func=lambda n: f"{n:,}" if n else "All 50,000")
         add(left, "augment", st.toggle, "Augmentation (flips and shifts)", value=defaults.augment)
         add(middle, "name", st.text_input, "Run name", placeholder="e.g. Class 7B's first try", max_chars=60)
         right.caption(f"At most {max_epochs} epochs per run on this server.")
