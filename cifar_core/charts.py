@@ -109,10 +109,12 @@ def downsample(records: list[dict], limit: int = 400) -> list[dict]:
 def curve_frame(metrics: list[dict], run: str = "") -> pd.DataFrame:
     """Long-form points for training curves: one row per (time, quantity, series)."""
     rows = []
-    batches = downsample([m for m in metrics if m.get("kind") == "batch"])
-    for m in batches:
+    batches = [m for m in metrics if m.get("kind") == "batch"]
+    # Steps per epoch, from the first epoch (the last batch of every epoch is always recorded).
+    steps = max((m["step"] for m in batches if m["epoch"] == 1), default=1)
+    for m in downsample(batches):
         for quantity in ("loss", "accuracy"):
-            rows.append({"run": run, "epoch": m["epoch"] - 1 + m["step"] / max(1, _steps_per_epoch(metrics, m["epoch"])),
+            rows.append({"run": run, "epoch": m["epoch"] - 1 + m["step"] / steps,
                          "seconds": m["elapsed_s"], "quantity": quantity, "series": "training (running)",
                          "value": m[quantity]})
     for m in (m for m in metrics if m.get("kind") == "epoch"):
@@ -120,12 +122,6 @@ def curve_frame(metrics: list[dict], run: str = "") -> pd.DataFrame:
             rows.append({"run": run, "epoch": m["epoch"], "seconds": m["elapsed_s"], "quantity": quantity,
                          "series": "test (whole test set)", "value": m[f"test_{quantity}"]})
     return pd.DataFrame(rows, columns=["run", "epoch", "seconds", "quantity", "series", "value"])
-
-
-def _steps_per_epoch(metrics: list[dict], epoch: int) -> int:
-    steps = [m["step"] for m in metrics if m.get("kind") == "batch" and m["epoch"] == epoch]
-    first_epoch_steps = [m["step"] for m in metrics if m.get("kind") == "batch" and m["epoch"] == 1]
-    return max(first_epoch_steps or steps or [1])
 
 
 def training_curves(frame: pd.DataFrame, colour_by: str = "series") -> alt.Chart:

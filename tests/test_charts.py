@@ -1,0 +1,43 @@
+"""Chart builders: the data they draw, and that long runs stay light to send."""
+import numpy as np
+
+from cifar_core import charts
+
+
+def fake_metrics(epochs=30, steps=200):
+    records = []
+    for e in range(1, epochs + 1):
+        for s in range(1, steps + 1):
+            records.append({"kind": "batch", "epoch": e, "step": s, "elapsed_s": e * 10 + s / 20,
+                            "loss": 2.0 / e, "accuracy": 1 - 1 / (e + 1)})
+        records.append({"kind": "epoch", "epoch": e, "elapsed_s": e * 10 + 10, "loss": 2.0 / e,
+                        "accuracy": 0.5, "test_loss": 1.0, "test_accuracy": 0.6, "images_per_s": 100.0})
+    return records
+
+
+def test_curves_of_a_long_run_are_downsampled_but_keep_every_epoch_and_the_last_point():
+    metrics = fake_metrics()
+    frame = charts.curve_frame(metrics, "run")
+    training = frame[frame.series == "training (running)"]
+    test = frame[frame.series == "test (whole test set)"]
+    assert len(training) <= 2 * 401                   # 6,000 batch records -> at most ~400 points per curve
+    assert len(test) == 2 * 30                        # every epoch's test loss and accuracy
+    assert training.epoch.max() == 30.0               # the newest point is always drawn
+    assert np.all(np.diff(training[training.quantity == "loss"].epoch) > 0)
+    charts.training_curves(frame).to_dict()           # a valid Vega-Lite spec
+
+
+def test_image_grid_marks_the_picked_picture():
+    images = np.zeros((12, 32, 32, 3), np.uint8)
+    spec = charts.image_grid(images, np.arange(12) % 10, np.arange(100, 112), selected=105).to_dict()
+    values = next(iter(spec["datasets"].values()))
+    assert [v["index"] for v in values] == list(range(100, 112))
+    assert values[11]["row"] == 1 and values[11]["column"] == 1
+    assert all(v["image"].startswith("data:image/png;base64,") for v in values)
+    assert "105" in str(spec)
+
+
+def test_upscale_is_nearest_neighbour():
+    image = np.arange(12, dtype=np.uint8).reshape(2, 2, 3)
+    big = charts.upscale(image, 3)
+    assert big.shape == (6, 6, 3) and (big[:3, :3] == image[0, 0]).all() and (big[3:, 3:] == image[1, 1]).all()
