@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from cifar_core import data as cifar_data
-from cifar_core import evaluation, models, rundir, settings
+from cifar_core import evaluation, models, recipe, rundir, settings
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("triangle", "constant")
@@ -151,134 +151,6 @@ def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def resolve_precision(requested: str = "auto") -> str:
-    """The Keras dtype policy to train with: what the hardware does fast, unless asked otherwise."""
-    if requested != "auto":
-        return requested
-    import keras
-    if keras.backend.backend() == "jax":
-        import jax
-        if jax.default_backend() == "gpu":
-            return "mixed_float16"
-    elif keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-        if tf.config.list_physical_devices("GPU"):
-            return "mixed_float16"
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        flags = ""
-    return "mixed_bfloat16" if ("avx512_bf16" in flags or "amx_bf16" in flags) else "float32"
-
-
-def learning_rate_at(step, total_steps: int, config: TrainConfig):
-    """The learning rate at `step` (numbers or keras tensors): a triangle, or constant."""
-    from keras import ops
-    step = ops.cast(step, "float32")
-    if config.schedule == "constant":
-        return config.learning_rate + 0.0 * step
-    peak_step = max(1.0, config.warmup * total_steps)
-    rising = 0.2 + 0.8 * step / peak_step                                   # from 20% of the peak
-    done = ops.clip((step - peak_step) / max(1.0, total_steps - peak_step), 0.0, 1.0)
-    falling = 1.0 - (1.0 - config.final_lr) * done                         # down to final_lr
-    return config.learning_rate * ops.minimum(rising, falling)
-
-
-def _schedule(total_steps: int, config: TrainConfig):
-    import keras
-
-    class Schedule(keras.optimizers.schedules.LearningRateSchedule):
-        def __call__(self, step):
-            return learning_rate_at(step, total_steps, config)
-
-        def get_config(self):
-            return {}
-
-    return Schedule()
-
-
-def make_optimizer(config: TrainConfig, total_steps: int):
-    """SGD with Nesterov momentum or Adam, on the schedule, with faster-learning BatchNorm biases."""
-    import keras
-    base = keras.optimizers.SGD if config.optimizer == "sgd" else keras.optimizers.Adam
-    scale = config.bias_lr_scale
-
-    class Optimizer(base):
-        def apply(self, grads, trainable_variables=None):
-            # Scaling a gradient scales that variable's effective learning rate (decay is separate).
-            variables = trainable_variables if trainable_variables is not None else self._trainable_variables
-            grads = [g * scale if g is not None and v.name == "beta" else g for g, v in zip(grads, variables)]
-            return super().apply(grads, trainable_variables)
-
-    options = dict(momentum=config.momentum, nesterov=True) if config.optimizer == "sgd" else {}
-    return Optimizer(_schedule(total_steps, config), weight_decay=config.weight_decay or None, **options)
-
-
-def _lookahead(total_steps: int, every: int = 5, base: float = 0.95 ** 5, power: float = 3.0):
-    """airbench's lookahead: every few steps, the weights (BatchNorm statistics too) move to a
-    slow average of themselves, weighted more and more heavily towards the end of training.
-    The slow weights are copied in at the end of every epoch, before the test pass and checkpoint."""
-    import keras
-
-    class Lookahead(keras.callbacks.Callback):
-        step, slow = 0, None   # kept across the per-epoch calls of fit
-
-        def on_train_batch_end(self, batch, logs=None):
-            self.step += 1
-            if self.step % every:
-                return
-            weights = self.model.get_weights()
-            if self.slow is None:
-                self.slow = weights
-                return
-            decay = base * (self.step / total_steps) ** power
-            self.slow = [s + (1 - decay) * (w - s) for s, w in zip(self.slow, weights)]
-            self.model.set_weights(self.slow)
-
-        def on_epoch_end(self, epoch, logs=None):
-            if self.slow is not None:
-                self.model.set_weights(self.slow)
-
-    return Lookahead()
-
-
-def augment(images: np.ndarray, rng: np.random.Generator, pad: int = 2) -> np.ndarray:
-    """Random horizontal flips and translations of up to `pad` pixels (reflected edges)."""
-    n = len(images)
-    flipped = np.where((rng.random(n) < 0.5)[:, None, None, None], images[:, :, ::-1], images)
-    padded = np.pad(flipped, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
-    dy, dx = rng.integers(0, 2 * pad + 1, size=(2, n))
-    out = np.empty_like(images)
-    for i in range(2 * pad + 1):
-        for j in range(2 * pad + 1):
-            chosen = (dy == i) & (dx == j)
-            out[chosen] = padded[chosen, i:i + 32, j:j + 32]
-    return out
-
-
-def subset(x: np.ndarray, y: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """The first n images, equally many from each class (all of them when n is 0 or too big)."""
-    if not n or n >= len(x):
-        return x, y
-    per_class = max(1, n // len(cifar_data.CLASS_NAMES))
-    keep = np.sort(np.concatenate([np.flatnonzero(y == c)[:per_class] for c in range(len(cifar_data.CLASS_NAMES))]))
-    return x[keep], y[keep]
-
-
-def epochs_of(x: np.ndarray, y: np.ndarray, config: TrainConfig):
-    """Each epoch's (images, one-hot labels): freshly shuffled, and augmented if asked.
-
-    Whole epochs as arrays, handed to `fit` one at a time: no Python generator
-    in the input pipeline, whose start-of-epoch stalls were seen to cost up to
-    10 s an epoch on a 2-core machine.
-    """
-    rng = np.random.default_rng(config.seed)
-    one_hot = np.eye(len(cifar_data.CLASS_NAMES), dtype="float32")
-    for _ in range(config.epochs):
-        order = rng.permutation(len(x))
-        yield (augment(x[order], rng) if config.augment else x[order]), one_hot[y[order]]
-
-
 def evaluate_arrays(model, x, y, batch_size: int = 1000) -> tuple[float, float, np.ndarray]:
     """Plain cross-entropy, accuracy and the probabilities of `model` on (x, y)."""
     probs = model.predict(x, batch_size=batch_size, verbose=0)
@@ -393,21 +265,21 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, dataset: cifar_data.C
         import keras
         keras.utils.set_random_seed(config.seed)
         dataset = dataset or cifar_data.load()
-        x_train, y_train = subset(dataset.x_train, dataset.y_train, config.train_subset)
+        x_train, y_train = recipe.subset(dataset.x_train, dataset.y_train, config.train_subset)
         if not len(x_train):
             raise cifar_data.DataError("There are no training images: the full CIFAR-10 data set is needed to train.")
-        precision = resolve_precision(config.precision)
+        precision = recipe.resolve_precision(config.precision)
         rundir.update_status(run_dir, precision=precision, train_images=len(x_train))
         model = build_model(config, x_train, precision)
         export_model = models.build(config.arch)
         steps_per_epoch = math.ceil(len(x_train) / config.batch_size)
         total_steps = config.epochs * steps_per_epoch
-        model.compile(optimizer=make_optimizer(config, total_steps),
+        model.compile(optimizer=recipe.make_optimizer(config, total_steps),
                       loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
                       metrics=["categorical_accuracy"])
         recorder = _recorder(run_dir, config, (dataset.x_test, dataset.y_test), export_model, steps_per_epoch, progress)
-        callbacks = [*([_lookahead(total_steps)] if config.lookahead else []), recorder]
-        for epoch, (x_epoch, y_epoch) in enumerate(epochs_of(x_train, y_train, config)):
+        callbacks = [*([recipe.lookahead(total_steps)] if config.lookahead else []), recorder]
+        for epoch, (x_epoch, y_epoch) in enumerate(recipe.epochs_of(x_train, y_train, config)):
             model.fit(x_epoch, y_epoch, batch_size=config.batch_size, initial_epoch=epoch, epochs=epoch + 1,
                       shuffle=False, verbose=0, callbacks=callbacks)
             if recorder.failure or recorder.stopped:

@@ -5,7 +5,7 @@ import time
 import numpy as np
 import pytest
 
-from cifar_core import data, inference, rundir, training
+from cifar_core import data, inference, recipe, rundir, training
 from cifar_core.training import ConfigError, TrainConfig
 
 
@@ -37,7 +37,7 @@ def test_presets_are_valid_and_unknown_ones_refused():
 
 def test_triangle_schedule_warms_up_then_decays_to_zero():
     config = TrainConfig(learning_rate=2.0, schedule="triangle", warmup=0.25, final_lr=0.0)
-    rate = [float(training.learning_rate_at(step, 100, config)) for step in range(101)]
+    rate = [float(recipe.learning_rate_at(step, 100, config)) for step in range(101)]
     assert rate[0] == pytest.approx(0.4)            # starts at a fifth of the peak
     assert rate[25] == pytest.approx(2.0)           # peaks after a quarter of the steps
     assert max(rate) == pytest.approx(2.0)
@@ -46,17 +46,17 @@ def test_triangle_schedule_warms_up_then_decays_to_zero():
     assert all(a >= b for a, b in zip(rate[25:], rate[26:]))
     assert rate[50] == pytest.approx(2.0 * 50 / 75)
     airbench = TrainConfig(learning_rate=1.5, warmup=0.23, final_lr=0.07)
-    assert float(training.learning_rate_at(0, 1000, airbench)) == pytest.approx(0.3)
-    assert float(training.learning_rate_at(230, 1000, airbench)) == pytest.approx(1.5)
-    assert float(training.learning_rate_at(1000, 1000, airbench)) == pytest.approx(1.5 * 0.07)
+    assert float(recipe.learning_rate_at(0, 1000, airbench)) == pytest.approx(0.3)
+    assert float(recipe.learning_rate_at(230, 1000, airbench)) == pytest.approx(1.5)
+    assert float(recipe.learning_rate_at(1000, 1000, airbench)) == pytest.approx(1.5 * 0.07)
     constant = TrainConfig(learning_rate=0.01, schedule="constant")
-    assert float(training.learning_rate_at(77, 100, constant)) == pytest.approx(0.01)
+    assert float(recipe.learning_rate_at(77, 100, constant)) == pytest.approx(0.01)
 
 
 def test_augment_flips_and_shifts_but_keeps_the_picture():
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (200, 32, 32, 3)).astype(np.uint8)
-    out = training.augment(images, rng)
+    out = recipe.augment(images, rng)
     assert out.shape == images.shape and out.dtype == np.uint8
     changed = [not np.array_equal(a, b) for a, b in zip(images, out)]
     assert 0.8 < np.mean(changed) < 1.0          # 1 in 50 draws no flip and no shift
@@ -71,7 +71,7 @@ def test_augment_flips_and_shifts_but_keeps_the_picture():
 def test_subset_takes_equally_from_each_class():
     y = np.repeat(np.arange(10), 50)
     x = np.arange(500)[:, None]
-    xs, ys = training.subset(x, y, 100)
+    xs, ys = recipe.subset(x, y, 100)
     assert np.bincount(ys).tolist() == [10] * 10
 
 

@@ -1,0 +1,144 @@
+"""The recipe's moving parts: precision, learning-rate schedule, optimizer, lookahead, augmentation.
+
+Each follows airbench94 (Keller Jordan's fast CIFAR-10 trainer) where a
+preset asks for it; `training` puts them together.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from cifar_core.data import CLASS_NAMES
+
+if TYPE_CHECKING:
+    from cifar_core.training import TrainConfig
+
+
+def resolve_precision(requested: str = "auto") -> str:
+    """The Keras dtype policy to train with: what the hardware does fast, unless asked otherwise."""
+    if requested != "auto":
+        return requested
+    import keras
+    if keras.backend.backend() == "jax":
+        import jax
+        if jax.default_backend() == "gpu":
+            return "mixed_float16"
+    elif keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+        if tf.config.list_physical_devices("GPU"):
+            return "mixed_float16"
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        flags = ""
+    return "mixed_bfloat16" if ("avx512_bf16" in flags or "amx_bf16" in flags) else "float32"
+
+
+def learning_rate_at(step, total_steps: int, config: TrainConfig):
+    """The learning rate at `step` (numbers or keras tensors): a triangle, or constant."""
+    from keras import ops
+    step = ops.cast(step, "float32")
+    if config.schedule == "constant":
+        return config.learning_rate + 0.0 * step
+    peak_step = max(1.0, config.warmup * total_steps)
+    rising = 0.2 + 0.8 * step / peak_step                                   # from 20% of the peak
+    done = ops.clip((step - peak_step) / max(1.0, total_steps - peak_step), 0.0, 1.0)
+    falling = 1.0 - (1.0 - config.final_lr) * done                         # down to final_lr
+    return config.learning_rate * ops.minimum(rising, falling)
+
+
+def _schedule(total_steps: int, config: TrainConfig):
+    import keras
+
+    class Schedule(keras.optimizers.schedules.LearningRateSchedule):
+        def __call__(self, step):
+            return learning_rate_at(step, total_steps, config)
+
+        def get_config(self):
+            return {}
+
+    return Schedule()
+
+
+def make_optimizer(config: TrainConfig, total_steps: int):
+    """SGD with Nesterov momentum or Adam, on the schedule, with faster-learning BatchNorm biases."""
+    import keras
+    base = keras.optimizers.SGD if config.optimizer == "sgd" else keras.optimizers.Adam
+    scale = config.bias_lr_scale
+
+    class Optimizer(base):
+        def apply(self, grads, trainable_variables=None):
+            # Scaling a gradient scales that variable's effective learning rate (decay is separate).
+            variables = trainable_variables if trainable_variables is not None else self._trainable_variables
+            grads = [g * scale if g is not None and v.name == "beta" else g for g, v in zip(grads, variables)]
+            return super().apply(grads, trainable_variables)
+
+    options = dict(momentum=config.momentum, nesterov=True) if config.optimizer == "sgd" else {}
+    return Optimizer(_schedule(total_steps, config), weight_decay=config.weight_decay or None, **options)
+
+
+def lookahead(total_steps: int, every: int = 5, base: float = 0.95 ** 5, power: float = 3.0):
+    """airbench's lookahead: every few steps, the weights (BatchNorm statistics too) move to a
+    slow average of themselves, weighted more and more heavily towards the end of training.
+    The slow weights are copied in at the end of every epoch, before the test pass and checkpoint."""
+    import keras
+
+    class Lookahead(keras.callbacks.Callback):
+        step, slow = 0, None   # kept across the per-epoch calls of fit
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.step += 1
+            if self.step % every:
+                return
+            weights = self.model.get_weights()
+            if self.slow is None:
+                self.slow = weights
+                return
+            decay = base * (self.step / total_steps) ** power
+            self.slow = [s + (1 - decay) * (w - s) for s, w in zip(self.slow, weights)]
+            self.model.set_weights(self.slow)
+
+        def on_epoch_end(self, epoch, logs=None):
+            if self.slow is not None:
+                self.model.set_weights(self.slow)
+
+    return Lookahead()
+
+
+def augment(images: np.ndarray, rng: np.random.Generator, pad: int = 2) -> np.ndarray:
+    """Random horizontal flips and translations of up to `pad` pixels (reflected edges)."""
+    n = len(images)
+    flipped = np.where((rng.random(n) < 0.5)[:, None, None, None], images[:, :, ::-1], images)
+    padded = np.pad(flipped, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
+    dy, dx = rng.integers(0, 2 * pad + 1, size=(2, n))
+    out = np.empty_like(images)
+    for i in range(2 * pad + 1):
+        for j in range(2 * pad + 1):
+            chosen = (dy == i) & (dx == j)
+            out[chosen] = padded[chosen, i:i + 32, j:j + 32]
+    return out
+
+
+def subset(x: np.ndarray, y: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first n images, equally many from each class (all of them when n is 0 or too big)."""
+    if not n or n >= len(x):
+        return x, y
+    per_class = max(1, n // len(CLASS_NAMES))
+    keep = np.sort(np.concatenate([np.flatnonzero(y == c)[:per_class] for c in range(len(CLASS_NAMES))]))
+    return x[keep], y[keep]
+
+
+def epochs_of(x: np.ndarray, y: np.ndarray, config: TrainConfig):
+    """Each epoch's (images, one-hot labels): freshly shuffled, and augmented if asked.
+
+    Whole epochs as arrays, handed to `fit` one at a time: no Python generator
+    in the input pipeline, whose start-of-epoch stalls were seen to cost up to
+    10 s an epoch on a 2-core machine.
+    """
+    rng = np.random.default_rng(config.seed)
+    one_hot = np.eye(len(CLASS_NAMES), dtype="float32")
+    for _ in range(config.epochs):
+        order = rng.permutation(len(x))
+        yield (augment(x[order], rng) if config.augment else x[order]), one_hot[y[order]]
