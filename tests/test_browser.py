@@ -296,3 +296,12 @@ def test_quiz_three_rounds(page, server):
         page.get_by_role("button", name="Dog", exact=True).wait_for()
     no_exceptions(page)
     screenshot(page, "quiz")
+
+
+def test_predict_a_file_over_the_upload_limit_gets_a_sentence(page, server, tmp_path):
+    big = tmp_path / "huge.png"
+    big.write_bytes(b"\x89PNG" + bytes(21 * 1024 * 1024))   # the limit in .streamlit/config.toml is 20 MB
+    open_page(page, server, "predict")
+    page.locator("[data-testid=stFileUploaderDropzoneInput]").set_input_files(str(big))
+    page.get_by_text("File must be 20.0MB or smaller").wait_for(timeout=30_000)
+    no_exceptions(page)
