@@ -32,7 +32,7 @@ def image_grid(images: np.ndarray, labels: np.ndarray, indices: np.ndarray, colu
     rows = []
     for position, (image, label, index) in enumerate(zip(images, labels, indices)):
         rows.append({"column": position % columns, "row": position // columns, "index": int(index),
-                     "label": CLASS_NAMES[int(label)], "image": data_uri(upscale(image, 2))})
+                     "label": CLASS_NAMES[int(label)], "image": data_uri(image)})   # Vega enlarges it, crisp
     frame = pd.DataFrame(rows)
     n_rows = max(1, -(-len(rows) // columns))
     picked = alt.selection_point(name="picked", fields=["index"], on="click", clear=False)
@@ -89,7 +89,7 @@ def embedding_map(points: np.ndarray, labels: np.ndarray, images: np.ndarray) ->
     """Pictures as dots on a 2-D map of the network's features; hover shows the picture."""
     frame = pd.DataFrame({"x": points[:, 0], "y": points[:, 1],
                           "class": [CLASS_NAMES[int(i)] for i in labels],
-                          "image": [data_uri(upscale(im, 2)) for im in images]})
+                          "image": [data_uri(im) for im in images]})
     pick = alt.selection_point(fields=["class"], bind="legend")
     return alt.Chart(frame, title="The network's view: similar pictures land close together").mark_circle(size=40).encode(
         x=alt.X("x:Q", axis=None), y=alt.Y("y:Q", axis=None),
