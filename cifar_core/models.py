@@ -37,7 +37,7 @@ def _normalise(inputs):
     return layers.Normalization(mean=MEAN, variance=[s * s for s in STD], name="normalise")(inputs)
 
 
-def _classifier(x, num_classes):
+def _probabilities(x):
     from keras import layers
     # Softmax in float32 even under mixed precision: probabilities must sum to 1.
     return layers.Activation("softmax", dtype="float32", name="probabilities")(x)
@@ -57,7 +57,7 @@ def tutorial(num_classes: int = 10):
     x = layers.Flatten()(x)
     x = layers.Dense(64, activation="relu", name="features")(x)
     x = layers.Dense(num_classes, name="logits")(x)
-    return keras.Model(inputs, _classifier(x, num_classes), name="tutorial")
+    return keras.Model(inputs, _probabilities(x), name="tutorial")
 
 
 def _airbench(num_classes: int, widths: tuple[int, int, int], name: str):
@@ -86,7 +86,7 @@ def _airbench(num_classes: int, widths: tuple[int, int, int], name: str):
     x = layers.GlobalMaxPooling2D(name="features")(x)
     x = layers.Dense(num_classes, use_bias=False)(x)
     x = layers.Rescaling(1 / 9, name="logits")(x)
-    model = keras.Model(inputs, _classifier(x, num_classes), name=name)
+    model = keras.Model(inputs, _probabilities(x), name=name)
     _init_identity(model)
     return model
 

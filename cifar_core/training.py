@@ -313,9 +313,10 @@ def export(run_dir: str | os.PathLike, dest: str | os.PathLike, command: str = "
     result = evaluation.summary(inference.predict(model, dataset.x_test), dataset.y_test)
     epochs = [r for r in rundir.read_metrics(run_dir) if r.get("kind") == "epoch"]
     status = rundir.read_status(run_dir)
+    config = load_config(run_dir)
     card = {
-        "architecture": load_config(run_dir).arch,
-        "config": load_config(run_dir).to_dict(),
+        "architecture": config.arch,
+        "config": config.to_dict(),
         "command": command,
         "data": f"CIFAR-10 test set ({dataset.origin}), {result['n']} images",
         "epochs": len(epochs),
