@@ -59,8 +59,9 @@ def model_choices() -> list[ModelChoice]:
     choices = [ModelChoice(DEFAULT_LABEL + accuracy, inference.DEFAULT_MODEL)]
     for run in runs.list_runs():
         if run.state in ("finished", "stopped") and run.model_path:
-            epochs = [m for m in run.metrics() if m.get("kind") == "epoch"]
-            best = f" ({epochs[-1]['test_accuracy']:.1%})" if epochs else ""
+            # From status.json, not metrics.jsonl: this runs on every page, for every run.
+            accuracy = run.status.get("test_accuracy")
+            best = f" ({accuracy:.1%})" if accuracy is not None else ""
             choices.append(ModelChoice(f"Run {run.name}{best}", run.model_path))
     return choices
 

@@ -194,8 +194,3 @@ def load_sample() -> Cifar10:
         x, y = sample["x"], sample["y"].astype(np.int64)
     return Cifar10(x[:0], y[:0], x, y, origin="bundled sample")
 
-
-def load_or_sample(source: str | os.PathLike | None = None) -> Cifar10:
-    """The full data set where it can be had without a download, else the bundled sample."""
-    path = locate(source)
-    return read(path) if path else load_sample()

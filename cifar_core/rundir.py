@@ -19,8 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-STATES = ("queued", "running", "finished", "stopped", "failed")
-ACTIVE = ("queued", "running")
+ACTIVE = ("queued", "running")   # states are queued, running, finished, stopped, failed
 
 CONFIG, STATUS, METRICS, MODEL, STOP, LOG = (
     "config.json", "status.json", "metrics.jsonl", "model.keras", "STOP", "log.txt")

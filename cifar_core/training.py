@@ -166,6 +166,7 @@ def _recorder(run_dir: Path, config: TrainConfig, test: tuple, export_model, ste
         failure: str | None = None
         stopped = False
         per_class: dict | None = None   # the last test pass's accuracy per class
+        test_accuracy: float | None = None   # and overall
 
         started = None      # training clock; kept across the per-epoch calls of fit
         last_write = 0.0
@@ -210,6 +211,7 @@ def _recorder(run_dir: Path, config: TrainConfig, test: tuple, export_model, ste
             if self.stopped:  # a partial epoch: keep the weights, skip the test pass
                 return
             test_loss, test_accuracy, probabilities = evaluate_arrays(self.model, *test)
+            self.test_accuracy = test_accuracy
             self.per_class = evaluation.per_class_accuracy(test[1], probabilities.argmax(axis=1))
             record = {"kind": "epoch", "epoch": epoch + 1, "elapsed_s": round(elapsed, 3),
                       "loss": float(logs["loss"]), "accuracy": float(logs["categorical_accuracy"]),
@@ -288,7 +290,7 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, dataset: cifar_data.C
             raise RuntimeError(recorder.failure)
         state = "stopped" if recorder.stopped else "finished"
         rundir.update_status(run_dir, state=state, ended=rundir.now(), error=None,
-                             per_class_accuracy=recorder.per_class)
+                             test_accuracy=recorder.test_accuracy, per_class_accuracy=recorder.per_class)
         return state
     except Exception as e:
         message = str(e) if isinstance(e, (ValueError, RuntimeError)) else f"{type(e).__name__}: {e}"

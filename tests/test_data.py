@@ -138,8 +138,3 @@ def test_bundled_sample():
     assert data.SAMPLE_PATH.stat().st_size < 5_000_000
     assert sample.x_test.std() > 30   # real pictures, not a blank placeholder
 
-
-def test_load_or_sample_falls_back_offline(tmp_path, monkeypatch):
-    monkeypatch.delenv("CIFAR10_DATA", raising=False)
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    assert data.load_or_sample().is_sample

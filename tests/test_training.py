@@ -110,6 +110,7 @@ def test_a_run_directory_follows_the_contract(tiny, tmp_path):
     probabilities = inference.predict(inference.load_model(tmp_path / rundir.MODEL), tiny.x_test, mirror=False)
     assert epochs[-1]["test_accuracy"] == pytest.approx(np.mean(probabilities.argmax(1) == tiny.y_test))
     assert epochs[-1]["test_accuracy"] > 0.5     # the tiny classes are colours: easy to learn
+    assert status["test_accuracy"] == epochs[-1]["test_accuracy"]   # what the model list shows
     batches = _records(tmp_path, "batch")
     assert batches and {"epoch", "step", "elapsed_s", "loss", "accuracy"} <= set(batches[0])
 
