@@ -64,7 +64,7 @@ class TrainConfig:
     final_lr: float = 0.07         # learning rate at the last step, as a fraction of the peak (triangle only)
     bias_lr_scale: float = 64.0    # BatchNorm biases learn this many times faster than the weights
     lookahead: bool = True         # every 5 steps, pull the weights to a slow moving average of themselves
-    augment: bool = True           # random horizontal flips and translations of up to 2 pixels
+    augment: bool = True           # mirror each picture every other epoch; shift by up to 2 pixels
     label_smoothing: float = 0.2   # probability mass spread evenly over the other classes
     train_subset: int = 0          # train on this many images, equal per class (0 = all 50,000)
     seed: int = 0                  # seeds weights, shuffling and augmentation

@@ -68,6 +68,29 @@ def test_augment_flips_and_shifts_but_keeps_the_picture():
         assert any(np.array_equal(centre, c) for c in candidates)
 
 
+def test_each_picture_is_mirrored_every_other_epoch():
+    # Pictures that are left-right asymmetric and unique, so each output can be traced to its source.
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 256, (64, 32, 32, 3)).astype(np.uint8)
+    y = np.arange(64) % 10
+    config = TrainConfig(epochs=4, augment=True)
+    mirrored = []
+    for images, _ in recipe.epochs_of(x, y, config):
+        seen = {}
+        for picture in images:
+            centre = picture[8:24, 8:24]
+            for i, source in enumerate(x):
+                for flipped, src in ((False, source), (True, source[:, ::-1])):
+                    if any(np.array_equal(centre, src[8 + dy:24 + dy, 8 + dx:24 + dx])
+                           for dy in range(-2, 3) for dx in range(-2, 3)):
+                        seen[i] = flipped
+        assert sorted(seen) == list(range(64))     # every picture once per epoch
+        mirrored.append(np.array([seen[i] for i in range(64)]))
+    assert 0.2 < mirrored[0].mean() < 0.8
+    for before, after in zip(mirrored, mirrored[1:]):
+        assert np.all(before != after)             # the other way round, the next epoch
+
+
 def test_subset_takes_equally_from_each_class():
     y = np.repeat(np.arange(10), 50)
     x = np.arange(500)[:, None]
