@@ -1,0 +1,25 @@
+"""The benchmark scripts run end to end and print the figure beside its baseline."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_time_to_accuracy_prints_preset_and_baseline(tiny_archive, tmp_path):
+    raw = tmp_path / "results.json"
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "time_to_accuracy.py"), "--preset", "quick", "--epochs", "1",
+         "--data", str(tiny_archive), "--json", str(raw)],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    table = out.stdout[out.stdout.index("recipe"):].splitlines()
+    assert "with TTA" in table[0]
+    assert table[2].startswith("quick") and table[3].startswith("tutorial")
+    results = json.loads(raw.read_text())
+    assert [r["preset"] for r in results] == ["quick", "tutorial"]
+    assert len(results[0]["epochs"]) == 1 and len(results[1]["epochs"]) == 10
+    for result in results:
+        assert 0 <= result["mirror_tta_accuracy"] <= 1
+        assert all(0 <= r["test_accuracy"] <= 1 for r in result["epochs"])
