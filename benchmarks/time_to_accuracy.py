@@ -67,7 +67,8 @@ def main() -> None:
     for target in args.targets:
         mine, base = seconds_to(results[0], target), seconds_to(results[1], target)
         if mine and base:
-            print(f"to {target:.0%}: {args.preset} is {base / mine:.1f}x faster than {args.baseline}")
+            ratio, word = (base / mine, "faster") if mine <= base else (mine / base, "slower")
+            print(f"to {target:.0%}: {args.preset} is {ratio:.1f}x {word} than {args.baseline}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 

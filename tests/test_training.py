@@ -91,6 +91,30 @@ def test_each_picture_is_mirrored_every_other_epoch():
         assert np.all(before != after)             # the other way round, the next epoch
 
 
+def test_batch_records_are_running_means_over_the_epoch():
+    # What each training step reports: 3.0 then 1.0 loss, on batches of 20 and then 10 pictures.
+    class Model:
+        stop_training = False
+        steps = iter([{"loss": 3.0, "categorical_accuracy": 0.0}, {"loss": 1.0, "categorical_accuracy": 1.0}])
+
+        def train_on_batch(self, x, y, return_dict):
+            return next(self.steps)
+
+    class Listener:
+        batches, epoch_logs = [], None
+
+        def on_epoch_begin(self, epoch): pass
+        def on_train_batch_begin(self, step): pass
+        def on_train_batch_end(self, step, logs): self.batches.append(logs)
+        def on_epoch_end(self, epoch, logs): self.epoch_logs = logs
+
+    listener = Listener()
+    training.train_epoch(Model(), np.zeros((30, 1)), np.zeros((30, 1)), 20, 0, listener)
+    assert listener.batches[0] == {"loss": 3.0, "categorical_accuracy": 0.0}
+    assert listener.batches[1] == pytest.approx({"loss": 70 / 30, "categorical_accuracy": 10 / 30})
+    assert listener.epoch_logs == listener.batches[-1]
+
+
 def test_subset_takes_equally_from_each_class():
     y = np.repeat(np.arange(10), 50)
     x = np.arange(500)[:, None]
