@@ -140,7 +140,7 @@ def epochs_of(x: np.ndarray, y: np.ndarray, config: TrainConfig):
     mirrored in even epochs and the other half in odd ones, so every two
     epochs show each picture both ways, where coin flips would repeat one.
 
-    Whole epochs as arrays, handed to `fit` one at a time: no Python generator
+    Whole epochs as arrays, handed to the training loop one at a time: no generator
     in the input pipeline, whose start-of-epoch stalls were seen to cost up to
     10 s an epoch on a 2-core machine.
     """

@@ -1,4 +1,4 @@
-"""TrainConfig, the training recipes (presets), and the fit loop that writes a run directory.
+"""TrainConfig, the training recipes (presets), and the training loop that writes a run directory.
 
 The trainer knows nothing about the UI: it reads its config, and reports only
 through the run directory (see `rundir`). Keras' `train_on_batch` and standard
