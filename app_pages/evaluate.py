@@ -32,8 +32,9 @@ with errors:
     cell = (event.selection.get("cell") or [None])[0] if event else None
     if cell:
         t, p = CLASS_NAMES.index(cell["true"]), CLASS_NAMES.index(cell["predicted"])
-        shown = np.flatnonzero((test.y_test == t) & (y_pred == p))[:40]
-        st.markdown(f"**{len(np.flatnonzero((test.y_test == t) & (y_pred == p)))} pictures of a {cell['true']} "
+        matches = np.flatnonzero((test.y_test == t) & (y_pred == p))
+        shown = matches[:40]
+        st.markdown(f"**{len(matches)} pictures of a {cell['true']} "
                     f"that the model called {cell['predicted']}**" + (" (the first 40)" if len(shown) == 40 else ""))
         st.image([charts.upscale(test.x_test[i], 3) for i in shown],
                  caption=[f"{probabilities[i, p]:.0%} sure" for i in shown])
@@ -58,12 +59,12 @@ with compare:
         other = st.selectbox("Compare with", others, key="evaluate_other")
         other_probabilities = common.test_probabilities(choices[other])
         other_pred = other_probabilities.argmax(axis=1)
+        other_summary = evaluation.summary(other_probabilities, test.y_test)
         one, two = st.columns(2)
         one.metric(picked, f"{summary['accuracy']:.1%}")
-        two.metric(other, f"{np.mean(other_pred == test.y_test):.1%}")
-        st.altair_chart(charts.compare_classes({
-            picked: summary["per_class"],
-            other: evaluation.per_class_accuracy(test.y_test, other_pred)}), width="stretch")
+        two.metric(other, f"{other_summary['accuracy']:.1%}")
+        st.altair_chart(charts.compare_classes({picked: summary["per_class"], other: other_summary["per_class"]}),
+                        width="stretch")
         for title, mask in ((f"Right by {picked}, wrong by {other}", (y_pred == test.y_test) & (other_pred != test.y_test)),
                             (f"Right by {other}, wrong by {picked}", (y_pred != test.y_test) & (other_pred == test.y_test))):
             shown = np.flatnonzero(mask)[:20]

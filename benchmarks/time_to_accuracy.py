@@ -16,9 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np  # noqa: E402
-
-from cifar_core import data, inference, rundir, training  # noqa: E402
+from cifar_core import data, evaluation, inference, rundir, training  # noqa: E402
 
 
 def run(preset: str, dataset, epochs: int | None) -> dict:
@@ -33,7 +31,7 @@ def run(preset: str, dataset, epochs: int | None) -> dict:
         precision = rundir.read_status(folder)["precision"]
         # What the app shows people: the final model with mirror test-time augmentation.
         model = inference.load_model(Path(folder) / rundir.MODEL)
-        mirrored = float(np.mean(inference.predict(model, dataset.x_test).argmax(1) == dataset.y_test))
+        mirrored = evaluation.summary(inference.predict(model, dataset.x_test), dataset.y_test)["accuracy"]
     return {"preset": preset, "precision": precision, "epochs": epochs_done, "mirror_tta_accuracy": mirrored}
 
 

@@ -86,7 +86,7 @@ def lookahead(total_steps: int, every: int = 5, base: float = 0.95 ** 5, power: 
     import keras
 
     class Lookahead(keras.callbacks.Callback):
-        step, slow = 0, None   # kept across the per-epoch calls of fit
+        step, slow = 0, None   # counted over the whole run, not per epoch
 
         def on_train_batch_end(self, batch, logs=None):
             self.step += 1
@@ -140,9 +140,8 @@ def epochs_of(x: np.ndarray, y: np.ndarray, config: TrainConfig):
     mirrored in even epochs and the other half in odd ones, so every two
     epochs show each picture both ways, where coin flips would repeat one.
 
-    Whole epochs as arrays, handed to the training loop one at a time: no generator
-    in the input pipeline, whose start-of-epoch stalls were seen to cost up to
-    10 s an epoch on a 2-core machine.
+    Whole epochs as arrays, which the training loop slices into batches: no
+    input pipeline to build and tear down each epoch (see `training.train_epoch`).
     """
     rng = np.random.default_rng(config.seed)
     one_hot = np.eye(len(CLASS_NAMES), dtype="float32")

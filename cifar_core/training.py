@@ -168,7 +168,7 @@ def _recorder(run_dir: Path, config: TrainConfig, test: tuple, export_model, ste
         per_class: dict | None = None   # the last test pass's accuracy per class
         test_accuracy: float | None = None   # and overall
 
-        started = None      # training clock; kept across the per-epoch calls of fit
+        started = None      # training clock, over the whole run; the test passes are taken out
         last_write = 0.0
         epoch_images = 0
 
