@@ -1,23 +1,13 @@
-"""CIFAR-10 Studio: `streamlit run app.py`.
+"""CIFAR-10 Studio: `streamlit run app.py` (or any ASGI server: `uvicorn app:app`).
 
-Navigation and the sidebar only; each page lives in app_pages/ (not pages/:
-on a fresh server Streamlit would run a folder called pages/ as legacy
-automatic pages, bypassing this navigation for the first visitor). This file
-imports no TensorFlow, so the first page appears at once.
+The server: Streamlit's own, as an `st.App`, with one addition: every page it
+serves gives the browser an identity cookie (app_pages/identity.py), which is how
+the app knows who started a run. The pages and the sidebar are in studio.py;
+running studio.py on its own also works, but then each browser tab is a new person.
 """
 import streamlit as st
+from starlette.middleware import Middleware
 
-from app_pages import common
+from app_pages.identity import IdentityCookie
 
-st.set_page_config(page_title="CIFAR-10 Studio", page_icon=":frame_with_picture:", layout="wide")
-
-page = st.navigation([
-    st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),
-    st.Page("app_pages/explore.py", title="Explore", icon=":material/grid_view:"),
-    st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
-    st.Page("app_pages/predict.py", title="Predict", icon=":material/photo_camera:"),
-    st.Page("app_pages/evaluate.py", title="Evaluate", icon=":material/fact_check:"),
-    st.Page("app_pages/quiz.py", title="Quiz", icon=":material/sports_esports:"),
-])
-common.sidebar()
-page.run()
+app = st.App("studio.py", middleware=[Middleware(IdentityCookie)])

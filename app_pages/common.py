@@ -6,14 +6,13 @@ the one piece of per-session state, kept under a single key.
 """
 from __future__ import annotations
 
-import hmac
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
 import streamlit as st
 
-from cifar_core import data, evaluation, inference, runs, settings
+from app_pages import identity
+from cifar_core import data, evaluation, inference, password, runs, settings
 
 ACTIVE_MODEL_KEY = "active_model"
 DEFAULT_LABEL = "Bundled model"
@@ -94,8 +93,17 @@ def _download_button() -> None:
     st.rerun()
 
 
+def plain(text: str) -> str:
+    """`text` for a Markdown element, shown as typed: a run name like "**x** :red[y]" stays literal."""
+    return "".join("\\" + c if c in MARKDOWN_SPECIAL else c for c in str(text))
+
+
+MARKDOWN_SPECIAL = set("\\`*_{}[]()<>#+-.!|~:$&=\"'")
+
+
 def sidebar() -> None:
     """Where the data comes from, and which model every page uses."""
+    runs.watch()     # queued runs start, and dead trainers are noticed, even with no Train page open
     with st.sidebar:
         path = data.locate()
         if path:
@@ -112,12 +120,14 @@ def sidebar() -> None:
 
 
 def owner() -> str:
-    """Who this browser is, for run ownership: kept in the URL so a page reload keeps it."""
-    token = st.session_state.get("owner") or st.query_params.get("user") or secrets.token_urlsafe(8)
-    st.session_state["owner"] = token
-    if st.query_params.get("user") != token:
-        st.query_params["user"] = token
-    return token
+    """Who this browser is, for run ownership: from the cookie the server sets (app_pages/identity.py).
+
+    Never from the URL, so a shared or projected address hands over nothing. Without
+    a valid cookie (AppTest, or studio.py served without app.py's server) a random
+    token for this session only.
+    """
+    token = identity.token_from(st.context.cookies) or st.session_state.setdefault("owner", identity.new_token())
+    return identity.owner_id(token)
 
 
 def is_teacher() -> bool:
@@ -125,23 +135,36 @@ def is_teacher() -> bool:
     return bool(st.session_state.get("teacher"))
 
 
+@st.cache_resource
+def _password_guard() -> password.Guard:
+    return password.Guard()     # one per server: the delays hold across every visitor's session
+
+
 def teacher_login() -> None:
-    password = settings.get().admin_password
-    if not password or is_teacher():
+    expected = settings.get().admin_password
+    if not expected or is_teacher():
         return
     with st.sidebar.expander("Teacher controls"):
-        given = st.text_input("Password", type="password", key="teacher_password")
-        if given and hmac.compare_digest(given, password):
+        with st.form("teacher_login", clear_on_submit=True, border=False):
+            given = st.text_input("Password", type="password", key="teacher_password")
+            submitted = st.form_submit_button("Unlock")
+        if not submitted or not given:
+            return
+        verdict = _password_guard().check(owner(), given, expected)
+        if verdict.ok:
             st.session_state["teacher"] = True
             st.rerun()
-        elif given:
-            st.error("That is not the teacher password.")
+        elif not verdict.checked:
+            st.error(f"Too many tries: please wait {verdict.wait_s:.0f} s before the next one.")
+        else:
+            st.error(f"That is not the teacher password. The next try is checked after {verdict.wait_s:.0f} s.")
 
 
 @st.cache_resource(show_spinner="Testing the model on every test picture (once per model)…", max_entries=16)
 def _test_probabilities(path: str, modified: float, origin: str, n: int):
     test = loaded()[0]
-    return evaluation.cached_probabilities(path, test.x_test, f"{origin}:{n}",
+    key = f"{origin}:{n}:t{inference.temperature_for(path)}"   # calibrated answers: a new temperature, new cache
+    return evaluation.cached_probabilities(path, test.x_test, key,
                                            lambda images: inference.predict(_model(path, modified), images))
 
 

@@ -3,7 +3,7 @@ import streamlit as st
 
 from app_pages import common, train_parts
 from cifar_core import data, runs, settings
-from cifar_core.training import PRESETS, ConfigError, TrainConfig
+from cifar_core.config import PRESETS, ConfigError, TrainConfig
 
 st.title("Train a network")
 owner = common.owner()
@@ -21,7 +21,7 @@ with st.form("new_run", enter_to_submit=False):
 if started:
     try:
         config = TrainConfig.from_preset(preset, **fields.values()).validate()
-        run = runs.start(config, owner)
+        run = runs.start(config, owner, admin=common.is_teacher())
     except ConfigError as e:
         fields.show_error(e)
     except runs.RunError as e:
@@ -35,3 +35,5 @@ if watched:
 
 st.header("All runs on this server")
 train_parts.board(owner)
+if common.is_teacher():
+    train_parts.teacher_tools()

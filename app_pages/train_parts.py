@@ -1,12 +1,14 @@
 """The pieces of the Train page: the run form, the live view of one run, the runs board."""
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 import streamlit as st
 
 from app_pages import common
 from cifar_core import charts, models, report, runs
-from cifar_core.training import FIELD_HELP, OPTIMIZERS, ConfigError, TrainConfig
+from cifar_core.config import FIELD_HELP, OPTIMIZERS, ConfigError, TrainConfig
 
 RECIPES = {"quick": "Quick (about a minute)", "best": "Best (most accurate, 15+ minutes)",
            "tutorial": "TensorFlow tutorial (the classic baseline)"}
@@ -78,9 +80,12 @@ def live(run_id: str, owner: str) -> None:
         st.rerun(scope="app")
     seen[run.id] = run.state
     metrics = run.metrics()
-    st.subheader(f"{run.name}")
+    st.subheader(common.plain(run.name))
     status_line(run, metrics)
-    if run.state in ("queued", "running"):
+    mine = run.status.get("owner") == owner or common.is_teacher()
+    if run.state in ("queued", "running") and not mine:
+        st.caption("Someone else started this run: only they (or a teacher) can stop it.")
+    if run.state in ("queued", "running") and mine:
         if st.button("Stop", icon=":material/stop:", key=f"stop_{run.id}"):
             try:
                 runs.stop(run.id, owner, admin=common.is_teacher())
@@ -132,19 +137,25 @@ def board(owner: str) -> None:
         actions(run, owner)
 
 
+def file_name(run: runs.Run) -> str:
+    """A download's file name from the run's name: letters, digits and dashes only."""
+    return re.sub(r"[^A-Za-z0-9]+", "-", run.name).strip("-")[:60] or run.id
+
+
 def actions(run: runs.Run, owner: str) -> None:
     columns = st.columns([3, 2, 2, 3, 2], vertical_alignment="bottom")
-    columns[0].markdown(f"**{run.name}** · {run.state}")
+    columns[0].markdown(f"**{common.plain(run.name)}** · {run.state}")
     if run.model_path:
-        columns[1].download_button("Model (.keras)", run.model_path.read_bytes(), f"{run.name}.keras",
+        columns[1].download_button("Model (.keras)", run.model_path.read_bytes(), f"{file_name(run)}.keras",
                                    key=f"model_{run.id}", icon=":material/download:")
-    columns[2].download_button("Report (.html)", report.html(run), f"{run.name}.html", mime="text/html",
+    columns[2].download_button("Report (.html)", report.html(run), f"{file_name(run)}.html", mime="text/html",
                                key=f"report_{run.id}", icon=":material/description:")
     if run.state in ("finished", "stopped") and run.model_path:
         more = columns[3].number_input("More epochs", 1, 200, 2, key=f"more_{run.id}")
         if columns[3].button("Continue", key=f"continue_{run.id}"):
             try:
-                st.session_state["train_watch"] = runs.continue_run(run.id, int(more), owner).id
+                st.session_state["train_watch"] = runs.continue_run(run.id, int(more), owner,
+                                                                    admin=common.is_teacher()).id
                 st.rerun()
             except (runs.RunError, ConfigError) as e:
                 st.error(str(e))
@@ -154,3 +165,14 @@ def actions(run: runs.Run, owner: str) -> None:
             st.rerun()
         except runs.RunError as e:
             st.error(str(e))
+
+
+def teacher_tools() -> None:
+    """A teacher's reset between lessons: every run, whoever started it."""
+    with st.expander("Teacher: clear every run on this server"):
+        st.caption("Cancels every waiting run, stops every running one and deletes every ended one, "
+                   "whoever started it. Downloaded models and reports are not affected.")
+        if st.button("Clear all runs", type="primary", key="train_clear_all"):
+            cleared = runs.clear(admin=common.is_teacher())
+            st.toast(f"Cleared {cleared} runs.")
+            st.rerun()

@@ -17,10 +17,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cifar_core import data, evaluation, inference, rundir, training  # noqa: E402
+from cifar_core.config import TrainConfig  # noqa: E402
 
 
 def run(preset: str, dataset, epochs: int | None) -> dict:
-    config = training.TrainConfig.from_preset(preset, **({"epochs": epochs} if epochs else {}))
+    config = TrainConfig.from_preset(preset, **({"epochs": epochs} if epochs else {}))
     with tempfile.TemporaryDirectory() as folder:
         state = training.train(config, folder, dataset,
                                progress=lambda r: print(f"  {preset} epoch {r['epoch']}: {r['test_accuracy']:.2%} "

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from cifar_core import data, rundir
-from cifar_core.training import FIELD_HELP, PRESETS, TrainConfig
+from cifar_core.config import FIELD_HELP, PRESETS, TrainConfig
 
 
 def _train_parser(sub):

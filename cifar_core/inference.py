@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from cifar_core import evaluation
+
 ASSETS = Path(__file__).parent / "assets"
 DEFAULT_MODEL = ASSETS / "default.keras"
 DEFAULT_CARD = ASSETS / "default.json"
@@ -102,25 +104,42 @@ def prepare(image: Image.Image) -> np.ndarray:
     return np.asarray(small, dtype=np.uint8)
 
 
-_predict_lock = threading.Lock()
+_trace_lock = threading.Lock()      # tracing a model's forward pass happens once, by one thread
+_heatmap_lock = threading.Lock()    # Grad-CAM builds a probe model and a tape: one at a time
 _compiled: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+CHUNK = 128                         # pictures per forward call: a long pass yields the CPU this often
 
 
 def _forward(model):
     """The model's forward pass, compiled once per model on TensorFlow (an eager call of a
-    30-layer model costs ~20 ms in Python overhead alone); a plain call on other backends."""
+    30-layer model costs ~20 ms in Python overhead alone); a plain call on other backends.
+
+    Once traced, a compiled function is safe to call from many threads at once,
+    so only the first call (the trace) is serialised.
+    """
     import keras
     if keras.backend.backend() != "tensorflow":
         return lambda x: model(x, training=False)
-    if model not in _compiled:
+    forward = _compiled.get(model)
+    if forward is None:
         import tensorflow as tf
-        _compiled[model] = tf.function(lambda x: model(x, training=False), reduce_retracing=True,
-                                       input_signature=[tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)])
-    return _compiled[model]
+        with _trace_lock:
+            forward = _compiled.get(model)
+            if forward is None:
+                forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True,
+                                      input_signature=[tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)])
+                forward(np.zeros((1, *model.input_shape[1:]), np.float32))    # trace now, under the lock
+                _compiled[model] = forward
+    return forward
 
 
-def predict(model, images: np.ndarray, batch_size: int = 500, mirror: bool = True) -> np.ndarray:
+def predict(model, images: np.ndarray, batch_size: int = CHUNK, mirror: bool = True,
+            calibrated: bool = True) -> np.ndarray:
     """Probabilities (N, num_classes) for uint8 images (N, 32, 32, 3) or one image (32, 32, 3).
+
+    With `calibrated`, the model's confidence temperature (fitted on held-out
+    training pictures when it was saved, see `load_model`) is applied, so an
+    answer shown as 80% sure is right about 80% of the time.
 
     With `mirror`, each picture is also shown left-right flipped and the two
     answers are averaged (test-time augmentation: a few tenths of a point of
@@ -128,24 +147,27 @@ def predict(model, images: np.ndarray, batch_size: int = 500, mirror: bool = Tru
 
     Keras' Model.predict is not thread-safe (tensorflow/tensorflow#61298) and
     Streamlit serves each browser session from its own thread, so predictions
-    go through one compiled forward pass per model, one call at a time.
+    go through one compiled forward pass per model, which many threads may
+    call at once. No lock is held across a call: one visitor's 10,000-picture
+    evaluation, made of small chunks, never makes another's photo wait for it.
     """
     images = np.asarray(images)
     if images.ndim == 3:
         images = images[None]
     if images.ndim != 4 or images.shape[1:] != (32, 32, 3):
         raise ValueError(f"Expected images of shape (N, 32, 32, 3), got {images.shape}.")
+    forward = _forward(model)
     outputs = []
-    with _predict_lock:
-        forward = _forward(model)
-        for start in range(0, len(images), batch_size):
-            chunk = images[start:start + batch_size].astype(np.float32)
-            if mirror:
-                both = np.asarray(forward(np.concatenate([chunk, chunk[:, :, ::-1]])), np.float32)
-                outputs.append((both[:len(chunk)] + both[len(chunk):]) / 2)
-            else:
-                outputs.append(np.asarray(forward(chunk), dtype=np.float32))
-    return np.concatenate(outputs) if outputs else np.zeros((0, 10), np.float32)
+    for start in range(0, len(images), batch_size):
+        chunk = images[start:start + batch_size].astype(np.float32)
+        if mirror:
+            both = np.asarray(forward(np.concatenate([chunk, chunk[:, :, ::-1]])), np.float32)
+            outputs.append((both[:len(chunk)] + both[len(chunk):]) / 2)
+        else:
+            outputs.append(np.asarray(forward(chunk), dtype=np.float32))
+    probabilities = np.concatenate(outputs) if outputs else np.zeros((0, 10), np.float32)
+    temperature = getattr(model, "calibration_temperature", 1.0) if calibrated else 1.0
+    return evaluation.with_temperature(probabilities, temperature)
 
 
 def load_model(path: str | os.PathLike | None = None):
@@ -155,9 +177,26 @@ def load_model(path: str | os.PathLike | None = None):
     if not path.exists():
         raise ModelError(f"There is no model file at {path}.")
     try:
-        return keras.models.load_model(path, compile=False)
+        model = keras.models.load_model(path, compile=False)
     except Exception as e:
         raise ModelError(f"{path} is not a CIFAR-10 Studio model we can load ({type(e).__name__}).") from None
+    model.calibration_temperature = temperature_for(path)
+    return model
+
+
+def temperature_for(path: str | os.PathLike) -> float:
+    """The confidence temperature fitted when the model was saved: in its card (`x.json` beside
+    `x.keras`) or, for a run's checkpoint, in the run's status.json; 1 (as trained) when there is none."""
+    path = Path(path)
+    sources = [path.with_suffix(".json")] + ([path.parent / "status.json"] if path.name == "model.keras" else [])
+    for source in sources:
+        try:
+            value = json.loads(source.read_text()).get("temperature")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and 0.05 <= value <= 20:
+            return float(value)
+    return 1.0
 
 
 def model_card(path: str | os.PathLike | None = None) -> dict:
@@ -180,7 +219,7 @@ def heatmap(model, image: np.ndarray, class_index: int) -> np.ndarray:
     conv = _last_conv(model)
     score = model.get_layer("logits").output if "logits" in {l.name for l in model.layers} else model.output
     probe = keras.Model(model.input, [conv.output, score])
-    with _predict_lock, tf.GradientTape() as tape:
+    with _heatmap_lock, tf.GradientTape() as tape:
         maps, scores = probe(np.asarray(image, np.float32)[None], training=False)
         target = scores[:, class_index] if score is not model.output else tf.math.log(scores[:, class_index] + 1e-9)
     grads = tape.gradient(target, maps)

@@ -13,7 +13,7 @@ import numpy as np
 from cifar_core.data import CLASS_NAMES
 
 if TYPE_CHECKING:
-    from cifar_core.training import TrainConfig
+    from cifar_core.config import TrainConfig
 
 
 def resolve_precision(requested: str = "auto") -> str:
@@ -131,6 +131,26 @@ def subset(x: np.ndarray, y: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray
     per_class = max(1, n // len(CLASS_NAMES))
     keep = np.sort(np.concatenate([np.flatnonzero(y == c)[:per_class] for c in range(len(CLASS_NAMES))]))
     return x[keep], y[keep]
+
+
+def split(x: np.ndarray, y: np.ndarray, n: int, calibration: int) -> tuple[tuple, tuple]:
+    """(training pictures, calibration pictures): the first `n` for training as `subset` picks them, and
+    up to `calibration` others, equally from each class, that training never sees, for fitting the
+    confidence temperature. With all pictures in training, the calibration ones are taken out of it,
+    at most a tenth of the data."""
+    x_train, y_train = subset(x, y, n)
+    chosen = np.zeros(len(x), bool)
+    if len(x_train) < len(x):
+        chosen[np.sort(np.concatenate([np.flatnonzero(y == c)[:max(1, n // len(CLASS_NAMES))]
+                                       for c in range(len(CLASS_NAMES))]))] = True
+    left = np.flatnonzero(~chosen)
+    per_class = min(calibration, len(x) // 10) // len(CLASS_NAMES)
+    held = np.sort(np.concatenate([left[y[left] == c][-per_class:] if per_class else left[:0]
+                                   for c in range(len(CLASS_NAMES))]))
+    if len(x_train) == len(x):           # everything was for training: the held-out ones leave it
+        keep = np.setdiff1d(np.arange(len(x)), held)
+        x_train, y_train = x[keep], y[keep]
+    return (x_train, y_train), (x[held], y[held])
 
 
 def epochs_of(x: np.ndarray, y: np.ndarray, config: TrainConfig):

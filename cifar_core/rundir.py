@@ -19,7 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ACTIVE = ("queued", "running")   # states are queued, running, finished, stopped, failed
+STATES = ("queued", "running", "finished", "stopped", "failed")
+ACTIVE = ("queued", "running")
+MAX_JSON_BYTES = 1 << 20        # config and status files are a few hundred bytes
 
 CONFIG, STATUS, METRICS, MODEL, STOP, LOG = (
     "config.json", "status.json", "metrics.jsonl", "model.keras", "STOP", "log.txt")
@@ -37,20 +39,57 @@ def write_json(path: Path, obj) -> None:
     atomic_write_bytes(path, json.dumps(obj, indent=2, sort_keys=True).encode())
 
 
+class DamagedFile(ValueError):
+    """A run file exists but cannot be used (bad UTF-8, bad JSON, the wrong shape, not a file)."""
+
+
 def read_json(path: Path, default=None):
+    """The file's JSON, or `default` when it does not exist; DamagedFile when it cannot be used."""
+    path = Path(path)
     try:
-        return json.loads(Path(path).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        if path.stat().st_size > MAX_JSON_BYTES:
+            raise DamagedFile(f"{path.name} is too large")
+        return json.loads(path.read_bytes().decode("utf-8"))
+    except FileNotFoundError:
         return default
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise DamagedFile(f"{path.name} cannot be read ({type(e).__name__})") from None
+
+
+def read_object(path: Path) -> dict:
+    """A JSON object file ({} when missing); DamagedFile when it is anything else."""
+    value = read_json(path, {})
+    if not isinstance(value, dict):
+        raise DamagedFile(f"{Path(path).name} is not a JSON object")
+    return value
+
+
+STATUS_TYPES = {"state": str, "owner": str, "error": (str, type(None)), "pid": (int, type(None)),
+                "pid_started": (int, type(None)), "created": (int, float), "started": (int, float, type(None)),
+                "ended": (int, float, type(None)), "precision": str, "train_images": int,
+                "test_accuracy": (int, float, type(None)), "per_class_accuracy": (dict, type(None)),
+                "temperature": (int, float, type(None))}
 
 
 def read_status(run_dir: Path) -> dict:
-    return read_json(Path(run_dir) / STATUS, {})
+    """status.json with every known field of the right type; a damaged file reads as a failed run."""
+    try:
+        raw = read_object(Path(run_dir) / STATUS)
+    except DamagedFile:
+        return {"state": "failed", "error": "Its status file is damaged, so it cannot be shown or resumed."}
+    status = {k: v for k, v in raw.items()
+              if k not in STATUS_TYPES or (isinstance(v, STATUS_TYPES[k]) and not isinstance(v, bool))}
+    if status.get("state") not in STATES:
+        status.update(state="failed", error="Its status file is damaged, so it cannot be shown or resumed.")
+    return status
 
 
 def update_status(run_dir: Path, **changes) -> dict:
     """Merge `changes` into status.json. Callers that race hold runs' lock."""
-    status = read_status(run_dir) | changes
+    try:
+        status = read_object(Path(run_dir) / STATUS) | changes
+    except DamagedFile:
+        status = dict(changes)
     write_json(Path(run_dir) / STATUS, status)
     return status
 
@@ -63,19 +102,58 @@ def append_metric(run_dir: Path, record: dict) -> None:
         f.flush()
 
 
+RECORD_FIELDS = {"epoch": int, "step": int, "elapsed_s": float, "loss": float, "accuracy": float,
+                 "test_loss": float, "test_accuracy": float, "images_per_s": float}
+
+
+def _valid_record(record) -> bool:
+    """A record every reader can use: a known kind, and each known field a number (or null)."""
+    if not isinstance(record, dict) or record.get("kind") not in ("batch", "epoch"):
+        return False
+    if not isinstance(record.get("epoch"), int) or not isinstance(record.get("elapsed_s"), (int, float)):
+        return False
+    for field, kind in RECORD_FIELDS.items():
+        value = record.get(field)
+        if value is None:
+            continue
+        numeric = (int,) if kind is int else (int, float)
+        if isinstance(value, bool) or not isinstance(value, numeric):
+            return False
+    return record["kind"] != "epoch" or isinstance(record.get("test_accuracy"), (int, float))
+
+
 def read_metrics(run_dir: Path) -> list[dict]:
-    """All complete records; a half-written last line (the trainer mid-write) is skipped."""
+    """All usable records. A half-written last line (the trainer mid-write) and any damaged
+    line are skipped, so one bad line never breaks a chart or the board."""
     try:
-        text = (Path(run_dir) / METRICS).read_text()
-    except FileNotFoundError:
+        text = (Path(run_dir) / METRICS).read_bytes().decode("utf-8", errors="replace")
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
         return []
     records = []
     for line in text.splitlines():
         try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
+            record = json.loads(line)
+        except (ValueError, RecursionError):
             continue
+        if _valid_record(record):
+            records.append(record)
     return records
+
+
+def process_start(pid: int | None) -> int | None:
+    """When process `pid` started, in clock ticks since boot (Linux), or None where that cannot be read.
+
+    A pid and its start time name one process for good: a pid reused by
+    another process later has another start time.
+    """
+    if not pid:
+        return None
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # Field 22, counted after the command name, which is in parentheses and may hold spaces.
+    return int(stat[stat.rindex(")") + 2:].split()[19])
 
 
 def stop_requested(run_dir: Path) -> bool:

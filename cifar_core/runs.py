@@ -16,6 +16,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ from pathlib import Path
 from filelock import FileLock
 
 from cifar_core import rundir, settings
-from cifar_core.training import TrainConfig
+from cifar_core.config import MAX_NAME_CHARS, TrainConfig
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 _children: list[subprocess.Popen] = []   # trainers this process launched, reaped by reconcile()
@@ -95,17 +96,30 @@ def _lock() -> FileLock:
 
 
 def get(run_id: str) -> Run:
-    path = runs_dir() / run_id
-    if not run_id or "/" in run_id or run_id.startswith(".") or not (path / rundir.CONFIG).exists():
-        raise RunError(f"There is no run called {run_id!r}.")
-    return Run(run_id, path, rundir.read_json(path / rundir.CONFIG, {}), rundir.read_status(path))
+    path = runs_dir() / run_id if isinstance(run_id, str) else None
+    if (not run_id or path is None or "/" in run_id or "\x00" in run_id or run_id.startswith(".")
+            or not os.path.lexists(path / rundir.CONFIG)):
+        raise RunError(f"There is no run called {str(run_id)[:80]!r}.")
+    return _read(path)
+
+
+def _read(path: Path) -> Run:
+    """A run as its files say; a damaged file makes it a failed run with the reason, never an error."""
+    status = rundir.read_status(path)
+    try:
+        config = rundir.read_object(path / rundir.CONFIG)
+        TrainConfig.from_dict(config).validate(max_epochs=sys.maxsize)
+    except (rundir.DamagedFile, ValueError, TypeError):
+        config = {}
+        status = {**status, "state": "failed", "error": "Its settings file is damaged, so it cannot be shown or resumed."}
+    return Run(path.name, path, config, status)
 
 
 def _all() -> list[Run]:
     found = []
     for path in runs_dir().iterdir():
-        if (path / rundir.CONFIG).exists():
-            found.append(get(path.name))
+        if not path.name.startswith(".") and os.path.lexists(path / rundir.CONFIG):
+            found.append(_read(path))
     return sorted(found, key=lambda r: r.status.get("created", 0))
 
 
@@ -133,28 +147,40 @@ def create(config: TrainConfig, owner: str = "") -> Run:
     return get(run_id)
 
 
-def start(config: TrainConfig, owner: str = "") -> Run:
-    """Create a run and start it now, or queue it behind the running ones."""
+def start(config: TrainConfig, owner: str = "", admin: bool = False) -> Run:
+    """Create a run and start it now, or queue it behind the running ones.
+
+    On a shared server each person (owner) may have at most
+    CIFAR_MAX_RUNS_PER_PERSON runs queued or running, so nobody can fill the
+    queue; a teacher (admin) and the command line (no owner) are not limited.
+    """
     limits = settings.get()
+    config.validate()
     with _lock():
         reconcile(locked=True)
-        queued = [r for r in _all() if r.state == "queued"]
+        runs = _all()
+        queued = [r for r in runs if r.state == "queued"]
         if len(queued) >= limits.max_queued_runs:
             raise RunError(f"{len(queued)} runs are already waiting; please try again when one has finished.")
+        mine = [r for r in runs if r.state in rundir.ACTIVE and r.status.get("owner") == owner]
+        if owner and not admin and len(mine) >= limits.max_runs_per_person:
+            raise RunError(f"You already have {len(mine)} runs waiting or training, the most one person may "
+                           "have at once here: stop one, or wait for one to finish.")
         run = create(config, owner)
         _dispatch()
-        _prune(limits.keep_runs)
+        _prune(owner, limits.keep_runs)
     return get(run.id)
 
 
-def continue_run(run_id: str, epochs: int, owner: str = "") -> Run:
+def continue_run(run_id: str, epochs: int, owner: str = "", admin: bool = False) -> Run:
     """Start a new run that trains a finished or stopped run's checkpoint for more epochs."""
     run = get(run_id)
     if run.state not in ("finished", "stopped") or not run.model_path:
         raise RunError("Only a finished or stopped run with a saved model can be continued.")
     config = dataclasses.replace(TrainConfig.from_dict(run.config), epochs=epochs,
-                                 initial_model=str(run.model_path), name=f"{run.name} (continued)")
-    return start(config, owner)
+                                 initial_model=str(run.model_path),
+                                 name=f"{run.name[:MAX_NAME_CHARS - 12]} (continued)")
+    return start(config, owner, admin)
 
 
 def dispatch() -> None:
@@ -182,7 +208,7 @@ def _launch(run: Run) -> None:
         cwd=PACKAGE_ROOT, start_new_session=True)  # its own session: a server restart does not kill it
     log.close()
     _children.append(process)
-    rundir.update_status(run.path, pid=process.pid)
+    rundir.update_status(run.path, pid=process.pid, pid_started=rundir.process_start(process.pid))
 
 
 def queue_position(run: Run) -> int | None:
@@ -217,13 +243,35 @@ def delete(run_id: str, owner: str = "", admin: bool = False) -> None:
         shutil.rmtree(run.path)
 
 
-def _prune(keep: int) -> None:
-    ended = [r for r in _all() if r.state not in rundir.ACTIVE]
+def _prune(owner: str, keep: int) -> None:
+    """Delete `owner`'s oldest ended runs beyond `keep`: making room never costs anyone else a run."""
+    ended = [r for r in _all() if r.state not in rundir.ACTIVE and r.status.get("owner", "") == owner]
     for run in ended[:max(0, len(ended) - keep)]:
         shutil.rmtree(run.path, ignore_errors=True)
 
 
-def _alive(pid: int | None) -> bool:
+def clear(admin: bool) -> int:
+    """A teacher's reset: cancel every queued run, stop every running one, delete every ended one.
+    Returns how many runs were affected."""
+    if not admin:
+        raise RunError("Only a teacher can clear everybody's runs.")
+    with _lock():
+        reconcile(locked=True)
+        everything = _all()
+        for run in everything:
+            if run.state == "queued":
+                rundir.update_status(run.path, state="stopped", ended=rundir.now(), error="Cleared by the teacher.")
+            elif run.state == "running":
+                (run.path / rundir.STOP).touch()
+            else:
+                shutil.rmtree(run.path, ignore_errors=True)
+    return len(everything)
+
+
+def _alive(status: dict) -> bool:
+    """Whether the trainer that status.json names is still running: the same pid *and* the same
+    process start time, so a pid reused by an unrelated process does not keep a dead run alive."""
+    pid = status.get("pid")
     if not pid:
         return False
     for child in _children:   # reap our own finished children so they do not linger as zombies
@@ -233,13 +281,16 @@ def _alive(pid: int | None) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    try:   # on Linux, also rule out a zombie, or a reused pid that is not a trainer
-        status = Path(f"/proc/{pid}/status").read_text()
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        pass
+    except (OverflowError, ValueError):
+        return False
+    try:
+        if "\nState:\tZ" in Path(f"/proc/{pid}/status").read_text():
+            return False
     except OSError:
-        return True
-    return "\nState:\tZ" not in status and b"cifar_core" in cmdline
+        return True     # no /proc (not Linux): the pid check is all there is
+    recorded = status.get("pid_started")
+    return recorded is None or rundir.process_start(pid) == recorded
 
 
 def reconcile(locked: bool = False) -> list[str]:
@@ -249,11 +300,54 @@ def reconcile(locked: bool = False) -> list[str]:
             return reconcile(locked=True)
     dead = []
     for run in _all():
-        if run.state == "running" and not _alive(run.status.get("pid")):
+        if run.state == "running" and not _alive(run.status):
             rundir.update_status(run.path, state="failed", ended=rundir.now(), error=(
                 f"The training process (pid {run.status.get('pid')}) ended without finishing: "
                 "it was killed or ran out of memory. The last checkpoint, if any, is kept."))
             dead.append(run.id)
-    if dead:
-        _dispatch()
+    _dispatch()    # also starts a queued run that a free slot has been waiting for
     return dead
+
+
+class Watcher:
+    """Reconciles one runs directory every `interval` seconds in a daemon thread until `stop()`."""
+
+    def __init__(self, interval: float):
+        self.interval = interval
+        self.runs_dir = settings.get().runs_dir
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="runs-watch", daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            if settings.get().runs_dir != self.runs_dir:
+                continue    # settings changed under this process (tests do): leave other directories alone
+            try:
+                reconcile()
+            except Exception as e:   # a full disk or a busy lock must not end the watch
+                print(f"runs.watch: {type(e).__name__}: {e}", file=sys.stderr)
+
+    def alive(self) -> bool:
+        return self.thread.is_alive()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.thread.join()
+
+
+_watch_lock = threading.Lock()
+_watcher: Watcher | None = None
+
+
+def watch(interval: float = 2.0) -> Watcher:
+    """Start (once per process and runs directory) the watcher that marks dead trainers failed
+    and starts a queued run as soon as a slot is free, whether or not anybody has a page open.
+    Several server processes may each run one: the file lock keeps them in step."""
+    global _watcher
+    with _watch_lock:
+        if _watcher is not None and _watcher.alive() and _watcher.runs_dir != settings.get().runs_dir:
+            _watcher.stop()
+        if _watcher is None or not _watcher.alive():
+            _watcher = Watcher(interval)
+    return _watcher

@@ -18,7 +18,8 @@ class Settings:
     max_concurrent_runs: int   # CIFAR_MAX_CONCURRENT_RUNS: trainers running at once; the rest queue
     max_queued_runs: int       # CIFAR_MAX_QUEUED_RUNS: waiting runs accepted before Start is refused
     max_epochs: int            # CIFAR_MAX_EPOCHS: the most epochs one run may ask for
-    keep_runs: int             # CIFAR_KEEP_RUNS: finished runs kept; older ones are pruned
+    max_runs_per_person: int   # CIFAR_MAX_RUNS_PER_PERSON: runs one visitor may have queued or running at once
+    keep_runs: int             # CIFAR_KEEP_RUNS: ended runs kept per person; their older ones are pruned
     admin_password: str | None  # CIFAR_ADMIN_PASSWORD: unlocks teacher controls on a hosted copy
 
 
@@ -43,6 +44,7 @@ def get() -> Settings:
         max_concurrent_runs=_int("CIFAR_MAX_CONCURRENT_RUNS", 1, minimum=1),
         max_queued_runs=_int("CIFAR_MAX_QUEUED_RUNS", 20),
         max_epochs=_int("CIFAR_MAX_EPOCHS", 200, minimum=1),
+        max_runs_per_person=_int("CIFAR_MAX_RUNS_PER_PERSON", 2, minimum=1),
         keep_runs=_int("CIFAR_KEEP_RUNS", 50, minimum=1),
         admin_password=os.environ.get("CIFAR_ADMIN_PASSWORD") or None,
     )

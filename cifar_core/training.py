@@ -1,4 +1,4 @@
-"""TrainConfig, the training recipes (presets), and the training loop that writes a run directory.
+"""The training loop that writes a run directory (configs and presets live in `config`).
 
 The trainer knows nothing about the UI: it reads its config, and reports only
 through the run directory (see `rundir`). Keras' `train_on_batch` and standard
@@ -7,149 +7,18 @@ metrics, checkpoints and status, and honours the STOP file after the current bat
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
 import time
 import traceback
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from cifar_core import data as cifar_data
-from cifar_core import evaluation, models, recipe, rundir, settings
-
-OPTIMIZERS = ("sgd", "adam")
-SCHEDULES = ("triangle", "constant")
-PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
-
-# Each preset is a whole recipe. Learning rates are per step, on the batch-mean loss.
-# The airbench94 recipe in Keras terms: its "11.5 per 1024 examples" is 1.5 per step at batch 1024
-# on the mean loss; its decoupled weight decay 0.0153 is 0.009 in Keras' form (times the rate).
-AIRBENCH = dict(optimizer="sgd", momentum=0.85, weight_decay=0.009, schedule="triangle", warmup=0.23,
-                final_lr=0.07, bias_lr_scale=64.0, lookahead=True, augment=True, label_smoothing=0.2)
-PRESETS: dict[str, dict] = {
-    "quick": dict(   # a first good result in under a minute on a laptop CPU: 2 passes over 36,000 pictures
-        AIRBENCH, arch="airbench_tiny", epochs=2, batch_size=256, learning_rate=0.375, train_subset=36_000),
-    "best": dict(    # the most accurate recipe that fits in 20 minutes on a 2-core CPU (about 80 s an epoch)
-        AIRBENCH, arch="airbench", epochs=13, batch_size=1024, learning_rate=1.5),
-    "tutorial": dict(  # the TensorFlow tutorial, kept as the baseline to compare with
-        arch="tutorial", epochs=10, batch_size=32, learning_rate=1e-3, optimizer="adam",
-        momentum=0.0, weight_decay=0.0, schedule="constant", warmup=0.0, final_lr=0.0,
-        bias_lr_scale=1.0, lookahead=False, augment=False, label_smoothing=0.0, precision="float32"),
-}
-
-
-class ConfigError(ValueError):
-    """A training setting is out of range; the message is one line for a person, `field` names the setting."""
-
-    def __init__(self, message: str, field: str | None = None):
-        super().__init__(message)
-        self.field = field
-
-
-@dataclass
-class TrainConfig:
-    arch: str = "airbench_tiny"    # architecture, a name in models.REGISTRY
-    epochs: int = 2                # passes over the training images
-    batch_size: int = 256          # images per optimizer step
-    learning_rate: float = 0.375   # peak learning rate, per step on the batch-mean loss
-    optimizer: str = "sgd"         # "sgd" (Nesterov momentum) or "adam"
-    momentum: float = 0.85         # SGD momentum (ignored by Adam)
-    weight_decay: float = 0.009    # decoupled weight decay, times the learning rate, per step
-    schedule: str = "triangle"     # "triangle": linear warm-up, then linear decay; "constant"
-    warmup: float = 0.23           # fraction of all steps spent warming up (triangle only)
-    final_lr: float = 0.07         # learning rate at the last step, as a fraction of the peak (triangle only)
-    bias_lr_scale: float = 64.0    # BatchNorm biases learn this many times faster than the weights
-    lookahead: bool = True         # every 5 steps, pull the weights to a slow moving average of themselves
-    augment: bool = True           # mirror each picture every other epoch; shift by up to 2 pixels
-    label_smoothing: float = 0.2   # probability mass spread evenly over the other classes
-    train_subset: int = 0          # train on this many images, equal per class (0 = all 50,000)
-    seed: int = 0                  # seeds weights, shuffling and augmentation
-    precision: str = "auto"        # auto: bfloat16 on CPUs that have it, float16 on a GPU, else float32
-    initial_model: str = ""        # continue from this .keras checkpoint (same architecture)
-    preset: str = ""               # the preset these values came from, for the record
-    name: str = ""                 # a name for people; the run id is separate
-
-    @classmethod
-    def from_preset(cls, preset: str, **overrides) -> "TrainConfig":
-        if preset not in PRESETS:
-            raise ConfigError(f"Unknown preset {preset!r}; choose one of {', '.join(PRESETS)}.")
-        return cls(**{**PRESETS[preset], "preset": preset, **overrides})
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "TrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"Unknown training setting {unknown[0]!r}.")
-        return cls(**values)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    def validate(self, max_epochs: int | None = None) -> "TrainConfig":
-        """Return self, or raise ConfigError with one sentence naming the bad field."""
-        max_epochs = max_epochs or settings.get().max_epochs
-
-        def check(field, ok, message):
-            if not ok:
-                raise ConfigError(message, field)
-
-        check("arch", self.arch in models.REGISTRY,
-              f"Unknown architecture {self.arch!r}; choose one of {', '.join(models.REGISTRY)}.")
-        check("epochs", _is_int(self.epochs) and 1 <= self.epochs <= max_epochs,
-              f"Epochs must be a whole number from 1 to {max_epochs}, not {self.epochs!r}.")
-        check("batch_size", _is_int(self.batch_size) and 1 <= self.batch_size <= 4096,
-              f"Batch size must be a whole number from 1 to 4096, not {self.batch_size!r}.")
-        check("learning_rate", _is_number(self.learning_rate) and 0 < self.learning_rate <= 100,
-              f"Learning rate must be a number above 0 and at most 100, not {self.learning_rate!r}.")
-        check("optimizer", self.optimizer in OPTIMIZERS,
-              f"Unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}.")
-        check("momentum", _is_number(self.momentum) and 0 <= self.momentum < 1,
-              f"Momentum must be at least 0 and below 1, not {self.momentum!r}.")
-        check("weight_decay", _is_number(self.weight_decay) and 0 <= self.weight_decay < 1,
-              f"Weight decay must be at least 0 and below 1, not {self.weight_decay!r}.")
-        check("schedule", self.schedule in SCHEDULES,
-              f"Unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}.")
-        check("warmup", _is_number(self.warmup) and 0 <= self.warmup < 1,
-              f"Warm-up must be a fraction of the steps, at least 0 and below 1, not {self.warmup!r}.")
-        check("final_lr", _is_number(self.final_lr) and 0 <= self.final_lr <= 1,
-              f"Final learning rate must be a fraction of the peak from 0 to 1, not {self.final_lr!r}.")
-        check("bias_lr_scale", _is_number(self.bias_lr_scale) and 0 < self.bias_lr_scale <= 1000,
-              f"Bias learning-rate scale must be above 0 and at most 1000, not {self.bias_lr_scale!r}.")
-        check("lookahead", isinstance(self.lookahead, bool), f"Lookahead must be true or false, not {self.lookahead!r}.")
-        check("augment", isinstance(self.augment, bool), f"Augment must be true or false, not {self.augment!r}.")
-        check("label_smoothing", _is_number(self.label_smoothing) and 0 <= self.label_smoothing < 1,
-              f"Label smoothing must be at least 0 and below 1, not {self.label_smoothing!r}.")
-        check("train_subset", _is_int(self.train_subset) and 0 <= self.train_subset,
-              f"Training subset must be a whole number of images (0 for all), not {self.train_subset!r}.")
-        check("seed", _is_int(self.seed), f"Seed must be a whole number, not {self.seed!r}.")
-        check("precision", self.precision in PRECISIONS,
-              f"Unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}.")
-        return self
-
-
-def _field_help() -> dict[str, str]:
-    """Each TrainConfig field's comment, for --help and the app's tooltips: written once, above."""
-    import inspect
-    import re
-    source = inspect.getsource(TrainConfig)
-    return {m.group(1): m.group(2).strip() for m in re.finditer(r"^    (\w+): [^=\n]+=[^#\n]*#(.*)$", source, re.M)}
-
-
-FIELD_HELP = _field_help()
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
+from cifar_core import evaluation, models, recipe, rundir
+from cifar_core.config import ConfigError, TrainConfig
 
 def evaluate_arrays(model, x, y, batch_size: int = 1000) -> tuple[float, float, np.ndarray]:
     """Plain cross-entropy, accuracy and the probabilities of `model` on (x, y)."""
@@ -239,7 +108,7 @@ def build_model(config: TrainConfig, x_train: np.ndarray, precision: str):
     import keras
     keras.config.set_dtype_policy(precision)
     try:
-        model = models.build(config.arch)
+        model = models.build(config.arch, for_training=True)
     finally:
         keras.config.set_dtype_policy("float32")
     if config.initial_model:
@@ -261,13 +130,15 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, dataset: cifar_data.C
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    rundir.update_status(run_dir, state="running", pid=os.getpid(), started=rundir.now())
+    rundir.update_status(run_dir, state="running", pid=os.getpid(),
+                         pid_started=rundir.process_start(os.getpid()), started=rundir.now())
     try:
         config.validate()
         import keras
         keras.utils.set_random_seed(config.seed)
         dataset = dataset or cifar_data.load()
-        x_train, y_train = recipe.subset(dataset.x_train, dataset.y_train, config.train_subset)
+        (x_train, y_train), calibration = recipe.split(dataset.x_train, dataset.y_train, config.train_subset,
+                                                       config.calibration_images)
         if not len(x_train):
             raise cifar_data.DataError("There are no training images: the full CIFAR-10 data set is needed to train.")
         precision = recipe.resolve_precision(config.precision)
@@ -290,7 +161,8 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, dataset: cifar_data.C
         if recorder.failure:
             raise RuntimeError(recorder.failure)
         state = "stopped" if recorder.stopped else "finished"
-        rundir.update_status(run_dir, state=state, ended=rundir.now(), error=None,
+        temperature = calibrate(export_model, *calibration) if (run_dir / rundir.MODEL).exists() else None
+        rundir.update_status(run_dir, state=state, ended=rundir.now(), error=None, temperature=temperature,
                              test_accuracy=recorder.test_accuracy, per_class_accuracy=recorder.per_class)
         return state
     except Exception as e:
@@ -298,6 +170,15 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, dataset: cifar_data.C
         traceback.print_exc()
         rundir.update_status(run_dir, state="failed", ended=rundir.now(), error=message)
         return "failed"
+
+
+def calibrate(model, x: np.ndarray, y: np.ndarray) -> float | None:
+    """The temperature that makes the saved model's "% sure" honest, fitted on calibration pictures
+    (training pictures it never trained on), as the app predicts: with mirror test-time augmentation."""
+    from cifar_core import inference
+    if len(y) < 10:
+        return None
+    return round(evaluation.fit_temperature(inference.predict(model, x), y), 4)
 
 
 def train_epoch(model, x: np.ndarray, y: np.ndarray, batch_size: int, epoch: int, callbacks) -> None:

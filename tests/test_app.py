@@ -4,12 +4,13 @@ import sys
 import time
 
 import pytest
+import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from cifar_core.data import CLASS_NAMES
 from conftest import ROOT
 
-APP = str(ROOT / "app.py")
+APP = str(ROOT / "studio.py")   # the pages; app.py serves them with the identity cookie
 
 
 @pytest.fixture
@@ -75,7 +76,7 @@ def test_explore_statistics_and_map(app):
 
 
 def test_the_first_page_does_not_import_tensorflow():
-    code = ("import sys; from streamlit.testing.v1 import AppTest; at = AppTest.from_file('app.py'); at.run(); "
+    code = ("import sys; from streamlit.testing.v1 import AppTest; at = AppTest.from_file('studio.py'); at.run(); "
             "assert not at.exception, at.exception; "
             "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
@@ -117,7 +118,7 @@ def test_offline_the_train_page_explains_why_it_cannot_start(offline):
 
 def test_finished_runs_become_models_to_choose(app):
     from cifar_core import runs
-    from cifar_core.training import TrainConfig
+    from cifar_core.config import TrainConfig
     run = runs.start(TrainConfig(arch="airbench_tiny", epochs=1, batch_size=50, precision="float32", name="mine"))
     deadline = time.monotonic() + 120
     while runs.get(run.id).state != "finished" and time.monotonic() < deadline:
@@ -135,9 +136,17 @@ def test_teacher_controls_need_the_password(tiny_env, monkeypatch):
     monkeypatch.setenv("CIFAR_ADMIN_PASSWORD", "s3cret")
     at = AppTest.from_file(APP, default_timeout=120)
     at.run()
-    at.text_input(key="teacher_password").input("guess").run()
+    st.cache_resource.clear()     # a fresh password guard: no delays left from other tests
+    at.text_input(key="teacher_password").input("guess")
+    at.button(key="FormSubmitter:teacher_login-Unlock").click().run()
     assert any("not the teacher password" in e.value for e in at.error)
-    at.text_input(key="teacher_password").input("s3cret").run()
+    at.text_input(key="teacher_password").input("s3cret")
+    at.button(key="FormSubmitter:teacher_login-Unlock").click().run()
+    assert any("Too many tries" in e.value for e in at.error)    # the right one too, during the delay
+    assert "teacher" not in at.session_state
+    time.sleep(1.1)
+    at.text_input(key="teacher_password").input("s3cret")
+    at.button(key="FormSubmitter:teacher_login-Unlock").click().run()
     assert at.session_state["teacher"] is True
 
 

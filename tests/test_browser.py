@@ -168,14 +168,18 @@ def test_explore_browse_pick_filter_and_statistics(page, server):
     screenshot(page, "explore-map")
 
 
-def test_train_start_watch_stop_and_find_it_on_the_board(page, server):
-    open_page(page, server, "train")
+def start_long_run(page, name: str):
+    """Start a run on the Train page that lasts minutes on the tiny data (150 epochs, batches of 4); wait until it trains."""
     page.get_by_role("spinbutton", name="Epochs").fill("150")
     page.get_by_role("spinbutton", name="Batch size").fill("4")
-    page.get_by_role("textbox", name="Run name").fill("browser run")
+    page.get_by_role("textbox", name="Run name").fill(name)
     page.get_by_role("button", name="Start training").click()
-    progress = page.get_by_text("Epoch ", exact=False).first
-    progress.wait_for(timeout=60_000)
+    page.get_by_text("Epoch ", exact=False).first.wait_for(timeout=60_000)
+
+
+def test_train_start_watch_stop_and_find_it_on_the_board(page, server):
+    open_page(page, server, "train")
+    start_long_run(page, "browser run")
     chart = page.locator("[data-testid=stVegaLiteChart]").first
     chart.wait_for(timeout=60_000)
     page.wait_for_timeout(1000)
@@ -195,6 +199,71 @@ def test_train_start_watch_stop_and_find_it_on_the_board(page, server):
         page.wait_for_timeout(250)
     assert "browser run" in board.text_content() and "stopped" in board.text_content()
     screenshot(page, "train-stopped")
+
+
+def go_to(page, title: str):
+    page.locator("[data-testid=stSidebarNav]").get_by_role("link", name=title).click()
+    page.get_by_role("heading", level=1).first.wait_for()
+    settle(page)
+
+
+REFUSAL = "Only the person who started this run"
+NOT_YOURS = "Someone else started this run"
+
+
+@pytest.fixture
+def new_browser(browser):
+    """Open pages in separate browser contexts: each is a different person, with its own cookies."""
+    contexts = []
+
+    def open_one():
+        contexts.append(browser.new_context(viewport={"width": 1400, "height": 1000}))
+        page = contexts[-1].new_page()
+        page.set_default_timeout(30_000)
+        return page
+    yield open_one
+    for context in contexts:
+        context.close()
+
+
+def test_identity_survives_navigation_and_reload_but_not_a_shared_address(new_browser, server):
+    from app_pages import identity
+    page = new_browser()
+    open_page(page, server, "train")
+    start_long_run(page, "identity run")
+
+    go_to(page, "Predict")
+    page.reload()
+    page.wait_for_selector("[data-testid=stApp]")
+    settle(page)
+    go_to(page, "Train")
+    page.get_by_role("heading", name="identity run").wait_for()
+    address = page.url
+    screenshot(page, "train-identity")
+
+    # Someone else opens the very same address: they see the run, but it is not theirs.
+    other = new_browser()
+    other.goto(address)
+    other.get_by_role("heading", name="identity run").wait_for()
+    other.get_by_text(NOT_YOURS).wait_for()
+    settle(other)
+    assert other.get_by_role("button", name="Stop").count() == 0
+    screenshot(other, "train-identity-someone-else")
+
+    # The browser that started it still owns it after moving between pages and reloading.
+    page.get_by_role("button", name="Stop").click()
+    page.get_by_text("Stopped: ", exact=False).wait_for(timeout=30_000)
+    assert page.get_by_text(REFUSAL).count() == 0 and page.get_by_text(NOT_YOURS).count() == 0
+    no_exceptions(page)
+
+    # Who a browser is lives in an HttpOnly, SameSite cookie the server set: not in the address, not on the page.
+    [cookie] = [c for c in page.context.cookies() if c["name"] == identity.COOKIE]
+    [their_cookie] = [c for c in other.context.cookies() if c["name"] == identity.COOKIE]
+    assert identity.valid(cookie["value"]) and cookie["value"] != their_cookie["value"]
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
+    assert "?" not in address and cookie["value"] not in address
+    assert identity.COOKIE not in page.evaluate("document.cookie")
+    assert cookie["value"] not in page.content()
 
 
 @pytest.fixture(scope="module")

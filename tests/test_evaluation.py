@@ -70,3 +70,27 @@ def test_probabilities_are_cached_beside_the_model(tmp_path):
     model.write_bytes(b"retrained")
     evaluation.cached_probabilities(model, np.zeros((3, 32, 32, 3)), "test", predict)
     assert len(calls) == 2
+
+
+def test_temperature_recovers_a_known_distortion_and_fixes_calibration():
+    """Labels drawn from known probabilities, shown to the fit softened by T=2.5: the fit finds 1/2.5
+    (sharpening back), and the calibration error drops to sampling noise."""
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 3, (20_000, 10))
+    truth = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    labels = np.array([rng.choice(10, p=p) for p in truth])
+    softened = evaluation.with_temperature(truth, 2.5)
+    t = evaluation.fit_temperature(softened, labels)
+    assert abs(t - 1 / 2.5) < 0.03
+    fixed = evaluation.with_temperature(softened, t)
+    assert evaluation.expected_calibration_error(softened, labels) > 0.1
+    assert evaluation.expected_calibration_error(fixed, labels) < 0.015
+    assert (fixed.argmax(1) == softened.argmax(1)).all()
+    np.testing.assert_allclose(fixed.sum(1), 1, atol=1e-5)
+
+
+def test_calibration_error_is_zero_for_honest_answers_and_large_for_overconfident_ones():
+    probs = np.tile([[0.8, 0.2]], (10, 1))
+    labels = np.array([0] * 8 + [1] * 2)
+    assert evaluation.expected_calibration_error(probs, labels) < 1e-9
+    assert abs(evaluation.expected_calibration_error(probs, np.ones(10, int)) - 0.8) < 1e-9

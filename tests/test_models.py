@@ -42,3 +42,21 @@ def test_whitening_decorrelates_patches():
 def test_unknown_architecture_is_a_sentence():
     with pytest.raises(ValueError, match="Unknown architecture 'nope'; choose one of"):
         models.build("nope")
+
+
+def test_fused_batchnorm_trains_like_the_standard_layer_and_saves_as_it():
+    """The training graph's fused BatchNorm: same outputs, same moving statistics (up to the fused
+    kernel's unbiased variance), same variables, so weights copy straight into the plain model."""
+    import keras
+    x = np.random.default_rng(0).uniform(0, 255, (16, 32, 32, 3)).astype("float32")
+    keras.utils.set_random_seed(1)
+    plain = models.build("airbench_tiny")
+    fused = models.build("airbench_tiny", for_training=True)
+    assert [w.shape for w in fused.get_weights()] == [w.shape for w in plain.get_weights()]
+    fused.set_weights(plain.get_weights())
+    assert any(type(l).__name__ == "FusedBatchNormalization" for l in fused.layers)
+    assert not any(type(l).__name__ == "FusedBatchNormalization" for l in plain.layers)
+    np.testing.assert_allclose(fused(x, training=True), plain(x, training=True), atol=2e-3)
+    for a, b in zip(fused.get_weights(), plain.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=2e-2, atol=1e-4)
+    np.testing.assert_allclose(fused(x, training=False), plain(x, training=False), atol=1e-4)

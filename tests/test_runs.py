@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from cifar_core import data, rundir, runs
-from cifar_core.training import TrainConfig
+from cifar_core.config import TrainConfig
 
 
 def wait_for(condition, timeout=120, what="condition"):
@@ -60,7 +60,7 @@ def test_thirty_simultaneous_starts_respect_the_limit_and_lose_nothing(tiny_env,
 
 
 def test_starts_from_separate_processes_share_the_limit(tiny_env):
-    code = ("from cifar_core import runs; from cifar_core.training import TrainConfig; "
+    code = ("from cifar_core import runs; from cifar_core.config import TrainConfig; "
             "runs.start(TrainConfig(arch='airbench_tiny', epochs=100, precision='float32'))")
     env = {**os.environ, "PYTHONPATH": str(runs.PACKAGE_ROOT)}
     procs = [subprocess.Popen([sys.executable, "-c", code], env=env) for _ in range(4)]

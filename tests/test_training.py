@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cifar_core import data, inference, recipe, rundir, training
-from cifar_core.training import ConfigError, TrainConfig
+from cifar_core.config import PRECISIONS, PRESETS, ConfigError, TrainConfig
 
 
 @pytest.mark.parametrize("changes, message", [
@@ -26,7 +26,7 @@ def test_bad_settings_give_one_line(changes, message):
 
 
 def test_presets_are_valid_and_unknown_ones_refused():
-    for name in training.PRESETS:
+    for name in PRESETS:
         config = TrainConfig.from_preset(name).validate()
         assert config.preset == name
     with pytest.raises(ConfigError, match="Unknown preset 'fastest'"):
@@ -131,14 +131,14 @@ def _records(run_dir, kind):
     return [r for r in rundir.read_metrics(run_dir) if r["kind"] == kind]
 
 
-@pytest.mark.parametrize("preset", sorted(training.PRESETS))
+@pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_every_preset_trains_and_saves_a_loadable_model(preset, tiny, tmp_path):
     config = TrainConfig.from_preset(preset, epochs=1, batch_size=32)
     assert training.train(config, tmp_path, tiny) == "finished"
     model = inference.load_model(tmp_path / rundir.MODEL)
     probabilities = inference.predict(model, tiny.x_test)
     assert probabilities.shape == (40, 10)
-    assert rundir.read_status(tmp_path)["precision"] in training.PRECISIONS
+    assert rundir.read_status(tmp_path)["precision"] in PRECISIONS
 
 
 def test_a_run_directory_follows_the_contract(tiny, tmp_path):

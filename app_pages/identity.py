@@ -1,0 +1,93 @@
+"""Who a browser is: a random token in a cookie that the server sets, never anything in the URL.
+
+`IdentityCookie` is ASGI middleware on the app's server (app.py). Every HTML page
+it serves carries `Set-Cookie` with the browser's token: the one the browser sent
+if it is well formed, else a fresh `secrets.token_urlsafe(32)`. The index page is
+loaded before Streamlit opens its websocket, so even a first visit has the cookie
+by then, and the websocket handshake carries it to `st.context.cookies`.
+
+- HttpOnly: no script on the page can read it, and the app never shows it.
+- SameSite=Lax: other sites' requests do not carry it (Strict would drop it on a
+  link followed from another site, and that visit would be handed a new identity).
+- Secure when the request came over HTTPS; Max-Age renewed on every page load.
+- A value that is not exactly what `new_token` makes (too long, odd characters,
+  forged) is replaced by a fresh token rather than trusted or refused.
+
+`owner_id` turns a token into the name stored as a run's owner in status.json, so
+the run files never hold the token itself. Copying a page's address hands over
+nothing: the address holds no identity.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from collections.abc import Mapping
+
+from starlette.requests import cookie_parser   # the parser Streamlit's websocket uses for st.context.cookies
+
+COOKIE = "cifar_studio_id"
+MAX_AGE_S = 90 * 24 * 3600          # renewed on every page load: a term's worth of gaps between lessons
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")   # secrets.token_urlsafe(32): 32 random bytes, base64url, no padding
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def valid(value: object) -> bool:
+    return isinstance(value, str) and _TOKEN.fullmatch(value) is not None
+
+
+def token_from(cookies: Mapping[str, str]) -> str | None:
+    """The browser's identity token from its cookies, or None where it is missing or malformed."""
+    value = cookies.get(COOKIE)
+    return value if valid(value) else None
+
+
+def owner_id(token: str) -> str:
+    """The name a run's owner is stored under: derived from the token, useless as a cookie."""
+    return hashlib.sha256(f"cifar-studio-owner:{token}".encode()).hexdigest()[:32]
+
+
+def set_cookie_header(token: str, secure: bool) -> bytes:
+    attributes = [f"{COOKIE}={token}", "Path=/", f"Max-Age={MAX_AGE_S}", "HttpOnly", "SameSite=Lax"]
+    if secure:
+        attributes.append("Secure")
+    return "; ".join(attributes).encode("latin-1")
+
+
+class IdentityCookie:
+    """ASGI middleware: give every HTML response the browser's identity cookie (see the module docstring).
+
+    Only HTML pages get it: the scripts, fonts and images a first visit fetches at
+    the same time would otherwise each be handed a different new token.
+    """
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = scope.get("headers", ())
+        raw = b"; ".join(v for k, v in headers if k == b"cookie").decode("latin-1")
+        kept = token_from(cookie_parser(raw)) or new_token()
+        header = set_cookie_header(kept, secure=scope.get("scheme") == "https")
+        if any(k == b"accept" and b"text/html" in v for k, v in headers):
+            # A page load: answer with the whole page (8 kB), never "304 Not Modified", so the cookie comes with it.
+            conditional = (b"if-none-match", b"if-modified-since")
+            scope = {**scope, "headers": [(k, v) for k, v in headers if k not in conditional]}
+
+        async def send_with_cookie(message):
+            if message["type"] == "http.response.start":
+                sent = list(message.get("headers", ()))
+                if any(k.lower() == b"content-type" and v.startswith(b"text/html") for k, v in sent):
+                    # A page that sets a cookie is one browser's: no shared cache may keep it.
+                    sent = [(k, v) for k, v in sent if k.lower() != b"cache-control"]
+                    sent += [(b"set-cookie", header), (b"cache-control", b"private, no-cache")]
+                    message = {**message, "headers": sent}
+            await send(message)
+
+        await self.app(scope, receive, send_with_cookie)

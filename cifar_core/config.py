@@ -1,0 +1,182 @@
+"""TrainConfig, the training recipes (presets) and their validation.
+
+No Keras here: the pages, `runs` and the command line build and check
+configs without importing the training loop (or TensorFlow). Every field is
+checked by type and range before a run is created, so a bad value is one
+sentence naming the field, never a traceback inside a trainer.
+"""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import math
+import re
+from dataclasses import dataclass
+
+from cifar_core import models, settings
+
+OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("triangle", "constant")
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+MAX_NAME_CHARS = 60          # run names are shown to everybody on the board
+MAX_SEED = 2**32 - 1         # what numpy and Keras accept as a seed
+MAX_TRAIN_IMAGES = 50_000    # CIFAR-10's training set
+MAX_PATH_CHARS = 4096
+
+# Each preset is a whole recipe. Learning rates are per step, on the batch-mean loss.
+# The airbench94 recipe in Keras terms: its "11.5 per 1024 examples" is 1.5 per step at batch 1024
+# on the mean loss; its decoupled weight decay 0.0153 is 0.009 in Keras' form (times the rate).
+AIRBENCH = dict(optimizer="sgd", momentum=0.85, weight_decay=0.009, schedule="triangle", warmup=0.23,
+                final_lr=0.07, bias_lr_scale=64.0, lookahead=True, augment=True, label_smoothing=0.2)
+PRESETS: dict[str, dict] = {
+    "quick": dict(   # a first good result in under a minute on a laptop CPU: 2 passes over 36,000 pictures
+        AIRBENCH, arch="airbench_tiny", epochs=2, batch_size=256, learning_rate=0.375, train_subset=36_000),
+    "best": dict(    # the most accurate recipe that fits in 20 minutes on a 2-core CPU (about 80 s an epoch)
+        AIRBENCH, arch="airbench", epochs=13, batch_size=1024, learning_rate=1.5),
+    "tutorial": dict(  # the TensorFlow tutorial, kept as the baseline to compare with
+        arch="tutorial", epochs=10, batch_size=32, learning_rate=1e-3, optimizer="adam",
+        momentum=0.0, weight_decay=0.0, schedule="constant", warmup=0.0, final_lr=0.0,
+        bias_lr_scale=1.0, lookahead=False, augment=False, label_smoothing=0.0, precision="float32"),
+}
+
+
+class ConfigError(ValueError):
+    """A training setting is out of range; the message is one line for a person, `field` names the setting."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass
+class TrainConfig:
+    arch: str = "airbench_tiny"    # architecture, a name in models.REGISTRY
+    epochs: int = 2                # passes over the training images
+    batch_size: int = 256          # images per optimizer step
+    learning_rate: float = 0.375   # peak learning rate, per step on the batch-mean loss
+    optimizer: str = "sgd"         # "sgd" (Nesterov momentum) or "adam"
+    momentum: float = 0.85         # SGD momentum (ignored by Adam)
+    weight_decay: float = 0.009    # decoupled weight decay, times the learning rate, per step
+    schedule: str = "triangle"     # "triangle": linear warm-up, then linear decay; "constant"
+    warmup: float = 0.23           # fraction of all steps spent warming up (triangle only)
+    final_lr: float = 0.07         # learning rate at the last step, as a fraction of the peak (triangle only)
+    bias_lr_scale: float = 64.0    # BatchNorm biases learn this many times faster than the weights
+    lookahead: bool = True         # every 5 steps, pull the weights to a slow moving average of themselves
+    augment: bool = True           # mirror each picture every other epoch; shift by up to 2 pixels
+    label_smoothing: float = 0.2   # probability mass spread evenly over the other classes
+    train_subset: int = 0          # train on this many images, equal per class (0 = all 50,000)
+    calibration_images: int = 2000  # training images kept out of training to make "% sure" honest
+    seed: int = 0                  # seeds weights, shuffling and augmentation
+    precision: str = "auto"        # auto: bfloat16 on CPUs that have it, float16 on a GPU, else float32
+    initial_model: str = ""        # continue from this .keras checkpoint (same architecture)
+    preset: str = ""               # the preset these values came from, for the record
+    name: str = ""                 # a name for people; the run id is separate
+
+    @classmethod
+    def from_preset(cls, preset: str, **overrides) -> "TrainConfig":
+        if preset not in PRESETS:
+            raise ConfigError(f"Unknown preset {preset!r}; choose one of {', '.join(PRESETS)}.", "preset")
+        return cls(**{**PRESETS[preset], "preset": preset, **overrides})
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        if not isinstance(values, dict):
+            raise ConfigError("The training settings must be a JSON object of named values.")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known, key=str)
+        if unknown:
+            raise ConfigError(f"Unknown training setting {str(unknown[0])[:40]!r}.")
+        return cls(**values)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def validate(self, max_epochs: int | None = None) -> "TrainConfig":
+        """Return self, or raise ConfigError with one sentence naming the bad field."""
+        max_epochs = max_epochs or settings.get().max_epochs
+
+        def check(field, ok, message):
+            if not ok:
+                raise ConfigError(message, field)
+
+        check("arch", _is_str(self.arch) and self.arch in models.REGISTRY,
+              f"Unknown architecture {_show(self.arch)}; choose one of {', '.join(models.REGISTRY)}.")
+        check("epochs", _is_int(self.epochs) and 1 <= self.epochs <= max_epochs,
+              f"Epochs must be a whole number from 1 to {max_epochs}, not {_show(self.epochs)}.")
+        check("batch_size", _is_int(self.batch_size) and 1 <= self.batch_size <= 4096,
+              f"Batch size must be a whole number from 1 to 4096, not {_show(self.batch_size)}.")
+        check("learning_rate", _is_number(self.learning_rate) and 0 < self.learning_rate <= 100,
+              f"Learning rate must be a number above 0 and at most 100, not {_show(self.learning_rate)}.")
+        check("optimizer", _is_str(self.optimizer) and self.optimizer in OPTIMIZERS,
+              f"Unknown optimizer {_show(self.optimizer)}; choose one of {', '.join(OPTIMIZERS)}.")
+        check("momentum", _is_number(self.momentum) and 0 <= self.momentum < 1,
+              f"Momentum must be at least 0 and below 1, not {_show(self.momentum)}.")
+        check("weight_decay", _is_number(self.weight_decay) and 0 <= self.weight_decay < 1,
+              f"Weight decay must be at least 0 and below 1, not {_show(self.weight_decay)}.")
+        check("schedule", _is_str(self.schedule) and self.schedule in SCHEDULES,
+              f"Unknown schedule {_show(self.schedule)}; choose one of {', '.join(SCHEDULES)}.")
+        check("warmup", _is_number(self.warmup) and 0 <= self.warmup < 1,
+              f"Warm-up must be a fraction of the steps, at least 0 and below 1, not {_show(self.warmup)}.")
+        check("final_lr", _is_number(self.final_lr) and 0 <= self.final_lr <= 1,
+              f"Final learning rate must be a fraction of the peak from 0 to 1, not {_show(self.final_lr)}.")
+        check("bias_lr_scale", _is_number(self.bias_lr_scale) and 0 < self.bias_lr_scale <= 1000,
+              f"Bias learning-rate scale must be above 0 and at most 1000, not {_show(self.bias_lr_scale)}.")
+        check("lookahead", isinstance(self.lookahead, bool),
+              f"Lookahead must be true or false, not {_show(self.lookahead)}.")
+        check("augment", isinstance(self.augment, bool), f"Augment must be true or false, not {_show(self.augment)}.")
+        check("label_smoothing", _is_number(self.label_smoothing) and 0 <= self.label_smoothing < 1,
+              f"Label smoothing must be at least 0 and below 1, not {_show(self.label_smoothing)}.")
+        check("train_subset", _is_int(self.train_subset) and 0 <= self.train_subset <= MAX_TRAIN_IMAGES,
+              f"Training subset must be a whole number of images from 0 (all) to {MAX_TRAIN_IMAGES:,}, "
+              f"not {_show(self.train_subset)}.")
+        check("calibration_images", _is_int(self.calibration_images)
+              and 0 <= self.calibration_images <= MAX_TRAIN_IMAGES // 10,
+              f"Calibration images must be a whole number from 0 to {MAX_TRAIN_IMAGES // 10:,}, "
+              f"not {_show(self.calibration_images)}.")
+        check("seed", _is_int(self.seed) and 0 <= self.seed <= MAX_SEED,
+              f"Seed must be a whole number from 0 to {MAX_SEED}, not {_show(self.seed)}.")
+        check("precision", _is_str(self.precision) and self.precision in PRECISIONS,
+              f"Unknown precision {_show(self.precision)}; choose one of {', '.join(PRECISIONS)}.")
+        check("initial_model", _is_str(self.initial_model) and len(self.initial_model) <= MAX_PATH_CHARS
+              and "\x00" not in self.initial_model,
+              "The model to continue from must be a file path.")
+        check("preset", _is_str(self.preset) and (not self.preset or self.preset in PRESETS),
+              f"Unknown preset {_show(self.preset)}; choose one of {', '.join(PRESETS)}.")
+        check("name", _is_str(self.name) and len(self.name) <= MAX_NAME_CHARS,
+              f"The run name must be text of at most {MAX_NAME_CHARS} characters.")
+        check("name", _is_str(self.name) and self.name.isprintable(),
+              "The run name must be plain text on one line (no line breaks or control characters).")
+        return self
+
+
+def _field_help() -> dict[str, str]:
+    """Each TrainConfig field's comment, for --help and the app's tooltips: written once, above."""
+    source = inspect.getsource(TrainConfig)
+    return {m.group(1): m.group(2).strip() for m in re.finditer(r"^    (\w+): [^=\n]+=[^#\n]*#(.*)$", source, re.M)}
+
+
+FIELD_HELP = _field_help()
+
+
+def _is_str(value) -> bool:
+    return isinstance(value, str)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    # Huge ints overflow float arithmetic later: bound them by converting here.
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
+
+
+def _show(value) -> str:
+    """A value for an error message, cut short: the message must stay one readable line."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

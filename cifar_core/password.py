@@ -1,0 +1,55 @@
+"""The teacher password: compared as UTF-8 bytes in constant time, with a growing delay after failures.
+
+One `Guard` per server process serves every visitor. After each wrong
+password the same visitor must wait twice as long as before (1 s, 2 s,
+4 s... at most 5 minutes) before the next guess is even checked, and the
+whole server checks at most one guess per second whoever sends it, so
+guessing by brute force is hopeless while the teacher, who types it right,
+never waits. Nothing here logs or keeps a guess.
+"""
+from __future__ import annotations
+
+import hmac
+import threading
+import time
+from dataclasses import dataclass, field
+
+
+def matches(given: str, expected: str) -> bool:
+    """Whether `given` is `expected`: on UTF-8 bytes, so "Schlüssel" works, in constant time."""
+    return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass"))
+
+
+@dataclass
+class Verdict:
+    ok: bool
+    checked: bool = True    # False: refused unchecked, because the visitor (or the server) must wait
+    wait_s: float = 0.0     # when refused: how long until the next guess is checked
+
+
+@dataclass
+class Guard:
+    first_delay_s: float = 1.0
+    max_delay_s: float = 300.0
+    min_interval_s: float = 1.0          # across all visitors
+    clock: callable = time.monotonic
+    _failures: dict = field(default_factory=dict)     # visitor -> (failures so far, not before)
+    _next_check: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def check(self, visitor: str, given: str, expected: str) -> Verdict:
+        now = self.clock()
+        with self._lock:
+            failures, not_before = self._failures.get(visitor, (0, 0.0))
+            wait = max(not_before, self._next_check) - now
+            if wait > 0:
+                return Verdict(False, checked=False, wait_s=wait)
+            self._next_check = now + self.min_interval_s
+            if matches(given, expected):
+                self._failures.pop(visitor, None)
+                return Verdict(True)
+            delay = min(self.max_delay_s, self.first_delay_s * 2 ** failures)
+            self._failures[visitor] = (failures + 1, now + delay)
+            if len(self._failures) > 10_000:      # bounded memory: forget the oldest visitors
+                self._failures.pop(next(iter(self._failures)))
+            return Verdict(False, wait_s=delay)

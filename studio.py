@@ -1,0 +1,22 @@
+"""CIFAR-10 Studio's pages: navigation and the sidebar (app.py serves this script).
+
+Each page lives in app_pages/ (not pages/: on a fresh server Streamlit would run a
+folder called pages/ as legacy automatic pages, bypassing this navigation for the
+first visitor). This file imports no TensorFlow, so the first page appears at once.
+"""
+import streamlit as st
+
+from app_pages import common
+
+st.set_page_config(page_title="CIFAR-10 Studio", page_icon=":frame_with_picture:", layout="wide")
+
+page = st.navigation([
+    st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("app_pages/explore.py", title="Explore", icon=":material/grid_view:"),
+    st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
+    st.Page("app_pages/predict.py", title="Predict", icon=":material/photo_camera:"),
+    st.Page("app_pages/evaluate.py", title="Evaluate", icon=":material/fact_check:"),
+    st.Page("app_pages/quiz.py", title="Quiz", icon=":material/sports_esports:"),
+])
+common.sidebar()
+page.run()

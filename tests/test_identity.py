@@ -1,0 +1,103 @@
+"""The identity cookie: set by the server on pages, HttpOnly and SameSite; never a forged value, never the URL."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from app_pages import identity
+
+
+def serve(cookie: str | None = None, content_type: bytes = b"text/html; charset=utf-8", scheme: str = "http",
+          kind: str = "http") -> tuple[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]]:
+    """One request through the middleware: the headers the app below saw, and the response's headers."""
+    seen, sent = [], []
+
+    async def app(scope, receive, send):
+        seen.extend(scope["headers"])
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", content_type), (b"cache-control", b"no-cache")]})
+        await send({"type": "http.response.body", "body": b"<html></html>"})
+
+    async def send(message):
+        if message["type"] == "http.response.start":
+            sent.extend(message["headers"])
+
+    headers = [(b"accept", b"text/html,*/*"), (b"if-none-match", b'"etag"')]
+    if cookie is not None:
+        headers.append((b"cookie", cookie.encode("latin-1")))
+    scope = {"type": kind, "scheme": scheme, "path": "/train", "headers": headers}
+    asyncio.run(identity.IdentityCookie(app)(scope, None, send))
+    return seen, sent
+
+
+def cookie_set(sent) -> dict[str, str] | None:
+    values = [v.decode() for k, v in sent if k == b"set-cookie"]
+    if not values:
+        return None
+    [value] = values
+    first, *attributes = value.split("; ")
+    name, token = first.split("=", 1)
+    assert name == identity.COOKIE
+    return {"token": token, **{a.split("=")[0]: a.partition("=")[2] for a in attributes}}
+
+
+def test_a_first_visit_gets_a_random_http_only_same_site_token():
+    _, sent = serve()
+    cookie = cookie_set(sent)
+    assert identity.valid(cookie["token"]) and len(cookie["token"]) == 43
+    assert "HttpOnly" in cookie and cookie["SameSite"] == "Lax" and cookie["Path"] == "/"
+    assert int(cookie["Max-Age"]) >= 30 * 24 * 3600 and "Secure" not in cookie
+    assert (b"cache-control", b"private, no-cache") in sent and (b"cache-control", b"no-cache") not in sent
+    assert cookie_set(serve()[1])["token"] != cookie["token"]
+    assert "Secure" in cookie_set(serve(scheme="https")[1])
+
+
+def test_a_page_load_is_answered_in_full_so_the_cookie_always_comes():
+    seen, _ = serve()
+    assert (b"if-none-match", b'"etag"') not in seen
+
+
+def test_a_valid_token_is_kept_and_renewed():
+    token = identity.new_token()
+    _, sent = serve(f"other=1; {identity.COOKIE}={token}")
+    assert cookie_set(sent)["token"] == token
+
+
+@pytest.mark.parametrize("forged", ["", "short", "A" * 44, "A" * 5000, "A" * 42 + "!", "<script>alert(1)</script>",
+                                    "é" * 43, "A" * 42 + " ", '"' + "A" * 43 + '"', "A" * 21 + ";" + "A" * 21])
+def test_a_forged_or_odd_token_gets_a_fresh_identity(forged):
+    _, sent = serve(f"{identity.COOKIE}={forged}")
+    token = cookie_set(sent)["token"]
+    assert identity.valid(token) and token != forged
+    assert identity.token_from({identity.COOKIE: forged}) is None
+
+
+def test_only_pages_get_the_cookie_and_websockets_pass_through():
+    assert cookie_set(serve(content_type=b"application/javascript")[1]) is None
+    assert cookie_set(serve(kind="websocket")[1]) is None
+
+
+def test_the_stored_owner_is_not_the_token():
+    token = identity.new_token()
+    assert identity.owner_id(token) == identity.owner_id(token) != token
+    assert token not in identity.owner_id(token) and identity.owner_id(token) != identity.owner_id(identity.new_token())
+
+
+def test_without_a_cookie_owner_is_per_session_and_never_in_the_url():
+    def script():
+        import streamlit as st
+
+        from app_pages import common
+        st.session_state.setdefault("seen", []).append(common.owner())
+
+    at = AppTest.from_function(script)
+    at.run()
+    at.run()
+    assert not at.exception
+    first, second = at.session_state["seen"]
+    assert first == second and not at.query_params
+    other = AppTest.from_function(script)
+    other.run()
+    assert other.session_state["seen"][0] != first

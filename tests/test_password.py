@@ -1,0 +1,62 @@
+"""The teacher password: bytes comparison, growing delays per visitor, a server-wide pace."""
+from cifar_core import password
+
+
+class Clock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_non_ascii_passwords_work_and_near_misses_do_not():
+    assert password.matches("Schlüssel", "Schlüssel")
+    assert not password.matches("Schlussel", "Schlüssel")
+    assert not password.matches("", "Schlüssel")
+    assert password.matches("\ud800", "\ud800")     # a lone surrogate from a browser is no TypeError
+
+
+def test_each_failure_doubles_the_wait_and_guesses_during_it_are_not_checked():
+    clock = Clock()
+    guard = password.Guard(clock=clock)
+    waits = []
+    for _ in range(5):
+        verdict = guard.check("eve", "guess", "right")
+        assert verdict.checked and not verdict.ok
+        waits.append(verdict.wait_s)
+        refused = guard.check("eve", "right", "right")      # even the right one, too soon
+        assert not refused.ok and not refused.checked and refused.wait_s > 0
+        clock.now += verdict.wait_s
+    assert waits == [1, 2, 4, 8, 16]
+    assert guard.check("eve", "right", "right").ok
+
+
+def test_the_delay_caps_and_a_success_resets_it():
+    clock = Clock()
+    guard = password.Guard(clock=clock, max_delay_s=10)
+    for _ in range(8):
+        clock.now += guard.check("eve", "no", "right").wait_s
+    assert guard.check("eve", "no", "right").wait_s == 10
+    clock.now += 10
+    assert guard.check("eve", "right", "right").ok
+    clock.now += 1
+    assert guard.check("eve", "no", "right").wait_s == 1
+
+
+def test_the_whole_server_checks_at_most_one_guess_a_second():
+    clock = Clock()
+    guard = password.Guard(clock=clock)
+    checked = sum(guard.check(f"visitor{i}", "guess", "right").checked for i in range(301))
+    assert checked == 1          # 301 guesses from 301 "visitors" within the same second
+    clock.now += 1
+    assert guard.check("teacher", "right", "right").ok     # someone else is not locked out for long
+
+
+def test_one_visitors_failures_do_not_delay_another():
+    clock = Clock()
+    guard = password.Guard(clock=clock)
+    for _ in range(5):
+        clock.now += guard.check("eve", "no", "right").wait_s
+    clock.now += 1
+    assert guard.check("teacher", "right", "right").ok

@@ -1,0 +1,183 @@
+"""A shared server's runs: fair shares, damaged files, dead trainers, queued runs that must start."""
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from cifar_core import rundir, runs
+from cifar_core.config import TrainConfig
+from test_runs import small, wait_for
+
+
+@pytest.fixture
+def no_trainers(monkeypatch):
+    """Launching marks a run running under this test's own (live) process instead of starting TensorFlow:
+    these tests are about the bookkeeping, not the training."""
+    def launch(run):
+        rundir.update_status(run.path, state="running", pid=os.getpid(), pid_started=rundir.process_start(os.getpid()),
+                             started=rundir.now())
+    monkeypatch.setattr(runs, "_launch", launch)
+
+
+def test_one_person_cannot_fill_the_queue(tiny_env, monkeypatch, no_trainers):
+    monkeypatch.setenv("CIFAR_MAX_RUNS_PER_PERSON", "2")
+    runs.start(small(epochs=1), owner="eve")
+    runs.start(small(epochs=1), owner="eve")
+    with pytest.raises(runs.RunError, match="You already have 2 runs"):
+        runs.start(small(epochs=1), owner="eve")
+    assert runs.start(small(epochs=1), owner="bob").state == "queued"     # others still get a place
+    for _ in range(3):
+        assert runs.start(small(epochs=1), owner="teacher", admin=True)   # a teacher is not limited
+    assert len([r for r in runs.list_runs() if r.status.get("owner") == "eve"]) == 2
+
+
+def test_a_stopped_run_gives_its_place_back(tiny_env, monkeypatch, no_trainers):
+    monkeypatch.setenv("CIFAR_MAX_RUNS_PER_PERSON", "1")
+    first = runs.start(small(epochs=1), owner="eve")
+    runs.stop(first.id, owner="eve")
+    rundir.update_status(first.path, state="stopped")
+    assert runs.start(small(epochs=1), owner="eve")
+
+
+def test_pruning_never_deletes_another_persons_runs(tiny_env, monkeypatch, no_trainers):
+    monkeypatch.setenv("CIFAR_KEEP_RUNS", "2")
+    bobs = []
+    for _ in range(3):
+        run = runs.create(small(epochs=1), owner="bob")
+        rundir.update_status(run.path, state="finished")
+        bobs.append(run.id)
+    for _ in range(51):                   # the Start+Stop storm that used to delete everybody's runs
+        run = runs.start(small(epochs=1), owner="eve")
+        rundir.update_status(run.path, state="stopped")
+    left = runs.list_runs()
+    assert {r.id for r in left} >= set(bobs)
+    assert len([r for r in left if r.status.get("owner") == "eve"]) <= 3
+
+
+def test_a_teacher_can_clear_everything(tiny_env, no_trainers):
+    running = runs.start(small(epochs=1), owner="a")
+    queued = runs.start(small(epochs=1), owner="b")
+    ended = runs.create(small(epochs=1), owner="c")
+    rundir.update_status(ended.path, state="finished")
+    with pytest.raises(runs.RunError):
+        runs.clear(admin=False)
+    assert runs.clear(admin=True) == 3
+    assert runs.get(queued.id).state == "stopped"
+    assert (running.path / rundir.STOP).exists()
+    with pytest.raises(runs.RunError):
+        runs.get(ended.id)
+
+
+@pytest.mark.parametrize("damage", [
+    lambda p: (p / rundir.STATUS).write_bytes(b"\xff\xfe{not utf-8"),
+    lambda p: (p / rundir.STATUS).write_text("[1, 2, 3]"),
+    lambda p: (p / rundir.STATUS).write_text('{"state": "running", "pid": "12"'),
+    lambda p: (p / rundir.STATUS).write_text('{"state": "dancing"}'),
+    lambda p: ((p / rundir.CONFIG).unlink(), (p / rundir.CONFIG).mkdir()),
+    lambda p: (p / rundir.CONFIG).write_text('{"epochs": "many"}'),
+    lambda p: (p / rundir.CONFIG).write_text('{"nonsense": 1}'),
+    lambda p: (p / rundir.CONFIG).write_text("[" * 100_000),
+], ids=["bad-utf8", "json-list", "half-written", "unknown-state", "config-folder", "config-types",
+        "config-unknown", "deep-nesting"])
+def test_a_damaged_run_is_a_failed_run_not_a_broken_page(tiny_env, no_trainers, damage):
+    good = runs.create(small(epochs=1, name="good"), owner="a")
+    bad = runs.create(small(epochs=1, name="bad"), owner="b")
+    damage(bad.path)
+    listed = {r.id: r for r in runs.list_runs()}
+    assert listed[good.id].state == "queued" or listed[good.id].state == "running"
+    assert listed[bad.id].state == "failed"
+    assert "damaged" in listed[bad.id].status["error"]
+    assert listed[bad.id].summary()["state"] == "failed"       # the board can still show it
+    assert listed[bad.id].progress()["fraction"] == 0.0
+    runs.delete(bad.id, admin=True)                            # and a teacher can remove it
+
+
+def test_bad_metrics_lines_are_skipped_not_fatal(tiny_env):
+    run = runs.create(small(epochs=2), owner="a")
+    good_batch = '{"kind": "batch", "epoch": 1, "step": 1, "elapsed_s": 1.0, "loss": 2.0, "accuracy": 0.1}'
+    good_epoch = ('{"kind": "epoch", "epoch": 1, "elapsed_s": 2.0, "loss": 1.5, "accuracy": 0.3, '
+                  '"test_loss": 1.4, "test_accuracy": 0.4, "images_per_s": 100.0}')
+    (run.path / rundir.METRICS).write_text("\n".join([
+        good_batch, "[1, 2]", '"text"', '{"kind": "epoch", "epoch": 1}', '{"kind": "batch", "epoch": "x"}',
+        '{"kind": "batch", "epoch": 1, "step": 2, "elapsed_s": 1.5, "loss": "high", "accuracy": 0.2}',
+        "\xff garbage", good_epoch, '{"kind": "batch", "epo']))
+    records = runs.get(run.id).metrics()
+    assert [r["kind"] for r in records] == ["batch", "epoch"]
+    assert runs.get(run.id).summary()["best test accuracy"] == 0.4
+
+
+def test_a_queued_run_with_a_free_slot_starts_by_itself(tiny_env, no_trainers):
+    run = runs.create(small(epochs=1), owner="a")      # queued, and nobody presses Start again
+    assert runs.get(run.id).state == "queued"
+    watcher = runs.watch(interval=0.2)
+    try:
+        wait_for(lambda: runs.get(run.id).state == "running", timeout=5, what="the watcher to start it")
+    finally:
+        watcher.stop()
+
+
+def test_a_reused_pid_does_not_keep_a_dead_run_running(tiny_env):
+    # A live process whose command line even mentions cifar_core, but which is not the run's trainer:
+    # the pid is right, the start time is not.
+    impostor = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "cifar_core"])
+    try:
+        time.sleep(0.2)
+        run = runs.create(small(epochs=1), owner="a")
+        rundir.update_status(run.path, state="running", pid=impostor.pid,
+                             pid_started=rundir.process_start(impostor.pid) - 100)
+        runs.reconcile()
+        assert runs.get(run.id).state == "failed"
+        honest = runs.create(small(epochs=1), owner="b")
+        rundir.update_status(honest.path, state="running", pid=impostor.pid,
+                             pid_started=rundir.process_start(impostor.pid))
+        runs.reconcile()
+        assert runs.get(honest.id).state == "running"
+    finally:
+        impostor.kill()
+        impostor.wait()
+    runs.reconcile()
+    assert runs.get(honest.id).state == "failed"
+
+
+def test_process_start_names_one_process():
+    here = rundir.process_start(os.getpid())
+    assert isinstance(here, int) and here > 0
+    assert rundir.process_start(os.getpid()) == here
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    assert rundir.process_start(child.pid) is None
+
+
+@pytest.mark.parametrize("changes, field", [
+    ({"seed": -1}, "seed"), ({"seed": 2**64}, "seed"), ({"seed": 1.5}, "seed"),
+    ({"name": "x" * 50_000}, "name"), ({"name": "two\nlines"}, "name"), ({"name": 7}, "name"),
+    ({"epochs": 10**30}, "epochs"), ({"learning_rate": 10**400}, "learning_rate"),
+    ({"learning_rate": float("nan")}, "learning_rate"), ({"batch_size": True}, "batch_size"),
+    ({"train_subset": 10**12}, "train_subset"), ({"arch": ["airbench"]}, "arch"),
+    ({"optimizer": None}, "optimizer"), ({"precision": {}}, "precision"), ({"preset": "fastest"}, "preset"),
+    ({"initial_model": 5}, "initial_model"), ({"lookahead": "yes"}, "lookahead"),
+])
+def test_every_field_is_checked_by_type_and_range_before_a_run_exists(tiny_env, changes, field):
+    from cifar_core.config import ConfigError
+    with pytest.raises(ConfigError) as error:
+        runs.start(TrainConfig(**{**small().to_dict(), **changes}), owner="a")
+    assert error.value.field == field and "\n" not in str(error.value) and len(str(error.value)) < 200
+    assert runs.list_runs() == []
+
+
+def test_the_watcher_survives_errors(tiny_env, monkeypatch):
+    calls = []
+
+    def failing():
+        calls.append(1)
+        raise OSError("disk full")
+    monkeypatch.setattr(runs, "reconcile", failing)
+    watcher = runs.watch(interval=0.05)
+    try:
+        wait_for(lambda: len(calls) >= 3, timeout=5, what="several rounds")
+        assert watcher.alive()
+    finally:
+        watcher.stop()
+    assert not watcher.alive()
