@@ -4,7 +4,6 @@ import streamlit as st
 from streamlit_drawable_canvas import st_canvas
 
 from app_pages import common, predict_parts
-from cifar_core import inference
 from cifar_core.data import CLASS_NAMES
 
 FORMATS = ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"]
@@ -21,16 +20,12 @@ if source == "Upload":
         name = st.selectbox("Look closer at", [f.name for f in files], key="predict_pick")
         files = [f for f in files if f.name == name][:1]
     if files:
-        try:
-            picture = inference.prepare(inference.load_image(files[0].getvalue()))
-            name = files[0].name
-        except inference.ImageError as e:
-            st.error(f"{files[0].name}: {e}")
+        picture, name = predict_parts.picture(files[0].getvalue(), files[0].name), files[0].name
 
 elif source == "Camera":
     shot = st.camera_input("Take a photo", key="predict_camera")
     if shot:
-        picture, name = inference.prepare(inference.load_image(shot.getvalue())), "camera"
+        picture, name = predict_parts.picture(shot.getvalue(), "The photo"), "camera"
 
 elif source == "Draw":
     tools = st.columns(4, vertical_alignment="bottom")
@@ -42,9 +37,8 @@ elif source == "Draw":
     drawing = st_canvas(stroke_color=brush, stroke_width=size, background_color=background, height=320, width=320,
                         return_image_data=True,
                         key=f"predict_canvas_{background}_{st.session_state.get('predict_canvas_round', 0)}")
-    if drawing is not None and drawing.image_data is not None and drawing.image_data[..., 3].any():
-        picture, name = predict_parts.drawn(drawing.image_data, background), "drawing"
-    else:
+    picture, name = predict_parts.drawn(drawing, background), "drawing"
+    if picture is None:
         st.caption("Draw something (a cat? a ship?) and the model will guess.")
 
 else:

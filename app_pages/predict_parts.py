@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import logging
 
 import numpy as np
 import pandas as pd
@@ -12,12 +13,35 @@ from cifar_core import charts, inference, perturbations
 from cifar_core.data import CLASS_NAMES
 
 
-def drawn(rgba: np.ndarray, background: str) -> np.ndarray:
-    """A canvas drawing (RGBA, transparent where untouched) on its background colour, as the model's input."""
-    from PIL import Image, ImageColor
-    strokes = Image.fromarray(np.asarray(rgba, np.uint8), "RGBA")
-    canvas = Image.new("RGBA", strokes.size, ImageColor.getrgb(background) + (255,))
-    return inference.prepare(Image.alpha_composite(canvas, strokes).convert("RGB"))
+def picture(raw: bytes, name: str, background: tuple[int, int, int] = (255, 255, 255)) -> np.ndarray | None:
+    """The model's input for an uploaded, photographed or drawn file; None, with the reason on the page,
+    if it is not a usable picture. Every picture goes through load_image, which bounds what it may cost."""
+    try:
+        return inference.prepare(inference.load_image(raw, background))
+    except inference.ImageError as e:
+        st.error(f"{name}: {e}")
+    except Exception:   # load_image raises only ImageError; should that ever break, a sentence, not a traceback
+        logging.getLogger(__name__).exception("Reading %s failed", name)
+        st.error(f"{name}: this picture could not be read.")
+    return None
+
+
+def drawn(drawing, background: str) -> np.ndarray | None:
+    """A canvas drawing on its background colour as the model's input; None while nothing is drawn.
+
+    The browser sends the canvas as a PNG (transparent where untouched), so it is read like an upload:
+    a visitor's browser could send any file in its place."""
+    from PIL import ImageColor
+    if drawing is None:
+        return None
+    try:
+        raw = drawing.image_bytes
+        colour = ImageColor.getrgb(background)[:3]
+    except (ValueError, TypeError, AttributeError):   # not a data URL, or not a colour
+        st.error("The drawing could not be read.")
+        return None
+    image = picture(raw, "The drawing", colour) if raw else None
+    return image if image is not None and (image != image[0, 0]).any() else None   # all background: nothing drawn
 
 
 def overlay(image: np.ndarray, heat: np.ndarray, factor: int = 8) -> np.ndarray:
@@ -78,8 +102,9 @@ def batch(files) -> None:
     for file in files:
         try:
             image = inference.prepare(inference.load_image(file.getvalue()))
-        except inference.ImageError as e:
-            rows.append({"picture": None, "file": file.name, "class": None, "confidence": None, "problem": str(e)})
+        except Exception as e:   # ImageError's sentence; anything else (a bug) must not hide the other rows
+            problem = str(e) if isinstance(e, inference.ImageError) else "This picture could not be read."
+            rows.append({"picture": None, "file": file.name, "class": None, "confidence": None, "problem": problem})
             continue
         probabilities = inference.predict(model, image)[0]
         best = int(probabilities.argmax())

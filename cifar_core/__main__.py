@@ -115,11 +115,15 @@ def cmd_predict(args) -> int:
     model = inference.load_model(args.model)
     failed = 0
     for path in args.files:
+        # Each file answers for itself: a bad one gets its sentence and the rest are still classified.
         try:
             probabilities = inference.predict(model, inference.prepare(inference.load_image(path)))[0]
         except inference.ImageError as e:
             failed += 1
             result = {"path": path, "error": str(e)}
+        except Exception:   # load_image raises only ImageError: anything else is a bug, not a reason to stop
+            failed += 1
+            result = {"path": path, "error": "Something went wrong while classifying this file, so it was skipped."}
         else:
             best = int(probabilities.argmax())
             result = {"path": path, "label": data.CLASS_NAMES[best], "confidence": float(probabilities[best]),

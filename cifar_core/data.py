@@ -6,20 +6,46 @@
 2. the Keras cache (`~/.keras/datasets`), where an earlier download left it;
 3. a download of the official archive, checked against its sha256 and cached.
 
-Batches are pickles; they are read with an unpickler that only rebuilds numpy
-arrays, so an archive from an untrusted path cannot run code.
 Images are uint8 arrays of shape (N, 32, 32, 3), RGB; labels int64 (N,).
+
+An archive or folder is untrusted input: reading one never runs code, and a
+malformed or hostile one costs at most a few hundred MB and a few seconds
+before a DataError says, in one sentence, which file is wrong and why.
+- Batch files are read in 1 MB chunks and refused past 64 MB, whatever a tar
+  header or the file system says (a batch is 31 MB as the official archive
+  writes it, at most 62 MB as Python 3 writes protocol 2). An archive may
+  unpack to 448 MB in all, in at most 64 entries, and tarfile may not read a
+  header of more than 1 MB at once.
+- A batch is a pickle. Before it is unpickled, its instructions are walked
+  without running them: at most 200,000 (a full batch uses 30,000-100,000),
+  memo slots numbered below that, objects nested at most 64 deep. Then it is
+  unpickled with only the globals a batch needs (numpy's `_reconstruct`,
+  `ndarray`, `dtype`, `_frombuffer` for protocol 5, and `_codecs.encode` and
+  `bytes`, with which Python 3 writes bytes in protocol 2), each replaced by a
+  stand-in that checks its arguments before anything is allocated.
+- What comes out must be the official layout: a dict whose b"data" is a
+  uint8 array of 1 to 10,000 rows of 3,072 values (R, G, B planes of 32 x 32)
+  and whose b"labels" is a list (or integer array) of as many classes 0-9.
+  The official batches hold exactly 10,000; fewer is accepted for small
+  copies made in the same layout, as the tests do. So a data set holds at most
+  50,000 training and 10,000 test pictures.
 """
 from __future__ import annotations
 
+import bz2
+import contextlib
+import gzip
 import hashlib
 import io
+import lzma
+import math
 import os
 import pickle
+import pickletools
+import struct
 import tarfile
 import tempfile
 import urllib.request
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -59,39 +85,371 @@ class Cifar10:
         return len(self.x_train) == 0
 
 
-class _NumpyOnlyUnpickler(pickle.Unpickler):
-    """Rebuilds dicts, lists, bytes and numpy arrays; refuses every other global."""
+# --- Limits: what the official layout allows, checked before memory is taken ------------------------
+# A batch holds 10,000 pictures: a (10000, 3072) uint8 array (30,720,000 bytes), a list of 10,000
+# labels and 10,000 file names. Its pickle is about 31 MB as the official archive writes it
+# (Python 2, protocol 2) and at most about 62 MB as Python 3 writes protocol 2 (raw bytes go through
+# _codecs.encode as latin-1 text, two UTF-8 bytes for each value from 128 up).
+BATCH_IMAGES = 10_000
+_ROW_BYTES = 32 * 32 * 3
+_MAX_ARRAY_BYTES = BATCH_IMAGES * _ROW_BYTES   # the largest array a batch holds
+_MAX_ENCODED_BYTES = 32 << 20                  # bytes made through _codecs.encode, all calls together
+_MAX_MEMBER_BYTES = 64 << 20                   # a batch file, refused past this whatever a header says
+_MAX_ARCHIVE_BYTES = 7 * _MAX_MEMBER_BYTES     # all an archive may unpack to, headers and skipped members included
+_MAX_MEMBERS = 64                              # tar entries read; the official archive has 9
+_CHUNK = 1 << 20                               # the largest single read; tar headers are 512 bytes
+_MAX_INSTRUCTIONS = 20 * BATCH_IMAGES          # pickle opcodes; a full batch uses 30,000 to 100,000
+_MAX_NESTING = 64                              # how deep objects nest; a batch nests 6 deep
 
-    ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-        ("_codecs", "encode"),   # how protocol-2 pickles written by Python 3 store raw bytes
-    }
+_NDARRAY = object()    # what the pickle gets for numpy.ndarray: only _reconstruct accepts it
+_DTYPES = frozenset({"u1", "i1", "u2", "i2", "u4", "i4", "u8", "i8"})
+_BYTE_ORDERS = ("|", "<", ">", "=", b"|", b"<", b">", b"=")
+
+
+class _Unsafe(Exception):
+    """The pickle does something no CIFAR-10 batch does, in a way that costs memory or runs code."""
+
+
+class _NotABatch(Exception):
+    """The pickle is harmless but does not hold a CIFAR-10 batch."""
+
+
+def _brief(value) -> str:
+    """A short, safe description of a value from an untrusted pickle, for an error message."""
+    if isinstance(value, (str, bytes)):
+        return repr(value[:40]) + ("..." if len(value) > 40 else "")
+    return type(value).__name__
+
+
+# --- Step 1: walk the pickle's instructions without running them -----------------------------------
+
+_OPCODES = {op.code.encode("latin-1")[0]: op for op in pickletools.opcodes}
+_LENGTH_PREFIX = {pickletools.TAKEN_FROM_ARGUMENT1: struct.Struct("<B"),
+                  pickletools.TAKEN_FROM_ARGUMENT4: struct.Struct("<i"),
+                  pickletools.TAKEN_FROM_ARGUMENT4U: struct.Struct("<I"),
+                  pickletools.TAKEN_FROM_ARGUMENT8U: struct.Struct("<Q")}
+_NEVER_IN_A_BATCH = {"EXT1", "EXT2", "EXT4", "PERSID", "BINPERSID", "INST", "OBJ", "NEWOBJ", "NEWOBJ_EX",
+                     "EMPTY_SET", "ADDITEMS", "FROZENSET", "NEXT_BUFFER", "READONLY_BUFFER"}
+_FILLS_IN_PLACE = {"APPEND", "APPENDS", "SETITEM", "SETITEMS", "BUILD"}
+_MEMO_INDEX = {"BINPUT": lambda a: a[0], "BINGET": lambda a: a[0],
+               "LONG_BINPUT": lambda a: int.from_bytes(a, "little"),
+               "LONG_BINGET": lambda a: int.from_bytes(a, "little"),
+               "PUT": lambda a: int(a), "GET": lambda a: int(a)}
+
+
+def _check_instructions(raw: bytes) -> None:
+    """Refuse a pickle whose instructions would take memory out of proportion to a batch.
+
+    Without calling anything, a pickle can still ask for gigabytes: millions of one-byte
+    instructions that each make an object (EMPTY_DICT) or push one more reference (DUP, BINGET),
+    a memo slot numbered in the billions (the unpickler sizes its memo table to match), or a tuple
+    nested a million deep (hashing it as a dict key overflows the C stack). This follows the
+    unpickler's stack and memo, keeping only how deep each object nests, and stops at the first
+    instruction past a limit, so the walk itself is bounded too.
+    """
+    stack: list[int] = []    # for each object the unpickler would hold, how deep it nests
+    marks: list[int] = []    # stack positions of MARKs, as the unpickler keeps them
+    memo: dict[int, int] = {}
+    pos, end = 0, len(raw)
+    for count in range(1, _MAX_INSTRUCTIONS + 2):
+        if pos >= end:
+            raise _NotABatch("the pickle ends before its STOP instruction")
+        op = _OPCODES.get(raw[pos])
+        if op is None:
+            raise _NotABatch(f"byte {pos:,} ({raw[pos]:#04x}) is not a pickle instruction")
+        if count > _MAX_INSTRUCTIONS:
+            raise _Unsafe(f"it has more than {_MAX_INSTRUCTIONS:,} pickle instructions; "
+                          f"a batch of {BATCH_IMAGES:,} pictures needs at most about 100,000")
+        if op.name in _NEVER_IN_A_BATCH:
+            raise _Unsafe(f"it uses the pickle instruction {op.name}, which a CIFAR-10 batch never needs")
+        pos += 1
+        arg_start = pos
+        if op.arg is not None:
+            n = op.arg.n
+            if n >= 0:
+                pos += n
+            elif n == pickletools.UP_TO_NEWLINE:
+                for _ in range(2 if op.name == "GLOBAL" else 1):   # GLOBAL holds module and name, a line each
+                    newline = raw.find(b"\n", pos)
+                    if newline < 0:
+                        raise _NotABatch("the pickle ends in the middle of an instruction")
+                    pos = newline + 1
+            else:
+                prefix = _LENGTH_PREFIX[n]
+                if pos + prefix.size > end:
+                    raise _NotABatch("the pickle ends in the middle of an instruction")
+                (length,) = prefix.unpack_from(raw, pos)
+                if length < 0:
+                    raise _NotABatch(f"its {op.name} instruction has a negative length")
+                pos += prefix.size + length
+            if pos > end:
+                raise _NotABatch("the pickle ends in the middle of an instruction")
+        fence = marks[-1] if marks else 0
+        name = op.name
+        if name in ("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE", "GET", "BINGET", "LONG_BINGET"):
+            try:
+                index = len(memo) if name == "MEMOIZE" else _MEMO_INDEX[name](raw[arg_start:pos])
+            except ValueError:
+                raise _NotABatch(f"its {name} instruction has no valid memo number") from None
+            if "GET" in name:
+                if index not in memo:
+                    raise _NotABatch(f"it recalls memo slot {index:,}, which it never filled")
+                stack.append(memo[index])
+                continue
+            if not 0 <= index < _MAX_INSTRUCTIONS:
+                raise _Unsafe(f"it stores into memo slot {index:,}, and the unpickler would grow its memo table "
+                              "to match (a CIFAR-10 batch uses fewer slots than it has instructions)")
+            if len(stack) <= fence:
+                raise _NotABatch(f"its {name} instruction has nothing to store")
+            memo[index] = stack[-1]
+        elif name == "MARK":
+            marks.append(len(stack))
+        elif name == "POP":
+            if marks and marks[-1] == len(stack):
+                marks.pop()
+            elif len(stack) > fence:
+                stack.pop()
+            else:
+                raise _NotABatch("its POP instruction finds nothing to remove")
+        elif name == "DUP":
+            if len(stack) <= fence:
+                raise _NotABatch("its DUP instruction finds nothing to copy")
+            stack.append(stack[-1])
+        elif name == "STOP":
+            if len(stack) != 1 or marks:
+                raise _NotABatch("its STOP instruction does not find exactly one object")
+            return
+        elif name not in ("PROTO", "FRAME"):
+            items: list[int] = []
+            below = len(op.stack_before)
+            if pickletools.markobject in op.stack_before:       # takes everything since the last MARK
+                if not marks:
+                    raise _NotABatch(f"its {name} instruction has no MARK to go back to")
+                start = marks.pop()
+                items, stack[start:] = stack[start:], []
+                below = op.stack_before.index(pickletools.markobject)
+                fence = marks[-1] if marks else 0
+            if len(stack) - below < fence:
+                raise _NotABatch(f"its {name} instruction finds too few objects")
+            operands, stack[len(stack) - below:] = stack[len(stack) - below:], []
+            if op.stack_after:
+                if name in _FILLS_IN_PLACE:     # APPEND, SETITEM, BUILD...: the first operand takes the rest in
+                    depth = max(operands[0], 1 + max(operands[1:] + items, default=0))
+                else:
+                    depth = 1 + max(operands + items, default=0)
+                if depth > _MAX_NESTING:
+                    raise _Unsafe(f"it nests objects more than {_MAX_NESTING} deep; a CIFAR-10 batch nests 6 deep")
+                stack.append(depth)
+    raise AssertionError("unreachable")
+
+
+# --- Step 2: unpickle, with only what a batch needs, each checked before it allocates -------------
+
+class _DtypeSpec:
+    """What the pickle gets for numpy.dtype(...): a plain integer type, its byte order set by BUILD."""
+    __slots__ = ("dtype",)
+
+    def __init__(self, dtype: np.dtype):
+        self.dtype = dtype
+
+    def __setstate__(self, state):
+        if not (type(state) is tuple and len(state) >= 2 and state[1] in _BYTE_ORDERS
+                and all(part is None for part in state[2:5])):
+            raise _Unsafe("it gives a numpy dtype fields or sub-arrays, which a CIFAR-10 batch never has")
+        order = state[1].decode() if isinstance(state[1], bytes) else state[1]
+        if order in "<>":
+            self.dtype = self.dtype.newbyteorder(order)
+
+
+def _array(shape, dtype, fortran, raw) -> np.ndarray:
+    """An array over the pickle's own bytes, once its shape, type and size are checked against them."""
+    if not (type(shape) is tuple and len(shape) <= 4
+            and all(type(d) is int and 0 <= d <= _MAX_ARRAY_BYTES for d in shape)):
+        raise _Unsafe(f"it gives a numpy array the shape {_brief(shape)}, which no CIFAR-10 batch has")
+    if not isinstance(dtype, _DtypeSpec) or type(raw) not in (bytes, bytearray):
+        raise _Unsafe("it gives a numpy array contents other than plain bytes")
+    size = math.prod(shape) * dtype.dtype.itemsize
+    if size > _MAX_ARRAY_BYTES:
+        raise _NotABatch(f"it holds an array of shape {shape}, {size:,} bytes; "
+                         f"the largest in a batch is {_MAX_ARRAY_BYTES:,} ({BATCH_IMAGES:,} pictures)")
+    if size != len(raw):
+        raise _NotABatch(f"its array of shape {shape} needs {size:,} bytes but holds {len(raw):,}")
+    return np.frombuffer(raw, dtype.dtype).reshape(shape, order="F" if fortran else "C")
+
+
+class _ArraySpec:
+    """What the pickle gets for an ndarray: filled by BUILD (protocols 0-4) or at once (protocol 5)."""
+    __slots__ = ("array",)
+
+    def __init__(self, array: np.ndarray | None = None):
+        self.array = array
+
+    def __setstate__(self, state):
+        if type(state) is not tuple or len(state) not in (4, 5):
+            raise _Unsafe("it gives a numpy array a state numpy never writes")
+        self.array = _array(*state[-4:])     # (version,) shape, dtype, is_fortran, raw bytes
+
+
+def _reconstruct(cls, shape, typecode):
+    """numpy.core.multiarray._reconstruct as numpy's own pickles call it: an empty array, filled by BUILD."""
+    if cls is not _NDARRAY or shape != (0,) or typecode not in (b"b", "b"):
+        raise _Unsafe("it calls numpy's _reconstruct other than the way numpy pickles an array "
+                      "(which allocates whatever shape it is given)")
+    return _ArraySpec()
+
+
+def _frombuffer(buffer, dtype, shape, order):
+    """numpy._core.numeric._frombuffer, how protocol 5 pickles an array: its bytes, dtype, shape, order."""
+    if order not in ("C", "F"):
+        raise _Unsafe(f"it asks numpy for an array in the order {_brief(order)}")
+    return _ArraySpec(_array(shape, dtype, order == "F", buffer))
+
+
+def _empty_bytes(*args):
+    """bytes(), how Python 3 writes b"" in protocol 2; with arguments bytes() could allocate any size."""
+    if args:
+        raise _Unsafe("it calls bytes() with arguments; a CIFAR-10 batch only uses it for empty bytes")
+    return b""
+
+
+def _dtype(name, align=False, copy=True):
+    key = name.decode("ascii", "replace") if isinstance(name, bytes) else name
+    if not (isinstance(key, str) and key in _DTYPES and align == 0 and copy == 1):
+        raise _NotABatch(f"it holds a numpy array of type {_brief(name)}; a CIFAR-10 batch holds integers only")
+    return _DtypeSpec(np.dtype(key))
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """Rebuilds dicts, lists, ints, bytes and plain integer numpy arrays; refuses every other global.
+
+    The globals a batch needs are replaced by stand-ins that check their arguments before anything
+    is allocated: numpy's `_reconstruct` only makes the empty array numpy's pickles start from,
+    `dtype` only plain integer types, an array's contents must be bytes of exactly its size, and
+    `_codecs.encode` (how Python 3 writes bytes in protocol 2) only turns text into latin-1 bytes,
+    at most _MAX_ENCODED_BYTES in all: chained through other codecs ('hex' doubles each time), a
+    pickle of a few hundred bytes made gigabytes.
+    """
+
+    def __init__(self, raw: bytes):
+        super().__init__(io.BytesIO(raw), encoding="bytes")
+        self._encode = _LatinEncoder()    # not a method: the unpickler would hold itself in its memo
 
     def find_class(self, module, name):
-        if (module, name) in self.ALLOWED:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"it tries to load {module}.{name}, which a CIFAR-10 batch never needs")
+        if (module, name) == ("_codecs", "encode"):
+            return self._encode
+        try:
+            return _BATCH_GLOBALS[module, name]
+        except (KeyError, TypeError):
+            raise _Unsafe(f"it tries to load {_brief(module)[1:-1]}.{_brief(name)[1:-1]}, "
+                          "which a CIFAR-10 batch never needs") from None
+
+
+class _LatinEncoder:
+    """_codecs.encode as Python 3 protocol-2 pickles call it for bytes: text to latin-1, within a budget."""
+
+    def __init__(self):
+        self.budget = _MAX_ENCODED_BYTES
+
+    def __call__(self, text, encoding="utf-8", errors="strict"):
+        if type(text) is not str or encoding not in ("latin1", "latin-1") or errors != "strict":
+            raise _Unsafe(f"it calls _codecs.encode({type(text).__name__}, {_brief(encoding)}); "
+                          "a CIFAR-10 batch only uses it to turn text into latin-1 bytes")
+        if len(text) > self.budget:
+            raise _Unsafe(f"it makes more than {_MAX_ENCODED_BYTES >> 20} MB of bytes through _codecs.encode, "
+                          "more than a CIFAR-10 batch holds")
+        self.budget -= len(text)
+        return text.encode("latin-1")
+
+
+_BATCH_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
+    ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+    ("numpy", "ndarray"): _NDARRAY,
+    ("numpy", "dtype"): _dtype,
+    ("numpy.core.numeric", "_frombuffer"): _frombuffer,
+    ("numpy._core.numeric", "_frombuffer"): _frombuffer,
+    ("__builtin__", "bytes"): _empty_bytes,
+    ("builtins", "bytes"): _empty_bytes,
+}
+
+
+# --- Step 3: check what came out against the layout ------------------------------------------------
+
+def _batch_arrays(batch) -> tuple[np.ndarray, np.ndarray]:
+    """The batch's (n, 3072) uint8 rows and (n,) int64 labels, or _NotABatch saying what is wrong."""
+    if type(batch) is not dict:
+        raise _NotABatch(f"it holds a {type(batch).__name__}, not a dict with 'data' and 'labels'")
+    data, labels = batch.get(b"data"), batch.get(b"labels")
+    if data is None or labels is None:
+        raise _NotABatch("it has no b'data' or no b'labels' entry, the keys of a batch's dict")
+    if not isinstance(data, _ArraySpec) or data.array is None:
+        raise _NotABatch(f"its 'data' is a {type(data).__name__}, not a numpy array")
+    rows = data.array
+    if rows.dtype != np.uint8 or rows.ndim != 2 or rows.shape[1] != _ROW_BYTES or not rows.shape[0]:
+        raise _NotABatch(f"its 'data' is a {rows.dtype} array of shape {rows.shape}; a batch holds uint8 rows of "
+                         f"{_ROW_BYTES:,} values (32 x 32 pixels x 3 colours), 1 to {BATCH_IMAGES:,} of them")
+    n = len(rows)
+    if isinstance(labels, _ArraySpec) and labels.array is not None:
+        if labels.array.ndim != 1 or labels.array.dtype.kind not in "iu":
+            raise _NotABatch(f"its 'labels' is a {labels.array.dtype} array of shape {labels.array.shape}")
+        values = labels.array
+    elif type(labels) is list:
+        values = labels
+    else:
+        raise _NotABatch(f"its 'labels' is a {type(labels).__name__}, not a list of classes")
+    if len(values) != n:
+        raise _NotABatch(f"it has {n:,} pictures but {len(values):,} labels")
+    if type(values) is list:
+        if not all(type(v) is int and 0 <= v < len(CLASS_NAMES) for v in values):
+            raise _NotABatch(f"its labels are not all classes 0 to {len(CLASS_NAMES) - 1}")
+        return rows, np.array(values, dtype=np.int64)
+    y = values.astype(np.int64)
+    if y.min() < 0 or y.max() >= len(CLASS_NAMES):
+        raise _NotABatch(f"its labels are not all classes 0 to {len(CLASS_NAMES) - 1}")
+    return rows, y
 
 
 def _read_batch(raw: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """One batch file's (n, 3072) uint8 rows (R, G, B planes) and int64 labels, or DataError."""
     try:
-        batch = _NumpyOnlyUnpickler(io.BytesIO(raw), encoding="bytes").load()
-        data = np.asarray(batch[b"data"], dtype=np.uint8)
-        labels = np.asarray(batch[b"labels"], dtype=np.int64)
-        images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-    except pickle.UnpicklingError as e:
+        _check_instructions(raw)
+        return _batch_arrays(_BatchUnpickler(raw).load())
+    except _Unsafe as e:
         raise DataError(f"{where} is not a safe CIFAR-10 batch: {e}.") from None
-    except Exception:
-        raise DataError(f"{where} is not a CIFAR-10 batch (expected a pickled dict with 'data' and 'labels').") from None
-    if len(images) != len(labels) or labels.min(initial=0) < 0 or labels.max(initial=0) >= len(CLASS_NAMES):
-        raise DataError(f"{where} has labels that do not match its images.")
-    return np.ascontiguousarray(images), labels
+    except _NotABatch as e:
+        raise DataError(f"{where} is not a CIFAR-10 batch: {e}.") from None
+    except Exception as e:     # anything else the unpickler raises on a damaged file, MemoryError included
+        raise DataError(f"{where} is not a CIFAR-10 batch: its pickle is damaged ({_error(e)}).") from None
 
 
-def _batches_from_folder(folder: Path) -> dict[str, bytes]:
+def _error(e: BaseException) -> str:
+    text = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+# --- Reading batch files from a folder or an archive, each with a size cap ------------------------
+
+def _read_capped(file, where: str) -> bytes:
+    """A batch file's bytes, read in chunks and refused past _MAX_MEMBER_BYTES whatever its header said."""
+    chunks, size = [], 0
+    while chunk := file.read(_CHUNK):
+        size += len(chunk)
+        if size > _MAX_MEMBER_BYTES:
+            raise DataError(f"{where} is larger than {_MAX_MEMBER_BYTES >> 20} MB, "
+                            "more than any CIFAR-10 batch; it was not read.")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_big(where: str, size: int) -> DataError:
+    return DataError(f"{where} is {size:,} bytes, more than any CIFAR-10 batch "
+                     f"(at most {_MAX_MEMBER_BYTES >> 20} MB); it was not read.")
+
+
+_Batches = dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+def _batches_from_folder(folder: Path) -> _Batches:
     if (folder / BATCH_DIR).is_dir():
         folder = folder / BATCH_DIR
     out = {}
@@ -99,25 +457,105 @@ def _batches_from_folder(folder: Path) -> dict[str, bytes]:
         path = folder / name
         if not path.is_file():
             raise DataError(f"{folder} does not hold the CIFAR-10 python batches: {name} is missing.")
-        out[name] = path.read_bytes()
+        try:
+            if path.stat().st_size > _MAX_MEMBER_BYTES:
+                raise _too_big(str(path), path.stat().st_size)
+            with open(path, "rb") as file:
+                raw = _read_capped(file, str(path))
+        except OSError as e:
+            raise DataError(f"{path} could not be read ({_error(e)}).") from None
+        out[name] = _read_batch(raw, f"{folder}: {name}")
     return out
 
 
-def _batches_from_archive(path: Path) -> dict[str, bytes]:
+class _BoundedStream:
+    """An archive's decompressed bytes as tarfile reads them, refusing to run past _MAX_ARCHIVE_BYTES.
+
+    tarfile reads a pax or GNU long-name header whole at the size its own header gives, and skips
+    a member by decompressing it: a small archive could take gigabytes of memory or minutes that
+    way. Here every read asks for at most _CHUNK bytes and no position lies past the limit.
+    """
+
+    def __init__(self, raw, where: str):
+        self._raw, self._where, self._pos, self._rewound = raw, where, 0, 0
+
+    def _reach(self, end: int) -> None:
+        if end > _MAX_ARCHIVE_BYTES or self._rewound > _MAX_ARCHIVE_BYTES:
+            raise DataError(f"{self._where} unpacks to more than {_MAX_ARCHIVE_BYTES >> 20} MB, more than a "
+                            "CIFAR-10 archive does; reading stopped there.")
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        if whence != 0:
+            raise io.UnsupportedOperation("only absolute seeks")
+        if offset < self._pos:
+            self._rewound += offset       # a compressed stream goes back by decompressing again from the start
+        self._reach(offset)
+        self._pos = self._raw.seek(offset)
+        return self._pos
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or not 0 <= size <= _CHUNK:
+            raise DataError(f"{self._where} is not a CIFAR-10 archive: a tar header in it asks to read "
+                            f"{size:,} bytes at once (the official archive's headers are 512 bytes).")
+        self._reach(self._pos + size)
+        data = self._raw.read(size)
+        self._pos += len(data)
+        return data
+
+
+_COMPRESSED = ((b"\x1f\x8b", lambda f: gzip.GzipFile(fileobj=f, mode="rb")),
+               (b"BZh", bz2.BZ2File), (b"\xfd7zXZ\x00", lzma.LZMAFile))
+
+
+def _batches_from_archive(path: Path) -> _Batches:
     wanted = {f"{BATCH_DIR}/{name}": name for name in (*TRAIN_BATCHES, TEST_BATCH)}
     out = {}
     try:
-        with tarfile.open(path, "r:*") as tar:
-            for member in tar:
+        with contextlib.ExitStack() as stack:
+            stream = stack.enter_context(open(path, "rb"))
+            magic = stream.read(6)
+            stream.seek(0)
+            for prefix, opener in _COMPRESSED:
+                if magic.startswith(prefix):
+                    stream = stack.enter_context(opener(stream))
+                    break
+            tar = stack.enter_context(tarfile.open(fileobj=_BoundedStream(stream, str(path)), mode="r:"))
+            for count, member in enumerate(tar, start=1):
+                if count > _MAX_MEMBERS:
+                    raise DataError(f"{path} holds more than {_MAX_MEMBERS} files; "
+                                    "the official CIFAR-10 archive holds 9.")
                 name = wanted.get(member.name.lstrip("./"))
-                if name and member.isfile():
-                    out[name] = tar.extractfile(member).read()
-    except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
-        raise DataError(f"{path} is not a readable CIFAR-10 archive (corrupt or truncated: {e}).") from None
+                if not name or not member.isfile():
+                    continue
+                where = f"{path}: {name}"
+                if name in out:
+                    raise DataError(f"{path} holds {BATCH_DIR}/{name} twice; the official archive holds it once.")
+                if member.size > _MAX_MEMBER_BYTES:
+                    raise _too_big(where, member.size)
+                out[name] = _read_batch(_read_capped(tar.extractfile(member), where), where)
+    except DataError:
+        raise
+    except Exception as e:     # tarfile, gzip, bz2, lzma and zlib errors, EOFError, OSError, ...
+        raise DataError(f"{path} is not a readable CIFAR-10 archive (corrupt or truncated: {_error(e)}).") from None
     missing = [n for n in (*TRAIN_BATCHES, TEST_BATCH) if n not in out]
     if missing:
         raise DataError(f"{path} does not have the official layout: {BATCH_DIR}/{missing[0]} is missing.")
     return out
+
+
+def _images(batches: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 32, 32, 3) images and (N,) labels from batches of rows, letting go of each batch once copied."""
+    labels = np.concatenate([y for _, y in batches])
+    images = np.empty((len(labels), 32, 32, 3), np.uint8)
+    start = 0
+    while batches:
+        rows, _ = batches.pop(0)
+        images[start:start + len(rows)] = rows.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+        start += len(rows)
+    return images, labels
 
 
 def read(path: str | os.PathLike) -> Cifar10:
@@ -125,11 +563,12 @@ def read(path: str | os.PathLike) -> Cifar10:
     path = Path(path).expanduser()
     if not path.exists():
         raise DataError(f"{path} does not exist.")
-    raw = _batches_from_folder(path) if path.is_dir() else _batches_from_archive(path)
-    train = [_read_batch(raw[name], f"{path}: {name}") for name in TRAIN_BATCHES]
-    x_test, y_test = _read_batch(raw[TEST_BATCH], f"{path}: {TEST_BATCH}")
-    return Cifar10(np.concatenate([x for x, _ in train]), np.concatenate([y for _, y in train]),
-                   x_test, y_test, origin=str(path))
+    if not (path.is_dir() or path.is_file()):
+        raise DataError(f"{path} is neither a CIFAR-10 archive nor a folder.")
+    batches = _batches_from_folder(path) if path.is_dir() else _batches_from_archive(path)
+    x_train, y_train = _images([batches.pop(name) for name in TRAIN_BATCHES])
+    x_test, y_test = _images([batches.pop(TEST_BATCH)])
+    return Cifar10(x_train, y_train, x_test, y_test, origin=str(path))
 
 
 def keras_cache_dir() -> Path:

@@ -1,28 +1,66 @@
 """From any uploaded picture to class probabilities.
 
-    load_image(bytes | path | file)  -> RGB PIL image, or ImageError with a sentence for a person
+    load_image(bytes | path | file)  -> RGB PIL image (big ones reduced), or ImageError with a sentence for a person
     prepare(image)                   -> (32, 32, 3) uint8: centre square, antialiased downsampling
     predict(model, images)           -> (N, 10) probabilities; safe to call from many threads
+
+A hosted copy decodes whatever a class uploads, so load_image bounds what one file may cost before
+decoding it: it reads only the formats the uploader offers, refuses files whose structure alone would
+keep Pillow's Python parsers busy (thousands of segments, chunks, scans or strips), works out from the
+header what decoding will take (the pixels, the decoder's own buffers, the copies made before the
+picture is shrunk) and refuses anything over MEMORY_BUDGET. JPEGs are decoded at reduced size and
+everything else is shrunk as soon as it is decoded. tests/hostile_images.py builds files that each
+broke the loader one of these ways (tests/test_inference.py measures their peak memory in a fresh
+process), and tests/test_image_fuzz.py damages pictures thousands of ways.
 """
 from __future__ import annotations
 
 import io
 import json
 import os
+import re
+import struct
 import threading
 import weakref
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from cifar_core import evaluation
 
 ASSETS = Path(__file__).parent / "assets"
 DEFAULT_MODEL = ASSETS / "default.keras"
 DEFAULT_CARD = ASSETS / "default.json"
-MAX_PIXELS = 50_000_000      # larger images are refused: decoding them could exhaust memory
-WORKING_SIZE = 256           # big JPEGs are decoded at reduced size, no smaller than this: plenty for 32x32
+FORMATS = ("JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP")   # what the uploader offers (a phone's MPO opens as
+                             # JPEG); Pillow's other decoders see little use, and its EPS one runs Ghostscript
+MAX_FILE_BYTES = 50 * 2**20  # read no more than this from a path or file object (uploads stop at 20 MB)
+MEMORY_BUDGET = 80 * 2**20   # bytes a picture may take while it is decoded (see _cost); with the file itself
+                             # and Python's own, one load stays under 150 MB
+WORKING_SIZE = 256           # pictures are decoded or shrunk to no smaller than this across: plenty for 32x32
+MAX_JPEG_SCANS = 100         # each scan is a pass over the whole picture: a photo has 1, a progressive one ~10
+MAX_JPEG_SEGMENTS = 1_000    # Pillow reads each in Python; a real file has a few dozen
+MAX_PNG_CHUNKS = 20_000      # Pillow reads each in Python; 20 MB in libpng's 8 KB chunks is 2,500
+MAX_PNG_INFLATED = 16        # compressed text and profile chunks, each inflated by Pillow to up to 1 MB
+MAX_GIF_BLOCKS = 10_000      # extension blocks before the first frame, each kept by Pillow as a Python object
+MAX_TIFF_ENTRIES = 1_000     # entries in a TIFF directory; a real one has a few dozen
+MAX_TIFF_VALUES = 32_768     # numbers in one entry; one strip offset each costs ~340 bytes in Pillow
+MAX_RLE_PIXELS = 4_000_000   # run-length BMPs are decoded in Python, a pixel at a time
+
+# Bytes per pixel while a picture is decoded and brought to a mode whose pixels can be averaged.
+# Pillow keeps 1-bit, grey and palette pictures in 1 byte a pixel, 16-bit grey in 2, the rest
+# (RGB too) in 4; then palettes become RGB (+4), 1-bit, 16-bit and float pictures 8-bit grey (+1),
+# and shrinking a picture with transparency premultiplies it first (+4). Other modes: 4 + 4.
+_BYTES_PER_PIXEL = {
+    "1": 1 + 1, "L": 1, "P": 1 + 4,
+    "I;16": 2 + 1, "I;16L": 2 + 1, "I;16B": 2 + 1, "I;16N": 2 + 1, "I": 4 + 1, "F": 4 + 1,
+    "RGB": 4, "RGBX": 4, "CMYK": 4, "YCbCr": 4, "LAB": 4, "HSV": 4, "La": 4, "RGBa": 4, "LA": 4 + 4, "RGBA": 4 + 4,
+}
+_SHRUNK_BYTES_PER_PIXEL = 12  # then, at the shrunk size: an RGB copy, an alpha mask, a backdrop, an upright copy
+_HIGH_DEPTH = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+_TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+              5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+              8: Image.Transpose.ROTATE_90}   # EXIF orientation -> the turn that makes a picture upright
 
 
 class ImageError(ValueError):
@@ -33,66 +71,294 @@ class ModelError(ValueError):
     """The file is not a model we can use; the message is a sentence for a person."""
 
 
-def _open(source) -> Image.Image:
+def _read(source) -> bytes:
     if isinstance(source, (str, os.PathLike)):
         try:
-            source = Path(source).read_bytes()
+            with open(source, "rb") as file:
+                raw = file.read(MAX_FILE_BYTES + 1)
         except OSError as e:
             raise ImageError(f"Could not read {source}: {e.strerror or e}.") from None
-    if hasattr(source, "read"):
-        source = source.read()
-    if not source:
+    else:
+        raw = source.read(MAX_FILE_BYTES + 1) if hasattr(source, "read") else source
+        if not isinstance(raw, (bytes, bytearray, memoryview)):
+            raise ImageError("This is not a file we can read a picture from.")
+        raw = bytes(raw)
+    if not raw:
         raise ImageError("The file is empty.")
+    if len(raw) > MAX_FILE_BYTES:
+        raise ImageError(f"The file is too big: pictures of up to {MAX_FILE_BYTES // 2**20} MB can be read.")
+    return raw
+
+
+def _too_complex(parts: str) -> ImageError:
+    return ImageError(f"This file is made of {parts}, far more than a real picture has, and would take too long to read.")
+
+
+_JPEG_MARKER = re.compile(rb"\xff+([^\x00\xff\xd0-\xd7])")   # skips fill bytes, coded data and restart markers
+
+
+def _jpeg_scans(raw: bytes) -> int:
+    """How many scans the first picture in a JPEG file has, counted from its markers; ImageError if
+    it has more than MAX_JPEG_SEGMENTS segments or MAX_JPEG_SCANS scans."""
+    scans, position = 0, 2
+    for _ in range(MAX_JPEG_SEGMENTS):
+        marker = _JPEG_MARKER.search(raw, position)
+        if marker is None or marker[1] == b"\xd9":      # the end of the file, or of its first picture
+            return scans
+        position = marker.end()
+        if marker[1] in (b"\x01", b"\xd8"):             # markers without a length
+            continue
+        if marker[1] == b"\xda":
+            scans += 1
+            if scans > MAX_JPEG_SCANS:
+                raise _too_complex(f"more than {MAX_JPEG_SCANS} scans")
+        position += int.from_bytes(raw[position:position + 2], "big")
+    raise _too_complex(f"more than {MAX_JPEG_SEGMENTS:,} segments")
+
+
+def _check_png(raw: bytes) -> None:
+    chunks = inflated = 0
+    position = 8
+    while position + 8 <= len(raw):
+        kind = raw[position + 4:position + 8]
+        chunks += 1
+        inflated += kind in (b"zTXt", b"iTXt", b"iCCP")
+        if chunks > MAX_PNG_CHUNKS:
+            raise _too_complex(f"more than {MAX_PNG_CHUNKS:,} chunks")
+        if inflated > MAX_PNG_INFLATED:
+            raise _too_complex(f"more than {MAX_PNG_INFLATED} compressed text chunks")
+        if kind == b"IEND":
+            return
+        position += 12 + int.from_bytes(raw[position:position + 4], "big")
+
+
+def _check_gif(raw: bytes) -> None:
+    flags = raw[10] if len(raw) > 10 else 0
+    position = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)   # after the header and global palette
+    blocks = 0
+    while position + 1 < len(raw) and raw[position] == 0x21:           # "!": an extension
+        position += 2
+        while True:                                                     # its sub-blocks, up to an empty one
+            blocks += 1
+            if blocks > MAX_GIF_BLOCKS:
+                raise _too_complex(f"more than {MAX_GIF_BLOCKS:,} extension blocks")
+            if position >= len(raw) or raw[position] == 0:
+                break
+            position += 1 + raw[position]
+        position += 1
+
+
+_TIFF_NUMBERS = {3, 4, 5, 6, 8, 9, 10, 11, 12, 13, 16, 17, 18}   # value types Pillow unpacks into Python numbers
+
+
+def _check_tiff(raw: bytes) -> None:
+    order = "<" if raw[:2] == b"II" else ">"
+    big = raw[2:4] in (b"+\x00", b"\x00+")                  # BigTIFF: 8-byte counts and offsets
+    number, first, size = ("Q", 8, 20) if big else ("I", 2, 12)   # offsets; the count's size; an entry's
     try:
-        return Image.open(io.BytesIO(source))
-    except Image.DecompressionBombError:
-        raise ImageError("The picture is far too large to open safely (it could be a decompression bomb).") from None
+        (directory,) = struct.unpack_from(order + number, raw, 8 if big else 4)
+        (entries,) = struct.unpack_from(order + ("Q" if big else "H"), raw, directory)
+        if entries > MAX_TIFF_ENTRIES:
+            raise _too_complex(f"more than {MAX_TIFF_ENTRIES:,} tags")
+        for entry in range(entries):                         # each: tag, type, count, value or offset
+            kind, count = struct.unpack_from(order + "H" + number, raw, directory + first + entry * size + 2)
+            if kind in _TIFF_NUMBERS and count > MAX_TIFF_VALUES:
+                raise _too_complex(f"lists of more than {MAX_TIFF_VALUES:,} numbers")
+    except (struct.error, OverflowError):
+        return                                               # damaged: Pillow will say so
+
+
+def _check_structure(raw: bytes) -> None:
+    """Refuse a file whose structure alone would take Pillow long to read or much memory to hold: it
+    reads JPEG segments, PNG chunks, GIF extensions and TIFF tags in Python, one at a time, and a
+    20 MB file can hold millions of them."""
+    if raw[:2] == b"\xff\xd8":
+        _jpeg_scans(raw)
+    elif raw[:8] == b"\x89PNG\r\n\x1a\n":
+        _check_png(raw)
+    elif raw[:3] == b"GIF":
+        _check_gif(raw)
+    elif raw[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        _check_tiff(raw)
+
+
+def _open(raw: bytes) -> Image.Image:
+    try:
+        return Image.open(io.BytesIO(raw), formats=FORMATS)
     except UnidentifiedImageError:
         raise ImageError("This file is not a picture in a format we can read "
                          "(try JPEG, PNG, WebP, GIF, BMP or TIFF; SVG and HEIC are not supported).") from None
-    except Exception as e:
-        raise ImageError(f"This picture could not be opened ({e}).") from None
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
-    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        # 16-bit and float images: stretch their own range to 0-255.
-        pixels = np.asarray(image, dtype=np.float64)
-        low, high = float(pixels.min()), float(pixels.max())
-        scaled = (pixels - low) * (255.0 / (high - low)) if high > low else np.zeros_like(pixels)
-        image = Image.fromarray(scaled.round().astype(np.uint8), "L")
-    if (image.mode == "P" and "transparency" in image.info) or image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        # Transparent pixels become white, as most viewers show them.
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
+def _tiff_buffer(image: Image.Image) -> int:
+    """Bytes of the strip or tile libtiff decodes at a time: up to the whole picture at the file's own
+    depth in a real file (YCbCr ones come out as RGBA, 4 bytes a pixel), anything in a hostile one."""
+    tags = image.tag_v2
+    width, height = image.size
+    bits = 32 if tags.get(262) == 6 else sum(tags.get(258, (1,)))
+    span = tags[322] * tags.get(323, 1) if 322 in tags else width * min(tags.get(278, height), height)
+    return int(span * bits) // 8
+
+
+def _cost(image: Image.Image, raw: bytes, size: tuple[int, int]) -> int:
+    """Bytes that decoding `image` (opened, any reduced-size decoding asked for) and turning it into
+    RGB at the shrunk size will take at the peak; `size` is its size before any reduction."""
+    width, height = image.size
+    pixels = width * height
+    shrunk = pixels // max(1, min(width, height) // WORKING_SIZE) ** 2
+    cost = pixels * _BYTES_PER_PIXEL.get(image.mode, 8) + shrunk * _SHRUNK_BYTES_PER_PIXEL
+    codec = image.tile[0][0] if image.tile else None
+    if image.format in ("JPEG", "MPO") and (image.info.get("progressive") or _jpeg_scans(raw) > 1):
+        # Progressive or otherwise in several scans: libjpeg holds every coefficient of the full-size
+        # picture, 2 bytes each, whatever size it decodes at.
+        h_max, v_max = max(c[1] for c in image.layer), max(c[2] for c in image.layer)
+        samples = sum(c[1] * c[2] for c in image.layer) / (h_max * v_max)   # per pixel, after subsampling
+        cost += int(size[0] * size[1] * samples * 2)
+    elif image.format == "WEBP":
+        # Pillow hands libwebp a copy of the file; libwebp keeps two canvases and hands Pillow a
+        # copy of one, 4 bytes a pixel each.
+        cost += len(raw) + pixels * 12
+    elif codec == "libtiff":
+        cost += _tiff_buffer(image)
+    elif codec == "bmp_rle":
+        if pixels > MAX_RLE_PIXELS:
+            raise ImageError(f"This run-length compressed BMP is too large to decode here ({width} x {height} "
+                             f"pixels); please use one under {MAX_RLE_PIXELS // 1_000_000} megapixels, or a PNG.")
+        cost += pixels * 2       # Pillow's decoder collects the pixels in a bytearray, then copies it
+    return cost
+
+
+def _decode(image: Image.Image, raw: bytes) -> Image.Image:
+    """The picture loaded (Pillow opens a file at its first frame), JPEGs at reduced size; ImageError
+    if that would take more than MEMORY_BUDGET."""
+    width, height = size = image.size
+    if width < 1 or height < 1:
+        raise ImageError("The picture has no pixels (its width or height is zero).")
+    if image.format in ("JPEG", "MPO"):                     # phones save photos as MPO: a JPEG and more
+        image.draft("RGB", (WORKING_SIZE, WORKING_SIZE))     # libjpeg scales by 1/2, 1/4 or 1/8 as it decodes
+    cost = _cost(image, raw, size)
+    if cost > MEMORY_BUDGET:
+        limit = MEMORY_BUDGET / (cost / (width * height)) / 1e6        # megapixels a file like this may have
+        advice = f"please use one under {limit:.0f} megapixels" if limit >= 1 else "please use a smaller one"
+        if image.format not in ("JPEG", "MPO"):
+            advice += ", or a JPEG"
+        raise ImageError(f"The picture is too large to decode here ({width} x {height} pixels would take "
+                         f"{cost / 2**20:,.0f} MB of memory); {advice}.")
+    image.load()
+    return image
+
+
+def _orientation(image: Image.Image) -> int:
+    """The EXIF orientation, 1 for upright. Pillow reads EXIF entries one by one in Python, so a block
+    bigger than a JPEG's (64 KB) is not read; a damaged one costs the picture only its orientation."""
+    if len(image.info.get("exif") or b"") > 65_536:
+        return 1
+    try:
+        return int(image.getexif().get(0x0112, 1))
+    except Exception:
+        return 1
+
+
+def _to_8bit(image: Image.Image) -> Image.Image:
+    """A 16-bit or floating-point picture (scientific and medical ones, mostly) as 8-bit grey, its own
+    range stretched to 0-255; 65,536 pixels at a time, never a full-size float copy."""
+    width, height = image.size
+    step_x = min(width, 2**16)
+    step_y = max(1, 2**16 // step_x)
+    boxes = [(x, y, min(x + step_x, width), min(y + step_y, height))
+             for y in range(0, height, step_y) for x in range(0, width, step_x)]
+    low, high = np.inf, -np.inf
+    for box in boxes:
+        values = np.asarray(image.crop(box), np.float64)
+        values = values[np.isfinite(values)]                  # float pictures may hold NaN and infinities
+        if values.size:
+            low, high = min(low, values.min()), max(high, values.max())
+    scale = 255 / (high - low) if high > low else 0.0
+    grey = np.empty((height, width), np.uint8)
+    with np.errstate(invalid="ignore"):
+        for x0, y0, x1, y1 in boxes:
+            values = (np.asarray(image.crop((x0, y0, x1, y1)), np.float64) - low) * scale
+            grey[y0:y1, x0:x1] = np.nan_to_num(np.clip(values, 0, 255)).round()
+    return Image.fromarray(grey, "L")
+
+
+def _palette_to_rgb(image: Image.Image, background: tuple[int, int, int]) -> Image.Image:
+    """A palette picture as RGB, its transparent entries (a PNG's tRNS, a GIF's transparent index)
+    mixed with the background in the palette itself, before any pixel is touched."""
+    palette = image.getpalette("RGBA")
+    if palette is None:
+        return image.convert("RGB")
+    entries = np.array(palette, np.float32).reshape(-1, 4)
+    transparency = image.info.pop("transparency", None)
+    if isinstance(transparency, int) and transparency < len(entries):
+        entries[transparency, 3] = 0
+    elif isinstance(transparency, bytes):
+        alpha = np.frombuffer(transparency, np.uint8)[:len(entries)]
+        entries[:len(alpha), 3] = alpha
+    opacity = entries[:, 3:] / 255
+    mixed = entries[:, :3] * opacity + np.array(background, np.float32) * (1 - opacity)
+    image.putpalette(mixed.round().astype(np.uint8).tobytes(), "RGB")
     return image.convert("RGB")
 
 
-def load_image(source) -> Image.Image:
-    """Any picture Pillow reads (bytes, a path or a file object) as an RGB image, upright.
+def _averageable(image: Image.Image, background: tuple[int, int, int]) -> Image.Image:
+    """The picture in a mode whose pixels can be averaged, so shrunk: palettes looked up, 1-bit as grey,
+    16-bit and float as 8-bit grey, rarer modes as RGBA."""
+    if image.mode in _HIGH_DEPTH:
+        return _to_8bit(image)
+    if image.mode == "P":
+        return _palette_to_rgb(image, background)
+    if image.mode == "1":
+        return image.convert("L")
+    if image.mode not in _BYTES_PER_PIXEL:
+        return image.convert("RGBA")
+    return image
 
-    Animated files give their first frame; photos are turned as their EXIF
-    orientation says; very large JPEGs are decoded at reduced size.
+
+def _shrink(image: Image.Image) -> Image.Image:
+    """The picture reduced by a whole factor (each new pixel the mean of a block) to no smaller than
+    WORKING_SIZE across, so every later copy is small."""
+    factor = min(image.size) // WORKING_SIZE
+    return image.reduce(factor) if factor > 1 else image
+
+
+def _to_rgb(image: Image.Image, background: tuple[int, int, int]) -> Image.Image:
+    """RGB, transparent pixels taking the background colour."""
+    if image.mode in ("La", "RGBa"):                          # premultiplied alpha, from some TIFFs
+        image = image.convert({"La": "LA", "RGBa": "RGBA"}[image.mode])
+    if image.mode in ("LA", "RGBA"):
+        flat = Image.new("RGB", image.size, background)
+        flat.paste(image.convert("RGB"), mask=image.getchannel("A"))
+        return flat
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def load_image(source, background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
+    """A picture (bytes, a path or a file object) as an RGB image, upright; or ImageError with a
+    sentence for a person, never anything else.
+
+    Animated files give their first frame; photos are turned as their EXIF orientation says;
+    transparent parts take `background` (white, as most viewers show them). Big pictures come back
+    reduced by a whole factor to no smaller than WORKING_SIZE across (JPEGs are decoded that way).
+    What a file would cost is worked out before it is decoded, and a file over MEMORY_BUDGET, or
+    built to keep the decoder busy, is refused.
     """
-    image = _open(source)
-    width, height = image.size
-    if width < 1 or height < 1:
-        raise ImageError("The picture has no pixels (its width or height is zero).")
-    if width * height > MAX_PIXELS:
-        raise ImageError(f"The picture is too large ({width} x {height} pixels); "
-                         f"please use one under {MAX_PIXELS // 1_000_000} megapixels.")
+    raw = _read(source)
     try:
-        image.seek(0)
-        if image.format == "JPEG":
-            image.draft("RGB", (WORKING_SIZE, WORKING_SIZE))
-        image.load()
-        image = ImageOps.exif_transpose(image)
-        return _to_rgb(image)
-    except Image.DecompressionBombError:
+        _check_structure(raw)
+        image = _decode(_open(raw), raw)
+        orientation = _orientation(image)
+        # One step at a time, so each full-size picture is let go as soon as the next exists.
+        image = _averageable(image, background)
+        image = _shrink(image)
+        image = _to_rgb(image, background)
+        return image.transpose(_TRANSPOSE[orientation]) if orientation in _TRANSPOSE else image
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, MemoryError):
         raise ImageError("The picture is far too large to open safely (it could be a decompression bomb).") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as e:
-        raise ImageError(f"The picture is damaged or cut short and cannot be read ({e}).") from None
+    except Exception:   # Pillow's decoders raise OSError, SyntaxError, ValueError, TypeError, struct.error...
+        raise ImageError("The picture is damaged or cut short, or stored in a way we cannot read.") from None
 
 
 def prepare(image: Image.Image) -> np.ndarray:
@@ -100,7 +366,8 @@ def prepare(image: Image.Image) -> np.ndarray:
     width, height = image.size
     side = min(width, height)
     box = ((width - side) / 2, (height - side) / 2, (width + side) / 2, (height + side) / 2)
-    small = image.convert("RGB").resize((32, 32), Image.Resampling.LANCZOS, box=box, reducing_gap=3.0)
+    image = image if image.mode == "RGB" else image.convert("RGB")
+    small = image.resize((32, 32), Image.Resampling.LANCZOS, box=box, reducing_gap=3.0)
     return np.asarray(small, dtype=np.uint8)
 
 

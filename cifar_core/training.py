@@ -210,14 +210,20 @@ def load_config(run_dir: str | os.PathLike) -> TrainConfig:
 
 def export(run_dir: str | os.PathLike, dest: str | os.PathLike, command: str = "",
            dataset: cifar_data.Cifar10 | None = None) -> dict:
-    """Copy a run's model to `dest` with a model card (JSON beside it), measured on the test set."""
+    """Copy a run's model to `dest` with a model card (JSON beside it), measured on the test set:
+    accuracy with and without mirror test-time augmentation, and how honest its "% sure" is
+    (expected calibration error) before and after its temperature."""
+    import platform
     import shutil
 
-    from cifar_core import evaluation, inference
+    from cifar_core import inference
     run_dir, dest = Path(run_dir), Path(dest)
     dataset = dataset or cifar_data.load()
     model = inference.load_model(run_dir / rundir.MODEL)
-    result = evaluation.summary(inference.predict(model, dataset.x_test), dataset.y_test)
+    raw = inference.predict(model, dataset.x_test, calibrated=False)
+    calibrated = evaluation.with_temperature(raw, model.calibration_temperature)
+    plain = inference.predict(model, dataset.x_test, mirror=False, calibrated=False)
+    result = evaluation.summary(calibrated, dataset.y_test)
     epochs = [r for r in rundir.read_metrics(run_dir) if r.get("kind") == "epoch"]
     status = rundir.read_status(run_dir)
     config = load_config(run_dir)
@@ -227,11 +233,18 @@ def export(run_dir: str | os.PathLike, dest: str | os.PathLike, command: str = "
         "command": command,
         "data": f"CIFAR-10 test set ({dataset.origin}), {result['n']} images",
         "epochs": len(epochs),
-        "test_accuracy": result["accuracy"],
+        "test_accuracy": result["accuracy"],                 # with mirror test-time augmentation, as served
+        "test_accuracy_without_tta": evaluation.summary(plain, dataset.y_test)["accuracy"],
         "per_class_accuracy": result["per_class"],
+        "temperature": model.calibration_temperature,        # fitted on held-out training pictures
+        "calibration_error_before": round(evaluation.expected_calibration_error(raw, dataset.y_test), 4),
+        "calibration_error_after": round(evaluation.expected_calibration_error(calibrated, dataset.y_test), 4),
         "training_seconds": epochs[-1]["elapsed_s"] if epochs else None,
+        "wall_seconds": round(status["ended"] - status["started"], 1)
+        if isinstance(status.get("ended"), (int, float)) and isinstance(status.get("started"), (int, float)) else None,
         "precision": status.get("precision"),
         "parameters": int(model.count_params()),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}",
     }
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(run_dir / rundir.MODEL, dest)

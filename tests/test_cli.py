@@ -38,6 +38,11 @@ def test_train_writes_the_run_and_a_model_card(trained):
     assert card["architecture"] == "airbench_tiny" and card["epochs"] == 2
     assert card["command"].startswith("python -m cifar_core train --preset quick")
     assert set(card["per_class_accuracy"]) == set(data.CLASS_NAMES)
+    # Calibrated on held-out training pictures: the temperature is in the card, with the error it fixes.
+    assert 0.05 <= card["temperature"] <= 20
+    assert 0 <= card["calibration_error_after"] <= 1 and 0 <= card["calibration_error_before"] <= 1
+    assert 0 <= card["test_accuracy_without_tta"] <= 1 and card["wall_seconds"] >= card["training_seconds"]
+    assert json.loads((trained / "run" / "status.json").read_text())["temperature"] == card["temperature"]
 
 
 def test_evaluate_json_matches_the_card(trained, tiny_archive):
@@ -86,3 +91,41 @@ def test_predict_with_the_bundled_model(tmp_path):
     result = cli("predict", "--json", path)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["label"] in data.CLASS_NAMES
+
+
+def test_predict_json_goes_on_past_a_file_that_once_broke_the_loader(tmp_path):
+    import hostile_images
+    good, bad, good2 = tmp_path / "good.png", tmp_path / "bad.tif", tmp_path / "good2.jpg"
+    Image.new("RGB", (64, 48), (30, 90, 200)).save(good)
+    bad.write_bytes(hostile_images.tiff_rational_offsets())   # Pillow raised TypeError inside load()
+    Image.new("RGB", (48, 64), (200, 90, 30)).save(good2)
+    result = cli("predict", "--json", good, bad, good2)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["path"] for line in lines] == [str(good), str(bad), str(good2)]
+    assert lines[0]["label"] in data.CLASS_NAMES and lines[2]["label"] in data.CLASS_NAMES
+    assert set(lines[1]) == {"path", "error"} and lines[1]["error"].endswith(".") and "\n" not in lines[1]["error"]
+
+
+def test_predict_goes_on_past_an_unexpected_error(tmp_path, monkeypatch, capsys):
+    """Anything but an ImageError is a bug; it still costs only its own file, as a sentence."""
+    import numpy as np
+    from cifar_core import __main__ as main, inference
+    real = inference.load_image
+
+    def load_image(source):
+        if str(source).endswith("boom.png"):
+            raise RuntimeError("an unexpected bug")
+        return real(source)
+
+    monkeypatch.setattr(inference, "load_model", lambda path=None: None)
+    monkeypatch.setattr(inference, "predict", lambda model, image: np.full((1, 10), 0.1, np.float32))
+    monkeypatch.setattr(inference, "load_image", load_image)
+    paths = [tmp_path / "boom.png", tmp_path / "fine.png"]
+    for path in paths:
+        Image.new("RGB", (40, 40), "green").save(path)
+    assert main.main(["predict", "--json", *map(str, paths)]) == 1
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["path"] for line in lines] == list(map(str, paths))
+    assert lines[0]["error"].endswith(".") and "bug" not in lines[0]["error"]
+    assert lines[1]["label"] in data.CLASS_NAMES

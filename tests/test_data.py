@@ -1,11 +1,18 @@
 import hashlib
 import io
+import json
 import pickle
+import struct
+import subprocess
+import sys
 import tarfile
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+import hostile_archives
 from cifar_core import data
 from conftest import batch_bytes, tiny_images
 
@@ -138,3 +145,195 @@ def test_bundled_sample():
     assert data.SAMPLE_PATH.stat().st_size < 5_000_000
     assert sample.x_test.std() > 30   # real pictures, not a blank placeholder
 
+
+
+# --- Other pickle protocols, and what the official archive's Python 2 wrote -----------------------
+
+def _batch(images, labels, protocol, changes: dict | None = None) -> bytes:
+    planes = images.transpose(0, 3, 1, 2).reshape(len(images), -1)
+    batch = {b"batch_label": b"tiny", b"data": planes, b"labels": [int(v) for v in labels],
+             b"filenames": [b"x.png"] * len(images)}
+    return pickle.dumps({**batch, **(changes or {})}, protocol=protocol)
+
+
+def _folder_of(tmp_path, batches: dict) -> str:
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    for name in (*data.TRAIN_BATCHES, data.TEST_BATCH):
+        (folder / name).write_bytes(batches.get(name) or batch_bytes(*tiny_images(10, 0)))
+    return folder
+
+
+@pytest.mark.parametrize("mode", ["w:", "w:bz2", "w:xz"])
+def test_reads_an_uncompressed_bzip2_or_xz_archive(mode, tiny_archive, tmp_path):
+    path = tmp_path / "cifar-10-python.tar"
+    with tarfile.open(tiny_archive) as source, tarfile.open(path, mode) as tar:
+        for member in source:
+            tar.addfile(member, source.extractfile(member))
+    np.testing.assert_array_equal(data.read(path).x_test, data.read(tiny_archive).x_test)
+
+
+@pytest.mark.parametrize("protocol", [0, 1, 2, 3, 4, 5])
+def test_reads_batches_in_every_pickle_protocol(protocol, tmp_path):
+    images, labels = tiny_images(30, 7)
+    folder = _folder_of(tmp_path, {"test_batch": _batch(images, labels, protocol)})
+    d = data.read(folder)
+    np.testing.assert_array_equal(d.x_test, images)
+    assert d.y_test.tolist() == labels.tolist()
+
+
+def _python2_batch(images, labels) -> bytes:
+    """A batch as the official archive's Python 2 cPickle wrote it (protocol 2): str keys, the pixels one
+    BINSTRING, numpy.core names, the dtype's flags as ints."""
+    def string(raw: bytes) -> bytes:
+        return (b"U" + bytes([len(raw)]) if len(raw) < 256 else b"T" + struct.pack("<i", len(raw))) + raw
+    planes = images.transpose(0, 3, 1, 2).reshape(len(images), -1)
+    dtype = (b"cnumpy\ndtype\n" + string(b"u1") + b"K\x00K\x01\x87R"
+             b"(K\x03" + string(b"|") + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb")
+    array = (b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85" + string(b"b") + b"\x87R"
+             b"(K\x01M" + struct.pack("<H", len(images)) + b"M\x00\x0c\x86" + dtype + b"\x89"
+             + string(planes.tobytes()) + b"tb")
+    label_list = b"](" + b"".join(b"K" + bytes([int(v)]) for v in labels) + b"e"
+    names = b"](" + string(b"x.png") * len(images) + b"e"
+    return (b"\x80\x02}(" + string(b"batch_label") + string(b"tiny") + string(b"data") + array
+            + string(b"labels") + label_list + string(b"filenames") + names + b"u.")
+
+
+def test_reads_a_batch_as_python_2_pickled_it(tmp_path):
+    images, labels = tiny_images(30, 8)
+    d = data.read(_folder_of(tmp_path, {"test_batch": _python2_batch(images, labels)}))
+    np.testing.assert_array_equal(d.x_test, images)
+    assert d.y_test.tolist() == labels.tolist()
+
+
+def test_the_largest_official_batch_fits_every_limit():
+    """10,000 pictures all of value 255 (each two UTF-8 bytes when Python 3 writes protocol 2), long
+    file names: the biggest batch the official layout allows still loads."""
+    rows = np.full((10_000, 3072), 255, np.uint8)
+    raw = pickle.dumps({b"batch_label": b"training batch 1 of 5", b"data": rows, b"labels": [9] * 10_000,
+                        b"filenames": [b"leptodactylus_pentadactylus_s_%06d.png" % i for i in range(10_000)]},
+                       protocol=2)
+    assert len(raw) > 61_000_000
+    loaded, labels = data._read_batch(raw, "largest")
+    assert loaded.shape == (10_000, 3072) and (loaded == 255).all() and labels.shape == (10_000,)
+
+
+# --- What is not a batch ---------------------------------------------------------------------------
+
+_images10, _labels10 = tiny_images(10, 3)
+_planes10 = _images10.transpose(0, 3, 1, 2).reshape(10, -1)
+
+
+@pytest.mark.parametrize("raw, says", [
+    (_batch(_images10, _labels10[:9], 2), "it has 10 pictures but 9 labels"),
+    (_batch(_images10, [10] * 10, 2), "labels are not all classes 0 to 9"),
+    (_batch(_images10, _labels10, 2, {b"labels": _labels10.astype(np.float32)}), "type 'f4'"),
+    (_batch(_images10, _labels10, 2, {b"data": _planes10.astype(np.float32)}), "type 'f4'"),
+    (_batch(_images10, _labels10, 2, {b"data": _images10}), r"shape \(10, 32, 32, 3\)"),
+    (_batch(_images10, _labels10, 2, {b"data": _planes10[:0]}), r"shape \(0, 3072\)"),
+    (_batch(_images10, _labels10, 2, {b"data": _planes10.astype(object)}), "type 'O8'"),
+    (_batch(_images10, _labels10, 2, {b"data": _planes10.tobytes()}), "'data' is a bytes"),
+    (pickle.dumps([1, 2]), "holds a list"),
+    (pickle.dumps({"data": _planes10, "labels": _labels10.tolist()}), "no b'data' or no b'labels' entry"),
+    (b"\x80\x02cnumpy\nndarray\n)\x81.", "pickle instruction NEWOBJ"),
+    (b"\x80\x02}q\x00(", "ends before its STOP"),
+    (b"\x80\x02}\xff.", "not a pickle instruction"),
+    (b"\x80\x02}h\x05.", "memo slot 5, which it never filled"),
+])
+def test_a_batch_that_breaks_the_layout_is_refused(raw, says, tmp_path):
+    with pytest.raises(data.DataError, match=f"test_batch is not a (safe )?CIFAR-10 batch: .*{says}"):
+        data.read(_folder_of(tmp_path, {"test_batch": raw}))
+
+
+def test_labels_may_be_an_integer_array(tmp_path):
+    raw = _batch(_images10, _labels10, 3, {b"labels": _labels10.astype(np.uint8)})
+    assert data.read(_folder_of(tmp_path, {"test_batch": raw})).y_test.tolist() == _labels10.tolist()
+
+
+def test_a_batch_twice_in_one_archive(tmp_path):
+    members = _full_layout(batch_bytes(*tiny_images(10, 0)))
+    path = _archive_with(tmp_path, {**members, "./cifar-10-batches-py/test_batch": members[
+        "cifar-10-batches-py/test_batch"]})
+    with pytest.raises(data.DataError, match="holds cifar-10-batches-py/test_batch twice"):
+        data.read(path)
+
+
+# --- Hostile archives: each a small file that once cost gigabytes, crashed, or passed for CIFAR-10 ---
+
+REFUSALS = {     # what the one-sentence DataError says for each of tests/hostile_archives.py
+    "pickle_codecs_hex_chain": r"not a safe CIFAR-10 batch: it calls _codecs.encode\(bytes, 'hex'\)",
+    "pickle_codecs_latin1_repeated": "not a safe CIFAR-10 batch: it makes more than 32 MB of bytes",
+    "pickle_reconstruct_huge_shape": "not a safe CIFAR-10 batch: it calls numpy's _reconstruct other than",
+    "pickle_memo_index": "not a safe CIFAR-10 batch: it stores into memo slot 100,000,000",
+    "pickle_empty_dict_flood": "not a safe CIFAR-10 batch: it has more than 200,000 pickle instructions",
+    "pickle_memo_list": "not a safe CIFAR-10 batch: it has more than 200,000 pickle instructions",
+    "pickle_deep_tuple": "not a safe CIFAR-10 batch: it nests objects more than 64 deep",
+    "batch_of_20000": r"test_batch is not a CIFAR-10 batch: it holds an array of shape \(20000, 3072\)",
+    "tiny_archive_300k_pictures": "data_batch_1 is not a CIFAR-10 batch: its 'data' is a list",
+    "gzip_bomb_member": "data_batch_1 is 2,100,000,000 bytes, more than any CIFAR-10 batch",
+    "tar_size_hidden_in_pax": "data_batch_1 is 2,100,000,000 bytes, more than any CIFAR-10 batch",
+    "tar_pax_header_bomb": "a tar header in it asks to read 2,100,000,256 bytes at once",
+    "tar_million_members": "holds more than 64 files",
+    "tar_size_claims_more_than_data": "corrupt or truncated",
+    "truncated_archive": "corrupt or truncated",
+    "folder_sparse_batch": "data_batch_1 is 3,000,000,000 bytes, more than any CIFAR-10 batch",
+}
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory) -> dict:
+    """name -> path of each hostile archive (a .tar.gz) or folder, written once for this module."""
+    folder = tmp_path_factory.mktemp("hostile")
+    paths = {}
+    for name, builder in hostile_archives.BUILDERS.items():
+        paths[name] = folder / f"{name}.tar.gz"
+        paths[name].write_bytes(builder())
+    for name, builder in hostile_archives.FOLDER_BUILDERS.items():
+        paths[name] = builder(folder / name)
+    return paths
+
+
+def test_every_hostile_archive_has_an_expected_refusal():
+    assert set(REFUSALS) == set(hostile_archives.BUILDERS) | set(hostile_archives.FOLDER_BUILDERS)
+
+
+@pytest.mark.parametrize("name", sorted(REFUSALS))
+def test_a_hostile_archive_is_refused_quickly_in_one_sentence(name, hostile):
+    start = time.perf_counter()
+    with pytest.raises(data.DataError, match=REFUSALS[name]) as e:
+        data.read(hostile[name])
+    assert time.perf_counter() - start < 5
+    message = str(e.value)
+    assert str(hostile[name]) in message and message.endswith(".") and "\n" not in message and len(message) < 400
+
+
+_PEAK = """
+import json, resource, sys, time
+from cifar_core import data
+def peak_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+base = peak_mb()
+for path in sys.argv[1:]:
+    start = time.perf_counter()
+    try:
+        data.read(path)
+        outcome = "loaded"
+    except data.DataError:
+        outcome = "refused"
+    print(json.dumps({"path": path, "outcome": outcome, "seconds": round(time.perf_counter() - start, 2),
+                      "growth_mb": peak_mb() - base}), flush=True)
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="ru_maxrss is in kilobytes on Linux only")
+def test_no_hostile_archive_takes_much_memory(hostile):
+    """Each one read in turn in a fresh process: its peak memory, over what importing took, stays under
+    300 MB (before these checks they took 0.4 to 2.3 GB, and the deep tuple crashed the process)."""
+    paths = [str(hostile[name]) for name in sorted(hostile)]
+    result = subprocess.run([sys.executable, "-c", _PEAK, *paths], capture_output=True, text=True, check=False,
+                            cwd=Path(data.__file__).parent.parent, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]     # a crash, a segfault included, fails here
+    seen = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [s["path"] for s in seen] == paths
+    for s in seen:
+        assert s["outcome"] == "refused" and s["growth_mb"] < 300, s

@@ -1,14 +1,20 @@
 import io
+import os
 import struct
+import subprocess
+import sys
 import threading
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+import hostile_images
 from cifar_core import inference
 from cifar_core.inference import ImageError
+from conftest import ROOT
 
 
 def encode(image: Image.Image, fmt: str, **options) -> bytes:
@@ -111,6 +117,118 @@ def test_truncated_jpeg_gets_a_sentence():
 def test_missing_file_gets_a_sentence(tmp_path):
     with pytest.raises(ImageError, match="Could not read"):
         inference.load_image(tmp_path / "nope.jpg")
+
+
+def test_transparent_parts_take_the_background_colour():
+    blue = (0, 0, 255)
+    clear = Image.new("RGBA", (6, 4), (255, 0, 0, 0))
+    assert (np.asarray(inference.load_image(encode(clear, "PNG"), background=blue)) == blue).all()
+    palette = Image.new("P", (6, 4), 1)
+    palette.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
+    assert (np.asarray(inference.load_image(encode(palette, "PNG", transparency=1), background=blue)) == blue).all()
+    half = Image.new("LA", (6, 4), (0, 128))                 # black at half opacity on white: mid grey
+    assert abs(int(np.asarray(inference.load_image(encode(half, "PNG"))).mean()) - 127) <= 1
+
+
+def test_big_pictures_come_back_reduced_and_give_the_model_the_same_input():
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:1500, 0:2000]
+    detail = np.stack([x % 256, y % 200, (x // 7 + y // 5) % 256], -1) + rng.normal(0, 20, (1500, 2000, 3))
+    full = Image.fromarray(np.clip(detail, 0, 255).astype(np.uint8))
+    for fmt in ("PNG", "JPEG"):
+        image = inference.load_image(encode(full, fmt))
+        assert WORKING <= min(image.size) < 2 * WORKING and abs(image.width / image.height - 4 / 3) < 0.01
+        reference = inference.prepare(Image.open(io.BytesIO(encode(full, fmt))).convert("RGB"))
+        assert np.abs(inference.prepare(image).astype(int) - reference).mean() < 2
+
+
+def test_files_over_the_size_limit_get_a_sentence(monkeypatch, tmp_path):
+    monkeypatch.setattr(inference, "MAX_FILE_BYTES", 1000)
+    raw = encode(gradient(200, 200), "BMP")
+    (tmp_path / "big.bmp").write_bytes(raw)
+    for source in (raw, tmp_path / "big.bmp", io.BytesIO(raw)):
+        with pytest.raises(ImageError, match="The file is too big"):
+            inference.load_image(source)
+
+
+def test_formats_the_uploader_does_not_offer_are_refused():
+    for fmt in ("ICO", "PPM", "TGA", "PCX"):
+        with pytest.raises(ImageError, match="not a picture in a format we can read"):
+            inference.load_image(encode(gradient(), fmt))
+
+
+# Hostile files (tests/hostile_images.py): a sentence each, except these, which are pictures within the budget.
+WORKING = inference.WORKING_SIZE
+LOADS = {"mpo_phone", "jpeg_huge_baseline", "tiff_float_nan", "png_rgba_at_budget", "png_16bit_at_budget",
+         "png_palette_at_budget", "tiff_float_at_budget", "webp_at_budget", "jpeg_progressive_at_budget"}
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("hostile")
+    for name, build in hostile_images.BUILDERS.items():
+        (folder / name).write_bytes(build())
+    return folder
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")   # Pillow's, for 169 megapixels
+@pytest.mark.parametrize("name", sorted(hostile_images.BUILDERS))
+def test_hostile_files_give_a_picture_or_a_sentence(name, hostile):
+    try:
+        image = inference.load_image(hostile / name)
+    except ImageError as e:
+        assert name not in LOADS, f"{name} should load: {e}"
+        assert "\n" not in str(e) and str(e).endswith(".")
+    else:
+        assert name in LOADS, f"{name} should be refused"
+        assert image.mode == "RGB" and min(image.size) < 2 * WORKING       # big ones come back reduced
+        if name == "mpo_phone":   # decoded at an eighth of 4000 x 3000, then turned upright (portrait)
+            assert image.size == (375, 500)
+
+
+def test_hostile_files_are_refused_for_what_they_are(hostile):
+    def sentence(name):
+        with pytest.raises(ImageError) as e:
+            inference.load_image(hostile / name)
+        return str(e.value)
+    assert "too large to decode here (7000 x 7000 pixels" in sentence("png_16bit_7000")
+    assert "too large to decode here (7000 x 7000 pixels" in sentence("jpeg_progressive_7000")
+    assert "more than 100 scans" in sentence("jpeg_many_scans")
+    assert "more than 20,000 chunks" in sentence("png_many_chunks")
+    assert "run-length compressed BMP is too large" in sentence("bmp_rle8_7000")
+    assert "damaged" in sentence("tiff_rational_offsets")
+    assert "not a picture in a format we can read" in sentence("im_bad_size")
+
+
+# Peak memory and time of load_image + prepare, in a fresh process: the growth of its peak resident
+# set over what it held before reading the file. The peak is Linux's VmHWM: getrusage's ru_maxrss
+# would include the memory of the pytest process that started it.
+MEASURE = """
+import sys, time
+from cifar_core import inference
+
+def status(field):
+    with open("/proc/self/status") as lines:
+        return next(int(line.split()[1]) * 1024 for line in lines if line.startswith(field + ":"))
+
+before = status("VmRSS")
+started = time.perf_counter()
+try:
+    inference.prepare(inference.load_image(sys.argv[1]))
+except inference.ImageError:
+    pass
+print(status("VmHWM") - before, time.perf_counter() - started)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the peak memory from Linux's /proc")
+@pytest.mark.parametrize("name", sorted(hostile_images.BUILDERS))
+def test_hostile_files_take_bounded_memory_and_time(name, hostile):
+    result = subprocess.run([sys.executable, "-c", MEASURE, str(hostile / name)], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    peak, seconds = map(float, result.stdout.split())
+    assert peak < 150e6 and seconds < 10, f"{name}: {peak / 1e6:.0f} MB, {seconds:.1f} s"
 
 
 def test_prepare_takes_the_centre_square():
