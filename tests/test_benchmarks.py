@@ -23,3 +23,14 @@ def test_time_to_accuracy_prints_preset_and_baseline(tiny_archive, tmp_path):
     for result in results:
         assert 0 <= result["mirror_tta_accuracy"] <= 1
         assert all(0 <= r["test_accuracy"] <= 1 for r in result["epochs"])
+
+
+def test_hostile_replays_every_archive_bomb_beside_a_legitimate_archive():
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "hostile.py"), "--only", "archives"],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.splitlines()
+    assert "baseline" in lines[1] and "loaded" in lines[1]
+    assert "CRASHED" not in out.stdout and "tar_million_members" in out.stdout
+    peaks = [float(line.split()[1]) for line in lines[2:] if " MB " in line]
+    assert len(peaks) >= 15 and max(peaks) < 300
