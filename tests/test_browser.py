@@ -374,3 +374,18 @@ def test_predict_a_file_over_the_upload_limit_gets_a_sentence(page, server, tmp_
     page.locator("[data-testid=stFileUploaderDropzoneInput]").set_input_files(str(big))
     page.get_by_text("File must be 20.0MB or smaller").wait_for(timeout=30_000)
     no_exceptions(page)
+
+
+def test_a_run_name_is_shown_as_typed_never_as_markdown(page, server):
+    """A name is another student's text on everybody's screen: no bold, colours, maths, links or HTML."""
+    name = "**big** :red[x] $y$ <b>z</b> [a](b) #1"
+    open_page(page, server, "train")
+    page.get_by_role("spinbutton", name="Epochs").fill("150")
+    page.get_by_role("textbox", name="Run name").fill(name)
+    page.get_by_role("button", name="Start training").click()
+    heading = page.get_by_role("heading", name=name, exact=True)
+    heading.wait_for(timeout=30_000)
+    assert heading.locator("strong, b, a[href=\"b\"], .katex, span[style*=color]").count() == 0, heading.inner_html()
+    no_exceptions(page)
+    screenshot(page, "train-plain-name")
+    page.get_by_role("button", name="Stop").click()
