@@ -4,7 +4,7 @@ import streamlit as st
 
 from cifar_core import charts, embedding, inference
 from cifar_core.data import CLASS_NAMES
-from app_pages import common
+from app_pages import common, inside_parts
 
 PER_PAGE = 50
 ALL = "All classes"
@@ -53,12 +53,17 @@ if view == "Pictures":
     shown = order[(page - 1) * PER_PAGE: page * PER_PAGE]
     controls[2].caption(f"{len(order):,} pictures, page {page} of {n_pages:,}. Click a picture to look closer.")
 
-    event = st.altair_chart(charts.image_grid(x[shown], y[shown], shown, selected=st.session_state.get("explore_pick")),
-                            on_select="rerun", key="explore_grid", width="content")
+    # The pick remembers its split: picture #5866 of the training set is not #5866 of the test set.
+    pick = st.session_state.get("explore_pick")
+    pick_split, index = pick if isinstance(pick, tuple) else (None, None)
+    if pick_split != split:
+        index = None
+    event = st.altair_chart(charts.image_grid(x[shown], y[shown], shown, selected=index),
+                            on_select="rerun", key=f"explore_grid_{split}", width="content")
     picked = event.selection.get("picked") if event else None
     if picked:
-        st.session_state["explore_pick"] = int(picked[0]["index"])
-    index = st.session_state.get("explore_pick")
+        index = int(picked[0]["index"])
+        st.session_state["explore_pick"] = (split, index)
     if index is not None and index < len(y):
         st.subheader(f"{split} picture #{index}: {CLASS_NAMES[y[index]]}")
         big, predictions = st.columns([1, 2])
@@ -66,6 +71,8 @@ if view == "Pictures":
         probabilities = inference.predict(common.active_model(), x[index])[0]
         predictions.markdown(f"**The model's top guesses** ({common.active_choice().label})")
         predictions.altair_chart(charts.probabilities(probabilities, top=3), width="stretch")
+        with predictions:
+            inside_parts.link(x[index], "explore_inside")
 
 elif view == "Statistics":
     one, two = st.columns(2)

@@ -80,6 +80,7 @@ def page(browser):
 def open_page(page, server: str, path: str):
     page.goto(f"{server}/{path}")
     page.wait_for_selector("[data-testid=stApp]")
+    page.get_by_role("heading", level=1).first.wait_for()    # the script has drawn the page, not just the frame
     settle(page)
 
 
@@ -132,7 +133,7 @@ def click_picture(page, position: int, columns: int = 10, cell: int = 64):
 
 def test_explore_browse_pick_filter_and_statistics(page, server):
     open_page(page, server, "explore")
-    assert "200 pictures, page 1 of 4" in page.inner_text("body")
+    page.get_by_text("200 pictures, page 1 of 4").wait_for()
 
     click_picture(page, 3)
     heading = page.get_by_role("heading", name="Training picture #3")
@@ -144,7 +145,7 @@ def test_explore_browse_pick_filter_and_statistics(page, server):
     page.locator("[data-testid=stSelectbox]").filter(has_text="Class").click()
     page.get_by_role("option", name="cat", exact=True).click()
     settle(page)
-    assert "20 pictures, page 1 of 1" in page.inner_text("body")
+    page.get_by_text("20 pictures, page 1 of 1").wait_for()
 
     page.get_by_role("button", name="Shuffle").click()
     settle(page)
@@ -152,7 +153,9 @@ def test_explore_browse_pick_filter_and_statistics(page, server):
 
     page.get_by_role("radio", name="Test").click()
     settle(page)
-    assert "4 pictures" in page.inner_text("body")   # 40 test pictures, 4 of them cats
+    page.get_by_text("4 pictures, page 1 of 1").wait_for()    # 40 test pictures, 4 of them cats
+    # The training picture picked above is not shown under the test set's name.
+    assert page.get_by_role("heading", name="Test picture #3").count() == 0
 
     page.get_by_role("radio", name="Statistics").click()
     settle(page)
