@@ -15,6 +15,7 @@ page = st.navigation([
     st.Page("app_pages/explore.py", title="Explore", icon=":material/grid_view:"),
     st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
     st.Page("app_pages/predict.py", title="Predict", icon=":material/photo_camera:"),
+    st.Page("app_pages/inside.py", title="Look inside", icon=":material/layers:"),
     st.Page("app_pages/evaluate.py", title="Evaluate", icon=":material/fact_check:"),
     st.Page("app_pages/quiz.py", title="Quiz", icon=":material/sports_esports:"),
 ])

@@ -3,7 +3,7 @@ import numpy as np
 import streamlit as st
 from streamlit_drawable_canvas import st_canvas
 
-from app_pages import common, predict_parts
+from app_pages import common, inside_parts, predict_parts
 from cifar_core.data import CLASS_NAMES
 
 FORMATS = ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"]
@@ -52,4 +52,5 @@ else:
 if picture is not None:
     st.header(name)
     predict_parts.answer(picture, "predict")
+    inside_parts.link(picture, "predict_inside")
     predict_parts.fool(picture, "predict")

@@ -6,7 +6,7 @@ import re
 import pandas as pd
 import streamlit as st
 
-from app_pages import common
+from app_pages import common, learning_parts
 from cifar_core import charts, models, report, runs
 from cifar_core.config import FIELD_HELP, OPTIMIZERS, ConfigError, TrainConfig
 
@@ -96,6 +96,10 @@ def live(run_id: str, owner: str) -> None:
         st.altair_chart(charts.training_curves(charts.curve_frame(metrics, run.name)), width="stretch")
     elif run.state == "running":
         st.caption("Loading the data and building the network…")
+    if run.state in ("queued", "running"):
+        learning_parts.snapshot_panel(run)
+    else:
+        learning_parts.replay(run, key="train_replay")
 
 
 def status_line(run: runs.Run, metrics: list[dict]) -> None:
@@ -135,6 +139,11 @@ def board(owner: str) -> None:
     st.altair_chart(charts.training_curves(pd.concat(frames), colour_by="run"), width="stretch")
     for run in chosen:
         actions(run, owner)
+    if len(chosen) == 2:
+        st.subheader("What they learned, side by side")
+        learning_parts.compare(*chosen, key="train_compare")
+    elif len(chosen) == 1:
+        learning_parts.replay(chosen[0], key="train_board_replay")
 
 
 def file_name(run: runs.Run) -> str:

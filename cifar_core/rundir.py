@@ -6,6 +6,8 @@
     model.keras    last checkpoint, replaced atomically
     STOP           its presence asks the trainer to stop after the current batch
     log.txt        the trainer's output
+    snapshots/     epoch-0001.npz, ...: per epoch, the first filters, a fixed panel's
+                   predictions and the per-class accuracy (format and budget in `snapshots`)
 
 Whole-file writes go through a temporary file and `os.replace`, so a reader
 sees the old file or the new one, never half of one.
@@ -23,8 +25,8 @@ STATES = ("queued", "running", "finished", "stopped", "failed")
 ACTIVE = ("queued", "running")
 MAX_JSON_BYTES = 1 << 20        # config and status files are a few hundred bytes
 
-CONFIG, STATUS, METRICS, MODEL, STOP, LOG = (
-    "config.json", "status.json", "metrics.jsonl", "model.keras", "STOP", "log.txt")
+CONFIG, STATUS, METRICS, MODEL, STOP, LOG, SNAPSHOTS = (
+    "config.json", "status.json", "metrics.jsonl", "model.keras", "STOP", "log.txt", "snapshots")
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from cifar_core import rundir, settings
+from cifar_core import rundir, settings, snapshots
 from cifar_core.config import MAX_NAME_CHARS, TrainConfig
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
@@ -173,14 +173,24 @@ def start(config: TrainConfig, owner: str = "", admin: bool = False) -> Run:
 
 
 def continue_run(run_id: str, epochs: int, owner: str = "", admin: bool = False) -> Run:
-    """Start a new run that trains a finished or stopped run's checkpoint for more epochs."""
+    """Start a new run that trains a finished or stopped run's checkpoint for more epochs.
+
+    The new run gets a copy of its parent's snapshots, epoch numbers kept, and
+    its trainer numbers its own snapshots after them: one history across the
+    two (its metrics.jsonl counts its own epochs from 1). They are read before
+    the start, which may prune the parent, and written while the trainer is
+    still starting up: it reads the history only at its first epoch's end.
+    """
     run = get(run_id)
     if run.state not in ("finished", "stopped") or not run.model_path:
         raise RunError("Only a finished or stopped run with a saved model can be continued.")
     config = dataclasses.replace(TrainConfig.from_dict(run.config), epochs=epochs,
                                  initial_model=str(run.model_path),
                                  name=f"{run.name[:MAX_NAME_CHARS - 12]} (continued)")
-    return start(config, owner, admin)
+    history = snapshots.read_history_bytes(run.path)
+    new = start(config, owner, admin)
+    snapshots.write_history_bytes(new.path, history)
+    return new
 
 
 def dispatch() -> None:

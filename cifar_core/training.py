@@ -3,7 +3,8 @@
 The trainer knows nothing about the UI: it reads its config, and reports only
 through the run directory (see `rundir`). Keras' `train_on_batch` and standard
 callbacks drive the loop, so it runs on any Keras backend; a callback writes
-metrics, checkpoints and status, and honours the STOP file after the current batch.
+metrics, checkpoints, status and per-epoch snapshots (see `snapshots`), and
+honours the STOP file after the current batch.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from cifar_core import data as cifar_data
-from cifar_core import evaluation, models, recipe, rundir
+from cifar_core import evaluation, models, recipe, rundir, snapshots
 from cifar_core.config import ConfigError, TrainConfig
 
 def evaluate_arrays(model, x, y, batch_size: int = 1000) -> tuple[float, float, np.ndarray]:
@@ -28,8 +29,9 @@ def evaluate_arrays(model, x, y, batch_size: int = 1000) -> tuple[float, float, 
 
 
 def _recorder(run_dir: Path, config: TrainConfig, test: tuple, export_model, steps_per_epoch: int, progress):
-    """The callback that writes metrics.jsonl and model.keras, and watches for STOP and NaN."""
+    """The callback that writes metrics.jsonl, model.keras and the snapshots, and watches for STOP and NaN."""
     import keras
+    snapshot = snapshots.Writer(run_dir, *test, config.epochs)
 
     class Recorder(keras.callbacks.Callback):
         failure: str | None = None
@@ -87,6 +89,7 @@ def _recorder(run_dir: Path, config: TrainConfig, test: tuple, export_model, ste
                       "test_loss": test_loss, "test_accuracy": test_accuracy,
                       "images_per_s": round(images_per_s, 1)}
             rundir.append_metric(run_dir, record)
+            snapshot.write(self.model, epoch + 1, probabilities, list(self.per_class.values()))
             if progress:
                 progress(record)
             # The test pass is not training time: restart the clock where it stood.

@@ -204,3 +204,31 @@ def test_quiz_hard_mode_only_shows_mistakes(app):
     probabilities = common.test_probabilities(common.active_choice())
     test = common.loaded()[0]
     assert probabilities[app.session_state["quiz"].index].argmax() != test.y_test[app.session_state["quiz"].index]
+
+
+def test_inside_page_without_then_with_a_picture_and_every_tab(app):
+    from app_pages import inside_parts
+    from cifar_core import data
+    visit(app, "app_pages/inside.py")
+    assert app.title[0].value == "Look inside the network"
+    assert app.selectbox(key="inside_class").value == "airplane"           # no picture yet: test pictures to pick
+    assert any("Click a picture" in c.value for c in app.caption) and not app.markdown
+    test = data.read(data.locate())
+    app.session_state[inside_parts.PICTURE] = test.x_test[7]
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert [m.value.split(":")[0] for m in app.markdown] == ["**Whitening**", "**Block 1**", "**Block 2**", "**Block 3**"]
+    shown = [len(image.proto.imgs) for image in app.get("image")]
+    assert shown == [1, 16, 16, 16, 16, 1, 1]                 # the picture, each block's maps, one map large, its patches
+    app.selectbox(key="inside_channel_1").select(app.selectbox(key="inside_channel_1").options[5]).run()
+    assert not app.exception
+    app.button[[b.label for b in app.button].index("Choose another picture")].click().run()
+    assert inside_parts.PICTURE not in app.session_state and app.selectbox(key="inside_class")
+    for tab, check in (("Its layers", lambda: app.dataframe[0].value["layer"].iloc[2] == "whiten"),
+                       ("Its first filters", lambda: [len(i.proto.imgs) for i in app.get("image")] == [24, 64]),
+                       ("How your runs learned", lambda: any("side by side" in c.value for c in app.caption))):
+        app.session_state["inside_tab"] = tab
+        app.run()
+        assert not app.exception, [e.value for e in app.exception]
+        assert check(), tab
+

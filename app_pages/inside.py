@@ -1,0 +1,45 @@
+"""Look inside: what each layer of the network finds in one picture, its layers, its first filters,
+and how your runs learned. Only the open tab's content is computed."""
+import streamlit as st
+
+from app_pages import inside_parts, learning_parts
+
+st.title("Look inside the network")
+path, modified, model = inside_parts.network()
+if model is None:
+    st.stop()
+
+sees, column, filters, learned = st.tabs(
+    ["What it sees", "Its layers", "Its first filters", "How your runs learned"], key="inside_tab", on_change="rerun")
+
+with sees:
+    if sees.open:
+        st.caption("A feature map shows where in the picture one filter found its pattern: bright where it found it "
+                   "most. Early layers see only a few pixels, so they find edges and colours; later layers combine "
+                   "those into parts of things, such as an eye or a wheel.")
+        picture = inside_parts.picture()
+        if picture is not None:
+            found = inside_parts.maps(model, picture)
+            st.subheader("A closer look at one map")
+            st.caption("Pick a map to see it large, next to the bits of test pictures that make it respond most: "
+                       "that is the pattern it looks for.")
+            inside_parts.closer_look(path, modified, model, found)
+
+with column:
+    if column.open:
+        st.caption("The picture passes down this column one layer at a time, and each row says what that layer does. "
+                   "Weights are the numbers inside a layer, most of them learned in training; ticked rows are the maps "
+                   "shown under What it sees.")
+        inside_parts.layers(model)
+
+with filters:
+    if filters.open:
+        st.caption("The first layer looks straight at the pixels, so its filters can be drawn as tiny pictures, "
+                   "each stretched from its darkest to its brightest value.")
+        inside_parts.filters(model)
+
+with learned:
+    if learned.open:
+        st.caption("Two of your runs side by side, epoch by epoch: their first filters, their answers on a few "
+                   "test pictures, and their accuracy on each class.")
+        learning_parts.compare_view()

@@ -1,0 +1,139 @@
+"""The pieces of the Look inside page: which network, which picture, its maps, a closer look, its filters.
+
+Another page hands a picture over with `link(picture)`: the (32, 32, 3) uint8 array goes under one
+session key, PICTURE, and the browser moves to this page.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from app_pages import common
+from cifar_core import charts, inference, inside, runs
+from cifar_core.data import CLASS_NAMES
+
+PAGE = "app_pages/inside.py"
+PICTURE = "inside_picture"
+SHOWN = 16      # maps shown per block, strongest first
+
+
+def link(picture: np.ndarray, key: str) -> None:
+    """A button that opens Look inside with this picture."""
+    if st.button("Look inside the network", icon=":material/layers:", key=key,
+                 help="See what each layer of the network finds in this picture"):
+        st.session_state[PICTURE] = np.array(picture, np.uint8)
+        st.switch_page(PAGE)
+
+
+def network():
+    """(path, modified, model): the sidebar's model, or the latest checkpoint of a run still training,
+    with the file's mtime when it was loaded; model None (and a note) if the file cannot be loaded."""
+    choice = common.active_choice()
+    training = [common.ModelChoice(f"Run {run.name}: training now, its latest checkpoint", run.model_path)
+                for run in runs.list_runs() if run.state == "running" and run.model_path]
+    if training:
+        options = [choice, *training]
+        label = st.selectbox("Network", [c.label for c in options], key="inside_network")
+        choice = next((c for c in options if c.label == label), choice)
+    try:
+        modified = choice.path.stat().st_mtime
+        return choice.path, modified, common._model(str(choice.path), modified)
+    except (OSError, inference.ModelError) as e:
+        st.warning(f"This network cannot be opened just now ({e}); try again in a moment.")
+        return choice.path, None, None
+
+
+def _pick() -> None:
+    picked = st.session_state["inside_grid"].selection.get("picked")
+    if picked:
+        st.session_state[PICTURE] = common.loaded()[0].x_test[int(picked[0]["index"])].copy()
+
+
+def picture() -> np.ndarray | None:
+    """The chosen picture, shown small with a way to change it; or test pictures to choose from."""
+    chosen = st.session_state.get(PICTURE)
+    if chosen is not None:
+        left, right = st.columns([1, 5], vertical_alignment="center")
+        left.image(charts.upscale(chosen, 3), caption="The picture")
+        if right.button("Choose another picture", icon=":material/swap_horiz:"):
+            del st.session_state[PICTURE]
+            st.rerun()
+        return np.asarray(chosen, np.uint8)
+    test = common.dataset()
+    name = st.selectbox("Test pictures of", CLASS_NAMES, key="inside_class")
+    shown = np.flatnonzero(test.y_test == CLASS_NAMES.index(name))[:20]
+    st.caption("Click a picture to look inside the network with it (or use the button on Predict or Explore).")
+    st.altair_chart(charts.image_grid(test.x_test[shown], test.y_test[shown], shown), key="inside_grid",
+                    on_select=_pick, width="content")
+    return None
+
+
+def maps(model, image: np.ndarray) -> list[np.ndarray]:
+    """Every block's strongest maps for the picture; returns all the maps."""
+    found = inside.feature_maps(model, image)
+    for block, block_maps in zip(inside.blocks(model), found):
+        order = inside.strongest(block_maps)[:SHOWN]
+        height, width, channels = block.shape
+        st.markdown(f"**{block.title}**: {height} x {width} pixels, the {len(order)} strongest of its {channels} maps")
+        st.image(inside.map_images(block_maps, order), caption=[f"map {c}" for c in order])
+    return found
+
+
+@st.cache_resource(show_spinner="Finding the test pictures each map responds to most (once per network)…",
+                   max_entries=8)
+def _top(path: str, modified: float, origin: str, n: int, _model) -> list[np.ndarray]:
+    test = common.loaded()[0]
+    return inside.cached_top_activations(path, _model, test.x_test[:n], f"{origin}:{n}", modified=modified)
+
+
+def closer_look(path, modified: float, model, found: list[np.ndarray]) -> None:
+    """One map, large, next to the test-picture patches that excite it most."""
+    shown = inside.blocks(model)
+    titles = [b.title for b in shown]
+    pick, which = st.columns(2)
+    title = pick.selectbox("Layer", titles, index=next((i for i, t in enumerate(titles) if t != "Whitening"), 0),
+                           key="inside_block")
+    i = titles.index(title)
+    block_maps = found[i]
+    channel = which.selectbox("Map", inside.strongest(block_maps).tolist(), key=f"inside_channel_{i}",
+                              format_func=lambda c: f"map {c} (average {block_maps[:, :, c].mean():.2f})")
+    test = common.loaded()[0]
+    n = min(inside.TOP_PICTURES, len(test.y_test))
+    records = _top(str(path), modified, test.origin, n, model)[i][channel]
+    crops = inside.patches(test.x_test, shown[i].field, records)
+    big, best = st.columns(2)
+    large = inside.map_images(block_maps, [channel], 320)[0]
+    big.image(large, width=large.shape[1],
+              caption=f"Map {channel} of {title}: yellow where it responds most, dark purple where least")
+    classes = ", ".join(CLASS_NAMES[test.y_test[int(r[0])]] for r in records[:len(crops)])
+    grid = inside.mosaic(crops, size=96)
+    best.image(grid, width=grid.shape[1], caption=f"The parts of test pictures that excite it most (of the first "
+               f"{n:,}; grey: what it cannot see): {classes}")
+
+
+def layers(model) -> None:
+    table = pd.DataFrame(inside.layer_table(model))
+    columns = {"does": st.column_config.TextColumn("what it does"),
+               "weights": st.column_config.ProgressColumn("weights", format="localized", min_value=0,
+                                                          max_value=int(table["weights"].max()) or 1),
+               "shown": st.column_config.CheckboxColumn("maps shown", width="small")}
+    st.dataframe(table, hide_index=True, height=min(38 + 35 * len(table), 1100), column_config=columns,
+                 column_order=["layer", "type", "output", "weights", "shown", "does"])
+    st.caption(f"{int(table['weights'].sum()):,} weights in all.")
+
+
+def filters(model) -> None:
+    for found in inside.first_filters(model):
+        size = found.kernel.shape[0]
+        if found.fixed:
+            st.subheader(f"The fixed first layer ({found.layer})")
+            st.caption("These filters were set from the data before training, not learned: they make neighbouring "
+                       "pixels less alike, which helps the next layers learn fast. The second half are the "
+                       "first half turned negative.")
+        else:
+            st.subheader(f"The first learned layer ({found.layer})")
+            st.caption("Each square is the colour pattern that makes one filter respond most." + (
+                f" Seen through the fixed layer, so {size} x {size} pixels: that layer strengthens fine detail, "
+                "which is why many look speckled." if found.seen_through else ""))
+        st.image([inside.enlarge(p, 64) for p in found.patches], caption=[str(c) for c in range(len(found.patches))])

@@ -1,0 +1,245 @@
+"""Learning, live: a run's first-layer filters and a fixed panel of test pictures, epoch by epoch.
+
+The pieces read a run's snapshots (see `cifar_core.snapshots`): each file is
+read once and kept by its name, time and size, so the live view, which reruns
+every 1.5 s, opens a file only when a new one has appeared. A damaged or
+missing snapshot is skipped.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import altair as alt
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from app_pages import common
+from cifar_core import charts, runs, snapshots
+from cifar_core.data import CLASS_NAMES
+
+PANEL_CAPTION = ("Eight test pictures the network never trains on, the same eight for every run. Under each: "
+                 "the class the network would answer after this epoch, how sure it is, and whether that is right.")
+FILTERS_CAPTION = (
+    "The first layer's filters: each square is a small colour pattern (3x3 pixels; 4x4 in the airbench "
+    "networks, whose fixed first step blends each 2x2 square of pixels) that the network looks for all over a "
+    "picture. A filter responds most where the picture looks like its bright parts. Every training step nudges "
+    "each pattern towards what helps tell the classes apart, so they change as it learns, most in the first "
+    "epochs. Each square is stretched to its full range of brightness on its own: compare their shapes and "
+    "colours, not how bright they are.")
+
+
+@st.cache_data(max_entries=2048, show_spinner=False)
+def _read(path: str, stamp: tuple[int, int]) -> snapshots.Snapshot | None:
+    return snapshots.read(Path(path))
+
+
+class History:
+    """A run's snapshots as its folder holds them now; each file is opened once per change."""
+
+    def __init__(self, run_path: Path):
+        self.paths = snapshots.files(run_path)
+
+    def get(self, epoch: int) -> snapshots.Snapshot | None:
+        path = self.paths.get(epoch)
+        try:
+            stat = os.stat(path) if path else None
+        except OSError:
+            return None
+        return _read(str(path), (stat.st_mtime_ns, stat.st_size)) if stat else None
+
+    def readable(self) -> list[snapshots.Snapshot]:
+        return [s for s in map(self.get, self.paths) if s is not None]
+
+    def newest(self, upto: int | None = None) -> snapshots.Snapshot | None:
+        """The newest readable snapshot (at or before epoch `upto`)."""
+        for epoch in reversed(self.paths):
+            if (upto is None or epoch <= upto) and (snapshot := self.get(epoch)) is not None:
+                return snapshot
+        return None
+
+    def filters(self, upto: int) -> tuple[int, np.ndarray] | None:
+        """The newest filters at or before epoch `upto` (long runs keep them on some epochs only)."""
+        for epoch in reversed(self.paths):
+            if epoch <= upto and (snapshot := self.get(epoch)) is not None and snapshot.filters is not None:
+                return epoch, snapshot.filters
+        return None
+
+    def pictures(self) -> np.ndarray | None:
+        for epoch in self.paths:
+            if (snapshot := self.get(epoch)) is not None and snapshot.pictures is not None:
+                return snapshot.pictures
+        return None
+
+
+def filter_sheet(filters: np.ndarray, cell: int = 32, columns: int = 8, gap: int = 3) -> np.ndarray:
+    """The filters as one picture: each enlarged (crisp) to about `cell` pixels, on a white grid."""
+    n, h, _, _ = filters.shape
+    scale = max(1, cell // h)
+    size = h * scale
+    rows = -(-n // columns)
+    sheet = np.full((rows * (size + gap) - gap, columns * (size + gap) - gap, 3), 255, np.uint8)
+    for i, square in enumerate(filters):
+        r, c = divmod(i, columns)
+        sheet[r * (size + gap):r * (size + gap) + size, c * (size + gap):c * (size + gap) + size] = \
+            charts.upscale(square, scale)
+    return sheet
+
+
+def _a(noun: str) -> str:
+    return ("an " if noun[0] in "aeiou" else "a ") + noun
+
+
+def _panel(snapshot: snapshots.Snapshot, pictures: np.ndarray | None, columns: int) -> None:
+    guesses = snapshot.probabilities.argmax(axis=1)
+    rows = [st.columns(columns) for _ in range(-(-len(guesses) // columns))]
+    for i, (guess, truth) in enumerate(zip(guesses, snapshot.labels)):
+        with rows[i // columns][i % columns]:
+            if pictures is not None:
+                st.image(charts.upscale(pictures[i], 3), alt=f"a test picture of {_a(CLASS_NAMES[truth])}")
+            sure = snapshot.probabilities[i, guess]
+            if guess == truth:
+                st.markdown(f"**{CLASS_NAMES[guess]}** {sure:.0%}  \n:green[:material/check: right]")
+            else:
+                st.markdown(f"**{CLASS_NAMES[guess]}** {sure:.0%}  \n:red[:material/close: wrong, it is "
+                            f"{_a(CLASS_NAMES[truth])}]")
+
+
+def _filters(history: History, epoch: int) -> None:
+    found = history.filters(epoch)
+    if found is None:
+        st.caption("This network's first layer cannot be drawn as colours.")
+        return
+    filter_epoch, filters = found
+    n, size = len(filters), filters.shape[1]
+    note = "" if filter_epoch == epoch else f", as after epoch {filter_epoch} (long runs keep them on 50 epochs)"
+    st.image(filter_sheet(filters), alt=f"{n} first-layer filters after epoch {filter_epoch}")
+    st.caption(f"{n} filters of {size}x{size} pixels{note}.")
+
+
+def snapshot_panel(run: runs.Run, epoch: int | None = None, *, compact: bool = False) -> None:
+    """What the network sees after `epoch` (the newest when None): the panel's answers and the filters.
+    `compact` stacks them for half-width columns."""
+    history = History(run.path)
+    snapshot = history.newest(epoch)
+    if snapshot is None:
+        st.caption("The first snapshot of what it sees appears after its first epoch." if run.state in
+                   ("queued", "running") else "This run has no snapshots of what it saw.")
+        return
+    if compact:
+        _filters(history, snapshot.epoch)
+        _panel(snapshot, history.pictures(), columns=4)
+        return
+    st.markdown(f"**What it sees after epoch {snapshot.epoch}**")
+    left, right = st.columns([3, 2], gap="large")
+    with left:
+        _panel(snapshot, history.pictures(), columns=4)
+        st.caption(PANEL_CAPTION)
+    with right:
+        _filters(history, snapshot.epoch)
+        st.caption(FILTERS_CAPTION)
+
+
+def _continued_note(run: runs.Run, epochs: list[int]) -> str:
+    own = len([m for m in run.metrics() if m.get("kind") == "epoch"])
+    earlier = epochs[-1] - own if epochs else 0
+    return (f" Epochs count from the start of the run it continues: its own epochs are {earlier + 1} to {epochs[-1]}."
+            if run.config.get("initial_model") and earlier > 0 else "")
+
+
+def replay(run: runs.Run, key: str) -> None:
+    """After a run: an epoch slider over its snapshots, replaying the panel and the filters."""
+    epochs = [s.epoch for s in History(run.path).readable()]
+    if len(epochs) > 1:
+        epoch = st.select_slider("Replay the training: epoch", epochs, value=epochs[-1], key=f"{key}_{run.id}",
+                                 help="Move it to see what the network saw and answered after each epoch.")
+        st.caption("Move the slider to watch the filters form and the answers change, epoch by epoch."
+                   + _continued_note(run, epochs))
+    else:
+        epoch = epochs[-1] if epochs else None
+    snapshot_panel(run, epoch)
+
+
+def class_accuracy_chart(history: list[snapshots.Snapshot], epoch: int | None = None,
+                         epochs: tuple[int, int] | None = None) -> alt.Chart:
+    """A heat map, class x epoch: the share (%) of each class's test pictures the run got right after each
+    epoch, darker for more; a red frame marks `epoch`. `epochs` (first, last) fixes the x range."""
+    frame = pd.DataFrame([{"epoch": s.epoch, "class": name, "right": float(value) * 100}
+                          for s in history for name, value in zip(CLASS_NAMES, s.per_class) if np.isfinite(value)],
+                         columns=["epoch", "class", "right"])
+    frame["start"], frame["end"] = frame["epoch"] - 0.5, frame["epoch"] + 0.5
+    first, last = epochs or ((min(s.epoch for s in history), max(s.epoch for s in history)) if history else (1, 1))
+    x = alt.X("start:Q", title="epoch", scale=alt.Scale(domain=[first - 0.5, last + 0.5], nice=False, zero=False),
+              axis=alt.Axis(tickMinStep=1, format="d"))
+    cells = alt.Chart(frame).mark_rect().encode(
+        x=x, x2="end:Q",
+        y=alt.Y("class:N", sort=list(CLASS_NAMES), title=None, axis=alt.Axis(labelOverlap=False)),
+        color=alt.Color("right:Q", title="right (%)", scale=alt.Scale(scheme="blues", domain=[0, 100]),
+                        legend=alt.Legend(orient="right", gradientLength=120)),
+        tooltip=["class", "epoch", alt.Tooltip("right:Q", format=".1f", title="pictures right (%)")])
+    chart = cells
+    if epoch is not None:
+        marker = alt.Chart(pd.DataFrame({"start": [epoch - 0.5], "end": [epoch + 0.5]})).mark_rect(
+            fill=None, stroke="#ff4b4b", strokeWidth=2).encode(x=x, x2="end:Q")
+        chart = cells + marker
+    return chart.properties(height=330, title="How many of each class's test pictures it got right")
+
+
+def _describe(run: runs.Run) -> str:
+    config = run.config
+    augment = "with augmentation" if config.get("augment") else "without augmentation"
+    return f"{config.get('arch')}, {augment}, {config.get('epochs')} epochs · {run.state}"
+
+
+def compare(first: runs.Run, second: runs.Run, key: str = "learning_compare") -> None:
+    """Two runs side by side at the same epoch: their filters, their panel answers, their accuracy per class."""
+    histories = [History(first.path).readable(), History(second.path).readable()]
+    epochs = sorted({s.epoch for h in histories for s in h})
+    if not epochs:
+        st.caption("Neither run has snapshots of what it saw yet.")
+        return
+    epoch = epochs[-1]
+    if len(epochs) > 1:
+        epoch = st.select_slider("Epoch (both runs)", epochs, value=epochs[-1], key=f"{key}_{first.id}_{second.id}")
+    st.caption("The same eight test pictures and the same kind of filters for both runs, after the same epoch. "
+               "Under them, for each class (a row) and each epoch (a column), the share of that class's test "
+               "pictures the run got right: darker is better. The red frame is the chosen epoch.")
+    for column, run, history in zip(st.columns(2, gap="large"), (first, second), histories):
+        with column:
+            st.markdown(f"**{common.plain(run.name)}**")
+            st.caption(_describe(run))
+            if not history:
+                st.caption("No snapshots yet.")
+                continue
+            last = history[-1].epoch
+            if last < epoch:
+                st.caption(f"It has no epoch {epoch}: shown after its last, epoch {last}.")
+            snapshot_panel(run, min(epoch, last), compact=True)
+            st.altair_chart(class_accuracy_chart(history, min(epoch, last), (epochs[0], epochs[-1])), width="stretch")
+    st.caption(FILTERS_CAPTION)
+
+
+def compare_view() -> None:
+    """Pick two runs that have snapshots and see what each learned, side by side, epoch by epoch."""
+    candidates = [r for r in runs.list_runs() if snapshots.files(r.path)]
+    if len(candidates) < 2:
+        st.info("Comparing needs two runs that have trained for at least an epoch. Train two on the Train page, "
+                "for example the same recipe with and without augmentation.", icon=":material/compare:")
+        return
+    names = {r.id: f"{r.name} · {r.state} · {_created(r)}" for r in candidates}
+    left, right = st.columns(2)
+    first = left.selectbox("First run", list(names), index=0, format_func=names.get, key="learning_first")
+    second = right.selectbox("Second run", list(names), index=1, format_func=names.get, key="learning_second")
+    if first == second:
+        st.caption("Pick two different runs.")
+        return
+    try:
+        compare(runs.get(first), runs.get(second))
+    except runs.RunError:
+        st.caption("That run has just been deleted.")
+
+
+def _created(run: runs.Run) -> str:
+    return time.strftime("%d %b %H:%M", time.localtime(run.status.get("created", 0)))

@@ -1,0 +1,103 @@
+"""Look inside, in a real browser: pick a picture, see its maps drawn, look closer, open every tab.
+
+Screenshots land in test-artifacts/inside-*.png (look at them).
+"""
+from __future__ import annotations
+
+import test_browser
+from test_browser import click_picture, no_exceptions, open_page, screenshot, settle
+
+# test_browser.py's fixtures (the app on the tiny data set, Chromium, a 1400 x 1000 page) serve these tests too.
+server, browser, page = test_browser.server, test_browser.browser, test_browser.page
+pytestmark = test_browser.pytestmark
+
+# How many <img> of the page have loaded with pixels, and how many of those hold more than one colour.
+DRAWN = """() => {
+  const images = [...document.querySelectorAll('[data-testid=stImage] img')].filter(i => i.complete && i.naturalWidth > 0);
+  const canvas = document.createElement('canvas');
+  const context = canvas.getContext('2d', {willReadFrequently: true});
+  let varied = 0;
+  for (const image of images) {
+    canvas.width = image.naturalWidth; canvas.height = image.naturalHeight;
+    context.drawImage(image, 0, 0);
+    const pixels = context.getImageData(0, 0, canvas.width, canvas.height).data;
+    const colours = new Set();
+    for (let i = 0; i < pixels.length && colours.size < 2; i += 4) colours.add(pixels[i] << 16 | pixels[i + 1] << 8 | pixels[i + 2]);
+    varied += colours.size > 1;
+  }
+  return [images.length, varied];
+}"""
+
+
+def wait_for_pictures(page, at_least: int, timeout_ms: int = 30_000) -> tuple[int, int]:
+    page.wait_for_function(
+        f"[...document.querySelectorAll('[data-testid=stImage] img')].filter(i => i.complete && i.naturalWidth > 0)"
+        f".length >= {at_least}", timeout=timeout_ms)
+    return tuple(page.evaluate(DRAWN))
+
+
+def test_look_inside_pick_a_picture_see_its_maps_and_every_tab(page, server):
+    open_page(page, server, "inside")
+    page.get_by_role("heading", name="Look inside the network").wait_for()
+    page.get_by_text("Click a picture to look inside").wait_for()
+    page.locator("[data-testid=stVegaLiteChart]").first.wait_for()
+    page.wait_for_timeout(500)   # vega draws after the element appears
+    no_exceptions(page)
+    screenshot(page, "inside-choose")
+
+    click_picture(page, 1)
+    page.get_by_text("A closer look at one map").wait_for(timeout=60_000)
+    page.get_by_text("The parts of test pictures that excite it most").wait_for(timeout=60_000)
+    settle(page)
+    # The picture, 4 blocks x 16 maps, one map large and its nine patches: 67 pictures, none of them blank.
+    loaded, varied = wait_for_pictures(page, 67)
+    assert loaded >= 67 and varied >= 60, (loaded, varied)
+    no_exceptions(page)
+    screenshot(page, "inside-maps")
+    page.get_by_text("Block 3:").scroll_into_view_if_needed()
+    screenshot(page, "inside-maps-deeper")
+
+    page.get_by_role("combobox", name="Map").click()
+    option = page.get_by_role("option").nth(3)
+    number = option.inner_text().split()[1]                  # "map 41 (average 1.57)"
+    option.click()
+    page.get_by_text(f"Map {number} of Block 1:").wait_for()
+    settle(page)
+    no_exceptions(page)
+    page.get_by_text("The parts of test pictures that excite it most").scroll_into_view_if_needed()
+    screenshot(page, "inside-closer")
+
+    page.get_by_role("tab", name="Its layers").click()
+    page.locator("[data-testid=stDataFrame]").first.wait_for(timeout=30_000)
+    settle(page)
+    assert "weights in all" in page.inner_text("body")
+    no_exceptions(page)
+    screenshot(page, "inside-layers")
+
+    page.get_by_role("tab", name="Its first filters").click()
+    page.get_by_text("The fixed first layer").wait_for(timeout=30_000)
+    settle(page)
+    loaded, varied = wait_for_pictures(page, 24 + 64)
+    assert varied >= 24 + 64 - 4, (loaded, varied)       # min-max normalised: every filter spans dark to bright
+    no_exceptions(page)
+    screenshot(page, "inside-filters")
+
+    page.get_by_role("tab", name="How your runs learned").click()
+    page.get_by_text("Two of your runs side by side").wait_for(timeout=30_000)
+    settle(page)
+    no_exceptions(page)
+    screenshot(page, "inside-runs")
+
+
+def test_predict_hands_its_picture_to_look_inside(page, server):
+    open_page(page, server, "predict")
+    page.get_by_role("radio", name="Test picture").click()
+    page.get_by_text("the right answer is").wait_for(timeout=60_000)
+    page.get_by_role("button", name="Look inside the network").click()
+    page.get_by_role("heading", name="Look inside the network").wait_for(timeout=60_000)
+    page.get_by_text("Block 3").first.wait_for(timeout=60_000)
+    settle(page)
+    loaded, varied = wait_for_pictures(page, 65)
+    assert varied >= 60, (loaded, varied)
+    no_exceptions(page)
+    screenshot(page, "inside-from-predict")

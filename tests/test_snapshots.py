@@ -1,0 +1,281 @@
+"""Per-epoch snapshots: written by a real training run, replayed, kept across a continued run, read defensively."""
+import io
+import time
+import zipfile
+
+import numpy as np
+import pytest
+from conftest import ROOT
+from streamlit.testing.v1 import AppTest
+
+from cifar_core import data, inference, models, rundir, runs, snapshots, training
+from cifar_core.config import TrainConfig
+
+BUDGET_BYTES = 1_000_000      # a run of 200 epochs
+BUDGET_SHARE = 0.02           # of training time
+
+
+@pytest.fixture
+def tiny(tiny_archive):
+    return data.read(tiny_archive)
+
+
+def small(**changes):
+    return TrainConfig(arch="airbench_tiny", batch_size=20, precision="float32", **changes)
+
+
+@pytest.fixture
+def trained(tiny, tiny_env, monkeypatch):
+    """A finished 3-epoch run in the runs folder, and the seconds its snapshots took to write."""
+    spent = []
+    write = snapshots.Writer.write
+
+    def timed(self, *args):
+        started = time.perf_counter()
+        path = write(self, *args)
+        spent.append(time.perf_counter() - started)
+        return path
+
+    monkeypatch.setattr(snapshots.Writer, "write", timed)
+    run = runs.create(small(epochs=3, name="snap"))
+    assert training.train(small(epochs=3, name="snap"), run.path, tiny) == "finished"
+    return runs.get(run.id), sum(spent)
+
+
+@pytest.mark.slow
+def test_each_epoch_writes_a_snapshot_that_replays(trained, tiny):
+    run, seconds = trained
+    found = snapshots.files(run.path)
+    assert [p.name for p in found.values()] == ["epoch-0001.npz", "epoch-0002.npz", "epoch-0003.npz"]
+    history = snapshots.history(run.path)
+    assert [s.epoch for s in history] == [1, 2, 3]
+    panel = snapshots.panel_indices(tiny.y_test)
+    assert len(set(tiny.y_test[panel])) == 8 and all(tiny.y_test[:i].tolist().count(tiny.y_test[i]) == 0 for i in panel)
+    for snapshot in history:
+        assert snapshot.panel.tolist() == panel.tolist()
+        assert snapshot.labels.tolist() == tiny.y_test[panel].tolist()
+        assert snapshot.probabilities.shape == (8, 10) and snapshot.probabilities.dtype == np.float32
+        assert snapshot.probabilities.sum(axis=1) == pytest.approx(np.ones(8), abs=1e-4)
+        assert snapshot.per_class.shape == (10,) and snapshot.per_class.dtype == np.float32
+        assert snapshot.filters.shape == (32, 4, 4, 3) and snapshot.filters.dtype == np.uint8   # 32 filters, 4x4 RGB
+        assert (snapshot.filters.min(axis=(1, 2, 3)) == 0).all() and (snapshot.filters.max(axis=(1, 2, 3)) == 255).all()
+    assert history[0].pictures.shape == (8, 32, 32, 3) and np.array_equal(history[0].pictures, tiny.x_test[panel])
+    assert history[1].pictures is None and history[2].pictures is None      # stored once
+    assert not np.array_equal(history[0].filters, history[2].filters)      # they change as it learns
+    # Against the reference: the saved model's answers and the run's final per-class accuracy.
+    model = inference.load_model(run.path / rundir.MODEL)
+    expected = inference.predict(model, tiny.x_test[panel], mirror=False, calibrated=False)
+    assert history[-1].probabilities == pytest.approx(expected, abs=1e-4)
+    assert history[-1].per_class.tolist() == pytest.approx(list(run.status["per_class_accuracy"].values()))
+    assert np.array_equal(history[-1].filters, snapshots.rgb_filters(model))
+    # The budget: a small share of the training time, and a small part of a megabyte.
+    training_seconds = [m for m in run.metrics() if m["kind"] == "epoch"][-1]["elapsed_s"]
+    size = sum(p.stat().st_size for p in found.values())
+    print(f"snapshots: {seconds * 1000:.0f} ms for 3 epochs, {seconds / training_seconds:.2%} of "
+          f"{training_seconds:.1f} s training; {size} bytes")
+    assert seconds < BUDGET_SHARE * training_seconds
+    assert size < 40_000
+
+
+def test_two_hundred_epochs_stay_under_a_megabyte(tmp_path):
+    # The widest first layer (airbench: 64 filters of 4x4), real pictures, 200 epochs.
+    sample = data.load_sample()
+    model = models.build("airbench")
+    models.init_whitening(model, sample.x_test)
+    writer = snapshots.Writer(tmp_path, sample.x_test, sample.y_test, epochs=200)
+    probabilities = np.random.default_rng(0).dirichlet(np.ones(10), len(sample.y_test))
+    for epoch in range(1, 201):
+        writer.write(model, epoch, probabilities, np.linspace(0, 1, 10))
+    history = snapshots.history(tmp_path)
+    assert [s.epoch for s in history] == list(range(1, 201))
+    with_filters = [s.epoch for s in history if s.filters is not None]
+    assert len(with_filters) == 50 and with_filters[0] == 1 and with_filters[-1] == 200
+    assert max(np.diff(with_filters)) <= 5
+    size = sum(p.stat().st_size for p in snapshots.files(tmp_path).values())
+    print(f"200 epochs of airbench snapshots: {size} bytes")
+    assert size < BUDGET_BYTES
+
+
+def test_filter_epochs_are_evenly_spread():
+    assert snapshots.filter_epochs(3) == {1, 2, 3}
+    assert snapshots.filter_epochs(50) == set(range(1, 51))
+    spread = sorted(snapshots.filter_epochs(51))
+    assert len(spread) == 50 and spread[0] == 1 and spread[-1] == 51
+
+
+def test_the_tutorial_filters_are_its_first_kernel(tiny):
+    model = models.build("tutorial")
+    first = next(layer for layer in model.layers if layer.name.startswith("conv2d"))
+    kernel = snapshots.first_layer_kernel(model)
+    assert kernel.shape == (3, 3, 3, 32) and np.array_equal(kernel, first.get_weights()[0])
+    filters = snapshots.rgb_filters(model)
+    assert filters.shape == (32, 3, 3, 3) and filters.dtype == np.uint8
+
+
+def test_airbench_filters_are_the_first_layers_response_to_colours(tiny):
+    """Against a reference, the network's own layers: between the picture and airbench's first trainable
+    convolution lie the whitening convolution and GELU, and the odd part of that convolution's response,
+    (f(x) - f(-x)) / 2, is exactly the drawn kernel applied to the picture."""
+    import keras
+    model = models.build("airbench_tiny")
+    models.init_whitening(model, tiny.x_train)
+    rng = np.random.default_rng(0)
+    names = [layer.name for layer in model.layers]
+    start = names.index("whiten")
+    first = next(layer for layer in model.layers[start:] if isinstance(layer, keras.layers.Conv2D) and layer.trainable)
+    first.set_weights([rng.normal(0, 0.3, first.get_weights()[0].shape).astype(np.float32)])  # not the identity start
+    kernel = snapshots.first_layer_kernel(model)
+    assert kernel.shape == (4, 4, 3, 32)
+    x = rng.normal(0, 1, (2, 4, 4, 3)).astype(np.float32)
+    x[1] = -x[0]
+    out = x
+    for layer in model.layers[start:names.index(first.name) + 1]:    # whiten, GELU, the first trainable conv
+        out = layer(out)
+    out = keras.ops.convert_to_numpy(out)
+    odd = (out[0, 1, 1] - out[1, 1, 1]) / 2       # the centre output sees exactly these 4x4 pixels
+    assert odd == pytest.approx(np.einsum("hwc,hwco->o", x[0], kernel), rel=1e-4, abs=1e-4)
+
+
+def _write_npz(path, **arrays):
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    path.write_bytes(buffer.getvalue())
+
+
+def _good(epoch):
+    rng = np.random.default_rng(epoch)
+    return {"epoch": np.int64(epoch), "panel": np.arange(8, dtype=np.int32), "labels": np.arange(8, dtype=np.uint8),
+            "probabilities": rng.dirichlet(np.ones(10), 8).astype(np.float32),
+            "per_class": rng.uniform(0, 1, 10).astype(np.float32),
+            "filters": rng.integers(0, 256, (32, 3, 3, 3)).astype(np.uint8),
+            "pictures": rng.integers(0, 256, (8, 32, 32, 3)).astype(np.uint8)}
+
+
+def damage(run_dir):
+    """A snapshots folder with good files (epochs 1, 3, 9) among every kind of bad one."""
+    folder = run_dir / snapshots.FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    for epoch in (1, 3, 9):
+        _write_npz(folder / snapshots.file_name(epoch), **_good(epoch))
+    (folder / "epoch-0002.npz").write_bytes(b"PK\x03\x04 not really a zip")           # damaged
+    _write_npz(folder / "epoch-0004.npz", **{**_good(4), "probabilities": np.zeros((3, 10), np.float32)})
+    _write_npz(folder / "epoch-0005.npz", **{**_good(5), "labels": np.full(8, 99, np.uint8)})
+    _write_npz(folder / "epoch-0006.npz", **{**_good(6), "per_class": np.array(["a"] * 10)})
+    (folder / "epoch-0007.npz").mkdir()                                                 # not a file
+    with zipfile.ZipFile(folder / "epoch-0008.npz", "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("probabilities.npy", bytes(50 << 20))                          # unpacks to 50 MB
+    _write_npz(folder / "epoch-0010.npz", **{**_good(10), "epoch": np.array([1, 2])})
+    (folder / "epoch-0011.npz").write_bytes(bytes(snapshots.MAX_FILE_BYTES + 1))      # too big
+    obj = _good(12)
+    obj["per_class"] = np.array([object()] * 10)
+    buffer = io.BytesIO()
+    np.savez(buffer, **obj)                                                             # needs pickle to read
+    (folder / "epoch-0012.npz").write_bytes(buffer.getvalue())
+    (folder / "notes.txt").write_text("not a snapshot")
+    (folder / ".epoch-0013.npz.tmp").write_bytes(b"half-written")
+    _write_npz(folder / "epoch-0014.npz", **{**_good(14), "filters": np.zeros((2, 2), np.float64),
+                                             "pictures": np.zeros((8, 32, 32), np.uint8)})
+    return folder
+
+
+def test_damaged_or_missing_snapshots_are_skipped(tmp_path):
+    assert snapshots.history(tmp_path) == [] and snapshots.last_epoch(tmp_path) == 0   # no folder at all
+    damage(tmp_path)
+    history = snapshots.history(tmp_path)
+    assert [s.epoch for s in history] == [1, 3, 9, 14]
+    assert history[-1].filters is None and history[-1].pictures is None    # unusable parts dropped, the rest kept
+    assert snapshots.last_epoch(tmp_path) == 14
+
+
+@pytest.mark.slow
+def test_a_continued_run_keeps_the_history_and_numbers_after_it(trained):
+    parent, _ = trained
+    before = {p.name: p.read_bytes() for p in snapshots.files(parent.path).values()}
+    more = runs.continue_run(parent.id, 2)
+    deadline = time.monotonic() + 240
+    while runs.get(more.id).state in rundir.ACTIVE and time.monotonic() < deadline:
+        time.sleep(0.5)
+    more = runs.get(more.id)
+    assert more.state == "finished", more.status
+    found = snapshots.files(more.path)
+    assert list(found) == [1, 2, 3, 4, 5]
+    assert all(found[e].read_bytes() == before[found[e].name] for e in (1, 2, 3))   # copied as they were
+    history = snapshots.history(more.path)
+    assert [s.epoch for s in history] == [1, 2, 3, 4, 5]
+    assert history[3].pictures is not None and history[3].filters.shape == (32, 4, 4, 3)
+    assert [m["epoch"] for m in more.metrics() if m["kind"] == "epoch"] == [1, 2]   # metrics count its own epochs
+
+
+def _train_page(run):
+    at = AppTest.from_file(str(ROOT / "studio.py"), default_timeout=120)
+    at.session_state["train_watch"] = run.id
+    at.switch_page("app_pages/train.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _images(at) -> int:
+    return len(at.get("image"))
+
+
+@pytest.mark.slow
+def test_train_page_replays_a_finished_run(trained, monkeypatch):
+    run, _ = trained
+    monkeypatch.chdir(ROOT)
+    at = _train_page(run)
+    slider = at.select_slider(key=f"train_replay_{run.id}")
+    assert slider.options == ["1", "2", "3"] and slider.value == 3
+    assert any(m.value == "**What it sees after epoch 3**" for m in at.markdown)
+    assert sum("right" in m.value or "wrong" in m.value for m in at.markdown) == 8
+    assert any("first layer's filters" in c.value for c in at.caption)
+    assert _images(at) >= 9        # eight pictures and the sheet of filters
+    slider.set_value(1).run()
+    assert not at.exception
+    assert any(m.value == "**What it sees after epoch 1**" for m in at.markdown)
+
+
+@pytest.mark.slow
+def test_train_page_survives_damaged_snapshots(trained, monkeypatch):
+    run, _ = trained
+    monkeypatch.chdir(ROOT)
+    folder = run.path / snapshots.FOLDER
+    (folder / "epoch-0001.npz").write_bytes(b"gone bad")       # the one that holds the pictures
+    _write_npz(folder / "epoch-0003.npz", **{**_good(3), "probabilities": np.zeros((3, 10), np.float32)})
+    (folder / "epoch-0004.npz").mkdir()
+    (folder / "epoch-0005.npz").write_bytes(bytes(snapshots.MAX_FILE_BYTES + 1))
+    at = _train_page(run)
+    assert len(at.select_slider) == 0                          # one readable epoch: nothing to replay
+    assert any(m.value == "**What it sees after epoch 2**" for m in at.markdown)
+    assert _images(at) == 1                                    # the filters; no pictures to show
+    assert sum("right" in m.value or "wrong" in m.value for m in at.markdown) == 8
+
+
+def _compare_script():
+    from app_pages import learning_parts
+    learning_parts.compare_view()
+
+
+@pytest.mark.slow
+def test_compare_view_shows_two_runs_side_by_side(trained, tiny, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    other = runs.create(small(epochs=2, augment=False, name="no flips"))
+    assert training.train(small(epochs=2, augment=False), other.path, tiny) == "finished"
+    at = AppTest.from_function(_compare_script, default_timeout=120)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert len(at.selectbox) == 2 and at.selectbox[0].value != at.selectbox[1].value
+    assert len(at.get("vega_lite_chart")) == 2           # accuracy per class, one per run
+    slider = at.select_slider[0]
+    assert slider.options == ["1", "2", "3"]
+    slider.set_value(3).run()
+    assert not at.exception
+    assert any("It has no epoch 3" in c.value for c in at.caption)   # the 2-epoch run shows its last
+    assert sum("right" in m.value or "wrong" in m.value for m in at.markdown) == 16
+
+
+def test_compare_view_asks_for_two_runs(tiny_env):
+    at = AppTest.from_function(_compare_script, default_timeout=60)
+    at.run()
+    assert not at.exception
+    assert "Comparing needs two runs" in at.info[0].value
