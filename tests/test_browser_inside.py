@@ -101,3 +101,30 @@ def test_predict_hands_its_picture_to_look_inside(page, server):
     assert varied >= 60, (loaded, varied)
     no_exceptions(page)
     screenshot(page, "inside-from-predict")
+
+
+def test_look_inside_a_tutorial_cnn_trained_in_the_app(page, server):
+    """The tutorial CNN has no whitening and no BatchNorm: train one on the Train page, then look inside it."""
+    open_page(page, server, "train")
+    page.get_by_role("radio", name="TensorFlow tutorial (the classic baseline)").click()
+    settle(page)
+    page.get_by_role("spinbutton", name="Epochs").fill("1")
+    page.get_by_role("textbox", name="Run name").fill("tutorial inside")
+    page.get_by_role("button", name="Start training").click()
+    page.get_by_text("Finished: best test accuracy").wait_for(timeout=180_000)
+    settle(page)
+
+    open_page(page, server, "inside")
+    page.get_by_role("combobox", name="Model used on every page").click()
+    page.get_by_role("option", name="Run tutorial inside", exact=False).first.click()
+    settle(page)
+    page.locator("[data-testid=stVegaLiteChart]").first.wait_for()
+    click_picture(page, 2)
+    page.get_by_text("A closer look at one map").wait_for(timeout=60_000)
+    settle(page)
+    # Three blocks of up to 16 maps, the picture, the large map: all drawn, none blank.
+    loaded, varied = wait_for_pictures(page, 30)
+    assert loaded >= 30 and varied >= 25, (loaded, varied)
+    assert "Whitening" not in page.inner_text("body")
+    no_exceptions(page)
+    screenshot(page, "inside-tutorial")
