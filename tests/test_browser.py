@@ -160,7 +160,8 @@ def test_explore_browse_pick_filter_and_statistics(page, server):
     page.get_by_role("radio", name="Statistics").click()
     settle(page)
     page.get_by_text("The average picture of each class").wait_for()
-    assert page.locator("[data-testid=stVegaLiteChart]").count() == 2
+    # The two statistics charts, once the picture grid of the view before has gone.
+    page.wait_for_function("document.querySelectorAll('[data-testid=stVegaLiteChart]').length == 2", timeout=15_000)
     no_exceptions(page)
     screenshot(page, "explore-statistics")
 
