@@ -48,8 +48,10 @@ with errors:
 
 with sure:
     st.altair_chart(charts.reliability(evaluation.calibration(probabilities, test.y_test)), width="stretch")
-    st.caption("Each point groups answers given with similar confidence. Below the dashed line, the model is "
-               "more sure of itself than it should be; above it, too modest.")
+    gap = evaluation.expected_calibration_error(probabilities, test.y_test)
+    st.caption("Each dot groups answers given with similar confidence; bigger dots hold more answers. Below the "
+               "dashed line, the model is more sure of itself than it should be; above it, too modest. "
+               f"On average its \"% sure\" is {gap:.1%} away from how often it is right.")
 
 with compare:
     others = [label for label in labels if label != picked]

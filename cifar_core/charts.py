@@ -165,12 +165,16 @@ def reliability(rows: list[dict]) -> alt.Chart:
     frame = pd.DataFrame(rows)
     diagonal = alt.Chart(pd.DataFrame({"x": [0, 1], "y": [0, 1]})).mark_line(strokeDash=[4, 4], color="grey").encode(
         x="x:Q", y="y:Q")
-    points = alt.Chart(frame).mark_line(point=True).encode(
+    base = alt.Chart(frame).encode(
         x=alt.X("confidence:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"), title="how sure it was"),
         y=alt.Y("accuracy:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"), title="how often it was right"),
-        size=alt.Size("answers:Q", legend=None),
         tooltip=[alt.Tooltip("confidence:Q", format=".1%"), alt.Tooltip("accuracy:Q", format=".1%"), "answers"])
-    return (diagonal + points).properties(title="Is it as sure as it should be?", height=320)
+    # A line of fixed width through the bins, and a dot per bin sized by its answers: a size encoding on
+    # the line itself would thin it to nothing.
+    line = base.mark_line(strokeWidth=2.5)
+    dots = base.mark_circle(opacity=0.9).encode(size=alt.Size("answers:Q", legend=None,
+                                                              scale=alt.Scale(range=[40, 400])))
+    return (diagonal + line + dots).properties(title="Is it as sure as it should be?", height=320)
 
 
 def compare_classes(per_class: dict[str, dict[str, float]]) -> alt.Chart:

@@ -357,6 +357,15 @@ def test_evaluate_pick_a_confusion_matrix_cell_and_see_its_pictures(page, server
     no_exceptions(page)
     screenshot(page, "evaluate-cell")
 
+    page.get_by_role("tab", name="Confidence").click()
+    chart = page.locator("[data-testid=stVegaLiteChart]").last
+    chart.wait_for()
+    page.wait_for_timeout(1000)    # vega draws after the element appears
+    # The curve is drawn: the dots (circles) are there, not only the dashed diagonal.
+    assert chart.locator("path[aria-roledescription='circle'], .mark-symbol path").count() >= 3
+    page.get_by_text("away from how often it is right").wait_for()
+    screenshot(page, "evaluate-confidence")
+
 
 def test_quiz_three_rounds(page, server):
     open_page(page, server, "quiz")

@@ -41,3 +41,20 @@ def test_upscale_is_nearest_neighbour():
     image = np.arange(12, dtype=np.uint8).reshape(2, 2, 3)
     big = charts.upscale(image, 3)
     assert big.shape == (6, 6, 3) and (big[:3, :3] == image[0, 0]).all() and (big[3:, 3:] == image[1, 1]).all()
+
+
+def test_the_reliability_curve_is_a_visible_line_with_one_dot_per_bin():
+    import numpy as np
+
+    from cifar_core import charts, evaluation
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(10) * 0.3, 2000)
+    rows = evaluation.calibration(probs, rng.integers(0, 10, 2000))
+    spec = charts.reliability(rows).to_dict()
+    marks = [layer["mark"] for layer in spec["layer"]]
+    line = next(m for m in marks if m["type"] == "line" and "strokeDash" not in m)
+    assert line["strokeWidth"] >= 2
+    line_layer = next(layer for layer in spec["layer"] if layer["mark"] is line)
+    assert "size" not in line_layer.get("encoding", {})          # a sized line draws as nearly nothing
+    assert any(m["type"] == "circle" for m in marks)
+    assert len(rows) >= 5
