@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import html as escape
-import json
 
 from cifar_core import charts
 from cifar_core.runs import Run
