@@ -358,7 +358,7 @@ def test_evaluate_pick_a_confusion_matrix_cell_and_see_its_pictures(page, server
     screenshot(page, "evaluate-cell")
 
     page.get_by_role("tab", name="Confidence").click()
-    chart = page.locator("[data-testid=stVegaLiteChart]").last
+    chart = page.locator("[data-testid=stVegaLiteChart]:visible").last    # hidden tabs hold charts too
     chart.wait_for()
     page.wait_for_timeout(1000)    # vega draws after the element appears
     # The curve is drawn: the dots (circles) are there, not only the dashed diagonal.
