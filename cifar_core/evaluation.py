@@ -5,6 +5,16 @@ import numpy as np
 
 from cifar_core.data import CLASS_NAMES
 
+# One accuracy per model, everywhere: measured once, shown with the same rounding and definition.
+ACCURACY_DEFINITION = ("Accuracy is the share of the test pictures the model gets right, each picture "
+                       "shown to it twice, as it is and mirrored, with the two answers averaged "
+                       "(mirror test-time augmentation).")
+
+
+def percent(fraction: float | None) -> str:
+    """An accuracy or a share as people read it on every page: one decimal, "69.4%"; "–" when unknown."""
+    return "–" if fraction is None or fraction != fraction else f"{fraction:.1%}"
+
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int = len(CLASS_NAMES)) -> np.ndarray:
     """counts[t, p]: how many images of true class t were predicted as p."""
