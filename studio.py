@@ -6,8 +6,9 @@ first visitor). This file imports no TensorFlow, so the first page appears at on
 """
 import streamlit as st
 
-from app_pages import common
+from app_pages import common, serving
 
+serving.keep_keras_session()   # no Keras clean-up after every rerun: see app_pages/serving.py
 st.set_page_config(page_title="CIFAR-10 Studio", page_icon=":frame_with_picture:", layout="wide")
 
 page = st.navigation([
@@ -18,6 +19,7 @@ page = st.navigation([
     st.Page("app_pages/inside.py", title="Look inside", icon=":material/layers:"),
     st.Page("app_pages/evaluate.py", title="Evaluate", icon=":material/fact_check:"),
     st.Page("app_pages/quiz.py", title="Quiz", icon=":material/sports_esports:"),
+    st.Page("app_pages/glossary.py", title="Glossary", icon=":material/menu_book:"),
 ])
 common.sidebar()
 page.run()

@@ -6,16 +6,19 @@ the one piece of per-session state, kept under a single key.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import streamlit as st
 
-from app_pages import identity
-from cifar_core import data, evaluation, inference, password, runs, settings
+from app_pages import guide, identity
+from cifar_core import board, data, evaluation, inference, password, remembered, runs, settings
 
 ACTIVE_MODEL_KEY = "active_model"
 DEFAULT_LABEL = "Bundled model"
+BUNDLED = "bundled"     # the bundled model's key; a run's is its id
 
 
 @st.cache_resource(show_spinner="Loading CIFAR-10…")
@@ -49,32 +52,65 @@ def _model(path: str, modified: float):
 class ModelChoice:
     label: str
     path: Path
+    key: str = ""       # what a visitor's choice is remembered by: BUNDLED or a run id, which outlive labels
+
+
+def _with_accuracy(name: str, accuracy: float | None) -> str:
+    # The one accuracy each model has (evaluation.ACCURACY_DEFINITION), printed the one way every page prints it.
+    return f"{name} ({evaluation.percent(accuracy)})" if accuracy is not None else name
 
 
 def model_choices() -> list[ModelChoice]:
     """The bundled model, then every run that has a checkpoint and has finished or stopped."""
     card = inference.model_card()
-    accuracy = f" ({card['test_accuracy']:.1%})" if "test_accuracy" in card else ""
-    choices = [ModelChoice(DEFAULT_LABEL + accuracy, inference.DEFAULT_MODEL)]
-    for run in runs.list_runs():
+    choices = [ModelChoice(_with_accuracy(DEFAULT_LABEL, card.get("test_accuracy")), inference.DEFAULT_MODEL, BUNDLED)]
+    for run in board.current().runs:   # the server's snapshot of the runs: no file is read here
         if run.state in ("finished", "stopped") and run.model_path:
             # From status.json, not metrics.jsonl: this runs on every page, for every run.
-            accuracy = run.status.get("test_accuracy")
-            best = f" ({accuracy:.1%})" if accuracy is not None else ""
-            choices.append(ModelChoice(f"Run {run.name}{best}", run.model_path))
+            label = _with_accuracy(f"Run {run.name}", run.status.get("test_accuracy"))
+            if any(c.label == label for c in choices):
+                label += f" [{run.id}]"     # two runs of the same name and accuracy stay two choices
+            choices.append(ModelChoice(label, run.model_path, run.id))
     return choices
+
+
+def _chosen_label(choices: list[ModelChoice]) -> str:
+    """This tab's pick while it is still there; else this visitor's remembered one (it survives a reload);
+    else the bundled model (the remembered run was deleted, or nothing was ever chosen)."""
+    current = st.session_state.get(ACTIVE_MODEL_KEY)
+    if any(c.label == current for c in choices):
+        return current
+    kept = remembered.recall(owner())
+    return next((c.label for c in choices if c.key == kept), choices[0].label)
 
 
 def active_choice() -> ModelChoice:
     choices = model_choices()
-    chosen = st.session_state.get(ACTIVE_MODEL_KEY)
-    return next((c for c in choices if c.label == chosen), choices[0])
+    chosen = _chosen_label(choices)
+    return next(c for c in choices if c.label == chosen)
+
+
+def _remember(keys: dict[str, str], who: str) -> None:
+    """The selectbox's on_change: keep the new choice on the server for this visitor's next visit."""
+    key = keys.get(st.session_state.get(ACTIVE_MODEL_KEY))
+    if key:
+        remembered.remember(who, key)
 
 
 def active_model():
     """The model the user chose in the sidebar, loaded once per process."""
     path = active_choice().path
     return _model(str(path), path.stat().st_mtime)
+
+
+def header(page: str) -> None:
+    """A page's title and its two plain sentences: what the page is for, and what to try first.
+
+    A caption, not Markdown, so the page's own first paragraph stays its first Markdown element.
+    """
+    text = guide.PAGES[page]
+    st.title(text.title)
+    st.caption(f"{plain(text.purpose)}  \n**Try first:** {plain(text.try_first)}")
 
 
 def _download_button() -> None:
@@ -112,10 +148,12 @@ def sidebar() -> None:
             st.info("Offline mode: showing the bundled sample of 1,000 test pictures (100 per class). "
                     "Download the full data set to see all 60,000 and to train.")
             _download_button()
-        labels = [c.label for c in model_choices()]
-        if st.session_state.get(ACTIVE_MODEL_KEY) not in labels:
-            st.session_state[ACTIVE_MODEL_KEY] = labels[0]
-        st.selectbox("Model used on every page", labels, key=ACTIVE_MODEL_KEY)
+        choices = model_choices()
+        st.session_state[ACTIVE_MODEL_KEY] = _chosen_label(choices)
+        st.selectbox("Model used on every page", [c.label for c in choices], key=ACTIVE_MODEL_KEY,
+                     help=f"The figure after each model is its accuracy. {evaluation.ACCURACY_DEFINITION}",
+                     on_change=_remember, args=({c.label: c.key for c in choices}, owner()))
+        st.page_link("app_pages/glossary.py", label="Glossary: the words explained", icon=":material/menu_book:")
     teacher_login()
 
 
@@ -160,15 +198,52 @@ def teacher_login() -> None:
             st.error(f"That is not the teacher password. The next try is checked after {verdict.wait_s:.0f} s.")
 
 
-@st.cache_resource(show_spinner="Testing the model on every test picture (once per model)…", max_entries=16)
-def _test_probabilities(path: str, modified: float, origin: str, n: int):
-    test = loaded()[0]
-    key = f"{origin}:{n}:t{inference.temperature_for(path)}"   # calibrated answers: a new temperature, new cache
-    return evaluation.cached_probabilities(path, test.x_test, key,
-                                           lambda images: inference.predict(_model(path, modified), images))
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _test_probabilities(path: str, modified: float, origin: str, n: int) -> dict:
+    """Where one model's answers on one data set are kept, once per server, and the lock that lets one
+    visitor measure them while another waits for that same measurement instead of repeating it."""
+    return {"lock": threading.Lock()}
 
 
-def test_probabilities(choice: ModelChoice):
-    """A model's probabilities for every test picture of the current data: computed once, kept on disk."""
+def _measure(path: Path, modified: float, test: data.Cifar10, label: str) -> np.ndarray:
+    """Shipped with the model, or kept on disk from an earlier visit; else measured here, with a
+    progress bar that counts the pictures (a run's model takes about a minute on two cores)."""
+    shipped = evaluation.shipped_probabilities(path, test.x_test, test.y_test)
+    if shipped is not None:
+        return evaluation.with_temperature(shipped, inference.temperature_for(path))
+    total = len(test.y_test)
+    bar = st.progress(0.0, text=f"Testing {plain(label)} on the {total:,} test pictures (once; kept for next time)…")
+
+    def predict(images: np.ndarray) -> np.ndarray:
+        model, answers = _model(str(path), modified), []
+        for start in range(0, total, TEST_STEP):
+            answers.append(inference.predict(model, images[start:start + TEST_STEP]))
+            done = min(total, start + TEST_STEP)
+            bar.progress(done / total, text=f"Testing {plain(label)}: {done:,} of {total:,} test pictures")
+        return np.concatenate(answers) if answers else np.zeros((0, len(data.CLASS_NAMES)), np.float32)
+    key = f"{test.origin}:{total}:t{inference.temperature_for(path)}"   # calibrated answers: a new temperature, new cache
+    probabilities = evaluation.cached_probabilities(path, test.x_test, key, predict)
+    bar.empty()
+    return probabilities
+
+
+TEST_STEP = 512     # pictures per progress step: about a second each on two cores
+
+
+def test_probabilities(choice: ModelChoice) -> np.ndarray:
+    """A model's probabilities for every test picture of the current data: shipped with the bundled
+    model, otherwise measured once (with a progress bar) and kept in memory and on disk."""
     test = loaded()[0]
-    return _test_probabilities(str(choice.path), choice.path.stat().st_mtime, test.origin, len(test.y_test))
+    modified = choice.path.stat().st_mtime
+    kept = _test_probabilities(str(choice.path), modified, test.origin, len(test.y_test))
+    if "probabilities" not in kept and not kept["lock"].acquire(blocking=False):
+        with st.spinner(f"Someone else is testing {plain(choice.label)} on the test pictures; waiting for them…"):
+            kept["lock"].acquire()
+    elif "probabilities" in kept:
+        return kept["probabilities"]
+    try:
+        if "probabilities" not in kept:
+            kept["probabilities"] = _measure(choice.path, modified, test, choice.label)
+    finally:
+        kept["lock"].release()
+    return kept["probabilities"]

@@ -7,7 +7,7 @@ from app_pages import common
 from cifar_core import charts, evaluation
 from cifar_core.data import CLASS_NAMES
 
-st.title("Where does the model go wrong?")
+common.header("evaluate")
 test = common.dataset()
 choices = {c.label: c for c in common.model_choices()}
 labels = list(choices)
@@ -16,61 +16,80 @@ picked = st.selectbox("Model", labels, index=labels.index(active), key="evaluate
 probabilities = common.test_probabilities(choices[picked])
 y_pred = probabilities.argmax(axis=1)
 summary = evaluation.summary(probabilities, test.y_test)
+PICTURE = 96        # every small picture on this page: 32 x 32 drawn 3 times larger, whatever its caption
 
-st.metric(f"Right on {summary['n']:,} test pictures", f"{summary['accuracy']:.1%}")
-overview, errors, sure, compare = st.tabs(["Per class", "Confusion matrix", "Confidence", "Compare two models"])
 
-with overview:
-    st.dataframe(pd.DataFrame(evaluation.class_report(test.y_test, y_pred)), hide_index=True,
-                 column_config={k: st.column_config.NumberColumn(format="%.3f") for k in ("precision", "recall", "f1")})
-    st.caption("Precision: of the pictures it called this class, how many were. "
-               "Recall: of the pictures of this class, how many it found. F1 balances the two.")
+def pictures(indices, captions) -> None:
+    """Pictures in a row at one size: a long caption wraps under its picture instead of enlarging it."""
+    st.image([charts.upscale(test.x_test[i], 3) for i in indices], caption=list(captions), width=PICTURE)
 
-with errors:
-    event = st.altair_chart(charts.confusion(evaluation.confusion_matrix(test.y_test, y_pred)),
-                            on_select="rerun", key="evaluate_cell", width="content")
-    cell = (event.selection.get("cell") or [None])[0] if event else None
-    if cell:
-        t, p = CLASS_NAMES.index(cell["true"]), CLASS_NAMES.index(cell["predicted"])
-        matches = np.flatnonzero((test.y_test == t) & (y_pred == p))
-        shown = matches[:40]
-        st.markdown(f"**{len(matches)} pictures of a {cell['true']} "
-                    f"that the model called {cell['predicted']}**" + (" (the first 40)" if len(shown) == 40 else ""))
-        st.image([charts.upscale(test.x_test[i], 3) for i in shown],
-                 caption=[f"{probabilities[i, p]:.0%} sure" for i in shown])
-    else:
-        st.caption("Darker squares hold more of the row's pictures. Click a square to see them.")
-    st.subheader("Its most confident mistakes")
-    worst = evaluation.confident_mistakes(probabilities, test.y_test, 20)
-    st.image([charts.upscale(test.x_test[i], 3) for i in worst],
-             caption=[f"{CLASS_NAMES[test.y_test[i]]}, said {CLASS_NAMES[y_pred[i]]} ({probabilities[i].max():.0%})"
-                      for i in worst])
 
-with sure:
-    st.altair_chart(charts.reliability(evaluation.calibration(probabilities, test.y_test)), width="stretch")
-    gap = evaluation.expected_calibration_error(probabilities, test.y_test)
-    st.caption("Each dot groups answers given with similar confidence; bigger dots hold more answers. Below the "
-               "dashed line, the model is more sure of itself than it should be; above it, too modest. "
-               f"On average its \"% sure\" is {gap:.1%} away from how often it is right.")
+st.metric(f"Right on {summary['n']:,} test pictures", evaluation.percent(summary["accuracy"]),
+          help=evaluation.ACCURACY_DEFINITION)
+if not len(test.y_train):   # the bundled sample has test pictures only
+    st.caption(f"Measured on the bundled sample of {summary['n']:,} test pictures, not on the whole test set "
+               "of 10,000, so it can differ from the figure in the sidebar.")
+
+# Lazy tabs: only the open tab's part runs, so the comparison model is tested only when asked for.
+overview, errors, sure, compare = st.tabs(["Per class", "Confusion matrix", "Confidence", "Compare two models"],
+                                          key="evaluate_tab", on_change="rerun")
+
+if overview.open:
+    with overview:
+        st.dataframe(pd.DataFrame(evaluation.class_report(test.y_test, y_pred)), hide_index=True,
+                     column_config={k: st.column_config.NumberColumn(format="%.3f")
+                                    for k in ("precision", "recall", "f1")})
+        st.caption("Precision: of the pictures it called this class, how many were. "
+                   "Recall: of the pictures of this class, how many it found. F1 balances the two.")
+
+if errors.open:
+    with errors:
+        shown_as = st.segmented_control("Squares show", ["Pictures", "% of each true class"], default="Pictures",
+                                        key="evaluate_confusion_as") or "Pictures"
+        event = st.altair_chart(
+            charts.confusion(evaluation.confusion_matrix(test.y_test, y_pred), as_share=shown_as != "Pictures"),
+            on_select="rerun", key="evaluate_cell", width="content")
+        cell = (event.selection.get("cell") or [None])[0] if event else None
+        if cell:
+            t, p = CLASS_NAMES.index(cell["true"]), CLASS_NAMES.index(cell["predicted"])
+            matches = np.flatnonzero((test.y_test == t) & (y_pred == p))
+            shown = matches[:40]
+            st.markdown(f"**{len(matches)} pictures of a {cell['true']} that the model called {cell['predicted']}**"
+                        + (" (the first 40)" if len(shown) == 40 else ""))
+            pictures(shown, [f"{probabilities[i, p]:.0%} sure" for i in shown])
+        else:
+            st.caption("A row is every test picture of one class; darker squares hold more of the row. "
+                       "Click a square to see its pictures.")
+        st.subheader("Its most confident mistakes")
+        worst = evaluation.confident_mistakes(probabilities, test.y_test, 20)
+        pictures(worst, [f"{CLASS_NAMES[test.y_test[i]]}, said {CLASS_NAMES[y_pred[i]]} ({probabilities[i].max():.0%})"
+                         for i in worst])
+
+if sure.open:
+    with sure:
+        st.altair_chart(charts.reliability(evaluation.calibration(probabilities, test.y_test)), width="stretch")
+        gap = evaluation.expected_calibration_error(probabilities, test.y_test)
+        st.caption("Each dot groups answers given with similar confidence; bigger dots hold more answers. Below the "
+                   "dashed line, the model is more sure of itself than it should be; above it, too modest. "
+                   f"On average its \"% sure\" is {evaluation.percent(gap)} away from how often it is right.")
 
 with compare:
     others = [label for label in labels if label != picked]
     if not others:
         st.caption("Train a model on the Train page to compare it with this one.")
-    else:
+    elif compare.open:
         other = st.selectbox("Compare with", others, key="evaluate_other")
         other_probabilities = common.test_probabilities(choices[other])
         other_pred = other_probabilities.argmax(axis=1)
         other_summary = evaluation.summary(other_probabilities, test.y_test)
         one, two = st.columns(2)
-        one.metric(picked, f"{summary['accuracy']:.1%}")
-        two.metric(other, f"{other_summary['accuracy']:.1%}")
+        one.metric(picked, evaluation.percent(summary["accuracy"]), help=evaluation.ACCURACY_DEFINITION)
+        two.metric(other, evaluation.percent(other_summary["accuracy"]), help=evaluation.ACCURACY_DEFINITION)
         st.altair_chart(charts.compare_classes({picked: summary["per_class"], other: other_summary["per_class"]}),
                         width="stretch")
         for title, mask in ((f"Right by {picked}, wrong by {other}", (y_pred == test.y_test) & (other_pred != test.y_test)),
                             (f"Right by {other}, wrong by {picked}", (y_pred != test.y_test) & (other_pred == test.y_test))):
             shown = np.flatnonzero(mask)[:20]
-            st.markdown(f"**{title}: {mask.sum()} pictures**")
+            st.markdown(f"**{common.plain(title)}: {mask.sum()} pictures**")
             if len(shown):
-                st.image([charts.upscale(test.x_test[i], 3) for i in shown],
-                         caption=[CLASS_NAMES[test.y_test[i]] for i in shown])
+                pictures(shown, [CLASS_NAMES[test.y_test[i]] for i in shown])

@@ -30,7 +30,7 @@ def splits() -> dict:
     return {k: v for k, v in both.items() if len(v[1])}
 
 
-st.title("Explore the data")
+common.header("explore")
 dataset = common.dataset()
 available = splits()
 left, middle, right = st.columns([2, 2, 3], vertical_alignment="bottom")
@@ -80,7 +80,7 @@ elif view == "Statistics":
     two.altair_chart(charts.channel_histograms(x if chosen_class == ALL else x[y == CLASS_NAMES.index(chosen_class)]),
                      width="stretch")
     st.markdown("**The average picture of each class**: the blur of everything the class has in common.")
-    st.image([charts.upscale(m, 4) for m in class_means(dataset.origin, split)], caption=list(CLASS_NAMES))
+    st.image([charts.upscale(m, 4) for m in class_means(dataset.origin, split)], caption=list(CLASS_NAMES), width=128)
 
 else:
     st.markdown("Each dot is a picture, placed by the model's last layer of features (reduced to two dimensions "

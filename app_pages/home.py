@@ -1,8 +1,9 @@
 import streamlit as st
 
-from cifar_core import charts, data, inference
+from app_pages import common
+from cifar_core import charts, data, evaluation, inference
 
-st.title("CIFAR-10 Studio")
+common.header("home")
 st.markdown(
     "Teach a computer to recognise pictures, and see how it does it. "
     "Start with **Explore** to look at the 60,000 small photos it learns from, in ten classes.")
@@ -11,10 +12,10 @@ st.markdown(
 @st.cache_resource(show_spinner=False)
 def one_of_each() -> list:
     sample = data.load_sample()
-    return [charts.upscale(sample.x_test[sample.y_test == c][0], 2) for c in range(len(data.CLASS_NAMES))]
+    return [charts.upscale(sample.x_test[sample.y_test == c][0], 3) for c in range(len(data.CLASS_NAMES))]
 
 
-st.image(one_of_each(), caption=list(data.CLASS_NAMES))
+st.image(one_of_each(), caption=list(data.CLASS_NAMES), width=96)   # one size: "automobile" would widen its own
 links = st.columns(5)
 for column, (page, label, icon) in zip(links, [
         ("app_pages/explore.py", "Explore the data", ":material/grid_view:"),
@@ -27,4 +28,5 @@ for column, (page, label, icon) in zip(links, [
 card = inference.model_card()
 if card:
     st.caption(f"The bundled model ({card['architecture']}, {card['parameters']:,} weights) recognises "
-               f"{card['test_accuracy']:.1%} of the 10,000 CIFAR-10 test pictures.")
+               f"{evaluation.percent(card['test_accuracy'])} of the 10,000 CIFAR-10 test pictures.",
+               help=evaluation.ACCURACY_DEFINITION)

@@ -2,9 +2,9 @@
 and how your runs learned. Only the open tab's content is computed."""
 import streamlit as st
 
-from app_pages import inside_parts, learning_parts
+from app_pages import common, inside_parts, learning_parts
 
-st.title("Look inside the network")
+common.header("inside")
 path, modified, model = inside_parts.network()
 if model is None:
     st.stop()

@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from app_pages import common
-from cifar_core import charts, inference, inside, runs
+from cifar_core import board, charts, inference, inside
 from cifar_core.data import CLASS_NAMES
 
 PAGE = "app_pages/inside.py"
@@ -31,7 +31,7 @@ def network():
     with the file's mtime when it was loaded; model None (and a note) if the file cannot be loaded."""
     choice = common.active_choice()
     training = [common.ModelChoice(f"Run {run.name}: training now, its latest checkpoint", run.model_path)
-                for run in runs.list_runs() if run.state == "running" and run.model_path]
+                for run in board.current().runs if run.state == "running" and run.model_path]
     if training:
         options = [choice, *training]
         label = st.selectbox("Network", [c.label for c in options], key="inside_network")

@@ -17,7 +17,7 @@ import pandas as pd
 import streamlit as st
 
 from app_pages import common
-from cifar_core import charts, runs, snapshots
+from cifar_core import board, charts, runs, snapshots
 from cifar_core.data import CLASS_NAMES
 
 PANEL_CAPTION = ("Eight test pictures the network never trains on, the same eight for every run. Under each: "
@@ -223,7 +223,7 @@ def compare(first: runs.Run, second: runs.Run, key: str = "learning_compare") ->
 
 def compare_view() -> None:
     """Pick two runs that have snapshots and see what each learned, side by side, epoch by epoch."""
-    candidates = [r for r in runs.list_runs() if snapshots.files(r.path)]
+    candidates = [r for r in board.current().runs if snapshots.files(r.path)]
     if len(candidates) < 2:
         st.info("Comparing needs two runs that have trained for at least an epoch. Train two on the Train page, "
                 "for example the same recipe with and without augmentation.", icon=":material/compare:")

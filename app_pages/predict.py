@@ -8,35 +8,42 @@ from cifar_core.data import CLASS_NAMES
 
 FORMATS = ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"]
 
-st.title("Try it on your own pictures")
+common.header("predict")
 source = st.segmented_control("Picture from", ["Upload", "Camera", "Draw", "Test picture"], default="Upload",
                               key="predict_source") or "Upload"
-picture, name = None, ""
+picture, name = None, ""   # picture: a predict_parts.Picture
 
 if source == "Upload":
-    files = st.file_uploader("Photos (one or many)", type=FORMATS, accept_multiple_files=True, key="predict_files")
+    files = st.file_uploader("Photos (one or many)", type=FORMATS, accept_multiple_files=True, key="predict_files",
+                             help=f"JPEG, PNG, WebP, GIF, BMP or TIFF, up to {predict_parts.UPLOAD_LIMIT_MB} MB each")
     if len(files) > 1:
         predict_parts.batch(files)
         name = st.selectbox("Look closer at", [f.name for f in files], key="predict_pick")
         files = [f for f in files if f.name == name][:1]
-    if files:
-        picture, name = predict_parts.picture(files[0].getvalue(), files[0].name), files[0].name
+    if files and (refusal := predict_parts.too_big(files[0])):
+        st.error(f"{files[0].name}: {refusal}")
+    elif files:
+        picture, name = predict_parts.load(files[0].getvalue(), files[0].name), files[0].name
 
 elif source == "Camera":
     shot = st.camera_input("Take a photo", key="predict_camera")
     if shot:
-        picture, name = predict_parts.picture(shot.getvalue(), "The photo"), "camera"
+        picture, name = predict_parts.load(shot.getvalue(), "The photo"), "camera"
 
 elif source == "Draw":
-    tools = st.columns(4, vertical_alignment="bottom")
-    brush = tools[0].color_picker("Brush colour", "#1f4e9c", key="predict_brush")
-    size = tools[1].slider("Brush size", 2, 60, 18, key="predict_brush_size")
-    background = tools[2].color_picker("Background", "#8fc3ea", key="predict_background")
-    if tools[3].button("Clear", icon=":material/delete:"):
+    # The tools sit beside the canvas, not above it: the canvas's own toolbar (undo, redo, reset) slides
+    # up over whatever is just above the canvas's top right corner when the pointer is on it.
+    board, tools = st.columns([2, 3])
+    brush = tools.color_picker("Brush colour", "#1f4e9c", key="predict_brush")
+    size = tools.slider("Brush size", 2, 60, 18, key="predict_brush_size")
+    background = tools.color_picker("Background", "#8fc3ea", key="predict_background")
+    if tools.button("Clear", icon=":material/delete:"):
         st.session_state["predict_canvas_round"] = st.session_state.get("predict_canvas_round", 0) + 1
-    drawing = st_canvas(stroke_color=brush, stroke_width=size, background_color=background, height=320, width=320,
-                        return_image_data=True,
-                        key=f"predict_canvas_{background}_{st.session_state.get('predict_canvas_round', 0)}")
+    with board:
+        st.caption("Draw below; point at the canvas for undo and redo.")   # the room the toolbar slides into
+        drawing = st_canvas(stroke_color=brush, stroke_width=size, background_color=background, height=320, width=320,
+                            return_image_data=True,
+                            key=f"predict_canvas_{background}_{st.session_state.get('predict_canvas_round', 0)}")
     picture, name = predict_parts.drawn(drawing, background), "drawing"
     if picture is None:
         st.caption("Draw something (a cat? a ship?) and the model will guess.")
@@ -46,11 +53,11 @@ else:
     if st.button("Another picture", icon=":material/shuffle:") or "predict_test_index" not in st.session_state:
         st.session_state["predict_test_index"] = int(np.random.default_rng().integers(len(test.y_test)))
     index = st.session_state["predict_test_index"]
-    picture, name = test.x_test[index], f"test picture #{index}"
+    picture, name = predict_parts.Picture(test.x_test[index], None), f"test picture #{index}"
     st.caption(f"Test picture #{index}; the right answer is **{CLASS_NAMES[test.y_test[index]]}**.")
 
 if picture is not None:
     st.header(name)
-    predict_parts.answer(picture, "predict")
-    inside_parts.link(picture, "predict_inside")
-    predict_parts.fool(picture, "predict")
+    predict_parts.answer(picture.small, "predict", picture.original)
+    inside_parts.link(picture.small, "predict_inside")
+    predict_parts.fool(picture.small, "predict")

@@ -1,23 +1,49 @@
-"""The pieces of the Predict page: one picture's answer, the heat map, the fooling sliders, a batch table."""
+"""The pieces of the Predict page: one picture's answer and why, the heat map, the fooling sliders, a batch table."""
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import streamlit as st
+from PIL import Image
 
 from app_pages import common
-from cifar_core import charts, inference, perturbations
+from cifar_core import charts, explain, inference, perturbations
 from cifar_core.data import CLASS_NAMES
 
+# The largest picture a visitor may upload. .streamlit/config.toml lets Streamlit take a little more
+# (server.maxUploadSize), because a file over Streamlit's own limit gets only a red icon whose
+# message shows on hover; a file between the two limits is refused here, in a sentence on the page.
+UPLOAD_LIMIT_MB = 20
+SHOWN = 256    # pixels across for the 32 x 32 picture and its heat maps: 8 screen pixels per picture pixel
 
-def picture(raw: bytes, name: str, background: tuple[int, int, int] = (255, 255, 255)) -> np.ndarray | None:
-    """The model's input for an uploaded, photographed or drawn file; None, with the reason on the page,
-    if it is not a usable picture. Every picture goes through load_image, which bounds what it may cost."""
+
+@dataclass
+class Picture:
+    small: np.ndarray              # (32, 32, 3) uint8: what the model gets
+    original: Image.Image | None   # the picture as loaded (reduced if big), for the crop outline
+
+
+def too_big(file) -> str | None:
+    """The sentence refusing an upload over UPLOAD_LIMIT_MB, or None if it is small enough."""
+    size = getattr(file, "size", 0)
+    if size <= UPLOAD_LIMIT_MB * 2**20:
+        return None
+    return (f"This file is {size / 2**20:.1f} MB; pictures of up to {UPLOAD_LIMIT_MB} MB can be read. "
+            f"Save it smaller (a phone photo is usually 2 to 6 MB) and upload it again.")
+
+
+def load(raw: bytes, name: str, background: tuple[int, int, int] = (255, 255, 255)) -> Picture | None:
+    """The model's input for an uploaded, photographed or drawn file, with the picture it came from;
+    None, with the reason on the page, if it is not a usable picture. Every picture goes through
+    load_image, which bounds what it may cost."""
     try:
-        return inference.prepare(inference.load_image(raw, background))
+        original = inference.load_image(raw, background)
+        return Picture(inference.prepare(original), original)
     except inference.ImageError as e:
         st.error(f"{name}: {e}")
     except Exception:   # load_image raises only ImageError; should that ever break, a sentence, not a traceback
@@ -26,7 +52,7 @@ def picture(raw: bytes, name: str, background: tuple[int, int, int] = (255, 255,
     return None
 
 
-def drawn(drawing, background: str) -> np.ndarray | None:
+def drawn(drawing, background: str) -> Picture | None:
     """A canvas drawing on its background colour as the model's input; None while nothing is drawn.
 
     The browser sends the canvas as a PNG (transparent where untouched), so it is read like an upload:
@@ -40,39 +66,65 @@ def drawn(drawing, background: str) -> np.ndarray | None:
     except (ValueError, TypeError, AttributeError):   # not a data URL, or not a colour
         st.error("The drawing could not be read.")
         return None
-    image = picture(raw, "The drawing", colour) if raw else None
-    return image if image is not None and (image != image[0, 0]).any() else None   # all background: nothing drawn
+    loaded = load(raw, "The drawing", colour) if raw else None
+    if loaded is None or not (loaded.small != loaded.small[0, 0]).any():   # all background: nothing drawn
+        return None
+    return loaded
 
 
-def overlay(image: np.ndarray, heat: np.ndarray, factor: int = 8) -> np.ndarray:
-    """The picture with the heat map laid over it: red-yellow where the model looked."""
-    colour = np.stack([np.ones_like(heat), heat, np.zeros_like(heat)], axis=-1) * 255
-    alpha = 0.6 * heat[..., None]
-    mixed = (1 - alpha) * image.astype(np.float32) + alpha * colour
-    return charts.upscale(mixed.round().astype(np.uint8), factor)
+def _crop(original: Image.Image) -> None:
+    """The uploaded picture with the square the model was shown framed on it, and what was cut off."""
+    width, height = original.size
+    cut = 1 - min(width, height) ** 2 / (width * height)
+    st.image(explain.outline_crop(original), width="stretch",
+             caption="Your picture: the model is shown only the square in the red frame")
+    if cut > 0.2:
+        st.caption(f"{cut:.0%} of it, outside the frame, was cut off. If what matters is out there, "
+                   f"crop the photo yourself so the thing fills a square.")
 
 
-def answer(image: np.ndarray, key: str) -> np.ndarray:
-    """Show what the model sees and what it answers for a (32, 32, 3) picture; return the probabilities."""
+def answer(image: np.ndarray, key: str, original: Image.Image | None = None, heat: bool = True) -> np.ndarray:
+    """Show what the model sees and answers for a (32, 32, 3) picture (and, for an upload, the square it
+    was cut from), with the doubts it deserves and where it looked; return the probabilities."""
     model = common.active_model()
     probabilities = inference.predict(model, image)[0]
     best = int(probabilities.argmax())
-    seen, said = st.columns([2, 3])
-    with seen:
-        show_heat = st.toggle("Show where it looked (Grad-CAM)", key=f"{key}_heat")
-        if show_heat:
-            target = st.selectbox("Heat map for", CLASS_NAMES, index=best, key=f"{key}_heat_class")
-            picture = overlay(image, inference.heatmap(model, image, CLASS_NAMES.index(target)))
-            caption = f"Red and yellow: the parts that made it think \"{target}\""
-        else:
-            picture, caption = charts.upscale(image, 8), "What the model sees: 32 x 32 pixels"
-        st.image(picture, caption=caption)
-    with said:
+    columns = st.columns([3, 2, 4] if original is not None else [2, 4])
+    if original is not None:
+        with columns[0]:
+            _crop(original)
+    columns[-2].image(charts.upscale(image, 8), width="stretch",
+                      caption="What the model sees: that square shrunk to 32 x 32 pixels, the size of every "
+                              "CIFAR-10 picture")
+    with columns[-1]:
         st.metric("The model says", f"{CLASS_NAMES[best]}, {probabilities[best]:.0%} sure")
-        for note in inference.doubts(image, probabilities):
-            st.warning(note)
+        for note in explain.doubts(image, probabilities, original.size if original is not None else None):
+            st.warning(note, icon=":material/help:")
         st.altair_chart(charts.probabilities(probabilities), width="stretch")
+    if st.toggle("Show where it looked (Grad-CAM)", value=heat, key=f"{key}_heat"):
+        where(model, image, best, key)
     return probabilities
+
+
+def where(model, image: np.ndarray, best: int, key: str) -> None:
+    """Grad-CAM for a class: the picture, the heat map and the two together, side by side, with a key."""
+    choose, fade = st.columns(2)
+    target = choose.selectbox("Heat map for", CLASS_NAMES, index=best, key=f"{key}_heat_class")
+    opacity = fade.slider("Heat map opacity in \"together\"", 0.0, 1.0, 0.55, 0.05, key=f"{key}_heat_opacity")
+    heat = inference.heatmap(model, image, CLASS_NAMES.index(target))
+    plain, big = charts.upscale(image, SHOWN // 32), explain.enlarge(heat, SHOWN)
+    left, middle, right = st.columns(3)
+    left.image(plain, caption="The picture", width="stretch")
+    middle.image(explain.colourise(big), caption=f"Heat map for \"{target}\"", width="stretch")
+    right.image(explain.blend(plain, big, opacity), caption="The two together", width="stretch")
+    st.altair_chart(charts.heat_key(explain.HEAT_COLOURS, f"How much each place counted for \"{target}\""),
+                    width="stretch")
+    if heat.max() <= 0:
+        st.info(f"No part of this picture counted for \"{target}\": everything in it pointed elsewhere.")
+    st.caption(f"Pale yellow and orange: the parts that made it think \"{target}\" most. Dark purple and black: "
+               f"parts that did not count for \"{target}\" or counted against it. (Grad-CAM: the network's 7 x 7 "
+               f"grid of late features, each weighted by how much it raises the score of \"{target}\", so each "
+               f"patch is about 5 x 5 pixels.)")
 
 
 def fool(image: np.ndarray, key: str) -> None:
@@ -92,30 +144,65 @@ def fool(image: np.ndarray, key: str) -> None:
     if changes == perturbations.Changes():
         st.caption("Move a slider to change the picture.")
         return
-    answer(perturbations.apply(image, changes), f"{key}_fooled")
+    answer(perturbations.apply(image, changes), f"{key}_fooled", heat=False)
 
 
-def batch(files) -> None:
-    """Several uploads at once: a table of thumbnails and answers, and a CSV of it."""
-    model = common.active_model()
-    rows = []
-    for file in files:
+def _row(file, model) -> dict:
+    """One upload's row of the batch table; a file that cannot be used gets its reason in "problem"."""
+    row = {"picture": None, "file": file.name, "answer": "", "sure": None, "true class": None, "right?": "",
+           "problem": ""}
+    problem = too_big(file)
+    if problem is None:
         try:
             image = inference.prepare(inference.load_image(file.getvalue()))
         except Exception as e:   # ImageError's sentence; anything else (a bug) must not hide the other rows
             problem = str(e) if isinstance(e, inference.ImageError) else "This picture could not be read."
-            rows.append({"picture": None, "file": file.name, "class": None, "confidence": None, "problem": problem})
-            continue
-        probabilities = inference.predict(model, image)[0]
-        best = int(probabilities.argmax())
-        rows.append({"picture": charts.data_uri(charts.upscale(image, 2)), "file": file.name,
-                     "class": CLASS_NAMES[best], "confidence": float(probabilities[best]), "problem": None,
-                     **{f"p({name})": float(p) for name, p in zip(CLASS_NAMES, probabilities)}})
-    table = pd.DataFrame(rows)
-    st.dataframe(table[["picture", "file", "class", "confidence", "problem"]], hide_index=True,
-                 column_config={"picture": st.column_config.ImageColumn(width="small"),
-                                "confidence": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1)})
+    if problem:
+        return {**row, "problem": problem}
+    probabilities = inference.predict(model, image)[0]
+    best = int(probabilities.argmax())
+    return {**row, "picture": charts.data_uri(charts.upscale(image, 2)), "answer": CLASS_NAMES[best],
+            "sure": float(probabilities[best]),
+            **{f"{name} (%)": round(100 * float(p), 1) for name, p in zip(CLASS_NAMES, probabilities)}}
+
+
+def batch(files) -> None:
+    """Several uploads at once: a table of thumbnails and answers, where a teacher can pick each picture's
+    true class to count the right answers, and a CSV of it."""
+    model = common.active_model()
+    table = pd.DataFrame([_row(file, model) for file in files])
+    # The key changes with the set of files, so true classes picked for other files do not linger.
+    key = "predict_batch_" + hashlib.sha1("\0".join(f.name for f in files).encode()).hexdigest()[:12]
+    for position, change in st.session_state.get(key, {}).get("edited_rows", {}).items():
+        if change.get("true class") in CLASS_NAMES:
+            table.loc[int(position), "true class"] = change["true class"]
+    labelled = table["true class"].notna() & (table["answer"] != "")
+    table.loc[labelled, "right?"] = np.where(table.loc[labelled, "answer"] == table.loc[labelled, "true class"],
+                                             "✅ right", "❌ wrong")
+    scores = [f"{name} (%)" for name in CLASS_NAMES if f"{name} (%)" in table]
+    st.data_editor(
+        table[["picture", "file", "answer", "sure", "true class", "right?", "problem", *scores]],
+        key=key, hide_index=True, num_rows="fixed", placeholder="", width="stretch",
+        disabled=["picture", "file", "answer", "sure", "right?", "problem", *scores],
+        column_config={"picture": st.column_config.ImageColumn(width="small"),
+                       "sure": st.column_config.ProgressColumn("sure", format="percent", min_value=0, max_value=1),
+                       "true class": st.column_config.SelectboxColumn(
+                           "true class", options=list(CLASS_NAMES), width="small",
+                           help="What the picture really shows: pick it to count the model's right answers"),
+                       "problem": st.column_config.TextColumn(width="large"),
+                       **{name: st.column_config.NumberColumn(format="%.1f%%") for name in scores}})
+    answered = int((table["answer"] != "").sum())
+    checked = int(labelled.sum())
+    if checked:
+        right = int((table.loc[labelled, "answer"] == table.loc[labelled, "true class"]).sum())
+        st.markdown(f"**Right on {right} of the {checked} pictures with a true class** "
+                    f"({right / checked:.0%}); {answered - checked} answered without one.")
+    else:
+        st.caption("Pick each picture's true class in the table to count how many the model got right.")
+    for _, row in table[table["problem"] != ""].iterrows():
+        st.error(f"{row['file']}: {row['problem']}")
     csv = io.StringIO()
-    table.drop(columns=["picture"]).to_csv(csv, index=False)
+    table.drop(columns=["picture"]).assign(sure=(100 * table["sure"]).round(1)).rename(
+        columns={"sure": "sure (%)"}).to_csv(csv, index=False)
     st.download_button("Download the table (CSV)", csv.getvalue(), "predictions.csv", mime="text/csv",
                        icon=":material/download:")

@@ -26,7 +26,7 @@ st.html("""<style>
   .stMainBlockContainer button p { font-size: 1.4rem; }
   .stMainBlockContainer [data-testid=stMetricValue] { font-size: 3rem; }
 </style>""")
-st.title("You against the model")
+common.header("quiz")
 test = common.dataset()
 probabilities = common.test_probabilities(common.active_choice())
 guesses = probabilities.argmax(axis=1)
@@ -56,7 +56,10 @@ score_people.metric("People in general", f"{HUMAN_ACCURACY:.0%}", help="Measured
 picture, buttons = st.columns([1, 1])
 image = test.x_test[quiz.index]
 picture.image(charts.upscale(image, 12), caption="What is it?")
-picture.image(image, caption="The real size: 32 x 32 pixels", width=32)
+# The real-size picture and its words side by side: as the picture's caption they would wrap to its 32 pixels.
+real_size = picture.container(horizontal=True, vertical_alignment="center")
+real_size.image(image, width=32)
+real_size.caption("The real size: 32 x 32 pixels")
 
 if quiz.answer is None:
     buttons.markdown("### Pick one")

@@ -5,7 +5,7 @@ from app_pages import common, train_parts
 from cifar_core import data, runs, settings
 from cifar_core.config import PRESETS, ConfigError, TrainConfig
 
-st.title("Train a network")
+common.header("train")
 owner = common.owner()
 limits = settings.get()
 can_train = data.locate() is not None
@@ -13,7 +13,7 @@ if not can_train:
     st.warning("Training needs the full CIFAR-10 data set: download it in the sidebar first.")
 
 preset = st.segmented_control("Recipe", list(PRESETS), default="quick", key="train_preset",
-                              format_func=train_parts.RECIPES.get) or "quick"
+                              format_func=train_parts.recipe_label) or "quick"
 defaults = TrainConfig.from_preset(preset)
 with st.form("new_run", enter_to_submit=False):
     fields = train_parts.ConfigFields(defaults, preset, limits.max_epochs)

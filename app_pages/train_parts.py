@@ -6,13 +6,19 @@ import re
 import pandas as pd
 import streamlit as st
 
-from app_pages import common, learning_parts
-from cifar_core import charts, models, report, runs
-from cifar_core.config import FIELD_HELP, OPTIMIZERS, ConfigError, TrainConfig
+from app_pages import chart_cache, common, learning_parts
+from cifar_core import board as runs_board, charts, evaluation, models, overfitting, report, runs
+from cifar_core.config import FIELD_HELP, MAX_TRAIN_IMAGES, OPTIMIZERS, ConfigError, TrainConfig
+from cifar_core.progress import duration, testing_seconds
 
 RECIPES = {"quick": "Quick (about a minute)", "best": "Best (most accurate, 15+ minutes)",
+           "class": "For a whole class (one short epoch each)",
            "tutorial": "TensorFlow tutorial (the classic baseline)"}
 SUBSETS = (0, 36_000, 10_000, 5_000)   # training pictures: all of them, or fewer for a shorter demo
+
+
+def recipe_label(preset: str) -> str:
+    return RECIPES.get(preset, preset.capitalize())
 STATE_ICONS = {"queued": ":material/hourglass_top:", "running": ":material/play_circle:",
                "finished": ":material/check_circle:", "stopped": ":material/stop_circle:",
                "failed": ":material/error:"}
@@ -23,7 +29,6 @@ class ConfigFields:
 
     def __init__(self, defaults: TrainConfig, preset: str, max_epochs: int):
         key = f"train_{preset}_"   # a new recipe resets the fields to its values
-        left, middle, right = st.columns(3)
         self.widgets, self.slots = {}, {}
 
         def add(column, field, widget, *args, **kwargs):
@@ -31,14 +36,18 @@ class ConfigFields:
                 self.widgets[field] = widget(*args, key=key + field, help=FIELD_HELP[field], **kwargs)
                 self.slots[field] = st.empty()
 
-        add(left, "arch", st.selectbox, "Network", list(models.REGISTRY),
+        # A row of its own: each network's description is a sentence, and a column would cut it off.
+        add(st.container(), "arch", st.selectbox, "Network", list(models.REGISTRY),
             index=list(models.REGISTRY).index(defaults.arch), format_func=lambda n: f"{n}: {models.DESCRIPTIONS[n]}")
+        left, middle, right = st.columns(3)
         add(left, "optimizer", st.selectbox, "Optimizer", OPTIMIZERS, index=OPTIMIZERS.index(defaults.optimizer))
         add(middle, "epochs", st.number_input, "Epochs", value=defaults.epochs, step=1)
         add(middle, "learning_rate", st.number_input, "Learning rate", value=defaults.learning_rate,
             format="%.4g", step=None)
         add(right, "batch_size", st.number_input, "Batch size", value=defaults.batch_size, step=32)
-        add(right, "train_subset", st.selectbox, "Training pictures", SUBSETS, index=SUBSETS.index(defaults.train_subset),
+        subsets = sorted({*SUBSETS, defaults.train_subset}, key=lambda n: -n if n else -MAX_TRAIN_IMAGES - 1)
+        add(right, "train_subset", st.selectbox, "Training pictures", subsets,
+            index=subsets.index(defaults.train_subset),
             format_func=lambda n: f"{n:,}" if n else "All 50,000")
         add(left, "augment", st.toggle, "Augmentation (flips and shifts)", value=defaults.augment)
         add(middle, "name", st.text_input, "Run name", placeholder="e.g. Class 7B's first try", max_chars=60)
@@ -53,7 +62,7 @@ class ConfigFields:
 
 def watched_run(owner: str) -> runs.Run | None:
     """The run to show live: the one just started or picked, else this person's newest, else any running one."""
-    everything = runs.list_runs()
+    everything = runs_board.current().runs
     chosen = st.session_state.get("train_watch")
     for candidates in ([r for r in everything if r.id == chosen],
                        [r for r in everything if r.status.get("owner") == owner],
@@ -63,23 +72,30 @@ def watched_run(owner: str) -> runs.Run | None:
     return None
 
 
+SAW_TOOTH = (
+    "How to read the curves: the thin line is the training loss and accuracy as a running average over the "
+    "epoch so far. It starts again at every epoch, so it jumps there and makes a saw-tooth: early in an epoch "
+    "it averages only the newest, better steps. With augmentation each picture is also shown mirrored every "
+    "other epoch, so one epoch can look a little different from the next. The dots are the whole test set, "
+    "measured after each epoch on pictures the network never trains on: they are the figures to trust.")
+
+
 @st.fragment(run_every=1.5)
 def live(run_id: str, owner: str) -> None:
     """One run's state, progress and curves, refreshed from its run directory every 1.5 s."""
-    try:
-        run = runs.get(run_id)
-    except runs.RunError:
+    # The server's snapshot, refreshed once a second for every session by the runs watcher, which also
+    # marks a trainer that died as failed: nothing is read or reconciled here, per visitor, per tick.
+    snapshot = runs_board.current()
+    run = snapshot.get(run_id)
+    if run is None:
         return
-    if run.state == "running":
-        runs.reconcile()     # a trainer that died shows as failed, never as running forever
-        run = runs.get(run_id)
     # When the run ends, redraw the whole page so the board and the sidebar's model list see it.
     seen = st.session_state.setdefault("train_seen_states", {})
     if seen.get(run.id) in ("queued", "running") and run.state not in ("queued", "running"):
         seen[run.id] = run.state
         st.rerun(scope="app")
     seen[run.id] = run.state
-    metrics = run.metrics()
+    metrics = snapshot.metrics_of(run.id)
     st.subheader(common.plain(run.name))
     status_line(run, metrics)
     mine = run.status.get("owner") == owner or common.is_teacher()
@@ -93,50 +109,108 @@ def live(run_id: str, owner: str) -> None:
             except runs.RunError as e:
                 st.error(str(e))
     if metrics:
-        st.altair_chart(charts.training_curves(charts.curve_frame(metrics, run.name)), width="stretch")
-    elif run.state == "running":
-        st.caption("Loading the data and building the network…")
+        # Built once per new record for everyone watching, not per visitor per tick (app_pages/chart_cache.py).
+        chart_cache.training_curves(run.id, snapshot.stamps.get(run.id), run.name, metrics)
+        overfitting_note(metrics)
+        st.caption(SAW_TOOTH)
     if run.state in ("queued", "running"):
         learning_parts.snapshot_panel(run)
     else:
         learning_parts.replay(run, key="train_replay")
 
 
+def overfitting_note(metrics: list[dict]) -> None:
+    """Say so, in words, when the test has been getting worse while training got better."""
+    found = overfitting.detect(metrics)
+    if found is None:
+        return
+    signs = []
+    if found.accuracy_fell:
+        signs.append(f"test accuracy fell from {evaluation.percent(found.test_accuracy[0])} to "
+                     f"{evaluation.percent(found.test_accuracy[1])}")
+    if found.loss_rose:
+        signs.append(f"test loss rose from {found.test_loss[0]:.3f} to {found.test_loss[1]:.3f}")
+    st.warning(f"**Overfitting** after epoch {found.first_epoch}: the training loss kept falling "
+               f"({found.train_loss[0]:.3f} to {found.train_loss[1]:.3f} by epoch {found.last_epoch}) while the "
+               f"{' and the '.join(signs)}. The network is learning its own training pictures by heart rather "
+               "than what makes each class. More pictures, augmentation or fewer epochs help; the best model "
+               f"was the one after epoch {found.first_epoch}.", icon=":material/trending_down:")
+
+
 def status_line(run: runs.Run, metrics: list[dict]) -> None:
     icon = STATE_ICONS.get(run.state, "")
+    p = run.progress(metrics)
     if run.state == "queued":
-        st.info(f"Waiting in the queue: number {runs.queue_position(run)}. It starts by itself when a trainer is free.",
+        place = runs_board.current().queue_position(run.id)
+        st.info(f"Waiting in the queue: number {place}. It starts by itself when a trainer is free.",
                 icon=icon)
     elif run.state == "running":
-        p = run.progress(metrics)
-        speed = f" · {p['images_per_s']:,.0f} pictures/s" if p["images_per_s"] else ""
-        left = f" · about {p['seconds_left']:.0f} s left" if p["seconds_left"] is not None else ""
-        st.progress(p["fraction"], text=f"Epoch {max(1, p['epoch'])} of {p['epochs']}{speed}{left}")
+        st.progress(p["fraction"], text=progress_text(p))
     elif run.state == "failed":
         st.error(f"Failed: {run.status.get('error') or 'no reason was recorded.'}", icon=icon)
     else:
-        best = run.summary(metrics)["best test accuracy"]
-        result = f"best test accuracy {best:.1%}" if best is not None else "no complete epoch"
-        st.success(f"{run.state.capitalize()}: {result}. Pick it as the model in the sidebar to try it.", icon=icon)
+        accuracy = run.status.get("test_accuracy")
+        result = (f"test accuracy {evaluation.percent(accuracy)}" if accuracy is not None
+                  else "no model was saved")
+        testing = testing_seconds(run.status, metrics)
+        took = f" It took {duration(p['elapsed_s'])} from its start" + (
+            f", of which testing {duration(testing)}." if testing else ".")
+        st.success(f"{run.state.capitalize()}: {result}.{took} Pick it as the model in the sidebar to try it.",
+                   icon=icon)
+        if accuracy is not None:
+            st.caption(evaluation.ACCURACY_DEFINITION + " The dots on the curves are each epoch's test pass, "
+                       "without the mirror, so the last dot can differ from this figure a little.")
+
+
+def progress_text(p: dict) -> str:
+    """The progress bar's line: where the run is, how fast, how long so far and how long left."""
+    so_far = f"{duration(p['elapsed_s'])} so far"
+    left = f" · about {duration(p['seconds_left'])} left" if p["seconds_left"] is not None else ""
+    if p["phase"] == "starting":
+        return f"Starting: loading the data and building the network · {so_far}"
+    if p["phase"] == "final":
+        return (f"All {p['epochs']} epochs done: measuring the final model on the whole test set "
+                f"and calibrating how sure it is · {so_far}{left}")
+    doing = "testing on the whole test set" if p["phase"] == "testing" else (
+        f"{p['images_per_s']:,.0f} pictures/s" if p["images_per_s"] else "training")
+    return f"Epoch {max(1, p['epoch'])} of {p['epochs']} · {doing} · {so_far}{left}"
+
+
+BOARD_COLUMNS = {
+    "progress": st.column_config.ProgressColumn("progress", format="percent", min_value=0, max_value=1,
+                                                help="Share of the run's expected time behind it."),
+    "epochs": st.column_config.TextColumn(help="Epochs trained of those asked for; 2.4 is 40% into the third."),
+    "test accuracy": st.column_config.TextColumn(
+        help=evaluation.ACCURACY_DEFINITION + " Measured on the final model, once the run has ended."),
+    "time": st.column_config.TextColumn(help="Wall time from the run's start to its end (or until now): "
+                                             "start-up, training and testing."),
+    "of which testing": st.column_config.TextColumn(
+        help="Of that time, the test pass after every epoch and the final checks on the saved model."),
+}
 
 
 def board(owner: str) -> None:
     """Every run in a table; pick rows to compare their curves, download, continue or delete them."""
-    everything = runs.list_runs()
+    snapshot = runs_board.current()
+    everything = list(snapshot.runs)
     if not everything:
         st.caption("No runs yet. Start one above.")
         return
-    summaries = {r.id: r.summary() for r in everything}
+    summaries = {r.id: r.summary(snapshot.metrics_of(r.id)) for r in everything}
     table = pd.DataFrame(summaries.values()).set_index("id")
     picked = st.dataframe(table, hide_index=True, on_select="rerun", selection_mode="multi-row", key="train_board",
-                          column_config={"best test accuracy": st.column_config.ProgressColumn(
-                              format="percent", min_value=0, max_value=1)})
+                          column_config=BOARD_COLUMNS)
     chosen = [everything[i] for i in picked.selection.rows if i < len(everything)]
     if not chosen:
         st.caption("Select runs in the table to compare their curves, download them or continue them.")
         return
-    frames = [charts.curve_frame(r.metrics(), r.name) for r in chosen]
-    st.altair_chart(charts.training_curves(pd.concat(frames), colour_by="run"), width="stretch")
+    frames = [charts.curve_frame(snapshot.metrics_of(r.id), r.name) for r in chosen]
+    if any(len(f) for f in frames):
+        st.altair_chart(charts.training_curves(pd.concat(frames), colour_by="run"), width="stretch")
+        st.caption("Each run has a colour of its own: light for its running training figures, dark for its test "
+                   "dots. " + SAW_TOOTH)
+    else:
+        st.caption("None of these runs has trained a step yet: their curves appear here when they have.")
     for run in chosen:
         actions(run, owner)
     if len(chosen) == 2:

@@ -1,4 +1,4 @@
-"""The command line: python -m cifar_core train|evaluate|predict|download.
+"""The command line: python -m cifar_core train|evaluate|predict|download|worker.
 
 User errors (a bad path, an unreadable picture, an out-of-range setting) are
 printed as one sentence on stderr with exit status 1 or 2, never a traceback.
@@ -27,11 +27,12 @@ def _train_parser(sub):
         if field.name in ("preset", "initial_model"):
             continue
         option = "--" + field.name.replace("_", "-")
+        text = FIELD_HELP.get(field.name, "").replace("%", "%%")   # argparse %-formats help ("% sure")
         if field.type in (bool, "bool"):
-            p.add_argument(option, action=argparse.BooleanOptionalAction, default=None, help=FIELD_HELP.get(field.name))
+            p.add_argument(option, action=argparse.BooleanOptionalAction, default=None, help=text)
         else:
             kind = {"int": int, "float": float}.get(str(field.type), str)
-            p.add_argument(option, type=kind, default=None, help=FIELD_HELP.get(field.name))
+            p.add_argument(option, type=kind, default=None, help=text)
     p.add_argument("--data", help="a cifar-10-python.tar.gz or a folder holding cifar-10-batches-py/")
     p.add_argument("--run-dir", help="train the run in this directory (its config.json if present)")
     p.add_argument("--save", help="also copy the final model to this .keras path (with a model card beside it)")
@@ -52,6 +53,10 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="classify picture files")
     _add_model_and_json(p)
     p.add_argument("files", nargs="+", metavar="FILE")
+    sub.add_parser("worker", help="a warm trainer: train queued runs one after another (the app starts these)",
+                   description="Keep TensorFlow and the data set loaded and train the runs handed over in "
+                               "CIFAR_RUNS_DIR/.workers/<pid>.json, one after another; exit after "
+                               "CIFAR_WORKER_IDLE_S seconds with nothing to do.")
     p = sub.add_parser("download", help="download CIFAR-10 (about 170 MB) into the Keras cache")
     p.add_argument("--data-dir", help="download here instead of ~/.keras/datasets")
     return top
@@ -137,6 +142,11 @@ def cmd_predict(args) -> int:
     return 1 if failed else 0
 
 
+def cmd_worker(args) -> int:
+    from cifar_core import worker
+    return worker.serve()
+
+
 def cmd_download(args) -> int:
     def progress(done, total):
         print(f"\r{done / 1e6:6.1f} / {total / 1e6:.1f} MB", end="", file=sys.stderr, flush=True)
@@ -147,7 +157,8 @@ def cmd_download(args) -> int:
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
-    command = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "download": cmd_download}
+    command = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "download": cmd_download,
+               "worker": cmd_worker}
     try:
         return command[args.command](args)
     except ValueError as e:   # DataError, ConfigError, ImageError, ModelError, RunError: all sentences

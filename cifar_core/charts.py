@@ -124,38 +124,72 @@ def curve_frame(metrics: list[dict], run: str = "") -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["run", "epoch", "seconds", "quantity", "series", "value"])
 
 
+TRAINING, TEST = "training (running)", "test (whole test set)"
+# Light for the running training figures, dark for the test: one hue per run (Vega's "paired" colours).
+PAIRED = ["#a6cee3", "#1f78b4", "#fdbf6f", "#ff7f00", "#b2df8a", "#33a02c", "#fb9a99", "#e31a1c",
+          "#cab2d6", "#6a3d9a"]
+
+
 def training_curves(frame: pd.DataFrame, colour_by: str = "series") -> alt.Chart:
-    """Loss and accuracy against epochs, side by side, training and test on the same axes."""
-    line = alt.Chart(frame).mark_line(point=False, clip=True).encode(
-        x=alt.X("epoch:Q", title="epoch", scale=alt.Scale(nice=False)),
-        y=alt.Y("value:Q", title=None, scale=alt.Scale(zero=False)),
-        color=alt.Color(f"{colour_by}:N", title=None, legend=alt.Legend(orient="bottom")),
-        strokeDash=alt.StrokeDash("series:N", title=None, legend=None if colour_by == "series" else alt.Legend(orient="bottom")),
-        tooltip=["run", "series", alt.Tooltip("epoch:Q", format=".2f"), alt.Tooltip("seconds:Q", format=".0f"),
-                 alt.Tooltip("value:Q", format=".4f")])
-    points = line.mark_point(filled=True, size=50).transform_filter(alt.datum.series == "test (whole test set)")
+    """Loss and accuracy (in %) against epochs, side by side, training and test on the same axes.
+
+    Every line has its own colour in the legend: for one run, training and test; compared runs
+    (`colour_by="run"`) get a hue each, light for training and dark for test. Test figures, measured
+    once an epoch, are dots on their line.
+    """
+    frame = frame.copy()
+    if colour_by == "run":
+        order = [f"{run} · {series}" for run in dict.fromkeys(frame["run"]) for series in (TRAINING, TEST)]
+        frame["line"] = frame["run"] + " · " + frame["series"]
+        colours = [PAIRED[i % len(PAIRED)] for i in range(len(order))]
+    else:
+        order, colours = [TRAINING, TEST], ["#4c78a8", "#f58518"]
+        frame["line"] = frame["series"]
+    colour = alt.Color("line:N", title=None, scale=alt.Scale(domain=order, range=colours),
+                       legend=alt.Legend(orient="bottom", columns=2 if colour_by == "run" else 0, labelLimit=360))
     charts = []
-    for quantity, title in (("loss", "Loss (lower is better)"), ("accuracy", "Accuracy (higher is better)")):
-        layer = alt.layer(line, points).transform_filter(alt.datum.quantity == quantity)
-        charts.append(layer.properties(title=title, height=260))
+    for quantity, title, axis, number in (
+            ("loss", "Loss (lower is better)", alt.Axis(), ".3f"),
+            ("accuracy", "Accuracy (higher is better)", alt.Axis(format=".0%"), ".1%")):
+        base = alt.Chart(frame).transform_filter(alt.datum.quantity == quantity).encode(
+            x=alt.X("epoch:Q", title="epoch", scale=alt.Scale(nice=False)),
+            y=alt.Y("value:Q", title=None, scale=alt.Scale(zero=False), axis=axis),
+            color=colour, detail="line:N",
+            tooltip=["run", "series", alt.Tooltip("epoch:Q", format=".2f"),
+                     alt.Tooltip("seconds:Q", format=".0f", title="training seconds"),
+                     alt.Tooltip("value:Q", format=number, title=quantity)])
+        line = base.mark_line(clip=True, strokeWidth=2)
+        dots = base.mark_point(filled=True, size=55, opacity=1).transform_filter(alt.datum.series == TEST)
+        charts.append(alt.layer(line, dots).properties(title=title, height=260))
     return alt.hconcat(*charts).resolve_scale(color="shared")
 
 
-def confusion(counts: np.ndarray) -> alt.Chart:
-    """The confusion matrix as a heat map; clicking a cell selects it (selection parameter "cell")."""
+def confusion(counts: np.ndarray, as_share: bool = False) -> alt.Chart:
+    """The confusion matrix as a heat map; clicking a cell selects it (selection parameter "cell").
+
+    Each square is written as its number of pictures, or with `as_share` as the
+    percentage of its row (of the pictures of that true class): with classes of
+    different sizes, only the percentages compare across rows. The shading is
+    always the percentage, so both views look alike.
+    """
     rows = [{"true": CLASS_NAMES[t], "predicted": CLASS_NAMES[p], "images": int(counts[t, p]),
              "share": float(counts[t, p] / max(1, counts[t].sum()))}
             for t in range(len(CLASS_NAMES)) for p in range(len(CLASS_NAMES))]
+    for row in rows:    # a square's text: whole percentages, "<1%" where a few pictures would read as 0%
+        share = row["share"] * 100
+        row["label"] = f"{share:.0f}%" if share >= 0.5 or not row["images"] else "<1%"
     cell = alt.selection_point(name="cell", fields=["true", "predicted"], on="click", clear=False, empty=False)
     base = alt.Chart(pd.DataFrame(rows)).encode(
         x=alt.X("predicted:N", sort=list(CLASS_NAMES), title="the model said"),
         y=alt.Y("true:N", sort=list(CLASS_NAMES), title="the picture really is"))
     squares = base.mark_rect().encode(
-        color=alt.Color("share:Q", scale=alt.Scale(scheme="blues"), legend=None),
+        color=alt.Color("share:Q", scale=alt.Scale(scheme="blues", domain=[0, 1]), legend=None),
         stroke=alt.condition(cell, alt.value("#ff4b4b"), alt.value(None)), strokeWidth=alt.value(3),
-        tooltip=["true", "predicted", "images", alt.Tooltip("share:Q", format=".1%")]).add_params(cell)
+        tooltip=["true", "predicted", "images", alt.Tooltip("share:Q", format=".1%", title="% of the row")]
+    ).add_params(cell)
     numbers = base.mark_text(fontSize=11).encode(
-        text="images:Q", color=alt.condition(alt.datum.share > 0.5, alt.value("white"), alt.value("#1c1f26")))
+        text="label:N" if as_share else "images:Q",
+        color=alt.condition(alt.datum.share > 0.5, alt.value("white"), alt.value("#1c1f26")))
     # "pad": the squares get exactly 480 x 480 pixels and the axes go around them.
     return (squares + numbers).properties(width=480, height=480, autosize=alt.AutoSizeParams(type="pad"))
 
@@ -187,3 +221,17 @@ def compare_classes(per_class: dict[str, dict[str, float]]) -> alt.Chart:
         y=alt.Y("accuracy:Q", axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1])),
         color=alt.Color("model:N", legend=alt.Legend(orient="bottom", title=None)),
         tooltip=["model", "class", alt.Tooltip("accuracy:Q", format=".1%")]).properties(height=300)
+
+
+def heat_key(colours: tuple[str, ...], title: str = "How much each place counted") -> alt.Chart:
+    """The colour key of a heat map: a bar running through `colours` from "not at all" to "the most"."""
+    frame = pd.DataFrame({"share": np.linspace(0, 1, 51)})
+    bar = alt.Chart(frame, title=alt.TitleParams(title, fontSize=12, anchor="start")).mark_rect().encode(
+        x=alt.X("share:Q", scale=alt.Scale(domain=[0, 1.02], nice=False),
+                axis=alt.Axis(values=[0, 0.5, 1], labelExpr="datum.value == 0 ? 'not at all' : "
+                              "datum.value == 1 ? 'the most' : 'half as much'", title=None, grid=False,
+                              labelFlush=True)),   # end labels inside the bar, never cut off
+        x2=alt.X2("end:Q"),
+        color=alt.Color("share:Q", legend=None,
+                        scale=alt.Scale(domain=[0, 1], range=list(colours), interpolate="rgb")))
+    return bar.transform_calculate(end="datum.share + 0.02").properties(height=28).configure_view(strokeWidth=0)

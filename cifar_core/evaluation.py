@@ -1,6 +1,9 @@
 """How good a model is on labelled images: accuracy, per-class figures, confusion matrix."""
 from __future__ import annotations
 
+import zipfile
+from pathlib import Path
+
 import numpy as np
 
 from cifar_core.data import CLASS_NAMES
@@ -96,6 +99,51 @@ def cached_probabilities(model_path, images: np.ndarray, data_key: str, predict)
     except OSError:
         pass
     return probabilities
+
+
+SHIPPED_SUFFIX = ".test.npz"   # beside x.keras: x.test.npz, its answers on the whole test set
+
+
+def fingerprint(data: bytes | np.ndarray, *more: bytes | np.ndarray) -> str:
+    """A short hash of arrays or bytes: equal fingerprints mean the very same pictures, labels or model."""
+    import hashlib
+    digest = hashlib.sha256()
+    for part in (data, *more):
+        digest.update(part if isinstance(part, bytes) else np.ascontiguousarray(part).tobytes())
+    return digest.hexdigest()[:32]
+
+
+def save_test_probabilities(model_path, probabilities: np.ndarray, images: np.ndarray, labels: np.ndarray) -> Path:
+    """Ship a model's answers on the test set with it, so no one waits for them again.
+
+    Written when the model is exported, beside it (`x.keras` -> `x.test.npz`):
+    the probabilities before the model's temperature (float16, about 200 KB for
+    10,000 pictures), with fingerprints of the model file and of the test
+    pictures and labels, so they are only ever used for that model on that data.
+    """
+    model_path = Path(model_path)
+    target = model_path.with_name(model_path.stem + SHIPPED_SUFFIX)
+    temporary = target.with_name(target.name + ".tmp.npz")
+    np.savez_compressed(temporary, probabilities=np.asarray(probabilities, np.float16),
+                        model=fingerprint(model_path.read_bytes()), data=fingerprint(images, labels))
+    temporary.replace(target)
+    return target
+
+
+def shipped_probabilities(model_path, images: np.ndarray, labels: np.ndarray) -> np.ndarray | None:
+    """The answers `save_test_probabilities` shipped with a model, as float32, if they are for this very
+    model file and these very pictures; None otherwise (none shipped, another data set, a damaged file)."""
+    model_path = Path(model_path)
+    try:
+        with np.load(model_path.with_name(model_path.stem + SHIPPED_SUFFIX), allow_pickle=False) as shipped:
+            probabilities, model, data = shipped["probabilities"], str(shipped["model"]), str(shipped["data"])
+        if probabilities.shape != (len(labels), len(CLASS_NAMES)) or data != fingerprint(images, labels):
+            return None
+        if model != fingerprint(model_path.read_bytes()):
+            return None
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None
+    return probabilities.astype(np.float32)
 
 
 def expected_calibration_error(probabilities: np.ndarray, y_true: np.ndarray, bins: int = 15) -> float:

@@ -366,18 +366,24 @@ def load_image(source, background: tuple[int, int, int] = (255, 255, 255)) -> Im
         raise ImageError("The picture is damaged or cut short, or stored in a way we cannot read.") from None
 
 
-def prepare(image: Image.Image) -> np.ndarray:
-    """The (32, 32, 3) uint8 picture the model sees: the centre square, downsampled with antialiasing."""
-    width, height = image.size
+def crop_box(width: int, height: int) -> tuple[float, float, float, float]:
+    """(left, top, right, bottom) of the square `prepare` cuts from a width x height picture: the
+    largest one in its centre, since CIFAR-10 pictures are square with their subject in the middle."""
     side = min(width, height)
-    box = ((width - side) / 2, (height - side) / 2, (width + side) / 2, (height + side) / 2)
+    return (width - side) / 2, (height - side) / 2, (width + side) / 2, (height + side) / 2
+
+
+def prepare(image: Image.Image) -> np.ndarray:
+    """The (32, 32, 3) uint8 picture the model sees: the centre square (`crop_box`), downsampled with
+    antialiasing."""
+    box = crop_box(*image.size)
     image = image if image.mode == "RGB" else image.convert("RGB")
     small = image.resize((32, 32), Image.Resampling.LANCZOS, box=box, reducing_gap=3.0)
     return np.asarray(small, dtype=np.uint8)
 
 
 _trace_lock = threading.Lock()      # tracing a model's forward pass happens once, by one thread
-_heatmap_lock = threading.Lock()    # Grad-CAM builds a probe model and a tape: one at a time
+heatmap_lock = threading.Lock()     # Grad-CAM (explain.gradcam) runs a probe model under a tape: one at a time
 _compiled: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 CHUNK = 128                         # pictures per forward call: a long pass yields the CPU this often
 
@@ -481,47 +487,13 @@ def model_card(path: str | os.PathLike | None = None) -> dict:
 
 
 def heatmap(model, image: np.ndarray, class_index: int) -> np.ndarray:
-    """Grad-CAM: where in a (32, 32, 3) picture the model looked for `class_index`, as (32, 32) in 0..1.
-
-    A late convolution's feature maps, weighted by how much the class's
-    score (its logit) rises with each of them, summed and kept where positive.
-    """
-    import keras
-    import tensorflow as tf
-    conv = _last_conv(model)
-    score = model.get_layer("logits").output if "logits" in {l.name for l in model.layers} else model.output
-    probe = keras.Model(model.input, [conv.output, score])
-    with _heatmap_lock, tf.GradientTape() as tape:
-        maps, scores = probe(np.asarray(image, np.float32)[None], training=False)
-        target = scores[:, class_index] if score is not model.output else tf.math.log(scores[:, class_index] + 1e-9)
-    grads = tape.gradient(target, maps)
-    weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
-    cam = tf.nn.relu(tf.reduce_sum(weights * maps, axis=-1))[0].numpy().astype(np.float32)
-    cam = cam / cam.max() if cam.max() > 0 else cam
-    return np.asarray(Image.fromarray(cam).resize((32, 32), Image.Resampling.BILINEAR))
+    """Grad-CAM: where in a (32, 32, 3) picture the model looked for `class_index`, as (32, 32) in 0..1
+    (see `explain.gradcam`)."""
+    from cifar_core import explain
+    return explain.gradcam(model, image, class_index)
 
 
-def _last_conv(model, min_size: int = 7):
-    """The last convolution whose maps are at least `min_size` pixels across: a finer map than the
-    very last one (3 x 3 in the airbench nets), still deep enough to see objects."""
-    from keras import layers
-    convs = [l for l in model.layers if isinstance(l, layers.Conv2D) and l.name != "whiten"]
-    return next((l for l in reversed(convs) if l.output.shape[1] >= min_size), convs[-1])
-
-
-def doubts(image: np.ndarray, probabilities: np.ndarray) -> list[str]:
-    """Plain-language warnings about a prediction: the model is unsure, or the picture is unlike CIFAR-10."""
-    from cifar_core.data import CLASS_NAMES
-    notes = []
-    order = np.argsort(probabilities)[::-1]
-    top, second = probabilities[order[0]], probabilities[order[1]]
-    if top < 0.5 or top - second < 0.15:
-        notes.append(f"The model is unsure: it is torn between {CLASS_NAMES[order[0]]} ({top:.0%}) "
-                     f"and {CLASS_NAMES[order[1]]} ({second:.0%}).")
-    pixels = np.asarray(image, np.float32)
-    saturation = (pixels.max(axis=-1) - pixels.min(axis=-1)).mean()
-    extremes = np.mean((pixels.mean(axis=-1) > 235) | (pixels.mean(axis=-1) < 20))
-    if saturation < 12 and extremes > 0.5:
-        notes.append("This looks more like a drawing, text or a screenshot than a photo. The model only knows "
-                     "photos of ten kinds of things, so its answer means little here.")
-    return notes
+def doubts(image: np.ndarray, probabilities: np.ndarray, size: tuple[int, int] | None = None) -> list[str]:
+    """Plain-language warnings about a prediction (see `explain.doubts`)."""
+    from cifar_core import explain
+    return explain.doubts(image, probabilities, size)

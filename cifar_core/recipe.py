@@ -5,35 +5,23 @@ preset asks for it; `training` puts them together.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from cifar_core import devices
 from cifar_core.data import CLASS_NAMES
 
 if TYPE_CHECKING:
     from cifar_core.config import TrainConfig
 
 
-def resolve_precision(requested: str = "auto") -> str:
-    """The Keras dtype policy to train with: what the hardware does fast, unless asked otherwise."""
+def resolve_precision(requested: str = "auto", hardware=None) -> str:
+    """The Keras dtype policy to train with: what the hardware does fast (see `devices.precision_for`),
+    unless asked otherwise. `hardware` is a `devices.Hardware`; by default the machine's own."""
     if requested != "auto":
         return requested
-    import keras
-    if keras.backend.backend() == "jax":
-        import jax
-        if jax.default_backend() == "gpu":
-            return "mixed_float16"
-    elif keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-        if tf.config.list_physical_devices("GPU"):
-            return "mixed_float16"
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        flags = ""
-    return "mixed_bfloat16" if ("avx512_bf16" in flags or "amx_bf16" in flags) else "float32"
+    return devices.precision_for(hardware or devices.detect())
 
 
 def learning_rate_at(step, total_steps: int, config: TrainConfig):

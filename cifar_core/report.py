@@ -1,13 +1,18 @@
-"""A run as one self-contained HTML file: settings, results per epoch and per class, and the curves."""
+"""A run as one self-contained HTML file: settings, results per epoch and per class, and the curves.
+
+Self-contained means offline: the curves are drawn here, on the server, into an SVG
+picture inside the page (vl-convert bundles Vega-Lite, so nothing is fetched), and the
+page holds no script at all. It opens from a USB stick in a classroom without internet,
+prints, and is safe to open whatever a run was named.
+"""
 from __future__ import annotations
 
+import functools
 import html as escape
+import json
 
-from cifar_core import charts
+from cifar_core import charts, evaluation
 from cifar_core.runs import Run
-
-VEGA = ("https://cdn.jsdelivr.net/npm/vega@5", "https://cdn.jsdelivr.net/npm/vega-lite@5",
-        "https://cdn.jsdelivr.net/npm/vega-embed@6")
 
 
 def _table(rows: list[dict]) -> str:
@@ -22,24 +27,48 @@ def _fmt(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
+@functools.lru_cache(maxsize=16)
+def _svg(spec: str) -> str:
+    """A Vega-Lite chart drawn as an SVG picture. About a second of CPU for the curves, so a page that
+    offers the same report on every rerun draws it once; the spec holds the data, so new data is a new key."""
+    import vl_convert   # a large native module: loaded only when a report is made
+    return vl_convert.vegalite_to_svg(json.loads(spec))
+
+
+def _epoch_row(record: dict) -> dict:
+    # Shares as every page shows them (evaluation.percent), losses and times as numbers.
+    return {k: evaluation.percent(v) if k.endswith("accuracy") else v for k, v in record.items() if k != "kind"}
+
+
+def curves_svg(metrics: list[dict], name: str) -> str:
+    """The run's loss and accuracy curves as inline SVG; a sentence instead when there is nothing to draw."""
+    if not metrics:
+        return "<p>No progress was recorded, so there are no curves to draw.</p>"
+    return _svg(charts.training_curves(charts.curve_frame(metrics, name)).to_json())
+
+
 def html(run: Run) -> str:
     metrics = run.metrics()
-    epochs = [{k: v for k, v in m.items() if k != "kind"} for m in metrics if m.get("kind") == "epoch"]
-    per_class = [{"class": k, "test accuracy": v} for k, v in (run.status.get("per_class_accuracy") or {}).items()]
-    chart = charts.training_curves(charts.curve_frame(metrics, run.name)).to_json() if metrics else "null"
-    scripts = "".join(f'<script src="{src}"></script>' for src in VEGA)
-    summary = {k: v for k, v in run.summary(metrics).items()}
+    epochs = [_epoch_row(m) for m in metrics if m.get("kind") == "epoch"]
+    per_class = [{"class": k, "test accuracy": evaluation.percent(v)}
+                 for k, v in (run.status.get("per_class_accuracy") or {}).items()]
+    summary = run.summary(metrics)
+    if isinstance(summary.get("progress"), (int, float)):
+        summary["progress"] = f"{summary['progress']:.0%}"     # the share of the epochs asked for, as people read it
     return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>{escape.escape(run.name)}: CIFAR-10 Studio run</title>{scripts}
+<html><head><meta charset="utf-8"><title>{escape.escape(run.name)}: CIFAR-10 Studio run</title>
 <style>body{{font-family:sans-serif;max-width:60rem;margin:2rem auto;color:#1c1f26}}
 table{{border-collapse:collapse;margin:1rem 0}}td,th{{border:1px solid #ccd;padding:.25rem .6rem;text-align:left}}</style>
 </head><body>
 <h1>{escape.escape(run.name)}</h1>
 {_table([summary])}
+<p>Test accuracy: {escape.escape(evaluation.ACCURACY_DEFINITION)}</p>
 {f'<p><b>Why it failed:</b> {escape.escape(run.status["error"])}</p>' if run.status.get("error") else ""}
-<h2>Curves</h2><div id="curves">(The charts need an internet connection; the tables below do not.)</div>
-<h2>Test accuracy per class (last epoch)</h2>{_table(per_class)}
-<h2>Every epoch</h2>{_table(epochs)}
+<h2>Curves</h2><div id="curves">{curves_svg(metrics, run.name)}</div>
+<h2>Test accuracy per class</h2>{_table(per_class)}
+<h2>Every epoch</h2>
+<p>Measured during training: accuracy on the pictures trained on so far in the epoch, and test accuracy with one
+look at each test picture (no mirror image, to keep each epoch short), so a little below the final figure.</p>
+{_table(epochs)}
 <h2>Settings</h2>{_table([{"setting": k, "value": v} for k, v in run.config.items()])}
-<script>if (window.vegaEmbed && {chart} !== null) vegaEmbed("#curves", {chart}, {{actions: false}});</script>
 </body></html>"""

@@ -6,14 +6,19 @@ first-in, first-out queue, and each trainer, when it ends, starts the next.
 Every change of state happens under one file lock on the runs directory, so
 many sessions (or processes) pressing Start at the same instant never launch
 more trainers than the limit.
+
+Locally a trainer is a warm worker (see `worker`): a process that keeps
+TensorFlow and the data set loaded and is handed one run after another, so a
+class's queue does not pay seconds of start-up per run. CIFAR_WORKER_IDLE_S=0
+goes back to a fresh `python -m cifar_core train` process per run.
 """
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -23,7 +28,8 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from cifar_core import rundir, settings, snapshots
+from cifar_core import board, evaluation, rundir, settings, snapshots
+from cifar_core import progress as timing
 from cifar_core.config import MAX_NAME_CHARS, TrainConfig
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
@@ -57,32 +63,26 @@ class Run:
     def metrics(self) -> list[dict]:
         return rundir.read_metrics(self.path)
 
-    def summary(self, metrics: list[dict] | None = None) -> dict:
-        """One row of the runs board."""
+    def summary(self, metrics: list[dict] | None = None, now: float | None = None) -> dict:
+        """One row of the runs board: every value a number or text a person reads, never None."""
         metrics = self.metrics() if metrics is None else metrics
-        epochs = [m for m in metrics if m.get("kind") == "epoch"]
-        return {"id": self.id, "name": self.name, "recipe": self.config.get("preset") or self.config.get("arch"),
-                "epochs": f"{len(epochs)} / {self.config.get('epochs')}",
-                "best test accuracy": max((m["test_accuracy"] for m in epochs), default=None),
-                "training time (s)": round(metrics[-1]["elapsed_s"]) if metrics else None,
+        progress = self.progress(metrics, now)
+        trained = timing.epochs_trained(self.config, self.status, metrics)
+        recipe = self.config.get("preset") or self.config.get("arch") or "–"
+        return {"id": self.id, "name": self.name, "recipe": recipe,
                 "state": self.state,
+                "epochs": f"{trained:.1f} / {progress['epochs']}".replace(".0 /", " /"),
+                "progress": progress["fraction"],
+                # The model's one accuracy (final, whole test set, mirror TTA), known once the run has ended.
+                "test accuracy": evaluation.percent(self.status.get("test_accuracy")),
+                "time": timing.duration(progress["elapsed_s"]),
+                "of which testing": timing.duration(timing.testing_seconds(self.status, metrics)),
                 "started": time.strftime("%d %b %H:%M", time.localtime(self.status.get("created", 0)))}
 
-    def progress(self, metrics: list[dict] | None = None) -> dict:
-        """How far a run has got: fraction done, current epoch, images per second, seconds left."""
+    def progress(self, metrics: list[dict] | None = None, now: float | None = None) -> dict:
+        """How far the run has got and how long it has left (see `cifar_core.progress`)."""
         metrics = self.metrics() if metrics is None else metrics
-        batches = [m for m in metrics if m.get("kind") == "batch"]
-        total_epochs = self.config.get("epochs", 1)
-        images = self.status.get("train_images")
-        if not batches or not images:
-            return {"fraction": 0.0, "epoch": 0, "epochs": total_epochs, "images_per_s": None, "seconds_left": None}
-        steps_per_epoch = math.ceil(images / self.config["batch_size"])
-        last = batches[-1]
-        done = ((last["epoch"] - 1) * steps_per_epoch + last["step"]) / (steps_per_epoch * total_epochs)
-        speed = ((last["epoch"] - 1) * images + last["step"] * self.config["batch_size"]) / max(last["elapsed_s"], 1e-9)
-        left = last["elapsed_s"] * (1 - done) / done if done else None
-        return {"fraction": min(1.0, done), "epoch": last["epoch"], "epochs": total_epochs,
-                "images_per_s": speed, "seconds_left": left}
+        return timing.estimate(self.config, self.status, metrics, time.time() if now is None else now).as_dict()
 
 
 def runs_dir() -> Path:
@@ -169,6 +169,7 @@ def start(config: TrainConfig, owner: str = "", admin: bool = False) -> Run:
         run = create(config, owner)
         _dispatch()
         _prune(owner, limits.keep_runs)
+    board.invalidate()     # this visitor's next rerun shows the new run, not one tick later
     return get(run.id)
 
 
@@ -202,14 +203,31 @@ def dispatch() -> None:
 
 def _dispatch() -> None:
     runs = _all()
-    free = settings.get().max_concurrent_runs - sum(r.state == "running" for r in runs)
+    if settings.get().runs_backend == "ray":   # every waiting run goes to the cluster at once; Ray decides when
+        from cifar_core import ray_backend
+        return ray_backend.dispatch(runs, _launch)
+    busy = {r.id for r in runs if r.state == "running"}
+    if settings.get().worker_idle_s > 0:
+        # A worker is busy until it has tidied up after its run and says so, even once the run shows finished:
+        # the next run waits for it rather than for a new worker's seconds of start-up.
+        from cifar_core import worker
+        busy |= {w["run"] for w in worker.live_workers() if w.get("run")}
+    free = settings.get().max_concurrent_runs - len(busy)
     for run in [r for r in runs if r.state == "queued"][:max(0, free)]:
         _launch(run)
 
 
 def _launch(run: Run) -> None:
+    if settings.get().runs_backend == "ray":   # Ray's scheduler, not this queue, picks the node and the time
+        from cifar_core import ray_backend
+        return ray_backend.submit(run)
+    if settings.get().worker_idle_s > 0:   # a warm worker: TensorFlow and the data set already loaded
+        from cifar_core import worker
+        return worker.hand_over(run)
+    # A fresh process per run (CIFAR_WORKER_IDLE_S=0): seconds of imports each, but nothing shared.
     # Running before the process exists, so a trainer that fails at once is never overwritten.
-    rundir.update_status(run.path, state="running", pid=None, started=rundir.now())
+    rundir.update_status(run.path, state="running", pid=None, started=rundir.now(), launched=rundir.now(),
+                         trainer="process")
     log = open(run.path / rundir.LOG, "ab")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")]))}
     process = subprocess.Popen(
@@ -241,6 +259,7 @@ def stop(run_id: str, owner: str = "", admin: bool = False) -> Run:
             rundir.update_status(run.path, state="stopped", ended=rundir.now(), error="Cancelled before it started.")
         elif run.state == "running":
             (run.path / rundir.STOP).touch()
+    board.invalidate()
     return get(run_id)
 
 
@@ -251,6 +270,7 @@ def delete(run_id: str, owner: str = "", admin: bool = False) -> None:
         if run.state == "running":
             raise RunError("This run is still training: stop it before deleting it.")
         shutil.rmtree(run.path)
+    board.invalidate()
 
 
 def _prune(owner: str, keep: int) -> None:
@@ -275,12 +295,16 @@ def clear(admin: bool) -> int:
                 (run.path / rundir.STOP).touch()
             else:
                 shutil.rmtree(run.path, ignore_errors=True)
+    board.invalidate()
     return len(everything)
 
 
 def _alive(status: dict) -> bool:
     """Whether the trainer that status.json names is still running: the same pid *and* the same
     process start time, so a pid reused by an unrelated process does not keep a dead run alive."""
+    if status.get("backend") == "ray":   # its trainer is on some node of the cluster: ask Ray, not our pids
+        from cifar_core import ray_backend
+        return ray_backend.alive(status)
     pid = status.get("pid")
     if not pid:
         return False
@@ -315,12 +339,39 @@ def reconcile(locked: bool = False) -> list[str]:
                 f"The training process (pid {run.status.get('pid')}) ended without finishing: "
                 "it was killed or ran out of memory. The last checkpoint, if any, is kept."))
             dead.append(run.id)
+        elif run.state == "running" and _stalled(run):
+            _kill(run.status.get("pid"))
+            rundir.update_status(run.path, state="failed", ended=rundir.now(), error=(
+                f"The trainer made no progress for {settings.get().run_stall_s} seconds, so it was ended; "
+                "the runs after it go on. The last checkpoint, if any, is kept."))
+            dead.append(run.id)
     _dispatch()    # also starts a queued run that a free slot has been waiting for
     return dead
 
 
+def _stalled(run: Run) -> bool:
+    """Whether a local trainer (a process or a warm worker) has written nothing for CIFAR_RUN_STALL_S
+    seconds. A trainer appends a metrics line every second while it trains, so silence that long
+    means it hangs, and a hung worker would hold up everyone queued behind it."""
+    if run.status.get("trainer") not in ("worker", "process"):
+        return False
+    written = [p.stat().st_mtime for p in (run.path / rundir.STATUS, run.path / rundir.METRICS) if p.exists()]
+    return bool(written) and time.time() - max(written) > settings.get().run_stall_s
+
+
+def _kill(pid) -> None:
+    """End a hung trainer (its pid and start time were just checked by `_alive`): a worker goes
+    with its run, and the next dispatch starts a fresh one for the queue."""
+    if isinstance(pid, int) and pid > 0:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
 class Watcher:
-    """Reconciles one runs directory every `interval` seconds in a daemon thread until `stop()`."""
+    """Every `interval` seconds, in a daemon thread until `stop()`: refreshes the board snapshot every
+    session reads (`board`), and reconciles the runs directory while any run is queued or running."""
 
     def __init__(self, interval: float):
         self.interval = interval
@@ -334,7 +385,10 @@ class Watcher:
             if settings.get().runs_dir != self.runs_dir:
                 continue    # settings changed under this process (tests do): leave other directories alone
             try:
-                reconcile()
+                # Nothing queued or running: no trainer can die and no run can start, so no lock and no reads.
+                if any(r.state in rundir.ACTIVE for r in board.refresh().runs):
+                    reconcile()
+                    board.refresh()
             except Exception as e:   # a full disk or a busy lock must not end the watch
                 print(f"runs.watch: {type(e).__name__}: {e}", file=sys.stderr)
 
@@ -350,7 +404,7 @@ _watch_lock = threading.Lock()
 _watcher: Watcher | None = None
 
 
-def watch(interval: float = 2.0) -> Watcher:
+def watch(interval: float = board.TICK_S) -> Watcher:
     """Start (once per process and runs directory) the watcher that marks dead trainers failed
     and starts a queued run as soon as a slot is free, whether or not anybody has a page open.
     Several server processes may each run one: the file lock keeps them in step."""

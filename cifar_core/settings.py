@@ -21,6 +21,12 @@ class Settings:
     max_runs_per_person: int   # CIFAR_MAX_RUNS_PER_PERSON: runs one visitor may have queued or running at once
     keep_runs: int             # CIFAR_KEEP_RUNS: ended runs kept per person; their older ones are pruned
     admin_password: str | None  # CIFAR_ADMIN_PASSWORD: unlocks teacher controls on a hosted copy
+    worker_idle_s: int         # CIFAR_WORKER_IDLE_S: a warm trainer waits this long for the next run; 0: a process per run
+    run_stall_s: int           # CIFAR_RUN_STALL_S: a running run silent this long is failed and its trainer killed
+    runs_backend: str          # CIFAR_RUNS_BACKEND: "local" (a subprocess queue here) or "ray"; "ray" when RAY_ADDRESS is set
+    ray_address: str | None    # RAY_ADDRESS: the Ray cluster's head ("host:6379"), or "auto" on a node of it
+    ray_cpus_per_run: int      # CIFAR_RAY_CPUS_PER_RUN: CPUs each trainer asks the cluster for
+    ray_gpus_per_run: int      # CIFAR_RAY_GPUS_PER_RUN: GPUs every trainer asks for (a GPU recipe asks for 1 anyway)
 
 
 def _int(name: str, default: int, minimum: int = 0) -> int:
@@ -47,4 +53,23 @@ def get() -> Settings:
         max_runs_per_person=_int("CIFAR_MAX_RUNS_PER_PERSON", 2, minimum=1),
         keep_runs=_int("CIFAR_KEEP_RUNS", 50, minimum=1),
         admin_password=os.environ.get("CIFAR_ADMIN_PASSWORD") or None,
+        worker_idle_s=_int("CIFAR_WORKER_IDLE_S", 300),
+        run_stall_s=_int("CIFAR_RUN_STALL_S", 900, minimum=1),
+        runs_backend=_backend(),
+        ray_address=os.environ.get("RAY_ADDRESS", "").strip() or None,
+        ray_cpus_per_run=_int("CIFAR_RAY_CPUS_PER_RUN", 2, minimum=1),
+        ray_gpus_per_run=_int("CIFAR_RAY_GPUS_PER_RUN", 0),
     )
+
+
+BACKENDS = ("local", "ray")
+
+
+def _backend() -> str:
+    """Where trainers run: CIFAR_RUNS_BACKEND if set, else Ray when RAY_ADDRESS names a cluster, else here."""
+    raw = os.environ.get("CIFAR_RUNS_BACKEND", "").strip().lower()
+    if not raw:
+        return "ray" if os.environ.get("RAY_ADDRESS", "").strip() else "local"
+    if raw not in BACKENDS:
+        raise ValueError(f"CIFAR_RUNS_BACKEND must be one of {', '.join(BACKENDS)}, not {raw!r}.")
+    return raw

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from cifar_core import data as cifar_data
-from cifar_core import evaluation, models, recipe, rundir, snapshots
+from cifar_core import devices, evaluation, models, recipe, rundir, snapshots, tensorboard_log
 from cifar_core.config import ConfigError, TrainConfig
 
 def evaluate_arrays(model, x, y, batch_size: int = 1000) -> tuple[float, float, np.ndarray]:
@@ -28,16 +28,27 @@ def evaluate_arrays(model, x, y, batch_size: int = 1000) -> tuple[float, float, 
     return loss, float(np.mean(probs.argmax(1) == y)), probs
 
 
-def _recorder(run_dir: Path, config: TrainConfig, test: tuple, export_model, steps_per_epoch: int, progress):
-    """The callback that writes metrics.jsonl, model.keras and the snapshots, and watches for STOP and NaN."""
+def _recorder(run_dir: Path, config: TrainConfig, test: tuple, export_model, steps_per_epoch: int, progress,
+              held_out: int = 0):
+    """The callback that writes metrics.jsonl, model.keras and the snapshots, and watches for STOP and NaN.
+
+    Two clocks: `elapsed_s` counts training steps only (the curves' time axis,
+    comparable between runs), `wall_s` counts from the trainer's start as
+    status.json records it, start-up and test passes included: what a person
+    waits, and what the time left is estimated from (`runs.Run.progress`).
+    """
     import keras
     snapshot = snapshots.Writer(run_dir, *test, config.epochs)
+    origin = rundir.read_status(run_dir).get("started") or time.time()
+    # What the final checks will measure, for the estimate of the time left.
+    rundir.update_status(run_dir, test_images=len(test[1]), calibration_images=held_out)
 
     class Recorder(keras.callbacks.Callback):
         failure: str | None = None
         stopped = False
         per_class: dict | None = None   # the last test pass's accuracy per class
         test_accuracy: float | None = None   # and overall
+        testing_s = 0.0     # wall time of the test passes after the epochs, summed
 
         started = None      # training clock, over the whole run; the test passes are taken out
         last_write = 0.0
@@ -53,6 +64,14 @@ def _recorder(run_dir: Path, config: TrainConfig, test: tuple, export_model, ste
 
         def on_train_batch_begin(self, batch, logs=None):
             if self.started is None:
+                # Compile the test pass now, as part of start-up, so the first epoch's pass takes as long
+                # as every later one; then time one more batch of it, so the time left counts the test
+                # passes from the first step on (`progress`). Inference only: no weight changes.
+                probe = test[0][:1000]
+                self.model.predict(probe, batch_size=1000, verbose=0)
+                timed = time.monotonic()
+                self.model.predict(probe, batch_size=1000, verbose=0)
+                rundir.update_status(run_dir, test_s_per_picture=(time.monotonic() - timed) / max(1, len(probe)))
                 self.started = time.monotonic()
 
         def on_train_batch_end(self, batch, logs=None):
@@ -70,7 +89,7 @@ def _recorder(run_dir: Path, config: TrainConfig, test: tuple, export_model, ste
                 self.last_write = time.monotonic()
                 rundir.append_metric(run_dir, {
                     "kind": "batch", "epoch": self.epoch + 1, "step": batch + 1,
-                    "elapsed_s": round(self.elapsed(), 3), "loss": loss,
+                    "elapsed_s": round(self.elapsed(), 3), "wall_s": round(time.time() - origin, 3), "loss": loss,
                     "accuracy": float(logs.get("categorical_accuracy", float("nan")))})
 
         def on_epoch_end(self, epoch, logs=None):
@@ -81,15 +100,20 @@ def _recorder(run_dir: Path, config: TrainConfig, test: tuple, export_model, ste
             save_checkpoint(self.model, export_model, run_dir)
             if self.stopped:  # a partial epoch: keep the weights, skip the test pass
                 return
+            test_started = time.monotonic()
             test_loss, test_accuracy, probabilities = evaluate_arrays(self.model, *test)
+            test_s = time.monotonic() - test_started
+            self.testing_s += test_s
             self.test_accuracy = test_accuracy
             self.per_class = evaluation.per_class_accuracy(test[1], probabilities.argmax(axis=1))
+            snapshot.write(self.model, epoch + 1, probabilities, list(self.per_class.values()))
+            # Written last, so its wall_s closes the epoch: training, checkpoint, test pass and snapshot.
             record = {"kind": "epoch", "epoch": epoch + 1, "elapsed_s": round(elapsed, 3),
+                      "wall_s": round(time.time() - origin, 3), "test_s": round(test_s, 3),
                       "loss": float(logs["loss"]), "accuracy": float(logs["categorical_accuracy"]),
                       "test_loss": test_loss, "test_accuracy": test_accuracy,
                       "images_per_s": round(images_per_s, 1)}
             rundir.append_metric(run_dir, record)
-            snapshot.write(self.model, epoch + 1, probabilities, list(self.per_class.values()))
             if progress:
                 progress(record)
             # The test pass is not training time: restart the clock where it stood.
@@ -133,46 +157,81 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, dataset: cifar_data.C
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    board = None
     rundir.update_status(run_dir, state="running", pid=os.getpid(),
                          pid_started=rundir.process_start(os.getpid()), started=rundir.now())
     try:
         config.validate()
         import keras
+        hardware = devices.detect()     # before TensorFlow sets up the GPUs (see detect)
         keras.utils.set_random_seed(config.seed)
         dataset = dataset or cifar_data.load()
         (x_train, y_train), calibration = recipe.split(dataset.x_train, dataset.y_train, config.train_subset,
                                                        config.calibration_images)
         if not len(x_train):
             raise cifar_data.DataError("There are no training images: the full CIFAR-10 data set is needed to train.")
-        precision = recipe.resolve_precision(config.precision)
-        rundir.update_status(run_dir, precision=precision, train_images=len(x_train))
-        model = build_model(config, x_train, precision)
-        export_model = models.build(config.arch)
+        strategy = devices.make_strategy(config.strategy)
+        # From here on `config` is what runs: on GPUs a bigger batch at a proportionally higher rate.
+        # config.json keeps what was asked; status.json records what ran.
+        config = devices.scale_for_gpus(config, devices.replicas(strategy) if hardware.gpus else 0, len(x_train))
+        precision = recipe.resolve_precision(config.precision, hardware)
+        rundir.update_status(run_dir, precision=precision, train_images=len(x_train), batch_size=config.batch_size,
+                             learning_rate=config.learning_rate, replicas=devices.replicas(strategy))
         steps_per_epoch = math.ceil(len(x_train) / config.batch_size)
         total_steps = config.epochs * steps_per_epoch
-        model.compile(optimizer=recipe.make_optimizer(config, total_steps),
-                      loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
-                      metrics=["categorical_accuracy"])
-        recorder = _recorder(run_dir, config, (dataset.x_test, dataset.y_test), export_model, steps_per_epoch, progress)
+        with devices.scope(strategy):   # a strategy's variables must be made inside its scope
+            model = build_model(config, x_train, precision)
+            model.compile(optimizer=recipe.make_optimizer(config, total_steps),
+                          loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+                          metrics=["categorical_accuracy"])
+        export_model = models.build(config.arch)
+        board = tensorboard_log.writer(run_dir, config, steps_per_epoch, total_steps)
+
+        def report(record):   # each epoch's record goes to TensorBoard as it went to metrics.jsonl
+            board.write_epoch(record)
+            if progress:
+                progress(record)
+
+        recorder = _recorder(run_dir, config, (dataset.x_test, dataset.y_test), export_model, steps_per_epoch, report,
+                             held_out=len(calibration[1]))
         callbacks = keras.callbacks.CallbackList(
-            [*([recipe.lookahead(total_steps)] if config.lookahead else []), recorder], model=model)
+            [*([recipe.lookahead(total_steps)] if config.lookahead else []), recorder, board], model=model)
+        step = devices.step_function(model, strategy)
         model.stop_training = False
         for epoch, (x_epoch, y_epoch) in enumerate(recipe.epochs_of(x_train, y_train, config)):
-            train_epoch(model, x_epoch, y_epoch, config.batch_size, epoch, callbacks)
+            train_epoch(model, x_epoch, y_epoch, config.batch_size, epoch, callbacks, step)
             if recorder.failure or recorder.stopped:
                 break
         if recorder.failure:
             raise RuntimeError(recorder.failure)
         state = "stopped" if recorder.stopped else "finished"
-        temperature = calibrate(export_model, *calibration) if (run_dir / rundir.MODEL).exists() else None
-        rundir.update_status(run_dir, state=state, ended=rundir.now(), error=None, temperature=temperature,
-                             test_accuracy=recorder.test_accuracy, per_class_accuracy=recorder.per_class)
+        final = {"temperature": None, "test_accuracy": None, "per_class_accuracy": None}
+        checks_started = time.monotonic()
+        if (run_dir / rundir.MODEL).exists():   # export_model holds the checkpoint's weights
+            final = {"temperature": calibrate(export_model, *calibration),
+                     **final_accuracy(export_model, dataset.x_test, dataset.y_test)}
+        testing_s = recorder.testing_s + time.monotonic() - checks_started
+        rundir.update_status(run_dir, state=state, ended=rundir.now(), error=None, testing_s=round(testing_s, 3),
+                             **final)
         return state
     except Exception as e:
         message = str(e) if isinstance(e, (ValueError, RuntimeError)) else f"{type(e).__name__}: {e}"
         traceback.print_exc()
         rundir.update_status(run_dir, state="failed", ended=rundir.now(), error=message)
         return "failed"
+    finally:
+        if board is not None:
+            board.close()
+
+
+def final_accuracy(model, x: np.ndarray, y: np.ndarray) -> dict:
+    """The saved model's accuracy, overall and per class, on the whole test set, measured as the
+    Evaluate page and the model card measure it (`inference.predict`, mirror test-time augmentation):
+    the one accuracy a model is shown with everywhere (see `evaluation.ACCURACY_DEFINITION`).
+    The per-epoch test figures in metrics.jsonl are without the mirror, to keep each epoch's pass short."""
+    from cifar_core import inference
+    result = evaluation.summary(inference.predict(model, x, mirror=True, calibrated=False), y)
+    return {"test_accuracy": result["accuracy"], "per_class_accuracy": result["per_class"]}
 
 
 def calibrate(model, x: np.ndarray, y: np.ndarray) -> float | None:
@@ -184,19 +243,23 @@ def calibrate(model, x: np.ndarray, y: np.ndarray) -> float | None:
     return round(evaluation.fit_temperature(inference.predict(model, x), y), 4)
 
 
-def train_epoch(model, x: np.ndarray, y: np.ndarray, batch_size: int, epoch: int, callbacks) -> None:
+def train_epoch(model, x: np.ndarray, y: np.ndarray, batch_size: int, epoch: int, callbacks,
+                train_step=None) -> None:
     """One pass over (x, y) in order, telling the callbacks the running mean of each metric.
+    `train_step(x, y) -> logs` does one optimizer step: train_on_batch, unless a strategy needs its own
+    (`devices.step_function`).
 
     A loop of train_on_batch, not Model.fit: fit tears down its tf.data
     pipeline when it returns, which was measured idling 15-60 s after every
     epoch on a 2-core machine; the epochs here are prepared arrays anyway.
     """
+    train_step = train_step or (lambda xs, ys: model.train_on_batch(xs, ys, return_dict=True))
     callbacks.on_epoch_begin(epoch)
     sums: dict[str, float] = {}
     seen, logs = 0, {}
     for step, start in enumerate(range(0, len(x), batch_size)):
         callbacks.on_train_batch_begin(step)
-        batch = model.train_on_batch(x[start:start + batch_size], y[start:start + batch_size], return_dict=True)
+        batch = train_step(x[start:start + batch_size], y[start:start + batch_size])
         size = min(batch_size, len(x) - start)
         seen += size
         sums = {name: sums.get(name, 0.0) + value * size for name, value in batch.items()}
@@ -252,4 +315,6 @@ def export(run_dir: str | os.PathLike, dest: str | os.PathLike, command: str = "
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(run_dir / rundir.MODEL, dest)
     rundir.write_json(dest.with_suffix(".json"), card)
+    # Its answers on the test set ship with it: the app's Evaluate and Quiz open at once for this model.
+    evaluation.save_test_probabilities(dest, raw, dataset.x_test, dataset.y_test)
     return card

@@ -55,6 +55,7 @@ def tiny_env(tiny_archive, tmp_path, monkeypatch):
     monkeypatch.setenv("CIFAR10_DATA", str(tiny_archive))
     monkeypatch.setenv("CIFAR_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.setenv("CIFAR_WORKER_IDLE_S", "3")   # a test's warm trainer must not outlive it by minutes
     return tmp_path
 
 

@@ -1,0 +1,106 @@
+"""What each page is for, and the words the pages use, in plain language.
+
+One place for this text so every page introduces itself the same way (a title,
+then one sentence on what the page is for and one on what to try first), and
+so the Glossary page and the tests read the same list of terms. No Streamlit
+here: common.header() and app_pages/glossary.py draw it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class PageGuide:
+    title: str
+    purpose: str        # one sentence: what the page is for
+    try_first: str      # one sentence: the first thing to do on it
+
+
+PAGES: dict[str, PageGuide] = {
+    "home": PageGuide(
+        "CIFAR-10 Studio",
+        "This app shows, one page at a time, how a computer learns to tell ten kinds of small photo apart.",
+        "Open Explore and click any picture to see the model's top three guesses for it."),
+    "explore": PageGuide(
+        "Explore the data",
+        "These are the pictures the model learns from: 50,000 for training and 10,000 kept apart to test it.",
+        "Pick a class such as cat, then click a picture to see it large with the model's top guesses."),
+    "train": PageGuide(
+        "Train a network",
+        "Here you teach a new network from scratch and watch its loss fall and its accuracy rise after every epoch.",
+        "Keep the Quick recipe and press Start training: it finishes in about a minute."),
+    "predict": PageGuide(
+        "Try it on your own pictures",
+        "Give the model any picture and see its answer, how sure it is, and where in the picture it looked.",
+        "Upload a photo of an animal or a vehicle, or draw one, and read the bar chart of its ten guesses."),
+    "inside": PageGuide(
+        "Look inside the network",
+        "This page opens the network up and shows what each of its layers finds in one picture.",
+        "Open What it sees with a test picture and compare the maps of the first block with those of the last."),
+    "evaluate": PageGuide(
+        "Where does the model go wrong?",
+        "This page measures the model on the 10,000 test pictures it never saw in training, class by class.",
+        "Open the Confusion matrix and click the darkest square off the diagonal to see the pictures it mixes up."),
+    "quiz": PageGuide(
+        "You against the model",
+        "A game for the whole class: you and the model name the same test pictures, and both get a score.",
+        "Answer ten pictures, then switch on Hard mode to see only the pictures the model gets wrong."),
+    "glossary": PageGuide(
+        "Glossary",
+        "The words the other pages use, each explained in a sentence or two.",
+        "Look up a word you met on another page; the sidebar's Glossary link brings you back here from any page."),
+}
+
+
+# Term -> explanation, in the order a beginner meets them. The pages' words, not a textbook's.
+GLOSSARY: dict[str, str] = {
+    "Class": "One of the ten kinds of picture in CIFAR-10: airplane, automobile, bird, cat, deer, dog, frog, "
+             "horse, ship and truck. The model's job is to name the class of a picture.",
+    "Training set": "The 50,000 pictures the model learns from. It sees each of them many times.",
+    "Test set": "The 10,000 pictures kept apart and never used for learning, so that measuring the model on them "
+                "shows how it does on pictures it has not seen.",
+    "Model": "A network together with the numbers (weights) it learned. The sidebar chooses which model every page "
+             "uses: the bundled one, or one you trained.",
+    "Network": "A chain of layers that turns a picture's pixels into ten scores, one per class. Also called a "
+               "neural network.",
+    "Layer": "One step of the network. Each layer takes what the previous one found and combines it into something "
+             "a little larger: edges, then textures, then parts of things.",
+    "Weights": "The numbers inside a layer. Training adjusts them, a little at a time, so the answers get better.",
+    "Filter": "A small pattern of weights that a convolution layer slides over the picture, responding where the "
+              "picture looks like it. The first layer's filters can be drawn as tiny pictures.",
+    "Feature map": "Where in the picture one filter found its pattern: bright where it matched most.",
+    "Accuracy": "The share of test pictures the model names correctly. Each picture is shown to it twice, as it is "
+                "and mirrored, and the two answers are averaged (see test-time augmentation).",
+    "Loss": "A single number saying how wrong the model's answers are, counting how sure it was. Training tries to "
+            "make it smaller; lower is better.",
+    "Epoch": "One pass over every training picture. A run of 10 epochs shows each picture to the network 10 times.",
+    "Batch": "The handful of pictures (for example 256) the network looks at before it adjusts its weights once. "
+             "Bigger batches mean fewer, steadier steps.",
+    "Learning rate": "How big a step the weights take after each batch. Too small and learning is slow; too big and "
+                     "the loss jumps about instead of falling.",
+    "Optimizer": "The rule that turns the loss into changes of the weights, such as SGD with momentum or Adam.",
+    "Augmentation": "Showing the training pictures slightly changed (mirrored, shifted by a pixel or two) so the "
+                    "model learns the object, not the exact pixels. It helps against overfitting.",
+    "Overfitting": "When a model learns its training pictures by heart instead of what the classes look like: "
+                   "training accuracy keeps rising while test accuracy stalls or falls.",
+    "Preset": "A ready-made recipe on the Train page (Quick, Best, TensorFlow tutorial): a network plus all its "
+              "training settings, chosen to work well together.",
+    "Run": "One training of one network, from Start until it finishes or is stopped. Every run is listed on the "
+           "Train page and, once finished, can be chosen as the model in the sidebar.",
+    "Probability": "How sure the model is of each class for one picture; the ten add up to 100%. Its answer is the "
+                   "class with the highest one.",
+    "Confusion matrix": "A table with a row for each true class and a column for each answer. The diagonal holds "
+                        "the right answers; every other square counts one kind of mix-up, such as cats called dogs.",
+    "Precision": "Of the pictures the model called a class, the share that really were that class.",
+    "Recall": "Of the pictures of a class, the share the model found.",
+    "F1": "One number that balances precision and recall; it is high only when both are.",
+    "Calibration": "Whether the model's confidence can be trusted: of all the answers given \"80% sure\", about 80% "
+                   "should be right. A well-calibrated model is neither overconfident nor too modest.",
+    "Grad-CAM": "A heat map of the parts of the picture that pushed the model most towards its answer.",
+    "Test-time augmentation": "Asking the model about a picture and its mirror image and averaging the two "
+                              "answers. It is slightly more accurate than one look, and every accuracy in this app "
+                              "is measured this way.",
+    "PCA": "A way to squeeze many numbers into two so they can be drawn as a map, keeping as much of their spread as "
+           "possible. Explore's map uses it on the network's last features.",
+}

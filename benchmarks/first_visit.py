@@ -1,0 +1,88 @@
+"""How long a teacher waits on a fresh server's first visit to Evaluate and Quiz, in a real browser.
+
+    python benchmarks/first_visit.py [--data PATH] [--root APP_FOLDER]
+
+It starts `streamlit run app.py` from `--root` (default: this checkout) with
+a fresh runs folder, opens Explore first so the data set is already read
+(that wait has its own message), then measures, in Debian's Chromium, the
+seconds from opening Evaluate until its accuracy is on screen and the
+script has finished, and the same for Quiz's first picture. Point `--root`
+at an older copy of the app to measure the baseline in the same run.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from playwright.sync_api import sync_playwright
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+from test_browser import CHROMIUM, free_port, settle  # noqa: E402
+
+
+def serve(root: Path, env: dict) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+                                "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+                               cwd=root, env={**env, "PYTHONPATH": str(root)},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url + "/_stcore/health", timeout=1)
+            return process, url
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError("streamlit did not start")
+
+
+def seconds_until_done(page, url: str, selector: str) -> float:
+    """From opening `url` until `selector` shows and the script has stopped running."""
+    started = time.monotonic()
+    page.goto(url)
+    page.locator(selector).first.wait_for(timeout=300_000)
+    page.wait_for_function(
+        "!document.querySelector('[data-testid=stStatusWidget]')"
+        " || !document.querySelector('[data-testid=stStatusWidget]').innerText.includes('Running')",
+        timeout=300_000)
+    return time.monotonic() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", help="cifar-10-python.tar.gz (default: CIFAR10_DATA)")
+    parser.add_argument("--root", default=str(ROOT), help="the app's folder (default: this checkout)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as runs, sync_playwright() as p:
+        env = {**os.environ, "CIFAR_RUNS_DIR": runs, **({"CIFAR10_DATA": args.data} if args.data else {})}
+        process, url = serve(Path(args.root), env)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            data_s = seconds_until_done(page, f"{url}/explore", "[data-testid=stVegaLiteChart]")
+            settle(page)
+            evaluate_s = seconds_until_done(page, f"{url}/evaluate", "[data-testid=stMetric]")
+            quiz_s = seconds_until_done(page, f"{url}/quiz", "button:has-text('Dog')")
+            again_s = seconds_until_done(page, f"{url}/evaluate", "[data-testid=stMetric]")
+        finally:
+            browser.close()
+            process.terminate()
+            process.wait(timeout=20)
+    print(f"app: {args.root}")
+    print(f"Explore, first visit (reads the data set): {data_s:.1f} s")
+    print(f"Evaluate, first visit: {evaluate_s:.1f} s")
+    print(f"Quiz, first visit after it: {quiz_s:.1f} s")
+    print(f"Evaluate, second visit: {again_s:.1f} s")
+
+
+if __name__ == "__main__":
+    main()

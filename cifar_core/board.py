@@ -1,0 +1,120 @@
+"""The runs directory as every session of one server sees it: one snapshot, taken once per tick.
+
+Every page shows runs: the sidebar's model list, the Train page's board and its
+live view, which reruns every 1.5 s for every visitor watching. Read by each
+session on each rerun, that was every run's status, settings and metrics parsed
+again, under the runs lock, per visitor per rerun: with a class watching, most
+of a server core spent reading files that had not changed.
+
+Here one process-wide `Snapshot` holds every run (`runs.Run`, newest first) and
+its metrics records. `refresh()` takes a new one: it looks at each run's files
+(a `stat` each) and parses only those whose modification time or size changed
+since the last snapshot, reusing the rest. The runs watcher thread
+(`runs.watch`) refreshes it once per tick, after reconciling; pages call
+`current()`, which returns it without touching the disk. A change made by this
+process (a run started, stopped or deleted) calls `invalidate()`, so the next
+`current()` refreshes at once and a visitor sees their own Start on the next
+rerun, not a tick later.
+
+`Snapshot.version` counts the snapshots whose content differed from the one
+before: a live view that has drawn version v has nothing new to draw until it
+changes.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cifar_core import rundir, settings
+
+TICK_S = 1.0     # how often the watcher refreshes: a trainer writes a progress record about once a second
+WATCHED = (rundir.CONFIG, rundir.STATUS, rundir.METRICS, rundir.MODEL, rundir.SNAPSHOTS)
+
+
+def _stamp(run_path: Path) -> tuple:
+    """What changes when any file a page shows of this run changes: each one's mtime and size."""
+    stamp = []
+    for name in WATCHED:
+        try:
+            info = os.stat(run_path / name)
+            stamp.append((info.st_mtime_ns, info.st_size))
+        except OSError:
+            stamp.append(None)
+    return tuple(stamp)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    runs_dir: Path
+    runs: tuple = ()                                  # runs.Run, newest first
+    metrics: dict = field(default_factory=dict)      # run id -> tuple of its metrics records
+    stamps: dict = field(default_factory=dict)       # run id -> _stamp() when it was read
+    version: int = 0
+    taken: float = 0.0                               # time.monotonic() of the refresh
+
+    def get(self, run_id: str):
+        """The run called `run_id` as of this snapshot, or None."""
+        return next((r for r in self.runs if r.id == run_id), None)
+
+    def metrics_of(self, run_id: str) -> list[dict]:
+        return list(self.metrics.get(run_id, ()))
+
+    def queue_position(self, run_id: str) -> int | None:
+        """1 for the next run to start, 2 for the one after, ...; None if not queued."""
+        queued = [r.id for r in reversed(self.runs) if r.state == "queued"]
+        return queued.index(run_id) + 1 if run_id in queued else None
+
+
+_lock = threading.Lock()
+_current: Snapshot | None = None
+_stale = threading.Event()     # set by invalidate(): this process changed a run
+
+
+def refresh() -> Snapshot:
+    """Take a new snapshot of the runs directory, re-reading only the runs whose files changed."""
+    from cifar_core import runs     # runs imports board for invalidate(); the cycle is broken here
+    global _current
+    with _lock:
+        _stale.clear()
+        folder = runs.runs_dir()
+        previous = _current if _current is not None and _current.runs_dir == folder else Snapshot(folder)
+        known = {r.id: r for r in previous.runs}
+        found, metrics, stamps = [], {}, {}
+        try:
+            entries = [e for e in os.scandir(folder) if not e.name.startswith(".") and e.is_dir(follow_symlinks=False)]
+        except OSError:
+            entries = []
+        for entry in entries:
+            path = Path(entry.path)
+            stamp = _stamp(path)
+            if stamp[0] is None:
+                continue                 # no config.json: not a run (or one being created)
+            if entry.name in known and previous.stamps.get(entry.name) == stamp:
+                run, records = known[entry.name], previous.metrics[entry.name]
+            else:
+                run, records = runs._read(path), tuple(rundir.read_metrics(path))
+            found.append(run)
+            metrics[run.id], stamps[run.id] = records, stamp
+        found.sort(key=lambda r: r.status.get("created", 0), reverse=True)
+        changed = stamps != previous.stamps
+        _current = Snapshot(folder, tuple(found), metrics, stamps,
+                            previous.version + changed, time.monotonic())
+        return _current
+
+
+def current() -> Snapshot:
+    """The latest snapshot, without reading anything, unless there is none yet, this process has just
+    changed a run, the runs directory setting changed, or no watcher has refreshed it for several ticks."""
+    snapshot = _current
+    if (snapshot is None or _stale.is_set() or snapshot.runs_dir != settings.get().runs_dir
+            or time.monotonic() - snapshot.taken > 5 * TICK_S):
+        return refresh()
+    return snapshot
+
+
+def invalidate() -> None:
+    """This process has just changed a run: the next `current()` reads the directory again."""
+    _stale.set()

@@ -1,0 +1,179 @@
+"""Why the model answered as it did: where it looked (Grad-CAM), the square it cut from a photo, and
+when its answer deserves little trust.
+
+    gradcam(model, image, class_index) -> (32, 32) float32 in 0..1: how much each place counted
+    colourise(heat)                    -> (H, W, 3) uint8 in HEAT_COLOURS (the colour key uses the same)
+    blend(picture, heat, opacity)      -> the picture with the coloured heat map laid over it
+    outline_crop(image)                -> a photo with the square the model was shown drawn on it
+    doubts(image, probabilities, size) -> sentences for a person: the picture or the answer is doubtful
+"""
+from __future__ import annotations
+
+import threading
+import weakref
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from cifar_core import inference
+
+# The "magma" colour map (dark = counted for nothing, pale yellow = counted most): it gets lighter
+# all the way up, so it reads the same in greyscale, on a projector and for colour-blind people.
+HEAT_COLOURS = ("#000004", "#3b0f70", "#8c2981", "#de4968", "#fe9f6d", "#fcfdbf")
+_ANCHORS = np.array([[int(c[i:i + 2], 16) for i in (1, 3, 5)] for c in HEAT_COLOURS], np.float32)
+
+_probes: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_probe_lock = threading.Lock()      # a probe model per model, built once, by one thread
+
+
+def feature_layer(model, min_size: int = 7):
+    """The layer Grad-CAM reads: the last rectified feature maps at least `min_size` pixels across.
+
+    Grad-CAM (Selvaraju et al., 2017) weights the maps A^k of a late convolution *after* its
+    non-linearity, where a positive value means "this feature is here". A raw convolution output
+    before BatchNorm is not such a map: a negative BatchNorm scale flips what its sign means, and
+    a max-pool right after it passes gradient to one pixel in four. In the airbench nets that
+    layer is the activation before the last convolution of the third block (7 x 7); the last one
+    (3 x 3) is too coarse to tell a cat from the sofa behind it.
+    """
+    from keras import layers
+
+    def rectified(layer) -> bool:
+        if isinstance(layer, layers.Activation):
+            return True
+        activation = getattr(layer, "activation", None)
+        return isinstance(layer, layers.Conv2D) and getattr(activation, "__name__", "linear") != "linear"
+
+    maps = [l for l in model.layers if len(l.output.shape) == 4 and rectified(l)]
+    if not maps:
+        raise ValueError("This model has no convolutional feature maps to draw a heat map from.")
+    return next((l for l in reversed(maps) if l.output.shape[1] >= min_size), maps[-1])
+
+
+def _probe(model):
+    """A model giving the feature maps and the class scores (logits, before softmax) for a picture."""
+    probe = _probes.get(model)
+    if probe is None:
+        import keras
+        with _probe_lock:
+            probe = _probes.get(model)
+            if probe is None:
+                names = {l.name for l in model.layers}
+                # Grad-CAM differentiates the class score y^c before the softmax: the softmax would mix
+                # in every other class (a place that lowers "dog" would count as a place for "cat").
+                score = model.get_layer("logits").output if "logits" in names else model.output
+                probe = keras.Model(model.input, [feature_layer(model).output, score])
+                probe.scores_are_logits = "logits" in names
+                _probes[model] = probe
+    return probe
+
+
+def _raw_cam(probe, image: np.ndarray, class_index: int) -> np.ndarray:
+    import tensorflow as tf
+    with tf.GradientTape() as tape:
+        maps, scores = probe(np.asarray(image, np.float32)[None], training=False)
+        score = scores[:, class_index]
+        if not probe.scores_are_logits:     # a model without a logits layer: log p is its logit up to a constant
+            score = tf.math.log(score + 1e-9)
+    grads = tape.gradient(score, maps)
+    weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)        # alpha_k: mean gradient over the map
+    return tf.nn.relu(tf.reduce_sum(weights * maps, axis=-1))[0].numpy().astype(np.float32)   # only what adds
+
+
+def gradcam(model, image: np.ndarray, class_index: int, mirror: bool = True) -> np.ndarray:
+    """Grad-CAM for a (32, 32, 3) uint8 picture and one class: (32, 32) float32, 1 where the picture
+    counted most for that class, 0 where it did not count for it at all (or counted against it).
+
+    With `mirror` the map of the mirrored picture, mirrored back, is added: predictions average a
+    picture with its mirror image, so the map explains the answer shown.
+    """
+    probe = _probe(model)
+    image = np.asarray(image)
+    with inference.heatmap_lock:
+        cam = _raw_cam(probe, image, class_index)
+        if mirror:
+            cam = cam + _raw_cam(probe, image[:, ::-1], class_index)[:, ::-1]
+    top = float(cam.max())
+    cam = cam / top if top > 0 else cam
+    # Each cell of the 7 x 7 map covers about 4.6 x 4.6 pixels: spread smoothly over the 32 x 32 picture.
+    smooth = np.asarray(Image.fromarray(cam).resize((32, 32), Image.Resampling.BILINEAR), np.float32)
+    return np.clip(smooth, 0, 1)
+
+
+def colourise(heat: np.ndarray) -> np.ndarray:
+    """Values in 0..1 as colours of HEAT_COLOURS, interpolated evenly between its anchors."""
+    position = np.clip(np.asarray(heat, np.float32), 0, 1) * (len(_ANCHORS) - 1)
+    low = np.minimum(position.astype(np.int64), len(_ANCHORS) - 2)
+    share = (position - low)[..., None]
+    return ((1 - share) * _ANCHORS[low] + share * _ANCHORS[low + 1]).round().astype(np.uint8)
+
+
+def enlarge(heat: np.ndarray, size: int) -> np.ndarray:
+    """The 32 x 32 heat map at size x size, smooth (a heat map has no pixels of its own to keep crisp)."""
+    return np.asarray(Image.fromarray(np.asarray(heat, np.float32)).resize((size, size), Image.Resampling.BILINEAR))
+
+
+def blend(picture: np.ndarray, heat: np.ndarray, opacity: float) -> np.ndarray:
+    """The (S, S, 3) picture with the coloured (S, S) heat map over it, `opacity` 0 (picture only) to 1."""
+    opacity = float(np.clip(opacity, 0, 1))
+    mixed = (1 - opacity) * np.asarray(picture, np.float32) + opacity * colourise(heat).astype(np.float32)
+    return mixed.round().astype(np.uint8)
+
+
+def outline_crop(image: Image.Image, display: int = 480) -> np.ndarray:
+    """The whole photo, at most `display` pixels across, with the centre square the model was shown
+    framed in red and the parts it never saw dimmed."""
+    image = image if image.mode == "RGB" else image.convert("RGB")
+    scale = min(1.0, display / max(image.size))
+    shown = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
+                         Image.Resampling.BILINEAR) if scale < 1 else image.copy()
+    left, top, right, bottom = (v * scale for v in inference.crop_box(*image.size))
+    pixels = np.asarray(shown, np.float32)
+    outside = np.ones(pixels.shape[:2], bool)
+    outside[int(round(top)):int(round(bottom)), int(round(left)):int(round(right))] = False
+    pixels[outside] = pixels[outside] * 0.4 + 255 * 0.6      # washed out towards white: never seen by the model
+    framed = Image.fromarray(pixels.round().astype(np.uint8))
+    width = max(2, round(min(shown.size) / 80))
+    ImageDraw.Draw(framed).rectangle((left, top, right - 1, bottom - 1), outline=(255, 43, 43), width=width)
+    return np.asarray(framed)
+
+
+# When to doubt an answer. Measured with the bundled model (calibrated, mirror TTA) on the 10,000 test
+# pictures by benchmarks/predict_doubts.py: it is right on 91.2% of them, but on only 52% of those where
+# its answer is under 40% sure, and on 52% of those where the answer leads the runner-up by under 15
+# points: a coin toss. Flagging either (1 picture in 10, right on 54%) catches half of its mistakes while
+# the answers left unflagged are right 95% of the time; at 55% / 20% it would flag 1 in 5, right on 64%.
+UNSURE_TOP = 0.40      # the answer's probability below this...
+UNSURE_MARGIN = 0.15   # ...or less than this ahead of the runner-up: "unsure"
+FLAT_STD = 10.0        # pixel values (0-255) spread less than this: flatter than every one of the 10,000
+                       # test pictures (the flattest has 13.9, the 0.1th percentile 17.7)
+TINY_SIDE = 16         # a picture narrower than this was blown up from almost nothing before the model saw it
+
+
+def doubts(image: np.ndarray, probabilities: np.ndarray, size: tuple[int, int] | None = None) -> list[str]:
+    """Plain-language warnings beside an answer: the picture is flat, tiny or unlike a photo, or the
+    model is torn. `size` is the picture's own (width, height) before it was cut and shrunk to 32 x 32."""
+    from cifar_core.data import CLASS_NAMES
+    notes = []
+    pixels = np.asarray(image, np.float32)
+    probabilities = np.asarray(probabilities, np.float64)
+    order = np.argsort(probabilities)[::-1]
+    top, second = probabilities[order[0]], probabilities[order[1]]
+    if size is not None and min(size) < TINY_SIDE:
+        notes.append(f"This picture is only {size[0]} x {size[1]} pixels. The model was made for 32 x 32 photos, "
+                     f"so this one was blown up and there is almost nothing in it to recognise: "
+                     f"this may not be one of the ten classes, and the answer is close to a guess.")
+    if pixels.std() < FLAT_STD:
+        notes.append("This picture is nearly one flat colour, with no shapes for the model to recognise: "
+                     "it may not be one of the ten classes, and the answer is close to a guess.")
+    else:
+        saturation = (pixels.max(axis=-1) - pixels.min(axis=-1)).mean()
+        extremes = np.mean((pixels.mean(axis=-1) > 235) | (pixels.mean(axis=-1) < 20))
+        if saturation < 12 and extremes > 0.5:
+            notes.append("This looks more like a drawing, text or a screenshot than a photo. The model only knows "
+                         "photos of ten kinds of things, so its answer means little here.")
+    if top < UNSURE_TOP or top - second < UNSURE_MARGIN:
+        notes.append(f"The model is unsure: it is torn between {CLASS_NAMES[order[0]]} ({top:.0%}) and "
+                     f"{CLASS_NAMES[order[1]]} ({second:.0%}). This may not be one of the ten classes, or the "
+                     f"thing may be small, cut off by the square or hard to see at 32 x 32.")
+    return notes

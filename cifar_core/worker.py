@@ -1,0 +1,213 @@
+"""Warm workers: trainer processes that keep TensorFlow and the data set loaded and train runs one after another.
+
+A fresh `python -m cifar_core train` process spends seconds importing
+TensorFlow and reading the data set before its first step: about 10 s of a
+31 s classroom run, measured on a fast machine, and more on a busy 2-core
+server. A worker (`python -m cifar_core worker`) pays that once and then
+takes queued runs as `runs` hands them over.
+
+The hand-over happens under the runs lock: `runs` marks the run running
+under the worker's pid, then writes the run's id into the worker's file,
+`.workers/<pid>.json` in the runs directory. A worker whose file names no
+run is idle and is handed the next one; after `CIFAR_WORKER_IDLE_S` seconds
+idle it removes its file and exits, so an empty queue costs no memory. The
+run directory stays the only contract: STOP, metrics, checkpoints, status
+and log.txt are the same whichever trainer runs a run. If a worker dies, its
+pid is gone, so `runs.reconcile` marks its run failed and the next dispatch
+starts a new worker for the rest of the queue.
+
+Between runs a worker clears Keras' session, collects garbage and hands
+freed heap back to the system, and resets the global state a run leaves
+(the dtype policy; seeds are set by every run), so each run trains exactly
+as it would in a fresh process and memory stays flat over many runs.
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import gc
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from cifar_core import rundir, runs, settings
+
+DIRECTORY = ".workers"     # under the runs directory; the leading dot keeps it off the runs board
+LOG = "log.txt"            # the workers' own output (each run's goes to its own log.txt)
+POLL_S = 0.1               # how often an idle worker looks for a hand-over: a small file read
+
+
+def directory(create: bool = False) -> Path:
+    # Only a writer creates it: a worker must not bring back a runs directory somebody removed.
+    path = settings.get().runs_dir / DIRECTORY
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _file(pid: int) -> Path:
+    return directory() / f"{pid}.json"
+
+
+def _read(path: Path) -> dict | None:
+    try:
+        info = rundir.read_object(path)
+    except rundir.DamagedFile:
+        return None
+    return info if isinstance(info.get("pid"), int) else None
+
+
+def live_workers() -> list[dict]:
+    """Every worker whose process is still alive (caller holds the runs lock); dead ones' files are removed."""
+    found = []
+    for path in sorted(directory(create=True).glob("*.json")):
+        info = _read(path)
+        if info and runs._alive({"pid": info["pid"], "pid_started": info.get("pid_started")}):
+            found.append(info)
+        else:
+            path.unlink(missing_ok=True)
+    return found
+
+
+def hand_over(run: runs.Run) -> None:
+    """Give `run` to an idle live worker, or to a new one (caller holds the runs lock).
+
+    The run is marked running under the worker's pid before the worker's file
+    names it, so the worker never starts a run whose status still says queued.
+    """
+    idle = next((w for w in live_workers() if not w.get("run")), None)
+    if idle is None:
+        idle = _spawn()
+    rundir.update_status(run.path, state="running", pid=idle["pid"], pid_started=idle.get("pid_started"),
+                         started=rundir.now(), launched=rundir.now(), trainer="worker", error=None)
+    rundir.write_json(_file(idle["pid"]), {**idle, "run": run.id, "handed_over": rundir.now()})
+
+
+def _spawn() -> dict:
+    log = open(directory(create=True) / LOG, "ab")
+    # An absolute runs directory: the worker runs from the package root, wherever the server was started.
+    env = {**os.environ, "CIFAR_RUNS_DIR": str(runs.runs_dir().resolve()), "PYTHONPATH": os.pathsep.join(filter(None, [str(runs.PACKAGE_ROOT),
+                                                                     os.environ.get("PYTHONPATH")]))}
+    process = subprocess.Popen([sys.executable, "-m", "cifar_core", "worker"], stdout=log, stderr=subprocess.STDOUT,
+                               stdin=subprocess.DEVNULL, env=env, cwd=runs.PACKAGE_ROOT,
+                               start_new_session=True)   # its own session: a server restart does not kill it
+    log.close()
+    runs._children.append(process)
+    return {"pid": process.pid, "pid_started": rundir.process_start(process.pid), "born": rundir.now()}
+
+
+def memory_mb() -> tuple[float, float]:
+    """This process's resident memory now and at its peak, in MB (Linux; zeros elsewhere)."""
+    try:
+        text = Path("/proc/self/status").read_text()
+    except OSError:
+        return 0.0, 0.0
+    values = {line.split(":")[0]: int(line.split()[1]) for line in text.splitlines()
+              if line.startswith(("VmRSS:", "VmHWM:"))}
+    return round(values.get("VmRSS", 0) / 1024, 1), round(values.get("VmHWM", 0) / 1024, 1)
+
+
+def release_memory() -> None:
+    """Forget the last run: Keras' global state, unreachable objects, then the freed heap itself."""
+    import keras
+    keras.backend.clear_session()
+    keras.config.set_dtype_policy("float32")   # build_model restores it, but a failed run may not have
+    gc.collect()
+    trim_heap()
+
+
+def trim_heap() -> None:
+    """Give freed heap back to the system: glibc keeps it mapped otherwise, so resident memory would
+    only ever grow, by each run's high-water mark (and by the archive's unpacked pickles after loading)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+@contextlib.contextmanager
+def _output_to(path: Path):
+    """Send this process's stdout and stderr (TensorFlow's C++ logging too) to `path` for a while."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.dup2(target, 1)
+        os.dup2(target, 2)
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (target, *saved):
+            os.close(fd)
+
+
+def _train_one(run_id: str, dataset) -> str:
+    """Train one handed-over run in this process; every failure ends up in its status, never here."""
+    from cifar_core import training
+    path = settings.get().runs_dir / run_id
+    if not path.is_dir():   # removed after it was handed over: nothing to train, nowhere to say so
+        return "failed"
+    with _output_to(path / rundir.LOG):
+        try:
+            config = training.load_config(path)
+        except (OSError, ValueError, TypeError) as e:
+            rundir.update_status(path, state="failed", ended=rundir.now(),
+                                 error=f"Its settings could not be read ({type(e).__name__}), so it was not trained.")
+            return "failed"
+        state = training.train(config, path, dataset=dataset)
+    _, peak = memory_mb()
+    release_memory()
+    now, _ = memory_mb()
+    with contextlib.suppress(OSError):   # the run may already have been deleted
+        rundir.update_status(path, trainer_memory_mb=now, trainer_peak_mb=peak)
+    return state
+
+
+def _load_data():
+    """The data set, once; None when it cannot be had, so each run's trainer reports why in its own status."""
+    from cifar_core import data
+    try:
+        return data.load()
+    except Exception as e:   # DataError, or a download that cannot happen offline
+        print(f"worker {os.getpid()}: no data set yet ({e}); each run will try again", flush=True)
+        return None
+
+
+def serve() -> int:
+    """The worker's life: import and load once, then train whatever is handed over until idle too long."""
+    me = os.getpid()
+    booted = time.monotonic()
+    import keras  # noqa: F401  (the slow import, paid once here rather than by every run)
+    dataset = _load_data()
+    trim_heap()
+    print(f"worker {me}: ready in {time.monotonic() - booted:.1f} s", flush=True)
+    idle_since = time.monotonic()
+    while True:
+        info = _read(_file(me))
+        if info is None:   # our file is gone (runs directory cleared or removed): nobody can reach us
+            return 0
+        if info.get("run"):
+            started = time.monotonic()
+            state = _train_one(info["run"], dataset)
+            if dataset is None:
+                dataset = _load_data()
+            print(f"worker {me}: run {info['run']} {state} in {time.monotonic() - started:.1f} s; "
+                  f"memory {memory_mb()[0]:.0f} MB", flush=True)
+            with runs._lock():
+                rundir.write_json(_file(me), {**info, "run": None})
+                runs.reconcile(locked=True)   # starts the next queued run: most likely here, as we are idle
+            idle_since = time.monotonic()
+            continue
+        if time.monotonic() - idle_since > settings.get().worker_idle_s:
+            with runs._lock():
+                latest = _read(_file(me))
+                if latest is None or not latest.get("run"):
+                    _file(me).unlink(missing_ok=True)
+                    print(f"worker {me}: idle for {settings.get().worker_idle_s:g} s, exiting", flush=True)
+                    return 0
+            continue
+        time.sleep(POLL_S)

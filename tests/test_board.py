@@ -1,0 +1,141 @@
+"""The shared snapshot of the runs directory (cifar_core.board) and the server's per-rerun clean-up (app_pages.serving)."""
+import time
+
+import pytest
+
+from cifar_core import board, rundir, runs
+from cifar_core.config import TrainConfig
+
+
+def small(**changes):
+    return TrainConfig(arch="airbench_tiny", batch_size=8, precision="float32", **changes)
+
+
+@pytest.fixture
+def counted_reads(tiny_env, monkeypatch):
+    """How many times a run's status and settings, and its metrics, are parsed."""
+    counts = {"runs": 0, "metrics": 0}
+    read, read_metrics = runs._read, rundir.read_metrics
+
+    def counting_read(path):
+        counts["runs"] += 1
+        return read(path)
+
+    def counting_metrics(path):
+        counts["metrics"] += 1
+        return read_metrics(path)
+    monkeypatch.setattr(runs, "_read", counting_read)
+    monkeypatch.setattr(rundir, "read_metrics", counting_metrics)
+    return counts
+
+
+def finished(name: str, accuracy: float) -> runs.Run:
+    run = runs.create(small(epochs=1, name=name), owner="alice")
+    rundir.append_metric(run.path, {"kind": "epoch", "epoch": 1, "elapsed_s": 3.0, "loss": 1.0, "accuracy": 0.5,
+                                    "test_loss": 1.1, "test_accuracy": accuracy})
+    rundir.update_status(run.path, state="finished", test_accuracy=accuracy)
+    return run
+
+
+def test_pages_read_the_snapshot_without_touching_run_files(counted_reads):
+    first = finished("one", 0.61)
+    time.sleep(0.01)
+    second = finished("two", 0.72)
+    snapshot = board.refresh()
+    assert [r.id for r in snapshot.runs] == [second.id, first.id]     # newest first
+    assert snapshot.metrics_of(first.id)[0]["test_accuracy"] == 0.61
+    counted_reads.update(runs=0, metrics=0)
+    for _ in range(100):            # a hundred reruns, every session's, between two ticks
+        assert board.current() is snapshot
+    assert counted_reads == {"runs": 0, "metrics": 0}
+
+
+def test_a_refresh_reads_only_the_run_that_changed_and_counts_a_version(counted_reads):
+    quiet, busy = finished("quiet", 0.5), finished("busy", 0.6)
+    before = board.refresh()
+    counted_reads.update(runs=0, metrics=0)
+    assert board.refresh().version == before.version      # nothing changed: same version, nothing parsed
+    assert counted_reads == {"runs": 0, "metrics": 0}
+
+    time.sleep(0.01)
+    rundir.append_metric(busy.path, {"kind": "epoch", "epoch": 2, "elapsed_s": 6.0, "loss": 0.9, "accuracy": 0.6,
+                                     "test_loss": 1.0, "test_accuracy": 0.66})
+    after = board.refresh()
+    assert after.version == before.version + 1
+    assert counted_reads == {"runs": 1, "metrics": 1}
+    assert len(after.metrics_of(busy.id)) == 2 and len(after.metrics_of(quiet.id)) == 1
+    assert after.get(quiet.id) is before.get(quiet.id)    # reused as it was, not read again
+
+
+def test_a_change_made_here_shows_on_the_next_rerun_not_a_tick_later(tiny_env, monkeypatch):
+    monkeypatch.setenv("CIFAR_MAX_CONCURRENT_RUNS", "1")
+    monkeypatch.setattr(runs, "_dispatch", lambda: None)      # no trainer: this is about what pages see
+    kept = finished("kept", 0.5)
+    board.refresh()
+    queued = runs.start(small(epochs=1, name="new"), owner="bob")
+    assert board.current().get(queued.id).state == "queued"
+    assert board.current().queue_position(queued.id) == 1
+    runs.delete(kept.id, owner="alice")
+    assert board.current().get(kept.id) is None
+
+
+def test_a_deleted_run_and_a_damaged_status_file_do_not_break_the_snapshot(tiny_env):
+    run = finished("soon damaged", 0.5)
+    board.refresh()
+    time.sleep(0.01)
+    (run.path / rundir.STATUS).write_text("{not json")
+    snapshot = board.refresh()
+    assert snapshot.get(run.id).state == "failed"
+    runs.delete(run.id, admin=True)
+    assert board.refresh().runs == ()
+
+
+def test_the_snapshot_follows_the_runs_directory_setting(tiny_env, monkeypatch, tmp_path):
+    finished("here", 0.5)
+    assert len(board.refresh().runs) == 1
+    monkeypatch.setenv("CIFAR_RUNS_DIR", str(tmp_path / "elsewhere"))
+    assert board.current().runs == ()
+
+
+def test_the_watcher_leaves_the_lock_alone_while_nothing_is_queued_or_running(tiny_env, monkeypatch):
+    finished("done", 0.5)
+    calls = []
+    monkeypatch.setattr(runs, "reconcile", lambda *a, **k: calls.append(1) or [])
+    watcher = runs.Watcher(0.05)
+    try:
+        time.sleep(0.5)
+        assert calls == []
+        queued = runs.create(small(epochs=1, name="waiting"), owner="carol")
+        deadline = time.monotonic() + 5
+        while not calls and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert calls, "a queued run is reconciled (and so started) by the watcher"
+        assert board.current().get(queued.id) is not None
+    finally:
+        watcher.stop()
+
+
+def test_streamlit_no_longer_clears_keras_after_every_rerun():
+    keras = pytest.importorskip("keras")
+    from streamlit.runtime.scriptrunner import script_runner
+
+    from app_pages import serving
+    original = script_runner._clean_problem_modules
+    try:
+        assert serving.keep_keras_session()
+        keras.layers.Dense(2, name=None)
+        before = keras.layers.Dense(2).name
+        script_runner._clean_problem_modules()          # what Streamlit calls after every run
+        after = keras.layers.Dense(2).name
+        assert after != before, "the session was cleared: layer names started again from the first"
+    finally:
+        script_runner._clean_problem_modules = original
+
+
+def test_the_server_config_turns_off_the_full_collection_after_every_rerun():
+    import tomllib
+    from pathlib import Path
+    config = tomllib.loads((Path(__file__).resolve().parent.parent / ".streamlit" / "config.toml").read_text())
+    assert config["runner"]["postScriptGC"] is False
+    assert "serving.keep_keras_session()" in (
+        Path(__file__).resolve().parent.parent / "studio.py").read_text()

@@ -1,0 +1,141 @@
+"""Home, Explore, Evaluate and Quiz in a real browser, at a projector's 1280 x 720 and at 1400 x 1000.
+
+Screenshots land in test-artifacts/pages-<page>-<width>x<height>.png: look at them.
+"""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from test_browser import (ARTIFACTS, browser, click_picture, no_exceptions, open_page, server,  # noqa: F401
+                          settle)
+
+VIEWPORTS = [(1400, 1000), (1280, 720)]
+PAGES = {"home": "", "explore": "explore", "evaluate": "evaluate", "quiz": "quiz"}
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(params=VIEWPORTS, ids=lambda v: f"{v[0]}x{v[1]}")
+def sized_page(request, browser):  # noqa: F811
+    context = browser.new_context(viewport={"width": request.param[0], "height": request.param[1]})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    page.size = f"{request.param[0]}x{request.param[1]}"
+    yield page
+    context.close()
+
+
+def clean(page, name: str) -> None:
+    """No exception, no error box, every chart drawn with marks, and a screenshot to look at."""
+    no_exceptions(page)
+    errors = page.locator("[data-testid=stAlertContentError]")
+    assert errors.count() == 0, errors.first.inner_text()
+    for chart in page.locator("[data-testid=stVegaLiteChart]:visible").all():
+        # A data mark (not an axis or a title): Vega draws each as a path, an image or a text.
+        chart.locator(".role-mark path, .role-mark image, .role-mark text").first.wait_for(state="attached")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=ARTIFACTS / f"pages-{name}-{page.size}.png")
+    # Streamlit scrolls inside its main area, so a "full page" shot stops at the window: make the
+    # window as tall as the page for a second shot of all of it, at the same width.
+    size = page.viewport_size
+    height = page.evaluate("document.querySelector('[data-testid=stMain]').scrollHeight")
+    if height > size["height"]:
+        page.set_viewport_size({"width": size["width"], "height": height})
+        page.wait_for_timeout(500)
+        page.screenshot(path=ARTIFACTS / f"pages-{name}-{page.size}-whole.png")
+        page.set_viewport_size(size)
+
+
+def same_size(page, selector: str) -> set:
+    """The distinct rendered sizes of the pictures matching `selector`."""
+    return {(round(box["width"]), round(box["height"]))
+            for box in (img.bounding_box() for img in page.locator(selector).all()) if box}
+
+
+def test_home(sized_page, server):  # noqa: F811
+    open_page(sized_page, server, PAGES["home"])
+    pictures = sized_page.locator("[data-testid=stImage] img")
+    assert pictures.count() == 10
+    assert len(same_size(sized_page, "[data-testid=stImage] img")) == 1, "captions changed the pictures' sizes"
+    clean(sized_page, "home")
+
+
+def test_explore_and_a_pick_that_belongs_to_its_split(sized_page, server):  # noqa: F811
+    page = sized_page
+    open_page(page, server, PAGES["explore"])
+    page.locator("[data-testid=stSelectbox]").filter(has_text="Class").click()
+    page.get_by_role("option", name="cat", exact=True).click()
+    settle(page)
+    page.get_by_text("20 pictures, page 1 of 1").wait_for()
+    click_picture(page, 0)
+    heading = page.get_by_role("heading", name=re.compile(r"Training picture #\d+: cat"))
+    heading.wait_for()
+    training_index = re.search(r"#(\d+)", heading.inner_text()).group(1)
+    clean(page, "explore")
+
+    # The training set's cat is not shown as the test set's picture of the same number.
+    page.get_by_role("radio", name="Test").click()
+    settle(page)
+    page.get_by_text("4 pictures, page 1 of 1").wait_for()
+    assert page.get_by_role("heading", name=f"Test picture #{training_index}").count() == 0
+    click_picture(page, 1)
+    page.get_by_role("heading", name=re.compile(r"Test picture #\d+: cat")).wait_for()
+    for text in page.get_by_role("heading", name=re.compile(r"picture #")).all_inner_texts():
+        assert text.startswith("Test picture") and text.endswith(": cat"), text
+
+    page.get_by_role("radio", name="Statistics").click()
+    settle(page)
+    page.wait_for_function("document.querySelectorAll('[data-testid=stVegaLiteChart]').length == 2", timeout=15_000)
+    assert len(same_size(page, "[data-testid=stImage] img")) == 1, "captions changed the average pictures' sizes"
+    clean(page, "explore-statistics")
+
+
+def test_evaluate_every_tab_draws(sized_page, server):  # noqa: F811
+    page = sized_page
+    open_page(page, server, PAGES["evaluate"])
+    metric = page.locator("[data-testid=stMetric]").first
+    metric.wait_for(timeout=120_000)      # a fresh server loads TensorFlow and tests the model on the tiny data first
+    settle(page)
+    assert re.search(r"\d+\.\d%$", metric.locator("[data-testid=stMetricValue]").inner_text())
+    page.locator("[data-testid=stDataFrame]").first.wait_for()
+    clean(page, "evaluate")
+
+    page.get_by_role("tab", name="Confusion matrix").click()
+    settle(page)
+    chart = page.locator("[data-testid=stVegaLiteChart]:visible").first
+    chart.locator(".mark-rect.role-mark path").nth(99).wait_for(state="attached")    # all 100 squares
+    numbers = chart.locator(".mark-text.role-mark text")
+    numbers.nth(99).wait_for(state="attached")
+    assert all(re.fullmatch(r"\d+", t) for t in numbers.all_text_contents())
+    assert len(same_size(page, "[data-testid=stImage] img")) == 1, "captions changed the mistakes' sizes"
+    clean(page, "evaluate-confusion")
+
+    page.get_by_role("radio", name="% of each true class").click()
+    settle(page)
+    numbers = page.locator("[data-testid=stVegaLiteChart]:visible").first.locator(".mark-text.role-mark text")
+    page.wait_for_function("[...document.querySelectorAll('[data-testid=stVegaLiteChart] .mark-text.role-mark text')]"
+                           ".some(t => t.textContent.endsWith('%'))")
+    assert all(re.fullmatch(r"(\d+|<1)%", t) for t in numbers.all_text_contents())
+    clean(page, "evaluate-confusion-percent")
+
+    page.get_by_role("tab", name="Confidence").click()
+    settle(page)
+    chart = page.locator("[data-testid=stVegaLiteChart]:visible").first
+    chart.locator(".mark-symbol path").nth(1).wait_for(state="attached")   # the dots, not only the diagonal
+    page.get_by_text("away from how often it is right").wait_for()
+    clean(page, "evaluate-confidence")
+
+
+def test_quiz_caption_on_one_line(sized_page, server):  # noqa: F811
+    page = sized_page
+    open_page(page, server, PAGES["quiz"])
+    page.get_by_role("button", name="Dog", exact=True).wait_for(timeout=120_000)
+    caption = page.get_by_text("The real size: 32 x 32 pixels")
+    box = caption.bounding_box()
+    assert box["height"] < 30, f"the caption wraps: {box}"
+    clean(page, "quiz")
+    page.get_by_role("button", name="Dog", exact=True).click()
+    page.get_by_text("It is a ").wait_for()
+    clean(page, "quiz-answered")

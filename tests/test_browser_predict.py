@@ -1,0 +1,224 @@
+"""The Predict page in a real browser, on the whole data set: the heat map side by side with its key,
+the crop square on a photo, the doubts, the batch table's true classes, and the upload limit.
+
+Screenshots at 1400 x 1000 and 1280 x 720 land in test-artifacts/predict-*.png (look at them)."""
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+from PIL import Image, ImageFilter
+
+from conftest import ROOT
+from test_browser import browser, free_port, no_exceptions, open_page, screenshot, settle  # noqa: F401 (fixtures)
+
+pytestmark = pytest.mark.browser
+VIEWS = {"wide": (1400, 1000), "laptop": (1280, 720)}
+
+
+@pytest.fixture(scope="module")
+def server(real_archive, tmp_path_factory):
+    """The app on the whole data set, as a teacher runs it."""
+    port = free_port()
+    env = {**os.environ, "CIFAR10_DATA": str(real_archive), "PYTHONPATH": str(ROOT),
+           "CIFAR_RUNS_DIR": str(tmp_path_factory.mktemp("runs"))}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+         "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.3)
+    else:
+        process.kill()
+        raise RuntimeError("streamlit did not start")
+    yield url
+    process.terminate()
+    process.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def pictures(real_archive, tmp_path_factory):
+    """A real test picture of a cat as a wide photo-like JPEG (the picture enlarged in the middle, its own
+    edges stretched and blurred to the sides, as a wider shot would have them), a 1 x 1 red PNG, a text
+    file posing as a picture, and a real ship."""
+    from cifar_core import data
+    test = data.read(real_archive)
+    folder = tmp_path_factory.mktemp("pictures")
+    cat = test.x_test[int(np.flatnonzero(test.y_test == 3)[0])]
+    ship = test.x_test[int(np.flatnonzero(test.y_test == 8)[0])]
+    middle = Image.fromarray(cat).resize((480, 480), Image.Resampling.BICUBIC)
+    wide = Image.fromarray(cat).resize((800, 480), Image.Resampling.BICUBIC).filter(ImageFilter.GaussianBlur(12))
+    wide.paste(middle, (160, 0))
+    wide.save(folder / "tabby.jpg", quality=90)
+    Image.new("RGB", (1, 1), "red").save(folder / "red-dot.png")
+    Image.fromarray(ship).resize((96, 96), Image.Resampling.BICUBIC).save(folder / "ship.png")
+    (folder / "notes.png").write_text("not a picture at all")
+    return folder
+
+
+def sized_page(browser, view: str):  # noqa: F811
+    width, height = VIEWS[view]
+    context = browser.new_context(viewport={"width": width, "height": height})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    return context, page
+
+
+def upload(page, *paths):
+    page.locator("[data-testid=stFileUploaderDropzoneInput]").set_input_files([str(p) for p in paths])
+    settle(page)
+
+
+def image_pixels(page, locator) -> np.ndarray:
+    """The pixels an <img> on the page shows, as the browser decoded them."""
+    raw = locator.screenshot()
+    return np.asarray(Image.open(io.BytesIO(raw)).convert("RGB"), np.float32)
+
+
+def cut_off_labels(page) -> list[str]:
+    """Texts of widget labels, captions and metrics that do not fit their box (clipped or ellipsised)."""
+    return page.evaluate("""() => [...document.querySelectorAll(
+        '[data-testid=stWidgetLabel] p, [data-testid=stCaptionContainer], [data-testid=stMetricValue] div,'
+        + ' [data-testid=stImageCaption], [data-testid=stAlertContentWarning] p')]
+        .filter(e => e.offsetParent !== null && (e.scrollWidth > e.clientWidth + 1))
+        .map(e => e.innerText)""")
+
+
+@pytest.mark.parametrize("view", VIEWS)
+def test_a_test_picture_with_its_heat_map_side_by_side_and_a_key(browser, server, view):  # noqa: F811
+    context, page = sized_page(browser, view)
+    open_page(page, server, "predict")
+    page.get_by_role("radio", name="Test picture").click()
+    page.get_by_text("the right answer is").wait_for()
+    page.get_by_text("The two together").wait_for()
+    settle(page)
+    images = page.locator("[data-testid=stImage] img")
+    captions = [c.inner_text() for c in page.locator("[data-testid=stImageCaption]").all()]
+    start = next(i for i, c in enumerate(captions) if c == "The picture")
+    plain, heat, both = (image_pixels(page, images.nth(start + i)) for i in range(3))
+    assert plain.shape == heat.shape == both.shape and plain.shape[0] > 150
+    assert np.abs(heat - plain).mean() > 30             # the heat map is its own picture, not a tint
+    assert 8 < np.abs(both - plain).mean() < np.abs(heat - plain).mean()   # the overlay: between the two
+    key = page.locator("[data-testid=stVegaLiteChart]").filter(has_text="How much each place counted")
+    key.wait_for()
+    page.wait_for_timeout(800)                          # vega draws after the element appears
+    assert key.locator("path[aria-roledescription='rect'], .mark-rect path").count() >= 40
+    assert "the most" in key.inner_text() and "not at all" in key.inner_text()
+    page.get_by_text("Pale yellow and orange: the parts that made it think").wait_for()
+    no_exceptions(page)
+    assert cut_off_labels(page) == []
+    screenshot(page, f"predict-test-picture-{view}")
+    context.close()
+
+
+@pytest.mark.parametrize("view", VIEWS)
+def test_a_wide_photo_shows_the_square_the_model_saw(browser, server, pictures, view):  # noqa: F811
+    context, page = sized_page(browser, view)
+    open_page(page, server, "predict")
+    upload(page, pictures / "tabby.jpg")
+    page.get_by_text("the model is shown only the square in the red frame").wait_for()
+    framed = image_pixels(page, page.locator("[data-testid=stImage] img").first)
+    red = (framed[..., 0] > 200) & (framed[..., 1] < 90) & (framed[..., 2] < 90)
+    columns = np.flatnonzero(red.mean(axis=0) > 0.8) / framed.shape[1]
+    assert columns.size and abs(columns.min() - 0.2) < 0.03 and abs(columns.max() - 0.8) < 0.03   # 160 and 640 of 800
+    page.get_by_text("40% of it, outside the frame, was cut off").wait_for()
+    said = page.locator("[data-testid=stMetric]").first.inner_text()
+    assert "The model says" in said and "sure" in said
+    no_exceptions(page)
+    assert cut_off_labels(page) == []
+    screenshot(page, f"predict-photo-{view}")
+    context.close()
+
+
+def test_a_one_pixel_picture_is_answered_with_a_warning(browser, server, pictures):  # noqa: F811
+    context, page = sized_page(browser, "wide")
+    open_page(page, server, "predict")
+    upload(page, pictures / "red-dot.png")
+    page.locator("[data-testid=stMetric]").first.wait_for()
+    warnings = page.locator("[data-testid=stAlertContentWarning]")
+    warnings.first.wait_for()
+    text = " ".join(warnings.all_inner_texts())
+    assert "only 1 x 1 pixels" in text and "may not be one of the ten classes" in text
+    no_exceptions(page)
+    screenshot(page, "predict-red-dot")
+    context.close()
+
+
+def test_the_batch_table_counts_right_answers_against_picked_true_classes(browser, server, pictures):  # noqa: F811
+    context, page = sized_page(browser, "wide")
+    open_page(page, server, "predict")
+    upload(page, pictures / "tabby.jpg", pictures / "notes.png", pictures / "ship.png")
+    table = page.locator("[data-testid=stDataFrame]").first
+    table.wait_for()
+    page.get_by_text("notes.png: This file is not a picture in a format we can read").wait_for()  # whole, visible
+    content = table.text_content()
+    assert "None" not in content and "tabby.jpg" in content
+    page.get_by_text("Pick each picture's true class").wait_for()
+    # Pick "ship" as the ship's true class: double-click its cell, choose from the list.
+    from cifar_core import data, inference
+    model = inference.load_model()
+    ship = inference.prepare(inference.load_image(pictures / "ship.png"))
+    said = data.CLASS_NAMES[int(inference.predict(model, ship)[0].argmax())]
+    cell = table.get_by_role("gridcell").filter(has_text="ship.png")
+    cell.wait_for()
+    box = cell.bounding_box()
+    header = table.get_by_role("columnheader", name="true class").bounding_box()
+    page.mouse.dblclick(header["x"] + header["width"] / 2, box["y"] + box["height"] / 2)
+    page.get_by_role("option", name="ship", exact=True).click()
+    page.keyboard.press("Escape")
+    settle(page)
+    verdict = "right" if said == "ship" else "wrong"
+    page.get_by_text(f"Right on {int(said == 'ship')} of the 1 pictures with a true class").wait_for()
+    assert verdict in table.text_content()
+    no_exceptions(page)
+    screenshot(page, "predict-batch-true-class")
+    context.close()
+
+
+def test_a_file_over_the_limit_gets_a_visible_sentence(browser, server, tmp_path):  # noqa: F811
+    big = tmp_path / "huge.png"
+    big.write_bytes(b"\x89PNG" + bytes(21 * 1024 * 1024))
+    context, page = sized_page(browser, "wide")
+    open_page(page, server, "predict")
+    upload(page, big)
+    page.locator("[data-testid=stAlertContentError]").filter(
+        has_text="huge.png: This file is 21.0 MB; pictures of up to 20 MB can be read.").wait_for()
+    no_exceptions(page)
+    context.close()
+
+
+def overlaps(a, b) -> bool:
+    return min(a["x"] + a["width"], b["x"] + b["width"]) > max(a["x"], b["x"]) and \
+        min(a["y"] + a["height"], b["y"] + b["height"]) > max(a["y"], b["y"])
+
+
+def test_the_drawing_tools_do_not_cover_each_other(browser, server):  # noqa: F811
+    context, page = sized_page(browser, "laptop")
+    open_page(page, server, "predict")
+    page.get_by_role("radio", name="Draw").click()
+    settle(page)
+    canvas = page.locator("canvas.upper-canvas").first
+    canvas.wait_for()
+    canvas.hover()                                      # the canvas's toolbar shows while the pointer is on it
+    page.wait_for_timeout(600)
+    toolbar = page.locator(".dc-toolbar").first.bounding_box()
+    for name in ("Brush size", "Brush colour", "Background"):
+        label = page.get_by_text(name, exact=True).first.bounding_box()
+        assert not overlaps(toolbar, label), name
+    assert not overlaps(toolbar, page.get_by_role("slider", name="Brush size").bounding_box())
+    assert not overlaps(toolbar, page.locator("[data-testid=stButtonGroup]").first.bounding_box())
+    no_exceptions(page)
+    screenshot(page, "predict-draw-laptop")
+    context.close()

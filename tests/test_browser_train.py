@@ -1,0 +1,83 @@
+"""The Train page in Chromium while a run trains and after it has ended, at 1400x1000 and 1280x720.
+
+Screenshots land in test-artifacts/train/ (the window, and the whole page as
+"-whole"): look at them. Each is checked for what a person would notice at
+once (test_browser_screens.PROBLEMS_JS): an error box, a cut-off label or
+value, a chart that draws nothing.
+"""
+from __future__ import annotations
+
+import re
+
+import test_browser
+from test_browser import ARTIFACTS, no_exceptions, open_page, settle
+from test_browser_screens import PROBLEMS_JS, wait_for_charts
+
+# test_browser.py's fixtures: the app on the tiny data set, and Chromium.
+server, browser = test_browser.server, test_browser.browser
+pytestmark = test_browser.pytestmark
+
+SIZES = [(1400, 1000), (1280, 720)]
+SHOTS = ARTIFACTS / "train"
+AFTER_EPOCH = re.compile(r"What it sees after epoch (\d+)")
+LEFT = re.compile(r"Epoch \d+ of 12 · .* so far · about .+ left")
+
+
+def photograph(page, name: str) -> list[str]:
+    """The page at each size, the window and the whole of it; what a person would see wrong, in words."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    problems = []
+    for width, height in SIZES:
+        page.set_viewport_size({"width": width, "height": height})
+        settle(page)
+        wait_for_charts(page)
+        page.screenshot(path=SHOTS / f"{name}-{width}x{height}.png")
+        problems += [f"{name} at {width}x{height}: {p}" for p in page.evaluate(PROBLEMS_JS)]
+        # Streamlit scrolls its main area itself: a window as tall as the content shows all of it.
+        tall = page.evaluate("() => document.querySelector('[data-testid=stMain]').scrollHeight")
+        page.set_viewport_size({"width": width, "height": min(max(tall, height), 8000)})
+        wait_for_charts(page, 5)
+        page.screenshot(path=SHOTS / f"{name}-{width}x{height}-whole.png")
+        problems += [f"{name} at {width}x{height}, whole page: {p}" for p in page.evaluate(PROBLEMS_JS)]
+    page.set_viewport_size({"width": SIZES[0][0], "height": SIZES[0][1]})
+    return problems
+
+
+def test_the_train_page_during_and_after_a_run(browser, server):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    try:
+        open_page(page, server, "train")
+        # The network's whole description shows in its box.
+        network = page.locator("[data-testid=stSelectbox]").filter(has_text="Network").locator("input").first
+        assert "for a first result in a minute on a laptop" in network.input_value()
+        page.get_by_role("spinbutton", name="Epochs").fill("12")
+        page.get_by_role("spinbutton", name="Batch size").fill("4")
+        page.get_by_role("textbox", name="Run name").fill("Screens run")
+        page.get_by_role("button", name="Start training").click()
+
+        # During: after the first epoch, with the test dots on the curves and the time left.
+        page.get_by_text(AFTER_EPOCH).first.wait_for(timeout=180_000)
+        progress = page.locator("[data-testid=stProgress]")
+        assert LEFT.search(progress.inner_text()), progress.inner_text()
+        problems = photograph(page, "running")
+        assert "None" not in page.locator("[data-testid=stDataFrame]").text_content()
+        no_exceptions(page)
+
+        # After: the run's one accuracy, its wall time, and the board with it.
+        page.get_by_role("button", name="Stop").click()
+        done = page.get_by_text(re.compile(r"Stopped: test accuracy \d+\.\d%\. It took .* from its start"))
+        done.wait_for(timeout=120_000)
+        board = page.locator("[data-testid=stDataFrame]")
+        board.wait_for()
+        assert "stopped" in board.text_content() and "None" not in board.text_content()
+        # Pick the run on the board: its curves drawn again, in the comparison's colours.
+        box = board.bounding_box()
+        page.mouse.click(box["x"] + 18, box["y"] + 35 + 17)
+        page.get_by_text("Each run has a colour of its own").wait_for()
+        problems += photograph(page, "ended")
+        no_exceptions(page)
+        assert not problems, "\n".join(problems)
+    finally:
+        context.close()

@@ -1,0 +1,186 @@
+"""What a run's progress line and board row say: time left against a reference timeline, overfitting
+spotted in words, the board's figures, and the training charts in %."""
+import math
+
+import pytest
+
+from cifar_core import charts, overfitting, progress
+from cifar_core.config import FIELD_HELP
+from cifar_core.runs import Run
+
+
+class Timeline:
+    """A trainer as the run directory records it, with every phase's length known: start-up, then per
+    epoch the steps, the checkpoint and test pass, then the final checks. `truth(t)` is the time left."""
+
+    def __init__(self, epochs=10, steps=50, step_s=0.2, after_epoch_s=10.0, test_s=9.0, startup_s=8.0,
+                 test_images=10_000, held_out=2_000, batch_size=100):
+        self.epochs, self.steps, self.step_s, self.after_epoch_s = epochs, steps, step_s, after_epoch_s
+        self.test_s, self.startup_s = test_s, startup_s
+        self.final_s = (progress.FINAL_SETUP_S
+                        + progress.FINAL_SLOWDOWN * test_s * 2 * (test_images + held_out) / test_images)
+        self.config = {"epochs": epochs, "batch_size": batch_size, "calibration_images": held_out}
+        self.status = {"state": "running", "started": 1000.0, "train_images": steps * batch_size,
+                       "test_images": test_images, "calibration_images": held_out}
+        self.end = 1000.0 + startup_s + epochs * (steps * step_s + after_epoch_s) + self.final_s
+
+    def records_until(self, t: float) -> list[dict]:
+        """Every record written by wall time `t` (seconds after the start), a batch record each step."""
+        records, wall, elapsed = [], self.startup_s, 0.0
+        for epoch in range(1, self.epochs + 1):
+            for step in range(1, self.steps + 1):
+                wall, elapsed = wall + self.step_s, elapsed + self.step_s
+                if wall > t:
+                    return records
+                records.append({"kind": "batch", "epoch": epoch, "step": step, "elapsed_s": elapsed, "wall_s": wall,
+                                "loss": 1.0, "accuracy": 0.5})
+            wall += self.after_epoch_s
+            if wall > t:
+                return records
+            records.append({"kind": "epoch", "epoch": epoch, "elapsed_s": elapsed, "wall_s": wall,
+                            "test_s": self.test_s, "loss": 1.0, "accuracy": 0.5, "test_loss": 1.0,
+                            "test_accuracy": 0.5, "images_per_s": 500.0})
+        return records
+
+    def estimate(self, t: float) -> progress.Progress:
+        return progress.estimate(self.config, self.status, self.records_until(t), now=1000.0 + t)
+
+
+def test_time_left_counts_the_test_passes_and_the_final_checks():
+    # The tutorial's shape: an epoch's test pass takes as long as its training. The old estimate
+    # (training time only) said about 41 s at epoch 2 where about 200 s were left.
+    run = Timeline(epochs=10, steps=50, step_s=0.2, after_epoch_s=10.0, test_s=9.0)
+    for t in (29.0, 40.0, 77.0, 150.0, 203.0):     # mid-epoch, in a test pass, between epochs
+        truth = run.end - (1000.0 + t)
+        left = run.estimate(t).seconds_left
+        assert left == pytest.approx(truth, rel=0.02), (t, left, truth)
+    p = run.estimate(33.0)
+    assert p.epoch == 2 and p.phase == "training" and p.fraction == pytest.approx(33 / (run.end - 1000), rel=0.02)
+    assert run.estimate(8.0 + 10.0 + 5.0).phase == "testing"
+
+
+def test_before_the_first_epoch_ends_the_test_pass_is_estimated_from_the_training_speed():
+    run = Timeline(epochs=4, steps=100, step_s=0.2)
+    # A test pass forwards 10,000 pictures at FORWARD_SPEEDUP times the training speed (500 pictures/s).
+    test_s = progress.PASS_SETUP_S + 10_000 / (500 * progress.FORWARD_SPEEDUP)
+    run.after_epoch_s, run.test_s = test_s + progress.CHECKPOINT_S, test_s
+    run.final_s = progress.FINAL_SETUP_S + progress.FINAL_SLOWDOWN * test_s * 2 * 12_000 / 10_000
+    run.end = 1000.0 + run.startup_s + 4 * (100 * 0.2 + run.after_epoch_s) + run.final_s
+    p = run.estimate(18.0)                         # half-way through epoch 1
+    assert p.epochs_done == 0 and p.images_per_s == pytest.approx(500)
+    assert p.seconds_left == pytest.approx(run.end - 1018.0, rel=0.02)
+
+
+def test_on_the_tiny_data_the_time_left_comes_true(tiny_env):
+    """A real trainer (start-up, test passes, final checks): each estimate made after the first epoch,
+    while at least a quarter of the run was still to come, against when the run really ended."""
+    import statistics
+    import time
+
+    from cifar_core import runs
+    from cifar_core.config import TrainConfig
+    run = runs.start(TrainConfig(arch="airbench_tiny", epochs=5, batch_size=8, precision="float32"))
+    readings, deadline = [], time.monotonic() + 600
+    while (current := runs.get(run.id)).state in ("queued", "running") and time.monotonic() < deadline:
+        now = time.time()
+        p = current.progress(now=now)
+        if p["epochs_done"] >= 1 and p["seconds_left"] is not None:
+            readings.append((now, p["seconds_left"]))
+        time.sleep(0.5)
+    assert current.state == "finished", current.status.get("error")
+    ended, began = current.status["ended"], current.status.get("launched") or current.status["started"]
+    errors = [abs(left - (ended - now)) / (ended - now) for now, left in readings if ended - now >= (ended - began) / 4]
+    assert len(errors) >= 4, readings
+    assert statistics.median(errors) <= 0.2, [f"{e:.0%}" for e in errors]
+    assert current.progress()["elapsed_s"] == pytest.approx(ended - began)
+
+
+def test_a_run_that_has_not_trained_a_step_has_no_estimate_and_an_ended_one_none_left():
+    config = {"epochs": 3, "batch_size": 10}
+    starting = progress.estimate(config, {"state": "running", "started": 100.0, "train_images": 100}, [], now=112.0)
+    assert starting.phase == "starting" and starting.seconds_left is None and starting.elapsed_s == 12.0
+    ended = progress.estimate(config, {"state": "finished", "started": 100.0, "ended": 160.0}, [], now=999.0)
+    assert ended.seconds_left == 0 and ended.elapsed_s == 60.0 and ended.fraction == 1.0
+    queued = progress.estimate(config, {"state": "queued"}, [], now=999.0)
+    assert queued.phase == "queued" and queued.elapsed_s is None
+
+
+def test_the_board_row_shows_live_progress_and_never_none(tmp_path):
+    run = Timeline(epochs=10, steps=50)
+    metrics = run.records_until(33.0)              # half-way through epoch 2
+    row = Run("r1", tmp_path, {"epochs": 10, "batch_size": 100, "preset": "tutorial", "name": "live"},
+              {**run.status, "created": 1000.0}).summary(metrics, now=1033.0)
+    assert row["epochs"] == "1.5 / 10" and row["time"] == "33 s" and row["of which testing"] == "9 s"
+    assert 0 < row["progress"] < 0.2 and row["test accuracy"] == "–"
+    assert not any(value is None or "None" in str(value) for value in row.values()), row
+    ended = Run("r2", tmp_path, {"epochs": 2, "batch_size": 100}, {
+        "state": "finished", "started": 1000.0, "ended": 1225.0, "testing_s": 135.0, "test_accuracy": 0.69444,
+        "train_images": 5000, "created": 999.0}).summary(Timeline(epochs=2).records_until(1e9), now=5000.0)
+    assert ended["test accuracy"] == "69.4%" and ended["time"] == "3 min 45 s"
+    assert ended["of which testing"] == "2 min 15 s" and ended["epochs"] == "2 / 2" and ended["progress"] == 1.0
+
+
+def test_durations_read_as_people_say_them():
+    assert [progress.duration(s) for s in (None, math.nan, 0.4, 59.6, 61, 3599, 3725)] == \
+        ["–", "–", "0 s", "1 min 00 s", "1 min 01 s", "59 min 59 s", "1 h 02 min"]
+
+
+def epochs(*rows):
+    """Epoch records from (training loss, test loss, test accuracy) rows."""
+    return [{"kind": "epoch", "epoch": i + 1, "elapsed_s": 10.0 * (i + 1), "loss": loss, "accuracy": 0.5,
+             "test_loss": test_loss, "test_accuracy": test_accuracy, "images_per_s": 1.0}
+            for i, (loss, test_loss, test_accuracy) in enumerate(rows)]
+
+
+def test_overfitting_is_flagged_when_training_improves_and_the_test_gets_worse():
+    found = overfitting.detect(epochs((1.5, 1.2, 0.60), (1.0, 0.90, 0.70), (0.8, 0.95, 0.69), (0.6, 1.05, 0.67)))
+    assert found is not None and found.accuracy_fell and found.loss_rose
+    assert found.first_epoch == 2 and found.last_epoch == 4
+    assert found.test_accuracy == (0.70, 0.67) and found.test_loss == (0.90, 1.05) and found.train_loss == (1.0, 0.6)
+    only_loss = overfitting.detect(epochs((1.0, 0.90, 0.70), (0.8, 0.93, 0.71), (0.6, 1.00, 0.71)))
+    assert only_loss is not None and only_loss.loss_rose and not only_loss.accuracy_fell
+
+
+@pytest.mark.parametrize("rows", [
+    [(1.5, 1.2, 0.60), (1.0, 0.9, 0.70), (0.8, 0.8, 0.74)],          # both getting better: learning
+    [(0.6, 0.9, 0.70), (0.8, 1.0, 0.66), (1.0, 1.1, 0.62)],          # both getting worse: not overfitting
+    [(1.0, 0.900, 0.700), (0.9, 0.905, 0.698), (0.8, 0.910, 0.697)],  # changes below the noise
+    [(1.0, 0.9, 0.70), (0.8, 1.2, 0.60)],                            # too few epochs to tell
+])
+def test_overfitting_is_not_flagged_otherwise(rows):
+    assert overfitting.detect(epochs(*rows)) is None
+
+
+def test_every_train_field_says_what_raising_or_lowering_it_does():
+    numbers = ("epochs", "batch_size", "learning_rate", "train_subset")
+    for field in numbers:
+        assert "Raise it:" in FIELD_HELP[field] and "Lower it:" in FIELD_HELP[field], field
+    assert "On:" in FIELD_HELP["augment"] and "Off:" in FIELD_HELP["augment"]
+    for field in ("arch", "optimizer", "name", *numbers, "augment"):
+        assert "\n" not in FIELD_HELP[field] and len(FIELD_HELP[field]) < 300
+
+
+def metrics_of(epochs_count=3):
+    records = []
+    for e in range(1, epochs_count + 1):
+        records += [{"kind": "batch", "epoch": e, "step": s, "elapsed_s": e * 10 + s, "loss": 2 / e,
+                     "accuracy": 0.3 + 0.1 * e} for s in (1, 2)]
+        records.append({"kind": "epoch", "epoch": e, "elapsed_s": e * 10 + 2, "loss": 2 / e, "accuracy": 0.3 + e / 10,
+                        "test_loss": 1.0, "test_accuracy": 0.5, "images_per_s": 1.0})
+    return records
+
+
+def test_accuracy_is_drawn_in_percent_and_every_line_has_its_own_colour_and_legend():
+    import pandas as pd
+    one = charts.training_curves(charts.curve_frame(metrics_of(), "a")).to_dict()
+    accuracy = one["hconcat"][1]["layer"][0]["encoding"]["y"]
+    assert accuracy["axis"]["format"] == ".0%"
+    both = pd.concat([charts.curve_frame(metrics_of(), "a"), charts.curve_frame(metrics_of(2), "b")])
+    spec = charts.training_curves(both, colour_by="run").to_dict()
+    for panel in spec["hconcat"]:
+        for layer in panel["layer"]:       # lines and test dots both coloured by the line they belong to
+            assert layer["encoding"]["color"]["field"] == "line"
+    colour = spec["hconcat"][0]["layer"][0]["encoding"]["color"]
+    assert colour["scale"]["domain"] == ["a · training (running)", "a · test (whole test set)",
+                                         "b · training (running)", "b · test (whole test set)"]
+    assert len(set(colour["scale"]["range"])) == 4 and colour["legend"] is not None

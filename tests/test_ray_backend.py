@@ -1,0 +1,117 @@
+"""What only the Ray backend does: choose it from settings, survive the app server's restart, ask
+for a GPU, notice a lost actor, and stay out of the way where Ray is not installed or not wanted.
+
+The lifecycle every backend shares (start, stop, queue, continue, a killed
+trainer) is in test_runs_backends.py.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+import ray_cluster
+from cifar_core import ray_backend, rundir, runs, settings
+from cifar_core.config import TrainConfig
+from test_runs import small, wait_for
+
+
+def gpu_recipe(**changes):
+    return TrainConfig(arch="airbench_tiny", batch_size=8, precision="mixed_float16", **changes)
+
+ROOT = runs.PACKAGE_ROOT
+
+
+@pytest.fixture
+def cluster(tiny_env, monkeypatch):
+    pytest.importorskip("ray", reason="Ray is not installed (requirements-cluster.txt)")
+    monkeypatch.delenv("CIFAR_RUNS_BACKEND", raising=False)
+    monkeypatch.setenv("RAY_ADDRESS", ray_cluster.shared().address)
+    monkeypatch.setenv("CIFAR_RAY_CPUS_PER_RUN", str(ray_cluster.WORKER_CPUS))
+    yield ray_cluster.shared()
+    ray_cluster.kill_trainers(tiny_env / "runs")
+
+
+def test_the_backend_comes_from_the_settings(monkeypatch):
+    monkeypatch.delenv("CIFAR_RUNS_BACKEND", raising=False)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert settings.get().runs_backend == "local"
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.5:6379")
+    assert settings.get().runs_backend == "ray" and settings.get().ray_address == "10.0.0.5:6379"
+    monkeypatch.setenv("CIFAR_RUNS_BACKEND", "local")    # an explicit choice wins
+    assert settings.get().runs_backend == "local"
+    monkeypatch.setenv("CIFAR_RUNS_BACKEND", "kubernetes")
+    with pytest.raises(ValueError, match="^CIFAR_RUNS_BACKEND must be one of local, ray, not 'kubernetes'.$"):
+        settings.get()
+
+
+def test_a_gpu_recipe_asks_the_cluster_for_a_gpu(monkeypatch):
+    monkeypatch.setenv("CIFAR_RAY_CPUS_PER_RUN", "4")
+    assert ray_backend.resources(small().to_dict()) == (4, 0)
+    assert ray_backend.resources(gpu_recipe().to_dict()) == (4, 1)
+    assert ray_backend.resources({**small().to_dict(), "strategy": "mirrored"}) == (4, 1)
+    monkeypatch.setenv("CIFAR_RAY_GPUS_PER_RUN", "1")    # a cluster of GPU workers: every run takes one
+    assert ray_backend.resources(small().to_dict()) == (4, 1)
+
+
+def test_without_ray_installed_a_start_fails_with_one_sentence(tiny_env, monkeypatch):
+    monkeypatch.setenv("CIFAR_RUNS_BACKEND", "ray")
+    monkeypatch.setitem(sys.modules, "ray", None)     # what `import ray` does where it is not installed
+    run = runs.start(small(epochs=1), owner="a")
+    assert run.state == "failed"
+    assert run.status["error"] == ("Runs are set to train on a Ray cluster, but Ray is not installed here "
+                                   "(pip install -r requirements-cluster.txt). The run was not started.")
+
+
+def test_the_local_backend_and_the_first_page_never_import_ray(tiny_env):
+    code = ("import sys; import app_pages.home, app_pages.common; from cifar_core import runs; "
+            "from cifar_core.config import TrainConfig; runs.create(TrainConfig(epochs=1)); runs.list_runs(); "
+            "from cifar_core import settings; print(settings.get().runs_backend, "
+            "sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.')))")
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "CIFAR_RUNS_BACKEND")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env,
+                         timeout=120, check=True)
+    assert out.stdout.strip() == "local []"
+
+
+def test_a_run_outlives_the_server_that_started_it(cluster):
+    """The app server is a Ray driver; a restart ends it. The run was submitted as a detached, named
+    actor, so it trains on, and a new server process finds it again by name."""
+    code = ("from cifar_core import runs; from cifar_core.config import TrainConfig; "
+            "run = runs.start(TrainConfig(arch='airbench_tiny', batch_size=8, precision='float32', epochs=1), "
+            "owner='alice'); print(run.id)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120,
+                         check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    run_id = out.stdout.strip().splitlines()[-1]     # its process has exited: the "server" is gone
+    status = json.loads((runs.get(run_id).path / rundir.STATUS).read_text())
+    assert status["backend"] == "ray" and status["ray_actor"] == f"cifar-run-{run_id}" and status["ray_actor_id"]
+    wait_for(lambda: runs.get(run_id).metrics(), what="the first metrics")
+    assert [r.state for r in runs.list_runs()] == ["running"]      # reconcile asks Ray, not a pid here
+    assert runs.get(run_id).status["ray_node"]    # the address of the node Ray chose
+    wait_for(lambda: runs.get(run_id).state == "finished", what="the run to finish")
+    wait_for(lambda: not ray_backend._actor_exists(status), what="the actor to hand its CPU back")
+    assert runs.list_runs()[0].state == "finished"
+
+
+def test_a_run_no_node_can_take_waits_for_the_cluster_until_cancelled(cluster):
+    run = runs.start(gpu_recipe(epochs=1), owner="a")   # the test cluster has no GPU
+    assert run.state == "queued" and run.status["ray_gpus"] == 1
+    assert ray_backend.waiting_sentence(run) == "Waiting for the cluster: it starts when a node has 1 free CPUs and 1 GPU."
+    runs.reconcile()
+    assert runs.get(run.id).state == "queued"      # still waiting: Ray decides, and it has nowhere to put it
+    runs.stop(run.id, owner="a")
+    runs.reconcile()                               # takes its request out of the cluster's queue
+    assert runs.get(run.id).status["ray_released"] is True
+    assert not ray_backend._actor_exists(run.status)
+    assert runs.get(run.id).state == "stopped"
+
+
+def test_a_run_whose_actor_dies_is_marked_failed(cluster):
+    import ray
+    run = runs.start(small(epochs=200), owner="a")
+    wait_for(lambda: runs.get(run.id).metrics(), what="the first metrics")
+    ray.kill(ray.get_actor(run.status["ray_actor"], namespace=ray_backend.NAMESPACE))
+    wait_for(lambda: runs.list_runs()[0].state == "failed", what="reconcile to notice")
+    error = runs.get(run.id).status["error"]
+    assert "ended without finishing" in error and "\n" not in error

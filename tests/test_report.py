@@ -1,0 +1,61 @@
+"""A run's downloaded report: one HTML file that needs no network, charts included."""
+import re
+from pathlib import Path
+
+import pytest
+
+from cifar_core import evaluation, report
+from conftest import ROOT
+from prepared_runs import finished_run
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+@pytest.fixture
+def page_html(tiny_env) -> str:
+    return report.html(finished_run('<script>alert("name")</script> & co', accuracy=0.7134))
+
+
+def test_the_report_loads_nothing_from_anywhere(page_html):
+    assert "<script" not in page_html.lower()                       # no script at all, the run's name escaped
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", page_html, re.I), "a link to fetch"
+    assert "@import" not in page_html and "url(http" not in page_html
+    assert "internet" not in page_html
+
+
+def test_the_report_draws_its_curves_and_states_one_accuracy(page_html):
+    assert page_html.count("<svg") == 1
+    assert len(re.findall(r'class="mark-line role-mark', page_html)) >= 4     # training and test, loss and accuracy
+    assert "Loss (lower is better)" in page_html and "Accuracy (higher is better)" in page_html
+    assert "71.3%" in page_html and evaluation.ACCURACY_DEFINITION in page_html
+
+
+def test_a_run_with_no_progress_says_so_instead_of_an_empty_chart(tiny_env):
+    run = finished_run("no progress", epochs=0)
+    assert "no curves to draw" in report.html(run) and "<svg" not in report.html(run)
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
+def test_the_report_renders_in_a_browser_with_no_network(page_html, tmp_path):
+    from playwright.sync_api import sync_playwright
+    saved = tmp_path / "report.html"
+    saved.write_text(page_html, encoding="utf-8")
+    attempts = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        context = browser.new_context(viewport={"width": 1100, "height": 900}, offline=True)
+        page = context.new_page()
+        page.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file:")
+                   else (attempts.append(route.request.url), route.abort()))
+        page.goto(saved.as_uri())
+        drawn = page.evaluate("""() => [...document.querySelectorAll('svg g.role-mark > path')]
+            .filter(p => { const b = p.getBBox(); return b.width > 0 || b.height > 0; }).length""")
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=ARTIFACTS / "report-offline.png", full_page=True)
+        browser.close()
+    assert attempts == []
+    assert drawn >= 4 + 2 * 3       # four lines and a test point per epoch in each of the two charts

@@ -1,0 +1,149 @@
+"""What a teacher sees at once: test answers shipped with a model, Evaluate's one accuracy, its lazy
+comparison and progress, the confusion matrix in counts or percentages."""
+import shutil
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from cifar_core import charts, evaluation, inference
+from conftest import ROOT, tiny_images
+
+APP = str(ROOT / "studio.py")
+
+
+@pytest.fixture
+def model_copy(tmp_path):
+    """The bundled model at a path of its own, with nothing shipped beside it."""
+    path = tmp_path / "copy.keras"
+    shutil.copyfile(inference.DEFAULT_MODEL, path)
+    return path
+
+
+def test_shipped_answers_come_back_only_for_the_same_model_and_data(model_copy):
+    x, y = tiny_images(30, 1)
+    answers = np.random.default_rng(0).dirichlet(np.ones(10), len(y)).astype(np.float32)
+    assert evaluation.shipped_probabilities(model_copy, x, y) is None          # nothing shipped yet
+    target = evaluation.save_test_probabilities(model_copy, answers, x, y)
+    assert target.name == "copy.test.npz"
+    back = evaluation.shipped_probabilities(model_copy, x, y)
+    assert back.dtype == np.float32 and np.allclose(back, answers, atol=1e-3)
+    assert (back.argmax(1) == answers.argmax(1)).all()
+
+    other_x = x.copy()
+    other_x[0, 0, 0, 0] ^= 1                                                    # one pixel of one picture
+    assert evaluation.shipped_probabilities(model_copy, other_x, y) is None
+    assert evaluation.shipped_probabilities(model_copy, x, np.roll(y, 1)) is None
+    assert evaluation.shipped_probabilities(model_copy, x[:20], y[:20]) is None
+    with open(model_copy, "ab") as f:                                          # a retrained model in its place
+        f.write(b"\0")
+    assert evaluation.shipped_probabilities(model_copy, x, y) is None
+
+
+def test_a_damaged_shipped_file_is_ignored(model_copy):
+    x, y = tiny_images(10, 1)
+    model_copy.with_name("copy.test.npz").write_bytes(b"PK\x03\x04 not really a zip")
+    assert evaluation.shipped_probabilities(model_copy, x, y) is None
+
+
+def test_the_bundled_model_ships_its_answers_for_the_offline_test_set(real_archive):
+    """The figure Evaluate shows from the shipped answers is the model card's, which the sidebar shows."""
+    from cifar_core import data
+    test = data.read(real_archive)
+    shipped = evaluation.shipped_probabilities(inference.DEFAULT_MODEL, test.x_test, test.y_test)
+    assert shipped is not None, "default.test.npz is missing or was made for other pictures or another model"
+    accuracy = evaluation.summary(shipped, test.y_test)["accuracy"]
+    assert evaluation.percent(accuracy) == evaluation.percent(inference.model_card()["test_accuracy"])
+    assert accuracy == pytest.approx(inference.model_card()["test_accuracy"], abs=1e-4)
+    assert inference.DEFAULT_MODEL.with_name("default.test.npz").stat().st_size < 400_000
+
+
+def test_confusion_matrix_squares_show_counts_or_percent_of_the_true_class():
+    counts = np.zeros((10, 10), int)
+    counts[0, 0], counts[0, 1] = 3, 1           # 4 airplanes: 75% right, 25% called automobile
+    counts[1, 1] = 996
+    counts[1, 2] = 4                            # 1,000 automobiles: 0.4% called bird
+    as_counts = charts.confusion(counts).to_dict()
+    as_share = charts.confusion(counts, as_share=True).to_dict()
+    values = {(v["true"], v["predicted"]): v for v in next(iter(as_share["datasets"].values()))}
+    assert values["airplane", "airplane"]["label"] == "75%" and values["airplane", "automobile"]["label"] == "25%"
+    assert values["automobile", "bird"]["label"] == "<1%" and values["automobile", "truck"]["label"] == "0%"
+    text = [layer for layer in as_share["layer"] if layer["mark"]["type"] == "text"][0]
+    assert text["encoding"]["text"]["field"] == "label"
+    text = [layer for layer in as_counts["layer"] if layer["mark"]["type"] == "text"][0]
+    assert text["encoding"]["text"]["field"] == "images"
+
+
+@pytest.fixture
+def app(tiny_env, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    assert not at.exception
+    return at
+
+
+def other_model(name: str):
+    """A finished run whose checkpoint is a copy of the bundled model: a second model to compare."""
+    from cifar_core import rundir, runs
+    from cifar_core.config import TrainConfig
+    run = runs.create(TrainConfig(arch="airbench_tiny", epochs=1, name=name))
+    shutil.copyfile(inference.DEFAULT_MODEL, run.path / rundir.MODEL)
+    rundir.update_status(run.path, state="finished")
+    return run
+
+
+def visit(at, page):
+    at.switch_page(page)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_evaluate_tests_the_second_model_only_when_the_comparison_is_opened(app, monkeypatch):
+    from app_pages import common
+    other_model("second")
+    pictures_tested = []
+    real_predict = inference.predict
+
+    def counting_predict(model, images, *args, **kwargs):
+        pictures_tested.append(len(images))
+        return real_predict(model, images, *args, **kwargs)
+    monkeypatch.setattr(inference, "predict", counting_predict)
+    monkeypatch.setattr(common, "TEST_STEP", 16)      # 40 tiny test pictures: three steps of the progress bar
+    common._test_probabilities.clear()
+
+    visit(app, "app_pages/evaluate.py")              # the bundled model: measured, or found in the disk cache
+    assert app.metric[0].help == evaluation.ACCURACY_DEFINITION
+    pictures_tested.clear()
+    app.run()
+    assert pictures_tested == []                       # kept, not measured again; the run's model not at all
+
+    app.session_state["evaluate_tab"] = "Compare two models"
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert pictures_tested == [16, 16, 8]              # the run's model, in steps, once the tab is open
+    assert [m.label for m in app.metric][1:] == [app.selectbox(key="evaluate_model").value,
+                                                 app.selectbox(key="evaluate_other").value]
+    assert all(m.value == app.metric[0].value for m in app.metric)   # the same model twice: the same figure
+
+
+def test_evaluate_says_when_it_measures_on_the_bundled_sample(monkeypatch, tmp_path):
+    monkeypatch.chdir(ROOT)
+    monkeypatch.delenv("CIFAR10_DATA", raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setenv("CIFAR_RUNS_DIR", str(tmp_path / "runs"))
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    visit(at, "app_pages/evaluate.py")
+    assert at.metric[0].label == "Right on 1,000 test pictures"
+    assert at.metric[0].value == evaluation.percent(float(at.metric[0].value.rstrip("%")) / 100)
+    assert any("bundled sample of 1,000 test pictures, not on the whole test set" in c.value for c in at.caption)
+
+
+def test_evaluate_confusion_matrix_in_percent(app):
+    visit(app, "app_pages/evaluate.py")
+    app.session_state["evaluate_tab"] = "Confusion matrix"
+    app.run()
+    app.button_group(key="evaluate_confusion_as").set_value("% of each true class").run()
+    assert not app.exception, [e.value for e in app.exception]

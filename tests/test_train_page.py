@@ -1,0 +1,85 @@
+"""The Train page under AppTest: what a teacher sees of a run that is someone else's, or has ended."""
+import json
+import os
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from cifar_core import evaluation, rundir, runs
+from cifar_core.config import FIELD_HELP, TrainConfig
+from conftest import ROOT
+
+TRAIN = "app_pages/train.py"
+
+
+@pytest.fixture
+def page(tiny_env, monkeypatch):
+    monkeypatch.chdir(ROOT)
+
+    def open_train(watch: str | None = None) -> AppTest:
+        at = AppTest.from_file(str(ROOT / "studio.py"), default_timeout=120)
+        at.run()
+        if watch:
+            at.session_state["train_watch"] = watch
+        at.switch_page(TRAIN)
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        return at
+    return open_train
+
+
+def test_someone_elses_run_has_no_stop_button_but_a_sentence(page):
+    run = runs.create(TrainConfig(epochs=3, batch_size=8, name="not mine"), owner="someone-else")
+    # "Running" in a process that is alive (this one), so nothing marks it failed.
+    rundir.update_status(run.path, state="running", started=rundir.now(), pid=os.getpid(),
+                         pid_started=rundir.process_start(os.getpid()), train_images=100)
+    at = page()
+    assert [h.value for h in at.subheader][:1] == ["not mine"]
+    assert any("Someone else started this run: only they (or a teacher) can stop it." in c.value for c in at.caption)
+    assert not [b for b in at.button if b.label == "Stop"]
+    assert "Starting" in at.get("progress")[0].proto.text   # not a bare 0%
+
+
+def test_every_field_explains_raising_and_lowering_it(page):
+    at = page()
+    for field in ("arch", "optimizer", "epochs", "learning_rate", "batch_size", "train_subset", "augment", "name"):
+        widget = next(w for kind in ("selectbox", "number_input", "toggle", "text_input") for w in at.get(kind)
+                      if w.key == f"train_quick_{field}")
+        assert widget.help == FIELD_HELP[field], field
+
+
+def ended_run(test_accuracies, test_losses, losses) -> runs.Run:
+    """A finished run as its trainer leaves it: 225 s from start to end, 135 s of it testing."""
+    run = runs.create(TrainConfig(epochs=len(losses), batch_size=100, name="ended"), owner="someone")
+    lines = []
+    for epoch, (accuracy, test_loss, loss) in enumerate(zip(test_accuracies, test_losses, losses), start=1):
+        lines.append({"kind": "batch", "epoch": epoch, "step": 50, "elapsed_s": 20.0 * epoch, "wall_s": 40.0 * epoch,
+                      "loss": loss, "accuracy": 0.5})
+        lines.append({"kind": "epoch", "epoch": epoch, "elapsed_s": 20.0 * epoch, "wall_s": 40.0 * epoch + 20,
+                      "test_s": 18.0, "loss": loss, "accuracy": 0.5, "test_loss": test_loss,
+                      "test_accuracy": accuracy, "images_per_s": 250.0})
+    (run.path / rundir.METRICS).write_text("".join(json.dumps(line) + "\n" for line in lines))
+    rundir.update_status(run.path, state="finished", started=1000.0, ended=1225.0, testing_s=135.0,
+                         test_accuracy=0.69444, train_images=5000, test_images=10000)
+    return runs.get(run.id)
+
+
+def test_an_ended_run_shows_its_one_accuracy_its_wall_time_and_overfitting_in_words(page):
+    run = ended_run([0.60, 0.70, 0.69, 0.66], [1.2, 0.9, 0.95, 1.05], [1.5, 1.0, 0.8, 0.6])
+    at = page(watch=run.id)
+    [done] = [s.value for s in at.success]
+    assert done.startswith("Finished: test accuracy 69.4%.")      # the final model's, with the mirror: not 70.0%
+    assert "It took 3 min 45 s from its start, of which testing 2 min 15 s." in done
+    assert any(evaluation.ACCURACY_DEFINITION in c.value for c in at.caption)
+    [warning] = [w.value for w in at.warning]
+    assert "Overfitting" in warning and "after epoch 2" in warning and "from 70.0% to 66.0%" in warning
+    assert any("saw-tooth" in c.value for c in at.caption)
+    row = at.dataframe[0].value.iloc[0]
+    assert row["test accuracy"] == "69.4%" and row["time"] == "3 min 45 s" and row["of which testing"] == "2 min 15 s"
+    assert not row.isna().any() and "None" not in row.astype(str).tolist()
+
+
+def test_a_run_that_keeps_learning_is_not_called_overfitting(page):
+    run = ended_run([0.60, 0.70, 0.74, 0.76], [1.2, 0.9, 0.8, 0.75], [1.5, 1.0, 0.8, 0.6])
+    at = page(watch=run.id)
+    assert not [w for w in at.warning if "Overfitting" in w.value]

@@ -1,0 +1,119 @@
+"""Warm workers: one process trains queued runs one after another, and nothing about a run changes."""
+import os
+import subprocess
+import sys
+import time
+
+from cifar_core import rundir, runs, worker
+from cifar_core.config import TrainConfig
+from test_runs import small, wait_for
+
+
+def ended(run_id):
+    runs.reconcile()    # what the app's watcher does every few seconds: notices dead trainers
+    return runs.get(run_id).state not in rundir.ACTIVE
+
+
+def epoch_records(run_id):
+    return [m for m in runs.get(run_id).metrics() if m["kind"] == "epoch"]
+
+
+def test_queued_runs_run_in_order_in_one_warm_worker(tiny_env):
+    started = [runs.start(small(epochs=1, seed=i), owner=f"student{i}") for i in range(3)]
+    assert [r.state for r in started] == ["running", "queued", "queued"]
+    wait_for(lambda: all(ended(r.id) for r in started), timeout=300, what="the three runs")
+    done = [runs.get(r.id) for r in started]
+    assert [r.state for r in done] == ["finished"] * 3
+    assert len({r.status["pid"] for r in done}) == 1            # one process trained them all
+    assert {r.status["trainer"] for r in done} == {"worker"}
+    times = [r.status["started"] for r in done]
+    assert times == sorted(times) and all(a["ended"] <= b["started"] for a, b in zip(
+        [r.status for r in done], [r.status for r in done[1:]]))   # one after another, never two at once
+    for run in done:
+        log = (run.path / rundir.LOG).read_text()
+        assert "Traceback" not in log and run.model_path is not None and len(epoch_records(run.id)) == 1
+
+
+def test_stop_works_mid_run_in_the_worker_and_the_next_run_follows(tiny_env):
+    long = runs.start(small(epochs=200, name="long"), owner="a")
+    short = runs.start(small(epochs=1, name="short"), owner="b")
+    wait_for(lambda: epoch_records(long.id), timeout=180, what="the long run's first epoch")
+    runs.stop(long.id, owner="a")
+    wait_for(lambda: ended(long.id), timeout=60, what="the long run to stop")
+    assert runs.get(long.id).state == "stopped" and runs.get(long.id).model_path is not None
+    wait_for(lambda: ended(short.id), timeout=180, what="the run queued behind it")
+    assert runs.get(short.id).state == "finished"
+    assert runs.get(short.id).status["pid"] == runs.get(long.id).status["pid"]   # the same warm worker
+
+
+def test_a_killed_worker_fails_its_run_and_a_new_worker_takes_the_queue(tiny_env):
+    doomed = runs.start(small(epochs=200), owner="a")
+    waiting = runs.start(small(epochs=1), owner="b")
+    wait_for(lambda: runs.get(doomed.id).metrics(), timeout=180, what="the first run to train")
+    first_worker = runs.get(doomed.id).status["pid"]
+    os.kill(first_worker, 9)
+    wait_for(lambda: ended(doomed.id), timeout=30, what="reconcile to notice the dead worker")
+    assert "ended without finishing" in runs.get(doomed.id).status["error"]
+    wait_for(lambda: ended(waiting.id), timeout=180, what="the queue to go on")
+    after = runs.get(waiting.id)
+    assert after.state == "finished" and after.status["trainer"] == "worker"
+    assert after.status["pid"] != first_worker
+
+
+def test_a_hung_trainer_is_ended_and_its_run_failed(tiny_env, monkeypatch):
+    # A live process standing in for a worker that hangs: it holds a run and writes nothing.
+    monkeypatch.setenv("CIFAR_RUN_STALL_S", "60")
+    hung = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        time.sleep(0.2)
+        run = runs.create(small(epochs=1), owner="a")
+        rundir.update_status(run.path, state="running", pid=hung.pid, pid_started=rundir.process_start(hung.pid),
+                             trainer="worker")
+        runs.reconcile()
+        assert runs.get(run.id).state == "running"                 # quiet for less than a minute: fine
+        old = time.time() - 61
+        os.utime(run.path / rundir.STATUS, (old, old))
+        monkeypatch.setattr(runs, "_dispatch", lambda: None)       # this test is about the hung one alone
+        runs.reconcile()
+        assert runs.get(run.id).state == "failed"
+        assert "no progress for 60 seconds" in runs.get(run.id).status["error"]
+        assert hung.wait(timeout=10) == -9
+    finally:
+        hung.kill()
+        hung.wait()
+
+
+def test_a_run_in_a_warm_worker_trains_exactly_as_in_a_fresh_process(tiny_env, monkeypatch):
+    monkeypatch.setenv("CIFAR_WORKER_IDLE_S", "0")                 # the old way: a process per run
+    fresh = runs.start(small(epochs=1, seed=7), owner="a")
+    wait_for(lambda: ended(fresh.id), timeout=180, what="the fresh-process run")
+    assert runs.get(fresh.id).status["trainer"] == "process"
+    monkeypatch.setenv("CIFAR_WORKER_IDLE_S", "5")
+    # Another run first, with another network, optimizer, precision policy and seed, to leave its state behind.
+    other = runs.start(TrainConfig(arch="tutorial", epochs=1, batch_size=8, seed=3, optimizer="adam",
+                                   learning_rate=1e-3, precision="mixed_bfloat16"), owner="b")
+    again = runs.start(small(epochs=1, seed=7), owner="c")
+    wait_for(lambda: ended(again.id), timeout=300, what="the warm worker's runs")
+    assert runs.get(other.id).status["pid"] == runs.get(again.id).status["pid"]
+    a, b = epoch_records(fresh.id)[0], epoch_records(again.id)[0]
+    assert a["loss"] == b["loss"] and a["test_loss"] == b["test_loss"], (a, b)
+
+
+def test_memory_stays_flat_over_ten_runs_in_one_worker(tiny_env, monkeypatch):
+    monkeypatch.setenv("CIFAR_MAX_QUEUED_RUNS", "20")
+    started = [runs.start(small(epochs=1, seed=i), owner=f"s{i}") for i in range(10)]
+    wait_for(lambda: all(ended(r.id) for r in started) and "trainer_memory_mb" in runs.get(started[-1].id).status,
+             timeout=600, what="ten runs")
+    done = [runs.get(r.id) for r in started]
+    assert len({r.status["pid"] for r in done}) == 1
+    memory = [r.status["trainer_memory_mb"] for r in done]
+    # The first runs grow caches TensorFlow keeps for good; after that, no run may leave memory behind.
+    assert max(memory[3:]) - memory[2] < 40, memory
+
+
+def test_an_idle_worker_exits_and_removes_its_file(tiny_env):
+    run = runs.start(small(epochs=1), owner="a")
+    wait_for(lambda: ended(run.id), timeout=180, what="the run")
+    pid = runs.get(run.id).status["pid"]
+    wait_for(lambda: not (worker.directory() / f"{pid}.json").exists(), timeout=30, what="the idle worker to leave")
+    wait_for(lambda: not runs._alive({"pid": pid}), timeout=10, what="its process to end")
