@@ -244,6 +244,9 @@ def test_probabilities(choice: ModelChoice) -> np.ndarray:
     try:
         if "probabilities" not in kept:
             kept["probabilities"] = _measure(choice.path, modified, test, choice.label)
+    except inference.ModelError as e:     # a damaged checkpoint: say so, in one sentence
+        st.error(str(e))
+        st.stop()
     finally:
         kept["lock"].release()
     return kept["probabilities"]

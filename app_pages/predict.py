@@ -40,7 +40,7 @@ elif source == "Draw":
     if tools.button("Clear", icon=":material/delete:"):
         st.session_state["predict_canvas_round"] = st.session_state.get("predict_canvas_round", 0) + 1
     with board:
-        st.caption("Draw below; point at the canvas for undo and redo.")   # the room the toolbar slides into
+        st.caption("Draw here:")   # short: the canvas toolbar slides over the right of this line
         drawing = st_canvas(stroke_color=brush, stroke_width=size, background_color=background, height=320, width=320,
                             return_image_data=True,
                             key=f"predict_canvas_{background}_{st.session_state.get('predict_canvas_round', 0)}")

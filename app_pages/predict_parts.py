@@ -76,7 +76,7 @@ def _crop(original: Image.Image) -> None:
     """The uploaded picture with the square the model was shown framed on it, and what was cut off."""
     width, height = original.size
     cut = 1 - min(width, height) ** 2 / (width * height)
-    st.image(explain.outline_crop(original), width="stretch",
+    st.image(explain.outline_crop(original), width="stretch", output_format="JPEG",
              caption="Your picture: the model is shown only the square in the red frame")
     if cut > 0.2:
         st.caption(f"{cut:.0%} of it, outside the frame, was cut off. If what matters is out there, "
@@ -93,7 +93,7 @@ def answer(image: np.ndarray, key: str, original: Image.Image | None = None, hea
     if original is not None:
         with columns[0]:
             _crop(original)
-    columns[-2].image(charts.upscale(image, 8), width="stretch",
+    columns[-2].image(charts.upscale(image, 8), width="stretch", output_format="PNG",
                       caption="What the model sees: that square shrunk to 32 x 32 pixels, the size of every "
                               "CIFAR-10 picture")
     with columns[-1]:
@@ -106,25 +106,38 @@ def answer(image: np.ndarray, key: str, original: Image.Image | None = None, hea
     return probabilities
 
 
+def _heat(model, image: np.ndarray, class_index: int) -> np.ndarray:
+    """Grad-CAM, remembered for this visitor's last few pictures: moving the opacity slider redraws the
+    page, and two passes through the network under a gradient tape are the slow part of it."""
+    cache = st.session_state.setdefault("predict_heat_cache", {})
+    key = (id(model), hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest(), class_index)
+    if key not in cache:
+        if len(cache) >= 8:
+            cache.pop(next(iter(cache)))
+        cache[key] = inference.heatmap(model, image, class_index)
+    return cache[key]
+
+
 def where(model, image: np.ndarray, best: int, key: str) -> None:
     """Grad-CAM for a class: the picture, the heat map and the two together, side by side, with a key."""
     choose, fade = st.columns(2)
     target = choose.selectbox("Heat map for", CLASS_NAMES, index=best, key=f"{key}_heat_class")
     opacity = fade.slider("Heat map opacity in \"together\"", 0.0, 1.0, 0.55, 0.05, key=f"{key}_heat_opacity")
-    heat = inference.heatmap(model, image, CLASS_NAMES.index(target))
+    heat = _heat(model, image, CLASS_NAMES.index(target))
     plain, big = charts.upscale(image, SHOWN // 32), explain.enlarge(heat, SHOWN)
     left, middle, right = st.columns(3)
-    left.image(plain, caption="The picture", width="stretch")
-    middle.image(explain.colourise(big), caption=f"Heat map for \"{target}\"", width="stretch")
-    right.image(explain.blend(plain, big, opacity), caption="The two together", width="stretch")
+    left.image(plain, caption="The picture", width="stretch", output_format="PNG")
+    middle.image(explain.colourise(big), caption=f"Heat map for \"{target}\"", width="stretch", output_format="PNG")
+    right.image(explain.blend(plain, big, opacity), caption="The two together", width="stretch", output_format="PNG")
     st.altair_chart(charts.heat_key(explain.HEAT_COLOURS, f"How much each place counted for \"{target}\""),
                     width="stretch")
+    cells = explain.grid(model)
     if heat.max() <= 0:
         st.info(f"No part of this picture counted for \"{target}\": everything in it pointed elsewhere.")
     st.caption(f"Pale yellow and orange: the parts that made it think \"{target}\" most. Dark purple and black: "
-               f"parts that did not count for \"{target}\" or counted against it. (Grad-CAM: the network's 7 x 7 "
-               f"grid of late features, each weighted by how much it raises the score of \"{target}\", so each "
-               f"patch is about 5 x 5 pixels.)")
+               f"parts that did not count for \"{target}\" or counted against it. (Grad-CAM: the network's last "
+               f"{cells} x {cells} grid of features, each weighted by how much it raises the score of \"{target}\" "
+               f"and spread smoothly over the picture, so it shows regions, not single pixels.)")
 
 
 def fool(image: np.ndarray, key: str) -> None:

@@ -176,21 +176,42 @@ def progress_text(p: dict) -> str:
     return f"Epoch {max(1, p['epoch'])} of {p['epochs']} · {doing} · {so_far}{left}"
 
 
+# Widths in pixels: the table sizes its columns to their first values, and a live "0 s" grows into "12 min 05 s".
+# All of them fit the main column of a 1280-pixel window.
 BOARD_COLUMNS = {
-    "progress": st.column_config.ProgressColumn("progress", format="percent", min_value=0, max_value=1,
-                                                help="Share of the run's expected time behind it."),
-    "epochs": st.column_config.TextColumn(help="Epochs trained of those asked for; 2.4 is 40% into the third."),
+    "epochs": st.column_config.TextColumn(width=70, help="Epochs trained of those asked for, live: 2.4 is 40% "
+                                                         "into the third."),
     "test accuracy": st.column_config.TextColumn(
-        help=evaluation.ACCURACY_DEFINITION + " Measured on the final model, once the run has ended."),
-    "time": st.column_config.TextColumn(help="Wall time from the run's start to its end (or until now): "
-                                             "start-up, training and testing."),
+        width=100, help=evaluation.ACCURACY_DEFINITION + " Measured on the final model, once the run has ended."),
+    "time": st.column_config.TextColumn(width=95, help="Wall time from the run's launch to its end (or until now): "
+                                                       "start-up, training and testing."),
     "of which testing": st.column_config.TextColumn(
-        help="Of that time, the test pass after every epoch and the final checks on the saved model."),
+        width=125, help="Of that time, the test pass after every epoch and the final checks on the saved model."),
 }
 
 
 def board(owner: str) -> None:
-    """Every run in a table; pick rows to compare their curves, download, continue or delete them."""
+    """Every run in a table; pick rows to compare their curves, download, continue or delete them.
+    While any run waits or trains, the table refreshes itself, so its progress, time and state are live."""
+    if any(r.state in ("queued", "running") for r in runs_board.current().runs):
+        _live_board(owner)
+    else:
+        _still_board(owner)
+
+
+@st.fragment(run_every=2.0)
+def _live_board(owner: str) -> None:
+    if not any(r.state in ("queued", "running") for r in runs_board.current().runs):
+        st.rerun(scope="app")     # everything has ended: the page (and the sidebar's model list) see it
+    _board(owner)
+
+
+@st.fragment
+def _still_board(owner: str) -> None:
+    _board(owner)
+
+
+def _board(owner: str) -> None:
     snapshot = runs_board.current()
     everything = list(snapshot.runs)
     if not everything:
@@ -226,12 +247,13 @@ def file_name(run: runs.Run) -> str:
 
 
 def actions(run: runs.Run, owner: str) -> None:
-    columns = st.columns([3, 2, 2, 3, 2], vertical_alignment="bottom")
+    columns = st.columns([3, 2.4, 2.4, 2.6, 1.6], vertical_alignment="bottom")   # the buttons' words fit at 1280
     columns[0].markdown(f"**{common.plain(run.name)}** · {run.state}")
     if run.model_path:
-        columns[1].download_button("Model (.keras)", run.model_path.read_bytes(), f"{file_name(run)}.keras",
+        # Callables: the file is read (and the report written) when the button is pressed, not on every refresh.
+        columns[1].download_button("Model (.keras)", run.model_path.read_bytes, f"{file_name(run)}.keras",
                                    key=f"model_{run.id}", icon=":material/download:")
-    columns[2].download_button("Report (.html)", report.html(run), f"{file_name(run)}.html", mime="text/html",
+    columns[2].download_button("Report (.html)", lambda: report.html(run), f"{file_name(run)}.html", mime="text/html",
                                key=f"report_{run.id}", icon=":material/description:")
     if run.state in ("finished", "stopped") and run.model_path:
         more = columns[3].number_input("More epochs", 1, 200, 2, key=f"more_{run.id}")

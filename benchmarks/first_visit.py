@@ -71,6 +71,8 @@ def main() -> None:
             data_s = seconds_until_done(page, f"{url}/explore", "[data-testid=stVegaLiteChart]")
             settle(page)
             evaluate_s = seconds_until_done(page, f"{url}/evaluate", "[data-testid=stMetric]")
+            (ROOT / "test-artifacts").mkdir(exist_ok=True)
+            page.screenshot(path=ROOT / "test-artifacts" / "first-visit-evaluate.png")    # to check the figure
             quiz_s = seconds_until_done(page, f"{url}/quiz", "button:has-text('Dog')")
             again_s = seconds_until_done(page, f"{url}/evaluate", "[data-testid=stMetric]")
         finally:

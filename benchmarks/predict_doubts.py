@@ -38,8 +38,8 @@ def main() -> None:
     print(f"  flagged unsure by the page: {flagged.mean():.1%} of pictures, right on "
           f"{evaluation.percent(right[flagged].mean())}; not flagged: right on {evaluation.percent(right[~flagged].mean())}; "
           f"{(~right & flagged).sum() / max(1, (~right).sum()):.0%} of the mistakes flagged")
-    spread = test.x_test.reshape(len(test.x_test), -1).astype(np.float32).std(axis=1)
-    print("  pixel spread (std, 0-255) of test pictures: "
+    spread = test.x_test.reshape(len(test.x_test), -1, 3).astype(np.float32).std(axis=1).max(axis=1)
+    print("  pixel spread (std over the picture, 0-255, of its most varied channel): "
           + ", ".join(f"{q:g}th percentile {np.percentile(spread, q):.1f}" for q in (0.01, 0.1, 1, 5, 50))
           + f"; below FLAT_STD={explain.FLAT_STD:g}: {(spread < explain.FLAT_STD).sum()} pictures")
 

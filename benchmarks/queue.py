@@ -9,7 +9,8 @@ number of runs, as a class's server would set it). Printed: the time from the
 first Start until the last run has finished, each run's start-up (from leaving
 the queue to its first training step, read off its first metrics line) and
 wall time (leaving the queue to finishing), medians, the trainer processes'
-peak memory, and the median accuracy.
+peak memory and CPU time (the work itself, which other users' load does not
+inflate the way it inflates wall time), and the median accuracy.
 
 The baseline is the old launch, a fresh `python -m cifar_core train` process
 per run (CIFAR_WORKER_IDLE_S=0), measured in the same invocation on
@@ -63,6 +64,15 @@ def memory_mb(pid: int) -> tuple[float, float]:
     return values.get("VmRSS", 0) / 1024, values.get("VmHWM", 0) / 1024
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time process `pid` has used so far; None once it has gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def load() -> str:
     return " ".join(f"{v:.1f}" for v in os.getloadavg())
 
@@ -74,6 +84,7 @@ def press_start(count: int, preset: str, runs_dir: Path, worker_idle_s: int) -> 
     config = TrainConfig.from_preset(preset)
     first_step: dict[str, float] = {}
     peaks: dict[int, float] = {}
+    cpu: dict[int, float] = {}    # last CPU time seen per trainer process: the work, whatever else loads the machine
     reported: set[str] = set()
     done = threading.Event()
 
@@ -86,6 +97,7 @@ def press_start(count: int, preset: str, runs_dir: Path, worker_idle_s: int) -> 
                 pid = run.status.get("pid")
                 if run.state == "running" and isinstance(pid, int):
                     peaks[pid] = max(peaks.get(pid, 0.0), memory_mb(pid)[1])
+                    cpu[pid] = max(cpu.get(pid, 0.0), cpu_seconds(pid) or 0.0)
                 if run.state not in rundir.ACTIVE and run.id not in reported:   # progress, for a long wait
                     reported.add(run.id)
                     print(f"    {len(reported):>3}/{count} {run.state} at {time.time() - began:6.0f} s, "
@@ -111,6 +123,7 @@ def press_start(count: int, preset: str, runs_dir: Path, worker_idle_s: int) -> 
         "states": {s: sum(r.state == s for r in finished) for s in rundir.STATES if any(r.state == s for r in finished)},
         "trainers": len({r.status.get("pid") for r in finished}),
         "peak_mb": max(peaks.values(), default=0.0),
+        "cpu_s": sum(cpu.values()),
         "accuracy": statistics.median(r.status["test_accuracy"] for r in finished
                                       if isinstance(r.status.get("test_accuracy"), float)),
     }
@@ -125,6 +138,8 @@ def describe(name: str, result: dict) -> None:
     print(f"  wall time per run (queue to finished): median {statistics.median(wall):.1f} s, "
           f"min {min(wall):.1f} s, max {max(wall):.1f} s")
     print(f"  peak memory of a trainer process: {result['peak_mb']:.0f} MB")
+    print(f"  CPU time of the trainer processes: {result['cpu_s']:.0f} s, {result['cpu_s'] / len(result['runs']):.1f} s "
+          f"a run (sampled every 0.1 s, so a process's last moments are missed)")
     print(f"  median test accuracy: {evaluation.percent(result['accuracy'])}")
 
 

@@ -125,6 +125,10 @@ def curve_frame(metrics: list[dict], run: str = "") -> pd.DataFrame:
 
 
 TRAINING, TEST = "training (running)", "test (whole test set)"
+# Side-by-side panels cannot stretch to their container (Vega-Lite sizes each part of a concatenation
+# on its own), so each gets a fixed width: both, with their axes, fit the main column of a 1280-pixel
+# window beside the sidebar (about 820 px).
+PANEL_WIDTH = 330
 # Light for the running training figures, dark for the test: one hue per run (Vega's "paired" colours).
 PAIRED = ["#a6cee3", "#1f78b4", "#fdbf6f", "#ff7f00", "#b2df8a", "#33a02c", "#fb9a99", "#e31a1c",
           "#cab2d6", "#6a3d9a"]
@@ -146,7 +150,7 @@ def training_curves(frame: pd.DataFrame, colour_by: str = "series") -> alt.Chart
         order, colours = [TRAINING, TEST], ["#4c78a8", "#f58518"]
         frame["line"] = frame["series"]
     colour = alt.Color("line:N", title=None, scale=alt.Scale(domain=order, range=colours),
-                       legend=alt.Legend(orient="bottom", columns=2 if colour_by == "run" else 0, labelLimit=360))
+                       legend=alt.Legend(orient="bottom", columns=2 if colour_by == "run" else 0, labelLimit=320))
     charts = []
     for quantity, title, axis, number in (
             ("loss", "Loss (lower is better)", alt.Axis(), ".3f"),
@@ -160,7 +164,7 @@ def training_curves(frame: pd.DataFrame, colour_by: str = "series") -> alt.Chart
                      alt.Tooltip("value:Q", format=number, title=quantity)])
         line = base.mark_line(clip=True, strokeWidth=2)
         dots = base.mark_point(filled=True, size=55, opacity=1).transform_filter(alt.datum.series == TEST)
-        charts.append(alt.layer(line, dots).properties(title=title, height=260))
+        charts.append(alt.layer(line, dots).properties(title=title, height=260, width=PANEL_WIDTH))
     return alt.hconcat(*charts).resolve_scale(color="shared")
 
 

@@ -63,8 +63,8 @@ def on_ray(status: dict) -> bool:
 
 def waiting_sentence(run) -> str:
     """What a person reads while a submitted run waits for a node with room for it."""
-    cpus, gpus = run.status.get("ray_cpus"), run.status.get("ray_gpus")
-    need = f"{cpus} free CPUs" + (f" and {gpus} GPU{'s' if gpus > 1 else ''}" if gpus else "")
+    cpus, gpus = (value if isinstance(value, int) else 0 for value in (run.status.get("ray_cpus"), run.status.get("ray_gpus")))
+    need = f"{cpus} free CPU{'s' if cpus != 1 else ''}" + (f" and {gpus} GPU{'s' if gpus > 1 else ''}" if gpus else "")
     return f"Waiting for the cluster: it starts when a node has {need}."
 
 
@@ -143,7 +143,8 @@ def dispatch(runs: list, launch) -> None:
             launch(run)
         elif not _actor_exists(run.status) and rundir.read_status(run.path).get("state") == "queued":
             rundir.update_status(run.path, state="failed", ended=rundir.now(), error=(
-                "The cluster lost this run before it started (its node or the cluster went away); start it again."))
+                "The cluster lost this run before it started: its node went away, or cannot see the runs "
+                "directory (CIFAR_RUNS_DIR must be the same shared folder on every node)."))
 
 
 def _release(run) -> None:

@@ -72,7 +72,6 @@ class Run:
         return {"id": self.id, "name": self.name, "recipe": recipe,
                 "state": self.state,
                 "epochs": f"{trained:.1f} / {progress['epochs']}".replace(".0 /", " /"),
-                "progress": progress["fraction"],
                 # The model's one accuracy (final, whole test set, mirror TTA), known once the run has ended.
                 "test accuracy": evaluation.percent(self.status.get("test_accuracy")),
                 "time": timing.duration(progress["elapsed_s"]),

@@ -3,7 +3,8 @@
 Each trainer writes one event file into `runs/<id>/tensorboard/`:
 
     batch/loss, batch/accuracy   the running means over the epoch so far, as metrics.jsonl's batch
-                                 records (x axis: optimizer steps over the run)
+                                 records and as often: at most once a second, and at the end of
+                                 every epoch (x axis: optimizer steps over the run)
     batch/learning_rate          the schedule's rate for that step (BatchNorm biases take
                                  bias_lr_scale times it)
     epoch/loss, epoch/accuracy, epoch/test_loss, epoch/test_accuracy, epoch/images_per_s
@@ -12,11 +13,14 @@ Each trainer writes one event file into `runs/<id>/tensorboard/`:
                                  Train page draws them (`snapshots.rgb_filters`)
 
 Written with `tf.summary`, which TensorFlow carries itself; reading them needs
-the `tensorboard` package (in requirements.txt). The cost, measured on 2 CPU
-cores: about 0.2 ms per step for the batch scalars and a few ms per epoch.
+the `tensorboard` package (in requirements.txt). Each `tf.summary` call is an
+eager TensorFlow op (about a millisecond on a busy CPU), so the batch scalars
+keep metrics.jsonl's pace rather than every step's; measured figures are in
+the README ("Runs").
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +32,7 @@ EPOCH_SCALARS = ("loss", "accuracy", "test_loss", "test_accuracy", "images_per_s
 FILTER_COLUMNS = 8
 FILTER_SIZE = 32                # pixels across each enlarged filter
 FLUSH_MILLIS = 5000             # a live `tensorboard` sees new points within about this long
+BATCH_INTERVAL_S = 1.0          # seconds between batch points, as between metrics.jsonl's batch records
 
 
 def filter_picture(model) -> np.ndarray | None:
@@ -39,31 +44,35 @@ def filter_picture(model) -> np.ndarray | None:
     return mosaic(list(filters), columns=min(FILTER_COLUMNS, len(filters)), size=FILTER_SIZE, gap=2)
 
 
-def writer(run_dir: str | Path, config, steps_per_epoch: int, total_steps: int, every: int = 1):
-    """A Keras callback writing the batch scalars every `every` steps; `write_epoch(record)` writes an
-    epoch's record (as appended to metrics.jsonl) and the filters; `close()` at the end of the run."""
+def writer(run_dir: str | Path, config, steps_per_epoch: int, total_steps: int):
+    """A Keras callback writing the batch scalars; `write_epoch(record)` writes an epoch's record (as
+    appended to metrics.jsonl) and the filters; `close()` at the end of the run."""
     import keras
     import tensorflow as tf
 
     log = tf.summary.create_file_writer(str(Path(run_dir) / FOLDER), flush_millis=FLUSH_MILLIS)
+    # The whole schedule at once, one vector op: the rate the optimizer used at each step (from step 0).
+    rates = np.asarray(recipe.learning_rate_at(np.arange(total_steps), total_steps, config), dtype=np.float64)
 
     class TensorBoardWriter(keras.callbacks.Callback):
         epoch = 0
+        last_write = -float("inf")
 
         def on_epoch_begin(self, epoch, logs=None):
             self.epoch = epoch
 
         def on_train_batch_end(self, batch, logs=None):
-            step = self.epoch * steps_per_epoch + batch + 1      # steps done over the run
-            if step % every and batch + 1 != steps_per_epoch:
+            if time.monotonic() - self.last_write < BATCH_INTERVAL_S and batch + 1 != steps_per_epoch:
                 return
+            self.last_write = time.monotonic()
+            step = self.epoch * steps_per_epoch + batch + 1      # steps done over the run
             logs = logs or {}
             with log.as_default(step=step):
                 if "loss" in logs:
                     tf.summary.scalar("batch/loss", logs["loss"])
                 if "categorical_accuracy" in logs:
                     tf.summary.scalar("batch/accuracy", logs["categorical_accuracy"])
-                tf.summary.scalar("batch/learning_rate", float(recipe.learning_rate_at(step - 1, total_steps, config)))
+                tf.summary.scalar("batch/learning_rate", rates[min(step, total_steps) - 1])
 
         def write_epoch(self, record: dict) -> None:
             with log.as_default(step=record["epoch"]):

@@ -14,7 +14,9 @@ idle it removes its file and exits, so an empty queue costs no memory. The
 run directory stays the only contract: STOP, metrics, checkpoints, status
 and log.txt are the same whichever trainer runs a run. If a worker dies, its
 pid is gone, so `runs.reconcile` marks its run failed and the next dispatch
-starts a new worker for the rest of the queue.
+starts a new worker for the rest of the queue. A worker started by hand
+(`python -m cifar_core worker`, say before a class arrives) offers itself
+as idle and is handed the first run that needs one.
 
 Between runs a worker clears Keras' session, collects garbage and hands
 freed heap back to the system, and resets the global state a run leaves
@@ -88,8 +90,8 @@ def hand_over(run: runs.Run) -> None:
 def _spawn() -> dict:
     log = open(directory(create=True) / LOG, "ab")
     # An absolute runs directory: the worker runs from the package root, wherever the server was started.
-    env = {**os.environ, "CIFAR_RUNS_DIR": str(runs.runs_dir().resolve()), "PYTHONPATH": os.pathsep.join(filter(None, [str(runs.PACKAGE_ROOT),
-                                                                     os.environ.get("PYTHONPATH")]))}
+    path = os.pathsep.join(filter(None, [str(runs.PACKAGE_ROOT), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "CIFAR_RUNS_DIR": str(runs.runs_dir().resolve()), "PYTHONPATH": path}
     process = subprocess.Popen([sys.executable, "-m", "cifar_core", "worker"], stdout=log, stderr=subprocess.STDOUT,
                                stdin=subprocess.DEVNULL, env=env, cwd=runs.PACKAGE_ROOT,
                                start_new_session=True)   # its own session: a server restart does not kill it
@@ -184,6 +186,10 @@ def serve() -> int:
     import keras  # noqa: F401  (the slow import, paid once here rather than by every run)
     dataset = _load_data()
     trim_heap()
+    with runs._lock():
+        if _read(_file(me)) is None:   # started by hand (say, before a class arrives): offer ourselves, idle
+            rundir.write_json(directory(create=True) / f"{me}.json",
+                              {"pid": me, "pid_started": rundir.process_start(me), "born": rundir.now()})
     print(f"worker {me}: ready in {time.monotonic() - booted:.1f} s", flush=True)
     idle_since = time.monotonic()
     while True:

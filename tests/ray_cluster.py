@@ -56,7 +56,7 @@ class LocalCluster:
 
     def start(self) -> "LocalCluster":
         began = time.monotonic()
-        common = ["--block", "--disable-usage-stats", "--node-ip-address=127.0.0.1"]
+        common = ["--block", "--disable-usage-stats"]
         self._node("head", ["--head", f"--port={self.head_port}", "--num-cpus=0", "--num-gpus=0",
                             "--include-dashboard=false", f"--temp-dir={self.temp_dir}",
                             *_node_ports(self.head_port + 1)], common)
@@ -74,7 +74,7 @@ class LocalCluster:
             node = subprocess.Popen([str(RAY), "start", *args, *common], stdout=log, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, env=env, start_new_session=True)
         self.nodes.append(node)
-        deadline = time.monotonic() + 180
+        deadline = time.monotonic() + 300
         while b"Ray runtime started" not in log_path.read_bytes():
             if node.poll() is not None or time.monotonic() > deadline:
                 output = log_path.read_text()[-3000:]

@@ -53,7 +53,7 @@ def test_the_panel_appears_live_and_the_slider_replays_it(page, server):
     assert page.get_by_role("button", name="Stop").count() == 1 or "Finished" in page.inner_text("body")
 
     # After the end: a slider over the epochs replays them.
-    page.get_by_text("Finished: best test accuracy").wait_for(timeout=240_000)
+    page.get_by_text("Finished: test accuracy").wait_for(timeout=240_000)
     settle(page)
     slider = page.get_by_role("slider")
     slider.wait_for(timeout=30_000)

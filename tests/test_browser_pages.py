@@ -57,6 +57,7 @@ def same_size(page, selector: str) -> set:
 def test_home(sized_page, server):  # noqa: F811
     open_page(sized_page, server, PAGES["home"])
     pictures = sized_page.locator("[data-testid=stImage] img")
+    pictures.nth(9).wait_for()
     assert pictures.count() == 10
     assert len(same_size(sized_page, "[data-testid=stImage] img")) == 1, "captions changed the pictures' sizes"
     clean(sized_page, "home")

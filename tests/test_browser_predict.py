@@ -68,12 +68,22 @@ def pictures(real_archive, tmp_path_factory):
     return folder
 
 
-def sized_page(browser, view: str):  # noqa: F811
-    width, height = VIEWS[view]
-    context = browser.new_context(viewport={"width": width, "height": height})
-    page = context.new_page()
-    page.set_default_timeout(60_000)
-    return context, page
+@pytest.fixture
+def sized_page(browser, request):  # noqa: F811
+    """A page at one of VIEWS' sizes; when the test fails, a screenshot of how the page looked."""
+    def make(view: str):
+        width, height = VIEWS[view]
+        context = browser.new_context(viewport={"width": width, "height": height})
+        page = context.new_page()
+        page.set_default_timeout(120_000)   # a shared 2-core machine: the first Grad-CAM can take a while
+        opened.append((context, page))
+        return context, page
+    opened, failed_before = [], request.session.testsfailed
+    yield make
+    for context, page in opened:
+        if request.session.testsfailed > failed_before:   # the call's report is counted before teardown
+            screenshot(page, "predict-failed-" + request.node.name.replace("[", "-").replace("]", ""))
+        context.close()
 
 
 def upload(page, *paths):
@@ -82,13 +92,13 @@ def upload(page, *paths):
 
 
 def image_pixels(page, locator) -> np.ndarray:
-    """The pixels an <img> on the page shows, as the browser decoded them."""
-    raw = locator.screenshot()
-    return np.asarray(Image.open(io.BytesIO(raw)).convert("RGB"), np.float32)
+    """The pixels an <img> on the page shows, as the browser drew them."""
+    locator.scroll_into_view_if_needed()
+    return np.asarray(Image.open(io.BytesIO(locator.screenshot())).convert("RGB"), np.float32)
 
 
 def cut_off_labels(page) -> list[str]:
-    """Texts of widget labels, captions and metrics that do not fit their box (clipped or ellipsised)."""
+    """Texts of widget labels, captions, metrics and warnings that do not fit their box."""
     return page.evaluate("""() => [...document.querySelectorAll(
         '[data-testid=stWidgetLabel] p, [data-testid=stCaptionContainer], [data-testid=stMetricValue] div,'
         + ' [data-testid=stImageCaption], [data-testid=stAlertContentWarning] p')]
@@ -97,8 +107,8 @@ def cut_off_labels(page) -> list[str]:
 
 
 @pytest.mark.parametrize("view", VIEWS)
-def test_a_test_picture_with_its_heat_map_side_by_side_and_a_key(browser, server, view):  # noqa: F811
-    context, page = sized_page(browser, view)
+def test_a_test_picture_with_its_heat_map_side_by_side_and_a_key(sized_page, server, view):  # noqa: F811
+    context, page = sized_page(view)
     open_page(page, server, "predict")
     page.get_by_role("radio", name="Test picture").click()
     page.get_by_text("the right answer is").wait_for()
@@ -119,13 +129,15 @@ def test_a_test_picture_with_its_heat_map_side_by_side_and_a_key(browser, server
     page.get_by_text("Pale yellow and orange: the parts that made it think").wait_for()
     no_exceptions(page)
     assert cut_off_labels(page) == []
+    key.scroll_into_view_if_needed()
+    screenshot(page, f"predict-test-picture-heat-{view}")
+    page.locator("h1").first.scroll_into_view_if_needed()
     screenshot(page, f"predict-test-picture-{view}")
-    context.close()
 
 
 @pytest.mark.parametrize("view", VIEWS)
-def test_a_wide_photo_shows_the_square_the_model_saw(browser, server, pictures, view):  # noqa: F811
-    context, page = sized_page(browser, view)
+def test_a_wide_photo_shows_the_square_the_model_saw(sized_page, server, pictures, view):  # noqa: F811
+    context, page = sized_page(view)
     open_page(page, server, "predict")
     upload(page, pictures / "tabby.jpg")
     page.get_by_text("the model is shown only the square in the red frame").wait_for()
@@ -138,12 +150,12 @@ def test_a_wide_photo_shows_the_square_the_model_saw(browser, server, pictures, 
     assert "The model says" in said and "sure" in said
     no_exceptions(page)
     assert cut_off_labels(page) == []
+    page.locator("[data-testid=stImage]").first.scroll_into_view_if_needed()
     screenshot(page, f"predict-photo-{view}")
-    context.close()
 
 
-def test_a_one_pixel_picture_is_answered_with_a_warning(browser, server, pictures):  # noqa: F811
-    context, page = sized_page(browser, "wide")
+def test_a_one_pixel_picture_is_answered_with_a_warning(sized_page, server, pictures):  # noqa: F811
+    context, page = sized_page("wide")
     open_page(page, server, "predict")
     upload(page, pictures / "red-dot.png")
     page.locator("[data-testid=stMetric]").first.wait_for()
@@ -153,11 +165,10 @@ def test_a_one_pixel_picture_is_answered_with_a_warning(browser, server, picture
     assert "only 1 x 1 pixels" in text and "may not be one of the ten classes" in text
     no_exceptions(page)
     screenshot(page, "predict-red-dot")
-    context.close()
 
 
-def test_the_batch_table_counts_right_answers_against_picked_true_classes(browser, server, pictures):  # noqa: F811
-    context, page = sized_page(browser, "wide")
+def test_the_batch_table_counts_right_answers_against_picked_true_classes(sized_page, server, pictures):  # noqa: F811
+    context, page = sized_page("wide")
     open_page(page, server, "predict")
     upload(page, pictures / "tabby.jpg", pictures / "notes.png", pictures / "ship.png")
     table = page.locator("[data-testid=stDataFrame]").first
@@ -184,19 +195,17 @@ def test_the_batch_table_counts_right_answers_against_picked_true_classes(browse
     assert verdict in table.text_content()
     no_exceptions(page)
     screenshot(page, "predict-batch-true-class")
-    context.close()
 
 
-def test_a_file_over_the_limit_gets_a_visible_sentence(browser, server, tmp_path):  # noqa: F811
+def test_a_file_over_the_limit_gets_a_visible_sentence(sized_page, server, tmp_path):  # noqa: F811
     big = tmp_path / "huge.png"
     big.write_bytes(b"\x89PNG" + bytes(21 * 1024 * 1024))
-    context, page = sized_page(browser, "wide")
+    context, page = sized_page("wide")
     open_page(page, server, "predict")
     upload(page, big)
     page.locator("[data-testid=stAlertContentError]").filter(
         has_text="huge.png: This file is 21.0 MB; pictures of up to 20 MB can be read.").wait_for()
     no_exceptions(page)
-    context.close()
 
 
 def overlaps(a, b) -> bool:
@@ -204,8 +213,8 @@ def overlaps(a, b) -> bool:
         min(a["y"] + a["height"], b["y"] + b["height"]) > max(a["y"], b["y"])
 
 
-def test_the_drawing_tools_do_not_cover_each_other(browser, server):  # noqa: F811
-    context, page = sized_page(browser, "laptop")
+def test_the_drawing_tools_do_not_cover_each_other(sized_page, server):  # noqa: F811
+    context, page = sized_page("laptop")
     open_page(page, server, "predict")
     page.get_by_role("radio", name="Draw").click()
     settle(page)
@@ -221,4 +230,3 @@ def test_the_drawing_tools_do_not_cover_each_other(browser, server):  # noqa: F8
     assert not overlaps(toolbar, page.locator("[data-testid=stButtonGroup]").first.bounding_box())
     no_exceptions(page)
     screenshot(page, "predict-draw-laptop")
-    context.close()

@@ -62,19 +62,25 @@ def test_the_train_page_during_and_after_a_run(browser, server):
         progress = page.locator("[data-testid=stProgress]")
         assert LEFT.search(progress.inner_text()), progress.inner_text()
         problems = photograph(page, "running")
-        assert "None" not in page.locator("[data-testid=stDataFrame]").text_content()
+        # The board is live too: its row moves on while the run trains, and never says "None".
+        board = page.locator("[data-testid=stDataFrame]")
+        first_row = board.text_content()
+        page.wait_for_function("first => document.querySelector('[data-testid=stDataFrame]').textContent !== first",
+                               arg=first_row, timeout=20_000)
+        assert "None" not in board.text_content(), board.text_content()
         no_exceptions(page)
 
         # After: the run's one accuracy, its wall time, and the board with it.
         page.get_by_role("button", name="Stop").click()
         done = page.get_by_text(re.compile(r"Stopped: test accuracy \d+\.\d%\. It took .* from its start"))
         done.wait_for(timeout=120_000)
-        board = page.locator("[data-testid=stDataFrame]")
-        board.wait_for()
-        assert "stopped" in board.text_content() and "None" not in board.text_content()
+        page.wait_for_function("() => document.querySelector('[data-testid=stDataFrame]')"
+                               "?.textContent.includes('stopped')", timeout=15_000)
+        assert "None" not in board.text_content() and re.search(r"\d+\.\d%", board.text_content())
         # Pick the run on the board: its curves drawn again, in the comparison's colours.
+        board.scroll_into_view_if_needed()
         box = board.bounding_box()
-        page.mouse.click(box["x"] + 18, box["y"] + 35 + 17)
+        page.mouse.click(box["x"] + 18, box["y"] + 35 + 17)      # the first row's tick box, under the header
         page.get_by_text("Each run has a colour of its own").wait_for()
         problems += photograph(page, "ended")
         no_exceptions(page)

@@ -97,7 +97,7 @@ def test_a_run_outlives_the_server_that_started_it(cluster):
 def test_a_run_no_node_can_take_waits_for_the_cluster_until_cancelled(cluster):
     run = runs.start(gpu_recipe(epochs=1), owner="a")   # the test cluster has no GPU
     assert run.state == "queued" and run.status["ray_gpus"] == 1
-    assert ray_backend.waiting_sentence(run) == "Waiting for the cluster: it starts when a node has 1 free CPUs and 1 GPU."
+    assert ray_backend.waiting_sentence(run) == "Waiting for the cluster: it starts when a node has 1 free CPU and 1 GPU."
     runs.reconcile()
     assert runs.get(run.id).state == "queued"      # still waiting: Ray decides, and it has nowhere to put it
     runs.stop(run.id, owner="a")

@@ -55,7 +55,7 @@ def test_a_waiting_run_starts_after_the_first_and_a_finished_run_continues(backe
     first = runs.start(small(epochs=1, name="base"), owner="a")
     second = runs.start(small(epochs=1), owner="b")
     assert waiting(second.id, backend)
-    wait_for(lambda: runs.get(second.id).state == "finished", timeout=180, what="both runs to finish")
+    wait_for(lambda: runs.get(second.id).state == "finished", timeout=400, what="both runs to finish")
     wait_for(lambda: runs.get(first.id).state == "finished", what="the first run to finish")
     # One at a time (the queue's limit, or the worker's one CPU): whichever started second began after the
     # other ended. The local queue keeps the order; Ray's scheduler may not, and does not have to.

@@ -46,6 +46,16 @@ def test_a_damaged_shipped_file_is_ignored(model_copy):
     assert evaluation.shipped_probabilities(model_copy, x, y) is None
 
 
+def test_the_bundled_model_ships_its_answers_for_the_bundled_sample():
+    """Offline, a laptop's first Evaluate and Quiz use the sample: their answers need no waiting either."""
+    from cifar_core import data
+    sample = data.load_sample()
+    shipped = evaluation.shipped_probabilities(inference.DEFAULT_MODEL, sample.x_test, sample.y_test)
+    assert shipped is not None
+    fresh = inference.predict(inference.load_model(), sample.x_test[:64], calibrated=False)
+    assert np.allclose(shipped[:64], fresh, atol=2e-3)
+
+
 def test_the_bundled_model_ships_its_answers_for_the_offline_test_set(real_archive):
     """The figure Evaluate shows from the shipped answers is the model card's, which the sidebar shows."""
     from cifar_core import data
@@ -56,6 +66,18 @@ def test_the_bundled_model_ships_its_answers_for_the_offline_test_set(real_archi
     assert evaluation.percent(accuracy) == evaluation.percent(inference.model_card()["test_accuracy"])
     assert accuracy == pytest.approx(inference.model_card()["test_accuracy"], abs=1e-4)
     assert inference.DEFAULT_MODEL.with_name("default.test.npz").stat().st_size < 400_000
+
+
+def test_an_exported_model_ships_its_test_answers(tiny_env, tiny_archive):
+    from cifar_core import data, training
+    run = other_model("exported")
+    test = data.read(tiny_archive)
+    card = training.export(run.path, tiny_env / "out" / "mine.keras", dataset=test)
+    shipped = evaluation.shipped_probabilities(tiny_env / "out" / "mine.keras", test.x_test, test.y_test)
+    assert shipped is not None and shipped.shape == (40, 10)
+    assert evaluation.summary(shipped, test.y_test)["accuracy"] == card["test_accuracy"]
+    fresh = inference.predict(inference.load_model(tiny_env / "out" / "mine.keras"), test.x_test, calibrated=False)
+    assert np.allclose(shipped, fresh, atol=2e-3)
 
 
 def test_confusion_matrix_squares_show_counts_or_percent_of_the_true_class():
@@ -85,11 +107,12 @@ def app(tiny_env, monkeypatch):
 
 def other_model(name: str):
     """A finished run whose checkpoint is a copy of the bundled model: a second model to compare."""
-    from cifar_core import rundir, runs
+    from cifar_core import board, rundir, runs
     from cifar_core.config import TrainConfig
     run = runs.create(TrainConfig(arch="airbench_tiny", epochs=1, name=name))
     shutil.copyfile(inference.DEFAULT_MODEL, run.path / rundir.MODEL)
     rundir.update_status(run.path, state="finished")
+    board.refresh()     # the pages' list of runs, now, not at the watcher's next tick
     return run
 
 
@@ -129,7 +152,13 @@ def test_evaluate_tests_the_second_model_only_when_the_comparison_is_opened(app,
 
 
 def test_evaluate_says_when_it_measures_on_the_bundled_sample(monkeypatch, tmp_path):
+    from app_pages import common
     monkeypatch.chdir(ROOT)
+    pictures_tested = []
+    real_predict = inference.predict
+    monkeypatch.setattr(inference, "predict", lambda model, images, *a, **k: pictures_tested.append(len(images))
+                        or real_predict(model, images, *a, **k))
+    common._test_probabilities.clear()
     monkeypatch.delenv("CIFAR10_DATA", raising=False)
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     monkeypatch.setenv("CIFAR_RUNS_DIR", str(tmp_path / "runs"))
@@ -139,6 +168,7 @@ def test_evaluate_says_when_it_measures_on_the_bundled_sample(monkeypatch, tmp_p
     assert at.metric[0].label == "Right on 1,000 test pictures"
     assert at.metric[0].value == evaluation.percent(float(at.metric[0].value.rstrip("%")) / 100)
     assert any("bundled sample of 1,000 test pictures, not on the whole test set" in c.value for c in at.caption)
+    assert pictures_tested == []                       # the answers shipped with the model: no waiting
 
 
 def test_evaluate_confusion_matrix_in_percent(app):
@@ -147,3 +177,14 @@ def test_evaluate_confusion_matrix_in_percent(app):
     app.run()
     app.button_group(key="evaluate_confusion_as").set_value("% of each true class").run()
     assert not app.exception, [e.value for e in app.exception]
+
+
+def test_evaluate_a_damaged_checkpoint_gets_a_sentence(app):
+    from cifar_core import rundir
+    run = other_model("damaged")
+    (run.path / rundir.MODEL).write_bytes(b"not a model at all")
+    visit(app, "app_pages/evaluate.py")
+    damaged = next(o for o in app.selectbox(key="evaluate_model").options if "damaged" in o)
+    app.selectbox(key="evaluate_model").select(damaged).run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert "is not a CIFAR-10 Studio model we can load" in app.error[0].value

@@ -15,7 +15,9 @@ from cifar_core.config import TrainConfig
 def run(tiny_archive, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("run")
     config = TrainConfig(arch="airbench_tiny", epochs=2, batch_size=20, learning_rate=0.2, precision="float32")
-    assert training.train(config, run_dir, data.read(tiny_archive)) == "finished"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tensorboard_log, "BATCH_INTERVAL_S", 0.0)     # every step, to check each one
+        assert training.train(config, run_dir, data.read(tiny_archive)) == "finished"
     events = EventAccumulator(str(run_dir / tensorboard_log.FOLDER), size_guidance={"tensors": 0})
     events.Reload()
     return config, run_dir, events
@@ -23,6 +25,19 @@ def run(tiny_archive, tmp_path_factory):
 
 def _values(events, tag):
     return [(e.step, tensor_util.make_ndarray(e.tensor_proto)) for e in events.Tensors(tag)]
+
+
+def test_batch_points_keep_the_pace_of_the_metrics_file(tmp_path):
+    # 100 steps in well under a second: the first step and each epoch's last are written, no others.
+    board = tensorboard_log.writer(tmp_path, TrainConfig(), steps_per_epoch=50, total_steps=100)
+    for epoch in range(2):
+        board.on_epoch_begin(epoch)
+        for batch in range(50):
+            board.on_train_batch_end(batch, {"loss": 2.0 - epoch, "categorical_accuracy": 0.5})
+    board.close()
+    events = EventAccumulator(str(tmp_path / tensorboard_log.FOLDER), size_guidance={"tensors": 0})
+    events.Reload()
+    assert [(step, float(value)) for step, value in _values(events, "batch/loss")] == [(1, 2.0), (50, 2.0), (100, 1.0)]
 
 
 def test_epoch_scalars_are_the_metrics_file_figures(run):

@@ -117,3 +117,19 @@ def test_an_idle_worker_exits_and_removes_its_file(tiny_env):
     pid = runs.get(run.id).status["pid"]
     wait_for(lambda: not (worker.directory() / f"{pid}.json").exists(), timeout=30, what="the idle worker to leave")
     wait_for(lambda: not runs._alive({"pid": pid}), timeout=10, what="its process to end")
+
+
+def test_a_worker_started_by_hand_is_handed_the_next_run(tiny_env, monkeypatch):
+    monkeypatch.setenv("CIFAR_WORKER_IDLE_S", "60")
+    env = {**os.environ, "PYTHONPATH": str(runs.PACKAGE_ROOT)}
+    warm = subprocess.Popen([sys.executable, "-m", "cifar_core", "worker"], env=env, cwd=runs.PACKAGE_ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: (worker.directory() / f"{warm.pid}.json").exists(), timeout=120, what="the worker to offer itself")
+        run = runs.start(small(epochs=1), owner="a")
+        assert run.status["pid"] == warm.pid                       # no new process: the warm one has it
+        wait_for(lambda: ended(run.id), timeout=180, what="the run")
+        assert runs.get(run.id).state == "finished"
+    finally:
+        warm.kill()
+        warm.wait()
