@@ -76,8 +76,9 @@ def _crop(original: Image.Image) -> None:
     """The uploaded picture with the square the model was shown framed on it, and what was cut off."""
     width, height = original.size
     cut = 1 - min(width, height) ** 2 / (width * height)
-    st.image(explain.outline_crop(original), width="stretch", output_format="JPEG",
-             caption="Your picture: the model is shown only the square in the red frame")
+    caption = ("Your picture: the model is shown only the square in the red frame" if cut > 0 else
+               "Your picture: square already, so the model is shown all of it (red frame)")
+    st.image(explain.outline_crop(original), width="stretch", output_format="JPEG", caption=caption)
     if cut > 0.2:
         st.caption(f"{cut:.0%} of it, outside the frame, was cut off. If what matters is out there, "
                    f"crop the photo yourself so the thing fills a square.")
@@ -89,8 +90,10 @@ def answer(image: np.ndarray, key: str, original: Image.Image | None = None, hea
     model = common.active_model()
     probabilities = inference.predict(model, image)[0]
     best = int(probabilities.argmax())
-    columns = st.columns([3, 2, 4] if original is not None else [2, 4])
-    if original is not None:
+    # A picture smaller than the model's own 32 x 32 has no square worth outlining.
+    original_shown = original if original is not None and min(original.size) >= 32 else None
+    columns = st.columns([3, 2, 4] if original_shown is not None else [2, 4])
+    if original_shown is not None:
         with columns[0]:
             _crop(original)
     columns[-2].image(charts.upscale(image, 8), width="stretch", output_format="PNG",
@@ -129,8 +132,8 @@ def where(model, image: np.ndarray, best: int, key: str) -> None:
     left.image(plain, caption="The picture", width="stretch", output_format="PNG")
     middle.image(explain.colourise(big), caption=f"Heat map for \"{target}\"", width="stretch", output_format="PNG")
     right.image(explain.blend(plain, big, opacity), caption="The two together", width="stretch", output_format="PNG")
-    st.altair_chart(charts.heat_key(explain.HEAT_COLOURS, f"How much each place counted for \"{target}\""),
-                    width="stretch")
+    st.markdown(f"**Colour key: how much each place counted for \"{target}\"**")
+    st.altair_chart(charts.heat_key(explain.HEAT_COLOURS), width="stretch")
     cells = explain.grid(model)
     if heat.max() <= 0:
         st.info(f"No part of this picture counted for \"{target}\": everything in it pointed elsewhere.")
@@ -190,8 +193,9 @@ def batch(files) -> None:
         if change.get("true class") in CLASS_NAMES:
             table.loc[int(position), "true class"] = change["true class"]
     labelled = table["true class"].notna() & (table["answer"] != "")
+    # Plain words, not emoji: a browser without a colour emoji font shows those as empty boxes.
     table.loc[labelled, "right?"] = np.where(table.loc[labelled, "answer"] == table.loc[labelled, "true class"],
-                                             "✅ right", "❌ wrong")
+                                             "right", "wrong")
     scores = [f"{name} (%)" for name in CLASS_NAMES if f"{name} (%)" in table]
     st.data_editor(
         table[["picture", "file", "answer", "sure", "true class", "right?", "problem", *scores]],
@@ -200,8 +204,9 @@ def batch(files) -> None:
         column_config={"picture": st.column_config.ImageColumn(width="small"),
                        "sure": st.column_config.ProgressColumn("sure", format="percent", min_value=0, max_value=1),
                        "true class": st.column_config.SelectboxColumn(
-                           "true class", options=list(CLASS_NAMES), width="small",
+                           "true class", options=list(CLASS_NAMES), width="medium",
                            help="What the picture really shows: pick it to count the model's right answers"),
+                       "right?": st.column_config.TextColumn("right?", width="small"),
                        "problem": st.column_config.TextColumn(width="large"),
                        **{name: st.column_config.NumberColumn(format="%.1f%%") for name in scores}})
     answered = int((table["answer"] != "").sum())

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -21,6 +22,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# Not this folder first: benchmarks/queue.py would stand in for the standard library's queue, which Ray uses.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "benchmarks"]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 import ray_cluster  # noqa: E402
@@ -42,7 +45,10 @@ def first_metric_seconds(backend: str) -> float:
     config = TrainConfig(arch="airbench_tiny", batch_size=8, precision="float32", epochs=200, name="first-metric")
     pressed = time.monotonic()
     run = runs.start(config, owner="benchmark")
-    wait_for(lambda: (run.path / "metrics.jsonl").exists() and (run.path / "metrics.jsonl").stat().st_size > 0)
+    wait_for(lambda: runs.get(run.id).state == "failed" or (run.path / "metrics.jsonl").exists()
+             and (run.path / "metrics.jsonl").stat().st_size > 0)
+    if runs.get(run.id).state == "failed":
+        raise SystemExit(f"{backend}: the run failed: {runs.get(run.id).status.get('error')}")
     seconds = time.monotonic() - pressed
     runs.stop(run.id, owner="benchmark")
     wait_for(lambda: runs.get(run.id).state == "stopped")
@@ -57,6 +63,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--ray-address", help="an existing cluster (default: start a local head and worker)")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))    # stopped from outside: still tear the cluster down
     work = Path(tempfile.mkdtemp(prefix="first-metric-"))
     os.environ["CIFAR10_DATA"] = args.data or str(write_tiny_archive(work / "tiny.tar.gz"))
     os.environ["CIFAR_RUNS_DIR"] = str(work / "runs")

@@ -227,10 +227,13 @@ def compare_classes(per_class: dict[str, dict[str, float]]) -> alt.Chart:
         tooltip=["model", "class", alt.Tooltip("accuracy:Q", format=".1%")]).properties(height=300)
 
 
-def heat_key(colours: tuple[str, ...], title: str = "How much each place counted") -> alt.Chart:
-    """The colour key of a heat map: a bar running through `colours` from "not at all" to "the most"."""
+def heat_key(colours: tuple[str, ...]) -> alt.Chart:
+    """The colour key of a heat map: a bar running through `colours` from "not at all" to "the most".
+
+    No title in the chart (the page puts one above it): a chart stretched to its column is fitted,
+    title and axis included, into its height, and a title would leave the bar no room."""
     frame = pd.DataFrame({"share": np.linspace(0, 1, 51)})
-    bar = alt.Chart(frame, title=alt.TitleParams(title, fontSize=12, anchor="start")).mark_rect().encode(
+    bar = alt.Chart(frame).mark_rect().encode(
         x=alt.X("share:Q", scale=alt.Scale(domain=[0, 1.02], nice=False),
                 axis=alt.Axis(values=[0, 0.5, 1], labelExpr="datum.value == 0 ? 'not at all' : "
                               "datum.value == 1 ? 'the most' : 'half as much'", title=None, grid=False,
@@ -238,4 +241,4 @@ def heat_key(colours: tuple[str, ...], title: str = "How much each place counted
         x2=alt.X2("end:Q"),
         color=alt.Color("share:Q", legend=None,
                         scale=alt.Scale(domain=[0, 1], range=list(colours), interpolate="rgb")))
-    return bar.transform_calculate(end="datum.share + 0.02").properties(height=28).configure_view(strokeWidth=0)
+    return bar.transform_calculate(end="datum.share + 0.02").properties(height=80).configure_view(strokeWidth=0)

@@ -1,7 +1,7 @@
 """From any uploaded picture to class probabilities.
 
     load_image(bytes | path | file)  -> RGB PIL image (big ones reduced), or ImageError with a sentence for a person
-    prepare(image)                   -> (32, 32, 3) uint8: centre square, antialiased downsampling
+    prepare(image)                   -> (32, 32, 3) uint8: centre square (crop_box), antialiased downsampling
     predict(model, images)           -> (N, 10) probabilities; safe to call from many threads
 
 A hosted copy decodes whatever a class uploads, so load_image bounds what one file may cost before

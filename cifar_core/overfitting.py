@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Finding:
-    first_epoch: int                         # the window's first epoch: where the test was last at its best
+    first_epoch: int                         # the epoch after which the test got worse (its best in the window)
     last_epoch: int
     train_loss: tuple[float, float]          # (first, last) epoch's running training loss
     test_accuracy: tuple[float, float]       # (best in the window before the last epoch, last)

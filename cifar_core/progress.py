@@ -86,7 +86,8 @@ def estimate(config: dict, status: dict, metrics: list[dict], now: float) -> Pro
         return Progress("training", fraction=0.0, seconds_left=None, images_per_s=None, **base)
     test_images = _number(status.get("test_images")) or DEFAULT_TEST_IMAGES
     held_out = _number(status.get("calibration_images"))
-    held_out = _number(config.get("calibration_images")) or 0 if held_out is None else held_out
+    if held_out is None:      # trainers before status.json recorded it
+        held_out = _number(config.get("calibration_images")) or 0
     if done:
         # The first epoch's test pass also compiled the network's forward pass: once a later one has
         # been timed, the first is left out. The median of the last three smooths a busy machine.
@@ -101,7 +102,7 @@ def estimate(config: dict, status: dict, metrics: list[dict], now: float) -> Pro
         after_epoch = test_s + CHECKPOINT_S
     final = FINAL_SETUP_S + FINAL_SLOWDOWN * test_s * 2 * (test_images + held_out) / test_images
 
-    latest = metrics[-1] if metrics[-1].get("kind") in ("batch", "epoch") else batches[-1]
+    latest = metrics[-1]      # the newest record, a step's or an epoch's
     steps_taken = (epoch - 1) * steps + batches[-1]["step"]
     if len(done) >= epoch:                      # between epochs: the next has not started
         steps_taken = len(done) * steps

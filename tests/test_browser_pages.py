@@ -74,6 +74,9 @@ def test_explore_and_a_pick_that_belongs_to_its_split(sized_page, server):  # no
     heading = page.get_by_role("heading", name=re.compile(r"Training picture #\d+: cat"))
     heading.wait_for()
     training_index = re.search(r"#(\d+)", heading.inner_text()).group(1)
+    page.get_by_text("The model's top guesses", exact=True).wait_for(timeout=120_000)   # a fresh server loads TensorFlow first
+    settle(page)
+    page.locator("[data-testid=stVegaLiteChart]").nth(1).wait_for()
     clean(page, "explore")
 
     # The training set's cat is not shown as the test set's picture of the same number.

@@ -69,17 +69,29 @@ def test_before_the_first_epoch_ends_the_test_pass_is_estimated_from_the_trainin
     p = run.estimate(18.0)                         # half-way through epoch 1
     assert p.epochs_done == 0 and p.images_per_s == pytest.approx(500)
     assert p.seconds_left == pytest.approx(run.end - 1018.0, rel=0.02)
+    # A trainer that timed a batch of its test pass as it started: that speed, not the guess.
+    run.status["test_s_per_picture"] = 0.004
+    timed = run.estimate(18.0).seconds_left
+    longer_pass = progress.PASS_SETUP_S + 10_000 * 0.004 - test_s        # each of 4 passes, and the final checks
+    assert timed - p.seconds_left == pytest.approx((4 + progress.FINAL_SLOWDOWN * 2 * 1.2) * longer_pass)
 
 
-def test_on_the_tiny_data_the_time_left_comes_true(tiny_env):
+def test_on_the_tiny_data_the_time_left_comes_true(tiny_env, monkeypatch):
     """A real trainer (start-up, test passes, final checks): each estimate made after the first epoch,
-    while at least a quarter of the run was still to come, against when the run really ended."""
+    while at least a quarter of the run was still to come, against when the run really ended.
+
+    2,000 test pictures, so that, as in the presets, testing takes about as long as training (an
+    estimate from training alone was off by half). The epochs last seconds here, so a busy machine
+    moves each by a good share: the median error must stay within 25% (the presets, whose epochs
+    last minutes, stayed within 10%: benchmarks/time_left.py)."""
     import statistics
     import time
 
     from cifar_core import runs
     from cifar_core.config import TrainConfig
-    run = runs.start(TrainConfig(arch="airbench_tiny", epochs=5, batch_size=8, precision="float32"))
+    from conftest import write_tiny_archive
+    monkeypatch.setenv("CIFAR10_DATA", str(write_tiny_archive(tiny_env / "tested.tar.gz", test=2000)))
+    run = runs.start(TrainConfig(arch="airbench_tiny", epochs=4, batch_size=4, precision="float32"))
     readings, deadline = [], time.monotonic() + 600
     while (current := runs.get(run.id)).state in ("queued", "running") and time.monotonic() < deadline:
         now = time.time()
@@ -91,7 +103,7 @@ def test_on_the_tiny_data_the_time_left_comes_true(tiny_env):
     ended, began = current.status["ended"], current.status.get("launched") or current.status["started"]
     errors = [abs(left - (ended - now)) / (ended - now) for now, left in readings if ended - now >= (ended - began) / 4]
     assert len(errors) >= 4, readings
-    assert statistics.median(errors) <= 0.2, [f"{e:.0%}" for e in errors]
+    assert statistics.median(errors) <= 0.25, [f"{e:.0%}" for e in errors]
     assert current.progress()["elapsed_s"] == pytest.approx(ended - began)
 
 
