@@ -18,7 +18,7 @@ import streamlit as st
 
 from app_pages import common
 from cifar_core import board, charts, runs, snapshots
-from cifar_core.data import CLASS_NAMES
+from cifar_core.data import CLASS_NAMES, with_article
 
 PANEL_CAPTION = ("Eight test pictures the network never trains on, the same eight for every run. Under each: "
                  "the class the network would answer after this epoch, how sure it is, and whether that is right.")
@@ -88,23 +88,19 @@ def filter_sheet(filters: np.ndarray, cell: int = 32, columns: int = 8, gap: int
     return sheet
 
 
-def _a(noun: str) -> str:
-    return ("an " if noun[0] in "aeiou" else "a ") + noun
-
-
 def _panel(snapshot: snapshots.Snapshot, pictures: np.ndarray | None, columns: int) -> None:
     guesses = snapshot.probabilities.argmax(axis=1)
     rows = [st.columns(columns) for _ in range(-(-len(guesses) // columns))]
     for i, (guess, truth) in enumerate(zip(guesses, snapshot.labels)):
         with rows[i // columns][i % columns]:
             if pictures is not None:
-                st.image(charts.upscale(pictures[i], 3), alt=f"a test picture of {_a(CLASS_NAMES[truth])}")
+                st.image(charts.upscale(pictures[i], 3), alt=f"a test picture of {with_article(CLASS_NAMES[truth])}")
             sure = snapshot.probabilities[i, guess]
             if guess == truth:
                 st.markdown(f"**{CLASS_NAMES[guess]}** {sure:.0%}  \n:green[:material/check: right]")
             else:
                 st.markdown(f"**{CLASS_NAMES[guess]}** {sure:.0%}  \n:red[:material/close: wrong, it is "
-                            f"{_a(CLASS_NAMES[truth])}]")
+                            f"{with_article(CLASS_NAMES[truth])}]")
 
 
 def _filters(history: History, epoch: int) -> None:

@@ -6,7 +6,7 @@ import streamlit as st
 
 from app_pages import common
 from cifar_core import charts
-from cifar_core.data import CLASS_NAMES
+from cifar_core.data import CLASS_NAMES, with_article
 
 HUMAN_ACCURACY = 0.94   # people get about 94% of CIFAR-10 test pictures right (Karpathy, 2011)
 
@@ -75,7 +75,8 @@ else:
     truth, guess = int(test.y_test[quiz.index]), int(guesses[quiz.index])
     you = "right" if quiz.answer == truth else f"wrong (you said {CLASS_NAMES[quiz.answer]})"
     it = "right" if guess == truth else f"wrong: it said {CLASS_NAMES[guess]}"
-    buttons.markdown(f"## It is a **{CLASS_NAMES[truth]}**")
+    article, name = with_article(CLASS_NAMES[truth]).split(" ", 1)
+    buttons.markdown(f"## It is {article} **{name}**")
     buttons.markdown(f"### You were {you}.\n### The model was {it} ({probabilities[quiz.index, guess]:.0%} sure).")
     if buttons.button("Next picture", type="primary", icon=":material/arrow_forward:", width="stretch"):
         next_picture()

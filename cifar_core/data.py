@@ -57,6 +57,13 @@ from cifar_core import settings
 CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer",
                "dog", "frog", "horse", "ship", "truck")
 
+
+
+def with_article(name: str) -> str:
+    """ "an airplane", "a cat": class names read as English in sentences."""
+    return ("an " if name[:1] in "aeiou" else "a ") + name
+
+
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 SHA256 = "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"
 ARCHIVE_NAME = "cifar-10-python.tar.gz"

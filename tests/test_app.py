@@ -191,7 +191,10 @@ def test_quiz_three_rounds_keep_both_scores(app):
         quiz = app.session_state["quiz"]
         assert quiz.rounds == round_ and quiz.answer == 3
         assert app.metric[0].value == f"{quiz.people} / {round_}" and app.metric[1].value == f"{quiz.model} / {round_}"
-        assert any(m.value.startswith("## It is a **") for m in app.markdown)
+        from app_pages import common
+        truth = common.loaded()[0].y_test[quiz.index]
+        article = "an" if CLASS_NAMES[truth][0] in "aeiou" else "a"
+        assert f"## It is {article} **{CLASS_NAMES[truth]}**" in [m.value for m in app.markdown]
         app.button[[b.label for b in app.button].index("Next picture")].click().run()
     assert app.session_state["quiz"].answer is None
 

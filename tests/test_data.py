@@ -337,3 +337,8 @@ def test_no_hostile_archive_takes_much_memory(hostile):
     assert [s["path"] for s in seen] == paths
     for s in seen:
         assert s["outcome"] == "refused" and s["growth_mb"] < 300, s
+
+
+def test_class_names_read_as_english_in_sentences():
+    from cifar_core.data import with_article
+    assert [with_article(n) for n in ("airplane", "automobile", "cat")] == ["an airplane", "an automobile", "a cat"]
