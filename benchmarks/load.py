@@ -351,11 +351,11 @@ def percentile(values: list[float], q: float) -> float:
 def report(results: list[Figures], sessions: int) -> None:
     print(f"\n{sessions} sessions at once, one server; load average {os.getloadavg()[0]:.2f} "
           f"on {os.cpu_count()} CPUs\n")
-    header = f"{'':<34}" + "".join(f"{r.label:>28}" for r in results)
+    header = f"{'':<34}" + "".join(f"{r.label:>32}" for r in results)
     print(header)
 
     def row(name: str, cells: list[str]) -> None:
-        print(f"{name:<34}" + "".join(f"{c:>28}" for c in cells))
+        print(f"{name:<34}" + "".join(f"{c:>32}" for c in cells))
 
     row("first visitor (loads everything) s", [f"{r.first_visit_s:.1f}" for r in results])
     for step in results[0].times:
