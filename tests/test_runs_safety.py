@@ -173,7 +173,7 @@ def test_the_watcher_survives_errors(tiny_env, monkeypatch):
     def failing():
         calls.append(1)
         raise OSError("disk full")
-    monkeypatch.setattr(runs, "reconcile", failing)
+    monkeypatch.setattr(runs.board, "refresh", failing)     # the watcher's first step each round
     watcher = runs.watch(interval=0.05)
     try:
         wait_for(lambda: len(calls) >= 3, timeout=5, what="several rounds")
