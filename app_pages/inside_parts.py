@@ -113,13 +113,13 @@ def closer_look(path, modified: float, model, found: list[np.ndarray]) -> None:
 
 
 def layers(model) -> None:
+    # A static table, not a data grid: "what it does" wraps onto a second line on a projector's narrow
+    # page instead of being cut off at a fixed column width.
     table = pd.DataFrame(inside.layer_table(model))
-    columns = {"does": st.column_config.TextColumn("what it does"),
-               "weights": st.column_config.ProgressColumn("weights", format="localized", min_value=0,
-                                                          max_value=int(table["weights"].max()) or 1),
-               "shown": st.column_config.CheckboxColumn("maps shown", width="small")}
-    st.dataframe(table, hide_index=True, height=min(38 + 35 * len(table), 1100), column_config=columns,
-                 column_order=["layer", "type", "output", "weights", "shown", "does"])
+    shown = table.assign(weights=table["weights"].map("{:,}".format),
+                         shown=table["shown"].map({True: "yes", False: ""}))
+    st.table(shown[["layer", "type", "output", "weights", "shown", "does"]]
+             .rename(columns={"shown": "maps shown", "does": "what it does"}).set_index("layer"))
     st.caption(f"{int(table['weights'].sum()):,} weights in all.")
 
 

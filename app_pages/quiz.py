@@ -32,7 +32,9 @@ probabilities = common.test_probabilities(common.active_choice())
 guesses = probabilities.argmax(axis=1)
 quiz = st.session_state.setdefault("quiz", Quiz())
 
-hard = st.toggle("Hard mode: only pictures the model gets wrong", key="quiz_hard")
+# Scores and the hard-mode switch share one row, so the picture and all ten answers fit a projector's 720 pixels.
+score_you, score_model, score_people, mode = st.columns([2, 2, 2, 3], vertical_alignment="center")
+hard = mode.toggle("Hard mode: only pictures the model gets wrong", key="quiz_hard")
 pool = np.flatnonzero(guesses != test.y_test) if hard else np.arange(len(test.y_test))
 if not len(pool):
     st.info("The model gets every one of these pictures right, so there is no hard mode: here are all of them.")
@@ -48,21 +50,20 @@ def next_picture() -> None:
 if quiz.index < 0 or (hard and quiz.index not in set(pool.tolist()) and quiz.answer is None):
     next_picture()
 
-score_you, score_model, score_people = st.columns(3)
 score_you.metric("You", f"{quiz.people} / {quiz.rounds}")
 score_model.metric("The model", f"{quiz.model} / {quiz.rounds}")
 score_people.metric("People in general", f"{HUMAN_ACCURACY:.0%}", help="Measured by Andrej Karpathy on CIFAR-10 in 2011.")
 
 picture, buttons = st.columns([1, 1])
 image = test.x_test[quiz.index]
-picture.image(charts.upscale(image, 12), caption="What is it?")
+picture.image(charts.upscale(image, 10), caption="What is it?")
 # The real-size picture and its words side by side: as the picture's caption they would wrap to its 32 pixels.
 real_size = picture.container(horizontal=True, vertical_alignment="center")
 real_size.image(image, width=32)
 real_size.caption("The real size: 32 x 32 pixels")
 
 if quiz.answer is None:
-    buttons.markdown("### Pick one")
+    buttons.markdown("**Pick one**")
     grid = buttons.columns(2)
     for i, name in enumerate(CLASS_NAMES):
         if grid[i % 2].button(name.capitalize(), key=f"quiz_{name}", width="stretch"):

@@ -223,7 +223,7 @@ def compare_classes(per_class: dict[str, dict[str, float]]) -> alt.Chart:
         x=alt.X("class:N", sort=list(CLASS_NAMES), title=None),
         xOffset="model:N",
         y=alt.Y("accuracy:Q", axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1])),
-        color=alt.Color("model:N", legend=alt.Legend(orient="bottom", title=None)),
+        color=alt.Color("model:N", legend=alt.Legend(orient="bottom", title=None, labelLimit=0)),  # names whole
         tooltip=["model", "class", alt.Tooltip("accuracy:Q", format=".1%")]).properties(height=300)
 
 

@@ -227,7 +227,7 @@ def test_inside_page_without_then_with_a_picture_and_every_tab(app):
     assert not app.exception
     app.button[[b.label for b in app.button].index("Choose another picture")].click().run()
     assert inside_parts.PICTURE not in app.session_state and app.selectbox(key="inside_class")
-    for tab, check in (("Its layers", lambda: app.dataframe[0].value["layer"].iloc[2] == "whiten"),
+    for tab, check in (("Its layers", lambda: app.table[0].value.index[2] == "whiten"),
                        ("Its first filters", lambda: [len(i.proto.imgs) for i in app.get("image")] == [24, 64]),
                        ("How your runs learned", lambda: any("side by side" in c.value for c in app.caption))):
         app.session_state["inside_tab"] = tab

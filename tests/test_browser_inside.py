@@ -68,7 +68,7 @@ def test_look_inside_pick_a_picture_see_its_maps_and_every_tab(page, server):
     screenshot(page, "inside-closer")
 
     page.get_by_role("tab", name="Its layers").click()
-    page.locator("[data-testid=stDataFrame]").first.wait_for(timeout=30_000)
+    page.locator("[data-testid=stTable]").first.wait_for(timeout=30_000)
     settle(page)
     assert "weights in all" in page.inner_text("body")
     no_exceptions(page)

@@ -1,6 +1,6 @@
 """A class presses Start: how fast one server drains thirty runs, warm workers against a process per run.
 
-    .venv/bin/python benchmarks/queue.py [--runs 30] [--baseline-runs 3] [--preset class]
+    .venv/bin/python benchmarks/queue_drain.py [--runs 30] [--baseline-runs 3] [--preset class]
 
 Thirty students (thirty owners, CIFAR_MAX_RUNS_PER_PERSON as it is) press
 Start within a second or two on the whole offline data set, in a fresh runs
