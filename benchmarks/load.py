@@ -30,7 +30,6 @@ import io
 import json
 import os
 import re
-import shutil
 import signal
 import statistics
 import subprocess
@@ -369,7 +368,7 @@ def report(results: list[Figures], sessions: int) -> None:
     row("runs after the Start burst", [", ".join(f"{v} {k}" for k, v in sorted(r.starts.items())) for r in results])
     row("trainers' CPU s (not counted)", [f"{r.children_cpu:.0f}" for r in results])
     row("peak server memory MB", [f"{r.peak_mb:.0f}" for r in results])
-    print(f"\nrecipe pressed: " + "; ".join(f"{r.label}: {r.recipe}" for r in results))
+    print("\nrecipe pressed: " + "; ".join(f"{r.label}: {r.recipe}" for r in results))
 
 
 async def run_all(args, servers_to_try: list[tuple[str, Path]], picture: Path, workdir: Path) -> list[Figures]:

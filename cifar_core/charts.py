@@ -46,7 +46,10 @@ def image_grid(images: np.ndarray, labels: np.ndarray, indices: np.ndarray, colu
     frames = base.mark_square(size=(cell - 2) ** 2, filled=False, strokeWidth=3).encode(
         color=alt.condition(alt.datum.index == (selected if selected is not None else -1),
                             alt.value("#ff4b4b"), alt.value("transparent")))
-    return (frames + pictures).properties(width=columns * cell, height=n_rows * cell).configure_view(strokeWidth=0)
+    # "pad": the cells keep their size. Streamlit's default ("fit") squeezes the padding into the given size,
+    # which pulled the rows 7 pixels closer than the pictures are tall, so they ran together.
+    return (frames + pictures).properties(width=columns * cell, height=n_rows * cell, autosize="pad") \
+        .configure_view(strokeWidth=0)
 
 
 def class_counts(labels: np.ndarray, title: str = "Images per class") -> alt.Chart:

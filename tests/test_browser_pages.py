@@ -70,6 +70,9 @@ def test_explore_and_a_pick_that_belongs_to_its_split(sized_page, server):  # no
     page.get_by_role("option", name="cat", exact=True).click()
     settle(page)
     page.get_by_text("20 pictures, page 1 of 1").wait_for()
+    # Two rows of 64-pixel cells: the grid is drawn at its full height, so rows of pictures never run together.
+    drawn = page.locator("[data-testid=stVegaLiteChart]").first.locator("canvas, svg").first.bounding_box()
+    assert drawn["height"] >= 2 * 64, drawn
     click_picture(page, 0)
     heading = page.get_by_role("heading", name=re.compile(r"Training picture #\d+: cat"))
     heading.wait_for()
