@@ -34,7 +34,7 @@ quiz = st.session_state.setdefault("quiz", Quiz())
 
 # Scores and the hard-mode switch share one row, so the picture and all ten answers fit a projector's 720 pixels.
 score_you, score_model, score_people, mode = st.columns([2, 2, 2, 3], vertical_alignment="center")
-hard = mode.toggle("Hard mode: only pictures the model gets wrong", key="quiz_hard")
+hard = mode.toggle("Hard mode", key="quiz_hard", help="Only pictures the model gets wrong.")
 pool = np.flatnonzero(guesses != test.y_test) if hard else np.arange(len(test.y_test))
 if not len(pool):
     st.info("The model gets every one of these pictures right, so there is no hard mode: here are all of them.")

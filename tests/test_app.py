@@ -117,12 +117,13 @@ def test_offline_the_train_page_explains_why_it_cannot_start(offline):
 
 
 def test_finished_runs_become_models_to_choose(app):
-    from cifar_core import runs
+    from cifar_core import board, runs
     from cifar_core.config import TrainConfig
     run = runs.start(TrainConfig(arch="airbench_tiny", epochs=1, batch_size=50, precision="float32", name="mine"))
     deadline = time.monotonic() + 120
     while runs.get(run.id).state != "finished" and time.monotonic() < deadline:
         time.sleep(0.5)
+    time.sleep(2 * board.TICK_S)     # pages show the server's snapshot, which catches up within a tick
     app.run()
     options = app.sidebar.selectbox[0].options
     assert options[0].startswith("Bundled model") and any(o.startswith("Run mine") for o in options)

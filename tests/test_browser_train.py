@@ -8,6 +8,7 @@ value, a chart that draws nothing.
 from __future__ import annotations
 
 import re
+import time
 
 import test_browser
 from test_browser import ARTIFACTS, no_exceptions, open_page, settle
@@ -60,6 +61,10 @@ def test_the_train_page_during_and_after_a_run(browser, server):
         # During: after the first epoch, with the test dots on the curves and the time left.
         page.get_by_text(AFTER_EPOCH).first.wait_for(timeout=180_000)
         progress = page.locator("[data-testid=stProgress]")
+        # The panel and the progress line refresh on their own ticks: the estimate follows within a few.
+        deadline = time.monotonic() + 20
+        while not LEFT.search(progress.inner_text()) and time.monotonic() < deadline:
+            page.wait_for_timeout(500)
         assert LEFT.search(progress.inner_text()), progress.inner_text()
         problems = photograph(page, "running")
         # The board is live too: its row moves on while the run trains, and never says "None".
