@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -31,18 +32,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tiny_archive, tmp_path_factory):
-    """The app as a user starts it, on the tiny data set, with its own runs folder."""
+@contextmanager
+def streamlit_app(data: Path, runs_dir: Path, startup_s: float = 90):
+    """`streamlit run app.py` on a free port, as a user starts it, on `data` with its own runs folder:
+    yields its address, and ends it afterwards."""
     port = free_port()
-    env = {**os.environ, "CIFAR10_DATA": str(tiny_archive),
-           "CIFAR_RUNS_DIR": str(tmp_path_factory.mktemp("runs")), "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "CIFAR10_DATA": str(data), "CIFAR_RUNS_DIR": str(runs_dir), "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
          "--server.headless", "true", "--browser.gatherUsageStats", "false"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + startup_s
     while time.monotonic() < deadline:
         try:
             if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read() == b"ok":
@@ -52,9 +53,18 @@ def server(tiny_archive, tmp_path_factory):
     else:
         process.kill()
         raise RuntimeError("streamlit did not start:\n" + process.stdout.read().decode())
-    yield url
-    process.terminate()
-    process.wait(timeout=20)
+    try:
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def server(tiny_archive, tmp_path_factory):
+    """The app as a user starts it, on the tiny data set, with its own runs folder."""
+    with streamlit_app(tiny_archive, tmp_path_factory.mktemp("runs")) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -5,18 +5,13 @@ Screenshots at 1400 x 1000 and 1280 x 720 land in test-artifacts/predict-*.png (
 from __future__ import annotations
 
 import io
-import os
-import subprocess
-import sys
 import time
-import urllib.request
 
 import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from conftest import ROOT
-from test_browser import browser, free_port, no_exceptions, open_page, screenshot, settle  # noqa: F401 (fixtures)
+from test_browser import browser, no_exceptions, streamlit_app, open_page, screenshot, settle  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.browser
 VIEWS = {"wide": (1400, 1000), "laptop": (1280, 720)}
@@ -25,27 +20,8 @@ VIEWS = {"wide": (1400, 1000), "laptop": (1280, 720)}
 @pytest.fixture(scope="module")
 def server(real_archive, tmp_path_factory):
     """The app on the whole data set, as a teacher runs it."""
-    port = free_port()
-    env = {**os.environ, "CIFAR10_DATA": str(real_archive), "PYTHONPATH": str(ROOT),
-           "CIFAR_RUNS_DIR": str(tmp_path_factory.mktemp("runs"))}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-         "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read() == b"ok":
-                break
-        except OSError:
-            time.sleep(0.3)
-    else:
-        process.kill()
-        raise RuntimeError("streamlit did not start")
-    yield url
-    process.terminate()
-    process.wait(timeout=20)
+    with streamlit_app(real_archive, tmp_path_factory.mktemp("runs")) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -15,19 +15,15 @@ server for the visitor's cookie, cifar_core/remembered.py).
 """
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from conftest import ROOT
 from prepared_runs import finished_run
-from test_browser import CHROMIUM, browser, free_port, settle   # noqa: F401 (browser is a fixture)
+from test_browser import CHROMIUM, browser, settle, streamlit_app   # noqa: F401 (browser is a fixture)
 
 SCREENS = ROOT / "test-artifacts" / "screens"
 VIEWPORTS = [(1400, 1000), (1280, 720)]
@@ -56,26 +52,8 @@ def server(tiny_archive, tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("CIFAR_RUNS_DIR", str(runs_dir))
         finished_run(RUN_NAME, accuracy=0.8125)
-    port = free_port()
-    env = {**os.environ, "CIFAR10_DATA": str(tiny_archive), "CIFAR_RUNS_DIR": str(runs_dir), "PYTHONPATH": str(ROOT)}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-         "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read() == b"ok":
-                break
-        except OSError:
-            time.sleep(0.3)
-    else:
-        process.kill()
-        raise RuntimeError("streamlit did not start")
-    yield url, runs_dir
-    process.terminate()
-    process.wait(timeout=20)
+    with streamlit_app(tiny_archive, runs_dir) as url:
+        yield url, runs_dir
 
 
 @pytest.fixture
