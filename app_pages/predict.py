@@ -16,6 +16,12 @@ picture, name = None, ""   # picture: a predict_parts.Picture
 if source == "Upload":
     files = st.file_uploader("Photos (one or many)", type=FORMATS, accept_multiple_files=True, key="predict_files",
                              help=f"JPEG, PNG, WebP, GIF, BMP or TIFF, up to {predict_parts.UPLOAD_LIMIT_MB} MB each")
+    # Streamlit stops a file over its own limit in the browser, before sending it, with only a red mark
+    # whose words show on hover; a file between our limit and Streamlit's gets a sentence below. Said
+    # here in words, in view, so a red mark never goes unexplained.
+    st.caption(f"Pictures of up to {predict_parts.UPLOAD_LIMIT_MB} MB each. A file over "
+               f"{st.get_option('server.maxUploadSize')} MB is stopped before it is sent: it gets a red mark "
+               "in the list and no answer. Save it smaller and upload it again.")
     if len(files) > 1:
         predict_parts.batch(files)
         name = st.selectbox("Look closer at", [f.name for f in files], key="predict_pick")

@@ -195,6 +195,12 @@ def test_a_file_over_the_limit_gets_a_visible_sentence(sized_page, server, tmp_p
     page.locator("[data-testid=stAlertContentError]").filter(
         has_text="huge.png: This file is 21.0 MB; pictures of up to 20 MB can be read.").wait_for()
     no_exceptions(page)
+    # Over Streamlit's own limit the browser refuses the file before sending it: the words are in view.
+    bigger = tmp_path / "bigger.png"
+    bigger.write_bytes(b"\x89PNG" + bytes(26 * 1024 * 1024))
+    upload(page, bigger)
+    note = page.get_by_text("is stopped before it is sent: it gets a red mark in the list and no answer")
+    assert note.is_visible()
 
 
 def overlaps(a, b) -> bool:
