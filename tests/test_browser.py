@@ -149,7 +149,7 @@ def test_explore_browse_pick_filter_and_statistics(page, server):
     heading = page.get_by_role("heading", name="Training picture #3")
     heading.wait_for()
     page.get_by_text("The model's top guesses").wait_for()
-    assert page.locator("[data-testid=stImage]").count() >= 1
+    page.locator("[data-testid=stImage]").first.wait_for()     # the picture large, drawn after the heading
     screenshot(page, "explore-picked")
 
     page.locator("[data-testid=stSelectbox]").filter(has_text="Class").click()

@@ -116,6 +116,7 @@ def test_evaluate_every_tab_draws(sized_page, server):  # noqa: F811
     numbers = chart.locator(".mark-text.role-mark text")
     numbers.nth(99).wait_for(state="attached")
     assert all(re.fullmatch(r"\d+", t) for t in numbers.all_text_contents())
+    page.locator("[data-testid=stImage] img:visible").first.wait_for()    # the mistakes under the matrix
     assert len(same_size(page, "[data-testid=stImage] img")) == 1, "captions changed the mistakes' sizes"
     clean(page, "evaluate-confusion")
 
