@@ -8,6 +8,7 @@ from streamlit.testing.v1 import AppTest
 
 from cifar_core import charts, evaluation, inference
 from conftest import ROOT, tiny_images
+from test_app import app, visit  # noqa: F401 (app is a fixture)
 
 APP = str(ROOT / "studio.py")
 
@@ -96,15 +97,6 @@ def test_confusion_matrix_squares_show_counts_or_percent_of_the_true_class():
     assert text["encoding"]["text"]["field"] == "images"
 
 
-@pytest.fixture
-def app(tiny_env, monkeypatch):
-    monkeypatch.chdir(ROOT)
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.run()
-    assert not at.exception
-    return at
-
-
 def other_model(name: str):
     """A finished run whose checkpoint is a copy of the bundled model: a second model to compare."""
     from cifar_core import board, rundir, runs
@@ -114,13 +106,6 @@ def other_model(name: str):
     rundir.update_status(run.path, state="finished")
     board.refresh()     # the pages' list of runs, now, not at the watcher's next tick
     return run
-
-
-def visit(at, page):
-    at.switch_page(page)
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
 
 
 def test_evaluate_tests_the_second_model_only_when_the_comparison_is_opened(app, monkeypatch):
