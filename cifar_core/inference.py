@@ -394,6 +394,10 @@ def _forward(model):
 
     Once traced, a compiled function is safe to call from many threads at once,
     so only the first call (the trace) is serialised.
+
+    The function reaches its model through a weak reference: the cache is keyed
+    weakly by model, and a value holding its own key strongly would keep every
+    model ever used (and its compiled graph) alive for the life of the server.
     """
     import keras
     if keras.backend.backend() != "tensorflow":
@@ -404,7 +408,8 @@ def _forward(model):
         with _trace_lock:
             forward = _compiled.get(model)
             if forward is None:
-                forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True,
+                held = weakref.ref(model)
+                forward = tf.function(lambda x: held()(x, training=False), reduce_retracing=True,
                                       input_signature=[tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)])
                 forward(np.zeros((1, *model.input_shape[1:]), np.float32))    # trace now, under the lock
                 _compiled[model] = forward

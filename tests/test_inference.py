@@ -290,3 +290,21 @@ def test_load_model_errors_are_sentences(tmp_path):
     bad.write_bytes(b"not a zip")
     with pytest.raises(inference.ModelError, match="is not a CIFAR-10 Studio model"):
         inference.load_model(bad)
+
+
+def test_models_no_longer_used_are_freed_with_their_compiled_forward_pass():
+    """A server changing models many times must not keep each one (and its graph) alive."""
+    import gc
+    import weakref
+
+    from cifar_core import models
+    gone = []
+    for _ in range(2):
+        model = models.build("tutorial")
+        first = inference.predict(model, np.zeros((2, 32, 32, 3), np.uint8))
+        assert first.shape == (2, 10)
+        gone.append(weakref.ref(model))
+        del model
+    gc.collect()
+    assert [ref() for ref in gone] == [None, None]
+    assert len(inference._compiled) == 0
