@@ -5,7 +5,8 @@ to its end, is: start-up (importing, loading the data, building the network); th
 per epoch, the training steps, a checkpoint, a test pass over the whole test
 set and a snapshot; then the final checks on the saved model (calibration on
 the held-out pictures and the final accuracy on the test set, both with
-mirror test-time augmentation, so two forward passes a picture).
+mirror test-time augmentation; the last test pass was the test set's
+unmirrored half, so one forward pass a test picture is left, two a held-out one).
 
 The estimate adds up what is left of each, timed where it has been seen:
 training from the steps' own clock (`elapsed_s`), the after-epoch work from
@@ -20,15 +21,12 @@ import math
 from dataclasses import asdict, dataclass
 
 # Where a trainer has not timed a batch of its test pass: pictures a second in a test pass (forwards
-# only, batches of 1,000) over pictures a second in training. Measured on 2 busy CPU cores, float32,
-# from 0.8 (the tutorial CNN at batches of 32) to 2.2 (airbench_tiny): 1 errs long.
+# only) over pictures a second in training. Measured on 2 busy CPU cores, float32, from 0.8 (the
+# tutorial CNN at batches of 32) to 2.2 (airbench_tiny): 1 errs long.
 FORWARD_SPEEDUP = 1.0
-# The final checks (inference.predict on 2 x (test + held-out) pictures, chunks of 128, one compiled
-# function) against the last test pass per picture: measured from 0.52 to 0.73 on 2 busy CPU cores.
-FINAL_SLOWDOWN = 0.58
 FINAL_SETUP_S = 0.5
 CHECKPOINT_S = 0.5   # saving model.keras and a snapshot after each epoch, before it has been timed
-PASS_SETUP_S = 0.5   # a test pass's fixed cost (Keras' predict loop), whatever the number of pictures
+PASS_SETUP_S = 0.2   # a test pass's fixed cost, whatever the number of pictures
 DEFAULT_TEST_IMAGES = 10_000
 
 
@@ -100,7 +98,7 @@ def estimate(config: dict, status: dict, metrics: list[dict], now: float) -> Pro
         per_picture = _number(status.get("test_s_per_picture")) or per_step / batch_size / FORWARD_SPEEDUP
         test_s = PASS_SETUP_S + test_images * per_picture
         after_epoch = test_s + CHECKPOINT_S
-    final = FINAL_SETUP_S + FINAL_SLOWDOWN * test_s * 2 * (test_images + held_out) / test_images
+    final = final_checks_s(test_s, test_images, held_out)
 
     latest = metrics[-1]      # the newest record, a step's or an epoch's
     steps_taken = (epoch - 1) * steps + batches[-1]["step"]
@@ -118,6 +116,12 @@ def estimate(config: dict, status: dict, metrics: list[dict], now: float) -> Pro
     total = elapsed + seconds_left
     return Progress(phase, fraction=min(1.0, elapsed / total) if total > 0 else 0.0, seconds_left=seconds_left,
                     images_per_s=batch_size / per_step if per_step > 0 else None, **base)
+
+
+def final_checks_s(test_s: float, test_images: float, held_out: float) -> float:
+    """The final checks' length from a test pass's: the same compiled forward pass (`inference.predict`)
+    over the test set's mirrored half and both halves of the held-out pictures."""
+    return FINAL_SETUP_S + test_s * (test_images + 2 * held_out) / test_images
 
 
 def _median(values: list[float]) -> float:

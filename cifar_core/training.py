@@ -20,10 +20,16 @@ import numpy as np
 from cifar_core import data as cifar_data
 from cifar_core import devices, evaluation, models, recipe, rundir, snapshots, tensorboard_log
 from cifar_core.config import ConfigError, TrainConfig
+from cifar_core.warm_networks import WarmNetworks
 
-def evaluate_arrays(model, x, y, batch_size: int = 1000) -> tuple[float, float, np.ndarray]:
-    """Plain cross-entropy, accuracy and the probabilities of `model` on (x, y)."""
-    probs = model.predict(x, batch_size=batch_size, verbose=0)
+PROBE_IMAGES = 512   # test pictures timed before the first step, for the time left (see `progress`)
+
+
+def evaluate_arrays(model, x, y) -> tuple[float, float, np.ndarray]:
+    """Plain cross-entropy, accuracy and the (unmirrored, uncalibrated) probabilities of `model` on (x, y),
+    worked out as the app works them out (`inference.predict`), so the final checks can reuse them."""
+    from cifar_core import inference
+    probs = inference.predict(model, x, mirror=False, calibrated=False)
     loss = float(-np.mean(np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, 1.0))))
     return loss, float(np.mean(probs.argmax(1) == y)), probs
 
@@ -48,6 +54,7 @@ def _recorder(run_dir: Path, config: TrainConfig, test: tuple, export_model, ste
         stopped = False
         per_class: dict | None = None   # the last test pass's accuracy per class
         test_accuracy: float | None = None   # and overall
+        tested: np.ndarray | None = None    # its probabilities, while model.keras holds the weights it tested
         testing_s = 0.0     # wall time of the test passes after the epochs, summed
 
         started = None      # training clock, over the whole run; the test passes are taken out
@@ -65,12 +72,12 @@ def _recorder(run_dir: Path, config: TrainConfig, test: tuple, export_model, ste
         def on_train_batch_begin(self, batch, logs=None):
             if self.started is None:
                 # Compile the test pass now, as part of start-up, so the first epoch's pass takes as long
-                # as every later one; then time one more batch of it, so the time left counts the test
+                # as every later one; then time a few batches of it, so the time left counts the test
                 # passes from the first step on (`progress`). Inference only: no weight changes.
-                probe = test[0][:1000]
-                self.model.predict(probe, batch_size=1000, verbose=0)
+                probe = test[0][:PROBE_IMAGES]
+                evaluate_arrays(export_model, probe[:1], test[1][:1])
                 timed = time.monotonic()
-                self.model.predict(probe, batch_size=1000, verbose=0)
+                evaluate_arrays(export_model, probe, test[1][:len(probe)])
                 rundir.update_status(run_dir, test_s_per_picture=(time.monotonic() - timed) / max(1, len(probe)))
                 self.started = time.monotonic()
 
@@ -98,10 +105,14 @@ def _recorder(run_dir: Path, config: TrainConfig, test: tuple, export_model, ste
             elapsed = self.elapsed()
             images_per_s = self.epoch_images / max(1e-9, elapsed - self.epoch_started_at)
             save_checkpoint(self.model, export_model, run_dir)
+            self.tested = None
             if self.stopped:  # a partial epoch: keep the weights, skip the test pass
                 return
+            # The test pass runs the checkpoint itself (export_model holds its weights): the accuracy
+            # is the saved model's, and the last epoch's answers are half the final mirrored pass.
             test_started = time.monotonic()
-            test_loss, test_accuracy, probabilities = evaluate_arrays(self.model, *test)
+            test_loss, test_accuracy, probabilities = evaluate_arrays(export_model, *test)
+            self.tested = probabilities
             test_s = time.monotonic() - test_started
             self.testing_s += test_s
             self.test_accuracy = test_accuracy
@@ -150,10 +161,11 @@ def build_model(config: TrainConfig, x_train: np.ndarray, precision: str):
 
 
 def train(config: TrainConfig, run_dir: str | os.PathLike, dataset: cifar_data.Cifar10 | None = None,
-          progress=None) -> str:
+          progress=None, networks: WarmNetworks | None = None) -> str:
     """Train as `config` says, writing everything into `run_dir`. Returns the final state.
 
-    `progress(record)`, if given, is called with each epoch's metrics record.
+    `progress(record)`, if given, is called with each epoch's metrics record. `networks`, a process
+    that trains run after run keeps its compiled networks in, for the next run with the same recipe.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -179,12 +191,17 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, dataset: cifar_data.C
                              learning_rate=config.learning_rate, replicas=devices.replicas(strategy))
         steps_per_epoch = math.ceil(len(x_train) / config.batch_size)
         total_steps = config.epochs * steps_per_epoch
-        with devices.scope(strategy):   # a strategy's variables must be made inside its scope
-            model = build_model(config, x_train, precision)
+        def compile(model):
             model.compile(optimizer=recipe.make_optimizer(config, total_steps),
                           loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
                           metrics=["categorical_accuracy"])
-        export_model = models.build(config.arch)
+
+        if strategy is not None or networks is None:
+            networks = WarmNetworks()   # nothing kept from before: this run's own
+        with devices.scope(strategy):   # a strategy's variables must be made inside its scope
+            model = networks.training(WarmNetworks.recipe(config, precision, total_steps),
+                                      build_model(config, x_train, precision), compile)
+        export_model = networks.saving(lambda: models.build(config.arch))
         board = tensorboard_log.writer(run_dir, config, steps_per_epoch, total_steps)
 
         def report(record):   # each epoch's record goes to TensorBoard as it went to metrics.jsonl
@@ -209,7 +226,7 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, dataset: cifar_data.C
         checks_started = time.monotonic()
         if (run_dir / rundir.MODEL).exists():   # export_model holds the checkpoint's weights
             final = {"temperature": calibrate(export_model, *calibration),
-                     **final_accuracy(export_model, dataset.x_test, dataset.y_test)}
+                     **final_accuracy(export_model, dataset.x_test, dataset.y_test, plain=recorder.tested)}
         testing_s = recorder.testing_s + time.monotonic() - checks_started
         rundir.update_status(run_dir, state=state, ended=rundir.now(), error=None, testing_s=round(testing_s, 3),
                              **final)
@@ -224,13 +241,14 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, dataset: cifar_data.C
             board.close()
 
 
-def final_accuracy(model, x: np.ndarray, y: np.ndarray) -> dict:
+def final_accuracy(model, x: np.ndarray, y: np.ndarray, plain: np.ndarray | None = None) -> dict:
     """The saved model's accuracy, overall and per class, on the whole test set, measured as the
     Evaluate page and the model card measure it (`inference.predict`, mirror test-time augmentation):
     the one accuracy a model is shown with everywhere (see `evaluation.ACCURACY_DEFINITION`).
-    The per-epoch test figures in metrics.jsonl are without the mirror, to keep each epoch's pass short."""
+    The per-epoch test figures in metrics.jsonl are without the mirror, to keep each epoch's pass short;
+    `plain`, the last epoch's answers when they are this model's, leaves only the mirrored half to do."""
     from cifar_core import inference
-    result = evaluation.summary(inference.predict(model, x, mirror=True, calibrated=False), y)
+    result = evaluation.summary(inference.predict(model, x, mirror=True, calibrated=False, plain=plain), y)
     return {"test_accuracy": result["accuracy"], "per_class_accuracy": result["per_class"]}
 
 

@@ -18,14 +18,18 @@ starts a new worker for the rest of the queue. A worker started by hand
 (`python -m cifar_core worker`, say before a class arrives) offers itself
 as idle and is handed the first run that needs one.
 
-Between runs a worker clears Keras' session, drops compiled forward passes,
-collects garbage and hands freed heap back to the system, and resets the
-global state a run leaves (the dtype policy; seeds are set by every run), so
-each run trains exactly as it would in a fresh process. Every Python object
-of a run is freed then, but TensorFlow's native side still keeps some: measured
-at about 20 MB a run (tiny runs, 2-core AVX2 machine). So a worker retires
-after CIFAR_WORKER_MAX_RUNS runs (default 10) and a fresh one takes the
-queue: memory stays bounded for one start-up per ten runs.
+A worker also keeps the last run's compiled networks (`warm_networks`): the
+next run with the same recipe, a class's thirty runs say, starts training
+without tracing them again, from fresh weights and a fresh optimizer.
+
+Between runs a worker clears Keras' session, collects garbage and hands freed
+heap back to the system, and resets the global state a run leaves (the dtype
+policy; seeds are set by every run), so each run trains exactly as it would in
+a fresh process. Every other Python object of a run is freed then, but
+TensorFlow's native side keeps some memory after a run that built new
+networks. So a worker retires after CIFAR_WORKER_MAX_RUNS runs (default 10)
+and a fresh one takes the queue: memory stays bounded for one start-up per
+ten runs.
 """
 from __future__ import annotations
 
@@ -118,11 +122,6 @@ def memory_mb() -> tuple[float, float]:
 def release_memory() -> None:
     """Forget the last run: Keras' global state, unreachable objects, then the freed heap itself."""
     import keras
-
-    from cifar_core import inference
-    # Its compiled forward passes are keyed weakly by model, but each one's closure holds its model, so
-    # none is ever dropped: measured at 10-30 MB a run, for a model nobody will use again.
-    inference._compiled.clear()
     keras.backend.clear_session()
     keras.config.set_dtype_policy("float32")   # build_model restores it, but a failed run may not have
     gc.collect()
@@ -156,7 +155,7 @@ def _output_to(path: Path):
             os.close(fd)
 
 
-def _train_one(run_id: str, dataset) -> str:
+def _train_one(run_id: str, dataset, networks) -> str:
     """Train one handed-over run in this process; every failure ends up in its status, never here."""
     from cifar_core import training
     path = settings.get().runs_dir / run_id
@@ -169,7 +168,7 @@ def _train_one(run_id: str, dataset) -> str:
             rundir.update_status(path, state="failed", ended=rundir.now(),
                                  error=f"Its settings could not be read ({type(e).__name__}), so it was not trained.")
             return "failed"
-        state = training.train(config, path, dataset=dataset)
+        state = training.train(config, path, dataset=dataset, networks=networks)
     _, peak = memory_mb()
     release_memory()
     now, _ = memory_mb()
@@ -193,7 +192,10 @@ def serve() -> int:
     me = os.getpid()
     booted = time.monotonic()
     import keras  # noqa: F401  (the slow import, paid once here rather than by every run)
+
+    from cifar_core.warm_networks import WarmNetworks
     dataset = _load_data()
+    networks = WarmNetworks()
     trim_heap()
     with runs._lock():
         if _read(_file(me)) is None:   # started by hand (say, before a class arrives): offer ourselves, idle
@@ -208,7 +210,7 @@ def serve() -> int:
             return 0
         if info.get("run"):
             started = time.monotonic()
-            state = _train_one(info["run"], dataset)
+            state = _train_one(info["run"], dataset, networks)
             if dataset is None:
                 dataset = _load_data()
             print(f"worker {me}: run {info['run']} {state} in {time.monotonic() - started:.1f} s; "

@@ -17,8 +17,7 @@ class Timeline:
                  test_images=10_000, held_out=2_000, batch_size=100):
         self.epochs, self.steps, self.step_s, self.after_epoch_s = epochs, steps, step_s, after_epoch_s
         self.test_s, self.startup_s = test_s, startup_s
-        self.final_s = (progress.FINAL_SETUP_S
-                        + progress.FINAL_SLOWDOWN * test_s * 2 * (test_images + held_out) / test_images)
+        self.final_s = progress.final_checks_s(test_s, test_images, held_out)
         self.config = {"epochs": epochs, "batch_size": batch_size, "calibration_images": held_out}
         self.status = {"state": "running", "started": 1000.0, "train_images": steps * batch_size,
                        "test_images": test_images, "calibration_images": held_out}
@@ -64,7 +63,7 @@ def test_before_the_first_epoch_ends_the_test_pass_is_estimated_from_the_trainin
     # A test pass forwards 10,000 pictures at FORWARD_SPEEDUP times the training speed (500 pictures/s).
     test_s = progress.PASS_SETUP_S + 10_000 / (500 * progress.FORWARD_SPEEDUP)
     run.after_epoch_s, run.test_s = test_s + progress.CHECKPOINT_S, test_s
-    run.final_s = progress.FINAL_SETUP_S + progress.FINAL_SLOWDOWN * test_s * 2 * 12_000 / 10_000
+    run.final_s = progress.final_checks_s(test_s, 10_000, 2_000)
     run.end = 1000.0 + run.startup_s + 4 * (100 * 0.2 + run.after_epoch_s) + run.final_s
     p = run.estimate(18.0)                         # half-way through epoch 1
     assert p.epochs_done == 0 and p.images_per_s == pytest.approx(500)
@@ -73,7 +72,7 @@ def test_before_the_first_epoch_ends_the_test_pass_is_estimated_from_the_trainin
     run.status["test_s_per_picture"] = 0.004
     timed = run.estimate(18.0).seconds_left
     longer_pass = progress.PASS_SETUP_S + 10_000 * 0.004 - test_s        # each of 4 passes, and the final checks
-    assert timed - p.seconds_left == pytest.approx((4 + progress.FINAL_SLOWDOWN * 2 * 1.2) * longer_pass)
+    assert timed - p.seconds_left == pytest.approx((4 + 1.4) * longer_pass)
 
 
 def test_on_the_tiny_data_the_time_left_comes_true(tiny_env, monkeypatch):

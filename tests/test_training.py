@@ -210,3 +210,32 @@ def test_continue_from_a_checkpoint(tiny, tmp_path):
     wrong = TrainConfig(arch="tutorial", epochs=1, initial_model=str(tmp_path / "a" / rundir.MODEL))
     assert training.train(wrong, tmp_path / "c", tiny) == "failed"
     assert "is not a tutorial model" in rundir.read_status(tmp_path / "c")["error"]
+
+
+def test_a_run_on_a_kept_network_trains_exactly_as_on_a_new_one(tiny, tmp_path):
+    """A worker's next run with the same recipe skips tracing the network again, and nothing of the
+    last run leaks into it: same starting weights, optimizer back at step 0, same curves to the digit."""
+    from cifar_core.warm_networks import WarmNetworks
+    config = TrainConfig(arch="airbench_tiny", epochs=2, batch_size=20, learning_rate=0.2, precision="float32",
+                         optimizer="adam", label_smoothing=0.1)
+    networks = WarmNetworks()
+    assert training.train(config, tmp_path / "new", tiny) == "finished"
+    assert training.train(config, tmp_path / "first", tiny, networks=networks) == "finished"
+    kept = networks._network
+    step = kept.train_function
+    assert training.train(config, tmp_path / "kept", tiny, networks=networks) == "finished"
+    assert networks._network is kept and kept.train_function is step     # the same compiled step, no new trace
+
+    def curves(name):   # the first step's record and every epoch's (other steps are written by the clock)
+        records = rundir.read_metrics(tmp_path / name)
+        return [(r["kind"], r["epoch"], r["loss"], r["accuracy"], r.get("test_loss"))
+                for r in records[:1] + [r for r in records if r["kind"] == "epoch"]]
+    assert curves("kept") == curves("first") == curves("new")
+    assert rundir.read_status(tmp_path / "kept")["test_accuracy"] == rundir.read_status(tmp_path / "new")["test_accuracy"]
+    # Another recipe (here another seed is the same recipe; another learning rate is not) gets its own network.
+    assert training.train(config.__class__(**{**config.to_dict(), "seed": 3}), tmp_path / "seed", tiny,
+                          networks=networks) == "finished" and networks._network is kept
+    assert curves("seed") != curves("new")
+    changed = config.__class__(**{**config.to_dict(), "learning_rate": 0.1})
+    assert training.train(changed, tmp_path / "other", tiny, networks=networks) == "finished"
+    assert networks._network is not kept

@@ -1,0 +1,56 @@
+"""A worker's compiled networks, reused by its next run with the same recipe.
+
+Building a network is quick; tracing its training step and its forward pass
+into TensorFlow graphs is not: about 1.6 s of a 9 s classroom run on 2 CPU
+cores, paid again by every run, because every run builds new Keras objects.
+A class's thirty runs share one recipe, so a worker (see `worker`) keeps the
+last run's compiled training network and saving network and hands them to the
+next run whose recipe matches, with fresh weights and a fresh optimizer.
+
+The next run trains exactly as it would on new objects: its starting weights
+are a freshly built network's (the same seeded draw, or the checkpoint it
+continues from), copied in, and every optimizer variable (step count, momentum,
+Adam's moments, a loss scale) goes back to its initial value. One entry only:
+memory stays that of one network whatever the worker has trained.
+"""
+from __future__ import annotations
+
+import json
+
+
+class WarmNetworks:
+    def __init__(self) -> None:
+        self._recipe: str | None = None
+        self._network = None      # compiled, for training
+        self._initial: list | None = None   # its optimizer's variables as they were before the first step
+        self._saving = None       # the plain network checkpoints are saved from
+
+    @staticmethod
+    def recipe(config, precision: str, total_steps: int) -> str:
+        """Everything the compiled training step depends on: the settings bar the seed, the name and the
+        starting weights, with what they resolved to on this machine."""
+        settings = {k: v for k, v in config.to_dict().items() if k not in ("seed", "name", "initial_model", "preset")}
+        return json.dumps({**settings, "precision": precision, "total_steps": total_steps}, sort_keys=True)
+
+    def training(self, recipe: str, fresh, compile):
+        """The compiled network for `recipe`, holding `fresh`'s weights: the kept one when the recipe is the
+        last one's (`fresh` is then only the source of the weights), else `fresh` itself, compiled by
+        `compile(fresh)` and kept for the next run."""
+        if recipe == self._recipe and self._network is not None:
+            self._network.set_weights(fresh.get_weights())
+            for variable, value in zip(self._network.optimizer.variables, self._initial):
+                variable.assign(value)
+            return self._network
+        compile(fresh)
+        # The optimizer makes its variables on the first step; build it now so their start can be kept.
+        fresh.optimizer.build(fresh.trainable_variables)
+        self._recipe, self._network, self._saving = recipe, fresh, None
+        self._initial = [variable.numpy() for variable in fresh.optimizer.variables]
+        return fresh
+
+    def saving(self, build):
+        """The plain network checkpoints are copied into and saved from (its forward pass, which the test
+        passes use, stays compiled with it); `build()` makes one when the recipe changed."""
+        if self._saving is None:
+            self._saving = build()
+        return self._saving
