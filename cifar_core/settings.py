@@ -23,7 +23,7 @@ class Settings:
     admin_password: str | None  # CIFAR_ADMIN_PASSWORD: unlocks teacher controls on a hosted copy
     worker_idle_s: int         # CIFAR_WORKER_IDLE_S: a warm trainer waits this long for the next run; 0: a process per run
     run_stall_s: int           # CIFAR_RUN_STALL_S: a running run silent this long is failed and its trainer killed
-    worker_max_runs: int       # CIFAR_WORKER_MAX_RUNS: runs one warm trainer takes before a fresh one replaces it
+    worker_max_runs: int       # CIFAR_WORKER_MAX_RUNS: recipes one warm trainer compiles before a fresh one replaces it
     runs_backend: str          # CIFAR_RUNS_BACKEND: "local" (a subprocess queue here) or "ray"; "ray" when RAY_ADDRESS is set
     ray_address: str | None    # RAY_ADDRESS: the Ray cluster's head ("host:6379"), or "auto" on a node of it
     ray_cpus_per_run: int      # CIFAR_RAY_CPUS_PER_RUN: CPUs each trainer asks the cluster for

@@ -20,6 +20,7 @@ import json
 
 class WarmNetworks:
     def __init__(self) -> None:
+        self.built = 0            # networks compiled here: what TensorFlow keeps some memory of for good
         self._recipe: str | None = None
         self._network = None      # compiled, for training
         self._initial: list | None = None   # its optimizer's variables as they were before the first step
@@ -42,6 +43,7 @@ class WarmNetworks:
                 variable.assign(value)
             return self._network
         compile(fresh)
+        self.built += 1
         # The optimizer makes its variables on the first step; build it now so their start can be kept.
         fresh.optimizer.build(fresh.trainable_variables)
         self._recipe, self._network, self._saving = recipe, fresh, None
