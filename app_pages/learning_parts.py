@@ -36,6 +36,17 @@ def _read(path: str, stamp: tuple[int, int]) -> snapshots.Snapshot | None:
     return snapshots.read(Path(path))
 
 
+@st.cache_data(max_entries=512, show_spinner=False)
+def _picture(pixels: np.ndarray, scale: int) -> bytes:
+    """A panel picture enlarged, as PNG, once for every session: the live view redraws it every 1.5 s."""
+    return charts.png(charts.upscale(pixels, scale))
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def _filter_sheet_png(filters: np.ndarray) -> bytes:
+    return charts.png(filter_sheet(filters))
+
+
 class History:
     """A run's snapshots as its folder holds them now; each file is opened once per change."""
 
@@ -94,7 +105,7 @@ def _panel(snapshot: snapshots.Snapshot, pictures: np.ndarray | None, columns: i
     for i, (guess, truth) in enumerate(zip(guesses, snapshot.labels)):
         with rows[i // columns][i % columns]:
             if pictures is not None:
-                st.image(charts.upscale(pictures[i], 3), alt=f"a test picture of {with_article(CLASS_NAMES[truth])}")
+                st.image(_picture(pictures[i], 3), output_format="PNG", alt=f"a test picture of {with_article(CLASS_NAMES[truth])}")
             sure = snapshot.probabilities[i, guess]
             if guess == truth:
                 st.markdown(f"**{CLASS_NAMES[guess]}** {sure:.0%}  \n:green[:material/check: right]")
@@ -111,7 +122,7 @@ def _filters(history: History, epoch: int) -> None:
     filter_epoch, filters = found
     n, size = len(filters), filters.shape[1]
     note = "" if filter_epoch == epoch else f", as after epoch {filter_epoch} (long runs keep them on 50 epochs)"
-    st.image(filter_sheet(filters), alt=f"{n} first-layer filters after epoch {filter_epoch}")
+    st.image(_filter_sheet_png(filters), output_format="PNG", alt=f"{n} first-layer filters after epoch {filter_epoch}")
     st.caption(f"{n} filters of {size}x{size} pixels{note}.")
 
 

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import re
+import time
 
 import pandas as pd
+import pyarrow as pa
 import streamlit as st
 
 from app_pages import chart_cache, common, learning_parts
@@ -80,23 +82,51 @@ SAW_TOOTH = (
     "measured after each epoch on pictures the network never trains on: they are the figures to trust.")
 
 
-@st.fragment(run_every=1.5)
+STATUS_EVERY_S = 2.0    # how often a watcher's progress line and time left refresh
+CURVES_EVERY_S = 3.0    # how often its curves take in new points (a trainer writes about one a second)
+
+
 def live(run_id: str, owner: str) -> None:
-    """One run's state, progress and curves, refreshed from its run directory every 1.5 s."""
-    # The server's snapshot, refreshed once a second for every session by the runs watcher, which also
-    # marks a trainer that died as failed: nothing is read or reconciled here, per visitor, per tick.
+    """One run's state, progress, curves and what it sees, live from the server's snapshot of the runs.
+
+    Thirty students watch at once, so each part refreshes only as often as it can change: the progress
+    line every 2 s, the curves every 3 s, and the pictures of what the network sees, which change once an
+    epoch, only when an epoch ends (the progress line reruns the page then). Nothing is read from disk
+    here: the runs watcher refreshes the snapshot once a second for every session.
+    """
+    run = runs_board.current().get(run_id)
+    if run is None:
+        return
+    st.subheader(common.plain(run.name))
+    if run.state in ("queued", "running"):
+        _live_status(run_id, owner)
+        _live_curves(run_id)
+        learning_parts.snapshot_panel(run)
+    else:
+        _status(run, runs_board.current().metrics_of(run_id), owner)
+        _curves(run_id)
+        learning_parts.replay(run, key="train_replay")
+
+
+@st.fragment(run_every=STATUS_EVERY_S)
+def _live_status(run_id: str, owner: str) -> None:
     snapshot = runs_board.current()
     run = snapshot.get(run_id)
     if run is None:
         return
-    # When the run ends, redraw the whole page so the board and the sidebar's model list see it.
-    seen = st.session_state.setdefault("train_seen_states", {})
-    if seen.get(run.id) in ("queued", "running") and run.state not in ("queued", "running"):
-        seen[run.id] = run.state
-        st.rerun(scope="app")
-    seen[run.id] = run.state
     metrics = snapshot.metrics_of(run.id)
-    st.subheader(common.plain(run.name))
+    epochs = sum(m.get("kind") == "epoch" for m in metrics)
+    # When the run ends or an epoch does, redraw the page: the board, the sidebar's model list and the
+    # pictures of what it sees are drawn outside this fragment.
+    drawn = st.session_state.setdefault("train_drawn", {})
+    if drawn.get(run.id, (run.state, epochs)) != (run.state, epochs):
+        drawn[run.id] = (run.state, epochs)
+        st.rerun(scope="app")
+    drawn[run.id] = (run.state, epochs)
+    _status(run, metrics, owner)
+
+
+def _status(run: runs.Run, metrics: list[dict], owner: str) -> None:
     status_line(run, metrics)
     mine = run.status.get("owner") == owner or common.is_teacher()
     if run.state in ("queued", "running") and not mine:
@@ -108,15 +138,21 @@ def live(run_id: str, owner: str) -> None:
                 st.toast("Stopping after the current batch…")
             except runs.RunError as e:
                 st.error(str(e))
-    if metrics:
-        # Built once per new record for everyone watching, not per visitor per tick (app_pages/chart_cache.py).
+
+
+@st.fragment(run_every=CURVES_EVERY_S)
+def _live_curves(run_id: str) -> None:
+    _curves(run_id)
+
+
+def _curves(run_id: str) -> None:
+    snapshot = runs_board.current()
+    metrics = snapshot.metrics_of(run_id)
+    if metrics and (run := snapshot.get(run_id)) is not None:
+        # Points made once per new record for everyone watching, not per visitor (app_pages/chart_cache.py).
         chart_cache.training_curves(run.id, snapshot.stamps.get(run.id), run.name, metrics)
         overfitting_note(metrics)
         st.caption(SAW_TOOTH)
-    if run.state in ("queued", "running"):
-        learning_parts.snapshot_panel(run)
-    else:
-        learning_parts.replay(run, key="train_replay")
 
 
 def overfitting_note(metrics: list[dict]) -> None:
@@ -199,7 +235,10 @@ def board(owner: str) -> None:
         _still_board(owner)
 
 
-@st.fragment(run_every=2.0)
+BOARD_EVERY_S = 3.0    # how often a live board's progress, times and states refresh
+
+
+@st.fragment(run_every=BOARD_EVERY_S)
 def _live_board(owner: str) -> None:
     if not any(r.state in ("queued", "running") for r in runs_board.current().runs):
         st.rerun(scope="app")     # everything has ended: the page (and the sidebar's model list) see it
@@ -217,8 +256,7 @@ def _board(owner: str) -> None:
     if not everything:
         st.caption("No runs yet. Start one above.")
         return
-    summaries = {r.id: r.summary(snapshot.metrics_of(r.id)) for r in everything}
-    table = pd.DataFrame(summaries.values()).set_index("id")
+    table = _board_table(str(snapshot.runs_dir), snapshot.version, int(time.time() // BOARD_EVERY_S), snapshot)
     picked = st.dataframe(table, hide_index=True, on_select="rerun", selection_mode="multi-row", key="train_board",
                           column_config=BOARD_COLUMNS)
     chosen = [everything[i] for i in picked.selection.rows if i < len(everything)]
@@ -239,6 +277,14 @@ def _board(owner: str) -> None:
         learning_parts.compare(*chosen, key="train_compare")
     elif len(chosen) == 1:
         learning_parts.replay(chosen[0], key="train_board_replay")
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _board_table(folder: str, version: int, tick: int, _snapshot: runs_board.Snapshot) -> pa.Table:
+    """The board's rows, made once per change of the runs (or tick of the clock, as times move on) for every
+    session showing it, as an Arrow table, which Streamlit sends as it is: a class of live boards made them
+    and converted them from pandas each, every refresh."""
+    return pa.Table.from_pylist([r.summary(_snapshot.metrics_of(r.id)) for r in _snapshot.runs]).drop(["id"])
 
 
 def file_name(run: runs.Run) -> str:

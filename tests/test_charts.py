@@ -58,3 +58,26 @@ def test_the_reliability_curve_is_a_visible_line_with_one_dot_per_bin():
     assert "size" not in line_layer.get("encoding", {})          # a sized line draws as nearly nothing
     assert any(m["type"] == "circle" for m in marks)
     assert len(rows) >= 5
+
+
+def test_the_live_curves_are_the_altair_chart_with_its_points_sent_apart():
+    """The Train page's live chart: one spec made once, and each change's points as Arrow bytes. Drawn,
+    it must be exactly the chart Altair makes of the same records, data and all."""
+    import io
+    import json
+
+    import pyarrow as pa
+
+    from app_pages import chart_cache
+    metrics = [{"kind": "batch", "epoch": e, "step": s, "elapsed_s": e * 10 + s, "loss": 2.0 / (e + s),
+                "accuracy": 0.1 * s} for e in (1, 2) for s in (1, 2, 3)]
+    metrics += [{"kind": "epoch", "epoch": e, "elapsed_s": e * 10.0, "test_loss": 1.5 / e, "test_accuracy": 0.3 * e}
+                for e in (1, 2)]
+    template, name = chart_cache._curves_template()
+    points = chart_cache._curves_points("run-1", (1, 2), "my run", metrics)
+    drawn = pa.ipc.open_stream(io.BytesIO(points)).read_all().to_pylist()
+
+    altair_spec = chart_cache._spec(charts.training_curves(charts.curve_frame(metrics, "my run")))
+    (altair_name, altair_rows), = altair_spec.pop("datasets").items()
+    assert drawn == altair_rows and len(drawn) == 2 * (6 + 2)
+    assert json.dumps(template, sort_keys=True) == json.dumps(altair_spec, sort_keys=True).replace(altair_name, name)
