@@ -118,7 +118,10 @@ def press_start(count: int, preset: str, runs_dir: Path, worker_idle_s: int) -> 
     last_end = max(r.status.get("ended", 0) for r in finished)
     return {
         "runs": finished, "pressed_s": pressed, "drain_s": last_end - began,
-        "startup_s": [first_step[r.id] - r.status["launched"] for r in finished if r.id in first_step],
+        "startup_s": [first_step[r.id] - r.status["launched"] for r in sorted(finished, key=lambda r: r.status["launched"])
+                      if r.id in first_step],
+        "run_peak_mb": [r.status["trainer_peak_mb"] - r.status["trainer_before_mb"] for r in finished
+                        if isinstance(r.status.get("trainer_peak_mb"), float) and isinstance(r.status.get("trainer_before_mb"), float)],
         "wall_s": [r.status["ended"] - r.status["launched"] for r in finished],
         "states": {s: sum(r.state == s for r in finished) for s in rundir.STATES if any(r.state == s for r in finished)},
         "trainers": len({r.status.get("pid") for r in finished}),
@@ -134,10 +137,15 @@ def describe(name: str, result: dict) -> None:
     print(f"{name}: {len(result['runs'])} runs {result['states']}, {result['trainers']} trainer process(es), "
           f"Start pressed {len(result['runs'])} times in {result['pressed_s']:.1f} s")
     print(f"  first Start to last run finished: {result['drain_s']:.0f} s ({result['drain_s'] / 60:.1f} min)")
-    print(f"  start-up (queue to first step): median {statistics.median(startup):.1f} s, max {max(startup):.1f} s")
+    print(f"  start-up (queue to first step): median {statistics.median(startup):.1f} s, max {max(startup):.1f} s; "
+          f"the first run {startup[0]:.1f} s, the others median {statistics.median(startup[1:] or startup):.2f} s, "
+          f"max {max(startup[1:] or startup):.2f} s")
     print(f"  wall time per run (queue to finished): median {statistics.median(wall):.1f} s, "
           f"min {min(wall):.1f} s, max {max(wall):.1f} s")
     print(f"  peak memory of a trainer process: {result['peak_mb']:.0f} MB")
+    if result["run_peak_mb"]:   # warm workers record each run's own peak over their memory before it
+        print(f"  memory one run adds to its warm worker at its peak: median {statistics.median(result['run_peak_mb']):.0f} MB, "
+              f"max {max(result['run_peak_mb']):.0f} MB")
     print(f"  CPU time of the trainer processes: {result['cpu_s']:.0f} s, {result['cpu_s'] / len(result['runs']):.1f} s "
           f"a run (sampled every 0.1 s, so a process's last moments are missed)")
     print(f"  median test accuracy: {evaluation.percent(result['accuracy'])}")

@@ -122,6 +122,13 @@ def memory_mb() -> tuple[float, float]:
     return round(values.get("VmRSS", 0) / 1024, 1), round(values.get("VmHWM", 0) / 1024, 1)
 
 
+def restart_peak() -> None:
+    """Start this process's peak memory (VmHWM) again from its present size, so that the peak read after
+    a run is that run's own (Linux: writing 5 to clear_refs; elsewhere the peak stays the lifetime's)."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+
+
 def release_memory() -> None:
     """Forget the last run: Keras' global state, unreachable objects, then the freed heap itself."""
     import keras
@@ -171,12 +178,15 @@ def _train_one(run_id: str, dataset, networks) -> str:
             rundir.update_status(path, state="failed", ended=rundir.now(),
                                  error=f"Its settings could not be read ({type(e).__name__}), so it was not trained.")
             return "failed"
+        before, _ = memory_mb()
+        restart_peak()
         state = training.train(config, path, dataset=dataset, networks=networks)
     _, peak = memory_mb()
     release_memory()
     now, _ = memory_mb()
     with contextlib.suppress(OSError):   # the run may already have been deleted
-        rundir.update_status(path, trainer_memory_mb=now, trainer_peak_mb=peak)
+        # Before, at the run's peak and after it: what one run costs on top of the warm worker.
+        rundir.update_status(path, trainer_before_mb=before, trainer_peak_mb=peak, trainer_memory_mb=now)
     return state
 
 
