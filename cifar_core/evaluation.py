@@ -93,12 +93,29 @@ def cached_probabilities(model_path, images: np.ndarray, data_key: str, predict)
     except (OSError, ValueError):
         pass
     probabilities = predict(images)
-    try:
-        np.save(cache.with_suffix(".tmp.npy"), probabilities)
-        Path(cache.with_suffix(".tmp.npy")).replace(cache)
-    except OSError:
-        pass
+    keep_beside(cache, probabilities)
     return probabilities
+
+
+KEPT_ANSWERS = 4    # answer files kept beside one model: one per data set it has met, the newest
+
+
+def keep_beside(cache, array: np.ndarray) -> None:
+    """Write `array` to `cache` (a model's `x.eval-<digest>.npy`) whole or not at all, and remove that
+    model's oldest answer files beyond KEPT_ANSWERS: each new data set (every test's tiny one, on a
+    developer's machine) would otherwise leave one more behind for good."""
+    import glob
+    from pathlib import Path
+    cache = Path(cache)
+    try:
+        np.save(cache.with_suffix(".tmp.npy"), array)
+        cache.with_suffix(".tmp.npy").replace(cache)
+        model_stem = cache.name.split(".eval-")[0]
+        kept = sorted(cache.parent.glob(f"{glob.escape(model_stem)}.eval-*.npy"), key=lambda f: f.stat().st_mtime, reverse=True)
+        for old in kept[KEPT_ANSWERS:]:
+            old.unlink(missing_ok=True)
+    except OSError:   # a folder that cannot be written, or a file another process removed first
+        pass
 
 
 SHIPPED_SUFFIX = ".test.npz"   # beside x.keras: x.test.npz, its answers on the test set (and on the sample)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cifar_core import models
+from cifar_core import evaluation, models
 
 TOP = 9                 # test-set patches kept per channel
 TOP_PICTURES = 2_000    # how many test pictures (the first ones) are searched for them
@@ -233,11 +233,7 @@ def cached_top_activations(model_path, model, images: np.ndarray, data_key: str,
     except (OSError, ValueError):
         pass
     packed = compute()
-    try:
-        np.save(cache.with_suffix(".tmp.npy"), packed)
-        cache.with_suffix(".tmp.npy").replace(cache)
-    except OSError:
-        pass
+    evaluation.keep_beside(cache, packed)
     return split(packed)
 
 

@@ -94,3 +94,17 @@ def test_calibration_error_is_zero_for_honest_answers_and_large_for_overconfiden
     labels = np.array([0] * 8 + [1] * 2)
     assert evaluation.expected_calibration_error(probs, labels) < 1e-9
     assert abs(evaluation.expected_calibration_error(probs, np.ones(10, int)) - 0.8) < 1e-9
+
+
+def test_answers_kept_beside_a_model_stay_a_few_files_whatever_the_data_sets(tmp_path):
+    model = tmp_path / "net[1].keras"
+    model.write_bytes(b"weights")
+    other = tmp_path / "other.eval-0000.npy"
+    np.save(other, np.zeros(1))
+    for i in range(evaluation.KEPT_ANSWERS + 3):
+        images = np.full((2, 32, 32, 3), i, np.uint8)
+        first = evaluation.cached_probabilities(model, images, f"data {i}", lambda x: x[:, 0, 0, :2] / 255.0)
+        again = evaluation.cached_probabilities(model, images, f"data {i}", lambda x: 1 / 0)   # read, not worked out
+        assert np.array_equal(first, again)
+    assert len(list(tmp_path.glob("net[[]1].eval-*.npy"))) == evaluation.KEPT_ANSWERS
+    assert other.exists()     # another model's answers are its own
