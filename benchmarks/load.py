@@ -224,7 +224,9 @@ async def change_class(page) -> float:
 
 async def choose_recipe(page) -> str:
     """The `class` recipe where the page offers it, else the smallest settings of the quick one."""
-    recipe = page.locator("[data-testid=stButtonGroup]").first.get_by_role("button", name=re.compile(r"\bclass", re.I))
+    group = page.locator("[data-testid=stButtonGroup]").first    # a segmented control: its choices are radios
+    named = re.compile(r"\bclass", re.I)
+    recipe = group.get_by_role("radio", name=named).or_(group.get_by_role("button", name=named))
     if await recipe.count():
         await recipe.first.click()
         await settle(page)
