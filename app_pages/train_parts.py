@@ -176,10 +176,13 @@ def overfitting_note(metrics: list[dict]) -> None:
 def status_line(run: runs.Run, metrics: list[dict]) -> None:
     icon = STATE_ICONS.get(run.state, "")
     p = run.progress(metrics)
-    if run.state == "queued":
+    if run.state == "queued" and run.status.get("backend") == "ray":   # the cluster's scheduler decides, not a queue
+        from cifar_core import ray_backend
+        st.info(ray_backend.waiting_sentence(run), icon=icon)
+    elif run.state == "queued":
         place = runs_board.current().queue_position(run.id)
-        st.info(f"Waiting in the queue: number {place}. It starts by itself when a trainer is free.",
-                icon=icon)
+        where = f": number {place}" if place else ""     # not in this tick's snapshot yet: no number, never "None"
+        st.info(f"Waiting in the queue{where}. It starts by itself when a trainer is free.", icon=icon)
     elif run.state == "running":
         st.progress(p["fraction"], text=progress_text(p))
     elif run.state == "failed":

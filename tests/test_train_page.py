@@ -83,3 +83,20 @@ def test_a_run_that_keeps_learning_is_not_called_overfitting(page):
     run = ended_run([0.60, 0.70, 0.74, 0.76], [1.2, 0.9, 0.8, 0.75], [1.5, 1.0, 0.8, 0.6])
     at = page(watch=run.id)
     assert not [w for w in at.warning if "Overfitting" in w.value]
+
+
+def test_a_run_waiting_for_the_cluster_says_so_rather_than_a_place_in_a_queue(tiny_env, tmp_path):
+    """On Ray, the cluster's scheduler decides when a run starts: there is no place in a queue to give."""
+    def waiting_run(backend, folder):   # run on its own by AppTest: everything it uses comes in as arguments
+        from pathlib import Path
+
+        from app_pages import train_parts
+        from cifar_core.runs import Run
+        status = {"state": "queued", "created": 1.0, **({"backend": "ray", "ray_cpus": 2, "ray_gpus": 1}
+                                                         if backend == "ray" else {})}
+        train_parts.status_line(Run("r1", Path(folder), {"epochs": 1, "batch_size": 8}, status), [])
+
+    at = AppTest.from_function(waiting_run, args=("ray", str(tmp_path)), default_timeout=60).run()
+    assert [i.value for i in at.info] == ["Waiting for the cluster: it starts when a node has 2 free CPUs and 1 GPU."]
+    at = AppTest.from_function(waiting_run, args=("local", str(tmp_path)), default_timeout=60).run()
+    assert [i.value for i in at.info] == ["Waiting in the queue. It starts by itself when a trainer is free."]
