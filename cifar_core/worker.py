@@ -37,7 +37,6 @@ runs of one recipe are one worker's.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import gc
 import os
 import subprocess
@@ -46,6 +45,7 @@ import time
 from pathlib import Path
 
 from cifar_core import rundir, runs, settings
+from cifar_core.process_memory import memory_mb, restart_peak, return_large_blocks, trim_heap
 
 DIRECTORY = ".workers"     # under the runs directory; the leading dot keeps it off the runs board
 LOG = "log.txt"            # the workers' own output (each run's goes to its own log.txt)
@@ -111,24 +111,6 @@ def _spawn() -> dict:
     return {"pid": process.pid, "pid_started": rundir.process_start(process.pid), "born": rundir.now()}
 
 
-def memory_mb() -> tuple[float, float]:
-    """This process's resident memory now and at its peak, in MB (Linux; zeros elsewhere)."""
-    try:
-        text = Path("/proc/self/status").read_text()
-    except OSError:
-        return 0.0, 0.0
-    values = {line.split(":")[0]: int(line.split()[1]) for line in text.splitlines()
-              if line.startswith(("VmRSS:", "VmHWM:"))}
-    return round(values.get("VmRSS", 0) / 1024, 1), round(values.get("VmHWM", 0) / 1024, 1)
-
-
-def restart_peak() -> None:
-    """Start this process's peak memory (VmHWM) again from its present size, so that the peak read after
-    a run is that run's own (Linux: writing 5 to clear_refs; elsewhere the peak stays the lifetime's)."""
-    with contextlib.suppress(OSError):
-        Path("/proc/self/clear_refs").write_text("5")
-
-
 def release_memory() -> None:
     """Forget the last run: Keras' global state, unreachable objects, then the freed heap itself."""
     import keras
@@ -136,13 +118,6 @@ def release_memory() -> None:
     keras.config.set_dtype_policy("float32")   # build_model restores it, but a failed run may not have
     gc.collect()
     trim_heap()
-
-
-def trim_heap() -> None:
-    """Give freed heap back to the system: glibc keeps it mapped otherwise, so resident memory would
-    only ever grow, by each run's high-water mark (and by the archive's unpacked pickles after loading)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 @contextlib.contextmanager
@@ -204,6 +179,7 @@ def serve() -> int:
     """The worker's life: import and load once, then train whatever is handed over until idle too long."""
     me = os.getpid()
     booted = time.monotonic()
+    return_large_blocks()
     import keras  # noqa: F401  (the slow import, paid once here rather than by every run)
 
     from cifar_core.warm_networks import WarmNetworks
