@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from app_pages import guide, identity
+from app_pages import guide, identity, serving
 from cifar_core import board, data, evaluation, inference, password, remembered, runs, settings
 
 ACTIVE_MODEL_KEY = "active_model"
@@ -23,7 +23,9 @@ BUNDLED = "bundled"     # the bundled model's key; a run's is its id
 
 @st.cache_resource(show_spinner="Loading CIFAR-10…")
 def _dataset(path: str | None) -> data.Cifar10:
-    return data.read(path) if path else data.load_sample()
+    cifar = data.read(path) if path else data.load_sample()
+    serving.freeze_loaded()     # long-lived: out of the garbage collector's full passes (app_pages/serving.py)
+    return cifar
 
 
 def loaded() -> tuple[data.Cifar10, str | None]:
@@ -45,7 +47,10 @@ def dataset() -> data.Cifar10:
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=8)
 def _model(path: str, modified: float):
-    return inference.load_model(path)
+    model = inference.load_model(path)
+    inference.predict(model, np.zeros((1, 32, 32, 3), np.uint8))    # its forward pass traced now, then frozen too
+    serving.freeze_loaded()     # long-lived: out of the garbage collector's full passes (app_pages/serving.py)
+    return model
 
 
 @dataclass(frozen=True)

@@ -29,12 +29,12 @@ if source == "Upload":
     if files and (refusal := predict_parts.too_big(files[0])):
         st.error(f"{files[0].name}: {refusal}")
     elif files:
-        picture, name = predict_parts.load(files[0].getvalue(), files[0].name), files[0].name
+        picture, name = predict_parts.upload(files[0]), files[0].name
 
 elif source == "Camera":
     shot = st.camera_input("Take a photo", key="predict_camera")
     if shot:
-        picture, name = predict_parts.load(shot.getvalue(), "The photo"), "camera"
+        picture, name = predict_parts.upload(shot, "The photo"), "camera"
 
 elif source == "Draw":
     # The tools sit beside the canvas, not above it: the canvas's own toolbar (undo, redo, reset) slides

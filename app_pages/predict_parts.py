@@ -11,7 +11,7 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from app_pages import common
+from app_pages import chart_specs, common
 from cifar_core import charts, explain, inference, perturbations
 from cifar_core.data import CLASS_NAMES
 
@@ -20,6 +20,8 @@ from cifar_core.data import CLASS_NAMES
 # message shows on hover; a file between the two limits is refused here, in a sentence on the page.
 UPLOAD_LIMIT_MB = 20
 SHOWN = 256    # pixels across for the 32 x 32 picture and its heat maps: 8 screen pixels per picture pixel
+LOADED_KEY = "predict_loaded"   # session state: (the upload's file_id, its Picture or the sentence refusing it)
+FRAMED_KEY = "predict_framed"   # session state: (the picture, its framed JPEG)
 
 
 @dataclass
@@ -37,19 +39,51 @@ def too_big(file) -> str | None:
             f"Save it smaller (a phone photo is usually 2 to 6 MB) and upload it again.")
 
 
-def load(raw: bytes, name: str, background: tuple[int, int, int] = (255, 255, 255)) -> Picture | None:
-    """The model's input for an uploaded, photographed or drawn file, with the picture it came from;
-    None, with the reason on the page, if it is not a usable picture. Every picture goes through
+def _read(raw: bytes, name: str, background: tuple[int, int, int]) -> Picture | str:
+    """The picture, or the sentence saying why it cannot be used. Every picture goes through
     load_image, which bounds what it may cost."""
     try:
         original = inference.load_image(raw, background)
         return Picture(inference.prepare(original), original)
     except inference.ImageError as e:
-        st.error(f"{name}: {e}")
+        return f"{name}: {e}"
     except Exception:   # load_image raises only ImageError; should that ever break, a sentence, not a traceback
         logging.getLogger(__name__).exception("Reading %s failed", name)
-        st.error(f"{name}: this picture could not be read.")
-    return None
+        return f"{name}: this picture could not be read."
+
+
+def _shown(result: Picture | str) -> Picture | None:
+    if isinstance(result, str):
+        st.error(result)
+        return None
+    return result
+
+
+def load(raw: bytes, name: str, background: tuple[int, int, int] = (255, 255, 255)) -> Picture | None:
+    """The model's input for an uploaded, photographed or drawn file, with the picture it came from;
+    None, with the reason on the page, if it is not a usable picture."""
+    return _shown(_read(raw, name, background))
+
+
+def upload(file, name: str | None = None) -> Picture | None:
+    """`load` for an uploaded file (or a camera shot), read once per upload: every widget moved after
+    the answer reruns the page, and decoding a 12-megapixel JPEG again each time cost ~30 ms of the
+    server's CPU. Only this visitor's latest upload is kept: a picture at most a few hundred pixels
+    across (load_image reduces big ones) and its 32 x 32."""
+    kept = st.session_state.get(LOADED_KEY)
+    if kept is None or kept[0] != file.file_id:
+        picture = _read(file.getvalue(), name or file.name, (255, 255, 255))
+        kept = st.session_state[LOADED_KEY] = (file.file_id, picture)
+    return _shown(kept[1])
+
+
+def _png(picture: np.ndarray) -> bytes:
+    """A picture as PNG bytes for st.image, which passes bytes on as they are. Streamlit's own encoding
+    of an array compresses hard: 9-12 ms for each 256 x 256 heat map against 3-4 ms here, for a file
+    of 20-30 kB that is fetched once."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(picture, np.uint8)).save(buffer, "PNG", compress_level=1)
+    return buffer.getvalue()
 
 
 def drawn(drawing, background: str) -> Picture | None:
@@ -72,16 +106,40 @@ def drawn(drawing, background: str) -> Picture | None:
     return loaded
 
 
+def _framed_jpeg(original: Image.Image) -> bytes:
+    """The photo with its square framed, as JPEG bytes, kept for this visitor's latest picture: drawing
+    the frame and encoding it took ~18 ms on every rerun of the page. Kept with the picture itself (not
+    its id, which a later picture may reuse), so one photo at most per visitor."""
+    kept = st.session_state.get(FRAMED_KEY)
+    if kept is None or kept[0] is not original:
+        buffer = io.BytesIO()
+        Image.fromarray(explain.outline_crop(original)).save(buffer, "JPEG", quality=90)
+        kept = st.session_state[FRAMED_KEY] = (original, buffer.getvalue())
+    return kept[1]
+
+
 def _crop(original: Image.Image) -> None:
     """The uploaded picture with the square the model was shown framed on it, and what was cut off."""
     width, height = original.size
     cut = 1 - min(width, height) ** 2 / (width * height)
     caption = ("Your picture: the model is shown only the square in the red frame" if cut > 0 else
                "Your picture: square already, so the model is shown all of it (red frame)")
-    st.image(explain.outline_crop(original), width="stretch", output_format="JPEG", caption=caption)
+    st.image(_framed_jpeg(original), width="stretch", output_format="JPEG", caption=caption)
     if cut > 0.2:
         st.caption(f"{cut:.0%} of it, outside the frame, was cut off. If what matters is out there, "
                    f"crop the photo yourself so the thing fills a square.")
+
+
+@st.cache_resource(show_spinner=False)
+def _probability_bars() -> dict:
+    """The probability chart's Vega-Lite, once per server (see app_pages/chart_specs.py)."""
+    return chart_specs.template(charts.probabilities(np.full(len(CLASS_NAMES), 1 / len(CLASS_NAMES))))
+
+
+@st.cache_resource(show_spinner=False)
+def _heat_key() -> dict:
+    """The heat map's colour key as Vega-Lite, once per server: it never changes."""
+    return chart_specs.vega_lite(charts.heat_key(explain.HEAT_COLOURS))
 
 
 def answer(image: np.ndarray, key: str, original: Image.Image | None = None, heat: bool = True) -> np.ndarray:
@@ -96,14 +154,14 @@ def answer(image: np.ndarray, key: str, original: Image.Image | None = None, hea
     if original_shown is not None:
         with columns[0]:
             _crop(original)
-    columns[-2].image(charts.upscale(image, 8), width="stretch", output_format="PNG",
+    columns[-2].image(_png(charts.upscale(image, 8)), width="stretch", output_format="PNG",
                       caption="What the model sees: that square shrunk to 32 x 32 pixels, the size of every "
                               "CIFAR-10 picture")
     with columns[-1]:
         st.metric("The model says", f"{CLASS_NAMES[best]}, {probabilities[best]:.0%} sure")
         for note in explain.doubts(image, probabilities, original.size if original is not None else None):
             st.warning(note, icon=":material/help:")
-        st.altair_chart(charts.probabilities(probabilities), width="stretch")
+        chart_specs.draw(_probability_bars(), charts.probabilities(probabilities).data, width="stretch")
     if st.toggle("Show where it looked (Grad-CAM)", value=heat, key=f"{key}_heat"):
         where(model, image, best, key)
     return probabilities
@@ -121,19 +179,24 @@ def _heat(model, image: np.ndarray, class_index: int) -> np.ndarray:
     return cache[key]
 
 
+@st.fragment
 def where(model, image: np.ndarray, best: int, key: str) -> None:
-    """Grad-CAM for a class: the picture, the heat map and the two together, side by side, with a key."""
+    """Grad-CAM for a class: the picture, the heat map and the two together, side by side, with a key.
+
+    A fragment: choosing the class or moving the opacity reruns only this part, not the answer above it."""
     choose, fade = st.columns(2)
     target = choose.selectbox("Heat map for", CLASS_NAMES, index=best, key=f"{key}_heat_class")
     opacity = fade.slider("Heat map opacity in \"together\"", 0.0, 1.0, 0.55, 0.05, key=f"{key}_heat_opacity")
     heat = _heat(model, image, CLASS_NAMES.index(target))
     plain, big = charts.upscale(image, SHOWN // 32), explain.enlarge(heat, SHOWN)
     left, middle, right = st.columns(3)
-    left.image(plain, caption="The picture", width="stretch", output_format="PNG")
-    middle.image(explain.colourise(big), caption=f"Heat map for \"{target}\"", width="stretch", output_format="PNG")
-    right.image(explain.blend(plain, big, opacity), caption="The two together", width="stretch", output_format="PNG")
+    left.image(_png(plain), caption="The picture", width="stretch", output_format="PNG")
+    middle.image(_png(explain.colourise(big)), caption=f"Heat map for \"{target}\"", width="stretch",
+                 output_format="PNG")
+    right.image(_png(explain.blend(plain, big, opacity)), caption="The two together", width="stretch",
+                output_format="PNG")
     st.markdown(f"**Colour key: how much each place counted for \"{target}\"**")
-    st.altair_chart(charts.heat_key(explain.HEAT_COLOURS), width="stretch")
+    chart_specs.draw(_heat_key(), width="stretch")
     cells = explain.grid(model)
     if heat.max() <= 0:
         st.info(f"No part of this picture counted for \"{target}\": everything in it pointed elsewhere.")
@@ -143,8 +206,10 @@ def where(model, image: np.ndarray, best: int, key: str) -> None:
                f"and spread smoothly over the picture, so it shows regions, not single pixels.)")
 
 
+@st.fragment
 def fool(image: np.ndarray, key: str) -> None:
-    """Sliders that change the picture; the answer follows as they move."""
+    """Sliders that change the picture; the answer follows as they move. A fragment: moving a slider
+    reruns only this part, not the decoding and answer of the picture above it."""
     st.subheader("Try to fool it")
     left, right = st.columns(2)
     changes = perturbations.Changes(

@@ -383,7 +383,6 @@ def prepare(image: Image.Image) -> np.ndarray:
 
 
 _trace_lock = threading.Lock()      # tracing a model's forward pass happens once, by one thread
-heatmap_lock = threading.Lock()     # Grad-CAM (explain.gradcam) runs a probe model under a tape: one at a time
 _compiled: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 CHUNK = 128                         # pictures per forward call: a long pass yields the CPU this often
 
