@@ -20,30 +20,15 @@ import functools
 import streamlit as st
 from streamlit import dataframe_util
 
+from app_pages import chart_specs
 from cifar_core import charts
-
-# Keys Altair's default theme adds to every spec; Streamlit drops that theme for its own, so do we.
-DEFAULT_THEME_VIEW = ("continuousWidth", "continuousHeight")
-
-
-def _spec(chart) -> dict:
-    spec = chart.to_dict()
-    view = spec.get("config", {}).get("view", {})
-    for key in DEFAULT_THEME_VIEW:
-        view.pop(key, None)
-    if "view" in spec.get("config", {}) and not view:
-        del spec["config"]["view"]
-    if "config" in spec and not spec["config"]:
-        del spec["config"]
-    return spec
-
 
 @functools.cache
 def _curves_template() -> tuple[dict, str]:
     """The training-curves spec without its points, and the name its data goes by."""
     # One made-up point, so that Altair sees the columns' kinds (text for names) as in a real run.
     sample = charts.curve_frame([{"kind": "epoch", "epoch": 1, "elapsed_s": 0.0, "test_loss": 1.0, "test_accuracy": 0.5}])
-    spec = _spec(charts.training_curves(sample))
+    spec = chart_specs.vega_lite(charts.training_curves(sample))
     (name,) = spec.pop("datasets")     # every part of the chart reads the one data set
     return spec, name
 

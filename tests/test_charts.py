@@ -68,7 +68,7 @@ def test_the_live_curves_are_the_altair_chart_with_its_points_sent_apart():
 
     import pyarrow as pa
 
-    from app_pages import chart_cache
+    from app_pages import chart_cache, chart_specs
     metrics = [{"kind": "batch", "epoch": e, "step": s, "elapsed_s": e * 10 + s, "loss": 2.0 / (e + s),
                 "accuracy": 0.1 * s} for e in (1, 2) for s in (1, 2, 3)]
     metrics += [{"kind": "epoch", "epoch": e, "elapsed_s": e * 10.0, "test_loss": 1.5 / e, "test_accuracy": 0.3 * e}
@@ -77,7 +77,7 @@ def test_the_live_curves_are_the_altair_chart_with_its_points_sent_apart():
     points = chart_cache._curves_points("run-1", (1, 2), "my run", metrics)
     drawn = pa.ipc.open_stream(io.BytesIO(points)).read_all().to_pylist()
 
-    altair_spec = chart_cache._spec(charts.training_curves(charts.curve_frame(metrics, "my run")))
+    altair_spec = chart_specs.vega_lite(charts.training_curves(charts.curve_frame(metrics, "my run")))
     (altair_name, altair_rows), = altair_spec.pop("datasets").items()
     assert drawn == altair_rows and len(drawn) == 2 * (6 + 2)
     assert json.dumps(template, sort_keys=True) == json.dumps(altair_spec, sort_keys=True).replace(altair_name, name)
