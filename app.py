@@ -9,7 +9,5 @@ import streamlit as st
 from starlette.middleware import Middleware
 
 from app_pages.identity import IdentityCookie
-from cifar_core import process_memory
 
-process_memory.return_large_blocks()   # what the data set's load and a visitor's pictures free goes back
 app = st.App("studio.py", middleware=[Middleware(IdentityCookie)])

@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from cifar_core import data, process_memory, rundir
+from cifar_core import data, rundir
 from cifar_core.config import FIELD_HELP, PRESETS, TrainConfig
 
 
@@ -157,7 +157,6 @@ def cmd_download(args) -> int:
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
-    process_memory.return_large_blocks()   # a trainer's data set and test passes: freed memory goes back
     command = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "download": cmd_download,
                "worker": cmd_worker}
     try:

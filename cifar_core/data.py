@@ -52,7 +52,7 @@ from typing import Callable
 
 import numpy as np
 
-from cifar_core import settings
+from cifar_core import process_memory, settings
 
 CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer",
                "dog", "frog", "horse", "ship", "truck")
@@ -572,9 +572,10 @@ def read(path: str | os.PathLike) -> Cifar10:
         raise DataError(f"{path} does not exist.")
     if not (path.is_dir() or path.is_file()):
         raise DataError(f"{path} is neither a CIFAR-10 archive nor a folder.")
-    batches = _batches_from_folder(path) if path.is_dir() else _batches_from_archive(path)
-    x_train, y_train = _images([batches.pop(name) for name in TRAIN_BATCHES])
-    x_test, y_test = _images([batches.pop(TEST_BATCH)])
+    with process_memory.large_blocks_returned():   # each batch's memory back once copied (process_memory)
+        batches = _batches_from_folder(path) if path.is_dir() else _batches_from_archive(path)
+        x_train, y_train = _images([batches.pop(name) for name in TRAIN_BATCHES])
+        x_test, y_test = _images([batches.pop(TEST_BATCH)])
     return Cifar10(x_train, y_train, x_test, y_test, origin=str(path))
 
 

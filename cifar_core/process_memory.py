@@ -1,14 +1,17 @@
 """This process's memory: what it holds, its peak, and handing freed memory back to the system (Linux, glibc).
 
 glibc serves a large allocation from its own mapping, returned to the system
-when freed, but only up to a threshold it raises every time such a block is
-freed, up to 32 MB. After that, blocks the size of a CIFAR-10 batch (31 MB) or
-a test pass's answers come from the heap, and a freed heap stays with the
-process: reading the data set peaked at 361 MB to keep 214 MB, and every
-first visit, trainer run or data load left its high-water mark behind for
-good. `return_large_blocks()` fixes the threshold at 1 MB, so large blocks are
-always their own mappings and go back as soon as they are freed: the data
-set's load then peaks at 245 MB. Elsewhere every function here does nothing.
+when freed, but only above a threshold that it raises each time such a block is
+freed, up to 32 MB. Reading the data set frees a CIFAR-10 batch (31 MB) at a
+time: the first came back, the rest stayed in the heap, and the load peaked at
+361 MB to keep 214 MB, a peak every server and trainer then kept for good.
+`large_blocks_returned()` fixes the threshold at 1 MB while the data set is
+read, so every batch goes back as soon as it is freed (the load peaks at
+245 MB), then at 32 MB, the most glibc would have raised it to, with the heap
+trimmed only past 64 MB of free space at its top, as glibc then does: a trainer's
+steps allocate and free tensors of several MB many times a second, and
+mapping or trimming those afresh each time made a training step up to twice
+as slow. Elsewhere than Linux and glibc every function here does nothing.
 """
 from __future__ import annotations
 
@@ -16,24 +19,32 @@ import contextlib
 import ctypes
 from pathlib import Path
 
-M_MMAP_THRESHOLD = -3          # mallopt's parameter number, from glibc's malloc.h
-LARGE_BLOCK = 1 << 20          # blocks from 1 MB up: pictures by the thousand, batches, answers
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3    # mallopt's parameter numbers, from glibc's malloc.h
+WHILE_READING = 1 << 20        # 1 MB: batches, pictures by the thousand
+AFTERWARDS = 32 << 20          # glibc's own upper bound for its moving threshold on 64-bit systems
 
 
-def _libc():
-    return ctypes.CDLL("libc.so.6")
-
-
-def return_large_blocks() -> None:
-    """From now on, give every freed block of LARGE_BLOCK or more back to the system at once."""
+def _mallopt(parameter: int, value: int) -> None:
     with contextlib.suppress(OSError, AttributeError):
-        _libc().mallopt(M_MMAP_THRESHOLD, LARGE_BLOCK)
+        ctypes.CDLL("libc.so.6").mallopt(parameter, value)
+
+
+@contextlib.contextmanager
+def large_blocks_returned():
+    """While inside, every freed block of 1 MB or more goes straight back to the system."""
+    _mallopt(M_MMAP_THRESHOLD, WHILE_READING)
+    try:
+        yield
+    finally:
+        # Setting one threshold stops glibc moving either: both go where it would have moved them.
+        _mallopt(M_MMAP_THRESHOLD, AFTERWARDS)
+        _mallopt(M_TRIM_THRESHOLD, 2 * AFTERWARDS)
 
 
 def trim_heap() -> None:
     """Give the freed part of the heap back to the system (what smaller blocks left behind)."""
     with contextlib.suppress(OSError, AttributeError):
-        _libc().malloc_trim(0)
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def memory_mb() -> tuple[float, float]:

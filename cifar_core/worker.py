@@ -45,7 +45,7 @@ import time
 from pathlib import Path
 
 from cifar_core import rundir, runs, settings
-from cifar_core.process_memory import memory_mb, restart_peak, return_large_blocks, trim_heap
+from cifar_core.process_memory import memory_mb, restart_peak, trim_heap
 
 DIRECTORY = ".workers"     # under the runs directory; the leading dot keeps it off the runs board
 LOG = "log.txt"            # the workers' own output (each run's goes to its own log.txt)
@@ -179,7 +179,6 @@ def serve() -> int:
     """The worker's life: import and load once, then train whatever is handed over until idle too long."""
     me = os.getpid()
     booted = time.monotonic()
-    return_large_blocks()
     import keras  # noqa: F401  (the slow import, paid once here rather than by every run)
 
     from cifar_core.warm_networks import WarmNetworks
