@@ -225,6 +225,7 @@ async def change_class(page) -> float:
 async def choose_recipe(page) -> str:
     """The `class` recipe where the page offers it, else the smallest settings of the quick one."""
     group = page.locator("[data-testid=stButtonGroup]").first    # a segmented control: its choices are radios
+    await group.wait_for(timeout=ANSWER_TIMEOUT_MS)              # drawn: what it offers can be counted
     named = re.compile(r"\bclass", re.I)
     recipe = group.get_by_role("radio", name=named).or_(group.get_by_role("button", name=named))
     if await recipe.count():
