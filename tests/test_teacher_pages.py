@@ -130,7 +130,9 @@ def test_evaluate_tests_the_second_model_only_when_the_comparison_is_opened(app,
     app.session_state["evaluate_tab"] = "Compare two models"
     app.run()
     assert not app.exception, [e.value for e in app.exception]
-    assert pictures_tested == [16, 16, 8]              # the run's model, in steps, once the tab is open
+    # The run's model, once the tab is open: loading it traces its forward pass on one blank picture
+    # (common._model), then the test pictures go through in steps.
+    assert pictures_tested == [1, 16, 16, 8]
     assert [m.label for m in app.metric][1:] == [app.selectbox(key="evaluate_model").value,
                                                  app.selectbox(key="evaluate_other").value]
     assert all(m.value == app.metric[0].value for m in app.metric)   # the same model twice: the same figure
