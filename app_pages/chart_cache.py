@@ -1,6 +1,6 @@
 """A run's training curves, built once per change of its files for every session that shows them.
 
-The Train page's live view redraws every 1.5 s for every visitor watching, and a
+The Train page's live view redraws its curves every 3 s for every visitor watching, and a
 training run writes a record about once a second. Building the Altair chart and
 turning it into a Vega-Lite spec took about 230-280 ms of server CPU (2 shared
 cores), and with a new record every second that was a quarter of a core while
@@ -9,12 +9,11 @@ any run trained, however many people watched.
 The chart's shape never changes, only its points: the spec is built once per
 process, its data left out, and each change of a run's files only turns the new
 points into Arrow bytes (about a millisecond), shared by every session. A redraw
-then sends the stored bytes and a copy of the spec; Streamlit passes bytes
-through as they are.
+then sends the stored bytes and a copy of the spec (chart_specs.draw); Streamlit passes
+bytes through as they are.
 """
 from __future__ import annotations
 
-import copy
 import functools
 
 import streamlit as st
@@ -48,6 +47,5 @@ def training_curves(run_id: str, stamp: tuple | None, name: str, metrics: list[d
         st.altair_chart(charts.training_curves(charts.curve_frame(metrics, name)), width="stretch")
         return
     template, data_name = _curves_template()
-    # A copy: Streamlit adjusts the spec it is given (sizing, legend titles), and the template is shared.
-    spec = {**copy.deepcopy(template), "datasets": {data_name: _curves_points(run_id, stamp, name, metrics)}}
-    st.vega_lite_chart(spec, width="stretch")
+    chart_specs.draw({**template, "datasets": {data_name: _curves_points(run_id, stamp, name, metrics)}},
+                     width="stretch")
