@@ -132,12 +132,19 @@ def _status(run: runs.Run, metrics: list[dict], owner: str) -> None:
     if run.state in ("queued", "running") and not mine:
         st.caption("Someone else started this run: only they (or a teacher) can stop it.")
     if run.state in ("queued", "running") and mine:
-        if st.button("Stop", icon=":material/stop:", key=f"stop_{run.id}"):
-            try:
-                runs.stop(run.id, owner, admin=common.is_teacher())
-                st.toast("Stopping after the current batch…")
-            except runs.RunError as e:
-                st.error(str(e))
+        # A callback, not `if st.button(...)`: it runs before the script, so a press is kept even when this
+        # rerun is the one that redraws the whole page because an epoch has just ended.
+        st.button("Stop", icon=":material/stop:", key=f"stop_{run.id}", on_click=_stop, args=(run.id, owner))
+        if error := st.session_state.pop("train_stop_error", None):
+            st.error(error)
+
+
+def _stop(run_id: str, owner: str) -> None:
+    try:
+        runs.stop(run_id, owner, admin=common.is_teacher())
+        st.toast("Stopping after the current batch…")
+    except runs.RunError as e:
+        st.session_state["train_stop_error"] = str(e)
 
 
 @st.fragment(run_every=CURVES_EVERY_S)

@@ -5,7 +5,7 @@ import os
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from cifar_core import evaluation, rundir, runs
+from cifar_core import board, evaluation, rundir, runs
 from cifar_core.config import FIELD_HELP, TrainConfig
 from conftest import ROOT
 
@@ -100,3 +100,19 @@ def test_a_run_waiting_for_the_cluster_says_so_rather_than_a_place_in_a_queue(ti
     assert [i.value for i in at.info] == ["Waiting for the cluster: it starts when a node has 2 free CPUs and 1 GPU."]
     at = AppTest.from_function(waiting_run, args=("local", str(tmp_path)), default_timeout=60).run()
     assert [i.value for i in at.info] == ["Waiting in the queue. It starts by itself when a trainer is free."]
+
+
+def test_a_stop_pressed_as_an_epoch_ends_is_kept(page):
+    run = runs.create(TrainConfig(epochs=3, batch_size=8, name="stopping"), owner="someone")
+    rundir.update_status(run.path, state="running", started=rundir.now(), pid=os.getpid(),
+                         pid_started=rundir.process_start(os.getpid()), train_images=100)
+    at = page(watch=run.id)
+    at.session_state["teacher"] = True
+    at.run()
+    # An epoch ends just before the press: the run that takes the press is the one that redraws the page.
+    (run.path / rundir.METRICS).write_text(json.dumps({"kind": "epoch", "epoch": 1, "elapsed_s": 5.0, "loss": 1.5,
+                                                       "accuracy": 0.4, "test_loss": 1.4, "test_accuracy": 0.45}) + "\n")
+    board.invalidate()
+    next(b for b in at.button if b.label == "Stop").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert (run.path / rundir.STOP).exists()
