@@ -1,13 +1,16 @@
 """CIFAR-10 Studio: `streamlit run app.py` (or any ASGI server: `uvicorn app:app`).
 
-The server: Streamlit's own, as an `st.App`, with one addition: every page it
+The server: Streamlit's own, as an `st.App`, with two additions: every page it
 serves gives the browser an identity cookie (app_pages/identity.py), which is how
-the app knows who started a run. The pages and the sidebar are in studio.py;
-running studio.py on its own also works, but then each browser tab is a new person.
+the app knows who started a run; and Streamlit's own scripts and fonts are
+answered from memory, gzipped once (app_pages/static_assets.py). The pages and
+the sidebar are in studio.py; running studio.py on its own also works, but then
+each browser tab is a new person.
 """
 import streamlit as st
 from starlette.middleware import Middleware
 
 from app_pages.identity import IdentityCookie
+from app_pages.static_assets import StaticAssets
 
-app = st.App("studio.py", middleware=[Middleware(IdentityCookie)])
+app = st.App("studio.py", middleware=[Middleware(StaticAssets), Middleware(IdentityCookie)])

@@ -9,7 +9,7 @@ import streamlit as st
 from app_pages import common, serving
 
 serving.keep_keras_session()   # no Keras clean-up after every rerun: see app_pages/serving.py
-st.set_page_config(page_title="CIFAR-10 Studio", page_icon=":frame_with_picture:", layout="wide")
+st.set_page_config(page_title="CIFAR-10 Studio", page_icon="🖼️", layout="wide")
 
 page = st.navigation([
     st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),

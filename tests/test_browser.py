@@ -124,6 +124,28 @@ def test_every_page_opens_cleanly(name, page, server):
     screenshot(page, name)
 
 
+def test_the_pages_scripts_come_gzipped_from_memory(page, server):
+    """Every script, style and font a first visit fetches is Streamlit's own file, gzipped where that helps."""
+    import gzip
+
+    from streamlit import file_util
+    fetched = []
+    page.on("response", lambda r: fetched.append(r) if "/static/" in r.url else None)
+    open_page(page, server, "predict")
+    assert len(fetched) > 20, "a first visit fetches Streamlit's scripts"
+    zipped = 0
+    for response in fetched:
+        assert response.status == 200, response.url
+        path = response.url.removeprefix(server).split("?")[0]
+        on_disk = (Path(file_util.get_static_dir()) / path.lstrip("/")).read_bytes()
+        raw = urllib.request.urlopen(urllib.request.Request(server + path, headers={"Accept-Encoding": "gzip"}))
+        body = raw.read()
+        zipped += raw.headers.get("Content-Encoding") == "gzip"
+        assert (gzip.decompress(body) if raw.headers.get("Content-Encoding") == "gzip" else body) == on_disk, path
+        assert raw.headers["Cache-Control"] == "public, immutable, max-age=31536000"
+    assert zipped >= len(fetched) / 2
+
+
 def test_home_links_to_explore(page, server):
     open_page(page, server, "")
     page.get_by_role("link", name="Explore the data").click()
