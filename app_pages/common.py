@@ -241,17 +241,22 @@ def test_probabilities(choice: ModelChoice) -> np.ndarray:
     test = loaded()[0]
     modified = choice.path.stat().st_mtime
     kept = _test_probabilities(str(choice.path), modified, test.origin, len(test.y_test))
-    if "probabilities" not in kept and not kept["lock"].acquire(blocking=False):
-        with st.spinner(f"Someone else is testing {plain(choice.label)} on the test pictures; waiting for them…"):
-            kept["lock"].acquire()
-    elif "probabilities" in kept:
+    if "probabilities" in kept:
         return kept["probabilities"]
+    # Once the lock is taken, nothing may leave here without giving it back: not answers that someone
+    # left just before it was taken, nor the stop or rerun that Streamlit raises as the spinner closes
+    # when this visitor has left or clicked while waiting. Else every later visitor waits for good.
+    held = kept["lock"].acquire(blocking=False)
     try:
+        if not held:
+            with st.spinner(f"Someone else is testing {plain(choice.label)} on the test pictures; waiting for them…"):
+                held = kept["lock"].acquire()
         if "probabilities" not in kept:
             kept["probabilities"] = _measure(choice.path, modified, test, choice.label)
     except inference.ModelError as e:     # a damaged checkpoint: say so, in one sentence
         st.error(str(e))
         st.stop()
     finally:
-        kept["lock"].release()
+        if held:
+            kept["lock"].release()
     return kept["probabilities"]

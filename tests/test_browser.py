@@ -170,7 +170,7 @@ def test_explore_browse_pick_filter_and_statistics(page, server):
     click_picture(page, 3)
     heading = page.get_by_role("heading", name="Training picture #3")
     heading.wait_for()
-    page.get_by_text("The model's top guesses").wait_for()
+    page.get_by_text("The model's top guesses", exact=True).wait_for()
     page.locator("[data-testid=stImage]").first.wait_for()     # the picture large, drawn after the heading
     screenshot(page, "explore-picked")
 
