@@ -1,6 +1,6 @@
 """A run's training curves, built once per change of its files for every session that shows them.
 
-The Train page's live view redraws its curves every 3 s for every visitor watching, and a
+The Train page's live view redraws its curves every 2.5 s for every visitor watching, and a
 training run writes a record about once a second. Building the Altair chart and
 turning it into a Vega-Lite spec took about 230-280 ms of server CPU (2 shared
 cores), and with a new record every second that was a quarter of a core while

@@ -1,8 +1,8 @@
 """Learning, live: a run's first-layer filters and a fixed panel of test pictures, epoch by epoch.
 
 The pieces read a run's snapshots (see `cifar_core.snapshots`): each file is
-read once and kept by its name, time and size, so the live view, which reruns
-every 1.5 s, opens a file only when a new one has appeared. A damaged or
+read once and kept by its name, time and size, so the live view, which redraws
+them at every epoch's end, opens a file only when a new one has appeared. A damaged or
 missing snapshot is skipped.
 """
 from __future__ import annotations
@@ -38,7 +38,7 @@ def _read(path: str, stamp: tuple[int, int]) -> snapshots.Snapshot | None:
 
 @st.cache_data(max_entries=512, show_spinner=False)
 def _picture(pixels: np.ndarray, scale: int) -> bytes:
-    """A panel picture enlarged, as PNG, once for every session: the live view redraws it every 1.5 s."""
+    """A panel picture enlarged, as PNG, once for every session watching: each of them redraws it."""
     return charts.png(charts.upscale(pixels, scale))
 
 

@@ -9,7 +9,7 @@ pure cost: a full garbage collection of the whole heap (TensorFlow's included)
 and TensorFlow's kernel cache emptied, so the next prediction re-instantiates its
 kernels. Measured on 2 shared cores with the data set and the bundled model
 loaded: 0.5 s for the clearing, and the next prediction 155-290 ms instead of
-23-36 ms, after every rerun of every session (a Train page reruns every 1.5 s).
+23-36 ms, after every rerun of every session (a watched Train page reruns every 2.5 s).
 
 `keep_keras_session()` replaces that clean-up with the rest of it (matplotlib's
 figures are still closed). The other full collection Streamlit makes after each

@@ -82,25 +82,24 @@ SAW_TOOTH = (
     "measured after each epoch on pictures the network never trains on: they are the figures to trust.")
 
 
-STATUS_EVERY_S = 2.0    # how often a watcher's progress line and time left refresh
-CURVES_EVERY_S = 3.0    # how often its curves take in new points (a trainer writes about one a second)
+LIVE_EVERY_S = 2.5    # how often a watcher's progress line, time left and curves refresh (a trainer writes ~1 point/s)
 
 
 def live(run_id: str, owner: str) -> None:
     """One run's state, progress, curves and what it sees, live from the server's snapshot of the runs.
 
-    Thirty students watch at once, so each part refreshes only as often as it can change: the progress
-    line every 2 s, the curves every 3 s, and the pictures of what the network sees, which change once an
-    epoch, only when an epoch ends (the progress line reruns the page then). Nothing is read from disk
-    here: the runs watcher refreshes the snapshot once a second for every session.
+    Thirty students watch at once, and every refresh of a part of a page costs the server a script run of
+    its own, so the parts that change together refresh together: the progress line and the curves in one
+    fragment every 2.5 s; the pictures of what the network sees, which change once an epoch, only when an
+    epoch ends (the fragment reruns the page then). Nothing is read from disk here: the runs watcher
+    refreshes the snapshot once a second for every session.
     """
     run = runs_board.current().get(run_id)
     if run is None:
         return
     st.subheader(common.plain(run.name))
     if run.state in ("queued", "running"):
-        _live_status(run_id, owner)
-        _live_curves(run_id)
+        _live(run_id, owner)
         learning_parts.snapshot_panel(run)
     else:
         _status(run, runs_board.current().metrics_of(run_id), owner)
@@ -108,8 +107,8 @@ def live(run_id: str, owner: str) -> None:
         learning_parts.replay(run, key="train_replay")
 
 
-@st.fragment(run_every=STATUS_EVERY_S)
-def _live_status(run_id: str, owner: str) -> None:
+@st.fragment(run_every=LIVE_EVERY_S)
+def _live(run_id: str, owner: str) -> None:
     snapshot = runs_board.current()
     run = snapshot.get(run_id)
     if run is None:
@@ -124,6 +123,7 @@ def _live_status(run_id: str, owner: str) -> None:
         st.rerun(scope="app")
     drawn[run.id] = (run.state, epochs)
     _status(run, metrics, owner)
+    _curves(run_id)
 
 
 def _status(run: runs.Run, metrics: list[dict], owner: str) -> None:
@@ -145,11 +145,6 @@ def _stop(run_id: str, owner: str) -> None:
         st.toast("Stopping after the current batch…")
     except runs.RunError as e:
         st.session_state["train_stop_error"] = str(e)
-
-
-@st.fragment(run_every=CURVES_EVERY_S)
-def _live_curves(run_id: str) -> None:
-    _curves(run_id)
 
 
 def _curves(run_id: str) -> None:
@@ -245,7 +240,7 @@ def board(owner: str) -> None:
         _still_board(owner)
 
 
-BOARD_EVERY_S = 3.0    # how often a live board's progress, times and states refresh
+BOARD_EVERY_S = 5.0    # how often a live board's progress, times and states refresh
 
 
 @st.fragment(run_every=BOARD_EVERY_S)

@@ -81,3 +81,18 @@ def test_the_live_curves_are_the_altair_chart_with_its_points_sent_apart():
     (altair_name, altair_rows), = altair_spec.pop("datasets").items()
     assert drawn == altair_rows and len(drawn) == 2 * (6 + 2)
     assert json.dumps(template, sort_keys=True) == json.dumps(altair_spec, sort_keys=True).replace(altair_name, name)
+
+
+def test_a_kept_spec_comes_out_of_a_drawing_as_it_went_in():
+    import json
+
+    from app_pages import chart_cache, chart_specs
+    template, name = chart_cache._curves_template()
+    points = chart_cache._curves_points("run-2", (3, 4), "my run", [
+        {"kind": "epoch", "epoch": 1, "elapsed_s": 5.0, "test_loss": 1.5, "test_accuracy": 0.3}])
+    kept = {**template, "datasets": {name: points}}
+    before = json.dumps({**kept, "datasets": None}, sort_keys=True)
+    for _ in range(2):
+        chart_specs.draw(kept, width="stretch")
+        assert kept["datasets"] == {name: points}
+        assert json.dumps({**kept, "datasets": None}, sort_keys=True) == before
