@@ -82,25 +82,29 @@ SAW_TOOTH = (
     "measured after each epoch on pictures the network never trains on: they are the figures to trust.")
 
 
-LIVE_EVERY_S = 2.5    # how often a watcher's progress line, time left and curves refresh (a trainer writes ~1 point/s)
+LIVE_EVERY_S = 2.5     # how often a watched run's progress line, time left and curves refresh (~1 point/s)
+QUEUED_EVERY_S = 5.0   # a waiting run's place in the queue: it moves on about once a class run (8 s)
 
 
 def live(run_id: str, owner: str) -> None:
     """One run's state, progress, curves and what it sees, live from the server's snapshot of the runs.
 
     Thirty students watch at once, and every refresh of a part of a page costs the server a script run of
-    its own, so the parts that change together refresh together: the progress line and the curves in one
-    fragment every 2.5 s; the pictures of what the network sees, which change once an epoch, only when an
-    epoch ends (the fragment reruns the page then). Nothing is read from disk here: the runs watcher
-    refreshes the snapshot once a second for every session.
+    its own (about 5 ms however little it draws, 8 ms with the curves), so the parts that change together
+    refresh together, and only as often as they change: the progress line and the curves in one fragment,
+    every 2.5 s while the run trains and every 5 s while it waits; the pictures of what the network sees,
+    which change once an epoch, only when an epoch ends (the fragment reruns the page then). Nothing is
+    read from disk here: the runs watcher refreshes the snapshot once a second for every session.
     """
     run = runs_board.current().get(run_id)
     if run is None:
         return
     st.subheader(common.plain(run.name))
-    if run.state in ("queued", "running"):
-        _live(run_id, owner)
+    if run.state == "running":
+        _live_training(run_id, owner)
         learning_parts.snapshot_panel(run)
+    elif run.state == "queued":
+        _live_waiting(run_id, owner)
     else:
         _status(run, runs_board.current().metrics_of(run_id), owner)
         _curves(run_id)
@@ -108,6 +112,15 @@ def live(run_id: str, owner: str) -> None:
 
 
 @st.fragment(run_every=LIVE_EVERY_S)
+def _live_training(run_id: str, owner: str) -> None:
+    _live(run_id, owner)
+
+
+@st.fragment(run_every=QUEUED_EVERY_S)
+def _live_waiting(run_id: str, owner: str) -> None:
+    _live(run_id, owner)
+
+
 def _live(run_id: str, owner: str) -> None:
     snapshot = runs_board.current()
     run = snapshot.get(run_id)
@@ -115,8 +128,8 @@ def _live(run_id: str, owner: str) -> None:
         return
     metrics = snapshot.metrics_of(run.id)
     epochs = sum(m.get("kind") == "epoch" for m in metrics)
-    # When the run ends or an epoch does, redraw the page: the board, the sidebar's model list and the
-    # pictures of what it sees are drawn outside this fragment.
+    # When the run starts or ends, or an epoch does, redraw the page: the board, the sidebar's model list,
+    # the pictures of what it sees and how often this refreshes are all decided outside this fragment.
     drawn = st.session_state.setdefault("train_drawn", {})
     if drawn.get(run.id, (run.state, epochs)) != (run.state, epochs):
         drawn[run.id] = (run.state, epochs)
@@ -240,7 +253,8 @@ def board(owner: str) -> None:
         _still_board(owner)
 
 
-BOARD_EVERY_S = 5.0    # how often a live board's progress, times and states refresh
+BOARD_EVERY_S = 10.0   # how often a live board's progress, times and states refresh: the watched run's
+                       # own figures, above it, refresh every 2.5 s
 
 
 @st.fragment(run_every=BOARD_EVERY_S)
