@@ -9,7 +9,8 @@ decoding it: it reads only the formats the uploader offers, refuses files whose 
 keep Pillow's Python parsers busy (thousands of segments, chunks, scans or strips), works out from the
 header what decoding will take (the pixels, the decoder's own buffers, the copies made before the
 picture is shrunk) and refuses anything over MEMORY_BUDGET. JPEGs are decoded at reduced size and
-everything else is shrunk as soon as it is decoded. tests/hostile_images.py builds files that each
+everything else is shrunk as soon as it is decoded. At most DECODING_AT_ONCE pictures are decoded at
+a time in a process, so thirty uploads at once cost a server at most that many budgets, not thirty. tests/hostile_images.py builds files that each
 broke the loader one of these ways (tests/test_inference.py measures their peak memory in a fresh
 process), and tests/test_image_fuzz.py damages pictures thousands of ways.
 """
@@ -37,6 +38,7 @@ FORMATS = ("JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP")   # what the uploader of
 MAX_FILE_BYTES = 50 * 2**20  # read no more than this from a path or file object (uploads stop at 20 MB)
 MEMORY_BUDGET = 80 * 2**20   # bytes a picture may take while it is decoded (see _cost); with the file itself
                              # and Python's own, one load stays under 150 MB
+DECODING_AT_ONCE = 2         # decoding takes a core while it lasts: more at once would only share the cores
 WORKING_SIZE = 256           # pictures are decoded or shrunk to no smaller than this across: plenty for 32x32
 MAX_JPEG_SCANS = 100         # each scan is a pass over the whole picture: a photo has 1, a progressive one ~10
 MAX_JPEG_SEGMENTS = 1_000    # Pillow reads each in Python; a real file has a few dozen
@@ -338,6 +340,9 @@ def _to_rgb(image: Image.Image, background: tuple[int, int, int]) -> Image.Image
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
+_decoding = threading.BoundedSemaphore(DECODING_AT_ONCE)
+
+
 def load_image(source, background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
     """A picture (bytes, a path or a file object) as an RGB image, upright; or ImageError with a
     sentence for a person, never anything else.
@@ -351,12 +356,13 @@ def load_image(source, background: tuple[int, int, int] = (255, 255, 255)) -> Im
     raw = _read(source)
     try:
         jpeg_scans = _check_structure(raw)
-        image = _decode(_open(raw), raw, jpeg_scans)
-        orientation = _orientation(image)
-        # One step at a time, so each full-size picture is let go as soon as the next exists.
-        image = _averageable(image, background)
-        image = _shrink(image)
-        image = _to_rgb(image, background)
+        with _decoding:
+            image = _decode(_open(raw), raw, jpeg_scans)
+            orientation = _orientation(image)
+            # One step at a time, so each full-size picture is let go as soon as the next exists.
+            image = _averageable(image, background)
+            image = _shrink(image)
+            image = _to_rgb(image, background)
         return image.transpose(_TRANSPOSE[orientation]) if orientation in _TRANSPOSE else image
     except ImageError:
         raise

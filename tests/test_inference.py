@@ -231,6 +231,36 @@ def test_hostile_files_take_bounded_memory_and_time(name, hostile):
     assert peak < 150e6 and seconds < 10, f"{name}: {peak / 1e6:.0f} MB, {seconds:.1f} s"
 
 
+def test_a_class_uploading_at_once_decodes_a_few_pictures_at_a_time(monkeypatch):
+    """Thirty uploads at once: each may take MEMORY_BUDGET while it is decoded, so only a few decode at once."""
+    import time
+    decoding, most = [0], [0]
+    lock = threading.Lock()
+    real = inference._decode
+
+    def counted(*args):
+        with lock:
+            decoding[0] += 1
+            most[0] = max(most[0], decoding[0])
+        time.sleep(0.02)      # long enough for every other thread to arrive meanwhile
+        try:
+            return real(*args)
+        finally:
+            with lock:
+                decoding[0] -= 1
+    monkeypatch.setattr(inference, "_decode", counted)
+    buffer = io.BytesIO()
+    Image.new("RGB", (640, 480), (200, 30, 30)).save(buffer, "JPEG")
+    pictures = []
+    threads = [threading.Thread(target=lambda: pictures.append(inference.load_image(buffer.getvalue())))
+               for _ in range(30)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(pictures) == 30 and most[0] == inference.DECODING_AT_ONCE
+
+
 def test_prepare_takes_the_centre_square():
     wide = np.zeros((100, 300, 3), np.uint8)
     wide[:, :100] = (255, 0, 0)       # left third red
