@@ -152,7 +152,7 @@ def answer(image: np.ndarray, key: str, original: Image.Image | None = None, hea
         st.metric("The model says", f"{CLASS_NAMES[best]}, {probabilities[best]:.0%} sure")
         for note in explain.doubts(image, probabilities, original.size if original is not None else None):
             st.warning(note, icon=":material/help:")
-        chart_specs.draw(_probability_bars(), charts.probabilities(probabilities).data, width="stretch")
+        chart_specs.draw(_probability_bars(), charts.probability_frame(probabilities), width="stretch")
     if st.toggle("Show where it looked (Grad-CAM)", value=heat, key=f"{key}_heat"):
         where(model, image, best, key)
     return probabilities

@@ -85,11 +85,15 @@ def channel_histograms(images: np.ndarray, bins: int = 64) -> alt.Chart:
         tooltip=["channel", "value", alt.Tooltip("share:Q", format=".2%")])
 
 
+def probability_frame(probs: np.ndarray, top: int | None = None) -> pd.DataFrame:
+    """Class probabilities as rows (class, probability), most likely first."""
+    frame = pd.DataFrame({"class": CLASS_NAMES, "probability": np.asarray(probs, dtype=float)})
+    return frame.sort_values("probability", ascending=False).head(top or len(CLASS_NAMES))
+
+
 def probabilities(probs: np.ndarray, top: int | None = None) -> alt.Chart:
     """Class probabilities as bars, most likely first."""
-    frame = pd.DataFrame({"class": CLASS_NAMES, "probability": np.asarray(probs, dtype=float)})
-    frame = frame.sort_values("probability", ascending=False).head(top or len(CLASS_NAMES))
-    return alt.Chart(frame).mark_bar().encode(
+    return alt.Chart(probability_frame(probs, top)).mark_bar().encode(
         x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
         y=alt.Y("class:N", sort="-x", title=None),
         color=alt.Color("class:N", scale=CLASS_SCALE, legend=None),
