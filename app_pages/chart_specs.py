@@ -9,7 +9,11 @@ server, and drawn with st.vega_lite_chart, which takes the dict as it is.
 from __future__ import annotations
 
 import altair as alt
+import numpy as np
 import streamlit as st
+
+from cifar_core import charts
+from cifar_core.data import CLASS_NAMES
 
 
 def vega_lite(chart: alt.TopLevelMixin) -> dict:
@@ -43,3 +47,13 @@ def draw(spec: dict, data=None, **kwargs) -> None:
     writes " " for a missing legend title, the same every time; a deep copy cost a watched Train page
     a millisecond a redraw."""
     st.vega_lite_chart(data, dict(spec), **kwargs)
+
+
+@st.cache_resource(show_spinner=False)
+def _probability_bars() -> dict:
+    return template(charts.probabilities(np.full(len(CLASS_NAMES), 1 / len(CLASS_NAMES))))
+
+
+def probability_bars(probabilities: np.ndarray, top: int | None = None) -> None:
+    """charts.probabilities(probabilities, top), drawn from its Vega-Lite made once per server."""
+    draw(_probability_bars(), charts.probability_frame(probabilities, top), width="stretch")

@@ -4,7 +4,7 @@ import streamlit as st
 
 from cifar_core import charts, embedding, inference
 from cifar_core.data import CLASS_NAMES
-from app_pages import common, inside_parts
+from app_pages import chart_specs, common, inside_parts
 
 PER_PAGE = 50
 ALL = "All classes"
@@ -70,8 +70,8 @@ if view == "Pictures":
         big.image(charts.upscale(x[index], 8), caption="32 x 32 pixels, drawn 8 times larger")
         probabilities = inference.predict(common.active_model(), x[index])[0]
         predictions.markdown(f"**The model's top guesses** ({common.active_choice().label})")
-        predictions.altair_chart(charts.probabilities(probabilities, top=3), width="stretch")
         with predictions:
+            chart_specs.probability_bars(probabilities, top=3)
             inside_parts.link(x[index], "explore_inside")
 
 elif view == "Statistics":

@@ -122,12 +122,6 @@ def _crop(original: Image.Image) -> None:
 
 
 @st.cache_resource(show_spinner=False)
-def _probability_bars() -> dict:
-    """The probability chart's Vega-Lite, once per server (see app_pages/chart_specs.py)."""
-    return chart_specs.template(charts.probabilities(np.full(len(CLASS_NAMES), 1 / len(CLASS_NAMES))))
-
-
-@st.cache_resource(show_spinner=False)
 def _heat_key() -> dict:
     """The heat map's colour key as Vega-Lite, once per server: it never changes."""
     return chart_specs.vega_lite(charts.heat_key(explain.HEAT_COLOURS))
@@ -152,7 +146,7 @@ def answer(image: np.ndarray, key: str, original: Image.Image | None = None, hea
         st.metric("The model says", f"{CLASS_NAMES[best]}, {probabilities[best]:.0%} sure")
         for note in explain.doubts(image, probabilities, original.size if original is not None else None):
             st.warning(note, icon=":material/help:")
-        chart_specs.draw(_probability_bars(), charts.probability_frame(probabilities), width="stretch")
+        chart_specs.probability_bars(probabilities)
     if st.toggle("Show where it looked (Grad-CAM)", value=heat, key=f"{key}_heat"):
         where(model, image, best, key)
     return probabilities

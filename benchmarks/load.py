@@ -325,7 +325,7 @@ async def visit(server: Server, browser, sessions: int, picture: Path, watch_s: 
     try:
         await phase("open Predict", figures, server, pages, lambda p: open_page(p, server.url + "/predict"))
         await phase("upload, answer", figures, server, pages, lambda p: upload(p, picture))
-        # The same visitors again: their browsers have Streamlit's own front-end files by now (4.5 MB,
+        # The same visitors again: their browsers have Streamlit's own front-end files by now (3.1 MB,
         # fetched once per browser), so this is what every later visit costs the server.
         await phase("open Predict again", figures, server, pages, lambda p: open_page(p, server.url + "/predict"))
         await phase("upload again, answer", figures, server, pages, lambda p: upload(p, picture))

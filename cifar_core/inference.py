@@ -10,9 +10,10 @@ keep Pillow's Python parsers busy (thousands of segments, chunks, scans or strip
 header what decoding will take (the pixels, the decoder's own buffers, the copies made before the
 picture is shrunk) and refuses anything over MEMORY_BUDGET. JPEGs are decoded at reduced size and
 everything else is shrunk as soon as it is decoded. At most DECODING_AT_ONCE pictures are decoded at
-a time in a process, so thirty uploads at once cost a server at most that many budgets, not thirty. tests/hostile_images.py builds files that each
-broke the loader one of these ways (tests/test_inference.py measures their peak memory in a fresh
-process), and tests/test_image_fuzz.py damages pictures thousands of ways.
+a time in a process, so thirty uploads at once cost a server that many budgets, not thirty.
+tests/hostile_images.py builds files that each broke the loader one of these ways
+(tests/test_inference.py measures their peak memory in a fresh process), and
+tests/test_image_fuzz.py damages pictures thousands of ways.
 """
 from __future__ import annotations
 
