@@ -23,7 +23,7 @@ BUNDLED = "bundled"     # the bundled model's key; a run's is its id
 
 @st.cache_resource(show_spinner="Loading CIFAR-10…")
 def _dataset(path: str | None) -> data.Cifar10:
-    cifar = data.read(path) if path else data.load_sample()
+    cifar = data.load(path) if path else data.load_sample()
     serving.freeze_loaded()     # long-lived: out of the garbage collector's full passes (app_pages/serving.py)
     return cifar
 

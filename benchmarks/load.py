@@ -1,6 +1,6 @@
 """A classroom on one server: N visitors at once against one `streamlit run app.py`, this code and a baseline.
 
-    python benchmarks/load.py --sessions 10 [--baseline 188a183] [--data PATH] [--watch 20]
+    python benchmarks/load.py --sessions 10 [--baseline 575a79a] [--data PATH] [--watch 20]
 
 For the code here and for the code at the baseline revision (`git archive` into a
 temporary folder; same Python, same data, same photo, each its own empty runs
@@ -78,9 +78,11 @@ def children_cpu(pid: int) -> float:
     return total
 
 
-def peak_memory_mb(pid: int) -> float:
+def memory_mb(pid: int, field: str = "VmHWM") -> float:
+    """A line of /proc/<pid>/status in MB: VmHWM (peak resident), RssAnon (the process's own memory)
+    or RssFile (pages of mapped files, such as the decoded data set, shared with other processes)."""
     status = Path(f"/proc/{pid}/status").read_text()
-    return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024
+    return int(re.search(rf"{field}:\s+(\d+) kB", status).group(1)) / 1024
 
 
 @dataclass
@@ -261,6 +263,8 @@ class Figures:
     cpu_per_second: dict[str, float] = field(default_factory=dict)
     children_cpu: float = 0.0
     peak_mb: float = 0.0
+    own_mb: float = 0.0
+    mapped_mb: float = 0.0
     first_visit_s: float = 0.0
     starts: dict[str, int] = field(default_factory=dict)
 
@@ -344,7 +348,8 @@ async def visit(server: Server, browser, sessions: int, picture: Path, watch_s: 
         server.end_every_run()
         figures.cpu_per_second["watching, nothing new"], _ = await cpu_per_second(server, watch_s, False)
         figures.children_cpu += meter.spent()[1]
-        figures.peak_mb = peak_memory_mb(server.pid)
+        figures.peak_mb = memory_mb(server.pid)
+        figures.own_mb, figures.mapped_mb = memory_mb(server.pid, "RssAnon"), memory_mb(server.pid, "RssFile")
     finally:
         for context in contexts:
             await context.close()
@@ -377,6 +382,7 @@ def report(results: list[Figures], sessions: int) -> None:
     row("runs after the Start burst", [", ".join(f"{v} {k}" for k, v in sorted(r.starts.items())) for r in results])
     row("trainers' CPU s (not counted)", [f"{r.children_cpu:.0f}" for r in results])
     row("peak server memory MB", [f"{r.peak_mb:.0f}" for r in results])
+    row("at the end: own / mapped files MB", [f"{r.own_mb:.0f} / {r.mapped_mb:.0f}" for r in results])
     print("\nrecipe pressed: " + "; ".join(f"{r.label}: {r.recipe}" for r in results))
 
 
@@ -401,7 +407,7 @@ async def run_all(args, servers_to_try: list[tuple[str, Path]], picture: Path, w
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sessions", type=int, default=1, help="visitors at once (1, 10, 30...)")
-    parser.add_argument("--baseline", default="188a183", help="git revision to compare with ('' for none)")
+    parser.add_argument("--baseline", default="575a79a", help="git revision to compare with ('' for none)")
     parser.add_argument("--data", default=os.environ.get("CIFAR10_DATA"),
                         help="cifar-10-python.tar.gz (default: CIFAR10_DATA)")
     parser.add_argument("--watch", type=float, default=15.0, help="seconds of watching measured, each way")

@@ -631,8 +631,10 @@ def locate(source: str | os.PathLike | None = None) -> Path | None:
 
 
 def load(source: str | os.PathLike | None = None, *, progress: Progress | None = None) -> Cifar10:
-    """The whole data set, from `source`, CIFAR10_DATA, the Keras cache, or a download."""
-    return read(locate(source) or download(progress=progress))
+    """The whole data set, from `source`, CIFAR10_DATA, the Keras cache, or a download; mapped from its
+    decoded copy, so that every process on the machine shares one (cifar_core/decoded.py)."""
+    from cifar_core import decoded     # it builds on this module
+    return decoded.read(locate(source) or download(progress=progress))
 
 
 def load_sample() -> Cifar10:

@@ -43,7 +43,7 @@ def test_resolution_order_setting_then_keras_cache(tiny_archive, tmp_path, monke
     monkeypatch.delenv("CIFAR10_DATA")
     assert data.locate() is None
     cache = tmp_path / "keras" / "datasets"
-    cache.mkdir(parents=True)
+    cache.mkdir(parents=True, exist_ok=True)   # data.load keeps its decoded copy there already
     (cache / "cifar-10-python.tar.gz").write_bytes(tiny_archive.read_bytes())
     assert data.load().origin == str(cache / "cifar-10-python.tar.gz")
 

@@ -1,0 +1,118 @@
+"""The data set decoded once into plain `.npy` files, then memory-mapped read-only.
+
+Reading the official archive means unpacking and checking six pickles and
+leaves 184 MB of pictures in each process that reads it: the app server and
+its warm trainer each held a private copy. Decoded once into the Keras cache
+and mapped, the pictures live in the operating system's page cache instead:
+one copy for every process on the machine, read from disk only where a page
+is touched (Explore's fifty pictures, not the 50,000 behind them), and given
+back by the kernel when memory is short. Where the cache cannot be written
+(a read-only home, a full disk) the pictures are read into memory as before.
+
+One decoded copy is kept per source path; it is made again when the source's
+size or modification time changes. Files are checked (shapes, types, labels)
+before use, so a damaged or foreign copy is replaced, never trusted.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from cifar_core import data
+
+FORMAT = 1                           # bump when the files' layout changes: old copies are then made again
+ARRAYS = ("x_train", "y_train", "x_test", "y_test")
+SOURCE_FILE = "source.json"
+
+
+def cache_root() -> Path:
+    return data.keras_cache_dir() / "cifar-10-decoded"
+
+
+def _source_identity(path: Path) -> dict:
+    """What changes when the source does: its resolved path and the size and time of every file read."""
+    path = path.resolve()
+    names = (*data.TRAIN_BATCHES, data.TEST_BATCH)
+    files = [path] if path.is_file() else [f for name in names for f in (path / name, path / data.BATCH_DIR / name)
+                                           if f.is_file()]
+    return {"format": FORMAT, "path": str(path),
+            "files": [[str(f), f.stat().st_size, f.stat().st_mtime_ns] for f in files]}
+
+
+def _folder(identity: dict) -> Path:
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
+    return cache_root() / digest
+
+
+def _mapped(folder: Path) -> dict[str, np.ndarray] | None:
+    """The four arrays mapped read-only, or None when any is missing, damaged or not CIFAR-10's shape."""
+    try:
+        arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False) for name in ARRAYS}
+    except (OSError, ValueError):
+        return None
+    for split in ("train", "test"):
+        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if (x.dtype != np.uint8 or x.ndim != 4 or x.shape[1:] != (32, 32, 3) or y.dtype != np.int64
+                or y.shape != (len(x),) or (len(y) and not 0 <= y.min() <= y.max() < len(data.CLASS_NAMES))):
+            return None
+    return arrays
+
+
+def _write(folder: Path, cifar: data.Cifar10, identity: dict) -> None:
+    """The arrays written beside each other in a fresh folder, which then takes `folder`'s name whole:
+    a reader sees all four files or none. When another process got there first, its copy is kept."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    fresh = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".writing-"))
+    try:
+        for name in ARRAYS:
+            np.save(fresh / f"{name}.npy", np.ascontiguousarray(getattr(cifar, name)), allow_pickle=False)
+        (fresh / SOURCE_FILE).write_text(json.dumps(identity))
+        try:
+            fresh.rename(folder)
+        except OSError:      # another process finished first: both copies are the same pictures
+            pass
+    finally:
+        shutil.rmtree(fresh, ignore_errors=True)
+
+
+def _forget_older_copies(identity: dict, keep: Path) -> None:
+    """Earlier copies of the same source (before it changed) removed; a process still mapping one keeps
+    its pages until it lets go, as Linux keeps a removed file's data while it is open or mapped."""
+    for other in cache_root().iterdir():
+        if other == keep or other.name.startswith("."):
+            continue
+        try:
+            if json.loads((other / SOURCE_FILE).read_text()).get("path") == identity["path"]:
+                shutil.rmtree(other, ignore_errors=True)
+        except (OSError, ValueError, AttributeError):
+            continue
+
+
+def read(path: str | os.PathLike) -> data.Cifar10:
+    """CIFAR-10 from an archive or folder, as `data.read` gives it, but mapped from its decoded copy
+    (made now if need be); read into memory when no copy can be kept. Raises DataError as `data.read`."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        return data.read(path)       # its own sentence for a missing path
+    identity = _source_identity(path)
+    folder = _folder(identity)
+    arrays = _mapped(folder)
+    if arrays is None:
+        cifar = data.read(path)
+        try:
+            shutil.rmtree(folder, ignore_errors=True)   # a damaged copy, if that is why it did not map
+            _write(folder, cifar, identity)
+            _forget_older_copies(identity, folder)
+        except OSError:
+            return cifar
+        arrays = _mapped(folder)
+        if arrays is None:
+            return cifar
+    # Plain arrays over the mapping (np.memmap's subclass would follow every slice into the pages).
+    return data.Cifar10(**{name: np.asarray(a) for name, a in arrays.items()}, origin=str(path))

@@ -1,0 +1,88 @@
+import os
+import shutil
+import time
+
+import numpy as np
+import pytest
+
+from cifar_core import data, decoded
+from conftest import write_tiny_archive
+
+
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+
+
+def _copies():
+    return sorted(p for p in decoded.cache_root().iterdir() if not p.name.startswith("."))
+
+
+def _same(a: data.Cifar10, b: data.Cifar10):
+    for name in decoded.ARRAYS:
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    assert a.origin == b.origin
+
+
+def test_the_decoded_copy_is_mapped_and_equal_to_the_archive(tiny_archive):
+    first, again = decoded.read(tiny_archive), decoded.read(tiny_archive)
+    _same(first, data.read(tiny_archive))
+    _same(again, first)
+    assert len(_copies()) == 1
+    # Mapped from the file, read-only: no process can change what the others see.
+    assert not again.x_train.flags.writeable
+    assert type(again.x_train) is np.ndarray
+
+
+def test_a_changed_source_is_decoded_again_and_the_old_copy_goes(tiny_archive, tmp_path):
+    source = tmp_path / "cifar.tar.gz"
+    shutil.copy(tiny_archive, source)
+    before = decoded.read(source)
+    old = _copies()
+    # Another archive under the same name: a different test set.
+    write_tiny_archive(source, per_batch=12, test=20)
+    os.utime(source, ns=(time.time_ns(), time.time_ns() + 10**9))
+    after = decoded.read(source)
+    _same(after, data.read(source))
+    assert len(after.y_test) != len(before.y_test)
+    assert len(_copies()) == 1 and _copies() != old
+
+
+@pytest.mark.parametrize("damage", ["truncated", "missing", "wrong shape", "bad labels"])
+def test_a_damaged_copy_is_made_again_not_trusted(tiny_archive, damage):
+    decoded.read(tiny_archive)
+    (copy,) = _copies()
+    if damage == "truncated":
+        raw = (copy / "x_train.npy").read_bytes()
+        (copy / "x_train.npy").write_bytes(raw[:len(raw) // 2])
+    elif damage == "missing":
+        (copy / "y_test.npy").unlink()
+    elif damage == "wrong shape":
+        np.save(copy / "x_test.npy", np.zeros((40, 32, 32), np.uint8))
+    else:
+        np.save(copy / "y_train.npy", np.full(200, 99, np.int64))
+    _same(decoded.read(tiny_archive), data.read(tiny_archive))
+
+
+def test_without_a_writable_cache_the_pictures_are_read_into_memory(tiny_archive, tmp_path, monkeypatch):
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the cache folder would go")
+    monkeypatch.setenv("KERAS_HOME", str(blocked))
+    cifar = decoded.read(tiny_archive)
+    _same(cifar, data.read(tiny_archive))
+    assert cifar.x_train.flags.writeable
+
+
+def test_a_bad_source_gets_its_sentence_and_leaves_no_copy(tmp_path):
+    bad = tmp_path / "bad.tar.gz"
+    bad.write_bytes(b"not an archive")
+    with pytest.raises(data.DataError, match="not a readable CIFAR-10 archive"):
+        decoded.read(bad)
+    with pytest.raises(data.DataError, match="does not exist"):
+        decoded.read(tmp_path / "nowhere.tar.gz")
+    assert not decoded.cache_root().exists() or _copies() == []
+
+
+def test_load_maps_the_decoded_copy(tiny_archive):
+    data.load(tiny_archive)
+    assert not data.load(tiny_archive).x_test.flags.writeable
