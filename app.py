@@ -1,10 +1,11 @@
 """CIFAR-10 Studio: `streamlit run app.py` (or any ASGI server: `uvicorn app:app`).
 
-The server: Streamlit's own, as an `st.App`, with two additions: every page it
+The server: Streamlit's own, as an `st.App`, with three additions: every page it
 serves gives the browser an identity cookie (app_pages/identity.py), which is how
-the app knows who started a run; and Streamlit's own scripts and fonts are
-answered from memory, gzipped once (app_pages/static_assets.py). The pages and
-the sidebar are in studio.py; running studio.py on its own also works, but then
+the app knows who started a run; Streamlit's own scripts and fonts are answered
+from memory, gzipped once (app_pages/static_assets.py); and uploads are kept
+within a budget per visitor and per server (app_pages/upload_budget.py). The
+pages and the sidebar are in studio.py; running studio.py on its own also works, but then
 each browser tab is a new person.
 """
 import streamlit as st
@@ -12,5 +13,7 @@ from starlette.middleware import Middleware
 
 from app_pages.identity import IdentityCookie
 from app_pages.static_assets import StaticAssets
+from app_pages.upload_budget import UploadBudget
 
-app = st.App("studio.py", middleware=[Middleware(StaticAssets), Middleware(IdentityCookie)])
+app = st.App("studio.py",
+             middleware=[Middleware(StaticAssets), Middleware(IdentityCookie), Middleware(UploadBudget)])

@@ -4,6 +4,7 @@ import streamlit as st
 from streamlit_drawable_canvas import st_canvas
 
 from app_pages import common, inside_parts, predict_parts
+from cifar_core import settings
 from cifar_core.data import CLASS_NAMES
 
 FORMATS = ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"]
@@ -19,9 +20,11 @@ if source == "Upload":
     # Streamlit stops a file over its own limit in the browser, before sending it, with only a red mark
     # whose words show on hover; a file between our limit and Streamlit's gets a sentence below. Said
     # here in words, in view, so a red mark never goes unexplained.
-    st.caption(f"Pictures of up to {predict_parts.UPLOAD_LIMIT_MB} MB each. A file over "
-               f"{st.get_option('server.maxUploadSize')} MB is stopped before it is sent: it gets a red mark "
-               "in the list and no answer. Save it smaller and upload it again.")
+    budget = settings.get().upload_session_mb    # kept by the server's UploadBudget (app_pages/upload_budget.py)
+    st.caption(f"Pictures of up to {predict_parts.UPLOAD_LIMIT_MB} MB each, {budget} MB in all at once. A file "
+               f"over {st.get_option('server.maxUploadSize')} MB, or one that would pass {budget} MB in all, is "
+               "stopped before it is sent: it gets a red mark in the list and no answer. Save it smaller, or "
+               "remove other pictures (their ×), and upload it again.")
     if len(files) > 1:
         predict_parts.batch(files)
         name = st.selectbox("Look closer at", [f.name for f in files], key="predict_pick")

@@ -203,6 +203,38 @@ def test_a_file_over_the_limit_gets_a_visible_sentence(sized_page, server, tmp_p
     assert note.is_visible()
 
 
+def test_uploads_past_a_browsers_budget_are_refused_and_removing_one_makes_room(sized_page, server, tmp_path):  # noqa: F811
+    """Three 12 MB files at once against the 30 MB a browser may hold (app_pages/upload_budget.py): the server
+    refuses one before reading it, the browser marks it, and the page says in words what the mark means.
+    Removing a kept file gives its room back, as Streamlit's own upload manager says."""
+    files = []
+    for i in range(3):
+        files.append(tmp_path / f"big{i}.png")
+        files[-1].write_bytes(b"\x89PNG" + bytes(12 * 1024 * 1024))
+    context, page = sized_page("wide")
+    open_page(page, server, "predict")
+    upload(page, *files)
+    chips = page.locator("[data-testid=stFileChip]")
+    refused = page.locator("[data-testid=stFileChip][aria-invalid=true]")
+    page.wait_for_function("document.querySelectorAll('[data-testid=stFileChip]').length == 3")
+    refused.first.wait_for()
+    page.wait_for_timeout(1000)
+    assert refused.count() == 1 and "413" in refused.inner_text()
+    assert page.get_by_text("30 MB in all at once").is_visible()
+    name = refused.get_attribute("aria-label").split(",")[0]
+    kept = [f.name for f in files if f.name != name]
+    # The two kept files reached the page: the batch table of several uploads is drawn.
+    page.locator("[data-testid=stDataFrame]").first.wait_for()
+    page.get_by_role("button", name=f"Remove {kept[0]}").click()
+    page.get_by_role("button", name=f"Remove {name}").click()
+    settle(page)
+    upload(page, tmp_path / name)
+    page.wait_for_function("document.querySelectorAll('[data-testid=stFileChip]').length == 2")
+    page.wait_for_timeout(1000)
+    assert chips.count() == 2 and refused.count() == 0
+    no_exceptions(page)
+
+
 def overlaps(a, b) -> bool:
     return min(a["x"] + a["width"], b["x"] + b["width"]) > max(a["x"], b["x"]) and \
         min(a["y"] + a["height"], b["y"] + b["height"]) > max(a["y"], b["y"])

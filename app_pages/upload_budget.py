@@ -1,0 +1,92 @@
+"""A budget for the uploads a server keeps in memory: per visitor, and for the whole server.
+
+Streamlit keeps every uploaded file's bytes in memory until the visitor removes
+it or leaves, and limits only each file's size (`server.maxUploadSize`, 25 MB
+here), not how many a visitor sends: one visitor dropping a hundred large files
+on the Predict page, or a script sending them straight to the upload address,
+could take gigabytes of a server that thirty students share.
+
+`UploadBudget`, ASGI middleware on the app's server (app.py), answers an upload
+with 413 before reading its body when it would take what one browser session
+keeps (uploads held plus uploads arriving) past `CIFAR_UPLOAD_SESSION_MB`, or
+what the whole server keeps past `CIFAR_UPLOAD_SERVER_MB`. An upload must say
+its size (every browser does): one that does not is refused (411), so the bytes
+in flight are known before they arrive. The refused file gets Streamlit's red
+mark in the browser, and the Predict page says in words what the mark means.
+"""
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable
+
+from cifar_core import settings
+
+UPLOAD_PATH = re.compile(r"/_stcore/upload_file/(?P<session>[^/]+)/[^/]+$")
+
+Held = Callable[[str], tuple[int, int]]    # session id -> (bytes that session holds, bytes the server holds)
+
+
+def held_by_streamlit(session: str) -> tuple[int, int]:
+    """Uploaded bytes Streamlit keeps for `session` and for every session, from its upload manager.
+    (0, 0) where the manager keeps files elsewhere than in memory: then only arriving bytes count."""
+    from streamlit.runtime import Runtime
+    if not Runtime.exists():
+        return 0, 0
+    storage = getattr(Runtime.instance().uploaded_file_mgr, "file_storage", None)
+    if not isinstance(storage, dict):
+        return 0, 0
+    # The upload routes and session shutdown change it on this event loop thread, never during this loop.
+    sizes = {sid: sum(len(rec.data) for rec in files.values()) for sid, files in list(storage.items())}
+    return sizes.get(session, 0), sum(sizes.values())
+
+
+def _refuse(status: int, sentence: str):
+    body = sentence.encode()
+    return ({"type": "http.response.start", "status": status,
+             "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]},
+            {"type": "http.response.body", "body": body})
+
+
+class UploadBudget:
+    """ASGI middleware: refuse an upload that would take a session or the server past its budget."""
+
+    def __init__(self, app, held: Held = held_by_streamlit):
+        self.app = app
+        self.held = held
+        self.arriving: Counter[str] = Counter()     # bytes of uploads being received, by session
+
+    async def __call__(self, scope, receive, send):
+        match = UPLOAD_PATH.search(scope.get("path", "")) if scope["type"] == "http" else None
+        if match is None or scope["method"] != "PUT":
+            await self.app(scope, receive, send)
+            return
+        session = match["session"]
+        length = dict(scope["headers"]).get(b"content-length", b"")
+        if not length.isdigit():
+            for message in _refuse(411, "An upload must say its size (Content-Length)."):
+                await send(message)
+            return
+        size = int(length)
+        mine, everyone = self.held(session)
+        mine, everyone = mine + self.arriving[session], everyone + sum(self.arriving.values())
+        limits = settings.get()
+        if mine + size > limits.upload_session_mb << 20:
+            sentence = (f"This browser already holds {mine / 2**20:.0f} MB of pictures; up to "
+                        f"{limits.upload_session_mb} MB can be uploaded at once. Remove some and try again.")
+        elif everyone + size > limits.upload_server_mb << 20:
+            sentence = ("The server holds as many uploaded pictures as it can right now; "
+                        "please try again in a minute.")
+        else:
+            sentence = None
+        if sentence:
+            for message in _refuse(413, sentence):
+                await send(message)
+            return
+        self.arriving[session] += size
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.arriving[session] -= size
+            if self.arriving[session] <= 0:
+                del self.arriving[session]

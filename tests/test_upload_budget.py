@@ -1,0 +1,123 @@
+"""Uploads within a budget: per browser session and per server, refused before their bytes are read."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from app_pages.upload_budget import UploadBudget, held_by_streamlit
+
+MB = 1 << 20
+
+
+@pytest.fixture(autouse=True)
+def budgets(monkeypatch):
+    monkeypatch.setenv("CIFAR_UPLOAD_SESSION_MB", "30")
+    monkeypatch.setenv("CIFAR_UPLOAD_SERVER_MB", "100")
+
+
+def put(middleware, session, size, path=None, method="PUT", headers=None):
+    """(status or None where the request went on to Streamlit, the sentence sent back)."""
+    passed, sent = [], []
+
+    async def app(scope, receive, send):
+        passed.append(scope["path"])
+
+    async def send(message):
+        sent.append(message)
+
+    middleware.app = app
+    headers = [(b"content-length", str(size).encode())] if headers is None else headers
+    scope = {"type": "http", "method": method, "headers": headers,
+             "path": path or f"/_stcore/upload_file/{session}/file-{len(passed)}"}
+    asyncio.run(middleware(scope, None, send))
+    if passed:
+        return None, ""
+    return sent[0]["status"], sent[1]["body"].decode()
+
+
+def test_uploads_within_the_budget_go_on_and_past_it_are_refused_in_a_sentence():
+    kept = {"a": 25 * MB}
+    budget = UploadBudget(None, held=lambda s: (kept.get(s, 0), sum(kept.values())))
+    assert put(budget, "a", 4 * MB) == (None, "")
+    status, sentence = put(budget, "a", 6 * MB)
+    assert status == 413 and sentence == ("This browser already holds 25 MB of pictures; up to 30 MB can be "
+                                          "uploaded at once. Remove some and try again.")
+    # Another visitor is not held back by the first one's pictures.
+    assert put(budget, "b", 20 * MB) == (None, "")
+
+
+def test_the_whole_server_has_a_budget_too():
+    kept = {f"visitor {i}": 20 * MB for i in range(5)}     # 100 MB held, the server's budget
+    budget = UploadBudget(None, held=lambda s: (kept.get(s, 0), sum(kept.values())))
+    status, sentence = put(budget, "newcomer", MB)
+    assert status == 413 and "try again in a minute" in sentence
+
+
+def test_uploads_arriving_at_once_count_before_they_are_kept():
+    """Ten uploads in flight for one session: their declared sizes count while they arrive, so the bytes
+    in flight are bounded too, and each one's reservation ends with its request."""
+    budget, statuses = UploadBudget(None, held=lambda s: (0, 0)), []
+    release = asyncio.Event()
+
+    async def slow_app(scope, receive, send):
+        await release.wait()
+
+    async def one(i):
+        sent = []
+
+        async def send(message):
+            sent.append(message)
+        scope = {"type": "http", "method": "PUT", "headers": [(b"content-length", str(8 * MB).encode())],
+                 "path": f"/_stcore/upload_file/s/f{i}"}
+        await budget(scope, None, send)
+        statuses.append(sent[0]["status"] if sent else None)
+
+    async def main():
+        budget.app = slow_app
+        tasks = [asyncio.create_task(one(i)) for i in range(10)]
+        await asyncio.sleep(0.05)
+        assert sum(budget.arriving.values()) == 24 * MB     # three fit in 30 MB; seven were refused at once
+        release.set()
+        await asyncio.gather(*tasks)
+    asyncio.run(main())
+    assert statuses.count(None) == 3 and statuses.count(413) == 7
+    assert not budget.arriving
+
+
+def test_an_upload_that_does_not_say_its_size_is_refused():
+    budget = UploadBudget(None, held=lambda s: (0, 0))
+    for headers in ([], [(b"content-length", b"-5")], [(b"content-length", b"lots")],
+                    [(b"transfer-encoding", b"chunked")]):
+        status, sentence = put(budget, "a", 0, headers=headers)
+        assert status == 411 and "must say its size" in sentence
+
+
+def test_everything_else_goes_on_untouched():
+    budget = UploadBudget(None, held=lambda s: (10**12, 10**12))    # over every budget: only uploads would be refused
+    assert put(budget, "a", 5 * MB, method="DELETE") == (None, "")
+    assert put(budget, "a", 5 * MB, path="/_stcore/upload_file/a") == (None, "")
+    assert put(budget, "a", 5 * MB, path="/predict") == (None, "")
+    assert put(budget, "a", 5 * MB, path="/_stcore/upload_file/a/f/../../x") == (None, "")
+
+
+def test_held_bytes_are_read_from_streamlits_upload_manager():
+    from streamlit.runtime import Runtime
+    from streamlit.runtime.memory_uploaded_file_manager import MemoryUploadedFileManager
+    from streamlit.runtime.uploaded_file_manager import UploadedFileRec
+    assert held_by_streamlit("anyone") == (0, 0) or Runtime.exists()
+    manager = MemoryUploadedFileManager("/_stcore/upload_file")
+    manager.add_file("a", UploadedFileRec("1", "x.jpg", "image/jpeg", b"x" * 1000))
+    manager.add_file("a", UploadedFileRec("2", "y.jpg", "image/jpeg", b"y" * 500))
+    manager.add_file("b", UploadedFileRec("3", "z.jpg", "image/jpeg", b"z" * 20))
+
+    class FakeRuntime:
+        uploaded_file_mgr = manager
+
+    original = (Runtime.exists, Runtime.instance)
+    Runtime.exists, Runtime.instance = staticmethod(lambda: True), staticmethod(lambda: FakeRuntime)
+    try:
+        assert held_by_streamlit("a") == (1500, 1520)
+        assert held_by_streamlit("c") == (0, 1520)
+    finally:
+        Runtime.exists, Runtime.instance = original
