@@ -53,17 +53,18 @@ if view == "Pictures":
     shown = order[(page - 1) * PER_PAGE: page * PER_PAGE]
     controls[2].caption(f"{len(order):,} pictures, page {page} of {n_pages:,}. Click a picture to look closer.")
 
-    # The pick remembers its split: picture #5866 of the training set is not #5866 of the test set.
+    # The click is read before the grid is drawn, so that the frame is around the picture just clicked,
+    # not the one before. The pick remembers its split: picture #5866 of the training set is not #5866
+    # of the test set.
+    grid = f"explore_grid_{split}"
+    picked = (st.session_state.get(grid) or {}).get("selection", {}).get("picked")
+    if picked:
+        st.session_state["explore_pick"] = (split, int(picked[0]["index"]))
     pick = st.session_state.get("explore_pick")
     pick_split, index = pick if isinstance(pick, tuple) else (None, None)
     if pick_split != split:
         index = None
-    event = st.altair_chart(charts.image_grid(x[shown], y[shown], shown, selected=index),
-                            on_select="rerun", key=f"explore_grid_{split}", width="content")
-    picked = event.selection.get("picked") if event else None
-    if picked:
-        index = int(picked[0]["index"])
-        st.session_state["explore_pick"] = (split, index)
+    chart_specs.image_grid(x[shown], y[shown], shown, selected=index, on_select="rerun", key=grid)
     if index is not None and index < len(y):
         st.subheader(f"{split} picture #{index}: {CLASS_NAMES[y[index]]}")
         big, predictions = st.columns([1, 2])

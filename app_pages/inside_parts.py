@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app_pages import common
+from app_pages import chart_specs, common
 from cifar_core import board, charts, inference, inside
 from cifar_core.data import CLASS_NAMES
 
@@ -64,8 +64,7 @@ def picture() -> np.ndarray | None:
     name = st.selectbox("Test pictures of", CLASS_NAMES, key="inside_class")
     shown = np.flatnonzero(test.y_test == CLASS_NAMES.index(name))[:20]
     st.caption("Click a picture to look inside the network with it (or use the button on Predict or Explore).")
-    st.altair_chart(charts.image_grid(test.x_test[shown], test.y_test[shown], shown), key="inside_grid",
-                    on_select=_pick, width="content")
+    chart_specs.image_grid(test.x_test[shown], test.y_test[shown], shown, key="inside_grid", on_select=_pick)
     return None
 
 

@@ -34,15 +34,25 @@ def data_uri(image: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
+def image_grid_frame(images: np.ndarray, labels: np.ndarray, indices: np.ndarray, columns: int = 10,
+                     selected: int | None = None) -> pd.DataFrame:
+    """image_grid's rows: each picture's cell, its index and class, the picture as a PNG data URI, and
+    whether it is the chosen one (framed)."""
+    return pd.DataFrame({"column": np.arange(len(indices)) % columns, "row": np.arange(len(indices)) // columns,
+                         "index": np.asarray(indices, np.int64),
+                         "label": [CLASS_NAMES[int(label)] for label in labels],
+                         "image": [data_uri(image) for image in images],     # Vega enlarges it, crisp
+                         # 1 or 0, not a boolean: Streamlit's browser side read a column of booleans
+                         # sent as Arrow wrongly, framing a picture nobody chose
+                         "chosen": (np.asarray(indices) == (selected if selected is not None else -1)).astype(np.int64)})
+
+
 def image_grid(images: np.ndarray, labels: np.ndarray, indices: np.ndarray, columns: int = 10,
                cell: int = 64, selected: int | None = None) -> alt.Chart:
-    """A grid of pictures drawn crisp; clicking one selects it (selection parameter "picked")."""
-    rows = []
-    for position, (image, label, index) in enumerate(zip(images, labels, indices)):
-        rows.append({"column": position % columns, "row": position // columns, "index": int(index),
-                     "label": CLASS_NAMES[int(label)], "image": data_uri(image)})   # Vega enlarges it, crisp
-    frame = pd.DataFrame(rows)
-    n_rows = max(1, -(-len(rows) // columns))
+    """A grid of pictures drawn crisp; clicking one selects it (selection parameter "picked"). Its look
+    depends only on the number of rows: the pictures and the chosen one's frame come with the data."""
+    frame = image_grid_frame(images, labels, indices, columns, selected)
+    n_rows = max(1, -(-len(frame) // columns))
     picked = alt.selection_point(name="picked", fields=["index"], on="click", clear=False)
     # Pictures sit at the centres of equal cells: positions on linear scales spanning the grid.
     base = alt.Chart(frame).encode(
@@ -52,8 +62,7 @@ def image_grid(images: np.ndarray, labels: np.ndarray, indices: np.ndarray, colu
     pictures = base.mark_image(width=cell - 6, height=cell - 6, smooth=False).encode(url="image:N").add_params(picked)
     # A frame around the chosen picture.
     frames = base.mark_square(size=(cell - 2) ** 2, filled=False, strokeWidth=3).encode(
-        color=alt.condition(alt.datum.index == (selected if selected is not None else -1),
-                            alt.value("#ff4b4b"), alt.value("transparent")))
+        color=alt.condition(alt.datum.chosen == 1, alt.value("#ff4b4b"), alt.value("transparent")))
     # "pad": the cells keep their size. Streamlit's default ("fit") squeezes the padding into the given size,
     # which pulled the rows 7 pixels closer than the pictures are tall, so they ran together.
     return (frames + pictures).properties(width=columns * cell, height=n_rows * cell, autosize="pad") \

@@ -63,6 +63,31 @@ def test_home(sized_page, server):  # noqa: F811
     clean(sized_page, "home")
 
 
+def framed(page, columns: int = 10, cell: int = 64) -> list[int]:
+    """The grid cells with the chosen picture's red frame, read from the pixels the browser drew."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+    page.mouse.move(1, 1)           # no tooltip over the grid
+    page.wait_for_timeout(700)
+    drawn = page.locator("[data-testid=stVegaLiteChart]").first.locator("canvas, svg").first
+    pixels = np.asarray(Image.open(io.BytesIO(drawn.screenshot())).convert("RGB"), np.int32)
+    # #ff4b4b at Vega's 0.7 opacity for square marks, on white: (255, 128, 128)
+    red = (pixels[..., 0] > 235) & (abs(pixels[..., 1] - 128) < 40) & (abs(pixels[..., 1] - pixels[..., 2]) < 20)
+    cells = []
+    for position in range(columns * (pixels.shape[0] // cell)):
+        row, column = divmod(position, columns)
+        # The frame is a 62-pixel square about the cell's centre (the grid has a 5-pixel margin): a ring
+        # 28 to 31 pixels from it, short of where a neighbour's frame begins.
+        y, x = 5 + row * cell + cell // 2, 5 + column * cell + cell // 2
+        ring = red[y - 31:y + 31, x - 31:x + 31].copy()
+        ring[3:-3, 3:-3] = False
+        if ring.sum() > 60:
+            cells.append(position)
+    return cells
+
+
 def test_explore_and_a_pick_that_belongs_to_its_split(sized_page, server):  # noqa: F811
     page = sized_page
     open_page(page, server, PAGES["explore"])
@@ -77,6 +102,7 @@ def test_explore_and_a_pick_that_belongs_to_its_split(sized_page, server):  # no
     heading = page.get_by_role("heading", name=re.compile(r"Training picture #\d+: cat"))
     heading.wait_for()
     training_index = re.search(r"#(\d+)", heading.inner_text()).group(1)
+    assert framed(page) == [0]      # the frame is around the picture just clicked
     page.get_by_text("The model's top guesses", exact=True).wait_for(timeout=120_000)   # a fresh server loads TensorFlow first
     settle(page)
     page.locator("[data-testid=stVegaLiteChart]").nth(1).wait_for()
@@ -89,6 +115,7 @@ def test_explore_and_a_pick_that_belongs_to_its_split(sized_page, server):  # no
     assert page.get_by_role("heading", name=f"Test picture #{training_index}").count() == 0
     click_picture(page, 1)
     page.get_by_role("heading", name=re.compile(r"Test picture #\d+: cat")).wait_for()
+    assert framed(page) == [1]
     for text in page.get_by_role("heading", name=re.compile(r"picture #")).all_inner_texts():
         assert text.startswith("Test picture") and text.endswith(": cat"), text
 

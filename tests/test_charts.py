@@ -1,4 +1,7 @@
 """Chart builders: the data they draw, and that long runs stay light to send."""
+import json
+import re
+
 import numpy as np
 
 from cifar_core import charts
@@ -34,7 +37,22 @@ def test_image_grid_marks_the_picked_picture():
     assert [v["index"] for v in values] == list(range(100, 112))
     assert values[11]["row"] == 1 and values[11]["column"] == 1
     assert all(v["image"].startswith("data:image/png;base64,") for v in values)
-    assert "105" in str(spec)
+    assert [v["index"] for v in values if v["chosen"]] == [105]
+
+
+def test_the_image_grids_look_depends_only_on_its_rows():
+    """Explore draws a grid from a spec kept per grid height (app_pages/chart_specs.py): the pictures,
+    their classes and the chosen one's frame must all come with the data, none in the spec."""
+    from app_pages import chart_specs
+    rng = np.random.default_rng(0)
+    one = charts.image_grid(rng.integers(0, 255, (50, 32, 32, 3), np.uint8), np.arange(50) % 10, np.arange(50),
+                            selected=7)
+    other = charts.image_grid(np.zeros((50, 32, 32, 3), np.uint8), np.full(50, 3), np.arange(1000, 1050))
+    def look(chart):    # Altair names each view anew; the name ties the selection to it within one spec
+        return re.sub(r"view_[0-9a-f_]+", "view", json.dumps(chart_specs.template(chart), sort_keys=True))
+    assert look(one) == look(other)
+    shorter = charts.image_grid(np.zeros((12, 32, 32, 3), np.uint8), np.zeros(12, np.int64), np.arange(12))
+    assert look(shorter) != look(other)
 
 
 def test_upscale_is_nearest_neighbour():
