@@ -260,6 +260,7 @@ class Figures:
     recipe: str = ""
     times: dict[str, list[float]] = field(default_factory=dict)
     cpu_per_session: dict[str, float] = field(default_factory=dict)
+    memory_after: dict[str, float] = field(default_factory=dict)
     cpu_per_second: dict[str, float] = field(default_factory=dict)
     children_cpu: float = 0.0
     peak_mb: float = 0.0
@@ -290,6 +291,7 @@ async def phase(name: str, figures: Figures, server: Server, pages, action) -> l
     results = await asyncio.gather(*(action(p) for p in pages))
     own, children, _ = meter.spent()
     figures.cpu_per_session[name] = own / len(pages)
+    figures.memory_after[name] = memory_mb(server.pid, "VmRSS")
     figures.children_cpu += children
     figures.times[name] = list(results)
     return results
@@ -374,6 +376,7 @@ def report(results: list[Figures], sessions: int) -> None:
         row(f"{step}: median / p95 s", [f"{statistics.median(r.times[step]):.2f} / "
                                         f"{percentile(r.times[step], 95):.2f}" for r in results])
         row(f"{step}: server CPU s per session", [f"{r.cpu_per_session[step]:.3f}" for r in results])
+        row(f"{step}: server memory after, MB", [f"{r.memory_after[step]:.0f}" for r in results])
     for label, visit_cpu in (("Predict visit", ("open Predict", "upload, answer")),
                              ("Predict visit again", ("open Predict again", "upload again, answer"))):
         row(f"{label}: CPU s per session", [f"{sum(r.cpu_per_session[s] for s in visit_cpu):.3f}" for r in results])
