@@ -267,6 +267,7 @@ class Figures:
     own_mb: float = 0.0
     mapped_mb: float = 0.0
     first_visit_s: float = 0.0
+    lone_visits: list[float] = field(default_factory=list)
     starts: dict[str, int] = field(default_factory=dict)
 
 
@@ -315,7 +316,7 @@ async def cpu_per_second(server: Server, seconds: float, while_training: bool) -
     return (spent / measured if measured else float("nan")), measured
 
 
-async def visit(server: Server, browser, sessions: int, picture: Path, watch_s: float) -> Figures:
+async def visit(server: Server, browser, sessions: int, picture: Path, watch_s: float, lone_visits: int) -> Figures:
     figures = Figures(server.label)
     warm = await browser.new_context(viewport={"width": 1400, "height": 1000})
     first = await warm.new_page()
@@ -325,6 +326,16 @@ async def visit(server: Server, browser, sessions: int, picture: Path, watch_s: 
     await open_page(first, server.url + "/explore", GRID_READY)
     figures.first_visit_s = time.monotonic() - started
     await warm.close()
+    # A lone visitor's CPU is a few 10 ms ticks of /proc: measured again and again, one new browser at a
+    # time (each left open, as a class's are), its median is the figure.
+    lone = []
+    for _ in range(lone_visits):
+        lone.append(await browser.new_context(viewport={"width": 1400, "height": 1000}))
+        page = await lone[-1].new_page()
+        meter = Meter(server.pid)
+        await open_page(page, server.url + "/predict")
+        await upload(page, picture)
+        figures.lone_visits.append(meter.spent()[0])
 
     contexts = [await browser.new_context(viewport={"width": 1400, "height": 1000}) for _ in range(sessions)]
     pages = [await c.new_page() for c in contexts]
@@ -353,7 +364,7 @@ async def visit(server: Server, browser, sessions: int, picture: Path, watch_s: 
         figures.peak_mb = memory_mb(server.pid)
         figures.own_mb, figures.mapped_mb = memory_mb(server.pid, "RssAnon"), memory_mb(server.pid, "RssFile")
     finally:
-        for context in contexts:
+        for context in contexts + lone:
             await context.close()
     return figures
 
@@ -380,6 +391,10 @@ def report(results: list[Figures], sessions: int) -> None:
     for label, visit_cpu in (("Predict visit", ("open Predict", "upload, answer")),
                              ("Predict visit again", ("open Predict again", "upload again, answer"))):
         row(f"{label}: CPU s per session", [f"{sum(r.cpu_per_session[s] for s in visit_cpu):.3f}" for r in results])
+    if results[0].lone_visits:
+        row(f"Predict visit alone: median of {len(results[0].lone_visits)} s",
+            [f"{statistics.median(r.lone_visits):.3f} ({min(r.lone_visits):.2f}-{max(r.lone_visits):.2f})"
+             for r in results])
     for name in results[0].cpu_per_second:
         row(f"{name}: server CPU s/s", [f"{r.cpu_per_second[name]:.3f}" for r in results])
     row("runs after the Start burst", [", ".join(f"{v} {k}" for k, v in sorted(r.starts.items())) for r in results])
@@ -400,7 +415,7 @@ async def run_all(args, servers_to_try: list[tuple[str, Path]], picture: Path, w
             server = serve(label, tree, runs, args.data)
             try:
                 print(f"{label}: {args.sessions} sessions…", file=sys.stderr, flush=True)
-                results.append(await visit(server, browser, args.sessions, picture, args.watch))
+                results.append(await visit(server, browser, args.sessions, picture, args.watch, args.lone))
             finally:
                 server.close()
         await browser.close()
@@ -414,6 +429,8 @@ def main() -> None:
     parser.add_argument("--data", default=os.environ.get("CIFAR10_DATA"),
                         help="cifar-10-python.tar.gz (default: CIFAR10_DATA)")
     parser.add_argument("--watch", type=float, default=15.0, help="seconds of watching measured, each way")
+    parser.add_argument("--lone", type=int, default=0,
+                        help="first measure this many Predict visits one at a time (median printed)")
     args = parser.parse_args()
     if not args.data:
         raise SystemExit("Give the full data set: --data PATH or CIFAR10_DATA "

@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -34,3 +36,16 @@ def test_hostile_replays_every_archive_bomb_beside_a_legitimate_archive():
     assert "CRASHED" not in out.stdout and "tar_million_members" in out.stdout
     peaks = [float(line.split()[1]) for line in lines[2:] if " MB " in line]
     assert len(peaks) >= 15 and max(peaks) < 300
+
+
+def test_peer_airbench_trains_both_and_prints_the_ratios(tiny_archive, tmp_path):
+    pytest.importorskip("torch", reason="PyTorch is a benchmark-only dependency (benchmarks/requirements.txt)")
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "peer_airbench.py"), "--epochs", "1",
+                          "--data", str(tiny_archive)], capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = {line.split("  ")[0]: line for line in out.stdout.splitlines()}
+    assert "PyTorch airbench94" in rows and "ours (best preset, Keras)" in rows
+    for name in ("PyTorch airbench94", "ours (best preset, Keras)"):
+        accuracy = float(rows[name].split()[-1].rstrip("%"))
+        assert 0 <= accuracy <= 100 and float(rows[name].split()[-4]) > 0    # pictures a second
+    assert "speed, ours / the peer's:" in out.stdout and "whole run, the peer's time / ours:" in out.stdout
