@@ -332,6 +332,7 @@ async def visit(server: Server, browser, sessions: int, picture: Path, watch_s: 
     for _ in range(lone_visits):
         lone.append(await browser.new_context(viewport={"width": 1400, "height": 1000}))
         page = await lone[-1].new_page()
+        await asyncio.sleep(1.0)     # what the visit before left (its last messages, a closed session) is done
         meter = Meter(server.pid)
         await open_page(page, server.url + "/predict")
         await upload(page, picture)
