@@ -56,7 +56,7 @@ def peer(dataset: data.Cifar10, epochs: float, subset: int, report) -> dict:
     bf16 = cpu_has_bf16()
 
     def tensors(x, y):
-        images = torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).float().div_(255)
+        images = torch.from_numpy(np.array(x)).permute(0, 3, 1, 2).float().div_(255)
         images = (images - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
         return images.contiguous(memory_format=torch.channels_last), torch.from_numpy(np.asarray(y, np.int64))
 
