@@ -67,6 +67,6 @@ else:
 
 if picture is not None:
     st.header(name)
-    predict_parts.answer(picture.small, "predict", picture.original)
+    predict_parts.answer(picture.small, "predict", picture.original, views=picture.views)
     inside_parts.link(picture.small, "predict_inside")
     predict_parts.fool(picture.small, "predict")

@@ -26,8 +26,9 @@ FRAMED_KEY = "predict_framed"   # session state: (the picture, its framed JPEG)
 
 @dataclass
 class Picture:
-    small: np.ndarray              # (32, 32, 3) uint8: what the model gets
+    small: np.ndarray              # (32, 32, 3) uint8: what the model gets (its whole centre square)
     original: Image.Image | None   # the picture as loaded (reduced if big), for the crop outline
+    views: np.ndarray | None = None  # (K, 32, 32, 3): every square the model is shown (inference.views)
 
 
 def too_big(file) -> str | None:
@@ -44,7 +45,8 @@ def _read(raw: bytes, name: str, background: tuple[int, int, int]) -> Picture | 
     load_image, which bounds what it may cost."""
     try:
         original = inference.load_image(raw, background)
-        return Picture(inference.prepare(original), original)
+        views = inference.views(original)
+        return Picture(views[0], original, views)
     except inference.ImageError as e:
         return f"{name}: {e}"
     except Exception:   # load_image raises only ImageError; should that ever break, a sentence, not a traceback
@@ -97,25 +99,30 @@ def drawn(drawing, background: str) -> Picture | None:
     return loaded
 
 
-def _framed_jpeg(original: Image.Image) -> bytes:
+def _framed_jpeg(original: Image.Image, scales: tuple[float, ...]) -> bytes:
     """The photo with its square framed, as JPEG bytes, kept for this visitor's latest picture: drawing
     the frame and encoding it took ~18 ms on every rerun of the page. Kept with the picture itself (not
     its id, which a later picture may reuse), so one photo at most per visitor."""
     kept = st.session_state.get(FRAMED_KEY)
     if kept is None or kept[0] is not original:
         buffer = io.BytesIO()
-        Image.fromarray(explain.outline_crop(original)).save(buffer, "JPEG", quality=90)
+        Image.fromarray(explain.outline_crop(original, scales)).save(buffer, "JPEG", quality=90)
         kept = st.session_state[FRAMED_KEY] = (original, buffer.getvalue())
     return kept[1]
 
 
-def _crop(original: Image.Image) -> None:
-    """The uploaded picture with the square the model was shown framed on it, and what was cut off."""
+def _crop(original: Image.Image, views: int) -> None:
+    """The uploaded picture with the squares the model was shown framed on it, and what was cut off."""
     width, height = original.size
     cut = 1 - min(width, height) ** 2 / (width * height)
-    caption = ("Your picture: the model is shown only the square in the red frame" if cut > 0 else
-               "Your picture: square already, so the model is shown all of it (red frame)")
-    st.image(_framed_jpeg(original), width="stretch", output_format="JPEG", caption=caption)
+    if views > 1:
+        caption = ("Your picture: the model is shown the square in the red frame and the closer one in the thin "
+                   "frame, and averages its two answers")
+    else:
+        caption = ("Your picture: the model is shown only the square in the red frame" if cut > 0 else
+                   "Your picture: square already, so the model is shown all of it (red frame)")
+    st.image(_framed_jpeg(original, inference.VIEW_SCALES[:views]), width="stretch", output_format="JPEG",
+             caption=caption)
     if cut > 0.2:
         st.caption(f"{cut:.0%} of it, outside the frame, was cut off. If what matters is out there, "
                    f"crop the photo yourself so the thing fills a square.")
@@ -127,21 +134,25 @@ def _heat_key() -> dict:
     return chart_specs.vega_lite(charts.heat_key(explain.HEAT_COLOURS))
 
 
-def answer(image: np.ndarray, key: str, original: Image.Image | None = None, heat: bool = True) -> np.ndarray:
+def answer(image: np.ndarray, key: str, original: Image.Image | None = None, heat: bool = True,
+           views: np.ndarray | None = None) -> np.ndarray:
     """Show what the model sees and answers for a (32, 32, 3) picture (and, for an upload, the square it
-    was cut from), with the doubts it deserves and where it looked; return the probabilities."""
+    was cut from), with the doubts it deserves and where it looked; return the probabilities. `views`,
+    every square of an upload the model is shown (`image` is the first): the answer averages them."""
     model = common.active_model()
-    probabilities = inference.predict(model, image)[0]
+    probabilities = (inference.predict_views(model, views) if views is not None
+                     else inference.predict(model, image)[0])
     best = int(probabilities.argmax())
     # A picture smaller than the model's own 32 x 32 has no square worth outlining.
     original_shown = original if original is not None and min(original.size) >= 32 else None
     columns = st.columns([3, 2, 4] if original_shown is not None else [2, 4])
     if original_shown is not None:
         with columns[0]:
-            _crop(original)
-    columns[-2].image(charts.png(charts.upscale(image, 8)), width="stretch", output_format="PNG",
-                      caption="What the model sees: that square shrunk to 32 x 32 pixels, the size of every "
-                              "CIFAR-10 picture")
+            _crop(original, 1 if views is None else len(views))
+    seen = ("What the model sees: that square shrunk to 32 x 32 pixels, the size of every CIFAR-10 picture"
+            + ("" if views is None or len(views) < 2 else
+               ", and softened a little, as they are (the thin square is shown the same way)"))
+    columns[-2].image(charts.png(charts.upscale(image, 8)), width="stretch", output_format="PNG", caption=seen)
     with columns[-1]:
         st.metric("The model says", f"{CLASS_NAMES[best]}, {probabilities[best]:.0%} sure")
         for note in explain.doubts(image, probabilities, original.size if original is not None else None):
@@ -220,14 +231,14 @@ def _row(file, model) -> dict:
     problem = too_big(file)
     if problem is None:
         try:
-            image = inference.prepare(inference.load_image(file.getvalue()))
+            views = inference.views(inference.load_image(file.getvalue()))
         except Exception as e:   # ImageError's sentence; anything else (a bug) must not hide the other rows
             problem = str(e) if isinstance(e, inference.ImageError) else "This picture could not be read."
     if problem:
         return {**row, "problem": problem}
-    probabilities = inference.predict(model, image)[0]
+    probabilities = inference.predict_views(model, views)
     best = int(probabilities.argmax())
-    return {**row, "picture": charts.data_uri(charts.upscale(image, 2)), "answer": CLASS_NAMES[best],
+    return {**row, "picture": charts.data_uri(charts.upscale(views[0], 2)), "answer": CLASS_NAMES[best],
             "sure": float(probabilities[best]),
             **{f"{name} (%)": round(100 * float(p), 1) for name, p in zip(CLASS_NAMES, probabilities)}}
 

@@ -122,7 +122,7 @@ def cmd_predict(args) -> int:
     for path in args.files:
         # Each file answers for itself: a bad one gets its sentence and the rest are still classified.
         try:
-            probabilities = inference.predict(model, inference.prepare(inference.load_image(path)))[0]
+            probabilities = inference.predict_views(model, inference.views(inference.load_image(path)))
         except inference.ImageError as e:
             failed += 1
             result = {"path": path, "error": str(e)}

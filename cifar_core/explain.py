@@ -4,7 +4,7 @@ when its answer deserves little trust.
     gradcam(model, image, class_index) -> (32, 32) float32 in 0..1: how much each place counted
     colourise(heat)                    -> (H, W, 3) uint8 in HEAT_COLOURS (the colour key uses the same)
     blend(picture, heat, opacity)      -> the picture with the coloured heat map laid over it
-    outline_crop(image)                -> a photo with the square the model was shown drawn on it
+    outline_crop(image, scales)        -> a photo with the squares the model was shown drawn on it
     doubts(image, probabilities, size) -> sentences for a person: the picture or the answer is doubtful
 """
 from __future__ import annotations
@@ -146,9 +146,10 @@ def blend(picture: np.ndarray, heat: np.ndarray, opacity: float) -> np.ndarray:
     return mixed.round().astype(np.uint8)
 
 
-def outline_crop(image: Image.Image, display: int = 480) -> np.ndarray:
+def outline_crop(image: Image.Image, scales: tuple[float, ...] = (1.0,), display: int = 480) -> np.ndarray:
     """The whole photo, at most `display` pixels across, with the centre square the model was shown
-    framed in red and the parts it never saw dimmed."""
+    framed in red, and the parts it never saw dimmed; each closer square it was shown (`scales` below 1,
+    see `inference.views`) in a thin red frame."""
     image = image if image.mode == "RGB" else image.convert("RGB")
     scale = min(1.0, display / max(image.size))
     shown = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
@@ -160,7 +161,11 @@ def outline_crop(image: Image.Image, display: int = 480) -> np.ndarray:
     pixels[outside] = pixels[outside] * 0.4 + 255 * 0.6      # washed out towards white: never seen by the model
     framed = Image.fromarray(pixels.round().astype(np.uint8))
     width = max(2, round(min(shown.size) / 80))
-    ImageDraw.Draw(framed).rectangle((left, top, right - 1, bottom - 1), outline=(255, 43, 43), width=width)
+    draw = ImageDraw.Draw(framed)
+    draw.rectangle((left, top, right - 1, bottom - 1), outline=(255, 43, 43), width=width)
+    for closer in (s for s in scales if s < 1):
+        left, top, right, bottom = (v * scale for v in inference.crop_box(*image.size, closer))
+        draw.rectangle((left, top, right - 1, bottom - 1), outline=(255, 43, 43), width=max(1, width // 2))
     return np.asarray(framed)
 
 

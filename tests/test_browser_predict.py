@@ -122,11 +122,15 @@ def test_a_wide_photo_shows_the_square_the_model_saw(sized_page, server, picture
     context, page = sized_page(view)
     open_page(page, server, "predict")
     upload(page, pictures / "tabby.jpg")
-    page.get_by_text("the model is shown only the square in the red frame").wait_for()
+    page.get_by_text("the closer one in the thin frame, and averages its two answers").wait_for()
     framed = image_pixels(page, page.locator("[data-testid=stImage] img").first)
     red = (framed[..., 0] > 200) & (framed[..., 1] < 90) & (framed[..., 2] < 90)
     columns = np.flatnonzero(red.mean(axis=0) > 0.8) / framed.shape[1]
     assert columns.size and abs(columns.min() - 0.2) < 0.03 and abs(columns.max() - 0.8) < 0.03   # 160 and 640 of 800
+    # The closer square, 80% of the red one, in a thin frame: its sides are 80% of the picture's height.
+    reddish = (framed[..., 0] > 150) & (framed[..., 0] - framed[..., 1:].max(axis=-1) > 60)   # thin: blended
+    thin = np.flatnonzero((reddish.mean(axis=0) > 0.5) & (reddish.mean(axis=0) < 0.85)) / framed.shape[1]
+    assert np.abs(thin - 0.26).min() < 0.03 and np.abs(thin - 0.74).min() < 0.03    # 208 and 592 of 800
     page.get_by_text("40% of it, outside the frame, was cut off").wait_for()
     said = page.locator("[data-testid=stMetric]").first.inner_text()
     assert "The model says" in said and "sure" in said
@@ -165,8 +169,8 @@ def test_the_batch_table_counts_right_answers_against_picked_true_classes(sized_
     # Pick "ship" as the ship's true class: double-click its cell, choose from the list.
     from cifar_core import data, inference
     model = inference.load_model()
-    ship = inference.prepare(inference.load_image(pictures / "ship.png"))
-    said = data.CLASS_NAMES[int(inference.predict(model, ship)[0].argmax())]
+    ship = inference.views(inference.load_image(pictures / "ship.png"))
+    said = data.CLASS_NAMES[int(inference.predict_views(model, ship).argmax())]
     # The grid is drawn on a canvas: pick the cell with the keyboard, from the first row's first cell.
     box = table.bounding_box()
     page.mouse.click(box["x"] + 30, box["y"] + 35 + 17)

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 import hostile_images
-from cifar_core import inference
+from cifar_core import evaluation, inference
 from cifar_core.inference import ImageError
 from conftest import ROOT
 
@@ -205,7 +205,7 @@ def test_hostile_files_are_refused_for_what_they_are(hostile):
 # would include the memory of the pytest process that started it.
 MEASURE = """
 import sys, time
-from cifar_core import inference
+from cifar_core import evaluation, inference
 
 def status(field):
     with open("/proc/self/status") as lines:
@@ -278,6 +278,37 @@ def test_prepare_antialiases():
     assert 100 < small.mean() < 155 and small.std() < 10
 
 
+def edges(picture: np.ndarray) -> float:
+    """Mean absolute difference of neighbouring grey pixels: how sharp a picture is."""
+    grey = picture.astype(np.float32).mean(axis=-1)
+    return float(np.abs(np.diff(grey, axis=0)).mean() + np.abs(np.diff(grey, axis=1)).mean())
+
+
+def test_a_photo_is_shown_as_its_centre_square_and_a_closer_one_softened():
+    photo = np.zeros((300, 400, 3), np.uint8)
+    photo[...] = (255, 0, 0)                   # red all round...
+    photo[30:270, 80:320] = (0, 255, 0)        # ...a green square of 80% of the centre square (300 -> 240)
+    photo[140:160, 190:210] = (0, 0, 255)      # and a blue dot in the middle
+    views = inference.views(Image.fromarray(photo))
+    assert views.shape == (2, 32, 32, 3) and views.dtype == np.uint8
+    assert np.array_equal(views[0], inference.prepare(Image.fromarray(photo)))
+    assert views[0][0, 16, 0] > 200 and views[0][16, 0, 0] > 200     # the whole square: red at its edges
+    assert views[1][[0, 31, 16, 16], [16, 16, 0, 31], 1].min() > 200  # the closer one: green to its edges
+    assert views[1][16, 16, 2] > views[0][16, 16, 2]                  # and the dot bigger in it
+    noise = np.random.default_rng(3).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    sharp = np.asarray(Image.fromarray(noise).resize((32, 32), Image.Resampling.LANCZOS,
+                                                     box=inference.crop_box(640, 480), reducing_gap=3.0))
+    assert edges(inference.prepare(Image.fromarray(noise))) < 0.8 * edges(sharp)   # softened once shrunk
+
+
+def test_a_cifar_sized_picture_is_shown_as_it_is():
+    rng = np.random.default_rng(4)
+    picture = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    views = inference.views(Image.fromarray(picture))
+    assert views.shape == (1, 32, 32, 3) and np.array_equal(views[0], picture)   # not zoomed, not softened
+    assert len(inference.views(Image.fromarray(rng.integers(0, 256, (36, 50, 3), dtype=np.uint8)))) == 1
+
+
 @pytest.fixture(scope="module")
 def model():
     from cifar_core import models
@@ -292,6 +323,21 @@ def test_predict_returns_probabilities(model):
     np.testing.assert_allclose(inference.predict(model, images[0]), probabilities[:1], atol=1e-6)
     with pytest.raises(ValueError, match="Expected images of shape"):
         inference.predict(model, np.zeros((2, 28, 28, 3)))
+
+
+def test_a_pictures_views_are_answered_together_then_tempered(model):
+    views = np.random.default_rng(5).integers(0, 256, (2, 32, 32, 3)).astype(np.uint8)
+    each = inference.predict(model, views, calibrated=False)
+    np.testing.assert_allclose(inference.predict_views(model, views[:1]), inference.predict(model, views[:1])[0],
+                               atol=1e-6)
+    try:
+        model.calibration_temperature = 0.5
+        answer = inference.predict_views(model, views)
+    finally:
+        del model.calibration_temperature
+    np.testing.assert_allclose(answer, evaluation.with_temperature(each.mean(axis=0, keepdims=True), 0.5)[0],
+                               atol=1e-6)
+    assert answer.shape == (10,) and abs(answer.sum() - 1) < 1e-5
 
 
 def test_predict_from_many_threads_at_once_matches_one_at_a_time(model):
@@ -328,6 +374,7 @@ def test_models_no_longer_used_are_freed_with_their_compiled_forward_pass():
     import weakref
 
     from cifar_core import models
+    gc.collect()   # models earlier tests left in reference cycles go now, not in the middle of this count
     gone, compiled_before = [], len(inference._compiled)   # models other tests keep (the bundled one)
     for _ in range(2):
         model = models.build("tutorial")

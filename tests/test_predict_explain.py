@@ -101,6 +101,9 @@ def test_the_crop_square_is_outlined_on_the_photo():
     assert columns.min() in range(58, 63) and columns.max() in range(417, 422)   # 80 and 560, scaled by 3/4
     assert (255 - shown[180, 20]).mean() < 0.5 * (255 - shown[180, 240]).mean()  # outside: washed out
     assert np.array_equal(shown[180, 240], [40, 160, 60])        # inside: as it is
+    both = explain.outline_crop(photo, inference.VIEW_SCALES)   # the closer square in a thinner frame:
+    red = (both[..., 0] > 200) & (both[..., 1] < 80) & (both[..., 2] < 80)
+    assert red[36:324, 95:98].any(axis=1).mean() > 0.9 and not red[40:320, 100:380].any()   # 128 -> 96 across
 
 
 def encode(image: Image.Image) -> bytes:
