@@ -1,14 +1,18 @@
 """Seconds of training to reach given test accuracies: a preset against the tutorial baseline, same run.
 
     python benchmarks/time_to_accuracy.py --preset quick [--baseline tutorial] [--data PATH]
+    python benchmarks/time_to_accuracy.py --preset class --baseline class-before
 
 Both recipes train on this machine, one after the other, through the same
 trainer the app uses; test accuracy is measured on the whole test set after
 every epoch, and training time excludes start-up and the test passes.
+The baseline is a preset, or one of BEFORE: a recipe as a preset was
+before it changed, to measure the change in one run.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import tempfile
@@ -20,8 +24,18 @@ from cifar_core import data, evaluation, inference, rundir, training  # noqa: E4
 from cifar_core.config import TrainConfig  # noqa: E402
 
 
+# Presets as they were before they changed (cifar_core/config.py's history), each a whole TrainConfig.
+BEFORE = {
+    "quick-before": dict(TrainConfig.from_preset("best").to_dict(), arch="airbench_tiny", epochs=2, batch_size=256,
+                         learning_rate=0.375, train_subset=36_000, preset="quick"),
+    "class-before": dict(TrainConfig.from_preset("tutorial").to_dict(), epochs=1, batch_size=128,
+                         learning_rate=2e-3, train_subset=5_120, calibration_images=1_000, preset="class"),
+}
+
+
 def run(preset: str, dataset, epochs: int | None) -> dict:
-    config = TrainConfig.from_preset(preset, **({"epochs": epochs} if epochs else {}))
+    config = (TrainConfig.from_dict(BEFORE[preset]) if preset in BEFORE else TrainConfig.from_preset(preset))
+    config = dataclasses.replace(config, **({"epochs": epochs} if epochs else {}))
     with tempfile.TemporaryDirectory() as folder:
         state = training.train(config, folder, dataset,
                                progress=lambda r: print(f"  {preset} epoch {r['epoch']}: {r['test_accuracy']:.2%} "
@@ -54,13 +68,13 @@ def main() -> None:
     print(f"data: {dataset.origin}; test set: {len(dataset.y_test)} images")
     results = [run(args.preset, dataset, args.epochs), run(args.baseline, dataset, None)]
 
-    header = f"{'recipe':<10} {'precision':<15}" + "".join(f"{f'to {t:.0%}':>9}" for t in args.targets) + \
+    header = f"{'recipe':<13} {'precision':<15}" + "".join(f"{f'to {t:.0%}':>9}" for t in args.targets) + \
         f"{'final':>9}{'seconds':>9}{'with TTA':>10}"
     print("\n" + header + "\n" + "-" * len(header))
     for result in results:
         times = [seconds_to(result, t) for t in args.targets]
         last = result["epochs"][-1]
-        print(f"{result['preset']:<10} {result['precision']:<15}" +
+        print(f"{result['preset']:<13} {result['precision']:<15}" +
               "".join(f"{t:>8.0f}s" if t is not None else f"{'-':>9}" for t in times) +
               f"{last['test_accuracy']:>9.2%}{last['elapsed_s']:>8.0f}s{result['mirror_tta_accuracy']:>10.2%}")
     for target in args.targets:

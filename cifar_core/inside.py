@@ -339,7 +339,8 @@ def _does(layer) -> str:
     if isinstance(layer, layers.Conv2D):
         k = layer.kernel_size
         fixed = ", fixed (not learned)" if not layer.trainable else ""
-        return f"{layer.filters} filters of {k[0]} x {k[1]} pixels{fixed}{then}"
+        step = f", {layer.strides[0]} pixels apart" if layer.strides[0] > 1 else ""
+        return f"{layer.filters} filters of {k[0]} x {k[1]} pixels{step}{fixed}{then}"
     if isinstance(layer, layers.MaxPooling2D):
         return f"keeps the strongest value of each {layer.pool_size[0]} x {layer.pool_size[1]} square"
     if isinstance(layer, layers.GlobalMaxPooling2D):

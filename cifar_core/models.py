@@ -96,12 +96,16 @@ def tutorial(num_classes: int = 10, for_training: bool = False):
     return keras.Model(inputs, _probabilities(x), name="tutorial")
 
 
-def _airbench(num_classes: int, widths: tuple[int, int, int], name: str, for_training: bool = False):
+def _airbench(num_classes: int, widths: tuple[int, ...], name: str, for_training: bool = False,
+              stem_stride: int = 1, activation: str = "gelu"):
     """The airbench network (Keller Jordan's fast CIFAR-10 trainer), in plain Keras layers.
 
     A frozen 2x2 whitening convolution (set from the data by `init_whitening`),
-    then three blocks of conv-pool-BN-GELU-conv-BN-GELU, global max pooling and
-    a linear layer scaled down by 9. BatchNorm has fast momentum and no scale.
+    then one block of conv-pool-BN-act-conv-BN-act per width, global max pooling
+    and a linear layer scaled down by 9. BatchNorm has fast momentum and no scale.
+    With `stem_stride` 2 the whitening filters step over the picture's 2x2
+    patches without overlap: nothing is lost (12 numbers a patch, decorrelated)
+    and every later layer works on 16x16 maps, a quarter of the work.
     """
     import keras
     from keras import layers
@@ -113,14 +117,14 @@ def _airbench(num_classes: int, widths: tuple[int, int, int], name: str, for_tra
 
     inputs = keras.Input((32, 32, 3), name="image")
     x = _normalise(inputs)
-    x = layers.Conv2D(24, 2, padding="valid", use_bias=False, trainable=False, name="whiten")(x)
-    x = layers.Activation("gelu")(x)
-    for i, width in enumerate(widths):
+    x = layers.Conv2D(24, 2, strides=stem_stride, padding="valid", use_bias=False, trainable=False, name="whiten")(x)
+    x = layers.Activation(activation)(x)
+    for width in widths:
         x = layers.Conv2D(width, 3, padding="same", use_bias=False)(x)
         x = layers.MaxPooling2D(2)(x)
-        x = layers.Activation("gelu")(bn(x))
+        x = layers.Activation(activation)(bn(x))
         x = layers.Conv2D(width, 3, padding="same", use_bias=False)(x)
-        x = layers.Activation("gelu")(bn(x))
+        x = layers.Activation(activation)(bn(x))
     x = layers.GlobalMaxPooling2D(name="features")(x)
     x = layers.Dense(num_classes, use_bias=False)(x)
     x = layers.Rescaling(1 / 9, name="logits")(x)
@@ -142,6 +146,22 @@ def airbench_small(num_classes: int = 10, for_training: bool = False):
 @register("airbench_tiny", "The airbench net at widths 32/64/64, for a first result in a minute on a laptop.")
 def airbench_tiny(num_classes: int = 10, for_training: bool = False):
     return _airbench(num_classes, (32, 64, 64), "airbench_tiny", for_training)
+
+
+# For a CPU that must answer soon: the whitening steps over 2x2 patches, so the network works on
+# 16x16 maps, with ReLU (cheaper than GELU, as accurate here) and two blocks. Measured on a 2-core AMD
+# EPYC (AVX2, float32), one epoch, batch 128, no augmentation: 24/96 trains ~2,000 pictures/s against
+# airbench_tiny's ~650 and reaches 60% on 20,000 pictures; 48/128, ~1,000/s, 70% on all of them.
+@register("airbench16", "The airbench net on 2x2 patches (16x16 maps), two blocks of 48/128, ReLU: "
+                        "about 1.5x faster than airbench_tiny a picture, for a good model in a minute.")
+def airbench16(num_classes: int = 10, for_training: bool = False):
+    return _airbench(num_classes, (48, 128), "airbench16", for_training, stem_stride=2, activation="relu")
+
+
+@register("airbench16_mini", "The airbench net on 2x2 patches (16x16 maps), two blocks of 24/96, ReLU: "
+                             "about 3x faster than airbench_tiny, for a whole class sharing one server.")
+def airbench16_mini(num_classes: int = 10, for_training: bool = False):
+    return _airbench(num_classes, (24, 96), "airbench16_mini", for_training, stem_stride=2, activation="relu")
 
 
 def _init_identity(model) -> None:

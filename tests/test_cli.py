@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from cifar_core import data, rundir
+from cifar_core.config import PRESETS
 from conftest import ROOT
 
 
@@ -35,7 +36,7 @@ def trained(tiny_archive, tmp_path_factory):
 def test_train_writes_the_run_and_a_model_card(trained):
     assert rundir.read_status(trained / "run")["state"] == "finished"
     card = json.loads((trained / "model.json").read_text())
-    assert card["architecture"] == "airbench_tiny" and card["epochs"] == 2
+    assert card["architecture"] == PRESETS["quick"]["arch"] and card["epochs"] == 2
     assert card["command"].startswith("python -m cifar_core train --preset quick")
     assert set(card["per_class_accuracy"]) == set(data.CLASS_NAMES)
     # Calibrated on held-out training pictures: the temperature is in the card, with the error it fixes.

@@ -56,6 +56,12 @@ def test_every_architecture_has_blocks_a_layer_table_and_first_filters(built):
             assert [b.shape for b in shown] == [(30, 30, 32), (13, 13, 64), (4, 4, 64)]
             [first] = inside.first_filters(model)
             assert first.kernel.shape == (3, 3, 3, 32) and not first.fixed and not first.seen_through
+        elif name.startswith("airbench16"):   # whitening over 2x2 patches, without overlap: 16x16 maps, 2 blocks
+            assert titles == ["Whitening", "Block 1", "Block 2"]
+            assert [b.shape[:2] for b in shown] == [(16, 16), (8, 8), (4, 4)]
+            [whiten] = inside.first_filters(model)     # the learned ones are not one 3-colour filter each
+            assert whiten.layer == "whiten" and whiten.fixed and whiten.kernel.shape == (2, 2, 3, 24)
+            assert "2 pixels apart" in inside.layer_table(model)[2]["does"]
         else:
             assert titles == ["Whitening", "Block 1", "Block 2", "Block 3"]
             assert [b.shape[:2] for b in shown] == [(31, 31), (15, 15), (7, 7), (3, 3)]
