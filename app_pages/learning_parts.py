@@ -24,7 +24,8 @@ PANEL_CAPTION = ("Eight test pictures the network never trains on, the same eigh
                  "the class the network would answer after this epoch, how sure it is, and whether that is right.")
 FILTERS_CAPTION = (
     "The first layer's filters: each square is a small colour pattern (3x3 pixels; 4x4 in the airbench "
-    "networks, whose fixed first step blends each 2x2 square of pixels) that the network looks for all over a "
+    "networks, whose fixed first step blends each 2x2 square of pixels, and 6x6 in the airbench16 ones, whose "
+    "first step takes the 2x2 squares side by side) that the network looks for all over a "
     "picture. A filter responds most where the picture looks like its bright parts. Every training step nudges "
     "each pattern towards what helps tell the classes apart, so they change as it learns, most in the first "
     "epochs. Each square is stretched to its full range of brightness on its own: compare their shapes and "

@@ -293,21 +293,24 @@ class Filters:
         return np.where(span > 0, (w - low) / np.where(span > 0, span, 1) * 255, 127.5).round().astype(np.uint8)
 
 
-def compose(first: np.ndarray, second: np.ndarray) -> np.ndarray:
-    """The kernel of two stride-1 convolutions in a row, as one: (a, a, C, M) then (b, b, M, N)
-    -> (a+b-1, a+b-1, C, N). Exact for two linear convolutions ('valid' padding, away from the edges)."""
+def compose(first: np.ndarray, second: np.ndarray, stride: int = 1) -> np.ndarray:
+    """The kernel of two convolutions in a row, as one: (a, a, C, M) stepping `stride` pixels, then
+    (b, b, M, N) stepping 1 -> ((b-1)*stride + a, same, C, N), which steps `stride` pixels. Exact for two
+    linear convolutions ('valid' padding, away from the edges)."""
     a, b = first.shape[0], second.shape[0]
-    out = np.zeros((a + b - 1, a + b - 1, first.shape[2], second.shape[3]), np.float32)
+    size = (b - 1) * stride + a
+    out = np.zeros((size, size, first.shape[2], second.shape[3]), np.float32)
+    reach = (b - 1) * stride + 1
     for u in range(a):
         for v in range(a):
-            out[u:u + b, v:v + b] += np.einsum("cm,ijmo->ijco", first[u, v], second)
+            out[u:u + reach:stride, v:v + reach:stride] += np.einsum("cm,ijmo->ijco", first[u, v], second)
     return out
 
 
 def first_filters(model) -> list[Filters]:
     """The first convolution's filters on the picture's colours. When that layer is fixed (airbench's
     "whiten"), also the first learned layer's, seen through it: the fixed filters come in +/- pairs,
-    so the bend between (GELU) passes their straight-line part on exactly, at half strength."""
+    so the bend between (GELU or ReLU) passes their straight-line part on exactly, at half strength."""
     from keras import layers
     convs = [l for l in model.layers if isinstance(l, layers.Conv2D)]
     if not convs or convs[0].get_weights()[0].shape[2] != 3:
@@ -318,8 +321,8 @@ def first_filters(model) -> list[Filters]:
     if found[0].fixed and len(convs) > 1:
         nxt = convs[1]
         weights = nxt.get_weights()[0]
-        if weights.shape[2] == kernel.shape[3] and tuple(nxt.strides) == (1, 1) and tuple(first.strides) == (1, 1):
-            found.append(Filters(nxt.name, compose(kernel, weights) / 2, fixed=not nxt.trainable,
+        if weights.shape[2] == kernel.shape[3] and tuple(nxt.strides) == (1, 1):
+            found.append(Filters(nxt.name, compose(kernel, weights, first.strides[0]) / 2, fixed=not nxt.trainable,
                                  seen_through=first.name))
     return found
 

@@ -152,14 +152,12 @@ def airbench_tiny(num_classes: int = 10, for_training: bool = False):
 # 16x16 maps, with ReLU (cheaper than GELU, as accurate here) and two blocks. Measured on a 2-core AMD
 # EPYC (AVX2, float32), one epoch, batch 128, no augmentation: 24/96 trains ~2,000 pictures/s against
 # airbench_tiny's ~650 and reaches 60% on 20,000 pictures; 48/128, ~1,000/s, 70% on all of them.
-@register("airbench16", "The airbench net on 2x2 patches (16x16 maps), two blocks of 48/128, ReLU: "
-                        "about 1.5x faster than airbench_tiny a picture, for a good model in a minute.")
+@register("airbench16", "The airbench net on 2x2 patches, 48/128: a good model in a minute.")
 def airbench16(num_classes: int = 10, for_training: bool = False):
     return _airbench(num_classes, (48, 128), "airbench16", for_training, stem_stride=2, activation="relu")
 
 
-@register("airbench16_mini", "The airbench net on 2x2 patches (16x16 maps), two blocks of 24/96, ReLU: "
-                             "about 3x faster than airbench_tiny, for a whole class sharing one server.")
+@register("airbench16_mini", "The airbench net on 2x2 patches, 24/96: a whole class on one server.")
 def airbench16_mini(num_classes: int = 10, for_training: bool = False):
     return _airbench(num_classes, (24, 96), "airbench16_mini", for_training, stem_stride=2, activation="relu")
 

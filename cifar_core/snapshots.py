@@ -19,11 +19,12 @@ Each is a NumPy .npz archive (plain arrays, never pickles) holding:
 
 The filters are those of the first trainable convolution. In the airbench
 networks that layer sees the output of a fixed 2x2 "whitening" convolution
-followed by GELU, not the picture, so its filters are drawn as the colour
-pattern they respond to in the picture: the linear (odd) part of the
-response, exact because the whitening has no bias and GELU(x) = x/2 + an
-even function of x. Those patterns cover 4x4 pixels; the tutorial network's
-cover 3x3.
+followed by GELU or ReLU, not the picture, so its filters are drawn as the
+colour pattern they respond to in the picture: the linear (odd) part of the
+response, exact because the whitening has no bias, its filters come in +/-
+pairs and GELU(x) and ReLU(x) are each x/2 + an even function of x. Those
+patterns cover 4x4 pixels (6x6 where the whitening steps over 2x2 patches);
+the tutorial network's cover 3x3.
 
 Readers skip a damaged, oversized or foreign file as if it were missing.
 """
@@ -91,7 +92,8 @@ def first_layer_kernel(model) -> np.ndarray | None:
     if whiten.shape[2] != 3 or whiten.shape[3] != kernel.shape[2]:
         return None
     from cifar_core.inside import compose
-    return compose(whiten, kernel) / 2      # GELU's linear part is x/2: the same squares Look inside draws
+    # GELU's and ReLU's linear part is x/2: the same squares Look inside draws
+    return compose(whiten, kernel, stem.strides[0]) / 2
 
 
 def rgb_filters(model) -> np.ndarray | None:

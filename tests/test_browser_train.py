@@ -11,6 +11,8 @@ import re
 import time
 
 import test_browser
+from cifar_core import models
+from cifar_core.config import PRESETS
 from test_browser import ARTIFACTS, no_exceptions, open_page, settle
 from test_browser_screens import PROBLEMS_JS, wait_for_charts
 
@@ -21,7 +23,7 @@ pytestmark = test_browser.pytestmark
 SIZES = [(1400, 1000), (1280, 720)]
 SHOTS = ARTIFACTS / "train"
 AFTER_EPOCH = re.compile(r"What it sees after epoch (\d+)")
-LEFT = re.compile(r"Epoch \d+ of 12 · .* so far · about .+ left")
+LEFT = re.compile(r"Epoch \d+ of 40 · .* so far · about .+ left")
 
 
 def photograph(page, name: str) -> list[str]:
@@ -52,8 +54,8 @@ def test_the_train_page_during_and_after_a_run(browser, server):
         open_page(page, server, "train")
         # The network's whole description shows in its box.
         network = page.locator("[data-testid=stSelectbox]").filter(has_text="Network").locator("input").first
-        assert "for a first result in a minute on a laptop" in network.input_value()
-        page.get_by_role("spinbutton", name="Epochs").fill("12")
+        assert models.DESCRIPTIONS[PRESETS["quick"]["arch"]] in network.input_value()
+        page.get_by_role("spinbutton", name="Epochs").fill("40")   # still training when Stop is pressed
         page.get_by_role("spinbutton", name="Batch size").fill("4")
         page.get_by_role("textbox", name="Run name").fill("Screens run")
         page.get_by_role("button", name="Start training").click()

@@ -59,8 +59,9 @@ def test_every_architecture_has_blocks_a_layer_table_and_first_filters(built):
         elif name.startswith("airbench16"):   # whitening over 2x2 patches, without overlap: 16x16 maps, 2 blocks
             assert titles == ["Whitening", "Block 1", "Block 2"]
             assert [b.shape[:2] for b in shown] == [(16, 16), (8, 8), (4, 4)]
-            [whiten] = inside.first_filters(model)     # the learned ones are not one 3-colour filter each
+            whiten, learned = inside.first_filters(model)
             assert whiten.layer == "whiten" and whiten.fixed and whiten.kernel.shape == (2, 2, 3, 24)
+            assert learned.seen_through == "whiten" and learned.kernel.shape[:3] == (6, 6, 3)   # 3x3 of 2x2 patches
             assert "2 pixels apart" in inside.layer_table(model)[2]["does"]
         else:
             assert titles == ["Whitening", "Block 1", "Block 2", "Block 3"]
@@ -172,6 +173,18 @@ def test_folded_filters_equal_the_two_layers_in_a_row(bundled):
     np.testing.assert_allclose(learned.kernel, inside.compose(kernel, second) / 2)
     patches = whiten.patches
     assert (patches.reshape(24, -1).min(axis=1) == 0).all() and (patches.reshape(24, -1).max(axis=1) == 255).all()
+
+
+def test_folded_filters_of_a_whitening_over_2x2_patches_equal_the_two_layers_in_a_row():
+    import tensorflow as tf
+    rng = np.random.default_rng(9)
+    kernel = rng.normal(size=(2, 2, 3, 24)).astype(np.float32)
+    second = rng.normal(size=(3, 3, 24, 5)).astype(np.float32)
+    x = tf.constant(rng.normal(size=(2, 16, 16, 3)).astype(np.float32))
+    two = tf.nn.conv2d(tf.nn.conv2d(x, kernel, 2, "VALID"), second, 1, "VALID")      # 8x8 -> 6x6
+    one = tf.nn.conv2d(x, inside.compose(kernel, second, stride=2), 2, "VALID")      # a 6x6 kernel, stepping 2
+    assert inside.compose(kernel, second, stride=2).shape == (6, 6, 3, 5)
+    np.testing.assert_allclose(two.numpy(), one.numpy(), rtol=1e-4, atol=1e-4)
 
 
 def test_colours_run_from_dark_purple_to_yellow_getting_lighter():
