@@ -101,15 +101,45 @@ def augment(images: np.ndarray, rng: np.random.Generator, flip: np.ndarray | Non
     to `pad` pixels (reflected edges)."""
     n = len(images)
     flip = rng.random(n) < 0.5 if flip is None else flip
+    dy, dx = rng.integers(0, 2 * pad + 1, size=(2, n))
+    return _flipped_and_shifted(images, flip, dy, dx, pad)
+
+
+def _flipped_and_shifted(images: np.ndarray, flip: np.ndarray, dy: np.ndarray, dx: np.ndarray,
+                         pad: int) -> np.ndarray:
     flipped = np.where(flip[:, None, None, None], images[:, :, ::-1], images)
     padded = np.pad(flipped, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
-    dy, dx = rng.integers(0, 2 * pad + 1, size=(2, n))
     out = np.empty_like(images)
     for i in range(2 * pad + 1):
         for j in range(2 * pad + 1):
             chosen = (dy == i) & (dx == j)
             out[chosen] = padded[chosen, i:i + 32, j:j + 32]
     return out
+
+
+class ShuffledEpoch:
+    """One epoch's pictures in their shuffled order, augmented as `augment` would, made a batch at a
+    time when sliced: the training loop takes `epoch[start:stop]`. A whole epoch as one array was a
+    second copy of the training pictures (147 MB for all 48,000) held through every epoch."""
+
+    def __init__(self, x: np.ndarray, order: np.ndarray, rng: np.random.Generator | None = None,
+                 flip: np.ndarray | None = None, pad: int = 2):
+        self.x, self.order, self.flip, self.pad = x, order, flip, pad
+        # Drawn now, as `augment` draws them for the whole epoch: the same seed gives the same pictures.
+        self.shifts = rng.integers(0, 2 * pad + 1, size=(2, len(order))) if flip is not None else None
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        images = self.x[self.order[rows]]
+        if self.flip is None:
+            return images
+        return _flipped_and_shifted(images, self.flip[rows], self.shifts[0][rows], self.shifts[1][rows], self.pad)
+
+    def __iter__(self):
+        for start in range(0, len(self), 1024):
+            yield from self[start:start + 1024]
 
 
 def subset(x: np.ndarray, y: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -148,8 +178,9 @@ def epochs_of(x: np.ndarray, y: np.ndarray, config: TrainConfig):
     mirrored in even epochs and the other half in odd ones, so every two
     epochs show each picture both ways, where coin flips would repeat one.
 
-    Whole epochs as arrays, which the training loop slices into batches: no
-    input pipeline to build and tear down each epoch (see `training.train_epoch`).
+    Whole epochs that the training loop slices into batches (`ShuffledEpoch`,
+    each batch gathered and augmented as it is taken): no input pipeline to
+    build and tear down each epoch (see `training.train_epoch`).
     """
     rng = np.random.default_rng(config.seed)
     one_hot = np.eye(len(CLASS_NAMES), dtype="float32")
@@ -157,4 +188,4 @@ def epochs_of(x: np.ndarray, y: np.ndarray, config: TrainConfig):
     for epoch in range(config.epochs):
         order = rng.permutation(len(x))
         flip = mirrored_first[order] ^ bool(epoch % 2)
-        yield (augment(x[order], rng, flip) if config.augment else x[order]), one_hot[y[order]]
+        yield (ShuffledEpoch(x, order, rng, flip) if config.augment else ShuffledEpoch(x, order)), one_hot[y[order]]
