@@ -111,18 +111,18 @@ def _framed_jpeg(original: Image.Image, scales: tuple[float, ...]) -> bytes:
     return kept[1]
 
 
-def _crop(original: Image.Image, views: int) -> None:
-    """The uploaded picture with the squares the model was shown framed on it, and what was cut off."""
+def _crop(original: Image.Image, scales: tuple[float, ...]) -> None:
+    """The uploaded picture with the squares the model was shown (at `scales`) framed on it, and what
+    was cut off."""
     width, height = original.size
     cut = 1 - min(width, height) ** 2 / (width * height)
-    if views > 1:
+    if len(scales) > 1:
         caption = ("Your picture: the model is shown the square in the red frame and the closer one in the thin "
                    "frame, and averages its two answers")
     else:
         caption = ("Your picture: the model is shown only the square in the red frame" if cut > 0 else
                    "Your picture: square already, so the model is shown all of it (red frame)")
-    st.image(_framed_jpeg(original, inference.VIEW_SCALES[:views]), width="stretch", output_format="JPEG",
-             caption=caption)
+    st.image(_framed_jpeg(original, scales), width="stretch", output_format="JPEG", caption=caption)
     if cut > 0.2:
         st.caption(f"{cut:.0%} of it, outside the frame, was cut off. If what matters is out there, "
                    f"crop the photo yourself so the thing fills a square.")
@@ -148,7 +148,7 @@ def answer(image: np.ndarray, key: str, original: Image.Image | None = None, hea
     columns = st.columns([3, 2, 4] if original_shown is not None else [2, 4])
     if original_shown is not None:
         with columns[0]:
-            _crop(original, 1 if views is None else len(views))
+            _crop(original, (1.0,) if views is None else inference.view_scales(*original.size))
     seen = ("What the model sees: that square shrunk to 32 x 32 pixels, the size of every CIFAR-10 picture"
             + ("" if views is None or len(views) < 2 else
                ", and softened a little, as they are (the thin square is shown the same way)"))

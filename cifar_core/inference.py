@@ -406,19 +406,28 @@ def prepare(image: Image.Image, scale: float = 1.0) -> np.ndarray:
     return np.asarray(small, dtype=np.uint8)
 
 
+def view_scales(width: int, height: int) -> tuple[float, ...]:
+    """The VIEW_SCALES a width x height picture is shown at: the whole centre square always, a closer
+    one only where it is still at least 32 pixels across."""
+    return tuple(s for s in VIEW_SCALES if s == 1.0 or min(width, height) * s >= 32)
+
+
 def views(image: Image.Image) -> np.ndarray:
-    """(K, 32, 32, 3) uint8: the squares of one picture the model is shown (VIEW_SCALES), the whole
-    centre square first; one view for a picture too small to zoom into."""
-    scales = [s for s in VIEW_SCALES if s == 1.0 or min(image.size) * s >= 32]
-    return np.stack([prepare(image, s) for s in scales])
+    """(K, 32, 32, 3) uint8: the squares of one picture the model is shown (`view_scales`), the whole
+    centre square first."""
+    return np.stack([prepare(image, s) for s in view_scales(*image.size)])
 
 
 def predict_views(model, pictures: np.ndarray, calibrated: bool = True) -> np.ndarray:
     """(num_classes,) probabilities for one picture from its `views`: each view's (mirrored) answer,
     averaged, then the model's temperature, as `predict` applies it to one view."""
-    raw = predict(model, pictures, calibrated=False).mean(axis=0, keepdims=True)
-    temperature = getattr(model, "calibration_temperature", 1.0) if calibrated else 1.0
-    return evaluation.with_temperature(raw, temperature)[0]
+    return _tempered(predict(model, pictures, calibrated=False).mean(axis=0, keepdims=True), model, calibrated)[0]
+
+
+def _tempered(probabilities: np.ndarray, model, calibrated: bool) -> np.ndarray:
+    """`probabilities` under the model's confidence temperature (see `load_model`), if `calibrated`."""
+    return evaluation.with_temperature(probabilities,
+                                       getattr(model, "calibration_temperature", 1.0) if calibrated else 1.0)
 
 
 _trace_lock = threading.Lock()      # tracing a model's forward pass happens once, by one thread
@@ -492,8 +501,7 @@ def predict(model, images: np.ndarray, batch_size: int = CHUNK, mirror: bool = T
             answers = (answers + np.asarray(forward(chunk[:, :, ::-1]), dtype=np.float32)) / 2
         outputs.append(answers)
     probabilities = np.concatenate(outputs) if outputs else np.zeros((0, 10), np.float32)
-    temperature = getattr(model, "calibration_temperature", 1.0) if calibrated else 1.0
-    return evaluation.with_temperature(probabilities, temperature)
+    return _tempered(probabilities, model, calibrated)
 
 
 def load_model(path: str | os.PathLike | None = None):

@@ -99,10 +99,8 @@ def augment(images: np.ndarray, rng: np.random.Generator, flip: np.ndarray | Non
             pad: int = 2) -> np.ndarray:
     """Mirror the images where `flip` says (at random when it is None), then translate each by up
     to `pad` pixels (reflected edges)."""
-    n = len(images)
-    flip = rng.random(n) < 0.5 if flip is None else flip
-    dy, dx = rng.integers(0, 2 * pad + 1, size=(2, n))
-    return _flipped_and_shifted(images, flip, dy, dx, pad)
+    flip = rng.random(len(images)) < 0.5 if flip is None else flip
+    return ShuffledEpoch(images, np.arange(len(images)), rng, flip, pad)[:]
 
 
 def _flipped_and_shifted(images: np.ndarray, flip: np.ndarray, dy: np.ndarray, dx: np.ndarray,
