@@ -102,10 +102,16 @@ def _remember(keys: dict[str, str], who: str) -> None:
         remembered.remember(who, key)
 
 
+def active_model_id() -> tuple[str, float]:
+    """The model file the user chose in the sidebar and its version (modification time): what answers
+    from it can be kept under."""
+    path = active_choice().path
+    return str(path), path.stat().st_mtime
+
+
 def active_model():
     """The model the user chose in the sidebar, loaded once per process."""
-    path = active_choice().path
-    return _model(str(path), path.stat().st_mtime)
+    return _model(*active_model_id())
 
 
 def header(page: str) -> None:

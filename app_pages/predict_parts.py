@@ -22,6 +22,7 @@ UPLOAD_LIMIT_MB = 20
 SHOWN = 256    # pixels across for the 32 x 32 picture and its heat maps: 8 screen pixels per picture pixel
 LOADED_KEY = "predict_loaded"   # session state: (the upload's file_id, its Picture or the sentence refusing it)
 FRAMED_KEY = "predict_framed"   # session state: (the picture, its framed JPEG)
+ROWS_KEY = "predict_rows"       # session state: (the model's id, {an upload's file_id: its batch-table row})
 
 
 @dataclass
@@ -243,11 +244,24 @@ def _row(file, model) -> dict:
             **{f"{name} (%)": round(100 * float(p), 1) for name, p in zip(CLASS_NAMES, probabilities)}}
 
 
+def _rows(files) -> list[dict]:
+    """The batch table's rows, each upload read and answered once per model. Picking a true class in the
+    table reruns the page, and reading and answering every upload again cost the server about 60 ms of
+    CPU per photo each time. Only the current uploads' rows are kept, and a thumbnail and eleven numbers
+    each: the upload budget already bounds how many there are."""
+    model_id = common.active_model_id()
+    kept_id, kept = st.session_state.get(ROWS_KEY, (None, {}))
+    if kept_id != model_id:
+        kept = {}
+    rows = {file.file_id: kept.get(file.file_id) or _row(file, common.active_model()) for file in files}
+    st.session_state[ROWS_KEY] = (model_id, rows)
+    return [rows[file.file_id] for file in files]
+
+
 def batch(files) -> None:
     """Several uploads at once: a table of thumbnails and answers, where a teacher can pick each picture's
     true class to count the right answers, and a CSV of it."""
-    model = common.active_model()
-    table = pd.DataFrame([_row(file, model) for file in files])
+    table = pd.DataFrame(_rows(files))
     # The key changes with the set of files, so true classes picked for other files do not linger.
     key = "predict_batch_" + hashlib.sha1("\0".join(f.name for f in files).encode()).hexdigest()[:12]
     for position, change in st.session_state.get(key, {}).get("edited_rows", {}).items():

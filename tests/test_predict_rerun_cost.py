@@ -41,6 +41,46 @@ def test_a_rerun_after_the_answer_does_not_decode_the_photo_again(monkeypatch):
     assert not at.exception and len(decoded) == 2
 
 
+def _batch_script():
+    """The Predict page's batch table for `count` uploaded photos (AppTest cannot upload)."""
+    import io
+    from types import SimpleNamespace
+
+    import numpy as np
+    import streamlit as st
+    from PIL import Image
+
+    from app_pages import predict_parts
+
+    def photo(seed):
+        buffer = io.BytesIO()
+        Image.fromarray(np.random.default_rng(seed).integers(0, 256, (300, 400, 3), np.uint8)).save(buffer, "JPEG")
+        return SimpleNamespace(file_id=f"upload{seed}", name=f"photo{seed}.jpg", size=len(buffer.getvalue()),
+                               getvalue=buffer.getvalue)
+    predict_parts.batch([photo(seed) for seed in range(st.session_state.get("count", 3))])
+    st.slider("Anything else on the page", 0, 10, key="other")
+
+
+def test_the_batch_table_reads_and_answers_each_upload_once_per_model(monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from app_pages import common
+    decoded = []
+    real_load, real_id = inference.load_image, common.active_model_id
+    monkeypatch.setattr(inference, "load_image", lambda *a, **k: decoded.append(1) or real_load(*a, **k))
+    at = AppTest.from_function(_batch_script, default_timeout=120)
+    at.run()
+    assert not at.exception and len(decoded) == 3
+    at.slider(key="other").set_value(3).run()
+    assert not at.exception and len(decoded) == 3        # a rerun reads nothing again
+    at.session_state["count"] = 4
+    at.run()
+    assert not at.exception and len(decoded) == 4        # one more upload: only it is read
+    monkeypatch.setattr(common, "active_model_id", lambda: (real_id()[0], 0.0))   # another version of the model
+    at.run()
+    assert not at.exception and len(decoded) == 8        # its answers are its own
+
+
 def test_a_broken_upload_keeps_its_sentence_on_every_rerun(monkeypatch):
     from streamlit.testing.v1 import AppTest
 
