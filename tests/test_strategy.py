@@ -38,7 +38,7 @@ def test_the_machine_is_described_as_tensorflow_sees_it():
 
 
 def test_a_gpu_trains_an_airbench_recipe_at_airbench_batch_and_rate():
-    quick = TrainConfig.from_preset("best", arch="airbench_tiny", epochs=2, batch_size=256, learning_rate=0.375)
+    quick = TrainConfig.from_preset("best", arch="airbench_tiny", epochs=32, batch_size=256, learning_rate=0.375)
     one = devices.scale_for_gpus(quick, gpus=1, train_images=36_000)
     # 256 -> 1024 pictures a step, and the rate with it: the best preset's own rate at batch 1024.
     assert (one.batch_size, one.learning_rate) == (1024, PRESETS["best"]["learning_rate"])
@@ -51,12 +51,16 @@ def test_a_gpu_trains_an_airbench_recipe_at_airbench_batch_and_rate():
 
 @pytest.mark.parametrize("config, gpus, images, batch, rate", [
     (TrainConfig(batch_size=256, learning_rate=0.4), 0, 50_000, 256, 0.4),        # no GPU: as written
+    (TrainConfig(epochs=9, batch_size=256, learning_rate=0.4), 1, 50_000, 1024, 1.6),  # 432 steps in all
+    (TrainConfig(epochs=5, batch_size=256, learning_rate=0.4), 1, 50_000, 512, 0.8),   # 485, not 240
+    (TrainConfig(epochs=2, batch_size=256, learning_rate=0.4), 1, 50_000, 256, 0.4),   # 390 steps: as written
+    (TrainConfig.from_preset("quick"), 1, 48_000, 128, 0.5),                          # one pass: as written
     (TrainConfig(batch_size=256, learning_rate=0.4, precision="float32"), 1, 50_000, 256, 0.4),  # pinned
     (TrainConfig(batch_size=1024, learning_rate=1.5), 1, 50_000, 1024, 1.5),      # already big enough
     (TrainConfig(batch_size=4096, learning_rate=1.5), 8, 50_000, 4096, 1.5),      # the validation limit
-    (TrainConfig(batch_size=256, learning_rate=0.4), 1, 2_000, 256, 0.4),         # keeps 8 steps an epoch
-    (TrainConfig(batch_size=32, learning_rate=0.4), 1, 2_000, 128, 1.6),
-    (TrainConfig(batch_size=100, learning_rate=0.01, optimizer="adam"), 1, 50_000, 800, 0.01 * 8 ** 0.5),
+    (TrainConfig(epochs=100, batch_size=256, learning_rate=0.4), 1, 2_000, 256, 0.4),  # keeps 8 steps an epoch
+    (TrainConfig(epochs=100, batch_size=32, learning_rate=0.4), 1, 2_000, 128, 1.6),
+    (TrainConfig(epochs=10, batch_size=100, learning_rate=0.01, optimizer="adam"), 1, 50_000, 800, 0.01 * 8 ** 0.5),
 ])
 def test_batch_and_learning_rate_scale_together(config, gpus, images, batch, rate):
     scaled = devices.scale_for_gpus(config, gpus, images)
