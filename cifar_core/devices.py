@@ -70,6 +70,27 @@ def detect() -> Hardware:
     return Hardware(tuple(gpus), "avx512_bf16" in flags or "amx_bf16" in flags)
 
 
+def describe_machine(cpuinfo: str | None = None) -> str:
+    """The machine in a line for a model card: "x86_64, 2 CPUs (AMD EPYC; AVX2), Linux". Timings in a
+    card only mean something next to the processor and the vector instructions they ran on."""
+    import os
+    import platform
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            cpuinfo = ""
+    name = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines()
+                 if line.startswith("model name")), "")
+    flags = set(next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines()
+                      if line.startswith("flags")), []))
+    vector = (" and ".join(label for flag, label in (("avx512_bf16", "AVX-512 BF16"), ("amx_bf16", "AMX"))
+                           if flag in flags)
+              or next((label for flag, label in (("avx512f", "AVX-512"), ("avx2", "AVX2")) if flag in flags), ""))
+    detail = "; ".join(part for part in (name, vector) if part)
+    return f"{platform.machine()}, {os.cpu_count()} CPUs{f' ({detail})' if detail else ''}, {platform.system()}"
+
+
 def _jax_capability(device) -> tuple[int, int] | None:
     try:
         major, minor = str(device.compute_capability).split(".")[:2]

@@ -297,7 +297,6 @@ def export(run_dir: str | os.PathLike, dest: str | os.PathLike, command: str = "
     """Copy a run's model to `dest` with a model card (JSON beside it), measured on the test set:
     accuracy with and without mirror test-time augmentation, and how honest its "% sure" is
     (expected calibration error) before and after its temperature."""
-    import platform
     import shutil
 
     from cifar_core import inference
@@ -328,7 +327,7 @@ def export(run_dir: str | os.PathLike, dest: str | os.PathLike, command: str = "
         if isinstance(status.get("ended"), (int, float)) and isinstance(status.get("started"), (int, float)) else None,
         "precision": status.get("precision"),
         "parameters": int(model.count_params()),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}",
+        "machine": devices.describe_machine(),
     }
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(run_dir / rundir.MODEL, dest)

@@ -1,6 +1,7 @@
 """Devices and distribution: precision and batch scaling for GPUs (decided from a described machine, so
 tested without one), and MirroredStrategy on two logical CPU devices in a separate process."""
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -35,6 +36,14 @@ def test_the_machine_is_described_as_tensorflow_sees_it():
     hardware = devices.detect()
     assert len(hardware.gpus) == len(tf.config.list_physical_devices("GPU"))
     assert recipe.resolve_precision("auto") == devices.precision_for(hardware)
+
+
+def test_a_model_card_names_the_processor_and_its_vector_instructions():
+    xeon = "model name\t: Intel(R) Xeon(R) Platinum 8481C\nflags\t\t: fpu avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n"
+    assert "(Intel(R) Xeon(R) Platinum 8481C; AVX-512 BF16 and AMX)" in devices.describe_machine(xeon)
+    assert "(AMD EPYC; AVX2)" in devices.describe_machine("model name : AMD EPYC\nflags : fpu sse avx avx2 fma\n")
+    assert "(" not in devices.describe_machine("")     # nothing known: nothing made up
+    assert f"{os.cpu_count()} CPUs" in devices.describe_machine()
 
 
 def test_a_gpu_trains_an_airbench_recipe_at_airbench_batch_and_rate():
