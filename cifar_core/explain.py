@@ -170,12 +170,13 @@ def outline_crop(image: Image.Image, scales: tuple[float, ...] = (1.0,), display
 
 
 # When to doubt an answer. Measured with the bundled model (calibrated, mirror TTA) on the 10,000 test
-# pictures by benchmarks/predict_doubts.py: it is right on 91.2% of them, but on only 52% of those where
-# its answer is under 40% sure, and on 52% of those where the answer leads the runner-up by under 15
-# points: a coin toss. Flagging either (1 picture in 10, right on 54%) catches half of its mistakes while
-# the answers left unflagged are right 95% of the time; at 55% / 20% it would flag 1 in 5, right on 64%.
-UNSURE_TOP = 0.40      # the answer's probability below this...
-UNSURE_MARGIN = 0.15   # ...or less than this ahead of the runner-up: "unsure"
+# pictures by benchmarks/predict_doubts.py: it is right on 90.9% of them, but on only 45% of those where
+# its answer is under 55% sure, and on 48% of those where the answer leads the runner-up by under 25
+# points: a coin toss. Flagging either (1 picture in 16, right on 48%) catches a third of its mistakes
+# while the answers left unflagged are right 94% of the time. Its "% sure" is calibrated, so the cut is
+# what it says: answers shown 50-60% sure are right 56% of the time.
+UNSURE_TOP = 0.55      # the answer's probability below this...
+UNSURE_MARGIN = 0.25   # ...or less than this ahead of the runner-up: "unsure"
 FLAT_STD = 10.0        # pixel values (0-255) spread less than this: flatter than every one of the 10,000
                        # test pictures (the flattest has 13.9, the 0.1th percentile 17.7)
 TINY_SIDE = 16         # a picture narrower than this was blown up from almost nothing before the model saw it
