@@ -63,11 +63,16 @@ def detect() -> Hardware:
         import jax
         if jax.default_backend() == "gpu":
             gpus = [_jax_capability(d) for d in jax.devices()]
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        flags = ""
+    flags = _cpuinfo()
     return Hardware(tuple(gpus), "avx512_bf16" in flags or "amx_bf16" in flags)
+
+
+def _cpuinfo() -> str:
+    """/proc/cpuinfo's text; empty where there is none (not Linux)."""
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
 
 
 def describe_machine(cpuinfo: str | None = None) -> str:
@@ -75,11 +80,7 @@ def describe_machine(cpuinfo: str | None = None) -> str:
     card only mean something next to the processor and the vector instructions they ran on."""
     import os
     import platform
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            cpuinfo = ""
+    cpuinfo = _cpuinfo() if cpuinfo is None else cpuinfo
     name = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines()
                  if line.startswith("model name")), "")
     flags = set(next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines()
