@@ -5,7 +5,9 @@
 
 Both recipes train on this machine, one after the other, through the same
 trainer the app uses; test accuracy is measured on the whole test set after
-every epoch, and training time excludes start-up and the test passes.
+every epoch, and training time excludes start-up (tracing the network's
+graphs included) and the test passes. "wall" is what a person waits from
+Start to the finished model: start-up, training, test passes and final checks.
 The baseline is a preset, or one of BEFORE: a recipe as a preset was
 before it changed, to measure the change in one run.
 """
@@ -43,11 +45,13 @@ def run(preset: str, dataset, epochs: int | None) -> dict:
         if state != "finished":
             raise SystemExit(f"{preset} {state}: {rundir.read_status(folder).get('error')}")
         epochs_done = [r for r in rundir.read_metrics(folder) if r["kind"] == "epoch"]
-        precision = rundir.read_status(folder)["precision"]
+        status = rundir.read_status(folder)
+        precision, wall = status["precision"], status["ended"] - status["started"]
         # What the app shows people: the final model with mirror test-time augmentation.
         model = inference.load_model(Path(folder) / rundir.MODEL)
         mirrored = evaluation.summary(inference.predict(model, dataset.x_test), dataset.y_test)["accuracy"]
-    return {"preset": preset, "precision": precision, "epochs": epochs_done, "mirror_tta_accuracy": mirrored}
+    return {"preset": preset, "precision": precision, "epochs": epochs_done, "mirror_tta_accuracy": mirrored,
+            "wall_s": wall}
 
 
 def seconds_to(result: dict, target: float) -> float | None:
@@ -69,14 +73,15 @@ def main() -> None:
     results = [run(args.preset, dataset, args.epochs), run(args.baseline, dataset, None)]
 
     header = f"{'recipe':<13} {'precision':<15}" + "".join(f"{f'to {t:.0%}':>9}" for t in args.targets) + \
-        f"{'final':>9}{'seconds':>9}{'with TTA':>10}"
+        f"{'final':>9}{'seconds':>9}{'with TTA':>10}{'wall':>7}"
     print("\n" + header + "\n" + "-" * len(header))
     for result in results:
         times = [seconds_to(result, t) for t in args.targets]
         last = result["epochs"][-1]
         print(f"{result['preset']:<13} {result['precision']:<15}" +
               "".join(f"{t:>8.0f}s" if t is not None else f"{'-':>9}" for t in times) +
-              f"{last['test_accuracy']:>9.2%}{last['elapsed_s']:>8.0f}s{result['mirror_tta_accuracy']:>10.2%}")
+              f"{last['test_accuracy']:>9.2%}{last['elapsed_s']:>8.0f}s{result['mirror_tta_accuracy']:>10.2%}"
+              f"{result['wall_s']:>6.0f}s")
     for target in args.targets:
         mine, base = seconds_to(results[0], target), seconds_to(results[1], target)
         if mine and base:

@@ -33,14 +33,17 @@ class WarmNetworks:
         settings = {k: v for k, v in config.to_dict().items() if k not in ("seed", "name", "initial_model", "preset")}
         return json.dumps({**settings, "precision": precision, "total_steps": total_steps}, sort_keys=True)
 
-    def training(self, recipe: str, fresh, compile):
+    def training(self, recipe: str, fresh, compile, sample: tuple | None = None):
         """The compiled network for `recipe`, holding `fresh`'s weights: the kept one when the recipe is the
         last one's (`fresh` is then only the source of the weights), else `fresh` itself, compiled by
-        `compile(fresh)` and kept for the next run."""
+        `compile(fresh)` and kept for the next run.
+
+        `sample`, a batch (images, one-hot labels) of the run's batch size: a new network's training
+        step is traced on it now, as part of start-up, by one step whose every change (weights,
+        BatchNorm statistics, optimizer) is then undone. Traced in the first step instead, the tracing
+        counted as training time: a tenth of a classroom run, and its first epoch's pictures a second."""
         if recipe == self._recipe and self._network is not None:
-            self._network.set_weights(fresh.get_weights())
-            for variable, value in zip(self._network.optimizer.variables, self._initial):
-                variable.assign(value)
+            self._restart(fresh.get_weights())
             return self._network
         compile(fresh)
         self.built += 1
@@ -48,7 +51,17 @@ class WarmNetworks:
         fresh.optimizer.build(fresh.trainable_variables)
         self._recipe, self._network, self._saving = recipe, fresh, None
         self._initial = [variable.numpy() for variable in fresh.optimizer.variables]
+        if sample is not None:
+            weights = fresh.get_weights()
+            fresh.train_on_batch(*sample)
+            self._restart(weights)
         return fresh
+
+    def _restart(self, weights: list) -> None:
+        """The kept network back at a run's start: these weights, every optimizer variable as built."""
+        self._network.set_weights(weights)
+        for variable, value in zip(self._network.optimizer.variables, self._initial):
+            variable.assign(value)
 
     def saving(self, build):
         """The plain network checkpoints are copied into and saved from (its forward pass, which the test

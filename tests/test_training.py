@@ -239,3 +239,18 @@ def test_a_run_on_a_kept_network_trains_exactly_as_on_a_new_one(tiny, tmp_path):
     changed = config.__class__(**{**config.to_dict(), "learning_rate": 0.1})
     assert training.train(changed, tmp_path / "other", tiny, networks=networks) == "finished"
     assert networks._network is not kept
+
+
+def test_a_new_network_is_traced_at_start_up_and_left_as_built(tiny):
+    """Tracing the training step is start-up, not the first step's time (the curves' clock): the network
+    comes back traced, its weights, BatchNorm statistics and optimizer untouched by the step that traced it."""
+    from cifar_core.warm_networks import WarmNetworks
+    config = TrainConfig(arch="airbench_tiny", epochs=1, batch_size=20, precision="float32")
+    fresh = training.build_model(config, tiny.x_train, "float32")
+    before = fresh.get_weights()
+    sample = (tiny.x_train[:20], np.eye(10, dtype="float32")[tiny.y_train[:20]])
+    compile_ = lambda m: m.compile(optimizer=recipe.make_optimizer(config, 10), loss="categorical_crossentropy")  # noqa: E731
+    network = WarmNetworks().training("recipe", fresh, compile_, sample)
+    assert network.train_function is not None                 # traced: the first step runs a ready graph
+    assert int(network.optimizer.iterations.numpy()) == 0
+    assert all(np.array_equal(a, b) for a, b in zip(network.get_weights(), before))
