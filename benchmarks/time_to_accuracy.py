@@ -22,17 +22,23 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cifar_core import data, evaluation, inference, rundir, training  # noqa: E402
+from cifar_core import data, evaluation, inference, models, rundir, training  # noqa: E402
 from cifar_core.config import TrainConfig  # noqa: E402
 
 
 # Presets as they were before they changed (cifar_core/config.py's history), each a whole TrainConfig.
 BEFORE = {
-    "quick-before": dict(TrainConfig.from_preset("best").to_dict(), arch="airbench_tiny", epochs=2, batch_size=256,
-                         learning_rate=0.375, train_subset=36_000, preset="quick"),
-    "class-before": dict(TrainConfig.from_preset("tutorial").to_dict(), epochs=1, batch_size=128,
-                         learning_rate=2e-3, train_subset=5_120, calibration_images=1_000, preset="class"),
+    "quick-before": dict(TrainConfig.from_preset("quick").to_dict(), arch="airbench16_48_128", learning_rate=0.5,
+                         bias_lr_scale=64.0),
+    "class-before": dict(TrainConfig.from_preset("class").to_dict(), train_subset=20_000, learning_rate=0.5,
+                         bias_lr_scale=64.0),
 }
+
+
+@models.register("airbench16_48_128", "airbench16 as it was before its second block went from 128 to 112 wide.")
+def _airbench16_before(num_classes: int = 10, for_training: bool = False):
+    return models._airbench(num_classes, (48, 128), "airbench16_48_128", for_training, stem_stride=2,
+                            activation="relu")
 
 
 def run(preset: str, dataset, epochs: int | None) -> dict:
