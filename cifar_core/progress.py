@@ -80,7 +80,7 @@ def estimate(config: dict, status: dict, metrics: list[dict], now: float) -> Pro
     batch_size = _batch_size(config, status)
     steps = math.ceil(images / batch_size)
     per_step = _seconds_per_step(batches, steps)
-    if per_step is None:      # one record so far, and it holds the one-off compilation: nothing to go on
+    if per_step is None:      # one record so far: no interval between records to time a step by
         return Progress("training", fraction=0.0, seconds_left=None, images_per_s=None, **base)
     test_images = _number(status.get("test_images")) or DEFAULT_TEST_IMAGES
     held_out = _number(status.get("calibration_images"))
@@ -140,8 +140,9 @@ def _after_epoch(record: dict, batches: list[dict]) -> float:
 
 def _seconds_per_step(batches: list[dict], steps: int) -> float | None:
     """Training seconds a step: the median over the intervals between the records of the current and
-    the previous epoch (a record a second). Measured between records, it leaves out the first step's
-    compilation; the median leaves out the recompilation a short last batch causes once."""
+    the previous epoch (a record a second). Measured between records, it leaves out whatever the first
+    step paid once (a trainer traces a new network at start-up, but not under a strategy); the median
+    leaves out the recompilation a short last batch causes once."""
     last = batches[-1]
     window = [b for b in batches if b["epoch"] >= last["epoch"] - 1]
 
