@@ -37,7 +37,7 @@ ONE_PASS = dict(AIRBENCH, epochs=1, batch_size=128, learning_rate=0.7, bias_lr_s
                 augment=False)
 PRESETS: dict[str, dict] = {
     # A first good model in about half a minute on a laptop CPU: 70.3% and 70.6% (seeds 0 and 1) after
-    # 34-38 s of training, where the recipe before it (48/128, rate 0.5, biases 64x) reached 69.5% in 47 s.
+    # 34-38 s of training, where the recipe before it (48/128, rate 0.5, biases 64x) reached 69.5% in 44-48 s.
     "quick": dict(ONE_PASS, arch="airbench16"),
     "best": dict(    # the most accurate recipe that fits in 20 minutes on a 2-core CPU (about 80 s an epoch)
         AIRBENCH, arch="airbench", epochs=13, batch_size=1024, learning_rate=1.5),
