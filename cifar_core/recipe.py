@@ -169,6 +169,11 @@ def split(x: np.ndarray, y: np.ndarray, n: int, calibration: int) -> tuple[tuple
     return (x_train, y_train), (x[held], y[held])
 
 
+def one_hot(labels: np.ndarray) -> np.ndarray:
+    """Class numbers as the float32 one-hot rows the training step takes."""
+    return np.eye(len(CLASS_NAMES), dtype="float32")[labels]
+
+
 def epochs_of(x: np.ndarray, y: np.ndarray, config: TrainConfig):
     """Each epoch's (images, one-hot labels): freshly shuffled, and augmented if asked.
 
@@ -181,9 +186,8 @@ def epochs_of(x: np.ndarray, y: np.ndarray, config: TrainConfig):
     build and tear down each epoch (see `training.train_epoch`).
     """
     rng = np.random.default_rng(config.seed)
-    one_hot = np.eye(len(CLASS_NAMES), dtype="float32")
     mirrored_first = rng.random(len(x)) < 0.5
     for epoch in range(config.epochs):
         order = rng.permutation(len(x))
         flip = mirrored_first[order] ^ bool(epoch % 2)
-        yield (ShuffledEpoch(x, order, rng, flip) if config.augment else ShuffledEpoch(x, order)), one_hot[y[order]]
+        yield (ShuffledEpoch(x, order, rng, flip) if config.augment else ShuffledEpoch(x, order)), one_hot(y[order])

@@ -200,8 +200,8 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, dataset: cifar_data.C
             networks = WarmNetworks()   # nothing kept from before: this run's own
         with devices.scope(strategy):   # a strategy's variables must be made inside its scope
             # A batch of the run's size, to trace a new network's step on at start-up (a strategy's step is its own).
-            labels = np.eye(len(cifar_data.CLASS_NAMES), dtype="float32")[y_train[:config.batch_size]]
-            sample = None if strategy is not None else (x_train[:config.batch_size], labels)
+            sample = None if strategy is not None else \
+                (x_train[:config.batch_size], recipe.one_hot(y_train[:config.batch_size]))
             model = networks.training(WarmNetworks.recipe(config, precision, total_steps),
                                       build_model(config, x_train, precision), compile, sample)
         export_model = networks.saving(lambda: models.build(config.arch))
