@@ -295,6 +295,16 @@ def load_config(run_dir: str | os.PathLike) -> TrainConfig:
     return TrainConfig.from_dict(json.loads((Path(run_dir) / rundir.CONFIG).read_text()))
 
 
+def _trained_on(status: dict, dataset: cifar_data.Cifar10) -> str:
+    """"; trained on 48,000 of the 50,000 training images, 2,000 held out for the temperature": what a
+    card's accuracy was earned on, from the run's own status."""
+    trained, held_out = status.get("train_images"), status.get("calibration_images")
+    if not trained:
+        return ""
+    kept = f", {held_out:,} held out for the temperature" if held_out else ""
+    return f"; trained on {trained:,} of the {len(dataset.y_train):,} training images{kept}"
+
+
 def export(run_dir: str | os.PathLike, dest: str | os.PathLike, command: str = "",
            dataset: cifar_data.Cifar10 | None = None) -> dict:
     """Copy a run's model to `dest` with a model card (JSON beside it), measured on the test set:
@@ -317,7 +327,7 @@ def export(run_dir: str | os.PathLike, dest: str | os.PathLike, command: str = "
         "architecture": config.arch,
         "config": config.to_dict(),
         "command": command,
-        "data": f"CIFAR-10 test set ({dataset.origin}), {result['n']} images",
+        "data": f"CIFAR-10 test set ({dataset.origin}), {result['n']} images{_trained_on(status, dataset)}",
         "epochs": len(epochs),
         "test_accuracy": result["accuracy"],                 # with mirror test-time augmentation, as served
         "test_accuracy_without_tta": evaluation.summary(plain, dataset.y_test)["accuracy"],

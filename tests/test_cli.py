@@ -39,6 +39,9 @@ def test_train_writes_the_run_and_a_model_card(trained):
     assert card["architecture"] == PRESETS["quick"]["arch"] and card["epochs"] == 2
     assert card["command"].startswith("python -m cifar_core train --preset quick")
     assert set(card["per_class_accuracy"]) == set(data.CLASS_NAMES)
+    status = rundir.read_status(trained / "run")
+    assert card["data"].endswith(f"; trained on {status['train_images']:,} of the 200 training images, "
+                                 f"{status['calibration_images']:,} held out for the temperature")
     # Calibrated on held-out training pictures: the temperature is in the card, with the error it fixes.
     assert 0.05 <= card["temperature"] <= 20
     assert 0 <= card["calibration_error_after"] <= 1 and 0 <= card["calibration_error_before"] <= 1
