@@ -23,6 +23,9 @@ from cifar_core.config import ConfigError, TrainConfig
 from cifar_core.warm_networks import WarmNetworks
 
 PROBE_IMAGES = 512   # test pictures timed before the first step, for the time left (see `progress`)
+# A loss past this has diverged even where it stays finite: a uniform guess over ten classes costs 2.3 a
+# picture. Some CPUs' kernels carry a blown-up run on at 1e30 (then on dead units) instead of NaN.
+DIVERGED_LOSS = 1e6
 
 
 def evaluate_arrays(model, x, y) -> tuple[float, float, np.ndarray]:
@@ -85,8 +88,8 @@ def _recorder(run_dir: Path, config: TrainConfig, test: tuple, export_model, ste
             logs = logs or {}
             self.epoch_images += config.batch_size
             loss = float(logs.get("loss", float("nan")))
-            if not math.isfinite(loss):
-                self.failure = (f"The loss became {loss} at epoch {self.epoch + 1}, step {batch + 1}: "
+            if not math.isfinite(loss) or loss > DIVERGED_LOSS:
+                self.failure = (f"The loss became {loss:.3g} at epoch {self.epoch + 1}, step {batch + 1}: "
                                 f"the learning rate ({config.learning_rate:g}) is probably too high.")
                 self.model.stop_training = True
             if rundir.stop_requested(run_dir):
