@@ -23,6 +23,7 @@ MAX_NAME_CHARS = 60          # run names are shown to everybody on the board
 MAX_SEED = 2**32 - 1         # what numpy and Keras accept as a seed
 MAX_TRAIN_IMAGES = 50_000    # CIFAR-10's training set
 MAX_PATH_CHARS = 4096
+MAX_ZOOM = 0.5               # half as large again or two-thirds the size: past that a 32x32 picture is mostly edge
 
 # Each preset is a whole recipe. Learning rates are per step, on the batch-mean loss.
 # The airbench94 recipe in Keras terms: its "11.5 per 1024 examples" is 1.5 per step at batch 1024
@@ -76,6 +77,7 @@ class TrainConfig:
     bias_lr_scale: float = 64.0    # BatchNorm biases learn this many times faster than the weights
     lookahead: bool = True         # every 5 steps, pull the weights to a slow moving average of themselves
     augment: bool = True           # mirror each picture every other epoch; shift by up to 2 pixels
+    zoom: float = 0.0              # with augment, also resize each picture up to this fraction larger or smaller
     label_smoothing: float = 0.2   # probability mass spread evenly over the other classes
     train_subset: int = 0          # train on this many images, equal per class (0 = all 50,000)
     calibration_images: int = 2000  # training images kept out of training to make "% sure" honest
@@ -138,6 +140,8 @@ class TrainConfig:
         check("lookahead", isinstance(self.lookahead, bool),
               f"Lookahead must be true or false, not {_show(self.lookahead)}.")
         check("augment", isinstance(self.augment, bool), f"Augment must be true or false, not {_show(self.augment)}.")
+        check("zoom", _is_number(self.zoom) and 0 <= self.zoom <= MAX_ZOOM,
+              f"Zoom must be a fraction from 0 (off) to {MAX_ZOOM}, not {_show(self.zoom)}.")
         check("label_smoothing", _is_number(self.label_smoothing) and 0 <= self.label_smoothing < 1,
               f"Label smoothing must be at least 0 and below 1, not {_show(self.label_smoothing)}.")
         check("train_subset", _is_int(self.train_subset) and 0 <= self.train_subset <= MAX_TRAIN_IMAGES,
@@ -189,6 +193,8 @@ EFFECTS = {
                        "sharper, more confident answers that overfit sooner.",
     "augment": "On: each pass shows the pictures mirrored and shifted, so test accuracy rises more and overfitting "
                "comes later (training accuracy looks lower). Off: it memorises the training pictures sooner.",
+    "zoom": "Raise it: subjects of more sizes, as in photos, where they fill less or more of the frame; too much "
+            "and the pictures lose their edges or detail. Lower it: the sizes CIFAR-10's own pictures have.",
     "lookahead": "On: steadier weights, often a little more accurate. Off: plain steps, slightly faster.",
     "train_subset": "Raise it: a better, more general model and a longer epoch. Lower it: quicker epochs, "
                     "lower test accuracy and overfitting sooner.",

@@ -96,11 +96,12 @@ def lookahead(total_steps: int, every: int = 5, base: float = 0.95 ** 5, power: 
 
 
 def augment(images: np.ndarray, rng: np.random.Generator, flip: np.ndarray | None = None,
-            pad: int = 2) -> np.ndarray:
+            pad: int = 2, zoom: float = 0.0) -> np.ndarray:
     """Mirror the images where `flip` says (at random when it is None), then translate each by up
-    to `pad` pixels (reflected edges)."""
+    to `pad` pixels (reflected edges), then resize each about its centre by a random factor up to
+    `zoom` larger or smaller (see `zoomed`)."""
     flip = rng.random(len(images)) < 0.5 if flip is None else flip
-    return ShuffledEpoch(images, np.arange(len(images)), rng, flip, pad)[:]
+    return ShuffledEpoch(images, np.arange(len(images)), rng, flip, pad, zoom)[:]
 
 
 def _flipped_and_shifted(images: np.ndarray, flip: np.ndarray, dy: np.ndarray, dx: np.ndarray,
@@ -115,16 +116,44 @@ def _flipped_and_shifted(images: np.ndarray, flip: np.ndarray, dy: np.ndarray, d
     return out
 
 
+def zoomed(images: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """Each (32, 32, 3) picture magnified `scales[i]` times about its centre, bilinear, edges
+    reflected: above 1 its subject fills more of the frame, below 1 less, with the reflected edges
+    standing in for the background a photo has around its subject. (About 0.1 s for 1,024 pictures
+    on one core: a twentieth of a `best` training step.)"""
+    size = images.shape[1]
+    centre = (size - 1) / 2
+    source = centre + (np.arange(size) - centre)[None, :] / scales[:, None]       # (N, size), for rows and columns
+    low = np.floor(source).astype(np.int64)
+    weight = (source - low).astype(np.float32)
+
+    def reflected(index):
+        index = np.abs(index)
+        return np.where(index > size - 1, 2 * (size - 1) - index, index)
+
+    rows = np.arange(len(images))[:, None, None]
+    out = np.zeros(images.shape, np.float32)
+    for dy, wy in ((0, 1 - weight), (1, weight)):
+        for dx, wx in ((0, 1 - weight), (1, weight)):
+            pixels = images[rows, reflected(low + dy)[:, :, None], reflected(low + dx)[:, None, :]]
+            out += (wy[:, :, None] * wx[:, None, :])[..., None] * pixels
+    return np.clip(np.rint(out), 0, 255).astype(images.dtype)
+
+
 class ShuffledEpoch:
     """One epoch's pictures in their shuffled order, augmented as `augment` would, made a batch at a
     time when sliced: the training loop takes `epoch[start:stop]`. A whole epoch as one array was a
     second copy of the training pictures (147 MB for all 48,000) held through every epoch."""
 
     def __init__(self, x: np.ndarray, order: np.ndarray, rng: np.random.Generator | None = None,
-                 flip: np.ndarray | None = None, pad: int = 2):
+                 flip: np.ndarray | None = None, pad: int = 2, zoom: float = 0.0):
         self.x, self.order, self.flip, self.pad = x, order, flip, pad
         # Drawn now, as `augment` draws them for the whole epoch: the same seed gives the same pictures.
         self.shifts = rng.integers(0, 2 * pad + 1, size=(2, len(order))) if flip is not None else None
+        # Even in log scale, so as many pictures grow as shrink; none drawn without zoom, so the
+        # pictures of a recipe without it stay what they were.
+        self.scales = (np.exp(rng.uniform(-np.log1p(zoom), np.log1p(zoom), len(order)))
+                       if flip is not None and zoom else None)
 
     def __len__(self) -> int:
         return len(self.order)
@@ -133,7 +162,8 @@ class ShuffledEpoch:
         images = self.x[self.order[rows]]
         if self.flip is None:
             return images
-        return _flipped_and_shifted(images, self.flip[rows], self.shifts[0][rows], self.shifts[1][rows], self.pad)
+        images = _flipped_and_shifted(images, self.flip[rows], self.shifts[0][rows], self.shifts[1][rows], self.pad)
+        return images if self.scales is None else zoomed(images, self.scales[rows])
 
     def __iter__(self):
         for start in range(0, len(self), 1024):
@@ -190,4 +220,5 @@ def epochs_of(x: np.ndarray, y: np.ndarray, config: TrainConfig):
     for epoch in range(config.epochs):
         order = rng.permutation(len(x))
         flip = mirrored_first[order] ^ bool(epoch % 2)
-        yield (ShuffledEpoch(x, order, rng, flip) if config.augment else ShuffledEpoch(x, order)), one_hot(y[order])
+        yield (ShuffledEpoch(x, order, rng, flip, zoom=config.zoom) if config.augment else ShuffledEpoch(x, order)), \
+            one_hot(y[order])

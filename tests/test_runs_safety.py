@@ -158,6 +158,7 @@ def test_process_start_names_one_process():
     ({"train_subset": 10**12}, "train_subset"), ({"arch": ["airbench"]}, "arch"),
     ({"optimizer": None}, "optimizer"), ({"precision": {}}, "precision"), ({"preset": "fastest"}, "preset"),
     ({"initial_model": 5}, "initial_model"), ({"lookahead": "yes"}, "lookahead"),
+    ({"zoom": 3.0}, "zoom"), ({"zoom": -0.1}, "zoom"), ({"zoom": "0.2"}, "zoom"),
 ])
 def test_every_field_is_checked_by_type_and_range_before_a_run_exists(tiny_env, changes, field):
     from cifar_core.config import ConfigError

@@ -68,6 +68,30 @@ def test_augment_flips_and_shifts_but_keeps_the_picture():
         assert any(np.array_equal(centre, c) for c in candidates)
 
 
+def test_zoom_magnifies_each_picture_about_its_centre():
+    square = np.zeros((1, 32, 32, 3), np.uint8)
+    square[:, 12:20, 12:20] = 200                  # an 8x8 subject in the middle
+    assert np.array_equal(recipe.zoomed(square, np.array([1.0])), square)
+    larger = recipe.zoomed(square, np.array([2.0]))[0, :, :, 0]
+    assert (larger > 100).sum() == 16 * 16 and (larger[8:24, 8:24] > 100).all()
+    smaller = recipe.zoomed(square, np.array([0.5]))[0, :, :, 0]
+    assert (smaller[14:18, 14:18] > 100).all() and (smaller[10:22, 10:22] > 100).sum() == 4 * 4
+
+
+def test_zoom_draws_sizes_both_ways_and_leaves_recipes_without_it_as_they_were():
+    rng_images = np.random.default_rng(2)
+    x = rng_images.integers(0, 256, (300, 32, 32, 3)).astype(np.uint8)
+    y = np.arange(300) % 10
+    plain = [images[:] for images, _ in recipe.epochs_of(x, y, TrainConfig(epochs=2))]
+    again = [images[:] for images, _ in recipe.epochs_of(x, y, TrainConfig(epochs=2, zoom=0.0))]
+    assert all(np.array_equal(a, b) for a, b in zip(plain, again))
+    epoch = next(recipe.epochs_of(x, y, TrainConfig(epochs=1, zoom=0.25)))[0]
+    assert epoch.scales.min() >= 1 / 1.25 and epoch.scales.max() <= 1.25
+    assert (epoch.scales < 0.95).mean() > 0.3 and (epoch.scales > 1.05).mean() > 0.3
+    assert epoch[:].shape == x.shape and epoch[:].dtype == np.uint8
+    assert not np.array_equal(epoch[:], plain[0][: len(x)])
+
+
 def test_each_picture_is_mirrored_every_other_epoch():
     # Pictures that are left-right asymmetric and unique, so each output can be traced to its source.
     rng = np.random.default_rng(1)
