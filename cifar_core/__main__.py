@@ -9,6 +9,7 @@ import argparse
 import dataclasses
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -91,7 +92,7 @@ def cmd_train(args) -> int:
         print(f"Training failed: {status.get('error')}", file=sys.stderr)
         return 1
     if args.save:
-        training.export(run_dir, args.save, command=" ".join(["python -m cifar_core", *sys.argv[1:]]))
+        training.export(run_dir, args.save, command=shlex.join(["python", "-m", "cifar_core", *sys.argv[1:]]))
         print(f"Saved {args.save}", file=sys.stderr)
     return 0
 

@@ -1,5 +1,6 @@
 import json
 import os
+import shlex
 import subprocess
 import sys
 
@@ -28,7 +29,7 @@ def trained(tiny_archive, tmp_path_factory):
     """A model trained by the command line on the tiny archive, and its run directory."""
     folder = tmp_path_factory.mktemp("cli")
     result = cli("train", "--preset", "quick", "--epochs", "2", "--batch-size", "20", "--data", tiny_archive,
-                 "--run-dir", folder / "run", "--save", folder / "model.keras", "--precision", "float32")
+                 "--run-dir", folder / "run", "--save", folder / "model.keras", "--precision", "float32", "--name", "Class 7B's first try")
     assert result.returncode == 0, result.stderr
     return folder
 
@@ -38,6 +39,8 @@ def test_train_writes_the_run_and_a_model_card(trained):
     card = json.loads((trained / "model.json").read_text())
     assert card["architecture"] == PRESETS["quick"]["arch"] and card["epochs"] == 2
     assert card["command"].startswith("python -m cifar_core train --preset quick")
+    # A command that can be run again as it is written, spaces and quotes in its values included.
+    assert shlex.split(card["command"])[-2:] == ["--name", "Class 7B's first try"]
     assert set(card["per_class_accuracy"]) == set(data.CLASS_NAMES)
     status = rundir.read_status(trained / "run")
     assert card["data"].endswith(f"; trained on {status['train_images']:,} of the 200 training images, "
