@@ -170,11 +170,11 @@ def outline_crop(image: Image.Image, scales: tuple[float, ...] = (1.0,), display
 
 
 # When to doubt an answer. Measured with the bundled model (calibrated, mirror TTA) on the 10,000 test
-# pictures by benchmarks/predict_doubts.py: it is right on 90.9% of them, but on only 45% of those where
-# its answer is under 55% sure, and on 48% of those where the answer leads the runner-up by under 25
-# points: a coin toss. Flagging either (1 picture in 16, right on 48%) catches a third of its mistakes
-# while the answers left unflagged are right 94% of the time. Its "% sure" is calibrated, so the cut is
-# what it says: answers shown 50-60% sure are right 56% of the time.
+# pictures by benchmarks/predict_doubts.py: it is right on 90.9% of them, but on only 44% of those where
+# its answer is under 55% sure, and on 45% of those where the answer leads the runner-up by under 25
+# points: a coin toss. Flagging either (1 picture in 16, right on 45%) catches over a third of its
+# mistakes while the answers left unflagged are right 94% of the time. Its "% sure" is calibrated, so
+# the cut is what it says: answers shown 50-60% sure are right 57% of the time.
 UNSURE_TOP = 0.55      # the answer's probability below this...
 UNSURE_MARGIN = 0.25   # ...or less than this ahead of the runner-up: "unsure"
 FLAT_STD = 10.0        # pixel values (0-255) spread less than this: flatter than every one of the 10,000
