@@ -198,6 +198,8 @@ def class_accuracy_chart(history: list[snapshots.Snapshot], epoch: int | None = 
 def _describe(run: runs.Run) -> str:
     config = run.config
     augment = "with augmentation" if config.get("augment") else "without augmentation"
+    if config.get("augment") and config.get("zoom"):
+        augment += f" and zoom {config['zoom']:g}"
     return f"{config.get('arch')}, {augment}, {config.get('epochs')} epochs · {run.state}"
 
 

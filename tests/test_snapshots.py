@@ -283,3 +283,16 @@ def test_compare_view_asks_for_two_runs(tiny_env):
     at.run()
     assert not at.exception
     assert "Comparing needs two runs" in at.info[0].value
+
+
+def test_a_run_is_described_with_its_augmentation_and_zoom():
+    from types import SimpleNamespace
+
+    from app_pages import learning_parts
+
+    def described(**config):
+        return learning_parts._describe(SimpleNamespace(config={"arch": "airbench", "epochs": 36, **config},
+                                                        state="finished"))
+    assert described(augment=True, zoom=0.25) == "airbench, with augmentation and zoom 0.25, 36 epochs · finished"
+    assert described(augment=True) == "airbench, with augmentation, 36 epochs · finished"   # runs from before zoom
+    assert described(augment=False, zoom=0.25) == "airbench, without augmentation, 36 epochs · finished"
