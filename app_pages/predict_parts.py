@@ -155,7 +155,8 @@ def answer(image: np.ndarray, key: str, original: Image.Image | None = None, hea
                ", and softened a little, as they are (the thin square is shown the same way)"))
     columns[-2].image(charts.png(charts.upscale(image, 8)), width="stretch", output_format="PNG", caption=seen)
     with columns[-1]:
-        st.metric("The model says", f"{CLASS_NAMES[best]}, {probabilities[best]:.0%} sure")
+        st.metric("The model says", f"{CLASS_NAMES[best]}, {probabilities[best]:.0%} sure",
+                  help=explain.SURE_ON_TEST_PICTURES if original_shown is None else explain.SURE_ON_PHOTOS)
         for note in explain.doubts(image, probabilities, original.size if original is not None else None):
             st.warning(note, icon=":material/help:")
         chart_specs.probability_bars(probabilities)

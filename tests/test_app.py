@@ -166,6 +166,8 @@ def test_predict_page_test_picture_answer_heat_map_and_fooling(app):
     app.button_group(key="predict_source").set_value("Test picture").run()
     assert not app.exception
     assert app.metric[0].label == "The model says" and "sure" in app.metric[0].value
+    from cifar_core import explain        # a test picture: "% sure" is honest there, and says so
+    assert app.metric[0].help == explain.SURE_ON_TEST_PICTURES
     app.toggle(key="predict_heat").set_value(True).run()
     assert not app.exception
     assert app.metric[0].value.startswith(app.selectbox(key="predict_heat_class").value)   # the answer's map
