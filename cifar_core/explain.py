@@ -186,7 +186,7 @@ TINY_SIDE = 16         # a picture narrower than this was blown up from almost n
 # (benchmarks/photos.py, the bundled model on 215 real photos: 79% sure on average, right on 67%).
 SURE_ON_TEST_PICTURES = ("How sure the model is, from its ten probabilities. On CIFAR-10's own test pictures "
                          "this is honest: answers shown 80% sure are right about 80% of the time.")
-SURE_ON_PHOTOS = (SURE_ON_TEST_PICTURES + " A photo is not one of those pictures, and on photos the model is "
+SURE_ON_PHOTOS = (SURE_ON_TEST_PICTURES + " A photo or a drawing is not one of those, and on photos the model is "
                   "right less often than it says: on 215 real photos the bundled model was 79% sure on "
                   "average and right on 67% of them.")
 
