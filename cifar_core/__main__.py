@@ -29,7 +29,9 @@ def _train_parser(sub):
             continue
         option = "--" + field.name.replace("_", "-")
         text = FIELD_HELP.get(field.name, "").replace("%", "%%")   # argparse %-formats help ("% sure")
-        if field.type in (bool, "bool"):
+        if field.name == "distill_from":
+            p.add_argument("--distill-from", action="append", metavar="MODEL", help=text + " Repeat for each model.")
+        elif field.type in (bool, "bool"):
             p.add_argument(option, action=argparse.BooleanOptionalAction, default=None, help=text)
         else:
             kind = {"int": int, "float": float}.get(str(field.type), str)
@@ -66,6 +68,8 @@ def parser() -> argparse.ArgumentParser:
 def _config_from_args(args) -> TrainConfig:
     fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"preset", "initial_model"}
     overrides = {name: getattr(args, name) for name in fields if getattr(args, name) is not None}
+    if "distill_from" in overrides:   # the run may train from another folder (a queued run, a worker)
+        overrides["distill_from"] = tuple(os.path.abspath(path) for path in overrides["distill_from"])
     return TrainConfig.from_preset(args.preset, **overrides)
 
 

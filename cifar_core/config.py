@@ -23,6 +23,7 @@ MAX_NAME_CHARS = 60          # run names are shown to everybody on the board
 MAX_SEED = 2**32 - 1         # what numpy and Keras accept as a seed
 MAX_TRAIN_IMAGES = 50_000    # CIFAR-10's training set
 MAX_PATH_CHARS = 4096
+MAX_DISTILL_MODELS = 4       # each costs a pass over the training pictures before the first step
 MAX_ZOOM = 0.5               # half as large again or two-thirds the size: past that a 32x32 picture is mostly edge
 
 # Each preset is a whole recipe. Learning rates are per step, on the batch-mean loss.
@@ -85,6 +86,7 @@ class TrainConfig:
     precision: str = "auto"        # auto: bfloat16 on CPUs that have it, float16 and a bigger batch on a GPU, else float32
     strategy: str = "default"      # one device ("default"), or every GPU training this one run ("mirrored")
     initial_model: str = ""        # continue from this .keras checkpoint (same architecture)
+    distill_from: tuple = ()       # also learn from these saved models' answers, averaged, not only from the labels
     preset: str = ""               # the preset these values came from, for the record
     name: str = ""                 # a name for people; the run id is separate
 
@@ -160,6 +162,10 @@ class TrainConfig:
         check("initial_model", _is_str(self.initial_model) and len(self.initial_model) <= MAX_PATH_CHARS
               and "\x00" not in self.initial_model,
               "The model to continue from must be a file path.")
+        check("distill_from", isinstance(self.distill_from, (list, tuple))
+              and len(self.distill_from) <= MAX_DISTILL_MODELS
+              and all(_is_str(p) and 0 < len(p) <= MAX_PATH_CHARS and "\x00" not in p for p in self.distill_from),
+              f"The models to learn from must be up to {MAX_DISTILL_MODELS} .keras file paths.")
         check("preset", _is_str(self.preset) and (not self.preset or self.preset in PRESETS),
               f"Unknown preset {_show(self.preset)}; choose one of {', '.join(PRESETS)}.")
         check("name", _is_str(self.name) and len(self.name) <= MAX_NAME_CHARS,
@@ -199,6 +205,9 @@ EFFECTS = {
     "train_subset": "Raise it: a better, more general model and a longer epoch. Lower it: quicker epochs, "
                     "lower test accuracy and overfitting sooner.",
     "calibration_images": "Raise it: a more reliable \"% sure\", fewer pictures to train on. Lower it: the reverse.",
+    "distill_from": "More models, or better ones: the network learns what they know beyond the labels (which "
+                    "pictures look alike), often a more accurate model at the same size; each costs a pass over "
+                    "the training pictures first. Use it with no label smoothing. None: the labels alone.",
     "seed": "Another seed: another start and shuffle, so results vary a little; the same seed repeats a run.",
     "name": "A name for people on the runs board: it changes nothing in training.",
 }

@@ -205,7 +205,8 @@ def one_hot(labels: np.ndarray) -> np.ndarray:
 
 
 def epochs_of(x: np.ndarray, y: np.ndarray, config: TrainConfig):
-    """Each epoch's (images, one-hot labels): freshly shuffled, and augmented if asked.
+    """Each epoch's (images, targets): freshly shuffled, and augmented if asked. `y` is class numbers
+    (the targets are one-hot) or already a row of targets per picture (see `distill.targets`).
 
     Flips alternate (airbench's scheme): half the pictures, drawn once, are
     mirrored in even epochs and the other half in odd ones, so every two
@@ -215,10 +216,11 @@ def epochs_of(x: np.ndarray, y: np.ndarray, config: TrainConfig):
     each batch gathered and augmented as it is taken): no input pipeline to
     build and tear down each epoch (see `training.train_epoch`).
     """
+    rows = y if y.ndim == 2 else one_hot(y)
     rng = np.random.default_rng(config.seed)
     mirrored_first = rng.random(len(x)) < 0.5
     for epoch in range(config.epochs):
         order = rng.permutation(len(x))
         flip = mirrored_first[order] ^ bool(epoch % 2)
         yield (ShuffledEpoch(x, order, rng, flip, zoom=config.zoom) if config.augment else ShuffledEpoch(x, order)), \
-            one_hot(y[order])
+            rows[order]

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from cifar_core import data as cifar_data
-from cifar_core import devices, evaluation, models, recipe, rundir, snapshots, tensorboard_log
+from cifar_core import devices, distill, evaluation, models, recipe, rundir, snapshots, tensorboard_log
 from cifar_core.config import ConfigError, TrainConfig
 from cifar_core.warm_networks import WarmNetworks
 
@@ -185,6 +185,9 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, dataset: cifar_data.C
                                                        config.calibration_images)
         if not len(x_train):
             raise cifar_data.DataError("There are no training images: the full CIFAR-10 data set is needed to train.")
+        # Distilling: the targets mix each label with the given models' answers, worked out now.
+        targets = (distill.targets(y_train, distill.answers(config.distill_from, x_train))
+                   if config.distill_from else y_train)
         strategy = devices.make_strategy(config.strategy)
         # From here on `config` is what runs: on GPUs a bigger batch at a proportionally higher rate.
         # config.json keeps what was asked; status.json records what ran.
@@ -221,7 +224,7 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, dataset: cifar_data.C
             [*([recipe.lookahead(total_steps)] if config.lookahead else []), recorder, board], model=model)
         step = devices.step_function(model, strategy)
         model.stop_training = False
-        for epoch, (x_epoch, y_epoch) in enumerate(recipe.epochs_of(x_train, y_train, config)):
+        for epoch, (x_epoch, y_epoch) in enumerate(recipe.epochs_of(x_train, targets, config)):
             train_epoch(model, x_epoch, y_epoch, config.batch_size, epoch, callbacks, step)
             if recorder.failure or recorder.stopped:
                 break

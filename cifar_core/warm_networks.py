@@ -28,9 +28,10 @@ class WarmNetworks:
 
     @staticmethod
     def recipe(config, precision: str, total_steps: int) -> str:
-        """Everything the compiled training step depends on: the settings bar the seed, the name and the
-        starting weights, with what they resolved to on this machine."""
-        settings = {k: v for k, v in config.to_dict().items() if k not in ("seed", "name", "initial_model", "preset")}
+        """Everything the compiled training step depends on: the settings bar the seed, the name, the
+        starting weights and the models learnt from (they change the targets, not the step), with what they resolved to on this machine."""
+        settings = {k: v for k, v in config.to_dict().items() if k not in ("seed", "name", "initial_model", "distill_from",
+                                                                      "preset")}
         return json.dumps({**settings, "precision": precision, "total_steps": total_steps}, sort_keys=True)
 
     def training(self, recipe: str, fresh, compile, sample: tuple | None = None):

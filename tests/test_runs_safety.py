@@ -159,6 +159,8 @@ def test_process_start_names_one_process():
     ({"optimizer": None}, "optimizer"), ({"precision": {}}, "precision"), ({"preset": "fastest"}, "preset"),
     ({"initial_model": 5}, "initial_model"), ({"lookahead": "yes"}, "lookahead"),
     ({"zoom": 3.0}, "zoom"), ({"zoom": -0.1}, "zoom"), ({"zoom": "0.2"}, "zoom"),
+    ({"distill_from": "a.keras"}, "distill_from"), ({"distill_from": ["a.keras"] * 5}, "distill_from"),
+    ({"distill_from": [""]}, "distill_from"), ({"distill_from": [7]}, "distill_from"),
 ])
 def test_every_field_is_checked_by_type_and_range_before_a_run_exists(tiny_env, changes, field):
     from cifar_core.config import ConfigError

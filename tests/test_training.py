@@ -5,7 +5,7 @@ import time
 import numpy as np
 import pytest
 
-from cifar_core import data, evaluation, inference, recipe, rundir, training
+from cifar_core import data, distill, evaluation, inference, recipe, rundir, training
 from cifar_core.config import PRECISIONS, PRESETS, ConfigError, TrainConfig
 
 
@@ -234,6 +234,42 @@ def test_continue_from_a_checkpoint(tiny, tmp_path):
     wrong = TrainConfig(arch="tutorial", epochs=1, initial_model=str(tmp_path / "a" / rundir.MODEL))
     assert training.train(wrong, tmp_path / "c", tiny) == "failed"
     assert "is not a tutorial model" in rundir.read_status(tmp_path / "c")["error"]
+
+
+def test_distilled_targets_mix_each_label_with_the_models_answer():
+    labels = np.array([3, 3, 0])
+    answers = np.array([[0.0] * 3 + [0.8] + [0.2 / 6] * 6,          # agrees with the label
+                        [0.0] * 5 + [1.0] + [0.0] * 4,               # sure of another class: wrong
+                        [0.1] * 10], np.float32)
+    targets = distill.targets(labels, answers, weight=0.8)
+    assert targets.dtype == np.float32 and np.allclose(targets.sum(1), 1)
+    assert targets[0, 3] == pytest.approx(0.84) and targets[0, 5] == pytest.approx(0.8 * 0.2 / 6)
+    assert targets[1, 3] == pytest.approx(0.2) and targets[1, 5] == pytest.approx(0.8)
+    assert targets[2, 0] == pytest.approx(0.28) and targets[2, 1] == pytest.approx(0.08)
+
+
+def test_each_picture_keeps_its_own_target_row_through_the_shuffle():
+    x = np.arange(250, dtype=np.uint8).repeat(32 * 32 * 3).reshape(250, 32, 32, 3)   # picture i is all i
+    rows = np.random.default_rng(0).random((250, 10)).astype(np.float32)
+    for images, targets in recipe.epochs_of(x, rows, TrainConfig(epochs=2, augment=False)):
+        assert np.array_equal(targets, rows[images[:][:, 0, 0, 0]])
+
+
+def test_a_run_learns_from_saved_models_answers(tiny, tmp_path):
+    first = TrainConfig(arch="airbench_tiny", epochs=1, batch_size=20, precision="float32")
+    assert training.train(first, tmp_path / "a", tiny) == "finished"
+    teacher = str(tmp_path / "a" / rundir.MODEL)
+    student = TrainConfig(arch="airbench_tiny", epochs=1, batch_size=20, precision="float32",
+                          distill_from=(teacher, teacher))
+    assert training.train(student, tmp_path / "b", tiny) == "finished"
+    assert rundir.read_status(tmp_path / "b")["test_accuracy"] is not None
+    (tmp_path / "notes.keras").write_text("not a model")
+    for path, sentence in ((tmp_path / "gone.keras", "There is no model file"),
+                           (tmp_path / "notes.keras", "is not a CIFAR-10 Studio model")):
+        config = TrainConfig(arch="airbench_tiny", epochs=1, batch_size=20, distill_from=(str(path),))
+        assert training.train(config, tmp_path / path.stem, tiny) == "failed"
+        error = rundir.read_status(tmp_path / path.stem)["error"]
+        assert error.startswith(f"Cannot learn from {path}: ") and sentence in error and "\n" not in error
 
 
 def test_a_run_on_a_kept_network_trains_exactly_as_on_a_new_one(tiny, tmp_path):
