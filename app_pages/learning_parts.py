@@ -200,7 +200,10 @@ def _describe(run: runs.Run) -> str:
     augment = "with augmentation" if config.get("augment") else "without augmentation"
     if config.get("augment") and config.get("zoom"):
         augment += f" and zoom {config['zoom']:g}"
-    return f"{config.get('arch')}, {augment}, {config.get('epochs')} epochs · {run.state}"
+    models = len(config.get("distill_from") or ())
+    owners = "models'" if models > 1 else "model's"
+    taught = f", learning from {models} {owners} answers" if models else ""
+    return f"{config.get('arch')}, {augment}{taught}, {config.get('epochs')} epochs · {run.state}"
 
 
 def compare(first: runs.Run, second: runs.Run, key: str = "learning_compare") -> None:

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from cifar_core import data, rundir
-from cifar_core.config import FIELD_HELP, PRESETS, TrainConfig
+from cifar_core.config import FIELD_HELP, PRESETS, ConfigError, TrainConfig
 
 
 def _train_parser(sub):
@@ -70,6 +70,9 @@ def _config_from_args(args) -> TrainConfig:
     overrides = {name: getattr(args, name) for name in fields if getattr(args, name) is not None}
     if "distill_from" in overrides:   # the run may train from another folder (a queued run, a worker)
         overrides["distill_from"] = tuple(os.path.abspath(path) for path in overrides["distill_from"])
+        for path in overrides["distill_from"]:
+            if not os.path.isfile(path):   # said now, before a run directory is made for nothing
+                raise ConfigError(f"There is no model file at {path} to learn from.", "distill_from")
     return TrainConfig.from_preset(args.preset, **overrides)
 
 

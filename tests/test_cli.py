@@ -12,10 +12,10 @@ from cifar_core.config import PRESETS
 from conftest import ROOT
 
 
-def cli(*args, env=None):
+def cli(*args, env=None, cwd=None):
     env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     return subprocess.run([sys.executable, "-m", "cifar_core", *map(str, args)],
-                          capture_output=True, text=True, env=env, timeout=300)
+                          capture_output=True, text=True, env=env, timeout=300, cwd=cwd)
 
 
 @pytest.mark.parametrize("command", ["train", "evaluate", "predict", "download"])
@@ -50,6 +50,19 @@ def test_train_writes_the_run_and_a_model_card(trained):
     assert 0 <= card["calibration_error_after"] <= 1 and 0 <= card["calibration_error_before"] <= 1
     assert 0 <= card["test_accuracy_without_tta"] <= 1 and card["wall_seconds"] >= card["training_seconds"]
     assert json.loads((trained / "run" / "status.json").read_text())["temperature"] == card["temperature"]
+
+
+def test_train_learns_from_saved_models_named_as_the_user_typed_them(trained, tiny_archive):
+    common = ("train", "--preset", "quick", "--epochs", "1", "--batch-size", "20", "--data", tiny_archive,
+              "--precision", "float32", "--label-smoothing", "0")
+    result = cli(*common, "--run-dir", trained / "student", "--distill-from", "model.keras", cwd=trained)
+    assert result.returncode == 0, result.stderr
+    config = json.loads((trained / "student" / "config.json").read_text())
+    assert config["distill_from"] == [str(trained / "model.keras")]   # whatever folder the run trains from
+    assert rundir.read_status(trained / "student")["state"] == "finished"
+    result = cli(*common, "--run-dir", trained / "nobody", "--distill-from", "gone.keras", cwd=trained)
+    assert result.returncode == 2 and not (trained / "nobody").exists()
+    assert result.stderr == f"Error: There is no model file at {trained / 'gone.keras'} to learn from.\n"
 
 
 def test_evaluate_json_matches_the_card(trained, tiny_archive):

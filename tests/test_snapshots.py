@@ -296,3 +296,7 @@ def test_a_run_is_described_with_its_augmentation_and_zoom():
     assert described(augment=True, zoom=0.25) == "airbench, with augmentation and zoom 0.25, 36 epochs · finished"
     assert described(augment=True) == "airbench, with augmentation, 36 epochs · finished"   # runs from before zoom
     assert described(augment=False, zoom=0.25) == "airbench, without augmentation, 36 epochs · finished"
+    assert described(augment=True, distill_from=["a.keras", "b.keras"]) == \
+        "airbench, with augmentation, learning from 2 models' answers, 36 epochs · finished"
+    assert described(augment=True, distill_from=["a.keras"]) == \
+        "airbench, with augmentation, learning from 1 model's answers, 36 epochs · finished"
