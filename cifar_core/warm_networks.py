@@ -29,9 +29,10 @@ class WarmNetworks:
     @staticmethod
     def recipe(config, precision: str, total_steps: int) -> str:
         """Everything the compiled training step depends on: the settings bar the seed, the name, the
-        starting weights and the models learnt from (they change the targets, not the step), with what they resolved to on this machine."""
-        settings = {k: v for k, v in config.to_dict().items() if k not in ("seed", "name", "initial_model", "distill_from",
-                                                                      "preset")}
+        starting weights and the models learnt from (they change the targets, not the step), with what
+        they resolved to on this machine."""
+        ignored = ("seed", "name", "initial_model", "distill_from", "preset")
+        settings = {k: v for k, v in config.to_dict().items() if k not in ignored}
         return json.dumps({**settings, "precision": precision, "total_steps": total_steps}, sort_keys=True)
 
     def training(self, recipe: str, fresh, compile, sample: tuple | None = None):

@@ -255,6 +255,13 @@ def test_each_picture_keeps_its_own_target_row_through_the_shuffle():
         assert np.array_equal(targets, rows[images[:][:, 0, 0, 0]])
 
 
+def test_learning_from_models_keeps_the_compiled_step_of_the_same_recipe():
+    from cifar_core.warm_networks import WarmNetworks
+    plain = TrainConfig.from_preset("best")
+    distilled = TrainConfig.from_preset("best", distill_from=("a.keras", "b.keras"))
+    assert WarmNetworks.recipe(plain, "float32", 100) == WarmNetworks.recipe(distilled, "float32", 100)
+
+
 def test_a_run_learns_from_saved_models_answers(tiny, tmp_path):
     first = TrainConfig(arch="airbench_tiny", epochs=1, batch_size=20, precision="float32")
     assert training.train(first, tmp_path / "a", tiny) == "finished"
