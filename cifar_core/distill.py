@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from cifar_core import recipe
 from cifar_core.config import ConfigError
 
 # The models' share of each target; the label keeps the rest, so a picture the models get wrong still
@@ -44,5 +45,4 @@ def answers(paths, images: np.ndarray) -> np.ndarray:
 
 def targets(labels: np.ndarray, model_answers: np.ndarray, weight: float = WEIGHT) -> np.ndarray:
     """(N, 10) float32 rows summing to 1: (1 - weight) of each one-hot label plus weight of the answer."""
-    one_hot = np.eye(model_answers.shape[1], dtype=np.float32)[np.asarray(labels).ravel()]
-    return ((1 - weight) * one_hot + weight * model_answers).astype(np.float32)
+    return ((1 - weight) * recipe.one_hot(np.asarray(labels).ravel()) + weight * model_answers).astype(np.float32)
