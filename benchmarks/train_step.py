@@ -1,12 +1,15 @@
-"""Training steps per second on this CPU: fused against standard BatchNorm, float32 against bfloat16.
+"""Training steps per second on this CPU: the training-only layers against the standard ones,
+float32 against bfloat16.
 
     python benchmarks/train_step.py [--arch airbench] [--batch-size 1024] [--steps 6]
 
 Times whole optimizer steps (`train_on_batch`, the trainer's own loop) of one network on random
 pictures, after two untimed steps that trace and warm it, for each of:
 
-- BatchNorm as Keras runs it on TensorFlow (separate moments and normalisation ops), the baseline;
-- the fused kernel the trainer swaps in for training only (`models.build(..., for_training=True)`);
+- the standard Keras layers as TensorFlow runs them, the baseline;
+- the stand-ins the trainer swaps in for training only (`models.build(..., for_training=True)`,
+  see `fast_layers`): fused BatchNorm, the kernel gradient of small wide maps as matrix products,
+  GELU in float32;
 
 each in float32 and in mixed bfloat16. It prints pictures/s, the ratios, and the precision the
 trainer picks here by itself (`recipe.resolve_precision("auto")`): bfloat16 only on CPUs with
@@ -27,11 +30,11 @@ from cifar_core import devices, models, recipe  # noqa: E402
 from cifar_core.config import TrainConfig  # noqa: E402
 
 
-def pictures_per_second(arch: str, fused: bool, precision: str, batch_size: int, steps: int) -> float:
+def pictures_per_second(arch: str, for_training: bool, precision: str, batch_size: int, steps: int) -> float:
     import keras
     keras.config.set_dtype_policy(precision)
     try:
-        model = models.build(arch, for_training=fused)
+        model = models.build(arch, for_training=for_training)
     finally:
         keras.config.set_dtype_policy("float32")
     config = TrainConfig.from_preset("best", arch=arch, batch_size=batch_size)
@@ -60,15 +63,15 @@ def main() -> None:
     hardware = devices.detect()
     print(f"{args.arch}, batch {args.batch_size}; this CPU has bfloat16 maths: {hardware.cpu_bfloat16}; "
           f"the trainer picks {recipe.resolve_precision('auto', hardware)}")
-    print(f"{'precision':<16}{'standard BN (baseline)':>24}{'fused BN':>12}{'fused/standard':>16}")
+    print(f"{'precision':<16}{'standard layers (baseline)':>28}{'training layers':>17}{'ratio':>8}")
     rates = {}
     for precision in ("float32", "mixed_bfloat16"):
-        standard, fused = (pictures_per_second(args.arch, f, precision, args.batch_size, args.steps)
-                           for f in (False, True))
-        rates[precision] = fused
-        print(f"{precision:<16}{standard:>21.0f}/s{fused:>10.0f}/s{fused / standard:>15.2f}x")
+        standard, fast = (pictures_per_second(args.arch, f, precision, args.batch_size, args.steps)
+                          for f in (False, True))
+        rates[precision] = fast
+        print(f"{precision:<16}{standard:>25.0f}/s{fast:>15.0f}/s{fast / standard:>7.2f}x")
     fastest = max(rates, key=rates.get)
-    print(f"fastest here with fused BN: {fastest} ({rates[fastest] / min(rates.values()):.2f}x the other)")
+    print(f"fastest here with the training layers: {fastest} ({rates[fastest] / min(rates.values()):.2f}x the other)")
 
 
 if __name__ == "__main__":

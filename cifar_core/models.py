@@ -27,45 +27,11 @@ def register(name: str, description: str):
 
 
 def build(name: str, num_classes: int = 10, for_training: bool = False):
-    """A fresh model. `for_training` swaps in layers that only speed up training (fused BatchNorm);
+    """A fresh model. `for_training` swaps in layers that only speed up training (`fast_layers`);
     the weights are the same, so they copy into a plain model for saving and serving."""
     if name not in REGISTRY:
         raise ValueError(f"Unknown architecture {name!r}; choose one of {', '.join(REGISTRY)}.")
     return REGISTRY[name](num_classes, for_training=for_training)
-
-
-def _fused_batchnorm_class():
-    """BatchNormalization whose training step is TensorFlow's fused kernel.
-
-    Keras 3 on TensorFlow computes a training BatchNorm as separate moments
-    and normalisation ops, upcast to float32: measured at about half the
-    speed of the whole airbench training step. The fused kernel does the
-    same maths in one op on bfloat16 or float32 inputs and updates the
-    moving statistics itself. Inference, masks and other backends use the
-    standard layer unchanged, and the variables are the standard layer's.
-    """
-    import keras
-    from keras import layers
-
-    class FusedBatchNormalization(layers.BatchNormalization):
-        def call(self, inputs, training=None, mask=None):
-            if (not (training and self.trainable) or mask is not None or self.renorm or self.synchronized
-                    or keras.backend.backend() != "tensorflow" or len(inputs.shape) != 4
-                    or self.axis not in (-1, 3)):
-                return super().call(inputs, training=training, mask=mask)
-            import tensorflow as tf
-            channels = inputs.shape[-1]
-            gamma = tf.cast(self.gamma, tf.float32) if self.scale else tf.ones([channels], tf.float32)
-            beta = tf.cast(self.beta, tf.float32) if self.center else tf.zeros([channels], tf.float32)
-            outputs, moving_mean, moving_variance = tf.compat.v1.nn.fused_batch_norm(
-                inputs, gamma, beta, mean=tf.cast(self.moving_mean, tf.float32),
-                variance=tf.cast(self.moving_variance, tf.float32), epsilon=self.epsilon,
-                is_training=True, exponential_avg_factor=1.0 - self.momentum)
-            self.moving_mean.assign(moving_mean)
-            self.moving_variance.assign(moving_variance)
-            return tf.cast(outputs, self.compute_dtype)
-
-    return FusedBatchNormalization
 
 
 def _normalise(inputs):
@@ -110,7 +76,10 @@ def _airbench(num_classes: int, widths: tuple[int, ...], name: str, for_training
     import keras
     from keras import layers
 
-    batchnorm = _fused_batchnorm_class() if for_training else layers.BatchNormalization
+    from cifar_core import fast_layers
+    batchnorm = fast_layers.batch_normalization() if for_training else layers.BatchNormalization
+    conv = fast_layers.conv2d() if for_training else layers.Conv2D
+    act = fast_layers.activation() if for_training else layers.Activation
 
     def bn(x):
         return batchnorm(momentum=0.6, epsilon=1e-5, scale=False)(x)
@@ -118,13 +87,13 @@ def _airbench(num_classes: int, widths: tuple[int, ...], name: str, for_training
     inputs = keras.Input((32, 32, 3), name="image")
     x = _normalise(inputs)
     x = layers.Conv2D(24, 2, strides=stem_stride, padding="valid", use_bias=False, trainable=False, name="whiten")(x)
-    x = layers.Activation(activation)(x)
+    x = act(activation)(x)
     for width in widths:
-        x = layers.Conv2D(width, 3, padding="same", use_bias=False)(x)
+        x = conv(width, 3, padding="same", use_bias=False)(x)
         x = layers.MaxPooling2D(2)(x)
-        x = layers.Activation(activation)(bn(x))
-        x = layers.Conv2D(width, 3, padding="same", use_bias=False)(x)
-        x = layers.Activation(activation)(bn(x))
+        x = act(activation)(bn(x))
+        x = conv(width, 3, padding="same", use_bias=False)(x)
+        x = act(activation)(bn(x))
     x = layers.GlobalMaxPooling2D(name="features")(x)
     x = layers.Dense(num_classes, use_bias=False)(x)
     x = layers.Rescaling(1 / 9, name="logits")(x)
