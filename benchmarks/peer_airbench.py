@@ -212,7 +212,7 @@ def seconds_to(result: dict, target: float) -> float | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", help="cifar-10-python.tar.gz (default: CIFAR10_DATA or the Keras cache)")
-    parser.add_argument("--epochs", type=float, help="epochs for both (default: each recipe's own, 9.9 and 13)")
+    parser.add_argument("--epochs", type=float, help="epochs for both (default: each recipe's own, 9.9 and 11)")
     parser.add_argument("--train-subset", type=int, default=0, help="train both on the first N pictures only")
     args = parser.parse_args()
     dataset = data.load(args.data)
