@@ -17,6 +17,8 @@ two of TensorFlow's ran far slower than PyTorch's, see `conv2d` and `activation`
 """
 from __future__ import annotations
 
+import functools
+
 # conv2d's kernel gradient is done by matrix products only on maps this small and this wide: where it
 # was measured faster (7x7 and 3x3 maps of 256 channels). On 15x15 maps of 64 and 31x31 maps of 24
 # channels, and in float32, TensorFlow's own kernel was the faster one.
@@ -91,7 +93,7 @@ def conv2d():
     TensorFlow's oneDNN kernel for that gradient ran at about a third of
     the forward pass's speed on airbench's 7x7 maps of 256 channels (330 ms
     of a 2.3 s step, each of two layers; PyTorch's copy of the same kernel,
-    150 ms), and up to 14 times slower than the forward pass on its 3x3 maps.
+    150 ms), and 4 to 15 times slower than the forward pass on its 3x3 maps.
     The products take about 200 and 35 ms. Elsewhere it is Conv2D.
     """
     from keras import layers, ops
@@ -113,12 +115,17 @@ def conv2d():
     return TapProductConv2D
 
 
+@functools.cache
 def _gelu_in_float32():
     """The exact GELU, x * P(X <= x) for a standard normal X, and its gradient, worked out in float32
     and returned in the input's type, each pass compiled by XLA into one loop over the numbers (as
     separate TensorFlow ops, each pass read and wrote every activation four to six times). Nothing is
     kept between the passes: the gradient works the CDF out again from the input, so the step holds
-    no float32 copies of the activations."""
+    no float32 copies of the activations.
+
+    One pair of compiled functions for the process: XLA compiles each shape once, for every layer and
+    network of that shape, so a worker that trains run after run does not keep a compiled copy per
+    network (each cost it about 13 MB in `test_worker`'s memory check)."""
     import tensorflow as tf
 
     def parts(x):
