@@ -70,9 +70,10 @@ def test_a_float32_training_network_has_the_plain_networks_gradients(batch):
     models.init_whitening(plain, batch[0].astype(np.uint8))
     fast.set_weights(plain.get_weights())
     for a, b in zip(_gradients(fast, *batch), _gradients(plain, *batch)):
-        # The same maths summed in another order: a handful of the 590,000 numbers of a layer came out
-        # 0.2% of the layer's largest apart in one run. A wrong gradient is off by the whole of it.
-        assert np.abs(a - b).max() <= 0.01 * np.abs(b).max()
+        # The same maths summed in another order, through BatchNorm on 8 pictures (a variance of 72 numbers
+        # on the 3x3 maps): up to 1% of a layer's largest gradient apart in CI runs. A wrong gradient is off
+        # by the whole of it.
+        assert np.abs(a - b).max() <= 0.05 * np.abs(b).max()
 
 
 def test_tap_products_work_on_airbench_s_small_wide_maps_in_bfloat16(batch, monkeypatch):
