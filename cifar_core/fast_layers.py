@@ -31,6 +31,7 @@ def _tensorflow() -> bool:
     return keras.backend.backend() == "tensorflow"
 
 
+@functools.cache
 def batch_normalization():
     """BatchNormalization whose training step is TensorFlow's fused kernel.
 
@@ -63,6 +64,7 @@ def batch_normalization():
     return FusedBatchNormalization
 
 
+@functools.cache
 def _conv3x3_with_tap_products():
     """A 3x3, stride 1, "same" convolution (NHWC) whose kernel gradient is one matrix product per tap:
     tap (i, j)'s gradient is the input shifted by (i, j), as (pictures x positions, channels in), times
@@ -86,6 +88,7 @@ def _conv3x3_with_tap_products():
     return conv
 
 
+@functools.cache
 def conv2d():
     """Conv2D whose kernel gradient, for a 3x3 "same" convolution on maps of at most SMALL_MAP x
     SMALL_MAP with at least WIDE channels in, in bfloat16, is nine matrix products.
@@ -150,6 +153,7 @@ def _gelu_in_float32():
     return gelu
 
 
+@functools.cache
 def activation():
     """Activation whose GELU is worked out in float32 on TensorFlow.
 
