@@ -8,7 +8,9 @@ warm; "one view" is the centre square alone, as the app answered before it
 averaged views; "no model" is the decoding and cutting alone, the part no
 model can make quicker (most of it libjpeg's entropy decoding, which reading
 a JPEG at reduced size does not skip). The baseline, measured in the same run, is the TensorFlow
-tutorial CNN (untrained: speed does not depend on the weights).
+tutorial CNN (untrained: speed does not depend on the weights), and the bundled model as saved, in
+float32: `inference.load_model` serves it in bfloat16 on a CPU with bfloat16 maths (`serving`), and
+the float32 row is what it costs without that.
 """
 from __future__ import annotations
 
@@ -72,13 +74,19 @@ def main() -> None:
     images = np.random.default_rng(1).integers(0, 256, (2000, 32, 32, 3), dtype=np.uint8)
     print(f"photo: {len(photo) / 1e6:.1f} MB JPEG; decoded and cut, no model: "
           f"{statistics.median(latency(None, photo)) * 1000:.1f} ms median")
-    print(f"{'model':<34}{'batch images/s':>16}{'photo median ms':>17}{'p95 ms':>9}{'one view median':>17}")
-    for name, model in (("bundled" if not args.model else args.model, inference.load_model(args.model)),
+    print(f"{'model':<40}{'batch images/s':>16}{'photo median ms':>17}{'p95 ms':>9}{'one view median':>17}")
+    import keras
+    served = inference.load_model(args.model)
+    saved = keras.models.load_model(args.model or inference.DEFAULT_MODEL, compile=False)
+    label = args.model or "bundled"
+    convolutions = next(layer.dtype_policy.name for layer in served.layers if isinstance(layer, keras.layers.Conv2D))
+    for name, model in ((f"{label}, served ({convolutions})", served),
+                        (f"{label}, as saved (float32)", saved),
                         ("tutorial CNN (baseline)", models.build("tutorial"))):
         rate = throughput(model, images)
         times = sorted(latency(model, photo))
         one = statistics.median(latency(model, photo, one_view=True))
-        print(f"{name:<34}{rate:>16.0f}{statistics.median(times) * 1000:>17.1f}"
+        print(f"{name:<40}{rate:>16.0f}{statistics.median(times) * 1000:>17.1f}"
               f"{times[int(0.95 * (len(times) - 1))] * 1000:>9.1f}{one * 1000:>17.1f}")
 
 

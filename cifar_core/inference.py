@@ -420,8 +420,13 @@ def views(image: Image.Image) -> np.ndarray:
 
 def predict_views(model, pictures: np.ndarray, calibrated: bool = True) -> np.ndarray:
     """(num_classes,) probabilities for one picture from its `views`: each view's (mirrored) answer,
-    averaged, then the model's temperature, as `predict` applies it to one view."""
-    return _tempered(predict(model, pictures, calibrated=False).mean(axis=0, keepdims=True), model, calibrated)[0]
+    averaged, then the model's temperature, as `predict` applies it to one view. The views and their
+    mirror images go through the network in one call: for a handful of pictures the cost of a call,
+    not the pictures in it, is most of the time (2 views: 8 ms in one call, 13 ms in two)."""
+    pictures = np.asarray(pictures)
+    both = np.concatenate([pictures, pictures[:, :, ::-1]])
+    return _tempered(predict(model, both, mirror=False, calibrated=False).mean(axis=0, keepdims=True),
+                     model, calibrated)[0]
 
 
 def _tempered(probabilities: np.ndarray, model, calibrated: bool) -> np.ndarray:
@@ -505,8 +510,11 @@ def predict(model, images: np.ndarray, batch_size: int = CHUNK, mirror: bool = T
 
 
 def load_model(path: str | os.PathLike | None = None):
-    """A saved .keras model (the bundled default when path is None), or ModelError."""
+    """A saved .keras model (the bundled default when path is None), as this machine runs it fastest
+    (`serving.served`), or ModelError."""
     import keras
+
+    from cifar_core import serving
     path = Path(path) if path else DEFAULT_MODEL
     if not path.exists():
         raise ModelError(f"There is no model file at {path}.")
@@ -514,6 +522,7 @@ def load_model(path: str | os.PathLike | None = None):
         model = keras.models.load_model(path, compile=False)
     except Exception as e:
         raise ModelError(f"{path} is not a CIFAR-10 Studio model we can load ({type(e).__name__}).") from None
+    model = serving.served(model)
     model.calibration_temperature = temperature_for(path)
     return model
 
