@@ -5,7 +5,7 @@
 
 A saved model computes in float32, so it answers the same on any machine. On a
 CPU with bfloat16 maths its forward pass is about twice as fast in bfloat16
-(airbench: 425 against 734 pictures/s with mirror test-time augmentation, 2-core
+(airbench: 409 against 759 pictures/s with mirror test-time augmentation, 2-core
 AMD EPYC with AVX-512 BF16), which a server answering a class's photos feels;
 the bundled model's test accuracy moved by 1 picture in 10,000 (91.04% to
 91.03%), the "% sure" of its answers by 0.16 points on average. Two things keep
@@ -14,8 +14,9 @@ it that close and that fast:
 - the input's normalisation and the head (the dense layer, the logits' scale and
   the softmax) stay float32, so the probabilities, and the "% sure" made from
   them, keep float32's precision;
-- GELU is worked out in float32 (`fast_layers.activation`): Keras' own GELU in
-  bfloat16 ran slowly enough to take half the gain (551 pictures/s).
+- GELU is worked out in float32 (`fast_layers.activation`, as plain ops: compiled
+  by XLA it was 10% faster but compiled again for every new batch size, 150 ms
+  and 1.5 MB each): Keras' own GELU in bfloat16 took half the gain (551/s).
 
 The copy keeps every layer's name, so what looks inside a network by layer name
 (`inside`, `explain`, `embedding`) works on it unchanged.
@@ -49,7 +50,7 @@ def _in_bfloat16(model):
         if isinstance(layer, feature_layers) and config.get("activation") != "softmax":
             config["dtype"] = "mixed_bfloat16"
             if kind is layers.Activation:
-                kind = fast_layers.activation()
+                kind = fast_layers.activation(compiled=False)
         return kind.from_config(config)
 
     copy = keras.models.clone_model(model, clone_function=clone)

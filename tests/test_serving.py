@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from cifar_core import data, explain, inference, inside, serving
+from cifar_core import data, explain, fast_layers, inference, inside, serving
 
 pytest.importorskip("tensorflow")
 
@@ -17,6 +17,7 @@ def saved():
 
 
 def test_the_copy_has_the_same_layers_and_weights_with_a_float32_head(saved):
+    import keras
     model, copy = saved
     assert [layer.name for layer in copy.layers] == [layer.name for layer in model.layers]
     for kept, copied in zip(model.weights, copy.weights):
@@ -25,6 +26,9 @@ def test_the_copy_has_the_same_layers_and_weights_with_a_float32_head(saved):
     assert policies["whiten"] == policies["features"] == "mixed_bfloat16"
     assert all(policies[name] == "float32" for name in ("normalise", "logits", "probabilities"))
     assert sum(policy == "mixed_bfloat16" for policy in policies.values()) > 20
+    # GELU in float32 as plain ops: a compiled one would be compiled again for every batch size served
+    gelus = [layer for layer in copy.layers if getattr(layer, "activation", None) is keras.activations.gelu]
+    assert gelus and all(type(layer) is fast_layers.activation(compiled=False) for layer in gelus)
 
 
 def test_the_copy_answers_as_the_saved_model_does(saved, real_archive):
