@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from cifar_core import inference, models  # noqa: E402
+from cifar_core import inference, models, serving  # noqa: E402
 
 
 def throughput(model, images: np.ndarray, seconds: float = 5.0) -> float:
@@ -79,8 +79,7 @@ def main() -> None:
     served = inference.load_model(args.model)
     saved = keras.models.load_model(args.model or inference.DEFAULT_MODEL, compile=False)
     label = args.model or "bundled"
-    convolutions = next(layer.dtype_policy.name for layer in served.layers if isinstance(layer, keras.layers.Conv2D))
-    for name, model in ((f"{label}, served ({convolutions})", served),
+    for name, model in ((f"{label}, served ({serving.precision(served)})", served),
                         (f"{label}, as saved (float32)", saved),
                         ("tutorial CNN (baseline)", models.build("tutorial"))):
         rate = throughput(model, images)

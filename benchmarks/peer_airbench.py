@@ -1,7 +1,7 @@
 """Our trainer against a PyTorch reproduction of airbench94, same CPU, same archive, same run.
 
     pip install -r benchmarks/requirements.txt        # PyTorch, for this benchmark only
-    python benchmarks/peer_airbench.py [--data PATH] [--epochs N] [--train-subset N]
+    python benchmarks/peer_airbench.py [--data PATH] [--epochs N] [--our-epochs N] [--seed N] [--train-subset N]
 
 The peer is airbench94's recipe (Keller Jordan, "94% on CIFAR-10 in 3.29 seconds
 on a single GPU", legacy/airbench94.py) written here for a CPU: the 2x2 whitening
@@ -46,13 +46,13 @@ def cpu_has_bf16() -> bool:
 
 # ---------------------------------------------------------------- the peer, in PyTorch
 
-def peer(dataset: data.Cifar10, epochs: float, subset: int, report) -> dict:
+def peer(dataset: data.Cifar10, epochs: float, subset: int, report, seed: int = 0) -> dict:
     import torch
     from torch import nn
     import torch.nn.functional as F
 
     torch.set_num_threads(os.cpu_count() or 1)
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     bf16 = cpu_has_bf16()
 
     def tensors(x, y):
@@ -183,12 +183,12 @@ def peer(dataset: data.Cifar10, epochs: float, subset: int, report) -> dict:
 
 # ---------------------------------------------------------------- ours, through the app's trainer
 
-def ours(dataset: data.Cifar10, epochs: int | None, subset: int, report) -> dict:
+def ours(dataset: data.Cifar10, epochs: int | None, subset: int, report, seed: int = 0) -> dict:
     import tempfile
 
     from cifar_core import evaluation, inference, rundir, training
     from cifar_core.config import TrainConfig
-    overrides = {**({"epochs": epochs} if epochs else {}), **({"train_subset": subset} if subset else {})}
+    overrides = {"seed": seed, **({"epochs": epochs} if epochs else {}), **({"train_subset": subset} if subset else {})}
     config = TrainConfig.from_preset("best", **overrides)
     with tempfile.TemporaryDirectory() as folder:
         state = training.train(config, folder, dataset, progress=lambda r: report("ours", r))
@@ -213,6 +213,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", help="cifar-10-python.tar.gz (default: CIFAR10_DATA or the Keras cache)")
     parser.add_argument("--epochs", type=float, help="epochs for both (default: each recipe's own, 9.9 and 11)")
+    parser.add_argument("--our-epochs", type=int, help="epochs for ours alone (default: as --epochs)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed for both (one run is one draw: compare a few)")
     parser.add_argument("--train-subset", type=int, default=0, help="train both on the first N pictures only")
     args = parser.parse_args()
     dataset = data.load(args.data)
@@ -221,8 +223,9 @@ def main() -> None:
     def report(who, record):
         print(f"  {who} epoch {record['epoch']}: {record['test_accuracy']:.2%} after {record['elapsed_s']:.0f} s",
               flush=True)
-    results = [peer(dataset, args.epochs or HYP["epochs"], args.train_subset, report),
-               ours(dataset, math.ceil(args.epochs) if args.epochs else None, args.train_subset, report)]
+    our_epochs = args.our_epochs or (math.ceil(args.epochs) if args.epochs else None)
+    results = [peer(dataset, args.epochs or HYP["epochs"], args.train_subset, report, args.seed),
+               ours(dataset, our_epochs, args.train_subset, report, args.seed)]
 
     print(f"\n{'':<28}{'precision':>11}{'pictures/s':>12}{'s to 90%':>10}{'train s':>9}{'final, mirror TTA':>19}")
     for r in results:

@@ -1,7 +1,8 @@
 """A loaded model as this machine answers with it fastest: in bfloat16 on CPUs that compute it natively.
 
-    served(model) -> the same network, its convolutions, BatchNorms, activations and pooling computing
-                     in bfloat16 where the CPU has AVX-512 BF16 or AMX; the model itself elsewhere
+    served(model)    -> the same network, its convolutions, BatchNorms, activations and pooling computing
+                        in bfloat16 where the CPU has AVX-512 BF16 or AMX; the model itself elsewhere
+    precision(model) -> "bfloat16" or "float32": what its convolutions compute in
 
 A saved model computes in float32, so it answers the same on any machine. On a
 CPU with bfloat16 maths its forward pass is about twice as fast in bfloat16
@@ -67,3 +68,10 @@ def served(model):
         return _in_bfloat16(model)
     except Exception:       # a layer without a config Keras can rebuild: float32 answers are right, only slower
         return model
+
+
+def precision(model) -> str:
+    """What `model`'s convolutions compute in: "bfloat16" for a served copy, else "float32"."""
+    from keras import layers
+    policies = {layer.dtype_policy.compute_dtype for layer in model.layers if isinstance(layer, layers.Conv2D)}
+    return "bfloat16" if "bfloat16" in policies else "float32"

@@ -22,6 +22,7 @@ def test_the_copy_has_the_same_layers_and_weights_with_a_float32_head(saved):
     assert [layer.name for layer in copy.layers] == [layer.name for layer in model.layers]
     for kept, copied in zip(model.weights, copy.weights):
         np.testing.assert_array_equal(kept, copied)
+    assert serving.precision(copy) == "bfloat16" and serving.precision(model) == "float32"
     policies = {layer.name: layer.dtype_policy.name for layer in copy.layers}
     assert policies["whiten"] == policies["features"] == "mixed_bfloat16"
     assert all(policies[name] == "float32" for name in ("normalise", "logits", "probabilities"))
