@@ -9,7 +9,7 @@ averaged views; "no model" is the decoding and cutting alone, the part no
 model can make quicker (most of it libjpeg's entropy decoding, which reading
 a JPEG at reduced size does not skip). The baseline, measured in the same run, is the TensorFlow
 tutorial CNN (untrained: speed does not depend on the weights), and the bundled model as saved, in
-float32: `inference.load_model` serves it in bfloat16 on a CPU with bfloat16 maths (`serving`), and
+float32: `inference.load_model` serves it in bfloat16 on a CPU with bfloat16 maths (`fast_inference`), and
 the float32 row is what it costs without that.
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from cifar_core import inference, models, serving  # noqa: E402
+from cifar_core import fast_inference, inference, models  # noqa: E402
 
 
 def throughput(model, images: np.ndarray, seconds: float = 5.0) -> float:
@@ -79,7 +79,7 @@ def main() -> None:
     served = inference.load_model(args.model)
     saved = keras.models.load_model(args.model or inference.DEFAULT_MODEL, compile=False)
     label = args.model or "bundled"
-    for name, model in ((f"{label}, served ({serving.precision(served)})", served),
+    for name, model in ((f"{label}, served ({fast_inference.precision(served)})", served),
                         (f"{label}, as saved (float32)", saved),
                         ("tutorial CNN (baseline)", models.build("tutorial"))):
         rate = throughput(model, images)

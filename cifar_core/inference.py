@@ -511,10 +511,10 @@ def predict(model, images: np.ndarray, batch_size: int = CHUNK, mirror: bool = T
 
 def load_model(path: str | os.PathLike | None = None):
     """A saved .keras model (the bundled default when path is None), as this machine runs it fastest
-    (`serving.served`), or ModelError."""
+    (`fast_inference.served`), or ModelError."""
     import keras
 
-    from cifar_core import serving
+    from cifar_core import fast_inference
     path = Path(path) if path else DEFAULT_MODEL
     if not path.exists():
         raise ModelError(f"There is no model file at {path}.")
@@ -522,7 +522,7 @@ def load_model(path: str | os.PathLike | None = None):
         model = keras.models.load_model(path, compile=False)
     except Exception as e:
         raise ModelError(f"{path} is not a CIFAR-10 Studio model we can load ({type(e).__name__}).") from None
-    model = serving.served(model)
+    model = fast_inference.served(model)
     model.calibration_temperature = temperature_for(path)
     return model
 

@@ -318,7 +318,7 @@ def export(run_dir: str | os.PathLike, dest: str | os.PathLike, command: str = "
     (expected calibration error) before and after its temperature."""
     import shutil
 
-    from cifar_core import inference, serving
+    from cifar_core import fast_inference, inference
     run_dir, dest = Path(run_dir), Path(dest)
     dataset = dataset or cifar_data.load()
     model = inference.load_model(run_dir / rundir.MODEL)
@@ -345,7 +345,7 @@ def export(run_dir: str | os.PathLike, dest: str | os.PathLike, command: str = "
         "wall_seconds": round(status["ended"] - status["started"], 1)
         if isinstance(status.get("ended"), (int, float)) and isinstance(status.get("started"), (int, float)) else None,
         "precision": status.get("precision"),
-        "inference_precision": serving.precision(model),      # what the figures above were measured in
+        "inference_precision": fast_inference.precision(model),      # what the figures above were measured in
         "parameters": int(model.count_params()),
         "machine": devices.describe_machine(),
     }

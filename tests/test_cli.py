@@ -7,7 +7,7 @@ import sys
 import pytest
 from PIL import Image
 
-from cifar_core import data, rundir, serving
+from cifar_core import data, fast_inference, rundir
 from cifar_core.config import PRESETS
 from conftest import ROOT
 
@@ -51,7 +51,7 @@ def test_train_writes_the_run_and_a_model_card(trained):
     assert 0 <= card["test_accuracy_without_tta"] <= 1 and card["wall_seconds"] >= card["training_seconds"]
     assert json.loads((trained / "run" / "status.json").read_text())["temperature"] == card["temperature"]
     # The figures are the model's as this machine serves it (bfloat16 where the CPU has it).
-    assert card["inference_precision"] == ("bfloat16" if serving._bfloat16_here() else "float32")
+    assert card["inference_precision"] == ("bfloat16" if fast_inference._bfloat16_here() else "float32")
 
 
 def test_train_learns_from_saved_models_named_as_the_user_typed_them(trained, tiny_archive):

@@ -54,7 +54,7 @@ def test_the_bundled_model_ships_its_answers_for_the_bundled_sample():
     shipped = evaluation.shipped_probabilities(inference.DEFAULT_MODEL, sample.x_test, sample.y_test)
     assert shipped is not None
     # The bundled answers were worked out in float32; where the CPU has bfloat16 maths the model is served
-    # in bfloat16 (`serving`), whose answers are a rounding away.
+    # in bfloat16 (`fast_inference`), whose answers are a rounding away.
     import keras
     saved = keras.models.load_model(inference.DEFAULT_MODEL, compile=False)
     assert np.allclose(shipped[:64], inference.predict(saved, sample.x_test[:64], calibrated=False), atol=2e-3)

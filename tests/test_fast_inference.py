@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from cifar_core import data, explain, fast_layers, inference, inside, serving
+from cifar_core import data, explain, fast_inference, fast_layers, inference, inside
 
 pytest.importorskip("tensorflow")
 
@@ -13,7 +13,7 @@ def saved():
     bfloat16 maths it is slow, not wrong)."""
     import keras
     model = keras.models.load_model(inference.DEFAULT_MODEL, compile=False)
-    return model, serving._in_bfloat16(model)
+    return model, fast_inference._in_bfloat16(model)
 
 
 def test_the_copy_has_the_same_layers_and_weights_with_a_float32_head(saved):
@@ -22,7 +22,7 @@ def test_the_copy_has_the_same_layers_and_weights_with_a_float32_head(saved):
     assert [layer.name for layer in copy.layers] == [layer.name for layer in model.layers]
     for kept, copied in zip(model.weights, copy.weights):
         np.testing.assert_array_equal(kept, copied)
-    assert serving.precision(copy) == "bfloat16" and serving.precision(model) == "float32"
+    assert fast_inference.precision(copy) == "bfloat16" and fast_inference.precision(model) == "float32"
     policies = {layer.name: layer.dtype_policy.name for layer in copy.layers}
     assert policies["whiten"] == policies["features"] == "mixed_bfloat16"
     assert all(policies[name] == "float32" for name in ("normalise", "logits", "probabilities"))
@@ -57,10 +57,10 @@ def test_what_looks_inside_by_layer_name_works_on_the_copy(saved, real_archive):
 
 def test_served_is_the_copy_only_where_bfloat16_is_fast(saved, monkeypatch):
     model, _ = saved
-    monkeypatch.setattr(serving, "_bfloat16_here", lambda: False)
-    assert serving.served(model) is model
-    monkeypatch.setattr(serving, "_bfloat16_here", lambda: True)
-    copy = serving.served(model)
+    monkeypatch.setattr(fast_inference, "_bfloat16_here", lambda: False)
+    assert fast_inference.served(model) is model
+    monkeypatch.setattr(fast_inference, "_bfloat16_here", lambda: True)
+    copy = fast_inference.served(model)
     assert copy is not model and copy.get_layer("whiten").dtype_policy.name == "mixed_bfloat16"
     assert inference.load_model().get_layer("whiten").dtype_policy.name == "mixed_bfloat16"
 
@@ -77,5 +77,5 @@ def test_a_model_that_cannot_be_copied_is_served_as_it_is(monkeypatch):
 
     inputs = keras.Input((32, 32, 3))
     model = keras.Model(inputs, keras.layers.Conv2D(4, 3)(Unrebuildable()(inputs)))
-    monkeypatch.setattr(serving, "_bfloat16_here", lambda: True)
-    assert serving.served(model) is model
+    monkeypatch.setattr(fast_inference, "_bfloat16_here", lambda: True)
+    assert fast_inference.served(model) is model
