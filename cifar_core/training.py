@@ -322,9 +322,9 @@ def export(run_dir: str | os.PathLike, dest: str | os.PathLike, command: str = "
     run_dir, dest = Path(run_dir), Path(dest)
     dataset = dataset or cifar_data.load()
     model = inference.load_model(run_dir / rundir.MODEL)
-    raw = inference.predict(model, dataset.x_test, calibrated=False)
-    calibrated = evaluation.with_temperature(raw, model.calibration_temperature)
     plain = inference.predict(model, dataset.x_test, mirror=False, calibrated=False)
+    raw = inference.predict(model, dataset.x_test, calibrated=False, plain=plain)    # only the mirrored half is new
+    calibrated = evaluation.with_temperature(raw, model.calibration_temperature)
     result = evaluation.summary(calibrated, dataset.y_test)
     epochs = [r for r in rundir.read_metrics(run_dir) if r.get("kind") == "epoch"]
     status = rundir.read_status(run_dir)
