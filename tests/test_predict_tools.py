@@ -1,5 +1,6 @@
 """Grad-CAM, the doubts shown beside an answer, and the picture changes of "try to fool it"."""
 import numpy as np
+from PIL import Image
 import pytest
 
 from cifar_core import data, inference, perturbations
@@ -46,3 +47,22 @@ def test_changes_do_what_their_names_say():
     assert 20 < (noisy.astype(float) - image).std() < 45
     turned = perturbations.apply(image, Changes(rotation=90))
     assert np.abs(turned.astype(float) - np.rot90(image).astype(float)).mean() < 25
+
+
+def test_the_batch_tables_sure_is_rounded_once_as_the_answer_above_the_bars(model):
+    """A photo answered 50.45% sure: rounded to a tenth first, the table showed 51% beside "50% sure"."""
+    import io
+
+    from app_pages import predict_parts
+
+    class Upload(io.BytesIO):
+        name = "photo.png"
+
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        buffer = Upload()
+        Image.fromarray(rng.integers(0, 256, (64, 48, 3), dtype=np.uint8)).resize((480, 640)).save(buffer, "PNG")
+        probabilities = inference.predict_views(model, inference.views(inference.load_image(buffer.getvalue())))
+        row = predict_parts._row(buffer, model)
+        assert row["sure"] == 100 * float(probabilities.max())
+        assert f"{row['sure']:.0f}%" == f"{probabilities.max():.0%}"   # the table's format, the answer's format
