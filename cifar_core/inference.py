@@ -441,26 +441,31 @@ CHUNK = 128                         # pictures per forward call: a long pass yie
 
 
 def _forward(model):
-    """The model's forward pass, compiled once per model on TensorFlow (an eager call of a
-    30-layer model costs ~20 ms in Python overhead alone); a plain call on other backends.
+    """The forward pass `predict` runs for `model` (`fast_inference.network`: a loaded model's faster
+    equivalent), compiled once per model on TensorFlow (an eager call of a 30-layer model costs ~20 ms
+    in Python overhead alone); a plain call on other backends.
 
     Once traced, a compiled function is safe to call from many threads at once,
     so only the first call (the trace) is serialised.
 
-    The function reaches its model through a weak reference: the cache is keyed
+    The function reaches its network through a weak reference: the cache is keyed
     weakly by model, and a value holding its own key strongly would keep every
-    model ever used (and its compiled graph) alive for the life of the server.
+    model ever used (and its compiled graph) alive for the life of the server. A
+    served model's copy lives exactly as long as the model (`fast_inference`).
     """
     import keras
+
+    from cifar_core import fast_inference
+    network = fast_inference.network(model)
     if keras.backend.backend() != "tensorflow":
-        return lambda x: model(x, training=False)
+        return lambda x: network(x, training=False)
     forward = _compiled.get(model)
     if forward is None:
         import tensorflow as tf
         with _trace_lock:
             forward = _compiled.get(model)
             if forward is None:
-                held = weakref.ref(model)
+                held = weakref.ref(network)
                 forward = tf.function(lambda x: held()(x, training=False), reduce_retracing=True,
                                       input_signature=[tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)])
                 forward(np.zeros((1, *model.input_shape[1:]), np.float32))    # trace now, under the lock
@@ -510,8 +515,8 @@ def predict(model, images: np.ndarray, batch_size: int = CHUNK, mirror: bool = T
 
 
 def load_model(path: str | os.PathLike | None = None):
-    """A saved .keras model (the bundled default when path is None), as this machine runs it fastest
-    (`fast_inference.served`), or ModelError."""
+    """A saved .keras model (the bundled default when path is None), or ModelError. `predict` answers
+    for it with an equivalent network this machine runs faster (`fast_inference.serve`)."""
     import keras
 
     from cifar_core import fast_inference
@@ -522,7 +527,7 @@ def load_model(path: str | os.PathLike | None = None):
         model = keras.models.load_model(path, compile=False)
     except Exception as e:
         raise ModelError(f"{path} is not a CIFAR-10 Studio model we can load ({type(e).__name__}).") from None
-    model = fast_inference.served(model)
+    fast_inference.serve(model)
     model.calibration_temperature = temperature_for(path)
     return model
 

@@ -1,4 +1,8 @@
-"""A served model is the saved network computing in bfloat16 where the CPU has it, and answers as it does."""
+"""A loaded model answers through a faster copy (BatchNorms folded into their convolutions, bfloat16 where
+the CPU has it) whose answers are the saved model's; everything else sees the model as saved."""
+import gc
+import weakref
+
 import numpy as np
 import pytest
 
@@ -7,22 +11,39 @@ from cifar_core import data, explain, fast_inference, fast_layers, inference, in
 pytest.importorskip("tensorflow")
 
 
+def _answering(model, bfloat16: bool):
+    """`fast_inference.answering(model)` as a CPU with (or without) bfloat16 maths makes it: the bfloat16
+    copy is made on any CPU (without bfloat16 maths it is slow, not wrong)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(fast_inference, "_bfloat16_here", lambda: bfloat16)
+        return fast_inference.answering(model)
+
+
 @pytest.fixture(scope="module")
 def saved():
-    """The bundled model as saved (float32), and its bfloat16 copy; the copy is made on any CPU (without
-    bfloat16 maths it is slow, not wrong)."""
+    """The bundled model as saved (float32), and its answering copy in bfloat16."""
     import keras
     model = keras.models.load_model(inference.DEFAULT_MODEL, compile=False)
-    return model, fast_inference._in_bfloat16(model)
+    return model, _answering(model, bfloat16=True)
 
 
-def test_the_copy_has_the_same_layers_and_weights_with_a_float32_head(saved):
+@pytest.fixture(scope="module")
+def test_pictures(real_archive):
+    return data.load(real_archive).x_test[:1000]
+
+
+def test_the_copy_folds_its_batchnorms_and_computes_its_features_in_bfloat16(saved):
     import keras
+    from keras import layers
     model, copy = saved
     assert [layer.name for layer in copy.layers] == [layer.name for layer in model.layers]
-    for kept, copied in zip(model.weights, copy.weights):
-        np.testing.assert_array_equal(kept, copied)
-    assert fast_inference.precision(copy) == "bfloat16" and fast_inference.precision(model) == "float32"
+    batchnorms = [layer.name for layer in model.layers if isinstance(layer, layers.BatchNormalization)]
+    assert len(batchnorms) == 6
+    assert not any(isinstance(layer, layers.BatchNormalization) for layer in copy.layers)
+    assert all(copy.get_layer(name).weights == [] for name in batchnorms)
+    convs = [layer for layer in copy.layers if isinstance(layer, layers.Conv2D)]
+    assert sum(conv.use_bias for conv in convs) == 6 and not copy.get_layer("whiten").use_bias   # nothing after it
+    assert fast_inference.precision(model) == "float32"
     policies = {layer.name: layer.dtype_policy.name for layer in copy.layers}
     assert policies["whiten"] == policies["features"] == "mixed_bfloat16"
     assert all(policies[name] == "float32" for name in ("normalise", "logits", "probabilities"))
@@ -32,40 +53,87 @@ def test_the_copy_has_the_same_layers_and_weights_with_a_float32_head(saved):
     assert gelus and all(type(layer) is fast_layers.activation(compiled=False) for layer in gelus)
 
 
-def test_the_copy_answers_as_the_saved_model_does(saved, real_archive):
+def test_folding_alone_changes_no_answer(saved, test_pictures):
+    """In float32 (a CPU without bfloat16 maths), the folded copy answers as the model does, to rounding."""
+    model, _ = saved
+    folded = _answering(model, bfloat16=False)
+    assert fast_inference.precision(folded) == "float32"
+    np.testing.assert_allclose(inference.predict(folded, test_pictures, calibrated=False),
+                               inference.predict(model, test_pictures, calibrated=False), atol=1e-4)
+
+
+def test_a_batchnorm_is_folded_only_where_its_sums_allow():
+    """Straight after a convolution any BatchNorm folds; across a max pooling only one whose scales are all
+    positive (a negative one would turn the maximum into a minimum); after anything else, none."""
+    import keras
+    from keras import layers
+    inputs = keras.Input((8, 8, 3))
+    x = layers.Conv2D(4, 3, padding="same", name="conv_a")(inputs)
+    x = layers.BatchNormalization(name="direct")(x)
+    x = layers.Conv2D(4, 3, padding="same", name="conv_b")(x)
+    x = layers.MaxPooling2D(2)(x)
+    x = layers.BatchNormalization(name="positive_after_pool")(x)
+    x = layers.Conv2D(4, 3, padding="same", name="conv_c")(x)
+    x = layers.MaxPooling2D(2)(x)
+    x = layers.BatchNormalization(name="negative_after_pool")(x)
+    x = layers.Activation("relu")(x)
+    x = layers.BatchNormalization(name="after_relu")(x)
+    model = keras.Model(inputs, layers.Dense(3)(layers.Flatten()(x)))
+    rng = np.random.default_rng(0)
+    for layer in model.layers:
+        if isinstance(layer, layers.BatchNormalization):
+            gamma = rng.uniform(0.5, 2, 4) * (-1 if layer.name == "negative_after_pool" else 1)
+            layer.set_weights([gamma, rng.normal(0, 1, 4), rng.normal(0, 1, 4), rng.uniform(0.5, 2, 4)])
+    assert {name: conv.name for name, conv in fast_inference._folds(model).items()} == {
+        "direct": "conv_a", "positive_after_pool": "conv_b"}
+    pictures = rng.integers(0, 256, (16, 8, 8, 3)).astype(np.float32)
+    copy = _answering(model, bfloat16=False)
+    np.testing.assert_allclose(copy(pictures), model(pictures), rtol=1e-4, atol=1e-4)
+
+
+def test_the_bfloat16_copy_answers_as_the_saved_model_does(saved, test_pictures):
     model, copy = saved
-    pictures = data.load(real_archive).x_test[:1000]
-    exact = inference.predict(model, pictures, calibrated=False)
-    served = inference.predict(copy, pictures, calibrated=False)
+    exact = inference.predict(model, test_pictures, calibrated=False)
+    served = inference.predict(copy, test_pictures, calibrated=False)
     assert served.dtype == np.float32
     np.testing.assert_allclose(served.sum(axis=1), 1, atol=1e-5)     # a float32 softmax
     assert np.abs(served - exact).mean() < 0.005
     assert (served.argmax(axis=1) == exact.argmax(axis=1)).mean() >= 0.99
 
 
-def test_what_looks_inside_by_layer_name_works_on_the_copy(saved, real_archive):
-    model, copy = saved
-    picture = data.load(real_archive).x_test[0]
+def test_a_loaded_model_answers_through_its_copy_and_is_seen_as_saved(test_pictures):
+    """`predict` runs the copy; what looks inside sees the model's own layers, BatchNorms and all."""
+    import keras
+    from keras import layers
+    model = inference.load_model()
+    copy = fast_inference.network(model)
+    assert copy is not model and fast_inference.precision(model) == fast_inference.precision(copy)
+    assert fast_inference.precision(model) == ("bfloat16" if fast_inference._bfloat16_here() else "float32")
+    np.testing.assert_allclose(inference.predict(model, test_pictures[:50], calibrated=False),
+                               inference.predict(copy, test_pictures[:50], calibrated=False), atol=1e-6)
+    assert sum(isinstance(layer, layers.BatchNormalization) for layer in model.layers) == 6
+    assert "BatchNormalization" in {row["type"] for row in inside.layer_table(model)}
+    picture = test_pictures[0]
     answer = int(inference.predict(model, picture).argmax())
-    heat = explain.gradcam(copy, picture, answer)
-    np.testing.assert_allclose(heat, explain.gradcam(model, picture, answer), atol=0.02)
-    assert heat.max() > 0.5                 # a map, not zeros: the class the model answers drew on the picture
-    maps = inside.activations(copy, picture[None])
-    assert len(maps) == len(inside.activations(model, picture[None]))
-    assert all(m.dtype == np.float32 and np.isfinite(m).all() for m in maps)
+    assert explain.gradcam(model, picture, answer).max() > 0.5     # a map, not zeros
+    # A model nobody served (still training, say) answers with its own weights.
+    untouched = keras.models.load_model(inference.DEFAULT_MODEL, compile=False)
+    assert fast_inference.network(untouched) is untouched
 
 
-def test_served_is_the_copy_only_where_bfloat16_is_fast(saved, monkeypatch):
-    model, _ = saved
-    monkeypatch.setattr(fast_inference, "_bfloat16_here", lambda: False)
-    assert fast_inference.served(model) is model
-    monkeypatch.setattr(fast_inference, "_bfloat16_here", lambda: True)
-    copy = fast_inference.served(model)
-    assert copy is not model and copy.get_layer("whiten").dtype_policy.name == "mixed_bfloat16"
-    assert inference.load_model().get_layer("whiten").dtype_policy.name == "mixed_bfloat16"
+def test_the_copy_lives_as_long_as_its_model():
+    """A server loads models again and again: each copy, and the forward pass compiled for it, must go
+    with its model."""
+    model = inference.load_model()
+    inference.predict(model, np.zeros((2, 32, 32, 3), np.uint8))
+    copy = weakref.ref(fast_inference.network(model))
+    del model
+    gc.collect()        # the model, in reference cycles as every Keras model is; its entry goes with it
+    gc.collect()        # then the copy, unreachable from that moment
+    assert copy() is None
 
 
-def test_a_model_that_cannot_be_copied_is_served_as_it_is(monkeypatch):
+def test_a_model_that_cannot_be_copied_answers_itself():
     import keras
 
     class Unrebuildable(keras.layers.Layer):     # a layer with no config to rebuild it from
@@ -77,5 +145,4 @@ def test_a_model_that_cannot_be_copied_is_served_as_it_is(monkeypatch):
 
     inputs = keras.Input((32, 32, 3))
     model = keras.Model(inputs, keras.layers.Conv2D(4, 3)(Unrebuildable()(inputs)))
-    monkeypatch.setattr(fast_inference, "_bfloat16_here", lambda: True)
-    assert fast_inference.served(model) is model
+    assert _answering(model, bfloat16=True) is model
