@@ -212,7 +212,7 @@ def seconds_to(result: dict, target: float) -> float | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", help="cifar-10-python.tar.gz (default: CIFAR10_DATA or the Keras cache)")
-    parser.add_argument("--epochs", type=float, help="epochs for both (default: each recipe's own, 9.9 and 11)")
+    parser.add_argument("--epochs", type=float, help="epochs for both (default: each recipe's own, 9.9 and 10)")
     parser.add_argument("--our-epochs", type=int, help="epochs for ours alone (default: as --epochs)")
     parser.add_argument("--seed", type=int, default=0, help="random seed for both (one run is one draw: compare a few)")
     parser.add_argument("--train-subset", type=int, default=0, help="train both on the first N pictures only")

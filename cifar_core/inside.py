@@ -17,6 +17,7 @@ three conv-pool stages. One sub-model per model returns every block's maps in on
 """
 from __future__ import annotations
 
+import math
 import threading
 import weakref
 from dataclasses import dataclass
@@ -282,7 +283,7 @@ class Filters:
     layer: str
     kernel: np.ndarray      # (k, k, 3, N): what each filter multiplies the picture's colours by
     fixed: bool             # set once, not learned (airbench's whitening)
-    seen_through: str = ""  # the layer before, folded in (its straight-line part), if not on the picture itself
+    seen_through: str = ""  # the layer before, folded in (`seen_through`), if not on the picture itself
 
     @property
     def patches(self) -> np.ndarray:
@@ -307,10 +308,34 @@ def compose(first: np.ndarray, second: np.ndarray, stride: int = 1) -> np.ndarra
     return out
 
 
+def _slopes(model, stem) -> np.ndarray:
+    """(channels,) the slope of the bend after `stem` (GELU or ReLU) at each channel's bias: how much of
+    a small change of the stem's output it passes on, around the average picture (all zeros once
+    normalised), where the stem's output is its bias. 1/2 everywhere for a stem without one."""
+    weights = stem.get_weights()
+    bias = np.asarray(weights[1], np.float64) if len(weights) > 1 else np.zeros(weights[0].shape[-1])
+    after = model.layers[model.layers.index(stem) + 1]
+    if getattr(getattr(after, "activation", None), "__name__", "") == "relu":
+        return np.where(bias > 0, 1.0, np.where(bias < 0, 0.0, 0.5))
+    cdf = np.array([0.5 * (1 + math.erf(b / math.sqrt(2))) for b in bias])      # GELU(x) = x * cdf(x)
+    return cdf + bias * np.exp(-bias ** 2 / 2) / math.sqrt(2 * math.pi)
+
+
+def seen_through(model, stem, kernel: np.ndarray) -> np.ndarray:
+    """`kernel`, a convolution's after the fixed layer `stem` and its bend, as it acts on the picture's
+    colours: its response to small changes around the average picture, the stem's filters each
+    weighted by the bend's slope at its bias (`_slopes`), composed with `kernel`. With no bias that
+    slope is 1/2, and as the stem's filters come in +/- pairs (airbench's whitening) this is then
+    exactly the odd part of the response to any picture, since GELU(x) and ReLU(x) are each x/2
+    plus an even function of x."""
+    stem_kernel = np.asarray(stem.get_weights()[0], np.float32)
+    weighted = (stem_kernel * _slopes(model, stem)).astype(np.float32)
+    return compose(weighted, kernel, stem.strides[0])
+
+
 def first_filters(model) -> list[Filters]:
     """The first convolution's filters on the picture's colours. When that layer is fixed (airbench's
-    "whiten"), also the first learned layer's, seen through it: the fixed filters come in +/- pairs,
-    so the bend between (GELU or ReLU) passes their straight-line part on exactly, at half strength."""
+    "whiten"), also the first learned layer's, seen through it (`seen_through`)."""
     from keras import layers
     convs = [l for l in model.layers if isinstance(l, layers.Conv2D)]
     if not convs or convs[0].get_weights()[0].shape[2] != 3:
@@ -322,7 +347,7 @@ def first_filters(model) -> list[Filters]:
         nxt = convs[1]
         weights = nxt.get_weights()[0]
         if weights.shape[2] == kernel.shape[3] and tuple(nxt.strides) == (1, 1):
-            found.append(Filters(nxt.name, compose(kernel, weights, first.strides[0]) / 2, fixed=not nxt.trainable,
+            found.append(Filters(nxt.name, seen_through(model, first, weights), fixed=not nxt.trainable,
                                  seen_through=first.name))
     return found
 
@@ -341,7 +366,7 @@ def _does(layer) -> str:
         return "centres each colour on 0"
     if isinstance(layer, layers.Conv2D):
         k = layer.kernel_size
-        fixed = ", fixed (not learned)" if not layer.trainable else ""
+        fixed = ", fixed (not learned)" if not layer.trainable or layer.name == "whiten" else ""   # filters set from the data
         step = f", {layer.strides[0]} pixels apart" if layer.strides[0] > 1 else ""
         return f"{layer.filters} filters of {k[0]} x {k[1]} pixels{step}{fixed}{then}"
     if isinstance(layer, layers.MaxPooling2D):

@@ -66,7 +66,8 @@ def _airbench(num_classes: int, widths: tuple[int, ...], name: str, for_training
               stem_stride: int = 1, activation: str = "gelu"):
     """The airbench network (Keller Jordan's fast CIFAR-10 trainer), in plain Keras layers.
 
-    A frozen 2x2 whitening convolution (set from the data by `init_whitening`),
+    A frozen 2x2 whitening convolution (set from the data by `init_whitening`; its bias,
+    zero at first, learns for a few epochs where the recipe says, as airbench94's does),
     then one block of conv-pool-BN-act-conv-BN-act per width, global max pooling
     and a linear layer scaled down by 9. BatchNorm has fast momentum and no scale.
     With `stem_stride` 2 the whitening filters step over the picture's 2x2
@@ -86,7 +87,9 @@ def _airbench(num_classes: int, widths: tuple[int, ...], name: str, for_training
 
     inputs = keras.Input((32, 32, 3), name="image")
     x = _normalise(inputs)
-    x = layers.Conv2D(24, 2, strides=stem_stride, padding="valid", use_bias=False, trainable=False, name="whiten")(x)
+    whiten = layers.Conv2D(24, 2, strides=stem_stride, padding="valid", name="whiten")
+    x = whiten(x)
+    whiten.kernel.trainable = False     # set from the data (`init_whitening`); its bias may learn (`recipe`)
     x = act(activation)(x)
     for width in widths:
         x = conv(width, 3, padding="same", use_bias=False)(x)
@@ -180,4 +183,19 @@ def init_whitening(model, images: np.ndarray, eps: float = 5e-4) -> None:
     eigenvalues, eigenvectors = np.linalg.eigh(_patch_covariance(images[:5000]))
     filters = eigenvectors / np.sqrt(eigenvalues + eps)                         # (12, 12) columns
     kernel = np.concatenate([filters, -filters], axis=1).reshape(2, 2, 3, 24)
-    layer.set_weights([kernel.astype(np.float32)])
+    layer.kernel.assign(kernel.astype(np.float32))
+
+
+def copy_weights(source, target) -> None:
+    """`source`'s weights into `target`, the same network, layer by layer. A convolution saved without
+    a bias goes into one with a zero bias: airbench's whitening layer has one since its bias learns.
+    ValueError when the two are different networks."""
+    theirs = [layer for layer in source.layers if layer.weights]
+    ours = [layer for layer in target.layers if layer.weights]
+    if len(theirs) != len(ours):
+        raise ValueError(f"{len(theirs)} layers with weights against {len(ours)}")
+    for saved, layer in zip(theirs, ours):
+        weights = saved.get_weights()
+        if len(weights) == 1 and getattr(layer, "use_bias", False) and not getattr(saved, "use_bias", True):
+            weights.append(np.zeros(layer.bias.shape, np.float32))
+        layer.set_weights(weights)

@@ -20,9 +20,9 @@ Each is a NumPy .npz archive (plain arrays, never pickles) holding:
 The filters are those of the first trainable convolution. In the airbench
 networks that layer sees the output of a fixed 2x2 "whitening" convolution
 followed by GELU or ReLU, not the picture, so its filters are drawn as the
-colour pattern they respond to in the picture: the linear (odd) part of the
-response, exact because the whitening has no bias, its filters come in +/-
-pairs and GELU(x) and ReLU(x) are each x/2 + an even function of x. Those
+colour pattern they respond to in the picture: their response to small changes
+around the average picture (`inside.seen_through`), which, while the whitening's
+bias is zero, is exactly the odd part of their response to any picture. Those
 patterns cover 4x4 pixels (6x6 where the whitening steps over 2x2 patches);
 the tutorial network's cover 3x3.
 
@@ -79,7 +79,7 @@ def first_layer_kernel(model) -> np.ndarray | None:
     in normalised pixel units; None for a network whose first layer cannot be drawn in picture colours."""
     from keras import layers
     convs = [layer for layer in model.layers if isinstance(layer, layers.Conv2D)]
-    first = next((layer for layer in convs if layer.trainable), None)
+    first = next((layer for layer in convs if layer.trainable and layer.name != "whiten"), None)   # its bias learns
     if first is None:
         return None
     kernel = np.asarray(first.get_weights()[0], dtype=np.float32)        # (kh, kw, in, out)
@@ -88,12 +88,11 @@ def first_layer_kernel(model) -> np.ndarray | None:
     stem = next((layer for layer in convs if layer.name == "whiten"), None)
     if stem is None:
         return None
-    whiten = np.asarray(stem.get_weights()[0], dtype=np.float32)       # (2, 2, 3, in)
+    whiten = stem.get_weights()[0]                                      # (2, 2, 3, in)
     if whiten.shape[2] != 3 or whiten.shape[3] != kernel.shape[2]:
         return None
-    from cifar_core.inside import compose
-    # GELU's and ReLU's linear part is x/2: the same squares Look inside draws
-    return compose(whiten, kernel, stem.strides[0]) / 2
+    from cifar_core.inside import seen_through
+    return seen_through(model, stem, kernel)        # the same squares Look inside draws
 
 
 def rgb_filters(model) -> np.ndarray | None:

@@ -155,7 +155,7 @@ def build_model(config: TrainConfig, x_train: np.ndarray, precision: str):
     if config.initial_model:
         start = keras.models.load_model(config.initial_model)
         try:
-            model.set_weights(start.get_weights())
+            models.copy_weights(start, model)
         except ValueError:
             raise ConfigError(f"{config.initial_model} is not a {config.arch} model, so training cannot continue from it.") from None
     else:
@@ -198,7 +198,8 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, dataset: cifar_data.C
         steps_per_epoch = math.ceil(len(x_train) / config.batch_size)
         total_steps = config.epochs * steps_per_epoch
         def compile(model):
-            model.compile(optimizer=recipe.make_optimizer(config, total_steps),
+            model.compile(optimizer=recipe.make_optimizer(config, total_steps, model,
+                                                          whiten_bias_steps=config.whiten_bias_epochs * steps_per_epoch),
                           loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
                           metrics=["categorical_accuracy"])
 

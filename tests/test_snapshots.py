@@ -8,7 +8,7 @@ import pytest
 from conftest import ROOT
 from streamlit.testing.v1 import AppTest
 
-from cifar_core import data, evaluation, inference, models, rundir, runs, snapshots, training
+from cifar_core import data, evaluation, inference, inside, models, rundir, runs, snapshots, training
 from cifar_core.config import TrainConfig
 
 BUDGET_BYTES = 1_000_000      # a run of 200 epochs
@@ -128,7 +128,7 @@ def test_airbench_filters_are_the_first_layers_response_to_colours(tiny):
     rng = np.random.default_rng(0)
     names = [layer.name for layer in model.layers]
     start = names.index("whiten")
-    first = next(layer for layer in model.layers[start:] if isinstance(layer, keras.layers.Conv2D) and layer.trainable)
+    first = next(layer for layer in model.layers[start:] if isinstance(layer, keras.layers.Conv2D) and layer.name != "whiten")
     first.set_weights([rng.normal(0, 0.3, first.get_weights()[0].shape).astype(np.float32)])  # not the identity start
     kernel = snapshots.first_layer_kernel(model)
     assert kernel.shape == (4, 4, 3, 32)
@@ -140,6 +140,38 @@ def test_airbench_filters_are_the_first_layers_response_to_colours(tiny):
     out = keras.ops.convert_to_numpy(out)
     odd = (out[0, 1, 1] - out[1, 1, 1]) / 2       # the centre output sees exactly these 4x4 pixels
     assert odd == pytest.approx(np.einsum("hwc,hwco->o", x[0], kernel), rel=1e-4, abs=1e-4)
+
+
+@pytest.mark.parametrize("arch", ["airbench_tiny", "airbench16"])      # GELU after the whitening; ReLU
+def test_with_a_learned_whitening_bias_the_filters_are_the_response_to_small_changes(tiny, arch):
+    """Once the whitening's bias has learned (the `best` recipe), the drawn kernel is the first trainable
+    convolution's response to small colour changes around the average picture (all zeros once
+    normalised): its derivative there, each whitening channel weighted by the bend's slope at its bias."""
+    import keras
+    model = models.build(arch)
+    models.init_whitening(model, tiny.x_train)
+    rng = np.random.default_rng(1)
+    names = [layer.name for layer in model.layers]
+    start = names.index("whiten")
+    # biases clear of ReLU's kink by more than the small change moves the whitened values (up to ~45x it)
+    model.get_layer("whiten").bias.assign((rng.choice([-1, 1], 24) * rng.uniform(0.5, 1.5, 24)).astype(np.float32))
+    first = next(layer for layer in model.layers[start:] if isinstance(layer, keras.layers.Conv2D) and layer.name != "whiten")
+    first.set_weights([rng.normal(0, 0.3, first.get_weights()[0].shape).astype(np.float32)])
+    kernel = snapshots.first_layer_kernel(model)
+    size = kernel.shape[0]
+    change = rng.normal(0, 1, (size, size, 3)).astype(np.float32)
+    step = 1e-3
+    out = np.stack([change * step, -change * step])
+    for layer in model.layers[start:names.index(first.name) + 1]:
+        out = layer(out)
+    out = keras.ops.convert_to_numpy(out)
+    centre = out.shape[1] // 2
+    derivative = (out[0, centre, centre] - out[1, centre, centre]) / (2 * step)
+    assert derivative == pytest.approx(np.einsum("hwc,hwco->o", change, kernel), rel=5e-3, abs=5e-3)
+    # and it is not the zero-bias drawing: the bias changed what the layer sees
+    assert not np.allclose(kernel, inside.compose(model.get_layer("whiten").get_weights()[0],
+                                                  first.get_weights()[0], model.get_layer("whiten").strides[0]) / 2,
+                           atol=1e-3)
 
 
 def _write_npz(path, **arrays):

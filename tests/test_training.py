@@ -18,6 +18,8 @@ from cifar_core.config import PRECISIONS, PRESETS, ConfigError, TrainConfig
     ({"batch_size": 0}, "Batch size"),
     ({"optimizer": "lbfgs"}, "Unknown optimizer"),
     ({"train_subset": -5}, "Training subset"),
+    ({"whiten_bias_epochs": -1}, "Whitening bias epochs must be a whole number from 0 to"),
+    ({"whiten_bias_epochs": 1.5}, "Whitening bias epochs must be a whole number from 0 to"),
 ])
 def test_bad_settings_give_one_line(changes, message):
     with pytest.raises(ConfigError) as e:
@@ -234,6 +236,41 @@ def test_continue_from_a_checkpoint(tiny, tmp_path):
     wrong = TrainConfig(arch="tutorial", epochs=1, initial_model=str(tmp_path / "a" / rundir.MODEL))
     assert training.train(wrong, tmp_path / "c", tiny) == "failed"
     assert "is not a tutorial model" in rundir.read_status(tmp_path / "c")["error"]
+
+
+def test_a_model_saved_before_the_whitening_had_a_bias_is_continued_from(tmp_path):
+    """The bundled model's whitening layer has no bias; an airbench network now has one, so continuing
+    from it gives that bias zeros, and the network starts out answering exactly as the model does."""
+    import keras
+    config = TrainConfig.from_preset("best", initial_model=str(inference.DEFAULT_MODEL), precision="float32")
+    model = training.build_model(config, np.zeros((0, 32, 32, 3), np.uint8), "float32")
+    saved = keras.models.load_model(inference.DEFAULT_MODEL, compile=False)
+    assert not saved.get_layer("whiten").use_bias and model.get_layer("whiten").use_bias
+    np.testing.assert_array_equal(model.get_layer("whiten").get_weights()[1], np.zeros(24, np.float32))
+    pictures = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3)).astype(np.float32)
+    np.testing.assert_allclose(model(pictures, training=False), saved(pictures, training=False), atol=1e-5)
+
+
+def test_the_whitening_bias_learns_for_its_steps_then_stays_undecayed(tiny):
+    """airbench's recipe: the whitening layer's bias learns for the first steps only (here 2 of 5), and
+    weight decay leaves it alone (it would pull the bias back to zero once it stopped learning); its
+    filters never learn."""
+    import keras
+    config = TrainConfig(arch="airbench_tiny", batch_size=20, momentum=0.0, weight_decay=0.05,
+                         schedule="constant", learning_rate=0.5, precision="float32")
+    model = training.build_model(config, tiny.x_train, "float32")
+    model.compile(optimizer=recipe.make_optimizer(config, 5, model, whiten_bias_steps=2),
+                  loss=keras.losses.CategoricalCrossentropy())
+    whiten = model.get_layer("whiten")
+    assert [v.path for v in whiten.trainable_weights] == ["whiten/bias"]
+    kernel, biases = whiten.kernel.numpy(), [whiten.bias.numpy()]
+    labels = np.eye(10, dtype="float32")[tiny.y_train]
+    for step in range(5):
+        model.train_on_batch(tiny.x_train[step * 20:(step + 1) * 20], labels[step * 20:(step + 1) * 20])
+        biases.append(whiten.bias.numpy())
+    assert not np.array_equal(biases[1], biases[0]) and not np.array_equal(biases[2], biases[1])
+    assert all(np.array_equal(later, biases[2]) for later in biases[3:])
+    np.testing.assert_array_equal(whiten.kernel.numpy(), kernel)
 
 
 def test_distilled_targets_mix_each_label_with_the_models_answer():
