@@ -121,9 +121,9 @@ def _folded_weights(conv, batchnorm) -> list[np.ndarray]:
 
 def answering(model):
     """A copy of `model` that answers as it does, faster (see the module's docstring): its BatchNorms
-    folded into their convolutions (each leaves a layer of the same name that passes its input on), and in bfloat16
-    where the CPU computes it natively. A model that cannot be copied layer by layer (a layer
-    without a config Keras can rebuild) is its own answering network."""
+    folded into their convolutions (each leaves a pass-through layer of the same name), and in
+    bfloat16 where the CPU computes it natively. A model that cannot be copied layer by layer (a
+    layer without a config Keras can rebuild) is its own answering network."""
     import keras
     from keras import layers
 

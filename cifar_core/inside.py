@@ -366,7 +366,8 @@ def _does(layer) -> str:
         return "centres each colour on 0"
     if isinstance(layer, layers.Conv2D):
         k = layer.kernel_size
-        fixed = ", fixed (not learned)" if not layer.trainable or layer.name == "whiten" else ""   # filters set from the data
+        # airbench's whitening: its filters are set from the data, only its bias may learn
+        fixed = ", fixed (not learned)" if not layer.trainable or layer.name == "whiten" else ""
         step = f", {layer.strides[0]} pixels apart" if layer.strides[0] > 1 else ""
         return f"{layer.filters} filters of {k[0]} x {k[1]} pixels{step}{fixed}{then}"
     if isinstance(layer, layers.MaxPooling2D):

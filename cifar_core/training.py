@@ -197,9 +197,10 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, dataset: cifar_data.C
                              learning_rate=config.learning_rate, replicas=devices.replicas(strategy))
         steps_per_epoch = math.ceil(len(x_train) / config.batch_size)
         total_steps = config.epochs * steps_per_epoch
+        whiten_bias_steps = config.whiten_bias_epochs * steps_per_epoch
+
         def compile(model):
-            model.compile(optimizer=recipe.make_optimizer(config, total_steps, model,
-                                                          whiten_bias_steps=config.whiten_bias_epochs * steps_per_epoch),
+            model.compile(optimizer=recipe.make_optimizer(config, total_steps, model, whiten_bias_steps),
                           loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
                           metrics=["categorical_accuracy"])
 

@@ -128,7 +128,7 @@ def test_airbench_filters_are_the_first_layers_response_to_colours(tiny):
     rng = np.random.default_rng(0)
     names = [layer.name for layer in model.layers]
     start = names.index("whiten")
-    first = next(layer for layer in model.layers[start:] if isinstance(layer, keras.layers.Conv2D) and layer.name != "whiten")
+    first = next(layer for layer in model.layers[start + 1:] if isinstance(layer, keras.layers.Conv2D))
     first.set_weights([rng.normal(0, 0.3, first.get_weights()[0].shape).astype(np.float32)])  # not the identity start
     kernel = snapshots.first_layer_kernel(model)
     assert kernel.shape == (4, 4, 3, 32)
@@ -155,7 +155,7 @@ def test_with_a_learned_whitening_bias_the_filters_are_the_response_to_small_cha
     start = names.index("whiten")
     # biases clear of ReLU's kink by more than the small change moves the whitened values (up to ~45x it)
     model.get_layer("whiten").bias.assign((rng.choice([-1, 1], 24) * rng.uniform(0.5, 1.5, 24)).astype(np.float32))
-    first = next(layer for layer in model.layers[start:] if isinstance(layer, keras.layers.Conv2D) and layer.name != "whiten")
+    first = next(layer for layer in model.layers[start + 1:] if isinstance(layer, keras.layers.Conv2D))
     first.set_weights([rng.normal(0, 0.3, first.get_weights()[0].shape).astype(np.float32)])
     kernel = snapshots.first_layer_kernel(model)
     size = kernel.shape[0]
