@@ -20,6 +20,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+from cifar_core.config import batches_per_epoch
+
 # Where a trainer has not timed a batch of its test pass: pictures a second in a test pass (forwards
 # only) over pictures a second in training. Measured on 2 busy CPU cores, float32, from 0.8 (the
 # tutorial CNN at batches of 32) to 2.2 (airbench_tiny): 1 errs long.
@@ -78,7 +80,7 @@ def estimate(config: dict, status: dict, metrics: list[dict], now: float) -> Pro
         return Progress("starting", fraction=0.0, seconds_left=None, images_per_s=None, **base)
 
     batch_size = _batch_size(config, status)
-    steps = math.ceil(images / batch_size)
+    steps = batches_per_epoch(images, batch_size)
     per_step = _seconds_per_step(batches, steps)
     if per_step is None:      # one record so far: no interval between records to time a step by
         return Progress("training", fraction=0.0, seconds_left=None, images_per_s=None, **base)
@@ -162,7 +164,7 @@ def _speed(batches: list[dict], config: dict, status: dict) -> float | None:
     images = _number(status.get("train_images"))
     if not batches or not images:
         return None
-    steps = math.ceil(images / _batch_size(config, status))
+    steps = batches_per_epoch(images, _batch_size(config, status))
     per_step = _seconds_per_step(batches, steps)
     return _batch_size(config, status) / per_step if per_step else None
 
@@ -186,7 +188,7 @@ def epochs_trained(config: dict, status: dict, metrics: list[dict]) -> float:
     train_images = _number(status.get("train_images"))
     if not batches or not train_images:
         return float(done)
-    steps = math.ceil(train_images / _batch_size(config, status))
+    steps = batches_per_epoch(train_images, _batch_size(config, status))
     last = batches[-1]
     return max(float(done), last["epoch"] - 1 + min(1.0, last["step"] / steps))
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cifar_core import devices
+from cifar_core.config import batches_per_epoch
 from cifar_core.data import CLASS_NAMES
 
 if TYPE_CHECKING:
@@ -247,15 +248,17 @@ def epochs_of(x: np.ndarray, y: np.ndarray, config: TrainConfig):
     mirrored in even epochs and the other half in odd ones, so every two
     epochs show each picture both ways, where coin flips would repeat one.
 
-    Whole epochs that the training loop slices into batches (`ShuffledEpoch`,
+    Each epoch is whole batches (`batches_per_epoch`): the pictures a shuffle leaves over wait for a
+    later one. Whole epochs that the training loop slices into batches (`ShuffledEpoch`,
     each batch gathered and augmented as it is taken): no input pipeline to
     build and tear down each epoch (see `training.train_epoch`).
     """
     rows = y if y.ndim == 2 else one_hot(y)
     rng = np.random.default_rng(config.seed)
     mirrored_first = rng.random(len(x)) < 0.5
+    taken = min(len(x), batches_per_epoch(len(x), config.batch_size) * config.batch_size)
     for epoch in range(config.epochs):
-        order = rng.permutation(len(x))
+        order = rng.permutation(len(x))[:taken]
         flip = mirrored_first[order] ^ bool(epoch % 2)
         yield (ShuffledEpoch(x, order, rng, flip, zoom=config.zoom) if config.augment else ShuffledEpoch(x, order)), \
             rows[order]

@@ -19,7 +19,7 @@ import numpy as np
 
 from cifar_core import data as cifar_data
 from cifar_core import devices, distill, evaluation, models, recipe, rundir, snapshots, tensorboard_log
-from cifar_core.config import ConfigError, TrainConfig
+from cifar_core.config import ConfigError, TrainConfig, batches_per_epoch
 from cifar_core.warm_networks import WarmNetworks
 
 PROBE_IMAGES = 512   # test pictures timed before the first step, for the time left (see `progress`)
@@ -195,7 +195,7 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, dataset: cifar_data.C
         precision = recipe.resolve_precision(config.precision, hardware)
         rundir.update_status(run_dir, precision=precision, train_images=len(x_train), batch_size=config.batch_size,
                              learning_rate=config.learning_rate, replicas=devices.replicas(strategy))
-        steps_per_epoch = math.ceil(len(x_train) / config.batch_size)
+        steps_per_epoch = batches_per_epoch(len(x_train), config.batch_size)
         total_steps = config.epochs * steps_per_epoch
         whiten_bias_steps = config.whiten_bias_epochs * steps_per_epoch
 

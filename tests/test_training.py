@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cifar_core import data, distill, evaluation, inference, recipe, rundir, training
-from cifar_core.config import PRECISIONS, PRESETS, ConfigError, TrainConfig
+from cifar_core.config import PRECISIONS, PRESETS, ConfigError, TrainConfig, batches_per_epoch
 
 
 @pytest.mark.parametrize("changes, message", [
@@ -87,7 +87,7 @@ def test_zoom_draws_sizes_both_ways_and_leaves_recipes_without_it_as_they_were()
     plain = [images[:] for images, _ in recipe.epochs_of(x, y, TrainConfig(epochs=2))]
     again = [images[:] for images, _ in recipe.epochs_of(x, y, TrainConfig(epochs=2, zoom=0.0))]
     assert all(np.array_equal(a, b) for a, b in zip(plain, again))
-    epoch = next(recipe.epochs_of(x, y, TrainConfig(epochs=1, zoom=0.25)))[0]
+    epoch = next(recipe.epochs_of(x, y, TrainConfig(epochs=1, zoom=0.25, batch_size=100)))[0]
     assert epoch.scales.min() >= 1 / 1.25 and epoch.scales.max() <= 1.25
     assert (epoch.scales < 0.95).mean() > 0.3 and (epoch.scales > 1.05).mean() > 0.3
     assert epoch[:].shape == x.shape and epoch[:].dtype == np.uint8
@@ -283,6 +283,20 @@ def test_distilled_targets_mix_each_label_with_the_models_answer():
     assert targets[0, 3] == pytest.approx(0.84) and targets[0, 5] == pytest.approx(0.8 * 0.2 / 6)
     assert targets[1, 3] == pytest.approx(0.2) and targets[1, 5] == pytest.approx(0.8)
     assert targets[2, 0] == pytest.approx(0.28) and targets[2, 1] == pytest.approx(0.08)
+
+
+def test_epochs_are_whole_batches_and_the_pictures_left_over_take_turns():
+    x = np.arange(250, dtype=np.uint8).repeat(32 * 32 * 3).reshape(250, 32, 32, 3)   # picture i is all i
+    y = np.arange(250) % 10
+    seen = []
+    for images, targets in recipe.epochs_of(x, y, TrainConfig(epochs=6, batch_size=100, augment=False)):
+        assert len(images) == len(targets) == 200                   # two whole batches, 50 left over
+        seen.append(set(images[:][:, 0, 0, 0].tolist()))
+    assert all(len(epoch) == 200 for epoch in seen) and len(set().union(*seen)) == 250
+    assert len({frozenset(set(range(250)) - epoch) for epoch in seen}) == 6      # other pictures wait each time
+    assert [batches_per_epoch(n, 1024) for n in (49_000, 48_000, 1024, 1000)] == [47, 46, 1, 1]
+    # Fewer pictures than a batch: one batch of all of them.
+    assert len(next(recipe.epochs_of(x[:64], y[:64], TrainConfig(epochs=1, batch_size=100)))[0]) == 64
 
 
 def test_each_picture_keeps_its_own_target_row_through_the_shuffle():
