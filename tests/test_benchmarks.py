@@ -49,3 +49,16 @@ def test_peer_airbench_trains_both_and_prints_the_ratios(tiny_archive, tmp_path)
         accuracy = float(rows[name].split()[-1].rstrip("%"))
         assert 0 <= accuracy <= 100 and float(rows[name].split()[-4]) > 0    # pictures a second
     assert "speed, ours / the peer's:" in out.stdout and "whole run, the peer's time / ours:" in out.stdout
+
+
+def test_temperature_sample_refits_on_fewer_held_out_pictures(tiny_archive):
+    # The tiny archive's 200 training pictures: the bundled model's run held out a tenth, 20.
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "temperature_sample.py"), "--data",
+                          str(tiny_archive), "--sizes", "10", "50", "--draws", "3"],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("20 held-out pictures, 40 test pictures")
+    baseline, drawn = lines[2].split(), lines[3].split()
+    assert baseline[0] == "20" and "baseline" in lines[2] and drawn[0] == "10" and len(lines) == 4   # 50 > 20
+    assert 0.05 <= float(baseline[1]) <= 20 and 0 <= float(drawn[-1]) <= 1
