@@ -74,7 +74,8 @@ GLOSSARY: dict[str, str] = {
                 "and mirrored, and the two answers are averaged (see test-time augmentation).",
     "Loss": "A single number saying how wrong the model's answers are, counting how sure it was. Training tries to "
             "make it smaller; lower is better.",
-    "Epoch": "One pass over every training picture. A run of 10 epochs shows each picture to the network 10 times.",
+    "Epoch": "One pass over the training pictures, in shuffled batches. A run of 10 epochs shows each picture to "
+             "the network about 10 times (the few that do not fill a last batch wait for the next pass).",
     "Batch": "The handful of pictures (for example 256) the network looks at before it adjusts its weights once. "
              "Bigger batches mean fewer, steadier steps.",
     "Learning rate": "How big a step the weights take after each batch. Too small and learning is slow; too big and "

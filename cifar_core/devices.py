@@ -120,7 +120,8 @@ def scale_for_gpus(config: TrainConfig, gpus: int, train_images: int) -> TrainCo
     keeps at least MIN_RUN_STEPS steps in all. The learning rate
     is per step on the batch-mean loss, so for SGD it grows by the same factor
     (the linear scaling rule, Goyal et al. 2017): each picture then moves the
-    weights as much as before, the schedule sees the same number of pictures,
+    weights as much as before, the schedule sees the same number of pictures
+    (but for the few more a bigger batch can leave over each epoch, `batches_per_epoch`),
     and the decoupled weight decay (times the rate, per step) stays the same
     per epoch. Adam normalises its steps, so its rate grows by the square root.
 

@@ -117,7 +117,7 @@ def estimate(config: dict, status: dict, metrics: list[dict], now: float) -> Pro
         phase = "training"
     total = elapsed + seconds_left
     return Progress(phase, fraction=min(1.0, elapsed / total) if total > 0 else 0.0, seconds_left=seconds_left,
-                    images_per_s=batch_size / per_step if per_step > 0 else None, **base)
+                    images_per_s=min(batch_size, images) / per_step if per_step > 0 else None, **base)
 
 
 def final_checks_s(test_s: float, test_images: float, held_out: float) -> float:
@@ -166,7 +166,7 @@ def _speed(batches: list[dict], config: dict, status: dict) -> float | None:
         return None
     steps = batches_per_epoch(images, _batch_size(config, status))
     per_step = _seconds_per_step(batches, steps)
-    return _batch_size(config, status) / per_step if per_step else None
+    return min(_batch_size(config, status), images) / per_step if per_step else None
 
 
 def duration(seconds: float | None) -> str:

@@ -246,7 +246,7 @@ def epochs_of(x: np.ndarray, y: np.ndarray, config: TrainConfig):
 
     Flips alternate (airbench's scheme): half the pictures, drawn once, are
     mirrored in even epochs and the other half in odd ones, so every two
-    epochs show each picture both ways, where coin flips would repeat one.
+    epochs show each picture they both take both ways, where coin flips would repeat one.
 
     Each epoch is whole batches (`batches_per_epoch`): the pictures a shuffle leaves over wait for a
     later one. Whole epochs that the training loop slices into batches (`ShuffledEpoch`,

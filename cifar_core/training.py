@@ -38,7 +38,7 @@ def evaluate_arrays(model, x, y) -> tuple[float, float, np.ndarray]:
 
 
 def _recorder(run_dir: Path, config: TrainConfig, test: tuple, export_model, steps_per_epoch: int, progress,
-              held_out: int = 0):
+              held_out: int = 0, batch_images: int | None = None):
     """The callback that writes metrics.jsonl, model.keras and the snapshots, and watches for STOP and NaN.
 
     Two clocks: `elapsed_s` counts training steps only (the curves' time axis,
@@ -86,7 +86,7 @@ def _recorder(run_dir: Path, config: TrainConfig, test: tuple, export_model, ste
 
         def on_train_batch_end(self, batch, logs=None):
             logs = logs or {}
-            self.epoch_images += config.batch_size
+            self.epoch_images += batch_images or config.batch_size
             loss = float(logs.get("loss", float("nan")))
             if not math.isfinite(loss) or loss > DIVERGED_LOSS:
                 self.failure = (f"The loss became {loss:.3g} at epoch {self.epoch + 1}, step {batch + 1}: "
@@ -221,7 +221,7 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, dataset: cifar_data.C
                 progress(record)
 
         recorder = _recorder(run_dir, config, (dataset.x_test, dataset.y_test), export_model, steps_per_epoch, report,
-                             held_out=len(calibration[1]))
+                             held_out=len(calibration[1]), batch_images=min(config.batch_size, len(x_train)))
         callbacks = keras.callbacks.CallbackList(
             [*([recipe.lookahead(total_steps)] if config.lookahead else []), recorder, board], model=model)
         step = devices.step_function(model, strategy)
