@@ -187,7 +187,7 @@ def ours(dataset: data.Cifar10, epochs: int | None, subset: int, report, seed: i
     import tempfile
 
     from cifar_core import evaluation, inference, rundir, training
-    from cifar_core.config import TrainConfig, batches_per_epoch
+    from cifar_core.config import TrainConfig, pictures_per_epoch
     overrides = {"seed": seed, **({"epochs": epochs} if epochs else {}), **({"train_subset": subset} if subset else {})}
     config = TrainConfig.from_preset("best", **overrides)
     with tempfile.TemporaryDirectory() as folder:
@@ -201,8 +201,8 @@ def ours(dataset: data.Cifar10, epochs: int | None, subset: int, report, seed: i
                                       dataset.y_test)["accuracy"]
     train_s = epochs_done[-1]["elapsed_s"]
     # Each epoch is whole batches (the pictures a shuffle leaves over wait for a later one).
-    batch = status.get("batch_size", config.batch_size)
-    images = batches_per_epoch(status.get("train_images", len(dataset.y_train)), batch) * batch * len(epochs_done)
+    images = pictures_per_epoch(status.get("train_images", len(dataset.y_train)),
+                                status.get("batch_size", config.batch_size)) * len(epochs_done)
     return {"name": "ours (best preset, Keras)", "precision": status.get("precision", "?"), "epochs": epochs_done,
             "train_s": train_s, "images_per_s": images / train_s, "mirror_tta_accuracy": mirrored}
 

@@ -33,6 +33,12 @@ def batches_per_epoch(images: int, batch_size: int) -> int:
     are fewer pictures than a batch. A last, smaller batch would also trace the training step again."""
     return max(1, images // batch_size)
 
+
+def pictures_per_epoch(images: int, batch_size: int) -> int:
+    """Pictures an epoch trains on: its whole batches (`batches_per_epoch`), or all of them when
+    they are fewer than a batch."""
+    return min(images, batches_per_epoch(images, batch_size) * batch_size)
+
 # Each preset is a whole recipe. Learning rates are per step, on the batch-mean loss.
 # The airbench94 recipe in Keras terms: its "11.5 per 1024 examples" is 1.5 per step at batch 1024
 # on the mean loss; its decoupled weight decay 0.0153 is 0.009 in Keras' form (times the rate).
@@ -54,8 +60,9 @@ PRESETS: dict[str, dict] = {
     # of a 36-epoch model's 2,000, the test set's calibration error was 1.4% over ten draws, 1.3% from all).
     # benchmarks/peer_airbench.py on a 2-core EPYC with AVX-512 BF16, seeds 0 and 3: 90.24% and 90.37% with
     # mirror TTA after 969 and 974 s of training, the PyTorch peer 90.20% and 90.64% after 945 and 1,015 s;
-    # seeds 1 and 2 (ours alone) 90.28% and 90.47%, the peer's 90.53% and 90.58%. Means 90.34% and 90.49%. On 48,000 pictures seeds 1 and 2 gave 90.44% and 90.22%; before the
-    # whitening's bias learned (whiten_bias_epochs), 89.98% and 89.91%, and 11 epochs were needed.
+    # seeds 1 and 2 (ours alone) 90.28% and 90.47%, the peer's 90.53% and 90.58%. Means 90.34% and 90.49%.
+    # On 48,000 pictures seeds 1 and 2 gave 90.44% and 90.22%; before the whitening's bias learned
+    # (whiten_bias_epochs), 89.98% and 89.91%, and 11 epochs were needed.
     "best": dict(AIRBENCH, arch="airbench", epochs=10, batch_size=1024, learning_rate=1.5, calibration_images=1_000),
     # A whole class sharing one 2-core server: 60.8% and 60.4% (seeds 0 and 1) after 9.4 s of
     # training, one pass over 20,480 pictures: 160 whole batches, since a last, smaller batch means

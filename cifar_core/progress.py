@@ -164,9 +164,9 @@ def _speed(batches: list[dict], config: dict, status: dict) -> float | None:
     images = _number(status.get("train_images"))
     if not batches or not images:
         return None
-    steps = batches_per_epoch(images, _batch_size(config, status))
-    per_step = _seconds_per_step(batches, steps)
-    return min(_batch_size(config, status), images) / per_step if per_step else None
+    batch_size = _batch_size(config, status)
+    per_step = _seconds_per_step(batches, batches_per_epoch(images, batch_size))
+    return min(batch_size, images) / per_step if per_step else None
 
 
 def duration(seconds: float | None) -> str:

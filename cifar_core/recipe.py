@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cifar_core import devices
-from cifar_core.config import batches_per_epoch
+from cifar_core.config import pictures_per_epoch
 from cifar_core.data import CLASS_NAMES
 
 if TYPE_CHECKING:
@@ -256,7 +256,7 @@ def epochs_of(x: np.ndarray, y: np.ndarray, config: TrainConfig):
     rows = y if y.ndim == 2 else one_hot(y)
     rng = np.random.default_rng(config.seed)
     mirrored_first = rng.random(len(x)) < 0.5
-    taken = min(len(x), batches_per_epoch(len(x), config.batch_size) * config.batch_size)
+    taken = pictures_per_epoch(len(x), config.batch_size)
     for epoch in range(config.epochs):
         order = rng.permutation(len(x))[:taken]
         flip = mirrored_first[order] ^ bool(epoch % 2)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cifar_core import data, distill, evaluation, inference, recipe, rundir, training
-from cifar_core.config import PRECISIONS, PRESETS, ConfigError, TrainConfig, batches_per_epoch
+from cifar_core.config import PRECISIONS, PRESETS, ConfigError, TrainConfig, batches_per_epoch, pictures_per_epoch
 
 
 @pytest.mark.parametrize("changes, message", [
@@ -295,6 +295,7 @@ def test_epochs_are_whole_batches_and_the_pictures_left_over_take_turns():
     assert all(len(epoch) == 200 for epoch in seen) and len(set().union(*seen)) == 250
     assert len({frozenset(set(range(250)) - epoch) for epoch in seen}) == 6      # other pictures wait each time
     assert [batches_per_epoch(n, 1024) for n in (49_000, 48_000, 1024, 1000)] == [47, 46, 1, 1]
+    assert [pictures_per_epoch(n, 1024) for n in (49_000, 48_000, 1024, 1000)] == [48_128, 47_104, 1024, 1000]
     # Fewer pictures than a batch: one batch of all of them.
     assert len(next(recipe.epochs_of(x[:64], y[:64], TrainConfig(epochs=1, batch_size=100)))[0]) == 64
 
