@@ -253,10 +253,10 @@ def test_a_model_saved_before_the_whitening_had_a_bias_is_continued_from(tmp_pat
 
 def test_the_whitening_bias_learns_for_its_steps_then_stays_undecayed(tiny):
     """airbench's recipe: the whitening layer's bias learns for the first steps only (here 2 of 5), and
-    weight decay leaves it alone (it would pull the bias back to zero once it stopped learning); its
-    filters never learn."""
+    weight decay leaves it alone (it would pull the bias back to zero once it stopped learning), nor does
+    its momentum carry it on; its filters never learn."""
     import keras
-    config = TrainConfig(arch="airbench_tiny", batch_size=20, momentum=0.0, weight_decay=0.05,
+    config = TrainConfig(arch="airbench_tiny", batch_size=20, momentum=0.85, weight_decay=0.05,
                          schedule="constant", learning_rate=0.5, precision="float32")
     model = training.build_model(config, tiny.x_train, "float32")
     model.compile(optimizer=recipe.make_optimizer(config, 5, model, whiten_bias_steps=2),
@@ -373,3 +373,31 @@ def test_a_new_network_is_traced_at_start_up_and_left_as_built(tiny):
     assert network.train_function is not None                 # traced: the first step runs a ready graph
     assert int(network.optimizer.iterations.numpy()) == 0
     assert all(np.array_equal(a, b) for a, b in zip(network.get_weights(), before))
+
+
+def test_lookahead_shows_the_slow_weights_at_each_epoch_end_and_trains_on_from_the_fast_ones():
+    """airbench's lookahead averages every 5 steps; an epoch of 7 steps ends 2 steps after an average.
+    The test pass and checkpoint see the average, and the next epoch starts where training had got to."""
+    import keras
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1, use_bias=False)])
+    callback = recipe.lookahead(total_steps=14)
+    callback.set_model(model)
+
+    def step():      # a training step stand-in: every weight grows by one
+        model.set_weights([w + 1 for w in model.get_weights()])
+        callback.on_train_batch_end(0)
+
+    model.set_weights([np.zeros((1, 1), np.float32)])
+    callback.on_epoch_begin(0)
+    for _ in range(7):
+        step()
+    reached = model.get_weights()[0].item()
+    callback.on_epoch_end(0)
+    slow = model.get_weights()[0].item()
+    assert slow < reached == pytest.approx(slow + 2)       # the average at step 5, two steps back
+    callback.on_epoch_begin(1)
+    assert model.get_weights()[0].item() == pytest.approx(reached)
+    for _ in range(7):
+        step()
+    callback.on_epoch_end(1)
+    assert model.get_weights()[0].item() < reached + 7     # the run ends on its slow weights
