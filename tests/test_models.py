@@ -60,3 +60,22 @@ def test_fused_batchnorm_trains_like_the_standard_layer_and_saves_as_it():
     for a, b in zip(fused.get_weights(), plain.get_weights()):
         np.testing.assert_allclose(a, b, rtol=2e-2, atol=1e-4)
     np.testing.assert_allclose(fused(x, training=False), plain(x, training=False), atol=1e-4)
+
+
+def test_airbench94_networks_draw_their_weights_as_pytorch_does():
+    """airbench94's settings were tuned on PyTorch's draw, uniform within 1/sqrt(fan-in); Keras' Glorot
+    default draws the last layer 2.4x larger. The one-pass presets' networks keep Glorot's, which their
+    settings were tuned on. (Square convolutions start as the identity: nothing drawn.)"""
+    def spread(model):     # each drawn kernel's largest weight against 1/sqrt(fan-in)
+        out = []
+        for layer in model.layers:
+            if layer.weights and layer.name != "whiten" and len(layer.get_weights()[0].shape) > 1:
+                kernel = layer.get_weights()[0]
+                drawn = kernel[(kernel != 0) & (kernel != 1)]
+                if drawn.size:
+                    out.append(np.abs(drawn).max() * np.sqrt(np.prod(kernel.shape[:-1])))
+        return np.array(out)
+
+    torch_like = spread(models.build("airbench"))
+    assert len(torch_like) == 3 and np.all(torch_like <= 1) and np.all(torch_like > 0.95)
+    assert np.any(spread(models.build("airbench16")) > 1.2)
