@@ -60,11 +60,11 @@ PRESETS: dict[str, dict] = {
     # of a 36-epoch model's 2,000, the test set's calibration error was 1.4% over ten draws, 1.3% from all).
     # benchmarks/peer_airbench.py on a 2-core EPYC with AVX-512 BF16, seed 4: 90.45% with mirror TTA after
     # 950 s of training, the PyTorch peer 90.52% after 956 s; seeds 0-2 (ours alone) 90.59%, 90.31%, 90.54%,
-    # the peer's 90.20%, 90.53%, 90.58%: means 90.47% and 90.46%. That is with lookahead going on from the fast weights, the whitening bias
-    # stopping dead and PyTorch's weight draw; before them seeds 0-3 gave 90.24%, 90.28%, 90.47%, 90.37%
-    # (the peer 90.20%, 90.53%, 90.58%, 90.64%). 800 held out (48 batches a pass, 480 steps), seed 1:
-    # 90.44% after 974 s, the peer 90.53% after 957 s. Before the whitening's bias learned
-    # (whiten_bias_epochs), 48,000 pictures gave 89.98% and 89.91%, and 11 epochs were needed.
+    # the peer's 90.20%, 90.53%, 90.58%: means 90.47% and 90.46%. That is with lookahead going on from the
+    # fast weights, the whitening bias stopping dead and PyTorch's weight draw; before them seeds 0-3 gave
+    # 90.24%, 90.28%, 90.47%, 90.37% (the peer 90.20%, 90.53%, 90.58%, 90.64%). 800 held out (48 batches a
+    # pass, 480 steps), seed 1: 90.44% after 974 s, the peer 90.53% after 957 s. Before the whitening's bias
+    # learned (whiten_bias_epochs), 48,000 pictures gave 89.98% and 89.91%, and 11 epochs were needed.
     "best": dict(AIRBENCH, arch="airbench", epochs=10, batch_size=1024, learning_rate=1.5, calibration_images=1_000),
     # A whole class sharing one 2-core server: 60.8% and 60.4% (seeds 0 and 1) after 9.4 s of
     # training, one pass over 20,480 pictures: 160 whole batches, since a last, smaller batch means

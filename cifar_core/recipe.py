@@ -82,14 +82,15 @@ def make_optimizer(config: TrainConfig, total_steps: int, model=None, whiten_bia
                 if v.name == "beta":
                     return g * scale
                 if whiten_bias is not None and v.path == whiten_bias.path:
-                    return (g + coupled_decay * ops.cast(v, g.dtype)) * ops.cast(learning, g.dtype)
+                    return g + coupled_decay * ops.cast(v, g.dtype)
                 return g
 
-            # Once it stops learning, the bias stays exactly where it is: its momentum would carry it on
-            # for a few more steps (PyTorch's SGD skips a parameter without a gradient, momentum and all).
-            held = None if whiten_bias is None else ops.copy(whiten_bias.value)
+            # Once it stops learning, the bias is put back where it was after each step: zeroing its gradient
+            # left its momentum carrying it on for a few more steps (PyTorch's SGD skips a parameter without
+            # a gradient, momentum and all).
+            held = ops.copy(whiten_bias.value) if whiten_bias is not None else None
             applied = super().apply([adjusted(g, v) for g, v in zip(grads, variables)], trainable_variables)
-            if held is not None:
+            if whiten_bias is not None:
                 whiten_bias.assign(ops.where(learning, whiten_bias.value, held))
             return applied
 

@@ -38,7 +38,7 @@ def evaluate_arrays(model, x, y) -> tuple[float, float, np.ndarray]:
 
 
 def _recorder(run_dir: Path, config: TrainConfig, test: tuple, export_model, steps_per_epoch: int, progress,
-              held_out: int = 0, batch_images: int | None = None):
+              held_out: int, batch_images: int):
     """The callback that writes metrics.jsonl, model.keras and the snapshots, and watches for STOP and NaN.
 
     Two clocks: `elapsed_s` counts training steps only (the curves' time axis,
@@ -86,7 +86,7 @@ def _recorder(run_dir: Path, config: TrainConfig, test: tuple, export_model, ste
 
         def on_train_batch_end(self, batch, logs=None):
             logs = logs or {}
-            self.epoch_images += batch_images or config.batch_size
+            self.epoch_images += batch_images
             loss = float(logs.get("loss", float("nan")))
             if not math.isfinite(loss) or loss > DIVERGED_LOSS:
                 self.failure = (f"The loss became {loss:.3g} at epoch {self.epoch + 1}, step {batch + 1}: "
