@@ -313,6 +313,22 @@ def _trained_on(status: dict, dataset: cifar_data.Cifar10) -> str:
     return f"; trained on {trained:,} of the {len(dataset.y_train):,} training images{kept}"
 
 
+def _teachers(config: TrainConfig) -> list[dict]:
+    """How each model a distilled run learnt from was made, from the card beside it where there is one:
+    a card's own command names those files, which may not outlive the run, so their commands go with it."""
+    teachers = []
+    for path in config.distill_from:
+        card = Path(path).with_suffix(".json")
+        try:
+            made = json.loads(card.read_text())
+        except (OSError, ValueError):
+            made = {}
+        made = made if isinstance(made, dict) else {}
+        teachers.append({"model": str(path), **{key: made[key] for key in ("command", "test_accuracy", "teachers")
+                                                  if key in made}})
+    return teachers
+
+
 def export(run_dir: str | os.PathLike, dest: str | os.PathLike, command: str = "",
            dataset: cifar_data.Cifar10 | None = None) -> dict:
     """Copy a run's model to `dest` with a model card (JSON beside it), measured on the test set:
@@ -335,6 +351,7 @@ def export(run_dir: str | os.PathLike, dest: str | os.PathLike, command: str = "
         "architecture": config.arch,
         "config": config.to_dict(),
         "command": command,
+        **({"teachers": _teachers(config)} if config.distill_from else {}),
         "data": f"CIFAR-10 test set ({dataset.origin}), {result['n']} images{_trained_on(status, dataset)}",
         "epochs": len(epochs),
         "test_accuracy": result["accuracy"],                 # with mirror test-time augmentation, as served

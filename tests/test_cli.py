@@ -38,6 +38,7 @@ def test_train_writes_the_run_and_a_model_card(trained):
     assert rundir.read_status(trained / "run")["state"] == "finished"
     card = json.loads((trained / "model.json").read_text())
     assert card["architecture"] == PRESETS["quick"]["arch"] and card["epochs"] == 2
+    assert "teachers" not in card       # learnt from labels alone
     assert card["command"].startswith("python -m cifar_core train --preset quick")
     # A command that can be run again as it is written, spaces and quotes in its values included.
     assert shlex.split(card["command"])[-2:] == ["--name", "Class 7B's first try"]
@@ -57,11 +58,16 @@ def test_train_writes_the_run_and_a_model_card(trained):
 def test_train_learns_from_saved_models_named_as_the_user_typed_them(trained, tiny_archive):
     common = ("train", "--preset", "quick", "--epochs", "1", "--batch-size", "20", "--data", tiny_archive,
               "--precision", "float32", "--label-smoothing", "0")
-    result = cli(*common, "--run-dir", trained / "student", "--distill-from", "model.keras", cwd=trained)
+    result = cli(*common, "--run-dir", trained / "student", "--distill-from", "model.keras",
+                 "--save", "student.keras", cwd=trained)
     assert result.returncode == 0, result.stderr
     config = json.loads((trained / "student" / "config.json").read_text())
     assert config["distill_from"] == [str(trained / "model.keras")]   # whatever folder the run trains from
     assert rundir.read_status(trained / "student")["state"] == "finished"
+    # The student's card says how the model it learnt from was made, from that model's own card.
+    teacher = json.loads((trained / "model.json").read_text())
+    assert json.loads((trained / "student.json").read_text())["teachers"] == [
+        {"model": str(trained / "model.keras"), "command": teacher["command"], "test_accuracy": teacher["test_accuracy"]}]
     result = cli(*common, "--run-dir", trained / "nobody", "--distill-from", "gone.keras", cwd=trained)
     assert result.returncode == 2 and not (trained / "nobody").exists()
     assert result.stderr == f"Error: There is no model file at {trained / 'gone.keras'} to learn from.\n"
