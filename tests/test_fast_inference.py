@@ -45,9 +45,11 @@ def test_the_copy_folds_its_batchnorms_and_computes_its_features_in_bfloat16(sav
     assert sum(conv.use_bias for conv in convs) == 6 and not copy.get_layer("whiten").use_bias   # nothing after it
     assert fast_inference.precision(model) == "float32"
     policies = {layer.name: layer.dtype_policy.name for layer in copy.layers}
-    assert policies["whiten"] == policies["features"] == "mixed_bfloat16"
+    assert policies["whiten"] == policies["features"] == "bfloat16"
     assert all(policies[name] == "float32" for name in ("normalise", "logits", "probabilities"))
-    assert sum(policy == "mixed_bfloat16" for policy in policies.values()) > 20
+    assert sum(policy == "bfloat16" for policy in policies.values()) > 20
+    # Their weights are kept in bfloat16, not cast from float32 at every call.
+    assert {weight.dtype for conv in convs for weight in conv.weights} == {"bfloat16"}
     # GELU in float32 as plain ops: a compiled one would be compiled again for every batch size served
     gelus = [layer for layer in copy.layers if getattr(layer, "activation", None) is keras.activations.gelu]
     assert gelus and all(type(layer) is fast_layers.activation(compiled=False) for layer in gelus)
