@@ -5,15 +5,16 @@ is the Streamlit server's own.
     answering(model) -> a copy of the network with each BatchNorm folded into the convolution before it,
                         and, where the CPU has AVX-512 BF16 or AMX, its feature layers in bfloat16
     serve(model)     -> `predict` answers for `model` with `answering(model)` from now on
+    refresh(model)   -> a served model's copy takes the model's weights again, after they changed
     network(model)   -> what `predict` runs for `model`: that copy once served, else the model itself
     precision(model) -> "bfloat16" or "float32": what `network(model)`'s convolutions compute in
 
 The model itself stays as it was saved: what looks inside a network (`inside`,
 `explain`, `embedding`, the layer table) sees its real layers and weights, in
-float32 (a picture at a time, as fast there). Only a model whose weights will
-not change is served (`inference.load_model` serves what it loads): the copy
-holds the weights it was made from, and a model still training must answer
-with its own.
+float32 (a picture at a time, as fast there). `inference.load_model` serves
+what it loads, and a trainer the network its checkpoints are copied into: the
+copy holds the weights it was made from until `refresh` gives it new ones, so
+a model still training answers with its own.
 
 Folding a BatchNorm: at inference it is a fixed scale and shift per channel,
 which the convolution before it can apply to its own kernel and bias; across a
@@ -155,17 +156,38 @@ def answering(model):
         copy = keras.models.clone_model(model, clone_function=clone)
     except Exception:       # float32 answers are right, only slower
         return model
+    _give_weights(model, copy, folds)
+    return copy
+
+
+def _give_weights(model, copy, folds: dict) -> None:
+    """`copy` (`answering(model)`, made with these `folds`) takes `model`'s weights as they are now."""
+    folded_convs = {conv.name: model.get_layer(batchnorm) for batchnorm, conv in folds.items()}
     for layer in model.layers:
         if layer.weights and layer.name not in folds:
             copy.get_layer(layer.name).set_weights(_folded_weights(layer, folded_convs[layer.name])
                                                    if layer.name in folded_convs else layer.get_weights())
-    return copy
 
 
 def serve(model) -> None:
-    """Have `inference.predict` answer for `model` with `answering(model)`, made now. Only for a model
-    whose weights will not change: the copy keeps the weights it was made from."""
+    """Have `inference.predict` answer for `model` with `answering(model)`, made now. The copy keeps
+    the weights it was made from: after they change, `refresh(model)`."""
     _served[model] = answering(model)
+
+
+def refresh(model) -> None:
+    """A served `model`'s copy takes its weights again, after they changed (a trainer's checkpoint,
+    tested after every epoch), in place, so its compiled forward pass is kept. A copy whose folds
+    no longer hold (a BatchNorm's scale turned negative behind a pooling) is made anew."""
+    copy = _served.get(model)
+    if copy is None or copy is model:
+        return
+    folds = _folds(model)
+    if all(type(copy.get_layer(name)) is _folded_batchnorm() for name in folds) and \
+            sum(type(layer) is _folded_batchnorm() for layer in copy.layers) == len(folds):
+        _give_weights(model, copy, folds)
+    else:
+        serve(model)
 
 
 def network(model):

@@ -436,7 +436,7 @@ def _tempered(probabilities: np.ndarray, model, calibrated: bool) -> np.ndarray:
 
 
 _trace_lock = threading.Lock()      # tracing a model's forward pass happens once, by one thread
-_compiled: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_compiled: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()    # network -> its compiled forward pass
 CHUNK = 128                         # pictures per forward call: a long pass yields the CPU this often
 
 
@@ -449,9 +449,10 @@ def _forward(model):
     so only the first call (the trace) is serialised.
 
     The function reaches its network through a weak reference: the cache is keyed
-    weakly by model, and a value holding its own key strongly would keep every
+    weakly by network, and a value holding its own key strongly would keep every
     model ever used (and its compiled graph) alive for the life of the server. A
-    served model's copy lives exactly as long as the model (`fast_inference`).
+    served model's copy lives exactly as long as the model, or until it is made
+    anew (`fast_inference.refresh`), and its compiled pass with it.
     """
     import keras
 
@@ -459,17 +460,17 @@ def _forward(model):
     network = fast_inference.network(model)
     if keras.backend.backend() != "tensorflow":
         return lambda x: network(x, training=False)
-    forward = _compiled.get(model)
+    forward = _compiled.get(network)
     if forward is None:
         import tensorflow as tf
         with _trace_lock:
-            forward = _compiled.get(model)
+            forward = _compiled.get(network)
             if forward is None:
                 held = weakref.ref(network)
                 forward = tf.function(lambda x: held()(x, training=False), reduce_retracing=True,
                                       input_signature=[tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)])
                 forward(np.zeros((1, *model.input_shape[1:]), np.float32))    # trace now, under the lock
-                _compiled[model] = forward
+                _compiled[network] = forward
     return forward
 
 

@@ -148,3 +148,29 @@ def test_a_model_that_cannot_be_copied_answers_itself():
     inputs = keras.Input((32, 32, 3))
     model = keras.Model(inputs, keras.layers.Conv2D(4, 3)(Unrebuildable()(inputs)))
     assert _answering(model, bfloat16=True) is model
+
+
+def test_a_served_model_whose_weights_change_answers_with_them_after_a_refresh(test_pictures):
+    """A trainer serves the network its checkpoints are copied into and refreshes the copy after each
+    one: the copy then answers as one made from the new weights, through the same compiled pass."""
+    import keras
+    model = keras.models.load_model(inference.DEFAULT_MODEL, compile=False)
+    fast_inference.serve(model)
+    before = inference.predict(model, test_pictures[:64], calibrated=False)
+    copy, compiled = fast_inference.network(model), inference._forward(model)
+    rng = np.random.default_rng(0)
+    model.set_weights([w + rng.normal(0, 0.05, w.shape).astype(w.dtype) * (w.std() or 1)
+                       for w in model.get_weights()])
+    assert np.array_equal(inference.predict(model, test_pictures[:64], calibrated=False), before)  # not yet
+    fast_inference.refresh(model)
+    assert fast_inference.network(model) is copy and inference._forward(model) is compiled
+    fresh = keras.models.clone_model(model)
+    fresh.set_weights(model.get_weights())
+    fast_inference.serve(fresh)
+    np.testing.assert_array_equal(inference.predict(model, test_pictures[:64], calibrated=False),
+                                  inference.predict(fresh, test_pictures[:64], calibrated=False))
+    assert not np.allclose(inference.predict(model, test_pictures[:64], calibrated=False), before, atol=1e-3)
+    # A model nobody served has no copy to refresh.
+    untouched = keras.models.load_model(inference.DEFAULT_MODEL, compile=False)
+    fast_inference.refresh(untouched)
+    assert fast_inference.network(untouched) is untouched

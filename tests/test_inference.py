@@ -374,7 +374,8 @@ def test_models_no_longer_used_are_freed_with_their_compiled_forward_pass():
     import weakref
 
     from cifar_core import models
-    gc.collect()   # models earlier tests left in reference cycles go now, not in the middle of this count
+    while gc.collect():   # models earlier tests left in reference cycles go now, then the copies they
+        pass              # served, not in the middle of this count
     gone, compiled_before = [], len(inference._compiled)   # models other tests keep (the bundled one)
     for _ in range(2):
         model = models.build("tutorial")
@@ -382,6 +383,7 @@ def test_models_no_longer_used_are_freed_with_their_compiled_forward_pass():
         assert first.shape == (2, 10)
         gone.append(weakref.ref(model))
         del model
-    gc.collect()
+    while gc.collect():
+        pass
     assert [ref() for ref in gone] == [None, None]
     assert len(inference._compiled) == compiled_before
