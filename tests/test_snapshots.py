@@ -63,9 +63,8 @@ def test_each_epoch_writes_a_snapshot_that_replays(trained, tiny):
     assert history[1].pictures is None and history[2].pictures is None      # stored once
     assert not np.array_equal(history[0].filters, history[2].filters)      # they change as it learns
     # Against the reference: the saved model's answers and the run's final per-class accuracy. The saved
-    # model as saved, in float32, as training computes the snapshots (not as `load_model` may serve it).
-    import keras
-    model = keras.models.load_model(run.path / rundir.MODEL, compile=False)
+    # model as the app serves it (`load_model`), as the test passes the snapshots come from compute them.
+    model = inference.load_model(run.path / rundir.MODEL)
     expected = inference.predict(model, tiny.x_test[panel], mirror=False, calibrated=False)
     assert history[-1].probabilities == pytest.approx(expected, abs=1e-4)
     # Each epoch's per-class figures are that epoch's test pass, without the mirror (the run's final
