@@ -183,8 +183,7 @@ def refresh(model) -> None:
     if copy is None or copy is model:
         return
     folds = _folds(model)
-    if all(type(copy.get_layer(name)) is _folded_batchnorm() for name in folds) and \
-            sum(type(layer) is _folded_batchnorm() for layer in copy.layers) == len(folds):
+    if set(folds) == {layer.name for layer in copy.layers if type(layer) is _folded_batchnorm()}:
         _give_weights(model, copy, folds)
     else:
         serve(model)

@@ -553,7 +553,7 @@ def model_card(path: str | os.PathLike | None = None) -> dict:
     card = Path(path).with_suffix(".json") if path else DEFAULT_CARD
     try:
         return json.loads(card.read_text())
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError):     # unreadable, not UTF-8, not JSON
         return {}
 
 

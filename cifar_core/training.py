@@ -329,13 +329,10 @@ def _trained_on(status: dict, dataset: cifar_data.Cifar10) -> str:
 def _teachers(config: TrainConfig) -> list[dict]:
     """How each model a distilled run learnt from was made, from the card beside it where there is one:
     a card's own command names those files, which may not outlive the run, so their commands go with it."""
+    from cifar_core import inference
     teachers = []
     for path in config.distill_from:
-        card = Path(path).with_suffix(".json")
-        try:
-            made = json.loads(card.read_text())
-        except (OSError, ValueError):
-            made = {}
+        made = inference.model_card(path)
         made = made if isinstance(made, dict) else {}
         teachers.append({"model": str(path), **{key: made[key] for key in ("command", "test_accuracy", "teachers")
                                                   if key in made}})
