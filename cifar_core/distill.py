@@ -1,14 +1,16 @@
 """Training towards other models' answers as well as the labels (knowledge distillation).
 
-    answers(paths, images)     -> (N, 10) saved models' probabilities for each picture, averaged
-    targets(labels, answers)   -> (N, 10) training targets: each label mixed with the models' answer
+    teachers(paths)               -> the saved models, loaded (ConfigError for a file that is not one)
+    answers(models, images)       -> (N, 10) their probabilities for each picture, averaged
+    targets(labels, answers)      -> (N, 10) training targets: each label mixed with the models' answer
+    taught(step, models)          -> a training step whose targets the models answer on its own batch
 
 A label says only "cat"; a good model's answer also says how much this cat looks like a dog. A network
 trained towards several models' averaged answers learns some of what their ensemble knows, and keeps
-its own size and speed. The answers are worked out once, before training, on the training pictures as
-they are, each also mirrored (the student sees both ways round); shifted and zoomed copies keep their
-picture's answer. That costs one pass over the pictures per model, where answering every augmented
-batch would add each model's forward pass to every training step.
+its own size and speed. The models answer each batch as the student sees it, shifted, mirrored and
+zoomed: a zoomed-in cat can look more like a dog than the whole picture did, and a target worked out
+once on the plain picture would still say "whole cat" (consistent teaching). That adds each model's
+forward pass, about a third of a training step, to every step.
 """
 from __future__ import annotations
 
@@ -25,12 +27,11 @@ from cifar_core.config import ConfigError
 WEIGHT = 0.8
 
 
-def answers(paths, images: np.ndarray) -> np.ndarray:
-    """(N, 10) float32: the mean of each saved model's probabilities (mirror test-time augmentation,
-    no confidence temperature) for `images`; ConfigError with a sentence for a file that is not a
-    CIFAR-10 model."""
+def teachers(paths) -> list:
+    """The saved models at `paths`, each answering as `inference.predict` serves it; ConfigError with a
+    sentence for a file that is not a CIFAR-10 model."""
     from cifar_core import inference
-    total = np.zeros((len(images), 10), np.float32)
+    models = []
     for path in paths:
         try:
             model = inference.load_model(path)
@@ -39,10 +40,25 @@ def answers(paths, images: np.ndarray) -> np.ndarray:
         if tuple(model.input_shape[1:]) != (32, 32, 3) or model.output_shape[-1] != 10:
             raise ConfigError(f"Cannot learn from {path}: it does not answer CIFAR-10's ten classes "
                               "for 32 x 32 colour pictures.", "distill_from")
-        total += inference.predict(model, images, calibrated=False)
-    return total / len(paths)
+        models.append(model)
+    return models
+
+
+def answers(models, images: np.ndarray) -> np.ndarray:
+    """(N, 10) float32: the mean of the models' probabilities for `images` exactly as given (no mirror,
+    no confidence temperature)."""
+    from cifar_core import inference
+    return sum(inference.predict(model, images, mirror=False, calibrated=False) for model in models) / len(models)
 
 
 def targets(labels: np.ndarray, model_answers: np.ndarray, weight: float = WEIGHT) -> np.ndarray:
-    """(N, 10) float32 rows summing to 1: (1 - weight) of each one-hot label plus weight of the answer."""
-    return ((1 - weight) * recipe.one_hot(np.asarray(labels).ravel()) + weight * model_answers).astype(np.float32)
+    """(N, 10) float32 rows summing to 1: (1 - weight) of each label (a class number or a one-hot row)
+    plus weight of the answer."""
+    labels = np.asarray(labels)
+    rows = labels if labels.ndim == 2 else recipe.one_hot(labels.ravel())
+    return ((1 - weight) * rows + weight * model_answers).astype(np.float32)
+
+
+def taught(step, models):
+    """`step(x, y)` with each batch's one-hot labels `y` mixed with the models' answers on `x` itself."""
+    return lambda x, y: step(x, targets(y, answers(models, x)))

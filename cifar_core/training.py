@@ -198,9 +198,7 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, dataset: cifar_data.C
                                                        config.calibration_images)
         if not len(x_train):
             raise cifar_data.DataError("There are no training images: the full CIFAR-10 data set is needed to train.")
-        # Distilling: the targets mix each label with the given models' answers, worked out now.
-        targets = (distill.targets(y_train, distill.answers(config.distill_from, x_train))
-                   if config.distill_from else y_train)
+        teachers = distill.teachers(config.distill_from)   # before the first step: a bad file fails now
         strategy = devices.make_strategy(config.strategy)
         # From here on `config` is what runs: on GPUs a bigger batch at a proportionally higher rate.
         # config.json keeps what was asked; status.json records what ran.
@@ -238,8 +236,10 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, dataset: cifar_data.C
         callbacks = keras.callbacks.CallbackList(
             [*([recipe.lookahead(total_steps)] if config.lookahead else []), recorder, board], model=model)
         step = devices.step_function(model, strategy)
+        if teachers:   # the targets mix each label with the models' answers on the batch as trained
+            step = distill.taught(step, teachers)
         model.stop_training = False
-        for epoch, (x_epoch, y_epoch) in enumerate(recipe.epochs_of(x_train, targets, config)):
+        for epoch, (x_epoch, y_epoch) in enumerate(recipe.epochs_of(x_train, y_train, config)):
             train_epoch(model, x_epoch, y_epoch, config.batch_size, epoch, callbacks, step)
             if recorder.failure or recorder.stopped:
                 break

@@ -322,6 +322,16 @@ def test_a_run_learns_from_saved_models_answers(tiny, tmp_path):
                           distill_from=(teacher, teacher))
     assert training.train(student, tmp_path / "b", tiny) == "finished"
     assert rundir.read_status(tmp_path / "b")["test_accuracy"] is not None
+    # Each batch's targets are the models' answers on that batch as trained, not on the plain pictures.
+    models = distill.teachers((teacher, teacher))
+    given = []
+    step = distill.taught(lambda x, y: given.append(y) or {}, models)
+    x, labels = tiny.x_train[:8], recipe.one_hot(tiny.y_train[:8])
+    step(x, labels)
+    step(x[:, :, ::-1], labels)
+    answers = inference.predict(models[0], x, mirror=False, calibrated=False)
+    np.testing.assert_allclose(given[0], 0.2 * labels + 0.8 * answers, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(given[1], given[0])
     (tmp_path / "notes.keras").write_text("not a model")
     for path, sentence in ((tmp_path / "gone.keras", "There is no model file"),
                            (tmp_path / "notes.keras", "is not a CIFAR-10 Studio model")):
