@@ -2,6 +2,7 @@
 
     python benchmarks/photos.py --photos DIR [--model PATH]
     python benchmarks/photos.py --imagenet-samples DIR [--model PATH]
+    python benchmarks/photos.py --imagenet-detection DIR [--model PATH]
 
 CIFAR-10's test pictures say little about an uploaded photo: a photo is far larger, its subject smaller
 in the frame, and shrinking it leaves it sharper than CIFAR-10's pictures. This benchmark loads each
@@ -16,6 +17,9 @@ holding photos of that class.
 --imagenet-samples DIR: a clone of github.com/EliSchwartz/imagenet-sample-images, one photo for each
 ImageNet class; the ImageNet classes that are CIFAR-10 classes are listed below (no deer: ImageNet has
 none). Dogs (118) and birds (59) outnumber the rest, so the class-balanced mean is printed too.
+--imagenet-detection DIR: a clone of github.com/ajschumacher/imagen, five photos for each of ImageNet's
+200 detection categories; eight are CIFAR-10 classes (DETECTION_CLASSES), 40 photos, five of each. They
+are scenes more than portraits: a plane far off in the sky, a dog in bronze, a bird on a beach at sunset.
 """
 from __future__ import annotations
 
@@ -48,6 +52,9 @@ IMAGENET_RANGES = {
     "bird": [("n01514668", "n01622779"), ("n01795545", "n01860187"), ("n02002556", "n02058221")],
     "dog": [("n02085620", "n02113978")],
 }
+# The detection categories (the last word of each file name) that are CIFAR-10 classes.
+DETECTION_CLASSES = {"airplane": "airplane", "car": "automobile", "bird": "bird", "cat": "cat", "dog": "dog",
+                     "frog": "frog", "horse": "horse", "watercraft": "ship"}
 SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 
 
@@ -66,6 +73,11 @@ def imagenet_samples(folder: Path) -> list[tuple[Path, int]]:
         if name:
             photos.append((path, CLASS_NAMES.index(name)))
     return photos
+
+
+def imagenet_detection(folder: Path) -> list[tuple[Path, int]]:
+    return [(path, CLASS_NAMES.index(DETECTION_CLASSES[path.stem.rsplit("_", 1)[-1]]))
+            for path in sorted(folder.glob("imagen/n*.jpg")) if path.stem.rsplit("_", 1)[-1] in DETECTION_CLASSES]
 
 
 def class_folders(folder: Path) -> list[tuple[Path, int]]:
@@ -91,10 +103,13 @@ def main() -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--photos", type=Path, help="a folder with one folder of photos per class")
     source.add_argument("--imagenet-samples", type=Path, help="a clone of EliSchwartz/imagenet-sample-images")
+    source.add_argument("--imagenet-detection", type=Path, help="a clone of ajschumacher/imagen")
     parser.add_argument("--model", help="a .keras model (default: the bundled one)")
     args = parser.parse_args()
 
-    photos = imagenet_samples(args.imagenet_samples) if args.imagenet_samples else class_folders(args.photos)
+    photos = (imagenet_samples(args.imagenet_samples) if args.imagenet_samples
+              else imagenet_detection(args.imagenet_detection) if args.imagenet_detection
+              else class_folders(args.photos))
     if not photos:
         raise SystemExit("No photos found there.")
     model = inference.load_model(args.model)

@@ -62,3 +62,17 @@ def test_temperature_sample_refits_on_fewer_held_out_pictures(tiny_archive):
     baseline, drawn = lines[2].split(), lines[3].split()
     assert baseline[0] == "20" and "baseline" in lines[2] and drawn[0] == "10" and len(lines) == 4   # 50 > 20
     assert 0.05 <= float(baseline[1]) <= 20 and 0 <= float(drawn[-1]) <= 1
+
+
+def test_photos_reads_the_detection_samples_that_are_cifar10_classes(tmp_path):
+    from PIL import Image
+    folder = tmp_path / "imagen"
+    folder.mkdir()
+    for name, colour in (("n02958343_1_car", "red"), ("n04530566_2_watercraft", "blue"),
+                         ("n00007846_3_person", "green"), ("n02084071_4_dog", "brown")):
+        Image.new("RGB", (120, 90), colour).save(folder / f"{name}.jpg")
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "photos.py"), "--imagenet-detection", str(tmp_path)],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.startswith("3 photos (automobile 1, dog 1, ship 1)")
+    assert "before: one sharp centre square" in out.stdout and "now: 2 softened squares" in out.stdout
