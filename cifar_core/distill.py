@@ -10,7 +10,11 @@ trained towards several models' averaged answers learns some of what their ensem
 its own size and speed. The models answer each batch as the student sees it, shifted, mirrored and
 zoomed: a zoomed-in cat can look more like a dog than the whole picture did, and a target worked out
 once on the plain picture would still say "whole cat" (consistent teaching). That adds each model's
-forward pass, about a third of a training step, to every step.
+forward pass, about a third of a training step, to every step. Measured with the same two teachers and
+seed (`best`, 36 epochs, zoom 0.25): 91.66% on the test set, against 90.75% with answers worked out once
+on the plain pictures and 90.89% with each batch answered before its zoom; on real photos it was the
+weakest of the three (64% of 255, against 66% and 69%: a few photos either way, where the test set's
+10,000 pictures make 0.9 points clear).
 """
 from __future__ import annotations
 
