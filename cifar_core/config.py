@@ -23,7 +23,7 @@ MAX_NAME_CHARS = 60          # run names are shown to everybody on the board
 MAX_SEED = 2**32 - 1         # what numpy and Keras accept as a seed
 MAX_TRAIN_IMAGES = 50_000    # CIFAR-10's training set
 MAX_PATH_CHARS = 4096
-MAX_DISTILL_MODELS = 4       # each costs a pass over the training pictures before the first step
+MAX_DISTILL_MODELS = 4       # each adds its forward pass, about a third of a training step, to every step
 MAX_ZOOM = 0.5               # half as large again or two-thirds the size: past that a 32x32 picture is mostly edge
 
 
@@ -236,8 +236,8 @@ EFFECTS = {
                     "lower test accuracy and overfitting sooner.",
     "calibration_images": "Raise it: a more reliable \"% sure\", fewer pictures to train on. Lower it: the reverse.",
     "distill_from": "More models, or better ones: the network learns what they know beyond the labels (which "
-                    "pictures look alike), often a more accurate model at the same size; each costs a pass over "
-                    "the training pictures first. Use it with no label smoothing. None: the labels alone.",
+                    "pictures look alike), often a more accurate model at the same size; each makes every training "
+                    "step about a third longer. Use it with no label smoothing. None: the labels alone.",
     "seed": "Another seed: another start and shuffle, so results vary a little; the same seed repeats a run.",
     "name": "A name for people on the runs board: it changes nothing in training.",
 }
