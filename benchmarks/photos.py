@@ -76,8 +76,12 @@ def imagenet_samples(folder: Path) -> list[tuple[Path, int]]:
 
 
 def imagenet_detection(folder: Path) -> list[tuple[Path, int]]:
-    return [(path, CLASS_NAMES.index(DETECTION_CLASSES[path.stem.rsplit("_", 1)[-1]]))
-            for path in sorted(folder.glob("imagen/n*.jpg")) if path.stem.rsplit("_", 1)[-1] in DETECTION_CLASSES]
+    photos = []
+    for path in sorted(folder.glob("imagen/n*.jpg")):
+        name = DETECTION_CLASSES.get(path.stem.rsplit("_", 1)[-1])
+        if name:
+            photos.append((path, CLASS_NAMES.index(name)))
+    return photos
 
 
 def class_folders(folder: Path) -> list[tuple[Path, int]]:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from cifar_core import recipe
 from cifar_core.config import ConfigError
 
 # The models' share of each target; the label keeps the rest, so a picture the models get wrong still
@@ -56,11 +55,8 @@ def answers(models, images: np.ndarray) -> np.ndarray:
 
 
 def targets(labels: np.ndarray, model_answers: np.ndarray, weight: float = WEIGHT) -> np.ndarray:
-    """(N, 10) float32 rows summing to 1: (1 - weight) of each label (a class number or a one-hot row)
-    plus weight of the answer."""
-    labels = np.asarray(labels)
-    rows = labels if labels.ndim == 2 else recipe.one_hot(labels.ravel())
-    return ((1 - weight) * rows + weight * model_answers).astype(np.float32)
+    """(N, 10) float32 rows summing to 1: (1 - weight) of each one-hot label row plus weight of the answer."""
+    return ((1 - weight) * labels + weight * model_answers).astype(np.float32)
 
 
 def taught(step, models):

@@ -278,7 +278,7 @@ def test_distilled_targets_mix_each_label_with_the_models_answer():
     answers = np.array([[0.0] * 3 + [0.8] + [0.2 / 6] * 6,          # agrees with the label
                         [0.0] * 5 + [1.0] + [0.0] * 4,               # sure of another class: wrong
                         [0.1] * 10], np.float32)
-    targets = distill.targets(labels, answers, weight=0.8)
+    targets = distill.targets(recipe.one_hot(labels), answers, weight=0.8)
     assert targets.dtype == np.float32 and np.allclose(targets.sum(1), 1)
     assert targets[0, 3] == pytest.approx(0.84) and targets[0, 5] == pytest.approx(0.8 * 0.2 / 6)
     assert targets[1, 3] == pytest.approx(0.2) and targets[1, 5] == pytest.approx(0.8)
