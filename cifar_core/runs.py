@@ -334,7 +334,7 @@ def reconcile(locked: bool = False) -> list[str]:
     dead = []
     for run in _all():
         if run.state == "running" and not _alive(run.status):
-            rundir.update_status(run.path, state="failed", ended=rundir.now(), error=(
+            rundir.update_status(run.path, state="failed", ended=_last_heard(run), error=(
                 f"The training process (pid {run.status.get('pid')}) ended without finishing: "
                 "it was killed or ran out of memory. The last checkpoint, if any, is kept."))
             dead.append(run.id)
@@ -348,14 +348,20 @@ def reconcile(locked: bool = False) -> list[str]:
     return dead
 
 
+def _last_heard(run: Run) -> float:
+    """When the run's trainer last wrote to its folder: where a dead trainer's run ends. The app may
+    notice the death hours later (nobody had it open), and the board should not count those hours."""
+    written = [p.stat().st_mtime for p in (run.path / rundir.STATUS, run.path / rundir.METRICS) if p.exists()]
+    return round(min(max(written, default=time.time()), time.time()), 3)
+
+
 def _stalled(run: Run) -> bool:
     """Whether a local trainer (a process or a warm worker) has written nothing for CIFAR_RUN_STALL_S
     seconds. A trainer appends a metrics line every second while it trains, so silence that long
     means it hangs, and a hung worker would hold up everyone queued behind it."""
     if run.status.get("trainer") not in ("worker", "process"):
         return False
-    written = [p.stat().st_mtime for p in (run.path / rundir.STATUS, run.path / rundir.METRICS) if p.exists()]
-    return bool(written) and time.time() - max(written) > settings.get().run_stall_s
+    return time.time() - _last_heard(run) > settings.get().run_stall_s
 
 
 def _kill(pid) -> None:

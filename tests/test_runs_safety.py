@@ -141,6 +141,24 @@ def test_a_reused_pid_does_not_keep_a_dead_run_running(tiny_env):
     assert runs.get(honest.id).state == "failed"
 
 
+def test_a_run_found_dead_later_ends_when_its_trainer_was_last_heard(tiny_env):
+    # Nobody had the app open when the trainer was killed an hour ago: the board must not charge that hour.
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    run = runs.create(small(epochs=1), owner="a")
+    started = time.time() - 3_700
+    rundir.update_status(run.path, state="running", pid=gone.pid, launched=started, started=started)
+    rundir.append_metric(run.path, {"kind": "batch", "epoch": 1, "step": 1, "loss": 2.0})
+    last_heard = time.time() - 3_600
+    for name in (rundir.STATUS, rundir.METRICS):
+        os.utime(run.path / name, (last_heard, last_heard))
+    runs.reconcile()
+    dead = runs.get(run.id)
+    assert dead.state == "failed"
+    assert dead.status["ended"] == pytest.approx(last_heard, abs=1)
+    assert dead.summary()["time"] == runs.timing.duration(100)
+
+
 def test_process_start_names_one_process():
     here = rundir.process_start(os.getpid())
     assert isinstance(here, int) and here > 0
