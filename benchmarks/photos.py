@@ -13,7 +13,7 @@ photo as the app does (`inference.load_image`) and compares, in the same run:
 - now: the squares the app is shown now (`inference.views`), answered by `inference.predict_views`.
 
 --photos DIR: one folder per class, named as CIFAR-10 names them (airplane, automobile, bird, ...), each
-holding photos of that class.
+holding photos of that class; web_photos.py gathers 223 web photos of all ten classes that way.
 --imagenet-samples DIR: a clone of github.com/EliSchwartz/imagenet-sample-images, one photo for each
 ImageNet class; the ImageNet classes that are CIFAR-10 classes are listed below (no deer: ImageNet has
 none). Dogs (118) and birds (59) outnumber the rest, so the class-balanced mean is printed too.

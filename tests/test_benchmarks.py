@@ -76,3 +76,48 @@ def test_photos_reads_the_detection_samples_that_are_cifar10_classes(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.startswith("3 photos (automobile 1, dog 1, ship 1)")
     assert "before: one sharp centre square" in out.stdout and "now: 2 softened squares" in out.stdout
+
+
+def test_web_photos_list_names_each_photo_once_with_its_commit():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import web_photos
+    from cifar_core.data import CLASS_NAMES
+    rows = web_photos.listed()
+    assert {row["class"] for row in rows} == set(CLASS_NAMES)
+    assert all(len(row["commit"]) == 40 and int(row["commit"], 16) >= 0 for row in rows)
+    assert len({web_photos.local_name(row) for row in rows}) == len(rows)
+
+
+def test_web_photos_fetches_each_listed_photo_into_its_class_folder(tmp_path):
+    import functools
+    import http.server
+    import threading
+
+    from PIL import Image
+    served = tmp_path / "served"
+    for repository, path, colour in (("a/b", "deer 1.jpg", "brown"), ("c/d", "img/ship.png", "blue")):
+        file = served / repository / ("0" * 40) / path
+        file.parent.mkdir(parents=True)
+        Image.new("RGB", (120, 90), colour).save(file)
+    listing = tmp_path / "list.tsv"
+    listing.write_text("# class\trepository\tcommit\tpath\n" + "".join(
+        f"{name}\t{repository}\t{'0' * 40}\t{path}\n" for name, repository, path in
+        (("deer", "a/b", "deer 1.jpg"), ("ship", "c/d", "img/ship.png"), ("ship", "c/d", "gone.jpg"))))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        source = f"http://127.0.0.1:{server.server_port}/{{repository}}/{{commit}}/{{path}}"
+        run = [sys.executable, str(ROOT / "benchmarks" / "web_photos.py"), str(tmp_path / "photos"),
+               "--list", str(listing), "--source", source]
+        first = subprocess.run(run, capture_output=True, text=True, timeout=120)
+        again = subprocess.run(run, capture_output=True, text=True, timeout=120)
+        server.shutdown()
+    assert first.returncode == 1 and first.stdout.startswith("2 photos fetched, 0 already there, 1 failed")
+    assert "gone.jpg: HTTP Error 404" in first.stdout
+    assert again.stdout.startswith("0 photos fetched, 2 already there, 1 failed")
+    assert sorted(p.relative_to(tmp_path / "photos").as_posix() for p in (tmp_path / "photos").rglob("*.*")) == [
+        "deer/a_b_deer 1.jpg", "ship/c_d_img_ship.png"]
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "photos.py"), "--photos", str(tmp_path / "photos")],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.startswith("2 photos (deer 1, ship 1)")
