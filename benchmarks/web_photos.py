@@ -20,7 +20,8 @@ from pathlib import Path
 
 LIST = Path(__file__).with_name("web_photos.tsv")
 SOURCE = "https://raw.githubusercontent.com/{repository}/{commit}/{path}"
-MAX_BYTES = 20 * 2**20       # the app's own upload limit; no listed photo comes near it
+MAX_BYTES = 20 * 2**20       # the app's upload limit (app_pages/predict_parts.UPLOAD_LIMIT_MB, not imported:
+                             # it brings Streamlit with it); no listed photo comes near it
 
 
 def listed(path: Path = LIST) -> list[dict[str, str]]:
