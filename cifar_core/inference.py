@@ -10,9 +10,10 @@ A hosted copy decodes whatever a class uploads, so load_image bounds what one fi
 decoding it: it reads only the formats the uploader offers, refuses files whose structure alone would
 keep Pillow's Python parsers busy (thousands of segments, chunks, scans or strips), works out from the
 header what decoding will take (the pixels, the decoder's own buffers, the copies made before the
-picture is shrunk) and refuses anything over MEMORY_BUDGET. JPEGs are decoded at reduced size and
-everything else is shrunk as soon as it is decoded. At most DECODING_AT_ONCE pictures are decoded at
-a time in a process, so thirty uploads at once cost a server that many budgets, not thirty.
+picture is shrunk) and refuses anything over MEMORY_BUDGET. JPEGs are decoded at reduced size (a
+phone's photo on two cores, `jpeg_halves`) and everything else is shrunk as soon as it is decoded.
+At most DECODING_AT_ONCE pictures are decoded at a time in a process, so thirty uploads at once cost
+a server that many budgets, not thirty.
 tests/hostile_images.py builds files that each broke the loader one of these ways
 (tests/test_inference.py measures their peak memory in a fresh process), and
 tests/test_image_fuzz.py damages pictures thousands of ways.
@@ -31,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter, UnidentifiedImageError
 
-from cifar_core import evaluation
+from cifar_core import evaluation, jpeg_halves
 
 ASSETS = Path(__file__).parent / "assets"
 DEFAULT_MODEL = ASSETS / "default.keras"
@@ -239,8 +240,9 @@ def _cost(image: Image.Image, raw: bytes, size: tuple[int, int], jpeg_scans: int
 
 
 def _decode(image: Image.Image, raw: bytes, jpeg_scans: int) -> Image.Image:
-    """The picture loaded (Pillow opens a file at its first frame), JPEGs at reduced size; ImageError
-    if that would take more than MEMORY_BUDGET."""
+    """The picture loaded (Pillow opens a file at its first frame), JPEGs at reduced size and, where
+    the file allows, in two halves at once (`jpeg_halves`); ImageError if that would take more than
+    MEMORY_BUDGET."""
     width, height = size = image.size
     if width < 1 or height < 1:
         raise ImageError("The picture has no pixels (its width or height is zero).")
@@ -254,6 +256,10 @@ def _decode(image: Image.Image, raw: bytes, jpeg_scans: int) -> Image.Image:
             advice += ", or a JPEG"
         raise ImageError(f"The picture is too large to decode here ({width} x {height} pixels would take "
                          f"{cost / 2**20:,.0f} MB of memory); {advice}.")
+    if jpeg_scans == 1 and cost + len(raw) <= MEMORY_BUDGET:       # the halves copy the coded data once
+        halves = jpeg_halves.decode(raw, image)
+        if halves is not None:
+            return halves
     image.load()
     return image
 

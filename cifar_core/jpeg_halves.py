@@ -1,0 +1,126 @@
+"""A big JPEG decoded on two cores, a half each, where the file allows it.
+
+    decode(raw, image) -> the picture `image` (opened from `raw`, reduced-size decoding asked for)
+                          decoded as two halves at once, or None where the file cannot be cut
+
+libjpeg decodes a picture on one core, and most of the time goes into the entropy decoding, which
+decoding at reduced size does not skip (a 12-megapixel photo: about 25 ms here, more than the rest
+of an answer together). The coded data can be cut only where the encoder restarted it: at a restart
+marker every prediction starts afresh, so what follows decodes on its own. Phones write them (an
+iPhone at the end of every row of 16x16 blocks, for its own parallel decoder), so such a photo is
+decoded here as two JPEGs at once, the rows above and below a restart marker at a row boundary, each
+with its own height in its header, and the halves stacked. At reduced size libjpeg scales the colour
+channels in their inverse DCT instead of smoothing them across rows, and a restart leaves nothing to
+carry over, so the pixels are those of one decode (tests/test_jpeg_halves.py checks them).
+"""
+from __future__ import annotations
+
+import io
+import math
+from concurrent.futures import ThreadPoolExecutor
+
+from PIL import Image
+
+MIN_PIXELS = 2_000_000     # below this a decode takes a few ms and handing half to a thread gains little
+MAX_MARKERS = 1_000        # restart markers passed on the way to the cut, each a bytes.find
+_KEPT = {0xC0, 0xC1, 0xC4, 0xDB, 0xDD, 0xE0, 0xEE}   # frame, tables, restart interval, JFIF and Adobe
+                           # (libjpeg reads the colour transform from them); EXIF, XMP, ICC and MPF
+                           # segments, parsed by Pillow in Python, are left out of the halves
+_other_half = ThreadPoolExecutor(max_workers=2, thread_name_prefix="jpeg-half")   # one per decode at once
+                           # (inference.DECODING_AT_ONCE); Pillow lets go of the GIL while it decodes
+
+
+def _header(raw: bytes):
+    """(kept segments, frame, restart interval, offset where the coded data starts) for a one-scan
+    Huffman-coded JPEG; frame: (offset of its height in the kept segments, height, width, height of a
+    row of blocks, rows, blocks a row, rows of pixels a colour sample spans). None for any other file."""
+    kept, frame, interval, position = [b"\xff\xd8"], None, 0, 2
+    for _ in range(MAX_MARKERS):
+        while raw[position:position + 2] == b"\xff\xff":                 # fill bytes before a marker
+            position += 1
+        if raw[position:position + 1] != b"\xff" or position + 4 > len(raw):
+            return None
+        marker = raw[position + 1]
+        end = position + 2 + int.from_bytes(raw[position + 2:position + 4], "big")
+        segment = raw[position:end]
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # a frame: sequential, Huffman,
+            if marker not in (0xC0, 0xC1) or frame or len(segment) < 10 or segment[4] != 8:   # 8-bit, one
+                return None
+            height, width, count = int.from_bytes(segment[5:7], "big"), int.from_bytes(segment[7:9], "big"), segment[9]
+            factors = [(b >> 4, b & 15) for b in segment[11:10 + 3 * count:3]]
+            if not height or not width or len(factors) != count or not all(h and v for h, v in factors):
+                return None
+            block_w, block_h = 8 * max(h for h, _ in factors), 8 * max(v for _, v in factors)
+            frame = (sum(map(len, kept)) + 5, height, width, block_h, -(-height // block_h), -(-width // block_w),
+                     block_h // (8 * min(v for _, v in factors)))
+            channels = count
+        elif marker == 0xDD and len(segment) >= 6:
+            interval = int.from_bytes(segment[4:6], "big")
+        elif marker == 0xDA:
+            if not frame or len(segment) < 5 or segment[4] != channels:   # one scan holds every channel
+                return None
+            kept.append(segment)
+            return kept, frame, interval, end
+        elif marker in (0xD9, 0xDC):                                      # the end, or a height given later
+            return None
+        if marker in _KEPT:
+            kept.append(segment)
+        position = end
+    return None
+
+
+def _cut_row(rows: int, per_row: int, interval: int) -> int | None:
+    """The row of blocks nearest the middle (within its middle half) that starts right after a restart
+    marker numbered 7: the decoder of the lower half then finds 0, 1, 2... as in a file of its own."""
+    for offset in range(rows // 4 + 1):
+        for row in (rows // 2 - offset, rows // 2 + offset):
+            blocks = row * per_row
+            if 0 < row < rows and blocks % interval == 0 and (blocks // interval) % 8 == 0:
+                return row
+    return None
+
+
+def _decoded(part: bytes, size: tuple[int, int]) -> Image.Image:
+    image = Image.open(io.BytesIO(part), formats=("JPEG",))
+    image.draft("RGB", size)
+    image.load()
+    return image
+
+
+def decode(raw: bytes, image: Image.Image) -> Image.Image | None:
+    """`image`, opened from `raw` with `draft` already asked for, decoded in two halves at once, or None
+    if the file cannot be cut that way (no restart markers at a row boundary, several scans, arithmetic
+    coding, a small picture) or a half fails; the caller then decodes it as usual."""
+    parsed = _header(raw) if image.format in ("JPEG", "MPO") and len(raw) > 4 else None
+    if parsed is None:
+        return None
+    kept, (height_at, height, width, block_height, rows, per_row, sample_rows), interval, start = parsed
+    row = _cut_row(rows, per_row, interval) if interval and width * height >= MIN_PIXELS else None
+    scale = next((s for s in (8, 4, 2, 1) if image.size == (-(-width // s), -(-height // s))), None)
+    # At full size libjpeg smooths a colour sample spanning two rows into both: across the cut, the
+    # halves would differ from the whole. Reduced by as much as a sample spans, it scales it instead.
+    if row is None or scale is None or scale < sample_rows or row * per_row // interval // 8 > MAX_MARKERS:
+        return None
+    cut = start - 2
+    for _ in range(row * per_row // interval // 8):                     # every eighth marker is a 7
+        cut = raw.find(b"\xff\xd7", cut + 2)
+        if cut < 0:
+            return None
+    header, data, top_height = b"".join(kept), memoryview(raw), row * block_height
+    top = [header[:height_at], top_height.to_bytes(2, "big"), header[height_at + 2:]]
+    bottom = [header[:height_at], (height - top_height).to_bytes(2, "big"), header[height_at + 2:]]
+    try:        # each half joined from views of `raw`: the coded data is copied once, not sliced first
+        lower = _other_half.submit(_decoded, b"".join([*bottom, data[cut + 2:]]),
+                                   (width // scale, (height - top_height) // scale))
+        upper = _decoded(b"".join([*top, data[start:cut], b"\xff\xd9"]), (width // scale, top_height // scale))
+        lower = lower.result()
+    except Exception:       # a damaged file: the usual decode says what is wrong with it
+        return None
+    if upper.size[0] != image.size[0] or lower.size[0] != image.size[0] or \
+            upper.size[1] + lower.size[1] != image.size[1] or upper.mode != lower.mode:
+        return None
+    whole = Image.new(upper.mode, image.size)
+    whole.paste(upper, (0, 0))
+    whole.paste(lower, (0, upper.size[1]))
+    whole.info = dict(image.info)          # its EXIF orientation, read after decoding
+    return whole
