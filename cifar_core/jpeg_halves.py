@@ -16,8 +16,8 @@ carry over, so the pixels are those of one decode (tests/test_jpeg_halves.py che
 from __future__ import annotations
 
 import io
-import math
 from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 from PIL import Image
 
@@ -30,10 +30,19 @@ _other_half = ThreadPoolExecutor(max_workers=2, thread_name_prefix="jpeg-half") 
                            # (inference.DECODING_AT_ONCE); Pillow lets go of the GIL while it decodes
 
 
-def _header(raw: bytes):
-    """(kept segments, frame, restart interval, offset where the coded data starts) for a one-scan
-    Huffman-coded JPEG; frame: (offset of its height in the kept segments, height, width, height of a
-    row of blocks, rows, blocks a row, rows of pixels a colour sample spans). None for any other file."""
+class _Frame(NamedTuple):
+    height_at: int          # where the frame's height is in the kept segments
+    height: int
+    width: int
+    block_height: int       # pixels in a row of blocks (MCUs)
+    rows: int               # rows of blocks
+    per_row: int            # blocks a row
+    sample_rows: int        # rows of pixels one colour sample spans (2 for 4:2:0, else 1)
+
+
+def _header(raw: bytes) -> tuple[list[bytes], _Frame, int, int] | None:
+    """(the segments the halves keep, the frame, the restart interval in blocks, where the coded data
+    starts) for a one-scan Huffman-coded JPEG; None for any other file."""
     kept, frame, interval, position = [b"\xff\xd8"], None, 0, 2
     for _ in range(MAX_MARKERS):
         while raw[position:position + 2] == b"\xff\xff":                 # fill bytes before a marker
@@ -43,16 +52,17 @@ def _header(raw: bytes):
         marker = raw[position + 1]
         end = position + 2 + int.from_bytes(raw[position + 2:position + 4], "big")
         segment = raw[position:end]
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # a frame: sequential, Huffman,
-            if marker not in (0xC0, 0xC1) or frame or len(segment) < 10 or segment[4] != 8:   # 8-bit, one
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):      # a frame (the others: tables)
+            # one frame only, sequential and Huffman-coded (progressive has many scans), 8 bits a sample
+            if marker not in (0xC0, 0xC1) or frame or len(segment) < 10 or segment[4] != 8:
                 return None
             height, width, count = int.from_bytes(segment[5:7], "big"), int.from_bytes(segment[7:9], "big"), segment[9]
             factors = [(b >> 4, b & 15) for b in segment[11:10 + 3 * count:3]]
             if not height or not width or len(factors) != count or not all(h and v for h, v in factors):
                 return None
             block_w, block_h = 8 * max(h for h, _ in factors), 8 * max(v for _, v in factors)
-            frame = (sum(map(len, kept)) + 5, height, width, block_h, -(-height // block_h), -(-width // block_w),
-                     block_h // (8 * min(v for _, v in factors)))
+            frame = _Frame(sum(map(len, kept)) + 5, height, width, block_h, -(-height // block_h),
+                           -(-width // block_w), block_h // (8 * min(v for _, v in factors)))
             channels = count
         elif marker == 0xDD and len(segment) >= 6:
             interval = int.from_bytes(segment[4:6], "big")
@@ -94,21 +104,25 @@ def decode(raw: bytes, image: Image.Image) -> Image.Image | None:
     parsed = _header(raw) if image.format in ("JPEG", "MPO") and len(raw) > 4 else None
     if parsed is None:
         return None
-    kept, (height_at, height, width, block_height, rows, per_row, sample_rows), interval, start = parsed
-    row = _cut_row(rows, per_row, interval) if interval and width * height >= MIN_PIXELS else None
+    kept, frame, interval, start = parsed
+    width, height = frame.width, frame.height
+    row = _cut_row(frame.rows, frame.per_row, interval) if interval and width * height >= MIN_PIXELS else None
     scale = next((s for s in (8, 4, 2, 1) if image.size == (-(-width // s), -(-height // s))), None)
     # At full size libjpeg smooths a colour sample spanning two rows into both: across the cut, the
     # halves would differ from the whole. Reduced by as much as a sample spans, it scales it instead.
-    if row is None or scale is None or scale < sample_rows or row * per_row // interval // 8 > MAX_MARKERS:
+    if row is None or scale is None or scale < frame.sample_rows:
+        return None
+    sevens = row * frame.per_row // interval // 8                      # every eighth marker is a 7
+    if sevens > MAX_MARKERS:
         return None
     cut = start - 2
-    for _ in range(row * per_row // interval // 8):                     # every eighth marker is a 7
+    for _ in range(sevens):
         cut = raw.find(b"\xff\xd7", cut + 2)
         if cut < 0:
             return None
-    header, data, top_height = b"".join(kept), memoryview(raw), row * block_height
-    top = [header[:height_at], top_height.to_bytes(2, "big"), header[height_at + 2:]]
-    bottom = [header[:height_at], (height - top_height).to_bytes(2, "big"), header[height_at + 2:]]
+    header, data, top_height = b"".join(kept), memoryview(raw), row * frame.block_height
+    top = [header[:frame.height_at], top_height.to_bytes(2, "big"), header[frame.height_at + 2:]]
+    bottom = [header[:frame.height_at], (height - top_height).to_bytes(2, "big"), header[frame.height_at + 2:]]
     try:        # each half joined from views of `raw`: the coded data is copied once, not sliced first
         lower = _other_half.submit(_decoded, b"".join([*bottom, data[cut + 2:]]),
                                    (width // scale, (height - top_height) // scale))
