@@ -91,7 +91,9 @@ def test_on_the_tiny_data_the_time_left_comes_true(tiny_env, monkeypatch):
     from cifar_core.config import TrainConfig
     from conftest import write_tiny_archive
     monkeypatch.setenv("CIFAR10_DATA", str(write_tiny_archive(tiny_env / "tested.tar.gz", test=2000)))
-    run = runs.start(TrainConfig(arch="airbench_tiny", epochs=4, batch_size=4, precision="float32"))
+    # 8 epochs: on a quick machine 4 ended 1.6 s after the first, too soon after start-up to leave four
+    # readings before the last quarter.
+    run = runs.start(TrainConfig(arch="airbench_tiny", epochs=8, batch_size=4, precision="float32"))
     readings, deadline = [], time.monotonic() + 600
     while (current := runs.get(run.id)).state in ("queued", "running") and time.monotonic() < deadline:
         now = time.time()
