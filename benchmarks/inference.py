@@ -9,10 +9,12 @@ averaged views; "no model" is the decoding and cutting alone, the part no
 model can make quicker (most of it libjpeg's entropy decoding, which reading
 a JPEG at reduced size does not skip). The same photo is timed again as a
 phone saves it, with a restart marker after each row of blocks (iPhones
-write them): such a file is decoded in two halves at once (`jpeg_halves`). The baseline, measured in the same run, is the TensorFlow
-tutorial CNN (untrained: speed does not depend on the weights), and the bundled model as saved, in
-float32: `inference.load_model` answers with a copy whose BatchNorms are folded into its convolutions, in
-bfloat16 on a CPU with bfloat16 maths (`fast_inference`), and the float32 row is what it costs without that.
+write them): such a file is decoded in two halves at once (`jpeg_halves`).
+The baseline, measured in the same run, is the TensorFlow tutorial CNN
+(untrained: speed does not depend on the weights), and the bundled model as
+saved, in float32: `inference.load_model` answers with a copy whose BatchNorms
+are folded into its convolutions, in bfloat16 on a CPU with bfloat16 maths
+(`fast_inference`), and the float32 row is what it costs without that.
 """
 from __future__ import annotations
 
