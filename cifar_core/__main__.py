@@ -25,7 +25,7 @@ def _train_parser(sub):
                    help="a whole recipe (architecture, optimizer, schedule, augmentation); default quick")
     # Every TrainConfig field is an option that overrides the preset; its comment is the help.
     for field in dataclasses.fields(TrainConfig):
-        if field.name in ("preset", "initial_model"):
+        if field.name == "preset":
             continue
         option = "--" + field.name.replace("_", "-")
         text = FIELD_HELP.get(field.name, "").replace("%", "%%")   # argparse %-formats help ("% sure")
@@ -66,14 +66,23 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _config_from_args(args) -> TrainConfig:
-    fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"preset", "initial_model"}
+    fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"preset"}
     overrides = {name: getattr(args, name) for name in fields if getattr(args, name) is not None}
-    if "distill_from" in overrides:   # the run may train from another folder (a queued run, a worker)
-        overrides["distill_from"] = tuple(os.path.abspath(path) for path in overrides["distill_from"])
-        for path in overrides["distill_from"]:
-            if not os.path.isfile(path):   # said now, before a run directory is made for nothing
-                raise ConfigError(f"There is no model file at {path} to learn from.", "distill_from")
+    if "distill_from" in overrides:
+        overrides["distill_from"] = tuple(_model_file(path, "distill_from") for path in overrides["distill_from"])
+    if "initial_model" in overrides:
+        overrides["initial_model"] = _model_file(overrides["initial_model"], "initial_model")
     return TrainConfig.from_preset(args.preset, **overrides)
+
+
+def _model_file(path: str, field: str) -> str:
+    """`path` made absolute (the run may train from another folder: a queued run, a worker); ConfigError
+    now, before a run directory is made for nothing, if no file is there."""
+    path = os.path.abspath(path)
+    if not os.path.isfile(path):
+        verb = "learn from" if field == "distill_from" else "continue from"
+        raise ConfigError(f"There is no model file at {path} to {verb}.", field)
+    return path
 
 
 def cmd_train(args) -> int:

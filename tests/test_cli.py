@@ -73,6 +73,18 @@ def test_train_learns_from_saved_models_named_as_the_user_typed_them(trained, ti
     assert result.stderr == f"Error: There is no model file at {trained / 'gone.keras'} to learn from.\n"
 
 
+def test_train_continues_from_a_saved_model(trained, tiny_archive):
+    common = ("train", "--preset", "quick", "--epochs", "1", "--batch-size", "20", "--data", tiny_archive,
+              "--precision", "float32")
+    result = cli(*common, "--run-dir", trained / "more", "--initial-model", "model.keras", cwd=trained)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((trained / "more" / "config.json").read_text())["initial_model"] == str(trained / "model.keras")
+    assert rundir.read_status(trained / "more")["state"] == "finished"
+    result = cli(*common, "--run-dir", trained / "nothing", "--initial-model", "gone.keras", cwd=trained)
+    assert result.returncode == 2 and not (trained / "nothing").exists()
+    assert result.stderr == f"Error: There is no model file at {trained / 'gone.keras'} to continue from.\n"
+
+
 def test_evaluate_json_matches_the_card(trained, tiny_archive):
     result = cli("evaluate", "--model", trained / "model.keras", "--data", tiny_archive, "--json")
     assert result.returncode == 0, result.stderr
