@@ -326,17 +326,15 @@ def _trained_on(status: dict, dataset: cifar_data.Cifar10) -> str:
     return f"; trained on {trained:,} of the {len(dataset.y_train):,} training images{kept}"
 
 
-def _teachers(config: TrainConfig) -> list[dict]:
-    """How each model a distilled run learnt from was made, from the card beside it where there is one:
-    a card's own command names those files, which may not outlive the run, so their commands go with it."""
+def _how_made(path: str) -> dict:
+    """How a model this run learnt from or started from was made, from the card beside it where there is
+    one: a card's own command names those files, which may not outlive the run, so their story goes with it."""
     from cifar_core import inference
-    teachers = []
-    for path in config.distill_from:
-        made = inference.model_card(path)
-        made = made if isinstance(made, dict) else {}
-        teachers.append({"model": str(path), **{key: made[key] for key in ("command", "test_accuracy", "teachers")
-                                                  if key in made}})
-    return teachers
+    made = inference.model_card(path)
+    made = made if isinstance(made, dict) else {}
+    return {"model": str(path), **{key: made[key] for key in
+                                   ("command", "test_accuracy", "epochs", "training_seconds", "teachers", "continued_from")
+                                   if key in made}}
 
 
 def export(run_dir: str | os.PathLike, dest: str | os.PathLike, command: str = "",
@@ -361,7 +359,9 @@ def export(run_dir: str | os.PathLike, dest: str | os.PathLike, command: str = "
         "architecture": config.arch,
         "config": config.to_dict(),
         "command": command,
-        **({"teachers": _teachers(config)} if config.distill_from else {}),
+        **({"teachers": [_how_made(path) for path in config.distill_from]} if config.distill_from else {}),
+        # A continued run's epochs and seconds are its own: the model it started from says the rest.
+        **({"continued_from": _how_made(config.initial_model)} if config.initial_model else {}),
         "data": f"CIFAR-10 test set ({dataset.origin}), {result['n']} images{_trained_on(status, dataset)}",
         "epochs": len(epochs),
         "test_accuracy": result["accuracy"],                 # with mirror test-time augmentation, as served

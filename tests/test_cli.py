@@ -55,6 +55,13 @@ def test_train_writes_the_run_and_a_model_card(trained):
     assert card["inference_precision"] == ("bfloat16" if fast_inference._bfloat16_here() else "float32")
 
 
+def _how_made(trained) -> dict:
+    """What a card says of the model trained above, when another run learns or starts from it."""
+    card = json.loads((trained / "model.json").read_text())
+    return {"model": str(trained / "model.keras"),
+            **{key: card[key] for key in ("command", "test_accuracy", "epochs", "training_seconds")}}
+
+
 def test_train_learns_from_saved_models_named_as_the_user_typed_them(trained, tiny_archive):
     common = ("train", "--preset", "quick", "--epochs", "1", "--batch-size", "20", "--data", tiny_archive,
               "--precision", "float32", "--label-smoothing", "0")
@@ -65,9 +72,7 @@ def test_train_learns_from_saved_models_named_as_the_user_typed_them(trained, ti
     assert config["distill_from"] == [str(trained / "model.keras")]   # whatever folder the run trains from
     assert rundir.read_status(trained / "student")["state"] == "finished"
     # The student's card says how the model it learnt from was made, from that model's own card.
-    teacher = json.loads((trained / "model.json").read_text())
-    assert json.loads((trained / "student.json").read_text())["teachers"] == [
-        {"model": str(trained / "model.keras"), "command": teacher["command"], "test_accuracy": teacher["test_accuracy"]}]
+    assert json.loads((trained / "student.json").read_text())["teachers"] == [_how_made(trained)]
     result = cli(*common, "--run-dir", trained / "nobody", "--distill-from", "gone.keras", cwd=trained)
     assert result.returncode == 2 and not (trained / "nobody").exists()
     assert result.stderr == f"Error: There is no model file at {trained / 'gone.keras'} to learn from.\n"
@@ -76,10 +81,14 @@ def test_train_learns_from_saved_models_named_as_the_user_typed_them(trained, ti
 def test_train_continues_from_a_saved_model(trained, tiny_archive):
     common = ("train", "--preset", "quick", "--epochs", "1", "--batch-size", "20", "--data", tiny_archive,
               "--precision", "float32")
-    result = cli(*common, "--run-dir", trained / "more", "--initial-model", "model.keras", cwd=trained)
+    result = cli(*common, "--run-dir", trained / "more", "--initial-model", "model.keras", "--save", "more.keras",
+                 cwd=trained)
     assert result.returncode == 0, result.stderr
     assert json.loads((trained / "more" / "config.json").read_text())["initial_model"] == str(trained / "model.keras")
     assert rundir.read_status(trained / "more")["state"] == "finished"
+    # Its card counts its own epoch, and says how the model it started from was made.
+    card = json.loads((trained / "more.json").read_text())
+    assert card["epochs"] == 1 and card["continued_from"] == _how_made(trained) and "teachers" not in card
     result = cli(*common, "--run-dir", trained / "nothing", "--initial-model", "gone.keras", cwd=trained)
     assert result.returncode == 2 and not (trained / "nothing").exists()
     assert result.stderr == f"Error: There is no model file at {trained / 'gone.keras'} to continue from.\n"
