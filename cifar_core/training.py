@@ -326,15 +326,16 @@ def _trained_on(status: dict, dataset: cifar_data.Cifar10) -> str:
     return f"; trained on {trained:,} of the {len(dataset.y_train):,} training images{kept}"
 
 
+_HOW_MADE = ("command", "test_accuracy", "epochs", "training_seconds", "teachers", "continued_from")   # of a card
+
+
 def _how_made(path: str) -> dict:
     """How a model this run learnt from or started from was made, from the card beside it where there is
     one: a card's own command names those files, which may not outlive the run, so their story goes with it."""
     from cifar_core import inference
     made = inference.model_card(path)
     made = made if isinstance(made, dict) else {}
-    return {"model": str(path), **{key: made[key] for key in
-                                   ("command", "test_accuracy", "epochs", "training_seconds", "teachers", "continued_from")
-                                   if key in made}}
+    return {"model": str(path), **{key: made[key] for key in _HOW_MADE if key in made}}
 
 
 def export(run_dir: str | os.PathLike, dest: str | os.PathLike, command: str = "",
