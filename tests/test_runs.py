@@ -1,3 +1,4 @@
+import dataclasses
 import os
 import subprocess
 import sys
@@ -134,12 +135,22 @@ def test_a_finished_run_can_be_continued_from_its_checkpoint(tiny_env):
     wait_for(lambda: runs.get(first.id).state == "finished", what="the first run")
     more = runs.continue_run(first.id, 2, owner="alice")
     assert more.name == "base (continued)" and more.config["epochs"] == 2
+    # It goes on at the rate its parent's schedule ended at, not back up at the peak.
+    parent = runs.get(first.id).config
+    assert more.config["learning_rate"] == pytest.approx(parent["learning_rate"] * parent["final_lr"])
     assert more.config["initial_model"].startswith(str(more.path))   # its own copy of the checkpoint
     wait_for(lambda: runs.get(more.id).state == "finished", what="the continued run")
     assert len([m for m in runs.get(more.id).metrics() if m["kind"] == "epoch"]) == 2
     queued = runs.create(small(epochs=1))
     with pytest.raises(runs.RunError, match="Only a finished or stopped run"):
         runs.continue_run(queued.id, 2)
+
+
+def test_a_continued_run_peaks_at_the_rate_its_parent_ended_at():
+    best = TrainConfig.from_preset("best")
+    assert runs.going_on(best) == {"learning_rate": pytest.approx(1.5 * 0.07)}
+    assert runs.going_on(dataclasses.replace(best, final_lr=0.0)) == {"learning_rate": pytest.approx(0.015)}
+    assert runs.going_on(TrainConfig.from_preset("tutorial")) == {}      # a constant rate goes on as it was
 
 
 def test_progress_and_summary_for_the_board(tiny_env):
