@@ -1,4 +1,4 @@
-"""The command line: python -m cifar_core train|evaluate|predict|download|worker.
+"""The command line: python -m cifar_core train|combine|evaluate|predict|download|worker.
 
 User errors (a bad path, an unreadable picture, an out-of-range setting) are
 printed as one sentence on stderr with exit status 1 or 2, never a traceback.
@@ -50,6 +50,12 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="python -m cifar_core", description="CIFAR-10 Studio from the command line.")
     sub = top.add_subparsers(dest="command", required=True)
     _train_parser(sub)
+    p = sub.add_parser("combine", help="put trained models of one network side by side as one model",
+                       description="Save two or more models of the same network, trained apart, as one model that "
+                                   "averages their scores, with its temperature fitted and a model card beside it.")
+    p.add_argument("models", nargs="+", metavar="MODEL", help="the .keras models, each with its card beside it")
+    p.add_argument("--data", help="a cifar-10-python.tar.gz or a folder holding cifar-10-batches-py/")
+    p.add_argument("--save", required=True, help="the .keras path to write (a model card and test answers beside it)")
     p = sub.add_parser("evaluate", help="accuracy of a model on the CIFAR-10 test set")
     _add_model_and_json(p)
     p.add_argument("--data", help="a cifar-10-python.tar.gz or a folder holding cifar-10-batches-py/")
@@ -110,6 +116,17 @@ def cmd_train(args) -> int:
     if args.save:
         training.export(run_dir, args.save, command=shlex.join(["python", "-m", "cifar_core", *sys.argv[1:]]))
         print(f"Saved {args.save}", file=sys.stderr)
+    return 0
+
+
+def cmd_combine(args) -> int:
+    from cifar_core import combine
+    if len(args.models) < 2:
+        print("Give two or more models to put side by side.", file=sys.stderr)
+        return 2
+    card = combine.combine(args.models, args.save, command=shlex.join(["python", "-m", "cifar_core", *sys.argv[1:]]),
+                           dataset=data.load(args.data) if args.data else None)
+    print(f"Saved {args.save}: {card['test_accuracy']:.2%} on the test set", file=sys.stderr)
     return 0
 
 
@@ -174,7 +191,7 @@ def cmd_download(args) -> int:
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
-    command = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "download": cmd_download,
+    command = {"train": cmd_train, "combine": cmd_combine, "evaluate": cmd_evaluate, "predict": cmd_predict, "download": cmd_download,
                "worker": cmd_worker}
     try:
         return command[args.command](args)

@@ -321,16 +321,18 @@ def _slopes(model, stem) -> np.ndarray:
     return cdf + bias * np.exp(-bias ** 2 / 2) / math.sqrt(2 * math.pi)
 
 
-def seen_through(model, stem, kernel: np.ndarray) -> np.ndarray:
+def seen_through(model, stem, kernel: np.ndarray, groups: int = 1) -> np.ndarray:
     """`kernel`, a convolution's after the fixed layer `stem` and its bend, as it acts on the picture's
     colours: its response to small changes around the average picture, the stem's filters each
     weighted by the bend's slope at its bias (`_slopes`), composed with `kernel`. With no bias that
     slope is 1/2, and as the stem's filters come in +/- pairs (airbench's whitening) this is then
     exactly the odd part of the response to any picture, since GELU(x) and ReLU(x) are each x/2
-    plus an even function of x."""
+    plus an even function of x. With `groups` (networks side by side, `models.side_by_side`) each group
+    of `kernel`'s filters sees its own share of the stem's."""
     stem_kernel = np.asarray(stem.get_weights()[0], np.float32)
-    weighted = (stem_kernel * _slopes(model, stem)).astype(np.float32)
-    return compose(weighted, kernel, stem.strides[0])
+    weighted = np.split((stem_kernel * _slopes(model, stem)).astype(np.float32), groups, axis=-1)
+    return np.concatenate([compose(mine, theirs, stem.strides[0])
+                           for mine, theirs in zip(weighted, np.split(kernel, groups, axis=-1))], axis=-1)
 
 
 def first_filters(model) -> list[Filters]:
@@ -346,8 +348,8 @@ def first_filters(model) -> list[Filters]:
     if found[0].fixed and len(convs) > 1:
         nxt = convs[1]
         weights = nxt.get_weights()[0]
-        if weights.shape[2] == kernel.shape[3] and tuple(nxt.strides) == (1, 1):
-            found.append(Filters(nxt.name, seen_through(model, first, weights), fixed=not nxt.trainable,
+        if weights.shape[2] * nxt.groups == kernel.shape[3] and tuple(nxt.strides) == (1, 1):
+            found.append(Filters(nxt.name, seen_through(model, first, weights, nxt.groups), fixed=not nxt.trainable,
                                  seen_through=first.name))
     return found
 
@@ -369,7 +371,9 @@ def _does(layer) -> str:
         # airbench's whitening: its filters are set from the data, only its bias may learn
         fixed = ", fixed (not learned)" if not layer.trainable or layer.name == "whiten" else ""
         step = f", {layer.strides[0]} pixels apart" if layer.strides[0] > 1 else ""
-        return f"{layer.filters} filters of {k[0]} x {k[1]} pixels{step}{fixed}{then}"
+        # networks side by side (models.side_by_side): each group is one network's layer
+        apart = f", in {layer.groups} groups that each read only their own maps" if layer.groups > 1 else ""
+        return f"{layer.filters} filters of {k[0]} x {k[1]} pixels{step}{apart}{fixed}{then}"
     if isinstance(layer, layers.MaxPooling2D):
         return f"keeps the strongest value of each {layer.pool_size[0]} x {layer.pool_size[1]} square"
     if isinstance(layer, layers.GlobalMaxPooling2D):

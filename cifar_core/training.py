@@ -326,16 +326,39 @@ def _trained_on(status: dict, dataset: cifar_data.Cifar10) -> str:
     return f"; trained on {trained:,} of the {len(dataset.y_train):,} training images{kept}"
 
 
-_HOW_MADE = ("command", "test_accuracy", "epochs", "training_seconds", "teachers", "continued_from")   # of a card
+_HOW_MADE = ("command", "test_accuracy", "epochs", "training_seconds", "teachers", "continued_from", "members")   # of a card
 
 
-def _how_made(path: str) -> dict:
-    """How a model this run learnt from or started from was made, from the card beside it where there is
-    one: a card's own command names those files, which may not outlive the run, so their story goes with it."""
+def how_made(path: str) -> dict:
+    """How a model this run learnt from, started from or was put beside (`combine`) was made, from the card
+    beside it where there is one: a card's own command names those files, which may not outlive the run,
+    so their story goes with it."""
     from cifar_core import inference
     made = inference.model_card(path)
     made = made if isinstance(made, dict) else {}
     return {"model": str(path), **{key: made[key] for key in _HOW_MADE if key in made}}
+
+
+def measured(model, dataset: cifar_data.Cifar10) -> tuple[dict, np.ndarray]:
+    """A loaded model's figures on the test set for its card: accuracy with and without mirror test-time
+    augmentation, per class, and how honest its "% sure" is (expected calibration error) before and
+    after its temperature; and its answers before the temperature, to ship beside it."""
+    from cifar_core import fast_inference, inference
+    plain = inference.predict(model, dataset.x_test, mirror=False, calibrated=False)
+    raw = inference.predict(model, dataset.x_test, calibrated=False, plain=plain)    # only the mirrored half is new
+    calibrated = evaluation.with_temperature(raw, model.calibration_temperature)
+    result = evaluation.summary(calibrated, dataset.y_test)
+    return {
+        "test_accuracy": result["accuracy"],                 # with mirror test-time augmentation, as served
+        "test_accuracy_without_tta": evaluation.summary(plain, dataset.y_test)["accuracy"],
+        "per_class_accuracy": result["per_class"],
+        "temperature": model.calibration_temperature,        # fitted on held-out training pictures
+        "calibration_error_before": round(evaluation.expected_calibration_error(raw, dataset.y_test), 4),
+        "calibration_error_after": round(evaluation.expected_calibration_error(calibrated, dataset.y_test), 4),
+        "inference_precision": fast_inference.precision(model),      # what the figures above were measured in
+        "parameters": int(model.count_params()),
+        "machine": devices.describe_machine(),
+    }, raw
 
 
 def export(run_dir: str | os.PathLike, dest: str | os.PathLike, command: str = "",
@@ -345,14 +368,11 @@ def export(run_dir: str | os.PathLike, dest: str | os.PathLike, command: str = "
     (expected calibration error) before and after its temperature."""
     import shutil
 
-    from cifar_core import fast_inference, inference
+    from cifar_core import inference
     run_dir, dest = Path(run_dir), Path(dest)
     dataset = dataset or cifar_data.load()
     model = inference.load_model(run_dir / rundir.MODEL)
-    plain = inference.predict(model, dataset.x_test, mirror=False, calibrated=False)
-    raw = inference.predict(model, dataset.x_test, calibrated=False, plain=plain)    # only the mirrored half is new
-    calibrated = evaluation.with_temperature(raw, model.calibration_temperature)
-    result = evaluation.summary(calibrated, dataset.y_test)
+    figures, raw = measured(model, dataset)
     epochs = [r for r in rundir.read_metrics(run_dir) if r.get("kind") == "epoch"]
     status = rundir.read_status(run_dir)
     config = load_config(run_dir)
@@ -360,24 +380,16 @@ def export(run_dir: str | os.PathLike, dest: str | os.PathLike, command: str = "
         "architecture": config.arch,
         "config": config.to_dict(),
         "command": command,
-        **({"teachers": [_how_made(path) for path in config.distill_from]} if config.distill_from else {}),
+        **({"teachers": [how_made(path) for path in config.distill_from]} if config.distill_from else {}),
         # A continued run's epochs and seconds are its own: the model it started from says the rest.
-        **({"continued_from": _how_made(config.initial_model)} if config.initial_model else {}),
-        "data": f"CIFAR-10 test set ({dataset.origin}), {result['n']} images{_trained_on(status, dataset)}",
+        **({"continued_from": how_made(config.initial_model)} if config.initial_model else {}),
+        "data": f"CIFAR-10 test set ({dataset.origin}), {len(dataset.y_test)} images{_trained_on(status, dataset)}",
         "epochs": len(epochs),
-        "test_accuracy": result["accuracy"],                 # with mirror test-time augmentation, as served
-        "test_accuracy_without_tta": evaluation.summary(plain, dataset.y_test)["accuracy"],
-        "per_class_accuracy": result["per_class"],
-        "temperature": model.calibration_temperature,        # fitted on held-out training pictures
-        "calibration_error_before": round(evaluation.expected_calibration_error(raw, dataset.y_test), 4),
-        "calibration_error_after": round(evaluation.expected_calibration_error(calibrated, dataset.y_test), 4),
+        **figures,
         "training_seconds": epochs[-1]["elapsed_s"] if epochs else None,
         "wall_seconds": round(status["ended"] - status["started"], 1)
         if isinstance(status.get("ended"), (int, float)) and isinstance(status.get("started"), (int, float)) else None,
         "precision": status.get("precision"),
-        "inference_precision": fast_inference.precision(model),      # what the figures above were measured in
-        "parameters": int(model.count_params()),
-        "machine": devices.describe_machine(),
     }
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(run_dir / rundir.MODEL, dest)

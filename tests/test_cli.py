@@ -18,7 +18,7 @@ def cli(*args, env=None, cwd=None):
                           capture_output=True, text=True, env=env, timeout=300, cwd=cwd)
 
 
-@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "download"])
+@pytest.mark.parametrize("command", ["train", "combine", "evaluate", "predict", "download"])
 def test_help(command):
     result = cli(command, "--help")
     assert result.returncode == 0 and "usage: python -m cifar_core " + command in result.stdout
@@ -92,6 +92,54 @@ def test_train_continues_from_a_saved_model(trained, tiny_archive):
     result = cli(*common, "--run-dir", trained / "nothing", "--initial-model", "gone.keras", cwd=trained)
     assert result.returncode == 2 and not (trained / "nothing").exists()
     assert result.stderr == f"Error: There is no model file at {trained / 'gone.keras'} to continue from.\n"
+
+
+def test_combine_puts_two_trained_models_side_by_side_with_a_card(trained, tiny_archive):
+    import keras
+    import numpy as np
+
+    from cifar_core import models
+    result = cli("train", "--preset", "quick", "--epochs", "1", "--batch-size", "20", "--data", tiny_archive, "--seed", "1",
+                 "--run-dir", trained / "other", "--save", trained / "other.keras", "--precision", "float32")
+    assert result.returncode == 0, result.stderr
+    result = cli("combine", "model.keras", "other.keras", "--data", tiny_archive, "--save", "both.keras", cwd=trained)
+    assert result.returncode == 0, result.stderr
+    card = json.loads((trained / "both.json").read_text())
+    other = json.loads((trained / "other.json").read_text())
+    assert card["architecture"] == f"2 {PRESETS['quick']['arch']} networks side by side"
+    assert card["members"] == [_how_made(trained), {"model": str(trained / "other.keras"), **{
+        key: other[key] for key in ("command", "test_accuracy", "epochs", "training_seconds")}}]
+    assert shlex.split(card["command"])[3:6] == ["combine", "model.keras", "other.keras"]
+    # Its temperature fitted on the training pictures both kept out (the 20 each held out: the same ones).
+    assert card["data"].endswith("the temperature fitted on 20 training images none of the 2 trained on")
+    assert 0.05 <= card["temperature"] <= 20 and 0 <= card["calibration_error_after"] <= 1
+    assert set(card["per_class_accuracy"]) == set(data.CLASS_NAMES) and (trained / "both.test.npz").exists()
+    # One model of plain layers, whose scores are the two models' averaged.
+    both, first, second = (keras.models.load_model(trained / name) for name in ("both.keras", "model.keras", "other.keras"))
+    assert models.members_of(both) == 2
+    x = np.random.default_rng(0).uniform(0, 255, (8, 32, 32, 3)).astype(np.float32)
+    scores = [keras.Model(m.input, m.get_layer("logits").output)(x) for m in (both, first, second)]
+    np.testing.assert_allclose(scores[0], (np.asarray(scores[1]) + np.asarray(scores[2])) / 2, atol=1e-4)
+
+
+def test_combine_refuses_in_one_sentence(trained, tiny_archive):
+    import shutil
+
+    from cifar_core import models
+    models.build("airbench_tiny").save(trained / "another_network.keras")
+    shutil.copyfile(trained / "model.keras", trained / "no_card.keras")
+    for names, sentence in [
+        (["model.keras"], "Give two or more models to put side by side."),
+        (["model.keras", "another_network.keras"], "Error: airbench_tiny is not the same network as "),
+        (["model.keras", "no_card.keras"], f"Error: {trained / 'no_card.keras'} has no model card saying which "
+                                          "training pictures it kept out of training, so none can be trusted "
+                                          "to fit the temperature on."),
+        (["model.keras", "gone.keras"], "Error: There is no model file at "),
+    ]:
+        result = cli("combine", *names, "--data", tiny_archive, "--save", "refused.keras", cwd=trained)
+        said = result.stderr.splitlines()[-1]     # after TensorFlow's start-up lines
+        assert result.returncode == 2 and said.startswith(sentence), (names, result.stderr)
+        assert not (trained / "refused.keras").exists()
 
 
 def test_evaluate_json_matches_the_card(trained, tiny_archive):

@@ -6,7 +6,7 @@ import weakref
 import numpy as np
 import pytest
 
-from cifar_core import data, explain, fast_inference, fast_layers, inference, inside
+from cifar_core import data, explain, fast_inference, fast_layers, inference, inside, models
 
 pytest.importorskip("tensorflow")
 
@@ -19,11 +19,16 @@ def _answering(model, bfloat16: bool):
         return fast_inference.answering(model)
 
 
+def _one_network():
+    """The first of the bundled model's networks (`models.side_by_side`), whole, as saved (float32)."""
+    import keras
+    return models.apart(keras.models.load_model(inference.DEFAULT_MODEL, compile=False))[0]
+
+
 @pytest.fixture(scope="module")
 def saved():
-    """The bundled model as saved (float32), and its answering copy in bfloat16."""
-    import keras
-    model = keras.models.load_model(inference.DEFAULT_MODEL, compile=False)
+    """One trained airbench network as saved (float32), and its answering copy in bfloat16."""
+    model = _one_network()
     return model, _answering(model, bfloat16=True)
 
 
@@ -42,7 +47,8 @@ def test_the_copy_folds_its_batchnorms_and_computes_its_features_in_bfloat16(sav
     assert not any(isinstance(layer, layers.BatchNormalization) for layer in copy.layers)
     assert all(copy.get_layer(name).weights == [] for name in batchnorms)
     convs = [layer for layer in copy.layers if isinstance(layer, layers.Conv2D)]
-    assert sum(conv.use_bias for conv in convs) == 6 and not copy.get_layer("whiten").use_bias   # nothing after it
+    whiten = model.get_layer("whiten").use_bias       # nothing after it to fold: as saved
+    assert sum(conv.use_bias for conv in convs) == 6 + whiten and copy.get_layer("whiten").use_bias == whiten
     assert fast_inference.precision(model) == "float32"
     policies = {layer.name: layer.dtype_policy.name for layer in copy.layers}
     assert policies["whiten"] == policies["features"] == "bfloat16"
@@ -154,7 +160,7 @@ def test_a_served_model_whose_weights_change_answers_with_them_after_a_refresh(t
     """A trainer serves the network its checkpoints are copied into and refreshes the copy after each
     one: the copy then answers as one made from the new weights, through the same compiled pass."""
     import keras
-    model = keras.models.load_model(inference.DEFAULT_MODEL, compile=False)
+    model = _one_network()
     fast_inference.serve(model)
     before = inference.predict(model, test_pictures[:64], calibrated=False)
     copy, compiled = fast_inference.network(model), inference._forward(model)
@@ -174,3 +180,17 @@ def test_a_served_model_whose_weights_change_answers_with_them_after_a_refresh(t
     untouched = keras.models.load_model(inference.DEFAULT_MODEL, compile=False)
     fast_inference.refresh(untouched)
     assert fast_inference.network(untouched) is untouched
+
+
+def test_networks_side_by_side_are_served_apart(test_pictures):
+    """The bundled model holds two networks in grouped convolutions (`models.side_by_side`); it answers
+    through the two, each folded and in bfloat16, run side by side, as the model as saved answers."""
+    import keras
+    model = inference.load_model()
+    assert models.members_of(model) == 2
+    nested = [layer for layer in fast_inference.network(model).layers if isinstance(layer, keras.Model)]
+    assert len(nested) == 2 and all(getattr(layer, "groups", 1) == 1 for net in nested for layer in net.layers)
+    saved = keras.models.load_model(inference.DEFAULT_MODEL, compile=False)
+    served = inference.predict(model, test_pictures[:300], calibrated=False)
+    exact = inference.predict(saved, test_pictures[:300], calibrated=False)
+    assert np.abs(served - exact).mean() < 0.005 and (served.argmax(1) == exact.argmax(1)).mean() >= 0.98

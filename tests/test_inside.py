@@ -162,18 +162,26 @@ def test_patches_are_the_part_of_the_picture_a_map_pixel_sees():
 
 
 def test_folded_filters_equal_the_two_layers_in_a_row(bundled):
+    """The bundled model's networks side by side (`models.side_by_side`): each one's learned filters are
+    seen through its own share of the whitening."""
     import tensorflow as tf
     whiten, learned = inside.first_filters(bundled)
-    kernel = whiten.kernel
-    np.testing.assert_allclose(kernel[..., 12:], -kernel[..., :12])  # +/- pairs: GELU passes x/2 on exactly
+    groups = models.members_of(bundled)
     second = bundled.get_layer(learned.layer).get_weights()[0]
-    x = tf.constant(np.random.default_rng(8).normal(size=(2, 12, 12, 3)).astype(np.float32))
-    two = tf.nn.conv2d(tf.nn.conv2d(x, kernel, 1, "VALID"), second, 1, "VALID")
-    one = tf.nn.conv2d(x, inside.compose(kernel, second), 1, "VALID")
-    np.testing.assert_allclose(two.numpy(), one.numpy(), rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(learned.kernel, inside.compose(kernel, second) / 2)
+    # Each whitening filter weighed by GELU's slope at its bias: 1/2 where it has none (the first network's)
+    slopes = inside._slopes(bundled, bundled.get_layer("whiten"))
+    assert (slopes[:24] == 0.5).all()
+    for kernel, theirs, seen, slope in zip(*(np.split(k, groups, axis=-1)
+                                             for k in (whiten.kernel, second, learned.kernel, slopes))):
+        np.testing.assert_allclose(kernel[..., 12:], -kernel[..., :12])  # +/- pairs: GELU passes x/2 on exactly
+        x = tf.constant(np.random.default_rng(8).normal(size=(2, 12, 12, 3)).astype(np.float32))
+        two = tf.nn.conv2d(tf.nn.conv2d(x, kernel, 1, "VALID"), theirs, 1, "VALID")
+        one = tf.nn.conv2d(x, inside.compose(kernel, theirs), 1, "VALID")
+        np.testing.assert_allclose(two.numpy(), one.numpy(), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(seen, inside.compose(kernel * slope, theirs), rtol=1e-5, atol=1e-6)
     patches = whiten.patches
-    assert (patches.reshape(24, -1).min(axis=1) == 0).all() and (patches.reshape(24, -1).max(axis=1) == 255).all()
+    filters = whiten.kernel.shape[-1]
+    assert (patches.reshape(filters, -1).min(axis=1) == 0).all() and (patches.reshape(filters, -1).max(axis=1) == 255).all()
 
 
 def test_folded_filters_of_a_whitening_over_2x2_patches_equal_the_two_layers_in_a_row():

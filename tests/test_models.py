@@ -79,3 +79,44 @@ def test_airbench94_networks_draw_their_weights_as_pytorch_does():
     torch_like = spread(models.build("airbench"))
     assert len(torch_like) == 3 and np.all(torch_like <= 1) and np.all(torch_like > 0.95)
     assert np.any(spread(models.build("airbench16")) > 1.2)
+
+
+def _trained_apart(seed: int):
+    """An airbench_tiny network with weights drawn at `seed` and BatchNorm statistics of its own."""
+    import keras
+    keras.utils.set_random_seed(seed)
+    model = models.build("airbench_tiny")
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            beta, mean, variance = layer.get_weights()
+            layer.set_weights([rng.normal(size=beta.shape), rng.normal(size=mean.shape), rng.uniform(0.5, 2, variance.shape)])
+    return model
+
+
+def _scores(model, x):
+    import keras
+    return np.asarray(keras.Model(model.input, model.get_layer("logits").output)(x))
+
+
+def test_networks_side_by_side_answer_with_their_averaged_scores():
+    from cifar_core import fast_inference
+    members = [_trained_apart(seed) for seed in (1, 2, 3)]
+    both = models.side_by_side(members)
+    x = np.random.default_rng(0).uniform(0, 255, (16, 32, 32, 3)).astype(np.float32)
+    np.testing.assert_allclose(_scores(both, x), np.mean([_scores(m, x) for m in members], axis=0), atol=1e-4)
+    assert models.members_of(both) == 3 and models.members_of(members[0]) == 1
+    assert both.count_params() == sum(m.count_params() for m in members) - 2 * members[0].get_layer("normalise").count_params()
+    # Taken apart again, for serving: the networks as they were.
+    for member, again in zip(members, models.apart(both), strict=True):
+        np.testing.assert_allclose(again(x), member(x), atol=1e-5)
+    np.testing.assert_allclose(fast_inference.answering(both)(x), both(x), atol=0.02)
+
+
+def test_only_copies_of_one_network_ending_in_pooling_go_side_by_side():
+    with pytest.raises(ValueError, match="not the same network"):
+        models.side_by_side([models.build("airbench_tiny"), models.build("airbench_small")])
+    with pytest.raises(ValueError, match="end in global pooling"):
+        models.side_by_side([models.build("tutorial"), models.build("tutorial")])
+    with pytest.raises(ValueError, match="Two or more"):
+        models.side_by_side([models.build("airbench_tiny")])
