@@ -218,6 +218,9 @@ def _same_network(members) -> None:
                                         if k not in ("name", "use_bias", "trainable")
                                         and not k.endswith(("_initializer", "_regularizer", "_constraint"))})
                 for layer in model.layers]
+    layers = members[0].layers
+    if any(layer.input is not before.output for before, layer in zip(layers, layers[1:])):
+        raise ValueError("Only a network whose layers each take the one before can be put side by side.")
     first = shape(members[0])
     for other in members[1:]:
         if shape(other) != first:

@@ -118,5 +118,11 @@ def test_only_copies_of_one_network_ending_in_pooling_go_side_by_side():
         models.side_by_side([models.build("airbench_tiny"), models.build("airbench_small")])
     with pytest.raises(ValueError, match="end in global pooling"):
         models.side_by_side([models.build("tutorial"), models.build("tutorial")])
+    import keras
+    inputs = keras.Input((32, 32, 3))
+    branches = keras.layers.Add()([keras.layers.Conv2D(4, 3)(inputs), keras.layers.Conv2D(4, 3)(inputs)])
+    forked = keras.Model(inputs, keras.layers.Dense(10)(keras.layers.GlobalMaxPooling2D()(branches)))
+    with pytest.raises(ValueError, match="each take the one before"):
+        models.side_by_side([forked, forked])
     with pytest.raises(ValueError, match="Two or more"):
         models.side_by_side([models.build("airbench_tiny")])
