@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from app_pages import chart_specs, common
-from cifar_core import board, charts, inference, inside
+from cifar_core import board, charts, inference, inside, models
 from cifar_core.data import CLASS_NAMES
 
 PAGE = "app_pages/inside.py"
@@ -122,17 +122,28 @@ def layers(model) -> None:
     st.caption(f"{int(table['weights'].sum()):,} weights in all.")
 
 
+def _whose(model, count: int) -> str:
+    """Which filters belong to which network, for networks side by side (`models.side_by_side`)."""
+    networks = models.members_of(model)
+    if networks == 1:
+        return ""
+    each = count // networks
+    spans = ", ".join(f"{n * each}-{(n + 1) * each - 1}" for n in range(networks))
+    return f" The model is {networks} networks side by side: filters {spans} are each one's in turn."
+
+
 def filters(model) -> None:
     for found in inside.first_filters(model):
-        size = found.kernel.shape[0]
+        size, count = found.kernel.shape[0], found.kernel.shape[-1]
         if found.fixed:
             st.subheader(f"The fixed first layer ({found.layer})")
+            halves = (" In each one's share, the second half are the first half turned negative."
+                      if models.members_of(model) > 1 else " The second half are the first half turned negative.")
             st.caption("These filters were set from the data before training, not learned: they make neighbouring "
-                       "pixels less alike, which helps the next layers learn fast. The second half are the "
-                       "first half turned negative.")
+                       "pixels less alike, which helps the next layers learn fast." + _whose(model, count) + halves)
         else:
             st.subheader(f"The first learned layer ({found.layer})")
             st.caption("Each square is the colour pattern that makes one filter respond most." + (
                 f" Seen through the fixed layer, so {size} x {size} pixels: that layer strengthens fine detail, "
-                "which is why many look speckled." if found.seen_through else ""))
+                "which is why many look speckled." if found.seen_through else "") + _whose(model, count))
         st.image([inside.enlarge(p, 64) for p in found.patches], caption=[str(c) for c in range(len(found.patches))])
