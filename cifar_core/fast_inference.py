@@ -220,9 +220,14 @@ def network(model):
 
 def precision(model) -> str:
     """What `network(model)`'s convolutions compute in: "bfloat16" or "float32"."""
+    import keras
     from keras import layers
-    def convolutions(model):     # a side-by-side model's answering network holds its members'
-        for layer in model.layers:
-            yield from convolutions(layer) if hasattr(layer, "layers") else [layer] if isinstance(layer, layers.Conv2D) else []
+
+    def convolutions(net):     # a side-by-side model's answering copy holds its networks' copies
+        for layer in net.layers:
+            if isinstance(layer, keras.Model):
+                yield from convolutions(layer)
+            elif isinstance(layer, layers.Conv2D):
+                yield layer
     policies = {layer.dtype_policy.compute_dtype for layer in convolutions(network(model))}
     return "bfloat16" if "bfloat16" in policies else "float32"
