@@ -59,10 +59,14 @@ def combine(paths, dest, command: str = "", dataset: cifar_data.Cifar10 | None =
     model = inference.load_model(dest)        # measured as the app serves it
     model.calibration_temperature = training.calibrate(model, x_held, y_held)
     figures, raw = training.measured(model, dataset)
+    made = [training.how_made(str(path)) for path in paths]
+    seconds = [member.get("training_seconds") for member in made]
     card = {
         "architecture": f"{len(members)} {members[0].name} networks side by side",
         "command": command,
-        "members": [training.how_made(str(path)) for path in paths],
+        "members": made,
+        # the networks' own training, one after another (what their teachers took is in their cards)
+        "training_seconds": round(sum(seconds), 1) if all(isinstance(s, (int, float)) for s in seconds) else None,
         "data": f"CIFAR-10 test set ({dataset.origin}), {len(dataset.y_test)} images; the temperature fitted "
                 f"on {len(y_held):,} training images none of the {len(members)} trained on",
         **figures,

@@ -110,6 +110,7 @@ def test_combine_puts_two_trained_models_side_by_side_with_a_card(trained, tiny_
     assert card["members"] == [_how_made(trained), {"model": str(trained / "other.keras"), **{
         key: other[key] for key in ("command", "test_accuracy", "epochs", "training_seconds")}}]
     assert shlex.split(card["command"])[3:6] == ["combine", "model.keras", "other.keras"]
+    assert card["training_seconds"] == round(_how_made(trained)["training_seconds"] + other["training_seconds"], 1)
     # Its temperature fitted on the training pictures both kept out (the 20 each held out: the same ones).
     assert card["data"].endswith("the temperature fitted on 20 training images none of the 2 trained on")
     assert 0.05 <= card["temperature"] <= 20 and 0 <= card["calibration_error_after"] <= 1
