@@ -121,6 +121,9 @@ def test_combine_puts_two_trained_models_side_by_side_with_a_card(trained, tiny_
     x = np.random.default_rng(0).uniform(0, 255, (8, 32, 32, 3)).astype(np.float32)
     scores = [keras.Model(m.input, m.get_layer("logits").output)(x) for m in (both, first, second)]
     np.testing.assert_allclose(scores[0], (np.asarray(scores[1]) + np.asarray(scores[2])) / 2, atol=1e-4)
+    # Made again over it: the temperature is fitted afresh, not on top of the one in the card left there.
+    result = cli("combine", "model.keras", "other.keras", "--data", tiny_archive, "--save", "both.keras", cwd=trained)
+    assert result.returncode == 0 and json.loads((trained / "both.json").read_text())["temperature"] == card["temperature"]
 
 
 def test_combine_refuses_in_one_sentence(trained, tiny_archive):
