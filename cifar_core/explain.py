@@ -170,11 +170,11 @@ def outline_crop(image: Image.Image, scales: tuple[float, ...] = (1.0,), display
 
 
 # When to doubt an answer. Measured with the bundled model (calibrated, mirror TTA) on the 10,000 test
-# pictures by benchmarks/predict_doubts.py: it is right on 91.0% of them, but on only 42% of those where
-# its answer is under 55% sure, and on 45% of those where the answer leads the runner-up by under 25
-# points: a coin toss. Flagging either (1 picture in 15, right on 44%) catches 40% of its mistakes
-# while the answers left unflagged are right 94% of the time. Its "% sure" is calibrated, so the cut
-# is what it says: answers shown 50-60% sure are right 55% of the time.
+# pictures by benchmarks/predict_doubts.py: it is right on 92.1% of them, but on only 47.5% of those where
+# its answer is under 55% sure, and on 48.5% of those where the answer leads the runner-up by under 25
+# points: a coin toss. Flagging either (1 picture in 19, right on 49%) catches 34% of its mistakes
+# while the answers left unflagged are right 94.5% of the time. Its "% sure" is calibrated, so the cut
+# is what it says: answers shown 50-60% sure are right 56% of the time.
 UNSURE_TOP = 0.55      # the answer's probability below this...
 UNSURE_MARGIN = 0.25   # ...or less than this ahead of the runner-up: "unsure"
 FLAT_STD = 10.0        # pixel values (0-255) spread less than this: flatter than every one of the 10,000
@@ -183,12 +183,12 @@ TINY_SIDE = 16         # a picture narrower than this was blown up from almost n
 
 # What "% sure" means, beside the answer. The temperature is fitted on CIFAR-10 pictures, so it holds for
 # them; photos are framed, lit and shrunk otherwise, and there the model is right less often than it says
-# (benchmarks/photos.py, the bundled model on 215 real photos: 79% sure on average, right on 72%).
+# (benchmarks/photos.py, the bundled model on 215 real photos: 80% sure on average, right on 68%).
 SURE_ON_TEST_PICTURES = ("How sure the model is, from its ten probabilities. On CIFAR-10's own test pictures "
                          "this is honest: answers shown 80% sure are right about 80% of the time.")
 SURE_ON_PHOTOS = (SURE_ON_TEST_PICTURES + " A photo or a drawing is not one of those, and on photos the model is "
-                  "right less often than it says: on 215 real photos the bundled model was 79% sure on "
-                  "average and right on 72% of them.")
+                  "right less often than it says: on 215 real photos the bundled model was 80% sure on "
+                  "average and right on 68% of them.")
 
 
 def doubts(image: np.ndarray, probabilities: np.ndarray, size: tuple[int, int] | None = None) -> list[str]:
