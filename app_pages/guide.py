@@ -64,6 +64,9 @@ GLOSSARY: dict[str, str] = {
              "uses: the bundled one, or one you trained.",
     "Network": "A chain of layers that turns a picture's pixels into ten scores, one per class. Also called a "
                "neural network.",
+    "Networks side by side": "Two or more networks, trained apart, that each look at the same picture; their "
+                             "scores are averaged before they become probabilities. Each makes its own mistakes, so "
+                             "together they are right more often. The bundled model is two networks side by side.",
     "Layer": "One step of the network. Each layer takes what the previous one found and combines it into something "
              "a little larger: edges, then textures, then parts of things.",
     "Weights": "The numbers inside a layer. Training adjusts them, a little at a time, so the answers get better.",
