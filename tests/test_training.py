@@ -5,7 +5,7 @@ import time
 import numpy as np
 import pytest
 
-from cifar_core import data, distill, evaluation, inference, recipe, rundir, training
+from cifar_core import data, distill, evaluation, inference, models, recipe, rundir, training
 from cifar_core.config import PRECISIONS, PRESETS, ConfigError, TrainConfig, batches_per_epoch, pictures_per_epoch
 
 
@@ -238,13 +238,30 @@ def test_continue_from_a_checkpoint(tiny, tmp_path):
     assert "is not a tutorial model" in rundir.read_status(tmp_path / "c")["error"]
 
 
-def test_a_model_saved_before_the_whitening_had_a_bias_is_continued_from(tmp_path):
-    """The bundled model's whitening layer has no bias; an airbench network now has one, so continuing
-    from it gives that bias zeros, and the network starts out answering exactly as the model does."""
+def _saved_before_the_whitening_had_a_bias(path):
+    """The bundled model's first network (it has two side by side), saved as airbench networks were before
+    their whitening layer had a bias (its bias there is zeros: the network was trained without one)."""
     import keras
-    config = TrainConfig.from_preset("best", initial_model=str(inference.DEFAULT_MODEL), precision="float32")
+    first = models.apart(keras.models.load_model(inference.DEFAULT_MODEL, compile=False))[0]
+    assert not first.get_layer("whiten").get_weights()[1].any()
+
+    def without_bias(layer):
+        return type(layer).from_config({**layer.get_config(), **({"use_bias": False} if layer.name == "whiten" else {})})
+    old = keras.models.clone_model(first, clone_function=without_bias)
+    for layer in first.layers:
+        old.get_layer(layer.name).set_weights(layer.get_weights()[:1] if layer.name == "whiten" else layer.get_weights())
+    old.save(path)
+    return path
+
+
+def test_a_model_saved_before_the_whitening_had_a_bias_is_continued_from(tmp_path):
+    """An airbench network now has a whitening bias; continuing from a model saved without one gives that
+    bias zeros, and the network starts out answering exactly as the model does."""
+    import keras
+    path = _saved_before_the_whitening_had_a_bias(tmp_path / "old.keras")
+    config = TrainConfig.from_preset("best", initial_model=str(path), precision="float32")
     model = training.build_model(config, np.zeros((0, 32, 32, 3), np.uint8), "float32")
-    saved = keras.models.load_model(inference.DEFAULT_MODEL, compile=False)
+    saved = keras.models.load_model(path, compile=False)
     assert not saved.get_layer("whiten").use_bias and model.get_layer("whiten").use_bias
     np.testing.assert_array_equal(model.get_layer("whiten").get_weights()[1], np.zeros(24, np.float32))
     pictures = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3)).astype(np.float32)
