@@ -191,8 +191,8 @@ def cmd_download(args) -> int:
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
-    command = {"train": cmd_train, "combine": cmd_combine, "evaluate": cmd_evaluate, "predict": cmd_predict, "download": cmd_download,
-               "worker": cmd_worker}
+    command = {"train": cmd_train, "combine": cmd_combine, "evaluate": cmd_evaluate, "predict": cmd_predict,
+               "download": cmd_download, "worker": cmd_worker}
     try:
         return command[args.command](args)
     except ValueError as e:   # DataError, ConfigError, ImageError, ModelError, RunError: all sentences

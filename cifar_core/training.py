@@ -326,7 +326,8 @@ def _trained_on(status: dict, dataset: cifar_data.Cifar10) -> str:
     return f"; trained on {trained:,} of the {len(dataset.y_train):,} training images{kept}"
 
 
-_HOW_MADE = ("command", "test_accuracy", "epochs", "training_seconds", "teachers", "continued_from", "members")   # of a card
+_HOW_MADE = ("command", "test_accuracy", "epochs", "training_seconds",    # of a card
+             "teachers", "continued_from", "members")
 
 
 def how_made(path: str) -> dict:

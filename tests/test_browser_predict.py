@@ -10,6 +10,7 @@ import time
 import numpy as np
 import pytest
 from PIL import Image, ImageFilter
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from test_browser import browser, no_exceptions, streamlit_app, open_page, screenshot, settle  # noqa: F401 (fixtures)
 
@@ -175,17 +176,26 @@ def test_the_batch_table_counts_right_answers_against_picked_true_classes(sized_
     model = inference.load_model()
     ship = inference.views(inference.load_image(pictures / "ship.png"))
     said = data.CLASS_NAMES[int(inference.predict_views(model, ship).argmax())]
-    # The grid is drawn on a canvas: pick the cell with the keyboard, from the first row's first cell.
-    box = table.bounding_box()
-    page.mouse.click(box["x"] + 30, box["y"] + 35 + 17)
-    for key in ["ArrowRight"] * 4 + ["ArrowDown"] * 2 + ["Enter"]:   # "true class" of the third row (ship.png)
-        page.keyboard.press(key)
-    page.wait_for_timeout(500)
-    page.keyboard.type("ship")
-    page.keyboard.press("Enter")
-    settle(page)
+    # The grid is drawn on a canvas: pick the cell with the keyboard, from the first row's first cell. A rerun
+    # that redraws the grid while the keys go in loses them (seen once in a loaded CI run): then again.
+    counted = page.get_by_text(f"Right on {int(said == 'ship')} of the 1 pictures with a true class")
+    for attempt in range(3):
+        box = table.bounding_box()
+        page.mouse.click(box["x"] + 30, box["y"] + 35 + 17)
+        for key in ["ArrowRight"] * 4 + ["ArrowDown"] * 2 + ["Enter"]:   # "true class" of the third row (ship.png)
+            page.keyboard.press(key)
+        page.wait_for_timeout(500)
+        page.keyboard.type("ship")
+        page.keyboard.press("Enter")
+        settle(page)
+        try:
+            counted.wait_for(timeout=30_000)
+            break
+        except PlaywrightTimeout:
+            if attempt == 2:
+                raise
+            page.keyboard.press("Escape")
     verdict = "right" if said == "ship" else "wrong"
-    page.get_by_text(f"Right on {int(said == 'ship')} of the 1 pictures with a true class").wait_for()
     deadline = time.monotonic() + 30
     while verdict not in (table.text_content() or "") and time.monotonic() < deadline:
         page.wait_for_timeout(250)                      # the grid's accessible copy is refilled after a rerun

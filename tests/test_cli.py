@@ -99,7 +99,8 @@ def test_combine_puts_two_trained_models_side_by_side_with_a_card(trained, tiny_
     import numpy as np
 
     from cifar_core import models
-    result = cli("train", "--preset", "quick", "--epochs", "1", "--batch-size", "20", "--data", tiny_archive, "--seed", "1",
+    result = cli("train", "--preset", "quick", "--epochs", "1", "--batch-size", "20", "--data", tiny_archive,
+                 "--seed", "1",
                  "--run-dir", trained / "other", "--save", trained / "other.keras", "--precision", "float32")
     assert result.returncode == 0, result.stderr
     result = cli("combine", "model.keras", "other.keras", "--data", tiny_archive, "--save", "both.keras", cwd=trained)
@@ -116,14 +117,16 @@ def test_combine_puts_two_trained_models_side_by_side_with_a_card(trained, tiny_
     assert 0.05 <= card["temperature"] <= 20 and 0 <= card["calibration_error_after"] <= 1
     assert set(card["per_class_accuracy"]) == set(data.CLASS_NAMES) and (trained / "both.test.npz").exists()
     # One model of plain layers, whose scores are the two models' averaged.
-    both, first, second = (keras.models.load_model(trained / name) for name in ("both.keras", "model.keras", "other.keras"))
+    both, first, second = (keras.models.load_model(trained / name)
+                           for name in ("both.keras", "model.keras", "other.keras"))
     assert models.members_of(both) == 2
     x = np.random.default_rng(0).uniform(0, 255, (8, 32, 32, 3)).astype(np.float32)
     scores = [keras.Model(m.input, m.get_layer("logits").output)(x) for m in (both, first, second)]
     np.testing.assert_allclose(scores[0], (np.asarray(scores[1]) + np.asarray(scores[2])) / 2, atol=1e-4)
     # Made again over it: the temperature is fitted afresh, not on top of the one in the card left there.
     result = cli("combine", "model.keras", "other.keras", "--data", tiny_archive, "--save", "both.keras", cwd=trained)
-    assert result.returncode == 0 and json.loads((trained / "both.json").read_text())["temperature"] == card["temperature"]
+    assert result.returncode == 0
+    assert json.loads((trained / "both.json").read_text())["temperature"] == card["temperature"]
 
 
 def test_combine_refuses_in_one_sentence(trained, tiny_archive):

@@ -181,7 +181,8 @@ def test_folded_filters_equal_the_two_layers_in_a_row(bundled):
         np.testing.assert_allclose(seen, inside.compose(kernel * slope, theirs), rtol=1e-5, atol=1e-6)
     patches = whiten.patches
     filters = whiten.kernel.shape[-1]
-    assert (patches.reshape(filters, -1).min(axis=1) == 0).all() and (patches.reshape(filters, -1).max(axis=1) == 255).all()
+    flat = patches.reshape(filters, -1)
+    assert (flat.min(axis=1) == 0).all() and (flat.max(axis=1) == 255).all()
 
 
 def test_folded_filters_of_a_whitening_over_2x2_patches_equal_the_two_layers_in_a_row():

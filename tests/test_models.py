@@ -90,7 +90,8 @@ def _trained_apart(seed: int):
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             beta, mean, variance = layer.get_weights()
-            layer.set_weights([rng.normal(size=beta.shape), rng.normal(size=mean.shape), rng.uniform(0.5, 2, variance.shape)])
+            layer.set_weights([rng.normal(size=beta.shape), rng.normal(size=mean.shape),
+                               rng.uniform(0.5, 2, variance.shape)])
     return model
 
 
@@ -106,7 +107,8 @@ def test_networks_side_by_side_answer_with_their_averaged_scores():
     x = np.random.default_rng(0).uniform(0, 255, (16, 32, 32, 3)).astype(np.float32)
     np.testing.assert_allclose(_scores(both, x), np.mean([_scores(m, x) for m in members], axis=0), atol=1e-4)
     assert models.members_of(both) == 3 and models.members_of(members[0]) == 1
-    assert both.count_params() == sum(m.count_params() for m in members) - 2 * members[0].get_layer("normalise").count_params()
+    shared = members[0].get_layer("normalise").count_params()      # one normalisation for all three
+    assert both.count_params() == sum(m.count_params() for m in members) - 2 * shared
     # Taken apart again, for serving: the networks as they were.
     for member, again in zip(members, models.apart(both), strict=True):
         np.testing.assert_allclose(again(x), member(x), atol=1e-5)

@@ -246,10 +246,12 @@ def _saved_before_the_whitening_had_a_bias(path):
     assert not first.get_layer("whiten").get_weights()[1].any()
 
     def without_bias(layer):
-        return type(layer).from_config({**layer.get_config(), **({"use_bias": False} if layer.name == "whiten" else {})})
+        config = layer.get_config()
+        return type(layer).from_config({**config, "use_bias": False} if layer.name == "whiten" else config)
     old = keras.models.clone_model(first, clone_function=without_bias)
     for layer in first.layers:
-        old.get_layer(layer.name).set_weights(layer.get_weights()[:1] if layer.name == "whiten" else layer.get_weights())
+        weights = layer.get_weights()
+        old.get_layer(layer.name).set_weights(weights[:1] if layer.name == "whiten" else weights)
     old.save(path)
     return path
 
