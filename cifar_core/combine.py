@@ -57,7 +57,6 @@ def combine(paths, dest, command: str = "", dataset: cifar_data.Cifar10 | None =
     dest.parent.mkdir(parents=True, exist_ok=True)
     model.save(dest)
     model = inference.load_model(dest)        # measured as the app serves it
-    model.calibration_temperature = 1.0       # as trained: not a temperature from a card left at dest before
     model.calibration_temperature = training.calibrate(model, x_held, y_held)
     figures, raw = training.measured(model, dataset)
     made = [training.how_made(str(path)) for path in paths]

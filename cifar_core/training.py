@@ -278,11 +278,12 @@ def final_accuracy(model, x: np.ndarray, y: np.ndarray, plain: np.ndarray | None
 
 def calibrate(model, x: np.ndarray, y: np.ndarray) -> float | None:
     """The temperature that makes the saved model's "% sure" honest, fitted on calibration pictures
-    (training pictures it never trained on), as the app predicts: with mirror test-time augmentation."""
+    (training pictures it never trained on), as the app predicts: with mirror test-time augmentation. Fitted
+    on the answers before any temperature the model already has (a card left where it is saved)."""
     from cifar_core import inference
     if len(y) < 10:
         return None
-    return round(evaluation.fit_temperature(inference.predict(model, x), y), 4)
+    return round(evaluation.fit_temperature(inference.predict(model, x, calibrated=False), y), 4)
 
 
 def train_epoch(model, x: np.ndarray, y: np.ndarray, batch_size: int, epoch: int, callbacks,
