@@ -249,8 +249,9 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, dataset: cifar_data.C
         final = {"temperature": None, "test_accuracy": None, "per_class_accuracy": None}
         checks_started = time.monotonic()
         if (run_dir / rundir.MODEL).exists():   # export_model holds the checkpoint's weights
-            final = {"temperature": calibrate(export_model, *calibration),
-                     **final_accuracy(export_model, dataset.x_test, dataset.y_test, plain=recorder.tested)}
+            temperature = calibrate(export_model, *calibration)
+            final = {"temperature": temperature, **final_accuracy(export_model, dataset.x_test, dataset.y_test,
+                                                                  plain=recorder.tested, temperature=temperature)}
         testing_s = recorder.testing_s + time.monotonic() - checks_started
         rundir.update_status(run_dir, state=state, ended=rundir.now(), error=None, testing_s=round(testing_s, 3),
                              **final)
@@ -265,25 +266,35 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, dataset: cifar_data.C
             board.close()
 
 
-def final_accuracy(model, x: np.ndarray, y: np.ndarray, plain: np.ndarray | None = None) -> dict:
+def final_accuracy(model, x: np.ndarray, y: np.ndarray, plain: np.ndarray | None = None,
+                   temperature: float | None = None) -> dict:
     """The saved model's accuracy, overall and per class, on the whole test set, measured as the
     Evaluate page and the model card measure it (`inference.predict`, mirror test-time augmentation):
     the one accuracy a model is shown with everywhere (see `evaluation.ACCURACY_DEFINITION`).
     The per-epoch test figures in metrics.jsonl are without the mirror, to keep each epoch's pass short;
-    `plain`, the last epoch's answers when they are this model's, leaves only the mirrored half to do."""
+    `plain`, the last epoch's answers when they are this model's, leaves only the mirrored pass to do.
+    `temperature`, the one it is saved with: it decides which pictures it is sure enough of to leave
+    unmirrored (`inference.SURE_ENOUGH`), as once it is loaded."""
     from cifar_core import inference
-    result = evaluation.summary(inference.predict(model, x, mirror=True, calibrated=False, plain=plain), y)
+    model.calibration_temperature = temperature or 1.0
+    try:
+        answers = inference.predict(model, x, mirror=True, calibrated=False, plain=plain)
+    finally:
+        del model.calibration_temperature     # the network is reused by the next run (`warm_networks`)
+    result = evaluation.summary(answers, y)
     return {"test_accuracy": result["accuracy"], "per_class_accuracy": result["per_class"]}
 
 
 def calibrate(model, x: np.ndarray, y: np.ndarray) -> float | None:
     """The temperature that makes the saved model's "% sure" honest, fitted on calibration pictures
-    (training pictures it never trained on), as the app predicts: with mirror test-time augmentation. Fitted
-    on the answers before any temperature the model already has (a card left where it is saved)."""
+    (training pictures it never trained on), as the app predicts: with mirror test-time augmentation, here
+    on every picture (the temperature is what decides which pictures are sure enough to go unmirrored).
+    Fitted on the answers before any temperature the model already has (a card left where it is saved)."""
     from cifar_core import inference
     if len(y) < 10:
         return None
-    return round(evaluation.fit_temperature(inference.predict(model, x, calibrated=False), y), 4)
+    answers = inference.predict(model, x, calibrated=False, sure_enough=None)   # every picture mirrored
+    return round(evaluation.fit_temperature(answers, y), 4)
 
 
 def train_epoch(model, x: np.ndarray, y: np.ndarray, batch_size: int, epoch: int, callbacks,
@@ -347,7 +358,7 @@ def measured(model, dataset: cifar_data.Cifar10) -> tuple[dict, np.ndarray]:
     after its temperature; and its answers before the temperature, to ship beside it."""
     from cifar_core import fast_inference, inference
     plain = inference.predict(model, dataset.x_test, mirror=False, calibrated=False)
-    raw = inference.predict(model, dataset.x_test, calibrated=False, plain=plain)    # only the mirrored half is new
+    raw = inference.predict(model, dataset.x_test, calibrated=False, plain=plain)    # only the mirrored pass is new
     calibrated = evaluation.with_temperature(raw, model.calibration_temperature)
     result = evaluation.summary(calibrated, dataset.y_test)
     return {

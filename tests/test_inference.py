@@ -327,9 +327,9 @@ def test_predict_returns_probabilities(model):
 
 def test_a_pictures_views_are_answered_together_then_tempered(model):
     views = np.random.default_rng(5).integers(0, 256, (2, 32, 32, 3)).astype(np.uint8)
-    each = inference.predict(model, views, calibrated=False)
-    np.testing.assert_allclose(inference.predict_views(model, views[:1]), inference.predict(model, views[:1])[0],
-                               atol=1e-6)
+    each = inference.predict(model, views, calibrated=False, sure_enough=None)
+    np.testing.assert_allclose(inference.predict_views(model, views[:1]),
+                               inference.predict(model, views[:1], sure_enough=None)[0], atol=1e-6)
     try:
         model.calibration_temperature = 0.5
         answer = inference.predict_views(model, views)
@@ -338,6 +338,22 @@ def test_a_pictures_views_are_answered_together_then_tempered(model):
     np.testing.assert_allclose(answer, evaluation.with_temperature(each.mean(axis=0, keepdims=True), 0.5)[0],
                                atol=1e-6)
     assert answer.shape == (10,) and abs(answer.sum() - 1) < 1e-5
+
+
+def test_only_pictures_the_model_is_unsure_of_are_shown_again_mirrored():
+    from cifar_core import data
+    bundled, pictures = inference.load_model(), data.load_sample().x_test[:300]
+    plain = inference.predict(bundled, pictures, mirror=False, calibrated=False)
+    mirrored = inference.predict(bundled, pictures[:, :, ::-1], mirror=False, calibrated=False)
+    sure = evaluation.with_temperature(plain, bundled.calibration_temperature).max(axis=1) >= inference.SURE_ENOUGH
+    assert 0.5 < sure.mean() < 0.95       # the test pictures hold both
+    answers = inference.predict(bundled, pictures, calibrated=False)
+    assert np.array_equal(answers[sure], plain[sure])
+    np.testing.assert_allclose(answers[~sure], (plain[~sure] + mirrored[~sure]) / 2, atol=1e-6)
+    np.testing.assert_allclose(inference.predict(bundled, pictures, calibrated=False, sure_enough=None),
+                               (plain + mirrored) / 2, atol=1e-6)
+    # Worked out from answers already there, the same to the last bit.
+    assert np.array_equal(inference.predict(bundled, pictures, plain=plain), inference.predict(bundled, pictures))
 
 
 def test_predict_from_many_threads_at_once_matches_one_at_a_time(model):

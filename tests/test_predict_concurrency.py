@@ -56,5 +56,5 @@ def test_a_photo_is_answered_while_a_long_pass_is_half_way(model, monkeypatch):
     answered.set()
     long_pass.join(60)
     assert photo.shape == (1, 10) and result["probs"].shape == (1000, 10)
-    # Chunk by chunk, each picture and then its mirror: two calls of at most CHUNK pictures per chunk.
+    # The pictures, then the mirror images of those the untrained network is unsure of (all), a CHUNK a call.
     assert len(chunks) == 2 * int(np.ceil(1000 / inference.CHUNK)) and max(chunks) == inference.CHUNK
