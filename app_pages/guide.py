@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cifar_core.evaluation import SURE_ENOUGH
+
 
 @dataclass(frozen=True)
 class PageGuide:
@@ -73,8 +75,8 @@ GLOSSARY: dict[str, str] = {
     "Filter": "A small pattern of weights that a convolution layer slides over the picture, responding where the "
               "picture looks like it. The first layer's filters can be drawn as tiny pictures.",
     "Feature map": "Where in the picture one filter found its pattern: bright where it matched most.",
-    "Accuracy": "The share of test pictures the model names correctly. Each picture is shown to it twice, as it is "
-                "and mirrored, and the two answers are averaged (see test-time augmentation).",
+    "Accuracy": "The share of test pictures the model names correctly. A picture it is unsure of is shown to it "
+                "again, mirrored, and the two answers are averaged (see test-time augmentation).",
     "Loss": "A single number saying how wrong the model's answers are, counting how sure it was. Training tries to "
             "make it smaller; lower is better.",
     "Epoch": "One pass over the training pictures, in shuffled batches. A run of 10 epochs shows each picture to "
@@ -102,9 +104,10 @@ GLOSSARY: dict[str, str] = {
     "Calibration": "Whether the model's confidence can be trusted: of all the answers given \"80% sure\", about 80% "
                    "should be right. A well-calibrated model is neither overconfident nor too modest.",
     "Grad-CAM": "A heat map of the parts of the picture that pushed the model most towards its answer.",
-    "Test-time augmentation": "Asking the model about a picture and its mirror image and averaging the two "
-                              "answers. It is slightly more accurate than one look, and every accuracy in this app "
-                              "is measured this way.",
+    "Test-time augmentation": "Asking the model about a picture's mirror image too and averaging the two "
+                              f"answers, where its first answer is less than {SURE_ENOUGH:.0%} sure: surer answers "
+                              "almost never change. It is slightly more accurate than one look, and every accuracy "
+                              "in this app is measured this way.",
     "PCA": "A way to squeeze many numbers into two so they can be drawn as a map, keeping as much of their spread as "
            "possible. Explore's map uses it on the network's last features.",
 }

@@ -18,7 +18,7 @@ are folded into its convolutions, in bfloat16 on a CPU with bfloat16 maths
 
 Batches are the bundled sample's 1,000 test pictures, answered with mirror
 test-time augmentation as the app answers them: only the pictures a model
-is less than `inference.SURE_ENOUGH` sure of are shown again mirrored, so
+is less than `evaluation.SURE_ENOUGH` sure of are shown again mirrored, so
 the rate depends on the pictures; "all mirrored" is the rate with every one
 mirrored, what pictures the model is unsure of all cost (random noise does;
 so does the untrained tutorial CNN on anything).
@@ -87,7 +87,7 @@ def main() -> None:
         noise = np.random.default_rng(0).normal(0, 6, smooth.shape)
         pixels = Image.fromarray(np.clip(smooth + noise, 0, 255).astype(np.uint8))
         photo, phone_photo = (jpeg(pixels, quality=90), jpeg(pixels, quality=90, restart_marker_rows=1))
-    # Real pictures: how many a model is sure enough of to leave unmirrored (inference.SURE_ENOUGH) depends
+    # Real pictures: how many a model is sure enough of to leave unmirrored (evaluation.SURE_ENOUGH) depends
     # on what they show. Every picture mirrored is what the same model costs on pictures it is unsure of.
     images = data.load_sample().x_test
     print(f"photo: {len(photo) / 1e6:.1f} MB JPEG; decoded and cut, no model: "

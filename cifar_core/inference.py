@@ -480,17 +480,9 @@ def _forward(model):
     return forward
 
 
-# Mirror test-time augmentation changes an answer only where the model is unsure of it: a picture it is at
-# least this sure of at first sight (after its temperature, as "% sure" shows it) is not shown again
-# mirrored. On the 10,000 test pictures the bundled pair is that sure of 75%, and of those not one answer
-# changed when mirrored (at most one in each of its networks alone); the mirrored pass is a quarter of
-# what it was, so the same work answers 1.6 times the pictures (benchmarks/inference.py).
-SURE_ENOUGH = 0.95
-
-
 def predict(model, images: np.ndarray, batch_size: int = CHUNK, mirror: bool = True,
             calibrated: bool = True, plain: np.ndarray | None = None,
-            sure_enough: float | None = SURE_ENOUGH) -> np.ndarray:
+            sure_enough: float | None = evaluation.SURE_ENOUGH) -> np.ndarray:
     """Probabilities (N, num_classes) for uint8 images (N, 32, 32, 3) or one image (32, 32, 3).
 
     With `calibrated`, the model's confidence temperature (fitted on held-out
@@ -498,7 +490,7 @@ def predict(model, images: np.ndarray, batch_size: int = CHUNK, mirror: bool = T
     answer shown as 80% sure is right about 80% of the time.
 
     With `mirror`, each picture the model is less than `sure_enough` sure of
-    (SURE_ENOUGH; None: every picture) is also shown left-right flipped and the
+    (`evaluation.SURE_ENOUGH`; None: every picture) is also shown left-right flipped and the
     two answers are averaged (test-time augmentation: a few tenths of a point
     of accuracy). `plain`, the unmirrored answers already worked out
     (`predict(..., mirror=False, calibrated=False)` on the same images), saves

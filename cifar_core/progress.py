@@ -122,7 +122,8 @@ def estimate(config: dict, status: dict, metrics: list[dict], now: float) -> Pro
 
 def final_checks_s(test_s: float, test_images: float, held_out: float) -> float:
     """The final checks' length from a test pass's: the same compiled forward pass (`inference.predict`)
-    over the test set's mirrored half and both halves of the held-out pictures."""
+    over the test set's mirror images and both halves of the held-out pictures. At most: the test
+    pictures the model is sure enough of are not mirrored (`evaluation.SURE_ENOUGH`)."""
     return FINAL_SETUP_S + test_s * (test_images + 2 * held_out) / test_images
 
 

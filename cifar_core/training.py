@@ -274,7 +274,7 @@ def final_accuracy(model, x: np.ndarray, y: np.ndarray, plain: np.ndarray | None
     The per-epoch test figures in metrics.jsonl are without the mirror, to keep each epoch's pass short;
     `plain`, the last epoch's answers when they are this model's, leaves only the mirrored pass to do.
     `temperature`, the one it is saved with: it decides which pictures it is sure enough of to leave
-    unmirrored (`inference.SURE_ENOUGH`), as once it is loaded."""
+    unmirrored (`evaluation.SURE_ENOUGH`), as once it is loaded."""
     from cifar_core import inference
     model.calibration_temperature = temperature or 1.0
     try:

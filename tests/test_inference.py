@@ -345,7 +345,7 @@ def test_only_pictures_the_model_is_unsure_of_are_shown_again_mirrored():
     bundled, pictures = inference.load_model(), data.load_sample().x_test[:300]
     plain = inference.predict(bundled, pictures, mirror=False, calibrated=False)
     mirrored = inference.predict(bundled, pictures[:, :, ::-1], mirror=False, calibrated=False)
-    sure = evaluation.with_temperature(plain, bundled.calibration_temperature).max(axis=1) >= inference.SURE_ENOUGH
+    sure = evaluation.with_temperature(plain, bundled.calibration_temperature).max(axis=1) >= evaluation.SURE_ENOUGH
     assert 0.5 < sure.mean() < 0.95       # the test pictures hold both
     answers = inference.predict(bundled, pictures, calibrated=False)
     assert np.array_equal(answers[sure], plain[sure])

@@ -57,9 +57,14 @@ def test_the_bundled_model_ships_its_answers_for_the_bundled_sample():
     # in bfloat16 (`fast_inference`), whose answers are a rounding away.
     import keras
     saved = keras.models.load_model(inference.DEFAULT_MODEL, compile=False)
+    saved.calibration_temperature = inference.temperature_for(inference.DEFAULT_MODEL)   # the same ones mirrored
     assert np.allclose(shipped[:64], inference.predict(saved, sample.x_test[:64], calibrated=False), atol=2e-3)
-    served = inference.predict(inference.load_model(), sample.x_test[:64], calibrated=False)
-    assert np.allclose(shipped[:64], served, atol=2e-2) and (shipped[:64].argmax(1) == served.argmax(1)).mean() >= 0.95
+    # Served, a rounding away too, and now and then it tips a picture across evaluation.SURE_ENOUGH: then it
+    # is mirrored in one and not the other.
+    served = inference.predict(inference.load_model(), sample.x_test[:200], calibrated=False)
+    apart = np.abs(shipped[:200] - served).max(axis=1)
+    assert apart.mean() < 5e-3 and (apart > 2e-2).mean() <= 0.02
+    assert (shipped[:200].argmax(1) == served.argmax(1)).mean() >= 0.95
 
 
 def test_the_bundled_model_ships_its_answers_for_the_offline_test_set(real_archive):
