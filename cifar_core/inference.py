@@ -490,12 +490,13 @@ def predict(model, images: np.ndarray, batch_size: int = CHUNK, mirror: bool = T
     answer shown as 80% sure is right about 80% of the time.
 
     With `mirror`, each picture the model is less than `sure_enough` sure of
-    (`evaluation.SURE_ENOUGH`; None: every picture) is also shown left-right flipped and the
-    two answers are averaged (test-time augmentation: a few tenths of a point
-    of accuracy). `plain`, the unmirrored answers already worked out
-    (`predict(..., mirror=False, calibrated=False)` on the same images), saves
-    that pass: the result is the same to the last bit, as the pictures and
-    their mirror images go through separate forward calls either way.
+    (`evaluation.SURE_ENOUGH`, after its temperature; None: every picture)
+    is also shown left-right flipped and the two answers are averaged
+    (test-time augmentation: a few tenths of a point of accuracy). `plain`,
+    the unmirrored answers already worked out (`predict(..., mirror=False,
+    calibrated=False)` on the same images), saves that pass: the result is
+    the same to the last bit, as the pictures and their mirror images go
+    through separate forward calls either way.
 
     Keras' Model.predict is not thread-safe (tensorflow/tensorflow#61298) and
     Streamlit serves each browser session from its own thread, so predictions
