@@ -232,9 +232,8 @@ def _measure(path: Path, modified: float, test: data.Cifar10, label: str) -> np.
             done = min(total, start + TEST_STEP)
             bar.progress(done / total, text=f"Testing {plain(label)}: {done:,} of {total:,} test pictures")
         return np.concatenate(answers) if answers else np.zeros((0, len(data.CLASS_NAMES)), np.float32)
-    # Calibrated answers, and the temperature decides which pictures are mirrored: a new one, a new cache;
-    # a new rule for which ones, too.
-    key = f"{test.origin}:{total}:t{inference.temperature_for(path)}:sure{evaluation.SURE_ENOUGH}"
+    # Calibrated answers, and the temperature decides which pictures are mirrored: a new one, a new cache.
+    key = f"{test.origin}:{total}:t{inference.temperature_for(path)}"
     probabilities = evaluation.cached_probabilities(path, test.x_test, key, predict)
     bar.empty()
     return probabilities

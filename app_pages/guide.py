@@ -105,9 +105,10 @@ GLOSSARY: dict[str, str] = {
                    "should be right. A well-calibrated model is neither overconfident nor too modest.",
     "Grad-CAM": "A heat map of the parts of the picture that pushed the model most towards its answer.",
     "Test-time augmentation": "Asking the model about a picture's mirror image too and averaging the two "
-                              f"answers, where its first answer is less than {SURE_ENOUGH:.0%} sure: surer answers "
-                              "almost never change. It is slightly more accurate than one look, and every accuracy "
-                              "in this app is measured this way.",
+                              "answers. It is slightly more accurate than one look. A test picture gets it where "
+                              f"the first answer is less than {SURE_ENOUGH:.0%} sure (surer answers almost never "
+                              "change), and every accuracy in this app is measured this way; an uploaded photo "
+                              "always gets it.",
     "PCA": "A way to squeeze many numbers into two so they can be drawn as a map, keeping as much of their spread as "
            "possible. Explore's map uses it on the network's last features.",
 }

@@ -34,7 +34,7 @@ def main(argv=None) -> None:
     _, (x_held, y_held) = recipe.split(dataset.x_train, dataset.y_train, config.get("train_subset", 0),
                                        config.get("calibration_images", 2000))
     model = inference.load_model(args.model)
-    held = inference.predict(model, x_held, calibrated=False)
+    held = inference.predict(model, x_held, calibrated=False, sure_enough=None)   # as training.calibrate fits
     test = inference.predict(model, dataset.x_test, calibrated=False)
 
     def scored(rows: np.ndarray) -> tuple[float, float]:

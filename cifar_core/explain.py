@@ -99,9 +99,10 @@ def gradcam(model, image: np.ndarray, class_index: int, mirror: bool = True) -> 
     """Grad-CAM for a (32, 32, 3) uint8 picture and one class: (32, 32) float32, 1 where the picture
     counted most for that class, 0 where it did not count for it at all (or counted against it).
 
-    With `mirror` the map of the mirrored picture, mirrored back, is added: predictions average a
-    picture with its mirror image, so the map explains the answer shown. Both go through the network
-    in one call.
+    With `mirror` the map of the mirrored picture, mirrored back, is added: a photo's answer, and the
+    answer for any picture the model is unsure of, averages it with its mirror image, so the map
+    explains the answer shown (where the model is sure, the mirror image agrees). Both go through the
+    network in one call.
     """
     image = np.asarray(image, np.float32)
     pictures = np.stack([image, image[:, ::-1]]) if mirror else image[None]

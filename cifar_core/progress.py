@@ -6,7 +6,7 @@ per epoch, the training steps, a checkpoint, a test pass over the whole test
 set and a snapshot; then the final checks on the saved model (calibration on
 the held-out pictures and the final accuracy on the test set, both with
 mirror test-time augmentation; the last test pass was the test set's
-unmirrored half, so one forward pass a test picture is left, two a held-out one).
+unmirrored part, so at most one forward pass a test picture is left, two a held-out one).
 
 The estimate adds up what is left of each, timed where it has been seen:
 training from the steps' own clock (`elapsed_s`), the after-epoch work from

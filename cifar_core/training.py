@@ -112,7 +112,7 @@ def _recorder(run_dir: Path, config: TrainConfig, test: tuple, export_model, ste
             if self.stopped:  # a partial epoch: keep the weights, skip the test pass
                 return
             # The test pass runs the checkpoint itself (export_model holds its weights): the accuracy
-            # is the saved model's, and the last epoch's answers are half the final mirrored pass.
+            # is the saved model's, and the last epoch's answers are the final pass's unmirrored part.
             test_started = time.monotonic()
             test_loss, test_accuracy, probabilities = evaluate_arrays(export_model, *test)
             self.tested = probabilities
@@ -276,19 +276,25 @@ def final_accuracy(model, x: np.ndarray, y: np.ndarray, plain: np.ndarray | None
     `temperature`, the one it is saved with: it decides which pictures it is sure enough of to leave
     unmirrored (`evaluation.SURE_ENOUGH`), as once it is loaded."""
     from cifar_core import inference
+    before = model.__dict__.get("calibration_temperature")
     model.calibration_temperature = temperature or 1.0
     try:
         answers = inference.predict(model, x, mirror=True, calibrated=False, plain=plain)
-    finally:
-        del model.calibration_temperature     # the network is reused by the next run (`warm_networks`)
+    finally:     # the network is reused by the next run (`warm_networks`)
+        if before is None:
+            del model.calibration_temperature
+        else:
+            model.calibration_temperature = before
     result = evaluation.summary(answers, y)
     return {"test_accuracy": result["accuracy"], "per_class_accuracy": result["per_class"]}
 
 
 def calibrate(model, x: np.ndarray, y: np.ndarray) -> float | None:
     """The temperature that makes the saved model's "% sure" honest, fitted on calibration pictures
-    (training pictures it never trained on), as the app predicts: with mirror test-time augmentation, here
-    on every picture (the temperature is what decides which pictures are sure enough to go unmirrored).
+    (training pictures it never trained on) with mirror test-time augmentation on every one of them: the
+    app mirrors only the pictures it is unsure of, but which ones those are depends on the temperature
+    (`evaluation.SURE_ENOUGH`), and mirroring changes the others' answers very little (the bundled
+    model's calibration error on the test set: 0.0102 as the app answers, 0.0113 all mirrored).
     Fitted on the answers before any temperature the model already has (a card left where it is saved)."""
     from cifar_core import inference
     if len(y) < 10:

@@ -49,12 +49,12 @@ def test_a_photo_is_answered_while_a_long_pass_is_half_way(model, monkeypatch):
     monkeypatch.setattr(inference, "_forward", forward)
     result = {}
     long_pass = threading.Thread(name="long-pass", target=lambda: result.update(
-        probs=inference.predict(model, pictures(1000))))
+        probs=inference.predict(model, pictures(1000), sure_enough=None)))
     long_pass.start()
     assert paused.wait(60)
     photo = inference.predict(model, pictures(1, seed=5))
     answered.set()
     long_pass.join(60)
     assert photo.shape == (1, 10) and result["probs"].shape == (1000, 10)
-    # The pictures, then the mirror images of those the untrained network is unsure of (all), a CHUNK a call.
+    # The pictures, then their mirror images (every one here), a CHUNK a call.
     assert len(chunks) == 2 * int(np.ceil(1000 / inference.CHUNK)) and max(chunks) == inference.CHUNK

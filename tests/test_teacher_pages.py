@@ -108,12 +108,13 @@ def test_confusion_matrix_squares_show_counts_or_percent_of_the_true_class():
 
 
 def other_model(name: str):
-    """A finished run whose checkpoint is a copy of the bundled model: a second model to compare."""
+    """A finished run whose checkpoint is a copy of the bundled model, with its temperature (which also
+    decides which pictures it answers mirrored): a second model to compare."""
     from cifar_core import board, rundir, runs
     from cifar_core.config import TrainConfig
     run = runs.create(TrainConfig(arch="airbench_tiny", epochs=1, name=name))
     shutil.copyfile(inference.DEFAULT_MODEL, run.path / rundir.MODEL)
-    rundir.update_status(run.path, state="finished")
+    rundir.update_status(run.path, state="finished", temperature=inference.temperature_for(inference.DEFAULT_MODEL))
     board.refresh()     # the pages' list of runs, now, not at the watcher's next tick
     return run
 
