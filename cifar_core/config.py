@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from cifar_core import models, settings
 
-OPTIMIZERS = ("sgd", "adam")
+OPTIMIZERS = ("sgd", "adam", "muon")
 SCHEDULES = ("triangle", "constant")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 STRATEGIES = ("default", "mirrored")

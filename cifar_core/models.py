@@ -93,7 +93,11 @@ def _airbench(num_classes: int, widths: tuple[int, ...], name: str, for_training
 
     inputs = keras.Input((32, 32, 3), name="image")
     x = _normalise(inputs)
-    whiten = layers.Conv2D(24, 2, strides=stem_stride, padding="valid", name="whiten")
+    # In training the whitening layer works in float32 whatever the policy: its bias's gradient is a sum over
+    # every position of every picture (two million at batch 2,000), and in bfloat16 it came out off by as
+    # much as its own size, a drift that at Muon's bias rate carried the bias to 20 (0.5-1.5 in float32).
+    whiten = layers.Conv2D(24, 2, strides=stem_stride, padding="valid", name="whiten",
+                           dtype="float32" if for_training else None)
     x = whiten(x)
     whiten.kernel.trainable = False     # set from the data (`init_whitening`); its bias may learn (`recipe`)
     x = act(activation)(x)

@@ -53,6 +53,59 @@ def test_triangle_schedule_warms_up_then_decays_to_zero():
     assert float(recipe.learning_rate_at(1000, 1000, airbench)) == pytest.approx(1.5 * 0.07)
     constant = TrainConfig(learning_rate=0.01, schedule="constant")
     assert float(recipe.learning_rate_at(77, 100, constant)) == pytest.approx(0.01)
+    straight_down = TrainConfig(learning_rate=0.24, warmup=0.0, final_lr=0.0)     # airbench94_muon's
+    assert [float(recipe.learning_rate_at(s, 200, straight_down)) for s in (0, 50, 200)] == \
+        pytest.approx([0.24, 0.18, 0.0], abs=1e-7)
+
+
+@pytest.mark.parametrize("shape", [(3, 3, 24, 64), (3, 3, 256, 256), (3, 3, 2, 64), (256, 10)])
+def test_a_muon_update_has_every_singular_value_near_one_whatever_the_gradients_scale(shape):
+    gradient = np.random.default_rng(0).normal(size=shape).astype(np.float32)
+    gradient[..., 0] *= 100           # one direction far larger than the rest: Muon moves them all alike
+    update = np.asarray(recipe.orthogonalised(gradient))
+    assert update.shape == shape
+    singular = np.linalg.svd(update.reshape(-1, shape[-1]), compute_uv=False)
+    assert 0.5 < singular.min() and singular.max() < 1.5
+    np.testing.assert_allclose(recipe.orthogonalised(gradient * 1e-3), update, atol=1e-4)
+
+
+def test_muon_steps_the_filters_at_a_fixed_size_and_the_rest_by_sgd(tiny):
+    """One step from the same weights on the same batch: the last layer moves exactly as SGD's at
+    MUON_SGD_RATE times the rate; each convolution's kernel is first scaled to a norm of
+    sqrt(output channels), then moved by a step of that rate's size in every direction."""
+    import keras
+    labels = np.eye(10, dtype="float32")[tiny.y_train[:32]]
+    stepped = {}
+    for optimizer, rate in (("muon", 0.2), ("sgd", 0.2 * recipe.MUON_SGD_RATE)):
+        config = TrainConfig(arch="airbench_tiny", optimizer=optimizer, learning_rate=rate, schedule="constant",
+                             momentum=0.85, weight_decay=0.0, precision="float32", seed=0)
+        keras.utils.set_random_seed(0)
+        model = training.build_model(config, tiny.x_train, "float32")
+        before = {v.path: v.numpy() for v in model.trainable_variables}
+        model.compile(optimizer=recipe.make_optimizer(config, 10, model), loss=keras.losses.CategoricalCrossentropy())
+        model.train_on_batch(tiny.x_train[:32], labels)
+        stepped[optimizer] = before, {v.path: v.numpy() for v in model.trainable_variables}
+    (before, muon), (_, sgd) = stepped["muon"], stepped["sgd"]
+    dense = next(path for path in muon if path.startswith("dense"))
+    np.testing.assert_allclose(muon[dense], sgd[dense], rtol=1e-5, atol=1e-7)
+    kernels = [path for path, value in before.items() if value.ndim == 4]
+    assert kernels
+    for path in kernels:
+        sized = before[path] * before[path].shape[-1] ** 0.5 / np.linalg.norm(before[path])
+        step = (sized - muon[path]) / 0.2
+        singular = np.linalg.svd(step.reshape(-1, step.shape[-1]), compute_uv=False)
+        assert 0.5 < singular.min() and singular.max() < 1.5, path
+
+
+def test_the_whitening_layer_trains_in_float32_and_is_saved_as_the_policy_says():
+    import keras
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        trained, plain = models.build("airbench", for_training=True), models.build("airbench")
+    finally:
+        keras.config.set_dtype_policy("float32")
+    assert trained.get_layer("whiten").compute_dtype == "float32"
+    assert plain.get_layer("whiten").compute_dtype == "bfloat16"
 
 
 def test_augment_flips_and_shifts_but_keeps_the_picture():
