@@ -13,8 +13,9 @@ from cifar_core import board as runs_board, charts, evaluation, models, overfitt
 from cifar_core.config import FIELD_HELP, MAX_TRAIN_IMAGES, OPTIMIZERS, ConfigError, TrainConfig
 from cifar_core.progress import duration, testing_seconds
 
-RECIPES = {"quick": "Quick (about a minute)", "best": "Best (most accurate, 15+ minutes)",
+RECIPES = {"quick": "Quick (about a minute)", "best": "Best (most accurate, 8+ minutes)",
            "class": "For a whole class (one short epoch each)",
+           "airbench94": "airbench94 (best's recipe before Muon)",
            "tutorial": "TensorFlow tutorial (the classic baseline)"}
 SUBSETS = (0, 36_000, 10_000, 5_000)   # training pictures: all of them, or fewer for a shorter demo
 

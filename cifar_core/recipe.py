@@ -102,7 +102,7 @@ def make_optimizer(config: TrainConfig, total_steps: int, model=None, whiten_bia
     sgd_rate = MUON_SGD_RATE if muon else 1.0     # the SGD parts' rate, per unit of the schedule's
     whiten_bias = _whiten_bias(model)
     # Muon's recipe trains the whitening bias at the BatchNorm biases' rate; airbench94's at the weights'.
-    import os; whiten_scale = float(os.environ.get("WS", scale)) if muon else 1.0
+    whiten_scale = scale if muon else 1.0
     # Decoupled decay takes weight_decay x rate a step; a gradient term c x weight, through momentum m,
     # takes c x rate / (1 - m) in the long run: the same strength at c = weight_decay x (1 - m).
     coupled_decay = (config.weight_decay * (1 - config.momentum) / (sgd_rate * whiten_scale)

@@ -47,10 +47,10 @@ def test_a_model_card_names_the_processor_and_its_vector_instructions():
 
 
 def test_a_gpu_trains_an_airbench_recipe_at_airbench_batch_and_rate():
-    quick = TrainConfig.from_preset("best", arch="airbench_tiny", epochs=32, batch_size=256, learning_rate=0.375)
+    quick = TrainConfig.from_preset("airbench94", arch="airbench_tiny", epochs=32, batch_size=256, learning_rate=0.375)
     one = devices.scale_for_gpus(quick, gpus=1, train_images=36_000)
-    # 256 -> 1024 pictures a step, and the rate with it: the best preset's own rate at batch 1024.
-    assert (one.batch_size, one.learning_rate) == (1024, PRESETS["best"]["learning_rate"])
+    # 256 -> 1024 pictures a step, and the rate with it: the airbench94 preset's own rate at batch 1024.
+    assert (one.batch_size, one.learning_rate) == (1024, PRESETS["airbench94"]["learning_rate"])
     assert one.learning_rate / one.batch_size == pytest.approx(quick.learning_rate / quick.batch_size)
     two = devices.scale_for_gpus(quick, gpus=2, train_images=36_000)
     assert (two.batch_size, two.learning_rate) == (2048, 3.0)
