@@ -36,9 +36,9 @@ BEFORE = {
 
 
 @models.register("airbench16_48_128", "airbench16 as it was before its second block went from 128 to 112 wide.")
-def _airbench16_before(num_classes: int = 10, for_training: bool = False):
+def _airbench16_before(num_classes: int = 10, for_training: bool = False, whitening_learns: bool = False):
     return models._airbench(num_classes, (48, 128), "airbench16_48_128", for_training, stem_stride=2,
-                            activation="relu")
+                            activation="relu", whitening_learns=whitening_learns)
 
 
 def run(preset: str, dataset, epochs: int | None) -> dict:

@@ -34,7 +34,7 @@ def pictures_per_second(arch: str, for_training: bool, precision: str, batch_siz
     import keras
     keras.config.set_dtype_policy(precision)
     try:
-        model = models.build(arch, for_training=for_training)
+        model = models.build(arch, for_training=for_training, whitening_learns=for_training)   # as `best` trains
     finally:
         keras.config.set_dtype_policy("float32")
     config = TrainConfig.from_preset("best", arch=arch, batch_size=batch_size)

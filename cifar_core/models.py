@@ -26,12 +26,13 @@ def register(name: str, description: str):
     return wrap
 
 
-def build(name: str, num_classes: int = 10, for_training: bool = False):
+def build(name: str, num_classes: int = 10, for_training: bool = False, whitening_learns: bool = False):
     """A fresh model. `for_training` swaps in layers that only speed up training (`fast_layers`);
-    the weights are the same, so they copy into a plain model for saving and serving."""
+    the weights are the same, so they copy into a plain model for saving and serving. With
+    `whitening_learns` (and `for_training`), a whitening layer whose bias will learn computes in float32."""
     if name not in REGISTRY:
         raise ValueError(f"Unknown architecture {name!r}; choose one of {', '.join(REGISTRY)}.")
-    return REGISTRY[name](num_classes, for_training=for_training)
+    return REGISTRY[name](num_classes, for_training=for_training, whitening_learns=whitening_learns)
 
 
 def _normalise(inputs):
@@ -46,7 +47,7 @@ def _probabilities(x):
 
 
 @register("tutorial", "The TensorFlow tutorial CNN: three 3x3 convolutions (32-64-64), a 64-unit dense layer.")
-def tutorial(num_classes: int = 10, for_training: bool = False):
+def tutorial(num_classes: int = 10, for_training: bool = False, whitening_learns: bool = False):
     import keras
     from keras import layers
     inputs = keras.Input((32, 32, 3), name="image")
@@ -63,7 +64,7 @@ def tutorial(num_classes: int = 10, for_training: bool = False):
 
 
 def _airbench(num_classes: int, widths: tuple[int, ...], name: str, for_training: bool = False,
-              stem_stride: int = 1, activation: str = "gelu", torch_init: bool = False):
+              stem_stride: int = 1, activation: str = "gelu", torch_init: bool = False, whitening_learns: bool = False):
     """The airbench network (Keller Jordan's fast CIFAR-10 trainer), in plain Keras layers.
 
     A frozen 2x2 whitening convolution (set from the data by `init_whitening`; its bias,
@@ -93,11 +94,12 @@ def _airbench(num_classes: int, widths: tuple[int, ...], name: str, for_training
 
     inputs = keras.Input((32, 32, 3), name="image")
     x = _normalise(inputs)
-    # In training the whitening layer works in float32 whatever the policy: its bias's gradient is a sum over
-    # every position of every picture (two million at batch 2,000), and in bfloat16 it came out off by as
-    # much as its own size, a drift that at Muon's bias rate carried the bias to 20 (0.5-1.5 in float32).
+    # A whitening layer whose bias learns trains in float32 whatever the policy: the bias's gradient is a sum
+    # over every position of every picture (two million at batch 2,000), and in bfloat16 it came out off by
+    # as much as its own size, a drift that at Muon's bias rate carried the bias to 20 (0.5-1.5 in float32).
+    # Where the bias stays put (`quick`, `class`), bfloat16 is a second quicker for nothing lost.
     whiten = layers.Conv2D(24, 2, strides=stem_stride, padding="valid", name="whiten",
-                           dtype="float32" if for_training else None)
+                           dtype="float32" if for_training and whitening_learns else None)
     x = whiten(x)
     whiten.kernel.trainable = False     # set from the data (`init_whitening`); its bias may learn (`recipe`)
     x = act(activation)(x)
@@ -116,18 +118,21 @@ def _airbench(num_classes: int, widths: tuple[int, ...], name: str, for_training
 
 
 @register("airbench", "Fast BatchNorm net after airbench94: whitening stem, widths 64/256/256.")
-def airbench(num_classes: int = 10, for_training: bool = False):
-    return _airbench(num_classes, (64, 256, 256), "airbench", for_training, torch_init=True)
+def airbench(num_classes: int = 10, for_training: bool = False, whitening_learns: bool = False):
+    return _airbench(num_classes, (64, 256, 256), "airbench", for_training, torch_init=True,
+                     whitening_learns=whitening_learns)
 
 
 @register("airbench_small", "The airbench net at widths 64/128/128: about 2.5x faster, a little less accurate.")
-def airbench_small(num_classes: int = 10, for_training: bool = False):
-    return _airbench(num_classes, (64, 128, 128), "airbench_small", for_training, torch_init=True)
+def airbench_small(num_classes: int = 10, for_training: bool = False, whitening_learns: bool = False):
+    return _airbench(num_classes, (64, 128, 128), "airbench_small", for_training, torch_init=True,
+                     whitening_learns=whitening_learns)
 
 
 @register("airbench_tiny", "The airbench net at widths 32/64/64, for a first result in a minute on a laptop.")
-def airbench_tiny(num_classes: int = 10, for_training: bool = False):
-    return _airbench(num_classes, (32, 64, 64), "airbench_tiny", for_training, torch_init=True)
+def airbench_tiny(num_classes: int = 10, for_training: bool = False, whitening_learns: bool = False):
+    return _airbench(num_classes, (32, 64, 64), "airbench_tiny", for_training, torch_init=True,
+                     whitening_learns=whitening_learns)
 
 
 # For a CPU that must answer soon: the whitening steps over 2x2 patches, so the network works on
@@ -137,13 +142,15 @@ def airbench_tiny(num_classes: int = 10, for_training: bool = False):
 # trained 1.35x slower than 112 wide (48/128 against 48/112, alternating runs), far more than its 11%
 # more sums, for 0.4 points.
 @register("airbench16", "The airbench net on 2x2 patches, 56/112: a good model in half a minute.")
-def airbench16(num_classes: int = 10, for_training: bool = False):
-    return _airbench(num_classes, (56, 112), "airbench16", for_training, stem_stride=2, activation="relu")
+def airbench16(num_classes: int = 10, for_training: bool = False, whitening_learns: bool = False):
+    return _airbench(num_classes, (56, 112), "airbench16", for_training, stem_stride=2, activation="relu",
+                     whitening_learns=whitening_learns)
 
 
 @register("airbench16_mini", "The airbench net on 2x2 patches, 24/96: a whole class on one server.")
-def airbench16_mini(num_classes: int = 10, for_training: bool = False):
-    return _airbench(num_classes, (24, 96), "airbench16_mini", for_training, stem_stride=2, activation="relu")
+def airbench16_mini(num_classes: int = 10, for_training: bool = False, whitening_learns: bool = False):
+    return _airbench(num_classes, (24, 96), "airbench16_mini", for_training, stem_stride=2, activation="relu",
+                     whitening_learns=whitening_learns)
 
 
 def _init_identity(model) -> None:

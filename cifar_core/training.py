@@ -162,7 +162,7 @@ def build_model(config: TrainConfig, x_train: np.ndarray, precision: str):
     import keras
     keras.config.set_dtype_policy(precision)
     try:
-        model = models.build(config.arch, for_training=True)
+        model = models.build(config.arch, for_training=True, whitening_learns=config.whiten_bias_epochs > 0)
     finally:
         keras.config.set_dtype_policy("float32")
     if config.initial_model:

@@ -98,15 +98,15 @@ def test_muon_steps_the_filters_at_a_fixed_size_and_the_rest_by_sgd(tiny):
         assert 0.5 < singular.min() and singular.max() < 1.5, i
 
 
-def test_the_whitening_layer_trains_in_float32_and_is_saved_as_the_policy_says():
+def test_a_whitening_layer_whose_bias_learns_trains_in_float32():
     import keras
     keras.config.set_dtype_policy("mixed_bfloat16")
     try:
-        trained, plain = models.build("airbench", for_training=True), models.build("airbench")
+        built = [models.build("airbench", for_training=True, whitening_learns=True),
+                 models.build("airbench", for_training=True), models.build("airbench", whitening_learns=True)]
     finally:
         keras.config.set_dtype_policy("float32")
-    assert trained.get_layer("whiten").compute_dtype == "float32"
-    assert plain.get_layer("whiten").compute_dtype == "bfloat16"
+    assert [model.get_layer("whiten").compute_dtype for model in built] == ["float32", "bfloat16", "bfloat16"]
 
 
 def test_augment_flips_and_shifts_but_keeps_the_picture():
