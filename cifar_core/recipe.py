@@ -1,6 +1,6 @@
 """The recipe's moving parts: precision, learning-rate schedule, optimizer, lookahead, augmentation.
 
-Each follows airbench94 (Keller Jordan's fast CIFAR-10 trainer) where a
+Each follows airbench94 or airbench94_muon (Keller Jordan's fast CIFAR-10 trainers) where a
 preset asks for it; `training` puts them together.
 """
 from __future__ import annotations
