@@ -85,7 +85,7 @@ GLOSSARY: dict[str, str] = {
              "Bigger batches mean fewer, steadier steps.",
     "Learning rate": "How big a step the weights take after each batch. Too small and learning is slow; too big and "
                      "the loss jumps about instead of falling.",
-    "Optimizer": "The rule that turns the loss into changes of the weights, such as SGD with momentum or Adam.",
+    "Optimizer": "The rule that turns the loss into changes of the weights, such as SGD with momentum, Adam or Muon.",
     "Augmentation": "Showing the training pictures slightly changed (mirrored, shifted by a pixel or two) so the "
                     "model learns the object, not the exact pixels. It helps against overfitting.",
     "Overfitting": "When a model learns its training pictures by heart instead of what the classes look like: "

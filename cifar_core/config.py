@@ -224,10 +224,9 @@ EFFECTS = {
                   "learning rate with it). Lower it: more, noisier steps, a slower pass on a CPU.",
     "learning_rate": "Raise it: bigger steps, faster learning until it overshoots and the loss jumps about or "
                      "becomes NaN. Lower it: steadier but slower learning that may end before it gets far.",
-    "optimizer": "How each step moves the weights. SGD with Nesterov momentum is what the airbench recipes are "
-                 "tuned for; Adam scales each weight's step itself and suits small rates like the tutorial's 0.001; "
-                 "Muon moves each layer's filters by the same amount in every direction they can move (the "
-                 "learning rate is theirs, about 0.24) and the rest by SGD, and needs fewer steps.",
+    "optimizer": "How each step moves the weights. SGD with Nesterov momentum suits the airbench recipes; Adam "
+                 "scales each weight's step itself (small rates, like the tutorial's 0.001); Muon moves each "
+                 "layer's filters alike in every direction (the rate is theirs, about 0.24) and needs fewer steps.",
     "momentum": "Raise it: steps keep more of their direction, smoother and faster, until it overshoots. "
                 "Lower it: each step follows only its own batch, noisier and slower.",
     "weight_decay": "Raise it: weights kept smaller, less overfitting, until it holds the network back. "
