@@ -111,11 +111,18 @@ def make_optimizer(config: TrainConfig, total_steps: int, model=None, whiten_bia
     kernels = [v for v in model.trainable_variables if len(v.shape) == 4] if muon and model is not None else []
 
     class Optimizer(base):
+        def build(self, variables):
+            if self.built:
+                return
+            super().build(variables)
+            # Muon's own momentum, whatever the SGD parts' (with none, SGD keeps no slots).
+            self.velocities = self.add_optimizer_variables(variables, "muon_velocity") if muon else []
+
         def update_step(self, gradient, variable, learning_rate):
             if not (muon and len(variable.shape) == 4):
                 return super().update_step(gradient, variable, learning_rate * sgd_rate)
             # Muon: Nesterov momentum, the kernel back to a fixed size, the orthogonalised step.
-            velocity = self.momentums[self._get_variable_index(variable)]
+            velocity = self.velocities[self._get_variable_index(variable)]
             gradient = ops.cast(gradient, variable.dtype)
             self.assign(velocity, velocity * MUON_MOMENTUM + gradient)
             weights = ops.convert_to_tensor(variable)
