@@ -63,9 +63,9 @@ PRESETS: dict[str, dict] = {
     # official pictures (8 epochs against 9.9). On this data, 2-core EPYC (Zen 5), seed 0: 8 epochs 90.24%
     # with mirror TTA after 404 s of training, 9 epochs 90.66% after 456 s; benchmarks/peer_airbench.py, seeds 4
     # and 5: 90.81% and 90.93% after 455 and 467 s, the PyTorch airbench94 peer 90.52% and 90.34% after 520 and
-    # 532 s (airbench94's recipe here, the
-    # `airbench94` preset: 90.45-90.46% after 512-524 s, seeds 4 and 5). 9 epochs, not 8: 192 steps of 2,000
-    # from 49,000 pictures against airbench94_muon's 200 from 50,000, and the copy's JPEG pictures.
+    # 532 s (airbench94's recipe here, the `airbench94` preset: 90.45-90.46% after 512-524 s, seeds 4 and 5).
+    # 9 epochs, not 8: 192 steps of 2,000 from 49,000 pictures against airbench94_muon's 200 from 50,000, and
+    # the copy's JPEG pictures.
     "best": dict(MUON, arch="airbench", epochs=9, batch_size=2000, learning_rate=0.24, calibration_images=1_000),
     # A whole class sharing one 2-core server: 60.8% and 60.4% (seeds 0 and 1) after 9.4 s of
     # training, one pass over 20,480 pictures: 160 whole batches, since a last, smaller batch means
