@@ -38,7 +38,7 @@ def pictures_per_second(arch: str, for_training: bool, precision: str, batch_siz
     finally:
         keras.config.set_dtype_policy("float32")
     config = TrainConfig.from_preset("best", arch=arch, batch_size=batch_size)
-    model.compile(optimizer=recipe.make_optimizer(config, 1000),
+    model.compile(optimizer=recipe.make_optimizer(config, 1000, model),
                   loss=keras.losses.CategoricalCrossentropy(label_smoothing=0.2))
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (batch_size, 32, 32, 3)).astype(np.uint8)

@@ -163,6 +163,10 @@ class TrainConfig:
               f"Learning rate must be a number above 0 and at most 100, not {_show(self.learning_rate)}.")
         check("optimizer", _is_str(self.optimizer) and self.optimizer in OPTIMIZERS,
               f"Unknown optimizer {_show(self.optimizer)}; choose one of {', '.join(OPTIMIZERS)}.")
+        # Muon scales each convolution's filters back to one size every step, which only a BatchNorm after it
+        # undoes: the tutorial CNN has none.
+        check("optimizer", self.optimizer != "muon" or self.arch != "tutorial",
+              "Muon needs a network with BatchNorm after its convolutions (an airbench one), not the tutorial CNN.")
         check("momentum", _is_number(self.momentum) and 0 <= self.momentum < 1,
               f"Momentum must be at least 0 and below 1, not {_show(self.momentum)}.")
         check("weight_decay", _is_number(self.weight_decay) and 0 <= self.weight_decay < 1,

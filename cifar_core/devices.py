@@ -123,7 +123,7 @@ def scale_for_gpus(config: TrainConfig, gpus: int, train_images: int) -> TrainCo
     weights as much as before, the schedule sees the same number of pictures
     (but for the few more a bigger batch can leave over each epoch, `batches_per_epoch`),
     and the decoupled weight decay (times the rate, per step) stays the same
-    per epoch. Adam normalises its steps, so its rate grows by the square root.
+    per epoch. Adam normalises its steps, so its rate grows by the square root; Muon's stays.
 
     Only when precision is "auto", the setting that hands hardware choices to
     the trainer: a recipe with its precision pinned (the tutorial baseline)
@@ -138,7 +138,8 @@ def scale_for_gpus(config: TrainConfig, gpus: int, train_images: int) -> TrainCo
         factor *= 2
     if factor == 1:
         return config
-    rate = config.learning_rate * (factor if config.optimizer == "sgd" else math.sqrt(factor))
+    # Muon's filters take steps of the rate's size whatever the batch, so its rate stays as written.
+    rate = config.learning_rate * {"sgd": factor, "adam": math.sqrt(factor)}.get(config.optimizer, 1)
     return dataclasses.replace(config, batch_size=config.batch_size * factor, learning_rate=rate)
 
 

@@ -107,10 +107,11 @@ def make_optimizer(config: TrainConfig, total_steps: int, model=None, whiten_bia
     # takes c x rate / (1 - m) in the long run: the same strength at c = weight_decay x (1 - m).
     coupled_decay = (config.weight_decay * (1 - config.momentum) / (sgd_rate * whiten_scale)
                      if config.optimizer != "adam" else config.weight_decay)
-    # The filters: every trainable 4-D variable (the whitening layer's kernel is not trainable).
-    kernels = [v for v in model.trainable_variables if len(v.shape) == 4] if muon and model is not None else []
-
     class Optimizer(base):
+        # Muon's variables are the filters, every trainable 4-D variable (the whitening kernel is not trainable).
+        def _use_weight_decay(self, variable):
+            return not (muon and len(variable.shape) == 4) and super()._use_weight_decay(variable)
+
         def build(self, variables):
             if self.built:
                 return
@@ -155,8 +156,8 @@ def make_optimizer(config: TrainConfig, total_steps: int, model=None, whiten_bia
 
     options = dict(momentum=config.momentum, nesterov=True) if config.optimizer != "adam" else {}
     optimizer = Optimizer(_schedule(total_steps, config), weight_decay=config.weight_decay or None, **options)
-    if config.weight_decay:
-        optimizer.exclude_from_weight_decay(var_list=kernels + ([whiten_bias] if whiten_bias is not None else []))
+    if whiten_bias is not None and config.weight_decay:
+        optimizer.exclude_from_weight_decay(var_list=[whiten_bias])
     return optimizer
 
 

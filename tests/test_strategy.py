@@ -70,6 +70,7 @@ def test_a_gpu_trains_an_airbench_recipe_at_airbench_batch_and_rate():
     (TrainConfig(epochs=100, batch_size=256, learning_rate=0.4), 1, 2_000, 256, 0.4),  # keeps 8 steps an epoch
     (TrainConfig(epochs=100, batch_size=32, learning_rate=0.4), 1, 2_000, 128, 1.6),
     (TrainConfig(epochs=10, batch_size=100, learning_rate=0.01, optimizer="adam"), 1, 50_000, 800, 0.01 * 8 ** 0.5),
+    (TrainConfig(epochs=10, batch_size=100, learning_rate=0.24, optimizer="muon"), 1, 50_000, 800, 0.24),
 ])
 def test_batch_and_learning_rate_scale_together(config, gpus, images, batch, rate):
     scaled = devices.scale_for_gpus(config, gpus, images)

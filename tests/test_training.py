@@ -69,17 +69,15 @@ def test_a_muon_update_has_every_singular_value_near_one_whatever_the_gradients_
     np.testing.assert_allclose(recipe.orthogonalised(gradient * 1e-3), update, atol=1e-4)
 
 
-def test_muon_steps_the_filters_at_a_fixed_size_and_the_rest_by_sgd(tiny):
+def test_muon_steps_the_last_layer_as_sgd_at_its_rate(tiny):
     """One step from the same weights on the same batch: the last layer moves exactly as SGD's at
-    MUON_SGD_RATE times the rate; each convolution's kernel is first scaled to a norm of
-    sqrt(output channels), then moved by a step of that rate's size in every direction."""
+    MUON_SGD_RATE times the rate."""
     import keras
     labels = np.eye(10, dtype="float32")[tiny.y_train[:32]]
     stepped = {}
     for optimizer, rate in (("muon", 0.2), ("sgd", 0.2 * recipe.MUON_SGD_RATE)):
-        # No momentum for the SGD parts: Muon keeps its own for the filters.
         config = TrainConfig(arch="airbench_tiny", optimizer=optimizer, learning_rate=rate, schedule="constant",
-                             momentum=0.0, weight_decay=0.0, precision="float32", seed=0)
+                             momentum=0.85, weight_decay=0.0, precision="float32", seed=0)
         keras.utils.set_random_seed(0)
         model = training.build_model(config, tiny.x_train, "float32")
         before = [v.numpy() for v in model.trainable_variables]
@@ -88,15 +86,46 @@ def test_muon_steps_the_filters_at_a_fixed_size_and_the_rest_by_sgd(tiny):
         stepped[optimizer] = before, [v.numpy() for v in model.trainable_variables]
     (before, muon), (_, sgd) = stepped["muon"], stepped["sgd"]
     dense = [i for i, value in enumerate(before) if value.ndim == 2]
-    kernels = [i for i, value in enumerate(before) if value.ndim == 4]
-    assert len(dense) == 1 and kernels
+    assert len(dense) == 1
     np.testing.assert_allclose(muon[dense[0]], sgd[dense[0]], rtol=1e-5, atol=1e-7)
     assert not np.allclose(muon[dense[0]], before[dense[0]])
-    for i in kernels:
-        sized = before[i] * before[i].shape[-1] ** 0.5 / np.linalg.norm(before[i])
-        step = (sized - muon[i]) / 0.2
-        singular = np.linalg.svd(step.reshape(-1, step.shape[-1]), compute_uv=False)
-        assert 0.5 < singular.min() and singular.max() < 1.5, i
+
+
+@pytest.mark.parametrize("momentum", [0.85, 0.0])
+def test_muon_steps_each_kernel_from_a_fixed_size_by_its_orthogonalised_nesterov_momentum(tiny, momentum):
+    """Two steps with weight decay on: each kernel is scaled to norm sqrt(output channels), then moved by
+    the rate times `orthogonalised(g + 0.6 v)`, v = 0.6 v + g, with no decay; Muon keeps that momentum
+    whatever the SGD parts' (none, here in the second case)."""
+    import keras
+    import tensorflow as tf
+    config = TrainConfig(arch="airbench_tiny", optimizer="muon", learning_rate=0.2, schedule="constant",
+                         momentum=momentum, weight_decay=0.1, precision="float32", seed=0)
+    model = training.build_model(config, tiny.x_train, "float32")
+    loss = keras.losses.CategoricalCrossentropy()
+    model.compile(optimizer=recipe.make_optimizer(config, 10, model), loss=loss)
+    kernels = [v for v in model.trainable_variables if len(v.shape) == 4]
+    assert kernels
+    velocity = [np.zeros(v.shape, np.float32) for v in kernels]
+    for step in range(2):
+        batch = slice(step * 32, (step + 1) * 32)
+        x, labels = tiny.x_train[batch], np.eye(10, dtype="float32")[tiny.y_train[batch]]
+        weights = model.get_weights()
+        with tf.GradientTape() as tape:
+            value = loss(labels, model(x, training=True))
+        gradients = [g.numpy() for g in tape.gradient(value, kernels)]
+        model.set_weights(weights)          # the taped pass moved the BatchNorm statistics: put them back
+        before = [v.numpy() for v in kernels]
+        model.train_on_batch(x, labels)
+        for i, (kernel, gradient) in enumerate(zip(kernels, gradients)):
+            velocity[i] = recipe.MUON_MOMENTUM * velocity[i] + gradient
+            sized = before[i] * before[i].shape[-1] ** 0.5 / np.linalg.norm(before[i])
+            expected = sized - 0.2 * np.asarray(recipe.orthogonalised(gradient + recipe.MUON_MOMENTUM * velocity[i]))
+            np.testing.assert_allclose(kernel.numpy(), expected, atol=2e-4)
+
+
+def test_muon_is_refused_for_a_network_without_batchnorm():
+    with pytest.raises(ConfigError, match="Muon needs a network with BatchNorm"):
+        TrainConfig(arch="tutorial", optimizer="muon").validate()
 
 
 def test_a_whitening_layer_whose_bias_learns_trains_in_float32():
