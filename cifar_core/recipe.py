@@ -109,6 +109,7 @@ def make_optimizer(config: TrainConfig, total_steps: int, model=None, whiten_bia
                      if config.optimizer != "adam" else config.weight_decay)
     class Optimizer(base):
         # Muon's variables are the filters, every trainable 4-D variable (the whitening kernel is not trainable).
+        # Their scaling would undo a decay anyway; left out, it is not worked out for nothing.
         def _use_weight_decay(self, variable):
             return not (muon and len(variable.shape) == 4) and super()._use_weight_decay(variable)
 

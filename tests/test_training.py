@@ -93,9 +93,9 @@ def test_muon_steps_the_last_layer_as_sgd_at_its_rate(tiny):
 
 @pytest.mark.parametrize("momentum", [0.85, 0.0])
 def test_muon_steps_each_kernel_from_a_fixed_size_by_its_orthogonalised_nesterov_momentum(tiny, momentum):
-    """Two steps with weight decay on: each kernel is scaled to norm sqrt(output channels), then moved by
-    the rate times `orthogonalised(g + 0.6 v)`, v = 0.6 v + g, with no decay; Muon keeps that momentum
-    whatever the SGD parts' (none, here in the second case)."""
+    """Two steps: each kernel is scaled to norm sqrt(output channels) (which also leaves weight decay, on
+    here, nothing to do), then moved by the rate times `orthogonalised(g + 0.6 v)`, v = 0.6 v + g; Muon keeps
+    that momentum whatever the SGD parts' (none, in the second case)."""
     import keras
     import tensorflow as tf
     config = TrainConfig(arch="airbench_tiny", optimizer="muon", learning_rate=0.2, schedule="constant",
