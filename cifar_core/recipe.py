@@ -32,11 +32,11 @@ def learning_rate_at(step, total_steps: int, config: TrainConfig):
     if config.schedule == "constant":
         return config.learning_rate + 0.0 * step
     peak_step = max(1.0, config.warmup * total_steps) if config.warmup else 0.0
-    rising = 0.2 + 0.8 * step / max(1.0, peak_step)                         # from 20% of the peak
-    if not config.warmup:                                                    # straight down from the peak
-        rising = rising + 1.0
     done = ops.clip((step - peak_step) / max(1.0, total_steps - peak_step), 0.0, 1.0)
     falling = 1.0 - (1.0 - config.final_lr) * done                         # down to final_lr
+    if not config.warmup:                                                    # straight down from the peak
+        return config.learning_rate * falling
+    rising = 0.2 + 0.8 * step / peak_step                                   # from 20% of the peak
     return config.learning_rate * ops.minimum(rising, falling)
 
 
@@ -107,11 +107,14 @@ def make_optimizer(config: TrainConfig, total_steps: int, model=None, whiten_bia
     # takes c x rate / (1 - m) in the long run: the same strength at c = weight_decay x (1 - m).
     coupled_decay = (config.weight_decay * (1 - config.momentum) / (sgd_rate * whiten_scale)
                      if config.optimizer != "adam" else config.weight_decay)
+    def stepped_by_muon(variable) -> bool:
+        # The filters: every trainable 4-D variable (the whitening layer's kernel is not trainable).
+        return muon and len(variable.shape) == 4
+
     class Optimizer(base):
-        # Muon's variables are the filters, every trainable 4-D variable (the whitening kernel is not trainable).
-        # Their scaling would undo a decay anyway; left out, it is not worked out for nothing.
+        # The filters' scaling would undo a decay anyway; left out, it is not worked out for nothing.
         def _use_weight_decay(self, variable):
-            return not (muon and len(variable.shape) == 4) and super()._use_weight_decay(variable)
+            return not stepped_by_muon(variable) and super()._use_weight_decay(variable)
 
         def build(self, variables):
             if self.built:
@@ -121,7 +124,7 @@ def make_optimizer(config: TrainConfig, total_steps: int, model=None, whiten_bia
             self.velocities = self.add_optimizer_variables(variables, "muon_velocity") if muon else []
 
         def update_step(self, gradient, variable, learning_rate):
-            if not (muon and len(variable.shape) == 4):
+            if not stepped_by_muon(variable):
                 return super().update_step(gradient, variable, learning_rate * sgd_rate)
             # Muon: Nesterov momentum, the kernel back to a fixed size, the orthogonalised step.
             velocity = self.velocities[self._get_variable_index(variable)]
