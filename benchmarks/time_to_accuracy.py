@@ -1,7 +1,7 @@
 """Seconds of training to reach given test accuracies: a preset against the tutorial baseline, same run.
 
     python benchmarks/time_to_accuracy.py --preset quick [--baseline tutorial] [--data PATH]
-    python benchmarks/time_to_accuracy.py --preset class --baseline class-before
+    python benchmarks/time_to_accuracy.py --preset class --baseline class-sgd
 
 Both recipes train on this machine, one after the other, through the same
 trainer the app uses; test accuracy is measured on the whole test set after
@@ -23,16 +23,19 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cifar_core import data, evaluation, inference, models, rundir, training  # noqa: E402
-from cifar_core.config import TrainConfig  # noqa: E402
+from cifar_core.config import AIRBENCH, TrainConfig  # noqa: E402
 
 
 # Presets as they were before they changed (cifar_core/config.py's history), each a whole TrainConfig.
+# The single-pass presets learnt by SGD (airbench94's momentum, decay, warm-up and lookahead, at 0.7) before Muon.
+_SGD = dict({k: AIRBENCH[k] for k in ("optimizer", "weight_decay", "warmup", "final_lr", "lookahead")},
+            learning_rate=0.7)
 BEFORE = {
-    "quick-before": dict(TrainConfig.from_preset("quick").to_dict(), arch="airbench16_48_128", learning_rate=0.5,
-                         bias_lr_scale=64.0),
-    "class-before": dict(TrainConfig.from_preset("class").to_dict(), train_subset=20_000, learning_rate=0.5,
-                         bias_lr_scale=64.0),
+    "quick-sgd": dict(TrainConfig.from_preset("quick").to_dict(), **_SGD),
+    "class-sgd": dict(TrainConfig.from_preset("class").to_dict(), **_SGD),
 }
+BEFORE["quick-before"] = dict(BEFORE["quick-sgd"], arch="airbench16_48_128", learning_rate=0.5, bias_lr_scale=64.0)
+BEFORE["class-before"] = dict(BEFORE["class-sgd"], train_subset=20_000, learning_rate=0.5, bias_lr_scale=64.0)
 
 
 @models.register("airbench16_48_128", "airbench16 as it was before its second block went from 128 to 112 wide.")
