@@ -81,8 +81,8 @@ def test_on_the_tiny_data_the_time_left_comes_true(tiny_env, monkeypatch):
 
     2,000 test pictures, so that, as in the presets, testing takes about as long as training (an
     estimate from training alone was off by half). The epochs last seconds here, so a busy machine
-    moves each by a good share, and the fixed costs of each pass weigh more than in a preset: here the
-    estimate runs 25-30% short on a quiet machine, so the median error must stay within 35%. The presets,
+    moves each by a good share: on a quiet one the median error was 3-5% (12-35% long while the final
+    checks were thought to need half a second to set up), so it must stay within 25%. The presets,
     whose epochs last minutes, stayed within 10% (benchmarks/time_left.py), inside the 20% asked for."""
     import statistics
     import time
@@ -105,7 +105,7 @@ def test_on_the_tiny_data_the_time_left_comes_true(tiny_env, monkeypatch):
     ended, began = current.status["ended"], current.status.get("launched") or current.status["started"]
     errors = [abs(left - (ended - now)) / (ended - now) for now, left in readings if ended - now >= (ended - began) / 4]
     assert len(errors) >= 4, readings
-    assert statistics.median(errors) <= 0.35, [f"{e:.0%}" for e in errors]
+    assert statistics.median(errors) <= 0.25, [f"{e:.0%}" for e in errors]
     assert current.progress()["elapsed_s"] == pytest.approx(ended - began)
 
 
