@@ -323,8 +323,9 @@ def actions(run: runs.Run, owner: str) -> None:
                                key=f"report_{run.id}", icon=":material/description:")
     if run.state in ("finished", "stopped") and run.model_path:
         more = columns[3].number_input("More epochs", 1, 200, 2, key=f"more_{run.id}",
-                                       help="The run goes on from its model, its learning rate rising only to the rate "
-                                            "it ended at, so more epochs refine it rather than shake it up again.")
+                                       help="The run goes on from its model with its learning rate peaking only at the "
+                                            "rate it ended at (a tenth of its peak where that fell to nothing), so "
+                                            "more epochs refine it rather than shake it up again.")
         if columns[3].button("Continue", key=f"continue_{run.id}"):
             try:
                 st.session_state["train_watch"] = runs.continue_run(run.id, int(more), owner,

@@ -149,7 +149,8 @@ def test_a_finished_run_can_be_continued_from_its_checkpoint(tiny_env):
 def test_a_continued_run_peaks_at_the_rate_its_parent_ended_at():
     best = TrainConfig.from_preset("airbench94")
     assert runs.going_on(best) == {"learning_rate": pytest.approx(1.5 * 0.07)}
-    assert runs.going_on(dataclasses.replace(best, final_lr=0.0)) == {"learning_rate": pytest.approx(0.015)}
+    assert runs.going_on(dataclasses.replace(best, final_lr=0.0)) == {"learning_rate": pytest.approx(0.15)}
+    assert runs.going_on(TrainConfig.from_preset("best")) == {"learning_rate": pytest.approx(0.024)}   # Muon's
     assert runs.going_on(TrainConfig.from_preset("tutorial")) == {}      # a constant rate goes on as it was
 
 
