@@ -73,8 +73,8 @@ PRESETS: dict[str, dict] = {
     # the copy's JPEG pictures.
     "best": dict(MUON, arch="airbench", epochs=9, batch_size=2000, learning_rate=0.24, calibration_images=1_000),
     # A whole class sharing one 2-core server: with SGD, 60.8% and 60.4% (seeds 0 and 1) after 9.4 s of
-    # training on a 2-core EPYC without bfloat16, one pass over 20,480 pictures: 160 whole batches, since a last, smaller batch means
-    # tracing the training step again (0.9 s). Its test passes are cheap too, so thirty queued runs end
+    # training on a 2-core EPYC without bfloat16, one pass over 20,480 pictures: 160 whole batches, since
+    # a last, smaller batch means tracing the training step again (0.9 s). Its test passes are cheap too, so thirty queued runs end
     # within a lesson. The tutorial CNN it replaced reached 35% on 5,120 pictures in 5 s.
     "class": dict(ONE_PASS, arch="airbench16_mini", train_subset=20_480, bias_lr_scale=8.0, calibration_images=1_000),
     # airbench94's recipe for as many steps as its 9.9 epochs (470 against 476): 47 whole batches a pass over
@@ -236,7 +236,8 @@ EFFECTS = {
                      "becomes NaN. Lower it: steadier but slower learning that may end before it gets far.",
     "optimizer": "How each step moves the weights. SGD with Nesterov momentum suits airbench94's recipe; Adam "
                  "scales each weight's step itself (small rates, like the tutorial's 0.001); Muon moves each "
-                 "layer's filters alike in every direction (the rate is theirs: 0.16-0.24 in the recipes) and needs fewer steps.",
+                 "layer's filters alike in every direction (the rate is theirs: 0.16-0.24 in the recipes) and "
+                 "needs fewer steps.",
     "momentum": "Raise it: steps keep more of their direction, smoother and faster, until it overshoots. "
                 "Lower it: each step follows only its own batch, noisier and slower.",
     "weight_decay": "Raise it: weights kept smaller, less overfitting, until it holds the network back. "
