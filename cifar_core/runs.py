@@ -198,10 +198,10 @@ def going_on(parent: TrainConfig) -> dict:
     at, instead of the parent's peak, so more epochs refine the model rather than shake it up again.
     Measured on a 91.67% `airbench94` model (its teachers not asked), two more epochs: back at the peak
     (1.5) 78.2%; from the rate it ended at (0.105), falling as before, 91.0%; holding 0.105, 90.6%. A
-    schedule that fell to nothing (a final rate of 0: Muon's, in `quick`, `class`, `best`) goes on from a tenth of its
-    peak: on a 90.66% `best` model, two more epochs from a hundredth, a tenth and three tenths of its
-    0.24 ended at 90.58%, 90.75% and 90.42%; a 72.76% `quick` model's second pass at 74.13%, 76.14% and
-    76.40% (73.83% back at its peak)."""
+    schedule that fell to nothing (a final rate of 0: Muon's, in `quick`, `class`, `best`) goes on from
+    a tenth of its peak: on a 90.66% `best` model, two more epochs from a hundredth, a tenth and three
+    tenths of its 0.24 ended at 90.58%, 90.75% and 90.42%; a 72.76% `quick` model's second pass at
+    74.13%, 76.14% and 76.40% (73.83% back at its peak)."""
     if parent.schedule != "triangle":
         return {}
     return {"learning_rate": parent.learning_rate * (parent.final_lr or 0.1)}
