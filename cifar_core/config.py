@@ -76,7 +76,7 @@ PRESETS: dict[str, dict] = {
     # A whole class sharing one 2-core server: with SGD, 60.8% and 60.4% (seeds 0 and 1) after 9.4 s of
     # training on a 2-core EPYC without bfloat16, one pass over 20,480 pictures: 160 whole batches, since
     # a last, smaller batch means tracing the training step again (0.9 s). Its test passes are cheap too,
-    # so thirty queued runs end within a lesson (3.2 min on the Zen 5 EPYC with Muon, README's Hosting).
+    # so thirty queued runs end within a lesson (3.2-4.6 min on the Zen 5 EPYC with Muon, README's Hosting).
     # The tutorial CNN it replaced reached 35% on 5,120 pictures in 5 s.
     "class": dict(ONE_PASS, arch="airbench16_mini", train_subset=20_480, bias_lr_scale=8.0, calibration_images=1_000),
     # airbench94's recipe for as many steps as its 9.9 epochs (470 against 476): 47 whole batches a pass over
