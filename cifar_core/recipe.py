@@ -107,6 +107,7 @@ def make_optimizer(config: TrainConfig, total_steps: int, model=None, whiten_bia
     # takes c x rate / (1 - m) in the long run: the same strength at c = weight_decay x (1 - m).
     coupled_decay = (config.weight_decay * (1 - config.momentum) / (sgd_rate * whiten_scale)
                      if config.optimizer != "adam" else config.weight_decay)
+
     def stepped_by_muon(variable) -> bool:
         # The filters: every trainable 4-D variable (the whitening layer's kernel is not trainable).
         return muon and len(variable.shape) == 4
