@@ -141,7 +141,7 @@ def answer(image: np.ndarray, key: str, original: Image.Image | None = None, hea
     was cut from), with the doubts it deserves and where it looked; return the probabilities. `views`,
     every square of an upload the model is shown (`image` is the first): the answer averages them."""
     model = common.active_model()
-    probabilities = (inference.predict_views(model, views) if views is not None
+    probabilities = (inference.predict_views(model, views, original.size) if views is not None
                      else inference.predict(model, image)[0])
     best = int(probabilities.argmax())
     # A picture smaller than the model's own 32 x 32 has no square worth outlining.
@@ -233,12 +233,13 @@ def _row(file, model) -> dict:
     problem = too_big(file)
     if problem is None:
         try:
-            views = inference.views(inference.load_image(file.getvalue()))
+            image = inference.load_image(file.getvalue())
+            views = inference.views(image)
         except Exception as e:   # ImageError's sentence; anything else (a bug) must not hide the other rows
             problem = str(e) if isinstance(e, inference.ImageError) else "This picture could not be read."
     if problem:
         return {**row, "problem": problem}
-    probabilities = inference.predict_views(model, views)
+    probabilities = inference.predict_views(model, views, image.size)
     best = int(probabilities.argmax())
     return {**row, "picture": charts.data_uri(charts.upscale(views[0], 2)), "answer": CLASS_NAMES[best],
             # Unrounded: the table rounds once, as the answer above the bars does (rounded here first to a

@@ -56,7 +56,7 @@ def latency(model, photo: bytes, one_view: bool = False, repeats: int = 50) -> l
             return inference.views(image)
         if one_view:
             return inference.predict(model, inference.prepare(image))[0]
-        return inference.predict_views(model, inference.views(image))
+        return inference.predict_views(model, inference.views(image), image.size)
 
     for _ in range(3):
         answer()

@@ -1,16 +1,23 @@
 """How often a model is right on real photos, as the app answers them, against one sharp centre square.
 
-    python benchmarks/photos.py --photos DIR [--model PATH]
-    python benchmarks/photos.py --imagenet-samples DIR [--model PATH]
-    python benchmarks/photos.py --imagenet-detection DIR [--model PATH]
+    python benchmarks/photos.py [--photos DIR] [--imagenet-samples DIR] [--imagenet-detection DIR]
+                                [--model PATH] [--fit]
 
 CIFAR-10's test pictures say little about an uploaded photo: a photo is far larger, its subject smaller
 in the frame, and shrinking it leaves it sharper than CIFAR-10's pictures. This benchmark loads each
-photo as the app does (`inference.load_image`) and compares, in the same run:
+photo as the app does (`inference.load_image`) and compares, in the same run, set by set and over all
+the sets given:
 
 - before: the photo's largest centre square shrunk to 32 x 32 with Lanczos, the one view the app used
   to answer from;
-- now: the squares the app is shown now (`inference.views`), answered by `inference.predict_views`.
+- views: the squares the app is shown (`inference.views`), their answers averaged (`view_answers`);
+- now: the same evened out as the app does for photos (`inference.PHOTO_BIAS`), as `predict_views`
+  answers. Its calibration error is the "% sure" shown on the Predict page, against how often it is right.
+
+--fit works out PHOTO_BIAS and PHOTO_TEMPERATURE from all the photos given (`fit_photo_correction`), and,
+to show what that is worth on photos it was not fitted on, fits it again on all sets but one and answers
+that one with it, set by set. The figures under "now" are of the shipped constants, which were fitted on
+these same sets: only the held-out rows say what a new photo can expect.
 
 --photos DIR: one folder per class, named as CIFAR-10 names them (airplane, automobile, bird, ...), each
 holding photos of that class; web_photos.py gathers 223 web photos of all ten classes that way.
@@ -31,7 +38,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from cifar_core import inference  # noqa: E402
+from cifar_core import evaluation, inference  # noqa: E402
 from cifar_core.data import CLASS_NAMES  # noqa: E402
 
 # ImageNet classes (WordNet ids) that are CIFAR-10 classes. Vans, ambulances and other boxy vehicles
@@ -95,48 +102,103 @@ def one_sharp_square(image: Image.Image) -> np.ndarray:
                                    reducing_gap=3.0), dtype=np.uint8)
 
 
-def report(name: str, answers: np.ndarray, labels: np.ndarray) -> None:
-    right = answers == labels
+def report(name: str, probabilities: np.ndarray, labels: np.ndarray) -> None:
+    """One row: how often the top answer is right, overall and class-balanced, how sure it says it is, and
+    how true that is."""
+    right = probabilities.argmax(axis=1) == labels
     per_class = {CLASS_NAMES[c]: float(right[labels == c].mean()) for c in np.unique(labels)}
-    print(f"{name:<44}{right.mean():>9.1%}{np.mean(list(per_class.values())):>11.1%}  "
+    print(f"  {name:<46}{right.mean():>9.1%}{np.mean(list(per_class.values())):>11.1%}"
+          f"{probabilities.max(axis=1).mean():>8.1%}{evaluation.expected_calibration_error(probabilities, labels):>8.3f}  "
           + " ".join(f"{c[:5]} {a:.0%}" for c, a in per_class.items()))
+
+
+def fit_photo_correction(answers: np.ndarray, labels: np.ndarray, temperature: float) -> tuple[np.ndarray, float]:
+    """(PHOTO_BIAS, PHOTO_TEMPERATURE) for a model's averaged view answers (N, 10) on labelled photos: the
+    bias is minus the log of each class's share of the answers, each class weighed alike, so that evened
+    out, every class gets as large a share as any other; the temperature, as a multiple of the model's
+    own (`temperature`), the one that makes the evened answers' "% sure" true on these photos."""
+    shares = np.mean([answers[labels == c].mean(axis=0) for c in np.unique(labels)], axis=0)
+    bias = -np.log(shares)
+    bias -= bias.mean()
+    return bias, evaluation.fit_temperature(inference.evened(answers, bias), labels) / temperature
+
+
+def held_out(sets: dict[str, tuple[np.ndarray, np.ndarray]], temperature: float) -> None:
+    """Each set answered with the correction fitted on all the others."""
+    print("fitted on the other sets, answered on each:")
+    pooled = []
+    for name, (answers, labels) in sets.items():
+        others = [other for other in sets if other != name]
+        bias, factor = fit_photo_correction(np.concatenate([sets[o][0] for o in others]),
+                                            np.concatenate([sets[o][1] for o in others]), temperature)
+        tempered = evaluation.with_temperature(inference.evened(answers, bias), temperature * factor)
+        report(f"{name}, views", evaluation.with_temperature(answers, temperature), labels)
+        report(f"{name}, evened ({factor:.2f} x temperature)", tempered, labels)
+        pooled.append((answers, tempered, labels))
+    answers, tempered, labels = (np.concatenate(parts) for parts in zip(*pooled))
+    report("all, views", evaluation.with_temperature(answers, temperature), labels)
+    report("all, each set evened as fitted on the others", tempered, labels)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--photos", type=Path, help="a folder with one folder of photos per class")
-    source.add_argument("--imagenet-samples", type=Path, help="a clone of EliSchwartz/imagenet-sample-images")
-    source.add_argument("--imagenet-detection", type=Path, help="a clone of ajschumacher/imagen")
+    parser.add_argument("--photos", type=Path, help="a folder with one folder of photos per class")
+    parser.add_argument("--imagenet-samples", type=Path, help="a clone of EliSchwartz/imagenet-sample-images")
+    parser.add_argument("--imagenet-detection", type=Path, help="a clone of ajschumacher/imagen")
     parser.add_argument("--model", help="a .keras model (default: the bundled one)")
+    parser.add_argument("--fit", action="store_true", help="fit the photo correction on these photos")
     args = parser.parse_args()
-
-    photos = (imagenet_samples(args.imagenet_samples) if args.imagenet_samples
-              else imagenet_detection(args.imagenet_detection) if args.imagenet_detection
-              else class_folders(args.photos))
-    if not photos:
+    finders = {"photos": (args.photos, class_folders), "imagenet samples": (args.imagenet_samples, imagenet_samples),
+               "imagenet detection": (args.imagenet_detection, imagenet_detection)}
+    found = {name: find(folder) for name, (folder, find) in finders.items() if folder}
+    if not found:
+        parser.error("give at least one of --photos, --imagenet-samples and --imagenet-detection")
+    if not any(found.values()):
         raise SystemExit("No photos found there.")
+
     model = inference.load_model(args.model)
-    labels, before, now, sure, unread = [], [], [], [], 0
-    for path, label in photos:
-        try:
-            image = inference.load_image(path)
-        except inference.ImageError:
-            unread += 1
+    temperature = getattr(model, "calibration_temperature", 1.0)
+    answered = {}
+    for name, photos in found.items():
+        labels, before, views, now, unread = [], [], [], [], 0
+        for path, label in photos:
+            try:
+                image = inference.load_image(path)
+            except inference.ImageError:
+                unread += 1
+                continue
+            labels.append(label)
+            before.append(inference.predict(model, one_sharp_square(image))[0])
+            shown = inference.views(image)
+            views.append(inference.view_answers(model, shown))
+            now.append(inference.predict_views(model, shown, image.size))
+        if not labels:
+            print(f"{name}: no photo could be read")
             continue
-        labels.append(label)
-        before.append(int(inference.predict(model, one_sharp_square(image))[0].argmax()))
-        probabilities = inference.predict_views(model, inference.views(image))
-        now.append(int(probabilities.argmax()))
-        sure.append(float(probabilities.max()))
-    labels = np.array(labels)
-    counts = ", ".join(f"{CLASS_NAMES[c]} {n}" for c, n in zip(*np.unique(labels, return_counts=True)))
-    print(f"{len(labels)} photos ({counts}){f'; {unread} could not be read' if unread else ''}")
-    print(f"{'':<44}{'right':>9}{'balanced':>11}  per class")
-    report("before: one sharp centre square", np.array(before), labels)
-    report(f"now: {len(inference.VIEW_SCALES)} softened squares, answers averaged", np.array(now), labels)
-    # The "% sure" the Predict page shows is calibrated on CIFAR-10's own test pictures; on photos it can say more.
-    print(f"the app's answers were {np.mean(sure):.0%} sure on average and right on {np.mean(np.array(now) == labels):.0%}")
+        labels = np.array(labels)
+        counts = ", ".join(f"{CLASS_NAMES[c]} {n}" for c, n in zip(*np.unique(labels, return_counts=True)))
+        print(f"{name}: {len(labels)} photos ({counts}){f'; {unread} could not be read' if unread else ''}")
+        answered[name] = np.array(before), np.array(views), np.array(now), labels
+    sets = list(answered)
+    if not sets:
+        raise SystemExit("No photo could be read.")
+    if len(sets) > 1:
+        answered["all"] = tuple(np.concatenate(parts) for parts in zip(*answered.values()))
+    print(f"{'':<48}{'right':>9}{'balanced':>11}{'sure':>8}{'error':>8}  per class "
+          f"(sure: the % sure shown, on average; error: its expected calibration error)")
+    for name, (before, views, now, labels) in answered.items():
+        print(name)
+        report("before: one sharp centre square", before, labels)
+        report(f"views: {len(inference.VIEW_SCALES)} softened squares, averaged",
+               evaluation.with_temperature(views, temperature), labels)
+        report("now: the views evened out (PHOTO_BIAS)", now, labels)
+
+    if args.fit:
+        _, views, _, labels = answered["all" if len(sets) > 1 else sets[0]]
+        bias, factor = fit_photo_correction(views, labels, temperature)
+        print(f"PHOTO_BIAS = ({', '.join(f'{b:.2f}' for b in bias)})\nPHOTO_TEMPERATURE = {factor:.2f}")
+        if len(sets) > 1:
+            held_out({name: (answered[name][1], answered[name][3]) for name in sets}, temperature)
 
 
 if __name__ == "__main__":

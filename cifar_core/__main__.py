@@ -156,7 +156,8 @@ def cmd_predict(args) -> int:
     for path in args.files:
         # Each file answers for itself: a bad one gets its sentence and the rest are still classified.
         try:
-            probabilities = inference.predict_views(model, inference.views(inference.load_image(path)))
+            image = inference.load_image(path)
+            probabilities = inference.predict_views(model, inference.views(image), image.size)
         except inference.ImageError as e:
             failed += 1
             result = {"path": path, "error": str(e)}

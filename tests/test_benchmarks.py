@@ -65,18 +65,27 @@ def test_temperature_sample_refits_on_fewer_held_out_pictures(tiny_archive):
     assert 0.05 <= float(baseline[1]) <= 20 and 0 <= float(drawn[-1]) <= 1
 
 
-def test_photos_reads_the_detection_samples_that_are_cifar10_classes(tmp_path):
+def test_photos_reads_the_detection_samples_that_are_cifar10_classes_and_fits_the_photo_correction(tmp_path):
     from PIL import Image
     folder = tmp_path / "imagen"
     folder.mkdir()
     for name, colour in (("n02958343_1_car", "red"), ("n04530566_2_watercraft", "blue"),
                          ("n00007846_3_person", "green"), ("n02084071_4_dog", "brown")):
         Image.new("RGB", (120, 90), colour).save(folder / f"{name}.jpg")
-    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "photos.py"), "--imagenet-detection", str(tmp_path)],
-                         capture_output=True, text=True, timeout=600)
+    for name, colour in (("cat", "orange"), ("frog", "green"), ("ship", "navy")):
+        (tmp_path / "web" / name).mkdir(parents=True)
+        Image.new("RGB", (90, 120), colour).save(tmp_path / "web" / name / "one.png")
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "photos.py"), "--imagenet-detection", str(tmp_path),
+                          "--photos", str(tmp_path / "web"), "--fit"], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.startswith("3 photos (automobile 1, dog 1, ship 1)")
-    assert "before: one sharp centre square" in out.stdout and "now: 2 softened squares" in out.stdout
+    lines = out.stdout.splitlines()
+    assert "photos: 3 photos (cat 1, frog 1, ship 1)" in lines
+    assert "imagenet detection: 3 photos (automobile 1, dog 1, ship 1)" in lines
+    assert "all" in lines and out.stdout.count("now: the views evened out") == 3
+    bias = next(line for line in lines if line.startswith("PHOTO_BIAS = ("))
+    assert len(bias.split(",")) == 10 and lines[lines.index(bias) + 1].startswith("PHOTO_TEMPERATURE = ")
+    held_out = lines[lines.index("fitted on the other sets, answered on each:") + 1:]
+    assert [row.split(",")[0].strip() for row in held_out] == ["photos"] * 2 + ["imagenet detection"] * 2 + ["all"] * 2
 
 
 def test_web_photos_list_names_each_photo_once_with_its_commit():
@@ -121,4 +130,4 @@ def test_web_photos_fetches_each_listed_photo_into_its_class_folder(tmp_path):
     out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "photos.py"), "--photos", str(tmp_path / "photos")],
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.startswith("2 photos (deer 1, ship 1)")
+    assert out.stdout.startswith("photos: 2 photos (deer 1, ship 1)")

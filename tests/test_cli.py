@@ -223,7 +223,7 @@ def test_predict_goes_on_past_an_unexpected_error(tmp_path, monkeypatch, capsys)
         return real(source)
 
     monkeypatch.setattr(inference, "load_model", lambda path=None: None)
-    monkeypatch.setattr(inference, "predict_views", lambda model, views: np.full(10, 0.1, np.float32))
+    monkeypatch.setattr(inference, "predict_views", lambda model, views, size: np.full(10, 0.1, np.float32))
     monkeypatch.setattr(inference, "load_image", load_image)
     paths = [tmp_path / "boom.png", tmp_path / "fine.png"]
     for path in paths:

@@ -328,16 +328,33 @@ def test_predict_returns_probabilities(model):
 def test_a_pictures_views_are_answered_together_then_tempered(model):
     views = np.random.default_rng(5).integers(0, 256, (2, 32, 32, 3)).astype(np.uint8)
     each = inference.predict(model, views, calibrated=False, sure_enough=None)
-    np.testing.assert_allclose(inference.predict_views(model, views[:1]),
+    np.testing.assert_allclose(inference.predict_views(model, views[:1], (32, 32)),
                                inference.predict(model, views[:1], sure_enough=None)[0], atol=1e-6)
     try:
         model.calibration_temperature = 0.5
-        answer = inference.predict_views(model, views)
+        answer = inference.predict_views(model, views, (32, 32))
+        photo = inference.predict_views(model, views, (40, 33))
     finally:
         del model.calibration_temperature
     np.testing.assert_allclose(answer, evaluation.with_temperature(each.mean(axis=0, keepdims=True), 0.5)[0],
                                atol=1e-6)
     assert answer.shape == (10,) and abs(answer.sum() - 1) < 1e-5
+    # A photo's answer: the same average, evened out by PHOTO_BIAS, then a higher temperature.
+    logits = (np.log(each.mean(axis=0)) + inference.PHOTO_BIAS) / (0.5 * inference.PHOTO_TEMPERATURE)
+    np.testing.assert_allclose(photo, np.exp(logits) / np.exp(logits).sum(), atol=1e-6)
+
+
+def test_a_photo_is_evened_out_against_the_classes_models_see_too_often_in_photos(model):
+    # Equal answers for every class stay level only before the bias: on a photo, the classes CIFAR-10
+    # models over-answer (airplane, automobile, cat) fall behind the ones they under-answer.
+    bias = np.array(inference.PHOTO_BIAS)
+    level = inference.evened(np.full(10, 0.1))
+    assert abs(level.sum() - 1) < 1e-6 and level.argmax() == bias.argmax()
+    assert level[[0, 1, 3]].max() < 0.1 < level[[4, 6, 9]].min()
+    # Answers shared out as the bias's opposite come out level: what the fit means.
+    np.testing.assert_allclose(inference.evened(np.exp(-bias) / np.exp(-bias).sum()), 0.1, rtol=1e-5)
+    assert [inference.is_photo(*size) for size in [(32, 32), (32, 4000), (33, 33), (4000, 3000)]] == \
+        [False, False, True, True]
 
 
 def test_only_pictures_the_model_is_unsure_of_are_shown_again_mirrored():
