@@ -109,6 +109,12 @@ GLOSSARY: dict[str, str] = {
                               f"the first answer is less than {SURE_ENOUGH:.0%} sure (surer answers almost never "
                               "change), and every accuracy in this app is measured this way; an uploaded photo "
                               "always gets it.",
+    "Evening out a photo": "Models trained on CIFAR-10 see photos askew: they say airplane, automobile and cat "
+                           "too often (a bird against the sky looks like their airplanes) and frog, truck and "
+                           "deer too rarely, and they are surer than they are right. So for a picture larger "
+                           "than 32 x 32 the app weighs each class's probability by how often models lean "
+                           "towards it on real photos, and tones down how sure the answer is. Test pictures "
+                           "are answered as they are.",
     "PCA": "A way to squeeze many numbers into two so they can be drawn as a map, keeping as much of their spread as "
            "possible. Explore's map uses it on the network's last features.",
 }
