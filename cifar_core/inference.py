@@ -393,7 +393,7 @@ VIEW_SCALES = (1.0, 0.8)
 # as the training pictures look. Measured on 215 real photos (benchmarks/photos.py).
 SOFTEN_RADIUS = 0.5
 # Models trained on CIFAR-10 see photos askew, and alike: they answer airplane, automobile and cat too
-# often (a bird against the sky, a lorry on a road, a dog) and frog, truck and deer too rarely, and they
+# often (a bird against the sky, a truck on a road, a dog) and frog, truck and deer too rarely, and they
 # are surer on photos than they are right. A photo's answer is evened out by PHOTO_BIAS, added to its
 # log-probabilities (minus the log of each class's share of the bundled model's answers on 477 real
 # photos of the ten classes, each class weighed alike), and tempered PHOTO_TEMPERATURE times more than
