@@ -137,7 +137,7 @@ def test_a_wide_photo_shows_the_square_the_model_saw(sized_page, server, picture
     assert "The model says" in said.inner_text() and "sure" in said.inner_text()
     # A photo is not a CIFAR-10 picture: what its "% sure" is worth is a hover away.
     said.locator("[data-testid=stTooltipIcon]").hover()
-    page.get_by_text("on photos the model is right less often than it says").wait_for()
+    page.get_by_text("So a photo's answer is evened out and toned down").wait_for()
     page.mouse.move(0, 0)
     no_exceptions(page)
     assert cut_off_labels(page) == []
