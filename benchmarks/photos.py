@@ -114,12 +114,17 @@ def report(name: str, probabilities: np.ndarray, labels: np.ndarray) -> None:
 
 def fit_photo_correction(answers: np.ndarray, labels: np.ndarray, temperature: float) -> tuple[np.ndarray, float]:
     """(PHOTO_BIAS, PHOTO_TEMPERATURE) for a model's averaged view answers (N, 10) on labelled photos: the
-    bias is minus the log of each class's share of the answers, each class weighed alike, so that evened
-    out, every class gets as large a share as any other; the temperature, as a multiple of the model's
-    own (`temperature`), the one that makes the evened answers' "% sure" true on these photos."""
-    shares = np.mean([answers[labels == c].mean(axis=0) for c in np.unique(labels)], axis=0)
-    bias = -np.log(shares)
-    bias -= bias.mean()
+    bias that gives every class as large a share of the evened answers as any other, each class's photos
+    weighed alike (which is also the bias most likely to give each photo its true class, each class
+    weighed alike), found by taking each class's share off its logarithm until they are level (twenty
+    rounds settle it to four decimals); the temperature, as a multiple of the model's own
+    (`temperature`), the one that makes the evened answers' "% sure" true on these photos."""
+    classes = np.unique(labels)
+    bias = np.zeros(answers.shape[1])
+    for _ in range(100):
+        evened = inference.evened(answers, bias)
+        bias -= np.log(np.mean([evened[labels == c].mean(axis=0) for c in classes], axis=0))
+        bias -= bias.mean()
     return bias, evaluation.fit_temperature(inference.evened(answers, bias), labels) / temperature
 
 

@@ -88,6 +88,27 @@ def test_photos_reads_the_detection_samples_that_are_cifar10_classes_and_fits_th
     assert [row.split(",")[0].strip() for row in held_out] == ["photos"] * 2 + ["imagenet detection"] * 2 + ["all"] * 2
 
 
+def test_the_photo_correction_gives_every_class_an_equal_share_of_the_evened_answers():
+    import numpy as np
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import photos
+    from cifar_core import evaluation, inference
+    # Answers leaning towards class 0 and away from class 6, some classes with more photos than others.
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(10), rng.integers(5, 40, 10))
+    logits = rng.normal(size=(len(labels), 10)) + 2.5 * np.eye(10)[labels] + np.where(np.arange(10) == 0, 1.0, 0.0)
+    logits[:, 6] -= 1.0
+    answers = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    bias, factor = photos.fit_photo_correction(answers, labels, temperature=0.5)
+    assert bias[0] < -0.5 and bias[6] > 0.5 and abs(bias.mean()) < 1e-9
+    evened = inference.evened(answers, bias)
+    shares = np.mean([evened[labels == c].mean(axis=0) for c in range(10)], axis=0)
+    np.testing.assert_allclose(shares, 0.1, atol=1e-4)
+    # The temperature, a multiple of the model's, is the one that fits the evened answers.
+    assert factor * 0.5 == pytest.approx(evaluation.fit_temperature(evened, labels))
+    assert ((evened.argmax(axis=1) == labels).mean() > (answers.argmax(axis=1) == labels).mean())
+
+
 def test_web_photos_list_names_each_photo_once_with_its_commit():
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import web_photos
