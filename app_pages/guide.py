@@ -109,12 +109,13 @@ GLOSSARY: dict[str, str] = {
                               f"the first answer is less than {SURE_ENOUGH:.0%} sure (surer answers almost never "
                               "change), and every accuracy in this app is measured this way; an uploaded photo "
                               "always gets it.",
-    "Evening out a photo": "Models trained on CIFAR-10 see photos askew: they say airplane, automobile and cat "
-                           "too often (a bird against the sky looks like their airplanes) and frog, truck and "
-                           "deer too rarely, and they are surer than they are right. So for a picture larger "
-                           "than 32 x 32 the app weighs each class's probability by how often models lean "
-                           "towards it on real photos, and tones down how sure the answer is. Test pictures "
-                           "are answered as they are.",
+    "Evening out a photo": "Models trained on CIFAR-10 see photos askew: they say airplane, automobile and "
+                           "often cat too often (a bird against the sky looks like their airplanes) and deer, "
+                           "frog and often truck too rarely, and they are surer than they should be. So for a "
+                           "picture larger than 32 x 32 (a photo, a camera shot or a drawing) the app turns down "
+                           "the classes models over-answer on real photos and turns up the ones they "
+                           "under-answer, by amounts measured on 477 photos, and makes the answer a little less "
+                           "sure. Test pictures and 32 x 32 pictures are answered as they are.",
     "PCA": "A way to squeeze many numbers into two so they can be drawn as a map, keeping as much of their spread as "
            "possible. Explore's map uses it on the network's last features.",
 }

@@ -69,4 +69,4 @@ if picture is not None:
     st.header(name)
     predict_parts.answer(picture.small, "predict", picture.original, views=picture.views)
     inside_parts.link(picture.small, "predict_inside")
-    predict_parts.fool(picture.small, "predict")
+    predict_parts.fool(picture.small, "predict", picture.original.size if picture.original is not None else None)

@@ -136,13 +136,16 @@ def _heat_key() -> dict:
 
 
 def answer(image: np.ndarray, key: str, original: Image.Image | None = None, heat: bool = True,
-           views: np.ndarray | None = None) -> np.ndarray:
+           views: np.ndarray | None = None, size: tuple[int, int] | None = None) -> np.ndarray:
     """Show what the model sees and answers for a (32, 32, 3) picture (and, for an upload, the square it
     was cut from), with the doubts it deserves and where it looked; return the probabilities. `views`,
-    every square of an upload the model is shown (`image` is the first): the answer averages them."""
+    every square of an upload the model is shown (`image` is the first): the answer averages them, and
+    evens it out if the picture, `original` or of `size`, is a photo (`inference.is_photo`)."""
     model = common.active_model()
-    probabilities = (inference.predict_views(model, views, original.size) if views is not None
+    size = original.size if original is not None else size
+    probabilities = (inference.predict_views(model, views, size) if views is not None
                      else inference.predict(model, image)[0])
+    photo = size is not None and inference.is_photo(*size)
     best = int(probabilities.argmax())
     # A picture smaller than the model's own 32 x 32 has no square worth outlining.
     original_shown = original if original is not None and min(original.size) >= 32 else None
@@ -156,7 +159,7 @@ def answer(image: np.ndarray, key: str, original: Image.Image | None = None, hea
     columns[-2].image(charts.png(charts.upscale(image, 8)), width="stretch", output_format="PNG", caption=seen)
     with columns[-1]:
         st.metric("The model says", f"{CLASS_NAMES[best]}, {probabilities[best]:.0%} sure",
-                  help=explain.SURE_ON_TEST_PICTURES if original_shown is None else explain.SURE_ON_PHOTOS)
+                  help=explain.SURE_ON_PHOTOS if photo else explain.SURE_ON_TEST_PICTURES)
         for note in explain.doubts(image, probabilities, original.size if original is not None else None):
             st.warning(note, icon=":material/help:")
         chart_specs.probability_bars(probabilities)
@@ -205,9 +208,10 @@ def where(model, image: np.ndarray, best: int, key: str) -> None:
 
 
 @st.fragment
-def fool(image: np.ndarray, key: str) -> None:
-    """Sliders that change the picture; the answer follows as they move. A fragment: moving a slider
-    reruns only this part, not the decoding and answer of the picture above it."""
+def fool(image: np.ndarray, key: str, size: tuple[int, int] | None = None) -> None:
+    """Sliders that change the picture; the answer follows as they move, evened out as the picture's was
+    if it came from a photo of `size`. A fragment: moving a slider reruns only this part, not the decoding
+    and answer of the picture above it."""
     st.subheader("Try to fool it")
     left, right = st.columns(2)
     changes = perturbations.Changes(
@@ -223,7 +227,9 @@ def fool(image: np.ndarray, key: str) -> None:
     if changes == perturbations.Changes():
         st.caption("Move a slider to change the picture.")
         return
-    answer(perturbations.apply(image, changes), f"{key}_fooled", heat=False)
+    changed = perturbations.apply(image, changes)
+    photo = size is not None and inference.is_photo(*size)
+    answer(changed, f"{key}_fooled", heat=False, views=changed[None] if photo else None, size=size)
 
 
 def _row(file, model) -> dict:

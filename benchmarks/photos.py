@@ -107,24 +107,32 @@ def report(name: str, probabilities: np.ndarray, labels: np.ndarray) -> None:
     how true that is."""
     right = probabilities.argmax(axis=1) == labels
     per_class = {CLASS_NAMES[c]: float(right[labels == c].mean()) for c in np.unique(labels)}
+    error = evaluation.expected_calibration_error(probabilities, labels)
     print(f"  {name:<46}{right.mean():>9.1%}{np.mean(list(per_class.values())):>11.1%}"
-          f"{probabilities.max(axis=1).mean():>8.1%}{evaluation.expected_calibration_error(probabilities, labels):>8.3f}  "
+          f"{probabilities.max(axis=1).mean():>8.1%}{error:>8.3f}  "
           + " ".join(f"{c[:5]} {a:.0%}" for c, a in per_class.items()))
 
 
 def fit_photo_correction(answers: np.ndarray, labels: np.ndarray, temperature: float) -> tuple[np.ndarray, float]:
     """(PHOTO_BIAS, PHOTO_TEMPERATURE) for a model's averaged view answers (N, 10) on labelled photos: the
-    bias that gives every class as large a share of the evened answers as any other, each class's photos
-    weighed alike (which is also the bias most likely to give each photo its true class, each class
-    weighed alike), found by taking each class's share off its logarithm until they are level (twenty
-    rounds settle it to four decimals); the temperature, as a multiple of the model's own
-    (`temperature`), the one that makes the evened answers' "% sure" true on these photos."""
+    bias that gives each class among `labels` as large a share of the evened answers as any other, each
+    class's photos weighed alike (with every class among them, it is also the bias under which the true
+    classes are likeliest, each class weighed alike), found by taking each class's share off its
+    logarithm until the shares are level; a class with no photos here is left at the others' mean. The
+    temperature, as a multiple of the model's own (`temperature`), is the one that makes the evened
+    answers' "% sure" true on these photos."""
     classes = np.unique(labels)
     bias = np.zeros(answers.shape[1])
-    for _ in range(100):
+    for _ in range(10_000):    # sharp answers take longer to level: a few dozen rounds for real models' answers
         evened = inference.evened(answers, bias)
-        bias -= np.log(np.mean([evened[labels == c].mean(axis=0) for c in classes], axis=0))
-        bias -= bias.mean()
+        shares = np.mean([evened[labels == c].mean(axis=0) for c in classes], axis=0)[classes]
+        step = np.log(shares / shares.mean())
+        if np.abs(step).max() < 1e-6:
+            break
+        bias[classes] -= step
+        bias[classes] -= bias[classes].mean()
+    else:
+        print("the shares did not level out in 10,000 rounds; the bias printed is the last one")
     return bias, evaluation.fit_temperature(inference.evened(answers, bias), labels) / temperature
 
 
@@ -136,7 +144,7 @@ def held_out(sets: dict[str, tuple[np.ndarray, np.ndarray]], temperature: float)
         others = [other for other in sets if other != name]
         bias, factor = fit_photo_correction(np.concatenate([sets[o][0] for o in others]),
                                             np.concatenate([sets[o][1] for o in others]), temperature)
-        tempered = evaluation.with_temperature(inference.evened(answers, bias), temperature * factor)
+        tempered = inference.as_photo(answers, temperature, bias, factor)
         report(f"{name}, views", evaluation.with_temperature(answers, temperature), labels)
         report(f"{name}, evened ({factor:.2f} x temperature)", tempered, labels)
         pooled.append((answers, tempered, labels))
@@ -178,7 +186,7 @@ def main() -> None:
             views.append(inference.view_answers(model, shown))
             now.append(inference.predict_views(model, shown, image.size))
         if not labels:
-            print(f"{name}: no photo could be read")
+            print(f"{name}: {'no photos found there' if not photos else 'no photo could be read'}")
             continue
         labels = np.array(labels)
         counts = ", ".join(f"{CLASS_NAMES[c]} {n}" for c, n in zip(*np.unique(labels, return_counts=True)))
@@ -204,6 +212,8 @@ def main() -> None:
         print(f"PHOTO_BIAS = ({', '.join(f'{b:.2f}' for b in bias)})\nPHOTO_TEMPERATURE = {factor:.2f}")
         if len(sets) > 1:
             held_out({name: (answered[name][1], answered[name][3]) for name in sets}, temperature)
+        else:
+            print("(answering each set as fitted on the others needs two sets or more)")
 
 
 if __name__ == "__main__":

@@ -186,14 +186,15 @@ TINY_SIDE = 16         # a picture narrower than this was blown up from almost n
 # them; photos are framed, lit and shrunk otherwise, and a model trained on CIFAR-10 leans on them towards
 # some classes and is surer than it is right, which the app evens out (inference.PHOTO_BIAS). Figures from
 # benchmarks/photos.py --fit, the bundled model on 477 real photos, each set evened as fitted on the
-# others: 80.8% sure on average, right on 80.1% (before evening out: 84.4% sure, right on 75.7%).
+# others: 80.9% sure on average, right on 78.8% (before evening out: 84.4% sure, right on 75.7%).
 SURE_ON_TEST_PICTURES = ("How sure the model is, from its ten probabilities. On CIFAR-10's own test pictures "
                          "this is honest: answers shown 80% sure are right about 80% of the time.")
-SURE_ON_PHOTOS = (SURE_ON_TEST_PICTURES + " A photo is not one of those: on photos, models trained on CIFAR-10 "
-                  "answer airplane, automobile and cat too often and frog, truck and deer too rarely, and are "
-                  "surer than they are right. So a photo's answer is evened out and toned down: on 477 real "
-                  "photos it was 81% sure on average and right on 80% of them. A drawing is further still from "
-                  "what the model knows.")
+SURE_ON_PHOTOS = (SURE_ON_TEST_PICTURES + " A photo is not one of those. On photos, models trained on CIFAR-10 "
+                  "say airplane, automobile and often cat too often, deer, frog and often truck too rarely, and "
+                  "are surer than they should be, so the app evens a photo's answer out and makes it a little "
+                  "less sure (see the Glossary). Evened out this way, the bundled model was 81% sure on average "
+                  "on 477 real photos and right on 79% of them. A model trained in a few minutes does worse, and "
+                  "a drawing is further still from what any of them knows.")
 
 
 def doubts(image: np.ndarray, probabilities: np.ndarray, size: tuple[int, int] | None = None) -> list[str]:

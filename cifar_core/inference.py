@@ -4,8 +4,9 @@
     prepare(image)                   -> (32, 32, 3) uint8: centre square (crop_box), antialiased downsampling
     views(image)                     -> (K, 32, 32, 3): what the model is shown of one picture (VIEW_SCALES)
     predict(model, images)           -> (N, 10) probabilities; safe to call from many threads
-    predict_views(model, views, size) -> (10,) one picture's probabilities, its views' answers averaged
-                                        (a photo's evened out: PHOTO_BIAS)
+    view_answers(model, views)       -> (10,) one picture's views' answers averaged, as the model gives them
+    predict_views(model, views, size) -> (10,) the same as the app shows them: under the model's temperature
+                                        and, for a photo (is_photo), evened out (as_photo, PHOTO_BIAS)
 
 A hosted copy decodes whatever a class uploads, so load_image bounds what one file may cost before
 decoding it: it reads only the formats the uploader offers, refuses files whose structure alone would
@@ -392,15 +393,16 @@ VIEW_SCALES = (1.0, 0.8)
 # 34 for photos shrunk with Lanczos, 26 after this blur). Softened this much, shrunk photos are classified
 # as the training pictures look. Measured on 215 real photos (benchmarks/photos.py).
 SOFTEN_RADIUS = 0.5
-# Models trained on CIFAR-10 see photos askew, and alike: they answer airplane, automobile and cat too
-# often (a bird against the sky, a truck on a road, a dog) and frog, truck and deer too rarely, and they
-# are surer on photos than they are right. A photo's answer is evened out by PHOTO_BIAS, added to its
-# log-probabilities (the bias that gives each class as large a share of the bundled model's answers on
-# 477 real photos of the ten classes as any other, each class weighed alike), and tempered
-# PHOTO_TEMPERATURE times more than a test picture's. Both are fitted by `benchmarks/photos.py --fit`,
-# which also answers each of its three photo sets with the correction fitted on the other two: 80.1%
-# right against 75.7% over the 477, and more for each of seven models; the constants below raised each
-# of them by 2.3-5.0 points (docs/measured.md). Test pictures and 32 x 32 uploads are answered as before.
+# Models trained on CIFAR-10 see photos askew, and alike: they answer airplane, automobile and (most of
+# them) cat too often (a bird against the sky, a truck on a road, a dog) and deer, frog and (most) truck
+# too rarely, and they are surer on photos than they are right. A photo's answer is evened out by
+# PHOTO_BIAS, added to its log-probabilities (the bias that gives each class as large a share of the
+# bundled model's answers on 477 real photos of the ten classes as any other, each class weighed alike),
+# and tempered PHOTO_TEMPERATURE times more than a test picture's. Both are fitted by
+# `benchmarks/photos.py --fit`, which also answers each of its three photo sets with the correction
+# fitted on the other two: 78.8% right against 75.7% over the 477. The constants below raised each of
+# seven models measured by 2.3-5.0 points (docs/measured.md). Test pictures and 32 x 32 uploads are
+# answered as before.
 PHOTO_BIAS = (-0.44, -0.53, 0.05, -0.40, 0.23, 0.16, 0.42, 0.07, 0.10, 0.35)
 PHOTO_TEMPERATURE = 1.11
 
@@ -453,21 +455,32 @@ def view_answers(model, pictures: np.ndarray) -> np.ndarray:
     return predict(model, both, mirror=False, calibrated=False).mean(axis=0)
 
 
-def evened(probabilities: np.ndarray, bias=PHOTO_BIAS) -> np.ndarray:
-    """Probabilities (..., num_classes) with `bias` added to their logarithms, renormalised."""
-    out = np.asarray(probabilities, np.float64) * np.exp(bias)
+def evened(probabilities: np.ndarray, bias=None) -> np.ndarray:
+    """Probabilities (..., num_classes) with `bias` (PHOTO_BIAS if None) added to their logarithms,
+    renormalised."""
+    out = np.asarray(probabilities, np.float64) * np.exp(PHOTO_BIAS if bias is None else bias)
     return (out / out.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
+def as_photo(probabilities: np.ndarray, temperature: float, bias=None, factor: float | None = None) -> np.ndarray:
+    """A photo's probabilities from its averaged view answers (..., num_classes): `evened` by `bias`, then
+    under `factor` (PHOTO_TEMPERATURE if None) times the model's `temperature`."""
+    return evaluation.with_temperature(evened(probabilities, bias),
+                                       temperature * (PHOTO_TEMPERATURE if factor is None else factor))
 
 
 def predict_views(model, pictures: np.ndarray, size: tuple[int, int], calibrated: bool = True) -> np.ndarray:
     """(num_classes,) probabilities for one picture from its `views` (`view_answers`), under the model's
     temperature. `size`, the picture's own (width, height): a photo's answer is evened out and tempered
-    as photos need (`is_photo`, PHOTO_BIAS)."""
+    as photos need (`is_photo`, `as_photo`). Without `calibrated`, no temperature at all; a photo is
+    still evened out, as that changes which class is the answer. A model saved with no temperature
+    answers as trained (1), so its photos get PHOTO_TEMPERATURE itself."""
     averaged = view_answers(model, pictures)
     if not is_photo(*size):
         return _tempered(averaged[None], model, calibrated)[0]
-    temperature = getattr(model, "calibration_temperature", 1.0) * PHOTO_TEMPERATURE if calibrated else 1.0
-    return evaluation.with_temperature(evened(averaged), temperature)
+    if not calibrated:
+        return evened(averaged)
+    return as_photo(averaged, getattr(model, "calibration_temperature", 1.0))
 
 
 def _tempered(probabilities: np.ndarray, model, calibrated: bool) -> np.ndarray:

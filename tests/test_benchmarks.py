@@ -107,6 +107,30 @@ def test_the_photo_correction_gives_every_class_an_equal_share_of_the_evened_ans
     # The temperature, a multiple of the model's, is the one that fits the evened answers.
     assert factor * 0.5 == pytest.approx(evaluation.fit_temperature(evened, labels))
     assert ((evened.argmax(axis=1) == labels).mean() > (answers.argmax(axis=1) == labels).mean())
+    # A class with no photos (6) is left at the others' mean; the others are levelled among themselves.
+    some = labels != 6
+    bias, _ = photos.fit_photo_correction(answers[some], labels[some], temperature=0.5)
+    assert bias[6] == pytest.approx(np.delete(bias, 6).mean()) and bias[0] < -0.5
+    evened = inference.evened(answers[some], bias)
+    shares = np.delete(np.mean([evened[labels[some] == c].mean(axis=0) for c in np.unique(labels[some])], axis=0), 6)
+    np.testing.assert_allclose(shares / shares.mean(), 1, atol=1e-4)
+
+
+def test_each_photo_set_is_answered_with_the_correction_fitted_on_the_others(monkeypatch, capsys):
+    import numpy as np
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import photos
+    fitted_on = []
+
+    def fit(answers, labels, temperature):
+        fitted_on.append(sorted(set(labels.tolist())))
+        return np.zeros(10), 1.0
+    monkeypatch.setattr(photos, "fit_photo_correction", fit)
+    answers = np.full((6, 10), 0.1)
+    photos.held_out({"a": (answers[:2], np.array([0, 0])), "b": (answers[2:4], np.array([1, 1])),
+                     "c": (answers[4:], np.array([2, 2]))}, temperature=1.0)
+    assert fitted_on == [[1, 2], [0, 2], [0, 1]]
+    assert "all, each set evened as fitted on the others" in capsys.readouterr().out
 
 
 def test_web_photos_list_names_each_photo_once_with_its_commit():

@@ -137,7 +137,17 @@ def test_a_wide_photo_shows_the_square_the_model_saw(sized_page, server, picture
     assert "The model says" in said.inner_text() and "sure" in said.inner_text()
     # A photo is not a CIFAR-10 picture: what its "% sure" is worth is a hover away.
     said.locator("[data-testid=stTooltipIcon]").hover()
-    page.get_by_text("So a photo's answer is evened out and toned down").wait_for()
+    page.get_by_text("so the app evens a photo's answer out and makes it a little less sure").wait_for()
+    page.mouse.move(0, 0)
+    # The photo's square, changed to fool the model, is still answered (and its "% sure" explained) as a photo.
+    noise = page.locator("[data-testid=stSlider] input[type=range][aria-label=Noise]")
+    noise.focus()
+    for _ in range(5):
+        noise.press("ArrowRight")
+    fooled = page.locator("[data-testid=stMetric]").nth(1)
+    fooled.wait_for()
+    fooled.locator("[data-testid=stTooltipIcon]").hover()
+    page.get_by_text("so the app evens a photo's answer out and makes it a little less sure").nth(0).wait_for()
     page.mouse.move(0, 0)
     no_exceptions(page)
     assert cut_off_labels(page) == []
