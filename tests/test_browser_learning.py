@@ -14,6 +14,9 @@ server, browser, page = test_browser.server, test_browser.browser, test_browser.
 pytestmark = test_browser.pytestmark
 
 AFTER_EPOCH = re.compile(r"What it sees after epoch (\d+)")
+# Enough epochs that the run is still some way from its last when the panel first shows: at 8, a fast hour
+# trained all of them (about a second each on the tiny data) before the page first drew the panel.
+EPOCHS = 20
 
 
 def screenshot_panel(page, name: str) -> None:
@@ -31,7 +34,7 @@ def shown_epoch(page) -> int:
 
 def test_the_panel_appears_live_and_the_slider_replays_it(page, server):
     open_page(page, server, "train")
-    page.get_by_role("spinbutton", name="Epochs").fill("8")
+    page.get_by_role("spinbutton", name="Epochs").fill(str(EPOCHS))
     page.get_by_role("spinbutton", name="Batch size").fill("4")
     page.get_by_role("textbox", name="Run name").fill("learning run")
     page.get_by_role("button", name="Start training").click()
@@ -57,7 +60,7 @@ def test_the_panel_appears_live_and_the_slider_replays_it(page, server):
     settle(page)
     slider = page.get_by_role("slider")
     slider.wait_for(timeout=30_000)
-    assert shown_epoch(page) == 8
+    assert shown_epoch(page) == EPOCHS
     no_exceptions(page)
     screenshot_panel(page, "learning-finished")
     slider.focus()
