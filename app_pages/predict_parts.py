@@ -140,12 +140,14 @@ def answer(image: np.ndarray, key: str, original: Image.Image | None = None, hea
     """Show what the model sees and answers for a (32, 32, 3) picture (and, for an upload, the square it
     was cut from), with the doubts it deserves and where it looked; return the probabilities. `views`,
     every square of an upload the model is shown (`image` is the first): the answer averages them, and
-    evens it out if the picture, `original` or of `size`, is a photo (`inference.is_photo`)."""
+    evens it out if the picture, `original` or of `size`, is a photo (`inference.is_photo`); a photo's
+    square given alone (changed to fool the model) is answered as a photo too."""
     model = common.active_model()
     size = original.size if original is not None else size
+    photo = size is not None and inference.is_photo(*size)
+    views = image[None] if views is None and photo else views
     probabilities = (inference.predict_views(model, views, size) if views is not None
                      else inference.predict(model, image)[0])
-    photo = size is not None and inference.is_photo(*size)
     best = int(probabilities.argmax())
     # A picture smaller than the model's own 32 x 32 has no square worth outlining.
     original_shown = original if original is not None and min(original.size) >= 32 else None
@@ -227,9 +229,7 @@ def fool(image: np.ndarray, key: str, size: tuple[int, int] | None = None) -> No
     if changes == perturbations.Changes():
         st.caption("Move a slider to change the picture.")
         return
-    changed = perturbations.apply(image, changes)
-    photo = size is not None and inference.is_photo(*size)
-    answer(changed, f"{key}_fooled", heat=False, views=changed[None] if photo else None, size=size)
+    answer(perturbations.apply(image, changes), f"{key}_fooled", heat=False, size=size)
 
 
 def _row(file, model) -> dict:
