@@ -27,8 +27,8 @@ ROWS_KEY = "predict_rows"       # session state: (the model's id, {an upload's f
 
 @dataclass
 class Picture:
-    small: np.ndarray              # (32, 32, 3) uint8: what the model gets (its whole centre square)
-    original: Image.Image | None   # the picture as loaded (reduced if big), for the crop outline
+    small: np.ndarray              # (32, 32, 3) uint8: what the model gets (the whole picture, squeezed)
+    original: Image.Image | None   # the picture as loaded (reduced if big), for the frames on it
     views: np.ndarray | None = None  # (K, 32, 32, 3): every square the model is shown (inference.views)
 
 
@@ -100,33 +100,34 @@ def drawn(drawing, background: str) -> Picture | None:
     return loaded
 
 
-def _framed_jpeg(original: Image.Image, scales: tuple[float, ...]) -> bytes:
-    """The photo with its square framed, as JPEG bytes, kept for this visitor's latest picture: drawing
-    the frame and encoding it took ~18 ms on every rerun of the page. Kept with the picture itself (not
-    its id, which a later picture may reuse), so one photo at most per visitor."""
+def _framed_jpeg(original: Image.Image) -> bytes:
+    """The photo with what the model was shown of it framed, as JPEG bytes, kept for this visitor's latest
+    picture: drawing the frame and encoding it took ~18 ms on every rerun of the page. Kept with the
+    picture itself (not its id, which a later picture may reuse), so one photo at most per visitor."""
     kept = st.session_state.get(FRAMED_KEY)
     if kept is None or kept[0] is not original:
         buffer = io.BytesIO()
-        Image.fromarray(explain.outline_crop(original, scales)).save(buffer, "JPEG", quality=90)
+        Image.fromarray(explain.outline_crop(original)).save(buffer, "JPEG", quality=90)
         kept = st.session_state[FRAMED_KEY] = (original, buffer.getvalue())
     return kept[1]
 
 
-def _crop(original: Image.Image, scales: tuple[float, ...]) -> None:
-    """The uploaded picture with the squares the model was shown (at `scales`) framed on it, and what
-    was cut off."""
+def _crop(original: Image.Image) -> None:
+    """The uploaded picture with what the model was shown of it (`inference.view_boxes`) framed on it,
+    and what was cut off (only a panorama's ends are)."""
     width, height = original.size
-    cut = 1 - min(width, height) ** 2 / (width * height)
-    if len(scales) > 1:
-        caption = ("Your picture: the model is shown the square in the red frame and the closer one in the thin "
-                   "frame, and averages its two answers")
-    else:
-        caption = ("Your picture: the model is shown only the square in the red frame" if cut > 0 else
-                   "Your picture: square already, so the model is shown all of it (red frame)")
-    st.image(_framed_jpeg(original, scales), width="stretch", output_format="JPEG", caption=caption)
-    if cut > 0.2:
-        st.caption(f"{cut:.0%} of it, outside the frame, was cut off. If what matters is out there, "
-                   f"crop the photo yourself so the thing fills a square.")
+    boxes = inference.view_boxes(width, height)
+    left, top, right, bottom = boxes[0]
+    cut = 1 - (right - left) * (bottom - top) / (width * height)
+    squeezed = " squeezed into a square" if (right - left) != (bottom - top) else ""
+    caption = f"Your picture: the model is shown {'its middle' if cut > 0.01 else 'all of it'}{squeezed} (red frame)"
+    if len(boxes) > 1:
+        caption += " and the closer square (thin frame), and averages its two answers"
+    st.image(_framed_jpeg(original), width="stretch", output_format="JPEG", caption=caption)
+    if cut > 0.01:
+        st.caption(f"{cut:.0%} of it, outside the red frame, was cut off: a long, thin picture is squeezed no "
+                   f"further than {inference.MAX_SQUEEZE:.0f} to 1. If what matters is out there, crop the "
+                   f"picture yourself.")
 
 
 @st.cache_resource(show_spinner=False)
@@ -137,8 +138,8 @@ def _heat_key() -> dict:
 
 def answer(image: np.ndarray, key: str, original: Image.Image | None = None, heat: bool = True,
            views: np.ndarray | None = None, size: tuple[int, int] | None = None) -> np.ndarray:
-    """Show what the model sees and answers for a (32, 32, 3) picture (and, for an upload, the square it
-    was cut from), with the doubts it deserves and where it looked; return the probabilities. `views`,
+    """Show what the model sees and answers for a (32, 32, 3) picture (and, for an upload, the picture it
+    was made from), with the doubts it deserves and where it looked; return the probabilities. `views`,
     every square of an upload the model is shown (`image` is the first): the answer averages them, and
     evens it out if the picture, `original` or of `size`, is a photo (`inference.is_photo`); a photo's
     square given alone (changed to fool the model) is answered as a photo too."""
@@ -149,15 +150,15 @@ def answer(image: np.ndarray, key: str, original: Image.Image | None = None, hea
     probabilities = (inference.predict_views(model, views, size) if views is not None
                      else inference.predict(model, image)[0])
     best = int(probabilities.argmax())
-    # A picture smaller than the model's own 32 x 32 has no square worth outlining.
+    # A picture smaller than the model's own 32 x 32 has nothing worth framing.
     original_shown = original if original is not None and min(original.size) >= 32 else None
     columns = st.columns([3, 2, 4] if original_shown is not None else [2, 4])
     if original_shown is not None:
         with columns[0]:
-            _crop(original, (1.0,) if views is None else inference.view_scales(*original.size))
-    seen = ("What the model sees: that square shrunk to 32 x 32 pixels, the size of every CIFAR-10 picture"
+            _crop(original)
+    seen = ("What the model sees: the picture at 32 x 32 pixels, the size of every CIFAR-10 picture"
             + ("" if views is None or len(views) < 2 else
-               ", and softened a little, as they are (the thin square is shown the same way)"))
+               ", and softened a little, as they are (the closer square is shown the same way)"))
     columns[-2].image(charts.png(charts.upscale(image, 8)), width="stretch", output_format="PNG", caption=seen)
     with columns[-1]:
         st.metric("The model says", f"{CLASS_NAMES[best]}, {probabilities[best]:.0%} sure",

@@ -4,9 +4,9 @@
 
 Single-photo latency covers what the app does with an upload: decode, cut
 and shrink the squares it is shown (`inference.views`) and predict, once
-warm; "one view" is the centre square alone, as the app answered before it
-averaged views, through `inference.predict` (its mirror image in a second
-call, where the model is unsure of it); "no model" is the decoding and cutting alone, the part no
+warm; "one view" is the first view alone (the whole photo squeezed into a
+square), through `inference.predict` (its mirror image in a second call,
+where the model is unsure of it); "no model" is the decoding and cutting alone, the part no
 model can make quicker (most of it libjpeg's entropy decoding, which reading
 a JPEG at reduced size does not skip). The same photo is timed again as a
 phone saves it, with a restart marker after each row of blocks (iPhones

@@ -10,7 +10,8 @@ the sets given:
 
 - before: the photo's largest centre square shrunk to 32 x 32 with Lanczos, the one view the app used
   to answer from;
-- views: the squares the app is shown (`inference.views`), their answers averaged (`view_answers`);
+- views: what the app shows the model (`inference.views`: the whole photo squeezed into a square and a
+  closer centre square), their answers averaged (`view_answers`);
 - now: the same evened out as the app does for photos (`inference.PHOTO_BIAS`), as `predict_views`
   answers. Its calibration error is the "% sure" shown on the Predict page, against how often it is right.
 
@@ -202,7 +203,7 @@ def main() -> None:
     for name, (before, views, now, labels) in answered.items():
         print(name)
         report("before: one sharp centre square", before, labels)
-        report(f"views: {len(inference.VIEW_SCALES)} softened squares, averaged",
+        report("views: whole and closer, softened, averaged",
                evaluation.with_temperature(views, temperature), labels)
         report("now: the views evened out (PHOTO_BIAS)", now, labels)
 

@@ -261,14 +261,25 @@ def test_a_class_uploading_at_once_decodes_a_few_pictures_at_a_time(monkeypatch)
     assert len(pictures) == 30 and most[0] == inference.DECODING_AT_ONCE
 
 
-def test_prepare_takes_the_centre_square():
+def test_prepare_squeezes_the_whole_picture_into_a_square():
     wide = np.zeros((100, 300, 3), np.uint8)
     wide[:, :100] = (255, 0, 0)       # left third red
     wide[:, 100:200] = (0, 255, 0)    # centre green
     wide[:, 200:] = (0, 0, 255)       # right third blue
     small = inference.prepare(Image.fromarray(wide))
     assert small.shape == (32, 32, 3) and small.dtype == np.uint8
-    assert (small[:, 4:28, 1] > 240).all() and small[:, 4:28, [0, 2]].max() < 15
+    assert (small[:, :8, 0] > 240).all() and (small[:, 13:19, 1] > 240).all() and (small[:, 24:, 2] > 240).all()
+    centre = inference.prepare(Image.fromarray(wide), inference.crop_box(300, 100))
+    assert (centre[:, 4:28, 1] > 240).all() and centre[:, 4:28, [0, 2]].max() < 15
+
+
+def test_a_panorama_is_squeezed_no_more_than_three_to_one():
+    assert inference.whole_box(640, 480) == (0, 0, 640, 480)
+    assert inference.whole_box(100, 1000) == (0, 350, 100, 650)      # its middle 3:1, tall too
+    strip = np.zeros((100, 500, 3), np.uint8)
+    strip[:, :100] = strip[:, 400:] = (255, 0, 0)                    # red ends, left out...
+    strip[:, 100:400] = (0, 0, 255)                                  # ...the middle 3:1 blue
+    assert inference.prepare(Image.fromarray(strip))[..., 0].max() < 15
 
 
 def test_prepare_antialiases():
@@ -284,20 +295,19 @@ def edges(picture: np.ndarray) -> float:
     return float(np.abs(np.diff(grey, axis=0)).mean() + np.abs(np.diff(grey, axis=1)).mean())
 
 
-def test_a_photo_is_shown_as_its_centre_square_and_a_closer_one_softened():
+def test_a_photo_is_shown_whole_and_as_a_closer_square_softened():
     photo = np.zeros((300, 400, 3), np.uint8)
     photo[...] = (255, 0, 0)                   # red all round...
-    photo[30:270, 80:320] = (0, 255, 0)        # ...a green square of 80% of the centre square (300 -> 240)
+    photo[30:270, 80:320] = (0, 255, 0)        # ...a green square of 80% of the shorter side (300 -> 240)
     photo[140:160, 190:210] = (0, 0, 255)      # and a blue dot in the middle
     views = inference.views(Image.fromarray(photo))
     assert views.shape == (2, 32, 32, 3) and views.dtype == np.uint8
     assert np.array_equal(views[0], inference.prepare(Image.fromarray(photo)))
-    assert views[0][0, 16, 0] > 200 and views[0][16, 0, 0] > 200     # the whole square: red at its edges
-    assert views[1][[0, 31, 16, 16], [16, 16, 0, 31], 1].min() > 200  # the closer one: green to its edges
+    assert views[0][[0, 31, 16, 16], [16, 16, 0, 31], 0].min() > 200  # the whole picture: red at all four edges
+    assert views[1][[0, 31, 16, 16], [16, 16, 0, 31], 1].min() > 200  # the closer square: green to its edges
     assert views[1][16, 16, 2] > views[0][16, 16, 2]                  # and the dot bigger in it
     noise = np.random.default_rng(3).integers(0, 256, (480, 640, 3), dtype=np.uint8)
-    sharp = np.asarray(Image.fromarray(noise).resize((32, 32), Image.Resampling.LANCZOS,
-                                                     box=inference.crop_box(640, 480), reducing_gap=3.0))
+    sharp = np.asarray(Image.fromarray(noise).resize((32, 32), Image.Resampling.LANCZOS, reducing_gap=3.0))
     assert edges(inference.prepare(Image.fromarray(noise))) < 0.8 * edges(sharp)   # softened once shrunk
 
 
