@@ -114,8 +114,8 @@ GLOSSARY: dict[str, str] = {
                            "frog and often truck too rarely, and they are surer than they should be. So for a "
                            "picture larger than 32 x 32 (a photo, a camera shot or a drawing) the app turns down "
                            "the classes models over-answer on real photos and turns up the ones they "
-                           "under-answer, by amounts measured on 477 photos, and sets how sure the answer says it "
-                           "is on the same photos. Test pictures and 32 x 32 pictures are answered as they are.",
+                           "under-answer, by amounts measured on 477 photos. Test pictures and 32 x 32 pictures "
+                           "are answered as they are.",
     "PCA": "A way to squeeze many numbers into two so they can be drawn as a map, keeping as much of their spread as "
            "possible. Explore's map uses it on the network's last features.",
 }

@@ -112,21 +112,21 @@ def _framed_jpeg(original: Image.Image) -> bytes:
     return kept[1]
 
 
-def _crop(original: Image.Image) -> None:
-    """The uploaded picture with what the model was shown of it (`inference.view_boxes`) framed on it,
-    and what was cut off (only a panorama's ends are)."""
-    width, height = original.size
-    boxes = inference.view_boxes(width, height)
+def _crop(original: Image.Image, shown: int) -> None:
+    """The uploaded picture with what the model was shown of it (the first `shown` of
+    `inference.view_boxes`) framed on it, and what was cut off (only a long, thin picture's ends are)."""
+    boxes = inference.view_boxes(*original.size)[:shown]
     left, top, right, bottom = boxes[0]
-    cut = 1 - (right - left) * (bottom - top) / (width * height)
+    cut = inference.cut_off(*original.size)
     squeezed = " squeezed into a square" if (right - left) != (bottom - top) else ""
-    caption = f"Your picture: the model is shown {'its middle' if cut > 0.01 else 'all of it'}{squeezed} (red frame)"
+    caption = f"Your picture: the model is shown {'its middle' if cut > 0 else 'all of it'}{squeezed} (red frame)"
     if len(boxes) > 1:
         caption += " and the closer square (thin frame), and averages its two answers"
     st.image(_framed_jpeg(original), width="stretch", output_format="JPEG", caption=caption)
-    if cut > 0.01:
-        st.caption(f"{cut:.0%} of it, outside the red frame, was cut off: a long, thin picture is squeezed no "
-                   f"further than {inference.MAX_SQUEEZE:.0f} to 1. If what matters is out there, crop the "
+    if cut > 0:
+        share = f"{cut:.0%} of it" if cut >= 0.01 else "A sliver of it"
+        st.caption(f"{share}, outside the red frame, was cut off: a picture more than {inference.MAX_SQUEEZE:.0f} "
+                   f"times as long as it is wide keeps only its middle. If what matters is out there, crop the "
                    f"picture yourself.")
 
 
@@ -150,15 +150,18 @@ def answer(image: np.ndarray, key: str, original: Image.Image | None = None, hea
     probabilities = (inference.predict_views(model, views, size) if views is not None
                      else inference.predict(model, image)[0])
     best = int(probabilities.argmax())
-    # A picture smaller than the model's own 32 x 32 has nothing worth framing.
-    original_shown = original if original is not None and min(original.size) >= 32 else None
+    # A picture smaller than the model's own 32 x 32 has nothing worth framing, unless its ends were cut off.
+    framed = original is not None and (min(original.size) >= 32 or inference.cut_off(*original.size) > 0)
+    original_shown = original if framed else None
     columns = st.columns([3, 2, 4] if original_shown is not None else [2, 4])
     if original_shown is not None:
         with columns[0]:
-            _crop(original)
-    seen = ("What the model sees: the picture at 32 x 32 pixels, the size of every CIFAR-10 picture"
-            + ("" if views is None or len(views) < 2 else
-               ", and softened a little, as they are (the closer square is shown the same way)"))
+            _crop(original, 1 if views is None else len(views))
+    squeezed = original is not None and original.width != original.height
+    seen = ("What the model sees: " + ("your picture squeezed into" if squeezed else "the picture at")
+            + " 32 x 32 pixels, the size of every CIFAR-10 picture"
+            + ("" if views is None or not photo else ", and softened a little, as they are"
+               + (" (the closer square too)" if len(views) > 1 else "")))
     columns[-2].image(charts.png(charts.upscale(image, 8)), width="stretch", output_format="PNG", caption=seen)
     with columns[-1]:
         st.metric("The model says", f"{CLASS_NAMES[best]}, {probabilities[best]:.0%} sure",

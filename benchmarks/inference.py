@@ -2,8 +2,8 @@
 
     python benchmarks/inference.py [--model PATH] [--photo FILE]
 
-Single-photo latency covers what the app does with an upload: decode, cut
-and shrink the squares it is shown (`inference.views`) and predict, once
+Single-photo latency covers what the app does with an upload: decode,
+squeeze what it is shown into 32 x 32 squares (`inference.views`) and predict, once
 warm; "one view" is the first view alone (the whole photo squeezed into a
 square), through `inference.predict` (its mirror image in a second call,
 where the model is unsure of it); "no model" is the decoding and cutting alone, the part no

@@ -10,6 +10,8 @@ the sets given:
 
 - before: the photo's largest centre square shrunk to 32 x 32 with Lanczos, the one view the app used
   to answer from;
+- centre squares: the two views the app showed later (the largest centre square and the closer one,
+  softened), their answers averaged;
 - views: what the app shows the model (`inference.views`: the whole photo squeezed into a square and a
   closer centre square), their answers averaged (`view_answers`);
 - now: the same evened out as the app does for photos (`inference.PHOTO_BIAS`), as `predict_views`
@@ -17,8 +19,9 @@ the sets given:
 
 --fit works out PHOTO_BIAS and PHOTO_TEMPERATURE from all the photos given (`fit_photo_correction`), and,
 to show what that is worth on photos it was not fitted on, fits it again on all sets but one and answers
-that one with it, set by set. The figures under "now" are of the shipped constants, which were fitted on
-these same sets: only the held-out rows say what a new photo can expect.
+that one with it, set by set, and the centre squares the same way (rows marked "(centre)"), each correction
+fitted on the centre squares' own answers. The figures under "now" are of the shipped constants, which
+were fitted on these same sets: only the held-out rows say what a new photo can expect.
 
 --photos DIR: one folder per class, named as CIFAR-10 names them (airplane, automobile, bird, ...), each
 holding photos of that class; web_photos.py gathers 223 web photos of all ten classes that way.
@@ -97,6 +100,11 @@ def class_folders(folder: Path) -> list[tuple[Path, int]]:
             for path in sorted((folder / name).iterdir()) if path.suffix.lower() in SUFFIXES]
 
 
+def centre_squares(image: Image.Image) -> np.ndarray:
+    """The two views the app showed before the whole photo: the largest centre square and the closer one."""
+    return np.stack([inference.prepare(image, inference.crop_box(*image.size, scale)) for scale in (1.0, 0.8)])
+
+
 def one_sharp_square(image: Image.Image) -> np.ndarray:
     """How the app prepared a photo before it averaged views: the centre square, Lanczos, nothing else."""
     return np.asarray(image.resize((32, 32), Image.Resampling.LANCZOS, box=inference.crop_box(*image.size),
@@ -109,7 +117,7 @@ def report(name: str, probabilities: np.ndarray, labels: np.ndarray) -> None:
     right = probabilities.argmax(axis=1) == labels
     per_class = {CLASS_NAMES[c]: float(right[labels == c].mean()) for c in np.unique(labels)}
     error = evaluation.expected_calibration_error(probabilities, labels)
-    print(f"  {name:<46}{right.mean():>9.1%}{np.mean(list(per_class.values())):>11.1%}"
+    print(f"  {name:<62}{right.mean():>9.1%}{np.mean(list(per_class.values())):>11.1%}"
           f"{probabilities.max(axis=1).mean():>8.1%}{error:>8.3f}  "
           + " ".join(f"{c[:5]} {a:.0%}" for c, a in per_class.items()))
 
@@ -137,21 +145,19 @@ def fit_photo_correction(answers: np.ndarray, labels: np.ndarray, temperature: f
     return bias, evaluation.fit_temperature(inference.evened(answers, bias), labels) / temperature
 
 
-def held_out(sets: dict[str, tuple[np.ndarray, np.ndarray]], temperature: float) -> None:
-    """Each set answered with the correction fitted on all the others."""
-    print("fitted on the other sets, answered on each:")
+def held_out(sets: dict[str, tuple[np.ndarray, np.ndarray]], temperature: float, name: str = "") -> None:
+    """Each set answered with the correction fitted on all the others; `name` says which views."""
     pooled = []
-    for name, (answers, labels) in sets.items():
-        others = [other for other in sets if other != name]
+    for each, (answers, labels) in sets.items():
+        others = [other for other in sets if other != each]
         bias, factor = fit_photo_correction(np.concatenate([sets[o][0] for o in others]),
                                             np.concatenate([sets[o][1] for o in others]), temperature)
         tempered = inference.as_photo(answers, temperature, bias, factor)
-        report(f"{name}, views", evaluation.with_temperature(answers, temperature), labels)
-        report(f"{name}, evened ({factor:.2f} x temperature)", tempered, labels)
+        report(f"{each}{name}, evened ({factor:.2f} x temperature)", tempered, labels)
         pooled.append((answers, tempered, labels))
     answers, tempered, labels = (np.concatenate(parts) for parts in zip(*pooled))
-    report("all, views", evaluation.with_temperature(answers, temperature), labels)
-    report("all, each set evened as fitted on the others", tempered, labels)
+    report(f"all{name}, not evened", evaluation.with_temperature(answers, temperature), labels)
+    report(f"all{name}, each set evened as fitted on the others", tempered, labels)
 
 
 def main() -> None:
@@ -174,7 +180,7 @@ def main() -> None:
     temperature = getattr(model, "calibration_temperature", 1.0)
     answered = {}
     for name, photos in found.items():
-        labels, before, views, now, unread = [], [], [], [], 0
+        labels, before, centre, views, now, unread = [], [], [], [], [], 0
         for path, label in photos:
             try:
                 image = inference.load_image(path)
@@ -183,6 +189,7 @@ def main() -> None:
                 continue
             labels.append(label)
             before.append(inference.predict(model, one_sharp_square(image))[0])
+            centre.append(inference.view_answers(model, centre_squares(image)))
             shown = inference.views(image)
             views.append(inference.view_answers(model, shown))
             now.append(inference.predict_views(model, shown, image.size))
@@ -192,27 +199,30 @@ def main() -> None:
         labels = np.array(labels)
         counts = ", ".join(f"{CLASS_NAMES[c]} {n}" for c, n in zip(*np.unique(labels, return_counts=True)))
         print(f"{name}: {len(labels)} photos ({counts}){f'; {unread} could not be read' if unread else ''}")
-        answered[name] = np.array(before), np.array(views), np.array(now), labels
+        answered[name] = np.array(before), np.array(centre), np.array(views), np.array(now), labels
     sets = list(answered)
     if not sets:
         raise SystemExit("No photo could be read.")
     if len(sets) > 1:
         answered["all"] = tuple(np.concatenate(parts) for parts in zip(*answered.values()))
-    print(f"{'':<48}{'right':>9}{'balanced':>11}{'sure':>8}{'error':>8}  per class "
+    print(f"{'':<64}{'right':>9}{'balanced':>11}{'sure':>8}{'error':>8}  per class "
           f"(sure: the % sure shown, on average; error: its expected calibration error)")
-    for name, (before, views, now, labels) in answered.items():
+    for name, (before, centre, views, now, labels) in answered.items():
         print(name)
         report("before: one sharp centre square", before, labels)
+        report("centre squares, softened, averaged", evaluation.with_temperature(centre, temperature), labels)
         report("views: whole and closer, softened, averaged",
                evaluation.with_temperature(views, temperature), labels)
         report("now: the views evened out (PHOTO_BIAS)", now, labels)
 
     if args.fit:
-        _, views, _, labels = answered["all" if len(sets) > 1 else sets[0]]
+        _, _, views, _, labels = answered["all" if len(sets) > 1 else sets[0]]
         bias, factor = fit_photo_correction(views, labels, temperature)
         print(f"PHOTO_BIAS = ({', '.join(f'{b:.2f}' for b in bias)})\nPHOTO_TEMPERATURE = {factor:.2f}")
         if len(sets) > 1:
-            held_out({name: (answered[name][1], answered[name][3]) for name in sets}, temperature)
+            print("fitted on the other sets, answered on each:")
+            held_out({name: (answered[name][2], answered[name][4]) for name in sets}, temperature)
+            held_out({name: (answered[name][1], answered[name][4]) for name in sets}, temperature, " (centre)")
         else:
             print("(answering each set as fitted on the others needs two sets or more)")
 

@@ -201,7 +201,7 @@ SURE_ON_PHOTOS = (SURE_ON_TEST_PICTURES + " A photo is not one of those. On phot
 
 def doubts(image: np.ndarray, probabilities: np.ndarray, size: tuple[int, int] | None = None) -> list[str]:
     """Plain-language warnings beside an answer: the picture is flat, tiny or unlike a photo, or the
-    model is torn. `size` is the picture's own (width, height) before it was cut and shrunk to 32 x 32."""
+    model is torn. `size` is the picture's own (width, height) before it was squeezed into 32 x 32."""
     from cifar_core.data import CLASS_NAMES
     notes = []
     pixels = np.asarray(image, np.float32)

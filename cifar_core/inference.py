@@ -390,8 +390,8 @@ def load_image(source, background: tuple[int, int, int] = (255, 255, 255)) -> Im
 # square cut off: with the same evening out, held out, this pair was right on 81.1% of 477 real photos
 # against 78.8% for the largest centre square and the closer one, and ahead for each of seven models
 # (docs/measured.md). A panorama is squeezed no more than MAX_SQUEEZE to one, its middle part (the
-# photos measured went to 2.7 to one). Pictures too small for the closer square to still be 32 pixels
-# across get the one view.
+# photos measured went to 2.7 to one). Pictures too small for the closer square to be larger than 32
+# pixels across get the one view.
 CLOSER = 0.8
 MAX_SQUEEZE = 3.0
 # Shrinking a photo to 32 x 32 leaves it sharper than CIFAR-10's pictures, which went through JPEG at
@@ -421,28 +421,35 @@ def crop_box(width: int, height: int, scale: float = 1.0) -> tuple[float, float,
 
 def whole_box(width: int, height: int) -> tuple[float, float, float, float]:
     """(left, top, right, bottom) of the part of a width x height picture `prepare` squeezes into a
-    square: all of it, or a panorama's middle, MAX_SQUEEZE times as long as it is wide."""
+    square: all of it, or the middle of a long, thin one, its long side MAX_SQUEEZE times its short."""
     long_side = min(max(width, height), min(width, height) * MAX_SQUEEZE)
     across, down = (long_side, height) if width >= height else (width, long_side)
     return (width - across) / 2, (height - down) / 2, (width + across) / 2, (height + down) / 2
 
 
+def cut_off(width: int, height: int) -> float:
+    """The share of a width x height picture outside its `whole_box`: 0 unless it is long and thin."""
+    left, top, right, bottom = whole_box(width, height)
+    return 1 - (right - left) * (bottom - top) / (width * height)
+
+
 def prepare(image: Image.Image, box: tuple[float, float, float, float] | None = None) -> np.ndarray:
     """The (32, 32, 3) uint8 picture the model sees: `box` of the picture (by default `whole_box`)
-    squeezed into 32 x 32 with antialiasing and, when it was shrunk, softened (SOFTEN_RADIUS)."""
+    squeezed into 32 x 32 with antialiasing and, when it was shrunk both ways, softened (SOFTEN_RADIUS),
+    as a photo is (`is_photo`)."""
     box = whole_box(*image.size) if box is None else box
     image = image if image.mode == "RGB" else image.convert("RGB")
     small = image.resize((32, 32), Image.Resampling.LANCZOS, box=box, reducing_gap=3.0)
-    if max(box[2] - box[0], box[3] - box[1]) > 32:
+    if is_photo(box[2] - box[0], box[3] - box[1]):
         small = small.filter(ImageFilter.GaussianBlur(SOFTEN_RADIUS))
     return np.asarray(small, dtype=np.uint8)
 
 
 def view_boxes(width: int, height: int) -> tuple[tuple[float, float, float, float], ...]:
     """The parts of a width x height picture the model is shown, each squeezed into 32 x 32: the whole
-    picture (`whole_box`) always, the closer centre square (CLOSER) only where it is still at least 32
-    pixels across."""
-    closer = (crop_box(width, height, CLOSER),) if min(width, height) * CLOSER >= 32 else ()
+    picture (`whole_box`) always, the closer centre square (CLOSER) only where it is still larger than 32
+    pixels across, and so shrunk and softened as the whole picture is."""
+    closer = (crop_box(width, height, CLOSER),) if min(width, height) * CLOSER > 32 else ()
     return (whole_box(width, height), *closer)
 
 
@@ -453,8 +460,8 @@ def views(image: Image.Image) -> np.ndarray:
 
 
 def is_photo(width: int, height: int) -> bool:
-    """Whether a width x height picture is shrunk to be shown to the model, and so answered as a photo
-    (SOFTEN_RADIUS, PHOTO_BIAS): anything larger than CIFAR-10's 32 x 32 both ways."""
+    """Whether a width x height picture is shrunk both ways to be shown to the model, and so softened and
+    answered as a photo (SOFTEN_RADIUS, PHOTO_BIAS): anything larger than CIFAR-10's 32 x 32 both ways."""
     return min(width, height) > 32
 
 

@@ -85,7 +85,9 @@ def test_photos_reads_the_detection_samples_that_are_cifar10_classes_and_fits_th
     bias = next(line for line in lines if line.startswith("PHOTO_BIAS = ("))
     assert len(bias.split(",")) == 10 and lines[lines.index(bias) + 1].startswith("PHOTO_TEMPERATURE = ")
     held_out = lines[lines.index("fitted on the other sets, answered on each:") + 1:]
-    assert [row.split(",")[0].strip() for row in held_out] == ["photos"] * 2 + ["imagenet detection"] * 2 + ["all"] * 2
+    assert [row.split(",")[0].strip() for row in held_out] == ["photos", "imagenet detection", "all", "all"] + [
+        "photos (centre)", "imagenet detection (centre)"] + ["all (centre)"] * 2
+    assert out.stdout.count("centre squares, softened, averaged") == 3
 
 
 def test_the_photo_correction_gives_every_class_an_equal_share_of_the_evened_answers():

@@ -1,5 +1,5 @@
 """The Predict page in a real browser, on the whole data set: the heat map side by side with its key,
-the crop square on a photo, the doubts, the batch table's true classes, and the upload limit.
+what the model is shown of a photo, framed on it, the doubts, the batch table's true classes, and the upload limit.
 
 Screenshots at 1400 x 1000 and 1280 x 720 land in test-artifacts/predict-*.png (look at them)."""
 from __future__ import annotations
@@ -134,9 +134,9 @@ def test_a_wide_photo_shows_what_the_model_saw(sized_page, server, pictures, vie
     reddish = (framed[..., 0] > 150) & (framed[..., 0] - framed[..., 1:].max(axis=-1) > 60)   # thin: blended
     thin = np.flatnonzero((reddish.mean(axis=0) > 0.5) & (reddish.mean(axis=0) < 0.85)) / framed.shape[1]
     assert np.abs(thin - 0.26).min() < 0.03 and np.abs(thin - 0.74).min() < 0.03    # 208 and 592 of 800
-    assert page.get_by_text("was cut off").count() == 0
     said = page.locator("[data-testid=stMetric]").first
     assert "The model says" in said.inner_text() and "sure" in said.inner_text()
+    assert page.get_by_text("was cut off").count() == 0                # drawn by now: nothing of it was
     # A photo is not a CIFAR-10 picture: what its "% sure" is worth is a hover away.
     said.locator("[data-testid=stTooltipIcon]").hover()
     page.get_by_text("so the app evens a photo's answer out").wait_for()
@@ -162,8 +162,8 @@ def test_a_panoramas_ends_are_cut_off_and_said_to_be(sized_page, server, picture
     open_page(page, server, "predict")
     upload(page, pictures / "panorama.jpg")
     page.get_by_text("the model is shown its middle squeezed into a square (red frame)").wait_for()
-    page.get_by_text("40% of it, outside the red frame, was cut off: a long, thin picture is squeezed no "
-                     "further than 3 to 1").wait_for()
+    page.get_by_text("40% of it, outside the red frame, was cut off: a picture more than 3 times as long as "
+                     "it is wide keeps only its middle").wait_for()
     framed = image_pixels(page, page.locator("[data-testid=stImage] img").first)
     red = (framed[..., 0] > 200) & (framed[..., 1] < 90) & (framed[..., 2] < 90)
     columns = np.flatnonzero(red.mean(axis=0) > 0.8) / framed.shape[1]

@@ -279,7 +279,9 @@ def test_a_panorama_is_squeezed_no_more_than_three_to_one():
     strip = np.zeros((100, 500, 3), np.uint8)
     strip[:, :100] = strip[:, 400:] = (255, 0, 0)                    # red ends, left out...
     strip[:, 100:400] = (0, 0, 255)                                  # ...the middle 3:1 blue
-    assert inference.prepare(Image.fromarray(strip))[..., 0].max() < 15
+    middle = inference.prepare(Image.fromarray(strip))
+    assert middle[:, 2:30, 0].max() < 5 and middle[..., 2].min() > 200    # (Lanczos reads a pixel past the box)
+    assert (inference.cut_off(500, 100), inference.cut_off(300, 100), inference.cut_off(100, 1000)) == (0.4, 0, 0.7)
 
 
 def test_prepare_antialiases():
@@ -298,12 +300,13 @@ def edges(picture: np.ndarray) -> float:
 def test_a_photo_is_shown_whole_and_as_a_closer_square_softened():
     photo = np.zeros((300, 400, 3), np.uint8)
     photo[...] = (255, 0, 0)                   # red all round...
+    photo[:, :40] = photo[:, 360:] = (255, 255, 0)   # (yellow ends, outside the largest centre square)
     photo[30:270, 80:320] = (0, 255, 0)        # ...a green square of 80% of the shorter side (300 -> 240)
     photo[140:160, 190:210] = (0, 0, 255)      # and a blue dot in the middle
     views = inference.views(Image.fromarray(photo))
     assert views.shape == (2, 32, 32, 3) and views.dtype == np.uint8
     assert np.array_equal(views[0], inference.prepare(Image.fromarray(photo)))
-    assert views[0][[0, 31, 16, 16], [16, 16, 0, 31], 0].min() > 200  # the whole picture: red at all four edges
+    assert views[0][16, [0, 31], 1].min() > 200 and views[0][[0, 31], 16, 1].max() < 30   # yellow ends, red above
     assert views[1][[0, 31, 16, 16], [16, 16, 0, 31], 1].min() > 200  # the closer square: green to its edges
     assert views[1][16, 16, 2] > views[0][16, 16, 2]                  # and the dot bigger in it
     noise = np.random.default_rng(3).integers(0, 256, (480, 640, 3), dtype=np.uint8)
@@ -317,6 +320,10 @@ def test_a_cifar_sized_picture_is_shown_as_it_is():
     views = inference.views(Image.fromarray(picture))
     assert views.shape == (1, 32, 32, 3) and np.array_equal(views[0], picture)   # not zoomed, not softened
     assert len(inference.views(Image.fromarray(rng.integers(0, 256, (36, 50, 3), dtype=np.uint8)))) == 1
+    # 32 pixels high: squeezed across but not a photo, so not softened (nor evened out) either.
+    narrow = Image.fromarray(rng.integers(0, 256, (32, 48, 3), dtype=np.uint8))
+    assert not inference.is_photo(*narrow.size)
+    assert np.array_equal(inference.prepare(narrow), np.asarray(narrow.resize((32, 32), Image.Resampling.LANCZOS)))
 
 
 @pytest.fixture(scope="module")

@@ -102,7 +102,8 @@ def test_what_the_model_was_shown_is_framed_on_the_photo():
     assert red(shown)[:, :3].all() and red(shown)[:, -3:].all()   # the whole photo framed thick...
     assert red(shown)[36:324, 95:98].any(axis=1).mean() > 0.9     # ...the closer square thin (384 -> 288
     assert not red(shown)[40:320, 100:380].any()                  # across, from 96)
-    assert np.array_equal(shown[180, 240], [40, 160, 60])         # inside: as it is
+    assert np.array_equal(shown[180, 240], [40, 160, 60])         # inside: as it is, to the margins
+    assert np.array_equal(shown[20, 20], [40, 160, 60]) and np.array_equal(shown[340, 460], [40, 160, 60])
     panorama = Image.fromarray(np.full((100, 500, 3), (40, 160, 60), np.uint8))
     ends = explain.outline_crop(panorama, (inference.whole_box(500, 100),))
     assert (255 - ends[50, 20]).mean() < 0.5 * (255 - ends[50, 250]).mean()   # a panorama's ends: washed out
