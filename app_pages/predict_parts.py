@@ -126,8 +126,8 @@ def _crop(original: Image.Image, shown: int) -> None:
     if cut > 0:
         share = f"{cut:.0%} of it" if cut >= 0.01 else "A sliver of it"
         st.caption(f"{share}, outside the red frame, was cut off: a picture more than {inference.MAX_SQUEEZE:.0f} "
-                   f"times as long as it is wide keeps only its middle. If what matters is out there, crop the "
-                   f"picture yourself.")
+                   f"times as long one way as the other keeps only its middle. If what matters is out there, crop "
+                   f"the picture yourself.")
 
 
 @st.cache_resource(show_spinner=False)

@@ -162,8 +162,8 @@ def test_a_panoramas_ends_are_cut_off_and_said_to_be(sized_page, server, picture
     open_page(page, server, "predict")
     upload(page, pictures / "panorama.jpg")
     page.get_by_text("the model is shown its middle squeezed into a square (red frame)").wait_for()
-    page.get_by_text("40% of it, outside the red frame, was cut off: a picture more than 3 times as long as "
-                     "it is wide keeps only its middle").wait_for()
+    page.get_by_text("40% of it, outside the red frame, was cut off: a picture more than 3 times as long one "
+                     "way as the other keeps only its middle").wait_for()
     framed = image_pixels(page, page.locator("[data-testid=stImage] img").first)
     red = (framed[..., 0] > 200) & (framed[..., 1] < 90) & (framed[..., 2] < 90)
     columns = np.flatnonzero(red.mean(axis=0) > 0.8) / framed.shape[1]
