@@ -21,7 +21,7 @@ from cifar_core.data import CLASS_NAMES
 UPLOAD_LIMIT_MB = 20
 SHOWN = 256    # pixels across for the 32 x 32 picture and its heat maps: 8 screen pixels per picture pixel
 LOADED_KEY = "predict_loaded"   # session state: (the upload's file_id, its Picture or the sentence refusing it)
-FRAMED_KEY = "predict_framed"   # session state: (the picture, its framed JPEG)
+FRAMED_KEY = "predict_framed"   # session state: (the picture, the boxes framed on it, its framed JPEG)
 ROWS_KEY = "predict_rows"       # session state: (the model's id, {an upload's file_id: its batch-table row})
 
 
@@ -100,29 +100,29 @@ def drawn(drawing, background: str) -> Picture | None:
     return loaded
 
 
-def _framed_jpeg(original: Image.Image) -> bytes:
-    """The photo with what the model was shown of it framed, as JPEG bytes, kept for this visitor's latest
-    picture: drawing the frame and encoding it took ~18 ms on every rerun of the page. Kept with the
-    picture itself (not its id, which a later picture may reuse), so one photo at most per visitor."""
+def _framed_jpeg(original: Image.Image, boxes: tuple) -> bytes:
+    """The photo with `boxes` (what the model was shown of it) framed, as JPEG bytes, kept for this
+    visitor's latest picture: drawing the frame and encoding it took ~18 ms on every rerun of the page.
+    Kept with the picture itself (not its id, which a later picture may reuse), so one photo at most per
+    visitor."""
     kept = st.session_state.get(FRAMED_KEY)
-    if kept is None or kept[0] is not original:
+    if kept is None or kept[0] is not original or kept[1] != boxes:
         buffer = io.BytesIO()
-        Image.fromarray(explain.outline_crop(original)).save(buffer, "JPEG", quality=90)
-        kept = st.session_state[FRAMED_KEY] = (original, buffer.getvalue())
-    return kept[1]
+        Image.fromarray(explain.outline_crop(original, boxes)).save(buffer, "JPEG", quality=90)
+        kept = st.session_state[FRAMED_KEY] = (original, boxes, buffer.getvalue())
+    return kept[2]
 
 
 def _crop(original: Image.Image, shown: int) -> None:
     """The uploaded picture with what the model was shown of it (the first `shown` of
     `inference.view_boxes`) framed on it, and what was cut off (only a long, thin picture's ends are)."""
     boxes = inference.view_boxes(*original.size)[:shown]
-    left, top, right, bottom = boxes[0]
     cut = inference.cut_off(*original.size)
-    squeezed = " squeezed into a square" if (right - left) != (bottom - top) else ""
+    squeezed = " squeezed into a square" if original.width != original.height else ""
     caption = f"Your picture: the model is shown {'its middle' if cut > 0 else 'all of it'}{squeezed} (red frame)"
     if len(boxes) > 1:
         caption += " and the closer square (thin frame), and averages its two answers"
-    st.image(_framed_jpeg(original), width="stretch", output_format="JPEG", caption=caption)
+    st.image(_framed_jpeg(original, boxes), width="stretch", output_format="JPEG", caption=caption)
     if cut > 0:
         share = f"{cut:.0%} of it" if cut >= 0.01 else "A sliver of it"
         st.caption(f"{share}, outside the red frame, was cut off: a picture more than {inference.MAX_SQUEEZE:.0f} "
