@@ -48,7 +48,8 @@ def dataset() -> data.Cifar10:
 @st.cache_resource(show_spinner="Loading the model…", max_entries=8)
 def _model(path: str, modified: float):
     model = inference.load_model(path)
-    inference.predict(model, np.zeros((1, 32, 32, 3), np.uint8))    # its forward pass traced now, then frozen too
+    # Sure of nothing: every forward pass it answers with (a pair's networks alone too) traced now, then frozen.
+    inference.predict(model, np.zeros((1, 32, 32, 3), np.uint8), sure_enough=1.0)
     serving.freeze_loaded()     # long-lived: out of the garbage collector's full passes (app_pages/serving.py)
     return model
 

@@ -22,7 +22,10 @@ test-time augmentation as the app answers them: only the pictures a model
 is less than `evaluation.SURE_ENOUGH` sure of are shown again mirrored, so
 the rate depends on the pictures; "all mirrored" is the rate with every one
 mirrored, what pictures the model is unsure of all cost (random noise does;
-so does the untrained tutorial CNN on anything).
+so does the untrained tutorial CNN on anything). A model of networks side by
+side shows each picture to its first network alone first, and to the others
+only where that one is unsure (`inference.predict`); the row under it, in
+the same run, is every network on every picture, as it answered before.
 """
 from __future__ import annotations
 
@@ -37,16 +40,25 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from cifar_core import data, fast_inference, inference, models  # noqa: E402
+from cifar_core import data, evaluation, fast_inference, inference, models  # noqa: E402
 
 
-def throughput(model, images: np.ndarray, seconds: float = 5.0, **options) -> float:
-    inference.predict(model, images[:500], **options)   # warm up
+def throughput(model, images: np.ndarray, seconds: float = 5.0, answer=inference.predict, **options) -> float:
+    answer(model, images[:500], **options)   # warm up
     done, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
-        inference.predict(model, images, **options)
+        answer(model, images, **options)
         done += len(images)
     return done / (time.perf_counter() - started)
+
+
+def every_network(model, images: np.ndarray) -> np.ndarray:
+    """`inference.predict` as it answered a model of several networks before their first look: every
+    picture shown to all of them, the mirror image to those they are together unsure of (the baseline)."""
+    plain = inference.predict(model, images, mirror=False, calibrated=False)
+    sure = evaluation.with_temperature(plain, model.calibration_temperature).max(axis=1) >= evaluation.SURE_ENOUGH
+    plain[~sure] = (plain[~sure] + inference.predict(model, images[~sure, :, ::-1], mirror=False, calibrated=False)) / 2
+    return evaluation.with_temperature(plain, model.calibration_temperature)
 
 
 def latency(model, photo: bytes, one_view: bool = False, repeats: int = 50) -> list[float]:
@@ -110,6 +122,9 @@ def main() -> None:
         phone = statistics.median(latency(model, phone_photo))
         print(f"{name:<40}{rate:>16.0f}{every:>14.0f}{statistics.median(times) * 1000:>17.1f}"
               f"{times[int(0.95 * (len(times) - 1))] * 1000:>9.1f}{one * 1000:>17.1f}{phone * 1000:>20.1f}")
+        if model is served and fast_inference.networks(served):
+            print(f"{'  every network on every picture':<40}"
+                  f"{throughput(served, images, answer=every_network):>16.0f}{'':>14}  (before the first look)")
 
 
 if __name__ == "__main__":

@@ -173,10 +173,10 @@ def outline_crop(image: Image.Image, boxes: tuple[tuple[float, float, float, flo
 
 
 # When to doubt an answer. Measured with the bundled model (calibrated, mirror TTA) on the 10,000 test
-# pictures by benchmarks/predict_doubts.py: it is right on 92.1% of them, but on only 47.5% of those where
+# pictures by benchmarks/predict_doubts.py: it is right on 92.1% of them, but on only 48.7% of those where
 # its answer is under 55% sure, and on 48.4% of those where the answer leads the runner-up by under 25
-# points: a coin toss. Flagging either (1 picture in 19, right on 49%) catches 34% of its mistakes
-# while the answers left unflagged are right 94.5% of the time. Its "% sure" is calibrated, so the cut
+# points: a coin toss. Flagging either (1 picture in 20, right on 49%) catches 33% of its mistakes
+# while the answers left unflagged are right 94.4% of the time. Its "% sure" is calibrated, so the cut
 # is what it says: answers shown 50-60% sure are right 56% of the time.
 UNSURE_TOP = 0.55      # the answer's probability below this...
 UNSURE_MARGIN = 0.25   # ...or less than this ahead of the runner-up: "unsure"

@@ -7,6 +7,8 @@ is the Streamlit server's own.
     serve(model)     -> `predict` answers for `model` with `answering(model)` from now on
     refresh(model)   -> a served model's copy takes the model's weights again, after they changed
     network(model)   -> what `predict` runs for `model`: that copy once served, else the model itself
+    networks(model)  -> the networks a served side-by-side model's copy runs, each alone (`predict`
+                        looks with the first only, and with the others where it is unsure), else []
     precision(model) -> "bfloat16" or "float32": what `network(model)`'s convolutions compute in
 
 The model itself stays as it was saved: what looks inside a network (`inside`,
@@ -50,6 +52,7 @@ import weakref
 import numpy as np
 
 _served: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()    # model -> its answering copy
+_apart: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()     # side-by-side copy -> its networks
 
 
 @functools.cache
@@ -167,7 +170,8 @@ def _side_by_side(model):
     (`models.apart`), run on the same pictures, their scores (the layer before the softmax) averaged
     before the softmax. TensorFlow runs the networks at once, side by side on the cores: two airbench
     networks with mirror TTA answered 1,256-1,265 pictures/s in batches on a 2-core Xeon, one alone
-    1,950-1,966/s in the same run."""
+    1,950-1,966/s in the same run. The networks' copies are kept too (`networks`): `predict` shows a
+    picture to the first alone first."""
     import keras
     from keras import layers
 
@@ -177,7 +181,9 @@ def _side_by_side(model):
     copies = [answering(member) for member in models.apart(model)]
     pictures = keras.Input(model.input_shape[1:])
     scores = layers.Average()([keras.Model(c.input, c.layers[-2].output)(pictures) for c in copies])
-    return keras.Model(pictures, layers.Activation("softmax", dtype="float32")(scores))
+    together = keras.Model(pictures, layers.Activation("softmax", dtype="float32")(scores))
+    _apart[together] = copies       # the same layers, each network whole: no weights are held twice
+    return together
 
 
 def _give_weights(model, copy, folds: dict) -> None:
@@ -216,6 +222,12 @@ def refresh(model) -> None:
 def network(model):
     """What `inference.predict` runs for `model`: its answering copy if it is served, else itself."""
     return _served.get(model, model)
+
+
+def networks(model) -> list:
+    """The networks `network(model)` runs side by side, each alone and answering with its own
+    probabilities (their scores averaged before the softmax are the copy's answer); [] for one network."""
+    return _apart.get(network(model), [])
 
 
 def precision(model) -> str:

@@ -7,7 +7,7 @@ import sys
 import pytest
 from PIL import Image
 
-from cifar_core import data, fast_inference, rundir
+from cifar_core import data, fast_inference, inference, rundir
 from cifar_core.config import PRESETS
 from conftest import ROOT
 
@@ -115,6 +115,8 @@ def test_combine_puts_two_trained_models_side_by_side_with_a_card(trained, tiny_
     # Its temperature fitted on the training pictures both kept out (the 20 each held out: the same ones).
     assert card["data"].endswith("the temperature fitted on 20 training images none of the 2 trained on")
     assert 0.05 <= card["temperature"] <= 20 and 0 <= card["calibration_error_after"] <= 1
+    assert 0.05 <= card["first_network_temperature"] <= 20       # the first network answers alone where sure
+    assert inference.load_model(trained / "both.keras").first_network_temperature == card["first_network_temperature"]
     assert set(card["per_class_accuracy"]) == set(data.CLASS_NAMES) and (trained / "both.test.npz").exists()
     # One model of plain layers, whose scores are the two models' averaged.
     both, first, second = (keras.models.load_model(trained / name)

@@ -134,12 +134,15 @@ def test_the_copy_lives_as_long_as_its_model():
     """A server loads models again and again: each copy, and the forward pass compiled for it, must go
     with its model."""
     model = inference.load_model()
-    inference.predict(model, np.zeros((2, 32, 32, 3), np.uint8))
+    inference.predict(model, np.zeros((2, 32, 32, 3), np.uint8))    # its networks alone compiled too
     copy = weakref.ref(fast_inference.network(model))
+    networks = [weakref.ref(network) for network in fast_inference.networks(model)]
+    assert len(networks) == 2
     del model
     gc.collect()        # the model, in reference cycles as every Keras model is; its entry goes with it
     gc.collect()        # then the copy, unreachable from that moment
-    assert copy() is None
+    gc.collect()        # then its networks alone, which only the copy's entry held
+    assert copy() is None and all(network() is None for network in networks)
 
 
 def test_a_model_that_cannot_be_copied_answers_itself():
@@ -193,6 +196,8 @@ def test_networks_side_by_side_are_served_apart(test_pictures):
     assert len(nested) == 2 and all(getattr(layer, "groups", 1) == 1 for net in nested for layer in net.layers)
     saved = keras.models.load_model(inference.DEFAULT_MODEL, compile=False)
     saved.calibration_temperature = model.calibration_temperature
-    served = inference.predict(model, test_pictures[:300], calibrated=False)
-    exact = inference.predict(saved, test_pictures[:300], calibrated=False)
+    # Every network on every picture (the served model's first network alone answers where it is sure).
+    served = inference.predict(model, test_pictures[:300], calibrated=False, sure_enough=None)
+    exact = inference.predict(saved, test_pictures[:300], calibrated=False, sure_enough=None)
+    assert len(fast_inference.networks(model)) == 2 and fast_inference.networks(saved) == []
     assert np.abs(served - exact).mean() < 0.005 and (served.argmax(1) == exact.argmax(1)).mean() >= 0.98

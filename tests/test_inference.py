@@ -373,19 +373,56 @@ def test_a_photo_is_evened_out_against_the_classes_models_see_too_often_in_photo
 
 
 def test_only_pictures_the_model_is_unsure_of_are_shown_again_mirrored():
-    from cifar_core import data
+    from cifar_core import data, fast_inference
     bundled, pictures = inference.load_model(), data.load_sample().x_test[:300]
-    plain = inference.predict(bundled, pictures, mirror=False, calibrated=False)
-    mirrored = inference.predict(bundled, pictures[:, :, ::-1], mirror=False, calibrated=False)
-    sure = evaluation.with_temperature(plain, bundled.calibration_temperature).max(axis=1) >= evaluation.SURE_ENOUGH
+    network = fast_inference.networks(bundled)[0]       # one trained network, its temperature the pair's
+    plain = inference.predict(network, pictures, mirror=False, calibrated=False)
+    mirrored = inference.predict(network, pictures[:, :, ::-1], mirror=False, calibrated=False)
+    network.calibration_temperature = bundled.calibration_temperature
+    sure = evaluation.with_temperature(plain, network.calibration_temperature).max(axis=1) >= evaluation.SURE_ENOUGH
     assert 0.5 < sure.mean() < 0.95       # the test pictures hold both
-    answers = inference.predict(bundled, pictures, calibrated=False)
+    answers = inference.predict(network, pictures, calibrated=False)
     assert np.array_equal(answers[sure], plain[sure])
     np.testing.assert_allclose(answers[~sure], (plain[~sure] + mirrored[~sure]) / 2, atol=1e-6)
-    np.testing.assert_allclose(inference.predict(bundled, pictures, calibrated=False, sure_enough=None),
+    np.testing.assert_allclose(inference.predict(network, pictures, calibrated=False, sure_enough=None),
                                (plain + mirrored) / 2, atol=1e-6)
     # Worked out from answers already there, the same to the last bit.
-    assert np.array_equal(inference.predict(bundled, pictures, plain=plain), inference.predict(bundled, pictures))
+    assert np.array_equal(inference.predict(network, pictures, plain=plain), inference.predict(network, pictures))
+
+
+def test_networks_side_by_side_look_first_with_the_first_alone():
+    from cifar_core import data, fast_inference
+    bundled, pictures = inference.load_model(), data.load_sample().x_test[:300]
+    first, second = fast_inference.networks(bundled)
+    temperature, own = bundled.calibration_temperature, bundled.first_network_temperature
+    assert own == inference.model_card()["first_network_temperature"] != temperature
+    alone = [inference.predict(network, pictures, mirror=False, calibrated=False) for network in (first, second)]
+    plain = inference.predict(bundled, pictures, mirror=False, calibrated=False)
+    mirrored = inference.predict(bundled, pictures[:, :, ::-1], mirror=False, calibrated=False)
+    # The networks' answers put together are the pair's own: scores averaged before the softmax.
+    np.testing.assert_allclose(inference.together(alone), plain, atol=1e-5)
+    first_sure = evaluation.with_temperature(alone[0], own).max(axis=1) >= evaluation.SURE_ENOUGH
+    pair_sure = evaluation.with_temperature(plain, temperature).max(axis=1) >= evaluation.SURE_ENOUGH
+    assert 0.5 < first_sure.mean() < 0.95 and (~first_sure & pair_sure).any()   # the test pictures hold all three
+    answers = inference.predict(bundled, pictures)
+    # Where the first network is sure its answer stands, under its own temperature; then the pair's.
+    np.testing.assert_allclose(answers[first_sure], evaluation.with_temperature(alone[0], own)[first_sure], atol=1e-5)
+    both = ~first_sure & pair_sure
+    np.testing.assert_allclose(answers[both], evaluation.with_temperature(plain, temperature)[both], atol=1e-5)
+    unsure = ~first_sure & ~pair_sure
+    np.testing.assert_allclose(answers[unsure], evaluation.with_temperature((plain + mirrored) / 2, temperature)[unsure],
+                               atol=1e-5)
+    # Before the temperature, answers the model's temperature alone turns into these (shipped answers are).
+    np.testing.assert_allclose(evaluation.with_temperature(inference.predict(bundled, pictures, calibrated=False),
+                                                           temperature), answers, atol=1e-5)
+    # Every picture mirrored (how temperatures are fitted), every network's answers given, or no temperature
+    # of the first network's own: every network on every picture, as one model.
+    every = inference.predict(bundled, pictures, calibrated=False, plain=plain)
+    np.testing.assert_allclose(every[~pair_sure], ((plain + mirrored) / 2)[~pair_sure], atol=1e-6)
+    np.testing.assert_allclose(inference.predict(bundled, pictures, calibrated=False, sure_enough=None),
+                               (plain + mirrored) / 2, atol=1e-6)
+    bundled.first_network_temperature = None
+    assert np.array_equal(inference.predict(bundled, pictures, calibrated=False), every)
 
 
 def test_predict_from_many_threads_at_once_matches_one_at_a_time(model):
