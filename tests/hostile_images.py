@@ -173,6 +173,13 @@ def jpeg_many_segments() -> bytes:
     return raw[:2] + b"\xff\xfe\x00\x03a" * 3_500_000 + raw[2:]
 
 
+def jpeg_segments_after_the_scan() -> bytes:
+    """A small baseline JPEG whose one scan is followed by 3.5 million empty comment segments (14 MB):
+    its picture is whole after that scan, and neither Pillow nor libjpeg reads what follows."""
+    raw = _pillow(Image.radial_gradient("L").resize((64, 48)).convert("RGB"), "JPEG")
+    return raw[:-2] + b"\xff\xfe\x00\x02" * 3_500_000 + raw[-2:]
+
+
 def jpeg_truncated() -> bytes:
     """A real photo-like JPEG cut in half."""
     raw = _pillow(Image.radial_gradient("L").resize((400, 300)).convert("RGB"), "JPEG")
@@ -355,7 +362,8 @@ def eps_ghostscript() -> bytes:
 
 BUILDERS = {f.__name__: f for f in [
     png_16bit_7000, png_rgba_7000, png_palette_7000, png_bomb_13000, png_text_bomb, png_many_chunks,
-    jpeg_progressive_7000, jpeg_many_scans, jpeg_many_segments, jpeg_huge_baseline, jpeg_truncated, mpo_phone,
+    jpeg_progressive_7000, jpeg_many_scans, jpeg_many_segments, jpeg_segments_after_the_scan, jpeg_huge_baseline,
+    jpeg_truncated, mpo_phone,
     gif_screen_7000, gif_many_comments, bmp_rle8_7000, bmp_truncated_7000, webp_canvas_7000,
     tiff_rational_offsets, tiff_huge_tile, tiff_rgb48_4000, tiff_many_strips, tiff_float_nan, im_bad_size,
     eps_ghostscript,
