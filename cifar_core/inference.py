@@ -99,7 +99,8 @@ def _read(source) -> bytes:
 
 
 def _too_complex(parts: str) -> ImageError:
-    return ImageError(f"This file is made of {parts}, far more than a real picture has, and would take too long to read.")
+    return ImageError(f"This file is made of {parts}, far more than a real picture has, "
+                      "and would take too long to read.")
 
 
 # Skips fill bytes, coded data and restart markers. The literal first byte lets the regex engine jump
@@ -627,7 +628,8 @@ def predict(model, images: np.ndarray, batch_size: int = CHUNK, mirror: bool = T
         # The first network's answers under its own temperature once the model's is applied (`_tempered`).
         probabilities = evaluation.with_temperature(
             first, first_temperature / getattr(model, "calibration_temperature", 1.0))
-        probabilities[looking] = together([first[looking], *(answers(network, looking, False) for network in alone[1:])])
+        others = [answers(network, looking, False) for network in alone[1:]]
+        probabilities[looking] = together([first[looking], *others])
     else:
         probabilities = answers(model, looking, False) if plain is None else np.array(plain, dtype=np.float32)
     if mirror and len(looking):
