@@ -49,7 +49,7 @@ def dataset() -> data.Cifar10:
 def _model(path: str, modified: float):
     model = inference.load_model(path)
     # Sure of nothing: every forward pass it answers with (a pair's networks alone too) traced now, then frozen.
-    inference.predict(model, np.zeros((1, 32, 32, 3), np.uint8), sure_enough=1.0)
+    inference.predict(model, np.zeros((1, 32, 32, 3), np.uint8), sure_enough=float("inf"))
     serving.freeze_loaded()     # long-lived: out of the garbage collector's full passes (app_pages/serving.py)
     return model
 
@@ -233,8 +233,10 @@ def _measure(path: Path, modified: float, test: data.Cifar10, label: str) -> np.
             done = min(total, start + TEST_STEP)
             bar.progress(done / total, text=f"Testing {plain(label)}: {done:,} of {total:,} test pictures")
         return np.concatenate(answers) if answers else np.zeros((0, len(data.CLASS_NAMES)), np.float32)
-    # Calibrated answers, and the temperature decides which pictures are mirrored: a new one, a new cache.
-    key = f"{test.origin}:{total}:t{inference.temperature_for(path)}"
+    # Calibrated answers, and the temperatures decide which pictures are mirrored (and, for a pair, which
+    # its first network answers alone): a new one, a new cache.
+    first = inference.temperature_for(path, inference.FIRST_NETWORK_TEMPERATURE, None)
+    key = f"{test.origin}:{total}:t{inference.temperature_for(path)}" + (f":first{first}" if first else "")
     probabilities = evaluation.cached_probabilities(path, test.x_test, key, predict)
     bar.empty()
     return probabilities

@@ -71,7 +71,8 @@ GLOSSARY: dict[str, str] = {
                              "together they are right more often. The bundled model is two networks side by side. To save "
                              f"time, a test picture is shown to the first network alone first: where it is at least "
                              f"{SURE_ENOUGH:.0%} sure, its answer stands (the second one almost never disagrees), "
-                             "and only the rest are shown to both. An uploaded photo is always shown to both.",
+                             "and only the rest are shown to both. An uploaded photo larger than 32 x 32 is always shown "
+                             "to both.",
     "Layer": "One step of the network. Each layer takes what the previous one found and combines it into something "
              "a little larger: edges, then textures, then parts of things.",
     "Weights": "The numbers inside a layer. Training adjusts them, a little at a time, so the answers get better.",

@@ -35,7 +35,10 @@ def main(argv=None) -> None:
                                        config.get("calibration_images", 2000))
     model = inference.load_model(args.model)
     held = inference.predict(model, x_held, calibrated=False, sure_enough=None)   # as training.calibrate fits
-    test = inference.predict(model, dataset.x_test, calibrated=False)
+    # Every network's answers (given `plain`, a pair does not look with its first network alone, whose
+    # answers would carry a temperature of their own), before any temperature.
+    plain = inference.predict(model, dataset.x_test, mirror=False, calibrated=False)
+    test = inference.predict(model, dataset.x_test, calibrated=False, plain=plain)
 
     def scored(rows: np.ndarray) -> tuple[float, float]:
         temperature = evaluation.fit_temperature(held[rows], y_held[rows])

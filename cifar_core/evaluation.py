@@ -23,9 +23,9 @@ SURE_ENOUGH = 0.95
 # One accuracy per model, everywhere: measured once, shown with the same rounding and definition.
 ACCURACY_DEFINITION = ("Accuracy is the share of the test pictures the model gets right. A picture it is "
                        f"less than {SURE_ENOUGH:.0%} sure of is shown to it again, mirrored, and the two "
-                       "answers are averaged (mirror test-time augmentation). A model of networks side by side "
-                       f"shows a picture to its first network alone first, and to the others only where that one "
-                       f"is less than {SURE_ENOUGH:.0%} sure.")
+                       "answers are averaged (mirror test-time augmentation). The bundled model, two networks "
+                       f"side by side, shows a picture to its first network alone first, and to the second only "
+                       f"where the first is less than {SURE_ENOUGH:.0%} sure.")
 
 
 def percent(fraction: float | None) -> str:

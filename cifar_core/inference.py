@@ -112,7 +112,7 @@ def _jpeg_scans(raw: bytes) -> int:
     """How many scans the first picture in a JPEG file has, counted from its markers; ImageError if
     it has more than MAX_JPEG_SEGMENTS segments or MAX_JPEG_SCANS scans. A sequential picture (a baseline
     frame, as cameras and phones write) whose first scan holds every colour is decoded in that one pass
-    whatever follows (libjpeg then stops at the next scan), so its coded data is not walked: a 12-megapixel
+    whatever follows (nothing after it is decoded), so its coded data is not walked: a 12-megapixel
     photo's holds some 10,000 0xFF bytes, 1.7 ms here."""
     scans, position, components = 0, 2, None
     for _ in range(MAX_JPEG_SEGMENTS):
@@ -594,7 +594,7 @@ def predict(model, images: np.ndarray, batch_size: int = CHUNK, mirror: bool = T
     (as the app does with the answers shipped beside a model). On the 10,000
     test pictures the bundled pair's first network is that sure of 67% of them
     and right on 99.0% of those; the pair's accuracy moved by 2 pictures, and
-    it answers about 1.35 times the pictures a second (benchmarks/inference.py).
+    it answers 1.29-1.36 times the pictures a second (benchmarks/inference.py).
     A photo's views go to every network (`view_answers`: mirror=False).
 
     Keras' Model.predict is not thread-safe (tensorflow/tensorflow#61298) and
