@@ -40,7 +40,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from cifar_core import data, evaluation, fast_inference, inference, models  # noqa: E402
+from cifar_core import data, fast_inference, inference, models  # noqa: E402
 
 
 def throughput(model, images: np.ndarray, seconds: float = 5.0, answer=inference.predict, **options) -> float:
@@ -65,11 +65,9 @@ def in_turns(model, images: np.ndarray, ways: dict, rounds: int = 5, seconds: fl
 
 def every_network(model, images: np.ndarray) -> np.ndarray:
     """`inference.predict` as it answered a model of several networks before their first look: every
-    picture shown to all of them, the mirror image to those they are together unsure of (the baseline)."""
-    plain = inference.predict(model, images, mirror=False, calibrated=False)
-    sure = evaluation.with_temperature(plain, model.calibration_temperature).max(axis=1) >= evaluation.SURE_ENOUGH
-    plain[~sure] = (plain[~sure] + inference.predict(model, images[~sure, :, ::-1], mirror=False, calibrated=False)) / 2
-    return evaluation.with_temperature(plain, model.calibration_temperature)
+    picture shown to all of them, the mirror image to those they are together unsure of (the baseline).
+    Given every network's answers (`plain`), `predict` answers so."""
+    return inference.predict(model, images, plain=inference.predict(model, images, mirror=False, calibrated=False))
 
 
 def latency(model, photo: bytes, one_view: bool = False, repeats: int = 50) -> list[float]:

@@ -619,22 +619,26 @@ def predict(model, images: np.ndarray, batch_size: int = CHUNK, mirror: bool = T
             out.append(np.asarray(forward(chunk[:, :, ::-1] if mirrored else chunk), dtype=np.float32))
         return np.concatenate(out) if out else np.zeros((0, 10), np.float32)
 
+    def unsure(chosen: np.ndarray) -> np.ndarray:
+        """Those of `chosen` whose answer so far, as "% sure" shows it, is under `sure_enough` (all if None)."""
+        return chosen if sure_enough is None else \
+            chosen[_tempered(probabilities[chosen], model, True).max(axis=1) < sure_enough]
+
     alone = fast_inference.networks(model) if mirror and sure_enough is not None else []
     first_temperature = getattr(model, "first_network_temperature", None)
     looking = np.arange(len(images))
     if alone and first_temperature and plain is None:
         first = answers(alone[0], looking, False)
-        looking = looking[evaluation.with_temperature(first, first_temperature).max(axis=1) < sure_enough]
         # The first network's answers under its own temperature once the model's is applied (`_tempered`).
         probabilities = evaluation.with_temperature(
             first, first_temperature / getattr(model, "calibration_temperature", 1.0))
+        looking = unsure(looking)
         others = [answers(network, looking, False) for network in alone[1:]]
         probabilities[looking] = together([first[looking], *others])
     else:
         probabilities = answers(model, looking, False) if plain is None else np.array(plain, dtype=np.float32)
     if mirror and len(looking):
-        mirrored = looking if sure_enough is None else \
-            looking[_tempered(probabilities[looking], model, True).max(axis=1) < sure_enough]
+        mirrored = unsure(looking)
         probabilities[mirrored] = (probabilities[mirrored] + answers(model, mirrored, True)) / 2
     return _tempered(probabilities, model, calibrated)
 
