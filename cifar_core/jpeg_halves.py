@@ -21,6 +21,8 @@ from typing import NamedTuple
 
 from PIL import Image
 
+from cifar_core import jpeg_middle
+
 MIN_PIXELS = 2_000_000     # below this a decode takes a few ms and handing half to a thread gains little
 MAX_MARKERS = 1_000        # restart markers passed on the way to the cut, each a bytes.find
 _KEPT = {0xC0, 0xC1, 0xC4, 0xDB, 0xDD, 0xE0, 0xEE}   # frame, tables, restart interval, JFIF and Adobe
@@ -108,6 +110,11 @@ def decode(raw: bytes, image: Image.Image) -> Image.Image | None:
     width, height = frame.width, frame.height
     row = _cut_row(frame.rows, frame.per_row, interval) if interval and width * height >= MIN_PIXELS else None
     scale = next((s for s in (8, 4, 2, 1) if image.size == (-(-width // s), -(-height // s))), None)
+    if scale is not None and not interval and len(raw) - start >= jpeg_middle.MIN_BYTES:
+        try:
+            return jpeg_middle.decode(raw, kept, frame, start, scale, image.size, image.info)
+        except Exception:        # a damaged file: the usual decode says what is wrong with it
+            return None
     # At full size libjpeg smooths a colour sample spanning two rows into both: across the cut, the
     # halves would differ from the whole. Reduced by as much as a sample spans, it scales it instead.
     if row is None or scale is None or scale < frame.sample_rows:
