@@ -12,16 +12,18 @@ A hosted copy decodes whatever a class uploads, so load_image bounds what one fi
 decoding it: it reads only the formats the uploader offers, refuses files whose structure alone would
 keep Pillow's Python parsers busy (thousands of segments, chunks, scans or strips), works out from the
 header what decoding will take (the pixels, the decoder's own buffers, the copies made before the
-picture is shrunk) and refuses anything over MEMORY_BUDGET. JPEGs are decoded at reduced size (a
-phone's photo on two cores, `jpeg_halves`) and everything else is shrunk as soon as it is decoded.
+picture is shrunk) and refuses anything over MEMORY_BUDGET. JPEGs are decoded at reduced size (a big
+photo on two cores: `jpeg_halves` cuts one at a restart marker, `jpeg_middle` one without) and
+everything else is shrunk as soon as it is decoded.
 At most DECODING_AT_ONCE pictures are decoded at a time in a process, so thirty uploads at once cost
-a server that many budgets, not thirty.
+a server that many budgets, not thirty; a picture is decoded on two cores only while it is the only one.
 tests/hostile_images.py builds files that each broke the loader one of these ways
 (tests/test_inference.py measures their peak memory in a fresh process), and
 tests/test_image_fuzz.py damages pictures thousands of ways.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -249,10 +251,10 @@ def _cost(image: Image.Image, raw: bytes, size: tuple[int, int], jpeg_scans: int
     return cost
 
 
-def _decode(image: Image.Image, raw: bytes, jpeg_scans: int) -> Image.Image:
+def _decode(image: Image.Image, raw: bytes, jpeg_scans: int, halves: bool = True) -> Image.Image:
     """The picture loaded (Pillow opens a file at its first frame), JPEGs at reduced size and, where
-    the file allows, in two halves at once (`jpeg_halves`); ImageError if that would take more than
-    MEMORY_BUDGET."""
+    the file allows and `halves`, in two halves at once (`jpeg_halves`, `jpeg_middle`); ImageError if
+    that would take more than MEMORY_BUDGET."""
     width, height = size = image.size
     if width < 1 or height < 1:
         raise ImageError("The picture has no pixels (its width or height is zero).")
@@ -266,7 +268,7 @@ def _decode(image: Image.Image, raw: bytes, jpeg_scans: int) -> Image.Image:
             advice += ", or a JPEG"
         raise ImageError(f"The picture is too large to decode here ({width} x {height} pixels would take "
                          f"{cost / 2**20:,.0f} MB of memory); {advice}.")
-    if jpeg_scans == 1 and cost + len(raw) <= MEMORY_BUDGET:       # the halves copy the coded data once
+    if halves and jpeg_scans == 1 and cost + len(raw) <= MEMORY_BUDGET:   # they copy the coded data once
         halves = jpeg_halves.decode(raw, image)
         if halves is not None:
             return halves
@@ -360,6 +362,33 @@ def _to_rgb(image: Image.Image, background: tuple[int, int, int]) -> Image.Image
 
 
 _decoding = threading.BoundedSemaphore(DECODING_AT_ONCE)
+_decodes = [0]                  # pictures being decoded in this process now
+_decodes_lock = threading.Lock()
+
+
+def _idle_core() -> bool:
+    """Whether the last minute's load left a core idle (a training run, or another process answering,
+    keeps them busy); True where the system does not say."""
+    try:
+        return os.getloadavg()[0] < (os.cpu_count() or 1) - 0.5
+    except (AttributeError, OSError):
+        return True
+
+
+@contextlib.contextmanager
+def _decode_slot():
+    """Waits for one of the DECODING_AT_ONCE places; True if no other picture is being decoded and a
+    core is idle, free to decode half of a big JPEG. Half a picture on a busy core would only slow
+    both, and the two halves take a little more CPU in all than one decode."""
+    with _decoding:
+        with _decodes_lock:
+            _decodes[0] += 1
+            alone = _decodes[0] == 1
+        try:
+            yield alone and _idle_core()
+        finally:
+            with _decodes_lock:
+                _decodes[0] -= 1
 
 
 def load_image(source, background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
@@ -375,8 +404,8 @@ def load_image(source, background: tuple[int, int, int] = (255, 255, 255)) -> Im
     raw = _read(source)
     try:
         jpeg_scans = _check_structure(raw)
-        with _decoding:
-            image = _decode(_open(raw), raw, jpeg_scans)
+        with _decode_slot() as alone:
+            image = _decode(_open(raw), raw, jpeg_scans, halves=alone)
             orientation = _orientation(image)
             # One step at a time, so each full-size picture is let go as soon as the next exists.
             image = _averageable(image, background)

@@ -19,6 +19,7 @@ from typing import NamedTuple
 MAX_CODE_BITS = 16
 # (bit, block of an MCU) the decoders start at: blocks of every kind, bits across the first codes
 STARTS = tuple(zip((0, 3, 7, 12, 18, 25, 33, 42, 52, 63, 75, 88), range(12)))
+MAX_TABLES = 16            # Huffman tables a file may define (a real one: 4, or a few more)
 MERGE_WITHIN = 3_000       # bits a decoder reads before it counts as out of step with the others
 
 
@@ -30,11 +31,14 @@ class _Table(NamedTuple):
     codes: dict            # symbol -> (code, length), for writing
 
 
-def _table(counts: bytes, symbols: bytes) -> _Table:
+def _table(counts: bytes, symbols: bytes) -> _Table | None:
+    """The decoding tables of a DHT table; None if its code lengths do not make a prefix code."""
     fast, max_code, first_index, codes = [None] * 256, [-1] * (MAX_CODE_BITS + 1), [0] * (MAX_CODE_BITS + 1), {}
     code = index = 0
     for length in range(1, MAX_CODE_BITS + 1):
         first_index[length] = index - code
+        if code + counts[length - 1] > 1 << length:     # more codes than bits of this length can hold
+            return None
         for _ in range(counts[length - 1]):
             symbol = symbols[index]
             codes.setdefault(symbol, (code, length))
@@ -58,18 +62,20 @@ class Scan(NamedTuple):
         """The scan of a one-scan baseline JPEG from its kept segments (DHT and SOS among them),
         its components' sampling `factors` and `ids` in frame order; None if a table is missing
         or malformed."""
-        dc, ac, sos = {}, {}, None
+        dc, ac, sos, tables = {}, {}, None, 0
         for segment in segments:
             if segment[1] == 0xC4:
                 body, position = segment[4:], 0
                 while position < len(body):
-                    if position + 17 > len(body):
+                    tables += 1
+                    if position + 17 > len(body) or tables > MAX_TABLES:
                         return None
                     kind, ident, counts = body[position] >> 4, body[position] & 15, body[position + 1:position + 17]
                     symbols = body[position + 17:position + 17 + sum(counts)]
-                    if len(symbols) < sum(counts) or kind > 1:
+                    table = _table(counts, symbols) if len(symbols) == sum(counts) and kind <= 1 else None
+                    if table is None:
                         return None
-                    (ac if kind else dc)[ident] = _table(counts, symbols)
+                    (ac if kind else dc)[ident] = table
                     position += 17 + sum(counts)
             elif segment[1] == 0xDA:
                 sos = segment

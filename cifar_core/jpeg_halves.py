@@ -5,13 +5,14 @@
 
 libjpeg decodes a picture on one core, and most of the time goes into the entropy decoding, which
 decoding at reduced size does not skip (a 12-megapixel photo: about 25 ms here, more than the rest
-of an answer together). The coded data can be cut only where the encoder restarted it: at a restart
+of an answer together). The coded data is cut most simply where the encoder restarted it: at a restart
 marker every prediction starts afresh, so what follows decodes on its own. Phones write them (an
 iPhone at the end of every row of 16x16 blocks, for its own parallel decoder), so such a photo is
 decoded here as two JPEGs at once, the rows above and below a restart marker at a row boundary, each
 with its own height in its header, and the halves stacked. At reduced size libjpeg scales the colour
 channels in their inverse DCT instead of smoothing them across rows, and a restart leaves nothing to
-carry over, so the pixels are those of one decode (tests/test_jpeg_halves.py checks them).
+carry over, so the pixels are those of one decode (tests/test_jpeg_halves.py checks them). A big
+file without restart markers is handed to `jpeg_middle`, which cuts its coded data elsewhere.
 """
 from __future__ import annotations
 

@@ -34,7 +34,7 @@ from PIL import Image
 from cifar_core import jpeg_blocks
 
 MIN_BYTES = 1_500_000      # coded data below this decodes in ~15 ms or less: cutting it gains little
-MAX_PIXELS = 1_000_000     # pixels decoded per half (a 64-megapixel photo at 1/8): bounds the copies made
+MAX_PIXELS = 500_000       # pixels decoded per half (a 32-megapixel photo at 1/8): bounds the copies made
 WINDOW = 16_384            # bytes of coded data read in Python around the cut
 SETTLE_BITS = 4_096        # bits between where the decoders fall into step and the cut: the file's own
                            # codes can join them later than they join each other
@@ -87,18 +87,23 @@ def _unit(bits: _Bits, scan: jpeg_blocks.Scan, differences: dict[int, int]) -> b
 
 
 def _filler(scan: jpeg_blocks.Scan, residue: int) -> tuple[_Bits, int] | None:
-    """Flat MCUs whose bits number `residue` modulo 8: (the bits, how many MCUs)."""
+    """Flat MCUs whose bits number `residue` modulo 8: (the bits, how many MCUs). A unit's length
+    modulo 8 depends only on the size of its first brightness difference (1, 2, 4... 64)."""
     luma = scan.blocks[0][2]
-    for count in range(1, 9):
-        for steps in range(0, 8 ** min(count, 3)):
+    lengths = {}                                        # bits modulo 8 -> a difference that gives them
+    for size in range(8):
+        bits = _Bits()
+        if _unit(bits, scan, {luma: 1 << size >> 1}):
+            lengths.setdefault(bits.length % 8, 1 << size >> 1)
+    reached = {0: []}                                   # bits modulo 8 -> the differences of units giving them
+    for _ in range(8):
+        reached = {(total + length) % 8: chosen + [difference]
+                   for total, chosen in reached.items() for length, difference in lengths.items()}
+        if residue in reached:
             bits = _Bits()
-            for unit in range(count):
-                size = (steps >> (3 * unit)) & 7 if unit < 3 else 0
-                if not _unit(bits, scan, {luma: 1 << (size - 1) if size else 0}):
-                    break
-            else:
-                if bits.length % 8 == residue:
-                    return bits, count
+            for difference in reached[residue]:
+                _unit(bits, scan, {luma: difference})
+            return bits, len(reached[residue])
     return None
 
 

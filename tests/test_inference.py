@@ -238,13 +238,13 @@ def test_a_class_uploading_at_once_decodes_a_few_pictures_at_a_time(monkeypatch)
     lock = threading.Lock()
     real = inference._decode
 
-    def counted(*args):
+    def counted(*args, **options):
         with lock:
             decoding[0] += 1
             most[0] = max(most[0], decoding[0])
         time.sleep(0.02)      # long enough for every other thread to arrive meanwhile
         try:
-            return real(*args)
+            return real(*args, **options)
         finally:
             with lock:
                 decoding[0] -= 1

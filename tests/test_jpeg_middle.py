@@ -10,7 +10,7 @@ from PIL import Image
 
 import test_image_fuzz
 from cifar_core import data, inference, jpeg_blocks, jpeg_halves, jpeg_middle
-from test_jpeg_halves import both_ways, photo, recorded
+from test_jpeg_halves import both_ways, idle_machine, recorded  # noqa: F401 (idle_machine: a fixture)
 
 
 @functools.lru_cache(maxsize=None)
@@ -106,3 +106,17 @@ def test_a_damaged_photo_without_restart_markers_gives_a_picture_or_a_sentence(m
     assert outcomes["ok"] > 45, outcomes
     cut = sum(h is not None for h in halves)
     assert cut > 15 and len(halves) - cut > 10          # damaged files both cut and not cut
+
+
+def test_a_picture_decoded_while_another_is_or_on_a_busy_machine_keeps_to_one_core(monkeypatch):
+    raw = mosaic(quality=90)
+    halves = recorded(monkeypatch)
+    monkeypatch.setattr(inference, "_decodes", [1])          # another upload is being decoded
+    inference.load_image(raw)
+    monkeypatch.setattr(inference, "_decodes", [0])
+    monkeypatch.setattr(inference.os, "getloadavg", lambda: (4.0, 4.0, 4.0))   # say, a training run
+    inference.load_image(raw)
+    monkeypatch.setattr(inference.os, "getloadavg", lambda: (0.1, 0.1, 0.1))
+    alone = inference.load_image(raw)
+    assert len(halves) == 1 and halves[0] is not None     # only the picture decoded alone was cut
+    assert alone.size == (500, 375) and inference._decodes == [0]
