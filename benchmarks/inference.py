@@ -11,7 +11,8 @@ model can make quicker (most of it libjpeg's entropy decoding, which reading
 a JPEG at reduced size does not skip). The photo, as most editors and sites save
 one, has no restart markers: its coded data is cut in the middle and the halves
 decoded on two cores at once (`jpeg_middle`); timed in turns with it, the same
-photo decoded from start to end on one core, as before. The same photo is timed again as a
+photo decoded from start to end on one core, as before (the app cuts a photo only while no other
+is being decoded and a core is idle: run this on an idle machine). The same photo is timed again as a
 phone saves it, with a restart marker after each row of blocks (iPhones
 write them): such a file is cut at a marker (`jpeg_halves`).
 The baseline, measured in the same run, is the TensorFlow tutorial CNN

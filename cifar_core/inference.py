@@ -16,7 +16,8 @@ picture is shrunk) and refuses anything over MEMORY_BUDGET. JPEGs are decoded at
 photo on two cores: `jpeg_halves` cuts one at a restart marker, `jpeg_middle` one without) and
 everything else is shrunk as soon as it is decoded.
 At most DECODING_AT_ONCE pictures are decoded at a time in a process, so thirty uploads at once cost
-a server that many budgets, not thirty; a picture is decoded on two cores only while it is the only one.
+a server that many budgets, not thirty; a picture is decoded on two cores only while it is the only one
+and a core is idle.
 tests/hostile_images.py builds files that each broke the loader one of these ways
 (tests/test_inference.py measures their peak memory in a fresh process), and
 tests/test_image_fuzz.py damages pictures thousands of ways.
@@ -30,6 +31,7 @@ import os
 import re
 import struct
 import threading
+import time
 import weakref
 from pathlib import Path
 
@@ -47,6 +49,7 @@ MAX_FILE_BYTES = 50 * 2**20  # read no more than this from a path or file object
 MEMORY_BUDGET = 80 * 2**20   # bytes a picture may take while it is decoded (see _cost); with the file itself
                              # and Python's own, one load stays under 150 MB
 DECODING_AT_ONCE = 2         # decoding takes a core while it lasts: more at once would only share the cores
+IDLE_LOOK = 0.5              # seconds between looks at what other processes use of the cores (_idle_core)
 WORKING_SIZE = 256           # pictures are decoded or shrunk to no smaller than this across: plenty for 32x32
 MAX_JPEG_SCANS = 100         # each scan is a pass over the whole picture: a photo has 1, a progressive one ~10
 MAX_JPEG_SEGMENTS = 1_000    # Pillow reads each in Python; a real file has a few dozen
@@ -366,13 +369,37 @@ _decodes = [0]                  # pictures being decoded in this process now
 _decodes_lock = threading.Lock()
 
 
-def _idle_core() -> bool:
-    """Whether the last minute's load left a core idle (a training run, or another process answering,
-    keeps them busy); True where the system does not say."""
+def _cpu_seconds() -> tuple[float, float] | None:
+    """(CPU seconds every core has spent busy, of them this process's), from Linux's /proc; None where
+    the system does not say."""
     try:
-        return os.getloadavg()[0] < (os.cpu_count() or 1) - 0.5
-    except (AttributeError, OSError):
-        return True
+        with open("/proc/stat") as stat:
+            ticks = [int(n) for n in stat.readline().split()[1:]]
+        with open("/proc/self/stat") as own:
+            fields = own.read().rsplit(")", 1)[1].split()
+    except (OSError, ValueError, IndexError):
+        return None
+    per_second = os.sysconf("SC_CLK_TCK")
+    busy = sum(ticks[:8]) - ticks[3] - ticks[4]              # all but idle and waiting for disks
+    return busy / per_second, (int(fields[11]) + int(fields[12])) / per_second   # its user and system time
+
+
+_load = {"at": None, "cpu": None, "idle": True}             # the last look at what other processes use
+
+
+def _idle_core() -> bool:
+    """Whether other processes (a training run, another server) left a core idle since the last look,
+    taken at most every IDLE_LOOK seconds: this process's own threads (the model's, which spin for a
+    while after each answer) do not count. True where the system does not say."""
+    now = time.monotonic()
+    if _load["at"] is not None and now - _load["at"] < IDLE_LOOK:
+        return _load["idle"]
+    cpu = _cpu_seconds()
+    if cpu is not None and _load["cpu"] is not None and _load["at"] is not None:
+        others = (cpu[0] - _load["cpu"][0]) - (cpu[1] - _load["cpu"][1])      # their CPU seconds since
+        _load["idle"] = others / (now - _load["at"]) < (os.cpu_count() or 1) - 1.5
+    _load["at"], _load["cpu"] = now, cpu
+    return _load["idle"]
 
 
 @contextlib.contextmanager

@@ -12,6 +12,8 @@ import test_image_fuzz
 from cifar_core import data, inference, jpeg_blocks, jpeg_halves, jpeg_middle
 from test_jpeg_halves import both_ways, idle_machine, recorded  # noqa: F401 (idle_machine: a fixture)
 
+idle_core = inference._idle_core              # the real one: idle_machine stands in for it in every test
+
 
 @functools.lru_cache(maxsize=None)
 def mosaic(width=4000, height=3000, seed=0, mode="RGB", **options) -> bytes:
@@ -114,9 +116,37 @@ def test_a_picture_decoded_while_another_is_or_on_a_busy_machine_keeps_to_one_co
     monkeypatch.setattr(inference, "_decodes", [1])          # another upload is being decoded
     inference.load_image(raw)
     monkeypatch.setattr(inference, "_decodes", [0])
-    monkeypatch.setattr(inference.os, "getloadavg", lambda: (4.0, 4.0, 4.0))   # say, a training run
+    monkeypatch.setattr(inference, "_idle_core", lambda: False)       # say, a training run
     inference.load_image(raw)
-    monkeypatch.setattr(inference.os, "getloadavg", lambda: (0.1, 0.1, 0.1))
+    monkeypatch.setattr(inference, "_idle_core", lambda: True)
     alone = inference.load_image(raw)
     assert len(halves) == 1 and halves[0] is not None     # only the picture decoded alone was cut
     assert alone.size == (500, 375) and inference._decodes == [0]
+
+
+def test_a_core_counts_as_idle_when_other_processes_leave_it_so(monkeypatch):
+    clock, readings = iter([0.0, 1.0, 1.2, 2.0, 3.0]), iter([(100.0, 10.0), (100.3, 10.2), (102.0, 10.3),
+                                                            (104.0, 12.3)])
+    monkeypatch.setattr(inference.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(inference, "_cpu_seconds", lambda: next(readings))
+    monkeypatch.setattr(inference.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(inference, "_load", {"at": None, "cpu": None, "idle": True})
+    assert idle_core()            # a first look: nothing to go by
+    assert idle_core()            # others used 0.1 of a core
+    assert idle_core()            # 0.2 s later: the last look stands
+    assert not idle_core()        # others used 1.6 cores (a training run, say)
+    assert idle_core()            # this process's own 2 cores do not count
+
+
+def test_another_busy_process_takes_the_idle_core():
+    import subprocess
+    import sys
+    import time
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        idle_core()
+        time.sleep(inference.IDLE_LOOK + 0.5)
+        assert not idle_core()
+    finally:
+        busy.kill()
+        busy.wait()
