@@ -38,7 +38,7 @@ MAX_PIXELS = 500_000       # pixels decoded per half (a 32-megapixel photo at 1/
 WINDOW = 16_384            # bytes of coded data read in Python around the cut
 SETTLE_BITS = 4_096        # bits between where the decoders fall into step and the cut: the file's own
                            # codes can join them later than they join each other
-OVERLAP_MCUS = 32          # units of blocks both halves decode, to place and check the lower one
+OVERLAP_MCUS = 8           # units of blocks both halves decode, to place and check the lower one
 OVERLAP_BITS = 2_048       # ... and at least this much coded data
 MAX_DIFFERENCE = 12        # levels the overlap may differ by (the lower half's halved quantisers round)
 MAX_STEP = 48              # levels the upper half's last units move the brightness by
