@@ -20,13 +20,14 @@ libjpeg decodes the two halves at once, each as a JPEG of its own:
   cut off at 0 or 255).
 
 Above the cut the pixels are those of one decode; below it they are within a few levels of them (at
-most 6 in 60 photos tested, under 1.1 on average), the rounding of the halved quantiser.
+most 7 in 60 photos tested, at most 1.1 on average), the rounding of the halved quantiser.
 """
 from __future__ import annotations
 
 import bisect
 import io
 from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -43,7 +44,31 @@ OVERLAP_BITS = 2_048       # ... and at least this much coded data
 MAX_DIFFERENCE = 12        # levels the overlap may differ by (the lower half's halved quantisers round)
 MAX_STEP = 48              # levels the upper half's last units move the brightness by
 _SENTINEL = (1, -1, -1, 1)  # ... up, back, down, back
-_lower_half = ThreadPoolExecutor(max_workers=2, thread_name_prefix="jpeg-lower")
+_lower_half_decoder = ThreadPoolExecutor(max_workers=2, thread_name_prefix="jpeg-lower")
+
+
+class _Layout(NamedTuple):
+    quant_ids: list          # per channel: its quantisation table
+    sides: list              # per channel: pixels across one of its blocks covers, read at 1/8
+    tile: tuple              # (height, width) in pixels of a unit of blocks (an MCU), read at 1/8
+
+
+def _layout(kept: list[bytes], frame, scale: int) -> tuple[_Layout, jpeg_blocks.Scan] | None:
+    """How a three-channel frame's units are laid out read at 1/8, and its scan; None for any other.
+    Read at 1/8 a brightness block is one pixel, its DC (so the lower half's cannot be cut off at 0 or
+    255), and each colour's block a square of pixels that libjpeg scales in its inverse DCT rather
+    than smooths across neighbours (4:4:4 and 4:2:0)."""
+    sof = next(segment for segment in kept if segment[1] in (0xC0, 0xC1))
+    count = sof[9]
+    ids = [sof[10 + 3 * n] for n in range(count)]
+    factors = [(sof[11 + 3 * n] >> 4, sof[11 + 3 * n] & 15) for n in range(count)]
+    h_max, v_max = max(h for h, _ in factors), max(v for _, v in factors)
+    if count != 3 or scale != 8 or frame.rows * frame.per_row * h_max * v_max > MAX_PIXELS or \
+            any(h_max % h or v_max % v or h_max // h != v_max // v for h, v in factors):
+        return None
+    scan = jpeg_blocks.Scan.parse(kept, factors, ids)
+    layout = _Layout([sof[12 + 3 * n] for n in range(count)], [h_max // h for h, _ in factors], (v_max, h_max))
+    return None if scan is None else (layout, scan)
 
 
 class _Bits:
@@ -139,14 +164,12 @@ def _decoded(part: bytes, size: tuple[int, int], mode: str) -> np.ndarray:
     return np.asarray(image)
 
 
-def _undone(pixels: np.ndarray, halved: dict, quant_ids: list[int], ratios: list, scale: int,
-            shift=(0.0, 0.0, 0.0)) -> np.ndarray:
+def _undone(pixels: np.ndarray, layout: _Layout, halved: dict, shift=(0.0, 0.0, 0.0)) -> np.ndarray:
     """The lower half's YCbCr (uint8) as float, each block's mean (its DC) scaled back up to what the
     full DC quantisers give, and moved by `shift`."""
     out = np.empty(pixels.shape, np.float32)
-    for c, table in enumerate(quant_ids):
+    for c, (table, side) in enumerate(zip(layout.quant_ids, layout.sides)):
         q, written = halved[table]
-        side = 8 * ratios[c][0] // scale                 # pixels one of its blocks covers
         plane = out[..., c]
         plane[...] = pixels[..., c]
         if q != written:
@@ -156,15 +179,15 @@ def _undone(pixels: np.ndarray, halved: dict, quant_ids: list[int], ratios: list
     return out
 
 
-def _lookup(halved: dict, quant_ids: list[int], ratios: list, scale: int, shift) -> list[int] | None:
-    """`_undone` as a table per channel for Image.point, where each pixel is a block or keeps its
-    quantiser; None otherwise."""
+def _lookup(layout: _Layout, halved: dict, shift) -> list[int] | None:
+    """`_undone` as a table per channel for Image.point, where each channel's block is one pixel or
+    keeps its quantiser; None otherwise."""
     table = []
-    for c, quant in enumerate(quant_ids):
+    for quant, side, moved in zip(layout.quant_ids, layout.sides, shift):
         q, written = halved[quant]
-        if q != written and 8 * ratios[c][0] // scale > 1:
+        if q != written and side > 1:
             return None
-        values = (np.arange(256) - 128) * (q / written) + 128 + shift[c]
+        values = (np.arange(256) - 128) * (q / written) + 128 + moved
         table += np.clip(np.floor(values + 0.5), 0, 255).astype(int).tolist()
     return table
 
@@ -204,28 +227,9 @@ def _sentinel(upper: np.ndarray, tile: tuple[int, int], step: int) -> int | None
     return None
 
 
-def decode(raw: bytes, kept: list[bytes], frame, start: int, scale: int, size: tuple[int, int],
-           info: dict | None = None) -> Image.Image | None:
-    """The picture of one-scan JPEG `raw` at 1/`scale` of its size (`size`), decoded as two halves at
-    once, or None if it cannot be (see the module's docstring); `kept`, `frame` and `start` as
-    `jpeg_halves._header` gives them."""
-    sof = next(s for s in kept if s[1] in (0xC0, 0xC1))
-    count = sof[9]
-    ids = [sof[10 + 3 * n] for n in range(count)]
-    factors = [(sof[11 + 3 * n] >> 4, sof[11 + 3 * n] & 15) for n in range(count)]
-    quant_ids = [sof[12 + 3 * n] for n in range(count)]
-    h_max, v_max = max(h for h, _ in factors), max(v for _, v in factors)
-    ratios = [(h_max // h, v_max // v) for h, v in factors]
-    # Read at 1/8, a brightness block is one pixel, its DC (so the lower half's cannot be cut off at 0
-    # or 255), and each colour's block a square of pixels that libjpeg scales in its inverse DCT rather
-    # than smooths across neighbours (4:4:4 and 4:2:0).
-    if count != 3 or scale != 8 or frame.rows * frame.per_row * h_max * v_max > MAX_PIXELS or any(h_max % h or v_max % v or a != b or a > scale for (h, v), (a, b) in zip(factors, ratios)):
-        return None
-    scan = jpeg_blocks.Scan.parse(kept, factors, ids)
-    header_a, quantisers = _header(kept, frame.per_row * 8 * h_max, frame.rows * 8 * v_max)
-    if scan is None or any(q < 2 for q, _ in quantisers.values()) or quant_ids[0] not in quantisers:
-        return None
-
+def _cut_points(raw: bytes, start: int, scan: jpeg_blocks.Scan) -> tuple[int, int, int, int, int] | None:
+    """Where MCUs begin near the middle of the coded data (from `start`): (the byte and bit of the cut,
+    the byte and bit where the upper half ends, the units between them); None if not found."""
     middle = start + (len(raw) - start) // 2
     middle += raw[middle - 1] == 0xFF                  # not on the zero that follows a coded 0xFF
     window = raw[middle:middle + WINDOW]
@@ -235,91 +239,115 @@ def decode(raw: bytes, kept: list[bytes], frame, start: int, scale: int, size: t
             return None                                 # a marker: the data does not run past the window
         stuffed.append(position - len(stuffed))         # where that 0xFF is, once the zeros are gone
         position = window.find(b"\xff", position + 2)
-
-    def original(unstuffed: int) -> int:               # where byte `unstuffed` of the window is in `raw`
-        return middle + unstuffed + bisect.bisect_left(stuffed, unstuffed)
-
     starts = scan.mcu_starts(window.replace(b"\xff\x00", b"\xff"), SETTLE_BITS, OVERLAP_MCUS, OVERLAP_BITS)
     if starts is None:
         return None
-    cut, upper_end, overlap = starts[0], starts[-1], len(starts) - 1
-    block_w, block_h = 8 * h_max, 8 * v_max
-    tile = (block_h // scale, block_w // scale)
-    units = frame.rows * frame.per_row
-    width, height = frame.per_row * block_w, frame.rows * block_h
+    # where the bytes the two bits are in, counted in the window without its zeros, are in `raw`
+    cut, end = (middle + (bit >> 3) + bisect.bisect_left(stuffed, bit >> 3) for bit in (starts[0], starts[-1]))
+    return cut, starts[0] & 7, end, starts[-1] & 7, len(starts) - 1
 
-    # The upper half: the data to `upper_end`, then four units of our own that move the brightness by
-    # `step` levels, up, back, down and back; then the end, after which libjpeg gives every unit grey.
-    q = quantisers[quant_ids[0]][0]
+
+def _upper_half(raw: bytes, kept: list[bytes], frame, layout: _Layout, scan: jpeg_blocks.Scan, start: int,
+                at: int, bit: int) -> tuple[bytes, int] | None:
+    """(a JPEG of the picture's size holding the coded data to bit `bit` of byte `at`, then four flat
+    units that move the brightness by `step` levels up, back, down and back, then its end; `step`)."""
+    header, quantisers = _header(kept, frame.per_row * layout.tile[1] * 8, frame.rows * layout.tile[0] * 8)
+    if layout.quant_ids[0] not in quantisers or any(dc < 2 for dc, _ in quantisers.values()):
+        return None                                     # no table, or a DC quantiser of 1: nothing to halve
+    q = quantisers[layout.quant_ids[0]][0]
     difference = 8 * max(1, min(MAX_STEP // q, ((1 << max(scan.blocks[0][0].codes)) - 1) // 8))
-    step = difference * q // 8
-    at, bit = original(upper_end >> 3), upper_end & 7
     ending = _Bits()
     ending.add(raw[at] >> (8 - bit), bit)
     luma = scan.blocks[0][2]
-    if step < 2 or not all(_unit(ending, scan, {luma: sign * difference}) for sign in _SENTINEL):
+    if not all(_unit(ending, scan, {luma: sign * difference}) for sign in _SENTINEL):
         return None
-    upper = b"".join([header_a, memoryview(raw)[start:at], ending.padded(), b"\xff\xd9"])
+    return b"".join([header, memoryview(raw)[start:at], ending.padded(), b"\xff\xd9"]), difference * q // 8
 
-    # The lower half: empty units to a whole byte, then the data from `cut` on, its DC quantisers halved.
-    header_b, halved = _header(kept, width, height + block_h, halve=quant_ids[0])
-    at, bit = original(cut >> 3), cut & 7
-    if bit:
-        found = _filler(scan, bit)
-        if found is None:
-            return None
-        filler, skipped = found
-        filler.add(raw[at], 8 - bit)                    # the rest of the byte the cut is in
-        prefix, rest = filler.padded(), at + (2 if raw[at] == 0xFF else 1)
-    else:
-        prefix, skipped, rest = b"", 0, at
-    lower = b"".join([header_b, prefix, memoryview(raw)[rest:]])
 
-    try:
-        pending = _lower_half.submit(_decoded, lower, (width // scale, (height + block_h) // scale), "YCbCr")
-        upper = _decoded(upper, (width // scale, height // scale), "RGB")
-        lower = pending.result()
-    except Exception:
+def _lower_half(raw: bytes, kept: list[bytes], frame, layout: _Layout, scan: jpeg_blocks.Scan, at: int,
+                bit: int) -> tuple[bytes, int, dict] | None:
+    """(a JPEG a row of units taller than the picture: flat units that bring the coded data from bit
+    `bit` of byte `at` to a whole byte, then that data, the brightness DC quantiser halved; how many
+    flat units; table id -> (DC quantiser, as written))."""
+    header, halved = _header(kept, frame.per_row * layout.tile[1] * 8, (frame.rows + 1) * layout.tile[0] * 8,
+                             halve=layout.quant_ids[0])
+    if not bit:
+        return b"".join([header, memoryview(raw)[at:]]), 0, halved
+    found = _filler(scan, bit)
+    if found is None:
         return None
-    per_row, (tile_h, tile_w) = frame.per_row, tile
-    upper, lower = (p.reshape(-1, tile_h, per_row * tile_w, 3) for p in (upper, lower))   # rows of units
-    end = _sentinel(upper, tile, step)
-    if end is None:
-        return None
-    k = end - overlap                                  # the unit the cut is at
-    # Unit n >= k of the picture is unit n - k + skipped of the lower half, whose rows from the
-    # overlap's on are made RGB, moved by the shift the overlap shows.
-    lower = lower[skipped // per_row:-(-(skipped + units - k) // per_row)]
+    filler, skipped = found
+    filler.add(raw[at], 8 - bit)                        # the rest of the byte the cut is in
+    rest = at + (2 if raw[at] == 0xFF else 1)
+    return b"".join([header, filler.padded(), memoryview(raw)[rest:]]), skipped, halved
+
+
+def _joined(upper: np.ndarray, lower: np.ndarray, k: int, end: int, skipped: int, layout: _Layout,
+            halved: dict) -> np.ndarray | None:
+    """The picture (rows of units, RGB): the upper half's units before `end`, then the lower half's
+    from its unit `skipped` on (the picture's unit k), its colours put right; None where they cannot
+    be, or the units both halves hold disagree."""
+    rows, (tile_h, tile_w) = upper.shape[0], layout.tile
+    per_row, overlap = upper.shape[2] // tile_w, end - k
+    # Unit n >= k of the picture is unit n - k + skipped of the lower half: its rows from the overlap's on.
+    lower = lower[skipped // per_row:-(-(skipped + rows * per_row - k) // per_row)]
     skipped %= per_row
-    full, part = divmod(skipped + units - k, per_row)
-    for held in (lower[:full], _units(lower, tile, full * per_row, part)):
+    full, part = divmod(skipped + rows * per_row - k, per_row)
+    for held in (lower[:full], _units(lower, layout.tile, full * per_row, part)):
         if held.size and (held.min() == 0 or held.max() == 255):
             return None                                # cut off at 0 or 255: a shift that cannot be undone
-    shared = _units(upper, tile, k, overlap)
-    seen = _undone(lower[:-(-(skipped + overlap) // per_row)].reshape(-1, per_row * tile_w, 3), halved,
-                   quant_ids, ratios, scale).reshape(-1, tile_h, per_row * tile_w, 3)
-    shift = np.median(_ycc(shared) - _units(seen, tile, skipped, overlap), axis=(0, 1, 2))
+    shared = _units(upper, layout.tile, k, overlap)
+    seen = _undone(lower[:-(-(skipped + overlap) // per_row)].reshape(-1, per_row * tile_w, 3), layout, halved)
+    shift = np.median(_ycc(shared) - _units(seen.reshape(-1, tile_h, per_row * tile_w, 3), layout.tile, skipped,
+                                            overlap), axis=(0, 1, 2))
     lower = lower.reshape(-1, per_row * tile_w, 3)
-    table = _lookup(halved, quant_ids, ratios, scale, shift)
-    if table is not None:
-        lower = Image.fromarray(lower, "YCbCr").point(table)
-    else:
-        lower = Image.fromarray(np.clip(_undone(lower, halved, quant_ids, ratios, scale, shift) + 0.5, 0, 255)
-                                .astype(np.uint8), "YCbCr")
+    table = _lookup(layout, halved, shift)
+    lower = Image.fromarray(lower, "YCbCr").point(table) if table is not None else \
+        Image.fromarray(np.clip(_undone(lower, layout, halved, shift) + 0.5, 0, 255).astype(np.uint8), "YCbCr")
     lower = np.asarray(lower.convert("RGB")).reshape(-1, tile_h, per_row * tile_w, 3)
     lower = np.concatenate([lower[:1], lower, lower[:2]])     # a row each side: the moves below stay inside
     # A row of the picture is the end of one of lower's rows and the start of the next.
     moved, along = divmod(skipped - k, per_row)
     top = k // per_row
-    rows, split = frame.rows - top, (per_row - along) * tile_w
+    count, split = rows - top, (per_row - along) * tile_w
     whole = np.empty_like(upper)
-    whole[top:, :, :split] = lower[top + moved + 1:top + moved + 1 + rows, :, along * tile_w:]
-    whole[top:, :, split:] = lower[top + moved + 2:top + moved + 2 + rows, :, :along * tile_w]
-    if np.abs(_units(whole, tile, k, overlap).astype(np.int16) - shared).max() > MAX_DIFFERENCE:
+    whole[top:, :, :split] = lower[top + moved + 1:top + moved + 1 + count, :, along * tile_w:]
+    whole[top:, :, split:] = lower[top + moved + 2:top + moved + 2 + count, :, :along * tile_w]
+    if np.abs(_units(whole, layout.tile, k, overlap).astype(np.int16) - shared).max() > MAX_DIFFERENCE:
         return None                                    # the halves disagree: the cut was not where it seemed
     row, column = divmod(end, per_row)
     whole[:row] = upper[:row]
     whole[row, :, :column * tile_w] = upper[row, :, :column * tile_w]
-    whole = Image.fromarray(np.ascontiguousarray(whole.reshape(-1, per_row * tile_w, 3)[:size[1], :size[0]]))
+    return whole
+
+
+def decode(raw: bytes, kept: list[bytes], frame, start: int, scale: int, size: tuple[int, int],
+           info: dict | None = None) -> Image.Image | None:
+    """The picture of one-scan JPEG `raw` at 1/`scale` of its size (`size`), decoded as two halves at
+    once, or None if it cannot be (see the module's docstring); `kept`, `frame` and `start` as
+    `jpeg_halves._header` gives them, `info` Pillow's for the file."""
+    found = _layout(kept, frame, scale)
+    points = found and _cut_points(raw, start, found[1])
+    if not points:
+        return None
+    (layout, scan), (cut, cut_bit, end, end_bit, overlap) = found, points
+    upper = _upper_half(raw, kept, frame, layout, scan, start, end, end_bit)
+    lower = _lower_half(raw, kept, frame, layout, scan, cut, cut_bit)
+    if upper is None or lower is None:
+        return None
+    (upper, step), (lower, skipped, halved) = upper, lower
+    across, down = frame.per_row * layout.tile[1], frame.rows * layout.tile[0]
+    try:
+        pending = _lower_half_decoder.submit(_decoded, lower, (across, down + layout.tile[0]), "YCbCr")
+        upper = _decoded(upper, (across, down), "RGB")
+        lower = pending.result()
+    except Exception:
+        return None
+    upper, lower = (p.reshape(-1, layout.tile[0], across, 3) for p in (upper, lower))   # rows of units
+    last = _sentinel(upper, layout.tile, step)
+    whole = None if last is None else _joined(upper, lower, last - overlap, last, skipped, layout, halved)
+    if whole is None:
+        return None
+    whole = Image.fromarray(np.ascontiguousarray(whole.reshape(down, across, 3)[:size[1], :size[0]]))
     whole.info = dict(info or {})          # its EXIF orientation, read after decoding
     return whole
