@@ -41,6 +41,7 @@ class _Frame(NamedTuple):
     rows: int               # rows of blocks
     per_row: int            # blocks a row
     sample_rows: int        # rows of pixels one colour sample spans (2 for 4:2:0, else 1)
+    components: tuple       # per channel, in the frame's order: (id, across, down, quantisation table)
 
 
 def _header(raw: bytes) -> tuple[list[bytes], _Frame, int, int] | None:
@@ -60,12 +61,14 @@ def _header(raw: bytes) -> tuple[list[bytes], _Frame, int, int] | None:
             if marker not in (0xC0, 0xC1) or frame or len(segment) < 10 or segment[4] != 8:
                 return None
             height, width, count = int.from_bytes(segment[5:7], "big"), int.from_bytes(segment[7:9], "big"), segment[9]
-            factors = [(b >> 4, b & 15) for b in segment[11:10 + 3 * count:3]]
-            if not height or not width or len(factors) != count or not all(h and v for h, v in factors):
+            ids, samples, tables = (segment[first:10 + 3 * count:3] for first in (10, 11, 12))
+            components = tuple((ident, b >> 4, b & 15, table) for ident, b, table in zip(ids, samples, tables))
+            factors = [(h, v) for _, h, v, _ in components]
+            if not height or not width or len(components) != count or not all(h and v for h, v in factors):
                 return None
             block_w, block_h = 8 * max(h for h, _ in factors), 8 * max(v for _, v in factors)
             frame = _Frame(sum(map(len, kept)) + 5, height, width, block_h, -(-height // block_h),
-                           -(-width // block_w), block_h // (8 * min(v for _, v in factors)))
+                           -(-width // block_w), block_h // (8 * min(v for _, v in factors)), components)
             channels = count
         elif marker == 0xDD and len(segment) >= 6:
             interval = int.from_bytes(segment[4:6], "big")

@@ -58,16 +58,13 @@ def _layout(kept: list[bytes], frame, scale: int) -> tuple[_Layout, jpeg_blocks.
     Read at 1/8 a brightness block is one pixel, its DC (so the lower half's cannot be cut off at 0 or
     255), and each colour's block a square of pixels that libjpeg scales in its inverse DCT rather
     than smooths across neighbours (4:4:4 and 4:2:0)."""
-    sof = next(segment for segment in kept if segment[1] in (0xC0, 0xC1))
-    count = sof[9]
-    ids = [sof[10 + 3 * n] for n in range(count)]
-    factors = [(sof[11 + 3 * n] >> 4, sof[11 + 3 * n] & 15) for n in range(count)]
+    factors = [(h, v) for _, h, v, _ in frame.components]
     h_max, v_max = max(h for h, _ in factors), max(v for _, v in factors)
-    if count != 3 or scale != 8 or frame.rows * frame.per_row * h_max * v_max > MAX_PIXELS or \
+    if len(factors) != 3 or scale != 8 or frame.rows * frame.per_row * h_max * v_max > MAX_PIXELS or \
             any(h_max % h or v_max % v or h_max // h != v_max // v for h, v in factors):
         return None
-    scan = jpeg_blocks.Scan.parse(kept, factors, ids)
-    layout = _Layout([sof[12 + 3 * n] for n in range(count)], [h_max // h for h, _ in factors], (v_max, h_max))
+    scan = jpeg_blocks.Scan.parse(kept, factors, [ident for ident, *_ in frame.components])
+    layout = _Layout([table for *_, table in frame.components], [h_max // h for h, _ in factors], (v_max, h_max))
     return None if scan is None else (layout, scan)
 
 

@@ -52,10 +52,8 @@ def test_a_big_photo_without_restart_markers_comes_out_of_two_halves_as_one_deco
 def test_the_cut_is_where_the_file_s_own_blocks_begin():
     raw = mosaic(1200, 900, quality=90)
     kept, frame, _, start = jpeg_halves._header(raw)
-    sof = next(segment for segment in kept if segment[1] == 0xC0)
-    ids = [sof[10 + 3 * n] for n in range(3)]
-    factors = [(sof[11 + 3 * n] >> 4, sof[11 + 3 * n] & 15) for n in range(3)]
-    scan = jpeg_blocks.Scan.parse(kept, factors, ids)
+    scan = jpeg_blocks.Scan.parse(kept, [(h, v) for _, h, v, _ in frame.components],
+                                  [ident for ident, *_ in frame.components])
     coded = raw[start:raw.rindex(b"\xff\xd9")].replace(b"\xff\x00", b"\xff")
     middle = len(coded) // 2 + 1                               # a byte in the middle, not at a block
     found = scan.mcu_starts(coded[middle:], 64, 32, 2048)
