@@ -49,22 +49,24 @@ _lower_half_decoder = ThreadPoolExecutor(max_workers=2, thread_name_prefix="jpeg
 
 class _Layout(NamedTuple):
     quant_ids: list          # per channel: its quantisation table
-    sides: list              # per channel: pixels across one of its blocks covers, read at 1/8
+    sides: list              # per channel: (down, across) in pixels of one of its blocks, read at 1/8
     tile: tuple              # (height, width) in pixels of a unit of blocks (an MCU), read at 1/8
 
 
 def _layout(kept: list[bytes], frame, scale: int) -> tuple[_Layout, jpeg_blocks.Scan] | None:
     """How a three-channel frame's units are laid out read at 1/8, and its scan; None for any other.
     Read at 1/8 a brightness block is one pixel, its DC (so the lower half's cannot be cut off at 0 or
-    255), and each colour's block a square of pixels that libjpeg scales in its inverse DCT rather
-    than smooths across neighbours (4:4:4 and 4:2:0)."""
+    255), and each colour's block a rectangle of pixels of one colour: libjpeg smooths colour samples
+    across neighbouring blocks only where it reads a block as more than one pixel, so no block's
+    pixels depend on the units next to it, whatever the colour sampling (4:2:0, 4:2:2, 4:4:4...)."""
     factors = [(h, v) for _, h, v, _ in frame.components]
     h_max, v_max = max(h for h, _ in factors), max(v for _, v in factors)
     if len(factors) != 3 or scale != 8 or frame.rows * frame.per_row * h_max * v_max > MAX_PIXELS or \
-            any(h_max % h or v_max % v or h_max // h != v_max // v for h, v in factors):
+            any(h_max % h or v_max % v for h, v in factors):
         return None
     scan = jpeg_blocks.Scan.parse(kept, factors, [ident for ident, *_ in frame.components])
-    layout = _Layout([table for *_, table in frame.components], [h_max // h for h, _ in factors], (v_max, h_max))
+    layout = _Layout([table for *_, table in frame.components], [(v_max // v, h_max // h) for h, v in factors],
+                     (v_max, h_max))
     return None if scan is None else (layout, scan)
 
 
@@ -165,12 +167,12 @@ def _undone(pixels: np.ndarray, layout: _Layout, halved: dict, shift=(0.0, 0.0, 
     """The lower half's YCbCr (uint8) as float, each block's mean (its DC) scaled back up to what the
     full DC quantisers give, and moved by `shift`."""
     out = np.empty(pixels.shape, np.float32)
-    for c, (table, side) in enumerate(zip(layout.quant_ids, layout.sides)):
+    for c, (table, (down, across)) in enumerate(zip(layout.quant_ids, layout.sides)):
         q, written = halved[table]
         plane = out[..., c]
         plane[...] = pixels[..., c]
         if q != written:
-            blocks = plane.reshape(plane.shape[0] // side, side, plane.shape[1] // side, side)   # a view
+            blocks = plane.reshape(plane.shape[0] // down, down, plane.shape[1] // across, across)   # a view
             blocks += (blocks.mean(axis=(1, 3), keepdims=True) - 128) * (q / written - 1)
         plane += shift[c]
     return out
@@ -182,7 +184,7 @@ def _lookup(layout: _Layout, halved: dict, shift) -> list[int] | None:
     table = []
     for quant, side, moved in zip(layout.quant_ids, layout.sides, shift):
         q, written = halved[quant]
-        if q != written and side > 1:
+        if q != written and side != (1, 1):
             return None
         values = (np.arange(256) - 128) * (q / written) + 128 + moved
         table += np.clip(np.floor(values + 0.5), 0, 255).astype(int).tolist()
