@@ -56,9 +56,9 @@ class _Layout(NamedTuple):
 def _layout(kept: list[bytes], frame, scale: int) -> tuple[_Layout, jpeg_blocks.Scan] | None:
     """How a three-channel frame's units are laid out read at 1/8, and its scan; None for any other.
     Read at 1/8 a brightness block is one pixel, its DC (so the lower half's cannot be cut off at 0 or
-    255), and each colour's block a rectangle of pixels of one colour: libjpeg smooths colour samples
-    across neighbouring blocks only where it reads a block as more than one pixel, so no block's
-    pixels depend on the units next to it, whatever the colour sampling (4:2:0, 4:2:2, 4:4:4...)."""
+    255), and each colour's block a rectangle of pixels of one colour: libjpeg-turbo smooths colour
+    samples across neighbouring blocks only where it reads a block as more than one pixel (jdsample.c),
+    so no block's pixels depend on the units next to it, whatever the sampling (4:2:0, 4:2:2, 4:4:4...)."""
     factors = [(h, v) for _, h, v, _ in frame.components]
     h_max, v_max = max(h for h, _ in factors), max(v for _, v in factors)
     if len(factors) != 3 or scale != 8 or frame.rows * frame.per_row * h_max * v_max > MAX_PIXELS or \
