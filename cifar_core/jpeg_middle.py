@@ -231,13 +231,13 @@ def _cut_points(raw: bytes, start: int, scan: jpeg_blocks.Scan) -> tuple[int, in
     the byte and bit where the upper half ends, the units between them); None if not found."""
     middle = start + (len(raw) - start) // 2
     middle += raw[middle - 1] == 0xFF                  # not on the zero that follows a coded 0xFF
-    window = raw[middle:middle + WINDOW]
-    stuffed, position = [], window.find(b"\xff")
+    window = raw[middle:middle + WINDOW + 1]           # a byte more: the zero after a last 0xFF
+    stuffed, position = [], window.find(b"\xff", 0, WINDOW)
     while position >= 0:                                # each 0xFF of the data is followed by a zero
         if window[position + 1:position + 2] != b"\x00":
             return None                                 # a marker: the data does not run past the window
         stuffed.append(position - len(stuffed))         # where that 0xFF is, once the zeros are gone
-        position = window.find(b"\xff", position + 2)
+        position = window.find(b"\xff", position + 2, WINDOW)
     starts = scan.mcu_starts(window.replace(b"\xff\x00", b"\xff"), SETTLE_BITS, OVERLAP_MCUS, OVERLAP_BITS)
     if starts is None:
         return None

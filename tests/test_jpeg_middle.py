@@ -65,6 +65,18 @@ def test_the_cut_is_where_the_file_s_own_blocks_begin():
     assert all(middle * 8 + bit in starts for bit in found)
 
 
+def test_a_window_ending_on_a_coded_0xff_is_cut_all_the_same(monkeypatch):
+    raw = mosaic(quality=90)
+    kept, frame, _, start = jpeg_halves._header(raw)
+    scan = jpeg_middle._layout(kept, frame, 8)[1]
+    middle = start + (len(raw) - start) // 2
+    middle += raw[middle - 1] == 0xFF
+    # the window read in Python ends on a coded 0xFF, whose zero lies just past it
+    monkeypatch.setattr(jpeg_middle, "WINDOW", raw.index(b"\xff\x00", middle + 8_000) - middle + 1)
+    assert jpeg_middle._cut_points(raw, start, scan) is not None
+    assert both_ways(raw)[1] is not None
+
+
 def test_load_image_and_the_model_answer_such_a_photo_as_before(monkeypatch):
     raw = mosaic(quality=90)
     halves = recorded(monkeypatch)
