@@ -1,0 +1,87 @@
+"""A big progressive JPEG read at an eighth of its size from the scans an eighth shows: the same pixels
+as from the whole file, or the usual decode."""
+import io
+import random
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import test_image_fuzz
+from cifar_core import inference, jpeg_progressive
+from test_jpeg_middle import mosaic
+
+
+def eighth(raw: bytes) -> np.ndarray:
+    image = Image.open(io.BytesIO(raw))
+    image.draft("RGB", (image.size[0] // 8, image.size[1] // 8))
+    image.load()
+    return np.asarray(image)
+
+
+def recorded(monkeypatch) -> list:
+    """What each call of jpeg_progressive.decode gives from now on, in order."""
+    results, decode = [], jpeg_progressive.decode
+
+    def recording(*args):
+        results.append(decode(*args))
+        return results[-1]
+    monkeypatch.setattr(jpeg_progressive, "decode", recording)
+    return results
+
+
+@pytest.mark.parametrize("options", [
+    dict(quality=90),                                   # as Pillow and libjpeg write them (successive approximation)
+    dict(quality=95, optimize=True),                    # Huffman tables of its own, one before each scan
+    dict(quality=90, subsampling="4:4:4"),              # every channel at full resolution
+    dict(quality=90, subsampling="4:2:2"),
+    dict(quality=90, restart_marker_rows=1),            # restart markers in every scan
+    dict(quality=90, mode="L"),
+])
+def test_a_progressive_photo_read_at_an_eighth_from_fewer_scans_has_the_same_pixels(options):
+    raw = mosaic(progressive=True, **options)
+    shorter = jpeg_progressive.for_an_eighth(raw)
+    assert shorter is not None and len(shorter) < len(raw) / 3
+    whole, part = eighth(raw), eighth(shorter)
+    assert part.shape == whole.shape and (part == whole).all()
+
+
+def test_an_odd_size_and_a_photo_turned_by_its_exif_come_out_as_before(monkeypatch):
+    rotated = Image.open(io.BytesIO(mosaic(3203, 2401, quality=90)))
+    exif = Image.Exif()
+    exif[0x0112] = 6                                     # turned a quarter: shown upright, portrait
+    buffer = io.BytesIO()
+    rotated.save(buffer, "JPEG", quality=90, progressive=True, exif=exif)
+    raw = buffer.getvalue()
+    found = recorded(monkeypatch)
+    shortcut = inference.load_image(raw)
+    monkeypatch.setattr(jpeg_progressive, "decode", lambda *args: None)
+    usual = inference.load_image(raw)
+    assert found[0] is not None
+    assert shortcut.size == usual.size == (301, 401)      # upright: portrait, an eighth of 2401 x 3203
+    assert (np.asarray(shortcut) == np.asarray(usual)).all()
+
+
+def test_files_it_cannot_shorten_are_left_to_the_usual_decode(monkeypatch):
+    assert jpeg_progressive.for_an_eighth(mosaic(quality=90)) is None             # one scan: nothing to leave out
+    assert jpeg_progressive.for_an_eighth(b"\xff\xd8\xff\xd9") is None
+    found = recorded(monkeypatch)
+    small = inference.load_image(mosaic(1600, 1200, progressive=True, quality=90))   # read at 1/4: needs the rest
+    assert found == [None] and small.size == (400, 300)
+
+
+def test_a_damaged_progressive_photo_gives_a_picture_or_a_sentence(monkeypatch):
+    seeds = [mosaic(3200, 2400, progressive=True, quality=90),
+             mosaic(3200, 2400, progressive=True, quality=90, subsampling="4:4:4", optimize=True)]
+    found = recorded(monkeypatch)
+    outcomes = {"ok": 0, "refused": 0}
+    for i in range(60):
+        rng = random.Random(f"progressive-{i}")
+        raw = bytearray(test_image_fuzz.mutate(seeds[i % 2], rng))
+        if i % 3 == 0:                                   # damage inside the coded data, in any scan
+            at = rng.randrange(len(raw) // 20, len(raw) - 16)
+            for offset in range(rng.randint(1, 16)):
+                raw[at + offset] ^= rng.randrange(1, 256)
+        outcomes[test_image_fuzz.check(bytes(raw), f"progressive case {i}")] += 1
+    shortened = sum(f is not None for f in found)
+    assert outcomes["ok"] > 20 and shortened > 10 and len(found) - shortened > 5, (outcomes, shortened)
