@@ -14,7 +14,9 @@ decoded on two cores at once (`jpeg_middle`); timed in turns with it, the same
 photo decoded from start to end on one core, as before (the app cuts a photo only while no other
 is being decoded and a core is idle: run this on an idle machine). The same photo is timed again as a
 phone saves it, with a restart marker after each row of blocks (iPhones
-write them): such a file is cut at a marker (`jpeg_halves`).
+write them): such a file is cut at a marker (`jpeg_halves`). And once more saved progressive, as
+web tools often save photos: read at an eighth from the scans that show there (`jpeg_progressive`),
+timed in turns with the same file decoded from every scan, as before.
 The baseline, measured in the same run, is the TensorFlow tutorial CNN
 (untrained: speed does not depend on the weights), and the bundled model as
 saved, in float32: `inference.load_model` answers with a copy whose BatchNorms
@@ -34,6 +36,7 @@ the same run, is every network on every picture, as it answered before.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import statistics
 import sys
@@ -44,7 +47,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from cifar_core import data, fast_inference, inference, jpeg_middle, models  # noqa: E402
+from cifar_core import data, fast_inference, inference, jpeg_middle, jpeg_progressive, models  # noqa: E402
 
 
 def throughput(model, images: np.ndarray, seconds: float = 5.0, answer=inference.predict, **options) -> float:
@@ -93,21 +96,37 @@ def latency(model, photo: bytes, one_view: bool = False, repeats: int = 50) -> l
     return times
 
 
-def photo_in_turns(model, photo: bytes, rounds: int = 5, repeats: int = 10) -> tuple[list[float], list[float]]:
-    """(times cut in the middle, times on one core) for one photo, timed in turns as `in_turns` does:
-    the photo's coded data cut in the middle and decoded on two cores (`jpeg_middle`), and decoded
-    from start to end on one, as before."""
-    cut, one_core = [], []
+@contextlib.contextmanager
+def on_one_core():
+    """Photos without restart markers decoded from start to end on one core, as before `jpeg_middle`."""
     threshold = jpeg_middle.MIN_BYTES
+    jpeg_middle.MIN_BYTES = float("inf")
     try:
-        for _ in range(rounds):
-            jpeg_middle.MIN_BYTES = threshold
-            cut += latency(model, photo, repeats=repeats)
-            jpeg_middle.MIN_BYTES = float("inf")
-            one_core += latency(model, photo, repeats=repeats)
+        yield
     finally:
         jpeg_middle.MIN_BYTES = threshold
-    return sorted(cut), sorted(one_core)
+
+
+@contextlib.contextmanager
+def every_scan():
+    """Progressive photos decoded from every scan, as before `jpeg_progressive`."""
+    decode = jpeg_progressive.decode
+    jpeg_progressive.decode = lambda *args: None
+    try:
+        yield
+    finally:
+        jpeg_progressive.decode = decode
+
+
+def photo_in_turns(model, photo: bytes, before=on_one_core, rounds: int = 5, repeats: int = 10
+                   ) -> tuple[list[float], list[float]]:
+    """(times now, times as `before` decodes) for one photo, timed in turns as `in_turns` does."""
+    now, then = [], []
+    for _ in range(rounds):
+        now += latency(model, photo, repeats=repeats)
+        with before():
+            then += latency(model, photo, repeats=repeats)
+    return sorted(now), sorted(then)
 
 
 def jpeg(image: Image.Image, **options) -> bytes:
@@ -122,14 +141,15 @@ def main() -> None:
     parser.add_argument("--photo", help="a photo to time (default: a 12-megapixel JPEG made here)")
     args = parser.parse_args()
     if args.photo:
-        photo = phone_photo = Path(args.photo).read_bytes()
+        photo = phone_photo = progressive = Path(args.photo).read_bytes()
     else:
         # A phone-sized photo: smooth shapes plus sensor-like noise (pure noise would not compress like one).
         y, x = np.mgrid[0:3000, 0:4000]
         smooth = np.stack([x / 16, y / 12, (x + y) / 28], axis=-1) % 256
         noise = np.random.default_rng(0).normal(0, 6, smooth.shape)
         pixels = Image.fromarray(np.clip(smooth + noise, 0, 255).astype(np.uint8))
-        photo, phone_photo = (jpeg(pixels, quality=90), jpeg(pixels, quality=90, restart_marker_rows=1))
+        photo, phone_photo, progressive = (jpeg(pixels, quality=90), jpeg(pixels, quality=90, restart_marker_rows=1),
+                                           jpeg(pixels, quality=90, progressive=True))
     # Real pictures: how many a model is sure enough of to leave unmirrored (evaluation.SURE_ENOUGH) depends
     # on what they show. Every picture mirrored is what the same model costs on pictures it is unsure of.
     images = data.load_sample().x_test
@@ -137,6 +157,10 @@ def main() -> None:
     print(f"photo: {len(photo) / 1e6:.1f} MB JPEG; decoded and cut, no model: "
           f"{statistics.median(cut) * 1000:.1f} ms median ({statistics.median(one_core) * 1000:.1f} ms decoded "
           f"on one core, in turns); as a phone saves it: {statistics.median(latency(None, phone_photo)) * 1000:.1f} ms")
+    shortened, whole = photo_in_turns(None, progressive, before=every_scan)
+    print(f"the same photo saved progressive, {len(progressive) / 1e6:.1f} MB: decoded and cut, no model: "
+          f"{statistics.median(shortened) * 1000:.1f} ms median ({statistics.median(whole) * 1000:.1f} ms from every "
+          f"scan, in turns)")
     print(f"{'model':<40}{'batch images/s':>16}{'all mirrored':>14}{'photo median ms':>17}{'p95 ms':>9}"
           f"{'one view median':>17}{'phone photo median':>20}")
     import keras
