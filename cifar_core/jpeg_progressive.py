@@ -30,8 +30,9 @@ from PIL import Image
 MARKER = re.compile(rb"\xff(?:\xff)*([^\x00\xff\xd0-\xd7])")
 MAX_SEGMENTS = 1_000          # as inference.MAX_JPEG_SEGMENTS, which a file has passed by now
 _LONGEST_RUN = 32_767         # blocks one end-of-band run can cover (EOB14 and its 14 bits)
-_RUN_TABLE = 3                # the Huffman table our scan defines (the file's own is written again after it)
+_RUN_TABLE = 0x13             # the Huffman table our scans are coded in: AC (1), number 3
 _NO_RESTARTS = b"\xff\xdd\x00\x04\x00\x00"
+MAX_CHANNELS = 4              # a JPEG has 1, 3 or 4 (CMYK)
 
 
 def _empty_band(component: int, blocks: int) -> bytes:
@@ -39,8 +40,8 @@ def _empty_band(component: int, blocks: int) -> bytes:
     runs of empty blocks (symbols EOB0-EOB14, a 4-bit code each), with the table it is coded in and no
     restart interval before it."""
     counts = bytes([0, 0, 0, 15] + [0] * 12)
-    table = b"\xff\xc4\x00\x22" + bytes([0x10 | _RUN_TABLE]) + counts + bytes(range(0, 0xF0, 0x10))
-    scan = b"\xff\xda\x00\x08\x01" + bytes([component, _RUN_TABLE, 1, 63, 0])
+    table = b"\xff\xc4\x00\x22" + bytes([_RUN_TABLE]) + counts + bytes(range(0, 0xF0, 0x10))
+    scan = b"\xff\xda\x00\x08\x01" + bytes([component, _RUN_TABLE & 15, 1, 63, 0])
     value, length = 0, 0
     while blocks:
         run = min(blocks, _LONGEST_RUN)
@@ -52,11 +53,22 @@ def _empty_band(component: int, blocks: int) -> bytes:
     return _NO_RESTARTS + table + scan + data
 
 
+def _tables(segment: bytes) -> dict[int, bytes]:
+    """The Huffman tables a DHT segment defines: class and number (one byte) -> the table as written."""
+    tables, position = {}, 4
+    while position + 17 <= len(segment):
+        end = position + 17 + sum(segment[position + 1:position + 17])
+        tables[segment[position]] = segment[position:end]
+        position = end
+    return tables
+
+
 def for_an_eighth(raw: bytes) -> bytes | None:
     """`raw`, a progressive Huffman-coded JPEG, without the scans of its full-resolution channels' AC
     coefficients, an empty scan of our own in place of each channel's; None for any other file, or one
-    with no such scans."""
-    out, position, full, banded, blocks, kept, dropped = [raw[:2]], 2, set(), set(), 0, [], False
+    with no such scans. Never longer than `raw` but for a few bytes a channel."""
+    out, position, full, banded, blocks, dropped = [raw[:2]], 2, set(), set(), 0, False
+    restarts, ours_was = None, None        # the file's restart interval, and the table ours replaces, as now
     for _ in range(MAX_SEGMENTS):
         marker = MARKER.search(raw, position)
         if marker is None:
@@ -72,7 +84,7 @@ def for_an_eighth(raw: bytes) -> bytes | None:
             if kind != 0xC2 or full or len(segment) < 10 or segment[4] != 8:
                 return None                                # progressive, Huffman-coded, 8 bits only
             height, width, count = int.from_bytes(segment[5:7], "big"), int.from_bytes(segment[7:9], "big"), segment[9]
-            if not height or not width or not count or len(segment) < 10 + 3 * count:
+            if not height or not width or not 1 <= count <= MAX_CHANNELS or len(segment) < 10 + 3 * count:
                 return None
             channels = [(segment[10 + 3 * n], segment[11 + 3 * n]) for n in range(count)]
             top = max(sampling >> 4 for _, sampling in channels), max(sampling & 15 for _, sampling in channels)
@@ -80,8 +92,10 @@ def for_an_eighth(raw: bytes) -> bytes | None:
             blocks = -(-width // 8) * -(-height // 8)      # of a full-resolution channel
         if kind != 0xDA:
             out.append(segment)
-            if kind in (0xC4, 0xDD):
-                kept.append(segment)                       # tables and restart intervals, written again
+            if kind == 0xC4:
+                ours_was = _tables(segment).get(_RUN_TABLE, ours_was)
+            elif kind == 0xDD:
+                restarts = segment
             position = end
             continue
         following = MARKER.search(raw, end)
@@ -93,10 +107,14 @@ def for_an_eighth(raw: bytes) -> bytes | None:
             dropped = True
         else:
             out.append(raw[start:data_end])
-            if first == 0:                                 # the DC: the empty band may follow it
-                new = [ident for ident in ids if ident in full and ident not in banded]
+            new = [ident for ident in ids if ident in full and ident not in banded] if first == 0 else []
+            if new:                                        # the DC: the empty band follows it
                 banded.update(new)
-                out += [_empty_band(ident, blocks) for ident in new] + (kept if new else [])
+                out += [_empty_band(ident, blocks) for ident in new]
+                if ours_was is not None:                   # the file's own table and interval again
+                    out.append(b"\xff\xc4" + (2 + len(ours_was)).to_bytes(2, "big") + ours_was)
+                if restarts is not None:
+                    out.append(restarts)
         position = data_end
     return None
 

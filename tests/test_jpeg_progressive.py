@@ -46,6 +46,47 @@ def test_a_progressive_photo_read_at_an_eighth_from_fewer_scans_has_the_same_pix
     assert part.shape == whole.shape and (part == whole).all()
 
 
+def segments(raw: bytes) -> list[bytes]:
+    """A JPEG's segments after its start, each scan with its coded data."""
+    out, position = [], 2
+    while True:
+        marker = jpeg_progressive.MARKER.search(raw, position)
+        if marker[1] == b"\xd9":
+            return out
+        end = marker.end() + int.from_bytes(raw[marker.end():marker.end() + 2], "big")
+        if marker[1] == b"\xda":
+            end = jpeg_progressive.MARKER.search(raw, end).start()
+        out.append(raw[marker.start():end])
+        position = end
+
+
+def test_the_table_our_empty_scans_are_coded_in_is_the_file_s_own_again_after_them():
+    # A file whose colour scan uses AC table 3, defined once before any scan: after the brightness DC
+    # scan our empty scan redefines table 3, and the colour scan must find the file's own again.
+    parts = segments(mosaic(progressive=True, quality=90))
+    colour = next(n for n, part in enumerate(parts) if part[1] == 0xDA and part[5] != 1 and part[7] > 0)
+    table = parts[colour - 1]
+    assert table[1] == 0xC4 and table[4] >> 4 == 1                    # the AC table it is coded in
+    table = table[:4] + bytes([0x13]) + table[5:]
+    scan = bytearray(parts[colour])
+    scan[6] = (scan[6] & 0xF0) | 3
+    first_scan = next(n for n, part in enumerate(parts) if part[1] == 0xDA)
+    parts = parts[:first_scan] + [table] + parts[first_scan:colour - 1] + [bytes(scan)] + parts[colour + 1:]
+    raw = b"".join([b"\xff\xd8", *parts, b"\xff\xd9"])
+    shorter = jpeg_progressive.for_an_eighth(raw)
+    assert shorter is not None and (eighth(shorter) == eighth(raw)).all()
+
+
+def test_the_shorter_file_is_never_much_longer_than_the_file():
+    # Tables written again after each empty scan: the last one only, whatever the file repeats.
+    parts = segments(mosaic(1200, 900, progressive=True, quality=90))
+    table = next(part for part in parts if part[1] == 0xC4 and part[4] >> 4 == 1)
+    table = table[:4] + bytes([0x13]) + table[5:]
+    raw = b"".join([b"\xff\xd8", *[table] * 900, *parts, b"\xff\xd9"])
+    shorter = jpeg_progressive.for_an_eighth(raw)
+    assert shorter is not None and len(shorter) < len(raw)
+
+
 def test_an_odd_size_and_a_photo_turned_by_its_exif_come_out_as_before(monkeypatch):
     rotated = Image.open(io.BytesIO(mosaic(3203, 2401, quality=90)))
     exif = Image.Exif()
