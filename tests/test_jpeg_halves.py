@@ -39,14 +39,14 @@ def both_ways(raw: bytes, size=(inference.WORKING_SIZE, inference.WORKING_SIZE))
     return whole, halves
 
 
-def recorded(monkeypatch) -> list:
-    """What each call of jpeg_halves.decode gives from now on, in order."""
-    results, decode = [], jpeg_halves.decode
+def recorded(monkeypatch, module=jpeg_halves) -> list:
+    """What each call of `module`.decode gives from now on, in order."""
+    results, decode = [], module.decode
 
     def recording(*args):
         results.append(decode(*args))
         return results[-1]
-    monkeypatch.setattr(jpeg_halves, "decode", recording)
+    monkeypatch.setattr(module, "decode", recording)
     return results
 
 

@@ -9,6 +9,7 @@ from PIL import Image
 
 import test_image_fuzz
 from cifar_core import inference, jpeg_progressive
+from test_jpeg_halves import recorded
 from test_jpeg_middle import mosaic
 
 
@@ -17,17 +18,6 @@ def eighth(raw: bytes) -> np.ndarray:
     image.draft("RGB", (image.size[0] // 8, image.size[1] // 8))
     image.load()
     return np.asarray(image)
-
-
-def recorded(monkeypatch) -> list:
-    """What each call of jpeg_progressive.decode gives from now on, in order."""
-    results, decode = [], jpeg_progressive.decode
-
-    def recording(*args):
-        results.append(decode(*args))
-        return results[-1]
-    monkeypatch.setattr(jpeg_progressive, "decode", recording)
-    return results
 
 
 @pytest.mark.parametrize("options", [
@@ -94,7 +84,7 @@ def test_an_odd_size_and_a_photo_turned_by_its_exif_come_out_as_before(monkeypat
     buffer = io.BytesIO()
     rotated.save(buffer, "JPEG", quality=90, progressive=True, exif=exif)
     raw = buffer.getvalue()
-    found = recorded(monkeypatch)
+    found = recorded(monkeypatch, jpeg_progressive)
     shortcut = inference.load_image(raw)
     monkeypatch.setattr(jpeg_progressive, "decode", lambda *args: None)
     usual = inference.load_image(raw)
@@ -106,7 +96,7 @@ def test_an_odd_size_and_a_photo_turned_by_its_exif_come_out_as_before(monkeypat
 def test_files_it_cannot_shorten_are_left_to_the_usual_decode(monkeypatch):
     assert jpeg_progressive.for_an_eighth(mosaic(quality=90)) is None             # one scan: nothing to leave out
     assert jpeg_progressive.for_an_eighth(b"\xff\xd8\xff\xd9") is None
-    found = recorded(monkeypatch)
+    found = recorded(monkeypatch, jpeg_progressive)
     small = inference.load_image(mosaic(1600, 1200, progressive=True, quality=90))   # read at 1/4: needs the rest
     assert found == [None] and small.size == (400, 300)
 
@@ -114,7 +104,7 @@ def test_files_it_cannot_shorten_are_left_to_the_usual_decode(monkeypatch):
 def test_a_damaged_progressive_photo_gives_a_picture_or_a_sentence(monkeypatch):
     seeds = [mosaic(3200, 2400, progressive=True, quality=90),
              mosaic(3200, 2400, progressive=True, quality=90, subsampling="4:4:4", optimize=True)]
-    found = recorded(monkeypatch)
+    found = recorded(monkeypatch, jpeg_progressive)
     outcomes = {"ok": 0, "refused": 0}
     for i in range(60):
         rng = random.Random(f"progressive-{i}")
