@@ -8,7 +8,7 @@ first, then bands of the others. libjpeg decodes every scan whatever size it is 
 eighth, a block of a channel at full resolution (the brightness; every channel of a 4:4:4 file) is one
 pixel, worked out from its DC alone (libjpeg-turbo's 1x1 inverse DCT reads nothing else), so the
 scans of that channel's other coefficients, most of the file, are decoded for nothing: a 12-megapixel
-photo took 93 ms, and 27 ms without them.
+photo took 91-96 ms, and takes 20-22 ms without them (`benchmarks/inference.py`).
 
 Left out, they would change one thing: where a channel has none of those coefficients at all,
 libjpeg-turbo smooths its DCs across neighbouring blocks, for a preview of a file still arriving
