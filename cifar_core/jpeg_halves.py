@@ -64,8 +64,9 @@ def _header(raw: bytes) -> tuple[list[bytes], _Frame, int, int] | None:
             ids, samples, tables = (segment[first:10 + 3 * count:3] for first in (10, 11, 12))
             components = tuple((ident, b >> 4, b & 15, table) for ident, b, table in zip(ids, samples, tables))
             factors = [(h, v) for _, h, v, _ in components]
-            if not height or not width or len(components) != count or not all(h and v for h, v in factors):
-                return None
+            if not height or not width or len(components) != count or len(set(ids)) != count or \
+                    not all(h and v for h, v in factors):
+                return None                                    # (the same id twice: a scan cannot say which)
             block_w, block_h = 8 * max(h for h, _ in factors), 8 * max(v for _, v in factors)
             frame = _Frame(sum(map(len, kept)) + 5, height, width, block_h, -(-height // block_h),
                            -(-width // block_w), block_h // (8 * min(v for _, v in factors)), components)

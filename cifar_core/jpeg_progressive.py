@@ -10,12 +10,14 @@ pixel, worked out from its DC alone (libjpeg-turbo's 1x1 inverse DCT reads nothi
 scans of that channel's other coefficients, most of the file, are decoded for nothing: a 12-megapixel
 photo took 91-96 ms, and takes 20-22 ms without them (`benchmarks/inference.py`).
 
-Left out, they would change one thing: where a channel has none of those coefficients at all,
-libjpeg-turbo smooths its DCs across neighbouring blocks, for a preview of a file still arriving
-(jdcoefct.c, `change_dc`). So a scan of our own takes their place: all of them, coded as zero in every
-block (runs of empty blocks, a few bytes). With every coefficient known, libjpeg smooths nothing, which
-saves it a pass too. Colour channels read at less than full resolution keep all their scans: at an
-eighth their blocks can be more than one pixel, made from more than the DC.
+Left out, they would change one thing: where a channel has none of AC coefficients 1-9, libjpeg-turbo
+smooths its DCs across neighbouring blocks, for a preview of a file still arriving (jdcoefct.c,
+`change_dc`). So a scan of our own takes their place: all of them, coded as zero in every block (runs
+of empty blocks, a few bytes). With every coefficient known, libjpeg smooths nothing, which saves it a
+pass too. A file that never sends any of coefficients 1-9 of such a channel is smoothed in its own
+decode, and is left whole. Colour channels read at less than full resolution keep all their scans: at
+an eighth their blocks can be more than one pixel, made from more than the DC. Damage in the coded data
+of a scan left out goes unseen: the picture is what the scans that show at an eighth make it.
 `tests/test_jpeg_progressive.py` checks the pixels are those of the whole file.
 """
 from __future__ import annotations
@@ -25,9 +27,11 @@ import re
 
 from PIL import Image
 
-# Skips fill bytes, coded data and restart markers. The literal first byte lets the regex engine jump
-# from 0xFF to 0xFF instead of trying every byte of the coded data (5x faster on a 12-megapixel photo).
-MARKER = re.compile(rb"\xff(?:\xff)*([^\x00\xff\xd0-\xd7])")
+# Skips coded data and restart markers; a match starts at the last 0xFF before the marker, after any
+# fill bytes. The literal first byte lets the regex engine jump from 0xFF to 0xFF instead of trying every
+# byte of the coded data (5x faster on a 12-megapixel photo), and one 0xFF a try keeps a long run of them
+# linear: `\xff+` before the marker byte made a run of n bytes cost n^2 (40 KB of 0xFF: 11 s).
+MARKER = re.compile(rb"\xff([^\x00\xff\xd0-\xd7])")
 MAX_SEGMENTS = 1_000          # as inference.MAX_JPEG_SEGMENTS, which a file has passed by now
 _LONGEST_RUN = 32_767         # blocks one end-of-band run can cover (EOB14 and its 14 bits)
 _RUN_TABLE = 0x13             # the Huffman table our scans are coded in: AC (1), number 3
@@ -66,16 +70,17 @@ def _tables(segment: bytes) -> dict[int, bytes]:
 def for_an_eighth(raw: bytes) -> bytes | None:
     """`raw`, a progressive Huffman-coded JPEG, without the scans of its full-resolution channels' AC
     coefficients, an empty scan of our own in place of each channel's; None for any other file, or one
-    with no such scans. Never longer than `raw` but for a few bytes a channel."""
-    out, position, full, banded, blocks, dropped = [raw[:2]], 2, set(), set(), 0, False
-    restarts, ours_was = None, None        # the file's restart interval, and the table ours replaces, as now
+    with no such scans. At most a few KB a channel longer than `raw`."""
+    data, out, position, full, banded, blocks = memoryview(raw), [raw[:2]], 2, set(), set(), 0
+    low = set()                            # channels some left-out scan sent AC coefficients 1-9 of
+    restarts, ours_was = None, None        # the file's restart interval, and its AC table 3 as last defined
     for _ in range(MAX_SEGMENTS):
         marker = MARKER.search(raw, position)
         if marker is None:
             return None
         kind, start = marker[1][0], marker.start()
         if kind == 0xD9:
-            return b"".join([*out, b"\xff\xd9"]) if dropped else None
+            return b"".join([*out, b"\xff\xd9"]) if low and banded <= low else None
         if kind in (0x01, 0xD8) or marker.end() + 2 > len(raw):      # no length: not in a well-formed file
             return None
         end = marker.end() + int.from_bytes(raw[marker.end():marker.end() + 2], "big")
@@ -87,6 +92,8 @@ def for_an_eighth(raw: bytes) -> bytes | None:
             if not height or not width or not 1 <= count <= MAX_CHANNELS or len(segment) < 10 + 3 * count:
                 return None
             channels = [(segment[10 + 3 * n], segment[11 + 3 * n]) for n in range(count)]
+            if len({ident for ident, _ in channels}) != count:
+                return None                                # the same id twice: a scan cannot say which
             top = max(sampling >> 4 for _, sampling in channels), max(sampling & 15 for _, sampling in channels)
             full = {ident for ident, sampling in channels if (sampling >> 4, sampling & 15) == top}
             blocks = -(-width // 8) * -(-height // 8)      # of a full-resolution channel
@@ -102,11 +109,14 @@ def for_an_eighth(raw: bytes) -> bytes | None:
         data_end = following.start() if following else len(raw)
         if not full or len(segment) < 9 or not segment[4] or len(segment) < 8 + 2 * segment[4]:
             return None
-        ids, first = segment[5:5 + 2 * segment[4]:2], segment[5 + 2 * segment[4]]
+        ids, (first, last) = segment[5:5 + 2 * segment[4]:2], segment[5 + 2 * segment[4]:7 + 2 * segment[4]]
         if first > 0 and ids[0] in full:                  # AC coefficients of a full-resolution channel
-            dropped = True
+            if len(ids) != 1 or not first <= last <= 63:
+                return None                                # a damaged header: the usual decode says so
+            if first <= 9:
+                low.add(ids[0])
         else:
-            out.append(raw[start:data_end])
+            out.append(data[start:data_end])
             new = [ident for ident in ids if ident in full and ident not in banded] if first == 0 else []
             if new:                                        # the DC: the empty band follows it
                 banded.update(new)

@@ -159,7 +159,7 @@ def test_formats_the_uploader_does_not_offer_are_refused():
 
 # Hostile files (tests/hostile_images.py): a sentence each, except these, which are pictures within the budget.
 WORKING = inference.WORKING_SIZE
-LOADS = {"mpo_phone", "jpeg_huge_baseline", "jpeg_segments_after_the_scan", "tiff_float_nan", "png_rgba_at_budget", "png_16bit_at_budget",
+LOADS = {"mpo_phone", "jpeg_ff_run", "jpeg_huge_baseline", "jpeg_segments_after_the_scan", "tiff_float_nan", "png_rgba_at_budget", "png_16bit_at_budget",
          "png_palette_at_budget", "tiff_float_at_budget", "webp_at_budget", "jpeg_progressive_at_budget"}
 
 

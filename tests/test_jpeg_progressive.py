@@ -77,6 +77,22 @@ def test_the_shorter_file_is_never_much_longer_than_the_file():
     assert shorter is not None and len(shorter) < len(raw)
 
 
+def test_a_file_whose_own_decode_smooths_a_channel_is_left_whole():
+    # No AC coefficient of the colour channels at all (their scans left out of a 4:4:4 file): libjpeg-turbo
+    # smooths their DCs across blocks in the file's own decode, and our empty scans would stop that.
+    parts = segments(mosaic(progressive=True, quality=90, subsampling="4:4:4"))
+    parts = [part for part in parts if not (part[1] == 0xDA and part[4] == 1 and part[5] != 1 and part[7] > 0)]
+    assert jpeg_progressive.for_an_eighth(b"".join([b"\xff\xd8", *parts, b"\xff\xd9"])) is None
+
+
+def test_a_frame_naming_two_channels_alike_is_left_whole():
+    raw = mosaic(progressive=True, quality=90)
+    frame = raw.index(b"\xff\xc2")
+    twice = raw[:frame + 16] + raw[frame + 13:frame + 14] + raw[frame + 17:]   # the third channel's id is the second's
+    assert twice[frame + 13] == twice[frame + 16] and len(twice) == len(raw)
+    assert jpeg_progressive.for_an_eighth(twice) is None
+
+
 def test_an_odd_size_and_a_photo_turned_by_its_exif_come_out_as_before(monkeypatch):
     rotated = Image.open(io.BytesIO(mosaic(3203, 2401, quality=90)))
     exif = Image.Exif()
