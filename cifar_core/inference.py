@@ -53,6 +53,8 @@ IDLE_LOOK = 0.5              # seconds between looks at what other processes use
 WORKING_SIZE = 256           # pictures are decoded or shrunk to no smaller than this across: plenty for 32x32
 MAX_JPEG_SCANS = 100         # each scan is a pass over the whole picture: a photo has 1, a progressive one ~10
 MAX_JPEG_SEGMENTS = 1_000    # Pillow reads each in Python; a real file has a few dozen
+MAX_JPEG_PADDING = 65_536    # bytes between segments before the first scan, which Pillow reads one at a time
+                             # in Python (5 MB of them: 2 s); a real file has none, or a few 0xFF
 MAX_PNG_CHUNKS = 20_000      # Pillow reads each in Python; 20 MB in libpng's 8 KB chunks is 2,500
 MAX_PNG_INFLATED = 16        # compressed text and profile chunks, each inflated by Pillow to up to 1 MB
 MAX_GIF_BLOCKS = 10_000      # extension blocks before the first frame, each kept by Pillow as a Python object
@@ -110,15 +112,20 @@ def _too_complex(parts: str) -> ImageError:
 
 def _jpeg_scans(raw: bytes) -> int:
     """How many scans the first picture in a JPEG file has, counted from its markers; ImageError if
-    it has more than MAX_JPEG_SEGMENTS segments or MAX_JPEG_SCANS scans. A sequential picture (a baseline
+    it has more than MAX_JPEG_SEGMENTS segments, MAX_JPEG_SCANS scans, or MAX_JPEG_PADDING bytes between
+    the segments before its first scan. A sequential picture (a baseline
     frame, as cameras and phones write) whose first scan holds every colour is decoded in that one pass
     whatever follows (nothing after it is decoded), so its coded data is not walked: a 12-megapixel
     photo's holds some 10,000 0xFF bytes, 1.7 ms here."""
-    scans, position, components = 0, 2, None
+    scans, position, components, padding = 0, 2, None, 0
     for _ in range(MAX_JPEG_SEGMENTS):
         marker = jpeg_progressive.MARKER.search(raw, position)
         if marker is None or marker[1] == b"\xd9":      # the end of the file, or of its first picture
             return scans
+        if not scans:                                   # after a scan, what comes before a marker is its data
+            padding += marker.start() - position
+            if padding > MAX_JPEG_PADDING:
+                raise _too_complex(f"more than {MAX_JPEG_PADDING:,} bytes of padding between its parts")
         position = marker.end()
         if marker[1] in (b"\x01", b"\xd8"):             # markers without a length
             continue

@@ -188,6 +188,13 @@ def jpeg_ff_run() -> bytes:
     return raw[:second_scan] + b"\xff" * 1_000_000 + b"\x00" + raw[second_scan:]
 
 
+def jpeg_padding() -> bytes:
+    """A small JPEG with 15 MB of fill bytes (0xFF) before its scan, which Pillow reads one at a time."""
+    raw = _pillow(Image.radial_gradient("L").resize((640, 480)).convert("RGB"), "JPEG")
+    scan = raw.index(b"\xff\xda")
+    return raw[:scan] + b"\xff" * 15_000_000 + raw[scan:]
+
+
 def jpeg_truncated() -> bytes:
     """A real photo-like JPEG cut in half."""
     raw = _pillow(Image.radial_gradient("L").resize((400, 300)).convert("RGB"), "JPEG")
@@ -371,7 +378,7 @@ def eps_ghostscript() -> bytes:
 BUILDERS = {f.__name__: f for f in [
     png_16bit_7000, png_rgba_7000, png_palette_7000, png_bomb_13000, png_text_bomb, png_many_chunks,
     jpeg_progressive_7000, jpeg_many_scans, jpeg_many_segments, jpeg_segments_after_the_scan, jpeg_huge_baseline,
-    jpeg_ff_run, jpeg_truncated, mpo_phone,
+    jpeg_ff_run, jpeg_padding, jpeg_truncated, mpo_phone,
     gif_screen_7000, gif_many_comments, bmp_rle8_7000, bmp_truncated_7000, webp_canvas_7000,
     tiff_rational_offsets, tiff_huge_tile, tiff_rgb48_4000, tiff_many_strips, tiff_float_nan, im_bad_size,
     eps_ghostscript,

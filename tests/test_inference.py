@@ -194,6 +194,7 @@ def test_hostile_files_are_refused_for_what_they_are(hostile):
     assert "too large to decode here (7000 x 7000 pixels" in sentence("png_16bit_7000")
     assert "too large to decode here (7000 x 7000 pixels" in sentence("jpeg_progressive_7000")
     assert "more than 100 scans" in sentence("jpeg_many_scans")
+    assert "bytes of padding" in sentence("jpeg_padding")
     assert "more than 20,000 chunks" in sentence("png_many_chunks")
     assert "run-length compressed BMP is too large" in sentence("bmp_rle8_7000")
     assert "damaged" in sentence("tiff_rational_offsets")
