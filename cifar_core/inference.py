@@ -274,11 +274,12 @@ def _decode(image: Image.Image, raw: bytes, jpeg_scans: int, halves: bool = True
             advice += ", or a JPEG"
         raise ImageError(f"The picture is too large to decode here ({width} x {height} pixels would take "
                          f"{cost / 2**20:,.0f} MB of memory); {advice}.")
-    if jpeg_scans > 1 and cost + len(raw) <= MEMORY_BUDGET:       # a shorter copy of the file, at most
+    copy_fits = cost + len(raw) <= MEMORY_BUDGET    # both ways below copy the file's coded data once, at most
+    if jpeg_scans > 1 and copy_fits:
         eighth = jpeg_progressive.decode(raw, image, size)
         if eighth is not None:
             return eighth
-    if halves and jpeg_scans == 1 and cost + len(raw) <= MEMORY_BUDGET:   # they copy the coded data once
+    if halves and jpeg_scans == 1 and copy_fits:
         halves = jpeg_halves.decode(raw, image)
         if halves is not None:
             return halves

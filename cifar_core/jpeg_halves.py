@@ -16,8 +16,6 @@ file without restart markers is handed to `jpeg_middle`, which cuts its coded da
 """
 from __future__ import annotations
 
-import io
-from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 from PIL import Image
@@ -29,8 +27,6 @@ MAX_MARKERS = 1_000        # restart markers passed on the way to the cut, each 
 _KEPT = {0xC0, 0xC1, 0xC4, 0xDB, 0xDD, 0xE0, 0xEE}   # frame, tables, restart interval, JFIF and Adobe
                            # (libjpeg reads the colour transform from them); EXIF, XMP, ICC and MPF
                            # segments, parsed by Pillow in Python, are left out of the halves
-_other_half = ThreadPoolExecutor(max_workers=2, thread_name_prefix="jpeg-half")   # one per decode at once
-                           # (inference.DECODING_AT_ONCE); Pillow lets go of the GIL while it decodes
 
 
 class _Frame(NamedTuple):
@@ -97,13 +93,6 @@ def _cut_row(rows: int, per_row: int, interval: int) -> int | None:
     return None
 
 
-def _decoded(part: bytes, size: tuple[int, int]) -> Image.Image:
-    image = Image.open(io.BytesIO(part), formats=("JPEG",))
-    image.draft("RGB", size)
-    image.load()
-    return image
-
-
 def decode(raw: bytes, image: Image.Image) -> Image.Image | None:
     """`image`, opened from `raw` with `draft` already asked for, decoded in two halves at once, or None
     if the file cannot be cut that way (no restart markers at a row boundary, several scans, arithmetic
@@ -136,9 +125,10 @@ def decode(raw: bytes, image: Image.Image) -> Image.Image | None:
     top = [header[:frame.height_at], top_height.to_bytes(2, "big"), header[frame.height_at + 2:]]
     bottom = [header[:frame.height_at], (height - top_height).to_bytes(2, "big"), header[frame.height_at + 2:]]
     try:        # each half joined from views of `raw`: the coded data is copied once, not sliced first
-        lower = _other_half.submit(_decoded, b"".join([*bottom, data[cut + 2:]]),
-                                   (width // scale, (height - top_height) // scale))
-        upper = _decoded(b"".join([*top, data[start:cut], b"\xff\xd9"]), (width // scale, top_height // scale))
+        lower = jpeg_middle.other_core.submit(jpeg_middle.decoded, b"".join([*bottom, data[cut + 2:]]),
+                                              (width // scale, (height - top_height) // scale))
+        upper = jpeg_middle.decoded(b"".join([*top, data[start:cut], b"\xff\xd9"]),
+                                    (width // scale, top_height // scale))
         lower = lower.result()
     except Exception:       # a damaged file: the usual decode says what is wrong with it
         return None

@@ -44,7 +44,9 @@ OVERLAP_BITS = 2_048       # ... and at least this much coded data
 MAX_DIFFERENCE = 12        # levels the overlap may differ by (the lower half's halved quantisers round)
 MAX_STEP = 48              # levels the upper half's last units move the brightness by
 _SENTINEL = (1, -1, -1, 1)  # ... up, back, down, back
-_lower_half_decoder = ThreadPoolExecutor(max_workers=2, thread_name_prefix="jpeg-lower")
+# The other half of a picture cut here or at a restart marker (`jpeg_halves`): one per decode at once
+# (inference.DECODING_AT_ONCE); Pillow lets go of the GIL while it decodes
+other_core = ThreadPoolExecutor(max_workers=2, thread_name_prefix="jpeg-half")
 
 
 class _Layout(NamedTuple):
@@ -154,13 +156,12 @@ def _header(kept: list[bytes], width: int, height: int, halve: int | None = None
     return b"".join(out), quantisers
 
 
-def _decoded(part: bytes, size: tuple[int, int], mode: str) -> np.ndarray:
+def decoded(part: bytes, size: tuple[int, int], mode: str = "RGB") -> Image.Image:
+    """JPEG `part` (a half of a picture) decoded in `mode`, reduced as far as `size` (across, down) allows."""
     image = Image.open(io.BytesIO(part), formats=("JPEG",))
     image.draft(mode, size)
     image.load()
-    if image.size != size:
-        raise ValueError("unexpected size")
-    return np.asarray(image)
+    return image
 
 
 def _undone(pixels: np.ndarray, layout: _Layout, halved: dict, shift=(0.0, 0.0, 0.0)) -> np.ndarray:
@@ -337,12 +338,13 @@ def decode(raw: bytes, kept: list[bytes], frame, start: int, scale: int, size: t
     (upper, step), (lower, skipped, halved) = upper, lower
     across, down = frame.per_row * layout.tile[1], frame.rows * layout.tile[0]
     try:
-        pending = _lower_half_decoder.submit(_decoded, lower, (across, down + layout.tile[0]), "YCbCr")
-        upper = _decoded(upper, (across, down), "RGB")
-        lower = pending.result()
+        pending = other_core.submit(decoded, lower, (across, down + layout.tile[0]), "YCbCr")
+        upper, lower = decoded(upper, (across, down)), pending.result()
     except Exception:
         return None
-    upper, lower = (p.reshape(-1, layout.tile[0], across, 3) for p in (upper, lower))   # rows of units
+    if upper.size != (across, down) or lower.size != (across, down + layout.tile[0]):
+        return None
+    upper, lower = (np.asarray(p).reshape(-1, layout.tile[0], across, 3) for p in (upper, lower))   # rows of units
     last = _sentinel(upper, layout.tile, step)
     whole = None if last is None else _joined(upper, lower, last - overlap, last, skipped, layout, halved)
     if whole is None:

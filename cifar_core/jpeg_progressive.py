@@ -30,7 +30,7 @@ from PIL import Image
 # Skips coded data and restart markers; a match starts at the last 0xFF before the marker, after any
 # fill bytes. The literal first byte lets the regex engine jump from 0xFF to 0xFF instead of trying every
 # byte of the coded data (5x faster on a 12-megapixel photo), and one 0xFF a try keeps a long run of them
-# linear: `\xff+` before the marker byte made a run of n bytes cost n^2 (40 KB of 0xFF: 11 s).
+# linear: `\xff+` before the marker byte made a run of n bytes cost n^2 (40 KB of 0xFF: 11-14 s).
 MARKER = re.compile(rb"\xff([^\x00\xff\xd0-\xd7])")
 MAX_SEGMENTS = 1_000          # as inference.MAX_JPEG_SEGMENTS, which a file has passed by now
 _LONGEST_RUN = 32_767         # blocks one end-of-band run can cover (EOB14 and its 14 bits)
