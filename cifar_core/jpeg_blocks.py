@@ -16,11 +16,15 @@ from __future__ import annotations
 import heapq
 from typing import NamedTuple
 
+import numpy as np
+
 MAX_CODE_BITS = 16
 # (bit, block of an MCU) the decoders start at: blocks of every kind, bits across the first codes
 STARTS = tuple(zip((0, 3, 7, 12, 18, 25, 33, 42, 52, 63, 75, 88), range(12)))
 MAX_TABLES = 16            # Huffman tables a file may define (a real one: 4, or a few more)
 MERGE_WITHIN = 3_000       # bits a decoder reads before it counts as out of step with the others
+TAIL = 256                 # zero bytes past the data's end: a block begun before the end reads at most
+                           # 64 codes of up to 31 bits past it
 
 
 class _Table(NamedTuple):
@@ -97,7 +101,8 @@ class Scan(NamedTuple):
         the decoders started in its first bits fell into step (most of those an invalid code did not
         stop), then on to the first that is at least `units` MCUs and `bits` bits past it; None if they
         did not."""
-        walks = [self._walk(data, bit, block % len(self.blocks)) for bit, block in STARTS]
+        wide = _windows(data)
+        walks = [self._walk(wide, bit, block % len(self.blocks)) for bit, block in STARTS]
         owner, joined, merged = {}, list(range(len(walks))), [0] * len(walks)
         waiting = [(0, n) for n in range(len(walks))]      # decoders in step with no other yet, by bit
         while len(waiting) > 1 and waiting[0][0] <= MERGE_WITHIN:
@@ -131,22 +136,30 @@ class Scan(NamedTuple):
                     return found
         return None
 
-    def _walk(self, data: bytes, bit: int, block: int):
-        """(bit, block of the MCU) at each block start, decoding from `bit` as if block `block` of an
-        MCU began there; ends where a code is invalid or the data runs out."""
-        blocks, end = self.blocks, len(data) * 8 - 64
+    def _walk(self, wide: memoryview, bit: int, block: int):
+        """(bit, block of the MCU) at each block start in the data `wide` holds (`_windows`), decoding
+        from `bit` as if block `block` of an MCU began there; ends where a code is invalid or the data
+        runs out."""
+        blocks, end = self.blocks, (len(wide) - TAIL) * 8 - 64
         while bit < end:
             yield bit, block
             dc, ac, _ = blocks[block]
-            bit = _skip_block(data, bit, dc, ac)
+            bit = _skip_block(wide, bit, dc, ac)
             if bit < 0:
                 return
             block = (block + 1) % len(blocks)
 
 
-def _symbol(data: bytes, bit: int, table: _Table) -> tuple[int, int]:
-    """(symbol, bits it took) at `bit`, or (-1, 0) for no code."""
-    window = int.from_bytes(data[bit >> 3:(bit >> 3) + 3], "big") >> (8 - (bit & 7)) & 0xFFFF
+def _windows(data: bytes) -> memoryview:
+    """Each byte of `data`, then TAIL zeros, with the two bytes after it as one number: the 16 bits
+    from any bit on are then one shift away (a third faster than slicing the bytes for every code)."""
+    byte = np.frombuffer(data + bytes(TAIL + 2), np.uint8).astype(np.uint32)
+    return memoryview((byte[:-2] << 16) | (byte[1:-1] << 8) | byte[2:])
+
+
+def _symbol(wide: memoryview, bit: int, table: _Table) -> tuple[int, int]:
+    """(symbol, bits it took) at `bit` of the data `wide` holds, or (-1, 0) for no code."""
+    window = wide[bit >> 3] >> (8 - (bit & 7)) & 0xFFFF
     entry = table.fast[window >> 8]
     if entry is not None:
         return entry[1], entry[0]
@@ -157,15 +170,15 @@ def _symbol(data: bytes, bit: int, table: _Table) -> tuple[int, int]:
     return -1, 0
 
 
-def _skip_block(data: bytes, bit: int, dc: _Table, ac: _Table) -> int:
+def _skip_block(wide: memoryview, bit: int, dc: _Table, ac: _Table) -> int:
     """The bit after the 8x8 block coded at `bit`, or -1 where the codes make no block."""
-    size, length = _symbol(data, bit, dc)
+    size, length = _symbol(wide, bit, dc)
     if length == 0 or size > 11:
         return -1
     bit += length + size
     k = 1
     while k < 64:
-        symbol, length = _symbol(data, bit, ac)
+        symbol, length = _symbol(wide, bit, ac)
         if length == 0:
             return -1
         bit += length + (symbol & 15)
