@@ -10,6 +10,12 @@ camera-trap frames of other projects: whole photos, none from CIFAR-10 or Tiny I
 The repositories grant no licence for their pictures, so the list names each file (repository, commit,
 path) and this script fetches it, rather than the project carrying the photos. Files already there are
 kept, so an interrupted run picks up where it stopped.
+
+web_photos_check.tsv lists 195 more (15-25 of each class, from 66 other repositories: classifier demos,
+equestrian, airfield, trucking and boating sites, camera traps, nature pages), gathered the same way
+after the app's views and its photo correction had been chosen on the first list and the ImageNet
+photos. None of them was used to choose or fit anything, so photos.py on them says what a new photo
+can expect: `--list benchmarks/web_photos_check.tsv` into another folder.
 """
 from __future__ import annotations
 

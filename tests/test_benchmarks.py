@@ -135,14 +135,23 @@ def test_each_photo_set_is_answered_with_the_correction_fitted_on_the_others(mon
     assert "all, each set evened as fitted on the others" in capsys.readouterr().out
 
 
-def test_web_photos_list_names_each_photo_once_with_its_commit():
+@pytest.mark.parametrize("name", ["web_photos.tsv", "web_photos_check.tsv"])
+def test_web_photos_list_names_each_photo_once_with_its_commit(name):
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import web_photos
     from cifar_core.data import CLASS_NAMES
-    rows = web_photos.listed()
+    rows = web_photos.listed(ROOT / "benchmarks" / name)
     assert {row["class"] for row in rows} == set(CLASS_NAMES)
     assert all(re.fullmatch("[0-9a-f]{40}", row["commit"]) for row in rows)
     assert len({web_photos.local_name(row) for row in rows}) == len(rows)
+
+
+def test_the_check_list_shares_no_repository_with_the_photos_choices_were_made_on():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import web_photos
+    imagenet = {"EliSchwartz/imagenet-sample-images", "ajschumacher/imagen"}      # photos.py's other two sets
+    chosen_on = {row["repository"] for row in web_photos.listed()} | imagenet
+    assert not chosen_on & {row["repository"] for row in web_photos.listed(ROOT / "benchmarks" / "web_photos_check.tsv")}
 
 
 def test_web_photos_fetches_each_listed_photo_into_its_class_folder(tmp_path):
