@@ -18,6 +18,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from cifar_core import jpeg_segments
+
 MAX_CODE_BITS = 16
 # (bit, block of an MCU) the decoders start at: blocks of every kind, bits across the first codes
 STARTS = tuple(zip((0, 3, 7, 12, 18, 25, 33, 42, 52, 63, 75, 88), range(12)))
@@ -69,18 +71,15 @@ class Scan(NamedTuple):
         dc, ac, sos, tables = {}, {}, None, 0
         for segment in segments:
             if segment[1] == 0xC4:
-                body, position = segment[4:], 0
-                while position < len(body):
-                    tables += 1
-                    if position + 17 > len(body) or tables > MAX_TABLES:
-                        return None
-                    kind, ident, counts = body[position] >> 4, body[position] & 15, body[position + 1:position + 17]
-                    symbols = body[position + 17:position + 17 + sum(counts)]
-                    table = _table(counts, symbols) if len(symbols) == sum(counts) and kind <= 1 else None
+                read = jpeg_segments.huffman_tables(segment)
+                tables += len(read or ())
+                if read is None or tables > MAX_TABLES:
+                    return None
+                for number, counts, symbols in read:
+                    table = _table(counts, symbols) if number >> 4 <= 1 else None
                     if table is None:
                         return None
-                    (ac if kind else dc)[ident] = table
-                    position += 17 + sum(counts)
+                    (ac if number >> 4 else dc)[number & 15] = table
             elif segment[1] == 0xDA:
                 sos = segment
         if sos is None or len(sos) < 5 + 2 * sos[4]:

@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 from PIL import Image
 
-from cifar_core import jpeg_middle
+from cifar_core import jpeg_middle, jpeg_segments
 
 MIN_PIXELS = 2_000_000     # below this a decode takes a few ms and handing half to a thread gains little
 MAX_MARKERS = 1_000        # restart markers passed on the way to the cut, each a bytes.find
@@ -37,7 +37,7 @@ class _Frame(NamedTuple):
     rows: int               # rows of blocks
     per_row: int            # blocks a row
     sample_rows: int        # rows of pixels one colour sample spans (2 for 4:2:0, else 1)
-    components: tuple       # per channel, in the frame's order: (id, across, down, quantisation table)
+    components: tuple       # per channel, in the frame's order: `jpeg_segments.Channel`
 
 
 def _header(raw: bytes) -> tuple[list[bytes], _Frame, int, int] | None:
@@ -54,23 +54,18 @@ def _header(raw: bytes) -> tuple[list[bytes], _Frame, int, int] | None:
         segment = raw[position:end]
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):      # a frame (the others: tables)
             # one frame only, sequential and Huffman-coded (progressive has many scans), 8 bits a sample
-            if marker not in (0xC0, 0xC1) or frame or len(segment) < 10 or segment[4] != 8:
+            read = jpeg_segments.frame(segment) if marker in (0xC0, 0xC1) and not frame else None
+            if read is None:
                 return None
-            height, width, count = int.from_bytes(segment[5:7], "big"), int.from_bytes(segment[7:9], "big"), segment[9]
-            ids, samples, tables = (segment[first:10 + 3 * count:3] for first in (10, 11, 12))
-            components = tuple((ident, b >> 4, b & 15, table) for ident, b, table in zip(ids, samples, tables))
-            factors = [(h, v) for _, h, v, _ in components]
-            if not height or not width or len(components) != count or len(set(ids)) != count or \
-                    not all(h and v for h, v in factors):
-                return None                                    # (the same id twice: a scan cannot say which)
+            height, width, components = read
+            factors = [(c.across, c.down) for c in components]
             block_w, block_h = 8 * max(h for h, _ in factors), 8 * max(v for _, v in factors)
             frame = _Frame(sum(map(len, kept)) + 5, height, width, block_h, -(-height // block_h),
                            -(-width // block_w), block_h // (8 * min(v for _, v in factors)), components)
-            channels = count
         elif marker == 0xDD and len(segment) >= 6:
             interval = int.from_bytes(segment[4:6], "big")
         elif marker == 0xDA:
-            if not frame or len(segment) < 5 or segment[4] != channels:   # one scan holds every channel
+            if not frame or len(segment) < 5 or segment[4] != len(frame.components):   # one scan, every channel
                 return None
             kept.append(segment)
             return kept, frame, interval, end

@@ -27,6 +27,8 @@ import re
 
 from PIL import Image
 
+from cifar_core import jpeg_segments
+
 # Skips coded data and restart markers; a match starts at the last 0xFF before the marker, after any
 # fill bytes. The literal first byte lets the regex engine jump from 0xFF to 0xFF instead of trying every
 # byte of the coded data (5x faster on a 12-megapixel photo), and one 0xFF a try keeps a long run of them
@@ -36,7 +38,6 @@ MAX_SEGMENTS = 1_000          # as inference.MAX_JPEG_SEGMENTS, which a file has
 _LONGEST_RUN = 32_767         # blocks one end-of-band run can cover (EOB14 and its 14 bits)
 _RUN_TABLE = 0x13             # the Huffman table our scans are coded in: AC (1), number 3
 _NO_RESTARTS = b"\xff\xdd\x00\x04\x00\x00"
-MAX_CHANNELS = 4              # a JPEG has 1, 3 or 4 (CMYK)
 
 
 def _empty_band(component: int, blocks: int) -> bytes:
@@ -55,16 +56,6 @@ def _empty_band(component: int, blocks: int) -> bytes:
     pad = -length % 8
     data = ((value << pad) | ((1 << pad) - 1)).to_bytes((length + pad) // 8, "big").replace(b"\xff", b"\xff\x00")
     return _NO_RESTARTS + table + scan + data
-
-
-def _tables(segment: bytes) -> dict[int, bytes]:
-    """The Huffman tables a DHT segment defines: class and number (one byte) -> the table as written."""
-    tables, position = {}, 4
-    while position + 17 <= len(segment):
-        end = position + 17 + sum(segment[position + 1:position + 17])
-        tables[segment[position]] = segment[position:end]
-        position = end
-    return tables
 
 
 def for_an_eighth(raw: bytes) -> bytes | None:
@@ -86,21 +77,19 @@ def for_an_eighth(raw: bytes) -> bytes | None:
         end = marker.end() + int.from_bytes(raw[marker.end():marker.end() + 2], "big")
         segment = raw[start:end]
         if 0xC0 <= kind <= 0xCF and kind not in (0xC4, 0xC8, 0xCC):      # a frame
-            if kind != 0xC2 or full or len(segment) < 10 or segment[4] != 8:
+            read = jpeg_segments.frame(segment) if kind == 0xC2 and not full else None
+            if read is None:
                 return None                                # progressive, Huffman-coded, 8 bits only
-            height, width, count = int.from_bytes(segment[5:7], "big"), int.from_bytes(segment[7:9], "big"), segment[9]
-            if not height or not width or not 1 <= count <= MAX_CHANNELS or len(segment) < 10 + 3 * count:
-                return None
-            channels = [(segment[10 + 3 * n], segment[11 + 3 * n]) for n in range(count)]
-            if len({ident for ident, _ in channels}) != count:
-                return None                                # the same id twice: a scan cannot say which
-            top = max(sampling >> 4 for _, sampling in channels), max(sampling & 15 for _, sampling in channels)
-            full = {ident for ident, sampling in channels if (sampling >> 4, sampling & 15) == top}
+            height, width, channels = read
+            top = max(c.across for c in channels), max(c.down for c in channels)
+            full = {c.ident for c in channels if (c.across, c.down) == top}
             blocks = -(-width // 8) * -(-height // 8)      # of a full-resolution channel
         if kind != 0xDA:
             out.append(segment)
             if kind == 0xC4:
-                ours_was = _tables(segment).get(_RUN_TABLE, ours_was)
+                for number, counts, symbols in jpeg_segments.huffman_tables(segment) or ():
+                    if number == _RUN_TABLE:
+                        ours_was = bytes([number]) + counts + symbols
             elif kind == 0xDD:
                 restarts = segment
             position = end
