@@ -71,14 +71,15 @@ def images(folder: Path) -> None:
     noise = np.random.default_rng(0).integers(0, 256, (3000 // 8, 4000 // 8, 3), np.uint8)
     Image.fromarray(noise).resize((4000, 3000), Image.Resampling.BILINEAR).save(photo, quality=90)
     row("baseline: 12 MP phone photo", *measure("image", photo))
-    worst = 0.0
+    worst = {False: 0.0, True: 0.0}       # by whether the picture is a photo decoded alone (every place)
     for name, build in hostile_images.BUILDERS.items():
         path = folder / name
         path.write_bytes(build())
         peak, seconds, outcome = measure("image", path)
-        worst = max(worst, peak)
+        worst[name in hostile_images.ALONE] = max(worst[name in hostile_images.ALONE], peak)
         row(name, peak, seconds, outcome)
-    print(f"  worst peak: {worst:.0f} MB (goal: under 150 MB)\n")
+    print(f"  worst peak: {worst[False]:.0f} MB (goal: under 150 MB); of a photo decoded alone, holding every "
+          f"place's budget: {worst[True]:.0f} MB (goal: under 230 MB)\n")
 
 
 def archives(folder: Path) -> None:

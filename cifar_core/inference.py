@@ -12,12 +12,13 @@ A hosted copy decodes whatever a class uploads, so load_image bounds what one fi
 decoding it: it reads only the formats the uploader offers, refuses files whose structure alone would
 keep Pillow's Python parsers busy (thousands of segments, chunks, scans or strips), works out from the
 header what decoding will take (the pixels, the decoder's own buffers, the copies made before the
-picture is shrunk) and refuses anything over MEMORY_BUDGET. JPEGs are decoded at reduced size (a big
+picture is shrunk) and refuses anything over MEMORY_BUDGET, or, for a photo (JPEG or WebP), over
+DECODING_AT_ONCE budgets, which it then takes alone (a big progressive JPEG or WebP). JPEGs are decoded at reduced size (a big
 photo on two cores: `jpeg_halves` cuts one at a restart marker, `jpeg_middle` one without; a big
 progressive one from the scans an eighth of it shows, `jpeg_progressive`) and everything else is
 shrunk as soon as it is decoded.
 At most DECODING_AT_ONCE pictures are decoded at a time in a process, so thirty uploads at once cost
-a server that many budgets, not thirty; a picture is decoded on two cores only while it is the only one
+a server that many budgets, not thirty (a photo over one budget is decoded alone); a picture is decoded on two cores only while it is the only one
 and a core is idle.
 tests/hostile_images.py builds files that each broke the loader one of these ways
 (tests/test_inference.py measures their peak memory in a fresh process), and
@@ -47,8 +48,10 @@ FORMATS = ("JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP")   # what the uploader of
                              # JPEG); Pillow's other decoders see little use, and its EPS one runs Ghostscript
 MAX_FILE_BYTES = 50 * 2**20  # read no more than this from a path or file object (uploads stop at 20 MB)
 MEMORY_BUDGET = 80 * 2**20   # bytes a picture may take while it is decoded (see _cost); with the file itself
-                             # and Python's own, one load stays under 150 MB
+                             # and Python's own, one load stays under 150 MB (a photo decoded alone: 230)
 DECODING_AT_ONCE = 2         # decoding takes a core while it lasts: more at once would only share the cores
+PHOTO_FORMATS = ("JPEG", "MPO", "WEBP")   # a photo in these may take every place, and so DECODING_AT_ONCE
+                             # budgets, decoding alone (`_places`)
 IDLE_LOOK = 0.5              # seconds between looks at what other processes use of the cores (_idle_core)
 WORKING_SIZE = 256           # pictures are decoded or shrunk to no smaller than this across: plenty for 32x32
 MAX_JPEG_SCANS = 100         # each scan is a pass over the whole picture: a photo has 1, a progressive one ~10
@@ -256,25 +259,43 @@ def _cost(image: Image.Image, raw: bytes, size: tuple[int, int], jpeg_scans: int
     return cost
 
 
-def _decode(image: Image.Image, raw: bytes, jpeg_scans: int, halves: bool = True) -> Image.Image:
-    """The picture loaded (Pillow opens a file at its first frame), JPEGs at reduced size, a progressive
-    one read at 1/8 from the scans that show at that size (`jpeg_progressive`) and, where the file allows
-    and `halves`, in two halves at once (`jpeg_halves`, `jpeg_middle`); ImageError if that would take
-    more than MEMORY_BUDGET."""
+def _planned(raw: bytes, jpeg_scans: int) -> tuple[Image.Image, tuple[int, int], int]:
+    """The picture opened (JPEGs to be decoded at reduced size: libjpeg scales by 1/2, 1/4 or 1/8 as it
+    decodes), its size before that, and what decoding it will take (`_cost`)."""
+    image = _open(raw)
     width, height = size = image.size
     if width < 1 or height < 1:
         raise ImageError("The picture has no pixels (its width or height is zero).")
     if image.format in ("JPEG", "MPO"):                     # phones save photos as MPO: a JPEG and more
-        image.draft("RGB", (WORKING_SIZE, WORKING_SIZE))     # libjpeg scales by 1/2, 1/4 or 1/8 as it decodes
-    cost = _cost(image, raw, size, jpeg_scans)
-    if cost > MEMORY_BUDGET:
-        limit = MEMORY_BUDGET / (cost / (width * height)) / 1e6        # megapixels a file like this may have
+        image.draft("RGB", (WORKING_SIZE, WORKING_SIZE))
+    return image, size, _cost(image, raw, size, jpeg_scans)
+
+
+def _places(image: Image.Image, size: tuple[int, int], cost: int) -> int:
+    """Decoding places a picture (`size` across and down) costing `cost` bytes takes: one, or every one for a photo (PHOTO_FORMATS)
+    over MEMORY_BUDGET, which then decodes alone, so the process never holds more than DECODING_AT_ONCE
+    budgets; ImageError past that. A big progressive JPEG (libjpeg holds all its coefficients: 82 MB for
+    27 megapixels) and a WebP over about 5 megapixels (libwebp's canvases) are photos people take and
+    save; a PNG, TIFF, GIF or BMP that costs as much is a screen, a scan or a file built to cost it."""
+    allowed = MEMORY_BUDGET * (DECODING_AT_ONCE if image.format in PHOTO_FORMATS else 1)
+    if cost > allowed:
+        width, height = size
+        limit = allowed / (cost / (width * height)) / 1e6        # megapixels a file like this may have
         advice = f"please use one under {limit:.0f} megapixels" if limit >= 1 else "please use a smaller one"
         if image.format not in ("JPEG", "MPO"):
             advice += ", or a JPEG"
         raise ImageError(f"The picture is too large to decode here ({width} x {height} pixels would take "
                          f"{cost / 2**20:,.0f} MB of memory); {advice}.")
-    copy_fits = cost + len(raw) <= MEMORY_BUDGET    # both ways below copy the file's coded data once, at most
+    return 1 if cost <= MEMORY_BUDGET else DECODING_AT_ONCE
+
+
+def _decode(image: Image.Image, raw: bytes, size: tuple[int, int], jpeg_scans: int, spare: int,
+            halves: bool = True) -> Image.Image:
+    """The picture (`_planned`: opened, `size` before any reduction) loaded: Pillow opens a file at its
+    first frame; a progressive JPEG read at 1/8 from the scans that show at that size (`jpeg_progressive`)
+    and, where the file allows and `halves`, a JPEG in two halves at once (`jpeg_halves`, `jpeg_middle`),
+    each where its copy of the coded data fits in the `spare` bytes its budget leaves."""
+    copy_fits = len(raw) <= spare    # both ways below copy the file's coded data once, at most
     if jpeg_scans > 1 and copy_fits:
         eighth = jpeg_progressive.decode(raw, image, size)
         if eighth is not None:
@@ -375,6 +396,7 @@ def _to_rgb(image: Image.Image, background: tuple[int, int, int]) -> Image.Image
 _decoding = threading.BoundedSemaphore(DECODING_AT_ONCE)
 _decodes = [0]                  # pictures being decoded in this process now
 _decodes_lock = threading.Lock()
+_taking_turns = threading.Lock()     # held while a picture waits for its places
 
 
 def _cpu_seconds() -> tuple[float, float] | None:
@@ -411,11 +433,15 @@ def _idle_core() -> bool:
 
 
 @contextlib.contextmanager
-def _decode_slot():
-    """Waits for one of the DECODING_AT_ONCE places; True if no other picture is being decoded and a
-    core is idle, free to decode half of a big JPEG. Half a picture on a busy core would only slow
-    both, and the two halves take a little more CPU in all than one decode."""
-    with _decoding:
+def _decode_slot(places: int = 1):
+    """Waits for `places` of the DECODING_AT_ONCE places (taken in turn, so a picture waiting for all of
+    them is not overtaken by ones that need one); True if no other picture is being decoded and a core
+    is idle, free to decode half of a big JPEG. Half a picture on a busy core would only slow both, and
+    the two halves take a little more CPU in all than one decode."""
+    with contextlib.ExitStack() as held:
+        with _taking_turns:
+            for _ in range(places):
+                held.enter_context(_decoding)
         with _decodes_lock:
             _decodes[0] += 1
             alone = _decodes[0] == 1
@@ -433,14 +459,16 @@ def load_image(source, background: tuple[int, int, int] = (255, 255, 255)) -> Im
     Animated files give their first frame; photos are turned as their EXIF orientation says;
     transparent parts take `background` (white, as most viewers show them). Big pictures come back
     reduced by a whole factor to no smaller than WORKING_SIZE across (JPEGs are decoded that way).
-    What a file would cost is worked out before it is decoded, and a file over MEMORY_BUDGET, or
-    built to keep the decoder busy, is refused.
+    What a file would cost is worked out before it is decoded, and a file over MEMORY_BUDGET (a big
+    photo: over every decoding place's budget, `_places`), or built to keep the decoder busy, is refused.
     """
     raw = _read(source)
     try:
         jpeg_scans = _check_structure(raw)
-        with _decode_slot() as alone:
-            image = _decode(_open(raw), raw, jpeg_scans, halves=alone)
+        image, size, cost = _planned(raw, jpeg_scans)
+        places = _places(image, size, cost)
+        with _decode_slot(places) as alone:
+            image = _decode(image, raw, size, jpeg_scans, places * MEMORY_BUDGET - cost, halves=alone)
             orientation = _orientation(image)
             # One step at a time, so each full-size picture is let go as soon as the next exists.
             image = _averageable(image, background)

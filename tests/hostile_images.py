@@ -363,6 +363,21 @@ def jpeg_progressive_at_budget() -> bytes:
     return _jpeg(3600, 3600, components=3, progressive=True)
 
 
+# --- The largest photos of each costly kind decoded alone, holding every decoding place (`_places`) ----
+
+def jpeg_progressive_at_two_budgets() -> bytes:
+    """Progressive colour JPEG, 5000 x 5000, no chroma subsampling: 143 MB of coefficients."""
+    return _jpeg(5000, 5000, components=3, progressive=True)
+
+
+def webp_at_two_budgets() -> bytes:
+    """Lossless WebP, 3100 x 3100: 147 MB in libwebp's canvases, its copy and Pillow's."""
+    return _pillow(Image.new("RGB", (3100, 3100), (10, 20, 30)), "WEBP", lossless=True, method=0)
+
+
+ALONE = {"jpeg_progressive_at_two_budgets", "webp_at_two_budgets"}   # each takes every decoding place
+
+
 def im_bad_size() -> bytes:
     """An IFUNC "IM" file whose size line has three numbers: Pillow's size is then not a pair."""
     raw = _pillow(Image.new("L", (8, 8), 50), "IM")
@@ -383,7 +398,7 @@ BUILDERS = {f.__name__: f for f in [
     tiff_rational_offsets, tiff_huge_tile, tiff_rgb48_4000, tiff_many_strips, tiff_float_nan, im_bad_size,
     eps_ghostscript,
     png_rgba_at_budget, png_16bit_at_budget, png_palette_at_budget, tiff_float_at_budget, webp_at_budget,
-    jpeg_progressive_at_budget,
+    jpeg_progressive_at_budget, jpeg_progressive_at_two_budgets, webp_at_two_budgets,
 ]}
 
 

@@ -1,5 +1,6 @@
 import io
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -160,7 +161,8 @@ def test_formats_the_uploader_does_not_offer_are_refused():
 # Hostile files (tests/hostile_images.py): a sentence each, except these, which are pictures within the budget.
 WORKING = inference.WORKING_SIZE
 LOADS = {"mpo_phone", "jpeg_ff_run", "jpeg_huge_baseline", "jpeg_segments_after_the_scan", "tiff_float_nan", "png_rgba_at_budget", "png_16bit_at_budget",
-         "png_palette_at_budget", "tiff_float_at_budget", "webp_at_budget", "jpeg_progressive_at_budget"}
+         "png_palette_at_budget", "tiff_float_at_budget", "webp_at_budget", "jpeg_progressive_at_budget",
+         *hostile_images.ALONE}
 
 
 @pytest.fixture(scope="module")
@@ -229,7 +231,51 @@ def test_hostile_files_take_bounded_memory_and_time(name, hostile):
                             env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     peak, seconds = map(float, result.stdout.split())
-    assert peak < 150e6 and seconds < 10, f"{name}: {peak / 1e6:.0f} MB, {seconds:.1f} s"
+    # A photo decoded alone holds every place's budget (`inference._places`), the others' too.
+    bound = 150e6 + (inference.DECODING_AT_ONCE - 1) * inference.MEMORY_BUDGET * (name in hostile_images.ALONE)
+    assert peak < bound and seconds < 10, f"{name}: {peak / 1e6:.0f} MB, {seconds:.1f} s"
+
+
+def test_a_photo_over_one_budget_is_decoded_alone_and_others_wait_for_it(monkeypatch):
+    """A big progressive JPEG (libjpeg holds every coefficient) takes every decoding place: it is read, and
+    no other picture is decoded meanwhile, so the process still holds at most DECODING_AT_ONCE budgets."""
+    import time
+    big = hostile_images.build("jpeg_progressive_at_two_budgets")
+    buffer = io.BytesIO()
+    Image.new("RGB", (640, 480), (200, 30, 30)).save(buffer, "JPEG")
+    spans, real = [], inference._decode
+
+    def timed(image, raw, *args, **options):
+        started = time.monotonic()
+        time.sleep(0.03)      # long enough for the other threads to arrive meanwhile
+        try:
+            return real(image, raw, *args, **options)
+        finally:
+            spans.append((started, time.monotonic(), raw is big))
+    monkeypatch.setattr(inference, "_decode", timed)
+    loaded = {}
+    threads = [threading.Thread(target=lambda n=n, raw=raw: loaded.__setitem__(n, inference.load_image(raw)))
+               for n, raw in enumerate([buffer.getvalue()] * 3 + [big] + [buffer.getvalue()] * 6)]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.005)
+    for thread in threads:
+        thread.join()
+    assert len(loaded) == 10 and loaded[3].size == (313, 313)          # read at an eighth, then halved
+    (first, last), = [(start, end) for start, end, alone in spans if alone]
+    assert not [span for span in spans if not span[2] and span[0] < last and span[1] > first]
+    assert any(start < first for start, _, alone in spans if not alone)   # others came before it and after
+    assert any(start > last for start, _, alone in spans if not alone)
+
+
+def test_only_a_photo_may_take_more_than_one_budget():
+    """A PNG that costs a little over one budget is a screen, a scan or a file built to cost it: refused,
+    where a JPEG or WebP that costs as much is decoded alone; past every place's budget, refused too."""
+    with pytest.raises(inference.ImageError, match=re.escape("too large to decode here (3300 x 3300 pixels")):
+        inference.load_image(hostile_images._png(3300, 3300, 8, 6))                 # RGBA: 87 MB
+    assert inference.load_image(hostile_images.build("webp_at_two_budgets")).size == (259, 259)   # a twelfth
+    with pytest.raises(inference.ImageError, match="please use one under 28 megapixels"):
+        inference.load_image(hostile_images.build("jpeg_progressive_7000"))         # 294 MB
 
 
 def test_a_class_uploading_at_once_decodes_a_few_pictures_at_a_time(monkeypatch):
