@@ -13,13 +13,13 @@ decoding it: it reads only the formats the uploader offers, refuses files whose 
 keep Pillow's Python parsers busy (thousands of segments, chunks, scans or strips), works out from the
 header what decoding will take (the pixels, the decoder's own buffers, the copies made before the
 picture is shrunk) and refuses anything over MEMORY_BUDGET, or, for a photo (JPEG or WebP), over
-DECODING_AT_ONCE budgets, which it then takes alone (a big progressive JPEG or WebP). JPEGs are decoded at reduced size (a big
-photo on two cores: `jpeg_halves` cuts one at a restart marker, `jpeg_middle` one without; a big
-progressive one from the scans an eighth of it shows, `jpeg_progressive`) and everything else is
-shrunk as soon as it is decoded.
+DECODING_AT_ONCE budgets, which it then takes alone (a big progressive JPEG or WebP). JPEGs are
+decoded at reduced size (a big photo on two cores: `jpeg_halves` cuts one at a restart marker,
+`jpeg_middle` one without; a big progressive one from the scans an eighth of it shows,
+`jpeg_progressive`) and everything else is shrunk as soon as it is decoded.
 At most DECODING_AT_ONCE pictures are decoded at a time in a process, so thirty uploads at once cost
-a server that many budgets, not thirty (a photo over one budget is decoded alone); a picture is decoded on two cores only while it is the only one
-and a core is idle.
+a server that many budgets, not thirty (a photo over one budget is decoded alone); a picture is
+decoded on two cores only while it is the only one and a core is idle.
 tests/hostile_images.py builds files that each broke the loader one of these ways
 (tests/test_inference.py measures their peak memory in a fresh process), and
 tests/test_image_fuzz.py damages pictures thousands of ways.
@@ -272,11 +272,12 @@ def _planned(raw: bytes, jpeg_scans: int) -> tuple[Image.Image, tuple[int, int],
 
 
 def _places(image: Image.Image, size: tuple[int, int], cost: int) -> int:
-    """Decoding places a picture (`size` across and down) costing `cost` bytes takes: one, or every one for a photo (PHOTO_FORMATS)
-    over MEMORY_BUDGET, which then decodes alone, so the process never holds more than DECODING_AT_ONCE
-    budgets; ImageError past that. A big progressive JPEG (libjpeg holds all its coefficients: 82 MB for
-    27 megapixels) and a WebP over about 5 megapixels (libwebp's canvases) are photos people take and
-    save; a PNG, TIFF, GIF or BMP that costs as much is a screen, a scan or a file built to cost it."""
+    """Decoding places a picture (`size` across and down) costing `cost` bytes takes: one, or every one
+    for a photo (PHOTO_FORMATS) over MEMORY_BUDGET, which then decodes alone, so the process never holds
+    more than DECODING_AT_ONCE budgets; ImageError past that. A big progressive JPEG (libjpeg holds all
+    its coefficients: 82 MB for 27 megapixels) and a WebP over about 5 megapixels (libwebp's canvases)
+    are photos people take and save; a PNG, TIFF, GIF or BMP that costs as much is a screen, a scan or
+    a file built to cost it."""
     allowed = MEMORY_BUDGET * (DECODING_AT_ONCE if image.format in PHOTO_FORMATS else 1)
     if cost > allowed:
         width, height = size
