@@ -453,6 +453,22 @@ def _decode_slot(places: int = 1):
                 _decodes[0] -= 1
 
 
+def _decoded(raw: bytes, jpeg_scans: int, background: tuple[int, int, int], places: int
+             ) -> tuple[Image.Image, int] | None:
+    """The picture decoded, shrunk and in RGB, and its EXIF orientation, holding `places` of the
+    DECODING_AT_ONCE places; None if it needs more of them (`_places`)."""
+    with _decode_slot(places) as alone:
+        image, size, cost = _planned(raw, jpeg_scans)
+        if _places(image, size, cost) > places:
+            return None
+        image = _decode(image, raw, size, jpeg_scans, places * MEMORY_BUDGET - cost, halves=alone)
+        orientation = _orientation(image)
+        # One step at a time, so each full-size picture is let go as soon as the next exists.
+        image = _averageable(image, background)
+        image = _shrink(image)
+        return _to_rgb(image, background), orientation
+
+
 def load_image(source, background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
     """A picture (bytes, a path or a file object) as an RGB image, upright; or ImageError with a
     sentence for a person, never anything else.
@@ -466,15 +482,10 @@ def load_image(source, background: tuple[int, int, int] = (255, 255, 255)) -> Im
     raw = _read(source)
     try:
         jpeg_scans = _check_structure(raw)
-        image, size, cost = _planned(raw, jpeg_scans)
-        places = _places(image, size, cost)
-        with _decode_slot(places) as alone:
-            image = _decode(image, raw, size, jpeg_scans, places * MEMORY_BUDGET - cost, halves=alone)
-            orientation = _orientation(image)
-            # One step at a time, so each full-size picture is let go as soon as the next exists.
-            image = _averageable(image, background)
-            image = _shrink(image)
-            image = _to_rgb(image, background)
+        # Opened holding one place; a photo that needs every place lets it go, and is opened again once
+        # it holds them all, so no picture waits for its places holding an opened file.
+        image, orientation = (_decoded(raw, jpeg_scans, background, 1)
+                              or _decoded(raw, jpeg_scans, background, DECODING_AT_ONCE))
         return image.transpose(_TRANSPOSE[orientation]) if orientation in _TRANSPOSE else image
     except ImageError:
         raise
