@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import io
 import statistics
 import sys
@@ -68,6 +69,11 @@ def in_turns(model, images: np.ndarray, ways: dict, rounds: int = 5, seconds: fl
         for name, answer in ways.items():
             rates[name].append(throughput(model, images, seconds, answer=answer))
     return {name: statistics.median(each) for name, each in rates.items()}
+
+
+def for_model(model, _, images: np.ndarray, **options) -> np.ndarray:
+    """`inference.predict` for `model`, whatever model `throughput` is given (`in_turns` of two models)."""
+    return inference.predict(model, images, **options)
 
 
 def every_network(model, images: np.ndarray) -> np.ndarray:
@@ -168,7 +174,18 @@ def main() -> None:
     saved = keras.models.load_model(args.model or inference.DEFAULT_MODEL, compile=False)
     saved.calibration_temperature = served.calibration_temperature    # the same pictures left unmirrored
     label = args.model or "bundled"
-    for name, model in ((f"{label}, served ({fast_inference.precision(served)})", served),
+    rows = [(f"{label}, served ({fast_inference.precision(served)})", served)]
+    if fast_inference.precision(served) == "int8":      # the same-run baseline: served without its int8 networks
+        folded = keras.models.load_model(args.model or inference.DEFAULT_MODEL, compile=False)
+        fast_inference.serve(folded)
+        for temperature in ("calibration_temperature", "first_network_temperature"):
+            setattr(folded, temperature, getattr(served, temperature, None))
+        rows.append((f"{label}, without int8 ({fast_inference.precision(folded)})", folded))
+        rates = in_turns(None, images, {precision: functools.partial(for_model, model)
+                                        for precision, model in (("int8", served), ("without", folded))})
+        print(f"batches in turns, medians of 5: {rates['int8']:.0f} pictures/s in int8, {rates['without']:.0f} "
+              f"without ({fast_inference.precision(folded)})")
+    for name, model in (*rows,
                         (f"{label}, as saved (float32)", saved),
                         ("tutorial CNN (baseline)", models.build("tutorial"))):
         before = None

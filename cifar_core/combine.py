@@ -15,29 +15,56 @@ from pathlib import Path
 import numpy as np
 
 from cifar_core import data as cifar_data
-from cifar_core import evaluation, fast_inference, inference, models, recipe, rundir, training
+from cifar_core import evaluation, fast_inference, inference, int8, models, recipe, rundir, training
 
 
 class CombineError(ValueError):
     """Models that cannot be put side by side, said in one sentence for a person."""
 
 
-def held_out(paths, dataset: cifar_data.Cifar10) -> tuple[np.ndarray, np.ndarray]:
-    """The training pictures (and labels) that every model at `paths` kept out of its training, as its
-    card's recipe chose them (`recipe.split`): the ones all of them held out for their temperatures."""
+def _split(card: dict) -> tuple[int, int] | None:
+    """(train_subset, calibration_images) of the recipe a run's card was trained with: which training
+    pictures it trained on and which it kept out (`recipe.split`)."""
+    config = card.get("config") if isinstance(card, dict) else None
+    if not isinstance(config, dict) or not isinstance(config.get("calibration_images"), int):
+        return None
+    return int(config.get("train_subset") or 0), config["calibration_images"]
+
+
+def _splits(card: dict) -> list[tuple[int, int]] | None:
+    """The `_split` of each network a saved model's card says it holds: its own (a run's model), or each
+    of its members' as `combine` wrote them down."""
+    if _split(card):
+        return [_split(card)]
+    members = card.get("members") if isinstance(card, dict) else None
+    if not isinstance(members, list) or not members:
+        return None
+    splits = [_split({"config": member.get(HELD_OUT)}) if isinstance(member, dict) else None for member in members]
+    return None if None in splits else splits
+
+
+HELD_OUT = "held_out"       # a member's `_split` in a side-by-side model's card
+
+
+def held_out(splits: list[tuple[int, int]], dataset: cifar_data.Cifar10) -> tuple[np.ndarray, np.ndarray]:
+    """The training pictures (and labels) that every network trained with these `_split`s kept out of
+    its training: the ones all of them held out for their temperatures."""
     y = dataset.y_train
     kept, trained = np.ones(len(y), bool), np.zeros(len(y), bool)
-    for path in paths:
-        config = inference.model_card(path).get("config")
-        if not isinstance(config, dict) or "calibration_images" not in config:
-            raise CombineError(f"{path} has no model card saying which training pictures it kept out of training, "
-                               "so none can be trusted to fit the temperature on.")
-        (seen, _), (aside, _) = recipe.split(np.arange(len(y)), y, int(config.get("train_subset") or 0),
-                                             int(config["calibration_images"]))
+    for train_subset, calibration_images in splits:
+        (seen, _), (aside, _) = recipe.split(np.arange(len(y)), y, train_subset, calibration_images)
         trained[seen] = True
         kept &= np.isin(np.arange(len(y)), aside)
     chosen = np.flatnonzero(kept & ~trained)
     return dataset.x_train[chosen], y[chosen]
+
+
+def _member_split(path: Path) -> tuple[int, int]:
+    split = _split(inference.model_card(path))
+    if split is None:
+        raise CombineError(f"{path} has no model card saying which training pictures it kept out of training, "
+                           "so none can be trusted to fit the temperature on.")
+    return split
 
 
 def first_network_temperature(model, x: np.ndarray, y: np.ndarray) -> float | None:
@@ -63,17 +90,16 @@ def combine(paths, dest, command: str = "", dataset: cifar_data.Cifar10 | None =
     except ValueError as e:
         raise CombineError(str(e)) from None
     dataset = dataset or cifar_data.load()
-    x_held, y_held = held_out(paths, dataset)
+    splits = [_member_split(path) for path in paths]
+    x_held, y_held = held_out(splits, dataset)
     if len(y_held) < 10:
         raise CombineError("These models kept no training pictures out in common, so their temperature "
                            "cannot be fitted on pictures none of them saw.")
     dest.parent.mkdir(parents=True, exist_ok=True)
     model.save(dest)
-    model = inference.load_model(dest)        # measured as the app serves it
-    model.calibration_temperature = training.calibrate(model, x_held, y_held)
-    model.first_network_temperature = first_network_temperature(model, x_held, y_held)
-    figures, raw = training.measured(model, dataset)
-    made = [training.how_made(str(path)) for path in paths]
+    int8.save(model, x_held, dest)
+    made = [{**training.how_made(str(path)), HELD_OUT: {"train_subset": subset, "calibration_images": aside}}
+            for path, (subset, aside) in zip(paths, splits)]
     seconds = [member.get("training_seconds") for member in made]
     card = {
         "architecture": f"{len(members)} {members[0].name} networks side by side",
@@ -83,9 +109,46 @@ def combine(paths, dest, command: str = "", dataset: cifar_data.Cifar10 | None =
         "training_seconds": round(sum(seconds), 1) if all(isinstance(s, (int, float)) for s in seconds) else None,
         "data": f"CIFAR-10 test set ({dataset.origin}), {len(dataset.y_test)} images; the temperature fitted "
                 f"on {len(y_held):,} training images none of the {len(members)} trained on",
-        **figures,
-        inference.FIRST_NETWORK_TEMPERATURE: model.first_network_temperature,
     }
-    rundir.write_json(dest.with_suffix(".json"), card)
-    evaluation.save_test_probabilities(dest, raw, dataset.x_test, dataset.y_test)
+    return _measure_as_served(dest, card, x_held, y_held, dataset)
+
+
+def _measure_as_served(path: Path, card: dict, x_held: np.ndarray, y_held: np.ndarray,
+                       dataset: cifar_data.Cifar10) -> dict:
+    """Load the model saved at `path` as the app serves it, fit its temperatures on the held-out pictures
+    (x_held, y_held), measure it on the test set, and write `card` with those figures beside it, and its
+    answers on the test set and the bundled sample; the card as written."""
+    model = inference.load_model(path)        # measured as the app serves it
+    model.calibration_temperature = training.calibrate(model, x_held, y_held)
+    model.first_network_temperature = first_network_temperature(model, x_held, y_held)
+    figures, raw = training.measured(model, dataset)
+    card = {**card, **figures}
+    if model.first_network_temperature is not None:
+        card[inference.FIRST_NETWORK_TEMPERATURE] = model.first_network_temperature
+    rundir.write_json(path.with_suffix(".json"), card)
+    # Its answers on the bundled sample too: a laptop offline opens Evaluate and Quiz at once for it.
+    sample = cifar_data.load_sample()
+    evaluation.save_test_probabilities(path, raw, dataset.x_test, dataset.y_test, also=(
+        (inference.predict(model, sample.x_test, calibrated=False), sample.x_test, sample.y_test),))
     return card
+
+
+def quantize(path, command: str = "", dataset: cifar_data.Cifar10 | None = None) -> dict:
+    """Give the model saved at `path` its networks in int8 (`int8.save`), their ranges measured on the
+    training pictures it never trained on, and measure its card again as it is now served: temperatures
+    fitted again on those pictures, accuracy, calibration error, its test answers. CombineError when
+    its card does not say which pictures those are, or its networks cannot be put in int8."""
+    path = Path(path)
+    model = inference.load_model(path)
+    card = inference.model_card(path)
+    splits = _splits(card)
+    if splits is None:
+        raise CombineError(f"{path} has no model card saying which training pictures it kept out of training, "
+                           "so none can be trusted to measure its int8 ranges on.")
+    dataset = dataset or cifar_data.load()
+    x_held, y_held = held_out(splits, dataset)
+    if len(y_held) < 10:
+        raise CombineError(f"{path}'s networks kept no training pictures out in common.")
+    if not int8.save(model, x_held, path):
+        raise CombineError(f"{path}'s networks do not end in a dense layer before a softmax, which int8 answers need.")
+    return _measure_as_served(path, {**card, "quantized_with": command}, x_held, y_held, dataset)

@@ -123,18 +123,19 @@ def _folded_weights(conv, batchnorm) -> list[np.ndarray]:
     return [(kernel * scale).astype(np.float32), (bias * scale + shift).astype(np.float32)]
 
 
-def answering(model):
+def answering(model, bfloat16: bool | None = None):
     """A copy of `model` that answers as it does, faster (see the module's docstring): its BatchNorms
     folded into their convolutions (each leaves a pass-through layer of the same name), and in
-    bfloat16 where the CPU computes it natively. A model that cannot be copied layer by layer (a
-    layer without a config Keras can rebuild) is its own answering network."""
+    bfloat16 where the CPU computes it natively (`bfloat16`: True or False, whatever the CPU). A model
+    that cannot be copied layer by layer (a layer without a config Keras can rebuild) is its own
+    answering network."""
     import keras
     from keras import layers
 
     from cifar_core import fast_layers, models
     if models.members_of(model) > 1:
         return _side_by_side(model)
-    in_bfloat16 = _bfloat16_here()
+    in_bfloat16 = _bfloat16_here() if bfloat16 is None else bfloat16
     feature_layers = (layers.Conv2D, layers.BatchNormalization, layers.Activation, layers.MaxPooling2D,
                       layers.GlobalMaxPooling2D)
     folds = _folds(model)
@@ -195,9 +196,16 @@ def _give_weights(model, copy, folds: dict) -> None:
                                                    if layer.name in folded_convs else layer.get_weights())
 
 
-def serve(model) -> None:
-    """Have `inference.predict` answer for `model` with `answering(model)`, made now. The copy keeps
-    the weights it was made from: after they change, `refresh(model)`."""
+def serve(model, in_int8: list | None = None) -> None:
+    """Have `inference.predict` answer for `model` with `answering(model)`, made now, or with its
+    networks `in_int8` (`int8.load`: saved beside it) where it has them. The copy keeps the weights it
+    was made from: after they change, `refresh(model)`."""
+    from cifar_core import int8
+    if in_int8:
+        _served[model] = in_int8[0] if len(in_int8) == 1 else int8.Together(in_int8)
+        if len(in_int8) > 1:
+            _apart[_served[model]] = in_int8
+        return
     _served[model] = answering(model)
 
 
@@ -209,7 +217,8 @@ def refresh(model) -> None:
     if copy is None or copy is model:
         return
     from cifar_core import models
-    if models.members_of(model) > 1:     # made of its members' copies: made anew
+    # int8 networks are the weights as saved; a copy of networks side by side is made of theirs: made anew
+    if not hasattr(copy, "layers") or models.members_of(model) > 1:
         serve(model)
         return
     folds = _folds(model)
@@ -231,9 +240,13 @@ def networks(model) -> list:
 
 
 def precision(model) -> str:
-    """What `network(model)`'s convolutions compute in: "bfloat16" or "float32"."""
+    """What `network(model)`'s convolutions compute in: "int8", "bfloat16" or "float32"."""
     import keras
     from keras import layers
+
+    from cifar_core import int8
+    if isinstance(network(model), (int8.Network, int8.Together)):
+        return "int8"
 
     def convolutions(net):     # a side-by-side model's answering copy holds its networks' copies
         for layer in net.layers:

@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter, UnidentifiedImageError
 
-from cifar_core import evaluation, fast_inference, jpeg_halves, jpeg_progressive
+from cifar_core import evaluation, fast_inference, int8, jpeg_halves, jpeg_progressive
 
 ASSETS = Path(__file__).parent / "assets"
 DEFAULT_MODEL = ASSETS / "default.keras"
@@ -652,6 +652,8 @@ def _forward(model):
     import keras
 
     network = fast_inference.network(model)
+    if not hasattr(network, "layers"):         # int8 networks (`int8`): numpy in, numpy out, thread-safe
+        return network
     if keras.backend.backend() != "tensorflow":
         return lambda x: network(x, training=False)
     forward = _compiled.get(network)
@@ -749,7 +751,8 @@ def predict(model, images: np.ndarray, batch_size: int = CHUNK, mirror: bool = T
 
 def load_model(path: str | os.PathLike | None = None):
     """A saved .keras model (the bundled default when path is None), or ModelError. `predict` answers
-    for it with an equivalent network this machine runs faster (`fast_inference.serve`)."""
+    for it with an equivalent network this machine runs faster (`fast_inference.serve`): its networks
+    in int8 where they were saved beside it (`int8`)."""
     import keras
 
     path = Path(path) if path else DEFAULT_MODEL
@@ -759,7 +762,7 @@ def load_model(path: str | os.PathLike | None = None):
         model = keras.models.load_model(path, compile=False)
     except Exception as e:
         raise ModelError(f"{path} is not a CIFAR-10 Studio model we can load ({type(e).__name__}).") from None
-    fast_inference.serve(model)
+    fast_inference.serve(model, int8.load(model, path))
     model.calibration_temperature = temperature_for(path)
     if fast_inference.networks(model):          # networks side by side: the first looks alone first (`predict`)
         model.first_network_temperature = temperature_for(path, FIRST_NETWORK_TEMPERATURE, None)

@@ -18,7 +18,7 @@ def cli(*args, env=None, cwd=None):
                           capture_output=True, text=True, env=env, timeout=300, cwd=cwd)
 
 
-@pytest.mark.parametrize("command", ["train", "combine", "evaluate", "predict", "download"])
+@pytest.mark.parametrize("command", ["train", "combine", "quantize", "evaluate", "predict", "download"])
 def test_help(command):
     result = cli(command, "--help")
     assert result.returncode == 0 and "usage: python -m cifar_core " + command in result.stdout
@@ -108,8 +108,12 @@ def test_combine_puts_two_trained_models_side_by_side_with_a_card(trained, tiny_
     card = json.loads((trained / "both.json").read_text())
     other = json.loads((trained / "other.json").read_text())
     assert card["architecture"] == f"2 {PRESETS['quick']['arch']} networks side by side"
-    assert card["members"] == [_how_made(trained), {"model": str(trained / "other.keras"), **{
-        key: other[key] for key in ("command", "test_accuracy", "epochs", "training_seconds")}}]
+    # Each member as its card says it was made, and which training pictures it kept out (for `quantize`).
+    config = json.loads((trained / "model.json").read_text())["config"]
+    held_out = {"train_subset": config["train_subset"], "calibration_images": config["calibration_images"]}
+    assert card["members"] == [{**_how_made(trained), "held_out": held_out},
+                               {"model": str(trained / "other.keras"), "held_out": held_out, **{
+                                   key: other[key] for key in ("command", "test_accuracy", "epochs", "training_seconds")}}]
     assert shlex.split(card["command"])[3:6] == ["combine", "model.keras", "other.keras"]
     assert card["training_seconds"] == round(_how_made(trained)["training_seconds"] + other["training_seconds"], 1)
     # Its temperature fitted on the training pictures both kept out (the 20 each held out: the same ones).
@@ -118,6 +122,9 @@ def test_combine_puts_two_trained_models_side_by_side_with_a_card(trained, tiny_
     assert 0.05 <= card["first_network_temperature"] <= 20       # the first network answers alone where sure
     assert inference.load_model(trained / "both.keras").first_network_temperature == card["first_network_temperature"]
     assert set(card["per_class_accuracy"]) == set(data.CLASS_NAMES) and (trained / "both.test.npz").exists()
+    # Its networks in int8 beside it, measured on those pictures, and its card's figures as they answer.
+    assert (trained / "both.int8.npz").exists() and card["inference_precision"] == "int8"
+    assert fast_inference.precision(inference.load_model(trained / "both.keras")) == "int8"
     # One model of plain layers, whose scores are the two models' averaged.
     both, first, second = (keras.models.load_model(trained / name)
                            for name in ("both.keras", "model.keras", "other.keras"))
@@ -149,6 +156,32 @@ def test_combine_refuses_in_one_sentence(trained, tiny_archive):
         said = result.stderr.splitlines()[-1]     # after TensorFlow's start-up lines
         assert result.returncode == 2 and said.startswith(sentence), (names, result.stderr)
         assert not (trained / "refused.keras").exists()
+
+
+def test_quantize_saves_a_models_networks_in_int8_and_measures_its_card_again(trained, tiny_archive):
+    import shutil
+    for suffix in (".keras", ".json"):
+        shutil.copyfile(trained / f"model{suffix}", trained / f"small{suffix}")
+    before = json.loads((trained / "small.json").read_text())
+    result = cli("quantize", "small.keras", "--data", tiny_archive, cwd=trained)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines()[-1].startswith(f"Saved small.int8.npz: ") and " in int8" in result.stderr
+    card = json.loads((trained / "small.json").read_text())
+    assert card["inference_precision"] == "int8" and shlex.split(card["quantized_with"])[3:5] == ["quantize", "small.keras"]
+    assert card["command"] == before["command"] and card["config"] == before["config"]    # how it was made stays
+    model = inference.load_model(trained / "small.keras")
+    assert fast_inference.precision(model) == "int8" and model.calibration_temperature == card["temperature"]
+    report = json.loads(cli("evaluate", "--model", trained / "small.keras", "--data", tiny_archive, "--json").stdout)
+    assert report["accuracy"] == pytest.approx(card["test_accuracy"])       # the card is the model as served
+    shutil.copyfile(trained / "model.keras", trained / "no_card.keras")
+    for name, sentence in [("no_card.keras", "no_card.keras has no model card saying which training "
+                                             "pictures it kept out of training, so none can be trusted to measure "
+                                             "its int8 ranges on."),
+                           ("gone.keras", "There is no model file at ")]:
+        result = cli("quantize", name, "--data", tiny_archive, cwd=trained)
+        assert result.returncode == 2 and result.stderr.splitlines()[-1].startswith(sentence), result.stderr
+        assert "Traceback" not in result.stderr
+    assert not (trained / "no_card.int8.npz").exists()
 
 
 def test_evaluate_json_matches_the_card(trained, tiny_archive):

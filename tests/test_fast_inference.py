@@ -1,6 +1,7 @@
 """A loaded model answers through a faster copy (BatchNorms folded into their convolutions, bfloat16 where
 the CPU has it) whose answers are the saved model's; everything else sees the model as saved."""
 import gc
+import shutil
 import weakref
 
 import numpy as np
@@ -23,6 +24,14 @@ def _one_network():
     """The first of the bundled model's networks (`models.side_by_side`), whole, as saved (float32)."""
     import keras
     return models.apart(keras.models.load_model(inference.DEFAULT_MODEL, compile=False))[0]
+
+
+def _bundled_without_int8(folder):
+    """The bundled model as a model saved without int8 networks beside it loads (`int8`): served by its
+    folded copy."""
+    for suffix in (".keras", ".json"):
+        shutil.copyfile(inference.DEFAULT_MODEL.with_suffix(suffix), (folder / "model").with_suffix(suffix))
+    return inference.load_model(folder / "model.keras")
 
 
 @pytest.fixture(scope="module")
@@ -109,11 +118,11 @@ def test_the_bfloat16_copy_answers_as_the_saved_model_does(saved, test_pictures)
     assert (served.argmax(axis=1) == exact.argmax(axis=1)).mean() >= 0.99
 
 
-def test_a_loaded_model_answers_through_its_copy_and_is_seen_as_saved(test_pictures):
+def test_a_loaded_model_answers_through_its_copy_and_is_seen_as_saved(test_pictures, tmp_path):
     """`predict` runs the copy; what looks inside sees the model's own layers, BatchNorms and all."""
     import keras
     from keras import layers
-    model = inference.load_model()
+    model = _bundled_without_int8(tmp_path)
     copy = fast_inference.network(model)
     assert copy is not model and fast_inference.precision(model) == fast_inference.precision(copy)
     assert fast_inference.precision(model) == ("bfloat16" if fast_inference._bfloat16_here() else "float32")
@@ -130,10 +139,12 @@ def test_a_loaded_model_answers_through_its_copy_and_is_seen_as_saved(test_pictu
     assert fast_inference.network(untouched) is untouched
 
 
-def test_the_copy_lives_as_long_as_its_model():
-    """A server loads models again and again: each copy, and the forward pass compiled for it, must go
-    with its model."""
-    model = inference.load_model()
+@pytest.mark.parametrize("in_int8", [True, False])
+def test_the_copy_lives_as_long_as_its_model(in_int8, tmp_path):
+    """A server loads models again and again: each copy (its int8 networks, or its folded copy), and the
+    forward pass compiled for it, must go with its model."""
+    model = inference.load_model() if in_int8 else _bundled_without_int8(tmp_path)
+    assert (fast_inference.precision(model) == "int8") == in_int8
     inference.predict(model, np.zeros((2, 32, 32, 3), np.uint8))    # its networks alone compiled too
     copy = weakref.ref(fast_inference.network(model))
     networks = [weakref.ref(network) for network in fast_inference.networks(model)]
@@ -186,11 +197,11 @@ def test_a_served_model_whose_weights_change_answers_with_them_after_a_refresh(t
     assert fast_inference.network(untouched) is untouched
 
 
-def test_networks_side_by_side_are_served_apart(test_pictures):
+def test_networks_side_by_side_are_served_apart(test_pictures, tmp_path):
     """The bundled model holds two networks in grouped convolutions (`models.side_by_side`); it answers
     through the two, each folded and in bfloat16, run side by side, as the model as saved answers."""
     import keras
-    model = inference.load_model()
+    model = _bundled_without_int8(tmp_path)
     assert models.members_of(model) == 2
     nested = [layer for layer in fast_inference.network(model).layers if isinstance(layer, keras.Model)]
     assert len(nested) == 2 and all(getattr(layer, "groups", 1) == 1 for net in nested for layer in net.layers)
