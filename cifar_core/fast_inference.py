@@ -4,12 +4,14 @@ is the Streamlit server's own.
 
     answering(model) -> a copy of the network with each BatchNorm folded into the convolution before it,
                         and, where the CPU has AVX-512 BF16 or AMX, its feature layers in bfloat16
-    serve(model)     -> `predict` answers for `model` with `answering(model)` from now on
+    serve(model, in_int8=None)
+                     -> `predict` answers for `model` with `answering(model)` from now on, or with its
+                        networks in int8 where they were saved beside it (`int8.load`)
     refresh(model)   -> a served model's copy takes the model's weights again, after they changed
     network(model)   -> what `predict` runs for `model`: that copy once served, else the model itself
     networks(model)  -> the networks a served side-by-side model's copy runs, each alone (`predict`
                         looks with the first only, and with the others where it is unsure), else []
-    precision(model) -> "bfloat16" or "float32": what `network(model)`'s convolutions compute in
+    precision(model) -> "int8", "bfloat16" or "float32": what `network(model)`'s convolutions compute in
 
 The model itself stays as it was saved: what looks inside a network (`inside`,
 `explain`, `embedding`, the layer table) sees its real layers and weights, in
