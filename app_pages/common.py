@@ -104,10 +104,10 @@ def _remember(keys: dict[str, str], who: str) -> None:
 
 
 def active_model_id() -> tuple[str, float]:
-    """The model file the user chose in the sidebar and its version (modification time): what answers
-    from it can be kept under."""
+    """The model file the user chose in the sidebar and its version (`inference.model_version`): what
+    answers from it can be kept under."""
     path = active_choice().path
-    return str(path), path.stat().st_mtime
+    return str(path), inference.model_version(path)
 
 
 def active_model():
@@ -249,7 +249,7 @@ def test_probabilities(choice: ModelChoice) -> np.ndarray:
     """A model's probabilities for every test picture of the current data: shipped with the bundled
     model, otherwise measured once (with a progress bar) and kept in memory and on disk."""
     test = loaded()[0]
-    modified = choice.path.stat().st_mtime
+    modified = inference.model_version(choice.path)
     kept = _test_probabilities(str(choice.path), modified, test.origin, len(test.y_test))
     if "probabilities" in kept:
         return kept["probabilities"]

@@ -37,8 +37,8 @@ def network():
         label = st.selectbox("Network", [c.label for c in options], key="inside_network")
         choice = next((c for c in options if c.label == label), choice)
     try:
-        modified = choice.path.stat().st_mtime
-        return choice.path, modified, common._model(str(choice.path), modified)
+        modified = choice.path.stat().st_mtime     # what looks inside sees the model file's own layers
+        return choice.path, modified, common._model(str(choice.path), inference.model_version(choice.path))
     except (OSError, inference.ModelError) as e:
         st.warning(f"This network cannot be opened just now ({e}); try again in a moment.")
         return choice.path, None, None

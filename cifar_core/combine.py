@@ -139,7 +139,13 @@ def quantize(path, command: str = "", dataset: cifar_data.Cifar10 | None = None)
     fitted again on those pictures, accuracy, calibration error, its test answers. CombineError when
     its card does not say which pictures those are, or its networks cannot be put in int8."""
     path = Path(path)
+    try:
+        made_from = int8.digest(path)
+    except OSError:
+        made_from = None        # `load_model` says why in its own sentence
     model = inference.load_model(path)
+    if int8.digest(path) != made_from:
+        raise CombineError(f"{path} changed while it was read (a run still saving it?); try again once it is saved.")
     card = inference.model_card(path)
     splits = _splits(card)
     if splits is None:
@@ -149,6 +155,11 @@ def quantize(path, command: str = "", dataset: cifar_data.Cifar10 | None = None)
     x_held, y_held = held_out(splits, dataset)
     if len(y_held) < 10:
         raise CombineError(f"{path}'s networks kept no training pictures out in common.")
-    if not int8.save(model, x_held, path):
-        raise CombineError(f"{path}'s networks do not end in a dense layer before a softmax, which int8 answers need.")
-    return _measure_as_served(path, {**card, "quantized_with": command}, x_held, y_held, dataset)
+    if not int8.save(model, x_held, path, made_from):
+        raise CombineError(f"{path}'s networks cannot be put in int8: TensorFlow Lite's converter needs them "
+                           "to end in a dense layer before a softmax, and to be made of layers it knows.")
+    try:
+        return _measure_as_served(path, {**card, "quantized_with": command}, x_held, y_held, dataset)
+    except BaseException:       # never int8 networks served under a card measured without them
+        int8.companion(path).unlink(missing_ok=True)
+        raise

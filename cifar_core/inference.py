@@ -788,6 +788,18 @@ def temperature_for(path: str | os.PathLike, key: str = "temperature", missing: 
     return missing
 
 
+def model_version(path: str | os.PathLike) -> float:
+    """The newest modification time of the model file at `path`, its card and its int8 networks: what
+    answers from it may be kept under, since `quantize` gives a saved model new networks and a new card
+    (temperatures) without touching the model file."""
+    path = Path(path)
+    times = [path.stat().st_mtime]          # OSError when the model file is gone
+    for beside in (path.with_suffix(".json"), int8.companion(path)):
+        with contextlib.suppress(OSError):
+            times.append(beside.stat().st_mtime)
+    return max(times)
+
+
 def model_card(path: str | os.PathLike | None = None) -> dict:
     """The JSON card beside a model (architecture, data, accuracy...), or {} if it has none."""
     card = Path(path).with_suffix(".json") if path else DEFAULT_CARD

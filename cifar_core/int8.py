@@ -30,6 +30,7 @@ The model itself stays as it was saved, and so do its float32 layers for what lo
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import os
@@ -43,6 +44,12 @@ import numpy as np
 SUFFIX = ".int8.npz"
 MAX_BYTES = 64 * 2**20          # a companion larger than this is not read
 AT_ONCE = 4                     # interpreters per network: more calls than this wait for one
+PICTURES_PER_CALL = 128         # an interpreter's memory grows to the largest call it has run: this bounds it
+
+# tf.lite.Interpreter warns of its move to another package each time one is made. Said once here, not
+# around each making: `warnings.catch_warnings` swaps the process's filters and is not thread-safe, and
+# interpreters are made on the server's session threads.
+warnings.filterwarnings("ignore", message=r"\s*Warning: tf\.lite\.Interpreter is deprecated", category=UserWarning)
 
 
 def companion(path: str | os.PathLike) -> Path:
@@ -50,8 +57,9 @@ def companion(path: str | os.PathLike) -> Path:
     return Path(path).with_suffix(SUFFIX)
 
 
-def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def digest(path: str | os.PathLike) -> str:
+    """The SHA-256 of the model file at `path`: a companion answers only for the file it was made from."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def _head(network) -> tuple[np.ndarray, np.ndarray, float, float] | None:
@@ -114,10 +122,12 @@ def _flatbuffer(network, pictures: np.ndarray) -> bytes:
         return converter.convert()
 
 
-def save(model, pictures: np.ndarray, path: str | os.PathLike) -> bool:
+def save(model, pictures: np.ndarray, path: str | os.PathLike, made_from: str | None = None) -> bool:
     """Write `companion(path)` for `model`, saved at `path`: its networks' (`models.apart`, or itself)
-    feature layers in int8. False, and nothing written, for a model whose head is not a dense layer
-    before a softmax, or off TensorFlow (its converter makes them)."""
+    feature layers in int8, for the file whose `digest` is `made_from` (by default the file at `path` now:
+    give the digest of the bytes `model` was loaded from where the file may change meanwhile). False,
+    and nothing written, for a model whose head is not a dense layer before a softmax, one the converter
+    fails on, or off TensorFlow (its converter makes them): the model is then served as saved."""
     import keras
 
     from cifar_core import models
@@ -126,18 +136,21 @@ def save(model, pictures: np.ndarray, path: str | os.PathLike) -> bool:
     networks = models.apart(model) if models.members_of(model) > 1 else [model]
     if any(_head(network) is None for network in networks):
         return False
-    blobs = {f"network{i}": np.frombuffer(_flatbuffer(network, pictures), np.uint8)
-             for i, network in enumerate(networks)}
-    with open(companion(path), "wb") as file:
-        np.savez(file, made_from=np.array(_digest(Path(path))), **blobs)
+    try:
+        blobs = {f"network{i}": np.frombuffer(_flatbuffer(network, pictures), np.uint8)
+                 for i, network in enumerate(networks)}
+    except Exception:       # a layer TensorFlow Lite cannot convert: served as saved, as off TensorFlow
+        return False
+    # Written beside and moved into place, so a server loading the model never reads half of it.
+    target = companion(path)
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    try:
+        with open(partial, "wb") as file:
+            np.savez(file, made_from=np.array(made_from or digest(path)), **blobs)
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
     return True
-
-
-@contextlib.contextmanager
-def _quiet():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")        # tf.lite.Interpreter warns of a move to another package
-        yield
 
 
 def _cores() -> int:
@@ -160,27 +173,22 @@ class Network:
 
     def _interpreter(self):
         import tensorflow as tf
-        with _quiet():
-            interpreter = tf.lite.Interpreter(model_content=self._flatbuffer, num_threads=_cores())
+        interpreter = tf.lite.Interpreter(model_content=self._flatbuffer, num_threads=_cores())
         interpreter.allocate_tensors()
         self._idle.put(interpreter)
         self._made += 1
 
     def _take(self):
-        try:
-            return self._idle.get_nowait()
-        except queue.Empty:
+        while True:
             with self._making:
-                if self._made < AT_ONCE:
+                if self._idle.empty() and self._made < AT_ONCE:
                     self._interpreter()
-            return self._idle.get()
+            try:
+                return self._idle.get(timeout=0.5)
+            except queue.Empty:     # all busy; or one failed and was let go (`_features`): one may be made now
+                continue
 
-    def scores(self, pictures: np.ndarray) -> np.ndarray:
-        """(n, 10) scores before the softmax for float32 pixels (n, 32, 32, 3)."""
-        pictures = np.ascontiguousarray(pictures, np.float32)
-        kernel, bias, scale, offset = self._head
-        if not len(pictures):
-            return np.zeros((0, len(bias)), np.float32)
+    def _features(self, pictures: np.ndarray) -> np.ndarray:
         interpreter = self._take()
         try:
             given, wanted = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
@@ -189,9 +197,23 @@ class Network:
                 interpreter.allocate_tensors()
             interpreter.set_tensor(given["index"], pictures)
             interpreter.invoke()
-            features = interpreter.get_tensor(wanted["index"])
-        finally:
-            self._idle.put(interpreter)
+            features = interpreter.get_tensor(wanted["index"])      # a copy: the interpreter may be reused
+        except BaseException:
+            # Perhaps resized and never allocated: let it go, and let another be made in its place.
+            with self._making:
+                self._made -= 1
+            raise
+        self._idle.put(interpreter)
+        return features
+
+    def scores(self, pictures: np.ndarray) -> np.ndarray:
+        """(n, 10) scores before the softmax for float32 pixels (n, 32, 32, 3)."""
+        pictures = np.ascontiguousarray(pictures, np.float32)
+        kernel, bias, scale, offset = self._head
+        if not len(pictures):
+            return np.zeros((0, len(bias)), np.float32)
+        features = np.concatenate([self._features(pictures[i:i + PICTURES_PER_CALL])
+                                   for i in range(0, len(pictures), PICTURES_PER_CALL)])
         return (features @ kernel + bias) * scale + offset
 
     def __call__(self, pictures: np.ndarray) -> np.ndarray:
@@ -213,17 +235,24 @@ def _softmax(scores: np.ndarray) -> np.ndarray:
     return (shifted / shifted.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
+@functools.cache
+def _gpu_here() -> bool:
+    import tensorflow as tf
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
 def load(model, path: str | os.PathLike) -> list[Network]:
     """The int8 networks beside the model saved at `path` (loaded as `model`), or [] where there are none
-    made from this very file, or this machine cannot run them (no TensorFlow Lite): it is then served as
-    saved (`fast_inference`)."""
+    made from this very file, or this machine cannot run them (no TensorFlow Lite) or has a GPU (which
+    runs the networks as saved faster than the CPU runs them in int8): it is then served as saved
+    (`fast_inference`)."""
     from cifar_core import models
     beside = companion(path)
     try:
-        if not beside.is_file() or beside.stat().st_size > MAX_BYTES:
+        if not beside.is_file() or beside.stat().st_size > MAX_BYTES or _gpu_here():
             return []
         with np.load(beside, allow_pickle=False) as saved:
-            if str(saved["made_from"]) != _digest(Path(path)):
+            if str(saved["made_from"]) != digest(path):
                 return []           # made from another model saved here before: never answer for it
             networks = models.apart(model) if models.members_of(model) > 1 else [model]
             heads = [_head(network) for network in networks]

@@ -184,6 +184,40 @@ def test_quantize_saves_a_models_networks_in_int8_and_measures_its_card_again(tr
     assert not (trained / "no_card.int8.npz").exists()
 
 
+def _copied(trained, name):
+    import shutil
+    for suffix in (".keras", ".json"):
+        shutil.copyfile(trained / f"model{suffix}", trained / f"{name}{suffix}")
+    return trained / f"{name}.keras"
+
+
+def test_quantize_refuses_a_model_that_changed_while_it_was_read(trained, tiny_archive, monkeypatch):
+    from cifar_core import combine
+    path, load = _copied(trained, "moving"), inference.load_model
+
+    def read_then_saved_again(where):
+        model = load(where)
+        where.write_bytes(where.read_bytes() + b"\0")      # a run saving its checkpoint meanwhile
+        return model
+    monkeypatch.setattr(inference, "load_model", read_then_saved_again)
+    with pytest.raises(combine.CombineError, match="changed while it was read"):
+        combine.quantize(path, dataset=data.load(tiny_archive))
+    assert not (trained / "moving.int8.npz").exists()
+
+
+def test_quantize_leaves_no_int8_networks_where_their_card_could_not_be_measured(trained, tiny_archive, monkeypatch):
+    from cifar_core import combine
+    path = _copied(trained, "unmeasured")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(combine, "_measure_as_served", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        combine.quantize(path, dataset=data.load(tiny_archive))
+    assert not (trained / "unmeasured.int8.npz").exists()
+    assert fast_inference.precision(inference.load_model(path)) != "int8"
+
+
 def test_evaluate_json_matches_the_card(trained, tiny_archive):
     result = cli("evaluate", "--model", trained / "model.keras", "--data", tiny_archive, "--json")
     assert result.returncode == 0, result.stderr

@@ -88,7 +88,7 @@ def test_a_companion_not_made_from_this_very_model_is_never_used(tmp_path):
 def test_a_damaged_companion_is_ignored_and_the_model_served_as_saved(tmp_path, damage, test_pictures):
     path = _bundled_copy(tmp_path)
     beside = int8.companion(path)
-    digest = np.array(int8._digest(path))
+    digest = np.array(int8.digest(path))
     if damage == "garbage":
         beside.write_bytes(b"\x93NUMPY not really" * 50)
     elif damage == "truncated":
@@ -109,3 +109,83 @@ def test_a_damaged_companion_is_ignored_and_the_model_served_as_saved(tmp_path, 
     assert fast_inference.precision(model) != "int8"
     probabilities = inference.predict(model, test_pictures[:20])
     np.testing.assert_allclose(probabilities.sum(axis=1), 1, atol=1e-5)
+
+
+def _first_network():
+    return fast_inference.network(inference.load_model()).networks[0]
+
+
+def test_a_long_call_runs_in_pieces_so_no_interpreter_grows_past_one(test_pictures):
+    network = _first_network()
+    whole = network.scores(test_pictures[:300].astype(np.float32))
+    pieces = np.concatenate([network.scores(test_pictures[i:i + 100].astype(np.float32)) for i in (0, 100, 200)])
+    np.testing.assert_allclose(whole, pieces, atol=1e-5)
+    idle = [network._idle.get() for _ in range(network._made)]
+    assert all(interpreter.get_input_details()[0]["shape"][0] <= int8.PICTURES_PER_CALL for interpreter in idle)
+    for interpreter in idle:
+        network._idle.put(interpreter)
+
+
+def test_an_interpreter_that_fails_is_let_go_and_another_made(monkeypatch, test_pictures):
+    monkeypatch.setattr(int8, "AT_ONCE", 1)
+    network = _first_network()
+    while network._made > 1:            # earlier calls made more: keep one
+        network._idle.get()
+        network._made -= 1
+    broken = network._idle.get()
+
+    def out_of_memory():
+        raise RuntimeError("out of memory")
+    broken.allocate_tensors = out_of_memory       # resized, then never allocated
+    network._idle.put(broken)
+    pictures = test_pictures[:3].astype(np.float32)
+    with pytest.raises(RuntimeError):
+        network.scores(pictures)
+    assert network.scores(pictures).shape == (3, 10) and network._made == 1
+
+
+def test_a_call_waiting_for_a_busy_interpreter_goes_on_when_that_one_fails(monkeypatch, test_pictures):
+    monkeypatch.setattr(int8, "AT_ONCE", 1)
+    network = _first_network()
+    taken = [network._idle.get() for _ in range(network._made)]     # every interpreter busy
+    network._made = 1
+    answers = []
+    waiting = threading.Thread(target=lambda: answers.append(network.scores(test_pictures[:2].astype(np.float32))))
+    waiting.start()
+    waiting.join(1)
+    assert waiting.is_alive() and not answers
+    with network._making:               # the busy one fails, as `_features` lets it go
+        network._made -= 1
+    waiting.join(10)
+    assert not waiting.is_alive() and answers[0].shape == (2, 10) and taken
+
+
+def test_a_model_the_converter_cannot_take_is_served_as_saved_and_nothing_written(monkeypatch, tmp_path, test_pictures):
+    import keras
+    path = _bundled_copy(tmp_path)
+    int8.companion(path).unlink()
+    model = keras.models.load_model(path, compile=False)
+
+    def unconvertible(network, pictures):
+        raise ValueError("an op TensorFlow Lite does not know")
+    monkeypatch.setattr(int8, "_flatbuffer", unconvertible)
+    assert not int8.save(model, test_pictures[:50], path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.json", "model.keras"]
+
+
+def test_where_a_gpu_answers_the_networks_are_served_as_saved(monkeypatch, tmp_path):
+    path = _bundled_copy(tmp_path)
+    monkeypatch.setattr(int8, "_gpu_here", lambda: True)
+    assert fast_inference.precision(inference.load_model(path)) != "int8"
+
+
+def test_a_new_companion_or_card_is_a_new_version_of_the_model(tmp_path):
+    import os
+    path = _bundled_copy(tmp_path)
+    for beside in (path, path.with_suffix(".json"), int8.companion(path)):
+        os.utime(beside, (1_000_000, 1_000_000))
+    assert inference.model_version(path) == 1_000_000
+    for beside in (int8.companion(path), path.with_suffix(".json")):
+        version = inference.model_version(path)
+        os.utime(beside, (version + 10, version + 10))
+        assert inference.model_version(path) == version + 10
