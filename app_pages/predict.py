@@ -20,11 +20,12 @@ if source == "Upload":
     # Streamlit stops a file over its own limit in the browser, before sending it, with only a red mark
     # whose words show on hover; a file between our limit and Streamlit's gets a sentence below. Said
     # here in words, in view, so a red mark never goes unexplained.
-    budget = settings.get().upload_session_mb    # kept by the server's UploadBudget (app_pages/upload_budget.py)
-    st.caption(f"Pictures of up to {predict_parts.UPLOAD_LIMIT_MB} MB each, {budget} MB in all at once. A file "
-               f"over {st.get_option('server.maxUploadSize')} MB, or one that would pass {budget} MB in all, is "
-               "stopped before it is sent: it gets a red mark in the list and no answer. Save it smaller, or "
-               "remove other pictures (their ×), and upload it again.")
+    limits = settings.get()    # kept by the server's UploadBudget (app_pages/upload_budget.py)
+    budget, most = limits.upload_session_mb, limits.upload_session_files
+    st.caption(f"Pictures of up to {predict_parts.UPLOAD_LIMIT_MB} MB each, {most} pictures and {budget} MB in all "
+               f"at once. A file over {st.get_option('server.maxUploadSize')} MB, or one past {most} pictures or "
+               f"{budget} MB in all, is stopped before it is sent: it gets a red mark in the list and no answer. "
+               "Save it smaller, or remove other pictures (their ×), and upload it again.")
     if len(files) > 1:
         predict_parts.batch(files)
         name = st.selectbox("Look closer at", [f.name for f in files], key="predict_pick")

@@ -4,12 +4,15 @@ Streamlit keeps every uploaded file's bytes in memory until the visitor removes
 it or leaves, and limits only each file's size (`server.maxUploadSize`, 25 MB
 here), not how many a visitor sends: one visitor dropping a hundred large files
 on the Predict page, or a script sending them straight to the upload address,
-could take gigabytes of a server that thirty students share.
+could take gigabytes of a server that thirty students share. Nor is a count
+bounded by bytes alone: 30 MB of 1 KB pictures is 30,000 of them, each read and
+answered on the Predict page, minutes of a core.
 
 `UploadBudget`, ASGI middleware on the app's server (app.py), answers an upload
 with 413 before reading its body when it would take what one browser session
-keeps (uploads held plus uploads arriving) past `CIFAR_UPLOAD_SESSION_MB`, or
-what the whole server keeps past `CIFAR_UPLOAD_SERVER_MB`. An upload must say
+keeps (uploads held plus uploads arriving) past `CIFAR_UPLOAD_SESSION_MB` or
+`CIFAR_UPLOAD_SESSION_FILES` files, or what the whole server keeps past
+`CIFAR_UPLOAD_SERVER_MB`. An upload must say
 its size (every browser does): one that does not is refused (411), so the bytes
 in flight are known before they arrive. The refused file gets Streamlit's red
 mark in the browser, and the Predict page says in words what the mark means.
@@ -24,21 +27,23 @@ from cifar_core import settings
 
 UPLOAD_PATH = re.compile(r"/_stcore/upload_file/(?P<session>[^/]+)/[^/]+$")
 
-Held = Callable[[str], tuple[int, int]]    # session id -> (bytes that session holds, bytes the server holds)
+# session id -> (bytes that session holds, bytes the server holds, files that session holds)
+Held = Callable[[str], tuple[int, int, int]]
 
 
-def held_by_streamlit(session: str) -> tuple[int, int]:
-    """Uploaded bytes Streamlit keeps for `session` and for every session, from its upload manager.
-    (0, 0) where the manager keeps files elsewhere than in memory: then only arriving bytes count."""
+def held_by_streamlit(session: str) -> tuple[int, int, int]:
+    """Uploaded bytes Streamlit keeps for `session` and for every session, and the files it keeps for
+    `session`, from its upload manager. (0, 0, 0) where the manager keeps files elsewhere than in memory:
+    then only arriving uploads count."""
     from streamlit.runtime import Runtime
     if not Runtime.exists():
-        return 0, 0
+        return 0, 0, 0
     storage = getattr(Runtime.instance().uploaded_file_mgr, "file_storage", None)
     if not isinstance(storage, dict):
-        return 0, 0
+        return 0, 0, 0
     # The upload routes and session shutdown change it on this event loop thread, never during this loop.
     sizes = {sid: sum(len(rec.data) for rec in files.values()) for sid, files in list(storage.items())}
-    return sizes.get(session, 0), sum(sizes.values())
+    return sizes.get(session, 0), sum(sizes.values()), len(storage.get(session, {}))
 
 
 def _refuse(status: int, sentence: str):
@@ -55,6 +60,7 @@ class UploadBudget:
         self.app = app
         self.held = held
         self.arriving: Counter[str] = Counter()     # bytes of uploads being received, by session
+        self.arriving_files: Counter[str] = Counter()    # uploads being received, by session
 
     async def __call__(self, scope, receive, send):
         match = UPLOAD_PATH.search(scope.get("path", "")) if scope["type"] == "http" else None
@@ -68,10 +74,14 @@ class UploadBudget:
                 await send(message)
             return
         size = int(length)
-        mine, everyone = self.held(session)
+        mine, everyone, files = self.held(session)
         mine, everyone = mine + self.arriving[session], everyone + sum(self.arriving.values())
+        files += self.arriving_files[session]
         limits = settings.get()
-        if mine + size > limits.upload_session_mb << 20:
+        if files >= limits.upload_session_files:
+            sentence = (f"This browser already holds {files} pictures; up to {limits.upload_session_files} can be "
+                        "uploaded at once. Remove some and try again.")
+        elif mine + size > limits.upload_session_mb << 20:
             sentence = (f"This browser already holds {mine / 2**20:.0f} MB of pictures; up to "
                         f"{limits.upload_session_mb} MB can be uploaded at once. Remove some and try again.")
         elif everyone + size > limits.upload_server_mb << 20:
@@ -84,9 +94,11 @@ class UploadBudget:
                 await send(message)
             return
         self.arriving[session] += size
+        self.arriving_files[session] += 1
         try:
             await self.app(scope, receive, send)
         finally:
             self.arriving[session] -= size
-            if self.arriving[session] <= 0:
-                del self.arriving[session]
+            self.arriving_files[session] -= 1
+            if self.arriving_files[session] <= 0:
+                del self.arriving[session], self.arriving_files[session]

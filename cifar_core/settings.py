@@ -30,6 +30,7 @@ class Settings:
     ray_gpus_per_run: int      # CIFAR_RAY_GPUS_PER_RUN: GPUs every trainer asks for (a GPU recipe asks for 1 anyway)
     upload_session_mb: int     # CIFAR_UPLOAD_SESSION_MB: uploaded pictures one browser session may hold at once
     upload_server_mb: int      # CIFAR_UPLOAD_SERVER_MB: uploaded pictures the whole server holds at once
+    upload_session_files: int  # CIFAR_UPLOAD_SESSION_FILES: uploaded pictures one browser session may hold at once
 
 
 def _int(name: str, default: int, minimum: int = 0) -> int:
@@ -65,6 +66,7 @@ def get() -> Settings:
         ray_gpus_per_run=_int("CIFAR_RAY_GPUS_PER_RUN", 0),
         upload_session_mb=_int("CIFAR_UPLOAD_SESSION_MB", 30, minimum=1),
         upload_server_mb=_int("CIFAR_UPLOAD_SERVER_MB", 200, minimum=1),
+        upload_session_files=_int("CIFAR_UPLOAD_SESSION_FILES", 100, minimum=1),
     )
 
 

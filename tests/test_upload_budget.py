@@ -14,6 +14,7 @@ MB = 1 << 20
 def budgets(monkeypatch):
     monkeypatch.setenv("CIFAR_UPLOAD_SESSION_MB", "30")
     monkeypatch.setenv("CIFAR_UPLOAD_SERVER_MB", "100")
+    monkeypatch.setenv("CIFAR_UPLOAD_SESSION_FILES", "100")
 
 
 def put(middleware, session, size, path=None, method="PUT", headers=None):
@@ -38,7 +39,7 @@ def put(middleware, session, size, path=None, method="PUT", headers=None):
 
 def test_uploads_within_the_budget_go_on_and_past_it_are_refused_in_a_sentence():
     kept = {"a": 25 * MB}
-    budget = UploadBudget(None, held=lambda s: (kept.get(s, 0), sum(kept.values())))
+    budget = UploadBudget(None, held=lambda s: (kept.get(s, 0), sum(kept.values()), 1))
     assert put(budget, "a", 4 * MB) == (None, "")
     status, sentence = put(budget, "a", 6 * MB)
     assert status == 413 and sentence == ("This browser already holds 25 MB of pictures; up to 30 MB can be "
@@ -49,7 +50,7 @@ def test_uploads_within_the_budget_go_on_and_past_it_are_refused_in_a_sentence()
 
 def test_the_whole_server_has_a_budget_too():
     kept = {f"visitor {i}": 20 * MB for i in range(5)}     # 100 MB held, the server's budget
-    budget = UploadBudget(None, held=lambda s: (kept.get(s, 0), sum(kept.values())))
+    budget = UploadBudget(None, held=lambda s: (kept.get(s, 0), sum(kept.values()), 1))
     status, sentence = put(budget, "newcomer", MB)
     assert status == 413 and "try again in a minute" in sentence
 
@@ -57,7 +58,7 @@ def test_the_whole_server_has_a_budget_too():
 def test_uploads_arriving_at_once_count_before_they_are_kept():
     """Ten uploads in flight for one session: their declared sizes count while they arrive, so the bytes
     in flight are bounded too, and each one's reservation ends with its request."""
-    budget, statuses = UploadBudget(None, held=lambda s: (0, 0)), []
+    budget, statuses = UploadBudget(None, held=lambda s: (0, 0, 0)), []
     release = asyncio.Event()
 
     async def slow_app(scope, receive, send):
@@ -85,8 +86,49 @@ def test_uploads_arriving_at_once_count_before_they_are_kept():
     assert not budget.arriving
 
 
+def test_a_browser_may_hold_so_many_pictures_however_small():
+    """30 MB of 1 KB pictures would be 30,000 of them, each read and answered on the Predict page."""
+    held = {"a": 99}
+    budget = UploadBudget(None, held=lambda s: (held.get(s, 0) * 1024, sum(held.values()) * 1024, held.get(s, 0)))
+    assert put(budget, "a", 1024) == (None, "")
+    held["a"] = 100
+    assert put(budget, "a", 1024) == (413, "This browser already holds 100 pictures; up to 100 can be uploaded "
+                                            "at once. Remove some and try again.")
+    assert put(budget, "b", 1024) == (None, "")       # another visitor is not held back
+
+
+def test_uploads_arriving_at_once_count_as_pictures_too(monkeypatch):
+    monkeypatch.setenv("CIFAR_UPLOAD_SESSION_FILES", "5")
+    budget, statuses = UploadBudget(None, held=lambda s: (0, 0, 0)), []
+    release = asyncio.Event()
+
+    async def slow_app(scope, receive, send):
+        await release.wait()
+
+    async def one(i):
+        sent = []
+
+        async def send(message):
+            sent.append(message)
+        scope = {"type": "http", "method": "PUT", "headers": [(b"content-length", b"1024")],
+                 "path": f"/_stcore/upload_file/s/f{i}"}
+        await budget(scope, None, send)
+        statuses.append(sent[0]["status"] if sent else None)
+
+    async def main():
+        budget.app = slow_app
+        tasks = [asyncio.create_task(one(i)) for i in range(40)]
+        await asyncio.sleep(0.05)
+        assert budget.arriving_files["s"] == 5
+        release.set()
+        await asyncio.gather(*tasks)
+    asyncio.run(main())
+    assert statuses.count(None) == 5 and statuses.count(413) == 35
+    assert not budget.arriving and not budget.arriving_files
+
+
 def test_an_upload_that_does_not_say_its_size_is_refused():
-    budget = UploadBudget(None, held=lambda s: (0, 0))
+    budget = UploadBudget(None, held=lambda s: (0, 0, 0))
     for headers in ([], [(b"content-length", b"-5")], [(b"content-length", b"lots")],
                     [(b"transfer-encoding", b"chunked")]):
         status, sentence = put(budget, "a", 0, headers=headers)
@@ -94,7 +136,7 @@ def test_an_upload_that_does_not_say_its_size_is_refused():
 
 
 def test_everything_else_goes_on_untouched():
-    budget = UploadBudget(None, held=lambda s: (10**12, 10**12))    # over every budget: only uploads would be refused
+    budget = UploadBudget(None, held=lambda s: (10**12, 10**12, 10**6))    # over every budget: only uploads would be refused
     assert put(budget, "a", 5 * MB, method="DELETE") == (None, "")
     assert put(budget, "a", 5 * MB, path="/_stcore/upload_file/a") == (None, "")
     assert put(budget, "a", 5 * MB, path="/predict") == (None, "")
@@ -105,7 +147,7 @@ def test_held_bytes_are_read_from_streamlits_upload_manager():
     from streamlit.runtime import Runtime
     from streamlit.runtime.memory_uploaded_file_manager import MemoryUploadedFileManager
     from streamlit.runtime.uploaded_file_manager import UploadedFileRec
-    assert held_by_streamlit("anyone") == (0, 0) or Runtime.exists()
+    assert held_by_streamlit("anyone") == (0, 0, 0) or Runtime.exists()
     manager = MemoryUploadedFileManager("/_stcore/upload_file")
     manager.add_file("a", UploadedFileRec("1", "x.jpg", "image/jpeg", b"x" * 1000))
     manager.add_file("a", UploadedFileRec("2", "y.jpg", "image/jpeg", b"y" * 500))
@@ -117,7 +159,7 @@ def test_held_bytes_are_read_from_streamlits_upload_manager():
     original = (Runtime.exists, Runtime.instance)
     Runtime.exists, Runtime.instance = staticmethod(lambda: True), staticmethod(lambda: FakeRuntime)
     try:
-        assert held_by_streamlit("a") == (1500, 1520)
-        assert held_by_streamlit("c") == (0, 1520)
+        assert held_by_streamlit("a") == (1500, 1520, 2)
+        assert held_by_streamlit("c") == (0, 1520, 0)
     finally:
         Runtime.exists, Runtime.instance = original
