@@ -55,11 +55,10 @@ def test_the_whole_server_has_a_budget_too():
     assert status == 413 and "try again in a minute" in sentence
 
 
-def test_uploads_arriving_at_once_count_before_they_are_kept():
-    """Ten uploads in flight for one session: their declared sizes count while they arrive, so the bytes
-    in flight are bounded too, and each one's reservation ends with its request."""
-    budget, statuses = UploadBudget(None, held=lambda s: (0, 0, 0)), []
-    release = asyncio.Event()
+def at_once(budget, uploads: int, size: int) -> tuple[list, tuple[int, int]]:
+    """`uploads` uploads of `size` bytes for one session, all arriving at once: (each one's status, None
+    where it went on to Streamlit; (bytes, uploads) counted as arriving while they were all in flight)."""
+    statuses, release = [], asyncio.Event()
 
     async def slow_app(scope, receive, send):
         await release.wait()
@@ -69,21 +68,30 @@ def test_uploads_arriving_at_once_count_before_they_are_kept():
 
         async def send(message):
             sent.append(message)
-        scope = {"type": "http", "method": "PUT", "headers": [(b"content-length", str(8 * MB).encode())],
+        scope = {"type": "http", "method": "PUT", "headers": [(b"content-length", str(size).encode())],
                  "path": f"/_stcore/upload_file/s/f{i}"}
         await budget(scope, None, send)
         statuses.append(sent[0]["status"] if sent else None)
 
     async def main():
         budget.app = slow_app
-        tasks = [asyncio.create_task(one(i)) for i in range(10)]
+        tasks = [asyncio.create_task(one(i)) for i in range(uploads)]
         await asyncio.sleep(0.05)
-        assert sum(budget.arriving.values()) == 24 * MB     # three fit in 30 MB; seven were refused at once
+        arriving = sum(budget.arriving.values()), sum(budget.arriving_files.values())
         release.set()
         await asyncio.gather(*tasks)
-    asyncio.run(main())
+        return arriving
+    return statuses, asyncio.run(main())
+
+
+def test_uploads_arriving_at_once_count_before_they_are_kept():
+    """Ten uploads in flight for one session: their declared sizes count while they arrive, so the bytes
+    in flight are bounded too, and each one's reservation ends with its request."""
+    budget = UploadBudget(None, held=lambda s: (0, 0, 0))
+    statuses, arriving = at_once(budget, 10, 8 * MB)
+    assert arriving == (24 * MB, 3)       # three fit in 30 MB; seven were refused at once
     assert statuses.count(None) == 3 and statuses.count(413) == 7
-    assert not budget.arriving
+    assert not budget.arriving and not budget.arriving_files
 
 
 def test_a_browser_may_hold_so_many_pictures_however_small():
@@ -99,30 +107,9 @@ def test_a_browser_may_hold_so_many_pictures_however_small():
 
 def test_uploads_arriving_at_once_count_as_pictures_too(monkeypatch):
     monkeypatch.setenv("CIFAR_UPLOAD_SESSION_FILES", "5")
-    budget, statuses = UploadBudget(None, held=lambda s: (0, 0, 0)), []
-    release = asyncio.Event()
-
-    async def slow_app(scope, receive, send):
-        await release.wait()
-
-    async def one(i):
-        sent = []
-
-        async def send(message):
-            sent.append(message)
-        scope = {"type": "http", "method": "PUT", "headers": [(b"content-length", b"1024")],
-                 "path": f"/_stcore/upload_file/s/f{i}"}
-        await budget(scope, None, send)
-        statuses.append(sent[0]["status"] if sent else None)
-
-    async def main():
-        budget.app = slow_app
-        tasks = [asyncio.create_task(one(i)) for i in range(40)]
-        await asyncio.sleep(0.05)
-        assert budget.arriving_files["s"] == 5
-        release.set()
-        await asyncio.gather(*tasks)
-    asyncio.run(main())
+    budget = UploadBudget(None, held=lambda s: (0, 0, 0))
+    statuses, arriving = at_once(budget, 40, 1024)
+    assert arriving == (5 * 1024, 5)
     assert statuses.count(None) == 5 and statuses.count(413) == 35
     assert not budget.arriving and not budget.arriving_files
 
