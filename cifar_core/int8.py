@@ -237,8 +237,8 @@ def _softmax(scores: np.ndarray) -> np.ndarray:
 
 @functools.cache
 def _gpu_here() -> bool:
-    import tensorflow as tf
-    return bool(tf.config.list_physical_devices("GPU"))
+    from cifar_core import devices
+    return bool(devices.detect().gpus)
 
 
 def load(model, path: str | os.PathLike) -> list[Network]:
