@@ -139,3 +139,27 @@ def test_the_server_config_turns_off_the_full_collection_after_every_rerun():
     assert config["runner"]["postScriptGC"] is False
     assert "serving.keep_keras_session()" in (
         Path(__file__).resolve().parent.parent / "studio.py").read_text()
+
+
+def test_a_model_dropped_after_a_freeze_is_freed_at_the_next_load():
+    """A loaded model is frozen out of the collector's view; once the cache drops it (a Keras model is
+    full of reference cycles), the next load's freeze must still free it."""
+    import gc
+    import weakref
+
+    from app_pages import serving
+
+    class Layer:
+        pass
+
+    try:
+        model = Layer()
+        model.node = Layer()
+        model.node.layer = model            # a cycle, as a Keras layer and its nodes make
+        dropped = weakref.ref(model)
+        serving.freeze_loaded()             # the model loaded: frozen with everything else alive
+        del model                           # the cache lets it go
+        serving.freeze_loaded()             # another model loaded
+        assert dropped() is None, "a model frozen once and let go stays in memory for good"
+    finally:
+        gc.unfreeze()
