@@ -59,6 +59,7 @@ class ModelChoice:
     label: str
     path: Path
     key: str = ""       # what a visitor's choice is remembered by: BUNDLED or a run id, which outlive labels
+    accuracy: float | None = None   # the accuracy in its label: measured when the model was saved
 
 
 def _with_accuracy(name: str, accuracy: float | None) -> str:
@@ -69,14 +70,15 @@ def _with_accuracy(name: str, accuracy: float | None) -> str:
 def model_choices() -> list[ModelChoice]:
     """The bundled model, then every run that has a checkpoint and has finished or stopped."""
     card = inference.model_card()
-    choices = [ModelChoice(_with_accuracy(DEFAULT_LABEL, card.get("test_accuracy")), inference.DEFAULT_MODEL, BUNDLED)]
+    choices = [ModelChoice(_with_accuracy(DEFAULT_LABEL, card.get("test_accuracy")), inference.DEFAULT_MODEL, BUNDLED,
+                           card.get("test_accuracy"))]
     for run in board.current().runs:   # the server's snapshot of the runs: no file is read here
         if run.state in ("finished", "stopped") and run.model_path:
             # From status.json, not metrics.jsonl: this runs on every page, for every run.
             label = _with_accuracy(f"Run {run.name}", run.status.get("test_accuracy"))
             if any(c.label == label for c in choices):
                 label += f" [{run.id}]"     # two runs of the same name and accuracy stay two choices
-            choices.append(ModelChoice(label, run.model_path, run.id))
+            choices.append(ModelChoice(label, run.model_path, run.id, run.status.get("test_accuracy")))
     return choices
 
 
@@ -111,8 +113,14 @@ def active_model_id() -> tuple[str, float]:
 
 
 def active_model():
-    """The model the user chose in the sidebar, loaded once per process."""
-    return _model(*active_model_id())
+    """The model the user chose in the sidebar, loaded once per process. A file that cannot be read (a
+    damaged checkpoint, a run deleted since the page listed it) ends the page with one sentence."""
+    try:
+        return _model(*active_model_id())
+    except (OSError, inference.ModelError) as e:
+        st.error(f"The model chosen in the sidebar cannot be opened just now ({e}); choose another, or try "
+                 "again in a moment.")
+        st.stop()
 
 
 def header(page: str) -> None:

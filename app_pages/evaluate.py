@@ -5,14 +5,18 @@ import streamlit as st
 
 from app_pages import common
 from cifar_core import charts, evaluation
-from cifar_core.data import CLASS_NAMES
+from cifar_core.data import CLASS_NAMES, with_article
 
 common.header("evaluate")
 test = common.dataset()
 choices = {c.label: c for c in common.model_choices()}
 labels = list(choices)
 active = common.active_choice().label
-picked = st.selectbox("Model", labels, index=labels.index(active), key="evaluate_model")
+# The box starts at the sidebar's model and follows it whenever it changes there ("every page"); a
+# model picked here stays until then. (A keyed box would otherwise keep its first pick for good.)
+if st.session_state.get("evaluate_follows") != active or st.session_state.get("evaluate_model") not in labels:
+    st.session_state["evaluate_model"] = st.session_state["evaluate_follows"] = active
+picked = st.selectbox("Model", labels, key="evaluate_model")
 probabilities = common.test_probabilities(choices[picked])
 y_pred = probabilities.argmax(axis=1)
 summary = evaluation.summary(probabilities, test.y_test)
@@ -26,9 +30,14 @@ def pictures(indices, captions) -> None:
 
 st.metric(f"Right on {summary['n']:,} test pictures", evaluation.percent(summary["accuracy"]),
           help=evaluation.ACCURACY_DEFINITION)
+saved_as = choices[picked].accuracy       # the figure in the model's label, measured when it was saved
 if not len(test.y_train):   # the bundled sample has test pictures only
     st.caption(f"Measured on the bundled sample of {summary['n']:,} test pictures, not on the whole test set "
                "of 10,000, so it can differ from the figure in the sidebar.")
+elif saved_as is not None and evaluation.percent(saved_as) != evaluation.percent(summary["accuracy"]):
+    st.caption(f"Measured here on this server's {summary['n']:,} test pictures. The "
+               f"{evaluation.percent(saved_as)} in the model's name was measured when it was saved, on the test "
+               "pictures it was saved with (another copy of the data set), so the two differ.")
 
 # Lazy tabs: only the open tab's part runs, so the comparison model is tested only when asked for.
 overview, errors, sure, compare = st.tabs(["Per class", "Confusion matrix", "Confidence", "Compare two models"],
@@ -54,16 +63,21 @@ if errors.open:
             t, p = CLASS_NAMES.index(cell["true"]), CLASS_NAMES.index(cell["predicted"])
             matches = np.flatnonzero((test.y_test == t) & (y_pred == p))
             shown = matches[:40]
-            st.markdown(f"**{len(matches)} pictures of a {cell['true']} that the model called {cell['predicted']}**"
+            st.markdown(f"**{len(matches)} pictures of {with_article(cell['true'])} that the model called "
+                        f"{cell['predicted']}**"
                         + (" (the first 40)" if len(shown) == 40 else ""))
-            pictures(shown, [f"{probabilities[i, p]:.0%} sure" for i in shown])
+            if len(shown):
+                pictures(shown, [f"{probabilities[i, p]:.0%} sure" for i in shown])
         else:
             st.caption("A row is every test picture of one class; darker squares hold more of the row. "
                        "Click a square to see its pictures.")
         st.subheader("Its most confident mistakes")
         worst = evaluation.confident_mistakes(probabilities, test.y_test, 20)
-        pictures(worst, [f"{CLASS_NAMES[test.y_test[i]]}, said {CLASS_NAMES[y_pred[i]]} ({probabilities[i].max():.0%})"
-                         for i in worst])
+        if not len(worst):
+            st.caption("It gets every test picture right: there are no mistakes to show.")
+        else:
+            pictures(worst, [f"{CLASS_NAMES[test.y_test[i]]}, said {CLASS_NAMES[y_pred[i]]} ({probabilities[i].max():.0%})"
+                             for i in worst])
 
 if sure.open:
     with sure:
@@ -83,8 +97,10 @@ with compare:
         other_pred = other_probabilities.argmax(axis=1)
         other_summary = evaluation.summary(other_probabilities, test.y_test)
         one, two = st.columns(2)
-        one.metric(picked, evaluation.percent(summary["accuracy"]), help=evaluation.ACCURACY_DEFINITION)
-        two.metric(other, evaluation.percent(other_summary["accuracy"]), help=evaluation.ACCURACY_DEFINITION)
+        # Labels are Markdown: a run's name is shown as typed, never as a link or a picture.
+        one.metric(common.plain(picked), evaluation.percent(summary["accuracy"]), help=evaluation.ACCURACY_DEFINITION)
+        two.metric(common.plain(other), evaluation.percent(other_summary["accuracy"]),
+                   help=evaluation.ACCURACY_DEFINITION)
         st.altair_chart(charts.compare_classes({picked: summary["per_class"], other: other_summary["per_class"]}),
                         width="stretch")
         for title, mask in ((f"Right by {picked}, wrong by {other}", (y_pred == test.y_test) & (other_pred != test.y_test)),

@@ -16,8 +16,18 @@ def class_means(origin: str, split: str) -> list[np.ndarray]:
     return [x[y == c].mean(axis=0).round().astype(np.uint8) for c in range(len(CLASS_NAMES))]
 
 
+@st.cache_resource(show_spinner=False, max_entries=22)
+def channel_histograms(origin: str, split: str, chosen_class: str):
+    """Counting 50,000 pictures' pixels takes seconds: done once per server for each split and class
+    (every student's click on the page reruns it)."""
+    x, y = splits()[split]
+    return charts.channel_histograms(x if chosen_class == ALL else x[y == CLASS_NAMES.index(chosen_class)])
+
+
 @st.cache_resource(show_spinner="Placing 1,000 pictures on the map…", max_entries=8)
-def feature_map(model_path: str, origin: str, split: str):
+def feature_map(model_id: tuple[str, float], origin: str, split: str):
+    """`model_id` (common.active_model_id: the file and its version) is the active model's, whose
+    features place the pictures: a model saved again under the same name gets a new map."""
     x, y = splits()[split]
     keep = np.concatenate([np.flatnonzero(y == c)[:100] for c in range(len(CLASS_NAMES))])
     points = embedding.pca_2d(embedding.features(common.active_model(), x[keep]))
@@ -70,7 +80,7 @@ if view == "Pictures":
         big, predictions = st.columns([1, 2])
         big.image(charts.upscale(x[index], 8), caption="32 x 32 pixels, drawn 8 times larger")
         probabilities = inference.predict(common.active_model(), x[index])[0]
-        predictions.markdown(f"**The model's top guesses** ({common.active_choice().label})")
+        predictions.markdown(f"**The model's top guesses** ({common.plain(common.active_choice().label)})")
         with predictions:
             chart_specs.probability_bars(probabilities, top=3)
             inside_parts.link(x[index], "explore_inside")
@@ -78,8 +88,7 @@ if view == "Pictures":
 elif view == "Statistics":
     one, two = st.columns(2)
     one.altair_chart(charts.class_counts(y, f"{split} pictures per class"), width="stretch")
-    two.altair_chart(charts.channel_histograms(x if chosen_class == ALL else x[y == CLASS_NAMES.index(chosen_class)]),
-                     width="stretch")
+    two.altair_chart(channel_histograms(dataset.origin, split, chosen_class), width="stretch")
     st.markdown("**The average picture of each class**: the blur of everything the class has in common.")
     st.image([charts.upscale(m, 4) for m in class_means(dataset.origin, split)], caption=list(CLASS_NAMES), width=128)
 
@@ -87,4 +96,4 @@ else:
     st.markdown("Each dot is a picture, placed by the model's last layer of features (reduced to two dimensions "
                 "with PCA). Pictures the model finds alike sit together. Hover to see one; click a class in the "
                 "legend to pick it out.")
-    st.altair_chart(feature_map(str(common.active_choice().path), dataset.origin, split), width="stretch")
+    st.altair_chart(feature_map(common.active_model_id(), dataset.origin, split), width="stretch")

@@ -185,6 +185,27 @@ def test_evaluate_page_shows_accuracy_and_the_per_class_table(app):
     assert any("Train a model on the Train page" in c.value for c in app.caption)
 
 
+def test_evaluate_follows_the_sidebar_and_says_why_a_saved_figure_differs(app):
+    from cifar_core import board
+    from prepared_runs import finished_run
+    finished_run("**other** [link](https://example.com)", accuracy=0.5)   # saved at 50%: not what the tiny data gives
+    time.sleep(2 * board.TICK_S)     # pages show the server's snapshot, which catches up within a tick
+    visit(app, "app_pages/evaluate.py")
+    model_box = next(b for b in app.selectbox if b.label == "Model")
+    bundled, run = model_box.options[0], model_box.options[1]
+    assert model_box.value == bundled
+    app.sidebar.selectbox[0].select(run).run()
+    model_box = next(b for b in app.selectbox if b.label == "Model")
+    assert model_box.value == run, "the page's model follows the one chosen for every page"
+    assert any("50.0% in the model's name was measured when it was saved" in c.value for c in app.caption)
+    model_box.select(bundled).run()
+    assert next(b for b in app.selectbox if b.label == "Model").value == bundled   # a pick on the page holds
+    app.sidebar.selectbox[0].select(bundled).run()
+    app.sidebar.selectbox[0].select(run).run()
+    assert next(b for b in app.selectbox if b.label == "Model").value == run
+    assert not app.exception
+
+
 def test_quiz_three_rounds_keep_both_scores(app):
     visit(app, "app_pages/quiz.py")
     for round_ in range(1, 4):

@@ -114,3 +114,15 @@ def test_a_kept_spec_comes_out_of_a_drawing_as_it_went_in():
         chart_specs.draw(kept, width="stretch")
         assert kept["datasets"] == {name: points}
         assert json.dumps({**kept, "datasets": None}, sort_keys=True) == before
+
+
+def test_channel_histograms_count_as_numpy_histogram_does():
+    images = np.random.default_rng(3).integers(0, 256, (50, 32, 32, 3), dtype=np.uint8)
+    images[..., 0] = 255                         # the top bin's right edge belongs to it
+    frame = charts.channel_histograms(images).data
+    edges = np.linspace(0, 256, 65)
+    for channel, name in enumerate(("red", "green", "blue")):
+        counts, _ = np.histogram(images[..., channel], bins=edges)
+        shown = frame[frame["channel"] == name]
+        np.testing.assert_allclose(shown["share"], counts / counts.sum())
+        np.testing.assert_array_equal(shown["value"], edges[:-1])
