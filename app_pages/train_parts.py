@@ -9,7 +9,7 @@ import pyarrow as pa
 import streamlit as st
 
 from app_pages import chart_cache, common, learning_parts
-from cifar_core import board as runs_board, charts, evaluation, models, overfitting, report, runs
+from cifar_core import board as runs_board, charts, evaluation, models, overfitting, report, runs, settings
 from cifar_core.config import FIELD_HELP, MAX_TRAIN_IMAGES, OPTIMIZERS, ConfigError, TrainConfig
 from cifar_core.progress import duration, testing_seconds
 
@@ -54,7 +54,9 @@ class ConfigFields:
             format_func=lambda n: f"{n:,}" if n else "All 50,000")
         add(left, "augment", st.toggle, "Augmentation (flips and shifts)", value=defaults.augment)
         add(middle, "name", st.text_input, "Run name", placeholder="e.g. Class 7B's first try", max_chars=60)
-        right.caption(f"At most {max_epochs} epochs per run on this server.")
+        turn = settings.get().run_turn_minutes
+        right.caption(f"At most {max_epochs} epochs per run on this server"
+                      + (f"; while others wait, {turn} minutes of training (the model is kept)." if turn else "."))
 
     def values(self) -> dict:
         return dict(self.widgets)
@@ -203,15 +205,23 @@ def status_line(run: runs.Run, metrics: list[dict]) -> None:
         st.progress(p["fraction"], text=progress_text(p))
     elif run.state == "failed":
         st.error(f"Failed: {run.status.get('error') or 'no reason was recorded.'}", icon=icon)
+    elif run.state == "stopped" and not run.model_path:     # cancelled while it waited, or stopped too soon
+        why = run.status.get("error") or run.status.get("stopped_because") or "It was stopped before its first epoch ended."
+        st.info(f"Stopped: {why} It has no model to try.", icon=icon)
     else:
         accuracy = run.status.get("test_accuracy")
         result = (f"test accuracy {evaluation.percent(accuracy)}" if accuracy is not None
-                  else "no model was saved")
+                  else "its test accuracy was not measured")
         testing = testing_seconds(run.status, metrics)
         took = f" It took {duration(p['elapsed_s'])} from its start" + (
             f", of which testing {duration(testing)}." if testing else ".")
-        st.success(f"{run.state.capitalize()}: {result}.{took} Pick it as the model in the sidebar to try it.",
-                   icon=icon)
+        because = run.status.get("stopped_because")     # the server's or a teacher's, not its owner's
+        if because:
+            st.info(f"{because} {result[0].upper()}{result[1:]}.{took} "
+                    "Pick it as the model in the sidebar to try it.", icon=icon)
+        else:
+            st.success(f"{run.state.capitalize()}: {result}.{took} Pick it as the model in the sidebar to try it.",
+                       icon=icon)
         if accuracy is not None:
             st.caption(evaluation.ACCURACY_DEFINITION + " The dots on the curves are each epoch's test pass, "
                        "without the mirror, so the last dot can differ from this figure a little.")

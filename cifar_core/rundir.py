@@ -162,5 +162,18 @@ def stop_requested(run_dir: Path) -> bool:
     return (Path(run_dir) / STOP).exists()
 
 
+def request_stop(run_dir: Path, reason: str = "") -> None:
+    """Ask the run's trainer to stop after its current batch; `reason`, a sentence the run keeps as why
+    it stopped (empty: its owner or a teacher asked)."""
+    (Path(run_dir) / STOP).write_text(reason)
+
+
+def stop_reason(run_dir: Path) -> str:
+    try:
+        return (Path(run_dir) / STOP).read_text(errors="replace").strip()
+    except OSError:
+        return ""
+
+
 def now() -> float:
     return round(time.time(), 3)

@@ -128,8 +128,9 @@ def list_runs() -> list[Run]:
     return _all()[::-1]
 
 
-def create(config: TrainConfig, owner: str = "") -> Run:
-    """Write a queued run directory for `config` (validated first); does not start it.
+def create(config: TrainConfig, owner: str = "", takes_turns: bool = False) -> Run:
+    """Write a queued run directory for `config` (validated first); does not start it. `takes_turns`:
+    a visitor's run, which trains for at most CIFAR_RUN_TURN_MINUTES while someone else's run waits.
 
     A checkpoint to continue from is copied in, so the run does not depend on
     another run's folder surviving until it starts.
@@ -142,7 +143,8 @@ def create(config: TrainConfig, owner: str = "") -> Run:
         shutil.copyfile(config.initial_model, path / "initial.keras")
         config = dataclasses.replace(config, initial_model=str(path / "initial.keras"))
     rundir.write_json(path / rundir.CONFIG, config.to_dict())
-    rundir.write_json(path / rundir.STATUS, {"state": "queued", "owner": owner, "created": rundir.now()})
+    rundir.write_json(path / rundir.STATUS, {"state": "queued", "owner": owner, "created": rundir.now(),
+                                             **({"takes_turns": True} if takes_turns else {})})
     return get(run_id)
 
 
@@ -165,7 +167,7 @@ def start(config: TrainConfig, owner: str = "", admin: bool = False) -> Run:
         if owner and not admin and len(mine) >= limits.max_runs_per_person:
             raise RunError(f"You already have {len(mine)} runs waiting or training, the most one person may "
                            "have at once here: stop one, or wait for one to finish.")
-        run = create(config, owner)
+        run = create(config, owner, takes_turns=bool(owner) and not admin)
         _dispatch()
         _prune(owner, limits.keep_runs)
     board.invalidate()     # this visitor's next rerun shows the new run, not one tick later
@@ -271,7 +273,7 @@ def stop(run_id: str, owner: str = "", admin: bool = False) -> Run:
         if run.state == "queued":
             rundir.update_status(run.path, state="stopped", ended=rundir.now(), error="Cancelled before it started.")
         elif run.state == "running":
-            (run.path / rundir.STOP).touch()
+            rundir.request_stop(run.path)
     board.invalidate()
     return get(run_id)
 
@@ -305,7 +307,7 @@ def clear(admin: bool) -> int:
             if run.state == "queued":
                 rundir.update_status(run.path, state="stopped", ended=rundir.now(), error="Cleared by the teacher.")
             elif run.state == "running":
-                (run.path / rundir.STOP).touch()
+                rundir.request_stop(run.path, "Cleared by the teacher.")
             else:
                 shutil.rmtree(run.path, ignore_errors=True)
     board.invalidate()
@@ -358,8 +360,28 @@ def reconcile(locked: bool = False) -> list[str]:
                 f"The trainer made no progress for {settings.get().run_stall_s} seconds, so it was ended; "
                 "the runs after it go on. The last checkpoint, if any, is kept."))
             dead.append(run.id)
+    _end_long_turns()
     _dispatch()    # also starts a queued run that a free slot has been waiting for
     return dead
+
+
+def _end_long_turns() -> None:
+    """Stop a visitor's run that has trained CIFAR_RUN_TURN_MINUTES while another person's run waits: one
+    student's 200 epochs of `best` would otherwise hold the trainer for hours while the class queues.
+    It stops as Stop does once it has saved a model (its first epoch ended), the model kept, and can be
+    continued once the queue is free. Alone on a
+    laptop nobody else waits, so it never stops; teachers' and the command line's runs never do."""
+    turn = settings.get().run_turn_minutes * 60
+    runs = _all()
+    waiting = {r.status.get("owner", "") for r in runs if r.state == "queued"}
+    for run in runs:
+        started = run.status.get("started")
+        if (run.state == "running" and run.status.get("takes_turns") and turn and started
+                and time.time() - started > turn and waiting - {run.status.get("owner", "")}
+                and run.model_path and not rundir.stop_requested(run.path)):   # once it has a model to keep
+            rundir.request_stop(run.path, (
+                f"Stopped after its turn of {turn // 60} minutes' training, because other people's runs were "
+                "waiting. Its model is kept: continue it when the queue is free."))
 
 
 def _last_heard(run: Run) -> float:

@@ -23,6 +23,7 @@ class Settings:
     admin_password: str | None  # CIFAR_ADMIN_PASSWORD: unlocks teacher controls on a hosted copy
     worker_idle_s: int         # CIFAR_WORKER_IDLE_S: a warm trainer waits this long for the next run; 0: a process per run
     run_stall_s: int           # CIFAR_RUN_STALL_S: a running run silent this long is failed and its trainer killed
+    run_turn_minutes: int      # CIFAR_RUN_TURN_MINUTES: a visitor's run trains at most this long while others wait (0: no limit)
     worker_max_runs: int       # CIFAR_WORKER_MAX_RUNS: recipes one warm trainer compiles before a fresh one replaces it
     runs_backend: str          # CIFAR_RUNS_BACKEND: "local" (a subprocess queue here) or "ray"; "ray" when RAY_ADDRESS is set
     ray_address: str | None    # RAY_ADDRESS: the Ray cluster's head ("host:6379"), or "auto" on a node of it
@@ -52,13 +53,14 @@ def get() -> Settings:
         data=Path(data).expanduser() if data else None,
         runs_dir=Path(os.environ.get("CIFAR_RUNS_DIR", "runs")).expanduser(),
         max_concurrent_runs=_int("CIFAR_MAX_CONCURRENT_RUNS", 1, minimum=1),
-        max_queued_runs=_int("CIFAR_MAX_QUEUED_RUNS", 20),
+        max_queued_runs=_int("CIFAR_MAX_QUEUED_RUNS", 60),
         max_epochs=_int("CIFAR_MAX_EPOCHS", 200, minimum=1),
         max_runs_per_person=_int("CIFAR_MAX_RUNS_PER_PERSON", 2, minimum=1),
         keep_runs=_int("CIFAR_KEEP_RUNS", 50, minimum=1),
         admin_password=os.environ.get("CIFAR_ADMIN_PASSWORD") or None,
         worker_idle_s=_int("CIFAR_WORKER_IDLE_S", 300),
         run_stall_s=_int("CIFAR_RUN_STALL_S", 900, minimum=1),
+        run_turn_minutes=_int("CIFAR_RUN_TURN_MINUTES", 20),
         worker_max_runs=_int("CIFAR_WORKER_MAX_RUNS", 10, minimum=1),
         runs_backend=_backend(),
         ray_address=os.environ.get("RAY_ADDRESS", "").strip() or None,

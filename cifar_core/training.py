@@ -107,6 +107,10 @@ def _recorder(run_dir: Path, config: TrainConfig, test: tuple, export_model, ste
                 return
             elapsed = self.elapsed()
             images_per_s = self.epoch_images / max(1e-9, elapsed - self.epoch_started_at)
+            if self.stopped and epoch == 0:
+                # Stopped within its first epoch: a few batches from the start are no model worth keeping,
+                # or worth the queue's time to calibrate and test (tens of seconds for `best`).
+                return
             save_checkpoint(self.model, export_model, run_dir)
             self.tested = None
             if self.stopped:  # a partial epoch: keep the weights, skip the test pass
@@ -198,6 +202,10 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, dataset: cifar_data.C
                                                        config.calibration_images)
         if not len(x_train):
             raise cifar_data.DataError("There are no training images: the full CIFAR-10 data set is needed to train.")
+        if rundir.stop_requested(run_dir):   # stopped while it was starting: build nothing
+            rundir.update_status(run_dir, state="stopped", ended=rundir.now(), error=None,
+                                 stopped_because=rundir.stop_reason(run_dir) or None)
+            return "stopped"
         teachers = distill.teachers(config.distill_from)   # before the first step: a bad file fails now
         strategy = devices.make_strategy(config.strategy)
         # From here on `config` is what runs: on GPUs a bigger batch at a proportionally higher rate.
@@ -254,6 +262,7 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, dataset: cifar_data.C
                                                                   plain=recorder.tested, temperature=temperature)}
         testing_s = recorder.testing_s + time.monotonic() - checks_started
         rundir.update_status(run_dir, state=state, ended=rundir.now(), error=None, testing_s=round(testing_s, 3),
+                             stopped_because=(rundir.stop_reason(run_dir) or None) if recorder.stopped else None,
                              **final)
         return state
     except Exception as e:

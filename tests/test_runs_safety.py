@@ -56,6 +56,37 @@ def test_pruning_never_deletes_another_persons_runs(tiny_env, monkeypatch, no_tr
     assert len([r for r in left if r.status.get("owner") == "eve"]) <= 3
 
 
+def test_a_long_run_stops_after_its_turn_only_while_someone_else_waits(tiny_env, monkeypatch, no_trainers):
+    monkeypatch.setenv("CIFAR_RUN_TURN_MINUTES", "20")
+    long = runs.start(small(epochs=200, name="long"), owner="eve")
+    mine_too = runs.start(small(epochs=1), owner="eve")          # her own second run waits: no reason to stop
+    assert (long.state, mine_too.state) == ("running", "queued")
+    rundir.update_status(long.path, started=rundir.now() - 21 * 60)
+    runs.reconcile()
+    assert not rundir.stop_requested(long.path)
+    bob = runs.start(small(epochs=1), owner="bob")                 # someone else waits: not yet, it has no model
+    runs.reconcile()
+    assert not rundir.stop_requested(long.path)
+    (long.path / rundir.MODEL).write_bytes(b"its first epoch's checkpoint")
+    rundir.update_status(long.path, started=rundir.now() - 19 * 60)   # within its turn
+    runs.reconcile()
+    assert not rundir.stop_requested(long.path)
+    rundir.update_status(long.path, started=rundir.now() - 21 * 60)
+    runs.reconcile()
+    assert "turn of 20 minutes" in rundir.stop_reason(long.path)
+    assert runs.get(bob.id).state == "queued"
+
+
+def test_a_teachers_long_run_is_not_stopped_for_others(tiny_env, monkeypatch, no_trainers):
+    monkeypatch.setenv("CIFAR_RUN_TURN_MINUTES", "20")
+    long = runs.start(small(epochs=200), owner="teacher", admin=True)
+    (long.path / rundir.MODEL).write_bytes(b"its first epoch's checkpoint")
+    rundir.update_status(long.path, started=rundir.now() - 60 * 60)
+    runs.start(small(epochs=1), owner="bob")
+    runs.reconcile()
+    assert not rundir.stop_requested(long.path)
+
+
 def test_a_teacher_can_clear_everything(tiny_env, no_trainers):
     running = runs.start(small(epochs=1), owner="a")
     queued = runs.start(small(epochs=1), owner="b")

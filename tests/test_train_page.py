@@ -40,6 +40,24 @@ def test_someone_elses_run_has_no_stop_button_but_a_sentence(page):
     assert "Starting" in at.get("progress")[0].proto.text   # not a bare 0%
 
 
+def test_a_run_cancelled_while_it_waited_says_why_and_offers_no_model(page):
+    run = runs.create(TrainConfig(epochs=3, batch_size=8, name="cancelled"), owner="someone-else")
+    runs.stop(run.id, admin=True)
+    at = page(watch=run.id)
+    assert any("Stopped: Cancelled before it started. It has no model to try." in i.value for i in at.info)
+    assert not [s for s in at.success if "Pick it as the model" in s.value]
+
+
+def test_a_run_stopped_after_its_turn_says_so_and_keeps_its_model(page):
+    run = ended_run([0.60, 0.70], [1.2, 0.9], [1.5, 1.0])
+    (run.path / rundir.MODEL).write_bytes(b"a checkpoint")
+    rundir.update_status(run.path, state="stopped", stopped_because="Stopped after its turn of 20 minutes' training.")
+    at = page(watch=run.id)
+    [said] = [i.value for i in at.info]
+    assert said.startswith("Stopped after its turn of 20 minutes' training. Test accuracy 69.4%. It took 3 min 45 s")
+    assert not at.success
+
+
 def test_every_field_explains_raising_and_lowering_it(page):
     at = page()
     for field in ("arch", "optimizer", "epochs", "learning_rate", "batch_size", "train_subset", "augment", "name"):

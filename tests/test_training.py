@@ -285,16 +285,42 @@ def test_stop_file_ends_the_run_within_a_batch(tiny, tmp_path):
     result = {}
     thread = threading.Thread(target=lambda: result.update(state=training.train(config, tmp_path, tiny)))
     thread.start()
-    while not _records(tmp_path, "batch"):
+    while not _records(tmp_path, "epoch"):
         time.sleep(0.05)
-    (tmp_path / rundir.STOP).touch()
+    rundir.request_stop(tmp_path, "Stopped for a test.")
     stopped_at = len(_records(tmp_path, "batch"))
     thread.join(timeout=60)
-    assert result["state"] == "stopped" and rundir.read_status(tmp_path)["state"] == "stopped"
+    status = rundir.read_status(tmp_path)
+    assert result["state"] == "stopped" and status["state"] == "stopped"
+    assert status["stopped_because"] == "Stopped for a test."
     last = _records(tmp_path, "batch")[-1]
     assert last["epoch"] < 50
     assert (tmp_path / rundir.MODEL).exists()     # the last weights are kept
+    assert status["test_accuracy"] is not None   # and measured, as every model is
     assert len(_records(tmp_path, "batch")) <= stopped_at + 2
+
+
+def test_a_run_stopped_in_its_first_epoch_keeps_no_model_and_is_not_tested(tiny, tmp_path):
+    config = TrainConfig(arch="airbench_tiny", epochs=50, batch_size=4, precision="float32")
+    result = {}
+    thread = threading.Thread(target=lambda: result.update(state=training.train(config, tmp_path, tiny)))
+    thread.start()
+    while not _records(tmp_path, "batch"):
+        time.sleep(0.05)
+    rundir.request_stop(tmp_path)
+    thread.join(timeout=60)
+    status = rundir.read_status(tmp_path)
+    assert result["state"] == "stopped" and not _records(tmp_path, "epoch")
+    assert not (tmp_path / rundir.MODEL).exists()
+    assert status["test_accuracy"] is None and status["stopped_because"] is None
+
+
+def test_a_run_stopped_before_it_started_builds_nothing(tiny, tmp_path):
+    rundir.request_stop(tmp_path, "Cleared by the teacher.")
+    config = TrainConfig(arch="airbench_tiny", epochs=50, batch_size=4, precision="float32")
+    assert training.train(config, tmp_path, tiny) == "stopped"
+    status = rundir.read_status(tmp_path)
+    assert status["stopped_because"] == "Cleared by the teacher." and not _records(tmp_path, "batch")
 
 
 def test_a_diverging_run_fails_with_a_sentence_about_the_learning_rate(tiny, tmp_path):
