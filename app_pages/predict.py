@@ -28,8 +28,10 @@ if source == "Upload":
                "Save it smaller, or remove other pictures (their ×), and upload it again.")
     if len(files) > 1:
         predict_parts.batch(files)
-        name = st.selectbox("Look closer at", [f.name for f in files], key="predict_pick")
-        files = [f for f in files if f.name == name][:1]
+        # By upload, not by name: a phone names every photo it shares "image.jpg".
+        labels = predict_parts.file_labels(files)
+        picked = st.selectbox("Look closer at", list(labels), format_func=labels.get, key="predict_pick")
+        files = [f for f in files if f.file_id == picked][:1]
     if files and (refusal := predict_parts.too_big(files[0])):
         st.error(f"{files[0].name}: {refusal}")
     elif files:

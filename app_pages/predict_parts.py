@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -272,12 +273,18 @@ def _rows(files) -> list[dict]:
     return [rows[file.file_id] for file in files]
 
 
+def file_labels(files) -> dict[str, str]:
+    """Each upload's file_id -> its name, with its row in the table where another upload has the same name."""
+    names = Counter(f.name for f in files)
+    return {f.file_id: f.name if names[f.name] == 1 else f"{f.name} (row {row})" for row, f in enumerate(files, 1)}
+
+
 def batch(files) -> None:
     """Several uploads at once: a table of thumbnails and answers, where a teacher can pick each picture's
     true class to count the right answers, and a CSV of it."""
     table = pd.DataFrame(_rows(files))
     # The key changes with the set of files, so true classes picked for other files do not linger.
-    key = "predict_batch_" + hashlib.sha1("\0".join(f.name for f in files).encode()).hexdigest()[:12]
+    key = "predict_batch_" + hashlib.sha1("\0".join(f.file_id for f in files).encode()).hexdigest()[:12]
     for position, change in st.session_state.get(key, {}).get("edited_rows", {}).items():
         if change.get("true class") in CLASS_NAMES:
             table.loc[int(position), "true class"] = change["true class"]

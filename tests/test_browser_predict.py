@@ -231,6 +231,35 @@ def test_the_batch_table_counts_right_answers_against_picked_true_classes(sized_
     screenshot(page, "predict-batch-true-class")
 
 
+def test_photos_of_the_same_name_can_each_be_looked_at(sized_page, server, pictures, tmp_path):  # noqa: F811
+    """A phone shares every photo as "image.jpg": each must still be the one looked at when picked."""
+    from cifar_core import data, inference
+    first, second = tmp_path / "one" / "image.jpg", tmp_path / "two" / "image.jpg"
+    for path, source in ((first, "tabby.jpg"), (second, "ship.png")):
+        path.parent.mkdir()
+        Image.open(pictures / source).convert("RGB").save(path, quality=95)
+    model = inference.load_model()
+    said = []
+    for path in (first, second):
+        image = inference.load_image(path)
+        said.append(data.CLASS_NAMES[int(inference.predict_views(model, inference.views(image), image.size).argmax())])
+    assert said[0] != said[1]
+    context, page = sized_page("wide")
+    open_page(page, server, "predict")
+    upload(page, first, second)
+    answer = page.locator("[data-testid=stMetric]").filter(has_text="The model says").first
+    answer.wait_for()
+    assert f"{said[0]}," in answer.inner_text()
+    page.get_by_role("combobox", name="Look closer at").click()
+    page.get_by_role("option", name="image.jpg (row 2)").click()
+    settle(page)
+    deadline = time.monotonic() + 30
+    while f"{said[1]}," not in answer.inner_text() and time.monotonic() < deadline:
+        page.wait_for_timeout(250)
+    assert f"{said[1]}," in answer.inner_text(), "the second photo of the same name is the one answered"
+    no_exceptions(page)
+
+
 def test_a_file_over_the_limit_gets_a_visible_sentence(sized_page, server, tmp_path):  # noqa: F811
     big = tmp_path / "huge.png"
     big.write_bytes(b"\x89PNG" + bytes(21 * 1024 * 1024))
