@@ -54,6 +54,7 @@ PHOTO_FORMATS = ("JPEG", "MPO", "WEBP")   # a photo in these may take every plac
                              # budgets, decoding alone (`_places`)
 IDLE_LOOK = 0.5              # seconds between looks at what other processes use of the cores (_idle_core)
 WORKING_SIZE = 256           # pictures are decoded or shrunk to no smaller than this across: plenty for 32x32
+LONGEST_KEPT = 4096          # ... and to no longer than this: a phone's panorama at an eighth is about 2,000
 MAX_JPEG_SCANS = 100         # each scan is a pass over the whole picture: a photo has 1, a progressive one ~10
 MAX_JPEG_SEGMENTS = 1_000    # Pillow reads each in Python; a real file has a few dozen
 MAX_JPEG_PADDING = 65_536    # bytes between segments before the first scan, which Pillow reads one at a time
@@ -378,8 +379,10 @@ def _averageable(image: Image.Image, background: tuple[int, int, int]) -> Image.
 
 def _shrink(image: Image.Image) -> Image.Image:
     """The picture reduced by a whole factor (each new pixel the mean of a block) to no smaller than
-    WORKING_SIZE across, so every later copy is small."""
-    factor = min(image.size) // WORKING_SIZE
+    WORKING_SIZE across, and to no longer than LONGEST_KEPT, so every later copy is small. The page
+    keeps the picture for its visitor: a strip 300 pixels wide and 30,000 long was kept whole, 26 MB,
+    of which the model is shown the middle 900 (MAX_SQUEEZE)."""
+    factor = max(min(image.size) // WORKING_SIZE, -(-max(image.size) // LONGEST_KEPT))
     return image.reduce(factor) if factor > 1 else image
 
 

@@ -152,6 +152,14 @@ def test_files_over_the_size_limit_get_a_sentence(monkeypatch, tmp_path):
             inference.load_image(source)
 
 
+@pytest.mark.parametrize("fmt, width", [("PNG", 200), ("JPEG", 300)])
+def test_a_long_thin_picture_is_not_kept_at_its_full_length(fmt, width):
+    strip = gradient(width, 100 * width)       # 300 x 30,000: 26 MB as RGB, of which the model sees the middle 900 rows
+    image = inference.load_image(encode(strip, fmt))
+    assert max(image.size) <= inference.LONGEST_KEPT and image.size[1] > 10 * image.size[0]
+    assert all(view.shape == (32, 32, 3) for view in inference.views(image))
+
+
 def test_formats_the_uploader_does_not_offer_are_refused():
     for fmt in ("ICO", "PPM", "TGA", "PCX"):
         with pytest.raises(ImageError, match="not a picture in a format we can read"):
