@@ -39,7 +39,9 @@ if source == "Upload":
 
 elif source == "Camera":
     shot = st.camera_input("Take a photo", key="predict_camera")
-    if shot:
+    if shot and (refusal := predict_parts.too_big(shot)):   # a script can send any file as a camera shot
+        st.error(f"The photo: {refusal}")
+    elif shot:
         picture, name = predict_parts.upload(shot, "The photo"), "camera"
 
 elif source == "Draw":

@@ -23,6 +23,8 @@ UPLOAD_LIMIT_MB = 20
 SHOWN = 256    # pixels across for the 32 x 32 picture and its heat maps: 8 screen pixels per picture pixel
 LOADED_KEY = "predict_loaded"   # session state: (the upload's file_id, its Picture or the sentence refusing it)
 FRAMED_KEY = "predict_framed"   # session state: (the picture, the boxes framed on it, its framed JPEG)
+DRAWN_KEY = "predict_drawn"       # session state: (the drawing's digest, its Picture or the sentence refusing it)
+DRAWING_LIMIT = 2 << 20           # bytes: a 320 x 320 canvas as PNG is at most 410 KB, about 550 KB as a data URL
 ROWS_KEY = "predict_rows"       # session state: (the model's id, {an upload's file_id: its batch-table row})
 
 
@@ -95,7 +97,17 @@ def drawn(drawing, background: str) -> Picture | None:
     except (ValueError, TypeError, AttributeError):   # not a data URL, or not a colour
         st.error("The drawing could not be read.")
         return None
-    loaded = load(raw, "The drawing", colour) if raw else None
+    if not raw:
+        return None
+    if len(raw) > DRAWING_LIMIT:       # no 320 x 320 canvas makes this: a script sent it
+        st.error("The drawing is larger than the canvas can make, so it was not read.")
+        return None
+    # Read once per drawing, as an upload is: every widget moved below the answer reruns the page.
+    digest = hashlib.sha256(raw + bytes(colour)).digest()
+    kept = st.session_state.get(DRAWN_KEY)
+    if kept is None or kept[0] != digest:
+        kept = st.session_state[DRAWN_KEY] = (digest, _read(raw, "The drawing", colour))
+    loaded = _shown(kept[1])
     if loaded is None or not (loaded.small != loaded.small[0, 0]).any():   # all background: nothing drawn
         return None
     return loaded

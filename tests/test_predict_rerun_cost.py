@@ -41,6 +41,42 @@ def test_a_rerun_after_the_answer_does_not_decode_the_photo_again(monkeypatch):
     assert not at.exception and len(decoded) == 2
 
 
+def _drawing_script():
+    """The Predict page's drawing step, on what a browser (or a script in its place) sends as the canvas."""
+    import io
+    from types import SimpleNamespace
+
+    import numpy as np
+    import streamlit as st
+    from PIL import Image
+
+    from app_pages import predict_parts
+    pixels = np.zeros((320, 320, 4), np.uint8)
+    pixels[100:200, 50:250] = (200, 30, 30, 255)     # a red stroke; the rest transparent
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "PNG")
+    raw = buffer.getvalue() + b"\0" * st.session_state.get("padding", 0)   # PNG readers ignore what follows
+    picture = predict_parts.drawn(SimpleNamespace(image_bytes=raw), "#8fc3ea")
+    st.write("nothing" if picture is None else f"read {picture.small.shape}")
+    st.slider("Anything else on the page", 0, 10, key="other")
+
+
+def test_a_drawing_is_read_once_and_one_larger_than_a_canvas_makes_is_refused(monkeypatch):
+    from streamlit.testing.v1 import AppTest
+    decoded = []
+    real = inference.load_image
+    monkeypatch.setattr(inference, "load_image", lambda *a, **k: decoded.append(1) or real(*a, **k))
+    at = AppTest.from_function(_drawing_script, default_timeout=60)
+    at.run()
+    assert not at.exception and at.markdown[0].value == "read (32, 32, 3)"
+    at.slider(key="other").set_value(3).run()
+    assert len(decoded) == 1                    # two runs, one decoding
+    at.session_state["padding"] = 3 << 20      # 3 MB: no 320 x 320 canvas sends that
+    at.run()
+    assert not at.exception and len(decoded) == 1 and at.markdown[0].value == "nothing"
+    assert at.error[0].value == "The drawing is larger than the canvas can make, so it was not read."
+
+
 def _batch_script():
     """The Predict page's batch table for `count` uploaded photos (AppTest cannot upload)."""
     import io
