@@ -72,6 +72,7 @@ else:
 
 if picture is not None:
     st.header(name)
-    predict_parts.answer(picture.small, "predict", picture.original, views=picture.views)
+    predict_parts.answer(picture.small, "predict", picture.original, views=picture.views, drawing=source == "Draw")
     inside_parts.link(picture.small, "predict_inside")
-    predict_parts.fool(picture.small, "predict", picture.original.size if picture.original is not None else None)
+    predict_parts.fool(picture.small, "predict", picture.original.size if picture.original is not None else None,
+                       picture.views, drawing=source == "Draw")

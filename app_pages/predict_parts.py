@@ -150,12 +150,14 @@ def _heat_key() -> dict:
 
 
 def answer(image: np.ndarray, key: str, original: Image.Image | None = None, heat: bool = True,
-           views: np.ndarray | None = None, size: tuple[int, int] | None = None) -> np.ndarray:
+           views: np.ndarray | None = None, size: tuple[int, int] | None = None,
+           drawing: bool = False) -> np.ndarray:
     """Show what the model sees and answers for a (32, 32, 3) picture (and, for an upload, the picture it
     was made from), with the doubts it deserves and where it looked; return the probabilities. `views`,
     every square of an upload the model is shown (`image` is the first): the answer averages them, and
     evens it out if the picture, `original` or of `size`, is a photo (`inference.is_photo`); a photo's
-    square given alone (changed to fool the model) is answered as a photo too."""
+    square given alone (changed to fool the model) is answered as a photo too. A `drawing` is said to be
+    one beside its answer."""
     model = common.active_model()
     size = original.size if original is not None else size
     photo = size is not None and inference.is_photo(*size)
@@ -179,7 +181,10 @@ def answer(image: np.ndarray, key: str, original: Image.Image | None = None, hea
     with columns[-1]:
         st.metric("The model says", f"{CLASS_NAMES[best]}, {probabilities[best]:.0%} sure",
                   help=explain.SURE_ON_PHOTOS if photo else explain.SURE_ON_TEST_PICTURES)
-        for note in explain.doubts(image, probabilities, original.size if original is not None else None):
+        notes = explain.doubts(image, probabilities, size)
+        if drawing:     # said once, in place of the guess that it looks like a drawing
+            notes = [explain.ON_A_DRAWING, *(n for n in notes if not n.startswith("This looks more like a drawing"))]
+        for note in notes:
             st.warning(note, icon=":material/help:")
         chart_specs.probability_bars(probabilities)
     if st.toggle("Show where it looked (Grad-CAM)", value=heat, key=f"{key}_heat"):
@@ -227,10 +232,12 @@ def where(model, image: np.ndarray, best: int, key: str) -> None:
 
 
 @st.fragment
-def fool(image: np.ndarray, key: str, size: tuple[int, int] | None = None) -> None:
+def fool(image: np.ndarray, key: str, size: tuple[int, int] | None = None, views: np.ndarray | None = None,
+         drawing: bool = False) -> None:
     """Sliders that change the picture; the answer follows as they move, evened out as the picture's was
-    if it came from a photo of `size`. A fragment: moving a slider reruns only this part, not the decoding
-    and answer of the picture above it."""
+    if it came from a photo of `size`. Each of its `views` is changed alike and the answers averaged, as
+    the answer above was: from one view alone, the smallest move could change the answer. A fragment:
+    moving a slider reruns only this part, not the decoding and answer of the picture above it."""
     st.subheader("Try to fool it")
     left, right = st.columns(2)
     changes = perturbations.Changes(
@@ -246,7 +253,9 @@ def fool(image: np.ndarray, key: str, size: tuple[int, int] | None = None) -> No
     if changes == perturbations.Changes():
         st.caption("Move a slider to change the picture.")
         return
-    answer(perturbations.apply(image, changes), f"{key}_fooled", heat=False, size=size)
+    changed_views = None if views is None else np.stack([perturbations.apply(view, changes) for view in views])
+    answer(perturbations.apply(image, changes), f"{key}_fooled", heat=False, size=size, views=changed_views,
+           drawing=drawing)
 
 
 def _row(file, model) -> dict:

@@ -199,6 +199,12 @@ SURE_ON_PHOTOS = (SURE_ON_TEST_PICTURES + " A photo is not one of those. On phot
                   "a drawing is further still from what any of them knows.")
 
 
+# Said beside every answer to a drawing: its "% sure" was measured on test pictures and photos, never on
+# drawings, and a scribble can come out 96% sure.
+ON_A_DRAWING = ("This is a drawing. The model has only ever seen photos of ten kinds of things, and its "
+                "\"% sure\" was measured on photos: for a drawing, the answer and how sure it is mean little.")
+
+
 def doubts(image: np.ndarray, probabilities: np.ndarray, size: tuple[int, int] | None = None) -> list[str]:
     """Plain-language warnings beside an answer: the picture is flat, tiny or unlike a photo, or the
     model is torn. `size` is the picture's own (width, height) before it was squeezed into 32 x 32."""

@@ -360,6 +360,7 @@ def test_predict_draw_on_the_canvas(page, server):
     said = page.locator("[data-testid=stMetric]").first
     said.wait_for(timeout=60_000)
     assert "The model says" in said.inner_text()
+    page.get_by_text("This is a drawing. The model has only ever seen photos").first.wait_for()
     no_exceptions(page)
     screenshot(page, "predict-drawing")
 

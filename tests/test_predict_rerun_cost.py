@@ -148,3 +148,51 @@ def test_a_heat_map_costs_milliseconds_not_a_fifth_of_a_second():
         explain.gradcam(model, picture, index)
     per_map = (time.process_time() - started) / 5
     assert per_map < 0.06, f"{per_map * 1000:.0f} ms of CPU per heat map"
+
+
+
+def _two_minded_photo() -> bytes:
+    """An 800 x 480 JPEG whose two views disagree: a ship, with a cat filling the closer square."""
+    import io
+
+    from PIL import Image
+
+    from cifar_core import data
+    sample = data.load_sample()
+    cat, ship = (sample.x_test[int(np.flatnonzero(sample.y_test == c)[0])] for c in (3, 8))
+    photo = Image.fromarray(ship).resize((800, 480), Image.Resampling.BICUBIC)
+    photo.paste(Image.fromarray(cat).resize((384, 384), Image.Resampling.BICUBIC), (208, 48))
+    buffer = io.BytesIO()
+    photo.save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def _fooling_script():
+    """The Predict page's answer and fooling sliders for that photo."""
+    from app_pages import predict_parts
+    from test_predict_rerun_cost import _two_minded_photo
+    picture = predict_parts.load(_two_minded_photo(), "photo")
+    predict_parts.answer(picture.small, "t", picture.original, heat=False, views=picture.views)
+    predict_parts.fool(picture.small, "t", picture.original.size, picture.views)
+
+
+def test_a_photo_changed_to_fool_the_model_is_answered_from_every_view():
+    from streamlit.testing.v1 import AppTest
+
+    from cifar_core import perturbations
+    from cifar_core.data import CLASS_NAMES
+    at = AppTest.from_function(_fooling_script, default_timeout=120)
+    at.run()
+    at.slider(key="t_brightness").set_value(1.05).run()
+    assert not at.exception, [e.value for e in at.exception]
+    image = inference.load_image(_two_minded_photo())
+    views = inference.views(image)
+    changed = np.stack([perturbations.apply(view, perturbations.Changes(brightness=1.05)) for view in views])
+    model = inference.load_model()
+
+    def shown(probabilities):
+        best = int(probabilities.argmax())
+        return f"{CLASS_NAMES[best]}, {probabilities[best]:.0%} sure"
+    both, first_alone = (shown(inference.predict_views(model, v, image.size)) for v in (changed, changed[:1]))
+    assert both != first_alone, "the photo's views must disagree for this test to tell them apart"
+    assert at.metric[1].value == both
