@@ -20,6 +20,7 @@ class Quiz:
     people: int = 0
     model: int = 0
     seen: set = field(default_factory=set)
+    against: str = ""                   # the model playing (its file and version): a new one starts a new game
 
 
 st.html("""<style>
@@ -28,9 +29,14 @@ st.html("""<style>
 </style>""")
 common.header("quiz")
 test = common.dataset()
-probabilities = common.test_probabilities(common.active_choice())
+choice = common.active_choice()
+probabilities = common.test_probabilities(choice)
 guesses = probabilities.argmax(axis=1)
-quiz = st.session_state.setdefault("quiz", Quiz())
+playing = repr(common.active_model_id())
+quiz = st.session_state.setdefault("quiz", Quiz(against=playing))
+if quiz.against != playing:     # another model chosen in the sidebar: its score starts from nothing, as yours does
+    quiz = st.session_state["quiz"] = Quiz(against=playing)
+    st.toast(f"A new game against {choice.label}.", icon=":material/restart_alt:")
 
 # Scores and the hard-mode switch share one row, so the picture and all ten answers fit a projector's 720 pixels.
 score_you, score_model, score_people, mode = st.columns([2, 2, 2, 3], vertical_alignment="center")
@@ -47,11 +53,13 @@ def next_picture() -> None:
     quiz.seen.add(quiz.index)
 
 
-if quiz.index < 0 or (hard and quiz.index not in set(pool.tolist()) and quiz.answer is None):
+# Hard mode changes the pictures from the next one on: swapping the picture on screen would show whether
+# the model gets it right, and let an unanswered picture go unscored.
+if quiz.index < 0:
     next_picture()
 
 score_you.metric("You", f"{quiz.people} / {quiz.rounds}")
-score_model.metric("The model", f"{quiz.model} / {quiz.rounds}")
+score_model.metric("The model", f"{quiz.model} / {quiz.rounds}", help=f"{choice.label}: the model chosen in the sidebar.")
 score_people.metric("People in general", f"{HUMAN_ACCURACY:.0%}", help="Measured by Andrej Karpathy on CIFAR-10 in 2011.")
 
 picture, buttons = st.columns([1, 1])

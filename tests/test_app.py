@@ -223,14 +223,32 @@ def test_quiz_three_rounds_keep_both_scores(app):
     assert app.session_state["quiz"].answer is None
 
 
-def test_quiz_hard_mode_only_shows_mistakes(app):
+def test_quiz_hard_mode_only_shows_mistakes_from_the_next_picture_on(app):
     visit(app, "app_pages/quiz.py")
+    on_screen = app.session_state["quiz"].index
     app.toggle(key="quiz_hard").set_value(True).run()
     assert not app.exception
+    # The picture on screen stays: swapping it would tell whether the model gets it right.
+    assert app.session_state["quiz"].index == on_screen
+    app.button(key="quiz_cat").click().run()
+    app.button[[b.label for b in app.button].index("Next picture")].click().run()
     from app_pages import common
     probabilities = common.test_probabilities(common.active_choice())
     test = common.loaded()[0]
     assert probabilities[app.session_state["quiz"].index].argmax() != test.y_test[app.session_state["quiz"].index]
+
+
+def test_a_new_model_in_the_sidebar_starts_a_new_game(app):
+    from cifar_core import board
+    from prepared_runs import finished_run
+    finished_run("another model")
+    time.sleep(2 * board.TICK_S)     # pages show the server's snapshot, which catches up within a tick
+    visit(app, "app_pages/quiz.py")
+    app.button(key="quiz_cat").click().run()
+    assert app.metric[1].value.endswith("/ 1")
+    app.sidebar.selectbox[0].select(app.sidebar.selectbox[0].options[1]).run()
+    assert not app.exception
+    assert app.metric[0].value == "0 / 0" and app.metric[1].value == "0 / 0"   # no score mixes two models
 
 
 def test_inside_page_without_then_with_a_picture_and_every_tab(app):
