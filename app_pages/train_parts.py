@@ -264,6 +264,7 @@ def board(owner: str) -> None:
         _still_board(owner)
 
 
+BOARD_IDS_KEY = "train_board_ids"   # session state: the run ids of the board's rows as last drawn
 BOARD_EVERY_S = 10.0   # how often a live board's progress, times and states refresh: the watched run's
                        # own figures, above it, refresh every 2.5 s
 
@@ -287,6 +288,7 @@ def _board(owner: str) -> None:
         st.caption("No runs yet. Start one above.")
         return
     table = _board_table(str(snapshot.runs_dir), snapshot.version, int(time.time() // BOARD_EVERY_S), snapshot)
+    _keep_selection_on_its_runs([r.id for r in everything])
     picked = st.dataframe(table, hide_index=True, on_select="rerun", selection_mode="multi-row", key="train_board",
                           column_config=BOARD_COLUMNS)
     chosen = [everything[i] for i in picked.selection.rows if i < len(everything)]
@@ -307,6 +309,20 @@ def _board(owner: str) -> None:
         learning_parts.compare(*chosen, key="train_compare")
     elif len(chosen) == 1:
         learning_parts.replay(chosen[0], key="train_board_replay")
+
+
+def _keep_selection_on_its_runs(ids: list[str]) -> None:
+    """The table keeps its selection by row number; newest first, every run someone starts moves the rows
+    down one, and the selection (the curves compared at the projector, the Continue button) would slide
+    onto other runs. When the rows have moved since they were drawn, the selection is moved with its runs."""
+    drawn = st.session_state.get(BOARD_IDS_KEY)
+    st.session_state[BOARD_IDS_KEY] = ids
+    state = st.session_state.get("train_board")
+    rows = state["selection"]["rows"] if state else []
+    if not drawn or drawn == ids or not rows:
+        return
+    kept = [drawn[i] for i in rows if i < len(drawn)]
+    st.session_state["train_board"] = {"selection": {"rows": [ids.index(i) for i in kept if i in ids], "columns": []}}
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)

@@ -58,6 +58,29 @@ def test_a_run_stopped_after_its_turn_says_so_and_keeps_its_model(page):
     assert not at.success
 
 
+def test_a_selected_run_stays_selected_when_someone_starts_another(page):
+    ended_run([0.6], [1.2], [1.5], name="older")
+    rundir.update_status(ended_run([0.7], [1.0], [1.2], name="newer").path, created=rundir.now() + 1)
+    at = page()
+    table = at.dataframe[0].value
+    assert list(table["name"]) == ["newer", "older"]
+    at.session_state["train_board"] = {"selection": {"rows": [1], "columns": []}}   # the older run, as drawn
+    at.run()
+
+    def chosen():
+        return [m.value for m in at.markdown if m.value.startswith("**") and " · " in m.value]
+    assert chosen() == ["**older** · finished"]
+    config = TrainConfig(epochs=1, batch_size=8, name="started since")
+    rundir.write_json(runs.create(config, owner="someone").path / rundir.STATUS,
+                      {"state": "stopped", "owner": "someone", "created": rundir.now() + 2})
+    board.invalidate()
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert list(at.dataframe[0].value["name"])[0] == "started since"
+    assert at.session_state["train_board"]["selection"]["rows"] == [2]      # moved down with its run
+    assert chosen() == ["**older** · finished"]
+
+
 def test_every_field_explains_raising_and_lowering_it(page):
     at = page()
     for field in ("arch", "optimizer", "epochs", "learning_rate", "batch_size", "train_subset", "augment", "name"):
@@ -66,9 +89,9 @@ def test_every_field_explains_raising_and_lowering_it(page):
         assert widget.help == FIELD_HELP[field], field
 
 
-def ended_run(test_accuracies, test_losses, losses) -> runs.Run:
+def ended_run(test_accuracies, test_losses, losses, name: str = "ended") -> runs.Run:
     """A finished run as its trainer leaves it: 225 s from start to end, 135 s of it testing."""
-    run = runs.create(TrainConfig(epochs=len(losses), batch_size=100, name="ended"), owner="someone")
+    run = runs.create(TrainConfig(epochs=len(losses), batch_size=100, name=name), owner="someone")
     lines = []
     for epoch, (accuracy, test_loss, loss) in enumerate(zip(test_accuracies, test_losses, losses), start=1):
         lines.append({"kind": "batch", "epoch": epoch, "step": 50, "elapsed_s": 20.0 * epoch, "wall_s": 40.0 * epoch,
