@@ -6,7 +6,7 @@ first visitor). This file imports no TensorFlow, so the first page appears at on
 """
 import streamlit as st
 
-from app_pages import common, serving
+from app_pages import common, serving, upload_budget
 
 serving.keep_keras_session()   # no Keras clean-up after every rerun: see app_pages/serving.py
 st.set_page_config(page_title="CIFAR-10 Studio", page_icon="🖼️", layout="wide")
@@ -22,4 +22,6 @@ page = st.navigation([
     st.Page("app_pages/glossary.py", title="Glossary", icon=":material/menu_book:"),
 ])
 common.sidebar()
+if page.url_path != "predict":     # the only page with an uploader: what this browser uploaded there is let go
+    upload_budget.let_go_of_uploads()
 page.run()

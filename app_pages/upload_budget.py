@@ -41,9 +41,28 @@ def held_by_streamlit(session: str) -> tuple[int, int, int]:
     storage = getattr(Runtime.instance().uploaded_file_mgr, "file_storage", None)
     if not isinstance(storage, dict):
         return 0, 0, 0
-    # The upload routes and session shutdown change it on this event loop thread, never during this loop.
-    sizes = {sid: sum(len(rec.data) for rec in files.values()) for sid, files in list(storage.items())}
+    # Copied first (list() of a dict holds the interpreter's lock throughout): a page's script thread may
+    # let go of its browser's files (`let_go_of_uploads`) while this event loop thread counts them.
+    sizes = {sid: sum(len(rec.data) for rec in list(files.values())) for sid, files in list(storage.items())}
     return sizes.get(session, 0), sum(sizes.values()), len(storage.get(session, {}))
+
+
+def let_go_of_uploads() -> int:
+    """Free every upload the current browser session holds; returns how many bytes that was. For pages
+    without an uploader: Streamlit keeps a session's uploads until it ends, even after the visitor has
+    left the Predict page and its uploader has forgotten them, so a class that uploaded photos and moved
+    on to the Quiz held the server's whole budget for the rest of the lesson."""
+    from streamlit.runtime import Runtime
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+    context = get_script_run_ctx()
+    if context is None or not Runtime.exists():
+        return 0
+    manager = Runtime.instance().uploaded_file_mgr
+    held = getattr(manager, "file_storage", {}).get(context.session_id, {})
+    freed = sum(len(rec.data) for rec in list(held.values()))
+    if held:
+        manager.remove_session_files(context.session_id)
+    return freed
 
 
 def _refuse(status: int, sentence: str):
@@ -85,8 +104,8 @@ class UploadBudget:
             sentence = (f"This browser already holds {mine / 2**20:.0f} MB of pictures; up to "
                         f"{limits.upload_session_mb} MB can be uploaded at once. Remove some and try again.")
         elif everyone + size > limits.upload_server_mb << 20:
-            sentence = ("The server holds as many uploaded pictures as it can right now; "
-                        "please try again in a minute.")
+            sentence = ("The server holds as many uploaded pictures as it can right now. They are let go as "
+                        "people remove theirs or leave the Predict page: please try again in a minute.")
         else:
             sentence = None
         if sentence:

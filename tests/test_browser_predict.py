@@ -316,6 +316,31 @@ def test_uploads_past_a_browsers_budget_are_refused_and_removing_one_makes_room(
     no_exceptions(page)
 
 
+def test_leaving_the_predict_page_lets_go_of_the_uploads(sized_page, server, tmp_path):  # noqa: F811
+    """Streamlit keeps a browser's uploads until it leaves the site, even once it has left the Predict page
+    and its uploader has forgotten them: 24 MB kept, then 24 MB more after a visit to the Quiz, would be
+    past the 30 MB a browser may hold. They are let go when another page is opened."""
+    files = []
+    for i in range(4):
+        files.append(tmp_path / f"big{i}.png")
+        files[-1].write_bytes(b"\x89PNG" + bytes(12 * 1024 * 1024))
+    context, page = sized_page("wide")
+    open_page(page, server, "predict")
+    upload(page, *files[:2])
+    page.wait_for_function("document.querySelectorAll('[data-testid=stFileChip]').length == 2")
+    page.locator("[data-testid=stDataFrame]").first.wait_for()       # both reached the page
+    for title in ("Quiz", "Predict"):            # within the same browser session, as a student clicks
+        page.locator("[data-testid=stSidebarNav]").get_by_role("link", name=title).click()
+        page.get_by_role("heading", level=1).first.wait_for()
+        settle(page)
+    upload(page, *files[2:])
+    page.wait_for_function("document.querySelectorAll('[data-testid=stFileChip]').length == 2")
+    page.locator("[data-testid=stDataFrame]").first.wait_for()
+    page.wait_for_timeout(1000)
+    assert page.locator("[data-testid=stFileChip][aria-invalid=true]").count() == 0
+    no_exceptions(page)
+
+
 def overlaps(a, b) -> bool:
     return min(a["x"] + a["width"], b["x"] + b["width"]) > max(a["x"], b["x"]) and \
         min(a["y"] + a["height"], b["y"] + b["height"]) > max(a["y"], b["y"])
