@@ -45,6 +45,7 @@ import pickletools
 import struct
 import tarfile
 import tempfile
+import threading
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -595,8 +596,24 @@ def cached() -> Path | None:
 
 def download(dest_dir: str | os.PathLike | None = None, *, progress: Progress | None = None,
              url: str | None = None, sha256: str = SHA256) -> Path:
-    """Download the official archive into `dest_dir` (the Keras cache by default), check it, return its path."""
-    url = url or URL
+    """Download the official archive into `dest_dir` (the Keras cache by default), check it, return its path.
+
+    One download at a time in a process: on a shared server every visitor sees the button, and thirty
+    presses would be thirty downloads of 170 MB. Whatever ends a download early (an error, or the page
+    that asked for it being left, which stops its progress callback) leaves no partial file behind."""
+    if not _downloading.acquire(blocking=False):
+        raise DataError("The data set is already being downloaded on this server; it is used here as soon as "
+                        "that download is done.")
+    try:
+        return _download(dest_dir, progress, url or URL, sha256)
+    finally:
+        _downloading.release()
+
+
+_downloading = threading.Lock()
+
+
+def _download(dest_dir: str | os.PathLike | None, progress: Progress | None, url: str, sha256: str) -> Path:
     dest_dir = Path(dest_dir) if dest_dir else keras_cache_dir()
     dest_dir.mkdir(parents=True, exist_ok=True)
     dest = dest_dir / ARCHIVE_NAME
@@ -616,6 +633,9 @@ def download(dest_dir: str | os.PathLike | None = None, *, progress: Progress | 
             os.unlink(tmp.name)
             raise DataError(f"Could not download CIFAR-10 from {url} ({getattr(e, 'reason', e)}). "
                             "Are you offline? Set CIFAR10_DATA to a local copy instead.") from None
+        except BaseException:
+            os.unlink(tmp.name)
+            raise
     if digest.hexdigest() != sha256:
         os.unlink(tmp.name)
         raise DataError(f"The download from {url} is damaged (its sha256 does not match); nothing was kept.")

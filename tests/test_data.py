@@ -69,6 +69,23 @@ def test_offline_download_says_so(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_download_left_early_keeps_nothing_and_one_runs_at_a_time(tiny_archive, tmp_path):
+    """The page that asked for it is left: Streamlit stops its script from inside the progress callback."""
+    class Left(BaseException):
+        pass
+
+    def progress(done, total):
+        with pytest.raises(data.DataError, match="already being downloaded"):   # a second press meanwhile
+            data.download(tmp_path, url=tiny_archive.as_uri())
+        raise Left
+
+    with pytest.raises(Left):
+        data.download(tmp_path, url=tiny_archive.as_uri(), progress=progress)
+    assert list(tmp_path.iterdir()) == []
+    digest = hashlib.sha256(tiny_archive.read_bytes()).hexdigest()
+    assert data.download(tmp_path, url=tiny_archive.as_uri(), sha256=digest).exists()   # and the next one goes on
+
+
 def _archive_with(tmp_path, members: dict) -> str:
     path = tmp_path / "odd.tar.gz"
     with tarfile.open(path, "w:gz") as tar:
