@@ -15,6 +15,7 @@ goes back to a fresh `python -m cifar_core train` process per run.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import secrets
 import shutil
@@ -26,7 +27,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 from cifar_core import board, evaluation, rundir, settings, snapshots
 from cifar_core import progress as timing
@@ -82,6 +83,21 @@ class Run:
         """How far the run has got and how long it has left (see `cifar_core.progress`)."""
         metrics = self.metrics() if metrics is None else metrics
         return timing.estimate(self.config, self.status, metrics, time.time() if now is None else now).as_dict()
+
+
+def _in_a_sentence(change):
+    """What a person asked of the runs (start, stop, delete, continue, clear) fails with a RunError's
+    sentence, never a traceback: the runs lock held too long by others, or the disk full or unwritable."""
+    @functools.wraps(change)
+    def changed(*args, **kwargs):
+        try:
+            return change(*args, **kwargs)
+        except Timeout:
+            raise RunError("The server is busy with many people's runs just now; please try again in a moment.") from None
+        except OSError as e:
+            raise RunError(f"The runs folder could not be changed ({e.strerror or type(e).__name__}); "
+                           "please try again, or tell whoever runs this server.") from None
+    return changed
 
 
 def runs_dir() -> Path:
@@ -172,15 +188,24 @@ def create(config: TrainConfig, owner: str = "", takes_turns: bool = False) -> R
     run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
     path = runs_dir() / run_id
     path.mkdir()
-    if config.initial_model:
-        shutil.copyfile(config.initial_model, path / "initial.keras")
-        config = dataclasses.replace(config, initial_model=str(path / "initial.keras"))
-    rundir.write_json(path / rundir.CONFIG, config.to_dict())
-    rundir.write_json(path / rundir.STATUS, {"state": "queued", "owner": owner, "created": rundir.now(),
-                                             **({"takes_turns": True} if takes_turns else {})})
+    try:
+        if config.initial_model:
+            try:
+                shutil.copyfile(config.initial_model, path / "initial.keras")
+            except FileNotFoundError:
+                raise RunError("The model to go on from is gone: its run was deleted meanwhile.") from None
+            config = dataclasses.replace(config, initial_model=str(path / "initial.keras"))
+        # Status first: a run is listed once its config exists, and must never be seen without its status.
+        rundir.write_json(path / rundir.STATUS, {"state": "queued", "owner": owner, "created": rundir.now(),
+                                                 **({"takes_turns": True} if takes_turns else {})})
+        rundir.write_json(path / rundir.CONFIG, config.to_dict())
+    except BaseException:
+        shutil.rmtree(path, ignore_errors=True)     # no half-made folder, which nothing would list or prune
+        raise
     return get(run_id)
 
 
+@_in_a_sentence
 def start(config: TrainConfig, owner: str = "", admin: bool = False) -> Run:
     """Create a run and start it now, or queue it behind the running ones.
 
@@ -207,6 +232,7 @@ def start(config: TrainConfig, owner: str = "", admin: bool = False) -> Run:
     return get(run.id)
 
 
+@_in_a_sentence
 def continue_run(run_id: str, epochs: int, owner: str = "", admin: bool = False) -> Run:
     """Start a new run that trains a finished or stopped run's checkpoint for more epochs.
 
@@ -298,6 +324,7 @@ def _may_change(run: Run, owner: str, admin: bool) -> None:
         raise RunError("Only the person who started this run (or a teacher) can change it.")
 
 
+@_in_a_sentence
 def stop(run_id: str, owner: str = "", admin: bool = False) -> Run:
     """Ask a running trainer to stop after its current batch; a queued run is cancelled at once."""
     with _lock():
@@ -311,6 +338,7 @@ def stop(run_id: str, owner: str = "", admin: bool = False) -> Run:
     return get(run_id)
 
 
+@_in_a_sentence
 def delete(run_id: str, owner: str = "", admin: bool = False) -> None:
     with _lock():
         run = get(run_id)
@@ -328,6 +356,7 @@ def _prune(owner: str, keep: int) -> None:
         shutil.rmtree(run.path, ignore_errors=True)
 
 
+@_in_a_sentence
 def clear(admin: bool) -> int:
     """A teacher's reset: cancel every queued run, stop every running one, delete every ended one.
     Returns how many runs were affected."""

@@ -87,6 +87,36 @@ def test_a_teachers_long_run_is_not_stopped_for_others(tiny_env, monkeypatch, no
     assert not rundir.stop_requested(long.path)
 
 
+def test_a_busy_or_full_runs_folder_is_a_sentence_and_leaves_no_half_made_run(tiny_env, monkeypatch, no_trainers):
+    import filelock
+
+    class Busy:
+        def __enter__(self):
+            raise filelock.Timeout(str(runs.runs_dir() / ".lock"))
+
+        def __exit__(self, *exc):
+            return False
+    real_lock = runs._lock
+    monkeypatch.setattr(runs, "_lock", Busy)
+    with pytest.raises(runs.RunError, match="busy with many people's runs"):
+        runs.start(small(epochs=1), owner="eve")
+    monkeypatch.setattr(runs, "_lock", real_lock)
+    # The model to go on from vanishes between the check and the copy: one sentence, and no folder left.
+    def folders():
+        return {p.name for p in runs.runs_dir().iterdir() if not p.name.startswith(".")}
+    before = folders()
+    with pytest.raises(runs.RunError, match="is gone"):
+        runs.start(small(epochs=1, initial_model=str(runs.runs_dir() / "deleted" / "model.keras")), owner="eve")
+    assert folders() == before
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(rundir, "atomic_write_bytes", full)
+    with pytest.raises(runs.RunError, match=r"could not be changed \(No space left on device\)"):
+        runs.start(small(epochs=1), owner="eve")
+    assert folders() == before
+
+
 def test_a_teacher_can_clear_everything(tiny_env, no_trainers):
     running = runs.start(small(epochs=1), owner="a")
     queued = runs.start(small(epochs=1), owner="b")
