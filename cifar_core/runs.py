@@ -227,7 +227,7 @@ def start(config: TrainConfig, owner: str = "", admin: bool = False) -> Run:
                            "have at once here: stop one, or wait for one to finish.")
         run = create(config, owner, takes_turns=bool(owner) and not admin)
         _dispatch()
-        _prune(owner, limits.keep_runs)
+        _prune(owner, limits.keep_runs, limits.keep_runs_in_all)
     board.invalidate()     # this visitor's next rerun shows the new run, not one tick later
     return get(run.id)
 
@@ -332,6 +332,7 @@ def stop(run_id: str, owner: str = "", admin: bool = False) -> Run:
         _may_change(run, owner, admin)
         if run.state == "queued":
             rundir.update_status(run.path, state="stopped", ended=rundir.now(), error="Cancelled before it started.")
+            (run.path / "initial.keras").unlink(missing_ok=True)    # a copy of the model it would have gone on from
         elif run.state == "running":
             rundir.request_stop(run.path)
     board.invalidate()
@@ -349,11 +350,19 @@ def delete(run_id: str, owner: str = "", admin: bool = False) -> None:
     board.invalidate()
 
 
-def _prune(owner: str, keep: int) -> None:
-    """Delete `owner`'s oldest ended runs beyond `keep`: making room never costs anyone else a run."""
-    ended = [r for r in _all() if r.state not in rundir.ACTIVE and r.status.get("owner", "") == owner]
-    for run in ended[:max(0, len(ended) - keep)]:
-        shutil.rmtree(run.path, ignore_errors=True)
+def _prune(owner: str, keep: int, keep_in_all: int) -> None:
+    """Delete `owner`'s oldest ended runs beyond `keep`: making room never costs anyone else a run. Past
+    `keep_in_all` ended runs on the server, the oldest go too: a visitor is known by a cookie, and one who
+    keeps starting and cancelling runs with new cookies would otherwise fill the disk and slow the
+    watcher, which looks at every run."""
+    ended = [r for r in _all() if r.state not in rundir.ACTIVE]
+    mine = [r for r in ended if r.status.get("owner", "") == owner]
+    doomed = {r.id for r in mine[:max(0, len(mine) - keep)]}
+    left = [r for r in ended if r.id not in doomed]
+    doomed |= {r.id for r in left[:max(0, len(left) - keep_in_all)]}
+    for run in ended:
+        if run.id in doomed:
+            shutil.rmtree(run.path, ignore_errors=True)
 
 
 @_in_a_sentence

@@ -20,6 +20,7 @@ class Settings:
     max_epochs: int            # CIFAR_MAX_EPOCHS: the most epochs one run may ask for
     max_runs_per_person: int   # CIFAR_MAX_RUNS_PER_PERSON: runs one visitor may have queued or running at once
     keep_runs: int             # CIFAR_KEEP_RUNS: ended runs kept per person; their older ones are pruned
+    keep_runs_in_all: int      # CIFAR_KEEP_RUNS_IN_ALL: ended runs kept on the server; the oldest are pruned
     admin_password: str | None  # CIFAR_ADMIN_PASSWORD: unlocks teacher controls on a hosted copy
     worker_idle_s: int         # CIFAR_WORKER_IDLE_S: a warm trainer waits this long for the next run; 0: a process per run
     run_stall_s: int           # CIFAR_RUN_STALL_S: a running run silent this long is failed and its trainer killed
@@ -57,6 +58,7 @@ def get() -> Settings:
         max_epochs=_int("CIFAR_MAX_EPOCHS", 200, minimum=1),
         max_runs_per_person=_int("CIFAR_MAX_RUNS_PER_PERSON", 2, minimum=1),
         keep_runs=_int("CIFAR_KEEP_RUNS", 50, minimum=1),
+        keep_runs_in_all=_int("CIFAR_KEEP_RUNS_IN_ALL", 1000, minimum=1),
         admin_password=os.environ.get("CIFAR_ADMIN_PASSWORD") or None,
         worker_idle_s=_int("CIFAR_WORKER_IDLE_S", 300),
         run_stall_s=_int("CIFAR_RUN_STALL_S", 900, minimum=1),

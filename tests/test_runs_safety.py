@@ -117,6 +117,29 @@ def test_a_busy_or_full_runs_folder_is_a_sentence_and_leaves_no_half_made_run(ti
     assert folders() == before
 
 
+def test_the_server_keeps_so_many_ended_runs_in_all_whoever_started_them(tiny_env, monkeypatch, no_trainers):
+    monkeypatch.setenv("CIFAR_KEEP_RUNS_IN_ALL", "3")
+    ended = []
+    for owner in "abcd":                       # four people, one ended run each: new cookies are free
+        run = runs.create(small(epochs=1), owner=owner)
+        rundir.update_status(run.path, state="stopped", error="Cancelled before it started.")
+        ended.append(run.id)
+        time.sleep(0.01)
+    runs.start(small(epochs=1), owner="e")
+    left = {r.id for r in runs.list_runs()}
+    assert ended[0] not in left and set(ended[1:]) <= left
+
+
+def test_a_cancelled_run_lets_go_of_the_model_it_would_have_gone_on_from(tiny_env, no_trainers, tmp_path):
+    parent = tmp_path / "parent.keras"
+    parent.write_bytes(b"a model")
+    runs.start(small(epochs=1), owner="a")                     # the trainer is busy: the next one waits
+    waiting = runs.start(small(epochs=1, initial_model=str(parent)), owner="b")
+    assert waiting.state == "queued" and (waiting.path / "initial.keras").exists()
+    runs.stop(waiting.id, owner="b")
+    assert not (waiting.path / "initial.keras").exists()
+
+
 def test_a_teacher_can_clear_everything(tiny_env, no_trainers):
     running = runs.start(small(epochs=1), owner="a")
     queued = runs.start(small(epochs=1), owner="b")
