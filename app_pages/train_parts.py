@@ -9,7 +9,7 @@ import pyarrow as pa
 import streamlit as st
 
 from app_pages import chart_cache, common, learning_parts
-from cifar_core import board as runs_board, charts, evaluation, models, overfitting, report, runs, settings
+from cifar_core import board as runs_board, charts, evaluation, models, overfitting, report, rundir, runs, settings
 from cifar_core.config import FIELD_HELP, MAX_TRAIN_IMAGES, OPTIMIZERS, ConfigError, TrainConfig
 from cifar_core.progress import duration, testing_seconds
 
@@ -201,6 +201,10 @@ def status_line(run: runs.Run, metrics: list[dict]) -> None:
         place = runs_board.current().queue_position(run.id)
         where = f": number {place}" if place else ""     # not in this tick's snapshot yet: no number, never "None"
         st.info(f"Waiting in the queue{where}. It starts by itself when a trainer is free.", icon=icon)
+    elif run.state == "running" and rundir.stop_requested(run.path):
+        # Not "about N min left": it stops after its current batch, then saves and tests what it has.
+        st.progress(p["fraction"], text=f"Stopping: after its current batch it keeps and tests what it has learned "
+                                        f"· {duration(p['elapsed_s'])} so far")
     elif run.state == "running":
         st.progress(p["fraction"], text=progress_text(p))
     elif run.state == "failed":

@@ -157,3 +157,5 @@ def test_a_stop_pressed_as_an_epoch_ends_is_kept(page):
     next(b for b in at.button if b.label == "Stop").click().run()
     assert not at.exception, [e.value for e in at.exception]
     assert (run.path / rundir.STOP).exists()
+    at.run()
+    assert at.get("progress")[0].proto.text.startswith("Stopping: after its current batch")   # no time left to show
