@@ -150,8 +150,9 @@ def test_evaluate_tests_the_second_model_only_when_the_comparison_is_opened(app,
     # The run's model, once the tab is open: loading it traces its forward pass on one blank picture
     # (common._model), then the test pictures go through in steps.
     assert pictures_tested == [1, 16, 16, 8]
-    assert [m.label for m in app.metric][1:] == [app.selectbox(key="evaluate_model").value,
-                                                 app.selectbox(key="evaluate_other").value]
+    from app_pages import common     # labels are Markdown: each model's name as typed, escaped
+    assert [m.label for m in app.metric][1:] == [common.plain(app.selectbox(key="evaluate_model").value),
+                                                 common.plain(app.selectbox(key="evaluate_other").value)]
     assert all(m.value == app.metric[0].value for m in app.metric)   # the same model twice: the same figure
 
 
