@@ -181,10 +181,7 @@ def answer(image: np.ndarray, key: str, original: Image.Image | None = None, hea
     with columns[-1]:
         st.metric("The model says", f"{CLASS_NAMES[best]}, {probabilities[best]:.0%} sure",
                   help=explain.SURE_ON_PHOTOS if photo else explain.SURE_ON_TEST_PICTURES)
-        notes = explain.doubts(image, probabilities, size)
-        if drawing:     # said once, in place of the guess that it looks like a drawing
-            notes = [explain.ON_A_DRAWING, *(n for n in notes if not n.startswith("This looks more like a drawing"))]
-        for note in notes:
+        for note in explain.doubts(image, probabilities, size, drawing):
             st.warning(note, icon=":material/help:")
         chart_specs.probability_bars(probabilities)
     if st.toggle("Show where it looked (Grad-CAM)", value=heat, key=f"{key}_heat"):

@@ -20,7 +20,7 @@ class Quiz:
     people: int = 0
     model: int = 0
     seen: set = field(default_factory=set)
-    against: str = ""                   # the model playing (its file and version): a new one starts a new game
+    against: tuple = ()                 # the model playing (common.active_model_id): a new one starts a new game
 
 
 st.html("""<style>
@@ -32,7 +32,7 @@ test = common.dataset()
 choice = common.active_choice()
 probabilities = common.test_probabilities(choice)
 guesses = probabilities.argmax(axis=1)
-playing = repr(common.active_model_id())
+playing = common.active_model_id()
 quiz = st.session_state.setdefault("quiz", Quiz(against=playing))
 if quiz.against != playing:     # another model chosen in the sidebar: its score starts from nothing, as yours does
     quiz = st.session_state["quiz"] = Quiz(against=playing)

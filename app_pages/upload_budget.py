@@ -47,22 +47,16 @@ def held_by_streamlit(session: str) -> tuple[int, int, int]:
     return sizes.get(session, 0), sum(sizes.values()), len(storage.get(session, {}))
 
 
-def let_go_of_uploads() -> int:
-    """Free every upload the current browser session holds; returns how many bytes that was. For pages
-    without an uploader: Streamlit keeps a session's uploads until it ends, even after the visitor has
-    left the Predict page and its uploader has forgotten them, so a class that uploaded photos and moved
-    on to the Quiz held the server's whole budget for the rest of the lesson."""
+def let_go_of_uploads() -> None:
+    """Free every upload the current browser session holds. For pages without an uploader: Streamlit
+    keeps a session's uploads until it ends, even after the visitor has left the Predict page and its
+    uploader has forgotten them, so a class that uploaded photos and moved on to the Quiz held the
+    server's whole budget for the rest of the lesson."""
     from streamlit.runtime import Runtime
     from streamlit.runtime.scriptrunner import get_script_run_ctx
     context = get_script_run_ctx()
-    if context is None or not Runtime.exists():
-        return 0
-    manager = Runtime.instance().uploaded_file_mgr
-    held = getattr(manager, "file_storage", {}).get(context.session_id, {})
-    freed = sum(len(rec.data) for rec in list(held.values()))
-    if held:
-        manager.remove_session_files(context.session_id)
-    return freed
+    if context is not None and Runtime.exists():
+        Runtime.instance().uploaded_file_mgr.remove_session_files(context.session_id)
 
 
 def _refuse(status: int, sentence: str):

@@ -205,11 +205,13 @@ ON_A_DRAWING = ("This is a drawing. The model has only ever seen photos of ten k
                 "\"% sure\" was measured on photos: for a drawing, the answer and how sure it is mean little.")
 
 
-def doubts(image: np.ndarray, probabilities: np.ndarray, size: tuple[int, int] | None = None) -> list[str]:
-    """Plain-language warnings beside an answer: the picture is flat, tiny or unlike a photo, or the
-    model is torn. `size` is the picture's own (width, height) before it was squeezed into 32 x 32."""
+def doubts(image: np.ndarray, probabilities: np.ndarray, size: tuple[int, int] | None = None,
+           drawing: bool = False) -> list[str]:
+    """Plain-language warnings beside an answer: the picture is a `drawing`, is flat, tiny or unlike a
+    photo, or the model is torn. `size` is the picture's own (width, height) before it was squeezed into
+    32 x 32."""
     from cifar_core.data import CLASS_NAMES
-    notes = []
+    notes = [ON_A_DRAWING] if drawing else []
     pixels = np.asarray(image, np.float32)
     probabilities = np.asarray(probabilities, np.float64)
     order = np.argsort(probabilities)[::-1]
@@ -224,7 +226,7 @@ def doubts(image: np.ndarray, probabilities: np.ndarray, size: tuple[int, int] |
     else:
         saturation = (pixels.max(axis=-1) - pixels.min(axis=-1)).mean()
         extremes = np.mean((pixels.mean(axis=-1) > 235) | (pixels.mean(axis=-1) < 20))
-        if saturation < 12 and extremes > 0.5:
+        if saturation < 12 and extremes > 0.5 and not drawing:     # known to be one: said above
             notes.append("This looks more like a drawing, text or a screenshot than a photo. The model only knows "
                          "photos of ten kinds of things, so its answer means little here.")
     if top < UNSURE_TOP or top - second < UNSURE_MARGIN:

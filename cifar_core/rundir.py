@@ -168,11 +168,12 @@ def request_stop(run_dir: Path, reason: str = "") -> None:
     (Path(run_dir) / STOP).write_text(reason)
 
 
-def stop_reason(run_dir: Path) -> str:
+def stop_reason(run_dir: Path) -> str | None:
+    """Why the run was asked to stop, or None: its owner asked, or nobody did."""
     try:
-        return (Path(run_dir) / STOP).read_text(errors="replace").strip()
+        return (Path(run_dir) / STOP).read_text(errors="replace").strip() or None
     except OSError:
-        return ""
+        return None
 
 
 def now() -> float:

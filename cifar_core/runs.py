@@ -441,8 +441,8 @@ def _end_long_turns(runs: list[Run]) -> None:
     """Stop a visitor's run that has trained CIFAR_RUN_TURN_MINUTES while another person's run waits: one
     student's 200 epochs of `best` would otherwise hold the trainer for hours while the class queues.
     It stops as Stop does once it has saved a model (its first epoch ended), the model kept, and can be
-    continued once the queue is free. Alone on a
-    laptop nobody else waits, so it never stops; teachers' and the command line's runs never do."""
+    continued once the queue is free. Alone on a laptop nobody else waits, so it never stops; teachers'
+    and the command line's runs never do."""
     turn = settings.get().run_turn_minutes * 60
     waiting = {r.status.get("owner", "") for r in runs if r.state == "queued"}
     for run in runs:

@@ -204,7 +204,7 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, dataset: cifar_data.C
             raise cifar_data.DataError("There are no training images: the full CIFAR-10 data set is needed to train.")
         if rundir.stop_requested(run_dir):   # stopped while it was starting: build nothing
             rundir.update_status(run_dir, state="stopped", ended=rundir.now(), error=None,
-                                 stopped_because=rundir.stop_reason(run_dir) or None)
+                                 stopped_because=rundir.stop_reason(run_dir))
             return "stopped"
         teachers = distill.teachers(config.distill_from)   # before the first step: a bad file fails now
         strategy = devices.make_strategy(config.strategy)
@@ -262,7 +262,7 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, dataset: cifar_data.C
                                                                   plain=recorder.tested, temperature=temperature)}
         testing_s = recorder.testing_s + time.monotonic() - checks_started
         rundir.update_status(run_dir, state=state, ended=rundir.now(), error=None, testing_s=round(testing_s, 3),
-                             stopped_because=(rundir.stop_reason(run_dir) or None) if recorder.stopped else None,
+                             stopped_because=rundir.stop_reason(run_dir) if recorder.stopped else None,
                              **final)
         return state
     except Exception as e:

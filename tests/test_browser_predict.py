@@ -284,14 +284,19 @@ def test_a_file_over_the_limit_gets_a_visible_sentence(sized_page, server, tmp_p
     assert note.is_visible()
 
 
+def big_files(folder, count: int) -> list:
+    """`count` 12 MB files named like pictures: the upload budget counts their bytes before reading them."""
+    files = [folder / f"big{i}.png" for i in range(count)]
+    for file in files:
+        file.write_bytes(b"\x89PNG" + bytes(12 * 1024 * 1024))
+    return files
+
+
 def test_uploads_past_a_browsers_budget_are_refused_and_removing_one_makes_room(sized_page, server, tmp_path):  # noqa: F811
     """Three 12 MB files at once against the 30 MB a browser may hold (app_pages/upload_budget.py): the server
     refuses one before reading it, the browser marks it, and the page says in words what the mark means.
     Removing a kept file gives its room back, as Streamlit's own upload manager says."""
-    files = []
-    for i in range(3):
-        files.append(tmp_path / f"big{i}.png")
-        files[-1].write_bytes(b"\x89PNG" + bytes(12 * 1024 * 1024))
+    files = big_files(tmp_path, 3)
     context, page = sized_page("wide")
     open_page(page, server, "predict")
     upload(page, *files)
@@ -320,10 +325,7 @@ def test_leaving_the_predict_page_lets_go_of_the_uploads(sized_page, server, tmp
     """Streamlit keeps a browser's uploads until it leaves the site, even once it has left the Predict page
     and its uploader has forgotten them: 24 MB kept, then 24 MB more after a visit to the Quiz, would be
     past the 30 MB a browser may hold. They are let go when another page is opened."""
-    files = []
-    for i in range(4):
-        files.append(tmp_path / f"big{i}.png")
-        files[-1].write_bytes(b"\x89PNG" + bytes(12 * 1024 * 1024))
+    files = big_files(tmp_path, 4)
     context, page = sized_page("wide")
     open_page(page, server, "predict")
     upload(page, *files[:2])

@@ -280,16 +280,23 @@ def test_a_run_directory_follows_the_contract(tiny, tmp_path):
     assert batches and {"epoch", "step", "elapsed_s", "loss", "accuracy"} <= set(batches[0])
 
 
-def test_stop_file_ends_the_run_within_a_batch(tiny, tmp_path):
+def _stopped_once(tiny, run_dir, kind: str, reason: str = "") -> dict:
+    """A 50-epoch run trained in a thread, asked to stop once its first `kind` record is written:
+    {"state": what `train` returned, "batches": how many batch records there were at the request}."""
     config = TrainConfig(arch="airbench_tiny", epochs=50, batch_size=4, precision="float32")
     result = {}
-    thread = threading.Thread(target=lambda: result.update(state=training.train(config, tmp_path, tiny)))
+    thread = threading.Thread(target=lambda: result.update(state=training.train(config, run_dir, tiny)))
     thread.start()
-    while not _records(tmp_path, "epoch"):
+    while not _records(run_dir, kind):
         time.sleep(0.05)
-    rundir.request_stop(tmp_path, "Stopped for a test.")
-    stopped_at = len(_records(tmp_path, "batch"))
+    rundir.request_stop(run_dir, reason)
+    result["batches"] = len(_records(run_dir, "batch"))
     thread.join(timeout=60)
+    return result
+
+
+def test_stop_file_ends_the_run_within_a_batch(tiny, tmp_path):
+    result = _stopped_once(tiny, tmp_path, "epoch", "Stopped for a test.")
     status = rundir.read_status(tmp_path)
     assert result["state"] == "stopped" and status["state"] == "stopped"
     assert status["stopped_because"] == "Stopped for a test."
@@ -297,18 +304,11 @@ def test_stop_file_ends_the_run_within_a_batch(tiny, tmp_path):
     assert last["epoch"] < 50
     assert (tmp_path / rundir.MODEL).exists()     # the last weights are kept
     assert status["test_accuracy"] is not None   # and measured, as every model is
-    assert len(_records(tmp_path, "batch")) <= stopped_at + 2
+    assert len(_records(tmp_path, "batch")) <= result["batches"] + 2
 
 
 def test_a_run_stopped_in_its_first_epoch_keeps_no_model_and_is_not_tested(tiny, tmp_path):
-    config = TrainConfig(arch="airbench_tiny", epochs=50, batch_size=4, precision="float32")
-    result = {}
-    thread = threading.Thread(target=lambda: result.update(state=training.train(config, tmp_path, tiny)))
-    thread.start()
-    while not _records(tmp_path, "batch"):
-        time.sleep(0.05)
-    rundir.request_stop(tmp_path)
-    thread.join(timeout=60)
+    result = _stopped_once(tiny, tmp_path, "batch")
     status = rundir.read_status(tmp_path)
     assert result["state"] == "stopped" and not _records(tmp_path, "epoch")
     assert not (tmp_path / rundir.MODEL).exists()
