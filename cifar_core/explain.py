@@ -5,7 +5,7 @@ when its answer deserves little trust.
     colourise(heat)                    -> (H, W, 3) uint8 in HEAT_COLOURS (the colour key uses the same)
     blend(picture, heat, opacity)      -> the picture with the coloured heat map laid over it
     outline_crop(image)                -> a photo with what the model was shown of it framed on it
-    doubts(image, probabilities, size) -> sentences for a person: the picture or the answer is doubtful
+    doubts(image, probabilities, size, drawing) -> sentences for a person: the picture or the answer is doubtful
 """
 from __future__ import annotations
 

@@ -67,3 +67,13 @@ def test_the_batch_tables_sure_is_rounded_once_as_the_answer_above_the_bars(mode
         row = predict_parts._row(buffer, model)
         assert row["sure"] == 100 * float(probabilities.max())
         assert f"{row['sure']:.0f}%" == f"{probabilities.max():.0%}"   # the table's format, the answer's format
+
+
+def test_a_drawing_is_said_to_be_one_once_before_any_other_doubt():
+    from cifar_core import explain
+    text = np.full((32, 32, 3), 255, np.uint8)
+    text[10:12, 4:28] = 0                                  # looks like a drawing, and is one
+    notes = explain.doubts(text, np.full(10, 0.1), (320, 320), drawing=True)
+    assert notes[0] == explain.ON_A_DRAWING and not any("drawing, text or a screenshot" in n for n in notes)
+    assert notes[1].startswith("The model is unsure")
+    assert explain.ON_A_DRAWING not in explain.doubts(text, np.full(10, 0.1), (320, 320))
