@@ -185,7 +185,7 @@ def answer(image: np.ndarray, key: str, original: Image.Image | None = None, hea
             st.warning(note, icon=":material/help:")
         chart_specs.probability_bars(probabilities)
     if st.toggle("Show where it looked (Grad-CAM)", value=heat, key=f"{key}_heat"):
-        where(model, image, best, key)
+        where(model, image if views is None else views, best, key)
     return probabilities
 
 
@@ -201,11 +201,23 @@ def _heat(model, image: np.ndarray, class_index: int) -> np.ndarray:
     return cache[key]
 
 
+SQUARES = ("The larger square", "The closer square")   # a photo's views (inference.view_boxes), in order
+
+
 @st.fragment
-def where(model, image: np.ndarray, best: int, key: str) -> None:
+def where(model, pictures: np.ndarray, best: int, key: str) -> None:
     """Grad-CAM for a class: the picture, the heat map and the two together, side by side, with a key.
+    `pictures`, one (32, 32, 3) picture or every square of a photo the answer averages: each square has
+    a heat map of its own, so the one shown is chosen, and said to be one of two.
 
     A fragment: choosing the class or moving the opacity reruns only this part, not the answer above it."""
+    squares = pictures[None] if pictures.ndim == 3 else pictures
+    image = squares[0]
+    if len(squares) > 1:
+        shown = st.segmented_control("Heat map of", SQUARES[:len(squares)], default=SQUARES[0],
+                                     key=f"{key}_heat_square", help="The answer above averages what the model "
+                                     "says of each square; each has a heat map of its own.")
+        image = squares[SQUARES.index(shown)] if shown else image
     choose, fade = st.columns(2)
     target = choose.selectbox("Heat map for", CLASS_NAMES, index=best, key=f"{key}_heat_class")
     opacity = fade.slider("Heat map opacity in \"together\"", 0.0, 1.0, 0.55, 0.05, key=f"{key}_heat_opacity")
@@ -225,7 +237,9 @@ def where(model, image: np.ndarray, best: int, key: str) -> None:
     st.caption(f"Pale yellow and orange: the parts that made it think \"{target}\" most. Dark purple and black: "
                f"parts that did not count for \"{target}\" or counted against it. (Grad-CAM: the network's last "
                f"{cells} x {cells} grid of features, each weighted by how much it raises the score of \"{target}\" "
-               f"and spread smoothly over the picture, so it shows regions, not single pixels.)")
+               f"and spread smoothly over the picture, so it shows regions, not single pixels.)"
+               + (" The answer above is the average of both squares, so one square's map shows only half of why."
+                  if len(squares) > 1 else ""))
 
 
 @st.fragment

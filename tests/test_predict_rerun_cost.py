@@ -196,3 +196,31 @@ def test_a_photo_changed_to_fool_the_model_is_answered_from_every_view():
     both, first_alone = (shown(inference.predict_views(model, v, image.size)) for v in (changed, changed[:1]))
     assert both != first_alone, "the photo's views must disagree for this test to tell them apart"
     assert at.metric[1].value == both
+
+
+def _heat_map_script():
+    """The Predict page's answer and heat map for the photo whose two views disagree."""
+    from app_pages import predict_parts
+    from test_predict_rerun_cost import _two_minded_photo
+    picture = predict_parts.load(_two_minded_photo(), "photo")
+    predict_parts.answer(picture.small, "t", picture.original, heat=True, views=picture.views)
+
+
+def test_each_square_of_a_photo_has_its_own_heat_map():
+    """The answer averages a photo's two squares, so the heat map can be of either, and says which."""
+    import hashlib
+
+    from streamlit.testing.v1 import AppTest
+    at = AppTest.from_function(_heat_map_script, default_timeout=120)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    views = inference.views(inference.load_image(_two_minded_photo()))
+    digests = [hashlib.sha1(np.ascontiguousarray(view).tobytes()).hexdigest() for view in views]
+
+    def mapped():
+        return {digest for _, digest, _ in at.session_state["predict_heat_cache"]}
+    chooser = at.button_group(key="t_heat_square")
+    assert chooser.options == ["The larger square", "The closer square"] and mapped() == {digests[0]}
+    assert any("average of both squares" in c.value for c in at.caption)
+    chooser.set_value("The closer square").run()
+    assert not at.exception and mapped() == set(digests)
