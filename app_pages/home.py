@@ -27,6 +27,8 @@ for column, (page, label, icon) in zip(links, [
 
 card = inference.model_card()
 if card:
-    st.caption(f"The bundled model ({card['architecture']}, {card['parameters']:,} weights) recognises "
-               f"{evaluation.percent(card['test_accuracy'])} of the 10,000 CIFAR-10 test pictures.",
-               help=evaluation.ACCURACY_DEFINITION)
+    st.caption(f"The bundled model ({card['architecture']}, {card['parameters']:,} weights) recognised "
+               f"{evaluation.percent(card['test_accuracy'])} of the 10,000 CIFAR-10 test pictures when it was saved, "
+               "on the copy of the data set it was trained with.",
+               help=f"{evaluation.ACCURACY_DEFINITION} The Evaluate page measures it again on this server's copy, "
+                    "which can differ by a few tenths.")

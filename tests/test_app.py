@@ -44,6 +44,8 @@ def test_home_says_what_the_app_is(app):
     assert "Start with **Explore**" in app.markdown[0].value
     assert app.sidebar.selectbox[0].label == "Model used on every page"
     assert app.sidebar.selectbox[0].value.startswith("Bundled model")
+    bundled = next(c for c in app.caption if c.value.startswith("The bundled model"))
+    assert "when it was saved" in bundled.value and "Evaluate page measures it again" in bundled.help
 
 
 def test_offline_the_app_says_so_once_and_uses_the_sample(offline):
