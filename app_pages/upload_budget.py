@@ -9,10 +9,14 @@ bounded by bytes alone: 30 MB of 1 KB pictures is 30,000 of them, each read and
 answered on the Predict page, minutes of a core.
 
 `UploadBudget`, ASGI middleware on the app's server (app.py), answers an upload
-with 413 before reading its body when it would take what one browser session
-keeps (uploads held plus uploads arriving) past `CIFAR_UPLOAD_SESSION_MB` or
+with 413 before reading its body when it would take what one browser keeps
+(uploads held plus uploads arriving) past `CIFAR_UPLOAD_SESSION_MB` or
 `CIFAR_UPLOAD_SESSION_FILES` files, or what the whole server keeps past
-`CIFAR_UPLOAD_SERVER_MB`. An upload must say
+`CIFAR_UPLOAD_SERVER_MB`. A browser is its identity cookie (identity.py), so
+seven tabs of one browser share one budget: Streamlit keeps uploads per tab
+(its session), and a student with seven tabs open on Predict would otherwise
+hold seven budgets of the server's. An upload without a valid cookie counts
+against its tab alone, as every tab did before. An upload must say
 its size (every browser does): one that does not is refused (411), so the bytes
 in flight are known before they arrive. The refused file gets Streamlit's red
 mark in the browser, and the Predict page says in words what the mark means.
@@ -23,28 +27,30 @@ import re
 from collections import Counter
 from collections.abc import Callable
 
+from starlette.requests import cookie_parser
+
+from app_pages.identity import token_from
 from cifar_core import settings
 
 UPLOAD_PATH = re.compile(r"/_stcore/upload_file/(?P<session>[^/]+)/[^/]+$")
 
-# session id -> (bytes that session holds, bytes the server holds, files that session holds)
-Held = Callable[[str], tuple[int, int, int]]
+# () -> {session id: (bytes that session holds, files that session holds)}, for every session holding any
+Held = Callable[[], dict[str, tuple[int, int]]]
 
 
-def held_by_streamlit(session: str) -> tuple[int, int, int]:
-    """Uploaded bytes Streamlit keeps for `session` and for every session, and the files it keeps for
-    `session`, from its upload manager. (0, 0, 0) where the manager keeps files elsewhere than in memory:
-    then only arriving uploads count."""
+def held_by_streamlit() -> dict[str, tuple[int, int]]:
+    """The uploaded bytes and files Streamlit keeps for each browser session, from its upload manager.
+    Empty where the manager keeps files elsewhere than in memory: then only arriving uploads count."""
     from streamlit.runtime import Runtime
     if not Runtime.exists():
-        return 0, 0, 0
+        return {}
     storage = getattr(Runtime.instance().uploaded_file_mgr, "file_storage", None)
     if not isinstance(storage, dict):
-        return 0, 0, 0
+        return {}
     # Copied first (list() of a dict holds the interpreter's lock throughout): a page's script thread may
     # let go of its browser's files (`let_go_of_uploads`) while this event loop thread counts them.
-    sizes = {sid: sum(len(rec.data) for rec in list(files.values())) for sid, files in list(storage.items())}
-    return sizes.get(session, 0), sum(sizes.values()), len(storage.get(session, {}))
+    return {sid: (sum(len(rec.data) for rec in records), len(records))
+            for sid, files in list(storage.items()) for records in [list(files.values())]}
 
 
 def let_go_of_uploads() -> None:
@@ -74,6 +80,16 @@ class UploadBudget:
         self.held = held
         self.arriving: Counter[str] = Counter()     # bytes of uploads being received, by session
         self.arriving_files: Counter[str] = Counter()    # uploads being received, by session
+        self.browser_of: dict[str, str] = {}       # session -> the browser that uploaded to it (its cookie)
+
+    def _browser(self, session: str, scope, kept: dict[str, tuple[int, int]]) -> set[str]:
+        """Every session of the browser uploading to `session`: those its cookie uploaded to before,
+        still holding or receiving uploads. Sessions that hold nothing any more are forgotten here, so
+        the map stays as small as the uploads kept."""
+        raw = b"; ".join(v for k, v in scope["headers"] if k == b"cookie").decode("latin-1")
+        self.browser_of = {s: b for s, b in self.browser_of.items() if s in kept or s in self.arriving}
+        self.browser_of[session] = token_from(cookie_parser(raw)) or f"session:{session}"
+        return {s for s, b in self.browser_of.items() if b == self.browser_of[session]}
 
     async def __call__(self, scope, receive, send):
         match = UPLOAD_PATH.search(scope.get("path", "")) if scope["type"] == "http" else None
@@ -87,9 +103,11 @@ class UploadBudget:
                 await send(message)
             return
         size = int(length)
-        mine, everyone, files = self.held(session)
-        mine, everyone = mine + self.arriving[session], everyone + sum(self.arriving.values())
-        files += self.arriving_files[session]
+        kept = self.held()
+        sessions = self._browser(session, scope, kept)
+        mine = sum(kept.get(s, (0, 0))[0] + self.arriving[s] for s in sessions)
+        files = sum(kept.get(s, (0, 0))[1] + self.arriving_files[s] for s in sessions)
+        everyone = sum(held for held, _ in kept.values()) + sum(self.arriving.values())
         limits = settings.get()
         if files >= limits.upload_session_files:
             sentence = (f"This browser already holds {files} pictures; up to {limits.upload_session_files} can be "

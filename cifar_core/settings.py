@@ -30,9 +30,9 @@ class Settings:
     ray_address: str | None    # RAY_ADDRESS: the Ray cluster's head ("host:6379"), or "auto" on a node of it
     ray_cpus_per_run: int      # CIFAR_RAY_CPUS_PER_RUN: CPUs each trainer asks the cluster for
     ray_gpus_per_run: int      # CIFAR_RAY_GPUS_PER_RUN: GPUs every trainer asks for (a GPU recipe asks for 1 anyway)
-    upload_session_mb: int     # CIFAR_UPLOAD_SESSION_MB: uploaded pictures one browser session may hold at once
+    upload_session_mb: int     # CIFAR_UPLOAD_SESSION_MB: uploaded pictures one browser (all its tabs) may hold at once
     upload_server_mb: int      # CIFAR_UPLOAD_SERVER_MB: uploaded pictures the whole server holds at once
-    upload_session_files: int  # CIFAR_UPLOAD_SESSION_FILES: uploaded pictures one browser session may hold at once
+    upload_session_files: int  # CIFAR_UPLOAD_SESSION_FILES: uploaded pictures one browser (all its tabs) may hold at once
 
 
 def _int(name: str, default: int, minimum: int = 0) -> int:

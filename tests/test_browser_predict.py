@@ -321,6 +321,36 @@ def test_uploads_past_a_browsers_budget_are_refused_and_removing_one_makes_room(
     no_exceptions(page)
 
 
+def test_two_tabs_of_one_browser_share_its_budget(sized_page, server, tmp_path):  # noqa: F811
+    """Streamlit keeps uploads per tab; the server counts them per browser (its identity cookie): 24 MB
+    kept in one tab leaves room for no 12 MB file in a second tab of the same browser, until the first
+    tab removes its files."""
+    files = big_files(tmp_path, 4)
+    context, page = sized_page("wide")
+    open_page(page, server, "predict")
+    upload(page, *files[:2])
+    page.wait_for_function("document.querySelectorAll('[data-testid=stFileChip]').length == 2")
+    page.locator("[data-testid=stDataFrame]").first.wait_for()       # both reached the page
+    second = context.new_page()
+    open_page(second, server, "predict")
+    upload(second, files[2])
+    refused = second.locator("[data-testid=stFileChip][aria-invalid=true]")
+    refused.first.wait_for()
+    assert "413" in refused.inner_text()
+    page.bring_to_front()         # a tab in the background is throttled, as a student's would be
+    for file in files[:2]:        # the first tab removes its files: their room is the second tab's
+        page.get_by_role("button", name=f"Remove {file.name}").click()
+        settle(page)
+    second.bring_to_front()
+    second.get_by_role("button", name=f"Remove {files[2].name}").click()
+    settle(second)
+    upload(second, files[3])      # another file: the same one again would not change the file input
+    second.get_by_text(f"{files[3].name}: This file is not a picture").wait_for()   # it reached the page
+    second.wait_for_timeout(1000)
+    assert refused.count() == 0
+    no_exceptions(second)
+
+
 def test_leaving_the_predict_page_lets_go_of_the_uploads(sized_page, server, tmp_path):  # noqa: F811
     """Streamlit keeps a browser's uploads until it leaves the site, even once it has left the Predict page
     and its uploader has forgotten them: 24 MB kept, then 24 MB more after a visit to the Quiz, would be

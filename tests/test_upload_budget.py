@@ -1,10 +1,11 @@
-"""Uploads within a budget: per browser session and per server, refused before their bytes are read."""
+"""Uploads within a budget: per browser and per server, refused before their bytes are read."""
 from __future__ import annotations
 
 import asyncio
 
 import pytest
 
+from app_pages.identity import COOKIE
 from app_pages.upload_budget import UploadBudget, held_by_streamlit
 
 MB = 1 << 20
@@ -17,7 +18,12 @@ def budgets(monkeypatch):
     monkeypatch.setenv("CIFAR_UPLOAD_SESSION_FILES", "100")
 
 
-def put(middleware, session, size, path=None, method="PUT", headers=None):
+def cookie(browser: str) -> list[tuple[bytes, bytes]]:
+    """A request's headers from a browser with an identity cookie (a well-formed token, one per name)."""
+    return [(b"cookie", f"other=1; {COOKIE}={browser.replace(' ', '-')[:43].ljust(43, 'x')}".encode())]
+
+
+def put(middleware, session, size, path=None, method="PUT", headers=None, browser=None):
     """(status or None where the request went on to Streamlit, the sentence sent back)."""
     passed, sent = [], []
 
@@ -29,6 +35,7 @@ def put(middleware, session, size, path=None, method="PUT", headers=None):
 
     middleware.app = app
     headers = [(b"content-length", str(size).encode())] if headers is None else headers
+    headers = headers + (cookie(browser) if browser else [])
     scope = {"type": "http", "method": method, "headers": headers,
              "path": path or f"/_stcore/upload_file/{session}/file-{len(passed)}"}
     asyncio.run(middleware(scope, None, send))
@@ -39,7 +46,7 @@ def put(middleware, session, size, path=None, method="PUT", headers=None):
 
 def test_uploads_within_the_budget_go_on_and_past_it_are_refused_in_a_sentence():
     kept = {"a": 25 * MB}
-    budget = UploadBudget(None, held=lambda s: (kept.get(s, 0), sum(kept.values()), 1))
+    budget = UploadBudget(None, held=lambda: {s: (b, 1) for s, b in kept.items()})
     assert put(budget, "a", 4 * MB) == (None, "")
     status, sentence = put(budget, "a", 6 * MB)
     assert status == 413 and sentence == ("This browser already holds 25 MB of pictures; up to 30 MB can be "
@@ -50,7 +57,7 @@ def test_uploads_within_the_budget_go_on_and_past_it_are_refused_in_a_sentence()
 
 def test_the_whole_server_has_a_budget_too():
     kept = {f"visitor {i}": 20 * MB for i in range(5)}     # 100 MB held, the server's budget
-    budget = UploadBudget(None, held=lambda s: (kept.get(s, 0), sum(kept.values()), 1))
+    budget = UploadBudget(None, held=lambda: {s: (b, 1) for s, b in kept.items()})
     status, sentence = put(budget, "newcomer", MB)
     assert status == 413 and "try again in a minute" in sentence
 
@@ -87,7 +94,7 @@ def at_once(budget, uploads: int, size: int) -> tuple[list, tuple[int, int]]:
 def test_uploads_arriving_at_once_count_before_they_are_kept():
     """Ten uploads in flight for one session: their declared sizes count while they arrive, so the bytes
     in flight are bounded too, and each one's reservation ends with its request."""
-    budget = UploadBudget(None, held=lambda s: (0, 0, 0))
+    budget = UploadBudget(None, held=dict)
     statuses, arriving = at_once(budget, 10, 8 * MB)
     assert arriving == (24 * MB, 3)       # three fit in 30 MB; seven were refused at once
     assert statuses.count(None) == 3 and statuses.count(413) == 7
@@ -97,7 +104,7 @@ def test_uploads_arriving_at_once_count_before_they_are_kept():
 def test_a_browser_may_hold_so_many_pictures_however_small():
     """30 MB of 1 KB pictures would be 30,000 of them, each read and answered on the Predict page."""
     held = {"a": 99}
-    budget = UploadBudget(None, held=lambda s: (held.get(s, 0) * 1024, sum(held.values()) * 1024, held.get(s, 0)))
+    budget = UploadBudget(None, held=lambda: {s: (n * 1024, n) for s, n in held.items()})
     assert put(budget, "a", 1024) == (None, "")
     held["a"] = 100
     assert put(budget, "a", 1024) == (413, "This browser already holds 100 pictures; up to 100 can be uploaded "
@@ -107,7 +114,7 @@ def test_a_browser_may_hold_so_many_pictures_however_small():
 
 def test_uploads_arriving_at_once_count_as_pictures_too(monkeypatch):
     monkeypatch.setenv("CIFAR_UPLOAD_SESSION_FILES", "5")
-    budget = UploadBudget(None, held=lambda s: (0, 0, 0))
+    budget = UploadBudget(None, held=dict)
     statuses, arriving = at_once(budget, 40, 1024)
     assert arriving == (5 * 1024, 5)
     assert statuses.count(None) == 5 and statuses.count(413) == 35
@@ -115,7 +122,7 @@ def test_uploads_arriving_at_once_count_as_pictures_too(monkeypatch):
 
 
 def test_an_upload_that_does_not_say_its_size_is_refused():
-    budget = UploadBudget(None, held=lambda s: (0, 0, 0))
+    budget = UploadBudget(None, held=dict)
     for headers in ([], [(b"content-length", b"-5")], [(b"content-length", b"lots")],
                     [(b"transfer-encoding", b"chunked")]):
         status, sentence = put(budget, "a", 0, headers=headers)
@@ -123,7 +130,7 @@ def test_an_upload_that_does_not_say_its_size_is_refused():
 
 
 def test_everything_else_goes_on_untouched():
-    budget = UploadBudget(None, held=lambda s: (10**12, 10**12, 10**6))    # over every budget: only uploads would be refused
+    budget = UploadBudget(None, held=lambda: {"a": (10**12, 10**6)})    # over every budget: only uploads would be refused
     assert put(budget, "a", 5 * MB, method="DELETE") == (None, "")
     assert put(budget, "a", 5 * MB, path="/_stcore/upload_file/a") == (None, "")
     assert put(budget, "a", 5 * MB, path="/predict") == (None, "")
@@ -134,7 +141,7 @@ def test_held_bytes_are_read_from_streamlits_upload_manager():
     from streamlit.runtime import Runtime
     from streamlit.runtime.memory_uploaded_file_manager import MemoryUploadedFileManager
     from streamlit.runtime.uploaded_file_manager import UploadedFileRec
-    assert held_by_streamlit("anyone") == (0, 0, 0) or Runtime.exists()
+    assert held_by_streamlit() == {} or Runtime.exists()
     manager = MemoryUploadedFileManager("/_stcore/upload_file")
     manager.add_file("a", UploadedFileRec("1", "x.jpg", "image/jpeg", b"x" * 1000))
     manager.add_file("a", UploadedFileRec("2", "y.jpg", "image/jpeg", b"y" * 500))
@@ -146,7 +153,29 @@ def test_held_bytes_are_read_from_streamlits_upload_manager():
     original = (Runtime.exists, Runtime.instance)
     Runtime.exists, Runtime.instance = staticmethod(lambda: True), staticmethod(lambda: FakeRuntime)
     try:
-        assert held_by_streamlit("a") == (1500, 1520, 2)
-        assert held_by_streamlit("c") == (0, 1520, 0)
+        assert held_by_streamlit() == {"a": (1500, 2), "b": (20, 1)}
     finally:
         Runtime.exists, Runtime.instance = original
+
+
+def test_the_tabs_of_one_browser_share_its_budget():
+    """Streamlit keeps uploads per tab; the budget is the browser's (its identity cookie), so a student
+    with several tabs on Predict holds one budget of the server's, not one a tab."""
+    kept = {"tab 1": 20 * MB, "tab 2": 5 * MB}
+    budget = UploadBudget(None, held=lambda: {s: (b, 1) for s, b in kept.items()})
+    assert put(budget, "tab 1", MB, browser="student") == (None, "")
+    assert put(budget, "tab 2", MB, browser="student") == (None, "")
+    status, sentence = put(budget, "tab 3", 6 * MB, browser="student")    # 25 MB in the two others
+    assert status == 413 and "already holds 25 MB" in sentence
+    assert put(budget, "tab 4", 6 * MB, browser="another student") == (None, "")
+    assert put(budget, "tab 5", 6 * MB) == (None, "")          # no cookie: the tab alone, as before
+
+
+def test_a_tab_that_let_go_of_its_uploads_no_longer_counts_or_is_remembered():
+    kept = {"tab 1": 25 * MB}
+    budget = UploadBudget(None, held=lambda: {s: (b, 1) for s, b in kept.items()})
+    assert put(budget, "tab 1", MB, browser="student") == (None, "")
+    assert put(budget, "tab 2", 6 * MB, browser="student")[0] == 413
+    del kept["tab 1"]                                 # that tab left the Predict page
+    assert put(budget, "tab 2", 6 * MB, browser="student") == (None, "")
+    assert set(budget.browser_of) == {"tab 2"}
