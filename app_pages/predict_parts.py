@@ -212,19 +212,20 @@ def where(model, pictures: np.ndarray, best: int, key: str) -> None:
 
     A fragment: choosing the class or moving the opacity reruns only this part, not the answer above it."""
     squares = pictures[None] if pictures.ndim == 3 else pictures
-    image = squares[0]
+    image, named = squares[0], "The picture"
     if len(squares) > 1:
         shown = st.segmented_control("Heat map of", SQUARES[:len(squares)], default=SQUARES[0],
                                      key=f"{key}_heat_square", help="The answer above averages what the model "
                                      "says of each square; each has a heat map of its own.")
-        image = squares[SQUARES.index(shown)] if shown else image
+        named = shown or SQUARES[0]     # a second click unchooses a square: then the first
+        image = squares[SQUARES.index(named)]
     choose, fade = st.columns(2)
     target = choose.selectbox("Heat map for", CLASS_NAMES, index=best, key=f"{key}_heat_class")
     opacity = fade.slider("Heat map opacity in \"together\"", 0.0, 1.0, 0.55, 0.05, key=f"{key}_heat_opacity")
     heat = _heat(model, image, CLASS_NAMES.index(target))
     plain, big = charts.upscale(image, SHOWN // 32), explain.enlarge(heat, SHOWN)
     left, middle, right = st.columns(3)
-    left.image(charts.png(plain), caption="The picture", width="stretch", output_format="PNG")
+    left.image(charts.png(plain), caption=named, width="stretch", output_format="PNG")
     middle.image(charts.png(explain.colourise(big)), caption=f"Heat map for \"{target}\"", width="stretch",
                  output_format="PNG")
     right.image(charts.png(explain.blend(plain, big, opacity)), caption="The two together", width="stretch",

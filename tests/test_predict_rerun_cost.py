@@ -224,3 +224,5 @@ def test_each_square_of_a_photo_has_its_own_heat_map():
     assert any("average of both squares" in c.value for c in at.caption)
     chooser.set_value("The closer square").run()
     assert not at.exception and mapped() == set(digests)
+    captions = [picture.caption for element in at.get("image") for picture in element.proto.imgs]
+    assert "The closer square" in captions and "The picture" not in captions
