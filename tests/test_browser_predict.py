@@ -321,16 +321,23 @@ def test_uploads_past_a_browsers_budget_are_refused_and_removing_one_makes_room(
     no_exceptions(page)
 
 
-def test_two_tabs_of_one_browser_share_its_budget(sized_page, server, tmp_path):  # noqa: F811
-    """Streamlit keeps uploads per tab; the server counts them per browser (its identity cookie): 24 MB
-    kept in one tab leaves room for no 12 MB file in a second tab of the same browser, until the first
-    tab removes its files."""
-    files = big_files(tmp_path, 4)
+def holding_two_of_four(sized_page, server, folder) -> tuple[list, object, object]:
+    """(four 12 MB files, the browser, its tab) with the Predict page holding the first two: 24 MB of the
+    30 a browser may hold."""
+    files = big_files(folder, 4)
     context, page = sized_page("wide")
     open_page(page, server, "predict")
     upload(page, *files[:2])
     page.wait_for_function("document.querySelectorAll('[data-testid=stFileChip]').length == 2")
     page.locator("[data-testid=stDataFrame]").first.wait_for()       # both reached the page
+    return files, context, page
+
+
+def test_two_tabs_of_one_browser_share_its_budget(sized_page, server, tmp_path):  # noqa: F811
+    """Streamlit keeps uploads per tab; the server counts them per browser (its identity cookie): 24 MB
+    kept in one tab leaves room for no 12 MB file in a second tab of the same browser, until the first
+    tab removes its files."""
+    files, context, page = holding_two_of_four(sized_page, server, tmp_path)
     second = context.new_page()
     open_page(second, server, "predict")
     upload(second, files[2])
@@ -355,12 +362,7 @@ def test_leaving_the_predict_page_lets_go_of_the_uploads(sized_page, server, tmp
     """Streamlit keeps a browser's uploads until it leaves the site, even once it has left the Predict page
     and its uploader has forgotten them: 24 MB kept, then 24 MB more after a visit to the Quiz, would be
     past the 30 MB a browser may hold. They are let go when another page is opened."""
-    files = big_files(tmp_path, 4)
-    context, page = sized_page("wide")
-    open_page(page, server, "predict")
-    upload(page, *files[:2])
-    page.wait_for_function("document.querySelectorAll('[data-testid=stFileChip]').length == 2")
-    page.locator("[data-testid=stDataFrame]").first.wait_for()       # both reached the page
+    files, context, page = holding_two_of_four(sized_page, server, tmp_path)
     for title in ("Quiz", "Predict"):            # within the same browser session, as a student clicks
         page.locator("[data-testid=stSidebarNav]").get_by_role("link", name=title).click()
         page.get_by_role("heading", level=1).first.wait_for()
