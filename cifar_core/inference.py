@@ -792,12 +792,14 @@ def temperature_for(path: str | os.PathLike, key: str = "temperature", missing: 
 
 
 def model_version(path: str | os.PathLike) -> float:
-    """The newest modification time of the model file at `path`, its card and its int8 networks: what
-    answers from it may be kept under, since `quantize` gives a saved model new networks and a new card
-    (temperatures) without touching the model file."""
+    """The newest modification time of the model file at `path`, its card and its int8 networks, and for a
+    run's checkpoint its status.json: what answers from it may be kept under, since `quantize` gives a
+    saved model new networks and a new card (temperatures) without touching the model file, and a run
+    writes its temperature into status.json after its last checkpoint (`temperature_for`)."""
     path = Path(path)
     times = [path.stat().st_mtime]          # OSError when the model file is gone
-    for beside in (path.with_suffix(".json"), int8.companion(path)):
+    status = [path.parent / "status.json"] if path.name == "model.keras" else []
+    for beside in (path.with_suffix(".json"), int8.companion(path), *status):
         with contextlib.suppress(OSError):
             times.append(beside.stat().st_mtime)
     return max(times)

@@ -189,3 +189,22 @@ def test_a_new_companion_or_card_is_a_new_version_of_the_model(tmp_path):
         version = inference.model_version(path)
         os.utime(beside, (version + 10, version + 10))
         assert inference.model_version(path) == version + 10
+
+
+def test_a_runs_status_is_part_of_its_checkpoints_version(tmp_path):
+    """A run writes its temperature into status.json after its last checkpoint: a model loaded between
+    the two (Look inside shows a run still training) must not be served, uncalibrated, once it ends."""
+    import json
+    import os
+    run = tmp_path / "run"
+    run.mkdir()
+    path = run / "model.keras"
+    path.write_bytes(_bundled_copy(tmp_path).read_bytes())
+    (run / "status.json").write_text(json.dumps({"state": "running"}))
+    for beside in (path, run / "status.json"):
+        os.utime(beside, (1_000_000, 1_000_000))
+    before = inference.model_version(path)
+    (run / "status.json").write_text(json.dumps({"state": "finished", "temperature": 0.6}))
+    os.utime(run / "status.json", (1_000_050, 1_000_050))
+    assert inference.model_version(path) == before + 50
+    assert inference.load_model(path).calibration_temperature == 0.6
