@@ -138,9 +138,11 @@ def curve_frame(metrics: list[dict], run: str = "") -> pd.DataFrame:
     """Long-form points for training curves: one row per (time, quantity, series)."""
     rows = []
     batches = [m for m in metrics if m.get("kind") == "batch"]
-    # Steps per epoch, from the first epoch (the last batch of every epoch is always recorded).
-    steps = max((m["step"] for m in batches if m["epoch"] == 1), default=1)
+    # Steps per epoch, as the trainer records them with every step; for runs recorded before it did, the
+    # first epoch's last step (always recorded), which stretches a first epoch still running over a whole one.
+    first = max((m["step"] for m in batches if m["epoch"] == 1), default=1)
     for m in downsample(batches):
+        steps = m.get("steps") or first
         for quantity in ("loss", "accuracy"):
             rows.append({"run": run, "epoch": m["epoch"] - 1 + m["step"] / steps,
                          "seconds": m["elapsed_s"], "quantity": quantity, "series": "training (running)",

@@ -98,7 +98,7 @@ def _recorder(run_dir: Path, config: TrainConfig, test: tuple, export_model, ste
             if time.monotonic() - self.last_write >= 1.0 or batch + 1 == steps_per_epoch:
                 self.last_write = time.monotonic()
                 rundir.append_metric(run_dir, {
-                    "kind": "batch", "epoch": self.epoch + 1, "step": batch + 1,
+                    "kind": "batch", "epoch": self.epoch + 1, "step": batch + 1, "steps": steps_per_epoch,
                     "elapsed_s": round(self.elapsed(), 3), "wall_s": round(time.time() - origin, 3), "loss": loss,
                     "accuracy": float(logs.get("categorical_accuracy", float("nan")))})
 

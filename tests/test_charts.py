@@ -30,6 +30,16 @@ def test_curves_of_a_long_run_are_downsampled_but_keep_every_epoch_and_the_last_
     charts.training_curves(frame).to_dict()           # a valid Vega-Lite spec
 
 
+def test_a_first_epoch_still_running_is_drawn_as_far_as_it_got():
+    """40 steps of 160: a quarter of the way to epoch 1, not all of it (the trainer records the steps an
+    epoch has with every step; a run recorded before that is stretched over its first epoch, as it was)."""
+    metrics = [{"kind": "batch", "epoch": 1, "step": s, "steps": 160, "elapsed_s": s / 10, "loss": 2.0,
+                "accuracy": 0.3} for s in (10, 20, 40)]
+    assert charts.curve_frame(metrics, "run").epoch.max() == 0.25
+    older = [{k: v for k, v in m.items() if k != "steps"} for m in metrics]
+    assert charts.curve_frame(older, "run").epoch.max() == 1.0
+
+
 def test_image_grid_marks_the_picked_picture():
     images = np.zeros((12, 32, 32, 3), np.uint8)
     spec = charts.image_grid(images, np.arange(12) % 10, np.arange(100, 112), selected=105).to_dict()
