@@ -295,10 +295,14 @@ def _board(owner: str) -> None:
     _keep_selection_on_its_runs([r.id for r in everything])
     picked = st.dataframe(table, hide_index=True, on_select="rerun", selection_mode="multi-row", key="train_board",
                           column_config=BOARD_COLUMNS)
-    chosen = [everything[i] for i in picked.selection.rows if i < len(everything)]
+    rows = picked_rows(picked.selection.rows, len(everything))
+    chosen = [everything[i] for i in rows[:MAX_PICKED]]
     if not chosen:
         st.caption("Select runs in the table to compare their curves, download them or continue them.")
         return
+    if len(rows) > MAX_PICKED:
+        st.caption(f"{len(rows)} runs picked: here are the first {MAX_PICKED}. More curves in one chart would "
+                   "share colours, and no one could tell them apart.")
     frames = [charts.curve_frame(snapshot.metrics_of(r.id), r.name) for r in chosen]
     if any(len(f) for f in frames):
         st.altair_chart(charts.training_curves(pd.concat(frames), colour_by="run"), width="stretch")
@@ -315,6 +319,16 @@ def _board(owner: str) -> None:
         learning_parts.replay(chosen[0], key="train_board_replay")
 
 
+MAX_PICKED = len(charts.PAIRED) // 2    # runs compared at once: each has a light and a dark colour of its own
+
+
+def picked_rows(rows, count: int) -> list[int]:
+    """The table's selected rows as the browser sent them, made sane: row numbers of the `count` rows,
+    each once, in order. Streamlit passes on whatever list a browser (or a script) sends, and ten
+    thousand copies of one row would be ten thousand curves drawn on every refresh."""
+    return list(dict.fromkeys(i for i in rows if type(i) is int and 0 <= i < count))
+
+
 def _keep_selection_on_its_runs(ids: list[str]) -> None:
     """The table keeps its selection by row number; newest first, every run someone starts moves the rows
     down one, and the selection (the curves compared at the projector, the Continue button) would slide
@@ -325,7 +339,7 @@ def _keep_selection_on_its_runs(ids: list[str]) -> None:
     rows = state["selection"]["rows"] if state else []
     if not drawn or drawn == ids or not rows:
         return
-    kept = [drawn[i] for i in rows if i < len(drawn)]
+    kept = [drawn[i] for i in picked_rows(rows, len(drawn))]
     st.session_state["train_board"] = {"selection": {"rows": [ids.index(i) for i in kept if i in ids], "columns": []}}
 
 

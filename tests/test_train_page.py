@@ -81,6 +81,25 @@ def test_a_selected_run_stays_selected_when_someone_starts_another(page):
     assert chosen() == ["**older** · finished"]
 
 
+def test_a_selection_sent_by_a_script_is_made_sane_and_at_most_a_few_runs_are_compared(page):
+    """Streamlit passes on whatever rows a browser sends: ten thousand copies of one row, rows past the end
+    and negative ones must not become ten thousand curves on every refresh."""
+    from app_pages import train_parts
+    names = [f"run {i}" for i in range(7)]
+    for i, name in enumerate(names):
+        rundir.update_status(ended_run([0.6], [1.2], [1.5], name=name).path, created=rundir.now() + i)
+    at = page()
+    drawn = list(at.dataframe[0].value["name"])
+    at.session_state["train_board"] = {"selection": {"rows": [0] * 10_000 + [-1, 99, 2, 1, 3, 4, 5, 6],
+                                                     "columns": []}}
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    chosen = [m.value for m in at.markdown if m.value.startswith("**") and " · " in m.value]
+    assert chosen == [f"**{name}** · finished" for name in [drawn[i] for i in (0, 2, 1, 3, 4)]]
+    assert train_parts.MAX_PICKED == 5
+    assert any(c.value.startswith("7 runs picked: here are the first 5.") for c in at.caption)
+
+
 def test_every_field_explains_raising_and_lowering_it(page):
     at = page()
     for field in ("arch", "optimizer", "epochs", "learning_rate", "batch_size", "train_subset", "augment", "name"):
