@@ -312,15 +312,26 @@ def file_labels(files) -> dict[str, str]:
     return {f.file_id: f.name if names[f.name] == 1 else f"{f.name} (row {row})" for row, f in enumerate(files, 1)}
 
 
+def picked_classes(edited: dict, rows: int) -> dict[int, str]:
+    """The true classes picked in the batch table's `rows` rows, by row number, from its edits as the
+    browser sent them: a script may send any row number, and one past the table's end would be added to
+    it (thirty thousand of them, minutes of the server's CPU on every rerun), or anything as the class."""
+    picked = {}
+    for position, change in edited.items():
+        row = int(position) if str(position).isdigit() else -1
+        if 0 <= row < rows and isinstance(change, dict) and change.get("true class") in CLASS_NAMES:
+            picked[row] = change["true class"]
+    return picked
+
+
 def batch(files) -> None:
     """Several uploads at once: a table of thumbnails and answers, where a teacher can pick each picture's
     true class to count the right answers, and a CSV of it."""
     table = pd.DataFrame(_rows(files))
     # The key changes with the set of files, so true classes picked for other files do not linger.
     key = "predict_batch_" + hashlib.sha1("\0".join(f.file_id for f in files).encode()).hexdigest()[:12]
-    for position, change in st.session_state.get(key, {}).get("edited_rows", {}).items():
-        if change.get("true class") in CLASS_NAMES:
-            table.loc[int(position), "true class"] = change["true class"]
+    for row, name in picked_classes(st.session_state.get(key, {}).get("edited_rows", {}), len(table)).items():
+        table.loc[row, "true class"] = name
     labelled = table["true class"].notna() & (table["answer"] != "")
     # Plain words, not emoji: a browser without a colour emoji font shows those as empty boxes.
     table.loc[labelled, "right?"] = np.where(table.loc[labelled, "answer"] == table.loc[labelled, "true class"],

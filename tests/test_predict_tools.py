@@ -77,3 +77,14 @@ def test_a_drawing_is_said_to_be_one_once_before_any_other_doubt():
     assert notes[0] == explain.ON_A_DRAWING and not any("drawing, text or a screenshot" in n for n in notes)
     assert notes[1].startswith("The model is unsure")
     assert explain.ON_A_DRAWING not in explain.doubts(text, np.full(10, 0.1), (320, 320))
+
+
+def test_the_batch_tables_picked_classes_are_taken_only_for_its_own_rows():
+    """The data editor's edits come as a browser (or a script) sends them: a row past the end would be a
+    new row of the table, on every rerun."""
+    from app_pages.predict_parts import picked_classes
+    edited = {"0": {"true class": "cat"}, "2": {"true class": "ship"}, "3": {"true class": "dog"},
+              "99999": {"true class": "dog"}, "-1": {"true class": "dog"}, "1": {"true class": "unicorn"},
+              "x": {"true class": "dog"}, "1.0": {"true class": "dog"}, **{str(i): "cat" for i in range(4, 9)}}
+    assert picked_classes(edited, 3) == {0: "cat", 2: "ship"}
+    assert picked_classes({}, 3) == {}
