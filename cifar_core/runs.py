@@ -354,11 +354,12 @@ def _prune(owner: str, keep: int, keep_in_all: int) -> None:
     """Delete `owner`'s oldest ended runs beyond `keep`: making room never costs anyone else a run. Past
     `keep_in_all` ended runs on the server, the oldest go too: a visitor is known by a cookie, and one who
     keeps starting and cancelling runs with new cookies would otherwise fill the disk and slow the
-    watcher, which looks at every run."""
+    watcher, which looks at every run. Runs that left no model (cancelled, failed, stopped before their
+    first epoch) go first, so such a visitor's runs make room before any student's trained model does."""
     ended = [r for r in _all() if r.state not in rundir.ACTIVE]
     mine = [r for r in ended if r.status.get("owner", "") == owner]
     doomed = {r.id for r in mine[:max(0, len(mine) - keep)]}
-    left = [r for r in ended if r.id not in doomed]
+    left = sorted((r for r in ended if r.id not in doomed), key=lambda r: r.model_path is not None)   # stable: oldest first
     doomed |= {r.id for r in left[:max(0, len(left) - keep_in_all)]}
     for run in ended:
         if run.id in doomed:

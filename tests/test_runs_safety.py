@@ -130,6 +130,25 @@ def test_the_server_keeps_so_many_ended_runs_in_all_whoever_started_them(tiny_en
     assert ended[0] not in left and set(ended[1:]) <= left
 
 
+def test_runs_without_a_model_make_room_before_any_trained_model_does(tiny_env, monkeypatch, no_trainers):
+    """Starting and cancelling runs with new cookies must not push the class's trained models out."""
+    monkeypatch.setenv("CIFAR_KEEP_RUNS_IN_ALL", "3")
+    trained = []
+    for owner in "ab":                         # two students' finished runs, the oldest on the server
+        run = runs.create(small(epochs=1), owner=owner)
+        (run.path / rundir.MODEL).write_bytes(b"a model")
+        rundir.update_status(run.path, state="finished")
+        trained.append(run.id)
+        time.sleep(0.01)
+    for owner in ("x1", "x2", "x3"):            # then runs cancelled from three new cookies
+        run = runs.create(small(epochs=1), owner=owner)
+        rundir.update_status(run.path, state="stopped", error="Cancelled before it started.")
+        time.sleep(0.01)
+    runs.start(small(epochs=1), owner="y")
+    left = {r.id for r in runs.list_runs()}
+    assert set(trained) <= left and len([r for r in runs.list_runs() if r.state not in rundir.ACTIVE]) == 3
+
+
 def test_a_cancelled_run_lets_go_of_the_model_it_would_have_gone_on_from(tiny_env, no_trainers, tmp_path):
     parent = tmp_path / "parent.keras"
     parent.write_bytes(b"a model")
