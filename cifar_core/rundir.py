@@ -4,6 +4,8 @@
     status.json    state, pid, owner, times, error
     metrics.jsonl  one JSON record a line, appended by the trainer
     model.keras    last checkpoint, replaced atomically
+    model.test.npz the saved model's answers on the test set, written after its final checks
+                   (`evaluation.save_test_probabilities`), so the app never tests it again
     STOP           its presence asks the trainer to stop after the current batch
     log.txt        the trainer's output
     snapshots/     epoch-0001.npz, ...: per epoch, the first filters, a fixed panel's

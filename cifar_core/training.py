@@ -8,6 +8,7 @@ honours the STOP file after the current batch.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -259,7 +260,8 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, dataset: cifar_data.C
         if (run_dir / rundir.MODEL).exists():   # export_model holds the checkpoint's weights
             temperature = calibrate(export_model, *calibration)
             final = {"temperature": temperature, **final_accuracy(export_model, dataset.x_test, dataset.y_test,
-                                                                  plain=recorder.tested, temperature=temperature)}
+                                                                  plain=recorder.tested, temperature=temperature,
+                                                                  keep_beside=run_dir / rundir.MODEL)}
         testing_s = recorder.testing_s + time.monotonic() - checks_started
         rundir.update_status(run_dir, state=state, ended=rundir.now(), error=None, testing_s=round(testing_s, 3),
                              stopped_because=rundir.stop_reason(run_dir) if recorder.stopped else None,
@@ -276,14 +278,16 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, dataset: cifar_data.C
 
 
 def final_accuracy(model, x: np.ndarray, y: np.ndarray, plain: np.ndarray | None = None,
-                   temperature: float | None = None) -> dict:
+                   temperature: float | None = None, keep_beside: Path | None = None) -> dict:
     """The saved model's accuracy, overall and per class, on the whole test set, measured as the
     Evaluate page and the model card measure it (`inference.predict`, mirror test-time augmentation):
     the one accuracy a model is shown with everywhere (see `evaluation.ACCURACY_DEFINITION`).
     The per-epoch test figures in metrics.jsonl are without the mirror, to keep each epoch's pass short;
     `plain`, the last epoch's answers when they are this model's, leaves only the mirrored pass to do.
     `temperature`, the one it is saved with: it decides which pictures it is sure enough of to leave
-    unmirrored (`evaluation.SURE_ENOUGH`), as once it is loaded."""
+    unmirrored (`evaluation.SURE_ENOUGH`), as once it is loaded. `keep_beside`, the saved model file: its
+    answers are kept with it (`evaluation.save_test_probabilities`), so the app's Evaluate and Quiz do not
+    test it again on the server, 20-60 s of both cores for each run a class opens there."""
     from cifar_core import inference
     before = model.__dict__.get("calibration_temperature")
     model.calibration_temperature = temperature or 1.0
@@ -294,6 +298,9 @@ def final_accuracy(model, x: np.ndarray, y: np.ndarray, plain: np.ndarray | None
             del model.calibration_temperature
         else:
             model.calibration_temperature = before
+    if keep_beside is not None:
+        with contextlib.suppress(OSError):      # a full disk: the app measures them itself, as before
+            evaluation.save_test_probabilities(keep_beside, answers, x, y)
     result = evaluation.summary(answers, y)
     return {"test_accuracy": result["accuracy"], "per_class_accuracy": result["per_class"]}
 

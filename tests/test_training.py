@@ -277,7 +277,11 @@ def test_a_run_directory_follows_the_contract(tiny, tmp_path):
     assert status["testing_s"] >= sum(r["test_s"] for r in epochs) > 0
     assert all(r["wall_s"] > r["elapsed_s"] for r in epochs) and status["test_images"] == len(tiny.y_test)
     batches = _records(tmp_path, "batch")
-    assert batches and {"epoch", "step", "elapsed_s", "loss", "accuracy"} <= set(batches[0])
+    assert batches and {"epoch", "step", "steps", "elapsed_s", "loss", "accuracy"} <= set(batches[0])
+    assert batches[-1]["step"] == batches[-1]["steps"]      # an epoch's last step is always recorded
+    # Its answers on the test set are kept with the model, as Evaluate and the Quiz would measure them.
+    kept = evaluation.shipped_probabilities(tmp_path / rundir.MODEL, tiny.x_test, tiny.y_test)
+    assert np.allclose(evaluation.with_temperature(kept, status["temperature"]), mirrored, atol=2e-3)
 
 
 def _stopped_once(tiny, run_dir, kind: str, reason: str = "") -> dict:
