@@ -67,7 +67,7 @@ if errors.open:
                         f"{cell['predicted']}**"
                         + (" (the first 40)" if len(shown) == 40 else ""))
             if len(shown):
-                pictures(shown, [f"{probabilities[i, p]:.0%} sure" for i in shown])
+                pictures(shown, [f"{evaluation.sure(probabilities[i, p])} sure" for i in shown])
         else:
             st.caption("A row is every test picture of one class; darker squares hold more of the row. "
                        "Click a square to see its pictures.")
@@ -76,7 +76,7 @@ if errors.open:
         if not len(worst):
             st.caption("It gets every test picture right: there are no mistakes to show.")
         else:
-            pictures(worst, [f"{CLASS_NAMES[test.y_test[i]]}, said {CLASS_NAMES[y_pred[i]]} ({probabilities[i].max():.0%})"
+            pictures(worst, [f"{CLASS_NAMES[test.y_test[i]]}, said {CLASS_NAMES[y_pred[i]]} ({evaluation.sure(probabilities[i].max())} sure)"
                              for i in worst])
 
 if sure.open:

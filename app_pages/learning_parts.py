@@ -17,7 +17,7 @@ import pandas as pd
 import streamlit as st
 
 from app_pages import common
-from cifar_core import board, charts, runs, snapshots
+from cifar_core import board, charts, evaluation, runs, snapshots
 from cifar_core.data import CLASS_NAMES, with_article
 
 PANEL_CAPTION = ("Eight test pictures the network never trains on, the same eight for every run. Under each: "
@@ -109,9 +109,9 @@ def _panel(snapshot: snapshots.Snapshot, pictures: np.ndarray | None, columns: i
                 st.image(_picture(pictures[i], 3), output_format="PNG", alt=f"a test picture of {with_article(CLASS_NAMES[truth])}")
             sure = snapshot.probabilities[i, guess]
             if guess == truth:
-                st.markdown(f"**{CLASS_NAMES[guess]}** {sure:.0%}  \n:green[:material/check: right]")
+                st.markdown(f"**{CLASS_NAMES[guess]}** {evaluation.sure(sure)}  \n:green[:material/check: right]")
             else:
-                st.markdown(f"**{CLASS_NAMES[guess]}** {sure:.0%}  \n:red[:material/close: wrong, it is "
+                st.markdown(f"**{CLASS_NAMES[guess]}** {evaluation.sure(sure)}  \n:red[:material/close: wrong, it is "
                             f"{with_article(CLASS_NAMES[truth])}]")
 
 

@@ -13,7 +13,7 @@ import streamlit as st
 from PIL import Image
 
 from app_pages import chart_specs, common
-from cifar_core import charts, explain, inference, perturbations
+from cifar_core import charts, evaluation, explain, inference, perturbations
 from cifar_core.data import CLASS_NAMES
 
 # The largest picture a visitor may upload. .streamlit/config.toml lets Streamlit take a little more
@@ -179,7 +179,7 @@ def answer(image: np.ndarray, key: str, original: Image.Image | None = None, hea
                + (" (the closer square too)" if len(views) > 1 else "")))
     columns[-2].image(charts.png(charts.upscale(image, 8)), width="stretch", output_format="PNG", caption=seen)
     with columns[-1]:
-        st.metric("The model says", f"{CLASS_NAMES[best]}, {probabilities[best]:.0%} sure",
+        st.metric("The model says", f"{CLASS_NAMES[best]}, {evaluation.sure(probabilities[best])} sure",
                   help=explain.SURE_ON_PHOTOS if photo else explain.SURE_ON_TEST_PICTURES)
         for note in explain.doubts(image, probabilities, size, drawing):
             st.warning(note, icon=":material/help:")

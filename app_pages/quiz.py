@@ -5,7 +5,7 @@ import numpy as np
 import streamlit as st
 
 from app_pages import common
-from cifar_core import charts
+from cifar_core import charts, evaluation
 from cifar_core.data import CLASS_NAMES, with_article
 
 HUMAN_ACCURACY = 0.94   # people get about 94% of CIFAR-10 test pictures right (Karpathy, 2011)
@@ -86,7 +86,7 @@ else:
     it = "right" if guess == truth else f"wrong: it said {CLASS_NAMES[guess]}"
     article, name = with_article(CLASS_NAMES[truth]).split(" ", 1)
     buttons.markdown(f"## It is {article} **{name}**")
-    buttons.markdown(f"### You were {you}.\n### The model was {it} ({probabilities[quiz.index, guess]:.0%} sure).")
+    buttons.markdown(f"### You were {you}.\n### The model was {it} ({evaluation.sure(probabilities[quiz.index, guess])} sure).")
     if buttons.button("Next picture", type="primary", icon=":material/arrow_forward:", width="stretch"):
         next_picture()
         st.rerun()

@@ -33,6 +33,18 @@ def percent(fraction: float | None) -> str:
     return "–" if fraction is None or fraction != fraction else f"{fraction:.1%}"
 
 
+def sure(probability: float) -> str:
+    """A "% sure" in whole percents, as every page prints one, that never rounds to certainty or to
+    nothing: 99.7% is "over 99%" (as "100%" a student reads it as certain, and a confident mistake as an
+    impossible one), 0.3% is "under 1%"; only an answer that is exactly certain is "100%"."""
+    shown = f"{probability:.0%}"
+    if shown == "100%" and probability < 1:
+        return "over 99%"
+    if shown == "0%" and probability > 0:
+        return "under 1%"
+    return shown
+
+
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int = len(CLASS_NAMES)) -> np.ndarray:
     """counts[t, p]: how many images of true class t were predicted as p."""
     counts = np.zeros((num_classes, num_classes), dtype=np.int64)

@@ -150,8 +150,8 @@ def test_a_wide_photo_shows_what_the_model_saw(sized_page, server, pictures, vie
     fooled.wait_for()
     settle(page)
     # Noise of one level changes next to nothing: the answer is the photo's own, both views averaged as above.
-    said_class, said_sure = re.search(r"(\w+), (\d+)% sure", said.inner_text()).groups()
-    fooled_class, fooled_sure = re.search(r"(\w+), (\d+)% sure", fooled.inner_text()).groups()
+    said_class, said_sure = re.search(r"(\w+), (?:over |under )?(\d+)% sure", said.inner_text()).groups()
+    fooled_class, fooled_sure = re.search(r"(\w+), (?:over |under )?(\d+)% sure", fooled.inner_text()).groups()
     assert fooled_class == said_class and abs(int(fooled_sure) - int(said_sure)) <= 2
     for _ in range(4):
         noise.press("ArrowRight")

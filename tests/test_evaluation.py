@@ -108,3 +108,8 @@ def test_answers_kept_beside_a_model_stay_a_few_files_whatever_the_data_sets(tmp
         assert np.array_equal(first, again)
     assert len(list(tmp_path.glob("net[[]1].eval-*.npy"))) == evaluation.KEPT_ANSWERS
     assert other.exists()     # another model's answers are its own
+
+
+def test_a_percent_sure_never_rounds_to_certainty_or_to_nothing():
+    assert [evaluation.sure(p) for p in (0.5045, 0.994, 0.995, 0.9999, 1.0, 0.004, 0.0, 0.005)] == \
+        ["50%", "99%", "over 99%", "over 99%", "100%", "under 1%", "0%", "under 1%"]

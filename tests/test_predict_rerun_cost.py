@@ -4,7 +4,7 @@ import time
 
 import numpy as np
 
-from cifar_core import explain, inference
+from cifar_core import evaluation, explain, inference
 
 
 def _photo_script():
@@ -192,7 +192,7 @@ def test_a_photo_changed_to_fool_the_model_is_answered_from_every_view():
 
     def shown(probabilities):
         best = int(probabilities.argmax())
-        return f"{CLASS_NAMES[best]}, {probabilities[best]:.0%} sure"
+        return f"{CLASS_NAMES[best]}, {evaluation.sure(probabilities[best])} sure"
     both, first_alone = (shown(inference.predict_views(model, v, image.size)) for v in (changed, changed[:1]))
     assert both != first_alone, "the photo's views must disagree for this test to tell them apart"
     assert at.metric[1].value == both
