@@ -59,7 +59,8 @@ PAGES: dict[str, PageGuide] = {
 GLOSSARY: dict[str, str] = {
     "Class": "One of the ten kinds of picture in CIFAR-10: airplane, automobile, bird, cat, deer, dog, frog, "
              "horse, ship and truck. The model's job is to name the class of a picture.",
-    "Training set": "The 50,000 pictures the model learns from. It sees each of them many times.",
+    "Training set": ("The 50,000 pictures the model learns from. It sees each of them many times. A run keeps "
+                     "1,000 or 2,000 of them aside, never trained on, to make its \"% sure\" honest."),
     "Test set": "The 10,000 pictures kept apart and never used for learning, so that measuring the model on them "
                 "shows how it does on pictures it has not seen.",
     "Model": "A network together with the numbers (weights) it learned. The sidebar chooses which model every page "

@@ -51,7 +51,9 @@ class ConfigFields:
         subsets = sorted({*SUBSETS, defaults.train_subset}, key=lambda n: -n if n else -MAX_TRAIN_IMAGES - 1)
         add(right, "train_subset", st.selectbox, "Training pictures", subsets,
             index=subsets.index(defaults.train_subset),
-            format_func=lambda n: f"{n:,}" if n else "All 50,000")
+            # "All" trains on all but the pictures kept aside to make "% sure" honest (`recipe.split`).
+            format_func=lambda n: f"{n:,}" if n else (f"All {MAX_TRAIN_IMAGES - defaults.calibration_images:,} "
+                                                      f"({defaults.calibration_images:,} more kept aside)"))
         add(left, "augment", st.toggle, "Augmentation (flips and shifts)", value=defaults.augment)
         add(middle, "name", st.text_input, "Run name", placeholder="e.g. Class 7B's first try", max_chars=60)
         turn = settings.get().run_turn_minutes

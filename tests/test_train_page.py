@@ -178,3 +178,11 @@ def test_a_stop_pressed_as_an_epoch_ends_is_kept(page):
     assert (run.path / rundir.STOP).exists()
     at.run()
     assert at.get("progress")[0].proto.text.startswith("Stopping: after its current batch")   # no time left to show
+
+
+def test_all_training_pictures_says_how_many_are_kept_aside_for_sure(page):
+    from cifar_core.config import MAX_TRAIN_IMAGES
+    at = page()
+    subset = next(w for w in at.selectbox if w.key == "train_quick_train_subset")
+    kept = TrainConfig.from_preset("quick").calibration_images
+    assert f"All {MAX_TRAIN_IMAGES - kept:,} ({kept:,} more kept aside)" in subset.options
