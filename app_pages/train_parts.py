@@ -236,7 +236,9 @@ def status_line(run: runs.Run, metrics: list[dict]) -> None:
 def progress_text(p: dict) -> str:
     """The progress bar's line: where the run is, how fast, how long so far and how long left."""
     so_far = f"{duration(p['elapsed_s'])} so far"
-    left = f" · about {duration(p['seconds_left'])} left" if p["seconds_left"] is not None else ""
+    left = "" if p["seconds_left"] is None else (
+        f" · about {duration(p['seconds_left'])} left" if p["seconds_left"] >= 1
+        else " · taking longer than expected, nearly done")   # the estimate ran out while it still works
     if p["phase"] == "starting":
         return f"Starting: loading the data and building the network · {so_far}"
     if p["phase"] == "final":

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import os
 import secrets
 import shutil
@@ -72,7 +73,8 @@ class Run:
         recipe = self.config.get("preset") or self.config.get("arch") or "–"
         return {"id": self.id, "name": self.name, "recipe": recipe,
                 "state": self.state,
-                "epochs": f"{trained:.1f} / {progress['epochs']}".replace(".0 /", " /"),
+                # Rounded down: 3.96 of 4 epochs is "3.9 / 4", never "4 / 4" while it still trains.
+                "epochs": f"{math.floor(trained * 10) / 10:.1f} / {progress['epochs']}".replace(".0 /", " /"),
                 # The model's one accuracy (final, whole test set, mirror TTA), known once the run has ended.
                 "test accuracy": evaluation.percent(self.status.get("test_accuracy")),
                 "time": timing.duration(progress["elapsed_s"]),

@@ -1,5 +1,6 @@
 """What a run's progress line and board row say: time left against a reference timeline, overfitting
 spotted in words, the board's figures, and the training charts in %."""
+import dataclasses
 import math
 
 import pytest
@@ -135,6 +136,20 @@ def test_the_board_row_shows_live_progress_and_never_none(tmp_path):
         "train_images": 5000, "created": 999.0}).summary(Timeline(epochs=2).records_until(1e9), now=5000.0)
     assert ended["test accuracy"] == "69.4%" and ended["time"] == "3 min 45 s"
     assert ended["of which testing"] == "2 min 15 s" and ended["epochs"] == "2 / 2"
+
+
+def test_a_run_nearly_done_never_reads_as_done_while_it_still_works(tmp_path):
+    """98 steps of 100 is "0.9 / 1" on the board, not "1 / 1"; an estimate that ran out while the run
+    still works says so, not "about 0 s left"."""
+    from app_pages.train_parts import progress_text
+    run = Timeline(epochs=1, steps=100)
+    row = Run("r", tmp_path, {"epochs": 1, "batch_size": 100}, {**run.status, "created": 1000.0}).summary(
+        run.records_until(8.0 + 98 * 0.2 + 0.05), now=1028.0)
+    assert row["epochs"] == "0.9 / 1"
+    late = progress.estimate(run.config, run.status, run.records_until(1e9), now=run.end + 30)
+    assert late.seconds_left == 0 and "nearly done" in progress_text(dataclasses.asdict(late))
+    assert "about 30 s left" in progress_text(dataclasses.asdict(
+        progress.estimate(run.config, run.status, run.records_until(1e9), now=run.end - 30)))
 
 
 def test_durations_read_as_people_say_them():
