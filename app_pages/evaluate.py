@@ -63,9 +63,8 @@ if errors.open:
             t, p = CLASS_NAMES.index(cell["true"]), CLASS_NAMES.index(cell["predicted"])
             matches = np.flatnonzero((test.y_test == t) & (y_pred == p))
             shown = matches[:40]
-            st.markdown(f"**{len(matches)} pictures of {with_article(cell['true'])} that the model called "
-                        f"{cell['predicted']}**"
-                        + (" (the first 40)" if len(shown) == 40 else ""))
+            st.markdown(f"**{evaluation.counted(len(matches), 'picture')} of {with_article(cell['true'])} that the "
+                        f"model called {cell['predicted']}**" + (" (the first 40)" if len(matches) > 40 else ""))
             if len(shown):
                 pictures(shown, [f"{evaluation.sure(probabilities[i, p])} sure" for i in shown])
         else:
@@ -106,6 +105,6 @@ with compare:
         for title, mask in ((f"Right by {picked}, wrong by {other}", (y_pred == test.y_test) & (other_pred != test.y_test)),
                             (f"Right by {other}, wrong by {picked}", (y_pred != test.y_test) & (other_pred == test.y_test))):
             shown = np.flatnonzero(mask)[:20]
-            st.markdown(f"**{common.plain(title)}: {mask.sum()} pictures**")
+            st.markdown(f"**{common.plain(title)}: {evaluation.counted(int(mask.sum()), 'picture')}**")
             if len(shown):
                 pictures(shown, [CLASS_NAMES[test.y_test[i]] for i in shown])

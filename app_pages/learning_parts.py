@@ -21,7 +21,9 @@ from cifar_core import board, charts, evaluation, runs, snapshots
 from cifar_core.data import CLASS_NAMES, with_article
 
 PANEL_CAPTION = ("Eight test pictures the network never trains on, the same eight for every run. Under each: "
-                 "the class the network would answer after this epoch, how sure it is, and whether that is right.")
+                 "the class the network would answer after this epoch, how sure it is, and whether that is right. "
+                 "How sure is the network's own figure, from one look and before the calibration a finished run "
+                 "gets, so the same picture's \"% sure\" on other pages can differ.")
 FILTERS_CAPTION = (
     "The first layer's filters: each square is a small colour pattern (3x3 pixels; 4x4 in the airbench "
     "networks, whose fixed first step blends each 2x2 square of pixels, and 6x6 in the airbench16 ones, whose "
@@ -141,6 +143,9 @@ def snapshot_panel(run: runs.Run, epoch: int | None = None, *, compact: bool = F
         _panel(snapshot, history.pictures(), columns=4)
         return
     st.markdown(f"**What it sees after epoch {snapshot.epoch}**")
+    if _from_the_run_it_continues(run, history, snapshot.epoch):
+        st.caption(f"Epoch {snapshot.epoch} was trained by the run this one continues; this run's own snapshots "
+                   "appear after each of its epochs.")
     left, right = st.columns([3, 2], gap="large")
     with left:
         _panel(snapshot, history.pictures(), columns=4)
@@ -150,9 +155,19 @@ def snapshot_panel(run: runs.Run, epoch: int | None = None, *, compact: bool = F
         st.caption(FILTERS_CAPTION)
 
 
-def _continued_note(run: runs.Run, epochs: list[int]) -> str:
+def _earlier_epochs(run: runs.Run, epochs: list[int]) -> int:
+    """How many of a continued run's snapshot `epochs` are the run it continues (copied when it started)."""
     own = len([m for m in run.metrics() if m.get("kind") == "epoch"])
-    earlier = epochs[-1] - own if epochs else 0
+    return epochs[-1] - own if epochs and run.config.get("initial_model") else 0
+
+
+def _from_the_run_it_continues(run: runs.Run, history: History, epoch: int) -> bool:
+    return bool(run.config.get("initial_model")) and epoch <= _earlier_epochs(
+        run, [s.epoch for s in history.readable()])
+
+
+def _continued_note(run: runs.Run, epochs: list[int]) -> str:
+    earlier = _earlier_epochs(run, epochs)
     return (f" Epochs count from the start of the run it continues: its own epochs are {earlier + 1} to {epochs[-1]}."
             if run.config.get("initial_model") and earlier > 0 else "")
 

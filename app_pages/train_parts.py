@@ -396,5 +396,5 @@ def teacher_tools() -> None:
                    "whoever started it. Downloaded models and reports are not affected.")
         if st.button("Clear all runs", type="primary", key="train_clear_all"):
             cleared = runs.clear(admin=common.is_teacher())
-            st.toast(f"Cleared {cleared} runs.")
+            st.toast(f"Cleared {evaluation.counted(cleared, 'run')}.")
             st.rerun()

@@ -33,6 +33,11 @@ def percent(fraction: float | None) -> str:
     return "–" if fraction is None or fraction != fraction else f"{fraction:.1%}"
 
 
+def counted(n: int, thing: str) -> str:
+    """A count as people write it: "1 picture", "1,204 pictures"."""
+    return f"{n:,} {thing}" + ("" if n == 1 else "s")
+
+
 def sure(probability: float) -> str:
     """A "% sure" in whole percents, as every page prints one, that never rounds to certainty or to
     nothing: 99.7% is "over 99%" (as "100%" a student reads it as certain, and a confident mistake as an

@@ -383,8 +383,8 @@ def test_evaluate_pick_a_confusion_matrix_cell_and_see_its_pictures(page, server
     heading = page.get_by_text("that the model called").first
     heading.wait_for(timeout=15_000)
     names = data.CLASS_NAMES
-    assert heading.inner_text().startswith(f"{counts[row, column]} pictures of {data.with_article(names[row])} "
-                                           f"that the model called {names[column]}")
+    assert heading.inner_text().startswith(f"{evaluation.counted(counts[row, column], 'picture')} of "
+                                           f"{data.with_article(names[row])} that the model called {names[column]}")
     pictures = page.locator("[data-testid=stImage] img")
     assert pictures.count() >= counts[row, column]
     no_exceptions(page)

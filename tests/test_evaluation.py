@@ -113,3 +113,8 @@ def test_answers_kept_beside_a_model_stay_a_few_files_whatever_the_data_sets(tmp
 def test_a_percent_sure_never_rounds_to_certainty_or_to_nothing():
     assert [evaluation.sure(p) for p in (0.5045, 0.994, 0.995, 0.9999, 1.0, 0.004, 0.0, 0.005)] == \
         ["50%", "99%", "over 99%", "over 99%", "100%", "under 1%", "0%", "under 1%"]
+
+
+def test_counts_read_as_people_write_them():
+    assert [evaluation.counted(n, "picture") for n in (0, 1, 2, 1204)] == \
+        ["0 pictures", "1 picture", "2 pictures", "1,204 pictures"]

@@ -186,3 +186,23 @@ def test_all_training_pictures_says_how_many_are_kept_aside_for_sure(page):
     subset = next(w for w in at.selectbox if w.key == "train_quick_train_subset")
     kept = TrainConfig.from_preset("quick").calibration_images
     assert f"All {MAX_TRAIN_IMAGES - kept:,} ({kept:,} more kept aside)" in subset.options
+
+
+def test_a_continued_runs_snapshots_from_the_run_it_continues_are_told_apart():
+    """A continued run starts with its parent's snapshots: until its own first epoch, the newest is the
+    parent's, and the live view says so."""
+    from types import SimpleNamespace
+
+    from app_pages import learning_parts
+
+    def run(own_epochs):
+        return SimpleNamespace(config={"initial_model": "parent.keras"},
+                               metrics=lambda: [{"kind": "epoch"}] * own_epochs)
+
+    def history(*epochs):
+        return SimpleNamespace(readable=lambda: [SimpleNamespace(epoch=e) for e in epochs])
+    assert learning_parts._from_the_run_it_continues(run(0), history(1, 2, 3), 3)      # its first epoch, under way
+    assert learning_parts._from_the_run_it_continues(run(1), history(1, 2, 3, 4), 3)
+    assert not learning_parts._from_the_run_it_continues(run(1), history(1, 2, 3, 4), 4)
+    fresh = SimpleNamespace(config={}, metrics=lambda: [])
+    assert not learning_parts._from_the_run_it_continues(fresh, history(1), 1)
