@@ -83,6 +83,11 @@ if view == "Pictures":
         predictions.markdown(f"**The model's top guesses** ({common.plain(common.active_choice().label)})")
         with predictions:
             chart_specs.probability_bars(probabilities, top=3)
+            if split == "Training":
+                # A trained model has learnt this very picture: its answer here flatters it.
+                st.caption("A training picture: models here learn from these very pictures, so it is likely "
+                           "surer and more often right here than on a picture it has never seen. Test pictures "
+                           "show how it really does.")
             inside_parts.link(x[index], "explore_inside")
 
 elif view == "Statistics":

@@ -288,6 +288,7 @@ def test_predict_and_explore_hand_their_picture_to_look_inside(tiny_env, monkeyp
     at.switch_page("app_pages/explore.py")
     at.session_state["explore_pick"] = ("Training", 5)
     at.run()
+    assert any(c.value.startswith("A training picture: models here learn from these") for c in at.caption)
     at.button(key="explore_inside").click().run()
     assert not at.exception, [e.value for e in at.exception]
     np.testing.assert_array_equal(at.session_state["inside_picture"], test.x_train[5])
