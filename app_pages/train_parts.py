@@ -189,8 +189,9 @@ def overfitting_note(metrics: list[dict]) -> None:
     st.warning(f"**Overfitting** after epoch {found.first_epoch}: the training loss kept falling "
                f"({found.train_loss[0]:.3f} to {found.train_loss[1]:.3f} by epoch {found.last_epoch}) while the "
                f"{' and the '.join(signs)}. The network is learning its own training pictures by heart rather "
-               "than what makes each class. More pictures, augmentation or fewer epochs help; the best model "
-               f"was the one after epoch {found.first_epoch}.", icon=":material/trending_down:")
+               "than what makes each class. More pictures, augmentation or fewer epochs help. Its best test "
+               f"accuracy was {evaluation.percent(found.best_accuracy)}, after epoch {found.best_epoch}: fewer "
+               "epochs would have kept it.", icon=":material/trending_down:")
 
 
 def status_line(run: runs.Run, metrics: list[dict]) -> None:

@@ -18,7 +18,9 @@ from dataclasses import dataclass
 class Finding:
     first_epoch: int                         # the epoch after which the test got worse (its best in the window)
     last_epoch: int
-    train_loss: tuple[float, float]          # (first, last) epoch's running training loss
+    train_loss: tuple[float, float]          # the running training loss after first_epoch, and after the last
+    best_epoch: int                          # the epoch with the best test accuracy of the whole run
+    best_accuracy: float
     test_accuracy: tuple[float, float]       # (best in the window before the last epoch, last)
     test_loss: tuple[float, float]           # (lowest in the window before the last epoch, last)
     accuracy_fell: bool
@@ -46,7 +48,11 @@ def detect(metrics: list[dict], window: int = 3, min_drop: float = 0.005, min_ri
     if not training_better or not (accuracy_fell or loss_rose):
         return None
     turned = min(best["epoch"] if accuracy_fell else last["epoch"], lowest["epoch"] if loss_rose else last["epoch"])
-    return Finding(first_epoch=turned, last_epoch=last["epoch"], train_loss=(first["loss"], last["loss"]),
+    since = next(m for m in recent if m["epoch"] == turned)
+    # The best of the whole run, which an earlier epoch than the window's may hold: the first of equals.
+    top = max(epochs, key=lambda m: m["test_accuracy"])
+    return Finding(first_epoch=turned, last_epoch=last["epoch"], train_loss=(since["loss"], last["loss"]),
+                   best_epoch=top["epoch"], best_accuracy=top["test_accuracy"],
                    test_accuracy=(best["test_accuracy"], last["test_accuracy"]),
                    test_loss=(lowest["test_loss"], last["test_loss"]),
                    accuracy_fell=accuracy_fell, loss_rose=loss_rose)

@@ -169,8 +169,18 @@ def test_overfitting_is_flagged_when_training_improves_and_the_test_gets_worse()
     assert found is not None and found.accuracy_fell and found.loss_rose
     assert found.first_epoch == 2 and found.last_epoch == 4
     assert found.test_accuracy == (0.70, 0.67) and found.test_loss == (0.90, 1.05) and found.train_loss == (1.0, 0.6)
+    assert (found.best_epoch, found.best_accuracy) == (2, 0.70)
     only_loss = overfitting.detect(epochs((1.0, 0.90, 0.70), (0.8, 0.93, 0.71), (0.6, 1.00, 0.71)))
     assert only_loss is not None and only_loss.loss_rose and not only_loss.accuracy_fell
+
+
+def test_overfitting_names_the_best_epoch_of_the_whole_run_and_the_training_loss_from_where_it_turned():
+    """Test accuracy 60, 70, 68, 69, 67%: the window (epochs 3-5) turned after epoch 4, but the best
+    model of the run was after epoch 2."""
+    found = overfitting.detect(epochs((1.5, 1.2, 0.60), (1.0, 0.90, 0.70), (0.9, 0.95, 0.68), (0.8, 0.93, 0.69),
+                                      (0.6, 1.05, 0.67)))
+    assert found is not None and found.first_epoch == 4 and found.train_loss == (0.8, 0.6)
+    assert (found.best_epoch, found.best_accuracy) == (2, 0.70)
 
 
 @pytest.mark.parametrize("rows", [

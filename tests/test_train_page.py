@@ -133,6 +133,7 @@ def test_an_ended_run_shows_its_one_accuracy_its_wall_time_and_overfitting_in_wo
     assert any(evaluation.ACCURACY_DEFINITION in c.value for c in at.caption)
     [warning] = [w.value for w in at.warning]
     assert "Overfitting" in warning and "after epoch 2" in warning and "from 70.0% to 66.0%" in warning
+    assert "Its best test accuracy was 70.0%, after epoch 2" in warning
     assert any("saw-tooth" in c.value for c in at.caption)
     row = at.dataframe[0].value.iloc[0]
     assert row["test accuracy"] == "69.4%" and row["time"] == "3 min 45 s" and row["of which testing"] == "2 min 15 s"
