@@ -102,6 +102,14 @@ def active_choice() -> ModelChoice:
     return next(c for c in choices if c.label == chosen)
 
 
+# A run still training saves a checkpoint every epoch, and Look inside may show the latest: each one a new
+# model, loaded for a glance. Kept apart, in two places, so that a page left open on a training run does
+# not push the class's finished models out of `_model`, nor out of the garbage collector's reach for good.
+@st.cache_resource(show_spinner="Loading the latest checkpoint…", max_entries=2)
+def _checkpoint(path: str, modified: float):
+    return inference.load_model(path)
+
+
 def _remember(keys: dict[str, str], who: str) -> None:
     """The selectbox's on_change: keep the new choice on the server for this visitor's next visit."""
     key = keys.get(st.session_state.get(ACTIVE_MODEL_KEY))

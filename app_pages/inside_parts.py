@@ -36,9 +36,10 @@ def network():
         options = [choice, *training]
         label = st.selectbox("Network", [c.label for c in options], key="inside_network")
         choice = next((c for c in options if c.label == label), choice)
+    load = common._checkpoint if any(choice is c for c in training) else common._model
     try:
         modified = choice.path.stat().st_mtime     # what looks inside sees the model file's own layers
-        return choice.path, modified, common._model(str(choice.path), inference.model_version(choice.path))
+        return choice.path, modified, load(str(choice.path), inference.model_version(choice.path))
     except (OSError, inference.ModelError) as e:
         st.warning(f"This network cannot be opened just now ({e}); try again in a moment.")
         return choice.path, None, None

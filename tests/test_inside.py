@@ -242,6 +242,9 @@ def test_the_page_works_on_a_run_that_is_still_training(tiny_env, monkeypatch, b
     built["airbench_tiny"].save(run.path / "model.keras")
     assert runs.get(run.id).state == "running"
 
+    from app_pages import common
+    finished_models_loaded, real = [], common._model
+    monkeypatch.setattr(common, "_model", lambda path, modified: finished_models_loaded.append(path) or real(path, modified))
     monkeypatch.chdir(ROOT)
     at = AppTest.from_file(str(ROOT / "studio.py"), default_timeout=120)
     at.run()
@@ -262,6 +265,9 @@ def test_the_page_works_on_a_run_that_is_still_training(tiny_env, monkeypatch, b
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert [i.url for i in at.get("image")[1].proto.imgs] != before       # the new weights' maps
+    # A training run's checkpoints are kept apart, in their own two places: none of them took one of the
+    # places of the finished models the class answers with.
+    assert str(run.path / "model.keras") not in finished_models_loaded
     rundir.update_status(run.path, state="stopped", ended=rundir.now())
 
 
