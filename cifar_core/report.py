@@ -47,8 +47,19 @@ def curves_svg(metrics: list[dict], name: str) -> str:
     return _svg(charts.training_curves(charts.curve_frame(metrics, name)).to_json())
 
 
+def _drawn(run: Run, metrics: list[dict]) -> tuple[list[dict], str]:
+    """The records a report's curves are drawn from, and a sentence about them. While the run trains, up to
+    its last whole epoch: drawing the curves costs about a second of the server's CPU, and a report asked
+    for again and again would draw them anew for every record written since (one a second)."""
+    if run.state not in ("queued", "running"):
+        return metrics, ""
+    ends = [i for i, m in enumerate(metrics) if m.get("kind") == "epoch"]
+    return metrics[:ends[-1] + 1] if ends else [], "<p>It is still training: its curves here end at its last whole epoch.</p>"
+
+
 def html(run: Run) -> str:
     metrics = run.metrics()
+    drawn, note = _drawn(run, metrics)
     epochs = [_epoch_row(m) for m in metrics if m.get("kind") == "epoch"]
     per_class = [{"class": k, "test accuracy": evaluation.percent(v)}
                  for k, v in (run.status.get("per_class_accuracy") or {}).items()]
@@ -64,7 +75,7 @@ table{{border-collapse:collapse;margin:1rem 0}}td,th{{border:1px solid #ccd;padd
 {_table([summary])}
 <p>Test accuracy: {escape.escape(evaluation.ACCURACY_DEFINITION)}</p>
 {f'<p><b>Why it failed:</b> {escape.escape(run.status["error"])}</p>' if run.status.get("error") else ""}
-<h2>Curves</h2><div id="curves">{curves_svg(metrics, run.name)}</div>
+<h2>Curves</h2>{note}<div id="curves">{curves_svg(drawn, run.name)}</div>
 <h2>Test accuracy per class</h2>{_table(per_class)}
 <h2>Every epoch</h2>
 <p>Measured during training: accuracy on the pictures trained on so far in the epoch, and test accuracy with one

@@ -59,3 +59,25 @@ def test_the_report_renders_in_a_browser_with_no_network(page_html, tmp_path):
         browser.close()
     assert attempts == []
     assert drawn >= 4 + 2 * 3       # four lines and a test point per epoch in each of the two charts
+
+
+def test_a_running_runs_report_draws_its_curves_to_its_last_whole_epoch(tiny_env):
+    """A report asked for again and again while the run trains draws its curves (a second of CPU) once an
+    epoch, not once for every record written since."""
+    import os
+    import re
+
+    from cifar_core import rundir, runs
+    run = finished_run("live", epochs=2)
+    rundir.update_status(run.path, state="running", pid=os.getpid(), pid_started=rundir.process_start(os.getpid()))
+    run = runs.get(run.id)
+
+    def curves(page: str) -> str:
+        return re.search(r'<div id="curves">(.*?)</div>', page, re.S).group(1)
+    first = report.html(run)
+    rundir.append_metric(run.path, {"kind": "batch", "epoch": 3, "step": 10, "elapsed_s": 70.0, "loss": 0.4,
+                                    "accuracy": 0.9})
+    second = report.html(runs.get(run.id))
+    assert "still training" in second and "<svg" in second and curves(second) == curves(first)
+    rundir.update_status(run.path, state="stopped", ended=rundir.now())
+    assert curves(report.html(runs.get(run.id))) != curves(first)     # ended: every record drawn
