@@ -24,14 +24,34 @@ def channel_histograms(origin: str, split: str, chosen_class: str):
     return charts.channel_histograms(x if chosen_class == ALL else x[y == CLASS_NAMES.index(chosen_class)])
 
 
-@st.cache_resource(show_spinner="Placing 1,000 pictures on the map…", max_entries=8)
-def feature_map(model_id: tuple[str, float], origin: str, split: str):
-    """`model_id` (common.active_model_id: the file and its version) is the active model's, whose
-    features place the pictures: a model saved again under the same name gets a new map."""
+def _on_the_map(split: str) -> np.ndarray:
+    """The 1,000 pictures the map places: the first 100 of each class."""
+    y = splits()[split][1]
+    return np.concatenate([np.flatnonzero(y == c)[:100] for c in range(len(CLASS_NAMES))])
+
+
+@st.cache_resource(show_spinner=False)
+def map_pictures(origin: str, split: str) -> tuple[np.ndarray, list[str]]:
+    """The map's pictures, labels and thumbnails (2-4 MB of them), once per server: every model's map
+    shows the same ones."""
     x, y = splits()[split]
-    keep = np.concatenate([np.flatnonzero(y == c)[:100] for c in range(len(CLASS_NAMES))])
-    points = embedding.pca_2d(embedding.features(common.active_model(), x[keep]))
-    return charts.embedding_map(points, y[keep], x[keep])
+    keep = _on_the_map(split)
+    return y[keep], [charts.data_uri(picture) for picture in x[keep]]
+
+
+@st.cache_resource(show_spinner="Placing 1,000 pictures on the map…", max_entries=64)
+def map_points(model_id: tuple[str, float], origin: str, split: str) -> np.ndarray:
+    """Where the active model's features place the map's pictures, 16 KB: kept for as many models as a
+    class uses (each placing is a second or more of the server's CPU). `model_id`
+    (common.active_model_id: the file and its version) is the active model's: a model saved again under
+    the same name gets a new map."""
+    x = splits()[split][0]
+    return embedding.pca_2d(embedding.features(common.active_model(), x[_on_the_map(split)]))
+
+
+def feature_map(model_id: tuple[str, float], origin: str, split: str):
+    labels, thumbnails = map_pictures(origin, split)
+    return charts.embedding_map(map_points(model_id, origin, split), labels, thumbnails=thumbnails)
 
 
 def splits() -> dict:

@@ -136,3 +136,11 @@ def test_channel_histograms_count_as_numpy_histogram_does():
         shown = frame[frame["channel"] == name]
         np.testing.assert_allclose(shown["share"], counts / counts.sum())
         np.testing.assert_array_equal(shown["value"], edges[:-1])
+
+
+def test_the_feature_map_takes_thumbnails_made_once_as_it_would_make_them():
+    rng = np.random.default_rng(0)
+    images, labels, points = rng.integers(0, 256, (6, 32, 32, 3), np.uint8), np.arange(6) % 10, rng.normal(size=(6, 2))
+    made = charts.embedding_map(points, labels, images).to_dict()
+    given = charts.embedding_map(points, labels, thumbnails=[charts.data_uri(i) for i in images]).to_dict()
+    assert made == given and len(next(iter(made["datasets"].values()))) == 6
