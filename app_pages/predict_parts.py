@@ -193,7 +193,8 @@ def _heat(model, image: np.ndarray, class_index: int) -> np.ndarray:
     """Grad-CAM, remembered for this visitor's last few pictures: moving the opacity slider redraws the
     page, and two passes through the network under a gradient tape are the slow part of it."""
     cache = st.session_state.setdefault("predict_heat_cache", {})
-    key = (id(model), hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest(), class_index)
+    # The model by its file and version, not id(): a dropped model's id may be a new model's.
+    key = (common.active_model_id(), hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest(), class_index)
     if key not in cache:
         if len(cache) >= 8:
             cache.pop(next(iter(cache)))
