@@ -231,7 +231,8 @@ def compare(first: runs.Run, second: runs.Run, key: str = "learning_compare") ->
     epoch = epochs[-1]
     if len(epochs) > 1:
         epoch = st.select_slider("Epoch (both runs)", epochs, value=epochs[-1], key=f"{key}_{first.id}_{second.id}")
-    st.caption("The same eight test pictures and the same kind of filters for both runs, after the same epoch. "
+    st.caption("The same eight test pictures and the same kind of filters for both runs, after the same epoch; "
+               "under each picture, the network's answer and how sure it was, its own figure before calibration. "
                "Under them, for each class (a row) and each epoch (a column), the share of that class's test "
                "pictures the run got right: darker is better. The red frame is the chosen epoch.")
     for column, run, history in zip(st.columns(2, gap="large"), (first, second), histories):
