@@ -15,6 +15,9 @@ if not can_train:
 preset = st.segmented_control("Recipe", list(PRESETS), default="quick", key="train_preset",
                               format_func=train_parts.recipe_label) or "quick"
 defaults = TrainConfig.from_preset(preset)
+if runs.starts_on_hold() and not common.is_teacher():
+    st.info("The teacher has paused new runs for now: you can watch and compare the runs below, and start "
+            "one when they allow it again.", icon=":material/pause_circle:")
 with st.form("new_run", enter_to_submit=False):
     fields = train_parts.ConfigFields(defaults, preset, limits.max_epochs)
     started = st.form_submit_button("Start training", type="primary", disabled=not can_train)

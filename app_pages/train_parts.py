@@ -356,6 +356,13 @@ def _board_table(folder: str, version: int, tick: int, _snapshot: runs_board.Sna
     return pa.Table.from_pylist([r.summary(_snapshot.metrics_of(r.id)) for r in _snapshot.runs]).drop(["id"])
 
 
+def _hold(on: bool) -> None:
+    try:
+        runs.hold_starts(on, admin=common.is_teacher())
+    except runs.RunError as e:
+        st.toast(str(e))
+
+
 def file_name(run: runs.Run) -> str:
     """A download's file name from the run's name: letters, digits and dashes only."""
     return re.sub(r"[^A-Za-z0-9]+", "-", run.name).strip("-")[:60] or run.id
@@ -391,7 +398,14 @@ def actions(run: runs.Run, owner: str) -> None:
 
 
 def teacher_tools() -> None:
-    """A teacher's reset between lessons: every run, whoever started it."""
+    """A teacher's pause on everyone else's new runs, and the reset between lessons: every run, whoever
+    started it."""
+    with st.expander("Teacher: pause new runs", expanded=runs.starts_on_hold()):
+        st.caption("While paused, only a teacher can start or continue a run; runs already waiting or training "
+                   "go on. For a lesson that needs the trainer, or when someone keeps filling the queue: pause, "
+                   "then clear.")
+        st.toggle("Only teachers may start runs", value=runs.starts_on_hold(), key="train_hold",
+                  on_change=lambda: _hold(st.session_state["train_hold"]))
     with st.expander("Teacher: clear every run on this server"):
         st.caption("Cancels every waiting run, stops every running one and deletes every ended one, "
                    "whoever started it. Downloaded models and reports are not affected.")

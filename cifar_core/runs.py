@@ -207,16 +207,40 @@ def create(config: TrainConfig, owner: str = "", takes_turns: bool = False) -> R
     return get(run_id)
 
 
+ON_HOLD = ".starts-on-hold"      # in the runs folder: while it exists, only a teacher starts runs
+
+
+def starts_on_hold() -> bool:
+    """Whether a teacher has paused everyone else's new runs (`hold_starts`)."""
+    return (runs_dir() / ON_HOLD).exists()
+
+
+@_in_a_sentence
+def hold_starts(on: bool, admin: bool) -> None:
+    """A teacher's pause: while on, nobody but a teacher (or the command line) may start or continue a
+    run. A visitor is a cookie and cookies are free, so per-person limits cannot stop a script starting
+    runs as one new person after another; a teacher at the projector can, at once, then clear the queue."""
+    if not admin:
+        raise RunError("Only a teacher can pause or allow new runs.")
+    if on:
+        (runs_dir() / ON_HOLD).touch()
+    else:
+        (runs_dir() / ON_HOLD).unlink(missing_ok=True)
+
+
 @_in_a_sentence
 def start(config: TrainConfig, owner: str = "", admin: bool = False) -> Run:
     """Create a run and start it now, or queue it behind the running ones.
 
     On a shared server each person (owner) may have at most
     CIFAR_MAX_RUNS_PER_PERSON runs queued or running, so nobody can fill the
-    queue; a teacher (admin) and the command line (no owner) are not limited.
+    queue; a teacher (admin) and the command line (no owner) are not limited,
+    and while a teacher holds new runs (`hold_starts`) only they may start one.
     """
     limits = settings.get()
     config.validate()
+    if owner and not admin and starts_on_hold():
+        raise RunError("The teacher has paused new runs for now: you can start one when they allow it again.")
     with _lock():
         reconcile(locked=True)
         runs = _all()

@@ -305,3 +305,21 @@ def test_the_watcher_survives_errors(tiny_env, monkeypatch):
     finally:
         watcher.stop()
     assert not watcher.alive()
+
+
+def test_a_teacher_can_pause_everyone_elses_new_runs(tiny_env, no_trainers):
+    """Cookies are free, so a script can start runs as one new person after another: a teacher's pause stops
+    every new run but a teacher's and the command line's, and lifting it lets everyone start again."""
+    with pytest.raises(runs.RunError, match="Only a teacher can pause"):
+        runs.hold_starts(True, admin=False)
+    runs.hold_starts(True, admin=True)
+    assert runs.starts_on_hold()
+    with pytest.raises(runs.RunError, match="The teacher has paused new runs for now"):
+        runs.start(small(epochs=1), owner="new-cookie")
+    assert runs.list_runs() == []
+    runs.start(small(epochs=1), owner="teacher", admin=True)
+    runs.start(small(epochs=1))                              # the command line
+    runs.hold_starts(False, admin=True)
+    assert not runs.starts_on_hold()
+    runs.start(small(epochs=1), owner="new-cookie")
+    assert len(runs.list_runs()) == 3

@@ -207,3 +207,19 @@ def test_a_continued_runs_snapshots_from_the_run_it_continues_are_told_apart():
     assert not learning_parts._from_the_run_it_continues(run(1), history(1, 2, 3, 4), 4)
     fresh = SimpleNamespace(config={}, metrics=lambda: [])
     assert not learning_parts._from_the_run_it_continues(fresh, history(1), 1)
+
+
+def test_a_teachers_pause_is_a_toggle_and_students_are_told_why_they_cannot_start(page):
+    at = page()
+    assert not [t for t in at.toggle if t.key == "train_hold"]      # a student has no such switch
+    at.session_state["teacher"] = True
+    at.run()
+    next(t for t in at.toggle if t.key == "train_hold").set_value(True).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert runs.starts_on_hold()
+    student = page()
+    assert any("The teacher has paused new runs for now" in i.value for i in student.info)
+    student.button(key="FormSubmitter:new_run-Start training").click().run()
+    assert any("The teacher has paused new runs for now" in e.value for e in student.error)
+    next(t for t in at.toggle if t.key == "train_hold").set_value(False).run()
+    assert not runs.starts_on_hold()
