@@ -45,6 +45,11 @@ def token_from(cookies: Mapping[str, str]) -> str | None:
     return value if valid(value) else None
 
 
+def token_in(headers) -> str | None:
+    """The identity token an ASGI request's `headers` carry in their cookies, or None."""
+    return token_from(cookie_parser(b"; ".join(v for k, v in headers if k == b"cookie").decode("latin-1")))
+
+
 def owner_id(token: str) -> str:
     """The name a run's owner is stored under: derived from the token, useless as a cookie."""
     return hashlib.sha256(f"cifar-studio-owner:{token}".encode()).hexdigest()[:32]
@@ -72,8 +77,7 @@ class IdentityCookie:
             await self.app(scope, receive, send)
             return
         headers = scope.get("headers", ())
-        raw = b"; ".join(v for k, v in headers if k == b"cookie").decode("latin-1")
-        kept = token_from(cookie_parser(raw)) or new_token()
+        kept = token_in(headers) or new_token()
         header = set_cookie_header(kept, secure=scope.get("scheme") == "https")
         if any(k == b"accept" and b"text/html" in v for k, v in headers):
             # A page load: answer with the whole page (8 kB), never "304 Not Modified", so the cookie comes with it.

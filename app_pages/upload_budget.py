@@ -27,9 +27,7 @@ import re
 from collections import Counter
 from collections.abc import Callable
 
-from starlette.requests import cookie_parser
-
-from app_pages.identity import token_from
+from app_pages.identity import token_in
 from cifar_core import settings
 
 UPLOAD_PATH = re.compile(r"/_stcore/upload_file/(?P<session>[^/]+)/[^/]+$")
@@ -86,9 +84,8 @@ class UploadBudget:
         """Every session of the browser uploading to `session`: those its cookie uploaded to before,
         still holding or receiving uploads. Sessions that hold nothing any more are forgotten here, so
         the map stays as small as the uploads kept."""
-        raw = b"; ".join(v for k, v in scope["headers"] if k == b"cookie").decode("latin-1")
         self.browser_of = {s: b for s, b in self.browser_of.items() if s in kept or s in self.arriving}
-        self.browser_of[session] = token_from(cookie_parser(raw)) or f"session:{session}"
+        self.browser_of[session] = token_in(scope["headers"]) or f"session:{session}"
         return {s for s, b in self.browser_of.items() if b == self.browser_of[session]}
 
     async def __call__(self, scope, receive, send):
