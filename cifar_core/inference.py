@@ -780,8 +780,7 @@ def temperature_for(path: str | os.PathLike, key: str = "temperature", missing: 
     `x.keras`) or, for a run's checkpoint, in the run's status.json; `missing` (1: as trained) when there
     is none. `key`, another temperature the card holds (FIRST_NETWORK_TEMPERATURE)."""
     path = Path(path)
-    sources = [path.with_suffix(".json")] + ([path.parent / "status.json"] if path.name == "model.keras" else [])
-    for source in sources:
+    for source in (path.with_suffix(".json"), *_run_status(path)):
         try:
             value = json.loads(source.read_text()).get(key)
         except (OSError, ValueError, AttributeError):
@@ -791,6 +790,11 @@ def temperature_for(path: str | os.PathLike, key: str = "temperature", missing: 
     return missing
 
 
+def _run_status(path: Path) -> list[Path]:
+    """A run's status.json, for a run's checkpoint (`x/model.keras`, see `rundir`); none for other models."""
+    return [path.parent / "status.json"] if path.name == "model.keras" else []
+
+
 def model_version(path: str | os.PathLike) -> float:
     """The newest modification time of the model file at `path`, its card and its int8 networks, and for a
     run's checkpoint its status.json: what answers from it may be kept under, since `quantize` gives a
@@ -798,8 +802,7 @@ def model_version(path: str | os.PathLike) -> float:
     writes its temperature into status.json after its last checkpoint (`temperature_for`)."""
     path = Path(path)
     times = [path.stat().st_mtime]          # OSError when the model file is gone
-    status = [path.parent / "status.json"] if path.name == "model.keras" else []
-    for beside in (path.with_suffix(".json"), int8.companion(path), *status):
+    for beside in (path.with_suffix(".json"), int8.companion(path), *_run_status(path)):
         with contextlib.suppress(OSError):
             times.append(beside.stat().st_mtime)
     return max(times)

@@ -11,7 +11,7 @@ import functools
 import html as escape
 import json
 
-from cifar_core import charts, evaluation
+from cifar_core import charts, evaluation, rundir
 from cifar_core.runs import Run
 
 
@@ -51,7 +51,7 @@ def _drawn(run: Run, metrics: list[dict]) -> tuple[list[dict], str]:
     """The records a report's curves are drawn from, and a sentence about them. While the run trains, up to
     its last whole epoch: drawing the curves costs about a second of the server's CPU, and a report asked
     for again and again would draw them anew for every record written since (one a second)."""
-    if run.state not in ("queued", "running"):
+    if run.state not in rundir.ACTIVE:
         return metrics, ""
     ends = [i for i, m in enumerate(metrics) if m.get("kind") == "epoch"]
     return metrics[:ends[-1] + 1] if ends else [], "<p>It is still training: its curves here end at its last whole epoch.</p>"
