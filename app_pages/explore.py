@@ -51,7 +51,7 @@ def map_points(model_id: tuple[str, float], origin: str, split: str) -> np.ndarr
 
 def feature_map(model_id: tuple[str, float], origin: str, split: str):
     labels, thumbnails = map_pictures(origin, split)
-    return charts.embedding_map(map_points(model_id, origin, split), labels, thumbnails=thumbnails)
+    return charts.embedding_map(map_points(model_id, origin, split), labels, thumbnails)
 
 
 def splits() -> dict:

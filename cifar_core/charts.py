@@ -113,13 +113,11 @@ def probabilities(probs: np.ndarray, top: int | None = None) -> alt.Chart:
         tooltip=["class", alt.Tooltip("probability:Q", format=".1%")])
 
 
-def embedding_map(points: np.ndarray, labels: np.ndarray, images: np.ndarray | None = None,
-                  thumbnails: list[str] | None = None) -> alt.Chart:
+def embedding_map(points: np.ndarray, labels: np.ndarray, thumbnails: list[str]) -> alt.Chart:
     """Pictures as dots on a 2-D map of the network's features; hover shows the picture (`thumbnails`,
-    their `data_uri`s, where they are made already)."""
+    their `data_uri`s, made once for every model's map)."""
     frame = pd.DataFrame({"x": points[:, 0], "y": points[:, 1],
-                          "class": [CLASS_NAMES[int(i)] for i in labels],
-                          "image": thumbnails if thumbnails is not None else [data_uri(im) for im in images]})
+                          "class": [CLASS_NAMES[int(i)] for i in labels], "image": thumbnails})
     pick = alt.selection_point(fields=["class"], bind="legend")
     return alt.Chart(frame, title="The network's view: similar pictures land close together").mark_circle(size=40).encode(
         x=alt.X("x:Q", axis=None), y=alt.Y("y:Q", axis=None),
