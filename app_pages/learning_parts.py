@@ -156,12 +156,15 @@ def snapshot_panel(run: runs.Run, epoch: int | None = None, *, compact: bool = F
 
 
 def _earlier_epochs(run: runs.Run, epochs: list[int]) -> int:
-    """How many of a continued run's snapshot `epochs` are the run it continues (copied when it started)."""
-    own = len([m for m in run.metrics() if m.get("kind") == "epoch"])
-    return epochs[-1] - own if epochs and run.config.get("initial_model") else 0
+    """How many of a continued run's snapshot `epochs` are the run it continues (copied when it started);
+    0 for a run that continues none, whose records are not read."""
+    if not epochs or not run.config.get("initial_model"):
+        return 0
+    return epochs[-1] - len([m for m in run.metrics() if m.get("kind") == "epoch"])
 
 
 def _from_the_run_it_continues(run: runs.Run, history: History, epoch: int) -> bool:
+    # Asked on every refresh of a live view: a run that continues none lists no snapshots for it.
     return bool(run.config.get("initial_model")) and epoch <= _earlier_epochs(
         run, [s.epoch for s in history.readable()])
 
@@ -169,7 +172,7 @@ def _from_the_run_it_continues(run: runs.Run, history: History, epoch: int) -> b
 def _continued_note(run: runs.Run, epochs: list[int]) -> str:
     earlier = _earlier_epochs(run, epochs)
     return (f" Epochs count from the start of the run it continues: its own epochs are {earlier + 1} to {epochs[-1]}."
-            if run.config.get("initial_model") and earlier > 0 else "")
+            if earlier > 0 else "")
 
 
 def replay(run: runs.Run, key: str) -> None:

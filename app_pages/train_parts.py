@@ -400,11 +400,12 @@ def actions(run: runs.Run, owner: str) -> None:
 def teacher_tools() -> None:
     """A teacher's pause on everyone else's new runs, and the reset between lessons: every run, whoever
     started it."""
-    with st.expander("Teacher: pause new runs", expanded=runs.starts_on_hold()):
+    paused = runs.starts_on_hold()
+    with st.expander("Teacher: pause new runs", expanded=paused):
         st.caption("While paused, only a teacher can start or continue a run; runs already waiting or training "
                    "go on. For a lesson that needs the trainer, or when someone keeps filling the queue: pause, "
                    "then clear.")
-        st.toggle("Only teachers may start runs", value=runs.starts_on_hold(), key="train_hold",
+        st.toggle("Only teachers may start runs", value=paused, key="train_hold",
                   on_change=lambda: _hold(st.session_state["train_hold"]))
     with st.expander("Teacher: clear every run on this server"):
         st.caption("Cancels every waiting run, stops every running one and deletes every ended one, "

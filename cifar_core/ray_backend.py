@@ -41,7 +41,7 @@ import sys
 import threading
 from pathlib import Path
 
-from cifar_core import rundir, settings
+from cifar_core import evaluation, rundir, settings
 
 NAMESPACE = "cifar-studio"
 ACTOR_PREFIX = "cifar-run-"
@@ -64,7 +64,7 @@ def on_ray(status: dict) -> bool:
 def waiting_sentence(run) -> str:
     """What a person reads while a submitted run waits for a node with room for it."""
     cpus, gpus = (value if isinstance(value, int) else 0 for value in (run.status.get("ray_cpus"), run.status.get("ray_gpus")))
-    need = f"{cpus} free CPU{'s' if cpus != 1 else ''}" + (f" and {gpus} GPU{'s' if gpus > 1 else ''}" if gpus else "")
+    need = evaluation.counted(cpus, "free CPU") + (f" and {evaluation.counted(gpus, 'GPU')}" if gpus else "")
     return f"Waiting for the cluster: it starts when a node has {need}."
 
 
