@@ -259,9 +259,13 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, dataset: cifar_data.C
         checks_started = time.monotonic()
         if (run_dir / rundir.MODEL).exists():   # export_model holds the checkpoint's weights
             temperature = calibrate(export_model, *calibration)
-            final = {"temperature": temperature, **final_accuracy(export_model, dataset.x_test, dataset.y_test,
-                                                                  plain=recorder.tested, temperature=temperature,
-                                                                  keep_beside=run_dir / rundir.MODEL)}
+            figures, answers = final_accuracy(export_model, dataset.x_test, dataset.y_test, plain=recorder.tested,
+                                              temperature=temperature)
+            final = {"temperature": temperature, **figures}
+            # Kept beside the model, as `export` ships them: the app's Evaluate and Quiz need not test it
+            # again on the server, 20-60 s of both cores for each run a class opens there.
+            with contextlib.suppress(OSError):      # a full disk: the app measures them itself, as before
+                evaluation.save_test_probabilities(run_dir / rundir.MODEL, answers, dataset.x_test, dataset.y_test)
         testing_s = recorder.testing_s + time.monotonic() - checks_started
         rundir.update_status(run_dir, state=state, ended=rundir.now(), error=None, testing_s=round(testing_s, 3),
                              stopped_because=rundir.stop_reason(run_dir) if recorder.stopped else None,
@@ -278,16 +282,15 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, dataset: cifar_data.C
 
 
 def final_accuracy(model, x: np.ndarray, y: np.ndarray, plain: np.ndarray | None = None,
-                   temperature: float | None = None, keep_beside: Path | None = None) -> dict:
+                   temperature: float | None = None) -> tuple[dict, np.ndarray]:
     """The saved model's accuracy, overall and per class, on the whole test set, measured as the
     Evaluate page and the model card measure it (`inference.predict`, mirror test-time augmentation):
     the one accuracy a model is shown with everywhere (see `evaluation.ACCURACY_DEFINITION`).
     The per-epoch test figures in metrics.jsonl are without the mirror, to keep each epoch's pass short;
     `plain`, the last epoch's answers when they are this model's, leaves only the mirrored pass to do.
     `temperature`, the one it is saved with: it decides which pictures it is sure enough of to leave
-    unmirrored (`evaluation.SURE_ENOUGH`), as once it is loaded. `keep_beside`, the saved model file: its
-    answers are kept with it (`evaluation.save_test_probabilities`), so the app's Evaluate and Quiz do not
-    test it again on the server, 20-60 s of both cores for each run a class opens there."""
+    unmirrored (`evaluation.SURE_ENOUGH`), as once it is loaded. Also its answers, before the temperature,
+    to keep beside it (`evaluation.save_test_probabilities`), as `measured` gives them for a card."""
     from cifar_core import inference
     before = model.__dict__.get("calibration_temperature")
     model.calibration_temperature = temperature or 1.0
@@ -298,11 +301,8 @@ def final_accuracy(model, x: np.ndarray, y: np.ndarray, plain: np.ndarray | None
             del model.calibration_temperature
         else:
             model.calibration_temperature = before
-    if keep_beside is not None:
-        with contextlib.suppress(OSError):      # a full disk: the app measures them itself, as before
-            evaluation.save_test_probabilities(keep_beside, answers, x, y)
     result = evaluation.summary(answers, y)
-    return {"test_accuracy": result["accuracy"], "per_class_accuracy": result["per_class"]}
+    return {"test_accuracy": result["accuracy"], "per_class_accuracy": result["per_class"]}, answers
 
 
 def calibrate(model, x: np.ndarray, y: np.ndarray) -> float | None:
