@@ -325,6 +325,16 @@ def picked_classes(edited: dict, rows: int) -> dict[int, str]:
     return picked
 
 
+def shown(table: pd.DataFrame) -> pd.DataFrame:
+    """The batch table as its columns print it: "sure" in whole percents, the scores to a tenth, none of
+    them rounded to certainty or to nothing (`evaluation.kept_off_certainty`)."""
+    shown = table.copy()
+    shown["sure"] = evaluation.kept_off_certainty(shown["sure"], 0)
+    for column in (c for c in shown if c.endswith(" (%)")):
+        shown[column] = evaluation.kept_off_certainty(shown[column], 1)
+    return shown
+
+
 def batch(files) -> None:
     """Several uploads at once: a table of thumbnails and answers, where a teacher can pick each picture's
     true class to count the right answers, and a CSV of it."""
@@ -339,12 +349,16 @@ def batch(files) -> None:
                                              "right", "wrong")
     scores = [f"{name} (%)" for name in CLASS_NAMES if f"{name} (%)" in table]
     st.data_editor(
-        table[["picture", "file", "answer", "sure", "true class", "right?", "problem", *scores]],
+        shown(table[["picture", "file", "answer", "sure", "true class", "right?", "problem", *scores]]),
         key=key, hide_index=True, num_rows="fixed", placeholder="", width="stretch",
         disabled=["picture", "file", "answer", "sure", "right?", "problem", *scores],
         column_config={"picture": st.column_config.ImageColumn(width="small"),
                        # Whole percents, as the answer above the bars prints them ("percent" gave 71% beside 80.3%).
-                       "sure": st.column_config.ProgressColumn("sure", format="%.0f%%", min_value=0, max_value=100),
+                       "sure": st.column_config.ProgressColumn(
+                           "sure", format="%.0f%%", min_value=0, max_value=100,
+                           help="How sure the model is of its answer, in whole percents. 99% also stands for "
+                                "anything above it short of certain (the answer above the bars says "
+                                "\"over 99%\"); the CSV has one decimal."),
                        "true class": st.column_config.SelectboxColumn(
                            "true class", options=list(CLASS_NAMES), width="medium",
                            help="What the picture really shows: pick it to count the model's right answers"),

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from cifar_core import evaluation
 from cifar_core.data import CLASS_NAMES
 
 CLASS_SCALE = alt.Scale(domain=list(CLASS_NAMES), scheme="category10")
@@ -99,8 +100,11 @@ def channel_histograms(images: np.ndarray, bins: int = 64) -> alt.Chart:
 
 
 def probability_frame(probs: np.ndarray, top: int | None = None) -> pd.DataFrame:
-    """Class probabilities as rows (class, probability), most likely first."""
-    frame = pd.DataFrame({"class": CLASS_NAMES, "probability": np.asarray(probs, dtype=float)})
+    """Class probabilities as rows (class, probability), most likely first, and each as its tooltip
+    prints it to a tenth of a percent ("shown"): never 100.0% or 0.0% short of exactly that."""
+    probs = np.asarray(probs, dtype=float)
+    frame = pd.DataFrame({"class": CLASS_NAMES, "probability": probs,
+                          "shown": evaluation.kept_off_certainty(100 * probs, 1) / 100})
     return frame.sort_values("probability", ascending=False).head(top or len(CLASS_NAMES))
 
 
@@ -110,7 +114,7 @@ def probabilities(probs: np.ndarray, top: int | None = None) -> alt.Chart:
         x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
         y=alt.Y("class:N", sort="-x", title=None),
         color=alt.Color("class:N", scale=CLASS_SCALE, legend=None),
-        tooltip=["class", alt.Tooltip("probability:Q", format=".1%")])
+        tooltip=["class", alt.Tooltip("shown:Q", title="probability", format=".1%")])
 
 
 def embedding_map(points: np.ndarray, labels: np.ndarray, thumbnails: list[str]) -> alt.Chart:

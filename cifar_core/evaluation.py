@@ -50,6 +50,16 @@ def sure(probability: float) -> str:
     return shown
 
 
+def kept_off_certainty(percents, decimals: int) -> np.ndarray:
+    """Percents as a table's column will print them to `decimals` places, moved just inside 0 and 100
+    where they are not exactly that, as `sure` words them: a column's fixed format printed 99.7 as
+    "100%" and 0.04 as "0.0%". Only for showing; the figures themselves (a CSV) keep their value."""
+    percents = np.asarray(percents, dtype=float)
+    step = 10.0 ** -decimals
+    inside = (percents > 0) & (percents < 100)
+    return np.where(inside, np.clip(percents, step, 100 - step), percents)
+
+
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int = len(CLASS_NAMES)) -> np.ndarray:
     """counts[t, p]: how many images of true class t were predicted as p."""
     counts = np.zeros((num_classes, num_classes), dtype=np.int64)

@@ -146,3 +146,13 @@ def test_the_feature_map_shows_each_picture_by_its_thumbnail_made_once():
     rows = next(iter(charts.embedding_map(points, labels, thumbnails).to_dict()["datasets"].values()))
     assert len(rows) == 6 and [r["image"] for r in rows] == thumbnails
     assert [r["class"] for r in rows] == [CLASS_NAMES[i] for i in labels]
+
+
+def test_a_probability_bars_tooltip_never_reads_certain_short_of_certainty():
+    probs = np.array([0.9997, 0.0003] + [0.0] * 8)
+    frame = charts.probability_frame(probs)
+    shown = dict(zip(frame["class"], frame["shown"]))
+    assert f"{shown[CLASS_NAMES[0]]:.1%}" == "99.9%" and f"{shown[CLASS_NAMES[1]]:.1%}" == "0.1%"
+    assert shown[CLASS_NAMES[2]] == 0 and list(frame["probability"])[:2] == [0.9997, 0.0003]
+    tooltip = charts.probabilities(probs).to_dict()["encoding"]["tooltip"]
+    assert {"field": "shown", "type": "quantitative", "title": "probability", "format": ".1%"} in tooltip

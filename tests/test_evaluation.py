@@ -115,6 +115,12 @@ def test_a_percent_sure_never_rounds_to_certainty_or_to_nothing():
         ["50%", "99%", "over 99%", "over 99%", "100%", "under 1%", "0%", "under 1%"]
 
 
+def test_a_tables_percents_are_kept_off_certainty_at_the_places_it_prints():
+    shown = evaluation.kept_off_certainty([99.7, 99.4, 100.0, 0.04, 0.0, 50.45, float("nan")], 0)
+    assert [f"{p:.0f}" for p in shown[:6]] == ["99", "99", "100", "1", "0", "50"] and np.isnan(shown[6])
+    assert [f"{p:.1f}" for p in evaluation.kept_off_certainty([99.97, 0.04, 12.34], 1)] == ["99.9", "0.1", "12.3"]
+
+
 def test_counts_read_as_people_write_them():
     assert [evaluation.counted(n, "picture") for n in (0, 1, 2, 1204)] == \
         ["0 pictures", "1 picture", "2 pictures", "1,204 pictures"]

@@ -88,3 +88,16 @@ def test_the_batch_tables_picked_classes_are_taken_only_for_its_own_rows():
               "x": {"true class": "dog"}, "1.0": {"true class": "dog"}, **{str(i): "cat" for i in range(4, 9)}}
     assert picked_classes(edited, 3) == {0: "cat", 2: "ship"}
     assert picked_classes({}, 3) == {}
+
+
+def test_the_batch_table_never_prints_an_answer_short_of_certain_as_certain():
+    """A photo 99.7% sure read "100%" in the table, beside "over 99%" above the bars; the CSV keeps 99.7."""
+    import pandas as pd
+
+    from app_pages import predict_parts
+    table = pd.DataFrame([{"file": "a.png", "sure": 99.7, "cat (%)": 99.97, "dog (%)": 0.03},
+                          {"file": "b.png", "sure": None, "cat (%)": None, "dog (%)": None}])
+    shown = predict_parts.shown(table)
+    assert f"{shown.loc[0, 'sure']:.0f}%" == "99%" and f"{shown.loc[0, 'cat (%)']:.1f}%" == "99.9%"
+    assert f"{shown.loc[0, 'dog (%)']:.1f}%" == "0.1%" and shown.loc[1].isna().sum() == 3
+    assert table.loc[0, "sure"] == 99.7      # the figures themselves, as the CSV writes them
