@@ -1,10 +1,11 @@
 """CIFAR-10 Studio: `streamlit run app.py` (or any ASGI server: `uvicorn app:app`).
 
-The server: Streamlit's own, as an `st.App`, with three additions: every page it
+The server: Streamlit's own, as an `st.App`, with four additions: every page it
 serves gives the browser an identity cookie (app_pages/identity.py), which is how
 the app knows who started a run; Streamlit's own scripts and fonts are answered
-from memory, gzipped once (app_pages/static_assets.py); and uploads are kept
-within a budget per visitor and per server (app_pages/upload_budget.py). The
+from memory, gzipped once (app_pages/static_assets.py); uploads are kept
+within a budget per visitor and per server (app_pages/upload_budget.py); and a
+run's model is sent from disk a piece at a time (app_pages/model_downloads.py). The
 pages and the sidebar are in studio.py; running studio.py on its own also works, but then
 each browser tab is a new person.
 """
@@ -12,8 +13,10 @@ import streamlit as st
 from starlette.middleware import Middleware
 
 from app_pages.identity import IdentityCookie
+from app_pages.model_downloads import ModelDownloads
 from app_pages.static_assets import StaticAssets
 from app_pages.upload_budget import UploadBudget
 
 app = st.App("studio.py",
-             middleware=[Middleware(StaticAssets), Middleware(IdentityCookie), Middleware(UploadBudget)])
+             middleware=[Middleware(StaticAssets), Middleware(IdentityCookie), Middleware(UploadBudget),
+                         Middleware(ModelDownloads)])

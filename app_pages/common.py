@@ -201,8 +201,9 @@ def owner() -> str:
 
 
 def is_teacher() -> bool:
-    """Teacher controls (stop or delete anyone's run) once CIFAR_ADMIN_PASSWORD has been entered."""
-    return bool(st.session_state.get("teacher"))
+    """Teacher controls (stop or delete anyone's run, pause new ones) in a browser where
+    CIFAR_ADMIN_PASSWORD was entered, every tab of it, until it is locked again or the day is over."""
+    return bool(settings.get().admin_password) and unlocked_browsers().holds(owner())
 
 
 @st.cache_resource
@@ -210,9 +211,22 @@ def _password_guard() -> password.Guard:
     return password.Guard()     # one per server: the delays hold across every visitor's session
 
 
+@st.cache_resource
+def unlocked_browsers() -> password.Unlocked:
+    return password.Unlocked()     # one per server, in memory: a restart locks every browser again
+
+
 def teacher_login() -> None:
     expected = settings.get().admin_password
-    if not expected or is_teacher():
+    if not expected:
+        return
+    if is_teacher():
+        hours = unlocked_browsers().hold_s / 3600
+        if st.sidebar.button("Lock teacher controls", icon=":material/lock:",
+                             help=f"Teacher controls stay unlocked in this browser, every tab of it, for "
+                                  f"{hours:.0f} hours. Lock them before leaving a shared computer."):
+            unlocked_browsers().remove(owner())
+            st.rerun()
         return
     with st.sidebar.expander("Teacher controls"):
         with st.form("teacher_login", clear_on_submit=True, border=False):
@@ -222,7 +236,7 @@ def teacher_login() -> None:
             return
         verdict = _password_guard().check(owner(), given, expected)
         if verdict.ok:
-            st.session_state["teacher"] = True
+            unlocked_browsers().add(owner())
             st.rerun()
         elif not verdict.checked:
             st.error(f"Too many tries: please wait {verdict.wait_s:.0f} s before the next one.")

@@ -1,14 +1,14 @@
 """The pieces of the Train page: the run form, the live view of one run, the runs board."""
 from __future__ import annotations
 
-import re
 import time
 
 import pandas as pd
 import pyarrow as pa
 import streamlit as st
 
-from app_pages import chart_cache, common, learning_parts
+from app_pages import chart_cache, common, learning_parts, model_downloads
+from app_pages.model_downloads import file_name
 from cifar_core import board as runs_board, charts, evaluation, models, overfitting, report, rundir, runs, settings
 from cifar_core.config import FIELD_HELP, MAX_TRAIN_IMAGES, OPTIMIZERS, ConfigError, TrainConfig
 from cifar_core.progress import duration, testing_seconds
@@ -363,18 +363,18 @@ def _hold(on: bool) -> None:
         st.toast(str(e))
 
 
-def file_name(run: runs.Run) -> str:
-    """A download's file name from the run's name: letters, digits and dashes only."""
-    return re.sub(r"[^A-Za-z0-9]+", "-", run.name).strip("-")[:60] or run.id
-
-
 def actions(run: runs.Run, owner: str) -> None:
     columns = st.columns([3, 2.4, 2.4, 2.6, 1.6], vertical_alignment="bottom")   # the buttons' words fit at 1280
     columns[0].markdown(f"**{common.plain(run.name)}** · {run.state}")
     if run.model_path:
-        # Callables: the file is read (and the report written) when the button is pressed, not on every refresh.
-        columns[1].download_button("Model (.keras)", run.model_path.read_bytes, f"{file_name(run)}.keras",
-                                   key=f"model_{run.id}", icon=":material/download:")
+        usage = "The trained network as a Keras file, for `keras.models.load_model` or `python -m cifar_core " \
+                "predict --model`."
+        if model_downloads.installed:   # from disk a piece at a time, never the whole file in the server's memory
+            columns[1].link_button("Model (.keras)", model_downloads.address(run.id), icon=":material/download:",
+                                   help=usage)
+        else:                           # studio.py served on its own: read when the button is pressed
+            columns[1].download_button("Model (.keras)", run.model_path.read_bytes, f"{file_name(run)}.keras",
+                                       key=f"model_{run.id}", icon=":material/download:", help=usage)
     columns[2].download_button("Report (.html)", lambda: report.html(run), f"{file_name(run)}.html", mime="text/html",
                                key=f"report_{run.id}", icon=":material/description:")
     if run.state in ("finished", "stopped") and run.model_path:

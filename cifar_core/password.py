@@ -6,6 +6,13 @@ password the same visitor must wait twice as long as before (1 s, 2 s,
 whole server checks at most one guess per second whoever sends it, so
 guessing by brute force is hopeless while the teacher, who types it right,
 never waits. Nothing here logs or keeps a guess.
+
+That server-wide pace is also something a script can hold up: a wrong guess
+every second keeps everyone else's waiting. So a browser where the password
+was entered stays unlocked (`Unlocked`, kept by the identity cookie's owner id,
+in the server's memory only) for the rest of the school day: the teacher types
+it once before the lesson, and a reload, a new tab or a flood of guesses during
+it asks for nothing more.
 """
 from __future__ import annotations
 
@@ -53,3 +60,33 @@ class Guard:
             if len(self._failures) > 10_000:      # bounded memory: forget the oldest visitors
                 self._failures.pop(next(iter(self._failures)))
             return Verdict(False, wait_s=delay)
+
+
+@dataclass
+class Unlocked:
+    """The browsers (owner ids) where the teacher password was entered, each for `hold_s` from then or
+    until locked again. At most `limit`: past it the oldest is forgotten, and must type it again."""
+    hold_s: float = 12 * 3600
+    limit: int = 1_000
+    clock: callable = time.monotonic
+    _until: dict = field(default_factory=dict)        # owner -> unlocked until, oldest first
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, owner: str) -> None:
+        with self._lock:
+            self._until.pop(owner, None)
+            self._until[owner] = self.clock() + self.hold_s
+            while len(self._until) > self.limit:
+                self._until.pop(next(iter(self._until)))
+
+    def remove(self, owner: str) -> None:
+        with self._lock:
+            self._until.pop(owner, None)
+
+    def holds(self, owner: str) -> bool:
+        with self._lock:
+            until = self._until.get(owner)
+            if until is not None and until <= self.clock():
+                del self._until[owner]
+                until = None
+            return until is not None

@@ -69,3 +69,10 @@ def real_archive() -> Path:
         pytest.skip("the offline CIFAR-10 copy (../shared/data) is not on this machine")
     out = subprocess.run([sys.executable, str(tool)], capture_output=True, text=True, check=True)
     return Path(out.stdout.strip().splitlines()[-1])
+
+
+def as_teacher(at, monkeypatch) -> None:
+    """An AppTest session's browser unlocked, as typing the teacher password does (`common.teacher_login`)."""
+    from app_pages import common, identity
+    monkeypatch.setenv("CIFAR_ADMIN_PASSWORD", "s3cret")
+    common.unlocked_browsers().add(identity.owner_id(at.session_state["owner"]))

@@ -7,6 +7,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from app_pages import common, identity
 from cifar_core.data import CLASS_NAMES
 from conftest import ROOT
 
@@ -146,11 +147,24 @@ def test_teacher_controls_need_the_password(tiny_env, monkeypatch):
     at.text_input(key="teacher_password").input("s3cret")
     at.button(key="FormSubmitter:teacher_login-Unlock").click().run()
     assert any("Too many tries" in e.value for e in at.error)    # the right one too, during the delay
-    assert "teacher" not in at.session_state
+    unlocked = common.unlocked_browsers()
+    browser = identity.owner_id(at.session_state["owner"])
+    assert not unlocked.holds(browser)
     time.sleep(1.1)
     at.text_input(key="teacher_password").input("s3cret")
     at.button(key="FormSubmitter:teacher_login-Unlock").click().run()
-    assert at.session_state["teacher"] is True
+    assert unlocked.holds(browser) and not at.text_input        # no password asked for any more
+    # Another tab of the same browser (its cookie's owner) is unlocked too, however many wrong guesses the
+    # rest of the class sends meanwhile: nothing is asked of it.
+    for i in range(5):
+        common._password_guard().check(f"student {i}", "guess", "s3cret")
+    tab = AppTest.from_file(APP, default_timeout=120)
+    tab.session_state["owner"] = at.session_state["owner"]
+    tab.run()
+    lock = next(b for b in tab.sidebar.button if b.label == "Lock teacher controls")
+    assert not tab.text_input
+    lock.click().run()                      # before leaving a shared computer: every tab of it locked again
+    assert not unlocked.holds(browser) and tab.text_input(key="teacher_password")
 
 
 def test_offline_download_shows_a_clear_message(offline, monkeypatch):

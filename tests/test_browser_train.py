@@ -7,8 +7,10 @@ value, a chart that draws nothing.
 """
 from __future__ import annotations
 
+import io
 import re
 import time
+import zipfile
 
 import test_browser
 from cifar_core import models
@@ -89,6 +91,11 @@ def test_the_train_page_during_and_after_a_run(browser, server):
         box = board.bounding_box()
         page.mouse.click(box["x"] + 18, box["y"] + 35 + 17)      # the first row's tick box, under the header
         page.get_by_text("Each run has a colour of its own").wait_for()
+        # Its model, as the button's address sends it (from disk, in pieces): the run's Keras file, its name.
+        href = page.get_by_role("link", name=re.compile(r"Model \(\.keras\)")).get_attribute("href")
+        sent = context.request.get(href if "://" in href else f"{server}/{href}")
+        assert sent.ok and sent.headers["content-disposition"] == 'attachment; filename="Screens-run.keras"'
+        assert {"config.json", "model.weights.h5"} <= set(zipfile.ZipFile(io.BytesIO(sent.body())).namelist())
         problems += photograph(page, "ended")
         no_exceptions(page)
         assert not problems, "\n".join(problems)

@@ -60,3 +60,19 @@ def test_one_visitors_failures_do_not_delay_another():
         clock.now += guard.check("eve", "no", "right").wait_s
     clock.now += 1
     assert guard.check("teacher", "right", "right").ok
+
+
+def test_an_unlocked_browser_stays_so_for_the_day_until_locked_and_the_oldest_are_forgotten():
+    clock = Clock()
+    unlocked = password.Unlocked(clock=clock, hold_s=100, limit=3)
+    unlocked.add("teacher")
+    clock.now += 99
+    assert unlocked.holds("teacher") and not unlocked.holds("student")
+    clock.now += 1
+    assert not unlocked.holds("teacher")          # the day is over
+    unlocked.add("teacher")
+    unlocked.remove("teacher")
+    assert not unlocked.holds("teacher")          # locked before leaving a shared computer
+    for name in ("a", "b", "c", "d"):
+        unlocked.add(name)
+    assert [unlocked.holds(n) for n in "abcd"] == [False, True, True, True]

@@ -7,7 +7,7 @@ from streamlit.testing.v1 import AppTest
 
 from cifar_core import board, evaluation, rundir, runs
 from cifar_core.config import FIELD_HELP, TrainConfig
-from conftest import ROOT
+from conftest import ROOT, as_teacher
 
 TRAIN = "app_pages/train.py"
 
@@ -163,12 +163,12 @@ def test_a_run_waiting_for_the_cluster_says_so_rather_than_a_place_in_a_queue(ti
     assert [i.value for i in at.info] == ["Waiting in the queue. It starts by itself when a trainer is free."]
 
 
-def test_a_stop_pressed_as_an_epoch_ends_is_kept(page):
+def test_a_stop_pressed_as_an_epoch_ends_is_kept(page, monkeypatch):
     run = runs.create(TrainConfig(epochs=3, batch_size=8, name="stopping"), owner="someone")
     rundir.update_status(run.path, state="running", started=rundir.now(), pid=os.getpid(),
                          pid_started=rundir.process_start(os.getpid()), train_images=100)
     at = page(watch=run.id)
-    at.session_state["teacher"] = True
+    as_teacher(at, monkeypatch)
     at.run()
     # An epoch ends just before the press: the run that takes the press is the one that redraws the page.
     (run.path / rundir.METRICS).write_text(json.dumps({"kind": "epoch", "epoch": 1, "elapsed_s": 5.0, "loss": 1.5,
@@ -209,10 +209,10 @@ def test_a_continued_runs_snapshots_from_the_run_it_continues_are_told_apart():
     assert not learning_parts._from_the_run_it_continues(fresh, history(1), 1)
 
 
-def test_a_teachers_pause_is_a_toggle_and_students_are_told_why_they_cannot_start(page):
+def test_a_teachers_pause_is_a_toggle_and_students_are_told_why_they_cannot_start(page, monkeypatch):
     at = page()
     assert not [t for t in at.toggle if t.key == "train_hold"]      # a student has no such switch
-    at.session_state["teacher"] = True
+    as_teacher(at, monkeypatch)
     at.run()
     next(t for t in at.toggle if t.key == "train_hold").set_value(True).run()
     assert not at.exception, [e.value for e in at.exception]

@@ -1,0 +1,67 @@
+"""A run's model sent from disk in pieces: the file itself, named after the run, and nothing but runs' models."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from app_pages.model_downloads import ModelDownloads, address
+from cifar_core import rundir, runs
+from cifar_core.config import TrainConfig
+
+
+def request(path, method="GET"):
+    """(status, headers, body, body messages) as the middleware answers; status None where it passed it on."""
+    passed, sent = [], []
+
+    async def app(scope, receive, send):
+        passed.append(scope["path"])
+
+    async def receive():
+        await asyncio.Event().wait()      # the browser stays connected
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": method, "path": path, "headers": [], "query_string": b""}
+    asyncio.run(ModelDownloads(app)(scope, receive, send))
+    if passed:
+        return None, {}, b"", 0
+    pieces = [m for m in sent if m["type"] == "http.response.body"]
+    return sent[0]["status"], dict(sent[0]["headers"]), b"".join(m.get("body", b"") for m in pieces), len(pieces)
+
+
+@pytest.fixture
+def trained(tiny_env):
+    run = runs.create(TrainConfig(epochs=1, batch_size=8, name="Cats & dogs, 2nd try"), owner="someone")
+    (run.path / rundir.MODEL).write_bytes(bytes(range(256)) * 1000)      # 256 KB: several pieces
+    rundir.update_status(run.path, state="finished", ended=rundir.now())
+    return runs.get(run.id)
+
+
+def test_a_runs_model_is_streamed_from_disk_under_the_runs_name(trained):
+    status, headers, body, pieces = request("/" + address(trained.id))
+    assert status == 200 and body == (trained.path / rundir.MODEL).read_bytes()
+    assert pieces > 2                                    # a piece at a time, never the whole file at once
+    assert headers[b"content-disposition"] == b'attachment; filename="Cats-dogs-2nd-try.keras"'
+    assert headers[b"content-type"] == b"application/octet-stream" and headers[b"cache-control"] == b"no-store"
+    status, headers, body, _ = request("/" + address(trained.id), method="HEAD")
+    assert status == 200 and body == b"" and headers[b"content-length"] == b"256000"
+
+
+def test_only_a_runs_own_model_is_ever_sent(trained, tiny_env):
+    (runs.runs_dir() / "secret.keras").write_bytes(b"not a run's model")
+    for path in ["/runs/no-such-run/model.keras", "/runs/..%2Fsecret/model.keras", "/runs/.lock/model.keras"]:
+        status, _, body, _ = request(path)
+        assert status == 404 and b"no model to download" in body
+    modelless = runs.create(TrainConfig(epochs=1, batch_size=8, name="queued"), owner="someone")
+    assert request("/" + address(modelless.id))[0] == 404
+    # Anything else is Streamlit's: other names, other methods, deeper paths.
+    for path, method in [("/runs/x/config.json", "GET"), ("/runs/../secret.keras", "GET"),
+                         ("/" + address(trained.id), "POST"), ("/train", "GET")]:
+        assert request(path, method)[0] is None
+
+
+def test_under_a_base_path_or_a_page_the_address_is_answered(trained):
+    for prefix in ("/studio/", "/studio/train/", "/train/"):
+        assert request(prefix + address(trained.id))[0] == 200
