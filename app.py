@@ -5,7 +5,7 @@ serves gives the browser an identity cookie (app_pages/identity.py), which is ho
 the app knows who started a run; Streamlit's own scripts and fonts are answered
 from memory, gzipped once (app_pages/static_assets.py); uploads are kept
 within a budget per visitor and per server (app_pages/upload_budget.py); and a
-run's model is sent from disk a piece at a time (app_pages/model_downloads.py). The
+run's model and report are sent by the server itself (app_pages/run_downloads.py). The
 pages and the sidebar are in studio.py; running studio.py on its own also works, but then
 each browser tab is a new person.
 """
@@ -13,10 +13,10 @@ import streamlit as st
 from starlette.middleware import Middleware
 
 from app_pages.identity import IdentityCookie
-from app_pages.model_downloads import ModelDownloads
+from app_pages.run_downloads import RunDownloads
 from app_pages.static_assets import StaticAssets
 from app_pages.upload_budget import UploadBudget
 
 app = st.App("studio.py",
              middleware=[Middleware(StaticAssets), Middleware(IdentityCookie), Middleware(UploadBudget),
-                         Middleware(ModelDownloads)])
+                         Middleware(RunDownloads)])

@@ -7,8 +7,7 @@ import pandas as pd
 import pyarrow as pa
 import streamlit as st
 
-from app_pages import chart_cache, common, learning_parts, model_downloads
-from app_pages.model_downloads import file_name
+from app_pages import chart_cache, common, learning_parts, run_downloads
 from cifar_core import board as runs_board, charts, evaluation, models, overfitting, report, rundir, runs, settings
 from cifar_core.config import FIELD_HELP, MAX_TRAIN_IMAGES, OPTIMIZERS, ConfigError, TrainConfig
 from cifar_core.progress import duration, testing_seconds
@@ -366,17 +365,22 @@ def _hold(on: bool) -> None:
 def actions(run: runs.Run, owner: str) -> None:
     columns = st.columns([3, 2.4, 2.4, 2.6, 1.6], vertical_alignment="bottom")   # the buttons' words fit at 1280
     columns[0].markdown(f"**{common.plain(run.name)}** · {run.state}")
-    if run.model_path:
-        usage = "The trained network as a Keras file, for `keras.models.load_model` or `python -m cifar_core " \
-                "predict --model`."
-        if model_downloads.installed:   # from disk a piece at a time, never the whole file in the server's memory
-            columns[1].link_button("Model (.keras)", model_downloads.address(run.id), icon=":material/download:",
-                                   help=usage)
-        else:                           # studio.py served on its own: read when the button is pressed
-            columns[1].download_button("Model (.keras)", run.model_path.read_bytes, f"{file_name(run)}.keras",
+    usage = "The trained network as a Keras file, for `keras.models.load_model` or `python -m cifar_core predict " \
+            "--model`."
+    about = "One page with the run's settings, curves and results that opens without internet, and prints."
+    if run_downloads.installed:   # sent by the app's server: the model from disk, a piece at a time
+        if run.model_path:
+            columns[1].link_button("Model (.keras)", run_downloads.address(run.id, "model.keras"),
+                                   icon=":material/download:", help=usage)
+        columns[2].link_button("Report (.html)", run_downloads.address(run.id, "report.html"),
+                               icon=":material/description:", help=about)
+    else:                         # studio.py served on its own: Streamlit's buttons, made when pressed
+        name = run_downloads.file_name(run)
+        if run.model_path:
+            columns[1].download_button("Model (.keras)", run.model_path.read_bytes, f"{name}.keras",
                                        key=f"model_{run.id}", icon=":material/download:", help=usage)
-    columns[2].download_button("Report (.html)", lambda: report.html(run), f"{file_name(run)}.html", mime="text/html",
-                               key=f"report_{run.id}", icon=":material/description:")
+        columns[2].download_button("Report (.html)", lambda: report.html(run), f"{name}.html", mime="text/html",
+                                   key=f"report_{run.id}", icon=":material/description:", help=about)
     if run.state in ("finished", "stopped") and run.model_path:
         more = columns[3].number_input("More epochs", 1, 200, 2, key=f"more_{run.id}",
                                        help="The run goes on from its model with its learning rate peaking only at the "

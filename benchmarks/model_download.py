@@ -42,6 +42,7 @@ def runs_folder(folder: Path) -> Path:
 
 
 async def pick_the_run(page, url: str) -> None:
+    page.set_default_timeout(600_000)     # thirty Train pages opening at once on 2 cores take minutes
     await open_page(page, url + "/train", "All runs on this server")
     board = page.locator("[data-testid=stDataFrame]")
     await board.scroll_into_view_if_needed()

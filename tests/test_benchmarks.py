@@ -187,3 +187,13 @@ def test_web_photos_fetches_each_listed_photo_into_its_class_folder(tmp_path):
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.startswith("photos: 2 photos (deer 1, ship 1)")
+
+
+@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="drives Debian's Chromium")
+def test_model_download_has_every_visitor_receive_the_whole_model(tiny_archive):
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "model_download.py"), "--visitors", "2",
+                          "--baseline", "", "--data", str(tiny_archive)], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    header, row = out.stdout.splitlines()[-2:]
+    assert header.split()[:3] == ["code", "ready", "MB"] and row.split()[0] == "now"
+    assert row.split()[6] == "0"          # no download failed, and each was the whole file

@@ -91,11 +91,15 @@ def test_the_train_page_during_and_after_a_run(browser, server):
         box = board.bounding_box()
         page.mouse.click(box["x"] + 18, box["y"] + 35 + 17)      # the first row's tick box, under the header
         page.get_by_text("Each run has a colour of its own").wait_for()
-        # Its model, as the button's address sends it (from disk, in pieces): the run's Keras file, its name.
-        href = page.get_by_role("link", name=re.compile(r"Model \(\.keras\)")).get_attribute("href")
-        sent = context.request.get(href if "://" in href else f"{server}/{href}")
-        assert sent.ok and sent.headers["content-disposition"] == 'attachment; filename="Screens-run.keras"'
-        assert {"config.json", "model.weights.h5"} <= set(zipfile.ZipFile(io.BytesIO(sent.body())).namelist())
+        # Its model and report, as the buttons' addresses send them (the model from disk, in pieces).
+        def sent(button: str):
+            href = page.get_by_role("link", name=re.compile(re.escape(button))).get_attribute("href")
+            return context.request.get(href if "://" in href else f"{server}/{href}")
+        model, report = sent("Model (.keras)"), sent("Report (.html)")
+        assert model.ok and model.headers["content-disposition"] == 'attachment; filename="Screens-run.keras"'
+        assert {"config.json", "model.weights.h5"} <= set(zipfile.ZipFile(io.BytesIO(model.body())).namelist())
+        assert report.ok and report.headers["content-disposition"] == 'attachment; filename="Screens-run.html"'
+        assert "<h1>Screens run</h1>" in report.text() and "<svg" in report.text()
         problems += photograph(page, "ended")
         no_exceptions(page)
         assert not problems, "\n".join(problems)

@@ -1,11 +1,11 @@
-"""A run's model sent from disk in pieces: the file itself, named after the run, and nothing but runs' models."""
+"""A run's model sent from disk in pieces and its report, each named after the run, and nothing but runs' own."""
 from __future__ import annotations
 
 import asyncio
 
 import pytest
 
-from app_pages.model_downloads import ModelDownloads, address
+from app_pages.run_downloads import RunDownloads, address
 from cifar_core import rundir, runs
 from cifar_core.config import TrainConfig
 
@@ -24,7 +24,7 @@ def request(path, method="GET"):
         sent.append(message)
 
     scope = {"type": "http", "method": method, "path": path, "headers": [], "query_string": b""}
-    asyncio.run(ModelDownloads(app)(scope, receive, send))
+    asyncio.run(RunDownloads(app)(scope, receive, send))
     if passed:
         return None, {}, b"", 0
     pieces = [m for m in sent if m["type"] == "http.response.body"]
@@ -40,12 +40,12 @@ def trained(tiny_env):
 
 
 def test_a_runs_model_is_streamed_from_disk_under_the_runs_name(trained):
-    status, headers, body, pieces = request("/" + address(trained.id))
+    status, headers, body, pieces = request("/" + address(trained.id, "model.keras"))
     assert status == 200 and body == (trained.path / rundir.MODEL).read_bytes()
     assert pieces > 2                                    # a piece at a time, never the whole file at once
     assert headers[b"content-disposition"] == b'attachment; filename="Cats-dogs-2nd-try.keras"'
     assert headers[b"content-type"] == b"application/octet-stream" and headers[b"cache-control"] == b"no-store"
-    status, headers, body, _ = request("/" + address(trained.id), method="HEAD")
+    status, headers, body, _ = request("/" + address(trained.id, "model.keras"), method="HEAD")
     assert status == 200 and body == b"" and headers[b"content-length"] == b"256000"
 
 
@@ -55,13 +55,22 @@ def test_only_a_runs_own_model_is_ever_sent(trained, tiny_env):
         status, _, body, _ = request(path)
         assert status == 404 and b"no model to download" in body
     modelless = runs.create(TrainConfig(epochs=1, batch_size=8, name="queued"), owner="someone")
-    assert request("/" + address(modelless.id))[0] == 404
+    assert request("/" + address(modelless.id, "model.keras"))[0] == 404
     # Anything else is Streamlit's: other names, other methods, deeper paths.
     for path, method in [("/runs/x/config.json", "GET"), ("/runs/../secret.keras", "GET"),
-                         ("/" + address(trained.id), "POST"), ("/train", "GET")]:
+                         ("/" + address(trained.id, "model.keras"), "POST"), ("/train", "GET")]:
         assert request(path, method)[0] is None
+
+
+def test_a_runs_report_is_one_page_named_after_the_run(trained):
+    status, headers, body, _ = request("/" + address(trained.id, "report.html"))
+    assert status == 200 and headers[b"content-type"] == b"text/html; charset=utf-8"
+    assert headers[b"content-disposition"] == b'attachment; filename="Cats-dogs-2nd-try.html"'
+    page = body.decode()
+    assert page.startswith("<!doctype html>") and "<h1>Cats &amp; dogs, 2nd try</h1>" in page
+    assert request("/runs/no-such-run/report.html")[0] == 404
 
 
 def test_under_a_base_path_or_a_page_the_address_is_answered(trained):
     for prefix in ("/studio/", "/studio/train/", "/train/"):
-        assert request(prefix + address(trained.id))[0] == 200
+        assert request(prefix + address(trained.id, "model.keras"))[0] == 200

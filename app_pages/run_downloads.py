@@ -1,0 +1,79 @@
+"""A run's model and report, sent by the app's server itself, not by Streamlit's download button.
+
+Streamlit's download button makes the file when it is pressed and keeps it in the
+server's memory under the hash of its bytes, with no visitor's page holding it; the
+next time any visitor's page runs (a Train page watching a run does, every few
+seconds), Streamlit deletes it, often before the browser has fetched it. Ten
+visitors pressing "Model (.keras)" together got one model and nine cancelled
+downloads, and the server held another copy of the file for each press meanwhile
+(benchmarks/model_download.py; docs/measured.md).
+
+`RunDownloads`, ASGI middleware on the app's server (app.py), answers
+`GET <any path>/runs/<run id>/model.keras` with the file streamed from disk in
+Starlette's 64 KB pieces (`FileResponse`), and `.../runs/<run id>/report.html`
+with the run's report (`report.html`, made on a worker thread), each named after
+the run. The run is looked up by `runs.get`, which accepts only a run's own
+directory name, so a request never names any other file. Every visitor sees every
+run on the Train page, so a run's address gives away nothing the page does not.
+"""
+from __future__ import annotations
+
+import re
+from urllib.parse import quote
+
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import FileResponse, Response
+
+from cifar_core import runs
+
+DOWNLOAD = re.compile(r"/runs/(?P<run>[^/]+)/(?P<file>model\.keras|report\.html)$")
+# Whether this server answers those addresses: app.py's does; studio.py served on its own does not, and its
+# pages fall back to Streamlit's download button.
+installed = False
+
+
+def address(run_id: str, file: str) -> str:
+    """Where a run's "model.keras" or "report.html" is downloaded from, relative to any page of the app."""
+    return f"runs/{quote(run_id, safe='')}/{file}"
+
+
+def file_name(run: runs.Run) -> str:
+    """A download's file name from the run's name, before its suffix: letters, digits and dashes only."""
+    return re.sub(r"[^A-Za-z0-9]+", "-", run.name).strip("-")[:60] or run.id
+
+
+class RunDownloads:
+    """ASGI middleware: a run's model.keras, streamed, and its report.html; everything else goes on."""
+
+    def __init__(self, app):
+        global installed
+        self.app = app
+        installed = True
+
+    async def __call__(self, scope, receive, send):
+        # Whatever comes before "/runs/": the server's base path (server.baseUrlPath), or a page's own
+        # where a browser resolved the relative address against one with a trailing slash.
+        found = DOWNLOAD.search(scope.get("path", "")) if scope["type"] == "http" else None
+        if found is None or scope["method"] not in ("GET", "HEAD"):
+            await self.app(scope, receive, send)
+            return
+        try:
+            run = runs.get(found["run"])
+        except runs.RunError:
+            run = None
+        await (await _response(run, found["file"]))(scope, receive, send)
+
+
+async def _response(run: runs.Run | None, file: str) -> Response:
+    headers = {"cache-control": "no-store"}      # a running run's model and report change
+    if file == "model.keras" and run is not None and run.model_path is not None:
+        return FileResponse(run.model_path, media_type="application/octet-stream",
+                            filename=f"{file_name(run)}.keras", headers=headers)
+    if file == "report.html" and run is not None:
+        from cifar_core import report     # charts and their drawing: only once a report is asked for
+        body = await run_in_threadpool(report.html, run)
+        headers["content-disposition"] = f'attachment; filename="{file_name(run)}.html"'
+        return Response(body, media_type="text/html; charset=utf-8", headers=headers)
+    what = "model" if file == "model.keras" else "report"
+    return Response(f"This run has no {what} to download (yet, or any more).\n", status_code=404,
+                    media_type="text/plain; charset=utf-8")
