@@ -1,11 +1,11 @@
 """A run's model and report, sent by the app's server itself, not by Streamlit's download button.
 
 Streamlit's download button makes the file when it is pressed and keeps it in the
-server's memory under the hash of its bytes, with no visitor's page holding it; the
-next time any visitor's page runs (a Train page watching a run does, every few
-seconds), Streamlit deletes it, often before the browser has fetched it. Ten
-visitors pressing "Model (.keras)" together got one model and nine cancelled
-downloads, and the server held another copy of the file for each press meanwhile
+server's memory under the hash of its bytes, with no visitor's page holding it; once
+any visitor's pages have run twice more (a press itself reruns the page, and a Train
+page watching a run reruns every few seconds), Streamlit deletes it, often before the
+browser has fetched it. Ten visitors pressing "Model (.keras)" together got one model
+and nine cancelled downloads, and the server's memory grew by 86-137 MB meanwhile
 (benchmarks/model_download.py; docs/measured.md).
 
 `RunDownloads`, ASGI middleware on the app's server (app.py), answers
