@@ -12,7 +12,9 @@ and nine cancelled downloads, and the server's memory grew by 86-137 MB meanwhil
 `GET <any path>/runs/<run id>/model.keras` with the file streamed from disk in
 Starlette's 64 KB pieces (`FileResponse`), and `.../runs/<run id>/report.html`
 with the run's report (`report.html`, made on a worker thread), each named after
-the run. The run is looked up by `runs.get`, which accepts only a run's own
+the run. Reports are made one at a time: each costs up to a second of a core
+(drawing its curves), and a script asking for one run's report after another must
+not take both of the server's cores from everyone else. The run is looked up by `runs.get`, which accepts only a run's own
 directory name, so a request never names any other file. Every visitor sees every
 run on the Train page, so a run's address gives away nothing the page does not.
 """
@@ -21,7 +23,7 @@ from __future__ import annotations
 import re
 from urllib.parse import quote
 
-from starlette.concurrency import run_in_threadpool
+import anyio
 from starlette.responses import FileResponse, Response
 
 from cifar_core import runs
@@ -48,6 +50,7 @@ class RunDownloads:
     def __init__(self, app):
         global installed
         self.app = app
+        self.reports: anyio.CapacityLimiter | None = None    # made in the server's event loop, on first use
         installed = True
 
     async def __call__(self, scope, receive, send):
@@ -61,17 +64,19 @@ class RunDownloads:
             run = runs.get(found["run"])
         except runs.RunError:
             run = None
-        await (await _response(run, found["file"]))(scope, receive, send)
+        if self.reports is None:
+            self.reports = anyio.CapacityLimiter(1)
+        await (await _response(run, found["file"], self.reports))(scope, receive, send)
 
 
-async def _response(run: runs.Run | None, file: str) -> Response:
+async def _response(run: runs.Run | None, file: str, reports: anyio.CapacityLimiter) -> Response:
     headers = {"cache-control": "no-store"}      # a running run's model and report change
     if file == "model.keras" and run is not None and run.model_path is not None:
         return FileResponse(run.model_path, media_type="application/octet-stream",
                             filename=f"{file_name(run)}.keras", headers=headers)
     if file == "report.html" and run is not None:
         from cifar_core import report     # charts and their drawing: only once a report is asked for
-        body = await run_in_threadpool(report.html, run)
+        body = await anyio.to_thread.run_sync(report.html, run, limiter=reports)
         headers["content-disposition"] = f'attachment; filename="{file_name(run)}.html"'
         return Response(body, media_type="text/html; charset=utf-8", headers=headers)
     what = "model" if file == "model.keras" else "report"

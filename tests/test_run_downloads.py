@@ -74,3 +74,41 @@ def test_a_runs_report_is_one_page_named_after_the_run(trained):
 def test_under_a_base_path_or_a_page_the_address_is_answered(trained):
     for prefix in ("/studio/", "/studio/train/", "/train/"):
         assert request(prefix + address(trained.id, "model.keras"))[0] == 200
+
+
+def test_reports_are_made_one_at_a_time(trained, monkeypatch):
+    """A report costs up to a second of a core: a script asking for many at once must leave the other core."""
+    import threading
+    import time
+
+    from cifar_core import report
+    making, most = [0], [0]
+    lock = threading.Lock()
+
+    def slow(run):
+        with lock:
+            making[0] += 1
+            most[0] = max(most[0], making[0])
+        time.sleep(0.2)
+        with lock:
+            making[0] -= 1
+        return "<!doctype html>"
+    monkeypatch.setattr(report, "html", slow)
+    middleware = RunDownloads(None)
+
+    async def ask(sent):
+        async def app(scope, receive, send):
+            raise AssertionError("passed on")
+
+        async def send(message):
+            sent.append(message)
+        middleware.app = app
+        scope = {"type": "http", "method": "GET", "path": "/" + address(trained.id, "report.html"), "headers": []}
+        await middleware(scope, None, send)
+
+    async def three_at_once():
+        answers = [[], [], []]
+        await asyncio.gather(*(ask(a) for a in answers))
+        return answers
+    answers = asyncio.run(three_at_once())
+    assert most[0] == 1 and all(a[0]["status"] == 200 for a in answers)
