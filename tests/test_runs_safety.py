@@ -216,7 +216,7 @@ def test_a_queued_run_with_a_free_slot_starts_by_itself(tiny_env, no_trainers):
     assert runs.get(run.id).state == "queued"
     watcher = runs.watch(interval=0.2)
     try:
-        wait_for(lambda: runs.get(run.id).state == "running", timeout=5, what="the watcher to start it")
+        wait_for(lambda: runs.get(run.id).state == "running", timeout=60, what="the watcher to start it")
     finally:
         watcher.stop()
 
@@ -300,7 +300,7 @@ def test_the_watcher_survives_errors(tiny_env, monkeypatch):
     monkeypatch.setattr(runs.board, "refresh", failing)     # the watcher's first step each round
     watcher = runs.watch(interval=0.05)
     try:
-        wait_for(lambda: len(calls) >= 3, timeout=5, what="several rounds")
+        wait_for(lambda: len(calls) >= 3, timeout=60, what="several rounds")
         assert watcher.alive()
     finally:
         watcher.stop()

@@ -77,7 +77,7 @@ def test_a_hung_trainer_is_ended_and_its_run_failed(tiny_env, monkeypatch):
         runs.reconcile()
         assert runs.get(run.id).state == "failed"
         assert "no progress for 60 seconds" in runs.get(run.id).status["error"]
-        assert hung.wait(timeout=10) == -9
+        assert hung.wait(timeout=60) == -9
     finally:
         hung.kill()
         hung.wait()
@@ -125,7 +125,7 @@ def test_an_idle_worker_exits_and_removes_its_file(tiny_env):
     wait_for(lambda: ended(run.id), timeout=180, what="the run")
     pid = runs.get(run.id).status["pid"]
     wait_for(lambda: not (worker.directory() / f"{pid}.json").exists(), timeout=30, what="the idle worker to leave")
-    wait_for(lambda: not runs._alive({"pid": pid}), timeout=10, what="its process to end")
+    wait_for(lambda: not runs._alive({"pid": pid}), timeout=60, what="its process to end")
 
 
 def test_a_worker_started_by_hand_is_handed_the_next_run(tiny_env, monkeypatch):
