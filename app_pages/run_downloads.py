@@ -14,8 +14,9 @@ Starlette's 64 KB pieces (`FileResponse`), and `.../runs/<run id>/report.html`
 with the run's report (`report.html`, made on a worker thread), each named after
 the run. Reports are made one at a time: each costs up to a second of a core
 (drawing its curves), and a script asking for one run's report after another must
-not take both of the server's cores from everyone else. The run is looked up by `runs.get`, which accepts only a run's own
-directory name, so a request never names any other file. Every visitor sees every
+not take both of the server's cores from everyone else. The run is looked up by
+`runs.get`, which accepts only a run's own directory name, so a request never
+names any other file. Every visitor sees every
 run on the Train page, so a run's address gives away nothing the page does not.
 """
 from __future__ import annotations

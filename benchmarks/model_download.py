@@ -19,11 +19,12 @@ import argparse
 import asyncio
 import os
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from load import CHROMIUM_ARGS, ROOT, baseline_tree, cpu_seconds, memory_mb, open_page, serve, settle
+from load import CHROMIUM, CHROMIUM_ARGS, ROOT, baseline_tree, cpu_seconds, memory_mb, open_page, serve, settle
 
 BUTTON = "Model (.keras)"
 
@@ -78,7 +79,7 @@ async def measure(label: str, tree: Path, data: str, visitors: int, browser) -> 
     runs = runs_folder(Path(tempfile.mkdtemp(prefix=f"download-{label}-")) / "runs")
     size = (next(runs.iterdir()) / "model.keras").stat().st_size
     server = serve(label, tree, runs, data)
-    print(f"{label}: serving", flush=True)
+    print(f"{label}: serving", file=sys.stderr, flush=True)
     try:
         contexts = [await browser.new_context(viewport={"width": 1400, "height": 1400}, accept_downloads=True)
                     for _ in range(visitors)]
@@ -104,7 +105,7 @@ async def run(args) -> list[dict]:
     if args.baseline:
         trees.append((args.baseline, baseline_tree(args.baseline, Path(tempfile.mkdtemp(prefix="baseline-")))))
     async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         results = [await measure(label, tree, args.data, args.visitors, browser) for label, tree in trees]
         await browser.close()
     return results

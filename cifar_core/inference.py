@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter, UnidentifiedImageError
 
-from cifar_core import evaluation, fast_inference, int8, jpeg_halves, jpeg_progressive
+from cifar_core import evaluation, fast_inference, int8, jpeg_halves, jpeg_progressive, rundir
 
 ASSETS = Path(__file__).parent / "assets"
 DEFAULT_MODEL = ASSETS / "default.keras"
@@ -792,7 +792,7 @@ def temperature_for(path: str | os.PathLike, key: str = "temperature", missing: 
 
 def _run_status(path: Path) -> list[Path]:
     """A run's status.json, for a run's checkpoint (`x/model.keras`, see `rundir`); none for other models."""
-    return [path.parent / "status.json"] if path.name == "model.keras" else []
+    return [path.parent / rundir.STATUS] if path.name == rundir.MODEL else []
 
 
 def model_version(path: str | os.PathLike) -> float:
