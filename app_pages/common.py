@@ -76,30 +76,68 @@ def model_choices() -> list[ModelChoice]:
     card = inference.model_card()
     choices = [ModelChoice(_with_accuracy(DEFAULT_LABEL, card.get("test_accuracy")), inference.DEFAULT_MODEL, BUNDLED,
                            card.get("test_accuracy"))]
-    for run in board.current().runs:   # the server's snapshot of the runs: no file is read here
-        if run.state in ("finished", "stopped") and run.model_path:
-            # From status.json, not metrics.jsonl: this runs on every page, for every run.
-            label = _with_accuracy(f"Run {run.name}", run.status.get("test_accuracy"))
-            if any(c.label == label for c in choices):
-                label += f" [{run.id}]"     # two runs of the same name and accuracy stay two choices
-            choices.append(ModelChoice(label, run.model_path, run.id, run.status.get("test_accuracy")))
+    # The server's snapshot of the runs, newest first: no file is read here.
+    ready = [run for run in board.current().runs if run.state in ("finished", "stopped") and run.model_path]
+    labels = {c.label for c in choices}
+    for run in reversed(ready):     # oldest first, so a label once given stays with its run
+        # From status.json, not metrics.jsonl: this runs on every page, for every run.
+        label = _with_accuracy(f"Run {run.name}", run.status.get("test_accuracy"))
+        if label in labels:
+            label += f" [{run.id}]"     # two runs of the same name and accuracy stay two choices
+        labels.add(label)
+        choices.insert(1, ModelChoice(label, run.model_path, run.id, run.status.get("test_accuracy")))
     return choices
 
 
-def _chosen_label(choices: list[ModelChoice]) -> str:
-    """This tab's pick while it is still there; else this visitor's remembered one (it survives a reload);
-    else the bundled model (the remembered run was deleted, or nothing was ever chosen)."""
-    current = st.session_state.get(ACTIVE_MODEL_KEY)
-    if any(c.label == current for c in choices):
-        return current
+def _remembered(choices: list[ModelChoice]) -> ModelChoice:
+    """This visitor's choice kept on the server (it survives a reload and a new tab); else the bundled
+    model (the remembered run was deleted, or nothing was ever chosen)."""
     kept = remembered.recall(owner())
-    return next((c.label for c in choices if c.key == kept), choices[0].label)
+    return next((c for c in choices if c.key == kept), choices[0])
 
 
 def active_choice() -> ModelChoice:
+    """The model every page uses: this tab's pick in the sidebar while it is still there, else the
+    remembered one."""
     choices = model_choices()
-    chosen = _chosen_label(choices)
-    return next(c for c in choices if c.label == chosen)
+    return picked(ACTIVE_MODEL_KEY, choices, _remembered(choices))
+
+
+def picked(box: str, choices: list[ModelChoice], default: ModelChoice) -> ModelChoice:
+    """The model last picked in `model_box(box, ...)` while it is still one of `choices`, else `default`."""
+    key = st.session_state.get(box + PICKED)
+    return next((c for c in choices if c.key == key), default)
+
+
+def pick(box: str, choice: ModelChoice) -> None:
+    """Make `choice` the pick of `model_box(box, ...)`, as if the visitor had picked it there."""
+    st.session_state[box + PICKED] = choice.key
+
+
+def model_box(title: str, box: str, choices: list[ModelChoice], default: ModelChoice, *, where=st,
+              help: str | None = None, then=None) -> ModelChoice:
+    """A box listing `choices` that keeps the visitor's pick by the model's key, never by its label.
+
+    A selectbox's value travels between browser and server as the text it shows, and a label can pass
+    from one model to another (a classmate's run of the same name and accuracy takes the plain label,
+    ours gains its id). So the box is set to the kept pick's label on every run, and a new pick is read
+    back in its callback against the labels the visitor saw. `then(key)` follows a visitor's own pick."""
+    choice = picked(box, choices, default)
+    keys = {c.label: c.key for c in choices}
+    st.session_state[box] = choice.label
+    where.selectbox(title, list(keys), key=box, help=help, on_change=_on_pick, args=(box, keys, then))
+    return choice
+
+
+PICKED = ":picked"      # session-state suffix: a box's pick, by model key
+
+
+def _on_pick(box: str, keys: dict[str, str], then) -> None:
+    key = keys.get(st.session_state.get(box))
+    if key:
+        st.session_state[box + PICKED] = key
+        if then:
+            then(key)
 
 
 # A run still training saves a checkpoint every epoch, and Look inside may show the latest: each one a new
@@ -108,13 +146,6 @@ def active_choice() -> ModelChoice:
 @st.cache_resource(show_spinner="Loading the latest checkpoint…", max_entries=2)
 def _checkpoint(path: str, modified: float):
     return inference.load_model(path)
-
-
-def _remember(keys: dict[str, str], who: str) -> None:
-    """The selectbox's on_change: keep the new choice on the server for this visitor's next visit."""
-    key = keys.get(st.session_state.get(ACTIVE_MODEL_KEY))
-    if key:
-        remembered.remember(who, key)
 
 
 def active_model_id() -> tuple[str, float]:
@@ -180,11 +211,10 @@ def sidebar() -> None:
             st.info("Offline mode: showing the bundled sample of 1,000 test pictures (100 per class). "
                     "Download the full data set to see all 60,000 and to train.")
             _download_button()
-        choices = model_choices()
-        st.session_state[ACTIVE_MODEL_KEY] = _chosen_label(choices)
-        st.selectbox("Model used on every page", [c.label for c in choices], key=ACTIVE_MODEL_KEY,
-                     help=f"The figure after each model is its accuracy. {evaluation.ACCURACY_DEFINITION}",
-                     on_change=_remember, args=({c.label: c.key for c in choices}, owner()))
+        choices, who = model_choices(), owner()
+        model_box("Model used on every page", ACTIVE_MODEL_KEY, choices, _remembered(choices), where=st.sidebar,
+                  help=f"The figure after each model is its accuracy. {evaluation.ACCURACY_DEFINITION}",
+                  then=lambda key: remembered.remember(who, key))   # kept on the server for the next visit
         st.page_link("app_pages/glossary.py", label="Glossary: the words explained", icon=":material/menu_book:")
     teacher_login()
 

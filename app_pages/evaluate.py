@@ -9,15 +9,16 @@ from cifar_core.data import CLASS_NAMES, with_article
 
 common.header("evaluate")
 test = common.dataset()
-choices = {c.label: c for c in common.model_choices()}
-labels = list(choices)
-active = common.active_choice().label
+choices = common.model_choices()
+active = common.active_choice()
 # The box starts at the sidebar's model and follows it whenever it changes there ("every page"); a
-# model picked here stays until then. (A keyed box would otherwise keep its first pick for good.)
-if st.session_state.get("evaluate_follows") != active or st.session_state.get("evaluate_model") not in labels:
-    st.session_state["evaluate_model"] = st.session_state["evaluate_follows"] = active
-picked = st.selectbox("Model", labels, key="evaluate_model")
-probabilities = common.test_probabilities(choices[picked])
+# model picked here stays until then.
+if st.session_state.get("evaluate_follows") != active.key:
+    st.session_state["evaluate_follows"] = active.key
+    common.pick("evaluate_model", active)
+chosen = common.model_box("Model", "evaluate_model", choices, active)
+picked = chosen.label
+probabilities = common.test_probabilities(chosen)
 y_pred = probabilities.argmax(axis=1)
 summary = evaluation.summary(probabilities, test.y_test)
 PICTURE = 96        # every small picture on this page: 32 x 32 drawn 3 times larger, whatever its caption
@@ -30,7 +31,7 @@ def pictures(indices, captions) -> None:
 
 st.metric(f"Right on {summary['n']:,} test pictures", evaluation.percent(summary["accuracy"]),
           help=evaluation.ACCURACY_DEFINITION)
-saved_as = choices[picked].accuracy       # the figure in the model's label, measured when it was saved
+saved_as = chosen.accuracy       # the figure in the model's label, measured when it was saved
 if not len(test.y_train):   # the bundled sample has test pictures only
     st.caption(f"Measured on the bundled sample of {summary['n']:,} test pictures, not on the whole test set "
                "of 10,000, so it can differ from the figure in the sidebar.")
@@ -87,12 +88,13 @@ if sure.open:
                    f"On average its \"% sure\" is {evaluation.percent(gap)} away from how often it is right.")
 
 with compare:
-    others = [label for label in labels if label != picked]
+    others = [c for c in choices if c.key != chosen.key]
     if not others:
         st.caption("Train a model on the Train page to compare it with this one.")
     elif compare.open:
-        other = st.selectbox("Compare with", others, key="evaluate_other")
-        other_probabilities = common.test_probabilities(choices[other])
+        other_choice = common.model_box("Compare with", "evaluate_other", others, others[0])
+        other = other_choice.label
+        other_probabilities = common.test_probabilities(other_choice)
         other_pred = other_probabilities.argmax(axis=1)
         other_summary = evaluation.summary(other_probabilities, test.y_test)
         one, two = st.columns(2)

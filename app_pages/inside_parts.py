@@ -30,12 +30,14 @@ def network():
     """(path, modified, model): the sidebar's model, or the latest checkpoint of a run still training,
     with the file's mtime when it was loaded; model None (and a note) if the file cannot be loaded."""
     choice = common.active_choice()
-    training = [common.ModelChoice(f"Run {run.name}: training now, its latest checkpoint", run.model_path)
-                for run in board.current().runs if run.state == "running" and run.model_path]
+    running = [run for run in board.current().runs if run.state == "running" and run.model_path]
+    names = [run.name for run in running]
+    # Two runs of one name can train at once: then each is told apart by its id.
+    training = [common.ModelChoice(f"Run {run.name}{f' [{run.id}]' if names.count(run.name) > 1 else ''}: "
+                                   "training now, its latest checkpoint", run.model_path, run.id)
+                for run in running]
     if training:
-        options = [choice, *training]
-        label = st.selectbox("Network", [c.label for c in options], key="inside_network")
-        choice = next((c for c in options if c.label == label), choice)
+        choice = common.model_box("Network", "inside_network", [choice, *training], choice)
     load = common._checkpoint if any(choice is c for c in training) else common._model
     try:
         modified = choice.path.stat().st_mtime     # what looks inside sees the model file's own layers

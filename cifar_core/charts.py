@@ -213,9 +213,9 @@ def confusion(counts: np.ndarray, as_share: bool = False) -> alt.Chart:
     rows = [{"true": CLASS_NAMES[t], "predicted": CLASS_NAMES[p], "images": int(counts[t, p]),
              "share": float(counts[t, p] / max(1, counts[t].sum()))}
             for t in range(len(CLASS_NAMES)) for p in range(len(CLASS_NAMES))]
-    for row in rows:    # a square's text: whole percentages, "<1%" where a few pictures would read as 0%
+    for row in rows:    # a square's text: whole percentages, never 0% for a few pictures nor 100% short of all
         share = row["share"] * 100
-        row["label"] = f"{share:.0f}%" if share >= 0.5 or not row["images"] else "<1%"
+        row["label"] = "<1%" if 0 < share < 1 else ">99%" if 99 < share < 100 else f"{share:.0f}%"
     cell = alt.selection_point(name="cell", fields=["true", "predicted"], on="click", clear=False, empty=False)
     base = alt.Chart(pd.DataFrame(rows)).encode(
         x=alt.X("predicted:N", sort=list(CLASS_NAMES), title="the model said"),

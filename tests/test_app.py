@@ -201,6 +201,29 @@ def test_evaluate_page_shows_accuracy_and_the_per_class_table(app):
     assert any("Train a model on the Train page" in c.value for c in app.caption)
 
 
+def test_a_chosen_run_stays_chosen_when_a_classmate_s_run_takes_its_name(app):
+    """A selectbox's value travels as the label it shows. Two runs of one name and accuracy are told apart
+    by the newer one's id; when the older is deleted, the newer one's label becomes the older's old one."""
+    from cifar_core import board, runs
+    from prepared_runs import finished_run
+    mine = finished_run("first try")
+    board.invalidate()
+    app.run()
+    label = next(o for o in app.sidebar.selectbox[0].options if o.startswith("Run first try"))
+    app.sidebar.selectbox[0].select(label).run()
+    theirs = finished_run("first try")     # a classmate's, newer: it is the one told apart by its id
+    board.invalidate()
+    app.run()
+    assert app.sidebar.selectbox[0].value == label, "a label once given stays with its run"
+    assert f"Run first try (81.2%) [{theirs.id}]" in app.sidebar.selectbox[0].options
+    runs.delete(mine.id, admin=True)
+    board.invalidate()
+    app.run()
+    assert app.sidebar.selectbox[0].value.startswith("Bundled model"), \
+        "a deleted run's choice falls back to the bundled model, never to the run that took its label"
+    assert not app.exception
+
+
 def test_evaluate_follows_the_sidebar_and_says_why_a_saved_figure_differs(app):
     from cifar_core import board
     from prepared_runs import finished_run

@@ -101,11 +101,14 @@ def test_confusion_matrix_squares_show_counts_or_percent_of_the_true_class():
     counts[0, 0], counts[0, 1] = 3, 1           # 4 airplanes: 75% right, 25% called automobile
     counts[1, 1] = 996
     counts[1, 2] = 4                            # 1,000 automobiles: 0.4% called bird
+    counts[2, 2], counts[2, 3] = 995, 5         # 1,000 birds: 99.5% right, 0.5% called cat
     as_counts = charts.confusion(counts).to_dict()
     as_share = charts.confusion(counts, as_share=True).to_dict()
     values = {(v["true"], v["predicted"]): v for v in next(iter(as_share["datasets"].values()))}
     assert values["airplane", "airplane"]["label"] == "75%" and values["airplane", "automobile"]["label"] == "25%"
     assert values["automobile", "bird"]["label"] == "<1%" and values["automobile", "truck"]["label"] == "0%"
+    # Half a percent is not rounded to 0% (to even), nor 99.5% to a certain 100%.
+    assert values["bird", "cat"]["label"] == "<1%" and values["bird", "bird"]["label"] == ">99%"
     text = [layer for layer in as_share["layer"] if layer["mark"]["type"] == "text"][0]
     assert text["encoding"]["text"]["field"] == "label"
     text = [layer for layer in as_counts["layer"] if layer["mark"]["type"] == "text"][0]
