@@ -6,6 +6,7 @@ the one piece of per-session state, kept under a single key.
 """
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,18 +29,47 @@ def _dataset(path: str | None) -> data.Cifar10:
     return cifar
 
 
+@st.cache_resource
+def _unreadable() -> dict:
+    """Data files found unreadable, by path, size and time: one that failed is not read again on every
+    visitor's every rerun (seconds each for a damaged archive), only once it changes."""
+    return {}
+
+
+def _stamp(path: Path) -> tuple:
+    try:
+        found = path.stat()
+        return str(path), found.st_size, found.st_mtime_ns
+    except OSError:
+        return str(path), None, None
+
+
+def data_problem(path: Path | None) -> str | None:
+    """Why the data set at `path` could not be read, if a page has already tried; else None."""
+    return _unreadable().get(_stamp(path)) if path else None
+
+
 def loaded() -> tuple[data.Cifar10, str | None]:
     """The full data set where it is on this machine, else the bundled sample; and why not, if it failed."""
     path = data.locate()
-    try:
-        return _dataset(str(path) if path else None), None
-    except data.DataError as e:
-        return _dataset(None), f"{e} Using the bundled sample instead."
+    problem = data_problem(path)
+    if path and not problem:
+        try:
+            return _dataset(str(path)), None
+        except data.DataError as e:
+            unreadable = _unreadable()
+            if len(unreadable) > 16:     # a path set once per server, and a file replaced now and then
+                unreadable.clear()
+            problem = unreadable[_stamp(path)] = f"{e} Using the bundled sample instead."
+    return _dataset(None), problem
 
 
 def dataset() -> data.Cifar10:
     """`loaded()` for a page: call once per page, it says in the sidebar when the data could not be read."""
+    known = data_problem(data.locate())
     cifar, problem = loaded()
+    if problem and not known:
+        st.rerun()     # found unreadable just now, after the sidebar called it the full data set: draw again
     if problem:
         st.sidebar.error(problem)
     return cifar
@@ -148,22 +178,36 @@ def _checkpoint(path: str, modified: float):
     return inference.load_model(path)
 
 
+def _cannot_open(choice: ModelChoice, problem: Exception):
+    """End the page with one sentence: a damaged checkpoint, or a run deleted since the page listed it."""
+    st.error(f"{plain(choice.label)} cannot be opened just now ({problem}); choose another model, or try again "
+             "in a moment.")
+    st.stop()
+
+
+def version(choice: ModelChoice) -> float:
+    """`inference.model_version` of a listed model; a model file gone since it was listed ends the page."""
+    try:
+        return inference.model_version(choice.path)
+    except OSError as e:
+        _cannot_open(choice, e)
+
+
 def active_model_id() -> tuple[str, float]:
     """The model file the user chose in the sidebar and its version (`inference.model_version`): what
     answers from it can be kept under."""
-    path = active_choice().path
-    return str(path), inference.model_version(path)
+    choice = active_choice()
+    return str(choice.path), version(choice)
 
 
 def active_model():
-    """The model the user chose in the sidebar, loaded once per process. A file that cannot be read (a
-    damaged checkpoint, a run deleted since the page listed it) ends the page with one sentence."""
+    """The model the user chose in the sidebar, loaded once per process. A file that cannot be read ends
+    the page with one sentence."""
+    choice = active_choice()
     try:
-        return _model(*active_model_id())
+        return _model(str(choice.path), version(choice))
     except (OSError, inference.ModelError) as e:
-        st.error(f"The model chosen in the sidebar cannot be opened just now ({e}); choose another, or try "
-                 "again in a moment.")
-        st.stop()
+        _cannot_open(choice, e)
 
 
 def header(page: str) -> None:
@@ -206,7 +250,8 @@ def sidebar() -> None:
     with st.sidebar:
         path = data.locate()
         if path:
-            st.caption(f"Data: full CIFAR-10 ({path.name})")
+            if not data_problem(path):     # once it could not be read, each page that needs it says why
+                st.caption(f"Data: full CIFAR-10 ({path.name})")
         else:
             st.info("Offline mode: showing the bundled sample of 1,000 test pictures (100 per class). "
                     "Download the full data set to see all 60,000 and to train.")
@@ -268,10 +313,14 @@ def teacher_login() -> None:
         if verdict.ok:
             unlocked_browsers().add(owner())
             st.rerun()
+        wait = f"{math.ceil(verdict.wait_s):.0f} s"     # never "0 s" for a wait still to come
+        if verdict.busy:
+            st.error(f"Someone else tried a password just now, and this server checks one a second: please try "
+                     f"again in {wait}.")
         elif not verdict.checked:
-            st.error(f"Too many tries: please wait {verdict.wait_s:.0f} s before the next one.")
+            st.error(f"Too many tries: please wait {wait} before the next one.")
         else:
-            st.error(f"That is not the teacher password. The next try is checked after {verdict.wait_s:.0f} s.")
+            st.error(f"That is not the teacher password. The next try is checked after {wait}.")
 
 
 @st.cache_resource(show_spinner=False, max_entries=64)     # 400 KB of answers each, for as many models
@@ -313,7 +362,7 @@ def test_probabilities(choice: ModelChoice) -> np.ndarray:
     """A model's probabilities for every test picture of the current data: shipped with the bundled
     model, otherwise measured once (with a progress bar) and kept in memory and on disk."""
     test = loaded()[0]
-    modified = inference.model_version(choice.path)
+    modified = version(choice)
     kept = _test_probabilities(str(choice.path), modified, test.origin, len(test.y_test))
     if "probabilities" in kept:
         return kept["probabilities"]

@@ -46,11 +46,23 @@ overview, errors, sure, compare = st.tabs(["Per class", "Confusion matrix", "Con
 
 if overview.open:
     with overview:
-        st.dataframe(pd.DataFrame(evaluation.class_report(test.y_test, y_pred)), hide_index=True,
-                     column_config={k: st.column_config.NumberColumn(format="%.3f")
-                                    for k in ("precision", "recall", "f1")})
+        report = pd.DataFrame(evaluation.class_report(test.y_test, y_pred))
+        shares = ["precision", "recall", "f1"]
+        # In percent with one decimal, as every other figure in the app; none short of 100 printed as 100.
+        report[shares] = evaluation.kept_off_certainty(report[shares].to_numpy() * 100, 1)
+        st.dataframe(report, hide_index=True, column_config={
+            "class": "Class",
+            "precision": st.column_config.NumberColumn(
+                "Precision (%)", format="%.1f%%", help="Of the pictures it called this class, the share that were."),
+            "recall": st.column_config.NumberColumn(
+                "Recall: right (%)", format="%.1f%%",
+                help="Of the test pictures of this class, the share it named right: the class's own accuracy."),
+            "f1": st.column_config.NumberColumn("F1 (%)", format="%.1f%%",
+                                               help="Precision and recall in one figure (their harmonic mean)."),
+            "images": st.column_config.NumberColumn("Test pictures", format="%d")})
         st.caption("Precision: of the pictures it called this class, how many were. "
-                   "Recall: of the pictures of this class, how many it found. F1 balances the two.")
+                   "Recall: of the pictures of this class, how many it named right. F1 balances the two. "
+                   "A class it never named has no precision.")
 
 if errors.open:
     with errors:

@@ -21,7 +21,10 @@ def channel_histograms(origin: str, split: str, chosen_class: str):
     """Counting 50,000 pictures' pixels takes seconds: done once per server for each split and class
     (every student's click on the page reruns it)."""
     x, y = splits()[split]
-    return charts.channel_histograms(x if chosen_class == ALL else x[y == CLASS_NAMES.index(chosen_class)])
+    if chosen_class == ALL:
+        return charts.channel_histograms(x, title=f"Pixel values per channel, all {split.lower()} pictures")
+    return charts.channel_histograms(x[y == CLASS_NAMES.index(chosen_class)],
+                                     title=f"Pixel values per channel, {split.lower()} pictures of {chosen_class}")
 
 
 def _on_the_map(split: str) -> np.ndarray:
@@ -66,9 +69,12 @@ available = splits()
 left, middle, right = st.columns([2, 2, 3], vertical_alignment="bottom")
 split = left.segmented_control("Pictures from", list(available), default=list(available)[0], key="explore_split") \
     or list(available)[0]
-chosen_class = middle.selectbox("Class", [ALL, *CLASS_NAMES], key="explore_class")
 view = right.segmented_control("Show", ["Pictures", "Statistics", "Map"], default="Pictures", key="explore_view") \
     or "Pictures"
+# The map places every class; its legend picks one out. The counts and average pictures are of every class.
+chosen_class = middle.selectbox("Class", [ALL, *CLASS_NAMES], key="explore_class", disabled=view == "Map",
+                                help="Which pictures to list, and whose pixel values to count under Statistics. "
+                                     "The map shows every class: click one in its legend instead.")
 x, y = available[split]
 
 if view == "Pictures":

@@ -59,8 +59,9 @@ PAGES: dict[str, PageGuide] = {
 GLOSSARY: dict[str, str] = {
     "Class": "One of the ten kinds of picture in CIFAR-10: airplane, automobile, bird, cat, deer, dog, frog, "
              "horse, ship and truck. The model's job is to name the class of a picture.",
-    "Training set": ("The 50,000 pictures the model learns from. It sees each of them many times. A run keeps "
-                     "1,000 or 2,000 of them aside, never trained on, to make its \"% sure\" honest."),
+    "Training set": ("The 50,000 pictures the model learns from: once each in a one-epoch recipe, many times over "
+                     "in a longer one. A run keeps 1,000 or 2,000 of them aside, never trained on, to make its "
+                     "\"% sure\" honest."),
     "Test set": "The 10,000 pictures kept apart and never used for learning, so that measuring the model on them "
                 "shows how it does on pictures it has not seen.",
     "Model": "A network together with the numbers (weights) it learned. The sidebar chooses which model every page "
@@ -95,8 +96,8 @@ GLOSSARY: dict[str, str] = {
                     "model learns the object, not the exact pixels. It helps against overfitting.",
     "Overfitting": "When a model learns its training pictures by heart instead of what the classes look like: "
                    "training accuracy keeps rising while test accuracy stalls or falls.",
-    "Preset": "A ready-made recipe on the Train page (Quick, Best, TensorFlow tutorial): a network plus all its "
-              "training settings, chosen to work well together.",
+    "Preset": "A ready-made recipe on the Train page, such as Quick, Best or For a whole class: a network plus "
+              "all its training settings, chosen to work well together.",
     "Run": "One training of one network, from Start until it finishes or is stopped. Every run is listed on the "
            "Train page and, once finished, can be chosen as the model in the sidebar.",
     "Probability": "How sure the model is of each class for one picture; the ten add up to 100%. Its answer is the "
@@ -104,7 +105,7 @@ GLOSSARY: dict[str, str] = {
     "Confusion matrix": "A table with a row for each true class and a column for each answer. The diagonal holds "
                         "the right answers; every other square counts one kind of mix-up, such as cats called dogs.",
     "Precision": "Of the pictures the model called a class, the share that really were that class.",
-    "Recall": "Of the pictures of a class, the share the model found.",
+    "Recall": "Of the pictures of a class, the share the model named right: the class's own accuracy.",
     "F1": "One number that balances precision and recall; it is high only when both are.",
     "Calibration": "Whether the model's confidence can be trusted: of all the answers given \"80% sure\", about 80% "
                    "should be right. A well-calibrated model is neither overconfident nor too modest.",
@@ -112,8 +113,9 @@ GLOSSARY: dict[str, str] = {
     "Test-time augmentation": "Asking the model about a picture's mirror image too and averaging the two "
                               "answers. It is slightly more accurate than one look. A test picture gets it where "
                               f"the first answer is less than {SURE_ENOUGH:.0%} sure (surer answers almost never "
-                              "change), and every accuracy in this app is measured this way; an uploaded photo "
-                              "always gets it.",
+                              "change), and every model's accuracy in this app is measured this way; the figures taken after each "
+                              "epoch of a run (its curves' test dots, the heat map of its classes) are from one "
+                              "look. An uploaded photo always gets it.",
     "Evening out a photo": "Models trained on CIFAR-10 see photos askew: they say airplane, automobile and "
                            "often cat too often (a bird against the sky looks like their airplanes) and deer, "
                            "frog and often truck too rarely, and they are surer than they should be. So for a "

@@ -15,7 +15,7 @@ sees, column, filters, learned = st.tabs(
 with sees:
     if sees.open:
         st.caption("A feature map shows where in the picture one filter found its pattern: bright where it found it "
-                   "most. Early layers see only a few pixels, so they find edges and colours; later layers combine "
+                   "most. A block's maps share one colour scale, so a dim map is a weak one. Early layers see only a few pixels, so they find edges and colours; later layers combine "
                    "those into parts of things, such as an eye or a wheel.")
         picture = inside_parts.picture()
         if picture is not None:
@@ -28,8 +28,8 @@ with sees:
 with column:
     if column.open:
         st.caption("The picture passes down this column one layer at a time, and each row says what that layer does. "
-                   "Weights are the numbers inside a layer, most of them learned in training; ticked rows are the maps "
-                   "shown under What it sees.")
+                   "Weights are the numbers inside a layer, most of them learned in training; the rows marked "
+                   "yes under \"maps shown\" are the layers whose maps What it sees shows.")
         inside_parts.layers(model)
 
 with filters:

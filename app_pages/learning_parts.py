@@ -221,7 +221,7 @@ def _describe(run: runs.Run) -> str:
     models = len(config.get("distill_from") or ())
     owners = "models'" if models > 1 else "model's"
     taught = f", learning from {models} {owners} answers" if models else ""
-    return f"{config.get('arch')}, {augment}{taught}, {config.get('epochs')} epochs · {run.state}"
+    return f"{config.get('arch')}, {augment}{taught}, {evaluation.counted(int(config.get('epochs') or 0), 'epoch')} · {run.state}"
 
 
 def compare(first: runs.Run, second: runs.Run, key: str = "learning_compare") -> None:
@@ -237,7 +237,8 @@ def compare(first: runs.Run, second: runs.Run, key: str = "learning_compare") ->
     st.caption("The same eight test pictures and the same kind of filters for both runs, after the same epoch; "
                "under each picture, the network's answer and how sure it was, its own figure before calibration. "
                "Under them, for each class (a row) and each epoch (a column), the share of that class's test "
-               "pictures the run got right: darker is better. The red frame is the chosen epoch.")
+               "pictures the run got right from one look, without the mirror (as the dots on the Train page's "
+               "curves): darker is better. The red frame is the chosen epoch.")
     for column, run, history in zip(st.columns(2, gap="large"), (first, second), histories):
         with column:
             st.markdown(f"**{common.plain(run.name)}**")

@@ -20,7 +20,7 @@ class Quiz:
     people: int = 0
     model: int = 0
     seen: set = field(default_factory=set)
-    against: tuple = ()                 # the model playing (common.active_model_id): a new one starts a new game
+    against: tuple = ()                 # the model playing and the pictures: either new starts a new game
 
 
 st.html("""<style>
@@ -32,11 +32,13 @@ test = common.dataset()
 choice = common.active_choice()
 probabilities = common.test_probabilities(choice)
 guesses = probabilities.argmax(axis=1)
-playing = common.active_model_id()
+# A picture is an index into the test pictures: a new data set (the sample's 1,000 replaced by a download)
+# is a new game, as is a new model.
+playing = (*common.active_model_id(), test.origin, len(test.y_test))
 quiz = st.session_state.setdefault("quiz", Quiz(against=playing))
 if quiz.against != playing:     # another model chosen in the sidebar: its score starts from nothing, as yours does
     quiz = st.session_state["quiz"] = Quiz(against=playing)
-    st.toast(f"A new game against {choice.label}.", icon=":material/restart_alt:")
+    st.toast(f"A new game against {common.plain(choice.label)}.", icon=":material/restart_alt:")
 
 # Scores and the hard-mode switch share one row, so the picture and all ten answers fit a projector's 720 pixels.
 score_you, score_model, score_people, mode = st.columns([2, 2, 2, 3], vertical_alignment="center")
@@ -59,7 +61,7 @@ if quiz.index < 0:
     next_picture()
 
 score_you.metric("You", f"{quiz.people} / {quiz.rounds}")
-score_model.metric("The model", f"{quiz.model} / {quiz.rounds}", help=f"{choice.label}: the model chosen in the sidebar.")
+score_model.metric("The model", f"{quiz.model} / {quiz.rounds}", help=f"{common.plain(choice.label)}: the model chosen in the sidebar.")
 score_people.metric("One person, by hand", f"{HUMAN_ACCURACY:.0%}",
                     help="Andrej Karpathy sorted about 400 CIFAR-10 test pictures himself in 2011 and got about 94% "
                          "of them right: one careful person, not people in general.")

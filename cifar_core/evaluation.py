@@ -107,12 +107,21 @@ def confident_mistakes(probabilities: np.ndarray, y_true: np.ndarray, n: int = 2
     return wrong[np.argsort(-probabilities[wrong, y_pred[wrong]], kind="stable")][:n]
 
 
-def calibration(probabilities: np.ndarray, y_true: np.ndarray, bins: int = 10) -> list[dict]:
-    """For answers grouped by confidence: how confident on average, and how often right."""
+CALIBRATION_BINS = 15   # confidence groups of 1/15 each, for the chart and the calibration error alike
+
+
+def _confidence_bins(probabilities: np.ndarray, y_true: np.ndarray, bins: int):
+    """Each answer's confidence, whether it is right, and its group (equal widths of confidence)."""
+    probabilities = np.asarray(probabilities, np.float64)
     confidence = probabilities.max(axis=1)
-    correct = probabilities.argmax(axis=1) == y_true
-    edges = np.linspace(0, 1, bins + 1)
-    which = np.clip(np.digitize(confidence, edges) - 1, 0, bins - 1)
+    correct = probabilities.argmax(axis=1) == np.asarray(y_true)
+    return confidence, correct, np.clip((confidence * bins).astype(int), 0, bins - 1)
+
+
+def calibration(probabilities: np.ndarray, y_true: np.ndarray, bins: int = CALIBRATION_BINS) -> list[dict]:
+    """For answers grouped by confidence: how confident on average, and how often right. The groups are
+    those `expected_calibration_error` averages over, so a chart of these rows shows that figure."""
+    confidence, correct, which = _confidence_bins(probabilities, y_true, bins)
     return [{"confidence": float(confidence[which == b].mean()), "accuracy": float(correct[which == b].mean()),
              "answers": int((which == b).sum())} for b in range(bins) if (which == b).any()]
 
@@ -211,24 +220,17 @@ def shipped_probabilities(model_path, images: np.ndarray, labels: np.ndarray) ->
     return probabilities.astype(np.float32)
 
 
-def expected_calibration_error(probabilities: np.ndarray, y_true: np.ndarray, bins: int = 15) -> float:
+def expected_calibration_error(probabilities: np.ndarray, y_true: np.ndarray,
+                               bins: int = CALIBRATION_BINS) -> float:
     """How far "% sure" is from "% right", averaged over answers: 0 for a perfectly honest model.
 
     Answers are grouped by confidence into equal-width bins; each bin's gap
     between mean confidence and accuracy counts by its share of the answers.
     """
-    probabilities = np.asarray(probabilities, np.float64)
     if not len(probabilities):
         return float("nan")
-    confidence = probabilities.max(axis=1)
-    correct = probabilities.argmax(axis=1) == np.asarray(y_true)
-    which = np.clip((confidence * bins).astype(int), 0, bins - 1)
-    gap = 0.0
-    for b in range(bins):
-        chosen = which == b
-        if chosen.any():
-            gap += chosen.mean() * abs(confidence[chosen].mean() - correct[chosen].mean())
-    return float(gap)
+    rows = calibration(probabilities, y_true, bins)
+    return float(sum(r["answers"] * abs(r["confidence"] - r["accuracy"]) for r in rows) / len(probabilities))
 
 
 def with_temperature(probabilities: np.ndarray, temperature: float) -> np.ndarray:

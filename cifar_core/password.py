@@ -32,6 +32,7 @@ class Verdict:
     ok: bool
     checked: bool = True    # False: refused unchecked, because the visitor (or the server) must wait
     wait_s: float = 0.0     # when refused: how long until the next guess is checked
+    busy: bool = False      # refused only for the server's pace: someone else's guess was checked just now
 
 
 @dataclass
@@ -50,7 +51,7 @@ class Guard:
             failures, not_before = self._failures.get(visitor, (0, 0.0))
             wait = max(not_before, self._next_check) - now
             if wait > 0:
-                return Verdict(False, checked=False, wait_s=wait)
+                return Verdict(False, checked=False, wait_s=wait, busy=not_before <= now)
             self._next_check = now + self.min_interval_s
             if matches(given, expected):
                 self._failures.pop(visitor, None)

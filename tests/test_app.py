@@ -59,6 +59,23 @@ def test_offline_the_app_says_so_once_and_uses_the_sample(offline):
     assert any("1,000 pictures" in c.value for c in at.caption)
 
 
+def test_an_unreadable_data_file_is_said_once_read_once_and_never_called_full(offline, tmp_path, monkeypatch):
+    from cifar_core import data
+    damaged = tmp_path / "cifar-10-python.tar.gz"
+    damaged.write_bytes(b"not an archive")
+    monkeypatch.setenv("CIFAR10_DATA", str(damaged))
+    reads = []
+    monkeypatch.setattr(data, "load", lambda *a, **k: reads.append(a) or (_ for _ in ()).throw(data.DataError("Damaged.")))
+    at = offline
+    at.run()
+    for page in ("app_pages/explore.py", "app_pages/home.py", "app_pages/explore.py"):
+        visit(at, page)
+        assert not any("Data: full CIFAR-10" in c.value for c in at.sidebar.caption)
+    assert [e.value for e in at.sidebar.error] == ["Damaged. Using the bundled sample instead."]
+    assert any("1,000 pictures" in c.value for c in at.caption)
+    assert len(reads) == 1, "a file found unreadable is not read again until it changes"
+
+
 def test_explore_lists_pages_of_pictures_and_filters_by_class(app):
     visit(app, "app_pages/explore.py")
     assert any("200 pictures, page 1 of 4" in c.value for c in app.caption)
@@ -198,6 +215,10 @@ def test_evaluate_page_shows_accuracy_and_the_per_class_table(app):
     assert app.metric[0].value.endswith("%")
     table = app.dataframe[0].value
     assert list(table["class"]) == list(CLASS_NAMES)
+    # In percent, as the accuracy above it: the classes' recalls average to it (the tiny data has 4 of each).
+    from app_pages import common
+    assert table["recall"].mean() == pytest.approx(float(app.metric[0].value.rstrip("%")), abs=0.05)
+    assert table["images"].sum() == len(common.loaded()[0].y_test)
     assert any("Train a model on the Train page" in c.value for c in app.caption)
 
 
@@ -280,7 +301,7 @@ def test_quiz_hard_mode_only_shows_mistakes_from_the_next_picture_on(app):
 def test_a_new_model_in_the_sidebar_starts_a_new_game(app):
     from cifar_core import board
     from prepared_runs import finished_run
-    finished_run("another model")
+    finished_run("**another** model")
     time.sleep(2 * board.TICK_S)     # pages show the server's snapshot, which catches up within a tick
     visit(app, "app_pages/quiz.py")
     app.button(key="quiz_cat").click().run()
@@ -288,6 +309,8 @@ def test_a_new_model_in_the_sidebar_starts_a_new_game(app):
     app.sidebar.selectbox[0].select(app.sidebar.selectbox[0].options[1]).run()
     assert not app.exception
     assert app.metric[0].value == "0 / 0" and app.metric[1].value == "0 / 0"   # no score mixes two models
+    assert app.toast[0].value.startswith("A new game against Run \\*\\*another\\*\\* model")   # as typed
+    assert app.metric[1].help.startswith("Run \\*\\*another\\*\\* model")
 
 
 def test_inside_page_without_then_with_a_picture_and_every_tab(app):

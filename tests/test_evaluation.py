@@ -54,6 +54,15 @@ def test_calibration_by_hand():
                     {"confidence": pytest.approx(0.95), "accuracy": 0.5, "answers": 2}]
 
 
+def test_the_calibration_error_is_read_off_the_chart_s_own_groups():
+    rng = np.random.default_rng(1)
+    probs, labels = rng.dirichlet(np.ones(10) * 0.4, 3000), rng.integers(0, 10, 3000)
+    rows = evaluation.calibration(probs, labels)
+    from_chart = sum(r["answers"] * abs(r["confidence"] - r["accuracy"]) for r in rows) / 3000
+    assert evaluation.expected_calibration_error(probs, labels) == pytest.approx(from_chart)
+    assert sum(r["answers"] for r in rows) == 3000 and len(rows) > 10     # 15 groups, most of them used
+
+
 def test_probabilities_are_cached_beside_the_model(tmp_path):
     model = tmp_path / "m.keras"
     model.write_bytes(b"weights")

@@ -49,7 +49,11 @@ def test_the_whole_server_checks_at_most_one_guess_a_second():
     guard = password.Guard(clock=clock)
     checked = sum(guard.check(f"visitor{i}", "guess", "right").checked for i in range(301))
     assert checked == 1          # 301 guesses from 301 "visitors" within the same second
-    clock.now += 1
+    clock.now += 0.5
+    waiting = guard.check("teacher", "right", "right")
+    assert not waiting.checked and waiting.busy, "held up by someone else's guess, not by the teacher's own"
+    assert not guard.check("visitor0", "guess", "right").busy     # held up by its own failure
+    clock.now += 0.5
     assert guard.check("teacher", "right", "right").ok     # someone else is not locked out for long
 
 
