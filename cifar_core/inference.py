@@ -59,6 +59,10 @@ MAX_JPEG_SCANS = 100         # each scan is a pass over the whole picture: a pho
 MAX_JPEG_SEGMENTS = 1_000    # Pillow reads each in Python; a real file has a few dozen
 MAX_JPEG_PADDING = 65_536    # bytes between segments before the first scan, which Pillow reads one at a time
                              # in Python (5 MB of them: 2 s); a real file has none, or a few 0xFF
+# Segments before the first scan that Pillow reads value by value in Python, or joins one to the last
+# (EXIF, quadratic): a real file has one frame header, up to four tables, one EXIF and one Photoshop block.
+# 300 frame headers of 64 KB each took 570 MB; 990 EXIF segments 6 s; 300 table segments 1.1 s.
+MAX_JPEG_PARSED = {"frame header": 1, "quantisation table segment": 8, "EXIF block": 4, "Photoshop block": 8}
 MAX_PNG_CHUNKS = 20_000      # Pillow reads each in Python; 20 MB in libpng's 8 KB chunks is 2,500
 MAX_PNG_INFLATED = 16        # compressed text and profile chunks, each inflated by Pillow to up to 1 MB
 MAX_GIF_BLOCKS = 10_000      # extension blocks before the first frame, each kept by Pillow as a Python object
@@ -116,12 +120,13 @@ def _too_complex(parts: str) -> ImageError:
 
 def _jpeg_scans(raw: bytes) -> int:
     """How many scans the first picture in a JPEG file has, counted from its markers; ImageError if
-    it has more than MAX_JPEG_SEGMENTS segments, MAX_JPEG_SCANS scans, or MAX_JPEG_PADDING bytes between
-    the segments before its first scan. A sequential picture (a baseline
+    it has more than MAX_JPEG_SEGMENTS segments, MAX_JPEG_SCANS scans, MAX_JPEG_PADDING bytes between
+    the segments before its first scan, or more of one kind of segment there than MAX_JPEG_PARSED allows. A sequential picture (a baseline
     frame, as cameras and phones write) whose first scan holds every colour is decoded in that one pass
     whatever follows (nothing after it is decoded), so its coded data is not walked: a 12-megapixel
     photo's holds some 10,000 0xFF bytes, 1.7 ms here."""
     scans, position, components, padding = 0, 2, None, 0
+    parsed = dict.fromkeys(MAX_JPEG_PARSED, 0)
     for _ in range(MAX_JPEG_SEGMENTS):
         marker = jpeg_progressive.MARKER.search(raw, position)
         if marker is None or marker[1] == b"\xd9":      # the end of the file, or of its first picture
@@ -130,6 +135,12 @@ def _jpeg_scans(raw: bytes) -> int:
             padding += marker.start() - position
             if padding > MAX_JPEG_PADDING:
                 raise _too_complex(f"more than {MAX_JPEG_PADDING:,} bytes of padding between its parts")
+            kind = _parsed_by_pillow(marker[1], raw[marker.end() + 2:marker.end() + 16])
+            if kind:
+                parsed[kind] += 1
+                limit = MAX_JPEG_PARSED[kind]
+                if parsed[kind] > limit:
+                    raise _too_complex(f"more than one {kind}" if limit == 1 else f"more than {limit} {kind}s")
         position = marker.end()
         if marker[1] in (b"\x01", b"\xd8"):             # markers without a length
             continue
@@ -143,6 +154,19 @@ def _jpeg_scans(raw: bytes) -> int:
                 raise _too_complex(f"more than {MAX_JPEG_SCANS} scans")
         position += int.from_bytes(raw[position:position + 2], "big")
     raise _too_complex(f"more than {MAX_JPEG_SEGMENTS:,} segments")
+
+
+def _parsed_by_pillow(marker: bytes, start: bytes) -> str | None:
+    """Which of MAX_JPEG_PARSED's kinds a segment is, from its marker byte and its first bytes."""
+    if marker[0] in range(0xC0, 0xD0) and marker not in (b"\xc4", b"\xc8", b"\xcc"):   # SOF0-15, not DHT/JPG/DAC
+        return "frame header"
+    if marker == b"\xdb":
+        return "quantisation table segment"
+    if marker == b"\xe1" and start.startswith(b"Exif\0\0"):
+        return "EXIF block"
+    if marker == b"\xed" and start.startswith(b"Photoshop 3.0\0"):
+        return "Photoshop block"
+    return None
 
 
 def _check_png(raw: bytes) -> None:
@@ -239,6 +263,8 @@ def _cost(image: Image.Image, raw: bytes, size: tuple[int, int], jpeg_scans: int
     pixels = width * height
     shrunk = pixels // max(1, min(width, height) // WORKING_SIZE) ** 2
     cost = pixels * _BYTES_PER_PIXEL.get(image.mode, 8) + shrunk * _SHRUNK_BYTES_PER_PIXEL
+    if _keyed(image):
+        cost += pixels * _BYTES_PER_PIXEL["RGBA"]     # its copy with an alpha channel, premultiplied to shrink
     codec = image.tile[0][0] if image.tile else None
     if image.format in ("JPEG", "MPO") and (image.info.get("progressive") or jpeg_scans > 1):
         # Progressive or otherwise in several scans: libjpeg holds every coefficient of the full-size
@@ -323,7 +349,8 @@ def _orientation(image: Image.Image) -> int:
 
 def _to_8bit(image: Image.Image) -> Image.Image:
     """A 16-bit or floating-point picture (scientific and medical ones, mostly) as 8-bit grey, its own
-    range stretched to 0-255; 65,536 pixels at a time, never a full-size float copy."""
+    range stretched to 0-255 (a flat one at its own level); 65,536 pixels at a time, never a full-size
+    float copy."""
     width, height = image.size
     step_x = min(width, 2**16)
     step_y = max(1, 2**16 // step_x)
@@ -335,7 +362,13 @@ def _to_8bit(image: Image.Image) -> Image.Image:
         values = values[np.isfinite(values)]                  # float pictures may hold NaN and infinities
         if values.size:
             low, high = min(low, values.min()), max(high, values.max())
-    scale = 255 / (high - low) if high > low else 0.0
+    if high > low:
+        scale = 255 / (high - low)
+    elif np.isfinite(low):      # one flat level keeps its brightness: a blank white page stays white
+        level = (low * 255 if 0 <= low <= 1 else low) if image.mode == "F" else low / 257   # 16 bits: 65,535 is white
+        low, scale = low - level, 1.0
+    else:                       # nothing but NaN and infinities
+        low, scale = 0.0, 0.0
     grey = np.empty((height, width), np.uint8)
     with np.errstate(invalid="ignore"):
         for x0, y0, x1, y1 in boxes:
@@ -363,6 +396,12 @@ def _palette_to_rgb(image: Image.Image, background: tuple[int, int, int]) -> Ima
     return image.convert("RGB")
 
 
+def _keyed(image: Image.Image) -> bool:
+    """Whether a grey, 1-bit or RGB picture names one colour as transparent, as PNG optimisers write an
+    RGBA picture whose pixels are either opaque or wholly transparent in one colour."""
+    return image.mode in ("1", "L", "RGB") and image.info.get("transparency") is not None
+
+
 def _averageable(image: Image.Image, background: tuple[int, int, int]) -> Image.Image:
     """The picture in a mode whose pixels can be averaged, so shrunk: palettes looked up, 1-bit as grey,
     16-bit and float as 8-bit grey, rarer modes as RGBA."""
@@ -370,6 +409,8 @@ def _averageable(image: Image.Image, background: tuple[int, int, int]) -> Image.
         return _to_8bit(image)
     if image.mode == "P":
         return _palette_to_rgb(image, background)
+    if _keyed(image):     # one colour stands for transparent (a PNG's tRNS): Pillow makes it an alpha channel
+        return image.convert("RGBA" if image.mode == "RGB" else "LA")
     if image.mode == "1":
         return image.convert("L")
     if image.mode not in _BYTES_PER_PIXEL:

@@ -195,6 +195,30 @@ def jpeg_padding() -> bytes:
     return raw[:scan] + b"\xff" * 15_000_000 + raw[scan:]
 
 
+def _before_the_scan(segment: bytes, times: int) -> bytes:
+    """A small JPEG with `segment` repeated `times` times just before its scan, where Pillow parses it."""
+    raw = _pillow(Image.radial_gradient("L").resize((64, 48)).convert("RGB"), "JPEG")
+    scan = raw.index(b"\xff\xda")
+    return raw[:scan] + segment * times + raw[scan:]
+
+
+def jpeg_many_frame_headers() -> bytes:
+    """300 frame headers of 64 KB each (19.7 MB): Pillow keeps a Python tuple for every 3 bytes, 570 MB."""
+    header = struct.pack(">BHHB", 8, 48, 64, 3)          # 8 bits, 48 x 64 pixels, 3 colours: then "their" entries
+    return _before_the_scan(_jpeg_segment(0xC0, header + b"\x01\x11\x00" * 21_840), 300)
+
+
+def jpeg_many_exif_blocks() -> bytes:
+    """990 EXIF segments of 20 KB: Pillow joins each to all the ones before it, seconds of the server."""
+    return _before_the_scan(_jpeg_segment(0xE1, b"Exif\0\0" + bytes(20_000)), 990)
+
+
+def jpeg_many_photoshop_blocks() -> bytes:
+    """300 Photoshop segments of 64 KB, each of 5,000 empty resources that Pillow reads one by one."""
+    resource = b"8BIM\x04\x04\x00\x00\x00\x00\x00\x00"
+    return _before_the_scan(_jpeg_segment(0xED, b"Photoshop 3.0\0" + resource * 5_400), 300)
+
+
 def jpeg_truncated() -> bytes:
     """A real photo-like JPEG cut in half."""
     raw = _pillow(Image.radial_gradient("L").resize((400, 300)).convert("RGB"), "JPEG")
@@ -393,7 +417,8 @@ def eps_ghostscript() -> bytes:
 BUILDERS = {f.__name__: f for f in [
     png_16bit_7000, png_rgba_7000, png_palette_7000, png_bomb_13000, png_text_bomb, png_many_chunks,
     jpeg_progressive_7000, jpeg_many_scans, jpeg_many_segments, jpeg_segments_after_the_scan, jpeg_huge_baseline,
-    jpeg_ff_run, jpeg_padding, jpeg_truncated, mpo_phone,
+    jpeg_ff_run, jpeg_padding, jpeg_many_frame_headers, jpeg_many_exif_blocks, jpeg_many_photoshop_blocks,
+    jpeg_truncated, mpo_phone,
     gif_screen_7000, gif_many_comments, bmp_rle8_7000, bmp_truncated_7000, webp_canvas_7000,
     tiff_rational_offsets, tiff_huge_tile, tiff_rgb48_4000, tiff_many_strips, tiff_float_nan, im_bad_size,
     eps_ghostscript,

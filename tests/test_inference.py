@@ -46,6 +46,27 @@ def test_sixteen_bit_images_keep_their_contrast():
     assert image.min() == 0 and image.max() == 255
 
 
+def test_a_flat_sixteen_bit_or_float_picture_keeps_its_level():
+    for level, shown in ((65535, 255), (32896, 128), (0, 0)):
+        flat = Image.frombytes("I;16", (16, 8), np.full((8, 16), level, "<u2").tobytes())
+        assert (np.asarray(inference.load_image(encode(flat, "PNG"))) == shown).all(), level
+    assert (np.asarray(inference.load_image(encode(Image.new("F", (16, 8), 0.75), "TIFF"))) == 191).all()
+
+
+def test_one_colour_named_transparent_takes_the_background():
+    """A PNG whose grey or RGB pixels are opaque but for one colour named in its tRNS chunk, as PNG
+    optimisers write an RGBA picture with nothing half transparent."""
+    blue = (0, 0, 255)
+    rgb = Image.new("RGB", (8, 4), (10, 20, 30))
+    rgb.paste((200, 0, 0), (0, 0, 4, 4))
+    pixels = np.asarray(inference.load_image(encode(rgb, "PNG", transparency=(10, 20, 30)), background=blue))
+    assert (pixels[:, :4] == (200, 0, 0)).all() and (pixels[:, 4:] == blue).all()
+    grey = Image.new("L", (8, 4), 0)
+    grey.paste(90, (0, 0, 4, 4))
+    pixels = np.asarray(inference.load_image(encode(grey, "PNG", transparency=0)))
+    assert (pixels[:, :4] == 90).all() and (pixels[:, 4:] == 255).all()
+
+
 def test_palette_transparency_becomes_white():
     source = Image.new("P", (10, 10), 1)
     source.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
@@ -205,6 +226,9 @@ def test_hostile_files_are_refused_for_what_they_are(hostile):
     assert "too large to decode here (7000 x 7000 pixels" in sentence("jpeg_progressive_7000")
     assert "more than 100 scans" in sentence("jpeg_many_scans")
     assert "bytes of padding" in sentence("jpeg_padding")
+    assert "more than one frame header" in sentence("jpeg_many_frame_headers")
+    assert "more than 4 EXIF blocks" in sentence("jpeg_many_exif_blocks")
+    assert "more than 8 Photoshop blocks" in sentence("jpeg_many_photoshop_blocks")
     assert "more than 20,000 chunks" in sentence("png_many_chunks")
     assert "run-length compressed BMP is too large" in sentence("bmp_rle8_7000")
     assert "damaged" in sentence("tiff_rational_offsets")
