@@ -70,14 +70,14 @@ def image_grid(images: np.ndarray, labels: np.ndarray, indices: np.ndarray, colu
         .configure_view(strokeWidth=0)
 
 
-def class_counts(labels: np.ndarray, title: str = "Images per class") -> alt.Chart:
+def class_counts(labels: np.ndarray, title: str = "Pictures per class") -> alt.Chart:
     counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(CLASS_NAMES))
-    frame = pd.DataFrame({"class": CLASS_NAMES, "images": counts})
+    frame = pd.DataFrame({"class": CLASS_NAMES, "pictures": counts})
     return alt.Chart(frame, title=title).mark_bar().encode(
         x=alt.X("class:N", sort=list(CLASS_NAMES), title=None),
-        y=alt.Y("images:Q", title="images"),
+        y=alt.Y("pictures:Q", title="pictures"),
         color=alt.Color("class:N", scale=CLASS_SCALE, legend=None),
-        tooltip=["class", "images"])
+        tooltip=["class", "pictures"])
 
 
 def channel_histograms(images: np.ndarray, bins: int = 64, title: str = "Pixel values per channel") -> alt.Chart:
@@ -223,7 +223,8 @@ def confusion(counts: np.ndarray, as_share: bool = False) -> alt.Chart:
     squares = base.mark_rect().encode(
         color=alt.Color("share:Q", scale=alt.Scale(scheme="blues", domain=[0, 1]), legend=None),
         stroke=alt.condition(cell, alt.value("#ff4b4b"), alt.value(None)), strokeWidth=alt.value(3),
-        tooltip=["true", "predicted", "images", alt.Tooltip("share:Q", format=".1%", title="% of the row")]
+        tooltip=["true", "predicted", alt.Tooltip("images:Q", title="pictures"),
+                 alt.Tooltip("share:Q", format=".1%", title="% of the row")]
     ).add_params(cell)
     numbers = base.mark_text(fontSize=11).encode(
         text="label:N" if as_share else "images:Q",
