@@ -121,10 +121,10 @@ def _too_complex(parts: str) -> ImageError:
 def _jpeg_scans(raw: bytes) -> int:
     """How many scans the first picture in a JPEG file has, counted from its markers; ImageError if
     it has more than MAX_JPEG_SEGMENTS segments, MAX_JPEG_SCANS scans, MAX_JPEG_PADDING bytes between
-    the segments before its first scan, or more of one kind of segment there than MAX_JPEG_PARSED allows. A sequential picture (a baseline
-    frame, as cameras and phones write) whose first scan holds every colour is decoded in that one pass
-    whatever follows (nothing after it is decoded), so its coded data is not walked: a 12-megapixel
-    photo's holds some 10,000 0xFF bytes, 1.7 ms here."""
+    the segments before its first scan, or more of one kind of segment there than MAX_JPEG_PARSED
+    allows. A sequential picture (a baseline frame, as cameras and phones write) whose first scan holds
+    every colour is decoded in that one pass whatever follows (nothing after it is decoded), so its
+    coded data is not walked: a 12-megapixel photo's holds some 10,000 0xFF bytes, 1.7 ms here."""
     scans, position, components, padding = 0, 2, None, 0
     parsed = dict.fromkeys(MAX_JPEG_PARSED, 0)
     for _ in range(MAX_JPEG_SEGMENTS):
