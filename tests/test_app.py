@@ -65,7 +65,11 @@ def test_an_unreadable_data_file_is_said_once_read_once_and_never_called_full(of
     damaged.write_bytes(b"not an archive")
     monkeypatch.setenv("CIFAR10_DATA", str(damaged))
     reads = []
-    monkeypatch.setattr(data, "load", lambda *a, **k: reads.append(a) or (_ for _ in ()).throw(data.DataError("Damaged.")))
+
+    def damaged_load(*args, **kwargs):
+        reads.append(args)
+        raise data.DataError("Damaged.")
+    monkeypatch.setattr(data, "load", damaged_load)
     at = offline
     at.run()
     for page in ("app_pages/explore.py", "app_pages/home.py", "app_pages/explore.py"):
