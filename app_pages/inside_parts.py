@@ -107,8 +107,8 @@ def closer_look(path, modified: float, model, found: list[np.ndarray]) -> None:
     big, best = st.columns(2)
     large = inside.map_images(block_maps, [channel], 320)[0]
     big.image(large, width=large.shape[1],
-              caption=f"Map {channel} of {title}, coloured on one scale for the whole block: yellow where the "
-                      "block's maps respond most, dark purple where least, so a weak map stays dark")
+              caption=f"Map {channel} of {title}: yellow where the block's maps respond most, dark purple where "
+                      "least (one scale for the whole block, so a weak map stays dark)")
     classes = ", ".join(CLASS_NAMES[test.y_test[int(r[0])]] for r in records[:len(crops)])
     grid = inside.mosaic(crops, size=96)
     best.image(grid, width=grid.shape[1], caption=f"The parts of test pictures that excite it most (of the first "
