@@ -20,16 +20,21 @@ against its tab alone, as every tab did before. An upload must say
 its size (every browser does): one that does not is refused (411), so the bytes
 in flight are known before they arrive. The refused file gets Streamlit's red
 mark in the browser, and the Predict page says in words what the mark means.
+Before it counts, it lets go of what sessions that are gone still hold
+(`let_go_of_departed`): Streamlit itself never does, once a closed tab's session
+has outlived the two minutes it is kept for a reconnect.
 """
 from __future__ import annotations
 
 import re
+import time
 from collections import Counter
 from collections.abc import Callable
 
 from app_pages.identity import token_in
 from cifar_core import settings
 
+LET_GO_EVERY_S = 30.0    # how often any request lets go of departed sessions' files (an upload always does)
 UPLOAD_PATH = re.compile(r"/_stcore/upload_file/(?P<session>[^/]+)/[^/]+$")
 
 # () -> {session id: (bytes that session holds, files that session holds)}, for every session holding any
@@ -49,6 +54,30 @@ def held_by_streamlit() -> dict[str, tuple[int, int]]:
     # let go of its browser's files (`let_go_of_uploads`) while this event loop thread counts them.
     return {sid: (sum(len(rec.data) for rec in records), len(records))
             for sid, files in list(storage.items()) for records in [list(files.values())]}
+
+
+def let_go_of_departed() -> None:
+    """Free what Streamlit keeps for browser sessions that are gone: their uploads and the pictures their
+    pages showed. A closed tab's session is kept two minutes for a reconnect, then dropped without being
+    shut down (Streamlit 1.67), and only its shutdown frees them: a class that uploaded photos and
+    closed its tabs held the server's whole upload budget until a restart. Call it on the server's event
+    loop, where Streamlit keeps and drops its sessions."""
+    from streamlit.runtime import Runtime
+    if not Runtime.exists():
+        return
+    runtime = Runtime.instance()
+    sessions = getattr(runtime, "_session_mgr", None)
+    if sessions is None or not hasattr(sessions, "get_session_info"):
+        return      # another Streamlit: it may free them itself, and this cannot tell who is gone
+    uploads, media = runtime.uploaded_file_mgr, runtime.media_file_mgr
+    holding = set(getattr(uploads, "file_storage", None) or ()) | set(
+        getattr(media, "_files_by_session_and_coord", None) or ())
+    departed = [sid for sid in holding if sessions.get_session_info(sid) is None]
+    for sid in departed:
+        uploads.remove_session_files(sid)
+        media.clear_session_refs(sid)
+    if departed:
+        media.remove_orphaned_files()
 
 
 def let_go_of_uploads() -> None:
@@ -73,9 +102,11 @@ def _refuse(status: int, sentence: str):
 class UploadBudget:
     """ASGI middleware: refuse an upload that would take a session or the server past its budget."""
 
-    def __init__(self, app, held: Held = held_by_streamlit):
+    def __init__(self, app, held: Held = held_by_streamlit, let_go: Callable[[], None] = let_go_of_departed):
         self.app = app
         self.held = held
+        self.let_go = let_go
+        self.let_go_at = 0.0                       # when departed sessions' files were last let go
         self.arriving: Counter[str] = Counter()     # bytes of uploads being received, by session
         self.arriving_files: Counter[str] = Counter()    # uploads being received, by session
         self.browser_of: dict[str, str] = {}       # session -> the browser that uploaded to it (its cookie)
@@ -90,7 +121,11 @@ class UploadBudget:
 
     async def __call__(self, scope, receive, send):
         match = UPLOAD_PATH.search(scope.get("path", "")) if scope["type"] == "http" else None
-        if match is None or scope["method"] != "PUT":
+        upload = match is not None and scope["method"] == "PUT"
+        if upload or time.monotonic() - self.let_go_at > LET_GO_EVERY_S:   # every upload counts only the living
+            self.let_go_at = time.monotonic()
+            self.let_go()
+        if not upload:
             await self.app(scope, receive, send)
             return
         session = match["session"]

@@ -179,3 +179,44 @@ def test_a_tab_that_let_go_of_its_uploads_no_longer_counts_or_is_remembered():
     del kept["tab 1"]                                 # that tab left the Predict page
     assert put(budget, "tab 2", 6 * MB, browser="student") == (None, "")
     assert set(budget.browser_of) == {"tab 2"}
+
+
+def test_sessions_that_are_gone_let_go_of_their_uploads_and_pictures(monkeypatch):
+    """Streamlit keeps a closed tab's session two minutes for a reconnect, then drops it without the
+    shutdown that frees its files. Its own upload and media managers here, with three sessions: one
+    open, one kept for a reconnect, one gone."""
+    from streamlit.runtime import Runtime, media_file_manager
+    from streamlit.runtime.media_file_manager import MediaFileManager
+    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+    from streamlit.runtime.memory_uploaded_file_manager import MemoryUploadedFileManager
+    from streamlit.runtime.uploaded_file_manager import UploadedFileRec
+
+    from app_pages.upload_budget import let_go_of_departed
+
+    class Sessions:
+        def get_session_info(self, sid):
+            return object() if sid in ("open", "kept for a reconnect") else None
+
+    class FakeRuntime:
+        _session_mgr = Sessions()
+        uploaded_file_mgr = MemoryUploadedFileManager("/_stcore/upload_file")
+        media_file_mgr = MediaFileManager(MemoryMediaFileStorage("/media"))
+
+    runtime = FakeRuntime()
+    monkeypatch.setattr(Runtime, "exists", staticmethod(lambda: True))
+    monkeypatch.setattr(Runtime, "instance", staticmethod(lambda: runtime))
+    for sid in ("open", "kept for a reconnect", "gone"):
+        runtime.uploaded_file_mgr.add_file(sid, UploadedFileRec(f"{sid}-photo", "photo.jpg", "image/jpeg",
+                                                                bytes(MB)))
+        monkeypatch.setattr(media_file_manager, "_get_session_id", lambda sid=sid: sid)
+        runtime.media_file_mgr.add(sid.encode() * 1000, "image/png", "1.(2).3")
+    assert set(held_by_streamlit()) == {"open", "kept for a reconnect", "gone"}
+    let_go_of_departed()
+    assert set(held_by_streamlit()) == {"open", "kept for a reconnect"}
+    assert len(runtime.media_file_mgr._file_metadata) == 2      # the gone session's picture is deleted
+
+    # The budget lets go of them before it counts an upload: the gone tab's megabyte no longer counts.
+    calls = []
+    budget = UploadBudget(None, held=held_by_streamlit, let_go=lambda: calls.append(1))
+    put(budget, "open", MB)
+    assert calls == [1]
