@@ -415,6 +415,10 @@ def teacher_tools() -> None:
         st.caption("Cancels every waiting run, stops every running one and deletes every ended one, "
                    "whoever started it. Downloaded models and reports are not affected.")
         if st.button("Clear all runs", type="primary", key="train_clear_all"):
-            cleared = runs.clear(admin=common.is_teacher())
-            st.toast(f"Cleared {evaluation.counted(cleared, 'run')}.")
-            st.rerun()
+            try:
+                cleared = runs.clear(admin=common.is_teacher())
+            except runs.RunError as e:     # the runs folder busy for long, or the disk full: a sentence
+                st.error(str(e))
+            else:
+                st.toast(f"Cleared {evaluation.counted(cleared, 'run')}.")
+                st.rerun()

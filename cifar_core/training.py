@@ -181,6 +181,14 @@ def build_model(config: TrainConfig, x_train: np.ndarray, precision: str):
     return model
 
 
+def _let_go_of_starting_copy(config: TrainConfig, run_dir: str | os.PathLike) -> None:
+    """Delete the run's own copy of the model it goes on from (`runs.create` makes it, so that the parent
+    run may be deleted meanwhile) once its weights are in the network: up to 15 MB a run, kept for as
+    long as the run was. A model given from elsewhere (the command line's) is never touched."""
+    if config.initial_model and Path(config.initial_model).parent == Path(run_dir):
+        Path(config.initial_model).unlink(missing_ok=True)
+
+
 def train(config: TrainConfig, run_dir: str | os.PathLike, dataset: cifar_data.Cifar10 | None = None,
           progress=None, networks: WarmNetworks | None = None) -> str:
     """Train as `config` says, writing everything into `run_dir`. Returns the final state.
@@ -232,6 +240,7 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, dataset: cifar_data.C
                 (x_train[:config.batch_size], recipe.one_hot(y_train[:config.batch_size]))
             model = networks.training(WarmNetworks.recipe(config, precision, total_steps),
                                       build_model(config, x_train, precision), compile, sample)
+        _let_go_of_starting_copy(config, run_dir)
         export_model = networks.saving(lambda: _served(models.build(config.arch)))
         board = tensorboard_log.writer(run_dir, config, steps_per_epoch, total_steps)
 

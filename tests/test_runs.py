@@ -4,6 +4,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -141,6 +142,7 @@ def test_a_finished_run_can_be_continued_from_its_checkpoint(tiny_env):
     assert more.config["initial_model"].startswith(str(more.path))   # its own copy of the checkpoint
     wait_for(lambda: runs.get(more.id).state == "finished", what="the continued run")
     assert len([m for m in runs.get(more.id).metrics() if m["kind"] == "epoch"]) == 2
+    assert not Path(more.config["initial_model"]).exists(), "the copy it started from is let go once loaded"
     queued = runs.create(small(epochs=1))
     with pytest.raises(runs.RunError, match="Only a finished or stopped run"):
         runs.continue_run(queued.id, 2)

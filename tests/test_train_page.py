@@ -223,3 +223,16 @@ def test_a_teachers_pause_is_a_toggle_and_students_are_told_why_they_cannot_star
     assert any("The teacher has paused new runs for now" in e.value for e in student.error)
     next(t for t in at.toggle if t.key == "train_hold").set_value(False).run()
     assert not runs.starts_on_hold()
+
+
+def test_clearing_every_run_when_the_runs_folder_cannot_be_changed_says_so_in_a_sentence(page, monkeypatch):
+    at = page()
+    as_teacher(at, monkeypatch)
+    at.run()
+
+    def busy(admin):
+        raise runs.RunError("The runs folder is busy just now; try again in a moment.")
+    monkeypatch.setattr(runs, "clear", busy)
+    at.button(key="train_clear_all").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert [e.value for e in at.error] == ["The runs folder is busy just now; try again in a moment."]
