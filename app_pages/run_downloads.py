@@ -12,9 +12,11 @@ and nine cancelled downloads, and the server's memory grew by 86-137 MB meanwhil
 `GET <any path>/runs/<run id>/model.keras` with the file streamed from disk in
 Starlette's 64 KB pieces (`FileResponse`), and `.../runs/<run id>/report.html`
 with the run's report (`report.html`, made on a worker thread), each named after
-the run. Reports are made one at a time: each costs up to a second of a core
+the run. Reports are made one at a time, with at most MAX_REPORTS_WAITING asked
+for at once (past it, "try again" with a 503): each costs up to a second of a core
 (drawing its curves), and a script asking for one run's report after another must
-not take both of the server's cores from everyone else. The run is looked up by
+neither take both of the server's cores from everyone else nor line up minutes of
+work ahead of a student's own report. The run is looked up by
 `runs.get`, which accepts only a run's own directory name, so a request never
 names any other file. Every visitor sees every
 run on the Train page, so a run's address gives away nothing the page does not.
@@ -70,14 +72,27 @@ class RunDownloads:
         await (await _response(run, found["file"], self.reports))(scope, receive, send)
 
 
+MAX_REPORTS_WAITING = 8     # reports asked for and not yet made: past it, "try again" (a second of a core each)
+_reports_asked = [0]        # this server's, made or waiting now (one event loop: no lock needed)
+
+
 async def _response(run: runs.Run | None, file: str, reports: anyio.CapacityLimiter) -> Response:
     headers = {"cache-control": "no-store"}      # a running run's model and report change
     if file == "model.keras" and run is not None and run.model_path is not None:
         return FileResponse(run.model_path, media_type="application/octet-stream",
                             filename=f"{file_name(run)}.keras", headers=headers)
     if file == "report.html" and run is not None:
+        # One at a time, and only a few waiting: a script's thousand requests, each dropped as soon as sent,
+        # were all made anyway, one after another, and a student's own report waited behind them all.
+        if _reports_asked[0] >= MAX_REPORTS_WAITING:
+            return Response("Reports are being made for others just now; please try again in a few seconds.\n",
+                            status_code=503, media_type="text/plain; charset=utf-8", headers={"retry-after": "5"})
         from cifar_core import report     # charts and their drawing: only once a report is asked for
-        body = await anyio.to_thread.run_sync(report.html, run, limiter=reports)
+        _reports_asked[0] += 1            # counted before the first await: requests arriving together see it
+        try:
+            body = await anyio.to_thread.run_sync(report.html, run, limiter=reports)
+        finally:
+            _reports_asked[0] -= 1
         headers["content-disposition"] = f'attachment; filename="{file_name(run)}.html"'
         return Response(body, media_type="text/html; charset=utf-8", headers=headers)
     what = "model" if file == "model.keras" else "report"

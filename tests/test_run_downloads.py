@@ -5,7 +5,7 @@ import asyncio
 
 import pytest
 
-from app_pages.run_downloads import RunDownloads, address
+from app_pages.run_downloads import MAX_REPORTS_WAITING, RunDownloads, address
 from cifar_core import rundir, runs
 from cifar_core.config import TrainConfig
 
@@ -106,9 +106,13 @@ def test_reports_are_made_one_at_a_time(trained, monkeypatch):
         scope = {"type": "http", "method": "GET", "path": "/" + address(trained.id, "report.html"), "headers": []}
         await middleware(scope, None, send)
 
-    async def three_at_once():
-        answers = [[], [], []]
+    async def at_once(n):
+        answers = [[] for _ in range(n)]
         await asyncio.gather(*(ask(a) for a in answers))
-        return answers
-    answers = asyncio.run(three_at_once())
-    assert most[0] == 1 and all(a[0]["status"] == 200 for a in answers)
+        return [a[0]["status"] for a in answers]
+    assert asyncio.run(at_once(3)) == [200] * 3 and most[0] == 1
+    # A flood waits in a short line only: the rest are told to try again, and nothing is made for them.
+    made = []
+    monkeypatch.setattr(report, "html", lambda run: made.append(slow(run)) or made[-1])
+    statuses = asyncio.run(at_once(30))
+    assert statuses.count(200) == len(made) == MAX_REPORTS_WAITING and statuses.count(503) == 30 - len(made)
