@@ -76,15 +76,18 @@ class StaticAssets:
         if asset is None:
             asset = self.kept[name] = _load(self.files[name])
         headers = dict(scope["headers"])
-        if headers.get(b"if-none-match") == asset.etag:
+        zipped = asset.gzipped is not None and b"gzip" in headers.get(b"accept-encoding", b"")
+        # Each form its own tag, as HTTP asks of a strong one: a shared cache never answers a client that
+        # takes no gzip with the gzipped bytes because their tags matched.
+        etag = asset.etag[:-1] + b'-gz"' if zipped else asset.etag
+        if headers.get(b"if-none-match") == etag:
             await send({"type": "http.response.start", "status": 304,
-                        "headers": [(b"etag", asset.etag), (b"cache-control", IMMUTABLE)]})
+                        "headers": [(b"etag", etag), (b"cache-control", IMMUTABLE), (b"vary", b"accept-encoding")]})
             await send({"type": "http.response.body", "body": b""})
             return
-        zipped = asset.gzipped is not None and b"gzip" in headers.get(b"accept-encoding", b"")
         body = asset.gzipped if zipped else asset.body
         sent = [(b"content-type", asset.content_type), (b"content-length", str(len(body)).encode()),
-                (b"cache-control", IMMUTABLE), (b"etag", asset.etag), (b"vary", b"accept-encoding")]
+                (b"cache-control", IMMUTABLE), (b"etag", etag), (b"vary", b"accept-encoding")]
         if zipped:
             sent.append((b"content-encoding", b"gzip"))
         await send({"type": "http.response.start", "status": 200, "headers": sent})

@@ -57,6 +57,13 @@ def test_a_script_comes_gzipped_once_with_its_year_long_cache(folder):
     # The browser's copy is still good: nothing is sent again.
     status, _, body = request(assets, "/static/js/index.abc123.js", headers=[(b"if-none-match", headers[b"etag"])])
     assert status == 304 and body == b""
+    # The gzipped form has a tag of its own: the plain one's does not stand for it, nor it for the plain one.
+    status, zipped, _ = request(assets, "/static/js/index.abc123.js", headers=[(b"accept-encoding", b"gzip")])
+    assert zipped[b"etag"] != headers[b"etag"]
+    assert request(assets, "/static/js/index.abc123.js", headers=[(b"if-none-match", zipped[b"etag"])])[0] == 200
+    status, again, _ = request(assets, "/static/js/index.abc123.js",
+                               headers=[(b"accept-encoding", b"gzip"), (b"if-none-match", zipped[b"etag"])])
+    assert status == 304 and again[b"vary"] == b"accept-encoding"
 
 
 def test_a_packed_font_is_sent_as_it_is(folder):
