@@ -3,9 +3,10 @@
 One `Guard` per server process serves every visitor. After each wrong
 password the same visitor must wait twice as long as before (1 s, 2 s,
 4 s... at most 5 minutes) before the next guess is even checked, and the
-whole server checks at most one guess per second whoever sends it, so
-guessing by brute force is hopeless while the teacher, who types it right,
-never waits. Nothing here logs or keeps a guess.
+whole server checks at most one guess per second whoever sends it, and
+one every 30 seconds once 30 wrong ones came within an hour: a script gets
+under 3,000 guesses a day, hopeless against a password of ten or more
+characters that is not a word. Nothing here logs or keeps a guess.
 
 That server-wide pace is also something a script can hold up: a wrong guess
 every second keeps everyone else's waiting. So a browser where the password
@@ -19,6 +20,7 @@ from __future__ import annotations
 import hmac
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 
@@ -40,8 +42,15 @@ class Guard:
     first_delay_s: float = 1.0
     max_delay_s: float = 300.0
     min_interval_s: float = 1.0          # across all visitors
+    # A visitor is a cookie, and a script without one is a new visitor on every connection, so its own
+    # delays never grow: past this many wrong guesses within the window, from anyone, the whole server
+    # checks one guess every flood_interval_s. A script then gets under 3,000 a day, not 86,400.
+    flood_failures: int = 30
+    flood_window_s: float = 3600.0
+    flood_interval_s: float = 30.0
     clock: callable = time.monotonic
     _failures: dict = field(default_factory=dict)     # visitor -> (failures so far, not before)
+    _recent: deque = field(default_factory=deque)     # when the latest wrong guesses came, anyone's
     _next_check: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -56,6 +65,12 @@ class Guard:
             if matches(given, expected):
                 self._failures.pop(visitor, None)
                 return Verdict(True)
+            self._recent.append(now)
+            while self._recent and (self._recent[0] < now - self.flood_window_s
+                                    or len(self._recent) > self.flood_failures):
+                self._recent.popleft()
+            if len(self._recent) >= self.flood_failures:
+                self._next_check = now + self.flood_interval_s
             delay = min(self.max_delay_s, self.first_delay_s * 2 ** failures)
             self._failures[visitor] = (failures + 1, now + delay)
             if len(self._failures) > 10_000:      # bounded memory: forget the oldest visitors

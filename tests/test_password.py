@@ -80,3 +80,16 @@ def test_an_unlocked_browser_stays_so_for_the_day_until_locked_and_the_oldest_ar
     for name in ("a", "b", "c", "d"):
         unlocked.add(name)
     assert [unlocked.holds(n) for n in "abcd"] == [False, True, True, True]
+
+
+def test_a_flood_of_wrong_guesses_from_fresh_visitors_slows_the_whole_server():
+    """A script without a cookie is a new visitor on every connection: its own delays never grow."""
+    clock = Clock()
+    guard = password.Guard(clock=clock)
+    checked = 0
+    for second in range(3600):                  # an hour, a fresh visitor's wrong guess every second
+        checked += guard.check(f"fresh{second}", "guess", "right").checked
+        clock.now += 1
+    assert checked <= 30 + 3600 / 30, checked   # 30 at a guess a second, then one every 30 s
+    clock.now += 30
+    assert guard.check("teacher", "right", "right").ok
