@@ -315,7 +315,7 @@ def teacher_login() -> None:
             st.rerun()
         wait = f"{math.ceil(verdict.wait_s):.0f} s"     # never "0 s" for a wait still to come
         if verdict.busy:
-            st.error(f"Someone else tried a password just now, and this server checks one a second: please try "
+            st.error(f"Someone else tried a password just now, and this server checks one at a time: please try "
                      f"again in {wait}.")
         elif not verdict.checked:
             st.error(f"Too many tries: please wait {wait} before the next one.")
