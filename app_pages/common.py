@@ -2,7 +2,7 @@
 
 The data set and models are cached with st.cache_resource: one read-only copy
 per server process, shared by every browser session. The choice of model is
-the one piece of per-session state, kept under a single key.
+the one piece of per-session state, kept by the model's key (`model_box`).
 """
 from __future__ import annotations
 
@@ -149,9 +149,10 @@ def model_box(title: str, box: str, choices: list[ModelChoice], default: ModelCh
     """A box listing `choices` that keeps the visitor's pick by the model's key, never by its label.
 
     A selectbox's value travels between browser and server as the text it shows, and a label can pass
-    from one model to another (a classmate's run of the same name and accuracy takes the plain label,
-    ours gains its id). So the box is set to the kept pick's label on every run, and a new pick is read
-    back in its callback against the labels the visitor saw. `then(key)` follows a visitor's own pick."""
+    from one model to another (of two runs of one name and accuracy, the newer is told apart by its id;
+    once the older is deleted, the newer takes the plain label). So the box is set to the kept pick's
+    label on every run, and a new pick is read back in its callback against the labels the visitor saw.
+    `then(key)` follows a visitor's own pick."""
     choice = picked(box, choices, default)
     keys = {c.label: c.key for c in choices}
     st.session_state[box] = choice.label
