@@ -68,8 +68,11 @@ def dataset() -> data.Cifar10:
     """`loaded()` for a page: call once per page, it says in the sidebar when the data could not be read."""
     known = data_problem(data.locate())
     cifar, problem = loaded()
-    if problem and not known:
-        st.rerun()     # found unreadable just now, after the sidebar called it the full data set: draw again
+    if problem and not known and not st.session_state.get("data_redrawn"):
+        # Found unreadable just now, after the sidebar called it the full data set: draw again, once (a
+        # file still being copied in is a new one on every look).
+        st.session_state["data_redrawn"] = True
+        st.rerun()
     if problem:
         st.sidebar.error(problem)
     return cifar
