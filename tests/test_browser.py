@@ -33,14 +33,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def streamlit_app(data: Path, runs_dir: Path, startup_s: float = 90):
-    """`streamlit run app.py` on a free port, as a user starts it, on `data` with its own runs folder:
-    yields its address, and ends it afterwards."""
+def streamlit_app(data: Path, runs_dir: Path, startup_s: float = 90, options: tuple[str, ...] = ()):
+    """`streamlit run app.py` on a free port, as a user starts it, on `data` with its own runs folder
+    (and Streamlit's command-line `options`): yields its address, and ends it afterwards."""
     port = free_port()
     env = {**os.environ, "CIFAR10_DATA": str(data), "CIFAR_RUNS_DIR": str(runs_dir), "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-         "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+         "--server.headless", "true", "--browser.gatherUsageStats", "false", *options],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + startup_s

@@ -375,6 +375,31 @@ def test_leaving_the_predict_page_lets_go_of_the_uploads(sized_page, server, tmp
     no_exceptions(page)
 
 
+@pytest.fixture(scope="module")
+def forgetful_server(tiny_archive, tmp_path_factory):
+    """The app with a closed tab's session kept 2 s for a reconnect, not Streamlit's 120."""
+    with streamlit_app(tiny_archive, tmp_path_factory.mktemp("runs"),
+                       options=("--server.disconnectedSessionTTL", "2")) as url:
+        yield url
+
+
+def test_a_closed_tabs_uploads_are_let_go_once_its_session_is_gone(sized_page, forgetful_server, tmp_path):  # noqa: F811
+    """Streamlit drops a closed tab's session once the time it keeps it for a reconnect is up, without
+    freeing its uploads: 24 MB kept by a closed tab, then 24 MB more in a new tab of the same browser,
+    would be past the 30 MB a browser may hold for as long as the server ran."""
+    files, context, page = holding_two_of_four(sized_page, forgetful_server, tmp_path)
+    page.goto("about:blank")      # the tab leaves the app: its session is closed, as when it is shut
+    time.sleep(4)                 # past the 2 s the closed tab's session is kept for
+    second = context.new_page()
+    open_page(second, forgetful_server, "predict")
+    upload(second, *files[2:])
+    second.wait_for_function("document.querySelectorAll('[data-testid=stFileChip]').length == 2")
+    second.get_by_text(f"{files[2].name}: This file is not a picture").first.wait_for()   # it reached the page
+    second.wait_for_timeout(1000)
+    assert second.locator("[data-testid=stFileChip][aria-invalid=true]").count() == 0
+    no_exceptions(second)
+
+
 def overlaps(a, b) -> bool:
     return min(a["x"] + a["width"], b["x"] + b["width"]) > max(a["x"], b["x"]) and \
         min(a["y"] + a["height"], b["y"] + b["height"]) > max(a["y"], b["y"])
