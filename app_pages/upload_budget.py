@@ -20,7 +20,8 @@ against its tab alone, as every tab did before. An upload must say
 its size (every browser does): one that does not is refused (411), so the bytes
 in flight are known before they arrive. The refused file gets Streamlit's red
 mark in the browser, and the Predict page says in words what the mark means.
-Before it counts, it lets go of what sessions that are gone still hold
+An upload that then sends nothing for UPLOAD_IDLE_S is given up, and its room
+freed. Before it counts, it lets go of what sessions that are gone still hold
 (`let_go_of_departed`): Streamlit itself never does, once a closed tab's session
 has outlived the two minutes it is kept for a reconnect.
 """
@@ -30,6 +31,9 @@ import re
 import time
 from collections import Counter
 from collections.abc import Callable
+
+import anyio
+from starlette.requests import ClientDisconnect
 
 from app_pages.identity import token_in
 from cifar_core import settings
@@ -90,6 +94,20 @@ def let_go_of_uploads() -> None:
     context = get_script_run_ctx()
     if context is not None and Runtime.exists():
         Runtime.instance().uploaded_file_mgr.remove_session_files(context.session_id)
+
+
+UPLOAD_IDLE_S = 30.0     # an upload that sends nothing for this long is given up: its place in the budget freed
+
+
+def _given_up_when_idle(receive):
+    """`receive` for an upload, which ends it as if the browser had left once nothing has come for
+    UPLOAD_IDLE_S: an upload is counted at its full size from its first byte, so one that said 25 MB
+    and then sent nothing held that much of the server's budget for as long as its connection lasted."""
+    async def receive_or_give_up():
+        with anyio.move_on_after(UPLOAD_IDLE_S):
+            return await receive()
+        return {"type": "http.disconnect"}
+    return receive_or_give_up
 
 
 def _refuse(status: int, sentence: str):
@@ -159,7 +177,9 @@ class UploadBudget:
         self.arriving[session] += size
         self.arriving_files[session] += 1
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, _given_up_when_idle(receive), send)
+        except ClientDisconnect:     # given up here, or the browser left: no one to answer, nothing to log
+            pass
         finally:
             self.arriving[session] -= size
             self.arriving_files[session] -= 1

@@ -220,3 +220,27 @@ def test_sessions_that_are_gone_let_go_of_their_uploads_and_pictures(monkeypatch
     budget = UploadBudget(None, held=held_by_streamlit, let_go=lambda: calls.append(1))
     put(budget, "open", MB)
     assert calls == [1]
+
+
+def test_an_upload_that_sends_nothing_is_given_up_and_its_room_freed(monkeypatch):
+    """An upload is counted at the size it says from its first byte: one that says 25 MB and sends
+    nothing more must not hold that room for as long as its connection lasts."""
+    from app_pages import upload_budget
+    monkeypatch.setattr(upload_budget, "UPLOAD_IDLE_S", 0.2)
+    budget = UploadBudget(None, held=lambda: {})
+    seen = []
+
+    async def streamlit(scope, receive, send):       # reads the body as Starlette does, until it ends
+        from starlette.requests import Request
+        async for _ in Request(scope, receive).stream():
+            pass
+        seen.append("read it all")
+
+    async def silent():
+        await asyncio.Event().wait()                 # the connection stays open, and nothing comes
+
+    budget.app = streamlit
+    scope = {"type": "http", "method": "PUT", "path": "/_stcore/upload_file/s1/f1",
+             "headers": [(b"content-length", str(25 * MB).encode())]}
+    asyncio.run(asyncio.wait_for(budget(scope, silent, None), 5))     # given up: no error, nothing read
+    assert seen == [] and not budget.arriving
