@@ -338,13 +338,31 @@ def _decode(image: Image.Image, raw: bytes, size: tuple[int, int], jpeg_scans: i
 
 def _orientation(image: Image.Image) -> int:
     """The EXIF orientation, 1 for upright. Pillow reads EXIF entries one by one in Python, so a block
-    bigger than a JPEG's (64 KB) is not read; a damaged one costs the picture only its orientation."""
-    if len(image.info.get("exif") or b"") > 65_536:
-        return 1
+    bigger than a JPEG's (64 KB) is read here, its first directory alone; a damaged one costs the
+    picture only its orientation."""
+    exif = image.info.get("exif") or b""
+    if len(exif) > 65_536:
+        return _first_directory_orientation(exif)
     try:
         return int(image.getexif().get(0x0112, 1))
     except Exception:
         return 1
+
+
+def _first_directory_orientation(exif: bytes) -> int:
+    """The orientation tag (0x0112, a SHORT) of an EXIF block's first directory, where it always is."""
+    tiff = exif[6:] if exif.startswith(b"Exif\0\0") else exif
+    order = {b"II": "<", b"MM": ">"}.get(tiff[:2])
+    try:
+        (start,) = struct.unpack_from(order + "I", tiff, 4)
+        (entries,) = struct.unpack_from(order + "H", tiff, start)
+        for i in range(min(entries, 1_000)):
+            tag, kind, _, value = struct.unpack_from(order + "HHIH", tiff, start + 2 + 12 * i)
+            if tag == 0x0112:
+                return value if kind == 3 else 1
+    except (TypeError, struct.error):      # no byte order, or a directory past the block's end
+        pass
+    return 1
 
 
 def _to_8bit(image: Image.Image) -> Image.Image:

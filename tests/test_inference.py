@@ -84,6 +84,27 @@ def test_exif_orientation_is_applied():
     assert image.size == (30, 40)
 
 
+def test_exif_orientation_is_applied_from_a_block_too_big_for_pillow_to_read():
+    """A WebP's EXIF may be larger than a JPEG's 64 KB; its orientation is still read, in either byte order."""
+    source = gradient(40, 30)
+    for order in ("<", ">"):
+        exif = Image.Exif()
+        exif[0x0112] = 6
+        exif[0x010E] = "x" * 70_000            # a long description: 70 KB of EXIF
+        raw = exif.tobytes()
+        if order == ">":                       # the same directory written big-endian, as some cameras do
+            raw = _big_endian_orientation_six(70_000)
+        assert len(raw) > 65_536
+        assert inference.load_image(encode(source, "WEBP", exif=raw)).size == (30, 40), order
+
+
+def _big_endian_orientation_six(padding: int) -> bytes:
+    """A big-endian EXIF block: one directory holding the orientation (6) and a long description."""
+    import struct
+    entries = struct.pack(">HHIHH", 0x0112, 3, 1, 6, 0) + struct.pack(">HHII", 0x010E, 2, padding, 8 + 2 + 24 + 4)
+    return b"Exif\0\0MM\0*" + struct.pack(">I", 8) + struct.pack(">H", 2) + entries + bytes(4) + b"x" * padding
+
+
 def test_animated_gif_uses_the_first_frame():
     frames = [Image.new("RGB", (8, 8), c) for c in ((255, 0, 0), (0, 0, 255))]
     raw = encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100)
