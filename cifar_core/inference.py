@@ -141,6 +141,10 @@ def _jpeg_scans(raw: bytes) -> int:
                 limit = MAX_JPEG_PARSED[kind]
                 if parsed[kind] > limit:
                     raise _too_complex(f"more than one {kind}" if limit == 1 else f"more than {limit} {kind}s")
+                if kind == "frame header" and raw[marker.end() + 2:marker.end() + 3] not in (b"\x08", b""):
+                    # Pillow opens 8-bit JPEGs only, and would call this one "not a format we can read".
+                    raise ImageError("This JPEG has more than 8 bits a colour, as medical and scientific cameras "
+                                     "write, and cannot be read here; please save it as an ordinary JPEG or a PNG.")
         position = marker.end()
         if marker[1] in (b"\x01", b"\xd8"):             # markers without a length
             continue

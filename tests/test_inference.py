@@ -105,6 +105,14 @@ def _big_endian_orientation_six(padding: int) -> bytes:
     return b"Exif\0\0MM\0*" + struct.pack(">I", 8) + struct.pack(">H", 2) + entries + bytes(4) + b"x" * padding
 
 
+def test_a_twelve_bit_jpeg_is_refused_as_what_it_is():
+    raw = bytearray(encode(gradient(40, 30), "JPEG"))
+    frame = raw.index(b"\xff\xc0")
+    raw[frame + 4] = 12                          # the frame's precision: 12 bits a sample
+    with pytest.raises(ImageError, match="more than 8 bits a colour"):
+        inference.load_image(bytes(raw))
+
+
 def test_animated_gif_uses_the_first_frame():
     frames = [Image.new("RGB", (8, 8), c) for c in ((255, 0, 0), (0, 0, 255))]
     raw = encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100)
