@@ -179,12 +179,14 @@ def list_runs() -> list[Run]:
     return _all()[::-1]
 
 
-def create(config: TrainConfig, owner: str = "", takes_turns: bool = False) -> Run:
+def create(config: TrainConfig, owner: str = "", takes_turns: bool = False, history_from: Path | None = None
+           ) -> Run:
     """Write a queued run directory for `config` (validated first); does not start it. `takes_turns`:
     a visitor's run, which trains for at most CIFAR_RUN_TURN_MINUTES while someone else's run waits.
 
-    A checkpoint to continue from is copied in, so the run does not depend on
-    another run's folder surviving until it starts.
+    A checkpoint to continue from is copied in, and the snapshots of the run in `history_from` shared
+    (`snapshots.share_history`), so the run does not depend on another run's folder surviving until it
+    starts, or after.
     """
     config.validate()
     run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
@@ -197,6 +199,8 @@ def create(config: TrainConfig, owner: str = "", takes_turns: bool = False) -> R
             except FileNotFoundError:
                 raise RunError("The model to go on from is gone: its run was deleted meanwhile.") from None
             config = dataclasses.replace(config, initial_model=str(path / "initial.keras"))
+        if history_from is not None:
+            snapshots.share_history(history_from, path)
         # Status first: a run is listed once its config exists, and must never be seen without its status.
         rundir.write_json(path / rundir.STATUS, {"state": "queued", "owner": owner, "created": rundir.now(),
                                                  **({"takes_turns": True} if takes_turns else {})})
@@ -229,7 +233,7 @@ def hold_starts(on: bool, admin: bool) -> None:
 
 
 @_in_a_sentence
-def start(config: TrainConfig, owner: str = "", admin: bool = False) -> Run:
+def start(config: TrainConfig, owner: str = "", admin: bool = False, history_from: Path | None = None) -> Run:
     """Create a run and start it now, or queue it behind the running ones.
 
     On a shared server each person (owner) may have at most
@@ -251,7 +255,7 @@ def start(config: TrainConfig, owner: str = "", admin: bool = False) -> Run:
         if owner and not admin and len(mine) >= limits.max_runs_per_person:
             raise RunError(f"You already have {len(mine)} runs waiting or training, the most one person may "
                            "have at once here: stop one, or wait for one to finish.")
-        run = create(config, owner, takes_turns=bool(owner) and not admin)
+        run = create(config, owner, takes_turns=bool(owner) and not admin, history_from=history_from)
         _dispatch()
         _prune(owner, limits.keep_runs, limits.keep_runs_in_all)
     board.invalidate()     # this visitor's next rerun shows the new run, not one tick later
@@ -262,11 +266,11 @@ def start(config: TrainConfig, owner: str = "", admin: bool = False) -> Run:
 def continue_run(run_id: str, epochs: int, owner: str = "", admin: bool = False) -> Run:
     """Start a new run that trains a finished or stopped run's checkpoint for more epochs.
 
-    The new run gets a copy of its parent's snapshots, epoch numbers kept, and
-    its trainer numbers its own snapshots after them: one history across the
-    two (its metrics.jsonl counts its own epochs from 1). They are read before
-    the start, which may prune the parent, and written while the trainer is
-    still starting up: it reads the history only at its first epoch's end.
+    The new run shares its parent's snapshots, epoch numbers kept, and its
+    trainer numbers its own snapshots after them: one history across the two
+    (its metrics.jsonl counts its own epochs from 1). They are linked in as the
+    run is made, before anything is pruned or the trainer starts: it reads the
+    history only at its first epoch's end.
     """
     run = get(run_id)
     if run.state not in ("finished", "stopped") or not run.model_path:
@@ -274,10 +278,7 @@ def continue_run(run_id: str, epochs: int, owner: str = "", admin: bool = False)
     parent = TrainConfig.from_dict(run.config)
     config = dataclasses.replace(parent, epochs=epochs, initial_model=str(run.model_path),
                                  name=f"{run.name[:MAX_NAME_CHARS - 12]} (continued)", **going_on(parent))
-    history = snapshots.read_history_bytes(run.path)
-    new = start(config, owner, admin)
-    snapshots.write_history_bytes(new.path, history)
-    return new
+    return start(config, owner, admin, history_from=run.path)
 
 
 def going_on(parent: TrainConfig) -> dict:

@@ -199,22 +199,26 @@ def history(run_dir: Path) -> list[Snapshot]:
     return [s for s in map(read, files(run_dir).values()) if s is not None]
 
 
-def read_history_bytes(run_dir: Path) -> dict[str, bytes]:
-    """A run's snapshot files as bytes by name (unreadable or oversized ones left out)."""
-    contents = {}
-    for path in files(run_dir).values():
-        try:
-            if path.stat().st_size <= MAX_FILE_BYTES:
-                contents[path.name] = path.read_bytes()
-        except OSError:
-            continue
-    return contents
-
-
-def write_history_bytes(run_dir: Path, contents: dict[str, bytes]) -> None:
-    if not contents:
+def share_history(source_run: Path, run_dir: Path) -> None:
+    """Give `run_dir` its parent's (`source_run`'s) snapshot files, epoch numbers kept: hard links, so a
+    chain of continued runs holds each snapshot once on disk however long the chain, and a parent
+    deleted later leaves them whole; copies where the file system cannot link. Files gone meanwhile,
+    unreadable or oversized ones are left out. Snapshots are replaced whole, never written in place
+    (`rundir.atomic_write_bytes`), so a file two runs share is never changed under either."""
+    found = files(source_run)
+    if not found:
         return
     folder = Path(run_dir) / FOLDER
     folder.mkdir(exist_ok=True)
-    for name, raw in contents.items():
-        rundir.atomic_write_bytes(folder / name, raw)
+    for path in found.values():
+        try:
+            if path.stat().st_size > MAX_FILE_BYTES:
+                continue
+            try:
+                os.link(path, folder / path.name, follow_symlinks=False)
+            except (FileNotFoundError, FileExistsError):
+                continue
+            except OSError:         # no hard links here (another device, a file system without them)
+                rundir.atomic_write_bytes(folder / path.name, path.read_bytes())
+        except OSError:
+            continue

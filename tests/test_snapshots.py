@@ -230,6 +230,43 @@ def test_damaged_or_missing_snapshots_are_skipped(tmp_path):
     assert snapshots.last_epoch(tmp_path) == 14
 
 
+def test_a_continued_run_shares_its_parents_snapshots_on_disk(tmp_path, monkeypatch):
+    """A chain of continued runs holds each snapshot once (it held a copy per run: disk growing with
+    the square of the chain's length), and deleting a parent leaves its child's history whole."""
+    parent, child, grandchild = (tmp_path / name for name in ("parent", "child", "grandchild"))
+    (parent / snapshots.FOLDER).mkdir(parents=True)
+    for epoch in (1, 2, 3):
+        _write_npz(parent / snapshots.FOLDER / snapshots.file_name(epoch), **_good(epoch))
+    (parent / snapshots.FOLDER / "epoch-0004.npz").write_bytes(b"x" * (snapshots.MAX_FILE_BYTES + 1))
+    child.mkdir()
+    snapshots.share_history(parent, child)
+    _write_npz(child / snapshots.FOLDER / snapshots.file_name(4), **_good(4))     # its own epoch
+    grandchild.mkdir()
+    snapshots.share_history(child, grandchild)
+
+    found = snapshots.files(grandchild)
+    assert list(found) == [1, 2, 3, 4]                                  # the oversized file left out
+    for epoch in (1, 2, 3):
+        assert found[epoch].stat().st_ino == (parent / snapshots.FOLDER / snapshots.file_name(epoch)).stat().st_ino
+    assert found[4].stat().st_ino == snapshots.files(child)[4].stat().st_ino
+    for gone in (parent, child):
+        for path in (gone / snapshots.FOLDER).iterdir():
+            path.unlink()
+    assert [s.epoch for s in snapshots.history(grandchild)] == [1, 2, 3, 4]
+
+    def no_links(*args, **kwargs):          # a file system without hard links: copies instead
+        raise PermissionError("links not allowed")
+
+    monkeypatch.setattr(snapshots.os, "link", no_links)
+    copied = tmp_path / "copied"
+    copied.mkdir()
+    snapshots.share_history(grandchild, copied)
+    assert [s.epoch for s in snapshots.history(copied)] == [1, 2, 3, 4]
+    assert snapshots.files(copied)[1].stat().st_ino != snapshots.files(grandchild)[1].stat().st_ino
+    snapshots.share_history(tmp_path / "no such run", tmp_path / "nothing")    # nothing to share: no folder
+    assert not (tmp_path / "nothing").exists()
+
+
 @pytest.mark.slow
 def test_a_continued_run_keeps_the_history_and_numbers_after_it(trained):
     parent, _ = trained
@@ -242,7 +279,7 @@ def test_a_continued_run_keeps_the_history_and_numbers_after_it(trained):
     assert more.state == "finished", more.status
     found = snapshots.files(more.path)
     assert list(found) == [1, 2, 3, 4, 5]
-    assert all(found[e].read_bytes() == before[found[e].name] for e in (1, 2, 3))   # copied as they were
+    assert all(found[e].read_bytes() == before[found[e].name] for e in (1, 2, 3))   # shared as they were
     history = snapshots.history(more.path)
     assert [s.epoch for s in history] == [1, 2, 3, 4, 5]
     assert history[3].pictures is not None and history[3].filters.shape == (32, 4, 4, 3)
