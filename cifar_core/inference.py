@@ -63,6 +63,10 @@ MAX_JPEG_PADDING = 65_536    # bytes between segments before the first scan, whi
 # (EXIF, quadratic): a real file has one frame header, up to four tables, one EXIF and one Photoshop block.
 # 300 frame headers of 64 KB each took 599 MB; 990 EXIF segments 5.7 s; 300 table segments 1.1 s.
 MAX_JPEG_PARSED = {"frame header": 1, "quantisation table segment": 8, "EXIF block": 4, "Photoshop block": 8}
+# Arithmetic coding (SOF9-15: rare, a few archiving tools) takes libjpeg about 0.11 s a megabyte here
+# whatever size it decodes at, nine times Huffman coding's: a 20 MB file would hold a core 2 s.
+ARITHMETIC_FRAMES = (0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF)
+MAX_ARITHMETIC_BYTES = 6 * 2**20
 MAX_PNG_CHUNKS = 20_000      # Pillow reads each in Python; 20 MB in libpng's 8 KB chunks is 2,500
 MAX_PNG_INFLATED = 16        # compressed text and profile chunks, each inflated by Pillow to up to 1 MB
 MAX_GIF_BLOCKS = 10_000      # extension blocks before the first frame, each kept by Pillow as a Python object
@@ -141,10 +145,8 @@ def _jpeg_scans(raw: bytes) -> int:
                 limit = MAX_JPEG_PARSED[kind]
                 if parsed[kind] > limit:
                     raise _too_complex(f"more than one {kind}" if limit == 1 else f"more than {limit} {kind}s")
-                if kind == "frame header" and raw[marker.end() + 2:marker.end() + 3] not in (b"\x08", b""):
-                    # Pillow opens 8-bit JPEGs only, and would call this one "not a format we can read".
-                    raise ImageError("This JPEG has more than 8 bits a colour, as medical and scientific cameras "
-                                     "write, and cannot be read here; please save it as an ordinary JPEG or a PNG.")
+                if kind == "frame header":
+                    _check_frame(marker[1][0], raw[marker.end() + 2:marker.end() + 3], len(raw))
         position = marker.end()
         if marker[1] in (b"\x01", b"\xd8"):             # markers without a length
             continue
@@ -158,6 +160,19 @@ def _jpeg_scans(raw: bytes) -> int:
                 raise _too_complex(f"more than {MAX_JPEG_SCANS} scans")
         position += int.from_bytes(raw[position:position + 2], "big")
     raise _too_complex(f"more than {MAX_JPEG_SEGMENTS:,} segments")
+
+
+def _check_frame(kind: int, precision: bytes, file_bytes: int) -> None:
+    """Refuse, in a sentence of its own, a JPEG frame (its marker byte `kind`, its sample `precision`)
+    that would fail or cost too much later."""
+    if precision not in (b"\x08", b""):
+        # Pillow opens 8-bit JPEGs only, and would call this one "not a format we can read".
+        raise ImageError("This JPEG has more than 8 bits a colour, as medical and scientific cameras "
+                         "write, and cannot be read here; please save it as an ordinary JPEG or a PNG.")
+    if kind in ARITHMETIC_FRAMES and file_bytes > MAX_ARITHMETIC_BYTES:
+        raise ImageError(f"This JPEG uses arithmetic coding, which is slow to decode: up to "
+                         f"{MAX_ARITHMETIC_BYTES // 2**20} MB of it can be read here; please save it as an "
+                         "ordinary JPEG or a PNG.")
 
 
 def _parsed_by_pillow(marker: bytes, start: bytes) -> str | None:
@@ -327,7 +342,7 @@ def _decode(image: Image.Image, raw: bytes, size: tuple[int, int], jpeg_scans: i
     first frame; a progressive JPEG read at 1/8 from the scans that show at that size (`jpeg_progressive`)
     and, where the file allows and `halves`, a JPEG in two halves at once (`jpeg_halves`, `jpeg_middle`),
     each where its copy of the coded data fits in the `spare` bytes its budget leaves."""
-    copy_fits = len(raw) <= spare    # both ways below copy the file's coded data once, at most
+    copy_fits = len(raw) <= spare    # each way below copies the file's coded data once, at most
     if jpeg_scans > 1 and copy_fits:
         eighth = jpeg_progressive.decode(raw, image, size)
         if eighth is not None:
@@ -336,6 +351,10 @@ def _decode(image: Image.Image, raw: bytes, size: tuple[int, int], jpeg_scans: i
         halves = jpeg_halves.decode(raw, image)
         if halves is not None:
             return halves
+    if image.format in ("JPEG", "MPO") and copy_fits:
+        # The whole file to libjpeg at once, not 64 KB at a time: its arithmetic decoder cannot stop
+        # partway and wait for more, so an arithmetic-coded JPEG over 64 KB failed as if damaged.
+        image.decodermaxblock = max(image.decodermaxblock, len(raw))
     image.load()
     return image
 

@@ -1,6 +1,7 @@
 import io
 import os
 import re
+import shutil
 import struct
 import subprocess
 import sys
@@ -111,6 +112,33 @@ def test_a_twelve_bit_jpeg_is_refused_as_what_it_is():
     raw[frame + 4] = 12                          # the frame's precision: 12 bits a sample
     with pytest.raises(ImageError, match="more than 8 bits a colour"):
         inference.load_image(bytes(raw))
+
+
+@pytest.mark.skipif(not shutil.which("jpegtran"), reason="needs libjpeg-turbo's jpegtran to write arithmetic coding")
+@pytest.mark.parametrize("options", [[], ["-progressive"]])
+def test_an_arithmetic_coded_jpeg_over_64_kb_is_read(options):
+    """libjpeg's arithmetic decoder cannot stop partway for more data, and Pillow handed it 64 KB at a
+    time, so such a JPEG was refused as damaged."""
+    rng = np.random.default_rng(1)
+    picture = Image.fromarray(rng.integers(0, 256, (900, 1200, 3), dtype=np.uint8))
+    huffman = encode(picture, "JPEG")
+    raw = subprocess.run(["jpegtran", "-arithmetic", *options], input=huffman, capture_output=True, check=True).stdout
+    assert len(raw) > 64 << 10 and b"\xff\xc0" not in raw[:raw.index(b"\xff\xda")]    # no Huffman frame
+    image = inference.load_image(raw)
+    expected = inference.load_image(huffman)      # the same coefficients, Huffman-coded
+    assert image.size == expected.size
+    assert np.array_equal(np.asarray(image), np.asarray(expected))
+
+
+@pytest.mark.skipif(not shutil.which("jpegtran"), reason="needs libjpeg-turbo's jpegtran to write arithmetic coding")
+def test_a_big_arithmetic_coded_jpeg_is_refused_before_it_holds_a_core():
+    rng = np.random.default_rng(2)
+    picture = Image.fromarray(rng.integers(0, 256, (2800, 2800, 3), dtype=np.uint8))
+    raw = subprocess.run(["jpegtran", "-arithmetic"], input=encode(picture, "JPEG", quality=95),
+                         capture_output=True, check=True).stdout
+    assert len(raw) > inference.MAX_ARITHMETIC_BYTES
+    with pytest.raises(ImageError, match="arithmetic coding"):
+        inference.load_image(raw)
 
 
 def test_animated_gif_uses_the_first_frame():
