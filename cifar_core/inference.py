@@ -314,7 +314,20 @@ def _planned(raw: bytes, jpeg_scans: int) -> tuple[Image.Image, tuple[int, int],
         raise ImageError("The picture has no pixels (its width or height is zero).")
     if image.format in ("JPEG", "MPO"):                     # phones save photos as MPO: a JPEG and more
         image.draft("RGB", (WORKING_SIZE, WORKING_SIZE))
+    _scale_grey_key(image)
     return image, size, _cost(image, raw, size, jpeg_scans)
+
+
+# A PNG's grey stored in 2 or 4 bits: Pillow stretches the pixels to 0-255, but not the level its tRNS
+# chunk names transparent, which then matched nothing (or the wrong grey).
+_LOW_BIT_GREY = {"L;2": 85, "L;4": 17}
+
+
+def _scale_grey_key(image: Image.Image) -> None:
+    transparency = image.info.get("transparency")
+    rawmode = image.tile[0].args if image.mode == "L" and len(image.tile) == 1 else None
+    if isinstance(transparency, int) and rawmode in _LOW_BIT_GREY:
+        image.info["transparency"] = transparency * _LOW_BIT_GREY[rawmode]
 
 
 def _places(image: Image.Image, size: tuple[int, int], cost: int) -> int:
@@ -391,16 +404,18 @@ def _first_directory_orientation(exif: bytes) -> int:
 def _to_8bit(image: Image.Image) -> Image.Image:
     """A 16-bit or floating-point picture (scientific and medical ones, mostly) as 8-bit grey, its own
     range stretched to 0-255 (a flat one at its own level); 65,536 pixels at a time, never a full-size
-    float copy."""
+    float copy. A level named transparent (a 16-bit PNG's tRNS) comes back as an alpha channel, and the
+    range is that of the pixels that show."""
     width, height = image.size
     step_x = min(width, 2**16)
     step_y = max(1, 2**16 // step_x)
     boxes = [(x, y, min(x + step_x, width), min(y + step_y, height))
              for y in range(0, height, step_y) for x in range(0, width, step_x)]
+    keyed = image.info.get("transparency") if _keyed(image) else None
     low, high = np.inf, -np.inf
     for box in boxes:
         values = np.asarray(image.crop(box), np.float64)
-        values = values[np.isfinite(values)]                  # float pictures may hold NaN and infinities
+        values = values[np.isfinite(values) & (values != keyed)]     # float pictures may hold NaN and infinities
         if values.size:
             low, high = min(low, values.min()), max(high, values.max())
     if high > low:
@@ -411,10 +426,15 @@ def _to_8bit(image: Image.Image) -> Image.Image:
     else:                       # nothing but NaN and infinities
         low, scale = 0.0, 0.0
     grey = np.empty((height, width), np.uint8)
+    shown = np.empty((height, width), np.uint8) if keyed is not None else None
     with np.errstate(invalid="ignore"):
         for x0, y0, x1, y1 in boxes:
-            values = (np.asarray(image.crop((x0, y0, x1, y1)), np.float64) - low) * scale
-            grey[y0:y1, x0:x1] = np.nan_to_num(np.clip(values, 0, 255)).round()
+            values = np.asarray(image.crop((x0, y0, x1, y1)), np.float64)
+            if shown is not None:
+                shown[y0:y1, x0:x1] = np.where(values == keyed, 0, 255)
+            grey[y0:y1, x0:x1] = np.nan_to_num(np.clip((values - low) * scale, 0, 255)).round()
+    if shown is not None:
+        return Image.merge("LA", (Image.fromarray(grey, "L"), Image.fromarray(shown, "L")))
     return Image.fromarray(grey, "L")
 
 
@@ -438,9 +458,12 @@ def _palette_to_rgb(image: Image.Image, background: tuple[int, int, int]) -> Ima
 
 
 def _keyed(image: Image.Image) -> bool:
-    """Whether a grey, 1-bit or RGB picture names one colour as transparent, as PNG optimisers write an
-    RGBA picture whose pixels are either opaque or wholly transparent in one colour."""
-    return image.mode in ("1", "L", "RGB") and image.info.get("transparency") is not None
+    """Whether a grey (8 or 16 bits), 1-bit or RGB picture names one colour as transparent, as PNG
+    optimisers write an RGBA picture whose pixels are either opaque or wholly transparent in one colour."""
+    transparency = image.info.get("transparency")
+    if image.mode in _HIGH_DEPTH:
+        return isinstance(transparency, int) and not isinstance(transparency, bool)
+    return image.mode in ("1", "L", "RGB") and transparency is not None
 
 
 def _averageable(image: Image.Image, background: tuple[int, int, int]) -> Image.Image:

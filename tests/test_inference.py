@@ -66,6 +66,17 @@ def test_one_colour_named_transparent_takes_the_background():
     grey.paste(90, (0, 0, 4, 4))
     pixels = np.asarray(inference.load_image(encode(grey, "PNG", transparency=0)))
     assert (pixels[:, :4] == 90).all() and (pixels[:, 4:] == 255).all()
+    for bits in (2, 4):     # grey in 2 or 4 bits: the level named is in those bits, the pixels stretched
+        low = Image.new("L", (8, 4), 255)
+        low.paste(85 if bits == 2 else 17, (0, 0, 4, 4))
+        pixels = np.asarray(inference.load_image(encode(low, "PNG", bits=bits, transparency=1), background=blue))
+        assert (pixels[:, :4] == blue).all() and (pixels[:, 4:] == 255).all()
+    deep = np.full((4, 8), 60_000, np.uint16)          # 16 bits: the transparent level out of the stretch
+    deep[:, :2], deep[:, 2:4] = 1_000, 30_000
+    raw = encode(Image.fromarray(deep), "PNG", transparency=60_000)
+    assert Image.open(io.BytesIO(raw)).info.get("transparency") == 60_000
+    pixels = np.asarray(inference.load_image(raw, background=blue))
+    assert (pixels[:, :2] == 0).all() and (pixels[:, 2:4] == 255).all() and (pixels[:, 4:] == blue).all()
 
 
 def test_palette_transparency_becomes_white():
