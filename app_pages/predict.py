@@ -72,7 +72,7 @@ else:
 
 if picture is not None:
     st.header(name)
-    predict_parts.answer(picture.small, "predict", picture.original, views=picture.views, drawing=source == "Draw")
+    predict_parts.answer(picture.small, "predict", picture.original, views=picture.views, size=picture.size,
+                         drawing=source == "Draw")
     inside_parts.link(picture.small, "predict_inside")
-    predict_parts.fool(picture.small, "predict", picture.original.size if picture.original is not None else None,
-                       picture.views, drawing=source == "Draw")
+    predict_parts.fool(picture.small, "predict", picture.size, picture.views, drawing=source == "Draw")

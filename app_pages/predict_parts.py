@@ -28,11 +28,22 @@ DRAWING_LIMIT = 2 << 20           # bytes: a 320 x 320 canvas as PNG is at most 
 ROWS_KEY = "predict_rows"       # session state: (the model's id, {an upload's file_id: its batch-table row})
 
 
+SHOWN_LONGEST = 1024   # pixels: the longest side of the copy of a picture a visitor's page keeps to show
+
+
 @dataclass
 class Picture:
     small: np.ndarray              # (32, 32, 3) uint8: what the model gets (the whole picture, squeezed)
-    original: Image.Image | None   # the picture as loaded (reduced if big), for the frames on it
+    original: Image.Image | None   # the picture as loaded, for the frames on it: at most SHOWN_LONGEST long
     views: np.ndarray | None = None  # (K, 32, 32, 3): every square the model is shown (inference.views)
+    size: tuple[int, int] | None = None   # the picture's size as loaded (load_image reduces big ones)
+
+
+def _to_show(image: Image.Image) -> Image.Image:
+    """The copy of a loaded picture kept in a visitor's session to show: load_image keeps a long, thin
+    one up to 4,096 pixels long (6 MB), from an upload of a few KB, for as long as the session lasts."""
+    factor = -(-max(image.size) // SHOWN_LONGEST)
+    return image.reduce(factor) if factor > 1 else image
 
 
 def too_big(file) -> str | None:
@@ -50,7 +61,7 @@ def _read(raw: bytes, name: str, background: tuple[int, int, int]) -> Picture | 
     try:
         original = inference.load_image(raw, background)
         views = inference.views(original)
-        return Picture(views[0], original, views)
+        return Picture(views[0], _to_show(original), views, original.size)
     except inference.ImageError as e:
         return f"{name}: {e}"
     except Exception:   # load_image raises only ImageError; should that ever break, a sentence, not a traceback
@@ -126,12 +137,13 @@ def _framed_jpeg(original: Image.Image, boxes: tuple) -> bytes:
     return kept[2]
 
 
-def _crop(original: Image.Image, shown: int) -> None:
+def _crop(original: Image.Image, shown: int, size: tuple[int, int]) -> None:
     """The uploaded picture with what the model was shown of it (the first `shown` of
-    `inference.view_boxes`) framed on it, and what was cut off (only a long, thin picture's ends are)."""
+    `inference.view_boxes`) framed on it, and what was cut off (only a long, thin picture's ends are).
+    `size`: the picture's size as loaded, which the copy kept to show may be smaller than."""
     boxes = inference.view_boxes(*original.size)[:shown]
     cut = inference.cut_off(*original.size)
-    squeezed = " squeezed into a square" if original.width != original.height else ""
+    squeezed = " squeezed into a square" if size[0] != size[1] else ""
     caption = f"Your picture: the model is shown {'its middle' if cut > 0 else 'all of it'}{squeezed} (red frame)"
     if len(boxes) > 1:
         caption += " and the closer square (thin frame), and averages its two answers"
@@ -155,24 +167,24 @@ def answer(image: np.ndarray, key: str, original: Image.Image | None = None, hea
     """Show what the model sees and answers for a (32, 32, 3) picture (and, for an upload, the picture it
     was made from), with the doubts it deserves and where it looked; return the probabilities. `views`,
     every square of an upload the model is shown (`image` is the first): the answer averages them, and
-    evens it out if the picture, `original` or of `size`, is a photo (`inference.is_photo`); a photo's
+    evens it out if the picture (of `size`, else `original`'s) is a photo (`inference.is_photo`); a photo's
     square given alone (changed to fool the model) is answered as a photo too. A `drawing` is said to be
     one beside its answer."""
     model = common.active_model()
-    size = original.size if original is not None else size
+    size = original.size if size is None and original is not None else size
     photo = size is not None and inference.is_photo(*size)
     views = image[None] if views is None and photo else views
     probabilities = (inference.predict_views(model, views, size) if views is not None
                      else inference.predict(model, image)[0])
     best = int(probabilities.argmax())
     # A picture smaller than the model's own 32 x 32 has nothing worth framing, unless its ends were cut off.
-    framed = original is not None and (min(original.size) >= 32 or inference.cut_off(*original.size) > 0)
+    framed = original is not None and (min(size) >= 32 or inference.cut_off(*size) > 0)
     original_shown = original if framed else None
     columns = st.columns([3, 2, 4] if original_shown is not None else [2, 4])
     if original_shown is not None:
         with columns[0]:
-            _crop(original, 1 if views is None else len(views))
-    squeezed = original is not None and original.width != original.height
+            _crop(original, 1 if views is None else len(views), size)
+    squeezed = original is not None and size[0] != size[1]
     seen = ("What the model sees: " + ("your picture squeezed into" if squeezed else "the picture at")
             + " 32 x 32 pixels, the size of every CIFAR-10 picture"
             + ("" if views is None or not photo else ", and softened a little, as they are"

@@ -226,3 +226,25 @@ def test_each_square_of_a_photo_has_its_own_heat_map():
     assert not at.exception and mapped() == set(digests)
     captions = [picture.caption for element in at.get("image") for picture in element.proto.imgs]
     assert "The closer square" in captions and "The picture" not in captions
+
+
+def test_a_long_thin_picture_is_kept_to_show_at_a_bounded_size_and_answered_as_loaded():
+    """A strip of a few KB loads 4,096 pixels long (6 MB), and the page kept that for its visitor's whole
+    session: the copy kept to show is at most SHOWN_LONGEST long, while the model's views and the size
+    that decides how a photo is answered come from the picture as loaded."""
+    import io
+
+    from PIL import Image
+
+    from app_pages import predict_parts
+    strip = Image.new("RGB", (511, 4096), (200, 30, 30))
+    strip.paste((20, 20, 220), (0, 1500, 511, 2500))
+    buffer = io.BytesIO()
+    strip.save(buffer, "PNG")
+    assert len(buffer.getvalue()) < 100_000
+    picture = predict_parts._read(buffer.getvalue(), "strip", (255, 255, 255))
+    loaded = inference.load_image(buffer.getvalue())
+    assert max(loaded.size) > 3 * predict_parts.SHOWN_LONGEST           # what the page kept before
+    assert max(picture.original.size) <= predict_parts.SHOWN_LONGEST
+    assert picture.size == loaded.size
+    assert np.array_equal(picture.views, inference.views(loaded))
