@@ -47,7 +47,7 @@ PAGES: dict[str, PageGuide] = {
     "quiz": PageGuide(
         "You against the model",
         "A game for the whole class: you and the model name the same test pictures, and both get a score.",
-        "Answer ten pictures, then switch on Hard mode to see only the pictures the model gets wrong."),
+        "Answer ten pictures, then switch on Hard mode: a new game on only the pictures the model gets wrong."),
     "glossary": PageGuide(
         "Glossary",
         "The words the other pages use, each explained in a sentence or two.",

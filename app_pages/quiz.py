@@ -1,4 +1,5 @@
 """Quiz: you against the model, on the same test pictures. Big type and buttons, for a projector."""
+import secrets
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,7 +21,10 @@ class Quiz:
     people: int = 0
     model: int = 0
     seen: set = field(default_factory=set)
-    against: tuple = ()                 # the model playing and the pictures: either new starts a new game
+    against: tuple = ()                 # the model playing, the pictures and hard mode: any new, a new game
+    # In the answer buttons' keys, with the picture's index: a click sent before a new game began (another
+    # model picked in another tab, the pictures changed) must not score a picture its sender never saw.
+    game: str = field(default_factory=lambda: secrets.token_hex(4))
 
 
 st.html("""<style>
@@ -32,17 +36,26 @@ test = common.dataset()
 choice = common.active_choice()
 probabilities = common.test_probabilities(choice)
 guesses = probabilities.argmax(axis=1)
-# A picture is an index into the test pictures: a new data set (the sample's 1,000 replaced by a download)
-# is a new game, as is a new model.
-playing = (*common.active_model_id(), test.origin, len(test.y_test))
-quiz = st.session_state.setdefault("quiz", Quiz(against=playing))
-if quiz.against != playing:     # another model chosen in the sidebar: its score starts from nothing, as yours does
-    quiz = st.session_state["quiz"] = Quiz(against=playing)
-    st.toast(f"A new game against {common.plain(choice.label)}.", icon=":material/restart_alt:")
-
 # Scores and the hard-mode switch share one row, so the picture and all ten answers fit a projector's 720 pixels.
 score_you, score_model, score_people, mode = st.columns([2, 2, 2, 3], vertical_alignment="center")
-hard = mode.toggle("Hard mode", key="quiz_hard", help="Only pictures the model gets wrong.")
+hard = mode.toggle("Hard mode", key="quiz_hard",
+                   help="A new game on pictures this model gets wrong, so it scores nothing on them: can you?")
+# A picture is an index into the test pictures: a new data set (the sample's 1,000 replaced by a download)
+# is a new game, as is a new model, and hard mode (its scores are not comparable with the others').
+model_id, pictures = tuple(common.active_model_id()), (test.origin, len(test.y_test))
+playing = (model_id, pictures, hard)
+quiz = st.session_state.setdefault("quiz", Quiz(against=playing))
+if quiz.against != playing:     # your score starts from nothing, as the model's does
+    before, quiz = quiz.against, Quiz(against=playing)
+    st.session_state["quiz"] = quiz
+    if before[0] != model_id:
+        why = f"against {common.plain(choice.label)}"
+    elif before[1] != pictures:
+        why = "on new test pictures"
+    else:
+        why = "in hard mode" if hard else "on every test picture"
+    st.toast(f"A new game {why}.", icon=":material/restart_alt:")
+
 pool = np.flatnonzero(guesses != test.y_test) if hard else np.arange(len(test.y_test))
 if not len(pool):
     st.info("The model gets every one of these pictures right, so there is no hard mode: here are all of them.")
@@ -55,30 +68,33 @@ def next_picture() -> None:
     quiz.seen.add(quiz.index)
 
 
-# Hard mode changes the pictures from the next one on: swapping the picture on screen would show whether
-# the model gets it right, and let an unanswered picture go unscored.
+# Hard mode is a new game (above), never a swap of the picture on screen: that would show whether the
+# model gets it right.
 if quiz.index < 0:
     next_picture()
 
 score_you.metric("You", f"{quiz.people} / {quiz.rounds}")
-score_model.metric("The model", f"{quiz.model} / {quiz.rounds}", help=f"{common.plain(choice.label)}: the model chosen in the sidebar.")
+score_model.metric("The model", f"{quiz.model} / {quiz.rounds}",
+                   help=f"{common.plain(choice.label)}: the model chosen in the sidebar."
+                        + (" In hard mode every picture is one it gets wrong." if hard else ""))
 score_people.metric("One person, by hand", f"{HUMAN_ACCURACY:.0%}",
                     help="Andrej Karpathy sorted about 400 CIFAR-10 test pictures himself in 2011 and got about 94% "
-                         "of them right: one careful person, not people in general.")
+                         "of them right: one careful person, not people in general, on pictures of every kind.")
 
 picture, buttons = st.columns([1, 1])
 image = test.x_test[quiz.index]
-picture.image(charts.upscale(image, 10), caption="What is it?")
+# As PNG, so the picture is the very pixels the model is shown (Streamlit sends arrays as JPEG).
+picture.image(charts.png(charts.upscale(image, 10)), caption="What is it?", output_format="PNG")
 # The real-size picture and its words side by side: as the picture's caption they would wrap to its 32 pixels.
 real_size = picture.container(horizontal=True, vertical_alignment="center")
-real_size.image(image, width=32)
+real_size.image(charts.png(image), width=32, output_format="PNG")
 real_size.caption("The real size: 32 x 32 pixels")
 
 if quiz.answer is None:
     buttons.markdown("**Pick one**")
     grid = buttons.columns(2)
     for i, name in enumerate(CLASS_NAMES):
-        if grid[i % 2].button(name.capitalize(), key=f"quiz_{name}", width="stretch"):
+        if grid[i % 2].button(name.capitalize(), key=f"quiz_{quiz.game}_{quiz.index}_{name}", width="stretch"):
             truth, guess = test.y_test[quiz.index], guesses[quiz.index]
             quiz.answer, quiz.rounds = i, quiz.rounds + 1
             quiz.people += int(i == truth)

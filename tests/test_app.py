@@ -270,11 +270,16 @@ def test_evaluate_follows_the_sidebar_and_says_why_a_saved_figure_differs(app):
     assert not app.exception
 
 
+def quiz_answer(app, name: str):
+    """The Quiz's answer button for `name` (its key names the game and the picture)."""
+    return app.button[[b.label for b in app.button].index(name.capitalize())]
+
+
 def test_quiz_three_rounds_keep_both_scores(app):
     visit(app, "app_pages/quiz.py")
     for round_ in range(1, 4):
         quiz = app.session_state["quiz"]
-        app.button(key="quiz_cat").click().run()
+        quiz_answer(app, "cat").click().run()
         assert not app.exception
         quiz = app.session_state["quiz"]
         assert quiz.rounds == round_ and quiz.answer == 3
@@ -287,19 +292,27 @@ def test_quiz_three_rounds_keep_both_scores(app):
     assert app.session_state["quiz"].answer is None
 
 
-def test_quiz_hard_mode_only_shows_mistakes_from_the_next_picture_on(app):
+def test_quiz_hard_mode_is_a_game_of_its_own_on_the_models_mistakes(app):
+    from app_pages import common
     visit(app, "app_pages/quiz.py")
-    on_screen = app.session_state["quiz"].index
+    quiz_answer(app, "cat").click().run()
+    assert app.metric[0].value.endswith("/ 1")
     app.toggle(key="quiz_hard").set_value(True).run()
     assert not app.exception
-    # The picture on screen stays: swapping it would tell whether the model gets it right.
-    assert app.session_state["quiz"].index == on_screen
-    app.button(key="quiz_cat").click().run()
-    app.button[[b.label for b in app.button].index("Next picture")].click().run()
-    from app_pages import common
+    # A new game, not the picture on screen swapped (which would tell whether the model gets it right), and
+    # no score mixing rounds of every kind with rounds the model loses by construction.
+    assert app.metric[0].value == "0 / 0" and app.metric[1].value == "0 / 0"
+    assert app.toast[0].value == "A new game in hard mode."
     probabilities = common.test_probabilities(common.active_choice())
     test = common.loaded()[0]
-    assert probabilities[app.session_state["quiz"].index].argmax() != test.y_test[app.session_state["quiz"].index]
+    for _ in range(2):
+        index = app.session_state["quiz"].index
+        assert probabilities[index].argmax() != test.y_test[index]
+        quiz_answer(app, "cat").click().run()
+        app.button[[b.label for b in app.button].index("Next picture")].click().run()
+    assert app.metric[1].value == "0 / 2"
+    app.toggle(key="quiz_hard").set_value(False).run()
+    assert app.metric[0].value == "0 / 0" and app.toast[0].value == "A new game on every test picture."
 
 
 def test_a_new_model_in_the_sidebar_starts_a_new_game(app):
@@ -308,13 +321,19 @@ def test_a_new_model_in_the_sidebar_starts_a_new_game(app):
     finished_run("**another** model")
     time.sleep(2 * board.TICK_S)     # pages show the server's snapshot, which catches up within a tick
     visit(app, "app_pages/quiz.py")
-    app.button(key="quiz_cat").click().run()
+    quiz_answer(app, "cat").click().run()
     assert app.metric[1].value.endswith("/ 1")
     app.sidebar.selectbox[0].select(app.sidebar.selectbox[0].options[1]).run()
     assert not app.exception
     assert app.metric[0].value == "0 / 0" and app.metric[1].value == "0 / 0"   # no score mixes two models
     assert app.toast[0].value.startswith("A new game against Run \\*\\*another\\*\\* model")   # as typed
     assert app.metric[1].help.startswith("Run \\*\\*another\\*\\* model")
+    # An answer sent as the game changed under it (the model picked in another tab of the same browser)
+    # scores nothing: it was meant for a picture the new game no longer shows.
+    quiz_answer(app, "cat").click()
+    app.sidebar.selectbox[0].select(app.sidebar.selectbox[0].options[0]).run()
+    assert not app.exception
+    assert app.metric[0].value == "0 / 0" and app.session_state["quiz"].answer is None
 
 
 def test_inside_page_without_then_with_a_picture_and_every_tab(app):
