@@ -72,7 +72,8 @@ if errors.open:
             charts.confusion(evaluation.confusion_matrix(test.y_test, y_pred), as_share=shown_as != "Pictures"),
             on_select="rerun", key="evaluate_cell", width="content")
         cell = (event.selection.get("cell") or [None])[0] if event else None
-        if cell:
+        # The browser sends the clicked square's classes; a script could send anything in their place.
+        if isinstance(cell, dict) and {cell.get("true"), cell.get("predicted")} <= set(CLASS_NAMES):
             t, p = CLASS_NAMES.index(cell["true"]), CLASS_NAMES.index(cell["predicted"])
             matches = np.flatnonzero((test.y_test == t) & (y_pred == p))
             shown = matches[:40]

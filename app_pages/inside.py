@@ -40,6 +40,6 @@ with filters:
 
 with learned:
     if learned.open:
-        st.caption("Two of your runs side by side, epoch by epoch: their first filters, their answers on a few "
+        st.caption("Two training runs side by side, epoch by epoch: their first filters, their answers on a few "
                    "test pictures, and their accuracy on each class.")
         learning_parts.compare_view()

@@ -48,9 +48,12 @@ def network():
 
 
 def _pick() -> None:
+    # The browser sends the picked picture's index; a script could send anything in its place.
     picked = st.session_state["inside_grid"].selection.get("picked")
-    if picked:
-        st.session_state[PICTURE] = common.loaded()[0].x_test[int(picked[0]["index"])].copy()
+    index = picked[0].get("index") if picked and isinstance(picked[0], dict) else None
+    pictures = common.loaded()[0].x_test
+    if type(index) is int and 0 <= index < len(pictures):
+        st.session_state[PICTURE] = pictures[index].copy()
 
 
 def picture() -> np.ndarray | None:
@@ -71,19 +74,36 @@ def picture() -> np.ndarray | None:
     return None
 
 
+def _seen(size: int) -> str:
+    """What one place of a map sees of the picture, from the size of its field."""
+    if size < 32:
+        return f"each seeing {size} x {size} pixels of the picture"
+    return "each seeing the whole picture" + (f" ({size} x {size} pixels reach past its edges)" if size > 32 else "")
+
+
 def maps(model, image: np.ndarray) -> list[np.ndarray]:
     """Every block's strongest maps for the picture; returns all the maps."""
     found = inside.feature_maps(model, image)
+    networks = models.members_of(model)
+    if networks > 1:
+        st.caption("The model is two networks side by side: in every block, the first half of the maps are "
+                   "one network's and the second half the other's, each found by that network alone."
+                   if networks == 2 else f"The model is {networks} networks side by side: in every block, the "
+                   f"maps come in {networks} equal runs, one network's each, in turn.")
     for block, block_maps in zip(inside.blocks(model), found):
         order = inside.strongest(block_maps)[:SHOWN]
         height, width, channels = block.shape
-        st.markdown(f"**{block.title}**: {height} x {width} pixels, the {len(order)} strongest of its {channels} maps")
+        # A map's places, not the picture's pixels: each place sees a square of the picture (its field).
+        st.markdown(f"**{block.title}**: {height} x {width} places, {_seen(block.field.size)}; "
+                    f"the {len(order)} strongest of its {channels} maps")
         st.image(inside.map_images(block_maps, order), caption=[f"map {c}" for c in order])
     return found
 
 
+# As many as the models kept loaded (common._model): thirty students on thirty runs kept missing 8, and
+# each miss read and hashed the model file again. An entry is about 170 KB.
 @st.cache_resource(show_spinner="Finding the test pictures each map responds to most (once per network)…",
-                   max_entries=8)
+                   max_entries=32)
 def _top(path: str, modified: float, origin: str, n: int, _model) -> list[np.ndarray]:
     test = common.loaded()[0]
     return inside.cached_top_activations(path, _model, test.x_test[:n], f"{origin}:{n}", modified=modified)

@@ -197,7 +197,7 @@ def answer(image: np.ndarray, key: str, original: Image.Image | None = None, hea
             st.warning(note, icon=":material/help:")
         chart_specs.probability_bars(probabilities)
     if st.toggle("Show where it looked (Grad-CAM)", value=heat, key=f"{key}_heat"):
-        where(model, image if views is None else views, best, key)
+        where(model, image if views is None else views, probabilities, key)
     return probabilities
 
 
@@ -218,7 +218,7 @@ SQUARES = ("The larger square", "The closer square")   # a photo's views (infere
 
 
 @st.fragment
-def where(model, pictures: np.ndarray, best: int, key: str) -> None:
+def where(model, pictures: np.ndarray, probabilities: np.ndarray, key: str) -> None:
     """Grad-CAM for a class: the picture, the heat map and the two together, side by side, with a key.
     `pictures`, one (32, 32, 3) picture or every square of a photo the answer averages: each square has
     a heat map of its own, so the one shown is chosen, and said to be one of two.
@@ -233,7 +233,7 @@ def where(model, pictures: np.ndarray, best: int, key: str) -> None:
         named = shown or SQUARES[0]     # a second click unchooses a square: then the first
         image = squares[SQUARES.index(named)]
     choose, fade = st.columns(2)
-    target = choose.selectbox("Heat map for", CLASS_NAMES, index=best, key=f"{key}_heat_class")
+    target = choose.selectbox("Heat map for", CLASS_NAMES, index=int(probabilities.argmax()), key=f"{key}_heat_class")
     opacity = fade.slider("Heat map opacity in \"together\"", 0.0, 1.0, 0.55, 0.05, key=f"{key}_heat_opacity")
     heat = _heat(model, image, CLASS_NAMES.index(target))
     plain, big = charts.upscale(image, SHOWN // 32), explain.enlarge(heat, SHOWN)
@@ -251,7 +251,9 @@ def where(model, pictures: np.ndarray, best: int, key: str) -> None:
     st.caption(f"Pale yellow and orange: the parts that made it think \"{target}\" most. Dark purple and black: "
                f"parts that did not count for \"{target}\" or counted against it. (Grad-CAM: the network's last "
                f"{cells} x {cells} grid of features, each weighted by how much it raises the score of \"{target}\" "
-               f"and spread smoothly over the picture, so it shows regions, not single pixels.)"
+               f"and spread smoothly over the picture, so it shows regions, not single pixels.) Each map is "
+               f"scaled to its own strongest place, so read it with the chance the model gives \"{target}\": "
+               f"{evaluation.sure(probabilities[CLASS_NAMES.index(target)])}."
                + (" The answer above is the average of both squares, so one square's map shows only half of why."
                   if len(squares) > 1 else ""))
 

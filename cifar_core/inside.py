@@ -365,11 +365,11 @@ def _does(layer) -> str:
     if name == "InputLayer":
         return "the picture: 32 x 32 pixels, 3 colours each"
     if isinstance(layer, layers.Normalization):
-        return "centres each colour on 0"
+        return "centres each colour on 0 and scales it to a spread of 1"
     if isinstance(layer, layers.Conv2D):
         k = layer.kernel_size
         # airbench's whitening: its filters are set from the data, only its bias may learn
-        fixed = ", fixed (not learned)" if not layer.trainable or layer.name == "whiten" else ""
+        fixed = ", set from the data, not learned" if not layer.trainable or layer.name == "whiten" else ""
         step = f", {layer.strides[0]} pixels apart" if layer.strides[0] > 1 else ""
         # networks side by side (models.side_by_side): each group is one network's layer
         apart = f", in {layer.groups} groups that each read only their own maps" if layer.groups > 1 else ""

@@ -83,7 +83,7 @@ def test_look_inside_pick_a_picture_see_its_maps_and_every_tab(page, server):
     screenshot(page, "inside-filters")
 
     page.get_by_role("tab", name="How your runs learned").click()
-    page.get_by_text("Two of your runs side by side").wait_for(timeout=30_000)
+    page.get_by_text("Two training runs side by side").wait_for(timeout=30_000)
     settle(page)
     no_exceptions(page)
     screenshot(page, "inside-runs")

@@ -63,7 +63,7 @@ def test_every_architecture_has_blocks_a_layer_table_and_first_filters(built):
             assert whiten.layer == "whiten" and whiten.fixed and whiten.kernel.shape == (2, 2, 3, 24)
             assert learned.seen_through == "whiten" and learned.kernel.shape[:3] == (6, 6, 3)   # 3x3 of 2x2 patches
             assert "2 pixels apart" in inside.layer_table(model)[2]["does"]
-            assert "fixed (not learned)" in inside.layer_table(model)[2]["does"]      # its filters; its bias may learn
+            assert "set from the data, not learned" in inside.layer_table(model)[2]["does"]      # its filters; its bias may learn
         else:
             assert titles == ["Whitening", "Block 1", "Block 2", "Block 3"]
             assert [b.shape[:2] for b in shown] == [(31, 31), (15, 15), (7, 7), (3, 3)]
