@@ -82,12 +82,19 @@ def dataset() -> data.Cifar10:
 # places every student's rerun loaded a model again (a third of a second of the server's CPU, and a full
 # garbage collection). Measured per model kept: 2.7 MB for `airbench16` (the class and quick recipes),
 # 15 MB for `airbench` (best), about 40 MB for the bundled pair.
+# One model loads at a time, whoever asked: a load takes a core for half a second to a second, and
+# thirty students picking their new runs at once, or one visitor flicking through forty runs, would
+# otherwise take both cores from everyone answering a photo or watching a run.
+_loading = threading.Lock()
+
+
 @st.cache_resource(show_spinner="Loading the model…", max_entries=32)
 def _model(path: str, modified: float):
-    model = inference.load_model(path)
-    # Sure of nothing: every forward pass it answers with (a pair's networks alone too) traced now, then frozen.
-    inference.predict(model, np.zeros((1, 32, 32, 3), np.uint8), sure_enough=float("inf"))
-    serving.freeze_loaded()     # long-lived: out of the garbage collector's full passes (app_pages/serving.py)
+    with _loading:
+        model = inference.load_model(path)
+        # Sure of nothing: every forward pass it answers with (a pair's networks alone too) traced now, then frozen.
+        inference.predict(model, np.zeros((1, 32, 32, 3), np.uint8), sure_enough=float("inf"))
+        serving.freeze_loaded()     # long-lived: out of the garbage collector's full passes (app_pages/serving.py)
     return model
 
 
@@ -179,7 +186,8 @@ def _on_pick(box: str, keys: dict[str, str], then) -> None:
 # not push the class's finished models out of `_model`, nor out of the garbage collector's reach for good.
 @st.cache_resource(show_spinner="Loading the latest checkpoint…", max_entries=2)
 def _checkpoint(path: str, modified: float):
-    return inference.load_model(path)
+    with _loading:
+        return inference.load_model(path)
 
 
 def _cannot_open(choice: ModelChoice, problem: Exception):

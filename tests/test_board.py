@@ -163,3 +163,41 @@ def test_a_model_dropped_after_a_freeze_is_freed_at_the_next_load():
         assert dropped() is None, "a model frozen once and let go stays in memory for good"
     finally:
         gc.unfreeze()
+
+
+def test_models_load_one_at_a_time_whoever_asks(monkeypatch):
+    """Thirty students picking new runs at once, or one flicking through forty, load one model at a time,
+    so loading takes at most one of the server's cores."""
+    import threading
+
+    from app_pages import common, serving
+    from cifar_core import inference
+
+    inside, most = [0], [0]
+    lock = threading.Lock()
+
+    def slow_load(path):
+        with lock:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        time.sleep(0.2)
+        with lock:
+            inside[0] -= 1
+        return object()
+
+    monkeypatch.setattr(inference, "load_model", slow_load)
+    monkeypatch.setattr(inference, "predict", lambda *args, **kwargs: None)
+    monkeypatch.setattr(serving, "freeze_loaded", lambda: None)
+    common._model.clear()
+    common._checkpoint.clear()
+    try:
+        loads = [threading.Thread(target=common._model, args=(f"/runs/{i}/model.keras", 1.0)) for i in range(4)]
+        loads.append(threading.Thread(target=common._checkpoint, args=("/runs/live/model.keras", 1.0)))
+        for load in loads:
+            load.start()
+        for load in loads:
+            load.join()
+    finally:
+        common._model.clear()
+        common._checkpoint.clear()
+    assert most[0] == 1
