@@ -110,6 +110,8 @@ else:
     if buttons.button("Next picture", type="primary", icon=":material/arrow_forward:", width="stretch"):
         next_picture()
         st.rerun()
-if st.button("Start again", icon=":material/restart_alt:"):
-    del st.session_state["quiz"]
-    st.rerun()
+# Asked twice: one stray click at the projector would wipe a whole class's score.
+with st.popover("Start again", icon=":material/restart_alt:"):
+    if st.button("Yes: both scores back to 0", key="quiz_restart"):
+        del st.session_state["quiz"]
+        st.rerun()

@@ -290,6 +290,8 @@ def test_quiz_three_rounds_keep_both_scores(app):
         assert f"## It is {article} **{CLASS_NAMES[truth]}**" in [m.value for m in app.markdown]
         app.button[[b.label for b in app.button].index("Next picture")].click().run()
     assert app.session_state["quiz"].answer is None
+    app.button(key="quiz_restart").click().run()      # asked in a popover first: a stray click wipes nothing
+    assert not app.exception and app.metric[0].value == "0 / 0" and app.metric[1].value == "0 / 0"
 
 
 def test_quiz_hard_mode_is_a_game_of_its_own_on_the_models_mistakes(app):
