@@ -422,8 +422,9 @@ def _alive(status: dict) -> bool:
     pid = status.get("pid")
     if not pid:
         return False
-    for child in _children:   # reap our own finished children so they do not linger as zombies
-        child.poll()
+    # Reap our own finished children so they do not linger as zombies, and forget them: a term of
+    # class runs launches thousands.
+    _children[:] = [child for child in _children if child.poll() is None]
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
