@@ -46,7 +46,8 @@ PAGES: dict[str, PageGuide] = {
         "Open the Confusion matrix and click the darkest square off the diagonal to see the pictures it mixes up."),
     "quiz": PageGuide(
         "You against the model",
-        "A game for the whole class: you and the model name the same test pictures, and both get a score.",
+        "A game at the projector, the class calling out and one person clicking: you and the model name the "
+        "same test pictures.",
         "Answer ten pictures, then switch on Hard mode: a new game on only the pictures the model gets wrong."),
     "glossary": PageGuide(
         "Glossary",
