@@ -73,7 +73,7 @@ if errors.open:
             on_select="rerun", key="evaluate_cell", width="content")
         cell = (event.selection.get("cell") or [None])[0] if event else None
         # The browser sends the clicked square's classes; a script could send anything in their place.
-        if isinstance(cell, dict) and {cell.get("true"), cell.get("predicted")} <= set(CLASS_NAMES):
+        if isinstance(cell, dict) and all(cell.get(k) in CLASS_NAMES for k in ("true", "predicted")):
             t, p = CLASS_NAMES.index(cell["true"]), CLASS_NAMES.index(cell["predicted"])
             matches = np.flatnonzero((test.y_test == t) & (y_pred == p))
             shown = matches[:40]
