@@ -7,6 +7,8 @@ import pickle
 import subprocess
 import sys
 import tarfile
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -76,3 +78,22 @@ def as_teacher(at, monkeypatch) -> None:
     from app_pages import common, identity
     monkeypatch.setenv("CIFAR_ADMIN_PASSWORD", "s3cret")
     common.unlocked_browsers().add(identity.owner_id(at.session_state["owner"]))
+
+
+class AtOnce:
+    """A slow stand-in for something costly, counting how many calls of it ran at the same time."""
+
+    def __init__(self, seconds: float = 0.2):
+        self.seconds, self.running, self.most = seconds, 0, 0
+        self._lock = threading.Lock()
+
+    def returning(self, result):
+        def call(*args, **kwargs):
+            with self._lock:
+                self.running += 1
+                self.most = max(self.most, self.running)
+            time.sleep(self.seconds)
+            with self._lock:
+                self.running -= 1
+            return result() if callable(result) else result
+        return call

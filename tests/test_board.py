@@ -170,22 +170,13 @@ def test_models_load_one_at_a_time_whoever_asks(monkeypatch):
     so loading takes at most one of the server's cores."""
     import threading
 
+    from conftest import AtOnce
+
     from app_pages import common, serving
     from cifar_core import inference
 
-    inside, most = [0], [0]
-    lock = threading.Lock()
-
-    def slow_load(path):
-        with lock:
-            inside[0] += 1
-            most[0] = max(most[0], inside[0])
-        time.sleep(0.2)
-        with lock:
-            inside[0] -= 1
-        return object()
-
-    monkeypatch.setattr(inference, "load_model", slow_load)
+    loading = AtOnce()
+    monkeypatch.setattr(inference, "load_model", loading.returning(object))
     monkeypatch.setattr(inference, "predict", lambda *args, **kwargs: None)
     monkeypatch.setattr(serving, "freeze_loaded", lambda: None)
     common._model.clear()
@@ -200,4 +191,4 @@ def test_models_load_one_at_a_time_whoever_asks(monkeypatch):
     finally:
         common._model.clear()
         common._checkpoint.clear()
-    assert most[0] == 1
+    assert loading.most == 1

@@ -78,21 +78,11 @@ def test_under_a_base_path_or_a_page_the_address_is_answered(trained):
 
 def test_reports_are_made_one_at_a_time(trained, monkeypatch):
     """A report costs up to a second of a core: a script asking for many at once must leave the other core."""
-    import threading
-    import time
+    from conftest import AtOnce
 
     from cifar_core import report
-    making, most = [0], [0]
-    lock = threading.Lock()
-
-    def slow(run):
-        with lock:
-            making[0] += 1
-            most[0] = max(most[0], making[0])
-        time.sleep(0.2)
-        with lock:
-            making[0] -= 1
-        return "<!doctype html>"
+    making = AtOnce()
+    slow = making.returning("<!doctype html>")
     monkeypatch.setattr(report, "html", slow)
     middleware = RunDownloads(None)
 
@@ -110,7 +100,7 @@ def test_reports_are_made_one_at_a_time(trained, monkeypatch):
         answers = [[] for _ in range(n)]
         await asyncio.gather(*(ask(a) for a in answers))
         return [a[0]["status"] for a in answers]
-    assert asyncio.run(at_once(3)) == [200] * 3 and most[0] == 1
+    assert asyncio.run(at_once(3)) == [200] * 3 and making.most == 1
     # A flood waits in a short line only: the rest are told to try again, and nothing is made for them.
     made = []
     monkeypatch.setattr(report, "html", lambda run: made.append(slow(run)) or made[-1])
