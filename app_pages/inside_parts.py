@@ -78,7 +78,7 @@ def _seen(size: int) -> str:
     """What one place of a map sees of the picture, from the size of its field."""
     if size < 32:
         return f"each seeing {size} x {size} pixels of the picture"
-    return "each seeing the whole picture" + (f" ({size} x {size} pixels reach past its edges)" if size > 32 else "")
+    return "each seeing the whole picture" + (f" and past its edges ({size} x {size} pixels)" if size > 32 else "")
 
 
 def maps(model, image: np.ndarray) -> list[np.ndarray]:
