@@ -1,5 +1,7 @@
 """Quiz: you against the model, on the same test pictures. Big type and buttons, for a projector."""
 import secrets
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,6 +29,26 @@ class Quiz:
     game: str = field(default_factory=lambda: secrets.token_hex(4))
 
 
+KEPT_GAMES = 500    # browsers whose game the server keeps, the latest played first: a few KB each
+
+
+@st.cache_resource
+def _kept_games() -> tuple[OrderedDict, threading.Lock]:
+    """Each browser's game (by its identity cookie's owner), so a reload at the projector, or a new tab,
+    goes on with the class's score instead of 0 / 0. In memory only: a restart begins new games. A script
+    with fresh cookies can push out only other browsers' kept scores, never a game in a page open now."""
+    return OrderedDict(), threading.Lock()
+
+
+def _keep(me: str, quiz: Quiz) -> None:
+    games, lock = _kept_games()
+    with lock:
+        games[me] = quiz
+        games.move_to_end(me)
+        while len(games) > KEPT_GAMES:
+            games.popitem(last=False)
+
+
 st.html("""<style>
   .stMainBlockContainer button p { font-size: 1.4rem; }
   .stMainBlockContainer [data-testid=stMetricValue] { font-size: 3rem; }
@@ -36,6 +58,14 @@ test = common.dataset()
 choice = common.active_choice()
 probabilities = common.test_probabilities(choice)
 guesses = probabilities.argmax(axis=1)
+me = common.owner()
+if "quiz" not in st.session_state:      # a new tab or a reload: this browser's game, if the server kept one
+    games, lock = _kept_games()
+    with lock:
+        kept = games.get(me)
+    if kept is not None:
+        st.session_state["quiz"] = kept
+        st.session_state.setdefault("quiz_hard", kept.against[2])     # its mode, not a new game in the other
 # Scores and the hard-mode switch share one row, so the picture and all ten answers fit a projector's 720 pixels.
 score_you, score_model, score_people, mode = st.columns([2, 2, 2, 3], vertical_alignment="center")
 hard = mode.toggle("Hard mode", key="quiz_hard",
@@ -72,6 +102,7 @@ def next_picture() -> None:
 # model gets it right.
 if quiz.index < 0:
     next_picture()
+_keep(me, quiz)
 
 score_you.metric("You", f"{quiz.people} / {quiz.rounds}")
 score_model.metric("The model", f"{quiz.model} / {quiz.rounds}",
@@ -113,5 +144,5 @@ else:
 # Asked twice: one stray click at the projector would wipe a whole class's score.
 with st.popover("Start again", icon=":material/restart_alt:"):
     if st.button("Yes: both scores back to 0", key="quiz_restart"):
-        del st.session_state["quiz"]
+        st.session_state["quiz"] = Quiz(against=quiz.against)     # kept in its place on the rerun
         st.rerun()

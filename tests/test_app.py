@@ -294,6 +294,32 @@ def test_quiz_three_rounds_keep_both_scores(app):
     assert not app.exception and app.metric[0].value == "0 / 0" and app.metric[1].value == "0 / 0"
 
 
+def test_a_reload_or_a_new_tab_goes_on_with_the_browsers_game(app):
+    """At the projector a reload (or a new tab) began a new game at 0 / 0: the class's score was gone."""
+    visit(app, "app_pages/quiz.py")
+    quiz_answer(app, "cat").click().run()
+    app.button[[b.label for b in app.button].index("Next picture")].click().run()
+    app.toggle(key="quiz_hard").set_value(True).run()
+    quiz_answer(app, "cat").click().run()
+    on_screen, score = app.session_state["quiz"].index, app.metric[1].value
+    assert score == "0 / 1"                                     # hard mode: a game of its own
+
+    def tab(owner=None):
+        other = AppTest.from_file(str(ROOT / "studio.py"), default_timeout=120)
+        if owner:
+            other.session_state["owner"] = owner           # the same browser's cookie
+        other.switch_page("app_pages/quiz.py")
+        other.run()
+        assert not other.exception, [e.value for e in other.exception]
+        return other
+    again = tab(app.session_state["owner"])
+    assert again.metric[1].value == score and again.session_state["quiz"].index == on_screen
+    assert again.toggle(key="quiz_hard").value and not again.toast     # the same game, in its mode
+    assert tab().metric[1].value == "0 / 0"                  # another browser: its own game
+    again.button(key="quiz_restart").click().run()
+    assert tab(app.session_state["owner"]).metric[1].value == "0 / 0"    # started again: kept so
+
+
 def test_quiz_hard_mode_is_a_game_of_its_own_on_the_models_mistakes(app):
     from app_pages import common
     visit(app, "app_pages/quiz.py")

@@ -411,6 +411,9 @@ def test_quiz_three_rounds(page, server):
         page.get_by_role("button", name="Dog", exact=True).wait_for()
     no_exceptions(page)
     screenshot(page, "quiz")
+    page.reload()       # at the projector: the class's score goes on, from the browser's cookie
+    page.get_by_role("button", name="Dog", exact=True).wait_for()
+    assert "/ 3" in page.locator("[data-testid=stMetric]").first.inner_text()
 
 
 def test_a_run_name_is_shown_as_typed_never_as_markdown(page, server):
