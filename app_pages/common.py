@@ -82,9 +82,10 @@ def dataset() -> data.Cifar10:
 # places every student's rerun loaded a model again (a third of a second of the server's CPU, and a full
 # garbage collection). Measured per model kept: 2.7 MB for `airbench16` (the class and quick recipes),
 # 15 MB for `airbench` (best), about 40 MB for the bundled pair.
-# One model loads at a time, whoever asked: a load takes a core for half a second to a second, and
-# thirty students picking their new runs at once, or one visitor flicking through forty runs, would
-# otherwise take both cores from everyone answering a photo or watching a run.
+# One model loads at a time, whoever asked: a load takes 0.4-0.6 s of a core (0.16-0.18 s of it the full
+# collection in `freeze_loaded`), and thirty students picking their new runs at once, or one visitor
+# flicking through forty runs, would otherwise take both cores from everyone answering a photo or watching
+# a run.
 _loading = threading.Lock()
 
 

@@ -324,8 +324,10 @@ _LOW_BIT_GREY = {"L;2": 85, "L;4": 17}
 
 
 def _scale_grey_key(image: Image.Image) -> None:
-    transparency = image.info.get("transparency")
-    rawmode = image.tile[0].args if image.mode == "L" and len(image.tile) == 1 else None
+    """A 2- or 4-bit grey PNG's transparent level (`_LOW_BIT_GREY`) stretched as its pixels were."""
+    if image.format != "PNG" or image.mode != "L" or len(image.tile) != 1:
+        return
+    transparency, rawmode = image.info.get("transparency"), image.tile[0].args
     if isinstance(transparency, int) and rawmode in _LOW_BIT_GREY:
         image.info["transparency"] = transparency * _LOW_BIT_GREY[rawmode]
 

@@ -216,9 +216,7 @@ def share_history(source_run: Path, run_dir: Path) -> None:
                 continue
             try:
                 os.link(path, folder / path.name, follow_symlinks=False)
-            except (FileNotFoundError, FileExistsError):
-                continue
             except OSError:         # no hard links here (another device, a file system without them)
                 rundir.atomic_write_bytes(folder / path.name, path.read_bytes())
-        except OSError:
+        except OSError:             # gone meanwhile, or unreadable
             continue
