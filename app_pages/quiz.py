@@ -1,32 +1,16 @@
 """Quiz: you against the model, on the same test pictures. Big type and buttons, for a projector."""
-import secrets
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
 
 import numpy as np
 import streamlit as st
 
 from app_pages import common
+from app_pages.quiz_parts import Quiz
 from cifar_core import charts, evaluation
 from cifar_core.data import CLASS_NAMES, with_article
 
 HUMAN_ACCURACY = 0.94   # one person sorting about 400 CIFAR-10 test pictures by hand (Karpathy, 2011)
-
-
-@dataclass
-class Quiz:
-    """One classroom's game: the picture on screen, the last answer, and both scores."""
-    index: int = -1
-    answer: int | None = None           # the class the people chose for the current picture
-    rounds: int = 0
-    people: int = 0
-    model: int = 0
-    seen: set = field(default_factory=set)
-    against: tuple = ()                 # the model playing, the pictures and hard mode: any new, a new game
-    # In the answer buttons' keys, with the picture's index: a click sent before a new game began (another
-    # model picked in another tab, the pictures changed) must not score a picture its sender never saw.
-    game: str = field(default_factory=lambda: secrets.token_hex(4))
 
 
 KEPT_GAMES = 500    # browsers whose game the server keeps, the latest played first: a few KB each
@@ -92,17 +76,15 @@ if not len(pool):
     pool = np.arange(len(test.y_test))
 
 
-def next_picture() -> None:
-    fresh = [i for i in pool if i not in quiz.seen] or list(pool)
-    quiz.index, quiz.answer = int(np.random.default_rng().choice(fresh)), None
-    quiz.seen.add(quiz.index)
-
 
 # Hard mode is a new game (above), never a swap of the picture on screen: that would show whether the
 # model gets it right.
 if quiz.index < 0:
-    next_picture()
+    quiz.move_on(pool)
 _keep(me, quiz)
+# Read once: another tab of this browser may answer or move on while this page is drawn.
+with quiz.lock:
+    shown, answer = quiz.index, quiz.answer
 
 score_you.metric("You", f"{quiz.people} / {quiz.rounds}")
 score_model.metric("The model", f"{quiz.model} / {quiz.rounds}",
@@ -113,7 +95,7 @@ score_people.metric("One person, by hand", f"{HUMAN_ACCURACY:.0%}",
                          "of them right: one careful person, not people in general, on pictures of every kind.")
 
 picture, buttons = st.columns([1, 1])
-image = test.x_test[quiz.index]
+image = test.x_test[shown]
 # As PNG, so the picture is the very pixels the model is shown (Streamlit sends arrays as JPEG).
 picture.image(charts.png(charts.upscale(image, 10)), caption="What is it?", output_format="PNG")
 # The real-size picture and its words side by side: as the picture's caption they would wrap to its 32 pixels.
@@ -121,25 +103,22 @@ real_size = picture.container(horizontal=True, vertical_alignment="center")
 real_size.image(charts.png(image), width=32, output_format="PNG")
 real_size.caption("The real size: 32 x 32 pixels")
 
-if quiz.answer is None:
+if answer is None:
     buttons.markdown("**Pick one**")
     grid = buttons.columns(2)
     for i, name in enumerate(CLASS_NAMES):
-        if grid[i % 2].button(name.capitalize(), key=f"quiz_{quiz.game}_{quiz.index}_{name}", width="stretch"):
-            truth, guess = test.y_test[quiz.index], guesses[quiz.index]
-            quiz.answer, quiz.rounds = i, quiz.rounds + 1
-            quiz.people += int(i == truth)
-            quiz.model += int(guess == truth)
+        if grid[i % 2].button(name.capitalize(), key=f"quiz_{quiz.game}_{shown}_{name}", width="stretch"):
+            quiz.take(shown, i, int(test.y_test[shown]), int(guesses[shown]))
             st.rerun()
 else:
-    truth, guess = int(test.y_test[quiz.index]), int(guesses[quiz.index])
-    you = "right" if quiz.answer == truth else f"wrong (you said {CLASS_NAMES[quiz.answer]})"
+    truth, guess = int(test.y_test[shown]), int(guesses[shown])
+    you = "right" if answer == truth else f"wrong (you said {CLASS_NAMES[answer]})"
     it = "right" if guess == truth else f"wrong: it said {CLASS_NAMES[guess]}"
     article, name = with_article(CLASS_NAMES[truth]).split(" ", 1)
     buttons.markdown(f"## It is {article} **{name}**")
-    buttons.markdown(f"### You were {you}.\n### The model was {it} ({evaluation.sure(probabilities[quiz.index, guess])} sure).")
+    buttons.markdown(f"### You were {you}.\n### The model was {it} ({evaluation.sure(probabilities[shown, guess])} sure).")
     if buttons.button("Next picture", type="primary", icon=":material/arrow_forward:", width="stretch"):
-        next_picture()
+        quiz.move_on(pool, after=shown)
         st.rerun()
 # Asked twice: one stray click at the projector would wipe a whole class's score.
 with st.popover("Start again", icon=":material/restart_alt:"):

@@ -13,7 +13,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from cifar_core import data, rundir
+from cifar_core import data, process_memory, rundir
 from cifar_core.config import FIELD_HELP, PRESETS, ConfigError, TrainConfig
 
 
@@ -100,6 +100,7 @@ def _model_file(path: str, field: str) -> str:
 
 def cmd_train(args) -> int:
     from cifar_core import runs, training
+    process_memory.first_to_go()
     if args.data:
         os.environ["CIFAR10_DATA"] = args.data   # the trainer and any queued run it starts read it
     if args.run_dir and (Path(args.run_dir) / rundir.CONFIG).exists():
@@ -199,6 +200,7 @@ def cmd_predict(args) -> int:
 
 def cmd_worker(args) -> int:
     from cifar_core import worker
+    process_memory.first_to_go()
     return worker.serve()
 
 

@@ -1,6 +1,7 @@
 """Every page under Streamlit's AppTest: runs without exceptions and shows what a user expects."""
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -318,6 +319,29 @@ def test_a_reload_or_a_new_tab_goes_on_with_the_browsers_game(app):
     assert tab().metric[1].value == "0 / 0"                  # another browser: its own game
     again.button(key="quiz_restart").click().run()
     assert tab(app.session_state["owner"]).metric[1].value == "0 / 0"    # started again: kept so
+
+
+def test_two_tabs_of_one_browser_score_a_picture_once():
+    """Two tabs share the browser's game: a click in each on one picture counts once, and a second Next
+    (sent from a tab still showing the answered picture) skips nothing."""
+    from app_pages.quiz_parts import Quiz
+    quiz = Quiz()
+    quiz.move_on([7])
+    assert quiz.take(7, 3, truth=3, guess=5) and not quiz.take(7, 4, truth=3, guess=5)
+    assert (quiz.rounds, quiz.people, quiz.model, quiz.answer) == (1, 1, 0, 3)
+    quiz.move_on(range(10), after=7)
+    on_screen = quiz.index
+    quiz.move_on(range(10), after=7)                       # the other tab's Next: that picture is gone already
+    assert quiz.index == on_screen and quiz.answer is None
+    assert not quiz.take(7, 3, truth=3, guess=5)            # nor does a click on it count any more
+    # The check and the score are one step: a click arriving in between waits for the first to finish.
+    clicked = threading.Thread(target=quiz.take, args=(on_screen, 1, 1, 1))
+    with quiz.lock:
+        clicked.start()
+        clicked.join(0.2)
+        assert clicked.is_alive() and quiz.rounds == 1
+    clicked.join()
+    assert quiz.rounds == 2 and not quiz.take(on_screen, 2, 1, 1) and quiz.rounds == 2
 
 
 def test_quiz_hard_mode_is_a_game_of_its_own_on_the_models_mistakes(app):

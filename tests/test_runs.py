@@ -22,6 +22,14 @@ def wait_for(condition, timeout=120, what="condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def ended_first_when_memory_runs_out(pid: int) -> bool:
+    """Whether Linux's out-of-memory killer would pick this trainer before the server (or this test):
+    a trainer's memory grows with the batch a visitor picks, the server holds every visitor's session."""
+    adjusted = int(Path(f"/proc/{pid}/oom_score_adj").read_text())
+    return adjusted == 1000 and int(Path(f"/proc/{pid}/oom_score").read_text()) > int(
+        Path("/proc/self/oom_score").read_text())
+
+
 def small(**changes):
     return TrainConfig(arch="airbench_tiny", batch_size=8, precision="float32", **changes)
 
@@ -74,9 +82,12 @@ def test_starts_from_separate_processes_share_the_limit(tiny_env):
     wait_for(lambda: all(r.state == "stopped" for r in runs.list_runs()), what="everything to stop")
 
 
-def test_a_killed_trainer_is_marked_failed_with_the_reason(tiny_env):
+def test_a_killed_trainer_is_marked_failed_with_the_reason(tiny_env, monkeypatch):
+    monkeypatch.setenv("CIFAR_WORKER_IDLE_S", "0")     # a process of its own (warm workers: test_runs_backends)
     run = runs.start(small(epochs=200), owner="a")
     wait_for(lambda: run.metrics(), what="the first metrics")
+    assert runs.get(run.id).status["trainer"] == "process"
+    assert ended_first_when_memory_runs_out(run.status["pid"])
     os.kill(run.status["pid"], 9)
     wait_for(lambda: runs.list_runs()[0].state == "failed", what="reconcile to notice")
     assert "ended without finishing" in runs.get(run.id).status["error"]
