@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import bz2
 import contextlib
+import errno
 import gzip
 import hashlib
 import io
@@ -615,10 +616,15 @@ _downloading = threading.Lock()
 
 def _download(dest_dir: str | os.PathLike | None, progress: Progress | None, url: str, sha256: str) -> Path:
     dest_dir = Path(dest_dir) if dest_dir else keras_cache_dir()
-    dest_dir.mkdir(parents=True, exist_ok=True)
     dest = dest_dir / ARCHIVE_NAME
     digest = hashlib.sha256()
-    with tempfile.NamedTemporaryFile(dir=dest_dir, suffix=".part", delete=False) as tmp:
+    try:
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        tmp = tempfile.NamedTemporaryFile(dir=dest_dir, suffix=".part", delete=False)
+    except OSError as e:    # a service account whose home may not be written, say
+        raise DataError(f"The data set cannot be saved in {dest_dir} ({e.strerror or e}): set KERAS_HOME to a "
+                        "folder this server may write, or CIFAR10_DATA to a copy of the data set.") from None
+    with tmp:
         try:
             with urllib.request.urlopen(url, timeout=30) as response:
                 total = int(response.headers.get("Content-Length") or 0)
@@ -631,6 +637,9 @@ def _download(dest_dir: str | os.PathLike | None, progress: Progress | None, url
                         progress(done, total)
         except OSError as e:
             os.unlink(tmp.name)
+            if e.errno == errno.ENOSPC:
+                raise DataError(f"The disk holding {dest_dir} is full, so the data set (170 MB) could not be "
+                                "saved; nothing was kept.") from None
             raise DataError(f"Could not download CIFAR-10 from {url} ({getattr(e, 'reason', e)}). "
                             "Are you offline? Set CIFAR10_DATA to a local copy instead.") from None
         except BaseException:

@@ -34,9 +34,20 @@ CONFIG, STATUS, METRICS, MODEL, STOP, LOG, SNAPSHOTS = (
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
-        tmp.write(data)
-    os.chmod(tmp.name, 0o644)
-    os.replace(tmp.name, path)
+        try:
+            tmp.write(data)
+            tmp.flush()         # here, so a full disk fails inside the try rather than on the close
+        except BaseException:
+            # A full disk: a half-written copy left behind would take the space that the next write (the
+            # run's failure, say) needs, and another on every retry.
+            os.unlink(tmp.name)
+            raise
+    try:
+        os.chmod(tmp.name, 0o644)
+        os.replace(tmp.name, path)
+    except BaseException:
+        os.unlink(tmp.name)
+        raise
 
 
 def write_json(path: Path, obj) -> None:

@@ -14,6 +14,7 @@ goes back to a fresh `python -m cifar_core train` process per run.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
@@ -104,7 +105,10 @@ def _in_a_sentence(change):
 
 def runs_dir() -> Path:
     path = settings.get().runs_dir
-    path.mkdir(parents=True, exist_ok=True)
+    # Where it cannot be made (a share not mounted, a read-only disk), every page still opens, showing no
+    # runs, and starting one says why in a sentence: readers need no folder, writers fail on their own.
+    with contextlib.suppress(OSError):
+        path.mkdir(parents=True, exist_ok=True)
     return path
 
 
@@ -162,12 +166,15 @@ def _stamps(folder: str) -> tuple:
 
 
 def _all() -> list[Run]:
+    try:
+        entries = list(os.scandir(runs_dir()))
+    except FileNotFoundError:       # it could not be made: no runs yet (`runs_dir`)
+        entries = []
     found = []
-    with os.scandir(runs_dir()) as entries:
-        for entry in entries:
-            stamps = None if entry.name.startswith(".") else _stamps(entry.path)
-            if stamps and stamps[1] is not None:      # a run is listed once its config exists
-                found.append(_read(Path(entry.path), stamps))
+    for entry in entries:
+        stamps = None if entry.name.startswith(".") else _stamps(entry.path)
+        if stamps and stamps[1] is not None:      # a run is listed once its config exists
+            found.append(_read(Path(entry.path), stamps))
     for gone in _parsed.keys() - {run.path for run in found}:     # deleted runs
         _parsed.pop(gone, None)
     return sorted(found, key=lambda r: r.status.get("created", 0))

@@ -9,6 +9,7 @@ honours the STOP file after the current batch.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
@@ -158,8 +159,12 @@ def save_checkpoint(model, export_model, run_dir: Path) -> None:
     export_model.set_weights(model.get_weights())
     fast_inference.refresh(export_model)
     tmp = Path(run_dir) / ".model.tmp.keras"
-    export_model.save(tmp)
-    os.replace(tmp, Path(run_dir) / rundir.MODEL)
+    try:
+        export_model.save(tmp)
+        os.replace(tmp, Path(run_dir) / rundir.MODEL)
+    except BaseException:
+        tmp.unlink(missing_ok=True)     # a full disk: the half-written copy would hold the space the failure needs
+        raise
 
 
 def build_model(config: TrainConfig, x_train: np.ndarray, precision: str):
@@ -281,13 +286,21 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, dataset: cifar_data.C
                              **final)
         return state
     except Exception as e:
-        message = str(e) if isinstance(e, (ValueError, RuntimeError)) else f"{type(e).__name__}: {e}"
         traceback.print_exc()
-        rundir.update_status(run_dir, state="failed", ended=rundir.now(), error=message)
+        with contextlib.suppress(OSError):      # the disk may still be full: the log above says what happened
+            rundir.update_status(run_dir, state="failed", ended=rundir.now(), error=_failure(e))
         return "failed"
     finally:
         if board is not None:
             board.close()
+
+
+def _failure(e: Exception) -> str:
+    """What a failed run's status says: a sentence for the causes a person can act on."""
+    if isinstance(e, OSError) and e.errno == errno.ENOSPC or "No space left on device" in str(e):
+        return ("The server's disk is full, so the run could not save its work: a teacher can make room by "
+                "deleting old runs.")
+    return str(e) if isinstance(e, (ValueError, RuntimeError)) else f"{type(e).__name__}: {e}"
 
 
 def final_accuracy(model, x: np.ndarray, y: np.ndarray, plain: np.ndarray | None = None,

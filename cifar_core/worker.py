@@ -95,7 +95,15 @@ def hand_over(run: runs.Run) -> None:
         idle = _spawn()
     rundir.update_status(run.path, state="running", pid=idle["pid"], pid_started=idle.get("pid_started"),
                          started=rundir.now(), launched=rundir.now(), trainer="worker", error=None)
-    rundir.write_json(_file(idle["pid"]), {**idle, "run": run.id, "handed_over": rundir.now()})
+    try:
+        rundir.write_json(_file(idle["pid"]), {**idle, "run": run.id, "handed_over": rundir.now()})
+    except OSError:
+        # A full disk: the worker never heard of the run, so it goes back in the queue rather than showing
+        # "running" under a worker that will not train it (and holding up the queue behind it).
+        with contextlib.suppress(OSError):
+            rundir.update_status(run.path, state="queued", pid=None, pid_started=None, started=None,
+                                 launched=None, trainer=None)
+        raise
 
 
 def _spawn() -> dict:
@@ -132,8 +140,9 @@ def _output_to(path: Path):
         os.dup2(target, 2)
         yield
     finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
+        with contextlib.suppress(OSError):   # a full disk: the output is lost, the worker's own must come back
+            sys.stdout.flush()
+            sys.stderr.flush()
         os.dup2(saved[0], 1)
         os.dup2(saved[1], 2)
         for fd in (target, *saved):
@@ -198,7 +207,10 @@ def serve() -> int:
             return 0
         if info.get("run"):
             started = time.monotonic()
-            state = _train_one(info["run"], dataset, networks)
+            try:
+                state = _train_one(info["run"], dataset, networks)
+            except OSError:     # a full disk, writing the run's log or status: that run failed, the worker goes on
+                state = "failed"
             if dataset is None:
                 dataset = _load_data()
             print(f"worker {me}: run {info['run']} {state} in {time.monotonic() - started:.1f} s; "

@@ -61,6 +61,25 @@ def tiny_env(tiny_archive, tmp_path, monkeypatch):
     return tmp_path
 
 
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 4 MB file system of its own (tmpfs), to fill up: a server's disk running full. Skipped where this
+    process may not mount one (not root, no tmpfs)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
+                      capture_output=True).returncode:
+        pytest.skip("a small file system cannot be mounted here (mounting needs root)")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill(disk: Path, leave: int) -> None:
+    """Take all but about `leave` bytes of `disk`'s free space."""
+    free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+    (disk / "filler").write_bytes(b"\0" * max(0, free - leave))
+
+
 @pytest.fixture(scope="session")
 def real_archive() -> Path:
     """The whole data set (offline JPEG copy), where this machine has it; else the test is skipped."""

@@ -134,6 +134,27 @@ def test_train_page_starts_a_run_and_shows_it_live_and_on_the_board(app):
     runs.stop(run.id, admin=True)
 
 
+def test_a_runs_folder_that_cannot_be_made_costs_only_the_runs(tiny_env, small_disk, monkeypatch):
+    """A share not mounted, a read-only disk: every page opens (with no runs), Start says why in a sentence.
+    Before, making the folder raised on every page, through the sidebar's list of models."""
+    from cifar_core import board
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    monkeypatch.setenv("CIFAR_RUNS_DIR", str(small_disk / "runs"))
+    monkeypatch.chdir(ROOT)
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    for page in ("app_pages/explore.py", "app_pages/predict.py", "app_pages/evaluate.py", "app_pages/quiz.py",
+                 "app_pages/inside.py", "app_pages/train.py"):
+        visit(at, page)
+    at.number_input(key="train_quick_batch_size").set_value(16)
+    at.button(key="FormSubmitter:new_run-Start training").click().run()
+    assert not at.exception
+    assert [e.value for e in at.error] == ["The runs folder could not be changed (Read-only file system); please "
+                                           "try again, or tell whoever runs this server."]
+    assert board.refresh().runs == ()
+
+
 def test_offline_the_train_page_explains_why_it_cannot_start(offline):
     at = offline
     at.run()

@@ -14,7 +14,7 @@ import pytest
 
 import hostile_archives
 from cifar_core import data
-from conftest import batch_bytes, tiny_images
+from conftest import batch_bytes, fill, tiny_images
 
 
 def test_reads_the_official_archive_layout(tiny_archive):
@@ -67,6 +67,17 @@ def test_offline_download_says_so(tmp_path):
     with pytest.raises(data.DataError, match="offline"):
         data.download(tmp_path, url="http://127.0.0.1:9/cifar-10-python.tar.gz")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_download_with_nowhere_to_go_says_so(tiny_archive, small_disk):
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)   # a home it may not write in
+    with pytest.raises(data.DataError, match="cannot be saved in .*Read-only.*: set KERAS_HOME"):
+        data.download(small_disk / "datasets", url=tiny_archive.as_uri())
+    subprocess.run(["mount", "-o", "remount,rw", str(small_disk)], check=True)
+    fill(small_disk, leave=4 << 10)
+    with pytest.raises(data.DataError, match="is full, so the data set"):    # not "Are you offline?"
+        data.download(small_disk, url=tiny_archive.as_uri())
+    assert [p.name for p in small_disk.iterdir()] == ["filler"]
 
 
 def test_a_download_left_early_keeps_nothing_and_one_runs_at_a_time(tiny_archive, tmp_path):

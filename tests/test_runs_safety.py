@@ -8,6 +8,7 @@ import pytest
 
 from cifar_core import rundir, runs
 from cifar_core.config import TrainConfig
+from conftest import fill
 from test_runs import small, wait_for
 
 
@@ -115,6 +116,33 @@ def test_a_busy_or_full_runs_folder_is_a_sentence_and_leaves_no_half_made_run(ti
     with pytest.raises(runs.RunError, match=r"could not be changed \(No space left on device\)"):
         runs.start(small(epochs=1), owner="eve")
     assert folders() == before
+
+
+def test_a_write_that_fills_the_disk_leaves_the_old_file_and_nothing_else(small_disk):
+    status = small_disk / "status.json"
+    rundir.write_json(status, {"state": "running"})
+    fill(small_disk, leave=8 << 10)
+    with pytest.raises(OSError):
+        rundir.atomic_write_bytes(status, b"x" * (64 << 10))
+    # A half-written copy left behind would take the space the next small write needs, one more each retry.
+    assert sorted(p.name for p in small_disk.iterdir()) == ["filler", "status.json"]
+    assert rundir.read_json(status) == {"state": "running"}
+    rundir.write_json(status, {"state": "failed"})
+    assert rundir.read_json(status) == {"state": "failed"}
+
+
+def test_a_run_that_fills_the_disk_fails_in_a_sentence_and_leaves_no_partial_model(tiny_env, small_disk, monkeypatch):
+    """Its checkpoint does not fit: the half-written model is removed, so its failure still fits on the disk
+    and says why; before, the trainer raised instead (and a warm worker died with it)."""
+    from cifar_core import training
+    monkeypatch.setenv("CIFAR_RUNS_DIR", str(small_disk / "runs"))
+    config = small(epochs=1)
+    run = runs.create(config)
+    fill(small_disk, leave=150 << 10)        # room for metrics and status, not for the model (400 KB)
+    assert training.train(config, run.path) == "failed"
+    status = rundir.read_status(run.path)
+    assert status["state"] == "failed" and status["error"].startswith("The server's disk is full")
+    assert not [p.name for p in run.path.iterdir() if p.name.startswith(".")]
 
 
 def test_the_server_keeps_so_many_ended_runs_in_all_whoever_started_them(tiny_env, monkeypatch, no_trainers):
