@@ -335,7 +335,7 @@ def _launch(run: Run) -> None:
     # A fresh process per run (CIFAR_WORKER_IDLE_S=0): seconds of imports each, but nothing shared.
     # Running before the process exists, so a trainer that fails at once is never overwritten.
     rundir.update_status(run.path, state="running", pid=None, started=rundir.now(), launched=rundir.now(),
-                         trainer="process")
+                         trainer="process", host=rundir.HOST)
     log = open(run.path / rundir.LOG, "ab")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")]))}
     process = subprocess.Popen(
@@ -429,6 +429,8 @@ def _alive(status: dict) -> bool:
     pid = status.get("pid")
     if not pid:
         return False
+    if not _here(status):   # another replica's machine: its pid means nothing here, and the silence check
+        return True         # (`_stalled`) still ends the run if that trainer hangs or its machine goes away
     # Reap our own finished children so they do not linger as zombies, and forget them: a term of
     # class runs launches thousands.
     _children[:] = [child for child in _children if child.poll() is None]
@@ -449,6 +451,11 @@ def _alive(status: dict) -> bool:
     return recorded is None or rundir.process_start(pid) == recorded
 
 
+def _here(status: dict) -> bool:
+    """Whether the trainer a status (or a worker's file) names runs on this machine (older runs name none)."""
+    return status.get("host", rundir.HOST) == rundir.HOST
+
+
 def reconcile(locked: bool = False) -> list[str]:
     """Mark running runs whose trainer process has died as failed; return their ids."""
     if not locked:
@@ -460,14 +467,18 @@ def reconcile(locked: bool = False) -> list[str]:
         if run.state == "running" and not _alive(run.status):
             rundir.update_status(run.path, state="failed", ended=_last_heard(run), error=(
                 f"The training process (pid {run.status.get('pid')}) ended without finishing: "
-                "it was killed or ran out of memory. The last checkpoint, if any, is kept."))
+                "it was killed or ran out of memory (a smaller batch needs less). The last checkpoint, if any, "
+                "is kept."))
             dead.append(run.id)
         elif run.state == "running" and _stalled(run):
-            _kill(run.status.get("pid"))
+            if _here(run.status):       # a pid on another machine is some other process here
+                _kill(run.status.get("pid"))
             rundir.update_status(run.path, state="failed", ended=rundir.now(), error=(
                 f"The trainer made no progress for {settings.get().run_stall_s} seconds, so it was ended; "
                 "the runs after it go on. The last checkpoint, if any, is kept."))
             dead.append(run.id)
+    for gone in _heard.keys() - {run.id for run in everything if run.state == "running" and run.id not in dead}:
+        del _heard[gone]
     _end_long_turns(everything)
     _dispatch()    # also starts a queued run that a free slot has been waiting for
     return dead
@@ -494,17 +505,35 @@ def _end_long_turns(runs: list[Run]) -> None:
 def _last_heard(run: Run) -> float:
     """When the run's trainer last wrote to its folder: where a dead trainer's run ends. The app may
     notice the death hours later (nobody had it open), and the board should not count those hours."""
-    written = [p.stat().st_mtime for p in (run.path / rundir.STATUS, run.path / rundir.METRICS) if p.exists()]
-    return round(min(max(written, default=time.time()), time.time()), 3)
+    return round(min(_written(run) or time.time(), time.time()), 3)
+
+
+def _written(run: Run) -> float | None:
+    """The newest time on the run's status and metrics files (None: neither is there)."""
+    return max((p.stat().st_mtime for p in (run.path / rundir.STATUS, run.path / rundir.METRICS) if p.exists()),
+               default=None)
+
+
+# Per running run: when its files last changed, and this process's monotonic time when it saw that change.
+_heard: dict[str, tuple[float, float]] = {}
 
 
 def _stalled(run: Run) -> bool:
     """Whether a local trainer (a process or a warm worker) has written nothing for CIFAR_RUN_STALL_S
     seconds. A trainer appends a metrics line every second while it trains, so silence that long
-    means it hangs, and a hung worker would hold up everyone queued behind it."""
+    means it hangs, and a hung worker would hold up everyone queued behind it.
+
+    The silence is timed on this process's monotonic clock from when it saw the files change, not as
+    the wall clock's distance from their times: a clock set forward, or a laptop waking from a lunch
+    break's sleep (during which the trainer slept too), would otherwise end every training run at once."""
     if run.status.get("trainer") not in ("worker", "process"):
         return False
-    return time.time() - _last_heard(run) > settings.get().run_stall_s
+    written, now = _written(run), time.monotonic()
+    seen = _heard.get(run.id)
+    if seen is None or seen[0] != written:
+        _heard[run.id] = (written, now)
+        return False
+    return now - seen[1] > settings.get().run_stall_s
 
 
 def _kill(pid) -> None:

@@ -61,7 +61,9 @@ def directory(create: bool = False) -> Path:
 
 
 def _file(pid: int) -> Path:
-    return directory() / f"{pid}.json"
+    """This machine's worker `pid`'s file: named for the machine too, as replicas on several machines may
+    share the runs directory, and pids repeat across machines."""
+    return directory() / f"{rundir.HOST}-{pid}.json"
 
 
 def _read(path: Path) -> dict | None:
@@ -73,10 +75,13 @@ def _read(path: Path) -> dict | None:
 
 
 def live_workers() -> list[dict]:
-    """Every worker whose process is still alive (caller holds the runs lock); dead ones' files are removed."""
+    """This machine's workers whose process is still alive (caller holds the runs lock); dead ones' files
+    are removed. Another machine's workers are that machine's replicas' to judge and to hand runs to."""
     found = []
     for path in sorted(directory(create=True).glob("*.json")):
         info = _read(path)
+        if info and not runs._here(info):
+            continue
         if info and runs._alive({"pid": info["pid"], "pid_started": info.get("pid_started")}):
             found.append(info)
         else:
@@ -94,7 +99,8 @@ def hand_over(run: runs.Run) -> None:
     if idle is None:
         idle = _spawn()
     rundir.update_status(run.path, state="running", pid=idle["pid"], pid_started=idle.get("pid_started"),
-                         started=rundir.now(), launched=rundir.now(), trainer="worker", error=None)
+                         started=rundir.now(), launched=rundir.now(), trainer="worker", error=None,
+                         host=rundir.HOST)
     try:
         rundir.write_json(_file(idle["pid"]), {**idle, "run": run.id, "handed_over": rundir.now()})
     except OSError:
@@ -116,7 +122,8 @@ def _spawn() -> dict:
                                start_new_session=True)   # its own session: a server restart does not kill it
     log.close()
     runs._children.append(process)
-    return {"pid": process.pid, "pid_started": rundir.process_start(process.pid), "born": rundir.now()}
+    return {"pid": process.pid, "pid_started": rundir.process_start(process.pid), "born": rundir.now(),
+            "host": rundir.HOST}
 
 
 def release_memory() -> None:
@@ -196,8 +203,9 @@ def serve() -> int:
     trim_heap()
     with runs._lock():
         if _read(_file(me)) is None:   # started by hand (say, before a class arrives): offer ourselves, idle
-            rundir.write_json(directory(create=True) / f"{me}.json",
-                              {"pid": me, "pid_started": rundir.process_start(me), "born": rundir.now()})
+            directory(create=True)
+            rundir.write_json(_file(me), {"pid": me, "pid_started": rundir.process_start(me), "born": rundir.now(),
+                                          "host": rundir.HOST})
     print(f"worker {me}: ready in {time.monotonic() - booted:.1f} s", flush=True)
     idle_since = time.monotonic()
     trained = 0

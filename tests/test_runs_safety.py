@@ -272,6 +272,37 @@ def test_a_reused_pid_does_not_keep_a_dead_run_running(tiny_env):
     assert runs.get(honest.id).state == "failed"
 
 
+def test_replicas_on_two_machines_judge_only_their_own_trainers(tiny_env, monkeypatch):
+    """A runs directory shared by replicas on several machines: a pid names a process only on the machine
+    that started it. Another machine's trainer is not failed for being absent here, nor its worker's file
+    removed; if it falls silent it is failed, and no process here that happens to have its pid is killed."""
+    from cifar_core import worker
+    monkeypatch.setenv("CIFAR_RUN_STALL_S", "2")
+    monkeypatch.setattr(runs, "_dispatch", lambda: None)        # this test is about judging, not starting
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])   # a process here
+    try:
+        gone = subprocess.Popen([sys.executable, "-c", "pass"])
+        gone.wait()
+        theirs = runs.create(small(epochs=1), owner="a")
+        rundir.update_status(theirs.path, state="running", pid=bystander.pid, trainer="worker", host="lab-pc-2")
+        ours = runs.create(small(epochs=1), owner="b")
+        rundir.update_status(ours.path, state="running", pid=gone.pid, trainer="worker", host=rundir.HOST)
+        remote = worker.directory(create=True) / "lab-pc-2-4242.json"
+        rundir.write_json(remote, {"pid": 4242, "host": "lab-pc-2", "run": None})
+        with runs._lock():
+            assert worker.live_workers() == []        # not this machine's to hand a run to, nor to remove
+        assert remote.exists()
+        runs.reconcile()
+        assert runs.get(theirs.id).state == "running" and runs.get(ours.id).state == "failed"
+        time.sleep(3)                                 # the other machine's trainer falls silent
+        runs.reconcile()
+        assert runs.get(theirs.id).state == "failed" and "no progress" in runs.get(theirs.id).status["error"]
+        assert bystander.poll() is None               # the pid was another machine's: nothing here was killed
+    finally:
+        bystander.kill()
+        bystander.wait()
+
+
 def test_a_run_found_dead_later_ends_when_its_trainer_was_last_heard(tiny_env):
     # Nobody had the app open when the trainer was killed an hour ago: the board must not charge that hour.
     gone = subprocess.Popen([sys.executable, "-c", "pass"])

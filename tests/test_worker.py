@@ -62,21 +62,26 @@ def test_a_killed_worker_fails_its_run_and_a_new_worker_takes_the_queue(tiny_env
 
 def test_a_hung_trainer_is_ended_and_its_run_failed(tiny_env, monkeypatch):
     # A live process standing in for a worker that hangs: it holds a run and writes nothing.
-    monkeypatch.setenv("CIFAR_RUN_STALL_S", "60")
+    monkeypatch.setenv("CIFAR_RUN_STALL_S", "3")
     hung = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     try:
         time.sleep(0.2)
         run = runs.create(small(epochs=1), owner="a")
         rundir.update_status(run.path, state="running", pid=hung.pid, pid_started=rundir.process_start(hung.pid),
                              trainer="worker")
-        runs.reconcile()
-        assert runs.get(run.id).state == "running"                 # quiet for less than a minute: fine
-        old = time.time() - 61
-        os.utime(run.path / rundir.STATUS, (old, old))
         monkeypatch.setattr(runs, "_dispatch", lambda: None)       # this test is about the hung one alone
         runs.reconcile()
+        real_time = time.time
+        # The wall clock set an hour forward (or a laptop waking from sleep): no time passed for the trainer.
+        monkeypatch.setattr(time, "time", lambda: real_time() + 3600)
+        time.sleep(1)
+        runs.reconcile()
+        assert runs.get(run.id).state == "running"                 # quiet for a second: fine
+        monkeypatch.setattr(time, "time", real_time)
+        time.sleep(3)
+        runs.reconcile()
         assert runs.get(run.id).state == "failed"
-        assert "no progress for 60 seconds" in runs.get(run.id).status["error"]
+        assert "no progress for 3 seconds" in runs.get(run.id).status["error"]
         assert hung.wait(timeout=60) == -9
     finally:
         hung.kill()
@@ -124,7 +129,7 @@ def test_an_idle_worker_exits_and_removes_its_file(tiny_env):
     run = runs.start(small(epochs=1), owner="a")
     wait_for(lambda: ended(run.id), timeout=180, what="the run")
     pid = runs.get(run.id).status["pid"]
-    wait_for(lambda: not (worker.directory() / f"{pid}.json").exists(), timeout=30, what="the idle worker to leave")
+    wait_for(lambda: not (worker._file(pid)).exists(), timeout=30, what="the idle worker to leave")
     wait_for(lambda: not runs._alive({"pid": pid}), timeout=60, what="its process to end")
 
 
@@ -134,7 +139,7 @@ def test_a_worker_started_by_hand_is_handed_the_next_run(tiny_env, monkeypatch):
     warm = subprocess.Popen([sys.executable, "-m", "cifar_core", "worker"], env=env, cwd=runs.PACKAGE_ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_for(lambda: (worker.directory() / f"{warm.pid}.json").exists(), timeout=120, what="the worker to offer itself")
+        wait_for(lambda: (worker._file(warm.pid)).exists(), timeout=120, what="the worker to offer itself")
         run = runs.start(small(epochs=1), owner="a")
         assert run.status["pid"] == warm.pid                       # no new process: the warm one has it
         wait_for(lambda: ended(run.id), timeout=180, what="the run")
