@@ -3,6 +3,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -301,6 +302,48 @@ def test_replicas_on_two_machines_judge_only_their_own_trainers(tiny_env, monkey
     finally:
         bystander.kill()
         bystander.wait()
+
+
+MEMORY_CGROUPS = Path("/sys/fs/cgroup/memory")      # cgroup v1's memory controller, where this machine has it
+
+
+@pytest.fixture
+def small_memory(tmp_path):
+    """A memory cgroup of 1.3 GB, no swap: a server that runs out of memory. Skipped where none can be made."""
+    group = MEMORY_CGROUPS / f"cifar-test-{os.getpid()}"
+    try:
+        group.mkdir()
+        (group / "memory.limit_in_bytes").write_text(str(1300 << 20))
+        (group / "memory.swappiness").write_text("0")
+    except OSError:
+        pytest.skip("no memory cgroup can be made here (cgroup v1 and root needed)")
+    yield group
+    for _ in range(50):                 # the processes in it must be gone before it can be removed
+        try:
+            group.rmdir()
+            break
+        except OSError:
+            time.sleep(0.1)
+
+
+def test_when_memory_runs_out_the_trainer_goes_not_the_server(tiny_env, small_memory):
+    """The kernel's out-of-memory killer ends the largest process unless told otherwise. A stand-in for the
+    server holding 1 GB (thirty visitors' sessions) and a trainer (0.4 GB for TensorFlow alone) cannot both fit in
+    1.3 GB: the trainer goes, as it does on the code before only when it is the larger."""
+    inside = f"echo $$ > {small_memory}/cgroup.procs && exec "
+    server = subprocess.Popen(["sh", "-c", inside + f"{sys.executable} -c 'import time, numpy as np; "
+                               "held = np.ones(1 << 27); time.sleep(120)'"])
+    try:
+        time.sleep(2)
+        run = runs.create(small(epochs=1), owner="a")
+        trainer = subprocess.run(["sh", "-c", inside + f"{sys.executable} -m cifar_core train --run-dir {run.path}"],
+                                 cwd=runs.PACKAGE_ROOT, capture_output=True, timeout=300)
+        assert trainer.returncode == -9, trainer.stderr.decode()[-2000:]      # SIGKILL, from the kernel
+        assert server.poll() is None
+        assert "oom_kill 1" in (small_memory / "memory.oom_control").read_text()
+    finally:
+        server.kill()
+        server.wait()
 
 
 def test_a_run_found_dead_later_ends_when_its_trainer_was_last_heard(tiny_env):
