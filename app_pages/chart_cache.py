@@ -36,16 +36,16 @@ def _curves_template() -> tuple[dict, str]:
 def _curves_points(run_id: str, stamp: tuple, name: str, _metrics: list[dict]) -> bytes:
     # `stamp` (the run's files' times and sizes, from the board snapshot) stands for the metrics,
     # which are not hashed: a new record changes the stamp, and the points are made again.
-    frame = charts.curve_frame(_metrics, name)
-    frame["line"] = frame["series"]      # what training_curves colours by, for one run
+    frame = charts.curve_frame(_metrics, name)     # training_curves draws it as it is
     return dataframe_util.convert_anything_to_arrow_bytes(frame)   # as st.altair_chart would send it
 
 
-def training_curves(run_id: str, stamp: tuple | None, name: str, metrics: list[dict]) -> None:
-    """Draw one run's loss and accuracy curves (charts.training_curves), its points made once per change."""
+def training_curves(run_id: str, stamp: tuple | None, name: str, metrics: list[dict], alt: str | None = None) -> None:
+    """Draw one run's loss and accuracy curves (charts.training_curves), its points made once per change;
+    `alt`, the curves in words for a screen reader."""
     if stamp is None:     # not in the snapshot (just deleted): build it for this one drawing
-        st.altair_chart(charts.training_curves(charts.curve_frame(metrics, name)), width="stretch")
+        st.altair_chart(charts.training_curves(charts.curve_frame(metrics, name)), width="stretch", alt=alt)
         return
     template, data_name = _curves_template()
     chart_specs.draw({**template, "datasets": {data_name: _curves_points(run_id, stamp, name, metrics)}},
-                     width="stretch")
+                     width="stretch", alt=alt)

@@ -55,8 +55,12 @@ def _probability_bars() -> dict:
 
 
 def probability_bars(probabilities: np.ndarray, top: int | None = None) -> None:
-    """charts.probabilities(probabilities, top), drawn from its Vega-Lite made once per server."""
-    draw(_probability_bars(), charts.probability_frame(probabilities, top), width="stretch")
+    """charts.probabilities(probabilities, top), drawn from its Vega-Lite made once per server, with its
+    figures as the chart's text for a screen reader."""
+    frame = charts.probability_frame(probabilities, top)
+    named = ", ".join(f"{name} {sure}" for name, sure in zip(frame["class"], frame["sure"]))
+    draw(_probability_bars(), frame, width="stretch",
+         alt=f"Bar chart of how sure the model is of {'its top guesses' if top else 'each class'}: {named}.")
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
@@ -66,9 +70,10 @@ def _image_grid(n_rows: int, columns: int) -> dict:
 
 
 def image_grid(images: np.ndarray, labels: np.ndarray, indices: np.ndarray, *, key: str, on_select,
-               selected: int | None = None, columns: int = 10):
+               selected: int | None = None, columns: int = 10, alt: str | None = None):
     """charts.image_grid drawn from its Vega-Lite made once per server and grid height (building and
-    checking the Altair chart was 120 ms of every Explore rerun); returns the selection event."""
+    checking the Altair chart was 120 ms of every Explore rerun); returns the selection event. `alt`:
+    what a screen reader says of the grid."""
     n_rows = max(1, -(-len(indices) // columns))
     return draw(_image_grid(n_rows, columns), charts.image_grid_frame(images, labels, indices, columns, selected),
-                on_select=on_select, key=key, width="content")
+                on_select=on_select, key=key, width="content", alt=alt)

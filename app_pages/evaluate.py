@@ -26,7 +26,18 @@ PICTURE = 96        # every small picture on this page: 32 x 32 drawn 3 times la
 
 def pictures(indices, captions) -> None:
     """Pictures in a row at one size: a long caption wraps under its picture instead of enlarging it."""
-    st.image([charts.upscale(test.x_test[i], 3) for i in indices], caption=list(captions), width=PICTURE)
+    st.image([charts.upscale(test.x_test[i], 3) for i in indices], caption=list(captions), width=PICTURE,
+             alt=[f"test picture #{i}, {with_article(CLASS_NAMES[test.y_test[i]])}" for i in indices])
+
+
+def _cell_from_box() -> None:
+    """The square chosen in the box under the matrix (the keyboard's way to choose one) becomes the
+    chosen one. The matrix is drawn afresh (a new key), without the click it still holds: that click
+    would otherwise win again on the next rerun, and clicking that same square again would change nothing."""
+    code = st.session_state.get("evaluate_box")
+    if code is not None:
+        st.session_state["evaluate_pick"] = divmod(int(code), len(CLASS_NAMES))
+        st.session_state["evaluate_cell_drawn"] = st.session_state.get("evaluate_cell_drawn", 0) + 1
 
 
 st.metric(f"Right on {summary['n']:,} test pictures", evaluation.percent(summary["accuracy"]),
@@ -68,22 +79,40 @@ if errors.open:
     with errors:
         shown_as = st.segmented_control("Squares show", ["Pictures", "% of each true class"], default="Pictures",
                                         key="evaluate_confusion_as") or "Pictures"
-        event = st.altair_chart(
-            charts.confusion(evaluation.confusion_matrix(test.y_test, y_pred), as_share=shown_as != "Pictures"),
-            on_select="rerun", key="evaluate_cell", width="content")
-        cell = (event.selection.get("cell") or [None])[0] if event else None
+        counts = evaluation.confusion_matrix(test.y_test, y_pred)
+        # The click is read before the matrix is drawn, so that the frame is around the square just clicked.
+        key = f"evaluate_cell_{st.session_state.get('evaluate_cell_drawn', 0)}"
+        cell = ((st.session_state.get(key) or {}).get("selection", {}).get("cell") or [None])[0]
         # The browser sends the clicked square's classes; a script could send anything in their place.
         if isinstance(cell, dict) and all(cell.get(k) in CLASS_NAMES for k in ("true", "predicted")):
-            t, p = CLASS_NAMES.index(cell["true"]), CLASS_NAMES.index(cell["predicted"])
+            st.session_state["evaluate_pick"] = (CLASS_NAMES.index(cell["true"]), CLASS_NAMES.index(cell["predicted"]))
+        square = st.session_state.get("evaluate_pick")
+        right = int(np.trace(counts))
+        st.altair_chart(charts.confusion(counts, as_share=shown_as != "Pictures", chosen=square),
+                        on_select="rerun", key=key, width="content",
+                        alt=f"Confusion matrix: a 10 by 10 grid of squares, a row for each true class and a column "
+                            f"for each class the model said, each holding "
+                            + ("its number of test pictures" if shown_as == "Pictures" else "its share of the row")
+                            + f". The diagonal, {right:,} of {int(counts.sum()):,} pictures, is the right answers. "
+                            "Choose a square in the box below to see its pictures.")
+        # The same choice from the keyboard: every square, row by row as the matrix reads.
+        st.session_state["evaluate_box"] = None if square is None else square[0] * len(CLASS_NAMES) + square[1]
+        n = len(CLASS_NAMES)
+        st.selectbox("Show the pictures of the square", range(n * n), index=None, key="evaluate_box",
+                     placeholder="Choose a square, or click one in the matrix", on_change=_cell_from_box,
+                     format_func=lambda c: f"{CLASS_NAMES[c // n]} called {CLASS_NAMES[c % n]} "
+                                           f"({evaluation.counted(int(counts[divmod(c, n)]), 'picture')})")
+        if square is not None:
+            t, p = square
             matches = np.flatnonzero((test.y_test == t) & (y_pred == p))
             shown = matches[:40]
-            st.markdown(f"**{evaluation.counted(len(matches), 'picture')} of {with_article(cell['true'])} that the "
-                        f"model called {cell['predicted']}**" + (" (the first 40)" if len(matches) > 40 else ""))
+            st.markdown(f"**{evaluation.counted(len(matches), 'picture')} of {with_article(CLASS_NAMES[t])} that the "
+                        f"model called {CLASS_NAMES[p]}**" + (" (the first 40)" if len(matches) > 40 else ""))
             if len(shown):
                 pictures(shown, [f"{evaluation.sure(probabilities[i, p])} sure" for i in shown])
         else:
             st.caption("A row is every test picture of one class; darker squares hold more of the row. "
-                       "Click a square to see its pictures.")
+                       "Click a square, or choose it in the box, to see its pictures.")
         st.subheader("Its most confident mistakes")
         worst = evaluation.confident_mistakes(probabilities, test.y_test, 20)
         if not len(worst):
@@ -94,7 +123,10 @@ if errors.open:
 
 if sure.open:
     with sure:
-        st.altair_chart(charts.reliability(evaluation.calibration(probabilities, test.y_test)), width="stretch")
+        st.altair_chart(charts.reliability(evaluation.calibration(probabilities, test.y_test)), width="stretch",
+                        alt="Line chart of how sure the model was against how often it was right, a dot for each "
+                            "group of answers, sized by how many it holds, beside a dashed diagonal where the two "
+                            "are equal.")
         gap = evaluation.expected_calibration_error(probabilities, test.y_test)
         st.caption("Each dot groups answers given with similar confidence; bigger dots hold more answers. Below the "
                    "dashed line, the model is more sure of itself than it should be; above it, too modest. "
@@ -116,7 +148,11 @@ with compare:
         two.metric(common.plain(other), evaluation.percent(other_summary["accuracy"]),
                    help=evaluation.ACCURACY_DEFINITION)
         st.altair_chart(charts.compare_classes({picked: summary["per_class"], other: other_summary["per_class"]}),
-                        width="stretch")
+                        width="stretch",
+                        alt=f"Bar chart of each class's share of test pictures named right by {picked} and by "
+                            f"{other}: " + "; ".join(f"{name} {evaluation.percent(summary['per_class'][name])} and "
+                                                     f"{evaluation.percent(other_summary['per_class'][name])}"
+                                                     for name in CLASS_NAMES) + ".")
         for title, mask in ((f"Right by {picked}, wrong by {other}", (y_pred == test.y_test) & (other_pred != test.y_test)),
                             (f"Right by {other}, wrong by {picked}", (y_pred != test.y_test) & (other_pred == test.y_test))):
             shown = np.flatnonzero(mask)[:20]

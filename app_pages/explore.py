@@ -3,7 +3,7 @@ import numpy as np
 import streamlit as st
 
 from cifar_core import charts, embedding, inference
-from cifar_core.data import CLASS_NAMES
+from cifar_core.data import CLASS_NAMES, with_article
 from app_pages import chart_specs, common, inside_parts
 
 PER_PAGE = 50
@@ -52,9 +52,20 @@ def map_points(model_id: tuple[str, float], origin: str, split: str) -> np.ndarr
     return embedding.pca_2d(embedding.features(common.active_model(), x[_on_the_map(split)]))
 
 
-def feature_map(model_id: tuple[str, float], origin: str, split: str):
+def feature_map(model_id: tuple[str, float], origin: str, split: str, chosen_class: str):
     labels, thumbnails = map_pictures(origin, split)
-    return charts.embedding_map(map_points(model_id, origin, split), labels, thumbnails)
+    return charts.embedding_map(map_points(model_id, origin, split), labels, thumbnails,
+                                None if chosen_class == ALL else chosen_class)
+
+
+def _look_closer(split: str, box: str) -> None:
+    """The picture chosen in the box below the grid (the keyboard's way to pick one) becomes the pick.
+    The grid is drawn afresh (a new key), without the click it still holds: that click would otherwise
+    win again on the next rerun, and clicking that same picture again would change nothing."""
+    index = st.session_state.get(box)
+    if index is not None:
+        st.session_state["explore_pick"] = (split, int(index))
+        st.session_state["explore_grid_drawn"] = st.session_state.get("explore_grid_drawn", 0) + 1
 
 
 def splits() -> dict:
@@ -71,15 +82,15 @@ split = left.segmented_control("Pictures from", list(available), default=list(av
     or list(available)[0]
 view = right.segmented_control("Show", ["Pictures", "Statistics", "Map"], default="Pictures", key="explore_view") \
     or "Pictures"
-# The map places every class; its legend picks one out. The counts and average pictures are of every class.
-chosen_class = middle.selectbox("Class", [ALL, *CLASS_NAMES], key="explore_class", disabled=view == "Map",
-                                help="Which pictures to list, and whose pixel values to count under Statistics. "
-                                     "The map shows every class: click one in its legend instead.")
+# The map places every class and picks the chosen one out. The counts and average pictures are of every class.
+chosen_class = middle.selectbox("Class", [ALL, *CLASS_NAMES], key="explore_class",
+                                help="Which pictures to list, whose pixel values to count under Statistics, and "
+                                     "which class to pick out on the Map (the others fade).")
 x, y = available[split]
 
 if view == "Pictures":
     indices = np.arange(len(y)) if chosen_class == ALL else np.flatnonzero(y == CLASS_NAMES.index(chosen_class))
-    controls = st.columns([1, 1, 4], vertical_alignment="bottom")
+    controls = st.columns([1, 1, 2, 2], vertical_alignment="bottom")
     if controls[0].button("Shuffle", icon=":material/shuffle:"):
         st.session_state["explore_seed"] = int(np.random.default_rng().integers(1 << 31))
     seed = st.session_state.get("explore_seed")
@@ -87,12 +98,13 @@ if view == "Pictures":
     n_pages = max(1, -(-len(order) // PER_PAGE))
     page = controls[1].number_input("Page", 1, n_pages, 1, key="explore_page")
     shown = order[(page - 1) * PER_PAGE: page * PER_PAGE]
-    controls[2].caption(f"{len(order):,} pictures, page {page} of {n_pages:,}. Click a picture to look closer.")
+    controls[3].caption(f"{len(order):,} pictures, page {page} of {n_pages:,}. Click a picture, or choose it in "
+                        "the box, to look closer.")
 
     # The click is read before the grid is drawn, so that the frame is around the picture just clicked,
     # not the one before. The pick remembers its split: picture #5866 of the training set is not #5866
     # of the test set.
-    grid = f"explore_grid_{split}"
+    grid = f"explore_grid_{split}_{st.session_state.get('explore_grid_drawn', 0)}"
     picked = (st.session_state.get(grid) or {}).get("selection", {}).get("picked")
     if picked:
         st.session_state["explore_pick"] = (split, int(picked[0]["index"]))
@@ -100,11 +112,22 @@ if view == "Pictures":
     pick_split, index = pick if isinstance(pick, tuple) else (None, None)
     if pick_split != split:
         index = None
-    chart_specs.image_grid(x[shown], y[shown], shown, selected=index, on_select="rerun", key=grid)
+    # The same pick from the keyboard: a box of this page's pictures, showing the one picked however it was.
+    box = f"explore_box_{split}"
+    st.session_state[box] = index if index in shown.tolist() else None
+    controls[2].selectbox("Look closer at", shown.tolist(), index=None, key=box, placeholder="Choose a picture",
+                          format_func=lambda i: f"#{i}: {CLASS_NAMES[y[i]]}", on_change=_look_closer,
+                          args=(split, box), help="The pictures of this page in the grid's order, left to right "
+                                                  "and row by row; or click one in the grid.")
+    chart_specs.image_grid(x[shown], y[shown], shown, selected=index, on_select="rerun", key=grid,
+                           alt=f"{len(shown)} {split.lower()} pictures"
+                               + ("" if chosen_class == ALL else f" of {chosen_class}")
+                               + " in a grid, 10 to a row. Click one, or choose it in the box above, to look closer.")
     if index is not None and index < len(y):
         st.subheader(f"{split} picture #{index}: {CLASS_NAMES[y[index]]}")
         big, predictions = st.columns([1, 2])
-        big.image(charts.upscale(x[index], 8), caption="32 x 32 pixels, drawn 8 times larger")
+        big.image(charts.upscale(x[index], 8), caption="32 x 32 pixels, drawn 8 times larger",
+                  alt=f"{split} picture #{index}, {with_article(CLASS_NAMES[y[index]])}, drawn large")
         probabilities = inference.predict(common.active_model(), x[index])[0]
         predictions.markdown(f"**The model's top guesses** ({common.plain(common.active_choice().label)})")
         with predictions:
@@ -118,13 +141,26 @@ if view == "Pictures":
 
 elif view == "Statistics":
     one, two = st.columns(2)
-    one.altair_chart(charts.class_counts(y, f"{split} pictures per class"), width="stretch")
-    two.altair_chart(channel_histograms(dataset.origin, split, chosen_class), width="stretch")
+    counts = np.bincount(y, minlength=len(CLASS_NAMES))
+    one.altair_chart(charts.class_counts(y, f"{split} pictures per class"), width="stretch",
+                     alt=f"Bar chart of the {split.lower()} pictures per class: "
+                         + ", ".join(f"{name} {n:,}" for name, n in zip(CLASS_NAMES, counts)) + ".")
+    of = "all " + split.lower() + " pictures" if chosen_class == ALL else f"{split.lower()} pictures of {chosen_class}"
+    two.altair_chart(channel_histograms(dataset.origin, split, chosen_class), width="stretch",
+                     alt=f"Line chart of how often each pixel value, 0 to 255, occurs in the red (solid), green "
+                         f"(dashed) and blue (dotted) channels of {of}.")
     st.markdown("**The average picture of each class**: the blur of everything the class has in common.")
-    st.image([charts.upscale(m, 4) for m in class_means(dataset.origin, split)], caption=list(CLASS_NAMES), width=128)
+    st.image([charts.upscale(m, 4) for m in class_means(dataset.origin, split)], caption=list(CLASS_NAMES), width=128,
+             alt=[f"the average of every {split.lower()} picture of {with_article(name)}: a blur of its usual colours"
+                  for name in CLASS_NAMES])
 
 else:
     st.markdown("Each dot is a picture, placed by the model's last layer of features (reduced to two dimensions "
-                "with PCA). Pictures the model finds alike sit together. Hover to see one; click a class in the "
-                "legend to pick it out.")
-    st.altair_chart(feature_map(common.active_model_id(), dataset.origin, split), width="stretch")
+                "with PCA). Pictures the model finds alike sit together. Hover to see one; choose a class in the "
+                "Class box above" + (" (or click one in the legend)" if chosen_class == ALL else "")
+                + " to pick it out.")
+    st.altair_chart(feature_map(common.active_model_id(), dataset.origin, split, chosen_class), width="stretch",
+                    alt=f"Scatter plot of 1,000 {split.lower()} pictures, 100 of each class, as dots coloured by class "
+                        "and placed by the model's features: pictures it finds alike sit together."
+                        + ("" if chosen_class == ALL
+                           else f" The {chosen_class} pictures stand out; the rest are faded."))

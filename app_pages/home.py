@@ -16,7 +16,8 @@ def one_of_each() -> list:
     return [charts.upscale(sample.x_test[sample.y_test == c][0], 3) for c in range(len(data.CLASS_NAMES))]
 
 
-st.image(one_of_each(), caption=list(data.CLASS_NAMES), width=96)   # one size: "automobile" would widen its own
+st.image(one_of_each(), caption=list(data.CLASS_NAMES), width=96,   # one size: "automobile" would widen its own
+         alt=[f"a small CIFAR-10 photo of {data.with_article(name)}" for name in data.CLASS_NAMES])
 links = st.columns(5)
 for column, (page, label, icon) in zip(links, [
         ("app_pages/explore.py", "Explore the data", ":material/grid_view:"),

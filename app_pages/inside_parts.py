@@ -61,7 +61,7 @@ def picture() -> np.ndarray | None:
     chosen = st.session_state.get(PICTURE)
     if chosen is not None:
         left, right = st.columns([1, 5], vertical_alignment="center")
-        left.image(charts.upscale(chosen, 3), caption="The picture")
+        left.image(charts.upscale(chosen, 3), caption="The picture", alt="the chosen picture, drawn 3 times larger")
         if right.button("Choose another picture", icon=":material/swap_horiz:"):
             del st.session_state[PICTURE]
             st.rerun()
@@ -70,7 +70,9 @@ def picture() -> np.ndarray | None:
     name = st.selectbox("Test pictures of", CLASS_NAMES, key="inside_class")
     shown = np.flatnonzero(test.y_test == CLASS_NAMES.index(name))[:20]
     st.caption("Click a picture to look inside the network with it (or use the button on Predict or Explore).")
-    chart_specs.image_grid(test.x_test[shown], test.y_test[shown], shown, key="inside_grid", on_select=_pick)
+    chart_specs.image_grid(test.x_test[shown], test.y_test[shown], shown, key="inside_grid", on_select=_pick,
+                           alt=f"{len(shown)} test pictures of {name} in a grid. Click one to look inside the "
+                               "network with it.")
     return None
 
 
@@ -96,7 +98,8 @@ def maps(model, image: np.ndarray) -> list[np.ndarray]:
         # A map's places, not the picture's pixels: each place sees a square of the picture (its field).
         st.markdown(f"**{block.title}**: {height} x {width} places, {_seen(block.field.size)}; "
                     f"the {len(order)} strongest of its {channels} maps")
-        st.image(inside.map_images(block_maps, order), caption=[f"map {c}" for c in order])
+        st.image(inside.map_images(block_maps, order), caption=[f"map {c}" for c in order],
+                 alt=[f"{block.title}, map {c}: bright where it responds to the picture" for c in order])
     return found
 
 
@@ -128,11 +131,13 @@ def closer_look(path, modified: float, model, found: list[np.ndarray]) -> None:
     large = inside.map_images(block_maps, [channel], 320)[0]
     big.image(large, width=large.shape[1],
               caption=f"Map {channel} of {title}: yellow where the block's maps respond most, dark purple where "
-                      "least (one scale for the whole block, so a weak map stays dark)")
+                      "least (one scale for the whole block, so a weak map stays dark)",
+              alt=f"map {channel} of {title}, large: bright where it responds to the picture")
     classes = ", ".join(CLASS_NAMES[test.y_test[int(r[0])]] for r in records[:len(crops)])
     grid = inside.mosaic(crops, size=96)
     best.image(grid, width=grid.shape[1], caption=f"The parts of test pictures that excite it most (of the first "
-               f"{n:,}; grey: what it cannot see): {classes}")
+               f"{n:,}; grey: what it cannot see): {classes}",
+               alt=f"{len(crops)} parts of test pictures that excite map {channel} most, side by side")
 
 
 def layers(model) -> None:
@@ -170,4 +175,5 @@ def filters(model) -> None:
             st.caption("Each square is the colour pattern that makes one filter respond most." + (
                 f" Seen through the fixed layer, so {size} x {size} pixels: that layer strengthens fine detail, "
                 "which is why many look speckled." if found.seen_through else "") + _whose(model, count))
-        st.image([inside.enlarge(p, 64) for p in found.patches], caption=[str(c) for c in range(len(found.patches))])
+        st.image([inside.enlarge(p, 64) for p in found.patches], caption=[str(c) for c in range(len(found.patches))],
+                 alt=[f"the colour pattern filter {c} responds to most" for c in range(len(found.patches))])

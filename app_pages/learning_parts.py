@@ -250,7 +250,10 @@ def compare(first: runs.Run, second: runs.Run, key: str = "learning_compare") ->
             if last < epoch:
                 st.caption(f"It has no epoch {epoch}: shown after its last, epoch {last}.")
             snapshot_panel(run, min(epoch, last), compact=True)
-            st.altair_chart(class_accuracy_chart(history, min(epoch, last), (epochs[0], epochs[-1])), width="stretch")
+            st.altair_chart(class_accuracy_chart(history, min(epoch, last), (epochs[0], epochs[-1])), width="stretch",
+                            alt=f"Heat map, a row for each class and a column for each epoch, of the share of the "
+                                f"class's test pictures {run.name} got right, darker for more; epoch "
+                                f"{min(epoch, last)} framed.")
     st.caption(FILTERS_CAPTION)
 
 

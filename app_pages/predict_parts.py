@@ -147,7 +147,8 @@ def _crop(original: Image.Image, shown: int, size: tuple[int, int]) -> None:
     caption = f"Your picture: the model is shown {'its middle' if cut > 0 else 'all of it'}{squeezed} (red frame)"
     if len(boxes) > 1:
         caption += " and the closer square (thin frame), and averages its two answers"
-    st.image(_framed_jpeg(original, boxes), width="stretch", output_format="JPEG", caption=caption)
+    st.image(_framed_jpeg(original, boxes), width="stretch", output_format="JPEG", caption=caption,
+             alt="your picture, with a red frame around the part the model is shown")
     if cut > 0:
         share = f"{cut:.0%} of it" if cut >= 0.01 else "A sliver of it"
         st.caption(f"{share}, outside the red frame, was cut off: a picture more than {inference.MAX_SQUEEZE:.0f} "
@@ -189,7 +190,8 @@ def answer(image: np.ndarray, key: str, original: Image.Image | None = None, hea
             + " 32 x 32 pixels, the size of every CIFAR-10 picture"
             + ("" if views is None or not photo else ", and softened a little, as they are"
                + (" (the closer square too)" if len(views) > 1 else "")))
-    columns[-2].image(charts.png(charts.upscale(image, 8)), width="stretch", output_format="PNG", caption=seen)
+    columns[-2].image(charts.png(charts.upscale(image, 8)), width="stretch", output_format="PNG", caption=seen,
+                      alt="the picture as the model sees it, 32 by 32 pixels drawn 8 times larger")
     with columns[-1]:
         st.metric("The model says", f"{CLASS_NAMES[best]}, {evaluation.sure(probabilities[best])} sure",
                   help=explain.SURE_ON_PHOTOS if photo else explain.SURE_ON_TEST_PICTURES)
@@ -238,13 +240,17 @@ def where(model, pictures: np.ndarray, probabilities: np.ndarray, key: str) -> N
     heat = _heat(model, image, CLASS_NAMES.index(target))
     plain, big = charts.upscale(image, SHOWN // 32), explain.enlarge(heat, SHOWN)
     left, middle, right = st.columns(3)
-    left.image(charts.png(plain), caption=named, width="stretch", output_format="PNG")
+    left.image(charts.png(plain), caption=named, width="stretch", output_format="PNG",
+               alt=f"{named.lower()} the heat maps are of, drawn large")
     middle.image(charts.png(explain.colourise(big)), caption=f"Heat map for \"{target}\"", width="stretch",
-                 output_format="PNG")
+                 output_format="PNG", alt=f"Grad-CAM heat map for {target}: pale yellow where the picture counted "
+                                          f"most for {target}, dark purple where least")
     right.image(charts.png(explain.blend(plain, big, opacity)), caption="The two together", width="stretch",
-                output_format="PNG")
+                output_format="PNG", alt=f"the picture with its heat map for {target} laid over it")
     st.markdown(f"**Colour key: how much each place counted for \"{target}\"**")
-    chart_specs.draw(_heat_key(), width="stretch")
+    chart_specs.draw(_heat_key(), width="stretch",
+                     alt="Colour key: from black for not at all, through purple and orange, to pale yellow for the "
+                         "most.")
     cells = explain.grid(model)
     if heat.max() <= 0:
         st.info(f"No part of this picture counted for \"{target}\": everything in it pointed elsewhere.")

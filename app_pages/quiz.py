@@ -97,10 +97,12 @@ score_people.metric("One person, by hand", f"{HUMAN_ACCURACY:.0%}",
 picture, buttons = st.columns([1, 1])
 image = test.x_test[shown]
 # As PNG, so the picture is the very pixels the model is shown (Streamlit sends arrays as JPEG).
-picture.image(charts.png(charts.upscale(image, 10)), caption="What is it?", output_format="PNG")
+# Its alt text asks, as the caption does, and never names the class: that would give the answer away.
+picture.image(charts.png(charts.upscale(image, 10)), caption="What is it?", output_format="PNG",
+              alt="the quiz picture, drawn 10 times larger: which of the ten classes is it?")
 # The real-size picture and its words side by side: as the picture's caption they would wrap to its 32 pixels.
 real_size = picture.container(horizontal=True, vertical_alignment="center")
-real_size.image(charts.png(image), width=32, output_format="PNG")
+real_size.image(charts.png(image), width=32, output_format="PNG", alt="")   # the same picture again: decorative
 real_size.caption("The real size: 32 x 32 pixels")
 
 if answer is None:

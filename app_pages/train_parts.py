@@ -79,11 +79,23 @@ def watched_run(owner: str) -> runs.Run | None:
 
 
 SAW_TOOTH = (
-    "How to read the curves: the thin line is the training loss and accuracy as a running average over the "
+    "How to read the curves: the dashed line is the training loss and accuracy as a running average over the "
     "epoch so far. It starts again at every epoch, so it jumps there and makes a saw-tooth: early in an epoch "
     "it averages only the newest, better steps. With augmentation each picture is also shown mirrored every "
-    "other epoch, so one epoch can look a little different from the next. The dots are the whole test set, "
-    "measured after each epoch on pictures the network never trains on: they are the figures to trust.")
+    "other epoch, so one epoch can look a little different from the next. The solid line's dots are the whole "
+    "test set, measured after each epoch on pictures the network never trains on: they are the figures to trust.")
+
+
+def curves_alt(named_metrics: list[tuple[str, list[dict]]]) -> str:
+    """The curves in words, for a screen reader: what is drawn, and each run's latest test figures."""
+    latest = []
+    for name, metrics in named_metrics:
+        last = next((m for m in reversed(metrics) if m.get("kind") == "epoch"), None)
+        latest.append(f"{name}: no test yet" if last is None else
+                      f"{name}: after epoch {last['epoch']}, test loss {last['test_loss']:.3f}, test accuracy "
+                      f"{evaluation.percent(last['test_accuracy'])}")
+    return ("Line charts of loss and accuracy against epochs: dashed lines for the running training figures, "
+            "solid lines with dots for the test set after each epoch. " + "; ".join(latest) + ".")
 
 
 LIVE_EVERY_S = 2.5     # how often a watched run's progress line, time left and curves refresh (~1 point/s)
@@ -169,7 +181,8 @@ def _curves(run_id: str) -> None:
     metrics = snapshot.metrics_of(run_id)
     if metrics and (run := snapshot.get(run_id)) is not None:
         # Points made once per new record for everyone watching, not per visitor (app_pages/chart_cache.py).
-        chart_cache.training_curves(run.id, snapshot.stamps.get(run.id), run.name, metrics)
+        chart_cache.training_curves(run.id, snapshot.stamps.get(run.id), run.name, metrics,
+                                    alt=curves_alt([(run.name, metrics)]))
         overfitting_note(metrics)
         st.caption(SAW_TOOTH)
 
@@ -309,9 +322,10 @@ def _board(owner: str) -> None:
                    "share colours, and no one could tell them apart.")
     frames = [charts.curve_frame(snapshot.metrics_of(r.id), r.name) for r in chosen]
     if any(len(f) for f in frames):
-        st.altair_chart(charts.training_curves(pd.concat(frames), colour_by="run"), width="stretch")
-        st.caption("Each run has a colour of its own: light for its running training figures, dark for its test "
-                   "dots. " + SAW_TOOTH)
+        st.altair_chart(charts.training_curves(pd.concat(frames), colour_by="run"), width="stretch",
+                        alt=curves_alt([(r.name, snapshot.metrics_of(r.id)) for r in chosen]))
+        st.caption("Each run has a colour of its own and a shape for its test dots: its dashed line is its running "
+                   "training figures, its solid line its test figures. " + SAW_TOOTH)
     else:
         st.caption("None of these runs has trained a step yet: their curves appear here when they have.")
     for run in chosen:
@@ -323,7 +337,7 @@ def _board(owner: str) -> None:
         learning_parts.replay(chosen[0], key="train_board_replay")
 
 
-MAX_PICKED = len(charts.PAIRED) // 2    # runs compared at once: each has a light and a dark colour of its own
+MAX_PICKED = len(charts.RUN_COLOURS)    # runs compared at once: each has a colour and a shape of its own
 
 
 def picked_rows(rows, count: int) -> list[int]:

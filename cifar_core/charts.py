@@ -80,6 +80,9 @@ def class_counts(labels: np.ndarray, title: str = "Pictures per class") -> alt.C
         tooltip=["class", "pictures"])
 
 
+CHANNEL_DASHES = [[1, 0], [8, 4], [2, 2]]     # red solid, green dashed, blue dotted
+
+
 def channel_histograms(images: np.ndarray, bins: int = 64, title: str = "Pixel values per channel") -> alt.Chart:
     """How often each brightness occurs in the red, green and blue channels of uint8 `images`, in `bins`
     equal bins (a divisor of 256). Counted with bincount, 3-4 times as fast as np.histogram: the 50,000
@@ -91,43 +94,76 @@ def channel_histograms(images: np.ndarray, bins: int = 64, title: str = "Pixel v
         counts = np.bincount(pixels[:, channel], minlength=256).reshape(bins, width).sum(axis=1)
         frames.append(pd.DataFrame({"value": np.arange(bins) * width, "share": counts / max(1, counts.sum()),
                                     "channel": name}))
-    return alt.Chart(pd.concat(frames), title=title).mark_line(interpolate="step-after").encode(
+    channels = ["red", "green", "blue"]
+    # A dash of its own for each channel: to a red-green colour-blind eye the red and green lines are one
+    # colour. Same field as the colour, so one key shows both, as lines long enough to show their dash.
+    key = alt.Legend(symbolType="stroke", symbolSize=400, symbolStrokeWidth=2)
+    return alt.Chart(pd.concat(frames), title=title).mark_line(interpolate="step-after", strokeWidth=2).encode(
         x=alt.X("value:Q", title="pixel value (0-255)", scale=alt.Scale(domain=[0, 256])),
         y=alt.Y("share:Q", title="share of pixels", axis=alt.Axis(format="%")),
-        color=alt.Color("channel:N", scale=alt.Scale(domain=["red", "green", "blue"],
-                                                      range=["#e45756", "#54a24b", "#4c78a8"])),
+        color=alt.Color("channel:N", scale=alt.Scale(domain=channels, range=["#e45756", "#54a24b", "#4c78a8"]),
+                        legend=key),
+        strokeDash=alt.StrokeDash("channel:N", scale=alt.Scale(domain=channels, range=CHANNEL_DASHES), legend=key),
         tooltip=["channel", "value", alt.Tooltip("share:Q", format=".2%")])
 
 
 def probability_frame(probs: np.ndarray, top: int | None = None) -> pd.DataFrame:
-    """Class probabilities as rows (class, probability), most likely first, and each as its tooltip
-    prints it to a tenth of a percent ("shown"): never 100.0% or 0.0% short of exactly that."""
+    """Class probabilities as rows (class, probability), most likely first, each as its tooltip
+    prints it to a tenth of a percent ("shown"): never 100.0% or 0.0% short of exactly that, and as
+    the words at its bar's end ("sure"), as every page writes a "% sure" (evaluation.sure)."""
     probs = np.asarray(probs, dtype=float)
     frame = pd.DataFrame({"class": CLASS_NAMES, "probability": probs,
-                          "shown": evaluation.kept_off_certainty(100 * probs, 1) / 100})
+                          "shown": evaluation.kept_off_certainty(100 * probs, 1) / 100,
+                          "sure": [evaluation.sure(p) for p in probs]})
     return frame.sort_values("probability", ascending=False).head(top or len(CLASS_NAMES))
 
 
+# The bars' axis runs on to 125%, so that the longest words at a bar's end ("over 99%", about 55 pixels)
+# fit: the last fifth of the plot is 80 pixels in Explore's narrower chart at 1280 pixels wide.
+PROBABILITY_ROOM = 1.25
+
+
 def probabilities(probs: np.ndarray, top: int | None = None) -> alt.Chart:
-    """Class probabilities as bars, most likely first."""
-    return alt.Chart(probability_frame(probs, top)).mark_bar().encode(
-        x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
-        y=alt.Y("class:N", sort="-x", title=None),
-        color=alt.Color("class:N", scale=CLASS_SCALE, legend=None),
+    """Class probabilities as bars, most likely first, each with its "% sure" written at its end (not
+    only in a tooltip: a projector has no mouse, and a screen reader no hover)."""
+    base = alt.Chart(probability_frame(probs, top)).encode(
+        x=alt.X("probability:Q", title="probability", scale=alt.Scale(domain=[0, PROBABILITY_ROOM], nice=False),
+                # no ticks past 100%, nor in what a screen reader says of the axis
+                axis=alt.Axis(format="%", values=[0, 0.25, 0.5, 0.75, 1], description="probability, 0% to 100%")),
+        # "max", not the default "sum": Vega-Lite drops any other sort from a domain two layers share.
+        y=alt.Y("class:N", sort=alt.EncodingSortField("probability", op="max", order="descending"), title=None),
         tooltip=["class", alt.Tooltip("shown:Q", title="probability", format=".1%")])
+    bars = base.mark_bar().encode(color=alt.Color("class:N", scale=CLASS_SCALE, legend=None))
+    words = base.mark_text(align="left", dx=4, fontSize=13).encode(text="sure:N")
+    return bars + words
 
 
-def embedding_map(points: np.ndarray, labels: np.ndarray, thumbnails: list[str]) -> alt.Chart:
+def embedding_map(points: np.ndarray, labels: np.ndarray, thumbnails: list[str],
+                  chosen: str | None = None) -> alt.Chart:
     """Pictures as dots on a 2-D map of the network's features; hover shows the picture (`thumbnails`,
-    their `data_uri`s, made once for every model's map)."""
+    their `data_uri`s, made once for every model's map).
+
+    A `chosen` class (the page's Class box) stands out: its dots larger and solid, drawn over the rest,
+    every other class faded. Ten hues are too many to tell apart for a colour-blind eye or at the back
+    of a room, and a box works from the keyboard. Without one, clicking a class in the legend does it."""
     frame = pd.DataFrame({"x": points[:, 0], "y": points[:, 1],
                           "class": [CLASS_NAMES[int(i)] for i in labels], "image": thumbnails})
-    pick = alt.selection_point(fields=["class"], bind="legend")
-    return alt.Chart(frame, title="The network's view: similar pictures land close together").mark_circle(size=40).encode(
+    if chosen is not None:     # Vega draws the dots in the data's order: the chosen class's last, on top
+        frame = frame.iloc[np.argsort(frame["class"].eq(chosen).to_numpy(), kind="stable")]
+    chart = alt.Chart(frame, title="The network's view: similar pictures land close together").mark_circle().encode(
         x=alt.X("x:Q", axis=None), y=alt.Y("y:Q", axis=None),
         color=alt.Color("class:N", scale=CLASS_SCALE),
-        opacity=alt.condition(pick, alt.value(0.8), alt.value(0.08)),
-        tooltip=["class", "image"]).add_params(pick).interactive()
+        tooltip=["class", "image"])
+    if chosen is not None:
+        mine = alt.datum["class"] == chosen
+        # A dark rim too: some classes' hues (ship's olive, truck's cyan) are pale against white.
+        return chart.encode(opacity=alt.condition(mine, alt.value(0.95), alt.value(0.08)),
+                            size=alt.condition(mine, alt.value(70), alt.value(30)),
+                            stroke=alt.condition(mine, alt.value("#1c1f26"), alt.value(None)),
+                            strokeWidth=alt.value(0.8)).interactive()
+    pick = alt.selection_point(fields=["class"], bind="legend")
+    return chart.encode(opacity=alt.condition(pick, alt.value(0.8), alt.value(0.08)),
+                        size=alt.value(40)).add_params(pick).interactive()
 
 
 def downsample(records: list[dict], limit: int = 400) -> list[dict]:
@@ -163,28 +199,39 @@ TRAINING, TEST = "training (running)", "test (whole test set)"
 # on its own), so each gets a fixed width: both, with their axes, fit the main column of a 1280-pixel
 # window beside the sidebar (about 820 px).
 PANEL_WIDTH = 330
-# Light for the running training figures, dark for the test: one hue per run (Vega's "paired" colours).
-PAIRED = ["#a6cee3", "#1f78b4", "#fdbf6f", "#ff7f00", "#b2df8a", "#33a02c", "#fb9a99", "#e31a1c",
-          "#cab2d6", "#6a3d9a"]
+# One colour per compared run, each at least 4.5:1 against white (a pale line vanishes on a projector)
+# and apart from the others to every kind of colour-blind eye: Paul Tol's blue, rose, indigo and olive
+# (darkened) and black. Training and test are told apart by dash, not by shade.
+RUN_COLOURS = ["#4477aa", "#bb5566", "#787828", "#332288", "#000000"]
+# And a shape for each run's test dots, so that not even the runs depend on colour alone.
+RUN_SHAPES = ["circle", "square", "triangle-up", "diamond", "cross"]
+# Dashed for the running training figures, solid for the test.
+SERIES_DASHES = [[6, 4], [1, 0]]
 
 
 def training_curves(frame: pd.DataFrame, colour_by: str = "series") -> alt.Chart:
     """Loss and accuracy (in %) against epochs, side by side, training and test on the same axes.
 
-    Every line has its own colour in the legend: for one run, training and test; compared runs
-    (`colour_by="run"`) get a hue each, light for training and dark for test. Test figures, measured
-    once an epoch, are dots on their line.
+    Training is a dashed line, test a solid one with a dot for each epoch it was measured. One run's
+    two lines have a colour each as well; compared runs (`colour_by="run"`) get a colour each, and
+    their dots a shape each.
     """
-    frame = frame.copy()
+    legend = {"orient": "bottom", "labelLimit": 320}
+    # The dashes' key: lines long enough to show their dash. For one run it is the colours' key too (same
+    # field); compared runs have a key of their own for colour and shape, and the dashes' is dark grey.
+    lines = {**legend, "symbolType": "stroke", "symbolSize": 600, "symbolStrokeWidth": 2}
     if colour_by == "run":
-        order = [f"{run} · {series}" for run in dict.fromkeys(frame["run"]) for series in (TRAINING, TEST)]
-        frame["line"] = frame["run"] + " · " + frame["series"]
-        colours = [PAIRED[i % len(PAIRED)] for i in range(len(order))]
+        runs = list(dict.fromkeys(frame["run"]))
+        colour = alt.Color("run:N", title=None, scale=alt.Scale(domain=runs, range=RUN_COLOURS),
+                           legend=alt.Legend(**legend))
+        marker = {"shape": alt.Shape("run:N", title=None, scale=alt.Scale(domain=runs, range=RUN_SHAPES))}
+        lines["symbolStrokeColor"] = "#1c1f26"
     else:
-        order, colours = [TRAINING, TEST], ["#4c78a8", "#f58518"]
-        frame["line"] = frame["series"]
-    colour = alt.Color("line:N", title=None, scale=alt.Scale(domain=order, range=colours),
-                       legend=alt.Legend(orient="bottom", columns=2 if colour_by == "run" else 0, labelLimit=320))
+        colour = alt.Color("series:N", title=None, scale=alt.Scale(domain=[TRAINING, TEST], range=RUN_COLOURS[:2]),
+                           legend=alt.Legend(**lines))
+        marker = {}
+    dash = alt.StrokeDash("series:N", title=None, scale=alt.Scale(domain=[TRAINING, TEST], range=SERIES_DASHES),
+                          legend=alt.Legend(**lines))
     charts = []
     for quantity, title, axis, number in (
             ("loss", "Loss (lower is better)", alt.Axis(), ".3f"),
@@ -192,26 +239,31 @@ def training_curves(frame: pd.DataFrame, colour_by: str = "series") -> alt.Chart
         base = alt.Chart(frame).transform_filter(alt.datum.quantity == quantity).encode(
             x=alt.X("epoch:Q", title="epoch", scale=alt.Scale(nice=False)),
             y=alt.Y("value:Q", title=None, scale=alt.Scale(zero=False), axis=axis),
-            color=colour, detail="line:N",
+            color=colour,
             tooltip=["run", "series", alt.Tooltip("epoch:Q", format=".2f"),
                      alt.Tooltip("seconds:Q", format=".0f", title="training seconds"),
                      alt.Tooltip("value:Q", format=number, title=quantity)])
-        line = base.mark_line(clip=True, strokeWidth=2)
-        dots = base.mark_point(filled=True, size=55, opacity=1).transform_filter(alt.datum.series == TEST)
+        line = base.mark_line(clip=True, strokeWidth=2).encode(strokeDash=dash)
+        dots = base.mark_point(filled=True, size=60, opacity=1).encode(**marker) \
+            .transform_filter(alt.datum.series == TEST)
         charts.append(alt.layer(line, dots).properties(title=title, height=260, width=PANEL_WIDTH))
     return alt.hconcat(*charts).resolve_scale(color="shared")
 
 
-def confusion(counts: np.ndarray, as_share: bool = False) -> alt.Chart:
+WHITE_TEXT_FROM = 0.69     # the confusion matrix's share from which its squares' text is white
+
+
+def confusion(counts: np.ndarray, as_share: bool = False, chosen: tuple[int, int] | None = None) -> alt.Chart:
     """The confusion matrix as a heat map; clicking a cell selects it (selection parameter "cell").
 
     Each square is written as its number of pictures, or with `as_share` as the
     percentage of its row (of the pictures of that true class): with classes of
     different sizes, only the percentages compare across rows. The shading is
-    always the percentage, so both views look alike.
+    always the percentage, so both views look alike. The `chosen` square (true
+    and predicted class), however it was chosen, click or keyboard, is framed.
     """
     rows = [{"true": CLASS_NAMES[t], "predicted": CLASS_NAMES[p], "images": int(counts[t, p]),
-             "share": float(counts[t, p] / max(1, counts[t].sum()))}
+             "share": float(counts[t, p] / max(1, counts[t].sum())), "chosen": int((t, p) == chosen)}
             for t in range(len(CLASS_NAMES)) for p in range(len(CLASS_NAMES))]
     for row in rows:    # a square's text: whole percentages, never 0% for a few pictures nor 100% short of all
         share = row["share"] * 100
@@ -222,13 +274,16 @@ def confusion(counts: np.ndarray, as_share: bool = False) -> alt.Chart:
         y=alt.Y("true:N", sort=list(CLASS_NAMES), title="the picture really is"))
     squares = base.mark_rect().encode(
         color=alt.Color("share:Q", scale=alt.Scale(scheme="blues", domain=[0, 1]), legend=None),
-        stroke=alt.condition(cell, alt.value("#ff4b4b"), alt.value(None)), strokeWidth=alt.value(3),
+        stroke=alt.condition(alt.datum.chosen == 1, alt.value("#ff4b4b"), alt.value(None)), strokeWidth=alt.value(3),
         tooltip=["true", "predicted", alt.Tooltip("images:Q", title="pictures"),
                  alt.Tooltip("share:Q", format=".1%", title="% of the row")]
     ).add_params(cell)
-    numbers = base.mark_text(fontSize=11).encode(
+    # 14 px, legible at the back of a room: "1000" is about 32 pixels of a 48-pixel square. White text only
+    # where it reads better than dark: on the "blues" scheme that is from 69% (#3383be, 4.1:1 against
+    # white and 4.0:1 against the dark text); below that, dark text has the greater contrast.
+    numbers = base.mark_text(fontSize=14).encode(
         text="label:N" if as_share else "images:Q",
-        color=alt.condition(alt.datum.share > 0.5, alt.value("white"), alt.value("#1c1f26")))
+        color=alt.condition(alt.datum.share >= WHITE_TEXT_FROM, alt.value("white"), alt.value("#1c1f26")))
     # "pad": the squares get exactly 480 x 480 pixels and the axes go around them.
     return (squares + numbers).properties(width=480, height=480, autosize=alt.AutoSizeParams(type="pad"))
 

@@ -1,4 +1,5 @@
 """Every page under Streamlit's AppTest: runs without exceptions and shows what a user expects."""
+import json
 import subprocess
 import sys
 import threading
@@ -9,7 +10,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from app_pages import common, identity
-from cifar_core.data import CLASS_NAMES
+from cifar_core.data import CLASS_NAMES, with_article
 from conftest import ROOT
 
 APP = str(ROOT / "studio.py")   # the pages; app.py serves them with the identity cookie
@@ -48,6 +49,8 @@ def test_home_says_what_the_app_is(app):
     assert app.sidebar.selectbox[0].value.startswith("Bundled model")
     bundled = next(c for c in app.caption if c.value.startswith("The bundled model"))
     assert "when it was saved" in bundled.value and "Evaluate page measures it again" in bundled.help
+    # A caption is not an image's alt text: each picture says what it shows to a screen reader.
+    assert alts(app) == [f"a small CIFAR-10 photo of {with_article(name)}" for name in CLASS_NAMES]
 
 
 def test_offline_the_app_says_so_once_and_uses_the_sample(offline):
@@ -90,14 +93,58 @@ def test_explore_lists_pages_of_pictures_and_filters_by_class(app):
     assert not app.exception
 
 
+def charts_drawn(at) -> list:
+    """The page's Vega-Lite charts as their protos: spec (JSON) and alt (what a screen reader says)."""
+    return [chart.proto for chart in at.get("vega_lite_chart")]
+
+
+def alts(at) -> list:
+    """Every picture's alt text, in order; None where it has none."""
+    return [img.alt if img.HasField("alt") else None for image in at.get("image") for img in image.proto.imgs]
+
+
 def test_explore_statistics_and_map(app):
     visit(app, "app_pages/explore.py")
     app.button_group(key="explore_view").set_value("Statistics").run()
     assert not app.exception
     assert any("average picture" in m.value for m in app.markdown)
+    counts, channels = charts_drawn(app)
+    assert counts.alt.startswith("Bar chart of the training pictures per class: airplane 20, automobile 20")
+    assert "red (solid), green (dashed) and blue (dotted)" in channels.alt
+    assert alts(app) == [f"the average of every training picture of {with_article(n)}: a blur of its usual colours"
+                         for n in CLASS_NAMES]
     app.button_group(key="explore_view").set_value("Map").run()
     assert not app.exception
     assert any("Each dot is a picture" in m.value for m in app.markdown)
+    # The Class box works on the map too: from the keyboard, it picks a class out (the others fade).
+    box = app.selectbox(key="explore_class")
+    assert not box.disabled
+    box.select("ship").run()
+    assert not app.exception
+    (drawn,) = charts_drawn(app)
+    opacity = json.loads(drawn.spec)["encoding"]["opacity"]
+    assert "'ship'" in opacity["condition"]["test"] and opacity["value"] < opacity["condition"]["value"]
+    assert drawn.alt.endswith("The ship pictures stand out; the rest are faded.")
+
+
+def test_explore_a_picture_chosen_from_the_keyboard(app):
+    """The grid's pictures can be chosen in a box as well as clicked: the same pick, the same view of it."""
+    visit(app, "app_pages/explore.py")
+    (grid,) = charts_drawn(app)
+    assert grid.alt.startswith("50 training pictures in a grid")
+    box = app.selectbox(key="explore_box_Training")
+    assert box.value is None and len(box.options) == 50
+    chosen = int(box.options[7].split(":")[0].lstrip("#"))
+    box.set_value(chosen).run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert app.session_state["explore_pick"] == ("Training", chosen)
+    assert app.subheader[0].value.startswith(f"Training picture #{chosen}: ")
+    assert app.selectbox(key="explore_box_Training").value == chosen        # the box shows the pick
+    assert alts(app)[0].startswith(f"Training picture #{chosen}, a")
+    bars = charts_drawn(app)[1]
+    assert bars.alt.startswith("Bar chart of how sure the model is of its top guesses: ") and "%" in bars.alt
+    # The grid is drawn afresh, without an earlier click that would take the pick back on the next rerun.
+    assert charts_drawn(app)[0].id.endswith("-explore_grid_Training_1")
 
 
 def test_the_first_page_does_not_import_tensorflow():
@@ -225,6 +272,11 @@ def test_predict_page_test_picture_answer_heat_map_and_fooling(app):
     app.button_group(key="predict_source").set_value("Test picture").run()
     assert not app.exception
     assert app.metric[0].label == "The model says" and "sure" in app.metric[0].value
+    bars = charts_drawn(app)[0]      # the probabilities in words too, as the bars' ends write them
+    said = app.metric[0].value.split(",")[0]
+    assert bars.alt.startswith(f"Bar chart of how sure the model is of each class: {said} ")
+    assert bars.alt.count("%") == len(CLASS_NAMES) and all(name in bars.alt for name in CLASS_NAMES)
+    assert all(alts(app)), "every picture has alt text"
     from cifar_core import explain        # a test picture: "% sure" is honest there, and says so
     assert app.metric[0].help == explain.SURE_ON_TEST_PICTURES
     app.toggle(key="predict_heat").set_value(True).run()
@@ -246,6 +298,30 @@ def test_evaluate_page_shows_accuracy_and_the_per_class_table(app):
     assert table["recall"].mean() == pytest.approx(float(app.metric[0].value.rstrip("%")), abs=0.05)
     assert table["images"].sum() == len(common.loaded()[0].y_test)
     assert any("Train a model on the Train page" in c.value for c in app.caption)
+
+
+def test_evaluate_a_square_of_the_confusion_matrix_chosen_from_the_keyboard(app):
+    """The matrix's squares can be chosen in a box as well as clicked: the same pictures, the square framed."""
+    import pyarrow as pa
+    visit(app, "app_pages/evaluate.py")
+    app.session_state["evaluate_tab"] = "Confusion matrix"
+    app.run()
+    (matrix,) = charts_drawn(app)
+    assert matrix.alt.startswith("Confusion matrix: a 10 by 10 grid of squares")
+    assert alts(app) and all(a.startswith("test picture #") for a in alts(app))      # the confident mistakes
+    box = app.selectbox(key="evaluate_box")
+    assert box.value is None and len(box.options) == 100 and box.options[12] .startswith("automobile called bird (")
+    pictures = int(box.options[33].split("(")[1].split()[0])
+    box.set_value(33).run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert app.session_state["evaluate_pick"] == (3, 3)
+    assert any(m.value.startswith(f"**{pictures} picture") and "of a cat that the model called cat" in m.value
+               for m in app.markdown)
+    assert app.selectbox(key="evaluate_box").value == 33
+    (matrix,) = charts_drawn(app)
+    assert matrix.id.endswith("-evaluate_cell_1")     # drawn afresh: an earlier click does not take it back
+    rows = pa.ipc.open_stream(matrix.datasets[0].data.data).read_all().to_pylist()
+    assert [(r["true"], r["predicted"]) for r in rows if r["chosen"]] == [("cat", "cat")]      # framed
 
 
 def test_a_chosen_run_stays_chosen_when_a_classmate_s_run_takes_its_name(app):
@@ -299,6 +375,10 @@ def quiz_answer(app, name: str):
 
 def test_quiz_three_rounds_keep_both_scores(app):
     visit(app, "app_pages/quiz.py")
+    # The picture's alt text asks, never answers; its real-size copy is decorative (empty alt).
+    large, real_size = alts(app)
+    assert "which of the ten classes" in large and not any(name in large for name in CLASS_NAMES)
+    assert real_size == ""
     for round_ in range(1, 4):
         quiz = app.session_state["quiz"]
         quiz_answer(app, "cat").click().run()
@@ -423,6 +503,7 @@ def test_inside_page_without_then_with_a_picture_and_every_tab(app):
     assert [m.value.split(":")[0] for m in app.markdown] == ["**Whitening**", "**Block 1**", "**Block 2**", "**Block 3**"]
     shown = [len(image.proto.imgs) for image in app.get("image")]
     assert shown == [1, 16, 16, 16, 16, 1, 1]                 # the picture, each block's maps, one map large, its patches
+    assert all(alts(app)) and alts(app)[1].startswith("Whitening, map ")
     app.selectbox(key="inside_channel_1").select(app.selectbox(key="inside_channel_1").options[5]).run()
     assert not app.exception
     app.button[[b.label for b in app.button].index("Choose another picture")].click().run()

@@ -154,5 +154,152 @@ def test_a_probability_bars_tooltip_never_reads_certain_short_of_certainty():
     shown = dict(zip(frame["class"], frame["shown"]))
     assert f"{shown[CLASS_NAMES[0]]:.1%}" == "99.9%" and f"{shown[CLASS_NAMES[1]]:.1%}" == "0.1%"
     assert shown[CLASS_NAMES[2]] == 0 and list(frame["probability"])[:2] == [0.9997, 0.0003]
-    tooltip = charts.probabilities(probs).to_dict()["encoding"]["tooltip"]
-    assert {"field": "shown", "type": "quantitative", "title": "probability", "format": ".1%"} in tooltip
+    for layer in charts.probabilities(probs).to_dict()["layer"]:      # over the bar and over its words
+        assert {"field": "shown", "type": "quantitative", "title": "probability", "format": ".1%"} \
+            in layer["encoding"]["tooltip"]
+
+
+def contrast(one: str, other: str) -> float:
+    """WCAG's contrast ratio of two colours, #rrggbb or a name Vega knows here."""
+    def luminance(colour):
+        colour = {"white": "#ffffff", "black": "#000000"}.get(colour, colour)
+        rgb = np.array([int(colour[i:i + 2], 16) for i in (1, 3, 5)]) / 255
+        return float(np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4) @ [0.2126, 0.7152, 0.0722])
+    high, low = sorted((luminance(one), luminance(other)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+def test_each_probability_is_written_at_its_bars_end_as_the_app_writes_a_sure():
+    """On a projector there is no hover: the figures are drawn, worded as every "% sure" (never 100% short
+    of certainty), and the axis runs on past 100% so that the words fit."""
+    from cifar_core import evaluation
+    probs = np.array([0.9997, 0.0003] + [0.0] * 8)
+    frame = charts.probability_frame(probs)
+    assert list(frame["sure"])[:3] == ["over 99%", "under 1%", "0%"]
+    assert list(frame["sure"]) == [evaluation.sure(p) for p in frame["probability"]]
+    spec = charts.probabilities(probs).to_dict()
+    words = next(layer for layer in spec["layer"] if layer["mark"]["type"] == "text")
+    assert words["encoding"]["text"]["field"] == "sure" and words["mark"]["align"] == "left"
+    x = words["encoding"]["x"]
+    assert x["field"] == "probability" and x["scale"]["domain"][1] >= 1.2
+    assert max(x["axis"]["values"]) == 1                      # the axis itself stops at 100%
+    assert list(charts.probability_frame(probs, top=3)["sure"]) == ["over 99%", "under 1%", "0%"]
+
+
+def test_the_probability_bars_are_drawn_most_likely_first():
+    """Drawn by Vega itself (vl_convert): the bars and their words share a class axis, and Vega-Lite drops
+    a sort from such a shared axis unless it can union it, leaving the classes in alphabetical order."""
+    import vl_convert
+    probs = np.array([0.01, 0.02, 0.9, 0.03, 0.04] + [0.0] * 5)
+    svg = vl_convert.vegalite_to_svg(charts.probabilities(probs).to_dict())
+    words = re.search(r'<g class="mark-text role-mark[^"]*"[^>]*>(.*?)</g>', svg, re.S).group(1)
+    drawn = sorted((float(y), re.search(r"class: (\w+)", label).group(1)) for label, y in
+                   re.findall(r'aria-label="([^"]*)"[^>]*transform="translate\([^,]+,([^)]+)\)"', words))
+    assert [name for _, name in drawn][:5] == ["bird", "deer", "cat", "automobile", "airplane"]
+
+
+def test_the_channels_are_told_apart_by_dash_as_well_as_by_colour():
+    """Red and green are one colour to a red-green colour-blind eye: each channel has a dash of its own."""
+    encoding = charts.channel_histograms(np.zeros((2, 32, 32, 3), np.uint8)).to_dict()["encoding"]
+    dash = encoding["strokeDash"]
+    assert dash["field"] == encoding["color"]["field"] == "channel"
+    assert dash["scale"]["domain"] == ["red", "green", "blue"]
+    assert len({tuple(d) for d in dash["scale"]["range"]}) == 3
+
+
+def test_the_map_picks_out_the_chosen_class_without_relying_on_its_colour():
+    rng = np.random.default_rng(0)
+    labels, points = np.arange(30) % 10, rng.normal(size=(30, 2))
+    thumbnails = [f"data:image/png;base64,{i}" for i in range(30)]
+    spec = charts.embedding_map(points, labels, thumbnails, chosen="cat").to_dict()
+    rows = next(iter(spec["datasets"].values()))
+    assert [r["class"] for r in rows[-3:]] == ["cat"] * 3          # drawn last: on top of the others
+    assert sorted(r["image"] for r in rows) == sorted(thumbnails)
+    encoding = spec["encoding"]
+    for channel in ("opacity", "size"):       # the chosen class solid and larger, the rest faded and smaller
+        condition = encoding[channel]["condition"]
+        assert "'cat'" in condition["test"] and condition["value"] > encoding[channel]["value"]
+    assert encoding["opacity"]["value"] <= 0.1
+    def legend_picks(spec):
+        return [p for p in spec.get("params", []) if p.get("bind") == "legend"]
+    assert not legend_picks(spec)              # the legend does not pick another class over the box's
+    everything = charts.embedding_map(points, labels, thumbnails).to_dict()
+    assert legend_picks(everything)            # with none chosen, clicking the legend picks one
+
+
+def test_the_confusion_matrix_text_is_large_and_white_only_where_white_reads_better():
+    """Drawn by Vega itself (vl_convert): in every square, the colour of its number is whichever of white
+    and the dark text has the greater contrast with the square's shade, give or take the one step of the
+    scheme at the crossing."""
+    import vl_convert
+    counts = np.array([[100 - k if p == t else (k if p == (t + 1) % 10 else 0) for p in range(10)]
+                       for t, k in enumerate(range(0, 100, 10))])      # rows of 100%, 90%, ... 10% right
+    spec = charts.confusion(counts).to_dict()
+    numbers = next(layer for layer in spec["layer"] if layer["mark"]["type"] == "text")
+    assert numbers["mark"]["fontSize"] >= 14
+    svg = vl_convert.vegalite_to_svg(spec)
+
+    def colours(role):
+        mark = re.search(rf'<g class="mark-{role} role-mark[^"]*"[^>]*>(.*?)</g>', svg, re.S).group(1)
+        return [rgb(c) for c in re.findall(r'fill="([^"]+)"', mark)]
+
+    def rgb(colour):
+        if colour.startswith("rgb("):
+            return "#" + "".join(f"{round(float(v)):02x}" for v in re.findall(r"[\d.]+", colour))
+        return colour
+    squares, texts = colours("rect"), colours("text")
+    assert len(squares) == len(texts) == 100
+    shares = [counts[t, p] / counts[t].sum() for t in range(10) for p in range(10)]
+    for share, square, text in zip(shares, squares, texts):
+        better = max(("white", "#1c1f26"), key=lambda c: contrast(c, square))
+        if abs(share - charts.WHITE_TEXT_FROM) > 0.02:
+            assert text.lower() in (better, "#ffffff" if better == "white" else better), (share, square, text)
+
+
+def test_the_chosen_square_of_the_confusion_matrix_is_framed_however_it_was_chosen():
+    counts = np.arange(100).reshape(10, 10)
+    rows = next(iter(charts.confusion(counts, chosen=(3, 5)).to_dict()["datasets"].values()))
+    assert [(r["true"], r["predicted"]) for r in rows if r["chosen"]] == [(CLASS_NAMES[3], CLASS_NAMES[5])]
+    assert not any(r["chosen"] for r in next(iter(charts.confusion(counts).to_dict()["datasets"].values())))
+
+
+def test_compared_runs_are_dark_told_apart_by_shape_and_training_by_dash():
+    """A projector washes pale lines out: every run's colour is at least 4.5:1 against white, training is
+    dashed and test solid (not a lighter and a darker shade), and each run's test dots have a shape."""
+    import pandas as pd
+    assert all(contrast(c, "white") >= 4.5 for c in charts.RUN_COLOURS)
+    assert len(set(charts.RUN_COLOURS)) == len(set(charts.RUN_SHAPES)) == len(charts.RUN_COLOURS)
+    metrics = fake_metrics(3, 5)
+    frame = pd.concat([charts.curve_frame(metrics, name) for name in ("a", "b", "c")])
+    for panel in charts.training_curves(frame, colour_by="run").to_dict()["hconcat"]:
+        line, dots = panel["layer"]
+        assert line["encoding"]["color"]["field"] == dots["encoding"]["color"]["field"] == "run"
+        assert line["encoding"]["color"]["scale"] == {"domain": ["a", "b", "c"], "range": charts.RUN_COLOURS}
+        dash = line["encoding"]["strokeDash"]
+        assert dash["field"] == "series" and dash["scale"]["domain"] == [charts.TRAINING, charts.TEST]
+        training, test = dash["scale"]["range"]
+        assert len(training) == 2 and training[1] > 0 and test[1] == 0         # dashed, and solid
+        assert dots["encoding"]["shape"]["field"] == "run"
+        assert dots["encoding"]["shape"]["scale"]["range"] == charts.RUN_SHAPES
+
+
+def test_one_runs_training_curve_is_the_dashed_one_as_the_page_says():
+    from app_pages import train_parts
+    assert "the dashed line is the training" in train_parts.SAW_TOOTH
+    for panel in charts.training_curves(charts.curve_frame(fake_metrics(3, 5), "a")).to_dict()["hconcat"]:
+        line, dots = panel["layer"]
+        assert line["encoding"]["strokeDash"]["field"] == "series"
+        assert line["encoding"]["strokeDash"]["scale"]["range"][0] == charts.SERIES_DASHES[0] != [1, 0]
+        assert all(contrast(c, "white") >= 4.5 for c in line["encoding"]["color"]["scale"]["range"])
+
+
+def test_the_kept_probability_bars_draw_any_probabilities_with_every_field_they_use():
+    """Predict and Explore draw the bars from a spec made once per server (app_pages/chart_specs.py): it
+    must be the chart for any probabilities, and its data must hold every field it reads (the words too)."""
+    from app_pages import chart_specs
+    kept = chart_specs._probability_bars()
+    other = chart_specs.template(charts.probabilities(np.array([0.9997, 0.0003] + [0.0] * 8), top=3))
+    assert json.dumps(kept, sort_keys=True) == json.dumps(other, sort_keys=True)
+    fields = set(re.findall(r'"field": "(\w+)"', json.dumps(kept)))
+    columns = set(charts.probability_frame(np.full(10, 0.1)).columns)
+    assert {"probability", "class", "shown", "sure"} <= fields <= columns

@@ -232,12 +232,12 @@ def test_accuracy_is_drawn_in_percent_and_every_line_has_its_own_colour_and_lege
     both = pd.concat([charts.curve_frame(metrics_of(), "a"), charts.curve_frame(metrics_of(2), "b")])
     spec = charts.training_curves(both, colour_by="run").to_dict()
     for panel in spec["hconcat"]:
-        for layer in panel["layer"]:       # lines and test dots both coloured by the line they belong to
-            assert layer["encoding"]["color"]["field"] == "line"
+        for layer in panel["layer"]:       # lines and test dots both coloured by their run
+            assert layer["encoding"]["color"]["field"] == "run"
+        assert panel["layer"][0]["encoding"]["strokeDash"]["field"] == "series"    # training or test: the dash
     colour = spec["hconcat"][0]["layer"][0]["encoding"]["color"]
-    assert colour["scale"]["domain"] == ["a · training (running)", "a · test (whole test set)",
-                                         "b · training (running)", "b · test (whole test set)"]
-    assert len(set(colour["scale"]["range"])) == 4 and colour["legend"] is not None
+    assert colour["scale"]["domain"] == ["a", "b"]
+    assert len(set(colour["scale"]["range"][:2])) == 2 and colour["legend"] is not None
 
 
 def test_an_epoch_is_its_whole_batches_when_the_pictures_do_not_divide():

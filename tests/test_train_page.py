@@ -98,6 +98,13 @@ def test_a_selection_sent_by_a_script_is_made_sane_and_at_most_a_few_runs_are_co
     assert chosen == [f"**{name}** · finished" for name in [drawn[i] for i in (0, 2, 1, 3, 4)]]
     assert train_parts.MAX_PICKED == 5
     assert any(c.value.startswith("7 runs picked: here are the first 5.") for c in at.caption)
+    # The comparison says what is drawn, and a screen reader hears each run's latest test figures.
+    assert any(c.value.startswith("Each run has a colour of its own and a shape for its test dots: its dashed "
+                                  "line") for c in at.caption)
+    (curves,) = [c.proto for c in at.get("vega_lite_chart")]
+    assert curves.alt.startswith("Line charts of loss and accuracy against epochs: dashed lines for the running "
+                                 f"training figures, solid lines with dots for the test set after each epoch. "
+                                 f"{drawn[0]}: after epoch 1, test loss 1.200, test accuracy 60.0%; {drawn[2]}: ")
 
 
 def test_every_field_explains_raising_and_lowering_it(page):
@@ -134,7 +141,9 @@ def test_an_ended_run_shows_its_one_accuracy_its_wall_time_and_overfitting_in_wo
     [warning] = [w.value for w in at.warning]
     assert "Overfitting" in warning and "after epoch 2" in warning and "from 70.0% to 66.0%" in warning
     assert "Its best test accuracy was 70.0%, after epoch 2" in warning
-    assert any("saw-tooth" in c.value for c in at.caption)
+    assert any("saw-tooth" in c.value and "the dashed line is the training" in c.value for c in at.caption)
+    (curves,) = [c.proto for c in at.get("vega_lite_chart")]
+    assert curves.alt.endswith(f"{run.name}: after epoch 4, test loss 1.050, test accuracy 66.0%.")
     row = at.dataframe[0].value.iloc[0]
     assert row["test accuracy"] == "69.4%" and row["time"] == "3 min 45 s" and row["of which testing"] == "2 min 15 s"
     assert not row.isna().any() and "None" not in row.astype(str).tolist()
