@@ -51,6 +51,10 @@ def _pick() -> None:
     # The browser sends the picked picture's index; a script could send anything in its place.
     picked = st.session_state["inside_grid"].selection.get("picked")
     index = picked[0].get("index") if picked and isinstance(picked[0], dict) else None
+    _take(index)
+
+
+def _take(index) -> None:
     pictures = common.loaded()[0].x_test
     if type(index) is int and 0 <= index < len(pictures):
         st.session_state[PICTURE] = pictures[index].copy()
@@ -69,10 +73,15 @@ def picture() -> np.ndarray | None:
     test = common.dataset()
     name = st.selectbox("Test pictures of", CLASS_NAMES, key="inside_class")
     shown = np.flatnonzero(test.y_test == CLASS_NAMES.index(name))[:20]
-    st.caption("Click a picture to look inside the network with it (or use the button on Predict or Explore).")
+    st.caption("Click a picture to look inside the network with it, or choose it in the box below (or use the "
+               "button on Predict or Explore).")
     chart_specs.image_grid(test.x_test[shown], test.y_test[shown], shown, key="inside_grid", on_select=_pick,
-                           alt=f"{len(shown)} test pictures of {name} in a grid. Click one to look inside the "
-                               "network with it.")
+                           alt=f"{len(shown)} test pictures of {name} in a grid. Click one, or choose it in the box "
+                               "below, to look inside the network with it.")
+    # The same choice from the keyboard: the grid's pictures, left to right and row by row.
+    st.selectbox("Look inside with", shown.tolist(), index=None, key="inside_box", placeholder="Choose a picture",
+                 format_func=lambda i: f"test picture #{i}: {name}",
+                 on_change=lambda: _take(st.session_state.get("inside_box")))
     return None
 
 

@@ -508,6 +508,11 @@ def test_inside_page_without_then_with_a_picture_and_every_tab(app):
     assert not app.exception
     app.button[[b.label for b in app.button].index("Choose another picture")].click().run()
     assert inside_parts.PICTURE not in app.session_state and app.selectbox(key="inside_class")
+    box = app.selectbox(key="inside_box")              # the keyboard's way to pick one of the grid's pictures
+    third = int(box.options[2].split("#")[1].split(":")[0])           # "test picture #N: airplane"
+    box.select(third).run()
+    assert not app.exception and (app.session_state[inside_parts.PICTURE] == test.x_test[third]).all()
+    app.button[[b.label for b in app.button].index("Choose another picture")].click().run()
     for tab, check in (("Its layers", lambda: app.table[0].value.index[2] == "whiten"),
                        # the bundled model is two networks side by side: twice airbench's 24 and 64
                        ("Its first filters", lambda: [len(i.proto.imgs) for i in app.get("image")] == [48, 128]),
