@@ -83,7 +83,7 @@ def live_workers() -> list[dict]:
         if info and not runs._here(info):
             continue
         if info and runs._alive({"pid": info["pid"], "pid_started": info.get("pid_started")}):
-            found.append(info)
+            found.append({**info, "file": path.name})   # where it looks: a worker from before the host names, too
         else:
             path.unlink(missing_ok=True)
     return found
@@ -102,7 +102,8 @@ def hand_over(run: runs.Run) -> None:
                          started=rundir.now(), launched=rundir.now(), trainer="worker", error=None,
                          host=rundir.HOST)
     try:
-        rundir.write_json(_file(idle["pid"]), {**idle, "run": run.id, "handed_over": rundir.now()})
+        rundir.write_json(directory() / idle.get("file", _file(idle["pid"]).name),
+                          {**idle, "run": run.id, "handed_over": rundir.now()})
     except OSError:
         # A full disk: the worker never heard of the run, so it goes back in the queue rather than showing
         # "running" under a worker that will not train it (and holding up the queue behind it).

@@ -304,6 +304,24 @@ def test_replicas_on_two_machines_judge_only_their_own_trainers(tiny_env, monkey
         bystander.wait()
 
 
+def test_a_worker_from_before_host_names_is_handed_its_run_where_it_looks(tiny_env):
+    """A server upgraded mid-lesson finds an idle worker of the old code, whose file is "<pid>.json": the run
+    it hands over goes into that file, which the worker reads, not into one it never would."""
+    from cifar_core import worker
+    idle = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        time.sleep(0.2)
+        old_style = worker.directory(create=True) / f"{idle.pid}.json"
+        rundir.write_json(old_style, {"pid": idle.pid, "pid_started": rundir.process_start(idle.pid), "run": None})
+        run = runs.create(small(epochs=1), owner="a")
+        with runs._lock():
+            worker.hand_over(runs.get(run.id))
+        assert rundir.read_json(old_style)["run"] == run.id and runs.get(run.id).status["pid"] == idle.pid
+    finally:
+        idle.kill()
+        idle.wait()
+
+
 MEMORY_CGROUPS = Path("/sys/fs/cgroup/memory")      # cgroup v1's memory controller, where this machine has it
 
 
