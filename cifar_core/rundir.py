@@ -125,11 +125,17 @@ RECORD_FIELDS = {"epoch": int, "step": int, "elapsed_s": float, "loss": float, "
                  "test_loss": float, "test_accuracy": float, "images_per_s": float}
 
 
+# The fields each kind of record must have, as the trainer writes them: the curves draw every one of them.
+REQUIRED = {"batch": ("epoch", "elapsed_s", "step", "loss", "accuracy"),
+            "epoch": ("epoch", "elapsed_s", "test_loss", "test_accuracy")}
+
+
 def _valid_record(record) -> bool:
-    """A record every reader can use: a known kind, and each known field a number (or null)."""
-    if not isinstance(record, dict) or record.get("kind") not in ("batch", "epoch"):
+    """A record every reader can use: a known kind, its required fields there, and each known field a
+    number (or null where it is not required)."""
+    if not isinstance(record, dict) or record.get("kind") not in REQUIRED:
         return False
-    if not isinstance(record.get("epoch"), int) or not isinstance(record.get("elapsed_s"), (int, float)):
+    if any(record.get(field) is None for field in REQUIRED[record["kind"]]):
         return False
     for field, kind in RECORD_FIELDS.items():
         value = record.get(field)
@@ -138,7 +144,7 @@ def _valid_record(record) -> bool:
         numeric = (int,) if kind is int else (int, float)
         if isinstance(value, bool) or not isinstance(value, numeric):
             return False
-    return record["kind"] != "epoch" or isinstance(record.get("test_accuracy"), (int, float))
+    return True
 
 
 def read_metrics(run_dir: Path) -> list[dict]:

@@ -149,6 +149,21 @@ def test_an_ended_run_shows_its_one_accuracy_its_wall_time_and_overfitting_in_wo
     assert not row.isna().any() and "None" not in row.astype(str).tolist()
 
 
+def test_records_missing_what_the_curves_draw_are_skipped_not_a_broken_page(page):
+    """Each known field was checked only where present: an epoch with no test loss, or a step with no step
+    number or loss (an older trainer, a file written by hand), broke the page for everyone watching."""
+    run = ended_run([0.60, 0.70], [1.2, 0.9], [1.5, 1.0])
+    records = rundir.read_metrics(run.path)
+    del records[-1]["test_loss"]
+    del records[-2]["step"]
+    records.append({**records[0], "loss": None})
+    (run.path / rundir.METRICS).write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert len(rundir.read_metrics(run.path)) == 2
+    at = page(watch=run.id)
+    (curves,) = [c.proto for c in at.get("vega_lite_chart")]
+    assert curves.alt.endswith(f"{run.name}: after epoch 1, test loss 1.200, test accuracy 60.0%.")
+
+
 def test_a_run_that_keeps_learning_is_not_called_overfitting(page):
     run = ended_run([0.60, 0.70, 0.74, 0.76], [1.2, 0.9, 0.8, 0.75], [1.5, 1.0, 0.8, 0.6])
     at = page(watch=run.id)
