@@ -77,3 +77,21 @@ def image_grid(images: np.ndarray, labels: np.ndarray, indices: np.ndarray, *, k
     n_rows = max(1, -(-len(indices) // columns))
     return draw(_image_grid(n_rows, columns), charts.image_grid_frame(images, labels, indices, columns, selected),
                 on_select=on_select, key=key, width="content", alt=alt)
+
+
+# A clickable chart's pick can also be made in a box, from the keyboard. The chart is then drawn afresh,
+# under a new key and without the click it still holds: that click would otherwise win again on the next
+# rerun, and clicking the same thing again would change nothing.
+def clicked(chart: str, selection: str) -> tuple[str, list]:
+    """The key to draw clickable chart `chart` under, and what its last click chose (`selection`'s points,
+    [] without one). Read before the chart is drawn, so that it can frame what was just clicked."""
+    key = f"{chart}_{st.session_state.get(f'{chart}_drawn', 0)}"
+    return key, (st.session_state.get(key) or {}).get("selection", {}).get(selection) or []
+
+
+def chosen_in_box(box: str, chart: str, pick: str, as_pick) -> None:
+    """A box's `on_change`: its choice, `as_pick(value)`, becomes the pick, and `chart` is drawn afresh."""
+    value = st.session_state.get(box)
+    if value is not None:
+        st.session_state[pick] = as_pick(value)
+        st.session_state[f"{chart}_drawn"] = st.session_state.get(f"{chart}_drawn", 0) + 1

@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app_pages import common
+from app_pages import chart_specs, common
 from cifar_core import charts, evaluation
 from cifar_core.data import CLASS_NAMES, with_article
 
@@ -28,16 +28,6 @@ def pictures(indices, captions) -> None:
     """Pictures in a row at one size: a long caption wraps under its picture instead of enlarging it."""
     st.image([charts.upscale(test.x_test[i], 3) for i in indices], caption=list(captions), width=PICTURE,
              alt=[f"test picture #{i}, {with_article(CLASS_NAMES[test.y_test[i]])}" for i in indices])
-
-
-def _cell_from_box() -> None:
-    """The square chosen in the box under the matrix (the keyboard's way to choose one) becomes the
-    chosen one. The matrix is drawn afresh (a new key), without the click it still holds: that click
-    would otherwise win again on the next rerun, and clicking that same square again would change nothing."""
-    code = st.session_state.get("evaluate_box")
-    if code is not None:
-        st.session_state["evaluate_pick"] = divmod(int(code), len(CLASS_NAMES))
-        st.session_state["evaluate_cell_drawn"] = st.session_state.get("evaluate_cell_drawn", 0) + 1
 
 
 st.metric(f"Right on {summary['n']:,} test pictures", evaluation.percent(summary["accuracy"]),
@@ -81,8 +71,8 @@ if errors.open:
                                         key="evaluate_confusion_as") or "Pictures"
         counts = evaluation.confusion_matrix(test.y_test, y_pred)
         # The click is read before the matrix is drawn, so that the frame is around the square just clicked.
-        key = f"evaluate_cell_{st.session_state.get('evaluate_cell_drawn', 0)}"
-        cell = ((st.session_state.get(key) or {}).get("selection", {}).get("cell") or [None])[0]
+        key, clicked = chart_specs.clicked("evaluate_cell", "cell")
+        cell = (clicked or [None])[0]
         # The browser sends the clicked square's classes; a script could send anything in their place.
         if isinstance(cell, dict) and all(cell.get(k) in CLASS_NAMES for k in ("true", "predicted")):
             st.session_state["evaluate_pick"] = (CLASS_NAMES.index(cell["true"]), CLASS_NAMES.index(cell["predicted"]))
@@ -99,7 +89,8 @@ if errors.open:
         st.session_state["evaluate_box"] = None if square is None else square[0] * len(CLASS_NAMES) + square[1]
         n = len(CLASS_NAMES)
         st.selectbox("Show the pictures of the square", range(n * n), index=None, key="evaluate_box",
-                     placeholder="Choose a square, or click one in the matrix", on_change=_cell_from_box,
+                     placeholder="Choose a square, or click one in the matrix", on_change=chart_specs.chosen_in_box,
+                     args=("evaluate_box", "evaluate_cell", "evaluate_pick", lambda c: divmod(int(c), n)),
                      format_func=lambda c: f"{CLASS_NAMES[c // n]} called {CLASS_NAMES[c % n]} "
                                            f"({evaluation.counted(int(counts[divmod(c, n)]), 'picture')})")
         if square is not None:

@@ -58,16 +58,6 @@ def feature_map(model_id: tuple[str, float], origin: str, split: str, chosen_cla
                                 None if chosen_class == ALL else chosen_class)
 
 
-def _look_closer(split: str, box: str) -> None:
-    """The picture chosen in the box below the grid (the keyboard's way to pick one) becomes the pick.
-    The grid is drawn afresh (a new key), without the click it still holds: that click would otherwise
-    win again on the next rerun, and clicking that same picture again would change nothing."""
-    index = st.session_state.get(box)
-    if index is not None:
-        st.session_state["explore_pick"] = (split, int(index))
-        st.session_state["explore_grid_drawn"] = st.session_state.get("explore_grid_drawn", 0) + 1
-
-
 def splits() -> dict:
     d = common.loaded()[0]
     both = {"Training": (d.x_train, d.y_train), "Test": (d.x_test, d.y_test)}
@@ -104,8 +94,7 @@ if view == "Pictures":
     # The click is read before the grid is drawn, so that the frame is around the picture just clicked,
     # not the one before. The pick remembers its split: picture #5866 of the training set is not #5866
     # of the test set.
-    grid = f"explore_grid_{split}_{st.session_state.get('explore_grid_drawn', 0)}"
-    picked = (st.session_state.get(grid) or {}).get("selection", {}).get("picked")
+    grid, picked = chart_specs.clicked(f"explore_grid_{split}", "picked")
     if picked:
         st.session_state["explore_pick"] = (split, int(picked[0]["index"]))
     pick = st.session_state.get("explore_pick")
@@ -116,8 +105,8 @@ if view == "Pictures":
     box = f"explore_box_{split}"
     st.session_state[box] = index if index in shown.tolist() else None
     controls[2].selectbox("Look closer at", shown.tolist(), index=None, key=box, placeholder="Choose a picture",
-                          format_func=lambda i: f"#{i}: {CLASS_NAMES[y[i]]}", on_change=_look_closer,
-                          args=(split, box), help="The pictures of this page in the grid's order, left to right "
+                          format_func=lambda i: f"#{i}: {CLASS_NAMES[y[i]]}", on_change=chart_specs.chosen_in_box,
+                          args=(box, f"explore_grid_{split}", "explore_pick", lambda i: (split, int(i))), help="The pictures of this page in the grid's order, left to right "
                                                   "and row by row; or click one in the grid.")
     chart_specs.image_grid(x[shown], y[shown], shown, selected=index, on_select="rerun", key=grid,
                            alt=f"{len(shown)} {split.lower()} pictures"
