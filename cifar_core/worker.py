@@ -101,9 +101,9 @@ def hand_over(run: runs.Run) -> None:
     rundir.update_status(run.path, state="running", pid=idle["pid"], pid_started=idle.get("pid_started"),
                          started=rundir.now(), launched=rundir.now(), trainer="worker", error=None,
                          host=rundir.HOST)
+    file = directory() / idle.pop("file", _file(idle["pid"]).name)     # where the worker looks
     try:
-        rundir.write_json(directory() / idle.get("file", _file(idle["pid"]).name),
-                          {**idle, "run": run.id, "handed_over": rundir.now()})
+        rundir.write_json(file, {**idle, "run": run.id, "handed_over": rundir.now()})
     except OSError:
         # A full disk: the worker never heard of the run, so it goes back in the queue rather than showing
         # "running" under a worker that will not train it (and holding up the queue behind it).
