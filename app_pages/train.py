@@ -25,10 +25,8 @@ if started:
     try:
         config = TrainConfig.from_preset(preset, **fields.values()).validate()
         run = runs.start(config, owner, admin=common.is_teacher())
-    except ConfigError as e:
-        fields.show_error(e)
-    except runs.RunError as e:
-        st.error(str(e))
+    except (ConfigError, runs.RunError) as e:
+        fields.show_error(e)        # under the setting to blame, where one is
     else:
         st.session_state["train_watch"] = run.id
 

@@ -9,6 +9,7 @@ import streamlit as st
 
 from app_pages import chart_cache, common, learning_parts, run_downloads
 from cifar_core import board as runs_board, charts, evaluation, models, overfitting, report, rundir, runs, settings
+from cifar_core import trainer_memory
 from cifar_core.config import FIELD_HELP, MAX_TRAIN_IMAGES, OPTIMIZERS, ConfigError, TrainConfig
 from cifar_core.progress import duration, testing_seconds
 
@@ -62,7 +63,7 @@ class ConfigFields:
     def values(self) -> dict:
         return dict(self.widgets)
 
-    def show_error(self, error: ConfigError) -> None:
+    def show_error(self, error: ConfigError | runs.RunError) -> None:
         (self.slots.get(error.field) or st).error(str(error))
 
 
@@ -215,7 +216,11 @@ def status_line(run: runs.Run, metrics: list[dict]) -> None:
     elif run.state == "queued":
         place = runs_board.current().queue_position(run.id)
         where = f": number {place}" if place else ""     # not in this tick's snapshot yet: no number, never "None"
-        st.info(f"Waiting in the queue{where}. It starts by itself when a trainer is free.", icon=icon)
+        need = run.status.get("waiting_for_mb")
+        when = (f"It needs about {trainer_memory.gb(need)} of memory to train, more than the runs training now "
+                "leave free, so it starts by itself when one of them ends." if need
+                else "It starts by itself when a trainer is free.")
+        st.info(f"Waiting in the queue{where}. {when}", icon=icon)
     elif run.state == "running" and rundir.stop_requested(run.path):
         # Not "about N min left": it stops after its current batch, then saves and tests what it has.
         st.progress(p["fraction"], text=f"Stopping: after its current batch it keeps and tests what it has learned "

@@ -84,7 +84,8 @@ STATUS_TYPES = {"state": str, "owner": str, "error": (str, type(None)), "pid": (
                 "pid_started": (int, type(None)), "created": (int, float), "started": (int, float, type(None)),
                 "ended": (int, float, type(None)), "precision": str, "train_images": int,
                 "test_accuracy": (int, float, type(None)), "per_class_accuracy": (dict, type(None)),
-                "temperature": (int, float, type(None)), "host": str}
+                "temperature": (int, float, type(None)), "host": str,
+                "waiting_for_mb": (int, type(None))}
 # The machine a local trainer runs on, beside its pid in status.json: replicas on several machines may
 # share one runs directory, and a pid can only be checked on the machine that started it.
 HOST = socket.gethostname()

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from cifar_core import board, evaluation, rundir, settings, snapshots
+from cifar_core import board, evaluation, rundir, settings, snapshots, trainer_memory
 from cifar_core import progress as timing
 from cifar_core.config import MAX_NAME_CHARS, TrainConfig
 
@@ -40,7 +40,12 @@ _children: list[subprocess.Popen] = []   # trainers this process launched, reape
 
 
 class RunError(ValueError):
-    """A run cannot be started, stopped or deleted; the message says why, for a person."""
+    """A run cannot be started, stopped or deleted; the message says why, for a person, and `field` names
+    the setting to change where one is to blame (as a ConfigError's does)."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass(frozen=True)
@@ -250,6 +255,9 @@ def start(config: TrainConfig, owner: str = "", admin: bool = False, history_fro
     """
     limits = settings.get()
     config.validate()
+    too_big = None if limits.runs_backend == "ray" else trainer_memory.refusal(config)   # Ray's nodes are not this machine
+    if too_big:
+        raise RunError(too_big, field="batch_size")
     if owner and not admin and starts_on_hold():
         raise RunError("The teacher has paused new runs for now: you can start one when they allow it again.")
     with _lock():
@@ -315,14 +323,43 @@ def _dispatch() -> None:
         from cifar_core import ray_backend
         return ray_backend.dispatch(runs, _launch)
     busy = {r.id for r in runs if r.state == "running"}
+    idle_mb = 0.0      # what the warm worker that takes the next run already holds
     if settings.get().worker_idle_s > 0:
         # A worker is busy until it has tidied up after its run and says so, even once the run shows finished:
         # the next run waits for it rather than for a new worker's seconds of start-up.
         from cifar_core import worker
-        busy |= {w["run"] for w in worker.live_workers() if w.get("run")}
+        workers = worker.live_workers()
+        busy |= {w["run"] for w in workers if w.get("run")}
+        idle_mb = next((trainer_memory.resident_mb(w["pid"]) for w in workers if not w.get("run")), 0.0)
     free = settings.get().max_concurrent_runs - len(busy)
     for run in [r for r in runs if r.state == "queued"][:max(0, free)]:
+        if not _memory_for(run, runs, idle_mb):
+            break       # first in, first out: the runs behind it wait too, or a big run would wait for ever
         _launch(run)
+        idle_mb = 0.0
+
+
+def _memory_for(run: Run, runs: list[Run], idle_mb: float) -> bool:
+    """Whether `run` can start beside the trainers running on this machine without memory running out
+    (`trainer_memory.room_for`); if not, its status says how much it waits for. With none of ours running
+    it starts whatever memory is left: waiting would free nothing, and the kernel ends a trainer first."""
+    training = []
+    for other in runs:
+        if other.state == "running" and _here(other.status) and isinstance(other.status.get("pid"), int):
+            with contextlib.suppress(ValueError, TypeError):
+                training.append((TrainConfig.from_dict(other.config), other.status["pid"]))
+    try:
+        config = TrainConfig.from_dict(run.config)
+    except (ValueError, TypeError):
+        return True     # a damaged settings file: its trainer fails it in a sentence
+    if not training or trainer_memory.room_for(config, training, idle_mb):
+        if run.status.get("waiting_for_mb"):
+            rundir.update_status(run.path, waiting_for_mb=None)
+        return True
+    need = round(trainer_memory.estimate_mb(config))
+    if run.status.get("waiting_for_mb") != need:      # written once, not on every tick of the watcher
+        rundir.update_status(run.path, waiting_for_mb=need)
+    return False
 
 
 def _launch(run: Run) -> None:

@@ -80,6 +80,28 @@ def fill(disk: Path, leave: int) -> None:
     (disk / "filler").write_bytes(b"\0" * max(0, free - leave))
 
 
+MEMORY_CGROUPS = Path("/sys/fs/cgroup/memory")      # cgroup v1's memory controller, where this machine has it
+
+
+@pytest.fixture
+def small_memory(tmp_path):
+    """A memory cgroup of 1.3 GB, no swap: a server that runs out of memory. Skipped where none can be made."""
+    group = MEMORY_CGROUPS / f"cifar-test-{os.getpid()}"
+    try:
+        group.mkdir()
+        (group / "memory.limit_in_bytes").write_text(str(1300 << 20))
+        (group / "memory.swappiness").write_text("0")
+    except OSError:
+        pytest.skip("no memory cgroup can be made here (cgroup v1 and root needed)")
+    yield group
+    for _ in range(50):                 # the processes in it must be gone before it can be removed
+        try:
+            group.rmdir()
+            break
+        except OSError:
+            time.sleep(0.1)
+
+
 @pytest.fixture(scope="session")
 def real_archive() -> Path:
     """The whole data set (offline JPEG copy), where this machine has it; else the test is skipped."""

@@ -52,6 +52,18 @@ def test_peer_airbench_trains_both_and_prints_the_ratios(tiny_archive, tmp_path)
     assert "speed, ours / the peer's:" in out.stdout and "whole run, the peer's time / ours:" in out.stdout
 
 
+def test_trainer_memory_prints_each_peak_beside_its_estimate_and_the_line_through_them(tiny_archive):
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "trainer_memory.py"), "--archs", "airbench16_mini",
+                          "--batches", "64", "512", "--precisions", "float32", "--data", str(tiny_archive)],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = [line.split() for line in out.stdout.splitlines() if line.startswith("airbench16_mini")]
+    assert [row[2] for row in rows[:2]] == ["64", "512"]
+    for _, _, _, peak, estimate, ratio, _ in rows[:2]:
+        assert 200 < float(peak) < float(estimate) and float(ratio) == pytest.approx(float(estimate) / float(peak), abs=0.01)
+    assert len(rows[2]) == 4 and float(rows[2][3]) > 0     # MB per picture of a batch
+
+
 def test_temperature_sample_refits_on_fewer_held_out_pictures(tiny_archive):
     # The tiny archive's 200 training pictures: the bundled model's run held out a tenth, 20.
     out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "temperature_sample.py"), "--data",

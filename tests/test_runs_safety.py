@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cifar_core import rundir, runs
+from cifar_core import rundir, runs, trainer_memory
 from cifar_core.config import TrainConfig
 from conftest import fill
 from test_runs import small, wait_for
@@ -322,28 +322,6 @@ def test_a_worker_from_before_host_names_is_handed_its_run_where_it_looks(tiny_e
         idle.wait()
 
 
-MEMORY_CGROUPS = Path("/sys/fs/cgroup/memory")      # cgroup v1's memory controller, where this machine has it
-
-
-@pytest.fixture
-def small_memory(tmp_path):
-    """A memory cgroup of 1.3 GB, no swap: a server that runs out of memory. Skipped where none can be made."""
-    group = MEMORY_CGROUPS / f"cifar-test-{os.getpid()}"
-    try:
-        group.mkdir()
-        (group / "memory.limit_in_bytes").write_text(str(1300 << 20))
-        (group / "memory.swappiness").write_text("0")
-    except OSError:
-        pytest.skip("no memory cgroup can be made here (cgroup v1 and root needed)")
-    yield group
-    for _ in range(50):                 # the processes in it must be gone before it can be removed
-        try:
-            group.rmdir()
-            break
-        except OSError:
-            time.sleep(0.1)
-
-
 def test_when_memory_runs_out_the_trainer_goes_not_the_server(tiny_env, small_memory):
     """The kernel's out-of-memory killer ends the largest process unless told otherwise. A stand-in for the
     server holding 1 GB (thirty visitors' sessions) and a trainer (0.4 GB for TensorFlow alone) cannot both fit in
@@ -352,7 +330,10 @@ def test_when_memory_runs_out_the_trainer_goes_not_the_server(tiny_env, small_me
     server = subprocess.Popen(["sh", "-c", inside + f"{sys.executable} -c 'import time, numpy as np; "
                                "held = np.ones(1 << 27); time.sleep(120)'"])
     try:
-        time.sleep(2)
+        # The server holds its memory before the trainer starts: on a busy machine its numpy import and its
+        # writing 1 GB can take longer than the trainer's start, and a server still growing when the trainer is
+        # ended asks for memory the dying trainer has not yet given back, so the kernel ends it too.
+        wait_for(lambda: trainer_memory.resident_mb(server.pid) > 1000, what="the server to hold its 1 GB")
         run = runs.create(small(epochs=1), owner="a")
         trainer = subprocess.run(["sh", "-c", inside + f"{sys.executable} -m cifar_core train --run-dir {run.path}"],
                                  cwd=runs.PACKAGE_ROOT, capture_output=True, timeout=300)

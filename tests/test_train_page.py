@@ -178,13 +178,17 @@ def test_a_run_waiting_for_the_cluster_says_so_rather_than_a_place_in_a_queue(ti
         from app_pages import train_parts
         from cifar_core.runs import Run
         status = {"state": "queued", "created": 1.0, **({"backend": "ray", "ray_cpus": 2, "ray_gpus": 1}
-                                                         if backend == "ray" else {})}
+                                                         if backend == "ray" else {}),
+                  **({"waiting_for_mb": 6_000} if backend == "short of memory" else {})}
         train_parts.status_line(Run("r1", Path(folder), {"epochs": 1, "batch_size": 8}, status), [])
 
     at = AppTest.from_function(waiting_run, args=("ray", str(tmp_path)), default_timeout=60).run()
     assert [i.value for i in at.info] == ["Waiting for the cluster: it starts when a node has 2 free CPUs and 1 GPU."]
     at = AppTest.from_function(waiting_run, args=("local", str(tmp_path)), default_timeout=60).run()
     assert [i.value for i in at.info] == ["Waiting in the queue. It starts by itself when a trainer is free."]
+    at = AppTest.from_function(waiting_run, args=("short of memory", str(tmp_path)), default_timeout=60).run()
+    assert [i.value for i in at.info] == ["Waiting in the queue. It needs about 5.9 GB of memory to train, more than "
+                                          "the runs training now leave free, so it starts by itself when one of them ends."]
 
 
 def test_a_stop_pressed_as_an_epoch_ends_is_kept(page, monkeypatch):
@@ -260,3 +264,19 @@ def test_clearing_every_run_when_the_runs_folder_cannot_be_changed_says_so_in_a_
     at.button(key="train_clear_all").click().run()
     assert not at.exception, [e.value for e in at.exception]
     assert [e.value for e in at.error] == ["The runs folder is busy just now; try again in a moment."]
+
+
+def test_a_batch_too_big_for_the_servers_memory_is_refused_under_the_batch_size(page, monkeypatch):
+    """A server in a 1.5 GB container, of which the app holds 0.5 GB: a batch of 4,096 cannot train there."""
+    from cifar_core import trainer_memory
+    monkeypatch.setattr(trainer_memory, "limit_mb", lambda: 1_500.0)
+    monkeypatch.setattr(trainer_memory, "own_mb", lambda: 500.0)
+    at = page()
+    next(n for n in at.number_input if n.label == "Batch size").set_value(4096)
+    at.button(key="FormSubmitter:new_run-Start training").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    (refused,) = [e.value for e in at.error]
+    need = trainer_memory.gb(trainer_memory.estimate_mb(TrainConfig.from_preset("quick", batch_size=4096)))
+    assert refused.startswith(f"A batch of 4,096 pictures needs about {need} of memory to train this network, more "
+                              "than this server can give a trainer (1.0 GB): choose a batch of at most ")
+    assert runs.list_runs() == []

@@ -1,0 +1,89 @@
+"""How much memory a trainer takes, network by network and batch by batch, against `trainer_memory`'s estimate.
+
+    .venv/bin/python benchmarks/trainer_memory.py [--archs airbench class ...] [--batches 256 2048]
+                                                  [--precisions float32 mixed_bfloat16] [--data ARCHIVE]
+
+Each combination is one `python -m cifar_core train --epochs 1` process on
+the offline data set (the tutorial CNN with Adam, as its preset trains it, the rest
+with the default recipe's Muon; a few steps: a training step's memory is the same in
+every step), in a fresh runs directory, one after another; its peak resident
+memory is the kernel's own count for that child (wait4's ru_maxrss). Printed
+per line: the measured peak, `trainer_memory.estimate_mb` for the same
+settings (what the server budgets before it starts such a run), and their
+ratio; then, per network and precision, the straight line through the
+measured peaks (memory at no batch, and per picture of a batch), which is
+what `trainer_memory.PER_NETWORK` holds.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from cifar_core import models, trainer_memory  # noqa: E402
+from cifar_core.config import TrainConfig  # noqa: E402
+
+
+def data_archive() -> str:
+    if os.environ.get("CIFAR10_DATA"):
+        return os.environ["CIFAR10_DATA"]
+    tool = ROOT.parent / "shared" / "tools" / "cifar10_archive.py"
+    out = subprocess.run([sys.executable, str(tool)], capture_output=True, text=True, check=True)
+    return out.stdout.strip().splitlines()[-1]
+
+
+def peak_mb(arch: str, batch: int, precision: str, archive: str) -> tuple[float, float]:
+    """A one-epoch trainer's peak resident memory in MB, and its wall time in seconds."""
+    with tempfile.TemporaryDirectory() as runs:
+        env = {**os.environ, "CIFAR10_DATA": archive, "CIFAR_RUNS_DIR": runs, "PYTHONPATH": str(ROOT)}
+        started = time.monotonic()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cifar_core", "train", "--arch", arch, "--batch-size", str(batch),
+             "--precision", precision, "--epochs", "1", "--train-subset", str(max(2 * batch, 2048)),
+             "--calibration-images", "0", *(["--optimizer", "adam"] if arch == "tutorial" else [])],
+            env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        _, status, usage = os.wait4(process.pid, 0)
+        if status:
+            sys.exit(f"{arch} at {batch} ({precision}) failed: {process.stderr.read().decode()[-2000:]}")
+        return usage.ru_maxrss / 1024, time.monotonic() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--archs", nargs="+", default=list(models.REGISTRY))
+    parser.add_argument("--batches", nargs="+", type=int, default=[256, 2048])
+    parser.add_argument("--precisions", nargs="+", default=["float32", "mixed_bfloat16"])
+    parser.add_argument("--data", help="the data set (default: CIFAR10_DATA, else the offline copy)")
+    args = parser.parse_args()
+    archive = args.data or data_archive()
+    print(f"{'network':16} {'precision':15} {'batch':>6} {'peak MB':>8} {'estimate':>9} {'ratio':>6} {'s':>5}",
+          flush=True)
+    fits = []
+    for arch in args.archs:
+        for precision in args.precisions:
+            points = []
+            for batch in args.batches:
+                peak, seconds = peak_mb(arch, batch, precision, archive)
+                config = TrainConfig(arch=arch, batch_size=batch, precision=precision)
+                estimate = trainer_memory.estimate_mb(config)
+                points.append((batch, peak))
+                print(f"{arch:16} {precision:15} {batch:6} {peak:8.0f} {estimate:9.0f} {estimate / peak:6.2f} "
+                      f"{seconds:5.0f}", flush=True)
+            if len(points) >= 2:
+                (b0, m0), (b1, m1) = points[0], points[-1]
+                per_picture = (m1 - m0) / (b1 - b0)
+                fits.append((arch, precision, m0 - per_picture * b0, per_picture))
+    print("\nstraight line through the peaks: MB at no batch, MB per picture of a batch")
+    for arch, precision, base, per_picture in fits:
+        print(f"{arch:16} {precision:15} {base:7.0f} {per_picture:8.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,168 @@
+"""How much memory a training run will take, and how much this machine (or its container) can give it.
+
+A trainer keeps every layer's output for the backward pass, so its memory
+grows with the batch a visitor picks: from under 1 GB to about 6 GB for the
+widest network at a batch of 4,096. Measured peaks lie close to a straight
+line per network and precision (`benchmarks/trainer_memory.py` measures them
+and prints this estimate beside each). The runs queue budgets with it
+(`runs`): a run that could never fit here is refused at Start in a sentence
+that names a batch that fits, and a run waits in the queue while the runs
+already training would leave it too little, instead of starting and being
+ended by the kernel half-way (or ending another student's run).
+
+Memory here is what Linux says is available (MemAvailable: free memory plus
+the caches it can drop), and a container's own limit where it has one (a
+memory cgroup, version 1 or 2): a school's server is often a container on a
+bigger machine, whose /proc/meminfo shows the machine's memory, not its share.
+Elsewhere than Linux nothing is known and nothing is refused or held back.
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+from cifar_core.config import TrainConfig
+
+# Peak resident memory of a `python -m cifar_core train` process in MB as (at no batch, per picture of a
+# batch), per network and size of number, measured on the 2-core AMD EPYC (Zen 5) with batches of 256 and
+# 2,048 (docs/measured.md). The part at no batch is TensorFlow, the data set and the network's weights.
+PER_NETWORK: dict[str, dict[int, tuple[float, float]]] = {
+    "tutorial": {32: (791, 0.367), 16: (789, 0.216)},
+    "airbench": {32: (988, 1.537), 16: (1002, 1.119)},
+    "airbench_small": {32: (899, 1.135), 16: (881, 0.610)},
+    "airbench_tiny": {32: (863, 0.682), 16: (859, 0.359)},
+    "airbench16": {32: (801, 0.240), 16: (799, 0.172)},
+    "airbench16_mini": {32: (790, 0.172), 16: (794, 0.107)},
+}
+MARGIN = 1.15      # the estimate is this much above the line: libraries, allocators and machines differ
+CGROUP = Path("/sys/fs/cgroup")
+NO_LIMIT = 1 << 60   # cgroup v1 writes "no limit" as a number near 2**63
+
+
+def bits(config: TrainConfig) -> int:
+    """16 where the trainer will compute in 16-bit numbers, else 32 (`devices.precision_for`, which cannot
+    be asked here without TensorFlow: "auto" is bfloat16 on CPUs that have it)."""
+    if config.precision == "auto":
+        flags = _read("/proc/cpuinfo")
+        return 16 if "avx512_bf16" in flags or "amx_bf16" in flags else 32
+    return 16 if config.precision in ("mixed_bfloat16", "mixed_float16") else 32
+
+
+def _line(config: TrainConfig) -> tuple[float, float]:
+    """(MB at no batch, MB per picture) for `config`'s network and numbers; a network not measured: the widest's."""
+    lines = PER_NETWORK.get(config.arch) or max(PER_NETWORK.values(), key=lambda by_bits: by_bits[32][1])
+    return lines[bits(config)]
+
+
+def estimate_mb(config: TrainConfig) -> float:
+    """The most memory a trainer of `config` should take, in MB. On a GPU the batch's part lives in the GPU's
+    own memory, so there it is more than the trainer takes of the machine's."""
+    at_no_batch, per_picture = _line(config)
+    return MARGIN * (at_no_batch + per_picture * config.batch_size)
+
+
+def largest_batch(config: TrainConfig, room_mb: float) -> int:
+    """The largest batch (a multiple of 32, or 1 to 32) whose estimate fits in `room_mb`; 0 if none does."""
+    at_no_batch, per_picture = _line(config)
+    batch = math.floor((room_mb / MARGIN - at_no_batch) / per_picture)
+    return max(0, batch if batch < 32 else batch // 32 * 32)
+
+
+def _read(path) -> str:
+    try:
+        return Path(path).read_text()
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+
+def _meminfo_mb(field: str) -> float | None:
+    for line in _read("/proc/meminfo").splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return None
+
+
+def _number(path: Path) -> int | None:
+    text = _read(path).strip()
+    return int(text) if text.isdigit() else None
+
+
+def _cgroups() -> list[tuple[int, int, int]]:
+    """(limit, usage, reclaimable cache) in bytes of each memory cgroup this process is in, itself and
+    those above it, that sets a limit."""
+    found = []
+    for line in _read("/proc/self/cgroup").splitlines():
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":            # version 2: one tree, memory.max
+            root, names = CGROUP, ("memory.max", "memory.current", "inactive_file")
+        elif "memory" in controllers.split(","):   # version 1: a memory tree of its own
+            root, names = CGROUP / "memory", ("memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file")
+        else:
+            continue
+        parts = Path(path.strip()).parts[1:]
+        # From its own group up to the root; in a container the path may be the host's, not mounted here.
+        for depth in range(len(parts), -1, -1):
+            folder = root.joinpath(*parts[:depth])
+            limit, usage = _number(folder / names[0]), _number(folder / names[1])
+            if limit is None or usage is None or limit >= NO_LIMIT:
+                continue
+            stat = dict(row.split() for row in _read(folder / "memory.stat").splitlines() if len(row.split()) == 2)
+            found.append((limit, usage, int(stat.get(names[2], 0))))
+    return found
+
+
+def limit_mb() -> float | None:
+    """All the memory this machine, or the container it runs in, has: None where that is not known."""
+    total = _meminfo_mb("MemTotal")
+    limits = [limit / 2**20 for limit, _, _ in _cgroups()]
+    return min([m for m in (total, *limits) if m is not None], default=None)
+
+
+def available_mb() -> float | None:
+    """The memory a new process could take now without anything being ended: None where that is not known."""
+    available = _meminfo_mb("MemAvailable")
+    rooms = [(limit - usage + cache) / 2**20 for limit, usage, cache in _cgroups()]
+    return min([m for m in (available, *rooms) if m is not None], default=None)
+
+
+def resident_mb(pid: int) -> float:
+    """Process `pid`'s resident memory in MB (0 once it has gone, or where /proc is missing)."""
+    for line in _read(f"/proc/{pid}/status").splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def own_mb() -> float:
+    return resident_mb(os.getpid())
+
+
+def gb(mb: float) -> str:
+    return f"{mb / 1024:.1f} GB"
+
+
+def refusal(config: TrainConfig) -> str | None:
+    """Why a run of `config` could never train on this machine, in a sentence; None when it could (or when
+    this machine's memory is not known). What the server itself holds stays taken while it trains."""
+    limit = limit_mb()
+    if limit is None:
+        return None
+    room, need = limit - own_mb(), estimate_mb(config)
+    if need <= room:
+        return None
+    batch = largest_batch(config, room)
+    fix = (f"choose a batch of at most {batch:,}" if batch else "choose a smaller network")
+    return (f"A batch of {config.batch_size:,} pictures needs about {gb(need)} of memory to train this network, "
+            f"more than this server can give a trainer ({gb(room)}): {fix}.")
+
+
+def room_for(config: TrainConfig, training: list[tuple[TrainConfig, int]], taker_mb: float = 0.0) -> bool:
+    """Whether a run of `config` can start now beside the trainers `training` ((config, pid) each) without
+    memory running out. Those trainers may still grow to their estimates, so what they have yet to take
+    is set aside; `taker_mb`: what the warm worker that would train it already holds, part of its estimate."""
+    available = available_mb()
+    if available is None:
+        return True
+    coming = sum(max(0.0, estimate_mb(other) - resident_mb(pid)) for other, pid in training)
+    return estimate_mb(config) - taker_mb <= available - coming

@@ -1,0 +1,105 @@
+"""A trainer's memory, estimated before it starts, and the queue that budgets with it (`trainer_memory`)."""
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from cifar_core import rundir, runs, trainer_memory
+from cifar_core.config import TrainConfig
+from test_runs import small, wait_for
+
+
+@pytest.mark.parametrize("arch, batch, precision", [("airbench_small", 1024, "float32"),
+                                                    ("airbench16_mini", 512, "mixed_bfloat16")])
+def test_a_real_trainers_peak_is_under_its_estimate_and_near_it(real_archive, tmp_path, arch, batch, precision):
+    """The whole data set, as a server's trainer loads it; the kernel's own count of the child's peak."""
+    env = {**os.environ, "CIFAR10_DATA": str(real_archive), "CIFAR_RUNS_DIR": str(tmp_path / "runs"),
+           "PYTHONPATH": str(runs.PACKAGE_ROOT)}
+    trainer = subprocess.Popen([sys.executable, "-m", "cifar_core", "train", "--arch", arch, "--batch-size", str(batch),
+                                "--precision", precision, "--epochs", "1", "--train-subset", str(2 * batch)],
+                               env=env, cwd=runs.PACKAGE_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(trainer.pid, 0)
+    assert status == 0, trainer.stderr.read().decode()[-2000:]
+    peak = usage.ru_maxrss / 1024
+    estimate = trainer_memory.estimate_mb(TrainConfig(arch=arch, batch_size=batch, precision=precision))
+    assert peak < estimate < 1.4 * peak
+
+
+def test_bigger_batches_and_wider_networks_need_more_and_16_bits_less():
+    need = lambda **changes: trainer_memory.estimate_mb(TrainConfig(**{"precision": "float32", **changes}))
+    assert need(arch="airbench", batch_size=256) < need(arch="airbench", batch_size=4096)
+    assert need(arch="airbench16_mini", batch_size=4096) < need(arch="airbench", batch_size=4096)
+    assert need(arch="airbench", batch_size=4096, precision="mixed_bfloat16") < need(arch="airbench", batch_size=4096)
+    config = TrainConfig(arch="airbench", batch_size=4096, precision="float32")
+    fits = trainer_memory.largest_batch(config, 3_000)
+    assert fits % 32 == 0
+    assert trainer_memory.estimate_mb(TrainConfig(arch="airbench", batch_size=fits, precision="float32")) <= 3_000
+    assert trainer_memory.estimate_mb(TrainConfig(arch="airbench", batch_size=fits + 32, precision="float32")) > 3_000
+    assert trainer_memory.largest_batch(config, 500) == 0
+
+
+def inside(group, code: str) -> str:
+    """What `code` prints, run in a Python process inside the memory cgroup `group`."""
+    script = f"echo $$ > {group}/cgroup.procs && exec {sys.executable} -c \"$0\""
+    out = subprocess.run(["sh", "-c", script, code], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(runs.PACKAGE_ROOT)}, cwd=runs.PACKAGE_ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout
+
+
+def test_in_a_container_its_own_limit_counts_not_the_machines(small_memory):
+    """A school's server in a 1.3 GB container on a bigger machine: /proc/meminfo shows the machine's memory."""
+    limit, available = map(float, inside(small_memory, "from cifar_core import trainer_memory as t; "
+                                                       "print(t.limit_mb(), t.available_mb())").split())
+    assert limit == pytest.approx(1300, abs=1)
+    assert 0 < available < 1300
+
+
+def test_a_run_that_could_never_fit_is_refused_in_a_sentence_naming_a_batch_that_fits(tiny_env, small_memory):
+    code = ("from cifar_core import runs, trainer_memory as t; from cifar_core.config import TrainConfig\n"
+            "try:\n"
+            "    runs.start(TrainConfig(arch='airbench_tiny', batch_size=4096, precision='float32'), owner='a')\n"
+            "except runs.RunError as e:\n"
+            "    print(e)\n"
+            "print(len(runs.list_runs()))")
+    refused, listed = inside(small_memory, code).strip().splitlines()
+    need = trainer_memory.gb(trainer_memory.estimate_mb(TrainConfig(arch="airbench_tiny", batch_size=4096,
+                                                                    precision="float32")))
+    assert re.fullmatch(rf"A batch of 4,096 pictures needs about {need} of memory to train this network, more than "
+                        r"this server can give a trainer \(1\.[12] GB\): choose a batch of at most [\d,]+\.", refused)
+    assert listed == "0"        # nothing was made
+    fits = int(refused.rsplit(" ", 1)[1].rstrip(".").replace(",", ""))
+    assert 0 < fits < 4096
+    assert inside(small_memory, "from cifar_core import trainer_memory as t; from cifar_core.config import "
+                                f"TrainConfig; print(t.refusal(TrainConfig(arch='airbench_tiny', batch_size={fits}, "
+                                "precision='float32')))").strip() == "None"
+
+
+def test_a_run_waits_while_the_running_ones_would_leave_it_too_little(tiny_env, monkeypatch):
+    """Two trainers may run at once, but memory is short: the second waits, saying how much it needs, and
+    starts once the first has ended. The first starts whatever memory is left: nothing of ours would free any."""
+    monkeypatch.setenv("CIFAR_MAX_CONCURRENT_RUNS", "2")
+    monkeypatch.setattr(trainer_memory, "available_mb", lambda: 100.0)
+    first = runs.start(small(epochs=100), owner="a")
+    second = runs.start(small(epochs=1), owner="b")
+    assert [first.state, second.state] == ["running", "queued"]
+    need = round(trainer_memory.estimate_mb(TrainConfig.from_dict(second.config)))
+    assert second.status["waiting_for_mb"] == need
+    runs.reconcile()
+    assert runs.get(second.id).state == "queued"
+    runs.stop(first.id, owner="a")
+    wait_for(lambda: runs.get(second.id).state in ("running", "finished"), timeout=120, what="the second run to start")
+    wait_for(lambda: runs.get(second.id).state == "finished", timeout=120, what="the second run to finish")
+    assert rundir.read_status(second.path).get("waiting_for_mb") is None
+
+
+def test_memory_enough_for_both_starts_both(tiny_env, monkeypatch):
+    monkeypatch.setenv("CIFAR_MAX_CONCURRENT_RUNS", "2")
+    first = runs.start(small(epochs=100), owner="a")
+    second = runs.start(small(epochs=100), owner="b")
+    assert [first.state, second.state] == ["running", "running"]
+    for run in (first, second):
+        runs.stop(run.id, owner=run.status["owner"])
+    wait_for(lambda: all(r.state == "stopped" for r in runs.list_runs()), what="both to stop")
