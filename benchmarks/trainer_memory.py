@@ -27,22 +27,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from cifar_core import models, trainer_memory  # noqa: E402
+from cifar_core import data, models, trainer_memory  # noqa: E402
 from cifar_core.config import TrainConfig  # noqa: E402
 
 
-def data_archive() -> str:
-    if os.environ.get("CIFAR10_DATA"):
-        return os.environ["CIFAR10_DATA"]
-    tool = ROOT.parent / "shared" / "tools" / "cifar10_archive.py"
-    out = subprocess.run([sys.executable, str(tool)], capture_output=True, text=True, check=True)
-    return out.stdout.strip().splitlines()[-1]
-
-
-def peak_mb(arch: str, batch: int, precision: str, archive: str) -> tuple[float, float]:
+def peak_mb(arch: str, batch: int, precision: str, archive: Path) -> tuple[float, float]:
     """A one-epoch trainer's peak resident memory in MB, and its wall time in seconds."""
     with tempfile.TemporaryDirectory() as runs:
-        env = {**os.environ, "CIFAR10_DATA": archive, "CIFAR_RUNS_DIR": runs, "PYTHONPATH": str(ROOT)}
+        env = {**os.environ, "CIFAR10_DATA": str(archive), "CIFAR_RUNS_DIR": runs, "PYTHONPATH": str(ROOT)}
         started = time.monotonic()
         process = subprocess.Popen(
             [sys.executable, "-m", "cifar_core", "train", "--arch", arch, "--batch-size", str(batch),
@@ -60,9 +52,12 @@ def main() -> None:
     parser.add_argument("--archs", nargs="+", default=list(models.REGISTRY))
     parser.add_argument("--batches", nargs="+", type=int, default=[256, 2048])
     parser.add_argument("--precisions", nargs="+", default=["float32", "mixed_bfloat16"])
-    parser.add_argument("--data", help="the data set (default: CIFAR10_DATA, else the offline copy)")
+    parser.add_argument("--data", help="the data set (default: CIFAR10_DATA, else the one already downloaded)")
     args = parser.parse_args()
-    archive = args.data or data_archive()
+    archive = data.locate(args.data)
+    if archive is None:
+        sys.exit("No data set here: set CIFAR10_DATA or pass --data "
+                 "(python ../shared/tools/cifar10_archive.py prints the offline copy's path).")
     print(f"{'network':16} {'precision':15} {'batch':>6} {'peak MB':>8} {'estimate':>9} {'ratio':>6} {'s':>5}",
           flush=True)
     fits = []
