@@ -2,7 +2,7 @@
 
 `runs` hands a waiting run here instead of spawning a trainer itself. The run
 goes to the cluster at once, asking for CIFAR_RAY_CPUS_PER_RUN CPUs (and a
-GPU when its recipe wants one); Ray's scheduler, not our file queue, decides
+GPU when its recipe wants one, or else the memory its trainer will take); Ray's scheduler, not our file queue, decides
 on which node and when it starts. Until then the run is "queued" and waiting
 for the cluster. The run directory, on storage every node sees, stays the
 only contract: the trainer is the same `python -m cifar_core train --run-dir
@@ -41,7 +41,8 @@ import sys
 import threading
 from pathlib import Path
 
-from cifar_core import evaluation, rundir, settings
+from cifar_core import evaluation, rundir, settings, trainer_memory
+from cifar_core.config import TrainConfig
 
 NAMESPACE = "cifar-studio"
 ACTOR_PREFIX = "cifar-run-"
@@ -63,16 +64,26 @@ def on_ray(status: dict) -> bool:
 
 def waiting_sentence(run) -> str:
     """What a person reads while a submitted run waits for a node with room for it."""
-    cpus, gpus = (value if isinstance(value, int) else 0 for value in (run.status.get("ray_cpus"), run.status.get("ray_gpus")))
-    need = evaluation.counted(cpus, "free CPU") + (f" and {evaluation.counted(gpus, 'GPU')}" if gpus else "")
-    return f"Waiting for the cluster: it starts when a node has {need}."
+    cpus, gpus, memory = (value if isinstance(value, int) else 0 for value in
+                          (run.status.get("ray_cpus"), run.status.get("ray_gpus"), run.status.get("ray_memory_mb")))
+    needs = [evaluation.counted(cpus, "free CPU"), *([evaluation.counted(gpus, "GPU")] if gpus else []),
+             *([f"{trainer_memory.gb(memory)} of memory to spare"] if memory else [])]
+    *first, last = needs
+    return f"Waiting for the cluster: it starts when a node has {', '.join(first)}{' and ' if first else ''}{last}."
 
 
-def resources(config: dict) -> tuple[int, int]:
-    """CPUs and GPUs a trainer asks the cluster for."""
+def resources(config: dict) -> tuple[int, int, int]:
+    """CPUs, GPUs and MB of memory a trainer asks the cluster for. Memory as `trainer_memory` estimates it
+    (the nodes taken to be like this server), so Ray places big runs where they fit rather than by CPUs
+    alone, two 6 GB trainers on one 8 GB node; a GPU run's batch lives in the GPU, so it asks for none."""
     limits = settings.get()
     wants_gpu = any(config.get(field) == value for field, value in GPU_RECIPES.items())
-    return limits.ray_cpus_per_run, max(limits.ray_gpus_per_run, 1 if wants_gpu else 0)
+    gpus = max(limits.ray_gpus_per_run, 1 if wants_gpu else 0)
+    try:
+        memory = 0 if gpus else round(trainer_memory.estimate_mb(TrainConfig.from_dict(config)))
+    except (ValueError, TypeError):     # a damaged settings file: its trainer fails it in a sentence
+        memory = 0
+    return limits.ray_cpus_per_run, gpus, memory
 
 
 class ClusterUnavailable(RuntimeError):
@@ -103,10 +114,10 @@ def submit(run) -> None:
     A cluster that cannot be reached fails the run with the reason, so Start never hangs or retries forever."""
     try:
         ray = connect()
-        cpus, gpus = resources(run.config)
+        cpus, gpus, memory = resources(run.config)
         actor = ray.remote(Trainer).options(
             name=ACTOR_PREFIX + run.id, namespace=NAMESPACE, lifetime="detached", max_restarts=0,
-            num_cpus=cpus, num_gpus=gpus,
+            num_cpus=cpus, num_gpus=gpus, memory=memory * 2**20,
             # Every node has the project at the same path as this server (see README, hosting with Ray).
             runtime_env={"env_vars": {"PYTHONPATH": str(PACKAGE_ROOT)}},
         ).remote(str(run.path.resolve()), _trainer_environment())
@@ -118,7 +129,7 @@ def submit(run) -> None:
                              error=f"The Ray cluster refused this run ({type(e).__name__}: {str(e)[:200]}).")
         return
     rundir.update_status(run.path, state="queued", backend="ray", ray_actor=ACTOR_PREFIX + run.id,
-                         ray_actor_id=actor._actor_id.hex(), ray_cpus=cpus, ray_gpus=gpus, submitted=rundir.now())
+                         ray_actor_id=actor._actor_id.hex(), ray_cpus=cpus, ray_gpus=gpus, ray_memory_mb=memory, submitted=rundir.now())
 
 
 def _trainer_environment() -> dict[str, str]:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 RAY = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "ray"
 WORKER_CPUS = 1      # one trainer at a time: a second run has to wait for the cluster
+WORKER_MEMORY_MB = 4096   # what the worker node offers trainers, whatever this machine has: a small node
 PORTS_PER_NODE = 60  # 8 service ports, then a range for Ray's worker processes
 
 
@@ -61,6 +62,7 @@ class LocalCluster:
                             "--include-dashboard=false", f"--temp-dir={self.temp_dir}",
                             *_node_ports(self.head_port + 1)], common)
         self._node("worker", [f"--address={self.address}", f"--num-cpus={WORKER_CPUS}", "--num-gpus=0",
+                              f"--memory={WORKER_MEMORY_MB << 20}",
                               *_node_ports(self.head_port + 1 + PORTS_PER_NODE)], common)
         self.started_s = time.monotonic() - began
         return self

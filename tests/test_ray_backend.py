@@ -12,7 +12,7 @@ import sys
 import pytest
 
 import ray_cluster
-from cifar_core import ray_backend, rundir, runs, settings
+from cifar_core import ray_backend, rundir, runs, settings, trainer_memory
 from cifar_core.config import TrainConfig
 from test_runs import small, wait_for
 
@@ -46,13 +46,16 @@ def test_the_backend_comes_from_the_settings(monkeypatch):
         settings.get()
 
 
-def test_a_gpu_recipe_asks_the_cluster_for_a_gpu(monkeypatch):
+def test_a_gpu_recipe_asks_the_cluster_for_a_gpu_and_a_cpu_one_for_its_memory(monkeypatch):
     monkeypatch.setenv("CIFAR_RAY_CPUS_PER_RUN", "4")
-    assert ray_backend.resources(small().to_dict()) == (4, 0)
-    assert ray_backend.resources(gpu_recipe().to_dict()) == (4, 1)
-    assert ray_backend.resources({**small().to_dict(), "strategy": "mirrored"}) == (4, 1)
+    memory = round(trainer_memory.estimate_mb(small()))
+    assert ray_backend.resources(small().to_dict()) == (4, 0, memory)
+    assert ray_backend.resources(gpu_recipe().to_dict()) == (4, 1, 0)      # its batch lives in the GPU
+    assert ray_backend.resources({**small().to_dict(), "strategy": "mirrored"}) == (4, 1, 0)
+    big = TrainConfig.from_preset("best", batch_size=4096)
+    assert ray_backend.resources(big.to_dict())[2] == round(trainer_memory.estimate_mb(big)) > 4 * memory
     monkeypatch.setenv("CIFAR_RAY_GPUS_PER_RUN", "1")    # a cluster of GPU workers: every run takes one
-    assert ray_backend.resources(small().to_dict()) == (4, 1)
+    assert ray_backend.resources(small().to_dict()) == (4, 1, 0)
 
 
 def test_without_ray_installed_a_start_fails_with_one_sentence(tiny_env, monkeypatch):
@@ -105,6 +108,21 @@ def test_a_run_no_node_can_take_waits_for_the_cluster_until_cancelled(cluster):
     assert runs.get(run.id).status["ray_released"] is True
     assert not ray_backend._actor_exists(run.status)
     assert runs.get(run.id).state == "stopped"
+
+
+def test_a_run_bigger_than_any_nodes_memory_waits_for_the_cluster_saying_how_much(cluster):
+    """The test cluster's worker node offers 4 GB: two big trainers there would end each other."""
+    config = TrainConfig.from_preset("best", batch_size=4096, epochs=1)
+    run = runs.start(config, owner="a")
+    need = trainer_memory.gb(trainer_memory.estimate_mb(config))
+    assert run.state == "queued" and run.status["ray_memory_mb"] > ray_cluster.WORKER_MEMORY_MB
+    assert ray_backend.waiting_sentence(run) == (f"Waiting for the cluster: it starts when a node has 1 free CPU and "
+                                                 f"{need} of memory to spare.")
+    runs.reconcile()
+    assert runs.get(run.id).state == "queued"
+    runs.stop(run.id, owner="a")
+    runs.reconcile()
+    assert runs.get(run.id).state == "stopped" and not ray_backend._actor_exists(run.status)
 
 
 def test_a_run_whose_actor_dies_is_marked_failed(cluster):
