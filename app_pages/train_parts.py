@@ -217,9 +217,13 @@ def status_line(run: runs.Run, metrics: list[dict]) -> None:
         place = runs_board.current().queue_position(run.id)
         where = f": number {place}" if place else ""     # not in this tick's snapshot yet: no number, never "None"
         need = run.status.get("waiting_for_mb")
-        when = (f"It needs about {trainer_memory.gb(need)} of memory to train, more than the runs training now "
-                "leave free, so it starts by itself when one of them ends." if need
-                else "It starts by itself when a trainer is free.")
+        if need:
+            when = (f"It needs about {trainer_memory.gb(need)} of memory to train, more than the runs training now "
+                    "leave free, so it starts by itself when one of them ends.")
+        elif place and place > 1:       # the run ahead may be waiting for memory, not for a trainer
+            when = "It starts by itself after the runs ahead of it."
+        else:
+            when = "It starts by itself when a trainer is free."
         st.info(f"Waiting in the queue{where}. {when}", icon=icon)
     elif run.state == "running" and rundir.stop_requested(run.path):
         # Not "about N min left": it stops after its current batch, then saves and tests what it has.

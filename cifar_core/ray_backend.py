@@ -86,6 +86,27 @@ def resources(config: dict) -> tuple[int, int, int]:
     return limits.ray_cpus_per_run, gpus, memory
 
 
+def refusal(config, continuing: bool = False) -> str | None:
+    """Why no machine of the cluster could ever train a run of `config`, in a sentence, or None. Ray would
+    otherwise keep it waiting for a node with that much memory for ever (a node offers Ray about 70% of
+    its memory unless started with --memory). None too when the cluster cannot be reached: submitting
+    then fails the run with that reason."""
+    cpus, _, memory = resources(config.to_dict())
+    if not memory:
+        return None
+    try:
+        nodes = connect().nodes()
+    except Exception:    # ClusterUnavailable, or the cluster gone between calls
+        return None
+    # Among the nodes that could give it its CPUs: a head node that trains nothing may offer the most memory.
+    largest = max((node["Resources"].get("memory", 0) for node in nodes
+                   if node.get("Alive") and node.get("Resources", {}).get("CPU", 0) >= cpus), default=0)
+    if not largest:      # no node says what it offers: Ray decides
+        return None
+    return trainer_memory.refusal(config, room_mb=largest / 2**20, continuing=continuing,
+                                  where="any machine of the cluster offers a trainer")
+
+
 class ClusterUnavailable(RuntimeError):
     """Ray is missing or its cluster cannot be reached; the message says so in one sentence."""
 

@@ -255,7 +255,7 @@ def start(config: TrainConfig, owner: str = "", admin: bool = False, history_fro
     """
     limits = settings.get()
     config.validate()
-    too_big = None if limits.runs_backend == "ray" else trainer_memory.refusal(config)   # Ray's nodes are not this machine
+    too_big = _too_big(config, continuing=history_from is not None)
     if too_big:
         raise RunError(too_big, field="batch_size")
     if owner and not admin and starts_on_hold():
@@ -275,6 +275,14 @@ def start(config: TrainConfig, owner: str = "", admin: bool = False, history_fro
         _prune(owner, limits.keep_runs, limits.keep_runs_in_all)
     board.invalidate()     # this visitor's next rerun shows the new run, not one tick later
     return get(run.id)
+
+
+def _too_big(config: TrainConfig, continuing: bool) -> str | None:
+    """Why a run of `config` could never train where its trainer would run, in a sentence, or None."""
+    if settings.get().runs_backend == "ray":     # the cluster's machines, not this one
+        from cifar_core import ray_backend
+        return ray_backend.refusal(config, continuing)
+    return trainer_memory.refusal(config, continuing=continuing)
 
 
 @_in_a_sentence
@@ -323,6 +331,10 @@ def _dispatch() -> None:
         from cifar_core import ray_backend
         return ray_backend.dispatch(runs, _launch)
     busy = {r.id for r in runs if r.state == "running"}
+    # Ours on this machine, as (settings, pid): trainers, and workers still tidying up after a run that has
+    # ended (None: they hold what they hold, and will give it back).
+    training = [(TrainConfig.from_dict(r.config), r.status["pid"]) for r in runs
+                if r.state == "running" and _here(r.status) and isinstance(r.status.get("pid"), int)]
     idle_mb = 0.0      # what the warm worker that takes the next run already holds
     if settings.get().worker_idle_s > 0:
         # A worker is busy until it has tidied up after its run and says so, even once the run shows finished:
@@ -330,28 +342,23 @@ def _dispatch() -> None:
         from cifar_core import worker
         workers = worker.live_workers()
         busy |= {w["run"] for w in workers if w.get("run")}
+        training += [(None, w["pid"]) for w in workers if w.get("run") and w["pid"] not in {p for _, p in training}]
         idle_mb = next((trainer_memory.resident_mb(w["pid"]) for w in workers if not w.get("run")), 0.0)
     free = settings.get().max_concurrent_runs - len(busy)
     for run in [r for r in runs if r.state == "queued"][:max(0, free)]:
-        if not _memory_for(run, runs, idle_mb):
+        config = TrainConfig.from_dict(run.config)
+        if not _memory_for(run, config, training, idle_mb):
             break       # first in, first out: the runs behind it wait too, or a big run would wait for ever
         _launch(run)
+        training.append((config, get(run.id).status.get("pid") or 0))   # the next one counts this one too
         idle_mb = 0.0
 
 
-def _memory_for(run: Run, runs: list[Run], idle_mb: float) -> bool:
-    """Whether `run` can start beside the trainers running on this machine without memory running out
+def _memory_for(run: Run, config: TrainConfig, training: list[tuple[TrainConfig | None, int]], idle_mb: float
+                ) -> bool:
+    """Whether `run` can start beside `training`, ours on this machine, without memory running out
     (`trainer_memory.room_for`); if not, its status says how much it waits for. With none of ours running
     it starts whatever memory is left: waiting would free nothing, and the kernel ends a trainer first."""
-    training = []
-    for other in runs:
-        if other.state == "running" and _here(other.status) and isinstance(other.status.get("pid"), int):
-            with contextlib.suppress(ValueError, TypeError):
-                training.append((TrainConfig.from_dict(other.config), other.status["pid"]))
-    try:
-        config = TrainConfig.from_dict(run.config)
-    except (ValueError, TypeError):
-        return True     # a damaged settings file: its trainer fails it in a sentence
     if not training or trainer_memory.room_for(config, training, idle_mb):
         if run.status.get("waiting_for_mb"):
             rundir.update_status(run.path, waiting_for_mb=None)

@@ -18,6 +18,7 @@ Elsewhere than Linux nothing is known and nothing is refused or held back.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from pathlib import Path
@@ -138,31 +139,46 @@ def own_mb() -> float:
     return resident_mb(os.getpid())
 
 
-def gb(mb: float) -> str:
-    return f"{mb / 1024:.1f} GB"
+def gb(mb: float, rounding=round) -> str:
+    """MB as GB to a tenth, rounded by `rounding` (math.ceil for a need, math.floor for what there is)."""
+    return f"{rounding(mb / 102.4) / 10:.1f} GB"
 
 
-def refusal(config: TrainConfig) -> str | None:
-    """Why a run of `config` could never train on this machine, in a sentence; None when it could (or when
-    this machine's memory is not known). What the server itself holds stays taken while it trains."""
-    limit = limit_mb()
-    if limit is None:
+def refusal(config: TrainConfig, room_mb: float | None = None, continuing: bool = False,
+            where: str = "this server can give a trainer") -> str | None:
+    """Why a run of `config` could never train here, in a sentence; None when it could (or when this
+    machine's memory is not known). `room_mb`: the most a trainer could have; by default this machine's
+    (or its container's) memory less what the server itself holds, which stays taken while it trains.
+    `continuing`: the run goes on from another with the same batch, which cannot be changed there."""
+    if room_mb is None:
+        limit = limit_mb()
+        if limit is None:
+            return None
+        room_mb = limit - own_mb()
+    need = estimate_mb(config)
+    if need <= room_mb:
         return None
-    room, need = limit - own_mb(), estimate_mb(config)
-    if need <= room:
-        return None
-    batch = largest_batch(config, room)
-    fix = (f"choose a batch of at most {batch:,}" if batch else "choose a smaller network")
-    return (f"A batch of {config.batch_size:,} pictures needs about {gb(need)} of memory to train this network, "
-            f"more than this server can give a trainer ({gb(room)}): {fix}.")
+    batch = largest_batch(config, room_mb)
+    if batch and continuing:
+        fix = f"start a new run with a batch of at most {batch:,} instead"
+    elif batch:
+        fix = f"choose a batch of at most {batch:,}"
+    elif any(largest_batch(dataclasses.replace(config, arch=arch), room_mb) for arch in PER_NETWORK):
+        fix = "choose a smaller network"
+    else:
+        fix = "no network fits, so please tell whoever runs it"
+    whose = "This run's batch" if continuing else "A batch"
+    return (f"{whose} of {config.batch_size:,} pictures needs about {gb(need, math.ceil)} of memory to train this "
+            f"network, more than {where} ({gb(room_mb, math.floor)}): {fix}.")
 
 
-def room_for(config: TrainConfig, training: list[tuple[TrainConfig, int]], taker_mb: float = 0.0) -> bool:
-    """Whether a run of `config` can start now beside the trainers `training` ((config, pid) each) without
-    memory running out. Those trainers may still grow to their estimates, so what they have yet to take
-    is set aside; `taker_mb`: what the warm worker that would train it already holds, part of its estimate."""
+def room_for(config: TrainConfig, training: list[tuple[TrainConfig | None, int]], taker_mb: float = 0.0) -> bool:
+    """Whether a run of `config` can start now beside the trainers `training` ((config, pid) each; config None
+    for a worker between runs) without memory running out. Those trainers may still grow to their estimates,
+    so what they have yet to take is set aside; `taker_mb`: what the warm worker that would train it already
+    holds, part of its estimate."""
     available = available_mb()
     if available is None:
         return True
-    coming = sum(max(0.0, estimate_mb(other) - resident_mb(pid)) for other, pid in training)
+    coming = sum(max(0.0, estimate_mb(other) - resident_mb(pid)) for other, pid in training if other is not None)
     return estimate_mb(config) - taker_mb <= available - coming

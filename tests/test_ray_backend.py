@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 
@@ -110,19 +111,27 @@ def test_a_run_no_node_can_take_waits_for_the_cluster_until_cancelled(cluster):
     assert runs.get(run.id).state == "stopped"
 
 
-def test_a_run_bigger_than_any_nodes_memory_waits_for_the_cluster_saying_how_much(cluster):
-    """The test cluster's worker node offers 4 GB: two big trainers there would end each other."""
-    config = TrainConfig.from_preset("best", batch_size=4096, epochs=1)
-    run = runs.start(config, owner="a")
-    need = trainer_memory.gb(trainer_memory.estimate_mb(config))
-    assert run.state == "queued" and run.status["ray_memory_mb"] > ray_cluster.WORKER_MEMORY_MB
-    assert ray_backend.waiting_sentence(run) == (f"Waiting for the cluster: it starts when a node has 1 free CPU and "
-                                                 f"{need} of memory to spare.")
-    runs.reconcile()
-    assert runs.get(run.id).state == "queued"
-    runs.stop(run.id, owner="a")
-    runs.reconcile()
-    assert runs.get(run.id).state == "stopped" and not ray_backend._actor_exists(run.status)
+def test_a_run_bigger_than_any_nodes_memory_is_refused_naming_a_batch_that_fits(cluster):
+    """The test cluster's worker node offers 4 GB: Ray would keep a 6 GB trainer waiting for ever."""
+    with pytest.raises(runs.RunError, match=r"^A batch of 4,096 pictures needs about \d+\.\d GB of memory to train "
+                       r"this network, more than any machine of the cluster offers a trainer \(4\.0 GB\): choose a "
+                       r"batch of at most ([\d,]+)\.$") as refused:
+        runs.start(TrainConfig.from_preset("best", batch_size=4096, epochs=1), owner="a")
+    assert refused.value.field == "batch_size" and runs.list_runs() == []
+    fits = int(refused.value.args[0].rsplit(" ", 1)[1].rstrip(".").replace(",", ""))
+    config = TrainConfig.from_preset("best", batch_size=fits, epochs=1)
+    assert ray_backend.resources(config.to_dict())[2] <= ray_cluster.WORKER_MEMORY_MB
+    assert ray_backend.refusal(config) is None
+
+
+def test_a_waiting_run_says_what_it_waits_for():
+    def said(**status):
+        return ray_backend.waiting_sentence(SimpleNamespace(status=status))
+    assert said(ray_cpus=2, ray_gpus=0, ray_memory_mb=6_450) == ("Waiting for the cluster: it starts when a node has "
+                                                                "2 free CPUs and 6.3 GB of memory to spare.")
+    assert said(ray_cpus=1, ray_gpus=1, ray_memory_mb=0) == ("Waiting for the cluster: it starts when a node has "
+                                                            "1 free CPU and 1 GPU.")
+    assert said(ray_cpus=1) == "Waiting for the cluster: it starts when a node has 1 free CPU."
 
 
 def test_a_run_whose_actor_dies_is_marked_failed(cluster):

@@ -1,4 +1,5 @@
 """A trainer's memory, estimated before it starts, and the queue that budgets with it (`trainer_memory`)."""
+import math
 import os
 import re
 import subprocess
@@ -66,7 +67,7 @@ def test_a_run_that_could_never_fit_is_refused_in_a_sentence_naming_a_batch_that
             "print(len(runs.list_runs()))")
     refused, listed = inside(small_memory, code).strip().splitlines()
     need = trainer_memory.gb(trainer_memory.estimate_mb(TrainConfig(arch="airbench_tiny", batch_size=4096,
-                                                                    precision="float32")))
+                                                                    precision="float32")), math.ceil)
     assert re.fullmatch(rf"A batch of 4,096 pictures needs about {need} of memory to train this network, more than "
                         r"this server can give a trainer \(1\.[12] GB\): choose a batch of at most [\d,]+\.", refused)
     assert listed == "0"        # nothing was made
@@ -103,3 +104,31 @@ def test_memory_enough_for_both_starts_both(tiny_env, monkeypatch):
     for run in (first, second):
         runs.stop(run.id, owner=run.status["owner"])
     wait_for(lambda: all(r.state == "stopped" for r in runs.list_runs()), what="both to stop")
+
+
+def test_runs_started_in_one_pass_count_each_other(tiny_env, monkeypatch):
+    """Three trainers allowed, memory for one and a half: of three runs waiting, one starts; the next one
+    counts it, though it started a moment ago and holds nothing yet."""
+    monkeypatch.setenv("CIFAR_MAX_CONCURRENT_RUNS", "3")
+    monkeypatch.setattr(trainer_memory, "available_mb", lambda: 1.5 * trainer_memory.estimate_mb(small()))
+    waiting = [runs.create(small(epochs=100), owner=name) for name in "abc"]
+    runs.dispatch()
+    assert [runs.get(r.id).state for r in waiting] == ["running", "queued", "queued"]
+    assert runs.get(waiting[1].id).status["waiting_for_mb"] == round(trainer_memory.estimate_mb(small()))
+    assert "waiting_for_mb" not in runs.get(waiting[2].id).status      # behind it, in turn
+    for run in waiting:
+        runs.stop(run.id, admin=True)
+    wait_for(lambda: all(r.state == "stopped" for r in runs.list_runs()), what="everything to stop")
+
+
+def test_each_refusal_says_what_a_person_can_change():
+    config = TrainConfig(arch="airbench", batch_size=4096, precision="float32")
+    fits = trainer_memory.largest_batch(config, 3_000)
+    assert trainer_memory.refusal(config, room_mb=3_000).endswith(f"(2.9 GB): choose a batch of at most {fits:,}.")
+    assert trainer_memory.refusal(config, room_mb=3_000, continuing=True).startswith("This run's batch of 4,096")
+    assert trainer_memory.refusal(config, room_mb=3_000, continuing=True).endswith(
+        f"start a new run with a batch of at most {fits:,} instead.")
+    assert trainer_memory.refusal(config, room_mb=1_000).endswith("(0.9 GB): choose a smaller network.")
+    assert trainer_memory.refusal(config, room_mb=500).endswith("(0.4 GB): no network fits, so please tell whoever "
+                                                                "runs it.")
+    assert trainer_memory.refusal(config, room_mb=trainer_memory.estimate_mb(config)) is None
