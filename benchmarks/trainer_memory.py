@@ -7,7 +7,7 @@ Each combination is one `python -m cifar_core train --epochs 1` process on
 the offline data set (the tutorial CNN with Adam, as its preset trains it, the rest
 with the default recipe's Muon; a few steps: a training step's memory is the same in
 every step), in a fresh runs directory, one after another; its peak resident
-memory is the kernel's own count for that child (wait4's ru_maxrss). Printed
+memory is the trainer's own VmHWM, which it prints as it exits. Printed
 per line: the measured peak, `trainer_memory.estimate_mb` for the same
 settings (what the server budgets before it starts such a run), and their
 ratio; then, per network and precision, the straight line through the
@@ -31,20 +31,29 @@ from cifar_core import data, models, trainer_memory  # noqa: E402
 from cifar_core.config import TrainConfig  # noqa: E402
 
 
+# The trainer reports its own peak as it exits: wait4's ru_maxrss would also count what the process held
+# between fork and exec, a copy of its parent (a test runner's gigabytes).
+REPORTING = ("import atexit, runpy, sys\n"
+             "atexit.register(lambda: print('peak', open('/proc/self/status').read().split('VmHWM:')[1].split()[0], "
+             "file=sys.stderr))\n"
+             "sys.argv[0] = 'cifar_core'\n"
+             "runpy.run_module('cifar_core', run_name='__main__', alter_sys=True)")
+
+
 def peak_mb(arch: str, batch: int, precision: str, archive: Path) -> tuple[float, float]:
     """A one-epoch trainer's peak resident memory in MB, and its wall time in seconds."""
     with tempfile.TemporaryDirectory() as runs:
         env = {**os.environ, "CIFAR10_DATA": str(archive), "CIFAR_RUNS_DIR": runs, "PYTHONPATH": str(ROOT)}
         started = time.monotonic()
-        process = subprocess.Popen(
-            [sys.executable, "-m", "cifar_core", "train", "--arch", arch, "--batch-size", str(batch),
+        out = subprocess.run(
+            [sys.executable, "-c", REPORTING, "train", "--arch", arch, "--batch-size", str(batch),
              "--precision", precision, "--epochs", "1", "--train-subset", str(max(2 * batch, 2048)),
              "--calibration-images", "0", *(["--optimizer", "adam"] if arch == "tutorial" else [])],
-            env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        _, status, usage = os.wait4(process.pid, 0)
-        if status:
-            sys.exit(f"{arch} at {batch} ({precision}) failed: {process.stderr.read().decode()[-2000:]}")
-        return usage.ru_maxrss / 1024, time.monotonic() - started
+            env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        peaks = [line.split()[1] for line in out.stderr.splitlines() if line.startswith("peak ")]
+        if out.returncode or not peaks:
+            sys.exit(f"{arch} at {batch} ({precision}) failed: {out.stderr[-2000:]}")
+        return int(peaks[-1]) / 1024, time.monotonic() - started
 
 
 def main() -> None:
