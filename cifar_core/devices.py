@@ -63,8 +63,13 @@ def detect() -> Hardware:
         import jax
         if jax.default_backend() == "gpu":
             gpus = [_jax_capability(d) for d in jax.devices()]
+    return Hardware(tuple(gpus), cpu_bfloat16())
+
+
+def cpu_bfloat16() -> bool:
+    """Whether this CPU does bfloat16 matrix maths at full speed (AVX-512 BF16 or AMX)."""
     flags = _cpuinfo()
-    return Hardware(tuple(gpus), "avx512_bf16" in flags or "amx_bf16" in flags)
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def _cpuinfo() -> str:

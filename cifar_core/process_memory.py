@@ -47,10 +47,11 @@ def trim_heap() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
-def memory_mb() -> tuple[float, float]:
-    """This process's resident memory now and at its peak, in MB (zeros where /proc is missing)."""
+def memory_mb(pid: int | str = "self") -> tuple[float, float]:
+    """A process's resident memory now and at its peak, in MB, this one's by default (zeros once it has
+    gone, or where /proc is missing)."""
     try:
-        text = Path("/proc/self/status").read_text()
+        text = Path(f"/proc/{pid}/status").read_text()
     except OSError:
         return 0.0, 0.0
     values = {line.split(":")[0]: int(line.split()[1]) for line in text.splitlines()

@@ -331,21 +331,25 @@ def _dispatch() -> None:
         from cifar_core import ray_backend
         return ray_backend.dispatch(runs, _launch)
     busy = {r.id for r in runs if r.state == "running"}
-    # Ours on this machine, as (settings, pid): trainers, and workers still tidying up after a run that has
-    # ended (None: they hold what they hold, and will give it back).
-    training = [(TrainConfig.from_dict(r.config), r.status["pid"]) for r in runs
-                if r.state == "running" and _here(r.status) and isinstance(r.status.get("pid"), int)]
-    idle_mb = 0.0      # what the warm worker that takes the next run already holds
+    workers = []
     if settings.get().worker_idle_s > 0:
         # A worker is busy until it has tidied up after its run and says so, even once the run shows finished:
         # the next run waits for it rather than for a new worker's seconds of start-up.
         from cifar_core import worker
         workers = worker.live_workers()
         busy |= {w["run"] for w in workers if w.get("run")}
-        training += [(None, w["pid"]) for w in workers if w.get("run") and w["pid"] not in {p for _, p in training}]
-        idle_mb = next((trainer_memory.resident_mb(w["pid"]) for w in workers if not w.get("run")), 0.0)
     free = settings.get().max_concurrent_runs - len(busy)
-    for run in [r for r in runs if r.state == "queued"][:max(0, free)]:
+    waiting = [r for r in runs if r.state == "queued"][:max(0, free)]
+    if not waiting:     # the watcher's usual tick: no memory to weigh
+        return
+    # Ours on this machine, as (settings, pid): trainers, and workers still tidying up after a run that has
+    # ended (None: they hold what they hold, and will give it back).
+    training = [(TrainConfig.from_dict(r.config), r.status["pid"]) for r in runs
+                if r.state == "running" and _here(r.status) and isinstance(r.status.get("pid"), int)]
+    training += [(None, w["pid"]) for w in workers if w.get("run") and w["pid"] not in {p for _, p in training}]
+    # What the warm worker that takes the next run already holds.
+    idle_mb = next((trainer_memory.resident_mb(w["pid"]) for w in workers if not w.get("run")), 0.0)
+    for run in waiting:
         config = TrainConfig.from_dict(run.config)
         if not _memory_for(run, config, training, idle_mb):
             break       # first in, first out: the runs behind it wait too, or a big run would wait for ever

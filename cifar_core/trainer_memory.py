@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 from pathlib import Path
 
 from cifar_core.config import TrainConfig
+from cifar_core.devices import cpu_bfloat16
+from cifar_core.process_memory import memory_mb
 
 # Peak resident memory of a `python -m cifar_core train` process in MB as (at no batch, per picture of a
 # batch), per network and size of number, measured on the 2-core AMD EPYC (Zen 5) with batches of 256 and
@@ -45,8 +46,7 @@ def bits(config: TrainConfig) -> int:
     """16 where the trainer will compute in 16-bit numbers, else 32 (`devices.precision_for`, which cannot
     be asked here without TensorFlow: "auto" is bfloat16 on CPUs that have it)."""
     if config.precision == "auto":
-        flags = _read("/proc/cpuinfo")
-        return 16 if "avx512_bf16" in flags or "amx_bf16" in flags else 32
+        return 16 if cpu_bfloat16() else 32
     return 16 if config.precision in ("mixed_bfloat16", "mixed_float16") else 32
 
 
@@ -127,16 +127,9 @@ def available_mb() -> float | None:
     return min([m for m in (available, *rooms) if m is not None], default=None)
 
 
-def resident_mb(pid: int) -> float:
-    """Process `pid`'s resident memory in MB (0 once it has gone, or where /proc is missing)."""
-    for line in _read(f"/proc/{pid}/status").splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def own_mb() -> float:
-    return resident_mb(os.getpid())
+def resident_mb(pid: int | str = "self") -> float:
+    """A process's resident memory in MB, this one's by default (0 once it has gone)."""
+    return memory_mb(pid)[0]
 
 
 def gb(mb: float, rounding=round) -> str:
@@ -154,7 +147,7 @@ def refusal(config: TrainConfig, room_mb: float | None = None, continuing: bool 
         limit = limit_mb()
         if limit is None:
             return None
-        room_mb = limit - own_mb()
+        room_mb = limit - resident_mb()
     need = estimate_mb(config)
     if need <= room_mb:
         return None

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from cifar_core import rundir, runs, trainer_memory
+from cifar_core import rundir, runs
+from cifar_core.process_memory import memory_mb
 from cifar_core.config import TrainConfig
 from conftest import fill
 from test_runs import small, wait_for
@@ -333,7 +334,7 @@ def test_when_memory_runs_out_the_trainer_goes_not_the_server(tiny_env, small_me
         # The server holds its memory before the trainer starts: on a busy machine its numpy import and its
         # writing 1 GB can take longer than the trainer's start, and a server still growing when the trainer is
         # ended asks for memory the dying trainer has not yet given back, so the kernel ends it too.
-        wait_for(lambda: trainer_memory.resident_mb(server.pid) > 1000, what="the server to hold its 1 GB")
+        wait_for(lambda: memory_mb(server.pid)[0] > 1000, what="the server to hold its 1 GB")
         run = runs.create(small(epochs=1), owner="a")
         trainer = subprocess.run(["sh", "-c", inside + f"{sys.executable} -m cifar_core train --run-dir {run.path}"],
                                  cwd=runs.PACKAGE_ROOT, capture_output=True, timeout=300)

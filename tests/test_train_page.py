@@ -271,7 +271,7 @@ def test_a_batch_too_big_for_the_servers_memory_is_refused_under_the_batch_size(
     """A server in a 1.5 GB container, of which the app holds 0.5 GB: a batch of 4,096 cannot train there."""
     from cifar_core import trainer_memory
     monkeypatch.setattr(trainer_memory, "limit_mb", lambda: 1_500.0)
-    monkeypatch.setattr(trainer_memory, "own_mb", lambda: 500.0)
+    monkeypatch.setattr(trainer_memory, "resident_mb", lambda pid="self": 500.0)
     at = page()
     next(n for n in at.number_input if n.label == "Batch size").set_value(4096)
     at.button(key="FormSubmitter:new_run-Start training").click().run()
