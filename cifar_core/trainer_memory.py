@@ -95,21 +95,25 @@ def _cgroups() -> list[tuple[int, int, int]]:
     found = []
     for line in _read("/proc/self/cgroup").splitlines():
         _, controllers, path = line.split(":", 2)
-        if controllers == "":            # version 2: one tree, memory.max
-            root, names = CGROUP, ("memory.max", "memory.current", "inactive_file")
+        if controllers == "":
+            # Version 2: one tree. Past memory.max the kernel ends a process; past memory.high it holds the
+            # whole group back to reclaim, so a trainer there would crawl: both count as the limit.
+            root, limits, names = CGROUP, ("memory.max", "memory.high"), ("memory.current", "inactive_file")
         elif "memory" in controllers.split(","):   # version 1: a memory tree of its own
-            root, names = CGROUP / "memory", ("memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file")
+            root, limits, names = (CGROUP / "memory", ("memory.limit_in_bytes",),
+                                   ("memory.usage_in_bytes", "total_inactive_file"))
         else:
             continue
         parts = Path(path.strip()).parts[1:]
         # From its own group up to the root; in a container the path may be the host's, not mounted here.
         for depth in range(len(parts), -1, -1):
             folder = root.joinpath(*parts[:depth])
-            limit, usage = _number(folder / names[0]), _number(folder / names[1])
+            limit = min([n for n in (_number(folder / name) for name in limits) if n is not None], default=None)
+            usage = _number(folder / names[0])
             if limit is None or usage is None or limit >= NO_LIMIT:
                 continue
             stat = dict(row.split() for row in _read(folder / "memory.stat").splitlines() if len(row.split()) == 2)
-            found.append((limit, usage, int(stat.get(names[2], 0))))
+            found.append((limit, usage, int(stat.get(names[1], 0))))
     return found
 
 

@@ -61,6 +61,26 @@ def test_in_a_container_its_own_limit_counts_not_the_machines(small_memory):
     assert 0 < available < 1300
 
 
+def test_on_cgroup_v2_the_lower_of_max_and_high_counts_from_its_group_up(tmp_path, monkeypatch):
+    """This machine has cgroup v1, so version 2's files are laid out as the kernel writes them: a school's
+    container (memory.max 4 GB) inside a slice whose memory.high is 3 GB, where a trainer would crawl."""
+    for folder, files in {"school": {"memory.max": "max", "memory.high": str(3 << 30),
+                                     "memory.current": str(2 << 30), "memory.stat": "anon 1\ninactive_file 0\n"},
+                          "school/app": {"memory.max": str(4 << 30), "memory.high": "max",
+                                         "memory.current": str(1 << 30),
+                                         "memory.stat": f"anon 1\ninactive_file {256 << 20}\n"}}.items():
+        (tmp_path / folder).mkdir(parents=True)
+        for name, text in files.items():
+            (tmp_path / folder / name).write_text(text + "\n")
+    read = trainer_memory._read
+    monkeypatch.setattr(trainer_memory, "_read", lambda path: "0::/school/app\n" if str(path) == "/proc/self/cgroup"
+                        else read(path))
+    monkeypatch.setattr(trainer_memory, "CGROUP", tmp_path)
+    assert trainer_memory._cgroups() == [(4 << 30, 1 << 30, 256 << 20), (3 << 30, 2 << 30, 0)]
+    assert trainer_memory.limit_mb() == 3072
+    assert trainer_memory.available_mb() == 1024     # the slice's 3 GB less its 2 GB, under the app's 3.25 GB
+
+
 def test_a_run_that_could_never_fit_is_refused_in_a_sentence_naming_a_batch_that_fits(tiny_env, small_memory):
     code = ("from cifar_core import runs, trainer_memory as t; from cifar_core.config import TrainConfig\n"
             "try:\n"
