@@ -214,13 +214,17 @@ def status_line(run: runs.Run, metrics: list[dict]) -> None:
         from cifar_core import ray_backend
         st.info(ray_backend.waiting_sentence(run), icon=icon)
     elif run.state == "queued":
-        place = runs_board.current().queue_position(run.id)
-        where = f": number {place}" if place else ""     # not in this tick's snapshot yet: no number, never "None"
+        ahead = runs_board.current().queued_ahead(run.id)
+        # Not in this tick's snapshot yet: no number, never "None".
+        where = f": number {len(ahead) + 1}" if ahead is not None else ""
         need = run.status.get("waiting_for_mb")
         if need:
             when = (f"It needs about {trainer_memory.gb(need)} of memory to train, more than the runs training now "
                     "leave free, so it starts by itself when one of them ends.")
-        elif place and place > 1:       # the run ahead may be waiting for memory, not for a trainer
+        elif any(r.status.get("waiting_for_mb") for r in ahead or ()):   # runs.py lets smaller runs past it
+            when = ("It starts by itself when a trainer is free: the run ahead of it is waiting for memory, and "
+                    "smaller runs that fit may start before it.")
+        elif ahead:
             when = "It starts by itself after the runs ahead of it."
         else:
             when = "It starts by itself when a trainer is free."

@@ -62,10 +62,16 @@ class Snapshot:
     def metrics_of(self, run_id: str) -> list[dict]:
         return list(self.metrics.get(run_id, ()))
 
+    def queued_ahead(self, run_id: str) -> list | None:
+        """The queued runs ahead of `run_id`, next to start first; None if it is not queued."""
+        queued = [r for r in reversed(self.runs) if r.state == "queued"]
+        ids = [r.id for r in queued]
+        return queued[:ids.index(run_id)] if run_id in ids else None
+
     def queue_position(self, run_id: str) -> int | None:
         """1 for the next run to start, 2 for the one after, ...; None if not queued."""
-        queued = [r.id for r in reversed(self.runs) if r.state == "queued"]
-        return queued.index(run_id) + 1 if run_id in queued else None
+        ahead = self.queued_ahead(run_id)
+        return None if ahead is None else len(ahead) + 1
 
 
 _lock = threading.Lock()

@@ -339,31 +339,46 @@ def _dispatch() -> None:
         workers = worker.live_workers()
         busy |= {w["run"] for w in workers if w.get("run")}
     free = settings.get().max_concurrent_runs - len(busy)
-    waiting = [r for r in runs if r.state == "queued"][:max(0, free)]
-    if not waiting:     # the watcher's usual tick: no memory to weigh
+    queued = [r for r in runs if r.state == "queued"]
+    if free <= 0 or not queued:     # the watcher's usual tick: no memory to weigh
         return
     # Ours on this machine, as (settings, pid): trainers, and workers still tidying up after a run that has
     # ended (None: they hold what they hold, and will give it back).
-    training = [(TrainConfig.from_dict(r.config), r.status["pid"]) for r in runs
-                if r.state == "running" and _here(r.status) and isinstance(r.status.get("pid"), int)]
+    here = [r for r in runs if r.state == "running" and _here(r.status) and isinstance(r.status.get("pid"), int)]
+    training = [(TrainConfig.from_dict(r.config), r.status["pid"]) for r in here]
     training += [(None, w["pid"]) for w in workers if w.get("run") and w["pid"] not in {p for _, p in training}]
+    room = trainer_memory.Room.now(training)
     # What the warm worker that takes the next run already holds.
     idle_mb = next((trainer_memory.resident_mb(w["pid"]) for w in workers if not w.get("run")), 0.0)
-    for run in waiting:
+    first, passing = None, []     # the first run waiting for memory, and the runs behind it training
+    for run in queued:
+        if free <= 0:
+            break
         config = TrainConfig.from_dict(run.config)
-        if not _memory_for(run, config, training, idle_mb):
-            break       # first in, first out: the runs behind it wait too, or a big run would wait for ever
+        if first is None:
+            if not _memory_for(run, config, room, idle_mb):
+                first = config
+                behind = runs.index(run)      # runs are in the queue's order: those after it that train passed it
+                passing = [TrainConfig.from_dict(r.config) for r in here if runs.index(r) > behind]
+                continue
+        # Behind a run waiting for memory (a big run a student chose, say), a smaller one may go first when
+        # it fits now and the waiting run would still fit beside it once the runs before it end: so the
+        # class's small runs need not wait for the big one, and it waits no longer for them.
+        elif room.fits(config, idle_mb) and room.fits_beside(first, [*passing, config], idle_mb):
+            passing.append(config)
+        else:
+            continue
         _launch(run)
-        training.append((config, get(run.id).status.get("pid") or 0))   # the next one counts this one too
+        room.add(config, idle_mb)     # the next one counts this one too
+        free -= 1
         idle_mb = 0.0
 
 
-def _memory_for(run: Run, config: TrainConfig, training: list[tuple[TrainConfig | None, int]], idle_mb: float
-                ) -> bool:
-    """Whether `run` can start beside `training`, ours on this machine, without memory running out
-    (`trainer_memory.room_for`); if not, its status says how much it waits for. With none of ours running
-    it starts whatever memory is left: waiting would free nothing, and the kernel ends a trainer first."""
-    if not training or trainer_memory.room_for(config, training, idle_mb):
+def _memory_for(run: Run, config: TrainConfig, room: trainer_memory.Room, idle_mb: float) -> bool:
+    """Whether `run` can start beside our trainers on this machine without memory running out (`room`); if
+    not, its status says how much it waits for. With none of ours running it starts whatever memory is
+    left: waiting would free nothing, and the kernel ends a trainer first."""
+    if not room.training or room.fits(config, idle_mb):
         if run.status.get("waiting_for_mb"):
             rundir.update_status(run.path, waiting_for_mb=None)
         return True

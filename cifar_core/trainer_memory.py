@@ -169,13 +169,37 @@ def refusal(config: TrainConfig, room_mb: float | None = None, continuing: bool 
             f"network, more than {where} ({gb(room_mb, math.floor)}): {fix}.")
 
 
-def room_for(config: TrainConfig, training: list[tuple[TrainConfig | None, int]], taker_mb: float = 0.0) -> bool:
-    """Whether a run of `config` can start now beside the trainers `training` ((config, pid) each; config None
-    for a worker between runs) without memory running out. Those trainers may still grow to their estimates,
-    so what they have yet to take is set aside; `taker_mb`: what the warm worker that would train it already
-    holds, part of its estimate."""
-    available = available_mb()
-    if available is None:
-        return True
-    coming = sum(max(0.0, estimate_mb(other) - resident_mb(pid)) for other, pid in training if other is not None)
-    return estimate_mb(config) - taker_mb <= available - coming
+@dataclasses.dataclass
+class Room:
+    """Memory as one pass over the queue sees it, read once: what is available now, and each of our
+    trainers here with what it holds now (its settings; None for a worker tidying up after a run, which
+    holds what it holds and will give it back). Trainers may still grow to their estimates."""
+    available_mb: float | None
+    training: list[tuple[TrainConfig | None, float]]
+
+    @classmethod
+    def now(cls, training: list[tuple[TrainConfig | None, int]]) -> Room:
+        """From our trainers as (settings, pid)."""
+        return cls(available_mb(), [(config, resident_mb(pid)) for config, pid in training])
+
+    def fits(self, config: TrainConfig, taker_mb: float = 0.0) -> bool:
+        """Whether a run of `config` can start now without memory running out, what the trainers have yet
+        to take set aside; `taker_mb`: what the warm worker that would train it already holds, part of its
+        estimate."""
+        if self.available_mb is None:
+            return True
+        coming = sum(max(0.0, estimate_mb(other) - held) for other, held in self.training if other is not None)
+        return estimate_mb(config) - taker_mb <= self.available_mb - coming
+
+    def fits_beside(self, first: TrainConfig, passing: list[TrainConfig], taker_mb: float = 0.0) -> bool:
+        """Whether `first`, the run at the head of the queue waiting for memory, would fit beside the runs
+        `passing` it (training, or about to) once every other trainer here has ended: then letting them past
+        costs it no wait. What the others hold comes back to the available memory as they end."""
+        if self.available_mb is None:
+            return True
+        freed = sum(held for _, held in self.training) + taker_mb
+        return estimate_mb(first) + sum(map(estimate_mb, passing)) <= self.available_mb + freed
+
+    def add(self, config: TrainConfig, held_mb: float = 0.0) -> None:
+        """A trainer just started: it has all its estimate but `held_mb` yet to take."""
+        self.training.append((config, held_mb))

@@ -192,6 +192,24 @@ def test_a_run_waiting_for_the_cluster_says_so_rather_than_a_place_in_a_queue(ti
                                           "the runs training now leave free, so it starts by itself when one of them ends."]
 
 
+def test_a_run_behind_one_waiting_for_memory_says_smaller_runs_may_go_first(tiny_env):
+    def queued_line(run_id):
+        from app_pages import train_parts
+        from cifar_core import runs
+        train_parts.status_line(runs.get(run_id), [])
+
+    head, behind, last = (runs.create(TrainConfig(epochs=1, batch_size=8), owner=name) for name in "abc")
+    at = AppTest.from_function(queued_line, args=(behind.id,), default_timeout=60).run()
+    assert [i.value for i in at.info] == ["Waiting in the queue: number 2. It starts by itself after the runs ahead "
+                                          "of it."]
+    rundir.update_status(head.path, waiting_for_mb=6_000)
+    board.invalidate()
+    at = AppTest.from_function(queued_line, args=(last.id,), default_timeout=60).run()
+    assert [i.value for i in at.info] == ["Waiting in the queue: number 3. It starts by itself when a trainer is free: "
+                                          "the run ahead of it is waiting for memory, and smaller runs that fit may "
+                                          "start before it."]
+
+
 def test_a_stop_pressed_as_an_epoch_ends_is_kept(page, monkeypatch):
     run = runs.create(TrainConfig(epochs=3, batch_size=8, name="stopping"), owner="someone")
     rundir.update_status(run.path, state="running", started=rundir.now(), pid=os.getpid(),

@@ -1,4 +1,5 @@
 """A trainer's memory, estimated before it starts, and the queue that budgets with it (`trainer_memory`)."""
+import dataclasses
 import importlib.util
 import math
 import os
@@ -140,6 +141,35 @@ def test_runs_started_in_one_pass_count_each_other(tiny_env, monkeypatch):
     assert runs.get(waiting[1].id).status["waiting_for_mb"] == round(trainer_memory.estimate_mb(small()))
     assert "waiting_for_mb" not in runs.get(waiting[2].id).status      # behind it, in turn
     for run in waiting:
+        runs.stop(run.id, admin=True)
+    wait_for(lambda: all(r.state == "stopped" for r in runs.list_runs()), what="everything to stop")
+
+
+@pytest.mark.parametrize("first_run, passes", [("big", True), ("little", False)])
+def test_a_small_run_passes_one_waiting_for_memory_only_where_that_costs_it_no_wait(tiny_env, monkeypatch,
+                                                                                 first_run, passes):
+    """Three trainers allowed; a run trains, a big run waits for memory behind it, a little one comes next.
+    Memory for the big run and the little one together: where the run training is big, the little one goes
+    first, since the big one will fit beside it once the first has ended. Where the run training is little,
+    the little one would fit now, but would then keep the big one waiting after the first has ended: it
+    waits its turn."""
+    monkeypatch.setenv("CIFAR_MAX_CONCURRENT_RUNS", "3")
+    little = small(epochs=100)
+    big = dataclasses.replace(little, arch="airbench")
+    need = trainer_memory.estimate_mb
+    assert need(big) > need(little) + 20
+    monkeypatch.setattr(trainer_memory, "resident_mb", lambda pid="self": 0.0)    # each has all its estimate to take
+    free = need(big) + need(little) + 10 if passes else 2 * need(little) + 10
+    monkeypatch.setattr(trainer_memory, "available_mb", lambda: free)
+    training = runs.start(big if first_run == "big" else little, owner="a")
+    waiting = runs.start(big, owner="b")
+    behind = runs.start(little, owner="c")
+    assert [runs.get(r.id).state for r in (training, waiting)] == ["running", "queued"]
+    assert runs.get(waiting.id).status["waiting_for_mb"] == round(need(big))
+    assert runs.get(behind.id).state == ("running" if passes else "queued")
+    runs.reconcile()
+    assert [runs.get(r.id).state for r in (waiting, behind)] == ["queued", "running" if passes else "queued"]
+    for run in (training, waiting, behind):
         runs.stop(run.id, admin=True)
     wait_for(lambda: all(r.state == "stopped" for r in runs.list_runs()), what="everything to stop")
 
