@@ -222,8 +222,8 @@ def status_line(run: runs.Run, metrics: list[dict]) -> None:
             when = (f"It needs about {trainer_memory.gb(need)} of memory to train, more than the runs training now "
                     "leave free, so it starts by itself when one of them ends.")
         elif any(r.status.get("waiting_for_mb") for r in ahead or ()):   # runs.py lets smaller runs past it
-            when = ("It starts by itself when a trainer is free: the run ahead of it is waiting for memory, and "
-                    "smaller runs that fit may start before it.")
+            when = ("A run ahead of it is waiting for memory; this one may start before it, when a trainer is "
+                    "free and memory allows both.")
         elif ahead:
             when = "It starts by itself after the runs ahead of it."
         else:

@@ -205,9 +205,9 @@ def test_a_run_behind_one_waiting_for_memory_says_smaller_runs_may_go_first(tiny
     rundir.update_status(head.path, waiting_for_mb=6_000)
     board.invalidate()
     at = AppTest.from_function(queued_line, args=(last.id,), default_timeout=60).run()
-    assert [i.value for i in at.info] == ["Waiting in the queue: number 3. It starts by itself when a trainer is free: "
-                                          "the run ahead of it is waiting for memory, and smaller runs that fit may "
-                                          "start before it."]
+    assert [i.value for i in at.info] == ["Waiting in the queue: number 3. A run ahead of it is waiting for memory; "
+                                          "this one may start before it, when a trainer is free and memory allows "
+                                          "both."]
 
 
 def test_a_stop_pressed_as_an_epoch_ends_is_kept(page, monkeypatch):
