@@ -14,6 +14,7 @@ is the only place that asks the backend what there is.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +67,7 @@ def detect() -> Hardware:
     return Hardware(tuple(gpus), cpu_bfloat16())
 
 
+@functools.cache
 def cpu_bfloat16() -> bool:
     """Whether this CPU does bfloat16 matrix maths at full speed (AVX-512 BF16 or AMX)."""
     flags = _cpuinfo()

@@ -342,34 +342,37 @@ def _dispatch() -> None:
     queued = [r for r in runs if r.state == "queued"]
     if free <= 0 or not queued:     # the watcher's usual tick: no memory to weigh
         return
-    # Ours on this machine, as (settings, pid): trainers, and workers still tidying up after a run that has
-    # ended (None: they hold what they hold, and will give it back).
+    # Ours on this machine, as (run, settings, pid): trainers, and workers still tidying up after a run that
+    # has ended (no run or settings: they hold what they hold, and will give it back).
     here = [r for r in runs if r.state == "running" and _here(r.status) and isinstance(r.status.get("pid"), int)]
-    training = [(TrainConfig.from_dict(r.config), r.status["pid"]) for r in here]
-    training += [(None, w["pid"]) for w in workers if w.get("run") and w["pid"] not in {p for _, p in training}]
+    training = [(r.id, TrainConfig.from_dict(r.config), r.status["pid"]) for r in here]
+    training += [(None, None, w["pid"]) for w in workers
+                 if w.get("run") and w["pid"] not in {pid for _, _, pid in training}]
     room = trainer_memory.Room.now(training)
-    # What the warm worker that takes the next run already holds.
+    # What the warm worker that takes the next run already holds, and what one keeps once its run ends.
     idle_mb = next((trainer_memory.resident_mb(w["pid"]) for w in workers if not w.get("run")), 0.0)
-    first, passing = None, []     # the first run waiting for memory, and the runs behind it training
+    kept_mb = trainer_memory.KEPT_BY_WORKER_MB if settings.get().worker_idle_s > 0 else 0.0
+    order = {r.id: place for place, r in enumerate(runs)}     # runs are in the queue's order
+    held_back: list[tuple[Run, TrainConfig]] = []     # runs ahead that wait, for memory or for the ones before
     for run in queued:
         if free <= 0:
             break
         config = TrainConfig.from_dict(run.config)
-        if first is None:
-            if not _memory_for(run, config, room, idle_mb):
-                first = config
-                behind = runs.index(run)      # runs are in the queue's order: those after it that train passed it
-                passing = [TrainConfig.from_dict(r.config) for r in here if runs.index(r) > behind]
-                continue
-        # Behind a run waiting for memory (a big run a student chose, say), a smaller one may go first when
-        # it fits now and the waiting run would still fit beside it once the runs before it end: so the
-        # class's small runs need not wait for the big one, and it waits no longer for them.
-        elif room.fits(config, idle_mb) and room.fits_beside(first, [*passing, config], idle_mb):
-            passing.append(config)
+        if not held_back:
+            ready = _memory_for(run, config, room, idle_mb)
         else:
+            # Behind a run waiting for memory (a big run a student chose, say), a smaller one may go first
+            # when it fits now and keeps none of the runs ahead of it waiting any longer: the class's small
+            # runs need not wait for the big one, and the big one waits no longer for them.
+            ready = room.fits(config, idle_mb) and all(
+                room.may_pass(ahead_config, {t.run for t in room.training if t.run and order[t.run] > order[ahead.id]},
+                              config, idle_mb, kept_mb)
+                for ahead, ahead_config in held_back)
+        if not ready:
+            held_back.append((run, config))
             continue
         _launch(run)
-        room.add(config, idle_mb)     # the next one counts this one too
+        room.add(run.id, config, idle_mb)     # the next one counts this one too
         free -= 1
         idle_mb = 0.0
 

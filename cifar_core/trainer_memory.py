@@ -169,37 +169,77 @@ def refusal(config: TrainConfig, room_mb: float | None = None, continuing: bool 
             f"network, more than {where} ({gb(room_mb, math.floor)}): {fix}.")
 
 
+# What a warm worker keeps once its run has ended (TensorFlow and the data set), at most: the largest part of
+# any network's line at no batch, which also holds its weights and the batch's buffers.
+KEPT_BY_WORKER_MB = max(line[0] for lines in PER_NETWORK.values() for line in lines.values())
+
+
+@dataclasses.dataclass
+class Trainer:
+    """One of our trainers here: its run (None for a worker tidying up after a run, which holds what it holds
+    and will give it back), its settings (None for such a worker) and the MB it holds now."""
+    run: str | None
+    config: TrainConfig | None
+    held_mb: float
+
+    def coming_mb(self) -> float:
+        """What it may still take: its estimate less what it holds."""
+        return 0.0 if self.config is None else max(0.0, estimate_mb(self.config) - self.held_mb)
+
+    def freed_mb(self, kept_mb: float) -> float:
+        """What comes back once it has ended, the estimate it may grow to counted as taken, less what a warm
+        worker keeps (`kept_mb`)."""
+        return max(0.0, (self.held_mb if self.config is None else estimate_mb(self.config)) - kept_mb)
+
+
 @dataclasses.dataclass
 class Room:
-    """Memory as one pass over the queue sees it, read once: what is available now, and each of our
-    trainers here with what it holds now (its settings; None for a worker tidying up after a run, which
-    holds what it holds and will give it back). Trainers may still grow to their estimates."""
+    """Memory as one pass over the queue sees it, read once: what is available now, and our trainers here
+    with what each holds now. Trainers may still grow to their estimates."""
     available_mb: float | None
-    training: list[tuple[TrainConfig | None, float]]
+    training: list[Trainer]
 
     @classmethod
-    def now(cls, training: list[tuple[TrainConfig | None, int]]) -> Room:
-        """From our trainers as (settings, pid)."""
-        return cls(available_mb(), [(config, resident_mb(pid)) for config, pid in training])
+    def now(cls, training: list[tuple[str | None, TrainConfig | None, int]]) -> Room:
+        """From our trainers as (run, settings, pid)."""
+        return cls(available_mb(), [Trainer(run, config, resident_mb(pid)) for run, config, pid in training])
+
+    def _spare(self, config: TrainConfig, taker_mb: float) -> float:
+        """The MB left over if a run of `config` started now (negative: short), what the trainers have yet to
+        take set aside; `taker_mb`: what the warm worker that would train it already holds, part of its
+        estimate."""
+        return self.available_mb - sum(t.coming_mb() for t in self.training) - (estimate_mb(config) - taker_mb)
 
     def fits(self, config: TrainConfig, taker_mb: float = 0.0) -> bool:
-        """Whether a run of `config` can start now without memory running out, what the trainers have yet
-        to take set aside; `taker_mb`: what the warm worker that would train it already holds, part of its
-        estimate."""
+        """Whether a run of `config` can start now without memory running out."""
+        return self.available_mb is None or self._spare(config, taker_mb) >= 0
+
+    def may_pass(self, waiting: TrainConfig, passed: set[str], config: TrainConfig, taker_mb: float = 0.0,
+                 kept_mb: float = 0.0) -> bool:
+        """Whether a run of `config` may start before `waiting`, a run ahead of it in the queue, without keeping
+        it waiting any longer. `passed`: the runs training now that started before it from behind it.
+
+        `waiting` starts once enough of the other trainers have ended, whichever end first; after any of those
+        endings that would have let it start, it must still fit with this run training too, and once all of
+        them have ended as well (not only the passed ones would be left to wait for). Each ending gives back
+        the trainer's estimate, less `kept_mb` for a warm worker that stays; after any ending one such worker
+        is there to train the waiting run, what it keeps part of that run's estimate. A handful of trainers:
+        every combination of them is tried."""
         if self.available_mb is None:
             return True
-        coming = sum(max(0.0, estimate_mb(other) - held) for other, held in self.training if other is not None)
-        return estimate_mb(config) - taker_mb <= self.available_mb - coming
+        spare = self._spare(waiting, 0.0)     # negative: what it is short of now
+        takes = estimate_mb(config) - taker_mb
+        freed = [t.freed_mb(kept_mb) for t in self.training if t.run is None or t.run not in passed]
+        if len(freed) > 12:
+            return False
+        after: set[float] = set()      # what comes back after each set of one or more endings
+        for mb in freed:
+            after |= {mb} | {s + mb for s in after}
+        gains = {0.0} | {s + kept_mb for s in after}
+        # No set of endings after which it would fit without this run and not with it; and it fits once all
+        # of them have ended.
+        return not any(0 <= spare + g < takes for g in gains) and spare + max(gains) >= takes
 
-    def fits_beside(self, first: TrainConfig, passing: list[TrainConfig], taker_mb: float = 0.0) -> bool:
-        """Whether `first`, the run at the head of the queue waiting for memory, would fit beside the runs
-        `passing` it (training, or about to) once every other trainer here has ended: then letting them past
-        costs it no wait. What the others hold comes back to the available memory as they end."""
-        if self.available_mb is None:
-            return True
-        freed = sum(held for _, held in self.training) + taker_mb
-        return estimate_mb(first) + sum(map(estimate_mb, passing)) <= self.available_mb + freed
-
-    def add(self, config: TrainConfig, held_mb: float = 0.0) -> None:
+    def add(self, run: str, config: TrainConfig, held_mb: float = 0.0) -> None:
         """A trainer just started: it has all its estimate but `held_mb` yet to take."""
-        self.training.append((config, held_mb))
+        self.training.append(Trainer(run, config, held_mb))

@@ -2,6 +2,7 @@
 import json
 import math
 import os
+import time
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -198,16 +199,23 @@ def test_a_run_behind_one_waiting_for_memory_says_smaller_runs_may_go_first(tiny
         from cifar_core import runs
         train_parts.status_line(runs.get(run_id), [])
 
-    head, behind, last = (runs.create(TrainConfig(epochs=1, batch_size=8), owner=name) for name in "abc")
-    at = AppTest.from_function(queued_line, args=(behind.id,), default_timeout=60).run()
-    assert [i.value for i in at.info] == ["Waiting in the queue: number 2. It starts by itself after the runs ahead "
+    made = []
+    for name, arch, batch in (("a", "airbench_tiny", 8), ("b", "airbench", 4096), ("c", "airbench_tiny", 8)):
+        made.append(runs.create(TrainConfig(arch=arch, epochs=1, batch_size=batch), owner=name))
+        time.sleep(0.01)        # the queue's order is the order they were made in
+    head, big, little = made
+    at = AppTest.from_function(queued_line, args=(little.id,), default_timeout=60).run()
+    assert [i.value for i in at.info] == ["Waiting in the queue: number 3. It starts by itself after the runs ahead "
                                           "of it."]
     rundir.update_status(head.path, waiting_for_mb=6_000)
     board.invalidate()
-    at = AppTest.from_function(queued_line, args=(last.id,), default_timeout=60).run()
+    at = AppTest.from_function(queued_line, args=(little.id,), default_timeout=60).run()
     assert [i.value for i in at.info] == ["Waiting in the queue: number 3. A run ahead of it is waiting for memory; "
                                           "this one may start before it, when a trainer is free and memory allows "
                                           "both."]
+    at = AppTest.from_function(queued_line, args=(big.id,), default_timeout=60).run()   # no smaller: never passes
+    assert [i.value for i in at.info] == ["Waiting in the queue: number 2. It starts by itself after the runs ahead "
+                                          "of it."]
 
 
 def test_a_stop_pressed_as_an_epoch_ends_is_kept(page, monkeypatch):

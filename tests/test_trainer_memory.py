@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -135,7 +136,10 @@ def test_runs_started_in_one_pass_count_each_other(tiny_env, monkeypatch):
     counts it, though it started a moment ago and holds nothing yet."""
     monkeypatch.setenv("CIFAR_MAX_CONCURRENT_RUNS", "3")
     monkeypatch.setattr(trainer_memory, "available_mb", lambda: 1.5 * trainer_memory.estimate_mb(small()))
-    waiting = [runs.create(small(epochs=100), owner=name) for name in "abc"]
+    waiting = []
+    for name in "abc":
+        waiting.append(runs.create(small(epochs=100), owner=name))
+        time.sleep(0.01)        # the queue's order is the order they were made in, to the millisecond
     runs.dispatch()
     assert [runs.get(r.id).state for r in waiting] == ["running", "queued", "queued"]
     assert runs.get(waiting[1].id).status["waiting_for_mb"] == round(trainer_memory.estimate_mb(small()))
@@ -172,6 +176,29 @@ def test_a_small_run_passes_one_waiting_for_memory_only_where_that_costs_it_no_w
     for run in (training, waiting, behind):
         runs.stop(run.id, admin=True)
     wait_for(lambda: all(r.state == "stopped" for r in runs.list_runs()), what="everything to stop")
+
+
+def test_a_run_may_not_pass_where_an_ending_that_would_start_the_waiting_one_then_would_not(monkeypatch):
+    """Cases found in review, in MB: the waiting run needs 6,000 and the run behind it 1,200."""
+    sizes = {"o1": 5000, "o2": 1200, "head": 6000, "small": 1200, "tiny": 200}
+    monkeypatch.setattr(trainer_memory, "estimate_mb", lambda config: sizes[config.name])
+    named = {name: TrainConfig(name=name) for name in sizes}
+    # One trainer near its end at 5,000 MB, one long one at 1,200, 1,200 free: with the small run passing,
+    # the first ending would leave the waiting run 5,000 instead of 6,200, and it would wait for the long one.
+    room = trainer_memory.Room(1200, [trainer_memory.Trainer("o1", named["o1"], 5000),
+                                      trainer_memory.Trainer("o2", named["o2"], 1200)])
+    assert room.fits(named["small"]) and not room.fits(named["head"])
+    assert not room.may_pass(named["head"], set(), named["small"])
+    # Warm workers keep 900 MB each when their runs end, and only one of them trains the waiting run.
+    room = trainer_memory.Room(4800, [trainer_memory.Trainer("o1", named["o2"], 1200),
+                                      trainer_memory.Trainer("o2", named["o2"], 1200)])
+    assert not room.may_pass(named["head"], set(), named["small"], kept_mb=900)
+    # A run of 200 MB, 5,500 free: after either ending there is room for both, so it passes; but not where
+    # both trainers passed the waiting run themselves, which then waits for them whatever this one does.
+    room.available_mb = 5500
+    assert not room.fits(named["head"])
+    assert room.may_pass(named["head"], set(), named["tiny"], kept_mb=900)
+    assert not room.may_pass(named["head"], {"o1", "o2"}, named["tiny"], kept_mb=900)
 
 
 def test_each_refusal_says_what_a_person_can_change():
