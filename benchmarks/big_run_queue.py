@@ -28,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from queue_drain import data_archive     # the same archive the queue benchmark trains on
+
 ROOT = Path(__file__).resolve().parent.parent
 MEMORY_CGROUPS = Path("/sys/fs/cgroup/memory")
 
@@ -47,14 +49,6 @@ while any(runs.get(r.id).state in rundir.ACTIVE for r in started):
 print(json.dumps({"began": began, "runs": [{"owner": r.status.get("owner"), **{k: runs.get(r.id).status.get(k)
        for k in ("state", "started", "ended", "error")}} for r in started]}))
 """
-
-
-def data_archive() -> str:
-    if os.environ.get("CIFAR10_DATA"):
-        return os.environ["CIFAR10_DATA"]
-    tool = ROOT.parent / "shared" / "tools" / "cifar10_archive.py"
-    out = subprocess.run([sys.executable, str(tool)], capture_output=True, text=True, check=True)
-    return out.stdout.strip().splitlines()[-1]
 
 
 def in_memory_of(gb: float):
