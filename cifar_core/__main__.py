@@ -13,7 +13,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from cifar_core import data, process_memory, rundir
+from cifar_core import cpu_priority, data, process_memory, rundir
 from cifar_core.config import FIELD_HELP, PRESETS, ConfigError, TrainConfig
 
 
@@ -98,9 +98,16 @@ def _model_file(path: str, field: str) -> str:
     return path
 
 
-def cmd_train(args) -> int:
-    from cifar_core import runs, training
+def _a_trainer() -> None:
+    """What marks this process a trainer, before TensorFlow starts its threads: first to go when memory
+    runs out, and behind the server for the CPU."""
     process_memory.first_to_go()
+    cpu_priority.behind_the_server()
+
+
+def cmd_train(args) -> int:
+    _a_trainer()
+    from cifar_core import runs, training
     if args.data:
         os.environ["CIFAR10_DATA"] = args.data   # the trainer and any queued run it starts read it
     if args.run_dir and (Path(args.run_dir) / rundir.CONFIG).exists():
@@ -199,8 +206,8 @@ def cmd_predict(args) -> int:
 
 
 def cmd_worker(args) -> int:
+    _a_trainer()
     from cifar_core import worker
-    process_memory.first_to_go()
     return worker.serve()
 
 

@@ -33,9 +33,10 @@ class Settings:
     upload_session_mb: int     # CIFAR_UPLOAD_SESSION_MB: uploaded pictures one browser (all its tabs) may hold at once
     upload_server_mb: int      # CIFAR_UPLOAD_SERVER_MB: uploaded pictures the whole server holds at once
     upload_session_files: int  # CIFAR_UPLOAD_SESSION_FILES: uploaded pictures one browser (all its tabs) may hold at once
+    trainer_nice: int          # CIFAR_TRAINER_NICE: a trainer's nice value (0-19): above the server's, so pages come first
 
 
-def _int(name: str, default: int, minimum: int = 0) -> int:
+def _int(name: str, default: int, minimum: int = 0, maximum: int | None = None) -> int:
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
@@ -45,6 +46,8 @@ def _int(name: str, default: int, minimum: int = 0) -> int:
         raise ValueError(f"{name} must be a whole number, not {raw!r}.") from None
     if value < minimum:
         raise ValueError(f"{name} must be at least {minimum}, not {value}.")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be at most {maximum}, not {value}.")
     return value
 
 
@@ -71,6 +74,7 @@ def get() -> Settings:
         upload_session_mb=_int("CIFAR_UPLOAD_SESSION_MB", 30, minimum=1),
         upload_server_mb=_int("CIFAR_UPLOAD_SERVER_MB", 200, minimum=1),
         upload_session_files=_int("CIFAR_UPLOAD_SESSION_FILES", 100, minimum=1),
+        trainer_nice=_int("CIFAR_TRAINER_NICE", 10, maximum=19),
     )
 
 

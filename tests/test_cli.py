@@ -247,6 +247,7 @@ def test_user_errors_are_one_sentence_and_nonzero(tmp_path):
         (cli("train", "--learning-rate", "-1"), "Learning rate must be"),
         (cli("evaluate", "--data", tmp_path / "missing.tar.gz"), "does not exist"),
         (cli("predict", "--model", tmp_path / "none.keras", "x.png"), "There is no model file"),
+        (cli("train", env={"CIFAR_TRAINER_NICE": "20"}), "CIFAR_TRAINER_NICE must be at most 19"),
     ]
     for result, message in checks:
         assert result.returncode != 0 and message in result.stderr and "Traceback" not in result.stderr

@@ -11,7 +11,7 @@ import pytest
 
 import ray_cluster
 from cifar_core import rundir, runs
-from test_runs import ended_first_when_memory_runs_out, small, wait_for
+from test_runs import behind_the_server_for_the_cpu, ended_first_when_memory_runs_out, small, wait_for
 
 
 @pytest.fixture(params=["local", "ray"])
@@ -72,6 +72,7 @@ def test_a_killed_trainer_is_marked_failed_with_one_sentence(backend):
     run = runs.start(small(epochs=200), owner="a")
     wait_for(lambda: runs.get(run.id).metrics(), what="the first metrics")
     assert ended_first_when_memory_runs_out(runs.get(run.id).status["pid"])    # as the kernel does when memory runs out
+    assert behind_the_server_for_the_cpu(runs.get(run.id).status["pid"])
     os.kill(runs.get(run.id).status["pid"], 9)
     wait_for(lambda: runs.list_runs()[0].state == "failed", what="the death to be noticed")
     error = runs.get(run.id).status["error"]

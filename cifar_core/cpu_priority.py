@@ -1,0 +1,34 @@
+"""A trainer's CPU priority: below the server's, so visitors' pages are answered first.
+
+A trainer keeps every core busy for as long as it trains, and a school's server
+has few: on two cores, one trainer at the same priority as the server took half
+the CPU a class's clicks needed, and every photo, page and quiz answer waited for
+it. So a trainer lowers its own priority (`CIFAR_TRAINER_NICE`, Linux's nice
+value, 10 unless set): while the server has work, the kernel gives the server
+the cores first (at 10, about nine tenths of them), and whenever the server is
+idle the trainer has them all, as before. A trainer run from the command line on
+a laptop is as fast as ever with nothing else to do. Measured with
+`benchmarks/pages_while_training.py`.
+
+Linux keeps a nice value per thread, and a new thread starts with its creator's:
+every thread the process already has (numpy's, say) is lowered, and the threads
+TensorFlow starts afterwards take the value from them. Ray starts its own
+workers at 15, so a trainer on a cluster node stays there.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+
+from cifar_core import settings
+
+
+def behind_the_server() -> None:
+    """Lower this process's CPU priority to the trainers' (`settings.trainer_nice`), every thread of it;
+    never raise it: a trainer started by a process already lower stays as low."""
+    wanted = settings.get().trainer_nice
+    for thread in os.listdir("/proc/self/task") if os.path.isdir("/proc/self/task") else [0]:
+        with contextlib.suppress(OSError):   # a thread that ended meanwhile
+            tid = int(thread)
+            if os.getpriority(os.PRIO_PROCESS, tid) < wanted:
+                os.setpriority(os.PRIO_PROCESS, tid, wanted)
