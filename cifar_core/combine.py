@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from cifar_core import data as cifar_data
-from cifar_core import evaluation, fast_inference, inference, int8, models, recipe, rundir, training
+from cifar_core import evaluation, fast_inference, inference, inside, int8, models, recipe, rundir, training
 
 
 class CombineError(ValueError):
@@ -126,10 +126,12 @@ def _measure_as_served(path: Path, card: dict, x_held: np.ndarray, y_held: np.nd
     if model.first_network_temperature is not None:
         card[inference.FIRST_NETWORK_TEMPERATURE] = model.first_network_temperature
     rundir.write_json(path.with_suffix(".json"), card)
-    # Its answers on the bundled sample too: a laptop offline opens Evaluate and Quiz at once for it.
+    # Its answers on the bundled sample too: a laptop offline opens Evaluate and Quiz at once for it, and
+    # Look inside's closer look at one map.
     sample = cifar_data.load_sample()
     evaluation.save_test_probabilities(path, raw, dataset.x_test, dataset.y_test, also=(
         (inference.predict(model, sample.x_test, calibrated=False), sample.x_test, sample.y_test),))
+    inside.ship_top_activations(path, model, dataset.x_test, sample.x_test)
     return card
 
 

@@ -431,7 +431,7 @@ def export(run_dir: str | os.PathLike, dest: str | os.PathLike, command: str = "
     (expected calibration error) before and after its temperature."""
     import shutil
 
-    from cifar_core import fast_inference, inference, int8
+    from cifar_core import fast_inference, inference, inside, int8
     run_dir, dest = Path(run_dir), Path(dest)
     dataset = dataset or cifar_data.load()
     model = inference.load_model(run_dir / rundir.MODEL)
@@ -459,6 +459,8 @@ def export(run_dir: str | os.PathLike, dest: str | os.PathLike, command: str = "
     if fast_inference.precision(model) == "int8":      # its int8 networks, which it was measured with, go with it
         shutil.copyfile(int8.companion(run_dir / rundir.MODEL), int8.companion(dest))
     rundir.write_json(dest.with_suffix(".json"), card)
-    # Its answers on the test set ship with it: the app's Evaluate and Quiz open at once for this model.
+    # Its answers on the test set ship with it: the app's Evaluate and Quiz open at once for this model,
+    # and Look inside's closer look at one map.
     evaluation.save_test_probabilities(dest, raw, dataset.x_test, dataset.y_test)
+    inside.ship_top_activations(dest, model, dataset.x_test)
     return card

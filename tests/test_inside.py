@@ -130,6 +130,44 @@ def test_top_activations_are_kept_beside_the_model(built, tmp_path, monkeypatch)
         np.testing.assert_array_equal(a, b)
 
 
+def test_top_activations_shipped_with_a_model_are_used_for_it_and_those_pictures_only(built, tmp_path, monkeypatch):
+    path = tmp_path / "model.keras"
+    built["tutorial"].save(path)
+    model = inference.load_model(path)
+    shipped, other = pictures(12, 6), pictures(12, 7)
+    assert inside.ship_top_activations(path, model, shipped).name == "model.inside.npz"
+    searched = []
+    real_search = inside.top_activations
+    monkeypatch.setattr(inside, "top_activations", lambda *a, **k: searched.append(1) or real_search(*a, **k))
+    found = inside.cached_top_activations(path, model, shipped, "tiny:12")
+    assert not searched and [a.shape for a in found] == [(32, 9, 4), (64, 9, 4), (64, 9, 4)]
+    for a, b in zip(found, real_search(model, shipped), strict=True):
+        np.testing.assert_array_equal(a, b)
+    inside.cached_top_activations(path, model, other, "tiny:12 other")            # other pictures: searched
+    assert searched == [1]
+    built["airbench_tiny"].save(path)                                             # another model, same file name
+    inside.cached_top_activations(path, inference.load_model(path), shipped, "tiny:12")
+    assert searched == [1, 1]
+
+
+def test_the_bundled_model_ships_its_closer_look_at_the_sample(bundled):
+    """Found in the shipped file, not searched on the server (21 s of CPU on two cores for the test set's
+    2,000), and true to the model: each record's picture has that value at that place."""
+    from cifar_core import data
+    sample = data.load_sample().x_test[:inside.TOP_PICTURES]
+    shipped = inside._shipped(inference.DEFAULT_MODEL, inference.DEFAULT_MODEL.read_bytes(), sample, inside.TOP)
+    assert shipped is not None
+    for block, records in zip(inside.blocks(bundled), np.split(shipped, np.cumsum(
+            [b.shape[2] for b in inside.blocks(bundled)])[:-1]), strict=True):
+        for channel in (0, block.shape[2] - 1):
+            best = records[channel]
+            assert np.all(np.diff(best[:, 3]) <= 0)                              # strongest first
+            maps = inside.activations(bundled, sample[best[:, 0].astype(int)])[inside.blocks(bundled).index(block)]
+            at = maps[np.arange(len(best)), best[:, 1].astype(int), best[:, 2].astype(int), channel]
+            np.testing.assert_allclose(at, best[:, 3], rtol=1e-3, atol=1e-3)
+            assert maps[..., channel].max() == pytest.approx(best[0, 3], rel=1e-3, abs=1e-3)
+
+
 def test_top_activations_of_a_replaced_checkpoint_are_not_kept_under_the_new_ones_name(built, tmp_path):
     """A run still training replaces model.keras every epoch: answers for the model loaded before
     must not be filed under the newer file's bytes."""
