@@ -3,7 +3,7 @@ import numpy as np
 import streamlit as st
 from streamlit_drawable_canvas import st_canvas
 
-from app_pages import common, inside_parts, predict_parts
+from app_pages import common, inside_parts, predict_parts, upload_budget
 from cifar_core import settings
 from cifar_core.data import CLASS_NAMES
 
@@ -14,9 +14,24 @@ source = st.segmented_control("Picture from", ["Upload", "Camera", "Draw", "Test
                               key="predict_source") or "Upload"
 picture, name = None, ""   # picture: a predict_parts.Picture
 
+# A full server lets go of the oldest pictures of browsers holding more than an even share of its room, for
+# another visitor's (upload_budget.py): said here until this visitor changes their pictures.
+if let_go := upload_budget.pictures_let_go_for_room():
+    st.session_state["predict_let_go"] = st.session_state.get("predict_let_go", 0) + let_go
+if let_go := st.session_state.get("predict_let_go"):
+    st.warning(f"The server was full: to make room for other visitors' pictures it let go of {let_go} of yours, "
+               f"the oldest, as you held more than an even share of its room. Upload again any you still want "
+               f"answered.", icon=":material/info:")
+
+
+def _pictures_changed() -> None:
+    st.session_state.pop("predict_let_go", None)
+
+
 if source == "Upload":
     files = st.file_uploader("Photos (one or many)", type=FORMATS, accept_multiple_files=True, key="predict_files",
-                             help=f"JPEG, PNG, WebP, GIF, BMP or TIFF, up to {predict_parts.UPLOAD_LIMIT_MB} MB each")
+                             help=f"JPEG, PNG, WebP, GIF, BMP or TIFF, up to {predict_parts.UPLOAD_LIMIT_MB} MB each",
+                             on_change=_pictures_changed)
     # Streamlit stops a file over its own limit in the browser, before sending it, with only a red mark
     # whose words show on hover; a file between our limit and Streamlit's gets a sentence below. Said
     # here in words, in view, so a red mark never goes unexplained.
@@ -38,7 +53,7 @@ if source == "Upload":
         picture, name = predict_parts.upload(files[0]), files[0].name
 
 elif source == "Camera":
-    shot = st.camera_input("Take a photo", key="predict_camera")
+    shot = st.camera_input("Take a photo", key="predict_camera", on_change=_pictures_changed)
     if shot and (refusal := predict_parts.too_big(shot)):   # a script can send any file as a camera shot
         st.error(f"The photo: {refusal}")
     elif shot:

@@ -21,7 +21,17 @@ its size (every browser does): one that does not is refused (411), so the bytes
 in flight are known before they arrive. The refused file gets Streamlit's red
 mark in the browser, and the Predict page says in words what the mark means.
 An upload that then sends nothing for UPLOAD_IDLE_S is given up, and its room
-freed. Before it counts, it lets go of what sessions that are gone still hold
+freed.
+
+A full server makes room, fairly: a browser is only a cookie, and cookies are
+free, so a script with seven cookies (or one student's seven private windows)
+could hold the whole server's budget and have every other student's photo
+refused. When the server is full, an upload that keeps its browser within a fair
+share (the server's budget divided among every browser holding uploads, its own
+included) is let in by letting go of the oldest uploads of the browsers holding
+the most, only those above the fair share and only down to it (in whole
+pictures): a student within the share never loses a picture to anyone. The Predict page tells a browser
+whose pictures were let go, in a sentence (`pictures_let_go_for_room`). Before it counts, it lets go of what sessions that are gone still hold
 (`let_go_of_departed`): Streamlit itself never does, once a closed tab's session
 has outlived the two minutes it is kept for a reconnect.
 """
@@ -43,6 +53,12 @@ UPLOAD_PATH = re.compile(r"/_stcore/upload_file/(?P<session>[^/]+)/[^/]+$")
 
 # () -> {session id: (bytes that session holds, files that session holds)}, for every session holding any
 Held = Callable[[], dict[str, tuple[int, int]]]
+# (session id, bytes wanted) -> (bytes, files) let go of that session's uploads, its oldest first
+MakeRoom = Callable[[str, int], tuple[int, int]]
+
+# Sessions some of whose uploads were let go to make room for another browser's: {session id: pictures}.
+# Read and forgotten by that session's Predict page; forgotten too once the session is gone.
+_let_go_for_room: dict[str, int] = {}
 
 
 def held_by_streamlit() -> dict[str, tuple[int, int]]:
@@ -77,6 +93,8 @@ def let_go_of_departed() -> None:
     holding = set(getattr(uploads, "file_storage", None) or ()) | set(
         getattr(media, "_files_by_session_and_coord", None) or ())
     departed = [sid for sid in holding if sessions.get_session_info(sid) is None]
+    for sid in [sid for sid in list(_let_go_for_room) if sessions.get_session_info(sid) is None]:
+        _let_go_for_room.pop(sid, None)
     for sid in departed:
         uploads.remove_session_files(sid)
         media.clear_session_refs(sid)
@@ -94,6 +112,33 @@ def let_go_of_uploads() -> None:
     context = get_script_run_ctx()
     if context is not None and Runtime.exists():
         Runtime.instance().uploaded_file_mgr.remove_session_files(context.session_id)
+
+
+def let_go_of_oldest(session: str, wanted: int) -> tuple[int, int]:
+    """Let go of at least `wanted` bytes of the uploads Streamlit keeps for `session`, its oldest first
+    (Streamlit keeps them in the order they came): (bytes, files) let go."""
+    from streamlit.runtime import Runtime
+    if not Runtime.exists():
+        return 0, 0
+    manager = Runtime.instance().uploaded_file_mgr
+    storage = getattr(manager, "file_storage", None)
+    if not isinstance(storage, dict) or not hasattr(manager, "remove_file"):
+        return 0, 0
+    freed = files = 0
+    for file_id, record in list(storage.get(session, {}).items()):
+        if freed >= wanted:
+            break
+        manager.remove_file(session, file_id)
+        freed, files = freed + len(record.data), files + 1
+    return freed, files
+
+
+def pictures_let_go_for_room() -> int:
+    """How many of the current browser session's uploads were let go to make room for other browsers'
+    since it last asked (then forgotten)."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+    context = get_script_run_ctx()
+    return _let_go_for_room.pop(context.session_id, 0) if context is not None else 0
 
 
 UPLOAD_IDLE_S = 30.0     # an upload that sends nothing for this long is given up: its place in the budget freed
@@ -120,10 +165,12 @@ def _refuse(status: int, sentence: str):
 class UploadBudget:
     """ASGI middleware: refuse an upload that would take a session or the server past its budget."""
 
-    def __init__(self, app, held: Held = held_by_streamlit, let_go: Callable[[], None] = let_go_of_departed):
+    def __init__(self, app, held: Held = held_by_streamlit, let_go: Callable[[], None] = let_go_of_departed,
+                 make_room: MakeRoom = let_go_of_oldest):
         self.app = app
         self.held = held
         self.let_go = let_go
+        self.make_room = make_room
         self.let_go_at = 0.0                       # when departed sessions' files were last let go
         self.arriving: Counter[str] = Counter()     # bytes of uploads being received, by session
         self.arriving_files: Counter[str] = Counter()    # uploads being received, by session
@@ -136,6 +183,33 @@ class UploadBudget:
         self.browser_of = {s: b for s, b in self.browser_of.items() if s in kept or s in self.arriving}
         self.browser_of[session] = token_in(scope["headers"]) or f"session:{session}"
         return {s for s, b in self.browser_of.items() if b == self.browser_of[session]}
+
+    def _room_made(self, browser: str, wanted: int, over: int, kept: dict[str, tuple[int, int]], limit: int) -> bool:
+        """Let go of `over` bytes for `browser`, which would hold `wanted` with its upload, from the
+        browsers holding more than a fair share of the server's `limit` (see the module docstring): only
+        while `browser` stays within the share, largest holder first, each only down to the share, only
+        uploads already kept. Whether that much room was made."""
+        holders: dict[str, list[str]] = {}
+        for s in set(kept) | set(self.arriving):
+            holders.setdefault(self.browser_of.get(s, f"session:{s}"), []).append(s)
+
+        def holding(who: str) -> int:
+            return sum(kept.get(s, (0, 0))[0] + self.arriving[s] for s in holders.get(who, ()))
+        fair = limit // len(set(holders) | {browser})
+        if wanted > fair:
+            return False
+        for who in sorted(set(holders) - {browser}, key=holding, reverse=True):
+            excess = holding(who) - fair
+            if over <= 0 or excess <= 0:
+                break         # room made, or every browser left holds its share or less
+            for s in sorted(holders[who], key=lambda s: kept.get(s, (0, 0))[0], reverse=True):
+                if over <= 0 or excess <= 0:
+                    break
+                freed, files = self.make_room(s, min(over, excess, kept.get(s, (0, 0))[0]))
+                if files:
+                    _let_go_for_room[s] = _let_go_for_room.get(s, 0) + files
+                over, excess = over - freed, excess - freed
+        return over <= 0
 
     async def __call__(self, scope, receive, send):
         match = UPLOAD_PATH.search(scope.get("path", "")) if scope["type"] == "http" else None
@@ -165,7 +239,9 @@ class UploadBudget:
         elif mine + size > limits.upload_session_mb << 20:
             sentence = (f"This browser already holds {mine / 2**20:.0f} MB of pictures; up to "
                         f"{limits.upload_session_mb} MB can be uploaded at once. Remove some and try again.")
-        elif everyone + size > limits.upload_server_mb << 20:
+        elif everyone + size > limits.upload_server_mb << 20 and not self._room_made(
+                self.browser_of[session], mine + size, everyone + size - (limits.upload_server_mb << 20), kept,
+                limits.upload_server_mb << 20):
             sentence = ("The server holds as many uploaded pictures as it can right now. They are let go as "
                         "people remove theirs or leave the Predict page: please try again in a minute.")
         else:

@@ -287,6 +287,21 @@ def test_predict_page_test_picture_answer_heat_map_and_fooling(app):
     assert len(app.metric) == 2                      # the changed picture gets its own answer
 
 
+def test_predict_says_when_the_server_let_go_of_pictures_for_others(app, monkeypatch):
+    """A full server lets go of the oldest pictures of a browser above an even share (upload_budget.py);
+    the next time that visitor's page runs it says so, and goes on saying it until they change them."""
+    from app_pages import upload_budget
+    waiting = [2]
+    monkeypatch.setattr(upload_budget, "pictures_let_go_for_room", lambda: waiting.pop() if waiting else 0)
+    visit(app, "app_pages/predict.py")
+    said = [w.value for w in app.warning if "let go of" in w.value]
+    assert said == ["The server was full: to make room for other visitors' pictures it let go of 2 of yours, the "
+                    "oldest, as you held more than an even share of its room. Upload again any you still want "
+                    "answered."]
+    app.run()
+    assert [w.value for w in app.warning if "let go of" in w.value] == said
+
+
 def test_evaluate_page_shows_accuracy_and_the_per_class_table(app):
     visit(app, "app_pages/evaluate.py")
     assert app.metric[0].label == "Right on 40 test pictures"

@@ -57,9 +57,84 @@ def test_uploads_within_the_budget_go_on_and_past_it_are_refused_in_a_sentence()
 
 def test_the_whole_server_has_a_budget_too():
     kept = {f"visitor {i}": 20 * MB for i in range(5)}     # 100 MB held, the server's budget
-    budget = UploadBudget(None, held=lambda: {s: (b, 1) for s, b in kept.items()})
+    budget = UploadBudget(None, held=lambda: {s: (b, 1) for s, b in kept.items()},
+                          make_room=lambda session, wanted: (0, 0))     # nothing can be let go
     status, sentence = put(budget, "newcomer", MB)
     assert status == 413 and "try again in a minute" in sentence
+
+
+class Pictures:
+    """Uploads kept per session, whole pictures in the order they came, as Streamlit keeps them."""
+
+    def __init__(self, **sessions: list[int]):
+        self.kept = {session: list(sizes) for session, sizes in sessions.items()}
+        self.let_go: list[tuple[str, int]] = []
+
+    def held(self):
+        return {s: (sum(sizes), len(sizes)) for s, sizes in self.kept.items() if sizes}
+
+    def make_room(self, session, wanted):
+        freed = files = 0
+        while self.kept.get(session) and freed < wanted:
+            size = self.kept[session].pop(0)
+            self.let_go.append((session, size))
+            freed, files = freed + size, files + 1
+        return freed, files
+
+
+def test_a_full_server_lets_go_of_the_biggest_holders_oldest_pictures_for_a_browser_within_its_share():
+    """A script with four cookies holds 80 MB of the server's 100, a student 15 MB: another student's
+    6 MB photo is let in. Six browsers hold uploads with the newcomer, so a fair share is 16 MB of the
+    100: the room comes from a biggest holder, never from the student within the share."""
+    from app_pages import upload_budget
+    pictures = Pictures(**{f"script {i}": [10 * MB, 10 * MB] for i in range(4)}, student=[5 * MB] * 3)
+    budget = UploadBudget(None, held=pictures.held, make_room=pictures.make_room)
+    for i in range(4):
+        budget.browser_of[f"script {i}"] = f"cookie {i}"
+    budget.browser_of["student"] = "a student"
+    assert put(budget, "newcomer", 6 * MB, browser="newcomer") == (None, "")
+    [(script, size)] = pictures.let_go                            # one whole picture, the oldest
+    assert script.startswith("script") and size == 10 * MB and pictures.kept[script] == [10 * MB]
+    assert upload_budget._let_go_for_room.pop(script) == 1
+    assert pictures.kept["student"] == [5 * MB] * 3
+    # More than a fair share is not made room for: refused, and nobody loses a picture.
+    status, sentence = put(budget, "greedy", 25 * MB, browser="greedy")
+    assert status == 413 and "try again in a minute" in sentence
+    assert len(pictures.let_go) == 1 and not upload_budget._let_go_for_room
+
+
+def test_room_comes_only_from_above_the_fair_share():
+    """Twenty browsers of 5 MB each fill the server: with a newcomer, a fair share is 4.7 MB, so one
+    asking for 6 MB asks past it and is refused, and nobody loses a picture. Five browsers of 20 MB
+    each: a share is 16.7 MB, and a newcomer's 4 MB is made room for from one of them."""
+    pictures = Pictures(**{f"student {i}": [5 * MB] for i in range(20)})
+    budget = UploadBudget(None, held=pictures.held, make_room=pictures.make_room)
+    assert put(budget, "newcomer", 6 * MB, browser="newcomer")[0] == 413
+    assert pictures.let_go == []
+    pictures = Pictures(**{f"student {i}": [4 * MB] * 5 for i in range(5)})
+    budget = UploadBudget(None, held=pictures.held, make_room=pictures.make_room)
+    for i in range(5):
+        budget.browser_of[f"student {i}"] = f"student {i}"
+    assert put(budget, "newcomer", 4 * MB, browser="newcomer") == (None, "")
+    assert len(pictures.let_go) == 1
+
+
+def test_pictures_let_go_are_taken_from_streamlits_upload_manager_oldest_first(monkeypatch):
+    from streamlit.runtime import Runtime
+    from streamlit.runtime.memory_uploaded_file_manager import MemoryUploadedFileManager
+    from streamlit.runtime.uploaded_file_manager import UploadedFileRec
+
+    from app_pages.upload_budget import let_go_of_oldest
+    manager = MemoryUploadedFileManager("/_stcore/upload_file")
+    for i, size in enumerate((300, 500, 700)):
+        manager.add_file("a", UploadedFileRec(f"{i}", f"{i}.jpg", "image/jpeg", bytes(size)))
+
+    class FakeRuntime:
+        uploaded_file_mgr = manager
+    monkeypatch.setattr(Runtime, "exists", staticmethod(lambda: True))
+    monkeypatch.setattr(Runtime, "instance", staticmethod(lambda: FakeRuntime))
+    assert let_go_of_oldest("a", 600) == (800, 2)
+    assert held_by_streamlit() == {"a": (700, 1)} and let_go_of_oldest("nobody", 10) == (0, 0)
 
 
 def at_once(budget, uploads: int, size: int) -> tuple[list, tuple[int, int]]:
