@@ -201,6 +201,40 @@ def test_a_run_may_not_pass_where_an_ending_that_would_start_the_waiting_one_the
     assert not room.may_pass(named["head"], {"o1", "o2"}, named["tiny"], kept_mb=900)
 
 
+def test_the_runs_that_passed_a_waiting_one_are_those_behind_it_in_the_queue(tiny_env, monkeypatch):
+    """In queue order: a run training (5,000 MB), a big one waiting for it (6,000), a small one that passed
+    the big one and trains (1,200), and another small one (1,200) with 2,500 MB free. The first run's end
+    would free enough for the big run and the newcomer both, so the newcomer may go; counted the other way
+    round (the first run as the one that passed), the big run would then wait on the newcomer, which
+    would be held back."""
+    monkeypatch.setenv("CIFAR_MAX_CONCURRENT_RUNS", "4")
+    monkeypatch.setenv("CIFAR_WORKER_IDLE_S", "0")                 # a process per run: nothing kept after it
+    sizes = {"first": 5000, "big": 6000, "passed": 1200, "newcomer": 1200}
+    monkeypatch.setattr(trainer_memory, "estimate_mb", lambda config: sizes[config.name])
+    monkeypatch.setattr(trainer_memory, "available_mb", lambda: 2500.0)
+    launched = []
+    monkeypatch.setattr(runs, "_launch", lambda run: launched.append(run.config["name"]))
+    stand_ins = []
+    try:
+        made = {}
+        for name in sizes:
+            made[name] = runs.create(small(name=name), owner=name)
+            time.sleep(0.01)        # the queue's order is the order they were made in, to the millisecond
+        held = {}
+        for name in ("first", "passed"):      # trainers of ours here, each holding its whole estimate
+            stand_ins.append(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]))
+            held[stand_ins[-1].pid] = sizes[name]
+            rundir.update_status(made[name].path, state="running", pid=stand_ins[-1].pid, trainer="process",
+                                 host=rundir.HOST, started=rundir.now())
+        monkeypatch.setattr(trainer_memory, "resident_mb", lambda pid="self": held.get(pid, 0.0))
+        runs.dispatch()
+        assert set(launched) == {"newcomer"}           # (once a pass: nothing here marks it running)
+        assert runs.get(made["big"].id).status["waiting_for_mb"] == 6000
+    finally:
+        for process in stand_ins:
+            process.kill()
+
+
 def test_each_refusal_says_what_a_person_can_change():
     config = TrainConfig(arch="airbench", batch_size=4096, precision="float32")
     fits = trainer_memory.largest_batch(config, 3_000)
