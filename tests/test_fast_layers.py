@@ -92,4 +92,7 @@ def test_tap_products_work_on_airbench_s_small_wide_maps_in_bfloat16(batch, monk
     without.set_weights(fast.get_weights())
     assert not any(hasattr(layer, "_tap_products") and layer._tap_products(layer.input) for layer in without.layers)
     for a, b in zip(with_taps, _gradients(without, *batch)):
-        assert np.abs(a - b).max() <= 0.02 * np.abs(b).max()     # bfloat16 keeps 8 bits
+        # bfloat16 keeps 8 bits, and the two sum in different orders: up to 3.0% of a layer's largest
+        # gradient apart on a CPU without bfloat16 maths (a 2-core AVX2 EPYC; under 2% on a Zen 5). A wrong
+        # gradient is off by about all of it.
+        assert np.abs(a - b).max() <= 0.05 * np.abs(b).max()
