@@ -30,8 +30,12 @@ refused. When the server is full, an upload that keeps its browser within a fair
 share (the server's budget divided among every browser holding uploads, its own
 included) is let in by letting go of the oldest uploads of the browsers holding
 the most, only those above the fair share and only down to it (in whole
-pictures): a student within the share never loses a picture to anyone. The Predict page tells a browser
-whose pictures were let go, in a sentence (`pictures_let_go_for_room`). Before it counts, it lets go of what sessions that are gone still hold
+pictures), and only where that makes room enough: a student within the share
+never loses a picture to anyone, nor anyone a picture for an upload then
+refused. The Predict page tells a browser whose pictures were let go, in a
+sentence (`pictures_let_go_for_room`).
+
+Before it counts, it lets go of what sessions that are gone still hold
 (`let_go_of_departed`): Streamlit itself never does, once a closed tab's session
 has outlived the two minutes it is kept for a reconnect.
 """
@@ -195,10 +199,13 @@ class UploadBudget:
 
         def holding(who: str) -> int:
             return sum(kept.get(s, (0, 0))[0] + self.arriving[s] for s in holders.get(who, ()))
+        def kept_by(who: str) -> int:
+            return sum(kept.get(s, (0, 0))[0] for s in holders[who])
         fair = limit // len(set(holders) | {browser})
-        if wanted > fair:
-            return False
-        for who in sorted(set(holders) - {browser}, key=holding, reverse=True):
+        others = set(holders) - {browser}
+        if wanted > fair or sum(min(max(holding(w) - fair, 0), kept_by(w)) for w in others) < over:
+            return False      # past its share, or not room enough above the others' shares: nobody loses a picture
+        for who in sorted(others, key=holding, reverse=True):
             excess = holding(who) - fair
             if over <= 0 or excess <= 0:
                 break         # room made, or every browser left holds its share or less

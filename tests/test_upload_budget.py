@@ -119,6 +119,20 @@ def test_room_comes_only_from_above_the_fair_share():
     assert len(pictures.let_go) == 1
 
 
+def test_no_picture_is_let_go_for_an_upload_that_would_still_be_refused():
+    """Two browsers of 45 MB fill the server with a third holding 10: with a newcomer a share is 25 MB,
+    and the two hold 20 MB each above it, but 38 MB of each is still arriving, which cannot be let go: a
+    25 MB upload needs 25 MB of room that their 14 MB of kept pictures cannot make. Refused, and both
+    keep their pictures."""
+    pictures = Pictures(a=[7 * MB], b=[7 * MB], c=[10 * MB])
+    budget = UploadBudget(None, held=pictures.held, make_room=pictures.make_room)
+    for s in "abc":
+        budget.browser_of[s] = f"browser {s}"
+    budget.arriving.update({"a": 38 * MB, "b": 38 * MB})
+    assert put(budget, "newcomer", 25 * MB, browser="newcomer")[0] == 413
+    assert pictures.let_go == []
+
+
 def test_pictures_let_go_are_taken_from_streamlits_upload_manager_oldest_first(monkeypatch):
     from streamlit.runtime import Runtime
     from streamlit.runtime.memory_uploaded_file_manager import MemoryUploadedFileManager
