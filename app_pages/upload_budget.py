@@ -65,15 +65,21 @@ MakeRoom = Callable[[str, int], tuple[int, int]]
 _let_go_for_room: dict[str, int] = {}
 
 
+def _uploads_in_memory():
+    """(Streamlit's upload manager, its files by session), or (None, {}) where there is no runtime or the
+    manager keeps files elsewhere than in memory."""
+    from streamlit.runtime import Runtime
+    if not Runtime.exists():
+        return None, {}
+    manager = Runtime.instance().uploaded_file_mgr
+    storage = getattr(manager, "file_storage", None)
+    return (manager, storage) if isinstance(storage, dict) else (None, {})
+
+
 def held_by_streamlit() -> dict[str, tuple[int, int]]:
     """The uploaded bytes and files Streamlit keeps for each browser session, from its upload manager.
     Empty where the manager keeps files elsewhere than in memory: then only arriving uploads count."""
-    from streamlit.runtime import Runtime
-    if not Runtime.exists():
-        return {}
-    storage = getattr(Runtime.instance().uploaded_file_mgr, "file_storage", None)
-    if not isinstance(storage, dict):
-        return {}
+    _, storage = _uploads_in_memory()
     # Copied first (list() of a dict holds the interpreter's lock throughout): a page's script thread may
     # let go of its browser's files (`let_go_of_uploads`) while this event loop thread counts them.
     return {sid: (sum(len(rec.data) for rec in records), len(records))
@@ -121,13 +127,7 @@ def let_go_of_uploads() -> None:
 def let_go_of_oldest(session: str, wanted: int) -> tuple[int, int]:
     """Let go of at least `wanted` bytes of the uploads Streamlit keeps for `session`, its oldest first
     (Streamlit keeps them in the order they came): (bytes, files) let go."""
-    from streamlit.runtime import Runtime
-    if not Runtime.exists():
-        return 0, 0
-    manager = Runtime.instance().uploaded_file_mgr
-    storage = getattr(manager, "file_storage", None)
-    if not isinstance(storage, dict) or not hasattr(manager, "remove_file"):
-        return 0, 0
+    manager, storage = _uploads_in_memory()
     freed = files = 0
     for file_id, record in list(storage.get(session, {}).items()):
         if freed >= wanted:

@@ -180,6 +180,37 @@ def fingerprint(data: bytes | np.ndarray, *more: bytes | np.ndarray) -> str:
     return digest.hexdigest()[:32]
 
 
+def ship_beside(model_path, suffix: str, name: str, sets: list[tuple[str, np.ndarray]]) -> Path:
+    """Write, beside the model file `x.keras`, the file `x<suffix>`: one array per data set, named
+    `{name}_0`, `{name}_1`..., with the fingerprint of the model file and of each set's data (`sets`:
+    (fingerprint, array)), so what it holds is only ever used for that model on that data
+    (`shipped_beside`). Written whole or not at all."""
+    model_path = Path(model_path)
+    target = model_path.with_name(model_path.stem + suffix)
+    temporary = target.with_name(target.name + ".tmp.npz")
+    np.savez_compressed(temporary, model=fingerprint(model_path.read_bytes()),
+                        data=np.array([data for data, _ in sets]),
+                        **{f"{name}_{i}": array for i, (_, array) in enumerate(sets)})
+    temporary.replace(target)
+    return target
+
+
+def shipped_beside(model_path, suffix: str, name: str, data: str, model: bytes | None = None) -> np.ndarray | None:
+    """The array `ship_beside` kept beside the model file for the data fingerprinted `data`, if it is for
+    this very model file (its bytes `model`, read here if not given); None otherwise (none shipped,
+    another model or data set, a damaged file)."""
+    model_path = Path(model_path)
+    try:
+        with np.load(model_path.with_name(model_path.stem + suffix), allow_pickle=False) as shipped:
+            sets = [str(d) for d in np.atleast_1d(shipped["data"])]
+            if data not in sets or str(shipped["model"]) != fingerprint(
+                    model_path.read_bytes() if model is None else model):
+                return None
+            return shipped[f"{name}_{sets.index(data)}"]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None
+
+
 def save_test_probabilities(model_path, probabilities: np.ndarray, images: np.ndarray, labels: np.ndarray,
                             also: tuple = ()) -> Path:
     """Ship a model's answers on the test set with it, so no one waits for them again.
@@ -191,31 +222,15 @@ def save_test_probabilities(model_path, probabilities: np.ndarray, images: np.nd
     `also` adds more data sets, as (probabilities, images, labels): the bundled
     model carries its answers on the bundled sample too, for a laptop offline.
     """
-    model_path = Path(model_path)
-    target = model_path.with_name(model_path.stem + SHIPPED_SUFFIX)
-    temporary = target.with_name(target.name + ".tmp.npz")
-    sets = [(probabilities, images, labels), *also]
-    np.savez_compressed(temporary, model=fingerprint(model_path.read_bytes()),
-                        data=np.array([fingerprint(x, y) for _, x, y in sets]),
-                        **{f"probabilities_{i}": np.asarray(p, np.float16) for i, (p, _, _) in enumerate(sets)})
-    temporary.replace(target)
-    return target
+    return ship_beside(model_path, SHIPPED_SUFFIX, "probabilities", [
+        (fingerprint(x, y), np.asarray(p, np.float16)) for p, x, y in [(probabilities, images, labels), *also]])
 
 
 def shipped_probabilities(model_path, images: np.ndarray, labels: np.ndarray) -> np.ndarray | None:
     """The answers `save_test_probabilities` shipped with a model, as float32, if they are for this very
     model file and these very pictures; None otherwise (none shipped, another data set, a damaged file)."""
-    model_path = Path(model_path)
-    try:
-        with np.load(model_path.with_name(model_path.stem + SHIPPED_SUFFIX), allow_pickle=False) as shipped:
-            sets = [str(d) for d in np.atleast_1d(shipped["data"])]
-            wanted = fingerprint(images, labels)
-            if wanted not in sets or str(shipped["model"]) != fingerprint(model_path.read_bytes()):
-                return None
-            probabilities = shipped[f"probabilities_{sets.index(wanted)}"]
-        if probabilities.shape != (len(labels), len(CLASS_NAMES)):
-            return None
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+    probabilities = shipped_beside(model_path, SHIPPED_SUFFIX, "probabilities", fingerprint(images, labels))
+    if probabilities is None or probabilities.shape != (len(labels), len(CLASS_NAMES)):
         return None
     return probabilities.astype(np.float32)
 

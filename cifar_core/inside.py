@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 import threading
-import zipfile
 import weakref
 from dataclasses import dataclass
 
@@ -230,9 +229,9 @@ def cached_top_activations(model_path, model, images: np.ndarray, data_key: str,
         unchanged = False
     if not unchanged:
         return split(compute())
-    shipped = _shipped(path, raw, images, k)
+    shipped = evaluation.shipped_beside(path, SHIPPED_SUFFIX, "top", evaluation.fingerprint(images), model=raw)
     if shipped is not None and shipped.shape == (sum(sizes), k, 4):
-        return split(shipped)
+        return split(shipped.astype(np.float32))
     digest = hashlib.sha256(raw + f"inside-top{k}:{data_key}".encode()).hexdigest()[:16]
     cache = path.with_name(f"{path.stem}.eval-{digest}.npy")
     try:
@@ -249,36 +248,13 @@ def cached_top_activations(model_path, model, images: np.ndarray, data_key: str,
 def ship_top_activations(model_path, model, *image_sets: np.ndarray, k: int = TOP):
     """Keep with the model saved at `model_path` what the closer look would search for on a server:
     `top_activations` in each set of pictures (the first TOP_PICTURES of each test set the model will
-    likely meet), in `x.inside.npz` beside `x.keras`, with fingerprints of the model file and of each
-    set's pictures, so they are only ever used for that model on those pictures. The search is seconds
-    of both cores for a wide network (the bundled pair: 21 s of CPU for 2,000 pictures on a 2-core EPYC),
-    and its first visitor on a server waited for it."""
-    from pathlib import Path
-    model_path = Path(model_path)
-    target = model_path.with_name(model_path.stem + SHIPPED_SUFFIX)
-    temporary = target.with_name(target.name + ".tmp.npz")
-    found = {f"top_{i}": np.concatenate(top_activations(model, images[:TOP_PICTURES], k))
-             for i, images in enumerate(image_sets)}
-    np.savez_compressed(temporary, model=evaluation.fingerprint(model_path.read_bytes()),
-                        data=np.array([evaluation.fingerprint(images[:TOP_PICTURES]) for images in image_sets]),
-                        **found)
-    temporary.replace(target)
-    return target
-
-
-def _shipped(path, raw: bytes, images: np.ndarray, k: int) -> np.ndarray | None:
-    """What `ship_top_activations` kept for the model file `path` (whose bytes are `raw`) and these very
-    pictures, searched for `k` each; None where nothing was (another model file, other pictures)."""
-    try:
-        with np.load(path.with_name(path.stem + SHIPPED_SUFFIX), allow_pickle=False) as shipped:
-            sets = [str(d) for d in np.atleast_1d(shipped["data"])]
-            wanted = evaluation.fingerprint(np.ascontiguousarray(images))
-            if wanted not in sets or str(shipped["model"]) != evaluation.fingerprint(raw):
-                return None
-            found = shipped[f"top_{sets.index(wanted)}"]
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
-        return None
-    return found.astype(np.float32) if found.ndim == 3 and found.shape[1] == k else None
+    likely meet), in `x.inside.npz` beside `x.keras` (`evaluation.ship_beside`: fingerprinted by the model
+    file and the pictures, so they are only ever used for that model on those pictures). The search is
+    seconds of both cores for a wide network (the bundled pair: 21 s of CPU for 2,000 pictures on a 2-core
+    EPYC), and its first visitor on a server waited for it."""
+    return evaluation.ship_beside(model_path, SHIPPED_SUFFIX, "top", [
+        (evaluation.fingerprint(images[:TOP_PICTURES]), np.concatenate(top_activations(model, images[:TOP_PICTURES], k)))
+        for images in image_sets])
 
 
 def _spans(start: int, size: int, limit: int) -> tuple[tuple[int, int], tuple[int, int]]:

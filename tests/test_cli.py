@@ -10,6 +10,7 @@ from PIL import Image
 from cifar_core import data, fast_inference, inference, inside, rundir
 from cifar_core.config import PRESETS
 from conftest import ROOT
+from test_inside import shipped_top
 
 
 def cli(*args, env=None, cwd=None):
@@ -57,8 +58,7 @@ def test_train_writes_the_run_and_a_model_card(trained):
 
 def test_a_saved_model_ships_its_closer_look_for_the_test_set_it_was_measured_on(trained, tiny_archive):
     saved = trained / "model.keras"
-    shipped = inside._shipped(saved, saved.read_bytes(), data.read(tiny_archive).x_test, inside.TOP)
-    assert shipped is not None and shipped.shape[1:] == (inside.TOP, 4)
+    assert shipped_top(saved, data.read(tiny_archive).x_test) is not None
 
 
 def _how_made(trained) -> dict:
@@ -129,9 +129,8 @@ def test_combine_puts_two_trained_models_side_by_side_with_a_card(trained, tiny_
     assert inference.load_model(trained / "both.keras").first_network_temperature == card["first_network_temperature"]
     assert set(card["per_class_accuracy"]) == set(data.CLASS_NAMES) and (trained / "both.test.npz").exists()
     # Look inside's closer look ships with it, for the test set and for the bundled sample (a laptop offline).
-    both = (trained / "both.keras").read_bytes()
     for pictures in (data.read(tiny_archive).x_test, data.load_sample().x_test[:inside.TOP_PICTURES]):
-        assert inside._shipped(trained / "both.keras", both, pictures, inside.TOP) is not None
+        assert shipped_top(trained / "both.keras", pictures) is not None
     # Its networks in int8 beside it, measured on those pictures, and its card's figures as they answer.
     assert (trained / "both.int8.npz").exists() and card["inference_precision"] == "int8"
     assert fast_inference.precision(inference.load_model(trained / "both.keras")) == "int8"

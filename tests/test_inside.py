@@ -25,6 +25,13 @@ def built():
     return nets
 
 
+def shipped_top(path, images: np.ndarray) -> np.ndarray | None:
+    """What a model saved at `path` ships of the closer look's search in these pictures (`x.inside.npz`)."""
+    from cifar_core import evaluation
+    found = evaluation.shipped_beside(path, inside.SHIPPED_SUFFIX, "top", evaluation.fingerprint(images))
+    return found if found is not None and found.ndim == 3 and found.shape[1:] == (inside.TOP, 4) else None
+
+
 def pictures(n: int = 6, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
 
@@ -155,7 +162,7 @@ def test_the_bundled_model_ships_its_closer_look_at_the_sample(bundled):
     2,000), and true to the model: each record's picture has that value at that place."""
     from cifar_core import data
     sample = data.load_sample().x_test[:inside.TOP_PICTURES]
-    shipped = inside._shipped(inference.DEFAULT_MODEL, inference.DEFAULT_MODEL.read_bytes(), sample, inside.TOP)
+    shipped = shipped_top(inference.DEFAULT_MODEL, sample)
     assert shipped is not None
     for block, records in zip(inside.blocks(bundled), np.split(shipped, np.cumsum(
             [b.shape[2] for b in inside.blocks(bundled)])[:-1]), strict=True):
