@@ -156,16 +156,24 @@ def keep_beside(cache, array: np.ndarray) -> None:
     developer's machine) would otherwise leave one more behind for good."""
     import glob
     from pathlib import Path
+    import tempfile
     cache = Path(cache)
+    partial = None
     try:
-        np.save(cache.with_suffix(".tmp.npy"), array)
-        cache.with_suffix(".tmp.npy").replace(cache)
+        # A temporary file of this call's own: two sessions of one server, or two servers, caching the same
+        # answers must not write into one file that either could then move into place half written.
+        with tempfile.NamedTemporaryFile(dir=cache.parent, prefix=f".{cache.stem}.", suffix=".npy",
+                                         delete=False) as file:
+            partial = Path(file.name)
+            np.save(file, array)
+        partial.replace(cache)
         model_stem = cache.name.split(".eval-")[0]
         kept = sorted(cache.parent.glob(f"{glob.escape(model_stem)}.eval-*.npy"), key=lambda f: f.stat().st_mtime, reverse=True)
         for old in kept[KEPT_ANSWERS:]:
             old.unlink(missing_ok=True)
     except OSError:   # a folder that cannot be written, or a file another process removed first
-        pass
+        if partial:
+            partial.unlink(missing_ok=True)
 
 
 SHIPPED_SUFFIX = ".test.npz"   # beside x.keras: x.test.npz, its answers on the test set (and on the sample)

@@ -340,7 +340,14 @@ def _dispatch() -> None:
         busy |= {w["run"] for w in workers if w.get("run")}
     free = settings.get().max_concurrent_runs - len(busy)
     queued = [r for r in runs if r.state == "queued"]
-    if free <= 0 or not queued:     # the watcher's usual tick: no memory to weigh
+    if free <= 0:       # the watcher's usual tick: no memory to weigh
+        # Every trainer is taken: the queue now waits for one of them, not for memory. A figure written
+        # while one was free would say otherwise; memory is weighed again when one is.
+        for run in queued:
+            if run.status.get("waiting_for_mb"):
+                rundir.update_status(run.path, waiting_for_mb=None)
+        return
+    if not queued:
         return
     # Ours on this machine, as (run, settings, pid): trainers, and workers still tidying up after a run that
     # has ended (no run or settings: they hold what they hold, and will give it back).

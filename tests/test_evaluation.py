@@ -119,6 +119,35 @@ def test_answers_kept_beside_a_model_stay_a_few_files_whatever_the_data_sets(tmp
     assert other.exists()     # another model's answers are its own
 
 
+def test_answers_cached_at_once_are_whole(tmp_path, monkeypatch):
+    """A class opening Evaluate together: sessions of one server write the same answers at once, each as
+    slowly as a busy disk does; the file left is one of them whole, and no temporary file is left behind."""
+    import io
+    import threading
+    import time
+    write_array = np.lib.format.write_array
+
+    def slowly(file, array, *args, **kwargs):     # half, a pause (the longer the sooner it began), the rest
+        whole = io.BytesIO()
+        write_array(whole, array, *args, **kwargs)
+        half = whole.tell() // 2
+        file.write(whole.getvalue()[:half])
+        time.sleep(0.02 * (6 - float(array[0])))
+        file.write(whole.getvalue()[half:])
+    monkeypatch.setattr(np.lib.format, "write_array", slowly)
+    cache = tmp_path / "model.eval-abc.npy"
+    writers = [threading.Thread(target=evaluation.keep_beside, args=(cache, np.full(100_000, i, np.float32)))
+               for i in range(6)]
+    for writer in writers:
+        writer.start()
+        time.sleep(0.005)
+    for writer in writers:
+        writer.join()
+    kept = np.load(cache)
+    assert kept.shape == (100_000,) and len(np.unique(kept)) == 1
+    assert [f.name for f in tmp_path.iterdir()] == [cache.name]
+
+
 def test_a_percent_sure_never_rounds_to_certainty_or_to_nothing():
     assert [evaluation.sure(p) for p in (0.5045, 0.994, 0.995, 0.9999, 1.0, 0.004, 0.0, 0.005)] == \
         ["50%", "99%", "over 99%", "over 99%", "100%", "under 1%", "0%", "under 1%"]

@@ -121,6 +121,26 @@ def test_a_run_waits_while_the_running_ones_would_leave_it_too_little(tiny_env, 
     assert rundir.read_status(second.path).get("waiting_for_mb") is None
 
 
+def test_a_run_waiting_for_memory_says_so_only_while_a_trainer_is_free(tiny_env, monkeypatch):
+    """Once every trainer is taken, the queue waits for a trainer: the memory figure written earlier, which
+    the Train page reads aloud, is taken back, and written again when a trainer is free and memory is not."""
+    monkeypatch.setenv("CIFAR_MAX_CONCURRENT_RUNS", "2")
+    monkeypatch.setattr(trainer_memory, "available_mb", lambda: 100.0)
+    first = runs.start(small(epochs=100), owner="a")
+    second = runs.start(small(epochs=1), owner="b")
+    assert second.status["waiting_for_mb"] > 0
+    monkeypatch.setenv("CIFAR_MAX_CONCURRENT_RUNS", "1")       # the one trainer is taken
+    runs.dispatch()
+    assert runs.get(second.id).state == "queued"
+    assert rundir.read_status(second.path).get("waiting_for_mb") is None
+    monkeypatch.setenv("CIFAR_MAX_CONCURRENT_RUNS", "2")
+    runs.dispatch()
+    assert rundir.read_status(second.path).get("waiting_for_mb") == second.status["waiting_for_mb"]
+    runs.stop(first.id, owner="a")
+    runs.stop(second.id, owner="b")
+    wait_for(lambda: runs.get(first.id).state == "stopped", what="the first run to stop")
+
+
 def test_memory_enough_for_both_starts_both(tiny_env, monkeypatch):
     monkeypatch.setenv("CIFAR_MAX_CONCURRENT_RUNS", "2")
     first = runs.start(small(epochs=100), owner="a")
