@@ -8,10 +8,12 @@ import pickle
 import subprocess
 import sys
 import tarfile
+import tempfile
 import threading
 import time
 from pathlib import Path
 
+import filelock
 import numpy as np
 import pytest
 
@@ -129,7 +131,9 @@ def real_archive() -> Path:
     tool = SHARED / "tools" / "cifar10_archive.py"
     if not tool.exists():
         pytest.skip("the offline CIFAR-10 copy (../shared/data) is not on this machine")
-    out = subprocess.run([sys.executable, str(tool)], capture_output=True, text=True, check=True)
+    # One at a time: the other test process would otherwise build the same archive into the same file.
+    with filelock.FileLock(Path(tempfile.gettempdir()) / "cifar10-archive-for-tests.lock"):
+        out = subprocess.run([sys.executable, str(tool)], capture_output=True, text=True, check=True)
     return Path(out.stdout.strip().splitlines()[-1])
 
 
@@ -157,3 +161,15 @@ class AtOnce:
                 self.running -= 1
             return result() if callable(result) else result
         return call
+
+
+# Run two at a time (pytest-xdist, `-n 2` in pytest.ini), a file to a worker: a file's module fixtures (a
+# Streamlit server, a trained model) are made once. Files that share something costly are kept together.
+SHARED_BY = {"ray": {"test_ray_backend.py", "test_runs_backends.py"}}   # one local Ray cluster per process
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items):
+    for item in items:
+        group = next((name for name, files in SHARED_BY.items() if item.path.name in files), item.path.name)
+        item.add_marker(pytest.mark.xdist_group(group))

@@ -27,9 +27,10 @@ PORTS_PER_NODE = 60  # 8 service ports, then a range for Ray's worker processes
 
 
 def _free_port_block(count: int) -> int:
-    """The first of `count` consecutive ports that nothing listens on."""
+    """The first of `count` consecutive ports that nothing listens on, below the kernel's range for ports
+    picked at random (32768 and up), where another test's server (port 0) could take one meanwhile."""
     for _ in range(200):
-        base = random.randrange(20000, 60000 - count)
+        base = random.randrange(20000, 32768 - count)
         try:
             for port in range(base, base + count):
                 with socket.socket() as s:

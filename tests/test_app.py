@@ -1,5 +1,6 @@
 """Every page under Streamlit's AppTest: runs without exceptions and shows what a user expects."""
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -147,11 +148,12 @@ def test_explore_a_picture_chosen_from_the_keyboard(app):
     assert charts_drawn(app)[0].id.endswith("-explore_grid_Training_1")
 
 
-def test_the_first_page_does_not_import_tensorflow():
+def test_the_first_page_does_not_import_tensorflow(tmp_path):
     code = ("import sys; from streamlit.testing.v1 import AppTest; at = AppTest.from_file('studio.py'); at.run(); "
             "assert not at.exception, at.exception; "
             "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "CIFAR_RUNS_DIR": str(tmp_path / "runs")})
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[]"
 

@@ -3,6 +3,7 @@ import os
 import shlex
 import subprocess
 import sys
+import tempfile
 
 import pytest
 from PIL import Image
@@ -13,8 +14,12 @@ from conftest import ROOT
 from test_inside import shipped_top
 
 
+# The runs the command line's `train` looks at go to a folder of this test session's, not the checkout's runs/.
+RUNS_DIR = tempfile.mkdtemp(prefix="cli-runs-")
+
+
 def cli(*args, env=None, cwd=None):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "CIFAR_RUNS_DIR": RUNS_DIR, **(env or {})}
     return subprocess.run([sys.executable, "-m", "cifar_core", *map(str, args)],
                           capture_output=True, text=True, env=env, timeout=300, cwd=cwd)
 
