@@ -36,6 +36,13 @@ def _unreadable() -> dict:
     return {}
 
 
+@st.cache_resource
+def _sizes() -> dict:
+    """How many training and test pictures each data file held when a page read it (by path, size and
+    time), for the sidebar: a file of the official name may hold fewer than the whole data set."""
+    return {}
+
+
 def _stamp(path: Path) -> tuple:
     try:
         found = path.stat()
@@ -55,7 +62,12 @@ def loaded() -> tuple[data.Cifar10, str | None]:
     problem = data_problem(path)
     if path and not problem:
         try:
-            return _dataset(str(path)), None
+            cifar = _dataset(str(path))
+            sizes = _sizes()
+            if len(sizes) > 16:      # as for _unreadable: a file replaced now and then
+                sizes.clear()
+            sizes[_stamp(path)] = len(cifar.x_train), len(cifar.x_test)
+            return cifar, None
         except data.DataError as e:
             unreadable = _unreadable()
             if len(unreadable) > 16:     # a path set once per server, and a file replaced now and then
@@ -264,7 +276,7 @@ def sidebar() -> None:
         path = data.locate()
         if path:
             if not data_problem(path):     # once it could not be read, each page that needs it says why
-                st.caption(f"Data: full CIFAR-10 ({path.name})")
+                st.caption(data_caption(path))
         else:
             st.info("Offline mode: showing the bundled sample of 1,000 test pictures (100 per class). "
                     "Download the full data set to see all 60,000 and to train.")
@@ -275,6 +287,15 @@ def sidebar() -> None:
                   then=lambda key: remembered.remember(who, key))   # kept on the server for the next visit
         st.page_link("app_pages/glossary.py", label="Glossary: the words explained", icon=":material/menu_book:")
     teacher_login()
+
+
+def data_caption(path: Path) -> str:
+    """Which data set the pages use; with its pictures counted once a page has read it on this server."""
+    sizes = _sizes().get(_stamp(path))
+    if sizes is None:
+        return f"Data: CIFAR-10 ({path.name})"
+    train, test = sizes
+    return f"Data: CIFAR-10 ({path.name}), {train:,} training and {test:,} test pictures"
 
 
 def owner() -> str:

@@ -120,7 +120,7 @@ def test_every_page_opens_cleanly(name, page, server):
     # The sidebar is on every page: the data source and the model choice.
     sidebar = page.locator("[data-testid=stSidebar]")
     sidebar.get_by_text("Model used on every page").wait_for()
-    assert "Data: full CIFAR-10" in sidebar.inner_text()
+    assert "Data: CIFAR-10 (" in sidebar.inner_text()
     screenshot(page, name)
 
 
