@@ -7,7 +7,8 @@ Each combination is one `python -m cifar_core train --epochs 1` process on
 the offline data set (the tutorial CNN with Adam, as its preset trains it, the rest
 with the default recipe's Muon; a few steps: a training step's memory is the same in
 every step), in a fresh runs directory, one after another; its peak resident
-memory is the trainer's own VmHWM, which it prints as it exits. Printed
+memory is the trainer's own VmHWM less the decoded data set's pages it maps
+(the page cache's, shared), which it prints as it exits. Printed
 per line: the measured peak, `trainer_memory.estimate_mb` for the same
 settings (what the server budgets before it starts such a run), and their
 ratio; then, per network and precision, the straight line through the
@@ -32,12 +33,30 @@ from cifar_core.config import TrainConfig  # noqa: E402
 
 
 # The trainer reports its own peak as it exits: wait4's ru_maxrss would also count what the process held
-# between fork and exec, a copy of its parent (a test runner's gigabytes).
-REPORTING = ("import atexit, runpy, sys\n"
-             "atexit.register(lambda: print('peak', open('/proc/self/status').read().split('VmHWM:')[1].split()[0], "
-             "file=sys.stderr))\n"
-             "sys.argv[0] = 'cifar_core'\n"
-             "runpy.run_module('cifar_core', run_name='__main__', alter_sys=True)")
+# between fork and exec, a copy of its parent (a test runner's gigabytes). The decoded data set's pages it
+# has mapped are left out (`cifar_core/decoded.py`): they are the page cache's, shared with every process
+# that maps them and dropped by the kernel when memory is short, and how many of them a trainer has mapped
+# depends on which were cached already (the kernel maps cached neighbours of every page it touches), by as
+# much as the whole training set on a machine where another process has just read it. Mapped pages are
+# never unmapped before exit, so those at exit are those at the peak.
+REPORTING = """import atexit, runpy, sys
+
+def report():
+    status = open('/proc/self/status').read()
+    peak_kb = int(status.split('VmHWM:')[1].split()[0])
+    data_kb, in_data = 0, False
+    for line in open('/proc/self/smaps'):
+        first = line.split()[0]
+        if not first.endswith(':'):                 # a mapping's heading: its address range, then its file
+            in_data = 'cifar-10-decoded' in line
+        elif first == 'Rss:' and in_data:
+            data_kb += int(line.split()[1])
+    print('peak', peak_kb - data_kb, file=sys.stderr)
+
+atexit.register(report)
+sys.argv[0] = 'cifar_core'
+runpy.run_module('cifar_core', run_name='__main__', alter_sys=True)
+"""
 
 
 def peak_mb(arch: str, batch: int, precision: str, archive: Path) -> tuple[float, float]:
