@@ -60,7 +60,7 @@ if overview.open:
                 help="Of the test pictures of this class, the share it named right: the class's own accuracy."),
             "f1": st.column_config.NumberColumn("F1 (%)", format="%.1f%%",
                                                help="Precision and recall in one figure (their harmonic mean)."),
-            "images": st.column_config.NumberColumn("Test pictures", format="%d")})
+            "images": st.column_config.NumberColumn("Test pictures", format="localized")})
         st.caption("Precision: of the pictures it called this class, how many were. "
                    "Recall: of the pictures of this class, how many it named right. F1 balances the two. "
                    "A class it never named has no precision.")

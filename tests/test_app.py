@@ -326,6 +326,8 @@ def test_evaluate_page_shows_accuracy_and_the_per_class_table(app):
     from app_pages import common
     assert table["recall"].mean() == pytest.approx(float(app.metric[0].value.rstrip("%")), abs=0.05)
     assert table["images"].sum() == len(common.loaded()[0].y_test)
+    # Counts as the rest of the app writes them (1,000 test pictures, not 1000), in the reader's own way.
+    assert json.loads(app.dataframe[0].proto.columns)["images"]["type_config"]["format"] == "localized"
     assert any("Train a model on the Train page" in c.value for c in app.caption)
 
 
