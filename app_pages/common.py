@@ -43,6 +43,15 @@ def _sizes() -> dict:
     return {}
 
 
+def _note(table: dict, path: Path, value):
+    """`value` kept in `table` for the data file at `path` as it is now (`_stamp`); the table stays small:
+    a path is set once per server, and a file replaced now and then."""
+    if len(table) > 16:
+        table.clear()
+    table[_stamp(path)] = value
+    return value
+
+
 def _stamp(path: Path) -> tuple:
     try:
         found = path.stat()
@@ -63,16 +72,10 @@ def loaded() -> tuple[data.Cifar10, str | None]:
     if path and not problem:
         try:
             cifar = _dataset(str(path))
-            sizes = _sizes()
-            if len(sizes) > 16:      # as for _unreadable: a file replaced now and then
-                sizes.clear()
-            sizes[_stamp(path)] = len(cifar.x_train), len(cifar.x_test)
+            _note(_sizes(), path, (len(cifar.x_train), len(cifar.x_test)))
             return cifar, None
         except data.DataError as e:
-            unreadable = _unreadable()
-            if len(unreadable) > 16:     # a path set once per server, and a file replaced now and then
-                unreadable.clear()
-            problem = unreadable[_stamp(path)] = f"{e} Using the bundled sample instead."
+            problem = _note(_unreadable(), path, f"{e} Using the bundled sample instead.")
     return _dataset(None), problem
 
 
