@@ -161,7 +161,10 @@ def test_explore_a_picture_chosen_from_the_keyboard(app):
 
 
 def test_the_first_page_does_not_import_tensorflow(tmp_path):
-    code = ("import sys; from streamlit.testing.v1 import AppTest; at = AppTest.from_file('studio.py'); at.run(); "
+    # The timeout is generous because this checks what the page imports, not how fast: with the suite
+    # running two files at a time the page's first run has taken over AppTest's default 3 s.
+    code = ("import sys; from streamlit.testing.v1 import AppTest; "
+            "at = AppTest.from_file('studio.py', default_timeout=60); at.run(); "
             "assert not at.exception, at.exception; "
             "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
