@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cifar_core import rundir
 from cifar_core.data import CLASS_NAMES
 
 # Mirror test-time augmentation changes an answer only where the model is unsure of it: a picture it is at
@@ -155,25 +156,16 @@ def keep_beside(cache, array: np.ndarray) -> None:
     model's oldest answer files beyond KEPT_ANSWERS: each new data set (every test's tiny one, on a
     developer's machine) would otherwise leave one more behind for good."""
     import glob
-    from pathlib import Path
-    import tempfile
     cache = Path(cache)
-    partial = None
     try:
-        # A temporary file of this call's own: two sessions of one server, or two servers, caching the same
-        # answers must not write into one file that either could then move into place half written.
-        with tempfile.NamedTemporaryFile(dir=cache.parent, prefix=f".{cache.stem}.", suffix=".npy",
-                                         delete=False) as file:
-            partial = Path(file.name)
+        with rundir.whole_file(cache) as file:
             np.save(file, array)
-        partial.replace(cache)
         model_stem = cache.name.split(".eval-")[0]
         kept = sorted(cache.parent.glob(f"{glob.escape(model_stem)}.eval-*.npy"), key=lambda f: f.stat().st_mtime, reverse=True)
         for old in kept[KEPT_ANSWERS:]:
             old.unlink(missing_ok=True)
     except OSError:   # a folder that cannot be written, or a file another process removed first
-        if partial:
-            partial.unlink(missing_ok=True)
+        pass
 
 
 SHIPPED_SUFFIX = ".test.npz"   # beside x.keras: x.test.npz, its answers on the test set (and on the sample)
@@ -195,11 +187,10 @@ def ship_beside(model_path, suffix: str, name: str, sets: list[tuple[str, np.nda
     (`shipped_beside`). Written whole or not at all."""
     model_path = Path(model_path)
     target = model_path.with_name(model_path.stem + suffix)
-    temporary = target.with_name(target.name + ".tmp.npz")
-    np.savez_compressed(temporary, model=fingerprint(model_path.read_bytes()),
-                        data=np.array([data for data, _ in sets]),
-                        **{f"{name}_{i}": array for i, (_, array) in enumerate(sets)})
-    temporary.replace(target)
+    with rundir.whole_file(target) as file:
+        np.savez_compressed(file, model=fingerprint(model_path.read_bytes()),
+                            data=np.array([data for data, _ in sets]),
+                            **{f"{name}_{i}": array for i, (_, array) in enumerate(sets)})
     return target
 
 

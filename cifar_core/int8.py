@@ -130,7 +130,7 @@ def save(model, pictures: np.ndarray, path: str | os.PathLike, made_from: str | 
     fails on, or off TensorFlow (its converter makes them): the model is then served as saved."""
     import keras
 
-    from cifar_core import models
+    from cifar_core import models, rundir
     if keras.backend.backend() != "tensorflow":
         return False
     networks = models.apart(model) if models.members_of(model) > 1 else [model]
@@ -141,15 +141,9 @@ def save(model, pictures: np.ndarray, path: str | os.PathLike, made_from: str | 
                  for i, network in enumerate(networks)}
     except Exception:       # a layer TensorFlow Lite cannot convert: served as saved, as off TensorFlow
         return False
-    # Written beside and moved into place, so a server loading the model never reads half of it.
-    target = companion(path)
-    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
-    try:
-        with open(partial, "wb") as file:
-            np.savez(file, made_from=np.array(made_from or digest(path)), **blobs)
-        os.replace(partial, target)
-    finally:
-        partial.unlink(missing_ok=True)
+    # Written whole (`rundir.whole_file`), so a server loading the model never reads half of it.
+    with rundir.whole_file(companion(path)) as file:
+        np.savez(file, made_from=np.array(made_from or digest(path)), **blobs)
     return True
 
 

@@ -14,10 +14,9 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 
-from cifar_core import settings
+from cifar_core import rundir, settings
 
 FOLDER = ".chosen-models"
 MAX_PEOPLE = 2000       # files kept; about 2000 x 4 KB of disk at most
@@ -55,15 +54,8 @@ def remember(owner: str, key: str) -> bool:
         return False
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        rundir.atomic_write_bytes(path, json.dumps({"model": key}).encode())
     except OSError:
-        return False
-    try:
-        with os.fdopen(handle, "w") as f:
-            json.dump({"model": key}, f)
-        os.replace(temporary, path)     # a reader sees the old choice or the new one, never half of one
-    except OSError:
-        Path(temporary).unlink(missing_ok=True)
         return False
     _forget_the_oldest()
     return True

@@ -16,13 +16,16 @@ sees the old file or the new one, never half of one.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import socket
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 STATES = ("queued", "running", "finished", "stopped", "failed")
 ACTIVE = ("queued", "running")
@@ -32,23 +35,27 @@ CONFIG, STATUS, METRICS, MODEL, STOP, LOG, SNAPSHOTS = (
     "config.json", "status.json", "metrics.jsonl", "model.keras", "STOP", "log.txt", "snapshots")
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+@contextlib.contextmanager
+def whole_file(path: Path) -> Iterator[BinaryIO]:
+    """A binary file to write `path` through: moved into place when the block ends, removed if it fails.
+    A reader sees the old file or the new one, never half of one; two writers at once (two sessions, two
+    servers on one folder) each write a temporary file of their own; and a half-written copy never stays
+    behind on a full disk to take the space the next write (the run's failure, say) needs."""
     path = Path(path)
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
-        try:
-            tmp.write(data)
-            tmp.flush()         # here, so a full disk fails inside the try rather than on the close
-        except BaseException:
-            # A full disk: a half-written copy left behind would take the space that the next write (the
-            # run's failure, say) needs, and another on every retry.
-            os.unlink(tmp.name)
-            raise
+    tmp = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False)
     try:
+        with tmp:           # its close flushes, so a full disk fails here, inside the try
+            yield tmp
         os.chmod(tmp.name, 0o644)
         os.replace(tmp.name, path)
     except BaseException:
         os.unlink(tmp.name)
         raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    with whole_file(path) as file:
+        file.write(data)
 
 
 def write_json(path: Path, obj) -> None:

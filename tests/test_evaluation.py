@@ -119,9 +119,11 @@ def test_answers_kept_beside_a_model_stay_a_few_files_whatever_the_data_sets(tmp
     assert other.exists()     # another model's answers are its own
 
 
-def test_answers_cached_at_once_are_whole(tmp_path, monkeypatch):
-    """A class opening Evaluate together: sessions of one server write the same answers at once, each as
-    slowly as a busy disk does; the file left is one of them whole, and no temporary file is left behind."""
+@pytest.mark.parametrize("writer", ["keep_beside", "ship_beside"])
+def test_answers_written_at_once_are_whole(tmp_path, monkeypatch, writer):
+    """A class opening Evaluate together: sessions of one server write the same answers at once (cached, or
+    shipped beside the model), each as slowly as a busy disk does; the file left is one of them whole, and
+    no temporary file is left behind."""
     import io
     import threading
     import time
@@ -132,20 +134,32 @@ def test_answers_cached_at_once_are_whole(tmp_path, monkeypatch):
         write_array(whole, array, *args, **kwargs)
         half = whole.tell() // 2
         file.write(whole.getvalue()[:half])
-        time.sleep(0.02 * (6 - float(array[0])))
+        if array.dtype.kind == "f":         # the answers, not the fingerprints beside them
+            time.sleep(0.02 * (6 - float(array.flat[0])))
         file.write(whole.getvalue()[half:])
     monkeypatch.setattr(np.lib.format, "write_array", slowly)
-    cache = tmp_path / "model.eval-abc.npy"
-    writers = [threading.Thread(target=evaluation.keep_beside, args=(cache, np.full(100_000, i, np.float32)))
+    model = tmp_path / "model.keras"
+    model.write_bytes(b"weights")
+    if writer == "keep_beside":
+        written = tmp_path / "model.eval-abc.npy"
+        write = lambda answers: evaluation.keep_beside(written, answers)
+        read = lambda: np.load(written)
+    else:
+        written = tmp_path / "model.test.npz"
+        write = lambda answers: evaluation.ship_beside(model, ".test.npz", "answers", [("data", answers)])
+        read = lambda: evaluation.shipped_beside(model, ".test.npz", "answers", "data")
+    returned = []       # a writer that raised never gets to add itself
+    writers = [threading.Thread(target=lambda i=i: returned.append(write(np.full(100_000, i, np.float32))))
                for i in range(6)]
-    for writer in writers:
-        writer.start()
+    for thread in writers:
+        thread.start()
         time.sleep(0.005)
-    for writer in writers:
-        writer.join()
-    kept = np.load(cache)
+    for thread in writers:
+        thread.join()
+    kept = read()
     assert kept.shape == (100_000,) and len(np.unique(kept)) == 1
-    assert [f.name for f in tmp_path.iterdir()] == [cache.name]
+    assert sorted(f.name for f in tmp_path.iterdir()) == sorted([model.name, written.name])
+    assert len(returned) == 6
 
 
 def test_a_percent_sure_never_rounds_to_certainty_or_to_nothing():
