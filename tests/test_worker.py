@@ -107,22 +107,24 @@ def test_a_run_in_a_warm_worker_trains_exactly_as_in_a_fresh_process(tiny_env, m
 def test_memory_stays_bounded_and_a_worker_retires_after_compiling_its_share(tiny_env, monkeypatch):
     monkeypatch.setenv("CIFAR_MAX_QUEUED_RUNS", "20")
     monkeypatch.setenv("CIFAR_WORKER_MAX_RUNS", "3")
-    # Runs 1-3 share a recipe (only the seed differs): one compiled network between them. Then each run
-    # has a recipe of its own, so the worker has compiled three after run 5 and retires.
-    rates = [0.2, 0.2, 0.2, 0.1, 0.05, 0.1, 0.2]
+    # Runs 1-5 share a recipe (only the seed differs): one compiled network between them. Then each run
+    # has a recipe of its own, so the worker has compiled three after run 7 and retires.
+    rates = [0.2, 0.2, 0.2, 0.2, 0.2, 0.1, 0.05, 0.1, 0.2]
     started = [runs.start(small(epochs=1, seed=i, learning_rate=rate), owner=f"s{i}") for i, rate in enumerate(rates)]
     wait_for(lambda: all(ended(r.id) for r in started) and "trainer_memory_mb" in runs.get(started[-1].id).status,
-             timeout=900, what="seven runs")
+             timeout=900, what="nine runs")
     done = [runs.get(r.id) for r in started]
-    assert [r.state for r in done] == ["finished"] * 7
+    assert [r.state for r in done] == ["finished"] * 9
     pids = [r.status["pid"] for r in done]
-    assert len(set(pids[:5])) == 1 and len(set(pids[5:])) == 1 and pids[0] != pids[5], pids
+    assert len(set(pids[:7])) == 1 and len(set(pids[7:])) == 1 and pids[0] != pids[7], pids
     memory = [r.status["trainer_memory_mb"] for r in done]
-    # Each run's working memory is given back: runs on a kept network add nothing, and what TensorFlow
-    # keeps of each compiled network (about 20 MB measured) is bounded by the retirement; a fresh worker
-    # starts from where the first one did.
-    assert memory[2] - memory[0] < 20 and (memory[4] - memory[2]) / 2 < 30, memory
-    assert abs(memory[5] - memory[0]) < 40, memory
+    # Each run's working memory is given back. A worker's first runs settle in (10-20 MB over its first
+    # three, then flat: measured over fourteen runs of one recipe), so a run on a kept network is judged
+    # from the second run on, over three, as one run's figure moves by up to 9 MB. What TensorFlow keeps of
+    # each compiled network (about 20 MB measured) is bounded by the retirement; a fresh worker starts
+    # from where the first one did.
+    assert (memory[4] - memory[1]) / 3 < 8 and (memory[6] - memory[4]) / 2 < 30, memory
+    assert abs(memory[7] - memory[0]) < 40, memory
 
 
 def test_an_idle_worker_exits_and_removes_its_file(tiny_env):
