@@ -118,12 +118,12 @@ def test_memory_stays_bounded_and_a_worker_retires_after_compiling_its_share(tin
     pids = [r.status["pid"] for r in done]
     assert len(set(pids[:7])) == 1 and len(set(pids[7:])) == 1 and pids[0] != pids[7], pids
     memory = [r.status["trainer_memory_mb"] for r in done]
-    # Each run's working memory is given back. A worker's first runs settle in (10-20 MB over its first
-    # three, then flat: measured over fourteen runs of one recipe), so a run on a kept network is judged
-    # from the second run on, over three, as one run's figure moves by up to 9 MB. What TensorFlow keeps of
-    # each compiled network (about 20 MB measured) is bounded by the retirement; a fresh worker starts
-    # from where the first one did.
-    assert (memory[4] - memory[1]) / 3 < 8 and (memory[6] - memory[4]) / 2 < 30, memory
+    # Each run's working memory is given back: over five runs on a kept network the worker stays within
+    # 40 MB. It settles in over its first three or four runs, and moves by up to 18 MB from one run to the
+    # next: the five spanned 8-29 MB in nine tries. A run that left 10 MB behind would pass 40 by
+    # the fifth. What TensorFlow keeps of each compiled network (about 20 MB measured) is bounded by the
+    # retirement; a fresh worker starts from where the first one did.
+    assert max(memory[:5]) - min(memory[:5]) < 40 and (memory[6] - memory[4]) / 2 < 30, memory
     assert abs(memory[7] - memory[0]) < 40, memory
 
 
