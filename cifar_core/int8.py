@@ -41,6 +41,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cifar_core import rundir
+
 SUFFIX = ".int8.npz"
 MAX_BYTES = 64 * 2**20          # a companion larger than this is not read
 AT_ONCE = 4                     # interpreters per network: more calls than this wait for one
@@ -130,7 +132,7 @@ def save(model, pictures: np.ndarray, path: str | os.PathLike, made_from: str | 
     fails on, or off TensorFlow (its converter makes them): the model is then served as saved."""
     import keras
 
-    from cifar_core import models, rundir
+    from cifar_core import models
     if keras.backend.backend() != "tensorflow":
         return False
     networks = models.apart(model) if models.members_of(model) > 1 else [model]

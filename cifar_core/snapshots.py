@@ -134,11 +134,10 @@ class Writer:
                 arrays["filters"] = filters
         if not self.written:
             arrays["pictures"] = self.pictures
-        buffer = io.BytesIO()
-        np.savez_compressed(buffer, **arrays)
         self.folder.mkdir(exist_ok=True)
         path = self.folder / file_name(self.offset + epoch)
-        rundir.atomic_write_bytes(path, buffer.getvalue())
+        with rundir.whole_file(path) as file:
+            np.savez_compressed(file, **arrays)
         self.written += 1
         return path
 
