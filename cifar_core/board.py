@@ -104,7 +104,7 @@ def refresh() -> Snapshot:
                 run, records = runs._read(path), tuple(rundir.read_metrics(path))
             found.append(run)
             metrics[run.id], stamps[run.id] = records, stamp
-        found.sort(key=lambda r: r.status.get("created", 0), reverse=True)
+        found.sort(key=lambda r: r.queue_order, reverse=True)
         changed = stamps != previous.stamps
         _current = Snapshot(folder, tuple(found), metrics, stamps,
                             previous.version + changed, time.monotonic())

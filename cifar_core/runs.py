@@ -64,6 +64,13 @@ class Run:
         return self.config.get("name") or self.id
 
     @property
+    def queue_order(self) -> tuple:
+        """First come, first served: when the run was created (to the microsecond, since one process can
+        create several runs within a millisecond), then its id so that the order never changes between
+        two readings."""
+        return self.status.get("created", 0), self.id
+
+    @property
     def model_path(self) -> Path | None:
         path = self.path / rundir.MODEL
         return path if path.exists() else None
@@ -182,7 +189,7 @@ def _all() -> list[Run]:
             found.append(_read(Path(entry.path), stamps))
     for gone in _parsed.keys() - {run.path for run in found}:     # deleted runs
         _parsed.pop(gone, None)
-    return sorted(found, key=lambda r: r.status.get("created", 0))
+    return sorted(found, key=lambda r: r.queue_order)
 
 
 def list_runs() -> list[Run]:
@@ -214,7 +221,7 @@ def create(config: TrainConfig, owner: str = "", takes_turns: bool = False, hist
         if history_from is not None:
             snapshots.share_history(history_from, path)
         # Status first: a run is listed once its config exists, and must never be seen without its status.
-        rundir.write_json(path / rundir.STATUS, {"state": "queued", "owner": owner, "created": rundir.now(),
+        rundir.write_json(path / rundir.STATUS, {"state": "queued", "owner": owner, "created": round(time.time(), 6),
                                                  **({"takes_turns": True} if takes_turns else {})})
         rundir.write_json(path / rundir.CONFIG, config.to_dict())
     except BaseException:
