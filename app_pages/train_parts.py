@@ -221,8 +221,8 @@ def status_line(run: runs.Run, metrics: list[dict]) -> None:
         if need:
             when = (f"It needs about {trainer_memory.gb(need)} of memory to train, more than the runs training now "
                     "leave free, so it starts by itself when one of them ends.")
-        elif any(trainer_memory.estimate_mb(TrainConfig.from_dict(run.config)) < r.status.get("waiting_for_mb", 0)
-                 for r in ahead or ()):     # runs.py lets a smaller run past one waiting for memory
+        elif any(trainer_memory.estimate_mb(TrainConfig.from_dict(run.config)) < (r.status.get("waiting_for_mb") or 0)
+                 for r in ahead or ()):     # runs.py lets a smaller run past one waiting for memory; None: not now
             when = ("A run ahead of it is waiting for memory; this one may start before it, when a trainer is "
                     "free and memory allows both.")
         elif ahead:

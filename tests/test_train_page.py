@@ -216,6 +216,13 @@ def test_a_run_behind_one_waiting_for_memory_says_smaller_runs_may_go_first(tiny
     at = AppTest.from_function(queued_line, args=(big.id,), default_timeout=60).run()   # no smaller: never passes
     assert [i.value for i in at.info] == ["Waiting in the queue: number 2. It starts by itself after the runs ahead "
                                           "of it."]
+    # Every trainer taken: the queue takes the memory wait back (None, not removed) and waits for a trainer.
+    rundir.update_status(head.path, waiting_for_mb=None)
+    board.invalidate()
+    at = AppTest.from_function(queued_line, args=(little.id,), default_timeout=60).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert [i.value for i in at.info] == ["Waiting in the queue: number 3. It starts by itself after the runs ahead "
+                                          "of it."]
 
 
 def test_a_stop_pressed_as_an_epoch_ends_is_kept(page, monkeypatch):
