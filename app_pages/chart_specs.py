@@ -84,9 +84,15 @@ def image_grid(images: np.ndarray, labels: np.ndarray, indices: np.ndarray, *, k
 # rerun, and clicking the same thing again would change nothing.
 def clicked(chart: str, selection: str) -> tuple[str, list]:
     """The key to draw clickable chart `chart` under, and what its last click chose (`selection`'s points,
-    [] without one). Read before the chart is drawn, so that it can frame what was just clicked."""
+    [] without one). Read before the chart is drawn, so that it can frame what was just clicked.
+
+    The browser sends the click; a script could send anything in its place. Only points that are objects
+    come back, and each page checks their values as well."""
     key = f"{chart}_{st.session_state.get(f'{chart}_drawn', 0)}"
-    return key, (st.session_state.get(key) or {}).get("selection", {}).get(selection) or []
+    event = st.session_state.get(key)
+    chosen = event.get("selection") if isinstance(event, dict) else None
+    points = chosen.get(selection) if isinstance(chosen, dict) else None
+    return key, [p for p in points if isinstance(p, dict)] if isinstance(points, list) else []
 
 
 def chosen_in_box(box: str, chart: str, pick: str, as_pick) -> None:

@@ -95,8 +95,8 @@ if view == "Pictures":
     # not the one before. The pick remembers its split: picture #5866 of the training set is not #5866
     # of the test set.
     grid, picked = chart_specs.clicked(f"explore_grid_{split}", "picked")
-    if picked:
-        st.session_state["explore_pick"] = (split, int(picked[0]["index"]))
+    if picked and type(picked[0].get("index")) is int and 0 <= picked[0]["index"] < len(y):
+        st.session_state["explore_pick"] = (split, picked[0]["index"])
     pick = st.session_state.get("explore_pick")
     pick_split, index = pick if isinstance(pick, tuple) else (None, None)
     if pick_split != split:

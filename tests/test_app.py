@@ -160,6 +160,22 @@ def test_explore_a_picture_chosen_from_the_keyboard(app):
     assert charts_drawn(app)[0].id.endswith("-explore_grid_Training_1")
 
 
+@pytest.mark.parametrize("sent", [[{}], ["x"], [{"index": "7"}], [{"index": True}], [{"index": -3}],
+                                  [{"index": 10**20}], {"index": 7}, "x", None])
+def test_explore_takes_only_a_picture_that_exists_from_a_click(app, sent):
+    """The browser sends the clicked picture's index; a script can send anything in its place. Nothing but
+    a picture of the data set is picked, and nothing else is an error."""
+    visit(app, "app_pages/explore.py")
+    app.session_state["explore_grid_Training_0"] = {"selection": {"picked": sent}}
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert not app.subheader and "explore_pick" not in app.session_state
+    app.session_state["explore_grid_Training_0"] = {"selection": {"picked": [{"index": 7}]}}    # a true click
+    app.run()
+    assert app.session_state["explore_pick"] == ("Training", 7)
+    assert app.subheader[0].value.startswith("Training picture #7: ")
+
+
 def test_the_first_page_does_not_import_tensorflow(tmp_path):
     # The timeout is generous because this checks what the page imports, not how fast: with the suite
     # running two files at a time the page's first run has taken over AppTest's default 3 s.
@@ -332,6 +348,16 @@ def test_evaluate_page_shows_accuracy_and_the_per_class_table(app):
     # Counts as the rest of the app writes them (1,000 test pictures, not 1000), in the reader's own way.
     assert json.loads(app.dataframe[0].proto.columns)["images"]["type_config"]["format"] == "localized"
     assert any("Train a model on the Train page" in c.value for c in app.caption)
+
+
+@pytest.mark.parametrize("selection", [[], "x", {"cell": {"true": "cat"}}, {"cell": [["cat", "dog"]]}])
+def test_evaluate_takes_only_a_square_that_exists_from_a_click(app, selection):
+    visit(app, "app_pages/evaluate.py")
+    app.session_state["evaluate_tab"] = "Confusion matrix"
+    app.session_state["evaluate_cell_0"] = {"selection": selection}
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert "evaluate_pick" not in app.session_state
 
 
 def test_evaluate_a_square_of_the_confusion_matrix_chosen_from_the_keyboard(app):
