@@ -437,7 +437,10 @@ def teacher_tools() -> None:
         st.caption("While paused, only a teacher can start or continue a run; runs already waiting or training "
                    "go on. For a lesson that needs the trainer, or when someone keeps filling the queue: pause, "
                    "then clear.")
-        st.toggle("Only teachers may start runs", value=paused, key="train_hold",
+        # The switch shows the server's state, which another teacher or tab may have changed meanwhile:
+        # a widget keeps its own value while it stays on screen, whatever `value` says.
+        st.session_state["train_hold"] = paused
+        st.toggle("Only teachers may start runs", key="train_hold",
                   on_change=lambda: _hold(st.session_state["train_hold"]))
     with st.expander("Teacher: clear every run on this server"):
         st.caption("Cancels every waiting run, stops every running one and deletes every ended one, "

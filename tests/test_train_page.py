@@ -285,6 +285,14 @@ def test_a_teachers_pause_is_a_toggle_and_students_are_told_why_they_cannot_star
     assert any("The teacher has paused new runs for now" in e.value for e in student.error)
     next(t for t in at.toggle if t.key == "train_hold").set_value(False).run()
     assert not runs.starts_on_hold()
+    # Paused and allowed again from elsewhere (another teacher, another tab): this switch follows the server.
+    runs.hold_starts(True, admin=True)
+    at.run()
+    assert next(t for t in at.toggle if t.key == "train_hold").value is True
+    runs.hold_starts(False, admin=True)
+    at.run()
+    assert next(t for t in at.toggle if t.key == "train_hold").value is False
+    assert not at.exception, [e.value for e in at.exception]
 
 
 def test_clearing_every_run_when_the_runs_folder_cannot_be_changed_says_so_in_a_sentence(page, monkeypatch):
