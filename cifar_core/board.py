@@ -52,6 +52,7 @@ class Snapshot:
     runs: tuple = ()                                  # runs.Run, newest first
     metrics: dict = field(default_factory=dict)      # run id -> tuple of its metrics records
     stamps: dict = field(default_factory=dict)       # run id -> _stamp() when it was read
+    readers: dict = field(default_factory=dict)      # run id -> its rundir.MetricsReader, kept between snapshots
     version: int = 0
     taken: float = 0.0                               # time.monotonic() of the refresh
 
@@ -88,7 +89,7 @@ def refresh() -> Snapshot:
         folder = runs.runs_dir()
         previous = _current if _current is not None and _current.runs_dir == folder else Snapshot(folder)
         known = {r.id: r for r in previous.runs}
-        found, metrics, stamps = [], {}, {}
+        found, metrics, stamps, readers = [], {}, {}, {}
         try:
             entries = [e for e in os.scandir(folder) if not e.name.startswith(".") and e.is_dir(follow_symlinks=False)]
         except OSError:
@@ -98,15 +99,16 @@ def refresh() -> Snapshot:
             stamp = _stamp(path)
             if stamp[0] is None:
                 continue                 # no config.json: not a run (or one being created)
+            reader = previous.readers.get(entry.name) or rundir.MetricsReader(path)
             if entry.name in known and previous.stamps.get(entry.name) == stamp:
                 run, records = known[entry.name], previous.metrics[entry.name]
             else:
-                run, records = runs._read(path), tuple(rundir.read_metrics(path))
+                run, records = runs._read(path), reader.read()
             found.append(run)
-            metrics[run.id], stamps[run.id] = records, stamp
+            metrics[run.id], stamps[run.id], readers[run.id] = records, stamp, reader
         found.sort(key=lambda r: r.queue_order, reverse=True)
         changed = stamps != previous.stamps
-        _current = Snapshot(folder, tuple(found), metrics, stamps,
+        _current = Snapshot(folder, tuple(found), metrics, stamps, readers,
                             previous.version + changed, time.monotonic())
         return _current
 

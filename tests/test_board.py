@@ -15,17 +15,17 @@ def small(**changes):
 def counted_reads(tiny_env, monkeypatch):
     """How many times a run's status and settings, and its metrics, are parsed."""
     counts = {"runs": 0, "metrics": 0}
-    read, read_metrics = runs._read, rundir.read_metrics
+    read, read_metrics = runs._read, rundir.MetricsReader.read
 
     def counting_read(path):
         counts["runs"] += 1
         return read(path)
 
-    def counting_metrics(path):
+    def counting_metrics(reader):
         counts["metrics"] += 1
-        return read_metrics(path)
+        return read_metrics(reader)
     monkeypatch.setattr(runs, "_read", counting_read)
-    monkeypatch.setattr(rundir, "read_metrics", counting_metrics)
+    monkeypatch.setattr(rundir.MetricsReader, "read", counting_metrics)
     return counts
 
 
@@ -65,6 +65,37 @@ def test_a_refresh_reads_only_the_run_that_changed_and_counts_a_version(counted_
     assert counted_reads == {"runs": 1, "metrics": 1}
     assert len(after.metrics_of(busy.id)) == 2 and len(after.metrics_of(quiet.id)) == 1
     assert after.get(quiet.id) is before.get(quiet.id)    # reused as it was, not read again
+
+
+def test_a_training_runs_metrics_are_parsed_once_each_line(tiny_env, monkeypatch):
+    """A trainer appends a line about once a second; each tick parses only what is new, and reads what
+    read_metrics reads: a half-written last line once it is whole, a replaced or shortened file afresh."""
+    run = runs.create(small(epochs=1), owner="alice")
+    line = {"kind": "batch", "epoch": 1, "step": 1, "steps": 9, "elapsed_s": 1.0, "loss": 2.0, "accuracy": 0.1}
+    for step in range(1, 2001):
+        rundir.append_metric(run.path, {**line, "step": step})
+    parsed = []
+    records = rundir._records
+    monkeypatch.setattr(rundir, "_records", lambda data: parsed.append(len(data)) or records(data))
+    reader = rundir.MetricsReader(run.path)
+    assert len(reader.read()) == 2000
+    with open(run.path / rundir.METRICS, "a") as f:     # the next line, half written
+        f.write('{"kind": "batch", "epoch": 1, "step": 2001, "steps": 9, "elapsed_s": 2.0, "loss": 1.9')
+    parsed.clear()
+    assert len(reader.read()) == 2000
+    assert sum(parsed) < 100                             # the half line, not the 2,000 before it
+    with open(run.path / rundir.METRICS, "a") as f:
+        f.write(', "accuracy": 0.2}\n')
+    parsed.clear()
+    assert len(reader.read()) == 2001 and sum(parsed) < 200      # the new line alone
+    assert list(reader.read()) == rundir.read_metrics(run.path)
+    lines = (run.path / rundir.METRICS).read_text().splitlines(keepends=True)
+    (run.path / rundir.METRICS).write_text("".join(lines[:5]))     # cut short in place
+    assert list(reader.read()) == rundir.read_metrics(run.path) and len(reader.read()) == 5
+    rundir.atomic_write_bytes(run.path / rundir.METRICS, "".join(lines[:7]).encode())    # replaced
+    assert list(reader.read()) == rundir.read_metrics(run.path) and len(reader.read()) == 7
+    (run.path / rundir.METRICS).unlink()
+    assert reader.read() == () and rundir.read_metrics(run.path) == []
 
 
 def test_a_change_made_here_shows_on_the_next_rerun_not_a_tick_later(tiny_env, monkeypatch):
