@@ -26,6 +26,7 @@ FRAMED_KEY = "predict_framed"   # session state: (the picture, the boxes framed 
 DRAWN_KEY = "predict_drawn"       # session state: (the drawing's digest, its Picture or the sentence refusing it)
 DRAWING_LIMIT = 2 << 20           # bytes: a 320 x 320 canvas as PNG is at most 410 KB, about 550 KB as a data URL
 ROWS_KEY = "predict_rows"       # session state: (the model's id, {an upload's file_id: its batch-table row})
+VIEWS_KEY = "predict_views"     # session state: {an upload's file_id: its views and size, or why it has none}
 
 
 SHOWN_LONGEST = 1024   # pixels: the longest side of the copy of a picture a visitor's page keeps to show
@@ -291,20 +292,26 @@ def fool(image: np.ndarray, key: str, size: tuple[int, int] | None = None, views
            drawing=drawing)
 
 
-def _row(file, model) -> dict:
+def _decoded(file) -> tuple[np.ndarray, tuple[int, int]] | str:
+    """An upload as the model is shown it, (its views, its own size), or the sentence why it cannot be."""
+    problem = too_big(file)
+    if problem is not None:
+        return problem
+    try:
+        image = inference.load_image(file.getvalue())
+        return inference.views(image), image.size
+    except Exception as e:   # ImageError's sentence; anything else (a bug) must not hide the other rows
+        return str(e) if isinstance(e, inference.ImageError) else "This picture could not be read."
+
+
+def _row(file, decoded, model) -> dict:
     """One upload's row of the batch table; a file that cannot be used gets its reason in "problem"."""
     row = {"picture": None, "file": file.name, "answer": "", "sure": None, "true class": None, "right?": "",
            "problem": ""}
-    problem = too_big(file)
-    if problem is None:
-        try:
-            image = inference.load_image(file.getvalue())
-            views = inference.views(image)
-        except Exception as e:   # ImageError's sentence; anything else (a bug) must not hide the other rows
-            problem = str(e) if isinstance(e, inference.ImageError) else "This picture could not be read."
-    if problem:
-        return {**row, "problem": problem}
-    probabilities = inference.predict_views(model, views, image.size)
+    if isinstance(decoded, str):
+        return {**row, "problem": decoded}
+    views, size = decoded
+    probabilities = inference.predict_views(model, views, size)
     best = int(probabilities.argmax())
     return {**row, "picture": charts.data_uri(charts.upscale(views[0], 2)), "answer": CLASS_NAMES[best],
             # Unrounded: the table rounds once, as the answer above the bars does (rounded here first to a
@@ -314,15 +321,20 @@ def _row(file, model) -> dict:
 
 
 def _rows(files) -> list[dict]:
-    """The batch table's rows, each upload read and answered once per model. Picking a true class in the
-    table reruns the page, and reading and answering every upload again cost the server about 60 ms of
-    CPU per photo each time. Only the current uploads' rows are kept, and a thumbnail and eleven numbers
-    each: the upload budget already bounds how many there are."""
+    """The batch table's rows, each upload read once and answered once per model. Picking a true class in
+    the table reruns the page, and reading and answering every upload again cost the server about 60 ms
+    of CPU per photo each time; choosing another model in the sidebar answers them again, but reads none.
+    Only the current uploads' views (a few 32 x 32 squares each) and rows are kept, and a thumbnail and
+    eleven numbers a row: the upload budget already bounds how many there are."""
+    kept_views = st.session_state.get(VIEWS_KEY, {})
+    views = {file.file_id: kept_views.get(file.file_id) or _decoded(file) for file in files}
+    st.session_state[VIEWS_KEY] = views
     model_id = common.active_model_id()
     kept_id, kept = st.session_state.get(ROWS_KEY, (None, {}))
     if kept_id != model_id:
         kept = {}
-    rows = {file.file_id: kept.get(file.file_id) or _row(file, common.active_model()) for file in files}
+    rows = {file.file_id: kept.get(file.file_id) or _row(file, views[file.file_id], common.active_model())
+            for file in files}
     st.session_state[ROWS_KEY] = (model_id, rows)
     return [rows[file.file_id] for file in files]
 

@@ -64,7 +64,7 @@ def test_the_batch_tables_sure_is_rounded_once_as_the_answer_above_the_bars(mode
         Image.fromarray(rng.integers(0, 256, (64, 48, 3), dtype=np.uint8)).resize((480, 640)).save(buffer, "PNG")
         image = inference.load_image(buffer.getvalue())
         probabilities = inference.predict_views(model, inference.views(image), image.size)
-        row = predict_parts._row(buffer, model)
+        row = predict_parts._row(buffer, predict_parts._decoded(buffer), model)
         assert row["sure"] == 100 * float(probabilities.max())
         assert f"{row['sure']:.0f}%" == f"{probabilities.max():.0%}"   # the table's format, the answer's format
 
