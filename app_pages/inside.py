@@ -5,7 +5,8 @@ import streamlit as st
 from app_pages import common, inside_parts, learning_parts
 
 common.header("inside")
-path, modified, model = inside_parts.network()
+network = inside_parts.network()
+model = network.model
 if model is None:
     st.stop()
 
@@ -23,7 +24,7 @@ with sees:
             st.subheader("A closer look at one map")
             st.caption("Pick a map to see it large, next to the bits of test pictures that make it respond most: "
                        "that is the pattern it looks for.")
-            inside_parts.closer_look(path, modified, model, found)
+            inside_parts.closer_look(network, found)
 
 with column:
     if column.open:

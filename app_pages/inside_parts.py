@@ -5,6 +5,9 @@ session key, PICTURE, and the browser moves to this page.
 """
 from __future__ import annotations
 
+from pathlib import Path
+from typing import NamedTuple
+
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -26,9 +29,15 @@ def link(picture: np.ndarray, key: str) -> None:
         st.switch_page(PAGE)
 
 
-def network():
-    """(path, modified, model): the sidebar's model, or the latest checkpoint of a run still training,
-    with the file's mtime when it was loaded; model None (and a note) if the file cannot be loaded."""
+class Network(NamedTuple):
+    path: Path
+    modified: float | None      # the file's mtime when it was loaded
+    model: object               # None (and a note on the page) if the file cannot be loaded
+    training: bool              # the latest checkpoint of a run still training: replaced every epoch
+
+
+def network() -> Network:
+    """The sidebar's model, or the latest checkpoint of a run still training."""
     choice = common.active_choice()
     running = [run for run in board.current().runs if run.state == "running" and run.model_path]
     names = [run.name for run in running]
@@ -38,13 +47,15 @@ def network():
                 for run in running]
     if training:
         choice = common.model_box("Network", "inside_network", [choice, *training], choice)
-    load = common._checkpoint if any(choice is c for c in training) else common._model
+    checkpoint = any(choice is c for c in training)
+    load = common._checkpoint if checkpoint else common._model
     try:
         modified = choice.path.stat().st_mtime     # what looks inside sees the model file's own layers
-        return choice.path, modified, load(str(choice.path), inference.model_version(choice.path))
+        return Network(choice.path, modified, load(str(choice.path), inference.model_version(choice.path)),
+                       checkpoint)
     except (OSError, inference.ModelError) as e:
         st.warning(f"This network cannot be opened just now ({e}); try again in a moment.")
-        return choice.path, None, None
+        return Network(choice.path, None, None, checkpoint)
 
 
 def _pick() -> None:
@@ -112,17 +123,32 @@ def maps(model, image: np.ndarray) -> list[np.ndarray]:
     return found
 
 
+SEARCHING = "Finding the test pictures each map responds to most (once per network)…"
+
+
+def _search(path: str, modified: float, origin: str, n: int, model) -> list[np.ndarray]:
+    test = common.loaded()[0]
+    return inside.cached_top_activations(path, model, test.x_test[:n], f"{origin}:{n}", modified=modified)
+
+
 # As many as the models kept loaded (common._model): thirty students on thirty runs kept missing 8, and
 # each miss read and hashed the model file again. An entry is about 170 KB.
-@st.cache_resource(show_spinner="Finding the test pictures each map responds to most (once per network)…",
-                   max_entries=32)
+@st.cache_resource(show_spinner=SEARCHING, max_entries=32)
 def _top(path: str, modified: float, origin: str, n: int, _model) -> list[np.ndarray]:
-    test = common.loaded()[0]
-    return inside.cached_top_activations(path, _model, test.x_test[:n], f"{origin}:{n}", modified=modified)
+    return _search(path, modified, origin, n, _model)
 
 
-def closer_look(path, modified: float, model, found: list[np.ndarray]) -> None:
+# A training run's checkpoint is a new network every epoch: kept apart, in two places, as common._checkpoint
+# keeps the checkpoints themselves, so that a page left open on a run does not push the class's finished
+# models' searches out of `_top`.
+@st.cache_resource(show_spinner=SEARCHING, max_entries=2)
+def _top_of_checkpoint(path: str, modified: float, origin: str, n: int, _model) -> list[np.ndarray]:
+    return _search(path, modified, origin, n, _model)
+
+
+def closer_look(network: Network, found: list[np.ndarray]) -> None:
     """One map, large, next to the test-picture patches that excite it most."""
+    model = network.model
     shown = inside.blocks(model)
     titles = [b.title for b in shown]
     pick, which = st.columns(2)
@@ -134,7 +160,8 @@ def closer_look(path, modified: float, model, found: list[np.ndarray]) -> None:
                               format_func=lambda c: f"map {c} (average {block_maps[:, :, c].mean():.2f})")
     test = common.loaded()[0]
     n = min(inside.TOP_PICTURES, len(test.y_test))
-    records = _top(str(path), modified, test.origin, n, model)[i][channel]
+    top = _top_of_checkpoint if network.training else _top
+    records = top(str(network.path), network.modified, test.origin, n, model)[i][channel]
     crops = inside.patches(test.x_test, shown[i].field, records)
     big, best = st.columns(2)
     large = inside.map_images(block_maps, [channel], 320)[0]

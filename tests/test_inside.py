@@ -287,9 +287,11 @@ def test_the_page_works_on_a_run_that_is_still_training(tiny_env, monkeypatch, b
     built["airbench_tiny"].save(run.path / "model.keras")
     assert runs.get(run.id).state == "running"
 
-    from app_pages import common
+    from app_pages import common, inside_parts
     finished_models_loaded, real = [], common._model
     monkeypatch.setattr(common, "_model", lambda path, modified: finished_models_loaded.append(path) or real(path, modified))
+    finished_models_searched, real_top = [], inside_parts._top
+    monkeypatch.setattr(inside_parts, "_top", lambda path, *a: finished_models_searched.append(path) or real_top(path, *a))
     monkeypatch.chdir(ROOT)
     at = AppTest.from_file(str(ROOT / "studio.py"), default_timeout=120)
     at.run()
@@ -313,6 +315,7 @@ def test_the_page_works_on_a_run_that_is_still_training(tiny_env, monkeypatch, b
     # A training run's checkpoints are kept apart, in their own two places: none of them took one of the
     # places of the finished models the class answers with.
     assert str(run.path / "model.keras") not in finished_models_loaded
+    assert str(run.path / "model.keras") not in finished_models_searched     # nor of their closer looks
     rundir.update_status(run.path, state="stopped", ended=rundir.now())
 
 
