@@ -215,14 +215,16 @@ def save_test_probabilities(model_path, probabilities: np.ndarray, images: np.nd
     """Ship a model's answers on the test set with it, so no one waits for them again.
 
     Written when the model is exported, beside it (`x.keras` -> `x.test.npz`):
-    the probabilities before the model's temperature (float16, about 170 KB for
-    10,000 pictures), with fingerprints of the model file and of the test
+    the probabilities before the model's temperature (float32, about 200 KB for
+    10,000 pictures: in float16, near-ties of two classes came back as ties or the
+    other way round, and the accuracy read from them differed from the model's
+    own now and then), with fingerprints of the model file and of the test
     pictures and labels, so they are only ever used for that model on that data.
     `also` adds more data sets, as (probabilities, images, labels): the bundled
     model carries its answers on the bundled sample too, for a laptop offline.
     """
     return ship_beside(model_path, SHIPPED_SUFFIX, "probabilities", [
-        (fingerprint(x, y), np.asarray(p, np.float16)) for p, x, y in [(probabilities, images, labels), *also]])
+        (fingerprint(x, y), np.asarray(p, np.float32)) for p, x, y in [(probabilities, images, labels), *also]])
 
 
 def shipped_probabilities(model_path, images: np.ndarray, labels: np.ndarray) -> np.ndarray | None:

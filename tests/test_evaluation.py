@@ -81,6 +81,22 @@ def test_probabilities_are_cached_beside_the_model(tmp_path):
     assert len(calls) == 2
 
 
+def test_answers_shipped_with_a_model_are_its_own_to_the_last_place(tmp_path):
+    """The app reads a model's accuracy off the answers shipped with it: a near-tie of two classes must
+    come back as it was answered, or that accuracy differs from the one in the model's name."""
+    model = tmp_path / "m.keras"
+    model.write_bytes(b"a model's bytes")
+    rng = np.random.default_rng(0)
+    images, labels = rng.integers(0, 256, (200, 32, 32, 3), np.uint8), rng.integers(0, 10, 200)
+    answers = rng.dirichlet(np.ones(10), 200).astype(np.float32)
+    answers[:, :2] = [0.49999, 0.50001]     # the second class, by a hair
+    answers[:, 2:] = 0.0
+    evaluation.save_test_probabilities(model, answers, images, labels)
+    shipped = evaluation.shipped_probabilities(model, images, labels)
+    np.testing.assert_array_equal(shipped, answers)
+    assert (shipped.argmax(axis=1) == 1).all()
+
+
 def test_temperature_recovers_a_known_distortion_and_fixes_calibration():
     """Labels drawn from known probabilities, shown to the fit softened by T=2.5: the fit finds 1/2.5
     (sharpening back), and the calibration error drops to sampling noise."""
