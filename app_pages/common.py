@@ -249,19 +249,27 @@ def header(page: str) -> None:
 
 
 def _download_button() -> None:
-    if not st.sidebar.button("Download CIFAR-10 (170 MB)", help="Saved in ~/.keras/datasets for next time"):
+    """The data set downloaded once for the whole server, whoever presses, in the server's own thread:
+    every visitor sees how far it has got, and the pages use it once it is there."""
+    state = data.downloading()
+    if state.running:
+        _download_progress()
         return
-    bar = st.sidebar.progress(0.0, text="Connecting…")
+    if state.error:
+        st.sidebar.error(state.error)
+    if st.sidebar.button("Download CIFAR-10 (170 MB)", help="Saved in ~/.keras/datasets for next time"):
+        data.download_in_background()
+        st.rerun()
 
-    def progress(done: int, total: int) -> None:
-        bar.progress(min(1.0, done / total) if total else 0.0, text=f"{done / 1e6:.0f} of {total / 1e6:.0f} MB")
-    try:
-        data.download(progress=progress)
-    except data.DataError as e:
-        bar.empty()
-        st.sidebar.error(str(e))
-        return
-    st.rerun()
+
+@st.fragment(run_every=1.0)
+def _download_progress() -> None:
+    state = data.downloading()
+    if not state.running:       # done, or failed: the whole page again, with the data or the reason
+        st.rerun()
+    text = (f"Downloading for everyone on this server: {state.done / 1e6:.0f} of {state.total / 1e6:.0f} MB"
+            if state.total else "Downloading for everyone on this server: connecting…")
+    st.progress(min(1.0, state.done / state.total) if state.total else 0.0, text=text)
 
 
 def plain(text: str) -> str:

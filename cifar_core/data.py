@@ -600,8 +600,8 @@ def download(dest_dir: str | os.PathLike | None = None, *, progress: Progress | 
     """Download the official archive into `dest_dir` (the Keras cache by default), check it, return its path.
 
     One download at a time in a process: on a shared server every visitor sees the button, and thirty
-    presses would be thirty downloads of 170 MB. Whatever ends a download early (an error, or the page
-    that asked for it being left, which stops its progress callback) leaves no partial file behind."""
+    presses would be thirty downloads of 170 MB. Whatever ends a download early (an error, or its
+    progress callback raising) leaves no partial file behind."""
     if not _downloading.acquire(blocking=False):
         raise DataError("The data set is already being downloaded on this server; it is used here as soon as "
                         "that download is done.")
@@ -612,6 +612,50 @@ def download(dest_dir: str | os.PathLike | None = None, *, progress: Progress | 
 
 
 _downloading = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Downloading:
+    """Where this server's download in the background stands (`download_in_background`)."""
+    running: bool = False
+    done: int = 0                 # bytes so far
+    total: int = 0                # bytes in all; 0 until the server has said
+    error: str | None = None      # why the last one failed, until another starts
+
+
+_background = Downloading()
+_background_lock = threading.Lock()
+
+
+def download_in_background() -> bool:
+    """Start downloading the official archive into the Keras cache in a thread of the server's own;
+    False when one is under way already. Run in a page's script, a download stopped with that script:
+    a click, another page or a closed tab ended it, though everyone else had been told to wait for it."""
+    global _background
+    with _background_lock:
+        if _background.running:
+            return False
+        _background = Downloading(running=True)
+
+    def progress(done: int, total: int) -> None:
+        global _background
+        _background = Downloading(True, done, total)
+
+    def fetch() -> None:
+        global _background
+        try:
+            download(progress=progress, url=URL, sha256=SHA256)
+            _background = Downloading()
+        except DataError as e:
+            _background = Downloading(error=str(e))
+        except Exception:       # a bug: still a sentence on the page, and the button again
+            _background = Downloading(error="The download stopped unexpectedly; nothing was kept. Please try again.")
+    threading.Thread(target=fetch, name="cifar10-download", daemon=True).start()
+    return True
+
+
+def downloading() -> Downloading:
+    return _background
 
 
 def _download(dest_dir: str | os.PathLike | None, progress: Progress | None, url: str, sha256: str) -> Path:
@@ -629,6 +673,8 @@ def _download(dest_dir: str | os.PathLike | None, progress: Progress | None, url
             with urllib.request.urlopen(url, timeout=30) as response:
                 total = int(response.headers.get("Content-Length") or 0)
                 done = 0
+                if progress:        # connected: its size is known before the first megabyte arrives
+                    progress(0, total)
                 while chunk := response.read(1 << 20):
                     tmp.write(chunk)
                     digest.update(chunk)

@@ -13,6 +13,7 @@ from streamlit.testing.v1 import AppTest
 from app_pages import common, identity
 from cifar_core.data import CLASS_NAMES, with_article
 from conftest import ROOT
+from test_runs import wait_for
 
 APP = str(ROOT / "studio.py")   # the pages; app.py serves them with the identity cookie
 
@@ -33,6 +34,8 @@ def offline(monkeypatch, tmp_path):
     monkeypatch.delenv("CIFAR10_DATA", raising=False)
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     monkeypatch.setenv("CIFAR_RUNS_DIR", str(tmp_path / "runs"))
+    from cifar_core import data
+    monkeypatch.setattr(data, "_background", data.Downloading())     # no download of another test's
     return AppTest.from_file(APP, default_timeout=120)
 
 
@@ -296,8 +299,43 @@ def test_offline_download_shows_a_clear_message(offline, monkeypatch):
     at = offline
     at.run()
     at.sidebar.button[0].click().run()
+    wait_for(lambda: not data.downloading().running, what="the download to fail")
+    at.run()
     assert not at.exception
     assert any("Are you offline?" in e.value for e in at.sidebar.error)
+
+
+def test_a_download_goes_on_whatever_the_visitor_who_asked_does_next(offline, tiny_archive, monkeypatch):
+    """The download is the server's, not the page's: the visitor who pressed clicks on, or leaves, and it
+    still arrives; everyone meanwhile sees how far it has got, and nobody can start a second one."""
+    import hashlib
+    import threading
+
+    from cifar_core import data
+    monkeypatch.setattr(data, "URL", tiny_archive.as_uri())
+    monkeypatch.setattr(data, "SHA256", hashlib.sha256(tiny_archive.read_bytes()).hexdigest())
+    go_on, real = threading.Event(), data.download
+    monkeypatch.setattr(data, "download", lambda **kw: go_on.wait(60) and real(**kw))     # a slow network
+    presser, other = offline, AppTest.from_file(APP, default_timeout=120)
+    presser.run()
+    presser.sidebar.button[0].click().run()
+    assert not presser.exception, [e.value for e in presser.exception]
+    presser.switch_page("app_pages/explore.py")      # clicks on while it downloads
+    presser.run()
+    other.run()
+    assert not presser.exception and not other.exception
+    for page in (presser, other):
+        (bar,) = page.sidebar.get("progress")
+        assert bar.proto.text == "Downloading for everyone on this server: connecting…"
+        assert not page.sidebar.button      # no second download to start
+    assert not data.download_in_background()
+    go_on.set()
+    wait_for(lambda: not data.downloading().running, what="the download to finish")
+    assert data.downloading() == data.Downloading()      # no error
+    other.run()
+    assert not other.exception and not other.sidebar.get("progress")
+    assert any(c.value.startswith("Data: CIFAR-10 (cifar-10-python.tar.gz)") for c in other.sidebar.caption)
+    assert (data.keras_cache_dir() / data.ARCHIVE_NAME).read_bytes() == tiny_archive.read_bytes()
 
 
 def test_predict_page_test_picture_answer_heat_map_and_fooling(app):

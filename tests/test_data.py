@@ -54,6 +54,7 @@ def test_download_checks_sha256_and_reports_progress(tiny_archive, tmp_path):
     path = data.download(tmp_path, url=tiny_archive.as_uri(), sha256=digest,
                          progress=lambda done, total: seen.append((done, total)))
     assert path.read_bytes() == tiny_archive.read_bytes()
+    assert seen[0] == (0, tiny_archive.stat().st_size)       # its size, as soon as it is connected
     assert seen[-1] == (tiny_archive.stat().st_size, tiny_archive.stat().st_size)
 
 
