@@ -69,7 +69,7 @@ def writer(run_dir: str | Path, config, steps_per_epoch: int, total_steps: int):
             logs = logs or {}
             with log.as_default(step=step):
                 if "loss" in logs:
-                    tf.summary.scalar("batch/loss", logs["loss"])
+                    tf.summary.scalar("batch/loss", recipe.shown_loss(logs))      # as the epochs' and the app's
                 if "categorical_accuracy" in logs:
                     tf.summary.scalar("batch/accuracy", logs["categorical_accuracy"])
                 tf.summary.scalar("batch/learning_rate", rates[min(step, total_steps) - 1])

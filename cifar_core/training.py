@@ -101,8 +101,8 @@ def _recorder(run_dir: Path, config: TrainConfig, test: tuple, export_model, ste
                 self.last_write = time.monotonic()
                 rundir.append_metric(run_dir, {
                     "kind": "batch", "epoch": self.epoch + 1, "step": batch + 1, "steps": steps_per_epoch,
-                    "elapsed_s": round(self.elapsed(), 3), "wall_s": round(time.time() - origin, 3), "loss": loss,
-                    "accuracy": float(logs.get("categorical_accuracy", float("nan")))})
+                    "elapsed_s": round(self.elapsed(), 3), "wall_s": round(time.time() - origin, 3),
+                    "loss": recipe.shown_loss(logs), "accuracy": float(logs.get("categorical_accuracy", float("nan")))})
 
         def on_epoch_end(self, epoch, logs=None):
             if self.failure:
@@ -130,7 +130,7 @@ def _recorder(run_dir: Path, config: TrainConfig, test: tuple, export_model, ste
             # Written last, so its wall_s closes the epoch: training, checkpoint, test pass and snapshot.
             record = {"kind": "epoch", "epoch": epoch + 1, "elapsed_s": round(elapsed, 3),
                       "wall_s": round(time.time() - origin, 3), "test_s": round(test_s, 3),
-                      "loss": float(logs["loss"]), "accuracy": float(logs["categorical_accuracy"]),
+                      "loss": recipe.shown_loss(logs), "accuracy": float(logs["categorical_accuracy"]),
                       "test_loss": test_loss, "test_accuracy": test_accuracy,
                       "images_per_s": round(images_per_s, 1)}
             rundir.append_metric(run_dir, record)
@@ -235,7 +235,7 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, dataset: cifar_data.C
         def compile(model):
             model.compile(optimizer=recipe.make_optimizer(config, total_steps, model, whiten_bias_steps),
                           loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
-                          metrics=["categorical_accuracy"])
+                          metrics=["categorical_accuracy", keras.metrics.CategoricalCrossentropy(name=recipe.PLAIN_LOSS)])
 
         if strategy is not None or networks is None:
             networks = WarmNetworks()   # nothing kept from before: this run's own

@@ -284,6 +284,23 @@ def test_a_run_directory_follows_the_contract(tiny, tmp_path):
     assert np.allclose(evaluation.with_temperature(kept, status["temperature"]), mirrored, atol=2e-3)
 
 
+def test_the_training_loss_drawn_is_the_same_measure_as_the_test_loss(tiny, tmp_path):
+    """Trained on a label-smoothed loss, whose least is the entropy of the smoothed target: 1.68 at
+    smoothing 0.5, even for a perfect answer. Drawn beside the test loss (plain cross-entropy) it would sit
+    above it all run; the curves get the training pictures' plain cross-entropy instead."""
+    smoothing = 0.5
+    target = np.full(10, smoothing / 10)
+    target[0] += 1 - smoothing
+    least_smoothed = float(-(target * np.log(target)).sum())
+    config = TrainConfig(arch="airbench_tiny", epochs=6, batch_size=20, learning_rate=0.2, precision="float32",
+                         label_smoothing=smoothing)
+    assert training.train(config, tmp_path, tiny) == "finished"
+    last = _records(tmp_path, "epoch")[-1]
+    assert last["test_accuracy"] > 0.9                    # the tiny classes are colours: learnt
+    assert last["loss"] < least_smoothed - 0.3            # not the smoothed loss, which cannot go this low
+    assert abs(last["loss"] - last["test_loss"]) < 0.5    # the same measure, on both sides
+
+
 def _stopped_once(tiny, run_dir, kind: str, reason: str = "") -> dict:
     """A 50-epoch run trained in a thread, asked to stop once its first `kind` record is written:
     {"state": what `train` returned, "batches": how many batch records there were at the request}."""
