@@ -401,8 +401,8 @@ def batch(files) -> None:
     checked = int(labelled.sum())
     if checked:
         right = int((table.loc[labelled, "answer"] == table.loc[labelled, "true class"]).sum())
-        st.markdown(f"**Right on {right} of the {checked} pictures with a true class** "
-                    f"({right / checked:.0%}); {answered - checked} answered without one.")
+        st.markdown(f"**Right on {right} of {evaluation.counted(checked, 'picture')} with a true class** "
+                    f"({evaluation.percent(right / checked)}); {answered - checked} answered without one.")
     else:
         st.caption("Pick each picture's true class in the table to count how many the model got right.")
     for _, row in table[table["problem"] != ""].iterrows():

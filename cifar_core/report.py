@@ -35,9 +35,17 @@ def _svg(spec: str) -> str:
     return vl_convert.vegalite_to_svg(json.loads(spec))
 
 
+# The epoch records' fields as a person reads them, with their units; a field not named here keeps its key.
+EPOCH_COLUMNS = {"epoch": "epoch", "loss": "training loss", "accuracy": "training accuracy", "test_loss": "test loss",
+                 "test_accuracy": "test accuracy", "elapsed_s": "training time so far (s)",
+                 "test_s": "this test pass (s)", "wall_s": "time since it started, tests included (s)",
+                 "images_per_s": "pictures trained per second"}
+
+
 def _epoch_row(record: dict) -> dict:
     # Shares as every page shows them (evaluation.percent), losses and times as numbers.
-    return {k: evaluation.percent(v) if k.endswith("accuracy") else v for k, v in record.items() if k != "kind"}
+    return {EPOCH_COLUMNS.get(k, k): evaluation.percent(v) if k.endswith("accuracy") else v
+            for k, v in record.items() if k != "kind"}
 
 
 def curves_svg(metrics: list[dict], name: str) -> str:
@@ -64,6 +72,9 @@ def html(run: Run) -> str:
     per_class = [{"class": k, "test accuracy": evaluation.percent(v)}
                  for k, v in (run.status.get("per_class_accuracy") or {}).items()]
     summary = run.summary(metrics)
+    # Cancelled, cleared by the teacher, stopped at the end of a turn: said as stopped, not failed.
+    why = (f'<p><b>Why it {"failed" if run.state == "failed" else "stopped"}:</b> '
+           f'{escape.escape(run.status["error"])}</p>' if run.status.get("error") else "")
     if isinstance(summary.get("progress"), (int, float)):
         summary["progress"] = f"{summary['progress']:.0%}"     # the share of the epochs asked for, as people read it
     return f"""<!doctype html>
@@ -74,7 +85,7 @@ table{{border-collapse:collapse;margin:1rem 0}}td,th{{border:1px solid #ccd;padd
 <h1>{escape.escape(run.name)}</h1>
 {_table([summary])}
 <p>Test accuracy: {escape.escape(evaluation.ACCURACY_DEFINITION)}</p>
-{f'<p><b>Why it failed:</b> {escape.escape(run.status["error"])}</p>' if run.status.get("error") else ""}
+{why}
 <h2>Curves</h2>{note}<div id="curves">{curves_svg(drawn, run.name)}</div>
 <h2>Test accuracy per class</h2>{_table(per_class)}
 <h2>Every epoch</h2>

@@ -212,7 +212,7 @@ def test_the_batch_table_counts_right_answers_against_picked_true_classes(sized_
     said = data.CLASS_NAMES[int(inference.predict_views(model, inference.views(ship), ship.size).argmax())]
     # The grid is drawn on a canvas: pick the cell with the keyboard, from the first row's first cell. A rerun
     # that redraws the grid while the keys go in loses them (seen once in a loaded CI run): then again.
-    counted = page.get_by_text(f"Right on {int(said == 'ship')} of the 1 pictures with a true class")
+    counted = page.get_by_text(f"Right on {int(said == 'ship')} of 1 picture with a true class")
     for attempt in range(3):
         box = table.bounding_box()
         page.mouse.click(box["x"] + 30, box["y"] + 35 + 17)

@@ -31,6 +31,18 @@ def test_the_report_draws_its_curves_and_states_one_accuracy(page_html):
     assert "71.3%" in page_html and evaluation.ACCURACY_DEFINITION in page_html
 
 
+def test_the_report_names_its_columns_and_says_why_a_run_ended_as_it_ended(tiny_env):
+    from cifar_core import rundir, runs
+    run = finished_run("cancelled", epochs=2)
+    page = report.html(run)
+    assert "training time so far (s)" in page and "pictures trained per second" in page
+    assert "elapsed_s" not in page and "images_per_s" not in page and "Why it" not in page
+    rundir.update_status(run.path, state="stopped", error="Cancelled before it started.")
+    assert "<b>Why it stopped:</b> Cancelled before it started." in report.html(runs.get(run.id))
+    rundir.update_status(run.path, state="failed", error="The disk is full.")
+    assert "<b>Why it failed:</b> The disk is full." in report.html(runs.get(run.id))
+
+
 def test_a_run_with_no_progress_says_so_instead_of_an_empty_chart(tiny_env):
     run = finished_run("no progress", epochs=0)
     assert "no curves to draw" in report.html(run) and "<svg" not in report.html(run)
