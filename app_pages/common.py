@@ -15,7 +15,7 @@ import numpy as np
 import streamlit as st
 
 from app_pages import guide, identity, serving
-from cifar_core import board, data, evaluation, inference, password, remembered, runs, settings
+from cifar_core import board, data, evaluation, inference, password, progress, remembered, runs, settings
 
 ACTIVE_MODEL_KEY = "active_model"
 DEFAULT_LABEL = "Bundled model"
@@ -270,6 +270,12 @@ def _download_progress() -> None:
     text = (f"Downloading for everyone on this server: {state.done / 1e6:.0f} of {state.total / 1e6:.0f} MB"
             if state.total else "Downloading for everyone on this server: connecting…")
     st.progress(min(1.0, state.done / state.total) if state.total else 0.0, text=text)
+
+
+def visitor_zone() -> str | None:
+    """The visitor's time zone as their browser reports it, if this machine knows it: a server in a
+    container keeps UTC, hours off a class's clock."""
+    return progress.known_zone(st.context.timezone)      # None without a browser (AppTest, a script)
 
 
 def plain(text: str) -> str:

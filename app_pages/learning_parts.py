@@ -8,7 +8,6 @@ missing snapshot is skipped.
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import altair as alt
@@ -17,7 +16,7 @@ import pandas as pd
 import streamlit as st
 
 from app_pages import common
-from cifar_core import board, charts, evaluation, runs, snapshots
+from cifar_core import board, charts, evaluation, progress, runs, snapshots
 from cifar_core.data import CLASS_NAMES, with_article
 
 PANEL_CAPTION = ("Eight test pictures the network never trains on, the same eight for every run. Under each: "
@@ -278,4 +277,4 @@ def compare_view() -> None:
 
 
 def _created(run: runs.Run) -> str:
-    return time.strftime("%d %b %H:%M", time.localtime(run.status.get("created", 0)))
+    return progress.clock(run.status.get("created", 0), common.visitor_zone())

@@ -287,6 +287,8 @@ BOARD_COLUMNS = {
                                                        "start-up, training and testing."),
     "of which testing": st.column_config.TextColumn(
         width=125, help="Of that time, the test pass after every epoch and the final checks on the saved model."),
+    runs.START_PRESSED: st.column_config.TextColumn(
+        help="When Start was pressed, in this browser's time zone. A run that waited in the queue began later."),
 }
 
 
@@ -322,7 +324,8 @@ def _board(owner: str) -> None:
     if not everything:
         st.caption("No runs yet. Start one above.")
         return
-    table = _board_table(str(snapshot.runs_dir), snapshot.version, int(time.time() // BOARD_EVERY_S), snapshot)
+    table = _board_table(str(snapshot.runs_dir), snapshot.version, int(time.time() // BOARD_EVERY_S),
+                         common.visitor_zone(), snapshot)
     _keep_selection_on_its_runs([r.id for r in everything])
     picked = st.dataframe(table, hide_index=True, on_select="rerun", selection_mode="multi-row", key="train_board",
                           column_config=BOARD_COLUMNS)
@@ -376,11 +379,12 @@ def _keep_selection_on_its_runs(ids: list[str]) -> None:
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
-def _board_table(folder: str, version: int, tick: int, _snapshot: runs_board.Snapshot) -> pa.Table:
+def _board_table(folder: str, version: int, tick: int, zone: str | None, _snapshot: runs_board.Snapshot) -> pa.Table:
     """The board's rows, made once per change of the runs (or tick of the clock, as times move on) for every
-    session showing it, as an Arrow table, which Streamlit sends as it is: a class of live boards made them
-    and converted them from pandas each, every refresh."""
-    return pa.Table.from_pylist([r.summary(_snapshot.metrics_of(r.id)) for r in _snapshot.runs]).drop(["id"])
+    session showing it in one time zone, as an Arrow table, which Streamlit sends as it is: a class of live
+    boards made them and converted them from pandas each, every refresh."""
+    return pa.Table.from_pylist([r.summary(_snapshot.metrics_of(r.id), zone=zone) for r in _snapshot.runs]
+                                ).drop(["id"])
 
 
 def _hold(on: bool) -> None:

@@ -171,6 +171,28 @@ def _speed(batches: list[dict], config: dict, status: dict) -> float | None:
     return min(batch_size, images) / per_step if per_step else None
 
 
+def known_zone(zone) -> str | None:
+    """`zone` if it is the name of a time zone this machine knows ("Europe/Paris"), else None: a browser
+    reports its own, and a script in its place can send any text at all."""
+    import zoneinfo
+    if not isinstance(zone, str) or not 0 < len(zone) <= 64:
+        return None
+    try:
+        zoneinfo.ZoneInfo(zone)
+    except (ValueError, OSError, zoneinfo.ZoneInfoNotFoundError):
+        return None
+    return zone
+
+
+def clock(timestamp: float, zone: str | None = None) -> str:
+    """A moment as people read it on a board, "04 Dec 14:05": in time zone `zone` (`known_zone`), or in
+    the server's own without one."""
+    import datetime
+    import zoneinfo
+    where = zoneinfo.ZoneInfo(zone) if zone else None
+    return datetime.datetime.fromtimestamp(timestamp, where).strftime("%d %b %H:%M")
+
+
 def duration(seconds: float | None) -> str:
     """Seconds as people say them: "45 s", "3 min 05 s", "1 h 02 min"; "–" when unknown."""
     if seconds is None or not math.isfinite(seconds):

@@ -39,6 +39,9 @@ PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 _children: list[subprocess.Popen] = []   # trainers this process launched, reaped by reconcile()
 
 
+START_PRESSED = "Start pressed"     # the board's column: when the run was asked for, which may be long before it began
+
+
 class RunError(ValueError):
     """A run cannot be started, stopped or deleted; the message says why, for a person, and `field` names
     the setting to change where one is to blame (as a ConfigError's does)."""
@@ -78,8 +81,9 @@ class Run:
     def metrics(self) -> list[dict]:
         return rundir.read_metrics(self.path)
 
-    def summary(self, metrics: list[dict] | None = None, now: float | None = None) -> dict:
-        """One row of the runs board: every value a number or text a person reads, never None."""
+    def summary(self, metrics: list[dict] | None = None, now: float | None = None, zone: str | None = None) -> dict:
+        """One row of the runs board: every value a number or text a person reads, never None. `zone`:
+        the time zone its moments are written in (`progress.known_zone`), else the server's."""
         metrics = self.metrics() if metrics is None else metrics
         progress = self.progress(metrics, now)
         trained = timing.epochs_trained(self.config, self.status, metrics)
@@ -92,7 +96,7 @@ class Run:
                 "test accuracy": evaluation.percent(self.status.get("test_accuracy")),
                 "time": timing.duration(progress["elapsed_s"]),
                 "of which testing": timing.duration(timing.testing_seconds(self.status, metrics)),
-                "started": time.strftime("%d %b %H:%M", time.localtime(self.status.get("created", 0)))}
+                START_PRESSED: timing.clock(self.status.get("created", 0), zone)}
 
     def progress(self, metrics: list[dict] | None = None, now: float | None = None) -> dict:
         """How far the run has got and how long it has left (see `cifar_core.progress`)."""

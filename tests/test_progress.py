@@ -150,6 +150,20 @@ def test_the_board_row_shows_live_progress_and_never_none(tmp_path):
     assert ended["of which testing"] == "2 min 15 s" and ended["epochs"] == "2 / 2"
 
 
+def test_the_board_says_when_start_was_pressed_in_the_visitors_time_zone(tmp_path):
+    """A server in a container keeps UTC; a class reads its own clock. Only a zone this machine knows is
+    taken from a browser: anything else is the server's."""
+    pressed = 1_796_148_800.0      # 2026-12-01 18:13:20 UTC
+    run = Run("r", tmp_path, {"epochs": 1, "batch_size": 100}, {"state": "queued", "created": pressed})
+    assert run.summary([], now=pressed, zone="UTC")["Start pressed"] == "01 Dec 18:13"
+    assert run.summary([], now=pressed, zone="Asia/Kolkata")["Start pressed"] == "01 Dec 23:43"
+    assert run.summary([], now=pressed, zone="America/New_York")["Start pressed"] == "01 Dec 13:13"
+    for sent in ("../../etc/passwd", "/etc/localtime", "Mars/Olympus", "", "x" * 10_000, None, 3, ["UTC"]):
+        assert progress.known_zone(sent) is None
+    assert progress.known_zone("Europe/Paris") == "Europe/Paris"
+    assert run.summary([], now=pressed)["Start pressed"] == progress.clock(pressed)     # the server's own
+
+
 def test_a_run_nearly_done_never_reads_as_done_while_it_still_works(tmp_path):
     """98 steps of 100 is "0.9 / 1" on the board, not "1 / 1"; an estimate that ran out while the run
     still works says so, not "about 0 s left"."""
