@@ -141,10 +141,10 @@ def snapshot_panel(run: runs.Run, epoch: int | None = None, *, compact: bool = F
         _filters(history, snapshot.epoch)
         _panel(snapshot, history.pictures(), columns=4)
         return
-    st.markdown(f"**What it sees after epoch {snapshot.epoch}**")
-    if _from_the_run_it_continues(run, history, snapshot.epoch):
-        st.caption(f"Epoch {snapshot.epoch} was trained by the run this one continues; this run's own snapshots "
-                   "appear after each of its epochs.")
+    heading, note = epoch_words(run, [s.epoch for s in history.readable()], snapshot.epoch)
+    st.markdown(heading)
+    if note:
+        st.caption(note)
     left, right = st.columns([3, 2], gap="large")
     with left:
         _panel(snapshot, history.pictures(), columns=4)
@@ -162,10 +162,18 @@ def _earlier_epochs(run: runs.Run, epochs: list[int]) -> int:
     return epochs[-1] - len([m for m in run.metrics() if m.get("kind") == "epoch"])
 
 
-def _from_the_run_it_continues(run: runs.Run, history: History, epoch: int) -> bool:
-    # Asked on every refresh of a live view: a run that continues none lists no snapshots for it.
-    return bool(run.config.get("initial_model")) and epoch <= _earlier_epochs(
-        run, [s.epoch for s in history.readable()])
+def epoch_words(run: runs.Run, epochs: list[int], epoch: int) -> tuple[str, str | None]:
+    """The panel's heading for snapshot `epoch` of `epochs`, and a note where one is needed. A continued
+    run's snapshots count on from the run it continues; its progress bar and curves count its own epochs,
+    so its own are named both ways, and the earlier ones as the other run's."""
+    earlier = _earlier_epochs(run, epochs)
+    if 0 < earlier < epoch:
+        return f"**What it sees after its epoch {epoch - earlier}** ({epoch} counting the run it continues)", None
+    heading = f"**What it sees after epoch {epoch}**"
+    if epoch <= earlier:
+        return heading, (f"Epoch {epoch} was trained by the run this one continues; this run's own snapshots "
+                         "appear after each of its epochs.")
+    return heading, None
 
 
 def _continued_note(run: runs.Run, epochs: list[int]) -> str:

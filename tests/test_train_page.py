@@ -251,9 +251,10 @@ def test_all_training_pictures_says_how_many_are_kept_aside_for_sure(page):
     assert f"All {MAX_TRAIN_IMAGES - kept:,} ({kept:,} more kept aside)" in subset.options
 
 
-def test_a_continued_runs_snapshots_from_the_run_it_continues_are_told_apart():
+def test_a_continued_runs_snapshots_are_counted_as_its_progress_counts_them():
     """A continued run starts with its parent's snapshots: until its own first epoch, the newest is the
-    parent's, and the live view says so."""
+    parent's, and the live view says so; after it, the heading counts its own epochs, as its progress bar
+    and curves do, and the parent's too."""
     from types import SimpleNamespace
 
     from app_pages import learning_parts
@@ -261,14 +262,16 @@ def test_a_continued_runs_snapshots_from_the_run_it_continues_are_told_apart():
     def run(own_epochs):
         return SimpleNamespace(config={"initial_model": "parent.keras"},
                                metrics=lambda: [{"kind": "epoch"}] * own_epochs)
-
-    def history(*epochs):
-        return SimpleNamespace(readable=lambda: [SimpleNamespace(epoch=e) for e in epochs])
-    assert learning_parts._from_the_run_it_continues(run(0), history(1, 2, 3), 3)      # its first epoch, under way
-    assert learning_parts._from_the_run_it_continues(run(1), history(1, 2, 3, 4), 3)
-    assert not learning_parts._from_the_run_it_continues(run(1), history(1, 2, 3, 4), 4)
+    parents = "Epoch 3 was trained by the run this one continues"
+    heading, note = learning_parts.epoch_words(run(0), [1, 2, 3], 3)     # its first epoch, under way
+    assert heading == "**What it sees after epoch 3**" and note.startswith(parents)
+    heading, note = learning_parts.epoch_words(run(1), [1, 2, 3, 4], 3)
+    assert note.startswith(parents)
+    assert learning_parts.epoch_words(run(1), [1, 2, 3, 4], 4) == (
+        "**What it sees after its epoch 1** (4 counting the run it continues)", None)
+    assert learning_parts.epoch_words(run(2), [1, 2, 3, 4, 5], 5)[0].startswith("**What it sees after its epoch 2**")
     fresh = SimpleNamespace(config={}, metrics=lambda: [])
-    assert not learning_parts._from_the_run_it_continues(fresh, history(1), 1)
+    assert learning_parts.epoch_words(fresh, [1], 1) == ("**What it sees after epoch 1**", None)
 
 
 def test_a_teachers_pause_is_a_toggle_and_students_are_told_why_they_cannot_start(page, monkeypatch):
