@@ -300,6 +300,9 @@ def _failure(e: Exception) -> str:
     if isinstance(e, OSError) and e.errno == errno.ENOSPC or "No space left on device" in str(e):
         return ("The server's disk is full, so the run could not save its work: a teacher can make room by "
                 "deleting old runs.")
+    if isinstance(e, MemoryError):      # its message is empty
+        return ("The server ran out of memory while the run trained: a smaller batch needs less, or try again "
+                "when fewer runs are training.")
     return str(e) if isinstance(e, (ValueError, RuntimeError)) else f"{type(e).__name__}: {e}"
 
 

@@ -182,6 +182,20 @@ def _train_one(run_id: str, dataset, networks) -> str:
     return state
 
 
+def _train_handed_over(run_id: str, dataset, networks) -> str:
+    """`_train_one`, where a full disk (writing the run's log or status) fails that run with the reason
+    in its status where it still can be written, and the worker goes on: a run left "running" under a
+    live worker would hold a trainer's place until the silence check, minutes later."""
+    from cifar_core import training
+    try:
+        return _train_one(run_id, dataset, networks)
+    except OSError as e:
+        with contextlib.suppress(OSError):      # not even that: the watcher finds the run silent, in time
+            rundir.update_status(settings.get().runs_dir / run_id, state="failed", ended=rundir.now(),
+                                 error=training._failure(e))
+        return "failed"
+
+
 def _load_data():
     """The data set, once; None when it cannot be had, so each run's trainer reports why in its own status."""
     from cifar_core import data
@@ -216,10 +230,7 @@ def serve() -> int:
             return 0
         if info.get("run"):
             started = time.monotonic()
-            try:
-                state = _train_one(info["run"], dataset, networks)
-            except OSError:     # a full disk, writing the run's log or status: that run failed, the worker goes on
-                state = "failed"
+            state = _train_handed_over(info["run"], dataset, networks)
             if dataset is None:
                 dataset = _load_data()
             print(f"worker {me}: run {info['run']} {state} in {time.monotonic() - started:.1f} s; "

@@ -149,3 +149,20 @@ def test_a_worker_started_by_hand_is_handed_the_next_run(tiny_env, monkeypatch):
     finally:
         warm.kill()
         warm.wait()
+
+
+def test_a_full_disk_fails_the_run_in_a_sentence_and_the_worker_goes_on(tiny_env, monkeypatch):
+    """Writing a run's log or status fails (a full disk): that run is failed with the reason, not left
+    "running" under a live worker, holding a trainer's place until the silence check minutes later."""
+    import errno
+    run = runs.create(small(epochs=1), owner="alice")
+    rundir.update_status(run.path, state="running", pid=os.getpid(), pid_started=rundir.process_start(os.getpid()))
+
+    def disk_full(*_):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(worker, "_train_one", disk_full)
+    assert worker._train_handed_over(run.id, None, None) == "failed"
+    status = rundir.read_status(run.path)
+    assert status["state"] == "failed" and status["error"].startswith("The server's disk is full")
+    from cifar_core import training
+    assert training._failure(MemoryError()).startswith("The server ran out of memory while the run trained")
