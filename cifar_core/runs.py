@@ -282,7 +282,10 @@ def start(config: TrainConfig, owner: str = "", admin: bool = False, history_fro
             raise RunError(f"You already have {len(mine)} runs waiting or training, the most one person may "
                            "have at once here: stop one, or wait for one to finish.")
         run = create(config, owner, takes_turns=bool(owner) and not admin, history_from=history_from)
-        _dispatch()
+        try:
+            _dispatch()
+        except OSError:     # no trainer could be started just now: the run is made and waits in the queue,
+            pass            # and the watcher tries again on its next tick, rather than "please try again"
         _prune(owner, limits.keep_runs, limits.keep_runs_in_all)
     board.invalidate()     # this visitor's next rerun shows the new run, not one tick later
     return get(run.id)
@@ -420,13 +423,18 @@ def _launch(run: Run) -> None:
     # Running before the process exists, so a trainer that fails at once is never overwritten.
     rundir.update_status(run.path, state="running", pid=None, started=rundir.now(), launched=rundir.now(),
                          trainer="process", host=rundir.HOST)
-    log = open(run.path / rundir.LOG, "ab")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")]))}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cifar_core", "train", "--run-dir", str(run.path)],
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-        cwd=PACKAGE_ROOT, start_new_session=True)  # its own session: a server restart does not kill it
-    log.close()
+    try:
+        with open(run.path / rundir.LOG, "ab") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "cifar_core", "train", "--run-dir", str(run.path)],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                cwd=PACKAGE_ROOT, start_new_session=True)  # its own session: a server restart does not kill it
+    except OSError as e:    # no process (out of memory or of processes): said so, not "ended or killed"
+        rundir.update_status(run.path, state="failed", ended=rundir.now(), error=(
+            f"The server could not start a trainer for it ({e.strerror or type(e).__name__}); please try again "
+            "in a moment."))
+        return
     _children.append(process)
     rundir.update_status(run.path, pid=process.pid, pid_started=rundir.process_start(process.pid))
 

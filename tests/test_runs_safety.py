@@ -425,3 +425,28 @@ def test_a_teacher_can_pause_everyone_elses_new_runs(tiny_env, no_trainers):
     assert not runs.starts_on_hold()
     runs.start(small(epochs=1), owner="new-cookie")
     assert len(runs.list_runs()) == 3
+
+
+def test_a_trainer_that_cannot_be_started_leaves_the_run_made_and_said_why(tiny_env, monkeypatch):
+    """Start makes the run, then launches its trainer: a launch that fails does not turn into "the runs
+    folder could not be changed, please try again" for a run that exists and waits; a process that could
+    not be made is said so, not "ended or killed"."""
+    import errno
+    import subprocess
+
+    def no_worker(run):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    with monkeypatch.context() as m:
+        m.setattr(runs, "_launch", no_worker)
+        run = runs.start(small(epochs=1), owner="alice")
+    assert run.state == "queued" and len(runs._all()) == 1        # (list_runs would launch it, here)
+
+    def no_process(*args, **kwargs):
+        raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+    monkeypatch.setenv("CIFAR_WORKER_IDLE_S", "0")          # a fresh process per run
+    monkeypatch.setattr(subprocess, "Popen", no_process)
+    runs.reconcile()
+    status = rundir.read_status(run.path)
+    assert status["state"] == "failed"
+    assert status["error"] == ("The server could not start a trainer for it (Resource temporarily unavailable); "
+                               "please try again in a moment.")
