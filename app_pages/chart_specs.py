@@ -95,6 +95,19 @@ def clicked(chart: str, selection: str) -> tuple[str, list]:
     return key, [p for p in points if isinstance(p, dict)] if isinstance(points, list) else []
 
 
+# A widget's callback and its arguments stay in the visitor's session as long as the widget is on screen.
+# One defined in a page's own script holds that run's every variable alive with it (an upload's bytes, a
+# model's answers); these are module functions, which hold nothing of a run.
+def in_split(split: str, value) -> tuple[str, int]:
+    """A picture chosen in a box, as Explore's pick: its split and its index."""
+    return split, int(value)
+
+
+def in_square(size: int, value) -> tuple[int, int]:
+    """A square chosen in a box, numbered row by row, as Evaluate's pick: (row, column)."""
+    return divmod(int(value), size)
+
+
 def chosen_in_box(box: str, chart: str, pick: str, as_pick) -> None:
     """A box's `on_change`: its choice, `as_pick(value)`, becomes the pick, and `chart` is drawn afresh."""
     value = st.session_state.get(box)

@@ -1,4 +1,5 @@
 """Evaluate: how often a model is right, where it goes wrong, and how two models compare."""
+import functools
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -88,11 +89,12 @@ if errors.open:
         # The same choice from the keyboard: every square, row by row as the matrix reads.
         st.session_state["evaluate_box"] = None if square is None else square[0] * len(CLASS_NAMES) + square[1]
         n = len(CLASS_NAMES)
-        st.selectbox("Show the pictures of the square", range(n * n), index=None, key="evaluate_box",
+        squares = {c: f"{CLASS_NAMES[c // n]} called {CLASS_NAMES[c % n]} "
+                      f"({evaluation.counted(int(counts[divmod(c, n)]), 'picture')})" for c in range(n * n)}
+        st.selectbox("Show the pictures of the square", list(squares), index=None, key="evaluate_box",
                      placeholder="Choose a square, or click one in the matrix", on_change=chart_specs.chosen_in_box,
-                     args=("evaluate_box", "evaluate_cell", "evaluate_pick", lambda c: divmod(int(c), n)),
-                     format_func=lambda c: f"{CLASS_NAMES[c // n]} called {CLASS_NAMES[c % n]} "
-                                           f"({evaluation.counted(int(counts[divmod(c, n)]), 'picture')})")
+                     args=("evaluate_box", "evaluate_cell", "evaluate_pick", functools.partial(chart_specs.in_square, n)),
+                     format_func=squares.get)     # a dict's, not a lambda of this page's run (chart_specs.in_split)
         if square is not None:
             t, p = square
             matches = np.flatnonzero((test.y_test == t) & (y_pred == p))

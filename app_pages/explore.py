@@ -1,4 +1,5 @@
 """Explore: browse the pictures by class, their statistics, and a map of what the model sees."""
+import functools
 import numpy as np
 import streamlit as st
 
@@ -104,10 +105,14 @@ if view == "Pictures":
     # The same pick from the keyboard: a box of this page's pictures, showing the one picked however it was.
     box = f"explore_box_{split}"
     st.session_state[box] = index if index in shown.tolist() else None
-    controls[2].selectbox("Look closer at", shown.tolist(), index=None, key=box, placeholder="Choose a picture",
-                          format_func=lambda i: f"#{i}: {CLASS_NAMES[y[i]]}", on_change=chart_specs.chosen_in_box,
-                          args=(box, f"explore_grid_{split}", "explore_pick", lambda i: (split, int(i))), help="The pictures of this page in the grid's order, left to right "
-                                                  "and row by row; or click one in the grid.")
+    # Its labels as a dict, and its callback a module's: what a widget keeps in the session holds nothing of
+    # this run's variables (chart_specs.in_split).
+    labels = {i: f"#{i}: {CLASS_NAMES[y[i]]}" for i in shown.tolist()}
+    controls[2].selectbox("Look closer at", list(labels), index=None, key=box, placeholder="Choose a picture",
+                          format_func=labels.get, on_change=chart_specs.chosen_in_box,
+                          args=(box, f"explore_grid_{split}", "explore_pick", functools.partial(chart_specs.in_split, split)),
+                          help="The pictures of this page in the grid's order, left to right and row by row; or "
+                               "click one in the grid.")
     chart_specs.image_grid(x[shown], y[shown], shown, selected=index, on_select="rerun", key=grid,
                            alt=f"{len(shown)} {split.lower()} pictures"
                                + ("" if chosen_class == ALL else f" of {chosen_class}")

@@ -24,14 +24,10 @@ if let_go := st.session_state.get("predict_let_go"):
                f"answered.", icon=":material/info:")
 
 
-def _pictures_changed() -> None:
-    st.session_state.pop("predict_let_go", None)
-
-
 if source == "Upload":
     files = st.file_uploader("Photos (one or many)", type=FORMATS, accept_multiple_files=True, key="predict_files",
                              help=f"JPEG, PNG, WebP, GIF, BMP or TIFF, up to {predict_parts.UPLOAD_LIMIT_MB} MB each",
-                             on_change=_pictures_changed)
+                             on_change=predict_parts.pictures_changed)
     # Streamlit stops a file over its own limit in the browser, before sending it, with only a red mark
     # whose words show on hover; a file between our limit and Streamlit's gets a sentence below. Said
     # here in words, in view, so a red mark never goes unexplained.
@@ -53,7 +49,7 @@ if source == "Upload":
         picture, name = predict_parts.upload(files[0]), files[0].name
 
 elif source == "Camera":
-    shot = st.camera_input("Take a photo", key="predict_camera", on_change=_pictures_changed)
+    shot = st.camera_input("Take a photo", key="predict_camera", on_change=predict_parts.pictures_changed)
     if shot and (refusal := predict_parts.too_big(shot)):   # a script can send any file as a camera shot
         st.error(f"The photo: {refusal}")
     elif shot:

@@ -47,6 +47,12 @@ def _to_show(image: Image.Image) -> Image.Image:
     return image.reduce(factor) if factor > 1 else image
 
 
+def pictures_changed() -> None:
+    """The uploads or the camera's photo changed: the note that pictures were let go for room is done.
+    (A module function: one defined in the page's script would hold that run's variables in the session.)"""
+    st.session_state.pop("predict_let_go", None)
+
+
 def too_big(file) -> str | None:
     """The sentence refusing an upload over UPLOAD_LIMIT_MB, or None if it is small enough."""
     size = getattr(file, "size", 0)

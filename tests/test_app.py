@@ -179,6 +179,39 @@ def test_explore_takes_only_a_picture_that_exists_from_a_click(app, sent):
     assert app.subheader[0].value.startswith("Training picture #7: ")
 
 
+def _page_runs_held(at) -> list[str]:
+    """What the session's widgets keep (callbacks, their arguments, option labels) that a page script
+    defined: Streamlit runs a page as a module named __main__, and a function defined in it holds every
+    variable of that run alive with it, as long as the widget is on screen (an upload's bytes, a model's
+    answers)."""
+    import functools
+    found = []
+
+    def check(thing, where):
+        if isinstance(thing, functools.partial):
+            return [check(part, where) for part in (thing.func, *thing.args, *thing.keywords.values())]
+        if isinstance(thing, (list, tuple)):
+            return [check(part, where) for part in thing]
+        function = getattr(thing, "__func__", thing)
+        if getattr(function, "__globals__", {}).get("__name__") == "__main__":
+            found.append(f"{where}: {function.__qualname__}")
+    for meta in at.session_state._state._state._new_widget_state.widget_metadata.values():
+        check([meta.callback, *(meta.callback_args or ()), *(meta.callback_kwargs or {}).values()], meta.id)
+        serde = getattr(meta.deserializer, "__self__", None)     # a box keeps its option labels' function
+        check(list(getattr(serde, "__dict__", {}).values()), meta.id)
+    return found
+
+
+def test_no_widget_keeps_a_page_runs_variables_alive(app):
+    for page in ("app_pages/explore.py", "app_pages/predict.py", "app_pages/evaluate.py", "app_pages/train.py",
+                 "app_pages/inside.py", "app_pages/quiz.py"):
+        visit(app, page)
+        assert _page_runs_held(app) == [], page
+    app.session_state["evaluate_tab"] = "Confusion matrix"
+    visit(app, "app_pages/evaluate.py")
+    assert _page_runs_held(app) == []
+
+
 def test_the_first_page_does_not_import_tensorflow(tmp_path):
     # The timeout is generous because this checks what the page imports, not how fast: with the suite
     # running two files at a time the page's first run has taken over AppTest's default 3 s.
