@@ -49,7 +49,8 @@ if "quiz" not in st.session_state:      # a new tab or a reload: this browser's 
         kept = games.get(me)
     if kept is not None:
         st.session_state["quiz"] = kept
-        st.session_state.setdefault("quiz_hard", kept.against[2])     # its mode, not a new game in the other
+if "quiz" in st.session_state:     # the switch shows the game's mode, not a new game in the other: Streamlit
+    st.session_state.setdefault("quiz_hard", st.session_state["quiz"].against[2])   # forgets it on other pages
 # Scores and the hard-mode switch share one row, so the picture and all ten answers fit a projector's 720 pixels.
 score_you, score_model, score_people, mode = st.columns([2, 2, 2, 3], vertical_alignment="center")
 hard = mode.toggle("Hard mode", key="quiz_hard",

@@ -595,6 +595,9 @@ def test_quiz_hard_mode_is_a_game_of_its_own_on_the_models_mistakes(app):
         quiz_answer(app, "cat").click().run()
         app.button[[b.label for b in app.button].index("Next picture")].click().run()
     assert app.metric[1].value == "0 / 2"
+    visit(app, "app_pages/glossary.py")      # the teacher explains a word: the hard game is still there after
+    visit(app, "app_pages/quiz.py")
+    assert app.toggle(key="quiz_hard").value and app.metric[1].value == "0 / 2" and not app.toast
     app.toggle(key="quiz_hard").set_value(False).run()
     assert app.metric[0].value == "0 / 0" and app.toast[0].value == "A new game on every test picture."
 
