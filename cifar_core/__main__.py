@@ -110,6 +110,11 @@ def cmd_train(args) -> int:
     from cifar_core import runs, training
     if args.data:
         os.environ["CIFAR10_DATA"] = args.data   # the trainer and any queued run it starts read it
+    if args.save:       # said now, not after minutes of training
+        folder = Path(args.save).expanduser().absolute().parent
+        if not folder.is_dir() or not os.access(folder, os.W_OK):
+            raise ValueError(f"The model cannot be saved as {args.save}: {folder} is not a folder this user may "
+                             "write in.")
     if args.run_dir and (Path(args.run_dir) / rundir.CONFIG).exists():
         run_dir = Path(args.run_dir)
         config = training.load_config(run_dir)
@@ -228,6 +233,9 @@ def main(argv=None) -> int:
     except ValueError as e:   # DataError, ConfigError, ImageError, ModelError, RunError: all sentences
         print(f"Error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:      # a folder that cannot be made or written, a file where a folder should be
+        print(f"Error: {e.strerror or e}" + (f": {e.filename}" if e.filename else "") + ".", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

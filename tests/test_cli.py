@@ -256,12 +256,15 @@ def test_predict_json_goes_on_past_a_bad_file(trained, tmp_path):
 
 
 def test_user_errors_are_one_sentence_and_nonzero(tmp_path):
+    (tmp_path / "a file").write_text("not a folder")
     checks = [
         (cli("train", "--epochs", "0"), "Epochs must be"),
         (cli("train", "--learning-rate", "-1"), "Learning rate must be"),
         (cli("evaluate", "--data", tmp_path / "missing.tar.gz"), "does not exist"),
         (cli("predict", "--model", tmp_path / "none.keras", "x.png"), "There is no model file"),
         (cli("train", env={"CIFAR_TRAINER_NICE": "20"}), "CIFAR_TRAINER_NICE must be at most 19"),
+        (cli("train", "--save", tmp_path / "no folder" / "m.keras"), "is not a folder this user may write in"),
+        (cli("train", "--run-dir", tmp_path / "a file"), f"Error: File exists: {tmp_path / 'a file'}."),
     ]
     for result, message in checks:
         assert result.returncode != 0 and message in result.stderr and "Traceback" not in result.stderr
