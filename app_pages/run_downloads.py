@@ -90,7 +90,7 @@ async def _response(run: runs.Run | None, file: str, reports: anyio.CapacityLimi
         from cifar_core import report     # charts and their drawing: only once a report is asked for
         _reports_asked[0] += 1            # counted before the first await: requests arriving together see it
         try:
-            body = await anyio.to_thread.run_sync(report.html, run, limiter=reports)
+            body = await anyio.to_thread.run_sync(report.kept_html, run, limiter=reports)
         finally:
             _reports_asked[0] -= 1
         headers["content-disposition"] = f'attachment; filename="{file_name(run)}.html"'

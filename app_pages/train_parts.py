@@ -411,7 +411,7 @@ def actions(run: runs.Run, owner: str) -> None:
         if run.model_path:
             columns[1].download_button("Model (.keras)", run.model_path.read_bytes, f"{name}.keras",
                                        key=f"model_{run.id}", icon=":material/download:", help=usage)
-        columns[2].download_button("Report (.html)", lambda: report.html(run), f"{name}.html", mime="text/html",
+        columns[2].download_button("Report (.html)", lambda: report.kept_html(run), f"{name}.html", mime="text/html",
                                    key=f"report_{run.id}", icon=":material/description:", help=about)
     if run.state in ("finished", "stopped") and run.model_path:
         more = columns[3].number_input("More epochs", 1, 200, 2, key=f"more_{run.id}",

@@ -65,6 +65,39 @@ def _drawn(run: Run, metrics: list[dict]) -> tuple[list[dict], str]:
     return metrics[:ends[-1] + 1] if ends else [], "<p>It is still training: its curves here end at its last whole epoch.</p>"
 
 
+def kept_html(run: Run) -> str:
+    """`html(run)`, made once for a run that has ended and kept in its folder under its files' stamps (a
+    new status or metrics line is a new report). Made anew, it costs about a second of the server's CPU
+    for its curves: a script cycling through a class's finished runs' reports kept a core busy and every
+    student's own report waiting. A run still training changes every second: made each time (its curves,
+    drawn to its last whole epoch, are kept in `_svg`)."""
+    import hashlib
+    import os
+    if run.state in rundir.ACTIVE:
+        return html(run)
+    stamps = []
+    for name in (rundir.CONFIG, rundir.STATUS, rundir.METRICS):
+        try:
+            found = os.stat(run.path / name)
+            stamps.append((found.st_ino, found.st_mtime_ns, found.st_size))
+        except OSError:
+            stamps.append(None)
+    kept = run.path / f".report-{hashlib.sha256(repr(stamps).encode()).hexdigest()[:16]}.html"
+    try:
+        return kept.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        pass
+    page = html(run)
+    try:
+        rundir.atomic_write_bytes(kept, page.encode("utf-8"))
+        for old in run.path.glob(".report-*.html"):
+            if old != kept:
+                old.unlink(missing_ok=True)
+    except OSError:     # a full disk or a deleted run: the report is still this one
+        pass
+    return page
+
+
 def html(run: Run) -> str:
     metrics = run.metrics()
     drawn, note = _drawn(run, metrics)

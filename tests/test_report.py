@@ -93,3 +93,24 @@ def test_a_running_runs_report_draws_its_curves_to_its_last_whole_epoch(tiny_env
     assert "still training" in second and "<svg" in second and curves(second) == curves(first)
     rundir.update_status(run.path, state="stopped", ended=rundir.now())
     assert curves(report.html(runs.get(run.id))) != curves(first)     # ended: every record drawn
+
+
+def test_an_ended_runs_report_is_made_once_and_again_only_when_the_run_changes(tiny_env, monkeypatch):
+    """About a second of the server's CPU a report: a script cycling through a class's finished runs kept a
+    core busy, and every student's own report waited behind it."""
+    import os
+
+    from cifar_core import rundir, runs
+    made = []
+    real = report.html
+    monkeypatch.setattr(report, "html", lambda run: made.append(run.id) or real(run))
+    run = finished_run("kept", epochs=2)
+    first = report.kept_html(run)
+    assert report.kept_html(runs.get(run.id)) == first and len(made) == 1
+    rundir.update_status(run.path, error="Cancelled before it started.", state="stopped")
+    assert "Why it stopped" in report.kept_html(runs.get(run.id)) and len(made) == 2
+    assert len(list(run.path.glob(".report-*.html"))) == 1        # the old one let go
+    rundir.update_status(run.path, state="running", pid=os.getpid(), pid_started=rundir.process_start(os.getpid()))
+    report.kept_html(runs.get(run.id))
+    report.kept_html(runs.get(run.id))
+    assert len(made) == 4                                          # a run that trains: made each time

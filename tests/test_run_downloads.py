@@ -83,7 +83,7 @@ def test_reports_are_made_one_at_a_time(trained, monkeypatch):
     from cifar_core import report
     making = AtOnce()
     slow = making.returning("<!doctype html>")
-    monkeypatch.setattr(report, "html", slow)
+    monkeypatch.setattr(report, "kept_html", slow)
     middleware = RunDownloads(None)
 
     async def ask(sent):
@@ -103,6 +103,6 @@ def test_reports_are_made_one_at_a_time(trained, monkeypatch):
     assert asyncio.run(at_once(3)) == [200] * 3 and making.most == 1
     # A flood waits in a short line only: the rest are told to try again, and nothing is made for them.
     made = []
-    monkeypatch.setattr(report, "html", lambda run: made.append(slow(run)) or made[-1])
+    monkeypatch.setattr(report, "kept_html", lambda run: made.append(slow(run)) or made[-1])
     statuses = asyncio.run(at_once(30))
     assert statuses.count(200) == len(made) == MAX_REPORTS_WAITING and statuses.count(503) == 30 - len(made)
