@@ -141,7 +141,7 @@ elif view == "Statistics":
                          + ", ".join(f"{name} {n:,}" for name, n in zip(CLASS_NAMES, counts)) + ".")
     of = "all " + split.lower() + " pictures" if chosen_class == ALL else f"{split.lower()} pictures of {chosen_class}"
     two.altair_chart(channel_histograms(dataset.origin, split, chosen_class), width="stretch",
-                     alt=f"Line chart of how often each pixel value, 0 to 255, occurs in the red (solid), green "
+                     alt=f"Line chart of how often pixel values, 0 to 255 in steps of 4, occur in the red (solid), green "
                          f"(dashed) and blue (dotted) channels of {of}.")
     st.markdown("**The average picture of each class**: the blur of everything the class has in common.")
     st.image([charts.upscale(m, 4) for m in class_means(dataset.origin, split)], caption=list(CLASS_NAMES), width=128,

@@ -92,19 +92,26 @@ def channel_histograms(images: np.ndarray, bins: int = 64, title: str = "Pixel v
     frames = []
     for channel, name in enumerate(("red", "green", "blue")):
         counts = np.bincount(pixels[:, channel], minlength=256).reshape(bins, width).sum(axis=1)
-        frames.append(pd.DataFrame({"value": np.arange(bins) * width, "share": counts / max(1, counts.sum()),
-                                    "channel": name}))
+        shares = counts / max(1, counts.sum())
+        starts = np.arange(bins) * width
+        # One more point at 256, at the last bin's share, so the step of the last bin (252-255: a
+        # saturated white) is drawn as wide as the others, not as a bare vertical edge.
+        frames.append(pd.DataFrame({"value": [*starts, 256], "share": [*shares, shares[-1]], "channel": name,
+                                    "values": [f"{v}-{v + width - 1}" if width > 1 else str(v)
+                                               for v in [*starts, starts[-1]]]}))
     channels = ["red", "green", "blue"]
     # A dash of its own for each channel: to a red-green colour-blind eye the red and green lines are one
     # colour. Same field as the colour, so one key shows both, as lines long enough to show their dash.
     key = alt.Legend(symbolType="stroke", symbolSize=400, symbolStrokeWidth=2)
     return alt.Chart(pd.concat(frames), title=title).mark_line(interpolate="step-after", strokeWidth=2).encode(
         x=alt.X("value:Q", title="pixel value (0-255)", scale=alt.Scale(domain=[0, 256])),
-        y=alt.Y("share:Q", title="share of pixels", axis=alt.Axis(format="%")),
+        y=alt.Y("share:Q", title="share of pixels" + (f", per {width} values" if width > 1 else ""),
+                axis=alt.Axis(format="%")),
         color=alt.Color("channel:N", scale=alt.Scale(domain=channels, range=["#e45756", "#54a24b", "#4c78a8"]),
                         legend=key),
         strokeDash=alt.StrokeDash("channel:N", scale=alt.Scale(domain=channels, range=CHANNEL_DASHES), legend=key),
-        tooltip=["channel", "value", alt.Tooltip("share:Q", format=".2%")])
+        tooltip=["channel", alt.Tooltip("values:N", title="pixel values"),
+                 alt.Tooltip("share:Q", title="share of pixels", format=".2%")])
 
 
 def probability_frame(probs: np.ndarray, top: int | None = None) -> pd.DataFrame:

@@ -135,8 +135,11 @@ def test_channel_histograms_count_as_numpy_histogram_does():
     for channel, name in enumerate(("red", "green", "blue")):
         counts, _ = np.histogram(images[..., channel], bins=edges)
         shown = frame[frame["channel"] == name]
-        np.testing.assert_allclose(shown["share"], counts / counts.sum())
-        np.testing.assert_array_equal(shown["value"], edges[:-1])
+        np.testing.assert_allclose(shown["share"][:-1], counts / counts.sum())
+        np.testing.assert_array_equal(shown["value"], edges)    # the last bin closed at 256, drawn as wide
+        assert shown["share"].iloc[-1] == shown["share"].iloc[-2]
+        assert list(shown["values"][:2]) == ["0-3", "4-7"]       # each point is 4 values' share, and says so
+    assert charts.channel_histograms(images).to_dict()["encoding"]["y"]["title"] == "share of pixels, per 4 values"
 
 
 def test_the_feature_map_shows_each_picture_by_its_thumbnail_made_once():
