@@ -1,36 +1,13 @@
 """Quiz: you against the model, on the same test pictures. Big type and buttons, for a projector."""
-import threading
-from collections import OrderedDict
-
 import numpy as np
 import streamlit as st
 
 from app_pages import common
-from app_pages.quiz_parts import Quiz
+from app_pages.quiz_parts import Quiz, kept_games, keep
 from cifar_core import charts, evaluation
 from cifar_core.data import CLASS_NAMES, with_article
 
 HUMAN_ACCURACY = 0.94   # one person sorting about 400 CIFAR-10 test pictures by hand (Karpathy, 2011)
-
-
-KEPT_GAMES = 500    # browsers whose game the server keeps, the latest played first: a few KB each
-
-
-@st.cache_resource
-def _kept_games() -> tuple[OrderedDict, threading.Lock]:
-    """Each browser's game (by its identity cookie's owner), so a reload at the projector, or a new tab,
-    goes on with the class's score instead of 0 / 0. In memory only: a restart begins new games. A script
-    with fresh cookies can push out only other browsers' kept scores, never a game in a page open now."""
-    return OrderedDict(), threading.Lock()
-
-
-def _keep(me: str, quiz: Quiz) -> None:
-    games, lock = _kept_games()
-    with lock:
-        games[me] = quiz
-        games.move_to_end(me)
-        while len(games) > KEPT_GAMES:
-            games.popitem(last=False)
 
 
 st.html("""<style>
@@ -44,7 +21,7 @@ probabilities = common.test_probabilities(choice)
 guesses = probabilities.argmax(axis=1)
 me = common.owner()
 if "quiz" not in st.session_state:      # a new tab or a reload: this browser's game, if the server kept one
-    games, lock = _kept_games()
+    games, lock = kept_games()
     with lock:
         kept = games.get(me)
     if kept is not None:
@@ -82,7 +59,7 @@ if not len(pool):
 # model gets it right.
 if quiz.index < 0:
     quiz.move_on(pool)
-_keep(me, quiz)
+keep(me, quiz)
 # Read once: another tab of this browser may answer or move on while this page is drawn.
 with quiz.lock:
     shown, answer = quiz.index, quiz.answer

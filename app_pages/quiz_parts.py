@@ -1,9 +1,11 @@
 """The Quiz's game: the picture on screen, the answer given, both scores, and the rules for changing them."""
 import secrets
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
+import streamlit as st
 
 
 @dataclass
@@ -42,3 +44,26 @@ class Quiz:
             fresh = [i for i in pictures if i not in self.seen] or list(pictures)
             self.index, self.answer = int(np.random.default_rng().choice(fresh)), None
             self.seen.add(self.index)
+
+
+KEPT_GAMES = 500    # browsers whose game the server keeps, the latest played first: a few KB each
+
+
+@st.cache_resource
+def kept_games() -> tuple[OrderedDict, threading.Lock]:
+    """Each browser's game (by its identity cookie's owner), so a reload at the projector, or a new tab,
+    goes on with the class's score instead of 0 / 0. In memory only: a restart begins new games. Only games
+    played are kept (`keep`): a script with fresh cookies must play a round with each to push out other
+    browsers' kept scores, and never a game in a page open now."""
+    return OrderedDict(), threading.Lock()
+
+
+def keep(me: str, quiz: Quiz) -> None:
+    games, lock = kept_games()
+    with lock:
+        if not quiz.rounds and me not in games:     # nothing to lose yet: a script's fresh cookies, each opening
+            return                                  # the page, no longer push out the games being played
+        games[me] = quiz
+        games.move_to_end(me)
+        while len(games) > KEPT_GAMES:
+            games.popitem(last=False)

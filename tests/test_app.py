@@ -548,7 +548,10 @@ def test_a_reload_or_a_new_tab_goes_on_with_the_browsers_game(app):
     again = tab(app.session_state["owner"])
     assert again.metric[1].value == score and again.session_state["quiz"].index == on_screen
     assert again.toggle(key="quiz_hard").value and not again.toast     # the same game, in its mode
+    from app_pages.quiz_parts import kept_games
+    kept = len(kept_games()[0])
     assert tab().metric[1].value == "0 / 0"                  # another browser: its own game
+    assert len(kept_games()[0]) == kept                      # not kept until played: fresh cookies cost nothing
     again.button(key="quiz_restart").click().run()
     assert tab(app.session_state["owner"]).metric[1].value == "0 / 0"    # started again: kept so
 
