@@ -244,8 +244,9 @@ def header(page: str) -> None:
     A caption, not Markdown, so the page's own first paragraph stays its first Markdown element.
     """
     text = guide.PAGES[page]
+    purpose = text.offline if text.offline and data.locate() is None else text.purpose
     st.title(text.title)
-    st.caption(f"{plain(text.purpose)}  \n**Try first:** {plain(text.try_first)}")
+    st.caption(f"{plain(purpose)}  \n**Try first:** {plain(text.try_first)}")
 
 
 def _download_button() -> None:

@@ -17,6 +17,7 @@ class PageGuide:
     title: str
     purpose: str        # one sentence: what the page is for
     try_first: str      # one sentence: the first thing to do on it
+    offline: str = ""   # the purpose instead, where only the bundled sample of test pictures is at hand
 
 
 PAGES: dict[str, PageGuide] = {
@@ -27,7 +28,9 @@ PAGES: dict[str, PageGuide] = {
     "explore": PageGuide(
         "Explore the data",
         "These are the pictures the model learns from: 50,000 for training and 10,000 kept apart to test it.",
-        "Pick a class such as cat, then click a picture to see it large with the model's top guesses."),
+        "Pick a class such as cat, then click a picture to see it large with the model's top guesses.",
+        "These are 1,000 of the 10,000 test pictures, 100 of each class, kept apart from the 50,000 the model "
+        "learns from; the whole data set comes with the download in the sidebar."),
     "train": PageGuide(
         "Train a network",
         "Here you teach a new network from scratch and watch its loss fall and its accuracy rise after every epoch.",

@@ -65,6 +65,9 @@ def test_offline_the_app_says_so_once_and_uses_the_sample(offline):
         notes = [i.value for i in at.info if "bundled sample" in i.value]
         assert len(notes) == 1
     assert any("1,000 pictures" in c.value for c in at.caption)
+    # What the page says it shows is what it shows: not 50,000 training pictures it does not have.
+    shown = " ".join(c.value.replace("\\", "") for c in at.caption)
+    assert "These are 1,000 of the 10,000 test pictures" in shown and "50,000 for training" not in shown
 
 
 def test_an_unreadable_data_file_is_said_once_read_once_and_never_called_full(offline, tmp_path, monkeypatch):
