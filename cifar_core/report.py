@@ -11,7 +11,7 @@ import functools
 import html as escape
 import json
 
-from cifar_core import charts, evaluation, rundir
+from cifar_core import charts, evaluation, rundir, runs
 from cifar_core.runs import Run
 
 
@@ -72,16 +72,9 @@ def kept_html(run: Run) -> str:
     student's own report waiting. A run still training changes every second: made each time (its curves,
     drawn to its last whole epoch, are kept in `_svg`)."""
     import hashlib
-    import os
     if run.state in rundir.ACTIVE:
         return html(run)
-    stamps = []
-    for name in (rundir.CONFIG, rundir.STATUS, rundir.METRICS):
-        try:
-            found = os.stat(run.path / name)
-            stamps.append((found.st_ino, found.st_mtime_ns, found.st_size))
-        except OSError:
-            stamps.append(None)
+    stamps = [runs._stamp(str(run.path / name)) for name in (rundir.CONFIG, rundir.STATUS, rundir.METRICS)]
     kept = run.path / f".report-{hashlib.sha256(repr(stamps).encode()).hexdigest()[:16]}.html"
     try:
         return kept.read_text(encoding="utf-8")

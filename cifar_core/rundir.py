@@ -172,10 +172,7 @@ def _records(data: bytes) -> list[dict]:
 def read_metrics(run_dir: Path) -> list[dict]:
     """All usable records. A half-written last line (the trainer mid-write) and any damaged
     line are skipped, so one bad line never breaks a chart or the board."""
-    try:
-        return _records((Path(run_dir) / METRICS).read_bytes())
-    except (FileNotFoundError, IsADirectoryError, PermissionError):
-        return []
+    return list(MetricsReader(run_dir).read())
 
 
 class MetricsReader:
