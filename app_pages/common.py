@@ -244,9 +244,11 @@ def header(page: str) -> None:
     A caption, not Markdown, so the page's own first paragraph stays its first Markdown element.
     """
     text = guide.PAGES[page]
-    purpose = text.offline if text.offline and data.locate() is None else text.purpose
+    offline = data.locate() is None
+    purpose = text.offline if offline and text.offline else text.purpose
+    try_first = text.offline_try if offline and text.offline_try else text.try_first
     st.title(text.title)
-    st.caption(f"{plain(purpose)}  \n**Try first:** {plain(text.try_first)}")
+    st.caption(f"{plain(purpose)}  \n**Try first:** {plain(try_first)}")
 
 
 def _download_button() -> None:

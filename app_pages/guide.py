@@ -18,6 +18,7 @@ class PageGuide:
     purpose: str        # one sentence: what the page is for
     try_first: str      # one sentence: the first thing to do on it
     offline: str = ""   # the purpose instead, where only the bundled sample of test pictures is at hand
+    offline_try: str = ""   # the first thing to try instead, there
 
 
 PAGES: dict[str, PageGuide] = {
@@ -34,7 +35,9 @@ PAGES: dict[str, PageGuide] = {
     "train": PageGuide(
         "Train a network",
         "Here you teach a new network from scratch and watch its loss fall and its accuracy rise after every epoch.",
-        "Keep the Quick recipe and press Start training: it finishes in about a minute."),
+        "Keep the Quick recipe and press Start training: it finishes in about a minute.",
+        offline_try="Download the full data set in the sidebar (training needs its 50,000 pictures), then keep "
+                    "the Quick recipe and press Start training."),
     "predict": PageGuide(
         "Try it on your own pictures",
         "Give the model any picture and see its answer, how sure it is, and where in the picture it looked.",
@@ -46,7 +49,9 @@ PAGES: dict[str, PageGuide] = {
     "evaluate": PageGuide(
         "Where does the model go wrong?",
         "This page measures the model on the 10,000 test pictures it never saw in training, class by class.",
-        "Open the Confusion matrix and click the darkest square off the diagonal to see the pictures it mixes up."),
+        "Open the Confusion matrix and click the darkest square off the diagonal to see the pictures it mixes up.",
+        "This page measures the model on the bundled sample of 1,000 test pictures it never saw in training, "
+        "class by class."),
     "quiz": PageGuide(
         "You against the model",
         "A game at the projector, the class calling out and one person clicking: you and the model name the "

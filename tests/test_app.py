@@ -68,6 +68,13 @@ def test_offline_the_app_says_so_once_and_uses_the_sample(offline):
     # What the page says it shows is what it shows: not 50,000 training pictures it does not have.
     shown = " ".join(c.value.replace("\\", "") for c in at.caption)
     assert "These are 1,000 of the 10,000 test pictures" in shown and "50,000 for training" not in shown
+    # Evaluate measures the sample, and Train's first step is the download, not a Start it cannot press.
+    visit(at, "app_pages/evaluate.py")
+    shown = " ".join(c.value.replace("\\", "") for c in at.caption)
+    assert "the bundled sample of 1,000 test pictures it never saw" in shown and "10,000 test pictures it" not in shown
+    visit(at, "app_pages/train.py")
+    shown = " ".join(c.value.replace("\\", "") for c in at.caption)
+    assert "**Try first:** Download the full data set in the sidebar" in shown
 
 
 def test_an_unreadable_data_file_is_said_once_read_once_and_never_called_full(offline, tmp_path, monkeypatch):
