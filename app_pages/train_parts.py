@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 
 import pandas as pd
 import pyarrow as pa
@@ -199,12 +200,17 @@ def overfitting_note(metrics: list[dict]) -> None:
                      f"{evaluation.percent(found.test_accuracy[1])}")
     if found.loss_rose:
         signs.append(f"test loss rose from {found.test_loss[0]:.3f} to {found.test_loss[1]:.3f}")
+    best = f"{evaluation.percent(found.best_accuracy)}, after epoch {found.best_epoch}"
+    if found.best_epoch < found.last_epoch:
+        best = f"Its best test accuracy from one look (the dots) was {best}: fewer epochs would have kept it."
+    else:   # only the loss rose: the answers grow over-sure while accuracy still climbs
+        best = (f"Its test accuracy from one look (the dots) is still its best, {best}, but its answers are "
+                "growing more sure than they are right, which the test loss punishes.")
     st.warning(f"**Overfitting** after epoch {found.first_epoch}: the training loss kept falling "
                f"({found.train_loss[0]:.3f} to {found.train_loss[1]:.3f} by epoch {found.last_epoch}) while the "
                f"{' and the '.join(signs)}. The network is learning its own training pictures by heart rather "
-               "than what makes each class. More pictures, augmentation or fewer epochs help. Its best test "
-               f"accuracy was {evaluation.percent(found.best_accuracy)}, after epoch {found.best_epoch}: fewer "
-               "epochs would have kept it.", icon=":material/trending_down:")
+               f"than what makes each class. More pictures, augmentation or fewer epochs help. {best}",
+               icon=":material/trending_down:")
 
 
 def status_line(run: runs.Run, metrics: list[dict]) -> None:
@@ -231,9 +237,11 @@ def status_line(run: runs.Run, metrics: list[dict]) -> None:
             when = "It starts by itself when a trainer is free."
         st.info(f"Waiting in the queue{where}. {when}", icon=icon)
     elif run.state == "running" and rundir.stop_requested(run.path):
-        # Not "about N min left": it stops after its current batch, then saves and tests what it has.
-        st.progress(p["fraction"], text=f"Stopping: after its current batch it keeps and tests what it has learned "
-                                        f"· {duration(p['elapsed_s'])} so far")
+        # Not "about N min left": it stops after its current batch, then saves and tests what it has; within
+        # its first epoch it keeps nothing (training.py: a few batches are no model worth the queue's time).
+        kept = ("it keeps and tests what it has learned" if any(m.get("kind") == "epoch" for m in metrics)
+                else "it ends without a model, as it has not finished its first epoch")
+        st.progress(p["fraction"], text=f"Stopping: after its current batch {kept} · {duration(p['elapsed_s'])} so far")
     elif run.state == "running":
         st.progress(p["fraction"], text=progress_text(p))
     elif run.state == "failed":
@@ -318,6 +326,13 @@ def _still_board(owner: str) -> None:
     _board(owner)
 
 
+def distinct_names(chosen: list[runs.Run]) -> list[str]:
+    """The runs' names, each with its id where two share a name (a run continued twice, two students' "test"):
+    the chart colours and keys its curves by name, and would draw two such runs as one."""
+    shared = {name for name, count in Counter(r.name for r in chosen).items() if count > 1}
+    return [f"{r.name} [{r.id}]" if r.name in shared else r.name for r in chosen]
+
+
 def _board(owner: str) -> None:
     snapshot = runs_board.current()
     everything = list(snapshot.runs)
@@ -337,10 +352,11 @@ def _board(owner: str) -> None:
     if len(rows) > MAX_PICKED:
         st.caption(f"{len(rows)} runs picked: here are the first {MAX_PICKED}. More curves in one chart would "
                    "share colours, and no one could tell them apart.")
-    frames = [charts.curve_frame(snapshot.metrics_of(r.id), r.name) for r in chosen]
+    names = distinct_names(chosen)
+    frames = [charts.curve_frame(snapshot.metrics_of(r.id), name) for r, name in zip(chosen, names)]
     if any(len(f) for f in frames):
         st.altair_chart(charts.training_curves(pd.concat(frames), colour_by="run"), width="stretch",
-                        alt=curves_alt([(r.name, snapshot.metrics_of(r.id)) for r in chosen]))
+                        alt=curves_alt([(name, snapshot.metrics_of(r.id)) for r, name in zip(chosen, names)]))
         st.caption("Each run has a colour of its own and a shape for its test dots: its dashed line is its running "
                    "training figures, its solid line its test figures. " + SAW_TOOTH)
     else:

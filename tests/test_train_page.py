@@ -4,6 +4,7 @@ import math
 import os
 import time
 
+import pyarrow as pa
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -109,6 +110,22 @@ def test_a_selection_sent_by_a_script_is_made_sane_and_at_most_a_few_runs_are_co
                                  f"{drawn[0]}: after epoch 1, test loss 1.200, test accuracy 60.0%; {drawn[2]}: ")
 
 
+def test_two_runs_of_the_same_name_are_two_curves_not_one(page):
+    """A run continued twice makes two runs named "X (continued)": the chart colours by name, and drew them as
+    one zig-zagging run with one key."""
+    first = ended_run([0.6, 0.7], [1.2, 1.0], [1.5, 1.1], name="mine (continued)")
+    second = ended_run([0.65], [1.1], [1.4], name="mine (continued)")
+    at = page()
+    at.session_state["train_board"] = {"selection": {"rows": [0, 1], "columns": []}}
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    (curves,) = [c.proto for c in at.get("vega_lite_chart") if "Line charts of loss" in c.proto.alt]
+    keys = {row["run"] for data in curves.datasets
+            for row in pa.ipc.open_stream(data.data.data).read_all().to_pylist()}
+    assert keys == {f"mine (continued) [{first.id}]", f"mine (continued) [{second.id}]"}
+    assert f"mine (continued) [{second.id}]: after epoch 1" in curves.alt
+
+
 def test_every_field_explains_raising_and_lowering_it(page):
     at = page()
     for field in ("arch", "optimizer", "epochs", "learning_rate", "batch_size", "train_subset", "augment", "name"):
@@ -142,7 +159,7 @@ def test_an_ended_run_shows_its_one_accuracy_its_wall_time_and_overfitting_in_wo
     assert any(evaluation.ACCURACY_DEFINITION in c.value for c in at.caption)
     [warning] = [w.value for w in at.warning]
     assert "Overfitting" in warning and "after epoch 2" in warning and "from 70.0% to 66.0%" in warning
-    assert "Its best test accuracy was 70.0%, after epoch 2" in warning
+    assert "Its best test accuracy from one look (the dots) was 70.0%, after epoch 2: fewer epochs" in warning
     assert any("saw-tooth" in c.value and "the dashed line is the training" in c.value for c in at.caption)
     (curves,) = [c.proto for c in at.get("vega_lite_chart")]
     assert curves.alt.endswith(f"{run.name}: after epoch 4, test loss 1.050, test accuracy 66.0%.")
@@ -164,6 +181,15 @@ def test_records_missing_what_the_curves_draw_are_skipped_not_a_broken_page(page
     at = page(watch=run.id)
     (curves,) = [c.proto for c in at.get("vega_lite_chart")]
     assert curves.alt.endswith(f"{run.name}: after epoch 1, test loss 1.200, test accuracy 60.0%.")
+
+
+def test_a_run_whose_test_loss_rises_while_accuracy_climbs_is_not_told_fewer_epochs_would_do(page):
+    """Only the loss rose: the last epoch is the best one, so "fewer epochs would have kept it" is untrue."""
+    run = ended_run([0.60, 0.70, 0.71, 0.72], [1.2, 0.9, 0.95, 1.05], [1.5, 1.0, 0.8, 0.6])
+    at = page(watch=run.id)
+    [warning] = [w.value for w in at.warning]
+    assert "test loss rose from 0.900 to 1.050" in warning and "fewer epochs would have kept it" not in warning
+    assert "is still its best, 72.0%, after epoch 4" in warning
 
 
 def test_a_run_that_keeps_learning_is_not_called_overfitting(page):
@@ -240,7 +266,20 @@ def test_a_stop_pressed_as_an_epoch_ends_is_kept(page, monkeypatch):
     assert not at.exception, [e.value for e in at.exception]
     assert (run.path / rundir.STOP).exists()
     at.run()
-    assert at.get("progress")[0].proto.text.startswith("Stopping: after its current batch")   # no time left to show
+    # No time left to show; an epoch has ended, so it keeps a model.
+    assert at.get("progress")[0].proto.text.startswith("Stopping: after its current batch it keeps and tests")
+
+
+def test_a_stop_within_the_first_epoch_does_not_promise_a_model(page, monkeypatch):
+    run = runs.create(TrainConfig(epochs=3, batch_size=8, name="stopping"), owner="someone")
+    rundir.update_status(run.path, state="running", started=rundir.now(), pid=os.getpid(),
+                         pid_started=rundir.process_start(os.getpid()), train_images=100)
+    rundir.append_metric(run.path, {"kind": "batch", "epoch": 1, "step": 3, "steps": 13, "elapsed_s": 1.0,
+                                    "loss": 2.1, "accuracy": 0.2})
+    rundir.request_stop(run.path)
+    at = page(watch=run.id)
+    assert at.get("progress")[0].proto.text.startswith(
+        "Stopping: after its current batch it ends without a model, as it has not finished its first epoch")
 
 
 def test_all_training_pictures_says_how_many_are_kept_aside_for_sure(page):
