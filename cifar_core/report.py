@@ -7,9 +7,13 @@ prints, and is safe to open whatever a run was named.
 """
 from __future__ import annotations
 
+import datetime
 import functools
 import html as escape
 import json
+import math
+
+import numpy
 
 from cifar_core import charts, evaluation, rundir, runs
 from cifar_core.runs import Run
@@ -24,7 +28,12 @@ def _table(rows: list[dict]) -> str:
 
 
 def _fmt(value) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+    """Four significant digits, never in scientific notation: 12,345 pictures a second, not 1.234e+04."""
+    if not isinstance(value, float) or not math.isfinite(value):
+        return str(value)
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return numpy.format_float_positional(value, precision=4, unique=False, fractional=False, trim="-")
 
 
 @functools.lru_cache(maxsize=16)
@@ -98,9 +107,13 @@ def html(run: Run) -> str:
     per_class = [{"class": k, "test accuracy": evaluation.percent(v)}
                  for k, v in (run.status.get("per_class_accuracy") or {}).items()]
     summary = run.summary(metrics)
-    # Cancelled, cleared by the teacher, stopped at the end of a turn: said as stopped, not failed.
+    # A report is read anywhere, later, and made once for everyone: its moment says its time zone.
+    summary[runs.START_PRESSED] = datetime.datetime.fromtimestamp(
+        run.status.get("created", 0), datetime.timezone.utc).strftime("%d %b %Y %H:%M UTC")
+    # Cancelled, cleared by the teacher, stopped at the end of a turn or by the server: said as stopped, not failed.
+    reason = run.status.get("error") or run.status.get("stopped_because")
     why = (f'<p><b>Why it {"failed" if run.state == "failed" else "stopped"}:</b> '
-           f'{escape.escape(run.status["error"])}</p>' if run.status.get("error") else "")
+           f'{escape.escape(str(reason))}</p>' if reason else "")
     if isinstance(summary.get("progress"), (int, float)):
         summary["progress"] = f"{summary['progress']:.0%}"     # the share of the epochs asked for, as people read it
     return f"""<!doctype html>

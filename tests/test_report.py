@@ -1,4 +1,5 @@
 """A run's downloaded report: one HTML file that needs no network, charts included."""
+import json
 import re
 from pathlib import Path
 
@@ -41,6 +42,23 @@ def test_the_report_names_its_columns_and_says_why_a_run_ended_as_it_ended(tiny_
     assert "<b>Why it stopped:</b> Cancelled before it started." in report.html(runs.get(run.id))
     rundir.update_status(run.path, state="failed", error="The disk is full.")
     assert "<b>Why it failed:</b> The disk is full." in report.html(runs.get(run.id))
+    # Stopped by the server at the end of its turn: the reason is kept apart from errors, and said too.
+    rundir.update_status(run.path, state="stopped", error=None, stopped_because="Its 20 minutes were up.")
+    assert "<b>Why it stopped:</b> Its 20 minutes were up." in report.html(runs.get(run.id))
+
+
+def test_the_report_writes_big_numbers_whole_and_its_moment_with_its_time_zone(tiny_env):
+    """Read later and anywhere, made once for everyone: "12,346" and not "1.235e+04", a UTC moment with its year."""
+    from cifar_core import rundir, runs
+    run = finished_run("fast", epochs=1)
+    records = rundir.read_metrics(run.path)
+    records[-1].update(images_per_s=12345.6, elapsed_s=10000.4, test_loss=0.00005)
+    (run.path / rundir.METRICS).write_text("".join(json.dumps(r) + "\n" for r in records))
+    rundir.update_status(run.path, created=1_764_900_000.0)       # 05 Dec 2025 02:00 UTC
+    page = report.html(runs.get(run.id))
+    assert "<td>12,346</td>" in page and "<td>10,000</td>" in page and "<td>0.00005</td>" in page
+    assert "e+0" not in page and "e-0" not in page
+    assert "<td>05 Dec 2025 02:00 UTC</td>" in page
 
 
 def test_a_run_with_no_progress_says_so_instead_of_an_empty_chart(tiny_env):
