@@ -271,6 +271,12 @@ def where(model, pictures: np.ndarray, probabilities: np.ndarray, key: str) -> N
                   if len(squares) > 1 else ""))
 
 
+# Flipping fools it least of all, and here is why: say so, or a student concludes more than is true.
+MIRROR_HELP = ("Flips the picture left to right. The model already answers a photo or a drawing from the picture "
+               "and its mirror image together (and a test picture it is unsure of), and it learned from mirrored "
+               "pictures too, so this changes its answer little or not at all.")
+
+
 @st.fragment
 def fool(image: np.ndarray, key: str, size: tuple[int, int] | None = None, views: np.ndarray | None = None,
          drawing: bool = False) -> None:
@@ -289,7 +295,7 @@ def fool(image: np.ndarray, key: str, size: tuple[int, int] | None = None, views
         patch=(right.slider("Grey square: across", 0.0, 1.0, 0.5, key=f"{key}_patch_x"),
                right.slider("Grey square: down", 0.0, 1.0, 0.5, key=f"{key}_patch_y"),
                right.slider("Grey square: size", 0.0, 1.0, 0.0, key=f"{key}_patch_size")),
-        mirror=right.toggle("Mirror", key=f"{key}_mirror"))
+        mirror=right.toggle("Mirror", key=f"{key}_mirror", help=MIRROR_HELP))
     if changes == perturbations.Changes():
         st.caption("Move a slider to change the picture.")
         return

@@ -287,6 +287,8 @@ def progress_text(p: dict) -> str:
 # Widths in pixels: the table sizes its columns to their first values, and a live "0 s" grows into "12 min 05 s".
 # All of them fit the main column of a 1280-pixel window.
 BOARD_COLUMNS = {
+    "recipe": st.column_config.TextColumn(help="The recipe the run started from; \"(changed)\": some of its settings "
+                                               "were changed before Start (see them in its report)."),
     "epochs": st.column_config.TextColumn(width=70, help="Epochs trained of those asked for, live: 2.4 is 40% "
                                                          "into the third."),
     "test accuracy": st.column_config.TextColumn(

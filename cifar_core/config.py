@@ -152,6 +152,19 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def changed_from_preset(self) -> bool:
+        """Whether a setting of the recipe differs from its preset's: a board that calls a run "quick" when
+        its student changed the network and the epochs compares two different recipes as one. The device
+        (precision, strategy) and a continued run's epochs (its name says so) are no part of the recipe."""
+        if self.preset not in PRESETS:
+            return False
+        ignored = {"name", "preset", "initial_model", "precision", "strategy"}
+        if self.initial_model:
+            ignored.add("epochs")
+        preset = TrainConfig.from_preset(self.preset)
+        return any(getattr(self, f.name) != getattr(preset, f.name)
+                   for f in dataclasses.fields(self) if f.name not in ignored)
+
     def validate(self, max_epochs: int | None = None) -> "TrainConfig":
         """Return self, or raise ConfigError with one sentence naming the bad field."""
         max_epochs = max_epochs or settings.get().max_epochs

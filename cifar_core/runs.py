@@ -33,7 +33,7 @@ from filelock import FileLock, Timeout
 
 from cifar_core import board, evaluation, rundir, settings, snapshots, trainer_memory
 from cifar_core import progress as timing
-from cifar_core.config import MAX_NAME_CHARS, TrainConfig
+from cifar_core.config import MAX_NAME_CHARS, ConfigError, TrainConfig
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 _children: list[subprocess.Popen] = []   # trainers this process launched, reaped by reconcile()
@@ -88,6 +88,9 @@ class Run:
         progress = self.progress(metrics, now)
         trained = timing.epochs_trained(self.config, self.status, metrics)
         recipe = self.config.get("preset") or self.config.get("arch") or "–"
+        with contextlib.suppress(ConfigError, TypeError):     # a config from an older version: named as it is
+            if TrainConfig.from_dict(self.config).changed_from_preset():
+                recipe += " (changed)"
         return {"id": self.id, "name": self.name, "recipe": recipe,
                 "state": self.state,
                 # Rounded down: 3.96 of 4 epochs is "3.9 / 4", never "4 / 4" while it still trains.

@@ -399,6 +399,9 @@ def test_predict_page_test_picture_answer_heat_map_and_fooling(app):
     app.slider(key="predict_noise").set_value(60).run()
     assert not app.exception
     assert len(app.metric) == 2                      # the changed picture gets its own answer
+    # Mirroring hardly moves an answer that already averages the mirror image in: the toggle says why.
+    assert "already answers a photo or a drawing from the picture and its mirror image" in \
+        app.toggle(key="predict_mirror").help
 
 
 def test_predict_says_when_the_server_let_go_of_pictures_for_others(app, monkeypatch):

@@ -150,6 +150,21 @@ def test_the_board_row_shows_live_progress_and_never_none(tmp_path):
     assert ended["of which testing"] == "2 min 15 s" and ended["epochs"] == "2 / 2"
 
 
+def test_the_board_says_when_a_run_changed_its_recipe(tmp_path):
+    """A "quick" run whose student changed the network and the epochs is not quick's recipe: the board says so.
+    A name, the device or a continued run's epochs are no change to the recipe."""
+    from cifar_core.config import TrainConfig
+
+    def recipe(config: TrainConfig) -> str:
+        return Run("r", tmp_path, config.to_dict(), {"state": "queued", "created": 1.0}).summary([], now=2.0)["recipe"]
+    assert recipe(TrainConfig.from_preset("quick", name="mine", precision="float32")) == "quick"
+    assert recipe(TrainConfig.from_preset("quick", arch="tutorial", epochs=10)) == "quick (changed)"
+    assert recipe(TrainConfig.from_preset("quick", epochs=5, initial_model="/runs/a/model.keras")) == "quick"
+    assert recipe(TrainConfig(arch="tutorial")) == "tutorial"
+    older = {**TrainConfig.from_preset("best").to_dict(), "retired_setting": 1}     # written by an older version
+    assert Run("r", tmp_path, older, {"state": "queued", "created": 1.0}).summary([], now=2.0)["recipe"] == "best"
+
+
 def test_the_board_says_when_start_was_pressed_in_the_visitors_time_zone(tmp_path):
     """A server in a container keeps UTC; a class reads its own clock. Only a zone this machine knows is
     taken from a browser: anything else is the server's."""
