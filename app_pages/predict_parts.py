@@ -369,6 +369,33 @@ def picked_classes(edited: dict, rows: int) -> dict[int, str]:
     return picked
 
 
+def person_could_send(edits, rows: int) -> bool:
+    """Whether the batch table's widget state `edits` is one a person can make in it: true classes picked
+    (or cleared) in its `rows` rows, nothing else. Streamlit applies whatever a browser sends before the
+    page sees the table, rows added to a fixed table included, one at a time: 8,000 empty rows, 24 KB
+    sent, were 80 s of the server's CPU on every rerun after, every visitor's page slower with it."""
+    if not isinstance(edits, dict) or edits.get("added_rows") or edits.get("deleted_rows"):
+        return False
+    edited = edits.get("edited_rows") or {}
+    return isinstance(edited, dict) and all(
+        str(position).isdigit() and int(position) < rows and isinstance(change, dict)
+        and set(change) <= {"true class"} and change.get("true class", None) in (None, *CLASS_NAMES)
+        for position, change in edited.items())
+
+
+EDITOR_FRESH_KEY = "predict_batch_fresh"    # session state: bumped to give the table a new, clean widget
+
+
+def editor_key(files_key: str, rows: int) -> str:
+    """The batch table's widget key for the set of files `files_key`: a new one, its edits forgotten, when
+    what the browser sent there is nothing a person could send (`person_could_send`)."""
+    key = f"{files_key}_{st.session_state.get(EDITOR_FRESH_KEY, 0)}"
+    if key in st.session_state and not person_could_send(st.session_state[key], rows):
+        st.session_state[EDITOR_FRESH_KEY] = st.session_state.get(EDITOR_FRESH_KEY, 0) + 1
+        key = f"{files_key}_{st.session_state[EDITOR_FRESH_KEY]}"
+    return key
+
+
 def shown(table: pd.DataFrame) -> pd.DataFrame:
     """The batch table as its columns print it: "sure" in whole percents, the scores to a tenth, none of
     them rounded to certainty or to nothing (`evaluation.kept_off_certainty`)."""
@@ -384,7 +411,8 @@ def batch(files) -> None:
     true class to count the right answers, and a CSV of it."""
     table = pd.DataFrame(_rows(files))
     # The key changes with the set of files, so true classes picked for other files do not linger.
-    key = "predict_batch_" + hashlib.sha1("\0".join(f.file_id for f in files).encode()).hexdigest()[:12]
+    key = editor_key("predict_batch_" + hashlib.sha1("\0".join(f.file_id for f in files).encode()).hexdigest()[:12],
+                     len(table))
     for row, name in picked_classes(st.session_state.get(key, {}).get("edited_rows", {}), len(table)).items():
         table.loc[row, "true class"] = name
     labelled = table["true class"].notna() & (table["answer"] != "")
