@@ -66,8 +66,8 @@ elif source == "Draw":
         st.session_state["predict_canvas_round"] = st.session_state.get("predict_canvas_round", 0) + 1
     with board:
         st.caption("Draw here:")   # short: the canvas toolbar slides over the right of this line
-        drawing = st_canvas(stroke_color=brush, stroke_width=size, background_color=background, height=320, width=320,
-                            return_image_data=True,
+        drawing = st_canvas(stroke_color=brush, stroke_width=size, background_color=background,
+                            height=predict_parts.CANVAS_SIDE, width=predict_parts.CANVAS_SIDE, return_image_data=True,
                             key=f"predict_canvas_{background}_{st.session_state.get('predict_canvas_round', 0)}")
     picture, name = predict_parts.drawn(drawing, background), "drawing"
     if picture is None:

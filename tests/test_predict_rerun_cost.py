@@ -77,6 +77,25 @@ def test_a_drawing_is_read_once_and_one_larger_than_a_canvas_makes_is_refused(mo
     assert at.error[0].value == "The drawing is larger than the canvas can make, so it was not read."
 
 
+def test_a_drawing_is_only_what_a_canvas_sends():
+    """A canvas sends a PNG of its own size (times a screen's pixel ratio): a script may send any file in its
+    place, and a run-length BMP of 2 MB is 0.4 s of the server's CPU, with every new one."""
+    import io
+
+    from PIL import Image
+
+    from app_pages.predict_parts import canvas_png
+
+    def saved(size, kind):
+        buffer = io.BytesIO()
+        Image.new("RGBA" if kind == "PNG" else "RGB", size).save(buffer, kind)
+        return buffer.getvalue()
+    assert canvas_png(saved((320, 320), "PNG")) and canvas_png(saved((960, 960), "PNG"))   # a phone: 3 to 1
+    assert not canvas_png(saved((4000, 4000), "PNG"))          # 56 KB, 16 megapixels to decode
+    assert not canvas_png(saved((320, 320), "BMP")) and not canvas_png(saved((320, 320), "GIF"))
+    assert not canvas_png(b"") and not canvas_png(b"\x89PNG\r\n\x1a\n")
+
+
 def _batch_script():
     """The Predict page's batch table for `count` uploaded photos (AppTest cannot upload)."""
     import io
