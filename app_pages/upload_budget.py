@@ -33,7 +33,10 @@ the most, only those above the fair share and only down to it (in whole
 pictures), and only where that makes room enough: a student within the share
 never loses a picture to anyone, nor anyone a picture for an upload then
 refused. The Predict page tells a browser whose pictures were let go, in a
-sentence (`pictures_let_go_for_room`).
+sentence (`pictures_let_go_for_room`). Uploads still arriving count as held:
+they are cut first (the browser marks the file red), so a script that
+declares large uploads and then sends them a byte at a time holds no room
+another student needs.
 
 Before it counts, it lets go of what sessions that are gone still hold
 (`let_go_of_departed`): Streamlit itself never does, once a closed tab's session
@@ -148,13 +151,25 @@ def pictures_let_go_for_room() -> int:
 UPLOAD_IDLE_S = 30.0     # an upload that sends nothing for this long is given up: its place in the budget freed
 
 
-def _given_up_when_idle(receive):
+class _Arriving:
+    """One upload being received: its declared size, counted from its first byte, until it ends or is cut."""
+    __slots__ = ("size", "cut")
+
+    def __init__(self, size: int):
+        self.size, self.cut = size, False
+
+
+def _given_up_when_idle_or_cut(receive, upload: _Arriving):
     """`receive` for an upload, which ends it as if the browser had left once nothing has come for
-    UPLOAD_IDLE_S: an upload is counted at its full size from its first byte, so one that said 25 MB
-    and then sent nothing held that much of the server's budget for as long as its connection lasted."""
+    UPLOAD_IDLE_S, or once it was cut to make room: an upload is counted at its full size from its first
+    byte, so one that said 25 MB and then sent nothing held that much of the server's budget for as long
+    as its connection lasted. A cut upload's next chunk ends it: what it sent so far is let go with it."""
     async def receive_or_give_up():
-        with anyio.move_on_after(UPLOAD_IDLE_S):
-            return await receive()
+        if not upload.cut:
+            with anyio.move_on_after(UPLOAD_IDLE_S):
+                message = await receive()
+                if not upload.cut:
+                    return message
         return {"type": "http.disconnect"}
     return receive_or_give_up
 
@@ -178,6 +193,7 @@ class UploadBudget:
         self.let_go_at = 0.0                       # when departed sessions' files were last let go
         self.arriving: Counter[str] = Counter()     # bytes of uploads being received, by session
         self.arriving_files: Counter[str] = Counter()    # uploads being received, by session
+        self.uploads: dict[str, list[_Arriving]] = {}    # the uploads being received, by session, oldest first
         self.browser_of: dict[str, str] = {}       # session -> the browser that uploaded to it (its cookie)
 
     def _browser(self, session: str, scope, kept: dict[str, tuple[int, int]]) -> set[str]:
@@ -199,17 +215,23 @@ class UploadBudget:
 
         def holding(who: str) -> int:
             return sum(kept.get(s, (0, 0))[0] + self.arriving[s] for s in holders.get(who, ()))
-        def kept_by(who: str) -> int:
-            return sum(kept.get(s, (0, 0))[0] for s in holders[who])
+        def freeable(who: str) -> int:     # what is kept, and what is arriving here (and can be cut)
+            return sum(kept.get(s, (0, 0))[0] + sum(u.size for u in self.uploads.get(s, ())) for s in holders[who])
         fair = limit // len(set(holders) | {browser})
         others = set(holders) - {browser}
-        if wanted > fair or sum(min(max(holding(w) - fair, 0), kept_by(w)) for w in others) < over:
+        if wanted > fair or sum(min(max(holding(w) - fair, 0), freeable(w)) for w in others) < over:
             return False      # past its share, or not room enough above the others' shares: nobody loses a picture
         for who in sorted(others, key=holding, reverse=True):
             excess = holding(who) - fair
             if over <= 0 or excess <= 0:
                 break         # room made, or every browser left holds its share or less
-            for s in sorted(holders[who], key=lambda s: kept.get(s, (0, 0))[0], reverse=True):
+            for s in sorted(holders[who], key=lambda s: kept.get(s, (0, 0))[0] + self.arriving[s], reverse=True):
+                # What is still arriving first: nothing of it has been answered yet.
+                for upload in list(self.uploads.get(s, ())):
+                    if over <= 0 or excess <= 0:
+                        break
+                    self._cut(s, upload)
+                    over, excess = over - upload.size, excess - upload.size
                 if over <= 0 or excess <= 0:
                     break
                 freed, files = self.make_room(s, min(over, excess, kept.get(s, (0, 0))[0]))
@@ -217,6 +239,20 @@ class UploadBudget:
                     _let_go_for_room[s] = _let_go_for_room.get(s, 0) + files
                 over, excess = over - freed, excess - freed
         return over <= 0
+
+    def _arrives(self, session: str, upload: _Arriving) -> None:
+        self.arriving[session] += upload.size
+        self.arriving_files[session] += 1
+        self.uploads.setdefault(session, []).append(upload)
+
+    def _cut(self, session: str, upload: _Arriving) -> None:
+        """No longer counted: ended, or cut to make room (its next chunk then ends it)."""
+        upload.cut = True
+        self.uploads[session].remove(upload)
+        self.arriving[session] -= upload.size
+        self.arriving_files[session] -= 1
+        if not self.uploads[session]:
+            del self.arriving[session], self.arriving_files[session], self.uploads[session]
 
     async def __call__(self, scope, receive, send):
         match = UPLOAD_PATH.search(scope.get("path", "")) if scope["type"] == "http" else None
@@ -257,14 +293,12 @@ class UploadBudget:
             for message in _refuse(413, sentence):
                 await send(message)
             return
-        self.arriving[session] += size
-        self.arriving_files[session] += 1
+        upload = _Arriving(size)
+        self._arrives(session, upload)
         try:
-            await self.app(scope, _given_up_when_idle(receive), send)
-        except ClientDisconnect:     # given up here, or the browser left: no one to answer, nothing to log
+            await self.app(scope, _given_up_when_idle_or_cut(receive, upload), send)
+        except ClientDisconnect:     # given up or cut here, or the browser left: no one to answer, nothing to log
             pass
         finally:
-            self.arriving[session] -= size
-            self.arriving_files[session] -= 1
-            if self.arriving_files[session] <= 0:
-                del self.arriving[session], self.arriving_files[session]
+            if not upload.cut:
+                self._cut(session, upload)

@@ -121,9 +121,9 @@ def test_room_comes_only_from_above_the_fair_share():
 
 def test_no_picture_is_let_go_for_an_upload_that_would_still_be_refused():
     """Two browsers of 45 MB fill the server with a third holding 10: with a newcomer a share is 25 MB,
-    and the two hold 20 MB each above it, but 38 MB of each is still arriving, which cannot be let go: a
-    25 MB upload needs 25 MB of room that their 14 MB of kept pictures cannot make. Refused, and both
-    keep their pictures."""
+    and the two hold 20 MB each above it, but 38 MB of each is still arriving through another server process,
+    which this one cannot cut: a 25 MB upload needs 25 MB of room that their 14 MB of kept pictures cannot
+    make. Refused, and both keep their pictures."""
     pictures = Pictures(a=[7 * MB], b=[7 * MB], c=[10 * MB])
     budget = UploadBudget(None, held=pictures.held, make_room=pictures.make_room)
     for s in "abc":
@@ -131,6 +131,61 @@ def test_no_picture_is_let_go_for_an_upload_that_would_still_be_refused():
     budget.arriving.update({"a": 38 * MB, "b": 38 * MB})
     assert put(budget, "newcomer", 25 * MB, browser="newcomer")[0] == 413
     assert pictures.let_go == []
+
+
+def test_uploads_sent_a_byte_at_a_time_hold_no_room_a_student_needs(monkeypatch):
+    """Eight cookies each start a 25 MB upload and send it a byte now and then: counted from their first byte,
+    they held the server's whole budget, and every student's photo was refused for as long as they trickled.
+    A full server cuts what is still arriving above a fair share first, as it lets go of kept pictures."""
+    from app_pages import upload_budget
+    monkeypatch.setenv("CIFAR_UPLOAD_SERVER_MB", "200")
+    budget = UploadBudget(None, held=dict, make_room=lambda session, wanted: (0, 0))
+    statuses, ended = {}, []
+
+    async def streamlit(scope, receive, send):       # reads the body as Starlette does, until it ends
+        from starlette.requests import Request
+        async for _ in Request(scope, receive).stream():
+            pass
+        ended.append(scope["path"])
+
+    def trickle():
+        async def receive():
+            await asyncio.sleep(0.05)
+            return {"type": "http.request", "body": b"x", "more_body": True}
+        return receive
+
+    async def upload(session, size, receive, browser):
+        sent = []
+
+        async def send(message):
+            sent.append(message)
+        scope = {"type": "http", "method": "PUT", "path": f"/_stcore/upload_file/{session}/f",
+                 "headers": [(b"content-length", str(size).encode()), *cookie(browser)]}
+        await budget(scope, receive, send)
+        statuses[session] = sent[0]["status"] if sent else None
+
+    async def whole(size):
+        async def receive():
+            return {"type": "http.request", "body": b"x" * size, "more_body": False}
+        return receive
+
+    async def main():
+        budget.app = streamlit
+        scripts = [asyncio.create_task(upload(f"script {i}", 25 * MB, trickle(), f"script {i}")) for i in range(8)]
+        await asyncio.sleep(0.2)
+        assert sum(budget.arriving.values()) == 200 * MB          # the server is full of trickles
+        await upload("student", 3 * MB, await whole(3 * MB), "student")
+        await asyncio.sleep(0.2)
+        for task in scripts:
+            task.cancel()
+        await asyncio.gather(*scripts, return_exceptions=True)
+
+    asyncio.run(main())
+    assert statuses["student"] is None and "/_stcore/upload_file/student/f" in ended     # let in, and read whole
+    # One trickle was cut for it (its request ended); the other seven were still trickling when stopped.
+    assert [statuses.get(f"script {i}", "trickling") for i in range(8)].count(None) == 1
+    assert not any(f"script {i}" in upload_budget._let_go_for_room for i in range(8))     # no kept picture lost
+    assert not budget.arriving and not budget.uploads
 
 
 def test_pictures_let_go_are_taken_from_streamlits_upload_manager_oldest_first(monkeypatch):
