@@ -12,6 +12,7 @@ import functools
 import html as escape
 import json
 import math
+import time
 
 import numpy
 
@@ -74,15 +75,24 @@ def _drawn(run: Run, metrics: list[dict]) -> tuple[list[dict], str]:
     return metrics[:ends[-1] + 1] if ends else [], "<p>It is still training: its curves here end at its last whole epoch.</p>"
 
 
+LIVE_EVERY_S = 10.0     # a training run's report is made at most this often; it says it is still training
+
+
+@functools.lru_cache(maxsize=8)
+def _live_html(run_id: str, status: tuple | None, period: int) -> str:
+    return html(runs.get(run_id))
+
+
 def kept_html(run: Run) -> str:
     """`html(run)`, made once for a run that has ended and kept in its folder under its files' stamps (a
     new status or metrics line is a new report). Made anew, it costs about a second of the server's CPU
     for its curves: a script cycling through a class's finished runs' reports kept a core busy and every
-    student's own report waiting. A run still training changes every second: made each time (its curves,
-    drawn to its last whole epoch, are kept in `_svg`)."""
+    student's own report waiting. A run still training changes every second: made at most once every
+    LIVE_EVERY_S for everyone (0.2 s of CPU each on a long run; a script asking without pause kept a core
+    busy), and anew when its state changes."""
     import hashlib
     if run.state in rundir.ACTIVE:
-        return html(run)
+        return _live_html(run.id, runs._stamp(str(run.path / rundir.STATUS)), int(time.time() // LIVE_EVERY_S))
     stamps = [runs._stamp(str(run.path / name)) for name in (rundir.CONFIG, rundir.STATUS, rundir.METRICS)]
     kept = run.path / f".report-{hashlib.sha256(repr(stamps).encode()).hexdigest()[:16]}.html"
     try:

@@ -119,8 +119,9 @@ def test_an_ended_runs_report_is_made_once_and_again_only_when_the_run_changes(t
     import os
 
     from cifar_core import rundir, runs
+    import time
     made = []
-    real = report.html
+    real, real_time = report.html, time.time
     monkeypatch.setattr(report, "html", lambda run: made.append(run.id) or real(run))
     run = finished_run("kept", epochs=2)
     first = report.kept_html(run)
@@ -131,4 +132,7 @@ def test_an_ended_runs_report_is_made_once_and_again_only_when_the_run_changes(t
     rundir.update_status(run.path, state="running", pid=os.getpid(), pid_started=rundir.process_start(os.getpid()))
     report.kept_html(runs.get(run.id))
     report.kept_html(runs.get(run.id))
-    assert len(made) == 4                                          # a run that trains: made each time
+    assert len(made) == 3                  # a run that trains: made once for a while, whoever asks, however often
+    monkeypatch.setattr(report.time, "time", lambda: real_time() + report.LIVE_EVERY_S)
+    report.kept_html(runs.get(run.id))
+    assert len(made) == 4                                          # and again once that while has passed
