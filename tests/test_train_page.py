@@ -290,6 +290,20 @@ def test_all_training_pictures_says_how_many_are_kept_aside_for_sure(page):
     assert f"All {MAX_TRAIN_IMAGES - kept:,} ({kept:,} more kept aside)" in subset.options
 
 
+def test_a_continued_runs_own_epochs_are_counted_from_the_board_not_its_file_again(tiny_env, monkeypatch):
+    """Moving the replay slider of a long continued run re-read its whole metrics file (0.15 s a read)."""
+    from app_pages import learning_parts
+    run = runs.create(TrainConfig(epochs=2, batch_size=100, name="more"), owner="me")
+    rundir.write_json(run.path / rundir.CONFIG, {**run.config, "initial_model": "parent.keras"})   # as a continued run
+    rundir.append_metric(run.path, {"kind": "epoch", "epoch": 1, "elapsed_s": 5.0, "loss": 1.5, "accuracy": 0.4,
+                                    "test_loss": 1.4, "test_accuracy": 0.45})
+    board.invalidate()
+    board.current()
+    monkeypatch.setattr(runs.Run, "metrics", lambda self: pytest.fail("the metrics file read again"))
+    assert learning_parts.epoch_words(runs.get(run.id), [1, 2, 3, 4], 4)[0].startswith(
+        "**What it sees after its epoch 1** (4 counting")
+
+
 def test_a_continued_runs_snapshots_are_counted_as_its_progress_counts_them():
     """A continued run starts with its parent's snapshots: until its own first epoch, the newest is the
     parent's, and the live view says so; after it, the heading counts its own epochs, as its progress bar
@@ -299,7 +313,7 @@ def test_a_continued_runs_snapshots_are_counted_as_its_progress_counts_them():
     from app_pages import learning_parts
 
     def run(own_epochs):
-        return SimpleNamespace(config={"initial_model": "parent.keras"},
+        return SimpleNamespace(id=f"not on the board {own_epochs}", config={"initial_model": "parent.keras"},
                                metrics=lambda: [{"kind": "epoch"}] * own_epochs)
     parents = "Epoch 3 was trained by the run this one continues"
     heading, note = learning_parts.epoch_words(run(0), [1, 2, 3], 3)     # its first epoch, under way
