@@ -98,19 +98,38 @@ def clicked(chart: str, selection: str) -> tuple[str, list]:
 # A widget's callback and its arguments stay in the visitor's session as long as the widget is on screen.
 # One defined in a page's own script holds that run's every variable alive with it (an upload's bytes, a
 # model's answers); these are module functions, which hold nothing of a run.
+# A box's callback sees the value as the browser sent it, before Streamlit checks it is one of the box's
+# options: a script may send anything. Each of these raises ValueError for what no option is.
 def in_split(split: str, value) -> tuple[str, int]:
     """A picture chosen in a box, as Explore's pick: its split and its index."""
-    return split, int(value)
+    index = _whole(value)
+    if index < 0:
+        raise ValueError(value)
+    return split, index
 
 
 def in_square(size: int, value) -> tuple[int, int]:
     """A square chosen in a box, numbered row by row, as Evaluate's pick: (row, column)."""
-    return divmod(int(value), size)
+    square = _whole(value)
+    if not 0 <= square < size * size:
+        raise ValueError(value)
+    return divmod(square, size)
+
+
+def _whole(value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).lstrip("-").isdigit():
+        raise ValueError(value)
+    return int(value)
 
 
 def chosen_in_box(box: str, chart: str, pick: str, as_pick) -> None:
-    """A box's `on_change`: its choice, `as_pick(value)`, becomes the pick, and `chart` is drawn afresh."""
+    """A box's `on_change`: its choice, `as_pick(value)`, becomes the pick, and `chart` is drawn afresh.
+    A value no option has is ignored."""
     value = st.session_state.get(box)
-    if value is not None:
+    if value is None:
+        return
+    try:
         st.session_state[pick] = as_pick(value)
-        st.session_state[f"{chart}_drawn"] = st.session_state.get(f"{chart}_drawn", 0) + 1
+    except ValueError:
+        return
+    st.session_state[f"{chart}_drawn"] = st.session_state.get(f"{chart}_drawn", 0) + 1

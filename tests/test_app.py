@@ -434,6 +434,38 @@ def test_evaluate_page_shows_accuracy_and_the_per_class_table(app):
     assert any("Train a model on the Train page" in c.value for c in app.caption)
 
 
+def test_a_box_takes_only_values_one_of_its_options_could_be():
+    """A box's callback sees what the browser sent before Streamlit checks it is an option: "1000" picked
+    square (100, 0) of a 10 x 10 matrix, and the page failed on every rerun after; "x" failed at once."""
+    from streamlit.testing.v1 import AppTest
+
+    from app_pages import chart_specs
+    assert chart_specs.in_square(10, 99) == (9, 9) and chart_specs.in_square(10, "12") == (1, 2)
+    assert chart_specs.in_split("Test", 5) == ("Test", 5)
+    for sent in (100, "1000", -1, "x", 2.5, None, True, [3], "1e3"):
+        with pytest.raises(ValueError):
+            chart_specs.in_square(10, sent)
+    for sent in (-1, "x", 2.5, None, False):
+        with pytest.raises(ValueError):
+            chart_specs.in_split("Test", sent)
+
+    def script():
+        import functools
+
+        import streamlit as st
+
+        from app_pages import chart_specs
+        chart_specs.chosen_in_box("box", "chart", "pick", functools.partial(chart_specs.in_square, 10))
+
+    at = AppTest.from_function(script)
+    at.session_state["box"] = "1000"
+    at.run()
+    assert not at.exception and "pick" not in at.session_state
+    at.session_state["box"] = 23
+    at.run()
+    assert at.session_state["pick"] == (2, 3) and at.session_state["chart_drawn"] == 1
+
+
 @pytest.mark.parametrize("selection", [[], "x", {"cell": {"true": "cat"}}, {"cell": [["cat", "dog"]]}])
 def test_evaluate_takes_only_a_square_that_exists_from_a_click(app, selection):
     visit(app, "app_pages/evaluate.py")
