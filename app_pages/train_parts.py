@@ -59,7 +59,8 @@ class ConfigFields:
         add(middle, "name", st.text_input, "Run name", placeholder="e.g. Class 7B's first try", max_chars=60)
         turn = settings.get().run_turn_minutes
         right.caption(f"At most {max_epochs} epochs per run on this server"
-                      + (f"; while others wait, {turn} minutes of training (the model is kept)." if turn else "."))
+                      + (f"; while others wait, {turn} minutes a run from its start (the model is kept)."
+                         if turn else "."))
 
     def values(self) -> dict:
         return dict(self.widgets)

@@ -216,7 +216,8 @@ class UploadBudget:
         def holding(who: str) -> int:
             return sum(kept.get(s, (0, 0))[0] + self.arriving[s] for s in holders.get(who, ()))
         def freeable(who: str) -> int:     # what is kept, and what is arriving here (and can be cut)
-            return sum(kept.get(s, (0, 0))[0] + sum(u.size for u in self.uploads.get(s, ())) for s in holders[who])
+            return sum(kept.get(s, (0, 0))[0] + sum(u.size for u in self.uploads.get(s, ()))
+                       for s in holders[who])
         fair = limit // len(set(holders) | {browser})
         others = set(holders) - {browser}
         if wanted > fair or sum(min(max(holding(w) - fair, 0), freeable(w)) for w in others) < over:

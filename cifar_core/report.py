@@ -92,7 +92,8 @@ def kept_html(run: Run) -> str:
     busy), and anew when its state changes."""
     import hashlib
     if run.state in rundir.ACTIVE:
-        return _live_html(run.id, runs._stamp(str(run.path / rundir.STATUS)), int(time.time() // LIVE_EVERY_S))
+        status = runs._stamp(str(run.path / rundir.STATUS))
+        return _live_html(run.id, status, int(time.time() // LIVE_EVERY_S))
     stamps = [runs._stamp(str(run.path / name)) for name in (rundir.CONFIG, rundir.STATUS, rundir.METRICS)]
     kept = run.path / f".report-{hashlib.sha256(repr(stamps).encode()).hexdigest()[:16]}.html"
     try:

@@ -2,10 +2,17 @@
 
 Each run is a directory under the CIFAR_RUNS_DIR setting (see `rundir`). At
 most CIFAR_MAX_CONCURRENT_RUNS trainers run at once; later starts wait in a
-first-in, first-out queue, and each trainer, when it ends, starts the next.
-Every change of state happens under one file lock on the runs directory, so
-many sessions (or processes) pressing Start at the same instant never launch
-more trainers than the limit.
+queue, and each trainer, when it ends, starts the next. The queue goes in the
+order Start was pressed, with one exception: a run waiting for memory (a big
+batch) lets a smaller run behind it go first when that one fits now and keeps
+none of the runs ahead of it waiting longer (`_dispatch`). Every change of
+state happens under one file lock on the runs directory, so many sessions (or
+processes) pressing Start at the same instant never launch more trainers than
+the limit. With the Ray backend (`ray_backend`) every waiting run goes to the
+cluster at once: the cluster's free CPUs, GPUs and memory decide when each
+starts, not CIFAR_MAX_CONCURRENT_RUNS or this order. The command line's
+`train` makes its run here (`create`) but trains it at once in its own
+process, outside the queue and its limits.
 
 Locally a trainer is a warm worker (see `worker`): a process that keeps
 TensorFlow and the data set loaded and is handed one run after another, so a
@@ -580,7 +587,8 @@ def reconcile(locked: bool = False) -> list[str]:
 
 
 def _end_long_turns(runs: list[Run]) -> None:
-    """Stop a visitor's run that has trained CIFAR_RUN_TURN_MINUTES while another person's run waits: one
+    """Stop a visitor's run that has run CIFAR_RUN_TURN_MINUTES (wall time from its start, its test passes
+    included: the trainer is held as long) while another person's run waits: one
     student's 200 epochs of `best` would otherwise hold the trainer for hours while the class queues.
     It stops as Stop does once it has saved a model (its first epoch ended), the model kept, and can be
     continued once the queue is free. Alone on a laptop nobody else waits, so it never stops; teachers'
@@ -593,8 +601,8 @@ def _end_long_turns(runs: list[Run]) -> None:
                 and time.time() - started > turn and waiting - {run.status.get("owner", "")}
                 and run.model_path and not rundir.stop_requested(run.path)):   # once it has a model to keep
             rundir.request_stop(run.path, (
-                f"Stopped after its turn of {turn // 60} minutes' training, because other people's runs were "
-                "waiting. Its model is kept: continue it when the queue is free."))
+                f"Stopped after its turn of {turn // 60} minutes from its start (tests included), because other "
+                "people's runs were waiting. Its model is kept: continue it when the queue is free."))
 
 
 def _last_heard(run: Run) -> float:

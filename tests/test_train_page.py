@@ -54,10 +54,10 @@ def test_a_run_cancelled_while_it_waited_says_why_and_offers_no_model(page):
 def test_a_run_stopped_after_its_turn_says_so_and_keeps_its_model(page):
     run = ended_run([0.60, 0.70], [1.2, 0.9], [1.5, 1.0])
     (run.path / rundir.MODEL).write_bytes(b"a checkpoint")
-    rundir.update_status(run.path, state="stopped", stopped_because="Stopped after its turn of 20 minutes' training.")
+    rundir.update_status(run.path, state="stopped", stopped_because="Stopped after its turn of 20 minutes from its start.")
     at = page(watch=run.id)
     [said] = [i.value for i in at.info]
-    assert said.startswith("Stopped after its turn of 20 minutes' training. Test accuracy 69.4%. It took 3 min 45 s")
+    assert said.startswith("Stopped after its turn of 20 minutes from its start. Test accuracy 69.4%. It took 3 min 45 s")
     assert not at.success
 
 
