@@ -140,6 +140,21 @@ with compare:
         one.metric(common.plain(picked), evaluation.percent(summary["accuracy"]), help=evaluation.ACCURACY_DEFINITION)
         two.metric(common.plain(other), evaluation.percent(other_summary["accuracy"]),
                    help=evaluation.ACCURACY_DEFINITION)
+        # Two figures side by side read as "the first is better" whatever the gap: say when chance could make it.
+        only_first = int(((y_pred == test.y_test) & (other_pred != test.y_test)).sum())
+        only_second = int(((y_pred != test.y_test) & (other_pred == test.y_test)).sum())
+        gap = (f"{evaluation.counted(only_first, 'picture')} only {common.plain(picked)} gets right, "
+               f"{evaluation.counted(only_second, 'picture')} only {common.plain(other)} does. ")
+        if only_first == only_second:
+            gap += "On these test pictures they are equally good."
+        elif evaluation.beyond_chance(only_first, only_second):
+            better = picked if only_first > only_second else other
+            gap += (f"A gap this large seldom comes by chance: on pictures like these, {common.plain(better)} "
+                    "is the better model.")
+        else:
+            gap += ("A gap this small could come by chance alone, from which pictures happen to be in the test "
+                    "set: another set of test pictures could reverse it, so call them about as good.")
+        st.caption(gap)
         st.altair_chart(charts.compare_classes({picked: summary["per_class"], other: other_summary["per_class"]}),
                         width="stretch",
                         alt=f"Bar chart of each class's share of test pictures named right by {picked} and by "

@@ -1,6 +1,7 @@
 """How good a model is on labelled images: accuracy, per-class figures, confusion matrix."""
 from __future__ import annotations
 
+import math
 import zipfile
 from pathlib import Path
 
@@ -99,6 +100,14 @@ def class_report(y_true: np.ndarray, y_pred: np.ndarray) -> list[dict]:
         rows.append({"class": name, "precision": float(precision), "recall": float(recall), "f1": float(f1),
                      "images": int(actual)})
     return rows
+
+
+def beyond_chance(only_first: int, only_second: int) -> bool:
+    """Whether two models' gap on the same test pictures is larger than chance alone would often make:
+    McNemar's test at the 5% level, on the pictures only one of them gets right (`only_first`,
+    `only_second`). The pictures both get right, or both wrong, say nothing about which is better; of the
+    rest, a coin would give each model about half, give or take the square root of their number."""
+    return abs(only_first - only_second) > 1.96 * math.sqrt(only_first + only_second)
 
 
 def confident_mistakes(probabilities: np.ndarray, y_true: np.ndarray, n: int = 20) -> np.ndarray:

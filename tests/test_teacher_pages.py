@@ -157,6 +157,15 @@ def test_evaluate_tests_the_second_model_only_when_the_comparison_is_opened(app,
     assert [m.label for m in app.metric][1:] == [common.plain(app.selectbox(key="evaluate_model").value),
                                                  common.plain(app.selectbox(key="evaluate_other").value)]
     assert all(m.value == app.metric[0].value for m in app.metric)   # the same model twice: the same figure
+    assert any(c.value.endswith("On these test pictures they are equally good.") for c in app.caption)
+
+
+def test_two_models_gap_is_called_chance_or_not_as_mcnemar_says():
+    """On the same pictures, only those one model gets right and the other not tell them apart."""
+    assert not evaluation.beyond_chance(0, 0)
+    assert not evaluation.beyond_chance(55, 45)          # 100 pictures told apart, 55 to 45: a coin does that
+    assert evaluation.beyond_chance(65, 35)              # 65 to 35: seldom by chance (about 1 in 400)
+    assert evaluation.beyond_chance(35, 65) and not evaluation.beyond_chance(520, 480)
 
 
 def test_evaluate_says_when_it_measures_on_the_bundled_sample(monkeypatch, tmp_path):
