@@ -124,7 +124,8 @@ GLOSSARY: dict[str, str] = {
                               f"the first answer is less than {SURE_ENOUGH:.0%} sure (surer answers almost never "
                               "change), and every model's accuracy in this app is measured this way; the figures taken after each "
                               "epoch of a run (its curves' test dots, the heat map of its classes) are from one "
-                              "look. An uploaded photo always gets it.",
+                              "look. Any picture you upload, photograph or draw always gets it, so a test "
+                              "picture saved and uploaded again can come out a little differently sure.",
     "Evening out a photo": "Models trained on CIFAR-10 see photos askew: they say airplane, automobile and "
                            "often cat too often (a bird against the sky looks like their airplanes) and deer, "
                            "frog and often truck too rarely, and they are surer than they should be. So for a "
