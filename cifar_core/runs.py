@@ -486,15 +486,22 @@ def delete(run_id: str, owner: str = "", admin: bool = False) -> None:
     board.invalidate()
 
 
+KEEP_WITHOUT_MODEL = 100    # ended runs that left no model, kept on the server for their reasons: the newest
+
+
 def _prune(owner: str, keep: int, keep_in_all: int) -> None:
     """Delete `owner`'s oldest ended runs beyond `keep`: making room never costs anyone else a run. Past
     `keep_in_all` ended runs on the server, the oldest go too: a visitor is known by a cookie, and one who
     keeps starting and cancelling runs with new cookies would otherwise fill the disk and slow the
     watcher, which looks at every run. Runs that left no model (cancelled, failed, stopped before their
-    first epoch) go first, so such a visitor's runs make room before any student's trained model does."""
+    first epoch) go first, so such a visitor's runs make room before any student's trained model does, and
+    past KEEP_WITHOUT_MODEL of them the oldest go anyway: a thousand cancelled runs kept the watcher and
+    every board busy (0.16 s of CPU a second) for a reason a page shows once."""
     ended = [r for r in _all() if r.state not in rundir.ACTIVE]
     mine = [r for r in ended if r.status.get("owner", "") == owner]
     doomed = {r.id for r in mine[:max(0, len(mine) - keep)]}
+    without_model = [r for r in ended if r.model_path is None and r.id not in doomed]      # oldest first
+    doomed |= {r.id for r in without_model[:max(0, len(without_model) - KEEP_WITHOUT_MODEL)]}
     left = sorted((r for r in ended if r.id not in doomed), key=lambda r: r.model_path is not None)   # stable: oldest first
     doomed |= {r.id for r in left[:max(0, len(left) - keep_in_all)]}
     for run in ended:

@@ -179,6 +179,24 @@ def test_runs_without_a_model_make_room_before_any_trained_model_does(tiny_env, 
     assert set(trained) <= left and len([r for r in runs.list_runs() if r.state not in rundir.ACTIVE]) == 3
 
 
+def test_so_many_runs_without_a_model_are_kept_however_many_are_allowed_in_all(tiny_env, monkeypatch, no_trainers):
+    """Cancelled runs keep only their reason: a thousand of them from new cookies kept the watcher and every
+    board busy. The newest few stay, and no trained model goes for them."""
+    monkeypatch.setattr(runs, "KEEP_WITHOUT_MODEL", 2)
+    trained = runs.create(small(epochs=1), owner="student")
+    (trained.path / rundir.MODEL).write_bytes(b"a model")
+    rundir.update_status(trained.path, state="finished")
+    cancelled = []
+    for owner in ("x1", "x2", "x3", "x4"):
+        run = runs.create(small(epochs=1), owner=owner)
+        rundir.update_status(run.path, state="stopped", error="Cancelled before it started.")
+        cancelled.append(run.id)
+        time.sleep(0.01)
+    runs.start(small(epochs=1), owner="y")
+    left = {r.id for r in runs.list_runs()}
+    assert trained.id in left and set(cancelled[2:]) <= left and not set(cancelled[:2]) & left
+
+
 def test_a_cancelled_run_lets_go_of_the_model_it_would_have_gone_on_from(tiny_env, no_trainers, tmp_path):
     parent = tmp_path / "parent.keras"
     parent.write_bytes(b"a model")
