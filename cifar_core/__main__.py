@@ -13,16 +13,24 @@ import shlex
 import sys
 from pathlib import Path
 
-from cifar_core import cpu_priority, data, process_memory, rundir
-from cifar_core.config import FIELD_HELP, PRESETS, ConfigError, TrainConfig
+# TensorFlow's C++ start-up lines (which CPU instructions it uses, absl's note on its own logging) are
+# not for a person at a terminal: quieted before any module of ours can import TensorFlow. Its errors
+# still show, and a setting of one's own (0, to debug) is kept.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from cifar_core import cpu_priority, data, process_memory, rundir  # noqa: E402
+from cifar_core.config import FIELD_HELP, PRESETS, ConfigError, TrainConfig  # noqa: E402
+
+DEFAULT_PRESET = "quick"
 
 
 def _train_parser(sub):
     p = sub.add_parser("train", help="train a network, writing a run directory",
                        description="Train a network on CIFAR-10. Without --run-dir, a new run is made under "
                                    "CIFAR_RUNS_DIR (default runs/) and trained in the foreground.")
-    p.add_argument("--preset", choices=sorted(PRESETS), default="quick",
-                   help="a whole recipe (architecture, optimizer, schedule, augmentation); default quick")
+    # No default here: whether it was given decides whether a run folder's own settings are overridden.
+    p.add_argument("--preset", choices=sorted(PRESETS),
+                   help=f"a whole recipe (architecture, optimizer, schedule, augmentation); default {DEFAULT_PRESET}")
     # Every TrainConfig field is an option that overrides the preset; its comment is the help.
     for field in dataclasses.fields(TrainConfig):
         if field.name == "preset":
@@ -37,7 +45,8 @@ def _train_parser(sub):
             kind = {"int": int, "float": float}.get(str(field.type), str)
             p.add_argument(option, type=kind, default=None, help=text)
     p.add_argument("--data", help="a cifar-10-python.tar.gz or a folder holding cifar-10-batches-py/")
-    p.add_argument("--run-dir", help="train the run in this directory (its config.json if present)")
+    p.add_argument("--run-dir", help="train the run in this directory; if it holds a config.json, with those "
+                                     "settings and no recipe options")
     p.add_argument("--save", help="also copy the final model to this .keras path (with a model card beside it)")
 
 
@@ -78,6 +87,12 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+def _recipe_options(args) -> list[str]:
+    """The recipe options given on the command line (--preset and every TrainConfig field), as typed."""
+    names = ["preset", *(f.name for f in dataclasses.fields(TrainConfig) if f.name != "preset")]
+    return ["--" + name.replace("_", "-") for name in names if getattr(args, name) is not None]
+
+
 def _config_from_args(args) -> TrainConfig:
     fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"preset"}
     overrides = {name: getattr(args, name) for name in fields if getattr(args, name) is not None}
@@ -85,16 +100,45 @@ def _config_from_args(args) -> TrainConfig:
         overrides["distill_from"] = tuple(_model_file(path, "distill_from") for path in overrides["distill_from"])
     if "initial_model" in overrides:
         overrides["initial_model"] = _model_file(overrides["initial_model"], "initial_model")
-    return TrainConfig.from_preset(args.preset, **overrides)
+    return TrainConfig.from_preset(args.preset or DEFAULT_PRESET, **overrides)
 
 
 def _model_file(path: str, field: str) -> str:
     """`path` made absolute (the run may train from another folder: a queued run, a worker); ConfigError
     now, before a run directory is made for nothing, if no file is there."""
-    path = os.path.abspath(path)
+    path = os.path.abspath(os.path.expanduser(path))
     if not os.path.isfile(path):
         verb = "learn from" if field == "distill_from" else "continue from"
         raise ConfigError(f"There is no model file at {path} to {verb}.", field)
+    return path
+
+
+def _check_models(config: TrainConfig) -> None:
+    """ConfigError or ModelError, in a sentence, unless every model the run starts from or learns from loads
+    as a CIFAR-10 model (`inference.load_model`), the one it starts from of the run's own network: said now,
+    before a run directory is made, not as a failed run on the board. The trainer loads them again."""
+    from cifar_core import distill, inference, models
+    distill.teachers(config.distill_from)
+    if config.initial_model:
+        start = inference.load_model(config.initial_model)
+        try:
+            models.copy_weights(start, models.build(config.arch))
+        except ValueError:
+            raise ConfigError(f"{config.initial_model} is not {data.with_article(config.arch)} model, so training "
+                              "cannot continue from it.", "initial_model") from None
+
+
+def _save_path(text: str) -> Path:
+    """Where --save writes, `~` expanded once, so the same path is checked, written and reported; ValueError
+    now, not after minutes of training, where no model can be saved there."""
+    path = Path(text).expanduser().absolute()
+    if path.is_dir():
+        raise ValueError(f"The model cannot be saved as {path}: that is a folder; give a file name ending in .keras.")
+    if path.suffix != ".keras":
+        raise ValueError(f"The model cannot be saved as {path}: the file name must end in .keras.")
+    folder = path.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise ValueError(f"The model cannot be saved as {path}: {folder} is not a folder this user may write in.")
     return path
 
 
@@ -108,34 +152,42 @@ def _a_trainer() -> None:
 def cmd_train(args) -> int:
     _a_trainer()
     from cifar_core import runs, training
-    if args.data:
+    save = _save_path(args.save) if args.save is not None else None
+    run_dir = Path(args.run_dir).expanduser() if args.run_dir is not None else None
+    if run_dir is not None and run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"{run_dir} is a file, not a folder.")
+    if args.data is not None:
         os.environ["CIFAR10_DATA"] = args.data   # the trainer and any queued run it starts read it
-    if args.save:       # said now, not after minutes of training
-        folder = Path(args.save).expanduser().absolute().parent
-        if not folder.is_dir() or not os.access(folder, os.W_OK):
-            raise ValueError(f"The model cannot be saved as {args.save}: {folder} is not a folder this user may "
-                             "write in.")
-    if args.run_dir and (Path(args.run_dir) / rundir.CONFIG).exists():
-        run_dir = Path(args.run_dir)
+    dataset = None
+    if run_dir is not None and (run_dir / rundir.CONFIG).exists():
+        # A run the app made (or an earlier command): its settings are the folder's. Options that would
+        # change them are refused rather than quietly ignored.
+        given = _recipe_options(args)
+        if given:
+            raise ConfigError(f"{run_dir / rundir.CONFIG} already holds this run's settings, so {given[0]} cannot "
+                              "change them: leave the recipe options out, or give a new --run-dir.")
         config = training.load_config(run_dir)
     else:
+        # Everything a person may have mistyped is checked before a run directory exists: a mistake
+        # leaves no failed run behind on the board.
         config = _config_from_args(args).validate()
-        if args.run_dir:
-            run_dir = Path(args.run_dir)
+        _check_models(config)
+        dataset = data.load(args.data)
+        if run_dir is not None:
             run_dir.mkdir(parents=True, exist_ok=True)
             rundir.write_json(run_dir / rundir.CONFIG, config.to_dict())
         else:
             run_dir = runs.create(config).path
         print(f"Training {config.arch} for {config.epochs} epochs in {run_dir}", file=sys.stderr)
-    state = training.train(config, run_dir, progress=None if args.run_dir else _print_epoch)
+    state = training.train(config, run_dir, dataset=dataset, progress=None if args.run_dir else _print_epoch)
     runs.dispatch()   # this trainer is done: start the next queued run, if any
     status = rundir.read_status(run_dir)
     if state == "failed":
         print(f"Training failed: {status.get('error')}", file=sys.stderr)
         return 1
-    if args.save:
-        training.export(run_dir, args.save, command=shlex.join(["python", "-m", "cifar_core", *sys.argv[1:]]))
-        print(f"Saved {args.save}", file=sys.stderr)
+    if save is not None:
+        training.export(run_dir, save, command=shlex.join(["python", "-m", "cifar_core", *sys.argv[1:]]))
+        print(f"Saved {save}", file=sys.stderr)
     return 0
 
 
@@ -224,8 +276,28 @@ def cmd_download(args) -> int:
     return 0
 
 
+# Options and arguments that name a file or folder. Empty, each would quietly mean something else: the
+# bundled model, the default data, the current folder.
+PATHS = {"model": "--model", "data": "--data", "save": "--save", "run_dir": "--run-dir", "data_dir": "--data-dir",
+         "initial_model": "--initial-model", "distill_from": "--distill-from", "models": "MODEL"}
+
+
+def _empty_path(args) -> str | None:
+    """The option given an empty path, if any."""
+    for name, option in PATHS.items():
+        value = getattr(args, name, None)
+        values = value if isinstance(value, list) else [value]
+        if any(v is not None and not v.strip() for v in values):
+            return "MODEL" if args.command == "quantize" else option    # quantize's model is its argument
+    return None
+
+
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
+    empty = _empty_path(args)
+    if empty:
+        print(f"Error: {empty} was given an empty path: name a file or folder, or leave it out.", file=sys.stderr)
+        return 2
     command = {"train": cmd_train, "combine": cmd_combine, "quantize": cmd_quantize, "evaluate": cmd_evaluate, "predict": cmd_predict,
                "download": cmd_download, "worker": cmd_worker}
     try:

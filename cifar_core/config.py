@@ -123,7 +123,9 @@ class TrainConfig:
     augment: bool = True           # mirror each picture every other epoch; shift by up to 2 pixels
     zoom: float = 0.0              # with augment, also resize each picture up to this fraction larger or smaller
     label_smoothing: float = 0.2   # probability mass spread evenly over the other classes
-    train_subset: int = 0          # train on this many images, equal per class (0 = all 50,000)
+    # n // 10 pictures of each class (recipe.split, at least one), so n rounded down to tens; 0 trains on the
+    # 50,000 less the calibration_images kept out of training (48,000 with the default 2,000).
+    train_subset: int = 0          # train on this many, equal per class, in whole tens (0: all but the calibration images)
     calibration_images: int = 2000  # training images kept out of training to make "% sure" honest
     seed: int = 0                  # seeds weights, shuffling and augmentation
     precision: str = "auto"        # auto: bfloat16 on CPUs that have it, float16 and a bigger batch on a GPU, else float32
@@ -207,6 +209,9 @@ class TrainConfig:
         check("augment", isinstance(self.augment, bool), f"Augment must be true or false, not {_show(self.augment)}.")
         check("zoom", _is_number(self.zoom) and 0 <= self.zoom <= MAX_ZOOM,
               f"Zoom must be a fraction from 0 (off) to {MAX_ZOOM}, not {_show(self.zoom)}.")
+        # Zoom is drawn with the flips and shifts (recipe.epochs_of): without augmentation it would change nothing.
+        check("zoom", self.zoom == 0 or self.augment,
+              "Zoom only resizes pictures with augmentation on: turn augment on, or set zoom to 0.")
         check("label_smoothing", _is_number(self.label_smoothing) and 0 <= self.label_smoothing < 1,
               f"Label smoothing must be at least 0 and below 1, not {_show(self.label_smoothing)}.")
         check("train_subset", _is_int(self.train_subset) and 0 <= self.train_subset <= MAX_TRAIN_IMAGES,

@@ -659,6 +659,7 @@ def downloading() -> Downloading:
 
 
 def _download(dest_dir: str | os.PathLike | None, progress: Progress | None, url: str, sha256: str) -> Path:
+    given_dir = bool(dest_dir)
     dest_dir = Path(dest_dir) if dest_dir else keras_cache_dir()
     dest = dest_dir / ARCHIVE_NAME
     digest = hashlib.sha256()
@@ -666,6 +667,11 @@ def _download(dest_dir: str | os.PathLike | None, progress: Progress | None, url
         dest_dir.mkdir(parents=True, exist_ok=True)
         tmp = tempfile.NamedTemporaryFile(dir=dest_dir, suffix=".part", delete=False)
     except OSError as e:    # a service account whose home may not be written, say
+        if dest_dir.exists() and not dest_dir.is_dir():
+            raise DataError(f"The data set cannot be saved in {dest_dir}: it is a file, not a folder.") from None
+        if given_dir:       # the person chose the folder: KERAS_HOME has nothing to do with it
+            raise DataError(f"The data set cannot be saved in {dest_dir} ({e.strerror or e}): choose a folder "
+                            "this user may write in.") from None
         raise DataError(f"The data set cannot be saved in {dest_dir} ({e.strerror or e}): set KERAS_HOME to a "
                         "folder this server may write, or CIFAR10_DATA to a copy of the data set.") from None
     with tmp:

@@ -72,7 +72,10 @@ MAX_PNG_INFLATED = 16        # compressed text and profile chunks, each inflated
 MAX_GIF_BLOCKS = 10_000      # extension blocks before the first frame, each kept by Pillow as a Python object
 MAX_TIFF_ENTRIES = 1_000     # entries in a TIFF directory; a real one has a few dozen
 MAX_TIFF_VALUES = 32_768     # numbers in one entry; one strip offset each costs ~340 bytes in Pillow
-MAX_RLE_PIXELS = 4_000_000   # run-length BMPs are decoded in Python, a pixel at a time
+# Run-length BMPs are decoded in Python, a pixel at a time: 0.4 s of a core per megapixel, holding the
+# interpreter's lock (every other visitor's page waits), and a file of a few KB can claim millions. A real
+# one is an old screen or icon, a fraction of this.
+MAX_RLE_PIXELS = 500_000
 
 # Bytes per pixel while a picture is decoded and brought to a mode whose pixels can be averaged.
 # Pillow keeps 1-bit, grey and palette pictures in 1 byte a pixel, 16-bit grey in 2, the rest
@@ -300,7 +303,7 @@ def _cost(image: Image.Image, raw: bytes, size: tuple[int, int], jpeg_scans: int
     elif codec == "bmp_rle":
         if pixels > MAX_RLE_PIXELS:
             raise ImageError(f"This run-length compressed BMP is too large to decode here ({width} x {height} "
-                             f"pixels); please use one under {MAX_RLE_PIXELS // 1_000_000} megapixels, or a PNG.")
+                             f"pixels); please use one under {MAX_RLE_PIXELS / 1_000_000:g} megapixels, or a PNG.")
         cost += pixels * 2       # Pillow's decoder collects the pixels in a bytearray, then copies it
     return cost
 
@@ -872,11 +875,25 @@ def load_model(path: str | os.PathLike | None = None):
         model = keras.models.load_model(path, compile=False)
     except Exception as e:
         raise ModelError(f"{path} is not a CIFAR-10 Studio model we can load ({type(e).__name__}).") from None
+    check_cifar10(model, path)      # before anything runs it
     fast_inference.serve(model, int8.load(model, path))
     model.calibration_temperature = temperature_for(path)
     if fast_inference.networks(model):          # networks side by side: the first looks alone first (`predict`)
         model.first_network_temperature = temperature_for(path, FIRST_NETWORK_TEMPERATURE, None)
     return model
+
+
+def check_cifar10(model, path) -> None:
+    """ModelError unless `model` takes (N, 32, 32, 3) pictures and gives ten answers. Keras loads any
+    model: one of five classes was answered with CIFAR-10's names for them, one of 64x64 pictures
+    failed deep inside its first forward pass."""
+    try:
+        takes, gives = tuple(model.input_shape), tuple(model.output_shape)
+    except (AttributeError, ValueError, TypeError):     # no single input or output to speak of
+        takes = gives = None
+    if takes != (None, 32, 32, 3) or gives != (None, 10):
+        raise ModelError(f"{path} is not a CIFAR-10 model: it must take 32 x 32 colour pictures and give ten "
+                         "answers, one for each class.")
 
 
 FIRST_NETWORK_TEMPERATURE = "first_network_temperature"     # in the card of networks side by side (`combine`)

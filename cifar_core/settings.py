@@ -57,7 +57,7 @@ def get() -> Settings:
         data=Path(data).expanduser() if data else None,
         runs_dir=Path(os.environ.get("CIFAR_RUNS_DIR", "runs")).expanduser(),
         max_concurrent_runs=_int("CIFAR_MAX_CONCURRENT_RUNS", 1, minimum=1),
-        max_queued_runs=_int("CIFAR_MAX_QUEUED_RUNS", 60),
+        max_queued_runs=_int("CIFAR_MAX_QUEUED_RUNS", 60, minimum=1),   # 0 would refuse every Start
         max_epochs=_int("CIFAR_MAX_EPOCHS", 200, minimum=1),
         max_runs_per_person=_int("CIFAR_MAX_RUNS_PER_PERSON", 2, minimum=1),
         keep_runs=_int("CIFAR_KEEP_RUNS", 50, minimum=1),

@@ -286,13 +286,30 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, dataset: cifar_data.C
                              **final)
         return state
     except Exception as e:
-        traceback.print_exc()
+        _log_failure(e, run_dir)
         with contextlib.suppress(OSError):      # the disk may still be full: the log above says what happened
             rundir.update_status(run_dir, state="failed", ended=rundir.now(), error=_failure(e))
         return "failed"
     finally:
         if board is not None:
             board.close()
+
+
+def _log_failure(e: Exception, run_dir: Path) -> None:
+    """Where a failed run's traceback goes. A mistake a person can put right (data that is not CIFAR-10,
+    a setting out of range, a file that is not a model) is said in a sentence by status.json's error, which
+    the app and the command line show: its traceback goes only into the run's log.txt, for whoever looks
+    closer, not onto a terminal. Anything else is a bug, and its traceback goes to stderr (which is log.txt
+    when the app's trainer runs it)."""
+    import sys
+
+    from cifar_core import inference
+    if not isinstance(e, (cifar_data.DataError, ConfigError, inference.ModelError)):
+        traceback.print_exception(e)
+        return
+    sys.stderr.flush()      # the app's trainers write stderr into this same file: keep the order
+    with contextlib.suppress(OSError), open(run_dir / rundir.LOG, "a") as log:
+        traceback.print_exception(e, file=log)
 
 
 def _failure(e: Exception) -> str:
@@ -373,7 +390,15 @@ def train_epoch(model, x: np.ndarray, y: np.ndarray, batch_size: int, epoch: int
 
 
 def load_config(run_dir: str | os.PathLike) -> TrainConfig:
-    return TrainConfig.from_dict(json.loads((Path(run_dir) / rundir.CONFIG).read_text()))
+    """The run's settings from its config.json; ConfigError naming the file when it holds no settings
+    (half written, edited by hand). A missing or unreadable file is an OSError, as it was."""
+    path = Path(run_dir) / rundir.CONFIG
+    try:
+        return TrainConfig.from_dict(json.loads(path.read_text()))
+    except ConfigError as e:        # an object, but not of settings: say which
+        raise ConfigError(f"{path} is damaged: {e}") from None
+    except ValueError:              # not JSON, not UTF-8
+        raise ConfigError(f"{path} is damaged: it does not hold a run's settings as JSON.") from None
 
 
 def _trained_on(status: dict, dataset: cifar_data.Cifar10) -> str:

@@ -92,9 +92,12 @@ def test_train_learns_from_saved_models_named_as_the_user_typed_them(trained, ti
 def test_train_continues_from_a_saved_model(trained, tiny_archive):
     common = ("train", "--preset", "quick", "--epochs", "1", "--batch-size", "20", "--data", tiny_archive,
               "--precision", "float32")
-    result = cli(*common, "--run-dir", trained / "more", "--initial-model", "model.keras", "--save", "more.keras",
-                 cwd=trained)
+    # `~` is expanded once, by this program (a quoted one reaches it as typed): not a folder named "~".
+    result = cli(*common, "--run-dir", trained / "more", "--initial-model", "model.keras", "--save", "~/more.keras",
+                 cwd=trained, env={"HOME": str(trained)})
     assert result.returncode == 0, result.stderr
+    assert (trained / "more.keras").is_file() and not (trained / "~").exists()
+    assert result.stderr.splitlines()[-1] == f"Saved {trained / 'more.keras'}"
     assert json.loads((trained / "more" / "config.json").read_text())["initial_model"] == str(trained / "model.keras")
     assert rundir.read_status(trained / "more")["state"] == "finished"
     # Its card counts its own epoch, and says how the model it started from was made.
@@ -264,10 +267,108 @@ def test_user_errors_are_one_sentence_and_nonzero(tmp_path):
         (cli("predict", "--model", tmp_path / "none.keras", "x.png"), "There is no model file"),
         (cli("train", env={"CIFAR_TRAINER_NICE": "20"}), "CIFAR_TRAINER_NICE must be at most 19"),
         (cli("train", "--save", tmp_path / "no folder" / "m.keras"), "is not a folder this user may write in"),
-        (cli("train", "--run-dir", tmp_path / "a file"), f"Error: File exists: {tmp_path / 'a file'}."),
+        (cli("train", "--run-dir", tmp_path / "a file"), f"Error: {tmp_path / 'a file'} is a file, not a folder."),
     ]
     for result, message in checks:
         assert result.returncode != 0 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def _said(result) -> str:
+    """What the command told a person: its only line on stderr, checked to be the only one."""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    return lines[0]
+
+
+def test_train_mistakes_are_one_sentence_before_any_run_is_made(tmp_path, tiny_archive):
+    """Each of these once printed a traceback, most of them after a run directory was made: a failed run
+    left on the app's board for a typing mistake."""
+    import tarfile
+
+    import keras
+
+    from cifar_core import models
+    not_a_model = tmp_path / "text.keras"
+    not_a_model.write_text("some notes")
+    not_cifar = tmp_path / "photos.tar.gz"
+    with tarfile.open(not_cifar, "w:gz") as tar:
+        tar.add(not_a_model, arcname="text.keras")
+    models.build("airbench_tiny").save(tmp_path / "tiny.keras")      # quick's network is airbench16
+    picture = keras.Input((32, 32, 3))
+    keras.Model(picture, keras.layers.Dense(5, activation="softmax")(keras.layers.Flatten()(picture))).save(
+        tmp_path / "five.keras")
+    runs_dir = tmp_path / "runs"
+    for options, sentence in [
+        (["--data", tmp_path / "missing.tar.gz"], f"Error: {tmp_path / 'missing.tar.gz'} does not exist."),
+        (["--data", not_cifar], f"Error: {not_cifar} does not have the official layout"),
+        (["--initial-model", not_a_model], f"Error: {not_a_model} is not a CIFAR-10 Studio model we can load"),
+        (["--initial-model", tmp_path / "tiny.keras"],
+         f"Error: {tmp_path / 'tiny.keras'} is not an {PRESETS['quick']['arch']} model, so training cannot"),
+        (["--distill-from", not_a_model], f"Error: Cannot learn from {not_a_model}: "),
+        (["--distill-from", tmp_path / "five.keras"], "is not a CIFAR-10 model: it must take 32 x 32 colour pictures"),
+        (["--zoom", "0.2"], "Error: Zoom only resizes pictures with augmentation on"),      # quick has it off
+        (["--save", tmp_path], f"Error: The model cannot be saved as {tmp_path}: that is a folder"),
+        (["--save", tmp_path / "m.h5"], "the file name must end in .keras."),
+        (["--data", ""], "Error: --data was given an empty path"),
+    ]:
+        result = cli("train", "--preset", "quick", "--data", tiny_archive, *options, env={"CIFAR_RUNS_DIR": str(runs_dir)})
+        assert result.returncode == 2 and sentence in _said(result), (options, result.stderr)
+        assert not runs_dir.exists() or not list(runs_dir.iterdir()), options
+
+
+def test_a_run_folders_settings_are_its_own(tmp_path, tiny_archive):
+    damaged, file = tmp_path / "damaged", tmp_path / "a file"
+    damaged.mkdir()
+    (damaged / "config.json").write_text('{"epochs": 2,')
+    file.write_text("")
+    result = cli("train", "--run-dir", damaged, "--data", tiny_archive)
+    assert result.returncode == 2 and _said(result) == f"Error: {damaged / 'config.json'} is damaged: it does " \
+                                                        "not hold a run's settings as JSON."
+    # Options that would change a run folder's settings are refused, not quietly ignored.
+    given = tmp_path / "given"
+    given.mkdir()
+    (given / "config.json").write_text('{"epochs": -5}')
+    result = cli("train", "--run-dir", given, "--epochs", "3", "--data", tiny_archive)
+    assert result.returncode == 2 and _said(result) == f"Error: {given / 'config.json'} already holds this run's " \
+        "settings, so --epochs cannot change them: leave the recipe options out, or give a new --run-dir."
+    assert not (given / "status.json").exists()
+    # Trained as they are, a setting out of range fails the run in a sentence; the traceback is kept in its log.
+    result = cli("train", "--run-dir", given, "--data", tiny_archive)
+    assert result.returncode == 1 and _said(result) == "Training failed: Epochs must be a whole number from 1 to " \
+                                                       "200, not -5."
+    assert rundir.read_status(given)["state"] == "failed" and "Traceback" in (given / "log.txt").read_text()
+
+
+def test_empty_paths_are_refused(capsys):
+    from cifar_core import __main__ as main
+    for argv, option in [(["predict", "--model", "", "x.png"], "--model"), (["evaluate", "--data", " "], "--data"),
+                         (["train", "--run-dir", ""], "--run-dir"), (["train", "--save", ""], "--save"),
+                         (["train", "--distill-from", "a.keras", "--distill-from", ""], "--distill-from"),
+                         (["download", "--data-dir", ""], "--data-dir"), (["quantize", ""], "MODEL"),
+                         (["combine", "a.keras", "", "--save", "b.keras"], "MODEL")]:
+        assert main.main(argv) == 2, argv
+        assert capsys.readouterr().err == f"Error: {option} was given an empty path: name a file or folder, or " \
+                                          "leave it out.\n"
+
+
+def test_download_into_a_file_says_it_is_a_file(tmp_path, capsys):
+    from cifar_core import __main__ as main
+    (tmp_path / "notes").write_text("")
+    assert main.main(["download", "--data-dir", str(tmp_path / "notes")]) == 2
+    assert capsys.readouterr().err == f"Error: The data set cannot be saved in {tmp_path / 'notes'}: it is a " \
+                                      "file, not a folder.\n"
+
+
+def test_tensorflows_start_up_lines_are_not_shown(tmp_path):
+    path = tmp_path / "sky.png"
+    Image.new("RGB", (64, 64), (30, 90, 200)).save(path)
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    result = subprocess.run([sys.executable, "-m", "cifar_core", "predict", path], capture_output=True, text=True,
+                            env={**env, "PYTHONPATH": str(ROOT)}, timeout=300)
+    assert result.returncode == 0, result.stderr
+    # TensorFlow Lite's line about its XNNPACK kernels (int8 networks) comes from a logger of its own that
+    # no setting quiets; TensorFlow's own (CPU instructions, absl's note) are gone.
+    assert [line for line in result.stderr.splitlines() if "TensorFlow Lite XNNPACK" not in line] == []
 
 
 def test_download_offline_says_so(tmp_path, monkeypatch):

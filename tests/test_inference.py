@@ -299,6 +299,11 @@ def test_hostile_files_are_refused_for_what_they_are(hostile):
     assert "more than 8 Photoshop blocks" in sentence("jpeg_many_photoshop_blocks")
     assert "more than 20,000 chunks" in sentence("png_many_chunks")
     assert "run-length compressed BMP is too large" in sentence("bmp_rle8_7000")
+    # Decoded in Python at 0.4 s of a core a megapixel: a 1,000 x 1,000 one of 2 KB is refused, 640 x 480 read.
+    from hostile_images import bmp_rle8
+    with pytest.raises(ImageError, match="please use one under 0.5 megapixels, or a PNG"):
+        inference.load_image(bmp_rle8(1000, 1000))
+    assert inference.load_image(bmp_rle8(640, 480)).size == (640, 480)
     assert "damaged" in sentence("tiff_rational_offsets")
     assert "not a picture in a format we can read" in sentence("im_bad_size")
 
@@ -598,6 +603,26 @@ def test_load_model_errors_are_sentences(tmp_path):
     bad.write_bytes(b"not a zip")
     with pytest.raises(inference.ModelError, match="is not a CIFAR-10 Studio model"):
         inference.load_model(bad)
+
+
+@pytest.mark.parametrize("picture, classes", [((32, 32, 3), 5), ((64, 64, 3), 10), ((32, 32), 10)])
+def test_a_model_that_is_not_for_cifar10_is_refused(tmp_path, picture, classes):
+    """Keras loads any model: one of five classes was answered as if its classes were CIFAR-10's first
+    five, one for bigger pictures failed deep inside its first forward pass."""
+    import keras
+    inputs = keras.Input(picture)
+    path = tmp_path / "other.keras"
+    keras.Model(inputs, keras.layers.Dense(classes, activation="softmax")(keras.layers.Flatten()(inputs))).save(path)
+    with pytest.raises(inference.ModelError) as error:
+        inference.load_model(path)
+    assert str(error.value) == (f"{path} is not a CIFAR-10 model: it must take 32 x 32 colour pictures and give "
+                                "ten answers, one for each class.")
+
+
+def test_the_bundled_model_of_two_networks_loads_as_a_cifar10_model():
+    from cifar_core import models
+    model = inference.load_model()
+    assert models.members_of(model) == 2 and model.input_shape == (None, 32, 32, 3) and model.output_shape == (None, 10)
 
 
 def test_models_no_longer_used_are_freed_with_their_compiled_forward_pass():

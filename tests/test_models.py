@@ -24,6 +24,10 @@ def test_every_architecture_trains_a_step_and_round_trips(name, tmp_path):
     loaded = keras.models.load_model(path, compile=False)
     np.testing.assert_allclose(np.asarray(loaded(images, training=False)),
                                np.asarray(model(images, training=False)), atol=1e-5)
+    # and the app loads it as a CIFAR-10 model (`inference.load_model` refuses any other kind).
+    from cifar_core import inference
+    served = inference.load_model(path)
+    assert inference.predict(served, images.astype(np.uint8), mirror=False).shape == (8, 10)
 
 
 def test_whitening_decorrelates_patches():

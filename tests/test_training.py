@@ -20,11 +20,51 @@ from cifar_core.config import PRECISIONS, PRESETS, ConfigError, TrainConfig, bat
     ({"train_subset": -5}, "Training subset"),
     ({"whiten_bias_epochs": -1}, "Whitening bias epochs must be a whole number from 0 to"),
     ({"whiten_bias_epochs": 1.5}, "Whitening bias epochs must be a whole number from 0 to"),
+    ({"zoom": 0.2, "augment": False}, "Zoom only resizes pictures with augmentation on"),
 ])
 def test_bad_settings_give_one_line(changes, message):
     with pytest.raises(ConfigError) as e:
         TrainConfig(**changes).validate()
     assert str(e.value).startswith(message) and "\n" not in str(e.value)
+
+
+def test_zoom_is_part_of_the_augmentation():
+    with pytest.raises(ConfigError) as e:
+        TrainConfig(augment=False, zoom=0.25).validate()
+    assert e.value.field == "zoom"
+    TrainConfig(augment=True, zoom=0.25).validate()
+    TrainConfig(augment=False, zoom=0.0).validate()
+
+
+def test_a_server_must_accept_at_least_one_waiting_run(monkeypatch):
+    from cifar_core import settings
+    monkeypatch.setenv("CIFAR_MAX_QUEUED_RUNS", "0")     # every Start would be refused
+    with pytest.raises(ValueError, match="^CIFAR_MAX_QUEUED_RUNS must be at least 1, not 0.$"):
+        settings.get()
+    monkeypatch.setenv("CIFAR_MAX_QUEUED_RUNS", "1")
+    assert settings.get().max_queued_runs == 1
+
+
+def test_the_training_subset_is_as_its_help_says():
+    from cifar_core.config import FIELD_HELP
+    y = np.arange(50_000) % 10
+    x = np.arange(50_000)
+    assert "in whole tens (0: all but the calibration images)" in FIELD_HELP["train_subset"]
+    (_, trained), _ = recipe.split(x, y, TrainConfig().train_subset, TrainConfig().calibration_images)
+    assert len(trained) == 48_000       # all 50,000 less the 2,000 kept out to calibrate
+    (_, trained), _ = recipe.split(x, y, 1_234, TrainConfig().calibration_images)
+    assert len(trained) == 1_230 and np.bincount(trained).tolist() == [123] * 10
+
+
+def test_a_damaged_config_file_is_named(tmp_path):
+    (tmp_path / "config.json").write_text('{"epochs": 2,')
+    with pytest.raises(ConfigError, match=f"^{tmp_path / 'config.json'} is damaged: it does not hold a run's"):
+        training.load_config(tmp_path)
+    (tmp_path / "config.json").write_text('{"colour": "red"}')
+    with pytest.raises(ConfigError, match="is damaged: Unknown training setting 'colour'.$"):
+        training.load_config(tmp_path)
+    (tmp_path / "config.json").write_text('{"epochs": 3}')
+    assert training.load_config(tmp_path).epochs == 3
 
 
 def test_presets_are_valid_and_unknown_ones_refused():
@@ -353,9 +393,21 @@ def test_a_diverging_run_fails_with_a_sentence_about_the_learning_rate(tiny, tmp
     json.dumps(rundir.read_metrics(tmp_path))     # NaN never reaches the file as invalid JSON
 
 
-def test_an_invalid_config_fails_the_run_without_a_traceback(tiny, tmp_path):
+def test_an_invalid_config_fails_the_run_without_a_traceback(tiny, tmp_path, capsys):
     assert training.train(TrainConfig(epochs=0), tmp_path, tiny) == "failed"
     assert rundir.read_status(tmp_path)["error"].startswith("Epochs must be")
+    # A person's mistake is said by the status; its traceback is kept in the run's log, not on a terminal.
+    assert "Traceback" not in capsys.readouterr().err
+    assert "ConfigError: Epochs must be" in (tmp_path / rundir.LOG).read_text()
+
+
+def test_a_bug_in_a_run_still_shows_its_traceback(tiny, tmp_path, capsys, monkeypatch):
+    def broken(*args):
+        raise KeyError("a bug")
+    monkeypatch.setattr(recipe, "split", broken)
+    assert training.train(TrainConfig(epochs=1), tmp_path, tiny) == "failed"
+    assert rundir.read_status(tmp_path)["error"] == "KeyError: 'a bug'"
+    assert "Traceback" in capsys.readouterr().err
 
 
 def test_continue_from_a_checkpoint(tiny, tmp_path):
