@@ -185,6 +185,9 @@ def cmd_train(args) -> int:
     if state == "failed":
         print(f"Training failed: {status.get('error')}", file=sys.stderr)
         return 1
+    if status.get("test_accuracy") is not None:     # none for a run stopped before its first epoch ended
+        from cifar_core import evaluation
+        print(f"Test accuracy {status['test_accuracy']:.2%}: {evaluation.ACCURACY_DEFINITION}", flush=True)
     if save is not None:
         training.export(run_dir, save, command=shlex.join(["python", "-m", "cifar_core", *sys.argv[1:]]))
         print(f"Saved {save}", file=sys.stderr)
@@ -216,8 +219,11 @@ def cmd_quantize(args) -> int:
 
 
 def _print_epoch(record: dict) -> None:
-    print(f"epoch {record['epoch']:>3}  {record['elapsed_s']:7.1f}s  loss {record['loss']:.3f}  "
-          f"test accuracy {record['test_accuracy']:.2%}  {record['images_per_s']:.0f} images/s", flush=True)
+    # Each epoch's test figure is from one look at each picture (no mirror), as the app's curves show it;
+    # the model's own accuracy comes once it has ended (cmd_train).
+    print(f"epoch {record['epoch']:>3}  {record['elapsed_s']:7.1f} s training  loss {record['loss']:.3f}  "
+          f"test accuracy {record['test_accuracy']:.2%} (one look)  {record['images_per_s']:.0f} images/s",
+          flush=True)
 
 
 def cmd_evaluate(args) -> int:
@@ -235,7 +241,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from cifar_core import inference
+    from cifar_core import evaluation, inference
     model = inference.load_model(args.model)
     failed = 0
     for path in args.files:
@@ -258,7 +264,8 @@ def cmd_predict(args) -> int:
         elif "error" in result:
             print(f"{path}: {result['error']}", file=sys.stderr)
         else:
-            print(f"{path}: {result['label']} ({result['confidence']:.0%})", flush=True)
+            # As every page says it: 99.7% is "over 99% sure", never "100%" (evaluation.sure).
+            print(f"{path}: {result['label']} ({evaluation.sure(result['confidence'])} sure)", flush=True)
     return 1 if failed else 0
 
 

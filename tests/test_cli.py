@@ -8,7 +8,7 @@ import tempfile
 import pytest
 from PIL import Image
 
-from cifar_core import data, fast_inference, inference, inside, rundir
+from cifar_core import data, evaluation, fast_inference, inference, inside, rundir
 from cifar_core.config import PRESETS
 from conftest import ROOT
 from test_inside import shipped_top
@@ -37,6 +37,7 @@ def trained(tiny_archive, tmp_path_factory):
     result = cli("train", "--preset", "quick", "--epochs", "2", "--batch-size", "20", "--data", tiny_archive,
                  "--run-dir", folder / "run", "--save", folder / "model.keras", "--precision", "float32", "--name", "Class 7B's first try")
     assert result.returncode == 0, result.stderr
+    (folder / "said.txt").write_text(result.stdout)
     return folder
 
 
@@ -57,6 +58,9 @@ def test_train_writes_the_run_and_a_model_card(trained):
     assert 0 <= card["calibration_error_after"] <= 1 and 0 <= card["calibration_error_before"] <= 1
     assert 0 <= card["test_accuracy_without_tta"] <= 1 and card["wall_seconds"] >= card["training_seconds"]
     assert json.loads((trained / "run" / "status.json").read_text())["temperature"] == card["temperature"]
+    # It ends saying the model's one accuracy, as every page measures it (not the epochs' one look).
+    assert (trained / "said.txt").read_text().splitlines()[-1] == (
+        f"Test accuracy {status['test_accuracy']:.2%}: {evaluation.ACCURACY_DEFINITION}")
     # The figures are the model's as this machine serves it (bfloat16 where the CPU has it).
     assert card["inference_precision"] == ("bfloat16" if fast_inference._bfloat16_here() else "float32")
 
@@ -382,7 +386,11 @@ def test_predict_with_the_bundled_model(tmp_path):
     Image.new("RGB", (64, 64), (30, 90, 200)).save(path)
     result = cli("predict", "--json", path)
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["label"] in data.CLASS_NAMES
+    answer = json.loads(result.stdout)
+    assert answer["label"] in data.CLASS_NAMES
+    # In words, "% sure" as every page says it: never "100%" for an answer short of certain.
+    said = cli("predict", path).stdout.strip()
+    assert said == f"{path}: {answer['label']} ({evaluation.sure(answer['confidence'])} sure)"
 
 
 def test_predict_json_goes_on_past_a_file_that_once_broke_the_loader(tmp_path):
