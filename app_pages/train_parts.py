@@ -364,8 +364,8 @@ def _board(owner: str) -> None:
                    "training figures, its solid line its test figures. " + SAW_TOOTH)
     else:
         st.caption("None of these runs has trained a step yet: their curves appear here when they have.")
-    for run in chosen:
-        actions(run, owner)
+    for run, name in zip(chosen, names):
+        actions(run, owner, name)
     if len(chosen) == 2:
         st.subheader("What they learned, side by side")
         learning_parts.compare(*chosen, key="train_compare")
@@ -413,9 +413,10 @@ def _hold(on: bool) -> None:
         st.toast(str(e))
 
 
-def actions(run: runs.Run, owner: str) -> None:
+def actions(run: runs.Run, owner: str, name: str | None = None) -> None:
+    """A run's buttons, under `name` (its name, or `distinct_names`' where two compared share it)."""
     columns = st.columns([3, 2.4, 2.4, 2.6, 1.6], vertical_alignment="bottom")   # the buttons' words fit at 1280
-    columns[0].markdown(f"**{common.plain(run.name)}** · {run.state}")
+    columns[0].markdown(f"**{common.plain(name or run.name)}** · {run.state}")
     usage = "The trained network as a Keras file, for `keras.models.load_model` or `python -m cifar_core predict " \
             "--model`."
     about = "One page with the run's settings, curves and results that opens without internet, and prints."

@@ -164,7 +164,10 @@ class TrainConfig:
         if self.initial_model:
             ignored.add("epochs")
         preset = TrainConfig.from_preset(self.preset)
-        return any(getattr(self, f.name) != getattr(preset, f.name)
+
+        def plain(value):       # read back from config.json, a tuple is a list
+            return tuple(value) if isinstance(value, list) else value
+        return any(plain(getattr(self, f.name)) != plain(getattr(preset, f.name))
                    for f in dataclasses.fields(self) if f.name not in ignored)
 
     def validate(self, max_epochs: int | None = None) -> "TrainConfig":

@@ -1,6 +1,7 @@
 """What a run's progress line and board row say: time left against a reference timeline, overfitting
 spotted in words, the board's figures, and the training charts in %."""
 import dataclasses
+import json
 import math
 
 import pytest
@@ -158,6 +159,8 @@ def test_the_board_says_when_a_run_changed_its_recipe(tmp_path):
     def recipe(config: TrainConfig) -> str:
         return Run("r", tmp_path, config.to_dict(), {"state": "queued", "created": 1.0}).summary([], now=2.0)["recipe"]
     assert recipe(TrainConfig.from_preset("quick", name="mine", precision="float32")) == "quick"
+    as_saved = json.loads(json.dumps(TrainConfig.from_preset("class").to_dict()))       # its tuples now lists
+    assert Run("r", tmp_path, as_saved, {"state": "queued", "created": 1.0}).summary([], now=2.0)["recipe"] == "class"
     assert recipe(TrainConfig.from_preset("quick", arch="tutorial", epochs=10)) == "quick (changed)"
     assert recipe(TrainConfig.from_preset("quick", epochs=5, initial_model="/runs/a/model.keras")) == "quick"
     assert recipe(TrainConfig(arch="tutorial")) == "tutorial"

@@ -124,6 +124,10 @@ def test_two_runs_of_the_same_name_are_two_curves_not_one(page):
             for row in pa.ipc.open_stream(data.data.data).read_all().to_pylist()}
     assert keys == {f"mine (continued) [{first.id}]", f"mine (continued) [{second.id}]"}
     assert f"mine (continued) [{second.id}]: after epoch 1" in curves.alt
+    # Each one's buttons under the same name as its curve.
+    from app_pages.common import plain
+    heads = [m.value for m in at.markdown if m.value.startswith("**") and " · " in m.value]
+    assert heads == [f"**{plain(f'mine (continued) [{run.id}]')}** · finished" for run in (second, first)]
 
 
 def test_every_field_explains_raising_and_lowering_it(page):
