@@ -70,10 +70,14 @@ def test_offline_download_says_so(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_download_with_nowhere_to_go_says_so(tiny_archive, small_disk):
+def test_a_download_with_nowhere_to_go_says_so(tiny_archive, small_disk, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(small_disk))
     subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)   # a home it may not write in
     with pytest.raises(data.DataError, match="cannot be saved in .*Read-only.*: set KERAS_HOME"):
-        data.download(small_disk / "datasets", url=tiny_archive.as_uri())
+        data.download(url=tiny_archive.as_uri())            # the Keras cache, as the app's button downloads
+    # A folder the person named (`download --data-dir`): KERAS_HOME has nothing to do with it.
+    with pytest.raises(data.DataError, match="cannot be saved in .*Read-only.*: choose a folder this user may write"):
+        data.download(small_disk / "mine", url=tiny_archive.as_uri())
     subprocess.run(["mount", "-o", "remount,rw", str(small_disk)], check=True)
     fill(small_disk, leave=4 << 10)
     with pytest.raises(data.DataError, match="is full, so the data set"):    # not "Are you offline?"
