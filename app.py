@@ -20,7 +20,7 @@ from app_pages.run_downloads import RunDownloads
 from app_pages.static_assets import StaticAssets
 from app_pages.upload_budget import UploadBudget
 
-send_budget.bound_send_queues()     # a browser that falls 32 MB behind is dropped, not 500 messages behind
+send_budget.bound_send_queues()     # a browser that falls 64 MB behind is dropped, not 500 messages behind
 app = st.App("studio.py",
              middleware=[Middleware(StaticAssets), Middleware(IdentityCookie), Middleware(UploadBudget),
                          Middleware(RunDownloads)])

@@ -9,15 +9,21 @@ such tabs took the server (and every student's session) down.
 
 `bound_send_queues()` gives every browser's queue a budget of SEND_BUDGET_MB as
 well: a browser that falls that far behind is dropped as Streamlit drops one that
-falls 500 messages behind, and its page reconnects by itself and draws afresh
-when it reads again. A page's whole drawing is a few MB (the map's page about
-5), so a browser on a slow network keeps several reruns in hand.
+falls 500 messages behind. A page's whole drawing is a few MB (the map's page
+about 5), so a browser on a slow network keeps a dozen reruns in hand.
+
+Streamlit, dropping a browser, only stops sending to it: its websocket stays
+open and its page, should it read again, stays as it was, answering nothing.
+A dropped browser's websocket is closed as well (`_hang_up`), and its page
+reconnects by itself and draws afresh, as after any lost connection.
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 
-SEND_BUDGET_MB = 32
+SEND_BUDGET_MB = 64
 
 
 class BytesBoundedQueue(asyncio.Queue):
@@ -25,9 +31,9 @@ class BytesBoundedQueue(asyncio.Queue):
     single item larger than `max_bytes` is still taken into an empty queue: a page too large for the
     budget is sent, not refused)."""
 
-    def __init__(self, maxsize: int = 0, max_bytes: int = SEND_BUDGET_MB << 20):
+    def __init__(self, maxsize: int = 0, max_bytes: int | None = None):
         super().__init__(maxsize)
-        self.max_bytes = max_bytes
+        self.max_bytes = SEND_BUDGET_MB << 20 if max_bytes is None else max_bytes
         self.bytes = 0
 
     def put_nowait(self, item: bytes) -> None:
@@ -45,14 +51,40 @@ class BytesBoundedQueue(asyncio.Queue):
         return item
 
 
+async def _close(client) -> None:
+    """Stop sending to a dropped browser and close its websocket, so that its page reconnects."""
+    sender = getattr(client, "_sender_task", None)
+    if sender is not None:
+        sender.cancel()         # what was queued for it goes now, not when the browser leaves
+    # Sent as the server's own ASGI message, not through Starlette's `close()`: that marks the socket closed
+    # under the endpoint still reading it, which then fails with a traceback in the log; this way the
+    # endpoint hears the disconnect as from any browser that leaves, and lets go of the session.
+    websocket = client._websocket
+    send = getattr(websocket, "_send", None) or (lambda message: websocket.close(code=message["code"]))
+    with contextlib.suppress(Exception):        # gone already, or closing: nothing to hang up
+        await send({"type": "websocket.close", "code": 1013, "reason": ""})     # 1013: try again later
+
+
+def _hang_up(client) -> None:
+    if getattr(client, "hung_up", False):
+        return
+    client.hung_up = True
+    logging.getLogger(__name__).warning("A browser fell %d MB behind what it was sent: its connection is closed, "
+                                        "and its page reconnects.", SEND_BUDGET_MB)
+    with contextlib.suppress(RuntimeError):     # no event loop in this thread: Streamlit's drop alone
+        asyncio.get_running_loop().create_task(_close(client))
+
+
 def bound_send_queues() -> bool:
-    """Give each browser's send queue on Streamlit's server the byte budget; True when Streamlit's
-    session client was found as this was written for (another Streamlit is left as it is)."""
+    """Give each browser's send queue on Streamlit's server the byte budget, and close the websocket of a
+    browser it drops; True when Streamlit's session client was found as this was written for (another
+    Streamlit is left as it is)."""
     try:
+        from streamlit.runtime.session_manager import SessionClientDisconnectedError
         from streamlit.web.server.starlette.starlette_websocket import StarletteSessionClient
     except ImportError:
         return False
-    start = StarletteSessionClient.__init__
+    start, write = StarletteSessionClient.__init__, StarletteSessionClient.write_forward_msg
     if getattr(start, "bounded_in_bytes", False):
         return True
 
@@ -63,6 +95,14 @@ def bound_send_queues() -> bool:
             # Swapped before the client's sender task first runs: it reads `_send_queue` on every message.
             self._send_queue = BytesBoundedQueue(queue.maxsize)
 
+    def write_forward_msg(self, msg) -> None:
+        try:
+            write(self, msg)
+        except SessionClientDisconnectedError:
+            _hang_up(self)
+            raise
+
     __init__.bounded_in_bytes = True
     StarletteSessionClient.__init__ = __init__
+    StarletteSessionClient.write_forward_msg = write_forward_msg
     return True

@@ -92,7 +92,7 @@ def test_the_batch_tables_picked_classes_are_taken_only_for_its_own_rows():
 
 def test_the_batch_table_takes_only_edits_a_person_can_make():
     """Streamlit applies a data editor's sent state before the page sees it, rows added to a fixed table
-    included: 8,000 empty rows were 80 s of the server's CPU on every rerun."""
+    included: 4,000 empty rows were 45 s of the server's CPU on every rerun."""
     from app_pages.predict_parts import person_could_send
     assert person_could_send({"edited_rows": {}, "added_rows": [], "deleted_rows": []}, 3)
     assert person_could_send({"edited_rows": {"0": {"true class": "cat"}, "2": {"true class": None}}}, 3)
