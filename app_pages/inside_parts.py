@@ -61,7 +61,7 @@ def network() -> Network:
 def _pick() -> None:
     # The browser sends the picked picture's index; a script could send anything in its place.
     picked = st.session_state["inside_grid"].selection.get("picked")
-    index = picked[0].get("index") if picked and isinstance(picked[0], dict) else None
+    index = picked[0].get("index") if isinstance(picked, list) and picked and isinstance(picked[0], dict) else None
     _take(index)
 
 

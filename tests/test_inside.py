@@ -347,3 +347,26 @@ def test_predict_and_explore_hand_their_picture_to_look_inside(tiny_env, monkeyp
     assert not at.exception, [e.value for e in at.exception]
     np.testing.assert_array_equal(at.session_state["inside_picture"], test.x_train[5])
     assert at.title[0].value == "Look inside the network"
+
+
+def test_a_grid_click_sent_by_a_script_picks_nothing_and_breaks_nothing(tiny_env):
+    """The browser sends the clicked picture's index; a script may send anything in the selection."""
+    from streamlit.testing.v1 import AppTest
+
+    def script():
+        from types import SimpleNamespace
+
+        import streamlit as st
+
+        from app_pages import inside_parts
+        st.session_state["inside_grid"] = SimpleNamespace(selection={"picked": st.session_state["sent"]})
+        inside_parts._pick()
+
+    for sent in (7, {"a": 1}, "x", [3], [{"index": -1}], [{"index": 10**9}], [{"index": "2"}]):
+        at = AppTest.from_function(script)
+        at.session_state["sent"] = sent
+        at.run()
+        assert not at.exception and "inside_picture" not in at.session_state, sent
+    at.session_state["sent"] = [{"index": 2}]
+    at.run()
+    assert at.session_state["inside_picture"].shape == (32, 32, 3)
