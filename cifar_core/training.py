@@ -280,6 +280,10 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, dataset: cifar_data.C
             # again on the server, 20-60 s of both cores for each run a class opens there.
             with contextlib.suppress(OSError):      # a full disk: the app measures them itself, as before
                 evaluation.save_test_probabilities(run_dir / rundir.MODEL, answers, dataset.x_test, dataset.y_test)
+                # And Look inside's closer look (the test pictures each map answers most): searched here, at
+                # the trainer's low priority, not by the first visitor to open the run on the server.
+                from cifar_core import inside
+                inside.ship_top_activations(run_dir / rundir.MODEL, export_model, dataset.x_test)
         testing_s = recorder.testing_s + time.monotonic() - checks_started
         rundir.update_status(run_dir, state=state, ended=rundir.now(), error=None, testing_s=round(testing_s, 3),
                              stopped_because=rundir.stop_reason(run_dir) if recorder.stopped else None,

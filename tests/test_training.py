@@ -322,6 +322,12 @@ def test_a_run_directory_follows_the_contract(tiny, tmp_path):
     # Its answers on the test set are kept with the model, as Evaluate and the Quiz would measure them.
     kept = evaluation.shipped_probabilities(tmp_path / rundir.MODEL, tiny.x_test, tiny.y_test)
     assert np.allclose(evaluation.with_temperature(kept, status["temperature"]), mirrored, atol=2e-3)
+    # And Look inside's search for the pictures each map answers most, as the server would make it.
+    from cifar_core import inside
+    from test_inside import shipped_top
+    model = inference.load_model(tmp_path / rundir.MODEL)
+    np.testing.assert_array_equal(shipped_top(tmp_path / rundir.MODEL, tiny.x_test),
+                                  np.concatenate(inside.top_activations(model, tiny.x_test[:inside.TOP_PICTURES])))
 
 
 def test_the_training_loss_drawn_is_the_same_measure_as_the_test_loss(tiny, tmp_path):
