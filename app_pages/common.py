@@ -231,9 +231,16 @@ def active_model_id() -> tuple[str, float]:
 def active_model():
     """The model the user chose in the sidebar, loaded once per process. A file that cannot be read ends
     the page with one sentence."""
+    return active_model_and_id()[1]
+
+
+def active_model_and_id():
+    """(`active_model_id()`, `active_model()`) from one reading of the choice: read twice, a choice changed
+    in between (another tab of the same browser) paired one model's answers with the other's name."""
     choice = active_choice()
+    model_id = (str(choice.path), version(choice))
     try:
-        return _model(str(choice.path), version(choice))
+        return model_id, _model(*model_id)
     except (OSError, inference.ModelError) as e:
         _cannot_open(choice, e)
 

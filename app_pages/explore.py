@@ -44,18 +44,20 @@ def map_pictures(origin: str, split: str) -> tuple[np.ndarray, list[str]]:
 
 
 @st.cache_resource(show_spinner="Placing 1,000 pictures on the map…", max_entries=64)
-def map_points(model_id: tuple[str, float], origin: str, split: str) -> np.ndarray:
-    """Where the active model's features place the map's pictures, 16 KB: kept for as many models as a
-    class uses (each placing is a second or more of the server's CPU). `model_id`
-    (common.active_model_id: the file and its version) is the active model's: a model saved again under
-    the same name gets a new map."""
+def map_points(model_id: tuple[str, float], origin: str, split: str, _model) -> np.ndarray:
+    """Where `_model`'s features place the map's pictures, 16 KB: kept for as many models as a class uses
+    (each placing is seconds of the server's CPU: 9 s for the bundled pair). `model_id`
+    (common.active_model_id: the file and its version) is `_model`'s, read once with it, so that a choice
+    changed meanwhile in another tab never stores one model's map under another's name; a model saved
+    again under the same name gets a new map."""
     x = splits()[split][0]
-    return embedding.pca_2d(embedding.features(common.active_model(), x[_on_the_map(split)]))
+    return embedding.pca_2d(embedding.features(_model, x[_on_the_map(split)]))
 
 
-def feature_map(model_id: tuple[str, float], origin: str, split: str, chosen_class: str):
+def feature_map(origin: str, split: str, chosen_class: str):
     labels, thumbnails = map_pictures(origin, split)
-    return charts.embedding_map(map_points(model_id, origin, split), labels, thumbnails,
+    model_id, model = common.active_model_and_id()
+    return charts.embedding_map(map_points(model_id, origin, split, model), labels, thumbnails,
                                 None if chosen_class == ALL else chosen_class)
 
 
@@ -152,8 +154,12 @@ else:
     st.markdown("Each dot is a picture, placed by the model's last layer of features (reduced to two dimensions "
                 "with PCA). Pictures the model finds alike sit together. Hover to see one; choose a class in the "
                 "Class box above" + (" (or click one in the legend)" if chosen_class == ALL else "")
-                + " to pick it out.")
-    st.altair_chart(feature_map(common.active_model_id(), dataset.origin, split, chosen_class), width="stretch",
+                + " to pick it out."
+                # As a training picture's answer does, a map of them flatters the model.
+                + (" These are training pictures, which the model has learnt: its classes sit apart more "
+                   "neatly here than they would for pictures it never saw (choose Test to see those)."
+                   if split == "Training" else ""))
+    st.altair_chart(feature_map(dataset.origin, split, chosen_class), width="stretch",
                     alt=f"Scatter plot of 1,000 {split.lower()} pictures, 100 of each class, as dots coloured by class "
                         "and placed by the model's features: pictures it finds alike sit together."
                         + ("" if chosen_class == ALL

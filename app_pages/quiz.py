@@ -34,7 +34,9 @@ hard = mode.toggle("Hard mode", key="quiz_hard",
                    help="A new game on pictures this model gets wrong, so it scores nothing on them: can you?")
 # A picture is an index into the test pictures: a new data set (the sample's 1,000 replaced by a download)
 # is a new game, as is a new model, and hard mode (its scores are not comparable with the others').
-model_id, pictures = tuple(common.active_model_id()), (test.origin, len(test.y_test))
+# The model the answers above came from, read once: a choice changed meanwhile in another tab of the browser
+# (measuring can take a minute) must not label this game for one model and play it with the other's answers.
+model_id, pictures = (str(choice.path), common.version(choice)), (test.origin, len(test.y_test))
 playing = (model_id, pictures, hard)
 quiz = st.session_state.setdefault("quiz", Quiz(against=playing))
 if quiz.against != playing:     # your score starts from nothing, as the model's does

@@ -142,6 +142,11 @@ def test_explore_statistics_and_map(app):
     app.button_group(key="explore_view").set_value("Map").run()
     assert not app.exception
     assert any("Each dot is a picture" in m.value for m in app.markdown)
+    # A map of pictures the model learnt flatters it, and says so; the test pictures' does not need to.
+    assert any("These are training pictures, which the model has learnt" in m.value for m in app.markdown)
+    app.button_group(key="explore_split").set_value("Test").run()
+    assert not app.exception and not any("These are training pictures" in m.value for m in app.markdown)
+    app.button_group(key="explore_split").set_value("Training").run()
     # The Class box works on the map too: from the keyboard, it picks a class out (the others fade).
     box = app.selectbox(key="explore_class")
     assert not box.disabled
