@@ -3,7 +3,7 @@ import functools
 import numpy as np
 import streamlit as st
 
-from cifar_core import charts, embedding, inference
+from cifar_core import charts, embedding, evaluation, inference
 from cifar_core.data import CLASS_NAMES, with_article
 from app_pages import chart_specs, common, inside_parts
 
@@ -46,12 +46,15 @@ def map_pictures(origin: str, split: str) -> tuple[np.ndarray, list[str]]:
 @st.cache_resource(show_spinner="Placing 1,000 pictures on the map…", max_entries=64)
 def map_points(model_id: tuple[str, float], origin: str, split: str, _model) -> np.ndarray:
     """Where `_model`'s features place the map's pictures, 16 KB: kept for as many models as a class uses
-    (each placing is seconds of the server's CPU: 9 s for the bundled pair). `model_id`
-    (common.active_model_id: the file and its version) is `_model`'s, read once with it, so that a choice
-    changed meanwhile in another tab never stores one model's map under another's name; a model saved
-    again under the same name gets a new map."""
-    x = splits()[split][0]
-    return embedding.pca_2d(embedding.features(_model, x[_on_the_map(split)]))
+    (each placing is seconds of the server's CPU, 9 s for the bundled pair). `model_id` (the file and its
+    version, `common.active_model_and_id`) is `_model`'s, read once with it, so that a choice changed
+    meanwhile in another tab never stores one model's map under another's name; a model saved again under
+    the same name gets a new map."""
+    on_the_map = splits()[split][0][_on_the_map(split)]
+    # Kept on disk beside the model as well, under its bytes and these pictures: a restarted server, or
+    # another process of it, does not place them again.
+    return evaluation.cached_probabilities(model_id[0], on_the_map, "map:" + evaluation.fingerprint(on_the_map),
+                                           lambda pictures: embedding.pca_2d(embedding.features(_model, pictures)))
 
 
 def feature_map(origin: str, split: str, chosen_class: str):

@@ -709,3 +709,20 @@ def test_inside_page_without_then_with_a_picture_and_every_tab(app):
         assert not app.exception, [e.value for e in app.exception]
         assert check(), tab
 
+
+
+def test_the_map_is_placed_once_per_model_and_pictures_even_across_restarts(app, monkeypatch):
+    """Placing the map's pictures is 9 s of the server's CPU for the bundled pair: kept beside the model, a
+    restarted server does not place them again."""
+    from app_pages import explore
+    from cifar_core import embedding
+    placed = []
+    real = embedding.pca_2d
+    monkeypatch.setattr(embedding, "pca_2d", lambda points: placed.append(1) or real(points))
+    visit(app, "app_pages/explore.py")
+    app.button_group(key="explore_view").set_value("Map").run()
+    assert not app.exception
+    first = len(placed)
+    explore.map_points.clear()               # as a restart forgets what it held in memory
+    app.run()
+    assert not app.exception and len(placed) == first <= 1
