@@ -361,7 +361,9 @@ def _board(owner: str) -> None:
         st.altair_chart(charts.training_curves(pd.concat(frames), colour_by="run"), width="stretch",
                         alt=curves_alt([(name, snapshot.metrics_of(r.id)) for r, name in zip(chosen, names)]))
         st.caption("Each run has a colour of its own and a shape for its test dots: its dashed line is its running "
-                   "training figures, its solid line its test figures. " + SAW_TOOTH)
+                   "training figures, its solid line its test figures. " + SAW_TOOTH + " The dots look at each test "
+                   "picture once, without the mirror, so a run's last dot can differ a little from its test "
+                   "accuracy in the table.")
     else:
         st.caption("None of these runs has trained a step yet: their curves appear here when they have.")
     for run, name in zip(chosen, names):

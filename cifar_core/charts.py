@@ -252,7 +252,7 @@ def training_curves(frame: pd.DataFrame, colour_by: str = "series") -> alt.Chart
             ("accuracy", "Accuracy (higher is better)", alt.Axis(format=".0%"), ".1%")):
         base = alt.Chart(frame).transform_filter(alt.datum.quantity == quantity).encode(
             x=alt.X("epoch:Q", title="epoch", scale=alt.Scale(nice=False)),
-            y=alt.Y("value:Q", title=None, scale=alt.Scale(zero=False), axis=axis),
+            y=alt.Y("value:Q", title=None, scale=alt.Scale(zero=False, nice=True, padding=8), axis=axis),
             color=colour,
             tooltip=["run", "series", alt.Tooltip("epoch:Q", format=".2f"),
                      alt.Tooltip("seconds:Q", format=".0f", title="training seconds"),

@@ -322,3 +322,15 @@ def test_the_kept_probability_bars_draw_any_probabilities_with_every_field_they_
     fields = set(re.findall(r'"field": "(\w+)"', json.dumps(kept)))
     columns = set(charts.probability_frame(np.full(10, 0.1)).columns)
     assert {"probability", "class", "shown", "sure"} <= fields <= columns
+
+
+def test_the_curves_keep_a_test_dot_above_every_training_point_inside_the_chart():
+    """A one-epoch run's test dot above its whole training curve sat on the chart's top edge, half outside:
+    the axis ends at a round figure past it, with room for the dot."""
+    import vl_convert
+    metrics = [{"kind": "batch", "epoch": 1, "step": s, "steps": 10, "elapsed_s": s, "loss": 2 - 0.1 * s,
+                "accuracy": 0.1 + 0.05 * s} for s in range(1, 11)]
+    metrics.append({"kind": "epoch", "epoch": 1, "elapsed_s": 10, "loss": 1.0, "accuracy": 0.6, "test_loss": 0.9,
+                    "test_accuracy": 0.645})
+    svg = vl_convert.vegalite_to_svg(charts.training_curves(charts.curve_frame(metrics, "x")).to_dict())
+    assert ">70%<" in svg                      # the accuracy axis goes past the 64.5% dot to a round figure
