@@ -164,6 +164,7 @@ with compare:
         for title, mask in ((f"Right by {picked}, wrong by {other}", (y_pred == test.y_test) & (other_pred != test.y_test)),
                             (f"Right by {other}, wrong by {picked}", (y_pred != test.y_test) & (other_pred == test.y_test))):
             shown = np.flatnonzero(mask)[:20]
-            st.markdown(f"**{common.plain(title)}: {evaluation.counted(int(mask.sum()), 'picture')}**")
+            st.markdown(f"**{common.plain(title)}: {evaluation.counted(int(mask.sum()), 'picture')}**"
+                        + (" (the first 20)" if mask.sum() > 20 else ""))
             if len(shown):
                 pictures(shown, [CLASS_NAMES[test.y_test[i]] for i in shown])

@@ -49,7 +49,8 @@ PAGES: dict[str, PageGuide] = {
     "evaluate": PageGuide(
         "Where does the model go wrong?",
         "This page measures the model on the 10,000 test pictures it never saw in training, class by class.",
-        "Open the Confusion matrix and click the darkest square off the diagonal to see the pictures it mixes up.",
+        "Open the Confusion matrix and click the square with the biggest number off the diagonal to see the "
+        "pictures it mixes up most.",
         "This page measures the model on the bundled sample of 1,000 test pictures it never saw in training, "
         "class by class."),
     "quiz": PageGuide(
@@ -117,7 +118,9 @@ GLOSSARY: dict[str, str] = {
     "Recall": "Of the pictures of a class, the share the model named right: the class's own accuracy.",
     "F1": "One number that balances precision and recall; it is high only when both are.",
     "Calibration": "Whether the model's confidence can be trusted: of all the answers given \"80% sure\", about 80% "
-                   "should be right. A well-calibrated model is neither overconfident nor too modest.",
+                   "should be right. A well-calibrated model is neither overconfident nor too modest. Every model "
+                   "here is calibrated when it is saved: its \"% sure\" is tuned on training pictures kept aside "
+                   "(a temperature), so figures \"before calibration\" are the network's own.",
     "Grad-CAM": "A heat map of the parts of the picture that pushed the model most towards its answer.",
     "Test-time augmentation": "Asking the model about a picture's mirror image too and averaging the two "
                               "answers. It is slightly more accurate than one look. A test picture gets it where "
