@@ -152,6 +152,13 @@ def probabilities(probs: np.ndarray, top: int | None = None) -> alt.Chart:
     return bars + words
 
 
+# Vega has eight solid shapes; a star and a hexagon (SVG paths on the unit square) make ten.
+STAR = "M0,-1L0.22,-0.31L0.95,-0.31L0.36,0.12L0.59,0.81L0,0.38L-0.59,0.81L-0.36,0.12L-0.95,-0.31L-0.22,-0.31Z"
+HEXAGON = "M0.87,0.5L0,1L-0.87,0.5L-0.87,-0.5L0,-1L0.87,-0.5Z"
+CLASS_SHAPES = ["circle", "square", "triangle-up", "diamond", "cross", "triangle-down", STAR, "triangle-right",
+                HEXAGON, "triangle-left"]
+
+
 def embedding_map(points: np.ndarray, labels: np.ndarray, thumbnails: list[str],
                   chosen: str | None = None) -> alt.Chart:
     """Pictures as dots on a 2-D map of the network's features; hover shows the picture (`thumbnails`,
@@ -164,9 +171,12 @@ def embedding_map(points: np.ndarray, labels: np.ndarray, thumbnails: list[str],
                           "class": [CLASS_NAMES[int(i)] for i in labels], "image": thumbnails})
     if chosen is not None:     # Vega draws the dots in the data's order: the chosen class's last, on top
         frame = frame.iloc[np.argsort(frame["class"].eq(chosen).to_numpy(), kind="stable")]
-    chart = alt.Chart(frame, title="The network's view: similar pictures land close together").mark_circle().encode(
+    # A shape for each class as well as a hue, so that no class is told by colour alone (the legend shows both).
+    chart = alt.Chart(frame, title="The network's view: similar pictures land close together").mark_point(
+        filled=True).encode(
         x=alt.X("x:Q", axis=None), y=alt.Y("y:Q", axis=None),
         color=alt.Color("class:N", scale=CLASS_SCALE),
+        shape=alt.Shape("class:N", scale=alt.Scale(domain=list(CLASS_NAMES), range=CLASS_SHAPES)),
         tooltip=["class", "image"])
     if chosen is not None:
         mine = alt.datum["class"] == chosen

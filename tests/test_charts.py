@@ -165,6 +165,10 @@ def test_the_feature_map_shows_each_picture_by_its_thumbnail_made_once():
     rows = next(iter(charts.embedding_map(points, labels, thumbnails).to_dict()["datasets"].values()))
     assert len(rows) == 6 and [r["image"] for r in rows] == thumbnails
     assert [r["class"] for r in rows] == [CLASS_NAMES[i] for i in labels]
+    # A shape for each class as well as a colour, ten different ones: no class told by colour alone.
+    shape = charts.embedding_map(points, labels, thumbnails).to_dict()["encoding"]["shape"]
+    assert shape["field"] == "class" and shape["scale"]["domain"] == list(CLASS_NAMES)
+    assert len(set(shape["scale"]["range"])) == len(CLASS_NAMES)
 
 
 def test_a_probability_bars_tooltip_never_reads_certain_short_of_certainty():
