@@ -97,8 +97,10 @@ else:
     you = "right" if answer == truth else f"wrong (you said {CLASS_NAMES[answer]})"
     it = "right" if guess == truth else f"wrong: it said {CLASS_NAMES[guess]}"
     article, name = with_article(CLASS_NAMES[truth]).split(" ", 1)
-    buttons.markdown(f"## It is {article} **{name}**")
-    buttons.markdown(f"### You were {you}.\n### The model was {it} ({evaluation.sure(probabilities[shown, guess])} sure).")
+    # Headings without their link icon: the pointer rests on them after an answer, and it showed on the projector.
+    buttons.header(f"It is {article} **{name}**", anchor=False)
+    buttons.subheader(f"You were {you}.", anchor=False)
+    buttons.subheader(f"The model was {it} ({evaluation.sure(probabilities[shown, guess])} sure).", anchor=False)
     if buttons.button("Next picture", type="primary", icon=":material/arrow_forward:", width="stretch"):
         quiz.move_on(pool, after=shown)
         st.rerun()

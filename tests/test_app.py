@@ -570,7 +570,8 @@ def test_quiz_three_rounds_keep_both_scores(app):
         from app_pages import common
         truth = common.loaded()[0].y_test[quiz.index]
         article = "an" if CLASS_NAMES[truth][0] in "aeiou" else "a"
-        assert f"## It is {article} **{CLASS_NAMES[truth]}**" in [m.value for m in app.markdown]
+        assert f"It is {article} **{CLASS_NAMES[truth]}**" in [h.value for h in app.header]
+        assert all(h.proto.hide_anchor for h in [*app.header, *app.subheader])   # no link icon on the projector
         app.button[[b.label for b in app.button].index("Next picture")].click().run()
     assert app.session_state["quiz"].answer is None
     app.button(key="quiz_restart").click().run()      # asked in a popover first: a stray click wipes nothing
