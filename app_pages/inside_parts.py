@@ -157,7 +157,9 @@ def closer_look(network: Network, found: list[np.ndarray]) -> None:
     i = titles.index(title)
     block_maps = found[i]
     channel = which.selectbox("Map", inside.strongest(block_maps).tolist(), key=f"inside_channel_{i}",
-                              format_func=lambda c: f"map {c} (average {block_maps[:, :, c].mean():.2f})")
+                              format_func=lambda c: f"map {c} (responds {block_maps[:, :, c].mean():.2f} on average)",
+                              help="The block's maps for this picture, the strongest first. The number is how "
+                                   "strongly the map responds, averaged over the picture: 0 is not at all.")
     test = common.loaded()[0]
     n = min(inside.TOP_PICTURES, len(test.y_test))
     top = _top_of_checkpoint if network.training else _top

@@ -59,7 +59,7 @@ def test_look_inside_pick_a_picture_see_its_maps_and_every_tab(page, server):
 
     page.get_by_role("combobox", name="Map").click()
     option = page.get_by_role("option").nth(3)
-    number = option.inner_text().split()[1]                  # "map 41 (average 1.57)"
+    number = option.inner_text().split()[1]                  # "map 41 (responds 1.57 on average)"
     option.click()
     page.get_by_text(f"Map {number} of Block 1:").wait_for()
     settle(page)
