@@ -221,11 +221,15 @@ def version(choice: ModelChoice) -> float:
         _cannot_open(choice, e)
 
 
-def active_model_id() -> tuple[str, float]:
-    """The model file the user chose in the sidebar and its version (`inference.model_version`): what
-    answers from it can be kept under."""
-    choice = active_choice()
+def model_id(choice: ModelChoice) -> tuple[str, float]:
+    """A listed model's file and its version (`inference.model_version`): what answers from it can be kept
+    under."""
     return str(choice.path), version(choice)
+
+
+def active_model_id() -> tuple[str, float]:
+    """`model_id` of the model the user chose in the sidebar."""
+    return model_id(active_choice())
 
 
 def active_model():
@@ -238,9 +242,9 @@ def active_model_and_id():
     """(`active_model_id()`, `active_model()`) from one reading of the choice: read twice, a choice changed
     in between (another tab of the same browser) paired one model's answers with the other's name."""
     choice = active_choice()
-    model_id = (str(choice.path), version(choice))
+    chosen = model_id(choice)
     try:
-        return model_id, _model(*model_id)
+        return chosen, _model(*chosen)
     except (OSError, inference.ModelError) as e:
         _cannot_open(choice, e)
 

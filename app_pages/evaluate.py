@@ -141,8 +141,9 @@ with compare:
         two.metric(common.plain(other), evaluation.percent(other_summary["accuracy"]),
                    help=evaluation.ACCURACY_DEFINITION)
         # Two figures side by side read as "the first is better" whatever the gap: say when chance could make it.
-        only_first = int(((y_pred == test.y_test) & (other_pred != test.y_test)).sum())
-        only_second = int(((y_pred != test.y_test) & (other_pred == test.y_test)).sum())
+        first_only = (y_pred == test.y_test) & (other_pred != test.y_test)
+        second_only = (y_pred != test.y_test) & (other_pred == test.y_test)
+        only_first, only_second = int(first_only.sum()), int(second_only.sum())
         gap = (f"{evaluation.counted(only_first, 'picture')} only {common.plain(picked)} gets right, "
                f"{evaluation.counted(only_second, 'picture')} only {common.plain(other)} does. ")
         if only_first == only_second:
@@ -161,8 +162,8 @@ with compare:
                             f"{other}: " + "; ".join(f"{name} {evaluation.percent(summary['per_class'][name])} and "
                                                      f"{evaluation.percent(other_summary['per_class'][name])}"
                                                      for name in CLASS_NAMES) + ".")
-        for title, mask in ((f"Right by {picked}, wrong by {other}", (y_pred == test.y_test) & (other_pred != test.y_test)),
-                            (f"Right by {other}, wrong by {picked}", (y_pred != test.y_test) & (other_pred == test.y_test))):
+        for title, mask in ((f"Right by {picked}, wrong by {other}", first_only),
+                            (f"Right by {other}, wrong by {picked}", second_only)):
             shown = np.flatnonzero(mask)[:20]
             st.markdown(f"**{common.plain(title)}: {evaluation.counted(int(mask.sum()), 'picture')}**"
                         + (" (the first 20)" if mask.sum() > 20 else ""))

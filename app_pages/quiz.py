@@ -36,7 +36,7 @@ hard = mode.toggle("Hard mode", key="quiz_hard",
 # is a new game, as is a new model, and hard mode (its scores are not comparable with the others').
 # The model the answers above came from, read once: a choice changed meanwhile in another tab of the browser
 # (measuring can take a minute) must not label this game for one model and play it with the other's answers.
-model_id, pictures = (str(choice.path), common.version(choice)), (test.origin, len(test.y_test))
+model_id, pictures = common.model_id(choice), (test.origin, len(test.y_test))
 playing = (model_id, pictures, hard)
 quiz = st.session_state.setdefault("quiz", Quiz(against=playing))
 if quiz.against != playing:     # your score starts from nothing, as the model's does

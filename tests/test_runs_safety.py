@@ -147,14 +147,24 @@ def test_a_run_that_fills_the_disk_fails_in_a_sentence_and_leaves_no_partial_mod
     assert not [p.name for p in run.path.iterdir() if p.name.startswith(".")]
 
 
+def ended_runs(owners, trained: bool = False) -> list[str]:
+    """An ended run for each of `owners`, oldest first: finished with a model, or cancelled before it started."""
+    ids = []
+    for owner in owners:
+        run = runs.create(small(epochs=1), owner=owner)
+        if trained:
+            (run.path / rundir.MODEL).write_bytes(b"a model")
+            rundir.update_status(run.path, state="finished")
+        else:
+            rundir.update_status(run.path, state="stopped", error="Cancelled before it started.")
+        ids.append(run.id)
+        time.sleep(0.01)
+    return ids
+
+
 def test_the_server_keeps_so_many_ended_runs_in_all_whoever_started_them(tiny_env, monkeypatch, no_trainers):
     monkeypatch.setenv("CIFAR_KEEP_RUNS_IN_ALL", "3")
-    ended = []
-    for owner in "abcd":                       # four people, one ended run each: new cookies are free
-        run = runs.create(small(epochs=1), owner=owner)
-        rundir.update_status(run.path, state="stopped", error="Cancelled before it started.")
-        ended.append(run.id)
-        time.sleep(0.01)
+    ended = ended_runs("abcd")                 # four people, one ended run each: new cookies are free
     runs.start(small(epochs=1), owner="e")
     left = {r.id for r in runs.list_runs()}
     assert ended[0] not in left and set(ended[1:]) <= left
@@ -163,17 +173,8 @@ def test_the_server_keeps_so_many_ended_runs_in_all_whoever_started_them(tiny_en
 def test_runs_without_a_model_make_room_before_any_trained_model_does(tiny_env, monkeypatch, no_trainers):
     """Starting and cancelling runs with new cookies must not push the class's trained models out."""
     monkeypatch.setenv("CIFAR_KEEP_RUNS_IN_ALL", "3")
-    trained = []
-    for owner in "ab":                         # two students' finished runs, the oldest on the server
-        run = runs.create(small(epochs=1), owner=owner)
-        (run.path / rundir.MODEL).write_bytes(b"a model")
-        rundir.update_status(run.path, state="finished")
-        trained.append(run.id)
-        time.sleep(0.01)
-    for owner in ("x1", "x2", "x3"):            # then runs cancelled from three new cookies
-        run = runs.create(small(epochs=1), owner=owner)
-        rundir.update_status(run.path, state="stopped", error="Cancelled before it started.")
-        time.sleep(0.01)
+    trained = ended_runs("ab", trained=True)    # two students' finished runs, the oldest on the server
+    ended_runs(("x1", "x2", "x3"))             # then runs cancelled from three new cookies
     runs.start(small(epochs=1), owner="y")
     left = {r.id for r in runs.list_runs()}
     assert set(trained) <= left and len([r for r in runs.list_runs() if r.state not in rundir.ACTIVE]) == 3
@@ -183,18 +184,11 @@ def test_so_many_runs_without_a_model_are_kept_however_many_are_allowed_in_all(t
     """Cancelled runs keep only their reason: a thousand of them from new cookies kept the watcher and every
     board busy. The newest few stay, and no trained model goes for them."""
     monkeypatch.setattr(runs, "KEEP_WITHOUT_MODEL", 2)
-    trained = runs.create(small(epochs=1), owner="student")
-    (trained.path / rundir.MODEL).write_bytes(b"a model")
-    rundir.update_status(trained.path, state="finished")
-    cancelled = []
-    for owner in ("x1", "x2", "x3", "x4"):
-        run = runs.create(small(epochs=1), owner=owner)
-        rundir.update_status(run.path, state="stopped", error="Cancelled before it started.")
-        cancelled.append(run.id)
-        time.sleep(0.01)
+    [trained] = ended_runs(["student"], trained=True)
+    cancelled = ended_runs(("x1", "x2", "x3", "x4"))
     runs.start(small(epochs=1), owner="y")
     left = {r.id for r in runs.list_runs()}
-    assert trained.id in left and set(cancelled[2:]) <= left and not set(cancelled[:2]) & left
+    assert trained in left and set(cancelled[2:]) <= left and not set(cancelled[:2]) & left
 
 
 def test_a_cancelled_run_lets_go_of_the_model_it_would_have_gone_on_from(tiny_env, no_trainers, tmp_path):
