@@ -182,10 +182,12 @@ def layers(model) -> None:
     # A static table, not a data grid: "what it does" wraps onto a second line on a projector's narrow
     # page instead of being cut off at a fixed column width.
     table = pd.DataFrame(inside.layer_table(model))
-    shown = table.assign(weights=table["weights"].map("{:,}".format),
+    first_of_part = table["part"].ne(table["part"].shift())     # each part named once, on its first row
+    shown = table.assign(part=table["part"].where(first_of_part, ""),
+                         weights=table["weights"].map("{:,}".format),
                          shown=table["shown"].map({True: "yes", False: ""}))
-    st.table(shown[["layer", "type", "output", "weights", "shown", "does"]]
-             .rename(columns={"shown": "maps shown", "does": "what it does"}).set_index("layer"))
+    st.table(shown[["part", "layer", "type", "output", "weights", "shown", "does"]]
+             .rename(columns={"shown": "maps shown", "does": "what it does"}).set_index("part"))
     st.caption(f"{int(table['weights'].sum()):,} weights in all.")
 
 

@@ -1,7 +1,8 @@
 """Inside the network: its layers, what each block finds in one picture, and its first filters.
 
     blocks(model)                     -> the convolutional blocks whose maps are shown, in order
-    layer_table(model)                -> one row per layer: name, type, output shape, weights, what it does
+    layer_table(model)                -> one row per layer: its part (a block), name, type, output shape,
+                                         weights, what it does
     feature_maps(model, image)        -> each block's maps for one picture, (H, W, C) float32; thread-safe
     strongest(maps)                   -> channel numbers, strongest first (by mean activation)
     map_images(maps, channels, size)  -> those maps as crisp viridis pictures on the block's shared scale
@@ -412,14 +413,25 @@ def _does(layer) -> str:
     return ""
 
 
+BEFORE_BLOCKS = "The picture"     # the layers before the first that slides a window: the input, its scaling
+AFTER_BLOCKS = "The answer"       # the layers after the last block: from its maps to the ten scores
+
+
 def layer_table(model) -> list[dict]:
-    """One row per layer, input to output: its name, type, output shape, weights and what it does;
-    `shown` marks the layers whose maps `feature_maps` returns."""
-    shown = {b.layer for b in blocks(model)}
+    """One row per layer, input to output: the part it belongs to (`BEFORE_BLOCKS`, the title What it
+    sees gives its block, or `AFTER_BLOCKS`), its name, type, output shape, weights and what it does;
+    `shown` marks the layers whose maps `feature_maps` returns, each the last of its block."""
+    ahead = blocks(model)
+    shown = {b.layer for b in ahead}
+    started = False
     rows = []
     for layer in model.layers:
+        started = started or _window(layer) is not None
+        part = (ahead[0].title if ahead else AFTER_BLOCKS) if started else BEFORE_BLOCKS
         shape = tuple(layer.output.shape)[1:] if hasattr(layer, "output") else ()
-        rows.append({"layer": layer.name, "type": type(layer).__name__, "does": _does(layer),
+        rows.append({"part": part, "layer": layer.name, "type": type(layer).__name__, "does": _does(layer),
                      "output": " x ".join(str(s) for s in shape), "weights": int(layer.count_params()),
                      "shown": layer.name in shown})
+        if ahead and layer.name == ahead[0].layer:
+            ahead = ahead[1:]
     return rows

@@ -701,7 +701,8 @@ def test_inside_page_without_then_with_a_picture_and_every_tab(app):
     box.select(third).run()
     assert not app.exception and (app.session_state[inside_parts.PICTURE] == test.x_test[third]).all()
     app.button[[b.label for b in app.button].index("Choose another picture")].click().run()
-    for tab, check in (("Its layers", lambda: app.table[0].value.index[2] == "whiten"),
+    for tab, check in (("Its layers", lambda: app.table[0].value["layer"].iloc[2] == "whiten"
+                        and list(app.table[0].value.index[:3]) == ["The picture", "", "Whitening"]),
                        # the bundled model is two networks side by side: twice airbench's 24 and 64
                        ("Its first filters", lambda: [len(i.proto.imgs) for i in app.get("image")] == [48, 128]),
                        ("How your runs learned", lambda: any("side by side" in c.value for c in app.caption))):

@@ -14,8 +14,10 @@ from conftest import ROOT
 from test_inside import shipped_top
 
 
-# The runs the command line's `train` looks at go to a folder of this test session's, not the checkout's runs/.
-RUNS_DIR = tempfile.mkdtemp(prefix="cli-runs-")
+# The runs the command line's `train` looks at go to a folder of this test session's, not the checkout's runs/;
+# the folder goes when the session ends (each worker collecting this file makes one).
+_RUNS = tempfile.TemporaryDirectory(prefix="cli-runs-")
+RUNS_DIR = _RUNS.name
 
 
 def cli(*args, env=None, cwd=None):

@@ -84,6 +84,14 @@ def test_every_architecture_has_blocks_a_layer_table_and_first_filters(built):
         assert [r["layer"] for r in table] == [l.name for l in model.layers]
         assert sum(r["weights"] for r in table) == model.count_params()
         assert [r["layer"] for r in table if r["shown"]] == [b.layer for b in shown]
+        # each part is a run of rows, in order: the picture, the blocks as What it sees names them, the answer;
+        # a block's shown layer is its last row
+        parts = [r["part"] for r in table]
+        assert list(dict.fromkeys(parts)) == [inside.BEFORE_BLOCKS, *titles, inside.AFTER_BLOCKS]
+        assert table[0]["part"] == inside.BEFORE_BLOCKS and table[-1]["part"] == inside.AFTER_BLOCKS
+        for block in shown:
+            last = max(i for i, r in enumerate(table) if r["part"] == block.title)
+            assert table[last]["layer"] == block.layer
         assert all(r["does"] for r in table), [r["layer"] for r in table if not r["does"]]
 
 
