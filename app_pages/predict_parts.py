@@ -13,7 +13,7 @@ import streamlit as st
 from PIL import Image
 
 from app_pages import chart_specs, common
-from cifar_core import charts, evaluation, explain, inference, perturbations
+from cifar_core import charts, decoding, evaluation, explain, inference, perturbations
 from cifar_core.data import CLASS_NAMES
 
 # The largest picture a visitor may upload. .streamlit/config.toml lets Streamlit take a little more
@@ -66,10 +66,10 @@ def _read(raw: bytes, name: str, background: tuple[int, int, int]) -> Picture | 
     """The picture, or the sentence saying why it cannot be used. Every picture goes through
     load_image, which bounds what it may cost."""
     try:
-        original = inference.load_image(raw, background)
+        original = decoding.load_image(raw, background)
         views = inference.views(original)
         return Picture(views[0], _to_show(original), views, original.size)
-    except inference.ImageError as e:
+    except decoding.ImageError as e:
         return f"{name}: {e}"
     except Exception:   # load_image raises only ImageError; should that ever break, a sentence, not a traceback
         logging.getLogger(__name__).exception("Reading %s failed", name)
@@ -324,10 +324,10 @@ def _decoded(file) -> tuple[np.ndarray, tuple[int, int]] | str:
     if problem is not None:
         return problem
     try:
-        image = inference.load_image(file.getvalue())
+        image = decoding.load_image(file.getvalue())
         return inference.views(image), image.size
     except Exception as e:   # ImageError's sentence; anything else (a bug) must not hide the other rows
-        return str(e) if isinstance(e, inference.ImageError) else "This picture could not be read."
+        return str(e) if isinstance(e, decoding.ImageError) else "This picture could not be read."
 
 
 def _row(file, decoded, model) -> dict:

@@ -35,16 +35,16 @@ import sys, time
 def status(field):
     with open("/proc/self/status") as lines:
         return next(int(line.split()[1]) * 1024 for line in lines if line.startswith(field + ":"))
-from cifar_core import data, inference
+from cifar_core import data, decoding, inference
 before = status("VmRSS")
 started = time.perf_counter()
 try:
     if sys.argv[1] == "image":
-        image = inference.prepare(inference.load_image(sys.argv[2]))
+        image = inference.prepare(decoding.load_image(sys.argv[2]))
         outcome = "loaded, 32x32"
     else:
         outcome = f"loaded, {len(data.read(sys.argv[2]).y_train):,} training pictures"
-except (inference.ImageError, data.DataError) as e:
+except (decoding.ImageError, data.DataError) as e:
     outcome = str(e)
 print(status("VmHWM") - before, time.perf_counter() - started, outcome, sep="\\t")
 """

@@ -48,7 +48,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from cifar_core import data, fast_inference, inference, jpeg_middle, jpeg_progressive, models  # noqa: E402
+from cifar_core import data, decoding, fast_inference, inference, jpeg_middle, jpeg_progressive, models  # noqa: E402
 
 
 def throughput(model, images: np.ndarray, seconds: float = 5.0, answer=inference.predict, **options) -> float:
@@ -85,7 +85,7 @@ def every_network(model, images: np.ndarray) -> np.ndarray:
 
 def latency(model, photo: bytes, one_view: bool = False, repeats: int = 50) -> list[float]:
     def answer():
-        image = inference.load_image(photo)
+        image = decoding.load_image(photo)
         if model is None:
             return inference.views(image)
         if one_view:

@@ -36,7 +36,7 @@ from queue_drain import data_archive
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from cifar_core import inference  # noqa: E402
+from cifar_core import decoding, inference  # noqa: E402
 
 SERVER_THREADS = 2
 
@@ -44,7 +44,7 @@ SERVER_THREADS = 2
 def answer(model, picture: bytes) -> float:
     """Seconds for one upload answered as the Predict page answers it."""
     started = time.perf_counter()
-    image = inference.load_image(picture)
+    image = decoding.load_image(picture)
     inference.predict_views(model, inference.views(image), image.size)
     return time.perf_counter() - started
 

@@ -5,7 +5,7 @@
 
 CIFAR-10's test pictures say little about an uploaded photo: a photo is far larger, its subject smaller
 in the frame, and shrinking it leaves it sharper than CIFAR-10's pictures. This benchmark loads each
-photo as the app does (`inference.load_image`) and compares, in the same run, set by set and over all
+photo as the app does (`decoding.load_image`) and compares, in the same run, set by set and over all
 the sets given:
 
 - before: the photo's largest centre square shrunk to 32 x 32 with Lanczos, the one view the app used
@@ -42,7 +42,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from cifar_core import evaluation, inference  # noqa: E402
+from cifar_core import decoding, evaluation, inference  # noqa: E402
 from cifar_core.data import CLASS_NAMES  # noqa: E402
 
 # ImageNet classes (WordNet ids) that are CIFAR-10 classes. Vans, ambulances and other boxy vehicles
@@ -183,8 +183,8 @@ def main() -> None:
         labels, before, centre, views, now, unread = [], [], [], [], [], 0
         for path, label in photos:
             try:
-                image = inference.load_image(path)
-            except inference.ImageError:
+                image = decoding.load_image(path)
+            except decoding.ImageError:
                 unread += 1
                 continue
             labels.append(label)

@@ -241,15 +241,15 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from cifar_core import evaluation, inference
+    from cifar_core import decoding, evaluation, inference
     model = inference.load_model(args.model)
     failed = 0
     for path in args.files:
         # Each file answers for itself: a bad one gets its sentence and the rest are still classified.
         try:
-            image = inference.load_image(path)
+            image = decoding.load_image(path)
             probabilities = inference.predict_views(model, inference.views(image), image.size)
-        except inference.ImageError as e:
+        except decoding.ImageError as e:
             failed += 1
             result = {"path": path, "error": str(e)}
         except Exception:   # load_image raises only ImageError: anything else is a bug, not a reason to stop

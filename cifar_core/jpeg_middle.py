@@ -45,7 +45,7 @@ MAX_DIFFERENCE = 12        # levels the overlap may differ by (the lower half's 
 MAX_STEP = 48              # levels the upper half's last units move the brightness by
 _SENTINEL = (1, -1, -1, 1)  # ... up, back, down, back
 # The other half of a picture cut here or at a restart marker (`jpeg_halves`): one per decode at once
-# (inference.DECODING_AT_ONCE); Pillow lets go of the GIL while it decodes
+# (decoding.DECODING_AT_ONCE); Pillow lets go of the GIL while it decodes
 other_core = ThreadPoolExecutor(max_workers=2, thread_name_prefix="jpeg-half")
 
 

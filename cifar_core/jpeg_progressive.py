@@ -34,7 +34,7 @@ from cifar_core import jpeg_segments
 # byte of the coded data (5x faster on a 12-megapixel photo), and one 0xFF a try keeps a long run of them
 # linear: `\xff+` before the marker byte made a run of n bytes cost n^2 (40 KB of 0xFF: 11-14 s).
 MARKER = re.compile(rb"\xff([^\x00\xff\xd0-\xd7])")
-MAX_SEGMENTS = 1_000          # as inference.MAX_JPEG_SEGMENTS, which a file has passed by now
+MAX_SEGMENTS = 1_000          # as decoding.MAX_JPEG_SEGMENTS, which a file has passed by now
 _LONGEST_RUN = 32_767         # blocks one end-of-band run can cover (EOB14 and its 14 bits)
 _RUN_TABLE = 0x13             # the Huffman table our scans are coded in: AC (1), number 3
 _NO_RESTARTS = b"\xff\xdd\x00\x04\x00\x00"

@@ -206,9 +206,9 @@ def test_the_batch_table_counts_right_answers_against_picked_true_classes(sized_
     assert "None" not in content and "tabby.jpg" in content
     page.get_by_text("Pick each picture's true class").wait_for()
     # Pick "ship" as the ship's true class: double-click its cell, choose from the list.
-    from cifar_core import data, inference
+    from cifar_core import data, decoding, inference
     model = inference.load_model()
-    ship = inference.load_image(pictures / "ship.png")
+    ship = decoding.load_image(pictures / "ship.png")
     said = data.CLASS_NAMES[int(inference.predict_views(model, inference.views(ship), ship.size).argmax())]
     # The grid is drawn on a canvas: pick the cell with the keyboard, from the first row's first cell. A rerun
     # that redraws the grid while the keys go in loses them (seen once in a loaded CI run): then again.
@@ -242,7 +242,7 @@ def test_the_batch_table_counts_right_answers_against_picked_true_classes(sized_
 
 def test_photos_of_the_same_name_can_each_be_looked_at(sized_page, server, pictures, tmp_path):  # noqa: F811
     """A phone shares every photo as "image.jpg": each must still be the one looked at when picked."""
-    from cifar_core import data, inference
+    from cifar_core import data, decoding, inference
     first, second = tmp_path / "one" / "image.jpg", tmp_path / "two" / "image.jpg"
     for path, source in ((first, "tabby.jpg"), (second, "ship.png")):
         path.parent.mkdir()
@@ -250,7 +250,7 @@ def test_photos_of_the_same_name_can_each_be_looked_at(sized_page, server, pictu
     model = inference.load_model()
     said = []
     for path in (first, second):
-        image = inference.load_image(path)
+        image = decoding.load_image(path)
         said.append(data.CLASS_NAMES[int(inference.predict_views(model, inference.views(image), image.size).argmax())])
     assert said[0] != said[1]
     context, page = sized_page("wide")

@@ -412,8 +412,8 @@ def test_predict_json_goes_on_past_a_file_that_once_broke_the_loader(tmp_path):
 def test_predict_goes_on_past_an_unexpected_error(tmp_path, monkeypatch, capsys):
     """Anything but an ImageError is a bug; it still costs only its own file, as a sentence."""
     import numpy as np
-    from cifar_core import __main__ as main, inference
-    real = inference.load_image
+    from cifar_core import __main__ as main, decoding, inference
+    real = decoding.load_image
 
     def load_image(source):
         if str(source).endswith("boom.png"):
@@ -422,7 +422,7 @@ def test_predict_goes_on_past_an_unexpected_error(tmp_path, monkeypatch, capsys)
 
     monkeypatch.setattr(inference, "load_model", lambda path=None: None)
     monkeypatch.setattr(inference, "predict_views", lambda model, views, size: np.full(10, 0.1, np.float32))
-    monkeypatch.setattr(inference, "load_image", load_image)
+    monkeypatch.setattr(decoding, "load_image", load_image)
     paths = [tmp_path / "boom.png", tmp_path / "fine.png"]
     for path in paths:
         Image.new("RGB", (40, 40), "green").save(path)

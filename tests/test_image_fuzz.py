@@ -17,8 +17,8 @@ import pytest
 from PIL import Image
 
 import hostile_images
-from cifar_core import inference
-from cifar_core.inference import ImageError
+from cifar_core import decoding, inference
+from cifar_core.decoding import ImageError
 
 CASES = 1000   # per format: 6,000 in all, a few seconds
 
@@ -138,7 +138,7 @@ def mutate(raw: bytes, rng: random.Random) -> bytes:
 def check(raw: bytes, case: str) -> str:
     """'ok' or 'refused'; fails the test on anything else."""
     try:
-        image = inference.load_image(raw)
+        image = decoding.load_image(raw)
     except ImageError as e:
         message = str(e)
         assert message and "\n" not in message and "Traceback" not in message, (case, message)

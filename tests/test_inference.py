@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 
 import hostile_images
-from cifar_core import evaluation, inference
-from cifar_core.inference import ImageError
+from cifar_core import decoding, evaluation, inference
+from cifar_core.decoding import ImageError
 from conftest import ROOT
 
 
@@ -36,22 +36,22 @@ def gradient(width=40, height=30) -> Image.Image:
 def test_every_mode_becomes_rgb(mode):
     source = gradient().convert(mode)
     fmt = {"CMYK": "TIFF", "F": "TIFF", "I": "TIFF"}.get(mode, "PNG")
-    image = inference.load_image(encode(source, fmt))
+    image = decoding.load_image(encode(source, fmt))
     assert image.mode == "RGB" and image.size == (40, 30)
 
 
 def test_sixteen_bit_images_keep_their_contrast():
     ramp = (np.linspace(0, 65535, 64 * 8).reshape(8, 64)).astype(np.uint16)
     source = Image.frombytes("I;16", (64, 8), ramp.astype("<u2").tobytes())
-    image = np.asarray(inference.load_image(encode(source, "PNG")))
+    image = np.asarray(decoding.load_image(encode(source, "PNG")))
     assert image.min() == 0 and image.max() == 255
 
 
 def test_a_flat_sixteen_bit_or_float_picture_keeps_its_level():
     for level, shown in ((65535, 255), (32896, 128), (0, 0)):
         flat = Image.frombytes("I;16", (16, 8), np.full((8, 16), level, "<u2").tobytes())
-        assert (np.asarray(inference.load_image(encode(flat, "PNG"))) == shown).all(), level
-    assert (np.asarray(inference.load_image(encode(Image.new("F", (16, 8), 0.75), "TIFF"))) == 191).all()
+        assert (np.asarray(decoding.load_image(encode(flat, "PNG"))) == shown).all(), level
+    assert (np.asarray(decoding.load_image(encode(Image.new("F", (16, 8), 0.75), "TIFF"))) == 191).all()
 
 
 def test_one_colour_named_transparent_takes_the_background():
@@ -60,39 +60,39 @@ def test_one_colour_named_transparent_takes_the_background():
     blue = (0, 0, 255)
     rgb = Image.new("RGB", (8, 4), (10, 20, 30))
     rgb.paste((200, 0, 0), (0, 0, 4, 4))
-    pixels = np.asarray(inference.load_image(encode(rgb, "PNG", transparency=(10, 20, 30)), background=blue))
+    pixels = np.asarray(decoding.load_image(encode(rgb, "PNG", transparency=(10, 20, 30)), background=blue))
     assert (pixels[:, :4] == (200, 0, 0)).all() and (pixels[:, 4:] == blue).all()
     grey = Image.new("L", (8, 4), 0)
     grey.paste(90, (0, 0, 4, 4))
-    pixels = np.asarray(inference.load_image(encode(grey, "PNG", transparency=0)))
+    pixels = np.asarray(decoding.load_image(encode(grey, "PNG", transparency=0)))
     assert (pixels[:, :4] == 90).all() and (pixels[:, 4:] == 255).all()
     for bits in (2, 4):     # grey in 2 or 4 bits: the level named is in those bits, the pixels stretched
         low = Image.new("L", (8, 4), 255)
         low.paste(85 if bits == 2 else 17, (0, 0, 4, 4))
-        pixels = np.asarray(inference.load_image(encode(low, "PNG", bits=bits, transparency=1), background=blue))
+        pixels = np.asarray(decoding.load_image(encode(low, "PNG", bits=bits, transparency=1), background=blue))
         assert (pixels[:, :4] == blue).all() and (pixels[:, 4:] == 255).all()
     deep = np.full((4, 8), 60_000, np.uint16)          # 16 bits: the transparent level out of the stretch
     deep[:, :2], deep[:, 2:4] = 1_000, 30_000
     raw = encode(Image.fromarray(deep), "PNG", transparency=60_000)
     assert Image.open(io.BytesIO(raw)).info.get("transparency") == 60_000
-    pixels = np.asarray(inference.load_image(raw, background=blue))
+    pixels = np.asarray(decoding.load_image(raw, background=blue))
     assert (pixels[:, :2] == 0).all() and (pixels[:, 2:4] == 255).all() and (pixels[:, 4:] == blue).all()
 
 
 def test_palette_transparency_becomes_white():
     source = Image.new("P", (10, 10), 1)
     source.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
-    pixels = np.asarray(inference.load_image(encode(source, "PNG", transparency=1)))
+    pixels = np.asarray(decoding.load_image(encode(source, "PNG", transparency=1)))
     assert (pixels == 255).all()
     rgba = Image.new("RGBA", (4, 4), (255, 0, 0, 0))
-    assert (np.asarray(inference.load_image(encode(rgba, "PNG"))) == 255).all()
+    assert (np.asarray(decoding.load_image(encode(rgba, "PNG"))) == 255).all()
 
 
 def test_exif_orientation_is_applied():
     source = gradient(40, 30)
     exif = Image.Exif()
     exif[0x0112] = 6   # rotate 90 degrees clockwise to display
-    image = inference.load_image(encode(source, "JPEG", exif=exif.tobytes()))
+    image = decoding.load_image(encode(source, "JPEG", exif=exif.tobytes()))
     assert image.size == (30, 40)
 
 
@@ -107,7 +107,7 @@ def test_exif_orientation_is_applied_from_a_block_too_big_for_pillow_to_read():
         if order == ">":                       # the same directory written big-endian, as some cameras do
             raw = _big_endian_orientation_six(70_000)
         assert len(raw) > 65_536
-        assert inference.load_image(encode(source, "WEBP", exif=raw)).size == (30, 40), order
+        assert decoding.load_image(encode(source, "WEBP", exif=raw)).size == (30, 40), order
 
 
 def _big_endian_orientation_six(padding: int) -> bytes:
@@ -122,7 +122,7 @@ def test_a_twelve_bit_jpeg_is_refused_as_what_it_is():
     frame = raw.index(b"\xff\xc0")
     raw[frame + 4] = 12                          # the frame's precision: 12 bits a sample
     with pytest.raises(ImageError, match="more than 8 bits a colour"):
-        inference.load_image(bytes(raw))
+        decoding.load_image(bytes(raw))
 
 
 @pytest.mark.skipif(not shutil.which("jpegtran"), reason="needs libjpeg-turbo's jpegtran to write arithmetic coding")
@@ -135,8 +135,8 @@ def test_an_arithmetic_coded_jpeg_over_64_kb_is_read(options):
     huffman = encode(picture, "JPEG")
     raw = subprocess.run(["jpegtran", "-arithmetic", *options], input=huffman, capture_output=True, check=True).stdout
     assert len(raw) > 64 << 10 and b"\xff\xc0" not in raw[:raw.index(b"\xff\xda")]    # no Huffman frame
-    image = inference.load_image(raw)
-    expected = inference.load_image(huffman)      # the same coefficients, Huffman-coded
+    image = decoding.load_image(raw)
+    expected = decoding.load_image(huffman)      # the same coefficients, Huffman-coded
     assert image.size == expected.size
     assert np.array_equal(np.asarray(image), np.asarray(expected))
 
@@ -147,31 +147,31 @@ def test_a_big_arithmetic_coded_jpeg_is_refused_before_it_holds_a_core():
     picture = Image.fromarray(rng.integers(0, 256, (2800, 2800, 3), dtype=np.uint8))
     raw = subprocess.run(["jpegtran", "-arithmetic"], input=encode(picture, "JPEG", quality=95),
                          capture_output=True, check=True).stdout
-    assert len(raw) > inference.MAX_ARITHMETIC_BYTES
+    assert len(raw) > decoding.MAX_ARITHMETIC_BYTES
     with pytest.raises(ImageError, match="arithmetic coding"):
-        inference.load_image(raw)
+        decoding.load_image(raw)
 
 
 def test_animated_gif_uses_the_first_frame():
     frames = [Image.new("RGB", (8, 8), c) for c in ((255, 0, 0), (0, 0, 255))]
     raw = encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100)
-    pixel = np.asarray(inference.load_image(raw))[4, 4]
+    pixel = np.asarray(decoding.load_image(raw))[4, 4]
     assert pixel[0] > 200 and pixel[2] < 50
 
 
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF"])
 def test_upload_formats(fmt, tmp_path):
     raw = encode(gradient(), fmt)
-    assert inference.load_image(raw).size == (40, 30)
+    assert decoding.load_image(raw).size == (40, 30)
     path = tmp_path / f"picture.{fmt.lower()}"
     path.write_bytes(raw)
-    assert inference.load_image(path).size == (40, 30)
-    assert inference.load_image(io.BytesIO(raw)).size == (40, 30)
+    assert decoding.load_image(path).size == (40, 30)
+    assert decoding.load_image(io.BytesIO(raw)).size == (40, 30)
 
 
 def test_extreme_shapes_are_fine():
-    assert inference.prepare(inference.load_image(encode(Image.new("RGB", (1, 1), "red"), "PNG"))).shape == (32, 32, 3)
-    assert inference.prepare(inference.load_image(encode(Image.new("RGB", (5000, 10), "red"), "PNG"))).shape == (32, 32, 3)
+    assert inference.prepare(decoding.load_image(encode(Image.new("RGB", (1, 1), "red"), "PNG"))).shape == (32, 32, 3)
+    assert inference.prepare(decoding.load_image(encode(Image.new("RGB", (5000, 10), "red"), "PNG"))).shape == (32, 32, 3)
 
 
 def _png_claiming(width: int, height: int) -> bytes:
@@ -194,30 +194,30 @@ def _png_claiming(width: int, height: int) -> bytes:
 ])
 def test_bad_inputs_get_a_sentence(raw, message):
     with pytest.raises(ImageError, match=message) as e:
-        inference.load_image(raw)
+        decoding.load_image(raw)
     assert "\n" not in str(e.value) and "Traceback" not in str(e.value)
 
 
 def test_truncated_jpeg_gets_a_sentence():
     raw = encode(gradient(400, 300), "JPEG")
     with pytest.raises(ImageError, match="damaged or cut short"):
-        inference.load_image(raw[: len(raw) // 2])
+        decoding.load_image(raw[: len(raw) // 2])
 
 
 def test_missing_file_gets_a_sentence(tmp_path):
     with pytest.raises(ImageError, match="Could not read"):
-        inference.load_image(tmp_path / "nope.jpg")
+        decoding.load_image(tmp_path / "nope.jpg")
 
 
 def test_transparent_parts_take_the_background_colour():
     blue = (0, 0, 255)
     clear = Image.new("RGBA", (6, 4), (255, 0, 0, 0))
-    assert (np.asarray(inference.load_image(encode(clear, "PNG"), background=blue)) == blue).all()
+    assert (np.asarray(decoding.load_image(encode(clear, "PNG"), background=blue)) == blue).all()
     palette = Image.new("P", (6, 4), 1)
     palette.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
-    assert (np.asarray(inference.load_image(encode(palette, "PNG", transparency=1), background=blue)) == blue).all()
+    assert (np.asarray(decoding.load_image(encode(palette, "PNG", transparency=1), background=blue)) == blue).all()
     half = Image.new("LA", (6, 4), (0, 128))                 # black at half opacity on white: mid grey
-    assert abs(int(np.asarray(inference.load_image(encode(half, "PNG"))).mean()) - 127) <= 1
+    assert abs(int(np.asarray(decoding.load_image(encode(half, "PNG"))).mean()) - 127) <= 1
 
 
 def test_big_pictures_come_back_reduced_and_give_the_model_the_same_input():
@@ -226,37 +226,37 @@ def test_big_pictures_come_back_reduced_and_give_the_model_the_same_input():
     detail = np.stack([x % 256, y % 200, (x // 7 + y // 5) % 256], -1) + rng.normal(0, 20, (1500, 2000, 3))
     full = Image.fromarray(np.clip(detail, 0, 255).astype(np.uint8))
     for fmt in ("PNG", "JPEG"):
-        image = inference.load_image(encode(full, fmt))
+        image = decoding.load_image(encode(full, fmt))
         assert WORKING <= min(image.size) < 2 * WORKING and abs(image.width / image.height - 4 / 3) < 0.01
         reference = inference.prepare(Image.open(io.BytesIO(encode(full, fmt))).convert("RGB"))
         assert np.abs(inference.prepare(image).astype(int) - reference).mean() < 2
 
 
 def test_files_over_the_size_limit_get_a_sentence(monkeypatch, tmp_path):
-    monkeypatch.setattr(inference, "MAX_FILE_BYTES", 1000)
+    monkeypatch.setattr(decoding, "MAX_FILE_BYTES", 1000)
     raw = encode(gradient(200, 200), "BMP")
     (tmp_path / "big.bmp").write_bytes(raw)
     for source in (raw, tmp_path / "big.bmp", io.BytesIO(raw)):
         with pytest.raises(ImageError, match="The file is too big"):
-            inference.load_image(source)
+            decoding.load_image(source)
 
 
 @pytest.mark.parametrize("fmt, width", [("PNG", 200), ("JPEG", 300)])
 def test_a_long_thin_picture_is_not_kept_at_its_full_length(fmt, width):
     strip = gradient(width, 100 * width)       # 300 x 30,000: 26 MB as RGB, of which the model sees the middle 900 rows
-    image = inference.load_image(encode(strip, fmt))
-    assert max(image.size) <= inference.LONGEST_KEPT and image.size[1] > 10 * image.size[0]
+    image = decoding.load_image(encode(strip, fmt))
+    assert max(image.size) <= decoding.LONGEST_KEPT and image.size[1] > 10 * image.size[0]
     assert all(view.shape == (32, 32, 3) for view in inference.views(image))
 
 
 def test_formats_the_uploader_does_not_offer_are_refused():
     for fmt in ("ICO", "PPM", "TGA", "PCX"):
         with pytest.raises(ImageError, match="not a picture in a format we can read"):
-            inference.load_image(encode(gradient(), fmt))
+            decoding.load_image(encode(gradient(), fmt))
 
 
 # Hostile files (tests/hostile_images.py): a sentence each, except these, which are pictures within the budget.
-WORKING = inference.WORKING_SIZE
+WORKING = decoding.WORKING_SIZE
 LOADS = {"mpo_phone", "jpeg_ff_run", "jpeg_huge_baseline", "jpeg_segments_after_the_scan", "tiff_float_nan", "png_rgba_at_budget", "png_16bit_at_budget",
          "png_palette_at_budget", "tiff_float_at_budget", "webp_at_budget", "jpeg_progressive_at_budget",
          *hostile_images.ALONE}
@@ -274,7 +274,7 @@ def hostile(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("name", sorted(hostile_images.BUILDERS))
 def test_hostile_files_give_a_picture_or_a_sentence(name, hostile):
     try:
-        image = inference.load_image(hostile / name)
+        image = decoding.load_image(hostile / name)
     except ImageError as e:
         assert name not in LOADS, f"{name} should load: {e}"
         assert "\n" not in str(e) and str(e).endswith(".")
@@ -288,7 +288,7 @@ def test_hostile_files_give_a_picture_or_a_sentence(name, hostile):
 def test_hostile_files_are_refused_for_what_they_are(hostile):
     def sentence(name):
         with pytest.raises(ImageError) as e:
-            inference.load_image(hostile / name)
+            decoding.load_image(hostile / name)
         return str(e.value)
     assert "too large to decode here (7000 x 7000 pixels" in sentence("png_16bit_7000")
     assert "too large to decode here (7000 x 7000 pixels" in sentence("jpeg_progressive_7000")
@@ -302,8 +302,8 @@ def test_hostile_files_are_refused_for_what_they_are(hostile):
     # Decoded in Python at 0.4 s of a core a megapixel: a 1,000 x 1,000 one of 2 KB is refused, 640 x 480 read.
     from hostile_images import bmp_rle8
     with pytest.raises(ImageError, match="please use one under 0.5 megapixels, or a PNG"):
-        inference.load_image(bmp_rle8(1000, 1000))
-    assert inference.load_image(bmp_rle8(640, 480)).size == (640, 480)
+        decoding.load_image(bmp_rle8(1000, 1000))
+    assert decoding.load_image(bmp_rle8(640, 480)).size == (640, 480)
     assert "damaged" in sentence("tiff_rational_offsets")
     assert "not a picture in a format we can read" in sentence("im_bad_size")
 
@@ -313,7 +313,7 @@ def test_hostile_files_are_refused_for_what_they_are(hostile):
 # would include the memory of the pytest process that started it.
 MEASURE = """
 import sys, time
-from cifar_core import evaluation, inference
+from cifar_core import decoding, evaluation, inference
 
 def status(field):
     with open("/proc/self/status") as lines:
@@ -322,8 +322,8 @@ def status(field):
 before = status("VmRSS")
 started = time.perf_counter()
 try:
-    inference.prepare(inference.load_image(sys.argv[1]))
-except inference.ImageError:
+    inference.prepare(decoding.load_image(sys.argv[1]))
+except decoding.ImageError:
     pass
 print(status("VmHWM") - before, time.perf_counter() - started)
 """
@@ -336,8 +336,8 @@ def test_hostile_files_take_bounded_memory_and_time(name, hostile):
                             env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     peak, seconds = map(float, result.stdout.split())
-    # A photo decoded alone holds every place's budget (`inference._places`), the others' too.
-    bound = 150e6 + (inference.DECODING_AT_ONCE - 1) * inference.MEMORY_BUDGET * (name in hostile_images.ALONE)
+    # A photo decoded alone holds every place's budget (`decoding._places`), the others' too.
+    bound = 150e6 + (decoding.DECODING_AT_ONCE - 1) * decoding.MEMORY_BUDGET * (name in hostile_images.ALONE)
     assert peak < bound and seconds < 10, f"{name}: {peak / 1e6:.0f} MB, {seconds:.1f} s"
 
 
@@ -348,7 +348,7 @@ def test_a_photo_over_one_budget_is_decoded_alone_and_others_wait_for_it(monkeyp
     big = hostile_images.build("jpeg_progressive_at_two_budgets")
     buffer = io.BytesIO()
     Image.new("RGB", (640, 480), (200, 30, 30)).save(buffer, "JPEG")
-    spans, real = [], inference._decode
+    spans, real = [], decoding._decode
 
     def timed(image, raw, *args, **options):
         started = time.monotonic()
@@ -357,9 +357,9 @@ def test_a_photo_over_one_budget_is_decoded_alone_and_others_wait_for_it(monkeyp
             return real(image, raw, *args, **options)
         finally:
             spans.append((started, time.monotonic(), raw is big))
-    monkeypatch.setattr(inference, "_decode", timed)
+    monkeypatch.setattr(decoding, "_decode", timed)
     loaded = {}
-    threads = [threading.Thread(target=lambda n=n, raw=raw: loaded.__setitem__(n, inference.load_image(raw)))
+    threads = [threading.Thread(target=lambda n=n, raw=raw: loaded.__setitem__(n, decoding.load_image(raw)))
                for n, raw in enumerate([buffer.getvalue()] * 3 + [big] + [buffer.getvalue()] * 6)]
     for thread in threads:
         thread.start()
@@ -376,41 +376,41 @@ def test_a_photo_over_one_budget_is_decoded_alone_and_others_wait_for_it(monkeyp
 def test_only_a_photo_may_take_more_than_one_budget():
     """A PNG that costs a little over one budget is a screen, a scan or a file built to cost it: refused,
     where a JPEG or WebP that costs as much is decoded alone; past every place's budget, refused too."""
-    with pytest.raises(inference.ImageError, match=re.escape("too large to decode here (3300 x 3300 pixels")):
-        inference.load_image(hostile_images._png(3300, 3300, 8, 6))                 # RGBA: 87 MB
-    assert inference.load_image(hostile_images.build("webp_at_two_budgets")).size == (259, 259)   # a twelfth
-    with pytest.raises(inference.ImageError, match="please use one under 28 megapixels"):
-        inference.load_image(hostile_images.build("jpeg_progressive_7000"))         # 294 MB
+    with pytest.raises(decoding.ImageError, match=re.escape("too large to decode here (3300 x 3300 pixels")):
+        decoding.load_image(hostile_images._png(3300, 3300, 8, 6))                 # RGBA: 87 MB
+    assert decoding.load_image(hostile_images.build("webp_at_two_budgets")).size == (259, 259)   # a twelfth
+    with pytest.raises(decoding.ImageError, match="please use one under 28 megapixels"):
+        decoding.load_image(hostile_images.build("jpeg_progressive_7000"))         # 294 MB
 
 
 def test_a_class_uploading_at_once_decodes_a_few_pictures_at_a_time(monkeypatch):
     """Thirty uploads at once: each may take MEMORY_BUDGET while it is decoded, so only a few decode at once."""
     import time
-    decoding, most = [0], [0]
+    at_once, most = [0], [0]
     lock = threading.Lock()
-    real = inference._decode
+    real = decoding._decode
 
     def counted(*args, **options):
         with lock:
-            decoding[0] += 1
-            most[0] = max(most[0], decoding[0])
+            at_once[0] += 1
+            most[0] = max(most[0], at_once[0])
         time.sleep(0.02)      # long enough for every other thread to arrive meanwhile
         try:
             return real(*args, **options)
         finally:
             with lock:
-                decoding[0] -= 1
-    monkeypatch.setattr(inference, "_decode", counted)
+                at_once[0] -= 1
+    monkeypatch.setattr(decoding, "_decode", counted)
     buffer = io.BytesIO()
     Image.new("RGB", (640, 480), (200, 30, 30)).save(buffer, "JPEG")
     pictures = []
-    threads = [threading.Thread(target=lambda: pictures.append(inference.load_image(buffer.getvalue())))
+    threads = [threading.Thread(target=lambda: pictures.append(decoding.load_image(buffer.getvalue())))
                for _ in range(30)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert len(pictures) == 30 and most[0] == inference.DECODING_AT_ONCE
+    assert len(pictures) == 30 and most[0] == decoding.DECODING_AT_ONCE
 
 
 def test_prepare_squeezes_the_whole_picture_into_a_square():

@@ -7,14 +7,14 @@ import pytest
 from PIL import Image
 
 import test_image_fuzz
-from cifar_core import inference, jpeg_halves
+from cifar_core import decoding, jpeg_halves
 
 
 @pytest.fixture(autouse=True)
 def idle_machine(monkeypatch):
     """A core idle for the second half, as when one visitor uploads, whatever else the machine running
-    the tests is doing (`inference._idle_core`)."""
-    monkeypatch.setattr(inference, "_idle_core", lambda: True)
+    the tests is doing (`decoding._idle_core`)."""
+    monkeypatch.setattr(decoding, "_idle_core", lambda: True)
 
 
 def photo(width=1800, height=1200, mode="RGB", **options) -> bytes:
@@ -28,7 +28,7 @@ def photo(width=1800, height=1200, mode="RGB", **options) -> bytes:
     return buffer.getvalue()
 
 
-def both_ways(raw: bytes, size=(inference.WORKING_SIZE, inference.WORKING_SIZE)):
+def both_ways(raw: bytes, size=(decoding.WORKING_SIZE, decoding.WORKING_SIZE)):
     """(one decode, the halves or None) of `raw` at the reduced size the loader asks for."""
     whole = Image.open(io.BytesIO(raw))
     whole.draft("RGB", size)
@@ -81,9 +81,9 @@ def test_load_image_answers_a_halved_photo_as_before_upright(monkeypatch):
     exif[0x0112] = 6                                    # taken with the phone held upright
     raw = photo(restart_marker_rows=1, exif=exif.tobytes())
     halves = recorded(monkeypatch)
-    halved = inference.load_image(raw)
+    halved = decoding.load_image(raw)
     monkeypatch.setattr(jpeg_halves, "MIN_PIXELS", 10**9)
-    whole = inference.load_image(raw)
+    whole = decoding.load_image(raw)
     assert halves[0] is not None and halves[1] is None
     assert halved.size == whole.size == (300, 450)      # 1800 x 1200 read at 1/4, then turned
     assert np.array_equal(np.asarray(halved), np.asarray(whole))

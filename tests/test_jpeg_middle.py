@@ -9,10 +9,10 @@ import pytest
 from PIL import Image
 
 import test_image_fuzz
-from cifar_core import data, inference, jpeg_blocks, jpeg_halves, jpeg_middle
+from cifar_core import data, decoding, inference, jpeg_blocks, jpeg_halves, jpeg_middle
 from test_jpeg_halves import both_ways, idle_machine, recorded  # noqa: F401 (idle_machine: a fixture)
 
-idle_core = inference._idle_core              # the real one: idle_machine stands in for it in every test
+idle_core = decoding._idle_core              # the real one: idle_machine stands in for it in every test
 
 
 @functools.lru_cache(maxsize=None)
@@ -80,9 +80,9 @@ def test_a_window_ending_on_a_coded_0xff_is_cut_all_the_same(monkeypatch):
 def test_load_image_and_the_model_answer_such_a_photo_as_before(monkeypatch):
     raw = mosaic(quality=90)
     halves = recorded(monkeypatch)
-    cut = inference.load_image(raw)
+    cut = decoding.load_image(raw)
     monkeypatch.setattr(jpeg_middle, "MIN_BYTES", 10**12)
-    whole = inference.load_image(raw)
+    whole = decoding.load_image(raw)
     assert halves[0] is not None and halves[1] is None
     assert cut.size == whole.size
     model = inference.load_model()
@@ -123,24 +123,24 @@ def test_a_damaged_photo_without_restart_markers_gives_a_picture_or_a_sentence(m
 def test_a_picture_decoded_while_another_is_or_on_a_busy_machine_keeps_to_one_core(monkeypatch):
     raw = mosaic(quality=90)
     halves = recorded(monkeypatch)
-    monkeypatch.setattr(inference, "_decodes", [1])          # another upload is being decoded
-    inference.load_image(raw)
-    monkeypatch.setattr(inference, "_decodes", [0])
-    monkeypatch.setattr(inference, "_idle_core", lambda: False)       # say, a training run
-    inference.load_image(raw)
-    monkeypatch.setattr(inference, "_idle_core", lambda: True)
-    alone = inference.load_image(raw)
+    monkeypatch.setattr(decoding, "_decodes", [1])          # another upload is being decoded
+    decoding.load_image(raw)
+    monkeypatch.setattr(decoding, "_decodes", [0])
+    monkeypatch.setattr(decoding, "_idle_core", lambda: False)       # say, a training run
+    decoding.load_image(raw)
+    monkeypatch.setattr(decoding, "_idle_core", lambda: True)
+    alone = decoding.load_image(raw)
     assert len(halves) == 1 and halves[0] is not None     # only the picture decoded alone was cut
-    assert alone.size == (500, 375) and inference._decodes == [0]
+    assert alone.size == (500, 375) and decoding._decodes == [0]
 
 
 def test_a_core_counts_as_idle_when_other_processes_leave_it_so(monkeypatch):
     clock, readings = iter([0.0, 1.0, 1.2, 2.0, 3.0]), iter([(100.0, 10.0), (100.3, 10.2), (102.0, 10.3),
                                                             (104.0, 12.3)])
-    monkeypatch.setattr(inference.time, "monotonic", lambda: next(clock))
-    monkeypatch.setattr(inference, "_cpu_seconds", lambda: next(readings))
-    monkeypatch.setattr(inference.os, "cpu_count", lambda: 2)
-    monkeypatch.setattr(inference, "_load", {"at": None, "cpu": None, "idle": True})
+    monkeypatch.setattr(decoding.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(decoding, "_cpu_seconds", lambda: next(readings))
+    monkeypatch.setattr(decoding.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(decoding, "_load", {"at": None, "cpu": None, "idle": True})
     assert idle_core()            # a first look: nothing to go by
     assert idle_core()            # others used 0.1 of a core
     assert idle_core()            # 0.2 s later: the last look stands
@@ -155,7 +155,7 @@ def test_another_busy_process_takes_the_idle_core():
     busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
         idle_core()
-        time.sleep(inference.IDLE_LOOK + 0.5)
+        time.sleep(decoding.IDLE_LOOK + 0.5)
         assert not idle_core()
     finally:
         busy.kill()

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 import test_image_fuzz
-from cifar_core import inference, jpeg_progressive
+from cifar_core import decoding, jpeg_progressive
 from test_jpeg_halves import recorded
 from test_jpeg_middle import mosaic
 
@@ -101,9 +101,9 @@ def test_an_odd_size_and_a_photo_turned_by_its_exif_come_out_as_before(monkeypat
     rotated.save(buffer, "JPEG", quality=90, progressive=True, exif=exif)
     raw = buffer.getvalue()
     found = recorded(monkeypatch, jpeg_progressive)
-    shortcut = inference.load_image(raw)
+    shortcut = decoding.load_image(raw)
     monkeypatch.setattr(jpeg_progressive, "decode", lambda *args: None)
-    usual = inference.load_image(raw)
+    usual = decoding.load_image(raw)
     assert found[0] is not None
     assert shortcut.size == usual.size == (301, 401)      # upright: portrait, an eighth of 2401 x 3203
     assert (np.asarray(shortcut) == np.asarray(usual)).all()
@@ -113,7 +113,7 @@ def test_files_it_cannot_shorten_are_left_to_the_usual_decode(monkeypatch):
     assert jpeg_progressive.for_an_eighth(mosaic(quality=90)) is None             # one scan: nothing to leave out
     assert jpeg_progressive.for_an_eighth(b"\xff\xd8\xff\xd9") is None
     found = recorded(monkeypatch, jpeg_progressive)
-    small = inference.load_image(mosaic(1600, 1200, progressive=True, quality=90))   # read at 1/4: needs the rest
+    small = decoding.load_image(mosaic(1600, 1200, progressive=True, quality=90))   # read at 1/4: needs the rest
     assert found == [None] and small.size == (400, 300)
 
 

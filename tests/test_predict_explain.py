@@ -5,7 +5,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from cifar_core import charts, data, explain, inference
+from cifar_core import charts, data, decoding, explain, inference
 
 
 def cam_model(seed: int = 0):
@@ -117,7 +117,7 @@ def encode(image: Image.Image) -> bytes:
 
 
 def test_a_tiny_flat_picture_is_doubted_and_real_test_pictures_are_not_called_flat():
-    red = inference.load_image(encode(Image.new("RGB", (1, 1), "red")))
+    red = decoding.load_image(encode(Image.new("RGB", (1, 1), "red")))
     notes = explain.doubts(inference.prepare(red), np.eye(10)[0] * 0.6 + 0.04, red.size)
     assert any("only 1 x 1 pixels" in n for n in notes) and any("flat colour" in n for n in notes)
     assert all("may not be one of the ten classes" in n for n in notes)

@@ -4,7 +4,7 @@ import time
 
 import numpy as np
 
-from cifar_core import evaluation, explain, inference
+from cifar_core import decoding, evaluation, explain, inference
 
 
 def _photo_script():
@@ -28,8 +28,8 @@ def _photo_script():
 def test_a_rerun_after_the_answer_does_not_decode_the_photo_again(monkeypatch):
     from streamlit.testing.v1 import AppTest
     decoded = []
-    real = inference.load_image
-    monkeypatch.setattr(inference, "load_image", lambda *a, **k: decoded.append(1) or real(*a, **k))
+    real = decoding.load_image
+    monkeypatch.setattr(decoding, "load_image", lambda *a, **k: decoded.append(1) or real(*a, **k))
     at = AppTest.from_function(_photo_script, default_timeout=60)
     at.run()
     assert not at.exception and at.markdown[0].value == "read (32, 32, 3) from (600, 450)"   # decoded at half size
@@ -64,8 +64,8 @@ def _drawing_script():
 def test_a_drawing_is_read_once_and_one_larger_than_a_canvas_makes_is_refused(monkeypatch):
     from streamlit.testing.v1 import AppTest
     decoded = []
-    real = inference.load_image
-    monkeypatch.setattr(inference, "load_image", lambda *a, **k: decoded.append(1) or real(*a, **k))
+    real = decoding.load_image
+    monkeypatch.setattr(decoding, "load_image", lambda *a, **k: decoded.append(1) or real(*a, **k))
     at = AppTest.from_function(_drawing_script, default_timeout=60)
     at.run()
     assert not at.exception and at.markdown[0].value == "read (32, 32, 3)"
@@ -121,8 +121,8 @@ def test_the_batch_table_reads_and_answers_each_upload_once_per_model(monkeypatc
 
     from app_pages import common
     decoded = []
-    real_load, real_id = inference.load_image, common.active_model_id
-    monkeypatch.setattr(inference, "load_image", lambda *a, **k: decoded.append(1) or real_load(*a, **k))
+    real_load, real_id = decoding.load_image, common.active_model_id
+    monkeypatch.setattr(decoding, "load_image", lambda *a, **k: decoded.append(1) or real_load(*a, **k))
     at = AppTest.from_function(_batch_script, default_timeout=120)
     at.run()
     assert not at.exception and len(decoded) == 3
@@ -208,7 +208,7 @@ def test_a_photo_changed_to_fool_the_model_is_answered_from_every_view():
     at.run()
     at.slider(key="t_brightness").set_value(1.05).run()
     assert not at.exception, [e.value for e in at.exception]
-    image = inference.load_image(_two_minded_photo())
+    image = decoding.load_image(_two_minded_photo())
     views = inference.views(image)
     changed = np.stack([perturbations.apply(view, perturbations.Changes(brightness=1.05)) for view in views])
     model = inference.load_model()
@@ -237,7 +237,7 @@ def test_each_square_of_a_photo_has_its_own_heat_map():
     at = AppTest.from_function(_heat_map_script, default_timeout=120)
     at.run()
     assert not at.exception, [e.value for e in at.exception]
-    views = inference.views(inference.load_image(_two_minded_photo()))
+    views = inference.views(decoding.load_image(_two_minded_photo()))
     digests = [hashlib.sha1(np.ascontiguousarray(view).tobytes()).hexdigest() for view in views]
 
     def mapped():
@@ -266,7 +266,7 @@ def test_a_long_thin_picture_is_kept_to_show_at_a_bounded_size_and_answered_as_l
     strip.save(buffer, "PNG")
     assert len(buffer.getvalue()) < 100_000
     picture = predict_parts._read(buffer.getvalue(), "strip", (255, 255, 255))
-    loaded = inference.load_image(buffer.getvalue())
+    loaded = decoding.load_image(buffer.getvalue())
     assert max(loaded.size) > 3 * predict_parts.SHOWN_LONGEST           # what the page kept before
     assert max(picture.original.size) <= predict_parts.SHOWN_LONGEST
     assert picture.size == loaded.size

@@ -3,7 +3,7 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from cifar_core import data, inference, perturbations
+from cifar_core import data, decoding, inference, perturbations
 from cifar_core.perturbations import Changes
 
 
@@ -62,7 +62,7 @@ def test_the_batch_tables_sure_is_rounded_once_as_the_answer_above_the_bars(mode
     for _ in range(5):
         buffer = Upload()
         Image.fromarray(rng.integers(0, 256, (64, 48, 3), dtype=np.uint8)).resize((480, 640)).save(buffer, "PNG")
-        image = inference.load_image(buffer.getvalue())
+        image = decoding.load_image(buffer.getvalue())
         probabilities = inference.predict_views(model, inference.views(image), image.size)
         row = predict_parts._row(buffer, predict_parts._decoded(buffer), model)
         assert row["sure"] == 100 * float(probabilities.max())

@@ -1,0 +1,594 @@
+"""Any uploaded file to an upright RGB picture, at a bounded cost, or one sentence for a person.
+
+    load_image(bytes | path | file)  -> RGB PIL image (big ones reduced), or ImageError with a sentence for a person
+
+A hosted copy decodes whatever a class uploads, so load_image bounds what one file may cost before
+decoding it: it reads only the formats the uploader offers, refuses files whose structure alone would
+keep Pillow's Python parsers busy (thousands of segments, chunks, scans or strips), works out from the
+header what decoding will take (the pixels, the decoder's own buffers, the copies made before the
+picture is shrunk) and refuses anything over MEMORY_BUDGET, or, for a photo (JPEG or WebP), over
+DECODING_AT_ONCE budgets, which it then takes alone (a big progressive JPEG or WebP). JPEGs are
+decoded at reduced size (a big photo on two cores: `jpeg_halves` cuts one at a restart marker,
+`jpeg_middle` one without; a big progressive one from the scans an eighth of it shows,
+`jpeg_progressive`) and everything else is shrunk as soon as it is decoded.
+At most DECODING_AT_ONCE pictures are decoded at a time in a process, so thirty uploads at once cost
+a server that many budgets, not thirty (a photo over one budget is decoded alone); a picture is
+decoded on two cores only while it is the only one and a core is idle.
+`inference.views` says what the model is then shown of it.
+tests/hostile_images.py builds files that each broke the loader one of these ways
+(tests/test_inference.py measures their peak memory in a fresh process), and
+tests/test_image_fuzz.py damages pictures thousands of ways.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import struct
+import threading
+import time
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from cifar_core import jpeg_halves, jpeg_progressive
+
+
+FORMATS = ("JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP")   # what the uploader offers (a phone's MPO opens as
+                             # JPEG); Pillow's other decoders see little use, and its EPS one runs Ghostscript
+MAX_FILE_BYTES = 50 * 2**20  # read no more than this from a path or file object (uploads stop at 20 MB)
+MEMORY_BUDGET = 80 * 2**20   # bytes a picture may take while it is decoded (see _cost); with the file itself
+                             # and Python's own, one load stays under 150 MB (a photo decoded alone: 230)
+DECODING_AT_ONCE = 2         # decoding takes a core while it lasts: more at once would only share the cores
+PHOTO_FORMATS = ("JPEG", "MPO", "WEBP")   # a photo in these may take every place, and so DECODING_AT_ONCE
+                             # budgets, decoding alone (`_places`)
+IDLE_LOOK = 0.5              # seconds between looks at what other processes use of the cores (_idle_core)
+WORKING_SIZE = 256           # pictures are decoded or shrunk to no smaller than this across: plenty for 32x32
+LONGEST_KEPT = 4096          # ... and to no longer than this: a phone's panorama at an eighth is about 2,000
+MAX_JPEG_SCANS = 100         # each scan is a pass over the whole picture: a photo has 1, a progressive one ~10
+MAX_JPEG_SEGMENTS = 1_000    # Pillow reads each in Python; a real file has a few dozen
+MAX_JPEG_PADDING = 65_536    # bytes between segments before the first scan, which Pillow reads one at a time
+                             # in Python (5 MB of them: 2 s); a real file has none, or a few 0xFF
+# Segments before the first scan that Pillow reads value by value in Python, or joins one to the last
+# (EXIF, quadratic): a real file has one frame header, up to four tables, one EXIF and one Photoshop block.
+# 300 frame headers of 64 KB each took 599 MB; 990 EXIF segments 5.7 s; 300 table segments 1.1 s.
+MAX_JPEG_PARSED = {"frame header": 1, "quantisation table segment": 8, "EXIF block": 4, "Photoshop block": 8}
+# Arithmetic coding (SOF9-15: rare, a few archiving tools) takes libjpeg about 0.11 s a megabyte here
+# whatever size it decodes at: a 20 MB file would hold a core 2 s (the same picture Huffman-coded, 0.13 s).
+ARITHMETIC_FRAMES = (0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF)
+MAX_ARITHMETIC_BYTES = 6 * 2**20
+MAX_PNG_CHUNKS = 20_000      # Pillow reads each in Python; 20 MB in libpng's 8 KB chunks is 2,500
+MAX_PNG_INFLATED = 16        # compressed text and profile chunks, each inflated by Pillow to up to 1 MB
+MAX_GIF_BLOCKS = 10_000      # extension blocks before the first frame, each kept by Pillow as a Python object
+MAX_TIFF_ENTRIES = 1_000     # entries in a TIFF directory; a real one has a few dozen
+MAX_TIFF_VALUES = 32_768     # numbers in one entry; one strip offset each costs ~340 bytes in Pillow
+# Run-length BMPs are decoded in Python, a pixel at a time: 0.4 s of a core per megapixel, holding the
+# interpreter's lock (every other visitor's page waits), and a file of a few KB can claim millions. A real
+# one is an old screen or icon, a fraction of this.
+MAX_RLE_PIXELS = 500_000
+
+# Bytes per pixel while a picture is decoded and brought to a mode whose pixels can be averaged.
+# Pillow keeps 1-bit, grey and palette pictures in 1 byte a pixel, 16-bit grey in 2, the rest
+# (RGB too) in 4; then palettes become RGB (+4), 1-bit, 16-bit and float pictures 8-bit grey (+1),
+# and shrinking a picture with transparency premultiplies it first (+4). Other modes: 4 + 4.
+_BYTES_PER_PIXEL = {
+    "1": 1 + 1, "L": 1, "P": 1 + 4,
+    "I;16": 2 + 1, "I;16L": 2 + 1, "I;16B": 2 + 1, "I;16N": 2 + 1, "I": 4 + 1, "F": 4 + 1,
+    "RGB": 4, "RGBX": 4, "CMYK": 4, "YCbCr": 4, "LAB": 4, "HSV": 4, "La": 4, "RGBa": 4, "LA": 4 + 4, "RGBA": 4 + 4,
+}
+_SHRUNK_BYTES_PER_PIXEL = 12  # then, at the shrunk size: an RGB copy, an alpha mask, a backdrop, an upright copy
+_HIGH_DEPTH = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+_TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+              5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+              8: Image.Transpose.ROTATE_90}   # EXIF orientation -> the turn that makes a picture upright
+
+
+class ImageError(ValueError):
+    """The input is not an image we can use; the message is a sentence for a person."""
+
+
+def _read(source) -> bytes:
+    if isinstance(source, (str, os.PathLike)):
+        try:
+            with open(source, "rb") as file:
+                raw = file.read(MAX_FILE_BYTES + 1)
+        except OSError as e:
+            raise ImageError(f"Could not read {source}: {e.strerror or e}.") from None
+    else:
+        raw = source.read(MAX_FILE_BYTES + 1) if hasattr(source, "read") else source
+        if not isinstance(raw, (bytes, bytearray, memoryview)):
+            raise ImageError("This is not a file we can read a picture from.")
+        raw = bytes(raw)
+    if not raw:
+        raise ImageError("The file is empty.")
+    if len(raw) > MAX_FILE_BYTES:
+        raise ImageError(f"The file is too big: pictures of up to {MAX_FILE_BYTES // 2**20} MB can be read.")
+    return raw
+
+
+def _too_complex(parts: str) -> ImageError:
+    return ImageError(f"This file is made of {parts}, far more than a real picture has, "
+                      "and would take too long to read.")
+
+
+def _jpeg_scans(raw: bytes) -> int:
+    """How many scans the first picture in a JPEG file has, counted from its markers; ImageError if
+    it has more than MAX_JPEG_SEGMENTS segments, MAX_JPEG_SCANS scans, MAX_JPEG_PADDING bytes between
+    the segments before its first scan, or more of one kind of segment there than MAX_JPEG_PARSED
+    allows. A sequential picture (a baseline frame, as cameras and phones write) whose first scan holds
+    every colour is decoded in that one pass whatever follows (nothing after it is decoded), so its
+    coded data is not walked: a 12-megapixel photo's holds some 10,000 0xFF bytes, 1.7 ms here."""
+    scans, position, components, padding = 0, 2, None, 0
+    parsed = dict.fromkeys(MAX_JPEG_PARSED, 0)
+    for _ in range(MAX_JPEG_SEGMENTS):
+        marker = jpeg_progressive.MARKER.search(raw, position)
+        if marker is None or marker[1] == b"\xd9":      # the end of the file, or of its first picture
+            return scans
+        if not scans:                                   # after a scan, what comes before a marker is its data
+            padding += marker.start() - position
+            if padding > MAX_JPEG_PADDING:
+                raise _too_complex(f"more than {MAX_JPEG_PADDING:,} bytes of padding between its parts")
+            kind = _parsed_by_pillow(marker[1], raw[marker.end() + 2:marker.end() + 16])
+            if kind:
+                parsed[kind] += 1
+                limit = MAX_JPEG_PARSED[kind]
+                if parsed[kind] > limit:
+                    raise _too_complex(f"more than one {kind}" if limit == 1 else f"more than {limit} {kind}s")
+                if kind == "frame header":
+                    _check_frame(marker[1][0], raw[marker.end() + 2:marker.end() + 3], len(raw))
+        position = marker.end()
+        if marker[1] in (b"\x01", b"\xd8"):             # markers without a length
+            continue
+        if marker[1] in (b"\xc0", b"\xc1") and components is None:    # the frame: sequential, Huffman-coded
+            components = raw[position + 7:position + 8]
+        if marker[1] == b"\xda":
+            scans += 1
+            if scans == 1 and components and raw[position + 2:position + 3] == components:
+                return 1
+            if scans > MAX_JPEG_SCANS:
+                raise _too_complex(f"more than {MAX_JPEG_SCANS} scans")
+        position += int.from_bytes(raw[position:position + 2], "big")
+    raise _too_complex(f"more than {MAX_JPEG_SEGMENTS:,} segments")
+
+
+def _check_frame(kind: int, precision: bytes, file_bytes: int) -> None:
+    """Refuse, in a sentence of its own, a JPEG frame (its marker byte `kind`, its sample `precision`)
+    that would fail or cost too much later."""
+    if precision not in (b"\x08", b""):
+        # Pillow opens 8-bit JPEGs only, and would call this one "not a format we can read".
+        raise ImageError("This JPEG has more than 8 bits a colour, as medical and scientific cameras "
+                         "write, and cannot be read here; please save it as an ordinary JPEG or a PNG.")
+    if kind in ARITHMETIC_FRAMES and file_bytes > MAX_ARITHMETIC_BYTES:
+        raise ImageError(f"This JPEG uses arithmetic coding, which is slow to decode: up to "
+                         f"{MAX_ARITHMETIC_BYTES // 2**20} MB of it can be read here; please save it as an "
+                         "ordinary JPEG or a PNG.")
+
+
+def _parsed_by_pillow(marker: bytes, start: bytes) -> str | None:
+    """Which of MAX_JPEG_PARSED's kinds a segment is, from its marker byte and its first bytes."""
+    if marker[0] in range(0xC0, 0xD0) and marker not in (b"\xc4", b"\xc8", b"\xcc"):   # SOF0-15, not DHT/JPG/DAC
+        return "frame header"
+    if marker == b"\xdb":
+        return "quantisation table segment"
+    if marker == b"\xe1" and start.startswith(b"Exif\0\0"):
+        return "EXIF block"
+    if marker == b"\xed" and start.startswith(b"Photoshop 3.0\0"):
+        return "Photoshop block"
+    return None
+
+
+def _check_png(raw: bytes) -> None:
+    chunks = inflated = 0
+    position = 8
+    while position + 8 <= len(raw):
+        kind = raw[position + 4:position + 8]
+        chunks += 1
+        inflated += kind in (b"zTXt", b"iTXt", b"iCCP")
+        if chunks > MAX_PNG_CHUNKS:
+            raise _too_complex(f"more than {MAX_PNG_CHUNKS:,} chunks")
+        if inflated > MAX_PNG_INFLATED:
+            raise _too_complex(f"more than {MAX_PNG_INFLATED} compressed text chunks")
+        if kind == b"IEND":
+            return
+        position += 12 + int.from_bytes(raw[position:position + 4], "big")
+
+
+def _check_gif(raw: bytes) -> None:
+    flags = raw[10] if len(raw) > 10 else 0
+    position = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)   # after the header and global palette
+    blocks = 0
+    while position + 1 < len(raw) and raw[position] == 0x21:           # "!": an extension
+        position += 2
+        while True:                                                     # its sub-blocks, up to an empty one
+            blocks += 1
+            if blocks > MAX_GIF_BLOCKS:
+                raise _too_complex(f"more than {MAX_GIF_BLOCKS:,} extension blocks")
+            if position >= len(raw) or raw[position] == 0:
+                break
+            position += 1 + raw[position]
+        position += 1
+
+
+_TIFF_NUMBERS = {3, 4, 5, 6, 8, 9, 10, 11, 12, 13, 16, 17, 18}   # value types Pillow unpacks into Python numbers
+
+
+def _check_tiff(raw: bytes) -> None:
+    order = "<" if raw[:2] == b"II" else ">"
+    big = raw[2:4] in (b"+\x00", b"\x00+")                  # BigTIFF: 8-byte counts and offsets
+    number, first, size = ("Q", 8, 20) if big else ("I", 2, 12)   # offsets; the count's size; an entry's
+    try:
+        (directory,) = struct.unpack_from(order + number, raw, 8 if big else 4)
+        (entries,) = struct.unpack_from(order + ("Q" if big else "H"), raw, directory)
+        if entries > MAX_TIFF_ENTRIES:
+            raise _too_complex(f"more than {MAX_TIFF_ENTRIES:,} tags")
+        for entry in range(entries):                         # each: tag, type, count, value or offset
+            kind, count = struct.unpack_from(order + "H" + number, raw, directory + first + entry * size + 2)
+            if kind in _TIFF_NUMBERS and count > MAX_TIFF_VALUES:
+                raise _too_complex(f"lists of more than {MAX_TIFF_VALUES:,} numbers")
+    except (struct.error, OverflowError):
+        return                                               # damaged: Pillow will say so
+
+
+def _check_structure(raw: bytes) -> int:
+    """Refuse a file whose structure alone would take Pillow long to read or much memory to hold: it
+    reads JPEG segments, PNG chunks, GIF extensions and TIFF tags in Python, one at a time, and a
+    20 MB file can hold millions of them. Returns a JPEG's number of scans (0 for other formats),
+    which its decoding cost depends on."""
+    if raw[:2] == b"\xff\xd8":
+        return _jpeg_scans(raw)
+    elif raw[:8] == b"\x89PNG\r\n\x1a\n":
+        _check_png(raw)
+    elif raw[:3] == b"GIF":
+        _check_gif(raw)
+    elif raw[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        _check_tiff(raw)
+    return 0
+
+
+def _open(raw: bytes) -> Image.Image:
+    try:
+        return Image.open(io.BytesIO(raw), formats=FORMATS)
+    except UnidentifiedImageError:
+        raise ImageError("This file is not a picture in a format we can read "
+                         "(try JPEG, PNG, WebP, GIF, BMP or TIFF; SVG and HEIC are not supported).") from None
+
+
+def _tiff_buffer(image: Image.Image) -> int:
+    """Bytes of the strip or tile libtiff decodes at a time: up to the whole picture at the file's own
+    depth in a real file (YCbCr ones come out as RGBA, 4 bytes a pixel), anything in a hostile one."""
+    tags = image.tag_v2
+    width, height = image.size
+    bits = 32 if tags.get(262) == 6 else sum(tags.get(258, (1,)))
+    span = tags[322] * tags.get(323, 1) if 322 in tags else width * min(tags.get(278, height), height)
+    return int(span * bits) // 8
+
+
+def _cost(image: Image.Image, raw: bytes, size: tuple[int, int], jpeg_scans: int) -> int:
+    """Bytes that decoding `image` (opened, any reduced-size decoding asked for) and turning it into
+    RGB at the shrunk size will take at the peak; `size` is its size before any reduction, `jpeg_scans`
+    what `_check_structure` counted."""
+    width, height = image.size
+    pixels = width * height
+    shrunk = pixels // max(1, min(width, height) // WORKING_SIZE) ** 2
+    cost = pixels * _BYTES_PER_PIXEL.get(image.mode, 8) + shrunk * _SHRUNK_BYTES_PER_PIXEL
+    if _keyed(image):
+        cost += pixels * _BYTES_PER_PIXEL["RGBA"]     # its copy with an alpha channel, premultiplied to shrink
+    codec = image.tile[0][0] if image.tile else None
+    if image.format in ("JPEG", "MPO") and (image.info.get("progressive") or jpeg_scans > 1):
+        # Progressive or otherwise in several scans: libjpeg holds every coefficient of the full-size
+        # picture, 2 bytes each, whatever size it decodes at.
+        h_max, v_max = max(c[1] for c in image.layer), max(c[2] for c in image.layer)
+        samples = sum(c[1] * c[2] for c in image.layer) / (h_max * v_max)   # per pixel, after subsampling
+        cost += int(size[0] * size[1] * samples * 2)
+    elif image.format == "WEBP":
+        # Pillow hands libwebp a copy of the file; libwebp keeps two canvases and hands Pillow a
+        # copy of one, 4 bytes a pixel each.
+        cost += len(raw) + pixels * 12
+    elif codec == "libtiff":
+        cost += _tiff_buffer(image)
+    elif codec == "bmp_rle":
+        if pixels > MAX_RLE_PIXELS:
+            raise ImageError(f"This run-length compressed BMP is too large to decode here ({width} x {height} "
+                             f"pixels); please use one under {MAX_RLE_PIXELS / 1_000_000:g} megapixels, or a PNG.")
+        cost += pixels * 2       # Pillow's decoder collects the pixels in a bytearray, then copies it
+    return cost
+
+
+def _planned(raw: bytes, jpeg_scans: int) -> tuple[Image.Image, tuple[int, int], int]:
+    """The picture opened (JPEGs to be decoded at reduced size: libjpeg scales by 1/2, 1/4 or 1/8 as it
+    decodes), its size before that, and what decoding it will take (`_cost`)."""
+    image = _open(raw)
+    width, height = size = image.size
+    if width < 1 or height < 1:
+        raise ImageError("The picture has no pixels (its width or height is zero).")
+    if image.format in ("JPEG", "MPO"):                     # phones save photos as MPO: a JPEG and more
+        image.draft("RGB", (WORKING_SIZE, WORKING_SIZE))
+    _scale_grey_key(image)
+    return image, size, _cost(image, raw, size, jpeg_scans)
+
+
+# A PNG's grey stored in 2 or 4 bits: Pillow stretches the pixels to 0-255, but not the level its tRNS
+# chunk names transparent, which then matched nothing (or the wrong grey).
+_LOW_BIT_GREY = {"L;2": 85, "L;4": 17}
+
+
+def _scale_grey_key(image: Image.Image) -> None:
+    """A 2- or 4-bit grey PNG's transparent level (`_LOW_BIT_GREY`) stretched as its pixels were."""
+    if image.format != "PNG" or image.mode != "L" or len(image.tile) != 1:
+        return
+    transparency, rawmode = image.info.get("transparency"), image.tile[0].args
+    if isinstance(transparency, int) and rawmode in _LOW_BIT_GREY:
+        image.info["transparency"] = transparency * _LOW_BIT_GREY[rawmode]
+
+
+def _places(image: Image.Image, size: tuple[int, int], cost: int) -> int:
+    """Decoding places a picture (`size` across and down) costing `cost` bytes takes: one, or every one
+    for a photo (PHOTO_FORMATS) over MEMORY_BUDGET, which then decodes alone, so the process never holds
+    more than DECODING_AT_ONCE budgets; ImageError past that. A big progressive JPEG (libjpeg holds all
+    its coefficients: 82 MB for 27 megapixels) and a WebP over about 5 megapixels (libwebp's canvases)
+    are photos people take and save; a PNG, TIFF, GIF or BMP that costs as much is a screen, a scan or
+    a file built to cost it."""
+    allowed = MEMORY_BUDGET * (DECODING_AT_ONCE if image.format in PHOTO_FORMATS else 1)
+    if cost > allowed:
+        width, height = size
+        limit = allowed / (cost / (width * height)) / 1e6        # megapixels a file like this may have
+        advice = f"please use one under {limit:.0f} megapixels" if limit >= 1 else "please use a smaller one"
+        if image.format not in ("JPEG", "MPO"):
+            advice += ", or a JPEG"
+        raise ImageError(f"The picture is too large to decode here ({width} x {height} pixels would take "
+                         f"{cost / 2**20:,.0f} MB of memory); {advice}.")
+    return 1 if cost <= MEMORY_BUDGET else DECODING_AT_ONCE
+
+
+def _decode(image: Image.Image, raw: bytes, size: tuple[int, int], jpeg_scans: int, spare: int,
+            halves: bool = True) -> Image.Image:
+    """The picture (`_planned`: opened, `size` before any reduction) loaded: Pillow opens a file at its
+    first frame; a progressive JPEG read at 1/8 from the scans that show at that size (`jpeg_progressive`)
+    and, where the file allows and `halves`, a JPEG in two halves at once (`jpeg_halves`, `jpeg_middle`),
+    each where its copy of the coded data fits in the `spare` bytes its budget leaves."""
+    copy_fits = len(raw) <= spare    # each way below copies the file's coded data once, at most
+    if jpeg_scans > 1 and copy_fits:
+        eighth = jpeg_progressive.decode(raw, image, size)
+        if eighth is not None:
+            return eighth
+    if halves and jpeg_scans == 1 and copy_fits:
+        halves = jpeg_halves.decode(raw, image)
+        if halves is not None:
+            return halves
+    if image.format in ("JPEG", "MPO") and copy_fits:
+        # The whole file to libjpeg at once, not 64 KB at a time: its arithmetic decoder cannot stop
+        # partway and wait for more, so an arithmetic-coded JPEG over 64 KB failed as if damaged.
+        image.decodermaxblock = max(image.decodermaxblock, len(raw))
+    image.load()
+    return image
+
+
+def _orientation(image: Image.Image) -> int:
+    """The EXIF orientation, 1 for upright. Pillow reads EXIF entries one by one in Python, so a block
+    bigger than a JPEG's (64 KB) is read here, its first directory alone; a damaged one costs the
+    picture only its orientation."""
+    exif = image.info.get("exif") or b""
+    if len(exif) > 65_536:
+        return _first_directory_orientation(exif)
+    try:
+        return int(image.getexif().get(0x0112, 1))
+    except Exception:
+        return 1
+
+
+def _first_directory_orientation(exif: bytes) -> int:
+    """The orientation tag (0x0112, a SHORT) of an EXIF block's first directory, where it always is."""
+    tiff = exif[6:] if exif.startswith(b"Exif\0\0") else exif
+    order = {b"II": "<", b"MM": ">"}.get(tiff[:2])
+    try:
+        (start,) = struct.unpack_from(order + "I", tiff, 4)
+        (entries,) = struct.unpack_from(order + "H", tiff, start)
+        for i in range(min(entries, 1_000)):
+            tag, kind, _, value = struct.unpack_from(order + "HHIH", tiff, start + 2 + 12 * i)
+            if tag == 0x0112:
+                return value if kind == 3 else 1
+    except (TypeError, struct.error):      # no byte order, or a directory past the block's end
+        pass
+    return 1
+
+
+def _to_8bit(image: Image.Image) -> Image.Image:
+    """A 16-bit or floating-point picture (scientific and medical ones, mostly) as 8-bit grey, its own
+    range stretched to 0-255 (a flat one at its own level); 65,536 pixels at a time, never a full-size
+    float copy. A level named transparent (a 16-bit PNG's tRNS) comes back as an alpha channel, and the
+    range is that of the pixels that show."""
+    width, height = image.size
+    step_x = min(width, 2**16)
+    step_y = max(1, 2**16 // step_x)
+    boxes = [(x, y, min(x + step_x, width), min(y + step_y, height))
+             for y in range(0, height, step_y) for x in range(0, width, step_x)]
+    keyed = image.info.get("transparency") if _keyed(image) else None
+    low, high = np.inf, -np.inf
+    for box in boxes:
+        values = np.asarray(image.crop(box), np.float64)
+        values = values[np.isfinite(values) & (values != keyed)]     # float pictures may hold NaN and infinities
+        if values.size:
+            low, high = min(low, values.min()), max(high, values.max())
+    if high > low:
+        scale = 255 / (high - low)
+    elif np.isfinite(low):      # one flat level keeps its brightness: a blank white page stays white
+        level = (low * 255 if 0 <= low <= 1 else low) if image.mode == "F" else low / 257   # 16 bits: 65,535 is white
+        low, scale = low - level, 1.0
+    else:                       # nothing but NaN and infinities
+        low, scale = 0.0, 0.0
+    grey = np.empty((height, width), np.uint8)
+    shown = np.empty((height, width), np.uint8) if keyed is not None else None
+    with np.errstate(invalid="ignore"):
+        for x0, y0, x1, y1 in boxes:
+            values = np.asarray(image.crop((x0, y0, x1, y1)), np.float64)
+            if shown is not None:
+                shown[y0:y1, x0:x1] = np.where(values == keyed, 0, 255)
+            grey[y0:y1, x0:x1] = np.nan_to_num(np.clip((values - low) * scale, 0, 255)).round()
+    if shown is not None:
+        return Image.merge("LA", (Image.fromarray(grey, "L"), Image.fromarray(shown, "L")))
+    return Image.fromarray(grey, "L")
+
+
+def _palette_to_rgb(image: Image.Image, background: tuple[int, int, int]) -> Image.Image:
+    """A palette picture as RGB, its transparent entries (a PNG's tRNS, a GIF's transparent index)
+    mixed with the background in the palette itself, before any pixel is touched."""
+    palette = image.getpalette("RGBA")
+    if palette is None:
+        return image.convert("RGB")
+    entries = np.array(palette, np.float32).reshape(-1, 4)
+    transparency = image.info.pop("transparency", None)
+    if isinstance(transparency, int) and transparency < len(entries):
+        entries[transparency, 3] = 0
+    elif isinstance(transparency, bytes):
+        alpha = np.frombuffer(transparency, np.uint8)[:len(entries)]
+        entries[:len(alpha), 3] = alpha
+    opacity = entries[:, 3:] / 255
+    mixed = entries[:, :3] * opacity + np.array(background, np.float32) * (1 - opacity)
+    image.putpalette(mixed.round().astype(np.uint8).tobytes(), "RGB")
+    return image.convert("RGB")
+
+
+def _keyed(image: Image.Image) -> bool:
+    """Whether a grey (8 or 16 bits), 1-bit or RGB picture names one colour as transparent, as PNG
+    optimisers write an RGBA picture whose pixels are either opaque or wholly transparent in one colour."""
+    transparency = image.info.get("transparency")
+    if image.mode in _HIGH_DEPTH:
+        return isinstance(transparency, int) and not isinstance(transparency, bool)
+    return image.mode in ("1", "L", "RGB") and transparency is not None
+
+
+def _averageable(image: Image.Image, background: tuple[int, int, int]) -> Image.Image:
+    """The picture in a mode whose pixels can be averaged, so shrunk: palettes looked up, 1-bit as grey,
+    16-bit and float as 8-bit grey, rarer modes as RGBA."""
+    if image.mode in _HIGH_DEPTH:
+        return _to_8bit(image)
+    if image.mode == "P":
+        return _palette_to_rgb(image, background)
+    if _keyed(image):     # one colour stands for transparent (a PNG's tRNS): Pillow makes it an alpha channel
+        return image.convert("RGBA" if image.mode == "RGB" else "LA")
+    if image.mode == "1":
+        return image.convert("L")
+    if image.mode not in _BYTES_PER_PIXEL:
+        return image.convert("RGBA")
+    return image
+
+
+def _shrink(image: Image.Image) -> Image.Image:
+    """The picture reduced by a whole factor (each new pixel the mean of a block) to no smaller than
+    WORKING_SIZE across, and to no longer than LONGEST_KEPT, so every later copy is small. The page
+    keeps the picture for its visitor: a strip 300 pixels wide and 30,000 long was kept whole, 26 MB,
+    of which the model is shown the middle 900 (MAX_SQUEEZE)."""
+    factor = max(min(image.size) // WORKING_SIZE, -(-max(image.size) // LONGEST_KEPT))
+    return image.reduce(factor) if factor > 1 else image
+
+
+def _to_rgb(image: Image.Image, background: tuple[int, int, int]) -> Image.Image:
+    """RGB, transparent pixels taking the background colour."""
+    if image.mode in ("La", "RGBa"):                          # premultiplied alpha, from some TIFFs
+        image = image.convert({"La": "LA", "RGBa": "RGBA"}[image.mode])
+    if image.mode in ("LA", "RGBA"):
+        flat = Image.new("RGB", image.size, background)
+        flat.paste(image.convert("RGB"), mask=image.getchannel("A"))
+        return flat
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+_decoding = threading.BoundedSemaphore(DECODING_AT_ONCE)
+_decodes = [0]                  # pictures being decoded in this process now
+_decodes_lock = threading.Lock()
+_taking_turns = threading.Lock()     # held while a picture waits for its places
+
+
+def _cpu_seconds() -> tuple[float, float] | None:
+    """(CPU seconds every core has spent busy, of them this process's), from Linux's /proc; None where
+    the system does not say."""
+    try:
+        with open("/proc/stat") as stat:
+            ticks = [int(n) for n in stat.readline().split()[1:]]
+        with open("/proc/self/stat") as own:
+            fields = own.read().rsplit(")", 1)[1].split()
+    except (OSError, ValueError, IndexError):
+        return None
+    per_second = os.sysconf("SC_CLK_TCK")
+    busy = sum(ticks[:8]) - ticks[3] - ticks[4]              # all but idle and waiting for disks
+    return busy / per_second, (int(fields[11]) + int(fields[12])) / per_second   # its user and system time
+
+
+_load = {"at": None, "cpu": None, "idle": True}             # the last look at what other processes use
+
+
+def _idle_core() -> bool:
+    """Whether other processes (a training run, another server) left a core idle since the last look,
+    taken at most every IDLE_LOOK seconds: this process's own threads (the model's, which spin for a
+    while after each answer) do not count. True where the system does not say."""
+    now = time.monotonic()
+    if _load["at"] is not None and now - _load["at"] < IDLE_LOOK:
+        return _load["idle"]
+    cpu = _cpu_seconds()
+    if cpu is not None and _load["cpu"] is not None and _load["at"] is not None:
+        others = (cpu[0] - _load["cpu"][0]) - (cpu[1] - _load["cpu"][1])      # their CPU seconds since
+        _load["idle"] = others / (now - _load["at"]) < (os.cpu_count() or 1) - 1.5
+    _load["at"], _load["cpu"] = now, cpu
+    return _load["idle"]
+
+
+@contextlib.contextmanager
+def _decode_slot(places: int = 1):
+    """Waits for `places` of the DECODING_AT_ONCE places (taken in turn, so a picture waiting for all of
+    them is not overtaken by ones that need one); True if no other picture is being decoded and a core
+    is idle, free to decode half of a big JPEG. Half a picture on a busy core would only slow both, and
+    the two halves take a little more CPU in all than one decode."""
+    with contextlib.ExitStack() as held:
+        with _taking_turns:
+            for _ in range(places):
+                held.enter_context(_decoding)
+        with _decodes_lock:
+            _decodes[0] += 1
+            alone = _decodes[0] == 1
+        try:
+            yield alone and _idle_core()
+        finally:
+            with _decodes_lock:
+                _decodes[0] -= 1
+
+
+def _decoded(raw: bytes, jpeg_scans: int, background: tuple[int, int, int], places: int
+             ) -> tuple[Image.Image, int] | None:
+    """The picture decoded, shrunk and in RGB, and its EXIF orientation, holding `places` of the
+    DECODING_AT_ONCE places; None if it needs more of them (`_places`)."""
+    with _decode_slot(places) as alone:
+        image, size, cost = _planned(raw, jpeg_scans)
+        if _places(image, size, cost) > places:
+            return None
+        image = _decode(image, raw, size, jpeg_scans, places * MEMORY_BUDGET - cost, halves=alone)
+        orientation = _orientation(image)
+        # One step at a time, so each full-size picture is let go as soon as the next exists.
+        image = _averageable(image, background)
+        image = _shrink(image)
+        return _to_rgb(image, background), orientation
+
+
+def load_image(source, background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
+    """A picture (bytes, a path or a file object) as an RGB image, upright; or ImageError with a
+    sentence for a person, never anything else.
+
+    Animated files give their first frame; photos are turned as their EXIF orientation says;
+    transparent parts take `background` (white, as most viewers show them). Big pictures come back
+    reduced by a whole factor to no smaller than WORKING_SIZE across (JPEGs are decoded that way).
+    What a file would cost is worked out before it is decoded, and a file over MEMORY_BUDGET (a big
+    photo: over every decoding place's budget, `_places`), or built to keep the decoder busy, is refused.
+    """
+    raw = _read(source)
+    try:
+        jpeg_scans = _check_structure(raw)
+        # Opened holding one place; a photo that needs every place lets it go, and is opened again once
+        # it holds them all, so no picture waits for its places holding an opened file.
+        image, orientation = (_decoded(raw, jpeg_scans, background, 1)
+                              or _decoded(raw, jpeg_scans, background, DECODING_AT_ONCE))
+        return image.transpose(_TRANSPOSE[orientation]) if orientation in _TRANSPOSE else image
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, MemoryError):
+        raise ImageError("The picture is far too large to open safely (it could be a decompression bomb).") from None
+    except Exception:   # Pillow's decoders raise OSError, SyntaxError, ValueError, TypeError, struct.error...
+        raise ImageError("The picture is damaged or cut short, or stored in a way we cannot read.") from None
