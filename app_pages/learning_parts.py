@@ -8,6 +8,7 @@ missing snapshot is skipped.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from pathlib import Path
 
 import altair as alt
@@ -234,8 +235,17 @@ def _describe(run: runs.Run) -> str:
     return f"{config.get('arch')}, {augment}{taught}, {evaluation.counted(int(config.get('epochs') or 0), 'epoch')} · {run.state}"
 
 
-def compare(first: runs.Run, second: runs.Run, key: str = "learning_compare") -> None:
-    """Two runs side by side at the same epoch: their filters, their panel answers, their accuracy per class."""
+def distinct_names(chosen: list[runs.Run]) -> list[str]:
+    """The runs' names, each with its id where two share a name (a run continued twice, two students' "test"):
+    a chart colours and keys its curves by name, and would draw two such runs as one; two headings alike
+    would leave a class guessing which is which."""
+    shared = {name for name, count in Counter(r.name for r in chosen).items() if count > 1}
+    return [f"{r.name} [{r.id}]" if r.name in shared else r.name for r in chosen]
+
+
+def compare(first: runs.Run, second: runs.Run, key: str = "learning_compare", names: list[str] | None = None) -> None:
+    """Two runs side by side at the same epoch: their filters, their panel answers, their accuracy per class.
+    `names`: what to call them (`distinct_names`, by default)."""
     histories = [History(first.path).readable(), History(second.path).readable()]
     epochs = sorted({s.epoch for h in histories for s in h})
     if not epochs:
@@ -249,9 +259,10 @@ def compare(first: runs.Run, second: runs.Run, key: str = "learning_compare") ->
                "Under them, for each class (a row) and each epoch (a column), the share of that class's test "
                "pictures the run got right from one look, without the mirror (as the dots on the Train page's "
                "curves): darker is better. The red frame is the chosen epoch.")
-    for column, run, history in zip(st.columns(2, gap="large"), (first, second), histories):
+    for column, run, name, history in zip(st.columns(2, gap="large"), (first, second),
+                                          names or distinct_names([first, second]), histories):
         with column:
-            st.markdown(f"**{common.plain(run.name)}**")
+            st.markdown(f"**{common.plain(name)}**")
             st.caption(_describe(run))
             if not history:
                 st.caption("No snapshots yet.")
@@ -262,7 +273,7 @@ def compare(first: runs.Run, second: runs.Run, key: str = "learning_compare") ->
             snapshot_panel(run, min(epoch, last), compact=True)
             st.altair_chart(class_accuracy_chart(history, min(epoch, last), (epochs[0], epochs[-1])), width="stretch",
                             alt=f"Heat map, a row for each class and a column for each epoch, of the share of the "
-                                f"class's test pictures {run.name} got right, darker for more; epoch "
+                                f"class's test pictures {name} got right, darker for more; epoch "
                                 f"{min(epoch, last)} framed.")
     st.caption(FILTERS_CAPTION)
 

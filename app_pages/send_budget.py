@@ -66,11 +66,15 @@ async def _close(client) -> None:
 
 
 def _hang_up(client) -> None:
+    """Close the websocket of a browser dropped for falling behind, and say how far behind in the log."""
     if getattr(client, "hung_up", False):
         return
     client.hung_up = True
-    logging.getLogger(__name__).warning("A browser fell %d MB behind what it was sent: its connection is closed, "
-                                        "and its page reconnects.", SEND_BUDGET_MB)
+    queue = client._send_queue
+    behind = (f"{queue.qsize()} messages" if queue.full() else
+              f"{getattr(queue, 'bytes', 0) / 2**20:.0f} MB (its budget: {SEND_BUDGET_MB} MB)")
+    logging.getLogger(__name__).warning("A browser fell %s behind what it was sent: its connection is closed, "
+                                        "and its page reconnects.", behind)
     with contextlib.suppress(RuntimeError):     # no event loop in this thread: Streamlit's drop alone
         asyncio.get_running_loop().create_task(_close(client))
 
@@ -98,8 +102,9 @@ def bound_send_queues() -> bool:
     def write_forward_msg(self, msg) -> None:
         try:
             write(self, msg)
-        except SessionClientDisconnectedError:
-            _hang_up(self)
+        except SessionClientDisconnectedError as gone:
+            if isinstance(gone.__cause__, asyncio.QueueFull):   # dropped for falling behind, not a tab closed
+                _hang_up(self)
             raise
 
     __init__.bounded_in_bytes = True

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import time
-from collections import Counter
 
 import pandas as pd
 import pyarrow as pa
@@ -329,13 +328,6 @@ def _still_board(owner: str) -> None:
     _board(owner)
 
 
-def distinct_names(chosen: list[runs.Run]) -> list[str]:
-    """The runs' names, each with its id where two share a name (a run continued twice, two students' "test"):
-    the chart colours and keys its curves by name, and would draw two such runs as one."""
-    shared = {name for name, count in Counter(r.name for r in chosen).items() if count > 1}
-    return [f"{r.name} [{r.id}]" if r.name in shared else r.name for r in chosen]
-
-
 def _board(owner: str) -> None:
     snapshot = runs_board.current()
     everything = list(snapshot.runs)
@@ -355,7 +347,7 @@ def _board(owner: str) -> None:
     if len(rows) > MAX_PICKED:
         st.caption(f"{len(rows)} runs picked: here are the first {MAX_PICKED}. More curves in one chart would "
                    "share colours, and no one could tell them apart.")
-    names = distinct_names(chosen)
+    names = learning_parts.distinct_names(chosen)
     frames = [charts.curve_frame(snapshot.metrics_of(r.id), name) for r, name in zip(chosen, names)]
     if any(len(f) for f in frames):
         st.altair_chart(charts.training_curves(pd.concat(frames), colour_by="run"), width="stretch",
@@ -370,7 +362,7 @@ def _board(owner: str) -> None:
         actions(run, owner, name)
     if len(chosen) == 2:
         st.subheader("What they learned, side by side")
-        learning_parts.compare(*chosen, key="train_compare")
+        learning_parts.compare(*chosen, key="train_compare", names=names)
     elif len(chosen) == 1:
         learning_parts.replay(chosen[0], key="train_board_replay")
 
@@ -416,7 +408,7 @@ def _hold(on: bool) -> None:
 
 
 def actions(run: runs.Run, owner: str, name: str | None = None) -> None:
-    """A run's buttons, under `name` (its name, or `distinct_names`' where two compared share it)."""
+    """A run's buttons, under `name` (its name, or `learning_parts.distinct_names`' where two compared share it)."""
     columns = st.columns([3, 2.4, 2.4, 2.6, 1.6], vertical_alignment="bottom")   # the buttons' words fit at 1280
     columns[0].markdown(f"**{common.plain(name or run.name)}** · {run.state}")
     usage = "The trained network as a Keras file, for `keras.models.load_model` or `python -m cifar_core predict " \

@@ -36,7 +36,8 @@ refused. The Predict page tells a browser whose pictures were let go, in a
 sentence (`pictures_let_go_for_room`). Uploads still arriving count as held:
 they are cut first (the browser marks the file red), so a script that
 declares large uploads and then sends them a byte at a time holds no room
-another student needs.
+another student needs. One cut after its last byte, while Streamlit still
+parses and keeps it, is let go before it is answered (`_refused_if_cut`).
 
 Before it counts, it lets go of what sessions that are gone still hold
 (`let_go_of_departed`): Streamlit itself never does, once a closed tab's session
@@ -56,12 +57,14 @@ from app_pages.identity import token_in
 from cifar_core import settings
 
 LET_GO_EVERY_S = 30.0    # how often any request lets go of departed sessions' files (an upload always does)
-UPLOAD_PATH = re.compile(r"/_stcore/upload_file/(?P<session>[^/]+)/[^/]+$")
+UPLOAD_PATH = re.compile(r"/_stcore/upload_file/(?P<session>[^/]+)/(?P<file>[^/]+)$")
 
 # () -> {session id: (bytes that session holds, files that session holds)}, for every session holding any
 Held = Callable[[], dict[str, tuple[int, int]]]
 # (session id, bytes wanted) -> (bytes, files) let go of that session's uploads, its oldest first
 MakeRoom = Callable[[str, int], tuple[int, int]]
+# (session id, file id) -> None: that one upload let go, if it is kept
+LetGoOfFile = Callable[[str, str], None]
 
 # Sessions some of whose uploads were let go to make room for another browser's: {session id: pictures}.
 # Read and forgotten by that session's Predict page; forgotten too once the session is gone.
@@ -140,6 +143,13 @@ def let_go_of_oldest(session: str, wanted: int) -> tuple[int, int]:
     return freed, files
 
 
+def let_go_of_file(session: str, file_id: str) -> None:
+    """Let go of one upload Streamlit keeps for `session`, if it does."""
+    manager, _ = _uploads_in_memory()
+    if manager is not None:
+        manager.remove_file(session, file_id)
+
+
 def pictures_let_go_for_room() -> int:
     """How many of the current browser session's uploads were let go to make room for other browsers'
     since it last asked (then forgotten)."""
@@ -174,6 +184,29 @@ def _given_up_when_idle_or_cut(receive, upload: _Arriving):
     return receive_or_give_up
 
 
+CUT_FOR_ROOM = ("The server needed the room this picture would take for other people's pictures: please "
+                "upload it again in a minute.")
+
+
+def _refused_if_cut(send, upload: _Arriving, let_go: Callable[[], None]):
+    """`send` for an upload, which answers 413 in place of the app's answer where the upload was cut to make
+    room after its last byte had come: a cut ends an upload at its next chunk, and after the last one the
+    app still parses and keeps it (Streamlit: a thread for a file over a megabyte), so the room made would
+    be taken after all. The kept file is let go (`let_go`) before the browser hears of it."""
+    replaced = False
+
+    async def send_or_refuse(message):
+        nonlocal replaced
+        if message["type"] == "http.response.start" and upload.cut:
+            replaced = True
+            let_go()
+            for refusal in _refuse(413, CUT_FOR_ROOM):
+                await send(refusal)
+        elif not replaced:
+            await send(message)
+    return send_or_refuse
+
+
 def _refuse(status: int, sentence: str):
     body = sentence.encode()
     return ({"type": "http.response.start", "status": status,
@@ -185,11 +218,12 @@ class UploadBudget:
     """ASGI middleware: refuse an upload that would take a session or the server past its budget."""
 
     def __init__(self, app, held: Held = held_by_streamlit, let_go: Callable[[], None] = let_go_of_departed,
-                 make_room: MakeRoom = let_go_of_oldest):
+                 make_room: MakeRoom = let_go_of_oldest, let_go_of_file: LetGoOfFile = let_go_of_file):
         self.app = app
         self.held = held
         self.let_go = let_go
         self.make_room = make_room
+        self.let_go_of_file = let_go_of_file
         self.let_go_at = 0.0                       # when departed sessions' files were last let go
         self.arriving: Counter[str] = Counter()     # bytes of uploads being received, by session
         self.arriving_files: Counter[str] = Counter()    # uploads being received, by session
@@ -297,7 +331,8 @@ class UploadBudget:
         upload = _Arriving(size)
         self._arrives(session, upload)
         try:
-            await self.app(scope, _given_up_when_idle_or_cut(receive, upload), send)
+            await self.app(scope, _given_up_when_idle_or_cut(receive, upload),
+                           _refused_if_cut(send, upload, lambda: self.let_go_of_file(session, match["file"])))
         except ClientDisconnect:     # given up or cut here, or the browser left: no one to answer, nothing to log
             pass
         finally:

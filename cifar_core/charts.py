@@ -233,6 +233,18 @@ RUN_SHAPES = ["circle", "square", "triangle-up", "diamond", "cross"]
 SERIES_DASHES = [[6, 4], [1, 0]]
 
 
+def _share_bounds(frame: pd.DataFrame) -> alt.Chart:
+    """An unseen rule over the accuracy panel's span, from the round figure below its lowest point to the
+    one above its highest (steps of 10%, of 5% over a span of 25% or less), within 0% to 100%: the axis
+    reaches both, computed by Vega from whatever points the chart is drawn with (a kept spec's too)."""
+    return alt.Chart(frame).transform_filter(alt.datum.quantity == "accuracy").transform_joinaggregate(
+        high="max(value)", low="min(value)").transform_calculate(
+        step="datum.high - datum.low > 0.25 ? 0.1 : 0.05").transform_calculate(
+        top="min(1, (floor(datum.high / datum.step + 1e-9) + 1) * datum.step)",
+        bottom="max(0, (ceil(datum.low / datum.step - 1e-9) - 1) * datum.step)").mark_rule(opacity=0).encode(
+        y="top:Q", y2="bottom:Q")
+
+
 def training_curves(frame: pd.DataFrame, colour_by: str = "series") -> alt.Chart:
     """Loss and accuracy (in %) against epochs, side by side, training and test on the same axes.
 
@@ -257,12 +269,16 @@ def training_curves(frame: pd.DataFrame, colour_by: str = "series") -> alt.Chart
     dash = alt.StrokeDash("series:N", title=None, scale=alt.Scale(domain=[TRAINING, TEST], range=SERIES_DASHES),
                           legend=alt.Legend(**lines))
     charts = []
-    for quantity, title, axis, number in (
-            ("loss", "Loss (lower is better)", alt.Axis(), ".3f"),
-            ("accuracy", "Accuracy (higher is better)", alt.Axis(format=".0%"), ".1%")):
+    # Each axis ends at a round figure past its highest point, so a test dot above the whole training curve
+    # sits inside the chart: Vega's own rounding for the loss; for accuracy, whose rounding went on to 110%,
+    # an unseen rule from the round figures just outside its points, never past 100% or below 0%.
+    for quantity, title, axis, number, scale in (
+            ("loss", "Loss (lower is better)", alt.Axis(), ".3f", alt.Scale(zero=False, nice=True, padding=8)),
+            ("accuracy", "Accuracy (higher is better)", alt.Axis(format=".0%"), ".1%",
+             alt.Scale(zero=False, nice=False))):
         base = alt.Chart(frame).transform_filter(alt.datum.quantity == quantity).encode(
             x=alt.X("epoch:Q", title="epoch", scale=alt.Scale(nice=False)),
-            y=alt.Y("value:Q", title=None, scale=alt.Scale(zero=False, nice=True, padding=8), axis=axis),
+            y=alt.Y("value:Q", title=None, scale=scale, axis=axis),
             color=colour,
             tooltip=["run", "series", alt.Tooltip("epoch:Q", format=".2f"),
                      alt.Tooltip("seconds:Q", format=".0f", title="training seconds"),
@@ -270,7 +286,8 @@ def training_curves(frame: pd.DataFrame, colour_by: str = "series") -> alt.Chart
         line = base.mark_line(clip=True, strokeWidth=2).encode(strokeDash=dash)
         dots = base.mark_point(filled=True, size=60, opacity=1).encode(**marker) \
             .transform_filter(alt.datum.series == TEST)
-        charts.append(alt.layer(line, dots).properties(title=title, height=260, width=PANEL_WIDTH))
+        layers = [line, dots] if quantity == "loss" else [line, dots, _share_bounds(frame)]
+        charts.append(alt.layer(*layers).properties(title=title, height=260, width=PANEL_WIDTH))
     return alt.hconcat(*charts).resolve_scale(color="shared")
 
 

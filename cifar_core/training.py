@@ -13,6 +13,7 @@ import errno
 import json
 import math
 import os
+import sys
 import time
 import traceback
 from pathlib import Path
@@ -280,10 +281,7 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, dataset: cifar_data.C
             # again on the server, 20-60 s of both cores for each run a class opens there.
             with contextlib.suppress(OSError):      # a full disk: the app measures them itself, as before
                 evaluation.save_test_probabilities(run_dir / rundir.MODEL, answers, dataset.x_test, dataset.y_test)
-                # And Look inside's closer look (the test pictures each map answers most): searched here, at
-                # the trainer's low priority, not by the first visitor to open the run on the server.
-                from cifar_core import inside
-                inside.ship_top_activations(run_dir / rundir.MODEL, export_model, dataset.x_test)
+            _ship_closer_look(run_dir, export_model, dataset.x_test)
         testing_s = recorder.testing_s + time.monotonic() - checks_started
         rundir.update_status(run_dir, state=state, ended=rundir.now(), error=None, testing_s=round(testing_s, 3),
                              stopped_because=rundir.stop_reason(run_dir) if recorder.stopped else None,
@@ -299,14 +297,25 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, dataset: cifar_data.C
             board.close()
 
 
+def _ship_closer_look(run_dir: Path, model, x_test) -> None:
+    """Look inside's closer look (the test pictures each map answers most), searched here at the trainer's
+    low priority, not by the first visitor to open the run on the server. Only a saving of work: whatever
+    goes wrong (a full disk, the trainer's memory), the app searches itself, as before, and the run, its
+    model saved and tested, has still finished."""
+    from cifar_core import inside
+    try:
+        inside.ship_top_activations(run_dir / rundir.MODEL, model, x_test)
+    except Exception as e:      # noqa: BLE001 - said in the log, never the run's end
+        print(f"Look inside's closer look was not kept with the model ({type(e).__name__}: {e}); the app "
+              "will search it when the run is first opened.", file=sys.stderr)
+
+
 def _log_failure(e: Exception, run_dir: Path) -> None:
     """Where a failed run's traceback goes. A mistake a person can put right (data that is not CIFAR-10,
     a setting out of range, a file that is not a model) is said in a sentence by status.json's error, which
     the app and the command line show: its traceback goes only into the run's log.txt, for whoever looks
     closer, not onto a terminal. Anything else is a bug, and its traceback goes to stderr (which is log.txt
     when the app's trainer runs it)."""
-    import sys
-
     from cifar_core import inference
     if not isinstance(e, (cifar_data.DataError, ConfigError, inference.ModelError)):
         traceback.print_exception(e)

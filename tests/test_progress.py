@@ -153,7 +153,7 @@ def test_the_board_row_shows_live_progress_and_never_none(tmp_path):
 
 def test_the_board_says_when_a_run_changed_its_recipe(tmp_path):
     """A "quick" run whose student changed the network and the epochs is not quick's recipe: the board says so.
-    A name, the device or a continued run's epochs are no change to the recipe."""
+    A name, the device or a continued run's epochs and learning rate are no change to the recipe."""
     from cifar_core.config import TrainConfig
 
     def recipe(config: TrainConfig) -> str:
@@ -163,6 +163,13 @@ def test_the_board_says_when_a_run_changed_its_recipe(tmp_path):
     assert Run("r", tmp_path, as_saved, {"state": "queued", "created": 1.0}).summary([], now=2.0)["recipe"] == "class"
     assert recipe(TrainConfig.from_preset("quick", arch="tutorial", epochs=10)) == "quick (changed)"
     assert recipe(TrainConfig.from_preset("quick", epochs=5, initial_model="/runs/a/model.keras")) == "quick"
+    # Continue, as the app does it: more epochs from a lower learning rate, twice over
+    from cifar_core import runs
+    for preset in ("quick", "class", "best", "airbench94"):
+        once = TrainConfig.from_preset(preset, epochs=3, initial_model="/runs/a/model.keras")
+        once = dataclasses.replace(once, **runs.going_on(once))
+        twice = dataclasses.replace(once, **runs.going_on(once))
+        assert runs.going_on(once) and recipe(once) == recipe(twice) == preset
     assert recipe(TrainConfig(arch="tutorial")) == "tutorial"
     older = {**TrainConfig.from_preset("best").to_dict(), "retired_setting": 1}     # written by an older version
     assert Run("r", tmp_path, older, {"state": "queued", "created": 1.0}).summary([], now=2.0)["recipe"] == "best"
@@ -264,8 +271,9 @@ def test_accuracy_is_drawn_in_percent_and_every_line_has_its_own_colour_and_lege
     both = pd.concat([charts.curve_frame(metrics_of(), "a"), charts.curve_frame(metrics_of(2), "b")])
     spec = charts.training_curves(both, colour_by="run").to_dict()
     for panel in spec["hconcat"]:
-        for layer in panel["layer"]:       # lines and test dots both coloured by their run
+        for layer in panel["layer"][:2]:       # lines and test dots both coloured by their run
             assert layer["encoding"]["color"]["field"] == "run"
+        assert all(layer["mark"]["opacity"] == 0 for layer in panel["layer"][2:])     # accuracy's bounds: unseen
         assert panel["layer"][0]["encoding"]["strokeDash"]["field"] == "series"    # training or test: the dash
     colour = spec["hconcat"][0]["layer"][0]["encoding"]["color"]
     assert colour["scale"]["domain"] == ["a", "b"]

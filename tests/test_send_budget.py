@@ -58,3 +58,43 @@ def test_a_browser_that_stops_reading_is_dropped_when_it_falls_the_budget_behind
         return sent, queued
     sent, queued = asyncio.run(main())
     assert queued <= send_budget.SEND_BUDGET_MB << 20 and sent < 40
+
+
+def test_a_tab_closed_while_a_message_waits_is_no_browser_fallen_behind(caplog):
+    """A browser that leaves is no browser that fell behind: the server's log says nothing of a budget,
+    and no hang-up is sent to a socket already gone."""
+    import app  # noqa: F401
+    from starlette.websockets import WebSocketDisconnect
+    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+    from streamlit.runtime.session_manager import SessionClientDisconnectedError
+    from streamlit.web.server.starlette.starlette_websocket import StarletteSessionClient
+
+    class GoneSocket:                  # the tab closed: its next send fails
+        headers, cookies, client = {}, {}, None
+        closed_with = None
+
+        async def send_bytes(self, payload):
+            raise WebSocketDisconnect(1001)
+
+        async def _send(self, message):
+            self.closed_with = message["code"]
+
+    message = ForwardMsg()
+    message.delta.new_element.markdown.body = "x"
+
+    async def main():
+        socket = GoneSocket()
+        client = StarletteSessionClient(socket)
+        client.write_forward_msg(message)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        with pytest.raises(SessionClientDisconnectedError):
+            for _ in range(10):
+                client.write_forward_msg(message)
+                await asyncio.sleep(0)
+        for _ in range(3):
+            await asyncio.sleep(0)
+        await client.aclose()
+        return socket.closed_with
+    assert asyncio.run(main()) is None
+    assert "fell" not in caplog.text

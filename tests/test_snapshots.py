@@ -354,6 +354,23 @@ def test_compare_view_shows_two_runs_side_by_side(trained, tiny, monkeypatch):
     assert sum("right" in m.value or "wrong" in m.value for m in at.markdown) == 16
 
 
+def test_two_compared_runs_of_one_name_are_headed_apart(tiny_env):
+    """Two students' runs both named "test", side by side: each heading says which is which, by its id."""
+    made = []
+    for _ in range(2):
+        run = runs.create(small(epochs=1, name="test"))
+        (run.path / snapshots.FOLDER).mkdir(parents=True, exist_ok=True)
+        _write_npz(run.path / snapshots.FOLDER / snapshots.file_name(1), **_good(1))
+        rundir.update_status(run.path, state="finished")
+        made.append(run)
+    at = AppTest.from_function(_compare_script, default_timeout=60)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    from app_pages.common import plain
+    heads = [m.value for m in at.markdown if m.value.startswith("**test")]
+    assert sorted(heads) == sorted(f"**{plain(f'test [{run.id}]')}**" for run in made)
+
+
 def test_compare_view_asks_for_two_runs(tiny_env):
     at = AppTest.from_function(_compare_script, default_timeout=60)
     at.run()

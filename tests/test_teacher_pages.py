@@ -166,6 +166,11 @@ def test_two_models_gap_is_called_chance_or_not_as_mcnemar_says():
     assert not evaluation.beyond_chance(55, 45)          # 100 pictures told apart, 55 to 45: a coin does that
     assert evaluation.beyond_chance(65, 35)              # 65 to 35: seldom by chance (about 1 in 400)
     assert evaluation.beyond_chance(35, 65) and not evaluation.beyond_chance(520, 480)
+    # A few pictures apart, as between a run and its continuation: the exact test, not the normal approximation
+    # (which called 4 to 0 beyond chance where a coin does it one time in eight)
+    assert not evaluation.beyond_chance(4, 0) and not evaluation.beyond_chance(0, 5)     # p = 1/8, 1/16
+    assert evaluation.beyond_chance(6, 0) and not evaluation.beyond_chance(7, 1)         # p = 1/32, 0.070
+    assert evaluation.beyond_chance(8, 1)                                                # p = 0.039
 
 
 def test_evaluate_says_when_it_measures_on_the_bundled_sample(monkeypatch, tmp_path):

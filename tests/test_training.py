@@ -416,6 +416,22 @@ def test_a_bug_in_a_run_still_shows_its_traceback(tiny, tmp_path, capsys, monkey
     assert "Traceback" in capsys.readouterr().err
 
 
+def test_a_run_whose_closer_look_cannot_be_kept_still_finishes(tiny, tmp_path, capsys, monkeypatch):
+    """Look inside's closer look, searched as a run ends, only saves the app work: running out of memory
+    there leaves a saved, tested model, and the run finished, not failed."""
+    from cifar_core import inside
+
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError
+    monkeypatch.setattr(inside, "ship_top_activations", out_of_memory)
+    config = TrainConfig(arch="airbench_tiny", epochs=1, batch_size=20, precision="float32")
+    assert training.train(config, tmp_path, tiny) == "finished"
+    status = rundir.read_status(tmp_path)
+    assert status["test_accuracy"] is not None and status["error"] is None
+    assert "closer look was not kept" in capsys.readouterr().err
+    assert not (tmp_path / "model.inside.npz").exists()
+
+
 def test_continue_from_a_checkpoint(tiny, tmp_path):
     first = TrainConfig(arch="airbench_tiny", epochs=1, batch_size=20, precision="float32")
     training.train(first, tmp_path / "a", tiny)

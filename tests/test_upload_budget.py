@@ -388,3 +388,56 @@ def test_an_upload_that_sends_nothing_is_given_up_and_its_room_freed(monkeypatch
              "headers": [(b"content-length", str(25 * MB).encode())]}
     asyncio.run(asyncio.wait_for(budget(scope, silent, None), 5))     # given up: no error, nothing read
     assert seen == [] and not budget.arriving
+
+
+def test_an_upload_cut_after_its_last_byte_is_not_kept_after_all():
+    """A cut ends an upload at its next chunk, but after its last one Streamlit still parses the file (in a
+    thread, for one over a megabyte) and keeps it: an upload cut then was kept anyway, and answered 204, and
+    the server held more than its budget. It is let go, and its browser told 413 (the file's red mark)."""
+    kept: dict[str, dict[str, int]] = {f"student {i}": {"old": 35 * MB // 2} for i in range(4)}
+    kept["fifth"] = {"old": 5 * MB}
+    budget = UploadBudget(
+        None, held=lambda: {s: (sum(f.values()), len(f)) for s, f in kept.items() if f},
+        make_room=lambda session, wanted: (0, 0),
+        let_go_of_file=lambda session, file_id: kept.get(session, {}).pop(file_id, None))
+    for session in kept:
+        budget.browser_of[session] = session
+    statuses = {}
+    parsing = asyncio.Event()
+
+    async def streamlit(scope, receive, send):       # Streamlit's upload handler, its parse taking a while
+        from starlette.requests import Request
+        body = b"".join([chunk async for chunk in Request(scope, receive).stream()])
+        parsing.set()
+        await asyncio.sleep(0.2)
+        session, file_id = scope["path"].split("/")[-2:]
+        kept.setdefault(session, {})[file_id] = len(body)
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def upload(session, size):
+        sent = []
+
+        async def send(message):
+            sent.append(message)
+
+        async def receive():
+            return {"type": "http.request", "body": b"x" * size, "more_body": False}
+        scope = {"type": "http", "method": "PUT", "path": f"/_stcore/upload_file/{session}/new",
+                 "headers": [(b"content-length", str(size).encode()), *cookie(session)]}
+        await budget(scope, receive, send)
+        statuses[session] = sent[0]["status"]
+
+    async def main():
+        budget.app = streamlit
+        fifth = asyncio.create_task(upload("fifth", 25 * MB))      # the server full with it: 100 MB
+        await parsing.wait()
+        parsing.clear()
+        await upload("student", 5 * MB)                             # a share is 16.7 MB: the fifth's is cut
+        await fifth
+
+    asyncio.run(main())
+    assert statuses == {"fifth": 413, "student": 204}
+    assert "new" not in kept["fifth"] and kept["student"] == {"new": 5 * MB}
+    assert sum(sum(f.values()) for f in kept.values()) <= 100 * MB
+    assert not budget.uploads
