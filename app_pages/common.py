@@ -255,7 +255,10 @@ def header(page: str) -> None:
     A caption, not Markdown, so the page's own first paragraph stays its first Markdown element.
     """
     text = guide.PAGES[page]
-    offline = data.locate() is None
+    # On the bundled sample: no data set here, or one that could not be read (`dataset` draws the page
+    # again once it finds that, so this heading follows).
+    path = data.locate()
+    offline = path is None or data_problem(path) is not None
     purpose = text.offline if offline and text.offline else text.purpose
     try_first = text.offline_try if offline and text.offline_try else text.try_first
     st.title(text.title)

@@ -160,8 +160,10 @@ def _earlier_epochs(run: runs.Run, epochs: list[int]) -> int:
     0 for a run that continues none, whose records are not read."""
     if not epochs or not run.config.get("initial_model"):
         return 0
-    # The snapshot's records, read once per tick for everyone: a long run's file read again on every move of
-    # the replay slider was 0.15 s of the server's CPU a read.
+    if runs.EARLIER_EPOCHS in run.status:       # said when the run was made
+        return int(run.status[runs.EARLIER_EPOCHS])
+    # A run made before that: its epoch records, from the board's snapshot (read once per tick for everyone:
+    # a long run's file read again on every move of the replay slider was 0.15 s of the server's CPU a read).
     metrics = board.current().metrics_of(run.id) or run.metrics()
     return epochs[-1] - len([m for m in metrics if m.get("kind") == "epoch"])
 

@@ -46,6 +46,7 @@ PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 _children: list[subprocess.Popen] = []   # trainers this process launched, reaped by reconcile()
 
 
+EARLIER_EPOCHS = "earlier_epochs"   # status.json of a continued run: the epochs of the run it continues
 START_PRESSED = "Start pressed"     # the board's column: when the run was asked for, which may be long before it began
 
 
@@ -201,7 +202,9 @@ def _all() -> list[Run]:
         stamps = None if entry.name.startswith(".") else _stamps(entry.path)
         if stamps and stamps[1] is not None:      # a run is listed once its config exists
             found.append(_read(Path(entry.path), stamps))
-    for gone in _parsed.keys() - {run.path for run in found}:     # deleted runs
+    # Deleted runs. The keys copied first, in one step: a page's thread may add a run meanwhile (`board`),
+    # and a set difference taken over the live keys (hashing each path in Python) failed on that.
+    for gone in set(list(_parsed)) - {run.path for run in found}:
         _parsed.pop(gone, None)
     return sorted(found, key=lambda r: r.queue_order)
 
@@ -232,11 +235,15 @@ def create(config: TrainConfig, owner: str = "", takes_turns: bool = False, hist
             except FileNotFoundError:
                 raise RunError("The model to go on from is gone: its run was deleted meanwhile.") from None
             config = dataclasses.replace(config, initial_model=str(path / "initial.keras"))
+        earlier = {}
         if history_from is not None:
             snapshots.share_history(history_from, path)
+            # The epochs its shared snapshots count before its own: said once, not worked out from its
+            # records, which a page reads up to a tick behind its snapshots.
+            earlier = {EARLIER_EPOCHS: snapshots.last_epoch(path)}
         # Status first: a run is listed once its config exists, and must never be seen without its status.
         rundir.write_json(path / rundir.STATUS, {"state": "queued", "owner": owner, "created": round(time.time(), 6),
-                                                 **({"takes_turns": True} if takes_turns else {})})
+                                                 **({"takes_turns": True} if takes_turns else {}), **earlier})
         rundir.write_json(path / rundir.CONFIG, config.to_dict())
     except BaseException:
         shutil.rmtree(path, ignore_errors=True)     # no half-made folder, which nothing would list or prune
@@ -482,8 +489,19 @@ def delete(run_id: str, owner: str = "", admin: bool = False) -> None:
         _may_change(run, owner, admin)
         if run.state == "running":
             raise RunError("This run is still training: stop it before deleting it.")
-        shutil.rmtree(run.path)
+        _remove(run.path)
     board.invalidate()
+
+
+def _remove(path: Path) -> None:
+    """Delete a run's folder: first out of the way under a hidden name, which nothing lists, so that a file
+    written into it meanwhile (its report, kept by a page; a trainer's last status) fails instead of
+    making the folder not empty, or leaving a run of one file behind, half deleted."""
+    gone = path.with_name(f".deleting-{path.name}")
+    path.rename(gone)
+    shutil.rmtree(gone, ignore_errors=True)
+    if gone.exists():                  # a file written by a writer that already held the folder open
+        shutil.rmtree(gone, ignore_errors=True)
 
 
 KEEP_WITHOUT_MODEL = 100    # ended runs that left no model, kept on the server for their reasons: the newest
@@ -506,7 +524,8 @@ def _prune(owner: str, keep: int, keep_in_all: int) -> None:
     doomed |= {r.id for r in left[:max(0, len(left) - keep_in_all)]}
     for run in ended:
         if run.id in doomed:
-            shutil.rmtree(run.path, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                _remove(run.path)
 
 
 @_in_a_sentence
@@ -524,7 +543,8 @@ def clear(admin: bool) -> int:
             elif run.state == "running":
                 rundir.request_stop(run.path, "Cleared by the teacher.")
             else:
-                shutil.rmtree(run.path, ignore_errors=True)
+                with contextlib.suppress(OSError):
+                    _remove(run.path)
     board.invalidate()
     return len(everything)
 
@@ -582,7 +602,7 @@ def reconcile(locked: bool = False) -> list[str]:
         elif run.state == "running" and _stalled(run):
             if _here(run.status):       # a pid on another machine is some other process here
                 _kill(run.status.get("pid"))
-            rundir.update_status(run.path, state="failed", ended=rundir.now(), error=(
+            rundir.update_status(run.path, state="failed", ended=_last_heard(run), error=(
                 f"The trainer made no progress for {settings.get().run_stall_s} seconds, so it was ended; "
                 "the runs after it go on. The last checkpoint, if any, is kept."))
             dead.append(run.id)

@@ -55,7 +55,9 @@ def get() -> Settings:
     data = os.environ.get("CIFAR10_DATA", "").strip()
     return Settings(
         data=Path(data).expanduser() if data else None,
-        runs_dir=Path(os.environ.get("CIFAR_RUNS_DIR", "runs")).expanduser(),
+        # Absolute: the paths written into runs (a continued run's starting model) are read by trainers
+        # that run from the package's folder, wherever the server was started.
+        runs_dir=Path(os.environ.get("CIFAR_RUNS_DIR", "runs")).expanduser().absolute(),
         max_concurrent_runs=_int("CIFAR_MAX_CONCURRENT_RUNS", 1, minimum=1),
         max_queued_runs=_int("CIFAR_MAX_QUEUED_RUNS", 60, minimum=1),   # 0 would refuse every Start
         max_epochs=_int("CIFAR_MAX_EPOCHS", 200, minimum=1),

@@ -191,7 +191,7 @@ def _let_go_of_starting_copy(config: TrainConfig, run_dir: str | os.PathLike) ->
     """Delete the run's own copy of the model it goes on from (`runs.create` makes it, so that the parent
     run may be deleted meanwhile) once its weights are in the network: up to 15 MB a run, kept for as
     long as the run was. A model given from elsewhere (the command line's) is never touched."""
-    if config.initial_model and Path(config.initial_model).parent == Path(run_dir):
+    if config.initial_model and Path(config.initial_model).parent.resolve() == Path(run_dir).resolve():
         Path(config.initial_model).unlink(missing_ok=True)
 
 
@@ -281,8 +281,9 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, dataset: cifar_data.C
             # again on the server, 20-60 s of both cores for each run a class opens there.
             with contextlib.suppress(OSError):      # a full disk: the app measures them itself, as before
                 evaluation.save_test_probabilities(run_dir / rundir.MODEL, answers, dataset.x_test, dataset.y_test)
+        testing_s = recorder.testing_s + time.monotonic() - checks_started      # (the search below is no test)
+        if (run_dir / rundir.MODEL).exists():
             _ship_closer_look(run_dir, export_model, dataset.x_test)
-        testing_s = recorder.testing_s + time.monotonic() - checks_started
         rundir.update_status(run_dir, state=state, ended=rundir.now(), error=None, testing_s=round(testing_s, 3),
                              stopped_because=rundir.stop_reason(run_dir) if recorder.stopped else None,
                              **final)

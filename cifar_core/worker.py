@@ -39,6 +39,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -96,13 +97,14 @@ def hand_over(run: runs.Run) -> None:
     names it, so the worker never starts a run whose status still says queued.
     """
     idle = next((w for w in live_workers() if not w.get("run")), None)
-    if idle is None:
+    spawned = idle is None
+    if spawned:
         idle = _spawn()
-    rundir.update_status(run.path, state="running", pid=idle["pid"], pid_started=idle.get("pid_started"),
-                         started=rundir.now(), launched=rundir.now(), trainer="worker", error=None,
-                         host=rundir.HOST)
     file = directory() / idle.pop("file", _file(idle["pid"]).name)     # where the worker looks
     try:
+        rundir.update_status(run.path, state="running", pid=idle["pid"], pid_started=idle.get("pid_started"),
+                             started=rundir.now(), launched=rundir.now(), trainer="worker", error=None,
+                             host=rundir.HOST)
         rundir.write_json(file, {**idle, "run": run.id, "handed_over": rundir.now()})
     except OSError:
         # A full disk: the worker never heard of the run, so it goes back in the queue rather than showing
@@ -110,7 +112,17 @@ def hand_over(run: runs.Run) -> None:
         with contextlib.suppress(OSError):
             rundir.update_status(run.path, state="queued", pid=None, pid_started=None, started=None,
                                  launched=None, trainer=None)
+        if spawned:
+            # Nor is a worker just started for it kept: without its file no one sees it, so the next tick
+            # would start another, each loading TensorFlow and the data set (800 MB) while the disk is full.
+            _end(idle["pid"])
         raise
+
+
+def _end(pid: int) -> None:
+    """End a worker this process has just started (reaped by `runs.reconcile`, like every child)."""
+    with contextlib.suppress(OSError):
+        os.kill(pid, signal.SIGKILL)
 
 
 def _spawn() -> dict:

@@ -95,6 +95,11 @@ def test_an_unreadable_data_file_is_said_once_read_once_and_never_called_full(of
         assert not any(c.value.startswith("Data: CIFAR-10") for c in at.sidebar.caption)
     assert [e.value for e in at.sidebar.error] == ["Damaged. Using the bundled sample instead."]
     assert any("1,000 pictures" in c.value for c in at.caption)
+    # Nor does the page's own heading speak of the whole data set: it is the sample's.
+    from app_pages import guide
+    from app_pages.common import plain
+    assert any(plain(guide.PAGES["explore"].offline) in c.value for c in at.caption)
+    assert not any(plain(guide.PAGES["explore"].purpose) in c.value for c in at.caption)
     assert len(reads) == 1, "a file found unreadable is not read again until it changes"
 
 

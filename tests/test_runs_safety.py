@@ -201,6 +201,57 @@ def test_a_cancelled_run_lets_go_of_the_model_it_would_have_gone_on_from(tiny_en
     assert not (waiting.path / "initial.keras").exists()
 
 
+def test_a_runs_folder_named_from_where_the_server_started_is_found_by_every_trainer(tmp_path, monkeypatch):
+    """CIFAR_RUNS_DIR is "runs" unless set: relative to wherever the server was started. A trainer runs from
+    the package's folder, so a continued run's own copy of its starting model is written down whole: a
+    relative one was looked for in the wrong folder, and, compared with the trainer's absolute run folder,
+    never let go (up to 15 MB a continued run)."""
+    from cifar_core import settings, training
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CIFAR_RUNS_DIR", "runs")
+    assert settings.get().runs_dir == tmp_path / "runs"
+    parent = tmp_path / "parent.keras"
+    parent.write_bytes(b"a model")
+    run = runs.create(small(epochs=1, initial_model=str(parent)), owner="a")
+    starting = Path(run.config["initial_model"])
+    assert starting.is_absolute() and starting == tmp_path / "runs" / run.id / "initial.keras" and starting.exists()
+    monkeypatch.chdir(runs.PACKAGE_ROOT)                 # where a trainer runs
+    training._let_go_of_starting_copy(TrainConfig.from_dict(run.config), run.path.resolve())
+    assert not starting.exists()
+
+
+def test_a_run_deleted_while_its_report_is_kept_is_deleted_whole(tiny_env, no_trainers, monkeypatch):
+    """A page keeps an ended run's report in its folder (a second's work): a delete meanwhile failed on a
+    folder no longer empty, said "the runs folder could not be changed", and left half a run behind. Now
+    the folder is moved out of the way first, so a write after that fails, and one already under way is
+    swept up with it."""
+    import shutil
+    import errno
+    [run_id] = ended_runs(["student"], trained=True)
+    path = runs.get(run_id).path
+    real_rmtree = shutil.rmtree
+    late = []
+
+    def rmtree_while_a_report_lands(folder, ignore_errors=False, **kwargs):
+        if late:
+            return real_rmtree(folder, ignore_errors=ignore_errors, **kwargs)
+        # The report's write, already holding the folder, lands after rmtree listed it: the folder is
+        # not empty when rmtree comes to remove it.
+        late.append(folder)
+        for child in Path(folder).iterdir():
+            real_rmtree(child) if child.is_dir() else child.unlink()
+        (Path(folder) / ".report-late.html").write_text("a report")
+        if not ignore_errors:
+            raise OSError(errno.ENOTEMPTY, "Directory not empty")
+    monkeypatch.setattr(shutil, "rmtree", rmtree_while_a_report_lands)
+    runs.delete(run_id, owner="student")
+    with pytest.raises(OSError):        # a report written after the delete has nowhere to go
+        rundir.atomic_write_bytes(path / ".report-after.html", b"a report")
+    assert not path.exists() and not Path(late[0]).exists()
+    assert run_id not in {r.id for r in runs.list_runs()}
+    assert [p.name for p in path.parent.iterdir() if "deleting" in p.name] == []
+
+
 def test_a_teacher_can_clear_everything(tiny_env, no_trainers):
     running = runs.start(small(epochs=1), owner="a")
     queued = runs.start(small(epochs=1), owner="b")

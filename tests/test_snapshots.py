@@ -284,6 +284,7 @@ def test_a_continued_run_keeps_the_history_and_numbers_after_it(trained):
     assert [s.epoch for s in history] == [1, 2, 3, 4, 5]
     assert history[3].pictures is not None and history[3].filters.shape == (32, 4, 4, 3)
     assert [m["epoch"] for m in more.metrics() if m["kind"] == "epoch"] == [1, 2]   # metrics count its own epochs
+    assert more.status[runs.EARLIER_EPOCHS] == 3                                     # said when it was made
 
 
 def _train_page(run):
@@ -369,6 +370,18 @@ def test_two_compared_runs_of_one_name_are_headed_apart(tiny_env):
     from app_pages.common import plain
     heads = [m.value for m in at.markdown if m.value.startswith("**test")]
     assert sorted(heads) == sorted(f"**{plain(f'test [{run.id}]')}**" for run in made)
+
+
+def test_a_continued_run_says_how_many_epochs_it_continues_as_it_is_made(tiny_env, tmp_path):
+    parent = runs.create(small(epochs=1))
+    (parent.path / snapshots.FOLDER).mkdir(parents=True)
+    for epoch in (1, 2, 3):
+        _write_npz(parent.path / snapshots.FOLDER / snapshots.file_name(epoch), **_good(epoch))
+    model = tmp_path / "model.keras"
+    model.write_bytes(b"a model")
+    more = runs.create(small(epochs=2, initial_model=str(model)), history_from=parent.path)
+    assert more.status[runs.EARLIER_EPOCHS] == 3
+    assert runs.EARLIER_EPOCHS not in runs.create(small(epochs=1)).status
 
 
 def test_compare_view_asks_for_two_runs(tiny_env):

@@ -317,9 +317,9 @@ def test_a_continued_runs_snapshots_are_counted_as_its_progress_counts_them():
 
     from app_pages import learning_parts
 
-    def run(own_epochs):
+    def run(own_epochs):        # made before continued runs said their earlier epochs: counted from records
         return SimpleNamespace(id=f"not on the board {own_epochs}", config={"initial_model": "parent.keras"},
-                               metrics=lambda: [{"kind": "epoch"}] * own_epochs)
+                               status={}, metrics=lambda: [{"kind": "epoch"}] * own_epochs)
     parents = "Epoch 3 was trained by the run this one continues"
     heading, note = learning_parts.epoch_words(run(0), [1, 2, 3], 3)     # its first epoch, under way
     assert heading == "**What it sees after epoch 3**" and note.startswith(parents)
@@ -328,8 +328,14 @@ def test_a_continued_runs_snapshots_are_counted_as_its_progress_counts_them():
     assert learning_parts.epoch_words(run(1), [1, 2, 3, 4], 4) == (
         "**What it sees after its epoch 1** (4 counting the run it continues)", None)
     assert learning_parts.epoch_words(run(2), [1, 2, 3, 4, 5], 5)[0].startswith("**What it sees after its epoch 2**")
-    fresh = SimpleNamespace(config={}, metrics=lambda: [])
+    fresh = SimpleNamespace(config={}, status={}, metrics=lambda: [])
     assert learning_parts.epoch_words(fresh, [1], 1) == ("**What it sees after epoch 1**", None)
+    # Its own first snapshot written, its epoch's record not yet on the board (up to a tick behind): the
+    # count it was made with holds, where the records' count took the new snapshot for the parent's.
+    said = SimpleNamespace(id="said", config={"initial_model": "parent.keras"}, status={runs.EARLIER_EPOCHS: 3},
+                           metrics=lambda: [])
+    assert learning_parts.epoch_words(said, [1, 2, 3, 4], 4) == (
+        "**What it sees after its epoch 1** (4 counting the run it continues)", None)
 
 
 def test_a_teachers_pause_is_a_toggle_and_students_are_told_why_they_cannot_start(page, monkeypatch):

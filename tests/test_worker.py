@@ -82,6 +82,8 @@ def test_a_hung_trainer_is_ended_and_its_run_failed(tiny_env, monkeypatch):
         runs.reconcile()
         assert runs.get(run.id).state == "failed"
         assert "no progress for 3 seconds" in runs.get(run.id).status["error"]
+        # It ended when it was last heard of: the board does not count the silence as training time.
+        assert runs.get(run.id).status["ended"] <= (run.path / rundir.STATUS).stat().st_mtime - 3
         assert hung.wait(timeout=60) == -9
     finally:
         hung.kill()
@@ -149,6 +151,35 @@ def test_a_worker_started_by_hand_is_handed_the_next_run(tiny_env, monkeypatch):
     finally:
         warm.kill()
         warm.wait()
+
+
+def test_a_full_disk_at_hand_over_keeps_no_worker_nobody_can_see(tiny_env, monkeypatch):
+    """The run's status cannot be written (a full disk) after a worker was started for it: the run waits in
+    the queue, and the worker is ended, not left without its file for the next tick to start another."""
+    import errno
+    started = []
+
+    def spawn():
+        process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        started.append(process)
+        return {"pid": process.pid, "pid_started": rundir.process_start(process.pid), "host": rundir.HOST}
+    real_update = rundir.update_status
+
+    def disk_full(path, **changes):
+        if changes.get("state") == "running":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_update(path, **changes)
+    run = runs.create(small(epochs=1), owner="alice")
+    monkeypatch.setattr(worker, "_spawn", spawn)
+    monkeypatch.setattr(rundir, "update_status", disk_full)
+    for _ in range(3):                          # three ticks of the watcher
+        try:
+            worker.hand_over(runs.get(run.id))
+        except OSError:
+            pass
+    assert runs.get(run.id).state == "queued"
+    assert [p.wait(timeout=10) for p in started] == [-9] * 3      # each ended at once
+    assert worker.live_workers() == []
 
 
 def test_a_full_disk_fails_the_run_in_a_sentence_and_the_worker_goes_on(tiny_env, monkeypatch):
