@@ -11,7 +11,7 @@ from app_pages import chart_cache, common, learning_parts, run_downloads
 from cifar_core import board as runs_board, charts, evaluation, models, overfitting, report, rundir, runs, settings
 from cifar_core import trainer_memory
 from cifar_core.config import FIELD_HELP, MAX_TRAIN_IMAGES, OPTIMIZERS, ConfigError, TrainConfig
-from cifar_core.progress import duration, testing_seconds
+from cifar_core.progress import clock, duration, testing_seconds
 
 RECIPES = {"quick": "Quick (about a minute)", "best": "Best (most accurate, 8+ minutes)",
            "class": "For a whole class (one short epoch each)",
@@ -391,13 +391,21 @@ def _keep_selection_on_its_runs(ids: list[str]) -> None:
     st.session_state["train_board"] = {"selection": {"rows": [ids.index(i) for i in kept if i in ids], "columns": []}}
 
 
-@st.cache_resource(max_entries=4, show_spinner=False)
-def _board_table(folder: str, version: int, tick: int, zone: str | None, _snapshot: runs_board.Snapshot) -> pa.Table:
+@st.cache_resource(max_entries=2, show_spinner=False)
+def _board_rows(folder: str, version: int, tick: int, _snapshot: runs_board.Snapshot) -> list[dict]:
     """The board's rows, made once per change of the runs (or tick of the clock, as times move on) for every
-    session showing it in one time zone, as an Arrow table, which Streamlit sends as it is: a class of live
-    boards made them and converted them from pandas each, every refresh."""
-    return pa.Table.from_pylist([r.summary(_snapshot.metrics_of(r.id), zone=zone) for r in _snapshot.runs]
-                                ).drop(["id"])
+    session: a class of live boards made them each, every refresh."""
+    return [r.summary(_snapshot.metrics_of(r.id)) for r in _snapshot.runs]
+
+
+@st.cache_resource(max_entries=32, show_spinner=False)
+def _board_table(folder: str, version: int, tick: int, zone: str | None, _snapshot: runs_board.Snapshot) -> pa.Table:
+    """`_board_rows` with "Start pressed" in time zone `zone`, as an Arrow table, which Streamlit sends as it
+    is, once per change for every session in that zone. The rows are shared by every zone: a script
+    naming zone after zone makes only its own times again, not every run's row for the class."""
+    rows = [{**row, runs.START_PRESSED: clock(run.status.get("created", 0), zone)}
+            for row, run in zip(_board_rows(folder, version, tick, _snapshot), _snapshot.runs)]
+    return pa.Table.from_pylist(rows).drop(["id"])
 
 
 def _hold(on: bool) -> None:

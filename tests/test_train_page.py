@@ -389,3 +389,22 @@ def test_a_batch_too_big_for_the_servers_memory_is_refused_under_the_batch_size(
     assert refused.startswith(f"A batch of 4,096 pictures needs about {need} of memory to train this network, more "
                               "than this server can give a trainer (0.9 GB): choose a batch of at most ")
     assert runs.list_runs() == []
+
+
+def test_the_board_is_made_once_for_every_time_zone_and_says_each_its_own_time(page, monkeypatch):
+    """Every browser's board says when Start was pressed in its own time zone. The runs' rows are made once
+    for all of them: a script naming zone after zone made every run's row again for the whole class."""
+    from app_pages import common
+    run = ended_run([0.6], [1.2], [1.5])
+    rundir.update_status(run.path, created=1_796_148_800.0)        # 2026-12-01 18:13:20 UTC
+    summaries = []
+    real_summary = runs.Run.summary
+    monkeypatch.setattr(runs.Run, "summary", lambda self, *a, **k: summaries.append(self.id) or real_summary(self, *a, **k))
+    pressed = {}
+    for zone in ("Asia/Tokyo", "America/New_York", "Europe/Paris", "Australia/Sydney", "Asia/Tokyo"):
+        monkeypatch.setattr(common, "visitor_zone", lambda zone=zone: zone)
+        at = page()
+        pressed[zone] = at.dataframe[0].value[runs.START_PRESSED].iloc[0]
+    assert pressed["Asia/Tokyo"].endswith("03:13") and pressed["America/New_York"].endswith("13:13")
+    assert pressed["Europe/Paris"].endswith("19:13") and pressed["Australia/Sydney"].endswith("05:13")
+    assert len(summaries) <= 2          # once, or twice where the board's clock ticked on in between
