@@ -22,6 +22,7 @@ changes.
 """
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -53,6 +54,7 @@ class Snapshot:
     metrics: dict = field(default_factory=dict)      # run id -> tuple of its metrics records
     stamps: dict = field(default_factory=dict)       # run id -> _stamp() when it was read
     readers: dict = field(default_factory=dict)      # run id -> its rundir.MetricsReader, kept between snapshots
+                                                     # while it trains (an ended run's records are `thinned`)
     version: int = 0
     taken: float = 0.0                               # time.monotonic() of the refresh
 
@@ -73,6 +75,23 @@ class Snapshot:
         """1 for the next run to start, 2 for the one after, ...; None if not queued."""
         ahead = self.queued_ahead(run_id)
         return None if ahead is None else len(ahead) + 1
+
+
+ENDED_BATCH_RECORDS = 300   # an ended run's running training figures kept for its curves: ample for a chart
+
+
+def thinned(records: tuple) -> tuple:
+    """An ended run's records as the board keeps them: every epoch record, and of the batch records (about
+    one a second of training) at most about ENDED_BATCH_RECORDS, evenly spread, with each epoch's last.
+    Every server process holds every kept run's records: a long run's thousands were a megabyte each, a
+    gigabyte with a semester's runs, and less room for the batches Start allows (`trainer_memory`)."""
+    batches = [i for i, r in enumerate(records) if r.get("kind") == "batch"]
+    if len(batches) <= ENDED_BATCH_RECORDS:
+        return records
+    keep = set(batches[::math.ceil(len(batches) / ENDED_BATCH_RECORDS)])
+    keep |= {i for i, j in zip(batches, batches[1:] + [None])
+             if j is None or records[j].get("epoch") != records[i].get("epoch")}
+    return tuple(r for i, r in enumerate(records) if r.get("kind") != "batch" or i in keep)
 
 
 _lock = threading.Lock()
@@ -104,8 +123,12 @@ def refresh() -> Snapshot:
                 run, records = known[entry.name], previous.metrics[entry.name]
             else:
                 run, records = runs._read(path), reader.read()
+                if run.state not in rundir.ACTIVE:
+                    records = thinned(records)
             found.append(run)
-            metrics[run.id], stamps[run.id], readers[run.id] = records, stamp, reader
+            metrics[run.id], stamps[run.id] = records, stamp
+            if run.state in rundir.ACTIVE:      # an ended run's file is read whole again if it ever changes
+                readers[run.id] = reader
         found.sort(key=lambda r: r.queue_order, reverse=True)
         changed = stamps != previous.stamps
         _current = Snapshot(folder, tuple(found), metrics, stamps, readers,

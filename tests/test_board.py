@@ -1,4 +1,5 @@
 """The shared snapshot of the runs directory (cifar_core.board) and the server's per-rerun clean-up (app_pages.serving)."""
+import json
 import time
 
 import pytest
@@ -96,6 +97,35 @@ def test_a_training_runs_metrics_are_parsed_once_each_line(tiny_env, monkeypatch
     assert list(reader.read()) == rundir.read_metrics(run.path) and len(reader.read()) == 7
     (run.path / rundir.METRICS).unlink()
     assert reader.read() == () and rundir.read_metrics(run.path) == []
+
+
+def test_an_ended_runs_records_are_kept_thinned_and_a_running_ones_whole(tiny_env):
+    """Every server process holds every kept run's records: a long run's one a second of training were a
+    megabyte a run. Once it has ended, the board keeps every epoch record, each epoch's last batch record
+    (the training figures at the epoch's end), and a few hundred batch records between for its curves."""
+    def lines(epochs, per_epoch):
+        for epoch in range(1, epochs + 1):
+            for step in range(1, per_epoch + 1):
+                yield {"kind": "batch", "epoch": epoch, "step": step, "steps": per_epoch, "elapsed_s": 1.0 * step,
+                       "loss": 2.0, "accuracy": 0.1}
+            yield {"kind": "epoch", "epoch": epoch, "elapsed_s": 1.0 * per_epoch, "loss": 1.0, "accuracy": 0.5,
+                   "test_loss": 1.1, "test_accuracy": 0.45}
+    ended, running = runs.create(small(epochs=4), owner="a"), runs.create(small(epochs=4), owner="b")
+    for run in (ended, running):
+        (run.path / rundir.METRICS).write_text("".join(json.dumps(r) + "\n" for r in lines(4, 600)))
+    rundir.update_status(ended.path, state="finished")
+    rundir.update_status(running.path, state="running")
+    snapshot = board.refresh()
+    whole = rundir.read_metrics(ended.path)
+    kept = snapshot.metrics_of(ended.id)
+    assert len(snapshot.metrics_of(running.id)) == len(whole) == 2404
+    assert [r for r in kept if r["kind"] == "epoch"] == [r for r in whole if r["kind"] == "epoch"]
+    batches = [r for r in kept if r["kind"] == "batch"]
+    assert board.ENDED_BATCH_RECORDS <= len(batches) <= board.ENDED_BATCH_RECORDS + 4
+    assert all({"epoch": e, "step": 600} in [{"epoch": r["epoch"], "step": r["step"]} for r in batches] for e in range(1, 5))
+    assert kept == [r for r in whole if r in kept]                     # in order, as written
+    assert ended.id not in snapshot.readers and running.id in snapshot.readers
+    assert board.refresh().metrics_of(ended.id) == kept                # kept as it is while nothing changes
 
 
 def test_a_change_made_here_shows_on_the_next_rerun_not_a_tick_later(tiny_env, monkeypatch):
