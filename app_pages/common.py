@@ -359,6 +359,13 @@ def unlocked_browsers() -> password.Unlocked:
     return password.Unlocked()     # one per server, in memory: a restart locks every browser again
 
 
+KNOWN_BROWSERS = ".teacher-browsers.json"     # in the runs folder: a dot-file, which run listings skip
+
+
+def known_browsers() -> password.KnownBrowsers:
+    return password.KnownBrowsers(settings.get().runs_dir / KNOWN_BROWSERS)
+
+
 def teacher_login() -> None:
     expected = settings.get().admin_password
     if not expected:
@@ -377,14 +384,17 @@ def teacher_login() -> None:
             submitted = st.form_submit_button("Unlock")
         if not submitted or not given:
             return
-        verdict = _password_guard().check(owner(), given, expected)
+        known = known_browsers()
+        verdict = _password_guard().check(owner(), given, expected, known=owner() in known)
         if verdict.ok:
             unlocked_browsers().add(owner())
+            known.add(owner())
             st.rerun()
         wait = f"{math.ceil(verdict.wait_s):.0f} s"     # never "0 s" for a wait still to come
         if verdict.busy:
             st.error(f"Someone else tried a password just now, and this server checks one at a time: please try "
-                     f"again in {wait}.")
+                     f"again in {wait}. A browser where the teacher password was entered before is checked at "
+                     "once, whoever else is trying.")
         elif not verdict.checked:
             st.error(f"Too many tries: please wait {wait} before the next one.")
         else:

@@ -13,15 +13,21 @@ every second keeps everyone else's waiting. So a browser where the password
 was entered stays unlocked (`Unlocked`, kept by the identity cookie's owner id,
 in the server's memory only) for the rest of the school day: the teacher types
 it once before the lesson, and a reload, a new tab or a flood of guesses during
-it asks for nothing more.
+it asks for nothing more. And a browser where it was ever entered on this server
+(`KnownBrowsers`, a small file that outlives a restart) is checked without the
+server-wide pace: a script guessing from fresh sessions without pause cannot keep
+the teacher's own computer out, after a restart or on locking it by mistake.
 """
 from __future__ import annotations
 
+import contextlib
 import hmac
+import json
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 def matches(given: str, expected: str) -> bool:
@@ -54,14 +60,19 @@ class Guard:
     _next_check: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def check(self, visitor: str, given: str, expected: str) -> Verdict:
+    def check(self, visitor: str, given: str, expected: str, known: bool = False) -> Verdict:
+        """`given` checked against `expected` for `visitor`, or refused unchecked while it must wait.
+        `known`: a browser where the password was entered before (`KnownBrowsers`), which only its own
+        delays hold back, not the server's pace: a script guessing without pause from fresh sessions is
+        the first guess in after every pause, and kept the teacher out for as long as it ran."""
         now = self.clock()
         with self._lock:
             failures, not_before = self._failures.get(visitor, (0, 0.0))
-            wait = max(not_before, self._next_check) - now
+            wait = max(not_before, 0.0 if known else self._next_check) - now
             if wait > 0:
                 return Verdict(False, checked=False, wait_s=wait, busy=not_before <= now)
-            self._next_check = now + self.min_interval_s
+            if not known:
+                self._next_check = now + self.min_interval_s
             if matches(given, expected):
                 self._failures.pop(visitor, None)
                 return Verdict(True)
@@ -106,3 +117,33 @@ class Unlocked:
                 del self._until[owner]
                 until = None
             return until is not None
+
+
+class KnownBrowsers:
+    """The browsers (owner ids) where the teacher password was entered on this server, newest last, kept
+    in a small file of the runs folder so that a restart forgets none: theirs are checked whoever else is
+    guessing (`Guard.check`). At most `limit` (a teacher's few computers), so no one fills it."""
+
+    def __init__(self, path: Path, limit: int = 20):
+        self.path, self.limit = Path(path), limit
+        self._lock = threading.Lock()
+        self._here: list[str] = []      # added by this process: known even where the file cannot be written
+
+    def _read(self) -> list[str]:
+        try:
+            with open(self.path, "rb") as f:
+                found = json.loads(f.read(64 * 1024)).get("browsers", [])
+        except (OSError, ValueError, AttributeError):
+            return []
+        return [b for b in found if isinstance(b, str)][-self.limit:] if isinstance(found, list) else []
+
+    def __contains__(self, owner: str) -> bool:
+        return owner in self._here or owner in self._read()
+
+    def add(self, owner: str) -> None:
+        from cifar_core import rundir
+        with self._lock:
+            self._here = [b for b in self._here if b != owner][-(self.limit - 1):] + [owner]
+            browsers = [b for b in self._read() if b != owner] + [owner]
+            with contextlib.suppress(OSError):      # a full disk: known to this process until it restarts
+                rundir.write_json(self.path, {"browsers": browsers[-self.limit:]})

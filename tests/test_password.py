@@ -93,3 +93,32 @@ def test_a_flood_of_wrong_guesses_from_fresh_visitors_slows_the_whole_server():
     assert checked <= 30 + 3600 / 30, checked   # 30 at a guess a second, then one every 30 s
     clock.now += 30
     assert guard.check("teacher", "right", "right").ok
+
+
+def test_a_script_guessing_without_pause_cannot_keep_a_known_teacher_browser_out():
+    """A script guessing every tenth of a second from fresh sessions was the first guess in after every
+    pause of the server's, and the teacher's right password was refused for as long as it ran. A browser
+    where it was entered before is checked at once; a browser never seen waits, as before."""
+    clock = Clock()
+    guard = password.Guard(clock=clock)
+    refused_new = checked_known = 0
+    for tick in range(3000):                         # five minutes of a script
+        clock.now += 0.1
+        guard.check(f"fresh session {tick}", "guess", "right")
+        if tick % 150 == 75:                         # the teacher, every 15 s
+            refused_new += not guard.check("a new laptop", "right", "right").checked
+            checked_known += guard.check("the teacher's computer", "right", "right", known=True).ok
+    assert checked_known == 20 and refused_new == 20
+    # A known browser's own wrong guesses still wait, doubling.
+    assert guard.check("the teacher's computer", "wrong", "right", known=True).wait_s == 1
+    assert not guard.check("the teacher's computer", "right", "right", known=True).checked
+
+
+def test_known_browsers_outlive_a_restart_and_stay_few(tmp_path):
+    known = password.KnownBrowsers(tmp_path / "known.json", limit=3)
+    for owner in ("a", "b", "c", "d", "b"):
+        known.add(owner)
+    again = password.KnownBrowsers(tmp_path / "known.json", limit=3)      # another process, or after a restart
+    assert "b" in again and "d" in again and "c" in again and "a" not in again
+    (tmp_path / "known.json").write_text("not json")
+    assert "b" not in password.KnownBrowsers(tmp_path / "known.json") and "b" in known     # this process knew it
