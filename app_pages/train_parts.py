@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import time
 
-import pandas as pd
 import pyarrow as pa
 import streamlit as st
 
@@ -348,10 +347,10 @@ def _board(owner: str) -> None:
         st.caption(f"{len(rows)} runs picked: here are the first {MAX_PICKED}. More curves in one chart would "
                    "share colours, and no one could tell them apart.")
     names = learning_parts.distinct_names(chosen)
-    frames = [charts.curve_frame(snapshot.metrics_of(r.id), name) for r, name in zip(chosen, names)]
-    if any(len(f) for f in frames):
-        st.altair_chart(charts.training_curves(pd.concat(frames), colour_by="run"), width="stretch",
-                        alt=curves_alt([(name, snapshot.metrics_of(r.id)) for r, name in zip(chosen, names)]))
+    named_metrics = [(name, snapshot.metrics_of(r.id)) for r, name in zip(chosen, names)]
+    if any(metrics for _, metrics in named_metrics):
+        chart_cache.compared_curves(tuple((r.id, snapshot.stamps.get(r.id), name) for r, name in zip(chosen, names)),
+                                    named_metrics, alt=curves_alt(named_metrics))
         st.caption("Each run has a colour of its own and a shape for its test dots: its dashed line is its running "
                    "training figures, its solid line its test figures. " + SAW_TOOTH + " The dots look at each test "
                    "picture once, without the mirror, so a run's last dot can differ a little from its test "
