@@ -96,11 +96,13 @@ def picture() -> np.ndarray | None:
     return None
 
 
-def _seen(size: int) -> str:
-    """What one place of a map sees of the picture, from the size of its field."""
-    if size < 32:
-        return f"each seeing {size} x {size} pixels of the picture"
-    return "each seeing the whole picture" + (f" and past its edges ({size} x {size} pixels)" if size > 32 else "")
+def _seen(field: inside.Field, places: int) -> str:
+    """What one place of a map sees of the picture: its field clipped to the picture, which a place near
+    an edge sees less of (a field past the picture's edges reads padding there, not picture)."""
+    fewest, most = field.seen(places)
+    seen = "the whole picture" if most >= 32 else f"{most} x {most} pixels of the picture"
+    return f"each seeing {seen}" if fewest == most else \
+        f"the middle ones seeing {seen}, those at the edges {fewest} x {fewest}"
 
 
 def maps(model, image: np.ndarray) -> list[np.ndarray]:
@@ -116,7 +118,7 @@ def maps(model, image: np.ndarray) -> list[np.ndarray]:
         order = inside.strongest(block_maps)[:SHOWN]
         height, width, channels = block.shape
         # A map's places, not the picture's pixels: each place sees a square of the picture (its field).
-        st.markdown(f"**{block.title}**: {height} x {width} places, {_seen(block.field.size)}; "
+        st.markdown(f"**{block.title}**: {height} x {width} places, {_seen(block.field, height)}; "
                     f"the {len(order)} strongest of its {channels} maps")
         st.image(inside.map_images(block_maps, order), caption=[f"map {c}" for c in order],
                  alt=[f"{block.title}, map {c}: bright where it responds to the picture" for c in order])

@@ -51,6 +51,13 @@ class Field:
     def corner(self, y: int, x: int) -> tuple[int, int]:
         return self.offset + y * self.step, self.offset + x * self.step
 
+    def seen(self, places: int, picture: int = 32) -> tuple[int, int]:
+        """(fewest, most) pixels across of a `picture`-wide picture that one of a row of `places` map
+        pixels sees: its square clipped to the picture (a place near an edge sees less of it)."""
+        spans = [min(picture, self.offset + i * self.step + self.size) - max(0, self.offset + i * self.step)
+                 for i in range(places)]
+        return min(spans), max(spans)
+
 
 @dataclass(frozen=True)
 class Block:

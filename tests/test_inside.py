@@ -95,6 +95,18 @@ def test_every_architecture_has_blocks_a_layer_table_and_first_filters(built):
         assert all(r["does"] for r in table), [r["layer"] for r in table if not r["does"]]
 
 
+def test_what_a_place_of_a_map_sees_is_its_field_clipped_to_the_picture(built):
+    """A deep block's field is wider than the picture, but a place at its edge reads padding there: the
+    page said every place of the class recipe's last block saw "the whole picture and past its edges"."""
+    from app_pages import inside_parts
+    last = inside.blocks(built["airbench16"])[-1]
+    assert (last.field.size, last.shape[0]) == (44, 4) and last.field.seen(4) == (26, 32)
+    assert inside_parts._seen(last.field, 4) == "the middle ones seeing the whole picture, those at the edges 26 x 26"
+    first = inside.blocks(built["tutorial"])[0]
+    assert inside_parts._seen(first.field, first.shape[0]) == "each seeing 3 x 3 pixels of the picture"
+    assert inside.Field(9, 2, -3).seen(15) == (6, 9)
+
+
 @pytest.mark.parametrize("name", ["bundled", "tutorial"])
 def test_receptive_fields_are_where_the_gradient_reaches(name, bundled, built):
     """The square each map pixel sees is exactly the input pixels its value depends on (clipped to the picture)."""
