@@ -206,8 +206,12 @@ def _checkpoint(path: str, modified: float):
         return inference.load_model(path)
 
 
-def _cannot_open(choice: ModelChoice, problem: Exception):
+def cannot_open(choice: ModelChoice, problem: Exception):
     """End the page with one sentence: a damaged checkpoint, or a run deleted since the page listed it."""
+    if isinstance(problem, FileNotFoundError):
+        problem = "its run was deleted meanwhile"
+    elif isinstance(problem, OSError):      # the server's own paths are nobody's business
+        problem = problem.strerror or type(problem).__name__
     st.error(f"{plain(choice.label)} cannot be opened just now ({problem}); choose another model, or try again "
              "in a moment.")
     st.stop()
@@ -218,7 +222,7 @@ def version(choice: ModelChoice) -> float:
     try:
         return inference.model_version(choice.path)
     except OSError as e:
-        _cannot_open(choice, e)
+        cannot_open(choice, e)
 
 
 def model_id(choice: ModelChoice) -> tuple[str, float]:
@@ -241,12 +245,17 @@ def active_model():
 def active_model_and_id():
     """(`active_model_id()`, `active_model()`) from one reading of the choice: read twice, a choice changed
     in between (another tab of the same browser) paired one model's answers with the other's name."""
+    return active_model_choice_and_id()[1:]
+
+
+def active_model_choice_and_id():
+    """(`active_choice()`, `active_model_id()`, `active_model()`), all from one reading of the choice."""
     choice = active_choice()
     chosen = model_id(choice)
     try:
-        return chosen, _model(*chosen)
+        return choice, chosen, _model(*chosen)
     except (OSError, inference.ModelError) as e:
-        _cannot_open(choice, e)
+        cannot_open(choice, e)
 
 
 def header(page: str) -> None:
@@ -436,10 +445,10 @@ def _measure(path: Path, modified: float, test: data.Cifar10, label: str) -> np.
 TEST_STEP = 512     # pictures per progress step: about a second each on two cores
 
 
-def test_probabilities(choice: ModelChoice) -> np.ndarray:
-    """A model's probabilities for every test picture of the current data: shipped with the bundled
+def test_probabilities(choice: ModelChoice, test: data.Cifar10) -> np.ndarray:
+    """A model's probabilities for every test picture of `test` (the page's `dataset()`, read once, so that
+    its answers and its labels are of one data set, even as a download finishes): shipped with the bundled
     model, otherwise measured once (with a progress bar) and kept in memory and on disk."""
-    test = loaded()[0]
     modified = version(choice)
     kept = _test_probabilities(str(choice.path), modified, test.origin, len(test.y_test))
     if "probabilities" in kept:
@@ -457,6 +466,8 @@ def test_probabilities(choice: ModelChoice) -> np.ndarray:
     except inference.ModelError as e:     # a damaged checkpoint: say so, in one sentence
         st.error(str(e))
         st.stop()
+    except OSError as e:                  # its run deleted while this visitor waited
+        cannot_open(choice, e)
     finally:
         if held:
             kept["lock"].release()

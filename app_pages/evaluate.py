@@ -19,7 +19,7 @@ if st.session_state.get("evaluate_follows") != active.key:
     common.pick("evaluate_model", active)
 chosen = common.model_box("Model", "evaluate_model", choices, active)
 picked = chosen.label
-probabilities = common.test_probabilities(chosen)
+probabilities = common.test_probabilities(chosen, test)
 y_pred = probabilities.argmax(axis=1)
 summary = evaluation.summary(probabilities, test.y_test)
 PICTURE = 96        # every small picture on this page: 32 x 32 drawn 3 times larger, whatever its caption
@@ -132,7 +132,7 @@ with compare:
     elif compare.open:
         other_choice = common.model_box("Compare with", "evaluate_other", others, others[0])
         other = other_choice.label
-        other_probabilities = common.test_probabilities(other_choice)
+        other_probabilities = common.test_probabilities(other_choice, test)
         other_pred = other_probabilities.argmax(axis=1)
         other_summary = evaluation.summary(other_probabilities, test.y_test)
         one, two = st.columns(2)

@@ -59,9 +59,12 @@ def map_points(model_id: tuple[str, float], origin: str, split: str, _model) -> 
 
 def feature_map(origin: str, split: str, chosen_class: str):
     labels, thumbnails = map_pictures(origin, split)
-    model_id, model = common.active_model_and_id()
-    return charts.embedding_map(map_points(model_id, origin, split, model), labels, thumbnails,
-                                None if chosen_class == ALL else chosen_class)
+    choice, model_id, model = common.active_model_choice_and_id()
+    try:
+        points = map_points(model_id, origin, split, model)
+    except OSError as e:                  # its run deleted meanwhile: its file is gone
+        common.cannot_open(choice, e)
+    return charts.embedding_map(points, labels, thumbnails, None if chosen_class == ALL else chosen_class)
 
 
 def splits() -> dict:
@@ -127,8 +130,9 @@ if view == "Pictures":
         big, predictions = st.columns([1, 2])
         big.image(charts.upscale(x[index], 8), caption="32 x 32 pixels, drawn 8 times larger",
                   alt=f"{split} picture #{index}, {with_article(CLASS_NAMES[y[index]])}, drawn large")
-        probabilities = inference.predict(common.active_model(), x[index])[0]
-        predictions.markdown(f"**The model's top guesses** ({common.plain(common.active_choice().label)})")
+        choice, _, model = common.active_model_choice_and_id()      # one reading: the label is the model's
+        probabilities = inference.predict(model, x[index])[0]
+        predictions.markdown(f"**The model's top guesses** ({common.plain(choice.label)})")
         with predictions:
             chart_specs.probability_bars(probabilities, top=3)
             if split == "Training":

@@ -75,7 +75,10 @@ elif source == "Draw":
 
 else:
     test = common.dataset()
-    if st.button("Another picture", icon=":material/shuffle:") or "predict_test_index" not in st.session_state:
+    # A new one also where the kept one is not in this test set: the data set this page found may change
+    # under it (to the 1,000-picture sample, if the full one cannot be read).
+    if (st.button("Another picture", icon=":material/shuffle:")
+            or not 0 <= st.session_state.get("predict_test_index", -1) < len(test.y_test)):
         st.session_state["predict_test_index"] = int(np.random.default_rng().integers(len(test.y_test)))
     index = st.session_state["predict_test_index"]
     picture, name = predict_parts.Picture(test.x_test[index], None), f"test picture #{index}"

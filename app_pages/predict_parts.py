@@ -192,7 +192,7 @@ def answer(image: np.ndarray, key: str, original: Image.Image | None = None, hea
     evens it out if the picture (of `size`, else `original`'s) is a photo (`inference.is_photo`); a photo's
     square given alone (changed to fool the model) is answered as a photo too. A `drawing` is said to be
     one beside its answer."""
-    model = common.active_model()
+    model_id, model = common.active_model_and_id()
     size = original.size if size is None and original is not None else size
     photo = size is not None and inference.is_photo(*size)
     views = image[None] if views is None and photo else views
@@ -220,16 +220,18 @@ def answer(image: np.ndarray, key: str, original: Image.Image | None = None, hea
             st.warning(note, icon=":material/help:")
         chart_specs.probability_bars(probabilities)
     if st.toggle("Show where it looked (Grad-CAM)", value=heat, key=f"{key}_heat"):
-        where(model, image if views is None else views, probabilities, key)
+        where(model_id, model, image if views is None else views, probabilities, key)
     return probabilities
 
 
-def _heat(model, image: np.ndarray, class_index: int) -> np.ndarray:
+def _heat(model_id: tuple, model, image: np.ndarray, class_index: int) -> np.ndarray:
     """Grad-CAM, remembered for this visitor's last few pictures: moving the opacity slider redraws the
     page, and two passes through the network under a gradient tape are the slow part of it."""
     cache = st.session_state.setdefault("predict_heat_cache", {})
-    # The model by its file and version, not id(): a dropped model's id may be a new model's.
-    key = (common.active_model_id(), hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest(), class_index)
+    # The model by its file and version (`model_id`, read with `model`), not id(): a dropped model's id may
+    # be a new model's; nor read again here, where a choice changed in another tab meanwhile would keep
+    # this model's map under that one's name.
+    key = (model_id, hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest(), class_index)
     if key not in cache:
         if len(cache) >= 8:
             cache.pop(next(iter(cache)))
@@ -241,7 +243,7 @@ SQUARES = ("The larger square", "The closer square")   # a photo's views (infere
 
 
 @st.fragment
-def where(model, pictures: np.ndarray, probabilities: np.ndarray, key: str) -> None:
+def where(model_id: tuple, model, pictures: np.ndarray, probabilities: np.ndarray, key: str) -> None:
     """Grad-CAM for a class: the picture, the heat map and the two together, side by side, with a key.
     `pictures`, one (32, 32, 3) picture or every square of a photo the answer averages: each square has
     a heat map of its own, so the one shown is chosen, and said to be one of two.
@@ -258,7 +260,7 @@ def where(model, pictures: np.ndarray, probabilities: np.ndarray, key: str) -> N
     choose, fade = st.columns(2)
     target = choose.selectbox("Heat map for", CLASS_NAMES, index=int(probabilities.argmax()), key=f"{key}_heat_class")
     opacity = fade.slider("Heat map opacity in \"together\"", 0.0, 1.0, 0.55, 0.05, key=f"{key}_heat_opacity")
-    heat = _heat(model, image, CLASS_NAMES.index(target))
+    heat = _heat(model_id, model, image, CLASS_NAMES.index(target))
     plain, big = charts.upscale(image, SHOWN // 32), explain.enlarge(heat, SHOWN)
     left, middle, right = st.columns(3)
     left.image(charts.png(plain), caption=named, width="stretch", output_format="PNG",
@@ -355,12 +357,11 @@ def _rows(files) -> list[dict]:
     kept_views = st.session_state.get(VIEWS_KEY, {})
     views = {file.file_id: kept_views.get(file.file_id) or _decoded(file) for file in files}
     st.session_state[VIEWS_KEY] = views
-    model_id = common.active_model_id()
+    model_id, model = common.active_model_and_id()
     kept_id, kept = st.session_state.get(ROWS_KEY, (None, {}))
     if kept_id != model_id:
         kept = {}
-    rows = {file.file_id: kept.get(file.file_id) or _row(file, views[file.file_id], common.active_model())
-            for file in files}
+    rows = {file.file_id: kept.get(file.file_id) or _row(file, views[file.file_id], model) for file in files}
     st.session_state[ROWS_KEY] = (model_id, rows)
     return [rows[file.file_id] for file in files]
 

@@ -17,7 +17,7 @@ st.html("""<style>
 common.header("quiz")
 test = common.dataset()
 choice = common.active_choice()
-probabilities = common.test_probabilities(choice)
+probabilities = common.test_probabilities(choice, test)
 guesses = probabilities.argmax(axis=1)
 me = common.owner()
 if "quiz" not in st.session_state:      # a new tab or a reload: this browser's game, if the server kept one

@@ -426,6 +426,31 @@ def test_predict_page_test_picture_answer_heat_map_and_fooling(app):
         app.toggle(key="predict_mirror").help
 
 
+def test_a_kept_test_picture_the_data_set_no_longer_has_is_replaced(app):
+    """The data set a page finds may change under a visitor (to the 1,000-picture sample, where the full one
+    cannot be read): the test picture it kept, #8,000 say, is past its end, and the page failed."""
+    app.session_state["predict_test_index"] = 50_000
+    visit(app, "app_pages/predict.py")
+    app.button_group(key="predict_source").set_value("Test picture").run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert 0 <= app.session_state["predict_test_index"] < 40 and app.metric[0].label == "The model says"
+
+
+def test_a_model_deleted_while_a_page_measures_it_ends_the_page_in_a_sentence(app, monkeypatch):
+    """A run deleted while Evaluate waits to measure it: one sentence, not a traceback with the server's paths."""
+    from cifar_core import evaluation
+
+    def gone(*args, **kwargs):
+        raise FileNotFoundError(2, "No such file or directory", "/srv/studio/runs/r1/model.keras")
+    monkeypatch.setattr(evaluation, "shipped_probabilities", gone)
+    from app_pages import common
+    common._test_probabilities.clear()      # not measured yet on this server
+    visit(app, "app_pages/evaluate.py")
+    [said] = [e.value for e in app.error]
+    assert "cannot be opened just now (its run was deleted meanwhile); choose another model" in said
+    assert "/srv" not in said
+
+
 def test_predict_says_when_the_server_let_go_of_pictures_for_others(app, monkeypatch):
     """A full server lets go of the oldest pictures of a browser above an even share (upload_budget.py);
     the next time that visitor's page runs it says so, and goes on saying it until they change them."""
@@ -658,8 +683,8 @@ def test_quiz_hard_mode_is_a_game_of_its_own_on_the_models_mistakes(app):
     # no score mixing rounds of every kind with rounds the model loses by construction.
     assert app.metric[0].value == "0 / 0" and app.metric[1].value == "0 / 0"
     assert app.toast[0].value == "A new game in hard mode."
-    probabilities = common.test_probabilities(common.active_choice())
     test = common.loaded()[0]
+    probabilities = common.test_probabilities(common.active_choice(), test)
     for _ in range(2):
         index = app.session_state["quiz"].index
         assert probabilities[index].argmax() != test.y_test[index]

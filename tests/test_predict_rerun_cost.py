@@ -121,7 +121,7 @@ def test_the_batch_table_reads_and_answers_each_upload_once_per_model(monkeypatc
 
     from app_pages import common
     decoded = []
-    real_load, real_id = decoding.load_image, common.active_model_id
+    real_load = decoding.load_image
     monkeypatch.setattr(decoding, "load_image", lambda *a, **k: decoded.append(1) or real_load(*a, **k))
     at = AppTest.from_function(_batch_script, default_timeout=120)
     at.run()
@@ -134,7 +134,7 @@ def test_the_batch_table_reads_and_answers_each_upload_once_per_model(monkeypatc
     answered = []
     real_answer = inference.predict_views
     monkeypatch.setattr(inference, "predict_views", lambda *a, **k: answered.append(1) or real_answer(*a, **k))
-    monkeypatch.setattr(common, "active_model_id", lambda: (real_id()[0], 0.0))   # another version of the model
+    monkeypatch.setattr(common, "model_id", lambda choice: (str(choice.path), 0.0))   # another version of the model
     at.run()
     assert not at.exception and len(answered) == 4      # its answers are its own
     assert len(decoded) == 4                             # of the same pictures, not read again

@@ -31,7 +31,7 @@ def test_answers_left_just_before_the_lock_is_taken_leave_it_free(tiny_env):
     answers = np.full((len(test.y_test), 10), 0.1, np.float32)
     kept["lock"] = FinishedJustBefore(kept, answers)
 
-    assert common.test_probabilities(choice) is answers
+    assert common.test_probabilities(choice, test) is answers
     # Free again: the next visitor, and the one after, are not left waiting for good.
     assert not kept["lock"].lock.locked()
 
@@ -56,7 +56,7 @@ def test_a_visitor_who_leaves_while_waiting_leaves_the_lock_free(tiny_env, monke
     monkeypatch.setattr(common.st, "spinner", waiting)
 
     try:
-        common.test_probabilities(choice)
+        common.test_probabilities(choice, test)
     except StopException:
         pass
     assert not kept["lock"].locked()
