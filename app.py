@@ -1,26 +1,28 @@
 """CIFAR-10 Studio: `streamlit run app.py` (or any ASGI server: `uvicorn app:app`).
 
-The server: Streamlit's own, as an `st.App`, with five additions: every page it
+The server: Streamlit's own, as an `st.App`, with six additions: every page it
 serves gives the browser an identity cookie (app_pages/identity.py), which is how
 the app knows who started a run; Streamlit's own scripts and fonts are answered
 from memory, gzipped once (app_pages/static_assets.py); uploads are kept
 within a budget per visitor and per server (app_pages/upload_budget.py); a
 run's model and report are sent by the server itself (app_pages/run_downloads.py);
-and what waits to be sent to one browser has a budget in bytes
-(app_pages/send_budget.py). The
+what waits to be sent to one browser has a budget in bytes
+(app_pages/send_budget.py); and a request's head is parsed up to 64 KB
+(app_pages/request_heads.py). The
 pages and the sidebar are in studio.py; running studio.py on its own also works, but then
 each browser tab is a new person.
 """
 import streamlit as st
 from starlette.middleware import Middleware
 
-from app_pages import send_budget
+from app_pages import request_heads, send_budget
 from app_pages.identity import IdentityCookie
 from app_pages.run_downloads import RunDownloads
 from app_pages.static_assets import StaticAssets
 from app_pages.upload_budget import UploadBudget
 
 send_budget.bound_send_queues()     # a browser that falls 64 MB behind is dropped, not 500 messages behind
+request_heads.bound_request_heads()     # a request's head is parsed up to 64 KB, not to any size
 app = st.App("studio.py",
              middleware=[Middleware(StaticAssets), Middleware(IdentityCookie), Middleware(UploadBudget),
                          Middleware(RunDownloads)])
