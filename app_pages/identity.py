@@ -9,9 +9,15 @@ by then, and the websocket handshake carries it to `st.context.cookies`.
 - HttpOnly: no script on the page can read it, and the app never shows it.
 - SameSite=Lax: other sites' requests do not carry it (Strict would drop it on a
   link followed from another site, and that visit would be handed a new identity).
-- Secure when the request came over HTTPS; Max-Age renewed on every page load.
+- Secure when the request came over HTTPS, and then named `__Host-cifar_studio_id`:
+  a browser takes a cookie of that name only from this very host, over HTTPS,
+  so another host of the school's domain cannot plant one. Max-Age renewed on
+  every page load.
 - A value that is not exactly what `new_token` makes (too long, odd characters,
-  forged) is replaced by a fresh token rather than trusted or refused.
+  forged) is replaced by a fresh token rather than trusted or refused. So are
+  two different values of the cookie at once: one was planted (by another host
+  of the domain, say), and trusting either, the server would hand the browser
+  the planted one, and with it someone else's runs, or the teacher's unlock.
 
 `owner_id` turns a token into the name stored as a run's owner in status.json, so
 the run files never hold the token itself. Copying a page's address hands over
@@ -24,9 +30,9 @@ import re
 import secrets
 from collections.abc import Mapping
 
-from starlette.requests import cookie_parser   # the parser Streamlit's websocket uses for st.context.cookies
 
 COOKIE = "cifar_studio_id"
+SECURE_COOKIE = "__Host-" + COOKIE      # its name over HTTPS
 MAX_AGE_S = 90 * 24 * 3600          # renewed on every page load: a term's worth of gaps between lessons
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")   # secrets.token_urlsafe(32): 32 random bytes, base64url, no padding
 
@@ -40,14 +46,28 @@ def valid(value: object) -> bool:
 
 
 def token_from(cookies: Mapping[str, str]) -> str | None:
-    """The browser's identity token from its cookies, or None where it is missing or malformed."""
-    value = cookies.get(COOKIE)
-    return value if valid(value) else None
+    """The browser's identity token from its cookies (one value each), or None where it is missing or
+    malformed: the HTTPS name first."""
+    for name in (SECURE_COOKIE, COOKIE):
+        if name in cookies:
+            return cookies[name] if valid(cookies[name]) else None
+    return None
+
+
+def token_in_cookies(header: str) -> str | None:
+    """The identity token a Cookie header carries, or None: missing, malformed, or given twice over with
+    different values (one of them planted), under the HTTPS name where it has one."""
+    pairs = [part.strip().partition("=") for part in header.split(";")]
+    for name in (SECURE_COOKIE, COOKIE):
+        values = {value.strip() for key, _, value in pairs if key.strip() == name}
+        if values:
+            return token_from({name: values.pop()}) if len(values) == 1 else None
+    return None
 
 
 def token_in(headers) -> str | None:
     """The identity token an ASGI request's `headers` carry in their cookies, or None."""
-    return token_from(cookie_parser(b"; ".join(v for k, v in headers if k == b"cookie").decode("latin-1")))
+    return token_in_cookies(b"; ".join(v for k, v in headers if k == b"cookie").decode("latin-1"))
 
 
 def owner_id(token: str) -> str:
@@ -56,7 +76,8 @@ def owner_id(token: str) -> str:
 
 
 def set_cookie_header(token: str, secure: bool) -> bytes:
-    attributes = [f"{COOKIE}={token}", "Path=/", f"Max-Age={MAX_AGE_S}", "HttpOnly", "SameSite=Lax"]
+    attributes = [f"{SECURE_COOKIE if secure else COOKIE}={token}", "Path=/", f"Max-Age={MAX_AGE_S}", "HttpOnly",
+                  "SameSite=Lax"]
     if secure:
         attributes.append("Secure")
     return "; ".join(attributes).encode("latin-1")
@@ -87,7 +108,10 @@ class IdentityCookie:
         async def send_with_cookie(message):
             if message["type"] == "http.response.start":
                 sent = list(message.get("headers", ()))
-                if any(k.lower() == b"content-type" and v.startswith(b"text/html") for k, v in sent):
+                # A page, not a file downloaded (a run's report is HTML too, sent as an attachment with
+                # its own caching): that keeps its headers, and hands the browser no identity.
+                page = not any(k.lower() == b"content-disposition" and v.startswith(b"attachment") for k, v in sent)
+                if page and any(k.lower() == b"content-type" and v.startswith(b"text/html") for k, v in sent):
                     # A page that sets a cookie is one browser's: no shared cache may keep it.
                     sent = [(k, v) for k, v in sent if k.lower() != b"cache-control"]
                     sent += [(b"set-cookie", header), (b"cache-control", b"private, no-cache")]

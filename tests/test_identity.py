@@ -39,8 +39,8 @@ def cookie_set(sent) -> dict[str, str] | None:
     [value] = values
     first, *attributes = value.split("; ")
     name, token = first.split("=", 1)
-    assert name == identity.COOKIE
-    return {"token": token, **{a.split("=")[0]: a.partition("=")[2] for a in attributes}}
+    assert name in (identity.COOKIE, identity.SECURE_COOKIE)
+    return {"name": name, "token": token, **{a.split("=")[0]: a.partition("=")[2] for a in attributes}}
 
 
 def test_a_first_visit_gets_a_random_http_only_same_site_token():
@@ -51,7 +51,27 @@ def test_a_first_visit_gets_a_random_http_only_same_site_token():
     assert int(cookie["Max-Age"]) >= 30 * 24 * 3600 and "Secure" not in cookie
     assert (b"cache-control", b"private, no-cache") in sent and (b"cache-control", b"no-cache") not in sent
     assert cookie_set(serve()[1])["token"] != cookie["token"]
-    assert "Secure" in cookie_set(serve(scheme="https")[1])
+    secure = cookie_set(serve(scheme="https")[1])
+    assert "Secure" in secure and secure["name"] == "__Host-cifar_studio_id" and "Domain" not in secure
+    assert cookie["name"] == "cifar_studio_id"
+
+
+def test_a_second_value_planted_beside_a_browsers_token_is_never_taken_for_it():
+    """Another host of the school's domain (or anyone on a plain-HTTP network) can set a cookie of the same
+    name beside the browser's own: the browser then sends both. The last was taken, and the page renewed it
+    as the browser's own, handing it the planter's identity (their runs; the teacher's unlock, once the
+    teacher typed the password). Now neither is trusted, and a fresh token is given; over HTTPS the
+    browser's own has a name no other host can set, and it is the one taken."""
+    mine, planted = identity.new_token(), identity.new_token()
+    for header in (f"{identity.COOKIE}={mine}; {identity.COOKIE}={planted}",
+                   f"{identity.COOKIE}={planted}; x=1; {identity.COOKIE}={mine}"):
+        assert identity.token_in_cookies(header) is None
+        token = cookie_set(serve(header)[1])["token"]
+        assert identity.valid(token) and token not in (mine, planted)
+    both = f"{identity.COOKIE}={planted}; {identity.SECURE_COOKIE}={mine}; {identity.COOKIE}={identity.new_token()}"
+    assert identity.token_in_cookies(both) == mine
+    assert cookie_set(serve(both, scheme="https")[1])["token"] == mine
+    assert identity.token_in_cookies(f"{identity.COOKIE}={mine}; {identity.COOKIE}={mine}") == mine   # the same twice
 
 
 def test_a_page_load_is_answered_in_full_so_the_cookie_always_comes():
@@ -77,6 +97,23 @@ def test_a_forged_or_odd_token_gets_a_fresh_identity(forged):
 def test_only_pages_get_the_cookie_and_websockets_pass_through():
     assert cookie_set(serve(content_type=b"application/javascript")[1]) is None
     assert cookie_set(serve(kind="websocket")[1]) is None
+
+
+def test_a_downloaded_report_keeps_its_own_headers_and_hands_out_no_identity():
+    """A run's report is HTML sent as an attachment, not to be kept anywhere (no-store): it was given
+    a page's cache header and, to a browser without the cookie, a new identity."""
+    seen = []
+
+    async def report(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": [
+            (b"content-type", b"text/html; charset=utf-8"), (b"cache-control", b"no-store"),
+            (b"content-disposition", b'attachment; filename="run.html"')]})
+
+    async def send(message):
+        seen.extend(message.get("headers", ()))
+    scope = {"type": "http", "scheme": "http", "path": "/runs/r/report.html", "headers": [(b"accept", b"text/html")]}
+    asyncio.run(identity.IdentityCookie(report)(scope, None, send))
+    assert (b"cache-control", b"no-store") in seen and not any(k == b"set-cookie" for k, _ in seen)
 
 
 def test_the_stored_owner_is_not_the_token():
