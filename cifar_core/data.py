@@ -109,8 +109,10 @@ _MAX_MEMBERS = 64                              # tar entries read; the official 
 _CHUNK = 1 << 20                               # the largest single read; tar headers are 512 bytes
 _MAX_INSTRUCTIONS = 20 * BATCH_IMAGES          # pickle opcodes; a full batch uses 30,000 to 100,000
 _MAX_NESTING = 64                              # how deep objects nest; a batch nests 6 deep
+# Entries put in dicts: a batch's one dict has 4. Unbounded, keys that all hash alike (integers 2**61 - 1
+# apart) made each entry a comparison with every one before it: 20,000 took 4.7 s of a core.
+_MAX_DICT_ENTRIES = 64
 
-_NDARRAY = object()    # what the pickle gets for numpy.ndarray: only _reconstruct accepts it
 _DTYPES = frozenset({"u1", "i1", "u2", "i2", "u4", "i4", "u8", "i8"})
 _BYTE_ORDERS = ("|", "<", ">", "=", b"|", b"<", b">", b"=")
 
@@ -159,6 +161,7 @@ def _check_instructions(raw: bytes) -> None:
     stack: list[int] = []    # for each object the unpickler would hold, how deep it nests
     marks: list[int] = []    # stack positions of MARKs, as the unpickler keeps them
     memo: dict[int, int] = {}
+    entries = 0              # put in dicts so far
     pos, end = 0, len(raw)
     for count in range(1, _MAX_INSTRUCTIONS + 2):
         if pos >= end:
@@ -241,6 +244,10 @@ def _check_instructions(raw: bytes) -> None:
             if len(stack) - below < fence:
                 raise _NotABatch(f"its {name} instruction finds too few objects")
             operands, stack[len(stack) - below:] = stack[len(stack) - below:], []
+            entries += 1 if name == "SETITEM" else len(items) // 2 if name == "SETITEMS" else 0
+            if entries > _MAX_DICT_ENTRIES:
+                raise _Unsafe(f"it puts more than {_MAX_DICT_ENTRIES} entries in its dicts; a CIFAR-10 batch's "
+                              "one dict has 4")
             if op.stack_after:
                 if name in _FILLS_IN_PLACE:     # APPEND, SETITEM, BUILD...: the first operand takes the rest in
                     depth = max(operands[0], 1 + max(operands[1:] + items, default=0))
@@ -353,8 +360,32 @@ class _BatchUnpickler(pickle.Unpickler):
                           "which a CIFAR-10 batch never needs") from None
 
 
-class _LatinEncoder:
+class _Unbuildable:
+    """A stand-in the pickle may call but never give a state (BUILD): a function's or a plain object's
+    state is its attributes, and BUILD would rewrite them (a budget reset) or keep anything in them."""
+    __slots__ = ()
+
+    def __setstate__(self, state):
+        raise _Unsafe("it gives one of numpy's or Python's functions a state, which a CIFAR-10 batch never does")
+
+
+_NDARRAY = _Unbuildable()    # what the pickle gets for numpy.ndarray: only _reconstruct accepts it
+
+
+class _Calls(_Unbuildable):
+    """A global the pickle may call: `call`, nothing else."""
+    __slots__ = ("call",)
+
+    def __init__(self, call):
+        self.call = call
+
+    def __call__(self, *args):
+        return self.call(*args)
+
+
+class _LatinEncoder(_Unbuildable):
     """_codecs.encode as Python 3 protocol-2 pickles call it for bytes: text to latin-1, within a budget."""
+    __slots__ = ("budget",)
 
     def __init__(self):
         self.budget = _MAX_ENCODED_BYTES
@@ -371,14 +402,14 @@ class _LatinEncoder:
 
 
 _BATCH_GLOBALS = {
-    ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
-    ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+    ("numpy.core.multiarray", "_reconstruct"): _Calls(_reconstruct),
+    ("numpy._core.multiarray", "_reconstruct"): _Calls(_reconstruct),
     ("numpy", "ndarray"): _NDARRAY,
-    ("numpy", "dtype"): _dtype,
-    ("numpy.core.numeric", "_frombuffer"): _frombuffer,
-    ("numpy._core.numeric", "_frombuffer"): _frombuffer,
-    ("__builtin__", "bytes"): _empty_bytes,
-    ("builtins", "bytes"): _empty_bytes,
+    ("numpy", "dtype"): _Calls(_dtype),
+    ("numpy.core.numeric", "_frombuffer"): _Calls(_frombuffer),
+    ("numpy._core.numeric", "_frombuffer"): _Calls(_frombuffer),
+    ("__builtin__", "bytes"): _Calls(_empty_bytes),
+    ("builtins", "bytes"): _Calls(_empty_bytes),
 }
 
 

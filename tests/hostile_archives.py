@@ -144,6 +144,34 @@ def pickle_codecs_latin1_repeated() -> bytes:
     return _archive({"data_batch_1": pickle.dumps({b"data": calls, b"labels": []}, protocol=2)})
 
 
+def pickle_codecs_budget_reset() -> bytes:
+    """BUILD on _codecs.encode's stand-in sets its budget to 10**18 bytes; then one 1 MB text is encoded 400
+    times through the memo: 400 MB from about 1 KB (50,000 times would be 50 GB)."""
+    text = "\x00" * 1_000_000
+    reset = (b"c_codecs\nencode\nq\x00" + b"}" + b"X\x06\x00\x00\x00budget"
+             + b"\x8a\x08" + (10 ** 18).to_bytes(8, "little", signed=True) + b"sb0")
+    kept = b"X" + struct.pack("<I", len(text)) + text.encode() + b"q\x010"
+    call = b"h\x00h\x01X\x06\x00\x00\x00latin1\x86R"
+    return _archive({"data_batch_1": b"\x80\x02" + reset + kept + b"](" + call * 400 + b"e."})
+
+
+def pickle_global_state() -> bytes:
+    """BUILD on numpy's dtype stand-in, a function: its attributes take a 60 MB text, kept for good by
+    every process that read the archive, refused or not."""
+    text = "\x00" * 60_000_000
+    return _archive({"data_batch_1": b"\x80\x02cnumpy\ndtype\n}X\x04\x00\x00\x00kept"
+                                      + b"X" + struct.pack("<I", len(text)) + text.encode() + b"sb."})
+
+
+def pickle_colliding_keys() -> bytes:
+    """A dict of 30,000 integer keys 2**61 - 1 apart, which Python hashes alike: each entry is compared with
+    every one before it (20,000 took 4.7 s of a core), in every process that reads the archive."""
+    key = 2 ** 61 - 1
+    longs = (pickle.encode_long(i * key) for i in range(30_000))
+    items = b"".join(b"\x8a" + bytes([len(long)]) + long + b"K\x00" for long in longs)
+    return _archive({"data_batch_1": b"\x80\x02}(" + items + b"u."})
+
+
 def pickle_reconstruct_huge_shape() -> bytes:
     """numpy's _reconstruct asked for 1.6 GB of int8 (numpy allocates whatever shape it is given),
     which the reader then converts to uint8."""
@@ -262,7 +290,8 @@ def truncated_archive() -> bytes:
 
 
 BUILDERS = {f.__name__: f for f in [
-    pickle_codecs_hex_chain, pickle_codecs_latin1_repeated, pickle_reconstruct_huge_shape, pickle_memo_index,
+    pickle_codecs_hex_chain, pickle_codecs_latin1_repeated, pickle_codecs_budget_reset, pickle_global_state,
+    pickle_colliding_keys, pickle_reconstruct_huge_shape, pickle_memo_index,
     pickle_empty_dict_flood, pickle_memo_list, pickle_deep_tuple, batch_of_20000, tiny_archive_300k_pictures,
     gzip_bomb_member, tar_size_hidden_in_pax, tar_pax_header_bomb, tar_million_members,
     tar_size_claims_more_than_data, truncated_archive,
