@@ -11,24 +11,33 @@ back by the kernel when memory is short. Where the cache cannot be written
 
 One decoded copy is kept per source path; it is made again when the source's
 size or modification time changes. Files are checked (shapes, types, labels)
-before use, so a damaged or foreign copy is replaced, never trusted.
+before use, so a damaged or foreign copy is replaced, never trusted. One
+process makes it while the others wait for it (a lock per copy): two servers
+and a trainer starting together each decoded the archive, and one removed the
+copy another had just finished. Its files reach the disk before the copy takes
+its name, so a power cut leaves no empty files under it.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
+from filelock import FileLock, Timeout
 
 from cifar_core import data
 
 FORMAT = 1                           # bump when the files' layout changes: old copies are then made again
 ARRAYS = ("x_train", "y_train", "x_test", "y_test")
 SOURCE_FILE = "source.json"
+BUILD_WAIT_S = 300                   # how long a process waits for another to make the copy, then reads alone
+LEFT_BEHIND_S = 3600                 # a half-written copy this old was left by a process that was killed
 
 
 def cache_root() -> Path:
@@ -54,7 +63,7 @@ def _mapped(folder: Path) -> dict[str, np.ndarray] | None:
     """The four arrays mapped read-only, or None when any is missing, damaged or not CIFAR-10's shape."""
     try:
         arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False) for name in ARRAYS}
-    except (OSError, ValueError):
+    except Exception:       # noqa: BLE001 - missing, cut short (an empty file is EOFError), or not an array
         return None
     for split in ("train", "test"):
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
@@ -71,7 +80,10 @@ def _write(folder: Path, cifar: data.Cifar10, identity: dict) -> None:
     fresh = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".writing-"))
     try:
         for name in ARRAYS:
-            np.save(fresh / f"{name}.npy", np.ascontiguousarray(getattr(cifar, name)), allow_pickle=False)
+            with open(fresh / f"{name}.npy", "wb") as f:
+                np.save(f, np.ascontiguousarray(getattr(cifar, name)), allow_pickle=False)
+                f.flush()
+                os.fsync(f.fileno())      # on the disk before the copy takes its name
         (fresh / SOURCE_FILE).write_text(json.dumps(identity))
         try:
             fresh.rename(folder)
@@ -85,6 +97,11 @@ def _forget_older_copies(identity: dict, keep: Path) -> None:
     """Earlier copies of the same source (before it changed) removed; a process still mapping one keeps
     its pages until it lets go, as Linux keeps a removed file's data while it is open or mapped."""
     for other in cache_root().iterdir():
+        if other.name.startswith(".writing-"):      # left by a process killed while it wrote (up to 184 MB)
+            with contextlib.suppress(OSError):
+                if time.time() - other.stat().st_mtime > LEFT_BEHIND_S:
+                    shutil.rmtree(other, ignore_errors=True)
+            continue
         if other == keep or other.name.startswith("."):
             continue
         try:
@@ -100,19 +117,27 @@ def read(path: str | os.PathLike) -> data.Cifar10:
     path = Path(path).expanduser()
     if not path.exists():
         return data.read(path)       # its own sentence for a missing path
-    identity = _source_identity(path)
+    try:
+        identity = _source_identity(path)
+    except OSError:     # a file of it removed or replaced as it was looked at
+        return data.read(path)
     folder = _folder(identity)
     arrays = _mapped(folder)
     if arrays is None:
-        cifar = data.read(path)
+        cifar = None
         try:
-            shutil.rmtree(folder, ignore_errors=True)   # a damaged copy, if that is why it did not map
-            _write(folder, cifar, identity)
-            _forget_older_copies(identity, folder)
-        except OSError:
-            return cifar
-        arrays = _mapped(folder)
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            with FileLock(folder.with_name(f".{folder.name}.lock"), timeout=BUILD_WAIT_S):
+                arrays = _mapped(folder)        # made by another process while this one waited
+                if arrays is None:
+                    cifar = data.read(path)
+                    shutil.rmtree(folder, ignore_errors=True)   # a damaged copy, if that is why it did not map
+                    _write(folder, cifar, identity)
+                    _forget_older_copies(identity, folder)
+                    arrays = _mapped(folder)
+        except (OSError, Timeout):      # no copy can be kept (a read-only cache, a full disk), or too slow
+            pass
         if arrays is None:
-            return cifar
+            return cifar if cifar is not None else data.read(path)
     # Plain arrays over the mapping (np.memmap's subclass would follow every slice into the pages).
     return data.Cifar10(**{name: np.asarray(a) for name, a in arrays.items()}, origin=str(path))

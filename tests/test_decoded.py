@@ -48,7 +48,7 @@ def test_a_changed_source_is_decoded_again_and_the_old_copy_goes(tiny_archive, t
     assert len(_copies()) == 1 and _copies() != old
 
 
-@pytest.mark.parametrize("damage", ["truncated", "missing", "wrong shape", "bad labels"])
+@pytest.mark.parametrize("damage", ["truncated", "missing", "wrong shape", "bad labels", "empty"])
 def test_a_damaged_copy_is_made_again_not_trusted(tiny_archive, damage):
     decoded.read(tiny_archive)
     (copy,) = _copies()
@@ -57,6 +57,8 @@ def test_a_damaged_copy_is_made_again_not_trusted(tiny_archive, damage):
         (copy / "x_train.npy").write_bytes(raw[:len(raw) // 2])
     elif damage == "missing":
         (copy / "y_test.npy").unlink()
+    elif damage == "empty":             # a power cut after the rename, before the data reached the disk
+        (copy / "x_test.npy").write_bytes(b"")
     elif damage == "wrong shape":
         np.save(copy / "x_test.npy", np.zeros((40, 32, 32), np.uint8))
     else:
@@ -86,3 +88,44 @@ def test_a_bad_source_gets_its_sentence_and_leaves_no_copy(tmp_path):
 def test_load_maps_the_decoded_copy(tiny_archive):
     data.load(tiny_archive)
     assert not data.load(tiny_archive).x_test.flags.writeable
+
+
+def test_processes_starting_together_decode_once_and_keep_the_copy(tiny_archive, tmp_path):
+    """Two servers and a trainer starting at once each decoded the archive, and a slower one removed the
+    copy another had just made. One makes it while the others wait for it, then map it."""
+    import subprocess
+    import sys
+    from conftest import ROOT
+    script = (
+        "import sys, time\n"
+        "from cifar_core import data, decoded\n"
+        "real = data.read\n"
+        "def slow(path):\n"
+        "    print('decoding', flush=True)\n"
+        "    time.sleep(1.0)\n"
+        "    return real(path)\n"
+        "data.read = slow\n"
+        "cifar = decoded.read(sys.argv[1])\n"
+        "print('mapped' if not cifar.x_train.flags.writeable else 'in memory', len(cifar.y_test), flush=True)\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    started = [subprocess.Popen([sys.executable, "-c", script, str(tiny_archive)], env=env, stdout=subprocess.PIPE,
+                                text=True) for _ in range(3)]
+    said = [p.communicate(timeout=120)[0].split() for p in started]
+    assert sum(s.count("decoding") for s in said) == 1, said
+    assert all(s[-2:] == ["mapped", "40"] for s in said), said
+    assert len(_copies()) == 1
+    _same(decoded.read(tiny_archive), data.read(tiny_archive))
+
+
+def test_a_half_written_copy_left_by_a_killed_process_is_removed_later(tiny_archive, tmp_path):
+    decoded.read(tiny_archive)
+    left = decoded.cache_root() / ".writing-killed"
+    left.mkdir()
+    (left / "x_train.npy").write_bytes(b"x" * 1000)
+    os.utime(left, (time.time() - 2 * decoded.LEFT_BEHIND_S,) * 2)
+    young = decoded.cache_root() / ".writing-now"
+    young.mkdir()
+    source = tmp_path / "other.tar.gz"
+    shutil.copy(tiny_archive, source)
+    decoded.read(source)                         # a copy made: what was left behind is swept
+    assert not left.exists() and young.exists()   # one still being written (by another process) is not
