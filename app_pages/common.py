@@ -7,6 +7,7 @@ the one piece of per-session state, kept by the model's key (`model_box`).
 from __future__ import annotations
 
 import math
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +23,9 @@ DEFAULT_LABEL = "Bundled model"
 BUNDLED = "bundled"     # the bundled model's key; a run's is its id
 
 
-@st.cache_resource(show_spinner="Loading CIFAR-10…")
-def _dataset(path: str | None) -> data.Cifar10:
+@st.cache_resource(show_spinner="Loading CIFAR-10…", max_entries=2)
+def _dataset(path: str | None, stamp: tuple = ()) -> data.Cifar10:
+    """The data set at `path` as it is now (`stamp`: a file replaced is read again), or the sample."""
     cifar = data.load(path) if path else data.load_sample()
     serving.freeze_loaded()     # long-lived: out of the garbage collector's full passes (app_pages/serving.py)
     return cifar
@@ -53,9 +55,16 @@ def _note(table: dict, path: Path, value):
 
 
 def _stamp(path: Path) -> tuple:
+    """What changes when the data at `path` does: the file's size and time, or, for a folder, those of
+    every file in it and in its `cifar-10-batches-py` (a folder's own time stays as its files are
+    copied in or replaced)."""
     try:
         found = path.stat()
-        return str(path), found.st_size, found.st_mtime_ns
+        if not path.is_dir():
+            return str(path), found.st_size, found.st_mtime_ns
+        files = [e for folder in (path, path / data.BATCH_DIR) if folder.is_dir()
+                 for e in os.scandir(folder) if e.is_file()]
+        return (str(path), *sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in files))
     except OSError:
         return str(path), None, None
 
@@ -71,7 +80,7 @@ def loaded() -> tuple[data.Cifar10, str | None]:
     problem = data_problem(path)
     if path and not problem:
         try:
-            cifar = _dataset(str(path))
+            cifar = _dataset(str(path), _stamp(path))
             _note(_sizes(), path, (len(cifar.x_train), len(cifar.x_test)))
             return cifar, None
         except data.DataError as e:

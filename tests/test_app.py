@@ -103,6 +103,29 @@ def test_an_unreadable_data_file_is_said_once_read_once_and_never_called_full(of
     assert len(reads) == 1, "a file found unreadable is not read again until it changes"
 
 
+def test_a_data_file_replaced_while_the_server_runs_is_read_again(tiny_env, tmp_path, monkeypatch):
+    """The data set was kept by its path alone: an archive replaced under the same name was never read again,
+    and the sidebar counted the new file's pictures from the old one while a trainer read the new."""
+    import os
+    from conftest import write_tiny_archive
+    monkeypatch.chdir(ROOT)
+    source = tmp_path / "cifar-10-python.tar.gz"
+    write_tiny_archive(source, per_batch=40, test=40)
+    monkeypatch.setenv("CIFAR10_DATA", str(source))
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    visit(at, "app_pages/explore.py")
+    visit(at, "app_pages/home.py")
+    assert any(c.value.endswith("200 training and 40 test pictures") for c in at.sidebar.caption)
+    write_tiny_archive(source, per_batch=12, test=20)
+    os.utime(source, ns=(time.time_ns(), time.time_ns() + 10**9))
+    visit(at, "app_pages/explore.py")
+    visit(at, "app_pages/home.py")
+    assert any(c.value.endswith("60 training and 20 test pictures") for c in at.sidebar.caption)
+    from app_pages import common
+    assert len(common.loaded()[0].y_test) == 20
+
+
 def test_the_sidebar_counts_the_pictures_of_the_data_file_it_names(app):
     """A file of the official name holding a few hundred pictures is never called the whole data set."""
     st.cache_resource.clear()       # a server that has not read it yet
