@@ -718,6 +718,9 @@ def _download(dest_dir: str | os.PathLike | None, progress: Progress | None, url
                     done += len(chunk)
                     if progress:
                         progress(done, total)
+            tmp.flush()
+            os.fsync(tmp.fileno())      # on the disk before it takes the archive's name: a power cut then
+                                        # left a cut-short archive there, which every page fell back from
         except OSError as e:
             os.unlink(tmp.name)
             if e.errno == errno.ENOSPC:
