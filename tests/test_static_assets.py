@@ -94,3 +94,27 @@ def test_under_a_base_address_the_files_are_found_there(folder):
         assert request(assets, "/static/js/index.abc123.js")[0] is None
     finally:
         config.set_option("server.baseUrlPath", "")
+
+
+def test_a_file_is_read_and_gzipped_off_the_event_loop(tmp_path, monkeypatch):
+    """All of Streamlit's files asked for at once just after a start held the event loop, where every page
+    waits, for 3.9 s: each is read and gzipped on a worker thread."""
+    import threading
+    from app_pages import static_assets
+    (tmp_path / "static").mkdir()
+    (tmp_path / "static" / "a.js").write_text("x" * 10_000)
+    where = []
+    real = static_assets._load
+    monkeypatch.setattr(static_assets, "_load", lambda path: where.append(threading.current_thread()) or real(path))
+    assets = static_assets.StaticAssets(None, folder=tmp_path)
+    assets.prefix = "/static/"
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    async def main():
+        await assets({"type": "http", "path": "/static/a.js", "method": "GET", "headers": []}, None, send)
+        return threading.current_thread()
+    loop_thread = asyncio.run(main())
+    assert sent[0]["status"] == 200 and where and where[0] is not loop_thread
