@@ -10,7 +10,7 @@ and nine cancelled downloads, and the server's memory grew by 86-137 MB meanwhil
 
 `RunDownloads`, ASGI middleware on the app's server (app.py), answers
 `GET <any path>/runs/<run id>/model.keras` with the file streamed from disk in
-Starlette's 64 KB pieces (`FileResponse`), and `.../runs/<run id>/report.html`
+64 KB pieces from the one handle it opened, and `.../runs/<run id>/report.html`
 with the run's report (`report.html`, made on a worker thread), each named after
 the run. Reports are made one at a time, with at most MAX_REPORTS_WAITING asked
 for at once (past it, "try again" with a 503): each costs up to a second of a core
@@ -23,11 +23,13 @@ run on the Train page, so a run's address gives away nothing the page does not.
 """
 from __future__ import annotations
 
+import os
 import re
+from typing import BinaryIO
 from urllib.parse import quote
 
 import anyio
-from starlette.responses import FileResponse, Response
+from starlette.responses import Response, StreamingResponse
 
 from cifar_core import runs
 
@@ -69,18 +71,47 @@ class RunDownloads:
             run = None
         if self.reports is None:
             self.reports = anyio.CapacityLimiter(1)
-        await (await _response(run, found["file"], self.reports))(scope, receive, send)
+        await (await _response(run, found["file"], self.reports, scope["method"] == "HEAD"))(scope, receive, send)
 
 
 MAX_REPORTS_WAITING = 8     # reports asked for and not yet made: past it, "try again" (a second of a core each)
 _reports_asked = [0]        # this server's, made or waiting now (one event loop: no lock needed)
 
 
-async def _response(run: runs.Run | None, file: str, reports: anyio.CapacityLimiter) -> Response:
+def _opened(path) -> BinaryIO | None:
+    """The file at `path`, opened, or None where it has gone. Opened once and sent from that handle: a
+    running run's trainer replaces its checkpoint whole each epoch, and a size taken before the file was
+    opened again could be the old one's (a download cut short or run on), and a file deleted in between
+    was a server error."""
+    try:
+        return open(path, "rb")
+    except OSError:
+        return None
+
+
+async def _pieces(handle: BinaryIO):
+    """The file's bytes, a piece at a time from a worker thread, and the file closed however it ends."""
+    try:
+        while piece := await anyio.to_thread.run_sync(handle.read, PIECE_BYTES):
+            yield piece
+    finally:
+        handle.close()
+
+
+PIECE_BYTES = 64 * 1024
+
+
+async def _response(run: runs.Run | None, file: str, reports: anyio.CapacityLimiter, head: bool = False) -> Response:
     headers = {"cache-control": "no-store"}      # a running run's model and report change
     if file == "model.keras" and run is not None and run.model_path is not None:
-        return FileResponse(run.model_path, media_type="application/octet-stream",
-                            filename=f"{file_name(run)}.keras", headers=headers)
+        model = _opened(run.model_path)
+        if model is not None:
+            headers.update({"content-length": str(os.fstat(model.fileno()).st_size),
+                            "content-disposition": f'attachment; filename="{file_name(run)}.keras"'})
+            if head:
+                model.close()
+                return Response(b"", media_type="application/octet-stream", headers=headers)
+            return StreamingResponse(_pieces(model), media_type="application/octet-stream", headers=headers)
     if file == "report.html" and run is not None:
         # One at a time, and only a few waiting: a script's thousand requests, each dropped as soon as sent,
         # were all made anyway, one after another, and a student's own report waited behind them all.

@@ -49,6 +49,27 @@ def test_a_runs_model_is_streamed_from_disk_under_the_runs_name(trained):
     assert status == 200 and body == b"" and headers[b"content-length"] == b"256000"
 
 
+def test_a_checkpoint_replaced_or_removed_as_it_is_asked_for_is_sent_whole_or_not_at_all(trained, monkeypatch):
+    """A running run's trainer replaces its checkpoint whole each epoch: the size was taken before the file
+    was opened again, so a download could be cut short, or run on; a file deleted in between was a server
+    error. The file is opened once, its size taken from that, and sent from it."""
+    from app_pages import run_downloads
+    model = trained.path / rundir.MODEL
+    before = model.read_bytes()
+    real_opened = run_downloads._opened
+
+    def replaced_after_opening(path):
+        handle = real_opened(path)
+        rundir.atomic_write_bytes(model, b"the next epoch's checkpoint" * 30_000)     # 810 KB
+        return handle
+    monkeypatch.setattr(run_downloads, "_opened", replaced_after_opening)
+    status, headers, body, _ = request("/" + address(trained.id, "model.keras"))
+    assert status == 200 and body == before and headers[b"content-length"] == str(len(before)).encode()
+    monkeypatch.setattr(run_downloads, "_opened", lambda path: model.unlink() or real_opened(path))
+    status, _, body, _ = request("/" + address(trained.id, "model.keras"))
+    assert status == 404 and b"no model to download" in body
+
+
 def test_only_a_runs_own_model_is_ever_sent(trained, tiny_env):
     (runs.runs_dir() / "secret.keras").write_bytes(b"not a run's model")
     for path in ["/runs/no-such-run/model.keras", "/runs/..%2Fsecret/model.keras", "/runs/.lock/model.keras"]:
