@@ -4,7 +4,7 @@
 it serves carries `Set-Cookie` with the browser's token: the one the browser sent
 if it is well formed, else a fresh `secrets.token_urlsafe(32)`. The index page is
 loaded before Streamlit opens its websocket, so even a first visit has the cookie
-by then, and the websocket handshake carries it to `st.context.cookies`.
+by then, and the websocket handshake carries it to the page (`st.context.headers`).
 
 - HttpOnly: no script on the page can read it, and the app never shows it.
 - SameSite=Lax: other sites' requests do not carry it (Strict would drop it on a
