@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +25,12 @@ BUNDLED = "bundled"     # the bundled model's key; a run's is its id
 
 @st.cache_resource(show_spinner="Loading CIFAR-10…", max_entries=2)
 def _dataset(path: str | None, stamp: tuple = ()) -> data.Cifar10:
-    """The data set at `path` as it is now (`stamp`: a file replaced is read again), or the sample."""
+    """The data set at `path` as it is now (`stamp`: a file replaced is read again), or the sample. Its
+    `origin`, which the pages keep what they work out from it under (answers, maps, means), names its
+    pictures too: a file replaced under the same name is never met with the old one's answers."""
     cifar = data.load(path) if path else data.load_sample()
+    if path:
+        cifar = replace(cifar, origin=f"{cifar.origin}#{evaluation.fingerprint(cifar.x_test, cifar.y_test)[:12]}")
     serving.freeze_loaded()     # long-lived: out of the garbage collector's full passes (app_pages/serving.py)
     return cifar
 

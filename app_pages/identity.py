@@ -54,20 +54,49 @@ def token_from(cookies: Mapping[str, str]) -> str | None:
     return None
 
 
-def token_in_cookies(header: str) -> str | None:
+def _values(header: str, name: str) -> set[str]:
+    return {value.strip() for key, _, value in (part.strip().partition("=") for part in header.split(";"))
+            if key.strip() == name}
+
+
+def token_in_cookies(header: str, https: bool = False) -> str | None:
     """The identity token a Cookie header carries, or None: missing, malformed, or given twice over with
-    different values (one of them planted), under the HTTPS name where it has one."""
-    pairs = [part.strip().partition("=") for part in header.split(";")]
-    for name in (SECURE_COOKIE, COOKIE):
-        values = {value.strip() for key, _, value in pairs if key.strip() == name}
+    different values (one of them planted). Under the HTTPS name where it has one; over `https`, under
+    that name only, since any host of the domain can plant the other (the page gives a browser its
+    HTTPS cookie before its websocket opens)."""
+    for name in (SECURE_COOKIE,) if https else (SECURE_COOKIE, COOKIE):
+        values = _values(header, name)
         if values:
             return token_from({name: values.pop()}) if len(values) == 1 else None
     return None
 
 
-def token_in(headers) -> str | None:
-    """The identity token an ASGI request's `headers` carry in their cookies, or None."""
-    return token_in_cookies(b"; ".join(v for k, v in headers if k == b"cookie").decode("latin-1"))
+def token_in(headers, https: bool = False) -> str | None:
+    """The identity token an ASGI request's `headers` carry in their cookies (`token_in_cookies`), or None."""
+    return token_in_cookies(_cookies(headers), https)
+
+
+def _cookies(headers) -> str:
+    return b"; ".join(v for k, v in headers if k == b"cookie").decode("latin-1")
+
+
+def _host(headers) -> str:
+    """The request's host name, without its port."""
+    host = next((v for k, v in headers if k == b"host"), b"").decode("latin-1")
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def planted_expired(headers) -> list[bytes]:
+    """Set-Cookie headers that expire the plain-named cookie wherever another host of the domain could have
+    planted it (for this host's own name and each domain above it), where the browser sent it twice over:
+    otherwise it came back beside every fresh token, and the browser was a new person on every page."""
+    if len(_values(_cookies(headers), COOKIE)) < 2:
+        return []
+    labels = _host(headers).split(".")
+    if len(labels) < 2 or labels[-1].isdigit():      # localhost or an IP address: no domain to plant from
+        return []
+    return [f"{COOKIE}=; Path=/; Max-Age=0; Domain={'.'.join(labels[i:])}".encode("latin-1")
+            for i in range(len(labels) - 1)]
 
 
 def owner_id(token: str) -> str:
@@ -98,8 +127,10 @@ class IdentityCookie:
             await self.app(scope, receive, send)
             return
         headers = scope.get("headers", ())
-        kept = token_in(headers) or new_token()
-        header = set_cookie_header(kept, secure=scope.get("scheme") == "https")
+        https = scope.get("scheme") == "https"
+        kept = token_in(headers, https) or new_token()
+        header = set_cookie_header(kept, secure=https)
+        expired = planted_expired(headers)
         if any(k == b"accept" and b"text/html" in v for k, v in headers):
             # A page load: answer with the whole page (8 kB), never "304 Not Modified", so the cookie comes with it.
             conditional = (b"if-none-match", b"if-modified-since")
@@ -114,7 +145,8 @@ class IdentityCookie:
                 if page and any(k.lower() == b"content-type" and v.startswith(b"text/html") for k, v in sent):
                     # A page that sets a cookie is one browser's: no shared cache may keep it.
                     sent = [(k, v) for k, v in sent if k.lower() != b"cache-control"]
-                    sent += [(b"set-cookie", header), (b"cache-control", b"private, no-cache")]
+                    sent += [(b"set-cookie", header), (b"cache-control", b"private, no-cache"),
+                             *((b"set-cookie", gone) for gone in expired)]
                     message = {**message, "headers": sent}
             await send(message)
 

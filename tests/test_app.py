@@ -117,13 +117,15 @@ def test_a_data_file_replaced_while_the_server_runs_is_read_again(tiny_env, tmp_
     visit(at, "app_pages/explore.py")
     visit(at, "app_pages/home.py")
     assert any(c.value.endswith("200 training and 40 test pictures") for c in at.sidebar.caption)
+    from app_pages import common
+    before = common.loaded()[0].origin        # what answers, maps and means are kept under
     write_tiny_archive(source, per_batch=12, test=20)
     os.utime(source, ns=(time.time_ns(), time.time_ns() + 10**9))
     visit(at, "app_pages/explore.py")
     visit(at, "app_pages/home.py")
     assert any(c.value.endswith("60 training and 20 test pictures") for c in at.sidebar.caption)
-    from app_pages import common
     assert len(common.loaded()[0].y_test) == 20
+    assert common.loaded()[0].origin != before and common.loaded()[0].origin.startswith(str(source))
 
 
 def test_the_sidebar_counts_the_pictures_of_the_data_file_it_names(app):

@@ -10,7 +10,7 @@ from app_pages import identity
 
 
 def serve(cookie: str | None = None, content_type: bytes = b"text/html; charset=utf-8", scheme: str = "http",
-          kind: str = "http") -> tuple[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]]:
+          kind: str = "http", host: bytes = b"localhost:8501") -> tuple[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]]:
     """One request through the middleware: the headers the app below saw, and the response's headers."""
     seen, sent = [], []
 
@@ -24,7 +24,7 @@ def serve(cookie: str | None = None, content_type: bytes = b"text/html; charset=
         if message["type"] == "http.response.start":
             sent.extend(message["headers"])
 
-    headers = [(b"accept", b"text/html,*/*"), (b"if-none-match", b'"etag"')]
+    headers = [(b"accept", b"text/html,*/*"), (b"if-none-match", b'"etag"'), (b"host", host)]
     if cookie is not None:
         headers.append((b"cookie", cookie.encode("latin-1")))
     scope = {"type": kind, "scheme": scheme, "path": "/train", "headers": headers}
@@ -33,7 +33,7 @@ def serve(cookie: str | None = None, content_type: bytes = b"text/html; charset=
 
 
 def cookie_set(sent) -> dict[str, str] | None:
-    values = [v.decode() for k, v in sent if k == b"set-cookie"]
+    values = [v.decode() for k, v in sent if k == b"set-cookie" and b"Max-Age=0" not in v]
     if not values:
         return None
     [value] = values
@@ -71,6 +71,17 @@ def test_a_second_value_planted_beside_a_browsers_token_is_never_taken_for_it():
     both = f"{identity.COOKIE}={planted}; {identity.SECURE_COOKIE}={mine}; {identity.COOKIE}={identity.new_token()}"
     assert identity.token_in_cookies(both) == mine
     assert cookie_set(serve(both, scheme="https")[1])["token"] == mine
+    # Over HTTPS the plain name is never taken, even alone: it may be the planted one, before the browser
+    # has its own (a first visit, a new laptop). It gets a fresh token under the HTTPS name.
+    fresh = cookie_set(serve(f"{identity.COOKIE}={planted}", scheme="https")[1])
+    assert fresh["name"] == identity.SECURE_COOKIE and fresh["token"] != planted
+    # Sent twice over: the planted one is expired wherever another host could have set it, or the browser
+    # would be a new person on every page.
+    _, sent = serve(f"{identity.COOKIE}={mine}; {identity.COOKIE}={planted}", host=b"studio.school.example:8501")
+    expired = sorted(v.decode() for k, v in sent if k == b"set-cookie" and b"Max-Age=0" in v)
+    assert expired == [f"{identity.COOKIE}=; Path=/; Max-Age=0; Domain=school.example",
+                       f"{identity.COOKIE}=; Path=/; Max-Age=0; Domain=studio.school.example"]
+    assert not any(b"Max-Age=0" in v for k, v in serve(f"{identity.COOKIE}={mine}")[1] if k == b"set-cookie")
     assert identity.token_in_cookies(f"{identity.COOKIE}={mine}; {identity.COOKIE}={mine}") == mine   # the same twice
 
 
