@@ -388,7 +388,12 @@ KNOWN_BROWSERS = ".teacher-browsers.json"     # in the runs folder: a dot-file, 
 
 
 def known_browsers() -> password.KnownBrowsers:
-    return password.KnownBrowsers(settings.get().runs_dir / KNOWN_BROWSERS)
+    return _known_browsers(str(settings.get().runs_dir / KNOWN_BROWSERS))
+
+
+@st.cache_resource
+def _known_browsers(path: str) -> password.KnownBrowsers:
+    return password.KnownBrowsers(Path(path))     # one per server: its lock, and what a full disk kept from its file
 
 
 def teacher_login() -> None:

@@ -25,28 +25,37 @@ def bound_request_heads() -> bool:
         return False
     if getattr(HttpToolsProtocol.data_received, "bounded", False):
         return True
-    receive, begin, complete = (HttpToolsProtocol.data_received, HttpToolsProtocol.on_message_begin,
-                                HttpToolsProtocol.on_headers_complete)
+    receive, complete, done = (HttpToolsProtocol.data_received, HttpToolsProtocol.on_headers_complete,
+                               HttpToolsProtocol.on_message_complete)
 
-    def on_message_begin(self) -> None:
-        self.head_bytes, self.in_head = 0, True
-        begin(self)
-
+    # `head_left`: how many more bytes the head now being read may take, None while a body is read: a
+    # connection starts in a head, and so does each request after the one before it ended. `heads`
+    # counts the heads read whole, to tell whether a piece of data ended the one it began in.
     def on_headers_complete(self) -> None:
-        self.in_head = False
+        self.head_left, self.heads = None, getattr(self, "heads", 0) + 1
         complete(self)
 
+    def on_message_complete(self) -> None:
+        self.head_left = MAX_HEAD_BYTES
+        done(self)
+
     def data_received(self, data: bytes) -> None:
-        if getattr(self, "in_head", False) and self.head_bytes + len(data) > MAX_HEAD_BYTES:
-            self.transport.write(_TOO_LARGE)
-            self.transport.close()
+        left, heads = getattr(self, "head_left", MAX_HEAD_BYTES), getattr(self, "heads", 0)
+        if left is None:
+            receive(self, data)
             return
-        receive(self, data)
-        if getattr(self, "in_head", False):         # still in a head after this piece: it counts
-            self.head_bytes += len(data)
+        receive(self, data[:left])          # no more of a head than it may take goes to the parser
+        if getattr(self, "heads", 0) == heads:          # the head is not whole yet
+            if len(data) > left:
+                self.transport.write(_TOO_LARGE)
+                self.transport.close()
+                return
+            self.head_left = left - len(data)
+        elif len(data) > left and not self.transport.is_closing():
+            self.data_received(data[left:])     # the head ended within its bound: the rest, as it comes
 
     data_received.bounded = True
-    HttpToolsProtocol.on_message_begin = on_message_begin
     HttpToolsProtocol.on_headers_complete = on_headers_complete
+    HttpToolsProtocol.on_message_complete = on_message_complete
     HttpToolsProtocol.data_received = data_received
     return True

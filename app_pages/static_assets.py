@@ -58,6 +58,7 @@ class StaticAssets:
         root = Path(folder or file_util.get_static_dir()) / "static"
         self.files = {p.relative_to(root).as_posix(): p for p in root.rglob("*") if p.is_file()}
         self.kept: dict[str, Asset] = {}
+        self.loading: dict[str, anyio.Lock] = {}     # one per file being read the first time
         self.prefix: str | None = None
 
     def _prefix(self) -> str:
@@ -75,9 +76,13 @@ class StaticAssets:
             return
         asset = self.kept.get(name)
         if asset is None:
-            # Read and gzipped on a worker thread, not the event loop every page waits on: all 357 of
-            # Streamlit's files asked for at once, just after a start, held it for 3.9 s.
-            asset = self.kept[name] = await anyio.to_thread.run_sync(_load, self.files[name])
+            # Read and gzipped on a worker thread, not the event loop every page waits on (all 357 of
+            # Streamlit's files asked for at once, just after a start, held it for 3.9 s), once: a class's
+            # thirty first visits at once wait for the one reading, not thirty of their own.
+            async with self.loading.setdefault(name, anyio.Lock()):
+                asset = self.kept.get(name)
+                if asset is None:
+                    asset = self.kept[name] = await anyio.to_thread.run_sync(_load, self.files[name])
         headers = dict(scope["headers"])
         zipped = asset.gzipped is not None and b"gzip" in headers.get(b"accept-encoding", b"")
         # Each form its own tag, as HTTP asks of a strong one: a shared cache never answers a client that
