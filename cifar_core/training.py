@@ -9,6 +9,7 @@ honours the STOP file after the current batch.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import json
 import math
@@ -187,6 +188,20 @@ def build_model(config: TrainConfig, x_train: np.ndarray, precision: str):
     return model
 
 
+STARTING_COPY = "initial.keras"     # a continued run's own copy of the model it goes on from (`runs.create`)
+
+
+def _own_starting_copy(config: TrainConfig, run_dir: Path) -> TrainConfig:
+    """`config` going on from this run's own starting copy where it names one in a folder of this run's
+    name: config.json keeps the path the copy had when the run was made, and a runs folder moved, or shared
+    by machines that mount it at different paths, has it somewhere else now."""
+    given = Path(config.initial_model or "")
+    own = run_dir / STARTING_COPY
+    if given.name == STARTING_COPY and given.parent.name == run_dir.name and own.exists():
+        return dataclasses.replace(config, initial_model=str(own))
+    return config
+
+
 def _let_go_of_starting_copy(config: TrainConfig, run_dir: str | os.PathLike) -> None:
     """Delete the run's own copy of the model it goes on from (`runs.create` makes it, so that the parent
     run may be deleted meanwhile) once its weights are in the network: up to 15 MB a run, kept for as
@@ -204,6 +219,7 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, dataset: cifar_data.C
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    config = _own_starting_copy(config, run_dir)
     board = None
     rundir.update_status(run_dir, state="running", pid=os.getpid(),
                          pid_started=rundir.process_start(os.getpid()), started=rundir.now())

@@ -220,6 +220,24 @@ def test_a_runs_folder_named_from_where_the_server_started_is_found_by_every_tra
     assert not starting.exists()
 
 
+def test_a_queued_continued_run_finds_its_starting_model_in_a_moved_runs_folder(tmp_path, monkeypatch):
+    """config.json keeps the path its starting copy had when the run was made: a runs folder moved (or
+    mounted elsewhere by another machine that shares it) has it somewhere else, and the run went on from
+    nothing it could find. It goes on from its own copy, wherever its folder is now."""
+    import shutil
+    from cifar_core import training
+    monkeypatch.setenv("CIFAR_RUNS_DIR", str(tmp_path / "before"))
+    parent = tmp_path / "parent.keras"
+    parent.write_bytes(b"a model")
+    run = runs.create(small(epochs=1, initial_model=str(parent)), owner="a")
+    moved = tmp_path / "after" / run.id
+    shutil.move(str(run.path), moved)
+    config = training._own_starting_copy(TrainConfig.from_dict(run.config), moved)
+    assert config.initial_model == str(moved / "initial.keras") and Path(config.initial_model).exists()
+    other = TrainConfig.from_dict({**run.config, "initial_model": str(parent)})     # the command line's own model
+    assert training._own_starting_copy(other, moved).initial_model == str(parent)
+
+
 def test_a_run_deleted_while_its_report_is_kept_is_deleted_whole(tiny_env, no_trainers, monkeypatch):
     """A page keeps an ended run's report in its folder (a second's work): a delete meanwhile failed on a
     folder no longer empty, said "the runs folder could not be changed", and left half a run behind. Now
