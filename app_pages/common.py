@@ -7,7 +7,6 @@ the one piece of per-session state, kept by the model's key (`model_box`).
 from __future__ import annotations
 
 import math
-import os
 import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -16,7 +15,7 @@ import numpy as np
 import streamlit as st
 
 from app_pages import guide, identity, serving
-from cifar_core import board, data, evaluation, inference, password, progress, remembered, runs, settings
+from cifar_core import board, data, decoded, evaluation, inference, password, progress, remembered, runs, settings
 
 ACTIVE_MODEL_KEY = "active_model"
 DEFAULT_LABEL = "Bundled model"
@@ -59,16 +58,10 @@ def _note(table: dict, path: Path, value):
 
 
 def _stamp(path: Path) -> tuple:
-    """What changes when the data at `path` does: the file's size and time, or, for a folder, those of
-    every file in it and in its `cifar-10-batches-py` (a folder's own time stays as its files are
-    copied in or replaced)."""
+    """What changes when the data at `path` does: the size and time of every file of it that is read, as
+    its decoded copy goes by (a folder's own time stays as its files are copied in or replaced)."""
     try:
-        found = path.stat()
-        if not path.is_dir():
-            return str(path), found.st_size, found.st_mtime_ns
-        files = [e for folder in (path, path / data.BATCH_DIR) if folder.is_dir()
-                 for e in os.scandir(folder) if e.is_file()]
-        return (str(path), *sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in files))
+        return str(path), *(tuple(f) for f in decoded.source_identity(path)["files"])
     except OSError:
         return str(path), None, None
 

@@ -28,8 +28,6 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from collections.abc import Mapping
-
 
 COOKIE = "cifar_studio_id"
 SECURE_COOKIE = "__Host-" + COOKIE      # its name over HTTPS
@@ -45,15 +43,6 @@ def valid(value: object) -> bool:
     return isinstance(value, str) and _TOKEN.fullmatch(value) is not None
 
 
-def token_from(cookies: Mapping[str, str]) -> str | None:
-    """The browser's identity token from its cookies (one value each), or None where it is missing or
-    malformed: the HTTPS name first."""
-    for name in (SECURE_COOKIE, COOKIE):
-        if name in cookies:
-            return cookies[name] if valid(cookies[name]) else None
-    return None
-
-
 def _values(header: str, name: str) -> set[str]:
     return {value.strip() for key, _, value in (part.strip().partition("=") for part in header.split(";"))
             if key.strip() == name}
@@ -67,7 +56,8 @@ def token_in_cookies(header: str, https: bool = False) -> str | None:
     for name in (SECURE_COOKIE,) if https else (SECURE_COOKIE, COOKIE):
         values = _values(header, name)
         if values:
-            return token_from({name: values.pop()}) if len(values) == 1 else None
+            value = values.pop()
+            return value if not values and valid(value) else None
     return None
 
 

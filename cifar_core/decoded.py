@@ -44,7 +44,7 @@ def cache_root() -> Path:
     return data.keras_cache_dir() / "cifar-10-decoded"
 
 
-def _source_identity(path: Path) -> dict:
+def source_identity(path: Path) -> dict:
     """What changes when the source does: its resolved path and the size and time of every file read."""
     path = path.resolve()
     names = (*data.TRAIN_BATCHES, data.TEST_BATCH)
@@ -118,7 +118,7 @@ def read(path: str | os.PathLike) -> data.Cifar10:
     if not path.exists():
         return data.read(path)       # its own sentence for a missing path
     try:
-        identity = _source_identity(path)
+        identity = source_identity(path)
     except OSError:     # a file of it removed or replaced as it was looked at
         return data.read(path)
     folder = _folder(identity)

@@ -33,6 +33,7 @@ MAX_JSON_BYTES = 1 << 20        # config and status files are a few hundred byte
 
 CONFIG, STATUS, METRICS, MODEL, STOP, LOG, SNAPSHOTS = (
     "config.json", "status.json", "metrics.jsonl", "model.keras", "STOP", "log.txt", "snapshots")
+STARTING_COPY = "initial.keras"     # a continued run's own copy of the model it goes on from (`runs.create`)
 
 
 @contextlib.contextmanager

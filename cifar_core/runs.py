@@ -231,10 +231,10 @@ def create(config: TrainConfig, owner: str = "", takes_turns: bool = False, hist
     try:
         if config.initial_model:
             try:
-                shutil.copyfile(config.initial_model, path / "initial.keras")
+                shutil.copyfile(config.initial_model, path / rundir.STARTING_COPY)
             except FileNotFoundError:
                 raise RunError("The model to go on from is gone: its run was deleted meanwhile.") from None
-            config = dataclasses.replace(config, initial_model=str(path / "initial.keras"))
+            config = dataclasses.replace(config, initial_model=str(path / rundir.STARTING_COPY))
         earlier = {}
         if history_from is not None:
             snapshots.share_history(history_from, path)
@@ -475,7 +475,7 @@ def stop(run_id: str, owner: str = "", admin: bool = False) -> Run:
         _may_change(run, owner, admin)
         if run.state == "queued":
             rundir.update_status(run.path, state="stopped", ended=rundir.now(), error="Cancelled before it started.")
-            (run.path / "initial.keras").unlink(missing_ok=True)    # a copy of the model it would have gone on from
+            (run.path / rundir.STARTING_COPY).unlink(missing_ok=True)    # a copy of the model it would have gone on from
         elif run.state == "running":
             rundir.request_stop(run.path)
     board.invalidate()

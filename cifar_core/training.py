@@ -188,16 +188,13 @@ def build_model(config: TrainConfig, x_train: np.ndarray, precision: str):
     return model
 
 
-STARTING_COPY = "initial.keras"     # a continued run's own copy of the model it goes on from (`runs.create`)
-
-
 def _own_starting_copy(config: TrainConfig, run_dir: Path) -> TrainConfig:
     """`config` going on from this run's own starting copy where it names one in a folder of this run's
     name: config.json keeps the path the copy had when the run was made, and a runs folder moved, or shared
     by machines that mount it at different paths, has it somewhere else now."""
     given = Path(config.initial_model or "")
-    own = run_dir / STARTING_COPY
-    if given.name == STARTING_COPY and given.parent.name == run_dir.name and own.exists():
+    own = run_dir / rundir.STARTING_COPY
+    if given.name == rundir.STARTING_COPY and given.parent.name == run_dir.name and own.exists():
         return dataclasses.replace(config, initial_model=str(own))
     return config
 
