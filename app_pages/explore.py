@@ -11,71 +11,71 @@ PER_PAGE = 50
 ALL = "All classes"
 
 
+# Each cached function is given the very pictures the page read (`_x`, `_y`) and is keyed by their data set's
+# `origin`: reading the data set again inside one could meet another (a download finished meanwhile, a file
+# replaced) and keep its means or map under this one's name for every visitor.
 @st.cache_resource(show_spinner=False)
-def class_means(origin: str, split: str) -> list[np.ndarray]:
-    x, y = splits()[split]
-    return [x[y == c].mean(axis=0).round().astype(np.uint8) for c in range(len(CLASS_NAMES))]
+def class_means(origin: str, split: str, _x: np.ndarray, _y: np.ndarray) -> list[np.ndarray]:
+    return [_x[_y == c].mean(axis=0).round().astype(np.uint8) for c in range(len(CLASS_NAMES))]
 
 
 @st.cache_resource(show_spinner=False, max_entries=22)
-def channel_histograms(origin: str, split: str, chosen_class: str):
+def channel_histograms(origin: str, split: str, chosen_class: str, _x: np.ndarray, _y: np.ndarray):
     """Counting 50,000 pictures' pixels takes seconds: done once per server for each split and class
     (every student's click on the page reruns it)."""
-    x, y = splits()[split]
     if chosen_class == ALL:
-        return charts.channel_histograms(x, title=f"Pixel values per channel, all {split.lower()} pictures")
-    return charts.channel_histograms(x[y == CLASS_NAMES.index(chosen_class)],
+        return charts.channel_histograms(_x, title=f"Pixel values per channel, all {split.lower()} pictures")
+    return charts.channel_histograms(_x[_y == CLASS_NAMES.index(chosen_class)],
                                      title=f"Pixel values per channel, {split.lower()} pictures of {chosen_class}")
 
 
-def _on_the_map(split: str) -> np.ndarray:
+def _on_the_map(y: np.ndarray) -> np.ndarray:
     """The 1,000 pictures the map places: the first 100 of each class."""
-    y = splits()[split][1]
     return np.concatenate([np.flatnonzero(y == c)[:100] for c in range(len(CLASS_NAMES))])
 
 
 @st.cache_resource(show_spinner=False)
-def map_pictures(origin: str, split: str) -> tuple[np.ndarray, list[str]]:
+def map_pictures(origin: str, split: str, _x: np.ndarray, _y: np.ndarray) -> tuple[np.ndarray, list[str]]:
     """The map's pictures, labels and thumbnails (2-4 MB of them), once per server: every model's map
     shows the same ones."""
-    x, y = splits()[split]
-    keep = _on_the_map(split)
-    return y[keep], [charts.data_uri(picture) for picture in x[keep]]
+    keep = _on_the_map(_y)
+    return _y[keep], [charts.data_uri(picture) for picture in _x[keep]]
 
 
 @st.cache_resource(show_spinner="Placing 1,000 pictures on the map…", max_entries=64)
-def map_points(model_id: tuple[str, float], origin: str, split: str, _model) -> np.ndarray:
+def map_points(model_id: tuple[str, float], origin: str, split: str, _model, _x: np.ndarray,
+               _y: np.ndarray) -> np.ndarray:
     """Where `_model`'s features place the map's pictures, 16 KB: kept for as many models as a class uses
     (each placing is seconds of the server's CPU, 9 s for the bundled pair). `model_id` (the file and its
     version, `common.active_model_and_id`) is `_model`'s, read once with it, so that a choice changed
     meanwhile in another tab never stores one model's map under another's name; a model saved again under
     the same name gets a new map."""
-    on_the_map = splits()[split][0][_on_the_map(split)]
+    on_the_map = _x[_on_the_map(_y)]
     # Kept on disk beside the model as well, under its bytes and these pictures: a restarted server, or
     # another process of it, does not place them again.
     return evaluation.cached_probabilities(model_id[0], on_the_map, "map:" + evaluation.fingerprint(on_the_map),
                                            lambda pictures: embedding.pca_2d(embedding.features(_model, pictures)))
 
 
-def feature_map(origin: str, split: str, chosen_class: str):
-    labels, thumbnails = map_pictures(origin, split)
+def feature_map(origin: str, split: str, chosen_class: str, x: np.ndarray, y: np.ndarray):
+    labels, thumbnails = map_pictures(origin, split, x, y)
     choice, model_id, model = common.active_model_choice_and_id()
     try:
-        points = map_points(model_id, origin, split, model)
+        points = map_points(model_id, origin, split, model, x, y)
     except OSError as e:                  # its run deleted meanwhile: its file is gone
         common.cannot_open(choice, e)
     return charts.embedding_map(points, labels, thumbnails, None if chosen_class == ALL else chosen_class)
 
 
-def splits() -> dict:
-    d = common.loaded()[0]
+def splits(d) -> dict:
+    """The data set's splits that hold any pictures (the bundled sample has no training pictures)."""
     both = {"Training": (d.x_train, d.y_train), "Test": (d.x_test, d.y_test)}
     return {k: v for k, v in both.items() if len(v[1])}
 
 
 common.header("explore")
 dataset = common.dataset()
-available = splits()
+available = splits(dataset)
 left, middle, right = st.columns([2, 2, 3], vertical_alignment="bottom")
 split = left.segmented_control("Pictures from", list(available), default=list(available)[0], key="explore_split") \
     or list(available)[0]
@@ -149,11 +149,11 @@ elif view == "Statistics":
                      alt=f"Bar chart of the {split.lower()} pictures per class: "
                          + ", ".join(f"{name} {n:,}" for name, n in zip(CLASS_NAMES, counts)) + ".")
     of = "all " + split.lower() + " pictures" if chosen_class == ALL else f"{split.lower()} pictures of {chosen_class}"
-    two.altair_chart(channel_histograms(dataset.origin, split, chosen_class), width="stretch",
+    two.altair_chart(channel_histograms(dataset.origin, split, chosen_class, x, y), width="stretch",
                      alt=f"Line chart of how often pixel values, 0 to 255 in steps of 4, occur in the red (solid), green "
                          f"(dashed) and blue (dotted) channels of {of}.")
     st.markdown("**The average picture of each class**: the blur of everything the class has in common.")
-    st.image([charts.upscale(m, 4) for m in class_means(dataset.origin, split)], caption=list(CLASS_NAMES), width=128,
+    st.image([charts.upscale(m, 4) for m in class_means(dataset.origin, split, x, y)], caption=list(CLASS_NAMES), width=128,
              alt=[f"the average of every {split.lower()} picture of {with_article(name)}: a blur of its usual colours"
                   for name in CLASS_NAMES])
 
@@ -166,7 +166,7 @@ else:
                 + (" These are training pictures, which the model has learnt: its classes sit apart more "
                    "neatly here than they would for pictures it never saw (choose Test to see those)."
                    if split == "Training" else ""))
-    st.altair_chart(feature_map(dataset.origin, split, chosen_class), width="stretch",
+    st.altair_chart(feature_map(dataset.origin, split, chosen_class, x, y), width="stretch",
                     alt=f"Scatter plot of 1,000 {split.lower()} pictures, 100 of each class, as dots coloured by class "
                         "and placed by the model's features: pictures it finds alike sit together."
                         + ("" if chosen_class == ALL

@@ -3,7 +3,7 @@ import numpy as np
 import streamlit as st
 
 from app_pages import common
-from app_pages.quiz_parts import Quiz, kept_games, keep
+from app_pages.quiz_parts import Quiz, game, keep, latest
 from cifar_core import charts, evaluation
 from cifar_core.data import CLASS_NAMES, with_article
 
@@ -20,10 +20,8 @@ choice = common.active_choice()
 probabilities = common.test_probabilities(choice, test)
 guesses = probabilities.argmax(axis=1)
 me = common.owner()
-if "quiz" not in st.session_state:      # a new tab or a reload: this browser's game, if the server kept one
-    games, lock = kept_games()
-    with lock:
-        kept = games.get(me)
+if "quiz" not in st.session_state:      # a new tab or a reload: this browser's latest game, if the server kept one
+    kept = latest(me)
     if kept is not None:
         st.session_state["quiz"] = kept
 if "quiz" in st.session_state:     # the switch shows the game's mode, not a new game in the other: Streamlit
@@ -38,17 +36,22 @@ hard = mode.toggle("Hard mode", key="quiz_hard",
 # (measuring can take a minute) must not label this game for one model and play it with the other's answers.
 model_id, pictures = common.model_id(choice), (test.origin, len(test.y_test))
 playing = (model_id, pictures, hard)
-quiz = st.session_state.setdefault("quiz", Quiz(against=playing))
-if quiz.against != playing:     # your score starts from nothing, as the model's does
-    before, quiz = quiz.against, Quiz(against=playing)
-    st.session_state["quiz"] = quiz
-    if before[0] != model_id:
+before = st.session_state.get("quiz")
+# Each model, set of pictures and mode is a game of its own (your score starts from nothing, as the model's
+# does), and the browser's games are kept: a stray flick of hard mode or of the model, and back, loses none.
+quiz, new = game(me, playing, len(test.y_test))
+st.session_state["quiz"] = quiz
+if before is not None and before.against != playing:
+    if before.against[0] != model_id:
         why = f"against {common.plain(choice.label)}"
-    elif before[1] != pictures:
+    elif before.against[1] != pictures:
         why = "on new test pictures"
     else:
         why = "in hard mode" if hard else "on every test picture"
-    st.toast(f"A new game {why}.", icon=":material/restart_alt:")
+    st.toast(f"A new game {why}." if new else f"Back to your game {why}: you {quiz.people} / {quiz.rounds}.",
+             icon=":material/restart_alt:")
+if note := st.session_state.pop("quiz_note", None):     # from the click before this rerun
+    st.toast(note, icon=":material/replay:")
 
 pool = np.flatnonzero(guesses != test.y_test) if hard else np.arange(len(test.y_test))
 if not len(pool):
@@ -102,10 +105,13 @@ else:
     buttons.subheader(f"You were {you}.", anchor=False)
     buttons.subheader(f"The model was {it} ({evaluation.sure(probabilities[shown, guess])} sure).", anchor=False)
     if buttons.button("Next picture", type="primary", icon=":material/arrow_forward:", width="stretch"):
-        quiz.move_on(pool, after=shown)
+        if quiz.move_on(pool, after=shown):
+            st.session_state["quiz_note"] = f"That was every one of these {len(pool):,} pictures: they come round again."
         st.rerun()
 # Asked twice: one stray click at the projector would wipe a whole class's score.
 with st.popover("Start again", icon=":material/restart_alt:"):
     if st.button("Yes: both scores back to 0", key="quiz_restart"):
-        st.session_state["quiz"] = Quiz(against=quiz.against)     # kept in its place on the rerun
+        fresh = Quiz(against=quiz.against, pictures=quiz.pictures)
+        st.session_state["quiz"] = fresh
+        keep(me, fresh)     # in the played one's place: every tab of this browser starts again with it
         st.rerun()

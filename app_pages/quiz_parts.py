@@ -11,18 +11,24 @@ import streamlit as st
 @dataclass
 class Quiz:
     """One classroom's game: the picture on screen, the last answer, and both scores."""
+    against: tuple = ()                 # the model playing, the pictures and hard mode: any new, a new game
+    pictures: int = 0                   # how many test pictures there are (`seen` has a place for each)
     index: int = -1
     answer: int | None = None           # the class the people chose for the current picture
     rounds: int = 0
     people: int = 0
     model: int = 0
-    seen: set = field(default_factory=set)
-    against: tuple = ()                 # the model playing, the pictures and hard mode: any new, a new game
+    # One byte a picture (10 KB for the test set), however long the game: a set of those seen grew to
+    # 850 KB in a game through all 10,000, and the server keeps hundreds of games.
+    seen: np.ndarray = field(init=False, repr=False, compare=False)
     # In the answer buttons' keys, with the picture's index: a click sent before a new game began (another
     # model picked in another tab, the pictures changed) must not score a picture its sender never saw.
     game: str = field(default_factory=lambda: secrets.token_hex(4))
     # Two tabs of one browser share the game: a click in each within the same moment must count once.
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def __post_init__(self):
+        self.seen = np.zeros(self.pictures, bool)
 
     def take(self, index: int, choice: int, truth: int, guess: int) -> bool:
         """Score `choice` for picture `index`, unless that picture is no longer on screen or already
@@ -35,35 +41,69 @@ class Quiz:
             self.model += int(guess == truth)
             return True
 
-    def move_on(self, pictures, after: int | None = None) -> None:
-        """A new picture from `pictures`, one not yet seen while any are left. With `after`, only if that
-        picture is still the one on screen and answered: a second tab's Next must not skip one."""
+    def move_on(self, pictures, after: int | None = None) -> bool:
+        """A new picture from `pictures` (indices below `self.pictures`), one not yet seen while any are
+        left. With `after`, only if that picture is still the one on screen and answered: a second tab's
+        Next must not skip one. Whether every one had been seen, so that they come round again (never the
+        one just shown first, where there are others)."""
+        pictures = np.asarray(pictures, dtype=np.int64)
         with self.lock:
             if after is not None and (after != self.index or self.answer is None):
-                return
-            fresh = [i for i in pictures if i not in self.seen] or list(pictures)
+                return False
+            fresh = pictures[~self.seen[pictures]]
+            again = not len(fresh)
+            if again:
+                self.seen[pictures] = False
+                fresh = pictures[pictures != self.index] if len(pictures) > 1 else pictures
             self.index, self.answer = int(np.random.default_rng().choice(fresh)), None
-            self.seen.add(self.index)
+            self.seen[self.index] = True
+            return again
 
 
-KEPT_GAMES = 500    # browsers whose game the server keeps, the latest played first: a few KB each
+KEPT_GAMES = 500    # games the server keeps, the latest played first: about 10 KB each
 
 
 @st.cache_resource
 def kept_games() -> tuple[OrderedDict, threading.Lock]:
-    """Each browser's game (by its identity cookie's owner), so a reload at the projector, or a new tab,
-    goes on with the class's score instead of 0 / 0. In memory only: a restart begins new games. Only games
-    played are kept (`keep`): a script with fresh cookies must play a round with each to push out other
-    browsers' kept scores, and never a game in a page open now."""
+    """Each browser's games (by its identity cookie's owner and what the game is played against), so a
+    reload at the projector, or a new tab, goes on with the class's score instead of 0 / 0; a flick of hard
+    mode or of the sidebar's model and back finds the game as it was; and a game started again in one tab
+    is the game in every tab of the browser. In memory only: a restart begins new games. Only games played
+    are kept (`keep`): a script with fresh cookies must play a round with each to push out other browsers'
+    kept scores, and never a game in a page open now."""
     return OrderedDict(), threading.Lock()
 
 
-def keep(me: str, quiz: Quiz) -> None:
+def game(me: str, playing: tuple, pictures: int) -> tuple[Quiz, bool]:
+    """This browser's game against `playing`: the server's copy where it keeps one (what another tab
+    answered, or started again, reaches this one), else this tab's own, else a new one; and whether it
+    is new."""
     games, lock = kept_games()
     with lock:
-        if not quiz.rounds and me not in games:     # nothing to lose yet: a script's fresh cookies, each opening
+        kept = games.get((me, playing))
+    mine = st.session_state.get("quiz")
+    if kept is not None:
+        return kept, False
+    if mine is not None and mine.against == playing:
+        return mine, False
+    return Quiz(against=playing, pictures=pictures), True
+
+
+def latest(me: str) -> Quiz | None:
+    """The game this browser played last, for a new tab or a reload: it opens in that game's mode."""
+    games, lock = kept_games()
+    with lock:
+        return next((quiz for (owner, _), quiz in reversed(games.items()) if owner == me), None)
+
+
+def keep(me: str, quiz: Quiz) -> None:
+    """`quiz` as this browser's game against what it is played against, once it has been played."""
+    games, lock = kept_games()
+    key = (me, quiz.against)
+    with lock:
+        if not quiz.rounds and key not in games:    # nothing to lose yet: a script's fresh cookies, each opening
             return                                  # the page, no longer push out the games being played
-        games[me] = quiz
-        games.move_to_end(me)
+        games[key] = quiz
+        games.move_to_end(key)
         while len(games) > KEPT_GAMES:
             games.popitem(last=False)

@@ -6,6 +6,7 @@ import sys
 import threading
 import time
 
+import numpy as np
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
@@ -157,6 +158,25 @@ def charts_drawn(at) -> list:
 def alts(at) -> list:
     """Every picture's alt text, in order; None where it has none."""
     return [img.alt if img.HasField("alt") else None for image in at.get("image") for img in image.proto.imgs]
+
+
+def test_explore_keeps_what_it_works_out_under_the_data_set_it_read(app, monkeypatch):
+    """The class means were keyed by the data set the page read but worked out from a second reading: a
+    download finished, or a file replaced, in between kept one data set's means under the other's name
+    for every visitor."""
+    from dataclasses import replace
+    from app_pages import explore
+    first = common.loaded()[0]
+    other = replace(first, x_train=255 - first.x_train, origin=first.origin + "-other")
+    readings = iter(range(1_000_000))
+    monkeypatch.setattr(common, "loaded", lambda: ((first, other)[next(readings) % 2], None))  # each read another
+    visit(app, "app_pages/explore.py")
+    app.button_group(key="explore_view").set_value("Statistics").run()
+    assert not app.exception
+    for d in (first, other):
+        means = explore.class_means(d.origin, "Training", d.x_train, d.y_train)    # kept, or worked out now
+        assert all(np.array_equal(m, d.x_train[d.y_train == c].mean(axis=0).round().astype(np.uint8))
+                   for c, m in enumerate(means))
 
 
 def test_explore_statistics_and_map(app):
@@ -672,13 +692,18 @@ def test_a_reload_or_a_new_tab_goes_on_with_the_browsers_game(app):
     assert len(kept_games()[0]) == kept                      # not kept until played: fresh cookies cost nothing
     again.button(key="quiz_restart").click().run()
     assert tab(app.session_state["owner"]).metric[1].value == "0 / 0"    # started again: kept so
+    # and the tab still open with the old game takes the new one on its next rerun: it never puts the old
+    # score back for every tab of the browser (it did, as the one copy it held was the old game).
+    app.run()
+    assert not app.exception and app.metric[1].value == "0 / 0"
+    assert tab(app.session_state["owner"]).metric[1].value == "0 / 0"
 
 
 def test_two_tabs_of_one_browser_score_a_picture_once():
     """Two tabs share the browser's game: a click in each on one picture counts once, and a second Next
     (sent from a tab still showing the answered picture) skips nothing."""
     from app_pages.quiz_parts import Quiz
-    quiz = Quiz()
+    quiz = Quiz(pictures=10)
     quiz.move_on([7])
     assert quiz.take(7, 3, truth=3, guess=5) and not quiz.take(7, 4, truth=3, guess=5)
     assert (quiz.rounds, quiz.people, quiz.model, quiz.answer) == (1, 1, 0, 3)
@@ -720,7 +745,25 @@ def test_quiz_hard_mode_is_a_game_of_its_own_on_the_models_mistakes(app):
     visit(app, "app_pages/quiz.py")
     assert app.toggle(key="quiz_hard").value and app.metric[1].value == "0 / 2" and not app.toast
     app.toggle(key="quiz_hard").set_value(False).run()
-    assert app.metric[0].value == "0 / 0" and app.toast[0].value == "A new game on every test picture."
+    # A flick of the switch, and back, loses nothing: each mode's game is kept as it was.
+    assert app.metric[0].value.endswith(" / 1") and app.toast[0].value.startswith("Back to your game on every test")
+    app.toggle(key="quiz_hard").set_value(True).run()
+    assert app.metric[1].value == "0 / 2" and app.toast[0].value.startswith("Back to your game in hard mode: you ")
+
+
+def test_a_quiz_goes_through_every_picture_before_one_comes_round_again():
+    """Once every picture had been seen, Next could show the very picture just answered again (a hard game
+    on a strong model's few mistakes: the same one each time), and nobody was told."""
+    from app_pages.quiz_parts import Quiz
+    quiz = Quiz(pictures=10_000)
+    pool = [3, 4, 5]
+    shown = []
+    for _ in range(3):
+        assert not quiz.move_on(pool)
+        shown.append(quiz.index)
+    assert sorted(shown) == pool
+    assert quiz.move_on(pool) and quiz.index != shown[-1]     # every one seen: round again, a new one first
+    assert quiz.seen.nbytes == 10_000                         # one byte a picture, however long the game
 
 
 def test_a_new_model_in_the_sidebar_starts_a_new_game(app):
@@ -738,10 +781,11 @@ def test_a_new_model_in_the_sidebar_starts_a_new_game(app):
     assert app.metric[1].help.startswith("Run \\*\\*another\\*\\* model")
     # An answer sent as the game changed under it (the model picked in another tab of the same browser)
     # scores nothing: it was meant for a picture the new game no longer shows.
+    # Back to the first model: its game as it was, one round, the click above not counted in it.
     quiz_answer(app, "cat").click()
     app.sidebar.selectbox[0].select(app.sidebar.selectbox[0].options[0]).run()
     assert not app.exception
-    assert app.metric[0].value == "0 / 0" and app.session_state["quiz"].answer is None
+    assert app.metric[0].value.endswith(" / 1") and app.toast[0].value.startswith("Back to your game against ")
 
 
 def test_inside_page_without_then_with_a_picture_and_every_tab(app):
