@@ -86,7 +86,10 @@ else:
 
 if picture is not None:
     st.header(name)
+    # One reading of the model for the answer and the changed picture's: a choice changed in another tab, or
+    # a run deleted meanwhile, must not answer the changed copy with another model under this one's answer.
+    model = common.active_model_and_id()
     predict_parts.answer(picture.small, "predict", picture.original, views=picture.views, size=picture.size,
-                         drawing=source == "Draw")
+                         drawing=source == "Draw", model=model)
     inside_parts.link(picture.small, "predict_inside")
-    predict_parts.fool(picture.small, "predict", picture.size, picture.views, drawing=source == "Draw")
+    predict_parts.fool(picture.small, "predict", picture.size, picture.views, drawing=source == "Draw", model=model)

@@ -162,8 +162,12 @@ def _crop(original: Image.Image, shown: int, size: tuple[int, int]) -> None:
     """The uploaded picture with what the model was shown of it (the first `shown` of
     `inference.view_boxes`) framed on it, and what was cut off (only a long, thin picture's ends are).
     `size`: the picture's size as loaded, which the copy kept to show may be smaller than."""
-    boxes = inference.view_boxes(*original.size)[:shown]
-    cut = inference.cut_off(*original.size)
+    # The squares of the picture as the model was given it, in the copy shown's pixels: worked out from the
+    # smaller copy itself, a long thin photo answered from two squares was framed with one.
+    across, down = original.width / size[0], original.height / size[1]
+    boxes = tuple((left * across, top * down, right * across, bottom * down)
+                  for left, top, right, bottom in inference.view_boxes(*size)[:shown])
+    cut = inference.cut_off(*size)
     squeezed = " squeezed into a square" if size[0] != size[1] else ""
     caption = f"Your picture: the model is shown {'its middle' if cut > 0 else 'all of it'}{squeezed} (red frame)"
     if len(boxes) > 1:
@@ -185,14 +189,15 @@ def _heat_key() -> dict:
 
 def answer(image: np.ndarray, key: str, original: Image.Image | None = None, heat: bool = True,
            views: np.ndarray | None = None, size: tuple[int, int] | None = None,
-           drawing: bool = False) -> np.ndarray:
+           drawing: bool = False, model: tuple | None = None) -> np.ndarray:
     """Show what the model sees and answers for a (32, 32, 3) picture (and, for an upload, the picture it
     was made from), with the doubts it deserves and where it looked; return the probabilities. `views`,
     every square of an upload the model is shown (`image` is the first): the answer averages them, and
     evens it out if the picture (of `size`, else `original`'s) is a photo (`inference.is_photo`); a photo's
     square given alone (changed to fool the model) is answered as a photo too. A `drawing` is said to be
-    one beside its answer."""
-    model_id, model = common.active_model_and_id()
+    one beside its answer. `model`: (its id, the model) as `common.active_model_and_id` read them, where the
+    caller answers more than once with one model (the picture and its changed copy), else read here."""
+    model_id, model = model or common.active_model_and_id()
     size = original.size if size is None and original is not None else size
     photo = size is not None and inference.is_photo(*size)
     views = image[None] if views is None and photo else views
@@ -216,6 +221,8 @@ def answer(image: np.ndarray, key: str, original: Image.Image | None = None, hea
     with columns[-1]:
         st.metric("The model says", f"{CLASS_NAMES[best]}, {evaluation.sure(probabilities[best])} sure",
                   help=explain.SURE_ON_PHOTOS if photo else explain.SURE_ON_TEST_PICTURES)
+        if not drawing:     # a drawing's answer says beside it how little its "% sure" means
+            st.caption(explain.what_sure_means(float(probabilities[best]), photo))
         for note in explain.doubts(image, probabilities, size, drawing):
             st.warning(note, icon=":material/help:")
         chart_specs.probability_bars(probabilities)
@@ -258,7 +265,13 @@ def where(model_id: tuple, model, pictures: np.ndarray, probabilities: np.ndarra
         named = shown or SQUARES[0]     # a second click unchooses a square: then the first
         image = squares[SQUARES.index(named)]
     choose, fade = st.columns(2)
-    target = choose.selectbox("Heat map for", CLASS_NAMES, index=int(probabilities.argmax()), key=f"{key}_heat_class")
+    # A new picture (or a new answer for it) opens on the map of its own answer: a box with a key keeps its
+    # value whatever its `index` says, so every later picture kept the first one's class.
+    answered = hashlib.sha1(np.ascontiguousarray(squares).tobytes() + probabilities.tobytes()).hexdigest()
+    if st.session_state.get(f"{key}_heat_for") != answered:
+        st.session_state[f"{key}_heat_for"] = answered
+        st.session_state[f"{key}_heat_class"] = CLASS_NAMES[int(probabilities.argmax())]
+    target = choose.selectbox("Heat map for", CLASS_NAMES, key=f"{key}_heat_class")
     opacity = fade.slider("Heat map opacity in \"together\"", 0.0, 1.0, 0.55, 0.05, key=f"{key}_heat_opacity")
     heat = _heat(model_id, model, image, CLASS_NAMES.index(target))
     plain, big = charts.upscale(image, SHOWN // 32), explain.enlarge(heat, SHOWN)
@@ -289,17 +302,18 @@ def where(model_id: tuple, model, pictures: np.ndarray, probabilities: np.ndarra
 
 # Flipping fools it least of all, and here is why: say so, or a student concludes more than is true.
 MIRROR_HELP = ("Flips the picture left to right. The model already answers a photo or a drawing from the picture "
-               "and its mirror image together (and a test picture it is unsure of), and it learned from mirrored "
+               "and its mirror image together (and any other picture it is unsure of), and it learned from mirrored "
                "pictures too, so this changes its answer little or not at all.")
 
 
 @st.fragment
 def fool(image: np.ndarray, key: str, size: tuple[int, int] | None = None, views: np.ndarray | None = None,
-         drawing: bool = False) -> None:
+         drawing: bool = False, model: tuple | None = None) -> None:
     """Sliders that change the picture; the answer follows as they move, evened out as the picture's was
     if it came from a photo of `size`. Each of its `views` is changed alike and the answers averaged, as
     the answer above was: from one view alone, the smallest move could change the answer. A fragment:
-    moving a slider reruns only this part, not the decoding and answer of the picture above it."""
+    moving a slider reruns only this part, not the decoding and answer of the picture above it. `model`, as
+    `answer` takes it: the one the answer above came from, not read again on a slider's move."""
     st.subheader("Try to fool it")
     left, right = st.columns(2)
     changes = perturbations.Changes(
@@ -317,7 +331,7 @@ def fool(image: np.ndarray, key: str, size: tuple[int, int] | None = None, views
         return
     changed_views = None if views is None else np.stack([perturbations.apply(view, changes) for view in views])
     answer(perturbations.apply(image, changes), f"{key}_fooled", heat=False, size=size, views=changed_views,
-           drawing=drawing)
+           drawing=drawing, model=model)
 
 
 def _decoded(file) -> tuple[np.ndarray, tuple[int, int]] | str:

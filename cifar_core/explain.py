@@ -15,7 +15,7 @@ import weakref
 import numpy as np
 from PIL import Image, ImageDraw
 
-from cifar_core import inference
+from cifar_core import evaluation, inference
 
 # The "magma" colour map (dark = counted for nothing, pale yellow = counted most): it gets lighter
 # all the way up, so it reads the same in greyscale, on a projector and for colour-blind people.
@@ -167,7 +167,8 @@ def outline_crop(image: Image.Image, boxes: tuple[tuple[float, float, float, flo
     draw = ImageDraw.Draw(framed)
     for index, box in enumerate(boxes):
         left, top, right, bottom = (v * scale for v in box)
-        draw.rectangle((left, top, right - 1, bottom - 1), outline=(255, 43, 43),
+        # At least a pixel each way: a strip a pixel or two across is under one once made smaller to show.
+        draw.rectangle((left, top, max(left, right - 1), max(top, bottom - 1)), outline=(255, 43, 43),
                        width=width if index == 0 else max(1, width // 2))
     return np.asarray(framed)
 
@@ -197,6 +198,17 @@ SURE_ON_PHOTOS = (SURE_ON_TEST_PICTURES + " A photo is not one of those. On phot
                   "Evened out this way, the bundled model was 83% sure on average on 477 real photos and right "
                   "on 81% of them. A model trained in a few minutes does worse, and "
                   "a drawing is further still from what any of them knows.")
+
+
+def what_sure_means(probability: float, photo: bool) -> str:
+    """One line under an answer's "% sure" saying what it means, for a projector, which has no pointer to
+    hover over the answer's help: calibrated on test pictures, a rough guide on photos."""
+    shown = evaluation.sure(probability)
+    if photo:
+        return (f"\"{shown} sure\" is a rough guide on a photo: on real photos the bundled model was right "
+                "about as often as it was sure, on average; a model trained in minutes less so.")
+    share = shown if shown.startswith(("over", "under")) else f"about {shown}"
+    return f"Of the answers this model gives {shown} sure on CIFAR-10 test pictures, {share} are right."
 
 
 # Said beside every answer to a drawing: its "% sure" was measured on test pictures and photos, never on

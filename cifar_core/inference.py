@@ -145,7 +145,12 @@ def predict_views(model, pictures: np.ndarray, size: tuple[int, int], calibrated
     temperature. `size`, the picture's own (width, height): a photo's answer is evened out and tempered
     as photos need (`is_photo`, `as_photo`). Without `calibrated`, no temperature at all; a photo is
     still evened out, as that changes which class is the answer. A model saved with no temperature
-    answers as trained (1), so its photos get PHOTO_TEMPERATURE itself."""
+    answers as trained (1), so its photos get PHOTO_TEMPERATURE itself. A picture that is no photo (one
+    view, 32 pixels or fewer across one way) is answered as a test picture is (`predict`): a test picture
+    saved and uploaded gets the answer and "% sure" the test-picture picker gave it, where it was up to 14
+    points apart."""
+    if not is_photo(*size) and len(pictures) == 1:
+        return predict(model, pictures, calibrated=calibrated)[0]
     averaged = view_answers(model, pictures)
     if not is_photo(*size):
         return _tempered(averaged[None], model, calibrated)[0]

@@ -460,6 +460,10 @@ def test_predict_page_test_picture_answer_heat_map_and_fooling(app):
     assert all(alts(app)), "every picture has alt text"
     from cifar_core import explain        # a test picture: "% sure" is honest there, and says so
     assert app.metric[0].help == explain.SURE_ON_TEST_PICTURES
+    # and in words under it, for a projector, which has no pointer to hover over the help with
+    sure = app.metric[0].value.split(", ")[1].removesuffix(" sure")
+    assert any(c.value.startswith(f"Of the answers this model gives {sure} sure on CIFAR-10 test pictures")
+               for c in app.caption)
     app.toggle(key="predict_heat").set_value(True).run()
     assert not app.exception
     assert app.metric[0].value.startswith(app.selectbox(key="predict_heat_class").value)   # the answer's map

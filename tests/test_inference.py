@@ -494,6 +494,17 @@ def test_predict_returns_probabilities(model):
         inference.predict(model, np.zeros((2, 28, 28, 3)))
 
 
+def test_a_picture_that_is_no_photo_is_answered_as_a_test_picture_is():
+    """A test picture saved and uploaded (32 x 32) was answered by both networks and its mirror image
+    whatever, where the test-picture picker answers it by the rule Evaluate measures: the same pixels were
+    up to 14 points apart in "% sure"."""
+    from cifar_core import data
+    bundled, pictures = inference.load_model(), data.load_sample().x_test[:60]
+    shown = inference.predict(bundled, pictures)
+    uploaded = np.stack([inference.predict_views(bundled, picture[None], (32, 32)) for picture in pictures])
+    np.testing.assert_allclose(uploaded, shown, atol=1e-6)
+
+
 def test_a_pictures_views_are_answered_together_then_tempered(model):
     views = np.random.default_rng(5).integers(0, 256, (2, 32, 32, 3)).astype(np.uint8)
     each = inference.predict(model, views, calibrated=False, sure_enough=None)

@@ -271,3 +271,69 @@ def test_a_long_thin_picture_is_kept_to_show_at_a_bounded_size_and_answered_as_l
     assert max(picture.original.size) <= predict_parts.SHOWN_LONGEST
     assert picture.size == loaded.size
     assert np.array_equal(picture.views, inference.views(loaded))
+
+
+def _strip_script():
+    """The Predict page's answer for a plain strip of the size in the session (AppTest cannot upload)."""
+    import io
+
+    import streamlit as st
+    from PIL import Image
+
+    from app_pages import predict_parts
+    strip = Image.linear_gradient("L").convert("RGB").resize(st.session_state["size"])
+    buffer = io.BytesIO()
+    strip.save(buffer, "PNG")
+    picture = predict_parts.load(buffer.getvalue(), "strip")
+    predict_parts.answer(picture.small, "s", picture.original, heat=False, views=picture.views, size=picture.size)
+
+
+def test_a_strip_a_pixel_or_two_across_is_answered_and_a_long_one_framed_as_answered():
+    """A web page's 1 x 600 gradient strip stopped the page (the frame drawn on the copy shown was under a
+    pixel across); a 160 x 4096 one, answered from two squares, was framed with one, as the copy shown (40
+    pixels across) has only one."""
+    from streamlit.testing.v1 import AppTest
+    for size in ((1, 600), (4096, 1), (2, 3000)):
+        at = AppTest.from_function(_strip_script, default_timeout=120)
+        at.session_state["size"] = size
+        at.run()
+        assert not at.exception, (size, [e.value for e in at.exception])
+        assert at.metric[0].label == "The model says"
+    at = AppTest.from_function(_strip_script, default_timeout=120)
+    at.session_state["size"] = (160, 4096)
+    at.run()
+    assert not at.exception
+    captions = [picture.caption for element in at.get("image") for picture in element.proto.imgs]
+    assert any("and the closer square (thin frame), and averages its two answers" in c for c in captions)
+
+
+def _another_test_picture_script():
+    """The Predict page's answer and heat map for the test picture the session names."""
+    import streamlit as st
+
+    from app_pages import predict_parts
+    from cifar_core import data
+    predict_parts.answer(data.load_sample().x_test[st.session_state["index"]], "t", heat=True)
+
+
+def test_a_new_picture_opens_on_the_heat_map_of_its_own_answer():
+    """The class box kept the first picture's answer (a box with a key keeps its value whatever its index
+    says): a truck answered 99% sure showed the heat map for "ship", the first picture's answer. A class
+    chosen for one picture stays while that picture is shown."""
+    from streamlit.testing.v1 import AppTest
+
+    from cifar_core import data
+    at = AppTest.from_function(_another_test_picture_script, default_timeout=120)
+    answers = inference.predict(inference.load_model(), data.load_sample().x_test[:40]).argmax(axis=1)
+    first, other = 0, int(np.flatnonzero(answers != answers[0])[0])
+    at.session_state["index"] = first
+    at.run()
+    assert at.selectbox(key="t_heat_class").value == data.CLASS_NAMES[answers[first]]
+    at.selectbox(key="t_heat_class").select("frog").run()
+    assert not at.exception and at.selectbox(key="t_heat_class").value == "frog"
+    at.run()
+    assert at.selectbox(key="t_heat_class").value == "frog"      # chosen for this picture: kept
+    at.session_state["index"] = other
+    at.run()
+    assert not at.exception and at.metric[0].value.startswith(data.CLASS_NAMES[answers[other]])
+    assert at.selectbox(key="t_heat_class").value == data.CLASS_NAMES[answers[other]]
