@@ -23,12 +23,14 @@ from streamlit import dataframe_util
 from app_pages import chart_specs
 from cifar_core import charts
 
+# One made-up point, so that Altair sees the columns' kinds (text for names) as in a real run.
+_SAMPLE = [{"kind": "epoch", "epoch": 1, "elapsed_s": 0.0, "test_loss": 1.0, "test_accuracy": 0.5}]
+
+
 @functools.cache
 def _curves_template() -> tuple[dict, str]:
     """The training-curves spec without its points, and the name its data goes by."""
-    # One made-up point, so that Altair sees the columns' kinds (text for names) as in a real run.
-    sample = charts.curve_frame([{"kind": "epoch", "epoch": 1, "elapsed_s": 0.0, "test_loss": 1.0, "test_accuracy": 0.5}])
-    spec = chart_specs.vega_lite(charts.training_curves(sample))
+    spec = chart_specs.vega_lite(charts.training_curves(charts.curve_frame(_SAMPLE)))
     (name,) = spec.pop("datasets")     # every part of the chart reads the one data set
     return spec, name
 
@@ -53,19 +55,28 @@ def training_curves(run_id: str, stamp: tuple | None, name: str, metrics: list[d
 
 
 @st.cache_resource(max_entries=32, show_spinner=False)
-def _compared(key: tuple, _named_metrics: list) -> dict:
-    """The compared runs' curves as Vega-Lite with their points as Arrow bytes, made once per change of
-    any of them (`key`: their ids, stamps and names) for everyone who compares the same runs."""
-    frames = [charts.curve_frame(metrics, name) for name, metrics in _named_metrics]
-    spec = chart_specs.vega_lite(charts.training_curves(pd.concat(frames), colour_by="run"))
-    spec["datasets"] = {name: dataframe_util.convert_anything_to_arrow_bytes(pd.DataFrame(rows))
-                        for name, rows in spec["datasets"].items()}
-    return spec
+def _compared_template(names: tuple[str, ...]) -> tuple[dict, str]:
+    """The compared runs' curves without their points: the chart's shape depends on the runs' names (a
+    colour and a shape each, in order), never on their points."""
+    spec = chart_specs.vega_lite(charts.training_curves(
+        pd.concat([charts.curve_frame(_SAMPLE, name) for name in names]), colour_by="run"))
+    (name,) = spec.pop("datasets")
+    return spec, name
 
 
-def compared_curves(key: tuple, named_metrics: list[tuple[str, list[dict]]], alt: str | None = None) -> None:
-    """Draw several runs' curves (`named_metrics`: each one's name and records) in one chart
-    (charts.training_curves, coloured by run), built once per change for every session (`key`: the runs'
-    ids, stamps and names): each live board with runs selected built it anew every refresh (0.19 s of CPU
-    each, most of a core for a class)."""
-    chart_specs.draw(_compared(key, named_metrics), width="stretch", alt=alt)
+@st.cache_data(max_entries=32, show_spinner=False)
+def _compared_points(key: tuple, _named_metrics: list) -> bytes:
+    """The compared runs' points as Arrow bytes, made once per change of any of them (`key`)."""
+    frames = [charts.curve_frame(metrics, name, earlier) for name, metrics, earlier in _named_metrics]
+    return dataframe_util.convert_anything_to_arrow_bytes(pd.concat(frames, ignore_index=True))
+
+
+def compared_curves(key: tuple, named_metrics: list[tuple[str, list[dict], int]], alt: str | None = None) -> None:
+    """Draw several runs' curves (`named_metrics`: each one's name, records and the epochs before its own,
+    those of the run it continues) in one chart (charts.training_curves, coloured by run), for every
+    session from one spec per set of names and points made once per change (`key`: the runs' ids, stamps
+    and names): the chart built anew for each live board with runs selected, every refresh, was 0.19 s of
+    CPU each (most of a core for a class), and a training run's points change every second."""
+    template, data_name = _compared_template(tuple(name for name, _, _ in named_metrics))
+    chart_specs.draw({**template, "datasets": {data_name: _compared_points(key, named_metrics)}},
+                     width="stretch", alt=alt)

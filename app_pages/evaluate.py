@@ -81,8 +81,8 @@ if errors.open:
         right = int(np.trace(counts))
         st.altair_chart(charts.confusion(counts, as_share=shown_as != "Pictures", chosen=square),
                         on_select="rerun", key=key, width="content",
-                        alt=f"Confusion matrix: a 10 by 10 grid of squares, a row for each true class and a column "
-                            f"for each class the model said, each holding "
+                        alt="Confusion matrix: a 10 by 10 grid of squares, a row for each true class and a column "
+                            "for each class the model said, each holding "
                             + ("its number of test pictures" if shown_as == "Pictures" else "its share of the row")
                             + f". The diagonal, {right:,} of {int(counts.sum()):,} pictures, is the right answers. "
                             "Choose a square in the box below to see its pictures.")

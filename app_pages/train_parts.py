@@ -180,6 +180,12 @@ def _stop(run_id: str, owner: str) -> None:
 def _curves(run_id: str) -> None:
     snapshot = runs_board.current()
     metrics = snapshot.metrics_of(run_id)
+    if metrics and not charts.drawable(metrics):     # a run stopped in its first batch, or a second into it
+        (first,) = [m for m in metrics if m.get("kind") == "batch"] or [None]
+        if first is not None:
+            st.caption(f"One training measurement so far (loss {first['loss']:.3f}, accuracy "
+                       f"{evaluation.percent(first['accuracy'])}): a curve needs two.")
+        return
     if metrics and (run := snapshot.get(run_id)) is not None:
         # Points made once per new record for everyone watching, not per visitor (app_pages/chart_cache.py).
         chart_cache.training_curves(run.id, snapshot.stamps.get(run.id), run.name, metrics,
@@ -347,14 +353,21 @@ def _board(owner: str) -> None:
         st.caption(f"{len(rows)} runs picked: here are the first {MAX_PICKED}. More curves in one chart would "
                    "share colours, and no one could tell them apart.")
     names = learning_parts.distinct_names(chosen)
-    named_metrics = [(name, snapshot.metrics_of(r.id)) for r, name in zip(chosen, names)]
-    if any(metrics for _, metrics in named_metrics):
-        chart_cache.compared_curves(tuple((r.id, snapshot.stamps.get(r.id), name) for r, name in zip(chosen, names)),
-                                    named_metrics, alt=curves_alt(named_metrics))
+    # On one axis, a continued run's epochs count on from those of the run it continues: side by side, its
+    # first epoch drawn at 1 sat on its parent's first, as if it had learnt in one epoch what took several.
+    earlier = [int(r.status.get(runs.EARLIER_EPOCHS, 0)) for r in chosen]
+    named_metrics = [(name, snapshot.metrics_of(r.id), before) for r, name, before in zip(chosen, names, earlier)]
+    if any(charts.drawable(metrics) for _, metrics, _ in named_metrics):
+        chart_cache.compared_curves(tuple((r.id, snapshot.stamps.get(r.id), name, before)
+                                          for r, name, before in zip(chosen, names, earlier)),
+                                    named_metrics, alt=curves_alt([(name, metrics) for name, metrics, _ in named_metrics]))
         st.caption("Each run has a colour of its own and a shape for its test dots: its dashed line is its running "
                    "training figures, its solid line its test figures. " + SAW_TOOTH + " The dots look at each test "
                    "picture once, without the mirror, so a run's last dot can differ a little from its test "
-                   "accuracy in the table.")
+                   "accuracy in the table."
+                   + (" A continued run's epochs count on from the run it continues." if any(earlier) else ""))
+    elif any(metrics for _, metrics, _ in named_metrics):
+        st.caption("These runs have one training measurement at most so far: a curve needs two.")
     else:
         st.caption("None of these runs has trained a step yet: their curves appear here when they have.")
     for run, name in zip(chosen, names):
@@ -373,6 +386,8 @@ def picked_rows(rows, count: int) -> list[int]:
     """The table's selected rows as the browser sent them, made sane: row numbers of the `count` rows,
     each once, in order. Streamlit passes on whatever list a browser (or a script) sends, and ten
     thousand copies of one row would be ten thousand curves drawn on every refresh."""
+    if not isinstance(rows, (list, tuple)):      # a script's `"rows": 7`, or null: nothing picked
+        return []
     return list(dict.fromkeys(i for i in rows if type(i) is int and 0 <= i < count))
 
 

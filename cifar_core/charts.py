@@ -198,8 +198,9 @@ def downsample(records: list[dict], limit: int = 400) -> list[dict]:
     return [records[int(i * step)] for i in range(limit)] + [records[-1]]
 
 
-def curve_frame(metrics: list[dict], run: str = "") -> pd.DataFrame:
-    """Long-form points for training curves: one row per (time, quantity, series)."""
+def curve_frame(metrics: list[dict], run: str = "", earlier: int = 0) -> pd.DataFrame:
+    """Long-form points for training curves: one row per (time, quantity, series). `earlier`: epochs to
+    count before the run's own (a continued run's, beside the run it continues)."""
     rows = []
     batches = [m for m in metrics if m.get("kind") == "batch"]
     # Steps per epoch, as the trainer records them with every step; for runs recorded before it did, the
@@ -208,14 +209,20 @@ def curve_frame(metrics: list[dict], run: str = "") -> pd.DataFrame:
     for m in downsample(batches):
         steps = m.get("steps") or first
         for quantity in ("loss", "accuracy"):
-            rows.append({"run": run, "epoch": m["epoch"] - 1 + m["step"] / steps,
+            rows.append({"run": run, "epoch": earlier + m["epoch"] - 1 + m["step"] / steps,
                          "seconds": m["elapsed_s"], "quantity": quantity, "series": "training (running)",
                          "value": m[quantity]})
     for m in (m for m in metrics if m.get("kind") == "epoch"):
         for quantity in ("loss", "accuracy"):
-            rows.append({"run": run, "epoch": m["epoch"], "seconds": m["elapsed_s"], "quantity": quantity,
+            rows.append({"run": run, "epoch": earlier + m["epoch"], "seconds": m["elapsed_s"], "quantity": quantity,
                          "series": "test (whole test set)", "value": m[f"test_{quantity}"]})
     return pd.DataFrame(rows, columns=["run", "epoch", "seconds", "quantity", "series", "value"])
+
+
+def drawable(metrics: list[dict]) -> bool:
+    """Whether training curves of `metrics` draw anything: a test dot, or a line of at least two points."""
+    return (any(m.get("kind") == "epoch" for m in metrics)
+            or sum(m.get("kind") == "batch" for m in metrics) >= 2)
 
 
 TRAINING, TEST = "training (running)", "test (whole test set)"

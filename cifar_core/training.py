@@ -115,6 +115,14 @@ def _recorder(run_dir: Path, config: TrainConfig, test: tuple, export_model, ste
                 # Stopped within its first epoch: a few batches from the start are no model worth keeping,
                 # or worth the queue's time to calibrate and test (tens of seconds for `best`).
                 return
+            # A step's loss is measured before its update: the epoch's last step can leave the weights
+            # infinite with every loss recorded finite. Saved, tested and snapshotted, such a model answered
+            # "airplane, nan%" for every picture until the next batch failed the run.
+            if not all(np.isfinite(w).all() for w in self.model.get_weights()):
+                self.failure = (f"The network's weights became infinite at the end of epoch {epoch + 1}: the "
+                                f"learning rate ({config.learning_rate:g}) is probably too high.")
+                self.model.stop_training = True
+                return
             save_checkpoint(self.model, export_model, run_dir)
             self.tested = None
             if self.stopped:  # a partial epoch: keep the weights, skip the test pass

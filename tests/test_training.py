@@ -399,6 +399,27 @@ def test_a_diverging_run_fails_with_a_sentence_about_the_learning_rate(tiny, tmp
     json.dumps(rundir.read_metrics(tmp_path))     # NaN never reaches the file as invalid JSON
 
 
+def test_weights_gone_infinite_on_an_epochs_last_step_fail_the_run_unsaved(tiny, tmp_path, monkeypatch):
+    """A step's loss is measured before its update: weights made infinite by an epoch's last step were
+    saved, tested and snapshotted (every picture "airplane, nan%") before the next batch failed the run."""
+    real = training._recorder
+
+    def recorder(*args, **kwargs):
+        made = real(*args, **kwargs)
+        epoch_ended = made.on_epoch_end
+
+        def blown_up_by_the_last_step(epoch, logs=None):     # every loss recorded finite, the weights not
+            made.model.set_weights([np.full_like(w, np.inf) for w in made.model.get_weights()])
+            epoch_ended(epoch, logs)
+        made.on_epoch_end = blown_up_by_the_last_step
+        return made
+    monkeypatch.setattr(training, "_recorder", recorder)
+    config = TrainConfig(arch="airbench_tiny", epochs=2, batch_size=20, precision="float32")
+    assert training.train(config, tmp_path, tiny) == "failed"
+    assert "weights became infinite at the end of epoch 1" in rundir.read_status(tmp_path)["error"]
+    assert not (tmp_path / rundir.MODEL).exists() and not _records(tmp_path, "epoch")
+
+
 def test_an_invalid_config_fails_the_run_without_a_traceback(tiny, tmp_path, capsys):
     assert training.train(TrainConfig(epochs=0), tmp_path, tiny) == "failed"
     assert rundir.read_status(tmp_path)["error"].startswith("Epochs must be")
