@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import struct
 import threading
 import time
@@ -46,6 +47,11 @@ IDLE_LOOK = 0.5              # seconds between looks at what other processes use
 WORKING_SIZE = 256           # pictures are decoded or shrunk to no smaller than this across: plenty for 32x32
 LONGEST_KEPT = 4096          # ... and to no longer than this: a phone's panorama at an eighth is about 2,000
 MAX_JPEG_SCANS = 100         # each scan is a pass over the whole picture: a photo has 1, a progressive one ~10
+# ... and what the scans cost together: the 8 x 8 blocks each covers, summed. libjpeg walks every block of
+# a scan even where its bytes say nothing (a run of empty blocks), about 50 ns each here: 99 scans over a
+# 9000 x 9000 picture, 172 KB, held a core 5-6.5 s. The largest progressive photo the budgets let through
+# (about 50 megapixels, 4:2:0) is some 7 million in the usual ten scans.
+MAX_JPEG_BLOCK_SCANS = 16_000_000
 MAX_JPEG_SEGMENTS = 1_000    # Pillow reads each in Python; a real file has a few dozen
 MAX_JPEG_PADDING = 65_536    # bytes between segments before the first scan, which Pillow reads one at a time
                              # in Python (5 MB of them: 2 s); a real file has none, or a few 0xFF
@@ -60,6 +66,7 @@ MAX_ARITHMETIC_BYTES = 6 * 2**20
 MAX_PNG_CHUNKS = 20_000      # Pillow reads each in Python; 20 MB in libpng's 8 KB chunks is 2,500
 MAX_PNG_INFLATED = 16        # compressed text and profile chunks, each inflated by Pillow to up to 1 MB
 MAX_GIF_BLOCKS = 10_000      # extension blocks before the first frame, each kept by Pillow as a Python object
+MAX_GIF_STRAY_BYTES = 65_536     # bytes before the first frame that are no part of the file (see _check_gif)
 MAX_TIFF_ENTRIES = 1_000     # entries in a TIFF directory; a real one has a few dozen
 MAX_TIFF_VALUES = 32_768     # numbers in one entry; one strip offset each costs ~340 bytes in Pillow
 # Run-length BMPs are decoded in Python, a pixel at a time: 0.4 s of a core per megapixel, holding the
@@ -76,6 +83,10 @@ _BYTES_PER_PIXEL = {
     "I;16": 2 + 1, "I;16L": 2 + 1, "I;16B": 2 + 1, "I;16N": 2 + 1, "I": 4 + 1, "F": 4 + 1,
     "RGB": 4, "RGBX": 4, "CMYK": 4, "YCbCr": 4, "LAB": 4, "HSV": 4, "La": 4, "RGBa": 4, "LA": 4 + 4, "RGBA": 4 + 4,
 }
+# libjpeg's own ceiling on what it allocates (read from the environment as each decoder starts; over it, it
+# stops with an error): what a photo decoded alone may take. Every JPEG is checked against the budgets before
+# it is decoded; this holds wherever libjpeg is reached past those checks (a JPEG inside another format).
+os.environ.setdefault("JPEGMEM", f"{DECODING_AT_ONCE * MEMORY_BUDGET // 2**20}M")
 _SHRUNK_BYTES_PER_PIXEL = 12  # then, at the shrunk size: an RGB copy, an alpha mask, a backdrop, an upright copy
 _HIGH_DEPTH = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 _TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
@@ -118,7 +129,7 @@ def _jpeg_scans(raw: bytes) -> int:
     allows. A sequential picture (a baseline frame, as cameras and phones write) whose first scan holds
     every colour is decoded in that one pass whatever follows (nothing after it is decoded), so its
     coded data is not walked: a 12-megapixel photo's holds some 10,000 0xFF bytes, 1.7 ms here."""
-    scans, position, components, padding = 0, 2, None, 0
+    scans, position, components, padding, blocks, work = 0, 2, None, 0, {}, 0
     parsed = dict.fromkeys(MAX_JPEG_PARSED, 0)
     for _ in range(MAX_JPEG_SEGMENTS):
         marker = jpeg_progressive.MARKER.search(raw, position)
@@ -136,6 +147,8 @@ def _jpeg_scans(raw: bytes) -> int:
                     raise _too_complex(f"more than one {kind}" if limit == 1 else f"more than {limit} {kind}s")
                 if kind == "frame header":
                     _check_frame(marker[1][0], raw[marker.end() + 2:marker.end() + 3], len(raw))
+                    blocks = _frame_blocks(raw[marker.end() + 2:marker.end() + 2 + int.from_bytes(
+                        raw[marker.end():marker.end() + 2], "big")])
         position = marker.end()
         if marker[1] in (b"\x01", b"\xd8"):             # markers without a length
             continue
@@ -147,8 +160,26 @@ def _jpeg_scans(raw: bytes) -> int:
                 return 1
             if scans > MAX_JPEG_SCANS:
                 raise _too_complex(f"more than {MAX_JPEG_SCANS} scans")
+            count = raw[position + 2] if position + 2 < len(raw) else 0
+            work += sum(blocks.get(raw[position + 3 + 2 * i], 0) for i in range(count))
+            if work > MAX_JPEG_BLOCK_SCANS:
+                raise _too_complex(f"{scans} scans that go over {work / 1e6:,.0f} million blocks of the picture")
         position += int.from_bytes(raw[position:position + 2], "big")
     raise _too_complex(f"more than {MAX_JPEG_SEGMENTS:,} segments")
+
+
+def _frame_blocks(frame: bytes) -> dict[int, int]:
+    """The 8 x 8 blocks of each component (by its id) of a JPEG frame header's picture."""
+    if len(frame) < 6:
+        return {}
+    height, width, count = int.from_bytes(frame[1:3], "big"), int.from_bytes(frame[3:5], "big"), frame[5]
+    components = [frame[6 + 3 * i:9 + 3 * i] for i in range(count) if len(frame) >= 9 + 3 * i]
+    if not components:
+        return {}
+    h_max = max(c[1] >> 4 for c in components) or 1
+    v_max = max(c[1] & 15 for c in components) or 1
+    return {c[0]: -(-(-(-width * (c[1] >> 4) // h_max)) // 8) * -(-(-(-height * (c[1] & 15) // v_max)) // 8)
+            for c in components}
 
 
 def _check_frame(kind: int, precision: bytes, file_bytes: int) -> None:
@@ -193,11 +224,24 @@ def _check_png(raw: bytes) -> None:
         position += 12 + int.from_bytes(raw[position:position + 4], "big")
 
 
+_GIF_BLOCK = re.compile(rb"[!,;]")   # an extension, an image, the end: Pillow skips any other byte, one by one
+
+
 def _check_gif(raw: bytes) -> None:
     flags = raw[10] if len(raw) > 10 else 0
     position = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)   # after the header and global palette
-    blocks = 0
-    while position + 1 < len(raw) and raw[position] == 0x21:           # "!": an extension
+    blocks = stray = 0
+    while position + 1 < len(raw):
+        found = _GIF_BLOCK.search(raw, position)
+        start = found.start() if found else len(raw)
+        # Bytes that are none of those, which Pillow reads one at a time in Python (19 MB of them: 2 s of
+        # a core, every other visitor's page slowed meanwhile); a real file has none.
+        stray += start - position
+        if stray > MAX_GIF_STRAY_BYTES:
+            raise _too_complex(f"more than {MAX_GIF_STRAY_BYTES:,} bytes that belong to no part of it")
+        if found is None or raw[start] != 0x21:                         # the first image, or the end
+            return
+        position = start
         position += 2
         while True:                                                     # its sub-blocks, up to an empty one
             blocks += 1
@@ -210,6 +254,11 @@ def _check_gif(raw: bytes) -> None:
 
 
 _TIFF_NUMBERS = {3, 4, 5, 6, 8, 9, 10, 11, 12, 13, 16, 17, 18}   # value types Pillow unpacks into Python numbers
+# Compression 6 and 7: JPEG streams in the strips, which libtiff hands to libjpeg past every check made on a
+# JPEG file here (scans, arithmetic coding, the coefficients it holds). libtiff accepts a last strip's stream
+# taller than the strip: a 1 MB file declared 16384 x 1 made libjpeg hold 1 GB. Scanners write a few; a
+# class's uploads, none.
+_TIFF_JPEG = (6, 7)
 
 
 def _check_tiff(raw: bytes) -> None:
@@ -222,9 +271,13 @@ def _check_tiff(raw: bytes) -> None:
         if entries > MAX_TIFF_ENTRIES:
             raise _too_complex(f"more than {MAX_TIFF_ENTRIES:,} tags")
         for entry in range(entries):                         # each: tag, type, count, value or offset
-            kind, count = struct.unpack_from(order + "H" + number, raw, directory + first + entry * size + 2)
+            at = directory + first + entry * size
+            tag, kind, count = struct.unpack_from(order + "HH" + number, raw, at)
             if kind in _TIFF_NUMBERS and count > MAX_TIFF_VALUES:
                 raise _too_complex(f"lists of more than {MAX_TIFF_VALUES:,} numbers")
+            if tag == 259 and struct.unpack_from(order + "H", raw, at + (12 if big else 8))[0] in _TIFF_JPEG:
+                raise ImageError("This TIFF holds its picture as JPEG inside it, which cannot be read here "
+                                 "safely; please save it as a JPEG or a PNG.")
     except (struct.error, OverflowError):
         return                                               # damaged: Pillow will say so
 
@@ -269,7 +322,7 @@ def _cost(image: Image.Image, raw: bytes, size: tuple[int, int], jpeg_scans: int
     what `_check_structure` counted."""
     width, height = image.size
     pixels = width * height
-    shrunk = pixels // max(1, min(width, height) // WORKING_SIZE) ** 2
+    shrunk = pixels // _shrink_factor(image.size) ** 2
     cost = pixels * _BYTES_PER_PIXEL.get(image.mode, 8) + shrunk * _SHRUNK_BYTES_PER_PIXEL
     if _keyed(image):
         cost += pixels * _BYTES_PER_PIXEL["RGBA"]     # its copy with an alpha channel, premultiplied to shrink
@@ -303,7 +356,7 @@ def _planned(raw: bytes, jpeg_scans: int) -> tuple[Image.Image, tuple[int, int],
         raise ImageError("The picture has no pixels (its width or height is zero).")
     if image.format in ("JPEG", "MPO"):                     # phones save photos as MPO: a JPEG and more
         image.draft("RGB", (WORKING_SIZE, WORKING_SIZE))
-    _scale_grey_key(image)
+    _scale_transparent_key(image)
     return image, size, _cost(image, raw, size, jpeg_scans)
 
 
@@ -312,13 +365,17 @@ def _planned(raw: bytes, jpeg_scans: int) -> tuple[Image.Image, tuple[int, int],
 _LOW_BIT_GREY = {"L;2": 85, "L;4": 17}
 
 
-def _scale_grey_key(image: Image.Image) -> None:
-    """A 2- or 4-bit grey PNG's transparent level (`_LOW_BIT_GREY`) stretched as its pixels were."""
-    if image.format != "PNG" or image.mode != "L" or len(image.tile) != 1:
+def _scale_transparent_key(image: Image.Image) -> None:
+    """A PNG's colour named transparent brought to its pixels' depth as Pillow reads them: a 2- or 4-bit
+    grey level stretched (`_LOW_BIT_GREY`); a 16-bit RGB colour cut to its high bytes, as the pixels are
+    (Pillow compared the pixels with the key's low bytes, and the transparent part showed)."""
+    if image.format != "PNG" or image.mode not in ("L", "RGB") or len(image.tile) != 1:
         return
     transparency, rawmode = image.info.get("transparency"), image.tile[0].args
     if isinstance(transparency, int) and rawmode in _LOW_BIT_GREY:
         image.info["transparency"] = transparency * _LOW_BIT_GREY[rawmode]
+    elif isinstance(transparency, tuple) and rawmode == "RGB;16B":
+        image.info["transparency"] = tuple(v >> 8 for v in transparency)
 
 
 def _places(image: Image.Image, size: tuple[int, int], cost: int) -> int:
@@ -403,6 +460,8 @@ def _to_8bit(image: Image.Image) -> Image.Image:
     boxes = [(x, y, min(x + step_x, width), min(y + step_y, height))
              for y in range(0, height, step_y) for x in range(0, width, step_x)]
     keyed = image.info.get("transparency") if _keyed(image) else None
+    if image.mode.startswith("I;16"):
+        return _sixteen_to_8bit(image, boxes, keyed)
     low, high = np.inf, -np.inf
     for box in boxes:
         values = np.asarray(image.crop(box), np.float64)
@@ -424,6 +483,34 @@ def _to_8bit(image: Image.Image) -> Image.Image:
             if shown is not None:
                 shown[y0:y1, x0:x1] = np.where(values == keyed, 0, 255)
             grey[y0:y1, x0:x1] = np.nan_to_num(np.clip((values - low) * scale, 0, 255)).round()
+    if shown is not None:
+        return Image.merge("LA", (Image.fromarray(grey, "L"), Image.fromarray(shown, "L")))
+    return Image.fromarray(grey, "L")
+
+
+def _sixteen_to_8bit(image: Image.Image, boxes: list, keyed: int | None) -> Image.Image:
+    """`_to_8bit` of a 16-bit grey picture, read in `boxes`: its 65,536 levels looked up in a table made
+    once, where two passes in float64 took 1.7 s of a core for a 5200 x 5200 PNG of 54 KB."""
+    width, height = image.size
+    low, high = 65_535, 0
+    for box in boxes:
+        values = np.asarray(image.crop(box))
+        values = values[values != keyed] if keyed is not None else values
+        if values.size:
+            low, high = min(low, int(values.min())), max(high, int(values.max()))
+    levels = np.arange(65_536, dtype=np.float64)
+    if high > low:
+        table = np.clip((levels - low) * (255 / (high - low)), 0, 255).round()
+    else:       # one flat level keeps its brightness (65,535 is white); nothing shows: black
+        table = np.full(65_536, round(low / 257) if high == low else 0.0)
+    table = table.astype(np.uint8)
+    grey = np.empty((height, width), np.uint8)
+    shown = np.empty((height, width), np.uint8) if keyed is not None else None
+    for x0, y0, x1, y1 in boxes:
+        values = np.asarray(image.crop((x0, y0, x1, y1)))
+        if shown is not None:
+            shown[y0:y1, x0:x1] = np.where(values == keyed, 0, 255)
+        grey[y0:y1, x0:x1] = table[values]
     if shown is not None:
         return Image.merge("LA", (Image.fromarray(grey, "L"), Image.fromarray(shown, "L")))
     return Image.fromarray(grey, "L")
@@ -478,8 +565,13 @@ def _shrink(image: Image.Image) -> Image.Image:
     WORKING_SIZE across, and to no longer than LONGEST_KEPT, so every later copy is small. The page
     keeps the picture for its visitor: a strip 300 pixels wide and 30,000 long was kept whole, 26 MB,
     of which the model is shown the middle 900 (MAX_SQUEEZE)."""
-    factor = max(min(image.size) // WORKING_SIZE, -(-max(image.size) // LONGEST_KEPT))
+    factor = _shrink_factor(image.size)
     return image.reduce(factor) if factor > 1 else image
+
+
+def _shrink_factor(size: tuple[int, int]) -> int:
+    """The whole factor `_shrink` reduces a picture of `size` by (1: not at all)."""
+    return max(1, min(size) // WORKING_SIZE, -(-max(size) // LONGEST_KEPT))
 
 
 def _to_rgb(image: Image.Image, background: tuple[int, int, int]) -> Image.Image:

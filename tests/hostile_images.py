@@ -162,6 +162,36 @@ def jpeg_many_scans() -> bytes:
     return _jpeg(2048, 2048, progressive=True, ac_scans=20_000)
 
 
+def _empty_band_runs(blocks: int) -> bytes:
+    """A progressive AC scan's coded data that ends every one of `blocks` blocks at once (end-of-band runs)."""
+    runs = _Bits()
+    while blocks:
+        run = min(blocks, 32767)
+        r = run.bit_length() - 1
+        runs.put(r, 4)
+        runs.put(run - (1 << r), r)
+        blocks -= run
+    return runs.bytes()
+
+
+def jpeg_refinement_scans() -> bytes:
+    """Progressive grey JPEG, 9000 x 9000, 172 KB: a DC scan, an AC scan of coefficients 10-63 at half
+    precision, then 97 scans refining them, each a few bytes saying nothing, yet a walk over every block's
+    54 coefficients (5-6.5 s of a core). Coefficients 10-63 only: an eighth of the picture needs none of
+    them, so the scans are skipped there unless each must be decoded."""
+    blocks = 1125 * 1125
+    out = [b"\xff\xd8", _jpeg_segment(0xDB, b"\x00" + b"\x01" * 64),
+           _jpeg_segment(0xC2, struct.pack(">BHHB", 8, 9000, 9000, 1) + b"\x01\x11\x00"),
+           _jpeg_segment(0xC4, b"\x00" + bytes([1] + [0] * 15) + b"\x00"),
+           _jpeg_segment(0xC4, b"\x10" + bytes([0, 0, 0, 15] + [0] * 12) + bytes(r << 4 for r in range(15))),
+           _jpeg_segment(0xDA, b"\x01\x01\x00\x00\x00\x00"), bytes(blocks // 8) + b"\xff"]
+    runs = _empty_band_runs(blocks)
+    out.append(_jpeg_segment(0xDA, b"\x01\x01\x00\x0a\x3f\x01") + runs)       # coefficients 10-63, Al = 1
+    out.append((_jpeg_segment(0xDA, b"\x01\x01\x00\x0a\x3f\x10") + runs) * 97)  # refined: Ah = 1, Al = 0
+    out.append(b"\xff\xd9")
+    return b"".join(out)
+
+
 def jpeg_huge_baseline() -> bytes:
     """Baseline grey JPEG, 13000 x 13000: fine at an eighth of the size, 169 MB at full size."""
     return _jpeg(13000, 13000)
@@ -249,6 +279,13 @@ def gif_many_comments() -> bytes:
     return raw[:start] + b"!\xfe\x01a\x00" * 3_500_000 + raw[start:]
 
 
+def gif_stray_bytes() -> bytes:
+    """A small GIF with 19 MB of zeros before its image, which Pillow skips a byte at a time in Python."""
+    raw = _pillow(Image.new("P", (64, 64)), "GIF")
+    start = raw.index(b",")
+    return raw[:start] + bytes(19 * 2**20) + raw[start:]
+
+
 def bmp_rle8(width: int, height: int) -> bytes:
     """A run-length encoded 8-bit BMP (Pillow writes none), every row one long run of colour 0."""
     row = b"\xff\x00" * (width // 255) + bytes([width % 255, 0]) + b"\x00\x00"   # runs, then end of line
@@ -299,6 +336,11 @@ def _tiff(entries: dict[int, tuple[int, list[int]]], data: bytes, data_tag: int 
         directory += struct.pack("<HHI", tag, kind, len(values) // 2 if kind == 5 else len(values))
         directory += payload.ljust(4, b"\x00")
     return b"II*\x00" + struct.pack("<I", 8) + bytes(directory) + b"\x00" * 4 + bytes(extra) + data
+
+
+def tiff_jpeg() -> bytes:
+    """A TIFF whose strips are JPEG streams, which libtiff hands to libjpeg past every JPEG check."""
+    return _pillow(Image.new("RGB", (64, 64), (200, 100, 50)), "TIFF", compression="jpeg")
 
 
 def tiff_rational_offsets() -> bytes:
@@ -418,9 +460,9 @@ BUILDERS = {f.__name__: f for f in [
     png_16bit_7000, png_rgba_7000, png_palette_7000, png_bomb_13000, png_text_bomb, png_many_chunks,
     jpeg_progressive_7000, jpeg_many_scans, jpeg_many_segments, jpeg_segments_after_the_scan, jpeg_huge_baseline,
     jpeg_ff_run, jpeg_padding, jpeg_many_frame_headers, jpeg_many_exif_blocks, jpeg_many_photoshop_blocks,
-    jpeg_truncated, mpo_phone,
-    gif_screen_7000, gif_many_comments, bmp_rle8_7000, bmp_truncated_7000, webp_canvas_7000,
-    tiff_rational_offsets, tiff_huge_tile, tiff_rgb48_4000, tiff_many_strips, tiff_float_nan, im_bad_size,
+    jpeg_truncated, mpo_phone, jpeg_refinement_scans,
+    gif_screen_7000, gif_many_comments, gif_stray_bytes, bmp_rle8_7000, bmp_truncated_7000, webp_canvas_7000,
+    tiff_jpeg, tiff_rational_offsets, tiff_huge_tile, tiff_rgb48_4000, tiff_many_strips, tiff_float_nan, im_bad_size,
     eps_ghostscript,
     png_rgba_at_budget, png_16bit_at_budget, png_palette_at_budget, tiff_float_at_budget, webp_at_budget,
     jpeg_progressive_at_budget, jpeg_progressive_at_two_budgets, webp_at_two_budgets,

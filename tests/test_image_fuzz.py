@@ -63,7 +63,7 @@ def _seeds() -> dict[str, list[bytes]]:
                 _animated("GIF", duration=100, loop=0)],
         "TIFF": [_save(_picture(), "TIFF"), _save(_picture("L"), "TIFF", compression="tiff_deflate"),
                  _save(_picture("RGBA"), "TIFF", compression="tiff_lzw"), _save(_picture(), "TIFF", compression="packbits"),
-                 _save(_picture(), "TIFF", compression="jpeg"), _save(_picture("F"), "TIFF"), _save(sixteen, "TIFF"),
+                 _save(_picture("F"), "TIFF"), _save(sixteen, "TIFF"),     # JPEG inside: refused (tiff_jpeg)
                  _save(_picture("CMYK"), "TIFF"), _animated("TIFF")],
         "WEBP": [_save(_picture(), "WEBP"), _save(_picture("RGBA"), "WEBP", lossless=True),
                  _animated("WEBP", duration=100)],

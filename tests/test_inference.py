@@ -77,6 +77,23 @@ def test_one_colour_named_transparent_takes_the_background():
     assert Image.open(io.BytesIO(raw)).info.get("transparency") == 60_000
     pixels = np.asarray(decoding.load_image(raw, background=blue))
     assert (pixels[:, :2] == 0).all() and (pixels[:, 2:4] == 255).all() and (pixels[:, 4:] == blue).all()
+    # 16-bit RGB: Pillow reads the pixels' high bytes, and compared them with the colour's low bytes
+    rows = np.zeros((4, 8, 3), ">u2")
+    rows[:, :4], rows[:, 4:] = (0xFF12, 0, 0), (0, 0x8000, 0)
+    header = struct.pack(">IIBBBBB", 8, 4, 16, 2, 0, 0, 0)
+    raw = (b"\x89PNG\r\n\x1a\n" + hostile_images._png_chunk(b"IHDR", header)
+           + hostile_images._png_chunk(b"tRNS", struct.pack(">HHH", 0xFF12, 0, 0))
+           + hostile_images._png_chunk(b"IDAT", zlib.compress(b"".join(b"\x00" + row.tobytes() for row in rows)))
+           + hostile_images._png_chunk(b"IEND", b""))
+    pixels = np.asarray(decoding.load_image(raw, background=blue))
+    assert (pixels[:, :4] == blue).all() and (pixels[:, 4:] == (0, 128, 0)).all()
+
+
+def test_a_long_panorama_is_costed_at_the_size_it_is_shrunk_to():
+    """A 20000 x 600 PNG (12 megapixels) was refused as 80 MB "over 12 megapixels": its cost counted it
+    shrunk by 2, where it is shrunk by 5 to no longer than LONGEST_KEPT."""
+    image = decoding.load_image(encode(Image.new("RGB", (20_000, 600), (30, 60, 90)), "PNG"))
+    assert image.size == (4000, 120)
 
 
 def test_palette_transparency_becomes_white():
@@ -293,6 +310,9 @@ def test_hostile_files_are_refused_for_what_they_are(hostile):
     assert "too large to decode here (7000 x 7000 pixels" in sentence("png_16bit_7000")
     assert "too large to decode here (7000 x 7000 pixels" in sentence("jpeg_progressive_7000")
     assert "more than 100 scans" in sentence("jpeg_many_scans")
+    assert "scans that go over 16 million blocks" in sentence("jpeg_refinement_scans")
+    assert "holds its picture as JPEG inside it" in sentence("tiff_jpeg")
+    assert "bytes that belong to no part of it" in sentence("gif_stray_bytes")
     assert "bytes of padding" in sentence("jpeg_padding")
     assert "more than one frame header" in sentence("jpeg_many_frame_headers")
     assert "more than 4 EXIF blocks" in sentence("jpeg_many_exif_blocks")
