@@ -156,9 +156,9 @@ def cmd_train(args) -> int:
     run_dir = Path(args.run_dir).expanduser() if args.run_dir is not None else None
     if run_dir is not None and run_dir.exists() and not run_dir.is_dir():
         raise ValueError(f"{run_dir} is a file, not a folder.")
-    if args.data is not None:
-        os.environ["CIFAR10_DATA"] = args.data   # the trainer and any queued run it starts read it
-    dataset = None
+    # This trainer's data, given to it alone: set as the environment's, the app's queued runs this process
+    # starts when it is done (`runs.dispatch`) trained on it too, or failed on its relative path.
+    dataset = data.load(args.data) if args.data is not None else None
     if run_dir is not None and (run_dir / rundir.CONFIG).exists():
         # A run the app made (or an earlier command): its settings are the folder's. Options that would
         # change them are refused rather than quietly ignored.
@@ -172,7 +172,7 @@ def cmd_train(args) -> int:
         # leaves no failed run behind on the board.
         config = _config_from_args(args).validate()
         _check_models(config)
-        dataset = data.load(args.data)
+        dataset = dataset or data.load()
         if run_dir is not None:
             run_dir.mkdir(parents=True, exist_ok=True)
             rundir.write_json(run_dir / rundir.CONFIG, config.to_dict())
@@ -199,9 +199,12 @@ def cmd_combine(args) -> int:
     if len(args.models) < 2:
         print("Give two or more models to put side by side.", file=sys.stderr)
         return 2
-    card = combine.combine(args.models, args.save, command=shlex.join(["python", "-m", "cifar_core", *sys.argv[1:]]),
+    save = _save_path(args.save)
+    if save in {Path(model).expanduser().absolute() for model in args.models}:
+        raise ValueError(f"The model cannot be saved as {save}: that is one of the models it is made of.")
+    card = combine.combine(args.models, save, command=shlex.join(["python", "-m", "cifar_core", *sys.argv[1:]]),
                            dataset=data.load(args.data) if args.data else None)
-    print(f"Saved {args.save}: {card['test_accuracy']:.2%} on the test set", file=sys.stderr)
+    print(f"Saved {save}: {card['test_accuracy']:.2%} on the test set", file=sys.stderr)
     return 0
 
 

@@ -10,6 +10,7 @@ network's own, which answers alone where it is sure enough (`inference.predict`)
 """
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -95,9 +96,6 @@ def combine(paths, dest, command: str = "", dataset: cifar_data.Cifar10 | None =
     if len(y_held) < 10:
         raise CombineError("These models kept no training pictures out in common, so their temperature "
                            "cannot be fitted on pictures none of them saw.")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    model.save(dest)
-    int8.save(model, x_held, dest)
     made = [{**training.how_made(str(path)), HELD_OUT: {"train_subset": subset, "calibration_images": aside}}
             for path, (subset, aside) in zip(paths, splits)]
     seconds = [member.get("training_seconds") for member in made]
@@ -110,7 +108,11 @@ def combine(paths, dest, command: str = "", dataset: cifar_data.Cifar10 | None =
         "data": f"CIFAR-10 test set ({dataset.origin}), {len(dataset.y_test)} images; the temperature fitted "
                 f"on {len(y_held):,} training images none of the {len(members)} trained on",
     }
-    return _measure_as_served(dest, card, x_held, y_held, dataset)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with rundir.model_files(dest) as saving:     # all of it, or none (a full disk, a Ctrl-C)
+        model.save(saving)
+        int8.save(model, x_held, saving)
+        return _measure_as_served(saving, card, x_held, y_held, dataset)
 
 
 def _measure_as_served(path: Path, card: dict, x_held: np.ndarray, y_held: np.ndarray,
@@ -157,11 +159,14 @@ def quantize(path, command: str = "", dataset: cifar_data.Cifar10 | None = None)
     x_held, y_held = held_out(splits, dataset)
     if len(y_held) < 10:
         raise CombineError(f"{path}'s networks kept no training pictures out in common.")
-    if not int8.save(model, x_held, path, made_from):
-        raise CombineError(f"{path}'s networks cannot be put in int8: TensorFlow Lite's converter needs them "
-                           "to end in a dense layer before a softmax, and to be made of layers it knows.")
-    try:
-        return _measure_as_served(path, {**card, "quantized_with": command}, x_held, y_held, dataset)
-    except BaseException:       # never int8 networks served under a card measured without them
-        int8.companion(path).unlink(missing_ok=True)
-        raise
+    # The model's own bytes, copied under the name its new files are saved beside, and moved back over
+    # it with them: never int8 networks served under the card measured without them, nor the card
+    # measured with them beside a model served without them (a Ctrl-C, a full disk).
+    with rundir.model_files(path) as saving:
+        shutil.copyfile(path, saving)
+        if int8.digest(saving) != made_from:
+            raise CombineError(f"{path} changed while it was read (a run still saving it?); try again once it is saved.")
+        if not int8.save(model, x_held, saving, made_from):
+            raise CombineError(f"{path}'s networks cannot be put in int8: TensorFlow Lite's converter needs them "
+                               "to end in a dense layer before a softmax, and to be made of layers it knows.")
+        return _measure_as_served(saving, {**card, "quantized_with": command}, x_held, y_held, dataset)

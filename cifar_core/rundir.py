@@ -54,6 +54,30 @@ def whole_file(path: Path) -> Iterator[BinaryIO]:
         raise
 
 
+@contextlib.contextmanager
+def model_files(dest: Path) -> Iterator[Path]:
+    """A path beside the model file `dest` to save a model through with every file that goes with it
+    (its card, int8 networks, test answers, closer look: each named after the model, `<stem>.<what>`):
+    when the block ends each is moved to `dest`'s name, the model last; if it fails, all are removed.
+    Saved straight to `dest`, a full disk or a Ctrl-C left a truncated model (the good one it replaced
+    gone) under the old model's card, or int8 networks and a card measured for them beside a model then
+    served without them."""
+    dest = Path(dest)
+    stem = f".{dest.stem}.saving-{os.getpid()}-{time.monotonic_ns()}"
+    staged = dest.with_name(stem + dest.suffix)
+
+    def made() -> list[Path]:
+        return sorted((p for p in dest.parent.iterdir() if p.name.startswith(stem + ".")), key=lambda p: p == staged)
+    try:
+        yield staged
+        for path in made():
+            os.replace(path, dest.with_name(dest.stem + path.name[len(stem):]))
+    except BaseException:
+        for path in made():
+            path.unlink(missing_ok=True)
+        raise
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     with whole_file(path) as file:
         file.write(data)

@@ -518,12 +518,13 @@ def export(run_dir: str | os.PathLike, dest: str | os.PathLike, command: str = "
         "precision": status.get("precision"),
     }
     dest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(run_dir / rundir.MODEL, dest)
-    if fast_inference.precision(model) == "int8":      # its int8 networks, which it was measured with, go with it
-        shutil.copyfile(int8.companion(run_dir / rundir.MODEL), int8.companion(dest))
-    rundir.write_json(dest.with_suffix(".json"), card)
-    # Its answers on the test set ship with it: the app's Evaluate and Quiz open at once for this model,
-    # and Look inside's closer look at one map.
-    evaluation.save_test_probabilities(dest, raw, dataset.x_test, dataset.y_test)
-    inside.ship_top_activations(dest, model, dataset.x_test)
+    with rundir.model_files(dest) as saving:     # all of it, or none: never a new model under an old card
+        shutil.copyfile(run_dir / rundir.MODEL, saving)
+        if fast_inference.precision(model) == "int8":      # its int8 networks, which it was measured with, go with it
+            shutil.copyfile(int8.companion(run_dir / rundir.MODEL), int8.companion(saving))
+        rundir.write_json(saving.with_suffix(".json"), card)
+        # Its answers on the test set ship with it: the app's Evaluate and Quiz open at once for this model,
+        # and Look inside's closer look at one map.
+        evaluation.save_test_probabilities(saving, raw, dataset.x_test, dataset.y_test)
+        inside.ship_top_activations(saving, model, dataset.x_test)
     return card

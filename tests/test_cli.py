@@ -179,6 +179,26 @@ def test_combine_refuses_in_one_sentence(trained, tiny_archive):
         said = result.stderr.splitlines()[-1]     # after TensorFlow's start-up lines
         assert result.returncode == 2 and said.startswith(sentence), (names, result.stderr)
         assert not (trained / "refused.keras").exists()
+    # Where it is saved is checked as train's --save is, before minutes of work; never over one of its models.
+    for save, sentence in [(trained, "that is a folder"), ("both.h5", "the file name must end in .keras"),
+                           ("model.keras", "that is one of the models it is made of")]:
+        result = cli("combine", "model.keras", "other.keras", "--save", save, cwd=trained)
+        assert result.returncode == 2 and sentence in result.stderr.splitlines()[-1], (save, result.stderr)
+
+
+def test_train_data_is_this_trainers_alone(tiny_archive, tmp_path, monkeypatch):
+    """--data was made the process's environment, so the app's queued runs this trainer starts when it is
+    done trained on it too, or failed on its relative path."""
+    from cifar_core import __main__ as command_line, runs, training
+    seen = {}
+    monkeypatch.delenv("CIFAR10_DATA", raising=False)
+    monkeypatch.setattr(training, "train", lambda config, run_dir, dataset=None, progress=None:
+                        seen.update(pictures=len(dataset.y_train)) or "finished")
+    monkeypatch.setattr(runs, "dispatch", lambda: seen.update(environment=os.environ.get("CIFAR10_DATA")))
+    monkeypatch.chdir(tiny_archive.parent)
+    assert command_line.main(["train", "--preset", "class", "--data", tiny_archive.name,
+                              "--run-dir", str(tmp_path / "run")]) == 0
+    assert seen == {"pictures": 200, "environment": None}
 
 
 def test_quantize_saves_a_models_networks_in_int8_and_measures_its_card_again(trained, tiny_archive):
@@ -229,16 +249,36 @@ def test_quantize_refuses_a_model_that_changed_while_it_was_read(trained, tiny_a
 
 
 def test_quantize_leaves_no_int8_networks_where_their_card_could_not_be_measured(trained, tiny_archive, monkeypatch):
+    """Stopped after its new card was written (a Ctrl-C in its last step), the card said int8, with the
+    temperature fitted for int8 answers, beside a model served in float32: it is all or nothing now."""
     from cifar_core import combine
     path = _copied(trained, "unmeasured")
+    card = path.with_suffix(".json").read_bytes()
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
-    monkeypatch.setattr(combine, "_measure_as_served", interrupted)
+    monkeypatch.setattr(inside, "ship_top_activations", interrupted)
     with pytest.raises(KeyboardInterrupt):
         combine.quantize(path, dataset=data.load(tiny_archive))
-    assert not (trained / "unmeasured.int8.npz").exists()
+    assert not (trained / "unmeasured.int8.npz").exists() and path.with_suffix(".json").read_bytes() == card
     assert fast_inference.precision(inference.load_model(path)) != "int8"
+    assert not [p for p in trained.iterdir() if ".saving-" in p.name]       # nothing half made left behind
+
+
+def test_a_model_saved_over_another_is_saved_whole_or_not_at_all(trained, tiny_archive, monkeypatch):
+    """Copied straight over the file, a full disk left a truncated model (the good one it replaced gone)
+    under the old model's card."""
+    from cifar_core import evaluation, training
+    path = _copied(trained, "kept")
+    before = {p.name: p.read_bytes() for p in trained.iterdir() if p.name.startswith("kept.")}
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(evaluation, "save_test_probabilities", full)
+    with pytest.raises(OSError):
+        training.export(trained / "run", path, dataset=data.load(tiny_archive))
+    assert {p.name: p.read_bytes() for p in trained.iterdir() if p.name.startswith("kept.")} == before
+    assert not [p for p in trained.iterdir() if ".saving-" in p.name]
 
 
 def test_evaluate_json_matches_the_card(trained, tiny_archive):
