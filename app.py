@@ -12,6 +12,8 @@ what waits to be sent to one browser has a budget in bytes
 pages and the sidebar are in studio.py; running studio.py on its own also works, but then
 each browser tab is a new person.
 """
+import sys
+
 import streamlit as st
 from starlette.middleware import Middleware
 
@@ -20,6 +22,12 @@ from app_pages.identity import IdentityCookie
 from app_pages.run_downloads import RunDownloads
 from app_pages.static_assets import StaticAssets
 from app_pages.upload_budget import UploadBudget
+from cifar_core import settings
+
+try:
+    settings.get()      # a setting mistyped stops the server here, in its own sentence, not every page later
+except ValueError as e:
+    sys.exit(f"CIFAR-10 Studio cannot start: {e}")
 
 send_budget.bound_send_queues()     # a browser that falls 64 MB behind is dropped, not 500 messages behind
 request_heads.bound_request_heads()     # a request's head is parsed up to 64 KB, not to any size

@@ -7,7 +7,13 @@ first visitor). This file imports no TensorFlow, so the first page appears at on
 import streamlit as st
 
 from app_pages import common, serving, upload_budget
+from cifar_core import settings
 
+try:
+    settings.get()      # app.py refuses to start with a mistyped setting; run on its own, say so on the page
+except ValueError as e:
+    st.error(f"This server's settings need fixing before it can be used: {e}")
+    st.stop()
 serving.keep_keras_session()   # no Keras clean-up after every rerun: see app_pages/serving.py
 st.set_page_config(page_title="CIFAR-10 Studio", page_icon="🖼️", layout="wide")
 

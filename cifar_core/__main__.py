@@ -10,6 +10,7 @@ import dataclasses
 import json
 import os
 import shlex
+import signal
 import sys
 from pathlib import Path
 
@@ -166,6 +167,12 @@ def cmd_train(args) -> int:
         if given:
             raise ConfigError(f"{run_dir / rundir.CONFIG} already holds this run's settings, so {given[0]} cannot "
                               "change them: leave the recipe options out, or give a new --run-dir.")
+        try:
+            ended = rundir.read_object(run_dir / rundir.STATUS).get("state")
+        except rundir.DamagedFile:
+            ended = None        # training says so, in the run's own failure
+        if ended in ("finished", "stopped", "failed"):     # trained again, its records would hold two epoch 1s
+            raise ValueError(f"{run_dir} holds a run that has {ended} already; give a new --run-dir to train again.")
         config = training.load_config(run_dir)
     else:
         # Everything a person may have mistyped is checked before a run directory exists: a mistake
@@ -175,11 +182,20 @@ def cmd_train(args) -> int:
         dataset = dataset or data.load()
         if run_dir is not None:
             run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / rundir.STOP).unlink(missing_ok=True)     # an earlier run's, left in the folder
             rundir.write_json(run_dir / rundir.CONFIG, config.to_dict())
         else:
             run_dir = runs.create(config).path
         print(f"Training {config.arch} for {config.epochs} epochs in {run_dir}", file=sys.stderr)
-    state = training.train(config, run_dir, dataset=dataset, progress=None if args.run_dir else _print_epoch)
+    _stop_on_ctrl_c(run_dir)
+    try:
+        state = training.train(config, run_dir, dataset=dataset, progress=None if args.run_dir else _print_epoch)
+    except KeyboardInterrupt:       # the second Ctrl-C: said as stopped, not later as killed or out of memory
+        rundir.update_status(run_dir, state="stopped", ended=rundir.now(), pid=None,
+                             stopped_because="Stopped at once with a second Ctrl-C.")
+        raise
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     runs.dispatch()   # this trainer is done: start the next queued run, if any
     status = rundir.read_status(run_dir)
     if state == "failed":
@@ -189,9 +205,25 @@ def cmd_train(args) -> int:
         from cifar_core import evaluation
         print(f"Test accuracy {status['test_accuracy']:.2%}: {evaluation.ACCURACY_DEFINITION}", flush=True)
     if save is not None:
-        training.export(run_dir, save, command=shlex.join(["python", "-m", "cifar_core", *sys.argv[1:]]))
+        if not (run_dir / rundir.MODEL).exists():
+            print(f"Not saved as {save}: the run stopped before its first epoch ended, so it has no model.",
+                  file=sys.stderr)
+            return 1
+        training.export(run_dir, save, command=shlex.join(["python", "-m", "cifar_core", *sys.argv[1:]]),
+                        dataset=dataset)
         print(f"Saved {save}", file=sys.stderr)
     return 0
+
+
+def _stop_on_ctrl_c(run_dir: Path) -> None:
+    """The first Ctrl-C stops the run after its batch, as Stop on the Train page does: it keeps its model
+    (and --save saves it). Before, it ended the process at once: no word said, and the run, still
+    "running" under a process gone, was called killed or out of memory when next looked at."""
+    def asked(signum, frame):
+        rundir.request_stop(run_dir, "Stopped with Ctrl-C.")
+        print("\nStopping after this batch (Ctrl-C again to stop at once)...", file=sys.stderr, flush=True)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGINT, asked)
 
 
 def cmd_combine(args) -> int:

@@ -119,8 +119,9 @@ def html(run: Run) -> str:
                  for k, v in (run.status.get("per_class_accuracy") or {}).items()]
     summary = run.summary(metrics)
     # A report is read anywhere, later, and made once for everyone: its moment says its time zone.
+    began = run.status.get("created") or run.status.get("started")     # a folder made by hand: when it began
     summary[runs.START_PRESSED] = datetime.datetime.fromtimestamp(
-        run.status.get("created", 0), datetime.timezone.utc).strftime("%d %b %Y %H:%M UTC")
+        began, datetime.timezone.utc).strftime("%d %b %Y %H:%M UTC") if isinstance(began, (int, float)) else "-"
     # Cancelled, cleared by the teacher, stopped at the end of a turn or by the server: said as stopped, not failed.
     reason = run.status.get("error") or run.status.get("stopped_because")
     why = (f'<p><b>Why it {"failed" if run.state == "failed" else "stopped"}:</b> '

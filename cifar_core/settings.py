@@ -57,7 +57,8 @@ def get() -> Settings:
         data=Path(data).expanduser() if data else None,
         # Absolute: the paths written into runs (a continued run's starting model) are read by trainers
         # that run from the package's folder, wherever the server was started.
-        runs_dir=Path(os.environ.get("CIFAR_RUNS_DIR", "runs")).expanduser().absolute(),
+        # Set but empty is unset: as "", it was the folder the server started in (a checkout's root).
+        runs_dir=Path(os.environ.get("CIFAR_RUNS_DIR", "").strip() or "runs").expanduser().absolute(),
         max_concurrent_runs=_int("CIFAR_MAX_CONCURRENT_RUNS", 1, minimum=1),
         max_queued_runs=_int("CIFAR_MAX_QUEUED_RUNS", 60, minimum=1),   # 0 would refuse every Start
         max_epochs=_int("CIFAR_MAX_EPOCHS", 200, minimum=1),

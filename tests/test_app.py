@@ -160,6 +160,20 @@ def alts(at) -> list:
     return [img.alt if img.HasField("alt") else None for image in at.get("image") for img in image.proto.imgs]
 
 
+def test_a_mistyped_setting_stops_the_server_in_a_sentence_not_every_page(tiny_env, monkeypatch):
+    """CIFAR_MAX_EPOCHS=abc: every page of every visitor failed with "This app has encountered an error",
+    the sentence saying why in the server's log only."""
+    monkeypatch.setenv("CIFAR_MAX_EPOCHS", "abc")
+    result = subprocess.run([sys.executable, "-c", "import app"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    said = "CIFAR_MAX_EPOCHS must be a whole number, not 'abc'."
+    assert result.returncode == 1 and result.stderr.strip().endswith(f"CIFAR-10 Studio cannot start: {said}")
+    at = AppTest.from_file(APP, default_timeout=120)       # studio.py run on its own: said on the page
+    at.run()
+    assert not at.exception and [e.value for e in at.error] == [
+        f"This server's settings need fixing before it can be used: {said}"]
+
+
 def test_explore_keeps_what_it_works_out_under_the_data_set_it_read(app, monkeypatch):
     """The class means were keyed by the data set the page read but worked out from a second reading: a
     download finished, or a file replaced, in between kept one data set's means under the other's name

@@ -383,6 +383,32 @@ def test_a_run_folders_settings_are_its_own(tmp_path, tiny_archive):
     assert result.returncode == 1 and _said(result) == "Training failed: Epochs must be a whole number from 1 to " \
                                                        "200, not -5."
     assert rundir.read_status(given)["state"] == "failed" and "Traceback" in (given / "log.txt").read_text()
+    # Trained again, an ended run's records held two epoch 1s, its card and report two epochs of one.
+    result = cli("train", "--run-dir", given, "--data", tiny_archive)
+    assert result.returncode == 2 and _said(result) == f"Error: {given} holds a run that has failed already; " \
+                                                       "give a new --run-dir to train again."
+
+
+def test_ctrl_c_stops_a_run_as_stop_does_and_a_second_at_once(tmp_path, tiny_archive):
+    """Ctrl-C ended the process then and there, saying nothing; its run, "running" under a process gone, was
+    called killed or out of memory when next looked at, and --save saved nothing."""
+    import signal
+    import time
+    folder = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "CIFAR_RUNS_DIR": RUNS_DIR}
+    trainer = subprocess.Popen([sys.executable, "-m", "cifar_core", "train", "--preset", "class", "--epochs", "50",
+                                "--batch-size", "20", "--data", str(tiny_archive), "--run-dir", str(folder),
+                                "--save", str(tmp_path / "kept.keras")],
+                               stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 240
+    while not any(r.get("kind") == "epoch" for r in rundir.read_metrics(folder)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    trainer.send_signal(signal.SIGINT)
+    out, err = trainer.communicate(timeout=240)
+    assert trainer.returncode == 0 and "Stopping after this batch" in err, err
+    status = rundir.read_status(folder)
+    assert status["state"] == "stopped" and status["stopped_because"] == "Stopped with Ctrl-C."
+    assert (tmp_path / "kept.keras").exists() and "Traceback" not in err
 
 
 def test_empty_paths_are_refused(capsys):

@@ -59,6 +59,11 @@ def test_the_report_writes_big_numbers_whole_and_its_moment_with_its_time_zone(t
     assert "<td>12,346</td>" in page and "<td>10,000</td>" in page and "<td>0.00005</td>" in page
     assert "e+0" not in page and "e-0" not in page
     assert "<td>05 Dec 2025 02:00 UTC</td>" in page
+    # A run folder the command line made has no "created": when it started, not 01 Jan 1970.
+    status = rundir.read_status(run.path)
+    status.pop("created")
+    rundir.write_json(run.path / rundir.STATUS, {**status, "started": 1_764_903_600.0})
+    assert "<td>05 Dec 2025 03:00 UTC</td>" in report.html(runs.get(run.id))
 
 
 def test_a_run_with_no_progress_says_so_instead_of_an_empty_chart(tiny_env):

@@ -210,6 +210,9 @@ def test_a_runs_folder_named_from_where_the_server_started_is_found_by_every_tra
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("CIFAR_RUNS_DIR", "runs")
     assert settings.get().runs_dir == tmp_path / "runs"
+    monkeypatch.setenv("CIFAR_RUNS_DIR", " ")          # set but empty is unset, not the folder it started in
+    assert settings.get().runs_dir == tmp_path / "runs"
+    monkeypatch.setenv("CIFAR_RUNS_DIR", "runs")
     parent = tmp_path / "parent.keras"
     parent.write_bytes(b"a model")
     run = runs.create(small(epochs=1, initial_model=str(parent)), owner="a")
