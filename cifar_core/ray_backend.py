@@ -31,14 +31,29 @@ When the trainer ends, the actor kills itself and hands its CPUs back. A
 cancelled run's actor, when it is finally scheduled, sees the run is no longer
 waiting and ends at once. Ray stays an optional import: nothing here imports
 it at module level, and the app never imports this module unless asked.
+
+The server never talks to the cluster itself: a process that connects to Ray
+becomes a Ray driver, and Ray ends a driver that loses the cluster's head for
+a minute, which took the web server, and every visitor's session, with it; an
+unreachable address made `ray.init` retry for 14 minutes, under the runs lock
+that every Start and Stop waits for. Each server process has one `_Agent`, a
+child process that does the talking: every call has a time limit, a head that
+does not answer its port is found out in seconds, a cluster found unreachable
+is not asked again for DOWN_FOR_S, and an agent that dies (Ray ends it) or
+hangs is replaced at the next call.
 """
 from __future__ import annotations
 
+import importlib.util
+import json
 import logging
 import os
+import select
+import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 from cifar_core import evaluation, rundir, settings, trainer_memory
@@ -49,6 +64,10 @@ ACTOR_PREFIX = "cifar-run-"
 INSIDE_TRAINER = "CIFAR_TRAINER_ON_RAY"   # set in the environment of a trainer that Ray started
 GPU_RECIPES = {"precision": "mixed_float16", "strategy": "mirrored"}   # config values that mean "train on a GPU"
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+
+CALL_TIMEOUT_S = 30      # a cluster call (connecting included) that takes longer: the cluster is unreachable
+DOWN_FOR_S = 30          # a cluster found unreachable is not asked again for this long
+PROBE_TIMEOUT_S = 3      # for the head's port to answer before the agent tries to connect
 
 _connect_lock = threading.Lock()
 
@@ -95,7 +114,7 @@ def refusal(config, continuing: bool = False) -> str | None:
     if not memory:
         return None
     try:
-        nodes = connect().nodes()
+        nodes = _agent.call("nodes")
     except Exception:    # ClusterUnavailable, or the cluster gone between calls
         return None
     # Among the nodes that could give it its CPUs: a head node that trains nothing may offer the most memory.
@@ -133,15 +152,13 @@ def connect():
 def submit(run) -> None:
     """Hand a queued run to the cluster; it stays queued ("waiting for the cluster") until Ray starts it.
     A cluster that cannot be reached fails the run with the reason, so Start never hangs or retries forever."""
+    cpus, gpus, memory = resources(run.config)
+    # The CPUs it asks for are where Ray places it; TensorFlow would start a thread for every core of
+    # the node all the same, and four runs on a 16-core node each take all 16.
+    threads = {"TF_NUM_INTRAOP_THREADS": str(cpus), "TF_NUM_INTEROP_THREADS": str(min(cpus, 2))}
     try:
-        ray = connect()
-        cpus, gpus, memory = resources(run.config)
-        actor = ray.remote(Trainer).options(
-            name=ACTOR_PREFIX + run.id, namespace=NAMESPACE, lifetime="detached", max_restarts=0,
-            num_cpus=cpus, num_gpus=gpus, memory=memory * 2**20,
-            # Every node has the project at the same path as this server (see README, hosting with Ray).
-            runtime_env={"env_vars": {"PYTHONPATH": str(PACKAGE_ROOT)}},
-        ).remote(str(run.path.resolve()), _trainer_environment())
+        actor_id = _agent.call("submit", str(run.path.resolve()), run.id, cpus, gpus, memory,
+                               {**_trainer_environment(), **threads})
     except ClusterUnavailable as e:
         rundir.update_status(run.path, state="failed", ended=rundir.now(), error=f"{e} The run was not started.")
         return
@@ -150,7 +167,7 @@ def submit(run) -> None:
                              error=f"The Ray cluster refused this run ({type(e).__name__}: {str(e)[:200]}).")
         return
     rundir.update_status(run.path, state="queued", backend="ray", ray_actor=ACTOR_PREFIX + run.id,
-                         ray_actor_id=actor._actor_id.hex(), ray_cpus=cpus, ray_gpus=gpus, ray_memory_mb=memory, submitted=rundir.now())
+                         ray_actor_id=actor_id, ray_cpus=cpus, ray_gpus=gpus, ray_memory_mb=memory, submitted=rundir.now())
 
 
 def _trainer_environment() -> dict[str, str]:
@@ -169,24 +186,44 @@ def dispatch(runs: list, launch) -> None:
     for run in runs:
         if run.state != "queued":
             if on_ray(run.status) and not run.status.get("ray_node") and not run.status.get("ray_released"):
-                _release(run)
+                release(run)
             continue
         if not on_ray(run.status):
             launch(run)
         elif not _actor_exists(run.status) and rundir.read_status(run.path).get("state") == "queued":
+            # Lost before it started: a cluster whose head restarted keeps no detached actor. Sent again
+            # once (its actor trains only a run still queued, so never twice); lost again, its nodes cannot
+            # see its folder.
+            if not run.status.get("ray_lost"):
+                rundir.update_status(run.path, ray_lost=1)
+                launch(run)
+                continue
             rundir.update_status(run.path, state="failed", ended=rundir.now(), error=(
-                "The cluster lost this run before it started: its node went away, or cannot see the runs "
+                "The cluster lost this run twice before it started: its nodes went away, or cannot see the runs "
                 "directory (CIFAR_RUNS_DIR must be the same shared folder on every node)."))
 
 
-def _release(run) -> None:
+def end(run) -> None:
+    """End a run's actor, and with it its trainer (a run that made no progress for too long); best effort."""
+    try:
+        _agent.call("kill", run.status.get("ray_actor", ""))
+    except Exception:
+        pass
+
+
+def failure(status: dict) -> str:
+    """Why a cluster run whose actor is gone ended, in a sentence: not a pid of this machine's."""
+    node = status.get("ray_node")
+    return (f"Its trainer on the cluster{f' (node {node})' if node else ''} ended without finishing: the node went "
+            "away, or the trainer was killed or ran out of memory (its log.txt may say). The last checkpoint, if "
+            "any, is kept.")
+
+
+def release(run) -> None:
     """Take a run cancelled while it waited out of the cluster's queue, so its place (or a GPU request
     no node can meet) is not held for nothing. Its actor would end by itself once started; this is sooner."""
     try:
-        ray = connect()
-        ray.kill(ray.get_actor(run.status.get("ray_actor", ""), namespace=NAMESPACE), no_restart=True)
-    except ValueError:
-        pass          # already gone
+        _agent.call("kill", run.status.get("ray_actor", ""))     # or already gone
     except Exception:
         return        # the cluster did not answer: try again on the next round
     rundir.update_status(run.path, ray_released=True)
@@ -206,17 +243,143 @@ def alive(status: dict) -> bool:
 
 
 def _actor_exists(status: dict) -> bool:
+    """Whether the run's named actor exists; unknown (the cluster did not answer) counts as yes."""
     try:
-        ray = connect()
-    except ClusterUnavailable:
+        return _agent.call("exists", status.get("ray_actor", ""))
+    except Exception:
         return True
+
+
+def _answer(op: str, args: list):
+    """One call, in the agent process: what `_Agent.call` asks of the cluster."""
+    ray = connect()
+    if op == "nodes":
+        return ray.nodes()
+    if op == "submit":
+        run_path, run_id, cpus, gpus, memory, environment = args
+        actor = ray.remote(Trainer).options(
+            name=ACTOR_PREFIX + run_id, namespace=NAMESPACE, lifetime="detached", max_restarts=0,
+            num_cpus=cpus, num_gpus=gpus, memory=memory * 2**20,
+            # Every node has the project at the same path as this server (see README, hosting with Ray).
+            runtime_env={"env_vars": {"PYTHONPATH": str(PACKAGE_ROOT)}},
+        ).remote(run_path, environment)
+        return actor._actor_id.hex()
+    name = args[0]
     try:
-        ray.get_actor(status.get("ray_actor", ""), namespace=NAMESPACE)
+        actor = ray.get_actor(name, namespace=NAMESPACE)
     except ValueError:   # Ray's answer for "no actor of that name": it ended or its node died
         return False
-    except Exception:    # the cluster did not answer: unknown
-        return True
+    if op == "kill":
+        ray.kill(actor, no_restart=True)
     return True
+
+
+def serve_agent() -> None:
+    """The agent process: one JSON line in (an operation and its arguments), one out ("ok" and the
+    answer, "unavailable" and why, or "error" and Ray's refusal), until the server closes the pipe. Its
+    own output goes to its log: the protocol has the first stdout to itself."""
+    replies = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    for line in sys.stdin:
+        op, args = json.loads(line)
+        try:
+            reply = ["ok", _answer(op, args)]
+        except ClusterUnavailable as e:
+            reply = ["unavailable", str(e)]
+        except Exception as e:      # Ray refused the request (a name already taken, resources it never offers)
+            reply = ["error", f"{type(e).__name__}: {str(e)[:200]}"]
+        replies.write(json.dumps(reply, default=str) + "\n")
+        replies.flush()
+
+
+class _Agent:
+    """This server process's one line to the cluster: a child process (`serve_agent`) that is the Ray
+    driver in its place, asked one thing at a time, each within CALL_TIMEOUT_S."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.process: subprocess.Popen | None = None
+        self.down_until, self.why = 0.0, ""
+
+    def call(self, op: str, *args):
+        """The cluster's answer; ClusterUnavailable (Ray missing, the cluster unreachable, too slow), or
+        RuntimeError with Ray's refusal in a sentence."""
+        if not _ray_installed():
+            raise ClusterUnavailable("Runs are set to train on a Ray cluster, but Ray is not installed here "
+                                     "(pip install -r requirements-cluster.txt).")
+        with self.lock:
+            if time.monotonic() < self.down_until:
+                raise ClusterUnavailable(self.why)
+            try:
+                _probe(settings.get().ray_address)
+                kind, answer = self._ask(op, args)
+            except ClusterUnavailable as e:
+                self._down(str(e))
+                raise
+            if kind == "unavailable":
+                self._down(answer)
+                raise ClusterUnavailable(answer)
+        if kind == "error":
+            raise RuntimeError(answer)
+        return answer
+
+    def _ask(self, op: str, args) -> list:
+        address = settings.get().ray_address or "auto"
+        for _ in range(2):      # an agent found dead (Ray ended it) is replaced, and asked once more
+            if self.process is None or self.process.poll() is not None:
+                self._start()
+            try:
+                self.process.stdin.write(json.dumps([op, list(args)]) + "\n")
+                self.process.stdin.flush()
+                ready, _, _ = select.select([self.process.stdout], [], [], CALL_TIMEOUT_S)
+                line = self.process.stdout.readline() if ready else ""
+            except (OSError, ValueError):
+                ready, line = True, ""
+            if line:
+                return json.loads(line)
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+            if not ready:       # it hangs: the cluster does not answer
+                break
+        raise ClusterUnavailable(f"The Ray cluster at {address} did not answer within {CALL_TIMEOUT_S} seconds.")
+
+    def _start(self) -> None:
+        runs_dir = settings.get().runs_dir
+        log = open(runs_dir / ".ray-agent.log", "ab") if runs_dir.is_dir() else subprocess.DEVNULL
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", "from cifar_core import ray_backend; ray_backend.serve_agent()"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, cwd=PACKAGE_ROOT, text=True,
+                env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PACKAGE_ROOT),
+                                                                               os.environ.get("PYTHONPATH")]))})
+        finally:
+            if log is not subprocess.DEVNULL:
+                log.close()
+
+    def _down(self, why: str) -> None:
+        self.down_until, self.why = time.monotonic() + DOWN_FOR_S, why
+
+
+_agent = _Agent()
+
+
+def _ray_installed() -> bool:
+    if "ray" in sys.modules:
+        return sys.modules["ray"] is not None     # None: known not to import
+    return importlib.util.find_spec("ray") is not None
+
+
+def _probe(address: str | None) -> None:
+    """ClusterUnavailable at once where the head's address takes no connection: `ray.init` would retry
+    it for minutes. "auto" (no address) is left to Ray."""
+    if not address or address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=PROBE_TIMEOUT_S).close()
+    except (OSError, ValueError):
+        raise ClusterUnavailable(f"The Ray cluster at {address} cannot be reached (nothing answers there).") from None
 
 
 class Trainer:

@@ -489,6 +489,9 @@ def delete(run_id: str, owner: str = "", admin: bool = False) -> None:
         _may_change(run, owner, admin)
         if run.state == "running":
             raise RunError("This run is still training: stop it before deleting it.")
+        if run.status.get("backend") == "ray" and not run.status.get("ray_node") and not run.status.get("ray_released"):
+            from cifar_core import ray_backend     # cancelled, its request still in the cluster's queue: the
+            ray_backend.release(run)              # next round, which would take it out, finds no folder
         _remove(run.path)
     board.invalidate()
 
@@ -596,13 +599,13 @@ def reconcile(locked: bool = False) -> list[str]:
     everything = _all()
     for run in everything:
         if run.state == "running" and not _alive(run.status):
-            rundir.update_status(run.path, state="failed", ended=_last_heard(run), error=(
-                f"The training process (pid {run.status.get('pid')}) ended without finishing: "
-                "it was killed or ran out of memory (a smaller batch needs less). The last checkpoint, if any, "
-                "is kept."))
+            rundir.update_status(run.path, state="failed", ended=_last_heard(run), error=_died(run.status))
             dead.append(run.id)
         elif run.state == "running" and _stalled(run):
-            if _here(run.status):       # a pid on another machine is some other process here
+            if run.status.get("backend") == "ray":
+                from cifar_core import ray_backend
+                ray_backend.end(run)
+            elif _here(run.status):       # a pid on another machine is some other process here
                 _kill(run.status.get("pid"))
             rundir.update_status(run.path, state="failed", ended=_last_heard(run), error=(
                 f"The trainer made no progress for {settings.get().run_stall_s} seconds, so it was ended; "
@@ -615,6 +618,30 @@ def reconcile(locked: bool = False) -> list[str]:
     return dead
 
 
+def _died(status: dict) -> str:
+    """Why a run whose trainer is gone ended, in a sentence."""
+    if status.get("backend") == "ray":
+        from cifar_core import ray_backend
+        return ray_backend.failure(status)
+    return (f"The training process (pid {status.get('pid')}) ended without finishing: it was killed or ran out "
+            "of memory (a smaller batch needs less). The last checkpoint, if any, is kept.")
+
+
+RAY_START_GRACE_S = 120    # a run on a cluster waits this long for Ray to place it before it counts as waiting
+
+
+def _waits(run: Run) -> bool:
+    """Whether a run waits for a trainer that another's long run holds. On a cluster, Ray starts a queued
+    run as soon as a node has room, in seconds: only one it has not placed for a while waits, or every
+    Start anywhere stopped every cluster run past its turn, while nodes stood free."""
+    if run.state != "queued":
+        return False
+    if run.status.get("backend") == "ray":
+        submitted = run.status.get("submitted")
+        return isinstance(submitted, (int, float)) and time.time() - submitted > RAY_START_GRACE_S
+    return True
+
+
 def _end_long_turns(runs: list[Run]) -> None:
     """Stop a visitor's run that has run CIFAR_RUN_TURN_MINUTES (wall time from its start, its test passes
     included: the trainer is held as long) while another person's run waits: one
@@ -623,7 +650,7 @@ def _end_long_turns(runs: list[Run]) -> None:
     continued once the queue is free. Alone on a laptop nobody else waits, so it never stops; teachers'
     and the command line's runs never do."""
     turn = settings.get().run_turn_minutes * 60
-    waiting = {r.status.get("owner", "") for r in runs if r.state == "queued"}
+    waiting = {r.status.get("owner", "") for r in runs if _waits(r)}
     for run in runs:
         started = run.status.get("started")
         if (run.state == "running" and run.status.get("takes_turns") and turn and started
@@ -651,14 +678,14 @@ _heard: dict[str, tuple[float, float]] = {}
 
 
 def _stalled(run: Run) -> bool:
-    """Whether a local trainer (a process or a warm worker) has written nothing for CIFAR_RUN_STALL_S
+    """Whether a trainer (a process, a warm worker, or one on a cluster) has written nothing for CIFAR_RUN_STALL_S
     seconds. A trainer appends a metrics line every second while it trains, so silence that long
     means it hangs, and a hung worker would hold up everyone queued behind it.
 
     The silence is timed on this process's monotonic clock from when it saw the files change, not as
     the wall clock's distance from their times: a clock set forward, or a laptop waking from a lunch
     break's sleep (during which the trainer slept too), would otherwise end every training run at once."""
-    if run.status.get("trainer") not in ("worker", "process"):
+    if run.status.get("trainer") not in ("worker", "process") and run.status.get("backend") != "ray":
         return False
     written, now = _written(run), time.monotonic()
     seen = _heard.get(run.id)
