@@ -192,3 +192,33 @@ def test_on_a_cluster_a_run_waits_for_anothers_turn_only_once_ray_has_not_placed
                           ({"state": "queued", "backend": "ray", "submitted": time.time() - 5}, False),
                           ({"state": "queued", "backend": "ray", "submitted": time.time() - 600}, True)]:
         assert runs._waits(runs.Run("r", Path("r"), {}, status)) is waits, status
+
+
+def test_a_run_the_cluster_lost_before_it_started_is_sent_again_once(tiny_env, monkeypatch):
+    """A head restarted without its detached actors lost every queued run, each failed blaming the set-up."""
+    run = runs.create(small(epochs=1), owner="a")
+    rundir.update_status(run.path, backend="ray", ray_actor=f"cifar-run-{run.id}")
+    monkeypatch.setattr(ray_backend, "_actor_exists", lambda status: False)
+    sent = []
+    for _ in range(2):
+        ray_backend.dispatch([runs.get(run.id)], sent.append)
+    assert [r.id for r in sent] == [run.id]                       # once again, then it fails
+    status = runs.get(run.id).status
+    assert status["state"] == "failed" and status["error"].startswith("The cluster lost this run twice")
+
+
+def test_a_silent_cluster_run_has_its_actor_ended_as_a_hung_trainer_is(tiny_env, monkeypatch):
+    """A hung trainer on a node stayed "running" for ever: Stop wrote a file nobody read, Delete refused."""
+    run = runs.create(small(epochs=1), owner="a")
+    rundir.update_status(run.path, state="running", backend="ray", ray_actor=f"cifar-run-{run.id}",
+                         ray_node="10.0.0.7", started=rundir.now())
+    monkeypatch.setenv("CIFAR_RUN_STALL_S", "1")
+    monkeypatch.setattr(ray_backend, "alive", lambda status: True)         # the cluster says it is there
+    ended = []
+    monkeypatch.setattr(ray_backend, "end", lambda r: ended.append(r.id))
+    monkeypatch.setattr(runs, "_dispatch", lambda: None)
+    runs.reconcile()
+    import time
+    time.sleep(1.2)
+    assert runs.reconcile() == [run.id] and ended == [run.id]
+    assert "made no progress for 1 seconds" in runs.get(run.id).status["error"]
