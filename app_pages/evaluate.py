@@ -123,7 +123,10 @@ if sure.open:
         gap = evaluation.expected_calibration_error(probabilities, test.y_test)
         st.caption("Each dot groups answers given with similar confidence; bigger dots hold more answers. Below the "
                    "dashed line, the model is more sure of itself than it should be; above it, too modest. "
-                   f"On average its \"% sure\" is {evaluation.percent(gap)} away from how often it is right.")
+                   f"On average its \"% sure\" is {gap * 100:.1f} points away from how often it is right (say, "
+                   "72% sure where it is right 70% of the time is 2 points)"
+                   + (f", over {len(test.y_test):,} pictures: with this few, each group holds a handful, and "
+                      "the line zig-zags more than the model's confidence does." if len(test.y_test) < 5_000 else "."))
 
 with compare:
     others = [c for c in choices if c.key != chosen.key]

@@ -46,6 +46,7 @@ PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 _children: list[subprocess.Popen] = []   # trainers this process launched, reaped by reconcile()
 
 
+RECIPE_CHANGED = "recipe_changed"   # status.json of a continued run whose parent's recipe was changed
 EARLIER_EPOCHS = "earlier_epochs"   # status.json of a continued run: the epochs of the run it continues
 START_PRESSED = "Start pressed"     # the board's column: when the run was asked for, which may be long before it began
 
@@ -97,7 +98,7 @@ class Run:
         trained = timing.epochs_trained(self.config, self.status, metrics)
         recipe = self.config.get("preset") or self.config.get("arch") or "–"
         with contextlib.suppress(ConfigError, TypeError):     # a config from an older version: named as it is
-            if TrainConfig.from_dict(self.config).changed_from_preset():
+            if self.status.get(RECIPE_CHANGED) or TrainConfig.from_dict(self.config).changed_from_preset():
                 recipe += " (changed)"
         return {"id": self.id, "name": self.name, "recipe": recipe,
                 "state": self.state,
@@ -215,8 +216,8 @@ def list_runs() -> list[Run]:
     return _all()[::-1]
 
 
-def create(config: TrainConfig, owner: str = "", takes_turns: bool = False, history_from: Path | None = None
-           ) -> Run:
+def create(config: TrainConfig, owner: str = "", takes_turns: bool = False, history_from: Path | None = None,
+           recipe_changed: bool = False) -> Run:
     """Write a queued run directory for `config` (validated first); does not start it. `takes_turns`:
     a visitor's run, which trains for at most CIFAR_RUN_TURN_MINUTES while someone else's run waits.
 
@@ -243,7 +244,8 @@ def create(config: TrainConfig, owner: str = "", takes_turns: bool = False, hist
             earlier = {EARLIER_EPOCHS: snapshots.last_epoch(path)}
         # Status first: a run is listed once its config exists, and must never be seen without its status.
         rundir.write_json(path / rundir.STATUS, {"state": "queued", "owner": owner, "created": round(time.time(), 6),
-                                                 **({"takes_turns": True} if takes_turns else {}), **earlier})
+                                                 **({"takes_turns": True} if takes_turns else {}), **earlier,
+                                                 **({RECIPE_CHANGED: True} if recipe_changed else {})})
         rundir.write_json(path / rundir.CONFIG, config.to_dict())
     except BaseException:
         shutil.rmtree(path, ignore_errors=True)     # no half-made folder, which nothing would list or prune
@@ -273,7 +275,8 @@ def hold_starts(on: bool, admin: bool) -> None:
 
 
 @_in_a_sentence
-def start(config: TrainConfig, owner: str = "", admin: bool = False, history_from: Path | None = None) -> Run:
+def start(config: TrainConfig, owner: str = "", admin: bool = False, history_from: Path | None = None,
+          recipe_changed: bool = False) -> Run:
     """Create a run and start it now, or queue it behind the running ones.
 
     On a shared server each person (owner) may have at most
@@ -298,7 +301,8 @@ def start(config: TrainConfig, owner: str = "", admin: bool = False, history_fro
         if owner and not admin and len(mine) >= limits.max_runs_per_person:
             raise RunError(f"You already have {len(mine)} runs waiting or training, the most one person may "
                            "have at once here: stop one, or wait for one to finish.")
-        run = create(config, owner, takes_turns=bool(owner) and not admin, history_from=history_from)
+        run = create(config, owner, takes_turns=bool(owner) and not admin, history_from=history_from,
+                     recipe_changed=recipe_changed)
         try:
             _dispatch()
         except OSError:     # no trainer could be started just now: the run is made and waits in the queue,
@@ -332,7 +336,9 @@ def continue_run(run_id: str, epochs: int, owner: str = "", admin: bool = False)
     parent = TrainConfig.from_dict(run.config)
     config = dataclasses.replace(parent, epochs=epochs, initial_model=str(run.model_path),
                                  name=f"{run.name[:MAX_NAME_CHARS - 12]} (continued)", **going_on(parent))
-    return start(config, owner, admin, history_from=run.path)
+    # Its epochs and rate are a continuation's own: whether its recipe was changed is the parent's to say.
+    changed = parent.changed_from_preset() or bool(run.status.get(RECIPE_CHANGED))
+    return start(config, owner, admin, history_from=run.path, recipe_changed=changed)
 
 
 def going_on(parent: TrainConfig) -> dict:

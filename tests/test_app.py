@@ -1,6 +1,7 @@
 """Every page under Streamlit's AppTest: runs without exceptions and shows what a user expects."""
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -158,6 +159,15 @@ def charts_drawn(at) -> list:
 def alts(at) -> list:
     """Every picture's alt text, in order; None where it has none."""
     return [img.alt if img.HasField("alt") else None for image in at.get("image") for img in image.proto.imgs]
+
+
+def test_the_confidence_tab_gives_its_gap_in_points_and_says_when_the_pictures_are_few(app):
+    """"1.2% away" read as a relative 1.2%; on a sample of a few pictures the groups zig-zag, unexplained."""
+    app.session_state["evaluate_tab"] = "Confidence"
+    visit(app, "app_pages/evaluate.py")
+    [said] = [c.value for c in app.caption if "away from how often it is right" in c.value]
+    assert re.search(r'is \d+\.\d points away from how often it is right \(say, 72% sure', said)
+    assert said.endswith("the line zig-zags more than the model's confidence does.")      # 40 test pictures
 
 
 def test_a_mistyped_setting_stops_the_server_in_a_sentence_not_every_page(tiny_env, monkeypatch):

@@ -540,3 +540,21 @@ def test_a_trainer_that_cannot_be_started_leaves_the_run_made_and_said_why(tiny_
     assert status["state"] == "failed"
     assert status["error"] == ("The server could not start a trainer for it (Resource temporarily unavailable); "
                                "please try again in a moment.")
+
+
+def test_a_continued_changed_recipe_is_still_called_changed(tiny_env, no_trainers):
+    """A continuation's epochs and rate are its own, so they are no change to its recipe; but a "quick" run
+    of 6 epochs, "quick (changed)" on the board, was plain "quick" once continued, twice over."""
+    parent = runs.create(TrainConfig.from_preset("quick", epochs=6, batch_size=64), owner="eve")
+    rundir.update_status(parent.path, state="finished")
+    (parent.path / rundir.MODEL).write_bytes(b"its checkpoint")
+    assert runs.get(parent.id).summary()["recipe"] == "quick (changed)"
+    child = runs.continue_run(parent.id, epochs=1, owner="eve")
+    rundir.update_status(child.path, state="finished")
+    (child.path / rundir.MODEL).write_bytes(b"its checkpoint")
+    grandchild = runs.continue_run(child.id, epochs=1, owner="eve")
+    assert [runs.get(r.id).summary()["recipe"] for r in (child, grandchild)] == ["quick (changed)"] * 2
+    plain = runs.create(TrainConfig.from_preset("quick"), owner="bob")      # continued as it was: still plain
+    rundir.update_status(plain.path, state="finished")
+    (plain.path / rundir.MODEL).write_bytes(b"its checkpoint")
+    assert runs.continue_run(plain.id, epochs=1, owner="bob").summary()["recipe"] == "quick"
