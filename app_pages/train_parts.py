@@ -282,8 +282,11 @@ def progress_text(p: dict) -> str:
     if p["phase"] == "starting":
         return f"Starting: loading the data and building the network · {so_far}"
     if p["phase"] == "final":
-        return (f"All {p['epochs']} epochs done: measuring the final model on the whole test set "
-                f"and calibrating how sure it is · {so_far}{left}")
+        # The time left counts the measuring and calibrating; the search after them (seconds for `best`)
+        # is named, so a bar past its estimate says what it still does.
+        return (f"All {p['epochs']} epochs done: measuring the final model on the whole test set, "
+                f"calibrating how sure it is, then finding what its maps answer most (for Look inside) · "
+                f"{so_far}{left}")
     doing = "testing on the whole test set" if p["phase"] == "testing" else (
         f"{p['images_per_s']:,.0f} pictures/s" if p["images_per_s"] else "training")
     return f"Epoch {max(1, p['epoch'])} of {p['epochs']} · {doing} · {so_far}{left}"

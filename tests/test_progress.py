@@ -199,6 +199,8 @@ def test_a_run_nearly_done_never_reads_as_done_while_it_still_works(tmp_path):
     assert row["epochs"] == "0.9 / 1"
     late = progress.estimate(run.config, run.status, run.records_until(1e9), now=run.end + 30)
     assert late.seconds_left == 0 and "nearly done" in progress_text(dataclasses.asdict(late))
+    # ...and names the search that follows the checks it counts, so the bar says what it still does
+    assert "then finding what its maps answer most (for Look inside)" in progress_text(dataclasses.asdict(late))
     assert "about 30 s left" in progress_text(dataclasses.asdict(
         progress.estimate(run.config, run.status, run.records_until(1e9), now=run.end - 30)))
 
