@@ -19,6 +19,8 @@ from cifar_core.data import CLASS_NAMES
 PAGE = "app_pages/inside.py"
 PICTURE = "inside_picture"
 SHOWN = 16      # maps shown per block, strongest first
+MAPS_OF = "inside_maps_of"      # session state: the network (file, version) whose maps were picked in the boxes
+TRAINING_PICTURES = 500     # test pictures the closer look searches in a checkpoint still training
 
 
 def link(picture: np.ndarray, key: str) -> None:
@@ -36,17 +38,30 @@ class Network(NamedTuple):
     training: bool              # the latest checkpoint of a run still training: replaced every epoch
 
 
+NETWORK_BOX = "inside_network"
+PICKED_OVER = "inside_network:over"     # session state: the sidebar's model a run training was picked over
+
+
 def network() -> Network:
-    """The sidebar's model, or the latest checkpoint of a run still training."""
+    """The sidebar's model, or the latest checkpoint of a run still training. A run picked here while it
+    trained stays picked once it has finished (as the model it now is), until the sidebar's model is
+    changed: that choice wins. Before, a pick held over a new sidebar choice, and a finished run gave way
+    to the sidebar's model without a word."""
     choice = common.active_choice()
+    if st.session_state.get(PICKED_OVER) != choice.key:
+        st.session_state.pop(NETWORK_BOX + common.PICKED, None)
+        st.session_state[PICKED_OVER] = choice.key
     running = [run for run in board.current().runs if run.state == "running" and run.model_path]
     names = [run.name for run in running]
     # Two runs of one name can train at once: then each is told apart by its id.
     training = [common.ModelChoice(f"Run {run.name}{f' [{run.id}]' if names.count(run.name) > 1 else ''}: "
                                    "training now, its latest checkpoint", run.model_path, run.id)
                 for run in running]
-    if training:
-        choice = common.model_box("Network", "inside_network", [choice, *training], choice)
+    kept = st.session_state.get(NETWORK_BOX + common.PICKED)
+    ended = [c for c in common.model_choices()
+             if c.key == kept != choice.key and all(t.key != kept for t in training)]
+    if training or ended:
+        choice = common.model_box("Network", NETWORK_BOX, [choice, *training, *ended], choice)
     checkpoint = any(choice is c for c in training)
     load = common._checkpoint if checkpoint else common._model
     try:
@@ -54,8 +69,7 @@ def network() -> Network:
         return Network(choice.path, modified, load(str(choice.path), inference.model_version(choice.path)),
                        checkpoint)
     except (OSError, inference.ModelError) as e:
-        st.warning(f"This network cannot be opened just now ({e}); try again in a moment.")
-        return Network(choice.path, None, None, checkpoint)
+        common.cannot_open(choice, e if isinstance(e, OSError) else "its file is damaged")
 
 
 def _pick() -> None:
@@ -102,7 +116,7 @@ def _seen(field: inside.Field, places: int) -> str:
     fewest, most = field.seen(places)
     seen = "the whole picture" if most >= 32 else f"{most} x {most} pixels of the picture"
     return f"each seeing {seen}" if fewest == most else \
-        f"the middle ones seeing {seen}, those at the edges {fewest} x {fewest}"
+        f"the middle ones seeing {seen}, those at the edges as little as {fewest} x {fewest}"
 
 
 def maps(model, image: np.ndarray) -> list[np.ndarray]:
@@ -158,14 +172,30 @@ def closer_look(network: Network, found: list[np.ndarray]) -> None:
                            key="inside_block")
     i = titles.index(title)
     block_maps = found[i]
+    # A map picked in one network is no pick in another: the picks go when the network changes.
+    if st.session_state.get(MAPS_OF) != (str(network.path), network.modified):
+        for key in [k for k in st.session_state if str(k).startswith("inside_channel_")]:
+            del st.session_state[key]
+        st.session_state[MAPS_OF] = (str(network.path), network.modified)
     channel = which.selectbox("Map", inside.strongest(block_maps).tolist(), key=f"inside_channel_{i}",
                               format_func=lambda c: f"map {c} (responds {block_maps[:, :, c].mean():.2f} on average)",
                               help="The block's maps for this picture, the strongest first. The number is how "
-                                   "strongly the map responds, averaged over the picture: 0 is not at all.")
+                                   "strongly the map responds, averaged over the picture: 0 is not at all, and "
+                                   "below 0 (down to -0.17, in networks whose blocks end in GELU) a little "
+                                   "less than nothing, which the next layer reads as almost nothing.")
     test = common.loaded()[0]
-    n = min(inside.TOP_PICTURES, len(test.y_test))
+    # A training run's checkpoint is a new network every epoch, searched again by whoever looks: a quarter
+    # of the pictures (the `best` network's search of 2,000 took 6.7 s of the server's CPU an epoch).
+    n = min(TRAINING_PICTURES if network.training else inside.TOP_PICTURES, len(test.y_test))
     top = _top_of_checkpoint if network.training else _top
     records = top(str(network.path), network.modified, test.origin, n, model)[i][channel]
+    # A map that never fires (its strongest response is none) has no pattern to show: the search's
+    # places would be the first pictures' corners, shown as "what excites it most".
+    records = records[records[:, 3] > 0] if records.ndim == 2 and records.shape[1] > 3 else records
+    if not len(records):
+        st.info(f"Map {channel} of {title} responds to none of the first {n:,} test pictures: it has no "
+                "pattern to show.")
+        return
     crops = inside.patches(test.x_test, shown[i].field, records)
     big, best = st.columns(2)
     large = inside.map_images(block_maps, [channel], 320)[0]

@@ -13,6 +13,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from app_pages import common, identity
+from cifar_core import runs
 from cifar_core.data import CLASS_NAMES, with_article
 from conftest import ROOT
 from test_runs import wait_for
@@ -814,6 +815,35 @@ def test_a_new_model_in_the_sidebar_starts_a_new_game(app):
     app.sidebar.selectbox[0].select(app.sidebar.selectbox[0].options[0]).run()
     assert not app.exception
     assert app.metric[0].value.endswith(" / 1") and app.toast[0].value.startswith("Back to your game against ")
+
+
+def test_look_inside_keeps_a_run_picked_while_it_trained_until_the_sidebar_changes(app, monkeypatch):
+    """A run picked on the page while it trained gave way to the sidebar's model without a word once it
+    finished; and a pick there held over a new choice in the sidebar."""
+    from app_pages import inside_parts
+    from cifar_core import board, data
+    from prepared_runs import finished_run
+    live = finished_run("live")
+    other = finished_run("other")
+    rundir_status = live.path / "status.json"
+    status = json.loads(rundir_status.read_text())
+    rundir_status.write_text(json.dumps({**status, "state": "running", "pid": os.getpid()}))
+    monkeypatch.setattr(runs, "_alive", lambda status: True)
+    monkeypatch.setattr(runs, "_stalled", lambda run: False)
+    time.sleep(2 * board.TICK_S)
+    app.session_state[inside_parts.PICTURE] = data.read(data.locate()).x_test[7]
+    visit(app, "app_pages/inside.py")
+    box = app.selectbox(key=inside_parts.NETWORK_BOX)
+    box.select(next(o for o in box.options if o.startswith("Run live: training now"))).run()
+    assert not app.exception
+    rundir_status.write_text(json.dumps(status))                   # it has finished
+    time.sleep(2 * board.TICK_S)
+    app.run()
+    assert not app.exception and app.selectbox(key=inside_parts.NETWORK_BOX).value.startswith("Run live (")
+    sidebar = app.sidebar.selectbox[0]
+    sidebar.select(next(o for o in sidebar.options if o.startswith("Run other"))).run()     # the sidebar wins
+    assert not app.exception and not [b for b in app.selectbox if b.key == inside_parts.NETWORK_BOX]
+    assert other.id == app.session_state[inside_parts.PICKED_OVER]
 
 
 def test_inside_page_without_then_with_a_picture_and_every_tab(app):

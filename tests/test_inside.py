@@ -101,7 +101,7 @@ def test_what_a_place_of_a_map_sees_is_its_field_clipped_to_the_picture(built):
     from app_pages import inside_parts
     last = inside.blocks(built["airbench16"])[-1]
     assert (last.field.size, last.shape[0]) == (44, 4) and last.field.seen(4) == (26, 32)
-    assert inside_parts._seen(last.field, 4) == "the middle ones seeing the whole picture, those at the edges 26 x 26"
+    assert inside_parts._seen(last.field, 4) == "the middle ones seeing the whole picture, those at the edges as little as 26 x 26"
     first = inside.blocks(built["tutorial"])[0]
     assert inside_parts._seen(first.field, first.shape[0]) == "each seeing 3 x 3 pixels of the picture"
     assert inside.Field(9, 2, -3).seen(15) == (6, 9)
