@@ -179,6 +179,9 @@ def cmd_train(args) -> int:
         # leaves no failed run behind on the board.
         config = _config_from_args(args).validate()
         _check_models(config)
+        if run_dir is None and not os.access(runs.runs_dir(), os.W_OK):      # said before the data is read
+            raise ValueError(f"The runs folder {runs.runs_dir()} cannot be made or written: set CIFAR_RUNS_DIR to "
+                             "a folder this user may write in, or give --run-dir.")
         dataset = dataset or data.load()
         if run_dir is not None:
             run_dir.mkdir(parents=True, exist_ok=True)

@@ -446,7 +446,7 @@ def _trained_on(status: dict, dataset: cifar_data.Cifar10) -> str:
     return f"; trained on {trained:,} of the {len(dataset.y_train):,} training images{kept}"
 
 
-_HOW_MADE = ("command", "test_accuracy", "epochs", "training_seconds",    # of a card
+_HOW_MADE = ("command", "test_accuracy", "epochs", "training_seconds", "machine",    # of a card
              "teachers", "continued_from", "members")
 
 

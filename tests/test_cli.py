@@ -76,7 +76,7 @@ def _how_made(trained) -> dict:
     """What a card says of the model trained above, when another run learns or starts from it."""
     card = json.loads((trained / "model.json").read_text())
     return {"model": str(trained / "model.keras"),
-            **{key: card[key] for key in ("command", "test_accuracy", "epochs", "training_seconds")}}
+            **{key: card[key] for key in ("command", "test_accuracy", "epochs", "training_seconds", "machine")}}
 
 
 def test_train_learns_from_saved_models_named_as_the_user_typed_them(trained, tiny_archive):
@@ -133,7 +133,7 @@ def test_combine_puts_two_trained_models_side_by_side_with_a_card(trained, tiny_
     held_out = {"train_subset": config["train_subset"], "calibration_images": config["calibration_images"]}
     assert card["members"] == [{**_how_made(trained), "held_out": held_out},
                                {"model": str(trained / "other.keras"), "held_out": held_out, **{
-                                   key: other[key] for key in ("command", "test_accuracy", "epochs", "training_seconds")}}]
+                                   key: other[key] for key in ("command", "test_accuracy", "epochs", "training_seconds", "machine")}}]
     assert shlex.split(card["command"])[3:6] == ["combine", "model.keras", "other.keras"]
     assert card["training_seconds"] == round(_how_made(trained)["training_seconds"] + other["training_seconds"], 1)
     # Its temperature fitted on the training pictures both kept out (the 20 each held out: the same ones).
@@ -360,6 +360,13 @@ def test_train_mistakes_are_one_sentence_before_any_run_is_made(tmp_path, tiny_a
         result = cli("train", "--preset", "quick", "--data", tiny_archive, *options, env={"CIFAR_RUNS_DIR": str(runs_dir)})
         assert result.returncode == 2 and sentence in _said(result), (options, result.stderr)
         assert not runs_dir.exists() or not list(runs_dir.iterdir()), options
+    # A runs folder that cannot be made: said before the data is read, not "No such file or directory" after.
+    (tmp_path / "a file").write_text("")
+    unmade = tmp_path / "a file" / "runs"
+    result = cli("train", "--preset", "quick", "--data", tiny_archive, env={"CIFAR_RUNS_DIR": str(unmade)})
+    assert result.returncode == 2 and _said(result) == (f"Error: The runs folder {unmade} cannot be made or written: "
+                                                        "set CIFAR_RUNS_DIR to a folder this user may write in, or "
+                                                        "give --run-dir.")
 
 
 def test_a_run_folders_settings_are_its_own(tmp_path, tiny_archive):
