@@ -120,11 +120,12 @@ def decode(raw: bytes, image: Image.Image) -> Image.Image | None:
     top = [header[:frame.height_at], top_height.to_bytes(2, "big"), header[frame.height_at + 2:]]
     bottom = [header[:frame.height_at], (height - top_height).to_bytes(2, "big"), header[frame.height_at + 2:]]
     try:        # each half joined from views of `raw`: the coded data is copied once, not sliced first
-        lower = jpeg_middle.other_core.submit(jpeg_middle.decoded, b"".join([*bottom, data[cut + 2:]]),
-                                              (width // scale, (height - top_height) // scale))
-        upper = jpeg_middle.decoded(b"".join([*top, data[start:cut], b"\xff\xd9"]),
-                                    (width // scale, top_height // scale))
-        lower = lower.result()
+        pending = jpeg_middle.other_core.submit(jpeg_middle.decoded, b"".join([*bottom, data[cut + 2:]]),
+                                                (width // scale, (height - top_height) // scale))
+        with jpeg_middle.awaited(pending):
+            upper = jpeg_middle.decoded(b"".join([*top, data[start:cut], b"\xff\xd9"]),
+                                        (width // scale, top_height // scale))
+        lower = pending.result()
     except Exception:       # a damaged file: the usual decode says what is wrong with it
         return None
     if upper.size[0] != image.size[0] or lower.size[0] != image.size[0] or \

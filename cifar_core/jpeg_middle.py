@@ -25,8 +25,9 @@ most 7 in 60 photos tested, at most 1.1 on average), the rounding of the halved 
 from __future__ import annotations
 
 import bisect
+import contextlib
 import io
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import NamedTuple
 
 import numpy as np
@@ -47,6 +48,17 @@ _SENTINEL = (1, -1, -1, 1)  # ... up, back, down, back
 # The other half of a picture cut here or at a restart marker (`jpeg_halves`): one per decode at once
 # (decoding.DECODING_AT_ONCE); Pillow lets go of the GIL while it decodes
 other_core = ThreadPoolExecutor(max_workers=2, thread_name_prefix="jpeg-half")
+
+
+@contextlib.contextmanager
+def awaited(half: Future):
+    """The block decodes one half here while `half` decodes the other on `other_core`: however the block
+    ends, `half` has ended too. Where this half failed, the other went on decoding on the second core
+    after the picture had let go of its decoding place, beside the usual decode that follows."""
+    try:
+        yield
+    finally:
+        wait([half])
 
 
 class _Layout(NamedTuple):
@@ -339,7 +351,9 @@ def decode(raw: bytes, kept: list[bytes], frame, start: int, scale: int, size: t
     across, down = frame.per_row * layout.tile[1], frame.rows * layout.tile[0]
     try:
         pending = other_core.submit(decoded, lower, (across, down + layout.tile[0]), "YCbCr")
-        upper, lower = decoded(upper, (across, down)), pending.result()
+        with awaited(pending):
+            upper = decoded(upper, (across, down))
+        lower = pending.result()
     except Exception:
         return None
     if upper.size != (across, down) or lower.size != (across, down + layout.tile[0]):

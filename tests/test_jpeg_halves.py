@@ -103,3 +103,26 @@ def test_a_damaged_photo_with_restart_markers_gives_a_picture_or_a_sentence(monk
     assert outcomes["ok"] > 15 and outcomes["refused"] > 15, outcomes
     cut = sum(h is not None for h in halves)
     assert cut > 30 and len(halves) - cut > 30          # damaged files both cut and not cut
+
+
+def test_where_one_half_fails_the_other_has_ended_before_the_decode_gives_up(monkeypatch):
+    """The half decoded on the other core went on after this one failed, past the picture's decoding
+    place and beside the usual decode that follows."""
+    import threading
+    import time
+
+    from cifar_core import jpeg_middle
+    real, ended = jpeg_middle.decoded, []
+
+    def halves_apart(part, size, *mode):
+        if threading.current_thread() is threading.main_thread():
+            raise ValueError("this half is damaged")
+        time.sleep(0.3)
+        picture = real(part, size, *mode)
+        ended.append(True)
+        return picture
+    monkeypatch.setattr(jpeg_middle, "decoded", halves_apart)
+    raw = photo(restart_marker_rows=1)
+    opened = Image.open(io.BytesIO(raw))
+    opened.draft("RGB", (decoding.WORKING_SIZE, decoding.WORKING_SIZE))
+    assert jpeg_halves.decode(raw, opened) is None and ended == [True]
