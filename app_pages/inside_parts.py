@@ -19,7 +19,7 @@ from cifar_core.data import CLASS_NAMES
 PAGE = "app_pages/inside.py"
 PICTURE = "inside_picture"
 SHOWN = 16      # maps shown per block, strongest first
-MAPS_OF = "inside_maps_of"      # session state: the network (file, version) whose maps were picked in the boxes
+MAPS_OF = "inside_maps_of"      # session state: the network (its file) whose maps were picked in the boxes
 TRAINING_PICTURES = 500     # test pictures the closer look searches in a checkpoint still training
 
 
@@ -172,11 +172,12 @@ def closer_look(network: Network, found: list[np.ndarray]) -> None:
                            key="inside_block")
     i = titles.index(title)
     block_maps = found[i]
-    # A map picked in one network is no pick in another: the picks go when the network changes.
-    if st.session_state.get(MAPS_OF) != (str(network.path), network.modified):
+    # A map picked in one network is no pick in another: the picks go when the network changes (a run's
+    # next checkpoint is the same network, its maps the same maps).
+    if st.session_state.get(MAPS_OF) != str(network.path):
         for key in [k for k in st.session_state if str(k).startswith("inside_channel_")]:
             del st.session_state[key]
-        st.session_state[MAPS_OF] = (str(network.path), network.modified)
+        st.session_state[MAPS_OF] = str(network.path)
     channel = which.selectbox("Map", inside.strongest(block_maps).tolist(), key=f"inside_channel_{i}",
                               format_func=lambda c: f"map {c} (responds {block_maps[:, :, c].mean():.2f} on average)",
                               help="The block's maps for this picture, the strongest first. The number is how "

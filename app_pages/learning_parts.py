@@ -155,6 +155,14 @@ def snapshot_panel(run: runs.Run, epoch: int | None = None, *, compact: bool = F
         st.caption(FILTERS_CAPTION)
 
 
+def earlier_epochs(run: runs.Run) -> int:
+    """How many epochs of the run it continues come before a continued run's own (0 for one that continues
+    none), for curves drawn beside its parent's; from its snapshots' names where its status predates saying."""
+    if not run.config.get("initial_model"):
+        return 0
+    return _earlier_epochs(run, sorted(snapshots.files(run.path)))
+
+
 def _earlier_epochs(run: runs.Run, epochs: list[int]) -> int:
     """How many of a continued run's snapshot `epochs` are the run it continues (copied when it started);
     0 for a run that continues none, whose records are not read."""

@@ -222,7 +222,8 @@ def answer(image: np.ndarray, key: str, original: Image.Image | None = None, hea
         st.metric("The model says", f"{CLASS_NAMES[best]}, {evaluation.sure(probabilities[best])} sure",
                   help=explain.SURE_ON_PHOTOS if photo else explain.SURE_ON_TEST_PICTURES)
         if not drawing:     # a drawing's answer says beside it how little its "% sure" means
-            st.caption(explain.what_sure_means(float(probabilities[best]), photo))
+            st.caption(explain.what_sure_means(float(probabilities[best]), photo,
+                                               getattr(model, "calibrated", True)))
         for note in explain.doubts(image, probabilities, size, drawing):
             st.warning(note, icon=":material/help:")
         chart_specs.probability_bars(probabilities)
@@ -268,7 +269,8 @@ def where(model_id: tuple, model, pictures: np.ndarray, probabilities: np.ndarra
     # A new picture (or a new answer for it) opens on the map of its own answer: a box with a key keeps its
     # value whatever its `index` says, so every later picture kept the first one's class.
     answered = hashlib.sha1(np.ascontiguousarray(squares).tobytes() + probabilities.tobytes()).hexdigest()
-    if st.session_state.get(f"{key}_heat_for") != answered:
+    if st.session_state.get(f"{key}_heat_for") != answered or f"{key}_heat_class" not in st.session_state:
+        # (a box not drawn on a run, the map turned off a moment, loses its value: it opens on the answer again)
         st.session_state[f"{key}_heat_for"] = answered
         st.session_state[f"{key}_heat_class"] = CLASS_NAMES[int(probabilities.argmax())]
     target = choose.selectbox("Heat map for", CLASS_NAMES, key=f"{key}_heat_class")

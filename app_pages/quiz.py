@@ -113,5 +113,5 @@ with st.popover("Start again", icon=":material/restart_alt:"):
     if st.button("Yes: both scores back to 0", key="quiz_restart"):
         fresh = Quiz(against=quiz.against, pictures=quiz.pictures)
         st.session_state["quiz"] = fresh
-        keep(me, fresh)     # in the played one's place: every tab of this browser starts again with it
+        keep(me, fresh, started_again=True)     # in the played one's place: every tab of this browser starts again
         st.rerun()

@@ -61,6 +61,7 @@ class Quiz:
 
 
 KEPT_GAMES = 500    # games the server keeps, the latest played first: about 10 KB each
+KEPT_PER_BROWSER = 12     # of them one browser's (its models and modes): the rest are the class's
 
 
 @st.cache_resource
@@ -96,14 +97,18 @@ def latest(me: str) -> Quiz | None:
         return next((quiz for (owner, _), quiz in reversed(games.items()) if owner == me), None)
 
 
-def keep(me: str, quiz: Quiz) -> None:
-    """`quiz` as this browser's game against what it is played against, once it has been played."""
+def keep(me: str, quiz: Quiz, started_again: bool = False) -> None:
+    """`quiz` as this browser's game against what it is played against, once it has been played, or
+    `started_again` (so that no tab of the browser still holding the old game puts its score back)."""
     games, lock = kept_games()
     key = (me, quiz.against)
     with lock:
-        if not quiz.rounds and key not in games:    # nothing to lose yet: a script's fresh cookies, each opening
-            return                                  # the page, no longer push out the games being played
+        if not quiz.rounds and not started_again and key not in games:   # nothing to lose yet: a script's fresh
+            return                                  # cookies, each opening the page, push out no game being played
         games[key] = quiz
         games.move_to_end(key)
+        mine = [k for k in games if k[0] == me]
+        for oldest in mine[:max(0, len(mine) - KEPT_PER_BROWSER)]:     # one browser flicking through models
+            del games[oldest]                                        # keeps its latest, not the class's
         while len(games) > KEPT_GAMES:
             games.popitem(last=False)

@@ -358,7 +358,7 @@ def _board(owner: str) -> None:
     names = learning_parts.distinct_names(chosen)
     # On one axis, a continued run's epochs count on from those of the run it continues: side by side, its
     # first epoch drawn at 1 sat on its parent's first, as if it had learnt in one epoch what took several.
-    earlier = [int(r.status.get(runs.EARLIER_EPOCHS, 0)) for r in chosen]
+    earlier = [learning_parts.earlier_epochs(r) for r in chosen]
     named_metrics = [(name, snapshot.metrics_of(r.id), before) for r, name, before in zip(chosen, names, earlier)]
     if any(charts.drawable(metrics) for _, metrics, _ in named_metrics):
         chart_cache.compared_curves(tuple((r.id, snapshot.stamps.get(r.id), name, before)

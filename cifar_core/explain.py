@@ -200,10 +200,14 @@ SURE_ON_PHOTOS = (SURE_ON_TEST_PICTURES + " A photo is not one of those. On phot
                   "a drawing is further still from what any of them knows.")
 
 
-def what_sure_means(probability: float, photo: bool) -> str:
+def what_sure_means(probability: float, photo: bool, calibrated: bool = True) -> str:
     """One line under an answer's "% sure" saying what it means, for a projector, which has no pointer to
-    hover over the answer's help: calibrated on test pictures, a rough guide on photos."""
+    hover over the answer's help: calibrated on test pictures, a rough guide on photos; never calibrated
+    for a model saved without a temperature (a run stopped before its final checks)."""
     shown = evaluation.sure(probability)
+    if not calibrated:
+        return (f"\"{shown} sure\" is this model's own figure: it was saved before its \"% sure\" could be "
+                "checked against how often it is right (a run stopped early), so read it as a rough guide.")
     if photo:
         return (f"\"{shown} sure\" is a rough guide on a photo: on real photos the bundled model was right "
                 "about as often as it was sure, on average; a model trained in minutes less so.")

@@ -307,7 +307,9 @@ def load_model(path: str | os.PathLike | None = None):
         raise ModelError(f"{path} is not a CIFAR-10 Studio model we can load ({type(e).__name__}).") from None
     check_cifar10(model, path)      # before anything runs it
     fast_inference.serve(model, int8.load(model, path))
-    model.calibration_temperature = temperature_for(path)
+    fitted = temperature_for(path, missing=None)
+    model.calibration_temperature = 1.0 if fitted is None else fitted
+    model.calibrated = fitted is not None      # its "% sure" checked against how often it is right
     if fast_inference.networks(model):          # networks side by side: the first looks alone first (`predict`)
         model.first_network_temperature = temperature_for(path, FIRST_NETWORK_TEMPERATURE, None)
     return model

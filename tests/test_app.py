@@ -780,6 +780,24 @@ def test_quiz_hard_mode_is_a_game_of_its_own_on_the_models_mistakes(app):
     assert app.metric[1].value == "0 / 2" and app.toast[0].value.startswith("Back to your game in hard mode: you ")
 
 
+def test_one_browser_keeps_its_latest_games_and_a_start_again_is_kept_however_few_are():
+    """One browser flicking through thirty models pushed the class's kept games out; a Start again whose
+    played game had been pushed out was not kept, and a tab still holding that game put its score back."""
+    from app_pages.quiz_parts import KEPT_PER_BROWSER, Quiz, kept_games, keep
+    games, _ = kept_games()
+    games.clear()
+    for model in range(30):
+        played = Quiz(against=(model, "pictures", False), pictures=10)
+        played.rounds = 1
+        keep("flicker", played)
+    keep("student", Quiz(against=("m", "pictures", False), pictures=10, rounds=1))
+    assert len([k for k in games if k[0] == "flicker"]) == KEPT_PER_BROWSER and ("student", ("m", "pictures", False)) in games
+    fresh = Quiz(against=(0, "pictures", False), pictures=10)        # its played game was pushed out
+    keep("flicker", fresh, started_again=True)
+    assert games[("flicker", (0, "pictures", False))] is fresh
+    games.clear()
+
+
 def test_a_quiz_goes_through_every_picture_before_one_comes_round_again():
     """Once every picture had been seen, Next could show the very picture just answered again (a hard game
     on a strong model's few mistakes: the same one each time), and nobody was told."""
@@ -844,6 +862,26 @@ def test_look_inside_keeps_a_run_picked_while_it_trained_until_the_sidebar_chang
     sidebar.select(next(o for o in sidebar.options if o.startswith("Run other"))).run()     # the sidebar wins
     assert not app.exception and not [b for b in app.selectbox if b.key == inside_parts.NETWORK_BOX]
     assert other.id == app.session_state[inside_parts.PICKED_OVER]
+
+
+def test_a_map_picked_on_a_run_still_training_stays_picked_over_its_next_checkpoint(app, monkeypatch):
+    """A run's next checkpoint is the same network: a map picked after an epoch ended fell back to the
+    strongest, as if the network had changed."""
+    from app_pages import inside_parts
+    from cifar_core import inference
+    epoch = [1.0]
+
+    def training_network():
+        choice = common.active_choice()
+        model = common._model(str(choice.path), inference.model_version(choice.path))
+        return inside_parts.Network(choice.path, epoch[0], model, True)
+    monkeypatch.setattr(inside_parts, "network", training_network)
+    app.session_state[inside_parts.PICTURE] = np.full((32, 32, 3), 100, np.uint8)
+    visit(app, "app_pages/inside.py")
+    box = app.selectbox(key="inside_channel_1")
+    epoch[0] = 2.0                                          # its next checkpoint, saved meanwhile
+    box.select(box.options[5]).run()
+    assert not app.exception and app.selectbox(key="inside_channel_1").value == int(box.options[5].split()[1])
 
 
 def test_inside_page_without_then_with_a_picture_and_every_tab(app):

@@ -514,6 +514,17 @@ def test_predict_returns_probabilities(model):
         inference.predict(model, np.zeros((2, 28, 28, 3)))
 
 
+def test_what_sure_means_is_said_truly_for_a_model_never_calibrated(tmp_path):
+    """A model saved without a temperature (a run stopped before its final checks) answered under a line
+    saying its "% sure" was right that often on test pictures."""
+    import shutil
+    from cifar_core import explain
+    shutil.copyfile(inference.DEFAULT_MODEL, tmp_path / "stopped.keras")
+    assert inference.load_model().calibrated and not inference.load_model(tmp_path / "stopped.keras").calibrated
+    assert explain.what_sure_means(0.8, False).startswith("Of the answers this model gives 80% sure on CIFAR-10")
+    assert "saved before its \"% sure\" could be checked" in explain.what_sure_means(0.8, False, calibrated=False)
+
+
 def test_a_picture_that_is_no_photo_is_answered_as_a_test_picture_is():
     """A test picture saved and uploaded (32 x 32) was answered by both networks and its mirror image
     whatever, where the test-picture picker answers it by the rule Evaluate measures: the same pixels were
@@ -529,7 +540,7 @@ def test_a_pictures_views_are_answered_together_then_tempered(model):
     views = np.random.default_rng(5).integers(0, 256, (2, 32, 32, 3)).astype(np.uint8)
     each = inference.predict(model, views, calibrated=False, sure_enough=None)
     np.testing.assert_allclose(inference.predict_views(model, views[:1], (32, 32)),
-                               inference.predict(model, views[:1], sure_enough=None)[0], atol=1e-6)
+                               inference.predict(model, views[:1])[0], atol=1e-6)     # as a test picture
     try:
         model.calibration_temperature = 0.5
         answer = inference.predict_views(model, views, (32, 32))

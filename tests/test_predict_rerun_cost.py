@@ -337,3 +337,8 @@ def test_a_new_picture_opens_on_the_heat_map_of_its_own_answer():
     at.run()
     assert not at.exception and at.metric[0].value.startswith(data.CLASS_NAMES[answers[other]])
     assert at.selectbox(key="t_heat_class").value == data.CLASS_NAMES[answers[other]]
+    # The map turned off and on: its box, not drawn a moment, lost its value; it opens on the answer, not
+    # on the first class in the list.
+    at.toggle(key="t_heat").set_value(False).run()
+    at.toggle(key="t_heat").set_value(True).run()
+    assert at.selectbox(key="t_heat_class").value == data.CLASS_NAMES[answers[other]]
