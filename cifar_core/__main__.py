@@ -190,15 +190,16 @@ def cmd_train(args) -> int:
         else:
             run_dir = runs.create(config).path
         print(f"Training {config.arch} for {config.epochs} epochs in {run_dir}", file=sys.stderr)
-    _stop_on_ctrl_c(run_dir)
+    before = _stop_on_ctrl_c(run_dir)
     try:
         state = training.train(config, run_dir, dataset=dataset, progress=None if args.run_dir else _print_epoch)
     except KeyboardInterrupt:       # the second Ctrl-C: said as stopped, not later as killed or out of memory
-        rundir.update_status(run_dir, state="stopped", ended=rundir.now(), pid=None,
-                             stopped_because="Stopped at once with a second Ctrl-C.")
+        if rundir.read_status(run_dir).get("state") == "running":      # not one that ended just before it
+            rundir.update_status(run_dir, state="stopped", ended=rundir.now(), pid=None,
+                                 stopped_because="Stopped at once with a second Ctrl-C.")
         raise
     finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGINT, signal.default_int_handler if before is None else before)
     runs.dispatch()   # this trainer is done: start the next queued run, if any
     status = rundir.read_status(run_dir)
     if state == "failed":
@@ -218,15 +219,21 @@ def cmd_train(args) -> int:
     return 0
 
 
-def _stop_on_ctrl_c(run_dir: Path) -> None:
+def _stop_on_ctrl_c(run_dir: Path):
     """The first Ctrl-C stops the run after its batch, as Stop on the Train page does: it keeps its model
     (and --save saves it). Before, it ended the process at once: no word said, and the run, still
-    "running" under a process gone, was called killed or out of memory when next looked at."""
+    "running" under a process gone, was called killed or out of memory when next looked at. Returns the
+    handler it replaced; where Ctrl-C was ignored (a run started in the background), it stays ignored."""
+    before = signal.getsignal(signal.SIGINT)
+    if before == signal.SIG_IGN:
+        return before
+
     def asked(signum, frame):
         rundir.request_stop(run_dir, "Stopped with Ctrl-C.")
         print("\nStopping after this batch (Ctrl-C again to stop at once)...", file=sys.stderr, flush=True)
         signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGINT, asked)
+    return before
 
 
 def cmd_combine(args) -> int:

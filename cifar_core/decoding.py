@@ -84,9 +84,11 @@ _BYTES_PER_PIXEL = {
     "RGB": 4, "RGBX": 4, "CMYK": 4, "YCbCr": 4, "LAB": 4, "HSV": 4, "La": 4, "RGBa": 4, "LA": 4 + 4, "RGBA": 4 + 4,
 }
 # libjpeg's own ceiling on what it allocates (read from the environment as each decoder starts; over it, it
-# stops with an error): what a photo decoded alone may take. Every JPEG is checked against the budgets before
-# it is decoded; this holds wherever libjpeg is reached past those checks (a JPEG inside another format).
-os.environ.setdefault("JPEGMEM", f"{DECODING_AT_ONCE * MEMORY_BUDGET // 2**20}M")
+# stops with an error), in thousands of bytes: what a photo decoded alone may take, and a quarter more (its
+# budget counts more than libjpeg's part; at the budget itself, "160M", which libjpeg reads as 160,000,000
+# bytes, photos of 53 megapixels the budgets allow were refused as damaged). Every JPEG is checked against
+# the budgets before it is decoded; this holds wherever libjpeg is reached past those checks.
+os.environ.setdefault("JPEGMEM", str(DECODING_AT_ONCE * MEMORY_BUDGET * 5 // 4 // 1000))
 _SHRUNK_BYTES_PER_PIXEL = 12  # then, at the shrunk size: an RGB copy, an alpha mask, a backdrop, an upright copy
 _HIGH_DEPTH = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 _TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,

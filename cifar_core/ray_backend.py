@@ -65,7 +65,8 @@ INSIDE_TRAINER = "CIFAR_TRAINER_ON_RAY"   # set in the environment of a trainer 
 GPU_RECIPES = {"precision": "mixed_float16", "strategy": "mirrored"}   # config values that mean "train on a GPU"
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 
-CALL_TIMEOUT_S = 30      # a cluster call (connecting included) that takes longer: the cluster is unreachable
+CALL_TIMEOUT_S = 15      # a cluster call (connecting included) that takes longer: the cluster is unreachable.
+                         # Well under the runs lock's 30 s wait: calls are made under it
 DOWN_FOR_S = 30          # a cluster found unreachable is not asked again for this long
 PROBE_TIMEOUT_S = 3      # for the head's port to answer before the agent tries to connect
 
@@ -281,13 +282,13 @@ def serve_agent() -> None:
     replies = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
     for line in sys.stdin:
-        op, args = json.loads(line)
+        number, op, args = json.loads(line)
         try:
-            reply = ["ok", _answer(op, args)]
+            reply = [number, "ok", _answer(op, args)]
         except ClusterUnavailable as e:
-            reply = ["unavailable", str(e)]
+            reply = [number, "unavailable", str(e)]
         except Exception as e:      # Ray refused the request (a name already taken, resources it never offers)
-            reply = ["error", f"{type(e).__name__}: {str(e)[:200]}"]
+            reply = [number, "error", f"{type(e).__name__}: {str(e)[:200]}"]
         replies.write(json.dumps(reply, default=str) + "\n")
         replies.flush()
 
@@ -300,6 +301,7 @@ class _Agent:
         self.lock = threading.Lock()
         self.process: subprocess.Popen | None = None
         self.down_until, self.why = 0.0, ""
+        self.asked = 0      # requests numbered, each reply checked against its own
 
     def call(self, op: str, *args):
         """The cluster's answer; ClusterUnavailable (Ray missing, the cluster unreachable, too slow), or
@@ -324,25 +326,31 @@ class _Agent:
         return answer
 
     def _ask(self, op: str, args) -> list:
+        """[kind, answer] from the agent. An agent found dead when asked (Ray ended it) is replaced and asked
+        once more, except to submit a run: the first may have reached the cluster."""
         address = settings.get().ray_address or "auto"
-        for _ in range(2):      # an agent found dead (Ray ended it) is replaced, and asked once more
+        for attempt in range(1 if op == "submit" else 2):
             if self.process is None or self.process.poll() is not None:
                 self._start()
+            self.asked += 1
+            reply, hung = None, False
             try:
-                self.process.stdin.write(json.dumps([op, list(args)]) + "\n")
+                self.process.stdin.write(json.dumps([self.asked, op, list(args)]) + "\n")
                 self.process.stdin.flush()
                 ready, _, _ = select.select([self.process.stdout], [], [], CALL_TIMEOUT_S)
-                line = self.process.stdout.readline() if ready else ""
-            except (OSError, ValueError):
-                ready, line = True, ""
-            if line:
-                return json.loads(line)
-            self.process.kill()
+                hung = not ready
+                reply = json.loads(self.process.stdout.readline()) if ready else None
+            except (OSError, ValueError):       # its pipe closed, or a line that is no reply: not to be trusted
+                reply = None
+            if isinstance(reply, list) and len(reply) == 3 and reply[0] == self.asked:
+                return reply[1:]
+            self.process.kill()      # hung, dead, or out of step with its requests: a new one next time
             self.process.wait()
             self.process = None
-            if not ready:       # it hangs: the cluster does not answer
-                break
-        raise ClusterUnavailable(f"The Ray cluster at {address} did not answer within {CALL_TIMEOUT_S} seconds.")
+            if hung:
+                raise ClusterUnavailable(f"The Ray cluster at {address} did not answer within {CALL_TIMEOUT_S} seconds.")
+        raise ClusterUnavailable(f"The Ray cluster at {address} cannot be reached: the process that talks to it "
+                                 "ended (see .ray-agent.log in the runs folder).")
 
     def _start(self) -> None:
         runs_dir = settings.get().runs_dir
@@ -377,7 +385,7 @@ def _probe(address: str | None) -> None:
         return
     host, _, port = address.removeprefix("ray://").rpartition(":")
     try:
-        socket.create_connection((host or "127.0.0.1", int(port)), timeout=PROBE_TIMEOUT_S).close()
+        socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=PROBE_TIMEOUT_S).close()
     except (OSError, ValueError):
         raise ClusterUnavailable(f"The Ray cluster at {address} cannot be reached (nothing answers there).") from None
 

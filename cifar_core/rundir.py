@@ -20,8 +20,10 @@ import contextlib
 import json
 import math
 import os
+import signal
 import socket
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,6 +65,7 @@ def model_files(dest: Path) -> Iterator[Path]:
     gone) under the old model's card, or int8 networks and a card measured for them beside a model then
     served without them."""
     dest = Path(dest)
+    _sweep_saving(dest)
     stem = f".{dest.stem}.saving-{os.getpid()}-{time.monotonic_ns()}"
     staged = dest.with_name(stem + dest.suffix)
 
@@ -70,12 +73,31 @@ def model_files(dest: Path) -> Iterator[Path]:
         return sorted((p for p in dest.parent.iterdir() if p.name.startswith(stem + ".")), key=lambda p: p == staged)
     try:
         yield staged
-        for path in made():
-            os.replace(path, dest.with_name(dest.stem + path.name[len(stem):]))
     except BaseException:
         for path in made():
             path.unlink(missing_ok=True)
         raise
+    # Moved with Ctrl-C held back until all are: a set half moved is worse than either whole one.
+    held = threading.current_thread() is threading.main_thread() and hasattr(signal, "pthread_sigmask")
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}) if held else None
+    try:
+        for path in made():
+            os.replace(path, dest.with_name(dest.stem + path.name[len(stem):]))
+    finally:
+        if held:
+            signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
+def _sweep_saving(dest: Path) -> None:
+    """What a save killed outright (its process gone: out of memory, SIGKILL) left beside `dest`."""
+    for path in dest.parent.glob(f".{dest.stem}.saving-*"):
+        pid = path.name[len(f".{dest.stem}.saving-"):].split("-", 1)[0]
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            path.unlink(missing_ok=True)
+        except (ValueError, OSError):
+            pass
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

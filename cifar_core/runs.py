@@ -495,11 +495,12 @@ def delete(run_id: str, owner: str = "", admin: bool = False) -> None:
         _may_change(run, owner, admin)
         if run.state == "running":
             raise RunError("This run is still training: stop it before deleting it.")
-        if run.status.get("backend") == "ray" and not run.status.get("ray_node") and not run.status.get("ray_released"):
-            from cifar_core import ray_backend     # cancelled, its request still in the cluster's queue: the
-            ray_backend.release(run)              # next round, which would take it out, finds no folder
         _remove(run.path)
-    board.invalidate()
+    if run.status.get("backend") == "ray" and not run.status.get("ray_node") and not run.status.get("ray_released"):
+        from cifar_core import ray_backend     # cancelled, its request still in the cluster's queue: the next
+        with contextlib.suppress(OSError):     # round, which would take it out, finds no folder (asked outside
+            ray_backend.release(run)           # the lock, a cluster that hangs keeps nobody else waiting; its
+    board.invalidate()                         # folder gone, nothing is written down)
 
 
 def _remove(path: Path) -> None:

@@ -265,6 +265,17 @@ def test_quantize_leaves_no_int8_networks_where_their_card_could_not_be_measured
     assert not [p for p in trained.iterdir() if ".saving-" in p.name]       # nothing half made left behind
 
 
+def test_what_a_save_killed_outright_left_is_swept_by_the_next(tmp_path):
+    """A save killed by the kernel (out of memory) left its hidden model-sized files for good."""
+    left = tmp_path / ".kept.saving-999999999-1.keras"        # no such process
+    mine = tmp_path / f".kept.saving-{os.getpid()}-1.keras"     # a save going on in a live process
+    left.write_bytes(b"half a model")
+    mine.write_bytes(b"a model being saved")
+    with rundir.model_files(tmp_path / "kept.keras") as saving:
+        saving.write_bytes(b"the model")
+    assert not left.exists() and mine.exists() and (tmp_path / "kept.keras").read_bytes() == b"the model"
+
+
 def test_a_model_saved_over_another_is_saved_whole_or_not_at_all(trained, tiny_archive, monkeypatch):
     """Copied straight over the file, a full disk left a truncated model (the good one it replaced gone)
     under the old model's card."""

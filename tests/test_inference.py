@@ -386,7 +386,7 @@ def test_a_photo_over_one_budget_is_decoded_alone_and_others_wait_for_it(monkeyp
         time.sleep(0.005)
     for thread in threads:
         thread.join()
-    assert len(loaded) == 10 and loaded[3].size == (313, 313)          # read at an eighth, then halved
+    assert len(loaded) == 10 and loaded[3].size == (382, 282)          # read at an eighth, then halved
     (first, last), = [(start, end) for start, end, alone in spans if alone]
     assert not [span for span in spans if not span[2] and span[0] < last and span[1] > first]
     assert any(start < first for start, _, alone in spans if not alone)   # others came before it and after

@@ -222,3 +222,30 @@ def test_a_silent_cluster_run_has_its_actor_ended_as_a_hung_trainer_is(tiny_env,
     time.sleep(1.2)
     assert runs.reconcile() == [run.id] and ended == [run.id]
     assert "made no progress for 1 seconds" in runs.get(run.id).status["error"]
+
+
+def test_the_agents_replies_are_each_its_own_request(tiny_env, monkeypatch):
+    """A line out of step (any output that is no reply) left every later call with the previous call's
+    answer: `exists` given a node list, `submit` storing True as an actor id."""
+    import subprocess
+    replies = ("import json, sys\n"
+               "print('a line that is no reply', flush=True) if {noisy} else None\n"
+               "for line in sys.stdin:\n"
+               "    number, op, args = json.loads(line)\n"
+               "    print(json.dumps([number, 'ok', op]), flush=True)\n")
+
+    def agent(noisy: bool):
+        def start(self):
+            self.process = subprocess.Popen([sys.executable, "-c", replies.format(noisy=noisy)], text=True,
+                                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        monkeypatch.setattr(ray_backend._Agent, "_start", start)
+    monkeypatch.setattr(ray_backend, "_ray_installed", lambda: True)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    fresh = ray_backend._Agent()
+    agent(noisy=True)
+    with pytest.raises(ray_backend.ClusterUnavailable, match="the process that talks to it ended"):
+        fresh.call("nodes")                          # out of step twice: never an answer to another request
+    fresh.down_until = 0.0
+    agent(noisy=False)
+    assert [fresh.call(op) for op in ("nodes", "exists", "nodes")] == ["nodes", "exists", "nodes"]
+    fresh.process.kill()
