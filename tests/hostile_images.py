@@ -114,6 +114,18 @@ class _Bits:
         return bytes(self.out)
 
 
+def _empty_band_runs(blocks: int) -> bytes:
+    """A progressive AC scan's coded data that ends every one of `blocks` blocks at once (end-of-band runs)."""
+    runs = _Bits()
+    while blocks:
+        run = min(blocks, 32767)
+        r = run.bit_length() - 1
+        runs.put(r, 4)
+        runs.put(run - (1 << r), r)
+        blocks -= run
+    return runs.bytes()
+
+
 def _jpeg(width: int, height: int, components: int = 1, progressive: bool = False, ac_scans: int = 0) -> bytes:
     """A flat grey JPEG written by hand, so that a huge one costs nothing to make.
 
@@ -136,15 +148,7 @@ def _jpeg(width: int, height: int, components: int = 1, progressive: bool = Fals
     spectral = b"\x00\x00\x00" if progressive else b"\x00\x3f\x00"
     out.append(_jpeg_segment(0xDA, bytes([components]) + b"".join(bytes([i, 0x00]) for i in ids) + spectral))
     out.append(first)
-    runs = _Bits()
-    left = blocks
-    while left:
-        run = min(left, 32767)
-        r = run.bit_length() - 1
-        runs.put(r, 4)
-        runs.put(run - (1 << r), r)
-        left -= run
-    ac_scan = _jpeg_segment(0xDA, b"\x01\x01\x00\x01\x3f\x00") + runs.bytes()
+    ac_scan = _jpeg_segment(0xDA, b"\x01\x01\x00\x01\x3f\x00") + _empty_band_runs(blocks)
     out.append(ac_scan * ac_scans)
     out.append(b"\xff\xd9")
     return b"".join(out)
@@ -160,18 +164,6 @@ def jpeg_many_scans() -> bytes:
     """Progressive grey JPEG, 2048 x 2048, with 20,000 scans of a few bytes each: seconds of decoding per
     hundred kilobytes."""
     return _jpeg(2048, 2048, progressive=True, ac_scans=20_000)
-
-
-def _empty_band_runs(blocks: int) -> bytes:
-    """A progressive AC scan's coded data that ends every one of `blocks` blocks at once (end-of-band runs)."""
-    runs = _Bits()
-    while blocks:
-        run = min(blocks, 32767)
-        r = run.bit_length() - 1
-        runs.put(r, 4)
-        runs.put(run - (1 << r), r)
-        blocks -= run
-    return runs.bytes()
 
 
 def jpeg_refinement_scans() -> bytes:
