@@ -69,9 +69,9 @@ PAGES: dict[str, PageGuide] = {
 GLOSSARY: dict[str, str] = {
     "Class": "One of the ten kinds of picture in CIFAR-10: airplane, automobile, bird, cat, deer, dog, frog, "
              "horse, ship and truck. The model's job is to name the class of a picture.",
-    "Training set": ("The 50,000 pictures the model learns from: once each in a one-epoch recipe, many times over "
-                     "in a longer one. A run keeps 1,000 or 2,000 of them aside, never trained on, to make its "
-                     "\"% sure\" honest."),
+    "Training set": ("The 50,000 pictures a model learns from (a recipe may use fewer: For a whole class takes "
+                     "20,480): once each in a one-epoch recipe, many times over in a longer one. A run keeps 1,000 "
+                     "or 2,000 of them aside, never trained on, to make its \"% sure\" honest."),
     "Test set": "The 10,000 pictures kept apart and never used for learning, so that measuring the model on them "
                 "shows how it does on pictures it has not seen.",
     "Model": "A network together with the numbers (weights) it learned. The sidebar chooses which model every page "
@@ -82,7 +82,8 @@ GLOSSARY: dict[str, str] = {
                              "scores are averaged before they become probabilities. Each makes its own mistakes, so "
                              "together they are right more often. The bundled model is two networks side by side. To save "
                              f"time, a test picture is shown to the first network alone first: where it is at least "
-                             f"{SURE_ENOUGH:.0%} sure, its answer stands (the second one almost never disagrees), "
+                             f"{SURE_ENOUGH:.0%} sure, its answer stands (on the 10,000 test pictures, asking the "
+                             "second too changed none of those answers), "
                              "and only the rest are shown to both. An uploaded photo larger than 32 x 32 is always shown "
                              "to both.",
     "Layer": "One step of the network. Each layer takes what the previous one found and combines it into something "
@@ -119,16 +120,19 @@ GLOSSARY: dict[str, str] = {
     "F1": "One number that balances precision and recall; it is high only when both are.",
     "Calibration": "Whether the model's confidence can be trusted: of all the answers given \"80% sure\", about 80% "
                    "should be right. A well-calibrated model is neither overconfident nor too modest. Every model "
-                   "here is calibrated when it is saved: its \"% sure\" is tuned on training pictures kept aside "
-                   "(a temperature), so figures \"before calibration\" are the network's own.",
+                   "here is calibrated when it is saved: its \"% sure\" is tuned with one number, the "
+                   "temperature, which makes every answer a little more or a little less sure, chosen on the "
+                   "1,000 or 2,000 training pictures kept aside. Figures \"before calibration\" are the "
+                   "network's own.",
     "Grad-CAM": "A heat map of the parts of the picture that pushed the model most towards its answer.",
     "Test-time augmentation": "Asking the model about a picture's mirror image too and averaging the two "
                               "answers. It is slightly more accurate than one look. A test picture gets it where "
                               f"the first answer is less than {SURE_ENOUGH:.0%} sure (surer answers almost never "
                               "change), and every model's accuracy in this app is measured this way; the figures taken after each "
                               "epoch of a run (its curves' test dots, the heat map of its classes) are from one "
-                              "look. Any picture you upload, photograph or draw always gets it, so a test "
-                              "picture saved and uploaded again can come out a little differently sure.",
+                              "look. A photo, camera shot or drawing (anything larger than 32 x 32) always "
+                              "gets it; a 32 x 32 picture you upload is answered as a test picture is, so a test "
+                              "picture saved and uploaded again gets the same answer and the same \"% sure\".",
     "Evening out a photo": "Models trained on CIFAR-10 see photos askew: they say airplane, automobile and "
                            "often cat too often (a bird against the sky looks like their airplanes) and deer, "
                            "frog and often truck too rarely, and they are surer than they should be. So for a "

@@ -12,7 +12,7 @@ from cifar_core import trainer_memory
 from cifar_core.config import FIELD_HELP, MAX_TRAIN_IMAGES, OPTIMIZERS, ConfigError, TrainConfig
 from cifar_core.progress import clock, duration, testing_seconds
 
-RECIPES = {"quick": "Quick (about a minute)", "best": "Best (most accurate, 8+ minutes)",
+RECIPES = {"quick": "Quick (about a minute)", "best": "Best (most accurate: 8 minutes on a fast server, an hour or more on a laptop)",
            "class": "For a whole class (one short epoch each)",
            "airbench94": "airbench94 (best's recipe before Muon)",
            "tutorial": "TensorFlow tutorial (the classic baseline)"}
@@ -84,7 +84,8 @@ SAW_TOOTH = (
     "epoch so far. It starts again at every epoch, so it jumps there and makes a saw-tooth: early in an epoch "
     "it averages only the newest, better steps. With augmentation each picture is also shown mirrored every "
     "other epoch, so one epoch can look a little different from the next. The solid line's dots are the whole "
-    "test set, measured after each epoch on pictures the network never trains on: they are the figures to trust.")
+    "test set, measured after each epoch on pictures the network never trains on: they are the figures to trust. "
+    "A one-epoch run (Quick, For a whole class) has one dot and no saw-tooth.")
 
 
 def curves_alt(named_metrics: list[tuple[str, list[dict]]]) -> str:
@@ -270,7 +271,9 @@ def status_line(run: runs.Run, metrics: list[dict]) -> None:
                        icon=icon)
         if accuracy is not None:
             st.caption(evaluation.ACCURACY_DEFINITION + " The dots on the curves are each epoch's test pass, "
-                       "without the mirror, so the last dot can differ from this figure a little.")
+                       "without the mirror, so the last dot can differ from this figure a little"
+                       + (" (more here: it stopped partway through an epoch, after its last dot)."
+                          if run.state == "stopped" else "."))
 
 
 def progress_text(p: dict) -> str:
@@ -367,7 +370,8 @@ def _board(owner: str) -> None:
         st.caption("Each run has a colour of its own and a shape for its test dots: its dashed line is its running "
                    "training figures, its solid line its test figures. " + SAW_TOOTH + " The dots look at each test "
                    "picture once, without the mirror, so a run's last dot can differ a little from its test "
-                   "accuracy in the table."
+                   "accuracy in the table (more, for a run stopped partway through an epoch: its model is from "
+                   "after its last dot)."
                    + (" A continued run's epochs count on from the run it continues." if any(earlier) else ""))
     elif any(metrics for _, metrics, _ in named_metrics):
         st.caption("These runs have one training measurement at most so far: a curve needs two.")

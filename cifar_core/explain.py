@@ -195,8 +195,9 @@ SURE_ON_TEST_PICTURES = ("How sure the model is, from its ten probabilities. On 
 SURE_ON_PHOTOS = (SURE_ON_TEST_PICTURES + " A photo is not one of those. On photos, models trained on CIFAR-10 "
                   "say airplane, automobile and often cat too often, deer, frog and often truck too rarely, and "
                   "are surer than they are right, so the app evens a photo's answer out (see the Glossary). "
-                  "Evened out this way, the bundled model was 83% sure on average on 477 real photos and right "
-                  "on 81% of them. A model trained in a few minutes does worse, and "
+                  "Evened out this way, the bundled model gets about 82% of 478 real photos right, and its "
+                  "\"% sure\" is on average within 3 points of how often it is right. A model trained in a few "
+                  "minutes does worse, and "
                   "a drawing is further still from what any of them knows.")
 
 
@@ -206,8 +207,8 @@ def what_sure_means(probability: float, photo: bool, calibrated: bool = True) ->
     for a model saved without a temperature (a run stopped before its final checks)."""
     shown = evaluation.sure(probability)
     if not calibrated:
-        return (f"\"{shown} sure\" is this model's own figure: it was saved before its \"% sure\" could be "
-                "checked against how often it is right (a run stopped early), so read it as a rough guide.")
+        return (f"\"{shown} sure\" is this model's own figure: it was saved without its \"% sure\" checked "
+                "against how often it is right, so read it as a rough guide.")
     if photo:
         return (f"\"{shown} sure\" is a rough guide on a photo: on real photos the bundled model was right "
                 "about as often as it was sure, on average; a model trained in minutes less so.")

@@ -522,7 +522,7 @@ def test_what_sure_means_is_said_truly_for_a_model_never_calibrated(tmp_path):
     shutil.copyfile(inference.DEFAULT_MODEL, tmp_path / "stopped.keras")
     assert inference.load_model().calibrated and not inference.load_model(tmp_path / "stopped.keras").calibrated
     assert explain.what_sure_means(0.8, False).startswith("Of the answers this model gives 80% sure on CIFAR-10")
-    assert "saved before its \"% sure\" could be checked" in explain.what_sure_means(0.8, False, calibrated=False)
+    assert "saved without its \"% sure\" checked" in explain.what_sure_means(0.8, False, calibrated=False)
 
 
 def test_a_picture_that_is_no_photo_is_answered_as_a_test_picture_is():
