@@ -260,10 +260,9 @@ EFFECTS = {
     "learning_rate": "Raise it: bigger steps, faster learning until it overshoots and the loss jumps about or "
                      "becomes NaN (\"not a number\": the run fails). Lower it: steadier but slower learning that "
                      "may end before it gets far.",
-    "optimizer": "How each step moves the weights. SGD with momentum suits airbench94's recipe; Adam sizes "
-                 "each weight's step itself; Muon, a newer rule, gives every filter a step of the same size and "
-                 "needs fewer steps. Each needs a learning rate of its own: when you switch, change it too (SGD "
-                 "about 0.4-1.5, Adam about 0.001, Muon 0.16-0.24).",
+    "optimizer": "How each step moves the weights: SGD with momentum (airbench94's), Adam (sizes each "
+                 "weight's step itself), Muon (a newer rule, fewer steps). Each needs its own learning rate: "
+                 "switching, change it too (SGD about 0.4-1.5, Adam 0.001, Muon 0.16-0.24).",
     "momentum": "Raise it: steps keep more of their direction, smoother and faster, until it overshoots. "
                 "Lower it: each step follows only its own batch, noisier and slower.",
     "weight_decay": "Raise it: weights kept smaller, less overfitting, until it holds the network back. "
@@ -276,9 +275,8 @@ EFFECTS = {
                           "measured run). 0: it never does. Networks without a whitening layer ignore it.",
     "label_smoothing": "Raise it: less over-confident answers, until it blurs the classes. Lower it: "
                        "sharper, more confident answers that overfit sooner.",
-    "augment": "On: each pass shows the pictures shifted a little, half of them mirrored (the other half the "
-               "next pass), so over several epochs test accuracy rises more and overfitting comes later (training "
-               "accuracy looks lower). In a one-epoch recipe it gains nothing: no picture is seen twice. Off: it "
+    "augment": "On: pictures shifted, half mirrored each pass, so over several epochs test accuracy rises more "
+               "and overfitting comes later; in one epoch it gains nothing (no picture is seen twice). Off: it "
                "memorises the training pictures sooner.",
     "zoom": "Raise it: subjects of more sizes, as in photos, where they fill less or more of the frame; too much "
             "and the pictures lose their edges or detail. Lower it: the sizes CIFAR-10's own pictures have.",

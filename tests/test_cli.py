@@ -417,7 +417,10 @@ def test_ctrl_c_stops_a_run_as_stop_does_and_a_second_at_once(tmp_path, tiny_arc
     trainer = subprocess.Popen([sys.executable, "-m", "cifar_core", "train", "--preset", "class", "--epochs", "50",
                                 "--batch-size", "20", "--data", str(tiny_archive), "--run-dir", str(folder),
                                 "--save", str(tmp_path / "kept.keras")],
-                               stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+                               stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+                               # as from a terminal: a test runner's worker may ignore Ctrl-C, and a process
+                               # started ignoring it keeps ignoring it (a run started in the background)
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 240
     while not any(r.get("kind") == "epoch" for r in rundir.read_metrics(folder)) and time.monotonic() < deadline:
         time.sleep(0.2)

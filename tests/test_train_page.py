@@ -103,8 +103,9 @@ def test_a_selection_sent_by_a_script_is_made_sane_and_at_most_a_few_runs_are_co
     assert any(c.value.startswith("7 runs picked: here are the first 5.") for c in at.caption)
     # The comparison says what is drawn, and a screen reader hears each run's latest test figures.
     assert any(c.value.startswith("Each run has a colour of its own and a shape for its test dots: its dashed "
-                                  "line") and c.value.endswith("can differ a little from its test accuracy in the "
-                                                               "table.") for c in at.caption)
+                                  "line") and c.value.endswith("(more, for a run stopped partway through an epoch: "
+                                                               "its model is from after its last dot).")
+               for c in at.caption)
     (curves,) = [c.proto for c in at.get("vega_lite_chart")]
     assert curves.alt.startswith("Line charts of loss and accuracy against epochs: dashed lines for the running "
                                  f"training figures, solid lines with dots for the test set after each epoch. "
