@@ -34,6 +34,18 @@ def cluster(tiny_env, monkeypatch):
     ray_cluster.kill_trainers(tiny_env / "runs")
 
 
+@pytest.fixture
+def own_agent(monkeypatch):
+    """A cluster agent of the test's own: one it finds unreachable, hangs or kills is never the one the
+    next test talks through (its state is the server process's, and kept for DOWN_FOR_S)."""
+    agent = ray_backend._Agent()
+    monkeypatch.setattr(ray_backend, "_agent", agent)
+    yield agent
+    if agent.process is not None:
+        agent.process.kill()
+        agent.process.wait()
+
+
 def test_the_backend_comes_from_the_settings(monkeypatch):
     monkeypatch.delenv("CIFAR_RUNS_BACKEND", raising=False)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
@@ -146,7 +158,7 @@ def test_a_run_whose_actor_dies_is_marked_failed(cluster):
     assert error.startswith(f"Its trainer on the cluster (node {node}) ended without finishing") and "\n" not in error
 
 
-def test_an_agent_that_dies_or_hangs_is_replaced_and_the_server_lives_on(cluster, monkeypatch):
+def test_an_agent_that_dies_or_hangs_is_replaced_and_the_server_lives_on(cluster, own_agent, monkeypatch):
     """Ray ends a driver that loses the cluster's head for a minute: the server's agent, not the server."""
     assert ray_backend._agent.call("nodes")
     ray_backend._agent.process.kill()
@@ -158,12 +170,12 @@ def test_an_agent_that_dies_or_hangs_is_replaced_and_the_server_lives_on(cluster
         ray_backend._agent.call("nodes")
     with pytest.raises(ray_backend.ClusterUnavailable):       # not asked again for a while: at once
         ray_backend._agent.call("nodes")
-    monkeypatch.setattr(ray_backend._agent, "down_until", 0.0)
+    own_agent.down_until = 0.0
     monkeypatch.setattr(ray_backend, "CALL_TIMEOUT_S", 60)
     assert ray_backend._agent.call("nodes")
 
 
-def test_an_unreachable_cluster_fails_a_start_in_seconds_not_minutes(tiny_env, monkeypatch):
+def test_an_unreachable_cluster_fails_a_start_in_seconds_not_minutes(tiny_env, own_agent, monkeypatch):
     """ray.init retried a closed port for 14 minutes, under the runs lock every Start and Stop waits for."""
     import socket
     import time
@@ -172,7 +184,6 @@ def test_an_unreachable_cluster_fails_a_start_in_seconds_not_minutes(tiny_env, m
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
     monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")
-    monkeypatch.setattr(ray_backend._agent, "down_until", 0.0)
     began = time.monotonic()
     run = runs.start(small(epochs=1), owner="a")
     assert run.state == "failed" and time.monotonic() - began < 10
@@ -180,7 +191,6 @@ def test_an_unreachable_cluster_fails_a_start_in_seconds_not_minutes(tiny_env, m
                                    "there). The run was not started.")
     began = time.monotonic()
     assert runs.start(small(epochs=1), owner="b").state == "failed" and time.monotonic() - began < 2
-    monkeypatch.setattr(ray_backend._agent, "down_until", 0.0)
 
 
 def test_on_a_cluster_a_run_waits_for_anothers_turn_only_once_ray_has_not_placed_it_for_a_while():
