@@ -58,8 +58,8 @@ def network() -> Network:
                                    "training now, its latest checkpoint", run.model_path, run.id)
                 for run in running]
     kept = st.session_state.get(NETWORK_BOX + common.PICKED)
-    ended = [c for c in common.model_choices()
-             if c.key == kept != choice.key and all(t.key != kept for t in training)]
+    ended = [c for c in common.model_choices() if c.key == kept] \
+        if kept not in (None, choice.key) and all(t.key != kept for t in training) else []
     if training or ended:
         choice = common.model_box("Network", NETWORK_BOX, [choice, *training, *ended], choice)
     checkpoint = any(choice is c for c in training)

@@ -160,6 +160,8 @@ def earlier_epochs(run: runs.Run) -> int:
     none), for curves drawn beside its parent's; from its snapshots' names where its status predates saying."""
     if not run.config.get("initial_model"):
         return 0
+    if runs.EARLIER_EPOCHS in run.status:       # said when it was made: no folder read on a board's refresh
+        return int(run.status[runs.EARLIER_EPOCHS])
     return _earlier_epochs(run, sorted(snapshots.files(run.path)))
 
 

@@ -180,7 +180,11 @@ def _frame_blocks(frame: bytes) -> dict[int, int]:
         return {}
     h_max = max(c[1] >> 4 for c in components) or 1
     v_max = max(c[1] & 15 for c in components) or 1
-    return {c[0]: -(-(-(-width * (c[1] >> 4) // h_max)) // 8) * -(-(-(-height * (c[1] & 15) // v_max)) // 8)
+
+    def up(a: int, b: int) -> int:      # a / b rounded up, in whole numbers
+        return -(-a // b)
+    # Each component's samples (its share of the picture at its sampling factors), in blocks of 8 x 8.
+    return {c[0]: up(up(width * (c[1] >> 4), h_max), 8) * up(up(height * (c[1] & 15), v_max), 8)
             for c in components}
 
 

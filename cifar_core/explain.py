@@ -203,8 +203,8 @@ SURE_ON_PHOTOS = (SURE_ON_TEST_PICTURES + " A photo is not one of those. On phot
 
 def what_sure_means(probability: float, photo: bool, calibrated: bool = True) -> str:
     """One line under an answer's "% sure" saying what it means, for a projector, which has no pointer to
-    hover over the answer's help: calibrated on test pictures, a rough guide on photos; never calibrated
-    for a model saved without a temperature (a run stopped before its final checks)."""
+    hover over the answer's help: calibrated on test pictures, a rough guide on photos; never checked for
+    a model saved without a temperature."""
     shown = evaluation.sure(probability)
     if not calibrated:
         return (f"\"{shown} sure\" is this model's own figure: it was saved without its \"% sure\" checked "

@@ -204,12 +204,14 @@ def dispatch(runs: list, launch) -> None:
                 "directory (CIFAR_RUNS_DIR must be the same shared folder on every node)."))
 
 
-def end(run) -> None:
-    """End a run's actor, and with it its trainer (a run that made no progress for too long); best effort."""
+def end(run) -> bool:
+    """End a run's actor, and with it its trainer, or take it out of the cluster's queue (it is gone
+    already where it has ended); whether the cluster answered."""
     try:
         _agent.call("kill", run.status.get("ray_actor", ""))
     except Exception:
-        pass
+        return False
+    return True
 
 
 def failure(status: dict) -> str:
@@ -222,12 +224,10 @@ def failure(status: dict) -> str:
 
 def release(run) -> None:
     """Take a run cancelled while it waited out of the cluster's queue, so its place (or a GPU request
-    no node can meet) is not held for nothing. Its actor would end by itself once started; this is sooner."""
-    try:
-        _agent.call("kill", run.status.get("ray_actor", ""))     # or already gone
-    except Exception:
-        return        # the cluster did not answer: try again on the next round
-    rundir.update_status(run.path, ray_released=True)
+    no node can meet) is not held for nothing. Its actor would end by itself once started; this is sooner.
+    A cluster that does not answer is asked again on the next round."""
+    if end(run):
+        rundir.update_status(run.path, ray_released=True)
 
 
 def alive(status: dict) -> bool:

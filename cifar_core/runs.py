@@ -498,9 +498,8 @@ def delete(run_id: str, owner: str = "", admin: bool = False) -> None:
         _remove(run.path)
     if run.status.get("backend") == "ray" and not run.status.get("ray_node") and not run.status.get("ray_released"):
         from cifar_core import ray_backend     # cancelled, its request still in the cluster's queue: the next
-        with contextlib.suppress(OSError):     # round, which would take it out, finds no folder (asked outside
-            ray_backend.release(run)           # the lock, a cluster that hangs keeps nobody else waiting; its
-    board.invalidate()                         # folder gone, nothing is written down)
+        ray_backend.end(run)                   # round, which would take it out, finds no folder (asked outside
+    board.invalidate()                         # the lock: a cluster that hangs keeps nobody else waiting)
 
 
 def _remove(path: Path) -> None:
