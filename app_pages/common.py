@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from app_pages import guide, identity, serving
+from app_pages import guide, identity, model_shelf, serving
 from cifar_core import board, data, decoded, evaluation, inference, password, progress, remembered, runs, settings
 
 ACTIVE_MODEL_KEY = "active_model"
@@ -102,7 +102,10 @@ def dataset() -> data.Cifar10:
 # A class of thirty, each with a run of their own chosen in the sidebar, and the bundled model: with fewer
 # places every student's rerun loaded a model again (a third of a second of the server's CPU, and a full
 # garbage collection). Measured per model kept: 2.7 MB for `airbench16` (the class and quick recipes),
-# 15 MB for `airbench` (best), about 40 MB for the bundled pair.
+# 15 MB for `airbench` (best), about 40 MB for the bundled pair. A visitor flicking through forty runs
+# makes room from their own models, not the class's (app_pages/model_shelf.py).
+MODEL_PLACES = 32
+RECENTLY_S = 600.0      # a model asked for in the last ten minutes is in use
 # One model loads at a time, whoever asked: a load takes 0.4-0.6 s of a core (0.16-0.18 s of it the full
 # collection in `freeze_loaded`), and thirty students picking their new runs at once, or one visitor
 # flicking through forty runs, would otherwise take both cores from everyone answering a photo or watching
@@ -110,13 +113,26 @@ def dataset() -> data.Cifar10:
 _loading = threading.Lock()
 
 
-@st.cache_resource(show_spinner="Loading the model…", max_entries=32)
-def _model(path: str, modified: float):
-    with _loading:
-        model = inference.load_model(path)
-        # Sure of nothing: every forward pass it answers with (a pair's networks alone too) traced now, then frozen.
-        inference.predict(model, np.zeros((1, 32, 32, 3), np.uint8), sure_enough=float("inf"))
-        serving.freeze_loaded()     # long-lived: out of the garbage collector's full passes (app_pages/serving.py)
+@st.cache_resource
+def models_kept() -> model_shelf.Shelf:
+    return model_shelf.Shelf(MODEL_PLACES, RECENTLY_S, _loading)     # one per server
+
+
+def _model(path: str, modified: float, who: str | None = None):
+    """The model at `path` as of `modified`, loaded once per server, asked for by visitor `who` (this
+    browser's `owner()` unless given)."""
+    shelf, key = models_kept(), (path, modified)
+    if key in shelf:
+        return shelf.get(key, who or owner(), lambda: _load(path))
+    with st.spinner("Loading the model…"):
+        return shelf.get(key, who or owner(), lambda: _load(path))
+
+
+def _load(path: str):
+    model = inference.load_model(path)
+    # Sure of nothing: every forward pass it answers with (a pair's networks alone too) traced now, then frozen.
+    inference.predict(model, np.zeros((1, 32, 32, 3), np.uint8), sure_enough=float("inf"))
+    serving.freeze_loaded()     # long-lived: out of the garbage collector's full passes (app_pages/serving.py)
     return model
 
 

@@ -3,8 +3,8 @@
 After every script run, fragment runs included, Streamlit calls
 `keras.backend.clear_session()` whenever Keras has been imported, for apps that
 build a model in the script body and would otherwise pile up layers. This app
-builds none in the server: models load once per process (common._model, an
-st.cache_resource) and answer through one tf.function. For it, the clearing is
+builds none in the server: models load once per process (common._model, kept on
+a shelf for the whole server) and answer through one tf.function. For it, the clearing is
 pure cost: a full garbage collection of the whole heap (TensorFlow's included)
 and TensorFlow's kernel cache emptied, so the next prediction re-instantiates its
 kernels. Measured on 2 shared cores with the data set and the bundled model

@@ -3,7 +3,8 @@
     python benchmarks/inside.py [--model PATH] [--repeats N]
 
 Times, for one test picture: every block's feature maps (the compiled sub-model of
-cifar_core.inside), the same plus colouring the maps the page shows (16 per block), and,
+cifar_core.inside), the same plus colouring the maps the page shows (16 per block), Predict's
+heat map (cifar_core.explain.gradcam), and,
 as the baseline measured in the same run, a plain inference.predict of that picture
 (which shows it mirrored too: two pictures in one call). The search for each map's
 best test patches runs once per model and is kept on disk, so it is timed once, cold.
@@ -17,7 +18,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from cifar_core import data, inference, inside  # noqa: E402
+from cifar_core import data, explain, inference, inside  # noqa: E402
 
 
 def timed(work, repeats: int) -> list[float]:
@@ -51,6 +52,8 @@ def main() -> None:
     print(f"{'one picture, warm':<44}{'median ms':>10}{'p95 ms':>9}")
     for name, work in (("feature maps of every block", lambda: inside.feature_maps(model, picture)),
                        ("feature maps + 16 coloured maps per block", maps_and_pictures),
+                       # Predict's heat map: the picture and its mirror image, compiled (eager: ~170 ms)
+                       ("heat map (Grad-CAM, picture and mirror)", lambda: explain.gradcam(model, picture, 0)),
                        ("inference.predict (baseline)", lambda: inference.predict(model, picture))):
         times = timed(work, args.repeats)
         print(f"{name:<44}{statistics.median(times) * 1000:>10.1f}{times[int(0.95 * (len(times) - 1))] * 1000:>9.1f}")

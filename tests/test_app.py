@@ -13,6 +13,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from app_pages import common, identity
+from cifar_core import password
 from cifar_core import runs
 from cifar_core.data import CLASS_NAMES, with_article
 from conftest import ROOT
@@ -389,7 +390,10 @@ def test_teacher_controls_need_the_password(tiny_env, monkeypatch):
     monkeypatch.setenv("CIFAR_ADMIN_PASSWORD", "s3cret")
     at = AppTest.from_file(APP, default_timeout=120)
     at.run()
-    st.cache_resource.clear()     # a fresh password guard: no delays left from other tests
+    # A fresh password guard on a clock of the test's own: a slow rerun cannot outlast the delay.
+    now = [0.0]
+    guard = password.Guard(clock=lambda: now[0])
+    monkeypatch.setattr(common, "_password_guard", lambda: guard)
     at.text_input(key="teacher_password").input("guess")
     at.button(key="FormSubmitter:teacher_login-Unlock").click().run()
     assert any("not the teacher password" in e.value for e in at.error)
@@ -399,7 +403,7 @@ def test_teacher_controls_need_the_password(tiny_env, monkeypatch):
     unlocked = common.unlocked_browsers()
     browser = identity.owner_id(at.session_state["owner"])
     assert not unlocked.holds(browser)
-    time.sleep(1.1)
+    now[0] += guard.first_delay_s
     at.text_input(key="teacher_password").input("s3cret")
     at.button(key="FormSubmitter:teacher_login-Unlock").click().run()
     assert unlocked.holds(browser) and not at.text_input        # no password asked for any more
@@ -417,7 +421,7 @@ def test_teacher_controls_need_the_password(tiny_env, monkeypatch):
     # A script's flood of guesses holds the server's pace back for half a minute at a time: this browser,
     # where the password was entered before, is checked at once; a new one is told to wait.
     assert browser in common.known_browsers() and common.known_browsers() is common.known_browsers()
-    common._password_guard()._next_check = time.monotonic() + 30
+    common._password_guard()._next_check = now[0] + 30
     stranger = AppTest.from_file(APP, default_timeout=120)
     stranger.run()
     stranger.text_input(key="teacher_password").input("s3cret")

@@ -240,16 +240,17 @@ def test_models_load_one_at_a_time_whoever_asks(monkeypatch):
     monkeypatch.setattr(inference, "load_model", loading.returning(object))
     monkeypatch.setattr(inference, "predict", lambda *args, **kwargs: None)
     monkeypatch.setattr(serving, "freeze_loaded", lambda: None)
-    common._model.clear()
+    common.models_kept().clear()
     common._checkpoint.clear()
     try:
-        loads = [threading.Thread(target=common._model, args=(f"/runs/{i}/model.keras", 1.0)) for i in range(4)]
+        loads = [threading.Thread(target=common._model, args=(f"/runs/{i}/model.keras", 1.0, f"visitor {i}"))
+                 for i in range(4)]
         loads.append(threading.Thread(target=common._checkpoint, args=("/runs/live/model.keras", 1.0)))
         for load in loads:
             load.start()
         for load in loads:
             load.join()
     finally:
-        common._model.clear()
+        common.models_kept().clear()
         common._checkpoint.clear()
     assert loading.most == 1

@@ -1,6 +1,5 @@
 """What the Predict page's reruns cost the server: a photo is decoded once per upload, and a heat map
 takes milliseconds."""
-import time
 
 import numpy as np
 
@@ -160,18 +159,15 @@ def test_a_broken_upload_keeps_its_sentence_on_every_rerun(monkeypatch):
             "SVG and HEIC are not supported)."]
 
 
-def test_a_heat_map_costs_milliseconds_not_a_fifth_of_a_second():
+def test_a_heat_map_is_compiled_once_per_model_not_run_eagerly():
     """Grad-CAM of the bundled model, picture and mirror image: ~14 ms of CPU compiled, ~170 ms when it
-    ran eagerly under a tape (measured on the 2-core server this app is sized for)."""
+    ran eagerly under a tape (measured on the 2-core server this app is sized for; timed by
+    benchmarks/inside.py). Every picture and class goes through the one trace."""
     model = inference.load_model()
     pictures = np.random.default_rng(0).integers(0, 256, (6, 32, 32, 3), np.uint8)
-    explain.gradcam(model, pictures[0], 0)     # built and traced once per model
-    started = time.process_time()
-    for index, picture in enumerate(pictures[1:]):
-        explain.gradcam(model, picture, index)
-    per_map = (time.process_time() - started) / 5
-    assert per_map < 0.06, f"{per_map * 1000:.0f} ms of CPU per heat map"
-
+    maps = [explain.gradcam(model, picture, index) for index, picture in enumerate(pictures)]
+    assert explain._probe(model).experimental_get_tracing_count() == 1
+    assert all(m.shape == (32, 32) and 0 <= m.min() <= m.max() <= 1 for m in maps)
 
 
 def _two_minded_photo() -> bytes:
