@@ -48,12 +48,13 @@ def _sizes() -> dict:
     return {}
 
 
-def _note(table: dict, path: Path, value):
-    """`value` kept in `table` for the data file at `path` as it is now (`_stamp`); the table stays small:
-    a path is set once per server, and a file replaced now and then."""
+def _note(table: dict, stamp: tuple, value):
+    """`value` kept in `table` for the data file as it was when read (`_stamp`, taken before reading it: a
+    copy that finished during a failed read is the next visitor's to read); the table stays small: a path
+    is set once per server, and a file replaced now and then."""
     if len(table) > 16:
         table.clear()
-    table[_stamp(path)] = value
+    table[stamp] = value
     return value
 
 
@@ -74,14 +75,15 @@ def data_problem(path: Path | None) -> str | None:
 def loaded() -> tuple[data.Cifar10, str | None]:
     """The full data set where it is on this machine, else the bundled sample; and why not, if it failed."""
     path = data.locate()
-    problem = data_problem(path)
+    stamp = _stamp(path) if path else None
+    problem = _unreadable().get(stamp) if path else None
     if path and not problem:
         try:
-            cifar = _dataset(str(path), _stamp(path))
-            _note(_sizes(), path, (len(cifar.x_train), len(cifar.x_test)))
+            cifar = _dataset(str(path), stamp)
+            _note(_sizes(), stamp, (len(cifar.x_train), len(cifar.x_test)))
             return cifar, None
         except data.DataError as e:
-            problem = _note(_unreadable(), path, f"{e} Using the bundled sample instead.")
+            problem = _note(_unreadable(), stamp, f"{e} Using the bundled sample instead.")
     return _dataset(None), problem
 
 
@@ -305,7 +307,7 @@ def _download_button() -> None:
         return
     if state.error:
         st.sidebar.error(state.error)
-    if st.sidebar.button("Download CIFAR-10 (170 MB)", help="Saved in ~/.keras/datasets for next time"):
+    if st.sidebar.button("Download CIFAR-10 (170 MB)", help="Saved on the server, in Keras' folder of data sets (KERAS_HOME, ~/.keras by default), for next time"):
         data.download_in_background()
         st.rerun()
 
@@ -342,6 +344,8 @@ def sidebar() -> None:
         if path:
             if not data_problem(path):     # once it could not be read, each page that needs it says why
                 st.caption(data_caption(path))
+            elif path != settings.get().data:
+                _download_button()      # a damaged copy in Keras' folder: a download takes its place
         else:
             st.info("Offline mode: showing the bundled sample of 1,000 test pictures (100 per class). "
                     "Download the full data set to see all 60,000 and to train.")

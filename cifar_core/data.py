@@ -37,6 +37,7 @@ import contextlib
 import errno
 import gzip
 import hashlib
+import http.client
 import io
 import lzma
 import math
@@ -47,6 +48,7 @@ import struct
 import tarfile
 import tempfile
 import threading
+import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -462,6 +464,13 @@ def _read_batch(raw: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(f"{where} is not a CIFAR-10 batch: its pickle is damaged ({_error(e)}).") from None
 
 
+def cannot_open(path: Path, e: OSError) -> str:
+    """Why `path` could not be opened, for a person: a permission is the server's user's, not the file's."""
+    if isinstance(e, PermissionError):
+        return f"{path} cannot be read by the user this program runs as (permission denied)."
+    return f"{path} could not be read ({_error(e)})."
+
+
 def _error(e: BaseException) -> str:
     text = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
     return text if len(text) <= 160 else text[:157] + "..."
@@ -503,7 +512,7 @@ def _batches_from_folder(folder: Path) -> _Batches:
             with open(path, "rb") as file:
                 raw = _read_capped(file, str(path))
         except OSError as e:
-            raise DataError(f"{path} could not be read ({_error(e)}).") from None
+            raise DataError(cannot_open(path, e)) from None
         out[name] = _read_batch(raw, f"{folder}: {name}")
     return out
 
@@ -555,7 +564,10 @@ def _batches_from_archive(path: Path) -> _Batches:
     out = {}
     try:
         with contextlib.ExitStack() as stack:
-            stream = stack.enter_context(open(path, "rb"))
+            try:
+                stream = stack.enter_context(open(path, "rb"))
+            except OSError as e:    # not the archive's fault: no "corrupt or truncated" for a permission
+                raise DataError(cannot_open(path, e)) from None
             magic = stream.read(6)
             stream.seek(0)
             for prefix, opener in _COMPRESSED:
@@ -601,28 +613,42 @@ def _images(batches: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, n
 def read(path: str | os.PathLike) -> Cifar10:
     """Read CIFAR-10 from a `.tar.gz` archive or a folder, or raise DataError."""
     path = Path(path).expanduser()
-    if not path.exists():
+    try:
+        there, folder, file = path.exists(), path.is_dir(), path.is_file()
+    except OSError as e:        # a folder on the way this user may not enter (a teacher's 0750 home)
+        raise DataError(cannot_open(path, e)) from None
+    if not there:
         raise DataError(f"{path} does not exist.")
-    if not (path.is_dir() or path.is_file()):
+    if not (folder or file):
         raise DataError(f"{path} is neither a CIFAR-10 archive nor a folder.")
     with process_memory.large_blocks_returned():   # each batch's memory back once copied (process_memory)
-        batches = _batches_from_folder(path) if path.is_dir() else _batches_from_archive(path)
+        try:
+            batches = _batches_from_folder(path) if folder else _batches_from_archive(path)
+        except OSError as e:    # a folder of it this user may not look into
+            raise DataError(cannot_open(path, e)) from None
         x_train, y_train = _images([batches.pop(name) for name in TRAIN_BATCHES])
         x_test, y_test = _images([batches.pop(TEST_BATCH)])
     return Cifar10(x_train, y_train, x_test, y_test, origin=str(path))
 
 
 def keras_cache_dir() -> Path:
-    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")).expanduser() / "datasets"
+    """Where Keras keeps downloads, as an absolute path: trainers run from the package's folder, not the
+    server's (an empty KERAS_HOME is unset, as Keras takes it)."""
+    home = os.environ.get("KERAS_HOME", "").strip() or Path.home() / ".keras"
+    return Path(home).expanduser().absolute() / "datasets"
 
 
 def cached() -> Path | None:
     """A copy left in the Keras cache by an earlier download (ours or Keras's own), if any."""
     cache = keras_cache_dir()
     for candidate in (cache / ARCHIVE_NAME, cache / BATCH_DIR,
-                      cache / f"{BATCH_DIR}_extracted" / BATCH_DIR):
-        if candidate.exists():
-            return candidate
+                      cache / f"{BATCH_DIR}_extracted" / BATCH_DIR,
+                      cache / f"{BATCH_DIR}-target" / BATCH_DIR):    # where Keras 3.15's load_data unpacks it
+        try:
+            if candidate.exists():
+                return candidate
+        except OSError:     # a home folder this user may not look into: no copy there for it
+            continue
     return None
 
 
@@ -696,7 +722,8 @@ def _download(dest_dir: str | os.PathLike | None, progress: Progress | None, url
     digest = hashlib.sha256()
     try:
         dest_dir.mkdir(parents=True, exist_ok=True)
-        tmp = tempfile.NamedTemporaryFile(dir=dest_dir, suffix=".part", delete=False)
+        _sweep_parts(dest_dir)
+        tmp = tempfile.NamedTemporaryFile(dir=dest_dir, prefix=PART_PREFIX, suffix=".part", delete=False)
     except OSError as e:    # a service account whose home may not be written, say
         if dest_dir.exists() and not dest_dir.is_dir():
             raise DataError(f"The data set cannot be saved in {dest_dir}: it is a file, not a folder.") from None
@@ -708,7 +735,8 @@ def _download(dest_dir: str | os.PathLike | None, progress: Progress | None, url
     with tmp:
         try:
             with urllib.request.urlopen(url, timeout=30) as response:
-                total = int(response.headers.get("Content-Length") or 0)
+                length = response.headers.get("Content-Length") or "0"
+                total = int(length) if length.isdigit() else 0      # a size it cannot say is no size
                 done = 0
                 if progress:        # connected: its size is known before the first megabyte arrives
                     progress(0, total)
@@ -716,26 +744,49 @@ def _download(dest_dir: str | os.PathLike | None, progress: Progress | None, url
                     tmp.write(chunk)
                     digest.update(chunk)
                     done += len(chunk)
+                    if done > MAX_DOWNLOAD_BYTES:
+                        raise DataError(f"The download from {url} went on past {MAX_DOWNLOAD_BYTES >> 20} MB, "
+                                        "more than the data set is; nothing was kept.")
                     if progress:
                         progress(done, total)
             tmp.flush()
             os.fsync(tmp.fileno())      # on the disk before it takes the archive's name: a power cut then
                                         # left a cut-short archive there, which every page fell back from
-        except OSError as e:
+            if total and done < total:
+                raise DataError(f"The connection to {url} ended after {done / 1e6:.0f} of {total / 1e6:.0f} MB; "
+                                "nothing was kept. Please try again.")
+            if digest.hexdigest() != sha256:
+                raise DataError(f"The download from {url} is damaged (its sha256 does not match); nothing was "
+                                "kept.")
+            # Readable by every user, as a download by hand would be: the server's trainers, or another
+            # user's server, read it (a temporary file is its owner's alone).
+            os.chmod(tmp.fileno(), 0o644)
+            os.replace(tmp.name, dest)
+        except (OSError, http.client.HTTPException) as e:     # HTTPException: a reply cut short mid-chunk
             os.unlink(tmp.name)
-            if e.errno == errno.ENOSPC:
+            if getattr(e, "errno", None) == errno.ENOSPC:
                 raise DataError(f"The disk holding {dest_dir} is full, so the data set (170 MB) could not be "
                                 "saved; nothing was kept.") from None
-            raise DataError(f"Could not download CIFAR-10 from {url} ({getattr(e, 'reason', e)}). "
+            raise DataError(f"Could not download CIFAR-10 from {url} ({getattr(e, 'reason', None) or _error(e)}). "
                             "Are you offline? Set CIFAR10_DATA to a local copy instead.") from None
         except BaseException:
             os.unlink(tmp.name)
             raise
-    if digest.hexdigest() != sha256:
-        os.unlink(tmp.name)
-        raise DataError(f"The download from {url} is damaged (its sha256 does not match); nothing was kept.")
-    os.replace(tmp.name, dest)
     return dest
+
+
+MAX_DOWNLOAD_BYTES = 200 << 20      # the official archive is 163 MB
+PART_PREFIX = "cifar-10-download-"
+LEFT_BEHIND_S = 3600.0      # a download's file this old was left by a server stopped mid-download
+
+
+def _sweep_parts(folder: Path) -> None:
+    """Downloads left behind in `folder` by a server stopped while it downloaded (up to 170 MB each):
+    removed once old enough that no download still running could own them."""
+    for part in folder.glob(f"{PART_PREFIX}*.part"):
+        with contextlib.suppress(OSError):
+            if time.time() - part.stat().st_mtime > LEFT_BEHIND_S:
+                part.unlink()
 
 
 def locate(source: str | os.PathLike | None = None) -> Path | None:

@@ -115,8 +115,12 @@ def read(path: str | os.PathLike) -> data.Cifar10:
     """CIFAR-10 from an archive or folder, as `data.read` gives it, but mapped from its decoded copy
     (made now if need be); read into memory when no copy can be kept. Raises DataError as `data.read`."""
     path = Path(path).expanduser()
-    if not path.exists():
-        return data.read(path)       # its own sentence for a missing path
+    try:
+        there = path.exists()
+    except OSError:     # a folder on the way this user may not enter
+        there = False
+    if not there:
+        return data.read(path)       # its own sentence for a missing path, or one it may not open
     try:
         identity = source_identity(path)
     except OSError:     # a file of it removed or replaced as it was looked at

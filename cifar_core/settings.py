@@ -51,14 +51,28 @@ def _int(name: str, default: int, minimum: int = 0, maximum: int | None = None) 
     return value
 
 
+def _path(name: str) -> str:
+    """A path setting's text; refused where it is not UTF-8 (a folder named in Latin-1): a page cannot send
+    such a name, nor key what it keeps by it."""
+    raw = os.environ.get(name, "").strip()
+    try:
+        raw.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = raw.encode("utf-8", "replace").decode("utf-8")
+        raise ValueError(f"{name} names a path that is not UTF-8 text ({shown}): rename that folder or file, "
+                         "or use another.") from None
+    return raw
+
+
 def get() -> Settings:
-    data = os.environ.get("CIFAR10_DATA", "").strip()
+    data = _path("CIFAR10_DATA")
     return Settings(
-        data=Path(data).expanduser() if data else None,
+        # Absolute, as runs_dir: a trainer reads it from the package's folder.
+        data=Path(data).expanduser().absolute() if data else None,
         # Absolute: the paths written into runs (a continued run's starting model) are read by trainers
         # that run from the package's folder, wherever the server was started.
         # Set but empty is unset: as "", it was the folder the server started in (a checkout's root).
-        runs_dir=Path(os.environ.get("CIFAR_RUNS_DIR", "").strip() or "runs").expanduser().absolute(),
+        runs_dir=Path(_path("CIFAR_RUNS_DIR") or "runs").expanduser().absolute(),
         max_concurrent_runs=_int("CIFAR_MAX_CONCURRENT_RUNS", 1, minimum=1),
         max_queued_runs=_int("CIFAR_MAX_QUEUED_RUNS", 60, minimum=1),   # 0 would refuse every Start
         max_epochs=_int("CIFAR_MAX_EPOCHS", 200, minimum=1),

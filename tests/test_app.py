@@ -6,6 +6,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -105,6 +106,60 @@ def test_an_unreadable_data_file_is_said_once_read_once_and_never_called_full(of
     assert any(plain(guide.PAGES["explore"].offline) in c.value for c in at.caption)
     assert not any(plain(guide.PAGES["explore"].purpose) in c.value for c in at.caption)
     assert len(reads) == 1, "a file found unreadable is not read again until it changes"
+
+
+@pytest.mark.parametrize("setting", ["CIFAR10_DATA", "CIFAR_RUNS_DIR"])
+def test_a_path_setting_that_is_not_utf8_stops_the_server_in_a_sentence(tiny_env, tmp_path, monkeypatch, setting):
+    """A USB stick named in Latin-1: a page can neither send its name nor key what it keeps by it, and
+    every page of every visitor failed."""
+    import os
+    monkeypatch.setenv(setting, os.fsdecode(bytes(tmp_path) + b"/caf\xe9/cifar-10-python.tar.gz"))
+    result = subprocess.run([sys.executable, "-c", "import app"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)}, errors="replace")
+    assert result.returncode == 1 and re.search(
+        rf"CIFAR-10 Studio cannot start: {setting} names a path that is not UTF-8 text \(.*caf\?.*\): rename",
+        result.stderr)
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    assert not at.exception and at.error[0].value.startswith("This server's settings need fixing")
+
+
+def test_a_damaged_copy_in_keras_folder_offers_the_download_again(offline, tmp_path, monkeypatch):
+    """A half-unpacked folder left in Keras' folder was found before any download, failed, and hid the
+    Download button for good."""
+    from cifar_core import data
+    monkeypatch.delenv("CIFAR10_DATA", raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    (data.keras_cache_dir() / data.BATCH_DIR).mkdir(parents=True)     # nothing in it
+    at = offline
+    at.run()
+    visit(at, "app_pages/explore.py")
+    assert any("data_batch_1 is missing" in e.value for e in at.sidebar.error)
+    assert any(b.label.startswith("Download CIFAR-10") for b in at.sidebar.button)
+
+
+def test_a_data_file_finished_while_a_visitor_read_it_half_copied_is_read_by_the_next(
+        offline, tiny_archive, tmp_path, monkeypatch):
+    import os
+    from cifar_core import data
+    source = tmp_path / "cifar-10-python.tar.gz"
+    source.write_bytes(tiny_archive.read_bytes()[:500])         # still being copied in
+    monkeypatch.setenv("CIFAR10_DATA", str(source))
+    real_load = data.load
+
+    def copy_finishes_during_the_read(*args, **kwargs):
+        try:
+            return real_load(*args, **kwargs)
+        finally:
+            if source.stat().st_size == 500:
+                source.write_bytes(tiny_archive.read_bytes())
+                os.utime(source, ns=(time.time_ns(), time.time_ns() + 10**9))
+    monkeypatch.setattr(data, "load", copy_finishes_during_the_read)
+    at = offline
+    at.run()
+    visit(at, "app_pages/explore.py")
+    visit(at, "app_pages/home.py")
+    assert not at.sidebar.error and any(c.value.endswith("200 training and 40 test pictures") for c in at.sidebar.caption)
 
 
 def test_a_data_file_replaced_while_the_server_runs_is_read_again(tiny_env, tmp_path, monkeypatch):

@@ -48,6 +48,62 @@ def test_resolution_order_setting_then_keras_cache(tiny_archive, tmp_path, monke
     assert data.load().origin == str(cache / "cifar-10-python.tar.gz")
 
 
+def test_keras_own_download_is_found_where_keras_3_15_unpacks_it(tiny_archive, tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.delenv("CIFAR10_DATA", raising=False)
+    unpacked = tmp_path / "keras" / "datasets" / "cifar-10-batches-py-target"
+    unpacked.mkdir(parents=True)
+    with tarfile.open(tiny_archive) as tar:     # as keras.datasets.cifar10.load_data() leaves it
+        tar.extractall(unpacked, filter="data")
+    assert data.locate() == unpacked / "cifar-10-batches-py"
+    assert len(data.read(data.locate()).x_test) == 40
+
+
+def test_relative_and_empty_path_settings_name_the_same_place_from_any_folder(tmp_path, monkeypatch):
+    """Trainers run from the package's folder: a relative CIFAR10_DATA or KERAS_HOME read there named
+    another file than the server's, and an empty KERAS_HOME made the download land in ./datasets."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CIFAR10_DATA", "cifar.tar.gz")
+    monkeypatch.setenv("KERAS_HOME", "keras")
+    assert data.locate() == tmp_path / "cifar.tar.gz"
+    assert data.keras_cache_dir() == tmp_path / "keras" / "datasets"
+    monkeypatch.setenv("KERAS_HOME", "")
+    assert data.keras_cache_dir() == Path.home() / ".keras" / "datasets"
+
+
+def locked_away(monkeypatch, folder: Path) -> None:
+    """`folder` as a folder the server's user may not enter (a teacher's 0750 home): the tests run as
+    root, whom no permission stops."""
+    real = Path.stat
+
+    def stat(self, *args, **kwargs):
+        if self == folder or folder in self.parents:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self, *args, **kwargs)
+    monkeypatch.setattr(Path, "stat", stat)
+
+
+def test_data_behind_a_folder_the_server_may_not_enter_is_a_sentence(tiny_archive, tmp_path, monkeypatch):
+    home = tmp_path / "teacher"
+    home.mkdir()
+    (home / "cifar.tar.gz").write_bytes(tiny_archive.read_bytes())
+    locked_away(monkeypatch, home)
+    with pytest.raises(data.DataError, match=r"cannot be read by the user this program runs as \(permission denied\)"):
+        data.load(home / "cifar.tar.gz")
+    monkeypatch.setenv("KERAS_HOME", str(home / ".keras"))     # its Keras cache there too: none found
+    monkeypatch.delenv("CIFAR10_DATA", raising=False)
+    assert data.cached() is None and data.locate() is None
+
+
+def test_an_archive_the_server_may_not_open_is_not_called_corrupt(tiny_archive, monkeypatch):
+    def refused(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+    monkeypatch.setattr(data, "open", refused, raising=False)
+    with pytest.raises(data.DataError, match="permission denied") as refusal:
+        data.read(tiny_archive)
+    assert "corrupt" not in str(refusal.value)
+
+
 def test_download_checks_sha256_and_reports_progress(tiny_archive, tmp_path):
     digest = hashlib.sha256(tiny_archive.read_bytes()).hexdigest()
     seen = []
@@ -56,6 +112,47 @@ def test_download_checks_sha256_and_reports_progress(tiny_archive, tmp_path):
     assert path.read_bytes() == tiny_archive.read_bytes()
     assert seen[0] == (0, tiny_archive.stat().st_size)       # its size, as soon as it is connected
     assert seen[-1] == (tiny_archive.stat().st_size, tiny_archive.stat().st_size)
+    assert path.stat().st_mode & 0o777 == 0o644       # trainers and other users read it (a temporary file's is 0600)
+
+
+def serving_once(reply: bytes):
+    """An address whose server answers one request with `reply` (status line, headers and body) and
+    closes the connection: a download cut short, or a reply no server should send."""
+    import socket
+    import threading
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def answer():
+        with listener:
+            connection, _ = listener.accept()
+            with connection:
+                connection.recv(65536)
+                connection.sendall(reply)
+    threading.Thread(target=answer, daemon=True).start()
+    return f"http://127.0.0.1:{listener.getsockname()[1]}/cifar-10-python.tar.gz"
+
+
+@pytest.mark.parametrize("reply, said", [
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 3000000\r\n\r\n" + b"x" * 1_000_000, "ended after 1 of 3 MB"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n100000\r\n" + b"x" * 1000, "IncompleteRead"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: lots\r\nConnection: close\r\n\r\nxyz", "damaged"),
+])
+def test_a_download_cut_short_or_garbled_is_a_sentence_and_keeps_nothing(tmp_path, reply, said):
+    with pytest.raises(data.DataError, match=said):
+        data.download(tmp_path, url=serving_once(reply), sha256="0" * 64)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_download_left_by_a_stopped_server_is_swept_by_the_next(tiny_archive, tmp_path):
+    import os
+    left = tmp_path / f"{data.PART_PREFIX}abc.part"
+    left.write_bytes(b"x" * 1000)
+    os.utime(left, (time.time() - data.LEFT_BEHIND_S - 60,) * 2)
+    running = tmp_path / f"{data.PART_PREFIX}def.part"     # another process's, still arriving
+    running.write_bytes(b"x" * 1000)
+    digest = hashlib.sha256(tiny_archive.read_bytes()).hexdigest()
+    data.download(tmp_path, url=tiny_archive.as_uri(), sha256=digest)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([running.name, data.ARCHIVE_NAME])
 
 
 def test_a_damaged_download_is_refused_and_not_kept(tiny_archive, tmp_path):
