@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from app_pages import chart_specs, common
-from cifar_core import charts, evaluation
+from cifar_core import charts, evaluation, inference
 from cifar_core.data import CLASS_NAMES, with_article
 
 common.header("evaluate")
@@ -64,7 +64,7 @@ if overview.open:
             "images": st.column_config.NumberColumn("Test pictures", format="localized")})
         st.caption("Precision: of the pictures it called this class, how many were. "
                    "Recall: of the pictures of this class, how many it named right. F1 balances the two. "
-                   "A class it never named has no precision.")
+                   "A class it never named has no precision, nor F1.")
 
 if errors.open:
     with errors:
@@ -125,8 +125,11 @@ if sure.open:
                    "dashed line, the model is more sure of itself than it should be; above it, too modest. "
                    f"On average its \"% sure\" is {gap * 100:.1f} points away from how often it is right (say, "
                    "72% sure where it is right 70% of the time is 2 points)"
-                   + (f", over {len(test.y_test):,} pictures: with this few, each group holds a handful, and "
+                   + (f", over {len(test.y_test):,} pictures: with this few, most groups hold a handful, and "
                       "the line zig-zags more than the model's confidence does." if len(test.y_test) < 5_000 else "."))
+        if inference.temperature_for(chosen.path, missing=None) is None:
+            st.caption("This model was saved without a temperature (no training pictures were kept aside to fit "
+                       "one): its \"% sure\" is the network's own, never tuned to how often it is right.")
 
 with compare:
     others = [c for c in choices if c.key != chosen.key]
@@ -139,10 +142,10 @@ with compare:
         other_pred = other_probabilities.argmax(axis=1)
         other_summary = evaluation.summary(other_probabilities, test.y_test)
         one, two = st.columns(2)
+        shown = evaluation.told_apart(summary["accuracy"], other_summary["accuracy"])
         # Labels are Markdown: a run's name is shown as typed, never as a link or a picture.
-        one.metric(common.plain(picked), evaluation.percent(summary["accuracy"]), help=evaluation.ACCURACY_DEFINITION)
-        two.metric(common.plain(other), evaluation.percent(other_summary["accuracy"]),
-                   help=evaluation.ACCURACY_DEFINITION)
+        one.metric(common.plain(picked), shown[0], help=evaluation.ACCURACY_DEFINITION)
+        two.metric(common.plain(other), shown[1], help=evaluation.ACCURACY_DEFINITION)
         # Two figures side by side read as "the first is better" whatever the gap: say when chance could make it.
         first_only = (y_pred == test.y_test) & (other_pred != test.y_test)
         second_only = (y_pred != test.y_test) & (other_pred == test.y_test)

@@ -137,9 +137,9 @@ if view == "Pictures":
             chart_specs.probability_bars(probabilities, top=3)
             if split == "Training":
                 # A trained model has learnt this very picture: its answer here flatters it.
-                st.caption("A training picture: models here learn from these very pictures, so it is likely "
-                           "surer and more often right here than on a picture it has never seen. Test pictures "
-                           "show how it really does.")
+                st.caption("A training picture: the model may have learnt from this very picture (most runs "
+                           "train on all or most of them), so it is likely surer and more often right here than "
+                           "on a picture it has never seen. Test pictures show how it really does.")
             inside_parts.link(x[index], "explore_inside")
 
 elif view == "Statistics":

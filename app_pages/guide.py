@@ -119,11 +119,11 @@ GLOSSARY: dict[str, str] = {
     "Recall": "Of the pictures of a class, the share the model named right: the class's own accuracy.",
     "F1": "One number that balances precision and recall; it is high only when both are.",
     "Calibration": "Whether the model's confidence can be trusted: of all the answers given \"80% sure\", about 80% "
-                   "should be right. A well-calibrated model is neither overconfident nor too modest. Every model "
-                   "here is calibrated when it is saved: its \"% sure\" is tuned with one number, the "
+                   "should be right. A well-calibrated model is neither overconfident nor too modest. A model "
+                   "trained here is calibrated when it is saved: its \"% sure\" is tuned with one number, the "
                    "temperature, which makes every answer a little more or a little less sure, chosen on the "
-                   "1,000 or 2,000 training pictures kept aside. Figures \"before calibration\" are the "
-                   "network's own.",
+                   "1,000 or 2,000 training pictures kept aside (one trained with none kept aside is not, and "
+                   "Predict and Evaluate say so). Figures \"before calibration\" are the network's own.",
     "Grad-CAM": "A heat map of the parts of the picture that pushed the model most towards its answer.",
     "Test-time augmentation": "Asking the model about a picture's mirror image too and averaging the two "
                               "answers. It is slightly more accurate than one look. A test picture gets it where "
@@ -134,12 +134,13 @@ GLOSSARY: dict[str, str] = {
                               "gets it; a 32 x 32 picture you upload is answered as a test picture is, so a test "
                               "picture saved and uploaded again gets the same answer and the same \"% sure\".",
     "Evening out a photo": "Models trained on CIFAR-10 see photos askew: they say airplane, automobile and "
-                           "often cat too often (a bird against the sky looks like their airplanes) and deer, "
-                           "frog and often truck too rarely, and they are surer than they should be. So for a "
+                           "often cat too often (a bird against the sky looks like their airplanes) and frog, "
+                           "truck, deer and dog too rarely, and they are surer than they are right. So for a "
                            "picture larger than 32 x 32 (a photo, a camera shot or a drawing) the app turns down "
                            "the classes models over-answer on real photos and turns up the ones they "
-                           "under-answer, by amounts measured on 477 photos. Test pictures and 32 x 32 pictures "
-                           "are answered as they are.",
+                           "under-answer, by amounts measured on 477 photos; that also brings its \"% sure\" on "
+                           "photos close to how often it is right. Test pictures and 32 x 32 pictures are "
+                           "answered as they are.",
     "PCA": "A way to squeeze many numbers into two so they can be drawn as a map, keeping as much of their spread as "
            "possible. Explore's map uses it on the network's last features.",
 }

@@ -344,7 +344,10 @@ def reliability(rows: list[dict]) -> alt.Chart:
     base = alt.Chart(frame).encode(
         x=alt.X("confidence:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"), title="how sure it was"),
         y=alt.Y("accuracy:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"), title="how often it was right"),
-        tooltip=[alt.Tooltip("confidence:Q", format=".1%"), alt.Tooltip("accuracy:Q", format=".1%"), "answers"])
+        # Titled as the axes are: "accuracy" here is one group's share right, not the model's accuracy.
+        tooltip=[alt.Tooltip("confidence:Q", format=".1%", title="how sure it was"),
+                 alt.Tooltip("accuracy:Q", format=".1%", title="how often it was right"),
+                 alt.Tooltip("answers:Q", title="answers in this group")])
     # A line of fixed width through the bins, and a dot per bin sized by its answers: a size encoding on
     # the line itself would thin it to nothing.
     line = base.mark_line(strokeWidth=2.5)

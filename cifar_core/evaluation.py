@@ -30,8 +30,25 @@ ACCURACY_DEFINITION = ("Accuracy is the share of the test pictures the model get
 
 
 def percent(fraction: float | None) -> str:
-    """An accuracy or a share as people read it on every page: one decimal, "69.4%"; "–" when unknown."""
-    return "–" if fraction is None or fraction != fraction else f"{fraction:.1%}"
+    """An accuracy or a share as people read it on every page: one decimal, "69.4%"; "–" when unknown.
+    Never rounded to all or nothing, as `sure` words it: 99.96% is "over 99.9%", 0.04% "under 0.1%"."""
+    if fraction is None or fraction != fraction:
+        return "–"
+    shown = f"{fraction:.1%}"
+    if shown == "100.0%" and fraction < 1:
+        return "over 99.9%"
+    if shown == "0.0%" and fraction > 0:
+        return "under 0.1%"
+    return shown
+
+
+def told_apart(first: float, second: float) -> tuple[str, str]:
+    """Two accuracies side by side, `percent` each, or to two decimals where one decimal reads the same for
+    both and they are not: "92.1%" twice, with one model called the better, reads as a mistake."""
+    shown = percent(first), percent(second)
+    if shown[0] == shown[1] and first != second:
+        return f"{first:.2%}", f"{second:.2%}"
+    return shown
 
 
 def counted(n: int, thing: str) -> str:

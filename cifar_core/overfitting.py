@@ -1,9 +1,9 @@
 """Overfitting, spotted in a run's epoch records: training keeps getting better while the test gets worse.
 
-Over the last `window` epochs, the training loss (the running figure of
-each epoch) falls, and at the same time the test accuracy on the whole test
-set drops by at least `min_drop`, or the test loss rises by at least
-`min_rise` of its lowest value in that window. Either means the network is
+Over the last `window` epochs, the test accuracy on the whole test set drops
+by at least `min_drop`, or the test loss rises by at least `min_rise` of its
+lowest value in that window, while the training loss (the running figure of
+each epoch) falls from that turn to the last epoch. Either means the network is
 learning its own training pictures rather than what makes each class. The
 thresholds keep a single noisy epoch from raising the flag: half a point of
 accuracy is 50 of the 10,000 test pictures. Pure: records in, a finding out.
@@ -39,16 +39,19 @@ def detect(metrics: list[dict], window: int = 3, min_drop: float = 0.005, min_ri
         return None
     recent = epochs[-window:]
     first, last, before = recent[0], recent[-1], recent[:-1]
-    training_better = last["loss"] < first["loss"]
     best = max(before, key=lambda m: m["test_accuracy"])
     lowest = min(before, key=lambda m: m["test_loss"])
     accuracy_fell = best["test_accuracy"] - last["test_accuracy"] >= min_drop
     loss_rose = last["test_loss"] - lowest["test_loss"] >= min_rise * abs(lowest["test_loss"]) \
         and last["test_loss"] > first["test_loss"]
-    if not training_better or not (accuracy_fell or loss_rose):
+    if not (accuracy_fell or loss_rose):
         return None
     turned = min(best["epoch"] if accuracy_fell else last["epoch"], lowest["epoch"] if loss_rose else last["epoch"])
     since = next(m for m in recent if m["epoch"] == turned)
+    # Training better since the test turned worse, as the finding says: across the window alone, a loss
+    # that fell and rose again (a rate too high, not overfitting) was said to have kept falling.
+    if not last["loss"] < since["loss"]:
+        return None
     # The best of the whole run, which an earlier epoch than the window's may hold: the first of equals.
     top = max(epochs, key=lambda m: m["test_accuracy"])
     return Finding(first_epoch=turned, last_epoch=last["epoch"], train_loss=(since["loss"], last["loss"]),

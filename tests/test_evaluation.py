@@ -183,6 +183,18 @@ def test_a_percent_sure_never_rounds_to_certainty_or_to_nothing():
         ["50%", "99%", "over 99%", "over 99%", "100%", "under 1%", "0%", "under 1%"]
 
 
+def test_an_accuracy_never_rounds_to_all_or_nothing():
+    """A run trained long on 5,000 pictures, right on 99.96% of them, read "100.0%" in its label."""
+    assert [evaluation.percent(p) for p in (0.99961, 0.9994, 1.0, 0.00042, 0.0, 0.6945, None)] == \
+        ["over 99.9%", "99.9%", "100.0%", "under 0.1%", "0.0%", "69.5%", "–"]
+
+
+def test_two_accuracies_that_read_the_same_are_told_apart_where_they_differ():
+    assert evaluation.told_apart(0.9206, 0.9214) == ("92.06%", "92.14%")
+    assert evaluation.told_apart(0.9214, 0.9214) == ("92.1%", "92.1%")
+    assert evaluation.told_apart(0.9206, 0.9314) == ("92.1%", "93.1%")
+
+
 def test_a_tables_percents_are_kept_off_certainty_at_the_places_it_prints():
     shown = evaluation.kept_off_certainty([99.7, 99.4, 100.0, 0.04, 0.0, 50.45, float("nan")], 0)
     assert [f"{p:.0f}" for p in shown[:6]] == ["99", "99", "100", "1", "0", "50"] and np.isnan(shown[6])

@@ -241,6 +241,9 @@ def test_overfitting_names_the_best_epoch_of_the_whole_run_and_the_training_loss
     [(0.6, 0.9, 0.70), (0.8, 1.0, 0.66), (1.0, 1.1, 0.62)],          # both getting worse: not overfitting
     [(1.0, 0.900, 0.700), (0.9, 0.905, 0.698), (0.8, 0.910, 0.697)],  # changes below the noise
     [(1.0, 0.9, 0.70), (0.8, 1.2, 0.60)],                            # too few epochs to tell
+    # The training loss fell, then rose again past where the test turned: a rate too high, not overfitting
+    # (it was said to have "kept falling", 0.500 to 0.900)
+    [(1.0, 1.0, 0.60), (0.5, 0.9, 0.65), (0.9, 1.2, 0.58)],
 ])
 def test_overfitting_is_not_flagged_otherwise(rows):
     assert overfitting.detect(epochs(*rows)) is None

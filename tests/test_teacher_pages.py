@@ -201,6 +201,22 @@ def test_evaluate_confusion_matrix_in_percent(app):
     assert not app.exception, [e.value for e in app.exception]
 
 
+def test_evaluate_says_when_a_models_percent_sure_was_never_calibrated(app):
+    """Trained with no pictures kept aside, a model has no temperature: Predict said so, Evaluate's
+    Confidence tab did not, and the glossary called every model calibrated."""
+    from cifar_core import rundir
+    run = other_model("untempered")
+    rundir.update_status(run.path, temperature=None)
+    visit(app, "app_pages/evaluate.py")
+    app.session_state["evaluate_tab"] = "Confidence"
+    app.run()
+    assert not any("saved without a temperature" in c.value for c in app.caption)     # the bundled model is
+    label = next(o for o in app.selectbox(key="evaluate_model").options if "untempered" in o)
+    app.selectbox(key="evaluate_model").select(label).run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert any("saved without a temperature" in c.value for c in app.caption)
+
+
 def test_evaluate_a_damaged_checkpoint_gets_a_sentence(app):
     from cifar_core import rundir
     run = other_model("damaged")
