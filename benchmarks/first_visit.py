@@ -1,13 +1,13 @@
 """How long a teacher waits on a fresh server's first visit to Evaluate and Quiz, in a real browser.
 
-    python benchmarks/first_visit.py [--data PATH] [--root APP_FOLDER]
+    python benchmarks/first_visit.py [--data PATH] [--root APP_FOLDER [--root OLDER_COPY]]
 
 It starts `streamlit run app.py` from `--root` (default: this checkout) with
 a fresh runs folder, opens Explore first so the data set is already read
 (that wait has its own message), then measures, in Debian's Chromium, the
 seconds from opening Evaluate until its accuracy is on screen and the
-script has finished, and the same for Quiz's first picture. Point `--root`
-at an older copy of the app to measure the baseline in the same run.
+script has finished, and the same for Quiz's first picture. A second `--root`,
+an older copy of the app, is measured after the first: the baseline, in the same run.
 """
 from __future__ import annotations
 
@@ -57,33 +57,40 @@ def seconds_until_done(page, url: str, selector: str) -> float:
     return time.monotonic() - started
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", help="cifar-10-python.tar.gz (default: CIFAR10_DATA)")
-    parser.add_argument("--root", default=str(ROOT), help="the app's folder (default: this checkout)")
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as runs, sync_playwright() as p:
-        env = {**os.environ, "CIFAR_RUNS_DIR": runs, **({"CIFAR10_DATA": args.data} if args.data else {})}
-        process, url = serve(Path(args.root), env)
+def first_visits(root: Path, data: str | None, p) -> dict[str, float]:
+    """Seconds to each page's figure on a fresh server of the app at `root`."""
+    with tempfile.TemporaryDirectory() as runs:
+        env = {**os.environ, "CIFAR_RUNS_DIR": runs, **({"CIFAR10_DATA": data} if data else {})}
+        process, url = serve(root, env)
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"])
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            data_s = seconds_until_done(page, f"{url}/explore", "[data-testid=stVegaLiteChart]")
+            seconds = {"Explore, first visit (reads the data set)":
+                       seconds_until_done(page, f"{url}/explore", "[data-testid=stVegaLiteChart]")}
             settle(page)
-            evaluate_s = seconds_until_done(page, f"{url}/evaluate", "[data-testid=stMetric]")
+            seconds["Evaluate, first visit"] = seconds_until_done(page, f"{url}/evaluate", "[data-testid=stMetric]")
             (ROOT / "test-artifacts").mkdir(exist_ok=True)
             page.screenshot(path=ROOT / "test-artifacts" / "first-visit-evaluate.png")    # to check the figure
-            quiz_s = seconds_until_done(page, f"{url}/quiz", "button:has-text('Dog')")
-            again_s = seconds_until_done(page, f"{url}/evaluate", "[data-testid=stMetric]")
+            seconds["Quiz, first visit after it"] = seconds_until_done(page, f"{url}/quiz", "button:has-text('Dog')")
+            seconds["Evaluate, second visit"] = seconds_until_done(page, f"{url}/evaluate", "[data-testid=stMetric]")
         finally:
             browser.close()
             process.terminate()
             process.wait(timeout=20)
-    print(f"app: {args.root}")
-    print(f"Explore, first visit (reads the data set): {data_s:.1f} s")
-    print(f"Evaluate, first visit: {evaluate_s:.1f} s")
-    print(f"Quiz, first visit after it: {quiz_s:.1f} s")
-    print(f"Evaluate, second visit: {again_s:.1f} s")
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", help="cifar-10-python.tar.gz (default: CIFAR10_DATA)")
+    parser.add_argument("--root", action="append", help="the app's folder (default: this checkout); give it again "
+                                                        "for an older copy, measured after it as the baseline")
+    args = parser.parse_args()
+    roots = [Path(r) for r in args.root or [str(ROOT)]]
+    with sync_playwright() as p:
+        measured = {root: first_visits(root, args.data, p) for root in roots}
+    for what in next(iter(measured.values())):
+        print(f"{what}: " + "; ".join(f"{seconds[what]:.1f} s ({root})" for root, seconds in measured.items()))
 
 
 if __name__ == "__main__":

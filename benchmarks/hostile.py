@@ -104,20 +104,26 @@ def service(folder: Path) -> None:
     started, checked = time.perf_counter(), 0
     while time.perf_counter() - started < 1.0:
         checked += guard.check("eve", "guess", "the right one").checked
-    print(f"  password guesses checked in 1 s by one visitor: {checked} (before: 301)")
+    print(f"  password guesses checked in 1 s by one visitor: {checked} (before the guard, an earlier run: 301)")
 
     os.environ["CIFAR_RUNS_DIR"] = str(folder / "runs")
     runs._launch = lambda run: rundir.update_status(run.path, state="running", pid=os.getpid(),
                                                     pid_started=rundir.process_start(os.getpid()))
-    accepted = 0
-    for _ in range(20):
-        try:
-            runs.start(TrainConfig(epochs=1), owner="eve")
-            accepted += 1
-        except runs.RunError:
-            pass
-    print(f"  Start pressed 20 times by one visitor: {accepted} runs accepted "
-          f"(before: 20 of the 20 queue places)")
+    def accepted_of_20(owner: str) -> int:
+        accepted = 0
+        for _ in range(20):
+            try:
+                runs.start(TrainConfig(epochs=1), owner=owner)
+                accepted += 1
+            except runs.RunError:
+                pass
+        return accepted
+    limited = accepted_of_20("eve")
+    os.environ["CIFAR_MAX_RUNS_PER_PERSON"] = "1000"      # the baseline: no limit per visitor, as before it
+    unlimited = accepted_of_20("mallory")
+    del os.environ["CIFAR_MAX_RUNS_PER_PERSON"]
+    print(f"  Start pressed 20 times by one visitor: {limited} runs accepted (without a limit per visitor: "
+          f"{unlimited})")
 
     model = inference.load_model()
     test = np.random.default_rng(1).integers(0, 256, (10_000, 32, 32, 3), np.uint8)

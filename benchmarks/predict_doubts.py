@@ -7,10 +7,13 @@ test pictures get (the spread of their pixel values). Run: python benchmarks/pre
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 import numpy as np
 
-from cifar_core import data, evaluation, explain, inference
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from cifar_core import data, evaluation, explain, inference  # noqa: E402
 
 
 def main() -> None:

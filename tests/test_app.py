@@ -431,7 +431,7 @@ def test_finished_runs_become_models_to_choose(app):
     deadline = time.monotonic() + 120
     while runs.get(run.id).state != "finished" and time.monotonic() < deadline:
         time.sleep(0.5)
-    time.sleep(2 * board.TICK_S)     # pages show the server's snapshot, which catches up within a tick
+    board.invalidate()     # pages show the server's snapshot: read again now, not at the watcher's next tick
     app.run()
     options = app.sidebar.selectbox[0].options
     assert options[0].startswith("Bundled model") and any(o.startswith("Run mine") for o in options)
@@ -707,7 +707,7 @@ def test_evaluate_follows_the_sidebar_and_says_why_a_saved_figure_differs(app):
     from cifar_core import board
     from prepared_runs import finished_run
     finished_run("**other** [link](https://example.com)", accuracy=0.5)   # saved at 50%: not what the tiny data gives
-    time.sleep(2 * board.TICK_S)     # pages show the server's snapshot, which catches up within a tick
+    board.invalidate()     # pages show the server's snapshot: read again now, not at the watcher's next tick
     visit(app, "app_pages/evaluate.py")
     model_box = next(b for b in app.selectbox if b.label == "Model")
     bundled, run = model_box.options[0], model_box.options[1]
@@ -876,7 +876,7 @@ def test_a_new_model_in_the_sidebar_starts_a_new_game(app):
     from cifar_core import board
     from prepared_runs import finished_run
     finished_run("**another** model")
-    time.sleep(2 * board.TICK_S)     # pages show the server's snapshot, which catches up within a tick
+    board.invalidate()     # pages show the server's snapshot: read again now, not at the watcher's next tick
     visit(app, "app_pages/quiz.py")
     quiz_answer(app, "cat").click().run()
     assert app.metric[1].value.endswith("/ 1")
@@ -907,14 +907,14 @@ def test_look_inside_keeps_a_run_picked_while_it_trained_until_the_sidebar_chang
     rundir_status.write_text(json.dumps({**status, "state": "running", "pid": os.getpid()}))
     monkeypatch.setattr(runs, "_alive", lambda status: True)
     monkeypatch.setattr(runs, "_stalled", lambda run: False)
-    time.sleep(2 * board.TICK_S)
+    board.invalidate()
     app.session_state[inside_parts.PICTURE] = data.read(data.locate()).x_test[7]
     visit(app, "app_pages/inside.py")
     box = app.selectbox(key=inside_parts.NETWORK_BOX)
     box.select(next(o for o in box.options if o.startswith("Run live: training now"))).run()
     assert not app.exception
     rundir_status.write_text(json.dumps(status))                   # it has finished
-    time.sleep(2 * board.TICK_S)
+    board.invalidate()
     app.run()
     assert not app.exception and app.selectbox(key=inside_parts.NETWORK_BOX).value.startswith("Run live (")
     sidebar = app.sidebar.selectbox[0]

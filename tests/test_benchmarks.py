@@ -1,5 +1,6 @@
 """The benchmark scripts run end to end and print the figure beside its baseline."""
 import json
+import os
 import re
 import subprocess
 import sys
@@ -8,6 +9,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def benchmarks_importable(monkeypatch):
+    """benchmarks/ importable for this test only: its modules (inference, load, photos) share names a
+    later import elsewhere in the worker could take for them."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
 
 
 def test_time_to_accuracy_prints_preset_and_baseline(tiny_archive, tmp_path):
@@ -102,9 +110,8 @@ def test_photos_reads_the_detection_samples_that_are_cifar10_classes_and_fits_th
     assert out.stdout.count("centre squares, softened, averaged") == 3
 
 
-def test_the_photo_correction_gives_every_class_an_equal_share_of_the_evened_answers():
+def test_the_photo_correction_gives_every_class_an_equal_share_of_the_evened_answers(benchmarks_importable):
     import numpy as np
-    sys.path.insert(0, str(ROOT / "benchmarks"))
     import photos
     from cifar_core import evaluation, inference
     # Answers leaning towards class 0 and away from class 6, some classes with more photos than others.
@@ -130,9 +137,8 @@ def test_the_photo_correction_gives_every_class_an_equal_share_of_the_evened_ans
     np.testing.assert_allclose(shares / shares.mean(), 1, atol=1e-4)
 
 
-def test_each_photo_set_is_answered_with_the_correction_fitted_on_the_others(monkeypatch, capsys):
+def test_each_photo_set_is_answered_with_the_correction_fitted_on_the_others(monkeypatch, capsys, benchmarks_importable):
     import numpy as np
-    sys.path.insert(0, str(ROOT / "benchmarks"))
     import photos
     fitted_on = []
 
@@ -148,8 +154,7 @@ def test_each_photo_set_is_answered_with_the_correction_fitted_on_the_others(mon
 
 
 @pytest.mark.parametrize("name", ["web_photos.tsv", "web_photos_check.tsv"])
-def test_web_photos_list_names_each_photo_once_with_its_commit(name):
-    sys.path.insert(0, str(ROOT / "benchmarks"))
+def test_web_photos_list_names_each_photo_once_with_its_commit(name, benchmarks_importable):
     import web_photos
     from cifar_core.data import CLASS_NAMES
     rows = web_photos.listed(ROOT / "benchmarks" / name)
@@ -158,8 +163,7 @@ def test_web_photos_list_names_each_photo_once_with_its_commit(name):
     assert len({web_photos.local_name(row) for row in rows}) == len(rows)
 
 
-def test_the_check_list_shares_no_repository_with_the_photos_choices_were_made_on():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
+def test_the_check_list_shares_no_repository_with_the_photos_choices_were_made_on(benchmarks_importable):
     import web_photos
     imagenet = {"EliSchwartz/imagenet-sample-images", "ajschumacher/imagen"}      # photos.py's other two sets
     chosen_on = {row["repository"] for row in web_photos.listed()} | imagenet
@@ -209,3 +213,13 @@ def test_model_download_has_every_visitor_receive_the_whole_model(tiny_archive):
     header, row = out.stdout.splitlines()[-2:]
     assert header.split()[:3] == ["code", "ready", "MB"] and row.split()[0] == "now"
     assert row.split()[6] == "0"          # no download failed, and each was the whole file
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in (ROOT / "benchmarks").glob("*.py")))
+def test_every_benchmark_explains_itself_when_run_as_the_readme_runs_it(script):
+    """`python benchmarks/x.py --help` from the checkout's root, as the README runs them: one of them could
+    not import the app's package that way."""
+    result = subprocess.run([sys.executable, f"benchmarks/{script}", "--help"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    assert result.returncode == 0 and "usage:" in result.stdout, result.stderr[-2000:]
+

@@ -44,13 +44,15 @@ def streamlit_app(data: Path, runs_dir: Path, startup_s: float = 90, options: tu
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + startup_s
-    while time.monotonic() < deadline:
+    # While it is still running: a server that failed to bind its port (taken since `free_port` looked)
+    # has ended, and the one answering there is another test's.
+    answered = False
+    while not answered and time.monotonic() < deadline and process.poll() is None:
         try:
-            if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read() == b"ok":
-                break
+            answered = urllib.request.urlopen(url + "/_stcore/health", timeout=2).read() == b"ok"
         except OSError:
             time.sleep(0.3)
-    else:
+    if not answered or process.poll() is not None:
         process.kill()
         raise RuntimeError("streamlit did not start:\n" + process.stdout.read().decode())
     try:

@@ -186,11 +186,13 @@ def test_an_unreachable_cluster_fails_a_start_in_seconds_not_minutes(tiny_env, o
     monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")
     began = time.monotonic()
     run = runs.start(small(epochs=1), owner="a")
-    assert run.state == "failed" and time.monotonic() - began < 10
+    # Seconds, however busy the machine, where Ray itself retried for 820 s under the runs lock.
+    assert run.state == "failed" and time.monotonic() - began < 60
     assert run.status["error"] == (f"The Ray cluster at 127.0.0.1:{port} cannot be reached (nothing answers "
                                    "there). The run was not started.")
-    began = time.monotonic()
-    assert runs.start(small(epochs=1), owner="b").state == "failed" and time.monotonic() - began < 2
+    from cifar_core import ray_backend
+    monkeypatch.setattr(ray_backend, "_probe", lambda address: pytest.fail("the cluster was asked again at once"))
+    assert runs.start(small(epochs=1), owner="b").state == "failed"
 
 
 def test_on_a_cluster_a_run_waits_for_anothers_turn_only_once_ray_has_not_placed_it_for_a_while():
