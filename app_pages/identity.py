@@ -76,17 +76,26 @@ def _host(headers) -> str:
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
+_HOST_NAME = re.compile(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
+MAX_DOMAIN_LEVELS = 8       # school.example.ac.uk is 4; a name of more is not a host a class visits
+
+
 def planted_expired(headers) -> list[bytes]:
     """Set-Cookie headers that expire the plain-named cookie wherever another host of the domain could have
-    planted it (for this host's own name and each domain above it), where the browser sent it twice over:
-    otherwise it came back beside every fresh token, and the browser was a new person on every page."""
+    planted it (for this host's own name and each domain above it, up to MAX_DOMAIN_LEVELS of them), where
+    the browser sent it twice over: otherwise it came back beside every fresh token, and the browser was a
+    new person on every page. Only for a host name as DNS writes one (253 characters at most): a Host of
+    32,000 labels made a header for each, a gigabyte from one request."""
     if len(_values(_cookies(headers), COOKIE)) < 2:
         return []
-    labels = _host(headers).split(".")
-    if len(labels) < 2 or labels[-1].isdigit():      # localhost or an IP address: no domain to plant from
+    host = _host(headers)
+    if len(host) > 253 or not _HOST_NAME.fullmatch(host):
+        return []
+    labels = host.split(".")
+    if labels[-1].isdigit():      # an IP address: no domain to plant from (localhost has no dot)
         return []
     return [f"{COOKIE}=; Path=/; Max-Age=0; Domain={'.'.join(labels[i:])}".encode("latin-1")
-            for i in range(len(labels) - 1)]
+            for i in range(max(0, len(labels) - 1 - MAX_DOMAIN_LEVELS), len(labels) - 1)]
 
 
 def owner_id(token: str) -> str:
@@ -120,7 +129,6 @@ class IdentityCookie:
         https = scope.get("scheme") == "https"
         kept = token_in(headers, https) or new_token()
         header = set_cookie_header(kept, secure=https)
-        expired = planted_expired(headers)
         if any(k == b"accept" and b"text/html" in v for k, v in headers):
             # A page load: answer with the whole page (8 kB), never "304 Not Modified", so the cookie comes with it.
             conditional = (b"if-none-match", b"if-modified-since")
@@ -136,7 +144,7 @@ class IdentityCookie:
                     # A page that sets a cookie is one browser's: no shared cache may keep it.
                     sent = [(k, v) for k, v in sent if k.lower() != b"cache-control"]
                     sent += [(b"set-cookie", header), (b"cache-control", b"private, no-cache"),
-                             *((b"set-cookie", gone) for gone in expired)]
+                             *((b"set-cookie", gone) for gone in planted_expired(headers))]
                     message = {**message, "headers": sent}
             await send(message)
 

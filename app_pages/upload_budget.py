@@ -158,6 +158,31 @@ def pictures_let_go_for_room() -> int:
     return _let_go_for_room.pop(context.session_id, 0) if context is not None else 0
 
 
+def _refused_by_streamlit(scope, session: str, size: int) -> bool:
+    """Whether Streamlit will refuse this upload before reading it (Streamlit 1.67's checks, in its order:
+    the XSRF token, a session that is not running, a size past `server.maxUploadSize`). Made room for
+    first, other browsers' pictures were let go for an upload then refused: a script sending such uploads
+    could empty everyone's. False where this Streamlit has none of those checks to ask."""
+    try:
+        from streamlit import config
+        from streamlit.runtime import Runtime
+        from streamlit.web.server.server_util import is_xsrf_enabled
+        from streamlit.web.server.starlette.starlette_app_utils import validate_xsrf_token
+        from streamlit.web.server.starlette.starlette_server_config import XSRF_COOKIE_NAME
+    except ImportError:
+        return False
+    if not Runtime.exists():    # not served by Streamlit: nothing below will check
+        return False
+    from starlette.requests import Request
+    request = Request(scope)
+    if is_xsrf_enabled() and not validate_xsrf_token(request.headers.get("X-Xsrftoken"),
+                                                     request.cookies.get(XSRF_COOKIE_NAME)):
+        return True
+    if not Runtime.instance().is_active_session(session):
+        return True
+    return size > config.get_option("server.maxUploadSize") * 1024 * 1024
+
+
 UPLOAD_IDLE_S = 30.0     # an upload that sends nothing for this long is given up: its place in the budget freed
 
 
@@ -305,6 +330,9 @@ class UploadBudget:
                 await send(message)
             return
         size = int(length)
+        if _refused_by_streamlit(scope, session, size):
+            await self.app(scope, receive, send)     # its own answer (403, 400 or 413), before any room is made
+            return
         kept = self.held()
         sessions = self._browser(session, scope, kept)
         mine = sum(kept.get(s, (0, 0))[0] + self.arriving[s] for s in sessions)

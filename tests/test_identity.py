@@ -85,6 +85,26 @@ def test_a_second_value_planted_beside_a_browsers_token_is_never_taken_for_it():
     assert identity.token_in_cookies(f"{identity.COOKIE}={mine}; {identity.COOKIE}={mine}") == mine   # the same twice
 
 
+def test_a_host_name_of_thousands_of_labels_costs_nothing(monkeypatch):
+    """`Host: a.a.a...` (32,000 labels, inside the 64 KB head) with the cookie sent twice: a Set-Cookie
+    for every domain above the host, a gigabyte of headers for one request (even a health check's), and
+    the event loop every visitor waits on held for seconds."""
+    import tracemalloc
+    twice = f"{identity.COOKIE}={identity.new_token()}; {identity.COOKIE}={identity.new_token()}"
+    tracemalloc.start()
+    _, sent = serve(twice, host=b"a." * 32_000 + b"school.example")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 5 << 20 and not any(b"Max-Age=0" in v for k, v in sent if k == b"set-cookie")
+    # A long but real name: the broadest MAX_DOMAIN_LEVELS domains above it, no more.
+    _, sent = serve(twice, host=b"a." * 20 + b"school.example")
+    expired = [v for k, v in sent if k == b"set-cookie" and b"Max-Age=0" in v]
+    assert len(expired) == identity.MAX_DOMAIN_LEVELS and expired[-1].endswith(b"Domain=school.example")
+    # Not a page: nothing to expire is even worked out.
+    monkeypatch.setattr(identity, "planted_expired", lambda headers: pytest.fail("worked out for a script"))
+    serve(twice, content_type=b"application/javascript")
+
+
 def test_a_page_load_is_answered_in_full_so_the_cookie_always_comes():
     seen, _ = serve()
     assert (b"if-none-match", b'"etag"') not in seen

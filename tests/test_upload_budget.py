@@ -103,6 +103,40 @@ def test_a_full_server_lets_go_of_the_biggest_holders_oldest_pictures_for_a_brow
     assert len(pictures.let_go) == 1 and not upload_budget._let_go_for_room
 
 
+def test_no_picture_is_let_go_for_an_upload_streamlit_will_refuse_unread(monkeypatch):
+    """Room was made before Streamlit looked at the upload: a script sending uploads without the XSRF
+    token, to a session that is not running, or past the size any upload may have, had other browsers'
+    pictures let go, over and over, for uploads Streamlit then refused."""
+    from streamlit.runtime import Runtime
+    from streamlit.web.server.starlette.starlette_app_utils import generate_xsrf_token_string
+    from streamlit.web.server.starlette.starlette_server_config import XSRF_COOKIE_NAME
+
+    from app_pages import upload_budget
+    monkeypatch.setattr(upload_budget, "_let_go_for_room", {})      # the scripts' pictures let go: this test's own
+    running = {"a running tab"}
+    monkeypatch.setattr(Runtime, "exists", staticmethod(lambda: True))
+    monkeypatch.setattr(Runtime, "instance", staticmethod(
+        lambda: type("Runtime", (), {"is_active_session": lambda self, session: session in running})()))
+    token = generate_xsrf_token_string()
+    xsrf = [(b"x-xsrftoken", token.encode()), (b"cookie", f"{XSRF_COOKIE_NAME}={token}".encode())]
+
+    def full_server():
+        pictures = Pictures(**{f"script {i}": [10 * MB, 10 * MB] for i in range(5)})
+        budget = UploadBudget(None, held=pictures.held, make_room=pictures.make_room)
+        for i in range(5):
+            budget.browser_of[f"script {i}"] = f"cookie {i}"
+        return pictures, budget
+    for session, headers in (("a running tab", [(b"content-length", str(6 * MB).encode())]),     # no token
+                             ("no such tab", [(b"content-length", str(6 * MB).encode()), *xsrf]),
+                             ("a running tab", [(b"content-length", str(26 * MB).encode()), *xsrf])):
+        pictures, budget = full_server()
+        assert put(budget, session, 0, headers=headers) == (None, "")      # Streamlit's to refuse
+        assert pictures.let_go == [] and not budget.arriving
+    pictures, budget = full_server()
+    assert put(budget, "a running tab", 0, headers=[(b"content-length", str(6 * MB).encode()), *xsrf]) == (None, "")
+    assert len(pictures.let_go) == 1          # a real upload, within its share: room made
+
+
 def test_room_comes_only_from_above_the_fair_share():
     """Twenty browsers of 5 MB each fill the server: with a newcomer, a fair share is 4.7 MB, so one
     asking for 6 MB asks past it and is refused, and nobody loses a picture. Five browsers of 20 MB
