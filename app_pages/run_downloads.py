@@ -113,17 +113,21 @@ async def _response(run: runs.Run | None, file: str, reports: anyio.CapacityLimi
                 return Response(b"", media_type="application/octet-stream", headers=headers)
             return StreamingResponse(_pieces(model), media_type="application/octet-stream", headers=headers)
     if file == "report.html" and run is not None:
-        # One at a time, and only a few waiting: a script's thousand requests, each dropped as soon as sent,
-        # were all made anyway, one after another, and a student's own report waited behind them all.
-        if _reports_asked[0] >= MAX_REPORTS_WAITING:
-            return Response("Reports are being made for others just now; please try again in a few seconds.\n",
-                            status_code=503, media_type="text/plain; charset=utf-8", headers={"retry-after": "5"})
         from cifar_core import report     # charts and their drawing: only once a report is asked for
-        _reports_asked[0] += 1            # counted before the first await: requests arriving together see it
-        try:
-            body = await anyio.to_thread.run_sync(report.kept_html, run, limiter=reports)
-        finally:
-            _reports_asked[0] -= 1
+        # One already made is a file read, sent at once: counted in the line below, a script looping on one
+        # saved report held the line full, and every student's own report was told to try again.
+        body = await anyio.to_thread.run_sync(report.made, run)
+        if body is None:
+            # One at a time, and only a few waiting: a script's thousand requests, each dropped as soon as
+            # sent, were all made anyway, one after another, and a student's own report waited behind them.
+            if _reports_asked[0] >= MAX_REPORTS_WAITING:
+                return Response("Reports are being made for others just now; please try again in a few seconds.\n",
+                                status_code=503, media_type="text/plain; charset=utf-8", headers={"retry-after": "5"})
+            _reports_asked[0] += 1            # counted before the first await: requests arriving together see it
+            try:
+                body = await anyio.to_thread.run_sync(report.kept_html, run, limiter=reports)
+            finally:
+                _reports_asked[0] -= 1
         headers["content-disposition"] = f'attachment; filename="{file_name(run)}.html"'
         return Response(body, media_type="text/html; charset=utf-8", headers=headers)
     what = "model" if file == "model.keras" else "report"

@@ -13,6 +13,7 @@ import html as escape
 import json
 import math
 import time
+from pathlib import Path
 
 import numpy
 
@@ -83,6 +84,24 @@ def _live_html(run_id: str, status: tuple | None, period: int) -> str:
     return html(runs.get(run_id))
 
 
+def _kept_path(run: Run) -> Path:
+    """Where an ended run's report is kept: named by its files' stamps, so a changed run has a new one."""
+    import hashlib
+    stamps = [runs._stamp(str(run.path / name)) for name in (rundir.CONFIG, rundir.STATUS, rundir.METRICS)]
+    return run.path / f".report-{hashlib.sha256(repr(stamps).encode()).hexdigest()[:16]}.html"
+
+
+def made(run: Run) -> str | None:
+    """An ended run's report as already made and kept (`kept_html`), or None: reading it costs next to
+    nothing, so it need not wait its turn behind reports still to be made."""
+    if run.state in rundir.ACTIVE:
+        return None
+    try:
+        return _kept_path(run).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
 def kept_html(run: Run) -> str:
     """`html(run)`, made once for a run that has ended and kept in its folder under its files' stamps (a
     new status or metrics line is a new report). Made anew, it costs about a second of the server's CPU
@@ -90,16 +109,13 @@ def kept_html(run: Run) -> str:
     student's own report waiting. A run still training changes every second: made at most once every
     LIVE_EVERY_S for everyone (0.2 s of CPU each on a long run; a script asking without pause kept a core
     busy), and anew when its state changes."""
-    import hashlib
     if run.state in rundir.ACTIVE:
         status = runs._stamp(str(run.path / rundir.STATUS))
         return _live_html(run.id, status, int(time.time() // LIVE_EVERY_S))
-    stamps = [runs._stamp(str(run.path / name)) for name in (rundir.CONFIG, rundir.STATUS, rundir.METRICS)]
-    kept = run.path / f".report-{hashlib.sha256(repr(stamps).encode()).hexdigest()[:16]}.html"
-    try:
-        return kept.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        pass
+    kept = _kept_path(run)
+    page = made(run)
+    if page is not None:
+        return page
     page = html(run)
     try:
         rundir.atomic_write_bytes(kept, page.encode("utf-8"))

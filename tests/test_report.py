@@ -129,8 +129,9 @@ def test_an_ended_runs_report_is_made_once_and_again_only_when_the_run_changes(t
     real, real_time = report.html, time.time
     monkeypatch.setattr(report, "html", lambda run: made.append(run.id) or real(run))
     run = finished_run("kept", epochs=2)
+    assert report.made(run) is None
     first = report.kept_html(run)
-    assert report.kept_html(runs.get(run.id)) == first and len(made) == 1
+    assert report.kept_html(runs.get(run.id)) == first == report.made(runs.get(run.id)) and len(made) == 1
     rundir.update_status(run.path, error="Cancelled before it started.", state="stopped")
     assert "Why it stopped" in report.kept_html(runs.get(run.id)) and len(made) == 2
     assert len(list(run.path.glob(".report-*.html"))) == 1        # the old one let go
