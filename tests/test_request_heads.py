@@ -31,9 +31,10 @@ class Transport:
         pass
 
 
-def serve(pieces: list[bytes]) -> tuple[bytes, list[tuple[str, int]]]:
+def serve(pieces: list[bytes], then_wait_s: float = 0.05, closed: list | None = None) -> tuple[bytes, list[tuple[str, int]]]:
     """The pieces sent to one connection, as the network hands them over: (what it answered, each request
-    the app saw with its body's length)."""
+    the app saw with its body's length). `closed` gets whether the connection was closed `then_wait_s`
+    after the last piece."""
     from uvicorn.config import Config
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
     from uvicorn.server import ServerState
@@ -62,7 +63,10 @@ def serve(pieces: list[bytes]) -> tuple[bytes, list[tuple[str, int]]]:
                 break
             protocol.data_received(piece)
             await asyncio.sleep(0.01)
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(then_wait_s)
+        if closed is not None:
+            closed.append(transport.closed)
+        protocol.connection_lost(None)
         return b"".join(transport.out)
     return asyncio.run(main()), seen
 
@@ -84,3 +88,22 @@ def test_an_upload_whose_head_is_split_from_its_body_anyhow_goes_on():
     assert answer.startswith(b"HTTP/1.1 200") and seen == [("/upload", 200_000)]
     answer, seen = serve([b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n" * 3])       # several requests in one read
     assert seen == [("/a", 0)] * 3
+
+
+@pytest.mark.parametrize("pieces", [[], [b"GET / HTTP/1.1\r\nHo"], [b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", b"GET /b HT"]],
+                         ids=["nothing sent", "half a head", "half the next head"])
+def test_a_head_that_never_ends_closes_its_connection(monkeypatch, pieces):
+    """A connection that sent nothing, or half a head, stayed open for good: a script holding thousands
+    took the process's file handles from the class."""
+    monkeypatch.setattr(request_heads, "HEAD_TIMEOUT_S", 0.2)
+    closed = []
+    serve(pieces, then_wait_s=0.5, closed=closed)
+    assert closed == [True]
+
+
+def test_a_whole_request_is_answered_and_its_connection_kept_for_the_next(monkeypatch):
+    monkeypatch.setattr(request_heads, "HEAD_TIMEOUT_S", 0.2)
+    closed = []
+    answer, seen = serve([b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"], then_wait_s=0.5, closed=closed)
+    assert answer.startswith(b"HTTP/1.1 200") and seen == [("/a", 0)] and closed == [False]
+
