@@ -6,7 +6,7 @@ the app knows who started a run; Streamlit's own scripts and fonts are answered
 from memory, gzipped once (app_pages/static_assets.py); uploads are kept
 within a budget per visitor and per server (app_pages/upload_budget.py); a
 run's model and report are sent by the server itself (app_pages/run_downloads.py);
-what waits to be sent to one browser has a budget in bytes
+what waits to be sent to one tab has a budget in bytes
 (app_pages/send_budget.py); and a request's head is parsed up to 64 KB
 (app_pages/request_heads.py). The
 pages and the sidebar are in studio.py; running studio.py on its own also works, but then

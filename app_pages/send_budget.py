@@ -1,4 +1,4 @@
-"""A budget in bytes for what the server has yet to send each browser.
+"""A budget in bytes for what the server has yet to send each browser tab (each websocket).
 
 Streamlit queues every message for a browser until its websocket takes it, and
 drops a browser only once 500 messages wait (Streamlit 1.67). A message can be
@@ -7,9 +7,10 @@ that asks for reruns and reads its websocket just fast enough to stay connected
 held 500 of them, 1.6-2.2 GB of the server's memory for one visitor, and a few
 such tabs took the server (and every student's session) down.
 
-`bound_send_queues()` gives every browser's queue a budget of SEND_BUDGET_MB as
-well: a browser that falls that far behind is dropped as Streamlit drops one that
-falls 500 messages behind. A page's whole drawing is a few MB (the map's page
+`bound_send_queues()` gives every tab's queue a budget of SEND_BUDGET_MB as
+well: a tab that falls that far behind is dropped as Streamlit drops one that
+falls 500 messages behind (a script opening many tabs holds that much for each: a
+bound per tab, not per visitor, whose tabs cookies cannot count). A page's whole drawing is a few MB (the map's page
 about 5), so a browser on a slow network keeps a dozen reruns in hand.
 
 Streamlit, dropping a browser, only stops sending to it: its websocket stays

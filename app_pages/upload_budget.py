@@ -209,6 +209,8 @@ def _given_up_when_idle_or_cut(receive, upload: _Arriving):
     return receive_or_give_up
 
 
+STOPPED_SENDING = (f"This picture stopped arriving for {UPLOAD_IDLE_S:.0f} seconds, so the server let it go: "
+                   "please upload it again.")
 CUT_FOR_ROOM = ("The server needed the room this picture would take for other people's pictures: please "
                 "upload it again in a minute.")
 
@@ -358,11 +360,19 @@ class UploadBudget:
             return
         upload = _Arriving(size)
         self._arrives(session, upload)
+        answered = []
+
+        async def send_noted(message):
+            answered.append(message["type"])
+            await send(message)
         try:
             await self.app(scope, _given_up_when_idle_or_cut(receive, upload),
-                           _refused_if_cut(send, upload, lambda: self.let_go_of_file(session, match["file"])))
-        except ClientDisconnect:     # given up or cut here, or the browser left: no one to answer, nothing to log
-            pass
+                           _refused_if_cut(send_noted, upload, lambda: self.let_go_of_file(session, match["file"])))
+        except ClientDisconnect:     # given up or cut here, or the browser left: nothing to log
+            if not answered:     # a browser still there hears why (else the server answered 500 and logged an error)
+                for message in _refuse(408 if not upload.cut else 413,
+                                       STOPPED_SENDING if not upload.cut else CUT_FOR_ROOM):
+                    await send(message)
         finally:
             if not upload.cut:
                 self._cut(session, upload)

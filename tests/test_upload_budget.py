@@ -216,8 +216,8 @@ def test_uploads_sent_a_byte_at_a_time_hold_no_room_a_student_needs(monkeypatch)
 
     asyncio.run(main())
     assert statuses["student"] is None and "/_stcore/upload_file/student/f" in ended     # let in, and read whole
-    # One trickle was cut for it (its request ended); the other seven were still trickling when stopped.
-    assert [statuses.get(f"script {i}", "trickling") for i in range(8)].count(None) == 1
+    # One trickle was cut for it (its request ended, told why); the other seven were still trickling when stopped.
+    assert [statuses.get(f"script {i}", "trickling") for i in range(8)].count(413) == 1
     assert not any(f"script {i}" in upload_budget._let_go_for_room for i in range(8))     # no kept picture lost
     assert not budget.arriving and not budget.uploads
 
@@ -420,8 +420,14 @@ def test_an_upload_that_sends_nothing_is_given_up_and_its_room_freed(monkeypatch
     budget.app = streamlit
     scope = {"type": "http", "method": "PUT", "path": "/_stcore/upload_file/s1/f1",
              "headers": [(b"content-length", str(25 * MB).encode())]}
-    asyncio.run(asyncio.wait_for(budget(scope, silent, None), 5))     # given up: no error, nothing read
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+    asyncio.run(asyncio.wait_for(budget(scope, silent, send), 5))     # given up: no error, nothing read
     assert seen == [] and not budget.arriving
+    # Answered with why, where the server answered 500 and logged an error for every such upload.
+    assert sent[0]["status"] == 408 and b"stopped arriving" in sent[1]["body"]
 
 
 def test_an_upload_cut_after_its_last_byte_is_not_kept_after_all():
