@@ -88,6 +88,8 @@ def image_grid(images: np.ndarray, labels: np.ndarray, indices: np.ndarray, *, k
                 on_select=on_select, key=key, width="content", alt=alt)
 
 
+MAX_CLICK_CHARS = 10_000     # a click on a picture or a square is about 200 characters as Python prints it
+
 # A clickable chart's pick can also be made in a box, from the keyboard. The chart is then drawn afresh,
 # under a new key and without the click it still holds: that click would otherwise win again on the next
 # rerun, and clicking the same thing again would change nothing.
@@ -99,6 +101,11 @@ def clicked(chart: str, selection: str) -> tuple[str, list]:
     come back, and each page checks their values as well."""
     key = f"{chart}_{st.session_state.get(f'{chart}_drawn', 0)}"
     event = st.session_state.get(key)
+    if event is not None and len(repr(event)) > MAX_CLICK_CHARS:
+        # No click of a person's is this large: a script's, kept in the session and copied on every rerun
+        # while the chart holds it. The chart is drawn afresh under a new key, and Streamlit lets it go.
+        st.session_state[f"{chart}_drawn"] = st.session_state.get(f"{chart}_drawn", 0) + 1
+        return f"{chart}_{st.session_state[f'{chart}_drawn']}", []
     chosen = event.get("selection") if isinstance(event, dict) else None
     points = chosen.get(selection) if isinstance(chosen, dict) else None
     return key, [p for p in points if isinstance(p, dict)] if isinstance(points, list) else []

@@ -128,8 +128,9 @@ if sure.open:
                    + (f", over {len(test.y_test):,} pictures: with this few, most groups hold a handful, and "
                       "the line zig-zags more than the model's confidence does." if len(test.y_test) < 5_000 else "."))
         if inference.temperature_for(chosen.path, missing=None) is None:
-            st.caption("This model was saved without a temperature (no training pictures were kept aside to fit "
-                       "one): its \"% sure\" is the network's own, never tuned to how often it is right.")
+            st.caption("This model has no temperature fitted (none was saved with it, as when no training "
+                       "pictures were kept aside for one): its \"% sure\" is the network's own, never tuned to how "
+                       "often it is right.")
 
 with compare:
     others = [c for c in choices if c.key != chosen.key]

@@ -5,6 +5,7 @@ session key, PICTURE, and the browser moves to this page.
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import NamedTuple
 
@@ -72,9 +73,11 @@ def network() -> Network:
         common.cannot_open(choice, e if isinstance(e, OSError) else "its file is damaged")
 
 
-def _pick() -> None:
+def _pick(key: str) -> None:
     # The browser sends the picked picture's index; a script could send anything in its place.
-    picked = st.session_state["inside_grid"].selection.get("picked")
+    event = st.session_state.get(key)
+    selection = event.get("selection") if isinstance(event, dict) else None
+    picked = selection.get("picked") if isinstance(selection, dict) else None
     index = picked[0].get("index") if isinstance(picked, list) and picked and isinstance(picked[0], dict) else None
     _take(index)
 
@@ -100,7 +103,8 @@ def picture() -> np.ndarray | None:
     shown = np.flatnonzero(test.y_test == CLASS_NAMES.index(name))[:20]
     st.caption("Click a picture to look inside the network with it, or choose it in the box below (or use the "
                "button on Predict or Explore).")
-    chart_specs.image_grid(test.x_test[shown], test.y_test[shown], shown, key="inside_grid", on_select=_pick,
+    grid, _ = chart_specs.clicked("inside_grid", "picked")     # a script's oversized click let go
+    chart_specs.image_grid(test.x_test[shown], test.y_test[shown], shown, key=grid, on_select=functools.partial(_pick, grid),
                            alt=f"{len(shown)} test pictures of {name} in a grid. Click one, or choose it in the box "
                                "below, to look inside the network with it.")
     # The same choice from the keyboard: the grid's pictures, left to right and row by row.

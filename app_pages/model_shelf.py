@@ -6,10 +6,13 @@ and loads the rest again when asked. Kept by how recently each was asked for alo
 times, and each of them waited for their own model to load again at their next click, their cores taken
 by someone else's curiosity.
 
-A full shelf makes room from, in turn: a model nobody has asked for in `recent_s`; one only the visitor
-asking has used in that time (their own flicking replaces their own models); and only then the one asked
-for longest ago. Models load one at a time, whoever asks (`loading`), and a model asked for by two
-visitors at once loads once.
+A full shelf makes room from, in turn: a model only the visitor asking has used in the last `recent_s`
+(their own flicking replaces their own models); a model asked for only once, by anyone (a script that
+flicks under a new cookie each time is a new visitor each time, and no model a class uses is asked for
+only once: every rerun of a page asks again); a model nobody has asked for in `recent_s`; and only then
+the one asked for longest ago. Room is made once the new model has loaded, so a file that fails to load
+takes nothing off the shelf. Models load one at a time, whoever asks (`loading`), and a model asked for
+by two visitors at once loads once.
 """
 from __future__ import annotations
 
@@ -17,15 +20,22 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
 from typing import Any
+
+
+@dataclass
+class _Kept:
+    value: Any
+    asked: int = 0
+    users: dict[str, float] = field(default_factory=dict)     # who -> when they last asked for it
 
 
 class Shelf:
     def __init__(self, places: int, recent_s: float, loading: threading.Lock, clock: Callable[[], float] = time.monotonic):
         self.places, self.recent_s, self._loading, self._clock = places, recent_s, loading, clock
         self._lock = threading.Lock()       # the shelf itself: held for bookkeeping only, never while loading
-        # key -> (the value, {who: when they last asked for it}); least recently asked for first
-        self._kept: OrderedDict[Hashable, tuple[Any, dict[str, float]]] = OrderedDict()
+        self._kept: OrderedDict[Hashable, _Kept] = OrderedDict()    # least recently asked for first
 
     def __contains__(self, key: Hashable) -> bool:
         return key in self._kept
@@ -46,27 +56,29 @@ class Shelf:
             with self._lock:
                 if key in self._kept:           # loaded by another visitor while this one waited its turn
                     return self._asked(key, who)
-                self._make_room(who)
-            # Room is made before the load: serving.freeze_loaded, right after it, frees what went.
             value = load()
             with self._lock:
-                self._kept[key] = (value, {who: self._clock()})
+                self._make_room(who)
+                self._kept[key] = _Kept(value)
+                self._asked(key, who)
             return value
 
     def _asked(self, key: Hashable, who: str) -> Any:
         self._kept.move_to_end(key)
-        value, users = self._kept[key]
-        users[who] = now = self._clock()
-        if len(users) > 64:     # many visitors (or cookies) on one model: only the recent ones matter
-            for stale in [u for u, t in users.items() if now - t >= self.recent_s]:
-                del users[stale]
-        return value
+        kept = self._kept[key]
+        kept.asked += 1
+        kept.users[who] = now = self._clock()
+        if len(kept.users) > 64:     # many visitors (or cookies) on one model: only the recent ones matter
+            for stale in [u for u, t in kept.users.items() if now - t >= self.recent_s]:
+                del kept.users[stale]
+        return kept.value
 
     def _make_room(self, who: str) -> None:
         now = self._clock()
         while self._kept and len(self._kept) >= self.places:
-            lately = {key: {u for u, t in users.items() if now - t < self.recent_s}
-                      for key, (_, users) in self._kept.items()}
-            unused = [key for key, users in lately.items() if not users]
+            lately = {key: {u for u, t in kept.users.items() if now - t < self.recent_s}
+                      for key, kept in self._kept.items()}
             only_theirs = [key for key, users in lately.items() if users == {who}]
-            del self._kept[(unused or only_theirs or list(self._kept))[0]]
+            once = [key for key, kept in self._kept.items() if kept.asked == 1]
+            unused = [key for key, users in lately.items() if not users]
+            del self._kept[(only_theirs or once or unused or list(self._kept))[0]]

@@ -33,6 +33,7 @@ if source == "Upload":
     # here in words, in view, so a red mark never goes unexplained.
     limits = settings.get()    # kept by the server's UploadBudget (app_pages/upload_budget.py)
     budget, most = limits.upload_session_mb, limits.upload_session_files
+    files = predict_parts.each_once(files, most)     # as a browser sends them, not as a script may
     st.caption(f"Pictures of up to {predict_parts.UPLOAD_LIMIT_MB} MB each, {most} pictures and {budget} MB in all "
                f"at once. A file over {st.get_option('server.maxUploadSize')} MB, or one past {most} pictures or "
                f"{budget} MB in all, is stopped before it is sent: it gets a red mark in the list and no answer. "

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import secrets
 from collections import Counter
 from dataclasses import dataclass
 
@@ -382,6 +383,12 @@ def _rows(files) -> list[dict]:
     return [rows[file.file_id] for file in files]
 
 
+def each_once(files, most: int) -> list:
+    """The uploads in `files`, each once, at most `most` of them: a script may name one of its uploads in
+    the uploader's state a hundred thousand times, and each would be read and answered (hours of a core)."""
+    return list({f.file_id: f for f in files}.values())[:most]
+
+
 def file_labels(files) -> dict[str, str]:
     """Each upload's file_id -> its name, with its row in the table where another upload has the same name."""
     names = Counter(f.name for f in files)
@@ -422,7 +429,9 @@ def editor_key(files_key: str, rows: int) -> str:
     what the browser sent there is nothing a person could send (`person_could_send`)."""
     key = f"{files_key}_{st.session_state.get(EDITOR_FRESH_KEY, 0)}"
     if key in st.session_state and not person_could_send(st.session_state[key], rows):
-        st.session_state[EDITOR_FRESH_KEY] = st.session_state.get(EDITOR_FRESH_KEY, 0) + 1
+        # A new key no one can foresee: a counted one let a script send its rows for the next key in the
+        # same message as the state that made the page move on to it, and Streamlit applied them.
+        st.session_state[EDITOR_FRESH_KEY] = secrets.token_hex(8)
         key = f"{files_key}_{st.session_state[EDITOR_FRESH_KEY]}"
     return key
 

@@ -405,11 +405,28 @@ def _keep_selection_on_its_runs(ids: list[str]) -> None:
     drawn = st.session_state.get(BOARD_IDS_KEY)
     st.session_state[BOARD_IDS_KEY] = ids
     state = st.session_state.get("train_board")
-    rows = state["selection"]["rows"] if state else []
+    selection = state.get("selection") if isinstance(state, dict) else None
+    rows = selection.get("rows") if isinstance(selection, dict) else []
+    if state and not _as_a_person_selects(state, len(drawn or ids)):
+        # A script's selection (a million rows, or anything else), kept in the session and copied on every
+        # rerun while the board is drawn: replaced by the rows of it a person could have picked.
+        rows = picked_rows(rows, len(drawn or ids))
+        st.session_state["train_board"] = {"selection": {"rows": rows, "columns": []}}
     if not drawn or drawn == ids or not rows:
         return
     kept = [drawn[i] for i in picked_rows(rows, len(drawn))]
     st.session_state["train_board"] = {"selection": {"rows": [ids.index(i) for i in kept if i in ids], "columns": []}}
+
+
+def _as_a_person_selects(state, count: int) -> bool:
+    """Whether the board's selection `state` is one a person can make: rows of its `count`, each once."""
+    selection = state.get("selection") if isinstance(state, dict) else None
+    if not isinstance(selection, dict) or not set(state) <= {"selection"} \
+            or not set(selection) <= {"rows", "columns", "cells"}:
+        return False
+    rows = selection.get("rows", [])
+    return (isinstance(rows, list) and rows == picked_rows(rows, count)
+            and all(selection.get(k) in (None, []) for k in ("columns", "cells")))
 
 
 @st.cache_resource(max_entries=2, show_spinner=False)

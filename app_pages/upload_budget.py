@@ -235,9 +235,12 @@ def _refused_if_cut(send, upload: _Arriving, let_go: Callable[[], None]):
 
 
 def _refuse(status: int, sentence: str):
+    """A refusal in a sentence, and the connection closed after it: its upload's body, not read, may still
+    be arriving a byte at a time, and each byte kept a kept-alive connection open."""
     body = sentence.encode()
     return ({"type": "http.response.start", "status": status,
-             "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]},
+             "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode()),
+                         (b"connection", b"close")]},
             {"type": "http.response.body", "body": body})
 
 

@@ -29,16 +29,17 @@ ACCURACY_DEFINITION = ("Accuracy is the share of the test pictures the model get
                        f"where the first is less than {SURE_ENOUGH:.0%} sure.")
 
 
-def percent(fraction: float | None) -> str:
+def percent(fraction: float | None, decimals: int = 1) -> str:
     """An accuracy or a share as people read it on every page: one decimal, "69.4%"; "–" when unknown.
     Never rounded to all or nothing, as `sure` words it: 99.96% is "over 99.9%", 0.04% "under 0.1%"."""
     if fraction is None or fraction != fraction:
         return "–"
-    shown = f"{fraction:.1%}"
-    if shown == "100.0%" and fraction < 1:
-        return "over 99.9%"
-    if shown == "0.0%" and fraction > 0:
-        return "under 0.1%"
+    shown = f"{fraction:.{decimals}%}"
+    step = f"{10.0 ** -decimals:.{decimals}f}"
+    if shown == f"{100:.{decimals}f}%" and fraction < 1:
+        return f"over {100 - float(step):.{decimals}f}%"
+    if shown == f"{0:.{decimals}f}%" and fraction > 0:
+        return f"under {step}%"
     return shown
 
 
@@ -47,7 +48,7 @@ def told_apart(first: float, second: float) -> tuple[str, str]:
     both and they are not: "92.1%" twice, with one model called the better, reads as a mistake."""
     shown = percent(first), percent(second)
     if shown[0] == shown[1] and first != second:
-        return f"{first:.2%}", f"{second:.2%}"
+        return percent(first, 2), percent(second, 2)
     return shown
 
 

@@ -31,7 +31,11 @@ from pathlib import Path
 
 
 def matches(given: str, expected: str) -> bool:
-    """Whether `given` is `expected`: on UTF-8 bytes, so "Schlüssel" works, in constant time."""
+    """Whether `given` is `expected`: on UTF-8 bytes, so "Schlüssel" works, in constant time. Anything but
+    text (a script may send a number for the box) is a wrong guess, counted as one, not an error that left
+    the server's pace held without a failure counted."""
+    if not isinstance(given, str):
+        return False
     return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass"))
 
 

@@ -446,7 +446,8 @@ def _launch(run: Run) -> None:
     # Running before the process exists, so a trainer that fails at once is never overwritten.
     rundir.update_status(run.path, state="running", pid=None, started=rundir.now(), launched=rundir.now(),
                          trainer="process", host=rundir.HOST)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")]))}
+    env = {**os.environ, **settings.paths_for_trainers(),     # absolute: the trainer runs from the package root
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")]))}
     try:
         with open(run.path / rundir.LOG, "ab") as log:
             process = subprocess.Popen(

@@ -95,6 +95,19 @@ def get() -> Settings:
     )
 
 
+def paths_for_trainers() -> dict[str, str]:
+    """The path settings as absolute paths, for a trainer's environment: a trainer runs from the package's
+    folder, so a relative path it read itself named another file than the server's (or none)."""
+    current = get()
+    paths = {"CIFAR_RUNS_DIR": str(current.runs_dir.resolve())}
+    if current.data is not None:
+        paths["CIFAR10_DATA"] = str(current.data)
+    keras_home = os.environ.get("KERAS_HOME", "").strip()
+    if keras_home:
+        paths["KERAS_HOME"] = str(Path(keras_home).expanduser().absolute())
+    return paths
+
+
 BACKENDS = ("local", "ray")
 
 

@@ -193,6 +193,7 @@ def test_two_accuracies_that_read_the_same_are_told_apart_where_they_differ():
     assert evaluation.told_apart(0.9206, 0.9214) == ("92.06%", "92.14%")
     assert evaluation.told_apart(0.9214, 0.9214) == ("92.1%", "92.1%")
     assert evaluation.told_apart(0.9206, 0.9314) == ("92.1%", "93.1%")
+    assert evaluation.told_apart(0.99996, 0.99991) == ("over 99.99%", "99.99%")
 
 
 def test_a_tables_percents_are_kept_off_certainty_at_the_places_it_prints():

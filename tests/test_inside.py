@@ -362,7 +362,7 @@ def test_predict_and_explore_hand_their_picture_to_look_inside(tiny_env, monkeyp
     at.switch_page("app_pages/explore.py")
     at.session_state["explore_pick"] = ("Training", 5)
     at.run()
-    assert any(c.value.startswith("A training picture: models here learn from these") for c in at.caption)
+    assert any(c.value.startswith("A training picture: the model may have learnt from this very picture") for c in at.caption)
     at.button(key="explore_inside").click().run()
     assert not at.exception, [e.value for e in at.exception]
     np.testing.assert_array_equal(at.session_state["inside_picture"], test.x_train[5])
@@ -374,15 +374,13 @@ def test_a_grid_click_sent_by_a_script_picks_nothing_and_breaks_nothing(tiny_env
     from streamlit.testing.v1 import AppTest
 
     def script():
-        from types import SimpleNamespace
-
         import streamlit as st
 
         from app_pages import inside_parts
-        st.session_state["inside_grid"] = SimpleNamespace(selection={"picked": st.session_state["sent"]})
-        inside_parts._pick()
+        st.session_state["inside_grid_0"] = {"selection": {"picked": st.session_state["sent"]}}
+        inside_parts._pick("inside_grid_0")
 
-    for sent in (7, {"a": 1}, "x", [3], [{"index": -1}], [{"index": 10**9}], [{"index": "2"}]):
+    for sent in (7, {"a": 1}, "x", [3], [{"index": -1}], [{"index": 10**9}], [{"index": "2"}], None):
         at = AppTest.from_function(script)
         at.session_state["sent"] = sent
         at.run()

@@ -17,6 +17,18 @@ def test_non_ascii_passwords_work_and_near_misses_do_not():
     assert password.matches("\ud800", "\ud800")     # a lone surrogate from a browser is no TypeError
 
 
+def test_a_guess_that_is_not_text_is_a_wrong_guess_and_counted():
+    """A script sent a number for the password box: an error after the server's pace had moved on, so it
+    held everyone's guesses back without ever earning a delay of its own."""
+    clock = Clock()
+    guard = password.Guard(clock=clock)
+    for sent in (12345, ["right"], None, b"right"):
+        verdict = guard.check(f"eve {sent!r}", sent, "right")
+        assert not verdict.ok and verdict.checked and verdict.wait_s == 1
+        clock.now += guard.min_interval_s
+    assert len(guard._failures) == 4
+
+
 def test_each_failure_doubles_the_wait_and_guesses_during_it_are_not_checked():
     clock = Clock()
     guard = password.Guard(clock=clock)

@@ -57,6 +57,25 @@ def test_a_started_run_really_trains_writes_metrics_and_stops_on_stop(tiny_env):
     assert "Traceback" not in (run.path / rundir.LOG).read_text()
 
 
+@pytest.mark.parametrize("idle_s", ["0", "3"], ids=["a process per run", "a warm trainer"])
+def test_relative_path_settings_name_the_same_files_for_the_trainer(tiny_env, tiny_archive, monkeypatch, idle_s):
+    """A trainer runs from the package's folder: `CIFAR10_DATA=cifar.tar.gz` set where the server was
+    started named a file that was not there (or another one) for every run."""
+    started_in = tiny_env / "class"
+    started_in.mkdir()
+    (started_in / "cifar.tar.gz").write_bytes(tiny_archive.read_bytes())
+    monkeypatch.chdir(started_in)
+    monkeypatch.setenv("CIFAR10_DATA", "cifar.tar.gz")
+    monkeypatch.setenv("KERAS_HOME", "keras")
+    monkeypatch.setenv("CIFAR_RUNS_DIR", "runs")
+    monkeypatch.setenv("CIFAR_WORKER_IDLE_S", idle_s)
+    run = runs.start(small(epochs=1), owner="alice")
+    ended = wait_for(lambda: (r := runs.get(run.id)).state in ("finished", "failed", "stopped") and r,
+                     what="the run to end")
+    assert ended.state == "finished", ended.status.get("error")
+    assert run.path.is_relative_to(started_in / "runs")
+
+
 def test_a_finished_trainer_starts_the_next_queued_run_in_order(tiny_env):
     first = runs.start(small(epochs=1), owner="a")
     second = runs.start(small(epochs=1), owner="b")

@@ -210,11 +210,11 @@ def test_evaluate_says_when_a_models_percent_sure_was_never_calibrated(app):
     visit(app, "app_pages/evaluate.py")
     app.session_state["evaluate_tab"] = "Confidence"
     app.run()
-    assert not any("saved without a temperature" in c.value for c in app.caption)     # the bundled model is
+    assert not any("has no temperature fitted" in c.value for c in app.caption)     # the bundled model is
     label = next(o for o in app.selectbox(key="evaluate_model").options if "untempered" in o)
     app.selectbox(key="evaluate_model").select(label).run()
     assert not app.exception, [e.value for e in app.exception]
-    assert any("saved without a temperature" in c.value for c in app.caption)
+    assert any("has no temperature fitted" in c.value for c in app.caption)
 
 
 def test_evaluate_a_damaged_checkpoint_gets_a_sentence(app):

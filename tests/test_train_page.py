@@ -99,6 +99,9 @@ def test_a_selection_sent_by_a_script_is_made_sane_and_at_most_a_few_runs_are_co
     assert not at.exception, [e.value for e in at.exception]
     chosen = [m.value for m in at.markdown if m.value.startswith("**") and " · " in m.value]
     assert chosen == [f"**{name}** · finished" for name in [drawn[i] for i in (0, 2, 1, 3, 4)]]
+    # And what the session keeps is what a person could have picked, not the script's 10,000 rows, copied
+    # on every refresh of the board while it is drawn.
+    assert at.session_state["train_board"] == {"selection": {"rows": [0, 2, 1, 3, 4, 5, 6], "columns": []}}
     assert train_parts.MAX_PICKED == 5
     assert any(c.value.startswith("7 runs picked: here are the first 5.") for c in at.caption)
     # The comparison says what is drawn, and a screen reader hears each run's latest test figures.

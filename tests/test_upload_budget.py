@@ -428,6 +428,8 @@ def test_an_upload_that_sends_nothing_is_given_up_and_its_room_freed(monkeypatch
     assert seen == [] and not budget.arriving
     # Answered with why, where the server answered 500 and logged an error for every such upload.
     assert sent[0]["status"] == 408 and b"stopped arriving" in sent[1]["body"]
+    # And its connection closed: what is left of the body, not read, kept a kept-alive connection open.
+    assert (b"connection", b"close") in sent[0]["headers"]
 
 
 def test_an_upload_cut_after_its_last_byte_is_not_kept_after_all():
