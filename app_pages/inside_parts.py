@@ -6,6 +6,7 @@ session key, PICTURE, and the browser moves to this page.
 from __future__ import annotations
 
 import functools
+import threading
 from pathlib import Path
 from typing import NamedTuple
 
@@ -13,7 +14,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app_pages import chart_specs, common
+from app_pages import chart_specs, common, model_shelf
 from cifar_core import board, charts, inference, inside, models
 from cifar_core.data import CLASS_NAMES
 
@@ -151,11 +152,20 @@ def _search(path: str, modified: float, origin: str, n: int, model) -> list[np.n
     return inside.cached_top_activations(path, model, test.x_test[:n], f"{origin}:{n}", modified=modified)
 
 
-# As many as the models kept loaded (common._model): thirty students on thirty runs kept missing 8, and
-# each miss read and hashed the model file again. An entry is about 170 KB.
-@st.cache_resource(show_spinner=SEARCHING, max_entries=32)
-def _top(path: str, modified: float, origin: str, n: int, _model) -> list[np.ndarray]:
-    return _search(path, modified, origin, n, _model)
+# As many as the models kept loaded (common._model), kept the same way (app_pages/model_shelf.py): thirty
+# students on thirty runs kept missing 8, each miss read and hashed the model file again, and one visitor
+# flicking through runs here pushed out the class's. An entry is about 170 KB. Searches made one at a time.
+@st.cache_resource
+def searches_kept() -> model_shelf.Shelf:
+    return model_shelf.Shelf(common.MODEL_PLACES, common.RECENTLY_S, threading.Lock())     # one per server
+
+
+def _top(path: str, modified: float, origin: str, n: int, model) -> list[np.ndarray]:
+    shelf, key = searches_kept(), (path, modified, origin, n)
+    if key in shelf:
+        return shelf.get(key, common.owner(), lambda: _search(path, modified, origin, n, model))
+    with st.spinner(SEARCHING):
+        return shelf.get(key, common.owner(), lambda: _search(path, modified, origin, n, model))
 
 
 # A training run's checkpoint is a new network every epoch: kept apart, in two places, as common._checkpoint
