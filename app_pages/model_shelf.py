@@ -7,12 +7,14 @@ times, and each of them waited for their own model to load again at their next c
 by someone else's curiosity.
 
 A full shelf makes room from, in turn: a model only the visitor asking has used in the last `recent_s`
-(their own flicking replaces their own models); a model asked for only once, by anyone (a script that
-flicks under a new cookie each time is a new visitor each time, and no model a class uses is asked for
-only once: every rerun of a page asks again); a model nobody has asked for in `recent_s`; and only then
-the one asked for longest ago. Room is made once the new model has loaded, so a file that fails to load
-takes nothing off the shelf. Models load one at a time, whoever asks (`loading`), and a model asked for
-by two visitors at once loads once.
+(their own flicking replaces their own models, even while the class is quiet for a while); a model
+nobody has asked for in `recent_s`; and only then the one asked for longest ago. Room is made once the
+new model has loaded, so a file that fails to load takes nothing off the shelf. Models load one at a
+time, whoever asks (`loading`), and a model asked for by two visitors at once loads once.
+
+A visitor is a browser's cookie, and cookies are free: a script that flicks under a new cookie each time
+has no models "of its own", and makes room as plain recency would. Telling it from thirty new students
+would take more than a cookie; the loads are one at a time, so it holds at most one core.
 """
 from __future__ import annotations
 
@@ -27,7 +29,6 @@ from typing import Any
 @dataclass
 class _Kept:
     value: Any
-    asked: int = 0
     users: dict[str, float] = field(default_factory=dict)     # who -> when they last asked for it
 
 
@@ -66,7 +67,6 @@ class Shelf:
     def _asked(self, key: Hashable, who: str) -> Any:
         self._kept.move_to_end(key)
         kept = self._kept[key]
-        kept.asked += 1
         kept.users[who] = now = self._clock()
         if len(kept.users) > 64:     # many visitors (or cookies) on one model: only the recent ones matter
             for stale in [u for u, t in kept.users.items() if now - t >= self.recent_s]:
@@ -79,6 +79,5 @@ class Shelf:
             lately = {key: {u for u, t in kept.users.items() if now - t < self.recent_s}
                       for key, kept in self._kept.items()}
             only_theirs = [key for key, users in lately.items() if users == {who}]
-            once = [key for key, kept in self._kept.items() if kept.asked == 1]
             unused = [key for key, users in lately.items() if not users]
-            del self._kept[(only_theirs or once or unused or list(self._kept))[0]]
+            del self._kept[(only_theirs or unused or list(self._kept))[0]]

@@ -70,6 +70,9 @@ elif source == "Draw":
         drawing = st_canvas(stroke_color=brush, stroke_width=size, background_color=background,
                             height=predict_parts.CANVAS_SIDE, width=predict_parts.CANVAS_SIDE, return_image_data=True,
                             key=f"predict_canvas_{background}_{st.session_state.get('predict_canvas_round', 0)}")
+    if not predict_parts.drawn_by_a_person(drawing):     # a script's: a fresh canvas, and Streamlit lets it go
+        st.session_state["predict_canvas_round"] = st.session_state.get("predict_canvas_round", 0) + 1
+        st.rerun()
     picture, name = predict_parts.drawn(drawing, background), "drawing"
     if picture is None:
         st.caption("Draw something (a cat? a ship?) and the model will guess.")

@@ -116,6 +116,17 @@ def canvas_png(raw: bytes) -> bool:
     return 0 < width <= 4 * CANVAS_SIDE and 0 < height <= 4 * CANVAS_SIDE
 
 
+MAX_STROKES = 5_000     # a drawing's shapes: a class's longest drawing has a few hundred strokes
+
+
+def drawn_by_a_person(drawing) -> bool:
+    """Whether the canvas's value is one a person's drawing makes: a script may send a million shapes, kept
+    in the session while the canvas stays on the page (a drawing's value is a shape for each stroke)."""
+    shapes = getattr(drawing, "json_data", None)
+    objects = shapes.get("objects") if isinstance(shapes, dict) else None
+    return objects is None or (isinstance(objects, list) and len(objects) <= MAX_STROKES)
+
+
 def drawn(drawing, background: str) -> Picture | None:
     """A canvas drawing on its background colour as the model's input; None while nothing is drawn.
 

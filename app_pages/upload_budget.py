@@ -234,13 +234,14 @@ def _refused_if_cut(send, upload: _Arriving, let_go: Callable[[], None]):
     return send_or_refuse
 
 
-def _refuse(status: int, sentence: str):
-    """A refusal in a sentence, and the connection closed after it: its upload's body, not read, may still
-    be arriving a byte at a time, and each byte kept a kept-alive connection open."""
+def _refuse(status: int, sentence: str, close: bool = False):
+    """A refusal in a sentence. With `close`, the connection is closed after it: an upload given up while
+    its body still came a byte at a time kept a kept-alive connection open with each byte. Not for a
+    refusal before the body is sent: a browser still sending it would see the connection reset, not the
+    sentence."""
     body = sentence.encode()
-    return ({"type": "http.response.start", "status": status,
-             "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode()),
-                         (b"connection", b"close")]},
+    headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]
+    return ({"type": "http.response.start", "status": status, "headers": headers + [(b"connection", b"close")] * close},
             {"type": "http.response.body", "body": body})
 
 
@@ -374,7 +375,7 @@ class UploadBudget:
         except ClientDisconnect:     # given up or cut here, or the browser left: nothing to log
             if not answered:     # a browser still there hears why (else the server answered 500 and logged an error)
                 for message in _refuse(408 if not upload.cut else 413,
-                                       STOPPED_SENDING if not upload.cut else CUT_FOR_ROOM):
+                                       STOPPED_SENDING if not upload.cut else CUT_FOR_ROOM, close=True):
                     await send(message)
         finally:
             if not upload.cut:

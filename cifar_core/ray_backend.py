@@ -174,8 +174,9 @@ def submit(run) -> None:
 def _trainer_environment() -> dict[str, str]:
     """What the trainer must see as this server does: the data, the runs directory (absolute, as every
     node mounts it at the same path) and the Keras cache. Everything else comes from the node."""
+    # As this server's environment has them: a node works out a relative or "~" path for its own user.
     passed = {k: v for k, v in os.environ.items() if k.startswith("CIFAR") or k == "KERAS_HOME"}
-    passed.update(settings.paths_for_trainers())
+    passed["CIFAR_RUNS_DIR"] = str(settings.get().runs_dir.resolve())
     passed["CIFAR_RUNS_BACKEND"] = "ray"   # its end-of-run dispatch must never start waiting runs on its node
     return passed
 

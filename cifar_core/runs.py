@@ -443,11 +443,11 @@ def _launch(run: Run) -> None:
         from cifar_core import worker
         return worker.hand_over(run)
     # A fresh process per run (CIFAR_WORKER_IDLE_S=0): seconds of imports each, but nothing shared.
+    env = {**os.environ, **settings.paths_for_trainers(),     # absolute: the trainer runs from the package root
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")]))}
     # Running before the process exists, so a trainer that fails at once is never overwritten.
     rundir.update_status(run.path, state="running", pid=None, started=rundir.now(), launched=rundir.now(),
                          trainer="process", host=rundir.HOST)
-    env = {**os.environ, **settings.paths_for_trainers(),     # absolute: the trainer runs from the package root
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")]))}
     try:
         with open(run.path / rundir.LOG, "ab") as log:
             process = subprocess.Popen(

@@ -96,8 +96,9 @@ def get() -> Settings:
 
 
 def paths_for_trainers() -> dict[str, str]:
-    """The path settings as absolute paths, for a trainer's environment: a trainer runs from the package's
-    folder, so a relative path it read itself named another file than the server's (or none)."""
+    """The path settings as absolute paths, for the environment of a trainer on this machine: a trainer
+    runs from the package's folder, so a relative path it read itself named another file than the
+    server's (or none). (A Ray node works out its own, for its own user.)"""
     current = get()
     paths = {"CIFAR_RUNS_DIR": str(current.runs_dir.resolve())}
     if current.data is not None:

@@ -152,3 +152,16 @@ def test_the_batch_table_never_prints_an_answer_short_of_certain_as_certain():
     assert f"{shown.loc[0, 'sure']:.0f}%" == "99%" and f"{shown.loc[0, 'cat (%)']:.1f}%" == "99.9%"
     assert f"{shown.loc[0, 'dog (%)']:.1f}%" == "0.1%" and shown.loc[1].isna().sum() == 3
     assert table.loc[0, "sure"] == 99.7      # the figures themselves, as the CSV writes them
+
+
+def test_a_drawing_of_a_million_shapes_is_not_a_persons():
+    """A script's canvas value of a million shapes stayed in the session while the canvas was on the page
+    (430 MB at 16 MB, the reader's): the page draws a fresh canvas instead."""
+    from types import SimpleNamespace
+
+    from app_pages import predict_parts
+    stroke = {"type": "path", "path": [["M", 1, 2], ["L", 3, 4]]}
+    assert predict_parts.drawn_by_a_person(SimpleNamespace(json_data={"objects": [stroke] * 300}))
+    assert predict_parts.drawn_by_a_person(SimpleNamespace(json_data=None)) and predict_parts.drawn_by_a_person(None)
+    assert not predict_parts.drawn_by_a_person(SimpleNamespace(json_data={"objects": [{}] * 1_000_000}))
+    assert not predict_parts.drawn_by_a_person(SimpleNamespace(json_data={"objects": "x"}))
