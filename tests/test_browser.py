@@ -170,20 +170,20 @@ def test_a_message_larger_than_any_a_page_sends_closes_its_websocket(server):
     seconds of a core on every rerun after. A drawing, the largest a page sends, is a few hundred KB (a
     drawing of 150 strokes: 312 KB): past 4 MB the connection is closed, as Streamlit closes one past its
     own limit."""
-    import asyncio
+    # The synchronous client: the browser tests' Playwright keeps an event loop running in this thread.
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
 
-    import websockets
-
-    async def send(size: int):
-        address = server.replace("http://", "ws://") + "/_stcore/stream"
-        async with websockets.connect(address, subprotocols=["streamlit"], max_size=None) as ws:
-            await ws.send(b"\x00" * size)
+    def send(size: int):
+        with connect(server.replace("http://", "ws://") + "/_stcore/stream", subprotocols=["streamlit"],
+                     max_size=None) as ws:
+            ws.send(b"\x00" * size)
             try:
-                await asyncio.wait_for(ws.recv(), 10)
-            except websockets.ConnectionClosed as closed:
+                ws.recv(timeout=10)
+            except ConnectionClosed as closed:
                 return closed.rcvd.code if closed.rcvd else None
             return "open"
-    assert asyncio.run(send(5_000_000)) == 1009
+    assert send(5_000_000) == 1009
     assert urllib.request.urlopen(server + "/_stcore/health", timeout=5).read() == b"ok"
 
 
