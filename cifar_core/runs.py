@@ -725,14 +725,14 @@ class Watcher:
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
-            if settings.get().runs_dir != self.runs_dir:
-                continue    # settings changed under this process (tests do): leave other directories alone
             try:
+                if settings.get().runs_dir != self.runs_dir:
+                    continue    # settings changed under this process (tests do): leave other directories alone
                 # Nothing queued or running: no trainer can die and no run can start, so no lock and no reads.
                 if any(r.state in rundir.ACTIVE for r in board.refresh().runs):
                     reconcile()
                     board.refresh()
-            except Exception as e:   # a full disk or a busy lock must not end the watch
+            except Exception as e:   # a full disk, a busy lock or a setting gone bad must not end the watch
                 print(f"runs.watch: {type(e).__name__}: {e}", file=sys.stderr)
 
     def alive(self) -> bool:

@@ -95,7 +95,7 @@ def test_a_run_outlives_the_server_that_started_it(cluster):
     """The app server is a Ray driver; a restart ends it. The run was submitted as a detached, named
     actor, so it trains on, and a new server process finds it again by name."""
     code = ("import sys; from cifar_core import runs; from cifar_core.config import TrainConfig; "
-            "run = runs.start(TrainConfig(arch='airbench_tiny', batch_size=8, precision='float32', epochs=1), "
+            "run = runs.start(TrainConfig(arch='airbench_tiny', batch_size=8, precision='float32', epochs=3), "
             "owner='alice'); print('ray' in sys.modules, run.id)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120,
                          check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -105,7 +105,9 @@ def test_a_run_outlives_the_server_that_started_it(cluster):
     status = json.loads((runs.get(run_id).path / rundir.STATUS).read_text())
     assert status["backend"] == "ray" and status["ray_actor"] == f"cifar-run-{run_id}" and status["ray_actor_id"]
     wait_for(lambda: runs.get(run_id).metrics(), what="the first metrics")
-    assert [r.state for r in runs.list_runs()] == ["running"]      # reconcile asks Ray, not a pid here
+    # Reconcile asks Ray, not a pid here: never "ended" for want of a local process (a quick machine may
+    # have finished the tiny run meanwhile, as its trainer says).
+    assert [r.state for r in runs.list_runs()] in (["running"], ["finished"])
     assert runs.get(run_id).status["ray_node"]    # the address of the node Ray chose
     wait_for(lambda: runs.get(run_id).state == "finished", what="the run to finish")
     wait_for(lambda: not ray_backend._actor_exists(status), what="the actor to hand its CPU back")

@@ -499,6 +499,25 @@ def test_the_watcher_survives_errors(tiny_env, monkeypatch):
     assert not watcher.alive()
 
 
+def test_the_watcher_survives_a_setting_gone_bad(tiny_env, monkeypatch):
+    """A setting read on each round that no longer reads (a test's non-UTF-8 path, in the same process)
+    ended the watch thread for good: no queued run started after it."""
+    from cifar_core import settings
+    real, calls = settings.get, []
+
+    def bad():
+        calls.append(1)
+        raise ValueError("CIFAR10_DATA names a path that is not UTF-8 text")
+    watcher = runs.watch(interval=0.05)
+    try:
+        monkeypatch.setattr(settings, "get", bad)
+        wait_for(lambda: len(calls) >= 3, timeout=60, what="several rounds")
+        assert watcher.alive()
+    finally:
+        monkeypatch.setattr(settings, "get", real)
+        watcher.stop()
+
+
 def test_a_teacher_can_pause_everyone_elses_new_runs(tiny_env, no_trainers):
     """Cookies are free, so a script can start runs as one new person after another: a teacher's pause stops
     every new run but a teacher's and the command line's, and lifting it lets everyone start again."""
