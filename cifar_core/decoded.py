@@ -38,6 +38,7 @@ ARRAYS = ("x_train", "y_train", "x_test", "y_test")
 SOURCE_FILE = "source.json"
 BUILD_WAIT_S = 300                   # how long a process waits for another to make the copy, then reads alone
 LEFT_BEHIND_S = 3600                 # a half-written copy this old was left by a process that was killed
+GONE_SOURCE_S = 7 * 24 * 3600        # a copy whose source has been gone this long is let go
 
 
 def cache_root() -> Path:
@@ -105,9 +106,13 @@ def _forget_older_copies(identity: dict, keep: Path) -> None:
         if other == keep or other.name.startswith("."):
             continue
         try:
-            if json.loads((other / SOURCE_FILE).read_text()).get("path") == identity["path"]:
+            source = json.loads((other / SOURCE_FILE).read_text()).get("path")
+            # A copy of this source before it changed; or of one gone from its place (moved, or CIFAR10_DATA
+            # pointed elsewhere), once it is old enough not to be a drive unplugged for a moment: 184 MB each.
+            if source == identity["path"] or (
+                    not Path(source).exists() and time.time() - other.stat().st_mtime > GONE_SOURCE_S):
                 shutil.rmtree(other, ignore_errors=True)
-        except (OSError, ValueError, AttributeError):
+        except (OSError, ValueError, AttributeError, TypeError):
             continue
 
 

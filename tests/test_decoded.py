@@ -1,3 +1,4 @@
+import json
 import os
 import shutil
 import time
@@ -129,3 +130,23 @@ def test_a_half_written_copy_left_by_a_killed_process_is_removed_later(tiny_arch
     shutil.copy(tiny_archive, source)
     decoded.read(source)                         # a copy made: what was left behind is swept
     assert not left.exists() and young.exists()   # one still being written (by another process) is not
+
+
+def test_a_copy_of_a_source_long_gone_is_let_go(tiny_archive, tmp_path):
+    """CIFAR10_DATA pointed elsewhere, or the archive moved: its 184 MB copy stayed for good beside the new."""
+    moved = tmp_path / "moved.tar.gz"
+    shutil.copy(tiny_archive, moved)
+    decoded.read(moved)
+    [copy] = [c for c in _copies() if json.loads((c / decoded.SOURCE_FILE).read_text())["path"] == str(moved)]
+    moved.unlink()
+    recent = tmp_path / "recent.tar.gz"          # another gone only a moment (a drive unplugged): kept
+    shutil.copy(tiny_archive, recent)
+    decoded.read(recent)
+    [kept] = [c for c in _copies() if json.loads((c / decoded.SOURCE_FILE).read_text())["path"] == str(recent)]
+    recent.unlink()
+    os.utime(copy, (time.time() - 2 * decoded.GONE_SOURCE_S,) * 2)
+    source = tmp_path / "other.tar.gz"
+    shutil.copy(tiny_archive, source)
+    decoded.read(source)                          # a copy made: the long-gone source's copy is swept
+    assert not copy.exists() and kept.exists()
+
