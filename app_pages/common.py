@@ -123,11 +123,17 @@ def models_kept() -> model_shelf.Shelf:
 def _model(path: str, modified: float, who: str | None = None):
     """The model at `path` as of `modified`, loaded once per server, asked for by visitor `who` (this
     browser's `owner()` unless given)."""
-    shelf, key = models_kept(), (path, modified)
+    return from_shelf(models_kept(), (path, modified), lambda: _load(path), "Loading the model…", who)
+
+
+def from_shelf(shelf: model_shelf.Shelf, key, load, waiting: str, who: str | None = None):
+    """`shelf`'s value for `key`, asked for by visitor `who` (this browser's `owner()` unless given);
+    `load()` makes it, under a spinner saying `waiting`, where it is not kept."""
+    who = who or owner()
     if key in shelf:
-        return shelf.get(key, who or owner(), lambda: _load(path))
-    with st.spinner("Loading the model…"):
-        return shelf.get(key, who or owner(), lambda: _load(path))
+        return shelf.get(key, who, load)
+    with st.spinner(waiting):
+        return shelf.get(key, who, load)
 
 
 def _load(path: str):

@@ -161,11 +161,8 @@ def searches_kept() -> model_shelf.Shelf:
 
 
 def _top(path: str, modified: float, origin: str, n: int, model) -> list[np.ndarray]:
-    shelf, key = searches_kept(), (path, modified, origin, n)
-    if key in shelf:
-        return shelf.get(key, common.owner(), lambda: _search(path, modified, origin, n, model))
-    with st.spinner(SEARCHING):
-        return shelf.get(key, common.owner(), lambda: _search(path, modified, origin, n, model))
+    return common.from_shelf(searches_kept(), (path, modified, origin, n),
+                             lambda: _search(path, modified, origin, n, model), SEARCHING)
 
 
 # A training run's checkpoint is a new network every epoch: kept apart, in two places, as common._checkpoint

@@ -633,10 +633,8 @@ def read(path: str | os.PathLike) -> Cifar10:
 
 def keras_cache_dir() -> Path:
     """Where Keras keeps downloads, as an absolute path: trainers run from the package's folder, not the
-    server's. An empty KERAS_HOME is taken as unset: as an empty path it named whatever folder a process
-    happened to start in."""
-    home = os.environ.get("KERAS_HOME", "").strip() or Path.home() / ".keras"
-    return Path(home).expanduser().absolute() / "datasets"
+    server's (`settings.keras_home`)."""
+    return settings.keras_home() / "datasets"
 
 
 def cached() -> Path | None:

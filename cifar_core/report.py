@@ -94,10 +94,12 @@ def _kept_path(run: Run) -> Path:
 def made(run: Run) -> str | None:
     """An ended run's report as already made and kept (`kept_html`), or None: reading it costs next to
     nothing, so it need not wait its turn behind reports still to be made."""
-    if run.state in rundir.ACTIVE:
-        return None
+    return None if run.state in rundir.ACTIVE else _read_kept(_kept_path(run))
+
+
+def _read_kept(kept: Path) -> str | None:
     try:
-        return _kept_path(run).read_text(encoding="utf-8")
+        return kept.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return None
 
@@ -113,7 +115,7 @@ def kept_html(run: Run) -> str:
         status = runs._stamp(str(run.path / rundir.STATUS))
         return _live_html(run.id, status, int(time.time() // LIVE_EVERY_S))
     kept = _kept_path(run)
-    page = made(run)
+    page = _read_kept(kept)
     if page is not None:
         return page
     page = html(run)

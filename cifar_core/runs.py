@@ -435,6 +435,13 @@ def _memory_for(run: Run, config: TrainConfig, room: trainer_memory.Room, idle_m
     return False
 
 
+def trainer_environment() -> dict[str, str]:
+    """The environment of a trainer (or a warm worker) on this machine: it runs from the package's folder,
+    wherever the server was started, so the package is on its path and the path settings are absolute."""
+    return {**os.environ, **settings.paths_for_trainers(),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")]))}
+
+
 def _launch(run: Run) -> None:
     if settings.get().runs_backend == "ray":   # Ray's scheduler, not this queue, picks the node and the time
         from cifar_core import ray_backend
@@ -443,8 +450,7 @@ def _launch(run: Run) -> None:
         from cifar_core import worker
         return worker.hand_over(run)
     # A fresh process per run (CIFAR_WORKER_IDLE_S=0): seconds of imports each, but nothing shared.
-    env = {**os.environ, **settings.paths_for_trainers(),     # absolute: the trainer runs from the package root
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")]))}
+    env = trainer_environment()
     # Running before the process exists, so a trainer that fails at once is never overwritten.
     rundir.update_status(run.path, state="running", pid=None, started=rundir.now(), launched=rundir.now(),
                          trainer="process", host=rundir.HOST)

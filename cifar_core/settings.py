@@ -103,10 +103,15 @@ def paths_for_trainers() -> dict[str, str]:
     paths = {"CIFAR_RUNS_DIR": str(current.runs_dir.resolve())}
     if current.data is not None:
         paths["CIFAR10_DATA"] = str(current.data)
-    keras_home = os.environ.get("KERAS_HOME", "").strip()
-    if keras_home:
-        paths["KERAS_HOME"] = str(Path(keras_home).expanduser().absolute())
+    if os.environ.get("KERAS_HOME", "").strip():
+        paths["KERAS_HOME"] = str(keras_home())
     return paths
+
+
+def keras_home() -> Path:
+    """Keras' folder, as an absolute path: KERAS_HOME, or ~/.keras where it is unset. An empty KERAS_HOME
+    is taken as unset: as an empty path it named whatever folder a process happened to start in."""
+    return Path(os.environ.get("KERAS_HOME", "").strip() or Path.home() / ".keras").expanduser().absolute()
 
 
 BACKENDS = ("local", "ray")

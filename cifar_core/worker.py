@@ -127,11 +127,8 @@ def _end(pid: int) -> None:
 
 def _spawn() -> dict:
     log = open(directory(create=True) / LOG, "ab")
-    # Absolute paths: the worker runs from the package root, wherever the server was started.
-    path = os.pathsep.join(filter(None, [str(runs.PACKAGE_ROOT), os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, **settings.paths_for_trainers(), "PYTHONPATH": path}
     process = subprocess.Popen([sys.executable, "-m", "cifar_core", "worker"], stdout=log, stderr=subprocess.STDOUT,
-                               stdin=subprocess.DEVNULL, env=env, cwd=runs.PACKAGE_ROOT,
+                               stdin=subprocess.DEVNULL, env=runs.trainer_environment(), cwd=runs.PACKAGE_ROOT,
                                start_new_session=True)   # its own session: a server restart does not kill it
     log.close()
     runs._children.append(process)
