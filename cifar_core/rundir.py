@@ -29,6 +29,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from filelock import FileLock
+
 STATES = ("queued", "running", "finished", "stopped", "failed")
 ACTIVE = ("queued", "running")
 MAX_JSON_BYTES = 1 << 20        # config and status files are a few hundred bytes
@@ -77,12 +79,15 @@ def model_files(dest: Path) -> Iterator[Path]:
         for path in made():
             path.unlink(missing_ok=True)
         raise
-    # Moved with Ctrl-C held back until all are: a set half moved is worse than either whole one.
+    # Moved with Ctrl-C held back until all are: a set half moved is worse than either whole one. And one
+    # set at a time to one name: two saves to one name moving at once could leave one's model under
+    # the other's card.
     held = threading.current_thread() is threading.main_thread() and hasattr(signal, "pthread_sigmask")
     before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}) if held else None
     try:
-        for path in made():
-            os.replace(path, dest.with_name(dest.stem + path.name[len(stem):]))
+        with FileLock(dest.with_name(f".{dest.name}.lock")):
+            for path in made():
+                os.replace(path, dest.with_name(dest.stem + path.name[len(stem):]))
     finally:
         if held:
             signal.pthread_sigmask(signal.SIG_SETMASK, before)

@@ -4,6 +4,7 @@ import shlex
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -518,3 +519,30 @@ def test_predict_goes_on_past_an_unexpected_error(tmp_path, monkeypatch, capsys)
     assert [line["path"] for line in lines] == list(map(str, paths))
     assert lines[0]["error"].endswith(".") and "bug" not in lines[0]["error"]
     assert lines[1]["label"] in data.CLASS_NAMES
+
+
+def test_two_saves_to_one_name_move_their_files_one_set_at_a_time(tmp_path, monkeypatch):
+    """Two saves to one model file moving at once could leave one's model under the other's card."""
+    import threading
+    import time
+    moved, replace = [], os.replace
+
+    def slow_replace(source, target):
+        moved.append(Path(source).name.split(".saving-")[1].split(".")[0])     # which save moved it
+        replace(source, target)
+        time.sleep(0.1)
+    monkeypatch.setattr(rundir.os, "replace", slow_replace)
+
+    def save(content):
+        with rundir.model_files(tmp_path / "kept.keras") as saving:
+            saving.write_bytes(content)
+            saving.with_suffix(".json").write_bytes(content)
+            saving.with_suffix(".int8.npz").write_bytes(content)
+    saves = [threading.Thread(target=save, args=(content,)) for content in (b"first", b"second")]
+    for thread in saves:
+        thread.start()
+        time.sleep(0.05)
+    for thread in saves:
+        thread.join()
+    assert len(moved) == 6 and moved[:3] == [moved[0]] * 3 and moved[3:] == [moved[3]] * 3
+    assert len({(tmp_path / name).read_bytes() for name in ("kept.keras", "kept.json", "kept.int8.npz")}) == 1
