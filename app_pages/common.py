@@ -305,15 +305,24 @@ def header(page: str) -> None:
 
 
 def _download_button() -> None:
-    """The data set downloaded once for the whole server, whoever presses, in the server's own thread:
-    every visitor sees how far it has got, and the pages use it once it is there."""
+    """The data set downloaded once for the whole server, by whoever presses (the teacher, on a server with
+    a teacher password), in the server's own thread: every visitor sees how far it has got, and the pages
+    use it once it is there."""
     state = data.downloading()
     if state.running:
         _download_progress()
         return
     if state.error:
         st.sidebar.error(state.error)
-    if st.sidebar.button("Download CIFAR-10 (170 MB)", help="Saved on the server, in Keras' folder of data sets (KERAS_HOME, ~/.keras by default), for next time"):
+    # Once there, every page of every visitor moves to the whole data set (every Quiz game starts again):
+    # on a server with a teacher password, the teacher's call.
+    locked = bool(settings.get().admin_password) and not is_teacher()
+    saved = "Saved on the server, in Keras' folder of data sets (KERAS_HOME, ~/.keras by default), for next time."
+    pressed = st.sidebar.button("Download CIFAR-10 (170 MB)", disabled=locked,
+                                help=("Only a teacher can download it on this server (Teacher controls, below): "
+                                      "every page changes to it for everyone, and every Quiz game starts again. "
+                                      + saved) if locked else saved)
+    if pressed:     # a greyed-out button's press sent by a script: Streamlit discards it
         data.download_in_background()
         st.rerun()
 

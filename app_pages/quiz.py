@@ -3,7 +3,7 @@ import numpy as np
 import streamlit as st
 
 from app_pages import common
-from app_pages.quiz_parts import Quiz, game, keep, latest
+from app_pages.quiz_parts import game, keep, latest
 from cifar_core import charts, evaluation
 from cifar_core.data import CLASS_NAMES, with_article
 
@@ -50,6 +50,11 @@ if before is not None and before.against != playing:
         why = "in hard mode" if hard else "on every test picture"
     st.toast(f"A new game {why}." if new else f"Back to your game {why}: you {quiz.people} / {quiz.rounds}.",
              icon=":material/restart_alt:")
+elif before is not None and before.game != quiz.game:
+    # This tab's own game gave way to the one another tab of the browser played or started again: its click,
+    # if any, was for a picture no longer on screen, and the picture changes under it.
+    st.toast(f"Your game went on in another tab of this browser: here it is, you {quiz.people} / {quiz.rounds}.",
+             icon=":material/tab:")
 if note := st.session_state.pop("quiz_note", None):     # from the click before this rerun
     st.toast(note, icon=":material/replay:")
 
@@ -67,7 +72,7 @@ if quiz.index < 0:
 keep(me, quiz)
 # Read once: another tab of this browser may answer or move on while this page is drawn.
 with quiz.lock:
-    shown, answer = quiz.index, quiz.answer
+    shown, answer, turn = quiz.index, quiz.answer, quiz.turn
 
 score_you.metric("You", f"{quiz.people} / {quiz.rounds}")
 score_model.metric("The model", f"{quiz.model} / {quiz.rounds}",
@@ -75,7 +80,8 @@ score_model.metric("The model", f"{quiz.model} / {quiz.rounds}",
                         + (" In hard mode every picture is one it gets wrong." if hard else ""))
 score_people.metric("One person, by hand", f"{HUMAN_ACCURACY:.0%}",
                     help="Andrej Karpathy sorted about 400 CIFAR-10 test pictures himself in 2011 and got about 94% "
-                         "of them right: one careful person, not people in general, on pictures of every kind.")
+                         "of them right: one careful person, not people in general, on pictures of every kind."
+                         + (" Hard mode's pictures are the model's mistakes, often hard for people too." if hard else ""))
 
 picture, buttons = st.columns([1, 1])
 image = test.x_test[shown]
@@ -87,12 +93,18 @@ picture.image(charts.png(charts.upscale(image, 10)), caption="What is it?", outp
 real_size = picture.container(horizontal=True, vertical_alignment="center")
 real_size.image(charts.png(image), width=32, output_format="PNG", alt="")   # the same picture again: decorative
 real_size.caption("The real size: 32 x 32 pixels")
+if hard and len(pool) < len(test.y_test):
+    # The model's mistakes lean to a few classes (cats and dogs, mostly): a class guessing those should know.
+    classes, counts = np.unique(test.y_test[pool], return_counts=True)
+    most = [f"{CLASS_NAMES[c]} ({n:,})" for c, n in sorted(zip(classes, counts), key=lambda cn: -cn[1])[:3]]
+    picture.caption(f"Hard mode: the {len(pool):,} pictures this model gets wrong. The classes most among them: "
+                    f"{', '.join(most)}.")
 
 if answer is None:
     buttons.markdown("**Pick one**")
     grid = buttons.columns(2)
     for i, name in enumerate(CLASS_NAMES):
-        if grid[i % 2].button(name.capitalize(), key=f"quiz_{quiz.game}_{shown}_{name}", width="stretch"):
+        if grid[i % 2].button(name.capitalize(), key=f"quiz_{quiz.game}_{turn}_{name}", width="stretch"):
             quiz.take(shown, i, int(test.y_test[shown]), int(guesses[shown]))
             st.rerun()
 else:
@@ -111,7 +123,7 @@ else:
 # Asked twice: one stray click at the projector would wipe a whole class's score.
 with st.popover("Start again", icon=":material/restart_alt:"):
     if st.button("Yes: both scores back to 0", key="quiz_restart"):
-        fresh = Quiz(against=quiz.against, pictures=quiz.pictures)
+        fresh = quiz.started_again()
         st.session_state["quiz"] = fresh
         keep(me, fresh, started_again=True)     # in the played one's place: every tab of this browser starts again
         st.rerun()

@@ -21,14 +21,26 @@ class Quiz:
     # One byte a picture (10 KB for the test set), however long the game: a set of those seen grew to
     # 850 KB in a game through all 10,000, and the server keeps hundreds of games.
     seen: np.ndarray = field(init=False, repr=False, compare=False)
-    # In the answer buttons' keys, with the picture's index: a click sent before a new game began (another
-    # model picked in another tab, the pictures changed) must not score a picture its sender never saw.
+    # In the answer buttons' keys: a click sent before a new game began (another model picked in another
+    # tab, the pictures changed) must not score a picture its sender never saw.
     game: str = field(default_factory=lambda: secrets.token_hex(4))
+    # The picture's own part of the keys, drawn afresh for each: the picture's index there was in the
+    # page's HTML, and Explore (or any copy of CIFAR-10) turned it into the answer before a click.
+    turn: str = ""
     # Two tabs of one browser share the game: a click in each within the same moment must count once.
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def __post_init__(self):
         self.seen = np.zeros(self.pictures, bool)
+
+    def started_again(self) -> "Quiz":
+        """A new game against the same model, pictures and mode, both scores at 0, that remembers which
+        pictures this one showed: answered ones do not come back first (in hard mode, a few dozen pictures
+        on the bundled sample, about one in four would have)."""
+        fresh = Quiz(against=self.against, pictures=self.pictures)
+        with self.lock:
+            fresh.seen = self.seen.copy()
+        return fresh
 
     def take(self, index: int, choice: int, truth: int, guess: int) -> bool:
         """Score `choice` for picture `index`, unless that picture is no longer on screen or already
@@ -56,6 +68,7 @@ class Quiz:
                 self.seen[pictures] = False
                 fresh = pictures[pictures != self.index] if len(pictures) > 1 else pictures
             self.index, self.answer = int(np.random.default_rng().choice(fresh)), None
+            self.turn = secrets.token_hex(4)
             self.seen[self.index] = True
             return again
 
