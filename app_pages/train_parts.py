@@ -244,16 +244,18 @@ def status_line(run: runs.Run, metrics: list[dict]) -> None:
         st.info(f"Waiting in the queue{where}. {when}", icon=icon)
     elif run.state == "running" and rundir.stop_requested(run.path):
         # Not "about N min left": it stops after its current batch, then saves and tests what it has; within
-        # its first epoch it keeps nothing (training.py: a few batches are no model worth the queue's time).
+        # its first minute of training it keeps nothing (a few batches are no model worth the queue's time).
+        trained = max((m.get("elapsed_s") or 0 for m in metrics), default=0)
         kept = ("it keeps and tests what it has learned" if any(m.get("kind") == "epoch" for m in metrics)
-                else "it ends without a model, as it has not finished its first epoch")
+                or trained >= rundir.FIRST_EPOCH_KEPT_AFTER_S
+                else "it ends without a model, as it has trained for less than a minute")
         st.progress(p["fraction"], text=f"Stopping: after its current batch {kept} · {duration(p['elapsed_s'])} so far")
     elif run.state == "running":
         st.progress(p["fraction"], text=progress_text(p))
     elif run.state == "failed":
         st.error(f"Failed: {run.status.get('error') or 'no reason was recorded.'}", icon=icon)
     elif run.state == "stopped" and not run.model_path:     # cancelled while it waited, or stopped too soon
-        why = run.status.get("error") or run.status.get("stopped_because") or "It was stopped before its first epoch ended."
+        why = run.status.get("error") or run.status.get("stopped_because") or "It was stopped in its first minute of training."
         st.info(f"Stopped: {why} It has no model to try.", icon=icon)
     else:
         accuracy = run.status.get("test_accuracy")

@@ -205,12 +205,12 @@ def cmd_train(args) -> int:
     if state == "failed":
         print(f"Training failed: {status.get('error')}", file=sys.stderr)
         return 1
-    if status.get("test_accuracy") is not None:     # none for a run stopped before its first epoch ended
+    if status.get("test_accuracy") is not None:     # none for a run stopped in its first minute of training
         from cifar_core import evaluation
         print(f"Test accuracy {status['test_accuracy']:.2%}: {evaluation.ACCURACY_DEFINITION}", flush=True)
     if save is not None:
         if not (run_dir / rundir.MODEL).exists():
-            print(f"Not saved as {save}: the run stopped before its first epoch ended, so it has no model.",
+            print(f"Not saved as {save}: the run stopped in its first minute of training, so it has no model.",
                   file=sys.stderr)
             return 1
         training.export(run_dir, save, command=shlex.join(["python", "-m", "cifar_core", *sys.argv[1:]]),

@@ -659,7 +659,8 @@ def _end_long_turns(runs: list[Run]) -> None:
     """Stop a visitor's run that has run CIFAR_RUN_TURN_MINUTES (wall time from its start, its test passes
     included: the trainer is held as long) while another person's run waits: one
     student's 200 epochs of `best` would otherwise hold the trainer for hours while the class queues.
-    It stops as Stop does once it has saved a model (its first epoch ended), the model kept, and can be
+    It stops as Stop does, what it has learned kept (within its first epoch too: a batch of 1 on every
+    picture takes an hour or two over that epoch alone; `rundir.FIRST_EPOCH_KEPT_AFTER_S`), and can be
     continued once the queue is free. Alone on a laptop nobody else waits, so it never stops; teachers'
     and the command line's runs never do."""
     turn = settings.get().run_turn_minutes * 60
@@ -668,10 +669,10 @@ def _end_long_turns(runs: list[Run]) -> None:
         started = run.status.get("started")
         if (run.state == "running" and run.status.get("takes_turns") and turn and started
                 and time.time() - started > turn and waiting - {run.status.get("owner", "")}
-                and run.model_path and not rundir.stop_requested(run.path)):   # once it has a model to keep
+                and not rundir.stop_requested(run.path)):
             rundir.request_stop(run.path, (
                 f"Stopped after its turn of {turn // 60} minutes from its start (tests included), because other "
-                "people's runs were waiting. Its model is kept: continue it when the queue is free."))
+                "people's runs were waiting. What it has learned is kept: continue it when the queue is free."))
 
 
 def _last_heard(run: Run) -> float:

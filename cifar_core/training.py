@@ -111,9 +111,9 @@ def _recorder(run_dir: Path, config: TrainConfig, test: tuple, export_model, ste
                 return
             elapsed = self.elapsed()
             images_per_s = self.epoch_images / max(1e-9, elapsed - self.epoch_started_at)
-            if self.stopped and epoch == 0:
-                # Stopped within its first epoch: a few batches from the start are no model worth keeping,
-                # or worth the queue's time to calibrate and test (tens of seconds for `best`).
+            if self.stopped and epoch == 0 and elapsed < rundir.FIRST_EPOCH_KEPT_AFTER_S:
+                # Stopped soon after its start: a few batches are no model worth keeping, or worth the
+                # queue's time to calibrate and test (tens of seconds for `best`).
                 return
             # A step's loss is measured before its update: the epoch's last step can leave the weights
             # infinite with every loss recorded finite. Saved, tested and snapshotted, such a model answered

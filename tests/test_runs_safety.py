@@ -67,15 +67,12 @@ def test_a_long_run_stops_after_its_turn_only_while_someone_else_waits(tiny_env,
     rundir.update_status(long.path, started=rundir.now() - 21 * 60)
     runs.reconcile()
     assert not rundir.stop_requested(long.path)
-    bob = runs.start(small(epochs=1), owner="bob")                 # someone else waits: not yet, it has no model
-    runs.reconcile()
-    assert not rundir.stop_requested(long.path)
-    (long.path / rundir.MODEL).write_bytes(b"its first epoch's checkpoint")
+    bob = runs.start(small(epochs=1), owner="bob")                 # someone else waits
     rundir.update_status(long.path, started=rundir.now() - 19 * 60)   # within its turn
     runs.reconcile()
     assert not rundir.stop_requested(long.path)
-    rundir.update_status(long.path, started=rundir.now() - 21 * 60)
-    runs.reconcile()
+    rundir.update_status(long.path, started=rundir.now() - 21 * 60)   # still in its first epoch: stopped all
+    runs.reconcile()                                                   # the same (it keeps what it learned)
     assert "turn of 20 minutes" in rundir.stop_reason(long.path)
     assert runs.get(bob.id).state == "queued"
 

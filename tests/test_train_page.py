@@ -288,7 +288,13 @@ def test_a_stop_within_the_first_epoch_does_not_promise_a_model(page, monkeypatc
     rundir.request_stop(run.path)
     at = page(watch=run.id)
     assert at.get("progress")[0].proto.text.startswith(
-        "Stopping: after its current batch it ends without a model, as it has not finished its first epoch")
+        "Stopping: after its current batch it ends without a model, as it has trained for less than a minute")
+    # Past a minute of training it keeps what it has learned, its first epoch unfinished.
+    rundir.append_metric(run.path, {"kind": "batch", "epoch": 1, "step": 9, "steps": 13, "elapsed_s": 61.0,
+                                    "loss": 2.0, "accuracy": 0.2})
+    board.invalidate()
+    at = page(watch=run.id)
+    assert at.get("progress")[0].proto.text.startswith("Stopping: after its current batch it keeps and tests")
 
 
 def test_all_training_pictures_says_how_many_are_kept_aside_for_sure(page):

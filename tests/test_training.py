@@ -382,6 +382,18 @@ def test_a_run_stopped_in_its_first_epoch_keeps_no_model_and_is_not_tested(tiny,
     assert status["test_accuracy"] is None and status["stopped_because"] is None
 
 
+def test_a_run_stopped_in_its_first_epoch_after_a_while_keeps_and_tests_what_it_learned(tiny, tmp_path,
+                                                                                      monkeypatch):
+    """A first epoch can outlast a class's turn (a batch of 1 on every picture: an hour or two), and the
+    turn could not end such a run, as it kept nothing: past a minute of training it keeps its model."""
+    monkeypatch.setattr(rundir, "FIRST_EPOCH_KEPT_AFTER_S", 0.0)     # a minute, here at once
+    result = _stopped_once(tiny, tmp_path, "batch", "Stopped after its turn.")
+    status = rundir.read_status(tmp_path)
+    assert result["state"] == "stopped" and not _records(tmp_path, "epoch")
+    assert (tmp_path / rundir.MODEL).exists() and status["test_accuracy"] is not None
+    assert status["stopped_because"] == "Stopped after its turn."
+
+
 def test_a_run_stopped_before_it_started_builds_nothing(tiny, tmp_path):
     rundir.request_stop(tmp_path, "Cleared by the teacher.")
     config = TrainConfig(arch="airbench_tiny", epochs=50, batch_size=4, precision="float32")
