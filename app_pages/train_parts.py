@@ -475,11 +475,12 @@ def actions(run: runs.Run, owner: str, name: str | None = None) -> None:
                                        key=f"model_{run.id}", icon=":material/download:", help=usage)
         columns[2].download_button("Report (.html)", lambda: report.kept_html(run), f"{name}.html", mime="text/html",
                                    key=f"report_{run.id}", icon=":material/description:", help=about)
-    if run.state in ("finished", "stopped") and run.model_path:
+    if run.state in ("finished", "stopped", "failed") and run.model_path:
+        last = " (for a failed run, the model of its last finished epoch)" if run.state == "failed" else ""
         more = columns[3].number_input("More epochs", 1, 200, 2, key=f"more_{run.id}",
-                                       help="The run goes on from its model with its learning rate peaking only at the "
-                                            "rate it ended at (a tenth of its peak where that fell to nothing), so "
-                                            "more epochs refine it rather than shake it up again.")
+                                       help=f"The run goes on from its model{last} with its learning rate peaking only "
+                                            "at the rate its schedule ends at (a tenth of its peak where that falls to "
+                                            "nothing), so more epochs refine it rather than shake it up again.")
         if columns[3].button("Continue", key=f"continue_{run.id}"):
             try:
                 st.session_state["train_watch"] = runs.continue_run(run.id, int(more), owner,

@@ -422,4 +422,5 @@ class Trainer:
         if rundir.read_status(run_dir).get("state") == "running":   # it died without saying how it ended
             rundir.update_status(run_dir, state="failed", ended=rundir.now(), error=(
                 f"The trainer on cluster node {node} ended with exit code {code} before finishing "
-                "(killed, or out of memory); the last checkpoint, if any, is kept."))
+                "(killed, or out of memory); its last checkpoint, if it saved one, is kept: Continue goes on "
+                "from it."))

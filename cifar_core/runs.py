@@ -322,7 +322,8 @@ def _too_big(config: TrainConfig, continuing: bool) -> str | None:
 
 @_in_a_sentence
 def continue_run(run_id: str, epochs: int, owner: str = "", admin: bool = False) -> Run:
-    """Start a new run that trains a finished or stopped run's checkpoint for more epochs.
+    """Start a new run that trains a run's checkpoint for more epochs: a finished or stopped run's, or a
+    failed one's last (a trainer killed for memory, a cluster node gone: its last epoch's model is kept).
 
     The new run shares its parent's snapshots, epoch numbers kept, and its
     trainer numbers its own snapshots after them: one history across the two
@@ -331,8 +332,8 @@ def continue_run(run_id: str, epochs: int, owner: str = "", admin: bool = False)
     history only at its first epoch's end.
     """
     run = get(run_id)
-    if run.state not in ("finished", "stopped") or not run.model_path:
-        raise RunError("Only a finished or stopped run with a saved model can be continued.")
+    if run.state not in ("finished", "stopped", "failed") or not run.model_path:
+        raise RunError("Only a run that has ended with a saved model can be continued.")
     parent = TrainConfig.from_dict(run.config)
     config = dataclasses.replace(parent, epochs=epochs, initial_model=str(run.model_path),
                                  name=f"{run.name[:MAX_NAME_CHARS - 12]} (continued)", **going_on(parent))
@@ -622,7 +623,7 @@ def reconcile(locked: bool = False) -> list[str]:
                 _kill(run.status.get("pid"))
             rundir.update_status(run.path, state="failed", ended=_last_heard(run), error=(
                 f"The trainer made no progress for {settings.get().run_stall_s} seconds, so it was ended; "
-                "the runs after it go on. The last checkpoint, if any, is kept."))
+                "the runs after it go on. Its last checkpoint, if it saved one, is kept: Continue goes on from it."))
             dead.append(run.id)
     for gone in _heard.keys() - {run.id for run in everything if run.state == "running" and run.id not in dead}:
         del _heard[gone]
@@ -637,7 +638,8 @@ def _died(status: dict) -> str:
         from cifar_core import ray_backend
         return ray_backend.failure(status)
     return (f"The training process (pid {status.get('pid')}) ended without finishing: it was killed or ran out "
-            "of memory (a smaller batch needs less). The last checkpoint, if any, is kept.")
+            "of memory (a smaller batch needs less). Its last checkpoint, if it saved one, is kept: Continue "
+            "goes on from it.")
 
 
 RAY_START_GRACE_S = 120    # a run on a cluster waits this long for Ray to place it before it counts as waiting

@@ -200,8 +200,12 @@ def test_a_finished_run_can_be_continued_from_its_checkpoint(tiny_env):
     assert len([m for m in runs.get(more.id).metrics() if m["kind"] == "epoch"]) == 2
     assert not Path(more.config["initial_model"]).exists(), "the copy it started from is let go once loaded"
     queued = runs.create(small(epochs=1))
-    with pytest.raises(runs.RunError, match="Only a finished or stopped run"):
+    with pytest.raises(runs.RunError, match="Only a run that has ended with a saved model"):
         runs.continue_run(queued.id, 2)
+    # A run that failed after saving a model (its trainer killed for memory, a cluster node gone) goes on
+    # from that model: the failure says its last checkpoint is kept.
+    rundir.update_status(first.path, state="failed", error="The trainer was killed.")
+    assert runs.continue_run(first.id, 1, owner="alice").config["epochs"] == 1
 
 
 def test_a_continued_run_peaks_at_the_rate_its_parent_ended_at():

@@ -447,3 +447,19 @@ def test_compared_curves_are_built_once_for_every_board_showing_them(page, monke
     at.run()
     assert not at.exception and len(built) == 1            # a new record: the same chart...
     assert len(points) > made and max(points[made:]) > 1    # ...with its points made again, the new one in them
+
+
+def test_a_failed_run_that_kept_a_model_can_be_continued(page):
+    """Its failure says the last checkpoint is kept (a trainer killed for memory, a cluster node gone),
+    but only finished and stopped runs could go on from theirs: the student could only start again."""
+    from prepared_runs import finished_run
+    run = finished_run("killed in epoch 3")
+    rundir.update_status(run.path, state="failed", error="The trainer was killed.")
+    board.invalidate()
+    at = page()
+    at.session_state["train_board"] = {"selection": {"rows": [0], "columns": []}}     # picked in the table
+    at.run()
+    assert "its last finished epoch" in at.number_input(key=f"more_{run.id}").help
+    at.button(key=f"continue_{run.id}").click().run()
+    assert not at.exception and at.session_state["train_watch"] != run.id
+    assert runs.get(at.session_state["train_watch"]).name == "killed in epoch 3 (continued)"
