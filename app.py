@@ -12,6 +12,7 @@ what waits to be sent to one tab has a budget in bytes
 pages and the sidebar are in studio.py; running studio.py on its own also works, but then
 each browser tab is a new person.
 """
+import importlib.util
 import sys
 
 import streamlit as st
@@ -29,8 +30,14 @@ try:
 except ValueError as e:
     sys.exit(f"CIFAR-10 Studio cannot start: {e}")
 
-send_budget.bound_send_queues()     # a browser that falls 64 MB behind is dropped, not 500 messages behind
-request_heads.bound_request_heads()     # a request's head is parsed up to 64 KB, not to any size
+# Each bound is a patch of the web server's own code: said at start, never silently, when a newer version
+# moved what it patches (CI's tests would fail too; a server installed without them would not).
+if not send_budget.bound_send_queues():     # a browser that falls 64 MB behind is dropped, not 500 messages behind
+    print("Warning: this Streamlit's websocket sender was not found: a slow browser's messages are not bounded "
+          "in bytes (app_pages/send_budget.py).", file=sys.stderr)
+if not request_heads.bound_request_heads() and importlib.util.find_spec("httptools"):   # h11 bounds its own
+    print("Warning: this uvicorn's httptools protocol was not found: request heads are not bounded to 64 KB or "
+          "20 s (app_pages/request_heads.py).", file=sys.stderr)
 app = st.App("studio.py",
              middleware=[Middleware(StaticAssets), Middleware(IdentityCookie), Middleware(UploadBudget),
                          Middleware(RunDownloads)])

@@ -44,6 +44,7 @@ hangs is replaced at the next call.
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import logging
@@ -93,17 +94,24 @@ def waiting_sentence(run) -> str:
 
 
 def resources(config: dict) -> tuple[int, int, int]:
-    """CPUs, GPUs and MB of memory a trainer asks the cluster for. Memory as `trainer_memory` estimates it
-    (the nodes taken to be like this server), so Ray places big runs where they fit rather than by CPUs
-    alone, two 6 GB trainers on one 8 GB node; a GPU run's batch lives in the GPU, so it asks for none."""
+    """CPUs, GPUs and MB of memory a trainer asks the cluster for. Memory as `trainer_memory` estimates it,
+    so Ray places big runs where they fit rather than by CPUs alone, two 6 GB trainers on one 8 GB node;
+    a GPU run's batch lives in the GPU, so it asks for none."""
     limits = settings.get()
     wants_gpu = any(config.get(field) == value for field, value in GPU_RECIPES.items())
     gpus = max(limits.ray_gpus_per_run, 1 if wants_gpu else 0)
     try:
-        memory = 0 if gpus else round(trainer_memory.estimate_mb(TrainConfig.from_dict(config)))
+        memory = 0 if gpus else round(trainer_memory.estimate_mb(_on_any_node(TrainConfig.from_dict(config))))
     except (ValueError, TypeError):     # a damaged settings file: its trainer fails it in a sentence
         memory = 0
     return limits.ray_cpus_per_run, gpus, memory
+
+
+def _on_any_node(config: TrainConfig) -> TrainConfig:
+    """`config` as its memory is worked out for a node not known yet: "auto" computes in bfloat16 only on a
+    CPU that has it, and this server's CPU says nothing of the node's (32-bit numbers take about twice the
+    memory a picture: an airbench run at a batch of 4,096 asked for 6.4 GB and took 7-8)."""
+    return dataclasses.replace(config, precision="float32") if config.precision == "auto" else config
 
 
 def refusal(config, continuing: bool = False) -> str | None:
@@ -123,7 +131,7 @@ def refusal(config, continuing: bool = False) -> str | None:
                    if node.get("Alive") and node.get("Resources", {}).get("CPU", 0) >= cpus), default=0)
     if not largest:      # no node says what it offers: Ray decides
         return None
-    return trainer_memory.refusal(config, room_mb=largest / 2**20, continuing=continuing,
+    return trainer_memory.refusal(_on_any_node(config), room_mb=largest / 2**20, continuing=continuing,
                                   where="any machine of the cluster offers a trainer")
 
 
@@ -156,10 +164,12 @@ def submit(run) -> None:
     cpus, gpus, memory = resources(run.config)
     # The CPUs it asks for are where Ray places it; TensorFlow would start a thread for every core of
     # the node all the same, and four runs on a 16-core node each take all 16.
-    threads = {"TF_NUM_INTRAOP_THREADS": str(cpus), "TF_NUM_INTEROP_THREADS": str(min(cpus, 2))}
+    given = {"TF_NUM_INTRAOP_THREADS": str(cpus), "TF_NUM_INTEROP_THREADS": str(min(cpus, 2))}
+    if not gpus:    # Ray hides no GPU from an actor that asked for none: it would train on one not given it
+        given["CUDA_VISIBLE_DEVICES"] = ""
     try:
         actor_id = _agent.call("submit", str(run.path.resolve()), run.id, cpus, gpus, memory,
-                               {**_trainer_environment(), **threads})
+                               {**_trainer_environment(), **given})
     except ClusterUnavailable as e:
         rundir.update_status(run.path, state="failed", ended=rundir.now(), error=f"{e} The run was not started.")
         return
@@ -175,7 +185,8 @@ def _trainer_environment() -> dict[str, str]:
     """What the trainer must see as this server does: the data, the runs directory (absolute, as every
     node mounts it at the same path) and the Keras cache. Everything else comes from the node."""
     # As this server's environment has them: a node works out a relative or "~" path for its own user.
-    passed = {k: v for k, v in os.environ.items() if k.startswith("CIFAR") or k == "KERAS_HOME"}
+    passed = {k: v for k, v in os.environ.items()
+              if (k.startswith("CIFAR") or k == "KERAS_HOME") and k not in settings.SECRETS}
     passed["CIFAR_RUNS_DIR"] = str(settings.get().runs_dir.resolve())
     passed["CIFAR_RUNS_BACKEND"] = "ray"   # its end-of-run dispatch must never start waiting runs on its node
     return passed
@@ -187,7 +198,7 @@ def dispatch(runs: list, launch) -> None:
         return   # a trainer's end-of-run dispatch: the app servers' watchers do the cluster's bookkeeping
     for run in runs:
         if run.state != "queued":
-            if on_ray(run.status) and not run.status.get("ray_node") and not run.status.get("ray_released"):
+            if in_cluster_queue(run.status):
                 release(run)
             continue
         if not on_ray(run.status):
@@ -229,6 +240,13 @@ def release(run) -> None:
     A cluster that does not answer is asked again on the next round."""
     if end(run):
         rundir.update_status(run.path, ray_released=True)
+
+
+def in_cluster_queue(status: dict) -> bool:
+    """Whether a run sent to the cluster may still wait in its queue: never placed on a node, nor taken out
+    (`release`). Cancelled (Stop, a teacher's Clear) as the class's last waiting run, it stayed there until
+    some other run was active: placed later, each started a Ray worker for nothing, ahead of real runs."""
+    return on_ray(status) and not status.get("ray_node") and not status.get("ray_released")
 
 
 def alive(status: dict) -> bool:

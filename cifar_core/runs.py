@@ -439,7 +439,7 @@ def _memory_for(run: Run, config: TrainConfig, room: trainer_memory.Room, idle_m
 def trainer_environment() -> dict[str, str]:
     """The environment of a trainer (or a warm worker) on this machine: it runs from the package's folder,
     wherever the server was started, so the package is on its path and the path settings are absolute."""
-    return {**os.environ, **settings.paths_for_trainers(),
+    return {**{k: v for k, v in os.environ.items() if k not in settings.SECRETS}, **settings.paths_for_trainers(),
             "PYTHONPATH": os.pathsep.join(filter(None, [str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")]))}
 
 
@@ -504,10 +504,10 @@ def delete(run_id: str, owner: str = "", admin: bool = False) -> None:
         if run.state == "running":
             raise RunError("This run is still training: stop it before deleting it.")
         _remove(run.path)
-    if run.status.get("backend") == "ray" and not run.status.get("ray_node") and not run.status.get("ray_released"):
-        from cifar_core import ray_backend     # cancelled, its request still in the cluster's queue: the next
-        ray_backend.end(run)                   # round, which would take it out, finds no folder (asked outside
-    board.invalidate()                         # the lock: a cluster that hangs keeps nobody else waiting)
+    from cifar_core import ray_backend
+    if ray_backend.in_cluster_queue(run.status):   # cancelled, its request still in the cluster's queue: the
+        ray_backend.end(run)                       # next round, which would take it out, finds no folder (asked
+    board.invalidate()                             # outside the lock: a hung cluster keeps nobody else waiting)
 
 
 def _remove(path: Path) -> None:
@@ -723,7 +723,8 @@ def _kill(pid) -> None:
 
 class Watcher:
     """Every `interval` seconds, in a daemon thread until `stop()`: refreshes the board snapshot every
-    session reads (`board`), and reconciles the runs directory while any run is queued or running."""
+    session reads (`board`), and reconciles the runs directory while any run is queued or running, or
+    cancelled while it waited for a cluster that may still hold its request (`ray_backend.release`)."""
 
     def __init__(self, interval: float):
         self.interval = interval
@@ -733,12 +734,14 @@ class Watcher:
         self.thread.start()
 
     def _loop(self) -> None:
+        from cifar_core.ray_backend import in_cluster_queue
         while not self._stop.wait(self.interval):
             try:
                 if settings.get().runs_dir != self.runs_dir:
                     continue    # settings changed under this process (tests do): leave other directories alone
                 # Nothing queued or running: no trainer can die and no run can start, so no lock and no reads.
-                if any(r.state in rundir.ACTIVE for r in board.refresh().runs):
+                cluster = settings.get().runs_backend == "ray"      # where a cancelled run's request is let go
+                if any(r.state in rundir.ACTIVE or cluster and in_cluster_queue(r.status) for r in board.refresh().runs):
                     reconcile()
                     board.refresh()
             except Exception as e:   # a full disk, a busy lock or a setting gone bad must not end the watch

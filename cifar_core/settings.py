@@ -11,6 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+# Settings no trainer needs, kept out of trainers' environments (a cluster node's user could read them).
+SECRETS = ("CIFAR_ADMIN_PASSWORD",)
+
+
 @dataclass(frozen=True)
 class Settings:
     data: Path | None          # CIFAR10_DATA: a cifar-10-python.tar.gz or a folder holding cifar-10-batches-py/

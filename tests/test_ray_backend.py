@@ -4,6 +4,7 @@ for a GPU, notice a lost actor, and stay out of the way where Ray is not install
 The lifecycle every backend shares (start, stop, queue, continue, a killed
 trainer) is in test_runs_backends.py.
 """
+import dataclasses
 import json
 import os
 import subprocess
@@ -66,9 +67,27 @@ def test_a_gpu_recipe_asks_the_cluster_for_a_gpu_and_a_cpu_one_for_its_memory(mo
     assert ray_backend.resources(gpu_recipe().to_dict()) == (4, 1, 0)      # its batch lives in the GPU
     assert ray_backend.resources({**small().to_dict(), "strategy": "mirrored"}) == (4, 1, 0)
     big = TrainConfig.from_preset("best", batch_size=4096)
-    assert ray_backend.resources(big.to_dict())[2] == round(trainer_memory.estimate_mb(big)) > 4 * memory
+    in_float32 = round(trainer_memory.estimate_mb(dataclasses.replace(big, precision="float32")))
+    assert ray_backend.resources(big.to_dict())[2] == in_float32 > 4 * memory
+    # This server computing in bfloat16 says nothing of the node Ray picks: "auto" asks for float32's memory.
+    monkeypatch.setattr(trainer_memory, "cpu_bfloat16", lambda: True)
+    assert ray_backend.resources(big.to_dict())[2] == in_float32 > trainer_memory.estimate_mb(big)
     monkeypatch.setenv("CIFAR_RAY_GPUS_PER_RUN", "1")    # a cluster of GPU workers: every run takes one
     assert ray_backend.resources(small().to_dict()) == (4, 1, 0)
+
+
+def test_a_trainer_on_the_cluster_gets_no_gpu_it_did_not_ask_for_and_never_the_teacher_password(
+        tiny_env, monkeypatch):
+    monkeypatch.setenv("CIFAR_RUNS_BACKEND", "ray")
+    monkeypatch.setenv("CIFAR_ADMIN_PASSWORD", "s3cret")
+    sent = []
+    monkeypatch.setattr(ray_backend._agent, "call", lambda what, *args: sent.append(args) or "actor-id")
+    ray_backend.submit(runs.create(small(epochs=1), owner="a"))
+    ray_backend.submit(runs.create(gpu_recipe(), owner="b"))
+    (_, _, _, gpus, _, environment), (_, _, _, gpus_too, _, environment_too) = sent
+    assert gpus == 0 and environment["CUDA_VISIBLE_DEVICES"] == ""
+    assert gpus_too == 1 and "CUDA_VISIBLE_DEVICES" not in environment_too     # Ray sets the one it gives
+    assert "CIFAR_ADMIN_PASSWORD" not in environment and "CIFAR_ADMIN_PASSWORD" not in runs.trainer_environment()
 
 
 def test_without_ray_installed_a_start_fails_with_one_sentence(tiny_env, monkeypatch):
@@ -263,3 +282,21 @@ def test_the_agents_replies_are_each_its_own_request(tiny_env, monkeypatch):
     agent(noisy=False)
     assert [fresh.call(op) for op in ("nodes", "exists", "nodes")] == ["nodes", "exists", "nodes"]
     fresh.process.kill()
+
+
+def test_the_last_waiting_run_cancelled_is_taken_out_of_the_clusters_queue(tiny_env, monkeypatch):
+    """Its request was let go only by a round that some other queued or running run set off: cancelled
+    as the class's last, each stayed in Ray's queue, to start a Ray worker for nothing later."""
+    monkeypatch.setenv("CIFAR_RUNS_BACKEND", "ray")
+    ended = []
+    monkeypatch.setattr(ray_backend, "end", lambda run: ended.append(run.id) or True)
+    monkeypatch.setattr(ray_backend._agent, "call", lambda what, *args: [] if what == "nodes" else "actor-id")
+    run = runs.start(small(epochs=1), owner="a")
+    assert run.status.get("backend") == "ray" and run.state == "queued"
+    runs.stop(run.id, owner="a")                                   # nothing else queued or running now
+    watcher = runs.watch(interval=0.05)
+    try:
+        wait_for(lambda: runs.get(run.id).status.get("ray_released"), timeout=30, what="its request let go")
+    finally:
+        watcher.stop()
+    assert ended == [run.id]

@@ -98,3 +98,20 @@ def test_a_tab_closed_while_a_message_waits_is_no_browser_fallen_behind(caplog):
         return socket.closed_with
     assert asyncio.run(main()) is None
     assert "fell" not in caplog.text
+
+
+def test_the_server_says_at_start_when_a_bound_could_not_be_applied(monkeypatch, capsys):
+    """Each bound patches the web server's own code: a newer Streamlit or uvicorn that moved it left the
+    server running without the bound, and nothing said so."""
+    import runpy
+    from app_pages import request_heads
+    from conftest import ROOT
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setattr(send_budget, "bound_send_queues", lambda: False)
+    monkeypatch.setattr(request_heads, "bound_request_heads", lambda: False)
+    runpy.run_path(str(ROOT / "app.py"))
+    said = capsys.readouterr().err
+    assert "websocket sender was not found" in said and "request heads are not bounded" in said
+    monkeypatch.undo()
+    runpy.run_path(str(ROOT / "app.py"))
+    assert "Warning" not in capsys.readouterr().err
