@@ -6,7 +6,7 @@ from cifar_core import charts, data, evaluation, inference
 common.header("home")
 st.markdown(
     "Teach a computer to recognise pictures, and see how it does it. "
-    "Start with **Explore** to look at CIFAR-10's 60,000 small photos in ten classes: 50,000 it learns from, "
+    "Start with **Explore** to look at CIFAR-10's 60,000 small photos in ten classes: up to 50,000 it learns from, "
     "10,000 kept apart to test it.")
 
 

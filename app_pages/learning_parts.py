@@ -234,7 +234,7 @@ def class_accuracy_chart(per_class: list[tuple[int, np.ndarray]], epoch: int | N
         marker = alt.Chart(pd.DataFrame({"start": [epoch - 0.5], "end": [epoch + 0.5]})).mark_rect(
             fill=None, stroke="#ff4b4b", strokeWidth=2).encode(x=x, x2="end:Q")
         chart = cells + marker
-    return chart.properties(height=330, title="How many of each class's test pictures it got right")
+    return chart.properties(height=330, title="What share of each class's test pictures it got right")
 
 
 @st.cache_resource(max_entries=64, show_spinner=False)

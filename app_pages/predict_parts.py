@@ -233,7 +233,8 @@ def answer(image: np.ndarray, key: str, original: Image.Image | None = None, hea
     with columns[-1]:
         st.metric("The model says", f"{CLASS_NAMES[best]}, {evaluation.sure(probabilities[best])} sure",
                   help=explain.SURE_ON_PHOTOS if photo else explain.SURE_ON_TEST_PICTURES)
-        if not drawing:     # a drawing's answer says beside it how little its "% sure" means
+        # A drawing's, a tiny or a flat picture's answer says beside it how little its "% sure" means.
+        if not explain.unlike_a_photo(image, size, drawing):
             st.caption(explain.what_sure_means(float(probabilities[best]), photo,
                                                getattr(model, "calibrated", True)))
         for note in explain.doubts(image, probabilities, size, drawing):
@@ -259,7 +260,9 @@ def _heat(model_id: tuple, model, image: np.ndarray, class_index: int) -> np.nda
     return cache[key]
 
 
-SQUARES = ("The larger square", "The closer square")   # a photo's views (inference.view_boxes), in order
+# A photo's views (inference.view_boxes), in order, named as the framed photo's caption names them: the first
+# is all of it or its middle, squeezed into a square where it is not one, in the red frame.
+SQUARES = ("The red frame", "The closer square")
 
 
 @st.fragment
@@ -274,7 +277,7 @@ def where(model_id: tuple, model, pictures: np.ndarray, probabilities: np.ndarra
     if len(squares) > 1:
         shown = st.segmented_control("Heat map of", SQUARES[:len(squares)], default=SQUARES[0],
                                      key=f"{key}_heat_square", help="The answer above averages what the model "
-                                     "says of each square; each has a heat map of its own.")
+                                     "says of each (the frames on your picture); each has a heat map of its own.")
         named = shown or SQUARES[0]     # a second click unchooses a square: then the first
         image = squares[SQUARES.index(named)]
     choose, fade = st.columns(2)
@@ -361,7 +364,8 @@ def _decoded(file) -> tuple[np.ndarray, tuple[int, int]] | str:
 
 
 def _row(file, decoded, model) -> dict:
-    """One upload's row of the batch table; a file that cannot be used gets its reason in "problem"."""
+    """One upload's row of the batch table; a file that cannot be used gets its reason in "problem", as does
+    a picture unlike a photo (tiny, flat, a screenshot) its answer's doubt."""
     row = {"picture": None, "file": file.name, "answer": "", "sure": None, "true class": None, "right?": "",
            "problem": ""}
     if isinstance(decoded, str):
@@ -369,6 +373,8 @@ def _row(file, decoded, model) -> dict:
     views, size = decoded
     probabilities = inference.predict_views(model, views, size)
     best = int(probabilities.argmax())
+    # As beside a single answer: a tiny, flat or screenshot-like picture's "sure" means little.
+    row["problem"] = " ".join(explain.unlike_a_photo(views[0], size))
     return {**row, "picture": charts.data_uri(charts.upscale(views[0], 2)), "answer": CLASS_NAMES[best],
             # Unrounded: the table rounds once, as the answer above the bars does (rounded here first to a
             # tenth, 50.45% showed as 51% beside "50% sure"); the CSV keeps one decimal.
@@ -496,8 +502,8 @@ def batch(files) -> None:
                     f"({evaluation.percent(right / checked)}); {answered - checked} answered without one.")
     else:
         st.caption("Pick each picture's true class in the table to count how many the model got right.")
-    for _, row in table[table["problem"] != ""].iterrows():
-        st.error(f"{row['file']}: {row['problem']}")
+    for _, row in table[table["problem"] != ""].iterrows():     # not read, or answered with a doubt
+        (st.warning if row["answer"] else st.error)(f"{row['file']}: {row['problem']}")
     csv = io.StringIO()
     table.drop(columns=["picture"]).rename(columns={"sure": "sure (%)"}).to_csv(csv, index=False, float_format="%.1f")
     st.download_button("Download the table (CSV)", csv.getvalue(), "predictions.csv", mime="text/csv",

@@ -56,9 +56,9 @@ class ConfigFields:
         add(left, "augment", st.toggle, "Augmentation (flips and shifts)", value=defaults.augment)
         add(middle, "name", st.text_input, "Run name", placeholder="e.g. Class 7B's first try", max_chars=60)
         turn = settings.get().run_turn_minutes
-        right.caption(f"At most {max_epochs} epochs per run on this server"
-                      + (f"; while others wait, {turn} minutes a run from its start (the model is kept)."
-                         if turn else "."))
+        right.caption(f"At most {evaluation.counted(max_epochs, 'epoch')} per run on this server"
+                      + (f"; while others wait, {evaluation.counted(turn, 'minute')} a run from its start (what "
+                         "it has learned is kept)." if turn else "."))
 
     def values(self) -> dict:
         return dict(self.widgets)
@@ -85,7 +85,8 @@ SAW_TOOTH = (
     "it averages only the newest, better steps. With augmentation each picture is also shown mirrored every "
     "other epoch, so one epoch can look a little different from the next. The solid line's dots are the whole "
     "test set, measured after each epoch on pictures the network never trains on: they are the figures to trust. "
-    "A one-epoch run (Quick, For a whole class) has one dot and no saw-tooth.")
+    "A one-epoch run (Quick, For a whole class) has one dot and no saw-tooth, and its dashed line, which "
+    "averages every step from the untrained start, ends below the dot, which measures the finished network.")
 
 
 def curves_alt(named_metrics: list[tuple[str, list[dict]]]) -> str:
@@ -281,17 +282,19 @@ def status_line(run: runs.Run, metrics: list[dict]) -> None:
 def progress_text(p: dict) -> str:
     """The progress bar's line: where the run is, how fast, how long so far and how long left."""
     so_far = f"{duration(p['elapsed_s'])} so far"
+    final = p["phase"] == "final"
     left = "" if p["seconds_left"] is None else (
         f" · about {duration(p['seconds_left'])} left" if p["seconds_left"] >= 1
+        else " · nearly done" if p["seconds_left"] > 0
+        # The final estimate leaves out the search named below (seconds for `best`): past it, not late.
+        else " · finishing" if final
         else " · taking longer than expected, nearly done")   # the estimate ran out while it still works
     if p["phase"] == "starting":
         return f"Starting: loading the data and building the network · {so_far}"
-    if p["phase"] == "final":
-        # The time left counts the measuring and calibrating; the search after them (seconds for `best`)
-        # is named, so a bar past its estimate says what it still does.
-        return (f"All {p['epochs']} epochs done: measuring the final model on the whole test set, "
-                f"calibrating how sure it is, then finding what its maps answer most (for Look inside) · "
-                f"{so_far}{left}")
+    if final:
+        done = "Its one epoch done" if p["epochs"] == 1 else f"All {p['epochs']} epochs done"
+        return (f"{done}: measuring the final model on the whole test set, calibrating how sure it is, then "
+                f"finding what its maps answer most (for Look inside) · {so_far}{left}")
     doing = "testing on the whole test set" if p["phase"] == "testing" else (
         f"{p['images_per_s']:,.0f} pictures/s" if p["images_per_s"] else "training")
     return f"Epoch {max(1, p['epoch'])} of {p['epochs']} · {doing} · {so_far}{left}"

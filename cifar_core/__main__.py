@@ -19,7 +19,7 @@ from pathlib import Path
 # still show, and a setting of one's own (0, to debug) is kept.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from cifar_core import cpu_priority, data, process_memory, rundir  # noqa: E402
+from cifar_core import cpu_priority, data, evaluation, process_memory, rundir  # noqa: E402
 from cifar_core.config import FIELD_HELP, PRESETS, ConfigError, TrainConfig  # noqa: E402
 
 DEFAULT_PRESET = "quick"
@@ -189,7 +189,7 @@ def cmd_train(args) -> int:
             rundir.write_json(run_dir / rundir.CONFIG, config.to_dict())
         else:
             run_dir = runs.create(config).path
-        print(f"Training {config.arch} for {config.epochs} epochs in {run_dir}", file=sys.stderr)
+        print(f"Training {config.arch} for {evaluation.counted(config.epochs, 'epoch')} in {run_dir}", file=sys.stderr)
     before = _stop_on_ctrl_c(run_dir)
     try:
         state = training.train(config, run_dir, dataset=dataset, progress=None if args.run_dir else _print_epoch)
@@ -206,7 +206,6 @@ def cmd_train(args) -> int:
         print(f"Training failed: {status.get('error')}", file=sys.stderr)
         return 1
     if status.get("test_accuracy") is not None:     # none for a run stopped in its first minute of training
-        from cifar_core import evaluation
         print(f"Test accuracy {status['test_accuracy']:.2%}: {evaluation.ACCURACY_DEFINITION}", flush=True)
     if save is not None:
         if not (run_dir / rundir.MODEL).exists():

@@ -255,13 +255,14 @@ def _share_bounds(frame: pd.DataFrame) -> alt.Chart:
 def training_curves(frame: pd.DataFrame, colour_by: str = "series") -> alt.Chart:
     """Loss and accuracy (in %) against epochs, side by side, training and test on the same axes.
 
-    Training is a dashed line, test a solid one with a dot for each epoch it was measured. One run's
-    two lines have a colour each as well; compared runs (`colour_by="run"`) get a colour each, and
-    their dots a shape each.
+    Training is a dashed line, test a solid one with a dot for each epoch it was measured. A colour is a
+    run on every chart: one run's two lines are both the first run's colour (once a colour each, the Train
+    page's watched run was blue and rose for training and test, and the compared runs below it blue and
+    rose for two runs); compared runs (`colour_by="run"`) get a colour each, and their dots a shape each.
     """
     legend = {"orient": "bottom", "labelLimit": 320}
-    # The dashes' key: lines long enough to show their dash. For one run it is the colours' key too (same
-    # field); compared runs have a key of their own for colour and shape, and the dashes' is dark grey.
+    # The dashes' key: lines long enough to show their dash, in the one run's colour; compared runs have a
+    # key of their own for colour and shape, and the dashes' is dark grey.
     lines = {**legend, "symbolType": "stroke", "symbolSize": 600, "symbolStrokeWidth": 2}
     if colour_by == "run":
         runs = list(dict.fromkeys(frame["run"]))
@@ -270,9 +271,9 @@ def training_curves(frame: pd.DataFrame, colour_by: str = "series") -> alt.Chart
         marker = {"shape": alt.Shape("run:N", title=None, scale=alt.Scale(domain=runs, range=RUN_SHAPES))}
         lines["symbolStrokeColor"] = "#1c1f26"
     else:
-        colour = alt.Color("series:N", title=None, scale=alt.Scale(domain=[TRAINING, TEST], range=RUN_COLOURS[:2]),
-                           legend=alt.Legend(**lines))
+        colour = alt.value(RUN_COLOURS[0])
         marker = {}
+        lines["symbolStrokeColor"] = RUN_COLOURS[0]
     dash = alt.StrokeDash("series:N", title=None, scale=alt.Scale(domain=[TRAINING, TEST], range=SERIES_DASHES),
                           legend=alt.Legend(**lines))
     charts = []

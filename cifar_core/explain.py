@@ -225,14 +225,26 @@ ON_A_DRAWING = ("This is a drawing. The model has only ever seen photos of ten k
 def doubts(image: np.ndarray, probabilities: np.ndarray, size: tuple[int, int] | None = None,
            drawing: bool = False) -> list[str]:
     """Plain-language warnings beside an answer: the picture is a `drawing`, is flat, tiny or unlike a
-    photo, or the model is torn. `size` is the picture's own (width, height) before it was squeezed into
-    32 x 32."""
+    photo (`unlike_a_photo`), or the model is torn. `size` is the picture's own (width, height) before it
+    was squeezed into 32 x 32."""
     from cifar_core.data import CLASS_NAMES
-    notes = [ON_A_DRAWING] if drawing else []
-    pixels = np.asarray(image, np.float32)
+    notes = unlike_a_photo(image, size, drawing)
     probabilities = np.asarray(probabilities, np.float64)
     order = np.argsort(probabilities)[::-1]
     top, second = probabilities[order[0]], probabilities[order[1]]
+    if top < UNSURE_TOP or top - second < UNSURE_MARGIN:
+        notes.append(f"The model is unsure: it is torn between {CLASS_NAMES[order[0]]} ({top:.0%}) and "
+                     f"{CLASS_NAMES[order[1]]} ({second:.0%}). This may not be one of the ten classes, or the "
+                     f"thing may be small, cut off or hard to see at 32 x 32.")
+    return notes
+
+
+def unlike_a_photo(image: np.ndarray, size: tuple[int, int] | None = None, drawing: bool = False) -> list[str]:
+    """Why a picture is not the kind the model's "% sure" was measured on (a `drawing`, tiny, flat, a
+    screenshot), each in a sentence; none for a photo. Where there is one, "98% sure" beside "close to a
+    guess" would say both: the page says what the figure means only for photos."""
+    notes = [ON_A_DRAWING] if drawing else []
+    pixels = np.asarray(image, np.float32)
     if size is not None and min(size) < TINY_SIDE:
         notes.append(f"This picture is only {size[0]} x {size[1]} pixels. The model was made for 32 x 32 photos, "
                      f"so this one was blown up and there is almost nothing in it to recognise: "
@@ -246,8 +258,4 @@ def doubts(image: np.ndarray, probabilities: np.ndarray, size: tuple[int, int] |
         if saturation < 12 and extremes > 0.5 and not drawing:     # known to be one: said above
             notes.append("This looks more like a drawing, text or a screenshot than a photo. The model only knows "
                          "photos of ten kinds of things, so its answer means little here.")
-    if top < UNSURE_TOP or top - second < UNSURE_MARGIN:
-        notes.append(f"The model is unsure: it is torn between {CLASS_NAMES[order[0]]} ({top:.0%}) and "
-                     f"{CLASS_NAMES[order[1]]} ({second:.0%}). This may not be one of the ten classes, or the "
-                     f"thing may be small, cut off or hard to see at 32 x 32.")
     return notes

@@ -1075,3 +1075,15 @@ def test_the_map_is_placed_once_per_model_and_pictures_even_across_restarts(app,
     explore.map_points.clear()               # as a restart forgets what it held in memory
     app.run()
     assert not app.exception and len(placed) == first <= 1
+
+
+def test_a_flat_picture_is_not_told_its_sure_is_right_that_often(app):
+    """Try to fool it at brightness 0 made a black picture: "cat, 83% sure", "of the answers this model
+    gives 83% sure on CIFAR-10 test pictures, about 83% are right", and "close to a guess" under it."""
+    visit(app, "app_pages/predict.py")
+    app.button_group(key="predict_source").set_value("Test picture").run()
+    app.slider(key="predict_brightness").set_value(0.0).run()
+    assert not app.exception and len(app.metric) == 2
+    assert any("nearly one flat colour" in w.value for w in app.warning)
+    sure_lines = [c.value for c in app.caption if c.value.startswith("Of the answers this model gives")]
+    assert len(sure_lines) == 1        # the test picture's own answer only, not the black one's

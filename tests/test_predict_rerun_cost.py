@@ -239,7 +239,7 @@ def test_each_square_of_a_photo_has_its_own_heat_map():
     def mapped():
         return {digest for _, digest, _ in at.session_state["predict_heat_cache"]}
     chooser = at.button_group(key="t_heat_square")
-    assert chooser.options == ["The larger square", "The closer square"] and mapped() == {digests[0]}
+    assert chooser.options == ["The red frame", "The closer square"] and mapped() == {digests[0]}
     assert any("average of both squares" in c.value for c in at.caption)
     chooser.set_value("The closer square").run()
     assert not at.exception and mapped() == set(digests)

@@ -165,3 +165,21 @@ def test_a_drawing_of_a_million_shapes_is_not_a_persons():
     assert predict_parts.drawn_by_a_person(SimpleNamespace(json_data=None)) and predict_parts.drawn_by_a_person(None)
     assert not predict_parts.drawn_by_a_person(SimpleNamespace(json_data={"objects": [{}] * 1_000_000}))
     assert not predict_parts.drawn_by_a_person(SimpleNamespace(json_data={"objects": "x"}))
+
+
+def test_a_tiny_picture_is_never_told_its_sure_holds_and_its_batch_row_says_why(model):
+    """An 8 x 8 upload got "cat, 98% sure", "of the answers this model gives 98% sure ... about 98% are
+    right" and, below, "the answer is close to a guess"; its batch row showed 98% with no word at all."""
+    import io
+
+    from app_pages import predict_parts
+    from cifar_core import explain
+
+    class Upload(io.BytesIO):
+        name = "tiny.png"
+    upload = Upload()
+    Image.fromarray(data.load_sample().x_test[3][::4, ::4]).save(upload, "PNG")     # 8 x 8
+    row = predict_parts._row(upload, predict_parts._decoded(upload), model)
+    assert row["answer"] and row["problem"].startswith("This picture is only 8 x 8 pixels")
+    photo = data.load_sample().x_test[3]
+    assert explain.unlike_a_photo(photo, (8, 8)) and not explain.unlike_a_photo(photo, (500, 400))

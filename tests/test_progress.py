@@ -198,9 +198,13 @@ def test_a_run_nearly_done_never_reads_as_done_while_it_still_works(tmp_path):
         run.records_until(8.0 + 98 * 0.2 + 0.05), now=1028.0)
     assert row["epochs"] == "0.9 / 1"
     late = progress.estimate(run.config, run.status, run.records_until(1e9), now=run.end + 30)
-    assert late.seconds_left == 0 and "nearly done" in progress_text(dataclasses.asdict(late))
-    # ...and names the search that follows the checks it counts, so the bar says what it still does
-    assert "then finding what its maps answer most (for Look inside)" in progress_text(dataclasses.asdict(late))
+    said = progress_text(dataclasses.asdict(late))
+    # Past the checks it counts, it names the search that follows them, so the bar says what it still does:
+    # not late (the estimate leaves the search out), and one epoch, not "1 epochs".
+    assert late.seconds_left == 0 and said.startswith("Its one epoch done: ") and said.endswith(" · finishing")
+    assert "then finding what its maps answer most (for Look inside)" in said and "longer than expected" not in said
+    training_late = dataclasses.replace(late, phase="training")
+    assert progress_text(dataclasses.asdict(training_late)).endswith("taking longer than expected, nearly done")
     assert "about 30 s left" in progress_text(dataclasses.asdict(
         progress.estimate(run.config, run.status, run.records_until(1e9), now=run.end - 30)))
 
@@ -268,11 +272,15 @@ def metrics_of(epochs_count=3):
     return records
 
 
-def test_accuracy_is_drawn_in_percent_and_every_line_has_its_own_colour_and_legend():
+def test_accuracy_is_drawn_in_percent_and_a_colour_is_a_run_on_every_chart():
     import pandas as pd
     one = charts.training_curves(charts.curve_frame(metrics_of(), "a")).to_dict()
     accuracy = one["hconcat"][1]["layer"][0]["encoding"]["y"]
     assert accuracy["axis"]["format"] == ".0%"
+    # One run: both its lines in the first compared run's colour, told apart by dash (and the test dots).
+    for panel in one["hconcat"]:
+        assert [layer["encoding"]["color"] for layer in panel["layer"][:2]] == [{"value": charts.RUN_COLOURS[0]}] * 2
+        assert panel["layer"][0]["encoding"]["strokeDash"]["legend"]["symbolStrokeColor"] == charts.RUN_COLOURS[0]
     both = pd.concat([charts.curve_frame(metrics_of(), "a"), charts.curve_frame(metrics_of(2), "b")])
     spec = charts.training_curves(both, colour_by="run").to_dict()
     for panel in spec["hconcat"]:
