@@ -252,7 +252,13 @@ def status_line(run: runs.Run, metrics: list[dict]) -> None:
                 else "it ends without a model, as it has trained for less than a minute")
         st.progress(p["fraction"], text=f"Stopping: after its current batch {kept} · {duration(p['elapsed_s'])} so far")
     elif run.state == "running":
-        st.progress(p["fraction"], text=progress_text(p))
+        text = progress_text(p)
+        # Its time left may be past its turn: it stops then, and says so before, not the class's queue after.
+        turn = runs.turn_left(run, runs_board.current().runs)
+        if turn is not None and (p["seconds_left"] is None or turn < p["seconds_left"]):
+            text += (f" · others are waiting: its turn ends in {duration(turn)}, when it stops (what it has "
+                     "learned kept)")
+        st.progress(p["fraction"], text=text)
     elif run.state == "failed":
         st.error(f"Failed: {run.status.get('error') or 'no reason was recorded.'}", icon=icon)
     elif run.state == "stopped" and not run.model_path:     # cancelled while it waited, or stopped too soon

@@ -188,7 +188,7 @@ def cmd_train(args) -> int:
             (run_dir / rundir.STOP).unlink(missing_ok=True)     # an earlier run's, left in the folder
             rundir.write_json(run_dir / rundir.CONFIG, config.to_dict())
         else:
-            run_dir = runs.create(config).path
+            run_dir = runs.create(config, trained_here=True).path
         print(f"Training {config.arch} for {evaluation.counted(config.epochs, 'epoch')} in {run_dir}", file=sys.stderr)
     before = _stop_on_ctrl_c(run_dir)
     try:

@@ -149,9 +149,21 @@ STATUS_TYPES = {"state": str, "owner": str, "error": (str, type(None)), "pid": (
                 "test_accuracy": (int, float, type(None)), "per_class_accuracy": (dict, type(None)),
                 "temperature": (int, float, type(None)), "host": str,
                 "waiting_for_mb": (int, type(None))}
+def _machine() -> str:
+    """Where a pid means one process: the host's name, and on Linux the machine's boot and its process
+    namespace too. Containers on one machine may share a host name (Docker's host network) but number
+    their processes apart, and a replica in one found the other's live trainers dead (and took their
+    slots); two machines from one image may share a name ("localhost")."""
+    where = socket.gethostname()
+    with contextlib.suppress(OSError):
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8]
+        where += f"-{boot}-{os.stat('/proc/self/ns/pid').st_ino}"
+    return where
+
+
 # The machine a local trainer runs on, beside its pid in status.json: replicas on several machines may
 # share one runs directory, and a pid can only be checked on the machine that started it.
-HOST = socket.gethostname()
+HOST = _machine()
 
 
 def read_status(run_dir: Path) -> dict:

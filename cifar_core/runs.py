@@ -217,9 +217,11 @@ def list_runs() -> list[Run]:
 
 
 def create(config: TrainConfig, owner: str = "", takes_turns: bool = False, history_from: Path | None = None,
-           recipe_changed: bool = False) -> Run:
+           recipe_changed: bool = False, trained_here: bool = False) -> Run:
     """Write a queued run directory for `config` (validated first); does not start it. `takes_turns`:
     a visitor's run, which trains for at most CIFAR_RUN_TURN_MINUTES while someone else's run waits.
+    `trained_here`: the command line's, made running under this process from the start: made queued, an
+    app's watcher on the same folder could hand it to a trainer of its own before this one began.
 
     A checkpoint to continue from is copied in, and the snapshots of the run in `history_from` shared
     (`snapshots.share_history`), so the run does not depend on another run's folder surviving until it
@@ -243,7 +245,9 @@ def create(config: TrainConfig, owner: str = "", takes_turns: bool = False, hist
             # records, which a page reads up to a tick behind its snapshots.
             earlier = {EARLIER_EPOCHS: snapshots.last_epoch(path)}
         # Status first: a run is listed once its config exists, and must never be seen without its status.
-        rundir.write_json(path / rundir.STATUS, {"state": "queued", "owner": owner, "created": round(time.time(), 6),
+        me = {"state": "running", "pid": os.getpid(), "pid_started": rundir.process_start(os.getpid()),
+              "started": rundir.now(), "host": rundir.HOST} if trained_here else {"state": "queued"}
+        rundir.write_json(path / rundir.STATUS, {**me, "owner": owner, "created": round(time.time(), 6),
                                                  **({"takes_turns": True} if takes_turns else {}), **earlier,
                                                  **({RECIPE_CHANGED: True} if recipe_changed else {})})
         rundir.write_json(path / rundir.CONFIG, config.to_dict())
@@ -599,6 +603,29 @@ def _alive(status: dict) -> bool:
     return recorded is None or rundir.process_start(pid) == recorded
 
 
+def _take_back_runs_no_worker_holds(running: list[Run]) -> None:
+    """A run marked running under a live warm worker of this machine whose file does not name it: handed
+    over by a server killed between the two writes (`worker.hand_over`), or left so by a full disk. It held
+    a trainer's place, and the class's queue, until the silence check 15 minutes later, and was lost
+    then. Back in the queue if it never trained, else failed now (the worker has moved on)."""
+    given = [run for run in running if run.status.get("trainer") == "worker" and _here(run.status)]
+    if not given:
+        return
+    from cifar_core import worker
+    held = {w.get("run") for w in worker.live_workers()}
+    for run in given:
+        if run.id in held or rundir.read_status(run.path).get("state") != "running":   # read again: just ended
+            continue
+        if not (run.path / rundir.METRICS).exists():
+            rundir.update_status(run.path, state="queued", pid=None, pid_started=None, started=None,
+                                 launched=None, trainer=None)
+        else:
+            rundir.update_status(run.path, state="failed", ended=_last_heard(run), error=(
+                "The warm trainer it was given to is training something else: it stopped this run without "
+                "saying so (a full disk?). Its last checkpoint, if it saved one, is kept: Continue goes on "
+                "from it."))
+
+
 def _here(status: dict) -> bool:
     """Whether the trainer a status (or a worker's file) names runs on this machine (older runs name none)."""
     return status.get("host", rundir.HOST) == rundir.HOST
@@ -627,6 +654,7 @@ def reconcile(locked: bool = False) -> list[str]:
             dead.append(run.id)
     for gone in _heard.keys() - {run.id for run in everything if run.state == "running" and run.id not in dead}:
         del _heard[gone]
+    _take_back_runs_no_worker_holds([run for run in everything if run.state == "running" and run.id not in dead])
     _end_long_turns(everything)
     _dispatch()    # also starts a queued run that a free slot has been waiting for
     return dead
@@ -665,16 +693,25 @@ def _end_long_turns(runs: list[Run]) -> None:
     picture takes an hour or two over that epoch alone; `rundir.FIRST_EPOCH_KEPT_AFTER_S`), and can be
     continued once the queue is free. Alone on a laptop nobody else waits, so it never stops; teachers'
     and the command line's runs never do."""
-    turn = settings.get().run_turn_minutes * 60
-    waiting = {r.status.get("owner", "") for r in runs if _waits(r)}
+    turn = settings.get().run_turn_minutes
     for run in runs:
-        started = run.status.get("started")
-        if (run.state == "running" and run.status.get("takes_turns") and turn and started
-                and time.time() - started > turn and waiting - {run.status.get("owner", "")}
-                and not rundir.stop_requested(run.path)):
+        if turn_left(run, runs) == 0 and not rundir.stop_requested(run.path):
             rundir.request_stop(run.path, (
-                f"Stopped after its turn of {turn // 60} minutes from its start (tests included), because other "
-                "people's runs were waiting. What it has learned is kept: continue it when the queue is free."))
+                f"Stopped after its turn of {evaluation.counted(turn, 'minute')} from its start (tests included), "
+                "because other people's runs were waiting. What it has learned is kept: continue it when the "
+                "queue is free."))
+
+
+def turn_left(run: Run, runs: list[Run]) -> float | None:
+    """Seconds until a visitor's running `run` has had its turn (0: it has), where another person's run
+    waits among `runs`; None where nothing will end it (no one else waits, a teacher's run, no turns)."""
+    turn = settings.get().run_turn_minutes * 60
+    started = run.status.get("started")
+    if not (run.state == "running" and run.status.get("takes_turns") and turn and isinstance(started, (int, float))):
+        return None
+    if not {r.status.get("owner", "") for r in runs if _waits(r)} - {run.status.get("owner", "")}:
+        return None
+    return max(0.0, started + turn - time.time())
 
 
 def _last_heard(run: Run) -> float:

@@ -574,3 +574,29 @@ def test_a_continued_changed_recipe_is_still_called_changed(tiny_env, no_trainer
     rundir.update_status(plain.path, state="finished")
     (plain.path / rundir.MODEL).write_bytes(b"its checkpoint")
     assert runs.continue_run(plain.id, epochs=1, owner="bob").summary()["recipe"] == "quick"
+
+
+def test_a_process_that_numbers_its_processes_apart_is_another_machine():
+    """Two containers on one machine sharing its host name (Docker's host network) each number their own
+    processes: a replica in one read the other's live trainer by a pid of its own and failed the run."""
+    import shutil
+    if not shutil.which("unshare"):
+        pytest.skip("no unshare here")
+    seen = subprocess.run(["unshare", "--pid", "--fork", sys.executable, "-c",
+                           "from cifar_core import rundir; print(rundir.HOST)"],
+                          capture_output=True, text=True, cwd=runs.PACKAGE_ROOT)
+    if seen.returncode:
+        pytest.skip(f"no process namespace of its own here: {seen.stderr.strip()[-200:]}")
+    other = seen.stdout.strip()
+    import socket
+    assert other.startswith(socket.gethostname()) and other != rundir.HOST     # one host name, two machines
+    assert not runs._here({"host": other}) and runs._here({"host": rundir.HOST})
+
+
+def test_the_command_lines_run_is_never_queued_for_the_apps_trainers(tiny_env, no_trainers):
+    """Made queued, then marked running as its training began, a command-line run could be handed to an
+    app's trainer in between: two trainers writing one folder."""
+    run = runs.create(small(epochs=1), trained_here=True)
+    assert run.state == "running" and run.status["pid"] == os.getpid() and run.status["host"] == rundir.HOST
+    runs.reconcile()                    # the app's watcher: nothing to start, nothing dead
+    assert runs.get(run.id).state == "running" and runs.get(run.id).status["pid"] == os.getpid()

@@ -463,3 +463,33 @@ def test_a_failed_run_that_kept_a_model_can_be_continued(page):
     at.button(key=f"continue_{run.id}").click().run()
     assert not at.exception and at.session_state["train_watch"] != run.id
     assert runs.get(at.session_state["train_watch"]).name == "killed in epoch 3 (continued)"
+
+
+def test_a_run_whose_time_left_outlasts_its_turn_says_when_its_turn_ends(tiny_env, monkeypatch):
+    """A 200-epoch run read "about 1 h 40 min left" while others waited, though its turn would stop it
+    20 minutes from its start: only the Start form named the turn."""
+    monkeypatch.setenv("CIFAR_RUN_TURN_MINUTES", "20")
+
+    def running_line(run_id):
+        from app_pages import train_parts
+        from cifar_core import board, runs
+        run = runs.get(run_id)
+        train_parts.status_line(run, board.current().metrics_of(run_id))
+
+    long = runs.create(TrainConfig(arch="airbench_tiny", epochs=200, batch_size=8), owner="eve", takes_turns=True)
+    rundir.update_status(long.path, state="running", pid=os.getpid(), pid_started=rundir.process_start(os.getpid()),
+                         started=rundir.now() - 10 * 60, train_images=800)
+    for epoch in (1, 2):
+        rundir.append_metric(long.path, {"kind": "batch", "epoch": epoch, "step": 100, "steps": 100,
+                                         "elapsed_s": 60.0 * epoch, "wall_s": 60.0 * epoch, "loss": 1.0, "accuracy": 0.5})
+        rundir.append_metric(long.path, {"kind": "epoch", "epoch": epoch, "elapsed_s": 60.0 * epoch,
+                                         "wall_s": 60.0 * epoch, "loss": 1.0, "accuracy": 0.5, "test_loss": 1.0,
+                                         "test_accuracy": 0.5, "images_per_s": 800.0, "test_s": 1.0})
+    board.invalidate()
+    text = AppTest.from_function(running_line, args=(long.id,), default_timeout=60).run().get("progress")[0].proto.text
+    assert "left" in text and "turn" not in text                  # nobody else waits: it never stops
+    runs.create(TrainConfig(arch="airbench_tiny", epochs=1, batch_size=8), owner="bob")     # someone else waits
+    board.invalidate()
+    text = AppTest.from_function(running_line, args=(long.id,), default_timeout=60).run().get("progress")[0].proto.text
+    import re
+    assert re.search(r" · others are waiting: its turn ends in (9 min 5\d s|10 min 00 s), when it stops", text)

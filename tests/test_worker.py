@@ -69,6 +69,8 @@ def test_a_hung_trainer_is_ended_and_its_run_failed(tiny_env, monkeypatch):
         run = runs.create(small(epochs=1), owner="a")
         rundir.update_status(run.path, state="running", pid=hung.pid, pid_started=rundir.process_start(hung.pid),
                              trainer="worker")
+        rundir.write_json(worker.directory(create=True) / f"{rundir.HOST}-{hung.pid}.json",     # it holds the run
+                          {"pid": hung.pid, "pid_started": rundir.process_start(hung.pid), "run": run.id})
         monkeypatch.setattr(runs, "_dispatch", lambda: None)       # this test is about the hung one alone
         runs.reconcile()
         real_time = time.time
@@ -197,3 +199,27 @@ def test_a_full_disk_fails_the_run_in_a_sentence_and_the_worker_goes_on(tiny_env
     assert status["state"] == "failed" and status["error"].startswith("The server's disk is full")
     from cifar_core import training
     assert training._failure(MemoryError()).startswith("The server ran out of memory while the run trained")
+
+
+def test_a_run_marked_given_to_a_warm_trainer_that_never_had_it_is_taken_back(tiny_env, monkeypatch):
+    """Handed over by a server killed between its two writes (the run's status, then the worker's file),
+    the run showed running under a live worker that was not training it: the class's queue waited the
+    silence check's 15 minutes, and the run was lost then."""
+    monkeypatch.setattr(runs, "_dispatch", lambda: None)        # about judging, not starting
+    stand_in = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])   # an idle worker
+    try:
+        live = {"pid": stand_in.pid, "pid_started": rundir.process_start(stand_in.pid), "host": rundir.HOST}
+        worker_file = worker.directory(create=True) / f"{rundir.HOST}-{stand_in.pid}.json"
+        never_trained, trained_a_while, its_own = (runs.create(small(epochs=1), owner=o) for o in "abc")
+        for run in (never_trained, trained_a_while, its_own):
+            rundir.update_status(run.path, state="running", started=rundir.now(), trainer="worker", **live)
+        rundir.append_metric(trained_a_while.path, {"kind": "batch", "epoch": 1, "step": 1, "elapsed_s": 1.0,
+                                                    "loss": 2.0, "accuracy": 0.1})
+        rundir.write_json(worker_file, {**live, "run": its_own.id})    # the one it does have
+        runs.reconcile()
+        assert runs.get(never_trained.id).state == "queued"             # back in the queue, as if never given
+        assert runs.get(trained_a_while.id).state == "failed"
+        assert "training something else" in runs.get(trained_a_while.id).status["error"]
+        assert runs.get(its_own.id).state == "running"
+    finally:
+        stand_in.kill()
