@@ -322,7 +322,7 @@ def _download_button() -> None:
                                 help=("Only a teacher can download it on this server (Teacher controls, below): "
                                       "every page changes to it for everyone, and every Quiz game starts again. "
                                       + saved) if locked else saved)
-    if pressed:     # a greyed-out button's press sent by a script: Streamlit discards it
+    if pressed and not locked:      # Streamlit discards a greyed-out button's press a script sends; and here
         data.download_in_background()
         st.rerun()
 

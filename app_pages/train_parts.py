@@ -257,7 +257,8 @@ def status_line(run: runs.Run, metrics: list[dict]) -> None:
         turn = runs.turn_left(run, runs_board.current().runs)
         if turn is not None and (p["seconds_left"] is None or turn < p["seconds_left"]):
             text += (f" · others are waiting: its turn ends in {duration(turn)}, when it stops (what it has "
-                     "learned kept)")
+                     "learned kept)" if turn else " · others are waiting: its turn is over, and it stops shortly "
+                     "(what it has learned kept)")
         st.progress(p["fraction"], text=text)
     elif run.state == "failed":
         st.error(f"Failed: {run.status.get('error') or 'no reason was recorded.'}", icon=icon)

@@ -255,10 +255,11 @@ def _share_bounds(frame: pd.DataFrame) -> alt.Chart:
 def training_curves(frame: pd.DataFrame, colour_by: str = "series") -> alt.Chart:
     """Loss and accuracy (in %) against epochs, side by side, training and test on the same axes.
 
-    Training is a dashed line, test a solid one with a dot for each epoch it was measured. A colour is a
-    run on every chart: one run's two lines are both the first run's colour (once a colour each, the Train
-    page's watched run was blue and rose for training and test, and the compared runs below it blue and
-    rose for two runs); compared runs (`colour_by="run"`) get a colour each, and their dots a shape each.
+    Training is a dashed line, test a solid one with a dot for each epoch it was measured. Colour tells
+    runs apart, never training from test: one run's two lines are both the first run's colour (once a
+    colour each, the Train page's watched run was blue and rose for training and test, and the compared
+    runs below it blue and rose for two runs); compared runs (`colour_by="run"`) get a colour each, and
+    their dots a shape each.
     """
     legend = {"orient": "bottom", "labelLimit": 320}
     # The dashes' key: lines long enough to show their dash, in the one run's colour; compared runs have a

@@ -230,15 +230,19 @@ def failure(status: dict) -> str:
     """Why a cluster run whose actor is gone ended, in a sentence: not a pid of this machine's."""
     node = status.get("ray_node")
     return (f"Its trainer on the cluster{f' (node {node})' if node else ''} ended without finishing: the node went "
-            "away, or the trainer was killed or ran out of memory (its log.txt may say). The last checkpoint, if "
-            "any, is kept.")
+            f"away, or the trainer was killed or ran out of memory (its log.txt may say). {rundir.CHECKPOINT_KEPT}")
+
+
+RELEASE_TRIES_S = 600    # a cancelled run's request is asked out of the cluster's queue for this long
 
 
 def release(run) -> None:
     """Take a run cancelled while it waited out of the cluster's queue, so its place (or a GPU request
     no node can meet) is not held for nothing. Its actor would end by itself once started; this is sooner.
-    A cluster that does not answer is asked again on the next round."""
-    if end(run):
+    A cluster that does not answer is asked again on the next round, for RELEASE_TRIES_S: past that it
+    is let be (the runs watcher would otherwise go through every run each second for good)."""
+    ended = run.status.get("ended")
+    if end(run) or isinstance(ended, (int, float)) and time.time() - ended > RELEASE_TRIES_S:
         rundir.update_status(run.path, ray_released=True)
 
 
@@ -440,5 +444,4 @@ class Trainer:
         if rundir.read_status(run_dir).get("state") == "running":   # it died without saying how it ended
             rundir.update_status(run_dir, state="failed", ended=rundir.now(), error=(
                 f"The trainer on cluster node {node} ended with exit code {code} before finishing "
-                "(killed, or out of memory); its last checkpoint, if it saved one, is kept: Continue goes on "
-                "from it."))
+                f"(killed, or out of memory). {rundir.CHECKPOINT_KEPT}"))

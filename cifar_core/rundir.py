@@ -42,6 +42,8 @@ STARTING_COPY = "initial.keras"     # a continued run's own copy of the model it
 # batches are no model worth the queue's time to calibrate and test, but a first epoch can take longer
 # than a turn (a batch of 1 on every picture: one or two hours), and the turn must end it.
 FIRST_EPOCH_KEPT_AFTER_S = 60.0
+# Said after a failed run's reason: a failed run that saved a model can be continued (`runs.continue_run`).
+CHECKPOINT_KEPT = "Its last checkpoint, if it saved one, is kept: Continue goes on from it."
 
 
 @contextlib.contextmanager
@@ -147,23 +149,25 @@ STATUS_TYPES = {"state": str, "owner": str, "error": (str, type(None)), "pid": (
                 "pid_started": (int, type(None)), "created": (int, float), "started": (int, float, type(None)),
                 "ended": (int, float, type(None)), "precision": str, "train_images": int,
                 "test_accuracy": (int, float, type(None)), "per_class_accuracy": (dict, type(None)),
-                "temperature": (int, float, type(None)), "host": str,
+                "temperature": (int, float, type(None)), "host": str, "boot": (str, type(None)),
+                "pid_space": (int, type(None)),
                 "waiting_for_mb": (int, type(None))}
-def _machine() -> str:
-    """Where a pid means one process: the host's name, and on Linux the machine's boot and its process
-    namespace too. Containers on one machine may share a host name (Docker's host network) but number
-    their processes apart, and a replica in one found the other's live trainers dead (and took their
-    slots); two machines from one image may share a name ("localhost")."""
-    where = socket.gethostname()
-    with contextlib.suppress(OSError):
-        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8]
-        where += f"-{boot}-{os.stat('/proc/self/ns/pid').st_ino}"
-    return where
+def _read_proc(read) -> str | int | None:
+    try:
+        return read()
+    except OSError:     # no /proc: not Linux
+        return None
 
 
-# The machine a local trainer runs on, beside its pid in status.json: replicas on several machines may
-# share one runs directory, and a pid can only be checked on the machine that started it.
-HOST = _machine()
+# The machine a local trainer runs on, beside its pid in status.json (`runs._here` judges by them): replicas
+# on several machines may share one runs directory, and a pid can only be checked where it was started.
+# Its host name; on Linux also its boot (a run's pid from before a restart names no process of this one) and
+# its process namespace: containers sharing one host name (Docker's host network) number their processes
+# apart, and a replica in one found the other's live trainers dead and took their places.
+HOST = socket.gethostname()
+BOOT = _read_proc(lambda: Path("/proc/sys/kernel/random/boot_id").read_text().strip())
+PID_SPACE = _read_proc(lambda: os.stat("/proc/self/ns/pid").st_ino)
+MACHINE = {"host": HOST, "boot": BOOT, "pid_space": PID_SPACE}
 
 
 def read_status(run_dir: Path) -> dict:

@@ -246,7 +246,7 @@ def create(config: TrainConfig, owner: str = "", takes_turns: bool = False, hist
             earlier = {EARLIER_EPOCHS: snapshots.last_epoch(path)}
         # Status first: a run is listed once its config exists, and must never be seen without its status.
         me = {"state": "running", "pid": os.getpid(), "pid_started": rundir.process_start(os.getpid()),
-              "started": rundir.now(), "host": rundir.HOST} if trained_here else {"state": "queued"}
+              "started": rundir.now(), **rundir.MACHINE} if trained_here else {"state": "queued"}
         rundir.write_json(path / rundir.STATUS, {**me, "owner": owner, "created": round(time.time(), 6),
                                                  **({"takes_turns": True} if takes_turns else {}), **earlier,
                                                  **({RECIPE_CHANGED: True} if recipe_changed else {})})
@@ -458,7 +458,7 @@ def _launch(run: Run) -> None:
     env = trainer_environment()
     # Running before the process exists, so a trainer that fails at once is never overwritten.
     rundir.update_status(run.path, state="running", pid=None, started=rundir.now(), launched=rundir.now(),
-                         trainer="process", host=rundir.HOST)
+                         trainer="process", **rundir.MACHINE)
     try:
         with open(run.path / rundir.LOG, "ab") as log:
             process = subprocess.Popen(
@@ -617,18 +617,28 @@ def _take_back_runs_no_worker_holds(running: list[Run]) -> None:
         if run.id in held or rundir.read_status(run.path).get("state") != "running":   # read again: just ended
             continue
         if not (run.path / rundir.METRICS).exists():
-            rundir.update_status(run.path, state="queued", pid=None, pid_started=None, started=None,
-                                 launched=None, trainer=None)
+            requeue(run.path)
         else:
             rundir.update_status(run.path, state="failed", ended=_last_heard(run), error=(
                 "The warm trainer it was given to is training something else: it stopped this run without "
-                "saying so (a full disk?). Its last checkpoint, if it saved one, is kept: Continue goes on "
-                "from it."))
+                f"saying so (a full disk?). {rundir.CHECKPOINT_KEPT}"))
+
+
+def requeue(path: Path) -> None:
+    """Put a run that never trained back in the queue, as if never given to a trainer."""
+    rundir.update_status(path, state="queued", pid=None, pid_started=None, started=None, launched=None, trainer=None)
 
 
 def _here(status: dict) -> bool:
-    """Whether the trainer a status (or a worker's file) names runs on this machine (older runs name none)."""
-    return status.get("host", rundir.HOST) == rundir.HOST
+    """Whether the pid a status (or a worker's file) names is this machine's to judge (`rundir.MACHINE`):
+    its host, and, from the same boot, its process namespace; one from before a restart here is judged
+    here too (its trainer is gone, whatever runs under that pid now). Older records name the host alone,
+    or nothing."""
+    if status.get("host", rundir.HOST) != rundir.HOST:
+        return False
+    if status.get("boot") is None or status.get("boot") != rundir.BOOT:
+        return True
+    return status.get("pid_space") == rundir.PID_SPACE
 
 
 def reconcile(locked: bool = False) -> list[str]:
@@ -650,7 +660,7 @@ def reconcile(locked: bool = False) -> list[str]:
                 _kill(run.status.get("pid"))
             rundir.update_status(run.path, state="failed", ended=_last_heard(run), error=(
                 f"The trainer made no progress for {settings.get().run_stall_s} seconds, so it was ended; "
-                "the runs after it go on. Its last checkpoint, if it saved one, is kept: Continue goes on from it."))
+                f"the runs after it go on. {rundir.CHECKPOINT_KEPT}"))
             dead.append(run.id)
     for gone in _heard.keys() - {run.id for run in everything if run.state == "running" and run.id not in dead}:
         del _heard[gone]
@@ -666,8 +676,7 @@ def _died(status: dict) -> str:
         from cifar_core import ray_backend
         return ray_backend.failure(status)
     return (f"The training process (pid {status.get('pid')}) ended without finishing: it was killed or ran out "
-            "of memory (a smaller batch needs less). Its last checkpoint, if it saved one, is kept: Continue "
-            "goes on from it.")
+            f"of memory (a smaller batch needs less). {rundir.CHECKPOINT_KEPT}")
 
 
 RAY_START_GRACE_S = 120    # a run on a cluster waits this long for Ray to place it before it counts as waiting
@@ -695,11 +704,21 @@ def _end_long_turns(runs: list[Run]) -> None:
     and the command line's runs never do."""
     turn = settings.get().run_turn_minutes
     for run in runs:
-        if turn_left(run, runs) == 0 and not rundir.stop_requested(run.path):
+        if turn_left(run, runs) == 0 and not rundir.stop_requested(run.path) and _has_learned(run):
             rundir.request_stop(run.path, (
                 f"Stopped after its turn of {evaluation.counted(turn, 'minute')} from its start (tests included), "
                 "because other people's runs were waiting. What it has learned is kept: continue it when the "
                 "queue is free."))
+
+
+def _has_learned(run: Run) -> bool:
+    """Whether a run stopped now keeps a model: it saved one, or has trained long enough to keep its first
+    epoch unfinished. A turn counts from the start, loading and building included: a turn of a minute
+    would otherwise stop a run that keeps nothing, under a reason saying it was kept."""
+    if run.model_path:
+        return True
+    trained = max((m.get("elapsed_s") or 0 for m in rundir.read_metrics(run.path)), default=0)
+    return trained >= rundir.FIRST_EPOCH_KEPT_AFTER_S
 
 
 def turn_left(run: Run, runs: list[Run]) -> float | None:

@@ -62,9 +62,10 @@ def directory(create: bool = False) -> Path:
 
 
 def _file(pid: int) -> Path:
-    """This machine's worker `pid`'s file: named for the machine too, as replicas on several machines may
-    share the runs directory, and pids repeat across machines."""
-    return directory() / f"{rundir.HOST}-{pid}.json"
+    """This machine's worker `pid`'s file: named for the machine (and its process namespace) too, as replicas
+    on several machines, or in containers sharing one, may share the runs directory, and pids repeat."""
+    where = "-".join(str(part) for part in (rundir.HOST, rundir.PID_SPACE) if part is not None)
+    return directory() / f"{where}-{pid}.json"
 
 
 def _read(path: Path) -> dict | None:
@@ -104,14 +105,13 @@ def hand_over(run: runs.Run) -> None:
     try:
         rundir.update_status(run.path, state="running", pid=idle["pid"], pid_started=idle.get("pid_started"),
                              started=rundir.now(), launched=rundir.now(), trainer="worker", error=None,
-                             host=rundir.HOST)
+                             **rundir.MACHINE)
         rundir.write_json(file, {**idle, "run": run.id, "handed_over": rundir.now()})
     except OSError:
         # A full disk: the worker never heard of the run, so it goes back in the queue rather than showing
         # "running" under a worker that will not train it (and holding up the queue behind it).
         with contextlib.suppress(OSError):
-            rundir.update_status(run.path, state="queued", pid=None, pid_started=None, started=None,
-                                 launched=None, trainer=None)
+            runs.requeue(run.path)
         if spawned:
             # Nor is a worker just started for it kept: without its file no one sees it, so the next tick
             # would start another, each loading TensorFlow and the data set (800 MB) while the disk is full.
@@ -133,7 +133,7 @@ def _spawn() -> dict:
     log.close()
     runs._children.append(process)
     return {"pid": process.pid, "pid_started": rundir.process_start(process.pid), "born": rundir.now(),
-            "host": rundir.HOST}
+            **rundir.MACHINE}
 
 
 def release_memory() -> None:
@@ -229,7 +229,7 @@ def serve() -> int:
         if _read(_file(me)) is None:   # started by hand (say, before a class arrives): offer ourselves, idle
             directory(create=True)
             rundir.write_json(_file(me), {"pid": me, "pid_started": rundir.process_start(me), "born": rundir.now(),
-                                          "host": rundir.HOST})
+                                          **rundir.MACHINE})
     print(f"worker {me}: ready in {time.monotonic() - booted:.1f} s", flush=True)
     idle_since = time.monotonic()
     trained = 0

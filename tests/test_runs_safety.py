@@ -71,8 +71,14 @@ def test_a_long_run_stops_after_its_turn_only_while_someone_else_waits(tiny_env,
     rundir.update_status(long.path, started=rundir.now() - 19 * 60)   # within its turn
     runs.reconcile()
     assert not rundir.stop_requested(long.path)
-    rundir.update_status(long.path, started=rundir.now() - 21 * 60)   # still in its first epoch: stopped all
-    runs.reconcile()                                                   # the same (it keeps what it learned)
+    rundir.update_status(long.path, started=rundir.now() - 21 * 60)   # past it, but 50 s of training: it
+    rundir.append_metric(long.path, {"kind": "batch", "epoch": 1, "step": 5, "elapsed_s": 50.0,     # would
+                                     "loss": 2.0, "accuracy": 0.1})                                   # keep nothing
+    runs.reconcile()
+    assert not rundir.stop_requested(long.path)
+    rundir.append_metric(long.path, {"kind": "batch", "epoch": 1, "step": 6, "elapsed_s": 61.0,      # still in its
+                                     "loss": 2.0, "accuracy": 0.1})                                    # first epoch:
+    runs.reconcile()                                                   # stopped all the same (it keeps it)
     assert "turn of 20 minutes" in rundir.stop_reason(long.path)
     assert runs.get(bob.id).state == "queued"
 
@@ -579,24 +585,42 @@ def test_a_continued_changed_recipe_is_still_called_changed(tiny_env, no_trainer
 def test_a_process_that_numbers_its_processes_apart_is_another_machine():
     """Two containers on one machine sharing its host name (Docker's host network) each number their own
     processes: a replica in one read the other's live trainer by a pid of its own and failed the run."""
+    import json
     import shutil
     if not shutil.which("unshare"):
         pytest.skip("no unshare here")
     seen = subprocess.run(["unshare", "--pid", "--fork", sys.executable, "-c",
-                           "from cifar_core import rundir; print(rundir.HOST)"],
+                           "import json; from cifar_core import rundir; print(json.dumps(rundir.MACHINE))"],
                           capture_output=True, text=True, cwd=runs.PACKAGE_ROOT)
     if seen.returncode:
         pytest.skip(f"no process namespace of its own here: {seen.stderr.strip()[-200:]}")
-    other = seen.stdout.strip()
-    import socket
-    assert other.startswith(socket.gethostname()) and other != rundir.HOST     # one host name, two machines
-    assert not runs._here({"host": other}) and runs._here({"host": rundir.HOST})
+    other = json.loads(seen.stdout)
+    assert (other["host"], other["boot"]) == (rundir.HOST, rundir.BOOT) and other["pid_space"] != rundir.PID_SPACE
+    assert not runs._here(other) and runs._here(rundir.MACHINE)
+
+
+def test_a_run_from_before_this_machine_restarted_is_judged_here_and_found_dead(tiny_env, monkeypatch):
+    """A trainer's status names its machine's boot: after a restart (a laptop's, a container's) its pid is
+    this boot's to judge, and its run fails at once; judged as another machine's, a command-line run (no
+    silence check) held the queue for good."""
+    monkeypatch.setattr(runs, "_dispatch", lambda: None)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    run = runs.create(small(epochs=1))
+    rundir.update_status(run.path, state="running", pid=gone.pid, started=rundir.now(),
+                         **{**rundir.MACHINE, "boot": "an earlier boot", "pid_space": 1})
+    runs.reconcile()
+    assert runs.get(run.id).state == "failed"
+    legacy = runs.create(small(epochs=1))       # written before boots were named: the host alone
+    rundir.update_status(legacy.path, state="running", pid=gone.pid, started=rundir.now(), host=rundir.HOST)
+    runs.reconcile()
+    assert runs.get(legacy.id).state == "failed"
 
 
 def test_the_command_lines_run_is_never_queued_for_the_apps_trainers(tiny_env, no_trainers):
     """Made queued, then marked running as its training began, a command-line run could be handed to an
     app's trainer in between: two trainers writing one folder."""
     run = runs.create(small(epochs=1), trained_here=True)
-    assert run.state == "running" and run.status["pid"] == os.getpid() and run.status["host"] == rundir.HOST
+    assert run.state == "running" and run.status["pid"] == os.getpid() and runs._here(run.status)
     runs.reconcile()                    # the app's watcher: nothing to start, nothing dead
     assert runs.get(run.id).state == "running" and runs.get(run.id).status["pid"] == os.getpid()

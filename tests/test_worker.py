@@ -69,7 +69,8 @@ def test_a_hung_trainer_is_ended_and_its_run_failed(tiny_env, monkeypatch):
         run = runs.create(small(epochs=1), owner="a")
         rundir.update_status(run.path, state="running", pid=hung.pid, pid_started=rundir.process_start(hung.pid),
                              trainer="worker")
-        rundir.write_json(worker.directory(create=True) / f"{rundir.HOST}-{hung.pid}.json",     # it holds the run
+        worker.directory(create=True)
+        rundir.write_json(worker._file(hung.pid),     # it holds the run
                           {"pid": hung.pid, "pid_started": rundir.process_start(hung.pid), "run": run.id})
         monkeypatch.setattr(runs, "_dispatch", lambda: None)       # this test is about the hung one alone
         runs.reconcile()
@@ -208,8 +209,9 @@ def test_a_run_marked_given_to_a_warm_trainer_that_never_had_it_is_taken_back(ti
     monkeypatch.setattr(runs, "_dispatch", lambda: None)        # about judging, not starting
     stand_in = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])   # an idle worker
     try:
-        live = {"pid": stand_in.pid, "pid_started": rundir.process_start(stand_in.pid), "host": rundir.HOST}
-        worker_file = worker.directory(create=True) / f"{rundir.HOST}-{stand_in.pid}.json"
+        live = {"pid": stand_in.pid, "pid_started": rundir.process_start(stand_in.pid), **rundir.MACHINE}
+        worker.directory(create=True)
+        worker_file = worker._file(stand_in.pid)
         never_trained, trained_a_while, its_own = (runs.create(small(epochs=1), owner=o) for o in "abc")
         for run in (never_trained, trained_a_while, its_own):
             rundir.update_status(run.path, state="running", started=rundir.now(), trainer="worker", **live)
