@@ -79,13 +79,14 @@ def _image_grid(n_rows: int, columns: int) -> dict:
 
 
 def image_grid(images: np.ndarray, labels: np.ndarray, indices: np.ndarray, *, key: str, on_select,
-               selected: int | None = None, columns: int = 10, alt: str | None = None):
+               selected: int | None = None, columns: int = 10, alt: str | None = None,
+               numbers: np.ndarray | None = None):
     """charts.image_grid drawn from its Vega-Lite made once per server and grid height (building and
     checking the Altair chart was 120 ms of every Explore rerun); returns the selection event. `alt`:
-    what a screen reader says of the grid."""
+    what a screen reader says of the grid; `numbers`, the pictures' numbers as pages name them."""
     n_rows = max(1, -(-len(indices) // columns))
-    return draw(_image_grid(n_rows, columns), charts.image_grid_frame(images, labels, indices, columns, selected),
-                on_select=on_select, key=key, width="content", alt=alt)
+    frame = charts.image_grid_frame(images, labels, indices, columns, selected, numbers)
+    return draw(_image_grid(n_rows, columns), frame, on_select=on_select, key=key, width="content", alt=alt)
 
 
 MAX_CLICK_CHARS = 10_000     # a click on a picture or a square is about 200 characters as Python prints it

@@ -28,7 +28,8 @@ PICTURE = 96        # every small picture on this page: 32 x 32 drawn 3 times la
 def pictures(indices, captions) -> None:
     """Pictures in a row at one size: a long caption wraps under its picture instead of enlarging it."""
     st.image([charts.upscale(test.x_test[i], 3) for i in indices], caption=list(captions), width=PICTURE,
-             alt=[f"test picture #{i}, {with_article(CLASS_NAMES[test.y_test[i]])}" for i in indices])
+             alt=[f"test picture #{test.test_number(i)}, {with_article(CLASS_NAMES[test.y_test[i]])}"
+                  for i in indices])
 
 
 st.metric(f"Right on {summary['n']:,} test pictures", evaluation.percent(summary["accuracy"]),
@@ -50,17 +51,19 @@ if overview.open:
     with overview:
         report = pd.DataFrame(evaluation.class_report(test.y_test, y_pred))
         shares = ["precision", "recall", "f1"]
-        # In percent with one decimal, as every other figure in the app; none short of 100 printed as 100.
-        report[shares] = evaluation.kept_off_certainty(report[shares].to_numpy() * 100, 1)
-        st.dataframe(report, hide_index=True, column_config={
+        report[shares] *= 100       # the figures themselves, as the table's download keeps them
+        # Shown in percent with one decimal, as every other figure in the app; none short of 100 printed as
+        # 100; one a class never named has not "None" (Python's word) but the app's dash.
+        shown = report.style.format(
+            lambda v: "–" if pd.isna(v) else f"{evaluation.kept_off_certainty(v, 1):.1f}%", subset=shares)
+        st.dataframe(shown, hide_index=True, column_config={
             "class": "Class",
-            "precision": st.column_config.NumberColumn(
-                "Precision (%)", format="%.1f%%", help="Of the pictures it called this class, the share that were."),
-            "recall": st.column_config.NumberColumn(
-                "Recall: right (%)", format="%.1f%%",
+            "precision": st.column_config.Column(
+                "Precision (%)", help="Of the pictures it called this class, the share that were."),
+            "recall": st.column_config.Column(
+                "Recall: right (%)",
                 help="Of the test pictures of this class, the share it named right: the class's own accuracy."),
-            "f1": st.column_config.NumberColumn("F1 (%)", format="%.1f%%",
-                                               help="Precision and recall in one figure (their harmonic mean)."),
+            "f1": st.column_config.Column("F1 (%)", help="Precision and recall in one figure (their harmonic mean)."),
             "images": st.column_config.NumberColumn("Test pictures", format="localized")})
         st.caption("Precision: of the pictures it called this class, how many were. "
                    "Recall: of the pictures of this class, how many it named right. F1 balances the two. "
@@ -121,7 +124,8 @@ if sure.open:
                             "group of answers, sized by how many it holds, beside a dashed diagonal where the two "
                             "are equal.")
         gap = evaluation.expected_calibration_error(probabilities, test.y_test)
-        st.caption("Each dot groups answers given with similar confidence; bigger dots hold more answers. Below the "
+        st.caption("Each dot groups answers given with similar confidence; bigger dots hold more answers, and a "
+                   f"faint one fewer than {charts.FEW_ANSWERS}, too few to say much. Below the "
                    "dashed line, the model is more sure of itself than it should be; above it, too modest. "
                    f"On average its \"% sure\" is {gap * 100:.1f} points away from how often it is right (say, "
                    "72% sure where it is right 70% of the time is 2 points)"

@@ -53,18 +53,20 @@ def map_points(model_id: tuple[str, float], origin: str, split: str, _model, _x:
     on_the_map = _x[_on_the_map(_y)]
     # Kept on disk beside the model as well, under its bytes and these pictures: a restarted server, or
     # another process of it, does not place them again.
-    return evaluation.cached_probabilities(model_id[0], on_the_map, "map:" + evaluation.fingerprint(on_the_map),
+    return evaluation.cached_probabilities(model_id[0], on_the_map, "map2:" + evaluation.fingerprint(on_the_map),
                                            lambda pictures: embedding.pca_2d(embedding.features(_model, pictures)))
 
 
 def feature_map(origin: str, split: str, chosen_class: str, x: np.ndarray, y: np.ndarray):
+    """The map's chart, and the share of the features' variance its two directions keep."""
     labels, thumbnails = map_pictures(origin, split, x, y)
     choice, model_id, model = common.active_model_choice_and_id()
     try:
-        points = map_points(model_id, origin, split, model, x, y)
+        placed = map_points(model_id, origin, split, model, x, y)
     except OSError as e:                  # its run deleted meanwhile: its file is gone
         common.cannot_open(choice, e)
-    return charts.embedding_map(points, labels, thumbnails, None if chosen_class == ALL else chosen_class)
+    chart = charts.embedding_map(placed[:, :2], labels, thumbnails, None if chosen_class == ALL else chosen_class)
+    return chart, float(placed[0, 2])
 
 
 def splits(d) -> dict:
@@ -115,21 +117,24 @@ if view == "Pictures":
     st.session_state[box] = index if index in shown.tolist() else None
     # Its labels as a dict, and its callback a module's: what a widget keeps in the session holds nothing of
     # this run's variables (chart_specs.in_split).
-    labels = {i: f"#{i}: {CLASS_NAMES[y[i]]}" for i in shown.tolist()}
+    # Numbered as CIFAR-10 numbers them: the bundled sample's test picture #900 is the download's #900 too.
+    number = dataset.test_number if split == "Test" else int
+    labels = {i: f"#{number(i)}: {CLASS_NAMES[y[i]]}" for i in shown.tolist()}
     controls[2].selectbox("Look closer at", list(labels), index=None, key=box, placeholder="Choose a picture",
                           format_func=labels.get, on_change=chart_specs.chosen_in_box,
                           args=(box, f"explore_grid_{split}", "explore_pick", functools.partial(chart_specs.in_split, split)),
                           help="The pictures of this page in the grid's order, left to right and row by row; or "
                                "click one in the grid.")
     chart_specs.image_grid(x[shown], y[shown], shown, selected=index, on_select="rerun", key=grid,
+                           numbers=[number(i) for i in shown],
                            alt=f"{len(shown)} {split.lower()} pictures"
                                + ("" if chosen_class == ALL else f" of {chosen_class}")
                                + " in a grid, 10 to a row. Click one, or choose it in the box above, to look closer.")
     if index is not None and index < len(y):
-        st.subheader(f"{split} picture #{index}: {CLASS_NAMES[y[index]]}")
+        st.subheader(f"{split} picture #{number(index)}: {CLASS_NAMES[y[index]]}")
         big, predictions = st.columns([1, 2])
         big.image(charts.upscale(x[index], 8), caption="32 x 32 pixels, drawn 8 times larger",
-                  alt=f"{split} picture #{index}, {with_article(CLASS_NAMES[y[index]])}, drawn large")
+                  alt=f"{split} picture #{number(index)}, {with_article(CLASS_NAMES[y[index]])}, drawn large")
         choice, _, model = common.active_model_choice_and_id()      # one reading: the label is the model's
         probabilities = inference.predict(model, x[index])[0]
         predictions.markdown(f"**The model's top guesses** ({common.plain(choice.label)})")
@@ -166,8 +171,14 @@ else:
                 + (" These are training pictures, which the model has learnt: its classes sit apart more "
                    "neatly here than they would for pictures it never saw (choose Test to see those)."
                    if split == "Training" else ""))
-    st.altair_chart(feature_map(dataset.origin, split, chosen_class, x, y), width="stretch",
+    chart, kept = feature_map(dataset.origin, split, chosen_class, x, y)
+    st.altair_chart(chart, width="stretch",
                     alt=f"Scatter plot of 1,000 {split.lower()} pictures, 100 of each class, as dots coloured by class "
                         "and placed by the model's features: pictures it finds alike sit together."
                         + ("" if chosen_class == ALL
                            else f" The {chosen_class} pictures stand out; the rest are faded."))
+    # Two directions of hundreds: cat, dog, deer and horse in one heap read as "it cannot tell them apart",
+    # and the model is right on most of them.
+    st.caption(f"These two directions keep {kept:.0%} of how the model's features vary from picture to picture: "
+               "classes that overlap here can be well apart in the rest, and the model can tell most of them "
+               "apart (Evaluate says how often).")

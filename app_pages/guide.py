@@ -141,6 +141,9 @@ GLOSSARY: dict[str, str] = {
                            "under-answer, by amounts measured on 477 photos; that also brings its \"% sure\" on "
                            "photos close to how often it is right. Test pictures and 32 x 32 pictures are "
                            "answered as they are.",
+    "Features": "The numbers a network's last layers work out from a picture (hundreds of them) before its final "
+                "layer turns them into the ten scores: what it has found in the picture.",
     "PCA": "A way to squeeze many numbers into two so they can be drawn as a map, keeping as much of their spread as "
-           "possible. Explore's map uses it on the network's last features.",
+           "possible. Explore's map uses it on the network's last features, and says how much of their spread "
+           "its two directions keep (about a third): pictures apart in the rest can overlap on the map.",
 }

@@ -106,11 +106,12 @@ def picture() -> np.ndarray | None:
                "button on Predict or Explore).")
     grid, _ = chart_specs.clicked("inside_grid", "picked")     # a script's oversized click let go
     chart_specs.image_grid(test.x_test[shown], test.y_test[shown], shown, key=grid, on_select=functools.partial(_pick, grid),
+                           numbers=[test.test_number(i) for i in shown],
                            alt=f"{len(shown)} test pictures of {name} in a grid. Click one, or choose it in the box "
                                "below, to look inside the network with it.")
     # The same choice from the keyboard: the grid's pictures, left to right and row by row.
     st.selectbox("Look inside with", shown.tolist(), index=None, key="inside_box", placeholder="Choose a picture",
-                 format_func=lambda i: f"test picture #{i}: {name}",
+                 format_func=lambda i: f"test picture #{test.test_number(i)}: {name}",
                  on_change=lambda: _take(st.session_state.get("inside_box")))
     return None
 

@@ -85,8 +85,9 @@ else:
             or not 0 <= st.session_state.get("predict_test_index", -1) < len(test.y_test)):
         st.session_state["predict_test_index"] = int(np.random.default_rng().integers(len(test.y_test)))
     index = st.session_state["predict_test_index"]
-    picture, name = predict_parts.Picture(test.x_test[index], None), f"test picture #{index}"
-    st.caption(f"Test picture #{index}; the right answer is **{CLASS_NAMES[test.y_test[index]]}**.")
+    number = test.test_number(index)     # as CIFAR-10 numbers it: the sample's #900 is the download's too
+    picture, name = predict_parts.Picture(test.x_test[index], None), f"test picture #{number}"
+    st.caption(f"Test picture #{number}; the right answer is **{CLASS_NAMES[test.y_test[index]]}**.")
 
 if picture is not None:
     st.header(name)

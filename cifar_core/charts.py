@@ -36,11 +36,13 @@ def data_uri(image: np.ndarray) -> str:
 
 
 def image_grid_frame(images: np.ndarray, labels: np.ndarray, indices: np.ndarray, columns: int = 10,
-                     selected: int | None = None) -> pd.DataFrame:
-    """image_grid's rows: each picture's cell, its index and class, the picture as a PNG data URI, and
-    whether it is the chosen one (framed)."""
+                     selected: int | None = None, numbers: np.ndarray | None = None) -> pd.DataFrame:
+    """image_grid's rows: each picture's cell, its index (what a click picks), the number it is shown by
+    (`numbers`, CIFAR-10's for the bundled sample; by default its index) and class, the picture as a PNG data
+    URI, and whether it is the chosen one (framed)."""
     return pd.DataFrame({"column": np.arange(len(indices)) % columns, "row": np.arange(len(indices)) // columns,
                          "index": np.asarray(indices, np.int64),
+                         "number": np.asarray(indices if numbers is None else numbers, np.int64),
                          "label": [CLASS_NAMES[int(label)] for label in labels],
                          "image": [data_uri(image) for image in images],     # Vega enlarges it, crisp
                          # 1 or 0, not a boolean: Streamlit's browser side read a column of booleans
@@ -59,7 +61,7 @@ def image_grid(images: np.ndarray, labels: np.ndarray, indices: np.ndarray, colu
     base = alt.Chart(frame).encode(
         x=alt.X("column:Q", axis=None, scale=alt.Scale(domain=[-0.5, columns - 0.5], nice=False, zero=False)),
         y=alt.Y("row:Q", axis=None, scale=alt.Scale(domain=[n_rows - 0.5, -0.5], nice=False, zero=False)),
-        tooltip=[alt.Tooltip("index:Q", title="picture"), alt.Tooltip("label:N", title="class")])
+        tooltip=[alt.Tooltip("number:Q", title="picture"), alt.Tooltip("label:N", title="class")])
     pictures = base.mark_image(width=cell - 6, height=cell - 6, smooth=False).encode(url="image:N").add_params(picked)
     # A frame around the chosen picture.
     frames = base.mark_square(size=(cell - 2) ** 2, filled=False, strokeWidth=3).encode(
@@ -300,7 +302,9 @@ def training_curves(frame: pd.DataFrame, colour_by: str = "series") -> alt.Chart
     return alt.hconcat(*charts).resolve_scale(color="shared")
 
 
-WHITE_TEXT_FROM = 0.69     # the confusion matrix's share from which its squares' text is white
+# The confusion matrix's share from which its squares' text is white: 69% of the way along its shading,
+# which runs by the share's square root (below).
+WHITE_TEXT_FROM = 0.69 ** 2
 
 
 def confusion(counts: np.ndarray, as_share: bool = False, chosen: tuple[int, int] | None = None) -> alt.Chart:
@@ -309,8 +313,10 @@ def confusion(counts: np.ndarray, as_share: bool = False, chosen: tuple[int, int
     Each square is written as its number of pictures, or with `as_share` as the
     percentage of its row (of the pictures of that true class): with classes of
     different sizes, only the percentages compare across rows. The shading is
-    always the percentage, so both views look alike. The `chosen` square (true
-    and predicted class), however it was chosen, click or keyboard, is framed.
+    always the percentage, so both views look alike, by its square root: shaded
+    in proportion, every mix-up (76 of a class's 1,000 pictures, 8%) was the
+    same pale blue as none at all. The `chosen` square (true and predicted
+    class), however it was chosen, click or keyboard, is framed.
     """
     rows = [{"true": CLASS_NAMES[t], "predicted": CLASS_NAMES[p], "images": int(counts[t, p]),
              "share": float(counts[t, p] / max(1, counts[t].sum())), "chosen": int((t, p) == chosen)}
@@ -323,19 +329,22 @@ def confusion(counts: np.ndarray, as_share: bool = False, chosen: tuple[int, int
         x=alt.X("predicted:N", sort=list(CLASS_NAMES), title="the model said"),
         y=alt.Y("true:N", sort=list(CLASS_NAMES), title="the picture really is"))
     squares = base.mark_rect().encode(
-        color=alt.Color("share:Q", scale=alt.Scale(scheme="blues", domain=[0, 1]), legend=None),
+        color=alt.Color("share:Q", scale=alt.Scale(scheme="blues", domain=[0, 1], type="sqrt"), legend=None),
         stroke=alt.condition(alt.datum.chosen == 1, alt.value("#ff4b4b"), alt.value(None)), strokeWidth=alt.value(3),
         tooltip=["true", "predicted", alt.Tooltip("images:Q", title="pictures"),
                  alt.Tooltip("share:Q", format=".1%", title="% of the row")]
     ).add_params(cell)
     # 14 px, legible at the back of a room: "1000" is about 32 pixels of a 48-pixel square. White text only
-    # where it reads better than dark: on the "blues" scheme that is from 69% (#3383be, 4.1:1 against
-    # white and 4.0:1 against the dark text); below that, dark text has the greater contrast.
+    # where it reads better than dark: on the "blues" scheme that is from 69% of the way (#3383be, 4.1:1
+    # against white and 4.0:1 against the dark text); below that, dark text has the greater contrast.
     numbers = base.mark_text(fontSize=14).encode(
         text="label:N" if as_share else "images:Q",
         color=alt.condition(alt.datum.share >= WHITE_TEXT_FROM, alt.value("white"), alt.value("#1c1f26")))
     # "pad": the squares get exactly 480 x 480 pixels and the axes go around them.
     return (squares + numbers).properties(width=480, height=480, autosize=alt.AutoSizeParams(type="pad"))
+
+
+FEW_ANSWERS = 100     # a confidence group holding fewer is drawn faint: its share right is mostly chance
 
 
 def reliability(rows: list[dict]) -> alt.Chart:
@@ -353,8 +362,11 @@ def reliability(rows: list[dict]) -> alt.Chart:
     # A line of fixed width through the bins, and a dot per bin sized by its answers: a size encoding on
     # the line itself would thin it to nothing.
     line = base.mark_line(strokeWidth=2.5)
-    dots = base.mark_circle(opacity=0.9).encode(size=alt.Size("answers:Q", legend=None,
-                                                              scale=alt.Scale(range=[40, 400])))
+    # A group of a few dozen answers is mostly chance (the bundled model's 38 answers at 31% sure, right
+    # 21% of the time, read as over-confidence): faint, as the page's caption says.
+    dots = base.mark_circle().encode(
+        size=alt.Size("answers:Q", legend=None, scale=alt.Scale(range=[40, 400])),
+        opacity=alt.condition(alt.datum.answers < FEW_ANSWERS, alt.value(0.3), alt.value(0.9)))
     return (diagonal + line + dots).properties(title="Is it as sure as it should be?", height=320)
 
 
@@ -363,11 +375,15 @@ def compare_classes(per_class: dict[str, dict[str, float]]) -> alt.Chart:
     models, side by side; named as Evaluate's table and Look inside's heat map name it."""
     frame = pd.DataFrame([{"model": model, "class": name, "right": value}
                           for model, scores in per_class.items() for name, value in scores.items()])
+    # In the order given (the page's model first, on the left of each pair), in the runs' colours: dark
+    # enough to read on white, apart to every colour-blind eye (Streamlit's own two blues were 1.8:1).
+    models = list(per_class)
     return alt.Chart(frame).mark_bar().encode(
         x=alt.X("class:N", sort=list(CLASS_NAMES), title=None),
-        xOffset="model:N",
+        xOffset=alt.XOffset("model:N", sort=models),
         y=alt.Y("right:Q", title="right", axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1])),
-        color=alt.Color("model:N", legend=alt.Legend(orient="bottom", title=None, labelLimit=0)),  # names whole
+        color=alt.Color("model:N", scale=alt.Scale(domain=models, range=RUN_COLOURS[:len(models)]),
+                        legend=alt.Legend(orient="bottom", title=None, labelLimit=0)),  # names whole
         tooltip=["model", "class", alt.Tooltip("right:Q", format=".1%", title="pictures right")]
     ).properties(height=300)
 

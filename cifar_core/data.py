@@ -90,10 +90,17 @@ class Cifar10:
     x_test: np.ndarray
     y_test: np.ndarray
     origin: str          # where it came from, for people: a path, or "bundled sample"
+    # Each test picture's number in CIFAR-10's test set, where it is a part of it (the bundled sample):
+    # "test picture #900" must be the same picture before a download and after.
+    test_numbers: np.ndarray | None = None
 
     @property
     def is_sample(self) -> bool:
         return len(self.x_train) == 0
+
+    def test_number(self, i: int) -> int:
+        """Test picture `i`'s number in CIFAR-10's test set, as pages name it."""
+        return int(self.test_numbers[i]) if self.test_numbers is not None else int(i)
 
 
 # --- Limits: what the official layout allows, checked before memory is taken ------------------------
@@ -805,6 +812,6 @@ def load(source: str | os.PathLike | None = None, *, progress: Progress | None =
 def load_sample() -> Cifar10:
     """The bundled offline sample: 1,000 test images, 100 per class, no training images."""
     with np.load(SAMPLE_PATH) as sample:
-        x, y = sample["x"], sample["y"].astype(np.int64)
-    return Cifar10(x[:0], y[:0], x, y, origin="bundled sample")
+        x, y, numbers = sample["x"], sample["y"].astype(np.int64), sample["index"].astype(np.int64)
+    return Cifar10(x[:0], y[:0], x, y, origin="bundled sample", test_numbers=numbers)
 

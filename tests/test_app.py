@@ -1071,6 +1071,8 @@ def test_the_map_is_placed_once_per_model_and_pictures_even_across_restarts(app,
     visit(app, "app_pages/explore.py")
     app.button_group(key="explore_view").set_value("Map").run()
     assert not app.exception
+    [kept] = [c.value for c in app.caption if c.value.startswith("These two directions keep ")]
+    assert 0 < int(kept.split("keep ")[1].split("%")[0]) < 100
     first = len(placed)
     explore.map_points.clear()               # as a restart forgets what it held in memory
     app.run()
@@ -1087,3 +1089,37 @@ def test_a_flat_picture_is_not_told_its_sure_is_right_that_often(app):
     assert any("nearly one flat colour" in w.value for w in app.warning)
     sure_lines = [c.value for c in app.caption if c.value.startswith("Of the answers this model gives")]
     assert len(sure_lines) == 1        # the test picture's own answer only, not the black one's
+
+
+def test_the_bundled_samples_test_pictures_go_by_their_numbers_in_cifar10(offline):
+    """The sample numbered its pictures 0 to 999: from #834 on, "test picture #900" was another picture
+    than the download's #900, and a teacher's "look at #900" changed meaning after the download."""
+    from cifar_core import data
+    sample = data.load_sample()
+    assert sample.test_number(833) == 833 and sample.test_number(834) == 835
+    assert data.Cifar10(sample.x_test[:0], sample.y_test[:0], sample.x_test, sample.y_test, "a path").test_number(834) == 834
+    at = offline
+    at.session_state["predict_test_index"] = 834
+    visit(at, "app_pages/predict.py")
+    at.button_group(key="predict_source").set_value("Test picture").run()
+    assert any(c.value.startswith("Test picture #835; the right answer is") for c in at.caption)
+
+
+def test_a_class_never_named_has_a_dash_for_its_precision_and_the_table_keeps_its_figures(app, monkeypatch):
+    """Undefined precision and F1 printed as "None", Python's word; and the figures were moved off 100
+    before the table was made, so its download had 99.9 for 99.96."""
+    import pyarrow as pa
+    real = common.test_probabilities
+
+    def never_truck(choice, test):
+        answers = real(choice, test).copy()
+        answers[:, CLASS_NAMES.index("truck")] = 0
+        return answers
+    monkeypatch.setattr(common, "test_probabilities", never_truck)
+    visit(app, "app_pages/evaluate.py")
+    table = app.dataframe[0]
+    shown = pa.ipc.open_stream(table.proto.arrow_data.styler.display_values).read_all().to_pandas()
+    truck = shown[shown["class"] == "truck"].iloc[0]
+    assert (truck["precision"], truck["recall"], truck["f1"]) == ("–", "0.0%", "–")
+    kept = table.value                                     # the figures, as the download has them
+    assert kept["recall"].max() <= 100 and kept["precision"].isna().sum() == (shown["precision"] == "–").sum()

@@ -394,3 +394,40 @@ def test_the_accuracy_axis_never_goes_past_100_percent():
         for spec in (charts.training_curves(frame).to_dict(), kept):
             ticks = [int(t) for t in re.findall(r">(\d+)%<", vl_convert.vegalite_to_svg(spec))]
             assert max(ticks) == 100 and ticks[0] == 50, (top, ticks)
+
+
+def test_the_map_says_how_much_of_the_features_spread_its_two_directions_keep():
+    """A map of 512 features in two kept 28% of their spread for the bundled model, and said nothing of it:
+    cat, dog, deer and horse in one heap read as a model that cannot tell them apart."""
+    from cifar_core import embedding
+    rng = np.random.default_rng(0)
+    points = rng.normal(size=(1000, 4)) * [3.0, 2.0, 1.0, 1.0]        # variances 9, 4, 1, 1 of 15 in all
+    placed = embedding.pca_2d(points)
+    assert placed.shape == (1000, 3) and np.ptp(placed[:, 2]) == 0
+    assert abs(placed[0, 2] - 13 / 15) < 0.03
+    assert np.allclose(placed[:, :2].var(axis=0), [9, 4], rtol=0.15)
+
+
+def test_evaluates_two_models_are_told_apart_in_dark_colours_in_the_order_given():
+    """Streamlit's own dark and light blue (1.8:1 on white), in the names' alphabetical order."""
+    scores = {name: 0.5 for name in CLASS_NAMES}
+    spec = charts.compare_classes({"Run zebra (80.0%)": scores, "Bundled model (92.1%)": scores}).to_dict()
+    colour = spec["encoding"]["color"]["scale"]
+    assert colour["domain"] == ["Run zebra (80.0%)", "Bundled model (92.1%)"] == spec["encoding"]["xOffset"]["sort"]
+    assert all(contrast(c, "white") >= 4.5 for c in colour["range"]) and len(set(colour["range"])) == 2
+
+
+def test_a_mix_up_is_shaded_apart_from_none():
+    """Shaded in proportion, 76 of 1,000 (8%) was the same pale blue as 0."""
+    scale = charts.confusion(np.eye(10, dtype=int) * 100).to_dict()["layer"][0]["encoding"]["color"]["scale"]
+    assert scale["type"] == "sqrt" and scale["domain"] == [0, 1]       # 8% drawn 28% of the way, 1% 10%
+
+
+def test_a_confidence_group_of_a_few_answers_is_drawn_faint():
+    """On the full test set the bundled model's lowest groups hold 7 and 38 answers: their dots read as
+    over-confidence and are mostly chance."""
+    rows = [{"confidence": 0.31, "accuracy": 0.21, "answers": 38}, {"confidence": 0.95, "accuracy": 0.96,
+                                                                     "answers": 8000}]
+    dots = charts.reliability(rows).to_dict()["layer"][2]
+    opacity = dots["encoding"]["opacity"]
+    assert opacity["condition"]["test"] == f"(datum.answers < {charts.FEW_ANSWERS})" and opacity["value"] == 0.9
