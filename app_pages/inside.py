@@ -37,7 +37,8 @@ with column:
 with filters:
     if filters.open:
         st.caption("The first layer looks straight at the pixels, so its filters can be drawn as tiny pictures, "
-                   "each stretched from its darkest to its brightest value.")
+                   "each scaled on its own around grey: lighter where a weight is positive, darker where it is "
+                   "negative.")
         inside_parts.filters(model)
 
 with learned:

@@ -28,10 +28,10 @@ FILTERS_CAPTION = (
     "The first layer's filters: each square is a small colour pattern (3x3 pixels; 4x4 in the airbench "
     "networks, whose fixed first step blends each 2x2 square of pixels, and 6x6 in the airbench16 ones, whose "
     "first step takes the 2x2 squares side by side) that the network looks for all over a "
-    "picture. A filter responds most where the picture looks like its bright parts. Every training step nudges "
-    "each pattern towards what helps tell the classes apart, so they change as it learns, most in the first "
-    "epochs. Each square is stretched to its full range of brightness on its own: compare their shapes and "
-    "colours, not how bright they are.")
+    "picture. A filter responds most where the picture looks like its bright parts and unlike its dark ones. "
+    "Every training step nudges each pattern towards what helps tell the classes apart, so they change as it "
+    "learns, most in the first epochs. Each square is scaled on its own around grey (a weight of nothing): "
+    "compare their shapes and colours, not how strong they are.")
 
 
 @st.cache_data(max_entries=2048, show_spinner=False)

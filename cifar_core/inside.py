@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cifar_core import evaluation, models
+from cifar_core import evaluation, models, snapshots
 
 TOP = 9                 # test-set patches kept per channel
 TOP_PICTURES = 2_000    # how many test pictures (the first ones) are searched for them
@@ -314,11 +314,8 @@ class Filters:
 
     @property
     def patches(self) -> np.ndarray:
-        """(N, k, k, 3) uint8: each filter min-max normalised to 0..255 on its own."""
-        w = np.moveaxis(np.asarray(self.kernel, np.float32), -1, 0)
-        low = w.min(axis=(1, 2, 3), keepdims=True)
-        span = w.max(axis=(1, 2, 3), keepdims=True) - low
-        return np.where(span > 0, (w - low) / np.where(span > 0, span, 1) * 255, 127.5).round().astype(np.uint8)
+        """(N, k, k, 3) uint8: each filter drawn as the Train page draws them (`snapshots.as_colours`)."""
+        return snapshots.as_colours(np.moveaxis(np.asarray(self.kernel, np.float32), -1, 0))
 
 
 def compose(first: np.ndarray, second: np.ndarray, stride: int = 1) -> np.ndarray:

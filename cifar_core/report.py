@@ -12,7 +12,9 @@ import functools
 import html as escape
 import json
 import math
+import threading
 import time
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy
@@ -79,9 +81,27 @@ def _drawn(run: Run, metrics: list[dict]) -> tuple[list[dict], str]:
 LIVE_EVERY_S = 10.0     # a training run's report is made at most this often; it says it is still training
 
 
-@functools.lru_cache(maxsize=8)
-def _live_html(run_id: str, status: tuple | None, period: int) -> str:
-    return html(runs.get(run_id))
+LIVE_KEPT = 8       # pages of runs still training kept, the newest: one per run and period
+_live: OrderedDict[tuple, str] = OrderedDict()
+_live_lock = threading.Lock()
+
+
+def _live_key(run: Run) -> tuple:
+    """A training run's page stands for its state and this period of LIVE_EVERY_S."""
+    return run.id, runs._stamp(str(run.path / rundir.STATUS)), int(time.time() // LIVE_EVERY_S)
+
+
+def _live_html(run: Run) -> str:
+    key = _live_key(run)
+    with _live_lock:
+        page = _live.get(key)
+    if page is None:
+        page = html(runs.get(run.id))
+        with _live_lock:
+            _live[key] = page
+            while len(_live) > LIVE_KEPT:
+                _live.popitem(last=False)
+    return page
 
 
 def _kept_path(run: Run) -> Path:
@@ -92,9 +112,14 @@ def _kept_path(run: Run) -> Path:
 
 
 def made(run: Run) -> str | None:
-    """An ended run's report as already made and kept (`kept_html`), or None: reading it costs next to
-    nothing, so it need not wait its turn behind reports still to be made."""
-    return None if run.state in rundir.ACTIVE else _read_kept(_kept_path(run))
+    """A run's report as already made and kept (`kept_html`: an ended run's in its folder, a training run's
+    for this while), or None: reading it costs next to nothing, so it need not wait its turn behind reports
+    still to be made (a script asking for a training run's report without pause had most students' own
+    refused)."""
+    if run.state in rundir.ACTIVE:
+        with _live_lock:
+            return _live.get(_live_key(run))
+    return _read_kept(_kept_path(run))
 
 
 def _read_kept(kept: Path) -> str | None:
@@ -112,8 +137,7 @@ def kept_html(run: Run) -> str:
     LIVE_EVERY_S for everyone (0.2 s of CPU each on a long run; a script asking without pause kept a core
     busy), and anew when its state changes."""
     if run.state in rundir.ACTIVE:
-        status = runs._stamp(str(run.path / rundir.STATUS))
-        return _live_html(run.id, status, int(time.time() // LIVE_EVERY_S))
+        return _live_html(run)
     kept = _kept_path(run)
     page = _read_kept(kept)
     if page is not None:

@@ -13,7 +13,7 @@ Each is a NumPy .npz archive (plain arrays, never pickles) holding:
     labels         uint8 (8,)          their true classes
     probabilities  float32 (8, 10)     the network's probabilities for them (one view, no temperature)
     per_class      float32 (10,)       the share of each class's test pictures it got right (NaN: none)
-    filters        uint8 (n, h, w, 3)  the first layer's filters as RGB pictures, each stretched to 0-255;
+    filters        uint8 (n, h, w, 3)  the first layer's filters as RGB pictures (`as_colours`);
                                        on at most FILTER_EPOCHS epochs of a trainer, evenly spread
     pictures       uint8 (8, 32, 32, 3) the panel's pictures, in the first snapshot each trainer writes
 
@@ -96,15 +96,23 @@ def first_layer_kernel(model) -> np.ndarray | None:
 
 
 def rgb_filters(model) -> np.ndarray | None:
-    """`first_layer_kernel` as uint8 RGB pictures (filters, h, w, 3), each stretched to 0-255 on its own."""
+    """`first_layer_kernel` as uint8 RGB pictures (filters, h, w, 3), drawn by `as_colours`."""
     kernel = first_layer_kernel(model)
     if kernel is None:
         return None
-    filters = kernel.transpose(3, 0, 1, 2)
-    low = filters.min(axis=(1, 2, 3), keepdims=True)
-    span = filters.max(axis=(1, 2, 3), keepdims=True) - low
-    stretched = np.where(span > 0, (filters - low) / np.where(span > 0, span, 1), 0.5)
-    return np.round(stretched * 255).astype(np.uint8)
+    return as_colours(kernel.transpose(3, 0, 1, 2))
+
+
+def as_colours(filters: np.ndarray) -> np.ndarray:
+    """Filters (N, h, w, 3) as uint8 RGB pictures, each scaled on its own around zero: grey where a weight
+    is nothing, lighter where it is positive, darker where negative, its largest weight at the end of the
+    range. Stretched from its own lowest to highest, a filter that adds up the light (airbench's whitening
+    filter of plain brightness, 0.089, 0.094 and 0.090 for red, green and blue) was drawn bright green, and
+    its negative magenta."""
+    filters = np.asarray(filters, np.float32)
+    largest = np.abs(filters).max(axis=(1, 2, 3), keepdims=True)
+    scaled = np.where(largest > 0, filters / np.where(largest > 0, largest, 1), 0.0)
+    return np.round(127.5 + 127.5 * scaled).astype(np.uint8)
 
 
 class Writer:

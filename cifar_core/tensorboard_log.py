@@ -82,7 +82,7 @@ def writer(run_dir: str | Path, config, steps_per_epoch: int, total_steps: int):
                 picture = filter_picture(self.model) if self.model is not None else None
                 if picture is not None:
                     tf.summary.image("filters", picture[None], description="The first layer's filters, "
-                                     "each stretched to the full colour range on its own.")
+                                     "each scaled on its own around grey (lighter: positive weights, darker: negative).")
             log.flush()
 
         def close(self) -> None:

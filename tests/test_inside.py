@@ -246,8 +246,8 @@ def test_folded_filters_equal_the_two_layers_in_a_row(bundled):
         np.testing.assert_allclose(seen, inside.compose(kernel * slope, theirs), rtol=1e-5, atol=1e-6)
     patches = whiten.patches
     filters = whiten.kernel.shape[-1]
-    flat = patches.reshape(filters, -1)
-    assert (flat.min(axis=1) == 0).all() and (flat.max(axis=1) == 255).all()
+    flat = patches.reshape(filters, -1).astype(int)
+    assert ((flat.min(axis=1) == 0) | (flat.max(axis=1) == 255)).all()      # scaled around grey, each on its own
 
 
 def test_folded_filters_of_a_whitening_over_2x2_patches_equal_the_two_layers_in_a_row():

@@ -136,9 +136,11 @@ def test_an_ended_runs_report_is_made_once_and_again_only_when_the_run_changes(t
     assert "Why it stopped" in report.kept_html(runs.get(run.id)) and len(made) == 2
     assert len(list(run.path.glob(".report-*.html"))) == 1        # the old one let go
     rundir.update_status(run.path, state="running", pid=os.getpid(), pid_started=rundir.process_start(os.getpid()))
+    assert report.made(runs.get(run.id)) is None                   # a run that trains: not made yet
+    page = report.kept_html(runs.get(run.id))
     report.kept_html(runs.get(run.id))
-    report.kept_html(runs.get(run.id))
-    assert len(made) == 3                  # a run that trains: made once for a while, whoever asks, however often
+    assert len(made) == 3                  # made once for a while, whoever asks, however often
+    assert report.made(runs.get(run.id)) == page                   # and sent at once meanwhile
     monkeypatch.setattr(report.time, "time", lambda: real_time() + report.LIVE_EVERY_S)
     report.kept_html(runs.get(run.id))
     assert len(made) == 4                                          # and again once that while has passed
