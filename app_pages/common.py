@@ -299,7 +299,8 @@ def header(page: str) -> None:
     path = data.locate()
     offline = path is None or data_problem(path) is not None
     purpose = text.offline if offline and text.offline else text.purpose
-    try_first = text.offline_try if offline and text.offline_try else text.try_first
+    try_first = (text.offline_try if offline and text.offline_try
+                 else text.class_try if class_shared() and text.class_try else text.try_first)
     st.title(text.title)
     st.caption(f"{plain(purpose)}  \n**Try first:** {plain(try_first)}")
 
@@ -394,6 +395,12 @@ def owner() -> str:
     cookies = "; ".join(st.context.headers.get_all("cookie"))
     token = identity.token_in_cookies(cookies) or st.session_state.setdefault("owner", identity.new_token())
     return identity.owner_id(token)
+
+
+def class_shared() -> bool:
+    """Whether a class shares this server (it has a teacher password): its runs take turns on one trainer, so
+    Train opens on the recipe made for that (about 20 s a run; thirty Quick runs queue for 24 minutes)."""
+    return bool(settings.get().admin_password)
 
 
 def is_teacher() -> bool:

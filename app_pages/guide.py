@@ -19,6 +19,7 @@ class PageGuide:
     try_first: str      # one sentence: the first thing to do on it
     offline: str = ""   # the purpose instead, where only the bundled sample of test pictures is at hand
     offline_try: str = ""   # the first thing to try instead, there
+    class_try: str = ""     # the first thing to try on a server a class shares (one with a teacher password)
 
 
 PAGES: dict[str, PageGuide] = {
@@ -37,7 +38,9 @@ PAGES: dict[str, PageGuide] = {
         "Here you teach a new network from scratch and watch its loss fall and its accuracy rise after every epoch.",
         "Keep the Quick recipe and press Start training: it finishes in about a minute.",
         offline_try="Download the full data set in the sidebar (training needs its 50,000 pictures), then keep "
-                    "the Quick recipe and press Start training."),
+                    "the Quick recipe and press Start training.",
+        class_try="Keep the For a whole class recipe and press Start training: it finishes in about 20 seconds, "
+                  "so a whole class's runs take turns on this server within minutes."),
     "predict": PageGuide(
         "Try it on your own pictures",
         "Give the model any picture and see its answer, how sure it is, and where in the picture it looked.",

@@ -1,4 +1,6 @@
 """Train: start a run, watch it learn live, stop it, compare runs."""
+import time
+
 import streamlit as st
 
 from app_pages import common, train_parts
@@ -12,8 +14,9 @@ can_train = data.locate() is not None
 if not can_train:
     st.warning("Training needs the full CIFAR-10 data set: download it in the sidebar first.")
 
-preset = st.segmented_control("Recipe", list(PRESETS), default="quick", key="train_preset",
-                              format_func=train_parts.recipe_label) or "quick"
+first = "class" if common.class_shared() else "quick"
+preset = st.segmented_control("Recipe", list(PRESETS), default=first, key="train_preset",
+                              format_func=train_parts.recipe_label) or first
 defaults = TrainConfig.from_preset(preset)
 if runs.starts_on_hold() and not common.is_teacher():
     st.info("The teacher has paused new runs for now: you can watch and compare the runs below, and start "
@@ -21,14 +24,20 @@ if runs.starts_on_hold() and not common.is_teacher():
 with st.form("new_run", enter_to_submit=False):
     fields = train_parts.ConfigFields(defaults, preset, limits.max_epochs)
     started = st.form_submit_button("Start training", type="primary", disabled=not can_train)
+DOUBLE_PRESS_S = 5     # the same settings started again this soon is a double click, not a second run
 if started:
     try:
         config = TrainConfig.from_preset(preset, **fields.values()).validate()
-        run = runs.start(config, owner, admin=common.is_teacher())
+        last = st.session_state.get("train_last_start")
+        if last and last[0] == config.to_dict() and time.monotonic() - last[1] < DOUBLE_PRESS_S:
+            # Two runs of one double click took both of a student's places and queued a duplicate for the class.
+            st.toast("Already started: a second press within a moment is not a second run.")
+        else:
+            run = runs.start(config, owner, admin=common.is_teacher())
+            st.session_state["train_watch"] = run.id
+            st.session_state["train_last_start"] = (config.to_dict(), time.monotonic())
     except (ConfigError, runs.RunError) as e:
         fields.show_error(e)        # under the setting to blame, where one is
-    else:
-        st.session_state["train_watch"] = run.id
 
 watched = train_parts.watched_run(owner)
 if watched:

@@ -12,8 +12,9 @@ from cifar_core import trainer_memory
 from cifar_core.config import FIELD_HELP, MAX_TRAIN_IMAGES, OPTIMIZERS, ConfigError, TrainConfig
 from cifar_core.progress import clock, duration, testing_seconds
 
-RECIPES = {"quick": "Quick (about a minute)", "best": "Best (most accurate: 8 minutes on a fast server, an hour or more on a laptop)",
-           "class": "For a whole class (one short epoch each)",
+RECIPES = {"quick": "Quick (about a minute)",
+           "best": "Best (most accurate: 8 minutes on a fast server, about an hour on 2 cores or a laptop)",
+           "class": "For a whole class (about 20 seconds each)",
            "airbench94": "airbench94 (best's recipe before Muon)",
            "tutorial": "TensorFlow tutorial (the classic baseline)"}
 SUBSETS = (0, 36_000, 10_000, 5_000)   # training pictures: all of them, or fewer for a shorter demo
@@ -102,6 +103,7 @@ def curves_alt(named_metrics: list[tuple[str, list[dict]]]) -> str:
 
 
 LIVE_EVERY_S = 2.5     # how often a watched run's progress line, time left and curves refresh (~1 point/s)
+WHOLE_PAGE_EVERY_S = 20.0   # a watched run's new epoch redraws the whole page at most this often
 QUEUED_EVERY_S = 5.0   # a waiting run's place in the queue: it moves on about once a class run (8 s)
 
 
@@ -148,12 +150,16 @@ def _live(run_id: str, owner: str) -> None:
     metrics = snapshot.metrics_of(run.id)
     epochs = sum(m.get("kind") == "epoch" for m in metrics)
     # When the run starts or ends, or an epoch does, redraw the page: the board, the sidebar's model list,
-    # the pictures of what it sees and how often this refreshes are all decided outside this fragment.
+    # the pictures of what it sees and how often this refreshes are all decided outside this fragment. For
+    # an epoch's end at most every WHOLE_PAGE_EVERY_S: a run of 4-second epochs redrew every watcher's whole
+    # page that often (a quarter of a core for thirty watchers).
     drawn = st.session_state.setdefault("train_drawn", {})
-    if drawn.get(run.id, (run.state, epochs)) != (run.state, epochs):
+    was = drawn.setdefault(run.id, (run.state, epochs))
+    if was[0] != run.state or (was[1] != epochs and time.monotonic() - st.session_state.get("train_whole_page", 0)
+                               >= WHOLE_PAGE_EVERY_S):
         drawn[run.id] = (run.state, epochs)
+        st.session_state["train_whole_page"] = time.monotonic()
         st.rerun(scope="app")
-    drawn[run.id] = (run.state, epochs)
     _status(run, metrics, owner)
     _curves(run_id)
 
@@ -498,6 +504,14 @@ def actions(run: runs.Run, owner: str, name: str | None = None) -> None:
                 st.rerun()
             except (runs.RunError, ConfigError) as e:
                 st.error(str(e))
+    # Any run its owner or a teacher may change can be stopped from its row, not only the one the live view
+    # shows: a teacher's only other way to end a student's run was to clear every run, the class's models too.
+    if run.state in ("queued", "running") and (run.status.get("owner") == owner or common.is_teacher()):
+        stopping = run.state == "running" and rundir.stop_requested(run.path)
+        columns[4].button("Stopping" if stopping else "Stop" if run.state == "running" else "Cancel",
+                          key=f"board_stop_{run.id}", on_click=_stop, args=(run.id, owner), disabled=stopping,
+                          help="It stops after its current batch, what it has learned kept." if run.state == "running"
+                          else "It leaves the queue.")
     if run.state not in ("queued", "running") and columns[4].button("Delete", key=f"delete_{run.id}"):
         try:
             runs.delete(run.id, owner, admin=common.is_teacher())
@@ -513,7 +527,7 @@ def teacher_tools() -> None:
     with st.expander("Teacher: pause new runs", expanded=paused):
         st.caption("While paused, only a teacher can start or continue a run; runs already waiting or training "
                    "go on. For a lesson that needs the trainer, or when someone keeps filling the queue: pause, "
-                   "then clear.")
+                   "then stop their runs (pick them in the table below), or clear every run.")
         # The switch shows the server's state, which another teacher or tab may have changed meanwhile:
         # a widget keeps its own value while it stays on screen, whatever `value` says.
         st.session_state["train_hold"] = paused

@@ -11,6 +11,7 @@ import dataclasses
 import inspect
 import math
 import re
+import unicodedata
 from dataclasses import dataclass
 
 from cifar_core import models, settings
@@ -244,7 +245,36 @@ class TrainConfig:
               f"The run name must be text of at most {MAX_NAME_CHARS} characters.")
         check("name", _is_str(self.name) and self.name.isprintable(),
               "The run name must be plain text on one line (no line breaks or control characters).")
+        check("name", _readable(self.name),
+              "The run name must show letters or digits, without stacks of accents or invisible characters: "
+              "every visitor reads it on the board, and the projector too.")
+        check("name", not self.name.startswith(FORMULA_STARTS),
+              "The run name cannot start with =, +, - or @: a spreadsheet opening the board's table would take "
+              "it for a formula.")
         return self
+
+
+# Characters a run name cannot begin with: a spreadsheet opening the board's table (its download) reads
+# such a cell as a formula, and one can fetch an address or run a command (CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# Letters that show nothing (Hangul fillers, the blank Braille pattern): sixty of them drew a row over the
+# board's checkboxes.
+INVISIBLE = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+MAX_MARKS = 2      # accents stacked on one letter: sixty combining marks ("Zalgo") spilled over the page
+
+
+def _readable(name) -> bool:
+    """Whether a run name shows what it says: some letter or digit, none invisible, accents in reason."""
+    if not _is_str(name) or not name:
+        return True     # no name: the run goes by its id; other checks say what else is wrong
+    if INVISIBLE & set(name) or not any(c.isalnum() for c in name):
+        return False
+    stacked = 0
+    for c in name:
+        stacked = stacked + 1 if unicodedata.category(c) in ("Mn", "Me") else 0
+        if stacked > MAX_MARKS:
+            return False
+    return True
 
 
 # What a change does, for a person deciding: one line per setting, raise it / lower it (or each choice).

@@ -432,6 +432,11 @@ def test_train_page_starts_a_run_and_shows_it_live_and_on_the_board(app):
     assert run.status["owner"]                      # the browser that started it owns it
     assert any(h.value == "first try" for h in app.subheader)
     assert len(app.dataframe) == 1
+    # A double click: the second press, with the same settings a moment later, is not a second run (it
+    # took both of a student's places and queued a duplicate for the class).
+    app.button(key="FormSubmitter:new_run-Start training").click().run()
+    assert not app.exception and len(runs.list_runs()) == 1
+    assert any(t.value.startswith("Already started") for t in app.toast)
     runs.stop(run.id, admin=True)
 
 

@@ -493,3 +493,34 @@ def test_a_run_whose_time_left_outlasts_its_turn_says_when_its_turn_ends(tiny_en
     text = AppTest.from_function(running_line, args=(long.id,), default_timeout=60).run().get("progress")[0].proto.text
     import re
     assert re.search(r" · others are waiting: its turn ends in \d+ min \d\d s, when it stops", text)
+
+
+def test_a_run_picked_on_the_board_can_be_stopped_by_its_owner_or_a_teacher(page, monkeypatch):
+    """Stop was only for the run the live view showed: a teacher's only way to end a student's run was
+    "Clear all runs", which deleted the class's finished models too."""
+    theirs = runs.create(TrainConfig(epochs=200, batch_size=8, name="hogging"), owner="someone-else")
+    rundir.update_status(theirs.path, state="running", pid=os.getpid(), pid_started=rundir.process_start(os.getpid()),
+                         started=rundir.now(), train_images=100)
+    board.invalidate()
+    at = page()
+    at.session_state["train_board"] = {"selection": {"rows": [0], "columns": []}}
+    at.run()
+    assert not [b for b in at.button if b.key == f"board_stop_{theirs.id}"]      # not theirs to stop
+    as_teacher(at, monkeypatch)
+    at.run()
+    at.button(key=f"board_stop_{theirs.id}").click().run()
+    assert not at.exception and rundir.stop_requested(theirs.path)
+    board.invalidate()
+    at.run()
+    assert at.button(key=f"board_stop_{theirs.id}").disabled                   # "Stopping", once asked
+
+
+def test_a_server_a_class_shares_opens_train_on_the_recipe_made_for_a_class(page, monkeypatch):
+    """Thirty students following "keep the Quick recipe" queued 24 minutes of runs (48 s each here); the
+    recipe for a whole class takes about 20 s."""
+    at = page()
+    assert at.get("button_group")[0].value == "quick" and "Quick recipe" in at.caption[0].value
+    monkeypatch.setenv("CIFAR_ADMIN_PASSWORD", "s3cret")
+    at = page()
+    assert at.get("button_group")[0].value == "class"
+    assert "For a whole class recipe" in at.caption[0].value

@@ -21,11 +21,22 @@ from cifar_core.config import PRECISIONS, PRESETS, ConfigError, TrainConfig, bat
     ({"whiten_bias_epochs": -1}, "Whitening bias epochs must be a whole number from 0 to"),
     ({"whiten_bias_epochs": 1.5}, "Whitening bias epochs must be a whole number from 0 to"),
     ({"zoom": 0.2, "augment": False}, "Zoom only resizes pictures with augmentation on"),
+    # Names every visitor reads on the board and the projector, and a spreadsheet may open.
+    ({"name": "Zalgo" + "\u0301" * 3}, "The run name must show letters or digits"),
+    ({"name": "\u3164" * 60}, "The run name must show letters or digits"),
+    ({"name": "!!!"}, "The run name must show letters or digits"),
+    ({"name": '=HYPERLINK("http://example.org")'}, "The run name cannot start with =, +, - or @"),
+    ({"name": "@SUM(1)"}, "The run name cannot start with =, +, - or @"),
 ])
 def test_bad_settings_give_one_line(changes, message):
     with pytest.raises(ConfigError) as e:
         TrainConfig(**changes).validate()
     assert str(e.value).startswith(message) and "\n" not in str(e.value)
+
+
+def test_names_people_write_are_taken():
+    for name in ("", "Class 7B's first try", "café au lait", "jalapeño", "Élodie (2)", "学生 1", "Zürich e\u0301"):
+        TrainConfig(name=name).validate()
 
 
 def test_zoom_is_part_of_the_augmentation():
