@@ -23,12 +23,22 @@ from cifar_core import charts, evaluation, rundir, runs
 from cifar_core.runs import Run
 
 
-def _table(rows: list[dict]) -> str:
+def _table(rows: list[dict], empty: str = "None.") -> str:
     if not rows:
-        return "<p>None.</p>"
+        return f"<p>{escape.escape(empty)}</p>"
     head = "".join(f"<th>{escape.escape(str(k))}</th>" for k in rows[0])
     body = "".join("<tr>" + "".join(f"<td>{escape.escape(_fmt(v))}</td>" for v in r.values()) + "</tr>" for r in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _setting(value):
+    """A setting as the Train form says it: on or off, a list spelt out, a dash for none (not Python's
+    True, [] or an empty string)."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(map(str, value)) or "–"
+    return "–" if value is None or value == "" else value
 
 
 def _fmt(value) -> str:
@@ -168,6 +178,13 @@ def html(run: Run) -> str:
     reason = run.status.get("error") or run.status.get("stopped_because")
     why = (f'<p><b>Why it {"failed" if run.state == "failed" else "stopped"}:</b> '
            f'{escape.escape(str(reason))}</p>' if reason else "")
+    unmeasured = ("Measured once it has finished." if run.state in rundir.ACTIVE
+                  else "Not measured: it ended without a model." if not run.model_path else "Not measured.")
+    epochs_table = (f"<p>{'No epoch has ended yet' if run.state in rundir.ACTIVE else 'It ended within its first epoch'}"
+                    ".</p>" if not epochs else
+                    "<p>Measured during training: accuracy on the pictures trained on so far in the epoch, and test "
+                    "accuracy with one look at each test picture (no mirror image, to keep each epoch short), so a "
+                    "little below the final figure.</p>" + _table(epochs))
     if isinstance(summary.get("progress"), (int, float)):
         summary["progress"] = f"{summary['progress']:.0%}"     # the share of the epochs asked for, as people read it
     return f"""<!doctype html>
@@ -180,10 +197,11 @@ table{{border-collapse:collapse;margin:1rem 0}}td,th{{border:1px solid #ccd;padd
 <p>Test accuracy: {escape.escape(evaluation.ACCURACY_DEFINITION)}</p>
 {why}
 <h2>Curves</h2>{note}<div id="curves">{curves_svg(drawn, run.name)}</div>
-<h2>Test accuracy per class</h2>{_table(per_class)}
+<p>The dashed lines are the training figures as a running average over the epoch so far, from its first step:
+in a run of one epoch, or one stopped in its first, they average from the untrained start, and so end below
+the test figures (solid, a dot after each epoch), which measure the network as it is then.</p>
+<h2>Test accuracy per class</h2>{_table(per_class, unmeasured)}
 <h2>Every epoch</h2>
-<p>Measured during training: accuracy on the pictures trained on so far in the epoch, and test accuracy with one
-look at each test picture (no mirror image, to keep each epoch short), so a little below the final figure.</p>
-{_table(epochs)}
-<h2>Settings</h2>{_table([{"setting": k, "value": v} for k, v in run.config.items()])}
+{epochs_table}
+<h2>Settings</h2>{_table([{"setting": k, "value": _setting(v)} for k, v in run.config.items()])}
 </body></html>"""

@@ -1,4 +1,5 @@
 """A run's downloaded report: one HTML file that needs no network, charts included."""
+import os
 import json
 import re
 from pathlib import Path
@@ -144,3 +145,22 @@ def test_an_ended_runs_report_is_made_once_and_again_only_when_the_run_changes(t
     monkeypatch.setattr(report.time, "time", lambda: real_time() + report.LIVE_EVERY_S)
     report.kept_html(runs.get(run.id))
     assert len(made) == 4                                          # and again once that while has passed
+
+
+def test_a_report_says_what_it_lacks_and_settings_as_the_form_says_them(tiny_env):
+    """A run stopped in its first epoch: a paragraph on the epochs table's columns then "None.", "None." for
+    its classes while it trained, its settings as Python wrote them (False, [])."""
+    from cifar_core import rundir, runs
+    run = finished_run("stopped early", epochs=1)
+    metrics = [m for m in rundir.read_metrics(run.path) if m.get("kind") == "batch"]
+    (run.path / rundir.METRICS).unlink()
+    for record in metrics:
+        rundir.append_metric(run.path, record)
+    page = report.html(runs.get(run.id))
+    assert "It ended within its first epoch." in page and "<p>None.</p>" not in page
+    assert "<td>augment</td><td>off</td>" in page and "<td>False</td>" not in page and "<td>[]</td>" not in page
+    assert "from the untrained start" in page
+    rundir.update_status(run.path, state="running", pid=os.getpid(), pid_started=rundir.process_start(os.getpid()),
+                         per_class_accuracy=None)
+    page = report.html(runs.get(run.id))
+    assert "No epoch has ended yet." in page and "Measured once it has finished." in page
