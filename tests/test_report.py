@@ -1,6 +1,6 @@
 """A run's downloaded report: one HTML file that needs no network, charts included."""
-import os
 import json
+import os
 import re
 from pathlib import Path
 
