@@ -14,7 +14,7 @@ import streamlit as st
 from PIL import Image
 
 from app_pages import chart_specs, common
-from cifar_core import charts, decoding, evaluation, explain, inference, perturbations
+from cifar_core import charts, decoding, evaluation, explain, inference, models, perturbations
 from cifar_core.data import CLASS_NAMES
 
 # The largest picture a visitor may upload. .streamlit/config.toml lets Streamlit take a little more
@@ -314,7 +314,11 @@ def where(model_id: tuple, model, pictures: np.ndarray, probabilities: np.ndarra
                f"scaled to its own strongest place, so read it with the chance the model gives \"{target}\": "
                f"{evaluation.sure(probabilities[CLASS_NAMES.index(target)])}."
                + (" The answer above is the average of both squares, so one square's map shows only half of why."
-                  if len(squares) > 1 else ""))
+                  if len(squares) > 1 else "")
+               # The bundled pair answers a test picture its first network is sure of by that one alone.
+               + (" This model is two networks side by side: the map is of both together, as they answer a photo "
+                  "(a test picture the first is sure of is answered by that network alone)."
+                  if models.members_of(model) > 1 else ""))
 
 
 # Flipping fools it least of all, and here is why: say so, or a student concludes more than is true.
