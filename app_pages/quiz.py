@@ -3,7 +3,7 @@ import numpy as np
 import streamlit as st
 
 from app_pages import common
-from app_pages.quiz_parts import game, keep, latest
+from app_pages.quiz_parts import LESSON_S, game, keep, latest
 from cifar_core import charts, evaluation
 from cifar_core.data import CLASS_NAMES, with_article
 
@@ -49,6 +49,9 @@ if before is not None and before.against != playing:
     else:
         why = "in hard mode" if hard else "on every test picture"
     st.toast(f"A new game {why}." if new else f"Back to your game {why}: you {quiz.people} / {quiz.rounds}.",
+             icon=":material/restart_alt:")
+elif before is not None and before.game != quiz.game and new:     # the last lesson's (`Quiz.stale`)
+    st.toast(f"A new game: the last one here was played more than {LESSON_S // 3600} hours ago.",
              icon=":material/restart_alt:")
 elif before is not None and before.game != quiz.game:
     # This tab's own game gave way to the one another tab of the browser played or started again: its click,

@@ -1,6 +1,7 @@
 """The Quiz's game: the picture on screen, the answer given, both scores, and the rules for changing them."""
 import secrets
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -29,6 +30,12 @@ class Quiz:
     turn: str = ""
     # Two tabs of one browser share the game: a click in each within the same moment must count once.
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    played: float = field(default_factory=time.time, compare=False)     # when it was last answered or moved on
+
+    def stale(self) -> bool:
+        """Whether it is the last lesson's: not played for LESSON_S. The projector's computer opened the next
+        lesson on the last one's score, and a class took it for its own."""
+        return time.time() - self.played > LESSON_S
 
     def __post_init__(self):
         self.seen = np.zeros(self.pictures, bool)
@@ -48,7 +55,7 @@ class Quiz:
         with self.lock:
             if index != self.index or self.answer is not None:
                 return False
-            self.answer, self.rounds = choice, self.rounds + 1
+            self.answer, self.rounds, self.played = choice, self.rounds + 1, time.time()
             self.people += int(choice == truth)
             self.model += int(guess == truth)
             return True
@@ -68,12 +75,13 @@ class Quiz:
                 self.seen[pictures] = False
                 fresh = pictures[pictures != self.index] if len(pictures) > 1 else pictures
             self.index, self.answer = int(np.random.default_rng().choice(fresh)), None
-            self.turn = secrets.token_hex(4)
+            self.turn, self.played = secrets.token_hex(4), time.time()
             self.seen[self.index] = True
             return again
 
 
 KEPT_GAMES = 500    # games the server keeps, the latest played first: about 10 KB each
+LESSON_S = 3 * 3600     # a game not played for this long is the last lesson's: the page starts a new one
 KEPT_PER_BROWSER = 12     # of them one browser's (its models and modes): the rest are the class's
 
 
@@ -96,9 +104,9 @@ def game(me: str, playing: tuple, pictures: int) -> tuple[Quiz, bool]:
     with lock:
         kept = games.get((me, playing))
     mine = st.session_state.get("quiz")
-    if kept is not None:
+    if kept is not None and not kept.stale():
         return kept, False
-    if mine is not None and mine.against == playing:
+    if mine is not None and mine.against == playing and not mine.stale():
         return mine, False
     return Quiz(against=playing, pictures=pictures), True
 
@@ -107,7 +115,7 @@ def latest(me: str) -> Quiz | None:
     """The game this browser played last, for a new tab or a reload: it opens in that game's mode."""
     games, lock = kept_games()
     with lock:
-        return next((quiz for (owner, _), quiz in reversed(games.items()) if owner == me), None)
+        return next((quiz for (owner, _), quiz in reversed(games.items()) if owner == me and not quiz.stale()), None)
 
 
 def keep(me: str, quiz: Quiz, started_again: bool = False) -> None:

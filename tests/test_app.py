@@ -1128,3 +1128,23 @@ def test_a_class_never_named_has_a_dash_for_its_precision_and_the_table_keeps_it
     assert (truck["precision"], truck["recall"], truck["f1"]) == ("–", "0.0%", "–")
     kept = table.value                                     # the figures, as the download has them
     assert kept["recall"].max() <= 100 and kept["precision"].isna().sum() == (shown["precision"] == "–").sum()
+
+
+def test_the_last_lessons_quiz_game_is_not_the_next_ones(app):
+    """A game kept on the server opened the projector's next lesson on the last one's score, and the class
+    took it for its own: a game not played for three hours gives way to a new one."""
+    from app_pages.quiz_parts import LESSON_S
+    visit(app, "app_pages/quiz.py")
+    quiz_answer(app, "cat").click().run()
+    assert app.metric[0].value.endswith("/ 1")
+    app.session_state["quiz"].played -= LESSON_S + 60          # the lesson is over; the tab was left open
+    app.run()
+    assert not app.exception and app.metric[0].value == "0 / 0"
+    assert any(t.value.startswith("A new game: the last one here was played more than 3 hours ago") for t in app.toast)
+    quiz_answer(app, "cat").click().run()                      # this lesson's game, kept on the server
+    app.session_state["quiz"].played -= LESSON_S + 60
+    other = AppTest.from_file(str(ROOT / "studio.py"), default_timeout=120)
+    other.session_state["owner"] = app.session_state["owner"]   # the same computer, opened the next lesson
+    other.switch_page("app_pages/quiz.py")
+    other.run()
+    assert not other.exception and other.metric[0].value == "0 / 0"
