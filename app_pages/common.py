@@ -317,7 +317,7 @@ def _download_button() -> None:
         st.sidebar.error(state.error)
     # Once there, every page of every visitor moves to the whole data set (every Quiz game starts again):
     # on a server with a teacher password, the teacher's call.
-    locked = bool(settings.get().admin_password) and not is_teacher()
+    locked = class_shared() and not is_teacher()
     saved = "Saved on the server, in Keras' folder of data sets (KERAS_HOME, ~/.keras by default), for next time."
     pressed = st.sidebar.button("Download CIFAR-10 (170 MB)", disabled=locked,
                                 help=("Only a teacher can download it on this server (Teacher controls, below): "

@@ -234,10 +234,11 @@ def answer(image: np.ndarray, key: str, original: Image.Image | None = None, hea
         st.metric("The model says", f"{CLASS_NAMES[best]}, {evaluation.sure(probabilities[best])} sure",
                   help=explain.SURE_ON_PHOTOS if photo else explain.SURE_ON_TEST_PICTURES)
         # A drawing's, a tiny or a flat picture's answer says beside it how little its "% sure" means.
-        if not explain.unlike_a_photo(image, size, drawing):
+        unlike = explain.unlike_a_photo(image, size, drawing)
+        if not unlike:
             st.caption(explain.what_sure_means(float(probabilities[best]), photo,
                                                getattr(model, "calibrated", True)))
-        for note in explain.doubts(image, probabilities, size, drawing):
+        for note in unlike + explain.torn(probabilities):     # `explain.doubts`, the picture's worked out once
             st.warning(note, icon=":material/help:")
         chart_specs.probability_bars(probabilities)
     if st.toggle("Show where it looked (Grad-CAM)", value=heat, key=f"{key}_heat"):

@@ -50,14 +50,13 @@ if before is not None and before.against != playing:
         why = "in hard mode" if hard else "on every test picture"
     st.toast(f"A new game {why}." if new else f"Back to your game {why}: you {quiz.people} / {quiz.rounds}.",
              icon=":material/restart_alt:")
-elif before is not None and before.game != quiz.game and new:     # the last lesson's (`Quiz.stale`)
-    st.toast(f"A new game: the last one here was played more than {LESSON_S // 3600} hours ago.",
-             icon=":material/restart_alt:")
 elif before is not None and before.game != quiz.game:
-    # This tab's own game gave way to the one another tab of the browser played or started again: its click,
-    # if any, was for a picture no longer on screen, and the picture changes under it.
-    st.toast(f"Your game went on in another tab of this browser: here it is, you {quiz.people} / {quiz.rounds}.",
-             icon=":material/tab:")
+    # This tab's own game gave way: to a new one, as it was the last lesson's (`Quiz.stale`), or to the one
+    # another tab of the browser played or started again (its click, if any, was for a picture no longer on
+    # screen, and the picture changes under it).
+    st.toast(f"A new game: the last one here was played more than {LESSON_S // 3600} hours ago." if new else
+             f"Your game went on in another tab of this browser: here it is, you {quiz.people} / {quiz.rounds}.",
+             icon=":material/restart_alt:" if new else ":material/tab:")
 if note := st.session_state.pop("quiz_note", None):     # from the click before this rerun
     st.toast(note, icon=":material/replay:")
 

@@ -28,14 +28,14 @@ DOUBLE_PRESS_S = 5     # the same settings started again this soon is a double c
 if started:
     try:
         config = TrainConfig.from_preset(preset, **fields.values()).validate()
-        last = st.session_state.get("train_last_start")
-        if last and last[0] == config.to_dict() and time.monotonic() - last[1] < DOUBLE_PRESS_S:
+        pressed, last = config.to_dict(), st.session_state.get("train_last_start")
+        if last and last[0] == pressed and time.monotonic() - last[1] < DOUBLE_PRESS_S:
             # Two runs of one double click took both of a student's places and queued a duplicate for the class.
             st.toast("Already started: a second press within a moment is not a second run.")
         else:
             run = runs.start(config, owner, admin=common.is_teacher())
             st.session_state["train_watch"] = run.id
-            st.session_state["train_last_start"] = (config.to_dict(), time.monotonic())
+            st.session_state["train_last_start"] = (pressed, time.monotonic())
     except (ConfigError, runs.RunError) as e:
         fields.show_error(e)        # under the setting to blame, where one is
 

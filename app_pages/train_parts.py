@@ -252,9 +252,7 @@ def status_line(run: runs.Run, metrics: list[dict]) -> None:
     elif run.state == "running" and rundir.stop_requested(run.path):
         # Not "about N min left": it stops after its current batch, then saves and tests what it has; within
         # its first minute of training it keeps nothing (a few batches are no model worth the queue's time).
-        trained = max((m.get("elapsed_s") or 0 for m in metrics), default=0)
-        kept = ("it keeps and tests what it has learned" if any(m.get("kind") == "epoch" for m in metrics)
-                or trained >= rundir.FIRST_EPOCH_KEPT_AFTER_S
+        kept = ("it keeps and tests what it has learned" if rundir.keeps_a_model(metrics)
                 else "it ends without a model, as it has trained for less than a minute")
         st.progress(p["fraction"], text=f"Stopping: after its current batch {kept} · {duration(p['elapsed_s'])} so far")
     elif run.state == "running":

@@ -225,18 +225,22 @@ ON_A_DRAWING = ("This is a drawing. The model has only ever seen photos of ten k
 def doubts(image: np.ndarray, probabilities: np.ndarray, size: tuple[int, int] | None = None,
            drawing: bool = False) -> list[str]:
     """Plain-language warnings beside an answer: the picture is a `drawing`, is flat, tiny or unlike a
-    photo (`unlike_a_photo`), or the model is torn. `size` is the picture's own (width, height) before it
-    was squeezed into 32 x 32."""
+    photo (`unlike_a_photo`), or the model is torn (`torn`). `size` is the picture's own (width, height)
+    before it was squeezed into 32 x 32."""
+    return unlike_a_photo(image, size, drawing) + torn(probabilities)
+
+
+def torn(probabilities: np.ndarray) -> list[str]:
+    """The warning for an answer the model is unsure of, torn between two classes; none for a clear one."""
     from cifar_core.data import CLASS_NAMES
-    notes = unlike_a_photo(image, size, drawing)
     probabilities = np.asarray(probabilities, np.float64)
     order = np.argsort(probabilities)[::-1]
     top, second = probabilities[order[0]], probabilities[order[1]]
-    if top < UNSURE_TOP or top - second < UNSURE_MARGIN:
-        notes.append(f"The model is unsure: it is torn between {CLASS_NAMES[order[0]]} ({top:.0%}) and "
-                     f"{CLASS_NAMES[order[1]]} ({second:.0%}). This may not be one of the ten classes, or the "
-                     f"thing may be small, cut off or hard to see at 32 x 32.")
-    return notes
+    if top >= UNSURE_TOP and top - second >= UNSURE_MARGIN:
+        return []
+    return [f"The model is unsure: it is torn between {CLASS_NAMES[order[0]]} ({top:.0%}) and "
+            f"{CLASS_NAMES[order[1]]} ({second:.0%}). This may not be one of the ten classes, or the "
+            f"thing may be small, cut off or hard to see at 32 x 32."]
 
 
 def unlike_a_photo(image: np.ndarray, size: tuple[int, int] | None = None, drawing: bool = False) -> list[str]:

@@ -42,6 +42,13 @@ STARTING_COPY = "initial.keras"     # a continued run's own copy of the model it
 # batches are no model worth the queue's time to calibrate and test, but a first epoch can take longer
 # than a turn (a batch of 1 on every picture: one or two hours), and the turn must end it.
 FIRST_EPOCH_KEPT_AFTER_S = 60.0
+
+
+def keeps_a_model(metrics: list[dict]) -> bool:
+    """Whether a run stopped now keeps a model, from its records: an epoch has ended (its checkpoint saved),
+    or it has trained FIRST_EPOCH_KEPT_AFTER_S into its first."""
+    return (any(m.get("kind") == "epoch" for m in metrics)
+            or max((m.get("elapsed_s") or 0 for m in metrics), default=0) >= FIRST_EPOCH_KEPT_AFTER_S)
 # Said after a failed run's reason: a failed run that saved a model can be continued (`runs.continue_run`).
 CHECKPOINT_KEPT = "Its last checkpoint, if it saved one, is kept: Continue goes on from it."
 

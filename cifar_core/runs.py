@@ -715,10 +715,7 @@ def _has_learned(run: Run) -> bool:
     """Whether a run stopped now keeps a model: it saved one, or has trained long enough to keep its first
     epoch unfinished. A turn counts from the start, loading and building included: a turn of a minute
     would otherwise stop a run that keeps nothing, under a reason saying it was kept."""
-    if run.model_path:
-        return True
-    trained = max((m.get("elapsed_s") or 0 for m in rundir.read_metrics(run.path)), default=0)
-    return trained >= rundir.FIRST_EPOCH_KEPT_AFTER_S
+    return bool(run.model_path) or rundir.keeps_a_model(rundir.read_metrics(run.path))
 
 
 def turn_left(run: Run, runs: list[Run]) -> float | None:
