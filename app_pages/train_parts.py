@@ -8,7 +8,7 @@ import streamlit as st
 
 from app_pages import chart_cache, common, learning_parts, run_downloads
 from cifar_core import board as runs_board, charts, evaluation, models, overfitting, report, rundir, runs, settings
-from cifar_core import trainer_memory
+from cifar_core import queue_wait, trainer_memory
 from cifar_core.config import FIELD_HELP, MAX_TRAIN_IMAGES, OPTIMIZERS, ConfigError, TrainConfig
 from cifar_core.progress import clock, duration, testing_seconds
 
@@ -226,6 +226,15 @@ def overfitting_note(metrics: list[dict]) -> None:
                icon=":material/trending_down:")
 
 
+def _guess(run: runs.Run) -> str:
+    """When a waiting run can expect to start, and what that guess rests on; "" where it cannot be told."""
+    start = runs_board.current().expected_starts.get(run.id)
+    if start is None:
+        return ""
+    return (f", {queue_wait.roughly(start - time.time())} (a guess from how long runs of the same recipes "
+            "have taken on this server)")
+
+
 def status_line(run: runs.Run, metrics: list[dict]) -> None:
     icon = STATE_ICONS.get(run.state, "")
     p = run.progress(metrics)
@@ -245,9 +254,9 @@ def status_line(run: runs.Run, metrics: list[dict]) -> None:
             when = ("A run ahead of it is waiting for memory; this one may start before it, when a trainer is "
                     "free and memory allows both.")
         elif ahead:
-            when = "It starts by itself after the runs ahead of it."
+            when = "It starts by itself after the runs ahead of it" + _guess(run) + "."
         else:
-            when = "It starts by itself when a trainer is free."
+            when = "It starts by itself when a trainer is free" + _guess(run) + "."
         st.info(f"Waiting in the queue{where}. {when}", icon=icon)
     elif run.state == "running" and rundir.stop_requested(run.path):
         # Not "about N min left": it stops after its current batch, then saves and tests what it has; within

@@ -22,6 +22,7 @@ changes.
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 import threading
@@ -29,7 +30,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cifar_core import rundir, settings
+from cifar_core import queue_wait, rundir, settings
 
 TICK_S = 1.0     # how often the watcher refreshes: a trainer writes a progress record about once a second
 WATCHED = (rundir.CONFIG, rundir.STATUS, rundir.METRICS, rundir.MODEL, rundir.SNAPSHOTS)
@@ -70,6 +71,15 @@ class Snapshot:
         queued = [r for r in reversed(self.runs) if r.state == "queued"]
         ids = [r.id for r in queued]
         return queued[:ids.index(run_id)] if run_id in ids else None
+
+    @functools.cached_property
+    def expected_starts(self) -> dict[str, float]:
+        """When each queued run can expect a trainer (a time.time()), by run id, where it can be told
+        (`queue_wait`): worked out once a snapshot, whoever of the class is waiting."""
+        now, config = time.time(), settings.get()
+        waits = queue_wait.expected_starts(self.runs, self.metrics_of, config.max_concurrent_runs,
+                                           config.run_turn_minutes * 60, now)
+        return {run_id: now + wait for run_id, wait in waits.items()}
 
     def queue_position(self, run_id: str) -> int | None:
         """1 for the next run to start, 2 for the one after, ...; None if not queued."""

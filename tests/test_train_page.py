@@ -1,4 +1,5 @@
 """The Train page under AppTest: what a teacher sees of a run that is someone else's, or has ended."""
+import dataclasses
 import json
 import math
 import os
@@ -258,6 +259,28 @@ def test_a_run_behind_one_waiting_for_memory_says_smaller_runs_may_go_first(tiny
     assert not at.exception, [e.value for e in at.exception]
     assert [i.value for i in at.info] == ["Waiting in the queue: number 3. It starts by itself after the runs ahead "
                                           "of it."]
+
+
+def test_a_waiting_run_is_told_when_it_can_expect_to_start(tiny_env):
+    """A place in the queue and a guess of the wait, from how long its recipe's runs took on this server."""
+    def queued_line(run_id):
+        from app_pages import train_parts
+        from cifar_core import runs
+        train_parts.status_line(runs.get(run_id), [])
+
+    recipe = TrainConfig(arch="airbench_tiny", epochs=1, batch_size=8)
+    done = runs.create(dataclasses.replace(recipe, name="earlier", seed=4), owner="x")
+    rundir.update_status(done.path, state="finished", launched=rundir.now() - 400, ended=rundir.now() - 100)
+    head, mine = (runs.create(dataclasses.replace(recipe, name=n), owner=n) for n in ("a", "b"))
+    board.invalidate()
+    at = AppTest.from_function(queued_line, args=(mine.id,), default_timeout=60).run()
+    assert [i.value for i in at.info] == ["Waiting in the queue: number 2. It starts by itself after the runs ahead "
+                                          "of it, in about 5 min (a guess from how long runs of the same recipes "
+                                          "have taken on this server)."]
+    at = AppTest.from_function(queued_line, args=(head.id,), default_timeout=60).run()
+    assert [i.value for i in at.info] == ["Waiting in the queue: number 1. It starts by itself when a trainer is free, "
+                                          "in less than a minute (a guess from how long runs of the same recipes have "
+                                          "taken on this server)."]
 
 
 def test_a_stop_pressed_as_an_epoch_ends_is_kept(page, monkeypatch):

@@ -1,0 +1,100 @@
+"""When a waiting run can expect to start: the queue played forward on the server's trainers, from how
+long runs of the same recipes took here, and no guess where a length cannot be told."""
+from pathlib import Path
+
+import pytest
+
+from cifar_core import progress, queue_wait
+from cifar_core.runs import Run
+
+NOW = 10_000.0
+CLASS = {"preset": "class", "epochs": 1, "batch_size": 100}
+BEST = {"preset": "best", "epochs": 10, "batch_size": 512}
+
+
+def finished(run_id, config, took, ended=NOW - 100):
+    return Run(run_id, Path(run_id), {**config, "name": run_id, "seed": 3},
+               {"state": "finished", "launched": ended - took, "started": ended - took + 2, "ended": ended})
+
+
+def queued(run_id, config, created, owner="", takes_turns=True):
+    return Run(run_id, Path(run_id), {**config, "name": run_id},
+               {"state": "queued", "created": created, "owner": owner, "takes_turns": takes_turns})
+
+
+def running(run_id, config, elapsed, step_s=0.1, steps=100, owner="", takes_turns=True):
+    """A run `elapsed` seconds into one epoch of `steps` steps of `step_s` each, its test pass timed."""
+    status = {"state": "running", "launched": NOW - elapsed, "started": NOW - elapsed, "train_images": steps * 100,
+              "test_images": 1000, "calibration_images": 0, "test_s_per_picture": 0.0, "owner": owner,
+              "takes_turns": takes_turns}
+    records = [{"kind": "batch", "epoch": 1, "step": s, "elapsed_s": s * step_s, "wall_s": s * step_s}
+               for s in range(1, int(elapsed / step_s) + 1)]
+    return Run(run_id, Path(run_id), {**config, "batch_size": 100, "epochs": 1}, status), records
+
+
+def starts(runs, records=None, trainers=1, turn_s=0):
+    records = records or {}
+    return queue_wait.expected_starts(runs, lambda i: records.get(i, []), trainers, turn_s, NOW)
+
+
+def test_the_runs_ahead_take_as_long_as_their_recipe_took_here():
+    trainer, records = running("now", CLASS, elapsed=4.0)      # 100 steps of 0.1 s: 6 s of training left
+    waiting = [queued(f"q{i}", CLASS, created=i) for i in range(3)]
+    done = [finished("old1", CLASS, 18.0), finished("old2", CLASS, 20.0, ended=NOW - 50), finished("old3", CLASS, 30.0)]
+    got = starts([trainer, *waiting, *done], {"now": records})
+    left = got["q0"]
+    assert left == progress.estimate(trainer.config, trainer.status, records, NOW).seconds_left == pytest.approx(8.9)
+    assert got["q1"] == pytest.approx(left + 20.0) and got["q2"] == pytest.approx(left + 40.0)   # the median
+
+
+def test_two_trainers_take_the_queue_two_at_a_time():
+    waiting = [queued(f"q{i}", CLASS, created=i) for i in range(5)]
+    got = starts([*waiting, finished("old", CLASS, 20.0)], trainers=2)
+    assert [got[f"q{i}"] for i in range(5)] == [0.0, 0.0, 20.0, 20.0, 40.0]
+
+
+def test_no_guess_behind_a_run_whose_recipe_has_not_been_timed_here():
+    waiting = [queued("q0", CLASS, 0), queued("q1", BEST, 1), queued("q2", CLASS, 2)]
+    got = starts([*waiting, finished("old", CLASS, 20.0)])
+    assert got == {"q0": 0.0, "q1": 20.0}      # q1's own start is known, not its length
+
+
+def test_a_recipe_first_timed_by_its_running_run():
+    trainer, records = running("now", CLASS, elapsed=4.0)
+    got = starts([trainer, queued("q0", CLASS, 0), queued("q1", CLASS, 1)], {"now": records})
+    assert got["q1"] - got["q0"] == pytest.approx(4.0 + 8.9)   # its 4 s behind it and 8.9 ahead
+
+
+def test_a_running_run_not_yet_timed_leaves_no_guess():
+    trainer, _ = running("now", BEST, elapsed=0.0)
+    assert starts([trainer, queued("q0", CLASS, 0), finished("old", CLASS, 20.0)], {"now": []}) == {}
+
+
+def test_a_visitors_long_run_ends_at_its_turn_when_someone_else_waits():
+    waiting = [queued("long", BEST, 0, owner="ann"), queued("mine", CLASS, 1, owner="bob")]
+    got = starts([*waiting, finished("old", BEST, 3_600.0)], turn_s=1_200)
+    assert got["mine"] == 1_200.0
+    # A teacher's run, or one whose owner is the only one waiting, keeps the trainer its whole length.
+    waiting = [queued("long", BEST, 0, owner="ann", takes_turns=False), queued("mine", CLASS, 1, owner="bob")]
+    assert starts([*waiting, finished("old", BEST, 3_600.0)], turn_s=1_200)["mine"] == 3_600.0
+    waiting = [queued("long", BEST, 0, owner="ann"), queued("mine", CLASS, 1, owner="ann")]
+    assert starts([*waiting, finished("old", BEST, 3_600.0)], turn_s=1_200)["mine"] == 3_600.0
+
+
+def test_a_cluster_or_a_wait_for_memory_has_no_line_to_play_forward():
+    ray = Run("q0", Path("q0"), CLASS, {"state": "queued", "created": 0, "backend": "ray"})
+    assert starts([ray, finished("old", CLASS, 20.0)]) == {}
+    short = Run("q0", Path("q0"), CLASS, {"state": "queued", "created": 0, "waiting_for_mb": 6_000})
+    assert starts([short, finished("old", CLASS, 20.0)]) == {}
+
+
+def test_only_finished_runs_time_a_recipe():
+    stopped = Run("s", Path("s"), CLASS, {"state": "stopped", "launched": 0.0, "ended": 3.0})
+    assert starts([queued("q0", CLASS, 0), queued("q1", CLASS, 1), stopped]) == {"q0": 0.0}
+
+
+@pytest.mark.parametrize("seconds, said", [(0, "in less than a minute"), (59, "in less than a minute"),
+                                           (150, "in about 2 min"), (89 * 60, "in about 89 min"),
+                                           (2 * 3600 + 7 * 60, "in about 2 h 10 min"), (3 * 3600, "in about 3 h")])
+def test_a_guess_is_said_roughly(seconds, said):
+    assert queue_wait.roughly(seconds) == said
