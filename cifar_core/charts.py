@@ -361,13 +361,15 @@ def reliability(rows: list[dict]) -> alt.Chart:
                  alt.Tooltip("answers:Q", title="answers in this group")])
     # A line of fixed width through the bins, and a dot per bin sized by its answers: a size encoding on
     # the line itself would thin it to nothing.
-    line = base.mark_line(strokeWidth=2.5)
     # A group of a few dozen answers is mostly chance (the bundled model's 38 answers at 31% sure, right
-    # 21% of the time, read as over-confidence): faint, as the page's caption says.
+    # 21% of the time, read as over-confidence): faint, as the page's caption says, and so is the line to
+    # it; the line through the groups that hold enough answers is drawn over that one in full.
+    faint_line = base.mark_line(strokeWidth=2.5, opacity=0.3)
+    line = base.transform_filter(alt.datum.answers >= FEW_ANSWERS).mark_line(strokeWidth=2.5)
     dots = base.mark_circle().encode(
         size=alt.Size("answers:Q", legend=None, scale=alt.Scale(range=[40, 400])),
         opacity=alt.condition(alt.datum.answers < FEW_ANSWERS, alt.value(0.3), alt.value(0.9)))
-    return (diagonal + line + dots).properties(title="Is it as sure as it should be?", height=320)
+    return (diagonal + faint_line + line + dots).properties(title="Is it as sure as it should be?", height=320)
 
 
 def compare_classes(per_class: dict[str, dict[str, float]]) -> alt.Chart:

@@ -428,6 +428,9 @@ def test_a_confidence_group_of_a_few_answers_is_drawn_faint():
     over-confidence and are mostly chance."""
     rows = [{"confidence": 0.31, "accuracy": 0.21, "answers": 38}, {"confidence": 0.95, "accuracy": 0.96,
                                                                      "answers": 8000}]
-    dots = charts.reliability(rows).to_dict()["layer"][2]
+    diagonal, faint_line, line, dots = charts.reliability(rows).to_dict()["layer"]
     opacity = dots["encoding"]["opacity"]
     assert opacity["condition"]["test"] == f"(datum.answers < {charts.FEW_ANSWERS})" and opacity["value"] == 0.9
+    # The line to a faint dot is faint too: drawn in full, it joined the chance group to the rest as one curve.
+    assert faint_line["mark"]["opacity"] == 0.3 and "transform" not in faint_line
+    assert line["transform"] == [{"filter": f"(datum.answers >= {charts.FEW_ANSWERS})"}] and "opacity" not in line["mark"]
