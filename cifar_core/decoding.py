@@ -62,6 +62,7 @@ MAX_JPEG_PARSED = {"frame header": 1, "quantisation table segment": 8, "EXIF blo
 # Arithmetic coding (SOF9-15: rare, a few archiving tools) takes libjpeg about 0.11 s a megabyte here
 # whatever size it decodes at: a 20 MB file would hold a core 2 s (the same picture Huffman-coded, 0.13 s).
 ARITHMETIC_FRAMES = (0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF)
+LOSSLESS_FRAMES = (0xC3, 0xC7, 0xCB, 0xCF)     # SOF3, 7, 11, 15: lossless, as DICOM files hold
 MAX_ARITHMETIC_BYTES = 6 * 2**20
 MAX_PNG_CHUNKS = 20_000      # Pillow reads each in Python; 20 MB in libpng's 8 KB chunks is 2,500
 MAX_PNG_INFLATED = 16        # compressed text and profile chunks, each inflated by Pillow to up to 1 MB
@@ -178,6 +179,11 @@ def _frame_blocks(frame: bytes) -> dict[int, int]:
     components = [frame[6 + 3 * i:9 + 3 * i] for i in range(count) if len(frame) >= 9 + 3 * i]
     if not components:
         return {}
+    if len({c[0] for c in components}) < len(components):
+        # libjpeg reads a scan's channel as the first of that name, the biggest here, where the blocks
+        # counted by name were the last's: a 155 KB file went past MAX_JPEG_BLOCK_SCANS sixteenfold, 4.7 s.
+        raise ImageError("The picture is damaged: two of its colour channels have the same name, which no "
+                         "camera or program writes; please save it again as a JPEG or a PNG.")
     h_max = max(c[1] >> 4 for c in components) or 1
     v_max = max(c[1] & 15 for c in components) or 1
 
@@ -195,6 +201,11 @@ def _check_frame(kind: int, precision: bytes, file_bytes: int) -> None:
         # Pillow opens 8-bit JPEGs only, and would call this one "not a format we can read".
         raise ImageError("This JPEG has more than 8 bits a colour, as medical and scientific cameras "
                          "write, and cannot be read here; please save it as an ordinary JPEG or a PNG.")
+    if kind in LOSSLESS_FRAMES:
+        # libjpeg cannot decode these at a reduced size, as every JPEG is decoded here: the draft asked for
+        # made any 512 or more pixels wide fail as "damaged".
+        raise ImageError("This JPEG is stored losslessly, as medical and scientific equipment writes, and "
+                         "cannot be read here; please save it as an ordinary JPEG or a PNG.")
     if kind in ARITHMETIC_FRAMES and file_bytes > MAX_ARITHMETIC_BYTES:
         raise ImageError(f"This JPEG uses arithmetic coding, which is slow to decode: up to "
                          f"{MAX_ARITHMETIC_BYTES // 2**20} MB of it can be read here; please save it as an "
@@ -260,6 +271,10 @@ def _check_gif(raw: bytes) -> None:
 
 
 _TIFF_NUMBERS = {3, 4, 5, 6, 8, 9, 10, 11, 12, 13, 16, 17, 18}   # value types Pillow unpacks into Python numbers
+_TIFF_VALUE_BYTES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4, 16: 8, 17: 8, 18: 8}
+# The directories Pillow reads besides the first as it loads a TIFF (`TiffImageFile.load_end`): the Exif one
+# (and the Interop one it points to) and the GPS one, each by a tag of the directory before.
+_TIFF_SUB_DIRECTORIES = {34665: {40965: {}}, 34853: {}}
 # Compression 6 and 7: JPEG streams in the strips, which libtiff hands to libjpeg past every check made on a
 # JPEG file here (scans, arithmetic coding, the coefficients it holds). libtiff accepts a last strip's stream
 # taller than the strip: a 1 MB file declared 16384 x 1 made libjpeg hold 1 GB. Scanners write a few; a
@@ -268,22 +283,40 @@ _TIFF_JPEG = (6, 7)
 
 
 def _check_tiff(raw: bytes) -> None:
+    """Refuse a TIFF whose tags would cost Pillow or libtiff too much to read, in its first directory and
+    in those Pillow reads with it (`_TIFF_SUB_DIRECTORIES`): too many tags, too long lists of numbers, or
+    values adding up to more bytes than the file holds (a real file stores each once; libtiff keeps a copy
+    of every compressed TIFF's tag values, and 990 tags all naming one megabyte of a 1 MB file took 1 GB),
+    and JPEG strips (`_TIFF_JPEG`)."""
     order = "<" if raw[:2] == b"II" else ">"
     big = raw[2:4] in (b"+\x00", b"\x00+")                  # BigTIFF: 8-byte counts and offsets
     number, first, size = ("Q", 8, 20) if big else ("I", 2, 12)   # offsets; the count's size; an entry's
-    try:
-        (directory,) = struct.unpack_from(order + number, raw, 8 if big else 4)
-        (entries,) = struct.unpack_from(order + ("Q" if big else "H"), raw, directory)
+    inline = 8 if big else 4                                 # value bytes an entry holds itself
+    spilled = 0
+
+    def directory(start: int, nested: dict, top: bool) -> None:
+        nonlocal spilled
+        (entries,) = struct.unpack_from(order + ("Q" if big else "H"), raw, start)
         if entries > MAX_TIFF_ENTRIES:
             raise _too_complex(f"more than {MAX_TIFF_ENTRIES:,} tags")
         for entry in range(entries):                         # each: tag, type, count, value or offset
-            at = directory + first + entry * size
+            at = start + first + entry * size
             tag, kind, count = struct.unpack_from(order + "HH" + number, raw, at)
             if kind in _TIFF_NUMBERS and count > MAX_TIFF_VALUES:
                 raise _too_complex(f"lists of more than {MAX_TIFF_VALUES:,} numbers")
-            if tag == 259 and struct.unpack_from(order + "H", raw, at + (12 if big else 8))[0] in _TIFF_JPEG:
+            values = count * _TIFF_VALUE_BYTES.get(kind, 1)
+            spilled += values if values > inline else 0
+            if spilled > len(raw):
+                raise _too_complex("tags whose values add up to more bytes than the whole file")
+            value_at = at + 4 + struct.calcsize(number)
+            if top and tag == 259 and struct.unpack_from(order + "H", raw, value_at)[0] in _TIFF_JPEG:
                 raise ImageError("This TIFF holds its picture as JPEG inside it, which cannot be read here "
                                  "safely; please save it as a JPEG or a PNG.")
+            if tag in nested:
+                directory(struct.unpack_from(order + number, raw, value_at)[0], nested[tag], top=False)
+
+    try:
+        directory(struct.unpack_from(order + number, raw, 8 if big else 4)[0], _TIFF_SUB_DIRECTORIES, top=True)
     except (struct.error, OverflowError):
         return                                               # damaged: Pillow will say so
 
@@ -345,6 +378,9 @@ def _cost(image: Image.Image, raw: bytes, size: tuple[int, int], jpeg_scans: int
         cost += len(raw) + pixels * 12
     elif codec == "libtiff":
         cost += _tiff_buffer(image)
+    if image.format == "TIFF" and image.tag_v2.get(274) in _TRANSPOSE:
+        # Pillow turns a TIFF upright as it loads it, a full-size copy: 80 KB of grey 8900 x 8900 took 163 MB.
+        cost += pixels * _BYTES_PER_PIXEL.get(image.mode, 8)
     elif codec == "bmp_rle":
         if pixels > MAX_RLE_PIXELS:
             raise ImageError(f"This run-length compressed BMP is too large to decode here ({width} x {height} "
@@ -433,6 +469,11 @@ def _orientation(image: Image.Image) -> int:
     exif = image.info.get("exif") or b""
     if len(exif) > 65_536:
         return _first_directory_orientation(exif)
+    text = image.info.get("Raw profile type exif")      # a PNG's EXIF as ImageMagick writes it: hex in a text
+    if isinstance(text, str) and len(text) > 3 * 65_536:
+        with contextlib.suppress(ValueError):
+            return _first_directory_orientation(bytes.fromhex("".join(text.split("\n")[3:])))
+        return 1
     try:
         return int(image.getexif().get(0x0112, 1))
     except Exception:
@@ -683,7 +724,11 @@ def load_image(source, background: tuple[int, int, int] = (255, 255, 255)) -> Im
         # it holds them all, so no picture waits for its places holding an opened file.
         image, orientation = (_decoded(raw, jpeg_scans, background, 1)
                               or _decoded(raw, jpeg_scans, background, DECODING_AT_ONCE))
-        return image.transpose(_TRANSPOSE[orientation]) if orientation in _TRANSPOSE else image
+        image = image.transpose(_TRANSPOSE[orientation]) if orientation in _TRANSPOSE else image
+        # The file's text, profiles and EXIF, which a page keeps with the picture for its visitor: up to
+        # 19 MB of a PNG's text chunk each, outside what the upload's budget counts. Nothing reads them after.
+        image.info = {}
+        return image
     except ImageError:
         raise
     except (Image.DecompressionBombError, MemoryError):

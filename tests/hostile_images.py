@@ -184,6 +184,23 @@ def jpeg_refinement_scans() -> bytes:
     return b"".join(out)
 
 
+def jpeg_repeated_channel_names(size: int = 8300) -> bytes:
+    """Progressive JPEG, 8300 x 8300, 155 KB, whose three channels are named 1, 2, 1: the blocks counted by
+    name were the small last channel's, libjpeg's scans go over the big first one. A DC scan, an AC scan
+    at half precision and 97 refinement scans of channel 1 held a core 4.7 s and took 161 MB."""
+    big, small = (-(-size // 8)) ** 2, (-(-(-(-size // 4)) // 8)) ** 2
+    runs = _empty_band_runs(big)
+    frame = struct.pack(">BHHB", 8, size, size, 3) + b"\x01\x44\x00\x02\x11\x00\x01\x11\x00"
+    return b"".join([
+        b"\xff\xd8", _jpeg_segment(0xDB, b"\x00" + b"\x01" * 64), _jpeg_segment(0xC2, frame),
+        _jpeg_segment(0xC4, b"\x00" + bytes([1] + [0] * 15) + b"\x00"),
+        _jpeg_segment(0xC4, b"\x10" + bytes([0, 0, 0, 15] + [0] * 12) + bytes(r << 4 for r in range(15))),
+        _jpeg_segment(0xDA, b"\x01\x01\x00\x00\x00\x00") + bytes(-(-big // 8)),
+        _jpeg_segment(0xDA, b"\x01\x02\x00\x00\x00\x00") + bytes(-(-small // 8)),
+        _jpeg_segment(0xDA, b"\x01\x01\x00\x01\x3f\x01") + runs,
+        (_jpeg_segment(0xDA, b"\x01\x01\x00\x01\x3f\x10") + runs) * 97, b"\xff\xd9"])
+
+
 def jpeg_huge_baseline() -> bytes:
     """Baseline grey JPEG, 13000 x 13000: fine at an eighth of the size, 169 MB at full size."""
     return _jpeg(13000, 13000)
@@ -388,6 +405,49 @@ def tiff_float_nan() -> bytes:
     return _pillow(image, "TIFF")
 
 
+def _tiff_directory(entries: list[tuple[int, int, int, int]]) -> bytes:
+    """A little-endian TIFF directory of (tag, type, count, value or offset) entries, no next one."""
+    return (struct.pack("<H", len(entries)) + b"".join(struct.pack("<HHII", *e) for e in sorted(entries))
+            + b"\x00" * 4)
+
+
+def tiff_many_big_tags(tags: int = 990, each: int = 200_000) -> bytes:
+    """A deflated 8 x 8 TIFF, 200 KB, with 990 unknown tags that each name the same 200 KB of it: libtiff,
+    which reads every compressed TIFF, keeps a copy of each (198 MB; a 1 MB file took 1 GB)."""
+    pixels = zlib.compress(bytes(64))
+    start = 8 + 2 + 12 * (9 + tags) + 4
+    entries = [(256, 4, 1, 8), (257, 4, 1, 8), (258, 3, 1, 8), (259, 3, 1, 8), (262, 3, 1, 1), (273, 4, 1, start),
+               (277, 3, 1, 1), (278, 4, 1, 8), (279, 4, 1, len(pixels))]
+    entries += [(40000 + i, 7, each, start + len(pixels)) for i in range(tags)]
+    return b"II*\x00" + struct.pack("<I", 8) + _tiff_directory(entries) + pixels + bytes(each)
+
+
+def tiff_exif_fractions(values: int = 1_200_000) -> bytes:
+    """An 8 x 8 TIFF whose Exif and GPS directories are one list of 1.2 million fractions (9.6 MB): Pillow
+    reads both as it loads the picture, a Python number each (366 MB and 4.7 s for 10 MB)."""
+    pixels_at = 8 + 2 + 12 * 11 + 4
+    sub = pixels_at + 64
+    entries = [(256, 4, 1, 8), (257, 4, 1, 8), (258, 3, 1, 8), (259, 3, 1, 1), (262, 3, 1, 1), (273, 4, 1, pixels_at),
+               (277, 3, 1, 1), (278, 4, 1, 8), (279, 4, 1, 64), (34665, 4, 1, sub), (34853, 4, 1, sub)]
+    fractions = _tiff_directory([(0xC000, 5, values, sub + 18)])
+    return (b"II*\x00" + struct.pack("<I", 8) + _tiff_directory(entries) + bytes(64) + fractions
+            + struct.pack("<II", 1, 3) * values)
+
+
+def tiff_turned_8900() -> bytes:
+    """Grey, 8900 x 8900, 80 KB (every row one strip of the same bytes), turned by its Orientation tag:
+    Pillow turns it upright as it loads it, a second full-size copy (163 MB, where the budget saw 79)."""
+    width = 8900
+    offsets = 8 + 2 + 12 * 11 + 4
+    counts = offsets + 4 * width
+    pixels = counts + 4 * width
+    entries = [(256, 4, 1, width), (257, 4, 1, width), (258, 3, 1, 8), (259, 3, 1, 1), (262, 3, 1, 1),
+               (273, 4, width, offsets), (274, 3, 1, 6), (277, 3, 1, 1), (278, 4, 1, 1), (279, 4, width, counts),
+               (284, 3, 1, 1)]
+    return (b"II*\x00" + struct.pack("<I", 8) + _tiff_directory(entries) + struct.pack(f"<{width}I", *[pixels] * width)
+            + struct.pack(f"<{width}I", *[width] * width) + bytes(width))
+
+
 # --- The largest files of each costly kind that a 80 MB decoding budget still lets through -----------
 
 def png_rgba_at_budget() -> bytes:
@@ -455,6 +515,7 @@ BUILDERS = {f.__name__: f for f in [
     jpeg_ff_run, jpeg_padding, jpeg_many_frame_headers, jpeg_many_exif_blocks, jpeg_many_photoshop_blocks,
     jpeg_truncated, mpo_phone, jpeg_refinement_scans,
     gif_screen_7000, gif_many_comments, gif_stray_bytes, bmp_rle8_7000, bmp_truncated_7000, webp_canvas_7000,
+    jpeg_repeated_channel_names, tiff_many_big_tags, tiff_exif_fractions, tiff_turned_8900,
     tiff_jpeg, tiff_rational_offsets, tiff_huge_tile, tiff_rgb48_4000, tiff_many_strips, tiff_float_nan, im_bad_size,
     eps_ghostscript,
     png_rgba_at_budget, png_16bit_at_budget, png_palette_at_budget, tiff_float_at_budget, webp_at_budget,
