@@ -32,7 +32,7 @@ import time
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from cifar_core import jpeg_halves, jpeg_progressive
+from cifar_core import decoding_apart, jpeg_halves, jpeg_progressive
 
 
 FORMATS = ("JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP")   # what the uploader offers (a phone's MPO opens as
@@ -691,14 +691,18 @@ def _decode_slot(places: int = 1):
                 _decodes[0] -= 1
 
 
-def _decoded(raw: bytes, jpeg_scans: int, background: tuple[int, int, int], places: int
+def _decoded(raw: bytes, jpeg_scans: int, background: tuple[int, int, int], places: int, apart: bool
              ) -> tuple[Image.Image, int] | None:
     """The picture decoded, shrunk and in RGB, and its EXIF orientation, holding `places` of the
-    DECODING_AT_ONCE places; None if it needs more of them (`_places`)."""
+    DECODING_AT_ONCE places; None if it needs more of them (`_places`). `apart`: a file whose cost its
+    header cannot tell is decoded in a process of its own, capped at those places' budgets (`decoding_apart`)."""
     with _decode_slot(places) as alone:
         image, size, cost = _planned(raw, jpeg_scans)
         if _places(image, size, cost) > places:
             return None
+        if apart and decoding_apart.needed(raw):
+            image.close()
+            return decoding_apart.load(raw, background, places * MEMORY_BUDGET), 1    # upright already
         image = _decode(image, raw, size, jpeg_scans, places * MEMORY_BUDGET - cost, halves=alone)
         orientation = _orientation(image)
         # One step at a time, so each full-size picture is let go as soon as the next exists.
@@ -707,7 +711,7 @@ def _decoded(raw: bytes, jpeg_scans: int, background: tuple[int, int, int], plac
         return _to_rgb(image, background), orientation
 
 
-def load_image(source, background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
+def load_image(source, background: tuple[int, int, int] = (255, 255, 255), apart: bool = True) -> Image.Image:
     """A picture (bytes, a path or a file object) as an RGB image, upright; or ImageError with a
     sentence for a person, never anything else.
 
@@ -715,15 +719,16 @@ def load_image(source, background: tuple[int, int, int] = (255, 255, 255)) -> Im
     transparent parts take `background` (white, as most viewers show them). Big pictures come back
     reduced by a whole factor to no smaller than WORKING_SIZE across (JPEGs are decoded that way).
     What a file would cost is worked out before it is decoded, and a file over MEMORY_BUDGET (a big
-    photo: over every decoding place's budget, `_places`), or built to keep the decoder busy, is refused.
+    photo: over every decoding place's budget, `_places`), or built to keep the decoder busy, is refused;
+    one whose cost cannot be told before (a lossless WebP) is decoded `apart`, in a process of its own.
     """
     raw = _read(source)
     try:
         jpeg_scans = _check_structure(raw)
         # Opened holding one place; a photo that needs every place lets it go, and is opened again once
         # it holds them all, so no picture waits for its places holding an opened file.
-        image, orientation = (_decoded(raw, jpeg_scans, background, 1)
-                              or _decoded(raw, jpeg_scans, background, DECODING_AT_ONCE))
+        image, orientation = (_decoded(raw, jpeg_scans, background, 1, apart)
+                              or _decoded(raw, jpeg_scans, background, DECODING_AT_ONCE, apart))
         image = image.transpose(_TRANSPOSE[orientation]) if orientation in _TRANSPOSE else image
         # The file's text, profiles and EXIF, which a page keeps with the picture for its visitor: up to
         # 19 MB of a PNG's text chunk each, outside what the upload's budget counts. Nothing reads them after.

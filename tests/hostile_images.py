@@ -18,6 +18,7 @@ import sys
 import zlib
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 
@@ -326,6 +327,39 @@ def webp_canvas_7000() -> bytes:
     return bytes(raw)
 
 
+def webp_many_prefix_groups(side: int = 256) -> bytes:
+    """Lossless WebP, 1024 x 1024, 295 KB, whose entropy image names 65,536 groups of prefix codes, each
+    five codes of one symbol: libwebp builds tables for every group before the first pixel (385 MB), which
+    nothing in the file's header tells."""
+    stream: list[int] = []
+
+    def put(number: int, count: int) -> None:              # VP8L's bits go least significant first
+        stream.extend((number >> i) & 1 for i in range(count))
+
+    def one_symbol() -> None:                               # a simple code: one symbol, 0, read in no bits
+        put(1, 1), put(0, 1), put(0, 1), put(0, 1)
+
+    def eight_bit_symbols() -> None:                        # a normal code: symbols 0-255, 8 bits each
+        put(0, 1), put(8, 4)
+        for i in range(12):                                 # code-length code: only length 8, in one bit
+            put(1 if i == 11 else 0, 3)
+        put(1, 1), put(3, 3), put(254, 8)                   # the lengths of 256 symbols follow
+
+    size = 4 * side
+    put(0x2F, 8), put(size - 1, 14), put(size - 1, 14), put(0, 1), put(0, 3)   # signature, size, no alpha
+    put(0, 1), put(0, 1), put(1, 1), put(0, 3)              # no transform, no colour cache; an entropy image
+    put(0, 1)                                               # of 4 x 4 blocks, itself without a colour cache,
+    eight_bit_symbols(), eight_bit_symbols(), one_symbol(), one_symbol(), one_symbol()
+    groups = np.arange(side * side)                         # naming group i in its green and red, each code
+    names = np.stack([groups & 255, groups >> 8], axis=1)   # read first bit first
+    names = (names[..., None] >> np.arange(7, -1, -1)) & 1
+    codes = np.tile([1, 0, 0, 0] * 5, side * side)          # and every group's five codes of one symbol
+    bits = np.concatenate([np.array(stream), names.reshape(-1), codes]).astype(np.uint8)
+    data = np.packbits(bits, bitorder="little").tobytes() + bytes(64)
+    data += b"\x00" * (len(data) % 2)
+    return b"RIFF" + struct.pack("<I", 12 + len(data)) + b"WEBPVP8L" + struct.pack("<I", len(data)) + data
+
+
 # --- TIFF and others ---------------------------------------------------------------------------------
 
 def _tiff(entries: dict[int, tuple[int, list[int]]], data: bytes, data_tag: int | None = None) -> bytes:
@@ -515,7 +549,7 @@ BUILDERS = {f.__name__: f for f in [
     jpeg_ff_run, jpeg_padding, jpeg_many_frame_headers, jpeg_many_exif_blocks, jpeg_many_photoshop_blocks,
     jpeg_truncated, mpo_phone, jpeg_refinement_scans,
     gif_screen_7000, gif_many_comments, gif_stray_bytes, bmp_rle8_7000, bmp_truncated_7000, webp_canvas_7000,
-    jpeg_repeated_channel_names, tiff_many_big_tags, tiff_exif_fractions, tiff_turned_8900,
+    jpeg_repeated_channel_names, webp_many_prefix_groups, tiff_many_big_tags, tiff_exif_fractions, tiff_turned_8900,
     tiff_jpeg, tiff_rational_offsets, tiff_huge_tile, tiff_rgb48_4000, tiff_many_strips, tiff_float_nan, im_bad_size,
     eps_ghostscript,
     png_rgba_at_budget, png_16bit_at_budget, png_palette_at_budget, tiff_float_at_budget, webp_at_budget,
