@@ -44,11 +44,16 @@ else:
 """
 
 
+# The cap is the child's address space over what Linux says it holds (/proc); elsewhere (a laptop on macOS
+# or Windows, one visitor) the picture is decoded in the server's process, as everything else is.
+CAPPED_HERE = sys.platform.startswith("linux") and Path("/proc/self/status").exists()
+
+
 def needed(raw: bytes) -> bool:
-    """Whether a file may hold a lossless WebP stream (a VP8L chunk, or an ALPH one, which is mostly VP8L):
-    looked for anywhere in the file, so a lossy one whose bytes happen to spell either name is decoded
-    apart too, at no cost but the child's start."""
-    return raw[:4] == b"RIFF" and raw[8:12] == b"WEBP" and (b"VP8L" in raw or b"ALPH" in raw)
+    """Whether a file may hold a lossless WebP stream (a VP8L chunk, or an ALPH one, which is mostly VP8L)
+    and a child can be capped here: looked for anywhere in the file, so a lossy one whose bytes happen to
+    spell either name is decoded apart too, at no cost but the child's start."""
+    return CAPPED_HERE and raw[:4] == b"RIFF" and raw[8:12] == b"WEBP" and (b"VP8L" in raw or b"ALPH" in raw)
 
 
 def load(raw: bytes, background: tuple[int, int, int], budget: int) -> Image.Image:
