@@ -164,8 +164,8 @@ elif view == "Statistics":
 
 else:
     st.markdown("Each dot is a picture, placed by the model's last layer of features (reduced to two dimensions "
-                "with PCA). Pictures the model finds alike sit together. Hover to see one; choose a class in the "
-                "Class box above" + (" (or click one in the legend)" if chosen_class == ALL else "")
+                "with PCA). Pictures the model finds alike sit together. Hover over a dot (or tap it) to see its "
+                "picture; choose a class in the Class box above" + (" (or click one in the legend)" if chosen_class == ALL else "")
                 + " to pick it out."
                 # As a training picture's answer does, a map of them flatters the model.
                 + (" These are training pictures, which the model has learnt: its classes sit apart more "

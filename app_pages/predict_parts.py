@@ -483,7 +483,8 @@ def batch(files) -> None:
                                              "right", "wrong")
     scores = [f"{name} (%)" for name in CLASS_NAMES if f"{name} (%)" in table]
     st.data_editor(
-        shown(table[["picture", "file", "answer", "sure", "true class", "right?", "problem", *scores]]),
+        # The column to fill in beside the picture and its name: on a phone, the table shows only its first few.
+        shown(table[["picture", "file", "true class", "answer", "right?", "sure", "problem", *scores]]),
         key=key, hide_index=True, num_rows="fixed", placeholder="", width="stretch",
         disabled=["picture", "file", "answer", "sure", "right?", "problem", *scores],
         column_config={"picture": st.column_config.ImageColumn(width="small"),

@@ -104,7 +104,7 @@ if hard and len(pool) < len(test.y_test):
 
 if answer is None:
     buttons.markdown("**Pick one**")
-    grid = buttons.columns(2)
+    grid = buttons.columns(2, wrap=False)     # two by five on a phone too: stacked, they came a column at a time
     for i, name in enumerate(CLASS_NAMES):
         if grid[i % 2].button(name.capitalize(), key=f"quiz_{quiz.game}_{turn}_{name}", width="stretch"):
             quiz.take(shown, i, int(test.y_test[shown]), int(guesses[shown]))
