@@ -27,12 +27,18 @@ from cifar_core import charts
 _SAMPLE = [{"kind": "epoch", "epoch": 1, "elapsed_s": 0.0, "test_loss": 1.0, "test_accuracy": 0.5}]
 
 
+def _without_points(panels: list) -> tuple[list[dict], str]:
+    """The curves' panels (charts.curve_panels) as Vega-Lite without their points, and the name their one
+    data set goes by."""
+    specs = [chart_specs.vega_lite(panel) for panel in panels]
+    (name,) = {name for spec in specs for name in spec.pop("datasets")}    # every panel reads the one data set
+    return specs, name
+
+
 @functools.cache
-def _curves_template() -> tuple[dict, str]:
-    """The training-curves spec without its points, and the name its data goes by."""
-    spec = chart_specs.vega_lite(charts.training_curves(charts.curve_frame(_SAMPLE)))
-    (name,) = spec.pop("datasets")     # every part of the chart reads the one data set
-    return spec, name
+def _curves_template() -> tuple[list[dict], str]:
+    """The training curves' two panels without their points, and the name their data goes by."""
+    return _without_points(charts.curve_panels(charts.curve_frame(_SAMPLE)))
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -47,21 +53,27 @@ def training_curves(run_id: str, stamp: tuple | None, name: str, metrics: list[d
     """Draw one run's loss and accuracy curves (charts.training_curves), its points made once per change;
     `alt`, the curves in words for a screen reader."""
     if stamp is None:     # not in the snapshot (just deleted): build it for this one drawing
-        st.altair_chart(charts.training_curves(charts.curve_frame(metrics, name)), width="stretch", alt=alt)
+        frame = charts.curve_frame(metrics, name)
+        _side_by_side(*_without_points(charts.curve_panels(frame)),
+                      dataframe_util.convert_anything_to_arrow_bytes(frame), alt)
         return
-    template, data_name = _curves_template()
-    chart_specs.draw({**template, "datasets": {data_name: _curves_points(run_id, stamp, name, metrics)}},
-                     width="stretch", alt=alt)
+    _side_by_side(*_curves_template(), _curves_points(run_id, stamp, name, metrics), alt)
+
+
+def _side_by_side(panels: list[dict], data_name: str, points: bytes, alt: str | None) -> None:
+    """The loss and accuracy panels (their points as Arrow bytes) in two columns, as wide as they are (a
+    phone stacks them): the chart described once, to a screen reader, by the first."""
+    for column, panel, said in zip(st.columns(2), panels, (alt, "The accuracy half of the chart before it.")):
+        with column:
+            chart_specs.draw({**panel, "datasets": {data_name: points}}, width="stretch", alt=said)
 
 
 @st.cache_resource(max_entries=32, show_spinner=False)
-def _compared_template(names: tuple[str, ...]) -> tuple[dict, str]:
+def _compared_template(names: tuple[str, ...]) -> tuple[list[dict], str]:
     """The compared runs' curves without their points: the chart's shape depends on the runs' names (a
     colour and a shape each, in order), never on their points."""
-    spec = chart_specs.vega_lite(charts.training_curves(
+    return _without_points(charts.curve_panels(
         pd.concat([charts.curve_frame(_SAMPLE, name) for name in names]), colour_by="run"))
-    (name,) = spec.pop("datasets")
-    return spec, name
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -77,6 +89,5 @@ def compared_curves(key: tuple, named_metrics: list[tuple[str, list[dict], int]]
     session from one spec per set of names and points made once per change (`key`: the runs' ids, stamps
     and names): the chart built anew for each live board with runs selected, every refresh, was 0.19 s of
     CPU each (most of a core for a class), and a training run's points change every second."""
-    template, data_name = _compared_template(tuple(name for name, _, _ in named_metrics))
-    chart_specs.draw({**template, "datasets": {data_name: _compared_points(key, named_metrics)}},
-                     width="stretch", alt=alt)
+    _side_by_side(*_compared_template(tuple(name for name, _, _ in named_metrics)),
+                  _compared_points(key, named_metrics), alt)

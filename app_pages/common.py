@@ -303,6 +303,12 @@ def header(page: str) -> None:
                  else text.class_try if class_shared() and text.class_try else text.try_first)
     st.title(text.title)
     st.caption(f"{plain(purpose)}  \n**Try first:** {plain(try_first)}")
+    st.html(CONTAINED_CHARTS)
+
+
+# A chart of fixed size wider than its column (the picture grid, the confusion matrix on a phone) scrolls
+# within itself: the whole page scrolled sideways with it, every other part of it cut at the left.
+CONTAINED_CHARTS = "<style>[data-testid=stVegaLiteChart] { overflow-x: auto; }</style>"
 
 
 def _download_button() -> None:

@@ -219,7 +219,10 @@ def answer(image: np.ndarray, key: str, original: Image.Image | None = None, hea
     # A picture smaller than the model's own 32 x 32 has nothing worth framing, unless its ends were cut off.
     framed = original is not None and (min(size) >= 32 or inference.cut_off(*size) > 0)
     original_shown = original if framed else None
-    columns = st.columns([3, 2, 4] if original_shown is not None else [2, 4])
+    # The pictures in a column of their own, side by side in it even on a phone (which stacks columns): there,
+    # the photo and the 32 x 32 view, each a screen wide, put the answer a screen and a half below them.
+    pictures, answer = st.columns([5, 4] if original_shown is not None else [2, 4])
+    columns = [*(pictures.columns([3, 2], wrap=False) if original_shown is not None else [pictures]), answer]
     if original_shown is not None:
         with columns[0]:
             _crop(original, 1 if views is None else len(views), size)

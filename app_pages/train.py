@@ -17,6 +17,7 @@ if not can_train:
 first = "class" if common.class_shared() else "quick"
 preset = st.segmented_control("Recipe", list(PRESETS), default=first, key="train_preset",
                               format_func=train_parts.recipe_label) or first
+st.caption(train_parts.recipe_said(preset))
 defaults = TrainConfig.from_preset(preset)
 if runs.starts_on_hold() and not common.is_teacher():
     st.info("The teacher has paused new runs for now: you can watch and compare the runs below, and start "

@@ -12,16 +12,24 @@ from cifar_core import queue_wait, trainer_memory
 from cifar_core.config import FIELD_HELP, MAX_TRAIN_IMAGES, OPTIMIZERS, ConfigError, TrainConfig
 from cifar_core.progress import clock, duration, testing_seconds
 
-RECIPES = {"quick": "Quick (about a minute)",
-           "best": "Best (most accurate: 8 minutes on a fast server, about an hour on 2 cores or a laptop)",
-           "class": "For a whole class (about 20 seconds each)",
-           "airbench94": "airbench94 (best's recipe before Muon)",
-           "tutorial": "TensorFlow tutorial (the classic baseline)"}
+# Each recipe's button, and what it is said to be under the buttons: the whole sentence on a button was cut
+# off on a phone ("Best (most accurate: 8 minutes on a fast server, about…").
+RECIPES = {"quick": ("Quick", "about a minute"),
+           "best": ("Best", "the most accurate: 8 minutes on a fast server, about an hour on 2 cores or a laptop"),
+           "class": ("For a whole class", "about 20 seconds each"),
+           "airbench94": ("airbench94", "best's recipe before Muon"),
+           "tutorial": ("TensorFlow tutorial", "the classic baseline")}
 SUBSETS = (0, 36_000, 10_000, 5_000)   # training pictures: all of them, or fewer for a shorter demo
 
 
 def recipe_label(preset: str) -> str:
-    return RECIPES.get(preset, preset.capitalize())
+    return RECIPES.get(preset, (preset.capitalize(), ""))[0]
+
+
+def recipe_said(preset: str) -> str:
+    """The chosen recipe in a sentence, under its buttons."""
+    label, said = RECIPES.get(preset, (preset.capitalize(), ""))
+    return f"{label}: {said}." if said else f"{label}."
 STATE_ICONS = {"queued": ":material/hourglass_top:", "running": ":material/play_circle:",
                "finished": ":material/check_circle:", "stopped": ":material/stop_circle:",
                "failed": ":material/error:"}
@@ -323,6 +331,9 @@ def progress_text(p: dict) -> str:
 # Widths in pixels: the table sizes its columns to their first values, and a live "0 s" grows into "12 min 05 s".
 # All of them fit the main column of a 1280-pixel window.
 BOARD_COLUMNS = {
+    # Kept in sight while the rest scrolls sideways (a phone shows three columns): a time without its run's
+    # name says nothing.
+    "name": st.column_config.TextColumn(pinned=True),
     "recipe": st.column_config.TextColumn(help="The recipe the run started from; \"(changed)\": some of its settings "
                                                "were changed before Start (see them in its report)."),
     "epochs": st.column_config.TextColumn(width=70, help="Epochs trained of those asked for, live: 2.4 is 40% "

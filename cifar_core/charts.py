@@ -255,7 +255,8 @@ def _share_bounds(frame: pd.DataFrame) -> alt.Chart:
 
 
 def training_curves(frame: pd.DataFrame, colour_by: str = "series") -> alt.Chart:
-    """Loss and accuracy (in %) against epochs, side by side, training and test on the same axes.
+    """Loss and accuracy (in %) against epochs, side by side, training and test on the same axes, in one
+    chart of fixed size (a report's picture); `curve_panels` for a page.
 
     Training is a dashed line, test a solid one with a dot for each epoch it was measured. Colour tells
     runs apart, never training from test: one run's two lines are both the first run's colour (once a
@@ -263,6 +264,18 @@ def training_curves(frame: pd.DataFrame, colour_by: str = "series") -> alt.Chart
     runs below it blue and rose for two runs); compared runs (`colour_by="run"`) get a colour each, and
     their dots a shape each.
     """
+    return alt.hconcat(*_panels(frame, colour_by, PANEL_WIDTH)).resolve_scale(color="shared")
+
+
+def curve_panels(frame: pd.DataFrame, colour_by: str = "series") -> list[alt.Chart]:
+    """`training_curves` as two charts, loss then accuracy, each as wide as its container, the key under the
+    second only: side by side, two fixed panels ran off a projector's 1024-pixel window beside the sidebar,
+    and off a phone; a page puts them in two columns, which a phone stacks."""
+    return _panels(frame, colour_by, "container", key_on=(False, True))
+
+
+def _panels(frame: pd.DataFrame, colour_by: str, width, key_on: tuple[bool, bool] = (True, True)) -> list[alt.Chart]:
+    """The loss and accuracy panels of `training_curves`, `width` wide, each with its key where `key_on`."""
     legend = {"orient": "bottom", "labelLimit": 320}
     # The dashes' key: lines long enough to show their dash, in the one run's colour; compared runs have a
     # key of their own for colour and shape, and the dashes' is dark grey.
@@ -277,29 +290,30 @@ def training_curves(frame: pd.DataFrame, colour_by: str = "series") -> alt.Chart
         colour = alt.value(RUN_COLOURS[0])
         marker = {}
         lines["symbolStrokeColor"] = RUN_COLOURS[0]
-    dash = alt.StrokeDash("series:N", title=None, scale=alt.Scale(domain=[TRAINING, TEST], range=SERIES_DASHES),
-                          legend=alt.Legend(**lines))
+    dash_scale = alt.Scale(domain=[TRAINING, TEST], range=SERIES_DASHES)
     charts = []
     # Each axis ends at a round figure past its highest point, so a test dot above the whole training curve
     # sits inside the chart: Vega's own rounding for the loss; for accuracy, whose rounding went on to 110%,
     # an unseen rule from the round figures just outside its points, never past 100% or below 0%.
-    for quantity, title, axis, number, scale in (
+    for keyed, (quantity, title, axis, number, scale) in zip(key_on, (
             ("loss", "Loss (lower is better)", alt.Axis(), ".3f", alt.Scale(zero=False, nice=True, padding=8)),
             ("accuracy", "Accuracy (higher is better)", alt.Axis(format=".0%"), ".1%",
-             alt.Scale(zero=False, nice=False))):
+             alt.Scale(zero=False, nice=False)))):
+        dash = alt.StrokeDash("series:N", title=None, scale=dash_scale, legend=alt.Legend(**lines) if keyed else None)
         base = alt.Chart(frame).transform_filter(alt.datum.quantity == quantity).encode(
             x=alt.X("epoch:Q", title="epoch", scale=alt.Scale(nice=False)),
             y=alt.Y("value:Q", title=None, scale=scale, axis=axis),
-            color=colour,
+            color=colour if keyed or colour_by != "run" else colour.legend(None),
             tooltip=["run", "series", alt.Tooltip("epoch:Q", format=".2f"),
                      alt.Tooltip("seconds:Q", format=".0f", title="training seconds"),
                      alt.Tooltip("value:Q", format=number, title=quantity)])
         line = base.mark_line(clip=True, strokeWidth=2).encode(strokeDash=dash)
-        dots = base.mark_point(filled=True, size=60, opacity=1).encode(**marker) \
+        shapes = marker if keyed or not marker else {"shape": marker["shape"].legend(None)}
+        dots = base.mark_point(filled=True, size=60, opacity=1).encode(**shapes) \
             .transform_filter(alt.datum.series == TEST)
         layers = [line, dots] if quantity == "loss" else [line, dots, _share_bounds(frame)]
-        charts.append(alt.layer(*layers).properties(title=title, height=260, width=PANEL_WIDTH))
-    return alt.hconcat(*charts).resolve_scale(color="shared")
+        charts.append(alt.layer(*layers).properties(title=title, height=260, width=width))
+    return charts
 
 
 # The confusion matrix's share from which its squares' text is white: 69% of the way along its shading,

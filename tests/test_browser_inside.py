@@ -106,7 +106,7 @@ def test_predict_hands_its_picture_to_look_inside(page, server):
 def test_look_inside_a_tutorial_cnn_trained_in_the_app(page, server):
     """The tutorial CNN has no whitening and no BatchNorm: train one on the Train page, then look inside it."""
     open_page(page, server, "train")
-    page.get_by_role("radio", name="TensorFlow tutorial (the classic baseline)").click()
+    page.get_by_role("radio", name="TensorFlow tutorial").click()
     settle(page)
     page.get_by_role("spinbutton", name="Epochs").fill("1")
     page.get_by_role("textbox", name="Run name").fill("tutorial inside")

@@ -103,14 +103,30 @@ def test_the_live_curves_are_the_altair_chart_with_its_points_sent_apart():
                 "accuracy": 0.1 * s} for e in (1, 2) for s in (1, 2, 3)]
     metrics += [{"kind": "epoch", "epoch": e, "elapsed_s": e * 10.0, "test_loss": 1.5 / e, "test_accuracy": 0.3 * e}
                 for e in (1, 2)]
-    template, name = chart_cache._curves_template()
+    templates, name = chart_cache._curves_template()
     points = chart_cache._curves_points("run-1", (1, 2), "my run", metrics)
     drawn = pa.ipc.open_stream(io.BytesIO(points)).read_all().to_pylist()
 
-    altair_spec = chart_specs.vega_lite(charts.training_curves(charts.curve_frame(metrics, "my run")))
-    (altair_name, altair_rows), = altair_spec.pop("datasets").items()
-    assert drawn == altair_rows and len(drawn) == 2 * (6 + 2)
-    assert json.dumps(template, sort_keys=True) == json.dumps(altair_spec, sort_keys=True).replace(altair_name, name)
+    for template, panel in zip(templates, charts.curve_panels(charts.curve_frame(metrics, "my run")), strict=True):
+        altair_spec = chart_specs.vega_lite(panel)
+        (altair_name, altair_rows), = altair_spec.pop("datasets").items()
+        assert drawn == altair_rows and len(drawn) == 2 * (6 + 2)
+        assert json.dumps(template, sort_keys=True) == json.dumps(altair_spec, sort_keys=True).replace(altair_name, name)
+
+
+def test_the_curves_panels_fit_their_columns_and_keep_one_key():
+    """Side by side in one chart, two fixed 330-pixel panels ran off a projector's 1024-pixel window beside
+    the sidebar, and off a phone: two charts, each as wide as its column, the key under the second."""
+    for colour_by, frame in (("series", charts.curve_frame(fake_metrics(2, 3), "a")),
+                             ("run", pd.concat([charts.curve_frame(fake_metrics(2, 3), name) for name in "ab"]))):
+        loss, accuracy = (panel.to_dict() for panel in charts.curve_panels(frame, colour_by=colour_by))
+        assert loss["width"] == accuracy["width"] == "container"
+        assert [loss["title"], accuracy["title"]] == ["Loss (lower is better)", "Accuracy (higher is better)"]
+        for spec, keyed in ((loss, False), (accuracy, True)):
+            legends = [encoding[channel].get("legend", {}) for layer in spec["layer"][:2]
+                       for encoding in [layer["encoding"]] for channel in ("color", "strokeDash", "shape")
+                       if channel in encoding and "field" in encoding[channel]]
+            assert legends and all((legend is not None) == keyed for legend in legends), (colour_by, keyed, legends)
 
 
 def test_compared_curves_are_the_chart_altair_makes_built_once_per_set_of_names(monkeypatch):
@@ -124,19 +140,20 @@ def test_compared_curves_are_the_chart_altair_makes_built_once_per_set_of_names(
 
     from app_pages import chart_cache, chart_specs
     built = []
-    real = charts.training_curves
-    monkeypatch.setattr(charts, "training_curves", lambda *a, **k: built.append(1) or real(*a, **k))
+    real = charts.curve_panels
+    monkeypatch.setattr(charts, "curve_panels", lambda *a, **k: built.append(1) or real(*a, **k))
     parent, child = fake_metrics(3, 4), fake_metrics(2, 4)
     named = [("parent", parent, 0), ("child", child, 3)]
-    template, name = chart_cache._compared_template(("parent", "child"))
+    templates, name = chart_cache._compared_template(("parent", "child"))
     points = [chart_cache._compared_points(("p", stamp, "c", stamp), named) for stamp in (1, 2)]
     assert len(built) == 1 and points[0] == points[1]
     drawn = pa.ipc.open_stream(io.BytesIO(points[1])).read_all().to_pylist()
     frame = pd.concat([charts.curve_frame(parent, "parent"), charts.curve_frame(child, "child", 3)])
-    altair_spec = chart_specs.vega_lite(real(frame, colour_by="run"))
-    (altair_name, altair_rows), = altair_spec.pop("datasets").items()
-    assert drawn == altair_rows
-    assert json.dumps(template, sort_keys=True) == json.dumps(altair_spec, sort_keys=True).replace(altair_name, name)
+    for template, panel in zip(templates, real(frame, colour_by="run"), strict=True):
+        altair_spec = chart_specs.vega_lite(panel)
+        (altair_name, altair_rows), = altair_spec.pop("datasets").items()
+        assert drawn == altair_rows
+        assert json.dumps(template, sort_keys=True) == json.dumps(altair_spec, sort_keys=True).replace(altair_name, name)
     assert min(r["epoch"] for r in drawn if r["run"] == "child") > 3       # after the parent's three epochs
 
 
@@ -154,7 +171,7 @@ def test_a_kept_spec_comes_out_of_a_drawing_as_it_went_in():
     import json
 
     from app_pages import chart_cache, chart_specs
-    template, name = chart_cache._curves_template()
+    (template, _), name = chart_cache._curves_template()
     points = chart_cache._curves_points("run-2", (3, 4), "my run", [
         {"kind": "epoch", "epoch": 1, "elapsed_s": 5.0, "test_loss": 1.5, "test_accuracy": 0.3}])
     kept = {**template, "datasets": {name: points}}
@@ -383,14 +400,14 @@ def test_the_accuracy_axis_never_goes_past_100_percent():
     made-up point and drawn with every run's own (app_pages/chart_cache.py)."""
     import vl_convert
     from app_pages import chart_cache
-    template, name = chart_cache._curves_template()
+    (_, template), name = chart_cache._curves_template()      # the accuracy panel
     for top in (0.97, 0.985, 0.99, 1.0):
         metrics = [{"kind": "batch", "epoch": e, "step": s, "steps": 10, "elapsed_s": 10 * e + s, "loss": 1 / (e + s),
                     "accuracy": min(1.0, 0.5 + (top - 0.5) * (10 * (e - 1) + s) / 40)} for e in (1, 2, 3, 4) for s in range(1, 11)]
         metrics += [{"kind": "epoch", "epoch": e, "elapsed_s": 10 * e + 10, "loss": 0.1, "accuracy": top, "test_loss": 0.5,
                      "test_accuracy": 0.8 + 0.01 * e} for e in (1, 2, 3, 4)]
         frame = charts.curve_frame(metrics, "small set")
-        kept = {**template, "datasets": {name: frame.to_dict("records")}}
+        kept = {**template, "width": 330, "datasets": {name: frame.to_dict("records")}}    # drawn in a column
         for spec in (charts.training_curves(frame).to_dict(), kept):
             ticks = [int(t) for t in re.findall(r">(\d+)%<", vl_convert.vegalite_to_svg(spec))]
             assert max(ticks) == 100 and ticks[0] == 50, (top, ticks)

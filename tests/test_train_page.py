@@ -9,6 +9,7 @@ import pyarrow as pa
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from app_pages import train_parts
 from cifar_core import board, evaluation, rundir, runs
 from cifar_core.config import FIELD_HELP, TrainConfig
 from conftest import ROOT, as_teacher
@@ -110,7 +111,8 @@ def test_a_selection_sent_by_a_script_is_made_sane_and_at_most_a_few_runs_are_co
                                   "line") and c.value.endswith("(more, for a run stopped partway through an epoch: "
                                                                "its model is from after its last dot).")
                for c in at.caption)
-    (curves,) = [c.proto for c in at.get("vega_lite_chart")]
+    (curves, half) = [c.proto for c in at.get("vega_lite_chart")]     # loss and accuracy, a column each
+    assert half.alt == "The accuracy half of the chart before it."
     assert curves.alt.startswith("Line charts of loss and accuracy against epochs: dashed lines for the running "
                                  f"training figures, solid lines with dots for the test set after each epoch. "
                                  f"{drawn[0]}: after epoch 1, test loss 1.200, test accuracy 60.0%; {drawn[2]}: ")
@@ -171,7 +173,7 @@ def test_an_ended_run_shows_its_one_accuracy_its_wall_time_and_overfitting_in_wo
     assert "Overfitting" in warning and "after epoch 2" in warning and "from 70.0% to 66.0%" in warning
     assert "Its best test accuracy from one look (the dots) was 70.0%, after epoch 2: fewer epochs" in warning
     assert any("saw-tooth" in c.value and "the dashed line is the training" in c.value for c in at.caption)
-    (curves,) = [c.proto for c in at.get("vega_lite_chart")]
+    (curves, _) = [c.proto for c in at.get("vega_lite_chart")]
     assert curves.alt.endswith(f"{run.name}: after epoch 4, test loss 1.050, test accuracy 66.0%.")
     row = at.dataframe[0].value.iloc[0]
     assert row["test accuracy"] == "69.4%" and row["time"] == "3 min 45 s" and row["of which testing"] == "2 min 15 s"
@@ -189,7 +191,7 @@ def test_records_missing_what_the_curves_draw_are_skipped_not_a_broken_page(page
     (run.path / rundir.METRICS).write_text("".join(json.dumps(r) + "\n" for r in records))
     assert len(rundir.read_metrics(run.path)) == 2
     at = page(watch=run.id)
-    (curves,) = [c.proto for c in at.get("vega_lite_chart")]
+    (curves, _) = [c.proto for c in at.get("vega_lite_chart")]
     assert curves.alt.endswith(f"{run.name}: after epoch 1, test loss 1.200, test accuracy 60.0%.")
 
 
@@ -452,8 +454,8 @@ def test_compared_curves_are_built_once_for_every_board_showing_them(page, monke
     ended_run([0.6, 0.7], [1.2, 1.0], [1.5, 1.1], name="first")
     second = ended_run([0.65], [1.1], [1.4], name="second")
     built, points = [], []
-    real, frame = charts.training_curves, charts.curve_frame
-    monkeypatch.setattr(charts, "training_curves", lambda *a, **k: built.append(1) or real(*a, **k))
+    real, frame = charts.curve_panels, charts.curve_frame
+    monkeypatch.setattr(charts, "curve_panels", lambda *a, **k: built.append(1) or real(*a, **k))
     monkeypatch.setattr(charts, "curve_frame", lambda metrics, *a, **k: points.append(len(metrics)) or frame(
         metrics, *a, **k))
     for _ in range(3):                  # three students, or one board's three refreshes
@@ -547,3 +549,7 @@ def test_a_server_a_class_shares_opens_train_on_the_recipe_made_for_a_class(page
     at = page()
     assert at.get("button_group")[0].value == "class"
     assert "For a whole class recipe" in at.caption[0].value
+    # The buttons say only the recipe's name (a whole sentence on a button was cut off on a phone), and the
+    # line under them what it is.
+    assert at.caption[1].value == "For a whole class: about 20 seconds each."
+    assert train_parts.recipe_label("best") == "Best" and train_parts.recipe_label("mine") == "Mine"
