@@ -240,7 +240,7 @@ def _guess(run: runs.Run) -> str:
     if start is None:
         return ""
     return (f", {queue_wait.roughly(start - time.time())} (a guess from how long runs of the same recipes "
-            "have taken on this server)")
+            "take on this server)")
 
 
 def status_line(run: runs.Run, metrics: list[dict]) -> None:

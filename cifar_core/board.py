@@ -77,8 +77,11 @@ class Snapshot:
         """When each queued run can expect a trainer (a time.time()), by run id, where it can be told
         (`queue_wait`): worked out once a snapshot, whoever of the class is waiting."""
         now, config = time.time(), settings.get()
+        if config.runs_backend == "ray":      # the cluster decides, its queued runs marked so or not yet
+            return {}
+        stopping = {r.id for r in self.runs if r.state == "running" and rundir.stop_requested(r.path)}
         waits = queue_wait.expected_starts(self.runs, self.metrics_of, config.max_concurrent_runs,
-                                           config.run_turn_minutes * 60, now)
+                                           config.run_turn_minutes * 60, now, stopping)
         return {run_id: now + wait for run_id, wait in waits.items()}
 
     def queue_position(self, run_id: str) -> int | None:

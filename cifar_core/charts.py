@@ -379,7 +379,10 @@ def reliability(rows: list[dict]) -> alt.Chart:
     # 21% of the time, read as over-confidence): faint, as the page's caption says, and so is the line to
     # it; the line through the groups that hold enough answers is drawn over that one in full.
     faint_line = base.mark_line(strokeWidth=2.5, opacity=0.3)
-    line = base.transform_filter(alt.datum.answers >= FEW_ANSWERS).mark_line(strokeWidth=2.5)
+    # Broken at a faint group (its point left empty), not drawn straight across it to the next full one.
+    line = base.transform_calculate(full=f"datum.answers >= {FEW_ANSWERS} ? datum.accuracy : null").mark_line(
+        strokeWidth=2.5, invalid=None).encode(y=alt.Y("full:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(
+            format="%"), title="how often it was right"))
     dots = base.mark_circle().encode(
         size=alt.Size("answers:Q", legend=None, scale=alt.Scale(range=[40, 400])),
         opacity=alt.condition(alt.datum.answers < FEW_ANSWERS, alt.value(0.3), alt.value(0.9)))

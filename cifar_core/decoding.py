@@ -179,19 +179,18 @@ def _frame_blocks(frame: bytes) -> dict[int, int]:
     components = [frame[6 + 3 * i:9 + 3 * i] for i in range(count) if len(frame) >= 9 + 3 * i]
     if not components:
         return {}
-    if len({c[0] for c in components}) < len(components):
-        # libjpeg reads a scan's channel as the first of that name, the biggest here, where the blocks
-        # counted by name were the last's: a 155 KB file went past MAX_JPEG_BLOCK_SCANS sixteenfold, 4.7 s.
-        raise ImageError("The picture is damaged: two of its colour channels have the same name, which no "
-                         "camera or program writes; please save it again as a JPEG or a PNG.")
     h_max = max(c[1] >> 4 for c in components) or 1
     v_max = max(c[1] & 15 for c in components) or 1
 
     def up(a: int, b: int) -> int:      # a / b rounded up, in whole numbers
         return -(-a // b)
-    # Each component's samples (its share of the picture at its sampling factors), in blocks of 8 x 8.
-    return {c[0]: up(up(width * (c[1] >> 4), h_max), 8) * up(up(height * (c[1] & 15), v_max), 8)
-            for c in components}
+    # Each component's samples (its share of the picture at its sampling factors), in blocks of 8 x 8. Two
+    # components of one id (some files have them; libjpeg reads them all) count as the larger: counted as the
+    # last, a small one, a 155 KB file's scans of a large one went past MAX_JPEG_BLOCK_SCANS sixteenfold, 4.7 s.
+    blocks: dict[int, int] = {}
+    for c in components:
+        blocks[c[0]] = max(blocks.get(c[0], 0), up(up(width * (c[1] >> 4), h_max), 8) * up(up(height * (c[1] & 15), v_max), 8))
+    return blocks
 
 
 def _check_frame(kind: int, precision: bytes, file_bytes: int) -> None:
@@ -287,18 +286,22 @@ def _check_tiff(raw: bytes) -> None:
     in those Pillow reads with it (`_TIFF_SUB_DIRECTORIES`): too many tags, too long lists of numbers, or
     values adding up to more bytes than the file holds (a real file stores each once; libtiff keeps a copy
     of every compressed TIFF's tag values, and 990 tags all naming one megabyte of a 1 MB file took 1 GB),
-    and JPEG strips (`_TIFF_JPEG`)."""
+    and JPEG strips (`_TIFF_JPEG`). The first directory is checked whole before any other is looked at, and
+    a sub-directory that cannot be read is passed over, as Pillow passes over it: one bad pointer ended
+    the whole check, the first directory's later tags unread."""
     order = "<" if raw[:2] == b"II" else ">"
     big = raw[2:4] in (b"+\x00", b"\x00+")                  # BigTIFF: 8-byte counts and offsets
     number, first, size = ("Q", 8, 20) if big else ("I", 2, 12)   # offsets; the count's size; an entry's
     inline = 8 if big else 4                                 # value bytes an entry holds itself
     spilled = 0
 
-    def directory(start: int, nested: dict, top: bool) -> None:
+    def directory(start: int, top: bool) -> list[tuple[int, int]]:
+        """Checks one directory; returns its pointers to the directories Pillow reads next, as (tag, offset)."""
         nonlocal spilled
         (entries,) = struct.unpack_from(order + ("Q" if big else "H"), raw, start)
         if entries > MAX_TIFF_ENTRIES:
             raise _too_complex(f"more than {MAX_TIFF_ENTRIES:,} tags")
+        pointers = []
         for entry in range(entries):                         # each: tag, type, count, value or offset
             at = start + first + entry * size
             tag, kind, count = struct.unpack_from(order + "HH" + number, raw, at)
@@ -312,13 +315,26 @@ def _check_tiff(raw: bytes) -> None:
             if top and tag == 259 and struct.unpack_from(order + "H", raw, value_at)[0] in _TIFF_JPEG:
                 raise ImageError("This TIFF holds its picture as JPEG inside it, which cannot be read here "
                                  "safely; please save it as a JPEG or a PNG.")
-            if tag in nested:
-                directory(struct.unpack_from(order + number, raw, value_at)[0], nested[tag], top=False)
+            pointer = {3: "H", 4: "I", 13: "I", 16: "Q", 18: "Q"}.get(kind)     # read as its type says, as Pillow
+            if count == 1 and pointer:
+                pointers.append((tag, struct.unpack_from(order + pointer, raw, value_at)[0]))
+        return pointers
 
     try:
-        directory(struct.unpack_from(order + number, raw, 8 if big else 4)[0], _TIFF_SUB_DIRECTORIES, top=True)
+        pointers = directory(struct.unpack_from(order + number, raw, 8 if big else 4)[0], top=True)
     except (struct.error, OverflowError):
         return                                               # damaged: Pillow will say so
+    nested = _TIFF_SUB_DIRECTORIES
+    while pointers:
+        found = []
+        for tag, offset in pointers:
+            if tag in nested:
+                try:
+                    found += [(t, o, nested[tag]) for t, o in directory(offset, top=False)]
+                except (struct.error, OverflowError):
+                    pass                                     # Pillow passes over a directory it cannot read
+        pointers = [(t, o) for t, o, inner in found if t in inner]
+        nested = {t: inner[t] for t, _, inner in found if t in inner}
 
 
 def _check_structure(raw: bytes) -> int:
@@ -378,14 +394,15 @@ def _cost(image: Image.Image, raw: bytes, size: tuple[int, int], jpeg_scans: int
         cost += len(raw) + pixels * 12
     elif codec == "libtiff":
         cost += _tiff_buffer(image)
-    if image.format == "TIFF" and image.tag_v2.get(274) in _TRANSPOSE:
-        # Pillow turns a TIFF upright as it loads it, a full-size copy: 80 KB of grey 8900 x 8900 took 163 MB.
-        cost += pixels * _BYTES_PER_PIXEL.get(image.mode, 8)
     elif codec == "bmp_rle":
         if pixels > MAX_RLE_PIXELS:
             raise ImageError(f"This run-length compressed BMP is too large to decode here ({width} x {height} "
                              f"pixels); please use one under {MAX_RLE_PIXELS / 1_000_000:g} megapixels, or a PNG.")
         cost += pixels * 2       # Pillow's decoder collects the pixels in a bytearray, then copies it
+    if image.format == "TIFF" and _orientation(image) in _TRANSPOSE:
+        # Pillow turns a TIFF upright as it loads it (by its Orientation tag, or its XMP's), a full-size copy:
+        # 80 KB of grey 8900 x 8900 took 163 MB.
+        cost += pixels * _BYTES_PER_PIXEL.get(image.mode, 8)
     return cost
 
 
@@ -472,7 +489,8 @@ def _orientation(image: Image.Image) -> int:
     text = image.info.get("Raw profile type exif")      # a PNG's EXIF as ImageMagick writes it: hex in a text
     if isinstance(text, str) and len(text) > 3 * 65_536:
         with contextlib.suppress(ValueError):
-            return _first_directory_orientation(bytes.fromhex("".join(text.split("\n")[3:])))
+            # Its header is three lines; a split into every line made a list of millions for a file of newlines.
+            return _first_directory_orientation(bytes.fromhex(text.split("\n", 3)[-1]))
         return 1
     try:
         return int(image.getexif().get(0x0112, 1))
@@ -700,7 +718,7 @@ def _decoded(raw: bytes, jpeg_scans: int, background: tuple[int, int, int], plac
         image, size, cost = _planned(raw, jpeg_scans)
         if _places(image, size, cost) > places:
             return None
-        if apart and decoding_apart.needed(raw):
+        if apart and decoding_apart.needed(raw, image.size):
             image.close()
             return decoding_apart.load(raw, background, places * MEMORY_BUDGET), 1    # upright already
         image = _decode(image, raw, size, jpeg_scans, places * MEMORY_BUDGET - cost, halves=alone)

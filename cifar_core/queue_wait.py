@@ -1,12 +1,14 @@
-"""When a waiting run can expect to start: a guess from how long runs of the same recipes took here.
+"""When a waiting run can expect to start: a guess from how long runs of the same recipes take on this server.
 
 A place in the queue ("number 17") tells a student little: seventeen `class` runs are a few minutes,
 seventeen `best` runs are the rest of the week. The guess plays the queue forward on this server's
-trainers: each running run frees its trainer when its own progress estimate says it ends (or when its
-turn does, if others wait), and each run ahead of this one then holds a trainer as long as the last
-runs of its recipe took here, start to end, tests included. Where a run's length cannot be told (no run
-of its recipe has finished or been timed here yet) there is no guess for it or anyone behind it: a
-number made up would be worse than none. Pure: runs and a clock in, seconds out.
+trainers. Each running run frees its trainer when its own progress estimate says it ends, or soon after
+a Stop (a batch, then its final checks: STOPPING_S), or when its turn does if someone else waits. Each
+run ahead then holds a trainer as long as the latest runs of its recipe took on this server, start to end,
+tests included (the median of LAST_RUNS); a recipe none of whose runs has finished here yet, as long as its
+running runs are expected to take in all; a visitor's run at most its turn, where someone else waits
+behind it. Where a run's length cannot be told either way, it still gets its own start, but the runs behind
+it get none: a number made up would be worse than none. Pure but for the clock: runs in, seconds out.
 """
 from __future__ import annotations
 
@@ -14,15 +16,23 @@ import heapq
 import statistics
 
 from cifar_core import progress as timing
+from cifar_core import rundir
 
 # Settings that do not change how long a run takes: a continued run's starting model, its name, its seed.
 NOT_THE_RECIPE = frozenset({"name", "seed", "initial_model"})
 LAST_RUNS = 5      # the latest finished runs of a recipe whose lengths are taken (median): the machine's load drifts
+STOPPING_S = 30.0  # a stopped run's last batch and its final checks on the model (a few seconds for `class`)
 
 
 def recipe(config: dict) -> tuple:
     """What decides a run's length: every setting but NOT_THE_RECIPE, in a comparable form."""
     return tuple(sorted((key, repr(value)) for key, value in config.items() if key not in NOT_THE_RECIPE))
+
+
+def _rough(config: dict) -> tuple:
+    """A cheap first look at a recipe: runs that differ here are never of one recipe (a board of 1,000
+    finished runs is looked over once a second while anyone waits)."""
+    return config.get("preset"), config.get("arch"), config.get("epochs"), config.get("batch_size")
 
 
 def _took(status: dict) -> float | None:
@@ -32,32 +42,49 @@ def _took(status: dict) -> float | None:
     return ended - began if numbers and ended >= began else None
 
 
-def expected_starts(runs, metrics_of, trainers: int, turn_s: float, now: float) -> dict[str, float]:
+def _timed_here(run) -> bool:
+    """Whether a run's length says anything of this server's: trained by it, not on a cluster or on another
+    machine sharing the runs folder."""
+    return run.status.get("backend") != "ray" and run.status.get("host", rundir.HOST) == rundir.HOST
+
+
+def _typical(runs, waiting: list, progress: dict) -> dict[tuple, float]:
+    """How long a run of each recipe among `waiting` (runs) takes here, in seconds: the median of the
+    latest LAST_RUNS finished ones, else of what the running ones are expected to take in all."""
+    wanted, rough = {recipe(r.config) for r in waiting}, {_rough(r.config) for r in waiting}
+    lengths: dict[tuple, list[float]] = {}
+    for run in sorted((r for r in runs if r.state == "finished"), key=lambda r: r.status.get("ended") or 0,
+                      reverse=True):
+        if _rough(run.config) in rough and _timed_here(run):
+            key = recipe(run.config)
+            if key in wanted and len(kept := lengths.setdefault(key, [])) < LAST_RUNS and (took := _took(run.status)):
+                kept.append(took)
+    expected: dict[tuple, list[float]] = {}
+    for run in runs:
+        p = progress.get(run.id)
+        if p is not None and p.seconds_left is not None and p.elapsed_s is not None and _timed_here(run):
+            expected.setdefault(recipe(run.config), []).append(p.elapsed_s + p.seconds_left)
+    return {key: statistics.median(values) for key, values in {**expected, **lengths}.items() if values}
+
+
+def expected_starts(runs, metrics_of, trainers: int, turn_s: float, now: float, stopping=frozenset()) -> dict[str, float]:
     """Seconds from `now` until each queued run can expect a trainer, by run id; a run is left out where
     its wait cannot be told. `runs`: every run (runs.Run), in any order; `metrics_of(run_id)`: its records;
-    `trainers`: how many train at once; `turn_s`: a visitor's turn while others wait (0: none)."""
+    `trainers`: how many train at once; `turn_s`: a visitor's turn while others wait (0: none);
+    `stopping`: the ids of running runs asked to stop."""
     running = [r for r in runs if r.state == "running"]
     queued = sorted((r for r in runs if r.state == "queued"), key=lambda r: r.queue_order)
     if any(r.status.get("backend") == "ray" or r.status.get("waiting_for_mb") for r in running + queued):
         return {}     # a cluster's scheduler, or memory, decides the order: no line to play forward
-
-    lengths: dict[tuple, list[float]] = {}
-    for run in sorted(runs, key=lambda r: r.status.get("ended") or 0, reverse=True):
-        took = _took(run.status) if run.state == "finished" else None
-        if took is not None and len(kept := lengths.setdefault(recipe(run.config), [])) < LAST_RUNS:
-            kept.append(took)
     progress = {r.id: timing.estimate(r.config, r.status, metrics_of(r.id), now) for r in running}
-    expected: dict[tuple, list[float]] = {}     # a recipe not finished here yet: what its first runs should take
-    for run in running:
-        p = progress[run.id]
-        if p.seconds_left is not None and p.elapsed_s is not None:
-            expected.setdefault(recipe(run.config), []).append(p.elapsed_s + p.seconds_left)
-    typical = {key: statistics.median(values) for key, values in {**expected, **lengths}.items()}
+    typical = _typical(runs, running + queued, progress)
 
-    def turn_cap(run, length: float, elapsed: float, behind) -> float:
-        """A visitor's run ends at its turn when someone else's run waits behind it."""
+    def turn_cap(run, length: float, trained: float, behind) -> float:
+        """A visitor's run ends at its turn (from its trainer's start) when someone else's run waits behind it."""
         others = {r.status.get("owner", "") for r in behind} - {run.status.get("owner", "")}
-        return min(length, max(0.0, turn_s - elapsed)) if run.status.get("takes_turns") and turn_s and others else length
+        if run.status.get("takes_turns") and turn_s and others:
+            return min(length, max(0.0, turn_s - trained) + STOPPING_S)
+        return length
 
     ends = []
     for run in running:
@@ -65,9 +92,13 @@ def expected_starts(runs, metrics_of, trainers: int, turn_s: float, now: float) 
         left = p.seconds_left
         if left is None and (length := typical.get(recipe(run.config))) is not None:
             left = max(0.0, length - (p.elapsed_s or 0.0))
+        if run.id in stopping:
+            left = min(left, STOPPING_S) if left is not None else STOPPING_S
         if left is None:
             return {}
-        ends.append(turn_cap(run, left, p.elapsed_s or 0.0, queued))
+        started = run.status.get("started")
+        trained = now - started if isinstance(started, (int, float)) and not isinstance(started, bool) else 0.0
+        ends.append(turn_cap(run, left, trained, queued))
     heapq.heapify(ends)
     starts, clock = {}, 0.0
     for i, run in enumerate(queued):

@@ -450,4 +450,7 @@ def test_a_confidence_group_of_a_few_answers_is_drawn_faint():
     assert opacity["condition"]["test"] == f"(datum.answers < {charts.FEW_ANSWERS})" and opacity["value"] == 0.9
     # The line to a faint dot is faint too: drawn in full, it joined the chance group to the rest as one curve.
     assert faint_line["mark"]["opacity"] == 0.3 and "transform" not in faint_line
-    assert line["transform"] == [{"filter": f"(datum.answers >= {charts.FEW_ANSWERS})"}] and "opacity" not in line["mark"]
+    assert line["transform"] == [{"calculate": f"datum.answers >= {charts.FEW_ANSWERS} ? datum.accuracy : null",
+                                  "as": "full"}]
+    assert line["encoding"]["y"]["field"] == "full" and line["mark"]["invalid"] is None   # broken at a faint one
+    assert "opacity" not in line["mark"]

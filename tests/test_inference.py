@@ -14,7 +14,7 @@ import pytest
 from PIL import Image, PngImagePlugin
 
 import hostile_images
-from cifar_core import decoding, evaluation, inference
+from cifar_core import decoding, decoding_apart, evaluation, inference
 from cifar_core.decoding import ImageError
 from conftest import ROOT
 
@@ -325,27 +325,86 @@ def test_hostile_files_are_refused_for_what_they_are(hostile):
         decoding.load_image(bmp_rle8(1000, 1000))
     assert decoding.load_image(bmp_rle8(640, 480)).size == (640, 480)
     assert "damaged" in sentence("tiff_rational_offsets")
-    assert "two of its colour channels have the same name" in sentence("jpeg_repeated_channel_names")
+    assert "16 scans that go over 16 million blocks" in sentence("jpeg_repeated_channel_names")
     assert "tags whose values add up to more bytes than the whole file" in sentence("tiff_many_big_tags")
     assert "lists of more than 32,768 numbers" in sentence("tiff_exif_fractions")       # in its Exif directory
     assert "too large to decode here (8900 x 8900 pixels" in sentence("tiff_turned_8900")
     assert "not a picture in a format we can read" in sentence("im_bad_size")
 
 
+def test_a_tiff_with_a_bad_exif_pointer_is_still_checked_whole():
+    """The Exif directory was walked as soon as its tag came up, and a pointer past the file's end ended the
+    whole check: the first directory's later tags (990 of 200 KB each; JPEG strips) went unread, to libtiff."""
+    def tiff(entries: list[tuple[int, int, int, int]], data: bytes) -> bytes:
+        """A little-endian TIFF whose one directory holds `entries` in the order given (libtiff and Pillow
+        take them unsorted), then `data`."""
+        return (b"II*\x00" + struct.pack("<IH", 8, len(entries))
+                + b"".join(struct.pack("<HHII", *e) for e in entries) + b"\x00" * 4 + data)
+
+    bad_exif = (34665, 4, 1, 0xFFFFFF00)
+    start = 8 + 2 + 12 * 1000 + 4
+    picture = [(256, 4, 1, 8), (257, 4, 1, 8), (258, 3, 1, 8), (262, 3, 1, 1), (273, 4, 1, start), (277, 3, 1, 1),
+               (278, 4, 1, 8), (279, 4, 1, 64)]
+    big_tags = [(40000 + i, 7, 200_000, start + 64) for i in range(990)]
+    with pytest.raises(ImageError, match="add up to more bytes than the whole file"):
+        decoding.load_image(tiff([bad_exif, (259, 3, 1, 8), *picture, *big_tags], bytes(200_064)))
+    start = 8 + 2 + 12 * 10 + 4
+    picture = [(256, 4, 1, 8), (257, 4, 1, 8), (258, 3, 1, 8), (262, 3, 1, 1), (273, 4, 1, start), (277, 3, 1, 1),
+               (278, 4, 1, 8), (279, 4, 1, 64)]
+    with pytest.raises(ImageError, match="holds its picture as JPEG inside it"):
+        decoding.load_image(tiff([bad_exif, *picture, (259, 3, 1, 7)], bytes(64)))
+    # A SHORT pointer read as a LONG went elsewhere, and the Exif directory Pillow reads went unchecked.
+    fractions = hostile_images.build("tiff_exif_fractions")
+    short = bytearray(fractions)
+    for i in range(struct.unpack_from("<H", fractions, 8)[0]):
+        at = 10 + 12 * i
+        tag, _, _, value = struct.unpack_from("<HHII", fractions, at)
+        if tag in (34665, 34853):
+            struct.pack_into("<HHIHH", short, at, tag, 3, 1, value, 0xFFFF)
+    with pytest.raises(ImageError, match="lists of more than 32,768 numbers"):
+        decoding.load_image(bytes(short))
+
+
+def test_a_tiff_turned_by_its_xmp_costs_its_second_copy_too():
+    """Pillow turns a TIFF upright as it loads it by its XMP's orientation where it has no Orientation tag:
+    80 KB of grey 8900 x 8900 took 163 MB where the budget counted 79."""
+    width = 8900
+    xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:Description tiff:Orientation="6"/></x:xmpmeta>'
+    offsets = 8 + 2 + 12 * 11 + 4
+    counts = offsets + 4 * width
+    pixels = counts + 4 * width
+    entries = [(256, 4, 1, width), (257, 4, 1, width), (258, 3, 1, 8), (259, 3, 1, 1), (262, 3, 1, 1),
+               (273, 4, width, offsets), (277, 3, 1, 1), (278, 4, 1, 1), (279, 4, width, counts), (284, 3, 1, 1),
+               (700, 1, len(xmp), pixels + width)]
+    raw = (b"II*\x00" + struct.pack("<IH", 8, len(entries)) + b"".join(struct.pack("<HHII", *e) for e in entries)
+           + b"\x00" * 4 + struct.pack(f"<{width}I", *[pixels] * width) + struct.pack(f"<{width}I", *[width] * width)
+           + bytes(width) + xmp)
+    with pytest.raises(ImageError, match="too large to decode here"):
+        decoding.load_image(raw)
+    small = io.BytesIO()
+    Image.new("L", (40, 30), 90).save(small, "TIFF", tiffinfo={700: xmp})
+    assert decoding.load_image(small.getvalue()).size == (30, 40)       # turned, as Pillow turns it
+
+
+@pytest.mark.skipif(not decoding_apart.CAPPED_HERE, reason="a child's memory is capped on Linux only")
 def test_a_lossless_webp_is_decoded_apart_to_the_same_picture(monkeypatch):
     """libwebp's tables for a lossless stream cannot be told from the header (`decoding_apart`): decoded in a
     process of its own under a memory cap, it comes back as the same picture, its transparency on the
     background; a file whose tables pass the cap is refused in a sentence."""
-    from cifar_core import decoding_apart
     picture = Image.new("RGBA", (300, 200), (10, 200, 30, 128))
     picture.paste((200, 10, 10, 255), (0, 0, 150, 100))
     raw = encode(picture, "WEBP", lossless=True)
-    assert decoding_apart.needed(raw) and not decoding_apart.needed(encode(gradient(), "WEBP", quality=80))
+    assert decoding_apart.needed(raw, picture.size)
+    assert not decoding_apart.needed(encode(gradient(300, 200), "WEBP", quality=80), (300, 200))    # lossy
+    # An icon names at most GROUPS_HERE groups (one per 4 x 4 pixels): decoded here, at no child's cost.
+    assert not decoding_apart.needed(encode(gradient(128, 128), "WEBP", lossless=True), (128, 128))
     apart = decoding.load_image(raw, background=(0, 0, 255))
     here = decoding.load_image(raw, background=(0, 0, 255), apart=False)
     assert apart.tobytes() == here.tobytes() and apart.getpixel((200, 150)) == (5, 100, 142)
-    with pytest.raises(ImageError, match="damaged or cut short"):
+    with pytest.raises(ImageError, match="would take more memory to decode than is allowed here"):
         decoding.load_image(hostile_images.build("webp_many_prefix_groups"))
+    monkeypatch.setenv("CIFAR_ADMIN_PASSWORD", "s3cret")          # the child parses hostile bytes: no secrets
+    assert "CIFAR_ADMIN_PASSWORD" not in decoding_apart._environment()
     loads = []
     monkeypatch.setattr(decoding_apart, "load", lambda *args: loads.append(args) or gradient())
     decoding.load_image(raw)

@@ -32,9 +32,9 @@ def running(run_id, config, elapsed, step_s=0.1, steps=100, owner="", takes_turn
     return Run(run_id, Path(run_id), {**config, "batch_size": 100, "epochs": 1}, status), records
 
 
-def starts(runs, records=None, trainers=1, turn_s=0):
+def starts(runs, records=None, trainers=1, turn_s=0, stopping=frozenset()):
     records = records or {}
-    return queue_wait.expected_starts(runs, lambda i: records.get(i, []), trainers, turn_s, NOW)
+    return queue_wait.expected_starts(runs, lambda i: records.get(i, []), trainers, turn_s, NOW, stopping)
 
 
 def test_the_runs_ahead_take_as_long_as_their_recipe_took_here():
@@ -73,7 +73,7 @@ def test_a_running_run_not_yet_timed_leaves_no_guess():
 def test_a_visitors_long_run_ends_at_its_turn_when_someone_else_waits():
     waiting = [queued("long", BEST, 0, owner="ann"), queued("mine", CLASS, 1, owner="bob")]
     got = starts([*waiting, finished("old", BEST, 3_600.0)], turn_s=1_200)
-    assert got["mine"] == 1_200.0
+    assert got["mine"] == 1_200.0 + queue_wait.STOPPING_S           # then its last batch and final checks
     # A teacher's run, or one whose owner is the only one waiting, keeps the trainer its whole length.
     waiting = [queued("long", BEST, 0, owner="ann", takes_turns=False), queued("mine", CLASS, 1, owner="bob")]
     assert starts([*waiting, finished("old", BEST, 3_600.0)], turn_s=1_200)["mine"] == 3_600.0
@@ -98,3 +98,30 @@ def test_only_finished_runs_time_a_recipe():
                                            (2 * 3600 + 7 * 60, "in about 2 h 10 min"), (3 * 3600, "in about 3 h")])
 def test_a_guess_is_said_roughly(seconds, said):
     assert queue_wait.roughly(seconds) == said
+
+
+def test_a_run_asked_to_stop_frees_its_trainer_soon():
+    """Stopped, a three-hour run ends after its batch and final checks: the runs behind it wait that long,
+    not its three hours."""
+    trainer, records = running("long", BEST, elapsed=300.0, step_s=100.0)
+    assert starts([trainer, queued("q0", CLASS, 0)], {"long": records})["q0"] > 3_600
+    assert starts([trainer, queued("q0", CLASS, 0)], {"long": records}, stopping={"long"})["q0"] == queue_wait.STOPPING_S
+
+
+def test_a_running_visitors_turn_counts_from_its_trainers_start():
+    """Its turn runs from the trainer's own start, not from leaving the queue (start-up in between)."""
+    trainer, records = running("long", BEST, elapsed=100.0, step_s=20.0, owner="ann")
+    trainer.status["started"] = NOW - 40.0          # 60 s of start-up before its first step
+    got = starts([trainer, queued("q0", CLASS, 0, owner="bob")], {"long": records}, turn_s=1_200)
+    assert got["q0"] == 1_200 - 40 + queue_wait.STOPPING_S
+
+
+def test_only_this_servers_runs_time_a_recipe():
+    """A cluster's runs, or another machine's sharing the folder, say nothing of this server's speed."""
+    elsewhere = finished("gpu", CLASS, 2.0)
+    elsewhere.status["host"] = "another-machine"
+    cluster = finished("ray", CLASS, 3.0)
+    cluster.status["backend"] = "ray"
+    waiting = [queued("q0", CLASS, 0), queued("q1", CLASS, 1)]
+    assert starts([*waiting, elsewhere, cluster]) == {"q0": 0.0}
+    assert starts([*waiting, elsewhere, cluster, finished("here", CLASS, 20.0)])["q1"] == 20.0

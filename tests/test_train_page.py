@@ -278,11 +278,11 @@ def test_a_waiting_run_is_told_when_it_can_expect_to_start(tiny_env):
     at = AppTest.from_function(queued_line, args=(mine.id,), default_timeout=60).run()
     assert [i.value for i in at.info] == ["Waiting in the queue: number 2. It starts by itself after the runs ahead "
                                           "of it, in about 5 min (a guess from how long runs of the same recipes "
-                                          "have taken on this server)."]
+                                          "take on this server)."]
     at = AppTest.from_function(queued_line, args=(head.id,), default_timeout=60).run()
     assert [i.value for i in at.info] == ["Waiting in the queue: number 1. It starts by itself when a trainer is free, "
-                                          "in less than a minute (a guess from how long runs of the same recipes have "
-                                          "taken on this server)."]
+                                          "in less than a minute (a guess from how long runs of the same recipes "
+                                          "take on this server)."]
 
 
 def test_a_stop_pressed_as_an_epoch_ends_is_kept(page, monkeypatch):
