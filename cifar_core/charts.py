@@ -268,15 +268,23 @@ def training_curves(frame: pd.DataFrame, colour_by: str = "series") -> alt.Chart
 
 
 def curve_panels(frame: pd.DataFrame, colour_by: str = "series") -> list[alt.Chart]:
-    """`training_curves` as two charts, loss then accuracy, each as wide as its container, the key under the
-    second only: side by side, two fixed panels ran off a projector's 1024-pixel window beside the sidebar,
-    and off a phone; a page puts them in two columns, which a phone stacks."""
-    return _panels(frame, colour_by, "container", key_on=(False, True))
+    """`training_curves` as two charts, loss then accuracy, each as wide as its container: side by side, two
+    fixed panels ran off a projector's 1024-pixel window beside the sidebar, and off a phone; a page puts
+    them in two columns, which a phone stacks. The runs' key (colour and shape) is under the loss panel, the
+    lines' (dashed, solid) under the accuracy one: both under one, they ran past its edge. Each panel's
+    plot keeps its height (only its width fits the column), whatever its key takes below it."""
+    # Room on the right for the last epoch's dot, which sits on the plot's edge: a chart is cut at its box.
+    return [panel.properties(autosize=alt.AutoSizeParams(type="fit-x", contains="padding"),
+                             padding={"left": 5, "top": 5, "right": 12, "bottom": 5})
+            for panel in _panels(frame, colour_by, "container", keys=({"run"}, {"series"}))]
 
 
-def _panels(frame: pd.DataFrame, colour_by: str, width, key_on: tuple[bool, bool] = (True, True)) -> list[alt.Chart]:
-    """The loss and accuracy panels of `training_curves`, `width` wide, each with its key where `key_on`."""
-    legend = {"orient": "bottom", "labelLimit": 320}
+def _panels(frame: pd.DataFrame, colour_by: str, width, keys: tuple[set, set] = ({"run", "series"},) * 2
+            ) -> list[alt.Chart]:
+    """The loss and accuracy panels of `training_curves`, `width` wide, each with the keys named in `keys`
+    ("run": colour and shape, "series": dashed or solid)."""
+    # In a column of a page, the keys one entry a line: side by side, they ran past a narrow panel's edge.
+    legend = {"orient": "bottom", "labelLimit": 320, **({"direction": "vertical"} if width == "container" else {})}
     # The dashes' key: lines long enough to show their dash, in the one run's colour; compared runs have a
     # key of their own for colour and shape, and the dashes' is dark grey.
     lines = {**legend, "symbolType": "stroke", "symbolSize": 600, "symbolStrokeWidth": 2}
@@ -295,20 +303,21 @@ def _panels(frame: pd.DataFrame, colour_by: str, width, key_on: tuple[bool, bool
     # Each axis ends at a round figure past its highest point, so a test dot above the whole training curve
     # sits inside the chart: Vega's own rounding for the loss; for accuracy, whose rounding went on to 110%,
     # an unseen rule from the round figures just outside its points, never past 100% or below 0%.
-    for keyed, (quantity, title, axis, number, scale) in zip(key_on, (
+    for keyed, (quantity, title, axis, number, scale) in zip(keys, (
             ("loss", "Loss (lower is better)", alt.Axis(), ".3f", alt.Scale(zero=False, nice=True, padding=8)),
             ("accuracy", "Accuracy (higher is better)", alt.Axis(format=".0%"), ".1%",
              alt.Scale(zero=False, nice=False)))):
-        dash = alt.StrokeDash("series:N", title=None, scale=dash_scale, legend=alt.Legend(**lines) if keyed else None)
+        dash = alt.StrokeDash("series:N", title=None, scale=dash_scale,
+                              legend=alt.Legend(**lines) if "series" in keyed else None)
         base = alt.Chart(frame).transform_filter(alt.datum.quantity == quantity).encode(
             x=alt.X("epoch:Q", title="epoch", scale=alt.Scale(nice=False)),
             y=alt.Y("value:Q", title=None, scale=scale, axis=axis),
-            color=colour if keyed or colour_by != "run" else colour.legend(None),
+            color=colour if "run" in keyed or colour_by != "run" else colour.legend(None),
             tooltip=["run", "series", alt.Tooltip("epoch:Q", format=".2f"),
                      alt.Tooltip("seconds:Q", format=".0f", title="training seconds"),
                      alt.Tooltip("value:Q", format=number, title=quantity)])
         line = base.mark_line(clip=True, strokeWidth=2).encode(strokeDash=dash)
-        shapes = marker if keyed or not marker else {"shape": marker["shape"].legend(None)}
+        shapes = marker if "run" in keyed or not marker else {"shape": marker["shape"].legend(None)}
         dots = base.mark_point(filled=True, size=60, opacity=1).encode(**shapes) \
             .transform_filter(alt.datum.series == TEST)
         layers = [line, dots] if quantity == "loss" else [line, dots, _share_bounds(frame)]

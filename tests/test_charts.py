@@ -114,19 +114,21 @@ def test_the_live_curves_are_the_altair_chart_with_its_points_sent_apart():
         assert json.dumps(template, sort_keys=True) == json.dumps(altair_spec, sort_keys=True).replace(altair_name, name)
 
 
-def test_the_curves_panels_fit_their_columns_and_keep_one_key():
+def test_the_curves_panels_fit_their_columns_and_share_out_the_keys():
     """Side by side in one chart, two fixed 330-pixel panels ran off a projector's 1024-pixel window beside
-    the sidebar, and off a phone: two charts, each as wide as its column, the key under the second."""
+    the sidebar, and off a phone: two charts, each as wide as its column, the runs' key under the loss
+    panel and the lines' under the accuracy one (both under one ran past its edge), each plot its height."""
     for colour_by, frame in (("series", charts.curve_frame(fake_metrics(2, 3), "a")),
                              ("run", pd.concat([charts.curve_frame(fake_metrics(2, 3), name) for name in "ab"]))):
         loss, accuracy = (panel.to_dict() for panel in charts.curve_panels(frame, colour_by=colour_by))
-        assert loss["width"] == accuracy["width"] == "container"
+        assert loss["width"] == accuracy["width"] == "container" and loss["height"] == accuracy["height"] == 260
+        assert loss["autosize"] == accuracy["autosize"] == {"type": "fit-x", "contains": "padding"}
         assert [loss["title"], accuracy["title"]] == ["Loss (lower is better)", "Accuracy (higher is better)"]
-        for spec, keyed in ((loss, False), (accuracy, True)):
-            legends = [encoding[channel].get("legend", {}) for layer in spec["layer"][:2]
-                       for encoding in [layer["encoding"]] for channel in ("color", "strokeDash", "shape")
-                       if channel in encoding and "field" in encoding[channel]]
-            assert legends and all((legend is not None) == keyed for legend in legends), (colour_by, keyed, legends)
+        for spec, keyed in ((loss, {"color", "shape"}), (accuracy, {"strokeDash"})):
+            shown = {channel for layer in spec["layer"][:2] for channel, encoding in layer["encoding"].items()
+                     if channel in ("color", "strokeDash", "shape") and "field" in encoding
+                     and encoding.get("legend", {}) is not None}
+            assert shown == (keyed if colour_by == "run" else keyed - {"color", "shape"}), (colour_by, shown)
 
 
 def test_compared_curves_are_the_chart_altair_makes_built_once_per_set_of_names(monkeypatch):
