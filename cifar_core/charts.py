@@ -372,7 +372,8 @@ FEW_ANSWERS = 100     # a confidence group holding fewer is drawn faint: its sha
 
 def reliability(rows: list[dict]) -> alt.Chart:
     """Confidence against accuracy: on the diagonal, the model is as sure as it deserves to be."""
-    frame = pd.DataFrame(rows)
+    frame = pd.DataFrame(rows).sort_values("confidence")
+    frame["stretch"] = (frame["answers"] < FEW_ANSWERS).cumsum()
     diagonal = alt.Chart(pd.DataFrame({"x": [0, 1], "y": [0, 1]})).mark_line(strokeDash=[4, 4], color="grey").encode(
         x="x:Q", y="y:Q")
     base = alt.Chart(frame).encode(
@@ -388,10 +389,10 @@ def reliability(rows: list[dict]) -> alt.Chart:
     # 21% of the time, read as over-confidence): faint, as the page's caption says, and so is the line to
     # it; the line through the groups that hold enough answers is drawn over that one in full.
     faint_line = base.mark_line(strokeWidth=2.5, opacity=0.3)
-    # Broken at a faint group (its point left empty), not drawn straight across it to the next full one.
-    line = base.transform_calculate(full=f"datum.answers >= {FEW_ANSWERS} ? datum.accuracy : null").mark_line(
-        strokeWidth=2.5, invalid=None).encode(y=alt.Y("full:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(
-            format="%"), title="how often it was right"))
+    # Broken at a faint group, not drawn straight across it to the next full one: a path of its own for each
+    # stretch of full groups between faint ones.
+    line = base.transform_filter(alt.datum.answers >= FEW_ANSWERS).mark_line(strokeWidth=2.5).encode(
+        detail="stretch:N")
     dots = base.mark_circle().encode(
         size=alt.Size("answers:Q", legend=None, scale=alt.Scale(range=[40, 400])),
         opacity=alt.condition(alt.datum.answers < FEW_ANSWERS, alt.value(0.3), alt.value(0.9)))

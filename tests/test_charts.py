@@ -452,7 +452,10 @@ def test_a_confidence_group_of_a_few_answers_is_drawn_faint():
     assert opacity["condition"]["test"] == f"(datum.answers < {charts.FEW_ANSWERS})" and opacity["value"] == 0.9
     # The line to a faint dot is faint too: drawn in full, it joined the chance group to the rest as one curve.
     assert faint_line["mark"]["opacity"] == 0.3 and "transform" not in faint_line
-    assert line["transform"] == [{"calculate": f"datum.answers >= {charts.FEW_ANSWERS} ? datum.accuracy : null",
-                                  "as": "full"}]
-    assert line["encoding"]["y"]["field"] == "full" and line["mark"]["invalid"] is None   # broken at a faint one
-    assert "opacity" not in line["mark"]
+    assert line["transform"] == [{"filter": f"(datum.answers >= {charts.FEW_ANSWERS})"}] and "opacity" not in line["mark"]
+    # A path of its own for each stretch of full groups: broken at a faint one, not drawn across it.
+    rows = [{"confidence": c, "accuracy": c, "answers": n} for c, n in ((0.5, 500), (0.6, 40), (0.7, 600), (0.8, 900))]
+    spec = charts.reliability(rows).to_dict()
+    assert spec["layer"][2]["encoding"]["detail"]["field"] == "stretch"
+    (data,) = [d for d in spec["datasets"].values() if "stretch" in d[0]]
+    assert [r["stretch"] for r in data if r["answers"] >= charts.FEW_ANSWERS] == [0, 1, 1]
