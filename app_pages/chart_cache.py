@@ -41,12 +41,21 @@ def _curves_template() -> tuple[list[dict], str]:
     return _without_points(charts.curve_panels(charts.curve_frame(_SAMPLE)))
 
 
+def _halves(frame: pd.DataFrame) -> tuple[bytes, ...]:
+    """A curves frame's points as Arrow bytes (as st.altair_chart would send them), a part for each panel:
+    its own quantity's rows (each panel draws only those), so that the two send no more than one chart did."""
+    if "quantity" not in frame:        # no points at all
+        return (dataframe_util.convert_anything_to_arrow_bytes(frame),) * len(charts.CURVE_QUANTITIES)
+    return tuple(dataframe_util.convert_anything_to_arrow_bytes(frame[frame["quantity"] == quantity]
+                                                                .reset_index(drop=True))
+                 for quantity in charts.CURVE_QUANTITIES)
+
+
 @st.cache_data(max_entries=64, show_spinner=False)
-def _curves_points(run_id: str, stamp: tuple, name: str, _metrics: list[dict]) -> bytes:
+def _curves_points(run_id: str, stamp: tuple, name: str, _metrics: list[dict]) -> tuple[bytes, ...]:
     # `stamp` (the run's files' times and sizes, from the board snapshot) stands for the metrics,
     # which are not hashed: a new record changes the stamp, and the points are made again.
-    frame = charts.curve_frame(_metrics, name)     # training_curves draws it as it is
-    return dataframe_util.convert_anything_to_arrow_bytes(frame)   # as st.altair_chart would send it
+    return _halves(charts.curve_frame(_metrics, name))     # curve_panels draws it as it is
 
 
 def training_curves(run_id: str, stamp: tuple | None, name: str, metrics: list[dict], alt: str | None = None) -> None:
@@ -54,18 +63,18 @@ def training_curves(run_id: str, stamp: tuple | None, name: str, metrics: list[d
     `alt`, the curves in words for a screen reader."""
     if stamp is None:     # not in the snapshot (just deleted): build it for this one drawing
         frame = charts.curve_frame(metrics, name)
-        _side_by_side(*_without_points(charts.curve_panels(frame)),
-                      dataframe_util.convert_anything_to_arrow_bytes(frame), alt)
+        _side_by_side(*_without_points(charts.curve_panels(frame)), _halves(frame), alt)
         return
     _side_by_side(*_curves_template(), _curves_points(run_id, stamp, name, metrics), alt)
 
 
-def _side_by_side(panels: list[dict], data_name: str, points: bytes, alt: str | None) -> None:
-    """The loss and accuracy panels (their points as Arrow bytes) in two columns, as wide as they are (a
+def _side_by_side(panels: list[dict], data_name: str, points: tuple[bytes, ...], alt: str | None) -> None:
+    """The loss and accuracy panels (each its points as Arrow bytes) in two columns, as wide as they are (a
     phone stacks them): the chart described once, to a screen reader, by the first."""
-    for column, panel, said in zip(st.columns(2), panels, (alt, "The accuracy half of the chart before it.")):
+    for column, panel, part, said in zip(st.columns(2), panels, points,
+                                         (alt, "The accuracy half of the chart before it.")):
         with column:
-            chart_specs.draw({**panel, "datasets": {data_name: points}}, width="stretch", alt=said)
+            chart_specs.draw({**panel, "datasets": {data_name: part}}, width="stretch", alt=said)
 
 
 @st.cache_resource(max_entries=32, show_spinner=False)
@@ -77,10 +86,10 @@ def _compared_template(names: tuple[str, ...]) -> tuple[list[dict], str]:
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def _compared_points(key: tuple, _named_metrics: list) -> bytes:
-    """The compared runs' points as Arrow bytes, made once per change of any of them (`key`)."""
+def _compared_points(key: tuple, _named_metrics: list) -> tuple[bytes, ...]:
+    """The compared runs' points as Arrow bytes, a part per panel, made once per change of any of them (`key`)."""
     frames = [charts.curve_frame(metrics, name, earlier) for name, metrics, earlier in _named_metrics]
-    return dataframe_util.convert_anything_to_arrow_bytes(pd.concat(frames, ignore_index=True))
+    return _halves(pd.concat(frames, ignore_index=True))
 
 
 def compared_curves(key: tuple, named_metrics: list[tuple[str, list[dict], int]], alt: str | None = None) -> None:

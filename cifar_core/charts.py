@@ -228,6 +228,7 @@ def drawable(metrics: list[dict]) -> bool:
 
 
 TRAINING, TEST = "training (running)", "test (whole test set)"
+CURVE_QUANTITIES = ("loss", "accuracy")     # the curves' panels, in order, and what each draws
 # Side-by-side panels cannot stretch to their container (Vega-Lite sizes each part of a concatenation
 # on its own), so each gets a fixed width: both, with their axes, fit the main column of a 1280-pixel
 # window beside the sidebar (about 820 px).

@@ -105,12 +105,13 @@ def test_the_live_curves_are_the_altair_chart_with_its_points_sent_apart():
                 for e in (1, 2)]
     templates, name = chart_cache._curves_template()
     points = chart_cache._curves_points("run-1", (1, 2), "my run", metrics)
-    drawn = pa.ipc.open_stream(io.BytesIO(points)).read_all().to_pylist()
-
-    for template, panel in zip(templates, charts.curve_panels(charts.curve_frame(metrics, "my run")), strict=True):
+    panels = charts.curve_panels(charts.curve_frame(metrics, "my run"))
+    for template, part, panel, quantity in zip(templates, points, panels, charts.CURVE_QUANTITIES, strict=True):
+        drawn = pa.ipc.open_stream(io.BytesIO(part)).read_all().to_pylist()
         altair_spec = chart_specs.vega_lite(panel)
         (altair_name, altair_rows), = altair_spec.pop("datasets").items()
-        assert drawn == altair_rows and len(drawn) == 2 * (6 + 2)
+        # Each panel is sent its own quantity's points, the only ones it draws: two send what one chart did.
+        assert drawn == [row for row in altair_rows if row["quantity"] == quantity] and len(drawn) == 6 + 2
         assert json.dumps(template, sort_keys=True) == json.dumps(altair_spec, sort_keys=True).replace(altair_name, name)
 
 
@@ -149,14 +150,15 @@ def test_compared_curves_are_the_chart_altair_makes_built_once_per_set_of_names(
     templates, name = chart_cache._compared_template(("parent", "child"))
     points = [chart_cache._compared_points(("p", stamp, "c", stamp), named) for stamp in (1, 2)]
     assert len(built) == 1 and points[0] == points[1]
-    drawn = pa.ipc.open_stream(io.BytesIO(points[1])).read_all().to_pylist()
     frame = pd.concat([charts.curve_frame(parent, "parent"), charts.curve_frame(child, "child", 3)])
-    for template, panel in zip(templates, real(frame, colour_by="run"), strict=True):
+    for template, part, panel, quantity in zip(templates, points[1], real(frame, colour_by="run"),
+                                               charts.CURVE_QUANTITIES, strict=True):
+        drawn = pa.ipc.open_stream(io.BytesIO(part)).read_all().to_pylist()
         altair_spec = chart_specs.vega_lite(panel)
         (altair_name, altair_rows), = altair_spec.pop("datasets").items()
-        assert drawn == altair_rows
+        assert drawn == [row for row in altair_rows if row["quantity"] == quantity]
         assert json.dumps(template, sort_keys=True) == json.dumps(altair_spec, sort_keys=True).replace(altair_name, name)
-    assert min(r["epoch"] for r in drawn if r["run"] == "child") > 3       # after the parent's three epochs
+        assert min(r["epoch"] for r in drawn if r["run"] == "child") > 3       # after the parent's three epochs
 
 
 def test_curves_of_one_measurement_are_not_drawn_as_empty_axes():
@@ -174,7 +176,7 @@ def test_a_kept_spec_comes_out_of_a_drawing_as_it_went_in():
 
     from app_pages import chart_cache, chart_specs
     (template, _), name = chart_cache._curves_template()
-    points = chart_cache._curves_points("run-2", (3, 4), "my run", [
+    points, _ = chart_cache._curves_points("run-2", (3, 4), "my run", [
         {"kind": "epoch", "epoch": 1, "elapsed_s": 5.0, "test_loss": 1.5, "test_accuracy": 0.3}])
     kept = {**template, "datasets": {name: points}}
     before = json.dumps({**kept, "datasets": None}, sort_keys=True)
