@@ -18,14 +18,15 @@ def one_of_each() -> list:
 
 st.image(one_of_each(), caption=list(data.CLASS_NAMES), width=96,   # one size: "automobile" would widen its own
          alt=[f"a small CIFAR-10 photo of {data.with_article(name)}" for name in data.CLASS_NAMES])
-links = st.columns(5)
-for column, (page, label, icon) in zip(links, [
+# A row that wraps, each link as wide as its words: five equal columns cut them ("Your own pictur") on a tablet.
+links = st.container(horizontal=True, wrap=True, gap="medium")
+for page, label, icon in ([
         ("app_pages/explore.py", "Explore the data", ":material/grid_view:"),
         ("app_pages/train.py", "Train a network", ":material/model_training:"),
         ("app_pages/predict.py", "Your own pictures", ":material/photo_camera:"),
         ("app_pages/evaluate.py", "Its mistakes", ":material/fact_check:"),
         ("app_pages/quiz.py", "Quiz: you vs it", ":material/sports_esports:")]):
-    column.page_link(page, label=label, icon=icon)
+    links.page_link(page, label=label, icon=icon)
 
 card = inference.model_card()
 if card:
