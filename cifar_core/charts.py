@@ -174,7 +174,8 @@ def embedding_map(points: np.ndarray, labels: np.ndarray, thumbnails: list[str],
     if chosen is not None:     # Vega draws the dots in the data's order: the chosen class's last, on top
         frame = frame.iloc[np.argsort(frame["class"].eq(chosen).to_numpy(), kind="stable")]
     # A shape for each class as well as a hue, so that no class is told by colour alone (the legend shows both).
-    chart = alt.Chart(frame, title="The network's view: similar pictures land close together").mark_point(
+    # In two lines: in one, a phone's screen cut it at "land cl…".
+    chart = alt.Chart(frame, title=["The network's view:", "similar pictures land close together"]).mark_point(
         filled=True).encode(
         x=alt.X("x:Q", axis=None), y=alt.Y("y:Q", axis=None),
         color=alt.Color("class:N", scale=CLASS_SCALE),
@@ -413,7 +414,8 @@ def compare_classes(per_class: dict[str, dict[str, float]]) -> alt.Chart:
         xOffset=alt.XOffset("model:N", sort=models),
         y=alt.Y("right:Q", title="right", axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1])),
         color=alt.Color("model:N", scale=alt.Scale(domain=models, range=RUN_COLOURS[:len(models)]),
-                        legend=alt.Legend(orient="bottom", title=None, labelLimit=0)),  # names whole
+                        # Names whole, one a line: side by side, a phone cut the second one's name.
+                        legend=alt.Legend(orient="bottom", title=None, labelLimit=0, direction="vertical")),
         tooltip=["model", "class", alt.Tooltip("right:Q", format=".1%", title="pictures right")]
     ).properties(height=300)
 

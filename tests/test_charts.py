@@ -436,6 +436,18 @@ def test_evaluates_two_models_are_told_apart_in_dark_colours_in_the_order_given(
     colour = spec["encoding"]["color"]["scale"]
     assert colour["domain"] == ["Run zebra (80.0%)", "Bundled model (92.1%)"] == spec["encoding"]["xOffset"]["sort"]
     assert all(contrast(c, "white") >= 4.5 for c in colour["range"]) and len(set(colour["range"])) == 2
+    # One name a line, whole: side by side, a phone's screen cut the second.
+    assert spec["encoding"]["color"]["legend"] == {"direction": "vertical", "labelLimit": 0, "orient": "bottom",
+                                                   "title": None}
+
+
+def test_the_maps_title_fits_a_phone():
+    """In one line, a phone cut it at "similar pictures land cl…"."""
+    rng = np.random.default_rng(0)
+    spec = charts.embedding_map(rng.normal(size=(10, 2)), np.arange(10), ["x"] * 10).to_dict()
+    title = spec.get("title") or spec["layer"][0]["title"]
+    lines = title["text"] if isinstance(title, dict) else title
+    assert lines == ["The network's view:", "similar pictures land close together"]
 
 
 def test_a_mix_up_is_shaded_apart_from_none():
