@@ -22,7 +22,7 @@ with sees:
         if picture is not None:
             found = inside_parts.maps(model, picture)
             st.subheader("A closer look at one map")
-            st.caption("Pick a map to see it large, next to the bits of test pictures that make it respond most: "
+            st.caption("Pick a map to see it large, with the bits of test pictures that make it respond most: "
                        "that is the pattern it looks for.")
             inside_parts.closer_look(network, found)
 
