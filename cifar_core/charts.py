@@ -234,6 +234,9 @@ CURVE_QUANTITIES = ("loss", "accuracy")     # the curves' panels, in order, and 
 # on its own), so each gets a fixed width: both, with their axes, fit the main column of a 1280-pixel
 # window beside the sidebar (about 820 px).
 PANEL_WIDTH = 330
+PANEL_HEIGHT = 260     # a panel's plot
+PANEL_CHROME = 135     # its title, x axis and padding, and the space around its key (measured in Chromium)
+KEY_LINE = 28          # a line of a key, one entry a line
 # One colour per compared run, each at least 4.5:1 against white (a pale line vanishes on a projector)
 # and apart from the others to every kind of colour-blind eye: Paul Tol's blue, rose, indigo and olive
 # (darkened) and black. Training and test are told apart by dash, not by shade.
@@ -273,20 +276,24 @@ def curve_panels(frame: pd.DataFrame, colour_by: str = "series") -> list[alt.Cha
     """`training_curves` as two charts, loss then accuracy, each as wide as its container: side by side, two
     fixed panels ran off a projector's 1024-pixel window beside the sidebar, and off a phone; a page puts
     them in two columns, which a phone stacks. The runs' key (colour and shape) is under the loss panel, the
-    lines' (dashed, solid) under the accuracy one: both under one, they ran past its edge. Each panel's
-    plot keeps its height (only its width fits the column), whatever its key takes below it."""
+    lines' (dashed, solid) under the accuracy one: both under one, they ran past its edge. Streamlit fits
+    each chart whole, title, axes and key, into its height (a fullscreen one into the screen's): each is
+    as tall as its plot, PANEL_CHROME and its key's lines, so the two plots come out alike."""
+    key_lines = (len(set(frame["run"])) if colour_by == "run" else 0, len(SERIES_DASHES))
     # Room on the right for the last epoch's dot, which sits on the plot's edge: a chart is cut at its box.
-    return [panel.properties(autosize=alt.AutoSizeParams(type="fit-x", contains="padding"),
+    return [panel.properties(height=PANEL_HEIGHT + PANEL_CHROME + KEY_LINE * lines,
                              padding={"left": 5, "top": 5, "right": 12, "bottom": 5})
-            for panel in _panels(frame, colour_by, "container", keys=({"run"}, {"series"}))]
+            for panel, lines in zip(_panels(frame, colour_by, "container", keys=({"run"}, {"series"})), key_lines)]
 
 
 def _panels(frame: pd.DataFrame, colour_by: str, width, keys: tuple[set, set] = ({"run", "series"},) * 2
             ) -> list[alt.Chart]:
     """The loss and accuracy panels of `training_curves`, `width` wide, each with the keys named in `keys`
     ("run": colour and shape, "series": dashed or solid)."""
-    # In a column of a page, the keys one entry a line: side by side, they ran past a narrow panel's edge.
-    legend = {"orient": "bottom", "labelLimit": 320, **({"direction": "vertical"} if width == "container" else {})}
+    # In a column of a page, the keys one entry a line, each within the panel's width: side by side, or a
+    # long run name at 320 px, they ran past a narrow panel's edge (the tooltip names it whole).
+    legend = {"orient": "bottom", "labelLimit": 320} if width != "container" else {
+        "orient": "bottom", "direction": "vertical", "labelLimit": alt.ExprRef("max(80, width - 40)")}
     # The dashes' key: lines long enough to show their dash, in the one run's colour; compared runs have a
     # key of their own for colour and shape, and the dashes' is dark grey.
     lines = {**legend, "symbolType": "stroke", "symbolSize": 600, "symbolStrokeWidth": 2}
@@ -323,7 +330,7 @@ def _panels(frame: pd.DataFrame, colour_by: str, width, keys: tuple[set, set] = 
         dots = base.mark_point(filled=True, size=60, opacity=1).encode(**shapes) \
             .transform_filter(alt.datum.series == TEST)
         layers = [line, dots] if quantity == "loss" else [line, dots, _share_bounds(frame)]
-        charts.append(alt.layer(*layers).properties(title=title, height=260, width=width))
+        charts.append(alt.layer(*layers).properties(title=title, height=PANEL_HEIGHT, width=width))
     return charts
 
 
@@ -374,7 +381,7 @@ FEW_ANSWERS = 100     # a confidence group holding fewer is drawn faint: its sha
 
 def reliability(rows: list[dict]) -> alt.Chart:
     """Confidence against accuracy: on the diagonal, the model is as sure as it deserves to be."""
-    frame = pd.DataFrame(rows).sort_values("confidence")
+    frame = pd.DataFrame(rows, columns=["confidence", "accuracy", "answers"]).sort_values("confidence")
     frame["stretch"] = (frame["answers"] < FEW_ANSWERS).cumsum()
     diagonal = alt.Chart(pd.DataFrame({"x": [0, 1], "y": [0, 1]})).mark_line(strokeDash=[4, 4], color="grey").encode(
         x="x:Q", y="y:Q")

@@ -122,8 +122,11 @@ def test_the_curves_panels_fit_their_columns_and_share_out_the_keys():
     for colour_by, frame in (("series", charts.curve_frame(fake_metrics(2, 3), "a")),
                              ("run", pd.concat([charts.curve_frame(fake_metrics(2, 3), name) for name in "ab"]))):
         loss, accuracy = (panel.to_dict() for panel in charts.curve_panels(frame, colour_by=colour_by))
-        assert loss["width"] == accuracy["width"] == "container" and loss["height"] == accuracy["height"] == 260
-        assert loss["autosize"] == accuracy["autosize"] == {"type": "fit-x", "contains": "padding"}
+        assert loss["width"] == accuracy["width"] == "container" and "autosize" not in loss   # Streamlit's fit
+        # Each as tall as its plot, its title and axis, and its key's lines: the two plots alike.
+        lines = (2 if colour_by == "run" else 0, 2)
+        assert [loss["height"], accuracy["height"]] == [charts.PANEL_HEIGHT + charts.PANEL_CHROME + charts.KEY_LINE * n
+                                                        for n in lines]
         assert [loss["title"], accuracy["title"]] == ["Loss (lower is better)", "Accuracy (higher is better)"]
         for spec, keyed in ((loss, {"color", "shape"}), (accuracy, {"strokeDash"})):
             shown = {channel for layer in spec["layer"][:2] for channel, encoding in layer["encoding"].items()
@@ -468,8 +471,9 @@ def test_a_confidence_group_of_a_few_answers_is_drawn_faint():
     assert faint_line["mark"]["opacity"] == 0.3 and "transform" not in faint_line
     assert line["transform"] == [{"filter": f"(datum.answers >= {charts.FEW_ANSWERS})"}] and "opacity" not in line["mark"]
     # A path of its own for each stretch of full groups: broken at a faint one, not drawn across it.
-    rows = [{"confidence": c, "accuracy": c, "answers": n} for c, n in ((0.5, 500), (0.6, 40), (0.7, 600), (0.8, 900))]
+    rows = [{"confidence": c, "accuracy": c, "answers": n} for c, n in ((0.7, 600), (0.5, 500), (0.8, 900), (0.6, 40))]
     spec = charts.reliability(rows).to_dict()
     assert spec["layer"][2]["encoding"]["detail"]["field"] == "stretch"
     (data,) = [d for d in spec["datasets"].values() if "stretch" in d[0]]
-    assert [r["stretch"] for r in data if r["answers"] >= charts.FEW_ANSWERS] == [0, 1, 1]
+    assert [r["stretch"] for r in data if r["answers"] >= charts.FEW_ANSWERS] == [0, 1, 1]     # in order of confidence
+    charts.reliability([]).to_dict()          # no answers at all: empty axes, not an error
