@@ -44,8 +44,6 @@ def _curves_template() -> tuple[list[dict], str]:
 def _halves(frame: pd.DataFrame) -> tuple[bytes, ...]:
     """A curves frame's points as Arrow bytes (as st.altair_chart would send them), a part for each panel:
     its own quantity's rows (each panel draws only those), so that the two send no more than one chart did."""
-    if "quantity" not in frame:        # no points at all
-        return (dataframe_util.convert_anything_to_arrow_bytes(frame),) * len(charts.CURVE_QUANTITIES)
     return tuple(dataframe_util.convert_anything_to_arrow_bytes(frame[frame["quantity"] == quantity]
                                                                 .reset_index(drop=True))
                  for quantity in charts.CURVE_QUANTITIES)

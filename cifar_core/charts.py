@@ -201,6 +201,9 @@ def downsample(records: list[dict], limit: int = 400) -> list[dict]:
     return [records[int(i * step)] for i in range(limit)] + [records[-1]]
 
 
+CURVE_QUANTITIES = ("loss", "accuracy")     # what training curves draw, in their panels' order
+
+
 def curve_frame(metrics: list[dict], run: str = "", earlier: int = 0) -> pd.DataFrame:
     """Long-form points for training curves: one row per (time, quantity, series). `earlier`: epochs to
     count before the run's own (a continued run's, beside the run it continues)."""
@@ -211,12 +214,12 @@ def curve_frame(metrics: list[dict], run: str = "", earlier: int = 0) -> pd.Data
     first = max((m["step"] for m in batches if m["epoch"] == 1), default=1)
     for m in downsample(batches):
         steps = m.get("steps") or first
-        for quantity in ("loss", "accuracy"):
+        for quantity in CURVE_QUANTITIES:
             rows.append({"run": run, "epoch": earlier + m["epoch"] - 1 + m["step"] / steps,
                          "seconds": m["elapsed_s"], "quantity": quantity, "series": "training (running)",
                          "value": m[quantity]})
     for m in (m for m in metrics if m.get("kind") == "epoch"):
-        for quantity in ("loss", "accuracy"):
+        for quantity in CURVE_QUANTITIES:
             rows.append({"run": run, "epoch": earlier + m["epoch"], "seconds": m["elapsed_s"], "quantity": quantity,
                          "series": "test (whole test set)", "value": m[f"test_{quantity}"]})
     return pd.DataFrame(rows, columns=["run", "epoch", "seconds", "quantity", "series", "value"])
@@ -229,7 +232,6 @@ def drawable(metrics: list[dict]) -> bool:
 
 
 TRAINING, TEST = "training (running)", "test (whole test set)"
-CURVE_QUANTITIES = ("loss", "accuracy")     # the curves' panels, in order, and what each draws
 # Side-by-side panels cannot stretch to their container (Vega-Lite sizes each part of a concatenation
 # on its own), so each gets a fixed width: both, with their axes, fit the main column of a 1280-pixel
 # window beside the sidebar (about 820 px).

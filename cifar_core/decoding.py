@@ -274,6 +274,7 @@ _TIFF_VALUE_BYTES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8
 # The directories Pillow reads besides the first as it loads a TIFF (`TiffImageFile.load_end`): the Exif one
 # (and the Interop one it points to) and the GPS one, each by a tag of the directory before.
 _TIFF_SUB_DIRECTORIES = {34665: {40965: {}}, 34853: {}}
+_TIFF_POINTERS = {3: "H", 4: "I", 13: "I", 16: "Q", 18: "Q"}    # the value types a directory's pointer may have
 # Compression 6 and 7: JPEG streams in the strips, which libtiff hands to libjpeg past every check made on a
 # JPEG file here (scans, arithmetic coding, the coefficients it holds). libtiff accepts a last strip's stream
 # taller than the strip: a 1 MB file declared 16384 x 1 made libjpeg hold 1 GB. Scanners write a few; a
@@ -311,30 +312,26 @@ def _check_tiff(raw: bytes) -> None:
             spilled += values if values > inline else 0
             if spilled > len(raw):
                 raise _too_complex("tags whose values add up to more bytes than the whole file")
-            value_at = at + 4 + struct.calcsize(number)
+            value_at = at + 4 + inline
             if top and tag == 259 and struct.unpack_from(order + "H", raw, value_at)[0] in _TIFF_JPEG:
                 raise ImageError("This TIFF holds its picture as JPEG inside it, which cannot be read here "
                                  "safely; please save it as a JPEG or a PNG.")
-            pointer = {3: "H", 4: "I", 13: "I", 16: "Q", 18: "Q"}.get(kind)     # read as its type says, as Pillow
-            if count == 1 and pointer:
-                pointers.append((tag, struct.unpack_from(order + pointer, raw, value_at)[0]))
+            if count == 1 and kind in _TIFF_POINTERS:        # read as its type says, as Pillow reads it
+                pointers.append((tag, struct.unpack_from(order + _TIFF_POINTERS[kind], raw, value_at)[0]))
         return pointers
+
+    def below(pointers: list[tuple[int, int]], nested: dict) -> None:
+        """Checks the directories `pointers` lead to that Pillow reads (`nested`), and theirs in turn."""
+        for tag, offset in pointers:
+            if tag in nested:
+                with contextlib.suppress(struct.error, OverflowError):   # Pillow passes over one it cannot read
+                    below(directory(offset, top=False), nested[tag])
 
     try:
         pointers = directory(struct.unpack_from(order + number, raw, 8 if big else 4)[0], top=True)
     except (struct.error, OverflowError):
         return                                               # damaged: Pillow will say so
-    nested = _TIFF_SUB_DIRECTORIES
-    while pointers:
-        found = []
-        for tag, offset in pointers:
-            if tag in nested:
-                try:
-                    found += [(t, o, nested[tag]) for t, o in directory(offset, top=False)]
-                except (struct.error, OverflowError):
-                    pass                                     # Pillow passes over a directory it cannot read
-        pointers = [(t, o) for t, o, inner in found if t in inner]
-        nested = {t: inner[t] for t, _, inner in found if t in inner}
+    below(pointers, _TIFF_SUB_DIRECTORIES)
 
 
 def _check_structure(raw: bytes) -> int:

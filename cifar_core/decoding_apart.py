@@ -18,7 +18,6 @@ says so in a sentence. About 0.2 s of a core to start the child, spent only on t
 from __future__ import annotations
 
 import logging
-import os
 import struct
 import subprocess
 import sys
@@ -69,8 +68,7 @@ def needed(raw: bytes, size: tuple[int, int]) -> bool:
 
 def _environment() -> dict:
     from cifar_core import settings
-    return {name: value for name, value in os.environ.items() if name not in settings.SECRETS} | {
-        "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    return settings.without_secrets() | {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
 
 
 def load(raw: bytes, background: tuple[int, int, int], budget: int) -> Image.Image:

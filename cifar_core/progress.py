@@ -60,11 +60,8 @@ def estimate(config: dict, status: dict, metrics: list[dict], now: float) -> Pro
     """The run's progress at time `now` (seconds since the epoch, as status.json's times)."""
     epochs = int(config.get("epochs") or 1)
     state = status.get("state", "failed")
-    started, ended = _number(status.get("started")), _number(status.get("ended"))
-    # A person's clock starts when the run left the queue for a trainer ("launched"), which then spends
-    # a while starting up before it writes its own "started", the origin of the records' wall_s.
-    origin = _number(status.get("launched")) or started
-    elapsed = None if origin is None else max(0.0, (ended if ended is not None else now) - origin)
+    started = _number(status.get("started"))
+    elapsed = wall_time(status, now)
     batches = [m for m in metrics if m.get("kind") == "batch"]
     done = [m for m in metrics if m.get("kind") == "epoch"]
     epoch = batches[-1]["epoch"] if batches else len(done)
@@ -117,6 +114,16 @@ def estimate(config: dict, status: dict, metrics: list[dict], now: float) -> Pro
     total = elapsed + seconds_left
     return Progress(phase, fraction=min(1.0, elapsed / total) if total > 0 else 0.0, seconds_left=seconds_left,
                     images_per_s=min(batch_size, images) / per_step if per_step > 0 else None, **base)
+
+
+def wall_time(status: dict, now: float | None = None) -> float | None:
+    """A run's wall time to its end ("ended"), or to `now` while it goes on; None where either end is
+    unknown. A person's clock starts when the run left the queue for a trainer ("launched"), which then
+    spends a while starting up before it writes its own "started", the origin of the records' wall_s."""
+    origin = _number(status.get("launched")) or _number(status.get("started"))
+    end = _number(status.get("ended"))
+    end = now if end is None else end
+    return None if origin is None or end is None else max(0.0, end - origin)
 
 
 def final_checks_s(test_s: float, test_images: float, held_out: float) -> float:

@@ -35,13 +35,6 @@ def _rough(config: dict) -> tuple:
     return config.get("preset"), config.get("arch"), config.get("epochs"), config.get("batch_size")
 
 
-def _took(status: dict) -> float | None:
-    """A finished run's wall time from leaving the queue to its end, tests included."""
-    ended, began = status.get("ended"), status.get("launched") or status.get("started")
-    numbers = all(isinstance(t, (int, float)) and not isinstance(t, bool) for t in (ended, began))
-    return ended - began if numbers and ended >= began else None
-
-
 def _timed_here(run) -> bool:
     """Whether a run's length says anything of this server's: trained by it, not on a cluster or on another
     machine sharing the runs folder."""
@@ -57,7 +50,9 @@ def _typical(runs, waiting: list, progress: dict) -> dict[tuple, float]:
                       reverse=True):
         if _rough(run.config) in rough and _timed_here(run):
             key = recipe(run.config)
-            if key in wanted and len(kept := lengths.setdefault(key, [])) < LAST_RUNS and (took := _took(run.status)):
+            # From leaving the queue to its end, tests included; none (or nothing) where its times are amiss.
+            took = timing.wall_time(run.status)
+            if key in wanted and len(kept := lengths.setdefault(key, [])) < LAST_RUNS and took:
                 kept.append(took)
     expected: dict[tuple, list[float]] = {}
     for run in runs:

@@ -443,7 +443,7 @@ def _memory_for(run: Run, config: TrainConfig, room: trainer_memory.Room, idle_m
 def trainer_environment() -> dict[str, str]:
     """The environment of a trainer (or a warm worker) on this machine: it runs from the package's folder,
     wherever the server was started, so the package is on its path and the path settings are absolute."""
-    return {**{k: v for k, v in os.environ.items() if k not in settings.SECRETS}, **settings.paths_for_trainers(),
+    return {**settings.without_secrets(), **settings.paths_for_trainers(),
             "PYTHONPATH": os.pathsep.join(filter(None, [str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")]))}
 
 

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-# Settings no trainer needs, kept out of trainers' environments (a cluster node's user could read them).
+# Settings no trainer (nor any process the server starts) needs, kept out of their environments (a cluster
+# node's user could read them): `without_secrets`.
 SECRETS = ("CIFAR_ADMIN_PASSWORD",)
 
 
@@ -97,6 +98,12 @@ def get() -> Settings:
         upload_session_files=_int("CIFAR_UPLOAD_SESSION_FILES", 100, minimum=1),
         trainer_nice=_int("CIFAR_TRAINER_NICE", 10, maximum=19),
     )
+
+
+def without_secrets() -> dict[str, str]:
+    """This process's environment but SECRETS: for the processes it starts (trainers, a picture decoded
+    apart), which need none of them."""
+    return {name: value for name, value in os.environ.items() if name not in SECRETS}
 
 
 def paths_for_trainers() -> dict[str, str]:
