@@ -4,7 +4,7 @@ import streamlit as st
 from streamlit_drawable_canvas import st_canvas
 
 from app_pages import common, inside_parts, predict_parts, upload_budget
-from cifar_core import settings
+from cifar_core import evaluation, settings
 from cifar_core.data import CLASS_NAMES
 
 FORMATS = ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"]
@@ -59,12 +59,18 @@ elif source == "Camera":
 elif source == "Draw":
     # The tools sit beside the canvas, not above it: the canvas's own toolbar (undo, redo, reset) slides
     # up over whatever is just above the canvas's top right corner when the pointer is on it.
+    # The colours and Clear share one row, so on a phone, where the tools fall under the canvas, the
+    # answer is not pushed a screen further down.
     board, tools = st.columns([2, 3])
-    brush = tools.color_picker("Brush colour", "#1f4e9c", key="predict_brush")
-    size = tools.slider("Brush size", 2, 60, 18, key="predict_brush_size")
-    background = tools.color_picker("Background", "#8fc3ea", key="predict_background")
-    if tools.button("Clear", icon=":material/delete:"):
+    swatches = tools.container(horizontal=True, wrap=True, vertical_alignment="bottom")
+    brush = swatches.color_picker("Brush", "#1f4e9c", key="predict_brush")
+    background = swatches.color_picker("Background", "#8fc3ea", key="predict_background")
+    if swatches.button("Clear", icon=":material/delete:"):
         st.session_state["predict_canvas_round"] = st.session_state.get("predict_canvas_round", 0) + 1
+    size = tools.slider("Brush size", 2, 60, 18, key="predict_brush_size")
+    # The guess in one line beside the canvas (under it on a phone), filled in once answered below: the
+    # one drawing sees it change with every stroke, without scrolling to the full answer.
+    guess = tools.empty()
     with board:
         st.caption("Draw here:")   # short: the canvas toolbar slides over the right of this line
         drawing = st_canvas(stroke_color=brush, stroke_width=size, background_color=background,
@@ -94,7 +100,11 @@ if picture is not None:
     # One reading of the model for the answer and the changed picture's: a choice changed in another tab, or
     # a run deleted meanwhile, must not answer the changed copy with another model under this one's answer.
     model = common.active_model_and_id()
-    predict_parts.answer(picture.small, "predict", picture.original, views=picture.views, size=picture.size,
-                         drawing=source == "Draw", model=model)
+    probabilities = predict_parts.answer(picture.small, "predict", picture.original, views=picture.views,
+                                         size=picture.size, drawing=source == "Draw", model=model)
+    if source == "Draw":
+        best = int(probabilities.argmax())
+        guess.markdown(f"The model's guess: **{CLASS_NAMES[best]}**, {evaluation.sure(probabilities[best])} sure. "
+                       "For a drawing that figure means little; its whole answer is below.")
     inside_parts.link(picture.small, "predict_inside")
     predict_parts.fool(picture.small, "predict", picture.size, picture.views, drawing=source == "Draw", model=model)

@@ -17,7 +17,7 @@ import test_browser
 from test_browser import browser, no_exceptions, streamlit_app, open_page, screenshot, settle  # noqa: F401 (fixtures)
 
 pytestmark = test_browser.pytestmark     # skipped, not failed, where Chromium is not installed
-VIEWS = {"wide": (1400, 1000), "laptop": (1280, 720)}
+VIEWS = {"wide": (1400, 1000), "laptop": (1280, 720), "phone": (390, 844)}
 
 
 @pytest.fixture(scope="module")
@@ -418,10 +418,43 @@ def test_the_drawing_tools_do_not_cover_each_other(sized_page, server):  # noqa:
     canvas.hover()                                      # the canvas's toolbar shows while the pointer is on it
     page.wait_for_timeout(600)
     toolbar = page.locator(".dc-toolbar").first.bounding_box()
-    for name in ("Brush size", "Brush colour", "Background"):
+    for name in ("Brush size", "Brush", "Background"):
         label = page.get_by_text(name, exact=True).first.bounding_box()
         assert not overlaps(toolbar, label), name
     assert not overlaps(toolbar, page.get_by_role("slider", name="Brush size").bounding_box())
     assert not overlaps(toolbar, page.locator("[data-testid=stButtonGroup]").first.bounding_box())
     no_exceptions(page)
     screenshot(page, "predict-draw-laptop")
+
+
+@pytest.mark.parametrize("view", ["laptop", "phone"])
+def test_a_drawings_guess_is_in_view_beside_the_canvas(sized_page, server, view):  # noqa: F811
+    """Beside the canvas, or just under its tools on a phone (which stacks them): the whole answer is
+    a screen and more below there, and one drawing wants to see the guess change as they draw."""
+    context, page = sized_page(view)
+    open_page(page, server, "predict")
+    page.get_by_role("radio", name="Draw").click()
+    settle(page)
+    canvas = page.locator("canvas.upper-canvas").first
+    canvas.wait_for()
+    box = canvas.bounding_box()
+    page.mouse.move(box["x"] + 40, box["y"] + 60)
+    page.mouse.down()
+    for step in range(20):
+        page.mouse.move(box["x"] + 40 + step * 10, box["y"] + 60 + step * 8, steps=2)
+    page.mouse.up()
+    said = page.locator("[data-testid=stMetricValue]").first
+    said.wait_for(timeout=60_000)
+    guess = page.get_by_text("The model's guess:").first
+    guess.wait_for()
+    answered = said.inner_text().split(",")[0]
+    assert f"The model's guess: {answered}," in guess.inner_text()
+    line, canvas_box = guess.bounding_box(), canvas.bounding_box()
+    if view == "phone":
+        assert canvas_box["y"] + canvas_box["height"] <= line["y"] <= canvas_box["y"] + canvas_box["height"] + 250
+    else:
+        assert canvas_box["y"] <= line["y"] <= canvas_box["y"] + canvas_box["height"]
+        assert line["x"] >= canvas_box["x"] + canvas_box["width"]
+    assert line["y"] < said.bounding_box()["y"]
+    no_exceptions(page)
+    screenshot(page, f"predict-drawing-guess-{view}")
