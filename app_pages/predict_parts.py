@@ -296,7 +296,10 @@ def where(model_id: tuple, model, pictures: np.ndarray, probabilities: np.ndarra
     opacity = fade.slider("Heat map opacity in \"together\"", 0.0, 1.0, 0.55, 0.05, key=f"{key}_heat_opacity")
     heat = _heat(model_id, model, image, CLASS_NAMES.index(target))
     plain, big = charts.upscale(image, SHOWN // 32), explain.enlarge(heat, SHOWN)
-    left, middle, right = st.columns(3)
+    # A row that never wraps, of three equal containers: columns stack on a phone (a screen apart there),
+    # and columns kept side by side keep a minimum width that ran the third 42 pixels off a phone's screen.
+    row = st.container(horizontal=True, wrap=False, gap="small")
+    left, middle, right = (row.container() for _ in range(3))
     left.image(charts.png(plain), caption=named, width="stretch", output_format="PNG",
                alt=f"{named.lower()} the heat maps are of, drawn large")
     middle.image(charts.png(explain.colourise(big)), caption=f"Heat map for \"{target}\"", width="stretch",
