@@ -71,8 +71,10 @@ def while_training(tree: Path, preset: str, archive: str, model, picture: bytes,
     """Bursts back to back while `tree`'s trainer trains one `preset` run; then what the run took."""
     runs_dir = Path(tempfile.mkdtemp(prefix="pages-while-training-"))
     env = {**os.environ, "PYTHONPATH": str(tree), "CIFAR_RUNS_DIR": str(runs_dir), "CIFAR10_DATA": archive}
+    # In a session of its own, as the app starts its trainers (runs.py, worker.py): where the kernel groups
+    # by session (autogroup), that decides the trainer's share of the CPU more than its nice value does.
     trainer = subprocess.Popen([sys.executable, "-m", "cifar_core", "train", "--preset", preset], cwd=tree, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     run = first_step(runs_dir, trainer)
     if run is None:
         raise SystemExit(f"The trainer of {tree} ended before its first step (exit code {trainer.returncode}).")

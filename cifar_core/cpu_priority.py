@@ -14,11 +14,20 @@ Linux keeps a nice value per thread, and a new thread starts with its creator's:
 every thread the process already has (numpy's, say) is lowered, and the threads
 TensorFlow starts afterwards take the value from them. Ray starts its own
 workers at 15, so a trainer on a cluster node stays there.
+
+A nice value ranks threads only within their scheduling group, though, and
+where the kernel groups by session (autogroup, on by default in Debian's and
+Ubuntu's kernels, for processes outside a cpu cgroup) every session gets an even
+share: a trainer the app starts in a session of its own (so a server restart
+does not end it) took half the cores at nice 10, not a tenth. So a trainer that
+leads its own session lowers its session's group too (`/proc/self/autogroup`).
+One started from a terminal does not: that group is the person's shell.
 """
 from __future__ import annotations
 
 import contextlib
 import os
+from pathlib import Path
 
 from cifar_core import settings
 
@@ -32,3 +41,14 @@ def behind_the_server() -> None:
             tid = int(thread)
             if os.getpriority(os.PRIO_PROCESS, tid) < wanted:
                 os.setpriority(os.PRIO_PROCESS, tid, wanted)
+    if os.getsid(0) == os.getpid():
+        _session_behind(wanted)
+
+
+def _session_behind(wanted: int) -> None:
+    """Lower this session's autogroup to `wanted`, never raise it; nothing where the kernel has no
+    autogroups (or they are off: the file is there, and the value written does nothing)."""
+    group = Path("/proc/self/autogroup")
+    with contextlib.suppress(OSError, ValueError, IndexError):    # no such file, or a line not as expected
+        if int(group.read_text().split("nice")[1]) < wanted:       # "/autogroup-1487 nice 0"
+            group.write_text(str(wanted))

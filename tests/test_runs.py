@@ -39,7 +39,35 @@ def behind_the_server_for_the_cpu(pid: int) -> bool:
         except (OSError, IndexError):     # a thread that ended meanwhile
             return None
     found = [n for n in map(nice, Path(f"/proc/{pid}/task").iterdir()) if n is not None]
-    return len(found) > 2 and min(found) >= 10 > os.getpriority(os.PRIO_PROCESS, 0)   # Ray starts its workers at 15
+    threads_behind = len(found) > 2 and min(found) >= 10 > os.getpriority(os.PRIO_PROCESS, 0)  # Ray's workers: 15
+    return threads_behind and session_behind(pid)
+
+
+def session_behind(pid: int) -> bool:
+    """Whether a trainer in a session of its own has its session's scheduling group behind too: where the
+    kernel groups by session, nice ranks threads only within a group, and the groups share the CPU evenly."""
+    group = Path(f"/proc/{pid}/autogroup")
+    if os.getsid(pid) != pid or not group.exists():
+        return True
+    return int(group.read_text().split("nice")[1]) >= 10
+
+
+def test_a_trainer_leading_its_own_session_puts_the_session_behind_too():
+    """Measured on a kernel with autogroup: at nice 10 in a session of its own, a busy trainer still took
+    half of a core a busy server wanted; with its session's group at 10 too, a tenth."""
+    code = ("from cifar_core import cpu_priority; cpu_priority.behind_the_server(); print('behind', flush=True); "
+            "import time; time.sleep(60)")
+    own = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, start_new_session=True)
+    shared = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)   # from a terminal
+    try:
+        assert own.stdout.readline() == shared.stdout.readline() == "behind\n"
+        if Path(f"/proc/{own.pid}/autogroup").exists():
+            assert int(Path(f"/proc/{own.pid}/autogroup").read_text().split("nice")[1]) == 10
+            # The terminal's session (this test's) is the person's shell and what else they run: left as it is.
+            assert Path(f"/proc/{shared.pid}/autogroup").read_text() == Path("/proc/self/autogroup").read_text()
+            assert int(Path("/proc/self/autogroup").read_text().split("nice")[1]) < 10
+    finally:
+        own.kill(), shared.kill(), own.wait(), shared.wait()
 
 
 def small(**changes):
