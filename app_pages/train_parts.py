@@ -95,7 +95,8 @@ SAW_TOOTH = (
     "other epoch, so one epoch can look a little different from the next. The solid line's dots are the whole "
     "test set, measured after each epoch on pictures the network never trains on: they are the figures to trust. "
     "A one-epoch run (Quick, For a whole class) has one dot and no saw-tooth, and its dashed line, which "
-    "averages every step from the untrained start, ends below the dot, which measures the finished network.")
+    "averages every step from the untrained start, ends worse than the dot, which measures the finished network: "
+    "below it on accuracy, above it on loss.")
 
 
 def curves_alt(named_metrics: list[tuple[str, list[dict]]]) -> str:
@@ -300,7 +301,10 @@ def status_line(run: runs.Run, metrics: list[dict]) -> None:
         else:
             st.success(f"{run.state.capitalize()}: {result}.{took} Pick it as the model in the sidebar to try it.",
                        icon=icon)
-        if accuracy is not None:
+        if accuracy is not None and not any(m.get("kind") == "epoch" for m in metrics):
+            st.caption(evaluation.ACCURACY_DEFINITION + " It stopped before its first epoch ended, so its curves "
+                       "have no test dots: this figure is of the network as it was when it stopped.")
+        elif accuracy is not None:
             st.caption(evaluation.ACCURACY_DEFINITION + " The dots on the curves are each epoch's test pass, "
                        "without the mirror, so the last dot can differ from this figure a little"
                        + (" (more here: it stopped partway through an epoch, after its last dot)."
@@ -407,7 +411,7 @@ def _board(owner: str) -> None:
                    "training figures, its solid line its test figures. " + SAW_TOOTH + " The dots look at each test "
                    "picture once, without the mirror, so a run's last dot can differ a little from its test "
                    "accuracy in the table (more, for a run stopped partway through an epoch: its model is from "
-                   "after its last dot)."
+                   "after its last dot, and one stopped in its first epoch has no dot)."
                    + (" A continued run's epochs count on from the run it continues." if any(earlier) else ""))
     elif any(metrics for _, metrics, _ in named_metrics):
         st.caption("These runs have one training measurement at most so far: a curve needs two.")

@@ -163,6 +163,17 @@ def kept_html(run: Run) -> str:
     return page
 
 
+def _curves_read(dotted: bool) -> str:
+    """How to read the curves, for a run with test dots (an epoch ended) or without."""
+    averaged = ("The dashed lines are the training figures as a running average over the epoch so far, from its "
+                "first step")
+    if not dotted:
+        return averaged + ". No epoch of this run has ended, so no test figures are drawn: they are a dot after each."
+    return (averaged + ": in a run of one epoch they average from the untrained start, and so end worse than the "
+            "test figures (solid, a dot after each epoch), which measure the network as it is then: below them on "
+            "accuracy, above them on loss.")
+
+
 def html(run: Run) -> str:
     metrics = run.metrics()
     drawn, note = _drawn(run, metrics)
@@ -197,9 +208,7 @@ table{{border-collapse:collapse;margin:1rem 0}}td,th{{border:1px solid #ccd;padd
 <p>Test accuracy: {escape.escape(evaluation.ACCURACY_DEFINITION)}</p>
 {why}
 <h2>Curves</h2>{note}<div id="curves">{curves_svg(drawn, run.name)}</div>
-<p>The dashed lines are the training figures as a running average over the epoch so far, from its first step:
-in a run of one epoch, or one stopped in its first, they average from the untrained start, and so end below
-the test figures (solid, a dot after each epoch), which measure the network as it is then.</p>
+<p>{_curves_read(bool(epochs))}</p>
 <h2>Test accuracy per class</h2>{_table(per_class, unmeasured)}
 <h2>Every epoch</h2>
 {epochs_table}

@@ -72,6 +72,21 @@ def test_a_run_with_no_progress_says_so_instead_of_an_empty_chart(tiny_env):
     assert "no curves to draw" in report.html(run) and "<svg" not in report.html(run)
 
 
+def test_the_report_says_which_way_the_running_average_lies_and_draws_no_dots_it_does_not_have(tiny_env):
+    """Loss is better low: a running average from the untrained start ends above the test dot there, below it
+    on accuracy; and a run stopped in its first epoch, with steps but no epoch, has no dot to end beside."""
+    from cifar_core import rundir, runs
+    dotted = report.html(finished_run("two", epochs=2))
+    assert "below them on accuracy, above them on loss" in dotted and "No epoch of this run" not in dotted
+    run = finished_run("stopped early", epochs=1)
+    batches = [r for r in rundir.read_metrics(run.path) if r["kind"] == "batch"]
+    (run.path / rundir.METRICS).write_text("".join(json.dumps(r) + "\n" for r in batches))
+    rundir.update_status(run.path, state="stopped")
+    undotted = report.html(runs.get(run.id))
+    assert "No epoch of this run has ended, so no test figures are drawn" in undotted
+    assert "a dot after each epoch" not in undotted and "<svg" in undotted
+
+
 @pytest.mark.browser
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
 def test_the_report_renders_in_a_browser_with_no_network(page_html, tmp_path):

@@ -3,6 +3,7 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import time
 
 import pyarrow as pa
@@ -10,7 +11,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from app_pages import train_parts
-from cifar_core import board, evaluation, rundir, runs
+from cifar_core import board, evaluation, inference, rundir, runs
 from cifar_core.config import FIELD_HELP, TrainConfig
 from conftest import ROOT, as_teacher
 
@@ -109,7 +110,8 @@ def test_a_selection_sent_by_a_script_is_made_sane_and_at_most_a_few_runs_are_co
     # The comparison says what is drawn, and a screen reader hears each run's latest test figures.
     assert any(c.value.startswith("Each run has a colour of its own and a shape for its test dots: its dashed "
                                   "line") and c.value.endswith("(more, for a run stopped partway through an epoch: "
-                                                               "its model is from after its last dot).")
+                                                               "its model is from after its last dot, and one "
+                                                               "stopped in its first epoch has no dot).")
                for c in at.caption)
     (curves, half) = [c.proto for c in at.get("vega_lite_chart")]     # loss and accuracy, a column each
     assert half.alt == "The accuracy half of the chart before it."
@@ -160,6 +162,21 @@ def ended_run(test_accuracies, test_losses, losses, name: str = "ended") -> runs
     rundir.update_status(run.path, state="finished", started=1000.0, ended=1225.0, testing_s=135.0,
                          test_accuracy=0.69444, train_images=5000, test_images=10000)
     return runs.get(run.id)
+
+
+def test_a_run_stopped_in_its_first_epoch_is_not_told_of_test_dots_it_does_not_have(page):
+    run = runs.create(TrainConfig(epochs=3, batch_size=100, name="early"), owner="someone")
+    steps = [{"kind": "batch", "epoch": 1, "step": step, "elapsed_s": step * 0.5, "wall_s": step * 0.6, "loss": 2.0,
+              "accuracy": 0.2} for step in (50, 100, 150)]
+    (run.path / rundir.METRICS).write_text("".join(json.dumps(line) + "\n" for line in steps))
+    shutil.copyfile(inference.DEFAULT_MODEL, run.path / rundir.MODEL)     # stopped after its first minute
+    rundir.update_status(run.path, state="stopped", started=1000.0, ended=1100.0, test_accuracy=0.268)
+    at = page(watch=run.id)
+    assert not at.exception, [e.value for e in at.exception]
+    said = [c.value for c in at.caption if evaluation.ACCURACY_DEFINITION in c.value]
+    assert len(said) == 1 and "It stopped before its first epoch ended, so its curves have no test dots" in said[0]
+    assert "last dot" not in said[0]
+    assert any("below it on accuracy, above it on loss" in c.value for c in at.caption)
 
 
 def test_an_ended_run_shows_its_one_accuracy_its_wall_time_and_overfitting_in_words(page):
