@@ -151,6 +151,11 @@ class ModelChoice:
     key: str = ""       # what a visitor's choice is remembered by: BUNDLED or a run id, which outlive labels
     accuracy: float | None = None   # the accuracy in its label: measured when the model was saved
 
+    @property
+    def name(self) -> str:
+        """Its label without the accuracy, for beside a "% sure", where "(92.1%)" reads as one."""
+        return self.label.removesuffix(_with_accuracy("", self.accuracy)) if self.accuracy is not None else self.label
+
 
 def _with_accuracy(name: str, accuracy: float | None) -> str:
     # The one accuracy each model has (evaluation.ACCURACY_DEFINITION), printed the one way every page prints it.

@@ -137,14 +137,16 @@ if view == "Pictures":
                   alt=f"{split} picture #{number(index)}, {with_article(CLASS_NAMES[y[index]])}, drawn large")
         choice, _, model = common.active_model_choice_and_id()      # one reading: the label is the model's
         probabilities = inference.predict(model, x[index])[0]
-        predictions.markdown(f"**The model's top guesses** ({common.plain(choice.label)})")
+        # The model's name without its accuracy beside it: read above "% sure" bars, "(92.1%)" looked like one.
+        predictions.markdown(f"**The model's top guesses** ({common.plain(choice.name)})")
         with predictions:
             chart_specs.probability_bars(probabilities, top=3)
             if split == "Training":
                 # A trained model has learnt this very picture: its answer here flatters it.
-                st.caption("A training picture: the model may have learnt from this very picture (most runs "
-                           "train on all or most of them), so it is likely surer and more often right here than "
-                           "on a picture it has never seen. Test pictures show how it really does.")
+                st.caption("A training picture: the model may have learnt from this very picture (the bundled "
+                           "model trained on nearly all of them; a run on as many as its recipe or its settings "
+                           "took, For a whole class on two in five), so it is likely surer and more often right "
+                           "here than on a picture it has never seen. Test pictures show how it really does.")
             inside_parts.link(x[index], "explore_inside")
 
 elif view == "Statistics":

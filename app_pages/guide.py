@@ -101,7 +101,7 @@ GLOSSARY: dict[str, str] = {
             "make it smaller; lower is better.",
     "Epoch": "One pass over the training pictures, in shuffled batches. A run of 10 epochs shows each picture to "
              "the network about 10 times (the few that do not fill a last batch wait for the next pass).",
-    "Batch": "The handful of pictures (for example 256) the network looks at before it adjusts its weights once. "
+    "Batch": "The group of pictures (128 in the Quick recipe) the network looks at before it adjusts its weights once. "
              "Bigger batches mean fewer, steadier steps.",
     "Learning rate": "How big a step the weights take after each batch. Too small and learning is slow; too big and "
                      "the loss jumps about instead of falling.",
@@ -144,7 +144,7 @@ GLOSSARY: dict[str, str] = {
                            "under-answer, by amounts measured on 477 photos; that also brings its \"% sure\" on "
                            "photos close to how often it is right. Test pictures and 32 x 32 pictures are "
                            "answered as they are.",
-    "Features": "The numbers a network's last layers work out from a picture (hundreds of them) before its final "
+    "Features": "The numbers a network's last layers work out from a picture (dozens to hundreds of them) before its final "
                 "layer turns them into the ten scores: what it has found in the picture.",
     "PCA": "A way to squeeze many numbers into two so they can be drawn as a map, keeping as much of their spread as "
            "possible. Explore's map uses it on the network's last features, and says how much of their spread "

@@ -235,7 +235,7 @@ def answer(image: np.ndarray, key: str, original: Image.Image | None = None, hea
                       alt="the picture as the model sees it, 32 by 32 pixels drawn 8 times larger")
     with columns[-1]:
         st.metric("The model says", f"{CLASS_NAMES[best]}, {evaluation.sure(probabilities[best])} sure",
-                  help=explain.SURE_ON_PHOTOS if photo else explain.SURE_ON_TEST_PICTURES)
+                  help=explain.sure_help(photo, getattr(model, "calibrated", True)))
         # A drawing's, a tiny or a flat picture's answer says beside it how little its "% sure" means.
         unlike = explain.unlike_a_photo(image, size, drawing)
         if not unlike:

@@ -15,7 +15,8 @@ from cifar_core.progress import clock, duration, testing_seconds
 # Each recipe's button, and what it is said to be under the buttons: the whole sentence on a button was cut
 # off on a phone ("Best (most accurate: 8 minutes on a fast server, about…").
 RECIPES = {"quick": ("Quick", "about a minute"),
-           "best": ("Best", "the most accurate: 8 minutes on a fast server, about an hour on 2 cores or a laptop"),
+           "best": ("Best", "the most accurate: about 10 minutes on a CPU with bfloat16 maths (2 cores "
+                    "will do), up to an hour on one without"),
            "class": ("For a whole class", "about 20 seconds each"),
            "airbench94": ("airbench94", "best's recipe before Muon"),
            "tutorial": ("TensorFlow tutorial", "the classic baseline")}
@@ -344,10 +345,8 @@ BOARD_COLUMNS = {
                                                          "into the third."),
     "test accuracy": st.column_config.TextColumn(
         width=100, help=evaluation.ACCURACY_DEFINITION + " Measured on the final model, once the run has ended."),
-    "time": st.column_config.TextColumn(width=95, help="Wall time from the run's launch to its end (or until now): "
-                                                       "start-up, training and testing."),
-    "of which testing": st.column_config.TextColumn(
-        width=125, help="Of that time, the test pass after every epoch and the final checks on the saved model."),
+    "time": st.column_config.TextColumn(width=95, help=runs.TIME_SAID),
+    "of which testing": st.column_config.TextColumn(width=125, help=runs.TESTING_SAID),
     runs.START_PRESSED: st.column_config.TextColumn(
         help="When Start was pressed, in this browser's time zone. A run that waited in the queue began later."),
 }

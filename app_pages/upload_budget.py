@@ -348,6 +348,9 @@ class UploadBudget:
         if files >= limits.upload_session_files:
             sentence = (f"This browser already holds {files} pictures; up to {limits.upload_session_files} can be "
                         "uploaded at once. Remove some and try again.")
+        elif size > limits.upload_session_mb << 20:      # a server set a browser's room below one file's limit
+            sentence = (f"This file is {size / 2**20:.1f} MB; this server takes up to {limits.upload_session_mb} MB "
+                        "of pictures from a browser at once. Save it smaller and try again.")
         elif mine + size > limits.upload_session_mb << 20:
             sentence = (f"This browser already holds {mine / 2**20:.0f} MB of pictures; up to "
                         f"{limits.upload_session_mb} MB can be uploaded at once. Remove some and try again.")

@@ -60,11 +60,13 @@ def counted(n: int, thing: str) -> str:
 def sure(probability: float) -> str:
     """A "% sure" in whole percents, as every page prints one, that never rounds to certainty or to
     nothing: 99.7% is "over 99%" (as "100%" a student reads it as certain, and a confident mistake as an
-    impossible one), 0.3% is "under 1%"; only an answer that is exactly certain is "100%"."""
+    impossible one), 0.3% is "under 1%". Never "100%" or "0%": a softmax is never certain either way, and a
+    1.0 is float32's rounding of anything above 0.99999997 (a network's own output, or one under a sharpening
+    temperature), a 0.0 of anything under about 1e-45."""
     shown = f"{probability:.0%}"
-    if shown == "100%" and probability < 1:
+    if shown == "100%":
         return "over 99%"
-    if shown == "0%" and probability > 0:
+    if shown == "0%":
         return "under 1%"
     return shown
 

@@ -194,8 +194,8 @@ def html(run: Run) -> str:
     epochs_table = (f"<p>{'No epoch has ended yet' if run.state in rundir.ACTIVE else 'It ended within its first epoch'}"
                     ".</p>" if not epochs else
                     "<p>Measured during training: accuracy on the pictures trained on so far in the epoch, and test "
-                    "accuracy with one look at each test picture (no mirror image, to keep each epoch short), so a "
-                    "little below the final figure.</p>" + _table(epochs))
+                    "accuracy with one look at each test picture (no mirror image, to keep each epoch short), so it "
+                    "can differ a little from the final figure.</p>" + _table(epochs))
     if isinstance(summary.get("progress"), (int, float)):
         summary["progress"] = f"{summary['progress']:.0%}"     # the share of the epochs asked for, as people read it
     return f"""<!doctype html>
@@ -205,6 +205,7 @@ table{{border-collapse:collapse;margin:1rem 0}}td,th{{border:1px solid #ccd;padd
 </head><body>
 <h1>{escape.escape(run.name)}</h1>
 {_table([summary])}
+<p>Time: {escape.escape(runs.TIME_SAID)} Of which testing: {escape.escape(runs.TESTING_SAID)}</p>
 <p>Test accuracy: {escape.escape(evaluation.ACCURACY_DEFINITION)}</p>
 {why}
 <h2>Curves</h2>{note}<div id="curves">{curves_svg(drawn, run.name)}</div>

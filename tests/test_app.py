@@ -332,6 +332,8 @@ def test_explore_a_picture_chosen_from_the_keyboard(app):
     assert alts(app)[0].startswith(f"Training picture #{chosen}, a")
     bars = charts_drawn(app)[1]
     assert bars.alt.startswith("Bar chart of how sure the model is of its top guesses: ") and "%" in bars.alt
+    # Above the "% sure" bars, the model by name: its accuracy there, "(92.1%)", read as how sure it is.
+    assert "**The model's top guesses** (Bundled model)" in [m.value for m in app.markdown]
     # The grid is drawn afresh, without an earlier click that would take the pick back on the next rerun.
     assert charts_drawn(app)[0].id.endswith("-explore_grid_Training_1")
 

@@ -259,7 +259,7 @@ def test_each_probability_is_written_at_its_bars_end_as_the_app_writes_a_sure():
     from cifar_core import evaluation
     probs = np.array([0.9997, 0.0003] + [0.0] * 8)
     frame = charts.probability_frame(probs)
-    assert list(frame["sure"])[:3] == ["over 99%", "under 1%", "0%"]
+    assert list(frame["sure"])[:3] == ["over 99%", "under 1%", "under 1%"]
     assert list(frame["sure"]) == [evaluation.sure(p) for p in frame["probability"]]
     spec = charts.probabilities(probs).to_dict()
     words = next(layer for layer in spec["layer"] if layer["mark"]["type"] == "text")
@@ -267,7 +267,7 @@ def test_each_probability_is_written_at_its_bars_end_as_the_app_writes_a_sure():
     x = words["encoding"]["x"]
     assert x["field"] == "probability" and x["scale"]["domain"][1] >= 1.2
     assert max(x["axis"]["values"]) == 1                      # the axis itself stops at 100%
-    assert list(charts.probability_frame(probs, top=3)["sure"]) == ["over 99%", "under 1%", "0%"]
+    assert list(charts.probability_frame(probs, top=3)["sure"]) == ["over 99%", "under 1%", "under 1%"]
 
 
 def test_the_probability_bars_are_drawn_most_likely_first():

@@ -180,7 +180,10 @@ def test_answers_written_at_once_are_whole(tmp_path, monkeypatch, writer):
 
 def test_a_percent_sure_never_rounds_to_certainty_or_to_nothing():
     assert [evaluation.sure(p) for p in (0.5045, 0.994, 0.995, 0.9999, 1.0, 0.004, 0.0, 0.005)] == \
-        ["50%", "99%", "over 99%", "over 99%", "100%", "under 1%", "0%", "under 1%"]
+        ["50%", "99%", "over 99%", "over 99%", "over 99%", "under 1%", "under 1%", "under 1%"]
+    # Sharpened by a temperature, 0.9999 is 1.0 in float32: still not certain.
+    sharpened = evaluation.with_temperature(np.array([[0.9999] + [0.0001 / 9] * 9]), 0.5288)[0, 0]
+    assert sharpened == 1.0 and evaluation.sure(sharpened) == "over 99%"
 
 
 def test_an_accuracy_never_rounds_to_all_or_nothing():

@@ -641,6 +641,10 @@ def test_what_sure_means_is_said_truly_for_a_model_never_calibrated(tmp_path):
     assert inference.load_model().calibrated and not inference.load_model(tmp_path / "stopped.keras").calibrated
     assert explain.what_sure_means(0.8, False).startswith("Of the answers this model gives 80% sure on CIFAR-10")
     assert "saved without its \"% sure\" checked" in explain.what_sure_means(0.8, False, calibrated=False)
+    # The help beside the figure too: it called every model's "% sure" honest on test pictures.
+    for photo in (False, True):
+        assert "honest" in explain.sure_help(photo) and "honest" not in explain.sure_help(photo, calibrated=False)
+        assert "saved without its \"% sure\" checked" in explain.sure_help(photo, calibrated=False)
 
 
 def test_a_picture_that_is_no_photo_is_answered_as_a_test_picture_is():

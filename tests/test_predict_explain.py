@@ -135,6 +135,9 @@ def test_a_torn_answer_is_called_unsure_and_a_clear_one_is_not():
     close = np.array([0.5, 0.4] + [0.1 / 8] * 8)                  # sure enough, but only 10 points ahead
     assert explain.doubts(photo, close)[0].startswith("The model is unsure")
     assert explain.doubts(photo, np.array([0.6, 0.3] + [0.1 / 8] * 8)) == []
+    # Unsure but not torn: well ahead of the rest, yet only half sure.
+    [weak] = explain.doubts(photo, np.array([0.5, 0.2] + [0.3 / 8] * 8))
+    assert "only 50% sure of airplane" in weak and "next, automobile: 20%" in weak and "torn" not in weak
 
 
 def test_an_upload_over_the_limit_gets_one_sentence():

@@ -53,6 +53,9 @@ def test_uploads_within_the_budget_go_on_and_past_it_are_refused_in_a_sentence()
                                           "uploaded at once. Remove some and try again.")
     # Another visitor is not held back by the first one's pictures.
     assert put(budget, "b", 20 * MB) == (None, "")
+    # One file over a browser's whole room (a server set it below a file's limit) is not blamed on "0 MB" held.
+    assert put(budget, "c", 31 * MB) == (413, "This file is 31.0 MB; this server takes up to 30 MB of pictures "
+                                              "from a browser at once. Save it smaller and try again.")
 
 
 def test_the_whole_server_has_a_budget_too():
