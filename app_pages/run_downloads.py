@@ -101,21 +101,46 @@ async def _pieces(handle: BinaryIO):
 PIECE_BYTES = 64 * 1024
 
 
+async def _text_pieces(text: str):
+    """A report made in memory (shared by everyone asking for it), encoded a piece at a time as it is sent."""
+    for start in range(0, len(text), PIECE_BYTES):
+        yield text[start:start + PIECE_BYTES].encode("utf-8")
+
+
+def _streamed(handle: BinaryIO, media_type: str, headers: dict, head: bool) -> Response:
+    """The opened file sent a piece at a time: a connection that reads nothing holds a piece or two of it,
+    not the whole file (a long run's report is 300 KB, and a script can open a thousand connections)."""
+    headers["content-length"] = str(os.fstat(handle.fileno()).st_size)
+    if head:
+        handle.close()
+        return Response(b"", media_type=media_type, headers=headers)
+    return StreamingResponse(_pieces(handle), media_type=media_type, headers=headers)
+
+
+def _opened_report(run: runs.Run) -> BinaryIO | None:
+    from cifar_core import report     # charts and their drawing: only once a report is asked for
+    kept = report.kept_file(run)
+    return _opened(kept) if kept is not None else None
+
+
 async def _response(run: runs.Run | None, file: str, reports: anyio.CapacityLimiter, head: bool = False) -> Response:
     headers = {"cache-control": "no-store"}      # a running run's model and report change
     if file == "model.keras" and run is not None and run.model_path is not None:
         model = _opened(run.model_path)
         if model is not None:
-            headers.update({"content-length": str(os.fstat(model.fileno()).st_size),
-                            "content-disposition": f'attachment; filename="{file_name(run)}.keras"'})
-            if head:
-                model.close()
-                return Response(b"", media_type="application/octet-stream", headers=headers)
-            return StreamingResponse(_pieces(model), media_type="application/octet-stream", headers=headers)
+            headers["content-disposition"] = f'attachment; filename="{file_name(run)}.keras"'
+            return _streamed(model, "application/octet-stream", headers, head)
     if file == "report.html" and run is not None:
-        from cifar_core import report     # charts and their drawing: only once a report is asked for
+        from cifar_core import report
+        html = "text/html; charset=utf-8"
+        headers["content-disposition"] = f'attachment; filename="{file_name(run)}.html"'
         # One already made is a file read, sent at once: counted in the line below, a script looping on one
         # saved report held the line full, and every student's own report was told to try again.
+        kept = await anyio.to_thread.run_sync(_opened_report, run)
+        if kept is not None:
+            return _streamed(kept, html, headers, head)
+        if head:     # not made only to be looked at: a script's HEADs would each cost a second of a core
+            return StreamingResponse(iter(()), media_type=html, headers=headers)
         body = await anyio.to_thread.run_sync(report.made, run)
         if body is None:
             # One at a time, and only a few waiting: a script's thousand requests, each dropped as soon as
@@ -128,8 +153,7 @@ async def _response(run: runs.Run | None, file: str, reports: anyio.CapacityLimi
                 body = await anyio.to_thread.run_sync(report.kept_html, run, limiter=reports)
             finally:
                 _reports_asked[0] -= 1
-        headers["content-disposition"] = f'attachment; filename="{file_name(run)}.html"'
-        return Response(body, media_type="text/html; charset=utf-8", headers=headers)
+        return StreamingResponse(_text_pieces(body), media_type=html, headers=headers)
     what = "model" if file == "model.keras" else "report"
     return Response(f"This run has no {what} to download (yet, or any more).\n", status_code=404,
                     media_type="text/plain; charset=utf-8")

@@ -132,6 +132,15 @@ def made(run: Run) -> str | None:
     return _read_kept(_kept_path(run))
 
 
+def kept_file(run: Run) -> Path | None:
+    """Where an ended run's report, already made, is kept (to be sent from the file a piece at a time), or
+    None: a run still training, or one whose report is not made yet."""
+    if run.state in rundir.ACTIVE:
+        return None
+    kept = _kept_path(run)
+    return kept if kept.is_file() else None
+
+
 def _read_kept(kept: Path) -> str | None:
     try:
         return kept.read_text(encoding="utf-8")

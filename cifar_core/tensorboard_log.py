@@ -51,8 +51,6 @@ def writer(run_dir: str | Path, config, steps_per_epoch: int, total_steps: int):
     import tensorflow as tf
 
     log = tf.summary.create_file_writer(str(Path(run_dir) / FOLDER), flush_millis=FLUSH_MILLIS)
-    # The whole schedule at once, one vector op: the rate the optimizer used at each step (from step 0).
-    rates = np.asarray(recipe.learning_rate_at(np.arange(total_steps), total_steps, config), dtype=np.float64)
 
     class TensorBoardWriter(keras.callbacks.Callback):
         epoch = 0
@@ -72,7 +70,10 @@ def writer(run_dir: str | Path, config, steps_per_epoch: int, total_steps: int):
                     tf.summary.scalar("batch/loss", recipe.shown_loss(logs))      # as the epochs' and the app's
                 if "categorical_accuracy" in logs:
                     tf.summary.scalar("batch/accuracy", logs["categorical_accuracy"])
-                tf.summary.scalar("batch/learning_rate", rates[min(step, total_steps) - 1])
+                # The rate the optimizer used for this step (counted from 0), worked out when written, about once
+                # a second: the whole schedule worked out at the start took 256 MB for a run of 9.6 million steps.
+                rate = recipe.learning_rate_at(min(step, total_steps) - 1, total_steps, config)
+                tf.summary.scalar("batch/learning_rate", float(rate))
 
         def write_epoch(self, record: dict) -> None:
             with log.as_default(step=record["epoch"]):

@@ -115,8 +115,11 @@ def test_reports_are_made_one_at_a_time(trained, monkeypatch):
         async def send(message):
             sent.append(message)
         middleware.app = app
+        async def receive():
+            await asyncio.Event().wait()      # the browser stays connected
+
         scope = {"type": "http", "method": "GET", "path": "/" + address(trained.id, "report.html"), "headers": []}
-        await middleware(scope, None, send)
+        await middleware(scope, receive, send)
 
     async def at_once(n):
         answers = [[] for _ in range(n)]
@@ -133,3 +136,26 @@ def test_reports_are_made_one_at_a_time(trained, monkeypatch):
     monkeypatch.setattr(report, "made", lambda run: "<!doctype html>kept")
     made.clear()
     assert asyncio.run(at_once(30)) == [200] * 30 and made == []
+
+
+def test_a_report_is_sent_a_piece_at_a_time_and_a_look_at_its_headers_makes_none(trained, monkeypatch):
+    """A long run's report is 300 KB: sent whole, each connection a script opened and never read held all of
+    it. Made once and kept, it is sent from its file as the model is; made in memory, a piece at a time."""
+    from cifar_core import report
+    made = []
+    real = report.kept_html
+    monkeypatch.setattr(report, "kept_html", lambda run: made.append(run.id) or real(run))
+    status, headers, _, _ = request("/" + address(trained.id, "report.html"), method="HEAD")
+    assert status == 200 and made == [] and b"content-length" not in headers    # not made to be looked at
+    status, _, first, _ = request("/" + address(trained.id, "report.html"))
+    assert status == 200 and made == [trained.id]
+    kept = report.kept_file(runs.get(trained.id))
+    assert kept is not None and kept.read_bytes() == first
+    status, headers, again, _ = request("/" + address(trained.id, "report.html"), method="HEAD")
+    assert status == 200 and headers[b"content-length"] == str(len(first)).encode() and again == b""
+    assert request("/" + address(trained.id, "report.html"))[2] == first and made == [trained.id]
+    # One made in memory (a training run's, shared by all who ask) goes out in pieces too.
+    monkeypatch.setattr(report, "kept_file", lambda run: None)
+    monkeypatch.setattr(report, "made", lambda run: "<!doctype html>" + "é" * 200_000)
+    status, _, body, pieces = request("/" + address(trained.id, "report.html"))
+    assert status == 200 and body.decode() == "<!doctype html>" + "é" * 200_000 and pieces >= 4

@@ -84,3 +84,19 @@ def test_first_layer_filters_are_drawn_each_epoch(run):
     # The last one is the saved model's filters, exactly.
     model = inference.load_model(run_dir / rundir.MODEL)
     np.testing.assert_array_equal(decoded[-1], tensorboard_log.filter_picture(model))
+
+
+def test_a_run_of_millions_of_steps_takes_no_memory_for_its_schedule(tmp_path):
+    """A visitor may ask for 200 epochs at a batch of 1: 9.6 million steps. The schedule was worked out whole
+    when the trainer started (256 MB), beyond the memory the queue had budgeted for it; a billion steps
+    now cost nothing until written, one rate at a time."""
+    config = TrainConfig(arch="airbench_tiny", epochs=200, batch_size=1, learning_rate=0.2, precision="float32")
+    callback = tensorboard_log.writer(tmp_path, config, steps_per_epoch=5_000_000, total_steps=1_000_000_000)
+    callback.on_epoch_begin(199)
+    callback.on_train_batch_end(4_999_999, {"loss": 0.5})
+    callback.close()
+    events = EventAccumulator(str(tmp_path / tensorboard_log.FOLDER), size_guidance={"tensors": 0})
+    events.Reload()
+    [(step, rate)] = _values(events, "batch/learning_rate")
+    assert step == 1_000_000_000 and float(rate) == pytest.approx(
+        float(recipe.learning_rate_at(999_999_999, 1_000_000_000, config)))
