@@ -35,8 +35,10 @@ FILTERS_CAPTION = (
 
 
 @st.cache_data(max_entries=2048, show_spinner=False)
-def _read(path: str, stamp: tuple[int, int]) -> snapshots.Snapshot | None:
-    return snapshots.read(Path(path))
+def _read(_path: str, identity: tuple[int, int, int, int]) -> snapshots.Snapshot | None:
+    """A snapshot file, read once per server by its file (device, inode, change, size), not its path: a
+    continued run's are hard links to its parent's, and read by path each link was read and kept again."""
+    return snapshots.read(Path(_path))
 
 
 @st.cache_data(max_entries=512, show_spinner=False)
@@ -62,7 +64,7 @@ class History:
             stat = os.stat(path) if path else None
         except OSError:
             return None
-        return _read(str(path), (stat.st_mtime_ns, stat.st_size)) if stat else None
+        return _read(str(path), (stat.st_dev, stat.st_ino, stat.st_mtime_ns, stat.st_size)) if stat else None
 
     def readable(self) -> list[snapshots.Snapshot]:
         return [s for s in map(self.get, self.paths) if s is not None]
@@ -219,7 +221,10 @@ def class_accuracy_chart(per_class: list[tuple[int, np.ndarray]], epoch: int | N
     frame = pd.DataFrame([{"epoch": e, "class": name, "right": float(value) * 100}
                           for e, shares in per_class for name, value in zip(CLASS_NAMES, shares) if np.isfinite(value)],
                          columns=["epoch", "class", "right"])
-    frame["start"], frame["end"] = frame["epoch"] - 0.5, frame["epoch"] + 0.5
+    # Each epoch's cells reach to the next snapshot's: a continued run keeps only some of its parent's.
+    kept = sorted({e for e, _ in per_class})
+    reach = dict(zip(kept, kept[1:] + [kept[-1] + 1])) if kept else {}
+    frame["start"], frame["end"] = frame["epoch"] - 0.5, frame["epoch"].map(reach) - 0.5
     first, last = epochs or ((min(e for e, _ in per_class), max(e for e, _ in per_class)) if per_class else (1, 1))
     x = alt.X("start:Q", title="epoch", scale=alt.Scale(domain=[first - 0.5, last + 0.5], nice=False, zero=False),
               axis=alt.Axis(tickMinStep=1, format="d"))

@@ -268,6 +268,41 @@ def test_a_continued_run_shares_its_parents_snapshots_on_disk(tmp_path, monkeypa
     assert not (tmp_path / "nothing").exists()
 
 
+def test_a_long_chain_of_continued_runs_shares_a_bounded_history(tmp_path, monkeypatch):
+    """A run of 200 epochs continued twelve times held 2,600 snapshots, each opened every time the run was
+    shown (seconds of the server's CPU): a continued run takes at most SHARED_MOST of its parent's, evenly
+    spread, its first (with the panel's pictures) and its last kept."""
+    monkeypatch.setattr(snapshots, "SHARED_MOST", 5)
+    parent, child = tmp_path / "parent", tmp_path / "child"
+    (parent / snapshots.FOLDER).mkdir(parents=True)
+    for epoch in range(1, 22):
+        _write_npz(parent / snapshots.FOLDER / snapshots.file_name(epoch), **_good(epoch))
+    child.mkdir()
+    snapshots.share_history(parent, child)
+    assert list(snapshots.files(child)) == [1, 6, 11, 16, 21]
+    assert snapshots.last_epoch(child) == snapshots.last_epoch(parent)   # its own epochs go on from the same place
+
+
+def test_a_snapshot_two_runs_share_is_read_once_and_the_heat_map_spans_what_was_left_out(tmp_path, monkeypatch):
+    """Hard links in two runs' folders were two entries of the server's snapshot cache: a continued run shown
+    beside its parent read and kept every shared file twice. And a thinned history's heat map has no gaps."""
+    from app_pages import learning_parts
+    learning_parts._read.clear()
+    parent, child = tmp_path / "parent", tmp_path / "child"
+    (parent / snapshots.FOLDER).mkdir(parents=True)
+    for epoch in (1, 2, 3):
+        _write_npz(parent / snapshots.FOLDER / snapshots.file_name(epoch), **_good(epoch))
+    child.mkdir()
+    snapshots.share_history(parent, child)
+    opened = []
+    real = snapshots.read
+    monkeypatch.setattr(snapshots, "read", lambda path: opened.append(path) or real(path))
+    assert len(learning_parts.History(parent).readable()) == len(learning_parts.History(child).readable()) == 3
+    assert len(opened) == 3
+    spec = learning_parts.class_accuracy_chart([(1, np.full(10, 0.5)), (4, np.full(10, 0.6)), (5, np.full(10, 0.7))])
+    assert sorted(set(zip(spec.data["start"], spec.data["end"]))) == [(0.5, 3.5), (3.5, 4.5), (4.5, 5.5)]
+
+
 @pytest.mark.slow
 def test_a_continued_run_keeps_the_history_and_numbers_after_it(trained):
     parent, _ = trained
