@@ -284,6 +284,19 @@ class MetricsReader:
         return self.parsed + tuple(_records(new[whole:]))
 
 
+def process_cpu_s(pid: int | None) -> float | None:
+    """CPU seconds process `pid` has used so far, all its threads (Linux), or None where that cannot be read."""
+    if not pid:
+        return None
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # Fields 14 and 15 (user and system time, in clock ticks), counted after the parenthesised command name.
+    user, system = stat[stat.rindex(")") + 2:].split()[11:13]
+    return (int(user) + int(system)) / os.sysconf("SC_CLK_TCK")
+
+
 def process_start(pid: int | None) -> int | None:
     """When process `pid` started, in clock ticks since boot (Linux), or None where that cannot be read.
 

@@ -745,8 +745,10 @@ def _written(run: Run) -> float | None:
                default=None)
 
 
-# Per running run: when its files last changed, and this process's monotonic time when it saw that change.
-_heard: dict[str, tuple[float, float]] = {}
+# Per running run: when its files last changed, the CPU seconds its trainer had used then (on this machine),
+# and this process's monotonic time when it saw that.
+_heard: dict[str, tuple[float, float | None, float]] = {}
+BUSY_SHARE = 0.02     # of one core: a silent trainer using more than this, over the stall time, is still working
 
 
 def _stalled(run: Run) -> bool:
@@ -754,17 +756,29 @@ def _stalled(run: Run) -> bool:
     seconds. A trainer appends a metrics line every second while it trains, so silence that long
     means it hangs, and a hung worker would hold up everyone queued behind it.
 
+    Some of a trainer's work writes nothing (an epoch's test pass, the checks on its saved model), and
+    kept behind a busy server (`cpu_priority`) it can take ten times as long: so a trainer on this machine
+    still using the CPU (more than BUSY_SHARE of a core over that time) is working, not hung.
+
     The silence is timed on this process's monotonic clock from when it saw the files change, not as
     the wall clock's distance from their times: a clock set forward, or a laptop waking from a lunch
     break's sleep (during which the trainer slept too), would otherwise end every training run at once."""
     if run.status.get("trainer") not in ("worker", "process") and run.status.get("backend") != "ray":
         return False
+    local = run.status.get("backend") != "ray" and _here(run.status)
     written, now = _written(run), time.monotonic()
+    cpu = rundir.process_cpu_s(run.status.get("pid")) if local else None
     seen = _heard.get(run.id)
     if seen is None or seen[0] != written:
-        _heard[run.id] = (written, now)
+        _heard[run.id] = (written, cpu, now)
         return False
-    return now - seen[1] > settings.get().run_stall_s
+    silent = now - seen[2]
+    if silent <= settings.get().run_stall_s:
+        return False
+    if cpu is not None and seen[1] is not None and cpu - seen[1] > BUSY_SHARE * silent:
+        _heard[run.id] = (written, cpu, now)      # silent, but working: timed again from here
+        return False
+    return True
 
 
 def _kill(pid) -> None:

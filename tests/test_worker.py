@@ -60,6 +60,33 @@ def test_a_killed_worker_fails_its_run_and_a_new_worker_takes_the_queue(tiny_env
     assert after.status["pid"] != first_worker
 
 
+def test_a_silent_trainer_still_using_the_cpu_is_working_not_hung(tiny_env, monkeypatch):
+    """An epoch's test pass and the checks on a saved model write nothing, and behind a busy server they can
+    take ten times as long: a trainer silent past the stall time but busy was ended as hung."""
+    monkeypatch.setenv("CIFAR_RUN_STALL_S", "2")
+    monkeypatch.setattr(runs, "_dispatch", lambda: None)
+    busy = subprocess.Popen([sys.executable, "-c", "import time\nend = time.monotonic() + 5\n"
+                             "while time.monotonic() < end: pass\ntime.sleep(120)"])    # works 5 s, then hangs
+    try:
+        time.sleep(0.2)
+        run = runs.create(small(epochs=1), owner="a")
+        rundir.update_status(run.path, state="running", pid=busy.pid, pid_started=rundir.process_start(busy.pid),
+                             trainer="process")
+        runs.reconcile()
+        time.sleep(3)
+        runs.reconcile()
+        assert runs.get(run.id).state == "running"          # silent for 3 s, but working all along
+        time.sleep(3)
+        runs.reconcile()
+        assert runs.get(run.id).state == "running"          # it worked for 2 of the last 3 s
+        time.sleep(3)
+        runs.reconcile()
+        assert runs.get(run.id).state == "failed" and "no progress for 2 seconds" in runs.get(run.id).status["error"]
+    finally:
+        busy.kill()
+        busy.wait()
+
+
 def test_a_hung_trainer_is_ended_and_its_run_failed(tiny_env, monkeypatch):
     # A live process standing in for a worker that hangs: it holds a run and writes nothing.
     monkeypatch.setenv("CIFAR_RUN_STALL_S", "3")
