@@ -1,5 +1,7 @@
 """Explore: browse the pictures by class, their statistics, and a map of what the model sees."""
 import functools
+import threading
+
 import numpy as np
 import streamlit as st
 
@@ -42,6 +44,19 @@ def map_pictures(origin: str, split: str, _x: np.ndarray, _y: np.ndarray) -> tup
     return _y[keep], [charts.data_uri(picture) for picture in _x[keep]]
 
 
+@st.cache_resource(show_spinner=False)
+def _placing() -> threading.Lock:
+    """One map placed at a time on this server, whoever asked for whichever model's: thirty students
+    opening the map of each one's own run placed thirty at once, every one of them slower, and every photo
+    answered meanwhile too."""
+    return threading.Lock()
+
+
+def _placed(model, pictures: np.ndarray) -> np.ndarray:
+    with _placing():
+        return embedding.pca_2d(embedding.features(model, pictures))
+
+
 @st.cache_resource(show_spinner="Placing 1,000 pictures on the map…", max_entries=64)
 def map_points(model_id: tuple[str, float], origin: str, split: str, _model, _x: np.ndarray,
                _y: np.ndarray) -> np.ndarray:
@@ -54,7 +69,7 @@ def map_points(model_id: tuple[str, float], origin: str, split: str, _model, _x:
     # Kept on disk beside the model as well, under its bytes and these pictures: a restarted server, or
     # another process of it, does not place them again.
     return evaluation.cached_probabilities(model_id[0], on_the_map, "map2:" + evaluation.fingerprint(on_the_map),
-                                           lambda pictures: embedding.pca_2d(embedding.features(_model, pictures)))
+                                           functools.partial(_placed, _model))
 
 
 def feature_map(origin: str, split: str, chosen_class: str, x: np.ndarray, y: np.ndarray):

@@ -1086,6 +1086,29 @@ def test_the_map_is_placed_once_per_model_and_pictures_even_across_restarts(app,
     assert not app.exception and len(placed) == first <= 1
 
 
+def test_maps_of_different_models_are_placed_one_at_a_time(app, monkeypatch, tmp_path):
+    """Thirty students opening the map of each one's own run placed thirty maps at once."""
+    import shutil
+    from concurrent.futures import ThreadPoolExecutor
+
+    from app_pages import explore
+    from cifar_core import data, embedding, inference
+    from conftest import AtOnce
+    placing = AtOnce()
+    monkeypatch.setattr(embedding, "features", placing.returning(lambda: np.ones((1000, 4), np.float32)))
+    monkeypatch.setattr(embedding, "pca_2d", lambda points: np.zeros((len(points), 3), np.float32))
+    sample = data.load_sample()
+    models = [tmp_path / f"run{i}.keras" for i in range(3)]
+    for i, path in enumerate(models):
+        shutil.copyfile(inference.DEFAULT_MODEL, path)
+        with path.open("ab") as file:
+            file.write(bytes([i]))        # three models of different bytes: three maps, none kept on disk yet
+    with ThreadPoolExecutor(3) as pool:
+        placed = list(pool.map(lambda path: explore.map_points((str(path), 1.0), "sample", "Test", None,
+                                                               sample.x_test, sample.y_test), models))
+    assert [p.shape for p in placed] == [(1000, 3)] * 3 and placing.most == 1
+
+
 def test_a_flat_picture_is_not_told_its_sure_is_right_that_often(app):
     """Try to fool it at brightness 0 made a black picture: "cat, 83% sure", "of the answers this model
     gives 83% sure on CIFAR-10 test pictures, about 83% are right", and "close to a guess" under it."""
