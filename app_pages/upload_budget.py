@@ -266,7 +266,7 @@ class UploadBudget:
         still holding or receiving uploads. Sessions that hold nothing any more are forgotten here, so
         the map stays as small as the uploads kept."""
         self.browser_of = {s: b for s, b in self.browser_of.items() if s in kept or s in self.arriving}
-        self.browser_of[session] = token_in(scope["headers"]) or f"session:{session}"
+        self.browser_of[session] = token_in(scope["headers"], scope.get("scheme") == "https") or f"session:{session}"
         return {s for s, b in self.browser_of.items() if b == self.browser_of[session]}
 
     def _room_made(self, browser: str, wanted: int, over: int, kept: dict[str, tuple[int, int]], limit: int) -> bool:

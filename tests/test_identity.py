@@ -169,3 +169,25 @@ def test_without_a_cookie_owner_is_per_session_and_never_in_the_url():
     other = AppTest.from_function(script)
     other.run()
     assert other.session_state["seen"][0] != first
+
+
+@pytest.mark.parametrize("url", ["http://school.example/", "https://school.example/"])
+def test_pages_know_a_browser_by_its_cookie_as_the_server_does(url, monkeypatch):
+    """Over HTTPS only the HTTPS cookie names a browser: a page took a plain one, which any host of the
+    domain can plant, where the server (and its upload budget) did not."""
+    from streamlit.runtime.context import ContextProxy, StreamlitHeaders
+    plain = identity.new_token()
+    sent = StreamlitHeaders([("cookie", f"{identity.COOKIE}={plain}")])
+    monkeypatch.setattr(ContextProxy, "headers", property(lambda self: sent))
+    monkeypatch.setattr(ContextProxy, "url", property(lambda self: url))
+
+    def script():
+        import streamlit as st
+
+        from app_pages import common
+        st.session_state["owner_seen"] = common.owner()
+
+    at = AppTest.from_function(script)
+    at.run()
+    assert not at.exception
+    assert (at.session_state["owner_seen"] == identity.owner_id(plain)) == url.startswith("http:")

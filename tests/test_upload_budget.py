@@ -23,7 +23,7 @@ def cookie(browser: str) -> list[tuple[bytes, bytes]]:
     return [(b"cookie", f"other=1; {COOKIE}={browser.replace(' ', '-')[:43].ljust(43, 'x')}".encode())]
 
 
-def put(middleware, session, size, path=None, method="PUT", headers=None, browser=None):
+def put(middleware, session, size, path=None, method="PUT", headers=None, browser=None, scheme="http"):
     """(status or None where the request went on to Streamlit, the sentence sent back)."""
     passed, sent = [], []
 
@@ -36,7 +36,7 @@ def put(middleware, session, size, path=None, method="PUT", headers=None, browse
     middleware.app = app
     headers = [(b"content-length", str(size).encode())] if headers is None else headers
     headers = headers + (cookie(browser) if browser else [])
-    scope = {"type": "http", "method": method, "headers": headers,
+    scope = {"type": "http", "method": method, "headers": headers, "scheme": scheme,
              "path": path or f"/_stcore/upload_file/{session}/file-{len(passed)}"}
     asyncio.run(middleware(scope, None, send))
     if passed:
@@ -350,6 +350,15 @@ def test_the_tabs_of_one_browser_share_its_budget():
     assert status == 413 and "already holds 25 MB" in sentence
     assert put(budget, "tab 4", 6 * MB, browser="another student") == (None, "")
     assert put(budget, "tab 5", 6 * MB) == (None, "")          # no cookie: the tab alone, as before
+
+
+def test_over_https_a_browser_is_known_only_by_its_https_cookie():
+    """A plain cookie can be planted by any host of the domain: over HTTPS, as the identity middleware reads a
+    browser, tabs carrying only a plain one are each counted alone, never in a planted stranger's budget."""
+    kept = {"tab 1": 25 * MB}
+    budget = UploadBudget(None, held=lambda: {s: (b, 1) for s, b in kept.items()})
+    assert put(budget, "tab 1", MB, browser="planted", scheme="https") == (None, "")
+    assert put(budget, "tab 2", 6 * MB, browser="planted", scheme="https") == (None, "")
 
 
 def test_a_tab_that_let_go_of_its_uploads_no_longer_counts_or_is_remembered():
