@@ -382,8 +382,9 @@ class _Agent:
             self.process = subprocess.Popen(
                 [sys.executable, "-c", "from cifar_core import ray_backend; ray_backend.serve_agent()"],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, cwd=PACKAGE_ROOT, text=True,
-                env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PACKAGE_ROOT),
-                                                                               os.environ.get("PYTHONPATH")]))})
+                # Without the server's secrets, as every process it starts: the agent needs none of them.
+                env={**settings.without_secrets(), "PYTHONPATH": os.pathsep.join(
+                    filter(None, [str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")]))})
         finally:
             if log is not subprocess.DEVNULL:
                 log.close()

@@ -88,6 +88,11 @@ def test_a_trainer_on_the_cluster_gets_no_gpu_it_did_not_ask_for_and_never_the_t
     assert gpus == 0 and environment["CUDA_VISIBLE_DEVICES"] == ""
     assert gpus_too == 1 and "CUDA_VISIBLE_DEVICES" not in environment_too     # Ray sets the one it gives
     assert "CIFAR_ADMIN_PASSWORD" not in environment and "CIFAR_ADMIN_PASSWORD" not in runs.trainer_environment()
+    # Nor the process that talks to the cluster for the server.
+    started = []
+    monkeypatch.setattr(ray_backend.subprocess, "Popen", lambda *args, **kwargs: started.append(kwargs["env"]))
+    ray_backend._Agent()._start()
+    assert started and "CIFAR_ADMIN_PASSWORD" not in started[0] and "PYTHONPATH" in started[0]
 
 
 def test_without_ray_installed_a_start_fails_with_one_sentence(tiny_env, monkeypatch):
