@@ -168,11 +168,20 @@ def cmd_train(args) -> int:
             raise ConfigError(f"{run_dir / rundir.CONFIG} already holds this run's settings, so {given[0]} cannot "
                               "change them: leave the recipe options out, or give a new --run-dir.")
         try:
-            ended = rundir.read_object(run_dir / rundir.STATUS).get("state")
+            status = rundir.read_object(run_dir / rundir.STATUS)
         except rundir.DamagedFile:
-            ended = None        # training says so, in the run's own failure
+            status = {}         # training says so, in the run's own failure
+        ended = status.get("state")
         if ended in ("finished", "stopped", "failed"):     # trained again, its records would hold two epoch 1s
             raise ValueError(f"{run_dir} holds a run that has {ended} already; give a new --run-dir to train again.")
+        # Two trainers in one folder write over each other's records and model. The app marks a run running
+        # before it starts its trainer (this command, with no pid yet or this one's): any other is not ours.
+        if ended == "queued":
+            raise ValueError(f"{run_dir} holds a run waiting in the app's queue, which starts it; give a new "
+                             "--run-dir to train one yourself.")
+        if ended == "running" and status.get("pid") not in (None, os.getpid()):
+            raise ValueError(f"{run_dir} holds a run another trainer is training (process {status['pid']}); give "
+                             "a new --run-dir to train one yourself.")
         config = training.load_config(run_dir)
     else:
         # Everything a person may have mistyped is checked before a run directory exists: a mistake

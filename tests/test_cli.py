@@ -408,6 +408,23 @@ def test_a_run_folders_settings_are_its_own(tmp_path, tiny_archive):
                                                        "give a new --run-dir to train again."
 
 
+def test_a_run_folder_the_app_queued_or_another_trainer_trains_is_refused(tmp_path, tiny_archive):
+    """Two trainers in one folder write over each other's records and model: a person's command on a run
+    the app has queued (and will start) or is training is refused in a sentence, the folder untouched."""
+    folder = tmp_path / "run"
+    folder.mkdir()
+    rundir.write_json(folder / rundir.CONFIG, {"epochs": 1, "batch_size": 20})
+    rundir.write_json(folder / rundir.STATUS, {"state": "queued", "owner": "someone"})
+    result = cli("train", "--run-dir", folder, "--data", tiny_archive)
+    assert result.returncode == 2 and _said(result) == f"Error: {folder} holds a run waiting in the app's queue, " \
+                                                       "which starts it; give a new --run-dir to train one yourself."
+    rundir.write_json(folder / rundir.STATUS, {"state": "running", "pid": os.getpid()})     # this test: alive
+    result = cli("train", "--run-dir", folder, "--data", tiny_archive)
+    assert result.returncode == 2 and _said(result) == f"Error: {folder} holds a run another trainer is training " \
+                                                       f"(process {os.getpid()}); give a new --run-dir to train one yourself."
+    assert rundir.read_status(folder) == {"state": "running", "pid": os.getpid()} and not (folder / "metrics.jsonl").exists()
+
+
 def test_ctrl_c_stops_a_run_as_stop_does_and_a_second_at_once(tmp_path, tiny_archive):
     """Ctrl-C ended the process then and there, saying nothing; its run, "running" under a process gone, was
     called killed or out of memory when next looked at, and --save saved nothing."""
