@@ -44,9 +44,11 @@ def filter_picture(model) -> np.ndarray | None:
     return mosaic(list(filters), columns=min(FILTER_COLUMNS, len(filters)), size=FILTER_SIZE, gap=2)
 
 
-def writer(run_dir: str | Path, config, steps_per_epoch: int, total_steps: int):
+def writer(run_dir: str | Path, config, steps_per_epoch: int, total_steps: int, earlier_epochs: int = 0):
     """A Keras callback writing the batch scalars; `write_epoch(record)` writes an epoch's record (as
-    appended to metrics.jsonl) and the filters; `close()` at the end of the run."""
+    appended to metrics.jsonl) and the filters; `close()` at the end of the run. A continued run's points
+    come after the `earlier_epochs` of the run it continues (and their steps, at this run's steps per
+    epoch): shown beside its parent, its first epoch sat on its parent's first."""
     import keras
     import tensorflow as tf
 
@@ -64,8 +66,9 @@ def writer(run_dir: str | Path, config, steps_per_epoch: int, total_steps: int):
                 return
             self.last_write = time.monotonic()
             step = self.epoch * steps_per_epoch + batch + 1      # steps done over the run
+            shown = step + earlier_epochs * steps_per_epoch
             logs = logs or {}
-            with log.as_default(step=step):
+            with log.as_default(step=shown):
                 if "loss" in logs:
                     tf.summary.scalar("batch/loss", recipe.shown_loss(logs))      # as the epochs' and the app's
                 if "categorical_accuracy" in logs:
@@ -76,7 +79,7 @@ def writer(run_dir: str | Path, config, steps_per_epoch: int, total_steps: int):
                 tf.summary.scalar("batch/learning_rate", float(rate))
 
         def write_epoch(self, record: dict) -> None:
-            with log.as_default(step=record["epoch"]):
+            with log.as_default(step=earlier_epochs + record["epoch"]):
                 for name in EPOCH_SCALARS:
                     if name in record:
                         tf.summary.scalar(f"epoch/{name}", record[name])

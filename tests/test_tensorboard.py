@@ -40,6 +40,23 @@ def test_batch_points_keep_the_pace_of_the_metrics_file(tmp_path):
     assert [(step, float(value)) for step, value in _values(events, "batch/loss")] == [(1, 2.0), (50, 2.0), (100, 1.0)]
 
 
+def test_a_continued_runs_points_come_after_the_run_it_continues(tmp_path):
+    """Beside its parent in TensorBoard, a continued run's first epoch sat on its parent's first, as if it had
+    learnt in one epoch what took several (the app's curves already count on)."""
+    board = tensorboard_log.writer(tmp_path, TrainConfig(), steps_per_epoch=50, total_steps=100, earlier_epochs=3)
+    board.on_epoch_begin(0)
+    board.on_train_batch_end(0, {"loss": 2.0})
+    board.write_epoch({"epoch": 1, "loss": 1.5, "test_accuracy": 0.5})
+    board.close()
+    events = EventAccumulator(str(tmp_path / tensorboard_log.FOLDER), size_guidance={"tensors": 0})
+    events.Reload()
+    assert [step for step, _ in _values(events, "batch/loss")] == [151]
+    assert [step for step, _ in _values(events, "epoch/loss")] == [4]
+    # The rate is this run's own schedule's, at its own first step.
+    [(_, rate)] = _values(events, "batch/learning_rate")
+    assert float(rate) == pytest.approx(float(recipe.learning_rate_at(0, 100, TrainConfig())))
+
+
 def test_epoch_scalars_are_the_metrics_file_figures(run):
     _, run_dir, events = run
     records = [r for r in rundir.read_metrics(run_dir) if r["kind"] == "epoch"]
