@@ -26,8 +26,12 @@ if "quiz" not in st.session_state:      # a new tab or a reload: this browser's 
         st.session_state["quiz"] = kept
 if "quiz" in st.session_state:     # the switch shows the game's mode, not a new game in the other: Streamlit
     st.session_state.setdefault("quiz_hard", st.session_state["quiz"].against[2])   # forgets it on other pages
-# Scores and the hard-mode switch share one row, so the picture and all ten answers fit a projector's 720 pixels.
-score_you, score_model, score_people, mode = st.columns([2, 2, 2, 3], vertical_alignment="center")
+# Scores and the hard-mode switch share one row, so the picture and all ten answers fit a projector's 720 pixels;
+# a row that wraps rather than stacks, so a phone keeps the scores side by side (columns put each on a line
+# of its own there, and the picture a screen down).
+scores = st.container(horizontal=True, wrap=True, vertical_alignment="center", gap="medium")
+score_you, score_model, score_people = (scores.empty() for _ in range(3))    # filled once the game is known
+mode = scores
 hard = mode.toggle("Hard mode", key="quiz_hard",
                    help="A new game on pictures this model gets wrong, so it scores nothing on them: can you?")
 # A picture is an index into the test pictures: a new data set (the sample's 1,000 replaced by a download)
@@ -76,11 +80,11 @@ keep(me, quiz)
 with quiz.lock:
     shown, answer, turn = quiz.index, quiz.answer, quiz.turn
 
-score_you.metric("You", f"{quiz.people} / {quiz.rounds}")
-score_model.metric("The model", f"{quiz.model} / {quiz.rounds}",
+score_you.metric("You", f"{quiz.people} / {quiz.rounds}", width="content")
+score_model.metric("The model", f"{quiz.model} / {quiz.rounds}", width="content",
                    help=f"{common.plain(choice.label)}: the model chosen in the sidebar."
                         + (" In hard mode every picture is one it gets wrong." if hard else ""))
-score_people.metric("One person, by hand", f"{HUMAN_ACCURACY:.0%}",
+score_people.metric("One person, by hand", f"{HUMAN_ACCURACY:.0%}", width="content",
                     help="Andrej Karpathy sorted about 400 CIFAR-10 test pictures himself in 2011 and got about 94% "
                          "of them right: one careful person, not people in general, on pictures of every kind."
                          + (" Hard mode's pictures are the model's mistakes, often hard for people too." if hard else ""))
