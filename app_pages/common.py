@@ -404,10 +404,10 @@ def owner() -> str:
     # From the Cookie header itself, not st.context.cookies, where a second value of one name (planted)
     # hides the first.
     cookies = "; ".join(st.context.headers.get_all("cookie"))
-    # Over HTTPS, under the HTTPS cookie's name only, as the server reads it (identity.token_in_cookies): a
-    # browser that refused that cookie (an iframe's, say) must not be known by a plain one a sibling planted.
-    https = (st.context.url or "").startswith("https:")
-    token = identity.token_in_cookies(cookies, https) or st.session_state.setdefault("owner", identity.new_token())
+    # Either name, the HTTPS one first: whether the server itself was reached over HTTPS is the identity
+    # middleware's to judge (a page sees the browser's address, which says https behind a proxy that ends
+    # HTTPS without telling the server, where the middleware gave the plain cookie only).
+    token = identity.token_in_cookies(cookies) or st.session_state.setdefault("owner", identity.new_token())
     return identity.owner_id(token)
 
 

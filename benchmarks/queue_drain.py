@@ -64,14 +64,6 @@ def memory_mb(pid: int) -> tuple[float, float]:
     return values.get("VmRSS", 0) / 1024, values.get("VmHWM", 0) / 1024
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time process `pid` has used so far; None once it has gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
 
 def load() -> str:
     return " ".join(f"{v:.1f}" for v in os.getloadavg())
@@ -97,7 +89,7 @@ def press_start(count: int, preset: str, runs_dir: Path, worker_idle_s: int) -> 
                 pid = run.status.get("pid")
                 if run.state == "running" and isinstance(pid, int):
                     peaks[pid] = max(peaks.get(pid, 0.0), memory_mb(pid)[1])
-                    cpu[pid] = max(cpu.get(pid, 0.0), cpu_seconds(pid) or 0.0)
+                    cpu[pid] = max(cpu.get(pid, 0.0), rundir.process_cpu_s(pid) or 0.0)
                 if run.state not in rundir.ACTIVE and run.id not in reported:   # progress, for a long wait
                     reported.add(run.id)
                     print(f"    {len(reported):>3}/{count} {run.state} at {time.time() - began:6.0f} s, "

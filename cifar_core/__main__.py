@@ -150,6 +150,15 @@ def _a_trainer() -> None:
     cpu_priority.behind_the_server()
 
 
+def _trainer_alive(status: dict) -> bool:
+    """Whether the trainer a run's status names may still be running: its process, started when the status
+    says, on this machine; one on another machine sharing the folder is taken to be."""
+    if status.get("host", rundir.HOST) != rundir.HOST:
+        return True
+    started = rundir.process_start(status.get("pid") if isinstance(status.get("pid"), int) else None)
+    return started is not None and status.get("pid_started") in (None, started)
+
+
 def cmd_train(args) -> int:
     _a_trainer()
     from cifar_core import runs, training
@@ -180,8 +189,11 @@ def cmd_train(args) -> int:
             raise ValueError(f"{run_dir} holds a run waiting in the app's queue, which starts it; give a new "
                              "--run-dir to train one yourself.")
         if ended == "running" and status.get("pid") not in (None, os.getpid()):
-            raise ValueError(f"{run_dir} holds a run another trainer is training (process {status['pid']}); give "
-                             "a new --run-dir to train one yourself.")
+            if _trainer_alive(status):
+                raise ValueError(f"{run_dir} holds a run another trainer is training (process {status['pid']}); "
+                                 "give a new --run-dir to train one yourself.")
+            raise ValueError(f"{run_dir} holds a run whose trainer ended without finishing; give a new --run-dir to "
+                             "train again.")
         config = training.load_config(run_dir)
     else:
         # Everything a person may have mistyped is checked before a run directory exists: a mistake

@@ -32,7 +32,7 @@ import time
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from cifar_core import decoding_apart, jpeg_halves, jpeg_progressive
+from cifar_core import decoding_apart, jpeg_halves, jpeg_progressive, rundir
 
 
 FORMATS = ("JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP")   # what the uploader offers (a phone's MPO opens as
@@ -659,13 +659,11 @@ def _cpu_seconds() -> tuple[float, float] | None:
     try:
         with open("/proc/stat") as stat:
             ticks = [int(n) for n in stat.readline().split()[1:]]
-        with open("/proc/self/stat") as own:
-            fields = own.read().rsplit(")", 1)[1].split()
     except (OSError, ValueError, IndexError):
         return None
-    per_second = os.sysconf("SC_CLK_TCK")
+    own = rundir.process_cpu_s("self")
     busy = sum(ticks[:8]) - ticks[3] - ticks[4]              # all but idle and waiting for disks
-    return busy / per_second, (int(fields[11]) + int(fields[12])) / per_second   # its user and system time
+    return None if own is None else (busy / os.sysconf("SC_CLK_TCK"), own)
 
 
 _load = {"at": None, "cpu": None, "idle": True}             # the last look at what other processes use

@@ -284,33 +284,34 @@ class MetricsReader:
         return self.parsed + tuple(_records(new[whole:]))
 
 
-def process_cpu_s(pid: int | None) -> float | None:
-    """CPU seconds process `pid` has used so far, all its threads (Linux), or None where that cannot be read."""
+def _stat(pid: int | str | None) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (which is in parentheses and may hold spaces):
+    field 3 on, so Linux's field n is at n - 3. None where there is no such process (or no /proc)."""
     if not pid:
         return None
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    # Fields 14 and 15 (user and system time, in clock ticks), counted after the parenthesised command name.
-    user, system = stat[stat.rindex(")") + 2:].split()[11:13]
-    return (int(user) + int(system)) / os.sysconf("SC_CLK_TCK")
+    return stat[stat.rindex(")") + 2:].split()
+
+
+def process_cpu_s(pid: int | str | None) -> float | None:
+    """CPU seconds process `pid` ("self": this one) has used so far, all its threads (Linux: its user and
+    system time, fields 14 and 15), or None where that cannot be read."""
+    fields = _stat(pid)
+    return None if fields is None else (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def process_start(pid: int | None) -> int | None:
-    """When process `pid` started, in clock ticks since boot (Linux), or None where that cannot be read.
+    """When process `pid` started, in clock ticks since boot (Linux: field 22), or None where that cannot be
+    read.
 
     A pid and its start time name one process for good: a pid reused by
     another process later has another start time.
     """
-    if not pid:
-        return None
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # Field 22, counted after the command name, which is in parentheses and may hold spaces.
-    return int(stat[stat.rindex(")") + 2:].split()[19])
+    fields = _stat(pid)
+    return None if fields is None else int(fields[19])
 
 
 def stop_requested(run_dir: Path) -> bool:

@@ -745,10 +745,12 @@ def _written(run: Run) -> float | None:
                default=None)
 
 
-# Per running run: when its files last changed, the CPU seconds its trainer had used then (on this machine),
-# and this process's monotonic time when it saw that.
-_heard: dict[str, tuple[float, float | None, float]] = {}
+# Per running run: what its files' newest time was and when this process saw it change (its monotonic
+# clock); the CPU seconds its trainer (on this machine) had used at the last look that found it working, and
+# when that was.
+_heard: dict[str, tuple[float | None, float, float | None, float]] = {}
 BUSY_SHARE = 0.02     # of one core: a silent trainer using more than this, over the stall time, is still working
+SILENT_WORK_MOST = 10     # stall times: silent work this long is a hang, however busy (a loop that spins)
 
 
 def _stalled(run: Run) -> bool:
@@ -758,27 +760,39 @@ def _stalled(run: Run) -> bool:
 
     Some of a trainer's work writes nothing (an epoch's test pass, the checks on its saved model), and
     kept behind a busy server (`cpu_priority`) it can take ten times as long: so a trainer on this machine
-    still using the CPU (more than BUSY_SHARE of a core over that time) is working, not hung.
+    still using the CPU (more than BUSY_SHARE of a core over that time) is working, not hung, for up to
+    SILENT_WORK_MOST stall times; past that, a trainer busy but silent is spinning in a loop.
 
     The silence is timed on this process's monotonic clock from when it saw the files change, not as
     the wall clock's distance from their times: a clock set forward, or a laptop waking from a lunch
     break's sleep (during which the trainer slept too), would otherwise end every training run at once."""
     if run.status.get("trainer") not in ("worker", "process") and run.status.get("backend") != "ray":
         return False
-    local = run.status.get("backend") != "ray" and _here(run.status)
     written, now = _written(run), time.monotonic()
-    cpu = rundir.process_cpu_s(run.status.get("pid")) if local else None
+    cpu = _cpu_here(run.status)
     seen = _heard.get(run.id)
     if seen is None or seen[0] != written:
-        _heard[run.id] = (written, cpu, now)
+        _heard[run.id] = (written, now, cpu, now)
         return False
-    silent = now - seen[2]
-    if silent <= settings.get().run_stall_s:
+    _, heard, cpu_then, looked = seen
+    stall = settings.get().run_stall_s
+    if now - heard > SILENT_WORK_MOST * stall:
+        return True
+    if cpu is not None and (cpu_then is None or cpu - cpu_then > BUSY_SHARE * (now - looked)):
+        _heard[run.id] = (written, heard, cpu, now)      # working (or its CPU first read): timed from here
         return False
-    if cpu is not None and seen[1] is not None and cpu - seen[1] > BUSY_SHARE * silent:
-        _heard[run.id] = (written, cpu, now)      # silent, but working: timed again from here
-        return False
-    return True
+    return now - looked > stall
+
+
+def _cpu_here(status: dict) -> float | None:
+    """CPU seconds a local trainer has used, where its process is the one its status names; else None."""
+    if status.get("backend") == "ray" or not _here(status):
+        return None
+    pid = status.get("pid")
+    started = status.get("pid_started")
+    if started is not None and rundir.process_start(pid) != started:     # a pid reused by another process
+        return None
+    return rundir.process_cpu_s(pid)
 
 
 def _kill(pid) -> None:

@@ -423,6 +423,13 @@ def test_a_run_folder_the_app_queued_or_another_trainer_trains_is_refused(tmp_pa
     assert result.returncode == 2 and _said(result) == f"Error: {folder} holds a run another trainer is training " \
                                                        f"(process {os.getpid()}); give a new --run-dir to train one yourself."
     assert rundir.read_status(folder) == {"state": "running", "pid": os.getpid()} and not (folder / "metrics.jsonl").exists()
+    # Its trainer killed (no one marks a folder outside the app failed): said as it is, not as another's.
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    rundir.write_json(folder / rundir.STATUS, {"state": "running", "pid": gone.pid})
+    result = cli("train", "--run-dir", folder, "--data", tiny_archive)
+    assert result.returncode == 2 and _said(result) == f"Error: {folder} holds a run whose trainer ended without " \
+                                                       "finishing; give a new --run-dir to train again."
 
 
 def test_ctrl_c_stops_a_run_as_stop_does_and_a_second_at_once(tmp_path, tiny_archive):

@@ -429,6 +429,7 @@ def test_when_memory_runs_out_the_trainer_goes_not_the_server(tiny_env, small_me
         # ended asks for memory the dying trainer has not yet given back, so the kernel ends it too.
         wait_for(lambda: memory_mb(server.pid)[0] > 1000, what="the server to hold its 1 GB")
         run = runs.create(small(epochs=1), owner="a")
+        rundir.update_status(run.path, state="running", pid=None)     # as the app marks a run it starts a trainer for
         trainer = subprocess.run(["sh", "-c", inside + f"{sys.executable} -m cifar_core train --run-dir {run.path}"],
                                  cwd=runs.PACKAGE_ROOT, capture_output=True, timeout=300)
         assert trainer.returncode == -9, trainer.stderr.decode()[-2000:]      # SIGKILL, from the kernel

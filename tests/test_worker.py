@@ -87,6 +87,28 @@ def test_a_silent_trainer_still_using_the_cpu_is_working_not_hung(tiny_env, monk
         busy.wait()
 
 
+def test_a_silent_trainer_spinning_for_ever_is_ended_all_the_same(tiny_env, monkeypatch):
+    """A loop that spins (a collective that never completes, a bug) is busy but hung: silent for
+    SILENT_WORK_MOST stall times, it is ended however busy."""
+    monkeypatch.setenv("CIFAR_RUN_STALL_S", "1")
+    monkeypatch.setattr(runs, "SILENT_WORK_MOST", 3)
+    monkeypatch.setattr(runs, "_dispatch", lambda: None)
+    spinning = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.2)
+        run = runs.create(small(epochs=1), owner="a")
+        rundir.update_status(run.path, state="running", pid=spinning.pid,
+                             pid_started=rundir.process_start(spinning.pid), trainer="process")
+        started = time.monotonic()
+        while runs.get(run.id).state == "running" and time.monotonic() - started < 30:
+            runs.reconcile()
+            time.sleep(0.5)
+        assert runs.get(run.id).state == "failed" and 3 <= time.monotonic() - started < 6
+    finally:
+        spinning.kill()
+        spinning.wait()
+
+
 def test_a_hung_trainer_is_ended_and_its_run_failed(tiny_env, monkeypatch):
     # A live process standing in for a worker that hangs: it holds a run and writes nothing.
     monkeypatch.setenv("CIFAR_RUN_STALL_S", "3")
