@@ -468,9 +468,9 @@ def shown(table: pd.DataFrame) -> pd.DataFrame:
     """The batch table as its columns print it: "sure" in whole percents, the scores to a tenth, none of
     them rounded to certainty or to nothing (`evaluation.kept_off_certainty`)."""
     shown = table.copy()
-    shown["sure"] = evaluation.kept_off_certainty(shown["sure"], 0)
+    shown["sure"] = evaluation.kept_off_certainty(shown["sure"], 0, probabilities=True)
     for column in (c for c in shown if c.endswith(" (%)")):
-        shown[column] = evaluation.kept_off_certainty(shown[column], 1)
+        shown[column] = evaluation.kept_off_certainty(shown[column], 1, probabilities=True)
     return shown
 
 

@@ -129,7 +129,7 @@ def probability_frame(probs: np.ndarray, top: int | None = None) -> pd.DataFrame
     the words at its bar's end ("sure"), as every page writes a "% sure" (evaluation.sure)."""
     probs = np.asarray(probs, dtype=float)
     frame = pd.DataFrame({"class": CLASS_NAMES, "probability": probs,
-                          "shown": evaluation.kept_off_certainty(100 * probs, 1) / 100,
+                          "shown": evaluation.kept_off_certainty(100 * probs, 1, probabilities=True) / 100,
                           "sure": [evaluation.sure(p) for p in probs]})
     return frame.sort_values("probability", ascending=False).head(top or len(CLASS_NAMES))
 

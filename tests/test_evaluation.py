@@ -203,6 +203,9 @@ def test_a_tables_percents_are_kept_off_certainty_at_the_places_it_prints():
     shown = evaluation.kept_off_certainty([99.7, 99.4, 100.0, 0.04, 0.0, 50.45, float("nan")], 0)
     assert [f"{p:.0f}" for p in shown[:6]] == ["99", "99", "100", "1", "0", "50"] and np.isnan(shown[6])
     assert [f"{p:.1f}" for p in evaluation.kept_off_certainty([99.97, 0.04, 12.34], 1)] == ["99.9", "0.1", "12.3"]
+    # A model's probabilities are never certain, even at float32's 1.0 and 0.0: as "% sure" words them.
+    answers = evaluation.kept_off_certainty([100.0, 0.0, 99.7, float("nan")], 1, probabilities=True)
+    assert [f"{p:.1f}" for p in answers[:3]] == ["99.9", "0.1", "99.7"] and np.isnan(answers[3])
 
 
 def test_counts_read_as_people_write_them():
