@@ -27,6 +27,9 @@ page = st.navigation([
     st.Page("app_pages/quiz.py", title="Quiz", icon=":material/sports_esports:"),
     st.Page("app_pages/glossary.py", title="Glossary", icon=":material/menu_book:"),
 ])
+# Each page named in the browser's tab, which is also what a screen reader says first: "CIFAR-10 Studio" on
+# every page told them apart by nothing.
+st.set_page_config(page_title=f"{page.title} · CIFAR-10 Studio" if page.url_path else "CIFAR-10 Studio")
 common.sidebar()
 if page.url_path != "predict":     # the only page with an uploader: what this browser uploaded there is let go
     upload_budget.let_go_of_uploads()

@@ -109,7 +109,7 @@ if errors.open:
         else:
             st.caption("A row is every test picture of one class; darker squares hold more of the row. "
                        "Click a square, or choose it in the box, to see its pictures.")
-        st.subheader("Its most confident mistakes")
+        st.header("Its most confident mistakes")
         worst = evaluation.confident_mistakes(probabilities, test.y_test, 20)
         if not len(worst):
             st.caption("It gets every test picture right: there are no mistakes to show.")

@@ -146,7 +146,7 @@ if view == "Pictures":
                                + ("" if chosen_class == ALL else f" of {chosen_class}")
                                + " in a grid, 10 to a row. Click one, or choose it in the box above, to look closer.")
     if index is not None and index < len(y):
-        st.subheader(f"{split} picture #{number(index)}: {CLASS_NAMES[y[index]]}")
+        st.header(f"{split} picture #{number(index)}: {CLASS_NAMES[y[index]]}")
         big, predictions = st.columns([1, 2])
         big.image(charts.upscale(x[index], 8), caption="32 x 32 pixels, drawn 8 times larger",
                   alt=f"{split} picture #{number(index)}, {with_article(CLASS_NAMES[y[index]])}, drawn large")

@@ -21,7 +21,7 @@ with sees:
         picture = inside_parts.picture()
         if picture is not None:
             found = inside_parts.maps(model, picture)
-            st.subheader("A closer look at one map")
+            st.header("A closer look at one map")
             st.caption("Pick a map to see it large, with the bits of test pictures that make it respond most: "
                        "that is the pattern it looks for.")
             inside_parts.closer_look(network, found)

@@ -232,7 +232,7 @@ def layers(model) -> None:
                          weights=table["weights"].map("{:,}".format),
                          shown=table["shown"].map({True: "yes", False: ""}))
     st.table(shown[["part", "layer", "type", "output", "weights", "shown", "does"]]
-             .rename(columns={"shown": "maps shown", "does": "what it does"}).set_index("part"))
+             .rename(columns={"shown": "maps shown", "does": "what it does"}), hide_index=True)
     st.caption(f"{int(table['weights'].sum()):,} weights in all.")
 
 
@@ -250,13 +250,13 @@ def filters(model) -> None:
     for found in inside.first_filters(model):
         size, count = found.kernel.shape[0], found.kernel.shape[-1]
         if found.fixed:
-            st.subheader(f"The fixed first layer ({found.layer})")
+            st.header(f"The fixed first layer ({found.layer})")
             halves = (" In each one's share, the second half are the first half turned negative."
                       if models.members_of(model) > 1 else " The second half are the first half turned negative.")
             st.caption("These filters were set from the data before training, not learned: they make neighbouring "
                        "pixels less alike, which helps the next layers learn fast." + _whose(model, count) + halves)
         else:
-            st.subheader(f"The first learned layer ({found.layer})")
+            st.header(f"The first learned layer ({found.layer})")
             st.caption("Each square is the colour pattern that makes one filter respond most." + (
                 f" Seen through the fixed layer, so {size} x {size} pixels: that layer strengthens fine detail, "
                 "which is why many look speckled." if found.seen_through else "") + _whose(model, count))

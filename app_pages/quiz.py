@@ -108,9 +108,11 @@ if hard and len(pool) < len(test.y_test):
 
 if answer is None:
     buttons.markdown("**Pick one**")
-    grid = buttons.columns(2, wrap=False)     # two by five on a phone too: stacked, they came a column at a time
+    # Two columns of five, in order down each (Airplane to Deer, Dog to Truck): the keyboard goes down a
+    # column before the next, and across the rows it went Airplane, Bird, Deer. Side by side on a phone too.
+    grid = buttons.columns(2, wrap=False)
     for i, name in enumerate(CLASS_NAMES):
-        if grid[i % 2].button(name.capitalize(), key=f"quiz_{quiz.game}_{turn}_{name}", width="stretch"):
+        if grid[i // 5].button(name.capitalize(), key=f"quiz_{quiz.game}_{turn}_{name}", width="stretch"):
             quiz.take(shown, i, int(test.y_test[shown]), int(guesses[shown]))
             st.rerun()
 else:

@@ -130,7 +130,7 @@ def live(run_id: str, owner: str) -> None:
     run = runs_board.current().get(run_id)
     if run is None:
         return
-    st.subheader(common.plain(run.name))
+    st.header(common.plain(run.name))
     if run.state == "running":
         _live_training(run_id, owner)
         learning_parts.snapshot_panel(run)

@@ -39,11 +39,12 @@ def image_grid_frame(images: np.ndarray, labels: np.ndarray, indices: np.ndarray
                      selected: int | None = None, numbers: np.ndarray | None = None) -> pd.DataFrame:
     """image_grid's rows: each picture's cell, its index (what a click picks), the number it is shown by
     (`numbers`, CIFAR-10's for the bundled sample; by default its index) and class, the picture as a PNG data
-    URI, and whether it is the chosen one (framed)."""
+    URI, and whether it is the chosen one (framed); and what a screen reader says of it ("caption")."""
+    numbers = np.asarray(indices if numbers is None else numbers, np.int64)
+    names = [CLASS_NAMES[int(label)] for label in labels]
     return pd.DataFrame({"column": np.arange(len(indices)) % columns, "row": np.arange(len(indices)) // columns,
-                         "index": np.asarray(indices, np.int64),
-                         "number": np.asarray(indices if numbers is None else numbers, np.int64),
-                         "label": [CLASS_NAMES[int(label)] for label in labels],
+                         "index": np.asarray(indices, np.int64), "number": numbers, "label": names,
+                         "caption": [f"picture #{n}, {name}" for n, name in zip(numbers, names)],
                          "image": [data_uri(image) for image in images],     # Vega enlarges it, crisp
                          # 1 or 0, not a boolean: Streamlit's browser side read a column of booleans
                          # sent as Arrow wrongly, framing a picture nobody chose
@@ -62,9 +63,13 @@ def image_grid(images: np.ndarray, labels: np.ndarray, indices: np.ndarray, colu
         x=alt.X("column:Q", axis=None, scale=alt.Scale(domain=[-0.5, columns - 0.5], nice=False, zero=False)),
         y=alt.Y("row:Q", axis=None, scale=alt.Scale(domain=[n_rows - 0.5, -0.5], nice=False, zero=False)),
         tooltip=[alt.Tooltip("number:Q", title="picture"), alt.Tooltip("label:N", title="class")])
-    pictures = base.mark_image(width=cell - 6, height=cell - 6, smooth=False).encode(url="image:N").add_params(picked)
+    # A screen reader is told of each picture once, by its frame, in words: a picture mark's own description
+    # held its whole data URI (a grid of 50 read as 478 KB of text).
+    pictures = base.mark_image(width=cell - 6, height=cell - 6, smooth=False, aria=False).encode(
+        url="image:N").add_params(picked)
     # A frame around the chosen picture.
     frames = base.mark_square(size=(cell - 2) ** 2, filled=False, strokeWidth=3).encode(
+        description=alt.Description("caption:N"),
         color=alt.condition(alt.datum.chosen == 1, alt.value("#ff4b4b"), alt.value("transparent")))
     # "pad": the cells keep their size. Streamlit's default ("fit") squeezes the padding into the given size,
     # which pulled the rows 7 pixels closer than the pictures are tall, so they ran together.
@@ -149,8 +154,10 @@ def probabilities(probs: np.ndarray, top: int | None = None) -> alt.Chart:
         # "max", not the default "sum": Vega-Lite drops any other sort from a domain two layers share.
         y=alt.Y("class:N", sort=alt.EncodingSortField("probability", op="max", order="descending"), title=None),
         tooltip=["class", alt.Tooltip("shown:Q", title="probability", format=".1%")])
-    bars = base.mark_bar().encode(color=alt.Color("class:N", scale=CLASS_SCALE, legend=None))
-    words = base.mark_text(align="left", dx=4, fontSize=13).encode(text="sure:N")
+    # Unseen by a screen reader, which is read the chart's own alt text: each bar read its unrounded figure
+    # ("probability: 88.468909%"), beside the app's words for it.
+    bars = base.mark_bar(aria=False).encode(color=alt.Color("class:N", scale=CLASS_SCALE, legend=None))
+    words = base.mark_text(align="left", dx=4, fontSize=13, aria=False).encode(text="sure:N")
     return bars + words
 
 
@@ -175,8 +182,10 @@ def embedding_map(points: np.ndarray, labels: np.ndarray, thumbnails: list[str],
         frame = frame.iloc[np.argsort(frame["class"].eq(chosen).to_numpy(), kind="stable")]
     # A shape for each class as well as a hue, so that no class is told by colour alone (the legend shows both).
     # In two lines: in one, a phone's screen cut it at "land cl…".
+    # Its dots unseen by a screen reader (the page's alt text says what the map shows): each was an item of
+    # its own, read with its thumbnail's whole data URI, 3.75 MB of text for 1,000 dots.
     chart = alt.Chart(frame, title=["The network's view:", "similar pictures land close together"]).mark_point(
-        filled=True).encode(
+        filled=True, aria=False).encode(
         x=alt.X("x:Q", axis=None), y=alt.Y("y:Q", axis=None),
         color=alt.Color("class:N", scale=CLASS_SCALE),
         shape=alt.Shape("class:N", scale=alt.Scale(domain=list(CLASS_NAMES), range=CLASS_SHAPES)),
@@ -435,7 +444,7 @@ def heat_key(colours: tuple[str, ...]) -> alt.Chart:
     No title in the chart (the page puts one above it): a chart stretched to its column is fitted,
     title and axis included, into its height, and a title would leave the bar no room."""
     frame = pd.DataFrame({"share": np.linspace(0, 1, 51)})
-    bar = alt.Chart(frame).mark_rect().encode(
+    bar = alt.Chart(frame).mark_rect(aria=False).encode(      # 51 slices, each read as numbers otherwise
         x=alt.X("share:Q", scale=alt.Scale(domain=[0, 1.02], nice=False),
                 axis=alt.Axis(values=[0, 0.5, 1], labelExpr="datum.value == 0 ? 'not at all' : "
                               "datum.value == 1 ? 'the most' : 'half as much'", title=None, grid=False,

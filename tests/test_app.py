@@ -327,7 +327,7 @@ def test_explore_a_picture_chosen_from_the_keyboard(app):
     box.set_value(chosen).run()
     assert not app.exception, [e.value for e in app.exception]
     assert app.session_state["explore_pick"] == ("Training", chosen)
-    assert app.subheader[0].value.startswith(f"Training picture #{chosen}: ")
+    assert app.header[0].value.startswith(f"Training picture #{chosen}: ")
     assert app.selectbox(key="explore_box_Training").value == chosen        # the box shows the pick
     assert alts(app)[0].startswith(f"Training picture #{chosen}, a")
     bars = charts_drawn(app)[1]
@@ -347,11 +347,11 @@ def test_explore_takes_only_a_picture_that_exists_from_a_click(app, sent):
     app.session_state["explore_grid_Training_0"] = {"selection": {"picked": sent}}
     app.run()
     assert not app.exception, [e.value for e in app.exception]
-    assert not app.subheader and "explore_pick" not in app.session_state
+    assert not app.header and "explore_pick" not in app.session_state
     app.session_state["explore_grid_Training_0"] = {"selection": {"picked": [{"index": 7}]}}    # a true click
     app.run()
     assert app.session_state["explore_pick"] == ("Training", 7)
-    assert app.subheader[0].value.startswith("Training picture #7: ")
+    assert app.header[0].value.startswith("Training picture #7: ")
 
 
 def test_a_click_no_person_could_send_is_let_go_not_kept(app):
@@ -432,7 +432,7 @@ def test_train_page_starts_a_run_and_shows_it_live_and_on_the_board(app):
     [run] = runs.list_runs()
     assert run.name == "first try" and run.config["batch_size"] == 16 and run.config["preset"] == "quick"
     assert run.status["owner"]                      # the browser that started it owns it
-    assert any(h.value == "first try" for h in app.subheader)
+    assert any(h.value == "first try" for h in app.header)
     assert len(app.dataframe) == 1
     # A double click: the second press, with the same settings a moment later, is not a second run (it
     # took both of a student's places and queued a duplicate for the class).
@@ -1056,7 +1056,7 @@ def test_inside_page_without_then_with_a_picture_and_every_tab(app):
     assert not app.exception and (app.session_state[inside_parts.PICTURE] == test.x_test[third]).all()
     app.button[[b.label for b in app.button].index("Choose another picture")].click().run()
     for tab, check in (("Its layers", lambda: app.table[0].value["layer"].iloc[2] == "whiten"
-                        and list(app.table[0].value.index[:3]) == ["The picture", "", "Whitening"]),
+                        and list(app.table[0].value["part"][:3]) == ["The picture", "", "Whitening"]),
                        # the bundled model is two networks side by side: twice airbench's 24 and 64
                        ("Its first filters", lambda: [len(i.proto.imgs) for i in app.get("image")] == [48, 128]),
                        ("How your runs learned", lambda: any("side by side" in c.value for c in app.caption))):

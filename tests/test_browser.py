@@ -457,6 +457,35 @@ def test_quiz_three_rounds(page, server):
     assert "/ 3" in page.locator("[data-testid=stMetric]").first.inner_text()
 
 
+def test_each_page_is_named_in_the_browsers_tab(page, server):
+    """What a screen reader says first on a page, and how a visitor tells tabs apart: "CIFAR-10 Studio" on
+    every page said nothing of which."""
+    for path, name in (("", None), ("explore", "Explore"), ("train", "Train"), ("predict", "Predict"),
+                       ("inside", "Look inside"), ("evaluate", "Evaluate"), ("quiz", "Quiz"),
+                       ("glossary", "Glossary")):
+        open_page(page, server, path)
+        page.wait_for_function("expected => document.title === expected",
+                               arg=f"{name} · CIFAR-10 Studio" if name else "CIFAR-10 Studio", timeout=10_000)
+
+
+def test_the_quiz_answers_go_in_the_order_they_are_seen_from_the_keyboard(page, server):
+    """Tab from one answer to the next goes to the one below it, down a column of five and then the next:
+    across rows of two, the keyboard went Airplane, Bird, Deer while the eye read Airplane, Automobile."""
+    open_page(page, server, "quiz")
+    airplane = page.get_by_role("button", name="Airplane", exact=True)
+    airplane.focus()
+    order = ["Airplane"]
+    for _ in range(9):
+        page.keyboard.press("Tab")
+        order.append(page.evaluate("document.activeElement.innerText").strip())
+    from cifar_core.data import CLASS_NAMES
+    assert order == [name.capitalize() for name in CLASS_NAMES]
+    boxes = {name: page.get_by_role("button", name=name, exact=True).bounding_box()
+             for name in ("Airplane", "Automobile", "Dog")}
+    assert boxes["Automobile"]["x"] == boxes["Airplane"]["x"] < boxes["Dog"]["x"]
+    assert boxes["Automobile"]["y"] > boxes["Airplane"]["y"] == boxes["Dog"]["y"]
+
+
 def test_a_run_name_is_shown_as_typed_never_as_markdown(page, server):
     """A name is another student's text on everybody's screen: no bold, colours, maths, links or HTML."""
     name = "**big** :red[x] $y$ <b>z</b> [a](b) #1"

@@ -40,7 +40,7 @@ def test_someone_elses_run_has_no_stop_button_but_a_sentence(page):
     rundir.update_status(run.path, state="running", started=rundir.now(), pid=os.getpid(),
                          pid_started=rundir.process_start(os.getpid()), train_images=100)
     at = page()
-    assert [h.value for h in at.subheader][:1] == ["not mine"]
+    assert [h.value for h in at.header][:1] == ["not mine"]
     assert any("Someone else started this run: only they (or a teacher) can stop it." in c.value for c in at.caption)
     assert not [b for b in at.button if b.label == "Stop"]
     assert "Starting" in at.get("progress")[0].proto.text   # not a bare 0%
