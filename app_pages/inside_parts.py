@@ -15,7 +15,7 @@ import pandas as pd
 import streamlit as st
 
 from app_pages import chart_specs, common, model_shelf
-from cifar_core import board, charts, inference, inside, models
+from cifar_core import board, charts, explain, inference, inside, models
 from cifar_core.data import CLASS_NAMES
 
 PAGE = "app_pages/inside.py"
@@ -125,6 +125,12 @@ def _seen(field: inside.Field, places: int) -> str:
         f"the middle ones seeing {seen}, those at the edges as little as {fewest} x {fewest}"
 
 
+def _most_at(feature_map: np.ndarray) -> str:
+    """Where a map responds most, in words for its alt text (its colours say it to the eye alone)."""
+    place = explain.hottest_place(feature_map)
+    return f"most in {place} of the picture" if place else "nowhere more than elsewhere"
+
+
 def maps(model, image: np.ndarray) -> list[np.ndarray]:
     """Every block's strongest maps for the picture; returns all the maps."""
     found = inside.feature_maps(model, image)
@@ -141,7 +147,8 @@ def maps(model, image: np.ndarray) -> list[np.ndarray]:
         st.markdown(f"**{block.title}**: {height} x {width} places, {_seen(block.field, height)}; "
                     f"the {len(order)} strongest of its {channels} maps")
         st.image(inside.map_images(block_maps, order), caption=[f"map {c}" for c in order],
-                 alt=[f"{block.title}, map {c}: bright where it responds to the picture" for c in order])
+                 alt=[f"{block.title}, map {c}: bright where it responds to the picture, "
+                      + _most_at(block_maps[:, :, c]) for c in order])
     return found
 
 
@@ -215,7 +222,8 @@ def closer_look(network: Network, found: list[np.ndarray]) -> None:
     big.image(large, width=large.shape[1],
               caption=f"Map {channel} of {title}: yellow where the block's maps respond most, dark purple where "
                       "least (one scale for the whole block, so a weak map stays dark)",
-              alt=f"map {channel} of {title}, large: bright where it responds to the picture")
+              alt=f"map {channel} of {title}, large: bright where it responds to the picture, "
+                  + _most_at(block_maps[:, :, channel]))
     classes = ", ".join(CLASS_NAMES[test.y_test[int(r[0])]] for r in records[:len(crops)])
     grid = inside.mosaic(crops, size=96)
     best.image(grid, width=grid.shape[1], caption=f"The parts of test pictures that excite it most (of the first "

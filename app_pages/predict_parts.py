@@ -302,11 +302,14 @@ def where(model_id: tuple, model, pictures: np.ndarray, probabilities: np.ndarra
     left, middle, right = (row.container() for _ in range(3))
     left.image(charts.png(plain), caption=named, width="stretch", output_format="PNG",
                alt=f"{named.lower()} the heat maps are of, drawn large")
+    # Said in words too, where it counted most: the colours alone told a blind student nothing of it.
+    place = explain.hottest_place(heat)
+    most = f"; it counted most in {place} of the picture" if place else "; no part of it counted"
     middle.image(charts.png(explain.colourise(big)), caption=f"Heat map for \"{target}\"", width="stretch",
                  output_format="PNG", alt=f"Grad-CAM heat map for {target}: pale yellow where the picture counted "
-                                          f"most for {target}, dark purple where least")
+                                          f"most for {target}, dark purple where least{most}")
     right.image(charts.png(explain.blend(plain, big, opacity)), caption="The two together", width="stretch",
-                output_format="PNG", alt=f"the picture with its heat map for {target} laid over it")
+                output_format="PNG", alt=f"the picture with its heat map for {target} laid over it{most}")
     st.markdown(f"**Colour key: how much each place counted for \"{target}\"**")
     chart_specs.draw(_heat_key(), width="stretch",
                      alt="Colour key: from black for not at all, through purple and orange, to pale yellow for the "

@@ -140,6 +140,20 @@ def enlarge(heat: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(np.asarray(heat, np.float32)).resize((size, size), Image.Resampling.BILINEAR))
 
 
+def hottest_place(heat: np.ndarray) -> str | None:
+    """Where a map is strongest, in words a screen reader can say ("the top left", "the middle", "the bottom"),
+    or None where it is blank: the ninth of the picture whose average is highest."""
+    heat = np.asarray(heat, np.float32)
+    if not heat.size or heat.max() <= heat.min():
+        return None
+    thirds = [np.array_split(band, 3, axis=1) for band in np.array_split(heat, 3, axis=0)]
+    return PLACES[int(np.argmax([[part.mean() for part in band] for band in thirds]))]
+
+
+PLACES = ("the top left", "the top", "the top right", "the left", "the middle", "the right",
+          "the bottom left", "the bottom", "the bottom right")     # a picture's ninths, row by row
+
+
 def blend(picture: np.ndarray, heat: np.ndarray, opacity: float) -> np.ndarray:
     """The (S, S, 3) picture with the coloured (S, S) heat map over it, `opacity` 0 (picture only) to 1."""
     opacity = float(np.clip(opacity, 0, 1))

@@ -597,6 +597,9 @@ def test_predict_page_test_picture_answer_heat_map_and_fooling(app):
     app.toggle(key="predict_heat").set_value(True).run()
     assert not app.exception
     assert app.metric[0].value.startswith(app.selectbox(key="predict_heat_class").value)   # the answer's map
+    # Where it looked, in words too: the map's colours say it to the eye alone.
+    heat_alts = [a for a in alts(app) if a and a.startswith("Grad-CAM heat map for")]
+    assert len(heat_alts) == 1 and re.search(r"; it counted most in the \w+( \w+)? of the picture$", heat_alts[0])
     app.slider(key="predict_noise").set_value(60).run()
     assert not app.exception
     assert len(app.metric) == 2                      # the changed picture gets its own answer

@@ -180,3 +180,18 @@ def test_predict_page_shows_the_heat_map_side_by_side_with_a_key_and_an_opacity_
     assert any("Pale yellow and orange" in c.value for c in at.caption)
     # The bundled model is two networks: its map is of both, though a sure test picture is answered by one.
     assert any("the map is of both together" in c.value for c in at.caption)
+
+
+def test_where_a_map_counts_most_is_said_in_words():
+    """A heat map's colours told a screen reader nothing of where the model looked: its alt text says the
+    ninth of the picture where it is strongest."""
+    heat = np.zeros((32, 32), np.float32)
+    heat[0:6, 0:6] = 1
+    assert explain.hottest_place(heat) == "the top left"
+    heat = np.zeros((32, 32), np.float32)
+    heat[13:19, 26:] = 1
+    assert explain.hottest_place(heat) == "the right"
+    heat = np.zeros((7, 7), np.float32)
+    heat[6, 3] = 2
+    assert explain.hottest_place(heat) == "the bottom"
+    assert explain.hottest_place(np.zeros((32, 32))) is None        # a blank map has no such place
