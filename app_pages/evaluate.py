@@ -119,11 +119,12 @@ if errors.open:
 
 if sure.open:
     with sure:
+        gap = evaluation.expected_calibration_error(probabilities, test.y_test)
         st.altair_chart(charts.reliability(evaluation.calibration(probabilities, test.y_test)), width="stretch",
                         alt="Line chart of how sure the model was against how often it was right, a dot for each "
                             "group of answers, sized by how many it holds, beside a dashed diagonal where the two "
-                            "are equal.")
-        gap = evaluation.expected_calibration_error(probabilities, test.y_test)
+                            f"are equal. On average its \"% sure\" is {gap * 100:.1f} points away from how often "
+                            "it is right.")
         st.caption("Each dot groups answers given with similar confidence; bigger dots hold more answers, and a "
                    f"faint one fewer than {charts.FEW_ANSWERS}, too few to say much. Below the "
                    "dashed line, the model is more sure of itself than it should be; above it, too modest. "

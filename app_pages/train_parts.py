@@ -392,7 +392,8 @@ def _board(owner: str) -> None:
     rows = picked_rows(picked.selection.rows, len(everything))
     chosen = [everything[i] for i in rows[:MAX_PICKED]]
     if not chosen:
-        st.caption("Select runs in the table to compare their curves, download them or continue them.")
+        st.caption("Select runs in the table to compare their curves, download them or continue them (from "
+                   "the keyboard: Tab into the table, the arrow keys to a run, Shift and Space to select it).")
         return
     if len(rows) > MAX_PICKED:
         st.caption(f"{len(rows)} runs picked: here are the first {MAX_PICKED}. More curves in one chart would "

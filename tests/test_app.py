@@ -252,6 +252,10 @@ def test_the_confidence_tab_gives_its_gap_in_points_and_says_when_the_pictures_a
     [said] = [c.value for c in app.caption if "away from how often it is right" in c.value]
     assert re.search(r'is \d+\.\d points away from how often it is right \(say, 72% sure', said)
     assert said.endswith("the line zig-zags more than the model's confidence does.")      # 40 test pictures
+    # The same figure in the chart's alt text, for a screen reader, which reads that first.
+    gap = re.search(r"is (\d+\.\d) points away", said).group(1)
+    [chart] = [c for c in charts_drawn(app) if c.alt.startswith("Line chart of how sure the model was")]
+    assert chart.alt.endswith(f"On average its \"% sure\" is {gap} points away from how often it is right.")
 
 
 def test_a_mistyped_setting_stops_the_server_in_a_sentence_not_every_page(tiny_env, monkeypatch):
