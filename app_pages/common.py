@@ -150,11 +150,12 @@ class ModelChoice:
     path: Path
     key: str = ""       # what a visitor's choice is remembered by: BUNDLED or a run id, which outlive labels
     accuracy: float | None = None   # the accuracy in its label: measured when the model was saved
+    bare: str = ""      # its label without the accuracy, where one is in it
 
     @property
     def name(self) -> str:
         """Its label without the accuracy, for beside a "% sure", where "(92.1%)" reads as one."""
-        return self.label.removesuffix(_with_accuracy("", self.accuracy)) if self.accuracy is not None else self.label
+        return self.bare or self.label
 
 
 def _with_accuracy(name: str, accuracy: float | None) -> str:
@@ -166,17 +167,18 @@ def model_choices() -> list[ModelChoice]:
     """The bundled model, then every run that has a checkpoint and has finished or stopped."""
     card = inference.model_card()
     choices = [ModelChoice(_with_accuracy(DEFAULT_LABEL, card.get("test_accuracy")), inference.DEFAULT_MODEL, BUNDLED,
-                           card.get("test_accuracy"))]
+                           card.get("test_accuracy"), DEFAULT_LABEL)]
     # The server's snapshot of the runs, newest first: no file is read here.
     ready = [run for run in board.current().runs if run.state in ("finished", "stopped") and run.model_path]
     labels = {c.label for c in choices}
     for run in reversed(ready):     # oldest first, so a label once given stays with its run
         # From status.json, not metrics.jsonl: this runs on every page, for every run.
-        label = _with_accuracy(f"Run {run.name}", run.status.get("test_accuracy"))
-        if label in labels:
-            label += f" [{run.id}]"     # two runs of the same name and accuracy stay two choices
+        name = f"Run {run.name}"
+        label = _with_accuracy(name, run.status.get("test_accuracy"))
+        if label in labels:     # two runs of the same name and accuracy stay two choices
+            label, name = f"{label} [{run.id}]", f"{name} [{run.id}]"
         labels.add(label)
-        choices.insert(1, ModelChoice(label, run.model_path, run.id, run.status.get("test_accuracy")))
+        choices.insert(1, ModelChoice(label, run.model_path, run.id, run.status.get("test_accuracy"), name))
     return choices
 
 

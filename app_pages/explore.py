@@ -57,7 +57,7 @@ def _placed(model, pictures: np.ndarray) -> np.ndarray:
         return embedding.pca_2d(embedding.features(model, pictures))
 
 
-@st.cache_resource(show_spinner="Placing 1,000 pictures on the map…", max_entries=64)
+@st.cache_resource(show_spinner="Placing 1,000 pictures on the map (one map at a time on this server)…", max_entries=64)
 def map_points(model_id: tuple[str, float], origin: str, split: str, _model, _x: np.ndarray,
                _y: np.ndarray) -> np.ndarray:
     """Where `_model`'s features place the map's pictures, 16 KB: kept for as many models as a class uses
@@ -160,8 +160,9 @@ if view == "Pictures":
                 # A trained model has learnt this very picture: its answer here flatters it.
                 st.caption("A training picture: the model may have learnt from this very picture (the bundled "
                            "model trained on nearly all of them; a run on as many as its recipe or its settings "
-                           "took, For a whole class on two in five), so it is likely surer and more often right "
-                           "here than on a picture it has never seen. Test pictures show how it really does.")
+                           "took: two in five for the recipe for a whole class), so it is likely surer and more "
+                           "often right here than on a picture it has never seen. Test pictures show how it really "
+                           "does.")
             inside_parts.link(x[index], "explore_inside")
 
 elif view == "Statistics":

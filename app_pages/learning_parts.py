@@ -35,9 +35,9 @@ FILTERS_CAPTION = (
 
 
 @st.cache_data(max_entries=2048, show_spinner=False)
-def _read(_path: str, identity: tuple[int, int, int, int]) -> snapshots.Snapshot | None:
-    """A snapshot file, read once per server by its file (device, inode, change, size), not its path: a
-    continued run's are hard links to its parent's, and read by path each link was read and kept again."""
+def _read(_path: str, identity: tuple) -> snapshots.Snapshot | None:
+    """A snapshot file, read once per server by its file (device, inode, time written, size), not its path:
+    a continued run's are hard links to its parent's, and read by path each link was read and kept again."""
     return snapshots.read(Path(_path))
 
 
@@ -64,7 +64,11 @@ class History:
             stat = os.stat(path) if path else None
         except OSError:
             return None
-        return _read(str(path), (stat.st_dev, stat.st_ino, stat.st_mtime_ns, stat.st_size)) if stat else None
+        if stat is None:
+            return None
+        # By its file, which its links share; by its path where the file system numbers no files (an inode of 0).
+        identity = (stat.st_dev, stat.st_ino) if stat.st_ino else (str(path),)
+        return _read(str(path), (*identity, stat.st_mtime_ns, stat.st_size))
 
     def readable(self) -> list[snapshots.Snapshot]:
         return [s for s in map(self.get, self.paths) if s is not None]

@@ -68,9 +68,14 @@ elif source == "Draw":
     if swatches.button("Clear", icon=":material/delete:"):
         st.session_state["predict_canvas_round"] = st.session_state.get("predict_canvas_round", 0) + 1
     size = tools.slider("Brush size", 2, 60, 18, key="predict_brush_size")
-    # The guess in one line beside the canvas (under it on a phone), filled in once answered below: the
-    # one drawing sees it change with every stroke, without scrolling to the full answer.
+    # The guess in one line beside the canvas (under it on a phone), filled in as soon as it is known (before
+    # the heat map below): the one drawing sees it change with every stroke, without scrolling to the answer.
     guess = tools.empty()
+
+    def guessed(probabilities: np.ndarray) -> None:
+        best = int(probabilities.argmax())
+        guess.markdown(f"The model's guess: **{CLASS_NAMES[best]}**, {evaluation.sure(probabilities[best])} sure. "
+                       "For a drawing that figure means little; its whole answer is below.")
     with board:
         st.caption("Draw here:")   # short: the canvas toolbar slides over the right of this line
         drawing = st_canvas(stroke_color=brush, stroke_width=size, background_color=background,
@@ -100,11 +105,7 @@ if picture is not None:
     # One reading of the model for the answer and the changed picture's: a choice changed in another tab, or
     # a run deleted meanwhile, must not answer the changed copy with another model under this one's answer.
     model = common.active_model_and_id()
-    probabilities = predict_parts.answer(picture.small, "predict", picture.original, views=picture.views,
-                                         size=picture.size, drawing=source == "Draw", model=model)
-    if source == "Draw":
-        best = int(probabilities.argmax())
-        guess.markdown(f"The model's guess: **{CLASS_NAMES[best]}**, {evaluation.sure(probabilities[best])} sure. "
-                       "For a drawing that figure means little; its whole answer is below.")
+    predict_parts.answer(picture.small, "predict", picture.original, views=picture.views, size=picture.size,
+                         drawing=source == "Draw", model=model, answered=guessed if source == "Draw" else None)
     inside_parts.link(picture.small, "predict_inside")
     predict_parts.fool(picture.small, "predict", picture.size, picture.views, drawing=source == "Draw", model=model)

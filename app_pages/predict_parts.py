@@ -201,20 +201,23 @@ def _heat_key() -> dict:
 
 def answer(image: np.ndarray, key: str, original: Image.Image | None = None, heat: bool = True,
            views: np.ndarray | None = None, size: tuple[int, int] | None = None,
-           drawing: bool = False, model: tuple | None = None) -> np.ndarray:
+           drawing: bool = False, model: tuple | None = None, answered=None) -> np.ndarray:
     """Show what the model sees and answers for a (32, 32, 3) picture (and, for an upload, the picture it
     was made from), with the doubts it deserves and where it looked; return the probabilities. `views`,
     every square of an upload the model is shown (`image` is the first): the answer averages them, and
     evens it out if the picture (of `size`, else `original`'s) is a photo (`inference.is_photo`); a photo's
     square given alone (changed to fool the model) is answered as a photo too. A `drawing` is said to be
     one beside its answer. `model`: (its id, the model) as `common.active_model_and_id` read them, where the
-    caller answers more than once with one model (the picture and its changed copy), else read here."""
+    caller answers more than once with one model (the picture and its changed copy), else read here.
+    `answered(probabilities)`, if given, is called as soon as they are known, before the rest is drawn."""
     model_id, model = model or common.active_model_and_id()
     size = original.size if size is None and original is not None else size
     photo = size is not None and inference.is_photo(*size)
     views = image[None] if views is None and photo else views
     probabilities = (inference.predict_views(model, views, size) if views is not None
                      else inference.predict(model, image)[0])
+    if answered is not None:
+        answered(probabilities)
     best = int(probabilities.argmax())
     # A picture smaller than the model's own 32 x 32 has nothing worth framing, unless its ends were cut off.
     framed = original is not None and (min(size) >= 32 or inference.cut_off(*size) > 0)

@@ -16,7 +16,7 @@ from cifar_core.progress import clock, duration, testing_seconds
 # off on a phone ("Best (most accurate: 8 minutes on a fast server, about…").
 RECIPES = {"quick": ("Quick", "about a minute"),
            "best": ("Best", "the most accurate: about 10 minutes on a CPU with bfloat16 maths (2 cores "
-                    "will do), up to an hour on one without"),
+                    "will do), an hour or more on one without"),
            "class": ("For a whole class", "about 20 seconds each"),
            "airbench94": ("airbench94", "best's recipe before Muon"),
            "tutorial": ("TensorFlow tutorial", "the classic baseline")}

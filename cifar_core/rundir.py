@@ -38,6 +38,7 @@ MAX_JSON_BYTES = 1 << 20        # config and status files are a few hundred byte
 CONFIG, STATUS, METRICS, MODEL, STOP, LOG, SNAPSHOTS = (
     "config.json", "status.json", "metrics.jsonl", "model.keras", "STOP", "log.txt", "snapshots")
 STARTING_COPY = "initial.keras"     # a continued run's own copy of the model it goes on from (`runs.create`)
+EARLIER_EPOCHS = "earlier_epochs"   # status.json of a continued run: the epochs of the run it continues
 # A run stopped within its first epoch keeps what it has learned once it has trained this long: a few
 # batches are no model worth the queue's time to calibrate and test, but a first epoch can take longer
 # than a turn (a batch of 1 on every picture: one or two hours), and the turn must end it.

@@ -47,7 +47,7 @@ _children: list[subprocess.Popen] = []   # trainers this process launched, reape
 
 
 RECIPE_CHANGED = "recipe_changed"   # status.json of a continued run whose parent's recipe was changed
-EARLIER_EPOCHS = "earlier_epochs"   # status.json of a continued run: the epochs of the run it continues
+EARLIER_EPOCHS = rundir.EARLIER_EPOCHS
 START_PRESSED = "Start pressed"     # the board's column: when the run was asked for, which may be long before it began
 # What the board's and the report's two time columns measure, said once for both.
 TIME_SAID = "Wall time from the run's launch to its end (or until now): start-up, training and testing."

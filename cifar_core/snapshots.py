@@ -207,6 +207,18 @@ def history(run_dir: Path) -> list[Snapshot]:
     return [s for s in map(read, files(run_dir).values()) if s is not None]
 
 
+def _spread(epochs: list[int], most: int) -> list[int]:
+    """Up to `most` of these epochs (ascending), each the nearest to one of `most` evenly spaced between
+    the first and the last, which are kept."""
+    if len(epochs) <= most:
+        return epochs
+    known = np.asarray(epochs)
+    wanted = np.linspace(known[0], known[-1], most)
+    after = np.clip(np.searchsorted(known, wanted), 1, len(known) - 1)
+    nearest = np.where(wanted - known[after - 1] <= known[after] - wanted, after - 1, after)
+    return [int(e) for e in np.unique(known[nearest])]
+
+
 def share_history(source_run: Path, run_dir: Path) -> None:
     """Give `run_dir` its parent's (`source_run`'s) snapshot files, epoch numbers kept: hard links, so a
     chain of continued runs holds each snapshot once on disk however long the chain, and a parent
@@ -214,16 +226,17 @@ def share_history(source_run: Path, run_dir: Path) -> None:
     unreadable or oversized ones are left out. Snapshots are replaced whole, never written in place
     (`rundir.atomic_write_bytes`), so a file two runs share is never changed under either.
 
-    At most SHARED_MOST of them, evenly spread, the first and the last kept: every page showing a run
-    opens each of its snapshots, and a run of 200 epochs continued twelve times held 2,600, seconds of
-    the server's CPU each time it was shown. So a run holds at most SHARED_MOST and its own."""
-    found = list(files(source_run).values())
+    At most SHARED_MOST of them, the nearest to evenly spread epochs, the first and the last kept: every
+    page showing a run opens each of its snapshots, and a run of 200 epochs continued twelve times held
+    2,600, seconds of the server's CPU each time it was shown. So a run holds at most SHARED_MOST and its
+    own; spread by epoch, not by file, so a long chain's early epochs are not thinned again at every link."""
+    found = files(source_run)
     if not found:
         return
     folder = Path(run_dir) / FOLDER
     folder.mkdir(exist_ok=True)
-    for index in np.unique(np.linspace(0, len(found) - 1, min(len(found), SHARED_MOST)).round().astype(int)):
-        path = found[index]
+    for epoch in _spread(list(found), SHARED_MOST):
+        path = found[epoch]
         try:
             if path.stat().st_size > MAX_FILE_BYTES:
                 continue

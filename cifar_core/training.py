@@ -270,8 +270,7 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, dataset: cifar_data.C
         _let_go_of_starting_copy(config, run_dir)
         export_model = networks.saving(lambda: _served(models.build(config.arch)))
         # A continued run's epochs count on from the run it continues, in TensorBoard as on the app's curves.
-        from cifar_core.runs import EARLIER_EPOCHS
-        earlier = rundir.read_status(run_dir).get(EARLIER_EPOCHS)
+        earlier = rundir.read_status(run_dir).get(rundir.EARLIER_EPOCHS)
         board = tensorboard_log.writer(run_dir, config, steps_per_epoch, total_steps,
                                        earlier if isinstance(earlier, int) and earlier > 0 else 0)
 

@@ -748,6 +748,10 @@ def test_a_chosen_run_stays_chosen_when_a_classmate_s_run_takes_its_name(app):
     app.run()
     assert app.sidebar.selectbox[0].value == label, "a label once given stays with its run"
     assert f"Run first try (81.2%) [{theirs.id}]" in app.sidebar.selectbox[0].options
+    # Named without the accuracy above Explore's "% sure" bars, still told apart by its id.
+    from app_pages import common
+    assert [c.name for c in common.model_choices() if c.key in (mine.id, theirs.id)] == \
+        [f"Run first try [{theirs.id}]", "Run first try"]
     runs.delete(mine.id, admin=True)
     board.invalidate()
     app.run()

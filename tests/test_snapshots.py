@@ -281,6 +281,9 @@ def test_a_long_chain_of_continued_runs_shares_a_bounded_history(tmp_path, monke
     snapshots.share_history(parent, child)
     assert list(snapshots.files(child)) == [1, 6, 11, 16, 21]
     assert snapshots.last_epoch(child) == snapshots.last_epoch(parent)   # its own epochs go on from the same place
+    # Spread by epoch, not by file: a chain's early epochs, already thinned, are not thinned again and again.
+    assert snapshots._spread([1, 50, 100, 150, 200, 201, 202, 203, 204, 205, 206, 207, 208, 209, 210], 5) == \
+        [1, 50, 100, 150, 210]
 
 
 def test_a_snapshot_two_runs_share_is_read_once_and_the_heat_map_spans_what_was_left_out(tmp_path, monkeypatch):
