@@ -1,8 +1,8 @@
-"""Every page as a teacher sees it on a laptop and on a projector-sized screen.
+"""Every page as a teacher sees it on a laptop and on a projector-sized screen, and a student on a phone.
 
-Each page (and each of its tabs and views) is opened in Chromium at 1400x1000 and
-at 1280x720, photographed into test-artifacts/screens/, and checked for what a
-person would notice at once:
+Each page (and each of its tabs and views) is opened in Chromium at 1400x1000,
+at 1280x720 and at a phone's 390x844, photographed into test-artifacts/screens/,
+and checked for what a person would notice at once:
 - an error box or a Python exception;
 - a label, a selected value, a tab, a metric or a button whose text is cut off
   by its box (or by the window), or that ends in "…"; a table wider than its box;
@@ -26,7 +26,7 @@ from prepared_runs import finished_run
 from test_browser import CHROMIUM, browser, settle, streamlit_app   # noqa: F401 (browser is a fixture)
 
 SCREENS = ROOT / "test-artifacts" / "screens"
-VIEWPORTS = [(1400, 1000), (1280, 720)]
+VIEWPORTS = [(1400, 1000), (1280, 720), (390, 844)]
 RUN_NAME = "Class 7B's first try"     # the Train page's own example of a run name
 # page -> (address, the views to click in turn by their names; None: each of the page's tabs)
 PAGES = {
@@ -73,9 +73,19 @@ def visitor(browser):
 
 PROBLEMS_JS = r"""() => {
   const problems = [];
+  // A phone's sidebar is folded away off the screen: nothing in it is seen until it is opened.
+  const folded = document.querySelector('[data-testid=stSidebar][data-collapsed=true]');
   const shown = el => {
     const r = el.getBoundingClientRect(), s = getComputedStyle(el);
-    return r.width > 0 && r.height > 0 && s.visibility !== 'hidden' && s.display !== 'none';
+    return r.width > 0 && r.height > 0 && s.visibility !== 'hidden' && s.display !== 'none'
+      && !(folded && folded.contains(el));
+  };
+  const scrolled = el => {      // the page's own scrolling (stMain) does not count: a page scrolled sideways is cut
+    for (let a = el; a && a.getAttribute('data-testid') !== 'stMain'; a = a.parentElement) {
+      const x = getComputedStyle(a).overflowX;
+      if ((x === 'auto' || x === 'scroll') && a.scrollWidth > a.clientWidth + 1) return true;
+    }
+    return false;
   };
   const words = el => (el.innerText || el.textContent || '').trim().replace(/\s+/g, ' ').slice(0, 90);
 
@@ -96,6 +106,9 @@ PROBLEMS_JS = r"""() => {
     const box = range.getBoundingClientRect();
     if (!box.width) continue;
     const quoted = `"${text.slice(0, 60)}"`;
+    // Inside a box that scrolls sideways (a wide table, a row of tabs on a phone), text past its edge is
+    // scrolled to, not cut off.
+    if (scrolled(el)) continue;
     if (box.right > window.innerWidth + 1) { problems.push(`cut off by the window: ${quoted}`); continue; }
     for (let a = el; a && a !== app; a = a.parentElement) {
       const style = getComputedStyle(a);
@@ -110,13 +123,16 @@ PROBLEMS_JS = r"""() => {
     if (/(…|\.\.\.)$/.test(text) && el.closest(labelled)) problems.push(`shortened with an ellipsis: ${quoted}`);
   }
 
-  // A selectbox shows its value in a text box: a value wider than the box is cut off.
-  for (const input of app.querySelectorAll('input[type=text], input:not([type])'))
+  // A selectbox shows its value in a text box: a value wider than the box is cut off. A table draws its cells
+  // on a canvas: columns past its right edge are cut off. On a phone (Streamlit's layout below 640 px) both
+  // are as a phone shows them, a long value's start (each network's line says what it is for first) and a
+  // table scrolled sideways, its run names pinned.
+  const phone = window.innerWidth < 640;
+  for (const input of phone ? [] : app.querySelectorAll('input[type=text], input:not([type])'))
     if (shown(input) && input.value && input.scrollWidth > input.clientWidth + 1)
       problems.push(`cut off: the value "${input.value.slice(0, 60)}" (${input.scrollWidth} px in a ${input.clientWidth} px box)`);
 
-  // A table draws its cells on a canvas: columns past its right edge are cut off.
-  for (const grid of app.querySelectorAll('[data-testid=stDataFrame] .dvn-scroller'))
+  for (const grid of phone ? [] : app.querySelectorAll('[data-testid=stDataFrame] .dvn-scroller'))
     if (shown(grid) && grid.scrollWidth > grid.clientWidth + 1)
       problems.push(`table cut off: ${grid.scrollWidth} px of columns in a ${grid.clientWidth} px box`);
 
@@ -299,6 +315,7 @@ DEFECTS = """<div data-testid="stApp" style="width:900px;font:16px sans-serif">
   <div class="vega-embed"><svg width="100" height="50"><g class="mark-rect role-mark"><rect width="10" height="10"/></g>
     <g class="role-axis-label"><text>automob…</text></g></svg></div>
   <img src="data:image/png;base64,broken" width="20" height="20" alt="a broken picture">
+  <div data-testid="stMain" style="overflow:auto;width:1280px"><div style="width:1600px;text-align:right">Past the window's edge</div></div>
 </div>
 <script>{ const c = document.getElementById('grey').getContext('2d'); c.fillStyle = '#888'; c.fillRect(0, 0, 60, 1); }</script>"""
 CLEAN = """<div data-testid="stApp" style="width:900px;font:16px sans-serif">
@@ -311,6 +328,9 @@ CLEAN = """<div data-testid="stApp" style="width:900px;font:16px sans-serif">
   <div class="vega-embed"><svg width="100" height="50"><g class="mark-rect role-mark"><rect width="10" height="10"/></g>
     <g class="role-axis-label"><text>automobile</text></g></svg></div>
   <div style="width:1px;height:1px;overflow:hidden;position:absolute">Screen-reader text, hidden on purpose</div>
+  <div style="width:200px;overflow-x:auto"><div style="width:1600px;text-align:right">A wide table's last column, scrolled to</div></div>
+  <section data-testid="stSidebar" data-collapsed="true" style="position:absolute;left:-300px;width:300px">
+    <div style="width:40px;overflow:hidden;white-space:nowrap">A folded sidebar's line</div></section>
 </div>
 <script>{ const c = document.getElementById('blue').getContext('2d'); c.fillStyle = '#1f77b4'; c.fillRect(0, 0, 20, 20); }</script>"""
 
@@ -323,7 +343,8 @@ def test_the_checks_find_each_defect_and_nothing_on_a_clean_page(visitor):
                      "cut off: the value \"Run Class 7B's first try (81.2%)\"",
                      "shortened with an ellipsis: \"Continue…\"", "table cut off: 400 px",
                      "chart 1 (svg, 900 px wide) draws nothing", "chart 2 (canvas, 900 px wide) draws nothing",
-                     "axis label shortened: \"automob…\"", "broken picture: a broken picture"):
+                     "axis label shortened: \"automob…\"", "broken picture: a broken picture",
+                     "cut off by the window: \"Past the window's edge\""):
         assert expected in found, f"{expected!r} not found in:\n{found}"
     page.set_content(CLEAN)
     assert page.evaluate(PROBLEMS_JS) == []
