@@ -63,7 +63,7 @@ elif source == "Draw":
     # answer is not pushed a screen further down.
     board, tools = st.columns([2, 3])
     swatches = tools.container(horizontal=True, wrap=True, vertical_alignment="bottom")
-    brush = swatches.color_picker("Brush", "#1f4e9c", key="predict_brush")
+    brush = swatches.color_picker("Brush colour", "#1f4e9c", key="predict_brush")
     background = swatches.color_picker("Background", "#8fc3ea", key="predict_background")
     if swatches.button("Clear", icon=":material/delete:"):
         st.session_state["predict_canvas_round"] = st.session_state.get("predict_canvas_round", 0) + 1

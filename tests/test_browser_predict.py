@@ -423,7 +423,7 @@ def test_the_drawing_tools_do_not_cover_each_other(sized_page, server):  # noqa:
     canvas.hover()                                      # the canvas's toolbar shows while the pointer is on it
     page.wait_for_timeout(600)
     toolbar = page.locator(".dc-toolbar").first.bounding_box()
-    for name in ("Brush size", "Brush", "Background"):
+    for name in ("Brush size", "Brush colour", "Background"):
         label = page.get_by_text(name, exact=True).first.bounding_box()
         assert not overlaps(toolbar, label), name
     assert not overlaps(toolbar, page.get_by_role("slider", name="Brush size").bounding_box())
