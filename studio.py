@@ -15,7 +15,7 @@ except ValueError as e:
     st.error(f"This server's settings need fixing before it can be used: {e}")
     st.stop()
 serving.keep_keras_session()   # no Keras clean-up after every rerun: see app_pages/serving.py
-st.set_page_config(page_title="CIFAR-10 Studio", page_icon="🖼️", layout="wide")
+st.set_page_config(page_icon="🖼️", layout="wide")     # its title once the page is known, below
 
 page = st.navigation([
     st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),

@@ -307,7 +307,7 @@ def where(model_id: tuple, model, pictures: np.ndarray, probabilities: np.ndarra
                alt=f"{named.lower()} the heat maps are of, drawn large")
     # Said in words too, where it counted most: the colours alone told a blind student nothing of it.
     place = explain.hottest_place(heat)
-    most = f"; it counted most in {place} of the picture" if place else "; no part of it counted"
+    most = f"; it counted most in {place} of the picture" if place else "; no part of it counted more than another"
     middle.image(charts.png(explain.colourise(big)), caption=f"Heat map for \"{target}\"", width="stretch",
                  output_format="PNG", alt=f"Grad-CAM heat map for {target}: pale yellow where the picture counted "
                                           f"most for {target}, dark purple where least{most}")

@@ -64,7 +64,6 @@ def memory_mb(pid: int) -> tuple[float, float]:
     return values.get("VmRSS", 0) / 1024, values.get("VmHWM", 0) / 1024
 
 
-
 def load() -> str:
     return " ".join(f"{v:.1f}" for v in os.getloadavg())
 

@@ -151,12 +151,11 @@ def _a_trainer() -> None:
 
 
 def _trainer_alive(status: dict) -> bool:
-    """Whether the trainer a run's status names may still be running: its process, started when the status
-    says, on this machine; one on another machine sharing the folder is taken to be."""
-    if status.get("host", rundir.HOST) != rundir.HOST:
-        return True
-    started = rundir.process_start(status.get("pid") if isinstance(status.get("pid"), int) else None)
-    return started is not None and status.get("pid_started") in (None, started)
+    """Whether the trainer a run's status names may still be running, as the app judges it (`runs._alive`:
+    its process, started when the status says, on this machine; one on another machine is taken to be),
+    and one on a Ray cluster is taken to be without asking the cluster."""
+    from cifar_core import runs
+    return status.get("backend") == "ray" or runs._alive(status)
 
 
 def cmd_train(args) -> int:

@@ -142,12 +142,14 @@ def enlarge(heat: np.ndarray, size: int) -> np.ndarray:
 
 def hottest_place(heat: np.ndarray) -> str | None:
     """Where a map is strongest, in words a screen reader can say ("the top left", "the middle", "the bottom"),
-    or None where it is blank: the ninth of the picture whose average is highest."""
+    or None where no part of it is stronger than another: the ninth of the picture whose average is highest."""
     heat = np.asarray(heat, np.float32)
     if not heat.size or heat.max() <= heat.min():
         return None
+    # A map under 3 x 3 leaves some ninths empty: those never count as strongest.
     thirds = [np.array_split(band, 3, axis=1) for band in np.array_split(heat, 3, axis=0)]
-    return PLACES[int(np.argmax([[part.mean() for part in band] for band in thirds]))]
+    means = [[part.mean() if part.size else -np.inf for part in band] for band in thirds]
+    return PLACES[int(np.argmax(means))]
 
 
 PLACES = ("the top left", "the top", "the top right", "the left", "the middle", "the right",

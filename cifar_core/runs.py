@@ -655,15 +655,14 @@ def reconcile(locked: bool = False) -> list[str]:
         if run.state == "running" and not _alive(run.status):
             rundir.update_status(run.path, state="failed", ended=_last_heard(run), error=_died(run.status))
             dead.append(run.id)
-        elif run.state == "running" and _stalled(run):
+        elif run.state == "running" and (hung := _stalled(run)):
             if run.status.get("backend") == "ray":
                 from cifar_core import ray_backend
                 ray_backend.end(run)
             elif _here(run.status):       # a pid on another machine is some other process here
                 _kill(run.status.get("pid"))
             rundir.update_status(run.path, state="failed", ended=_last_heard(run), error=(
-                f"The trainer made no progress for {settings.get().run_stall_s} seconds, so it was ended; "
-                f"the runs after it go on. {rundir.CHECKPOINT_KEPT}"))
+                f"{hung}, so it was ended; the runs after it go on. {rundir.CHECKPOINT_KEPT}"))
             dead.append(run.id)
     for gone in _heard.keys() - {run.id for run in everything if run.state == "running" and run.id not in dead}:
         del _heard[gone]
@@ -753,9 +752,9 @@ BUSY_SHARE = 0.02     # of one core: a silent trainer using more than this, over
 SILENT_WORK_MOST = 10     # stall times: silent work this long is a hang, however busy (a loop that spins)
 
 
-def _stalled(run: Run) -> bool:
-    """Whether a trainer (a process, a warm worker, or one on a cluster) has written nothing for CIFAR_RUN_STALL_S
-    seconds. A trainer appends a metrics line every second while it trains, so silence that long
+def _stalled(run: Run) -> str | None:
+    """Why a trainer (a process, a warm worker, or one on a cluster) is taken to hang, in a sentence's first
+    half; None while it is not: it has written nothing for CIFAR_RUN_STALL_S seconds. A trainer appends a metrics line every second while it trains, so silence that long
     means it hangs, and a hung worker would hold up everyone queued behind it.
 
     Some of a trainer's work writes nothing (an epoch's test pass, the checks on its saved model), and
@@ -767,21 +766,22 @@ def _stalled(run: Run) -> bool:
     the wall clock's distance from their times: a clock set forward, or a laptop waking from a lunch
     break's sleep (during which the trainer slept too), would otherwise end every training run at once."""
     if run.status.get("trainer") not in ("worker", "process") and run.status.get("backend") != "ray":
-        return False
+        return None
     written, now = _written(run), time.monotonic()
     cpu = _cpu_here(run.status)
     seen = _heard.get(run.id)
     if seen is None or seen[0] != written:
         _heard[run.id] = (written, now, cpu, now)
-        return False
+        return None
     _, heard, cpu_then, looked = seen
     stall = settings.get().run_stall_s
     if now - heard > SILENT_WORK_MOST * stall:
-        return True
+        return (f"The trainer wrote nothing for {round(now - heard)} seconds while it kept the CPU busy (a loop "
+                "that never ends)")
     if cpu is not None and (cpu_then is None or cpu - cpu_then > BUSY_SHARE * (now - looked)):
         _heard[run.id] = (written, heard, cpu, now)      # working (or its CPU first read): timed from here
-        return False
-    return now - looked > stall
+        return None
+    return f"The trainer made no progress for {stall} seconds" if now - looked > stall else None
 
 
 def _cpu_here(status: dict) -> float | None:

@@ -80,8 +80,14 @@ PROBLEMS_JS = r"""() => {
     return r.width > 0 && r.height > 0 && s.visibility !== 'hidden' && s.display !== 'none'
       && !(folded && folded.contains(el));
   };
-  const scrolled = el => {      // the page's own scrolling (stMain) does not count: a page scrolled sideways is cut
-    for (let a = el; a && a.getAttribute('data-testid') !== 'stMain'; a = a.parentElement) {
+  // On a phone (Streamlit's layout below 640 px), inside a box that scrolls sideways (a wide table, a row of
+  // tabs), text past its edge is scrolled to, not cut off; the page's own scrolling (stMain, the sidebar's)
+  // does not count: a page scrolled sideways is cut. At a laptop's or a projector's size all must fit.
+  const phone = window.innerWidth < 640;
+  const scrolled = el => {
+    if (!phone) return false;
+    for (let a = el; a && !['stMain', 'stSidebarContent'].includes(a.getAttribute('data-testid'));
+         a = a.parentElement) {
       const x = getComputedStyle(a).overflowX;
       if ((x === 'auto' || x === 'scroll') && a.scrollWidth > a.clientWidth + 1) return true;
     }
@@ -106,8 +112,7 @@ PROBLEMS_JS = r"""() => {
     const box = range.getBoundingClientRect();
     if (!box.width) continue;
     const quoted = `"${text.slice(0, 60)}"`;
-    // Inside a box that scrolls sideways (a wide table, a row of tabs on a phone), text past its edge is
-    // scrolled to, not cut off.
+    if (/(…|\.\.\.)$/.test(text) && el.closest(labelled)) problems.push(`shortened with an ellipsis: ${quoted}`);
     if (scrolled(el)) continue;
     if (box.right > window.innerWidth + 1) { problems.push(`cut off by the window: ${quoted}`); continue; }
     for (let a = el; a && a !== app; a = a.parentElement) {
@@ -120,14 +125,12 @@ PROBLEMS_JS = r"""() => {
         break;
       }
     }
-    if (/(…|\.\.\.)$/.test(text) && el.closest(labelled)) problems.push(`shortened with an ellipsis: ${quoted}`);
   }
 
   // A selectbox shows its value in a text box: a value wider than the box is cut off. A table draws its cells
-  // on a canvas: columns past its right edge are cut off. On a phone (Streamlit's layout below 640 px) both
-  // are as a phone shows them, a long value's start (each network's line says what it is for first) and a
-  // table scrolled sideways, its run names pinned.
-  const phone = window.innerWidth < 640;
+  // on a canvas: columns past its right edge are cut off. On a phone both are as a phone shows them, a long
+  // value's start (each network's line says what it is for first) and a table scrolled sideways, its run
+  // names pinned.
   for (const input of phone ? [] : app.querySelectorAll('input[type=text], input:not([type])'))
     if (shown(input) && input.value && input.scrollWidth > input.clientWidth + 1)
       problems.push(`cut off: the value "${input.value.slice(0, 60)}" (${input.scrollWidth} px in a ${input.clientWidth} px box)`);
@@ -316,6 +319,7 @@ DEFECTS = """<div data-testid="stApp" style="width:900px;font:16px sans-serif">
     <g class="role-axis-label"><text>automob…</text></g></svg></div>
   <img src="data:image/png;base64,broken" width="20" height="20" alt="a broken picture">
   <div data-testid="stMain" style="overflow:auto;width:1280px"><div style="width:1600px;text-align:right">Past the window's edge</div></div>
+  <div style="width:200px;overflow-x:auto"><div style="width:400px;text-align:right">A table's last column</div></div>
 </div>
 <script>{ const c = document.getElementById('grey').getContext('2d'); c.fillStyle = '#888'; c.fillRect(0, 0, 60, 1); }</script>"""
 CLEAN = """<div data-testid="stApp" style="width:900px;font:16px sans-serif">
@@ -328,11 +332,15 @@ CLEAN = """<div data-testid="stApp" style="width:900px;font:16px sans-serif">
   <div class="vega-embed"><svg width="100" height="50"><g class="mark-rect role-mark"><rect width="10" height="10"/></g>
     <g class="role-axis-label"><text>automobile</text></g></svg></div>
   <div style="width:1px;height:1px;overflow:hidden;position:absolute">Screen-reader text, hidden on purpose</div>
+</div>
+<script>{ const c = document.getElementById('blue').getContext('2d'); c.fillStyle = '#1f77b4'; c.fillRect(0, 0, 20, 20); }</script>"""
+
+
+PHONE_CLEAN = """<div data-testid="stApp" style="width:390px;font:16px sans-serif">
   <div style="width:200px;overflow-x:auto"><div style="width:1600px;text-align:right">A wide table's last column, scrolled to</div></div>
   <section data-testid="stSidebar" data-collapsed="true" style="position:absolute;left:-300px;width:300px">
     <div style="width:40px;overflow:hidden;white-space:nowrap">A folded sidebar's line</div></section>
-</div>
-<script>{ const c = document.getElementById('blue').getContext('2d'); c.fillStyle = '#1f77b4'; c.fillRect(0, 0, 20, 20); }</script>"""
+</div>"""
 
 
 def test_the_checks_find_each_defect_and_nothing_on_a_clean_page(visitor):
@@ -344,7 +352,12 @@ def test_the_checks_find_each_defect_and_nothing_on_a_clean_page(visitor):
                      "shortened with an ellipsis: \"Continue…\"", "table cut off: 400 px",
                      "chart 1 (svg, 900 px wide) draws nothing", "chart 2 (canvas, 900 px wide) draws nothing",
                      "axis label shortened: \"automob…\"", "broken picture: a broken picture",
-                     "cut off by the window: \"Past the window's edge\""):
+                     "cut off by the window: \"Past the window's edge\"",
+                     "cut off: \"A table's last column\""):
         assert expected in found, f"{expected!r} not found in:\n{found}"
     page.set_content(CLEAN)
+    assert page.evaluate(PROBLEMS_JS) == []
+    # On a phone, text in a box that scrolls sideways is scrolled to; a folded sidebar is not seen at all.
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.set_content(PHONE_CLEAN)
     assert page.evaluate(PROBLEMS_JS) == []

@@ -195,3 +195,4 @@ def test_where_a_map_counts_most_is_said_in_words():
     heat[6, 3] = 2
     assert explain.hottest_place(heat) == "the bottom"
     assert explain.hottest_place(np.zeros((32, 32))) is None        # a blank map has no such place
+    assert explain.hottest_place(np.array([[3.0, 1.0], [0.0, 0.0]])) == "the top left"   # ninths left empty

@@ -104,6 +104,7 @@ def test_a_silent_trainer_spinning_for_ever_is_ended_all_the_same(tiny_env, monk
             runs.reconcile()
             time.sleep(0.5)
         assert runs.get(run.id).state == "failed" and 3 <= time.monotonic() - started < 6
+        assert "while it kept the CPU busy (a loop that never ends), so it was ended" in runs.get(run.id).status["error"]
     finally:
         spinning.kill()
         spinning.wait()
