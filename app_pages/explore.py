@@ -57,7 +57,8 @@ def _placed(model, pictures: np.ndarray) -> np.ndarray:
         return embedding.pca_2d(embedding.features(model, pictures))
 
 
-@st.cache_resource(show_spinner="Placing 1,000 pictures on the map (one map at a time on this server)…", max_entries=64)
+@st.cache_resource(show_spinner="Placing 1,000 pictures on the map (one map at a time on this server)…",
+                   max_entries=64)
 def map_points(model_id: tuple[str, float], origin: str, split: str, _model, _x: np.ndarray,
                _y: np.ndarray) -> np.ndarray:
     """Where `_model`'s features place the map's pictures, 16 KB: kept for as many models as a class uses

@@ -297,11 +297,14 @@ def _stat(pid: int | str | None) -> list[str] | None:
     return stat[stat.rindex(")") + 2:].split()
 
 
-def process_cpu_s(pid: int | str | None) -> float | None:
+def process_cpu_s(pid: int | str | None, started: int | None = None) -> float | None:
     """CPU seconds process `pid` ("self": this one) has used so far, all its threads (Linux: its user and
-    system time, fields 14 and 15), or None where that cannot be read."""
+    system time, fields 14 and 15), or None where that cannot be read, or where the process is not the
+    one that `started` then (`process_start`: a pid reused by another), read from the one file."""
     fields = _stat(pid)
-    return None if fields is None else (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    if fields is None or (started is not None and int(fields[19]) != started):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def process_start(pid: int | None) -> int | None:

@@ -754,8 +754,9 @@ SILENT_WORK_MOST = 10     # stall times: silent work this long is a hang, howeve
 
 def _stalled(run: Run) -> str | None:
     """Why a trainer (a process, a warm worker, or one on a cluster) is taken to hang, in a sentence's first
-    half; None while it is not: it has written nothing for CIFAR_RUN_STALL_S seconds. A trainer appends a metrics line every second while it trains, so silence that long
-    means it hangs, and a hung worker would hold up everyone queued behind it.
+    half; None while it is not. It hangs when it has written nothing for CIFAR_RUN_STALL_S seconds: a
+    trainer appends a metrics line every second while it trains, so silence that long means it hangs, and
+    a hung worker would hold up everyone queued behind it.
 
     Some of a trainer's work writes nothing (an epoch's test pass, the checks on its saved model), and
     kept behind a busy server (`cpu_priority`) it can take ten times as long: so a trainer on this machine
@@ -788,11 +789,7 @@ def _cpu_here(status: dict) -> float | None:
     """CPU seconds a local trainer has used, where its process is the one its status names; else None."""
     if status.get("backend") == "ray" or not _here(status):
         return None
-    pid = status.get("pid")
-    started = status.get("pid_started")
-    if started is not None and rundir.process_start(pid) != started:     # a pid reused by another process
-        return None
-    return rundir.process_cpu_s(pid)
+    return rundir.process_cpu_s(status.get("pid"), status.get("pid_started"))     # None for a pid reused
 
 
 def _kill(pid) -> None:

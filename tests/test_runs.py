@@ -282,3 +282,11 @@ def test_progress_and_summary_for_the_board(tiny_env):
     from cifar_core import report
     page = report.html(run)
     assert "<h1>board</h1>" in page and "Test accuracy per class" in page and "airbench_tiny" in page
+
+
+def test_a_processs_cpu_is_read_only_where_it_is_the_process_that_started_then():
+    """The stall check counts a trainer's CPU as work: a pid reused by another busy process must not keep a
+    dead run 'working'. One read of /proc/<pid>/stat gives both its CPU and its start."""
+    me, started = os.getpid(), rundir.process_start(os.getpid())
+    assert rundir.process_cpu_s(me) == pytest.approx(rundir.process_cpu_s(me, started), abs=0.1) > 0
+    assert rundir.process_cpu_s(me, started + 1) is None and rundir.process_cpu_s(None) is None
