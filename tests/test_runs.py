@@ -288,5 +288,6 @@ def test_a_processs_cpu_is_read_only_where_it_is_the_process_that_started_then()
     """The stall check counts a trainer's CPU as work: a pid reused by another busy process must not keep a
     dead run 'working'. One read of /proc/<pid>/stat gives both its CPU and its start."""
     me, started = os.getpid(), rundir.process_start(os.getpid())
-    assert rundir.process_cpu_s(me) == pytest.approx(rundir.process_cpu_s(me, started), abs=0.1) > 0
+    assert rundir.process_cpu_s(me, started) > 0
+    assert rundir.process_cpu_s(me) == pytest.approx(rundir.process_cpu_s(me, started), abs=0.1)
     assert rundir.process_cpu_s(me, started + 1) is None and rundir.process_cpu_s(None) is None
