@@ -23,8 +23,19 @@ from streamlit import dataframe_util
 from app_pages import chart_specs
 from cifar_core import charts
 
-# One made-up point, so that Altair sees the columns' kinds (text for names) as in a real run.
-_SAMPLE = [{"kind": "epoch", "epoch": 1, "elapsed_s": 0.0, "test_loss": 1.0, "test_accuracy": 0.5}]
+# Made-up points, so that Altair sees the columns' kinds (text for names) as in a real run, and the key
+# names the lines a run has: a running one, a test one, or both.
+_TRAINING = {"kind": "batch", "epoch": 1, "step": 1, "steps": 1, "elapsed_s": 0.0, "loss": 1.0, "accuracy": 0.5}
+_TEST = {"kind": "epoch", "epoch": 1, "elapsed_s": 0.0, "test_loss": 1.0, "test_accuracy": 0.5}
+
+
+def _lines(metrics: list[dict]) -> tuple[bool, bool]:
+    """Which lines `metrics` draw: the running training figures, the test's."""
+    return (any(m.get("kind") == "batch" for m in metrics), any(m.get("kind") == "epoch" for m in metrics))
+
+
+def _sample(lines: tuple[bool, bool]) -> list[dict]:
+    return [record for record, drawn in zip((_TRAINING, _TEST), lines) if drawn] or [_TRAINING, _TEST]
 
 
 def _without_points(panels: list) -> tuple[list[dict], str]:
@@ -36,9 +47,10 @@ def _without_points(panels: list) -> tuple[list[dict], str]:
 
 
 @functools.cache
-def _curves_template() -> tuple[list[dict], str]:
-    """The training curves' two panels without their points, and the name their data goes by."""
-    return _without_points(charts.curve_panels(charts.curve_frame(_SAMPLE)))
+def _curves_template(lines: tuple[bool, bool]) -> tuple[list[dict], str]:
+    """The training curves' two panels without their points, and the name their data goes by, for a run
+    with the `lines` (_lines) it has."""
+    return _without_points(charts.curve_panels(charts.curve_frame(_sample(lines))))
 
 
 def _halves(frame: pd.DataFrame) -> tuple[bytes, ...]:
@@ -63,7 +75,7 @@ def training_curves(run_id: str, stamp: tuple | None, name: str, metrics: list[d
         frame = charts.curve_frame(metrics, name)
         _side_by_side(*_without_points(charts.curve_panels(frame)), _halves(frame), alt)
         return
-    _side_by_side(*_curves_template(), _curves_points(run_id, stamp, name, metrics), alt)
+    _side_by_side(*_curves_template(_lines(metrics)), _curves_points(run_id, stamp, name, metrics), alt)
 
 
 def _side_by_side(panels: list[dict], data_name: str, points: tuple[bytes, ...], alt: str | None) -> None:
@@ -76,11 +88,11 @@ def _side_by_side(panels: list[dict], data_name: str, points: tuple[bytes, ...],
 
 
 @st.cache_resource(max_entries=32, show_spinner=False)
-def _compared_template(names: tuple[str, ...]) -> tuple[list[dict], str]:
+def _compared_template(names: tuple[str, ...], lines: tuple[bool, bool]) -> tuple[list[dict], str]:
     """The compared runs' curves without their points: the chart's shape depends on the runs' names (a
-    colour and a shape each, in order), never on their points."""
+    colour and a shape each, in order) and on which lines any of them has (_lines), never on their points."""
     return _without_points(charts.curve_panels(
-        pd.concat([charts.curve_frame(_SAMPLE, name) for name in names]), colour_by="run"))
+        pd.concat([charts.curve_frame(_sample(lines), name) for name in names]), colour_by="run"))
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -96,5 +108,6 @@ def compared_curves(key: tuple, named_metrics: list[tuple[str, list[dict], int]]
     session from one spec per set of names and points made once per change (`key`: the runs' ids, stamps
     and names): the chart built anew for each live board with runs selected, every refresh, was 0.19 s of
     CPU each (most of a core for a class), and a training run's points change every second."""
-    _side_by_side(*_compared_template(tuple(name for name, _, _ in named_metrics)),
+    lines = tuple(map(any, zip(*(_lines(metrics) for _, metrics, _ in named_metrics)))) or (True, True)
+    _side_by_side(*_compared_template(tuple(name for name, _, _ in named_metrics), lines),
                   _compared_points(key, named_metrics), alt)

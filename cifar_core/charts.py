@@ -318,7 +318,10 @@ def _panels(frame: pd.DataFrame, colour_by: str, width, keys: tuple[set, set] = 
         colour = alt.value(RUN_COLOURS[0])
         marker = {}
         lines["symbolStrokeColor"] = RUN_COLOURS[0]
-    dash_scale = alt.Scale(domain=[TRAINING, TEST], range=SERIES_DASHES)
+    # The dashes' key names only the lines drawn: before a run's first test, "test" in it pointed at nothing.
+    drawn = [(series, dashes) for series, dashes in zip((TRAINING, TEST), SERIES_DASHES)
+             if (frame["series"] == series).any()] or list(zip((TRAINING, TEST), SERIES_DASHES))
+    dash_scale = alt.Scale(domain=[series for series, _ in drawn], range=[dashes for _, dashes in drawn])
     charts = []
     # Each axis ends at a round figure past its highest point, so a test dot above the whole training curve
     # sits inside the chart: Vega's own rounding for the loss; for accuracy, whose rounding went on to 110%,

@@ -99,20 +99,27 @@ def test_the_live_curves_are_the_altair_chart_with_its_points_sent_apart():
     import pyarrow as pa
 
     from app_pages import chart_cache, chart_specs
-    metrics = [{"kind": "batch", "epoch": e, "step": s, "elapsed_s": e * 10 + s, "loss": 2.0 / (e + s),
-                "accuracy": 0.1 * s} for e in (1, 2) for s in (1, 2, 3)]
-    metrics += [{"kind": "epoch", "epoch": e, "elapsed_s": e * 10.0, "test_loss": 1.5 / e, "test_accuracy": 0.3 * e}
-                for e in (1, 2)]
-    templates, name = chart_cache._curves_template()
-    points = chart_cache._curves_points("run-1", (1, 2), "my run", metrics)
-    panels = charts.curve_panels(charts.curve_frame(metrics, "my run"))
-    for template, part, panel, quantity in zip(templates, points, panels, charts.CURVE_QUANTITIES, strict=True):
-        drawn = pa.ipc.open_stream(io.BytesIO(part)).read_all().to_pylist()
-        altair_spec = chart_specs.vega_lite(panel)
-        (altair_name, altair_rows), = altair_spec.pop("datasets").items()
-        # Each panel is sent its own quantity's points, the only ones it draws: two send what one chart did.
-        assert drawn == [row for row in altair_rows if row["quantity"] == quantity] and len(drawn) == 6 + 2
-        assert json.dumps(template, sort_keys=True) == json.dumps(altair_spec, sort_keys=True).replace(altair_name, name)
+    training = [{"kind": "batch", "epoch": e, "step": s, "elapsed_s": e * 10 + s, "loss": 2.0 / (e + s),
+                 "accuracy": 0.1 * s} for e in (1, 2) for s in (1, 2, 3)]
+    tests = [{"kind": "epoch", "epoch": e, "elapsed_s": e * 10.0, "test_loss": 1.5 / e, "test_accuracy": 0.3 * e}
+             for e in (1, 2)]
+    # Before its first test a run has only its running line, and the key names only that: "test" in it
+    # pointed at nothing. The chart keeps its height, so that it does not jump when the first dot comes.
+    for metrics, key in ((training[:3], [charts.TRAINING]), (training + tests, [charts.TRAINING, charts.TEST])):
+        templates, name = chart_cache._curves_template(chart_cache._lines(metrics))
+        points = chart_cache._curves_points("run-1", (len(metrics),), "my run", metrics)
+        panels = charts.curve_panels(charts.curve_frame(metrics, "my run"))
+        for template, part, panel, quantity in zip(templates, points, panels, charts.CURVE_QUANTITIES, strict=True):
+            drawn = pa.ipc.open_stream(io.BytesIO(part)).read_all().to_pylist()
+            altair_spec = chart_specs.vega_lite(panel)
+            (altair_name, altair_rows), = altair_spec.pop("datasets").items()
+            # Each panel is sent its own quantity's points, the only ones it draws: two send what one chart did.
+            assert drawn == [row for row in altair_rows if row["quantity"] == quantity]
+            assert len(drawn) == len(metrics)     # a point per record
+            assert json.dumps(template, sort_keys=True) == json.dumps(altair_spec, sort_keys=True).replace(altair_name, name)
+            assert template["layer"][0]["encoding"]["strokeDash"]["scale"]["domain"] == key
+            assert template["height"] == charts.PANEL_HEIGHT + charts.PANEL_CHROME + charts.KEY_LINE * (
+                2 if quantity == "accuracy" else 0)
 
 
 def test_the_curves_panels_fit_their_columns_and_share_out_the_keys():
@@ -150,7 +157,7 @@ def test_compared_curves_are_the_chart_altair_makes_built_once_per_set_of_names(
     monkeypatch.setattr(charts, "curve_panels", lambda *a, **k: built.append(1) or real(*a, **k))
     parent, child = fake_metrics(3, 4), fake_metrics(2, 4)
     named = [("parent", parent, 0), ("child", child, 3)]
-    templates, name = chart_cache._compared_template(("parent", "child"))
+    templates, name = chart_cache._compared_template(("parent", "child"), (True, True))
     points = [chart_cache._compared_points(("p", stamp, "c", stamp), named) for stamp in (1, 2)]
     assert len(built) == 1 and points[0] == points[1]
     frame = pd.concat([charts.curve_frame(parent, "parent"), charts.curve_frame(child, "child", 3)])
@@ -178,9 +185,9 @@ def test_a_kept_spec_comes_out_of_a_drawing_as_it_went_in():
     import json
 
     from app_pages import chart_cache, chart_specs
-    (template, _), name = chart_cache._curves_template()
-    points, _ = chart_cache._curves_points("run-2", (3, 4), "my run", [
-        {"kind": "epoch", "epoch": 1, "elapsed_s": 5.0, "test_loss": 1.5, "test_accuracy": 0.3}])
+    records = [{"kind": "epoch", "epoch": 1, "elapsed_s": 5.0, "test_loss": 1.5, "test_accuracy": 0.3}]
+    (template, _), name = chart_cache._curves_template(chart_cache._lines(records))
+    points, _ = chart_cache._curves_points("run-2", (3, 4), "my run", records)
     kept = {**template, "datasets": {name: points}}
     before = json.dumps({**kept, "datasets": None}, sort_keys=True)
     for _ in range(2):
@@ -409,7 +416,7 @@ def test_the_accuracy_axis_never_goes_past_100_percent():
     made-up point and drawn with every run's own (app_pages/chart_cache.py)."""
     import vl_convert
     from app_pages import chart_cache
-    (_, template), name = chart_cache._curves_template()      # the accuracy panel
+    (_, template), name = chart_cache._curves_template((True, True))      # the accuracy panel
     for top in (0.97, 0.985, 0.99, 1.0):
         metrics = [{"kind": "batch", "epoch": e, "step": s, "steps": 10, "elapsed_s": 10 * e + s, "loss": 1 / (e + s),
                     "accuracy": min(1.0, 0.5 + (top - 0.5) * (10 * (e - 1) + s) / 40)} for e in (1, 2, 3, 4) for s in range(1, 11)]
