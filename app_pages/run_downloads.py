@@ -10,7 +10,9 @@ and nine cancelled downloads, and the server's memory grew by 86-137 MB meanwhil
 
 `RunDownloads`, ASGI middleware on the app's server (app.py), answers
 `GET <any path>/runs/<run id>/model.keras` with the file streamed from disk in
-64 KB pieces from the one handle it opened, and `.../runs/<run id>/report.html`
+64 KB pieces from the one handle it opened (or the one range of it a browser asks for
+to go on with a download cut short, while the file is the same), and
+`.../runs/<run id>/report.html`
 with the run's report (`report.html`, made on a worker thread), each named after
 the run. Reports are made one at a time, with at most MAX_REPORTS_WAITING asked
 for at once (past it, "try again" with a 503): each costs up to a second of a core
@@ -71,7 +73,9 @@ class RunDownloads:
             run = None
         if self.reports is None:
             self.reports = anyio.CapacityLimiter(1)
-        await (await _response(run, found["file"], self.reports, scope["method"] == "HEAD"))(scope, receive, send)
+        wanted = _range_asked(scope)
+        await (await _response(run, found["file"], self.reports, scope["method"] == "HEAD", wanted))(
+            scope, receive, send)
 
 
 MAX_REPORTS_WAITING = 8     # reports asked for and not yet made: past it, "try again" (a second of a core each)
@@ -89,10 +93,12 @@ def _opened(path) -> BinaryIO | None:
         return None
 
 
-async def _pieces(handle: BinaryIO):
-    """The file's bytes, a piece at a time from a worker thread, and the file closed however it ends."""
+async def _pieces(handle: BinaryIO, left: int):
+    """The file's next `left` bytes, a piece at a time from a worker thread, and the file closed however it
+    ends."""
     try:
-        while piece := await anyio.to_thread.run_sync(handle.read, PIECE_BYTES):
+        while left > 0 and (piece := await anyio.to_thread.run_sync(handle.read, min(PIECE_BYTES, left))):
+            left -= len(piece)
             yield piece
     finally:
         handle.close()
@@ -107,14 +113,62 @@ async def _text_pieces(text: str):
         yield text[start:start + PIECE_BYTES].encode("utf-8")
 
 
-def _streamed(handle: BinaryIO, media_type: str, headers: dict, head: bool) -> Response:
+# One range of bytes, as a browser asks to go on with a download cut short: "bytes=START-[END]" or the last
+# bytes, "bytes=-COUNT". Several ranges at once are answered with the whole file, as HTTP allows.
+ONE_RANGE = re.compile(r"bytes=(?:(?P<start>\d+)-(?P<end>\d*)|-(?P<last>\d+))")
+
+
+def _range_asked(scope) -> tuple[str, str | None] | None:
+    """The request's Range header and its If-Range, if it has a Range."""
+    headers = {name.lower(): value.decode("latin-1") for name, value in scope.get("headers", [])}
+    return (headers[b"range"], headers.get(b"if-range")) if b"range" in headers else None
+
+
+def _validator(handle: BinaryIO) -> str:
+    """A strong entity tag of the opened file: a checkpoint replaced between a download cut short and its
+    going on is a new file (another inode, time or size), and the browser is sent the new one whole."""
+    facts = os.fstat(handle.fileno())
+    return f'"{facts.st_ino:x}-{facts.st_mtime_ns:x}-{facts.st_size:x}"'
+
+
+def _span(wanted: tuple[str, str | None] | None, tag: str, size: int) -> tuple[int, int] | None | str:
+    """The bytes [start, end) to send of a file of `size` bytes: None for the whole file (no range asked, a
+    range of another version of the file, or several ranges), "unsatisfiable" for a range past its end."""
+    if wanted is None or (wanted[1] is not None and wanted[1] != tag):
+        return None
+    found = ONE_RANGE.fullmatch(wanted[0].strip())
+    if found is None:
+        return None
+    if found["last"] is not None:
+        count = int(found["last"])
+        return (max(0, size - count), size) if count > 0 and size > 0 else "unsatisfiable"
+    start = int(found["start"])
+    end = min(size, int(found["end"]) + 1) if found["end"] else size
+    return (start, end) if start < end else "unsatisfiable"
+
+
+def _streamed(handle: BinaryIO, media_type: str, headers: dict, head: bool,
+              wanted: tuple[str, str | None] | None = None) -> Response:
     """The opened file sent a piece at a time: a connection that reads nothing holds a piece or two of it,
-    not the whole file (a long run's report is 300 KB, and a script can open a thousand connections)."""
-    headers["content-length"] = str(os.fstat(handle.fileno()).st_size)
+    not the whole file (a long run's report is 300 KB, and a script can open a thousand connections). With
+    `wanted`, a Range asked for (a download going on after it was cut short), only its bytes."""
+    size = os.fstat(handle.fileno()).st_size
+    headers.update({"accept-ranges": "bytes", "etag": _validator(handle)})
+    span = _span(wanted, headers["etag"], size)
+    if span == "unsatisfiable":
+        handle.close()
+        return Response(b"", status_code=416, headers={**headers, "content-range": f"bytes */{size}"})
+    start, end = span or (0, size)
+    headers["content-length"] = str(end - start)
+    status = 200
+    if span is not None:
+        status, headers["content-range"] = 206, f"bytes {start}-{end - 1}/{size}"
     if head:
         handle.close()
-        return Response(b"", media_type=media_type, headers=headers)
-    return StreamingResponse(_pieces(handle), media_type=media_type, headers=headers)
+        return Response(b"", status_code=status, media_type=media_type, headers=headers)
+    handle.seek(start)
+    return StreamingResponse(_pieces(handle, end - start), status_code=status, media_type=media_type,
+                             headers=headers)
 
 
 def _opened_report(run: runs.Run) -> BinaryIO | None:
@@ -123,13 +177,14 @@ def _opened_report(run: runs.Run) -> BinaryIO | None:
     return _opened(kept) if kept is not None else None
 
 
-async def _response(run: runs.Run | None, file: str, reports: anyio.CapacityLimiter, head: bool = False) -> Response:
+async def _response(run: runs.Run | None, file: str, reports: anyio.CapacityLimiter, head: bool = False,
+                    wanted: tuple[str, str | None] | None = None) -> Response:
     headers = {"cache-control": "no-store"}      # a running run's model and report change
     if file == "model.keras" and run is not None and run.model_path is not None:
         model = _opened(run.model_path)
         if model is not None:
             headers["content-disposition"] = f'attachment; filename="{file_name(run)}.keras"'
-            return _streamed(model, "application/octet-stream", headers, head)
+            return _streamed(model, "application/octet-stream", headers, head, wanted)
     if file == "report.html" and run is not None:
         from cifar_core import report
         html = "text/html; charset=utf-8"
@@ -138,7 +193,7 @@ async def _response(run: runs.Run | None, file: str, reports: anyio.CapacityLimi
         # saved report held the line full, and every student's own report was told to try again.
         kept = await anyio.to_thread.run_sync(_opened_report, run)
         if kept is not None:
-            return _streamed(kept, html, headers, head)
+            return _streamed(kept, html, headers, head, wanted)
         if head:     # not made only to be looked at: a script's HEADs would each cost a second of a core
             return StreamingResponse(iter(()), media_type=html, headers=headers)
         body = await anyio.to_thread.run_sync(report.made, run)

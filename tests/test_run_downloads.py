@@ -10,7 +10,7 @@ from cifar_core import rundir, runs
 from cifar_core.config import TrainConfig
 
 
-def request(path, method="GET"):
+def request(path, method="GET", headers=None):
     """(status, headers, body, body messages) as the middleware answers; status None where it passed it on."""
     passed, sent = [], []
 
@@ -23,7 +23,8 @@ def request(path, method="GET"):
     async def send(message):
         sent.append(message)
 
-    scope = {"type": "http", "method": method, "path": path, "headers": [], "query_string": b""}
+    scope = {"type": "http", "method": method, "path": path, "query_string": b"",
+             "headers": [(name.encode(), value.encode()) for name, value in (headers or {}).items()]}
     asyncio.run(RunDownloads(app)(scope, receive, send))
     if passed:
         return None, {}, b"", 0
@@ -159,3 +160,32 @@ def test_a_report_is_sent_a_piece_at_a_time_and_a_look_at_its_headers_makes_none
     monkeypatch.setattr(report, "made", lambda run: "<!doctype html>" + "é" * 200_000)
     status, _, body, pieces = request("/" + address(trained.id, "report.html"))
     assert status == 200 and body.decode() == "<!doctype html>" + "é" * 200_000 and pieces >= 4
+
+
+def test_a_download_cut_short_goes_on_from_where_it_stopped_while_the_model_is_the_same(trained):
+    """A 20 MB model over a school's wireless network: a download cut short began again from its first
+    byte. A browser goes on with one where the server takes ranges and names the file's version."""
+    whole = (trained.path / rundir.MODEL).read_bytes()
+    path = "/" + address(trained.id, "model.keras")
+    status, headers, body, _ = request(path)
+    tag = headers[b"etag"].decode()
+    assert status == 200 and headers[b"accept-ranges"] == b"bytes" and body == whole
+    for asked, first, last in (("bytes=100000-", 100000, 255999), ("bytes=0-9", 0, 9), ("bytes=-5", 255995, 255999),
+                               ("bytes=255990-999999", 255990, 255999)):
+        status, headers, body, _ = request(path, headers={"range": asked, "if-range": tag})
+        assert status == 206 and body == whole[first:last + 1], asked
+        assert headers[b"content-range"] == f"bytes {first}-{last}/256000".encode()
+        assert headers[b"content-length"] == str(last + 1 - first).encode()
+    assert request(path, headers={"range": "bytes=0-9"})[0] == 206           # no If-Range: the file as it is now
+    status, headers, body, _ = request(path, headers={"range": "bytes=100000-"}, method="HEAD")
+    assert status == 206 and body == b"" and headers[b"content-length"] == b"156000"
+    # Past its end: nothing to send, and the size, so that the browser knows it has the whole file.
+    status, headers, body, _ = request(path, headers={"range": "bytes=256000-"})
+    assert status == 416 and headers[b"content-range"] == b"bytes */256000" and body == b""
+    # Several ranges, or one not understood: the whole file, as HTTP allows.
+    for asked in ("bytes=0-1,5-6", "lines=1-2", "bytes=x-"):
+        assert request(path, headers={"range": asked})[::2] == (200, whole)
+    # The next epoch's checkpoint is another file: a browser going on with the old one is sent the new whole.
+    rundir.atomic_write_bytes(trained.path / rundir.MODEL, b"the next epoch's checkpoint" * 10_000)
+    status, headers, body, _ = request(path, headers={"range": "bytes=100000-", "if-range": tag})
+    assert status == 200 and body == (trained.path / rundir.MODEL).read_bytes() and headers[b"etag"].decode() != tag
