@@ -152,6 +152,9 @@ def _live_waiting(run_id: str, owner: str) -> None:
     _live(run_id, owner)
 
 
+DRAWN_KEPT = 100     # watched runs whose state and epochs a tab remembers, to redraw when either changes
+
+
 def _live(run_id: str, owner: str) -> None:
     snapshot = runs_board.current()
     run = snapshot.get(run_id)
@@ -164,6 +167,8 @@ def _live(run_id: str, owner: str) -> None:
     # an epoch's end at most every WHOLE_PAGE_EVERY_S: a run of 4-second epochs redrew every watcher's whole
     # page that often (a quarter of a core for thirty watchers).
     drawn = st.session_state.setdefault("train_drawn", {})
+    if run.id not in drawn and len(drawn) >= DRAWN_KEPT:     # a projector's tab open for weeks of classes' runs
+        drawn.clear()
     was = drawn.setdefault(run.id, (run.state, epochs))
     if was[0] != run.state or (was[1] != epochs and time.monotonic() - st.session_state.get("train_whole_page", 0)
                                >= WHOLE_PAGE_EVERY_S):

@@ -146,11 +146,12 @@ class Server:
                 pass
 
 
-def serve(label: str, tree: Path, runs: Path, data: str) -> Server:
+def serve(label: str, tree: Path, runs: Path, data: str, settings: dict[str, str] | None = None) -> Server:
     port = free_port()
     env = {**os.environ, "CIFAR10_DATA": data, "CIFAR_RUNS_DIR": str(runs), "PYTHONPATH": str(tree),
            "CIFAR_MAX_QUEUED_RUNS": "100",      # every visitor's Start is queued: the burst measures the server
-           "MALLOC_ARENA_MAX": "2"}             # as the README's hosting guide runs a class's server
+           "MALLOC_ARENA_MAX": "2",             # as the README's hosting guide runs a class's server
+           **(settings or {})}
     process = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
                                 "--server.headless", "true", "--browser.gatherUsageStats", "false"],
                                cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -377,7 +377,7 @@ class _Agent:
 
     def _start(self) -> None:
         runs_dir = settings.get().runs_dir
-        log = open(runs_dir / ".ray-agent.log", "ab") if runs_dir.is_dir() else subprocess.DEVNULL
+        log = rundir.appended_log(runs_dir / ".ray-agent.log") if runs_dir.is_dir() else subprocess.DEVNULL
         try:
             self.process = subprocess.Popen(
                 [sys.executable, "-c", "from cifar_core import ray_backend; ray_backend.serve_agent()"],

@@ -119,6 +119,19 @@ def _sweep_saving(dest: Path) -> None:
             pass
 
 
+LOG_MOST_BYTES = 1 << 20      # a service log (the workers', the Ray agent's) past this starts again, once kept
+
+
+def appended_log(path: Path):
+    """`path` opened to append a service's output, for a process to write to. Past LOG_MOST_BYTES it is
+    moved to `<path>.1` first (an older one there let go): a server runs for months of classes, each run
+    a few lines, and a log nobody cut would fill its disk in the end."""
+    with contextlib.suppress(OSError):
+        if path.stat().st_size > LOG_MOST_BYTES:
+            os.replace(path, path.with_name(path.name + ".1"))
+    return open(path, "ab")
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     with whole_file(path) as file:
         file.write(data)

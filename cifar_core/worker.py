@@ -126,7 +126,7 @@ def _end(pid: int) -> None:
 
 
 def _spawn() -> dict:
-    log = open(directory(create=True) / LOG, "ab")
+    log = rundir.appended_log(directory(create=True) / LOG)
     process = subprocess.Popen([sys.executable, "-m", "cifar_core", "worker"], stdout=log, stderr=subprocess.STDOUT,
                                stdin=subprocess.DEVNULL, env=runs.trainer_environment(), cwd=runs.PACKAGE_ROOT,
                                start_new_session=True)   # its own session: a server restart does not kill it

@@ -150,3 +150,21 @@ def test_a_copy_of_a_source_long_gone_is_let_go(tiny_archive, tmp_path):
     decoded.read(source)                          # a copy made: the long-gone source's copy is swept
     assert not copy.exists() and kept.exists()
 
+
+
+def test_the_locks_of_copies_long_gone_are_swept_and_others_kept(tiny_archive, tmp_path):
+    """A lock file is never removed as it is let go, and each size and time a source is seen with has its
+    own: a data file copied in slowly left one a page view, for good."""
+    decoded.read(tiny_archive)
+    root = decoded.cache_root()
+    [copy] = _copies()
+    stale, fresh = root / ".gone-copy.lock", root / ".being-built.lock"
+    for lock in (stale, fresh):
+        lock.touch()
+    old = (time.time() - 2 * decoded.LEFT_BEHIND_S,) * 2
+    os.utime(stale, old)
+    os.utime(root / f".{copy.name}.lock", old)      # its copy is there: kept
+    source = tmp_path / "other.tar.gz"
+    shutil.copy(tiny_archive, source)
+    decoded.read(source)                           # a copy made: the copies' folder is swept
+    assert not stale.exists() and fresh.exists() and (root / f".{copy.name}.lock").exists()

@@ -294,3 +294,16 @@ def test_a_processs_cpu_is_read_only_where_it_is_the_process_that_started_then()
     assert rundir.process_cpu_s(me, started) > 0
     assert rundir.process_cpu_s(me) == pytest.approx(rundir.process_cpu_s(me, started), abs=0.1)
     assert rundir.process_cpu_s(me, started + 1) is None and rundir.process_cpu_s(None) is None
+def test_a_service_log_past_its_size_starts_again_with_the_last_one_kept(tmp_path, monkeypatch):
+    """The workers' and the Ray agent's logs were appended to for as long as the server ran: a few lines a
+    run, months of classes, and no end."""
+    monkeypatch.setattr(rundir, "LOG_MOST_BYTES", 100)
+    log = tmp_path / "log.txt"
+    for line in range(12):
+        with rundir.appended_log(log) as file:
+            file.write(f"line {line:02d} of a worker's output\n".encode())
+    kept = log.with_name("log.txt.1")
+    assert log.stat().st_size <= 100 + 30 and kept.stat().st_size <= 100 + 30     # a line past the size at most
+    assert log.read_text().endswith("line 11 of a worker's output\n")
+    assert kept.read_text().endswith(f"line {11 - len(log.read_text().splitlines()):02d} of a worker's output\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["log.txt", "log.txt.1"]
