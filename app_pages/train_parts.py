@@ -44,8 +44,11 @@ class ConfigFields:
         self.widgets, self.slots = {}, {}
 
         def add(column, field, widget, *args, **kwargs):
+            # The run's name is the person's, not the recipe's: typed before another recipe was picked, it
+            # was emptied with the recipe's numbers.
             with column:
-                self.widgets[field] = widget(*args, key=key + field, help=FIELD_HELP[field], **kwargs)
+                self.widgets[field] = widget(*args, key=("train_" if field == "name" else key) + field,
+                                             help=FIELD_HELP[field], **kwargs)
                 self.slots[field] = st.empty()
 
         # A row of its own: each network's description is a sentence, and a column would cut it off.

@@ -57,7 +57,18 @@ async def quiz_rounds(page, url: str, rounds: int = 2) -> None:
 
 
 async def student(page, url: str, picture: Path, name: str) -> None:
-    """What one student of a class does, in the order a lesson might."""
+    """What one student of a class does, in the order a lesson might; the page's screenshot kept where a step
+    never came to an end."""
+    try:
+        await lesson_steps(page, url, picture, name)
+    except Exception:
+        shot = Path(tempfile.gettempdir()) / f"classes-{name.replace(' ', '-')}.png"
+        await page.screenshot(path=str(shot), full_page=True)
+        print(f"{name}: a step did not end; the page is in {shot}", file=sys.stderr, flush=True)
+        raise
+
+
+async def lesson_steps(page, url: str, picture: Path, name: str) -> None:
     await open_page(page, url + "/predict")
     await upload(page, picture)
     await open_page(page, url + "/explore", GRID_READY)

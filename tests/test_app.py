@@ -430,7 +430,7 @@ def test_train_page_starts_a_run_and_shows_it_live_and_on_the_board(app):
     from cifar_core import runs
     visit(app, "app_pages/train.py")
     app.number_input(key="train_quick_batch_size").set_value(16)
-    app.text_input(key="train_quick_name").input("first try")
+    app.text_input(key="train_name").input("first try")
     app.button(key="FormSubmitter:new_run-Start training").click().run()
     assert not app.exception
     [run] = runs.list_runs()

@@ -441,6 +441,16 @@ def test_evaluate_pick_a_confusion_matrix_cell_and_see_its_pictures(page, server
     screenshot(page, "evaluate-confidence")
 
 
+def test_a_run_name_typed_is_kept_when_another_recipe_is_picked(page, server):
+    """The recipe's numbers are reset to the new recipe's; the name, the person's own, was emptied too."""
+    open_page(page, server, "train")
+    page.get_by_role("textbox", name="Run name").fill("Class 7B's first try")
+    page.locator("[data-testid=stButtonGroup]").first.get_by_role("radio", name="For a whole class").click()
+    settle(page)
+    assert page.get_by_role("spinbutton", name="Epochs").input_value() == "1"     # the recipe's own numbers
+    assert page.get_by_role("textbox", name="Run name").input_value() == "Class 7B's first try"
+
+
 def test_quiz_three_rounds(page, server):
     open_page(page, server, "quiz")
     for round_ in range(1, 4):
