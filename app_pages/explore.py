@@ -16,8 +16,9 @@ ALL = "All classes"
 # Each cached function is given the very pictures the page read (`_x`, `_y`) and is keyed by their data set's
 # `origin`: reading the data set again inside one could meet another (a download finished meanwhile, a file
 # replaced) and keep its means or map under this one's name for every visitor.
-# Two of each, as the data sets kept (common._dataset): a data file replaced left its means and map behind.
-@st.cache_resource(show_spinner=False, max_entries=2)
+# Both splits of two data sets, as many as are kept (common._dataset): a data file replaced left its means
+# and map behind for good.
+@st.cache_resource(show_spinner=False, max_entries=4)
 def class_means(origin: str, split: str, _x: np.ndarray, _y: np.ndarray) -> list[np.ndarray]:
     return [_x[_y == c].mean(axis=0).round().astype(np.uint8) for c in range(len(CLASS_NAMES))]
 
@@ -37,7 +38,7 @@ def _on_the_map(y: np.ndarray) -> np.ndarray:
     return np.concatenate([np.flatnonzero(y == c)[:100] for c in range(len(CLASS_NAMES))])
 
 
-@st.cache_resource(show_spinner=False, max_entries=2)
+@st.cache_resource(show_spinner=False, max_entries=4)
 def map_pictures(origin: str, split: str, _x: np.ndarray, _y: np.ndarray) -> tuple[np.ndarray, list[str]]:
     """The map's pictures, labels and thumbnails (2-4 MB of them), once per server: every model's map
     shows the same ones."""

@@ -73,7 +73,7 @@ class RunDownloads:
             run = None
         if self.reports is None:
             self.reports = anyio.CapacityLimiter(1)
-        wanted = _range_asked(scope)
+        wanted = _range_asked(scope) if scope["method"] == "GET" else None    # HTTP: a HEAD's Range is ignored
         await (await _response(run, found["file"], self.reports, scope["method"] == "HEAD", wanted))(
             scope, receive, send)
 
@@ -115,7 +115,8 @@ async def _text_pieces(text: str):
 
 # One range of bytes, as a browser asks to go on with a download cut short: "bytes=START-[END]" or the last
 # bytes, "bytes=-COUNT". Several ranges at once are answered with the whole file, as HTTP allows.
-ONE_RANGE = re.compile(r"bytes=(?:(?P<start>\d+)-(?P<end>\d*)|-(?P<last>\d+))")
+# Figures of at most 18 digits: Python refuses to read one of over 4,300 as a number (a server error).
+ONE_RANGE = re.compile(r"bytes=(?:(?P<start>\d{1,18})-(?P<end>\d{0,18})|-(?P<last>\d{1,18}))", re.IGNORECASE)
 
 
 def _range_asked(scope) -> tuple[str, str | None] | None:
@@ -133,15 +134,16 @@ def _validator(handle: BinaryIO) -> str:
 
 def _span(wanted: tuple[str, str | None] | None, tag: str, size: int) -> tuple[int, int] | None | str:
     """The bytes [start, end) to send of a file of `size` bytes: None for the whole file (no range asked, a
-    range of another version of the file, or several ranges), "unsatisfiable" for a range past its end."""
-    if wanted is None or (wanted[1] is not None and wanted[1] != tag):
+    range of another version of the file, several ranges, or an empty file), "unsatisfiable" for a range past
+    its end."""
+    if wanted is None or (wanted[1] is not None and wanted[1] != tag) or size == 0:
         return None
     found = ONE_RANGE.fullmatch(wanted[0].strip())
     if found is None:
         return None
     if found["last"] is not None:
         count = int(found["last"])
-        return (max(0, size - count), size) if count > 0 and size > 0 else "unsatisfiable"
+        return (max(0, size - count), size) if count > 0 else "unsatisfiable"
     start = int(found["start"])
     end = min(size, int(found["end"]) + 1) if found["end"] else size
     return (start, end) if start < end else "unsatisfiable"

@@ -104,12 +104,12 @@ def _forget_older_copies(identity: dict, keep: Path) -> None:
                     shutil.rmtree(other, ignore_errors=True)
             continue
         if other.name.startswith(".") and other.name.endswith(".lock"):
-            # A copy's lock (the lock files are never removed as they are let go): one for each size and time
-            # the source was seen with, so a data file copied in slowly left one a page view. Once its copy is
-            # gone and nobody has built one for an hour, nothing waits on it.
-            with contextlib.suppress(OSError):
-                if (other != keep.with_name(f".{keep.name}.lock") and not other.with_name(other.name[1:-5]).exists()
-                        and time.time() - other.stat().st_mtime > LEFT_BEHIND_S):
+            # A copy's lock (lock files are never removed as they are let go): one for each size and time the
+            # source was seen with, so a data file copied in slowly left one a page view. One whose copy is not
+            # there is removed while held here, never under a process building that copy (a process that
+            # took it as it went is told by filelock to take it again).
+            if not other.with_name(other.name[1:-5]).exists():
+                with contextlib.suppress(OSError, Timeout), FileLock(other, timeout=0):
                     other.unlink()
             continue
         if other == keep or other.name.startswith("."):

@@ -123,9 +123,10 @@ LOG_MOST_BYTES = 1 << 20      # a service log (the workers', the Ray agent's) pa
 
 
 def appended_log(path: Path):
-    """`path` opened to append a service's output, for a process to write to. Past LOG_MOST_BYTES it is
-    moved to `<path>.1` first (an older one there let go): a server runs for months of classes, each run
-    a few lines, and a log nobody cut would fill its disk in the end."""
+    """`path` opened to append the output of a process about to start. Past LOG_MOST_BYTES it is moved to
+    `<path>.1` first (an older one there let go; a process still writing to that one writes to nothing
+    kept): a server runs for months of classes, each run a few lines, and a log nobody cut would fill its
+    disk in the end. It is cut only as a process starts: one long-lived writes on past the size."""
     with contextlib.suppress(OSError):
         if path.stat().st_size > LOG_MOST_BYTES:
             os.replace(path, path.with_name(path.name + ".1"))

@@ -151,20 +151,19 @@ def test_a_copy_of_a_source_long_gone_is_let_go(tiny_archive, tmp_path):
     assert not copy.exists() and kept.exists()
 
 
-
-def test_the_locks_of_copies_long_gone_are_swept_and_others_kept(tiny_archive, tmp_path):
+def test_the_locks_of_copies_gone_are_swept_but_never_one_held(tiny_archive, tmp_path):
     """A lock file is never removed as it is let go, and each size and time a source is seen with has its
-    own: a data file copied in slowly left one a page view, for good."""
+    own: a data file copied in slowly left one a page view, for good. One a process holds, building its
+    copy, stays: removed, a third process would take a new lock and build the same copy beside it."""
+    from filelock import FileLock
     decoded.read(tiny_archive)
     root = decoded.cache_root()
     [copy] = _copies()
-    stale, fresh = root / ".gone-copy.lock", root / ".being-built.lock"
-    for lock in (stale, fresh):
-        lock.touch()
-    old = (time.time() - 2 * decoded.LEFT_BEHIND_S,) * 2
-    os.utime(stale, old)
-    os.utime(root / f".{copy.name}.lock", old)      # its copy is there: kept
+    stale, held = root / ".gone-copy.lock", root / ".being-built.lock"
+    stale.touch()
     source = tmp_path / "other.tar.gz"
     shutil.copy(tiny_archive, source)
-    decoded.read(source)                           # a copy made: the copies' folder is swept
-    assert not stale.exists() and fresh.exists() and (root / f".{copy.name}.lock").exists()
+    with FileLock(held):
+        decoded.read(source)                       # a copy made: the copies' folder is swept
+        assert held.exists()
+    assert not stale.exists() and (root / f".{copy.name}.lock").exists()      # its copy is there: kept

@@ -177,15 +177,20 @@ def test_a_download_cut_short_goes_on_from_where_it_stopped_while_the_model_is_t
         assert headers[b"content-range"] == f"bytes {first}-{last}/256000".encode()
         assert headers[b"content-length"] == str(last + 1 - first).encode()
     assert request(path, headers={"range": "bytes=0-9"})[0] == 206           # no If-Range: the file as it is now
+    # HTTP: a HEAD's Range is ignored; a range in capitals is one all the same.
     status, headers, body, _ = request(path, headers={"range": "bytes=100000-"}, method="HEAD")
-    assert status == 206 and body == b"" and headers[b"content-length"] == b"156000"
+    assert status == 200 and body == b"" and headers[b"content-length"] == b"256000"
+    assert request(path, headers={"range": "Bytes=0-9"})[::2] == (206, whole[:10])
     # Past its end: nothing to send, and the size, so that the browser knows it has the whole file.
     status, headers, body, _ = request(path, headers={"range": "bytes=256000-"})
     assert status == 416 and headers[b"content-range"] == b"bytes */256000" and body == b""
     # Several ranges, or one not understood: the whole file, as HTTP allows.
-    for asked in ("bytes=0-1,5-6", "lines=1-2", "bytes=x-"):
+    for asked in ("bytes=0-1,5-6", "lines=1-2", "bytes=x-", "bytes=" + "9" * 5000 + "-"):   # a figure too long to read
         assert request(path, headers={"range": asked})[::2] == (200, whole)
     # The next epoch's checkpoint is another file: a browser going on with the old one is sent the new whole.
     rundir.atomic_write_bytes(trained.path / rundir.MODEL, b"the next epoch's checkpoint" * 10_000)
     status, headers, body, _ = request(path, headers={"range": "bytes=100000-", "if-range": tag})
     assert status == 200 and body == (trained.path / rundir.MODEL).read_bytes() and headers[b"etag"].decode() != tag
+    # An empty file: its Range ignored, as a suffix of it is all of it.
+    rundir.atomic_write_bytes(trained.path / rundir.MODEL, b"")
+    assert request(path, headers={"range": "bytes=-5"})[::2] == (200, b"")

@@ -294,6 +294,8 @@ def test_a_processs_cpu_is_read_only_where_it_is_the_process_that_started_then()
     assert rundir.process_cpu_s(me, started) > 0
     assert rundir.process_cpu_s(me) == pytest.approx(rundir.process_cpu_s(me, started), abs=0.1)
     assert rundir.process_cpu_s(me, started + 1) is None and rundir.process_cpu_s(None) is None
+
+
 def test_a_service_log_past_its_size_starts_again_with_the_last_one_kept(tmp_path, monkeypatch):
     """The workers' and the Ray agent's logs were appended to for as long as the server ran: a few lines a
     run, months of classes, and no end."""
