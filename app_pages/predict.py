@@ -34,8 +34,11 @@ if source == "Upload":
     limits = settings.get()    # kept by the server's UploadBudget (app_pages/upload_budget.py)
     budget, most = limits.upload_session_mb, limits.upload_session_files
     files = predict_parts.each_once(files, most)     # as a browser sends them, not as a script may
-    st.caption(f"Pictures of up to {predict_parts.UPLOAD_LIMIT_MB} MB each, {most} pictures and {budget} MB in all "
-               f"at once. A file over {st.get_option('server.maxUploadSize')} MB, or one past {most} pictures or "
+    # The box's own line says Streamlit's limit, which is a little over the app's: both said, and why.
+    taken = st.get_option('server.maxUploadSize')
+    st.caption(f"Pictures of up to {predict_parts.UPLOAD_LIMIT_MB} MB each are answered, {most} pictures and "
+               f"{budget} MB in all at once. The box takes files of up to {taken} MB, so that one a little too "
+               f"large is told so in a sentence. A file over {taken} MB, or one past {most} pictures or "
                f"{budget} MB in all, is stopped before it is sent: it gets a red mark in the list and no answer. "
                "Save it smaller, or remove other pictures (their ×), and upload it again.")
     if len(files) > 1:
