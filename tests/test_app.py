@@ -438,6 +438,9 @@ def test_train_page_starts_a_run_and_shows_it_live_and_on_the_board(app):
     assert run.status["owner"]                      # the browser that started it owns it
     assert any(h.value == "first try" for h in app.header)
     assert len(app.dataframe) == 1
+    # Said where it is seen: at 720 pixels the run's progress is below the form.
+    [said] = [t.value for t in app.toast]
+    assert said.startswith("Started first try: it ") and said.endswith("Its progress and Stop button are below the form.")
     # A double click: the second press, with the same settings a moment later, is not a second run (it
     # took both of a student's places and queued a duplicate for the class).
     app.button(key="FormSubmitter:new_run-Start training").click().run()
