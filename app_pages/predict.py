@@ -57,7 +57,7 @@ elif source == "Camera":
     if shot and (refusal := predict_parts.too_big(shot)):   # a script can send any file as a camera shot
         st.error(f"The photo: {refusal}")
     elif shot:
-        picture, name = predict_parts.upload(shot, "The photo"), "camera"
+        picture, name = predict_parts.upload(shot, "The photo"), "Your photo"
 
 elif source == "Draw":
     # The tools sit beside the canvas, not above it: the canvas's own toolbar (undo, redo, reset) slides
@@ -87,7 +87,7 @@ elif source == "Draw":
     if not predict_parts.drawn_by_a_person(drawing):     # a script's: a fresh canvas, and Streamlit lets it go
         st.session_state["predict_canvas_round"] = st.session_state.get("predict_canvas_round", 0) + 1
         st.rerun()
-    picture, name = predict_parts.drawn(drawing, background), "drawing"
+    picture, name = predict_parts.drawn(drawing, background), "Your drawing"
     if picture is None:
         st.caption("Draw something (a cat? a ship?) and the model will guess.")
 
@@ -100,8 +100,8 @@ else:
         st.session_state["predict_test_index"] = int(np.random.default_rng().integers(len(test.y_test)))
     index = st.session_state["predict_test_index"]
     number = test.test_number(index)     # as CIFAR-10 numbers it: the sample's #900 is the download's too
-    picture, name = predict_parts.Picture(test.x_test[index], None), f"test picture #{number}"
-    st.caption(f"Test picture #{number}; the right answer is **{CLASS_NAMES[test.y_test[index]]}**.")
+    picture, name = predict_parts.Picture(test.x_test[index], None), f"Test picture #{number}"
+    st.caption(f"One of CIFAR-10's test pictures; the right answer is **{CLASS_NAMES[test.y_test[index]]}**.")
 
 if picture is not None:
     st.header(name)

@@ -142,7 +142,7 @@ def airbench_tiny(num_classes: int = 10, for_training: bool = False, whitening_l
 # reaches 60% on 20,000 pictures; 56/112, ~1,400-1,500/s, 70% on all of them. A second block 128 wide
 # trained 1.35x slower than 112 wide (48/128 against 48/112, alternating runs), far more than its 11%
 # more sums, for 0.4 points.
-@register("airbench16", "A good model in half a minute (airbench on 2x2 patches, 56/112).")
+@register("airbench16", "A good model in about a minute (airbench on 2x2 patches, 56/112).")
 def airbench16(num_classes: int = 10, for_training: bool = False, whitening_learns: bool = False):
     return _airbench(num_classes, (56, 112), "airbench16", for_training, stem_stride=2, activation="relu",
                      whitening_learns=whitening_learns)
