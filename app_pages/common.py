@@ -314,8 +314,9 @@ def header(page: str) -> None:
 
 
 # A chart of fixed size wider than its column (the picture grid, the confusion matrix on a phone) scrolls
-# within itself: the whole page scrolled sideways with it, every other part of it cut at the left.
-CONTAINED_CHARTS = "<style>[data-testid=stVegaLiteChart] { overflow-x: auto; }</style>"
+# within itself: the whole page scrolled sideways with it, every other part of it cut at the left. Held to
+# its column's width, or it is as wide as the chart and the page scrolls instead (a tap on the grid did).
+CONTAINED_CHARTS = "<style>[data-testid=stVegaLiteChart] { overflow-x: auto; max-width: 100%; }</style>"
 
 
 def _download_button() -> None:

@@ -98,6 +98,12 @@ PROBLEMS_JS = r"""() => {
   for (const el of document.querySelectorAll('[data-testid=stException], [data-testid=stAlertContentError]'))
     problems.push(`error box: "${words(el)}"`);
 
+  // A page wider than the window scrolls sideways as a whole, and a tap that scrolls it cuts every part of
+  // it at the left (a chart wider than its column, not held to it, did on a phone).
+  const main = document.querySelector('[data-testid=stMain]');
+  if (main && main.scrollWidth > main.clientWidth + 1)
+    problems.push(`the page scrolls sideways: ${main.scrollWidth} px of it in a ${main.clientWidth} px window`);
+
   // Cut-off text: a text's own box reaching past an ancestor that clips it, or past the window.
   const app = document.querySelector('[data-testid=stApp]');
   const walker = document.createTreeWalker(app, NodeFilter.SHOW_TEXT);
@@ -308,6 +314,7 @@ def test_a_remembered_model_that_is_gone_falls_back_to_the_bundled_one(server, v
 # A page with one of each defect, built from the elements Streamlit draws: the checks must find each one,
 # and nothing on the clean twin of each.
 DEFECTS = """<div data-testid="stApp" style="width:900px;font:16px sans-serif">
+  <section data-testid="stMain" style="width:300px;overflow-x:auto"><div style="width:700px;height:2px"></div></section>
   <div data-testid="stAlertContentError">That is not a picture.</div>
   <label data-testid="stWidgetLabel"><div style="width:80px;overflow:hidden;white-space:nowrap">A label far too long to fit</div></label>
   <input type="text" style="width:90px" value="Run Class 7B's first try (81.2%)">
@@ -353,7 +360,8 @@ def test_the_checks_find_each_defect_and_nothing_on_a_clean_page(visitor):
                      "chart 1 (svg, 900 px wide) draws nothing", "chart 2 (canvas, 900 px wide) draws nothing",
                      "axis label shortened: \"automob…\"", "broken picture: a broken picture",
                      "cut off by the window: \"Past the window's edge\"",
-                     "cut off: \"A table's last column\""):
+                     "cut off: \"A table's last column\"",
+                     "the page scrolls sideways: 700 px of it in a 300 px window"):
         assert expected in found, f"{expected!r} not found in:\n{found}"
     page.set_content(CLEAN)
     assert page.evaluate(PROBLEMS_JS) == []
