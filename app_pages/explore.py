@@ -161,11 +161,11 @@ if view == "Pictures":
             chart_specs.probability_bars(probabilities, top=3)
             if split == "Training":
                 # A trained model has learnt this very picture: its answer here flatters it.
-                st.caption("A training picture: the model may have learnt from this very picture (the bundled "
-                           "model trained on nearly all of them; a run on as many as its recipe or its settings "
-                           "took: two in five for the recipe for a whole class), so it is likely surer and more "
-                           "often right here than on a picture it has never seen. Test pictures show how it really "
-                           "does.")
+                st.caption("A training picture: the model may have learnt from this very picture, so it is "
+                           "likely surer and more often right here than on a picture it has never seen. Test "
+                           "pictures show how it really does. (The bundled model learnt from nearly all the "
+                           "training pictures; a run trained here, from as many as its settings say: two in five "
+                           "for the recipe for a whole class.)")
             inside_parts.link(x[index], "explore_inside")
 
 elif view == "Statistics":
