@@ -108,11 +108,15 @@ def filter_sheet(filters: np.ndarray, cell: int = 32, columns: int = 8, gap: int
     return sheet
 
 
-def _panel(snapshot: snapshots.Snapshot, pictures: np.ndarray | None, columns: int) -> None:
+PANEL_ITEM_PX = 96     # a picture and its answer under it: four to a row beside the filters, three on a phone
+
+
+def _panel(snapshot: snapshots.Snapshot, pictures: np.ndarray | None) -> None:
     guesses = snapshot.probabilities.argmax(axis=1)
-    rows = [st.columns(columns) for _ in range(-(-len(guesses) // columns))]
+    # A row that wraps, not columns: a phone stacks columns, one picture a line (a Train page 5,300 px long).
+    row = st.container(horizontal=True, wrap=True, gap="small")
     for i, (guess, truth) in enumerate(zip(guesses, snapshot.labels)):
-        with rows[i // columns][i % columns]:
+        with row.container(width=PANEL_ITEM_PX):
             if pictures is not None:
                 st.image(_picture(pictures[i], 3), output_format="PNG", alt=f"a test picture of {with_article(CLASS_NAMES[truth])}")
             sure = snapshot.probabilities[i, guess]
@@ -146,7 +150,7 @@ def snapshot_panel(run: runs.Run, epoch: int | None = None, *, compact: bool = F
         return
     if compact:
         _filters(history, snapshot.epoch)
-        _panel(snapshot, history.pictures(), columns=4)
+        _panel(snapshot, history.pictures())
         return
     heading, note = epoch_words(run, [s.epoch for s in history.readable()], snapshot.epoch)
     st.markdown(heading)
@@ -154,7 +158,7 @@ def snapshot_panel(run: runs.Run, epoch: int | None = None, *, compact: bool = F
         st.caption(note)
     left, right = st.columns([3, 2], gap="large")
     with left:
-        _panel(snapshot, history.pictures(), columns=4)
+        _panel(snapshot, history.pictures())
         st.caption(PANEL_CAPTION)
     with right:
         _filters(history, snapshot.epoch)

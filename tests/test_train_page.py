@@ -144,7 +144,7 @@ def test_every_field_explains_raising_and_lowering_it(page):
     at = page()
     for field in ("arch", "optimizer", "epochs", "learning_rate", "batch_size", "train_subset", "augment", "name"):
         widget = next(w for kind in ("selectbox", "number_input", "toggle", "text_input") for w in at.get(kind)
-                      if w.key == f"train_quick_{field}")
+                      if w.key == ("train_name" if field == "name" else f"train_quick_{field}"))
         assert widget.help == FIELD_HELP[field], field
 
 
