@@ -117,8 +117,10 @@ if view == "Pictures":
     n_pages = max(1, -(-len(order) // PER_PAGE))
     page = controls[1].number_input("Page", 1, n_pages, 1, key="explore_page")
     shown = order[(page - 1) * PER_PAGE: page * PER_PAGE]
+    # A phone shows about half of each row of ten, and its scroll bar only once the grid is touched.
     controls[3].caption(f"{len(order):,} pictures, page {page} of {n_pages:,}. Click a picture, or choose it in "
-                        "the box, to look closer.")
+                        "the box, to look closer. On a narrow screen, slide the grid sideways for the rest of "
+                        "each row.")
 
     # The click is read before the grid is drawn, so that the frame is around the picture just clicked,
     # not the one before. The pick remembers its split: picture #5866 of the training set is not #5866

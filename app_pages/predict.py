@@ -12,7 +12,7 @@ FORMATS = ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"]
 common.header("predict")
 source = st.segmented_control("Picture from", ["Upload", "Camera", "Draw", "Test picture"], default="Upload",
                               key="predict_source") or "Upload"
-picture, name = None, ""   # picture: a predict_parts.Picture
+picture, name, note = None, "", ""   # picture: a predict_parts.Picture; note: said under its heading
 
 # A full server lets go of the oldest pictures of browsers holding more than an even share of its room, for
 # another visitor's (upload_budget.py): said here until this visitor changes their pictures.
@@ -36,8 +36,8 @@ if source == "Upload":
     files = predict_parts.each_once(files, most)     # as a browser sends them, not as a script may
     # The box's own line says Streamlit's limit, which is a little over the app's: both said, and why.
     taken = st.get_option('server.maxUploadSize')
-    st.caption(f"Pictures of up to {predict_parts.UPLOAD_LIMIT_MB} MB each are answered, {most} pictures and "
-               f"{budget} MB in all at once. The box takes files of up to {taken} MB, so that one a little too "
+    st.caption(f"Pictures of up to {predict_parts.UPLOAD_LIMIT_MB} MB each are answered, up to {most} pictures "
+               f"and {budget} MB in all at once. The box takes files of up to {taken} MB, so that one a little too "
                f"large is told so in a sentence. A file over {taken} MB, or one past {most} pictures or "
                f"{budget} MB in all, is stopped before it is sent: it gets a red mark in the list and no answer. "
                "Save it smaller, or remove other pictures (their ×), and upload it again.")
@@ -101,10 +101,12 @@ else:
     index = st.session_state["predict_test_index"]
     number = test.test_number(index)     # as CIFAR-10 numbers it: the sample's #900 is the download's too
     picture, name = predict_parts.Picture(test.x_test[index], None), f"Test picture #{number}"
-    st.caption(f"One of CIFAR-10's test pictures; the right answer is **{CLASS_NAMES[test.y_test[index]]}**.")
+    note = f"One of CIFAR-10's test pictures: the right answer is **{CLASS_NAMES[test.y_test[index]]}**."
 
 if picture is not None:
     st.header(name)
+    if note:
+        st.caption(note)
     # One reading of the model for the answer and the changed picture's: a choice changed in another tab, or
     # a run deleted meanwhile, must not answer the changed copy with another model under this one's answer.
     model = common.active_model_and_id()

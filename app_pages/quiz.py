@@ -86,7 +86,8 @@ score_model.metric("The model", f"{quiz.model} / {quiz.rounds}", width="content"
                         + (" In hard mode every picture is one it gets wrong." if hard else ""))
 # A line beside the scores, not a score of its own: as a third big figure it read as a third player, and on
 # a phone it pushed the picture a screen down.
-score_people.caption(f"For comparison, one careful person: about {HUMAN_ACCURACY:.0%} right",
+score_people.caption(f"For comparison, one careful person: about {HUMAN_ACCURACY:.0%} right"
+                     + (" on pictures of every kind, not only these" if hard else ""), width="content",
                      help="Andrej Karpathy sorted about 400 CIFAR-10 test pictures himself in 2011 and got about 94% "
                           "of them right: one careful person, not people in general, on pictures of every kind."
                           + (" Hard mode's pictures are the model's mistakes, often hard for people too." if hard else ""))

@@ -39,9 +39,12 @@ if started:
             st.session_state["train_last_start"] = (pressed, time.monotonic())
             # Said where it is seen: at a projector's 720 pixels the run's progress and its Stop button are
             # below the form, and the screen looked the same for the whole run (pressed again, a second run).
-            st.toast(f"Started {run.name}: " + ("it waits its turn in the queue" if run.state == "queued" else
-                                                "it is training") + ". Its progress and Stop button are below the form.",
-                     icon=":material/play_circle:", duration="long")
+            # Short, what matters first: a toast shows three lines of about 30 letters before "view more".
+            # A run that failed at once says so below, where it would be watched.
+            if run.state in ("queued", "running"):
+                st.toast(("Started" if run.state == "running" else "Waiting its turn")
+                         + ": its progress and Stop button are below the form.",
+                         icon=":material/play_circle:", duration="long")
     except (ConfigError, runs.RunError) as e:
         fields.show_error(e)        # under the setting to blame, where one is
 

@@ -440,7 +440,8 @@ def test_train_page_starts_a_run_and_shows_it_live_and_on_the_board(app):
     assert len(app.dataframe) == 1
     # Said where it is seen: at 720 pixels the run's progress is below the form.
     [said] = [t.value for t in app.toast]
-    assert said.startswith("Started first try: it ") and said.endswith("Its progress and Stop button are below the form.")
+    assert said in ("Started: its progress and Stop button are below the form.",
+                    "Waiting its turn: its progress and Stop button are below the form.")
     # A double click: the second press, with the same settings a moment later, is not a second run (it
     # took both of a student's places and queued a duplicate for the class).
     app.button(key="FormSubmitter:new_run-Start training").click().run()
@@ -795,6 +796,9 @@ def test_quiz_three_rounds_keep_both_scores(app):
     large, real_size = alts(app)
     assert "which of the ten classes" in large and not any(name in large for name in CLASS_NAMES)
     assert real_size == ""
+    # Two scores; a person's figure is a line beside them, not a third player's score.
+    assert [m.label for m in app.metric] == ["You", "The model"]
+    assert any(c.value == "For comparison, one careful person: about 94% right" for c in app.caption)
     for round_ in range(1, 4):
         quiz = app.session_state["quiz"]
         quiz_answer(app, "cat").click().run()
@@ -881,6 +885,7 @@ def test_quiz_hard_mode_is_a_game_of_its_own_on_the_models_mistakes(app):
     # no score mixing rounds of every kind with rounds the model loses by construction.
     assert app.metric[0].value == "0 / 0" and app.metric[1].value == "0 / 0"
     assert app.toast[0].value == "A new game in hard mode."
+    assert any(c.value.endswith("on pictures of every kind, not only these") for c in app.caption)
     test = common.loaded()[0]
     probabilities = common.test_probabilities(common.active_choice(), test)
     for _ in range(2):

@@ -330,6 +330,7 @@ DEFECTS = """<div data-testid="stApp" style="width:900px;font:16px sans-serif">
 </div>
 <script>{ const c = document.getElementById('grey').getContext('2d'); c.fillStyle = '#888'; c.fillRect(0, 0, 60, 1); }</script>"""
 CLEAN = """<div data-testid="stApp" style="width:900px;font:16px sans-serif">
+  <section data-testid="stMain" style="width:300px;overflow-x:auto"><div style="width:200px;height:2px"></div></section>
   <div data-testid="stAlertContentInfo">Offline: the bundled sample.</div>
   <label data-testid="stWidgetLabel"><div style="width:400px;overflow:hidden;white-space:nowrap">A short label</div></label>
   <input type="text" style="width:400px" value="Run Class 7B's first try (81.2%)">
