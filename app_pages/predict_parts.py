@@ -296,7 +296,7 @@ def where(model_id: tuple, model, pictures: np.ndarray, probabilities: np.ndarra
         st.session_state[f"{key}_heat_for"] = answered
         st.session_state[f"{key}_heat_class"] = CLASS_NAMES[int(probabilities.argmax())]
     target = choose.selectbox("Heat map for", CLASS_NAMES, key=f"{key}_heat_class")
-    opacity = fade.slider("How strong the heat map is in \"The two together\"", 0.0, 1.0, 0.55, 0.05,
+    opacity = fade.slider("How strong the heat map is over the picture", 0.0, 1.0, 0.55, 0.05,
                           key=f"{key}_heat_opacity")
     heat = _heat(model_id, model, image, CLASS_NAMES.index(target))
     plain, big = charts.upscale(image, SHOWN // 32), explain.enlarge(heat, SHOWN)
