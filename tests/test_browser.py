@@ -5,6 +5,7 @@ Screenshots of every page land in test-artifacts/ (look at them).
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -251,7 +252,10 @@ def start_long_run(page, name: str):
     page.get_by_role("spinbutton", name="Batch size").fill("4")
     page.get_by_role("textbox", name="Run name").fill(name)
     page.get_by_role("button", name="Start training").click()
-    page.get_by_text("Epoch ", exact=False).first.wait_for(timeout=60_000)
+    # Its heading, then its progress line: "Epoch " alone also matched the form's "Epochs" at once, and a test
+    # that went to another page then could leave before the press had made the run.
+    page.get_by_role("heading", name=name, exact=True).wait_for(timeout=60_000)
+    page.get_by_text(re.compile(r"^Epoch \d+ of")).first.wait_for(timeout=60_000)
 
 
 def test_train_start_watch_stop_and_find_it_on_the_board(page, server):
