@@ -31,6 +31,7 @@ from typing import BinaryIO
 from urllib.parse import quote
 
 import anyio
+from starlette.datastructures import Headers
 from starlette.responses import Response, StreamingResponse
 
 from cifar_core import runs
@@ -121,14 +122,13 @@ ONE_RANGE = re.compile(r"bytes=(?:(?P<start>\d{1,18})-(?P<end>\d{0,18})|-(?P<las
 
 def _range_asked(scope) -> tuple[str, str | None] | None:
     """The request's Range header and its If-Range, if it has a Range."""
-    headers = {name.lower(): value.decode("latin-1") for name, value in scope.get("headers", [])}
-    return (headers[b"range"], headers.get(b"if-range")) if b"range" in headers else None
+    headers = Headers(scope=scope)
+    return (headers["range"], headers.get("if-range")) if "range" in headers else None
 
 
-def _validator(handle: BinaryIO) -> str:
-    """A strong entity tag of the opened file: a checkpoint replaced between a download cut short and its
-    going on is a new file (another inode, time or size), and the browser is sent the new one whole."""
-    facts = os.fstat(handle.fileno())
+def _validator(facts: os.stat_result) -> str:
+    """A strong entity tag of the opened file (its `facts`): a checkpoint replaced between a download cut
+    short and its going on is a new file (another inode, time or size), and the browser is sent it whole."""
     return f'"{facts.st_ino:x}-{facts.st_mtime_ns:x}-{facts.st_size:x}"'
 
 
@@ -154,8 +154,9 @@ def _streamed(handle: BinaryIO, media_type: str, headers: dict, head: bool,
     """The opened file sent a piece at a time: a connection that reads nothing holds a piece or two of it,
     not the whole file (a long run's report is 300 KB, and a script can open a thousand connections). With
     `wanted`, a Range asked for (a download going on after it was cut short), only its bytes."""
-    size = os.fstat(handle.fileno()).st_size
-    headers.update({"accept-ranges": "bytes", "etag": _validator(handle)})
+    facts = os.fstat(handle.fileno())     # one look: the size sent and the tag are of the same file
+    size = facts.st_size
+    headers.update({"accept-ranges": "bytes", "etag": _validator(facts)})
     span = _span(wanted, headers["etag"], size)
     if span == "unsatisfiable":
         handle.close()
