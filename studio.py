@@ -6,7 +6,7 @@ first visitor). This file imports no TensorFlow, so the first page appears at on
 """
 import streamlit as st
 
-from app_pages import common, serving, upload_budget
+from app_pages import closer_look, common, serving, upload_budget
 from cifar_core import settings
 
 try:
@@ -31,6 +31,7 @@ page = st.navigation([
 # every page told them apart by nothing.
 st.set_page_config(page_title=f"{page.title} · CIFAR-10 Studio" if page.url_path else "CIFAR-10 Studio")
 common.sidebar()
+closer_look.close_all_but(page.url_path)     # a closer look left open is not opened again on return
 if page.url_path != "predict":     # the only page with an uploader: what this browser uploaded there is let go
     upload_budget.let_go_of_uploads()
 page.run()

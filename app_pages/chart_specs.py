@@ -72,10 +72,13 @@ def probability_bars(probabilities: np.ndarray, top: int | None = None) -> None:
          alt=f"Bar chart of how sure the model is of {'its top guesses' if top else 'each class'}: {named}.")
 
 
+GRID_CELL = 64       # pixels: charts.image_grid's cell
+
+
 @st.cache_resource(show_spinner=False, max_entries=16)
 def _image_grid(n_rows: int, columns: int) -> dict:
     blank = np.zeros((n_rows * columns, 32, 32, 3), np.uint8)
-    return template(charts.image_grid(blank, np.zeros(len(blank), np.int64), np.arange(len(blank)), columns))
+    return template(charts.image_grid(blank, np.zeros(len(blank), np.int64), np.arange(len(blank)), columns, GRID_CELL))
 
 
 def image_grid(images: np.ndarray, labels: np.ndarray, indices: np.ndarray, *, key: str, on_select,
@@ -86,6 +89,10 @@ def image_grid(images: np.ndarray, labels: np.ndarray, indices: np.ndarray, *, k
     what a screen reader says of the grid; `numbers`, the pictures' numbers as pages name them."""
     n_rows = max(1, -(-len(indices) // columns))
     frame = charts.image_grid_frame(images, labels, indices, columns, selected, numbers)
+    # Drawn afresh under a new key (`afresh`), the grid is empty until Vega has drawn it: the page grew
+    # shorter for a moment, and a browser scrolled down to the grid was thrown back to its top. Its rows
+    # hold their place meanwhile (its padding, the theme's, is left out: at most that is let go).
+    st.html(f"<style>.st-key-{key} {{ min-height: {n_rows * GRID_CELL}px; }}</style>")
     return draw(_image_grid(n_rows, columns), frame, on_select=on_select, key=key, width="content", alt=alt)
 
 
@@ -105,11 +112,16 @@ def clicked(chart: str, selection: str) -> tuple[str, list]:
     if event is not None and len(repr(event)) > MAX_CLICK_CHARS:
         # No click of a person's is this large: a script's, kept in the session and copied on every rerun
         # while the chart holds it. The chart is drawn afresh under a new key, and Streamlit lets it go.
-        st.session_state[f"{chart}_drawn"] = st.session_state.get(f"{chart}_drawn", 0) + 1
-        return f"{chart}_{st.session_state[f'{chart}_drawn']}", []
+        return afresh(chart), []
     chosen = event.get("selection") if isinstance(event, dict) else None
     points = chosen.get(selection) if isinstance(chosen, dict) else None
     return key, [p for p in points if isinstance(p, dict)] if isinstance(points, list) else []
+
+
+def afresh(chart: str) -> str:
+    """The new key to draw clickable chart `chart` under, without the click its last key holds."""
+    st.session_state[f"{chart}_drawn"] = st.session_state.get(f"{chart}_drawn", 0) + 1
+    return f"{chart}_{st.session_state[f'{chart}_drawn']}"
 
 
 # A widget's callback and its arguments stay in the visitor's session as long as the widget is on screen.
@@ -139,14 +151,15 @@ def _whole(value) -> int:
     return int(value)
 
 
-def chosen_in_box(box: str, chart: str, pick: str, as_pick) -> None:
+def chosen_in_box(box: str, chart: str, pick: str, as_pick) -> bool:
     """A box's `on_change`: its choice, `as_pick(value)`, becomes the pick, and `chart` is drawn afresh.
-    A value no option has is ignored."""
+    A value no option has is ignored. Whether the choice was taken."""
     value = st.session_state.get(box)
     if value is None:
-        return
+        return False
     try:
         st.session_state[pick] = as_pick(value)
     except ValueError:
-        return
-    st.session_state[f"{chart}_drawn"] = st.session_state.get(f"{chart}_drawn", 0) + 1
+        return False
+    afresh(chart)
+    return True

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app_pages import chart_specs, common
+from app_pages import chart_specs, closer_look, common
 from cifar_core import charts, evaluation, inference
 from cifar_core.data import CLASS_NAMES, with_article
 
@@ -25,11 +25,14 @@ summary = evaluation.summary(probabilities, test.y_test)
 PICTURE = 96        # every small picture on this page: 32 x 32 drawn 3 times larger, whatever its caption
 
 
+def alts(indices) -> list[str]:
+    return [f"test picture #{test.test_number(i)}, {with_article(CLASS_NAMES[test.y_test[i]])}" for i in indices]
+
+
 def pictures(indices, captions) -> None:
     """Pictures in a row at one size: a long caption wraps under its picture instead of enlarging it."""
     st.image([charts.upscale(test.x_test[i], 3) for i in indices], caption=list(captions), width=PICTURE,
-             alt=[f"test picture #{test.test_number(i)}, {with_article(CLASS_NAMES[test.y_test[i]])}"
-                  for i in indices])
+             alt=alts(indices))
 
 
 st.metric(f"Right on {summary['n']:,} test pictures", evaluation.percent(summary["accuracy"]),
@@ -75,12 +78,9 @@ if errors.open:
                                         key="evaluate_confusion_as") or "Pictures"
         counts = evaluation.confusion_matrix(test.y_test, y_pred)
         # The click is read before the matrix is drawn, so that the frame is around the square just clicked.
-        key, clicked = chart_specs.clicked("evaluate_cell", "cell")
-        cell = (clicked or [None])[0]
-        # The browser sends the clicked square's classes; a script could send anything in their place.
-        if isinstance(cell, dict) and all(cell.get(k) in CLASS_NAMES for k in ("true", "predicted")):
-            st.session_state["evaluate_pick"] = (CLASS_NAMES.index(cell["true"]), CLASS_NAMES.index(cell["predicted"]))
-        square = st.session_state.get("evaluate_pick")
+        key = closer_look.take_click("evaluate_cell", "cell", closer_look.EVALUATE, closer_look.square)
+        square = st.session_state.get(closer_look.EVALUATE)
+        looking = square is not None and closer_look.is_open(closer_look.EVALUATE)
         right = int(np.trace(counts))
         st.altair_chart(charts.confusion(counts, as_share=shown_as != "Pictures", chosen=square),
                         on_select="rerun", key=key, width="content",
@@ -89,26 +89,27 @@ if errors.open:
                             + ("its number of test pictures" if shown_as == "Pictures" else "its share of the row")
                             + f". The diagonal, {right:,} of {int(counts.sum()):,} pictures, is the right answers. "
                             "Choose a square in the box below to see its pictures.")
-        # The same choice from the keyboard: every square, row by row as the matrix reads.
-        st.session_state["evaluate_box"] = None if square is None else square[0] * len(CLASS_NAMES) + square[1]
+        # The same choice from the keyboard: every square, row by row as the matrix reads; empty once the
+        # square's pictures are closed, so that choosing it again opens them again.
+        st.session_state["evaluate_box"] = square[0] * len(CLASS_NAMES) + square[1] if looking else None
         n = len(CLASS_NAMES)
         squares = {c: f"{CLASS_NAMES[c // n]} called {CLASS_NAMES[c % n]} "
                       f"({evaluation.counted(int(counts[divmod(c, n)]), 'picture')})" for c in range(n * n)}
         st.selectbox("Show the pictures of the square", list(squares), index=None, key="evaluate_box",
-                     placeholder="Choose a square, or click one in the matrix", on_change=chart_specs.chosen_in_box,
-                     args=("evaluate_box", "evaluate_cell", "evaluate_pick", functools.partial(chart_specs.in_square, n)),
+                     placeholder="Choose a square, or click one in the matrix", on_change=closer_look.box_chosen,
+                     args=("evaluate_box", "evaluate_cell", closer_look.EVALUATE, functools.partial(chart_specs.in_square, n)),
                      format_func=squares.get)     # a dict's, not a lambda of this page's run (chart_specs.in_split)
-        if square is not None:
+        st.caption("A row is every test picture of one class; darker squares hold more of the row. "
+                   "Click a square, or choose it in the box, to see its pictures.")
+        if looking:
             t, p = square
             matches = np.flatnonzero((test.y_test == t) & (y_pred == p))
             shown = matches[:40]
-            st.markdown(f"**{evaluation.counted(len(matches), 'picture')} of {with_article(CLASS_NAMES[t])} that the "
-                        f"model called {CLASS_NAMES[p]}**" + (" (the first 40)" if len(matches) > 40 else ""))
-            if len(shown):
-                pictures(shown, [f"{evaluation.sure(probabilities[i, p])} sure" for i in shown])
-        else:
-            st.caption("A row is every test picture of one class; darker squares hold more of the row. "
-                       "Click a square, or choose it in the box, to see its pictures.")
+            closer_look.show_pictures(
+                f"{evaluation.counted(len(matches), 'picture')} of {with_article(CLASS_NAMES[t])} that the model "
+                f"called {CLASS_NAMES[p]}" + (" (the first 40)" if len(matches) > 40 else ""),
+                test.x_test[shown], [f"{evaluation.sure(probabilities[i, p])} sure" for i in shown], alts(shown),
+                PICTURE // test.x_test.shape[2])
         st.header("Its most confident mistakes")
         worst = evaluation.confident_mistakes(probabilities, test.y_test, 20)
         if not len(worst):

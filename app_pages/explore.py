@@ -5,9 +5,9 @@ import threading
 import numpy as np
 import streamlit as st
 
-from cifar_core import charts, embedding, evaluation, inference
+from cifar_core import charts, embedding, evaluation
 from cifar_core.data import CLASS_NAMES, with_article
-from app_pages import chart_specs, common, inside_parts
+from app_pages import chart_specs, closer_look, common
 
 PER_PAGE = 50
 ALL = "All classes"
@@ -123,26 +123,28 @@ if view == "Pictures":
                         "each row.")
 
     # The click is read before the grid is drawn, so that the frame is around the picture just clicked,
-    # not the one before. The pick remembers its split: picture #5866 of the training set is not #5866
-    # of the test set.
-    grid, picked = chart_specs.clicked(f"explore_grid_{split}", "picked")
-    if picked and type(picked[0].get("index")) is int and 0 <= picked[0]["index"] < len(y):
-        st.session_state["explore_pick"] = (split, picked[0]["index"])
-    pick = st.session_state.get("explore_pick")
+    # not the one before.
+    chart = f"explore_grid_{split}"
+    grid = closer_look.take_click(chart, "picked", closer_look.EXPLORE,
+                                  functools.partial(closer_look.picture, split=split, count=len(y)))
+    # The pick remembers its split: picture #5866 of the training set is not #5866 of the test set.
+    pick = st.session_state.get(closer_look.EXPLORE)
     pick_split, index = pick if isinstance(pick, tuple) else (None, None)
-    if pick_split != split:
+    if pick_split != split or index >= len(y):
         index = None
-    # The same pick from the keyboard: a box of this page's pictures, showing the one picked however it was.
+    looking = index is not None and closer_look.is_open(closer_look.EXPLORE)
+    # The same pick from the keyboard: a box of this page's pictures, showing the one looked at however it
+    # was picked; empty once its dialog is closed, so that choosing it again opens it again.
     box = f"explore_box_{split}"
-    st.session_state[box] = index if index in shown.tolist() else None
+    st.session_state[box] = index if looking and index in shown.tolist() else None
     # Its labels as a dict, and its callback a module's: what a widget keeps in the session holds nothing of
     # this run's variables (chart_specs.in_split).
     # Numbered as CIFAR-10 numbers them: the bundled sample's test picture #900 is the download's #900 too.
     number = dataset.test_number if split == "Test" else int
     labels = {i: f"#{number(i)}: {CLASS_NAMES[y[i]]}" for i in shown.tolist()}
     controls[2].selectbox("Look closer at", list(labels), index=None, key=box, placeholder="Choose a picture",
-                          format_func=labels.get, on_change=chart_specs.chosen_in_box,
-                          args=(box, f"explore_grid_{split}", "explore_pick", functools.partial(chart_specs.in_split, split)),
+                          format_func=labels.get, on_change=closer_look.box_chosen,
+                          args=(box, chart, closer_look.EXPLORE, functools.partial(chart_specs.in_split, split)),
                           help="The pictures of this page in the grid's order, left to right and row by row; or "
                                "click one in the grid.")
     chart_specs.image_grid(x[shown], y[shown], shown, selected=index, on_select="rerun", key=grid,
@@ -150,25 +152,8 @@ if view == "Pictures":
                            alt=f"{len(shown)} {split.lower()} pictures"
                                + ("" if chosen_class == ALL else f" of {chosen_class}")
                                + " in a grid, 10 to a row. Click one, or choose it in the box above, to look closer.")
-    if index is not None and index < len(y):
-        st.header(f"{split} picture #{number(index)}: {CLASS_NAMES[y[index]]}")
-        big, predictions = st.columns([1, 2])
-        big.image(charts.upscale(x[index], 8), caption="32 x 32 pixels, drawn 8 times larger",
-                  alt=f"{split} picture #{number(index)}, {with_article(CLASS_NAMES[y[index]])}, drawn large")
-        choice, _, model = common.active_model_choice_and_id()      # one reading: the label is the model's
-        probabilities = inference.predict(model, x[index])[0]
-        # The model's name without its accuracy beside it: read above "% sure" bars, "(92.1%)" looked like one.
-        predictions.markdown(f"**The model's top guesses** ({common.plain(choice.name)})")
-        with predictions:
-            chart_specs.probability_bars(probabilities, top=3)
-            if split == "Training":
-                # A trained model has learnt this very picture: its answer here flatters it.
-                st.caption("A training picture: the model may have learnt from this very picture, so it is "
-                           "likely surer and more often right here than on a picture it has never seen. Test "
-                           "pictures show how it really does. (The bundled model learnt from nearly all the "
-                           "training pictures; a run trained here, from as many as its settings say: two in five "
-                           "for the recipe for a whole class.)")
-            inside_parts.link(x[index], "explore_inside")
+    if looking:
+        closer_look.show_picture(split, number(index), x[index], int(y[index]))
 
 elif view == "Statistics":
     one, two = st.columns(2)

@@ -240,6 +240,11 @@ def charts_drawn(at) -> list:
     return [chart.proto for chart in at.get("vega_lite_chart")]
 
 
+def dialogs(at) -> list[str]:
+    """The titles of the dialogs open on the page."""
+    return [block.proto.dialog.title for block in at.get("dialog")]
+
+
 def alts(at) -> list:
     """Every picture's alt text, in order; None where it has none."""
     return [img.alt if img.HasField("alt") else None for image in at.get("image") for img in image.proto.imgs]
@@ -331,7 +336,8 @@ def test_explore_a_picture_chosen_from_the_keyboard(app):
     box.set_value(chosen).run()
     assert not app.exception, [e.value for e in app.exception]
     assert app.session_state["explore_pick"] == ("Training", chosen)
-    assert app.header[0].value.startswith(f"Training picture #{chosen}: ")
+    (title,) = dialogs(app)
+    assert title.startswith(f"Training picture #{chosen}: ")
     assert app.selectbox(key="explore_box_Training").value == chosen        # the box shows the pick
     assert alts(app)[0].startswith(f"Training picture #{chosen}, a")
     bars = charts_drawn(app)[1]
@@ -351,11 +357,37 @@ def test_explore_takes_only_a_picture_that_exists_from_a_click(app, sent):
     app.session_state["explore_grid_Training_0"] = {"selection": {"picked": sent}}
     app.run()
     assert not app.exception, [e.value for e in app.exception]
-    assert not app.header and "explore_pick" not in app.session_state
+    assert not dialogs(app) and "explore_pick" not in app.session_state
     app.session_state["explore_grid_Training_0"] = {"selection": {"picked": [{"index": 7}]}}    # a true click
     app.run()
     assert app.session_state["explore_pick"] == ("Training", 7)
-    assert app.header[0].value.startswith("Training picture #7: ")
+    assert dialogs(app)[0].startswith("Training picture #7: ")
+    # The click is taken once: the grid is drawn afresh without it, so that it does not pick the picture
+    # again once the dialog is closed.
+    assert charts_drawn(app)[0].id.endswith("-explore_grid_Training_1")
+
+
+def test_explore_s_closer_look_opens_over_the_grid_and_not_again_on_return(app):
+    """Below the grid, the closer look was out of sight on a laptop at 720 pixels: a click seemed to do
+    nothing. It is a dialog now, open from the click until it is closed. Leaving the page closes it, so
+    that a visitor back from Look inside does not meet it again; the picture stays framed. (Closing it
+    with its cross or Escape: test_browser_pages.)"""
+    visit(app, "app_pages/explore.py")
+    app.session_state["explore_grid_Training_0"] = {"selection": {"picked": [{"index": 7}]}}
+    app.run()
+    (title,) = dialogs(app)
+    assert title.startswith("Training picture #7: ")
+    (dialog,) = app.get("dialog")
+    assert dialog.proto.dialog.dismissible
+    app.run()                                   # a rerun for another reason keeps it open
+    assert dialogs(app) == [title]
+    app.switch_page("app_pages/glossary.py").run()
+    app.switch_page("app_pages/explore.py").run()
+    assert not dialogs(app) and app.session_state["explore_pick"] == ("Training", 7)
+    # Its box is empty once it is closed: choosing the same picture again opens it again.
+    assert app.selectbox(key="explore_box_Training").value is None
+    app.selectbox(key="explore_box_Training").set_value(7).run()
+    assert dialogs(app) == [title]
 
 
 def test_a_click_no_person_could_send_is_let_go_not_kept(app):
@@ -703,6 +735,19 @@ def test_a_box_takes_only_values_one_of_its_options_could_be():
     assert at.session_state["pick"] == (2, 3) and at.session_state["chart_drawn"] == 1
 
 
+def test_evaluate_an_empty_square_says_so(app):
+    visit(app, "app_pages/evaluate.py")
+    app.session_state["evaluate_tab"] = "Confusion matrix"
+    app.run()
+    box = app.selectbox(key="evaluate_box")
+    empty = next(i for i, label in enumerate(box.options) if label.endswith("(0 pictures)"))
+    box.set_value(empty).run()
+    assert not app.exception, [e.value for e in app.exception]
+    (title,) = dialogs(app)
+    assert title.startswith("0 pictures of ")
+    assert any(c.value.startswith("No test picture is in this square") for c in app.caption)
+
+
 @pytest.mark.parametrize("selection", [[], "x", {"cell": {"true": "cat"}}, {"cell": [["cat", "dog"]]}])
 def test_evaluate_takes_only_a_square_that_exists_from_a_click(app, selection):
     visit(app, "app_pages/evaluate.py")
@@ -710,7 +755,7 @@ def test_evaluate_takes_only_a_square_that_exists_from_a_click(app, selection):
     app.session_state["evaluate_cell_0"] = {"selection": selection}
     app.run()
     assert not app.exception, [e.value for e in app.exception]
-    assert "evaluate_pick" not in app.session_state
+    assert "evaluate_pick" not in app.session_state and not dialogs(app)
 
 
 def test_evaluate_a_square_of_the_confusion_matrix_chosen_from_the_keyboard(app):
@@ -728,8 +773,10 @@ def test_evaluate_a_square_of_the_confusion_matrix_chosen_from_the_keyboard(app)
     box.set_value(33).run()
     assert not app.exception, [e.value for e in app.exception]
     assert app.session_state["evaluate_pick"] == (3, 3)
-    assert any(m.value.startswith(f"**{pictures} picture") and "of a cat that the model called cat" in m.value
-               for m in app.markdown)
+    # In a dialog over the matrix: below it, they were out of sight on a laptop, and a click seemed to do
+    # nothing.
+    assert dialogs(app) == [f"{pictures} picture{'s' * (pictures != 1)} of a cat that the model called cat"]
+    assert len(alts(app)) == 20 + pictures          # the confident mistakes, and the square's own
     assert app.selectbox(key="evaluate_box").value == 33
     (matrix,) = charts_drawn(app)
     assert matrix.id.endswith("-evaluate_cell_1")     # drawn afresh: an earlier click does not take it back

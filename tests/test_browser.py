@@ -210,11 +210,14 @@ def test_explore_browse_pick_filter_and_statistics(page, server):
     page.get_by_text("200 pictures, page 1 of 4").wait_for()
 
     click_picture(page, 3)
-    heading = page.get_by_role("heading", name="Training picture #3")
-    heading.wait_for()
-    page.get_by_text("The model's top guesses", exact=True).wait_for()
-    page.locator("[data-testid=stImage]").first.wait_for()     # the picture large, drawn after the heading
+    closer = page.get_by_role("dialog")         # over the grid, wherever the page is scrolled to
+    closer.get_by_text("Training picture #3", exact=False).wait_for()
+    closer.get_by_text("The model's top guesses", exact=True).wait_for()
+    closer.locator("[data-testid=stImage]").first.wait_for()     # the picture large, drawn after the title
     screenshot(page, "explore-picked")
+    page.keyboard.press("Escape")
+    closer.wait_for(state="detached")
+    settle(page)
 
     page.locator("[data-testid=stSelectbox]").filter(has_text="Class").click()
     page.get_by_role("option", name="cat", exact=True).click()
@@ -229,7 +232,7 @@ def test_explore_browse_pick_filter_and_statistics(page, server):
     settle(page)
     page.get_by_text("4 pictures, page 1 of 1").wait_for()    # 40 test pictures, 4 of them cats
     # The training picture picked above is not shown under the test set's name.
-    assert page.get_by_role("heading", name="Test picture #3").count() == 0
+    assert page.get_by_role("dialog").count() == 0
 
     page.get_by_role("radio", name="Statistics").click()
     settle(page)
@@ -425,15 +428,20 @@ def test_evaluate_pick_a_confusion_matrix_cell_and_see_its_pictures(page, server
     # The 480 x 480 matrix sits at the top right of the chart, inside 5 pixels of padding.
     cell = 48
     page.mouse.click(box["x"] + box["width"] - 5 - 480 + cell * (column + 0.5), box["y"] + 5 + cell * (row + 0.5))
-    heading = page.get_by_text("that the model called").first
+    closer = page.get_by_role("dialog")       # over the matrix, in sight wherever the page is scrolled to
+    heading = closer.get_by_text("that the model called").first
     heading.wait_for(timeout=15_000)
     names = data.CLASS_NAMES
     assert heading.inner_text().startswith(f"{evaluation.counted(counts[row, column], 'picture')} of "
                                            f"{data.with_article(names[row])} that the model called {names[column]}")
-    pictures = page.locator("[data-testid=stImage] img")
-    assert pictures.count() >= counts[row, column]
+    pictures = closer.locator("[data-testid=stImage] img")
+    pictures.first.wait_for()
+    assert pictures.count() == min(counts[row, column], 40)
     no_exceptions(page)
     screenshot(page, "evaluate-cell")
+    closer.get_by_role("button", name="Close", exact=True).click()
+    closer.wait_for(state="detached")
+    settle(page)
 
     page.get_by_role("tab", name="Confidence").click()
     chart = page.locator("[data-testid=stVegaLiteChart]:visible").last    # hidden tabs hold charts too

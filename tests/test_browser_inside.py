@@ -103,6 +103,25 @@ def test_predict_hands_its_picture_to_look_inside(page, server):
     screenshot(page, "inside-from-predict")
 
 
+def test_explore_s_closer_look_hands_its_picture_to_look_inside(page, server):
+    """The closer look is a dialog, whose button reruns the dialog alone: it still opens Look inside with
+    the picture, and the dialog is not there again when the visitor comes back to Explore."""
+    open_page(page, server, "explore")
+    click_picture(page, 3)
+    closer = page.get_by_role("dialog")
+    closer.get_by_text("The model's top guesses", exact=True).wait_for(timeout=60_000)
+    closer.get_by_role("button", name="Look inside the network").click()
+    page.get_by_role("heading", name="Look inside the network").wait_for(timeout=60_000)
+    page.get_by_text("Block 3").first.wait_for(timeout=60_000)
+    assert page.get_by_role("dialog").count() == 0
+    page.locator("[data-testid=stSidebarNav]").get_by_role("link", name="Explore").click()
+    page.get_by_role("heading", name="Explore the data").wait_for()
+    page.get_by_text("200 pictures, page 1 of 4").wait_for()
+    settle(page)
+    assert page.get_by_role("dialog").count() == 0
+    no_exceptions(page)
+
+
 def test_look_inside_a_tutorial_cnn_trained_in_the_app(page, server):
     """The tutorial CNN has no whitening and no BatchNorm: train one on the Train page, then look inside it."""
     open_page(page, server, "train")

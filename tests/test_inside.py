@@ -361,6 +361,7 @@ def test_predict_and_explore_hand_their_picture_to_look_inside(tiny_env, monkeyp
 
     at.switch_page("app_pages/explore.py")
     at.session_state["explore_pick"] = ("Training", 5)
+    at.session_state["explore_pick:open"] = True     # its closer look open, where the button is
     at.run()
     assert any(c.value.startswith("A training picture: the model may have learnt from this very picture") for c in at.caption)
     at.button(key="explore_inside").click().run()
