@@ -89,10 +89,7 @@ def image_grid(images: np.ndarray, labels: np.ndarray, indices: np.ndarray, *, k
     what a screen reader says of the grid; `numbers`, the pictures' numbers as pages name them."""
     n_rows = max(1, -(-len(indices) // columns))
     frame = charts.image_grid_frame(images, labels, indices, columns, selected, numbers)
-    # Drawn afresh under a new key (`afresh`), the grid is empty until Vega has drawn it: the page grew
-    # shorter for a moment, and a browser scrolled down to the grid was thrown back to its top. Its rows
-    # hold their place meanwhile (its padding, the theme's, is left out: at most that is let go).
-    st.html(f"<style>.st-key-{key} {{ min-height: {n_rows * GRID_CELL}px; }}</style>")
+    hold_place(key, n_rows * GRID_CELL)
     return draw(_image_grid(n_rows, columns), frame, on_select=on_select, key=key, width="content", alt=alt)
 
 
@@ -107,7 +104,7 @@ def clicked(chart: str, selection: str) -> tuple[str, list]:
 
     The browser sends the click; a script could send anything in its place. Only points that are objects
     come back, and each page checks their values as well."""
-    key = f"{chart}_{st.session_state.get(f'{chart}_drawn', 0)}"
+    key = _key(chart)
     event = st.session_state.get(key)
     if event is not None and len(repr(event)) > MAX_CLICK_CHARS:
         # No click of a person's is this large: a script's, kept in the session and copied on every rerun
@@ -119,20 +116,40 @@ def clicked(chart: str, selection: str) -> tuple[str, list]:
 
 
 def afresh(chart: str) -> str:
-    """The new key to draw clickable chart `chart` under, without the click its last key holds."""
+    """The new key to draw clickable chart `chart` under, without the click its last key holds.
+
+    One of two keys, in turn: Streamlit keeps a widget's settings (its callback and their arguments
+    among them) under its key for the whole session once it is drawn, so a new key for every click grew
+    the session with every click. The key not drawn is emptied at the end of the run, so it comes back
+    without a click."""
     st.session_state[f"{chart}_drawn"] = st.session_state.get(f"{chart}_drawn", 0) + 1
-    return f"{chart}_{st.session_state[f'{chart}_drawn']}"
+    return _key(chart)
 
 
-# A widget's callback and its arguments stay in the visitor's session as long as the widget is on screen.
-# One defined in a page's own script holds that run's every variable alive with it (an upload's bytes, a
-# model's answers); these are module functions, which hold nothing of a run.
+def _key(chart: str) -> str:
+    return f"{chart}_{st.session_state.get(f'{chart}_drawn', 0) % 2}"
+
+
+def hold_place(key: str, height: int) -> None:
+    """Keep `height` pixels for the chart drawn under `key` while Vega draws it. Drawn afresh under a new
+    key (`afresh`), a chart is empty until then: the page grew shorter for a moment, and a browser
+    scrolled down to it was thrown back to the page's top. (The theme's padding around the chart is left
+    out of `height`: at most that is let go.)"""
+    st.html(f"<style>.st-key-{key} {{ min-height: {height}px; }}</style>")
+
+
+# A widget's callback and its arguments stay in the visitor's session once the widget is drawn: Streamlit
+# keeps them under its key until the key is drawn again, or for the rest of the session. One defined in a
+# page's own script holds that run's every variable alive with it (an upload's bytes, a model's answers);
+# these are module functions, which hold nothing of a run.
 # A box's callback sees the value as the browser sent it, before Streamlit checks it is one of the box's
-# options: a script may send anything. Each of these raises ValueError for what no option is.
-def in_split(split: str, value) -> tuple[str, int]:
-    """A picture chosen in a box, as Explore's pick: its split and its index."""
+# options: a script may send anything. Each of these raises ValueError for a value that names no picture
+# or square.
+def in_split(split, count: int, value) -> tuple:
+    """A picture chosen in a box, as Explore's pick: its split (as the page names it) and its index, one
+    of the split's `count` pictures."""
     index = _whole(value)
-    if index < 0:
+    if not 0 <= index < count:
         raise ValueError(value)
     return split, index
 
@@ -153,7 +170,7 @@ def _whole(value) -> int:
 
 def chosen_in_box(box: str, chart: str, pick: str, as_pick) -> bool:
     """A box's `on_change`: its choice, `as_pick(value)`, becomes the pick, and `chart` is drawn afresh.
-    A value no option has is ignored. Whether the choice was taken."""
+    A value that `as_pick` refuses is ignored. Whether the choice was taken."""
     value = st.session_state.get(box)
     if value is None:
         return False

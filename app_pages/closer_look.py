@@ -8,9 +8,9 @@ It opens when something is picked, by a click in the chart or a choice in the bo
 open until it is closed; what was picked stays framed in the chart, so a visitor sees what they looked
 at. Leaving the page closes it (studio.py): a visitor back from Look inside does not meet it again.
 
-Everything here is a module's function, given only small values: a dialog and a widget's callback stay
-in the visitor's session while they are open, and one of a page's script would hold that run's every
-variable with it (chart_specs.in_split)."""
+Everything here is a module's function, given only small values: a dialog stays in the visitor's session
+while it is open, and a widget's callback once the widget is drawn; one of a page's script would hold that
+run's every variable with it (chart_specs.in_split)."""
 import functools
 
 import numpy as np
@@ -20,7 +20,7 @@ from cifar_core import charts, inference
 from cifar_core.data import CLASS_NAMES, with_article
 from app_pages import chart_specs, common, inside_parts
 
-EXPLORE = "explore_pick"        # session state: (split, index) of the picture picked in Explore's grid
+EXPLORE = "explore_pick"        # session state: ((data set, split), index) of the picture picked in Explore's grid
 EVALUATE = "evaluate_pick"      # session state: (true class, class said) of Evaluate's square picked
 PAGES = {"explore": EXPLORE, "evaluate": EVALUATE}
 
@@ -69,12 +69,13 @@ def _open(pick: str) -> str:
     return f"{pick}:open"
 
 
-def picture(point: dict, split: str, count: int) -> tuple[str, int]:
-    """A click on Explore's grid as its pick: the split and the index of one of its `count` pictures."""
+def picture(point: dict, where, count: int) -> tuple:
+    """A click on Explore's grid as its pick: where the picture is (its data set and split, as the page
+    names them) and its index, one of the `count` there."""
     index = point.get("index")
     if type(index) is not int or not 0 <= index < count:
         raise ValueError(index)
-    return split, index
+    return where, index
 
 
 def square(point: dict) -> tuple[int, int]:

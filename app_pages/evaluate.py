@@ -82,6 +82,7 @@ if errors.open:
         square = st.session_state.get(closer_look.EVALUATE)
         looking = square is not None and closer_look.is_open(closer_look.EVALUATE)
         right = int(np.trace(counts))
+        chart_specs.hold_place(key, charts.CONFUSION_SIDE)
         st.altair_chart(charts.confusion(counts, as_share=shown_as != "Pictures", chosen=square),
                         on_select="rerun", key=key, width="content",
                         alt="Confusion matrix: a 10 by 10 grid of squares, a row for each true class and a column "

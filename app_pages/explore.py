@@ -125,13 +125,15 @@ if view == "Pictures":
     # The click is read before the grid is drawn, so that the frame is around the picture just clicked,
     # not the one before.
     chart = f"explore_grid_{split}"
+    # The pick remembers its split and data set: picture #5866 of the training set is not #5866 of the test
+    # set, nor test picture #900 of the bundled sample the download's #900 (a download finished meanwhile).
+    where = (dataset.origin, split)
     grid = closer_look.take_click(chart, "picked", closer_look.EXPLORE,
-                                  functools.partial(closer_look.picture, split=split, count=len(y)))
-    # The pick remembers its split: picture #5866 of the training set is not #5866 of the test set.
+                                  functools.partial(closer_look.picture, where=where, count=len(y)))
     pick = st.session_state.get(closer_look.EXPLORE)
-    pick_split, index = pick if isinstance(pick, tuple) else (None, None)
-    if pick_split != split or index >= len(y):
-        index = None
+    index = pick[1] if isinstance(pick, tuple) and pick[0] == where else None
+    if index is None:
+        closer_look.close(closer_look.EXPLORE)
     looking = index is not None and closer_look.is_open(closer_look.EXPLORE)
     # The same pick from the keyboard: a box of this page's pictures, showing the one looked at however it
     # was picked; empty once its dialog is closed, so that choosing it again opens it again.
@@ -144,7 +146,7 @@ if view == "Pictures":
     labels = {i: f"#{number(i)}: {CLASS_NAMES[y[i]]}" for i in shown.tolist()}
     controls[2].selectbox("Look closer at", list(labels), index=None, key=box, placeholder="Choose a picture",
                           format_func=labels.get, on_change=closer_look.box_chosen,
-                          args=(box, chart, closer_look.EXPLORE, functools.partial(chart_specs.in_split, split)),
+                          args=(box, chart, closer_look.EXPLORE, functools.partial(chart_specs.in_split, where, len(y))),
                           help="The pictures of this page in the grid's order, left to right and row by row; or "
                                "click one in the grid.")
     chart_specs.image_grid(x[shown], y[shown], shown, selected=index, on_select="rerun", key=grid,
@@ -153,7 +155,7 @@ if view == "Pictures":
                                + ("" if chosen_class == ALL else f" of {chosen_class}")
                                + " in a grid, 10 to a row. Click one, or choose it in the box above, to look closer.")
     if looking:
-        closer_look.show_picture(split, number(index), x[index], int(y[index]))
+        closer_look.show_picture(split, number(index), x[index].copy(), int(y[index]))   # not a view of the split
 
 elif view == "Statistics":
     one, two = st.columns(2)

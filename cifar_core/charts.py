@@ -353,6 +353,9 @@ def _panels(frame: pd.DataFrame, colour_by: str, width, keys: tuple[set, set] = 
 WHITE_TEXT_FROM = 0.69 ** 2
 
 
+CONFUSION_SIDE = 480     # pixels: the confusion matrix's squares, all ten by ten
+
+
 def confusion(counts: np.ndarray, as_share: bool = False, chosen: tuple[int, int] | None = None) -> alt.Chart:
     """The confusion matrix as a heat map; clicking a cell selects it (selection parameter "cell").
 
@@ -387,7 +390,8 @@ def confusion(counts: np.ndarray, as_share: bool = False, chosen: tuple[int, int
         text="label:N" if as_share else "images:Q",
         color=alt.condition(alt.datum.share >= WHITE_TEXT_FROM, alt.value("white"), alt.value("#1c1f26")))
     # "pad": the squares get exactly 480 x 480 pixels and the axes go around them.
-    return (squares + numbers).properties(width=480, height=480, autosize=alt.AutoSizeParams(type="pad"))
+    return (squares + numbers).properties(width=CONFUSION_SIDE, height=CONFUSION_SIDE,
+                                          autosize=alt.AutoSizeParams(type="pad"))
 
 
 FEW_ANSWERS = 100     # a confidence group holding fewer is drawn faint: its share right is mostly chance

@@ -335,7 +335,7 @@ def test_explore_a_picture_chosen_from_the_keyboard(app):
     chosen = int(box.options[7].split(":")[0].lstrip("#"))
     box.set_value(chosen).run()
     assert not app.exception, [e.value for e in app.exception]
-    assert app.session_state["explore_pick"] == ("Training", chosen)
+    assert app.session_state["explore_pick"] == ((common.loaded()[0].origin, "Training"), chosen)
     (title,) = dialogs(app)
     assert title.startswith(f"Training picture #{chosen}: ")
     assert app.selectbox(key="explore_box_Training").value == chosen        # the box shows the pick
@@ -360,7 +360,7 @@ def test_explore_takes_only_a_picture_that_exists_from_a_click(app, sent):
     assert not dialogs(app) and "explore_pick" not in app.session_state
     app.session_state["explore_grid_Training_0"] = {"selection": {"picked": [{"index": 7}]}}    # a true click
     app.run()
-    assert app.session_state["explore_pick"] == ("Training", 7)
+    assert app.session_state["explore_pick"] == ((common.loaded()[0].origin, "Training"), 7)
     assert dialogs(app)[0].startswith("Training picture #7: ")
     # The click is taken once: the grid is drawn afresh without it, so that it does not pick the picture
     # again once the dialog is closed.
@@ -383,11 +383,28 @@ def test_explore_s_closer_look_opens_over_the_grid_and_not_again_on_return(app):
     assert dialogs(app) == [title]
     app.switch_page("app_pages/glossary.py").run()
     app.switch_page("app_pages/explore.py").run()
-    assert not dialogs(app) and app.session_state["explore_pick"] == ("Training", 7)
+    assert not dialogs(app) and app.session_state["explore_pick"][1] == 7
     # Its box is empty once it is closed: choosing the same picture again opens it again.
     assert app.selectbox(key="explore_box_Training").value is None
     app.selectbox(key="explore_box_Training").set_value(7).run()
     assert dialogs(app) == [title]
+
+
+def test_explore_s_pick_belongs_to_its_data_set(app):
+    """Test picture #900 of the bundled sample is not the download's #900: a pick made before the download
+    finished neither opens nor frames the picture of the same index in the new data set."""
+    visit(app, "app_pages/explore.py")
+    app.session_state["explore_pick"] = (("the bundled sample", "Training"), 7)
+    app.session_state["explore_pick:open"] = True
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert not dialogs(app) and "explore_pick:open" not in app.session_state
+    import pyarrow as pa
+    (grid,) = charts_drawn(app)
+    assert not any(pa.ipc.open_stream(grid.data.data).read_all().column("chosen").to_pylist())
+    # The same index, picked here, is framed: what the check above looks at is there.
+    app.selectbox(key="explore_box_Training").set_value(7).run()
+    assert dialogs(app) and pa.ipc.open_stream(charts_drawn(app)[0].data.data).read_all().column("chosen").to_pylist()[7] == 1
 
 
 def test_a_click_no_person_could_send_is_let_go_not_kept(app):
@@ -710,13 +727,13 @@ def test_a_box_takes_only_values_one_of_its_options_could_be():
 
     from app_pages import chart_specs
     assert chart_specs.in_square(10, 99) == (9, 9) and chart_specs.in_square(10, "12") == (1, 2)
-    assert chart_specs.in_split("Test", 5) == ("Test", 5)
+    assert chart_specs.in_split("Test", 10, 5) == ("Test", 5) and chart_specs.in_split("Test", 10, "9") == ("Test", 9)
     for sent in (100, "1000", -1, "x", 2.5, None, True, [3], "1e3"):
         with pytest.raises(ValueError):
             chart_specs.in_square(10, sent)
-    for sent in (-1, "x", 2.5, None, False):
+    for sent in (-1, "x", 2.5, None, False, 10, "999999"):
         with pytest.raises(ValueError):
-            chart_specs.in_split("Test", sent)
+            chart_specs.in_split("Test", 10, sent)
 
     def script():
         import functools

@@ -442,6 +442,9 @@ def test_evaluate_pick_a_confusion_matrix_cell_and_see_its_pictures(page, server
     closer.get_by_role("button", name="Close", exact=True).click()
     closer.wait_for(state="detached")
     settle(page)
+    page.get_by_role("radio", name="% of each true class").click()     # a rerun of the page: it stays closed
+    settle(page)
+    assert page.get_by_role("dialog").count() == 0
 
     page.get_by_role("tab", name="Confidence").click()
     chart = page.locator("[data-testid=stVegaLiteChart]:visible").last    # hidden tabs hold charts too

@@ -92,6 +92,21 @@ def framed(page, columns: int = 10, cell: int = 64) -> list[int]:
 def test_explore_and_a_pick_that_belongs_to_its_split(sized_page, server):  # noqa: F811
     page = sized_page
     open_page(page, server, PAGES["explore"])
+    page.get_by_text("200 pictures, page 1 of 4").wait_for()
+    # Scrolled down to the grid's last row, a click there opens the closer look in sight, and closing it
+    # leaves the page where it was: drawn afresh, the grid was empty for a moment, and the page jumped to
+    # its top.
+    scrolled = "document.querySelector('[data-testid=stMain]').scrollTop"
+    page.evaluate(f"{scrolled} = 100000")
+    page.wait_for_timeout(300)
+    bottom = page.evaluate(scrolled)
+    click_picture(page, 45)
+    closer = page.get_by_role("dialog")
+    closer.get_by_text("The model's top guesses", exact=True).wait_for(timeout=120_000)   # a fresh server loads TensorFlow first
+    page.keyboard.press("Escape")
+    closer.wait_for(state="detached")
+    settle(page)
+    assert abs(page.evaluate(scrolled) - bottom) <= 1, (bottom, page.evaluate(scrolled))
     page.locator("[data-testid=stSelectbox]").filter(has_text="Class").click()
     page.get_by_role("option", name="cat", exact=True).click()
     settle(page)
@@ -117,11 +132,17 @@ def test_explore_and_a_pick_that_belongs_to_its_split(sized_page, server):  # no
     closer.wait_for(state="detached")
     settle(page)
     assert framed(page) == [0]      # the frame is around the picture just clicked
-    click_picture(page, 0)
-    closer.get_by_text(f"Training picture #{training_index}: cat", exact=True).wait_for()
-    page.keyboard.press("Escape")
-    closer.wait_for(state="detached")
-    settle(page)
+    # Each picture opens again, however often: a click is taken once, and the grid is drawn afresh under
+    # one of two keys in turn, each emptied of its click while the other is drawn.
+    for position in (1, 0):
+        click_picture(page, position)
+        title.wait_for()
+        title_now = title.inner_text()
+        assert (title_now == f"Training picture #{training_index}: cat") == (position == 0), title_now
+        page.keyboard.press("Escape")
+        closer.wait_for(state="detached")
+        settle(page)
+        assert framed(page) == [position]
 
     # The training set's cat is not shown as the test set's picture of the same number.
     page.get_by_role("radio", name="Test").click()

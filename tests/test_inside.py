@@ -360,7 +360,8 @@ def test_predict_and_explore_hand_their_picture_to_look_inside(tiny_env, monkeyp
     assert at.title[0].value == "Look inside the network" and len(at.markdown) == 4
 
     at.switch_page("app_pages/explore.py")
-    at.session_state["explore_pick"] = ("Training", 5)
+    from app_pages import common
+    at.session_state["explore_pick"] = ((common.loaded()[0].origin, "Training"), 5)
     at.session_state["explore_pick:open"] = True     # its closer look open, where the button is
     at.run()
     assert any(c.value.startswith("A training picture: the model may have learnt from this very picture") for c in at.caption)
