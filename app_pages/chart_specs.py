@@ -75,22 +75,25 @@ def probability_bars(probabilities: np.ndarray, top: int | None = None) -> None:
 GRID_CELL = 64       # pixels: charts.image_grid's cell
 
 
-@st.cache_resource(show_spinner=False, max_entries=16)
-def _image_grid(n_rows: int, columns: int) -> dict:
-    blank = np.zeros((n_rows * columns, 32, 32, 3), np.uint8)
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _image_grid(columns: int) -> dict:
+    blank = np.zeros((columns, 32, 32, 3), np.uint8)
     return template(charts.image_grid(blank, np.zeros(len(blank), np.int64), np.arange(len(blank)), columns, GRID_CELL))
 
 
 def image_grid(images: np.ndarray, labels: np.ndarray, indices: np.ndarray, *, key: str, on_select,
                selected: int | None = None, columns: int = 10, alt: str | None = None,
                numbers: np.ndarray | None = None):
-    """charts.image_grid drawn from its Vega-Lite made once per server and grid height (building and
-    checking the Altair chart was 120 ms of every Explore rerun); returns the selection event. `alt`:
-    what a screen reader says of the grid; `numbers`, the pictures' numbers as pages name them."""
-    n_rows = max(1, -(-len(indices) // columns))
-    frame = charts.image_grid_frame(images, labels, indices, columns, selected, numbers)
-    hold_place(key, n_rows * GRID_CELL)
-    return draw(_image_grid(n_rows, columns), frame, on_select=on_select, key=key, width="content", alt=alt)
+    """charts.image_grid drawn from its Vega-Lite made once per server (building and checking the Altair
+    chart was 120 ms of every Explore rerun), as wide as its column: a row holds as many pictures as fit,
+    up to `columns`. Returns the selection event. `alt`: what a screen reader says of the grid; `numbers`,
+    the pictures' numbers as pages name them."""
+    frame = charts.image_grid_frame(images, labels, indices, selected, numbers)
+    hold_place(key, -(-len(indices) // columns) * GRID_CELL)        # its rows where all `columns` fit
+    # Its rows fit its width; Vega's drawing is 5 pixels wider still, blank, which made a phone's grid
+    # scroll sideways by them.
+    st.html(f"<style>.st-key-{key} [data-testid=stVegaLiteChart] {{ overflow-x: clip; }}</style>")
+    return draw(_image_grid(columns), frame, on_select=on_select, key=key, width="stretch", alt=alt)
 
 
 MAX_CLICK_CHARS = 10_000     # a click on a picture or a square is about 200 characters as Python prints it

@@ -117,10 +117,8 @@ if view == "Pictures":
     n_pages = max(1, -(-len(order) // PER_PAGE))
     page = controls[1].number_input("Page", 1, n_pages, 1, key="explore_page")
     shown = order[(page - 1) * PER_PAGE: page * PER_PAGE]
-    # A phone shows about half of each row of ten, and its scroll bar only once the grid is touched.
     controls[3].caption(f"{len(order):,} pictures, page {page} of {n_pages:,}. Click a picture, or choose it in "
-                        "the box, to look closer. On a narrow screen, slide the grid sideways for the rest of "
-                        "each row.")
+                        "the box, to look closer.")
 
     # The click is read before the grid is drawn, so that the frame is around the picture just clicked,
     # not the one before.
@@ -153,7 +151,7 @@ if view == "Pictures":
                            numbers=[number(i) for i in shown],
                            alt=f"{len(shown)} {split.lower()} pictures"
                                + ("" if chosen_class == ALL else f" of {chosen_class}")
-                               + " in a grid, 10 to a row. Click one, or choose it in the box above, to look closer.")
+                               + " in a grid, up to 10 to a row. Click one, or choose it in the box above, to look closer.")
     if looking:
         closer_look.show_picture(split, number(index), x[index].copy(), int(y[index]))   # not a view of the split
 

@@ -35,14 +35,15 @@ def data_uri(image: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def image_grid_frame(images: np.ndarray, labels: np.ndarray, indices: np.ndarray, columns: int = 10,
+def image_grid_frame(images: np.ndarray, labels: np.ndarray, indices: np.ndarray,
                      selected: int | None = None, numbers: np.ndarray | None = None) -> pd.DataFrame:
-    """image_grid's rows: each picture's cell, its index (what a click picks), the number it is shown by
-    (`numbers`, CIFAR-10's for the bundled sample; by default its index) and class, the picture as a PNG data
-    URI, and whether it is the chosen one (framed); and what a screen reader says of it ("caption")."""
+    """image_grid's rows: each picture's place in the grid's order, its index (what a click picks), the
+    number it is shown by (`numbers`, CIFAR-10's for the bundled sample; by default its index) and class,
+    the picture as a PNG data URI, and whether it is the chosen one (framed); and what a screen reader says
+    of it ("caption")."""
     numbers = np.asarray(indices if numbers is None else numbers, np.int64)
     names = [CLASS_NAMES[int(label)] for label in labels]
-    return pd.DataFrame({"column": np.arange(len(indices)) % columns, "row": np.arange(len(indices)) // columns,
+    return pd.DataFrame({"position": np.arange(len(indices)),
                          "index": np.asarray(indices, np.int64), "number": numbers, "label": names,
                          "caption": [f"picture #{n}, {name}" for n, name in zip(numbers, names)],
                          "image": [data_uri(image) for image in images],     # Vega enlarges it, crisp
@@ -53,15 +54,17 @@ def image_grid_frame(images: np.ndarray, labels: np.ndarray, indices: np.ndarray
 
 def image_grid(images: np.ndarray, labels: np.ndarray, indices: np.ndarray, columns: int = 10,
                cell: int = 64, selected: int | None = None) -> alt.Chart:
-    """A grid of pictures drawn crisp; clicking one selects it (selection parameter "picked"). Its look
-    depends only on the number of rows: the pictures and the chosen one's frame come with the data."""
-    frame = image_grid_frame(images, labels, indices, columns, selected)
-    n_rows = max(1, -(-len(frame) // columns))
+    """A grid of pictures drawn crisp, `columns` to a row or as many as the chart's width holds (five on a
+    phone, where a row of ten had to be slid sideways); clicking one selects it (selection parameter
+    "picked"). Drawn as wide as its container (Streamlit gives the chart its container's width): its look
+    is the same for any pictures, which come with the data with the chosen one's frame."""
+    frame = image_grid_frame(images, labels, indices, selected)
     picked = alt.selection_point(name="picked", fields=["index"], on="click", clear=False)
-    # Pictures sit at the centres of equal cells: positions on linear scales spanning the grid.
+    fit = alt.param(name="fit", expr=f"max(1, min({columns}, floor(width / {cell})))")
+    # Pictures sit at the centres of equal cells, placed in pixels (no scale) row by row; the view is one
+    # row high and grows to hold them all ("pad").
     base = alt.Chart(frame).encode(
-        x=alt.X("column:Q", axis=None, scale=alt.Scale(domain=[-0.5, columns - 0.5], nice=False, zero=False)),
-        y=alt.Y("row:Q", axis=None, scale=alt.Scale(domain=[n_rows - 0.5, -0.5], nice=False, zero=False)),
+        x=alt.X("x:Q", axis=None, scale=None), y=alt.Y("y:Q", axis=None, scale=None),
         tooltip=[alt.Tooltip("number:Q", title="picture"), alt.Tooltip("label:N", title="class")])
     # A screen reader is told of each picture once, by its frame, in words: a picture mark's own description
     # held its whole data URI (a grid of 50 read as 478 KB of text).
@@ -73,7 +76,9 @@ def image_grid(images: np.ndarray, labels: np.ndarray, indices: np.ndarray, colu
         color=alt.condition(alt.datum.chosen == 1, alt.value("#ff4b4b"), alt.value("transparent")))
     # "pad": the cells keep their size. Streamlit's default ("fit") squeezes the padding into the given size,
     # which pulled the rows 7 pixels closer than the pictures are tall, so they ran together.
-    return (frames + pictures).properties(width=columns * cell, height=n_rows * cell, autosize="pad") \
+    return (frames + pictures).add_params(fit).transform_calculate(
+        x=f"(datum.position % fit + 0.5) * {cell}", y=f"(floor(datum.position / fit) + 0.5) * {cell}",
+    ).properties(width=columns * cell, height=cell, autosize=alt.AutoSizeParams(type="pad", contains="padding")) \
         .configure_view(strokeWidth=0)
 
 

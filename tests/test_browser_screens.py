@@ -247,6 +247,25 @@ def test_what_a_teacher_sees(name, width, height, server, visitor):
     assert not problems, "\n".join(problems)
 
 
+@pytest.mark.parametrize("width, columns", [(390, 5), (1280, 10)], ids=["phone", "laptop"])
+def test_explore_s_grid_holds_as_many_pictures_to_a_row_as_fit(width, columns, server, visitor):
+    """On a phone, a row of ten pictures was twice the screen's width: the grid was slid sideways inside
+    itself for the rest of each row. A row holds as many pictures as fit now, up to ten."""
+    url, _ = server
+    page = visitor(width, 844)
+    page.goto(f"{url}/explore")
+    page.get_by_text("200 pictures, page 1 of 4").wait_for()
+    calm(page)
+    wait_for_charts(page)
+    grid = page.locator("[data-testid=stVegaLiteChart]").first
+    drawn = grid.locator("canvas, svg").first.bounding_box()
+    assert grid.evaluate("e => { e.scrollLeft = 50; return e.scrollLeft === 0; }"), "the grid scrolls sideways"
+    assert int(drawn["height"] // 64) == 50 // columns, drawn       # 50 pictures, `columns` to a row
+    assert columns * 64 <= grid.bounding_box()["width"]             # and each row in sight
+    problems = look(page, f"explore-grid-{width}")
+    assert not problems, "\n".join(problems)
+
+
 def sidebar_model(page) -> str:
     """The value the sidebar's model selectbox shows (not its label)."""
     return page.locator("[data-testid=stSidebar] [data-testid=stSelectbox] input").first.input_value()

@@ -47,14 +47,14 @@ def test_image_grid_marks_the_picked_picture():
     spec = charts.image_grid(images, np.arange(12) % 10, np.arange(100, 112), selected=105).to_dict()
     values = next(iter(spec["datasets"].values()))
     assert [v["index"] for v in values] == list(range(100, 112))
-    assert values[11]["row"] == 1 and values[11]["column"] == 1
+    assert values[11]["position"] == 11
     assert all(v["image"].startswith("data:image/png;base64,") for v in values)
     assert [v["index"] for v in values if v["chosen"]] == [105]
 
 
-def test_the_image_grids_look_depends_only_on_its_rows():
-    """Explore draws a grid from a spec kept per grid height (app_pages/chart_specs.py): the pictures,
-    their classes and the chosen one's frame must all come with the data, none in the spec."""
+def test_the_image_grids_look_is_the_same_for_any_pictures():
+    """Explore draws a grid from a spec kept once (app_pages/chart_specs.py): the pictures, their classes,
+    the chosen one's frame and how many there are must all come with the data, none in the spec."""
     from app_pages import chart_specs
     rng = np.random.default_rng(0)
     one = charts.image_grid(rng.integers(0, 255, (50, 32, 32, 3), np.uint8), np.arange(50) % 10, np.arange(50),
@@ -64,7 +64,10 @@ def test_the_image_grids_look_depends_only_on_its_rows():
         return re.sub(r"view_[0-9a-f_]+", "view", json.dumps(chart_specs.template(chart), sort_keys=True))
     assert look(one) == look(other)
     shorter = charts.image_grid(np.zeros((12, 32, 32, 3), np.uint8), np.zeros(12, np.int64), np.arange(12))
-    assert look(shorter) != look(other)
+    assert look(shorter) == look(other)
+    # Its rows hold as many pictures as its width does, up to ten: five on a phone.
+    spec = chart_specs.template(other)
+    assert {"name": "fit", "expr": "max(1, min(10, floor(width / 64)))"} in spec["params"]
 
 
 def test_upscale_is_nearest_neighbour():
