@@ -73,9 +73,9 @@ def picture(point: dict, where, count: int) -> tuple:
     """A click on Explore's grid as its pick: where the picture is (its data set and split, as the page
     names them) and its index, one of the `count` there."""
     index = point.get("index")
-    if type(index) is not int or not 0 <= index < count:
+    if type(index) is not int:      # the browser sends a number; a text such as "7" is a script's
         raise ValueError(index)
-    return where, index
+    return chart_specs.in_split(where, count, index)
 
 
 def square(point: dict) -> tuple[int, int]:
@@ -123,6 +123,11 @@ def _pictures(pictures: np.ndarray, captions: list[str], alts: list[str], scale:
     if not len(pictures):
         st.caption("No test picture is in this square: the model never gave this answer for this class.")
         return
-    # At one width: a long caption wraps under its picture instead of enlarging it.
-    st.image([charts.upscale(p, scale) for p in pictures], caption=captions, width=pictures.shape[2] * scale,
+    row(pictures, captions, alts, scale)
+
+
+def row(pictures: np.ndarray, captions: list[str], alts: list[str], scale: int) -> None:
+    """Pictures in a row, each drawn `scale` times larger at one size: a long caption wraps under its
+    picture instead of enlarging it."""
+    st.image([charts.upscale(p, scale) for p in pictures], caption=list(captions), width=pictures.shape[2] * scale,
              alt=alts)

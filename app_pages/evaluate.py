@@ -30,9 +30,8 @@ def alts(indices) -> list[str]:
 
 
 def pictures(indices, captions) -> None:
-    """Pictures in a row at one size: a long caption wraps under its picture instead of enlarging it."""
-    st.image([charts.upscale(test.x_test[i], 3) for i in indices], caption=list(captions), width=PICTURE,
-             alt=alts(indices))
+    """Test pictures in a row, each at PICTURE pixels with its caption."""
+    closer_look.row(test.x_test[indices], captions, alts(indices), PICTURE // test.x_test.shape[2])
 
 
 st.metric(f"Right on {summary['n']:,} test pictures", evaluation.percent(summary["accuracy"]),

@@ -78,8 +78,7 @@ def image_grid(images: np.ndarray, labels: np.ndarray, indices: np.ndarray, colu
     # which pulled the rows 7 pixels closer than the pictures are tall, so they ran together.
     return (frames + pictures).add_params(fit).transform_calculate(
         x=f"(datum.position % fit + 0.5) * {cell}", y=f"(floor(datum.position / fit) + 0.5) * {cell}",
-    ).properties(width=columns * cell, height=cell, autosize=alt.AutoSizeParams(type="pad", contains="padding")) \
-        .configure_view(strokeWidth=0)
+    ).properties(width=columns * cell, height=cell, autosize="pad").configure_view(strokeWidth=0)
 
 
 def class_counts(labels: np.ndarray, title: str = "Pictures per class") -> alt.Chart:
