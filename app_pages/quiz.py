@@ -113,9 +113,12 @@ if answer is None:
     buttons.markdown("**Pick one**")
     # Two columns of five, in order down each (Airplane to Deer, Dog to Truck): the keyboard goes down a
     # column before the next, and across the rows it went Airplane, Bird, Deer. Side by side on a phone too.
+    # Each has a key, shown on it (1 to 9, then 0): an answer from the keyboard leaves no button focused,
+    # so Tab would start again from the top of the page. Streamlit leaves keys typed into a box to the box.
     grid = buttons.columns(2, wrap=False)
     for i, name in enumerate(CLASS_NAMES):
-        if grid[i // 5].button(name.capitalize(), key=f"quiz_{quiz.game}_{turn}_{name}", width="stretch"):
+        if grid[i // 5].button(name.capitalize(), key=f"quiz_{quiz.game}_{turn}_{name}", width="stretch",
+                               shortcut=str((i + 1) % 10)):
             quiz.take(shown, i, int(test.y_test[shown]), int(guesses[shown]))
             st.rerun()
 else:
@@ -127,7 +130,9 @@ else:
     buttons.header(f"It is {article} **{name}**", anchor=False)
     buttons.subheader(f"You were {you}.", anchor=False)
     buttons.subheader(f"The model was {it} ({evaluation.sure(probabilities[shown, guess])} sure).", anchor=False)
-    if buttons.button("Next picture", type="primary", icon=":material/arrow_forward:", width="stretch"):
+    # N, not Enter: Enter on a focused button (Start again) also ran Next, and the popover stayed shut.
+    if buttons.button("Next picture", type="primary", icon=":material/arrow_forward:", width="stretch",
+                      shortcut="N"):
         if quiz.move_on(pool, after=shown):
             st.session_state["quiz_note"] = f"That was every one of these {len(pool):,} pictures: they come round again."
         st.rerun()

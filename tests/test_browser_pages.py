@@ -203,11 +203,11 @@ def test_evaluate_every_tab_draws(sized_page, server):  # noqa: F811
 def test_quiz_caption_on_one_line(sized_page, server):  # noqa: F811
     page = sized_page
     open_page(page, server, PAGES["quiz"])
-    page.get_by_role("button", name="Dog", exact=True).wait_for(timeout=120_000)
+    page.get_by_role("button", name="Dog Shortcut 6", exact=True).wait_for(timeout=120_000)
     caption = page.get_by_text("The real size: 32 x 32 pixels")
     box = caption.bounding_box()
     assert box["height"] < 30, f"the caption wraps: {box}"
     clean(page, "quiz")
-    page.get_by_role("button", name="Dog", exact=True).click()
+    page.get_by_role("button", name="Dog Shortcut 6", exact=True).click()
     page.get_by_text("It is a ").wait_for()
     clean(page, "quiz-answered")
