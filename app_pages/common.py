@@ -207,6 +207,16 @@ def pick(box: str, choice: ModelChoice) -> None:
     st.session_state[box + PICKED] = choice.key
 
 
+def use_everywhere(key: str) -> ModelChoice | None:
+    """Make the model of `key` (BUNDLED or a run id) the one every page uses, as a pick in the sidebar does
+    (this tab's pick, and this browser's remembered one); None where it is no longer listed."""
+    choice = next((c for c in model_choices() if c.key == key), None)
+    if choice is not None:
+        pick(ACTIVE_MODEL_KEY, choice)
+        remembered.remember(owner(), key)
+    return choice
+
+
 def model_box(title: str, box: str, choices: list[ModelChoice], default: ModelChoice, *, where=st,
               help: str | None = None, then=None) -> ModelChoice:
     """A box listing `choices` that keeps the visitor's pick by the model's key, never by its label.

@@ -193,6 +193,15 @@ def _status(run: runs.Run, metrics: list[dict], owner: str) -> None:
         st.button("Stop", icon=":material/stop:", key=f"stop_{run.id}", on_click=_stop, args=(run.id, owner))
         if error := st.session_state.pop("train_stop_error", None):
             st.error(error)
+    if run.state in ("finished", "stopped") and run.model_path:
+        # The step after training, one press away: on a phone the sidebar's list of models is out of sight.
+        if st.button("Try it on your own pictures", icon=":material/photo_camera:", key=f"try_{run.id}",
+                     help="Makes it the model every page uses, as picking it in the sidebar does, and opens "
+                          "Predict."):
+            if common.use_everywhere(run.id) is None:
+                st.error("This run's model is no longer on the server: it was deleted meanwhile.")
+            else:
+                st.switch_page("app_pages/predict.py")
 
 
 def _stop(run_id: str, owner: str) -> None:
@@ -253,6 +262,9 @@ def _guess(run: runs.Run) -> str:
             "take on this server)")
 
 
+TRY_IT = "Try it with the button below, or pick it in the sidebar's list of models."
+
+
 def status_line(run: runs.Run, metrics: list[dict]) -> None:
     icon = STATE_ICONS.get(run.state, "")
     p = run.progress(metrics)
@@ -305,11 +317,9 @@ def status_line(run: runs.Run, metrics: list[dict]) -> None:
             f", of which testing {duration(testing)}." if testing else ".")
         because = run.status.get("stopped_because")     # the server's or a teacher's, not its owner's
         if because:
-            st.info(f"{because} {result[0].upper()}{result[1:]}.{took} "
-                    "Pick it as the model in the sidebar to try it.", icon=icon)
+            st.info(f"{because} {result[0].upper()}{result[1:]}.{took} {TRY_IT}", icon=icon)
         else:
-            st.success(f"{run.state.capitalize()}: {result}.{took} Pick it as the model in the sidebar to try it.",
-                       icon=icon)
+            st.success(f"{run.state.capitalize()}: {result}.{took} {TRY_IT}", icon=icon)
         if accuracy is not None and not any(m.get("kind") == "epoch" for m in metrics):
             st.caption(evaluation.ACCURACY_DEFINITION + " It stopped before its first epoch ended, so its curves "
                        "have no test dots: this figure is of the network as it was when it stopped.")

@@ -570,3 +570,23 @@ def test_a_server_a_class_shares_opens_train_on_the_recipe_made_for_a_class(page
     # line under them what it is.
     assert at.caption[1].value == "For a whole class: about 20 seconds each."
     assert train_parts.recipe_label("best") == "Best" and train_parts.recipe_label("mine") == "Mine"
+
+
+def test_a_finished_run_is_tried_on_predict_with_one_press(page):
+    """On a phone the sidebar's list of models is out of sight: the run's own button makes its model the one
+    every page uses, for this tab and for the browser's next visit, and opens Predict."""
+    from app_pages import common
+    from cifar_core import remembered
+    run = ended_run([0.6], [1.2], [1.5], name="mine to try")
+    shutil.copyfile(inference.DEFAULT_MODEL, run.path / rundir.MODEL)
+    board.invalidate()
+    at = page(watch=run.id)
+    [said] = [s.value for s in at.success]
+    assert said.endswith("Try it with the button below, or pick it in the sidebar's list of models.")
+    [button] = [b for b in at.button if b.label == "Try it on your own pictures"]
+    button.click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.session_state[common.ACTIVE_MODEL_KEY + common.PICKED] == run.id
+    assert remembered.recall(common.identity.owner_id(at.session_state["owner"])) == run.id
+    assert at.sidebar.selectbox[0].value == "Run mine to try (69.4%)"
+    assert [t.value for t in at.title] == ["Try it on your own pictures"]      # Predict's
