@@ -133,12 +133,12 @@ def _key(chart: str) -> str:
     return f"{chart}_{st.session_state.get(f'{chart}_drawn', 0) % 2}"
 
 
-def hold_place(key: str, height: int) -> None:
-    """Keep `height` pixels for the chart drawn under `key` while Vega draws it. Drawn afresh under a new
+def hold_place(key: str, height: int | str) -> None:
+    """Keep `height` (pixels, or a CSS length) for the chart drawn under `key` while Vega draws it. Drawn afresh under a new
     key (`afresh`), a chart is empty until then: the page grew shorter for a moment, and a browser
     scrolled down to it was thrown back to the page's top. (The theme's padding around the chart is left
     out of `height`: at most that is let go.)"""
-    st.html(f"<style>.st-key-{key} {{ min-height: {height}px; }}</style>")
+    st.html(f"<style>.st-key-{key} {{ min-height: {f'{height}px' if isinstance(height, int) else height}; }}</style>")
 
 
 # A widget's callback and its arguments stay in the visitor's session once the widget is drawn: Streamlit

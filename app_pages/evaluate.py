@@ -81,9 +81,9 @@ if errors.open:
         square = st.session_state.get(closer_look.EVALUATE)
         looking = square is not None and closer_look.is_open(closer_look.EVALUATE)
         right = int(np.trace(counts))
-        chart_specs.hold_place(key, charts.CONFUSION_SIDE)
+        chart_specs.hold_place(key, charts.CONFUSION_HELD)
         st.altair_chart(charts.confusion(counts, as_share=shown_as != "Pictures", chosen=square),
-                        on_select="rerun", key=key, width="content",
+                        on_select="rerun", key=key, width="stretch",
                         alt="Confusion matrix: a 10 by 10 grid of squares, a row for each true class and a column "
                             "for each class the model said, each holding "
                             + ("its number of test pictures" if shown_as == "Pictures" else "its share of the row")

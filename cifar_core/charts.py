@@ -357,7 +357,11 @@ def _panels(frame: pd.DataFrame, colour_by: str, width, keys: tuple[set, set] = 
 WHITE_TEXT_FROM = 0.69 ** 2
 
 
-CONFUSION_SIDE = 480     # pixels: the confusion matrix's squares, all ten by ten
+CONFUSION_SIDE = 480     # pixels: the confusion matrix's squares, all ten by ten, where its width allows
+CONFUSION_NAMES = 120    # pixels beside them for the class names and the axis title, where a width is not given
+# What a page keeps for the matrix while Vega draws it (app_pages/chart_specs.hold_place): its squares' side,
+# which on a phone is the column less the class names beside it (about 140 pixels with the page's margins).
+CONFUSION_HELD = f"min({CONFUSION_SIDE}px, 100vw - 140px)"
 
 
 def confusion(counts: np.ndarray, as_share: bool = False, chosen: tuple[int, int] | None = None) -> alt.Chart:
@@ -370,6 +374,10 @@ def confusion(counts: np.ndarray, as_share: bool = False, chosen: tuple[int, int
     in proportion, every mix-up (76 of a class's 1,000 pictures, 8%) was the
     same pale blue as none at all. The `chosen` square (true and predicted
     class), however it was chosen, click or keyboard, is framed.
+
+    Drawn as wide as its container (Streamlit gives the chart its container's width), the squares take
+    CONFUSION_SIDE pixels or, where the width is less, the width beside the class names: on a phone all ten
+    columns show, where a 480-pixel matrix had to be slid sideways inside itself.
     """
     rows = [{"true": CLASS_NAMES[t], "predicted": CLASS_NAMES[p], "images": int(counts[t, p]),
              "share": float(counts[t, p] / max(1, counts[t].sum())), "chosen": int((t, p) == chosen)}
@@ -378,24 +386,32 @@ def confusion(counts: np.ndarray, as_share: bool = False, chosen: tuple[int, int
         share = row["share"] * 100
         row["label"] = "<1%" if 0 < share < 1 else ">99%" if 99 < share < 100 else f"{share:.0f}%"
     cell = alt.selection_point(name="cell", fields=["true", "predicted"], on="click", clear=False, empty=False)
+    # The squares' side: Vega's width is the view's, the chart's width less the class names ("fit-x").
+    side = alt.param(name="side", expr=f"min({CONFUSION_SIDE}, width)")
+    squared = alt.Scale(range=[0, alt.ExprRef("side")])
+    # The view is one pixel high and grows to hold the squares ("pad" down the page), so the classes the
+    # model said head the columns: along the bottom they were drawn at the view's full height, however
+    # small the squares.
     base = alt.Chart(pd.DataFrame(rows)).encode(
-        x=alt.X("predicted:N", sort=list(CLASS_NAMES), title="the model said"),
-        y=alt.Y("true:N", sort=list(CLASS_NAMES), title="the picture really is"))
+        x=alt.X("predicted:N", sort=list(CLASS_NAMES), title="the model said", scale=squared,
+                axis=alt.Axis(orient="top")),
+        y=alt.Y("true:N", sort=list(CLASS_NAMES), title="the picture really is", scale=squared))
     squares = base.mark_rect().encode(
         color=alt.Color("share:Q", scale=alt.Scale(scheme="blues", domain=[0, 1], type="sqrt"), legend=None),
         stroke=alt.condition(alt.datum.chosen == 1, alt.value("#ff4b4b"), alt.value(None)), strokeWidth=alt.value(3),
         tooltip=["true", "predicted", alt.Tooltip("images:Q", title="pictures"),
                  alt.Tooltip("share:Q", format=".1%", title="% of the row")]
     ).add_params(cell)
-    # 14 px, legible at the back of a room: "1000" is about 32 pixels of a 48-pixel square. White text only
-    # where it reads better than dark: on the "blues" scheme that is from 69% of the way (#3383be, 4.1:1
-    # against white and 4.0:1 against the dark text); below that, dark text has the greater contrast.
-    numbers = base.mark_text(fontSize=14).encode(
+    # 14 px, legible at the back of a room: "1000" is about 32 pixels of a 48-pixel square. Smaller squares
+    # (a phone's 25 pixels) get the largest text in which "1000" still fits (2.2 times its size, and a margin).
+    # White text only where it reads better than dark: on the "blues" scheme that is from 69% of the way
+    # (#3383be, 4.1:1 against white and 4.0:1 against the dark text); below that, dark text has the greater
+    # contrast.
+    numbers = base.mark_text(fontSize=alt.ExprRef("clamp(floor((side / 10 - 3) / 2.2), 8, 14)")).encode(
         text="label:N" if as_share else "images:Q",
         color=alt.condition(alt.datum.share >= WHITE_TEXT_FROM, alt.value("white"), alt.value("#1c1f26")))
-    # "pad": the squares get exactly 480 x 480 pixels and the axes go around them.
-    return (squares + numbers).properties(width=CONFUSION_SIDE, height=CONFUSION_SIDE,
-                                          autosize=alt.AutoSizeParams(type="pad"))
+    return (squares + numbers).add_params(side).properties(
+        width=CONFUSION_SIDE + CONFUSION_NAMES, height=1, autosize=alt.AutoSizeParams(type="fit-x", contains="padding"))
 
 
 FEW_ANSWERS = 100     # a confidence group holding fewer is drawn faint: its share right is mostly chance

@@ -424,10 +424,10 @@ def test_evaluate_pick_a_confusion_matrix_cell_and_see_its_pictures(page, server
     chart = page.locator("[data-testid=stVegaLiteChart]").first
     chart.wait_for(timeout=60_000)
     page.wait_for_timeout(800)
-    box = chart.locator("canvas, svg").first.bounding_box()
-    # The 480 x 480 matrix sits at the top right of the chart, inside 5 pixels of padding.
-    cell = 48
-    page.mouse.click(box["x"] + box["width"] - 5 - 480 + cell * (column + 0.5), box["y"] + 5 + cell * (row + 0.5))
+    square = chart.locator(".mark-rect.role-mark path").nth(row * 10 + column)    # drawn row by row
+    box = square.bounding_box()
+    assert abs(box["width"] - 48) < 0.1 and abs(box["height"] - 48) < 0.1      # the matrix at its full size
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     closer = page.get_by_role("dialog")       # over the matrix, in sight wherever the page is scrolled to
     heading = closer.get_by_text("that the model called").first
     heading.wait_for(timeout=15_000)

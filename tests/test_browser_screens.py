@@ -266,6 +266,28 @@ def test_explore_s_grid_holds_as_many_pictures_to_a_row_as_fit(width, columns, s
     assert not problems, "\n".join(problems)
 
 
+def test_evaluate_s_confusion_matrix_fits_a_phone(server, visitor):
+    """On a phone the 480-pixel matrix was slid sideways inside itself: the columns of deer to truck were
+    out of sight. Its squares are as large as the width beside the class names allows now."""
+    url, _ = server
+    page = visitor(390, 844)
+    page.goto(f"{url}/evaluate")
+    page.get_by_role("tab", name="Confusion matrix").click()
+    calm(page)
+    wait_for_charts(page)
+    matrix = page.locator("[data-testid=stVegaLiteChart]:visible").first
+    squares = matrix.locator(".mark-rect.role-mark path")
+    squares.nth(99).wait_for(state="attached")
+    last = squares.nth(99).bounding_box()
+    assert last["x"] + last["width"] <= 390 - 16, last        # truck called truck, inside the page's margin
+    assert 20 < last["width"] < 48 and abs(last["width"] - last["height"]) < 0.1
+    assert matrix.evaluate("e => { e.scrollLeft = 50; return e.scrollLeft === 0; }"), "the matrix scrolls sideways"
+    squares.nth(35).click()     # cat called dog
+    page.get_by_role("dialog").get_by_text("that the model called dog").first.wait_for()
+    problems = look(page, "evaluate-confusion-390")
+    assert not problems, "\n".join(problems)
+
+
 def sidebar_model(page) -> str:
     """The value the sidebar's model selectbox shows (not its label)."""
     return page.locator("[data-testid=stSidebar] [data-testid=stSelectbox] input").first.input_value()

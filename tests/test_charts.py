@@ -4,6 +4,7 @@ import re
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from cifar_core import charts, data
 from cifar_core.data import CLASS_NAMES
@@ -331,9 +332,8 @@ def test_the_confusion_matrix_text_is_large_and_white_only_where_white_reads_bet
     counts = np.array([[100 - k if p == t else (k if p == (t + 1) % 10 else 0) for p in range(10)]
                        for t, k in enumerate(range(0, 100, 10))])      # rows of 100%, 90%, ... 10% right
     spec = charts.confusion(counts).to_dict()
-    numbers = next(layer for layer in spec["layer"] if layer["mark"]["type"] == "text")
-    assert numbers["mark"]["fontSize"] >= 14
     svg = vl_convert.vegalite_to_svg(spec)
+    assert set(re.findall(r'<text[^>]*font-size="(\d+)px"[^>]*>\d+</text>', svg)) == {"14"}   # the squares' numbers
 
     def colours(role):
         mark = re.search(rf'<g class="mark-{role} role-mark[^"]*"[^>]*>(.*?)</g>', svg, re.S).group(1)
@@ -350,6 +350,27 @@ def test_the_confusion_matrix_text_is_large_and_white_only_where_white_reads_bet
         better = max(("white", "#1c1f26"), key=lambda c: contrast(c, square))
         if abs(share - charts.WHITE_TEXT_FROM) > 0.02:
             assert text.lower() in (better, "#ffffff" if better == "white" else better), (share, square, text)
+
+
+@pytest.mark.parametrize("width", [358, 1000])
+def test_the_confusion_matrix_fits_its_width_up_to_its_full_size(width):
+    """Drawn by Vega itself at a phone's column (358 pixels) and a laptop's: the ten columns of squares fit
+    the width (on a phone the matrix was slid sideways inside itself), at most 48 pixels a square, with the
+    largest text in which "1000" fits."""
+    import vl_convert
+    spec = charts.confusion(np.full((10, 10), 1000)).to_dict()
+    spec["width"] = width           # as Streamlit gives it its container's width
+    svg = vl_convert.vegalite_to_svg(spec)
+    assert float(re.search(r'<svg[^>]*width="([\d.]+)"', svg).group(1)) <= width
+    left = float(re.search(r'<g [^>]*transform="translate\(([\d.]+),', svg).group(1))     # the class names
+    squares = [tuple(map(float, m)) for m in re.findall(r'aria-roledescription="rect mark" d="M([\d.]+),([\d.]+)h([\d.]+)v', svg)]
+    sides = {round(side, 1) for _, _, side in squares}
+    assert len(squares) == 100 and len(sides) == 1, sides
+    (side,) = sides
+    assert left + max(x for x, _, _ in squares) + side <= width        # the tenth column in sight
+    assert side == 48 if width == 1000 else 20 < side < 48
+    (size,) = {int(size) for size in re.findall(r'<text[^>]*font-size="(\d+)px"[^>]*>1000</text>', svg)}
+    assert size == 14 if width == 1000 else 2.2 * size <= side - 3 < 2.2 * (size + 1)
 
 
 def test_the_chosen_square_of_the_confusion_matrix_is_framed_however_it_was_chosen():
