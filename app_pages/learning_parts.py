@@ -109,12 +109,15 @@ def filter_sheet(filters: np.ndarray, cell: int = 32, columns: int = 8, gap: int
 
 
 PANEL_ITEM_PX = 96     # a picture and its answer under it: four to a row beside the filters, three on a phone
+PANEL_ROW_PX = 4 * PANEL_ITEM_PX + 3 * 16       # four of them and the "small" gaps between (1rem)
 
 
 def _panel(snapshot: snapshots.Snapshot, pictures: np.ndarray | None) -> None:
     guesses = snapshot.probabilities.argmax(axis=1)
     # A row that wraps, not columns: a phone stacks columns, one picture a line (a Train page 5,300 px long).
-    row = st.container(horizontal=True, wrap=True, gap="small")
+    # At most four to a row, so eight make two even rows: on a 1920-pixel projector the row held seven and
+    # left the eighth alone under them.
+    row = st.container(horizontal=True, wrap=True, gap="small", width=PANEL_ROW_PX)
     for i, (guess, truth) in enumerate(zip(guesses, snapshot.labels)):
         with row.container(width=PANEL_ITEM_PX):
             if pictures is not None:

@@ -5,6 +5,7 @@ Screenshots land in test-artifacts/learning-*.png (look at them).
 from __future__ import annotations
 
 import re
+from collections import Counter
 
 import test_browser
 from test_browser import no_exceptions, open_page, screenshot, settle
@@ -63,6 +64,13 @@ def test_the_panel_appears_live_and_the_slider_replays_it(page, server):
     assert shown_epoch(page) == EPOCHS
     no_exceptions(page)
     screenshot_panel(page, "learning-finished")
+    # Two even rows of four, on a 1920-pixel projector too, where the row held seven and left one under them.
+    for width in (1920, 1400):
+        page.set_viewport_size({"width": width, "height": 1000})
+        page.wait_for_timeout(500)
+        rows = Counter(round(picture.bounding_box()["y"])
+                       for picture in page.get_by_role("img", name=re.compile("a test picture of")).all())
+        assert sorted(rows.values()) == [4, 4], (width, rows)
     slider.focus()
     page.keyboard.press("Home")
     page.get_by_text("What it sees after epoch 1", exact=True).wait_for(timeout=30_000)
