@@ -134,11 +134,15 @@ def _key(chart: str) -> str:
 
 
 def hold_place(key: str, height: int | str) -> None:
-    """Keep `height` (pixels, or a CSS length) for the chart drawn under `key` while Vega draws it. Drawn afresh under a new
-    key (`afresh`), a chart is empty until then: the page grew shorter for a moment, and a browser
-    scrolled down to it was thrown back to the page's top. (The theme's padding around the chart is left
-    out of `height`: at most that is let go.)"""
-    st.html(f"<style>.st-key-{key} {{ min-height: {f'{height}px' if isinstance(height, int) else height}; }}</style>")
+    """Keep `height` for the chart drawn under `key` while Vega draws it: pixels, or a CSS length, in which
+    100cqw is the width of the column the chart is in. Drawn afresh under a new key (`afresh`), a chart is
+    empty until then: the page grew shorter for a moment, and a browser scrolled down to it was thrown back
+    to the page's top. (A `height` short of the chart's lets go of at most the difference.)"""
+    if isinstance(height, str):     # the column is made a container, so that 100cqw is its width
+        st.html(f"<style>[data-testid=stVerticalBlock]:has(> .st-key-{key}) {{ container-type: inline-size; }}"
+                f".st-key-{key} {{ min-height: {height}; }}</style>")
+    else:
+        st.html(f"<style>.st-key-{key} {{ min-height: {height}px; }}</style>")
 
 
 # A widget's callback and its arguments stay in the visitor's session once the widget is drawn: Streamlit

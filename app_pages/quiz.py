@@ -3,7 +3,7 @@ import numpy as np
 import streamlit as st
 
 from app_pages import common
-from app_pages.quiz_parts import LESSON_S, game, keep, latest
+from app_pages.quiz_parts import KEYS_KEPT, KEYS_SWITCH, LESSON_S, game, keep, keep_keys, latest
 from cifar_core import charts, evaluation
 from cifar_core.data import CLASS_NAMES, with_article
 
@@ -109,16 +109,19 @@ if hard and len(pool) < len(test.y_test):
     picture.caption(f"Hard mode: the {len(pool):,} pictures this model gets wrong. The classes most among them: "
                     f"{', '.join(most)}.")
 
+# Keys answer unless switched off (below): a key pressed by chance, or speech input, must be able not to.
+keys = st.session_state.get(KEYS_KEPT, True)
 if answer is None:
     buttons.markdown("**Pick one**")
     # Two columns of five, in order down each (Airplane to Deer, Dog to Truck): the keyboard goes down a
     # column before the next, and across the rows it went Airplane, Bird, Deer. Side by side on a phone too.
     # Each has a key, shown on it (1 to 9, then 0): an answer from the keyboard leaves no button focused,
-    # so Tab would start again from the top of the page. Streamlit leaves keys typed into a box to the box.
+    # so Tab would start again from the top of the page. Streamlit leaves a key pressed while a box or a
+    # switch has the focus to it (after the hard-mode switch, the page is clicked or Tab pressed first).
     grid = buttons.columns(2, wrap=False)
     for i, name in enumerate(CLASS_NAMES):
         if grid[i // 5].button(name.capitalize(), key=f"quiz_{quiz.game}_{turn}_{name}", width="stretch",
-                               shortcut=str((i + 1) % 10)):
+                               shortcut=str((i + 1) % 10) if keys else None):
             quiz.take(shown, i, int(test.y_test[shown]), int(guesses[shown]))
             st.rerun()
 else:
@@ -132,14 +135,19 @@ else:
     buttons.subheader(f"The model was {it} ({evaluation.sure(probabilities[shown, guess])} sure).", anchor=False)
     # N, not Enter: Enter on a focused button (Start again) also ran Next, and the popover stayed shut.
     if buttons.button("Next picture", type="primary", icon=":material/arrow_forward:", width="stretch",
-                      shortcut="N"):
+                      shortcut="N" if keys else None):
         if quiz.move_on(pool, after=shown):
             st.session_state["quiz_note"] = f"That was every one of these {len(pool):,} pictures: they come round again."
         st.rerun()
+settings_row = st.container(horizontal=True, vertical_alignment="center", gap="medium")
 # Asked twice: one stray click at the projector would wipe a whole class's score.
-with st.popover("Start again", icon=":material/restart_alt:"):
+with settings_row.popover("Start again", icon=":material/restart_alt:"):
     if st.button("Yes: both scores back to 0", key="quiz_restart"):
         fresh = quiz.started_again()
         st.session_state["quiz"] = fresh
         keep(me, fresh, started_again=True)     # in the played one's place: every tab of this browser starts again
         st.rerun()
+st.session_state[KEYS_SWITCH] = keys      # a switch's own state is forgotten on other pages; this is kept
+settings_row.toggle("Answer with keys", key=KEYS_SWITCH, on_change=keep_keys,
+                    help="1 to 9 and 0 answer, and N shows the next picture (each key is on its button). Switch it "
+                         "off where a key pressed by chance, or speech input, should not answer.")

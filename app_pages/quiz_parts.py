@@ -133,3 +133,12 @@ def keep(me: str, quiz: Quiz, started_again: bool = False) -> None:
             del games[oldest]                                        # keeps its latest, not the class's
         while len(games) > KEPT_GAMES:
             games.popitem(last=False)
+
+
+KEYS_SWITCH = "quiz_keys"           # the "Answer with keys" switch
+KEYS_KEPT = "quiz_keys_kept"        # its position, kept for the session (a switch's own is not, off its page)
+
+
+def keep_keys() -> None:
+    """The switch's callback: a module function, which holds nothing of the page's run."""
+    st.session_state[KEYS_KEPT] = st.session_state[KEYS_SWITCH]

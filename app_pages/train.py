@@ -7,6 +7,7 @@ from app_pages import common, train_parts
 from cifar_core import data, runs, settings
 from cifar_core.config import PRESETS, ConfigError, TrainConfig
 
+train_parts.follow_try()
 common.header("train")
 owner = common.owner()
 limits = settings.get()

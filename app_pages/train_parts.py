@@ -195,13 +195,28 @@ def _status(run: runs.Run, metrics: list[dict], owner: str) -> None:
             st.error(error)
     if run.state in ("finished", "stopped") and run.model_path:
         # The step after training, one press away: on a phone the sidebar's list of models is out of sight.
-        if st.button("Try it on your own pictures", icon=":material/photo_camera:", key=f"try_{run.id}",
-                     help="Makes it the model every page uses, as picking it in the sidebar does, and opens "
-                          "Predict."):
-            if common.use_everywhere(run.id) is None:
-                st.error("This run's model is no longer on the server: it was deleted meanwhile.")
-            else:
-                st.switch_page("app_pages/predict.py")
+        # A callback, as Stop's: a press is kept even when its rerun draws another run here.
+        st.button("Try it on your own pictures", icon=":material/photo_camera:", key=f"try_{run.id}",
+                  on_click=_try, args=(run.id,),
+                  help="Makes it the model every page uses, as picking it in the sidebar does, and opens Predict.")
+        if error := st.session_state.pop("train_try_error", None):
+            st.error(error)
+
+
+TRIED = "train_tried"       # set by a press of "Try it": the Train page opens Predict (`follow_try`)
+
+
+def _try(run_id: str) -> None:
+    if common.use_everywhere(run_id) is None:
+        st.session_state["train_try_error"] = "This run's model is no longer on the server: it was deleted meanwhile."
+    else:
+        st.session_state[TRIED] = True
+
+
+def follow_try() -> None:
+    """Open Predict after a press of a run's "Try it" (its model is already the one every page uses)."""
+    if st.session_state.pop(TRIED, False):
+        st.switch_page("app_pages/predict.py")
 
 
 def _stop(run_id: str, owner: str) -> None:

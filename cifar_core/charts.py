@@ -359,9 +359,10 @@ WHITE_TEXT_FROM = 0.69 ** 2
 
 CONFUSION_SIDE = 480     # pixels: the confusion matrix's squares, all ten by ten, where its width allows
 CONFUSION_NAMES = 120    # pixels beside them for the class names and the axis title, where a width is not given
-# What a page keeps for the matrix while Vega draws it (app_pages/chart_specs.hold_place): its squares' side,
-# which on a phone is the column less the class names beside it (about 140 pixels with the page's margins).
-CONFUSION_HELD = f"min({CONFUSION_SIDE}px, 100vw - 140px)"
+# What a page keeps for the matrix while Vega draws it (app_pages/chart_specs.hold_place), in the column's
+# width (100cqw): the squares' side, the column less the 105 pixels of class names beside them, and the
+# 105 pixels of class names above them (measured in Chromium; the 28 below are let go).
+CONFUSION_HELD = f"calc(min({CONFUSION_SIDE}px, 100cqw - 105px) + 105px)"
 
 
 def confusion(counts: np.ndarray, as_share: bool = False, chosen: tuple[int, int] | None = None) -> alt.Chart:
@@ -402,12 +403,15 @@ def confusion(counts: np.ndarray, as_share: bool = False, chosen: tuple[int, int
         tooltip=["true", "predicted", alt.Tooltip("images:Q", title="pictures"),
                  alt.Tooltip("share:Q", format=".1%", title="% of the row")]
     ).add_params(cell)
-    # 14 px, legible at the back of a room: "1000" is about 32 pixels of a 48-pixel square. Smaller squares
-    # (a phone's 25 pixels) get the largest text in which "1000" still fits (2.2 times its size, and a margin).
+    # 14 px, legible at the back of a room: "1000" is about 28 pixels of a 48-pixel square (a digit is half
+    # the text's size, measured in Chromium). Smaller squares (a phone's 25 pixels) get the largest text in
+    # which "1000" still fits, with a tenth to spare and 3 pixels of margin.
     # White text only where it reads better than dark: on the "blues" scheme that is from 69% of the way
     # (#3383be, 4.1:1 against white and 4.0:1 against the dark text); below that, dark text has the greater
     # contrast.
-    numbers = base.mark_text(fontSize=alt.ExprRef("clamp(floor((side / 10 - 3) / 2.2), 8, 14)")).encode(
+    # Squares under 16 pixels (a column under 265) go without: even 8-pixel text spilled out of them.
+    numbers = base.mark_text(fontSize=alt.ExprRef("clamp(floor((side / 10 - 3) / 2.2), 8, 14)"),
+                             opacity=alt.ExprRef("side < 160 ? 0 : 1")).encode(
         text="label:N" if as_share else "images:Q",
         color=alt.condition(alt.datum.share >= WHITE_TEXT_FROM, alt.value("white"), alt.value("#1c1f26")))
     return (squares + numbers).add_params(side).properties(

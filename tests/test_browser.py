@@ -513,7 +513,8 @@ def test_the_quiz_answers_go_in_the_order_they_are_seen_from_the_keyboard(page, 
 def test_the_quiz_is_played_from_the_keyboard(page, server):
     """The keys on the buttons answer (1 to 9, and 0 for truck) and N shows the next picture: after an answer
     from the keyboard no button has the focus, so Tab would have started again from the top of the page.
-    A digit typed into the sidebar's model box is the box's, never an answer."""
+    A digit typed into the sidebar's model box is the box's, never an answer; and the keys can be switched
+    off."""
     open_page(page, server, "quiz")
     page.locator("[data-testid=stSidebar] [data-testid=stSelectbox] input").click()
     page.keyboard.type("3")
@@ -534,6 +535,22 @@ def test_the_quiz_is_played_from_the_keyboard(page, server):
     assert "truck" in page.get_by_text("It is a ").inner_text() or page.get_by_text("(you said truck)").count() == 1
     assert page.locator("[data-testid=stMetricValue]").first.inner_text().endswith("/ 2")
     no_exceptions(page)
+
+    # Switched off, keys answer nothing (a key pressed by chance, speech input), on return to the page too.
+    page.keyboard.press("n")
+    page.get_by_text("Pick one").wait_for()
+    page.get_by_text("Answer with keys").click()
+    settle(page)
+    page.locator("[data-testid=stSidebarNav]").get_by_role("link", name="Explore").click()
+    page.get_by_role("heading", name="Explore the data").wait_for()
+    page.locator("[data-testid=stSidebarNav]").get_by_role("link", name="Quiz").click()
+    page.get_by_role("button", name="Bird", exact=True).wait_for()       # no key named beside it
+    assert not page.get_by_role("switch", name="Answer with keys").is_checked()
+    page.get_by_role("heading", name="You against the model").click()
+    page.keyboard.press("3")
+    settle(page)
+    assert page.get_by_text("Pick one").count() == 1
+    assert page.locator("[data-testid=stMetricValue]").first.inner_text().endswith("/ 2")
 
 
 def test_a_run_name_is_shown_as_typed_never_as_markdown(page, server):

@@ -281,7 +281,16 @@ def test_evaluate_s_confusion_matrix_fits_a_phone(server, visitor):
     last = squares.nth(99).bounding_box()
     assert last["x"] + last["width"] <= 390 - 16, last        # truck called truck, inside the page's margin
     assert 20 < last["width"] < 48 and abs(last["width"] - last["height"]) < 0.1
-    assert matrix.evaluate("e => { e.scrollLeft = 50; return e.scrollLeft === 0; }"), "the matrix scrolls sideways"
+    wider = matrix.evaluate("e => [e, ...e.querySelectorAll('*')].filter(d => d instanceof HTMLElement && d.scrollWidth > d.clientWidth + 1"
+                            " && d.clientWidth > 0).map(d => d.tagName)")
+    assert not wider, f"the matrix scrolls sideways inside {wider}"
+    # Each number inside its square: 14-pixel text spilled over squares half the size.
+    spilled = matrix.evaluate("""e => {
+        const squares = [...e.querySelectorAll('.mark-rect.role-mark path')].map(s => s.getBoundingClientRect());
+        return [...e.querySelectorAll('.mark-text.role-mark text')].filter((t, i) => {
+            const b = t.getBoundingClientRect(), s = squares[i];
+            return b.left < s.left + 1 || b.right > s.right - 1 || b.top < s.top || b.bottom > s.bottom; }).length; }""")
+    assert spilled == 0
     squares.nth(35).click()     # cat called dog
     page.get_by_role("dialog").get_by_text("that the model called dog").first.wait_for()
     problems = look(page, "evaluate-confusion-390")

@@ -355,8 +355,8 @@ def test_the_confusion_matrix_text_is_large_and_white_only_where_white_reads_bet
 @pytest.mark.parametrize("width", [358, 1000])
 def test_the_confusion_matrix_fits_its_width_up_to_its_full_size(width):
     """Drawn by Vega itself at a phone's column (358 pixels) and a laptop's: the ten columns of squares fit
-    the width (on a phone the matrix was slid sideways inside itself), at most 48 pixels a square, with the
-    largest text in which "1000" fits."""
+    the width (on a phone the matrix was slid sideways inside itself), at most 48 pixels a square, with
+    smaller text in smaller squares (that it fits them is measured in a browser, test_browser_screens.py)."""
     import vl_convert
     spec = charts.confusion(np.full((10, 10), 1000)).to_dict()
     spec["width"] = width           # as Streamlit gives it its container's width
@@ -370,7 +370,7 @@ def test_the_confusion_matrix_fits_its_width_up_to_its_full_size(width):
     assert left + max(x for x, _, _ in squares) + side <= width        # the tenth column in sight
     assert side == 48 if width == 1000 else 20 < side < 48
     (size,) = {int(size) for size in re.findall(r'<text[^>]*font-size="(\d+)px"[^>]*>1000</text>', svg)}
-    assert size == 14 if width == 1000 else 2.2 * size <= side - 3 < 2.2 * (size + 1)
+    assert size == 14 if width == 1000 else 8 <= size < 14
 
 
 def test_the_chosen_square_of_the_confusion_matrix_is_framed_however_it_was_chosen():
