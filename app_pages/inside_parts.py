@@ -131,9 +131,34 @@ def _most_at(feature_map: np.ndarray) -> str:
     return f"most in {place} of the picture" if place else "nowhere more than elsewhere"
 
 
+# A block's SHOWN maps in even rows: 16, 8 or 4 to a row, whichever fits the column (a map and its caption
+# are at most 100 pixels wide), where a row that wraps left one or two under fifteen or fourteen at a
+# 1920-pixel projector and one under fifteen on a phone. On a phone's column of four, a map is drawn a
+# little smaller (86 pixels), its pixels kept square and sharp.
+MAPS_KEY = "inside_maps"
+MAPS_STYLE = f"""<style>
+  .st-key-{MAPS_KEY} {{ container-type: inline-size; }}
+  .st-key-{MAPS_KEY} [data-testid=stImage] {{
+    display: grid; grid-template-columns: repeat(4, minmax(0, 100px)); column-gap: 4px; }}
+  @container (min-width: 800px) {{
+    .st-key-{MAPS_KEY} [data-testid=stImage] {{ grid-template-columns: repeat(8, minmax(0, 100px)); }} }}
+  @container (min-width: 1600px) {{
+    .st-key-{MAPS_KEY} [data-testid=stImage] {{ grid-template-columns: repeat(16, minmax(0, 100px)); }} }}
+  .st-key-{MAPS_KEY} [data-testid=stImageContainer] {{ width: auto; max-width: 100%; }}
+  .st-key-{MAPS_KEY} [data-testid=stImageContainer] img {{ max-width: 100%; height: auto; image-rendering: pixelated; }}
+</style>"""
+
+
 def maps(model, image: np.ndarray) -> list[np.ndarray]:
     """Every block's strongest maps for the picture; returns all the maps."""
     found = inside.feature_maps(model, image)
+    st.html(MAPS_STYLE)
+    with st.container(key=MAPS_KEY):
+        _block_maps(model, found)
+    return found
+
+
+def _block_maps(model, found: list[np.ndarray]) -> None:
     networks = models.members_of(model)
     if networks > 1:
         st.caption("The model is two networks side by side: in every block, the first half of the maps are "
@@ -149,7 +174,6 @@ def maps(model, image: np.ndarray) -> list[np.ndarray]:
         st.image(inside.map_images(block_maps, order), caption=[f"map {c}" for c in order],
                  alt=[f"{block.title}, map {c}: bright where it responds to the picture, "
                       + _most_at(block_maps[:, :, c]) for c in order])
-    return found
 
 
 SEARCHING = "Finding the test pictures each map responds to most (once per network)…"

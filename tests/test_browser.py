@@ -445,6 +445,16 @@ def test_evaluate_pick_a_confusion_matrix_cell_and_see_its_pictures(page, server
     page.get_by_role("radio", name="% of each true class").click()     # a rerun of the page: it stays closed
     settle(page)
     assert page.get_by_role("dialog").count() == 0
+    # The keyboard's way, the box beside the matrix, opens the same pictures (its list opens with the
+    # matrix's column made a CSS container, for its reserved height).
+    box = page.get_by_role("combobox", name="Show the pictures of the square")
+    box.evaluate("e => e.scrollIntoView({block: 'center'})")    # in sight first: a list opened while the page
+    page.wait_for_timeout(300)                                  # still scrolls to it is closed by the scroll
+    box.click()
+    page.get_by_role("option", name=f"{names[row]} called {names[column]} (").click()
+    page.get_by_role("dialog").get_by_text(f"that the model called {names[column]}").first.wait_for()
+    page.keyboard.press("Escape")
+    page.get_by_role("dialog").wait_for(state="detached")
 
     page.get_by_role("tab", name="Confidence").click()
     chart = page.locator("[data-testid=stVegaLiteChart]:visible").last    # hidden tabs hold charts too

@@ -4,6 +4,9 @@ Screenshots land in test-artifacts/inside-*.png (look at them).
 """
 from __future__ import annotations
 
+import re
+from collections import Counter
+
 import test_browser
 from test_browser import click_picture, no_exceptions, open_page, screenshot, settle
 
@@ -56,8 +59,21 @@ def test_look_inside_pick_a_picture_see_its_maps_and_every_tab(page, server):
     screenshot(page, "inside-maps")
     page.get_by_text("Block 3:").scroll_into_view_if_needed()
     screenshot(page, "inside-maps-deeper")
+    # Each block's 16 maps in even rows at any width: a row that wrapped left one or two alone under the
+    # rest (15 and 1 at a 1920-pixel projector, 5 rows of 3 and 1 on a phone).
+    for width, to_a_row in ((1920, 8), (390, 4), (1400, 8)):
+        page.set_viewport_size({"width": width, "height": 1000})
+        page.wait_for_timeout(500)
+        for block in ("Whitening", "Block 1", "Block 2", "Block 3"):
+            maps = page.get_by_role("img", name=re.compile(f"^{block}, map ")).all()
+            rows = Counter(round(m.bounding_box()["y"]) for m in maps)
+            assert len(maps) == 16 and set(rows.values()) == {to_a_row}, (width, block, rows)
+            assert max(m.bounding_box()["x"] + m.bounding_box()["width"] for m in maps) <= width
 
-    page.get_by_role("combobox", name="Map").click()
+    box = page.get_by_role("combobox", name="Map")
+    box.evaluate("e => e.scrollIntoView({block: 'center'})")    # in sight first: a list opened while the page
+    page.wait_for_timeout(300)                                  # still scrolls to it is closed by the scroll
+    box.click()
     option = page.get_by_role("option").nth(3)
     number = option.inner_text().split()[1]                  # "map 41 (responds 1.57 on average)"
     option.click()
