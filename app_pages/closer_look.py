@@ -18,7 +18,7 @@ import streamlit as st
 
 from cifar_core import charts, inference
 from cifar_core.data import CLASS_NAMES, with_article
-from app_pages import chart_specs, common, inside_parts
+from app_pages import chart_specs, common, even_rows, inside_parts
 
 EXPLORE = "explore_pick"        # session state: ((data set, split), index) of the picture picked in Explore's grid
 EVALUATE = "evaluate_pick"      # session state: (true class, class said) of Evaluate's square picked
@@ -123,11 +123,12 @@ def _pictures(pictures: np.ndarray, captions: list[str], alts: list[str], scale:
     if not len(pictures):
         st.caption("No test picture is in this square: the model never gave this answer for this class.")
         return
-    row(pictures, captions, alts, scale)
+    row(pictures, captions, alts, scale, key="closer_pictures")
 
 
-def row(pictures: np.ndarray, captions: list[str], alts: list[str], scale: int) -> None:
-    """Pictures in a row, each drawn `scale` times larger at one size: a long caption wraps under its
-    picture instead of enlarging it."""
-    st.image([charts.upscale(p, scale) for p in pictures], caption=list(captions), width=pictures.shape[2] * scale,
-             alt=alts)
+def row(pictures: np.ndarray, captions: list[str], alts: list[str], scale: int, key: str) -> None:
+    """Pictures in even rows (app_pages/even_rows.py) under `key`, each drawn `scale` times larger at one
+    size: a long caption wraps under its picture instead of enlarging it."""
+    size = pictures.shape[2] * scale
+    with even_rows.rows(key, len(pictures), size):
+        st.image([charts.upscale(p, scale) for p in pictures], caption=list(captions), width=size, alt=alts)

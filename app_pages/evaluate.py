@@ -29,9 +29,9 @@ def alts(indices) -> list[str]:
     return [f"test picture #{test.test_number(i)}, {with_article(CLASS_NAMES[test.y_test[i]])}" for i in indices]
 
 
-def pictures(indices, captions) -> None:
-    """Test pictures in a row, each at PICTURE pixels with its caption."""
-    closer_look.row(test.x_test[indices], captions, alts(indices), PICTURE // test.x_test.shape[2])
+def pictures(indices, captions, key: str) -> None:
+    """Test pictures in even rows, each at PICTURE pixels with its caption."""
+    closer_look.row(test.x_test[indices], captions, alts(indices), PICTURE // test.x_test.shape[2], key)
 
 
 st.metric(f"Right on {summary['n']:,} test pictures", evaluation.percent(summary["accuracy"]),
@@ -116,7 +116,7 @@ if errors.open:
             st.caption("It gets every test picture right: there are no mistakes to show.")
         else:
             pictures(worst, [f"{CLASS_NAMES[test.y_test[i]]}, said {CLASS_NAMES[y_pred[i]]} ({evaluation.sure(probabilities[i].max())} sure)"
-                             for i in worst])
+                             for i in worst], key="evaluate_mistakes")
 
 if sure.open:
     with sure:
@@ -175,10 +175,11 @@ with compare:
                             f"{other}: " + "; ".join(f"{name} {evaluation.percent(summary['per_class'][name])} and "
                                                      f"{evaluation.percent(other_summary['per_class'][name])}"
                                                      for name in CLASS_NAMES) + ".")
-        for title, mask in ((f"Right by {picked}, wrong by {other}", first_only),
-                            (f"Right by {other}, wrong by {picked}", second_only)):
+        for (title, mask), key in zip(((f"Right by {picked}, wrong by {other}", first_only),
+                                       (f"Right by {other}, wrong by {picked}", second_only)),
+                                      ("evaluate_first_only", "evaluate_second_only")):
             shown = np.flatnonzero(mask)[:20]
             st.markdown(f"**{common.plain(title)}: {evaluation.counted(int(mask.sum()), 'picture')}**"
                         + (" (the first 20)" if mask.sum() > 20 else ""))
             if len(shown):
-                pictures(shown, [CLASS_NAMES[test.y_test[i]] for i in shown])
+                pictures(shown, [CLASS_NAMES[test.y_test[i]] for i in shown], key)

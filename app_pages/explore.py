@@ -7,7 +7,7 @@ import streamlit as st
 
 from cifar_core import charts, embedding, evaluation
 from cifar_core.data import CLASS_NAMES, with_article
-from app_pages import chart_specs, closer_look, common
+from app_pages import chart_specs, closer_look, common, even_rows
 
 PER_PAGE = 50
 ALL = "All classes"
@@ -166,9 +166,10 @@ elif view == "Statistics":
                      alt=f"Line chart of how often pixel values, 0 to 255 in steps of 4, occur in the red (solid), green "
                          f"(dashed) and blue (dotted) channels of {of}.")
     st.markdown("**The average picture of each class**: the blur of everything the class has in common.")
-    st.image([charts.upscale(m, 4) for m in class_means(dataset.origin, split, x, y)], caption=list(CLASS_NAMES), width=128,
-             alt=[f"the average of every {split.lower()} picture of {with_article(name)}: a blur of its usual colours"
-                  for name in CLASS_NAMES])
+    with even_rows.rows("explore_means", len(CLASS_NAMES), 128):
+        st.image([charts.upscale(m, 4) for m in class_means(dataset.origin, split, x, y)], caption=list(CLASS_NAMES),
+                 width=128, alt=[f"the average of every {split.lower()} picture of {with_article(name)}: a blur of "
+                                 "its usual colours" for name in CLASS_NAMES])
 
 else:
     st.markdown("Each dot is a picture, placed by the model's last layer of features (reduced to two dimensions "

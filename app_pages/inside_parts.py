@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app_pages import chart_specs, common, model_shelf
+from app_pages import chart_specs, common, even_rows, model_shelf
 from cifar_core import board, charts, explain, inference, inside, models
 from cifar_core.data import CLASS_NAMES
 
@@ -131,29 +131,11 @@ def _most_at(feature_map: np.ndarray) -> str:
     return f"most in {place} of the picture" if place else "nowhere more than elsewhere"
 
 
-# A block's SHOWN maps in even rows: 16, 8 or 4 to a row, whichever fits the column (a map and its caption
-# are at most 100 pixels wide), where a row that wraps left one or two under fifteen or fourteen at a
-# 1920-pixel projector and one under fifteen on a phone. On a phone's column of four, a map is drawn a
-# little smaller (86 pixels), its pixels kept square and sharp.
-MAPS_KEY = "inside_maps"
-MAPS_STYLE = f"""<style>
-  .st-key-{MAPS_KEY} {{ container-type: inline-size; }}
-  .st-key-{MAPS_KEY} [data-testid=stImage] {{
-    display: grid; grid-template-columns: repeat(4, minmax(0, 100px)); column-gap: 4px; }}
-  @container (min-width: 800px) {{
-    .st-key-{MAPS_KEY} [data-testid=stImage] {{ grid-template-columns: repeat(8, minmax(0, 100px)); }} }}
-  @container (min-width: 1600px) {{
-    .st-key-{MAPS_KEY} [data-testid=stImage] {{ grid-template-columns: repeat(16, minmax(0, 100px)); }} }}
-  .st-key-{MAPS_KEY} [data-testid=stImageContainer] {{ width: auto; max-width: 100%; }}
-  .st-key-{MAPS_KEY} [data-testid=stImageContainer] img {{ max-width: 100%; height: auto; image-rendering: pixelated; }}
-</style>"""
-
-
 def maps(model, image: np.ndarray) -> list[np.ndarray]:
     """Every block's strongest maps for the picture; returns all the maps."""
     found = inside.feature_maps(model, image)
-    st.html(MAPS_STYLE)
-    with st.container(key=MAPS_KEY):
+    # Each block's maps in even rows: at a 1920-pixel projector 15 stood over 1, on a phone 3 to a row over 1.
+    with even_rows.rows("inside_maps", SHOWN, inside.MAP_PX):
         _block_maps(model, found)
     return found
 
@@ -278,6 +260,9 @@ def _whose(model, count: int) -> str:
     return f" The model is {networks} networks side by side: filters {spans} are each one's in turn."
 
 
+FILTER_PX = 64      # a first-layer filter's colour pattern, drawn about this wide
+
+
 def filters(model) -> None:
     for found in inside.first_filters(model):
         size, count = found.kernel.shape[0], found.kernel.shape[-1]
@@ -292,5 +277,7 @@ def filters(model) -> None:
             st.caption("Each square is the colour pattern that makes one filter respond most." + (
                 f" Seen through the fixed layer, so {size} x {size} pixels: that layer strengthens fine detail, "
                 "which is why many look speckled." if found.seen_through else "") + _whose(model, count))
-        st.image([inside.enlarge(p, 64) for p in found.patches], caption=[str(c) for c in range(len(found.patches))],
-                 alt=[f"the colour pattern filter {c} responds to most" for c in range(len(found.patches))])
+        with even_rows.rows(f"inside_filters_{found.layer}", len(found.patches), FILTER_PX):
+            st.image([inside.enlarge(p, FILTER_PX) for p in found.patches],
+                     caption=[str(c) for c in range(len(found.patches))],
+                     alt=[f"the colour pattern filter {c} responds to most" for c in range(len(found.patches))])
