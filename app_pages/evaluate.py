@@ -30,7 +30,8 @@ def alts(indices) -> list[str]:
 
 
 def pictures(indices, captions, key: str) -> None:
-    """Test pictures in even rows, each at PICTURE pixels with its caption."""
+    """Test pictures in even rows, each at PICTURE pixels (smaller where that lets one more into a row)
+    with its caption."""
     closer_look.row(test.x_test[indices], captions, alts(indices), PICTURE // test.x_test.shape[2], key)
 
 

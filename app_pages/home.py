@@ -16,7 +16,7 @@ def one_of_each() -> list:
     return [charts.upscale(sample.x_test[sample.y_test == c][0], 3) for c in range(len(data.CLASS_NAMES))]
 
 
-with even_rows.rows("home_classes", len(data.CLASS_NAMES), 96):     # 5 + 5, or 10 in a row, never 8 + 2
+with even_rows.rows("home_classes", len(data.CLASS_NAMES), 96):     # 10, 5 + 5, or 4 + 4 + 2; never 8 + 2
     st.image(one_of_each(), caption=list(data.CLASS_NAMES), width=96,   # one size: "automobile" would widen its own
              alt=[f"a small CIFAR-10 photo of {data.with_article(name)}" for name in data.CLASS_NAMES])
 # A row that wraps, each link as wide as its words: five equal columns cut them ("Your own pictur") on a tablet.

@@ -134,28 +134,25 @@ def _most_at(feature_map: np.ndarray) -> str:
 def maps(model, image: np.ndarray) -> list[np.ndarray]:
     """Every block's strongest maps for the picture; returns all the maps."""
     found = inside.feature_maps(model, image)
-    # Each block's maps in even rows: at a 1920-pixel projector 15 stood over 1, on a phone 3 to a row over 1.
-    with even_rows.rows("inside_maps", SHOWN, inside.MAP_PX):
-        _block_maps(model, found)
-    return found
-
-
-def _block_maps(model, found: list[np.ndarray]) -> None:
     networks = models.members_of(model)
     if networks > 1:
         st.caption("The model is two networks side by side: in every block, the first half of the maps are "
                    "one network's and the second half the other's, each found by that network alone."
                    if networks == 2 else f"The model is {networks} networks side by side: in every block, the "
                    f"maps come in {networks} equal runs, one network's each, in turn.")
-    for block, block_maps in zip(inside.blocks(model), found):
+    for i, (block, block_maps) in enumerate(zip(inside.blocks(model), found)):
         order = inside.strongest(block_maps)[:SHOWN]
         height, width, channels = block.shape
         # A map's places, not the picture's pixels: each place sees a square of the picture (its field).
         st.markdown(f"**{block.title}**: {height} x {width} places, {_seen(block.field, height)}; "
                     f"the {len(order)} strongest of its {channels} maps")
-        st.image(inside.map_images(block_maps, order), caption=[f"map {c}" for c in order],
-                 alt=[f"{block.title}, map {c}: bright where it responds to the picture, "
-                      + _most_at(block_maps[:, :, c]) for c in order])
+        images = inside.map_images(block_maps, order)
+        # In even rows: at a 1920-pixel projector 15 stood over 1, on a phone 3 to a row over 1.
+        with even_rows.rows(f"inside_maps_{i}", len(images), images[0].shape[1]):
+            st.image(images, caption=[f"map {c}" for c in order], width=images[0].shape[1],
+                     alt=[f"{block.title}, map {c}: bright where it responds to the picture, "
+                          + _most_at(block_maps[:, :, c]) for c in order])
+    return found
 
 
 SEARCHING = "Finding the test pictures each map responds to most (once per network)…"
@@ -264,7 +261,7 @@ FILTER_PX = 64      # a first-layer filter's colour pattern, drawn about this wi
 
 
 def filters(model) -> None:
-    for found in inside.first_filters(model):
+    for i, found in enumerate(inside.first_filters(model)):
         size, count = found.kernel.shape[0], found.kernel.shape[-1]
         if found.fixed:
             st.header(f"The fixed first layer ({found.layer})")
@@ -277,7 +274,7 @@ def filters(model) -> None:
             st.caption("Each square is the colour pattern that makes one filter respond most." + (
                 f" Seen through the fixed layer, so {size} x {size} pixels: that layer strengthens fine detail, "
                 "which is why many look speckled." if found.seen_through else "") + _whose(model, count))
-        with even_rows.rows(f"inside_filters_{found.layer}", len(found.patches), FILTER_PX):
-            st.image([inside.enlarge(p, FILTER_PX) for p in found.patches],
-                     caption=[str(c) for c in range(len(found.patches))],
+        patches = [inside.enlarge(p, FILTER_PX) for p in found.patches]
+        with even_rows.rows(f"inside_filters_{i}", len(patches), patches[0].shape[1]):
+            st.image(patches, caption=[str(c) for c in range(len(patches))], width=patches[0].shape[1],
                      alt=[f"the colour pattern filter {c} responds to most" for c in range(len(found.patches))])

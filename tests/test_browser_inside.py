@@ -5,6 +5,7 @@ Screenshots land in test-artifacts/inside-*.png (look at them).
 from __future__ import annotations
 
 import re
+import time
 from collections import Counter
 
 import test_browser
@@ -39,6 +40,14 @@ def wait_for_pictures(page, at_least: int, timeout_ms: int = 30_000) -> tuple[in
     return tuple(page.evaluate(DRAWN))
 
 
+def poll(read, done, seconds: float = 10):
+    """`read()` again until `done` holds of it or `seconds` pass (a layout settles after a resize); the last read."""
+    end = time.monotonic() + seconds
+    while not done(value := read()) and time.monotonic() < end:
+        time.sleep(0.2)
+    return value
+
+
 def test_look_inside_pick_a_picture_see_its_maps_and_every_tab(page, server):
     open_page(page, server, "inside")
     page.get_by_role("heading", name="Look inside the network").wait_for()
@@ -63,12 +72,13 @@ def test_look_inside_pick_a_picture_see_its_maps_and_every_tab(page, server):
     # rest (15 and 1 at a 1920-pixel projector, 5 rows of 3 and 1 on a phone).
     for width, to_a_row in ((1920, 16), (390, 4), (1400, 8)):
         page.set_viewport_size({"width": width, "height": 1000})
-        page.wait_for_timeout(500)
         for block in ("Whitening", "Block 1", "Block 2", "Block 3"):
-            maps = page.get_by_role("img", name=re.compile(f"^{block}, map ")).all()
-            rows = Counter(round(m.bounding_box()["y"]) for m in maps)
-            assert len(maps) == 16 and set(rows.values()) == {to_a_row}, (width, block, rows)
-            assert max(m.bounding_box()["x"] + m.bounding_box()["width"] for m in maps) <= width
+            maps = page.get_by_role("img", name=re.compile(f"^{block}, map "))
+            rows = poll(lambda: Counter(round(b["y"]) for b in maps.evaluate_all(
+                "ms => ms.map(m => m.getBoundingClientRect().toJSON())")), lambda r: set(r.values()) == {to_a_row})
+            assert maps.count() == 16 and set(rows.values()) == {to_a_row}, (width, block, rows)
+            right = maps.evaluate_all("ms => Math.max(...ms.map(m => m.getBoundingClientRect().right))")
+            assert right <= width
 
     box = page.get_by_role("combobox", name="Map")
     box.evaluate("e => e.scrollIntoView({block: 'center'})")    # in sight first: a list opened while the page

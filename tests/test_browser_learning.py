@@ -8,6 +8,7 @@ import re
 from collections import Counter
 
 import test_browser
+from test_browser_inside import poll
 from test_browser import no_exceptions, open_page, screenshot, settle
 
 # test_browser.py's fixtures (the app on the tiny data set, Chromium, a 1400 x 1000 page) serve these tests too.
@@ -65,11 +66,11 @@ def test_the_panel_appears_live_and_the_slider_replays_it(page, server):
     no_exceptions(page)
     screenshot_panel(page, "learning-finished")
     # Two even rows of four, on a 1920-pixel projector too, where the row held seven and left one under them.
+    pictures = page.get_by_role("img", name=re.compile("a test picture of"))
     for width in (1920, 1400):
         page.set_viewport_size({"width": width, "height": 1000})
-        page.wait_for_timeout(500)
-        rows = Counter(round(picture.bounding_box()["y"])
-                       for picture in page.get_by_role("img", name=re.compile("a test picture of")).all())
+        rows = poll(lambda: Counter(round(b["y"]) for b in pictures.evaluate_all(
+            "ps => ps.map(p => p.getBoundingClientRect().toJSON())")), lambda r: sorted(r.values()) == [4, 4])
         assert sorted(rows.values()) == [4, 4], (width, rows)
     slider.focus()
     page.keyboard.press("Home")

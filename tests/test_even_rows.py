@@ -1,7 +1,6 @@
 """Pictures shared out in rows of even length (app_pages/even_rows.py); drawn in a browser by
 test_browser_inside.py (a block's maps at three widths: the test data set has too few of Evaluate's
 mistakes to fill two rows)."""
-import math
 import re
 
 import pytest
@@ -9,32 +8,46 @@ import pytest
 from app_pages import even_rows
 
 
-@pytest.mark.parametrize("count", [1, 7, 8, 16, 20, 40, 48, 128])
-def test_every_choice_shares_the_pictures_out_evenly(count):
-    choices = even_rows.per_row_choices(count)
-    assert choices[0] == 1 and choices[-1] == count and choices == sorted(set(choices))
-    for per_row in choices:
-        rows = math.ceil(count / per_row)
-        last = count - (rows - 1) * per_row
-        assert 0 < last and per_row - last < rows, (count, per_row, last)    # short by less than one a row
-    # As few rows as a width allows: every number of rows is one of the choices' (none is left out).
-    assert {math.ceil(count / n) for n in choices} == {math.ceil(count / n) for n in range(1, count + 1)}
+def rows_at(count: int, size: int, column: int) -> list[int]:
+    """The rows' lengths the style gives `count` pictures of `size` pixels in a column of `column` pixels, as
+    a browser applies it: the first rule, then each container query that holds, the last winning."""
+    css = even_rows.style("pictures", count, size)
+    per_row = int(re.search(r"grid-template-columns: repeat\((\d+),", css).group(1))
+    for width, n in re.findall(r"@container \(min-width: (\d+)px\).*?repeat\((\d+),", css):
+        if int(width) <= column:
+            per_row = int(n)
+    full, last = divmod(count, per_row)
+    return [per_row] * full + ([last] if last else [])
 
 
-def test_sixteen_maps_are_8_and_8_at_a_laptop_16_at_a_projector_and_4_by_4_on_a_phone():
-    css = even_rows.style("maps", 16, 96)
-    default = int(re.search(r"grid-template-columns: repeat\((\d+),", css).group(1))
-    widths = {int(n): int(w) for w, n in re.findall(r"@container \(min-width: (\d+)px\).*?repeat\((\d+),", css)}
-    assert default == 4
-    assert list(widths) == sorted(widths) and list(widths.values()) == sorted(widths.values())  # the widest last
+@pytest.mark.parametrize("count, size, phone, laptop, projector", [
+    (16, 96, [4, 4, 4, 4], [8, 8], [16]),                 # a block's maps
+    (10, 96, [4, 4, 2], [5, 5], [10]),                     # Home's classes: never 8 + 2, nor 3 + 3 + 3 + 1
+    (20, 96, [4] * 5, [7, 7, 6], [10, 10]),                # Evaluate's mistakes: never 15 + 5
+    (48, 64, [6] * 8, [12] * 4, [24, 24]),                 # the fixed first layer's filters
+    (8, 96, [4, 4], [8], [8]),
+    (1, 96, [1], [1], [1]),
+])
+def test_the_rows_at_a_phone_a_laptop_and_a_projector(count, size, phone, laptop, projector):
+    """Columns of 358 (a 390-pixel phone), 820 (1280 pixels, sidebar open) and 1460 (1920 pixels)."""
+    assert (rows_at(count, size, 358), rows_at(count, size, 820), rows_at(count, size, 1460)) == (phone, laptop, projector)
 
-    def per_row(column: int) -> int:
-        return max([n for n, w in widths.items() if w <= column] or [default])
-    assert (per_row(358), per_row(820), per_row(1460)) == (4, 8, 16)    # a phone, 1280 and 1920 pixels wide
-    assert 4 * 96 * even_rows.SHRINK + 3 * even_rows.GAP <= 358         # four fit a phone, a little smaller
+
+@pytest.mark.parametrize("count", range(1, 130))
+def test_a_last_row_is_at_least_half_full_at_any_width(count):
+    for column in range(200, 2400, 20):
+        lengths = rows_at(count, 64, column)
+        assert 2 * lengths[-1] >= lengths[0], (count, column, lengths)
+        assert lengths[0] * 64 * even_rows.SHRINK + (lengths[0] - 1) * even_rows.GAP <= max(column, even_rows.PHONE) \
+            or lengths[0] == rows_at(count, 64, 0)[0]       # what fits, or the fewest, drawn smaller
 
 
 def test_the_style_is_confined_to_its_container():
     css = even_rows.style("evaluate_mistakes", 20, 96).removeprefix("<style>").removesuffix("</style>")
     rules = [r for r in re.findall(r"([^{}]+)\{", css) if not r.strip().startswith("@")]
     assert rules and all(r.strip().startswith(".st-key-evaluate_mistakes") for r in rules), rules
+
+
+def test_a_key_that_is_no_css_class_is_refused():
+    with pytest.raises(ValueError):
+        even_rows.style("conv2d/1", 4, 64)
