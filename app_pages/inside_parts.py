@@ -257,9 +257,6 @@ def _whose(model, count: int) -> str:
     return f" The model is {networks} networks side by side: filters {spans} are each one's in turn."
 
 
-FILTER_PX = 64      # a first-layer filter's colour pattern, drawn about this wide
-
-
 def filters(model) -> None:
     for i, found in enumerate(inside.first_filters(model)):
         size, count = found.kernel.shape[0], found.kernel.shape[-1]
@@ -274,7 +271,7 @@ def filters(model) -> None:
             st.caption("Each square is the colour pattern that makes one filter respond most." + (
                 f" Seen through the fixed layer, so {size} x {size} pixels: that layer strengthens fine detail, "
                 "which is why many look speckled." if found.seen_through else "") + _whose(model, count))
-        patches = [inside.enlarge(p, FILTER_PX) for p in found.patches]
+        patches = [inside.enlarge(p, 64) for p in found.patches]
         with even_rows.rows(f"inside_filters_{i}", len(patches), patches[0].shape[1]):
             st.image(patches, caption=[str(c) for c in range(len(patches))], width=patches[0].shape[1],
-                     alt=[f"the colour pattern filter {c} responds to most" for c in range(len(found.patches))])
+                     alt=[f"the colour pattern filter {c} responds to most" for c in range(len(patches))])

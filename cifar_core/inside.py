@@ -183,10 +183,7 @@ def enlarge(image: np.ndarray, size: int) -> np.ndarray:
     return image.repeat(factor, axis=0).repeat(factor, axis=1)
 
 
-MAP_PX = 96     # a feature map drawn about this wide (a whole factor of its places: 90 to 98 pixels)
-
-
-def map_images(maps: np.ndarray, channels, size: int = MAP_PX) -> list[np.ndarray]:
+def map_images(maps: np.ndarray, channels, size: int = 96) -> list[np.ndarray]:
     """Some channels of one block's (H, W, C) maps as pictures, all on the block's own scale
     (so a dim map is a weak one), enlarged crisp to about `size` pixels across."""
     low, high = float(maps.min()), float(maps.max())

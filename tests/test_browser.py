@@ -97,6 +97,14 @@ def open_page(page, server: str, path: str):
     settle(page)
 
 
+def poll(read, done, seconds: float = 10):
+    """`read()` again until `done` holds of it or `seconds` pass (a layout settles after a resize); the last read."""
+    end = time.monotonic() + seconds
+    while not done(value := read()) and time.monotonic() < end:
+        time.sleep(0.2)
+    return value
+
+
 def settle(page):
     """Wait until Streamlit has finished running the script."""
     page.wait_for_timeout(300)

@@ -5,11 +5,10 @@ Screenshots land in test-artifacts/inside-*.png (look at them).
 from __future__ import annotations
 
 import re
-import time
 from collections import Counter
 
 import test_browser
-from test_browser import click_picture, no_exceptions, open_page, screenshot, settle
+from test_browser import click_picture, no_exceptions, open_page, poll, screenshot, settle
 
 # test_browser.py's fixtures (the app on the tiny data set, Chromium, a 1400 x 1000 page) serve these tests too.
 server, browser, page = test_browser.server, test_browser.browser, test_browser.page
@@ -38,14 +37,6 @@ def wait_for_pictures(page, at_least: int, timeout_ms: int = 30_000) -> tuple[in
         f"[...document.querySelectorAll('[data-testid=stImage] img')].filter(i => i.complete && i.naturalWidth > 0)"
         f".length >= {at_least}", timeout=timeout_ms)
     return tuple(page.evaluate(DRAWN))
-
-
-def poll(read, done, seconds: float = 10):
-    """`read()` again until `done` holds of it or `seconds` pass (a layout settles after a resize); the last read."""
-    end = time.monotonic() + seconds
-    while not done(value := read()) and time.monotonic() < end:
-        time.sleep(0.2)
-    return value
 
 
 def test_look_inside_pick_a_picture_see_its_maps_and_every_tab(page, server):

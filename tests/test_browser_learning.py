@@ -8,8 +8,7 @@ import re
 from collections import Counter
 
 import test_browser
-from test_browser_inside import poll
-from test_browser import no_exceptions, open_page, screenshot, settle
+from test_browser import no_exceptions, open_page, poll, screenshot, settle
 
 # test_browser.py's fixtures (the app on the tiny data set, Chromium, a 1400 x 1000 page) serve these tests too.
 server, browser, page = test_browser.server, test_browser.browser, test_browser.page
