@@ -6,7 +6,7 @@ A hosted copy decodes whatever a class uploads, so load_image bounds what one fi
 decoding it: it reads only the formats the uploader offers, refuses files whose structure alone would
 keep Pillow's Python parsers busy (thousands of segments, chunks, scans or strips), works out from the
 header what decoding will take (the pixels, the decoder's own buffers, the copies made before the
-picture is shrunk) and refuses anything over MEMORY_BUDGET, or, for a photo (JPEG or WebP), over
+picture is shrunk) and refuses anything over MEMORY_BUDGET, or, for a photo (JPEG, WebP or AVIF), over
 DECODING_AT_ONCE budgets, which it then takes alone (a big progressive JPEG or WebP). JPEGs are
 decoded at reduced size (a big photo on two cores: `jpeg_halves` cuts one at a restart marker,
 `jpeg_middle` one without; a big progressive one from the scans an eighth of it shows,
@@ -30,18 +30,18 @@ import threading
 import time
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import AvifImagePlugin, Image, UnidentifiedImageError
 
 from cifar_core import decoding_apart, jpeg_halves, jpeg_progressive, rundir
 
 
-FORMATS = ("JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP")   # what the uploader offers (a phone's MPO opens as
-                             # JPEG); Pillow's other decoders see little use, and its EPS one runs Ghostscript
+FORMATS = ("JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP", "AVIF")   # what the uploader offers (a phone's MPO
+                             # opens as JPEG); Pillow's other decoders see little use, and its EPS one runs Ghostscript
 MAX_FILE_BYTES = 50 * 2**20  # read no more than this from a path or file object (uploads stop at 20 MB)
 MEMORY_BUDGET = 80 * 2**20   # bytes a picture may take while it is decoded (see _cost); with the file itself
                              # and Python's own, one load stays under 150 MB (a photo decoded alone: 230)
 DECODING_AT_ONCE = 2         # decoding takes a core while it lasts: more at once would only share the cores
-PHOTO_FORMATS = ("JPEG", "MPO", "WEBP")   # a photo in these may take every place, and so DECODING_AT_ONCE
+PHOTO_FORMATS = ("JPEG", "MPO", "WEBP", "AVIF")   # a photo in these may take every place, and so DECODING_AT_ONCE
                              # budgets, decoding alone (`_places`)
 IDLE_LOOK = 0.5              # seconds between looks at what other processes use of the cores (_idle_core)
 WORKING_SIZE = 256           # pictures are decoded or shrunk to no smaller than this across: plenty for 32x32
@@ -74,6 +74,9 @@ MAX_TIFF_VALUES = 32_768     # numbers in one entry; one strip offset each costs
 # interpreter's lock (every other visitor's page waits), and a file of a few KB can claim millions. A real
 # one is an old screen or icon, a fraction of this.
 MAX_RLE_PIXELS = 500_000
+# AVIF (AV1 pictures, as browsers save them from many websites): libavif's AV1 decoder takes as many threads
+# as there are cores unless told otherwise, where each decoding place here is one core.
+AvifImagePlugin.DEFAULT_MAX_THREADS = 1
 
 # Bytes per pixel while a picture is decoded and brought to a mode whose pixels can be averaged.
 # Pillow keeps 1-bit, grey and palette pictures in 1 byte a pixel, 16-bit grey in 2, the rest
@@ -354,8 +357,10 @@ def _open(raw: bytes) -> Image.Image:
     try:
         return Image.open(io.BytesIO(raw), formats=FORMATS)
     except UnidentifiedImageError:
+        if raw[4:8] == b"ftyp" and re.search(rb"avi[fs]", raw[8:min(int.from_bytes(raw[:4], "big"), 256)]):
+            raise       # a file that names itself AVIF, which libavif could not read: damaged (load_image says so)
         raise ImageError("This file is not a picture in a format we can read "
-                         "(try JPEG, PNG, WebP, GIF, BMP or TIFF; SVG and HEIC are not supported).") from None
+                         "(try JPEG, PNG, WebP, AVIF, GIF, BMP or TIFF; SVG and HEIC are not supported).") from None
 
 
 def _tiff_buffer(image: Image.Image) -> int:
@@ -389,6 +394,11 @@ def _cost(image: Image.Image, raw: bytes, size: tuple[int, int], jpeg_scans: int
         # Pillow hands libwebp a copy of the file; libwebp keeps two canvases and hands Pillow a
         # copy of one, 4 bytes a pixel each.
         cost += len(raw) + pixels * 12
+    elif image.format == "AVIF":
+        # Pillow hands libavif a copy of the file; the AV1 decoder's YUV planes (`_avif_plane_bytes`) become
+        # 8-bit RGB(A) bytes, which Pillow copies into the picture. Measured peaks (4000 x 3000, 8 bits,
+        # 4:2:0 and 4:4:4) are 9 and 11 bytes a pixel with the picture's own, this 11.5 and 13.
+        cost += len(raw) + int(pixels * (_avif_plane_bytes(raw, image.mode) + 2 * len(image.mode)))
     elif codec == "libtiff":
         cost += _tiff_buffer(image)
     elif codec == "bmp_rle":
@@ -401,6 +411,26 @@ def _cost(image: Image.Image, raw: bytes, size: tuple[int, int], jpeg_scans: int
         # 80 KB of grey 8900 x 8900 took 163 MB.
         cost += pixels * _BYTES_PER_PIXEL.get(image.mode, 8)
     return cost
+
+
+def _avif_plane_bytes(raw: bytes, mode: str) -> float:
+    """Bytes a pixel of an AVIF's decoded YUV planes take (1 or 2 bytes a sample; chroma at its
+    subsampling; an alpha plane), from the costliest of its AV1 configuration boxes (`av1C`, looked for
+    anywhere in the file: bytes of coded data that spell the name only count it dearer); with none found,
+    the dearest there is, 16 bits in 4:4:4."""
+    worst, at = 0.0, raw.find(b"av1C")
+    for _ in range(64):
+        if at < 0 or at + 6 >= len(raw):
+            break
+        flags = raw[at + 6]       # the box's third byte: tier, high bit depth, 12-bit, monochrome, subsampling
+        sample = 2 if flags & 0x40 else 1
+        chroma = 0 if flags & 0x10 else 2 / ((1 + (flags >> 3 & 1)) * (1 + (flags >> 2 & 1)))
+        worst = max(worst, sample * (1 + chroma))
+        at = raw.find(b"av1C", at + 4)
+    else:
+        worst = 0.0               # more such names than a real file has: the dearest, below
+    worst = worst or 6.0
+    return worst + (2 if mode == "RGBA" else 0)
 
 
 def _planned(raw: bytes, jpeg_scans: int) -> tuple[Image.Image, tuple[int, int], int]:

@@ -511,6 +511,11 @@ def webp_at_budget() -> bytes:
     return _pillow(Image.new("RGB", (2200, 2200), (10, 20, 30)), "WEBP", lossless=True, method=0)
 
 
+def avif_at_budget() -> bytes:
+    """AVIF, 2600 x 2600, 8 bits in 4:2:0: libavif's YUV planes, its RGB bytes, their copy and Pillow's picture."""
+    return _pillow(Image.new("RGB", (2600, 2600), (10, 20, 30)), "AVIF", speed=10)
+
+
 def jpeg_progressive_at_budget() -> bytes:
     """Progressive colour JPEG, 3600 x 3600, no chroma subsampling: 78 MB of coefficients."""
     return _jpeg(3600, 3600, components=3, progressive=True)
@@ -529,7 +534,21 @@ def webp_at_two_budgets() -> bytes:
     return _pillow(Image.new("RGB", (3100, 3100), (10, 20, 30)), "WEBP", lossless=True, method=0)
 
 
-ALONE = {"jpeg_progressive_at_two_budgets", "webp_at_two_budgets"}   # each takes every decoding place
+def avif_at_two_budgets() -> bytes:
+    """AVIF, 3700 x 3700 (13.7 megapixels), 8 bits in 4:2:0: 158 MB as the budgets count it."""
+    return _pillow(Image.new("RGB", (3700, 3700), (10, 20, 30)), "AVIF", speed=10)
+
+
+ALONE = {"jpeg_progressive_at_two_budgets", "webp_at_two_budgets", "avif_at_two_budgets"}   # each takes every
+                                                                                             # decoding place
+
+
+def avif_claiming_12000() -> bytes:
+    """A 1 KB AVIF whose size box says 12000 x 12000: libavif makes a picture that size (1.7 GB in all)."""
+    raw = bytearray(_pillow(Image.new("RGB", (40, 30), (10, 20, 30)), "AVIF"))
+    at = raw.find(b"ispe") + 8                  # after the box's type, version and flags: width, height
+    raw[at:at + 8] = struct.pack(">II", 12000, 12000)
+    return bytes(raw)
 
 
 def im_bad_size() -> bytes:
@@ -553,8 +572,10 @@ BUILDERS = {f.__name__: f for f in [
     jpeg_repeated_channel_names, webp_many_prefix_groups, tiff_many_big_tags, tiff_exif_fractions, tiff_turned_8900,
     tiff_jpeg, tiff_rational_offsets, tiff_huge_tile, tiff_rgb48_4000, tiff_many_strips, tiff_float_nan, im_bad_size,
     eps_ghostscript,
+    avif_claiming_12000,
     png_rgba_at_budget, png_16bit_at_budget, png_palette_at_budget, tiff_float_at_budget, webp_at_budget,
-    jpeg_progressive_at_budget, jpeg_progressive_at_two_budgets, webp_at_two_budgets,
+    jpeg_progressive_at_budget, jpeg_progressive_at_two_budgets, webp_at_two_budgets, avif_at_budget,
+    avif_at_two_budgets,
 ]}
 
 

@@ -1,6 +1,6 @@
 """Damaged pictures: whatever the bytes, load_image gives an RGB image or an ImageError, nothing else.
 
-Small pictures in the six upload formats (several modes and encodings of each) are damaged the ways
+Small pictures in the seven upload formats (several modes and encodings of each) are damaged the ways
 files get damaged and the ways attackers damage them: flipped bits, cut short, junk inserted, pieces
 deleted or repeated, and header fields set to boundary values (0, 1, 0x7fff, 0xffffffff...) where a
 decoder reads sizes, counts and offsets. PNG checksums are then fixed most of the time, so that the
@@ -20,7 +20,7 @@ import hostile_images
 from cifar_core import decoding, inference
 from cifar_core.decoding import ImageError
 
-CASES = 1000   # per format: 6,000 in all, a few seconds
+CASES = 1000   # per format: 7,000 in all, a few seconds
 
 
 def _save(image: Image.Image, fmt: str, **options) -> bytes:
@@ -34,6 +34,12 @@ def _picture(mode: str = "RGB", size=(24, 16)) -> Image.Image:
     y = np.linspace(0, 255, size[1])[:, None, None]
     rgb = np.concatenate([x + 0 * y, y + 0 * x, np.full((size[1], size[0], 1), 90.0)], axis=2).astype(np.uint8)
     return Image.fromarray(rgb).convert(mode)
+
+
+def _translucent() -> Image.Image:
+    picture = _picture("RGBA")
+    picture.putalpha(Image.linear_gradient("L").resize(picture.size))
+    return picture
 
 
 def _exif(orientation: int) -> bytes:
@@ -67,6 +73,8 @@ def _seeds() -> dict[str, list[bytes]]:
                  _save(_picture("CMYK"), "TIFF"), _animated("TIFF")],
         "WEBP": [_save(_picture(), "WEBP"), _save(_picture("RGBA"), "WEBP", lossless=True),
                  _animated("WEBP", duration=100)],
+        "AVIF": [_save(_picture(), "AVIF"), _save(_picture(), "AVIF", subsampling="4:4:4", exif=_exif(6)),
+                 _save(_translucent(), "AVIF"), _save(_picture("L"), "AVIF"), _animated("AVIF", duration=100)],
         "BMP": [_save(_picture(), "BMP"), _save(_picture("RGBA"), "BMP"), _save(_picture("P"), "BMP"),
                 _save(_picture("1"), "BMP"), hostile_images.bmp_rle8(24, 16)],
     }
@@ -80,7 +88,7 @@ INTERESTING = [0, 1, 2, 3, 4, 5, 7, 8, 12, 16, 0x7F, 0x80, 0xFF, 0x100, 0x7FFF, 
 
 def _fields(data: bytearray) -> list[int]:
     """Where a decoder reads sizes, counts and offsets: the start of the file, and the start of each PNG
-    chunk, JPEG segment or TIFF directory entry."""
+    chunk, JPEG segment, TIFF directory entry or AVIF box."""
     positions = list(range(min(len(data), 64)))
     if data[:4] == b"\x89PNG":
         position = 8
@@ -89,6 +97,8 @@ def _fields(data: bytearray) -> list[int]:
             position += 12 + int.from_bytes(data[position:position + 4], "big")
     elif data[:2] == b"\xff\xd8":
         positions += [m.start() + 2 + k for m in re.finditer(rb"\xff[\xc0-\xfe]", data) for k in range(8)]
+    elif data[4:8] == b"ftyp":
+        positions += [m.start() - 4 + k for m in re.finditer(AVIF_BOXES, data) for k in range(24)]
     elif data[:2] in (b"II", b"MM") and len(data) >= 8:
         order = "<" if data[:2] == b"II" else ">"
         (directory,) = struct.unpack_from(order + "I", data, 4)
@@ -96,6 +106,11 @@ def _fields(data: bytearray) -> list[int]:
             (entries,) = struct.unpack_from(order + "H", data, directory)
             positions += range(directory, min(directory + 2 + 12 * entries, len(data)))
     return [p for p in positions if p < len(data)]
+
+
+# The boxes an AVIF's picture is described by: its items, where their bytes are, their properties (size,
+# AV1 configuration, bit depth, turns) and the media data.
+AVIF_BOXES = re.compile(rb"meta|hdlr|pitm|iloc|iinf|infe|iprp|ipco|ispe|av1C|pixi|ipma|irot|imir|iref|auxC|mdat")
 
 
 def _fix_png_checksums(data: bytearray) -> None:

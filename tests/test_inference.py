@@ -113,6 +113,44 @@ def test_exif_orientation_is_applied():
     assert image.size == (30, 40)
 
 
+def test_an_avif_is_read_as_its_jpeg_is_and_turned_upright():
+    """AVIF, as browsers save pictures from many websites: the model is shown the same picture as from a
+    JPEG of it, and it is turned by its orientation (libavif reports it; nothing turns the pixels)."""
+    from cifar_core import data
+    photo = Image.fromarray(data.load_sample().x_test[0]).resize((640, 480), Image.Resampling.BICUBIC)
+    from_jpeg = inference.views(decoding.load_image(encode(photo, "JPEG", quality=90))).astype(int)
+    from_avif = inference.views(decoding.load_image(encode(photo, "AVIF", quality=90))).astype(int)
+    assert np.abs(from_jpeg - from_avif).mean() < 3
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    assert decoding.load_image(encode(gradient(40, 30), "AVIF", exif=exif.tobytes())).size == (30, 40)
+
+
+def test_an_avifs_cost_follows_its_bit_depth_and_colour_subsampling():
+    """Bytes a pixel of the AV1 decoder's planes, from the file's AV1 configuration box (its third byte)."""
+    def box(flags: int) -> bytes:
+        return b"\0\0\0\x0cav1C\x81\x00" + bytes([flags]) + b"\x00"
+    assert decoding._avif_plane_bytes(box(0x0C), "RGB") == 1.5            # 8 bits, 4:2:0
+    assert decoding._avif_plane_bytes(box(0x00), "RGB") == 3.0            # 8 bits, 4:4:4
+    assert decoding._avif_plane_bytes(box(0x1C), "RGB") == 1.0            # grey
+    assert decoding._avif_plane_bytes(box(0x40), "RGB") == 6.0            # 10 bits, 4:4:4
+    assert decoding._avif_plane_bytes(box(0x0C) + box(0x40), "RGB") == 6.0    # the costlier of two
+    assert decoding._avif_plane_bytes(box(0x0C), "RGBA") == 3.5           # and an alpha plane
+    assert decoding._avif_plane_bytes(b"no configuration", "RGB") == 6.0  # none found: the dearest
+    assert decoding._avif_plane_bytes(box(0x0C) * 65, "RGB") == 6.0       # more than a real file has
+    # A real one: what Pillow writes, 4:2:0 at 8 bits.
+    assert decoding._avif_plane_bytes(encode(gradient(40, 30), "AVIF"), "RGB") == 1.5
+
+
+def test_a_damaged_avif_is_called_damaged_and_a_heic_unsupported():
+    raw = encode(gradient(40, 30), "AVIF")
+    with pytest.raises(ImageError, match="damaged or cut short"):
+        decoding.load_image(raw[:len(raw) // 2])
+    heic = b"\x00\x00\x00\x18ftypmif1\x00\x00\x00\x00mif1heic" + bytes(200)     # HEIC under a brand AVIF shares
+    with pytest.raises(ImageError, match="SVG and HEIC are not supported"):
+        decoding.load_image(heic)
+
+
 def test_exif_orientation_is_applied_from_a_block_too_big_for_pillow_to_read():
     """A WebP's EXIF may be larger than a JPEG's 64 KB; its orientation is still read, in either byte order."""
     source = gradient(40, 30)
@@ -176,7 +214,7 @@ def test_animated_gif_uses_the_first_frame():
     assert pixel[0] > 200 and pixel[2] < 50
 
 
-@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF"])
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "AVIF", "GIF", "BMP", "TIFF"])
 def test_upload_formats(fmt, tmp_path):
     raw = encode(gradient(), fmt)
     assert decoding.load_image(raw).size == (40, 30)
@@ -275,7 +313,7 @@ def test_formats_the_uploader_does_not_offer_are_refused():
 # Hostile files (tests/hostile_images.py): a sentence each, except these, which are pictures within the budget.
 WORKING = decoding.WORKING_SIZE
 LOADS = {"mpo_phone", "jpeg_ff_run", "jpeg_huge_baseline", "jpeg_segments_after_the_scan", "tiff_float_nan", "png_rgba_at_budget", "png_16bit_at_budget",
-         "png_palette_at_budget", "tiff_float_at_budget", "webp_at_budget", "jpeg_progressive_at_budget",
+         "png_palette_at_budget", "tiff_float_at_budget", "webp_at_budget", "jpeg_progressive_at_budget", "avif_at_budget",
          *hostile_images.ALONE}
 
 
@@ -328,6 +366,7 @@ def test_hostile_files_are_refused_for_what_they_are(hostile):
     assert "16 scans that go over 16 million blocks" in sentence("jpeg_repeated_channel_names")
     assert "tags whose values add up to more bytes than the whole file" in sentence("tiff_many_big_tags")
     assert "lists of more than 32,768 numbers" in sentence("tiff_exif_fractions")       # in its Exif directory
+    assert "too large to decode here (12000 x 12000 pixels" in sentence("avif_claiming_12000")
     assert "too large to decode here (8900 x 8900 pixels" in sentence("tiff_turned_8900")
     assert "not a picture in a format we can read" in sentence("im_bad_size")
 
