@@ -72,6 +72,18 @@ def probability_bars(probabilities: np.ndarray, top: int | None = None) -> None:
          alt=f"Bar chart of how sure the model is of {'its top guesses' if top else 'each class'}: {named}.")
 
 
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _confusion(as_share: bool) -> dict:
+    return template(charts.confusion(np.zeros((len(CLASS_NAMES), len(CLASS_NAMES)), np.int64), as_share=as_share))
+
+
+def confusion(counts: np.ndarray, as_share: bool, chosen: tuple[int, int] | None, **kwargs):
+    """charts.confusion drawn from its Vega-Lite made once per server: building and checking the Altair chart
+    was 0.1 s of a core on every rerun of Evaluate's matrix (every click on a square, every box chosen).
+    Returns the selection event."""
+    return draw(_confusion(as_share), charts.confusion_frame(counts, chosen), **kwargs)
+
+
 GRID_CELL = 64       # pixels: charts.image_grid's cell
 
 

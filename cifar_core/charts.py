@@ -365,6 +365,20 @@ CONFUSION_NAMES = 120    # pixels beside them for the class names and the axis t
 CONFUSION_HELD = f"calc(min({CONFUSION_SIDE}px, 100cqw - 105px) + 105px)"
 
 
+def confusion_frame(counts: np.ndarray, chosen: tuple[int, int] | None = None) -> pd.DataFrame:
+    """The confusion matrix's squares, row by row, as `confusion` draws them."""
+    rows = [{"true": CLASS_NAMES[t], "predicted": CLASS_NAMES[p], "images": int(counts[t, p]),
+             "share": float(counts[t, p] / max(1, counts[t].sum())), "chosen": int((t, p) == chosen)}
+            for t in range(len(CLASS_NAMES)) for p in range(len(CLASS_NAMES))]
+    for row, total in zip(rows, np.repeat(np.maximum(1, counts.sum(axis=1)), len(CLASS_NAMES))):
+        # A square's text: whole percentages, never 0% for a few pictures nor 100% short of all; halves up,
+        # in whole numbers (formatting rounds a half to even: 825 and 815 of 1,000 were both "82%").
+        share = row["share"] * 100
+        whole = (200 * row["images"] + int(total)) // (2 * int(total))
+        row["label"] = "<1%" if 0 < share < 1 else ">99%" if 99 < share < 100 else f"{whole}%"
+    return pd.DataFrame(rows)
+
+
 def confusion(counts: np.ndarray, as_share: bool = False, chosen: tuple[int, int] | None = None) -> alt.Chart:
     """The confusion matrix as a heat map; clicking a cell selects it (selection parameter "cell").
 
@@ -380,12 +394,6 @@ def confusion(counts: np.ndarray, as_share: bool = False, chosen: tuple[int, int
     CONFUSION_SIDE pixels or, where the width is less, the width beside the class names: on a phone all ten
     columns show, where a 480-pixel matrix had to be slid sideways inside itself.
     """
-    rows = [{"true": CLASS_NAMES[t], "predicted": CLASS_NAMES[p], "images": int(counts[t, p]),
-             "share": float(counts[t, p] / max(1, counts[t].sum())), "chosen": int((t, p) == chosen)}
-            for t in range(len(CLASS_NAMES)) for p in range(len(CLASS_NAMES))]
-    for row in rows:    # a square's text: whole percentages, never 0% for a few pictures nor 100% short of all
-        share = row["share"] * 100
-        row["label"] = "<1%" if 0 < share < 1 else ">99%" if 99 < share < 100 else f"{share:.0f}%"
     cell = alt.selection_point(name="cell", fields=["true", "predicted"], on="click", clear=False, empty=False)
     # The squares' side: Vega's width is the view's, the chart's width less the class names ("fit-x").
     side = alt.param(name="side", expr=f"min({CONFUSION_SIDE}, width)")
@@ -393,7 +401,7 @@ def confusion(counts: np.ndarray, as_share: bool = False, chosen: tuple[int, int
     # The view is one pixel high and grows to hold the squares ("pad" down the page), so the classes the
     # model said head the columns: along the bottom they were drawn at the view's full height, however
     # small the squares.
-    base = alt.Chart(pd.DataFrame(rows)).encode(
+    base = alt.Chart(confusion_frame(counts, chosen)).encode(
         x=alt.X("predicted:N", sort=list(CLASS_NAMES), title="the model said", scale=squared,
                 axis=alt.Axis(orient="top")),
         y=alt.Y("true:N", sort=list(CLASS_NAMES), title="the picture really is", scale=squared))

@@ -114,10 +114,9 @@ def class_report(y_true: np.ndarray, y_pred: np.ndarray) -> list[dict]:
         hits, predicted, actual = counts[i, i], counts[:, i].sum(), counts[i].sum()
         precision = hits / predicted if predicted else float("nan")
         recall = hits / actual if actual else float("nan")
-        if np.isnan(precision) or np.isnan(recall):
-            f1 = float("nan")
-        else:
-            f1 = 2 * precision * recall / (precision + recall) if hits else 0.0
+        # 2 TP / (2 TP + FP + FN), their harmonic mean where both exist: a class with pictures it never
+        # named has no precision, yet an F1 of 0 (it found none of them), the worst there is, not a blank.
+        f1 = 2 * hits / (predicted + actual) if predicted + actual else float("nan")
         rows.append({"class": name, "precision": float(precision), "recall": float(recall), "f1": float(f1),
                      "images": int(actual)})
     return rows

@@ -85,7 +85,9 @@ def _drawn(run: Run, metrics: list[dict]) -> tuple[list[dict], str]:
     if run.state not in rundir.ACTIVE:
         return metrics, ""
     ends = [i for i, m in enumerate(metrics) if m.get("kind") == "epoch"]
-    return metrics[:ends[-1] + 1] if ends else [], "<p>It is still training: its curves here end at its last whole epoch.</p>"
+    if not ends:
+        return [], "<p>It is still training, in its first epoch: its curves are drawn here once that has ended.</p>"
+    return metrics[:ends[-1] + 1], "<p>It is still training: its curves here end at its last whole epoch.</p>"
 
 
 LIVE_EVERY_S = 10.0     # a training run's report is made at most this often; it says it is still training
@@ -205,6 +207,9 @@ def html(run: Run) -> str:
                     "<p>Measured during training: accuracy on the pictures trained on so far in the epoch, and test "
                     "accuracy with one look at each test picture (no mirror image, to keep each epoch short), so it "
                     "can differ a little from the final figure.</p>" + _table(epochs))
+    # How to read the curves only beside curves; a run in its first epoch has none yet (its note says so).
+    curves = (f'<div id="curves">{curves_svg(drawn, run.name)}</div><p>{_curves_read(bool(epochs))}</p>' if drawn
+              else "" if metrics else curves_svg([], run.name))
     if isinstance(summary.get("progress"), (int, float)):
         summary["progress"] = f"{summary['progress']:.0%}"     # the share of the epochs asked for, as people read it
     return f"""<!doctype html>
@@ -217,8 +222,7 @@ table{{border-collapse:collapse;margin:1rem 0}}td,th{{border:1px solid #ccd;padd
 <p>Time: {escape.escape(runs.TIME_SAID)} Of which testing: {escape.escape(runs.TESTING_SAID)}</p>
 <p>Test accuracy: {escape.escape(evaluation.ACCURACY_DEFINITION)}</p>
 {why}
-<h2>Curves</h2>{note}<div id="curves">{curves_svg(drawn, run.name)}</div>
-<p>{_curves_read(bool(epochs))}</p>
+<h2>Curves</h2>{note}{curves}
 <h2>Test accuracy per class</h2>{_table(per_class, unmeasured)}
 <h2>Every epoch</h2>
 {epochs_table}

@@ -797,7 +797,7 @@ def test_evaluate_a_square_of_the_confusion_matrix_chosen_from_the_keyboard(app)
     assert app.selectbox(key="evaluate_box").value == 33
     (matrix,) = charts_drawn(app)
     assert matrix.id.endswith("-evaluate_cell_1")     # drawn afresh: an earlier click does not take it back
-    rows = pa.ipc.open_stream(matrix.datasets[0].data.data).read_all().to_pylist()
+    rows = pa.ipc.open_stream(matrix.data.data).read_all().to_pylist()
     assert [(r["true"], r["predicted"]) for r in rows if r["chosen"]] == [("cat", "cat")]      # framed
 
 

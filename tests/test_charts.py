@@ -352,6 +352,17 @@ def test_the_confusion_matrix_text_is_large_and_white_only_where_white_reads_bet
             assert text.lower() in (better, "#ffffff" if better == "white" else better), (share, square, text)
 
 
+def test_the_confusion_matrix_rounds_a_half_percent_up_every_time():
+    """825 and 815 of 1,000 were both "82%" (formatting rounds a half to even), beside 82.5% and 81.5% elsewhere."""
+    counts = np.zeros((10, 10), int)
+    for t, right in enumerate([825, 815, 995, 5, 1000, 0, 505, 515, 125, 135]):
+        counts[t, t], counts[t, (t + 1) % 10] = right, 1000 - right
+    spec = charts.confusion(counts).to_dict()
+    labels = {(r["true"], r["predicted"]): r["label"] for rows in spec["datasets"].values() for r in rows}
+    diagonal = [labels[(name, name)] for name in CLASS_NAMES]
+    assert diagonal == ["83%", "82%", ">99%", "<1%", "100%", "0%", "51%", "52%", "13%", "14%"]
+
+
 @pytest.mark.parametrize("width", [358, 1000])
 def test_the_confusion_matrix_fits_its_width_up_to_its_full_size(width):
     """Drawn by Vega itself at a phone's column (358 pixels) and a laptop's: the ten columns of squares fit

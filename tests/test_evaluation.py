@@ -28,6 +28,16 @@ def test_class_report_by_hand():
     assert np.isnan(rows["truck"]["precision"]) and rows["truck"]["images"] == 0
 
 
+def test_a_class_never_named_has_no_precision_but_an_f1_of_nothing_found():
+    """Every cat called a dog: no precision for cat (it named none), but F1 = 2 TP / (2 TP + FP + FN) = 0, the
+    worst there is; a class neither in the pictures nor named has none at all."""
+    y_true, y_pred = np.array([3, 3, 5, 5]), np.array([5, 5, 5, 5])
+    rows = {r["class"]: r for r in evaluation.class_report(y_true, y_pred)}
+    assert np.isnan(rows["cat"]["precision"]) and rows["cat"]["recall"] == 0 and rows["cat"]["f1"] == 0
+    assert rows["dog"]["f1"] == pytest.approx(2 / 3)
+    assert np.isnan(rows["frog"]["f1"])
+
+
 def test_summary_and_per_class_accuracy():
     probs = np.eye(10)[Y_PRED]
     result = evaluation.summary(probs, Y_TRUE)

@@ -128,6 +128,21 @@ def test_a_running_runs_report_draws_its_curves_to_its_last_whole_epoch(tiny_env
     assert curves(report.html(runs.get(run.id))) != curves(first)     # ended: every record drawn
 
 
+def test_a_report_in_the_first_epoch_says_so_and_nothing_about_curves_not_drawn(tiny_env):
+    """Training, no epoch ended yet: "No progress was recorded" and how to read dashed lines were both untrue."""
+    import os
+
+    from cifar_core import rundir, runs
+    run = finished_run("first epoch", epochs=1)
+    batches = [r for r in rundir.read_metrics(run.path) if r["kind"] == "batch"]      # its epoch not ended yet
+    (run.path / rundir.METRICS).write_text("".join(json.dumps(r) + "\n" for r in batches))
+    rundir.update_status(run.path, state="running", pid=os.getpid(), pid_started=rundir.process_start(os.getpid()))
+    page = report.html(runs.get(run.id))
+    assert "in its first epoch: its curves are drawn here once that has ended" in page
+    assert "<svg" not in page and "No progress was recorded" not in page and "dashed lines" not in page
+    assert "last whole epoch" not in page
+
+
 def test_an_ended_runs_report_is_made_once_and_again_only_when_the_run_changes(tiny_env, monkeypatch):
     """About a second of the server's CPU a report: a script cycling through a class's finished runs kept a
     core busy, and every student's own report waited behind it."""
