@@ -262,8 +262,13 @@ def filters(model) -> None:
         size, count = found.kernel.shape[0], found.kernel.shape[-1]
         if found.fixed:
             st.header(f"The fixed first layer ({found.layer})")
+            networks = models.members_of(model)
             halves = (" In each one's share, the second half are the first half turned negative."
-                      if models.members_of(model) > 1 else " The second half are the first half turned negative.")
+                      if networks > 1 else " The second half are the first half turned negative.")
+            shares = np.split(found.kernel, networks, axis=-1) if networks > 1 else []
+            if shares and all(np.allclose(share, shares[0]) for share in shares):
+                # A class asks why the pair's filters come round twice: each was set from the same pictures.
+                halves += " The shares are alike: each network's was set from the same training pictures."
             st.caption("These filters were set from the data before training, not learned: they make neighbouring "
                        "pixels less alike, which helps the next layers learn fast." + _whose(model, count) + halves)
         else:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cifar_core import evaluation, models, snapshots
+from cifar_core.data import CLASS_NAMES
 
 TOP = 9                 # test-set patches kept per channel
 TOP_PICTURES = 2_000    # how many test pictures (the first ones) are searched for them
@@ -392,8 +393,13 @@ def _does(layer) -> str:
         return "centres each colour on 0 and scales it to a spread of 1"
     if isinstance(layer, layers.Conv2D):
         k = layer.kernel_size
-        # airbench's whitening: its filters are set from the data, only its bias may learn
-        fixed = ", set from the data, not learned" if not layer.trainable or layer.name == "whiten" else ""
+        # airbench's whitening: its filters are set from the data, only its bias may learn (and the table's
+        # count of weights holds it)
+        fixed = ""
+        if not layer.trainable or layer.name == "whiten":
+            weights = layer.get_weights()
+            learnt = layer.use_bias and len(weights) > 1 and bool(np.any(weights[1]))
+            fixed = ", set from the data (only their offsets were learned)" if learnt else ", set from the data, not learned"
         step = f", {layer.strides[0]} pixels apart" if layer.strides[0] > 1 else ""
         # networks side by side (models.side_by_side): each group is one network's layer
         apart = f", in {layer.groups} groups that each read only their own maps" if layer.groups > 1 else ""
@@ -407,11 +413,15 @@ def _does(layer) -> str:
     if isinstance(layer, layers.BatchNormalization):
         return "rescales each map to a steady range"
     if isinstance(layer, layers.Activation):
-        return "turns scores into probabilities" if bend == "softmax" else "keeps what is positive, damps the rest"
+        # ReLU cuts a negative number to 0; GELU (airbench's) lets a little of it through, down to -0.17.
+        return ("turns scores into probabilities" if bend == "softmax" else
+                "keeps what is positive, turns the rest to 0" if bend == "relu" else "keeps what is positive, damps the rest")
     if isinstance(layer, layers.Flatten):
         return "lays every map out in one long row of numbers"
     if isinstance(layer, layers.Dense):
-        return f"weighs every number before it into {layer.units} scores{then}"
+        # One score per class; a layer of another size makes numbers for the next (not 64 "scores" for 64 classes).
+        made = "scores" if layer.units == len(CLASS_NAMES) else "numbers"
+        return f"weighs every number before it into {layer.units} {made}{then}"
     if isinstance(layer, layers.Rescaling):
         return f"multiplies the scores by {float(np.ravel(layer.scale)[0]):.3g}"
     return ""

@@ -95,6 +95,38 @@ def test_every_architecture_has_blocks_a_layer_table_and_first_filters(built):
         assert all(r["does"] for r in table), [r["layer"] for r in table if not r["does"]]
 
 
+def test_the_layer_table_says_what_each_layer_really_does(bundled, built):
+    """ReLU turns a negative number to 0 (GELU only damps it); a hidden Dense layer makes numbers, not scores
+    for as many classes; a whitening layer whose offsets were learned is not called wholly unlearned."""
+    does = {r["layer"]: r["does"] for r in inside.layer_table(built["tutorial"])}
+    assert does["features"] == "weighs every number before it into 64 numbers, then keeps what is positive"
+    assert does["logits"] == "weighs every number before it into 10 scores"
+    def bends(model) -> set:
+        return {r["does"] for r in inside.layer_table(model) if r["type"] == "Activation"} - {"turns scores into probabilities"}
+    relu = bends(built["airbench16_mini"])
+    assert relu == {"keeps what is positive, turns the rest to 0"}
+    assert bends(bundled) == {"keeps what is positive, damps the rest"}
+    whiten = bundled.get_layer("whiten")
+    assert np.any(whiten.get_weights()[1])          # the second network's offsets learned in training
+    assert [r["does"] for r in inside.layer_table(bundled) if r["layer"] == "whiten"] == [
+        "48 filters of 2 x 2 pixels, set from the data (only their offsets were learned)"]
+
+
+def test_the_pairs_first_filters_say_why_they_come_round_twice():
+    """The bundled pair's two whitening layers were set from the same pictures: filters 24-47 repeat 0-23."""
+    from streamlit.testing.v1 import AppTest
+
+    def page():
+        from app_pages import inside_parts
+        from cifar_core import inference
+        inside_parts.filters(inference.load_model())
+    at = AppTest.from_function(page, default_timeout=120).run()
+    assert not at.exception, [e.value for e in at.exception]
+    fixed = at.caption[0].value
+    assert "filters 0-23, 24-47 are each one's in turn" in fixed and "The shares are alike" in fixed
+    assert not any("The shares are alike" in c.value for c in at.caption[1:])     # the learned ones differ
+
+
 def test_what_a_place_of_a_map_sees_is_its_field_clipped_to_the_picture(built):
     """A deep block's field is wider than the picture, but a place at its edge reads padding there: the
     page said every place of the class recipe's last block saw "the whole picture and past its edges"."""
