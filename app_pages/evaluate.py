@@ -75,7 +75,7 @@ if overview.open:
 if errors.open:
     with errors:
         shown_as = st.segmented_control("Squares show", ["Pictures", "% of each true class"], default="Pictures",
-                                        key="evaluate_confusion_as") or "Pictures"
+                                        required=True, key="evaluate_confusion_as") or "Pictures"
         counts = evaluation.confusion_matrix(test.y_test, y_pred)
         # The click is read before the matrix is drawn, so that the frame is around the square just clicked.
         key = closer_look.take_click("evaluate_cell", "cell", closer_look.EVALUATE, closer_look.square)

@@ -97,10 +97,11 @@ common.header("explore")
 dataset = common.dataset()
 available = splits(dataset)
 left, middle, right = st.columns([2, 2, 3], vertical_alignment="bottom")
-split = left.segmented_control("Pictures from", list(available), default=list(available)[0], key="explore_split") \
-    or list(available)[0]
-view = right.segmented_control("Show", ["Pictures", "Statistics", "Map"], default="Pictures", key="explore_view") \
-    or "Pictures"
+# Required: a click on the one chosen chose none, and the page fell back to the first with no button lit.
+split = left.segmented_control("Pictures from", list(available), default=list(available)[0], required=True,
+                               key="explore_split") or list(available)[0]
+view = right.segmented_control("Show", ["Pictures", "Statistics", "Map"], default="Pictures", required=True,
+                               key="explore_view") or "Pictures"
 # The map places every class and picks the chosen one out. The counts and average pictures are of every class.
 chosen_class = middle.selectbox("Class", [ALL, *CLASS_NAMES], key="explore_class",
                                 help="Which pictures to list, whose pixel values to count under Statistics, and "

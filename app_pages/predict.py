@@ -11,7 +11,7 @@ FORMATS = ["jpg", "jpeg", "png", "webp", "avif", "gif", "bmp", "tif", "tiff"]
 
 common.header("predict")
 source = st.segmented_control("Picture from", ["Upload", "Camera", "Draw", "Test picture"], default="Upload",
-                              key="predict_source") or "Upload"
+                              required=True, key="predict_source") or "Upload"
 picture, name, note = None, "", ""   # picture: a predict_parts.Picture; note: said under its heading
 
 # A full server lets go of the oldest pictures of browsers holding more than an even share of its room, for

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import math
 import secrets
 from collections import Counter
 from dataclasses import dataclass
@@ -59,7 +60,10 @@ def too_big(file) -> str | None:
     size = getattr(file, "size", 0)
     if size <= UPLOAD_LIMIT_MB * 2**20:
         return None
-    return (f"This file is {size / 2**20:.1f} MB; pictures of up to {UPLOAD_LIMIT_MB} MB can be read. "
+    megabytes = round(size / 2**20, 1)
+    if megabytes <= UPLOAD_LIMIT_MB:     # 20.04 MB was "20.0 MB" beside "up to 20 MB": rounded up instead
+        megabytes = math.ceil(size / 2**20 * 10) / 10
+    return (f"This file is {megabytes:.1f} MB; pictures of up to {UPLOAD_LIMIT_MB} MB can be read. "
             f"Save it smaller (a phone photo is usually 2 to 6 MB) and upload it again.")
 
 
@@ -282,10 +286,10 @@ def where(model_id: tuple, model, pictures: np.ndarray, probabilities: np.ndarra
     squares = pictures[None] if pictures.ndim == 3 else pictures
     image, named = squares[0], "The picture"
     if len(squares) > 1:
-        shown = st.segmented_control("Heat map of", SQUARES[:len(squares)], default=SQUARES[0],
+        shown = st.segmented_control("Heat map of", SQUARES[:len(squares)], default=SQUARES[0], required=True,
                                      key=f"{key}_heat_square", help="The answer above averages what the model "
                                      "says of each (the frames on your picture); each has a heat map of its own.")
-        named = shown or SQUARES[0]     # a second click unchooses a square: then the first
+        named = shown or SQUARES[0]
         image = squares[SQUARES.index(named)]
     choose, fade = st.columns(2)
     # A new picture (or a new answer for it) opens on the map of its own answer: a box with a key keeps its
@@ -336,9 +340,10 @@ def where(model_id: tuple, model, pictures: np.ndarray, probabilities: np.ndarra
 
 
 # Flipping fools it least of all, and here is why: say so, or a student concludes more than is true.
+# Not "it learned from mirrored pictures too": the quick, class and tutorial recipes train without them.
 MIRROR_HELP = ("Flips the picture left to right. The model already answers a photo or a drawing from the picture "
-               "and its mirror image together (and any other picture it is unsure of), and it learned from mirrored "
-               "pictures too, so this changes its answer little or not at all.")
+               "and its mirror image together (and any other picture it is unsure of), so this changes its answer "
+               "little or not at all.")
 
 
 @st.fragment
@@ -361,7 +366,7 @@ def fool(image: np.ndarray, key: str, size: tuple[int, int] | None = None, views
                right.slider("Grey square: down", 0.0, 1.0, 0.5, key=f"{key}_patch_y"),
                right.slider("Grey square: size", 0.0, 1.0, 0.0, key=f"{key}_patch_size")),
         mirror=right.toggle("Mirror", key=f"{key}_mirror", help=MIRROR_HELP))
-    if changes == perturbations.Changes():
+    if perturbations.changes_nothing(changes):
         st.caption("Move a slider to change the picture.")
         return
     changed_views = None if views is None else np.stack([perturbations.apply(view, changes) for view in views])
@@ -391,8 +396,9 @@ def _row(file, decoded, model) -> dict:
     views, size = decoded
     probabilities = inference.predict_views(model, views, size)
     best = int(probabilities.argmax())
-    # As beside a single answer: a tiny, flat or screenshot-like picture's "sure" means little.
-    row["problem"] = " ".join(explain.unlike_a_photo(views[0], size))
+    # As beside a single answer: a tiny, flat or screenshot-like picture's "sure" means little, and an answer
+    # the model is torn over is said to be.
+    row["problem"] = " ".join(explain.doubts(views[0], probabilities, size))
     return {**row, "picture": charts.data_uri(charts.upscale(views[0], 2)), "answer": CLASS_NAMES[best],
             # Unrounded: the table rounds once, as the answer above the bars does (rounded here first to a
             # tenth, 50.45% showed as 51% beside "50% sure"); the CSV keeps one decimal.
@@ -481,6 +487,17 @@ def shown(table: pd.DataFrame) -> pd.DataFrame:
     return shown
 
 
+def as_csv(table: pd.DataFrame) -> str:
+    """The batch table as its CSV, without the pictures: percents to a tenth, none rounded to certainty or
+    to nothing, as the table shows them (99.96% sure was "100.0" beside "over 99%")."""
+    rounded = table.drop(columns=["picture"])
+    for column in (c for c in rounded if c == "sure" or c.endswith(" (%)")):
+        rounded[column] = evaluation.kept_off_certainty(rounded[column], 1, probabilities=True)
+    csv = io.StringIO()
+    rounded.rename(columns={"sure": "sure (%)"}).to_csv(csv, index=False, float_format="%.1f")
+    return csv.getvalue()
+
+
 def batch(files) -> None:
     """Several uploads at once: a table of thumbnails and answers, where a teacher can pick each picture's
     true class to count the right answers, and a CSV of it."""
@@ -512,7 +529,10 @@ def batch(files) -> None:
                            help="What the picture really shows: pick it to count the model's right answers"),
                        "right?": st.column_config.TextColumn("right?", width="small"),
                        "problem": st.column_config.TextColumn(width="large"),
-                       **{name: st.column_config.NumberColumn(format="%.1f%%") for name in scores}})
+                       **{name: st.column_config.NumberColumn(
+                           format="%.1f%%", help="How sure the model is of this class, to a tenth of a percent: 0.1% "
+                                                 "also stands for anything below it, and 99.9% for anything above "
+                                                 "it short of certain.") for name in scores}})
     answered = int((table["answer"] != "").sum())
     checked = int(labelled.sum())
     if checked:
@@ -523,7 +543,5 @@ def batch(files) -> None:
         st.caption("Pick each picture's true class in the table to count how many the model got right.")
     for _, row in table[table["problem"] != ""].iterrows():     # not read, or answered with a doubt
         (st.warning if row["answer"] else st.error)(f"{row['file']}: {row['problem']}")
-    csv = io.StringIO()
-    table.drop(columns=["picture"]).rename(columns={"sure": "sure (%)"}).to_csv(csv, index=False, float_format="%.1f")
-    st.download_button("Download the table (CSV)", csv.getvalue(), "predictions.csv", mime="text/csv",
+    st.download_button("Download the table (CSV)", as_csv(table), "predictions.csv", mime="text/csv",
                        icon=":material/download:")

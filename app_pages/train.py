@@ -16,7 +16,7 @@ if not can_train:
     st.warning("Training needs the full CIFAR-10 data set: download it in the sidebar first.")
 
 first = "class" if common.class_shared() else "quick"
-preset = st.segmented_control("Recipe", list(PRESETS), default=first, key="train_preset",
+preset = st.segmented_control("Recipe", list(PRESETS), default=first, required=True, key="train_preset",
                               format_func=train_parts.recipe_label) or first
 st.caption(train_parts.recipe_said(preset))
 defaults = TrainConfig.from_preset(preset)

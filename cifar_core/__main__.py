@@ -212,7 +212,9 @@ def cmd_train(args) -> int:
         print(f"Training {config.arch} for {evaluation.counted(config.epochs, 'epoch')} in {run_dir}", file=sys.stderr)
     before = _stop_on_ctrl_c(run_dir)
     try:
-        state = training.train(config, run_dir, dataset=dataset, progress=None if args.run_dir else _print_epoch)
+        # Epoch lines for a person: a run the app started here has its own log and curves, and no terminal.
+        shown = args.run_dir is None or sys.stdout.isatty()
+        state = training.train(config, run_dir, dataset=dataset, progress=_print_epoch if shown else None)
     except KeyboardInterrupt:       # the second Ctrl-C: said as stopped, not later as killed or out of memory
         if rundir.read_status(run_dir).get("state") == "running":      # not one that ended just before it
             rundir.update_status(run_dir, state="stopped", ended=rundir.now(), pid=None,
@@ -225,6 +227,12 @@ def cmd_train(args) -> int:
     if state == "failed":
         print(f"Training failed: {status.get('error')}", file=sys.stderr)
         return 1
+    if state == "stopped":     # by Ctrl-C, the app's Stop or the server's turn: said, and not a success
+        ended = sum(r.get("kind") == "epoch" for r in rundir.read_metrics(run_dir))
+        kept = ("its model is kept, from where it stopped" if (run_dir / rundir.MODEL).exists()
+                else "it has no model (it stopped in its first minute of training)")
+        print(f"{status.get('stopped_because') or 'Stopped.'} It had finished {ended} of "
+              f"{evaluation.counted(config.epochs, 'epoch')}; {kept}.", file=sys.stderr)
     if status.get("test_accuracy") is not None:     # none for a run stopped in its first minute of training
         print(f"Test accuracy {status['test_accuracy']:.2%}: {evaluation.ACCURACY_DEFINITION}", flush=True)
     if save is not None:
@@ -235,7 +243,12 @@ def cmd_train(args) -> int:
         training.export(run_dir, save, command=shlex.join(["python", "-m", "cifar_core", *sys.argv[1:]]),
                         dataset=dataset)
         print(f"Saved {save}", file=sys.stderr)
+    if state == "stopped":
+        return 130 if status.get("stopped_because") == CTRL_C else 1
     return 0
+
+
+CTRL_C = "Stopped with Ctrl-C."      # why a run stopped, as its status and card keep it
 
 
 def _stop_on_ctrl_c(run_dir: Path):
@@ -248,7 +261,7 @@ def _stop_on_ctrl_c(run_dir: Path):
         return before
 
     def asked(signum, frame):
-        rundir.request_stop(run_dir, "Stopped with Ctrl-C.")
+        rundir.request_stop(run_dir, CTRL_C)
         print("\nStopping after this batch (Ctrl-C again to stop at once)...", file=sys.stderr, flush=True)
         signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGINT, asked)
@@ -261,8 +274,13 @@ def cmd_combine(args) -> int:
         print("Give two or more models to put side by side.", file=sys.stderr)
         return 2
     save = _save_path(args.save)
-    if save in {Path(model).expanduser().absolute() for model in args.models}:
+    # Resolved, so that "x/../a.keras" or a link to a.keras is a.keras: it was saved over, the model lost.
+    given = [Path(model).expanduser().resolve() for model in args.models]
+    if save.resolve() in given:
         raise ValueError(f"The model cannot be saved as {save}: that is one of the models it is made of.")
+    if len(set(given)) < len(given):
+        raise ValueError("The same model is given twice: networks side by side help only where each was "
+                         "trained apart from the others.")
     card = combine.combine(args.models, save, command=shlex.join(["python", "-m", "cifar_core", *sys.argv[1:]]),
                            dataset=data.load(args.data) if args.data else None)
     print(f"Saved {save}: {card['test_accuracy']:.2%} on the test set", file=sys.stderr)
@@ -285,7 +303,7 @@ def cmd_quantize(args) -> int:
 def _print_epoch(record: dict) -> None:
     # Each epoch's test figure is from one look at each picture (no mirror), as the app's curves show it;
     # the model's own accuracy comes once it has ended (cmd_train).
-    print(f"epoch {record['epoch']:>3}  {record['elapsed_s']:7.1f} s training  loss {record['loss']:.3f}  "
+    print(f"epoch {record['epoch']:>3}  {record['elapsed_s']:7.1f} s of training so far  loss {record['loss']:.3f}  "
           f"test accuracy {record['test_accuracy']:.2%} (one look)  {record['images_per_s']:.0f} images/s",
           flush=True)
 
@@ -298,7 +316,9 @@ def cmd_evaluate(args) -> int:
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"Accuracy on {result['n']} test images from {dataset.origin}: {result['accuracy']:.2%}")
+        print(f"Accuracy on {result['n']:,} test images from {dataset.origin}: {result['accuracy']:.2%}: "
+              f"{evaluation.ACCURACY_DEFINITION}")
+        print("Of each class's test images, the share it named right:")
         for name, accuracy in result["per_class"].items():
             print(f"  {name:<11} {accuracy:.2%}")
     return 0
@@ -322,6 +342,7 @@ def cmd_predict(args) -> int:
         else:
             best = int(probabilities.argmax())
             result = {"path": path, "label": data.CLASS_NAMES[best], "confidence": float(probabilities[best]),
+                      "calibrated": model.calibrated,     # whether "confidence" was checked against being right
                       "probabilities": {n: float(p) for n, p in zip(data.CLASS_NAMES, probabilities)}}
         if args.json:
             print(json.dumps(result), flush=True)
@@ -329,7 +350,9 @@ def cmd_predict(args) -> int:
             print(f"{path}: {result['error']}", file=sys.stderr)
         else:
             # As every page says it: 99.7% is "over 99% sure", never "100%" (evaluation.sure).
-            print(f"{path}: {result['label']} ({evaluation.sure(result['confidence'])} sure)", flush=True)
+            print(f"{path}: {result['label']} ({evaluation.sure(result['confidence'])} sure)"
+                  + ("" if model.calibrated else ", as the network says: never checked against how often it is right"),
+                  flush=True)
     return 1 if failed else 0
 
 
@@ -340,17 +363,24 @@ def cmd_worker(args) -> int:
 
 
 def cmd_download(args) -> int:
+    shown = [False]
+
     def progress(done, total):
         print(f"\r{done / 1e6:6.1f} / {total / 1e6:.1f} MB", end="", file=sys.stderr, flush=True)
-    path = data.download(args.data_dir, progress=progress)
-    print(f"\nSaved and checked {path}", file=sys.stderr)
+        shown[0] = True
+    try:
+        path = data.download(args.data_dir, progress=progress)
+    finally:        # what is said next (an error, Ctrl-C) starts on a line of its own, not after the figures
+        if shown[0]:
+            print(file=sys.stderr)
+    print(f"Saved and checked {path}", file=sys.stderr)
     return 0
 
 
 # Options and arguments that name a file or folder. Empty, each would quietly mean something else: the
 # bundled model, the default data, the current folder.
 PATHS = {"model": "--model", "data": "--data", "save": "--save", "run_dir": "--run-dir", "data_dir": "--data-dir",
-         "initial_model": "--initial-model", "distill_from": "--distill-from", "models": "MODEL"}
+         "initial_model": "--initial-model", "distill_from": "--distill-from", "models": "MODEL", "files": "FILE"}
 
 
 def _empty_path(args) -> str | None:

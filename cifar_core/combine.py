@@ -122,6 +122,7 @@ def _measure_as_served(path: Path, card: dict, x_held: np.ndarray, y_held: np.nd
     answers on the test set and the bundled sample; the card as written."""
     model = inference.load_model(path)        # measured as the app serves it
     model.calibration_temperature = training.calibrate(model, x_held, y_held)
+    model.calibrated = True
     model.first_network_temperature = first_network_temperature(model, x_held, y_held)
     figures, raw = training.measured(model, dataset)
     card = {**card, **figures}

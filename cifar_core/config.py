@@ -226,6 +226,12 @@ class TrainConfig:
               and 0 <= self.calibration_images <= MAX_TRAIN_IMAGES // 10,
               f"Calibration images must be a whole number from 0 to {MAX_TRAIN_IMAGES // 10:,}, "
               f"not {_show(self.calibration_images)}.")
+        # The calibration images come out of the 50,000 first: a larger subset trained on fewer than it said.
+        check("train_subset", not (_is_int(self.train_subset) and _is_int(self.calibration_images))
+              or self.train_subset <= MAX_TRAIN_IMAGES - self.calibration_images,
+              f"Training subset can be at most {MAX_TRAIN_IMAGES - self.calibration_images:,} here: the "
+              f"{self.calibration_images:,} calibration images are kept out of the {MAX_TRAIN_IMAGES:,} first "
+              "(0 trains on all the rest).")
         check("seed", _is_int(self.seed) and 0 <= self.seed <= MAX_SEED,
               f"Seed must be a whole number from 0 to {MAX_SEED}, not {_show(self.seed)}.")
         check("precision", _is_str(self.precision) and self.precision in PRECISIONS,

@@ -806,6 +806,10 @@ def load(source: str | os.PathLike | None = None, *, progress: Progress | None =
     """The whole data set, from `source`, CIFAR10_DATA, the Keras cache, or a download; mapped from its
     decoded copy, so that every process on the machine shares one (cifar_core/decoded.py)."""
     from cifar_core import decoded     # it builds on this module
+    named = settings.get().data if source is None else None
+    if named is not None and not named.exists():      # "/x does not exist." did not say where /x came from
+        raise DataError(f"CIFAR10_DATA names {named}, which does not exist: set it to a cifar-10-python.tar.gz "
+                        "or a folder holding cifar-10-batches-py/.")
     return decoded.read(locate(source) or download(progress=progress))
 
 

@@ -28,6 +28,7 @@ import re
 import struct
 import threading
 import time
+import warnings
 
 import numpy as np
 from PIL import AvifImagePlugin, Image, UnidentifiedImageError
@@ -93,6 +94,10 @@ _BYTES_PER_PIXEL = {
 # bytes, photos of 53 megapixels the budgets allow were refused as damaged). Every JPEG is checked against
 # the budgets before it is decoded; this holds wherever libjpeg is reached past those checks.
 os.environ.setdefault("JPEGMEM", str(DECODING_AT_ONCE * MEMORY_BUDGET * 5 // 4 // 1000))
+# Pillow warns of a "decompression bomb DOS attack" for any picture over 89 megapixels, a 100-megapixel
+# camera's photo too, on a person's terminal and in the server's log. What each picture may cost is worked
+# out here before it is decoded (_cost, _places); Pillow's own refusal, at twice that, still stands.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 _SHRUNK_BYTES_PER_PIXEL = 12  # then, at the shrunk size: an RGB copy, an alpha mask, a backdrop, an upright copy
 _HIGH_DEPTH = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 _TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,

@@ -75,8 +75,8 @@ def kept_off_certainty(percents, decimals: int, probabilities: bool = False) -> 
     """Percents as a table's column will print them to `decimals` places, moved just inside 0 and 100
     where they are not exactly that: a column's fixed format printed 99.7 as "100%" and 0.04 as "0.0%".
     A model's `probabilities` are moved inside even where they are exactly 0 or 100, as `sure` words
-    them (a softmax is never certain: float32 rounds it there). Only for showing; the figures themselves
-    (a CSV) keep their value."""
+    them (a softmax is never certain: float32 rounds it there). Only for showing (a table, and the CSV of
+    it that is printed to as many places); the figures themselves keep their value."""
     percents = np.asarray(percents, dtype=float)
     step = 10.0 ** -decimals
     inside = np.isfinite(percents) if probabilities else (percents > 0) & (percents < 100)

@@ -301,10 +301,13 @@ def load_model(path: str | os.PathLike | None = None):
     path = Path(path) if path else DEFAULT_MODEL
     if not path.exists():
         raise ModelError(f"There is no model file at {path}.")
+    if path.is_dir():
+        raise ModelError(f"{path} is a folder: name the model's .keras file in it.")
     try:
         model = keras.models.load_model(path, compile=False)
-    except Exception as e:
-        raise ModelError(f"{path} is not a CIFAR-10 Studio model we can load ({type(e).__name__}).") from None
+    except Exception:
+        raise ModelError(f"{path} is not a CIFAR-10 Studio model we can load: not a .keras file, or a damaged "
+                         "one.") from None
     check_cifar10(model, path)      # before anything runs it
     fast_inference.serve(model, int8.load(model, path))
     fitted = temperature_for(path, missing=None)

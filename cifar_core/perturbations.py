@@ -34,7 +34,12 @@ def apply(image: np.ndarray, changes: Changes, seed: int = 0) -> np.ndarray:
         out = out + np.random.default_rng(seed).normal(0, changes.noise, out.shape)
     x, y, side = changes.patch
     if side > 0:
-        half = side * 32 / 2
-        top, left = int(round(y * 32 - half)), int(round(x * 32 - half))
-        out[max(0, top):max(0, top + int(round(2 * half))), max(0, left):max(0, left + int(round(2 * half)))] = 128
+        width = max(1, int(round(side * 32)))     # at least a pixel: 0.01 of 32 rounded to none, yet "changed"
+        top, left = int(round(y * 32 - width / 2)), int(round(x * 32 - width / 2))
+        out[max(0, top):max(0, top + width), max(0, left):max(0, left + width)] = 128
     return np.clip(out, 0, 255).round().astype(np.uint8)
+
+
+def changes_nothing(changes: Changes) -> bool:
+    """Whether `changes` leave the picture as it is: the defaults, wherever a square of no size is placed."""
+    return (changes if changes.patch[2] > 0 else Changes(**{**changes.__dict__, "patch": Changes.patch})) == Changes()

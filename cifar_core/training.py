@@ -481,7 +481,8 @@ def measured(model, dataset: cifar_data.Cifar10) -> tuple[dict, np.ndarray]:
         "test_accuracy": result["accuracy"],                 # with mirror test-time augmentation, as served
         "test_accuracy_without_tta": evaluation.summary(plain, dataset.y_test)["accuracy"],
         "per_class_accuracy": result["per_class"],
-        "temperature": model.calibration_temperature,        # fitted on held-out training pictures
+        # Fitted on held-out training pictures; none where there were none (a 1.0 here read as calibrated)
+        "temperature": model.calibration_temperature if getattr(model, "calibrated", True) else None,
         "calibration_error_before": round(evaluation.expected_calibration_error(before, dataset.y_test), 4),
         "calibration_error_after": round(evaluation.expected_calibration_error(calibrated, dataset.y_test), 4),
         "inference_precision": fast_inference.precision(model),      # what the figures above were measured in
@@ -514,6 +515,9 @@ def export(run_dir: str | os.PathLike, dest: str | os.PathLike, command: str = "
         **({"continued_from": how_made(config.initial_model)} if config.initial_model else {}),
         "data": f"CIFAR-10 test set ({dataset.origin}), {len(dataset.y_test)} images{_trained_on(status, dataset)}",
         "epochs": len(epochs),
+        # A run stopped partway (Ctrl-C, Stop, the server's turn) says so: its model is from where it stopped.
+        **({"stopped_because": status.get("stopped_because") or "Stopped before its last epoch."}
+           if status.get("state") == "stopped" else {}),
         **figures,
         "training_seconds": epochs[-1]["elapsed_s"] if epochs else None,
         "wall_seconds": round(status["ended"] - status["started"], 1)

@@ -1219,8 +1219,8 @@ def test_the_bundled_samples_test_pictures_go_by_their_numbers_in_cifar10(offlin
 
 
 def test_a_class_never_named_has_a_dash_for_its_precision_and_the_table_keeps_its_figures(app, monkeypatch):
-    """Undefined precision and F1 printed as "None", Python's word; and the figures were moved off 100
-    before the table was made, so its download had 99.9 for 99.96."""
+    """Undefined precision printed as "None", Python's word; and the figures were moved off 100 before the
+    table was made, so its download had 99.9 for 99.96. Its F1 is 0 (none of its pictures found), not a dash."""
     import pyarrow as pa
     real = common.test_probabilities
 
@@ -1233,7 +1233,7 @@ def test_a_class_never_named_has_a_dash_for_its_precision_and_the_table_keeps_it
     table = app.dataframe[0]
     shown = pa.ipc.open_stream(table.proto.arrow_data.styler.display_values).read_all().to_pandas()
     truck = shown[shown["class"] == "truck"].iloc[0]
-    assert (truck["precision"], truck["recall"], truck["f1"]) == ("–", "0.0%", "–")
+    assert (truck["precision"], truck["recall"], truck["f1"]) == ("–", "0.0%", "0.0%")
     kept = table.value                                     # the figures, as the download has them
     assert kept["recall"].max() <= 100 and kept["precision"].isna().sum() == (shown["precision"] == "–").sum()
 

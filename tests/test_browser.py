@@ -406,6 +406,19 @@ def test_predict_several_uploads_with_a_bad_one(page, server, photos):
     screenshot(page, "predict-batch")
 
 
+def test_a_chosen_button_of_a_row_clicked_again_stays_chosen(page, server):
+    """Explore's "Pictures from" (and every such row of buttons): clicking the one chosen chose none, and the
+    page fell back to the first (Training) with no button lit."""
+    open_page(page, server, "explore")
+    test = page.get_by_role("radio", name="Test", exact=True)
+    for _ in range(2):
+        test.click()
+        settle(page)
+        assert test.get_attribute("aria-checked") == "true"
+        assert page.get_by_role("radio", name="Training", exact=True).get_attribute("aria-checked") == "false"
+    no_exceptions(page)
+
+
 def test_predict_draw_on_the_canvas(page, server):
     open_page(page, server, "predict")
     page.get_by_role("radio", name="Draw").click()

@@ -181,10 +181,23 @@ def test_combine_refuses_in_one_sentence(trained, tiny_archive):
         assert result.returncode == 2 and said.startswith(sentence), (names, result.stderr)
         assert not (trained / "refused.keras").exists()
     # Where it is saved is checked as train's --save is, before minutes of work; never over one of its models.
+    (trained / "sub").mkdir(exist_ok=True)
+    (trained / "link.keras").unlink(missing_ok=True)
+    (trained / "link.keras").symlink_to(trained / "model.keras")
+    kept = (trained / "model.keras").read_bytes()
     for save, sentence in [(trained, "that is a folder"), ("both.h5", "the file name must end in .keras"),
-                           ("model.keras", "that is one of the models it is made of")]:
+                           ("model.keras", "that is one of the models it is made of"),
+                           # the same file by another way there: it was saved over, the model lost
+                           ("sub/../model.keras", "that is one of the models it is made of"),
+                           ("link.keras", "that is one of the models it is made of")]:
         result = cli("combine", "model.keras", "other.keras", "--save", save, cwd=trained)
         assert result.returncode == 2 and sentence in result.stderr.splitlines()[-1], (save, result.stderr)
+    assert (trained / "model.keras").read_bytes() == kept
+    # One model twice is no pair trained apart.
+    for twice in (["model.keras", "model.keras"], ["model.keras", "./sub/../link.keras"]):
+        result = cli("combine", *twice, "--save", "twice.keras", cwd=trained)
+        assert result.returncode == 2 and "The same model is given twice" in result.stderr.splitlines()[-1], twice
+        assert not (trained / "twice.keras").exists()
 
 
 def test_train_data_is_this_trainers_alone(tiny_archive, tmp_path, monkeypatch):
@@ -326,6 +339,12 @@ def test_user_errors_are_one_sentence_and_nonzero(tmp_path):
         (cli("train", env={"CIFAR_TRAINER_NICE": "20"}), "CIFAR_TRAINER_NICE must be at most 19"),
         (cli("train", "--save", tmp_path / "no folder" / "m.keras"), "is not a folder this user may write in"),
         (cli("train", "--run-dir", tmp_path / "a file"), f"Error: {tmp_path / 'a file'} is a file, not a folder."),
+        # Where a wrong path came from: the setting, not an option typed
+        (cli("evaluate", env={"CIFAR10_DATA": str(tmp_path / "gone")}), f"Error: CIFAR10_DATA names {tmp_path / 'gone'}, "
+                                                                        "which does not exist"),
+        (cli("predict", "--model", tmp_path, "x.png"), f"Error: {tmp_path} is a folder: name the model's .keras file"),
+        (cli("predict", "--model", tmp_path / "a file", "x.png"), "is not a CIFAR-10 Studio model we can load: not a "
+                                                                  ".keras file, or a damaged one."),
     ]
     for result, message in checks:
         assert result.returncode != 0 and message in result.stderr and "Traceback" not in result.stderr
@@ -451,10 +470,15 @@ def test_ctrl_c_stops_a_run_as_stop_does_and_a_second_at_once(tmp_path, tiny_arc
         time.sleep(0.2)
     trainer.send_signal(signal.SIGINT)
     out, err = trainer.communicate(timeout=240)
-    assert trainer.returncode == 0 and "Stopping after this batch" in err, err
+    # Said as stopped, not as a finished run, and not a success (a script's next step does not go on).
+    assert trainer.returncode == 130 and "Stopping after this batch" in err, err
     status = rundir.read_status(folder)
     assert status["state"] == "stopped" and status["stopped_because"] == "Stopped with Ctrl-C."
+    epochs = sum(r.get("kind") == "epoch" for r in rundir.read_metrics(folder))
+    assert f"Stopped with Ctrl-C. It had finished {epochs} of 50 epochs; its model is kept, from where it stopped." in err
     assert (tmp_path / "kept.keras").exists() and "Traceback" not in err
+    card = json.loads((tmp_path / "kept.json").read_text())
+    assert card["stopped_because"] == "Stopped with Ctrl-C." and card["epochs"] == epochs
 
 
 def test_empty_paths_are_refused(capsys):
@@ -463,7 +487,7 @@ def test_empty_paths_are_refused(capsys):
                          (["train", "--run-dir", ""], "--run-dir"), (["train", "--save", ""], "--save"),
                          (["train", "--distill-from", "a.keras", "--distill-from", ""], "--distill-from"),
                          (["download", "--data-dir", ""], "--data-dir"), (["quantize", ""], "MODEL"),
-                         (["combine", "a.keras", "", "--save", "b.keras"], "MODEL")]:
+                         (["combine", "a.keras", "", "--save", "b.keras"], "MODEL"), (["predict", "a.png", ""], "FILE")]:
         assert main.main(argv) == 2, argv
         assert capsys.readouterr().err == f"Error: {option} was given an empty path: name a file or folder, or " \
                                           "leave it out.\n"
@@ -507,6 +531,55 @@ def test_predict_with_the_bundled_model(tmp_path):
     assert said == f"{path}: {answer['label']} ({evaluation.sure(answer['confidence'])} sure)"
 
 
+def test_predict_says_when_a_models_percent_sure_was_never_checked(tmp_path):
+    """A model without its card has no temperature: its "% sure" is the network's own (40% for a picture the
+    calibrated model is 76% sure of), said as the app says it, and in the JSON."""
+    import shutil
+    path = tmp_path / "sky.png"
+    Image.new("RGB", (64, 64), (30, 90, 200)).save(path)
+    shutil.copyfile(inference.DEFAULT_MODEL, tmp_path / "bare.keras")
+    bare = cli("predict", "--model", tmp_path / "bare.keras", path)
+    assert bare.returncode == 0 and bare.stdout.strip().endswith(
+        "sure), as the network says: never checked against how often it is right"), bare.stdout
+    assert json.loads(cli("predict", "--model", tmp_path / "bare.keras", "--json", path).stdout)["calibrated"] is False
+    assert json.loads(cli("predict", "--json", path).stdout)["calibrated"] is True
+
+
+def test_a_saved_uncalibrated_models_card_has_no_temperature(tmp_path, tiny_archive):
+    """With no training pictures kept aside, no temperature was fitted: its card said 1.0, which the app then
+    read as a calibrated model's."""
+    import shutil
+
+    from cifar_core import training
+    shutil.copyfile(inference.DEFAULT_MODEL, tmp_path / "bare.keras")
+    model = inference.load_model(tmp_path / "bare.keras")
+    card, _ = training.measured(model, data.load(tiny_archive))
+    assert not model.calibrated and card["temperature"] is None
+    assert training.measured(inference.load_model(), data.load(tiny_archive))[0]["temperature"] == \
+        inference.temperature_for(inference.DEFAULT_MODEL)
+
+
+def test_a_download_cut_short_says_so_on_a_line_of_its_own(tmp_path, monkeypatch, capsys):
+    from cifar_core import __main__ as main
+
+    def cut_short(folder, progress):
+        progress(31_500_000, 170_000_000)
+        raise data.DataError("The connection ended after 31 of 170 MB.")
+    monkeypatch.setattr(data, "download", cut_short)
+    assert main.main(["download", "--data-dir", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.endswith("  31.5 / 170.0 MB\nError: The connection ended after 31 of 170 MB.\n")
+
+
+def test_a_very_large_photo_is_answered_without_a_warning_of_an_attack(tmp_path):
+    """A 169-megapixel photo (a 100-megapixel camera's is 11600 x 8700): Pillow warned of a "decompression bomb
+    DOS attack" on the terminal, though the picture is read at an eighth within its budget."""
+    import hostile_images
+    path = tmp_path / "big.jpg"
+    path.write_bytes(hostile_images.build("jpeg_huge_baseline"))
+    result = cli("predict", path)
+    assert result.returncode == 0 and "Warning" not in result.stderr and "attack" not in result.stderr, result.stderr
+
+
 def test_predict_json_goes_on_past_a_file_that_once_broke_the_loader(tmp_path):
     import hostile_images
     good, bad, good2 = tmp_path / "good.png", tmp_path / "bad.tif", tmp_path / "good2.jpg"
@@ -523,6 +596,8 @@ def test_predict_json_goes_on_past_a_file_that_once_broke_the_loader(tmp_path):
 
 def test_predict_goes_on_past_an_unexpected_error(tmp_path, monkeypatch, capsys):
     """Anything but an ImageError is a bug; it still costs only its own file, as a sentence."""
+    from types import SimpleNamespace
+
     import numpy as np
     from cifar_core import __main__ as main, decoding, inference
     real = decoding.load_image
@@ -532,7 +607,7 @@ def test_predict_goes_on_past_an_unexpected_error(tmp_path, monkeypatch, capsys)
             raise RuntimeError("an unexpected bug")
         return real(source)
 
-    monkeypatch.setattr(inference, "load_model", lambda path=None: None)
+    monkeypatch.setattr(inference, "load_model", lambda path=None: SimpleNamespace(calibrated=True))
     monkeypatch.setattr(inference, "predict_views", lambda model, views, size: np.full(10, 0.1, np.float32))
     monkeypatch.setattr(decoding, "load_image", load_image)
     paths = [tmp_path / "boom.png", tmp_path / "fine.png"]

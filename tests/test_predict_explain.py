@@ -149,6 +149,8 @@ def test_an_upload_over_the_limit_gets_one_sentence():
     sentence = predict_parts.too_big(Upload(21 * 2**20 + 4))
     assert sentence.startswith("This file is 21.0 MB; pictures of up to 20 MB can be read.")
     assert predict_parts.too_big(Upload(3 * 2**20)) is None
+    # Rounded up, never to the limit itself: 20.04 MB was "20.0 MB" beside "up to 20 MB".
+    assert predict_parts.too_big(Upload(20 * 2**20 + 40_000)).startswith("This file is 20.1 MB;")
 
 
 def test_streamlit_takes_a_little_more_than_the_page_refuses():

@@ -45,6 +45,11 @@ def test_changes_do_what_their_names_say():
     assert np.abs(np.diff(blurred, axis=1)).mean() < np.abs(np.diff(image.astype(float), axis=1)).mean()
     noisy = perturbations.apply(image, Changes(noise=40))
     assert 20 < (noisy.astype(float) - image).std() < 45
+    # The smallest square is a pixel, not none: 0.01 of 32 rounded to nothing, yet the answer showed as changed.
+    speck = perturbations.apply(image, Changes(patch=(0.5, 0.5, 0.01)))
+    assert (speck != image).any(axis=2).sum() <= 1 and (speck[16, 16] == 128).all()
+    assert perturbations.changes_nothing(Changes(patch=(0.1, 0.9, 0.0)))        # a square of no size, moved
+    assert not perturbations.changes_nothing(Changes(patch=(0.1, 0.9, 0.01)))
     turned = perturbations.apply(image, Changes(rotation=90))
     assert np.abs(turned.astype(float) - np.rot90(image).astype(float)).mean() < 25
 
@@ -151,7 +156,25 @@ def test_the_batch_table_never_prints_an_answer_short_of_certain_as_certain():
     shown = predict_parts.shown(table)
     assert f"{shown.loc[0, 'sure']:.0f}%" == "99%" and f"{shown.loc[0, 'cat (%)']:.1f}%" == "99.9%"
     assert f"{shown.loc[0, 'dog (%)']:.1f}%" == "0.1%" and shown.loc[1].isna().sum() == 3
-    assert table.loc[0, "sure"] == 99.7      # the figures themselves, as the CSV writes them
+    assert table.loc[0, "sure"] == 99.7      # the figures themselves
+    # The CSV to a tenth, and never certain either: 99.97 was "100.0", 0.03 "0.0".
+    csv = predict_parts.as_csv(table.assign(picture=None))
+    assert csv.splitlines()[1] == "a.png,99.7,99.9,0.1" and "100.0" not in csv
+
+
+def test_a_batch_row_says_when_the_model_is_torn_as_the_single_answer_does(model, monkeypatch):
+    import io
+
+    from app_pages import predict_parts
+
+    class Upload(io.BytesIO):
+        name = "torn.png"
+    upload = Upload()
+    Image.fromarray(data.load_sample().x_test[3]).resize((320, 320)).save(upload, "PNG")
+    torn = np.array([0.3, 0.29] + [0.41 / 8] * 8, np.float32)
+    monkeypatch.setattr(inference, "predict_views", lambda *a, **k: torn)
+    row = predict_parts._row(upload, predict_parts._decoded(upload), model)
+    assert row["problem"].startswith("The model is unsure: it is torn between airplane (30%) and automobile (29%)")
 
 
 def test_a_drawing_of_a_million_shapes_is_not_a_persons():

@@ -88,6 +88,14 @@ def test_presets_are_valid_and_unknown_ones_refused():
         TrainConfig.from_dict({"colour": "red"})
 
 
+def test_a_training_subset_leaves_room_for_the_calibration_images():
+    """--train-subset 50000 trained on 48,000: the 2,000 calibration images come out of the 50,000 first."""
+    with pytest.raises(ConfigError, match=r"^Training subset can be at most 48,000 here: the 2,000 calibration"):
+        TrainConfig(train_subset=50_000).validate()
+    TrainConfig(train_subset=48_000).validate()
+    TrainConfig(train_subset=50_000, calibration_images=0).validate()
+
+
 def test_triangle_schedule_warms_up_then_decays_to_zero():
     config = TrainConfig(learning_rate=2.0, schedule="triangle", warmup=0.25, final_lr=0.0)
     rate = [float(recipe.learning_rate_at(step, 100, config)) for step in range(101)]
