@@ -20,7 +20,7 @@ from cifar_core import charts, inference
 from cifar_core.data import CLASS_NAMES, with_article
 from app_pages import chart_specs, common, even_rows, inside_parts
 
-EXPLORE = "explore_pick"        # session state: ((data set, split), index) of the picture picked in Explore's grid
+EXPLORE = "explore_pick"        # session state: (place, index) of the picture picked in Explore's grid
 EVALUATE = "evaluate_pick"      # session state: (true class, class said) of Evaluate's square picked
 PAGES = {"explore": EXPLORE, "evaluate": EVALUATE}
 
@@ -67,6 +67,15 @@ def close_all_but(page: str) -> None:
 
 def _open(pick: str) -> str:
     return f"{pick}:open"
+
+
+def place(origin: str, split: str, labels: np.ndarray) -> tuple[str, str]:
+    """Where Explore's pictures are, as its pick and its kept figures name it: the data set (its `origin`
+    names its test pictures) and the split, by its name, count and labels. A file replaced by one with
+    other training pictures kept the old one's means and map, and a picture picked there past the new
+    ones' end ended the page."""
+    from cifar_core import evaluation
+    return origin, f"{split}:{len(labels)}:{evaluation.fingerprint(labels)[:12]}"
 
 
 def picture(point: dict, where, count: int) -> tuple:

@@ -14,17 +14,20 @@ ALL = "All classes"
 
 
 # Each cached function is given the very pictures the page read (`_x`, `_y`) and is keyed by their data set's
-# `origin`: reading the data set again inside one could meet another (a download finished meanwhile, a file
-# replaced) and keep its means or map under this one's name for every visitor.
+# `origin` and `held` (the split, its count and its labels' fingerprint): reading the data set again inside one
+# could meet another (a download finished meanwhile, a file replaced) and keep its means or map under this
+# one's name for every visitor.
 # Both splits of two data sets, as many as are kept (common._dataset): a data file replaced left its means
 # and map behind for good.
 @st.cache_resource(show_spinner=False, max_entries=4)
-def class_means(origin: str, split: str, _x: np.ndarray, _y: np.ndarray) -> list[np.ndarray]:
-    return [_x[_y == c].mean(axis=0).round().astype(np.uint8) for c in range(len(CLASS_NAMES))]
+def class_means(origin: str, held: str, _x: np.ndarray, _y: np.ndarray) -> list[np.ndarray | None]:
+    """Each class's average picture; None for a class with no pictures (a small copy of the data set)."""
+    return [_x[_y == c].mean(axis=0).round().astype(np.uint8) if (_y == c).any() else None
+            for c in range(len(CLASS_NAMES))]
 
 
 @st.cache_resource(show_spinner=False, max_entries=22)
-def channel_histograms(origin: str, split: str, chosen_class: str, _x: np.ndarray, _y: np.ndarray):
+def channel_histograms(origin: str, held: str, split: str, chosen_class: str, _x: np.ndarray, _y: np.ndarray):
     """Counting 50,000 pictures' pixels takes seconds: done once per server for each split and class
     (every student's click on the page reruns it)."""
     if chosen_class == ALL:
@@ -34,12 +37,12 @@ def channel_histograms(origin: str, split: str, chosen_class: str, _x: np.ndarra
 
 
 def _on_the_map(y: np.ndarray) -> np.ndarray:
-    """The 1,000 pictures the map places: the first 100 of each class."""
+    """The pictures the map places: the first 100 of each class (1,000 of CIFAR-10's)."""
     return np.concatenate([np.flatnonzero(y == c)[:100] for c in range(len(CLASS_NAMES))])
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
-def map_pictures(origin: str, split: str, _x: np.ndarray, _y: np.ndarray) -> tuple[np.ndarray, list[str]]:
+def map_pictures(origin: str, held: str, _x: np.ndarray, _y: np.ndarray) -> tuple[np.ndarray, list[str]]:
     """The map's pictures, labels and thumbnails (2-4 MB of them), once per server: every model's map
     shows the same ones."""
     keep = _on_the_map(_y)
@@ -59,9 +62,9 @@ def _placed(model, pictures: np.ndarray) -> np.ndarray:
         return embedding.pca_2d(embedding.features(model, pictures))
 
 
-@st.cache_resource(show_spinner="Placing 1,000 pictures on the map (one map at a time on this server)…",
+@st.cache_resource(show_spinner="Placing the pictures on the map (one map at a time on this server)…",
                    max_entries=64)
-def map_points(model_id: tuple[str, float], origin: str, split: str, _model, _x: np.ndarray,
+def map_points(model_id: tuple[str, float], origin: str, held: str, _model, _x: np.ndarray,
                _y: np.ndarray) -> np.ndarray:
     """Where `_model`'s features place the map's pictures, 16 KB: kept for as many models as a class uses
     (each placing is seconds of the server's CPU, 9 s for the bundled pair). `model_id` (the file and its
@@ -75,16 +78,16 @@ def map_points(model_id: tuple[str, float], origin: str, split: str, _model, _x:
                                            functools.partial(_placed, _model))
 
 
-def feature_map(origin: str, split: str, chosen_class: str, x: np.ndarray, y: np.ndarray):
-    """The map's chart, and the share of the features' variance its two directions keep."""
-    labels, thumbnails = map_pictures(origin, split, x, y)
+def feature_map(origin: str, held: str, chosen_class: str, x: np.ndarray, y: np.ndarray):
+    """The map's chart, the share of the features' variance its two directions keep, and its pictures' classes."""
+    labels, thumbnails = map_pictures(origin, held, x, y)
     choice, model_id, model = common.active_model_choice_and_id()
     try:
-        placed = map_points(model_id, origin, split, model, x, y)
+        placed = map_points(model_id, origin, held, model, x, y)
     except OSError as e:                  # its run deleted meanwhile: its file is gone
         common.cannot_open(choice, e)
     chart = charts.embedding_map(placed[:, :2], labels, thumbnails, None if chosen_class == ALL else chosen_class)
-    return chart, float(placed[0, 2])
+    return chart, float(placed[0, 2]), labels
 
 
 def splits(d) -> dict:
@@ -107,6 +110,9 @@ chosen_class = middle.selectbox("Class", [ALL, *CLASS_NAMES], key="explore_class
                                 help="Which pictures to list, whose pixel values to count under Statistics, and "
                                      "which class to pick out on the Map (the others fade).")
 x, y = available[split]
+where = closer_look.place(dataset.origin, split, y)     # what the split's figures and pick are kept under
+held = where[1]
+missing = [name for c, name in enumerate(CLASS_NAMES) if not (y == c).any()]     # a small copy of the data
 
 if view == "Pictures":
     indices = np.arange(len(y)) if chosen_class == ALL else np.flatnonzero(y == CLASS_NAMES.index(chosen_class))
@@ -119,14 +125,14 @@ if view == "Pictures":
     page = controls[1].number_input("Page", 1, n_pages, 1, key="explore_page")
     shown = order[(page - 1) * PER_PAGE: page * PER_PAGE]
     controls[3].caption(f"{len(order):,} pictures, page {page} of {n_pages:,}. Click a picture, or choose it in "
-                        "the box, to look closer.")
+                        "the box, to look closer." if len(order) else
+                        f"This data set has no {split.lower()} pictures of {chosen_class}.")
 
     # The click is read before the grid is drawn, so that the frame is around the picture just clicked,
     # not the one before.
     chart = f"explore_grid_{split}"
     # The pick remembers its split and data set: picture #5866 of the training set is not #5866 of the test
     # set, nor test picture #900 of the bundled sample the download's #900 (a download finished meanwhile).
-    where = (dataset.origin, split)
     grid = closer_look.take_click(chart, "picked", closer_look.EXPLORE,
                                   functools.partial(closer_look.picture, where=where, count=len(y)))
     pick = st.session_state.get(closer_look.EXPLORE)
@@ -148,11 +154,13 @@ if view == "Pictures":
                           args=(box, chart, closer_look.EXPLORE, functools.partial(chart_specs.in_split, where, len(y))),
                           help="The pictures of this page in the grid's order, left to right and row by row; or "
                                "click one in the grid.")
-    chart_specs.image_grid(x[shown], y[shown], shown, selected=index, on_select="rerun", key=grid,
-                           numbers=[number(i) for i in shown],
-                           alt=f"{len(shown)} {split.lower()} pictures"
-                               + ("" if chosen_class == ALL else f" of {chosen_class}")
-                               + " in a grid, up to 10 to a row. Click one, or choose it in the box above, to look closer.")
+    if len(shown):
+        chart_specs.image_grid(x[shown], y[shown], shown, selected=index, on_select="rerun", key=grid,
+                               numbers=[number(i) for i in shown],
+                               alt=f"{len(shown)} {split.lower()} pictures"
+                                   + ("" if chosen_class == ALL else f" of {chosen_class}")
+                                   + " in a grid, up to 10 to a row. Click one, or choose it in the box above, to "
+                                     "look closer.")
     if looking:
         closer_look.show_picture(split, number(index), x[index].copy(), int(y[index]))   # not a view of the split
 
@@ -163,14 +171,23 @@ elif view == "Statistics":
                      alt=f"Bar chart of the {split.lower()} pictures per class: "
                          + ", ".join(f"{name} {n:,}" for name, n in zip(CLASS_NAMES, counts)) + ".")
     of = "all " + split.lower() + " pictures" if chosen_class == ALL else f"{split.lower()} pictures of {chosen_class}"
-    two.altair_chart(channel_histograms(dataset.origin, split, chosen_class, x, y), width="stretch",
-                     alt=f"Line chart of how often pixel values, 0 to 255 in steps of 4, occur in the red (solid), green "
-                         f"(dashed) and blue (dotted) channels of {of}.")
+    if chosen_class in missing:
+        two.caption(f"This data set has no {split.lower()} pictures of {chosen_class}, so there are no pixel values "
+                    "to count.")
+    else:
+        two.altair_chart(channel_histograms(dataset.origin, held, split, chosen_class, x, y), width="stretch",
+                         alt=f"Line chart of how often pixel values, 0 to 255 in steps of 4, occur in the red (solid), "
+                             f"green (dashed) and blue (dotted) channels of {of}.")
     st.markdown("**The average picture of each class**: the blur of everything the class has in common.")
-    with even_rows.rows("explore_means", len(CLASS_NAMES), 128):
-        st.image([charts.upscale(m, 4) for m in class_means(dataset.origin, split, x, y)], caption=list(CLASS_NAMES),
-                 width=128, alt=[f"the average of every {split.lower()} picture of {with_article(name)}: a blur of "
-                                 "its usual colours" for name in CLASS_NAMES])
+    means = class_means(dataset.origin, held, x, y)
+    present = [c for c, name in enumerate(CLASS_NAMES) if name not in missing]      # an average of none is black
+    with even_rows.rows("explore_means", len(present), 128):
+        st.image([charts.upscale(means[c], 4) for c in present], caption=[CLASS_NAMES[c] for c in present],
+                 width=128, alt=[f"the average of every {split.lower()} picture of {with_article(CLASS_NAMES[c])}: a "
+                                 "blur of its usual colours" for c in present])
+    if missing:
+        st.caption(f"No average for {', '.join(missing)}: this data set has no {split.lower()} pictures of "
+                   + ("it." if len(missing) == 1 else "them."))
 
 else:
     st.markdown("Each dot is a picture, placed by the model's last layer of features (reduced to two dimensions "
@@ -181,10 +198,13 @@ else:
                 + (" These are training pictures, which the model has learnt: its classes sit apart more "
                    "neatly here than they would for pictures it never saw (choose Test to see those)."
                    if split == "Training" else ""))
-    chart, kept = feature_map(dataset.origin, split, chosen_class, x, y)
+    chart, kept, placed = feature_map(dataset.origin, held, chosen_class, x, y)
+    each = set(np.bincount(placed, minlength=len(CLASS_NAMES)).tolist())
     st.altair_chart(chart, width="stretch",
-                    alt=f"Scatter plot of 1,000 {split.lower()} pictures, 100 of each class, as dots coloured by class "
-                        "and placed by the model's features: pictures it finds alike sit together."
+                    alt=f"Scatter plot of {len(placed):,} {split.lower()} pictures, "
+                        + (f"{each.pop():,} of each class" if len(each) == 1 else "up to 100 of each class")
+                        + ", as dots coloured by class and placed by the model's features: pictures it finds alike "
+                          "sit together."
                         + ("" if chosen_class == ALL
                            else f" The {chosen_class} pictures stand out; the rest are faded."))
     # Two directions of hundreds: cat, dog, deer and horse in one heap read as "it cannot tell them apart",

@@ -296,6 +296,41 @@ def test_explore_keeps_what_it_works_out_under_the_data_set_it_read(app, monkeyp
                    for c, m in enumerate(means))
 
 
+def test_explore_after_the_data_file_changed_its_training_pictures(app, monkeypatch):
+    """A data file replaced by a copy with fewer training pictures and the same test pictures kept the old
+    copy's averages under the same name, and a training picture picked past the new copy's end ended the page
+    (IndexError). A class with no pictures in the copy broke Statistics and had a black "average"."""
+    from dataclasses import replace
+    from app_pages import explore
+    first = common.loaded()[0]
+    visit(app, "app_pages/explore.py")
+    app.session_state["explore_grid_Training_0"] = {"selection": {"picked": [{"index": 150}]}}
+    app.run()
+    assert app.session_state["explore_pick"][1] == 150 and dialogs(app)
+    keep = np.flatnonzero(first.y_train != CLASS_NAMES.index("truck"))[:50]       # 50 pictures, no truck
+    smaller = replace(first, x_train=first.x_train[keep], y_train=first.y_train[keep])
+    monkeypatch.setattr(common, "loaded", lambda: (smaller, None))
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert not dialogs(app)                       # the old pick is of pictures no longer there
+    app.button_group(key="explore_view").set_value("Statistics").run()
+    assert not app.exception, [e.value for e in app.exception]
+    means = [a for a in alts(app) if a.startswith("the average of every training picture")]
+    assert len(means) == 9 and not any(" a truck:" in a for a in means)
+    assert any(c.value.startswith("No average for truck: this data set has no training pictures of it") for c in app.caption)
+    held = common.loaded()[0]
+    for c, mean in enumerate(explore.class_means(held.origin, training_place()[1], held.x_train, held.y_train)):
+        assert (mean is None) == (CLASS_NAMES[c] == "truck")
+        if mean is not None:                      # this copy's averages, not the old one's
+            assert np.array_equal(mean, held.x_train[held.y_train == c].mean(axis=0).round().astype(np.uint8))
+    app.selectbox(key="explore_class").select("truck").run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert any("has no training pictures of truck, so there are no pixel values" in c.value for c in app.caption)
+    app.button_group(key="explore_view").set_value("Pictures").run()
+    assert not app.exception and not charts_drawn(app)
+    assert any(c.value == "This data set has no training pictures of truck." for c in app.caption)
+
+
 def test_explore_statistics_and_map(app):
     visit(app, "app_pages/explore.py")
     app.button_group(key="explore_view").set_value("Statistics").run()
@@ -325,6 +360,13 @@ def test_explore_statistics_and_map(app):
     assert drawn.alt.endswith("The ship pictures stand out; the rest are faded.")
 
 
+def training_place() -> tuple[str, str]:
+    """Where Explore's training pictures are, as its pick names them (closer_look.place)."""
+    from app_pages import closer_look
+    dataset = common.loaded()[0]
+    return closer_look.place(dataset.origin, "Training", dataset.y_train)
+
+
 def test_explore_a_picture_chosen_from_the_keyboard(app):
     """The grid's pictures can be chosen in a box as well as clicked: the same pick, the same view of it."""
     visit(app, "app_pages/explore.py")
@@ -335,7 +377,7 @@ def test_explore_a_picture_chosen_from_the_keyboard(app):
     chosen = int(box.options[7].split(":")[0].lstrip("#"))
     box.set_value(chosen).run()
     assert not app.exception, [e.value for e in app.exception]
-    assert app.session_state["explore_pick"] == ((common.loaded()[0].origin, "Training"), chosen)
+    assert app.session_state["explore_pick"] == (training_place(), chosen)
     (title,) = dialogs(app)
     assert title.startswith(f"Training picture #{chosen}: ")
     assert app.selectbox(key="explore_box_Training").value == chosen        # the box shows the pick
@@ -360,7 +402,7 @@ def test_explore_takes_only_a_picture_that_exists_from_a_click(app, sent):
     assert not dialogs(app) and "explore_pick" not in app.session_state
     app.session_state["explore_grid_Training_0"] = {"selection": {"picked": [{"index": 7}]}}    # a true click
     app.run()
-    assert app.session_state["explore_pick"] == ((common.loaded()[0].origin, "Training"), 7)
+    assert app.session_state["explore_pick"] == (training_place(), 7)
     assert dialogs(app)[0].startswith("Training picture #7: ")
     # The click is taken once: the grid is drawn afresh without it, so that it does not pick the picture
     # again once the dialog is closed.
