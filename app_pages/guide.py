@@ -78,7 +78,7 @@ GLOSSARY: dict[str, str] = {
     "Test set": "The 10,000 pictures kept apart and never used for learning, so that measuring the model on them "
                 "shows how it does on pictures it has not seen.",
     "Model": "A network together with the numbers (weights) it learned. The sidebar chooses which model every page "
-             "uses: the bundled one, or one you trained.",
+             "uses: the bundled one, or a run trained on this server (yours or a classmate's).",
     "Network": "A chain of layers that turns a picture's pixels into ten scores, one per class. Also called a "
                "neural network.",
     "Networks side by side": "Two or more networks, trained apart, that each look at the same picture; their "
@@ -113,7 +113,7 @@ GLOSSARY: dict[str, str] = {
     "Preset": "A ready-made recipe on the Train page, such as Quick, Best or For a whole class: a network plus "
               "all its training settings, chosen to work well together.",
     "Run": "One training of one network, from Start until it finishes or is stopped. Every run is listed on the "
-           "Train page and, once finished, can be chosen as the model in the sidebar.",
+           "Train page and, once finished (or stopped with a model kept), can be chosen as the model in the sidebar.",
     "Probability": "How sure the model is of each class for one picture; the ten add up to 100%. Its answer is the "
                    "class with the highest one.",
     "Confusion matrix": "A table with a row for each true class and a column for each answer. The diagonal holds "
@@ -127,7 +127,8 @@ GLOSSARY: dict[str, str] = {
                    "temperature, which makes every answer a little more or a little less sure, chosen on the "
                    "1,000 or 2,000 training pictures kept aside (one trained with none kept aside is not, and "
                    "Predict and Evaluate say so). Figures \"before calibration\" are the network's own.",
-    "Grad-CAM": "A heat map of the parts of the picture that pushed the model most towards its answer.",
+    "Grad-CAM": "A heat map of the parts of the picture that pushed the model most towards its answer (or "
+                "towards another class you pick).",
     "Test-time augmentation": "Asking the model about a picture's mirror image too and averaging the two "
                               "answers. It is slightly more accurate than one look. A test picture gets it where "
                               f"the first answer is less than {SURE_ENOUGH:.0%} sure (surer answers almost never "

@@ -200,15 +200,27 @@ def epoch_words(run: runs.Run, epochs: list[int], epoch: int) -> tuple[str, str 
         return f"**What it sees after its epoch {epoch - earlier}** ({epoch} counting the run it continues)", None
     heading = f"**What it sees after epoch {epoch}**"
     if epoch <= earlier:
-        return heading, (f"Epoch {epoch} was trained by the run this one continues; this run's own snapshots "
-                         "appear after each of its epochs.")
+        return heading, (f"Epoch {epoch} was trained by the run this one continues; " + _own_snapshots(run, epochs))
     return heading, None
+
+
+def _own_snapshots(run: runs.Run, epochs: list[int]) -> str:
+    """Where a continued run's own snapshots are, or why there are none yet."""
+    if epochs and epochs[-1] > _earlier_epochs(run, epochs):
+        return "this run's own snapshots follow it."
+    if run.state in ("queued", "running"):
+        return "this run's own snapshots appear after each of its epochs."
+    return "this run ended before an epoch of its own, so it has no snapshots of its own."
 
 
 def _continued_note(run: runs.Run, epochs: list[int]) -> str:
     earlier = _earlier_epochs(run, epochs)
-    return (f" Epochs count from the start of the run it continues: its own epochs are {earlier + 1} to {epochs[-1]}."
-            if earlier > 0 else "")
+    if earlier <= 0:
+        return ""
+    if epochs[-1] > earlier:
+        return f" Epochs count from the start of the run it continues: its own epochs are {earlier + 1} to {epochs[-1]}."
+    # None of its own yet: "its own epochs are 4 to 3" said nothing true.
+    return " Epochs count from the start of the run it continues, and all of these are that run's: " + _own_snapshots(run, epochs)
 
 
 def replay(run: runs.Run, key: str) -> None:

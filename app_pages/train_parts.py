@@ -103,6 +103,13 @@ SAW_TOOTH = (
     "below it on accuracy, above it on loss.")
 
 
+NO_DOT_YET = (
+    "How to read the curves: the dashed line is the training loss and accuracy as a running average over the "
+    "epoch so far, from the untrained start, so it lags behind the network as it is now. The test figures, "
+    "measured on the whole test set on pictures the network never trains on, come as a dot at the end of each "
+    "epoch: they are the figures to trust.")
+
+
 def curves_alt(named_metrics: list[tuple[str, list[dict]]]) -> str:
     """The curves in words, for a screen reader: what is drawn, and each run's latest test figures."""
     latest = []
@@ -190,7 +197,10 @@ def _status(run: runs.Run, metrics: list[dict], owner: str) -> None:
     if run.state in ("queued", "running") and mine:
         # A callback, not `if st.button(...)`: it runs before the script, so a press is kept even when this
         # rerun is the one that redraws the whole page because an epoch has just ended.
-        st.button("Stop", icon=":material/stop:", key=f"stop_{run.id}", on_click=_stop, args=(run.id, owner))
+        # Cancel while it waits (it leaves the queue at once); once asked to stop, shown so, and not pressed again.
+        stopping = run.state == "running" and rundir.stop_requested(run.path)
+        st.button("Stopping" if stopping else "Stop" if run.state == "running" else "Cancel", icon=":material/stop:",
+                  key=f"stop_{run.id}", on_click=_stop, args=(run.id, owner), disabled=stopping)
         if error := st.session_state.pop("train_stop_error", None):
             st.error(error)
     if run.state in ("finished", "stopped") and run.model_path:
@@ -221,8 +231,9 @@ def follow_try() -> None:
 
 def _stop(run_id: str, owner: str) -> None:
     try:
-        runs.stop(run_id, owner, admin=common.is_teacher())
-        st.toast("Stopping after the current batch…")
+        run = runs.stop(run_id, owner, admin=common.is_teacher())
+        # A waiting run is cancelled at once: it has no batch to finish.
+        st.toast("Stopping after the current batch…" if run.state == "running" else "Cancelled: it has left the queue.")
     except runs.RunError as e:
         st.session_state["train_stop_error"] = str(e)
 
@@ -241,7 +252,8 @@ def _curves(run_id: str) -> None:
         chart_cache.training_curves(run.id, snapshot.stamps.get(run.id), run.name, metrics,
                                     alt=curves_alt([(run.name, metrics)]))
         overfitting_note(metrics)
-        st.caption(SAW_TOOTH)
+        # Until its first epoch ends (the whole watched life of a one-epoch run) there is no test dot to read.
+        st.caption(SAW_TOOTH if any(m.get("kind") == "epoch" for m in metrics) else NO_DOT_YET)
 
 
 def overfitting_note(metrics: list[dict]) -> None:
@@ -447,9 +459,14 @@ def _board(owner: str) -> None:
                    "after its last dot, and one stopped in its first epoch has no dot)."
                    + (" A continued run's epochs count on from the run it continues." if any(earlier) else ""))
     elif any(metrics for _, metrics, _ in named_metrics):
-        st.caption("These runs have one training measurement at most so far: a curve needs two.")
-    else:
-        st.caption("None of these runs has trained a step yet: their curves appear here when they have.")
+        st.caption(("This run has" if len(chosen) == 1 else "These runs have")
+                   + " one training measurement at most: a curve needs two.")
+    elif any(r.state in ("queued", "running") for r in chosen):
+        st.caption("This run has not trained a step yet: its curves appear here when it has." if len(chosen) == 1
+                   else "None of these runs has trained a step yet: their curves appear here as they do.")
+    else:     # ended before a step: a curve will never come
+        st.caption("This run ended before it trained a step, so there are no curves to draw." if len(chosen) == 1
+                   else "None of these runs trained a step before it ended, so there are no curves to draw.")
     for run, name in zip(chosen, names):
         actions(run, owner, name)
     if len(chosen) == 2:
@@ -548,7 +565,8 @@ def actions(run: runs.Run, owner: str, name: str | None = None) -> None:
                                    key=f"report_{run.id}", icon=":material/description:", help=about)
     if run.state in ("finished", "stopped", "failed") and run.model_path:
         last = " (for a failed run, the model of its last finished epoch)" if run.state == "failed" else ""
-        more = columns[3].number_input("More epochs", 1, 200, 2, key=f"more_{run.id}",
+        more = columns[3].number_input("More epochs", 1, settings.get().max_epochs, min(2, settings.get().max_epochs),
+                                       key=f"more_{run.id}",
                                        help=f"The run goes on from its model{last} with its learning rate peaking only "
                                             "at the rate its schedule ends at (a tenth of its peak where that falls to "
                                             "nothing), so more epochs refine it rather than shake it up again.")
@@ -561,13 +579,16 @@ def actions(run: runs.Run, owner: str, name: str | None = None) -> None:
                 st.error(str(e))
     # Any run its owner or a teacher may change can be stopped from its row, not only the one the live view
     # shows: a teacher's only other way to end a student's run was to clear every run, the class's models too.
-    if run.state in ("queued", "running") and (run.status.get("owner") == owner or common.is_teacher()):
+    mine = run.status.get("owner") == owner or common.is_teacher()     # only they may stop or delete it
+    if run.state in ("queued", "running") and mine:
         stopping = run.state == "running" and rundir.stop_requested(run.path)
+        kept = ("what it has learned kept" if rundir.keeps_a_model(runs_board.current().metrics_of(run.id))
+                else "without a model, as it is still in its first minute of training")
         columns[4].button("Stopping" if stopping else "Stop" if run.state == "running" else "Cancel",
                           key=f"board_stop_{run.id}", on_click=_stop, args=(run.id, owner), disabled=stopping,
-                          help="It stops after its current batch, what it has learned kept." if run.state == "running"
+                          help=f"It stops after its current batch, {kept}." if run.state == "running"
                           else "It leaves the queue.")
-    if run.state not in ("queued", "running") and columns[4].button("Delete", key=f"delete_{run.id}"):
+    if run.state not in ("queued", "running") and mine and columns[4].button("Delete", key=f"delete_{run.id}"):
         try:
             runs.delete(run.id, owner, admin=common.is_teacher())
             st.rerun()

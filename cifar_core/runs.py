@@ -303,11 +303,12 @@ def start(config: TrainConfig, owner: str = "", admin: bool = False, history_fro
         runs = _all()
         queued = [r for r in runs if r.state == "queued"]
         if len(queued) >= limits.max_queued_runs:
-            raise RunError(f"{len(queued)} runs are already waiting; please try again when one has finished.")
+            raise RunError(f"{evaluation.counted(len(queued), 'run')} {'is' if len(queued) == 1 else 'are'} already "
+                           "waiting, the most this server queues: please try again when one has started.")
         mine = [r for r in runs if r.state in rundir.ACTIVE and r.status.get("owner") == owner]
         if owner and not admin and len(mine) >= limits.max_runs_per_person:
-            raise RunError(f"You already have {len(mine)} runs waiting or training, the most one person may "
-                           "have at once here: stop one, or wait for one to finish.")
+            raise RunError(f"You already have {evaluation.counted(len(mine), 'run')} waiting or training, the most "
+                           "one person may have at once here: stop one, or wait for one to finish.")
         run = create(config, owner, takes_turns=bool(owner) and not admin, history_from=history_from,
                      recipe_changed=recipe_changed)
         try:
@@ -494,11 +495,14 @@ def stop(run_id: str, owner: str = "", admin: bool = False) -> Run:
     with _lock():
         run = get(run_id)
         _may_change(run, owner, admin)
+        # A teacher ending someone else's run says so: its owner read "Stopped" as their own doing.
+        by_teacher = admin and run.status.get("owner", "") != owner
         if run.state == "queued":
-            rundir.update_status(run.path, state="stopped", ended=rundir.now(), error="Cancelled before it started.")
+            rundir.update_status(run.path, state="stopped", ended=rundir.now(),
+                                 error=f"Cancelled{' by the teacher' if by_teacher else ''} before it started.")
             (run.path / rundir.STARTING_COPY).unlink(missing_ok=True)    # a copy of the model it would have gone on from
-        elif run.state == "running":
-            rundir.request_stop(run.path)
+        elif run.state == "running" and not rundir.stop_requested(run.path):     # a second press keeps the reason
+            rundir.request_stop(run.path, "Stopped by the teacher." if by_teacher else "")
     board.invalidate()
     return get(run_id)
 

@@ -198,7 +198,8 @@ def test_the_queue_limit_refuses_with_a_sentence(tiny_env, monkeypatch):
     monkeypatch.setenv("CIFAR_MAX_QUEUED_RUNS", "1")
     first = runs.start(small(epochs=100))
     second = runs.start(small(epochs=1))
-    with pytest.raises(runs.RunError, match="already waiting"):
+    with pytest.raises(runs.RunError, match=r"^1 run is already waiting, the most this server queues: please try "
+                                            r"again when one has started\.$"):
         runs.start(small(epochs=1))
     runs.stop(second.id)
     runs.stop(first.id)
@@ -215,6 +216,22 @@ def test_only_the_owner_or_a_teacher_may_stop_or_delete(tiny_env):
     runs.delete(run.id, owner="alice")
     with pytest.raises(runs.RunError, match="There is no run"):
         runs.get(run.id)
+
+
+def test_a_teacher_stopping_someone_elses_run_says_so_and_a_second_press_keeps_why(tiny_env):
+    """The student read "Stopped" as their own doing; a second press of Stop wiped the reason given."""
+    import os
+    waiting = runs.create(small(epochs=1), owner="alice")
+    assert runs.stop(waiting.id, owner="teacher", admin=True).status["error"] == \
+        "Cancelled by the teacher before it started."
+    mine = runs.create(small(epochs=1), owner="alice")
+    assert runs.stop(mine.id, owner="alice").status["error"] == "Cancelled before it started."
+    running = runs.create(small(epochs=50), owner="alice")
+    rundir.update_status(running.path, state="running", pid=os.getpid(), pid_started=rundir.process_start(os.getpid()))
+    runs.stop(running.id, owner="teacher", admin=True)
+    assert rundir.stop_reason(running.path) == "Stopped by the teacher."
+    runs.stop(running.id, owner="alice")                    # pressed again, by its owner
+    assert rundir.stop_reason(running.path) == "Stopped by the teacher."
 
 
 def test_old_runs_are_pruned_beyond_the_keep_limit(tiny_env, monkeypatch):

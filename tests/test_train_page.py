@@ -50,7 +50,7 @@ def test_a_run_cancelled_while_it_waited_says_why_and_offers_no_model(page):
     run = runs.create(TrainConfig(epochs=3, batch_size=8, name="cancelled"), owner="someone-else")
     runs.stop(run.id, admin=True)
     at = page(watch=run.id)
-    assert any("Stopped: Cancelled before it started. It has no model to try." in i.value for i in at.info)
+    assert any("Stopped: Cancelled by the teacher before it started. It has no model to try." in i.value for i in at.info)
     assert not [s for s in at.success if "Pick it as the model" in s.value]
 
 
@@ -176,7 +176,9 @@ def test_a_run_stopped_in_its_first_epoch_is_not_told_of_test_dots_it_does_not_h
     said = [c.value for c in at.caption if evaluation.ACCURACY_DEFINITION in c.value]
     assert len(said) == 1 and "It stopped before its first epoch ended, so its curves have no test dots" in said[0]
     assert "last dot" not in said[0]
-    assert any("below it on accuracy, above it on loss" in c.value for c in at.caption)
+    # How to read the curves without a test dot: none is drawn, so none is explained.
+    assert train_parts.NO_DOT_YET in [c.value for c in at.caption]
+    assert not any("The solid line's dots" in c.value for c in at.caption)
 
 
 def test_an_ended_run_shows_its_one_accuracy_its_wall_time_and_overfitting_in_words(page):
@@ -371,7 +373,7 @@ def test_a_continued_runs_snapshots_are_counted_as_its_progress_counts_them():
 
     def run(own_epochs):        # made before continued runs said their earlier epochs: counted from records
         return SimpleNamespace(id=f"not on the board {own_epochs}", config={"initial_model": "parent.keras"},
-                               status={}, metrics=lambda: [{"kind": "epoch"}] * own_epochs)
+                               state="running", status={}, metrics=lambda: [{"kind": "epoch"}] * own_epochs)
     parents = "Epoch 3 was trained by the run this one continues"
     heading, note = learning_parts.epoch_words(run(0), [1, 2, 3], 3)     # its first epoch, under way
     assert heading == "**What it sees after epoch 3**" and note.startswith(parents)
@@ -384,8 +386,19 @@ def test_a_continued_runs_snapshots_are_counted_as_its_progress_counts_them():
     assert learning_parts.epoch_words(fresh, [1], 1) == ("**What it sees after epoch 1**", None)
     # Its own first snapshot written, its epoch's record not yet on the board (up to a tick behind): the
     # count it was made with holds, where the records' count took the new snapshot for the parent's.
-    said = SimpleNamespace(id="said", config={"initial_model": "parent.keras"}, status={runs.EARLIER_EPOCHS: 3},
-                           metrics=lambda: [])
+    said = SimpleNamespace(id="said", config={"initial_model": "parent.keras"}, state="running",
+                           status={runs.EARLIER_EPOCHS: 3}, metrics=lambda: [])
+    # None of its own yet: not "its own epochs are 4 to 3"; ended so, it has none to come.
+    waiting = SimpleNamespace(id="waiting", config={"initial_model": "parent.keras"}, state="queued",
+                              status={runs.EARLIER_EPOCHS: 3}, metrics=lambda: [])
+    assert learning_parts._continued_note(waiting, [1, 2, 3]) == (
+        " Epochs count from the start of the run it continues, and all of these are that run's: this run's own "
+        "snapshots appear after each of its epochs.")
+    failed = SimpleNamespace(**{**waiting.__dict__, "state": "failed"})
+    assert "ended before an epoch of its own, so it has no snapshots of its own" in learning_parts._continued_note(failed, [1, 2, 3])
+    assert learning_parts.epoch_words(failed, [1, 2, 3], 3)[1].endswith("so it has no snapshots of its own.")
+    assert learning_parts._continued_note(said, [1, 2, 3, 4, 5]) == (
+        " Epochs count from the start of the run it continues: its own epochs are 4 to 5.")
     assert learning_parts.epoch_words(said, [1, 2, 3, 4], 4) == (
         "**What it sees after its epoch 1** (4 counting the run it continues)", None)
 
@@ -555,6 +568,38 @@ def test_a_run_picked_on_the_board_can_be_stopped_by_its_owner_or_a_teacher(page
     board.invalidate()
     at.run()
     assert at.button(key=f"board_stop_{theirs.id}").disabled                   # "Stopping", once asked
+
+
+def test_only_a_runs_owner_or_a_teacher_is_offered_to_delete_it_and_continue_stays_within_the_limit(page, monkeypatch):
+    """Delete showed on every ended run and then refused a classmate in a sentence; More epochs went to 200
+    whatever the server's limit, and was refused only after Continue was pressed."""
+    monkeypatch.setenv("CIFAR_MAX_EPOCHS", "20")
+    theirs = ended_run([0.6], [1.2], [1.5], name="theirs")
+    (theirs.path / rundir.MODEL).write_bytes(b"a checkpoint")
+    board.invalidate()
+    at = page()
+    at.session_state["train_board"] = {"selection": {"rows": [0], "columns": []}}
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not [b for b in at.button if b.key == f"delete_{theirs.id}"]
+    assert at.number_input(key=f"more_{theirs.id}").max == 20
+    as_teacher(at, monkeypatch)
+    at.run()
+    assert at.button(key=f"delete_{theirs.id}")
+
+
+def test_a_waiting_run_is_cancelled_not_stopped(page, monkeypatch):
+    """A waiting run's button said Stop, and its toast "Stopping after the current batch" of a run with none."""
+    mine = runs.create(TrainConfig(epochs=3, batch_size=8, name="waiting"), owner="someone")
+    at = page(watch=mine.id)
+    as_teacher(at, monkeypatch)
+    at.run()
+    (cancel,) = [b for b in at.button if b.key == f"stop_{mine.id}"]
+    assert cancel.label == "Cancel"
+    cancel.click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert runs.get(mine.id).state == "stopped"
+    assert [t.value for t in at.toast] == ["Cancelled: it has left the queue."]
 
 
 def test_a_server_a_class_shares_opens_train_on_the_recipe_made_for_a_class(page, monkeypatch):
