@@ -269,6 +269,9 @@ def start_long_run(page, name: str):
     page.get_by_text(re.compile(r"^Epoch \d+ of")).first.wait_for(timeout=60_000)
 
 
+STOP_OR_CANCEL = re.compile(r"^(Stop|Cancel)$")     # a run just started may still be waiting: then Cancel
+
+
 def test_train_start_watch_stop_and_find_it_on_the_board(page, server):
     open_page(page, server, "train")
     start_long_run(page, "browser run")
@@ -339,11 +342,11 @@ def test_identity_survives_navigation_and_reload_but_not_a_shared_address(new_br
     other.get_by_role("heading", name="identity run").wait_for()
     other.get_by_text(NOT_YOURS).wait_for()
     settle(other)
-    assert other.get_by_role("button", name="Stop").count() == 0
+    assert other.get_by_role("button", name=STOP_OR_CANCEL).count() == 0
     screenshot(other, "train-identity-someone-else")
 
     # The browser that started it still owns it after moving between pages and reloading.
-    page.get_by_role("button", name="Stop").click()
+    page.get_by_role("button", name=STOP_OR_CANCEL).click()
     page.get_by_text("Stopped: ", exact=False).wait_for(timeout=30_000)
     assert page.get_by_text(REFUSAL).count() == 0 and page.get_by_text(NOT_YOURS).count() == 0
     no_exceptions(page)
@@ -601,4 +604,4 @@ def test_a_run_name_is_shown_as_typed_never_as_markdown(page, server):
     assert heading.locator("strong, b, a[href=\"b\"], .katex, span[style*=color]").count() == 0, heading.inner_html()
     no_exceptions(page)
     screenshot(page, "train-plain-name")
-    page.get_by_role("button", name="Stop").click()
+    page.get_by_role("button", name=STOP_OR_CANCEL).click()
