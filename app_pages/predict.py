@@ -42,7 +42,8 @@ if source == "Upload":
                f"{budget} MB in all, is stopped before it is sent: it gets a red mark in the list and no answer. "
                "Save it smaller, or remove other pictures (their ×), and upload it again.")
     if len(files) > 1:
-        predict_parts.batch(files)
+        looked_at = st.session_state.get("predict_pick")       # "Look closer at", below: its problem said there
+        predict_parts.batch(files, looked_at if any(f.file_id == looked_at for f in files) else files[0].file_id)
         # By upload, not by name: a phone names every photo it shares "image.jpg".
         labels = predict_parts.file_labels(files)
         picked = st.selectbox("Look closer at", list(labels), format_func=labels.get, key="predict_pick")

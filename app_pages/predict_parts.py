@@ -498,9 +498,10 @@ def as_csv(table: pd.DataFrame) -> str:
     return csv.getvalue()
 
 
-def batch(files) -> None:
+def batch(files, looked_at: str | None = None) -> None:
     """Several uploads at once: a table of thumbnails and answers, where a teacher can pick each picture's
-    true class to count the right answers, and a CSV of it."""
+    true class to count the right answers, and a CSV of it. `looked_at`: the upload (its file id) the page
+    answers below the table, whose problem is said there rather than twice."""
     table = pd.DataFrame(_rows(files))
     # The key changes with the set of files, so true classes picked for other files do not linger.
     key = editor_key("predict_batch_" + hashlib.sha1("\0".join(f.file_id for f in files).encode()).hexdigest()[:12],
@@ -541,7 +542,8 @@ def batch(files) -> None:
                     f"({evaluation.percent(right / checked)}); {answered - checked} answered without one.")
     else:
         st.caption("Pick each picture's true class in the table to count how many the model got right.")
-    for _, row in table[table["problem"] != ""].iterrows():     # not read, or answered with a doubt
-        (st.warning if row["answer"] else st.error)(f"{row['file']}: {row['problem']}")
+    for i, row in table[table["problem"] != ""].iterrows():     # not read, or answered with a doubt
+        if files[i].file_id != looked_at:
+            (st.warning if row["answer"] else st.error)(f"{row['file']}: {row['problem']}")
     st.download_button("Download the table (CSV)", as_csv(table), "predictions.csv", mime="text/csv",
                        icon=":material/download:")

@@ -338,3 +338,29 @@ def test_a_new_picture_opens_on_the_heat_map_of_its_own_answer():
     at.toggle(key="t_heat").set_value(False).run()
     at.toggle(key="t_heat").set_value(True).run()
     assert at.selectbox(key="t_heat_class").value == data.CLASS_NAMES[answers[other]]
+
+
+def _batch_with_a_broken_file():
+    import io
+    from types import SimpleNamespace
+
+    import streamlit as st
+    from PIL import Image
+
+    from app_pages import predict_parts
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48), (200, 30, 30)).save(buffer, "PNG")
+    good = SimpleNamespace(file_id="good", name="red.png", size=len(buffer.getvalue()), getvalue=buffer.getvalue)
+    broken = SimpleNamespace(file_id="broken", name="notes.png", size=13, getvalue=lambda: b"not a picture")
+    predict_parts.batch([good, broken], st.session_state.get("looked_at"))
+
+
+def test_a_broken_upload_looked_at_below_the_table_is_said_there_not_twice():
+    from streamlit.testing.v1 import AppTest
+    at = AppTest.from_function(_batch_with_a_broken_file, default_timeout=120)
+    at.session_state["looked_at"] = "good"
+    at.run()
+    assert not at.exception and [e.value.split(":")[0] for e in at.error] == ["notes.png"]
+    at.session_state["looked_at"] = "broken"       # answered below the table, with its sentence there
+    at.run()
+    assert not at.exception and not at.error
