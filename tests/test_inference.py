@@ -340,6 +340,7 @@ def test_hostile_files_give_a_picture_or_a_sentence(name, hostile):
             assert image.size == (375, 500)
 
 
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")   # pytest shows what decoding ignores
 def test_hostile_files_are_refused_for_what_they_are(hostile):
     def sentence(name):
         with pytest.raises(ImageError) as e:
