@@ -4,6 +4,7 @@ import threading
 
 import numpy as np
 import streamlit as st
+from streamlit import dataframe_util
 
 from cifar_core import charts, embedding, evaluation
 from cifar_core.data import CLASS_NAMES, with_article
@@ -78,16 +79,25 @@ def map_points(model_id: tuple[str, float], origin: str, held: str, _model, _x: 
                                            functools.partial(_placed, _model))
 
 
-def feature_map(origin: str, held: str, chosen_class: str, x: np.ndarray, y: np.ndarray):
-    """The map's chart, the share of the features' variance its two directions keep, and its pictures' classes."""
+@st.cache_resource(show_spinner=False, max_entries=8)
+def map_dots(model_id: tuple[str, float], origin: str, held: str, chosen: str | None, _placed: np.ndarray,
+             _labels: np.ndarray, _thumbnails: list[str]) -> bytes:
+    """The map's dots as the chart's Arrow bytes (3 MB of thumbnails), once for everyone looking at one
+    model's map with one class picked out."""
+    return dataframe_util.convert_anything_to_arrow_bytes(
+        charts.embedding_frame(_placed[:, :2], _labels, _thumbnails, chosen))
+
+
+def feature_map(origin: str, held: str, chosen: str | None, x: np.ndarray, y: np.ndarray):
+    """The map's dots (`map_dots`), the share of the features' variance its two directions keep, and its
+    pictures' classes."""
     labels, thumbnails = map_pictures(origin, held, x, y)
     choice, model_id, model = common.active_model_choice_and_id()
     try:
         placed = map_points(model_id, origin, held, model, x, y)
     except OSError as e:                  # its run deleted meanwhile: its file is gone
         common.cannot_open(choice, e)
-    chart = charts.embedding_map(placed[:, :2], labels, thumbnails, None if chosen_class == ALL else chosen_class)
-    return chart, float(placed[0, 2]), labels
+    return map_dots(model_id, origin, held, chosen, placed, labels, thumbnails), float(placed[0, 2]), labels
 
 
 def splits(d) -> dict:
@@ -198,15 +208,15 @@ else:
                 + (" These are training pictures, which the model has learnt: its classes sit apart more "
                    "neatly here than they would for pictures it never saw (choose Test to see those)."
                    if split == "Training" else ""))
-    chart, kept, placed = feature_map(dataset.origin, held, chosen_class, x, y)
+    picked = None if chosen_class == ALL else chosen_class
+    dots, kept, placed = feature_map(dataset.origin, held, picked, x, y)
     each = set(np.bincount(placed, minlength=len(CLASS_NAMES)).tolist())
-    st.altair_chart(chart, width="stretch",
-                    alt=f"Scatter plot of {len(placed):,} {split.lower()} pictures, "
-                        + (f"{each.pop():,} of each class" if len(each) == 1 else "up to 100 of each class")
-                        + ", as dots coloured by class and placed by the model's features: pictures it finds alike "
-                          "sit together."
-                        + ("" if chosen_class == ALL
-                           else f" The {chosen_class} pictures stand out; the rest are faded."))
+    chart_specs.embedding_map(dots, picked, width="stretch",
+                              alt=f"Scatter plot of {len(placed):,} {split.lower()} pictures, "
+                                  + (f"{each.pop():,} of each class" if len(each) == 1 else "up to 100 of each class")
+                                  + ", as dots coloured by class and placed by the model's features: pictures it "
+                                    "finds alike sit together."
+                                  + ("" if picked is None else f" The {picked} pictures stand out; the rest are faded."))
     # Two directions of hundreds: cat, dog, deer and horse in one heap read as "it cannot tell them apart",
     # and the model is right on most of them.
     st.caption(f"These two directions keep {kept:.0%} of how the model's features vary from picture to picture: "

@@ -172,6 +172,16 @@ CLASS_SHAPES = ["circle", "square", "triangle-up", "diamond", "cross", "triangle
                 HEXAGON, "triangle-left"]
 
 
+def embedding_frame(points: np.ndarray, labels: np.ndarray, thumbnails: list[str],
+                    chosen: str | None = None) -> pd.DataFrame:
+    """`embedding_map`'s dots: place, class and picture, the `chosen` class's last."""
+    frame = pd.DataFrame({"x": points[:, 0], "y": points[:, 1],
+                          "class": [CLASS_NAMES[int(i)] for i in labels], "image": thumbnails})
+    if chosen is not None:     # Vega draws the dots in the data's order: the chosen class's last, on top
+        frame = frame.iloc[np.argsort(frame["class"].eq(chosen).to_numpy(), kind="stable")].reset_index(drop=True)
+    return frame
+
+
 def embedding_map(points: np.ndarray, labels: np.ndarray, thumbnails: list[str],
                   chosen: str | None = None) -> alt.Chart:
     """Pictures as dots on a 2-D map of the network's features; hover shows the picture (`thumbnails`,
@@ -180,10 +190,7 @@ def embedding_map(points: np.ndarray, labels: np.ndarray, thumbnails: list[str],
     A `chosen` class (the page's Class box) stands out: its dots larger and solid, drawn over the rest,
     every other class faded. Ten hues are too many to tell apart for a colour-blind eye or at the back
     of a room, and a box works from the keyboard. Without one, clicking a class in the legend does it."""
-    frame = pd.DataFrame({"x": points[:, 0], "y": points[:, 1],
-                          "class": [CLASS_NAMES[int(i)] for i in labels], "image": thumbnails})
-    if chosen is not None:     # Vega draws the dots in the data's order: the chosen class's last, on top
-        frame = frame.iloc[np.argsort(frame["class"].eq(chosen).to_numpy(), kind="stable")]
+    frame = embedding_frame(points, labels, thumbnails, chosen)
     # A shape for each class as well as a hue, so that no class is told by colour alone (the legend shows both).
     # In two lines: in one, a phone's screen cut it at "land cl…".
     # Its dots unseen by a screen reader (the page's alt text says what the map shows): each was an item of
