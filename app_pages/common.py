@@ -83,7 +83,9 @@ def loaded() -> tuple[data.Cifar10, str | None]:
             _note(_sizes(), stamp, (len(cifar.x_train), len(cifar.x_test)))
             return cifar, None
         except data.DataError as e:
-            problem = _note(_unreadable(), stamp, f"{e} Using the bundled sample instead.")
+            # By its name: the server's folders are no visitor's business (the server's log has them all).
+            said = str(e).replace(str(path), path.name)
+            problem = _note(_unreadable(), stamp, f"{said} Using the bundled sample instead.")
     return _dataset(None), problem
 
 
@@ -305,6 +307,22 @@ def active_model_choice_and_id():
         cannot_open(choice, e)
 
 
+def on_the_sample() -> bool:
+    """Whether the pages show the bundled sample: no data set here, or one that could not be read."""
+    path = data.locate()
+    return path is None or data_problem(path) is not None
+
+
+def _whole_data_set() -> str:
+    """How the whole data set can come, for this visitor: "press" (the sidebar's download button), "teacher"
+    (the button is a teacher's, on a server a class shares) or "replace" (the server's own data file cannot
+    be read, and no download takes its place)."""
+    path = data.locate()
+    if path is not None and path == settings.get().data:
+        return "replace"
+    return "teacher" if class_shared() and not is_teacher() else "press"
+
+
 def header(page: str) -> None:
     """A page's title and its two plain sentences: what the page is for, and what to try first.
 
@@ -313,13 +331,21 @@ def header(page: str) -> None:
     text = guide.PAGES[page]
     # On the bundled sample: no data set here, or one that could not be read (`dataset` draws the page
     # again once it finds that, so this heading follows).
-    path = data.locate()
-    offline = path is None or data_problem(path) is not None
+    offline = on_the_sample()
     purpose = text.offline if offline and text.offline else text.purpose
     try_first = (text.offline_try if offline and text.offline_try
                  else text.class_try if class_shared() and text.class_try else text.try_first)
+    # How the whole data set comes for this visitor: their own press, their teacher's, or a file replaced.
+    way = _whole_data_set()
+    words = {"download_it": {"press": "Download the full data set in the sidebar",
+                             "teacher": "Ask your teacher to download the full data set in the sidebar",
+                             "replace": "Ask whoever runs this server to replace its data file, which cannot be read"}[way],
+             "with_the_download": {"press": "with the download in the sidebar",
+                                   "teacher": "once your teacher downloads it in the sidebar",
+                                   "replace": "once the server's data file, which cannot be read, is replaced"}[way],
+             "recipe": "For a whole class" if class_shared() else "Quick"}
     st.title(text.title)
-    st.caption(f"{plain(purpose)}  \n**Try first:** {plain(try_first)}")
+    st.caption(f"{plain(purpose.format(**words))}  \n**Try first:** {plain(try_first.format(**words))}")
     st.html(CONTAINED_CHARTS)
 
 
@@ -376,6 +402,21 @@ def plain(text: str) -> str:
 MARKDOWN_SPECIAL = set("\\`*_{}[]()<>#+-.!|~:$&=\"'")
 
 
+def _say_if_the_chosen_run_went(choices: list[ModelChoice], who: str) -> None:
+    """The run this tab or browser chose is no longer listed (deleted, by its owner, a teacher, or the
+    server keeping its newest runs): said once, since every page then uses the bundled model, where a
+    score of 1 / 1 against the run became 0 / 0 against another model without a word."""
+    listed = {c.key for c in choices}
+    gone = [key for key in (st.session_state.get(ACTIVE_MODEL_KEY + PICKED), remembered.recall(who))
+            if key is not None and key not in listed]
+    if gone:
+        st.session_state.pop(ACTIVE_MODEL_KEY + PICKED, None)
+        remembered.remember(who, BUNDLED)
+        # A toast, not a line in the sidebar: on a phone the sidebar is out of sight.
+        st.toast(f"The run you had chosen is no longer on this server (deleted): every page now uses "
+                 f"{plain(choices[0].label)}.", icon=":material/info:")
+
+
 def sidebar() -> None:
     """Where the data comes from, and which model every page uses."""
     runs.watch()     # queued runs start, and dead trainers are noticed, even with no Train page open
@@ -388,9 +429,11 @@ def sidebar() -> None:
                 _download_button()      # a damaged copy in Keras' folder: a download takes its place
         else:
             st.info("Offline mode: showing the bundled sample of 1,000 test pictures (100 per class). "
-                    "Download the full data set to see all 60,000 and to train.")
+                    + ("Your teacher can download the full data set here, to see all 60,000 and to train."
+                       if _whole_data_set() == "teacher" else "Download the full data set to see all 60,000 and to train."))
             _download_button()
         choices, who = model_choices(), owner()
+        _say_if_the_chosen_run_went(choices, who)
         model_box("Model used on every page", ACTIVE_MODEL_KEY, choices, _remembered(choices), where=st.sidebar,
                   help=f"The figure after each model is its accuracy. {evaluation.ACCURACY_DEFINITION}",
                   then=lambda key: remembered.remember(who, key))   # kept on the server for the next visit

@@ -19,6 +19,8 @@ class PageGuide:
     try_first: str      # one sentence: the first thing to do on it
     offline: str = ""   # the purpose instead, where only the bundled sample of test pictures is at hand
     offline_try: str = ""   # the first thing to try instead, there
+    # (Both may say how the whole data set comes, as `common.header` fills in: {download_it}, a sentence's
+    # start; {with_the_download}, after "comes"; {recipe}, the recipe Train opens on.)
     class_try: str = ""     # the first thing to try on a server a class shares (one with a teacher password)
 
 
@@ -32,13 +34,13 @@ PAGES: dict[str, PageGuide] = {
         "These are the pictures the model learns from: 50,000 for training and 10,000 kept apart to test it.",
         "Pick a class such as cat, then click a picture to see it large with the model's top guesses.",
         "These are 1,000 of the 10,000 test pictures, 100 of each class, kept apart from the 50,000 the model "
-        "learns from; the whole data set comes with the download in the sidebar."),
+        "learns from; the whole data set comes {with_the_download}."),
     "train": PageGuide(
         "Train a network",
         "Here you teach a new network from scratch and watch its loss fall and its accuracy rise after every epoch.",
         "Keep the Quick recipe and press Start training: it finishes in about a minute.",
-        offline_try="Download the full data set in the sidebar (training needs its 50,000 pictures), then keep "
-                    "the Quick recipe and press Start training.",
+        offline_try="{download_it} (training needs its 50,000 pictures), then keep the {recipe} recipe and press "
+                    "Start training.",
         class_try="Keep the For a whole class recipe and press Start training: it finishes in about 20 seconds, "
                   "so a whole class's runs take turns on this server within minutes."),
     "predict": PageGuide(

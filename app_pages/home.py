@@ -6,8 +6,10 @@ from cifar_core import charts, data, evaluation, inference
 common.header("home")
 st.markdown(
     "Teach a computer to recognise pictures, and see how it does it. "
-    "Start with **Explore** to look at CIFAR-10's 60,000 small photos in ten classes: up to 50,000 it learns from, "
-    "10,000 kept apart to test it.")
+    + ("Start with **Explore** to look at a sample of CIFAR-10's small photos in ten classes: 1,000 of its 60,000 "
+       "are here until the whole data set is downloaded (see the sidebar)." if common.on_the_sample() else
+       "Start with **Explore** to look at CIFAR-10's 60,000 small photos in ten classes: up to 50,000 it learns "
+       "from, 10,000 kept apart to test it."))
 
 
 @st.cache_resource(show_spinner=False)

@@ -58,9 +58,13 @@ elif before is not None and before.game != quiz.game:
     # This tab's own game gave way: to a new one, as it was the last lesson's (`Quiz.stale`), or to the one
     # another tab of the browser played or started again (its click, if any, was for a picture no longer on
     # screen, and the picture changes under it).
-    st.toast(f"A new game: the last one here was played more than {LESSON_S // 3600} hours ago." if new else
-             f"Your game went on in another tab of this browser: here it is, you {quiz.people} / {quiz.rounds}.",
-             icon=":material/restart_alt:" if new else ":material/tab:")
+    if new:
+        said = f"A new game: the last one here was played more than {LESSON_S // 3600} hours ago."
+    elif quiz.rounds == 0 and before.rounds:     # "went on ... you 0 / 0" read as a score lost
+        said = "Your game was started again in another tab of this browser: both scores are back to 0."
+    else:
+        said = f"Your game went on in another tab of this browser: here it is, you {quiz.people} / {quiz.rounds}."
+    st.toast(said, icon=":material/restart_alt:" if new or quiz.rounds == 0 else ":material/tab:")
 if note := st.session_state.pop("quiz_note", None):     # from the click before this rerun
     st.toast(note, icon=":material/replay:")
 
@@ -68,6 +72,7 @@ pool = np.flatnonzero(guesses != test.y_test) if hard else np.arange(len(test.y_
 if not len(pool):
     st.info("The model gets every one of these pictures right, so there is no hard mode: here are all of them.")
     pool = np.arange(len(test.y_test))
+mistakes_only = hard and len(pool) < len(test.y_test)     # hard mode's pictures, where the model has mistakes
 
 
 
@@ -83,14 +88,15 @@ with quiz.lock:
 score_you.metric("You", f"{quiz.people} / {quiz.rounds}", width="content")
 score_model.metric("The model", f"{quiz.model} / {quiz.rounds}", width="content",
                    help=f"{common.plain(choice.label)}: the model chosen in the sidebar."
-                        + (" In hard mode every picture is one it gets wrong." if hard else ""))
+                        + (" In hard mode every picture is one it gets wrong." if mistakes_only else ""))
 # A line beside the scores, not a score of its own: as a third big figure it read as a third player, and on
 # a phone it pushed the picture a screen down.
 score_people.caption(f"For comparison, one careful person: about {HUMAN_ACCURACY:.0%} right"
-                     + (" on pictures of every kind, not only these" if hard else ""), width="content",
+                     + (" on pictures of every kind, not only these" if mistakes_only else ""), width="content",
                      help="Andrej Karpathy sorted about 400 CIFAR-10 test pictures himself in 2011 and got about 94% "
                           "of them right: one careful person, not people in general, on pictures of every kind."
-                          + (" Hard mode's pictures are the model's mistakes, often hard for people too." if hard else ""))
+                          + (" Hard mode's pictures are the model's mistakes, often hard for people too."
+                             if mistakes_only else ""))
 
 picture, buttons = st.columns([1, 1])
 image = test.x_test[shown]
@@ -102,7 +108,11 @@ picture.image(charts.png(charts.upscale(image, 10)), caption="What is it?", outp
 real_size = picture.container(horizontal=True, vertical_alignment="center")
 real_size.image(charts.png(image), width=32, output_format="PNG", alt="")   # the same picture again: decorative
 real_size.caption("The real size: 32 x 32 pixels")
-if hard and len(pool) < len(test.y_test):
+if mistakes_only and len(pool) < 10:
+    # Its classes not named: of a handful, they would all but give the answer away.
+    picture.caption("Hard mode: the one picture this model gets wrong." if len(pool) == 1 else
+                    f"Hard mode: the {len(pool)} pictures this model gets wrong.")
+elif mistakes_only:
     # The model's mistakes lean to a few classes (cats and dogs, mostly): a class guessing those should know.
     classes, counts = np.unique(test.y_test[pool], return_counts=True)
     most = [f"{CLASS_NAMES[c]} ({n:,})" for c, n in sorted(zip(classes, counts), key=lambda cn: -cn[1])[:3]]
@@ -137,7 +147,9 @@ else:
     if buttons.button("Next picture", type="primary", icon=":material/arrow_forward:", width="stretch",
                       shortcut="N" if keys else None):
         if quiz.move_on(pool, after=shown):
-            st.session_state["quiz_note"] = f"That was every one of these {len(pool):,} pictures: they come round again."
+            st.session_state["quiz_note"] = ("That was the only one of these pictures: it comes round again."
+                                             if len(pool) == 1 else
+                                             f"That was every one of these {len(pool):,} pictures: they come round again.")
         st.rerun()
 settings_row = st.container(horizontal=True, vertical_alignment="center", gap="medium")
 # Asked twice: one stray click at the projector would wipe a whole class's score.
