@@ -67,6 +67,14 @@ def _stamp(path: Path) -> tuple:
         return str(path), None, None
 
 
+def without_folders(sentence: str, *paths: Path) -> str:
+    """A sentence about the data set for every visitor, naming each of `paths` (and the folder downloads
+    go to) by its last part alone: the server's folders are no visitor's business (its log has them)."""
+    for path in sorted({*map(Path, paths), data.keras_cache_dir()}, key=lambda p: -len(str(p))):
+        sentence = sentence.replace(str(path), path.name)
+    return sentence
+
+
 def data_problem(path: Path | None) -> str | None:
     """Why the data set at `path` could not be read, if a page has already tried; else None."""
     return _unreadable().get(_stamp(path)) if path else None
@@ -83,9 +91,7 @@ def loaded() -> tuple[data.Cifar10, str | None]:
             _note(_sizes(), stamp, (len(cifar.x_train), len(cifar.x_test)))
             return cifar, None
         except data.DataError as e:
-            # By its name: the server's folders are no visitor's business (the server's log has them all).
-            said = str(e).replace(str(path), path.name)
-            problem = _note(_unreadable(), stamp, f"{said} Using the bundled sample instead.")
+            problem = _note(_unreadable(), stamp, f"{without_folders(str(e), path)} Using the bundled sample instead.")
     return _dataset(None), problem
 
 
@@ -364,7 +370,7 @@ def _download_button() -> None:
         _download_progress()
         return
     if state.error:
-        st.sidebar.error(state.error)
+        st.sidebar.error(without_folders(state.error))
     # Once there, every page of every visitor moves to the whole data set (every Quiz game starts again):
     # on a server with a teacher password, the teacher's call.
     locked = class_shared() and not is_teacher()
@@ -402,19 +408,22 @@ def plain(text: str) -> str:
 MARKDOWN_SPECIAL = set("\\`*_{}[]()<>#+-.!|~:$&=\"'")
 
 
+GONE_TOLD = "model_gone_told"     # session state: the chosen run this tab was told is no longer listed
+
+
 def _say_if_the_chosen_run_went(choices: list[ModelChoice], who: str) -> None:
-    """The run this tab or browser chose is no longer listed (deleted, by its owner, a teacher, or the
-    server keeping its newest runs): said once, since every page then uses the bundled model, where a
-    score of 1 / 1 against the run became 0 / 0 against another model without a word."""
-    listed = {c.key for c in choices}
-    gone = [key for key in (st.session_state.get(ACTIVE_MODEL_KEY + PICKED), remembered.recall(who))
-            if key is not None and key not in listed]
-    if gone:
-        st.session_state.pop(ACTIVE_MODEL_KEY + PICKED, None)
-        remembered.remember(who, BUNDLED)
-        # A toast, not a line in the sidebar: on a phone the sidebar is out of sight.
-        st.toast(f"The run you had chosen is no longer on this server (deleted): every page now uses "
-                 f"{plain(choices[0].label)}.", icon=":material/info:")
+    """The run this tab used (its own pick, else the browser's remembered one) is no longer listed (deleted
+    by its owner or a teacher, or the server keeping its newest runs): said once, with the model every page
+    uses instead, where a Quiz score of 1 / 1 against the run became 0 / 0 against another without a word.
+    Nothing kept is changed: a list read while the runs folder was busy gives the choice back next time."""
+    used = st.session_state.get(ACTIVE_MODEL_KEY + PICKED) or remembered.recall(who)
+    if used is None or any(c.key == used for c in choices) or st.session_state.get(GONE_TOLD) == used:
+        return
+    st.session_state[GONE_TOLD] = used
+    now = picked(ACTIVE_MODEL_KEY, choices, _remembered(choices))
+    # A toast, not a line in the sidebar: on a phone the sidebar is out of sight.
+    st.toast(f"The run you had chosen is no longer on this server (deleted): every page now uses "
+             f"{plain(now.label)}.", icon=":material/info:")
 
 
 def sidebar() -> None:

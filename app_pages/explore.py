@@ -120,7 +120,7 @@ chosen_class = middle.selectbox("Class", [ALL, *CLASS_NAMES], key="explore_class
                                 help="Which pictures to list, whose pixel values to count under Statistics, and "
                                      "which class to pick out on the Map (the others fade).")
 x, y = available[split]
-where = closer_look.place(dataset.origin, split, y)     # what the split's figures and pick are kept under
+where = closer_look.place(dataset.origin, split, y, x)     # what the split's figures and pick are kept under
 held = where[1]
 missing = [name for c, name in enumerate(CLASS_NAMES) if not (y == c).any()]     # a small copy of the data
 
@@ -208,7 +208,9 @@ else:
                 + (" These are training pictures, which the model has learnt: its classes sit apart more "
                    "neatly here than they would for pictures it never saw (choose Test to see those)."
                    if split == "Training" else ""))
-    picked = None if chosen_class == ALL else chosen_class
+    picked = None if chosen_class in (ALL, *missing) else chosen_class
+    if chosen_class in missing:
+        st.caption(f"This data set has no {split.lower()} pictures of {chosen_class}: the map shows every class.")
     dots, kept, placed = feature_map(dataset.origin, held, picked, x, y)
     each = set(np.bincount(placed, minlength=len(CLASS_NAMES)).tolist())
     chart_specs.embedding_map(dots, picked, width="stretch",

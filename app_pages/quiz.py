@@ -69,10 +69,10 @@ if note := st.session_state.pop("quiz_note", None):     # from the click before 
     st.toast(note, icon=":material/replay:")
 
 pool = np.flatnonzero(guesses != test.y_test) if hard else np.arange(len(test.y_test))
+mistakes_only = hard and len(pool) > 0      # hard mode's pictures: the model's mistakes, where it has any
 if not len(pool):
     st.info("The model gets every one of these pictures right, so there is no hard mode: here are all of them.")
     pool = np.arange(len(test.y_test))
-mistakes_only = hard and len(pool) < len(test.y_test)     # hard mode's pictures, where the model has mistakes
 
 
 

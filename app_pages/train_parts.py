@@ -110,6 +110,12 @@ NO_DOT_YET = (
     "epoch: they are the figures to trust.")
 
 
+NO_DOT_EVER = (
+    "How to read the curves: the dashed line is the training loss and accuracy as a running average over the "
+    "epoch, from the untrained start. The run ended before its first epoch did, so it has no test dot, the "
+    "figure measured on the whole test set after each epoch.")
+
+
 def curves_alt(named_metrics: list[tuple[str, list[dict]]]) -> str:
     """The curves in words, for a screen reader: what is drawn, and each run's latest test figures."""
     latest = []
@@ -252,8 +258,10 @@ def _curves(run_id: str) -> None:
         chart_cache.training_curves(run.id, snapshot.stamps.get(run.id), run.name, metrics,
                                     alt=curves_alt([(run.name, metrics)]))
         overfitting_note(metrics)
-        # Until its first epoch ends (the whole watched life of a one-epoch run) there is no test dot to read.
-        st.caption(SAW_TOOTH if any(m.get("kind") == "epoch" for m in metrics) else NO_DOT_YET)
+        # Until its first epoch ends (the whole watched life of a one-epoch run) there is no test dot to read;
+        # a run that ended before then never has one.
+        st.caption(SAW_TOOTH if any(m.get("kind") == "epoch" for m in metrics)
+                   else NO_DOT_YET if run.state in rundir.ACTIVE else NO_DOT_EVER)
 
 
 def overfitting_note(metrics: list[dict]) -> None:

@@ -35,8 +35,9 @@ def apply(image: np.ndarray, changes: Changes, seed: int = 0) -> np.ndarray:
     x, y, side = changes.patch
     if side > 0:
         width = max(1, int(round(side * 32)))     # at least a pixel: 0.01 of 32 rounded to none, yet "changed"
-        top, left = int(round(y * 32 - width / 2)), int(round(x * 32 - width / 2))
-        out[max(0, top):max(0, top + width), max(0, left):max(0, left + width)] = 128
+        # Wholly on the picture, at its edge for "across" or "down" at 1: a small one there fell off it.
+        top, left = (min(max(0, int(round(at * 32 - width / 2))), 32 - width) for at in (y, x))
+        out[top:top + width, left:left + width] = 128
     return np.clip(out, 0, 255).round().astype(np.uint8)
 
 

@@ -85,6 +85,8 @@ def _drawn(run: Run, metrics: list[dict]) -> tuple[list[dict], str]:
     if run.state not in rundir.ACTIVE:
         return metrics, ""
     ends = [i for i, m in enumerate(metrics) if m.get("kind") == "epoch"]
+    if run.state == "queued":
+        return [], "<p>It is waiting to start: its curves are drawn here once its first epoch has ended.</p>"
     if not ends:
         return [], "<p>It is still training, in its first epoch: its curves are drawn here once that has ended.</p>"
     return metrics[:ends[-1] + 1], "<p>It is still training: its curves here end at its last whole epoch.</p>"
@@ -209,7 +211,7 @@ def html(run: Run) -> str:
                     "can differ a little from the final figure.</p>" + _table(epochs))
     # How to read the curves only beside curves; a run in its first epoch has none yet (its note says so).
     curves = (f'<div id="curves">{curves_svg(drawn, run.name)}</div><p>{_curves_read(bool(epochs))}</p>' if drawn
-              else "" if metrics else curves_svg([], run.name))
+              else "" if metrics or run.state in rundir.ACTIVE else curves_svg([], run.name))
     if isinstance(summary.get("progress"), (int, float)):
         summary["progress"] = f"{summary['progress']:.0%}"     # the share of the epochs asked for, as people read it
     return f"""<!doctype html>

@@ -551,6 +551,15 @@ def avif_claiming_12000() -> bytes:
     return bytes(raw)
 
 
+def avif_frame_larger_than_its_size_box() -> bytes:
+    """An AVIF whose size box says 40 x 30 over a 3000 x 3000 AV1 frame: the budgets count the box, the
+    decoder allocates the frame (up to 16384 x 16384), so every AVIF is decoded apart, capped."""
+    raw = bytearray(_pillow(Image.new("RGB", (3000, 3000), (10, 20, 30)), "AVIF", speed=10))
+    at = raw.find(b"ispe") + 8
+    raw[at:at + 8] = struct.pack(">II", 40, 30)
+    return bytes(raw)
+
+
 def im_bad_size() -> bytes:
     """An IFUNC "IM" file whose size line has three numbers: Pillow's size is then not a pair."""
     raw = _pillow(Image.new("L", (8, 8), 50), "IM")
@@ -572,7 +581,7 @@ BUILDERS = {f.__name__: f for f in [
     jpeg_repeated_channel_names, webp_many_prefix_groups, tiff_many_big_tags, tiff_exif_fractions, tiff_turned_8900,
     tiff_jpeg, tiff_rational_offsets, tiff_huge_tile, tiff_rgb48_4000, tiff_many_strips, tiff_float_nan, im_bad_size,
     eps_ghostscript,
-    avif_claiming_12000,
+    avif_claiming_12000, avif_frame_larger_than_its_size_box,
     png_rgba_at_budget, png_16bit_at_budget, png_palette_at_budget, tiff_float_at_budget, webp_at_budget,
     jpeg_progressive_at_budget, jpeg_progressive_at_two_budgets, webp_at_two_budgets, avif_at_budget,
     avif_at_two_budgets,

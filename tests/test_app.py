@@ -283,7 +283,7 @@ def test_explore_keeps_what_it_works_out_under_the_data_set_it_read(app, monkeyp
     download finished, or a file replaced, in between kept one data set's means under the other's name
     for every visitor."""
     from dataclasses import replace
-    from app_pages import explore
+    from app_pages import closer_look, explore
     first = common.loaded()[0]
     other = replace(first, x_train=255 - first.x_train, origin=first.origin + "-other")
     readings = iter(range(1_000_000))
@@ -292,7 +292,8 @@ def test_explore_keeps_what_it_works_out_under_the_data_set_it_read(app, monkeyp
     app.button_group(key="explore_view").set_value("Statistics").run()
     assert not app.exception
     for d in (first, other):
-        means = explore.class_means(d.origin, "Training", d.x_train, d.y_train)    # kept, or worked out now
+        held = closer_look.place(d.origin, "Training", d.y_train, d.x_train)[1]     # as the page keeps them
+        means = explore.class_means(d.origin, held, d.x_train, d.y_train)    # kept, or worked out now
         assert all(np.array_equal(m, d.x_train[d.y_train == c].mean(axis=0).round().astype(np.uint8))
                    for c, m in enumerate(means))
 
@@ -330,6 +331,11 @@ def test_explore_after_the_data_file_changed_its_training_pictures(app, monkeypa
     app.button_group(key="explore_view").set_value("Pictures").run()
     assert not app.exception and not charts_drawn(app)
     assert any(c.value == "This data set has no training pictures of truck." for c in app.caption)
+    app.button_group(key="explore_view").set_value("Map").run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert any(c.value.startswith("This data set has no training pictures of truck: the map shows every class")
+               for c in app.caption)
+    assert "stand out" not in charts_drawn(app)[0].alt
 
 
 def test_explore_statistics_and_map(app):
@@ -359,6 +365,13 @@ def test_explore_statistics_and_map(app):
     opacity = json.loads(drawn.spec)["encoding"]["opacity"]
     assert "'ship'" in opacity["condition"]["test"] and opacity["value"] < opacity["condition"]["value"]
     assert drawn.alt.endswith("The ship pictures stand out; the rest are faded.")
+
+
+def test_a_data_sentence_names_no_server_folder(tiny_env):
+    from cifar_core import data
+    folder = data.keras_cache_dir()
+    said = common.without_folders(f"The disk holding {folder} is full; {folder / 'x.tar.gz'} is half there.")
+    assert str(folder.parent) not in said and said == "The disk holding datasets is full; datasets/x.tar.gz is half there."
 
 
 def test_explore_s_map_is_built_once_for_each_class_picked_out_and_its_dots_once(app, monkeypatch):
@@ -397,7 +410,7 @@ def training_place() -> tuple[str, str]:
     """Where Explore's training pictures are, as its pick names them (closer_look.place)."""
     from app_pages import closer_look
     dataset = common.loaded()[0]
-    return closer_look.place(dataset.origin, "Training", dataset.y_train)
+    return closer_look.place(dataset.origin, "Training", dataset.y_train, dataset.x_train)
 
 
 def test_explore_a_picture_chosen_from_the_keyboard(app):

@@ -142,6 +142,14 @@ def test_an_avifs_cost_follows_its_bit_depth_and_colour_subsampling():
     assert decoding._avif_plane_bytes(encode(gradient(40, 30), "AVIF"), "RGB") == 1.5
 
 
+def test_an_avif_is_decoded_apart_where_a_child_can_be_capped():
+    """Its size box is what the budgets count, its AV1 frame what the decoder allocates: a 1 KB file whose box
+    said 40 x 30 had a 6000 x 6000 frame decoded in the server's process, 73 MB."""
+    raw = hostile_images.build("avif_frame_larger_than_its_size_box")
+    assert decoding_apart.needed(raw, (40, 30)) == decoding_apart.CAPPED_HERE
+    assert not decoding_apart.needed(encode(gradient(300, 200), "WEBP", quality=80), (300, 200))
+
+
 def test_a_damaged_avif_is_called_damaged_and_a_heic_unsupported():
     raw = encode(gradient(40, 30), "AVIF")
     with pytest.raises(ImageError, match="damaged or cut short"):
@@ -314,6 +322,7 @@ def test_formats_the_uploader_does_not_offer_are_refused():
 WORKING = decoding.WORKING_SIZE
 LOADS = {"mpo_phone", "jpeg_ff_run", "jpeg_huge_baseline", "jpeg_segments_after_the_scan", "tiff_float_nan", "png_rgba_at_budget", "png_16bit_at_budget",
          "png_palette_at_budget", "tiff_float_at_budget", "webp_at_budget", "jpeg_progressive_at_budget", "avif_at_budget",
+         "avif_frame_larger_than_its_size_box",
          *hostile_images.ALONE}
 
 

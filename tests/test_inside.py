@@ -394,8 +394,8 @@ def test_predict_and_explore_hand_their_picture_to_look_inside(tiny_env, monkeyp
     at.switch_page("app_pages/explore.py")
     from app_pages import common
     from app_pages import closer_look
-    at.session_state["explore_pick"] = (closer_look.place(common.loaded()[0].origin, "Training",
-                                                          common.loaded()[0].y_train), 5)
+    loaded = common.loaded()[0]
+    at.session_state["explore_pick"] = (closer_look.place(loaded.origin, "Training", loaded.y_train, loaded.x_train), 5)
     at.session_state["explore_pick:open"] = True     # its closer look open, where the button is
     at.run()
     assert any(c.value.startswith("A training picture: the model may have learnt from this very picture") for c in at.caption)

@@ -48,6 +48,8 @@ def test_changes_do_what_their_names_say():
     # The smallest square is a pixel, not none: 0.01 of 32 rounded to nothing, yet the answer showed as changed.
     speck = perturbations.apply(image, Changes(patch=(0.5, 0.5, 0.01)))
     assert (speck != image).any(axis=2).sum() <= 1 and (speck[16, 16] == 128).all()
+    edge = perturbations.apply(image, Changes(patch=(1.0, 1.0, 0.03)))            # at the corner, still on it
+    assert (edge != image).any(axis=2).sum() == 1 and (edge[31, 31] == 128).all()
     assert perturbations.changes_nothing(Changes(patch=(0.1, 0.9, 0.0)))        # a square of no size, moved
     assert not perturbations.changes_nothing(Changes(patch=(0.1, 0.9, 0.01)))
     turned = perturbations.apply(image, Changes(rotation=90))

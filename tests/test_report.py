@@ -141,6 +141,13 @@ def test_a_report_in_the_first_epoch_says_so_and_nothing_about_curves_not_drawn(
     assert "in its first epoch: its curves are drawn here once that has ended" in page
     assert "<svg" not in page and "No progress was recorded" not in page and "dashed lines" not in page
     assert "last whole epoch" not in page
+    rundir.update_status(run.path, state="queued", pid=None)        # waiting, with no records at all
+    (run.path / rundir.METRICS).write_text("")
+    waiting = runs.get(run.id)
+    assert waiting.state == "queued", waiting.state
+    page = report.html(waiting)
+    assert "It is waiting to start" in page and "No progress was recorded" not in page
+    assert "in its first epoch" not in page
 
 
 def test_an_ended_runs_report_is_made_once_and_again_only_when_the_run_changes(tiny_env, monkeypatch):

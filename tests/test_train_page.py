@@ -176,8 +176,8 @@ def test_a_run_stopped_in_its_first_epoch_is_not_told_of_test_dots_it_does_not_h
     said = [c.value for c in at.caption if evaluation.ACCURACY_DEFINITION in c.value]
     assert len(said) == 1 and "It stopped before its first epoch ended, so its curves have no test dots" in said[0]
     assert "last dot" not in said[0]
-    # How to read the curves without a test dot: none is drawn, so none is explained.
-    assert train_parts.NO_DOT_YET in [c.value for c in at.caption]
+    # How to read the curves without a test dot: none is drawn, nor promised to an ended run.
+    assert train_parts.NO_DOT_EVER in [c.value for c in at.caption]
     assert not any("The solid line's dots" in c.value for c in at.caption)
 
 
@@ -590,6 +590,7 @@ def test_only_a_runs_owner_or_a_teacher_is_offered_to_delete_it_and_continue_sta
 
 def test_a_waiting_run_is_cancelled_not_stopped(page, monkeypatch):
     """A waiting run's button said Stop, and its toast "Stopping after the current batch" of a run with none."""
+    monkeypatch.setattr(runs, "_dispatch", lambda: None)      # it stays waiting: no trainer takes it meanwhile
     mine = runs.create(TrainConfig(epochs=3, batch_size=8, name="waiting"), owner="someone")
     at = page(watch=mine.id)
     as_teacher(at, monkeypatch)
