@@ -623,6 +623,10 @@ def _take_back_runs_no_worker_holds(running: list[Run]) -> None:
     for run in given:
         if run.id in held or rundir.read_status(run.path).get("state") != "running":   # read again: just ended
             continue
+        # Under a worker gone (killed, out of memory) since this pass's death check looked: that check's to
+        # say on the next pass, as such ("ended without finishing"), not "training something else".
+        if not _alive(run.status):
+            continue
         if not (run.path / rundir.METRICS).exists():
             requeue(run.path)
         else:

@@ -252,6 +252,25 @@ def test_a_full_disk_fails_the_run_in_a_sentence_and_the_worker_goes_on(tiny_env
     assert training._failure(MemoryError()).startswith("The server ran out of memory while the run trained")
 
 
+def test_a_run_whose_worker_died_is_left_to_the_death_check_not_called_taken_back(tiny_env, monkeypatch):
+    """A worker killed between a pass's death check and its look at what each worker holds: its run was
+    failed as "training something else" (CI saw it once), where it had ended without finishing."""
+    monkeypatch.setattr(runs, "_dispatch", lambda: None)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    started = rundir.process_start(gone.pid)
+    gone.wait()
+    run = runs.create(small(epochs=1), owner="a")
+    rundir.update_status(run.path, state="running", started=rundir.now(), trainer="worker", pid=gone.pid,
+                         pid_started=started, **rundir.MACHINE)
+    rundir.append_metric(run.path, {"kind": "batch", "epoch": 1, "step": 1, "elapsed_s": 1.0, "loss": 2.0,
+                                    "accuracy": 0.1})
+    runs._take_back_runs_no_worker_holds([runs.get(run.id)])
+    assert runs.get(run.id).state == "running"                   # not this check's to say
+    runs.reconcile()
+    failed = runs.get(run.id)
+    assert failed.state == "failed" and "training something else" not in failed.status["error"]
+
+
 def test_a_run_marked_given_to_a_warm_trainer_that_never_had_it_is_taken_back(tiny_env, monkeypatch):
     """Handed over by a server killed between its two writes (the run's status, then the worker's file),
     the run showed running under a live worker that was not training it: the class's queue waited the
