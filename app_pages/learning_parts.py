@@ -17,7 +17,7 @@ import pandas as pd
 import streamlit as st
 
 from app_pages import chart_specs, common
-from cifar_core import board, charts, evaluation, progress, runs, snapshots
+from cifar_core import board, charts, evaluation, progress, rundir, runs, snapshots
 from cifar_core.data import CLASS_NAMES, with_article
 
 PANEL_CAPTION = ("Eight test pictures the network never trains on, the same eight for every run. Under each: "
@@ -208,7 +208,7 @@ def _own_snapshots(run: runs.Run, epochs: list[int]) -> str:
     """Where a continued run's own snapshots are, or why there are none yet."""
     if epochs and epochs[-1] > _earlier_epochs(run, epochs):
         return "this run's own snapshots follow it."
-    if run.state in ("queued", "running"):
+    if run.state in rundir.ACTIVE:
         return "this run's own snapshots appear after each of its epochs."
     return "this run ended before an epoch of its own, so it has no snapshots of its own."
 

@@ -203,10 +203,9 @@ def _status(run: runs.Run, metrics: list[dict], owner: str) -> None:
     if run.state in ("queued", "running") and mine:
         # A callback, not `if st.button(...)`: it runs before the script, so a press is kept even when this
         # rerun is the one that redraws the whole page because an epoch has just ended.
-        # Cancel while it waits (it leaves the queue at once); once asked to stop, shown so, and not pressed again.
-        stopping = run.state == "running" and rundir.stop_requested(run.path)
-        st.button("Stopping" if stopping else "Stop" if run.state == "running" else "Cancel", icon=":material/stop:",
-                  key=f"stop_{run.id}", on_click=_stop, args=(run.id, owner), disabled=stopping)
+        label, stopping = stop_button(run)
+        st.button(label, icon=":material/stop:", key=f"stop_{run.id}", on_click=_stop, args=(run.id, owner),
+                  disabled=stopping)
         if error := st.session_state.pop("train_stop_error", None):
             st.error(error)
     if run.state in ("finished", "stopped") and run.model_path:
@@ -233,6 +232,13 @@ def follow_try() -> None:
     """Open Predict after a press of a run's "Try it" (its model is already the one every page uses)."""
     if st.session_state.pop(TRIED, False):
         st.switch_page("app_pages/predict.py")
+
+
+def stop_button(run: runs.Run) -> tuple[str, bool]:
+    """A waiting or running run's stop button, in the live view and on the board: its words (Cancel while it
+    waits: it leaves the queue at once) and whether it is greyed out (Stopping, once asked: not pressed again)."""
+    stopping = run.state == "running" and rundir.stop_requested(run.path)
+    return ("Stopping" if stopping else "Stop" if run.state == "running" else "Cancel"), stopping
 
 
 def _stop(run_id: str, owner: str) -> None:
@@ -469,7 +475,7 @@ def _board(owner: str) -> None:
     elif any(metrics for _, metrics, _ in named_metrics):
         st.caption(("This run has" if len(chosen) == 1 else "These runs have")
                    + " one training measurement at most: a curve needs two.")
-    elif any(r.state in ("queued", "running") for r in chosen):
+    elif any(r.state in rundir.ACTIVE for r in chosen):
         st.caption("This run has not trained a step yet: its curves appear here when it has." if len(chosen) == 1
                    else "None of these runs has trained a step yet: their curves appear here as they do.")
     else:     # ended before a step: a curve will never come
@@ -573,8 +579,8 @@ def actions(run: runs.Run, owner: str, name: str | None = None) -> None:
                                    key=f"report_{run.id}", icon=":material/description:", help=about)
     if run.state in ("finished", "stopped", "failed") and run.model_path:
         last = " (for a failed run, the model of its last finished epoch)" if run.state == "failed" else ""
-        more = columns[3].number_input("More epochs", 1, settings.get().max_epochs, min(2, settings.get().max_epochs),
-                                       key=f"more_{run.id}",
+        most = settings.get().max_epochs
+        more = columns[3].number_input("More epochs", 1, most, min(2, most), key=f"more_{run.id}",
                                        help=f"The run goes on from its model{last} with its learning rate peaking only "
                                             "at the rate its schedule ends at (a tenth of its peak where that falls to "
                                             "nothing), so more epochs refine it rather than shake it up again.")
@@ -589,11 +595,10 @@ def actions(run: runs.Run, owner: str, name: str | None = None) -> None:
     # shows: a teacher's only other way to end a student's run was to clear every run, the class's models too.
     mine = run.status.get("owner") == owner or common.is_teacher()     # only they may stop or delete it
     if run.state in ("queued", "running") and mine:
-        stopping = run.state == "running" and rundir.stop_requested(run.path)
+        label, stopping = stop_button(run)
         kept = ("what it has learned kept" if rundir.keeps_a_model(runs_board.current().metrics_of(run.id))
                 else "without a model, as it is still in its first minute of training")
-        columns[4].button("Stopping" if stopping else "Stop" if run.state == "running" else "Cancel",
-                          key=f"board_stop_{run.id}", on_click=_stop, args=(run.id, owner), disabled=stopping,
+        columns[4].button(label, key=f"board_stop_{run.id}", on_click=_stop, args=(run.id, owner), disabled=stopping,
                           help=f"It stops after its current batch, {kept}." if run.state == "running"
                           else "It leaves the queue.")
     if run.state not in ("queued", "running") and mine and columns[4].button("Delete", key=f"delete_{run.id}"):

@@ -1,6 +1,7 @@
 """Ways to change a picture, to see what fools the model: rotation, light, blur, noise, a patch, a mirror."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,4 +44,4 @@ def apply(image: np.ndarray, changes: Changes, seed: int = 0) -> np.ndarray:
 
 def changes_nothing(changes: Changes) -> bool:
     """Whether `changes` leave the picture as it is: the defaults, wherever a square of no size is placed."""
-    return (changes if changes.patch[2] > 0 else Changes(**{**changes.__dict__, "patch": Changes.patch})) == Changes()
+    return (changes if changes.patch[2] > 0 else dataclasses.replace(changes, patch=Changes.patch)) == Changes()
