@@ -14,10 +14,14 @@ import signal
 import sys
 from pathlib import Path
 
-# TensorFlow's C++ start-up lines (which CPU instructions it uses, absl's note on its own logging) are
-# not for a person at a terminal: quieted before any module of ours can import TensorFlow. Its errors
+# TensorFlow's C++ start-up lines (which CPU instructions it uses, absl's note on its own logging, oneDNN's)
+# are not for a person at a terminal: quieted before any module of ours can import TensorFlow. Its errors
 # still show, and a setting of one's own (0, to debug) is kept.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from cifar_core import quiet_start  # noqa: E402
+
+if os.environ["TF_CPP_MIN_LOG_LEVEL"] != "0":
+    quiet_start.keep_start_up_notes_off()
 
 from cifar_core import cpu_priority, data, evaluation, process_memory, rundir  # noqa: E402
 from cifar_core.config import FIELD_HELP, PRESETS, ConfigError, TrainConfig  # noqa: E402
@@ -145,9 +149,13 @@ def _save_path(text: str) -> Path:
 
 def _a_trainer() -> None:
     """What marks this process a trainer, before TensorFlow starts its threads: first to go when memory
-    runs out, and behind the server for the CPU."""
+    runs out, behind the server for the CPU, its temporary files where they go with it, and, started by a
+    Ray actor, ended with it."""
+    from cifar_core import own_temp, ray_backend
     process_memory.first_to_go()
     cpu_priority.behind_the_server()
+    own_temp.use_own()
+    ray_backend.tie_to_actor()
 
 
 def _trainer_alive(status: dict) -> bool:

@@ -728,7 +728,7 @@ def _download(dest_dir: str | os.PathLike | None, progress: Progress | None, url
     digest = hashlib.sha256()
     try:
         dest_dir.mkdir(parents=True, exist_ok=True)
-        _sweep_parts(dest_dir)
+        sweep_parts(dest_dir)
         tmp = tempfile.NamedTemporaryFile(dir=dest_dir, prefix=PART_PREFIX, suffix=".part", delete=False)
     except OSError as e:    # a service account whose home may not be written, say
         if dest_dir.exists() and not dest_dir.is_dir():
@@ -786,7 +786,7 @@ PART_PREFIX = "cifar-10-download-"
 LEFT_BEHIND_S = 3600.0      # a download's file this old was left by a server stopped mid-download
 
 
-def _sweep_parts(folder: Path) -> None:
+def sweep_parts(folder: Path) -> None:
     """Downloads left behind in `folder` by a server stopped while it downloaded (up to 170 MB each):
     removed once old enough that no download still running could own them."""
     for part in folder.glob(f"{PART_PREFIX}*.part"):

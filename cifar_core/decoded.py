@@ -98,11 +98,6 @@ def _forget_older_copies(identity: dict, keep: Path) -> None:
     """Earlier copies of the same source (before it changed) removed; a process still mapping one keeps
     its pages until it lets go, as Linux keeps a removed file's data while it is open or mapped."""
     for other in cache_root().iterdir():
-        if other.name.startswith(".writing-"):      # left by a process killed while it wrote (up to 184 MB)
-            with contextlib.suppress(OSError):
-                if time.time() - other.stat().st_mtime > LEFT_BEHIND_S:
-                    shutil.rmtree(other, ignore_errors=True)
-            continue
         if other.name.startswith(".") and other.name.endswith(".lock"):
             # A copy's lock (lock files are never removed as they are let go): one for each size and time the
             # source was seen with, so a data file copied in slowly left one a page view. One whose copy is not
@@ -125,9 +120,22 @@ def _forget_older_copies(identity: dict, keep: Path) -> None:
             continue
 
 
+def _let_go_of_leftovers() -> None:
+    """What a process killed as it wrote left here: a copy half written (up to 184 MB) or a download cut
+    short (up to 170 MB). Looked for at every read, not only at the next copy or download, which never come
+    once a copy stands: a server killed mid-copy and started again at once kept the half for good."""
+    with contextlib.suppress(OSError):
+        for other in cache_root().glob(".writing-*"):
+            if time.time() - other.stat().st_mtime > LEFT_BEHIND_S:
+                shutil.rmtree(other, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        data.sweep_parts(data.keras_cache_dir())
+
+
 def read(path: str | os.PathLike) -> data.Cifar10:
     """CIFAR-10 from an archive or folder, as `data.read` gives it, but mapped from its decoded copy
     (made now if need be); read into memory when no copy can be kept. Raises DataError as `data.read`."""
+    _let_go_of_leftovers()
     path = Path(path).expanduser()
     try:
         there = path.exists()

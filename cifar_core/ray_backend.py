@@ -192,6 +192,23 @@ def _trainer_environment() -> dict[str, str]:
     return passed
 
 
+def tie_to_actor() -> None:
+    """End this trainer when the Ray actor that started it ends, however it ends. Ray kills an actor's
+    child processes only when the actor exits by its own path: one killed outright (the node's memory
+    monitor, `ray.kill` of a run the silence check gave up on) left its trainer training on, outside Ray's
+    count of the node's cores and memory. Linux sends the signal asked for here when the parent goes (not
+    elsewhere: then nothing is done)."""
+    parent = os.environ.get(INSIDE_TRAINER, "")
+    if not parent.isdigit() or not sys.platform.startswith("linux"):
+        return      # not a trainer Ray started
+    import ctypes
+    import signal
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != int(parent):   # the actor went before the line above was reached
+        os._exit(1)
+
+
 def dispatch(runs: list, launch) -> None:
     """Send every waiting run to the cluster at once, and fail a waiting run whose actor the cluster lost."""
     if os.environ.get(INSIDE_TRAINER):
@@ -436,7 +453,7 @@ class Trainer:
             if rundir.read_status(run_dir).get("state") != "queued":
                 return   # cancelled while it waited for the cluster
             rundir.update_status(run_dir, state="running", pid=None, started=rundir.now(), ray_node=node)
-        env = {**os.environ, **environment, INSIDE_TRAINER: "1",
+        env = {**os.environ, **environment, INSIDE_TRAINER: str(os.getpid()),    # the actor's (`tie_to_actor`)
                "PYTHONPATH": os.pathsep.join(filter(None, [str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")]))}
         with open(run_dir / rundir.LOG, "ab") as log:
             code = subprocess.call([sys.executable, "-m", "cifar_core", "train", "--run-dir", str(run_dir)],

@@ -38,6 +38,10 @@ MAX_JSON_BYTES = 1 << 20        # config and status files are a few hundred byte
 CONFIG, STATUS, METRICS, MODEL, STOP, LOG, SNAPSHOTS = (
     "config.json", "status.json", "metrics.jsonl", "model.keras", "STOP", "log.txt", "snapshots")
 STARTING_COPY = "initial.keras"     # a continued run's own copy of the model it goes on from (`runs.create`)
+SAVING_MODEL = ".model.tmp.keras"   # model.keras being written by the trainer (`training.save_checkpoint`)
+# What only a run's trainer writes and lets go of, which a trainer killed outright (out of memory, the
+# silence check) leaves behind: up to the model's size each, kept for as long as the run.
+TRAINERS_OWN = (STARTING_COPY, SAVING_MODEL)
 EARLIER_EPOCHS = "earlier_epochs"   # status.json of a continued run: the epochs of the run it continues
 # A run stopped within its first epoch keeps what it has learned once it has trained this long: a few
 # batches are no model worth the queue's time to calibrate and test, but a first epoch can take longer
@@ -330,6 +334,13 @@ def process_start(pid: int | None) -> int | None:
     """
     fields = _stat(pid)
     return None if fields is None else int(fields[19])
+
+
+def let_go_of_trainers_own(run_dir: Path) -> None:
+    """Remove what the run's trainer left half done (`TRAINERS_OWN`), once it is gone or never started."""
+    for name in TRAINERS_OWN:
+        with contextlib.suppress(OSError):
+            (Path(run_dir) / name).unlink(missing_ok=True)
 
 
 def stop_requested(run_dir: Path) -> bool:

@@ -43,7 +43,8 @@ from cifar_core import progress as timing
 from cifar_core.config import MAX_NAME_CHARS, ConfigError, TrainConfig
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
-_children: list[subprocess.Popen] = []   # trainers this process launched, reaped by reconcile()
+_children: list[subprocess.Popen] = []   # trainers this process launched (`adopt`), reaped by `_reap_children`
+_children_lock = threading.Lock()        # the watcher reaps them while a page's Start adds one
 
 
 RECIPE_CHANGED = "recipe_changed"   # status.json of a continued run whose parent's recipe was changed
@@ -474,7 +475,7 @@ def _launch(run: Run) -> None:
             f"The server could not start a trainer for it ({e.strerror or type(e).__name__}); please try again "
             "in a moment."))
         return
-    _children.append(process)
+    adopt(process)
     rundir.update_status(run.path, pid=process.pid, pid_started=rundir.process_start(process.pid))
 
 
@@ -500,7 +501,7 @@ def stop(run_id: str, owner: str = "", admin: bool = False) -> Run:
         if run.state == "queued":
             rundir.update_status(run.path, state="stopped", ended=rundir.now(),
                                  error=f"Cancelled{' by the teacher' if by_teacher else ''} before it started.")
-            (run.path / rundir.STARTING_COPY).unlink(missing_ok=True)    # a copy of the model it would have gone on from
+            rundir.let_go_of_trainers_own(run.path)     # the copy of the model it would have gone on from
         elif run.state == "running" and not rundir.stop_requested(run.path):     # a second press keeps the reason
             rundir.request_stop(run.path, "Stopped by the teacher." if by_teacher else "")
     board.invalidate()
@@ -570,6 +571,7 @@ def clear(admin: bool) -> int:
         for run in everything:
             if run.state == "queued":
                 rundir.update_status(run.path, state="stopped", ended=rundir.now(), error="Cleared by the teacher.")
+                rundir.let_go_of_trainers_own(run.path)
             elif run.state == "running":
                 rundir.request_stop(run.path, "Cleared by the teacher.")
             else:
@@ -590,9 +592,7 @@ def _alive(status: dict) -> bool:
         return False
     if not _here(status):   # another replica's machine: its pid means nothing here, and the silence check
         return True         # (`_stalled`) still ends the run if that trainer hangs or its machine goes away
-    # Reap our own finished children so they do not linger as zombies, and forget them: a term of
-    # class runs launches thousands.
-    _children[:] = [child for child in _children if child.poll() is None]
+    _reap_children()
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -608,6 +608,19 @@ def _alive(status: dict) -> bool:
         return True     # no /proc (not Linux): the pid check is all there is
     recorded = status.get("pid_started")
     return recorded is None or rundir.process_start(pid) == recorded
+
+
+def _reap_children() -> None:
+    """Reap this process's finished trainers and workers so they do not linger as zombies, and forget
+    them: a term of class runs launches thousands."""
+    with _children_lock:
+        _children[:] = [child for child in _children if child.poll() is None]
+
+
+def adopt(process: subprocess.Popen) -> None:
+    """Count a trainer or worker this process started among those it reaps."""
+    with _children_lock:
+        _children.append(process)
 
 
 def _take_back_runs_no_worker_holds(running: list[Run]) -> None:
@@ -662,6 +675,7 @@ def reconcile(locked: bool = False) -> list[str]:
     for run in everything:
         if run.state == "running" and not _alive(run.status):
             rundir.update_status(run.path, state="failed", ended=_last_heard(run), error=_died(run.status))
+            rundir.let_go_of_trainers_own(run.path)
             dead.append(run.id)
         elif run.state == "running" and (hung := _stalled(run)):
             if run.status.get("backend") == "ray":
@@ -810,6 +824,9 @@ def _kill(pid) -> None:
             pass
 
 
+WATCH_ERROR_REPEAT_S = 60.0    # the watcher's same failure, said again after this long
+
+
 class Watcher:
     """Every `interval` seconds, in a daemon thread until `stop()`: refreshes the board snapshot every
     session reads (`board`), and reconciles the runs directory while any run is queued or running, or
@@ -824,7 +841,9 @@ class Watcher:
 
     def _loop(self) -> None:
         from cifar_core.ray_backend import in_cluster_queue
+        said, said_at = "", 0.0
         while not self._stop.wait(self.interval):
+            _reap_children()    # the day's last trainers too, which no reconcile looks at once the queue is empty
             try:
                 if settings.get().runs_dir != self.runs_dir:
                     continue    # settings changed under this process (tests do): leave other directories alone
@@ -834,7 +853,12 @@ class Watcher:
                     reconcile()
                     board.refresh()
             except Exception as e:   # a full disk, a busy lock or a setting gone bad must not end the watch
-                print(f"runs.watch: {type(e).__name__}: {e}", file=sys.stderr)
+                # Said once, and again a minute on while it lasts: every tick of a day's full disk is 8 MB
+                # of the server's log.
+                line = f"runs.watch: {type(e).__name__}: {e}"
+                if line != said or time.monotonic() - said_at > WATCH_ERROR_REPEAT_S:
+                    print(line, file=sys.stderr)
+                    said, said_at = line, time.monotonic()
 
     def alive(self) -> bool:
         return self.thread.is_alive()

@@ -168,7 +168,7 @@ def save_checkpoint(model, export_model, run_dir: Path) -> None:
     from cifar_core import fast_inference
     export_model.set_weights(model.get_weights())
     fast_inference.refresh(export_model)
-    tmp = Path(run_dir) / ".model.tmp.keras"
+    tmp = Path(run_dir) / rundir.SAVING_MODEL
     try:
         export_model.save(tmp)
         os.replace(tmp, Path(run_dir) / rundir.MODEL)
@@ -212,7 +212,8 @@ def _let_go_of_starting_copy(config: TrainConfig, run_dir: str | os.PathLike) ->
     run may be deleted meanwhile) once its weights are in the network: up to 15 MB a run, kept for as
     long as the run was. A model given from elsewhere (the command line's) is never touched."""
     if config.initial_model and Path(config.initial_model).parent.resolve() == Path(run_dir).resolve():
-        Path(config.initial_model).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            Path(config.initial_model).unlink(missing_ok=True)
 
 
 def train(config: TrainConfig, run_dir: str | os.PathLike, dataset: cifar_data.Cifar10 | None = None,
@@ -320,6 +321,9 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, dataset: cifar_data.C
     finally:
         if board is not None:
             board.close()
+        # Stopped while starting, or failed before its weights were in the network: its copy (up to 15 MB)
+        # is no use to anyone, and a run that ended is never started again (Continue makes its own).
+        _let_go_of_starting_copy(config, run_dir)
 
 
 def _ship_closer_look(run_dir: Path, model, x_test) -> None:

@@ -131,7 +131,7 @@ def _spawn() -> dict:
                                stdin=subprocess.DEVNULL, env=runs.trainer_environment(), cwd=runs.PACKAGE_ROOT,
                                start_new_session=True)   # its own session: a server restart does not kill it
     log.close()
-    runs._children.append(process)
+    runs.adopt(process)
     return {"pid": process.pid, "pid_started": rundir.process_start(process.pid), "born": rundir.now(),
             **rundir.MACHINE}
 

@@ -204,6 +204,38 @@ def test_a_cancelled_run_lets_go_of_the_model_it_would_have_gone_on_from(tiny_en
     assert not (waiting.path / "initial.keras").exists()
 
 
+def test_what_a_trainer_alone_writes_goes_when_it_never_comes_back(tiny_env, no_trainers, tmp_path):
+    """A continued run's copy of its starting model and a checkpoint being saved are the trainer's own to
+    let go of: one killed outright (out of memory) left them in the run's folder for as long as the run was
+    kept, up to 15 MB each, and a teacher's Clear left a waiting run's copy. Its last checkpoint stays."""
+    parent = tmp_path / "parent.keras"
+    parent.write_bytes(b"a model")
+    runs.start(small(epochs=1), owner="a")                     # the trainer is busy: the next ones wait
+    killed = runs.start(small(epochs=1, initial_model=str(parent)), owner="b")
+    waiting = runs.start(small(epochs=1, initial_model=str(parent)), owner="c")
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    rundir.update_status(killed.path, state="running", pid=gone.pid, pid_started=1)
+    for name in (rundir.SAVING_MODEL, rundir.MODEL):
+        (killed.path / name).write_bytes(b"half a model" if name == rundir.SAVING_MODEL else b"a checkpoint")
+    assert (killed.path / rundir.STARTING_COPY).exists() and (waiting.path / rundir.STARTING_COPY).exists()
+    runs.reconcile()
+    assert runs.get(killed.id).state == "failed"
+    assert sorted(p.name for p in killed.path.iterdir() if "keras" in p.name) == [rundir.MODEL]
+    runs.clear(admin=True)
+    assert runs.get(waiting.id).state == "stopped" and not (waiting.path / rundir.STARTING_COPY).exists()
+
+
+def test_a_run_stopped_while_it_starts_lets_go_of_its_starting_copy(tiny_env, tmp_path):
+    from cifar_core import training
+    parent = tmp_path / "parent.keras"
+    parent.write_bytes(b"a model")
+    run = runs.create(small(epochs=1, initial_model=str(parent)), owner="a")
+    rundir.request_stop(run.path)
+    assert training.train(TrainConfig.from_dict(run.config), run.path) == "stopped"
+    assert not (run.path / rundir.STARTING_COPY).exists()
+
+
 def test_a_runs_folder_named_from_where_the_server_started_is_found_by_every_trainer(tmp_path, monkeypatch):
     """CIFAR_RUNS_DIR is "runs" unless set: relative to wherever the server was started. A trainer runs from
     the package's folder, so a continued run's own copy of its starting model is written down whole: a
@@ -625,3 +657,22 @@ def test_the_command_lines_run_is_never_queued_for_the_apps_trainers(tiny_env, n
     assert run.state == "running" and run.status["pid"] == os.getpid() and runs._here(run.status)
     runs.reconcile()                    # the app's watcher: nothing to start, nothing dead
     assert runs.get(run.id).state == "running" and runs.get(run.id).status["pid"] == os.getpid()
+
+
+def test_the_watcher_says_a_lasting_failure_once_a_minute_and_reaps_the_last_trainers(tiny_env, monkeypatch, capsys):
+    """A full disk all day: each tick (every second) printed the same line, 8 MB of the server's log a day.
+    And the day's last trainer stayed a zombie until the next run, as only a reconcile reaped them."""
+    from cifar_core import board
+
+    def full_disk():
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(board, "refresh", full_disk)
+    done = subprocess.Popen([sys.executable, "-c", "pass"])
+    runs.adopt(done)
+    watcher = runs.Watcher(interval=0.05)
+    try:
+        time.sleep(1.0)
+    finally:
+        watcher.stop()
+    assert capsys.readouterr().err.count("No space left on device") == 1
+    assert done.returncode == 0 and done not in runs._children

@@ -1,0 +1,79 @@
+"""TensorFlow imported without its start-up notes on a person's terminal.
+
+    keep_start_up_notes_off()   once, before anything imports TensorFlow (the command line does)
+
+TF_CPP_MIN_LOG_LEVEL quiets most of TensorFlow's C++ lines, but not those it writes before its logging
+is set up: on a CPU where it turns oneDNN on by itself (AVX-512 VNNI or BF16, AMX: most servers of
+the last years), every command began with absl's "All log messages before absl::InitializeLog()..."
+and "oneDNN custom operations are on...", twice each. No setting quiets them short of turning oneDNN
+off, which costs speed; so what TensorFlow writes to the error stream while it is imported is caught
+and written on without those lines. Anything else it says there (its errors) still shows.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib.abc
+import importlib.machinery
+import os
+import sys
+import tempfile
+
+START_UP_NOTES = (
+    "All log messages before absl::InitializeLog() is called are written to STDERR",
+    "oneDNN custom operations are on",
+    "This TensorFlow binary is optimized to use available CPU instructions",
+    "To enable the following instructions:",
+)
+
+
+def keep_start_up_notes_off() -> None:
+    """Catch TensorFlow's start-up notes when it is first imported (by whatever imports it)."""
+    if "tensorflow" not in sys.modules and not any(isinstance(f, _Finder) for f in sys.meta_path):
+        sys.meta_path.insert(0, _Finder())
+
+
+class _Finder(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name != "tensorflow":
+            return None
+        sys.meta_path.remove(self)      # once: TensorFlow's own submodules are found as ever
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _Loader(spec.loader)
+        return spec
+
+
+class _Loader(importlib.abc.Loader):
+    def __init__(self, loader):
+        self.loader = loader
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module):
+        with _without_notes():
+            self.loader.exec_module(module)
+
+
+@contextlib.contextmanager
+def _without_notes():
+    """The process's error stream (file descriptor 2, where C++ writes) caught in a file meanwhile, then
+    written on without START_UP_NOTES."""
+    sys.stderr.flush()
+    kept = os.dup(2)
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError, ValueError):
+                sys.stderr.flush()
+            os.dup2(kept, 2)
+            os.close(kept)
+            caught.seek(0)
+            said = caught.read().decode(errors="replace")
+            rest = "".join(line for line in said.splitlines(keepends=True)
+                           if not any(note in line for note in START_UP_NOTES))
+            if rest:
+                sys.stderr.write(rest)
+                sys.stderr.flush()
