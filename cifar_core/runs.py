@@ -301,6 +301,10 @@ def start(config: TrainConfig, owner: str = "", admin: bool = False, history_fro
         raise RunError("The teacher has paused new runs for now: you can start one when they allow it again.")
     with _lock():
         reconcile(locked=True)
+        free = _free_bytes()
+        if free is not None and free < MIN_FREE_TO_START:
+            raise RunError(f"The server's disk is nearly full ({free / 2**20:.0f} MB free), so no run can start: "
+                           "a teacher can delete old runs on the board, or whoever runs the server can make room.")
         runs = _all()
         queued = [r for r in runs if r.state == "queued"]
         if len(queued) >= limits.max_queued_runs:
@@ -319,6 +323,20 @@ def start(config: TrainConfig, owner: str = "", admin: bool = False, history_fro
         _prune(owner, limits.keep_runs, limits.keep_runs_in_all)
     board.invalidate()     # this visitor's next rerun shows the new run, not one tick later
     return get(run.id)
+
+
+# What a run may need on the disk: two copies of the largest model as a checkpoint is replaced, a continued
+# run's starting copy, its test answers, snapshots, curves and log (about 30 MB), and room to spare. With
+# less, a run trained for minutes failed as it saved, and a class's waited behind it for nothing.
+MIN_FREE_TO_START = 100 * 2**20
+
+
+def _free_bytes() -> int | None:
+    """Bytes free on the runs folder's disk for this server's user, or None where that cannot be told."""
+    try:
+        return shutil.disk_usage(runs_dir()).free
+    except OSError:
+        return None
 
 
 def _too_big(config: TrainConfig, continuing: bool) -> str | None:

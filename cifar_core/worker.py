@@ -51,6 +51,7 @@ from cifar_core.process_memory import memory_mb, restart_peak, trim_heap
 DIRECTORY = ".workers"     # under the runs directory; the leading dot keeps it off the runs board
 LOG = "log.txt"            # the workers' own output (each run's goes to its own log.txt)
 POLL_S = 0.1               # how often an idle worker looks for a hand-over: a small file read
+OTHER_MACHINES_FILE_KEPT_S = 7 * 24 * 3600   # another machine's worker file untouched this long is a dead worker's
 
 
 def directory(create: bool = False) -> Path:
@@ -83,6 +84,12 @@ def live_workers() -> list[dict]:
     for path in sorted(directory(create=True).glob("*.json")):
         info = _read(path)
         if info and not runs._here(info):
+            # Another machine's (or a container's before it was made again, whose name is gone for good):
+            # a worker there rewrites its file at every run and retires within minutes idle, so one
+            # untouched this long is from a worker that was killed. Parsed at every hand-over otherwise.
+            with contextlib.suppress(OSError):
+                if time.time() - path.stat().st_mtime > OTHER_MACHINES_FILE_KEPT_S:
+                    path.unlink()
             continue
         if info and runs._alive({"pid": info["pid"], "pid_started": info.get("pid_started")}):
             found.append({**info, "file": path.name})   # where it looks: a worker from before the host names, too

@@ -419,6 +419,14 @@ def test_replicas_on_two_machines_judge_only_their_own_trainers(tiny_env, monkey
         with runs._lock():
             assert worker.live_workers() == []        # not this machine's to hand a run to, nor to remove
         assert remote.exists()
+        # ... until it has been untouched longer than any worker lives: a container made again has a new
+        # name, and its killed workers' files were kept for good, each read at every hand-over.
+        killed = worker.directory() / "old-container-77.json"
+        rundir.write_json(killed, {"pid": 77, "host": "old-container", "run": None})
+        os.utime(killed, (time.time() - worker.OTHER_MACHINES_FILE_KEPT_S - 60,) * 2)
+        with runs._lock():
+            assert worker.live_workers() == []
+        assert remote.exists() and not killed.exists()
         runs.reconcile()
         assert runs.get(theirs.id).state == "running" and runs.get(ours.id).state == "failed"
         time.sleep(3)                                 # the other machine's trainer falls silent
@@ -676,3 +684,18 @@ def test_the_watcher_says_a_lasting_failure_once_a_minute_and_reaps_the_last_tra
         watcher.stop()
     assert capsys.readouterr().err.count("No space left on device") == 1
     assert done.returncode == 0 and done not in runs._children
+
+
+def test_a_run_does_not_start_on_a_disk_too_full_to_keep_it(tiny_env, no_trainers, monkeypatch):
+    """It trained for minutes and failed as it saved, the class's runs waiting behind it for nothing."""
+    import shutil
+    real = shutil.disk_usage
+
+    def nearly_full(path):
+        return real(path)._replace(free=40 * 2**20)
+    monkeypatch.setattr(shutil, "disk_usage", nearly_full)
+    with pytest.raises(runs.RunError, match=r"disk is nearly full \(40 MB free\)"):
+        runs.start(small(epochs=1), owner="a")
+    assert runs.list_runs() == []
+    monkeypatch.setattr(shutil, "disk_usage", real)
+    assert runs.start(small(epochs=1), owner="a").state in rundir.ACTIVE
