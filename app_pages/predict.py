@@ -4,10 +4,11 @@ import streamlit as st
 from streamlit_drawable_canvas import st_canvas
 
 from app_pages import common, inside_parts, predict_parts, upload_budget
-from cifar_core import evaluation, settings
+from cifar_core import decoding, evaluation, settings
 from cifar_core.data import CLASS_NAMES
 
-FORMATS = ["jpg", "jpeg", "png", "webp", "avif", "gif", "bmp", "tif", "tiff"]
+FORMATS = ["jpg", "jpeg", "png", "webp", "avif", *(["heic", "heif"] if decoding.HEIC else []), "gif", "bmp", "tif",
+           "tiff"]
 
 common.header("predict")
 source = st.segmented_control("Picture from", ["Upload", "Camera", "Draw", "Test picture"], default="Upload",
@@ -26,7 +27,7 @@ if let_go := st.session_state.get("predict_let_go"):
 
 if source == "Upload":
     files = st.file_uploader("Photos (one or many)", type=FORMATS, accept_multiple_files=True, key="predict_files",
-                             help=f"JPEG, PNG, WebP, AVIF, GIF, BMP or TIFF, up to {predict_parts.UPLOAD_LIMIT_MB} MB each",
+                             help=f"{decoding.READ_HERE}, up to {predict_parts.UPLOAD_LIMIT_MB} MB each",
                              on_change=predict_parts.pictures_changed)
     # Streamlit stops a file over its own limit in the browser, before sending it, with only a red mark
     # whose words show on hover; a file between our limit and Streamlit's gets a sentence below. Said

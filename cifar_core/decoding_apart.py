@@ -58,15 +58,16 @@ else:
 
 def needed(raw: bytes, size: tuple[int, int]) -> bool:
     """Whether a file of `size` (its canvas) is decoded apart, where a child can be capped here: an AVIF
-    (its frame may be larger than its size box, below), or one that may hold a lossless WebP stream (a VP8L chunk, or an ALPH one, which is
+    or a HEIC (its frame may be larger than its size box, below), or one that may hold a lossless WebP stream (a VP8L chunk, or an ALPH one, which is
     mostly VP8L; looked for anywhere in the file, so a lossy one whose bytes happen to spell either name is
     decoded apart too, at no cost but the child's start), large enough to name more than GROUPS_HERE
     groups of codes."""
     # An AVIF's size is its size box's (`ispe`), which the budgets count; the AV1 decoder allocates the frame
     # its own coded data names, up to 16384 x 16384 (libavif's limit), before libavif compares the two: a 1 KB
     # file whose box said 40 x 30 had a 6000 x 6000 frame decoded, 73 MB. Where the two agree, the child only
-    # costs its start (about 0.2 s), beside the 0.35-0.5 s an AVIF photo takes to decode at all.
-    if CAPPED_HERE and raw[4:8] == b"ftyp":     # of such files only an AVIF is opened (decoding.FORMATS)
+    # costs its start (about 0.2 s), beside the 0.35-0.5 s an AVIF photo takes to decode at all (a HEIC's
+    # HEVC frames the same, through libheif, 0.5-1.2 s).
+    if CAPPED_HERE and raw[4:8] == b"ftyp":     # of such files only AVIF and HEIC are opened (decoding.FORMATS)
         return True
     groups = -(-size[0] // 4) * -(-size[1] // 4)
     return (CAPPED_HERE and groups > GROUPS_HERE and raw[:4] == b"RIFF" and raw[8:12] == b"WEBP"

@@ -19,7 +19,10 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import pillow_heif
 from PIL import Image
+
+pillow_heif.register_heif_opener()      # to write HEIC files (cifar_core.decoding registers it to read them)
 
 
 def _pillow(image: Image.Image, fmt: str, **options) -> bytes:
@@ -516,6 +519,11 @@ def avif_at_budget() -> bytes:
     return _pillow(Image.new("RGB", (2600, 2600), (10, 20, 30)), "AVIF", speed=10)
 
 
+def heic_at_budget() -> bytes:
+    """HEIC, 2600 x 2600, 8 bits in 4:2:0: libheif's YUV planes, its RGB bytes and Pillow's picture."""
+    return _pillow(Image.new("RGB", (2600, 2600), (10, 20, 30)), "HEIF", quality=10)
+
+
 def jpeg_progressive_at_budget() -> bytes:
     """Progressive colour JPEG, 3600 x 3600, no chroma subsampling: 78 MB of coefficients."""
     return _jpeg(3600, 3600, components=3, progressive=True)
@@ -539,8 +547,14 @@ def avif_at_two_budgets() -> bytes:
     return _pillow(Image.new("RGB", (3700, 3700), (10, 20, 30)), "AVIF", speed=10)
 
 
-ALONE = {"jpeg_progressive_at_two_budgets", "webp_at_two_budgets", "avif_at_two_budgets"}   # each takes every
-                                                                                             # decoding place
+def heic_at_two_budgets() -> bytes:
+    """HEIC, 3700 x 3700 (13.7 megapixels: an iPhone's photos are 12 or 24), 8 bits in 4:2:0: 158 MB as the
+    budgets count it."""
+    return _pillow(Image.new("RGB", (3700, 3700), (10, 20, 30)), "HEIF", quality=10)
+
+
+ALONE = {"jpeg_progressive_at_two_budgets", "webp_at_two_budgets", "avif_at_two_budgets",   # each takes every
+         "heic_at_two_budgets"}                                                              # decoding place
 
 
 def avif_claiming_12000() -> bytes:
@@ -555,6 +569,22 @@ def avif_frame_larger_than_its_size_box() -> bytes:
     """An AVIF whose size box says 40 x 30 over a 3000 x 3000 AV1 frame: the budgets count the box, the
     decoder allocates the frame (up to 16384 x 16384), so every AVIF is decoded apart, capped."""
     raw = bytearray(_pillow(Image.new("RGB", (3000, 3000), (10, 20, 30)), "AVIF", speed=10))
+    at = raw.find(b"ispe") + 8
+    raw[at:at + 8] = struct.pack(">II", 40, 30)
+    return bytes(raw)
+
+
+def heic_claiming_12000() -> bytes:
+    """A 3 KB HEIC whose size box says 12000 x 12000."""
+    raw = bytearray(_pillow(Image.new("RGB", (40, 30), (10, 20, 30)), "HEIF"))
+    at = raw.find(b"ispe") + 8
+    raw[at:at + 8] = struct.pack(">II", 12000, 12000)
+    return bytes(raw)
+
+
+def heic_frame_larger_than_its_size_box() -> bytes:
+    """A HEIC whose size box says 40 x 30 over a 3000 x 3000 HEVC frame, as `avif_frame_larger_than_its_size_box`."""
+    raw = bytearray(_pillow(Image.new("RGB", (3000, 3000), (10, 20, 30)), "HEIF", quality=10))
     at = raw.find(b"ispe") + 8
     raw[at:at + 8] = struct.pack(">II", 40, 30)
     return bytes(raw)
@@ -581,10 +611,10 @@ BUILDERS = {f.__name__: f for f in [
     jpeg_repeated_channel_names, webp_many_prefix_groups, tiff_many_big_tags, tiff_exif_fractions, tiff_turned_8900,
     tiff_jpeg, tiff_rational_offsets, tiff_huge_tile, tiff_rgb48_4000, tiff_many_strips, tiff_float_nan, im_bad_size,
     eps_ghostscript,
-    avif_claiming_12000, avif_frame_larger_than_its_size_box,
+    avif_claiming_12000, avif_frame_larger_than_its_size_box, heic_claiming_12000, heic_frame_larger_than_its_size_box,
     png_rgba_at_budget, png_16bit_at_budget, png_palette_at_budget, tiff_float_at_budget, webp_at_budget,
     jpeg_progressive_at_budget, jpeg_progressive_at_two_budgets, webp_at_two_budgets, avif_at_budget,
-    avif_at_two_budgets,
+    avif_at_two_budgets, heic_at_budget, heic_at_two_budgets,
 ]}
 
 

@@ -364,15 +364,17 @@ def test_identity_survives_navigation_and_reload_but_not_a_shared_address(new_br
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory):
     """A photo-like JPEG (a real CIFAR-10 sample picture, enlarged), a PNG, an AVIF (as browsers save pictures
-    from many websites), and a text file posing as a picture."""
+    from many websites), a HEIC (an iPhone's photo as a Mac keeps it), and a text file posing as a picture."""
     from PIL import Image
 
-    from cifar_core import data
+    from cifar_core import data, decoding
     folder = tmp_path_factory.mktemp("photos")
     sample = data.load_sample()
     Image.fromarray(sample.x_test[0]).resize((640, 480), Image.Resampling.BICUBIC).save(folder / "holiday.jpg", quality=90)
     Image.fromarray(sample.x_test[500]).resize((300, 300)).save(folder / "pet.png")
     Image.fromarray(sample.x_test[700]).resize((400, 300)).save(folder / "web.avif")
+    assert decoding.HEIC            # its import lets Pillow write HEIC too
+    Image.fromarray(sample.x_test[900]).resize((400, 300)).save(folder / "phone.heic", "HEIF")
     (folder / "notes.png").write_text("not a picture at all")
     return folder
 
@@ -393,7 +395,8 @@ def test_predict_upload_a_photo_and_read_the_answer(page, server, photos):
 def test_predict_several_uploads_with_a_bad_one(page, server, photos):
     open_page(page, server, "predict")
     page.locator("[data-testid=stFileUploaderDropzoneInput]").set_input_files(
-        [str(photos / "holiday.jpg"), str(photos / "notes.png"), str(photos / "pet.png"), str(photos / "web.avif")])
+        [str(photos / "holiday.jpg"), str(photos / "notes.png"), str(photos / "pet.png"), str(photos / "web.avif"),
+         str(photos / "phone.heic")])
     table = page.locator("[data-testid=stDataFrame]").first
     table.wait_for(timeout=60_000)
     deadline = time.monotonic() + 60
@@ -402,8 +405,9 @@ def test_predict_several_uploads_with_a_bad_one(page, server, photos):
     content = table.text_content()
     assert "holiday.jpg" in content and "pet.png" in content and "not a picture in a format we can read" in content
     # Let through by the uploader, and read: a picture not read has a red line of its own under the table.
-    assert "web.avif" in content
-    assert not [alert for alert in page.locator("[data-testid=stAlert]").all_inner_texts() if "web.avif" in alert]
+    assert "web.avif" in content and "phone.heic" in content
+    assert not [alert for alert in page.locator("[data-testid=stAlert]").all_inner_texts()
+                if "web.avif" in alert or "phone.heic" in alert]
     page.get_by_role("button", name="Download the table (CSV)").wait_for()
     no_exceptions(page)
     screenshot(page, "predict-batch")

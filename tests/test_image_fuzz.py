@@ -75,6 +75,8 @@ def _seeds() -> dict[str, list[bytes]]:
                  _animated("WEBP", duration=100)],
         "AVIF": [_save(_picture(), "AVIF"), _save(_picture(), "AVIF", subsampling="4:4:4", exif=_exif(6)),
                  _save(_translucent(), "AVIF"), _save(_picture("L"), "AVIF"), _animated("AVIF", duration=100)],
+        "HEIF": [_save(_picture(), "HEIF"), _save(_picture(), "HEIF", chroma=444, exif=_exif(6)),
+                 _save(_translucent(), "HEIF"), _save(_picture("L"), "HEIF")],
         "BMP": [_save(_picture(), "BMP"), _save(_picture("RGBA"), "BMP"), _save(_picture("P"), "BMP"),
                 _save(_picture("1"), "BMP"), hostile_images.bmp_rle8(24, 16)],
     }
@@ -88,7 +90,7 @@ INTERESTING = [0, 1, 2, 3, 4, 5, 7, 8, 12, 16, 0x7F, 0x80, 0xFF, 0x100, 0x7FFF, 
 
 def _fields(data: bytearray) -> list[int]:
     """Where a decoder reads sizes, counts and offsets: the start of the file, and the start of each PNG
-    chunk, JPEG segment, TIFF directory entry or AVIF box."""
+    chunk, JPEG segment, TIFF directory entry or AVIF or HEIC box."""
     positions = list(range(min(len(data), 64)))
     if data[:4] == b"\x89PNG":
         position = 8
@@ -98,7 +100,7 @@ def _fields(data: bytearray) -> list[int]:
     elif data[:2] == b"\xff\xd8":
         positions += [m.start() + 2 + k for m in re.finditer(rb"\xff[\xc0-\xfe]", data) for k in range(8)]
     elif data[4:8] == b"ftyp":
-        positions += [m.start() - 4 + k for m in re.finditer(AVIF_BOXES, data) for k in range(24)]
+        positions += [m.start() - 4 + k for m in re.finditer(HEIF_BOXES, data) for k in range(24)]
     elif data[:2] in (b"II", b"MM") and len(data) >= 8:
         order = "<" if data[:2] == b"II" else ">"
         (directory,) = struct.unpack_from(order + "I", data, 4)
@@ -108,9 +110,9 @@ def _fields(data: bytearray) -> list[int]:
     return [p for p in positions if p < len(data)]
 
 
-# The boxes an AVIF's picture is described by: its items, where their bytes are, their properties (size,
-# AV1 configuration, bit depth, turns) and the media data.
-AVIF_BOXES = re.compile(rb"meta|hdlr|pitm|iloc|iinf|infe|iprp|ipco|ispe|av1C|pixi|ipma|irot|imir|iref|auxC|mdat")
+# The boxes an AVIF's or a HEIC's picture is described by: its items, where their bytes are, their properties
+# (size, AV1 or HEVC configuration, bit depth, turns) and the media data.
+HEIF_BOXES = re.compile(rb"meta|hdlr|pitm|iloc|iinf|infe|iprp|ipco|ispe|av1C|hvcC|pixi|ipma|irot|imir|iref|auxC|mdat")
 
 
 def _fix_png_checksums(data: bytearray) -> None:
@@ -153,7 +155,7 @@ def mutate(raw: bytes, rng: random.Random) -> bytes:
 def check(raw: bytes, case: str) -> str:
     """'ok' or 'refused'; fails the test on anything else."""
     try:
-        # In this process, as the capped child decodes it where a file is decoded apart (every AVIF): the same
+        # In this process, as the capped child decodes it where a file is decoded apart (every AVIF and HEIC): the same
         # code, without a child's start for each of the thousands of cases.
         image = decoding.load_image(raw, apart=False)
     except ImageError as e:

@@ -150,13 +150,57 @@ def test_an_avif_is_decoded_apart_where_a_child_can_be_capped():
     assert not decoding_apart.needed(encode(gradient(300, 200), "WEBP", quality=80), (300, 200))
 
 
-def test_a_damaged_avif_is_called_damaged_and_a_heic_unsupported():
-    raw = encode(gradient(40, 30), "AVIF")
-    with pytest.raises(ImageError, match="damaged or cut short"):
-        decoding.load_image(raw[:len(raw) // 2])
+def test_a_damaged_avif_or_heic_is_called_damaged_and_an_svg_unsupported():
+    for fmt in ("AVIF", "HEIF"):
+        raw = encode(gradient(40, 30), fmt)
+        with pytest.raises(ImageError, match="damaged or cut short"):
+            decoding.load_image(raw[:len(raw) // 2], apart=False)
+        with pytest.raises(ImageError, match="damaged"):
+            decoding.load_image(raw[:len(raw) // 2])
     heic = b"\x00\x00\x00\x18ftypmif1\x00\x00\x00\x00mif1heic" + bytes(200)     # HEIC under a brand AVIF shares
-    with pytest.raises(ImageError, match="SVG and HEIC are not supported"):
+    with pytest.raises(ImageError, match="damaged or cut short"):
         decoding.load_image(heic)
+    with pytest.raises(ImageError, match="try JPEG, PNG, WebP, AVIF, HEIC, GIF, BMP or TIFF; SVG is not supported"):
+        decoding.load_image(b'<svg xmlns="http://www.w3.org/2000/svg" width="40" height="30"></svg>')
+
+
+def test_a_heic_is_read_as_its_jpeg_is_and_turned_upright():
+    """HEIC, an iPhone's photos as a Mac or a PC keeps them: the model is shown the same picture as from a
+    JPEG of it; libheif turns it as its file says (its rotation box, which its EXIF orientation becomes)."""
+    from cifar_core import data
+    photo = Image.fromarray(data.load_sample().x_test[0]).resize((640, 480), Image.Resampling.BICUBIC)
+    from_jpeg = inference.views(decoding.load_image(encode(photo, "JPEG", quality=90))).astype(int)
+    from_heic = inference.views(decoding.load_image(encode(photo, "HEIF", quality=90))).astype(int)
+    assert np.abs(from_jpeg - from_heic).mean() < 3
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    assert decoding.load_image(encode(gradient(40, 30), "HEIF", exif=exif.tobytes())).size == (30, 40)
+
+
+def test_a_heics_cost_follows_its_bit_depth_and_colour_subsampling():
+    """Bytes a pixel of the HEVC decoder's planes, from the file's HEVC configuration record."""
+    def record(chroma: int, luma_bits: int, chroma_bits: int) -> bytes:
+        return b"\0\0\0\x1fhvcC" + bytes(16) + bytes([0xFC | chroma, 0xF8 | luma_bits - 8, 0xF8 | chroma_bits - 8])
+    assert decoding._heic_plane_bytes(record(1, 8, 8), "RGB") == 1.5          # 8 bits, 4:2:0
+    assert decoding._heic_plane_bytes(record(3, 8, 8), "RGB") == 3.0          # 8 bits, 4:4:4
+    assert decoding._heic_plane_bytes(record(0, 8, 8), "RGB") == 1.0          # grey
+    assert decoding._heic_plane_bytes(record(1, 10, 10), "RGB") == 3.0        # 10 bits, 4:2:0
+    assert decoding._heic_plane_bytes(record(2, 8, 8), "RGBA") == 4.0         # 4:2:2, and an alpha plane
+    assert decoding._heic_plane_bytes(record(1, 8, 8)[:-3], "RGB") == 6.0     # cut short: the dearest
+    # Real ones: what pillow-heif writes, 4:2:0 at 8 bits, and 4:4:4.
+    assert decoding._heic_plane_bytes(encode(gradient(40, 30), "HEIF"), "RGB") == 1.5
+    assert decoding._heic_plane_bytes(encode(gradient(40, 30), "HEIF", chroma=444), "RGB") == 3.0
+
+
+def test_a_heics_thumbnail_is_never_decoded_to_choose_it():
+    """pillow-heif decodes a thumbnail as it picks one (Image.draft), before any budget is checked, and its
+    HEVC frame need not be the size its file says: thumbnails are not read at all, the picture is."""
+    photo = gradient(2000, 1500)
+    with_thumbnail = io.BytesIO()
+    photo.save(with_thumbnail, "HEIF", quality=50, thumbnails=[600])
+    assert b"thmb" in with_thumbnail.getvalue()          # the file's reference from a thumbnail to its picture
+    opened, size, _ = decoding._planned(with_thumbnail.getvalue(), 0)
+    assert opened.size == size == (2000, 1500) and not opened.info.get("thumbnails")
 
 
 def test_exif_orientation_is_applied_from_a_block_too_big_for_pillow_to_read():
@@ -222,7 +266,7 @@ def test_animated_gif_uses_the_first_frame():
     assert pixel[0] > 200 and pixel[2] < 50
 
 
-@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "AVIF", "GIF", "BMP", "TIFF"])
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "AVIF", "HEIF", "GIF", "BMP", "TIFF"])
 def test_upload_formats(fmt, tmp_path):
     raw = encode(gradient(), fmt)
     assert decoding.load_image(raw).size == (40, 30)
@@ -249,8 +293,8 @@ def _png_claiming(width: int, height: int) -> bytes:
 @pytest.mark.parametrize("raw, message", [
     (b"", "The file is empty."),
     (b"hello, I am a text file named photo.png\n", "not a picture in a format we can read"),
-    (b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>', "SVG and HEIC are not supported"),
-    (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic", "SVG and HEIC are not supported"),
+    (b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>', "SVG is not supported"),
+    (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic", "damaged or cut short"),
     (_png_claiming(100_000, 100_000), "too large"),
     (_png_claiming(20_000, 10_000), "too large"),
     (_png_claiming(0, 10), "picture"),
@@ -322,6 +366,7 @@ def test_formats_the_uploader_does_not_offer_are_refused():
 WORKING = decoding.WORKING_SIZE
 LOADS = {"mpo_phone", "jpeg_ff_run", "jpeg_huge_baseline", "jpeg_segments_after_the_scan", "tiff_float_nan", "png_rgba_at_budget", "png_16bit_at_budget",
          "png_palette_at_budget", "tiff_float_at_budget", "webp_at_budget", "jpeg_progressive_at_budget", "avif_at_budget",
+         "heic_at_budget",
          "avif_frame_larger_than_its_size_box",
          *hostile_images.ALONE}
 

@@ -155,8 +155,8 @@ def test_a_broken_upload_keeps_its_sentence_on_every_rerun(monkeypatch):
     for _ in range(2):
         at.run()
         assert not at.exception and [e.value for e in at.error] == [
-            "notes.jpg: This file is not a picture in a format we can read (try JPEG, PNG, WebP, AVIF, GIF, BMP or TIFF; "
-            "SVG and HEIC are not supported)."]
+            "notes.jpg: This file is not a picture in a format we can read (try JPEG, PNG, WebP, AVIF, HEIC, GIF, BMP or "
+            "TIFF; SVG is not supported)."]
 
 
 def test_a_heat_map_is_compiled_once_per_model_not_run_eagerly():
