@@ -7,9 +7,6 @@ from app_pages import common, inside_parts, predict_parts, upload_budget
 from cifar_core import decoding, evaluation, settings
 from cifar_core.data import CLASS_NAMES
 
-FORMATS = ["jpg", "jpeg", "png", "webp", "avif", *(["heic", "heif"] if decoding.HEIC else []), "gif", "bmp", "tif",
-           "tiff"]
-
 common.header("predict")
 source = st.segmented_control("Picture from", ["Upload", "Camera", "Draw", "Test picture"], default="Upload",
                               required=True, key="predict_source") or "Upload"
@@ -26,7 +23,8 @@ if let_go := st.session_state.get("predict_let_go"):
 
 
 if source == "Upload":
-    files = st.file_uploader("Photos (one or many)", type=FORMATS, accept_multiple_files=True, key="predict_files",
+    offered = predict_parts.upload_formats(st.context.headers.get("User-Agent", ""))     # HEIC, or Safari's JPEG
+    files = st.file_uploader("Photos (one or many)", type=offered, accept_multiple_files=True, key="predict_files",
                              help=f"{decoding.READ_HERE}, up to {predict_parts.UPLOAD_LIMIT_MB} MB each",
                              on_change=predict_parts.pictures_changed)
     # Streamlit stops a file over its own limit in the browser, before sending it, with only a red mark

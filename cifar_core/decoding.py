@@ -423,12 +423,14 @@ def _cost(image: Image.Image, raw: bytes, size: tuple[int, int], jpeg_scans: int
         # Pillow hands libavif a copy of the file; the AV1 decoder's YUV planes (`_avif_plane_bytes`) become
         # 8-bit RGB(A) bytes, which Pillow copies into the picture. Measured peaks (4000 x 3000, 8 bits,
         # 4:2:0 and 4:4:4) are 9 and 11 bytes a pixel with the picture's own, this 11.5 and 13.
-        cost += len(raw) + int(pixels * (_avif_plane_bytes(raw, image.mode) + 2 * len(image.mode)))
+        coded = size[0] * size[1]       # the decoder's whole picture, before any crop (`_planned`)
+        cost += len(raw) + int(coded * (_avif_plane_bytes(raw, image.mode) + 2 * len(image.mode)))
     elif image.format == "HEIF":
         # The same way through libheif: the HEVC decoder's planes, 8-bit RGB(A) bytes made of them (10- and
         # 12-bit pictures brought to 8), and Pillow's copy. Measured peak (4000 x 3000, 8 bits, 4:2:0):
         # 8.3 bytes a pixel with the picture's own; this 11.5.
-        cost += len(raw) + int(pixels * (_heic_plane_bytes(raw, image.mode) + 2 * len(image.mode)))
+        coded = size[0] * size[1]
+        cost += len(raw) + int(coded * (_heic_plane_bytes(raw, image.mode) + 2 * len(image.mode)))
     elif codec == "libtiff":
         cost += _tiff_buffer(image)
     elif codec == "bmp_rle":
@@ -463,6 +465,18 @@ def _plane_bytes(raw: bytes, mode: str, name: bytes, per_pixel) -> float:
     return worst + (2 if mode == "RGBA" else 0)
 
 
+def _largest_size_box(raw: bytes) -> tuple[int, int]:
+    """The largest width and height a HEIF file's size boxes (`ispe`: after the name, a version and flags,
+    then the two) give, looked for anywhere in it, as `_plane_bytes` looks for its boxes; (0, 0) for none."""
+    largest, at = (0, 0), raw.find(b"ispe")
+    for _ in range(64):
+        if at < 0 or at + 16 > len(raw):
+            break
+        largest = max(largest, struct.unpack_from(">II", raw, at + 8), key=lambda s: s[0] * s[1])
+        at = raw.find(b"ispe", at + 4)
+    return largest
+
+
 def _avif_plane_bytes(raw: bytes, mode: str) -> float:
     return _plane_bytes(raw, mode, b"av1C", _av1_sample)
 
@@ -495,6 +509,11 @@ def _planned(raw: bytes, jpeg_scans: int) -> tuple[Image.Image, tuple[int, int],
     width, height = size = image.size
     if width < 1 or height < 1:
         raise ImageError("The picture has no pixels (its width or height is zero).")
+    if image.format in ("AVIF", "HEIF"):
+        # The size such a file gives is its picture's after any crop (`clap`); the decoder makes the whole
+        # coded picture first, which its size box (`ispe`) says: a 3 KB HEIC cropped to 40 x 30 named 12000 x
+        # 12000. The largest box in the file counts.
+        size = max(size, _largest_size_box(raw), key=lambda s: s[0] * s[1])
     if image.format in ("JPEG", "MPO"):                     # phones save photos as MPO: a JPEG and more
         image.draft("RGB", (WORKING_SIZE, WORKING_SIZE))
     _scale_transparent_key(image)

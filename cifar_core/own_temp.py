@@ -4,8 +4,8 @@ TensorFlow writes the code it generates for a training step (autograph) into the
 folder, and Keras stages every save in a folder there; both are removed as the process exits normally.
 A trainer killed outright (out of memory, the silence check, the machine's service stopped) leaves them
 behind, a few files each time, in a folder a hosted server may never empty over a term: the test suite
-alone left 1,339 here. So each trainer points its temporary files into `cifar-trainer-<pid>-<start>`
-there (`use_own`), and every trainer that starts removes the folders of the trainers that are gone.
+alone left 1,339 here. So each trainer points its temporary files into a folder named for it there
+(`use_own`, `name`), and every trainer that starts removes the folders of the trainers that are gone.
 """
 from __future__ import annotations
 
@@ -18,27 +18,43 @@ from pathlib import Path
 from cifar_core import rundir
 
 PREFIX = "cifar-trainer-"
+# The system's temporary folder, as the first trainer found it: what it starts (a worker's hand-over starts
+# another worker) inherits TMPDIR pointing into its own folder, which goes when it exits.
+BASE = "CIFAR_TEMP_BASE"
 
 
-def use_own() -> Path:
+def use_own() -> Path | None:
     """Send this process's temporary files (Python's `tempfile` and TensorFlow's, which reads TMPDIR) to a
     folder of its own, removed at exit; first the folders of trainers no longer running are removed. Call
-    before TensorFlow is imported."""
-    base = Path(tempfile.gettempdir())
+    before TensorFlow is imported. None, the system's folder kept, where no folder of its own can be made."""
+    base = Path(os.environ.setdefault(BASE, tempfile.gettempdir()))
     sweep(base)
     me = os.getpid()
-    folder = base / f"{PREFIX}{me}-{rundir.process_start(me)}"
-    folder.mkdir(mode=0o700, exist_ok=True)
+    folder = base / name(me)
+    if tempfile.tempdir == str(folder):
+        return folder       # already (a second call)
+    try:
+        # Made here, never taken as found: on a temporary folder every user shares, another could have
+        # made one of that name beforehand for TensorFlow to write code into, and import.
+        folder.mkdir(mode=0o700)
+    except OSError:
+        return None
     os.environ["TMPDIR"] = tempfile.tempdir = str(folder)
     # Registered before TensorFlow's own clean-up, so it runs after it (last in, first out).
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     return folder
 
 
+def name(pid: int) -> str:
+    """The folder of trainer `pid`: named for its process namespace (containers sharing a temporary folder
+    each judge only their own), its pid and its start time, which together name one process for good (a
+    pid reused later has another start time)."""
+    return f"{PREFIX}{rundir.PID_SPACE}-{pid}-{rundir.process_start(pid)}"
+
+
 def sweep(base: Path) -> None:
-    """Remove the folders in `base` of trainers that are gone: named for a pid and its start time, which
-    together name one process for good (a pid reused later has another start time)."""
-    for folder in base.glob(f"{PREFIX}*"):
-        pid, _, started = folder.name[len(PREFIX):].partition("-")
-        if not pid.isdigit() or str(rundir.process_start(int(pid))) != started:
+    """Remove the folders in `base` of this process namespace's trainers that are gone."""
+    for folder in base.glob(f"{PREFIX}{rundir.PID_SPACE}-*"):
+        pid = folder.name[len(f"{PREFIX}{rundir.PID_SPACE}-"):].partition("-")[0]
+        if not pid.isdigit() or folder.name != name(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)     # another user's stays: not ours to remove

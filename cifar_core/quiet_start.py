@@ -6,8 +6,10 @@ TF_CPP_MIN_LOG_LEVEL quiets most of TensorFlow's C++ lines, but not those it wri
 is set up: on a CPU where it turns oneDNN on by itself (AVX-512 VNNI or BF16, AMX: most servers of
 the last years), every command began with absl's "All log messages before absl::InitializeLog()..."
 and "oneDNN custom operations are on...", twice each. No setting quiets them short of turning oneDNN
-off, which costs speed; so what TensorFlow writes to the error stream while it is imported is caught
-and written on without those lines. Anything else it says there (its errors) still shows.
+off, which costs speed; so while TensorFlow is imported the error stream goes through a small process
+of its own that writes on every line but those. A process, not a thread: where TensorFlow ends this one
+as it starts (its "compiled to use AVX instructions" on an old CPU), what it said before is still
+written, as the filter reads on to the end.
 """
 from __future__ import annotations
 
@@ -15,8 +17,8 @@ import contextlib
 import importlib.abc
 import importlib.machinery
 import os
+import subprocess
 import sys
-import tempfile
 
 START_UP_NOTES = (
     "All log messages before absl::InitializeLog() is called are written to STDERR",
@@ -54,26 +56,46 @@ class _Loader(importlib.abc.Loader):
         with _without_notes():
             self.loader.exec_module(module)
 
+    def __getattr__(self, name):      # the rest (resources, source) as the real loader has them
+        return getattr(self.loader, name)
+
+
+_FILTER = """
+import sys
+notes = [note.encode() for note in sys.argv[1:]]
+for line in sys.stdin.buffer:
+    if not any(note in line for note in notes):
+        sys.stderr.buffer.write(line)
+        sys.stderr.buffer.flush()
+"""
+
 
 @contextlib.contextmanager
 def _without_notes():
-    """The process's error stream (file descriptor 2, where C++ writes) caught in a file meanwhile, then
-    written on without START_UP_NOTES."""
-    sys.stderr.flush()
-    kept = os.dup(2)
-    with tempfile.TemporaryFile() as caught:
-        os.dup2(caught.fileno(), 2)
-        try:
-            yield
-        finally:
-            with contextlib.suppress(OSError, ValueError):
-                sys.stderr.flush()
-            os.dup2(kept, 2)
-            os.close(kept)
-            caught.seek(0)
-            said = caught.read().decode(errors="replace")
-            rest = "".join(line for line in said.splitlines(keepends=True)
-                           if not any(note in line for note in START_UP_NOTES))
-            if rest:
-                sys.stderr.write(rest)
-                sys.stderr.flush()
+    """The process's error stream (file descriptor 2, where C++ writes) through a filter process meanwhile,
+    which writes it on to where it went, without START_UP_NOTES. Where no process can be started, or the
+    stream is not there, as it is."""
+    try:
+        if sys.stderr is not None:
+            sys.stderr.flush()
+        kept = os.dup(2)
+    except (OSError, ValueError):
+        yield
+        return
+    try:
+        notes = subprocess.Popen([sys.executable, "-I", "-S", "-c", _FILTER, *START_UP_NOTES], stdin=subprocess.PIPE,
+                                 stdout=subprocess.DEVNULL, stderr=kept)
+    except OSError:
+        os.close(kept)
+        yield
+        return
+    os.dup2(notes.stdin.fileno(), 2)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            sys.stderr.flush()
+        os.dup2(kept, 2)
+        os.close(kept)
+        notes.stdin.close()
+        notes.wait()

@@ -211,7 +211,8 @@ def _let_go_of_starting_copy(config: TrainConfig, run_dir: str | os.PathLike) ->
     """Delete the run's own copy of the model it goes on from (`runs.create` makes it, so that the parent
     run may be deleted meanwhile) once its weights are in the network: up to 15 MB a run, kept for as
     long as the run was. A model given from elsewhere (the command line's) is never touched."""
-    if config.initial_model and Path(config.initial_model).parent.resolve() == Path(run_dir).resolve():
+    given = Path(config.initial_model or "")
+    if given.name == rundir.STARTING_COPY and given.parent.resolve() == Path(run_dir).resolve():
         with contextlib.suppress(OSError):
             Path(config.initial_model).unlink(missing_ok=True)
 

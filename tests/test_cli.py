@@ -513,6 +513,24 @@ def test_tensorflows_start_up_lines_are_not_shown(tmp_path):
     assert [line for line in result.stderr.splitlines() if "TensorFlow Lite XNNPACK" not in line] == []
 
 
+def test_what_tensorflow_says_as_it_fails_to_start_is_still_shown(tmp_path):
+    """Its start-up notes are kept off by a filter its error stream goes through while it is imported: where
+    it ends the process as it starts (an old CPU without AVX), its reason was lost with the process."""
+    fake = tmp_path / "tensorflow"
+    fake.mkdir()
+    (fake / "__init__.py").write_text(
+        "import os\n"
+        "os.write(2, b'All log messages before absl::InitializeLog() is called are written to STDERR\\n')\n"
+        "os.write(2, b'The TensorFlow library was compiled to use AVX instructions, but these are not here.\\n')\n"
+        "os.abort()\n")
+    result = subprocess.run([sys.executable, "-c", "from cifar_core import quiet_start\n"
+                             "quiet_start.keep_start_up_notes_off()\nimport tensorflow"], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}, timeout=60)
+    assert result.returncode != 0
+    assert result.stderr.splitlines() == ["The TensorFlow library was compiled to use AVX instructions, but these "
+                                          "are not here."]
+
+
 def test_download_offline_says_so(tmp_path, monkeypatch):
     from cifar_core import __main__ as main
     monkeypatch.setattr(data, "URL", "http://127.0.0.1:9/cifar-10-python.tar.gz")

@@ -422,6 +422,8 @@ def test_hostile_files_are_refused_for_what_they_are(hostile):
     assert "tags whose values add up to more bytes than the whole file" in sentence("tiff_many_big_tags")
     assert "lists of more than 32,768 numbers" in sentence("tiff_exif_fractions")       # in its Exif directory
     assert "too large to decode here (12000 x 12000 pixels" in sentence("avif_claiming_12000")
+    # Its picture cropped to 40 x 30 (`clap`): the size box, which the decoder makes whole, is what counts.
+    assert "too large to decode here (12000 x 12000 pixels" in sentence("heic_claiming_12000")
     assert "too large to decode here (8900 x 8900 pixels" in sentence("tiff_turned_8900")
     assert "not a picture in a format we can read" in sentence("im_bad_size")
 

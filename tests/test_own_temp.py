@@ -25,8 +25,13 @@ def test_a_killed_trainers_temporary_files_go_when_the_next_trainer_starts(tmp_p
     script, temp = tmp_path / "trainer.py", tmp_path / "temp"
     temp.mkdir()
     script.write_text("""
+import subprocess, sys, time
 from cifar_core import own_temp
 folder = own_temp.use_own()
+# What a trainer starts (a worker's hand-over starts another worker) inherits its TMPDIR: its folder is
+# still made beside, not inside this one's, which goes when this one exits.
+started = subprocess.run([sys.executable, "-c", "from cifar_core import own_temp; print(own_temp.use_own())"],
+                         capture_output=True, text=True).stdout.strip()
 import tensorflow as tf
 
 @tf.function
@@ -36,20 +41,22 @@ def count(x):
     return x
 
 count(tf.constant(0))
-print(folder, flush=True)
+print(folder, started, flush=True)
 time.sleep(120)
 """)
     child = subprocess.Popen([sys.executable, str(script)], cwd=ROOT,
-                             env={**os.environ, "TMPDIR": str(temp), "PYTHONPATH": str(ROOT)},
+                             env={**{k: v for k, v in os.environ.items() if k != own_temp.BASE},
+                                  "TMPDIR": str(temp), "PYTHONPATH": str(ROOT)},
                              stdout=subprocess.PIPE, text=True)
     try:
-        folder = Path(child.stdout.readline().strip())
+        folder, started = map(Path, child.stdout.readline().split())
         assert folder.parent == temp and folder.name.startswith(own_temp.PREFIX)
+        assert started.parent == temp and started.name.startswith(own_temp.PREFIX) and started != folder
         assert any(folder.rglob("*.py")), "TensorFlow wrote its generated code elsewhere"
     finally:
         child.kill()
         child.wait()
-    mine = temp / f"{own_temp.PREFIX}{os.getpid()}-{rundir.process_start(os.getpid())}"   # one still running
+    mine = temp / own_temp.name(os.getpid())          # one still running
     mine.mkdir()
     assert folder.exists()
     own_temp.sweep(temp)

@@ -208,3 +208,21 @@ def test_a_tiny_picture_is_never_told_its_sure_holds_and_its_batch_row_says_why(
     assert row["answer"] and row["problem"].startswith("This picture is only 8 x 8 pixels")
     photo = data.load_sample().x_test[3]
     assert explain.unlike_a_photo(photo, (8, 8)) and not explain.unlike_a_photo(photo, (500, 400))
+
+
+def test_safari_on_a_mac_is_not_offered_heic_so_it_sends_a_jpeg_of_it():
+    """Safari on a Mac sends a HEIC as it is when the uploader offers HEIC, and a JPEG it makes of it when
+    not: 0.03 s of the server's CPU at an eighth, not 0.9-1.2 s, and a recent iPhone's 24 megapixels read.
+    Browsers that cannot make one are offered HEIC, which they would otherwise grey out."""
+    from app_pages import predict_parts
+    safari = ("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+              "Version/17.6 Safari/605.1.15")
+    chrome_mac = ("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) "
+                  "Chrome/131.0.0.0 Safari/537.36")
+    edge_windows = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+                    "Chrome/131.0.0.0 Safari/537.36 Edg/131.0.0.0")
+    firefox_mac = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10.15; rv:133.0) Gecko/20100101 Firefox/133.0"
+    assert "heic" not in predict_parts.upload_formats(safari)
+    assert predict_parts.upload_formats(safari)[0] == "jpg"          # Safari makes the first it can
+    for browser in (chrome_mac, edge_windows, firefox_mac, ""):
+        assert {"heic", "heif", "jpg", "avif"} <= set(predict_parts.upload_formats(browser)), browser
