@@ -35,7 +35,8 @@ def upload_formats(user_agent: str) -> list[str]:
     one, so they are offered HEIC, which they would otherwise grey out."""
     heic = decoding.HEIC and not ("Macintosh" in user_agent and "Safari/" in user_agent
                                   and not _NOT_SAFARI.search(user_agent))
-    return ["jpg", "jpeg", "png", "webp", "avif", *(["heic", "heif"] if heic else []), "gif", "bmp", "tif", "tiff"]
+    # (HEIC's other name, .heif, is rare: one more name in the uploader's list of them did not fit on a phone.)
+    return ["jpg", "jpeg", "png", "webp", "avif", *(["heic"] if heic else []), "gif", "bmp", "tif", "tiff"]
 SHOWN = 256    # pixels across for the 32 x 32 picture and its heat maps: 8 screen pixels per picture pixel
 LOADED_KEY = "predict_loaded"   # session state: (the upload's file_id, its Picture or the sentence refusing it)
 FRAMED_KEY = "predict_framed"   # session state: (the picture, the boxes framed on it, its framed JPEG)

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cifar_core import own_temp, ray_backend, rundir
+from cifar_core import own_temp, ray_backend
 from test_runs import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
