@@ -24,8 +24,11 @@ if let_go := st.session_state.get("predict_let_go"):
 
 if source == "Upload":
     offered = predict_parts.upload_formats(st.context.headers.get("User-Agent", ""))     # HEIC, or Safari's JPEG
+    # Safari makes its JPEG of a HEIC photo chosen with Browse files; one dragged in is checked as it is.
+    safari = " (in Safari, choose a HEIC photo with Browse files: it sends a JPEG of it)" if (
+        decoding.HEIC and "heic" not in offered) else ""
     files = st.file_uploader("Photos (one or many)", type=offered, accept_multiple_files=True, key="predict_files",
-                             help=f"{decoding.READ_HERE}, up to {predict_parts.UPLOAD_LIMIT_MB} MB each",
+                             help=f"{decoding.READ_HERE}, up to {predict_parts.UPLOAD_LIMIT_MB} MB each{safari}",
                              on_change=predict_parts.pictures_changed)
     # Streamlit stops a file over its own limit in the browser, before sending it, with only a red mark
     # whose words show on hover; a file between our limit and Streamlit's gets a sentence below. Said

@@ -424,13 +424,13 @@ def _cost(image: Image.Image, raw: bytes, size: tuple[int, int], jpeg_scans: int
         # 8-bit RGB(A) bytes, which Pillow copies into the picture. Measured peaks (4000 x 3000, 8 bits,
         # 4:2:0 and 4:4:4) are 9 and 11 bytes a pixel with the picture's own, this 11.5 and 13.
         coded = size[0] * size[1]       # the decoder's whole picture, before any crop (`_planned`)
-        cost += len(raw) + int(coded * (_avif_plane_bytes(raw, image.mode) + 2 * len(image.mode)))
+        cost += len(raw) + int(coded * (_avif_plane_bytes(_meta(raw), image.mode) + 2 * len(image.mode)))
     elif image.format == "HEIF":
         # The same way through libheif: the HEVC decoder's planes, 8-bit RGB(A) bytes made of them (10- and
         # 12-bit pictures brought to 8), and Pillow's copy. Measured peak (4000 x 3000, 8 bits, 4:2:0):
         # 8.3 bytes a pixel with the picture's own; this 11.5.
         coded = size[0] * size[1]
-        cost += len(raw) + int(coded * (_heic_plane_bytes(raw, image.mode) + 2 * len(image.mode)))
+        cost += len(raw) + int(coded * (_heic_plane_bytes(_meta(raw), image.mode) + 2 * len(image.mode)))
     elif codec == "libtiff":
         cost += _tiff_buffer(image)
     elif codec == "bmp_rle":
@@ -448,7 +448,7 @@ def _cost(image: Image.Image, raw: bytes, size: tuple[int, int], jpeg_scans: int
 def _plane_bytes(raw: bytes, mode: str, name: bytes, per_pixel) -> float:
     """Bytes a pixel of a HEIF file's decoded YUV planes take (1 or 2 bytes a sample; chroma at its
     subsampling; an alpha plane), from the costliest of its decoder configuration boxes (`name`: AV1's or
-    HEVC's, looked for anywhere in the file: bytes of coded data that spell the name only count it dearer;
+    HEVC's, looked for anywhere in `raw`, its `meta` box: bytes that spell the name only count it dearer;
     `per_pixel(raw, at)` reads one); with none found, the dearest there is, 16 bits in 4:4:4."""
     worst, at = 0.0, raw.find(name)
     for _ in range(64):
@@ -465,16 +465,40 @@ def _plane_bytes(raw: bytes, mode: str, name: bytes, per_pixel) -> float:
     return worst + (2 if mode == "RGBA" else 0)
 
 
-def _largest_size_box(raw: bytes) -> tuple[int, int]:
-    """The largest width and height a HEIF file's size boxes (`ispe`: after the name, a version and flags,
-    then the two) give, looked for anywhere in it, as `_plane_bytes` looks for its boxes; (0, 0) for none."""
-    largest, at = (0, 0), raw.find(b"ispe")
+def _meta(raw: bytes) -> bytes:
+    """A HEIF file's `meta` box, where the boxes that describe its pictures are (and the only place libheif
+    and libavif read them): its coded pictures' bytes spell a box's name by chance, one HEIC photo of 4-5
+    MB in a thousand, and a false size box there refused a real photo as trillions of pixels. b"" where
+    the top level has none among its first boxes."""
+    at = 0
     for _ in range(64):
-        if at < 0 or at + 16 > len(raw):
+        if at + 8 > len(raw):
             break
-        largest = max(largest, struct.unpack_from(">II", raw, at + 8), key=lambda s: s[0] * s[1])
-        at = raw.find(b"ispe", at + 4)
-    return largest
+        size, kind = struct.unpack_from(">I4s", raw, at)
+        if size == 1 and at + 16 <= len(raw):
+            (size,) = struct.unpack_from(">Q", raw, at + 8)       # a 64-bit size
+        elif size == 0:
+            size = len(raw) - at                                   # to the end of the file
+        if kind == b"meta":
+            return raw[at:at + size]
+        if size < 8:
+            break
+        at += size
+    return b""
+
+
+def _largest_size_box(meta: bytes) -> tuple[int, int]:
+    """The largest width and height the size boxes in a `meta` box give (`ispe`, 20 bytes: its size, name,
+    version and flags, then the two); (0, 0) for none. ImageError past 64 of them: a picture has one,
+    a grid of tiles two, and decoys before the real one hid its size."""
+    largest, at = (0, 0), meta.find(b"ispe")
+    for _ in range(64):
+        if at < 0 or at + 16 > len(meta):
+            return largest
+        if meta[at - 4:at] == b"\0\0\0\x14":
+            largest = max(largest, struct.unpack_from(">II", meta, at + 8), key=lambda s: s[0] * s[1])
+        at = meta.find(b"ispe", at + 4)
+    raise ImageError("This file describes more pictures than a photo does; please save it as a JPEG or a PNG.")
 
 
 def _avif_plane_bytes(raw: bytes, mode: str) -> float:
@@ -513,7 +537,7 @@ def _planned(raw: bytes, jpeg_scans: int) -> tuple[Image.Image, tuple[int, int],
         # The size such a file gives is its picture's after any crop (`clap`); the decoder makes the whole
         # coded picture first, which its size box (`ispe`) says: a 3 KB HEIC cropped to 40 x 30 named 12000 x
         # 12000. The largest box in the file counts.
-        size = max(size, _largest_size_box(raw), key=lambda s: s[0] * s[1])
+        size = max(size, _largest_size_box(_meta(raw)), key=lambda s: s[0] * s[1])
     if image.format in ("JPEG", "MPO"):                     # phones save photos as MPO: a JPEG and more
         image.draft("RGB", (WORKING_SIZE, WORKING_SIZE))
     _scale_transparent_key(image)

@@ -13,6 +13,7 @@ import atexit
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 from cifar_core import rundir
@@ -27,7 +28,7 @@ def use_own() -> Path | None:
     """Send this process's temporary files (Python's `tempfile` and TensorFlow's, which reads TMPDIR) to a
     folder of its own, removed at exit; first the folders of trainers no longer running are removed. Call
     before TensorFlow is imported. None, the system's folder kept, where no folder of its own can be made."""
-    base = Path(os.environ.setdefault(BASE, tempfile.gettempdir()))
+    base = _base()
     sweep(base)
     me = os.getpid()
     folder = base / name(me)
@@ -38,11 +39,25 @@ def use_own() -> Path | None:
         # made one of that name beforehand for TensorFlow to write code into, and import.
         folder.mkdir(mode=0o700)
     except OSError:
+        os.environ["TMPDIR"] = tempfile.tempdir = str(base)      # not the starting trainer's, which goes
         return None
     os.environ["TMPDIR"] = tempfile.tempdir = str(folder)
     # Registered before TensorFlow's own clean-up, so it runs after it (last in, first out).
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     return folder
+
+
+def _base() -> Path:
+    """The system's temporary folder: as the trainer that started this one found it, where that is still a
+    folder; else the system's own, an inherited trainer's folder (TMPDIR) passed over."""
+    given = os.environ.get(BASE, "")
+    if os.path.isabs(given) and os.path.isdir(given):
+        return Path(given)
+    if Path(os.environ.get("TMPDIR", "")).name.startswith(PREFIX):
+        del os.environ["TMPDIR"]
+    tempfile.tempdir = None
+    os.environ[BASE] = tempfile.gettempdir()
+    return Path(os.environ[BASE])
 
 
 def name(pid: int) -> str:
@@ -52,9 +67,21 @@ def name(pid: int) -> str:
     return f"{PREFIX}{rundir.PID_SPACE}-{pid}-{rundir.process_start(pid)}"
 
 
+OTHERS_KEPT_S = 7 * 24 * 3600    # another namespace's folder untouched this long: a container's before a restart
+
+
 def sweep(base: Path) -> None:
-    """Remove the folders in `base` of this process namespace's trainers that are gone."""
-    for folder in base.glob(f"{PREFIX}{rundir.PID_SPACE}-*"):
-        pid = folder.name[len(f"{PREFIX}{rundir.PID_SPACE}-"):].partition("-")[0]
-        if not pid.isdigit() or folder.name != name(int(pid)):
+    """Remove the folders in `base` of this process namespace's trainers that are gone, and another's
+    untouched for a week (a container restarted keeps its temporary folder, in a new namespace)."""
+    ours = f"{PREFIX}{rundir.PID_SPACE}-"
+    for folder in base.glob(f"{PREFIX}*"):
+        if folder.name.startswith(ours):
+            pid = folder.name[len(ours):].partition("-")[0]
+            gone = not (pid.isascii() and pid.isdigit()) or folder.name != name(int(pid))
+        else:
+            try:
+                gone = time.time() - folder.lstat().st_mtime > OTHERS_KEPT_S
+            except OSError:
+                continue
+        if gone:
             shutil.rmtree(folder, ignore_errors=True)     # another user's stays: not ours to remove

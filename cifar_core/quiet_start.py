@@ -57,11 +57,14 @@ class _Loader(importlib.abc.Loader):
             self.loader.exec_module(module)
 
     def __getattr__(self, name):      # the rest (resources, source) as the real loader has them
+        if name == "loader":          # not set yet (a copy being made): not the real loader's either
+            raise AttributeError(name)
         return getattr(self.loader, name)
 
 
 _FILTER = """
-import sys
+import signal, sys
+signal.signal(signal.SIGINT, signal.SIG_IGN)    # Ctrl-C is the command's: this reads on until it ends
 notes = [note.encode() for note in sys.argv[1:]]
 for line in sys.stdin.buffer:
     if not any(note in line for note in notes):

@@ -192,6 +192,23 @@ def test_a_heics_cost_follows_its_bit_depth_and_colour_subsampling():
     assert decoding._heic_plane_bytes(encode(gradient(40, 30), "HEIF", chroma=444), "RGB") == 3.0
 
 
+def test_a_size_box_counts_only_where_the_decoders_read_one():
+    """`ispe` in the coded picture's bytes (one HEIC photo of 4-5 MB in a thousand spells it by chance) refused
+    a real photo as trillions of pixels; decoys before the real box hid its size."""
+    for fmt in ("HEIF", "AVIF"):
+        raw = encode(gradient(400, 300), fmt, quality=50)
+        mdat = raw.index(b"mdat")
+        planted = raw[:mdat + 40] + b"ispe\xff\xff\xff\xff\xff\xff\xff\xff" + raw[mdat + 52:]    # same length
+        image, size, cost = decoding._planned(planted, 0)
+        assert size == (400, 300) and cost == decoding._planned(raw, 0)[2], fmt
+    def box(width: int, height: int) -> bytes:
+        return b"\0\0\0\x14ispe\0\0\0\0" + struct.pack(">II", width, height)
+    assert decoding._largest_size_box(box(40, 30) + box(12000, 12000)) == (12000, 12000)
+    assert decoding._largest_size_box(b"\0\0\0\x15ispe\0\0\0\0" + struct.pack(">II", 9, 9)) == (0, 0)  # not a box
+    with pytest.raises(ImageError, match="describes more pictures than a photo does"):
+        decoding._largest_size_box(box(40, 30) * 64 + box(12000, 12000))
+
+
 def test_a_heics_thumbnail_is_never_decoded_to_choose_it():
     """pillow-heif decodes a thumbnail as it picks one (Image.draft), before any budget is checked, and its
     HEVC frame need not be the size its file says: thumbnails are not read at all, the picture is."""

@@ -4,9 +4,11 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
-from cifar_core import own_temp, ray_backend
+from cifar_core import own_temp, ray_backend, rundir
 from test_runs import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,9 +60,27 @@ time.sleep(120)
         child.wait()
     mine = temp / own_temp.name(os.getpid())          # one still running
     mine.mkdir()
+    odd = temp / f"{own_temp.PREFIX}{rundir.PID_SPACE}-\u00b2-1"     # a digit to str.isdigit, not to int()
+    odd.mkdir()
+    # Another process namespace's (a container sharing the folder, or this one's before a restart): not
+    # judged by this one's pids, but let go once untouched for a week.
+    theirs, old = temp / f"{own_temp.PREFIX}1-2-3", temp / f"{own_temp.PREFIX}4-5-6"
+    for other in (theirs, old):
+        other.mkdir()
+    os.utime(old, (time.time() - own_temp.OTHERS_KEPT_S - 60,) * 2)
     assert folder.exists()
     own_temp.sweep(temp)
-    assert sorted(p.name for p in temp.iterdir()) == [mine.name]
+    assert sorted(p.name for p in temp.iterdir()) == sorted([mine.name, theirs.name])
+
+
+def test_a_trainer_whose_starters_temporary_folder_is_gone_uses_the_systems(tmp_path, monkeypatch):
+    """Not the starting trainer's own folder, which goes when it exits."""
+    inherited = tmp_path / f"{own_temp.PREFIX}0-1-2"
+    inherited.mkdir()
+    monkeypatch.setenv("TMPDIR", str(inherited))
+    monkeypatch.setenv(own_temp.BASE, str(tmp_path / "gone"))
+    monkeypatch.setattr(tempfile, "tempdir", str(inherited))
+    assert own_temp._base() != inherited and not Path(tempfile.gettempdir()).name.startswith(own_temp.PREFIX)
 
 
 def test_a_trainer_a_ray_actor_started_ends_with_the_actor_however_it_ends(tmp_path):
