@@ -531,6 +531,29 @@ def test_what_tensorflow_says_as_it_fails_to_start_is_still_shown(tmp_path):
                                           "are not here."]
 
 
+def test_ctrl_c_while_tensorflow_starts_is_the_commands_alone(tmp_path):
+    """Ctrl-C reaches every process of the terminal's group, the notes' filter too, which printed a traceback
+    of its own and stopped passing on what came after. And its loader can be copied (it recursed)."""
+    import copy
+    import signal
+    import time
+
+    from cifar_core import quiet_start
+    assert copy.copy(quiet_start._Loader(object())).loader is not None
+    fake = tmp_path / "tensorflow"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("import os, time\nos.write(2, b'starting\\n')\ntime.sleep(60)\n")
+    command = subprocess.Popen([sys.executable, "-c", "from cifar_core import quiet_start\n"
+                                "quiet_start.keep_start_up_notes_off()\nimport tensorflow"], stderr=subprocess.PIPE,
+                               text=True, start_new_session=True,
+                               env={**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"})
+    assert command.stderr.readline() == "starting\n"
+    time.sleep(0.5)                               # both waiting: the command in its import, the filter on it
+    os.killpg(command.pid, signal.SIGINT)         # as a terminal sends it: to the whole group
+    said = command.communicate(timeout=60)[1]
+    assert said.count("KeyboardInterrupt") == 1, said        # the command's own, not the filter's too
+
+
 def test_download_offline_says_so(tmp_path, monkeypatch):
     from cifar_core import __main__ as main
     monkeypatch.setattr(data, "URL", "http://127.0.0.1:9/cifar-10-python.tar.gz")
