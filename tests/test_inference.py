@@ -113,17 +113,20 @@ def test_exif_orientation_is_applied():
     assert image.size == (30, 40)
 
 
-def test_an_avif_is_read_as_its_jpeg_is_and_turned_upright():
-    """AVIF, as browsers save pictures from many websites: the model is shown the same picture as from a
-    JPEG of it, and it is turned by its orientation (libavif reports it; nothing turns the pixels)."""
+@pytest.mark.parametrize("fmt", ["AVIF", "HEIF"])
+def test_an_avif_or_heic_is_read_as_its_jpeg_is_and_turned_upright(fmt):
+    """AVIF, as browsers save pictures from many websites, and HEIC, an iPhone's photos as a Mac or a PC keeps
+    them: the model is shown the same picture as from a JPEG of it, and it is turned as its file says
+    (libavif reports the orientation, nothing turns the pixels; libheif turns them by its rotation box,
+    which its EXIF orientation becomes)."""
     from cifar_core import data
     photo = Image.fromarray(data.load_sample().x_test[0]).resize((640, 480), Image.Resampling.BICUBIC)
     from_jpeg = inference.views(decoding.load_image(encode(photo, "JPEG", quality=90))).astype(int)
-    from_avif = inference.views(decoding.load_image(encode(photo, "AVIF", quality=90))).astype(int)
-    assert np.abs(from_jpeg - from_avif).mean() < 3
+    from_it = inference.views(decoding.load_image(encode(photo, fmt, quality=90))).astype(int)
+    assert np.abs(from_jpeg - from_it).mean() < 3
     exif = Image.Exif()
     exif[0x0112] = 6
-    assert decoding.load_image(encode(gradient(40, 30), "AVIF", exif=exif.tobytes())).size == (30, 40)
+    assert decoding.load_image(encode(gradient(40, 30), fmt, exif=exif.tobytes())).size == (30, 40)
 
 
 def test_an_avifs_cost_follows_its_bit_depth_and_colour_subsampling():
@@ -162,19 +165,6 @@ def test_a_damaged_avif_or_heic_is_called_damaged_and_an_svg_unsupported():
         decoding.load_image(heic)
     with pytest.raises(ImageError, match="try JPEG, PNG, WebP, AVIF, HEIC, GIF, BMP or TIFF; SVG is not supported"):
         decoding.load_image(b'<svg xmlns="http://www.w3.org/2000/svg" width="40" height="30"></svg>')
-
-
-def test_a_heic_is_read_as_its_jpeg_is_and_turned_upright():
-    """HEIC, an iPhone's photos as a Mac or a PC keeps them: the model is shown the same picture as from a
-    JPEG of it; libheif turns it as its file says (its rotation box, which its EXIF orientation becomes)."""
-    from cifar_core import data
-    photo = Image.fromarray(data.load_sample().x_test[0]).resize((640, 480), Image.Resampling.BICUBIC)
-    from_jpeg = inference.views(decoding.load_image(encode(photo, "JPEG", quality=90))).astype(int)
-    from_heic = inference.views(decoding.load_image(encode(photo, "HEIF", quality=90))).astype(int)
-    assert np.abs(from_jpeg - from_heic).mean() < 3
-    exif = Image.Exif()
-    exif[0x0112] = 6
-    assert decoding.load_image(encode(gradient(40, 30), "HEIF", exif=exif.tobytes())).size == (30, 40)
 
 
 def test_a_heics_cost_follows_its_bit_depth_and_colour_subsampling():
