@@ -543,7 +543,10 @@ def test_ctrl_c_while_tensorflow_starts_is_the_commands_alone(tmp_path):
     fake = tmp_path / "tensorflow"
     fake.mkdir()
     (fake / "__init__.py").write_text("import os, time\nos.write(2, b'starting\\n')\ntime.sleep(60)\n")
-    command = subprocess.Popen([sys.executable, "-c", "from cifar_core import quiet_start\n"
+    # Ctrl-C as at a terminal: a test worker may run with it ignored, which its children would inherit.
+    command = subprocess.Popen([sys.executable, "-c", "import signal\n"
+                                "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+                                "from cifar_core import quiet_start\n"
                                 "quiet_start.keep_start_up_notes_off()\nimport tensorflow"], stderr=subprocess.PIPE,
                                text=True, start_new_session=True,
                                env={**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"})
