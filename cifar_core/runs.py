@@ -861,8 +861,8 @@ class Watcher:
         from cifar_core.ray_backend import in_cluster_queue
         said, said_at = "", 0.0
         while not self._stop.wait(self.interval):
-            _reap_children()    # the day's last trainers too, which no reconcile looks at once the queue is empty
             try:
+                _reap_children()    # the day's last trainers too, which no reconcile looks at once the queue is empty
                 if settings.get().runs_dir != self.runs_dir:
                     continue    # settings changed under this process (tests do): leave other directories alone
                 # Nothing queued or running: no trainer can die and no run can start, so no lock and no reads.

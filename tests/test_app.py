@@ -622,10 +622,14 @@ def test_finished_runs_become_models_to_choose(app):
     deadline = time.monotonic() + 120
     while runs.get(run.id).state != "finished" and time.monotonic() < deadline:
         time.sleep(0.5)
-    board.invalidate()     # pages show the server's snapshot: read again now, not at the watcher's next tick
+    # Pages show the server's snapshot: read again now, not at the watcher's next tick (and said, should it
+    # ever not hold the run as it ended: CI once found the choice missing, which no run here repeats).
+    seen = board.refresh().get(run.id)
+    assert runs.get(run.id).state == "finished" and seen.state == "finished" and seen.model_path, (
+        runs.get(run.id).status, seen and seen.status)
     app.run()
     options = app.sidebar.selectbox[0].options
-    assert options[0].startswith("Bundled model") and any(o.startswith("Run mine") for o in options)
+    assert options[0].startswith("Bundled model") and any(o.startswith("Run mine") for o in options), options
     app.sidebar.selectbox[0].select(next(o for o in options if o.startswith("Run mine"))).run()
     visit(app, "app_pages/explore.py")
     assert app.sidebar.selectbox[0].value.startswith("Run mine")   # the choice holds on every page
