@@ -23,6 +23,14 @@ from cifar_core.data import CLASS_NAMES
 # (server.maxUploadSize), because a file over Streamlit's own limit gets only a red icon whose
 # message shows on hover; a file between the two limits is refused here, in a sentence on the page.
 UPLOAD_LIMIT_MB = 20
+SHOWN = 256    # pixels across for the 32 x 32 picture and its heat maps: 8 screen pixels per picture pixel
+LOADED_KEY = "predict_loaded"   # session state: (the upload's file_id, its Picture or the sentence refusing it)
+FRAMED_KEY = "predict_framed"   # session state: (the picture, the boxes framed on it, its framed JPEG)
+DRAWN_KEY = "predict_drawn"       # session state: (the drawing's digest, its Picture or the sentence refusing it)
+DRAWING_LIMIT = 2 << 20           # bytes: a 320 x 320 canvas as PNG is at most 410 KB, about 550 KB as a data URL
+ROWS_KEY = "predict_rows"       # session state: (the model's id, {an upload's file_id: its batch-table row})
+VIEWS_KEY = "predict_views"     # session state: {an upload's file_id: its views and size, or why it has none}
+
 # Browsers other than Safari (these names in their user agent) cannot turn a HEIC photo into a JPEG.
 _NOT_SAFARI = re.compile(r"Chrome|Chromium|CriOS|Edg|OPR|Firefox|FxiOS")
 
@@ -37,13 +45,6 @@ def upload_formats(user_agent: str) -> list[str]:
                                   and not _NOT_SAFARI.search(user_agent))
     # (HEIC's other name, .heif, is rare: one more name in the uploader's list of them did not fit on a phone.)
     return ["jpg", "jpeg", "png", "webp", "avif", *(["heic"] if heic else []), "gif", "bmp", "tif", "tiff"]
-SHOWN = 256    # pixels across for the 32 x 32 picture and its heat maps: 8 screen pixels per picture pixel
-LOADED_KEY = "predict_loaded"   # session state: (the upload's file_id, its Picture or the sentence refusing it)
-FRAMED_KEY = "predict_framed"   # session state: (the picture, the boxes framed on it, its framed JPEG)
-DRAWN_KEY = "predict_drawn"       # session state: (the drawing's digest, its Picture or the sentence refusing it)
-DRAWING_LIMIT = 2 << 20           # bytes: a 320 x 320 canvas as PNG is at most 410 KB, about 550 KB as a data URL
-ROWS_KEY = "predict_rows"       # session state: (the model's id, {an upload's file_id: its batch-table row})
-VIEWS_KEY = "predict_views"     # session state: {an upload's file_id: its views and size, or why it has none}
 
 
 SHOWN_LONGEST = 1024   # pixels: the longest side of the copy of a picture a visitor's page keeps to show

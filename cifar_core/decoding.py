@@ -419,18 +419,13 @@ def _cost(image: Image.Image, raw: bytes, size: tuple[int, int], jpeg_scans: int
         # Pillow hands libwebp a copy of the file; libwebp keeps two canvases and hands Pillow a
         # copy of one, 4 bytes a pixel each.
         cost += len(raw) + pixels * 12
-    elif image.format == "AVIF":
-        # Pillow hands libavif a copy of the file; the AV1 decoder's YUV planes (`_avif_plane_bytes`) become
-        # 8-bit RGB(A) bytes, which Pillow copies into the picture. Measured peaks (4000 x 3000, 8 bits,
-        # 4:2:0 and 4:4:4) are 9 and 11 bytes a pixel with the picture's own, this 11.5 and 13.
-        coded = size[0] * size[1]       # the decoder's whole picture, before any crop (`_planned`)
-        cost += len(raw) + int(coded * (_avif_plane_bytes(_meta(raw), image.mode) + 2 * len(image.mode)))
-    elif image.format == "HEIF":
-        # The same way through libheif: the HEVC decoder's planes, 8-bit RGB(A) bytes made of them (10- and
-        # 12-bit pictures brought to 8), and Pillow's copy. Measured peak (4000 x 3000, 8 bits, 4:2:0):
-        # 8.3 bytes a pixel with the picture's own; this 11.5.
-        coded = size[0] * size[1]
-        cost += len(raw) + int(coded * (_heic_plane_bytes(_meta(raw), image.mode) + 2 * len(image.mode)))
+    elif image.format in HEIF_PLANES:
+        # Pillow hands libavif or libheif a copy of the file; the decoder's YUV planes of the whole coded
+        # picture (before any crop, `_planned`) become 8-bit RGB(A) bytes (10- and 12-bit ones brought to 8),
+        # which Pillow copies into the picture. Measured peaks (4000 x 3000, 8 bits) with the picture's own:
+        # AVIF 4:2:0 and 4:4:4, 9 and 11 bytes a pixel, this 11.5 and 13; HEIC 4:2:0, 8.3, this 11.5.
+        planes = HEIF_PLANES[image.format](_meta(raw), image.mode)
+        cost += len(raw) + int(size[0] * size[1] * (planes + 2 * len(image.mode)))
     elif codec == "libtiff":
         cost += _tiff_buffer(image)
     elif codec == "bmp_rle":
@@ -509,6 +504,10 @@ def _heic_plane_bytes(raw: bytes, mode: str) -> float:
     return _plane_bytes(raw, mode, b"hvcC", _hevc_sample)
 
 
+# What the decoder of each kind of HEIF file makes of a pixel: AVIF's, HEIC's.
+HEIF_PLANES = {"AVIF": _avif_plane_bytes, "HEIF": _heic_plane_bytes}
+
+
 def _av1_sample(raw: bytes, box: int) -> float:
     """Bytes a pixel from an AV1 configuration box's contents at `box`: its second byte holds high bit
     depth, 12-bit, monochrome and subsampling."""
@@ -533,7 +532,7 @@ def _planned(raw: bytes, jpeg_scans: int) -> tuple[Image.Image, tuple[int, int],
     width, height = size = image.size
     if width < 1 or height < 1:
         raise ImageError("The picture has no pixels (its width or height is zero).")
-    if image.format in ("AVIF", "HEIF"):
+    if image.format in HEIF_PLANES:
         # The size such a file gives is its picture's after any crop (`clap`); the decoder makes the whole
         # coded picture first, which its size box (`ispe`) says: a 3 KB HEIC cropped to 40 x 30 named 12000 x
         # 12000. The largest box in the file counts.

@@ -58,10 +58,10 @@ else:
 
 def needed(raw: bytes, size: tuple[int, int]) -> bool:
     """Whether a file of `size` (its canvas) is decoded apart, where a child can be capped here: an AVIF
-    or a HEIC (its frame may be larger than its size box, below), or one that may hold a lossless WebP stream (a VP8L chunk, or an ALPH one, which is
-    mostly VP8L; looked for anywhere in the file, so a lossy one whose bytes happen to spell either name is
-    decoded apart too, at no cost but the child's start), large enough to name more than GROUPS_HERE
-    groups of codes."""
+    or a HEIC (its frame may be larger than its size box, below), or one that may hold a lossless WebP
+    stream (a VP8L chunk, or an ALPH one, which is mostly VP8L; looked for anywhere in the file, so a lossy
+    one whose bytes happen to spell either name is decoded apart too, at no cost but the child's start),
+    large enough to name more than GROUPS_HERE groups of codes."""
     # An AVIF's size is its size box's (`ispe`), which the budgets count; the AV1 decoder allocates the frame
     # its own coded data names, up to 16384 x 16384 (libavif's limit), before libavif compares the two: a 1 KB
     # file whose box said 40 x 30 had a 6000 x 6000 frame decoded, 73 MB. Where the two agree, the child only

@@ -214,7 +214,7 @@ def _let_go_of_starting_copy(config: TrainConfig, run_dir: str | os.PathLike) ->
     given = Path(config.initial_model or "")
     if given.name == rundir.STARTING_COPY and given.parent.resolve() == Path(run_dir).resolve():
         with contextlib.suppress(OSError):
-            Path(config.initial_model).unlink(missing_ok=True)
+            given.unlink(missing_ok=True)
 
 
 def train(config: TrainConfig, run_dir: str | os.PathLike, dataset: cifar_data.Cifar10 | None = None,
