@@ -173,3 +173,19 @@ def pytest_collection_modifyitems(items):
     for item in items:
         group = next((name for name, files in SHARED_BY.items() if item.path.name in files), item.path.name)
         item.add_marker(pytest.mark.xdist_group(group))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A browser test that fails says what its page showed then: a failure seen once in CI can be read."""
+    outcome = yield
+    report = outcome.get_result()
+    page = getattr(item, "funcargs", {}).get("page")
+    if report.when != "call" or not report.failed or page is None:
+        return
+    try:
+        shown = page.inner_text("body", timeout=5_000)
+        page.screenshot(path=ROOT / "test-artifacts" / f"failed-{item.name[:80]}.png", full_page=True, timeout=10_000)
+    except Exception as e:       # the page itself may be what broke
+        shown = f"(the page could not be read: {e})"
+    report.sections.append(("what the page showed", shown[-4_000:]))

@@ -203,13 +203,30 @@ def test_home_links_to_explore(page, server):
     no_exceptions(page)
 
 
+# Whether the grid has drawn the picture at (x, y) of its drawing: more than one colour around that
+# point. Vega draws its pictures some time after the chart appears, and a click before they are drawn
+# picks nothing (a fixed half second was too short once on a busy machine).
+PICTURE_DRAWN = """([x, y]) => {
+  const drawing = document.querySelector('[data-testid=stVegaLiteChart] canvas, [data-testid=stVegaLiteChart] svg');
+  if (!drawing) return false;
+  if (drawing.tagName.toLowerCase() === 'svg') return drawing.querySelectorAll('image').length > 0;
+  const scale = drawing.width / drawing.getBoundingClientRect().width;
+  const around = drawing.getContext('2d').getImageData((x - 8) * scale, (y - 8) * scale, 16 * scale, 16 * scale).data;
+  const colours = new Set();
+  for (let i = 0; i < around.length && colours.size < 2; i += 4) colours.add(around[i] << 16 | around[i + 1] << 8 | around[i + 2]);
+  return colours.size > 1;
+}"""
+
+
 def click_picture(page, position: int, columns: int = 10, cell: int = 64):
     chart = page.locator("[data-testid=stVegaLiteChart]").first
     chart.wait_for()
-    page.wait_for_timeout(500)   # vega draws after the element appears
-    box = chart.locator("canvas, svg").first.bounding_box()
     row, column = divmod(position, columns)
-    page.mouse.click(box["x"] + 5 + column * cell + cell / 2, box["y"] + 5 + row * cell + cell / 2)
+    at = (5 + column * cell + cell / 2, 5 + row * cell + cell / 2)
+    page.wait_for_function(PICTURE_DRAWN, arg=at)
+    page.wait_for_timeout(200)   # its pointer handlers are in place once it has drawn; a moment's margin
+    box = chart.locator("canvas, svg").first.bounding_box()
+    page.mouse.click(box["x"] + at[0], box["y"] + at[1])
     settle(page)
 
 
