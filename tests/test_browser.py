@@ -83,7 +83,7 @@ def browser():
 
 @pytest.fixture
 def page(browser):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context = new_context(browser, viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     page.set_default_timeout(30_000)
     yield page
@@ -105,13 +105,55 @@ def poll(read, done, seconds: float = 10):
     return value
 
 
-def settle(page):
-    """Wait until Streamlit has finished running the script."""
+# Whether every rerun this page has asked for has run. Streamlit's status widget says "Running..." only in
+# an icon's label, half a second into a run, so no text on the page tells a run apart from none; the app's
+# own element holds the run's state (`data-test-script-state`) from its first moment. A rerun is asked for
+# in a message whose first byte is BackMsg's field 11 (rerun_script), and it has run once the state has
+# gone to "running" after it (or it came during a run, which then starts again) and back to "notRunning".
+RUN_WATCH = """(() => {
+  const watch = window.__runs = {pending: false, duringRun: false, askedAt: 0, state: 'initial'};
+  const send = WebSocket.prototype.send;
+  WebSocket.prototype.send = function (data) {
+    const bytes = data instanceof ArrayBuffer ? new Uint8Array(data, 0, 1)
+      : ArrayBuffer.isView(data) ? new Uint8Array(data.buffer, data.byteOffset, 1) : null;
+    if (bytes && bytes.length && bytes[0] === 0x5a) {
+      Object.assign(watch, {pending: true, duringRun: watch.state === 'running', askedAt: performance.now()});
+    }
+    return send.call(this, data);
+  };
+  new MutationObserver(() => {
+    const state = document.querySelector('[data-testid=stApp]')?.dataset.testScriptState;
+    if (!state || state === watch.state) return;
+    watch.state = state;
+    if (state === 'running' && watch.pending) watch.duringRun = true;
+    if (state === 'notRunning' && watch.duringRun) watch.pending = watch.duringRun = false;
+  }).observe(document, {subtree: true, attributes: true, attributeFilter: ['data-test-script-state']});
+})();"""
+
+# A rerun asked for that has not started after this long never will (the server dropped it for a newer
+# one): settle stops waiting for it and waits for the page alone.
+START_LIMIT_MS = 10_000
+SETTLED = """(limit) => {
+  const app = document.querySelector('[data-testid=stApp]');
+  const watch = window.__runs;
+  const asked = watch && watch.pending && performance.now() - watch.askedAt < limit;
+  return !asked && app?.dataset.testScriptState === 'notRunning' && !document.querySelector('[data-stale=true]');
+}"""
+
+
+def new_context(browser, **options):
+    """A browser context whose pages keep count of the reruns they ask for (RUN_WATCH), for `settle`."""
+    context = browser.new_context(**options)
+    context.add_init_script(RUN_WATCH)
+    return context
+
+
+def settle(page, timeout_ms: float = 120_000):
+    """Wait until Streamlit has run every rerun the page asked for and the page shows no stale element.
+    A moment first: some widgets send their value a little after the action (a chart's click)."""
     page.wait_for_timeout(300)
-    page.wait_for_function(
-        "!document.querySelector('[data-testid=stStatusWidget]')"
-        " || !document.querySelector('[data-testid=stStatusWidget]').innerText.includes('Running')")
-    page.wait_for_timeout(300)
+    page.wait_for_function(SETTLED, arg=START_LIMIT_MS, timeout=timeout_ms)
+    page.wait_for_timeout(100)
 
 
 def no_exceptions(page):
@@ -203,14 +245,21 @@ def test_home_links_to_explore(page, server):
     no_exceptions(page)
 
 
-# Whether the grid has drawn the picture at (x, y) of its drawing: more than one colour around that
-# point. Vega draws its pictures some time after the chart appears, and a click before they are drawn
-# picks nothing (a fixed half second was too short once on a busy machine).
-PICTURE_DRAWN = """([x, y]) => {
+# Whether the grid has drawn the picture at (x, y) of its drawing, and all `count` of its pictures (when
+# given): Vega draws some time after the chart appears, and draws new pictures some time after a rerun
+# has ended; a click before that picks nothing, or the picture that was there before. Vega draws a grid
+# of pictures in SVG (a canvas above 2,000 rows): there, the picture under the point; on a canvas, more
+# than one colour around it.
+PICTURE_DRAWN = """([x, y, count]) => {
   const drawing = document.querySelector('[data-testid=stVegaLiteChart] canvas, [data-testid=stVegaLiteChart] svg');
   if (!drawing) return false;
-  if (drawing.tagName.toLowerCase() === 'svg') return drawing.querySelectorAll('image').length > 0;
-  const scale = drawing.width / drawing.getBoundingClientRect().width;
+  const box = drawing.getBoundingClientRect();
+  if (drawing.tagName.toLowerCase() === 'svg') {
+    const under = document.elementFromPoint(box.left + x, box.top + y);
+    return (count === null || drawing.querySelectorAll('image').length === count)
+      && !!under && under.tagName.toLowerCase() === 'image' && drawing.contains(under);
+  }
+  const scale = drawing.width / box.width;
   const around = drawing.getContext('2d').getImageData((x - 8) * scale, (y - 8) * scale, 16 * scale, 16 * scale).data;
   const colours = new Set();
   for (let i = 0; i < around.length && colours.size < 2; i += 4) colours.add(around[i] << 16 | around[i + 1] << 8 | around[i + 2]);
@@ -218,13 +267,13 @@ PICTURE_DRAWN = """([x, y]) => {
 }"""
 
 
-def click_picture(page, position: int, columns: int = 10, cell: int = 64):
+def click_picture(page, position: int, columns: int = 10, cell: int = 64, pictures: int | None = None):
+    """Click the grid's picture at `position` once it is drawn there (and the grid holds `pictures`)."""
     chart = page.locator("[data-testid=stVegaLiteChart]").first
     chart.wait_for()
     row, column = divmod(position, columns)
     at = (5 + column * cell + cell / 2, 5 + row * cell + cell / 2)
-    page.wait_for_function(PICTURE_DRAWN, arg=at)
-    page.wait_for_timeout(200)   # its pointer handlers are in place once it has drawn; a moment's margin
+    page.wait_for_function(PICTURE_DRAWN, arg=[*at, pictures])
     box = chart.locator("canvas, svg").first.bounding_box()
     page.mouse.click(box["x"] + at[0], box["y"] + at[1])
     settle(page)
@@ -282,8 +331,9 @@ def start_long_run(page, name: str):
     page.get_by_role("button", name="Start training").click()
     # Its heading, then its progress line: "Epoch " alone also matched the form's "Epochs" at once, and a test
     # that went to another page then could leave before the press had made the run.
-    page.get_by_role("heading", name=name, exact=True).wait_for(timeout=60_000)
-    page.get_by_text(re.compile(r"^Epoch \d+ of")).first.wait_for(timeout=60_000)
+    # A trainer imports TensorFlow before its first epoch: on a machine busy with other tests, a minute and more.
+    page.get_by_role("heading", name=name, exact=True).wait_for(timeout=180_000)
+    page.get_by_text(re.compile(r"^Epoch \d+ of")).first.wait_for(timeout=180_000)
 
 
 STOP_OR_CANCEL = re.compile(r"^(Stop|Cancel)$")     # a run just started may still be waiting: then Cancel
@@ -296,8 +346,9 @@ def test_train_start_watch_stop_and_find_it_on_the_board(page, server):
     chart.wait_for(timeout=60_000)
     page.wait_for_timeout(1000)
     first, first_picture = page.locator("[data-testid=stProgress]").inner_text(), chart.screenshot()
-    page.wait_for_timeout(5000)
-    later, later_picture = page.locator("[data-testid=stProgress]").inner_text(), chart.screenshot()
+    # Both move every few seconds (a point a second, drawn every 2.5 s); a busy machine is given half a minute.
+    later = poll(lambda: page.locator("[data-testid=stProgress]").inner_text(), lambda t: t != first, 30)
+    later_picture = poll(chart.screenshot, lambda p: p != first_picture, 30)
     assert first != later, "the progress did not move"
     assert first_picture != later_picture, "the curves did not grow"
     screenshot(page, "train-running")
@@ -315,8 +366,8 @@ def test_train_start_watch_stop_and_find_it_on_the_board(page, server):
 
 def go_to(page, title: str):
     page.locator("[data-testid=stSidebarNav]").get_by_role("link", name=title).click()
+    settle(page)        # the page asked for has run: the heading seen before it could be the last page's
     page.get_by_role("heading", level=1).first.wait_for()
-    settle(page)
 
 
 REFUSAL = "Only the person who started this run"
@@ -329,7 +380,7 @@ def new_browser(browser):
     contexts = []
 
     def open_one():
-        contexts.append(browser.new_context(viewport={"width": 1400, "height": 1000}))
+        contexts.append(new_context(browser, viewport={"width": 1400, "height": 1000}))
         page = contexts[-1].new_page()
         page.set_default_timeout(30_000)
         return page
@@ -509,9 +560,9 @@ def test_evaluate_pick_a_confusion_matrix_cell_and_see_its_pictures(page, server
     page.get_by_role("tab", name="Confidence").click()
     chart = page.locator("[data-testid=stVegaLiteChart]:visible").last    # hidden tabs hold charts too
     chart.wait_for()
-    page.wait_for_timeout(1000)    # vega draws after the element appears
-    # The curve is drawn: the dots (circles) are there, not only the dashed diagonal.
-    assert chart.locator("path[aria-roledescription='circle'], .mark-symbol path").count() >= 3
+    # The curve is drawn: the dots (circles) are there, not only the dashed diagonal (Vega draws them a
+    # moment after the chart appears).
+    chart.locator("path[aria-roledescription='circle'], .mark-symbol path").nth(2).wait_for(state="attached")
     page.get_by_text("away from how often it is right").wait_for()
     screenshot(page, "evaluate-confidence")
 
@@ -586,12 +637,15 @@ def test_the_quiz_is_played_from_the_keyboard(page, server):
     page.keyboard.press("3")
     said = page.get_by_text("It is a ")
     said.wait_for()
+    settle(page)        # the answer's whole run: "(you said ...)" is drawn after the header
     assert "bird" in said.inner_text() or page.get_by_text("(you said bird)").count() == 1
     assert page.locator("[data-testid=stMetricValue]").first.inner_text().endswith("/ 1")
     page.keyboard.press("n")
     page.get_by_text("Pick one").wait_for()
+    settle(page)        # the new buttons and their keys in place
     page.keyboard.press("0")
     page.get_by_text("It is a ").wait_for()
+    settle(page)
     assert "truck" in page.get_by_text("It is a ").inner_text() or page.get_by_text("(you said truck)").count() == 1
     assert page.locator("[data-testid=stMetricValue]").first.inner_text().endswith("/ 2")
     no_exceptions(page)

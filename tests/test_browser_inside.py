@@ -42,7 +42,7 @@ def wait_for_pictures(page, at_least: int, timeout_ms: int = 30_000) -> tuple[in
 def test_look_inside_pick_a_picture_see_its_maps_and_every_tab(page, server):
     open_page(page, server, "inside")
     page.get_by_role("heading", name="Look inside the network").wait_for()
-    page.get_by_text("Click a picture to look inside").wait_for()
+    page.get_by_text("Click a picture to look inside").wait_for(timeout=120_000)    # a fresh server loads TensorFlow
     page.locator("[data-testid=stVegaLiteChart]").first.wait_for()
     page.wait_for_timeout(500)   # vega draws after the element appears
     no_exceptions(page)

@@ -10,7 +10,7 @@ import pytest
 
 import test_browser
 from test_browser import (ARTIFACTS, browser, click_picture, no_exceptions, open_page, server,  # noqa: F401
-                          settle)
+                          new_context, poll, settle)
 
 VIEWPORTS = [(1400, 1000), (1280, 720)]
 PAGES = {"home": "", "explore": "explore", "evaluate": "evaluate", "quiz": "quiz"}
@@ -20,7 +20,7 @@ pytestmark = test_browser.pytestmark     # skipped, not failed, where Chromium i
 
 @pytest.fixture(params=VIEWPORTS, ids=lambda v: f"{v[0]}x{v[1]}")
 def sized_page(request, browser):  # noqa: F811
-    context = browser.new_context(viewport={"width": request.param[0], "height": request.param[1]})
+    context = new_context(browser, viewport={"width": request.param[0], "height": request.param[1]})
     page = context.new_page()
     page.set_default_timeout(30_000)
     page.size = f"{request.param[0]}x{request.param[1]}"
@@ -49,8 +49,16 @@ def clean(page, name: str) -> None:
         page.set_viewport_size(size)
 
 
-def same_size(page, selector: str) -> set:
-    """The distinct rendered sizes of the pictures matching `selector`."""
+LOADED = """([selector, count]) => {
+  const shown = [...document.querySelectorAll(selector)].filter(i => i.getClientRects().length);
+  return shown.length >= count && shown.every(i => i.complete && i.naturalWidth > 0);
+}"""
+
+
+def same_size(page, selector: str, count: int = 1) -> set:
+    """The distinct rendered sizes of the pictures matching `selector`, once at least `count` are shown and
+    all of them have loaded (one still loading measures nothing high)."""
+    page.wait_for_function(LOADED, arg=[selector, count])
     return {(round(box["width"]), round(box["height"]))
             for box in (img.bounding_box() for img in page.locator(selector).all()) if box}
 
@@ -60,8 +68,12 @@ def test_home(sized_page, server):  # noqa: F811
     pictures = sized_page.locator("[data-testid=stImage] img")
     pictures.nth(9).wait_for()
     assert pictures.count() == 10
-    assert len(same_size(sized_page, "[data-testid=stImage] img")) == 1, "captions changed the pictures' sizes"
+    assert len(same_size(sized_page, "[data-testid=stImage] img", 10)) == 1, "captions changed the pictures' sizes"
     clean(sized_page, "home")
+
+
+# Whether the first grid on the page draws this many pictures (Vega draws them a moment after a rerun).
+GRID_OF = "count => document.querySelectorAll('[data-testid=stVegaLiteChart] svg')[0]?.querySelectorAll('image').length === count"
 
 
 def framed(page, columns: int = 10, cell: int = 64) -> list[int]:
@@ -114,7 +126,7 @@ def test_explore_and_a_pick_that_belongs_to_its_split(sized_page, server):  # no
     # Two rows of 64-pixel cells: the grid is drawn at its full height, so rows of pictures never run together.
     drawn = page.locator("[data-testid=stVegaLiteChart]").first.locator("canvas, svg").first.bounding_box()
     assert drawn["height"] >= 2 * 64, drawn
-    click_picture(page, 0)
+    click_picture(page, 0, pictures=20)
     closer = page.get_by_role("dialog")
     title = closer.get_by_text(re.compile(r"^Training picture #\d+: cat$"))
     title.wait_for()
@@ -131,7 +143,7 @@ def test_explore_and_a_pick_that_belongs_to_its_split(sized_page, server):  # no
     closer.get_by_role("button", name="Close", exact=True).click()
     closer.wait_for(state="detached")
     settle(page)
-    assert framed(page) == [0]      # the frame is around the picture just clicked
+    assert poll(lambda: framed(page), lambda f: f == [0], 15) == [0]     # around the picture just clicked
     # Each picture opens again, however often: a click is taken once, and the grid is drawn afresh under
     # one of two keys in turn, each emptied of its click while the other is drawn.
     for position in (1, 0):
@@ -142,24 +154,25 @@ def test_explore_and_a_pick_that_belongs_to_its_split(sized_page, server):  # no
         page.keyboard.press("Escape")
         closer.wait_for(state="detached")
         settle(page)
-        assert framed(page) == [position]
+        assert poll(lambda: framed(page), lambda f: f == [position], 15) == [position]
 
     # The training set's cat is not shown as the test set's picture of the same number.
     page.get_by_role("radio", name="Test").click()
     settle(page)
     page.get_by_text("4 pictures, page 1 of 1").wait_for()
+    page.wait_for_function(GRID_OF, arg=4)      # the test set's grid drawn, not the training set's still
     assert page.get_by_role("dialog").count() == 0 and framed(page) == []
-    click_picture(page, 1)
+    click_picture(page, 1, pictures=4)
     closer.get_by_text(re.compile(r"^Test picture #\d+: cat$")).wait_for()
     page.keyboard.press("Escape")
     closer.wait_for(state="detached")
     settle(page)
-    assert framed(page) == [1]
+    assert poll(lambda: framed(page), lambda f: f == [1], 15) == [1]
 
     page.get_by_role("radio", name="Statistics").click()
     settle(page)
     page.wait_for_function("document.querySelectorAll('[data-testid=stVegaLiteChart]').length == 2", timeout=15_000)
-    assert len(same_size(page, "[data-testid=stImage] img")) == 1, "captions changed the average pictures' sizes"
+    assert len(same_size(page, "[data-testid=stImage] img", 10)) == 1, "captions changed the average pictures' sizes"
     clean(page, "explore-statistics")
 
 

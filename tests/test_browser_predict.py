@@ -14,7 +14,7 @@ from PIL import Image, ImageFilter
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 import test_browser
-from test_browser import browser, no_exceptions, streamlit_app, open_page, screenshot, settle  # noqa: F401 (fixtures)
+from test_browser import browser, new_context, no_exceptions, streamlit_app, open_page, poll, screenshot, settle  # noqa: F401 (fixtures)
 
 pytestmark = test_browser.pytestmark     # skipped, not failed, where Chromium is not installed
 VIEWS = {"wide": (1400, 1000), "laptop": (1280, 720), "phone": (390, 844)}
@@ -53,7 +53,7 @@ def sized_page(browser, request):  # noqa: F811
     """A page at one of VIEWS' sizes; when the test fails, a screenshot of how the page looked."""
     def make(view: str):
         width, height = VIEWS[view]
-        context = browser.new_context(viewport={"width": width, "height": height})
+        context = new_context(browser, viewport={"width": width, "height": height})
         page = context.new_page()
         page.set_default_timeout(120_000)   # a shared 2-core machine: the first Grad-CAM can take a while
         opened.append((context, page))
@@ -111,11 +111,11 @@ def test_a_test_picture_with_its_heat_map_side_by_side_and_a_key(sized_page, ser
     page.get_by_text("Colour key: how much each place counted").wait_for()
     key = page.locator("[data-testid=stVegaLiteChart]").filter(has_text="the most")
     key.wait_for()
-    page.wait_for_timeout(800)                          # vega draws after the element appears
     assert "the most" in key.inner_text() and "not at all" in key.inner_text()
-    # The bar itself is drawn, not just its labels: it is a good part of the chart, and colourful.
-    drawn = image_pixels(page, key)
-    dark = (drawn.max(axis=-1) < 60).mean(axis=1)      # rows where the dark end of the bar shows
+    # The bar itself is drawn, not just its labels: it is a good part of the chart, and colourful (Vega
+    # draws it a moment after the chart appears).
+    dark = poll(lambda: (image_pixels(page, key).max(axis=-1) < 60).mean(axis=1),   # rows where its dark end shows
+                lambda rows: (rows > 0.05).sum() >= 15)
     assert (dark > 0.05).sum() >= 15, "the colour key's bar is not drawn"
     page.get_by_text("Pale yellow and orange: the parts that made it think").wait_for()
     no_exceptions(page)
@@ -373,8 +373,8 @@ def test_leaving_the_predict_page_lets_go_of_the_uploads(sized_page, server, tmp
     files, context, page = holding_two_of_four(sized_page, server, tmp_path)
     for title in ("Quiz", "Predict"):            # within the same browser session, as a student clicks
         page.locator("[data-testid=stSidebarNav]").get_by_role("link", name=title).click()
+        settle(page)      # the page asked for has run: a heading seen before could still be the last page's
         page.get_by_role("heading", level=1).first.wait_for()
-        settle(page)
     upload(page, *files[2:])
     page.wait_for_function("document.querySelectorAll('[data-testid=stFileChip]').length == 2")
     page.locator("[data-testid=stDataFrame]").first.wait_for()

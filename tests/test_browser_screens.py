@@ -23,7 +23,7 @@ import pytest
 
 from conftest import ROOT
 from prepared_runs import finished_run
-from test_browser import CHROMIUM, browser, settle, streamlit_app   # noqa: F401 (browser is a fixture)
+from test_browser import CHROMIUM, browser, new_context, settle, streamlit_app   # noqa: F401 (browser is a fixture)
 
 SCREENS = ROOT / "test-artifacts" / "screens"
 VIEWPORTS = [(1400, 1000), (1280, 720), (390, 844)]
@@ -62,7 +62,7 @@ def visitor(browser):
     contexts = []
 
     def open_one(width: int, height: int):
-        contexts.append(browser.new_context(viewport={"width": width, "height": height}))
+        contexts.append(new_context(browser, viewport={"width": width, "height": height}))
         page = contexts[-1].new_page()
         page.set_default_timeout(60_000)
         return page
@@ -177,12 +177,12 @@ PROBLEMS_JS = r"""() => {
 
 
 BUSY_JS = """() => !!document.querySelector('[data-testid=stSpinner], [data-stale=true]')
-    || (document.querySelector('[data-testid=stStatusWidget]')?.innerText || '').includes('Running')"""
+    || document.querySelector('[data-testid=stApp]')?.dataset.testScriptState !== 'notRunning'"""
 
 
 def calm(page, timeout_s: float = 120):
-    """Until the script has finished and nothing on the page is loading: a model or data set being loaded
-    shows a spinner without the status widget saying "Running". Quiet for a second, to be sure."""
+    """Until the script has finished and nothing on the page is loading (a spinner, a stale element, a run,
+    a fragment's among them). Quiet for a second, to be sure."""
     settle(page)
     deadline, quiet = time.monotonic() + timeout_s, 0
     while quiet < 4 and time.monotonic() < deadline:
@@ -190,14 +190,27 @@ def calm(page, timeout_s: float = 120):
         page.wait_for_timeout(250)
 
 
+# Whether every visible chart has drawn a mark (Vega makes its canvas or SVG first and draws into it
+# later): in SVG a mark with a size, on a canvas a coloured pixel. PROBLEMS_JS says which has not.
+CHARTS_DRAWN = """() => [...document.querySelectorAll('.vega-embed')].filter(e => e.getBoundingClientRect().width > 0)
+  .every(embed => {
+    const canvas = embed.querySelector('canvas'), svg = embed.querySelector('svg');
+    if (svg) return [...svg.querySelectorAll('g.role-mark > *')].some(m => { const b = m.getBBox(); return b.width > 0 || b.height > 0; });
+    if (!canvas || !canvas.width || !canvas.height) return false;
+    const pixels = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+    for (let p = 0; p < pixels.length; p += 4)
+      if (pixels[p + 3] > 128 && Math.max(pixels[p], pixels[p + 1], pixels[p + 2]) - Math.min(pixels[p], pixels[p + 1], pixels[p + 2]) > 40) return true;
+    return false;
+  })"""
+
+
 def wait_for_charts(page, timeout_s: float = 20):
-    """Until every visible chart has its canvas or SVG, then a moment for Vega to paint it."""
+    """Until every visible chart has drawn (or `timeout_s` pass: PROBLEMS_JS then names the one that has
+    not), then a moment for Vega to finish painting."""
     deadline = time.monotonic() + timeout_s
-    script = """() => [...document.querySelectorAll('.vega-embed')].filter(e => e.getBoundingClientRect().width > 0)
-                      .every(e => e.querySelector('canvas, svg'))"""
-    while not page.evaluate(script) and time.monotonic() < deadline:
+    while not page.evaluate(CHARTS_DRAWN) and time.monotonic() < deadline:
         page.wait_for_timeout(200)
-    page.wait_for_timeout(700)
+    page.wait_for_timeout(300)
 
 
 def look(page, name: str) -> list[str]:

@@ -15,7 +15,7 @@ import zipfile
 import test_browser
 from cifar_core import models
 from cifar_core.config import PRESETS
-from test_browser import ARTIFACTS, no_exceptions, open_page, settle
+from test_browser import ARTIFACTS, new_context, no_exceptions, open_page, settle
 from test_browser_screens import PROBLEMS_JS, wait_for_charts
 
 # test_browser.py's fixtures: the app on the tiny data set, and Chromium.
@@ -49,7 +49,7 @@ def photograph(page, name: str) -> list[str]:
 
 
 def test_the_train_page_during_and_after_a_run(browser, server):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context = new_context(browser, viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     page.set_default_timeout(30_000)
     try:
