@@ -50,10 +50,9 @@ def seconds_until_done(page, url: str, selector: str) -> float:
     started = time.monotonic()
     page.goto(url)
     page.locator(selector).first.wait_for(timeout=300_000)
-    page.wait_for_function(
-        "!document.querySelector('[data-testid=stStatusWidget]')"
-        " || !document.querySelector('[data-testid=stStatusWidget]').innerText.includes('Running')",
-        timeout=300_000)
+    # The app's element holds the script's state (the status widget says "Running" only in an icon's label).
+    page.wait_for_function("document.querySelector('[data-testid=stApp]')?.dataset.testScriptState === 'notRunning'",
+                           timeout=300_000)
     return time.monotonic() - started
 
 
