@@ -121,7 +121,9 @@ def other_model(name: str):
     decides which pictures it answers mirrored): a second model to compare."""
     from cifar_core import board, rundir, runs
     from cifar_core.config import TrainConfig
-    run = runs.create(TrainConfig(arch="airbench_tiny", epochs=1, name=name))
+    # Made running under this process, never queued: the app's watcher ticks every second, and a queued
+    # run seen while its model is copied in would be handed to a real trainer, which overwrites it.
+    run = runs.create(TrainConfig(arch="airbench_tiny", epochs=1, name=name), trained_here=True)
     shutil.copyfile(inference.DEFAULT_MODEL, run.path / rundir.MODEL)
     shutil.copyfile(int8.companion(inference.DEFAULT_MODEL), int8.companion(run.path / rundir.MODEL))   # served alike
     rundir.update_status(run.path, state="finished", temperature=inference.temperature_for(inference.DEFAULT_MODEL))

@@ -77,7 +77,7 @@ def test_a_selected_run_stays_selected_when_someone_starts_another(page):
         return [m.value for m in at.markdown if m.value.startswith("**") and " · " in m.value]
     assert chosen() == ["**older** · finished"]
     config = TrainConfig(epochs=1, batch_size=8, name="started since")
-    rundir.write_json(runs.create(config, owner="someone").path / rundir.STATUS,
+    rundir.write_json(runs.create(config, owner="someone", trained_here=True).path / rundir.STATUS,   # never queued
                       {"state": "stopped", "owner": "someone", "created": rundir.now() + 2})
     board.invalidate()
     at.run()
