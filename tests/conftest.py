@@ -180,8 +180,11 @@ def pytest_runtest_makereport(item, call):
     """A browser test that fails says what its page showed then: a failure seen once in CI can be read."""
     outcome = yield
     report = outcome.get_result()
-    page = getattr(item, "funcargs", {}).get("page")
-    if report.when != "call" or not report.failed or page is None:
+    if report.when != "call" or not report.failed:
+        return
+    from playwright.sync_api import Page
+    page = next((v for v in getattr(item, "funcargs", {}).values() if isinstance(v, Page)), None)
+    if page is None:
         return
     try:
         shown = page.inner_text("body", timeout=5_000)
