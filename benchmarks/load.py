@@ -188,15 +188,20 @@ def photo(path: Path, data: str) -> Path:
 
 # ---------------------------------------------------------------- what one visitor does
 
-# The script has finished: the app's element holds its state from a run's first moment (the status widget
-# says "Running" only in an icon's label, and only half a second into a run), and nothing is stale.
-SETTLED = ("document.querySelector('[data-testid=stApp]')?.dataset.testScriptState === 'notRunning'"
-           " && !document.querySelector('[data-stale=true]')")
+# Whether the page has run every rerun it asked for, and those they handed over to (tests/run_watch.js reads
+# Streamlit's own messages: no text on the page says a run is going).
+RUN_WATCH = (ROOT / "tests" / "run_watch.js").read_text()
+
+
+async def new_context(browser):
+    context = await browser.new_context(viewport={"width": 1400, "height": 1000})
+    await context.add_init_script(RUN_WATCH)
+    return context
 
 
 async def settle(page) -> None:
     await page.wait_for_timeout(300)
-    await page.wait_for_function(SETTLED, timeout=ANSWER_TIMEOUT_MS)
+    await page.wait_for_function("window.__settled(10000, 100)", timeout=ANSWER_TIMEOUT_MS)
 
 
 async def open_page(page, url: str, ready: str | re.Pattern | None = None) -> float:
@@ -322,7 +327,7 @@ async def cpu_per_second(server: Server, seconds: float, while_training: bool) -
 
 async def visit(server: Server, browser, sessions: int, picture: Path, watch_s: float, lone_visits: int) -> Figures:
     figures = Figures(server.label)
-    warm = await browser.new_context(viewport={"width": 1400, "height": 1000})
+    warm = await new_context(browser)
     first = await warm.new_page()
     started = time.monotonic()
     await open_page(first, server.url + "/predict")
@@ -334,7 +339,7 @@ async def visit(server: Server, browser, sessions: int, picture: Path, watch_s: 
     # time (each left open, as a class's are), its median is the figure.
     lone = []
     for _ in range(lone_visits):
-        lone.append(await browser.new_context(viewport={"width": 1400, "height": 1000}))
+        lone.append(await new_context(browser))
         page = await lone[-1].new_page()
         await asyncio.sleep(1.0)     # what the visit before left (its last messages, a closed session) is done
         meter = Meter(server.pid)
@@ -342,7 +347,7 @@ async def visit(server: Server, browser, sessions: int, picture: Path, watch_s: 
         await upload(page, picture)
         figures.lone_visits.append(meter.spent()[0])
 
-    contexts = [await browser.new_context(viewport={"width": 1400, "height": 1000}) for _ in range(sessions)]
+    contexts = [await new_context(browser) for _ in range(sessions)]
     pages = [await c.new_page() for c in contexts]
     try:
         await phase("open Predict", figures, server, pages, lambda p: open_page(p, server.url + "/predict"))

@@ -105,55 +105,26 @@ def poll(read, done, seconds: float = 10):
     return value
 
 
-# Whether every rerun this page has asked for has run. Streamlit's status widget says "Running..." only in
-# an icon's label, half a second into a run, so no text on the page tells a run apart from none; the app's
-# own element holds the run's state (`data-test-script-state`) from its first moment. A rerun is asked for
-# in a message whose first byte is BackMsg's field 11 (rerun_script), and it has run once the state has
-# gone to "running" after it (or it came during a run, which then starts again) and back to "notRunning".
-RUN_WATCH = """(() => {
-  const watch = window.__runs = {pending: false, duringRun: false, askedAt: 0, state: 'initial'};
-  const send = WebSocket.prototype.send;
-  WebSocket.prototype.send = function (data) {
-    const bytes = data instanceof ArrayBuffer ? new Uint8Array(data, 0, 1)
-      : ArrayBuffer.isView(data) ? new Uint8Array(data.buffer, data.byteOffset, 1) : null;
-    if (bytes && bytes.length && bytes[0] === 0x5a) {
-      Object.assign(watch, {pending: true, duringRun: watch.state === 'running', askedAt: performance.now()});
-    }
-    return send.call(this, data);
-  };
-  new MutationObserver(() => {
-    const state = document.querySelector('[data-testid=stApp]')?.dataset.testScriptState;
-    if (!state || state === watch.state) return;
-    watch.state = state;
-    if (state === 'running' && watch.pending) watch.duringRun = true;
-    if (state === 'notRunning' && watch.duringRun) watch.pending = watch.duringRun = false;
-  }).observe(document, {subtree: true, attributes: true, attributeFilter: ['data-test-script-state']});
-})();"""
-
-# A rerun asked for that has not started after this long never will (the server dropped it for a newer
-# one): settle stops waiting for it and waits for the page alone.
-START_LIMIT_MS = 10_000
-SETTLED = """(limit) => {
-  const app = document.querySelector('[data-testid=stApp]');
-  const watch = window.__runs;
-  const asked = watch && watch.pending && performance.now() - watch.askedAt < limit;
-  return !asked && app?.dataset.testScriptState === 'notRunning' && !document.querySelector('[data-stale=true]');
-}"""
+# tests/run_watch.js: whether a page has run every rerun it asked for, from Streamlit's own messages.
+RUN_WATCH = (Path(__file__).parent / "run_watch.js").read_text()
+# A rerun asked for that has not begun after this long never will (the server dropped it); the server
+# quiet this long after a run has ended: a run handed over to another begins within it.
+START_LIMIT_MS, QUIET_MS = 10_000, 100
+SETTLED = "([limit, quiet]) => window.__settled(limit, quiet)"
 
 
 def new_context(browser, **options):
-    """A browser context whose pages keep count of the reruns they ask for (RUN_WATCH), for `settle`."""
+    """A browser context whose pages watch the runs they ask for (tests/run_watch.js), for `settle`."""
     context = browser.new_context(**options)
     context.add_init_script(RUN_WATCH)
     return context
 
 
 def settle(page, timeout_ms: float = 120_000):
-    """Wait until Streamlit has run every rerun the page asked for and the page shows no stale element.
+    """Wait until Streamlit has run every rerun the page asked for, and the runs they handed over to.
     A moment first: some widgets send their value a little after the action (a chart's click)."""
     page.wait_for_timeout(300)
-    page.wait_for_function(SETTLED, arg=START_LIMIT_MS, timeout=timeout_ms)
-    page.wait_for_timeout(100)
+    page.wait_for_function(SETTLED, arg=[START_LIMIT_MS, QUIET_MS], timeout=timeout_ms)
 
 
 def no_exceptions(page):
@@ -273,6 +244,7 @@ def click_picture(page, position: int, columns: int = 10, cell: int = 64, pictur
     chart.wait_for()
     row, column = divmod(position, columns)
     at = (5 + column * cell + cell / 2, 5 + row * cell + cell / 2)
+    page.mouse.move(1, 1)       # a tooltip left by the last click could cover the picture
     page.wait_for_function(PICTURE_DRAWN, arg=[*at, pictures])
     box = chart.locator("canvas, svg").first.bounding_box()
     page.mouse.click(box["x"] + at[0], box["y"] + at[1])
