@@ -193,8 +193,10 @@ def photo(path: Path, data: str) -> Path:
 RUN_WATCH = (ROOT / "tests" / "run_watch.js").read_text()
 
 
-async def new_context(browser):
-    context = await browser.new_context(viewport={"width": 1400, "height": 1000})
+async def new_context(browser, **options):
+    """A visitor's browser context (a 1400 x 1000 window unless `options` say otherwise), whose pages watch
+    their runs for `settle`."""
+    context = await browser.new_context(**{"viewport": {"width": 1400, "height": 1000}, **options})
     await context.add_init_script(RUN_WATCH)
     return context
 

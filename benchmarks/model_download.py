@@ -24,7 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from load import CHROMIUM, CHROMIUM_ARGS, ROOT, baseline_tree, cpu_seconds, memory_mb, open_page, serve, settle
+from load import (CHROMIUM, CHROMIUM_ARGS, ROOT, baseline_tree, cpu_seconds, memory_mb, new_context, open_page, serve,
+                  settle)
 
 BUTTON = "Model (.keras)"
 
@@ -81,7 +82,7 @@ async def measure(label: str, tree: Path, data: str, visitors: int, browser) -> 
     server = serve(label, tree, runs, data)
     print(f"{label}: serving", file=sys.stderr, flush=True)
     try:
-        contexts = [await browser.new_context(viewport={"width": 1400, "height": 1400}, accept_downloads=True)
+        contexts = [await new_context(browser, viewport={"width": 1400, "height": 1400}, accept_downloads=True)
                     for _ in range(visitors)]
         pages = [await c.new_page() for c in contexts]
         await asyncio.gather(*(pick_the_run(p, server.url) for p in pages))
