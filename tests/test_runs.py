@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cifar_core import data, evaluation, rundir, runs
+from cifar_core import data, evaluation, rundir, runs, trainer_memory
 from cifar_core.config import TrainConfig
 
 
@@ -158,6 +158,8 @@ def test_runs_created_within_one_millisecond_keep_their_order(tiny_env, monkeypa
 
 def test_thirty_simultaneous_starts_respect_the_limit_and_lose_nothing(tiny_env, monkeypatch):
     monkeypatch.setenv("CIFAR_MAX_CONCURRENT_RUNS", "2")
+    # Memory for both, whatever the other test worker holds meanwhile: the limit is what is tested here.
+    monkeypatch.setattr(trainer_memory, "available_mb", lambda: 4 * trainer_memory.estimate_mb(small()))
     monkeypatch.setenv("CIFAR_MAX_QUEUED_RUNS", "100")
     with ThreadPoolExecutor(30) as pool:
         started = list(pool.map(lambda i: runs.start(small(epochs=100), owner=f"s{i}"), range(30)))

@@ -143,6 +143,8 @@ def test_a_run_waiting_for_memory_says_so_only_while_a_trainer_is_free(tiny_env,
 
 def test_memory_enough_for_both_starts_both(tiny_env, monkeypatch):
     monkeypatch.setenv("CIFAR_MAX_CONCURRENT_RUNS", "2")
+    # Enough for both, whatever the other test worker holds meanwhile: that both then start is what is tested.
+    monkeypatch.setattr(trainer_memory, "available_mb", lambda: 4 * trainer_memory.estimate_mb(small()))
     first = runs.start(small(epochs=100), owner="a")
     second = runs.start(small(epochs=100), owner="b")
     assert [first.state, second.state] == ["running", "running"]
