@@ -24,7 +24,7 @@ from playwright.sync_api import sync_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
-from test_browser import CHROMIUM, SETTLED, START_LIMIT_MS, free_port, new_context, settle  # noqa: E402
+from test_browser import CHROMIUM, free_port, new_context, settle  # noqa: E402
 
 
 def serve(root: Path, env: dict) -> tuple[subprocess.Popen, str]:
@@ -51,7 +51,7 @@ def seconds_until_done(page, url: str, selector: str) -> float:
     page.goto(url)
     page.locator(selector).first.wait_for(timeout=300_000)
     # Every run it asked for has ended (not `settle`, whose pauses would count in the time).
-    page.wait_for_function(SETTLED, arg=[START_LIMIT_MS, 0], timeout=300_000)
+    page.wait_for_function("window.__settled({quiet: 0})", timeout=300_000)
     return time.monotonic() - started
 
 

@@ -203,7 +203,7 @@ async def new_context(browser, **options):
 
 async def settle(page) -> None:
     await page.wait_for_timeout(300)
-    await page.wait_for_function("window.__settled(10000, 100)", timeout=ANSWER_TIMEOUT_MS)
+    await page.wait_for_function("window.__settled()", timeout=ANSWER_TIMEOUT_MS)
 
 
 async def open_page(page, url: str, ready: str | re.Pattern | None = None) -> float:

@@ -63,8 +63,8 @@
 
   // Settled: the app shows no run; no run asked for is still to come (one asked `limit` ms ago and never
   // begun, the server dropped: a fragment's timer that fired as the fragment went); none is going or
-  // handed over to; and the server has been quiet for `quiet` ms.
-  window.__settled = (limit, quiet) => {
+  // handed over to; and the server has been quiet for `quiet` ms (a run handed over to begins within it).
+  window.__settled = ({limit = 10000, quiet = 100} = {}) => {
     const now = performance.now();
     const app = document.querySelector('[data-testid=stApp]');
     const waiting = watch.asked && now - watch.askedAt < limit;

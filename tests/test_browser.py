@@ -107,10 +107,6 @@ def poll(read, done, seconds: float = 10):
 
 # tests/run_watch.js: whether a page has run every rerun it asked for, from Streamlit's own messages.
 RUN_WATCH = (Path(__file__).parent / "run_watch.js").read_text()
-# A rerun asked for that has not begun after this long never will (the server dropped it); the server
-# quiet this long after a run has ended: a run handed over to another begins within it.
-START_LIMIT_MS, QUIET_MS = 10_000, 100
-SETTLED = "([limit, quiet]) => window.__settled(limit, quiet)"
 
 
 def new_context(browser, **options):
@@ -124,7 +120,7 @@ def settle(page, timeout_ms: float = 120_000):
     """Wait until Streamlit has run every rerun the page asked for, and the runs they handed over to.
     A moment first: some widgets send their value a little after the action (a chart's click)."""
     page.wait_for_timeout(300)
-    page.wait_for_function(SETTLED, arg=[START_LIMIT_MS, QUIET_MS], timeout=timeout_ms)
+    page.wait_for_function("window.__settled()", timeout=timeout_ms)
 
 
 def no_exceptions(page):
@@ -218,23 +214,15 @@ def test_home_links_to_explore(page, server):
 
 # Whether the grid has drawn the picture at (x, y) of its drawing, and all `count` of its pictures (when
 # given): Vega draws some time after the chart appears, and draws new pictures some time after a rerun
-# has ended; a click before that picks nothing, or the picture that was there before. Vega draws a grid
-# of pictures in SVG (a canvas above 2,000 rows): there, the picture under the point; on a canvas, more
-# than one colour around it.
+# has ended; a click before that picks nothing, or the picture that was there before. Streamlit has Vega
+# draw in SVG up to 2,000 rows (a grid holds at most 200 pictures): the `<image>` under the point.
 PICTURE_DRAWN = """([x, y, count]) => {
-  const drawing = document.querySelector('[data-testid=stVegaLiteChart] canvas, [data-testid=stVegaLiteChart] svg');
+  const drawing = document.querySelector('[data-testid=stVegaLiteChart] svg');
   if (!drawing) return false;
   const box = drawing.getBoundingClientRect();
-  if (drawing.tagName.toLowerCase() === 'svg') {
-    const under = document.elementFromPoint(box.left + x, box.top + y);
-    return (count === null || drawing.querySelectorAll('image').length === count)
-      && !!under && under.tagName.toLowerCase() === 'image' && drawing.contains(under);
-  }
-  const scale = drawing.width / box.width;
-  const around = drawing.getContext('2d').getImageData((x - 8) * scale, (y - 8) * scale, 16 * scale, 16 * scale).data;
-  const colours = new Set();
-  for (let i = 0; i < around.length && colours.size < 2; i += 4) colours.add(around[i] << 16 | around[i + 1] << 8 | around[i + 2]);
-  return colours.size > 1;
+  const under = document.elementFromPoint(box.left + x, box.top + y);
+  return (count === null || drawing.querySelectorAll('image').length === count)
+    && !!under && under.tagName.toLowerCase() === 'image' && drawing.contains(under);
 }"""
 
 
@@ -246,7 +234,7 @@ def click_picture(page, position: int, columns: int = 10, cell: int = 64, pictur
     at = (5 + column * cell + cell / 2, 5 + row * cell + cell / 2)
     page.mouse.move(1, 1)       # a tooltip left by the last click could cover the picture
     page.wait_for_function(PICTURE_DRAWN, arg=[*at, pictures])
-    box = chart.locator("canvas, svg").first.bounding_box()
+    box = chart.locator("svg").first.bounding_box()
     page.mouse.click(box["x"] + at[0], box["y"] + at[1])
     settle(page)
 

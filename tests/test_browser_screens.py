@@ -23,7 +23,7 @@ import pytest
 
 from conftest import ROOT
 from prepared_runs import finished_run
-from test_browser import CHROMIUM, browser, new_context, settle, streamlit_app   # noqa: F401 (browser is a fixture)
+from test_browser import CHROMIUM, browser, new_context, poll, settle, streamlit_app   # noqa: F401 (browser is a fixture)
 
 SCREENS = ROOT / "test-artifacts" / "screens"
 VIEWPORTS = [(1400, 1000), (1280, 720), (390, 844)]
@@ -190,26 +190,11 @@ def calm(page, timeout_s: float = 120):
         page.wait_for_timeout(250)
 
 
-# Whether every visible chart has drawn a mark (Vega makes its canvas or SVG first and draws into it
-# later): in SVG a mark with a size, on a canvas a coloured pixel. PROBLEMS_JS says which has not.
-CHARTS_DRAWN = """() => [...document.querySelectorAll('.vega-embed')].filter(e => e.getBoundingClientRect().width > 0)
-  .every(embed => {
-    const canvas = embed.querySelector('canvas'), svg = embed.querySelector('svg');
-    if (svg) return [...svg.querySelectorAll('g.role-mark > *')].some(m => { const b = m.getBBox(); return b.width > 0 || b.height > 0; });
-    if (!canvas || !canvas.width || !canvas.height) return false;
-    const pixels = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
-    for (let p = 0; p < pixels.length; p += 4)
-      if (pixels[p + 3] > 128 && Math.max(pixels[p], pixels[p + 1], pixels[p + 2]) - Math.min(pixels[p], pixels[p + 1], pixels[p + 2]) > 40) return true;
-    return false;
-  })"""
-
-
 def wait_for_charts(page, timeout_s: float = 20):
-    """Until every visible chart has drawn (or `timeout_s` pass: PROBLEMS_JS then names the one that has
-    not), then a moment for Vega to finish painting."""
-    deadline = time.monotonic() + timeout_s
-    while not page.evaluate(CHARTS_DRAWN) and time.monotonic() < deadline:
-        page.wait_for_timeout(200)
+    """Until no visible chart draws nothing, by PROBLEMS_JS's own test (Vega makes its canvas or SVG first
+    and draws into it later), or `timeout_s` pass; then a moment for Vega to finish painting."""
+    poll(lambda: page.evaluate(PROBLEMS_JS), lambda problems: not any("draws nothing" in p for p in problems),
+         timeout_s)
     page.wait_for_timeout(300)
 
 
