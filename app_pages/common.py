@@ -329,8 +329,9 @@ def _whole_data_set() -> str:
     return "teacher" if class_shared() and not is_teacher() else "press"
 
 
-def header(page: str) -> None:
-    """A page's title and its two plain sentences: what the page is for, and what to try first.
+def header(page: str, paused: bool = False) -> None:
+    """A page's title and its two plain sentences: what the page is for, and what to try first (where a
+    teacher has `paused` new runs, what can be done meanwhile).
 
     A caption, not Markdown, so the page's own first paragraph stays its first Markdown element.
     """
@@ -340,6 +341,7 @@ def header(page: str) -> None:
     offline = on_the_sample()
     purpose = text.offline if offline and text.offline else text.purpose
     try_first = (text.offline_try if offline and text.offline_try
+                 else text.paused_try if paused and text.paused_try
                  else text.class_try if class_shared() and text.class_try else text.try_first)
     # How the whole data set comes for this visitor: their own press, their teacher's, or a file replaced.
     way = _whole_data_set()
@@ -515,10 +517,13 @@ def teacher_login() -> None:
     if not expected:
         return
     if is_teacher():
-        hours = unlocked_browsers().hold_s / 3600
+        unlocked = unlocked_browsers()
+        # The time left, not the 12 hours: an unlock runs from when the password was typed, in any tab.
         if st.sidebar.button("Lock teacher controls", icon=":material/lock:",
-                             help=f"Teacher controls stay unlocked in this browser, every tab of it, for "
-                                  f"{hours:.0f} hours. Lock them before leaving a shared computer."):
+                             help=f"Teacher controls stay unlocked in this browser, every tab of it, for another "
+                                  f"{progress.duration(unlocked.left_s(owner()))} ({unlocked.hold_s / 3600:.0f} "
+                                  f"hours from when the password was typed). Lock them before leaving a shared "
+                                  f"computer."):
             unlocked_browsers().remove(owner())
             st.rerun()
         return

@@ -22,6 +22,7 @@ class PageGuide:
     # (Both may say how the whole data set comes, as `common.header` fills in: {download_it}, a sentence's
     # start; {with_the_download}, after "comes"; {recipe}, the recipe Train opens on.)
     class_try: str = ""     # the first thing to try on a server a class shares (one with a teacher password)
+    paused_try: str = ""    # the first thing to try instead while a teacher has paused new runs
 
 
 PAGES: dict[str, PageGuide] = {
@@ -42,7 +43,9 @@ PAGES: dict[str, PageGuide] = {
         offline_try="{download_it} (training needs its 50,000 pictures), then keep the {recipe} recipe and press "
                     "Start training.",
         class_try="Keep the For a whole class recipe and press Start training: it finishes in about 20 seconds, "
-                  "so a whole class's runs take turns on this server within minutes."),
+                  "so a whole class's runs take turns on this server within minutes.",
+        paused_try="Watch and compare the runs on the board below, and press Start training once the teacher "
+                   "allows new runs again."),
     "predict": PageGuide(
         "Try it on your own pictures",
         "Give the model any picture and see its answer, how sure it is, and where in the picture it looked.",

@@ -8,7 +8,8 @@ from cifar_core import data, runs, settings
 from cifar_core.config import PRESETS, ConfigError, TrainConfig
 
 train_parts.follow_try()
-common.header("train")
+paused = runs.starts_on_hold() and not common.is_teacher()
+common.header("train", paused=paused)
 owner = common.owner()
 limits = settings.get()
 can_train = data.locate() is not None
@@ -20,7 +21,7 @@ preset = st.segmented_control("Recipe", list(PRESETS), default=first, required=T
                               format_func=train_parts.recipe_label) or first
 st.caption(train_parts.recipe_said(preset))
 defaults = TrainConfig.from_preset(preset)
-if runs.starts_on_hold() and not common.is_teacher():
+if paused:
     st.info("The teacher has paused new runs for now: you can watch and compare the runs below, and start "
             "one when they allow it again.", icon=":material/pause_circle:")
 with st.form("new_run", enter_to_submit=False):

@@ -115,12 +115,16 @@ class Unlocked:
             self._until.pop(owner, None)
 
     def holds(self, owner: str) -> bool:
+        return self.left_s(owner) > 0
+
+    def left_s(self, owner: str) -> float:
+        """Seconds until `owner` is locked again; 0 where it is not unlocked."""
         with self._lock:
             until = self._until.get(owner)
-            if until is not None and until <= self.clock():
+            left = 0.0 if until is None else until - self.clock()
+            if until is not None and left <= 0:
                 del self._until[owner]
-                until = None
-            return until is not None
+            return max(0.0, left)
 
 
 class KnownBrowsers:

@@ -665,6 +665,8 @@ def test_teacher_controls_need_the_password(tiny_env, monkeypatch):
     tab.session_state["owner"] = at.session_state["owner"]
     tab.run()
     lock = next(b for b in tab.sidebar.button if b.label == "Lock teacher controls")
+    # The time left of the unlock, which runs from when the password was typed, not a fixed "12 hours".
+    assert re.search(r"for another 1[12] h \d\d min \(12 hours from when the password was typed\)", lock.help)
     assert not tab.text_input
     lock.click().run()                      # before leaving a shared computer: every tab of it locked again
     assert not unlocked.holds(browser) and tab.text_input(key="teacher_password")

@@ -14,7 +14,7 @@ PAGE_FILES = sorted(re.findall(r'st\.Page\("app_pages/(\w+)\.py"', (ROOT / "stud
 def test_every_page_file_has_its_two_sentences():
     assert sorted(guide.PAGES) == PAGE_FILES
     for text in guide.PAGES.values():
-        for sentence in (text.purpose, text.try_first):
+        for sentence in (text.purpose, text.try_first, *filter(None, [text.paused_try])):
             assert sentence.endswith(".") and sentence.count(". ") == 0, sentence    # one sentence each
             assert len(sentence) <= 130, sentence                                 # one line on a laptop
 

@@ -84,6 +84,7 @@ def test_an_unlocked_browser_stays_so_for_the_day_until_locked_and_the_oldest_ar
     unlocked.add("teacher")
     clock.now += 99
     assert unlocked.holds("teacher") and not unlocked.holds("student")
+    assert unlocked.left_s("teacher") == 1 and unlocked.left_s("student") == 0     # said on the Lock button
     clock.now += 1
     assert not unlocked.holds("teacher")          # the day is over
     unlocked.add("teacher")

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from app_pages import train_parts
+from app_pages import guide, train_parts
 from cifar_core import board, evaluation, inference, rundir, runs
 from cifar_core.config import FIELD_HELP, TrainConfig
 from conftest import ROOT, as_teacher
@@ -413,10 +413,17 @@ def test_a_teachers_pause_is_a_toggle_and_students_are_told_why_they_cannot_star
     assert runs.starts_on_hold()
     student = page()
     assert any("The teacher has paused new runs for now" in i.value for i in student.info)
+    # The page's first sentence says what can be done meanwhile, not "press Start training" alone.
+    def try_first() -> str:
+        return " ".join(c.value.replace("\\", "") for c in student.caption)
+    assert guide.PAGES["train"].paused_try in try_first() and guide.PAGES["train"].class_try not in try_first()
     student.button(key="FormSubmitter:new_run-Start training").click().run()
     assert any("The teacher has paused new runs for now" in e.value for e in student.error)
     next(t for t in at.toggle if t.key == "train_hold").set_value(False).run()
     assert not runs.starts_on_hold()
+    student.run()
+    assert guide.PAGES["train"].class_try in try_first()
+    assert not any("The teacher has paused new runs" in i.value for i in student.info)
     # Paused and allowed again from elsewhere (another teacher, another tab): this switch follows the server.
     runs.hold_starts(True, admin=True)
     at.run()
