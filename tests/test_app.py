@@ -6,7 +6,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -964,7 +963,6 @@ def test_quiz_three_rounds_keep_both_scores(app):
         quiz = app.session_state["quiz"]
         assert quiz.rounds == round_ and quiz.answer == 3
         assert app.metric[0].value == f"{quiz.people} / {round_}" and app.metric[1].value == f"{quiz.model} / {round_}"
-        from app_pages import common
         truth = common.loaded()[0].y_test[quiz.index]
         article = "an" if CLASS_NAMES[truth][0] in "aeiou" else "a"
         assert f"It is {article} **{CLASS_NAMES[truth]}**" in [h.value for h in app.header]
