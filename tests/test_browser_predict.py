@@ -385,9 +385,9 @@ def test_leaving_the_predict_page_lets_go_of_the_uploads(sized_page, server, tmp
 
 @pytest.fixture(scope="module")
 def forgetful_server(tiny_archive, tmp_path_factory):
-    """The app with a closed tab's session kept 2 s for a reconnect, not Streamlit's 120."""
+    """The app with a closed tab's session kept 1 s for a reconnect, not Streamlit's 120."""
     with streamlit_app(tiny_archive, tmp_path_factory.mktemp("runs"),
-                       options=("--server.disconnectedSessionTTL", "2")) as url:
+                       options=("--server.disconnectedSessionTTL", "1")) as url:
         yield url
 
 
@@ -397,7 +397,7 @@ def test_a_closed_tabs_uploads_are_let_go_once_its_session_is_gone(sized_page, f
     would be past the 30 MB a browser may hold for as long as the server ran."""
     files, context, page = holding_two_of_four(sized_page, forgetful_server, tmp_path)
     page.goto("about:blank")      # the tab leaves the app: its session is closed, as when it is shut
-    time.sleep(4)                 # past the 2 s the closed tab's session is kept for
+    time.sleep(4)                 # past the 1 s the closed tab's session is kept for, with room for a busy server
     second = context.new_page()
     open_page(second, forgetful_server, "predict")
     upload(second, *files[2:])

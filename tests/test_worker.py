@@ -65,10 +65,11 @@ def test_a_silent_trainer_still_using_the_cpu_is_working_not_hung(tiny_env, monk
     take ten times as long: a trainer silent past the stall time but busy was ended as hung."""
     monkeypatch.setenv("CIFAR_RUN_STALL_S", "2")
     monkeypatch.setattr(runs, "_dispatch", lambda: None)
-    busy = subprocess.Popen([sys.executable, "-c", "import time\nend = time.monotonic() + 5\n"
-                             "while time.monotonic() < end: pass\ntime.sleep(120)"])    # works 5 s, then hangs
+    # Works 5 s from when it says so (a Python start on a busy machine can take a second), then hangs.
+    busy = subprocess.Popen([sys.executable, "-c", "import time\nprint(flush=True)\nend = time.monotonic() + 5\n"
+                             "while time.monotonic() < end: pass\ntime.sleep(120)"], stdout=subprocess.PIPE)
     try:
-        time.sleep(0.2)
+        busy.stdout.readline()
         run = runs.create(small(epochs=1), owner="a")
         rundir.update_status(run.path, state="running", pid=busy.pid, pid_started=rundir.process_start(busy.pid),
                              trainer="process")
