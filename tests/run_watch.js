@@ -10,7 +10,9 @@
 //   holding field 6 (script_finished), whose status 2 (FINISHED_EARLY_FOR_RERUN) says another run follows.
 (() => {
   const RERUN_SCRIPT = 0x5a, NEW_SESSION = 4, SCRIPT_FINISHED = 6, FOR_RERUN = 2;
-  const watch = {asked: false, askedAt: 0, served: false, running: false, following: false, changedAt: 0};
+  // `begun`: a run has begun since the page loaded (every page's first is asked for as it connects, and
+  // a page just loaded or reloaded, its websocket not yet open, has asked for nothing yet).
+  const watch = {begun: false, asked: false, askedAt: 0, served: false, running: false, following: false, changedAt: 0};
 
   // The message's first field among `wanted`, as [field, value] (a varint's value, or null), or null.
   function first(bytes, wanted) {
@@ -39,7 +41,7 @@
     if (!found) return;
     watch.changedAt = performance.now();
     if (found[0] === NEW_SESSION) {
-      Object.assign(watch, {running: true, following: false, served: watch.asked});
+      Object.assign(watch, {begun: true, running: true, following: false, served: watch.asked});
     } else {
       const more = found[1] === FOR_RERUN;
       Object.assign(watch, {running: false, following: more});
@@ -61,14 +63,16 @@
     }
   };
 
-  // Settled: the app shows no run; no run asked for is still to come (one asked `limit` ms ago and never
-  // begun, the server dropped: a fragment's timer that fired as the fragment went); none is going or
-  // handed over to; and the server has been quiet for `quiet` ms (a run handed over to begins within it).
+  // Settled: the page's first run has begun; the app shows no run; no run asked for is still to come (one
+  // asked `limit` ms ago and never begun, the server dropped: a fragment's timer that fired as the fragment
+  // went); none is going or handed over to; and the server has been quiet for `quiet` ms (a run handed
+  // over to begins within it).
   window.__settled = ({limit = 10000, quiet = 100} = {}) => {
     const now = performance.now();
     const app = document.querySelector('[data-testid=stApp]');
     const waiting = watch.asked && now - watch.askedAt < limit;
     const busy = watch.running || (watch.following && now - watch.changedAt < limit);
-    return app?.dataset.testScriptState === 'notRunning' && !waiting && !busy && now - watch.changedAt > quiet;
+    return watch.begun && app?.dataset.testScriptState === 'notRunning' && !waiting && !busy
+      && now - watch.changedAt > quiet;
   };
 })();
