@@ -44,8 +44,9 @@ PAGES: dict[str, PageGuide] = {
                     "Start training.",
         class_try="Keep the For a whole class recipe and press Start training: it finishes in about 20 seconds, "
                   "so a whole class's runs take turns on this server within minutes.",
-        paused_try="Watch and compare the runs on the board below, and press Start training once the teacher "
-                   "allows new runs again."),
+        # (The note under it says new runs are paused and that Start comes back: this says what to do meanwhile.)
+        paused_try="Select runs on the board below to compare their curves, or try a finished one on your own "
+                   "pictures."),
     "predict": PageGuide(
         "Try it on your own pictures",
         "Give the model any picture and see its answer, how sure it is, and where in the picture it looked.",
