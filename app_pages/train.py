@@ -55,6 +55,6 @@ if watched:
     train_parts.live(watched.id, owner)
 
 st.header("All runs on this server")
-train_parts.board(owner)
+train_parts.board(owner, shown_above=watched.id if watched else None)
 if common.is_teacher():
     train_parts.teacher_tools()

@@ -411,13 +411,14 @@ BOARD_COLUMNS = {
 }
 
 
-def board(owner: str) -> None:
+def board(owner: str, shown_above: str | None = None) -> None:
     """Every run in a table; pick rows to compare their curves, download, continue or delete them.
-    While any run waits or trains, the table refreshes itself, so its progress, time and state are live."""
+    While any run waits or trains, the table refreshes itself, so its progress, time and state are live.
+    `shown_above`: the run the page shows live above the table (`live`), whose curves are not drawn twice."""
     if any(r.state in ("queued", "running") for r in runs_board.current().runs):
-        _live_board(owner)
+        _live_board(owner, shown_above)
     else:
-        _still_board(owner)
+        _still_board(owner, shown_above)
 
 
 BOARD_IDS_KEY = "train_board_ids"   # session state: the run ids of the board's rows as last drawn
@@ -426,18 +427,18 @@ BOARD_EVERY_S = 10.0   # how often a live board's progress, times and states ref
 
 
 @st.fragment(run_every=BOARD_EVERY_S)
-def _live_board(owner: str) -> None:
+def _live_board(owner: str, shown_above: str | None) -> None:
     if not any(r.state in ("queued", "running") for r in runs_board.current().runs):
         st.rerun(scope="app")     # everything has ended: the page (and the sidebar's model list) see it
-    _board(owner)
+    _board(owner, shown_above)
 
 
 @st.fragment
-def _still_board(owner: str) -> None:
-    _board(owner)
+def _still_board(owner: str, shown_above: str | None) -> None:
+    _board(owner, shown_above)
 
 
-def _board(owner: str) -> None:
+def _board(owner: str, shown_above: str | None) -> None:
     snapshot = runs_board.current()
     everything = list(snapshot.runs)
     if not everything:
@@ -458,6 +459,13 @@ def _board(owner: str) -> None:
         st.caption(f"{len(rows)} runs picked: here are the first {MAX_PICKED}. More curves in one chart would "
                    "share colours, and no one could tell them apart.")
     names = learning_parts.distinct_names(chosen)
+    if [r.id for r in chosen] == [shown_above] and chosen[0].state != "queued":
+        # The run the page shows above, curves and replay and all: drawn again here, the whole of it stood
+        # twice on the page, a screen apart. Its downloads, Continue and Delete are here alone. (One waiting
+        # has no curves either place: the board says when they come.)
+        st.caption("This run's curves and what it learned are shown above, under its name.")
+        actions(chosen[0], owner, names[0])
+        return
     # On one axis, a continued run's epochs count on from those of the run it continues: side by side, its
     # first epoch drawn at 1 sat on its parent's first, as if it had learnt in one epoch what took several.
     earlier = [learning_parts.earlier_epochs(r) for r in chosen]

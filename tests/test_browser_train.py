@@ -86,11 +86,13 @@ def test_the_train_page_during_and_after_a_run(browser, server):
         page.wait_for_function("() => document.querySelector('[data-testid=stDataFrame]')"
                                "?.textContent.includes('stopped')", timeout=15_000)
         assert "None" not in board.text_content() and re.search(r"\d+\.\d%", board.text_content())
-        # Pick the run on the board: its curves drawn again, in the comparison's colours.
+        # Pick the run on the board: its buttons, and no second copy of the curves and replay shown above.
         board.scroll_into_view_if_needed()
         box = board.bounding_box()
         page.mouse.click(box["x"] + 18, box["y"] + 35 + 17)      # the first row's tick box, under the header
-        page.get_by_text("Each run has a colour of its own").wait_for()
+        page.get_by_text("This run's curves and what it learned are shown above").wait_for()
+        assert page.get_by_text("Each run has a colour of its own").count() == 0
+        assert page.locator("[data-testid=stVegaLiteChart]").count() == 2      # loss and accuracy, once
         # Its model and report, as the buttons' addresses send them (the model from disk, in pieces).
         def sent(button: str):
             href = page.get_by_role("link", name=re.compile(re.escape(button))).get_attribute("href")

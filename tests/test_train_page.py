@@ -120,6 +120,29 @@ def test_a_selection_sent_by_a_script_is_made_sane_and_at_most_a_few_runs_are_co
                                  f"{drawn[0]}: after epoch 1, test loss 1.200, test accuracy 60.0%; {drawn[2]}: ")
 
 
+def test_the_run_shown_above_is_not_drawn_again_when_it_is_picked_on_the_board(page):
+    """Its curves, the note on reading them and its replay stood twice on the page, a screen apart, when the
+    run the page showed was also the one picked in the table (as a class at the projector picks it)."""
+    from app_pages.common import plain
+    run = ended_run([0.6, 0.7], [1.2, 1.0], [1.5, 1.1], name="mine")
+    at = page(watch=run.id)
+    above = len(at.get("vega_lite_chart"))
+    assert above == 2                                   # loss and accuracy, under its name
+    at.session_state["train_board"] = {"selection": {"rows": [0], "columns": []}}
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert len(at.get("vega_lite_chart")) == above
+    assert "This run's curves and what it learned are shown above, under its name." in [c.value for c in at.caption]
+    assert f"**{plain('mine')}** · finished" in [m.value for m in at.markdown]      # its buttons stay here
+    # Another run picked with it: the two compared, as before.
+    ended_run([0.65], [1.1], [1.4], name="another")
+    board.invalidate()
+    at.run()                # drawn first: a selection made on the old rows would move with its run
+    at.session_state["train_board"] = {"selection": {"rows": [0, 1], "columns": []}}
+    at.run()
+    assert len(at.get("vega_lite_chart")) == above + 2
+
+
 def test_two_runs_of_the_same_name_are_two_curves_not_one(page):
     """A run continued twice makes two runs named "X (continued)": the chart colours by name, and drew them as
     one zig-zagging run with one key."""
