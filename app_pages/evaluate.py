@@ -56,10 +56,11 @@ if overview.open:
         shares = ["precision", "recall", "f1"]
         report[shares] *= 100       # the figures themselves, as the table's download keeps them
         # Shown in percent with one decimal, as every other figure in the app; none short of 100 printed as
-        # 100; one a class never named has not "None" (Python's word) but the app's dash.
+        # 100; one a class never named has not "None" (Python's word) but the app's dash. (The table draws a
+        # missing figure as its `placeholder`, not as the Styler's text for it.)
         shown = report.style.format(
             lambda v: "–" if pd.isna(v) else f"{evaluation.kept_off_certainty(v, 1):.1f}%", subset=shares)
-        st.dataframe(shown, hide_index=True, column_config={
+        st.dataframe(shown, hide_index=True, placeholder="–", column_config={
             "class": "Class",
             "precision": st.column_config.Column(
                 "Precision (%)", help="Of the pictures it called this class, the share that were."),

@@ -1388,6 +1388,7 @@ def test_a_class_never_named_has_a_dash_for_its_precision_and_the_table_keeps_it
     shown = pa.ipc.open_stream(table.proto.arrow_data.styler.display_values).read_all().to_pandas()
     truck = shown[shown["class"] == "truck"].iloc[0]
     assert (truck["precision"], truck["recall"], truck["f1"]) == ("–", "0.0%", "0.0%")
+    assert table.proto.placeholder == "–"      # what the browser's table draws for it (not the text above)
     kept = table.value                                     # the figures, as the download has them
     assert kept["recall"].max() <= 100 and kept["precision"].isna().sum() == (shown["precision"] == "–").sum()
 
