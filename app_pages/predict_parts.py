@@ -264,7 +264,7 @@ def answer(image: np.ndarray, key: str, original: Image.Image | None = None, hea
         if not unlike:
             st.caption(explain.what_sure_means(float(probabilities[best]), photo,
                                                getattr(model, "calibrated", True)))
-        for note in unlike + explain.torn(probabilities):     # `explain.doubts`, the picture's worked out once
+        for note in explain.also_torn(unlike, probabilities):   # `explain.doubts`, the picture's worked out once
             st.warning(note, icon=":material/help:")
         chart_specs.probability_bars(probabilities)
     if st.toggle("Show where it looked (Grad-CAM)", value=heat, key=f"{key}_heat"):

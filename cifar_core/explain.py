@@ -258,7 +258,18 @@ def doubts(image: np.ndarray, probabilities: np.ndarray, size: tuple[int, int] |
     """Plain-language warnings beside an answer: the picture is a `drawing`, is flat, tiny or unlike a
     photo (`unlike_a_photo`), or the model is torn (`torn`). `size` is the picture's own (width, height)
     before it was squeezed into 32 x 32."""
-    return unlike_a_photo(image, size, drawing) + torn(probabilities)
+    return also_torn(unlike_a_photo(image, size, drawing), probabilities)
+
+
+def also_torn(notes: list[str], probabilities: np.ndarray) -> list[str]:
+    """The picture's `notes` (`unlike_a_photo`), then the torn note where they leave it unsaid: a picture too
+    tiny or too flat to recognise already has its answer called close to a guess, which says all the torn
+    note would (three notes said it of a red dot)."""
+    guess = any(note.endswith(CLOSE_TO_A_GUESS) for note in notes)
+    return notes if guess else notes + torn(probabilities)
+
+
+CLOSE_TO_A_GUESS = "it may not be one of the ten classes, and the answer is close to a guess."
 
 
 def torn(probabilities: np.ndarray) -> list[str]:
@@ -284,13 +295,14 @@ def unlike_a_photo(image: np.ndarray, size: tuple[int, int] | None = None, drawi
     guess" would say both: the page says what the figure means only for photos."""
     notes = [ON_A_DRAWING] if drawing else []
     pixels = np.asarray(image, np.float32)
-    if size is not None and min(size) < TINY_SIDE:
+    tiny = size is not None and min(size) < TINY_SIDE
+    if tiny:
         notes.append(f"This picture is only {size[0]} x {size[1]} pixels. The model was made for 32 x 32 photos, "
-                     f"so this one was blown up and there is almost nothing in it to recognise: "
-                     f"this may not be one of the ten classes, and the answer is close to a guess.")
+                     f"so this one was blown up and there is almost nothing in it to recognise: {CLOSE_TO_A_GUESS}")
     if pixels.reshape(-1, 3).std(axis=0).max() < FLAT_STD:      # every channel nearly constant
-        notes.append("This picture is nearly one flat colour, with no shapes for the model to recognise: "
-                     "it may not be one of the ten classes, and the answer is close to a guess.")
+        if not tiny:                # (a tiny one is flat once blown up, and its note says the same)
+            notes.append(f"This picture is nearly one flat colour, with no shapes for the model to recognise: "
+                         f"{CLOSE_TO_A_GUESS}")
     else:
         saturation = (pixels.max(axis=-1) - pixels.min(axis=-1)).mean()
         extremes = np.mean((pixels.mean(axis=-1) > 235) | (pixels.mean(axis=-1) < 20))

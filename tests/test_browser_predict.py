@@ -194,6 +194,7 @@ def test_a_one_pixel_picture_is_answered_with_a_warning(sized_page, server, pict
     warnings.first.wait_for()
     text = " ".join(warnings.all_inner_texts())
     assert "only 1 x 1 pixels" in text and "may not be one of the ten classes" in text
+    assert warnings.count() == 1, warnings.all_inner_texts()        # said once, not in three notes
     no_exceptions(page)
     screenshot(page, "predict-red-dot")
 
