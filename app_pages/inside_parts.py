@@ -258,10 +258,11 @@ def _whose(model, count: int) -> str:
 
 
 def filters(model) -> None:
+    names = inside.shown_names(model)
     for i, found in enumerate(inside.first_filters(model)):
         size, count = found.kernel.shape[0], found.kernel.shape[-1]
         if found.fixed:
-            st.header(f"The fixed first layer ({found.layer})")
+            st.header(f"The fixed first layer ({names[found.layer]})")
             networks = models.members_of(model)
             halves = (" In each one's share, the second half are the first half turned negative."
                       if networks > 1 else " The second half are the first half turned negative.")
@@ -272,7 +273,7 @@ def filters(model) -> None:
             st.caption("These filters were set from the data before training, not learned: they make neighbouring "
                        "pixels less alike, which helps the next layers learn fast." + _whose(model, count) + halves)
         else:
-            st.header(f"The first learned layer ({found.layer})")
+            st.header(f"The first learned layer ({names[found.layer]})")
             st.caption("Each square is the colour pattern that makes one filter respond most." + (
                 f" Seen through the fixed layer, so {size} x {size} pixels: that layer strengthens fine detail, "
                 "which is why many look speckled." if found.seen_through else "") + _whose(model, count))

@@ -3,6 +3,7 @@
     blocks(model)                     -> the convolutional blocks whose maps are shown, in order
     layer_table(model)                -> one row per layer: its part (a block), name, type, output shape,
                                          weights, what it does
+    shown_names(model)                -> each layer's name as the pages show it (Keras' counts made the model's own)
     feature_maps(model, image)        -> each block's maps for one picture, (H, W, C) float32; thread-safe
     strongest(maps)                   -> channel numbers, strongest first (by mean activation)
     map_images(maps, channels, size)  -> those maps as crisp viridis pictures on the block's shared scale
@@ -21,6 +22,7 @@ three conv-pool stages. One sub-model per model returns every block's maps in on
 from __future__ import annotations
 
 import math
+import re
 import threading
 import weakref
 from dataclasses import dataclass
@@ -431,19 +433,42 @@ BEFORE_BLOCKS = "The picture"     # the layers before the first that slides a wi
 AFTER_BLOCKS = "The answer"       # the layers after the last block: from its maps to the ten scores
 
 
+def _snake_case(name: str) -> str:
+    """A layer type's name as Keras names its layers: Conv2D -> conv2d, MaxPooling2D -> max_pooling2d."""
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def shown_names(model) -> dict[str, str]:
+    """Each layer's name as the pages show it. Keras names a layer by its type and a count of every layer
+    of that type the process has made before, so a network built after others (a trainer that first built
+    its teachers, the bundled pair) had its first convolution named conv2d_6 and its first activation
+    activation_7. Such names are counted again within this model, as a network built alone has them
+    (conv2d, conv2d_1, ...); names given on purpose (whiten, normalise) stay."""
+    names, counts = {}, {}
+    for layer in model.layers:
+        base = _snake_case(type(layer).__name__)
+        if re.fullmatch(rf"{re.escape(base)}(_\d+)?", layer.name):
+            count = counts[base] = counts.get(base, -1) + 1
+            names[layer.name] = f"{base}_{count}" if count else base
+        else:
+            names[layer.name] = layer.name
+    return names
+
+
 def layer_table(model) -> list[dict]:
     """One row per layer, input to output: the part it belongs to (`BEFORE_BLOCKS`, the title What it
     sees gives its block, or `AFTER_BLOCKS`), its name, type, output shape, weights and what it does;
     `shown` marks the layers whose maps `feature_maps` returns, each the last of its block."""
     ahead = blocks(model)
-    shown = {b.layer for b in ahead}
+    shown, names = {b.layer for b in ahead}, shown_names(model)
     started = False
     rows = []
     for layer in model.layers:
         started = started or _window(layer) is not None
         part = (ahead[0].title if ahead else AFTER_BLOCKS) if started else BEFORE_BLOCKS
         shape = tuple(layer.output.shape)[1:] if hasattr(layer, "output") else ()
-        rows.append({"part": part, "layer": layer.name, "type": type(layer).__name__, "does": _does(layer),
+        rows.append({"part": part, "layer": names[layer.name], "type": type(layer).__name__, "does": _does(layer),
                      "output": " x ".join(str(s) for s in shape), "weights": int(layer.count_params()),
                      "shown": layer.name in shown})
         if ahead and layer.name == ahead[0].layer:

@@ -80,10 +80,10 @@ def test_every_architecture_has_blocks_a_layer_table_and_first_filters(built):
         for filters in inside.first_filters(model):
             patches = filters.patches
             assert patches.dtype == np.uint8 and patches.shape[1:] == (*filters.kernel.shape[:2], 3)
-        table = inside.layer_table(model)
-        assert [r["layer"] for r in table] == [l.name for l in model.layers]
+        table, names = inside.layer_table(model), inside.shown_names(model)
+        assert [r["layer"] for r in table] == [names[l.name] for l in model.layers]
         assert sum(r["weights"] for r in table) == model.count_params()
-        assert [r["layer"] for r in table if r["shown"]] == [b.layer for b in shown]
+        assert [r["layer"] for r in table if r["shown"]] == [names[b.layer] for b in shown]
         # each part is a run of rows, in order: the picture, the blocks as What it sees names them, the answer;
         # a block's shown layer is its last row
         parts = [r["part"] for r in table]
@@ -91,7 +91,7 @@ def test_every_architecture_has_blocks_a_layer_table_and_first_filters(built):
         assert table[0]["part"] == inside.BEFORE_BLOCKS and table[-1]["part"] == inside.AFTER_BLOCKS
         for block in shown:
             last = max(i for i, r in enumerate(table) if r["part"] == block.title)
-            assert table[last]["layer"] == block.layer
+            assert table[last]["layer"] == names[block.layer]
         assert all(r["does"] for r in table), [r["layer"] for r in table if not r["does"]]
 
 
@@ -110,6 +110,21 @@ def test_the_layer_table_says_what_each_layer_really_does(bundled, built):
     assert np.any(whiten.get_weights()[1])          # the second network's offsets learned in training
     assert [r["does"] for r in inside.layer_table(bundled) if r["layer"] == "whiten"] == [
         "48 filters of 2 x 2 pixels, set from the data (only their offsets were learned)"]
+
+
+def test_layers_are_named_as_in_a_network_built_alone_and_names_given_stay(bundled, built):
+    """The bundled model's first convolution showed as conv2d_6 and its first activation as activation_7:
+    Keras counts every layer of a type the process made before (here, the networks built ahead of it).
+    Names given on purpose (image, normalise, whiten) stay."""
+    names = [r["layer"] for r in inside.layer_table(bundled)]
+    assert [n for n in names if n.startswith("conv2d")][:3] == ["conv2d", "conv2d_1", "conv2d_2"]
+    assert names[:5] == ["image", "normalise", "whiten", "activation", "conv2d"]
+    assert len(set(names)) == len(names)
+    # The same network built twice in one process is shown by the same names both times.
+    again = models.build("airbench_tiny")
+    assert [l.name for l in again.layers] != [l.name for l in built["airbench_tiny"].layers]
+    assert ([r["layer"] for r in inside.layer_table(again)]
+            == [r["layer"] for r in inside.layer_table(built["airbench_tiny"])])
 
 
 def test_the_pairs_first_filters_say_why_they_come_round_twice():
