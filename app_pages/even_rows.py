@@ -36,8 +36,12 @@ def needs(per_row: int, size: int, shrink: float = SHRINK) -> int:
     return math.ceil(per_row * size * shrink + (per_row - 1) * GAP)
 
 
-def style(key: str, count: int, size: int) -> str:
-    """The CSS that shares `count` pictures of `size` pixels out in even rows inside the container `key`."""
+FRAME = "#949494"     # a hairline round each picture where some are nearly white: 3:1 on white, as a boundary needs
+
+
+def style(key: str, count: int, size: int, framed: bool = False) -> str:
+    """The CSS that shares `count` pictures of `size` pixels out in even rows inside the container `key`;
+    `framed`, each with a hairline round it (outside it: the picture and the rows keep their sizes)."""
     if not re.fullmatch(r"[A-Za-z0-9_-]+", key):    # as Streamlit writes it into the container's class
         raise ValueError(f"not a key for a CSS class: {key!r}")
     choices = per_row_choices(count)
@@ -47,15 +51,16 @@ def style(key: str, count: int, size: int) -> str:
              f"{grid} {{ display: grid; grid-template-columns: repeat({fewest}, minmax(0, {size}px)); "
              f"column-gap: {GAP}px; }}",
              f"{grid} [data-testid=stImageContainer] {{ width: auto; max-width: 100%; }}",
-             f"{grid} img {{ max-width: 100%; height: auto; image-rendering: pixelated; }}"]
+             f"{grid} img {{ max-width: 100%; height: auto; image-rendering: pixelated;"
+             + (f" box-shadow: 0 0 0 1px {FRAME};" if framed else "") + " }"]
     # Fewest to a row first: of the rules that hold, the last (the most that fit) wins.
     rules += [f"@container (min-width: {needs(n, size)}px) {{ {grid} {{ grid-template-columns: "
               f"repeat({n}, minmax(0, {size}px)); }} }}" for n in choices if n > fewest]
     return "<style>" + "\n".join(rules) + "</style>"
 
 
-def rows(key: str, count: int, size: int):
+def rows(key: str, count: int, size: int, framed: bool = False):
     """A container whose `st.image` list of `count` pictures, each `size` pixels wide (given to `st.image` as
-    its width, so that none is drawn larger), lies in even rows."""
-    st.html(style(key, count, size))
+    its width, so that none is drawn larger), lies in even rows (`framed`: see `style`)."""
+    st.html(style(key, count, size, framed))
     return st.container(key=key)

@@ -278,6 +278,7 @@ def filters(model) -> None:
                 f" Seen through the fixed layer, so {size} x {size} pixels: that layer strengthens fine detail, "
                 "which is why many look speckled." if found.seen_through else "") + _whose(model, count))
         patches = [inside.enlarge(p, 64) for p in found.patches]
-        with even_rows.rows(f"inside_filters_{i}", len(patches), patches[0].shape[1]):
+        # Framed: a filter that weighs the three colours alike is drawn near white, and vanished into the page.
+        with even_rows.rows(f"inside_filters_{i}", len(patches), patches[0].shape[1], framed=True):
             st.image(patches, caption=[str(c) for c in range(len(patches))], width=patches[0].shape[1],
                      alt=[f"the colour pattern filter {c} responds to most" for c in range(len(patches))])

@@ -51,3 +51,13 @@ def test_the_style_is_confined_to_its_container():
 def test_a_key_that_is_no_css_class_is_refused():
     with pytest.raises(ValueError):
         even_rows.style("conv2d/1", 4, 64)
+
+
+def test_framed_pictures_have_a_hairline_a_white_one_is_seen_by():
+    """Look inside's filters: one that weighs the colours alike is drawn near white and vanished into the page."""
+    from test_charts import contrast
+    assert "box-shadow" not in even_rows.style("home_classes", 10, 96)
+    framed = even_rows.style("inside_filters_0", 48, 64, framed=True)
+    assert f".st-key-inside_filters_0 [data-testid=stImage] img {{" in framed and \
+        f"box-shadow: 0 0 0 1px {even_rows.FRAME};" in framed
+    assert contrast(even_rows.FRAME, "#ffffff") >= 3
