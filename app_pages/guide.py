@@ -155,5 +155,6 @@ GLOSSARY: dict[str, str] = {
                 "layer turns them into the ten scores: what it has found in the picture.",
     "PCA": "A way to squeeze many numbers into two so they can be drawn as a map, keeping as much of their spread as "
            "possible. Explore's map uses it on the network's last features, and says how much of their spread "
-           "its two directions keep (about a third): pictures apart in the rest can overlap on the map.",
+           "its two directions keep (for the bundled model, under a third; other models' maps say their own): pictures "
+           "apart in the rest can overlap on the map.",
 }
