@@ -69,9 +69,10 @@ if overview.open:
                 help="Of the test pictures of this class, the share it named right: the class's own accuracy."),
             "f1": st.column_config.Column("F1 (%)", help="Precision and recall in one figure (their harmonic mean)."),
             "images": st.column_config.NumberColumn("Test pictures", format="localized")})
-        st.caption("Precision: of the pictures it called this class, how many were. "
-                   "Recall: of the pictures of this class, how many it named right. F1 balances the two. "
-                   "A class it never named has no precision, and an F1 of 0.")
+        st.caption("Precision: of the pictures it called this class, how many were that class. "
+                   "Recall: of the pictures of this class, how many it named right. F1 balances the two."
+                   + (" A class it never named has no precision (–), and an F1 of 0." if report["precision"].isna().any()
+                      else ""))
 
 if errors.open:
     with errors:

@@ -78,9 +78,9 @@ PAGES: dict[str, PageGuide] = {
 GLOSSARY: dict[str, str] = {
     "Class": "One of the ten kinds of picture in CIFAR-10: airplane, automobile, bird, cat, deer, dog, frog, "
              "horse, ship and truck. The model's job is to name the class of a picture.",
-    "Training set": ("The 50,000 pictures a model learns from (a recipe may use fewer: For a whole class takes "
-                     "20,480): once each in a one-epoch recipe, many times over in a longer one. A run keeps 1,000 "
-                     "or 2,000 of them aside, never trained on, to make its \"% sure\" honest."),
+    "Training set": ("The 50,000 pictures a model learns from (a recipe may use fewer: the \"For a whole class\" "
+                     "recipe takes 20,480): once each in a one-epoch recipe, many times over in a longer one. A run "
+                     "keeps 1,000 or 2,000 of them aside, never trained on, to make its \"% sure\" honest."),
     "Test set": "The 10,000 pictures kept apart and never used for learning, so that measuring the model on them "
                 "shows how it does on pictures it has not seen.",
     "Model": "A network together with the numbers (weights) it learned. The sidebar chooses which model every page "
@@ -116,8 +116,10 @@ GLOSSARY: dict[str, str] = {
                     "model learns the object, not the exact pixels. It helps against overfitting.",
     "Overfitting": "When a model learns its training pictures by heart instead of what the classes look like: "
                    "training accuracy keeps rising while test accuracy stalls or falls.",
-    "Preset": "A ready-made recipe on the Train page, such as Quick, Best or For a whole class: a network plus "
-              "all its training settings, chosen to work well together.",
+    "Recipe": "A ready-made set of choices on the Train page, such as Quick, Best or For a whole class: a network "
+              "plus all its training settings, chosen to work well together. Change any setting before Start and the "
+              "board calls the run's recipe \"changed\".",
+    "Preset": "The command line's word for a recipe (python -m cifar_core train --preset quick).",
     "Run": "One training of one network, from Start until it finishes or is stopped. Every run is listed on the "
            "Train page and, once finished (or stopped with a model kept), can be chosen as the model in the sidebar.",
     "Probability": "How sure the model is of each class for one picture; the ten add up to 100%. Its answer is the "
@@ -143,9 +145,9 @@ GLOSSARY: dict[str, str] = {
                               "look. A photo, camera shot or drawing (anything larger than 32 x 32) always "
                               "gets it; a 32 x 32 picture you upload is answered as a test picture is, so a test "
                               "picture saved and uploaded again gets the same answer and the same \"% sure\".",
-    "Evening out a photo": "Models trained on CIFAR-10 see photos askew: they say airplane, automobile and "
-                           "often cat too often (a bird against the sky looks like their airplanes) and frog, "
-                           "truck, deer and dog too rarely, and they are surer than they are right. So for a "
+    "Evening out a photo": "Models trained on CIFAR-10 see photos askew: they say airplane and automobile "
+                           "too often, and often cat too (a bird against the sky looks like their airplanes), and "
+                           "frog, truck, deer and dog too rarely, and they are surer than they are right. So for a "
                            "picture larger than 32 x 32 (a photo, a camera shot or a drawing) the app turns down "
                            "the classes models over-answer on real photos and turns up the ones they "
                            "under-answer, by amounts measured on 477 photos; that also brings its \"% sure\" on "

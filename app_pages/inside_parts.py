@@ -253,8 +253,17 @@ def _whose(model, count: int) -> str:
     if networks == 1:
         return ""
     each = count // networks
-    spans = ", ".join(f"{n * each}-{(n + 1) * each - 1}" for n in range(networks))
-    return f" The model is {networks} networks side by side: filters {spans} are each one's in turn."
+    spans = [f"{n * each}-{(n + 1) * each - 1}" for n in range(networks)]
+    whose = ", ".join(f"{span} network {n + 1}'s" if n else f"filters {span} are network 1's"
+                      for n, span in enumerate(spans))
+    return f" The model is {networks} networks side by side: {whose}."
+
+
+def groups_said(model) -> str:
+    """For the layers' table of networks side by side: what its layers' "groups" are."""
+    networks = models.members_of(model)
+    return (f" The model is {networks} networks side by side, built as one: a layer \"in {networks} groups\" is "
+            "each network's own layer, next to the others'." if networks > 1 else "")
 
 
 def filters(model) -> None:

@@ -38,11 +38,11 @@ if source == "Upload":
     files = predict_parts.each_once(files, most)     # as a browser sends them, not as a script may
     # The box's own line says Streamlit's limit, which is a little over the app's: both said, and why.
     taken = st.get_option('server.maxUploadSize')
-    st.caption(f"Pictures of up to {predict_parts.UPLOAD_LIMIT_MB} MB each are answered, up to {most} pictures "
-               f"and {budget} MB in all at once. The box takes files of up to {taken} MB, so that one a little too "
-               f"large is told so in a sentence. A file over {taken} MB, or one past {most} pictures or "
-               f"{budget} MB in all, is stopped before it is sent: it gets a red mark in the list and no answer. "
-               "Save it smaller, or remove other pictures (their ×), and upload it again.")
+    st.caption(f"Up to {most} pictures at once, {budget} MB in all, each up to {predict_parts.UPLOAD_LIMIT_MB} MB. "
+               f"The box says {taken} MB so that a picture just over {predict_parts.UPLOAD_LIMIT_MB} MB is told why in "
+               f"a sentence. A file over {taken} MB, or one past {most} pictures or {budget} MB in all, is stopped "
+               "before it is sent: it gets a red mark in the list and no answer. Save it smaller, or remove other "
+               "pictures (their ×), and upload it again.")
     if len(files) > 1:
         looked_at = st.session_state.get("predict_pick")       # "Look closer at", below: its problem said there
         predict_parts.batch(files, looked_at if any(f.file_id == looked_at for f in files) else files[0].file_id)

@@ -69,9 +69,9 @@ class ConfigFields:
         add(left, "augment", st.toggle, "Augmentation (flips and shifts)", value=defaults.augment)
         add(middle, "name", st.text_input, "Run name", placeholder="e.g. Class 7B's first try", max_chars=60)
         turn = settings.get().run_turn_minutes
-        right.caption(f"At most {evaluation.counted(max_epochs, 'epoch')} per run on this server"
-                      + (f"; while others wait, {evaluation.counted(turn, 'minute')} a run from its start (what "
-                         "it has learned is kept)." if turn else "."))
+        right.caption(f"At most {evaluation.counted(max_epochs, 'epoch')} a run on this server."
+                      + (f" While others are waiting, a run stops {evaluation.counted(turn, 'minute')} after it "
+                         "starts, keeping what it has learned." if turn else ""))
 
     def values(self) -> dict:
         return dict(self.widgets)

@@ -1389,6 +1389,11 @@ def test_a_class_never_named_has_a_dash_for_its_precision_and_the_table_keeps_it
     truck = shown[shown["class"] == "truck"].iloc[0]
     assert (truck["precision"], truck["recall"], truck["f1"]) == ("–", "0.0%", "0.0%")
     assert table.proto.placeholder == "–"      # what the browser's table draws for it (not the text above)
+    assert any("A class it never named has no precision (–)" in c.value for c in app.caption)
+    monkeypatch.setattr(common, "test_probabilities",                   # every class named: no such note
+                        lambda choice, test: np.eye(10, dtype=np.float32)[test.y_test])
+    visit(app, "app_pages/evaluate.py")
+    assert not any("never named" in c.value for c in app.caption)
     kept = table.value                                     # the figures, as the download has them
     assert kept["recall"].max() <= 100 and kept["precision"].isna().sum() == (shown["precision"] == "–").sum()
 

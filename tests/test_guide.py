@@ -21,7 +21,7 @@ def test_every_page_file_has_its_two_sentences():
 
 @pytest.mark.parametrize("word", ["epoch", "batch", "learning rate", "augmentation", "overfitting", "confusion matrix",
                                   "calibration", "accuracy", "test set", "training set", "Grad-CAM",
-                                  "test-time augmentation", "preset", "loss", "feature map", "filter", "precision",
+                                  "test-time augmentation", "recipe", "preset", "loss", "feature map", "filter", "precision",
                                   "recall", "F1", "PCA", "run", "weights", "layer", "optimizer",
                                   "networks side by side"])
 def test_the_glossary_explains_the_words_the_pages_use(word):

@@ -138,7 +138,7 @@ def test_the_pairs_first_filters_say_why_they_come_round_twice():
     at = AppTest.from_function(page, default_timeout=120).run()
     assert not at.exception, [e.value for e in at.exception]
     fixed = at.caption[0].value
-    assert "filters 0-23, 24-47 are each one's in turn" in fixed and "The shares are alike" in fixed
+    assert "filters 0-23 are network 1's, 24-47 network 2's" in fixed and "The shares are alike" in fixed
     assert not any("The shares are alike" in c.value for c in at.caption[1:])     # the learned ones differ
 
 
