@@ -315,7 +315,7 @@ def test_uploads_past_a_browsers_budget_are_refused_and_removing_one_makes_room(
     refused.first.wait_for()
     page.wait_for_timeout(1000)
     assert refused.count() == 1 and "413" in refused.inner_text()
-    assert page.get_by_text("100 pictures and 30 MB in all at once").is_visible()
+    assert page.get_by_text("Up to 100 pictures at once, 30 MB in all").is_visible()
     name = refused.get_attribute("aria-label").split(",")[0]
     kept = [f.name for f in files if f.name != name]
     # The two kept files reached the page: the batch table of several uploads is drawn.
