@@ -524,7 +524,7 @@ def teacher_login() -> None:
                                   f"{progress.duration(unlocked.left_s(owner()))} ({unlocked.hold_s / 3600:.0f} "
                                   f"hours from when the password was typed). Lock them before leaving a shared "
                                   f"computer."):
-            unlocked_browsers().remove(owner())
+            unlocked.remove(owner())
             st.rerun()
         return
     with st.sidebar.expander("Teacher controls"):

@@ -210,9 +210,9 @@ TINY_SIDE = 16         # a picture narrower than this was blown up from almost n
 SURE_ON_TEST_PICTURES = ("How sure the model is, from its ten probabilities. On CIFAR-10's own test pictures "
                          "this is honest: answers shown 80% sure are right about 80% of the time.")
 SURE_ON_PHOTOS = (SURE_ON_TEST_PICTURES + " A photo is not one of those. On photos, models trained on CIFAR-10 "
-                  "say airplane and automobile too often, and often cat too, and frog, truck, deer and dog too rarely, and "
-                  "are surer than they are right, so the app evens a photo's answer out (see the Glossary). "
-                  "Evened out this way, the bundled model gets about 82% of 478 real photos right, and its "
+                  "say airplane and automobile too often, and often cat too, and frog, truck, deer and dog too "
+                  "rarely, and are surer than they are right, so the app evens a photo's answer out (see the "
+                  "Glossary). Evened out this way, the bundled model gets about 82% of 478 real photos right, and its "
                   "\"% sure\" is on average 3 to 7 points away from how often it is right, depending on the "
                   "photos. A model trained in a few minutes does worse, and a drawing is further still from what "
                   "any of them knows.")
