@@ -120,6 +120,10 @@ GLOSSARY: dict[str, str] = {
               "plus all its training settings, chosen to work well together. Change any setting before Start and the "
               "board calls the run's recipe \"changed\".",
     "Preset": "The command line's word for a recipe (python -m cifar_core train --preset quick).",
+    "Seed": "The number that draws a run's starting weights and the order, flips and shifts of its pictures. "
+            "Two runs of one recipe with different seeds end a little apart, as any two trainings do; the same "
+            "seed and settings repeat a run. The Train page draws a new one for each run unless one is typed "
+            "(the command line uses 0 unless told).",
     "Run": "One training of one network, from Start until it finishes or is stopped. Every run is listed on the "
            "Train page and, once finished (or stopped with a model kept), can be chosen as the model in the sidebar.",
     "Probability": "How sure the model is of each class for one picture; the ten add up to 100%. Its answer is the "

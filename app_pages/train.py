@@ -30,8 +30,9 @@ with st.form("new_run", enter_to_submit=False):
 DOUBLE_PRESS_S = 5     # the same settings started again this soon is a double click, not a second run
 if started:
     try:
-        config = TrainConfig.from_preset(preset, **fields.values()).validate()
-        pressed, last = config.to_dict(), st.session_state.get("train_last_start")
+        pressed, last = fields.values(), st.session_state.get("train_last_start")
+        # Compared before a seed is drawn: a double click draws two seeds for one press.
+        config = TrainConfig.from_preset(preset, **train_parts.with_seed(pressed)).validate()
         if last and last[0] == pressed and time.monotonic() - last[1] < DOUBLE_PRESS_S:
             # Two runs of one double click took both of a student's places and queued a duplicate for the class.
             st.toast("Already started: a second press within a moment is not a second run.")

@@ -1,6 +1,7 @@
 """The pieces of the Train page: the run form, the live view of one run, the runs board."""
 from __future__ import annotations
 
+import secrets
 import time
 
 import pyarrow as pa
@@ -9,7 +10,7 @@ import streamlit as st
 from app_pages import chart_cache, common, learning_parts, run_downloads
 from cifar_core import board as runs_board, charts, evaluation, models, overfitting, report, rundir, runs, settings
 from cifar_core import queue_wait, trainer_memory
-from cifar_core.config import FIELD_HELP, MAX_TRAIN_IMAGES, OPTIMIZERS, ConfigError, TrainConfig
+from cifar_core.config import FIELD_HELP, MAX_SEED, MAX_TRAIN_IMAGES, OPTIMIZERS, ConfigError, TrainConfig
 from cifar_core.progress import clock, duration, testing_seconds
 
 # Each recipe's button, and what it is said to be under the buttons: the whole sentence on a button was cut
@@ -20,6 +21,12 @@ RECIPES = {"quick": ("Quick", "about a minute"),
            "class": ("For a whole class", "about 20 seconds each"),
            "airbench94": ("airbench94", "best's recipe before Muon"),
            "tutorial": ("TensorFlow tutorial", "the classic baseline")}
+# Thirty students pressing Start with the recipe as it is got thirty identical runs, one figure thirty times:
+# each run draws its own seed unless one is typed, and the seed is shown with the run to repeat it.
+FORM_HELP = {"seed": "What draws the network's starting weights, the order of the pictures and their flips and "
+                     "shifts. Left empty, each run gets a new one, shown under its name: runs of one recipe then "
+                     "differ a little, as any two trainings do. Type a run's seed with its settings to repeat it."}
+SEEDS_DRAWN = 100_000   # seeds a run draws from: five digits to read out, and two of thirty runs rarely share one
 SUBSETS = (0, 36_000, 10_000, 5_000)   # training pictures: all of them, or fewer for a shorter demo
 
 
@@ -48,7 +55,7 @@ class ConfigFields:
             # was emptied with the recipe's numbers.
             with column:
                 self.widgets[field] = widget(*args, key=("train_" if field == "name" else key) + field,
-                                             help=FIELD_HELP[field], **kwargs)
+                                             help=FORM_HELP.get(field, FIELD_HELP[field]), **kwargs)
                 self.slots[field] = st.empty()
 
         # A row of its own: each network's description is a sentence, and a column would cut it off.
@@ -67,6 +74,8 @@ class ConfigFields:
             format_func=lambda n: f"{n:,}" if n else (f"All {MAX_TRAIN_IMAGES - defaults.calibration_images:,} "
                                                       f"({defaults.calibration_images:,} more kept aside)"))
         add(left, "augment", st.toggle, "Augmentation (flips and shifts)", value=defaults.augment)
+        add(left, "seed", st.number_input, "Seed", value=None, min_value=0, max_value=MAX_SEED, step=1,
+            placeholder="New for each run")
         add(middle, "name", st.text_input, "Run name", placeholder="e.g. Class 7B's first try", max_chars=60)
         turn = settings.get().run_turn_minutes
         right.caption(f"At most {evaluation.counted(max_epochs, 'epoch')} a run on this server."
@@ -74,10 +83,25 @@ class ConfigFields:
                          "starts, keeping what it has learned." if turn else ""))
 
     def values(self) -> dict:
+        """What the form says; an empty seed stays None here (`with_seed` draws it when the run starts)."""
         return dict(self.widgets)
 
     def show_error(self, error: ConfigError | runs.RunError) -> None:
         (self.slots.get(error.field) or st).error(str(error))
+
+
+def with_seed(values: dict) -> dict:
+    """The form's values with a seed drawn for the run where none was typed."""
+    if values.get("seed") is not None:
+        return values
+    return {**values, "seed": secrets.randbelow(SEEDS_DRAWN)}
+
+
+def run_said(run: runs.Run) -> str:
+    """Under a run's name: its recipe and seed, what repeats it."""
+    preset, seed = run.config.get("preset"), run.config.get("seed")
+    recipe = f"Recipe: {recipe_label(preset)}" + (", changed" if run.recipe_changed() else "") if preset else None
+    return " · ".join(filter(None, [recipe, f"seed {seed}" if seed is not None else None]))
 
 
 def watched_run(owner: str) -> runs.Run | None:
@@ -147,6 +171,7 @@ def live(run_id: str, owner: str) -> None:
     if run is None:
         return
     st.header(common.plain(run.name))
+    st.caption(run_said(run))
     if run.state == "running":
         _live_training(run_id, owner)
         learning_parts.snapshot_panel(run)

@@ -158,11 +158,12 @@ class TrainConfig:
     def changed_from_preset(self) -> bool:
         """Whether a setting of the recipe differs from its preset's: a board that calls a run "quick" when
         its student changed the network and the epochs compares two different recipes as one. The device
-        (precision, strategy) are no part of the recipe, nor a continued run's epochs and learning rate: its
-        name says it goes on, and going on starts each time from a lower rate (`runs.going_on`)."""
+        (precision, strategy) is no part of the recipe, nor the seed (the Train page draws one for each run),
+        nor a continued run's epochs and learning rate: its name says it goes on, and going on starts each
+        time from a lower rate (`runs.going_on`)."""
         if self.preset not in PRESETS:
             return False
-        ignored = {"name", "preset", "initial_model", "precision", "strategy"}
+        ignored = {"name", "preset", "initial_model", "precision", "strategy", "seed"}
         if self.initial_model:
             ignored |= {"epochs", "learning_rate"}
         preset = TrainConfig.from_preset(self.preset)

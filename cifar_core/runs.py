@@ -100,10 +100,8 @@ class Run:
         metrics = self.metrics() if metrics is None else metrics
         progress = self.progress(metrics, now)
         trained = timing.epochs_trained(self.config, self.status, metrics)
-        recipe = self.config.get("preset") or self.config.get("arch") or "–"
-        with contextlib.suppress(ConfigError, TypeError):     # a config from an older version: named as it is
-            if self.status.get(RECIPE_CHANGED) or TrainConfig.from_dict(self.config).changed_from_preset():
-                recipe += " (changed)"
+        recipe = (self.config.get("preset") or self.config.get("arch") or "–") + (
+            " (changed)" if self.recipe_changed() else "")
         return {"id": self.id, "name": self.name, "recipe": recipe,
                 "state": self.state,
                 # Rounded down: 3.96 of 4 epochs is "3.9 / 4", never "4 / 4" while it still trains.
@@ -113,6 +111,12 @@ class Run:
                 "time": timing.duration(progress["elapsed_s"]),
                 "of which testing": timing.duration(timing.testing_seconds(self.status, metrics)),
                 START_PRESSED: timing.clock(self.status.get("created", 0), zone)}
+
+    def recipe_changed(self) -> bool:
+        """Whether some of its recipe's settings were changed before Start, or before its parent's."""
+        with contextlib.suppress(ConfigError, TypeError):     # a config from an older version: named as it is
+            return bool(self.status.get(RECIPE_CHANGED) or TrainConfig.from_dict(self.config).changed_from_preset())
+        return False
 
     def progress(self, metrics: list[dict] | None = None, now: float | None = None) -> dict:
         """How far the run has got and how long it has left (see `cifar_core.progress`)."""

@@ -586,6 +586,29 @@ def test_train_page_starts_a_run_and_shows_it_live_and_on_the_board(app):
     runs.stop(run.id, admin=True)
 
 
+def test_a_run_draws_its_own_seed_unless_one_is_typed_and_shows_it_under_its_name(app):
+    """Thirty students pressing Start with the recipe as it is got thirty identical runs, one figure thirty
+    times over: a run with no seed typed now draws one, shown with it to repeat it; a typed seed is kept."""
+    from app_pages import train_parts
+    from cifar_core import runs
+    visit(app, "app_pages/train.py")
+    app.number_input(key="train_quick_seed").set_value(12345)
+    app.text_input(key="train_name").input("typed")
+    app.button(key="FormSubmitter:new_run-Start training").click().run()
+    app.number_input(key="train_quick_seed").set_value(None)
+    app.text_input(key="train_name").input("drawn")
+    app.button(key="FormSubmitter:new_run-Start training").click().run()
+    assert not app.exception
+    drawn, typed = sorted(runs.list_runs(), key=lambda r: r.name)
+    assert typed.config["seed"] == 12345 and 0 <= drawn.config["seed"] < train_parts.SEEDS_DRAWN
+    # Not a changed recipe on the board: the seed is no part of it.
+    assert {r.summary()["recipe"] for r in (drawn, typed)} == {"quick"}
+    assert f"Recipe: Quick · seed {drawn.config['seed']}" in [c.value for c in app.caption]
+    assert len({train_parts.with_seed({"seed": None})["seed"] for _ in range(30)}) >= 29
+    for run in (drawn, typed):
+        runs.stop(run.id, admin=True)
+
+
 def test_a_runs_folder_that_cannot_be_made_costs_only_the_runs(tiny_env, small_disk, monkeypatch):
     """A share not mounted, a read-only disk: every page opens (with no runs), Start says why in a sentence.
     Before, making the folder raised on every page, through the sidebar's list of models."""

@@ -165,10 +165,11 @@ def test_two_runs_of_the_same_name_are_two_curves_not_one(page):
 
 def test_every_field_explains_raising_and_lowering_it(page):
     at = page()
-    for field in ("arch", "optimizer", "epochs", "learning_rate", "batch_size", "train_subset", "augment", "name"):
+    for field in ("arch", "optimizer", "epochs", "learning_rate", "batch_size", "train_subset", "augment", "name",
+                  "seed"):
         widget = next(w for kind in ("selectbox", "number_input", "toggle", "text_input") for w in at.get(kind)
                       if w.key == ("train_name" if field == "name" else f"train_quick_{field}"))
-        assert widget.help == FIELD_HELP[field], field
+        assert widget.help == train_parts.FORM_HELP.get(field, FIELD_HELP[field]), field
 
 
 def ended_run(test_accuracies, test_losses, losses, name: str = "ended") -> runs.Run:
@@ -666,3 +667,13 @@ def test_a_finished_run_is_tried_on_predict_with_one_press(page):
     assert remembered.recall(common.identity.owner_id(at.session_state["owner"])) == run.id
     assert at.sidebar.selectbox[0].value == "Run mine to try (69.4%)"
     assert [t.value for t in at.title] == ["Try it on your own pictures"]      # Predict's
+
+
+def test_a_runs_recipe_and_seed_are_said_under_its_name(tiny_env):
+    # The seed repeats a run with its settings; "changed", as on the board: the recipe's name alone would
+    # call a run of other settings by it.
+    plain = runs.create(TrainConfig.from_preset("class", seed=7), owner="x")
+    changed = runs.create(TrainConfig.from_preset("class", epochs=3, seed=8), owner="x")
+    assert train_parts.run_said(plain) == "Recipe: For a whole class · seed 7"
+    assert train_parts.run_said(changed) == "Recipe: For a whole class, changed · seed 8"
+    assert changed.summary()["recipe"] == "class (changed)" and plain.summary()["recipe"] == "class"
