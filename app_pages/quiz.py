@@ -10,9 +10,14 @@ from cifar_core.data import CLASS_NAMES, with_article
 HUMAN_ACCURACY = 0.94   # one person sorting about 400 CIFAR-10 test pictures by hand (Karpathy, 2011)
 
 
-st.html("""<style>
-  .stMainBlockContainer button p { font-size: 1.4rem; }
-  .stMainBlockContainer [data-testid=stMetricValue] { font-size: 3rem; }
+# On a screen touched, with nothing that can point (a phone, a tablet alone), the buttons' key hints and
+# the switch for keys speak of a keyboard it does not have. A tablet with a trackpad or mouse keeps them.
+st.html(f"""<style>
+  .stMainBlockContainer button p {{ font-size: 1.4rem; }}
+  .stMainBlockContainer [data-testid=stMetricValue] {{ font-size: 3rem; }}
+  @media (any-hover: none) {{
+    .stMainBlockContainer button kbd, .st-key-{KEYS_SWITCH} {{ display: none; }}
+  }}
 </style>""")
 common.header("quiz")
 test = common.dataset()

@@ -553,6 +553,26 @@ def test_quiz_three_rounds(page, server):
     assert "/ 3" in page.locator("[data-testid=stMetric]").first.inner_text()
 
 
+def test_a_phone_is_not_shown_the_quizs_keys(browser, server):
+    """A touch screen with nothing that can point has no keyboard to press 1 to 9 on: the keys on the buttons
+    and the switch for them were noise there. A computer keeps both (test_the_quiz_is_played_from_the_keyboard)."""
+    context = new_context(browser, viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True)
+    phone = context.new_page()
+    try:
+        open_page(phone, server, "quiz")
+        assert phone.evaluate("matchMedia('(any-hover: none)').matches")
+        dog = phone.get_by_role("button", name="Dog", exact=True)     # no "Shortcut 6" said either
+        dog.wait_for()
+        assert phone.locator(".stMainBlockContainer button kbd").count() == 10
+        assert not any(key.is_visible() for key in phone.locator(".stMainBlockContainer button kbd").all())
+        assert not phone.get_by_text("Answer with keys").is_visible()
+        dog.tap()
+        phone.get_by_text("It is a ").wait_for()
+        no_exceptions(phone)
+    finally:
+        context.close()
+
+
 def test_each_page_is_named_in_the_browsers_tab(page, server):
     """What a screen reader says first on a page, and how a visitor tells tabs apart: "CIFAR-10 Studio" on
     every page said nothing of which."""
