@@ -257,8 +257,10 @@ TRAINING, TEST = "training (running)", "test (whole test set)"
 # window beside the sidebar (about 820 px).
 PANEL_WIDTH = 330
 PANEL_HEIGHT = 260     # a panel's plot
-PANEL_CHROME = 135     # its title, x axis and padding, and the space around its key (measured in Chromium)
-KEY_LINE = 28          # a line of a key, one entry a line
+# Measured in Chromium, from each plot's frame in the page (tests/test_browser_train.py checks them).
+PANEL_CHROME = 111     # its title, x axis and padding
+KEY_GAP = 28           # between the x axis and a key, where a panel has one: without one, its plot grew by it
+KEY_LINE = 26          # a line of a key, one entry a line
 # One colour per compared run, each at least 4.5:1 against white (a pale line vanishes on a projector)
 # and apart from the others to every kind of colour-blind eye: Paul Tol's blue, rose, indigo and olive
 # (darkened) and black. Training and test are told apart by dash, not by shade.
@@ -294,16 +296,21 @@ def training_curves(frame: pd.DataFrame, colour_by: str = "series") -> alt.Chart
     return alt.hconcat(*_panels(frame, colour_by, PANEL_WIDTH)).resolve_scale(color="shared")
 
 
+def key_height(lines: int) -> int:
+    """What a key of so many lines adds to a panel's height: none without one."""
+    return KEY_GAP + KEY_LINE * lines if lines else 0
+
+
 def curve_panels(frame: pd.DataFrame, colour_by: str = "series") -> list[alt.Chart]:
     """`training_curves` as two charts, loss then accuracy, each as wide as its container: side by side, two
     fixed panels ran off a projector's 1024-pixel window beside the sidebar, and off a phone; a page puts
     them in two columns, which a phone stacks. The runs' key (colour and shape) is under the loss panel, the
     lines' (dashed, solid) under the accuracy one: both under one, they ran past its edge. Streamlit fits
     each chart whole, title, axes and key, into its height (a fullscreen one into the screen's): each is
-    as tall as its plot, PANEL_CHROME and its key's lines, so the two plots come out alike."""
+    as tall as its plot, PANEL_CHROME and its key (`key_height`), so the two plots come out alike."""
     key_lines = (len(set(frame["run"])) if colour_by == "run" else 0, len(SERIES_DASHES))
     # Room on the right for the last epoch's dot, which sits on the plot's edge: a chart is cut at its box.
-    return [panel.properties(height=PANEL_HEIGHT + PANEL_CHROME + KEY_LINE * lines,
+    return [panel.properties(height=PANEL_HEIGHT + PANEL_CHROME + key_height(lines),
                              padding={"left": 5, "top": 5, "right": 12, "bottom": 5})
             for panel, lines in zip(_panels(frame, colour_by, "container", keys=({"run"}, {"series"})), key_lines)]
 
@@ -321,8 +328,10 @@ def _panels(frame: pd.DataFrame, colour_by: str, width, keys: tuple[set, set] = 
     lines = {**legend, "symbolType": "stroke", "symbolSize": 600, "symbolStrokeWidth": 2}
     if colour_by == "run":
         runs = list(dict.fromkeys(frame["run"]))
+        # Rows as tall as the dashes' key's (KEY_LINE): with Vega's 2 pixels between them, two runs' plot
+        # came out 4 pixels shorter than the accuracy one beside it.
         colour = alt.Color("run:N", title=None, scale=alt.Scale(domain=runs, range=RUN_COLOURS),
-                           legend=alt.Legend(**legend))
+                           legend=alt.Legend(**legend, rowPadding=0))
         marker = {"shape": alt.Shape("run:N", title=None, scale=alt.Scale(domain=runs, range=RUN_SHAPES))}
         lines["symbolStrokeColor"] = "#1c1f26"
     else:

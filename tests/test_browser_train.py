@@ -13,7 +13,7 @@ import time
 import zipfile
 
 import test_browser
-from cifar_core import models
+from cifar_core import charts, models
 from cifar_core.config import PRESETS
 from test_browser import ARTIFACTS, new_context, no_exceptions, open_page, settle
 from test_browser_screens import PROBLEMS_JS, wait_for_charts
@@ -28,6 +28,13 @@ AFTER_EPOCH = re.compile(r"What it sees after epoch (\d+)")
 LEFT = re.compile(r"Epoch \d+ of 40 · .* so far · about .+ left")
 
 
+# Each curve chart's plot height, by its title: the accuracy panel's key under it made its plot 24 pixels
+# shorter than the loss one's beside it, and their x axes stood at different heights.
+CURVE_PLOTS = """() => [...document.querySelectorAll('[data-testid=stVegaLiteChart] svg')]
+  .filter(svg => /^(Loss|Accuracy) \\(/.test(svg.querySelector('.role-title')?.textContent || ''))
+  .map(svg => +svg.querySelector('.role-frame.root path.background').getAttribute('d').match(/v(-?[\\d.]+)/)[1])"""
+
+
 def photograph(page, name: str) -> list[str]:
     """The page at each size, the window and the whole of it; what a person would see wrong, in words."""
     SHOTS.mkdir(parents=True, exist_ok=True)
@@ -38,6 +45,10 @@ def photograph(page, name: str) -> list[str]:
         wait_for_charts(page)
         page.screenshot(path=SHOTS / f"{name}-{width}x{height}.png")
         problems += [f"{name} at {width}x{height}: {p}" for p in page.evaluate(PROBLEMS_JS)]
+        plots = page.evaluate(CURVE_PLOTS)
+        if plots != [charts.PANEL_HEIGHT] * 2:
+            problems.append(f"{name} at {width}x{height}: the loss and accuracy plots are {plots} pixels tall, "
+                            f"not {charts.PANEL_HEIGHT} each")
         # Streamlit scrolls its main area itself: a window as tall as the content shows all of it.
         tall = page.evaluate("() => document.querySelector('[data-testid=stMain]').scrollHeight")
         page.set_viewport_size({"width": width, "height": min(max(tall, height), 8000)})

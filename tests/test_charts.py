@@ -122,7 +122,7 @@ def test_the_live_curves_are_the_altair_chart_with_its_points_sent_apart():
             assert len(drawn) == len(metrics)     # a point per record
             assert json.dumps(template, sort_keys=True) == json.dumps(altair_spec, sort_keys=True).replace(altair_name, name)
             assert template["layer"][0]["encoding"]["strokeDash"]["scale"]["domain"] == key
-            assert template["height"] == charts.PANEL_HEIGHT + charts.PANEL_CHROME + charts.KEY_LINE * (
+            assert template["height"] == charts.PANEL_HEIGHT + charts.PANEL_CHROME + charts.key_height(
                 2 if quantity == "accuracy" else 0)
 
 
@@ -136,7 +136,7 @@ def test_the_curves_panels_fit_their_columns_and_share_out_the_keys():
         assert loss["width"] == accuracy["width"] == "container" and "autosize" not in loss   # Streamlit's fit
         # Each as tall as its plot, its title and axis, and its key's lines: the two plots alike.
         lines = (2 if colour_by == "run" else 0, 2)
-        assert [loss["height"], accuracy["height"]] == [charts.PANEL_HEIGHT + charts.PANEL_CHROME + charts.KEY_LINE * n
+        assert [loss["height"], accuracy["height"]] == [charts.PANEL_HEIGHT + charts.PANEL_CHROME + charts.key_height(n)
                                                         for n in lines]
         assert [loss["title"], accuracy["title"]] == ["Loss (lower is better)", "Accuracy (higher is better)"]
         for spec, keyed in ((loss, {"color", "shape"}), (accuracy, {"strokeDash"})):
