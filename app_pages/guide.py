@@ -117,8 +117,8 @@ GLOSSARY: dict[str, str] = {
     "Overfitting": "When a model learns its training pictures by heart instead of what the classes look like: "
                    "training accuracy keeps rising while test accuracy stalls or falls.",
     "Recipe": "A ready-made set of choices on the Train page, such as Quick, Best or For a whole class: a network "
-              "plus all its training settings, chosen to work well together. Change any setting before Start and the "
-              "board calls the run's recipe \"changed\".",
+              "plus all its training settings, chosen to work well together. Change any setting before Start (its seed "
+              "and name aside: they are no part of it) and the board calls the run's recipe \"changed\".",
     "Preset": "The command line's word for a recipe (python -m cifar_core train --preset quick).",
     "Seed": "The number that draws a run's starting weights and the order, flips and shifts of its pictures. "
             "Two runs of one recipe with different seeds end a little apart, as any two trainings do; the same "

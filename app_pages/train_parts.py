@@ -424,7 +424,8 @@ BOARD_COLUMNS = {
     # name says nothing.
     "name": st.column_config.TextColumn(pinned=True),
     "recipe": st.column_config.TextColumn(help="The recipe the run started from; \"(changed)\": some of its settings "
-                                               "were changed before Start (see them in its report)."),
+                                               "were changed before Start (see them in its report). Another seed "
+                                               "is no change of recipe."),
     "epochs": st.column_config.TextColumn(width=70, help="Epochs trained of those asked for, live: 2.4 is 40% "
                                                          "into the third."),
     "test accuracy": st.column_config.TextColumn(

@@ -257,7 +257,8 @@ TRAINING, TEST = "training (running)", "test (whole test set)"
 # window beside the sidebar (about 820 px).
 PANEL_WIDTH = 330
 PANEL_HEIGHT = 260     # a panel's plot
-# Measured in Chromium, from each plot's frame in the page (tests/test_browser_train.py checks them).
+# Measured in Chromium, from each plot's frame in the page (tests/test_browser_train.py checks them). A plot
+# whose top label stands inside it, not half above its top edge (the loss's, now and then), is 2 pixels taller.
 PANEL_CHROME = 111     # its title, x axis and padding
 KEY_GAP = 28           # between the x axis and a key, where a panel has one: without one, its plot grew by it
 KEY_LINE = 26          # a line of a key, one entry a line
