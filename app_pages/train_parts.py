@@ -269,8 +269,9 @@ def stop_button(run: runs.Run) -> tuple[str, bool]:
 def _stop(run_id: str, owner: str) -> None:
     try:
         run = runs.stop(run_id, owner, admin=common.is_teacher())
-        # A waiting run is cancelled at once: it has no batch to finish.
-        st.toast("Stopping after the current batch…" if run.state == "running" else "Cancelled: it has left the queue.")
+        # A waiting run is cancelled at once: it has no batch to finish. Worded to stay true for the toast's
+        # few seconds: "Stopping…" still showed after the run had stopped.
+        st.toast("Asked to stop after its current batch." if run.state == "running" else "Cancelled: it has left the queue.")
     except runs.RunError as e:
         st.session_state["train_stop_error"] = str(e)
 

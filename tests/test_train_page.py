@@ -596,6 +596,7 @@ def test_a_run_picked_on_the_board_can_be_stopped_by_its_owner_or_a_teacher(page
     at.run()
     at.button(key=f"board_stop_{theirs.id}").click().run()
     assert not at.exception and rundir.stop_requested(theirs.path)
+    assert [t.value for t in at.toast] == ["Asked to stop after its current batch."]
     board.invalidate()
     at.run()
     assert at.button(key=f"board_stop_{theirs.id}").disabled                   # "Stopping", once asked
