@@ -262,7 +262,8 @@ def class_accuracy_chart(per_class: list[tuple[int, np.ndarray]], epoch: int | N
         marker = alt.Chart(pd.DataFrame({"start": [epoch - 0.5], "end": [epoch + 0.5]})).mark_rect(
             fill=None, stroke="#ff4b4b", strokeWidth=2).encode(x=x, x2="end:Q")
         chart = cells + marker
-    return chart.properties(height=330, title="What share of each class's test pictures it got right")
+    # Short enough for half a 1280-pixel page, where two runs are compared: the title before it was cut off there.
+    return chart.properties(height=330, title="Each class's test pictures right, by epoch")
 
 
 @st.cache_resource(max_entries=64, show_spinner=False)
@@ -308,8 +309,8 @@ def compare(first: runs.Run, second: runs.Run, key: str = "learning_compare", na
                "Under them, for each class (a row) and each epoch (a column), the share of that class's test "
                "pictures the run got right from one look, without the mirror (as the dots on the Train page's "
                "curves): darker is better. The red frame is the chosen epoch.")
-    for column, run, name, history in zip(st.columns(2, gap="large"), (first, second),
-                                          names or distinct_names([first, second]), histories):
+    names = names or distinct_names([first, second])
+    for column, run, name, history in zip(st.columns(2, gap="large"), (first, second), names, histories):
         with column:
             st.markdown(f"**{common.plain(name)}**")
             st.caption(_describe(run))
@@ -320,11 +321,18 @@ def compare(first: runs.Run, second: runs.Run, key: str = "learning_compare", na
             if last < epoch:
                 st.caption(f"It has no epoch {epoch}: shown after its last, epoch {last}.")
             snapshot_panel(run, min(epoch, last), compact=True)
-            chart_specs.draw(_class_accuracy_spec(tuple((s.epoch, s.per_class) for s in history), min(epoch, last),
-                                                  (epochs[0], epochs[-1])), width="stretch",
-                            alt=f"Heat map, a row for each class and a column for each epoch, of the share of the "
-                                f"class's test pictures {name} got right, darker for more; epoch "
-                                f"{min(epoch, last)} framed.")
+    # The heat maps in a row of their own, level: under each run's answers, whose words take two lines or
+    # three, one stood lower than the other, and a class's row was read across at two heights.
+    for column, name, history in zip(st.columns(2, gap="large"), names, histories):
+        if history:
+            shown = min(epoch, history[-1].epoch)
+            column.markdown(f"**{common.plain(name)}**")
+            with column:
+                chart_specs.draw(_class_accuracy_spec(tuple((s.epoch, s.per_class) for s in history), shown,
+                                                      (epochs[0], epochs[-1])), width="stretch",
+                                 alt=f"Heat map, a row for each class and a column for each epoch, of the share of "
+                                     f"the class's test pictures {name} got right, darker for more; epoch {shown} "
+                                     "framed.")
     st.caption(FILTERS_CAPTION)
 
 

@@ -408,7 +408,12 @@ def test_two_compared_runs_of_one_name_are_headed_apart(tiny_env):
     assert not at.exception, [e.value for e in at.exception]
     from app_pages.common import plain
     heads = [m.value for m in at.markdown if m.value.startswith("**test")]
-    assert sorted(heads) == sorted(f"**{plain(f'test [{run.id}]')}**" for run in made)
+    # Each heads its run's answers, and its heat map in the row under them.
+    assert sorted(heads) == sorted(2 * [f"**{plain(f'test [{run.id}]')}**" for run in made])
+    # The heat maps in a row of their own, level with each other: under the answers, whose words take two
+    # lines or three, one stood lower than the other.
+    rows = [block for block in at.main.children.values() if block.type == "flex_container"]
+    assert [len(row.get("vega_lite_chart")) for row in rows] == [0, 0, 2]     # the runs' pickers, answers, maps
 
 
 def test_a_continued_run_says_how_many_epochs_it_continues_as_it_is_made(tiny_env, tmp_path):
