@@ -28,10 +28,6 @@ with sees:
 
 with column:
     if column.open:
-        st.caption("The picture passes down this column one layer at a time, and each row says what that layer does. "
-                   "The \"part\" column names the blocks as What it sees does, and in each block the row marked yes "
-                   "under \"maps shown\", its last, is the layer whose maps it shows. Weights are the numbers "
-                   "inside a layer, most of them learned in training." + inside_parts.groups_said(model))
         inside_parts.layers(model)
 
 with filters:

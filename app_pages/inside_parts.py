@@ -6,6 +6,7 @@ session key, PICTURE, and the browser moves to this page.
 from __future__ import annotations
 
 import functools
+import itertools
 import threading
 from pathlib import Path
 from typing import NamedTuple
@@ -234,17 +235,50 @@ def closer_look(network: Network, found: list[np.ndarray]) -> None:
                alt=f"{len(crops)} parts of test pictures that excite map {channel} most, side by side")
 
 
+# A phone (Streamlit stacks columns below 640 pixels) gets the layers as a list: the table showed three of
+# its seven columns there, and each row stood as tall as "what it does" wrapped in its narrow column, out
+# of sight (a page 4,000 pixels long). Both are sent; the screen shows one, and a screen reader reads that one.
+LAYERS_ON_A_PHONE = """<style>
+  @media (max-width: 640px) { .st-key-layers_table { display: none; } }
+  @media (min-width: 641px) { .st-key-layers_list { display: none; } }
+</style>"""
+
+
 def layers(model) -> None:
-    # A static table, not a data grid: "what it does" wraps onto a second line on a projector's narrow
-    # page instead of being cut off at a fixed column width.
     table = pd.DataFrame(inside.layer_table(model))
-    first_of_part = table["part"].ne(table["part"].shift())     # each part named once, on its first row
-    shown = table.assign(part=table["part"].where(first_of_part, ""),
-                         weights=table["weights"].map("{:,}".format),
-                         shown=table["shown"].map({True: "yes", False: ""}))
-    st.table(shown[["part", "layer", "type", "output", "weights", "shown", "does"]]
-             .rename(columns={"shown": "maps shown", "does": "what it does"}), hide_index=True)
+    st.html(LAYERS_ON_A_PHONE)
+    with st.container(key="layers_table"):
+        st.caption("The picture passes down this column one layer at a time, and each row says what that layer "
+                   "does. The \"part\" column names the blocks as What it sees does, and in each block the row "
+                   "marked yes under \"maps shown\", its last, is the layer whose maps it shows. Weights are the "
+                   "numbers inside a layer, most of them learned in training." + groups_said(model))
+        # A static table, not a data grid: "what it does" wraps onto a second line on a projector's narrow
+        # page instead of being cut off at a fixed column width.
+        first_of_part = table["part"].ne(table["part"].shift())     # each part named once, on its first row
+        shown = table.assign(part=table["part"].where(first_of_part, ""),
+                             weights=table["weights"].map("{:,}".format),
+                             shown=table["shown"].map({True: "yes", False: ""}))
+        st.table(shown[["part", "layer", "type", "output", "weights", "shown", "does"]]
+                 .rename(columns={"shown": "maps shown", "does": "what it does"}), hide_index=True)
+    with st.container(key="layers_list"):
+        st.caption("The picture passes down these layers one at a time. Each says what it does, the shape of "
+                   "what it hands on and how many weights it has: the numbers inside a layer, most of them "
+                   "learned in training. In each block, the layer marked \"maps shown\", its last, is the one "
+                   "whose maps What it sees shows." + groups_said(model))
+        st.markdown(layers_listed(table))
     st.caption(f"{int(table['weights'].sum()):,} weights in all.")
+
+
+def layers_listed(table: pd.DataFrame) -> str:
+    """`inside.layer_table`'s rows as Markdown: each part in bold, a line for each of its layers."""
+    lines = []
+    for part, rows in itertools.groupby(table.itertuples(), key=lambda row: row.part):    # in order, as the table
+        lines.append(f"**{common.plain(part)}**\n")
+        lines += [f"- **{common.plain(row.layer)}** ({common.plain(row.type)}): {common.plain(row.does)}. "
+                  f"Hands on {common.plain(row.output)}; {f'{row.weights:,}' if row.weights else 'no'} weights"
+                  + ("; maps shown" if row.shown else "") for row in rows]
+        lines.append("")
+    return "\n".join(lines)
 
 
 def _whose(model, count: int) -> str:

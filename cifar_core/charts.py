@@ -272,6 +272,11 @@ RUN_SHAPES = ["circle", "square", "triangle-up", "diamond", "cross"]
 SERIES_DASHES = [[6, 4], [1, 0]]
 
 
+# A point within a tenth of a step of a round figure gets the next one: at 10.02% the axis ended at 10%,
+# and the training line ran along its bottom edge, half cut off.
+SHARE_MARGIN = 0.1
+
+
 def _share_bounds(frame: pd.DataFrame) -> alt.Chart:
     """An unseen rule over the accuracy panel's span, from the round figure below its lowest point to the
     one above its highest (steps of 10%, of 5% over a span of 25% or less), within 0% to 100%: the axis
@@ -279,8 +284,8 @@ def _share_bounds(frame: pd.DataFrame) -> alt.Chart:
     return alt.Chart(frame).transform_filter(alt.datum.quantity == "accuracy").transform_joinaggregate(
         high="max(value)", low="min(value)").transform_calculate(
         step="datum.high - datum.low > 0.25 ? 0.1 : 0.05").transform_calculate(
-        top="min(1, (floor(datum.high / datum.step + 1e-9) + 1) * datum.step)",
-        bottom="max(0, (ceil(datum.low / datum.step - 1e-9) - 1) * datum.step)").mark_rule(opacity=0).encode(
+        top=f"min(1, (floor(datum.high / datum.step + {SHARE_MARGIN}) + 1) * datum.step)",
+        bottom=f"max(0, (ceil(datum.low / datum.step - {SHARE_MARGIN}) - 1) * datum.step)").mark_rule(opacity=0).encode(
         y="top:Q", y2="bottom:Q")
 
 

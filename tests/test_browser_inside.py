@@ -90,6 +90,15 @@ def test_look_inside_pick_a_picture_see_its_maps_and_every_tab(page, server):
     assert "weights in all" in page.inner_text("body")
     no_exceptions(page)
     screenshot(page, "inside-layers")
+    # A phone is shown the layers as a list: the table showed three of its seven columns there, each row as
+    # tall as its last column's words wrapped out of sight.
+    table, listed = page.locator(".st-key-layers_table"), page.locator(".st-key-layers_list")
+    assert table.is_visible() and not listed.is_visible()
+    page.set_viewport_size({"width": 390, "height": 844})
+    listed.wait_for()
+    assert not table.is_visible() and listed.get_by_text("maps shown").count() >= 1
+    screenshot(page, "inside-layers-phone")
+    page.set_viewport_size({"width": 1400, "height": 1000})
 
     page.get_by_role("tab", name="Its first filters").click()
     page.get_by_text("The fixed first layer").wait_for(timeout=30_000)

@@ -445,6 +445,19 @@ def test_the_curves_keep_a_test_dot_above_every_training_point_inside_the_chart(
     assert ">70%<" in svg                      # the accuracy axis goes past the 64.5% dot to a round figure
 
 
+def test_a_point_close_to_a_round_figure_is_not_drawn_on_the_axiss_edge():
+    """A training point at 10.02% ended the axis at 10%: the dashed line ran along the chart's bottom edge,
+    half cut off. A point within a tenth of a step of the round figure gets the next one."""
+    import vl_convert
+    metrics = [{"kind": "batch", "epoch": 1, "step": s, "steps": 4, "elapsed_s": s, "loss": 2.0,
+                "accuracy": a} for s, a in enumerate((0.25, 0.1002, 0.16, 0.2), start=1)]
+    metrics.append({"kind": "epoch", "epoch": 1, "elapsed_s": 4, "loss": 1.9, "accuracy": 0.2, "test_loss": 1.8,
+                    "test_accuracy": 0.2748})
+    svg = vl_convert.vegalite_to_svg(charts.training_curves(charts.curve_frame(metrics, "x")).to_dict())
+    ticks = sorted(int(t) for t in re.findall(r">(\d+)%<", svg))
+    assert (ticks[0], ticks[-1]) == (5, 30), ticks
+
+
 def test_the_accuracy_axis_never_goes_past_100_percent():
     """A small training set over many epochs reaches 100% training accuracy: Vega's rounding, past the
     padding left for a dot, took the axis to 110%. Through the kept spec too, which is made once from a

@@ -439,3 +439,20 @@ def test_a_grid_click_sent_by_a_script_picks_nothing_and_breaks_nothing(tiny_env
     at.session_state["sent"] = [{"index": 2}]
     at.run()
     assert at.session_state["inside_picture"].shape == (32, 32, 3)
+
+
+def test_a_phone_is_given_the_layers_as_a_list_of_each_part_in_order(bundled):
+    """The table showed three of its seven columns on a phone; the list says the same of every layer."""
+    import pandas as pd
+
+    from app_pages import inside_parts
+    table = inside.layer_table(bundled)
+    listed = inside_parts.layers_listed(pd.DataFrame(table))
+    items = [line for line in listed.splitlines() if line.startswith("- ")]
+    assert len(items) == len(table)
+    parts = [line.strip("*").replace("\\", "") for line in listed.splitlines() if line.startswith("**")]
+    assert parts == list(dict.fromkeys(r["part"] for r in table))          # each part once, in the table's order
+    assert sum(item.endswith("; maps shown") for item in items) == sum(r["shown"] for r in table)
+    first = next(r for r in table if r["weights"])
+    assert any(f"{first['weights']:,} weights" in item for item in items)
+    assert "Hands on 32 x 32 x 3; no weights" in items[0]
