@@ -27,6 +27,9 @@ def class_means(origin: str, held: str, _x: np.ndarray, _y: np.ndarray) -> list[
             for c in range(len(CLASS_NAMES))]
 
 
+STATISTICS_HEIGHT = 350     # pixels, each statistics chart's whole height
+
+
 @st.cache_resource(show_spinner=False, max_entries=22)
 def channel_histograms(origin: str, held: str, split: str, chosen_class: str, _x: np.ndarray, _y: np.ndarray):
     """Counting 50,000 pictures' pixels takes seconds: done once per server for each split and class
@@ -177,7 +180,8 @@ if view == "Pictures":
 elif view == "Statistics":
     one, two = st.columns(2)
     counts = np.bincount(y, minlength=len(CLASS_NAMES))
-    one.altair_chart(charts.class_counts(y, f"{split} pictures per class"), width="stretch",
+    # One height for both, each fitted whole into it (title, axes and all): side by side, their plots level.
+    one.altair_chart(charts.class_counts(y, f"{split} pictures per class"), width="stretch", height=STATISTICS_HEIGHT,
                      alt=f"Bar chart of the {split.lower()} pictures per class: "
                          + ", ".join(f"{name} {n:,}" for name, n in zip(CLASS_NAMES, counts)) + ".")
     of = "all " + split.lower() + " pictures" if chosen_class == ALL else f"{split.lower()} pictures of {chosen_class}"
@@ -186,6 +190,7 @@ elif view == "Statistics":
                     "to count.")
     else:
         two.altair_chart(channel_histograms(dataset.origin, held, split, chosen_class, x, y), width="stretch",
+                         height=STATISTICS_HEIGHT,
                          alt=f"Line chart of how often pixel values, 0 to 255 in steps of 4, occur in the red (solid), "
                              f"green (dashed) and blue (dotted) channels of {of}.")
     st.markdown("**The average picture of each class**: the blur of everything the class has in common.")

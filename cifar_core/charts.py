@@ -84,9 +84,11 @@ def image_grid(images: np.ndarray, labels: np.ndarray, indices: np.ndarray, colu
 def class_counts(labels: np.ndarray, title: str = "Pictures per class") -> alt.Chart:
     counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(CLASS_NAMES))
     frame = pd.DataFrame({"class": CLASS_NAMES, "pictures": counts})
+    # Bars across, the classes down the side: upright, the class names were turned on end under them, and
+    # took the plot 20 pixels of height the pixel values' chart beside it kept, so the two stood unlevel.
     return alt.Chart(frame, title=title).mark_bar().encode(
-        x=alt.X("class:N", sort=list(CLASS_NAMES), title=None),
-        y=alt.Y("pictures:Q", title="pictures"),
+        y=alt.Y("class:N", sort=list(CLASS_NAMES), title=None),
+        x=alt.X("pictures:Q", title="pictures"),
         color=alt.Color("class:N", scale=CLASS_SCALE, legend=None),
         tooltip=["class", "pictures"])
 

@@ -226,6 +226,17 @@ PICTURE_DRAWN = """([x, y, count]) => {
 }"""
 
 
+# Each Vega chart's plot on the page: its title and the top and bottom of its frame, in page pixels.
+PLOT_FRAMES = """() => [...document.querySelectorAll('[data-testid=stVegaLiteChart] svg')].map(svg => {
+  const frame = svg.querySelector('.role-frame.root path.background')?.getBoundingClientRect();
+  return {title: svg.querySelector('.role-title')?.textContent || '', top: frame?.top, bottom: frame?.bottom,
+          height: frame?.height}; })"""
+
+
+def plot_frames(page) -> list[dict]:
+    return page.evaluate(PLOT_FRAMES)
+
+
 def click_picture(page, position: int, columns: int = 10, cell: int = 64, pictures: int | None = None):
     """Click the grid's picture at `position` once it is drawn there (and the grid holds `pictures`)."""
     chart = page.locator("[data-testid=stVegaLiteChart]").first
@@ -274,6 +285,10 @@ def test_explore_browse_pick_filter_and_statistics(page, server):
     # The two statistics charts, once the picture grid of the view before has gone.
     page.wait_for_function("document.querySelectorAll('[data-testid=stVegaLiteChart]').length == 2", timeout=15_000)
     no_exceptions(page)
+    # Side by side, their plots level: the class names turned on end under the bars took 20 pixels of
+    # that chart's plot.
+    counts, values = poll(lambda: plot_frames(page), lambda frames: len(frames) == 2 and all(f["top"] is not None for f in frames), 10)
+    assert abs(counts["bottom"] - values["bottom"]) <= 2 and abs(counts["top"] - values["top"]) <= 2, (counts, values)
     screenshot(page, "explore-statistics")
 
     page.get_by_role("radio", name="Map").click()

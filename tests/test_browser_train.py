@@ -28,13 +28,6 @@ AFTER_EPOCH = re.compile(r"What it sees after epoch (\d+)")
 LEFT = re.compile(r"Epoch \d+ of 40 · .* so far · about .+ left")
 
 
-# Each curve chart's plot height, by its title: the accuracy panel's key under it made its plot 24 pixels
-# shorter than the loss one's beside it, and their x axes stood at different heights.
-CURVE_PLOTS = """() => [...document.querySelectorAll('[data-testid=stVegaLiteChart] svg')]
-  .filter(svg => /^(Loss|Accuracy) \\(/.test(svg.querySelector('.role-title')?.textContent || ''))
-  .map(svg => +svg.querySelector('.role-frame.root path.background').getAttribute('d').match(/v(-?[\\d.]+)/)[1])"""
-
-
 def photograph(page, name: str) -> list[str]:
     """The page at each size, the window and the whole of it; what a person would see wrong, in words."""
     SHOTS.mkdir(parents=True, exist_ok=True)
@@ -46,7 +39,9 @@ def photograph(page, name: str) -> list[str]:
         page.screenshot(path=SHOTS / f"{name}-{width}x{height}.png")
         problems += [f"{name} at {width}x{height}: {p}" for p in page.evaluate(PROBLEMS_JS)]
         # Within 2 pixels: a top label half above its plot takes them from it (charts.PANEL_CHROME).
-        plots = page.evaluate(CURVE_PLOTS)
+        # The accuracy panel's key under it made its plot 24 pixels shorter than the loss one's beside it, and
+        # their x axes stood at different heights.
+        plots = [round(f["height"]) for f in test_browser.plot_frames(page) if f["title"].startswith(("Loss (", "Accuracy ("))]
         if len(plots) != 2 or any(abs(plot - charts.PANEL_HEIGHT) > 2 for plot in plots):
             problems.append(f"{name} at {width}x{height}: the loss and accuracy plots are {plots} pixels tall, "
                             f"not {charts.PANEL_HEIGHT} each")
