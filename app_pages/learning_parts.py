@@ -307,7 +307,7 @@ def compare(first: runs.Run, second: runs.Run, key: str = "learning_compare", na
     st.caption("The same eight test pictures and the same kind of filters for both runs, after the same epoch; "
                "under each picture, the network's answer and how sure it was, its own figure before calibration. "
                "Under them, for each class (a row) and each epoch (a column), the share of that class's test "
-               "pictures the run got right from one look, without the mirror (as the dots on the Train page's "
+               "pictures the run got right from one look, without the mirror (as the dots on the training "
                "curves): darker is better. The red frame is the chosen epoch.")
     names = names or distinct_names([first, second])
     for column, run, name, history in zip(st.columns(2, gap="large"), (first, second), names, histories):

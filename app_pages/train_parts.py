@@ -593,7 +593,14 @@ def _hold(on: bool) -> None:
 
 
 def actions(run: runs.Run, owner: str, name: str | None = None) -> None:
-    """A run's buttons, under `name` (its name, or `learning_parts.distinct_names`' where two compared share it)."""
+    """A run's buttons, under `name` (its name, or `learning_parts.distinct_names`' where two compared share it),
+    in a box of their own: one under another, a run's More epochs stood under the Continue of the run above, as
+    if it were that run's."""
+    with st.container(border=True):
+        _actions(run, owner, name)
+
+
+def _actions(run: runs.Run, owner: str, name: str | None) -> None:
     columns = st.columns([3, 2.4, 2.4, 2.6, 1.6], vertical_alignment="bottom")   # the buttons' words fit at 1280
     columns[0].markdown(f"**{common.plain(name or run.name)}** · {run.state}")
     usage = "The trained network as a Keras file, for `keras.models.load_model` or `python -m cifar_core predict " \

@@ -678,3 +678,23 @@ def test_a_runs_recipe_and_seed_are_said_under_its_name(tiny_env):
     assert train_parts.run_said(plain) == "Recipe: For a whole class · seed 7"
     assert train_parts.run_said(changed) == "Recipe: For a whole class, changed · seed 8"
     assert changed.summary()["recipe"] == "class (changed)" and plain.summary()["recipe"] == "class"
+
+
+def test_each_picked_runs_buttons_are_in_a_box_of_their_own(page):
+    """One under another, a run's More epochs stood under the Continue of the run above, as if it were that
+    run's: each run's name and buttons now sit in a bordered box of their own."""
+    from app_pages.common import plain
+    ran = [ended_run([0.6], [1.2], [1.5], name=name) for name in ("first", "second")]
+    at = page()
+    at.session_state["train_board"] = {"selection": {"rows": [0, 1], "columns": []}}
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+
+    def boxes(block):
+        if getattr(block, "type", None) == "flex_container" and block.proto.flex_container.border:
+            yield block
+        for child in getattr(block, "children", {}).values():
+            yield from boxes(child)
+    held = [([m.value for m in box.get("markdown")], [b.key for b in box.get("download_button")])
+            for box in boxes(at.main)]
+    assert sorted(held) == sorted(([f"**{plain(run.name)}** · finished"], [f"report_{run.id}"]) for run in ran)
