@@ -87,6 +87,9 @@ GLOSSARY: dict[str, str] = {
              "uses: the bundled one, or a run trained on this server (yours or a classmate's).",
     "Network": "A chain of layers that turns a picture's pixels into ten scores, one per class. Also called a "
                "neural network.",
+    "airbench": "A family of small networks made to learn CIFAR-10 fast (airbench94 reaches 94% in seconds on a "
+                "large graphics card). The Train page's networks named airbench are built the same way at other "
+                "sizes, and the bundled model is two of them side by side.",
     "Networks side by side": "Two or more networks, trained apart, that each look at the same picture; their "
                              "scores are averaged before they become probabilities. Each makes its own mistakes, so "
                              "together they are right more often. The bundled model is two networks side by side. To save "

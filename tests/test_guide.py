@@ -23,7 +23,7 @@ def test_every_page_file_has_its_two_sentences():
                                   "calibration", "accuracy", "test set", "training set", "Grad-CAM",
                                   "test-time augmentation", "recipe", "preset", "loss", "feature map", "filter", "precision",
                                   "recall", "F1", "PCA", "run", "weights", "layer", "optimizer",
-                                  "networks side by side", "seed"])
+                                  "networks side by side", "seed", "airbench"])
 def test_the_glossary_explains_the_words_the_pages_use(word):
     assert word.lower() in {term.lower() for term in guide.GLOSSARY}
 
