@@ -184,6 +184,9 @@ def embedding_frame(points: np.ndarray, labels: np.ndarray, thumbnails: list[str
     return frame
 
 
+MAP_SCALE = alt.Scale(zero=False, nice=False, padding=10)   # pixels round the outermost dots
+
+
 def embedding_map(points: np.ndarray, labels: np.ndarray, thumbnails: list[str],
                   chosen: str | None = None) -> alt.Chart:
     """Pictures as dots on a 2-D map of the network's features; hover shows the picture (`thumbnails`,
@@ -199,7 +202,9 @@ def embedding_map(points: np.ndarray, labels: np.ndarray, thumbnails: list[str],
     # its own, read with its thumbnail's whole data URI, 3.75 MB of text for 1,000 dots.
     chart = alt.Chart(frame, title=["The network's view:", "similar pictures land close together"]).mark_point(
         filled=True, aria=False).encode(
-        x=alt.X("x:Q", axis=None), y=alt.Y("y:Q", axis=None),
+        # Room round the dots: the outermost sat on the plot's edge, which cuts them (it can be dragged and
+        # zoomed), half a dot drawn.
+        x=alt.X("x:Q", axis=None, scale=MAP_SCALE), y=alt.Y("y:Q", axis=None, scale=MAP_SCALE),
         color=alt.Color("class:N", scale=CLASS_SCALE),
         shape=alt.Shape("class:N", scale=alt.Scale(domain=list(CLASS_NAMES), range=CLASS_SHAPES)),
         tooltip=["class", "image"])

@@ -233,6 +233,16 @@ PLOT_FRAMES = """() => [...document.querySelectorAll('[data-testid=stVegaLiteCha
           height: frame?.height}; })"""
 
 
+# A map's dots, and how many of them reach past its plot's frame (its key's symbols left out).
+DOTS_OUTSIDE = """() => { const svg = document.querySelector('[data-testid=stVegaLiteChart] svg');
+  const frame = svg?.querySelector('.role-frame.root path.background')?.getBoundingClientRect();
+  if (!frame) return [0, 0];
+  const dots = [...svg.querySelectorAll('.mark-symbol path')].filter(p => !p.closest('.role-legend'))
+    .map(p => p.getBoundingClientRect());
+  return [dots.length, dots.filter(b => b.top < frame.top - 0.5 || b.bottom > frame.bottom + 0.5
+                                     || b.left < frame.left - 0.5 || b.right > frame.right + 0.5).length]; }"""
+
+
 def plot_frames(page) -> list[dict]:
     return page.evaluate(PLOT_FRAMES)
 
@@ -295,6 +305,9 @@ def test_explore_browse_pick_filter_and_statistics(page, server):
     settle(page)
     page.locator("[data-testid=stVegaLiteChart]").first.wait_for()
     no_exceptions(page)
+    # Every dot whole inside the plot: the outermost sat on its edge, which cuts them, half a dot drawn.
+    dots = poll(lambda: page.evaluate(DOTS_OUTSIDE), lambda found: found[0] > 0, 15)
+    assert dots[0] == 40 and dots[1] == 0, dots         # the 40 test pictures, none cut
     screenshot(page, "explore-map")
 
 

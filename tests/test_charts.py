@@ -477,6 +477,19 @@ def test_the_accuracy_axis_never_goes_past_100_percent():
             assert max(ticks) == 100 and ticks[0] == 50, (top, ticks)
 
 
+def test_the_maps_outermost_dots_are_drawn_whole_inside_it():
+    """The map clips its dots at its edge (it can be dragged and zoomed), and the outermost sat on it: half a
+    dot drawn. Every dot's centre now stands clear of the edge by more than its size."""
+    import vl_convert
+    points = np.array([[0, 0], [1, 1], [0.5, 0.2], [1, 0], [0, 1], [-3, 7]], float)
+    spec = charts.embedding_map(points, np.arange(6), [""] * 6).properties(width=300, height=300).to_dict()
+    svg = vl_convert.vegalite_to_svg(spec)
+    dots = svg[svg.index("mark-symbol role-mark"):svg.index("role-legend")]
+    centres = [(float(x), float(y)) for x, y in re.findall(r'translate\(([-\d.]+),([-\d.]+)\)', dots)]
+    assert len(centres) == len(points)
+    assert all(6 <= c <= 294 for centre in centres for c in centre), centres
+
+
 def test_the_map_says_how_much_of_the_features_spread_its_two_directions_keep():
     """A map of 512 features in two kept 28% of their spread for the bundled model, and said nothing of it:
     cat, dog, deer and horse in one heap read as a model that cannot tell them apart."""
