@@ -680,10 +680,14 @@ def test_a_runs_recipe_and_seed_are_said_under_its_name(tiny_env):
     assert changed.summary()["recipe"] == "class (changed)" and plain.summary()["recipe"] == "class"
 
 
-def test_each_picked_runs_buttons_are_in_a_box_of_their_own(page):
+@pytest.mark.parametrize("route", [False, True], ids=["buttons", "links"])
+def test_each_picked_runs_buttons_are_in_a_box_of_their_own(page, monkeypatch, route):
     """One under another, a run's More epochs stood under the Continue of the run above, as if it were that
-    run's: each run's name and buttons now sit in a bordered box of their own."""
+    run's: each run's name and buttons now sit in a bordered box of their own. Its downloads are links where
+    the server has its downloads route (app.py), buttons where it has not (studio.py alone)."""
+    from app_pages import run_downloads
     from app_pages.common import plain
+    monkeypatch.setattr(run_downloads, "installed", route)
     ran = [ended_run([0.6], [1.2], [1.5], name=name) for name in ("first", "second")]
     at = page()
     at.session_state["train_board"] = {"selection": {"rows": [0, 1], "columns": []}}
@@ -695,6 +699,7 @@ def test_each_picked_runs_buttons_are_in_a_box_of_their_own(page):
             yield block
         for child in getattr(block, "children", {}).values():
             yield from boxes(child)
-    held = [([m.value for m in box.get("markdown")], [b.key for b in box.get("download_button")])
+    held = [([m.value for m in box.get("markdown")],
+             [b.proto.label for kind in ("download_button", "link_button") for b in box.get(kind)])
             for box in boxes(at.main)]
-    assert sorted(held) == sorted(([f"**{plain(run.name)}** · finished"], [f"report_{run.id}"]) for run in ran)
+    assert sorted(held) == sorted(([f"**{plain(run.name)}** · finished"], ["Report (.html)"]) for run in ran)
