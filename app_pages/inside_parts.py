@@ -237,10 +237,11 @@ def closer_look(network: Network, found: list[np.ndarray]) -> None:
 
 # A phone (Streamlit stacks columns below 640 pixels) gets the layers as a list: the table showed three of
 # its seven columns there, and each row stood as tall as "what it does" wrapped in its narrow column, out
-# of sight (a page 4,000 pixels long). Both are sent; the screen shows one, and a screen reader reads that one.
+# of sight (a page 4,000 pixels long). Both are sent; the screen shows one (at any width, a fraction of a
+# pixel over 640 too), and a screen reader reads that one.
 LAYERS_ON_A_PHONE = """<style>
   @media (max-width: 640px) { .st-key-layers_table { display: none; } }
-  @media (min-width: 641px) { .st-key-layers_list { display: none; } }
+  @media not all and (max-width: 640px) { .st-key-layers_list { display: none; } }
 </style>"""
 
 
