@@ -246,13 +246,13 @@ LAYERS_ON_A_PHONE = """<style>
 
 
 def layers(model) -> None:
-    table = pd.DataFrame(inside.layer_table(model))
+    table, pair = pd.DataFrame(inside.layer_table(model)), groups_said(model)
     st.html(LAYERS_ON_A_PHONE)
     with st.container(key="layers_table"):
         st.caption("The picture passes down this column one layer at a time, and each row says what that layer "
                    "does. The \"part\" column names the blocks as What it sees does, and in each block the row "
                    "marked yes under \"maps shown\", its last, is the layer whose maps it shows. Weights are the "
-                   "numbers inside a layer, most of them learned in training." + groups_said(model))
+                   "numbers inside a layer, most of them learned in training." + pair)
         # A static table, not a data grid: "what it does" wraps onto a second line on a projector's narrow
         # page instead of being cut off at a fixed column width.
         first_of_part = table["part"].ne(table["part"].shift())     # each part named once, on its first row
@@ -265,7 +265,7 @@ def layers(model) -> None:
         st.caption("The picture passes down these layers one at a time. Each says what it does, the shape of "
                    "what it hands on and how many weights it has: the numbers inside a layer, most of them "
                    "learned in training. In each block, the layer marked \"maps shown\", its last, is the one "
-                   "whose maps What it sees shows." + groups_said(model))
+                   "whose maps What it sees shows." + pair)
         st.markdown(layers_listed(table))
     st.caption(f"{int(table['weights'].sum()):,} weights in all.")
 
