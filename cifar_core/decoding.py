@@ -6,8 +6,9 @@ A hosted copy decodes whatever a class uploads, so load_image bounds what one fi
 decoding it: it reads only the formats the uploader offers, refuses files whose structure alone would
 keep Pillow's Python parsers busy (thousands of segments, chunks, scans or strips), works out from the
 header what decoding will take (the pixels, the decoder's own buffers, the copies made before the
-picture is shrunk) and refuses anything over MEMORY_BUDGET, or, for a photo (JPEG, WebP or AVIF), over
-DECODING_AT_ONCE budgets, which it then takes alone (a big progressive JPEG or WebP). JPEGs are
+picture is shrunk) and refuses anything over MEMORY_BUDGET, or, for a photo (JPEG, WebP, AVIF or HEIC),
+over DECODING_AT_ONCE budgets, which it then takes alone (a big progressive JPEG or WebP; a HEIC over
+them is read from the preview its file holds, `PREVIEW_SMALLEST`). JPEGs are
 decoded at reduced size (a big photo on two cores: `jpeg_halves` cuts one at a restart marker,
 `jpeg_middle` one without; a big progressive one from the scans an eighth of it shows,
 `jpeg_progressive`) and everything else is shrunk as soon as it is decoded.
@@ -45,8 +46,8 @@ else:
     # The picture alone, decoded on one core, as each decoding place here is one (libheif would take
     # several). Not its depth maps or other auxiliary pictures (more memory each), nor its thumbnails:
     # pillow-heif decodes a thumbnail as it picks one (Image.draft), in this process, before any budget
-    # is checked, and one is its own HEVC frame, whose size its file need not tell truly (an iPhone's,
-    # 320 x 240, is too small to pick anyway).
+    # is checked, and one is its own HEVC frame, whose size its file need not tell truly. Only the capped
+    # child of `decoding_apart` reads one, for a photo too large to decode (`_preview`).
     pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False, decode_threads=1)
 
 HEIC = pillow_heif is not None
@@ -68,6 +69,10 @@ MAX_JPEG_SCANS = 100         # each scan is a pass over the whole picture: a pho
 # 9000 x 9000 picture, 172 KB, held a core 5-6.5 s. The largest progressive photo the budgets let through
 # (about 50 megapixels, 4:2:0) is some 7 million in the usual ten scans.
 MAX_JPEG_BLOCK_SCANS = 16_000_000
+# A HEIC over every budget (a recent iPhone's 24 megapixels: libheif takes 8 bytes a pixel, 190 MB) is read
+# from the preview its file holds, where one is at least this many pixels both ways: an iPhone's is 320 x
+# 240, more than the model's 32 x 32 needs (the Predict page shows it at about that size).
+PREVIEW_SMALLEST = 160
 MAX_JPEG_SEGMENTS = 1_000    # Pillow reads each in Python; a real file has a few dozen
 MAX_JPEG_PADDING = 65_536    # bytes between segments before the first scan, which Pillow reads one at a time
                              # in Python (5 MB of them: 2 s); a real file has none, or a few 0xFF
@@ -540,7 +545,27 @@ def _planned(raw: bytes, jpeg_scans: int) -> tuple[Image.Image, tuple[int, int],
     if image.format in ("JPEG", "MPO"):                     # phones save photos as MPO: a JPEG and more
         image.draft("RGB", (WORKING_SIZE, WORKING_SIZE))
     _scale_transparent_key(image)
-    return image, size, _cost(image, raw, size, jpeg_scans)
+    cost = _cost(image, raw, size, jpeg_scans)
+    if image.format == "HEIF" and cost > MEMORY_BUDGET * DECODING_AT_ONCE and _preview(image):
+        size = image.size
+        cost = _cost(image, raw, size, jpeg_scans)
+    return image, size, cost
+
+
+def _preview(image: Image.Image) -> bool:
+    """Whether a HEIC too large to decode was given the smallest preview in its file that is at least
+    PREVIEW_SMALLEST both ways and a scaled copy of its picture (turned, mirrored and cropped the same:
+    pillow-heif checks), which pillow-heif then decodes: only where thumbnails are read, in the capped
+    child (`_from_preview`)."""
+    return bool(pillow_heif.options.THUMBNAILS and image.draft("RGB", (PREVIEW_SMALLEST, PREVIEW_SMALLEST)))
+
+
+def _from_preview(image: Image.Image, raw: bytes) -> bool:
+    """Whether a HEIC too large to decode may be read from a preview of it in a capped child process: its
+    file refers to one (a `thmb` reference among its descriptions), which this process does not read
+    (the child does, `_preview`, and refuses the file if none will do)."""
+    return (image.format == "HEIF" and decoding_apart.CAPPED_HERE and not pillow_heif.options.THUMBNAILS
+            and b"thmb" in _meta(raw))
 
 
 # A PNG's grey stored in 2 or 4 bits: Pillow stretches the pixels to 0-255, but not the level its tRNS
@@ -561,14 +586,16 @@ def _scale_transparent_key(image: Image.Image) -> None:
         image.info["transparency"] = tuple(v >> 8 for v in transparency)
 
 
-def _places(image: Image.Image, size: tuple[int, int], cost: int) -> int:
+def _places(image: Image.Image, raw: bytes, size: tuple[int, int], cost: int) -> int:
     """Decoding places a picture (`size` across and down) costing `cost` bytes takes: one, or every one
     for a photo (PHOTO_FORMATS) over MEMORY_BUDGET, which then decodes alone, so the process never holds
-    more than DECODING_AT_ONCE budgets; ImageError past that. A big progressive JPEG (libjpeg holds all
-    its coefficients: 82 MB for 27 megapixels) and a WebP over about 5 megapixels (libwebp's canvases)
-    are photos people take and save; a PNG, TIFF, GIF or BMP that costs as much is a screen, a scan or
-    a file built to cost it."""
+    more than DECODING_AT_ONCE budgets; ImageError past that, but for a HEIC with a preview to read
+    instead (`_from_preview`). A big progressive JPEG (libjpeg holds all its coefficients: 82 MB for 27
+    megapixels) and a WebP over about 5 megapixels (libwebp's canvases) are photos people take and save;
+    a PNG, TIFF, GIF or BMP that costs as much is a screen, a scan or a file built to cost it."""
     allowed = MEMORY_BUDGET * (DECODING_AT_ONCE if image.format in PHOTO_FORMATS else 1)
+    if cost > allowed and _from_preview(image, raw):
+        return DECODING_AT_ONCE
     if cost > allowed:
         width, height = size
         limit = allowed / (cost / (width * height)) / 1e6        # megapixels a file like this may have
@@ -838,7 +865,7 @@ def _decoded(raw: bytes, jpeg_scans: int, background: tuple[int, int, int], plac
     header cannot tell is decoded in a process of its own, capped at those places' budgets (`decoding_apart`)."""
     with _decode_slot(places) as alone:
         image, size, cost = _planned(raw, jpeg_scans)
-        if _places(image, size, cost) > places:
+        if _places(image, raw, size, cost) > places:
             return None
         if apart and decoding_apart.needed(raw, image.size):
             image.close()

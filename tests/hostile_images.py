@@ -553,6 +553,22 @@ def heic_at_two_budgets() -> bytes:
     return _pillow(Image.new("RGB", (3700, 3700), (10, 20, 30)), "HEIF", quality=10)
 
 
+def heic_24_megapixels_with_preview() -> bytes:
+    """HEIC, 5712 x 4284 (a recent iPhone's 24 megapixels), over every budget, with a 320 x 240 preview as an
+    iPhone's: read from the preview, in the capped child."""
+    return _pillow(Image.new("RGB", (5712, 4284), (10, 20, 30)), "HEIF", quality=10, thumbnails=[320])
+
+
+def heic_preview_frame_larger_than_its_size_box() -> bytes:
+    """A HEIC whose size box says 12000 x 12000, over every budget, and whose preview's says 320 x 320 over a
+    2990 x 2990 HEVC frame: the preview is chosen by its box, and decoded in the capped child (where
+    libheif refuses a frame larger than its box)."""
+    raw = bytearray(_pillow(Image.new("RGB", (3000, 3000), (10, 20, 30)), "HEIF", quality=10, thumbnails=[2990]))
+    for at, size in ((raw.find(b"ispe") + 8, 12000), (raw.rfind(b"ispe") + 8, 320)):  # the picture's, the preview's
+        raw[at:at + 8] = struct.pack(">II", size, size)
+    return bytes(raw)
+
+
 ALONE = {"jpeg_progressive_at_two_budgets", "webp_at_two_budgets", "avif_at_two_budgets",   # each takes every
          "heic_at_two_budgets"}                                                              # decoding place
 
@@ -615,7 +631,8 @@ BUILDERS = {f.__name__: f for f in [
     avif_claiming_12000, avif_frame_larger_than_its_size_box, heic_claiming_12000, heic_frame_larger_than_its_size_box,
     png_rgba_at_budget, png_16bit_at_budget, png_palette_at_budget, tiff_float_at_budget, webp_at_budget,
     jpeg_progressive_at_budget, jpeg_progressive_at_two_budgets, webp_at_two_budgets, avif_at_budget,
-    avif_at_two_budgets, heic_at_budget, heic_at_two_budgets,
+    avif_at_two_budgets, heic_at_budget, heic_at_two_budgets, heic_24_megapixels_with_preview,
+    heic_preview_frame_larger_than_its_size_box,
 ]}
 
 

@@ -210,6 +210,24 @@ def test_a_heics_thumbnail_is_never_decoded_to_choose_it():
     assert opened.size == size == (2000, 1500) and not opened.info.get("thumbnails")
 
 
+@pytest.mark.skipif(not decoding_apart.CAPPED_HERE, reason="a preview is read only in a capped child, on Linux")
+def test_a_heic_too_large_to_decode_is_read_from_its_preview():
+    """A recent iPhone's 24 megapixels take libheif 190 MB, over every budget: the 320 x 240 preview the
+    file holds is read instead, in the capped child, turned as the photo is; a preview under
+    PREVIEW_SMALLEST both ways will not do, and the photo is refused as before."""
+    photo = gradient(5712, 4284)
+    photo.paste((250, 0, 0), (300, 300, 1500, 1200))        # a red block near the top left, to see it turned
+    turned = Image.Exif()
+    turned[0x0112] = 6
+    image = decoding.load_image(encode(photo, "HEIF", quality=50, thumbnails=[320], exif=turned.tobytes()))
+    upright = photo.transpose(Image.Transpose.ROTATE_270)
+    red, green, blue = image.getpixel((200, 50))            # the block, now near the top right
+    assert image.mode == "RGB" and image.size == (240, 320) and red > 230 and green < 20 and blue < 20
+    assert np.abs(inference.prepare(image).astype(int) - inference.prepare(upright)).mean() < 2
+    with pytest.raises(ImageError, match=re.escape("too large to decode here (5712 x 4284 pixels")):
+        decoding.load_image(encode(photo, "HEIF", quality=50, thumbnails=[decoding.PREVIEW_SMALLEST - 40]))
+
+
 def test_exif_orientation_is_applied_from_a_block_too_big_for_pillow_to_read():
     """A WebP's EXIF may be larger than a JPEG's 64 KB; its orientation is still read, in either byte order."""
     source = gradient(40, 30)
@@ -373,7 +391,7 @@ def test_formats_the_uploader_does_not_offer_are_refused():
 WORKING = decoding.WORKING_SIZE
 LOADS = {"mpo_phone", "jpeg_ff_run", "jpeg_huge_baseline", "jpeg_segments_after_the_scan", "tiff_float_nan", "png_rgba_at_budget", "png_16bit_at_budget",
          "png_palette_at_budget", "tiff_float_at_budget", "webp_at_budget", "jpeg_progressive_at_budget", "avif_at_budget",
-         "heic_at_budget",
+         "heic_at_budget", *({"heic_24_megapixels_with_preview"} if decoding_apart.CAPPED_HERE else ()),
          "avif_frame_larger_than_its_size_box",
          *hostile_images.ALONE}
 
@@ -431,6 +449,8 @@ def test_hostile_files_are_refused_for_what_they_are(hostile):
     assert "too large to decode here (12000 x 12000 pixels" in sentence("avif_claiming_12000")
     # Its picture cropped to 40 x 30 (`clap`): the size box, which the decoder makes whole, is what counts.
     assert "too large to decode here (12000 x 12000 pixels" in sentence("heic_claiming_12000")
+    # Its preview's frame larger than the preview's size box: libheif will not decode it, and no other will do.
+    assert "too large to decode here (12000 x 12000 pixels" in sentence("heic_preview_frame_larger_than_its_size_box")
     assert "too large to decode here (8900 x 8900 pixels" in sentence("tiff_turned_8900")
     assert "not a picture in a format we can read" in sentence("im_bad_size")
 
