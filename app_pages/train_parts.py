@@ -418,12 +418,17 @@ def progress_text(p: dict) -> str:
     return f"Epoch {max(1, p['epoch'])} of {p['epochs']} · {doing} · {so_far}{left}"
 
 
+MINE = "● "      # before the names of a visitor's own runs on the board
+MINE_SAID = "●\u00a0marks the runs started in this browser."   # no-break space: the mark never ends a line alone
+
+
 # Widths in pixels: the table sizes its columns to their first values, and a live "0 s" grows into "12 min 05 s".
 # All of them fit the main column of a 1280-pixel window.
 BOARD_COLUMNS = {
     # Kept in sight while the rest scrolls sideways (a phone shows three columns): a time without its run's
     # name says nothing.
-    "name": st.column_config.TextColumn(pinned=True),
+    "name": st.column_config.TextColumn(pinned=True, help=f"The run's name. {MINE_SAID} Only its browser, or a "
+                                                         "teacher, may stop or delete a run."),
     "recipe": st.column_config.TextColumn(help="The recipe the run started from; \"(changed)\": some of its settings "
                                                "were changed before Start (see them in its report). Another seed "
                                                "is no change of recipe."),
@@ -473,14 +478,16 @@ def _board(owner: str, shown_above: str | None) -> None:
         return
     table = _board_table(str(snapshot.runs_dir), snapshot.version, int(time.time() // BOARD_EVERY_S),
                          common.visitor_zone(), snapshot)
+    mine = [r.status.get("owner") == owner for r in everything]
     _keep_selection_on_its_runs([r.id for r in everything])
-    picked = st.dataframe(table, hide_index=True, on_select="rerun", selection_mode="multi-row", key="train_board",
-                          column_config=BOARD_COLUMNS)
+    picked = st.dataframe(_marked_mine(table, mine), hide_index=True, on_select="rerun", selection_mode="multi-row",
+                          key="train_board", column_config=BOARD_COLUMNS)
     rows = picked_rows(picked.selection.rows, len(everything))
     chosen = [everything[i] for i in rows[:MAX_PICKED]]
     if not chosen:
         st.caption("Select runs in the table to compare their curves, download them or continue them (from "
-                   "the keyboard: Tab into the table, the arrow keys to a run, Shift and Space to select it).")
+                   "the keyboard: Tab into the table, the arrow keys to a run, Shift and Space to select it)."
+                   + (f" {MINE_SAID}" if any(mine) else ""))
         return
     if len(rows) > MAX_PICKED:
         st.caption(f"{len(rows)} runs picked: here are the first {MAX_PICKED}. More curves in one chart would "
@@ -566,6 +573,16 @@ def _as_a_person_selects(state, count: int) -> bool:
     rows = selection.get("rows", [])
     return (isinstance(rows, list) and rows == picked_rows(rows, count)
             and all(selection.get(k) in (None, []) for k in ("columns", "cells")))
+
+
+def _marked_mine(table: pa.Table, mine: list[bool]) -> pa.Table:
+    """The board's table with the names of this visitor's own runs (`mine`, row by row) marked MINE: in a
+    class's thirty runs, theirs. The table itself is made once for the class (`_board_table`); this copies
+    its one column of names."""
+    if not any(mine):
+        return table
+    names = [MINE + name if own else name for name, own in zip(table["name"].to_pylist(), mine)]
+    return table.set_column(table.schema.get_field_index("name"), "name", pa.array(names, pa.string()))
 
 
 @st.cache_resource(max_entries=2, show_spinner=False)

@@ -87,6 +87,27 @@ def test_a_selected_run_stays_selected_when_someone_starts_another(page):
     assert chosen() == ["**older** · finished"]
 
 
+def test_a_visitors_own_runs_are_marked_on_the_board_the_class_shares(page):
+    """Among a class's thirty runs, a student's own are marked, in their browser only: the table the class
+    shares is made once, unmarked, and each browser marks its own copy."""
+    from app_pages import common
+    at = page()
+    me = common.identity.owner_id(at.session_state["owner"])
+    theirs = ended_run([0.6], [1.2], [1.5], name="theirs")
+    mine = ended_run([0.7], [1.0], [1.2], name="mine")
+    rundir.update_status(mine.path, owner=me, created=rundir.now() + 1)
+    board.invalidate()
+    at.run()
+    assert list(at.dataframe[0].value["name"]) == [train_parts.MINE + "mine", "theirs"]
+    assert any(c.value.endswith(" " + train_parts.MINE_SAID) for c in at.caption)
+    other = page()                                          # another browser: its own identity, none of these
+    assert list(other.dataframe[0].value["name"]) == ["mine", "theirs"]
+    assert not any(train_parts.MINE_SAID in c.value for c in other.caption)
+    at.session_state["train_board"] = {"selection": {"rows": [0], "columns": []}}
+    at.run()
+    assert [m.value for m in at.markdown if m.value.startswith("**mine**")]    # its own name, under the table
+
+
 def test_a_selection_sent_by_a_script_is_made_sane_and_at_most_a_few_runs_are_compared(page):
     """Streamlit passes on whatever rows a browser sends: ten thousand copies of one row, rows past the end
     and negative ones must not become ten thousand curves on every refresh."""
