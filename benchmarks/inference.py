@@ -16,7 +16,10 @@ is being decoded and a core is idle: run this on an idle machine). The same phot
 phone saves it, with a restart marker after each row of blocks (iPhones
 write them): such a file is cut at a marker (`jpeg_halves`). And once more saved progressive, as
 web tools often save photos: read at an eighth from the scans that show there (`jpeg_progressive`),
-timed in turns with the same file decoded from every scan, as before.
+timed in turns with the same file decoded from every scan, as before. And as an iPhone's photo is kept
+on a computer, HEIC with a 320 x 240 preview, which the app reads (`decoding.PREVIEW_SMALLEST`), in turns
+with the same photo in a HEIC without one, decoded whole as every HEIC was before: wall time, and CPU
+time with the capped process each HEIC is decoded in.
 The baseline, measured in the same run, is the TensorFlow tutorial CNN
 (untrained: speed does not depend on the weights), and the bundled model as
 saved, in float32: `inference.load_model` answers with a copy whose BatchNorms
@@ -39,6 +42,7 @@ import argparse
 import contextlib
 import functools
 import io
+import resource
 import statistics
 import sys
 import time
@@ -124,6 +128,31 @@ def every_scan():
         jpeg_progressive.decode = decode
 
 
+def cpu_seconds() -> float:
+    """CPU seconds used by this process and its ended children (the processes HEICs are decoded in)."""
+    return sum(getattr(resource.getrusage(who), part) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+               for part in ("ru_utime", "ru_stime"))
+
+
+def heic_in_turns(pixels: Image.Image, rounds: int = 3, repeats: int = 5) -> dict[str, tuple[float, float]]:
+    """{"preview" | "whole": (median wall seconds, median CPU seconds)} to decode and cut the photo saved
+    as HEIC with an iPhone's 320 x 240 preview, and without one, in turns."""
+    files = {}
+    for name, options in (("preview", {"thumbnails": [320]}), ("whole", {})):
+        buffer = io.BytesIO()
+        pixels.save(buffer, "HEIF", quality=60, **options)
+        files[name] = buffer.getvalue()
+    walls, cpus = {name: [] for name in files}, {name: [] for name in files}
+    for _ in range(rounds):
+        for name, raw in files.items():
+            for _ in range(repeats):
+                cpu, started = cpu_seconds(), time.perf_counter()
+                inference.views(decoding.load_image(raw))
+                walls[name].append(time.perf_counter() - started)
+                cpus[name].append(cpu_seconds() - cpu)
+    return {name: (statistics.median(walls[name]), statistics.median(cpus[name])) for name in files}
+
+
 def photo_in_turns(model, photo: bytes, before=on_one_core, rounds: int = 5, repeats: int = 10
                    ) -> tuple[list[float], list[float]]:
     """(times now, times as `before` decodes) for one photo, timed in turns as `in_turns` does."""
@@ -148,6 +177,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.photo:
         photo = phone_photo = progressive = Path(args.photo).read_bytes()
+        pixels = Image.open(io.BytesIO(photo)).convert("RGB")
     else:
         # A phone-sized photo: smooth shapes plus sensor-like noise (pure noise would not compress like one).
         y, x = np.mgrid[0:3000, 0:4000]
@@ -167,6 +197,12 @@ def main() -> None:
     print(f"the same photo saved progressive, {len(progressive) / 1e6:.1f} MB: decoded and cut, no model: "
           f"{statistics.median(shortened) * 1000:.1f} ms median ({statistics.median(whole) * 1000:.1f} ms from every "
           f"scan, in turns)")
+    if decoding.HEIC:
+        heic = heic_in_turns(pixels)
+        print(f"the same photo as an iPhone keeps it, HEIC with its 320 x 240 preview: decoded and cut, no model: "
+              f"{heic['preview'][0] * 1000:.0f} ms median, {heic['preview'][1]:.2f} s of CPU (its decoding process's "
+              f"included); without a preview, decoded whole as every HEIC was before: {heic['whole'][0] * 1000:.0f} "
+              f"ms, {heic['whole'][1]:.2f} s of CPU (in turns)")
     print(f"{'model':<40}{'batch images/s':>16}{'all mirrored':>14}{'photo median ms':>17}{'p95 ms':>9}"
           f"{'one view median':>17}{'phone photo median':>20}")
     import keras

@@ -15,7 +15,10 @@ the sets given:
 - views: what the app shows the model (`inference.views`: the whole photo squeezed into a square and a
   closer centre square), their answers averaged (`view_answers`);
 - now: the same evened out as the app does for photos (`inference.PHOTO_BIAS`), as `predict_views`
-  answers. Its calibration error is the "% sure" shown on the Predict page, against how often it is right.
+  answers. Its calibration error is the "% sure" shown on the Predict page, against how often it is right;
+- from a preview: the same, from a copy of the photo 320 pixels long (Lanczos), the size of the preview
+  an iPhone's HEIC holds, which the app reads instead of the photo (`decoding.PREVIEW_SMALLEST`), and
+  how many of its answers are the photo's.
 
 --fit works out PHOTO_BIAS and PHOTO_TEMPERATURE from all the photos given (`fit_photo_correction`), and,
 to show what that is worth on photos it was not fitted on, fits it again on all sets but one and answers
@@ -38,8 +41,10 @@ import argparse
 import sys
 from pathlib import Path
 
+import io
+
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from cifar_core import decoding, evaluation, inference  # noqa: E402
@@ -111,6 +116,16 @@ def one_sharp_square(image: Image.Image) -> np.ndarray:
                                    reducing_gap=3.0), dtype=np.uint8)
 
 
+def preview(path: Path) -> bytes:
+    """The photo upright, 320 pixels long (Lanczos), as PNG: the size of an iPhone's HEIC preview."""
+    with Image.open(path) as photo:
+        small = ImageOps.exif_transpose(photo).convert("RGB")
+    small.thumbnail((320, 320), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    small.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
 def report(name: str, probabilities: np.ndarray, labels: np.ndarray) -> None:
     """One row: how often the top answer is right, overall and class-balanced, how sure it says it is, and
     how true that is."""
@@ -180,7 +195,7 @@ def main() -> None:
     temperature = getattr(model, "calibration_temperature", 1.0)
     answered = {}
     for name, photos in found.items():
-        labels, before, centre, views, now, unread = [], [], [], [], [], 0
+        labels, before, centre, views, now, previews, unread = [], [], [], [], [], [], 0
         for path, label in photos:
             try:
                 image = decoding.load_image(path)
@@ -193,13 +208,16 @@ def main() -> None:
             shown = inference.views(image)
             views.append(inference.view_answers(model, shown))
             now.append(inference.predict_views(model, shown, image.size))
+            small = decoding.load_image(preview(path))
+            previews.append(inference.predict_views(model, inference.views(small), small.size))
         if not labels:
             print(f"{name}: {'no photos found there' if not photos else 'no photo could be read'}")
             continue
         labels = np.array(labels)
         counts = ", ".join(f"{CLASS_NAMES[c]} {n}" for c, n in zip(*np.unique(labels, return_counts=True)))
         print(f"{name}: {len(labels)} photos ({counts}){f'; {unread} could not be read' if unread else ''}")
-        answered[name] = np.array(before), np.array(centre), np.array(views), np.array(now), labels
+        answered[name] = (np.array(before), np.array(centre), np.array(views), np.array(now), labels,
+                          np.array(previews))
     sets = list(answered)
     if not sets:
         raise SystemExit("No photo could be read.")
@@ -207,16 +225,18 @@ def main() -> None:
         answered["all"] = tuple(np.concatenate(parts) for parts in zip(*answered.values()))
     print(f"{'':<64}{'right':>9}{'balanced':>11}{'sure':>8}{'error':>8}  per class "
           f"(sure: the % sure shown, on average; error: its expected calibration error)")
-    for name, (before, centre, views, now, labels) in answered.items():
+    for name, (before, centre, views, now, labels, previews) in answered.items():
         print(name)
         report("before: one sharp centre square", before, labels)
         report("centre squares, softened, averaged", evaluation.with_temperature(centre, temperature), labels)
         report("views: whole and closer, softened, averaged",
                evaluation.with_temperature(views, temperature), labels)
         report("now: the views evened out (PHOTO_BIAS)", now, labels)
+        same = np.mean(previews.argmax(axis=1) == now.argmax(axis=1))
+        report(f"from a preview 320 pixels long (answers as now: {same:.1%})", previews, labels)
 
     if args.fit:
-        _, _, views, _, labels = answered["all" if len(sets) > 1 else sets[0]]
+        _, _, views, _, labels, _ = answered["all" if len(sets) > 1 else sets[0]]
         bias, factor = fit_photo_correction(views, labels, temperature)
         print(f"PHOTO_BIAS = ({', '.join(f'{b:.2f}' for b in bias)})\nPHOTO_TEMPERATURE = {factor:.2f}")
         if len(sets) > 1:

@@ -7,11 +7,11 @@ decoding it: it reads only the formats the uploader offers, refuses files whose 
 keep Pillow's Python parsers busy (thousands of segments, chunks, scans or strips), works out from the
 header what decoding will take (the pixels, the decoder's own buffers, the copies made before the
 picture is shrunk) and refuses anything over MEMORY_BUDGET, or, for a photo (JPEG, WebP, AVIF or HEIC),
-over DECODING_AT_ONCE budgets, which it then takes alone (a big progressive JPEG or WebP; a HEIC over
-them is read from the preview its file holds, `PREVIEW_SMALLEST`). JPEGs are
+over DECODING_AT_ONCE budgets, which it then takes alone (a big progressive JPEG or WebP). JPEGs are
 decoded at reduced size (a big photo on two cores: `jpeg_halves` cuts one at a restart marker,
 `jpeg_middle` one without; a big progressive one from the scans an eighth of it shows,
-`jpeg_progressive`) and everything else is shrunk as soon as it is decoded.
+`jpeg_progressive`), a HEIC from the preview its file holds where it has one (`PREVIEW_SMALLEST`), and
+everything else is shrunk as soon as it is decoded.
 At most DECODING_AT_ONCE pictures are decoded at a time in a process, so thirty uploads at once cost
 a server that many budgets, not thirty (a photo over one budget is decoded alone); a picture is
 decoded on two cores only while it is the only one and a core is idle.
@@ -47,7 +47,7 @@ else:
     # several). Not its depth maps or other auxiliary pictures (more memory each), nor its thumbnails:
     # pillow-heif decodes a thumbnail as it picks one (Image.draft), in this process, before any budget
     # is checked, and one is its own HEVC frame, whose size its file need not tell truly. Only the capped
-    # child of `decoding_apart` reads one, for a photo too large to decode (`_preview`).
+    # child of `decoding_apart` reads one (`_preview`).
     pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False, decode_threads=1)
 
 HEIC = pillow_heif is not None
@@ -69,10 +69,12 @@ MAX_JPEG_SCANS = 100         # each scan is a pass over the whole picture: a pho
 # 9000 x 9000 picture, 172 KB, held a core 5-6.5 s. The largest progressive photo the budgets let through
 # (about 50 megapixels, 4:2:0) is some 7 million in the usual ten scans.
 MAX_JPEG_BLOCK_SCANS = 16_000_000
-# A HEIC over every budget (a recent iPhone's 24 megapixels: libheif takes 8 bytes a pixel, 190 MB) is read
-# from the preview its file holds, where one is at least this many pixels both ways: an iPhone's is 320 x
-# 240, more than the model's 32 x 32 needs (the Predict page shows it at about that size).
-PREVIEW_SMALLEST = 160
+# A HEIC is read from the preview its file holds where one is at least this many pixels both ways (an
+# iPhone's is 320 x 240), as a JPEG is decoded at an eighth: the photo itself takes libheif 0.9-1.2 s of a
+# core and 8 bytes a pixel (12 megapixels: 105 MB; a recent iPhone's 24: 190 MB, over every budget), the
+# preview 0.01 s, and the model's 32 x 32 is the same from either (the app's answers on 215 photos: alike
+# on 213, as often right). The Predict page shows a picture at about that size.
+PREVIEW_SMALLEST = 240
 MAX_JPEG_SEGMENTS = 1_000    # Pillow reads each in Python; a real file has a few dozen
 MAX_JPEG_PADDING = 65_536    # bytes between segments before the first scan, which Pillow reads one at a time
                              # in Python (5 MB of them: 2 s); a real file has none, or a few 0xFF
@@ -545,24 +547,21 @@ def _planned(raw: bytes, jpeg_scans: int) -> tuple[Image.Image, tuple[int, int],
     if image.format in ("JPEG", "MPO"):                     # phones save photos as MPO: a JPEG and more
         image.draft("RGB", (WORKING_SIZE, WORKING_SIZE))
     _scale_transparent_key(image)
-    cost = _cost(image, raw, size, jpeg_scans)
-    if image.format == "HEIF" and cost > MEMORY_BUDGET * DECODING_AT_ONCE and _preview(image):
+    if image.format == "HEIF" and _preview(image):
         size = image.size
-        cost = _cost(image, raw, size, jpeg_scans)
-    return image, size, cost
+    return image, size, _cost(image, raw, size, jpeg_scans)
 
 
 def _preview(image: Image.Image) -> bool:
-    """Whether a HEIC too large to decode was given the smallest preview in its file that is at least
-    PREVIEW_SMALLEST both ways and a scaled copy of its picture (turned, mirrored and cropped the same:
-    pillow-heif checks), which pillow-heif then decodes: only where thumbnails are read, in the capped
-    child (`_from_preview`)."""
+    """Whether a HEIC was given the smallest preview in its file that is at least PREVIEW_SMALLEST both
+    ways and a scaled copy of its picture (turned, mirrored and cropped the same: pillow-heif checks),
+    which pillow-heif then decodes: only where thumbnails are read, in the capped child (`_from_preview`)."""
     return bool(pillow_heif.options.THUMBNAILS and image.draft("RGB", (PREVIEW_SMALLEST, PREVIEW_SMALLEST)))
 
 
 def _from_preview(image: Image.Image, raw: bytes) -> bool:
-    """Whether a HEIC too large to decode may be read from a preview of it in a capped child process: its
-    file refers to one (a `thmb` reference among its descriptions), which this process does not read
+    """Whether a HEIC too large to decode may yet be read from a preview of it in a capped child process:
+    its file refers to one (a `thmb` reference among its descriptions), which this process does not read
     (the child does, `_preview`, and refuses the file if none will do)."""
     return (image.format == "HEIF" and decoding_apart.CAPPED_HERE and not pillow_heif.options.THUMBNAILS
             and b"thmb" in _meta(raw))

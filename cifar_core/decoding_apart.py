@@ -41,7 +41,7 @@ _CHILD = """
 import resource, struct, sys
 sys.path.insert(0, sys.argv[1])
 from cifar_core import decoding
-if decoding.HEIC:   # a HEIC too large to decode is read from its preview here, under the cap (decoding._preview)
+if decoding.HEIC:   # a HEIC is read from its preview here, under the cap, where it has one (decoding._preview)
     decoding.pillow_heif.options.THUMBNAILS = True
 raw = sys.stdin.buffer.read()
 background, budget, cpu = tuple(map(int, sys.argv[2:5])), int(sys.argv[5]), int(sys.argv[6])

@@ -102,6 +102,7 @@ def test_photos_reads_the_detection_samples_that_are_cifar10_classes_and_fits_th
     assert "photos: 3 photos (cat 1, frog 1, ship 1)" in lines
     assert "imagenet detection: 3 photos (automobile 1, dog 1, ship 1)" in lines
     assert "all" in lines and out.stdout.count("now: the views evened out") == 3
+    assert out.stdout.count("from a preview 320 pixels long (answers as now: ") == 3
     bias = next(line for line in lines if line.startswith("PHOTO_BIAS = ("))
     assert len(bias.split(",")) == 10 and lines[lines.index(bias) + 1].startswith("PHOTO_TEMPERATURE = ")
     held_out = lines[lines.index("fitted on the other sets, answered on each:") + 1:]
