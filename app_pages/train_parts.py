@@ -10,7 +10,8 @@ import streamlit as st
 from app_pages import chart_cache, common, learning_parts, run_downloads
 from cifar_core import board as runs_board, charts, evaluation, models, overfitting, report, rundir, runs, settings
 from cifar_core import queue_wait, trainer_memory
-from cifar_core.config import FIELD_HELP, MAX_SEED, MAX_TRAIN_IMAGES, OPTIMIZERS, ConfigError, TrainConfig
+from cifar_core.config import (FIELD_HELP, MAX_SEED, MAX_TRAIN_IMAGES, OPTIMIZERS, OWN_RUN_MARK, ConfigError,
+                                TrainConfig)
 from cifar_core.progress import clock, duration, testing_seconds
 
 # Each recipe's button, and what it is said to be under the buttons: the whole sentence on a button was cut
@@ -418,8 +419,8 @@ def progress_text(p: dict) -> str:
     return f"Epoch {max(1, p['epoch'])} of {p['epochs']} · {doing} · {so_far}{left}"
 
 
-MINE = "● "      # before the names of a visitor's own runs on the board
-MINE_SAID = "●\u00a0marks the runs started in this browser."   # no-break space: the mark never ends a line alone
+MINE = OWN_RUN_MARK + " "   # before the names of a visitor's own runs on the board (no run's name starts so)
+MINE_SAID = f"{OWN_RUN_MARK}\u00a0marks the runs started in this browser."   # no-break space: never a line's end alone
 
 
 # Widths in pixels: the table sizes its columns to their first values, and a live "0 s" grows into "12 min 05 s".

@@ -38,10 +38,9 @@ are scenes more than portraits: a plane far off in the sky, a dog in bronze, a b
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 from pathlib import Path
-
-import io
 
 import numpy as np
 from PIL import Image, ImageOps

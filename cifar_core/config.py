@@ -258,12 +258,19 @@ class TrainConfig:
         check("name", not self.name.startswith(FORMULA_STARTS),
               "The run name cannot start with =, +, - or @: a spreadsheet opening the board's table would take "
               "it for a formula.")
+        check("name", not self.name.lstrip().startswith(OWN_RUN_MARKS),
+              f"The run name cannot start with {OWN_RUN_MARK} or a dot like it: the board puts {OWN_RUN_MARK} before "
+              "each browser's own runs.")
         return self
 
 
 # Characters a run name cannot begin with: a spreadsheet opening the board's table (its download) reads
 # such a cell as a formula, and one can fetch an address or run a command (CSV injection).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# The board marks a browser's own runs with OWN_RUN_MARK before their names: a name starting with it, or a
+# dot that looks like it, would be marked for every browser.
+OWN_RUN_MARK = "●"
+OWN_RUN_MARKS = (OWN_RUN_MARK, "⬤", "⚫", "⚈", "◉", "•", "∙", "⦁", "🔴", "⚪", "⬛")
 # Letters that show nothing (Hangul fillers, the blank Braille pattern): sixty of them drew a row over the
 # board's checkboxes.
 INVISIBLE = frozenset("\u115f\u1160\u3164\uffa0\u2800")

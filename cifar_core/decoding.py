@@ -10,8 +10,8 @@ picture is shrunk) and refuses anything over MEMORY_BUDGET, or, for a photo (JPE
 over DECODING_AT_ONCE budgets, which it then takes alone (a big progressive JPEG or WebP). JPEGs are
 decoded at reduced size (a big photo on two cores: `jpeg_halves` cuts one at a restart marker,
 `jpeg_middle` one without; a big progressive one from the scans an eighth of it shows,
-`jpeg_progressive`), a HEIC from the preview its file holds where it has one (`PREVIEW_SMALLEST`), and
-everything else is shrunk as soon as it is decoded.
+`jpeg_progressive`), a HEIC from the preview its file holds where it has one (`PREVIEW_SMALLEST`; on
+Linux, where it is decoded in a capped process), and everything else is shrunk as soon as it is decoded.
 At most DECODING_AT_ONCE pictures are decoded at a time in a process, so thirty uploads at once cost
 a server that many budgets, not thirty (a photo over one budget is decoded alone); a picture is
 decoded on two cores only while it is the only one and a core is idle.
@@ -75,6 +75,7 @@ MAX_JPEG_BLOCK_SCANS = 16_000_000
 # preview 0.01 s, and the model's 32 x 32 is the same from either (the app's answers on 215 photos: alike
 # on 213, as often right). The Predict page shows a picture at about that size.
 PREVIEW_SMALLEST = 240
+PREVIEW_LONGEST = 1024   # ... and no longer than this: a preview is decoded before its cost is counted
 MAX_JPEG_SEGMENTS = 1_000    # Pillow reads each in Python; a real file has a few dozen
 MAX_JPEG_PADDING = 65_536    # bytes between segments before the first scan, which Pillow reads one at a time
                              # in Python (5 MB of them: 2 s); a real file has none, or a few 0xFF
@@ -555,16 +556,28 @@ def _planned(raw: bytes, jpeg_scans: int) -> tuple[Image.Image, tuple[int, int],
 def _preview(image: Image.Image) -> bool:
     """Whether a HEIC was given the smallest preview in its file that is at least PREVIEW_SMALLEST both
     ways and a scaled copy of its picture (turned, mirrored and cropped the same: pillow-heif checks),
-    which pillow-heif then decodes: only where thumbnails are read, in the capped child (`_from_preview`)."""
-    return bool(pillow_heif.options.THUMBNAILS and image.draft("RGB", (PREVIEW_SMALLEST, PREVIEW_SMALLEST)))
+    which pillow-heif then decodes: only where thumbnails are read, in the capped child (`_from_preview`),
+    and only where every preview that large is at most PREVIEW_LONGEST long, as its size box says (libheif
+    decodes no frame larger): pillow-heif decodes the one it picks before any budget is checked. Otherwise
+    the picture itself is counted, and decoded or refused."""
+    if not pillow_heif.options.THUMBNAILS:
+        return False
+    try:
+        picture = image._heif_file[image.tell()]        # pillow-heif's own, which its draft reads
+        sizes = [picture.get_thumbnail(i).size for i in range(len(picture.info["thumbnails"]))]
+    except Exception:   # not as pillow-heif keeps it, or a damaged preview: the picture is counted instead
+        return False
+    large_enough = [size for size in sizes if min(size) >= PREVIEW_SMALLEST]
+    if not large_enough or max(max(size) for size in large_enough) > PREVIEW_LONGEST:
+        return False
+    return bool(image.draft("RGB", (PREVIEW_SMALLEST, PREVIEW_SMALLEST)))
 
 
 def _from_preview(image: Image.Image, raw: bytes) -> bool:
     """Whether a HEIC too large to decode may yet be read from a preview of it in a capped child process:
-    its file refers to one (a `thmb` reference among its descriptions), which this process does not read
-    (the child does, `_preview`, and refuses the file if none will do)."""
-    return (image.format == "HEIF" and decoding_apart.CAPPED_HERE and not pillow_heif.options.THUMBNAILS
-            and b"thmb" in _meta(raw))
+    its file refers to one (a `thmb` reference among its descriptions), which the child reads (`_preview`)
+    and refuses the file if none will do."""
+    return image.format == "HEIF" and decoding_apart.CAPPED_HERE and b"thmb" in _meta(raw)
 
 
 # A PNG's grey stored in 2 or 4 bits: Pillow stretches the pixels to 0-255, but not the level its tRNS
@@ -585,15 +598,15 @@ def _scale_transparent_key(image: Image.Image) -> None:
         image.info["transparency"] = tuple(v >> 8 for v in transparency)
 
 
-def _places(image: Image.Image, raw: bytes, size: tuple[int, int], cost: int) -> int:
+def _places(image: Image.Image, raw: bytes, size: tuple[int, int], cost: int, apart: bool) -> int:
     """Decoding places a picture (`size` across and down) costing `cost` bytes takes: one, or every one
     for a photo (PHOTO_FORMATS) over MEMORY_BUDGET, which then decodes alone, so the process never holds
     more than DECODING_AT_ONCE budgets; ImageError past that, but for a HEIC with a preview to read
-    instead (`_from_preview`). A big progressive JPEG (libjpeg holds all its coefficients: 82 MB for 27
+    instead, `apart` (`_from_preview`). A big progressive JPEG (libjpeg holds all its coefficients: 82 MB for 27
     megapixels) and a WebP over about 5 megapixels (libwebp's canvases) are photos people take and save;
     a PNG, TIFF, GIF or BMP that costs as much is a screen, a scan or a file built to cost it."""
     allowed = MEMORY_BUDGET * (DECODING_AT_ONCE if image.format in PHOTO_FORMATS else 1)
-    if cost > allowed and _from_preview(image, raw):
+    if cost > allowed and apart and _from_preview(image, raw):
         return DECODING_AT_ONCE
     if cost > allowed:
         width, height = size
@@ -864,7 +877,7 @@ def _decoded(raw: bytes, jpeg_scans: int, background: tuple[int, int, int], plac
     header cannot tell is decoded in a process of its own, capped at those places' budgets (`decoding_apart`)."""
     with _decode_slot(places) as alone:
         image, size, cost = _planned(raw, jpeg_scans)
-        if _places(image, raw, size, cost) > places:
+        if _places(image, raw, size, cost, apart) > places:
             return None
         if apart and decoding_apart.needed(raw, image.size):
             image.close()
@@ -883,7 +896,8 @@ def load_image(source, background: tuple[int, int, int] = (255, 255, 255), apart
 
     Animated files give their first frame; photos are turned as their EXIF orientation says;
     transparent parts take `background` (white, as most viewers show them). Big pictures come back
-    reduced by a whole factor to no smaller than WORKING_SIZE across (JPEGs are decoded that way).
+    reduced by a whole factor to no smaller than WORKING_SIZE across (JPEGs are decoded that way; a HEIC
+    holding a preview at least PREVIEW_SMALLEST both ways comes back as that preview, on Linux).
     What a file would cost is worked out before it is decoded, and a file over MEMORY_BUDGET (a big
     photo: over every decoding place's budget, `_places`), or built to keep the decoder busy, is refused;
     one whose cost cannot be told before (a lossless WebP) is decoded `apart`, in a process of its own.

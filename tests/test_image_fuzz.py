@@ -6,6 +6,7 @@ deleted or repeated, and header fields set to boundary values (0, 1, 0x7fff, 0xf
 decoder reads sizes, counts and offsets. PNG checksums are then fixed most of the time, so that the
 damage gets past the first check. Every case is seeded: a failure names the case that reproduces it.
 """
+import contextlib
 import io
 import random
 import re
@@ -76,7 +77,8 @@ def _seeds() -> dict[str, list[bytes]]:
         "AVIF": [_save(_picture(), "AVIF"), _save(_picture(), "AVIF", subsampling="4:4:4", exif=_exif(6)),
                  _save(_translucent(), "AVIF"), _save(_picture("L"), "AVIF"), _animated("AVIF", duration=100)],
         "HEIF": [_save(_picture(), "HEIF"), _save(_picture(), "HEIF", chroma=444, exif=_exif(6)),
-                 _save(_translucent(), "HEIF"), _save(_picture("L"), "HEIF")],
+                 _save(_translucent(), "HEIF"), _save(_picture("L"), "HEIF"),
+                 _save(_picture(size=(400, 300)), "HEIF", thumbnails=[320], exif=_exif(6))],   # read from its preview
         "BMP": [_save(_picture(), "BMP"), _save(_picture("RGBA"), "BMP"), _save(_picture("P"), "BMP"),
                 _save(_picture("1"), "BMP"), hostile_images.bmp_rle8(24, 16)],
     }
@@ -152,12 +154,24 @@ def mutate(raw: bytes, rng: random.Random) -> bytes:
     return bytes(data)
 
 
+@contextlib.contextmanager
+def as_the_capped_child():
+    """Previews read, as the capped child reads them (`decoding_apart`)."""
+    reads = decoding.pillow_heif.options.THUMBNAILS
+    decoding.pillow_heif.options.THUMBNAILS = True
+    try:
+        yield
+    finally:
+        decoding.pillow_heif.options.THUMBNAILS = reads
+
+
 def check(raw: bytes, case: str) -> str:
     """'ok' or 'refused'; fails the test on anything else."""
     try:
         # In this process, as the capped child decodes it where a file is decoded apart (every AVIF and HEIC): the same
-        # code, without a child's start for each of the thousands of cases.
-        image = decoding.load_image(raw, apart=False)
+        # code, a HEIC's preview read as there, without a child's start for each of the thousands of cases.
+        with as_the_capped_child():
+            image = decoding.load_image(raw, apart=False)
     except ImageError as e:
         message = str(e)
         assert message and "\n" not in message and "Traceback" not in message, (case, message)

@@ -228,10 +228,18 @@ def test_a_heic_is_read_from_its_preview_where_it_has_one():
     assert np.abs(inference.prepare(image).astype(int) - inference.prepare(upright)).mean() < 2
     small = decoding.PREVIEW_SMALLEST - 40
     with pytest.raises(ImageError, match=re.escape("too large to decode here (5712 x 4284 pixels")):
-        decoding.load_image(encode(photo, "HEIF", quality=50, thumbnails=[small]))
+        decoding.load_image(encode(Image.new("RGB", photo.size), "HEIF", quality=10, thumbnails=[small]))
     within = photo.resize((2000, 1500))                     # within the budgets: its preview, or itself
     assert decoding.load_image(encode(within, "HEIF", quality=50, thumbnails=[320])).size == (320, 240)
     assert decoding.load_image(encode(within, "HEIF", quality=50, thumbnails=[small])).size == (400, 300)
+    # A preview over PREVIEW_LONGEST would be decoded before its cost is counted: the picture is counted
+    # instead, here one whose size box claims 12000 x 12000, refused for that, its 1500-pixel preview unread.
+    claiming = bytearray(encode(within, "HEIF", quality=10, thumbnails=[1500]))
+    at = claiming.find(b"ispe") + 8                         # the picture's size box, before its preview's
+    claiming[at:at + 8] = struct.pack(">II", 12000, 12000)
+    with pytest.raises(ImageError, match=re.escape("too large to decode here (12000 x 12000 pixels")):
+        decoding.load_image(bytes(claiming))
+    assert decoding.load_image(encode(within, "HEIF", quality=50, thumbnails=[320, 1500])).size == (400, 300)
 
 
 def test_exif_orientation_is_applied_from_a_block_too_big_for_pillow_to_read():

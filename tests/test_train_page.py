@@ -93,7 +93,7 @@ def test_a_visitors_own_runs_are_marked_on_the_board_the_class_shares(page):
     from app_pages import common
     at = page()
     me = common.identity.owner_id(at.session_state["owner"])
-    theirs = ended_run([0.6], [1.2], [1.5], name="theirs")
+    ended_run([0.6], [1.2], [1.5], name="theirs")
     mine = ended_run([0.7], [1.0], [1.2], name="mine")
     rundir.update_status(mine.path, owner=me, created=rundir.now() + 1)
     board.invalidate()

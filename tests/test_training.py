@@ -27,6 +27,9 @@ from cifar_core.config import PRECISIONS, PRESETS, ConfigError, TrainConfig, bat
     ({"name": "!!!"}, "The run name must show letters or digits"),
     ({"name": '=HYPERLINK("http://example.org")'}, "The run name cannot start with =, +, - or @"),
     ({"name": "@SUM(1)"}, "The run name cannot start with =, +, - or @"),
+    # The board's mark for a browser's own runs: a name starting with it would be marked for everyone.
+    ({"name": "● Alice's run"}, "The run name cannot start with ● or a dot like it"),
+    ({"name": " ⬤ mine"}, "The run name cannot start with ● or a dot like it"),
 ])
 def test_bad_settings_give_one_line(changes, message):
     with pytest.raises(ConfigError) as e:
