@@ -212,6 +212,7 @@ def test_a_heics_thumbnail_is_never_decoded_to_choose_it():
 
 
 @pytest.mark.skipif(not decoding_apart.CAPPED_HERE, reason="a preview is read only in a capped child, on Linux")
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")   # pytest shows what decoding ignores
 def test_a_heic_is_read_from_its_preview_where_it_has_one():
     """libheif decodes a HEIC photo whole: 0.9 s of a core for 12 megapixels, and a recent iPhone's 24 take
     190 MB, over every budget. The preview the file holds (an iPhone's: 320 x 240) is read instead, in the
