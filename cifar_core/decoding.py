@@ -72,7 +72,7 @@ MAX_JPEG_BLOCK_SCANS = 16_000_000
 # A HEIC is read from the preview its file holds where one is at least this many pixels both ways (an
 # iPhone's is 320 x 240), as a JPEG is decoded at an eighth: the photo itself takes libheif 0.9-1.2 s of a
 # core and 8 bytes a pixel (12 megapixels: 105 MB; a recent iPhone's 24: 190 MB, over every budget), the
-# preview 0.01 s, and the model's 32 x 32 is the same from either (the app's answers on 215 photos: alike
+# preview 0.02 s, and the model's 32 x 32 is the same from either (the app's answers on 215 photos: alike
 # on 213, as often right). The Predict page shows a picture at about that size.
 PREVIEW_SMALLEST = 240
 PREVIEW_LONGEST = 1024   # ... and no longer than this: a preview is decoded before its cost is counted
@@ -601,10 +601,10 @@ def _scale_transparent_key(image: Image.Image) -> None:
 def _places(image: Image.Image, raw: bytes, size: tuple[int, int], cost: int, apart: bool) -> int:
     """Decoding places a picture (`size` across and down) costing `cost` bytes takes: one, or every one
     for a photo (PHOTO_FORMATS) over MEMORY_BUDGET, which then decodes alone, so the process never holds
-    more than DECODING_AT_ONCE budgets; ImageError past that, but for a HEIC with a preview to read
-    instead, `apart` (`_from_preview`). A big progressive JPEG (libjpeg holds all its coefficients: 82 MB for 27
-    megapixels) and a WebP over about 5 megapixels (libwebp's canvases) are photos people take and save;
-    a PNG, TIFF, GIF or BMP that costs as much is a screen, a scan or a file built to cost it."""
+    more than DECODING_AT_ONCE budgets; ImageError past that, but for a HEIC decoded `apart` with a
+    preview to read instead (`_from_preview`). A big progressive JPEG (libjpeg holds all its coefficients:
+    82 MB for 27 megapixels) and a WebP over about 5 megapixels (libwebp's canvases) are photos people
+    take and save; a PNG, TIFF, GIF or BMP that costs as much is a screen, a scan or a file built to cost it."""
     allowed = MEMORY_BUDGET * (DECODING_AT_ONCE if image.format in PHOTO_FORMATS else 1)
     if cost > allowed and apart and _from_preview(image, raw):
         return DECODING_AT_ONCE
