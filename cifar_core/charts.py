@@ -451,8 +451,11 @@ def confusion(counts: np.ndarray, as_share: bool = False, chosen: tuple[int, int
                              opacity=alt.ExprRef("side < 160 ? 0 : 1")).encode(
         text="label:N" if as_share else "images:Q",
         color=alt.condition(alt.datum.share >= WHITE_TEXT_FROM, alt.value("white"), alt.value("#1c1f26")))
+    # `resize`: the height is worked out again whenever the width changes. Without it Vega kept the height of
+    # the first width it was given, wider than a phone's column: 95 blank pixels under the squares there.
     return (squares + numbers).add_params(side).properties(
-        width=CONFUSION_SIDE + CONFUSION_NAMES, height=1, autosize=alt.AutoSizeParams(type="fit-x", contains="padding"))
+        width=CONFUSION_SIDE + CONFUSION_NAMES, height=1,
+        autosize=alt.AutoSizeParams(type="fit-x", contains="padding", resize=True))
 
 
 FEW_ANSWERS = 100     # a confidence group holding fewer is drawn faint: its share right is mostly chance

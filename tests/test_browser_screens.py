@@ -279,6 +279,10 @@ def test_evaluate_s_confusion_matrix_fits_a_phone(server, visitor):
     last = squares.nth(99).bounding_box()
     assert last["x"] + last["width"] <= 390 - 16, last        # truck called truck, inside the page's margin
     assert 20 < last["width"] < 48 and abs(last["width"] - last["height"]) < 0.1
+    # The drawing ends under the squares: Vega kept the height of the first, wider, layout, and a phone had
+    # 95 blank pixels there.
+    drawing = matrix.locator("svg.marks").bounding_box()
+    assert drawing["y"] + drawing["height"] - (last["y"] + last["height"]) < 30, (drawing, last)
     wider = matrix.evaluate("e => [e, ...e.querySelectorAll('*')].filter(d => d instanceof HTMLElement && d.scrollWidth > d.clientWidth + 1"
                             " && d.clientWidth > 0).map(d => d.tagName)")
     assert not wider, f"the matrix scrolls sideways inside {wider}"
