@@ -26,7 +26,10 @@ RECIPES = {"quick": ("Quick", "about a minute"),
 # each run draws its own seed unless one is typed, and the seed is shown with the run to repeat it.
 FORM_HELP = {"seed": "What draws the network's starting weights, the order of the pictures and their flips and "
                      "shifts. Left empty, each run gets a new one, shown under its name: runs of one recipe then "
-                     "differ a little, as any two trainings do. Type a run's seed with its settings to repeat it."}
+                     "differ a little, as any two trainings do. Type a run's seed with its settings to repeat it.",
+             # Each network whole: its box has room for its name and what it is for.
+             "arch": FIELD_HELP["arch"] + "\n\n" + "\n".join(f"- **{name}**: {models.PURPOSES[name]}; "
+                                                             f"{models.MAKEUPS[name]}." for name in models.REGISTRY)}
 SEEDS_DRAWN = 100_000   # seeds a run draws from: five digits to read out, and two of thirty runs rarely share one
 SUBSETS = (0, 36_000, 10_000, 5_000)   # training pictures: all of them, or fewer for a shorter demo
 
@@ -59,9 +62,9 @@ class ConfigFields:
                                              help=FORM_HELP.get(field, FIELD_HELP[field]), **kwargs)
                 self.slots[field] = st.empty()
 
-        # A row of its own: each network's description is a sentence, and a column would cut it off.
+        # A row of its own: a column would cut off what each network is for.
         add(st.container(), "arch", st.selectbox, "Network", list(models.REGISTRY),
-            index=list(models.REGISTRY).index(defaults.arch), format_func=lambda n: f"{n}: {models.DESCRIPTIONS[n]}")
+            index=list(models.REGISTRY).index(defaults.arch), format_func=lambda n: f"{n}: {models.PURPOSES[n]}")
         left, middle, right = st.columns(3)
         add(left, "optimizer", st.selectbox, "Optimizer", OPTIMIZERS, index=OPTIMIZERS.index(defaults.optimizer))
         add(middle, "epochs", st.number_input, "Epochs", value=defaults.epochs, step=1)

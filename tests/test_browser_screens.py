@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from cifar_core import models
 from conftest import ROOT
 from prepared_runs import finished_run
 from test_browser import CHROMIUM, browser, new_context, poll, settle, streamlit_app   # noqa: F401 (browser is a fixture)
@@ -297,6 +298,27 @@ def test_evaluate_s_confusion_matrix_fits_a_phone(server, visitor):
     page.get_by_role("dialog").get_by_text("that the model called dog").first.wait_for()
     problems = look(page, "evaluate-confusion-390")
     assert not problems, "\n".join(problems)
+
+
+CUT_OFF_JS = """e => [e, ...e.querySelectorAll('*')].filter(d => d.scrollWidth > d.clientWidth + 1 && d.clientWidth > 0
+                                                  && getComputedStyle(d).overflowX !== 'visible').length"""
+
+
+def test_what_each_network_is_for_fits_a_phones_select_box(server, visitor):
+    """The box and its list showed "airbench16: A good model in about a minute (ai" on a phone: each
+    network's whole sentence was cut off. They say what it is for, and its help says what it is made of."""
+    url, _ = server
+    page = visitor(390, 844)
+    page.goto(f"{url}/train")
+    calm(page)
+    box = page.locator("[data-testid=stSelectbox]").filter(has_text="Network")
+    assert box.locator("input").evaluate(CUT_OFF_JS) == 0, box.locator("input").input_value()
+    box.click()
+    options = page.get_by_role("option")
+    options.nth(len(models.REGISTRY) - 1).wait_for()
+    for i in range(options.count()):
+        assert options.nth(i).evaluate(CUT_OFF_JS) == 0, options.nth(i).inner_text()
+    page.keyboard.press("Escape")
 
 
 def sidebar_model(page) -> str:

@@ -61,9 +61,9 @@ def test_the_train_page_during_and_after_a_run(browser, server):
     page.set_default_timeout(30_000)
     try:
         open_page(page, server, "train")
-        # The network's whole description shows in its box.
+        # What the network is for shows in its box.
         network = page.locator("[data-testid=stSelectbox]").filter(has_text="Network").locator("input").first
-        assert models.DESCRIPTIONS[PRESETS["quick"]["arch"]] in network.input_value()
+        assert models.PURPOSES[PRESETS["quick"]["arch"]] in network.input_value()
         page.get_by_role("spinbutton", name="Epochs").fill("40")   # still training when Stop is pressed
         page.get_by_role("spinbutton", name="Batch size").fill("4")
         page.get_by_role("textbox", name="Run name").fill("Screens run")
