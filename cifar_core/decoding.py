@@ -30,9 +30,11 @@ import struct
 import threading
 import time
 import warnings
+import zlib
+from typing import NamedTuple
 
 import numpy as np
-from PIL import AvifImagePlugin, Image, UnidentifiedImageError
+from PIL import AvifImagePlugin, Image, PngImagePlugin, UnidentifiedImageError
 
 from cifar_core import decoding_apart, jpeg_halves, jpeg_progressive, rundir
 
@@ -90,6 +92,13 @@ LOSSLESS_FRAMES = (0xC3, 0xC7, 0xCB, 0xCF)     # SOF3, 7, 11, 15: lossless, as D
 MAX_ARITHMETIC_BYTES = 6 * 2**20
 MAX_PNG_CHUNKS = 20_000      # Pillow reads each in Python; 20 MB in libpng's 8 KB chunks is 2,500
 MAX_PNG_INFLATED = 16        # compressed text and profile chunks, each inflated by Pillow to up to 1 MB
+# Memory per byte of a PNG's text, measured at the peak (4 MB of it took 54 MB): Pillow copies a chunk four
+# times as it takes it apart, and its string holds up to 4 bytes a character. Read as the file is opened
+# (before its cost is known) or after its pixels; counted in the cost either way (`Structure`).
+PNG_TEXT_BYTES_PER_BYTE = 13
+# ... and per byte of a TIFF's tag values stored outside its directory (a 19 MB description took 121 MB
+# with libtiff's copy, 82 MB without).
+TIFF_TAG_BYTES_PER_BYTE = 7
 MAX_GIF_BLOCKS = 10_000      # extension blocks before the first frame, each kept by Pillow as a Python object
 MAX_GIF_STRAY_BYTES = 65_536     # bytes before the first frame that are no part of the file (see _check_gif)
 MAX_TIFF_ENTRIES = 1_000     # entries in a TIFF directory; a real one has a few dozen
@@ -130,6 +139,12 @@ _TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
 
 class ImageError(ValueError):
     """The input is not an image we can use; the message is a sentence for a person."""
+
+
+class Structure(NamedTuple):
+    """What a file's structure tells before it is opened (`_check_structure`)."""
+    jpeg_scans: int = 0     # a JPEG's scans, which its decoding cost depends on
+    metadata: int = 0       # bytes of memory its text and tags take while it is read, besides its pixels
 
 
 def _read(source) -> bytes:
@@ -255,20 +270,51 @@ def _parsed_by_pillow(marker: bytes, start: bytes) -> str | None:
     return None
 
 
-def _check_png(raw: bytes) -> None:
-    chunks = inflated = 0
+def _check_png(raw: bytes) -> int:
+    """Refuse a PNG of too many chunks, or with more text than a picture's budget holds; returns the
+    memory its text takes (`PNG_TEXT_BYTES_PER_BYTE`)."""
+    chunks = inflated = text = 0
     position = 8
     while position + 8 <= len(raw):
         kind = raw[position + 4:position + 8]
+        length = int.from_bytes(raw[position:position + 4], "big")
         chunks += 1
         inflated += kind in (b"zTXt", b"iTXt", b"iCCP")
         if chunks > MAX_PNG_CHUNKS:
             raise _too_complex(f"more than {MAX_PNG_CHUNKS:,} chunks")
         if inflated > MAX_PNG_INFLATED:
             raise _too_complex(f"more than {MAX_PNG_INFLATED} compressed text chunks")
+        if kind in (b"tEXt", b"zTXt", b"iTXt"):
+            text += _png_text_bytes(raw, kind, position + 8, min(position + 8 + length, len(raw)))
         if kind == b"IEND":
-            return
-        position += 12 + int.from_bytes(raw[position:position + 4], "big")
+            break
+        position += 12 + length
+    if text * PNG_TEXT_BYTES_PER_BYTE > MEMORY_BUDGET:
+        raise ImageError(f"This PNG holds {text / 2**20:.0f} MB of text besides its picture, more than can be "
+                         "read here; please save it again without it, or as a JPEG.")
+    return text * PNG_TEXT_BYTES_PER_BYTE
+
+
+def _png_text_bytes(raw: bytes, kind: bytes, start: int, end: int) -> int:
+    """Bytes of text Pillow makes of the text chunk in raw[start:end]: a compressed one inflated as
+    Pillow inflates it, up to its limit (past which it refuses the file) or a damaged stream's end (where
+    it drops the chunk)."""
+    key_end = raw.find(b"\0", start, end)
+    if kind == b"tEXt" or key_end < 0:
+        return end - start
+    if kind == b"zTXt":
+        stream = key_end + 2                                  # after the compression method's byte
+    elif raw[key_end + 1:key_end + 3] == b"\1\0":            # an iTXt compressed by zlib, after two texts
+        language_end = raw.find(b"\0", key_end + 3, end)
+        stream = raw.find(b"\0", language_end + 1, end) + 1 if language_end >= 0 else 0
+        if not stream:
+            return 0
+    else:
+        return end - start
+    try:
+        return len(zlib.decompressobj().decompress(memoryview(raw)[stream:end], PngImagePlugin.MAX_TEXT_CHUNK + 1))
+    except zlib.error:
+        return 0
 
 
 _GIF_BLOCK = re.compile(rb"[!,;]")   # an extension, an image, the end: Pillow skips any other byte, one by one
@@ -306,6 +352,9 @@ _TIFF_VALUE_BYTES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8
 # (and the Interop one it points to) and the GPS one, each by a tag of the directory before.
 _TIFF_SUB_DIRECTORIES = {34665: {40965: {}}, 34853: {}}
 _TIFF_POINTERS = {3: "H", 4: "I", 13: "I", 16: "Q", 18: "Q"}    # the value types a directory's pointer may have
+# The value types of a whole number, as libtiff reads one that should be a SHORT (the Compression tag): a
+# file's Compression written as a big-endian LONG read as a SHORT was its high half, 0, and JPEG strips passed.
+_TIFF_WHOLE_NUMBERS = {1: "B", 3: "H", 4: "I", 6: "b", 8: "h", 9: "i", 16: "Q", 17: "q"}
 # Compression 6 and 7: JPEG streams in the strips, which libtiff hands to libjpeg past every check made on a
 # JPEG file here (scans, arithmetic coding, the coefficients it holds). libtiff accepts a last strip's stream
 # taller than the strip: a 1 MB file declared 16384 x 1 made libjpeg hold 1 GB. Scanners write a few; a
@@ -313,12 +362,13 @@ _TIFF_POINTERS = {3: "H", 4: "I", 13: "I", 16: "Q", 18: "Q"}    # the value type
 _TIFF_JPEG = (6, 7)
 
 
-def _check_tiff(raw: bytes) -> None:
+def _check_tiff(raw: bytes) -> int:
     """Refuse a TIFF whose tags would cost Pillow or libtiff too much to read, in its first directory and
     in those Pillow reads with it (`_TIFF_SUB_DIRECTORIES`): too many tags, too long lists of numbers, or
     values adding up to more bytes than the file holds (a real file stores each once; libtiff keeps a copy
-    of every compressed TIFF's tag values, and 990 tags all naming one megabyte of a 1 MB file took 1 GB),
-    and JPEG strips (`_TIFF_JPEG`). The first directory is checked whole before any other is looked at, and
+    of every compressed TIFF's tag values, and 990 tags all naming one megabyte of a 1 MB file took 1 GB)
+    or than a picture's budget holds (`TIFF_TAG_BYTES_PER_BYTE`), and JPEG strips (`_TIFF_JPEG`). Returns
+    the memory its tags take. The first directory is checked whole before any other is looked at, and
     a sub-directory that cannot be read is passed over, as Pillow passes over it: one bad pointer ended
     the whole check, the first directory's later tags unread."""
     order = "<" if raw[:2] == b"II" else ">"
@@ -344,7 +394,8 @@ def _check_tiff(raw: bytes) -> None:
             if spilled > len(raw):
                 raise _too_complex("tags whose values add up to more bytes than the whole file")
             value_at = at + 4 + inline
-            if top and tag == 259 and struct.unpack_from(order + "H", raw, value_at)[0] in _TIFF_JPEG:
+            if top and tag == 259 and kind in _TIFF_WHOLE_NUMBERS and (
+                    struct.unpack_from(order + _TIFF_WHOLE_NUMBERS[kind], raw, value_at)[0] in _TIFF_JPEG):
                 raise ImageError("This TIFF holds its picture as JPEG inside it, which cannot be read here "
                                  "safely; please save it as a JPEG or a PNG.")
             if count == 1 and kind in _TIFF_POINTERS:        # read as its type says, as Pillow reads it
@@ -361,24 +412,28 @@ def _check_tiff(raw: bytes) -> None:
     try:
         pointers = directory(struct.unpack_from(order + number, raw, 8 if big else 4)[0], top=True)
     except (struct.error, OverflowError):
-        return                                               # damaged: Pillow will say so
+        return 0                                             # damaged: Pillow will say so
     below(pointers, _TIFF_SUB_DIRECTORIES)
+    if spilled * TIFF_TAG_BYTES_PER_BYTE > MEMORY_BUDGET:
+        raise ImageError(f"This TIFF holds {spilled / 2**20:.0f} MB of text and other data besides its picture, "
+                         "more than can be read here; please save it again without it, or as a JPEG.")
+    return spilled * TIFF_TAG_BYTES_PER_BYTE
 
 
-def _check_structure(raw: bytes) -> int:
+def _check_structure(raw: bytes) -> Structure:
     """Refuse a file whose structure alone would take Pillow long to read or much memory to hold: it
     reads JPEG segments, PNG chunks, GIF extensions and TIFF tags in Python, one at a time, and a
-    20 MB file can hold millions of them. Returns a JPEG's number of scans (0 for other formats),
-    which its decoding cost depends on."""
+    20 MB file can hold millions of them; and one whose text or tags take more memory than a picture's
+    budget. Returns what its decoding cost depends on besides its pixels."""
     if raw[:2] == b"\xff\xd8":
-        return _jpeg_scans(raw)
+        return Structure(jpeg_scans=_jpeg_scans(raw))
     elif raw[:8] == b"\x89PNG\r\n\x1a\n":
-        _check_png(raw)
+        return Structure(metadata=_check_png(raw))
     elif raw[:3] == b"GIF":
         _check_gif(raw)
     elif raw[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
-        _check_tiff(raw)
-    return 0
+        return Structure(metadata=_check_tiff(raw))
+    return Structure()
 
 
 # The brands (in a HEIF file's first box) of the pictures read here: AVIF's, and HEIC's where it is read.
@@ -406,18 +461,18 @@ def _tiff_buffer(image: Image.Image) -> int:
     return int(span * bits) // 8
 
 
-def _cost(image: Image.Image, raw: bytes, size: tuple[int, int], jpeg_scans: int) -> int:
+def _cost(image: Image.Image, raw: bytes, size: tuple[int, int], structure: Structure) -> int:
     """Bytes that decoding `image` (opened, any reduced-size decoding asked for) and turning it into
-    RGB at the shrunk size will take at the peak; `size` is its size before any reduction, `jpeg_scans`
-    what `_check_structure` counted."""
+    RGB at the shrunk size will take at the peak, its text and tags with it; `size` is its size before any
+    reduction, `structure` what `_check_structure` found."""
     width, height = image.size
     pixels = width * height
     shrunk = pixels // _shrink_factor(image.size) ** 2
-    cost = pixels * _BYTES_PER_PIXEL.get(image.mode, 8) + shrunk * _SHRUNK_BYTES_PER_PIXEL
+    cost = structure.metadata + pixels * _BYTES_PER_PIXEL.get(image.mode, 8) + shrunk * _SHRUNK_BYTES_PER_PIXEL
     if _keyed(image):
         cost += pixels * _BYTES_PER_PIXEL["RGBA"]     # its copy with an alpha channel, premultiplied to shrink
     codec = image.tile[0][0] if image.tile else None
-    if image.format in ("JPEG", "MPO") and (image.info.get("progressive") or jpeg_scans > 1):
+    if image.format in ("JPEG", "MPO") and (image.info.get("progressive") or structure.jpeg_scans > 1):
         # Progressive or otherwise in several scans: libjpeg holds every coefficient of the full-size
         # picture, 2 bytes each, whatever size it decodes at.
         h_max, v_max = max(c[1] for c in image.layer), max(c[2] for c in image.layer)
@@ -533,7 +588,7 @@ def _hevc_sample(raw: bytes, box: int) -> float:
     return luma_sample + chroma * chroma_sample
 
 
-def _planned(raw: bytes, jpeg_scans: int) -> tuple[Image.Image, tuple[int, int], int]:
+def _planned(raw: bytes, structure: Structure) -> tuple[Image.Image, tuple[int, int], int]:
     """The picture opened (JPEGs to be decoded at reduced size: libjpeg scales by 1/2, 1/4 or 1/8 as it
     decodes), its size before that, and what decoding it will take (`_cost`)."""
     image = _open(raw)
@@ -550,7 +605,7 @@ def _planned(raw: bytes, jpeg_scans: int) -> tuple[Image.Image, tuple[int, int],
     _scale_transparent_key(image)
     if image.format == "HEIF" and _preview(image):
         size = image.size
-    return image, size, _cost(image, raw, size, jpeg_scans)
+    return image, size, _cost(image, raw, size, structure)
 
 
 def _preview(image: Image.Image) -> bool:
@@ -870,19 +925,19 @@ def _decode_slot(places: int = 1):
                 _decodes[0] -= 1
 
 
-def _decoded(raw: bytes, jpeg_scans: int, background: tuple[int, int, int], places: int, apart: bool
+def _decoded(raw: bytes, structure: Structure, background: tuple[int, int, int], places: int, apart: bool
              ) -> tuple[Image.Image, int] | None:
     """The picture decoded, shrunk and in RGB, and its EXIF orientation, holding `places` of the
     DECODING_AT_ONCE places; None if it needs more of them (`_places`). `apart`: a file whose cost its
     header cannot tell is decoded in a process of its own, capped at those places' budgets (`decoding_apart`)."""
     with _decode_slot(places) as alone:
-        image, size, cost = _planned(raw, jpeg_scans)
+        image, size, cost = _planned(raw, structure)
         if _places(image, raw, size, cost, apart) > places:
             return None
         if apart and decoding_apart.needed(raw, image.size):
             image.close()
             return decoding_apart.load(raw, background, places * MEMORY_BUDGET), 1    # upright already
-        image = _decode(image, raw, size, jpeg_scans, places * MEMORY_BUDGET - cost, halves=alone)
+        image = _decode(image, raw, size, structure.jpeg_scans, places * MEMORY_BUDGET - cost, halves=alone)
         orientation = _orientation(image)
         # One step at a time, so each full-size picture is let go as soon as the next exists.
         image = _averageable(image, background)
@@ -904,11 +959,11 @@ def load_image(source, background: tuple[int, int, int] = (255, 255, 255), apart
     """
     raw = _read(source)
     try:
-        jpeg_scans = _check_structure(raw)
+        structure = _check_structure(raw)
         # Opened holding one place; a photo that needs every place lets it go, and is opened again once
         # it holds them all, so no picture waits for its places holding an opened file.
-        image, orientation = (_decoded(raw, jpeg_scans, background, 1, apart)
-                              or _decoded(raw, jpeg_scans, background, DECODING_AT_ONCE, apart))
+        image, orientation = (_decoded(raw, structure, background, 1, apart)
+                              or _decoded(raw, structure, background, DECODING_AT_ONCE, apart))
         image = image.transpose(_TRANSPOSE[orientation]) if orientation in _TRANSPOSE else image
         # The file's text, profiles and EXIF, which a page keeps with the picture for its visitor: up to
         # 19 MB of a PNG's text chunk each, outside what the upload's budget counts. Nothing reads them after.

@@ -569,6 +569,53 @@ def heic_preview_frame_larger_than_its_size_box() -> bytes:
     return bytes(raw)
 
 
+# --- Text and tags besides the pixels, which Pillow (and libtiff) copy several times over ------------
+
+def _international_text(size: int) -> bytes:
+    """An uncompressed iTXt chunk of `size` bytes of text, one character of it an emoji: Python then holds
+    4 bytes a character."""
+    return _png_chunk(b"iTXt", b"Comment\x00\x00\x00\x00\x00" + b"a" * (size - 4) + "\U0001F600".encode())
+
+
+def _after_the_pixels(png: bytes, *chunks: bytes) -> bytes:
+    end = png.rindex(b"IEND") - 4
+    return png[:end] + b"".join(chunks) + png[end:]
+
+
+def png_text_after_its_pixels() -> bytes:
+    """png_16bit_at_budget, then 19 MB of text, which Pillow reads once the pixels are decoded: 309 MB."""
+    return _after_the_pixels(png_16bit_at_budget(), _international_text(19 * 2**20))
+
+
+def png_compressed_text_after_its_pixels() -> bytes:
+    """png_16bit_at_budget, then 16 compressed text chunks of 1 MB of text each (66 KB in the file): 150 MB."""
+    text = b"a" * (2**20 - 68) + "\U0001F600".encode()
+    return _after_the_pixels(png_16bit_at_budget(), *(
+        _png_chunk(b"iTXt", b"Comment%d\x00\x01\x00\x00\x00" % i + zlib.compress(text, 9)) for i in range(16)))
+
+
+def tiff_jpeg_compression_as_a_long() -> bytes:
+    """A big-endian TIFF whose Compression, JPEG, is written as a LONG (read as a SHORT: its high half, 0),
+    over jpeg_refinement_scans' stream, refused as a .jpg: libjpeg took 4-7 s of a core and 165 MB."""
+    jpeg = jpeg_refinement_scans()
+    entries = [(256, 4, 9000), (257, 4, 1), (258, 3, 8), (259, 4, 7), (262, 3, 1), (273, 4, 8 + 2 + 12 * 9 + 4),
+               (277, 3, 1), (278, 4, 1), (279, 4, len(jpeg))]
+    return (b"MM\x00*" + struct.pack(">IH", 8, len(entries)) + b"".join(
+        struct.pack(">HHI", tag, kind, 1) + (struct.pack(">HH", value, 0) if kind == 3 else struct.pack(">I", value))
+        for tag, kind, value in entries) + b"\x00" * 4 + jpeg)
+
+
+def tiff_description_at_budget() -> bytes:
+    """tiff_float_at_budget's picture with a 19 MB description, which Pillow and libtiff each copy: 172 MB."""
+    description = b"d" * (19 * 2**20) + b"\x00"
+    strip = _zeros_deflated(2900 * 4 * 58, 50)
+    start = 8 + 2 + 12 * 11 + 4
+    entries = [(256, 4, 1, 2900), (257, 4, 1, 2900), (258, 3, 1, 32), (259, 3, 1, 8), (262, 3, 1, 1),
+               (270, 2, len(description), start), (273, 4, 1, start + len(description)), (277, 3, 1, 1),
+               (278, 4, 1, 2900), (279, 4, 1, len(strip)), (339, 3, 1, 3)]
+    return b"II*\x00" + struct.pack("<I", 8) + _tiff_directory(entries) + description + strip
+
+
 ALONE = {"jpeg_progressive_at_two_budgets", "webp_at_two_budgets", "avif_at_two_budgets",   # each takes every
          "heic_at_two_budgets"}                                                              # decoding place
 
@@ -632,7 +679,8 @@ BUILDERS = {f.__name__: f for f in [
     png_rgba_at_budget, png_16bit_at_budget, png_palette_at_budget, tiff_float_at_budget, webp_at_budget,
     jpeg_progressive_at_budget, jpeg_progressive_at_two_budgets, webp_at_two_budgets, avif_at_budget,
     avif_at_two_budgets, heic_at_budget, heic_at_two_budgets, heic_24_megapixels_with_preview,
-    heic_preview_frame_larger_than_its_size_box,
+    heic_preview_frame_larger_than_its_size_box, png_text_after_its_pixels, png_compressed_text_after_its_pixels,
+    tiff_jpeg_compression_as_a_long, tiff_description_at_budget,
 ]}
 
 

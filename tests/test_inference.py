@@ -189,8 +189,8 @@ def test_a_size_box_counts_only_where_the_decoders_read_one():
         raw = encode(gradient(400, 300), fmt, quality=50)
         mdat = raw.index(b"mdat")
         planted = raw[:mdat + 40] + b"ispe\xff\xff\xff\xff\xff\xff\xff\xff" + raw[mdat + 52:]    # same length
-        image, size, cost = decoding._planned(planted, 0)
-        assert size == (400, 300) and cost == decoding._planned(raw, 0)[2], fmt
+        image, size, cost = decoding._planned(planted, decoding.Structure())
+        assert size == (400, 300) and cost == decoding._planned(raw, decoding.Structure())[2], fmt
     def box(width: int, height: int) -> bytes:
         return b"\0\0\0\x14ispe\0\0\0\0" + struct.pack(">II", width, height)
     assert decoding._largest_size_box(box(40, 30) + box(12000, 12000)) == (12000, 12000)
@@ -207,7 +207,7 @@ def test_a_heics_thumbnail_is_never_decoded_to_choose_it():
     with_thumbnail = io.BytesIO()
     photo.save(with_thumbnail, "HEIF", quality=50, thumbnails=[600])
     assert b"thmb" in with_thumbnail.getvalue()          # the file's reference from a thumbnail to its picture
-    opened, size, _ = decoding._planned(with_thumbnail.getvalue(), 0)
+    opened, size, _ = decoding._planned(with_thumbnail.getvalue(), decoding.Structure())
     assert opened.size == size == (2000, 1500) and not opened.info.get("thumbnails")
 
 
@@ -468,6 +468,22 @@ def test_hostile_files_are_refused_for_what_they_are(hostile):
     assert "too large to decode here (12000 x 12000 pixels" in sentence("heic_preview_frame_larger_than_its_size_box")
     assert "too large to decode here (8900 x 8900 pixels" in sentence("tiff_turned_8900")
     assert "not a picture in a format we can read" in sentence("im_bad_size")
+    assert "This PNG holds 19 MB of text besides its picture" in sentence("png_text_after_its_pixels")
+    assert "This PNG holds 16 MB of text besides its picture" in sentence("png_compressed_text_after_its_pixels")
+    assert "holds its picture as JPEG inside it" in sentence("tiff_jpeg_compression_as_a_long")
+    assert "This TIFF holds 19 MB of text and other data besides its picture" in sentence("tiff_description_at_budget")
+
+
+def test_text_and_tags_besides_the_pixels_are_counted_in_a_pictures_cost():
+    """A picture with a few megabytes of text (an AI image's settings, a Photoshop file's history) is read;
+    with a picture at the budget, the text's copies are counted with its pixels, and it is refused."""
+    from hostile_images import _after_the_pixels, _international_text
+    small = encode(gradient(), "PNG")
+    assert decoding.load_image(_after_the_pixels(small, _international_text(4 * 2**20))).size == gradient().size
+    at_budget = hostile_images.build("png_16bit_at_budget")
+    decoding.load_image(at_budget)
+    with pytest.raises(ImageError, match="too large to decode here"):
+        decoding.load_image(_after_the_pixels(at_budget, _international_text(2**20)))
 
 
 def test_a_tiff_with_a_bad_exif_pointer_is_still_checked_whole():
