@@ -356,6 +356,8 @@ def status_line(run: runs.Run, metrics: list[dict]) -> None:
                     "free and memory allows both.")
         elif ahead:
             when = "It starts by itself after the runs ahead of it" + _guess(run) + "."
+            if any(r.queue_order > run.queue_order for r in ahead):     # queue_wait.in_turn put them ahead
+                when += " People take turns: runs of those who have started fewer in the last hour go first."
         else:
             when = "It starts by itself when a trainer is free" + _guess(run) + "."
         st.info(f"Waiting in the queue{where}. {when}", icon=icon)

@@ -68,7 +68,7 @@ class Snapshot:
 
     def queued_ahead(self, run_id: str) -> list | None:
         """The queued runs ahead of `run_id`, next to start first; None if it is not queued."""
-        queued = [r for r in reversed(self.runs) if r.state == "queued"]
+        queued = queue_wait.in_turn(self.runs, time.time())
         ids = [r.id for r in queued]
         return queued[:ids.index(run_id)] if run_id in ids else None
 

@@ -1,4 +1,5 @@
-"""When a waiting run can expect to start: a guess from how long runs of the same recipes take on this server.
+"""When a waiting run starts: its turn among everyone's (`in_turn`), and a guess from how long runs of the
+same recipes take on this server.
 
 A place in the queue ("number 17") tells a student little: seventeen `class` runs are a few minutes,
 seventeen `best` runs are the rest of the week. The guess plays the queue forward on this server's
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import heapq
 import statistics
+from collections import Counter
 
 from cifar_core import progress as timing
 from cifar_core import rundir
@@ -22,6 +24,29 @@ from cifar_core import rundir
 NOT_THE_RECIPE = frozenset({"name", "seed", "initial_model"})
 LAST_RUNS = 5      # the latest finished runs of a recipe whose lengths are taken (median): the machine's load drifts
 STOPPING_S = 30.0  # a stopped run's last batch and its final checks on the model (a few seconds for `class`)
+SHARE_S = 3600.0   # a person's runs started within this long (a lesson) count against their next in the queue
+
+
+def in_turn(runs, now: float) -> list:
+    """The queued runs among `runs` in the order they start: people take turns. A person's run goes behind
+    the waiting runs of everyone who has started fewer runs in the last SHARE_S (running ones included, and
+    the person's own runs waiting ahead of it): a student's second run, queued before the class pressed
+    Start, waited behind the first and was ahead of every classmate's, and with a turn of 20 minutes each,
+    the class waited 40. Among equals, first come, first served (`Run.queue_order`)."""
+    started = Counter(run.status.get("owner", "") for run in runs
+                      if _is_time(run.status.get("started")) and now - run.status["started"] < SHARE_S)
+    waiting = sorted((r for r in runs if r.state == "queued"), key=lambda r: r.queue_order)
+    ahead: Counter = Counter()
+    turns = []
+    for run in waiting:
+        owner = run.status.get("owner", "")
+        turns.append((started[owner] + ahead[owner], run.queue_order, run))
+        ahead[owner] += 1
+    return [run for *_, run in sorted(turns, key=lambda turn: turn[:2])]
+
+
+def _is_time(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def recipe(config: dict) -> tuple:
@@ -68,7 +93,7 @@ def expected_starts(runs, metrics_of, trainers: int, turn_s: float, now: float, 
     `trainers`: how many train at once; `turn_s`: a visitor's turn while others wait (0: none);
     `stopping`: the ids of running runs asked to stop."""
     running = [r for r in runs if r.state == "running"]
-    queued = sorted((r for r in runs if r.state == "queued"), key=lambda r: r.queue_order)
+    queued = in_turn(runs, now)
     if any(r.status.get("backend") == "ray" or r.status.get("waiting_for_mb") for r in running + queued):
         return {}     # a cluster's scheduler, or memory, decides the order: no line to play forward
     progress = {r.id: timing.estimate(r.config, r.status, metrics_of(r.id), now) for r in running}
@@ -92,7 +117,7 @@ def expected_starts(runs, metrics_of, trainers: int, turn_s: float, now: float, 
         if left is None:
             return {}
         started = run.status.get("started")
-        trained = now - started if isinstance(started, (int, float)) and not isinstance(started, bool) else 0.0
+        trained = now - started if _is_time(started) else 0.0
         ends.append(turn_cap(run, left, trained, queued))
     heapq.heapify(ends)
     starts, clock = {}, 0.0

@@ -38,7 +38,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from cifar_core import board, evaluation, rundir, settings, snapshots, trainer_memory
+from cifar_core import board, evaluation, queue_wait, rundir, settings, snapshots, trainer_memory
 from cifar_core import progress as timing
 from cifar_core.config import MAX_NAME_CHARS, ConfigError, TrainConfig
 
@@ -408,7 +408,7 @@ def _dispatch() -> None:
         workers = worker.live_workers()
         busy |= {w["run"] for w in workers if w.get("run")}
     free = settings.get().max_concurrent_runs - len(busy)
-    queued = [r for r in runs if r.state == "queued"]
+    queued = queue_wait.in_turn(runs, time.time())
     if free <= 0:       # the watcher's usual tick: no memory to weigh
         # Every trainer is taken: the queue now waits for one of them, not for memory. A figure written
         # while one was free would say otherwise; memory is weighed again when one is.
@@ -428,7 +428,7 @@ def _dispatch() -> None:
     # What the warm worker that takes the next run already holds, and what one keeps once its run ends.
     idle_mb = next((trainer_memory.resident_mb(w["pid"]) for w in workers if not w.get("run")), 0.0)
     kept_mb = trainer_memory.KEPT_BY_WORKER_MB if settings.get().worker_idle_s > 0 else 0.0
-    order = {r.id: place for place, r in enumerate(runs)}     # runs are in the queue's order
+    order = {r.id: place for place, r in enumerate(runs)}     # runs are in the order they were created
     held_back: list[tuple[Run, TrainConfig]] = []     # runs ahead that wait, for memory or for the ones before
     for run in queued:
         if free <= 0:
@@ -503,7 +503,7 @@ def _launch(run: Run) -> None:
 
 def queue_position(run: Run) -> int | None:
     """1 for the next run to start, 2 for the one after, ...; None if not queued."""
-    queued = [r.id for r in _all() if r.state == "queued"]
+    queued = [r.id for r in queue_wait.in_turn(_all(), time.time())]
     return queued.index(run.id) + 1 if run.id in queued else None
 
 

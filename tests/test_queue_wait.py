@@ -47,6 +47,22 @@ def test_the_runs_ahead_take_as_long_as_their_recipe_took_here():
     assert got["q1"] == pytest.approx(left + 20.0) and got["q2"] == pytest.approx(left + 40.0)   # the median
 
 
+def test_people_take_turns_in_the_queue():
+    """A run goes behind those of everyone who has started fewer runs in the last hour, its person's own
+    waiting runs ahead of it counted: a student's second run no longer goes before the class's first."""
+    ann, _ = running("a1", CLASS, elapsed=60, owner="ann")
+    waiting = [queued("a2", CLASS, 1, owner="ann"), queued("b1", CLASS, 2, owner="ben"),
+               queued("c1", CLASS, 3, owner="cy"), queued("a3", CLASS, 4, owner="ann"),
+               queued("b2", CLASS, 5, owner="ben")]
+    long_ago = Run("c0", Path("c0"), CLASS, {"state": "finished", "owner": "cy", "started": NOW - 2 * 3600})
+    assert [r.id for r in queue_wait.in_turn([ann, *waiting, long_ago], NOW)] == ["b1", "c1", "a2", "b2", "a3"]
+    lately = Run("c0", Path("c0"), CLASS, {"state": "finished", "owner": "cy", "started": NOW - 1800})
+    assert [r.id for r in queue_wait.in_turn([ann, *waiting, lately], NOW)] == ["b1", "a2", "c1", "b2", "a3"]
+    # The guesses follow the same order: one trainer, class runs of 20 s.
+    got = starts([ann, *waiting, long_ago, finished("old", CLASS, 20.0)])
+    assert got["b1"] < got["c1"] < got["a2"] < got["b2"] < got["a3"]
+
+
 def test_two_trainers_take_the_queue_two_at_a_time():
     waiting = [queued(f"q{i}", CLASS, created=i) for i in range(5)]
     got = starts([*waiting, finished("old", CLASS, 20.0)], trainers=2)

@@ -36,6 +36,19 @@ def test_one_person_cannot_fill_the_queue(tiny_env, monkeypatch, no_trainers):
     assert len([r for r in runs.list_runs() if r.status.get("owner") == "eve"]) == 2
 
 
+def test_a_persons_second_run_waits_behind_everyone_elses_first(tiny_env, monkeypatch, no_trainers):
+    """Eve pressed Start twice before the class did: her second run was next, and with a turn of 20 minutes
+    each, the class waited 40 for one trainer."""
+    monkeypatch.setenv("CIFAR_MAX_CONCURRENT_RUNS", "1")
+    first, second = runs.start(small(epochs=1), owner="eve"), runs.start(small(epochs=1), owner="eve")
+    bobs = runs.start(small(epochs=1), owner="bob")
+    assert [runs.get(r.id).state for r in (first, second, bobs)] == ["running", "queued", "queued"]
+    assert [runs.queue_position(bobs), runs.queue_position(second)] == [1, 2]
+    rundir.update_status(first.path, state="stopped", ended=rundir.now())      # her turn is over
+    runs.dispatch()
+    assert [runs.get(bobs.id).state, runs.get(second.id).state] == ["running", "queued"]
+
+
 def test_a_stopped_run_gives_its_place_back(tiny_env, monkeypatch, no_trainers):
     monkeypatch.setenv("CIFAR_MAX_RUNS_PER_PERSON", "1")
     first = runs.start(small(epochs=1), owner="eve")

@@ -327,6 +327,27 @@ def test_a_run_behind_one_waiting_for_memory_says_smaller_runs_may_go_first(tiny
                                           "of it."]
 
 
+def test_a_run_passed_by_a_classmates_later_one_says_why(tiny_env):
+    """People take turns in the queue (queue_wait.in_turn): a later run going first needs its reason."""
+    def queued_line(run_id):
+        from app_pages import train_parts
+        from cifar_core import runs
+        train_parts.status_line(runs.get(run_id), [])
+
+    recipe = TrainConfig(arch="airbench_tiny", epochs=1, batch_size=8)
+    first, second = runs.create(recipe, owner="eve"), runs.create(recipe, owner="eve")
+    rundir.update_status(first.path, state="running", started=rundir.now())
+    bobs = runs.create(recipe, owner="bob")
+    board.invalidate()
+    at = AppTest.from_function(queued_line, args=(second.id,), default_timeout=60).run()
+    assert [i.value for i in at.info] == ["Waiting in the queue: number 2. It starts by itself after the runs ahead "
+                                          "of it. People take turns: runs of those who have started fewer in the "
+                                          "last hour go first."]
+    at = AppTest.from_function(queued_line, args=(bobs.id,), default_timeout=60).run()
+    assert [i.value for i in at.info] == ["Waiting in the queue: number 1. It starts by itself when a trainer is "
+                                          "free."]
+
+
 def test_a_waiting_run_is_told_when_it_can_expect_to_start(tiny_env):
     """A place in the queue and a guess of the wait, from how long its recipe's runs took on this server."""
     def queued_line(run_id):
