@@ -31,9 +31,25 @@ def _table(rows: list[dict], empty: str = "None.") -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def _setting(value):
+MODEL_FILES = ("initial_model", "distill_from")     # settings that name saved models, by their paths
+
+
+def _model_file(path) -> str:
+    """A saved model's file as anyone with the report may see it: in the runs folder, its run's folder and
+    its name; elsewhere, its name alone. A continued run's report showed the server's folders, and the
+    name of the user it runs as."""
+    path = Path(str(path))
+    try:
+        return path.resolve().relative_to(runs.runs_dir().resolve()).as_posix()
+    except (ValueError, OSError):
+        return path.name
+
+
+def _setting(value, key: str = ""):
     """A setting as the Train form says it: on or off, a list spelt out, a dash for none (not Python's
-    True, [] or an empty string)."""
+    True, [] or an empty string); a model file by its run's folder or its name (`_model_file`)."""
+    if key in MODEL_FILES and value:
+        value = [_model_file(p) for p in value] if isinstance(value, (list, tuple)) else _model_file(value)
     if isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(value, (list, tuple)):
@@ -228,5 +244,5 @@ table{{border-collapse:collapse;margin:1rem 0}}td,th{{border:1px solid #ccd;padd
 <h2>Test accuracy per class</h2>{_table(per_class, unmeasured)}
 <h2>Every epoch</h2>
 {epochs_table}
-<h2>Settings</h2>{_table([{"setting": k, "value": _setting(v)} for k, v in run.config.items()])}
+<h2>Settings</h2>{_table([{"setting": k, "value": _setting(v, k)} for k, v in run.config.items()])}
 </body></html>"""

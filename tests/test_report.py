@@ -197,3 +197,18 @@ def test_a_report_says_what_it_lacks_and_settings_as_the_form_says_them(tiny_env
                          per_class_accuracy=None)
     page = report.html(runs.get(run.id))
     assert "No epoch has ended yet." in page and "Measured once it has finished." in page
+
+
+def test_a_report_names_model_files_without_the_servers_folders(tiny_env, tmp_path):
+    """A continued run's report showed its starting model's whole path: the server's folders, and the name
+    of the user it runs as, for anyone who downloads it."""
+    from cifar_core import rundir, runs
+    run = finished_run("continued", epochs=1)
+    config = json.loads((run.path / rundir.CONFIG).read_text())
+    config.update(initial_model=str(run.path / rundir.STARTING_COPY),
+                  distill_from=[str(tmp_path / "teachers" / "big.keras")])
+    (run.path / rundir.CONFIG).write_text(json.dumps(config))
+    page = report.html(runs.get(run.id))
+    assert f"<td>initial_model</td><td>{run.id}/{rundir.STARTING_COPY}</td>" in page
+    assert "<td>distill_from</td><td>big.keras</td>" in page
+    assert str(tmp_path) not in page and str(runs.runs_dir()) not in page
