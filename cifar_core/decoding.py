@@ -441,12 +441,21 @@ _HEIF_BRANDS = re.compile(rb"avi[fs]" + (rb"|hei[cxms]|hev[cxms]|mif1|msf1" if H
 READ_HERE = f"JPEG, PNG, WebP, AVIF, {'HEIC, ' if HEIC else ''}GIF, BMP or TIFF"     # for a person
 
 
+# How the other formats read here begin: a file that begins as one of them and cannot be opened was cut
+# short in its header, or stores its picture in a way Pillow cannot read; "not a picture in a format we can
+# read (try JPEG, ...)" named the file's own format.
+_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*",
+               b"II+\x00", b"MM\x00+")
+
+
 def _open(raw: bytes) -> Image.Image:
     try:
         return Image.open(io.BytesIO(raw), formats=FORMATS)
     except UnidentifiedImageError:
         if raw[4:8] == b"ftyp" and _HEIF_BRANDS.search(raw[8:min(int.from_bytes(raw[:4], "big"), 256)]):
             raise       # a file that names itself AVIF or HEIC, which could not be read: damaged (load_image says so)
+        if raw.startswith(_SIGNATURES) or (raw[:4] == b"RIFF" and raw[8:12] == b"WEBP"):
+            raise       # the same
         raise ImageError(f"This file is not a picture in a format we can read (try {READ_HERE}; SVG"
                          f"{' is' if HEIC else ' and HEIC are'} not supported).") from None
 

@@ -338,6 +338,12 @@ def _png_claiming(width: int, height: int) -> bytes:
     (_png_claiming(100_000, 100_000), "too large"),
     (_png_claiming(20_000, 10_000), "too large"),
     (_png_claiming(0, 10), "picture"),
+    # Files that begin as a format read here, cut short in their header: not "not a picture in a format we
+    # can read (try JPEG, PNG, ...)", which named the file's own format.
+    (b"\xff\xd8\xff\xe0\x00\x10JFIF\x00", "damaged or cut short"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "damaged or cut short"),
+    (b"BM" + bytes(12), "damaged or cut short"),
+    (b"RIFF\x00\x01\x00\x00WEBPVP8 ", "damaged or cut short"),
 ])
 def test_bad_inputs_get_a_sentence(raw, message):
     with pytest.raises(ImageError, match=message) as e:
