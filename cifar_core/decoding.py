@@ -34,7 +34,7 @@ import zlib
 from typing import NamedTuple
 
 import numpy as np
-from PIL import AvifImagePlugin, Image, PngImagePlugin, UnidentifiedImageError
+from PIL import AvifImagePlugin, Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from cifar_core import decoding_apart, jpeg_halves, jpeg_progressive, rundir
 
@@ -742,10 +742,28 @@ def _first_directory_orientation(exif: bytes) -> int:
 
 
 def _to_8bit(image: Image.Image) -> Image.Image:
-    """A 16-bit or floating-point picture (scientific and medical ones, mostly) as 8-bit grey, its own
-    range stretched to 0-255 (a flat one at its own level); 65,536 pixels at a time, never a full-size
-    float copy. A level named transparent (a 16-bit PNG's tRNS) comes back as an alpha channel, and the
-    range is that of the pixels that show."""
+    """A 16-bit or floating-point picture (scientific and medical ones, mostly) as 8-bit grey (`_deep_to_8bit`),
+    dark where a TIFF says its zero is white (WhiteIsZero: Pillow turns 1- and 8-bit ones, not deeper)."""
+    grey = _deep_to_8bit(image)
+    if image.format == "TIFF" and image.tag_v2.get(262) == 0:
+        return Image.merge(grey.mode, (ImageOps.invert(grey.getchannel(0)), *grey.split()[1:]))
+    return grey
+
+
+def _levels(image: Image.Image, box: tuple) -> np.ndarray:
+    """A box of a deep picture's levels as float64; a TIFF's unsigned 32-bit ones as unsigned: Pillow keeps
+    them in signed integers, and levels past 2**31 wrapped round below 0, the brightest drawn darkest."""
+    values = np.asarray(image.crop(box))
+    if image.mode == "I" and image.format == "TIFF" and values.dtype == np.int32 and (
+            image.tag_v2.get(258) in (32, (32,)) and image.tag_v2.get(339, 1) in (1, (1,))):
+        values = values.view(np.uint32)
+    return values.astype(np.float64)
+
+
+def _deep_to_8bit(image: Image.Image) -> Image.Image:
+    """A 16-bit or floating-point picture as 8-bit grey, its own range stretched to 0-255 (a flat one at its
+    own level); 65,536 pixels at a time, never a full-size float copy. A level named transparent (a 16-bit
+    PNG's tRNS) comes back as an alpha channel, and the range is that of the pixels that show."""
     width, height = image.size
     step_x = min(width, 2**16)
     step_y = max(1, 2**16 // step_x)
@@ -756,7 +774,7 @@ def _to_8bit(image: Image.Image) -> Image.Image:
         return _sixteen_to_8bit(image, boxes, keyed)
     low, high = np.inf, -np.inf
     for box in boxes:
-        values = np.asarray(image.crop(box), np.float64)
+        values = _levels(image, box)
         values = values[np.isfinite(values) & (values != keyed)]     # float pictures may hold NaN and infinities
         if values.size:
             low, high = min(low, values.min()), max(high, values.max())
@@ -771,7 +789,7 @@ def _to_8bit(image: Image.Image) -> Image.Image:
     shown = np.empty((height, width), np.uint8) if keyed is not None else None
     with np.errstate(invalid="ignore"):
         for x0, y0, x1, y1 in boxes:
-            values = np.asarray(image.crop((x0, y0, x1, y1)), np.float64)
+            values = _levels(image, (x0, y0, x1, y1))
             if shown is not None:
                 shown[y0:y1, x0:x1] = np.where(values == keyed, 0, 255)
             grey[y0:y1, x0:x1] = np.nan_to_num(np.clip((values - low) * scale, 0, 255)).round()

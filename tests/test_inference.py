@@ -47,6 +47,23 @@ def test_sixteen_bit_images_keep_their_contrast():
     assert image.min() == 0 and image.max() == 255
 
 
+def test_deep_grey_tiffs_keep_which_end_is_white():
+    """A 16-bit TIFF whose zero is white (WhiteIsZero) came out as its negative, and a 32-bit unsigned one
+    wrapped round past 2**31, its brightest half drawn darkest (Pillow keeps both as they are stored)."""
+    from hostile_images import _tiff
+
+    def ramp_tiff(dtype: str, bits: int, photometric: int) -> bytes:
+        ramp = np.tile(np.linspace(0, np.iinfo(dtype).max, 64).astype(dtype), (8, 1))
+        return _tiff({256: (4, [64]), 257: (4, [8]), 258: (3, [bits]), 259: (3, [1]), 262: (3, [photometric]),
+                      277: (3, [1]), 278: (4, [8]), 279: (4, [ramp.nbytes]), 339: (3, [1])},
+                     ramp.tobytes(), data_tag=273)
+
+    white_is_zero = np.asarray(decoding.load_image(ramp_tiff("<u2", 16, 0)))[0, :, 0]
+    assert white_is_zero[0] == 255 and white_is_zero[-1] == 0 and (np.diff(white_is_zero.astype(int)) <= 0).all()
+    unsigned = np.asarray(decoding.load_image(ramp_tiff("<u4", 32, 1)))[0, :, 0]
+    assert unsigned[0] == 0 and unsigned[-1] == 255 and (np.diff(unsigned.astype(int)) >= 0).all()
+
+
 def test_a_flat_sixteen_bit_or_float_picture_keeps_its_level():
     for level, shown in ((65535, 255), (32896, 128), (0, 0)):
         flat = Image.frombytes("I;16", (16, 8), np.full((8, 16), level, "<u2").tobytes())
