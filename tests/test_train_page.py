@@ -295,33 +295,39 @@ def test_a_run_waiting_for_the_cluster_says_so_rather_than_a_place_in_a_queue(ti
                                           "the runs training now leave free, so it starts by itself when one of them ends."]
 
 
-def test_a_run_behind_one_waiting_for_memory_says_smaller_runs_may_go_first(tiny_env):
-    def queued_line(run_id):
-        from app_pages import train_parts
-        from cifar_core import runs
-        train_parts.status_line(runs.get(run_id), [])
+def _queued_line(run_id):     # run on its own by AppTest
+    from app_pages import train_parts
+    from cifar_core import runs
+    train_parts.status_line(runs.get(run_id), [])
 
+
+def queue_line(run_id: str) -> AppTest:
+    """A waiting run's status line, as the Train page draws it."""
+    return AppTest.from_function(_queued_line, args=(run_id,), default_timeout=60).run()
+
+
+def test_a_run_behind_one_waiting_for_memory_says_smaller_runs_may_go_first(tiny_env):
     made = []
     for name, arch, batch in (("a", "airbench_tiny", 8), ("b", "airbench", 4096), ("c", "airbench_tiny", 8)):
         made.append(runs.create(TrainConfig(arch=arch, epochs=1, batch_size=batch), owner=name))
         time.sleep(0.01)        # the queue's order is the order they were made in
     head, big, little = made
-    at = AppTest.from_function(queued_line, args=(little.id,), default_timeout=60).run()
+    at = queue_line(little.id)
     assert [i.value for i in at.info] == ["Waiting in the queue: number 3. It starts by itself after the runs ahead "
                                           "of it."]
     rundir.update_status(head.path, waiting_for_mb=6_000)
     board.invalidate()
-    at = AppTest.from_function(queued_line, args=(little.id,), default_timeout=60).run()
+    at = queue_line(little.id)
     assert [i.value for i in at.info] == ["Waiting in the queue: number 3. A run ahead of it is waiting for memory; "
                                           "this one may start before it, when a trainer is free and memory allows "
                                           "both."]
-    at = AppTest.from_function(queued_line, args=(big.id,), default_timeout=60).run()   # no smaller: never passes
+    at = queue_line(big.id)   # no smaller: never passes
     assert [i.value for i in at.info] == ["Waiting in the queue: number 2. It starts by itself after the runs ahead "
                                           "of it."]
     # Every trainer taken: the queue takes the memory wait back (None, not removed) and waits for a trainer.
     rundir.update_status(head.path, waiting_for_mb=None)
     board.invalidate()
-    at = AppTest.from_function(queued_line, args=(little.id,), default_timeout=60).run()
+    at = queue_line(little.id)
     assert not at.exception, [e.value for e in at.exception]
     assert [i.value for i in at.info] == ["Waiting in the queue: number 3. It starts by itself after the runs ahead "
                                           "of it."]
@@ -329,42 +335,32 @@ def test_a_run_behind_one_waiting_for_memory_says_smaller_runs_may_go_first(tiny
 
 def test_a_run_passed_by_a_classmates_later_one_says_why(tiny_env):
     """People take turns in the queue (queue_wait.in_turn): a later run going first needs its reason."""
-    def queued_line(run_id):
-        from app_pages import train_parts
-        from cifar_core import runs
-        train_parts.status_line(runs.get(run_id), [])
-
     recipe = TrainConfig(arch="airbench_tiny", epochs=1, batch_size=8)
     first, second = runs.create(recipe, owner="eve"), runs.create(recipe, owner="eve")
     rundir.update_status(first.path, state="running", started=rundir.now())
     bobs = runs.create(recipe, owner="bob")
     board.invalidate()
-    at = AppTest.from_function(queued_line, args=(second.id,), default_timeout=60).run()
+    at = queue_line(second.id)
     assert [i.value for i in at.info] == ["Waiting in the queue: number 2. It starts by itself after the runs ahead "
                                           "of it. People take turns: runs of those who have started fewer in the "
                                           "last hour go first."]
-    at = AppTest.from_function(queued_line, args=(bobs.id,), default_timeout=60).run()
+    at = queue_line(bobs.id)
     assert [i.value for i in at.info] == ["Waiting in the queue: number 1. It starts by itself when a trainer is "
                                           "free."]
 
 
 def test_a_waiting_run_is_told_when_it_can_expect_to_start(tiny_env):
     """A place in the queue and a guess of the wait, from how long its recipe's runs took on this server."""
-    def queued_line(run_id):
-        from app_pages import train_parts
-        from cifar_core import runs
-        train_parts.status_line(runs.get(run_id), [])
-
     recipe = TrainConfig(arch="airbench_tiny", epochs=1, batch_size=8)
     done = runs.create(dataclasses.replace(recipe, name="earlier", seed=4), owner="x")
     rundir.update_status(done.path, state="finished", launched=rundir.now() - 400, ended=rundir.now() - 100)
     head, mine = (runs.create(dataclasses.replace(recipe, name=n), owner=n) for n in ("a", "b"))
     board.invalidate()
-    at = AppTest.from_function(queued_line, args=(mine.id,), default_timeout=60).run()
+    at = queue_line(mine.id)
     assert [i.value for i in at.info] == ["Waiting in the queue: number 2. It starts by itself after the runs ahead "
                                           "of it, in about 5 min (a guess from how long runs of the same recipes "
                                           "take on this server)."]
-    at = AppTest.from_function(queued_line, args=(head.id,), default_timeout=60).run()
+    at = queue_line(head.id)
     assert [i.value for i in at.info] == ["Waiting in the queue: number 1. It starts by itself when a trainer is free, "
                                           "in less than a minute (a guess from how long runs of the same recipes "
                                           "take on this server)."]
