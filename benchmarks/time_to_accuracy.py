@@ -38,7 +38,7 @@ BEFORE["quick-before"] = dict(BEFORE["quick-sgd"], arch="airbench16_48_128", lea
 BEFORE["class-before"] = dict(BEFORE["class-sgd"], train_subset=20_000, learning_rate=0.5, bias_lr_scale=64.0)
 
 
-@models.register("airbench16_48_128", "airbench16 as it was before its second block went from 128 to 112 wide.")
+@models.register("airbench16_48_128", "airbench16 as it was before", "airbench on 2x2 patches, widths 48/128")
 def _airbench16_before(num_classes: int = 10, for_training: bool = False, whitening_learns: bool = False):
     return models._airbench(num_classes, (48, 128), "airbench16_48_128", for_training, stem_stride=2,
                             activation="relu", whitening_learns=whitening_learns)
