@@ -27,9 +27,11 @@ RECIPES = {"quick": ("Quick", "about a minute"),
 FORM_HELP = {"seed": "What draws the network's starting weights, the order of the pictures and their flips and "
                      "shifts. Left empty, each run gets a new one, shown under its name: runs of one recipe then "
                      "differ a little, as any two trainings do. Type a run's seed with its settings to repeat it.",
-             # Each network whole: its box has room for its name and what it is for.
-             "arch": FIELD_HELP["arch"] + "\n\n" + "\n".join(f"- **{name}**: {models.PURPOSES[name]}; "
-                                                             f"{models.MAKEUPS[name]}." for name in models.REGISTRY)}
+             # Its box says what each network is for; this, what each is made of (airbench's parts, unless
+             # it says otherwise).
+             "arch": "The network to train: wider ones learn more but take longer an epoch, and those on 2x2 "
+                     "patches are the quickest. What each is made of:\n\n" + "\n".join(
+                 f"- **{name}**: {models.MAKEUPS[name]}" for name in models.REGISTRY)}
 SEEDS_DRAWN = 100_000   # seeds a run draws from: five digits to read out, and two of thirty runs rarely share one
 SUBSETS = (0, 36_000, 10_000, 5_000)   # training pictures: all of them, or fewer for a shorter demo
 

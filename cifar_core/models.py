@@ -16,7 +16,7 @@ STD = (63.0, 62.1, 66.7)
 
 REGISTRY: dict[str, Callable] = {}
 # What each network is for, in words short enough for a phone's select box (its 330 pixels cut a longer
-# line off), and what it is made of, for the box's help.
+# line off), and what it is made of, for the box's help (a line each there, on a phone too).
 PURPOSES: dict[str, str] = {}
 MAKEUPS: dict[str, str] = {}
 
@@ -49,8 +49,7 @@ def _probabilities(x):
     return layers.Activation("softmax", dtype="float32", name="probabilities")(x)
 
 
-@register("tutorial", "The TensorFlow tutorial CNN",
-          "three 3x3 convolutions (32-64-64) and a 64-unit dense layer")
+@register("tutorial", "The TensorFlow tutorial CNN", "three 3x3 convolutions (32-64-64), a dense layer of 64")
 def tutorial(num_classes: int = 10, for_training: bool = False, whitening_learns: bool = False):
     import keras
     from keras import layers
@@ -121,20 +120,19 @@ def _airbench(num_classes: int, widths: tuple[int, ...], name: str, for_training
     return model
 
 
-@register("airbench", "The most accurate",
-          "second only to airbench94: a whitening stem, BatchNorm, widths 64/256/256")
+@register("airbench", "The most accurate", "a whitening stem, BatchNorm, widths 64/256/256")
 def airbench(num_classes: int = 10, for_training: bool = False, whitening_learns: bool = False):
     return _airbench(num_classes, (64, 256, 256), "airbench", for_training, torch_init=True,
                      whitening_learns=whitening_learns)
 
 
-@register("airbench_small", "2.5x faster than airbench", "a little less accurate: widths 64/128/128")
+@register("airbench_small", "2.5x faster than airbench", "a little less accurate, widths 64/128/128")
 def airbench_small(num_classes: int = 10, for_training: bool = False, whitening_learns: bool = False):
     return _airbench(num_classes, (64, 128, 128), "airbench_small", for_training, torch_init=True,
                      whitening_learns=whitening_learns)
 
 
-@register("airbench_tiny", "A first result in a minute", "airbench at widths 32/64/64")
+@register("airbench_tiny", "A first result in a minute", "widths 32/64/64")
 def airbench_tiny(num_classes: int = 10, for_training: bool = False, whitening_learns: bool = False):
     return _airbench(num_classes, (32, 64, 64), "airbench_tiny", for_training, torch_init=True,
                      whitening_learns=whitening_learns)
@@ -146,13 +144,13 @@ def airbench_tiny(num_classes: int = 10, for_training: bool = False, whitening_l
 # reaches 60% on 20,000 pictures; 56/112, ~1,400-1,500/s, 70% on all of them. A second block 128 wide
 # trained 1.35x slower than 112 wide (48/128 against 48/112, alternating runs), far more than its 11%
 # more sums, for 0.4 points.
-@register("airbench16", "A good model in about a minute", "airbench on 2x2 patches, widths 56/112")
+@register("airbench16", "A good model in about a minute", "2x2 patches, widths 56/112")
 def airbench16(num_classes: int = 10, for_training: bool = False, whitening_learns: bool = False):
     return _airbench(num_classes, (56, 112), "airbench16", for_training, stem_stride=2, activation="relu",
                      whitening_learns=whitening_learns)
 
 
-@register("airbench16_mini", "For a whole class on one server", "airbench on 2x2 patches, widths 24/96")
+@register("airbench16_mini", "For a whole class on one server", "2x2 patches, widths 24/96")
 def airbench16_mini(num_classes: int = 10, for_training: bool = False, whitening_learns: bool = False):
     return _airbench(num_classes, (24, 96), "airbench16_mini", for_training, stem_stride=2, activation="relu",
                      whitening_learns=whitening_learns)
