@@ -319,6 +319,8 @@ def test_what_each_network_is_for_fits_a_phones_select_box(server, visitor):
     for i in range(options.count()):
         assert options.nth(i).evaluate(CUT_OFF_JS) == 0, options.nth(i).inner_text()
     page.keyboard.press("Escape")
+    from app_pages.train_parts import FORM_HELP
+    assert all(f"**{name}**: {models.MAKEUPS[name]}" in FORM_HELP["arch"] for name in models.REGISTRY)
 
 
 def sidebar_model(page) -> str:
