@@ -92,10 +92,13 @@ LOSSLESS_FRAMES = (0xC3, 0xC7, 0xCB, 0xCF)     # SOF3, 7, 11, 15: lossless, as D
 MAX_ARITHMETIC_BYTES = 6 * 2**20
 MAX_PNG_CHUNKS = 20_000      # Pillow reads each in Python; 20 MB in libpng's 8 KB chunks is 2,500
 MAX_PNG_INFLATED = 16        # compressed text and profile chunks, each inflated by Pillow to up to 1 MB
-# Memory per byte of a PNG's text, measured at the peak (4 MB of it took 54 MB): Pillow copies a chunk four
-# times as it takes it apart, and its string holds up to 4 bytes a character. Read as the file is opened
-# (before its cost is known) or after its pixels; counted in the cost either way (`Structure`).
-PNG_TEXT_BYTES_PER_BYTE = 13
+# Memory per byte of a PNG's text at the peak, measured with 4 MB of each: Pillow copies a chunk as it takes
+# it apart, and keeps the text as a string: Latin-1 text (tEXt, zTXt) 3 bytes a byte, UTF-8 text (iTXt) 5,
+# and 13 where it holds a character past ASCII (a string of 2 or 4 bytes a character; 4 MB with one emoji
+# took 54 MB). Read as the file is opened or after its pixels, and kept with the picture while it is
+# decoded: counted in its cost either way (`Structure`).
+PNG_TEXT_BYTES_PER_BYTE = {b"tEXt": 3, b"zTXt": 3, b"iTXt": 5}
+PNG_WIDE_TEXT_BYTES_PER_BYTE = 13
 # ... and per byte of a TIFF's tag values stored outside its directory (a 19 MB description took 121 MB
 # with libtiff's copy, 82 MB without).
 TIFF_TAG_BYTES_PER_BYTE = 7
@@ -271,9 +274,9 @@ def _parsed_by_pillow(marker: bytes, start: bytes) -> str | None:
 
 
 def _check_png(raw: bytes) -> int:
-    """Refuse a PNG of too many chunks, or with more text than a picture's budget holds; returns the
+    """Refuse a PNG of too many chunks, or whose text takes more memory than a picture's budget; returns the
     memory its text takes (`PNG_TEXT_BYTES_PER_BYTE`)."""
-    chunks = inflated = text = 0
+    chunks = inflated = text = memory = 0
     position = 8
     while position + 8 <= len(raw):
         kind = raw[position + 4:position + 8]
@@ -284,37 +287,52 @@ def _check_png(raw: bytes) -> int:
             raise _too_complex(f"more than {MAX_PNG_CHUNKS:,} chunks")
         if inflated > MAX_PNG_INFLATED:
             raise _too_complex(f"more than {MAX_PNG_INFLATED} compressed text chunks")
-        if kind in (b"tEXt", b"zTXt", b"iTXt"):
-            text += _png_text_bytes(raw, kind, position + 8, min(position + 8 + length, len(raw)))
+        if kind in PNG_TEXT_BYTES_PER_BYTE:
+            size, wide = _png_text(raw, kind, position + 8, min(position + 8 + length, len(raw)))
+            text += size
+            memory += size * (PNG_WIDE_TEXT_BYTES_PER_BYTE if wide else PNG_TEXT_BYTES_PER_BYTE[kind])
         if kind == b"IEND":
             break
         position += 12 + length
-    if text * PNG_TEXT_BYTES_PER_BYTE > MEMORY_BUDGET:
+    if memory > MEMORY_BUDGET:
         raise ImageError(f"This PNG holds {text / 2**20:.0f} MB of text besides its picture, more than can be "
                          "read here; please save it again without it, or as a JPEG.")
-    return text * PNG_TEXT_BYTES_PER_BYTE
+    return memory
 
 
-def _png_text_bytes(raw: bytes, kind: bytes, start: int, end: int) -> int:
-    """Bytes of text Pillow makes of the text chunk in raw[start:end]: a compressed one inflated as
-    Pillow inflates it, up to its limit (past which it refuses the file) or a damaged stream's end (where
-    it drops the chunk)."""
+_PAST_ASCII = re.compile(rb"[\x80-\xff]")
+
+
+def _png_text(raw: bytes, kind: bytes, start: int, end: int) -> tuple[int, bool]:
+    """The bytes of text Pillow makes of the text chunk in raw[start:end], and whether any is past ASCII
+    (in an iTXt: UTF-8). A compressed one is inflated as Pillow inflates it (an iTXt whose flag is not 0,
+    by method 0), a piece at a time, up to Pillow's limit (past which it refuses the file) or a damaged
+    stream's end (where it drops the chunk)."""
     key_end = raw.find(b"\0", start, end)
+    wide = kind == b"iTXt"
     if kind == b"tEXt" or key_end < 0:
-        return end - start
+        return end - start, wide and bool(_PAST_ASCII.search(raw, start, end))
     if kind == b"zTXt":
         stream = key_end + 2                                  # after the compression method's byte
-    elif raw[key_end + 1:key_end + 3] == b"\1\0":            # an iTXt compressed by zlib, after two texts
-        language_end = raw.find(b"\0", key_end + 3, end)
+    elif raw[key_end + 1:key_end + 2] != b"\0" and raw[key_end + 2:key_end + 3] == b"\0":
+        language_end = raw.find(b"\0", key_end + 3, end)     # compressed: after a language and a translation
         stream = raw.find(b"\0", language_end + 1, end) + 1 if language_end >= 0 else 0
         if not stream:
-            return 0
+            return 0, False
     else:
-        return end - start
+        return end - start, wide and bool(_PAST_ASCII.search(raw, start, end))
+    inflating, limit = zlib.decompressobj(), PngImagePlugin.MAX_TEXT_CHUNK + 1
+    made, past_ascii = 0, False
     try:
-        return len(zlib.decompressobj().decompress(memoryview(raw)[stream:end], PngImagePlugin.MAX_TEXT_CHUNK + 1))
+        for at in range(stream, end, 65_536):      # pieces: what a single call leaves unread, it copies
+            piece = inflating.decompress(memoryview(raw)[at:min(at + 65_536, end)], limit - made)
+            made += len(piece)
+            past_ascii = past_ascii or not piece.isascii()
+            if made >= limit or inflating.eof:
+                break
     except zlib.error:
-        return 0
+        return 0, False
+    return made, wide and past_ascii
 
 
 _GIF_BLOCK = re.compile(rb"[!,;]")   # an extension, an image, the end: Pillow skips any other byte, one by one
@@ -352,14 +370,17 @@ _TIFF_VALUE_BYTES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8
 # (and the Interop one it points to) and the GPS one, each by a tag of the directory before.
 _TIFF_SUB_DIRECTORIES = {34665: {40965: {}}, 34853: {}}
 _TIFF_POINTERS = {3: "H", 4: "I", 13: "I", 16: "Q", 18: "Q"}    # the value types a directory's pointer may have
-# The value types of a whole number, as libtiff reads one that should be a SHORT (the Compression tag): a
-# file's Compression written as a big-endian LONG read as a SHORT was its high half, 0, and JPEG strips passed.
+# The value types of a whole number, as libtiff reads one that should be a SHORT (the Compression tag), in
+# the entry or where it points, one a sample: a Compression written as a big-endian LONG, read as a SHORT,
+# was its high half, 0, and three of them stored elsewhere were read as their offset: JPEG strips passed.
 _TIFF_WHOLE_NUMBERS = {1: "B", 3: "H", 4: "I", 6: "b", 8: "h", 9: "i", 16: "Q", 17: "q"}
 # Compression 6 and 7: JPEG streams in the strips, which libtiff hands to libjpeg past every check made on a
 # JPEG file here (scans, arithmetic coding, the coefficients it holds). libtiff accepts a last strip's stream
 # taller than the strip: a 1 MB file declared 16384 x 1 made libjpeg hold 1 GB. Scanners write a few; a
 # class's uploads, none.
 _TIFF_JPEG = (6, 7)
+TIFF_JPEG_SAID = ("This TIFF holds its picture as JPEG inside it, which cannot be read here safely; please save it "
+                  "as a JPEG or a PNG.")
 
 
 def _check_tiff(raw: bytes) -> int:
@@ -394,13 +415,20 @@ def _check_tiff(raw: bytes) -> int:
             if spilled > len(raw):
                 raise _too_complex("tags whose values add up to more bytes than the whole file")
             value_at = at + 4 + inline
-            if top and tag == 259 and kind in _TIFF_WHOLE_NUMBERS and (
-                    struct.unpack_from(order + _TIFF_WHOLE_NUMBERS[kind], raw, value_at)[0] in _TIFF_JPEG):
-                raise ImageError("This TIFF holds its picture as JPEG inside it, which cannot be read here "
-                                 "safely; please save it as a JPEG or a PNG.")
+            if top and tag == 259 and set(whole_numbers(kind, count, value_at)) & set(_TIFF_JPEG):
+                raise ImageError(TIFF_JPEG_SAID)
             if count == 1 and kind in _TIFF_POINTERS:        # read as its type says, as Pillow reads it
                 pointers.append((tag, struct.unpack_from(order + _TIFF_POINTERS[kind], raw, value_at)[0]))
         return pointers
+
+    def whole_numbers(kind: int, count: int, value_at: int) -> tuple:
+        """An entry's first few whole numbers, in it or where it points; none for another type."""
+        letter = _TIFF_WHOLE_NUMBERS.get(kind)
+        if letter is None:
+            return ()
+        if count * struct.calcsize(order + letter) > inline:
+            (value_at,) = struct.unpack_from(order + number, raw, value_at)
+        return struct.unpack_from(order + letter * min(count, 8), raw, value_at)
 
     def below(pointers: list[tuple[int, int]], nested: dict) -> None:
         """Checks the directories `pointers` lead to that Pillow reads (`nested`), and theirs in turn."""
@@ -609,6 +637,8 @@ def _planned(raw: bytes, structure: Structure) -> tuple[Image.Image, tuple[int, 
         # coded picture first, which its size box (`ispe`) says: a 3 KB HEIC cropped to 40 x 30 named 12000 x
         # 12000. The largest box in the file counts.
         size = max(size, _largest_size_box(_meta(raw)), key=lambda s: s[0] * s[1])
+    if image.format == "TIFF" and image.info.get("compression") in ("jpeg", "tiff_jpeg"):
+        raise ImageError(TIFF_JPEG_SAID)    # as Pillow reads its tags, however they were written (`_check_tiff`)
     if image.format in ("JPEG", "MPO"):                     # phones save photos as MPO: a JPEG and more
         image.draft("RGB", (WORKING_SIZE, WORKING_SIZE))
     _scale_transparent_key(image)
@@ -662,24 +692,26 @@ def _scale_transparent_key(image: Image.Image) -> None:
         image.info["transparency"] = tuple(v >> 8 for v in transparency)
 
 
-def _places(image: Image.Image, raw: bytes, size: tuple[int, int], cost: int, apart: bool) -> int:
+def _places(image: Image.Image, raw: bytes, size: tuple[int, int], cost: int, apart: bool, metadata: int = 0) -> int:
     """Decoding places a picture (`size` across and down) costing `cost` bytes takes: one, or every one
     for a photo (PHOTO_FORMATS) over MEMORY_BUDGET, which then decodes alone, so the process never holds
     more than DECODING_AT_ONCE budgets; ImageError past that, but for a HEIC decoded `apart` with a
     preview to read instead (`_from_preview`). A big progressive JPEG (libjpeg holds all its coefficients:
     82 MB for 27 megapixels) and a WebP over about 5 megapixels (libwebp's canvases) are photos people
-    take and save; a PNG, TIFF, GIF or BMP that costs as much is a screen, a scan or a file built to cost it."""
+    take and save; a PNG, TIFF, GIF or BMP that costs as much is a screen, a scan or a file built to cost it.
+    `metadata`: what of `cost` its text and tags take, which a smaller picture would take as well."""
     allowed = MEMORY_BUDGET * (DECODING_AT_ONCE if image.format in PHOTO_FORMATS else 1)
     if cost > allowed and apart and _from_preview(image, raw):
         return DECODING_AT_ONCE
     if cost > allowed:
         width, height = size
-        limit = allowed / (cost / (width * height)) / 1e6        # megapixels a file like this may have
+        limit = (allowed - metadata) / ((cost - metadata) / (width * height)) / 1e6   # megapixels one like it may have
         advice = f"please use one under {limit:.0f} megapixels" if limit >= 1 else "please use a smaller one"
         if image.format not in ("JPEG", "MPO"):
             advice += ", or a JPEG"
+        text = f", {metadata / 2**20:.0f} MB of it for its text and tags" if metadata >= 2**20 else ""
         raise ImageError(f"The picture is too large to decode here ({width} x {height} pixels would take "
-                         f"{cost / 2**20:,.0f} MB of memory); {advice}.")
+                         f"{cost / 2**20:,.0f} MB of memory{text}); {advice}.")
     return 1 if cost <= MEMORY_BUDGET else DECODING_AT_ONCE
 
 
@@ -959,7 +991,7 @@ def _decoded(raw: bytes, structure: Structure, background: tuple[int, int, int],
     header cannot tell is decoded in a process of its own, capped at those places' budgets (`decoding_apart`)."""
     with _decode_slot(places) as alone:
         image, size, cost = _planned(raw, structure)
-        if _places(image, raw, size, cost, apart) > places:
+        if _places(image, raw, size, cost, apart, structure.metadata) > places:
             return None
         if apart and decoding_apart.needed(raw, image.size):
             image.close()

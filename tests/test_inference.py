@@ -500,13 +500,41 @@ def test_hostile_files_are_refused_for_what_they_are(hostile):
 def test_text_and_tags_besides_the_pixels_are_counted_in_a_pictures_cost():
     """A picture with a few megabytes of text (an AI image's settings, a Photoshop file's history) is read;
     with a picture at the budget, the text's copies are counted with its pixels, and it is refused."""
-    from hostile_images import _after_the_pixels, _international_text
+    from hostile_images import _after_the_pixels, _international_text, _png_chunk
     small = encode(gradient(), "PNG")
     assert decoding.load_image(_after_the_pixels(small, _international_text(4 * 2**20))).size == gradient().size
+    workflow = _png_chunk(b"tEXt", b"workflow\x00" + b'{"nodes": []}' * 600_000)     # 7.8 MB of Latin-1 text
+    assert decoding.load_image(_after_the_pixels(small, workflow)).size == gradient().size
     at_budget = hostile_images.build("png_16bit_at_budget")
     decoding.load_image(at_budget)
-    with pytest.raises(ImageError, match="too large to decode here"):
+    with pytest.raises(ImageError, match=r"too large to decode here \(5000 x 5000 pixels would take \d+ MB of memory, "
+                                         r"13 MB of it for its text and tags\); please use one under 2[0-9] megapixels"):
         decoding.load_image(_after_the_pixels(at_budget, _international_text(2**20)))
+    # Compressed: Pillow inflates an iTXt whose flag is any but 0 (a flag of 2 went uncounted).
+    text = zlib.compress(b"a" * (2**20 - 68) + "\U0001F600".encode(), 9)
+    chunks = [_png_chunk(b"iTXt", b"k%d\x00\x02\x00\x00\x00" % i + text) for i in range(8)]
+    with pytest.raises(ImageError, match="This PNG holds 8 MB of text"):
+        decoding.load_image(_after_the_pixels(small, *chunks))
+
+
+def test_a_tiffs_jpeg_strips_are_refused_however_its_compression_is_written(monkeypatch):
+    """Three SHORTs stored elsewhere (one a sample) and a LONG8 were read from the entry itself, an
+    offset; and whatever the check reads, Pillow's own reading of the tag refuses them too."""
+    def with_compression(kind: int, count: int) -> bytes:
+        raw = bytearray(encode(Image.new("RGB", (64, 64), (200, 30, 30)), "TIFF", compression="jpeg"))
+        (directory,) = struct.unpack_from("<I", raw, 4)
+        for entry in range(struct.unpack_from("<H", raw, directory)[0]):
+            at = directory + 2 + 12 * entry
+            if struct.unpack_from("<H", raw, at)[0] == 259:
+                struct.pack_into("<HHII", raw, at, 259, kind, count, len(raw))
+        return bytes(raw) + (struct.pack("<HHH", 7, 7, 7) if kind == 3 else struct.pack("<Q", 7))
+
+    for kind, count in ((3, 3), (16, 1)):
+        with pytest.raises(ImageError, match="holds its picture as JPEG inside it"):
+            decoding.load_image(with_compression(kind, count))
+    monkeypatch.setattr(decoding, "_check_tiff", lambda raw: 0)
+    with pytest.raises(ImageError, match="holds its picture as JPEG inside it"):
+        decoding.load_image(hostile_images.build("tiff_jpeg"))
 
 
 def test_a_tiff_with_a_bad_exif_pointer_is_still_checked_whole():
