@@ -48,6 +48,7 @@ _children_lock = threading.Lock()        # the watcher reaps them while a page's
 
 
 RECIPE_CHANGED = "recipe_changed"   # status.json of a continued run whose parent's recipe was changed
+PASSED = "passed"     # status.json: the runs waiting for memory that this one went before as it started
 EARLIER_EPOCHS = rundir.EARLIER_EPOCHS
 START_PRESSED = "Start pressed"     # the board's column: when the run was asked for, which may be long before it began
 # What the board's and the report's two time columns measure, said once for both.
@@ -428,7 +429,9 @@ def _dispatch() -> None:
     # What the warm worker that takes the next run already holds, and what one keeps once its run ends.
     idle_mb = next((trainer_memory.resident_mb(w["pid"]) for w in workers if not w.get("run")), 0.0)
     kept_mb = trainer_memory.KEPT_BY_WORKER_MB if settings.get().worker_idle_s > 0 else 0.0
-    order = {r.id: place for place, r in enumerate(runs)}     # runs are in the order they were created
+    # The runs each trainer went before as it started, held back for memory (its status says which): once
+    # people took turns, a run made later was as often simply ahead in the queue.
+    went_before = {r.id: set(r.status.get(PASSED) or ()) for r in here}
     held_back: list[tuple[Run, TrainConfig]] = []     # runs ahead that wait, for memory or for the ones before
     for run in queued:
         if free <= 0:
@@ -441,12 +444,15 @@ def _dispatch() -> None:
             # when it fits now and keeps none of the runs ahead of it waiting any longer: the class's small
             # runs need not wait for the big one, and the big one waits no longer for them.
             ready = room.fits(config, idle_mb) and all(
-                room.may_pass(ahead_config, {t.run for t in room.training if t.run and order[t.run] > order[ahead.id]},
+                room.may_pass(ahead_config, {t.run for t in room.training if ahead.id in went_before.get(t.run, ())},
                               config, idle_mb, kept_mb)
                 for ahead, ahead_config in held_back)
         if not ready:
             held_back.append((run, config))
             continue
+        if held_back:
+            went_before[run.id] = {ahead.id for ahead, _ in held_back}
+            rundir.update_status(run.path, **{PASSED: sorted(went_before[run.id])})
         _launch(run)
         room.add(run.id, config, idle_mb)     # the next one counts this one too
         free -= 1

@@ -223,12 +223,13 @@ def test_a_run_may_not_pass_where_an_ending_that_would_start_the_waiting_one_the
     assert not room.may_pass(named["head"], {"o1", "o2"}, named["tiny"], kept_mb=900)
 
 
-def test_the_runs_that_passed_a_waiting_one_are_those_behind_it_in_the_queue(tiny_env, monkeypatch):
+def test_the_runs_that_passed_a_waiting_one_are_those_its_status_says(tiny_env, monkeypatch):
     """In queue order: a run training (5,000 MB), a big one waiting for it (6,000), a small one that passed
     the big one and trains (1,200), and another small one (1,200) with 2,500 MB free. The first run's end
     would free enough for the big run and the newcomer both, so the newcomer may go; counted the other way
     round (the first run as the one that passed), the big run would then wait on the newcomer, which
-    would be held back."""
+    would be held back. Which passed is what each says as it starts, not the order runs were made in:
+    people take turns in the queue, so a run made later is as often simply ahead."""
     monkeypatch.setenv("CIFAR_MAX_CONCURRENT_RUNS", "4")
     monkeypatch.setenv("CIFAR_WORKER_IDLE_S", "0")                 # a process per run: nothing kept after it
     sizes = {"first": 5000, "big": 6000, "passed": 1200, "newcomer": 1200}
@@ -247,11 +248,43 @@ def test_the_runs_that_passed_a_waiting_one_are_those_behind_it_in_the_queue(tin
             stand_ins.append(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]))
             held[stand_ins[-1].pid] = sizes[name]
             rundir.update_status(made[name].path, state="running", pid=stand_ins[-1].pid, trainer="process",
-                                 host=rundir.HOST, started=rundir.now())
+                                 host=rundir.HOST, started=rundir.now(),
+                                 **({runs.PASSED: [made["big"].id]} if name == "passed" else {}))
         monkeypatch.setattr(trainer_memory, "resident_mb", lambda pid="self": held.get(pid, 0.0))
         runs.dispatch()
         assert set(launched) == {"newcomer"}           # (once a pass: nothing here marks it running)
         assert runs.get(made["big"].id).status["waiting_for_mb"] == 6000
+        assert runs.get(made["newcomer"].id).status[runs.PASSED] == [made["big"].id]     # says so in its turn
+    finally:
+        for process in stand_ins:
+            process.kill()
+
+
+def test_a_run_made_later_but_ahead_in_turn_did_not_pass_the_one_waiting(tiny_env, monkeypatch):
+    """Ann's run waits for memory (600 MB, 300 free); Ben's (500), made after it but ahead of it in turn, and
+    another (800) train. When Ben's ends, Ann's fits: a small run (250) starting now would take that room,
+    so it waits. Counted by the order runs were made in, Ben's run had passed Ann's, and the small one went."""
+    monkeypatch.setenv("CIFAR_MAX_CONCURRENT_RUNS", "4")
+    monkeypatch.setenv("CIFAR_WORKER_IDLE_S", "0")
+    sizes = {"other": 800, "ann": 600, "ben": 500, "small": 250}
+    monkeypatch.setattr(trainer_memory, "estimate_mb", lambda config: sizes[config.name])
+    monkeypatch.setattr(trainer_memory, "available_mb", lambda: 300.0)
+    launched = []
+    monkeypatch.setattr(runs, "_launch", lambda run: launched.append(run.config["name"]))
+    stand_ins, held = [], {}
+    try:
+        made = {}
+        for name in sizes:
+            made[name] = runs.create(small(name=name), owner=name)
+            time.sleep(0.01)
+        for name in ("other", "ben"):
+            stand_ins.append(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]))
+            held[stand_ins[-1].pid] = sizes[name]
+            rundir.update_status(made[name].path, state="running", pid=stand_ins[-1].pid, trainer="process",
+                                 host=rundir.HOST, started=rundir.now())
+        monkeypatch.setattr(trainer_memory, "resident_mb", lambda pid="self": held.get(pid, 0.0))
+        runs.dispatch()
+        assert launched == [] and runs.get(made["ann"].id).status["waiting_for_mb"] == 600
     finally:
         for process in stand_ins:
             process.kill()
