@@ -17,10 +17,13 @@ class shares, two kinds of message let one visitor hurt every other:
   at the slow pace long after the tab had gone.
 
 `BrowserMessages`, ASGI middleware on the app's server (app.py), lets each tab
-send BURST messages at once and PACE a second after that: a person clicking, a
-page's refresh every second and an upload's requests stay well within. A tab
-that sends more is hung up (1008, "policy violation"), what it sent still
-unread: a page whose connection closes reconnects by itself and draws afresh.
+send BURST messages at once (FIRST as it connects) and PACE a second after that:
+a person clicking, a page's refresh every second and an upload's requests stay
+well within. A tab that sends more is hung up (1008, "policy violation"), what
+it sent still unread: a page whose connection closes reconnects by itself and
+draws afresh. A script that reconnects after every hang-up is not bounded here:
+each connection is a new session, and a bound for them would have to be one per
+address, which a class behind one school address shares.
 """
 from __future__ import annotations
 
@@ -29,6 +32,9 @@ import time
 
 PACE = 5        # messages a second a tab may send, on average
 BURST = 30      # ... and at once, after a pause
+# ... and at once as it connects (a page's first moments send 2 or 3): a script that reconnects after every
+# hang-up gets this many reruns a connection, not BURST.
+FIRST = 10
 # The messages a page of this app sends: a rerun (a widget, a page, a fragment's refresh), a stop, the
 # heartbeat, an upload's address, a widget's request of the server.
 ALLOWED = frozenset({"rerun_script", "stop_script", "app_heartbeat", "file_urls_request",
@@ -40,7 +46,7 @@ class Allowance:
     """A token bucket: `take` is True while the tab is within BURST messages at once and PACE a second."""
 
     def __init__(self):
-        self.tokens, self.at = float(BURST), time.monotonic()
+        self.tokens, self.at = float(FIRST), time.monotonic()
 
     def take(self) -> bool:
         now = time.monotonic()

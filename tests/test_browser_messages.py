@@ -57,17 +57,18 @@ def test_messages_only_a_developer_sends_are_dropped(caplog):
     assert caplog.text.count("'clear_cache', which only a developer's may") == 1       # once a connection
 
 
-def test_a_tab_that_sends_more_than_a_person_could_is_hung_up(monkeypatch):
+def test_a_tab_that_sends_more_than_a_person_could_is_hung_up():
     """Slowed down instead, a tab sending without end left the server every message in its connection's
     buffers, read long after it had gone."""
-    monkeypatch.setattr(browser_messages, "BURST", 5)
-    handed, sent_back = passed_on([message(app_heartbeat=True)] * 8)
-    assert handed == ["app_heartbeat"] * 5 + ["websocket.disconnect"]
+    handed, sent_back = passed_on([message(app_heartbeat=True)] * (browser_messages.FIRST + 3))
+    assert handed == ["app_heartbeat"] * browser_messages.FIRST + ["websocket.disconnect"]
     assert sent_back == [{"type": "websocket.close", "code": 1008, "reason": ""}]     # nothing after it
     allowance = browser_messages.Allowance()
-    assert all(allowance.take() for _ in range(5)) and not allowance.take()
+    assert all(allowance.take() for _ in range(browser_messages.FIRST)) and not allowance.take()
     allowance.at -= 1 / browser_messages.PACE         # PACE a second: one more a moment later
     assert allowance.take() and not allowance.take()
+    allowance.at -= 60                                # after a pause: BURST at once, no more
+    assert all(allowance.take() for _ in range(browser_messages.BURST)) and not allowance.take()
 
 
 def test_a_tab_sending_reruns_without_end_takes_no_one_elses_server(tiny_archive, tmp_path):
