@@ -227,6 +227,7 @@ def _live(run_id: str, owner: str) -> None:
 
 
 def _status(run: runs.Run, metrics: list[dict], owner: str) -> None:
+    said_after_stop()
     status_line(run, metrics)
     mine = run.status.get("owner") == owner or common.is_teacher()
     if run.state in ("queued", "running") and not mine:
@@ -272,14 +273,26 @@ def stop_button(run: runs.Run) -> tuple[str, bool]:
     return ("Stopping" if stopping else "Stop" if run.state == "running" else "Cancel"), stopping
 
 
+STOP_SAID = "train_stop_said"     # what a press of Stop did, for the rerun after it to say (`said_after_stop`)
+
+
 def _stop(run_id: str, owner: str) -> None:
     try:
         run = runs.stop(run_id, owner, admin=common.is_teacher())
         # A waiting run is cancelled at once: it has no batch to finish. Worded to stay true for the toast's
         # few seconds: "Stopping…" still showed after the run had stopped.
-        st.toast("Asked to stop after its current batch." if run.state == "running" else "Cancelled: it has left the queue.")
+        st.session_state[STOP_SAID] = ("Asked to stop after its current batch." if run.state == "running"
+                                       else "Cancelled: it has left the queue.")
     except runs.RunError as e:
         st.session_state["train_stop_error"] = str(e)
+
+
+def said_after_stop() -> None:
+    """The toast for a press of Stop, from the script: drawn from its callback during a fragment's rerun
+    (the live panel's, the board's), Streamlit warned in the server's log, for every press, that it would
+    be drawn at the top of the page."""
+    if said := st.session_state.pop(STOP_SAID, None):
+        st.toast(said)
 
 
 def _curves(run_id: str) -> None:
@@ -621,6 +634,7 @@ def actions(run: runs.Run, owner: str, name: str | None = None) -> None:
     """A run's buttons, under `name` (its name, or `learning_parts.distinct_names`' where two compared share it),
     in a box of their own: one under another, a run's More epochs stood under the Continue of the run above, as
     if it were that run's."""
+    said_after_stop()
     with st.container(border=True):
         _actions(run, owner, name)
 
