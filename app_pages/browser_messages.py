@@ -40,10 +40,13 @@ FIRST = 10
 ALLOWED = frozenset({"rerun_script", "stop_script", "app_heartbeat", "file_urls_request",
                      "backend_operation_request"})
 STREAM = "/_stcore/stream"
+SAID_EVERY_S = 60     # the server's log says tabs were hung up at most this often: a script may reconnect without end
+_hang_ups = {"said_at": None, "since": 0}
 
 
 class Allowance:
-    """A token bucket: `take` is True while the tab is within BURST messages at once and PACE a second."""
+    """A token bucket: `take` is True while the tab is within FIRST messages as it connects, BURST at once
+    after a pause, and PACE a second."""
 
     def __init__(self):
         self.tokens, self.at = float(FIRST), time.monotonic()
@@ -68,6 +71,16 @@ def kind(payload: bytes | None) -> str | None:
         return None
 
 
+def _say_hung_up() -> None:
+    """One line in the server's log for the tabs hung up, at most every SAID_EVERY_S."""
+    now, _hang_ups["since"] = time.monotonic(), _hang_ups["since"] + 1
+    if _hang_ups["said_at"] is None or now - _hang_ups["said_at"] >= SAID_EVERY_S:
+        logging.getLogger(__name__).warning(
+            "%d browser connection(s) sent more than a person's %d messages at once and %d a second, and were "
+            "closed.", _hang_ups["since"], BURST, PACE)
+        _hang_ups.update(said_at=now, since=0)
+
+
 class BrowserMessages:
     """ASGI middleware: a tab's websocket messages within its allowance, its developer-only ones dropped."""
 
@@ -86,8 +99,7 @@ class BrowserMessages:
                 if message["type"] != "websocket.receive":
                     return message
                 if not allowance.take():
-                    logging.getLogger(__name__).warning("A browser sent more than %d messages at once and %d a "
-                                                        "second: its connection is closed.", BURST, PACE)
+                    _say_hung_up()
                     hung_up.append(True)
                     await send({"type": "websocket.close", "code": 1008, "reason": ""})
                     return {"type": "websocket.disconnect", "code": 1008}

@@ -57,12 +57,16 @@ def test_messages_only_a_developer_sends_are_dropped(caplog):
     assert caplog.text.count("'clear_cache', which only a developer's may") == 1       # once a connection
 
 
-def test_a_tab_that_sends_more_than_a_person_could_is_hung_up():
+def test_a_tab_that_sends_more_than_a_person_could_is_hung_up(caplog, monkeypatch):
     """Slowed down instead, a tab sending without end left the server every message in its connection's
-    buffers, read long after it had gone."""
+    buffers, read long after it had gone. The server's log says so once a minute: a script reconnecting
+    without end wrote a line for every connection."""
+    monkeypatch.setitem(browser_messages._hang_ups, "said_at", None)
     handed, sent_back = passed_on([message(app_heartbeat=True)] * (browser_messages.FIRST + 3))
     assert handed == ["app_heartbeat"] * browser_messages.FIRST + ["websocket.disconnect"]
     assert sent_back == [{"type": "websocket.close", "code": 1008, "reason": ""}]     # nothing after it
+    passed_on([message(app_heartbeat=True)] * (browser_messages.FIRST + 3))       # hung up again at once
+    assert caplog.text.count("were closed") == 1 and "1 browser connection(s)" in caplog.text   # once a minute
     allowance = browser_messages.Allowance()
     assert all(allowance.take() for _ in range(browser_messages.FIRST)) and not allowance.take()
     allowance.at -= 1 / browser_messages.PACE         # PACE a second: one more a moment later
