@@ -46,21 +46,22 @@ class Progress:
         return asdict(self)
 
 
-def _number(value) -> float | None:
+def number(value) -> float | None:
+    """A status's or record's figure as a float; None where it is not a finite number (missing, text, a bool)."""
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) \
         and math.isfinite(value) else None
 
 
 def _wall(record: dict) -> float:
     """A record's wall-clock time since the trainer started; older records had only the training clock."""
-    return _number(record.get("wall_s")) if _number(record.get("wall_s")) is not None else record["elapsed_s"]
+    return number(record.get("wall_s")) if number(record.get("wall_s")) is not None else record["elapsed_s"]
 
 
 def estimate(config: dict, status: dict, metrics: list[dict], now: float) -> Progress:
     """The run's progress at time `now` (seconds since the epoch, as status.json's times)."""
     epochs = int(config.get("epochs") or 1)
     state = status.get("state", "failed")
-    started = _number(status.get("started"))
+    started = number(status.get("started"))
     elapsed = wall_time(status, now)
     batches = [m for m in metrics if m.get("kind") == "batch"]
     done = [m for m in metrics if m.get("kind") == "epoch"]
@@ -71,7 +72,7 @@ def estimate(config: dict, status: dict, metrics: list[dict], now: float) -> Pro
     if state != "running":
         return Progress("ended", fraction=1.0 if state == "finished" else min(1.0, len(done) / epochs),
                         seconds_left=0.0, images_per_s=_speed(batches, config, status), **base)
-    images = _number(status.get("train_images"))
+    images = number(status.get("train_images"))
     if not batches or not images or started is None:
         return Progress("starting", fraction=0.0, seconds_left=None, images_per_s=None, **base)
 
@@ -80,20 +81,20 @@ def estimate(config: dict, status: dict, metrics: list[dict], now: float) -> Pro
     per_step = _seconds_per_step(batches, steps)
     if per_step is None:      # one record so far: no interval between records to time a step by
         return Progress("training", fraction=0.0, seconds_left=None, images_per_s=None, **base)
-    test_images = _number(status.get("test_images")) or DEFAULT_TEST_IMAGES
-    held_out = _number(status.get("calibration_images"))
+    test_images = number(status.get("test_images")) or DEFAULT_TEST_IMAGES
+    held_out = number(status.get("calibration_images"))
     if held_out is None:      # trainers before status.json recorded it
-        held_out = _number(config.get("calibration_images")) or 0
+        held_out = number(config.get("calibration_images")) or 0
     if done:
         # The first epoch's test pass also compiled the network's forward pass: once a later one has
         # been timed, the first is left out. The median of the last three smooths a busy machine.
         timed = [e for e in done if e["epoch"] > 1] or done
         after_epoch = _median([_after_epoch(e, batches) for e in timed[-3:]])
-        test_s = _median([_number(e.get("test_s")) or 0.0 for e in timed[-3:]])
+        test_s = _median([number(e.get("test_s")) or 0.0 for e in timed[-3:]])
     else:
         # The trainer times a batch of the test pass before its first step; without that, from the
         # training speed.
-        per_picture = _number(status.get("test_s_per_picture")) or per_step / batch_size / FORWARD_SPEEDUP
+        per_picture = number(status.get("test_s_per_picture")) or per_step / batch_size / FORWARD_SPEEDUP
         test_s = PASS_SETUP_S + test_images * per_picture
         after_epoch = test_s + CHECKPOINT_S
     final = final_checks_s(test_s, test_images, held_out)
@@ -120,8 +121,8 @@ def wall_time(status: dict, now: float | None = None) -> float | None:
     """A run's wall time to its end ("ended"), or to `now` while it goes on; None where either end is
     unknown. A person's clock starts when the run left the queue for a trainer ("launched"), which then
     spends a while starting up before it writes its own "started", the origin of the records' wall_s."""
-    origin = _number(status.get("launched")) or _number(status.get("started"))
-    end = _number(status.get("ended"))
+    origin = number(status.get("launched")) or number(status.get("started"))
+    end = number(status.get("ended"))
     end = now if end is None else end
     return None if origin is None or end is None else max(0.0, end - origin)
 
@@ -145,7 +146,7 @@ def _after_epoch(record: dict, batches: list[dict]) -> float:
     """Wall seconds from an epoch's last step to its record: checkpoint, test pass and snapshot."""
     end_of_training = next((_wall(b) for b in reversed(batches) if b["epoch"] == record["epoch"]), None)
     if end_of_training is None:
-        return _number(record.get("test_s")) or 0.0
+        return number(record.get("test_s")) or 0.0
     return max(0.0, _wall(record) - end_of_training)
 
 
@@ -166,11 +167,11 @@ def _seconds_per_step(batches: list[dict], steps: int) -> float | None:
 
 def _batch_size(config: dict, status: dict) -> int:
     """The batch size that ran: status.json records it where it differs from the one asked for (GPUs)."""
-    return int(_number(status.get("batch_size")) or _number(config.get("batch_size")) or 1)
+    return int(number(status.get("batch_size")) or number(config.get("batch_size")) or 1)
 
 
 def _speed(batches: list[dict], config: dict, status: dict) -> float | None:
-    images = _number(status.get("train_images"))
+    images = number(status.get("train_images"))
     if not batches or not images:
         return None
     batch_size = _batch_size(config, status)
@@ -216,7 +217,7 @@ def epochs_trained(config: dict, status: dict, metrics: list[dict]) -> float:
     """Epochs behind the run, counting a part-done epoch by its steps: 2.4 is 40% into the third."""
     done = sum(1 for m in metrics if m.get("kind") == "epoch")
     batches = [m for m in metrics if m.get("kind") == "batch"]
-    train_images = _number(status.get("train_images"))
+    train_images = number(status.get("train_images"))
     if not batches or not train_images:
         return float(done)
     steps = batches_per_epoch(train_images, _batch_size(config, status))
@@ -227,8 +228,8 @@ def epochs_trained(config: dict, status: dict, metrics: list[dict]) -> float:
 def testing_seconds(status: dict, metrics: list[dict]) -> float | None:
     """Wall time spent measuring rather than training: the test pass after each epoch, and once the run
     has ended, its final checks (status.json "testing_s", which includes the passes)."""
-    recorded = _number(status.get("testing_s"))
+    recorded = number(status.get("testing_s"))
     if recorded is not None:
         return recorded
-    passes = [_number(m.get("test_s")) for m in metrics if m.get("kind") == "epoch"]
+    passes = [number(m.get("test_s")) for m in metrics if m.get("kind") == "epoch"]
     return sum(p for p in passes if p is not None) if any(p is not None for p in passes) else None

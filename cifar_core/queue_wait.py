@@ -34,7 +34,7 @@ def in_turn(runs, now: float) -> list:
     Start, waited behind the first and was ahead of every classmate's, and with a turn of 20 minutes each,
     the class waited 40. Among equals, first come, first served (`Run.queue_order`)."""
     started = Counter(run.status.get("owner", "") for run in runs
-                      if _is_time(run.status.get("started")) and now - run.status["started"] < SHARE_S)
+                      if (at := timing.number(run.status.get("started"))) is not None and now - at < SHARE_S)
     waiting = sorted((r for r in runs if r.state == "queued"), key=lambda r: r.queue_order)
     ahead: Counter = Counter()
     turns = []
@@ -43,10 +43,6 @@ def in_turn(runs, now: float) -> list:
         turns.append((started[owner] + ahead[owner], run.queue_order, run))
         ahead[owner] += 1
     return [run for *_, run in sorted(turns, key=lambda turn: turn[:2])]
-
-
-def _is_time(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def recipe(config: dict) -> tuple:
@@ -116,8 +112,8 @@ def expected_starts(runs, metrics_of, trainers: int, turn_s: float, now: float, 
             left = min(left, STOPPING_S) if left is not None else STOPPING_S
         if left is None:
             return {}
-        started = run.status.get("started")
-        trained = now - started if _is_time(started) else 0.0
+        started = timing.number(run.status.get("started"))
+        trained = now - started if started is not None else 0.0
         ends.append(turn_cap(run, left, trained, queued))
     heapq.heapify(ends)
     starts, clock = {}, 0.0
