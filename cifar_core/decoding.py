@@ -174,6 +174,11 @@ def _too_complex(parts: str) -> ImageError:
                       "and would take too long to read.")
 
 
+def _too_much_besides(fmt: str, size: int, what: str) -> ImageError:
+    return ImageError(f"This {fmt} holds {size / 2**20:.0f} MB of {what} besides its picture, more than can be "
+                      "read here; please save it again without it, or as a JPEG.")
+
+
 def _jpeg_scans(raw: bytes) -> int:
     """How many scans the first picture in a JPEG file has, counted from its markers; ImageError if
     it has more than MAX_JPEG_SEGMENTS segments, MAX_JPEG_SCANS scans, MAX_JPEG_PADDING bytes between
@@ -295,8 +300,7 @@ def _check_png(raw: bytes) -> int:
             break
         position += 12 + length
     if memory > MEMORY_BUDGET:
-        raise ImageError(f"This PNG holds {text / 2**20:.0f} MB of text besides its picture, more than can be "
-                         "read here; please save it again without it, or as a JPEG.")
+        raise _too_much_besides("PNG", text, "text")
     return memory
 
 
@@ -310,16 +314,14 @@ def _png_text(raw: bytes, kind: bytes, start: int, end: int) -> tuple[int, bool]
     stream's end (where it drops the chunk)."""
     key_end = raw.find(b"\0", start, end)
     wide = kind == b"iTXt"
-    if kind == b"tEXt" or key_end < 0:
-        return end - start, wide and bool(_PAST_ASCII.search(raw, start, end))
-    if kind == b"zTXt":
+    if kind == b"zTXt" and key_end >= 0:
         stream = key_end + 2                                  # after the compression method's byte
-    elif raw[key_end + 1:key_end + 2] != b"\0" and raw[key_end + 2:key_end + 3] == b"\0":
+    elif wide and key_end >= 0 and raw[key_end + 1:key_end + 2] != b"\0" and raw[key_end + 2:key_end + 3] == b"\0":
         language_end = raw.find(b"\0", key_end + 3, end)     # compressed: after a language and a translation
         stream = raw.find(b"\0", language_end + 1, end) + 1 if language_end >= 0 else 0
         if not stream:
             return 0, False
-    else:
+    else:                                                     # stored as it is
         return end - start, wide and bool(_PAST_ASCII.search(raw, start, end))
     inflating, limit = zlib.decompressobj(), PngImagePlugin.MAX_TEXT_CHUNK + 1
     made, past_ascii = 0, False
@@ -443,9 +445,12 @@ def _check_tiff(raw: bytes) -> int:
         return 0                                             # damaged: Pillow will say so
     below(pointers, _TIFF_SUB_DIRECTORIES)
     if spilled * TIFF_TAG_BYTES_PER_BYTE > MEMORY_BUDGET:
-        raise ImageError(f"This TIFF holds {spilled / 2**20:.0f} MB of text and other data besides its picture, "
-                         "more than can be read here; please save it again without it, or as a JPEG.")
+        raise _too_much_besides("TIFF", spilled, "text and other data")
     return spilled * TIFF_TAG_BYTES_PER_BYTE
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")     # classic and BigTIFF, either byte order
 
 
 def _check_structure(raw: bytes) -> Structure:
@@ -455,11 +460,11 @@ def _check_structure(raw: bytes) -> Structure:
     budget. Returns what its decoding cost depends on besides its pixels."""
     if raw[:2] == b"\xff\xd8":
         return Structure(jpeg_scans=_jpeg_scans(raw))
-    elif raw[:8] == b"\x89PNG\r\n\x1a\n":
+    elif raw.startswith(_PNG_SIGNATURE):
         return Structure(metadata=_check_png(raw))
     elif raw[:3] == b"GIF":
         _check_gif(raw)
-    elif raw[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+    elif raw.startswith(_TIFF_SIGNATURES):
         return Structure(metadata=_check_tiff(raw))
     return Structure()
 
@@ -472,8 +477,7 @@ READ_HERE = f"JPEG, PNG, WebP, AVIF, {'HEIC, ' if HEIC else ''}GIF, BMP or TIFF"
 # How the other formats read here begin: a file that begins as one of them and cannot be opened was cut
 # short in its header, or stores its picture in a way Pillow cannot read; "not a picture in a format we can
 # read (try JPEG, ...)" named the file's own format.
-_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*",
-               b"II+\x00", b"MM\x00+")
+_SIGNATURES = (b"\xff\xd8\xff", _PNG_SIGNATURE, b"GIF87a", b"GIF89a", b"BM", *_TIFF_SIGNATURES)
 
 
 def _open(raw: bytes) -> Image.Image:
