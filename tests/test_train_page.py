@@ -301,9 +301,11 @@ def _queued_line(run_id):     # run on its own by AppTest
     train_parts.status_line(runs.get(run_id), [])
 
 
-def queue_line(run_id: str) -> AppTest:
-    """A waiting run's status line, as the Train page draws it."""
-    return AppTest.from_function(_queued_line, args=(run_id,), default_timeout=60).run()
+def queue_says(run_id: str) -> list[str]:
+    """A waiting run's status line, as the Train page draws it (without an error)."""
+    at = AppTest.from_function(_queued_line, args=(run_id,), default_timeout=60).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return [i.value for i in at.info]
 
 
 def test_a_run_behind_one_waiting_for_memory_says_smaller_runs_may_go_first(tiny_env):
@@ -312,25 +314,21 @@ def test_a_run_behind_one_waiting_for_memory_says_smaller_runs_may_go_first(tiny
         made.append(runs.create(TrainConfig(arch=arch, epochs=1, batch_size=batch), owner=name))
         time.sleep(0.01)        # the queue's order is the order they were made in
     head, big, little = made
-    at = queue_line(little.id)
-    assert [i.value for i in at.info] == ["Waiting in the queue: number 3. It starts by itself after the runs ahead "
-                                          "of it."]
+    assert queue_says(little.id) == ["Waiting in the queue: number 3. It starts by itself after the runs ahead "
+                                     "of it."]
     rundir.update_status(head.path, waiting_for_mb=6_000)
     board.invalidate()
-    at = queue_line(little.id)
-    assert [i.value for i in at.info] == ["Waiting in the queue: number 3. A run ahead of it is waiting for memory; "
-                                          "this one may start before it, when a trainer is free and memory allows "
-                                          "both."]
-    at = queue_line(big.id)   # no smaller: never passes
-    assert [i.value for i in at.info] == ["Waiting in the queue: number 2. It starts by itself after the runs ahead "
-                                          "of it."]
+    assert queue_says(little.id) == ["Waiting in the queue: number 3. A run ahead of it is waiting for memory; "
+                                     "this one may start before it, when a trainer is free and memory allows "
+                                     "both."]
+    # No smaller run waits behind the big one: it never passes.
+    assert queue_says(big.id) == ["Waiting in the queue: number 2. It starts by itself after the runs ahead "
+                                  "of it."]
     # Every trainer taken: the queue takes the memory wait back (None, not removed) and waits for a trainer.
     rundir.update_status(head.path, waiting_for_mb=None)
     board.invalidate()
-    at = queue_line(little.id)
-    assert not at.exception, [e.value for e in at.exception]
-    assert [i.value for i in at.info] == ["Waiting in the queue: number 3. It starts by itself after the runs ahead "
-                                          "of it."]
+    assert queue_says(little.id) == ["Waiting in the queue: number 3. It starts by itself after the runs ahead "
+                                     "of it."]
 
 
 def test_a_run_passed_by_a_classmates_later_one_says_why(tiny_env):
@@ -340,13 +338,11 @@ def test_a_run_passed_by_a_classmates_later_one_says_why(tiny_env):
     rundir.update_status(first.path, state="running", started=rundir.now())
     bobs = runs.create(recipe, owner="bob")
     board.invalidate()
-    at = queue_line(second.id)
-    assert [i.value for i in at.info] == ["Waiting in the queue: number 2. It starts by itself after the runs ahead "
-                                          "of it. People take turns: runs of those who have started fewer in the "
-                                          "last hour go first."]
-    at = queue_line(bobs.id)
-    assert [i.value for i in at.info] == ["Waiting in the queue: number 1. It starts by itself when a trainer is "
-                                          "free."]
+    assert queue_says(second.id) == ["Waiting in the queue: number 2. It starts by itself after the runs ahead "
+                                     "of it. People take turns: runs of those who have started fewer in the "
+                                     "last hour go first."]
+    assert queue_says(bobs.id) == ["Waiting in the queue: number 1. It starts by itself when a trainer is "
+                                   "free."]
 
 
 def test_a_waiting_run_is_told_when_it_can_expect_to_start(tiny_env):
@@ -356,14 +352,12 @@ def test_a_waiting_run_is_told_when_it_can_expect_to_start(tiny_env):
     rundir.update_status(done.path, state="finished", launched=rundir.now() - 400, ended=rundir.now() - 100)
     head, mine = (runs.create(dataclasses.replace(recipe, name=n), owner=n) for n in ("a", "b"))
     board.invalidate()
-    at = queue_line(mine.id)
-    assert [i.value for i in at.info] == ["Waiting in the queue: number 2. It starts by itself after the runs ahead "
-                                          "of it, in about 5 min (a guess from how long runs of the same recipes "
-                                          "take on this server)."]
-    at = queue_line(head.id)
-    assert [i.value for i in at.info] == ["Waiting in the queue: number 1. It starts by itself when a trainer is free, "
-                                          "in less than a minute (a guess from how long runs of the same recipes "
-                                          "take on this server)."]
+    assert queue_says(mine.id) == ["Waiting in the queue: number 2. It starts by itself after the runs ahead "
+                                   "of it, in about 5 min (a guess from how long runs of the same recipes "
+                                   "take on this server)."]
+    assert queue_says(head.id) == ["Waiting in the queue: number 1. It starts by itself when a trainer is free, "
+                                   "in less than a minute (a guess from how long runs of the same recipes "
+                                   "take on this server)."]
 
 
 def test_a_stop_pressed_as_an_epoch_ends_is_kept(page, monkeypatch):
