@@ -367,17 +367,17 @@ def webp_many_prefix_groups(side: int = 256) -> bytes:
 # --- TIFF and others ---------------------------------------------------------------------------------
 
 def _tiff(entries: dict[int, tuple[int, list[int]]], data: bytes, data_tag: int | None = None) -> bytes:
-    """A little-endian TIFF with one directory, then `data`. entries: tag -> (type, values), type 3 =
-    short, 4 = long, 5 = rational (values in pairs); the entry `data_tag`, if given, is added, holding
-    where `data` starts."""
-    width = {3: 2, 4: 4, 5: 4}                               # bytes per value
+    """A little-endian TIFF with one directory, then `data`. entries: tag -> (type, values), type 2 = ASCII
+    (values: bytes), 3 = short, 4 = long, 5 = rational (values in pairs); the entry `data_tag`, if given, is
+    added, holding where `data` starts."""
+    width = {2: 1, 3: 2, 4: 4, 5: 4}                         # bytes per value
     directory_end = 8 + 2 + 12 * (len(entries) + (data_tag is not None)) + 4
     spilled = sum(len(v) * width[k] for k, v in entries.values() if len(v) * width[k] > 4)
     if data_tag is not None:
         entries = {**entries, data_tag: (4, [directory_end + spilled])}
     directory, extra = bytearray(struct.pack("<H", len(entries))), bytearray()
     for tag, (kind, values) in sorted(entries.items()):
-        payload = struct.pack(f"<{len(values)}{'H' if kind == 3 else 'I'}", *values)
+        payload = bytes(values) if kind == 2 else struct.pack(f"<{len(values)}{'H' if kind == 3 else 'I'}", *values)
         if len(payload) > 4:
             payload, extra = struct.pack("<I", directory_end + len(extra)), extra + payload
         directory += struct.pack("<HHI", tag, kind, len(values) // 2 if kind == 5 else len(values))
@@ -401,14 +401,16 @@ def tiff_rational_offsets() -> bytes:
     return bytes(raw) + struct.pack("<II", 8, 1)
 
 
-def _tiff_deflated(width: int, height: int, samples: int, bits: int, tile: int | None, floats: bool = False) -> bytes:
-    """A deflate-compressed TIFF of zeros, in one strip or (tile given) one tile of tile x tile pixels."""
+def _tiff_deflated(width: int, height: int, samples: int, bits: int, tile: int | None, floats: bool = False,
+                   tags: dict | None = None) -> bytes:
+    """A deflate-compressed TIFF of zeros, in one strip or (tile given) one tile of tile x tile pixels, with
+    `tags` besides (as `_tiff` takes them)."""
     span_w, span_h = (tile, tile) if tile else (width, height)
     rows = math.gcd(span_h, 64)
     data = _zeros_deflated(span_w * samples * bits // 8 * rows, span_h // rows)
     entries = {256: (4, [width]), 257: (4, [height]), 258: (3, [bits] * samples), 259: (3, [8]),
                262: (3, [2 if samples >= 3 else 1]), 277: (3, [samples]), 284: (3, [1]),
-               339: (3, [3 if floats else 1] * samples)}
+               339: (3, [3 if floats else 1] * samples), **(tags or {})}
     if tile:
         entries.update({322: (4, [tile]), 323: (4, [tile]), 325: (4, [len(data)])})
     else:
@@ -607,13 +609,7 @@ def tiff_jpeg_compression_as_a_long() -> bytes:
 
 def tiff_description_at_budget() -> bytes:
     """tiff_float_at_budget's picture with a 19 MB description, which Pillow and libtiff each copy: 172 MB."""
-    description = b"d" * (19 * 2**20) + b"\x00"
-    strip = _zeros_deflated(2900 * 4 * 58, 50)
-    start = 8 + 2 + 12 * 11 + 4
-    entries = [(256, 4, 1, 2900), (257, 4, 1, 2900), (258, 3, 1, 32), (259, 3, 1, 8), (262, 3, 1, 1),
-               (270, 2, len(description), start), (273, 4, 1, start + len(description)), (277, 3, 1, 1),
-               (278, 4, 1, 2900), (279, 4, 1, len(strip)), (339, 3, 1, 3)]
-    return b"II*\x00" + struct.pack("<I", 8) + _tiff_directory(entries) + description + strip
+    return _tiff_deflated(2900, 2900, 1, 32, tile=None, floats=True, tags={270: (2, b"d" * (19 * 2**20) + b"\x00")})
 
 
 ALONE = {"jpeg_progressive_at_two_budgets", "webp_at_two_budgets", "avif_at_two_budgets",   # each takes every
