@@ -42,6 +42,7 @@ ALLOWED = frozenset({"rerun_script", "stop_script", "app_heartbeat", "file_urls_
 STREAM = "/_stcore/stream"
 SAID_EVERY_S = 60     # the server's log says tabs were hung up at most this often: a script may reconnect without end
 _hang_ups = {"said_at": None, "since": 0}
+_log = logging.getLogger(__name__)
 
 
 class Allowance:
@@ -75,9 +76,8 @@ def _say_hung_up() -> None:
     """One line in the server's log for the tabs hung up, at most every SAID_EVERY_S."""
     now, _hang_ups["since"] = time.monotonic(), _hang_ups["since"] + 1
     if _hang_ups["said_at"] is None or now - _hang_ups["said_at"] >= SAID_EVERY_S:
-        logging.getLogger(__name__).warning(
-            "%d browser connection(s) sent more than a person's %d messages at once and %d a second, and were "
-            "closed.", _hang_ups["since"], BURST, PACE)
+        _log.warning("%d browser connection(s) sent more than a person's %d messages at once and %d a second, "
+                     "and were closed.", _hang_ups["since"], BURST, PACE)
         _hang_ups.update(said_at=now, since=0)
 
 
@@ -108,8 +108,7 @@ class BrowserMessages:
                     return message
                 if said not in told:        # once a connection: a script sending it again is not logged again
                     told.add(said)
-                    logging.getLogger(__name__).warning("A browser sent %r, which only a developer's may: "
-                                                        "it was ignored.", said)
+                    _log.warning("A browser sent %r, which only a developer's may: it was ignored.", said)
 
         async def unless_hung_up(message):
             if not hung_up:         # what Streamlit had queued for the tab: it hears of the hang-up only now
