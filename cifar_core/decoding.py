@@ -22,6 +22,7 @@ tests/test_image_fuzz.py damages pictures thousands of ways.
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import io
 import os
@@ -934,7 +935,35 @@ def _to_rgb(image: Image.Image, background: tuple[int, int, int]) -> Image.Image
 _decoding = threading.BoundedSemaphore(DECODING_AT_ONCE)
 _decodes = [0]                  # pictures being decoded in this process now
 _decodes_lock = threading.Lock()
-_taking_turns = threading.Lock()     # held while a picture waits for its places
+
+
+class _Turns:
+    """Pictures wait for their decoding places one at a time, in the order they came (a plain lock
+    lets any waiter in next); `first` puts one ahead of the others, for a photo that was in line and
+    came back for every place."""
+
+    def __init__(self):
+        self._changed = threading.Condition()
+        self._waiting: collections.deque = collections.deque()
+        self._taken = False
+
+    @contextlib.contextmanager
+    def turn(self, first: bool = False):
+        me = object()
+        with self._changed:
+            self._waiting.appendleft(me) if first else self._waiting.append(me)
+            self._changed.wait_for(lambda: not self._taken and self._waiting[0] is me)
+            self._waiting.popleft()
+            self._taken = True
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._taken = False
+                self._changed.notify_all()
+
+
+_turns = _Turns()
 
 
 def _cpu_seconds() -> tuple[float, float] | None:
@@ -971,11 +1000,12 @@ def _idle_core() -> bool:
 @contextlib.contextmanager
 def _decode_slot(places: int = 1):
     """Waits for `places` of the DECODING_AT_ONCE places (taken in turn, so a picture waiting for all of
-    them is not overtaken by ones that need one); True if no other picture is being decoded and a core
+    them is not overtaken by ones that need one; one that needs them all had its turn for one already,
+    and comes first); True if no other picture is being decoded and a core
     is idle, free to decode half of a big JPEG. Half a picture on a busy core would only slow both, and
     the two halves take a little more CPU in all than one decode."""
     with contextlib.ExitStack() as held:
-        with _taking_turns:
+        with _turns.turn(first=places > 1):
             for _ in range(places):
                 held.enter_context(_decoding)
         with _decodes_lock:

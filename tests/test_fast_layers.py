@@ -68,14 +68,17 @@ def batch():
 
 def test_a_float32_training_network_has_the_plain_networks_gradients(batch):
     """In float32 the stand-ins at work are the fused BatchNorm and the float32 GELU."""
+    import keras
+    keras.utils.set_random_seed(0)
     plain, fast = _airbench("float32", False), _airbench("float32", True)
     models.init_whitening(plain, batch[0].astype(np.uint8))
     fast.set_weights(plain.get_weights())
     for a, b in zip(_gradients(fast, *batch), _gradients(plain, *batch)):
         # The same maths summed in another order, through BatchNorm on 8 pictures (a variance of 72 numbers
-        # on the 3x3 maps): up to 1% of a layer's largest gradient apart in CI runs. A wrong gradient is off
-        # by the whole of it.
-        assert np.abs(a - b).max() <= 0.05 * np.abs(b).max()
+        # on the 3x3 maps). A channel whose variance is near BatchNorm's epsilon magnifies that rounding: one
+        # CI machine had single numbers 6% of a layer's largest gradient apart. Over the whole layer the two
+        # are within 0.003% here; a wrong gradient is off by the whole of it.
+        assert np.linalg.norm(a - b) <= 0.01 * np.linalg.norm(b)
 
 
 def test_tap_products_work_on_airbench_s_small_wide_maps_in_bfloat16(batch, monkeypatch):

@@ -716,6 +716,27 @@ def test_a_photo_over_one_budget_is_decoded_alone_and_others_wait_for_it(monkeyp
     assert any(start > last for start, _, alone in spans if not alone)
 
 
+def test_pictures_take_their_turns_in_the_order_they_came_and_a_photo_back_for_every_place_first():
+    """Under load a plain lock let later pictures in before a big photo that was in line already, which
+    was starved of its places for as long as small ones kept coming."""
+    import time
+    turns, order = decoding._Turns(), []
+
+    def wait(name, first=False):
+        with turns.turn(first=first):
+            order.append(name)
+    threads = []
+    with turns.turn():
+        for name, first in [("a", False), ("b", False), ("c", False), ("photo", True), ("d", False)]:
+            threads.append(threading.Thread(target=wait, args=(name, first)))
+            threads[-1].start()
+            while len(turns._waiting) < len(threads):
+                time.sleep(0.001)
+    for thread in threads:
+        thread.join()
+    assert order == ["photo", "a", "b", "c", "d"]
+
+
 def test_only_a_photo_may_take_more_than_one_budget():
     """A PNG that costs a little over one budget is a screen, a scan or a file built to cost it: refused,
     where a JPEG or WebP that costs as much is decoded alone; past every place's budget, refused too."""
