@@ -27,6 +27,9 @@ if source == "Upload":
     # Safari makes its JPEG of a HEIC photo chosen with Browse files; one dragged in is checked as it is.
     safari = " (in Safari, choose a HEIC photo with Browse files: it sends a JPEG of it)" if (
         decoding.HEIC and "heic" not in offered) else ""
+    # The box's list of the names it takes is cut short with "..." where it does not fit: on a phone, it wraps.
+    st.html("<style>.st-key-predict_files [data-testid=stFileUploaderDropzoneInstructions] * "
+            "{ white-space: normal; overflow: visible; }</style>")
     files = st.file_uploader("Photos (one or many)", type=offered, accept_multiple_files=True, key="predict_files",
                              help=f"{decoding.READ_HERE}, up to {predict_parts.UPLOAD_LIMIT_MB} MB each{safari}",
                              on_change=predict_parts.pictures_changed)

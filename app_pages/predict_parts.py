@@ -43,8 +43,15 @@ def upload_formats(user_agent: str) -> list[str]:
     one, so they are offered HEIC, which they would otherwise grey out."""
     heic = decoding.HEIC and not ("Macintosh" in user_agent and "Safari/" in user_agent
                                   and not _NOT_SAFARI.search(user_agent))
-    # (HEIC's other name, .heif, is rare: one more name in the uploader's list of them did not fit on a phone.)
-    return ["jpg", "jpeg", "png", "webp", "avif", *(["heic"] if heic else []), "gif", "bmp", "tif", "tiff"]
+    # Every name such a file goes by: a JPEG named otherwise was stopped in the browser with "image/jpeg
+    # files are not allowed". The box's list of them takes two lines on a phone.
+    return [*JPEG_NAMES, "png", "webp", "avif", *(HEIF_NAMES if heic else []), "gif", "bmp", "tif", "tiff"]
+
+
+# .jfif: how Chrome and Edge on Windows saved a JPEG from the web for years; .jpe: an older short name.
+JPEG_NAMES = ["jpg", "jpeg", "jfif", "jpe"]
+# .heif: HEIC's other name, on some Android phones; .hif: how Canon's and Fujifilm's cameras name theirs.
+HEIF_NAMES = ["heic", "heif", "hif"]
 
 
 SHOWN_LONGEST = 1024   # pixels: the longest side of the copy of a picture a visitor's page keeps to show

@@ -276,6 +276,32 @@ def test_photos_of_the_same_name_can_each_be_looked_at(sized_page, server, pictu
     no_exceptions(page)
 
 
+def test_a_picture_under_any_of_its_formats_names_is_taken(sized_page, server, pictures, tmp_path):  # noqa: F811
+    """A JPEG saved from the web on Windows is often a .jfif, a camera's HEIF a .HIF: each was stopped in
+    the browser with "image/jpeg files are not allowed", a sentence about a picture the app reads."""
+    from cifar_core import decoding
+    names = ["tabby.jfif", "tabby.JPE"] + (["ship.heif", "ship.HIF"] if decoding.HEIC else [])
+    for name in names:
+        source = Image.open(pictures / ("tabby.jpg" if name.startswith("tabby") else "ship.png")).convert("RGB")
+        source.save(tmp_path / name, "JPEG" if name.startswith("tabby") else "HEIF", quality=90)
+    context, phone = sized_page("phone")
+    open_page(phone, server, "predict")
+    said = phone.get_by_test_id("stFileUploaderDropzoneInstructions")
+    assert "JFIF" in said.inner_text() and "TIF" in said.inner_text()
+    assert not said.evaluate("e => [e, ...e.querySelectorAll('*')].some(p => p.scrollWidth > p.clientWidth + 1)"), \
+        "the box's list of the names it takes is whole on a phone, not cut short"
+    context, page = sized_page("wide")
+    open_page(page, server, "predict")
+    upload(page, *(tmp_path / name for name in names))
+    table = page.locator("[data-testid=stDataFrame]").first
+    table.wait_for()
+    listed = poll(lambda: table.text_content() or "", lambda text: all(name in text for name in names), 60)
+    assert all(name in listed for name in names), listed
+    assert page.get_by_text("are not allowed").count() == 0
+    assert page.get_by_text("not a picture in a format we can read").count() == 0
+    no_exceptions(page)
+
+
 def test_a_file_over_the_limit_gets_a_visible_sentence(sized_page, server, tmp_path):  # noqa: F811
     big = tmp_path / "huge.png"
     big.write_bytes(b"\x89PNG" + bytes(21 * 1024 * 1024))

@@ -222,7 +222,8 @@ def test_safari_on_a_mac_is_not_offered_heic_so_it_sends_a_jpeg_of_it():
     edge_windows = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
                     "Chrome/131.0.0.0 Safari/537.36 Edg/131.0.0.0")
     firefox_mac = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10.15; rv:133.0) Gecko/20100101 Firefox/133.0"
-    assert "heic" not in predict_parts.upload_formats(safari)
+    assert not {"heic", "heif", "hif"} & set(predict_parts.upload_formats(safari))
     assert predict_parts.upload_formats(safari)[0] == "jpg"          # Safari makes the first it can
+    assert {"jfif", "jpe"} <= set(predict_parts.upload_formats(safari))
     for browser in (chrome_mac, edge_windows, firefox_mac, ""):
-        assert {"heic", "jpg", "avif"} <= set(predict_parts.upload_formats(browser)), browser
+        assert {"heic", "heif", "hif", "jpg", "jfif", "avif"} <= set(predict_parts.upload_formats(browser)), browser
