@@ -43,9 +43,9 @@ if source == "Upload":
     taken = st.get_option('server.maxUploadSize')
     st.caption(f"Up to {most} pictures at once, {budget} MB in all, each up to {predict_parts.UPLOAD_LIMIT_MB} MB. "
                f"The box says {taken} MB so that a picture just over {predict_parts.UPLOAD_LIMIT_MB} MB is told why in "
-               f"a sentence. A file over {taken} MB, or one past {most} pictures or {budget} MB in all, is stopped "
-               "before it is sent: it gets a red mark in the list and no answer. Save it smaller, or remove other "
-               "pictures (their ×), and upload it again.")
+               f"a sentence. A file over {taken} MB or of a kind the box does not list, or one past {most} pictures "
+               f"or {budget} MB in all, is stopped before it is sent: it gets a red mark in the list and no answer. "
+               "Save it smaller or as a JPEG, or remove other pictures (their ×), and upload it again.")
     if len(files) > 1:
         looked_at = st.session_state.get("predict_pick")       # "Look closer at", below: its problem said there
         predict_parts.batch(files, looked_at if any(f.file_id == looked_at for f in files) else files[0].file_id)
