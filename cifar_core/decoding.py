@@ -952,7 +952,12 @@ class _Turns:
         me = object()
         with self._changed:
             self._waiting.appendleft(me) if first else self._waiting.append(me)
-            self._changed.wait_for(lambda: not self._taken and self._waiting[0] is me)
+            try:
+                self._changed.wait_for(lambda: not self._taken and self._waiting[0] is me)
+            except BaseException:       # interrupted waiting: out of the line, or every picture after waits
+                self._waiting.remove(me)
+                self._changed.notify_all()
+                raise
             self._waiting.popleft()
             self._taken = True
         try:

@@ -737,6 +737,24 @@ def test_pictures_take_their_turns_in_the_order_they_came_and_a_photo_back_for_e
     assert order == ["photo", "a", "b", "c", "d"]
 
 
+def test_a_picture_interrupted_while_waiting_for_its_turn_leaves_the_line():
+    turns, taken = decoding._Turns(), threading.Event()
+
+    def interrupted(*args, **options):
+        raise KeyboardInterrupt
+    turns._changed.wait_for = interrupted
+    with pytest.raises(KeyboardInterrupt):
+        with turns.turn():
+            pass
+    del turns._changed.wait_for
+
+    def next_one():
+        with turns.turn():
+            taken.set()
+    threading.Thread(target=next_one, daemon=True).start()
+    assert taken.wait(10), "the next picture waits for ever behind one that left"
+
+
 def test_only_a_photo_may_take_more_than_one_budget():
     """A PNG that costs a little over one budget is a screen, a scan or a file built to cost it: refused,
     where a JPEG or WebP that costs as much is decoded alone; past every place's budget, refused too."""
