@@ -54,7 +54,7 @@ if source == "Upload":
         picked = st.selectbox("Look closer at", list(labels), format_func=labels.get, key="predict_pick")
         files = [f for f in files if f.file_id == picked][:1]
     if files and (refusal := predict_parts.too_big(files[0])):
-        st.error(f"{files[0].name}: {refusal}")
+        st.error(f"{common.plain(files[0].name)}: {refusal}")
     elif files:
         picture, name = predict_parts.upload(files[0]), files[0].name
 
@@ -110,7 +110,7 @@ else:
     note = f"One of CIFAR-10's test pictures: the right answer is **{CLASS_NAMES[test.y_test[index]]}**."
 
 if picture is not None:
-    st.header(name)
+    st.header(common.plain(name))      # a file's name as it is: "$5 deal.jpg" is no formula
     if note:
         st.caption(note)
     # One reading of the model for the answer and the changed picture's: a choice changed in another tab, or

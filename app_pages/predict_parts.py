@@ -98,10 +98,10 @@ def _read(raw: bytes, name: str, background: tuple[int, int, int]) -> Picture | 
         views = inference.views(original)
         return Picture(views[0], _to_show(original), views, original.size)
     except decoding.ImageError as e:
-        return f"{name}: {e}"
+        return f"{common.plain(name)}: {e}"      # a file's name as it is, never as Markdown
     except Exception:   # load_image raises only ImageError; should that ever break, a sentence, not a traceback
         logging.getLogger(__name__).exception("Reading %s failed", name)
-        return f"{name}: this picture could not be read."
+        return f"{common.plain(name)}: this picture could not be read."
 
 
 def _shown(result: Picture | str) -> Picture | None:
@@ -567,6 +567,6 @@ def batch(files, looked_at: str | None = None) -> None:
         st.caption("Pick each picture's true class in the table to count how many the model got right.")
     for i, row in table[table["problem"] != ""].iterrows():     # not read, or answered with a doubt
         if files[i].file_id != looked_at:
-            (st.warning if row["answer"] else st.error)(f"{row['file']}: {row['problem']}")
+            (st.warning if row["answer"] else st.error)(f"{common.plain(row['file'])}: {row['problem']}")
     st.download_button("Download the table (CSV)", as_csv(table), "predictions.csv", mime="text/csv",
                        icon=":material/download:")

@@ -302,6 +302,31 @@ def test_a_picture_under_any_of_its_formats_names_is_taken(sized_page, server, p
     no_exceptions(page)
 
 
+def test_a_files_name_is_shown_as_it_is_never_as_markdown(sized_page, server, pictures, tmp_path):  # noqa: F811
+    """A name is the visitor's own text: "$5" began a formula, "*sale*" was italic, and a long name of a
+    phone's photo must wrap on a phone, not run off its side."""
+    names = ["$5 deal *sale* [1] ~~old~~ <b>.jpg",
+             "IMG_20251225_123456789_HDR_PORTRAIT_BURST0001_COVER_EDITED_FINAL.jpg", "$2 :red[x].png"]
+    for name in names[:2]:
+        (tmp_path / name).write_bytes((pictures / "tabby.jpg").read_bytes())
+    (tmp_path / names[2]).write_text("not a picture at all")
+    context, page = sized_page("phone")
+    open_page(page, server, "predict")
+    upload(page, tmp_path / names[0])
+    heading = page.get_by_role("heading", level=2).filter(has_text="deal")
+    assert heading.inner_text() == names[0]
+    upload(page, tmp_path / names[1])
+    page.get_by_role("combobox", name="Look closer at").click()
+    page.get_by_role("option", name=names[1]).click()
+    settle(page)
+    heading = page.get_by_role("heading", level=2).filter(has_text="PORTRAIT")
+    assert heading.inner_text() == names[1]
+    assert heading.evaluate("e => e.scrollWidth <= e.clientWidth + 1 && e.getBoundingClientRect().right <= innerWidth")
+    upload(page, tmp_path / names[2])
+    page.get_by_text(f"{names[2]}: This file is not a picture in a format we can read").first.wait_for()
+    no_exceptions(page)
+
+
 def test_a_file_over_the_limit_gets_a_visible_sentence(sized_page, server, tmp_path):  # noqa: F811
     big = tmp_path / "huge.png"
     big.write_bytes(b"\x89PNG" + bytes(21 * 1024 * 1024))
