@@ -939,26 +939,30 @@ _decodes_lock = threading.Lock()
 
 class _Turns:
     """Pictures wait for their decoding places one at a time, in the order they came (a plain lock
-    lets any waiter in next); `first` puts one ahead of the others, for a photo that was in line and
-    came back for every place."""
+    lets any waiter in next); `first`: a photo that was in the line already and came back for every
+    place, which goes ahead of the others (in the order such photos came back)."""
 
     def __init__(self):
         self._changed = threading.Condition()
-        self._waiting: collections.deque = collections.deque()
+        self._back: collections.deque = collections.deque()      # photos back for every place
+        self._waiting: collections.deque = collections.deque()   # every other picture
         self._taken = False
+
+    def _next(self) -> object | None:
+        return None if self._taken else (self._back or self._waiting or [None])[0]
 
     @contextlib.contextmanager
     def turn(self, first: bool = False):
-        me = object()
+        me, line = object(), self._back if first else self._waiting
         with self._changed:
-            self._waiting.appendleft(me) if first else self._waiting.append(me)
+            line.append(me)
             try:
-                self._changed.wait_for(lambda: not self._taken and self._waiting[0] is me)
+                self._changed.wait_for(lambda: self._next() is me)
             except BaseException:       # interrupted waiting: out of the line, or every picture after waits
-                self._waiting.remove(me)
+                line.remove(me)
                 self._changed.notify_all()
                 raise
-            self._waiting.popleft()
+            line.popleft()
             self._taken = True
         try:
             yield

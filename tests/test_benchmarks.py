@@ -224,3 +224,12 @@ def test_every_benchmark_explains_itself_when_run_as_the_readme_runs_it(script):
                             text=True, timeout=120, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
     assert result.returncode == 0 and "usage:" in result.stdout, result.stderr[-2000:]
 
+
+
+def test_decoding_line_prints_the_photos_wait_beside_a_plain_locks():
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "decoding_line.py"), "--tries", "2",
+                          "--decode-ms", "5"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = out.stdout.splitlines()[-2:]
+    assert rows[0].startswith("the line (this code)") and rows[1].startswith("baseline: a plain lock")
+    assert all(float(row.split()[-1]) >= float(row.split()[-2]) > 0 for row in rows)   # worst >= median

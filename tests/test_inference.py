@@ -727,14 +727,15 @@ def test_pictures_take_their_turns_in_the_order_they_came_and_a_photo_back_for_e
             order.append(name)
     threads = []
     with turns.turn():
-        for name, first in [("a", False), ("b", False), ("c", False), ("photo", True), ("d", False)]:
+        for name, first in [("a", False), ("b", False), ("photo", True), ("c", False), ("photo 2", True),
+                            ("d", False)]:
             threads.append(threading.Thread(target=wait, args=(name, first)))
             threads[-1].start()
-            while len(turns._waiting) < len(threads):
+            while len(turns._waiting) + len(turns._back) < len(threads):
                 time.sleep(0.001)
     for thread in threads:
         thread.join()
-    assert order == ["photo", "a", "b", "c", "d"]
+    assert order == ["photo", "photo 2", "a", "b", "c", "d"]
 
 
 def test_a_picture_interrupted_while_waiting_for_its_turn_leaves_the_line():
