@@ -56,7 +56,8 @@ if source == "Upload":
     if files and (refusal := predict_parts.too_big(files[0])):
         st.error(f"{common.plain(files[0].name)}: {refusal}")
     elif files:
-        picture, name = predict_parts.upload(files[0]), files[0].name
+        # The file's name as it is, never as Markdown: "$5 deal.jpg" is no formula.
+        picture, name = predict_parts.upload(files[0]), common.plain(files[0].name)
 
 elif source == "Camera":
     shot = st.camera_input("Take a photo", key="predict_camera", on_change=predict_parts.pictures_changed)
@@ -110,7 +111,7 @@ else:
     note = f"One of CIFAR-10's test pictures: the right answer is **{CLASS_NAMES[test.y_test[index]]}**."
 
 if picture is not None:
-    st.header(common.plain(name))      # a file's name as it is: "$5 deal.jpg" is no formula
+    st.header(name)
     if note:
         st.caption(note)
     # One reading of the model for the answer and the changed picture's: a choice changed in another tab, or
