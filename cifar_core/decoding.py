@@ -1010,8 +1010,8 @@ def _idle_core() -> bool:
 def _decode_slot(places: int = 1):
     """Waits for `places` of the DECODING_AT_ONCE places (taken in turn, so a picture waiting for all of
     them is not overtaken by ones that need one; one that needs them all had its turn for one already,
-    and comes first); True if no other picture is being decoded and a core
-    is idle, free to decode half of a big JPEG. Half a picture on a busy core would only slow both, and
+    and comes first); True if no other picture is being decoded and a core is idle, free to decode half
+    of a big JPEG. Half a picture on a busy core would only slow both, and
     the two halves take a little more CPU in all than one decode."""
     with contextlib.ExitStack() as held:
         with _turns.turn(first=places > 1):
