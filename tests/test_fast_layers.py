@@ -84,6 +84,8 @@ def test_a_float32_training_network_has_the_plain_networks_gradients(batch):
 def test_tap_products_work_on_airbench_s_small_wide_maps_in_bfloat16(batch, monkeypatch):
     """The 7x7 and 3x3 maps of 256 channels take the tap products, and the step's gradients are the
     ones TensorFlow's own kernel gives, to bfloat16's rounding (every other op is the same one)."""
+    import keras
+    keras.utils.set_random_seed(0)
     fast = _airbench("mixed_bfloat16", True)
     models.init_whitening(fast, batch[0].astype(np.uint8))
     sizes = [layer.input.shape[1] for layer in fast.layers
@@ -95,7 +97,8 @@ def test_tap_products_work_on_airbench_s_small_wide_maps_in_bfloat16(batch, monk
     without.set_weights(fast.get_weights())
     assert not any(hasattr(layer, "_tap_products") and layer._tap_products(layer.input) for layer in without.layers)
     for a, b in zip(with_taps, _gradients(without, *batch)):
-        # bfloat16 keeps 8 bits, and the two sum in different orders: up to 3.0% of a layer's largest
-        # gradient apart on a CPU without bfloat16 maths (a 2-core AVX2 EPYC; under 2% on a Zen 5). A wrong
-        # gradient is off by about all of it.
-        assert np.abs(a - b).max() <= 0.05 * np.abs(b).max()
+        # bfloat16 keeps 8 bits, and the two sum in different orders: single numbers up to 3.0% of a layer's
+        # largest gradient apart on a CPU without bfloat16 maths (a 2-core AVX2 EPYC; 0.3% on a Zen 5), as
+        # weights drawn afresh fell. Over the whole layer, under 0.005% on the Zen 5. A wrong gradient is off
+        # by about all of it.
+        assert np.linalg.norm(a - b) <= 0.02 * np.linalg.norm(b)
