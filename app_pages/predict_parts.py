@@ -130,14 +130,13 @@ def upload(file, name: str | None = None) -> Picture | None:
 
 
 CANVAS_SIDE = 320                # pixels: the Predict page's canvas
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def canvas_png(raw: bytes) -> bool:
     """Whether `raw` is what a canvas sends: a PNG no larger than the canvas, on a screen of up to 4
     device pixels to one. Anything else came from a script; a run-length BMP the same size is decoded a
     pixel at a time in Python (0.4 s of the server's CPU, again with every new one)."""
-    if raw[:8] != PNG_SIGNATURE or raw[12:16] != b"IHDR":
+    if not raw.startswith(decoding.PNG_SIGNATURE) or raw[12:16] != b"IHDR":
         return False
     width, height = int.from_bytes(raw[16:20], "big"), int.from_bytes(raw[20:24], "big")
     return 0 < width <= 4 * CANVAS_SIDE and 0 < height <= 4 * CANVAS_SIDE

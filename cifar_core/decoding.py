@@ -450,7 +450,7 @@ def _check_tiff(raw: bytes) -> int:
     return spilled * TIFF_TAG_BYTES_PER_BYTE
 
 
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")     # classic and BigTIFF, either byte order
 
 
@@ -461,7 +461,7 @@ def _check_structure(raw: bytes) -> Structure:
     budget. Returns what its decoding cost depends on besides its pixels."""
     if raw[:2] == b"\xff\xd8":
         return Structure(jpeg_scans=_jpeg_scans(raw))
-    elif raw.startswith(_PNG_SIGNATURE):
+    elif raw.startswith(PNG_SIGNATURE):
         return Structure(metadata=_check_png(raw))
     elif raw[:3] == b"GIF":
         _check_gif(raw)
@@ -478,7 +478,7 @@ READ_HERE = f"JPEG, PNG, WebP, AVIF, {'HEIC, ' if HEIC else ''}GIF, BMP or TIFF"
 # How the other formats read here begin: a file that begins as one of them and cannot be opened was cut
 # short in its header, or stores its picture in a way Pillow cannot read; "not a picture in a format we can
 # read (try JPEG, ...)" named the file's own format.
-_SIGNATURES = (b"\xff\xd8\xff", _PNG_SIGNATURE, b"GIF87a", b"GIF89a", b"BM", *_TIFF_SIGNATURES)
+_SIGNATURES = (b"\xff\xd8\xff", PNG_SIGNATURE, b"GIF87a", b"GIF89a", b"BM", *_TIFF_SIGNATURES)
 
 
 def _open(raw: bytes) -> Image.Image:
@@ -1011,8 +1011,8 @@ def _decode_slot(places: int = 1):
     """Waits for `places` of the DECODING_AT_ONCE places (taken in turn, so a picture waiting for all of
     them is not overtaken by ones that need one; one that needs them all had its turn for one already,
     and comes first); True if no other picture is being decoded and a core is idle, free to decode half
-    of a big JPEG. Half a picture on a busy core would only slow both, and
-    the two halves take a little more CPU in all than one decode."""
+    of a big JPEG. Half a picture on a busy core would only slow both, and the two halves take a little
+    more CPU in all than one decode."""
     with contextlib.ExitStack() as held:
         with _turns.turn(first=places > 1):
             for _ in range(places):
