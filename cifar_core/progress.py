@@ -54,7 +54,8 @@ def number(value) -> float | None:
 
 def _wall(record: dict) -> float:
     """A record's wall-clock time since the trainer started; older records had only the training clock."""
-    return number(record.get("wall_s")) if number(record.get("wall_s")) is not None else record["elapsed_s"]
+    wall = number(record.get("wall_s"))
+    return wall if wall is not None else record["elapsed_s"]
 
 
 def estimate(config: dict, status: dict, metrics: list[dict], now: float) -> Progress:
